@@ -1,0 +1,678 @@
+"""The `postcall` command. Each command is an entry point: it owns its transactions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.config import PROJECT_ROOT, get_settings
+from app.db.session import unit_of_work
+from app.errors import PostcallError
+from app.pipeline.calls import count_by_state, find_call, find_tenant
+from app.pipeline.queries import call_detail
+from app.pipeline.store import StoreStatus, store_transcript
+from app.schemas.api import CallDetailOut
+from app.schemas.grounding import VerificationReport
+from app.worker.context import AppContext
+
+app = typer.Typer(
+    name="postcall",
+    help="Post-call processing: grounded summaries, reasons, outcomes and action items from transcripts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+TRANSCRIPT_SUFFIXES = (".json", ".txt", ".vtt", ".srt")
+SAMPLES_DIR = PROJECT_ROOT / "samples"
+
+TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant slug (default: POSTCALL_DEFAULT_TENANT).")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Input format, or 'auto' to detect it.")]
+AgentSpeakerOpt = Annotated[
+    str | None, typer.Option("--agent-speaker", help="The speaker label that is the agent (overrides inference).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _context(provider: str | None = None) -> AppContext:
+    return AppContext(get_settings(), provider_name=provider)
+
+
+def _processing_context(settings: Any = None, provider: str | None = None) -> AppContext:
+    """A context whose provider and prompt are built now, so a bad choice fails before any work."""
+    ctx = AppContext(settings or get_settings(), provider_name=provider)
+    try:
+        _ = ctx.provider, ctx.prompt
+    except PostcallError as exc:
+        raise _fail(str(exc)) from exc
+    return ctx
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Create or migrate the database schema (POSTCALL_DATABASE_URL)."""
+    from app.db.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"database at revision {revision}: {_safe_url(settings.database_url)}", highlight=False)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ------------------------------------------------------------------------------------------ ingest
+
+
+@dataclass
+class IngestResult:
+    file: str
+    format: str | None = None
+    call_id: str | None = None
+    external_id: str | None = None
+    status: str | None = None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "format": self.format,
+            "call_id": self.call_id,
+            "external_id": self.external_id,
+            "status": self.status,
+            "error": self.error,
+            "warnings": list(self.warnings),
+        }
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files as given, and the transcript files inside directories (sorted, not recursive into dotfiles)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix.lower() in TRANSCRIPT_SUFFIXES and not p.name.startswith(".")
+                    and p.name.lower() != "readme.md"
+                )
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def ingest_files(
+    ctx: AppContext,
+    files: Sequence[Path],
+    *,
+    tenant: str,
+    fmt: str = "auto",
+    agent_speaker: str | None = None,
+    replace: bool = False,
+) -> list[IngestResult]:
+    """Parse and store each file in its own transaction: a bad file never blocks the good ones."""
+    from app.ingest import load_transcript
+
+    results: list[IngestResult] = []
+    for path in files:
+        result = IngestResult(file=str(path))
+        results.append(result)
+        try:
+            parsed = load_transcript(
+                path, fmt=fmt, agent_speaker=agent_speaker, max_bytes=ctx.settings.max_transcript_bytes
+            )
+            result.format = parsed.detected_format
+            result.warnings = tuple(parsed.warnings)
+            external_id = parsed.transcript.metadata.external_id or path.stem
+            with unit_of_work(ctx.session_factory) as session:
+                stored = store_transcript(
+                    session,
+                    parsed.transcript,
+                    tenant=tenant,
+                    external_id=external_id,
+                    source_name=path.name,
+                    replace=replace,
+                )
+            result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
+        except PostcallError as exc:
+            result.error = str(exc)
+        except OSError as exc:
+            result.error = f"{path}: cannot read: {exc.strerror or exc}"
+    return results
+
+
+def _print_ingest_results(results: Iterable[IngestResult]) -> None:
+    for r in results:
+        if r.error:
+            err_console.print(f"[red]✗[/red] {r.error}", highlight=False)
+        else:
+            console.print(
+                f"[green]✓[/green] {r.file} [dim]({r.format})[/dim] -> {r.call_id} "
+                f"[bold]{r.external_id}[/bold] {r.status}",
+                highlight=False,
+            )
+        for warning in r.warnings:
+            err_console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+def _enqueue(call_ids: list[str]) -> bool:
+    from app.worker.enqueue import enqueue_calls
+
+    if not call_ids:
+        return True
+    try:
+        enqueue_calls(call_ids)
+    except Exception as exc:  # kombu raises several unrelated types when the broker is down
+        err_console.print(
+            f"[yellow]warning:[/yellow] could not reach the broker ({exc}); the calls stay queued in the "
+            "database and `postcall reconcile` will enqueue them.",
+            highlight=False,
+        )
+        return False
+    return True
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Transcript files or directories.")],
+    tenant: TenantOpt = None,
+    fmt: FormatOpt = "auto",
+    agent_speaker: AgentSpeakerOpt = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a call whose content changed.")] = False,
+    no_enqueue: Annotated[bool, typer.Option("--no-enqueue", help="Store only; do not hand to workers.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store transcripts as queued calls and hand their ids to the workers."""
+    ctx = _context()
+    files = expand_paths(paths)
+    if not files:
+        raise _fail("no transcript files found in " + ", ".join(map(str, paths)))
+    results = ingest_files(
+        ctx, files, tenant=tenant or ctx.settings.default_tenant, fmt=fmt, agent_speaker=agent_speaker,
+        replace=replace,
+    )
+    to_enqueue = [r.call_id for r in results if r.call_id and r.status != StoreStatus.unchanged]
+    enqueued = False if no_enqueue else _enqueue(to_enqueue)
+    if as_json:
+        print(json.dumps({"files": [r.as_json() for r in results], "enqueued": enqueued and bool(to_enqueue)}))
+    else:
+        _print_ingest_results(results)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------------------- process
+
+
+@app.command()
+def process(
+    paths: Annotated[list[Path], typer.Argument(help="Transcript files or directories.")],
+    tenant: TenantOpt = None,
+    provider: Annotated[str | None, typer.Option("--provider", help="heuristic | openai")] = None,
+    fmt: FormatOpt = "auto",
+    agent_speaker: AgentSpeakerOpt = None,
+    replace: Annotated[bool, typer.Option("--replace")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest and process transcripts in this process (no broker), with a progress bar."""
+    ctx = _processing_context(provider=provider)
+    files = expand_paths(paths)
+    if not files:
+        raise _fail("no transcript files found in " + ", ".join(map(str, paths)))
+    results = ingest_files(
+        ctx, files, tenant=tenant or ctx.settings.default_tenant, fmt=fmt, agent_speaker=agent_speaker,
+        replace=replace,
+    )
+    if not as_json:
+        _print_ingest_results(r for r in results if r.error)
+    call_ids = [r.call_id for r in results if r.call_id]
+    outcomes = process_in_process(ctx, call_ids, show_progress=not as_json)
+    if as_json:
+        print(json.dumps({
+            "files": [r.as_json() for r in results],
+            "calls": [{"call_id": o.call_id, "state": o.state.value, "claims": o.claims,
+                       "ungrounded": o.ungrounded, "error": o.error} for o in outcomes],
+        }))
+    else:
+        by_id = {r.call_id: r for r in results}
+        for outcome in outcomes:
+            name = by_id[outcome.call_id].external_id
+            detail = f" ({outcome.error})" if outcome.error else ""
+            console.print(f"{outcome.call_id} [bold]{name}[/bold]: {outcome.state.value}{detail}", highlight=False)
+    if any(r.error for r in results) or any(o.error for o in outcomes):
+        raise typer.Exit(1)
+
+
+def process_in_process(ctx: AppContext, call_ids: Sequence[str], *, show_progress: bool) -> list[Any]:
+    from app.errors import TransientError
+    from app.pipeline.run import ProcessOutcome, mark_failed, process_call
+
+    outcomes: list[ProcessOutcome] = []
+    if not call_ids:
+        return outcomes
+    provider, prompt = ctx.provider, ctx.prompt
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, disable=not show_progress, transient=True,
+    ) as progress:
+        task = progress.add_task(f"extracting ({provider.name})", total=len(call_ids))
+        for call_id in call_ids:
+            try:
+                outcome = process_call(
+                    ctx.session_factory, call_id, provider, prompt, redact_for_llm=ctx.settings.redact_for_llm
+                )
+            except TransientError as exc:
+                # No broker to retry later in-process: record the failure visibly; `postcall retry` re-runs it.
+                outcome = mark_failed(ctx.session_factory, call_id, provider, prompt, f"transient failure: {exc}")
+            outcomes.append(outcome)
+            progress.advance(task)
+    return outcomes
+
+
+# -------------------------------------------------------------------------------------------- show
+
+
+def _load_detail(ctx: AppContext, reference: str, tenant: str | None) -> CallDetailOut:
+    with unit_of_work(ctx.session_factory) as session:
+        call = find_call(session, reference, _tenant_id(session, tenant))
+        return call_detail(session, call)
+
+
+def show_json(detail: CallDetailOut) -> dict[str, Any]:
+    document = detail.model_dump(mode="json")
+    return document
+
+
+@app.command()
+def show(
+    call: Annotated[str, typer.Argument(help="Call id or external id.")],
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a call's extraction: claims, evidence and grounding status."""
+    ctx = _context()
+    try:
+        detail = _load_detail(ctx, call, tenant)
+    except PostcallError as exc:
+        raise _fail(str(exc), 1) from exc
+    if as_json:
+        print(json.dumps(show_json(detail)))
+        return
+    render_call(detail)
+
+
+STATUS_STYLE = {
+    "grounded": "green",
+    "ungrounded": "bold red",
+    "exact": "green",
+    "normalized": "green",
+    "fuzzy": "yellow",
+    "relocated": "yellow",
+}
+
+
+def _status(label: str, reason: str | None = None) -> str:
+    style = STATUS_STYLE.get(label, "white")
+    suffix = f": {reason}" if reason else ""
+    return f"[{style}]{label}{suffix}[/{style}]"
+
+
+def render_call(detail: CallDetailOut) -> None:
+    console.rule(f"[bold]{detail.external_id}[/bold]  {detail.call_id}  [dim]{detail.state}[/dim]")
+    if detail.error:
+        console.print(f"[red]error:[/red] {detail.error}", highlight=False)
+    if detail.run:
+        run = detail.run
+        console.print(
+            f"[dim]{run.provider}/{run.model} prompt {run.prompt_version} · {run.llm_calls} LLM calls · "
+            f"{run.prompt_tokens}+{run.completion_tokens} tokens · ${run.cost_usd:.4f} · "
+            f"{(run.total_ms or 0):.0f} ms[/dim]",
+            highlight=False,
+        )
+    utterances = {u.index: u for u in detail.utterances}
+    titles = {"reason": "Reason", "outcome": "Outcome", "summary": "Summary", "action_item": "Action items"}
+    for kind in ("reason", "outcome", "summary", "action_item"):
+        claims = [c for c in detail.claims if c.kind == kind]
+        if not claims:
+            continue
+        console.print(f"\n[bold]{titles[kind]}[/bold]")
+        for claim in claims:
+            flag = "" if claim.status == "grounded" else "[bold red]UNVERIFIED[/bold red] "
+            extra = ""
+            if kind == "action_item":
+                extra = f" [cyan](owner: {claim.owner}; due: {claim.due or '—'})[/cyan]"
+            console.print(f"  • {flag}{claim.text}{extra}  {_status(claim.status, claim.reason)}", highlight=False)
+            for ev in claim.evidence:
+                where = ev.utterance if ev.utterance is not None else ev.cited_utterance
+                speaker = utterances[where].role if where in utterances else "?"
+                console.print(
+                    f"      [dim][{where}] {speaker}:[/dim] “{ev.quote}”  {_status(ev.status, ev.reason)}",
+                    highlight=False,
+                )
+    if not detail.claims and not detail.error:
+        console.print("  (no extraction yet)")
+    console.print()
+
+
+# ------------------------------------------------------------------------------------------ verify
+
+
+def verification_json(report: VerificationReport) -> dict[str, Any]:
+    return {
+        "claims": [
+            {
+                "kind": claim.kind.value,
+                "text": claim.text,
+                "status": claim.status.value,
+                "reason": claim.reason,
+                "owner": claim.owner.value if claim.owner else None,
+                "due": claim.due,
+                "evidence": [
+                    {
+                        "utterance": ev.utterance,
+                        "cited_utterance": ev.cited_utterance,
+                        "quote": ev.quote,
+                        "status": ev.status.value,
+                        "char_start": ev.char_start,
+                        "char_end": ev.char_end,
+                        "score": round(ev.score, 4),
+                        "reason": ev.reason,
+                    }
+                    for ev in claim.evidence
+                ],
+            }
+            for claim in report.claims
+        ]
+    }
+
+
+@app.command()
+def verify(
+    transcript: Annotated[Path, typer.Argument(help="Transcript file (any supported format).")],
+    extraction: Annotated[Path, typer.Argument(help="Extraction JSON (the v1 contract).")],
+    fmt: FormatOpt = "auto",
+    agent_speaker: AgentSpeakerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every citation of an extraction against a transcript. Exit 0 when all claims are grounded."""
+    from pydantic import ValidationError
+
+    from app.grounding import verify_extraction
+    from app.ingest import load_transcript
+    from app.schemas.extraction import Extraction
+
+    try:
+        parsed = load_transcript(transcript, fmt=fmt, agent_speaker=agent_speaker)
+    except PostcallError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        raw = extraction.read_bytes()
+        document = Extraction.model_validate_json(raw)
+    except OSError as exc:
+        raise _fail(f"{extraction}: cannot read: {exc.strerror or exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}" for e in exc.errors()[:10]
+        )
+        raise _fail(f"{extraction}: not a valid extraction: {problems}") from exc
+    report = verify_extraction(parsed.transcript, document)
+    if as_json:
+        print(json.dumps(verification_json(report)))
+    else:
+        for claim in report.claims:
+            console.print(f"{_status(claim.status.value, claim.reason)}  [{claim.kind.value}] {claim.text}",
+                          highlight=False)
+            for ev in claim.evidence:
+                where = ev.utterance if ev.utterance is not None else ev.cited_utterance
+                span = f" chars {ev.char_start}-{ev.char_end}" if ev.char_start is not None else ""
+                console.print(f"    [{where}]{span} “{ev.quote}” {_status(ev.status.value, ev.reason)}",
+                              highlight=False)
+        grounded = sum(1 for c in report.claims if c.status.value == "grounded")
+        console.print(f"\n{grounded}/{len(report.claims)} claims grounded", highlight=False)
+    if not report.all_grounded:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------------------ status
+
+
+@app.command()
+def status(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
+    """Count calls per state."""
+    ctx = _context()
+    with unit_of_work(ctx.session_factory) as session:
+        counts = count_by_state(session, _tenant_id(session, tenant))
+    if as_json:
+        print(json.dumps({"counts": counts}))
+        return
+    table = Table("state", "calls")
+    for state, count in counts.items():
+        table.add_row(state, str(count))
+    table.add_row("[bold]total[/bold]", f"[bold]{sum(counts.values())}[/bold]")
+    console.print(table)
+
+
+# ------------------------------------------------------------------------------------------ worker
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Parallel tasks (default POSTCALL_WORKER_CONCURRENCY).")
+    ] = None,
+    pool: Annotated[str | None, typer.Option(help="threads | prefork | solo | gevent")] = None,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+    beat: Annotated[bool, typer.Option("--beat", help="Also run the reconciler schedule in this worker.")] = False,
+) -> None:
+    """Run a Celery worker consuming the postcall queue."""
+    from app.worker.celery_app import QUEUE_NAME, celery_app
+
+    settings = get_settings()
+    argv = [
+        "worker",
+        f"--pool={pool or settings.worker_pool}",
+        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--loglevel={loglevel}",
+        f"--queues={QUEUE_NAME}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat:
+        argv += ["--beat", f"--schedule={PROJECT_ROOT / 'var' / 'celerybeat-schedule'}"]
+    celery_app.worker_main(argv)
+
+
+# ------------------------------------------------------------------------- reconcile / retry / reprocess
+
+
+@app.command()
+def reconcile(
+    stuck_after: Annotated[
+        int | None, typer.Option(help="Seconds in queued/processing before a call counts as stuck.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-enqueue calls stuck in queued or processing past the timeout (safe to run anywhere, any time)."""
+    from app.pipeline.reconcile import claim_stuck_calls
+
+    ctx = _context()
+    with unit_of_work(ctx.session_factory) as session:
+        call_ids = claim_stuck_calls(
+            session, stuck_after_seconds=stuck_after if stuck_after is not None else ctx.settings.stuck_after_seconds
+        )
+    enqueued = _enqueue(call_ids)
+    if as_json:
+        print(json.dumps({"requeued": call_ids, "enqueued": enqueued}))
+    else:
+        console.print(f"{len(call_ids)} stuck calls re-enqueued", highlight=False)
+    if not enqueued:
+        raise typer.Exit(1)
+
+
+@app.command()
+def retry(
+    state: Annotated[str, typer.Option(help="Which calls to retry, by state.")] = "failed",
+    since: Annotated[str | None, typer.Option(help="Only calls that entered the state at or after this ISO time.")]
+    = None,
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put failed (or other) calls back on the queue."""
+    from datetime import datetime
+
+    from app.models import CallState
+    from app.pipeline.reconcile import requeue_calls
+
+    try:
+        wanted = CallState(state)
+        since_dt = datetime.fromisoformat(since) if since else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    ctx = _context()
+    with unit_of_work(ctx.session_factory) as session:
+        tenant_id = _tenant_id(session, tenant)
+        call_ids = requeue_calls(session, states=[wanted], since=since_dt, tenant_id=tenant_id)
+    enqueued = _enqueue(call_ids)
+    if as_json:
+        print(json.dumps({"requeued": call_ids, "enqueued": enqueued}))
+    else:
+        console.print(f"{len(call_ids)} calls re-enqueued", highlight=False)
+    if not enqueued:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reprocess(
+    calls: Annotated[list[str] | None, typer.Argument(help="Call ids or external ids (default: all).")] = None,
+    tenant: TenantOpt = None,
+    provider: Annotated[str | None, typer.Option("--provider")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model for the openai provider.")] = None,
+    prompt_version: Annotated[str | None, typer.Option("--prompt-version")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run extraction in this process with another prompt version or model; earlier runs are kept."""
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["openai_model"] = model
+    if prompt_version:
+        overrides["prompt_version"] = prompt_version
+    ctx = _processing_context(get_settings().model_copy(update=overrides), provider)
+    with unit_of_work(ctx.session_factory) as session:
+        tenant_id = _tenant_id(session, tenant)
+        if calls:
+            call_ids = [find_call(session, ref, tenant_id).id for ref in calls]
+        else:
+            from sqlalchemy import select
+
+            from app.models import Call
+
+            query = select(Call.id).order_by(Call.created_at)
+            if tenant_id is not None:
+                query = query.where(Call.tenant_id == tenant_id)
+            call_ids = list(session.scalars(query))
+    outcomes = process_in_process(ctx, call_ids, show_progress=not as_json)
+    if as_json:
+        print(json.dumps({"calls": [{"call_id": o.call_id, "state": o.state.value, "skipped": o.skipped,
+                                     "run_id": o.run_id, "error": o.error} for o in outcomes]}))
+    else:
+        for o in outcomes:
+            note = " (unchanged: same prompt, provider and model)" if o.skipped else ""
+            console.print(f"{o.call_id}: {o.state.value}{note}", highlight=False)
+    if any(o.error for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _tenant_id(session: Any, tenant: str | None) -> int | None:
+    if tenant is None:
+        return None
+    tenant_row = find_tenant(session, tenant)
+    if tenant_row is None:
+        raise PostcallError(f"no tenant {tenant!r}")
+    return tenant_row.id
+
+
+# ------------------------------------------------------------------------------------------ health
+
+
+@app.command()
+def health(as_json: JsonOpt = False) -> None:
+    """Check the database, the broker and the provider configuration; exit 1 when one is down."""
+    from app.health import run_checks
+
+    checks = run_checks(get_settings())
+    if as_json:
+        print(json.dumps({"ok": all(c.ok for c in checks), "checks": [c.as_json() for c in checks]}))
+    else:
+        for check in checks:
+            mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
+            console.print(f"{mark}  {check.name}: {check.detail}", highlight=False)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+# -------------------------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    samples: Annotated[Path, typer.Option(help="Folder of sample calls.")] = SAMPLES_DIR,
+    tenant: TenantOpt = None,
+) -> None:
+    """Set up the database, ingest the sample calls, process them offline and print the results."""
+    from app.db.migrate import upgrade
+
+    ctx = _processing_context(provider="heuristic")
+    upgrade(ctx.settings.database_url)
+    console.print(f"[dim]database: {_safe_url(ctx.settings.database_url)}[/dim]", highlight=False)
+    files = expand_paths([samples])
+    results = ingest_files(ctx, files, tenant=tenant or ctx.settings.default_tenant)
+    _print_ingest_results(r for r in results if r.error)
+    call_ids = [r.call_id for r in results if r.call_id]
+    process_in_process(ctx, call_ids, show_progress=True)
+    for call_id in call_ids:
+        render_call(_load_detail(ctx, call_id, None))
+    with unit_of_work(ctx.session_factory) as session:
+        counts = count_by_state(session)
+    summary = ", ".join(f"{state}: {n}" for state, n in counts.items() if n)
+    console.print(f"[bold]{len(call_ids)} calls processed[/bold] ({summary})", highlight=False)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except PostcallError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The one Settings class. Every knob is an environment variable prefixed POSTCALL_.
+
+The OpenAI SDK's own OPENAI_API_KEY / OPENAI_BASE_URL are read by the SDK itself.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POSTCALL_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{PROJECT_ROOT / 'var' / 'postcall.db'}",
+        description="SQLAlchemy URL. SQLite file by default; postgresql+psycopg://... in production.",
+    )
+    broker_url: str = "redis://localhost:6379/0"
+    # With acks_late a task held by a killed worker is redelivered only after this many seconds.
+    # It must exceed the longest legitimate run (LLM retries included); the DB reconciler covers the rest.
+    broker_visibility_timeout: int = 900
+    worker_concurrency: int = 8
+    worker_pool: Literal["threads", "prefork", "solo", "gevent"] = "threads"
+
+    llm_provider: Literal["heuristic", "openai"] = "heuristic"
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout: float = 60.0
+    # HTTP attempts inside one task try. 1 leaves every retry to the Celery task (backoff + jitter,
+    # Retry-After honoured) instead of a worker thread sleeping inside the SDK.
+    openai_max_attempts: int = 1
+    openai_max_input_tokens: int = 24_000
+    openai_max_output_tokens: int = 4_000
+    price_input_per_mtok: float = 0.15
+    price_cached_input_per_mtok: float = 0.075
+    price_output_per_mtok: float = 0.60
+    redact_for_llm: bool = True
+
+    prompt_version: str = "extract-v1"
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+
+    task_max_retries: int = 5
+    task_backoff_base: float = 2.0
+    task_backoff_max: float = 300.0
+    # A call in queued/processing longer than this is re-enqueued by the reconciler. Keep it above
+    # the broker visibility timeout so Redis redelivery gets the first chance.
+    stuck_after_seconds: int = 1_200
+    reconcile_every_seconds: int = 60
+
+    max_transcript_bytes: int = 20 * 1024 * 1024
+    default_tenant: str = "default"
+
+    # Signs session cookies. The default is for local use only; the web app warns when it is used.
+    secret_key: str = "dev-insecure-change-me"  # noqa: S105
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

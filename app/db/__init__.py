@@ -1,0 +1,1 @@
+"""Engine, sessions and the unit of work. Repositories flush; entry points commit."""

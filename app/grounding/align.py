@@ -1,0 +1,678 @@
+"""Align one evidence quote to the transcript: exact, normalized, fuzzy, relocated or ungrounded.
+
+The search runs from cheap and certain to costly and lenient, and stops at the first success:
+
+1. exact      the quote, verbatim, in the cited utterance (at token boundaries);
+2. normalized its normalized tokens, contiguous, in the cited utterance's normalized tokens;
+3. relocated  1 or 2 in another utterance, the nearest one to the cited index winning;
+4. the same across adjacent utterances of one speaker (a quote that runs over a turn break);
+5. fuzzy      a close span in the cited utterance (or, relocated, in another) whose critical tokens
+              all agree and whose differing words are all ASR slips or function words.
+
+Whatever is found, the evidence records character offsets into the *original* utterance text:
+``utterances[ev.utterance].text[ev.char_start:ev.char_end]`` is the matched span.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import jellyfish
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import Levenshtein
+
+from app.grounding.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, normalize
+from app.grounding.reasons import Reason
+from app.grounding.thresholds import (
+    ASR_SLIP_MIN_JARO_WINKLER,
+    FUZZY_CANDIDATE_CUTOFF,
+    FUZZY_CANDIDATES,
+    FUZZY_MAX_CONTENT_EDITS,
+    FUZZY_MIN_QUOTE_COVERAGE,
+    FUZZY_MIN_SCORE,
+)
+from app.schemas.grounding import EvidenceStatus, VerifiedEvidence
+from app.schemas.transcript import Utterance
+
+# An ellipsis in a quote joins pieces taken from different places: "I'll send … by Friday".
+ELLIPSIS_RE = re.compile(r"\s*(?:…|\.{3,}|\[\s*(?:…|\.{3,})\s*\])\s*")
+# Wrapping a model may put around a quote; never part of what was said.
+QUOTE_WRAPPING = " \t\r\n\"'“”‘’«»"
+
+# Words whose replacement, omission or insertion does not change what a quote claims. Pronouns are
+# deliberately absent: "I will send it" and "you will send it" name different owners.
+FUNCTION_WORDS = frozenset(
+    {
+        "a", "an", "the", "of", "to", "for", "in", "on", "at", "by", "with", "from", "into", "onto",
+        "about", "as", "and", "or", "but", "so", "if", "then", "than", "that", "this", "these", "those",
+        "it", "its", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "have",
+        "has", "had", "there", "here", "just", "also", "really", "very", "well", "oh", "okay", "alright",
+        "right", "yeah", "yes", "yep", "sure", "please", "um", "uh", "like", "actually", "mr", "mrs", "ms",
+        "miss", "sir", "maam", "what", "where", "when", "which", "who", "how", "why"
+    }
+)
+# Pronouns and modals: ASR drops them often, so a quote may have one the transcript lacks; but swapping
+# one for another changes who does what ("I" vs "you") or how firm a promise is ("will" vs "can").
+DROPPABLE_WORDS = frozenset(
+    {
+        "i", "you", "we", "they", "he", "she", "me", "us", "them", "him", "her", "my", "your", "our",
+        "their", "his", "one", "can", "could", "will", "would", "shall", "should", "may", "might", "must",
+    }
+)
+# A word and the same word with one of these in front say opposite things ("activate"/"deactivate").
+NEGATING_PREFIXES = frozenset({"un", "in", "im", "ir", "il", "dis", "non", "de", "mis"})
+
+# How many multi-utterance speaker blocks (nearest the citation first) a fuzzy quote is tried against.
+BLOCKS_TRIED = 3
+
+# When critical tokens disagree, the reason names the most telling kind.
+MISMATCH_REASON_BY_KIND: tuple[tuple[TokenKind, Reason], ...] = (
+    (TokenKind.negation, Reason.negation_mismatch),
+    (TokenKind.id, Reason.id_mismatch),
+    (TokenKind.date, Reason.date_mismatch),
+    (TokenKind.time, Reason.time_mismatch),
+    (TokenKind.amount, Reason.amount_mismatch),
+    (TokenKind.percent, Reason.amount_mismatch),
+    (TokenKind.number, Reason.number_mismatch),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """Tokens [first, last) of one utterance's normalized text."""
+
+    utterance: int
+    first: int
+    last: int
+
+
+# Turns a token window [first, last) into per-utterance spans plus the quote tokens mapped to each.
+SpanBuilder = Callable[[int, int], tuple[tuple[_Span, ...], tuple[tuple[int, int], ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _FuzzyVerdict:
+    spans: tuple[_Span, ...]
+    score: float
+    accepted: bool
+    # Why a close span was still refused (critical or content mismatch); None when it was not close.
+    reason: Reason | None
+    # Quote tokens that map to each span, to split the quote text when it runs over utterances.
+    quote_token_ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """Adjacent utterances of one speaker, their normalized tokens laid end to end."""
+
+    utterances: tuple[int, ...]
+    text: NormalizedText
+    # For each block token: which utterance it belongs to and its index there.
+    owner: tuple[int, ...]
+    local: tuple[int, ...]
+
+
+class PreparedTranscript:
+    """A transcript indexed for alignment. Build it once per call and reuse it for every quote.
+
+    Utterances are normalized lazily (a verbatim quote never needs it) and at most once.
+    """
+
+    def __init__(self, utterances: Sequence[Utterance]) -> None:
+        self.utterances: tuple[Utterance, ...] = tuple(utterances)
+        self._texts = [utterance.text for utterance in self.utterances]
+        self._normalized: list[NormalizedText | None] = [None] * len(self.utterances)
+        self._joined: list[str] | None = None
+        self._blocks: list[_Block] | None = None
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def normalized(self, index: int) -> NormalizedText:
+        cached = self._normalized[index]
+        if cached is None:
+            cached = normalize(self._texts[index])
+            self._normalized[index] = cached
+        return cached
+
+    def align_quote(self, cited_index: int, quote: str) -> list[VerifiedEvidence]:
+        """Align `quote` (cited at `cited_index`) to this transcript; one evidence per piece or span."""
+        pieces = [piece.strip(QUOTE_WRAPPING) for piece in ELLIPSIS_RE.split(quote)]
+        pieces = [piece for piece in pieces if piece]
+        if not pieces:
+            return [_ungrounded(cited_index, quote, Reason.not_found)]
+        evidence: list[VerifiedEvidence] = []
+        for piece in pieces:
+            evidence.extend(self._align_piece(cited_index, piece))
+        return evidence
+
+    # --- the search ---------------------------------------------------------------------------
+
+    def _align_piece(self, cited: int, piece: str) -> list[VerifiedEvidence]:
+        count = len(self.utterances)
+        in_range = 0 <= cited < count
+        anchor = min(max(cited, 0), count - 1)
+        relocation_reason = None if in_range else Reason.bad_index
+
+        if in_range:
+            found = _find_verbatim(self._texts[cited], piece)
+            if found is not None:
+                return [self._evidence(cited, cited, piece, EvidenceStatus.exact, found, 1.0)]
+
+        quote = normalize(piece)
+        if not quote.tokens:
+            return [_ungrounded(cited, piece, Reason.not_found)]
+
+        if in_range:
+            span = self._find_normalized(cited, quote)
+            if span is not None:
+                return [self._span_evidence(cited, piece, span, EvidenceStatus.normalized, 1.0)]
+
+        for index in _by_distance(anchor, count):
+            if index == cited:
+                continue
+            found = _find_verbatim(self._texts[index], piece)
+            if found is not None:
+                return [
+                    self._evidence(
+                        cited, index, piece, EvidenceStatus.relocated, found, 1.0, relocation_reason
+                    )
+                ]
+            span = self._find_normalized(index, quote)
+            if span is not None:
+                return [
+                    self._span_evidence(cited, piece, span, EvidenceStatus.relocated, 1.0, relocation_reason)
+                ]
+
+        across = self._find_across_utterances(anchor, quote)
+        if across is not None:
+            spans, ranges = across
+            return self._multi_span_evidence(
+                cited, piece, quote, spans, ranges, EvidenceStatus.normalized, 1.0, relocation_reason
+            )
+
+        verdict = self._fuzzy(cited if in_range else None, anchor, quote)
+        if verdict is not None and verdict.accepted:
+            return self._multi_span_evidence(
+                cited,
+                piece,
+                quote,
+                verdict.spans,
+                verdict.quote_token_ranges,
+                EvidenceStatus.fuzzy,
+                verdict.score,
+                relocation_reason,
+            )
+        if verdict is not None and verdict.reason is not None:
+            # Close, but a number, negation, date or content word differs: point at the span so the
+            # reviewer sees what the transcript says instead.
+            span = verdict.spans[0]
+            start, end = self._char_interval(span)
+            return [
+                VerifiedEvidence(
+                    cited_utterance=cited,
+                    utterance=span.utterance,
+                    quote=piece,
+                    status=EvidenceStatus.ungrounded,
+                    char_start=start,
+                    char_end=end,
+                    score=verdict.score,
+                    reason=verdict.reason.value,
+                )
+            ]
+        return [_ungrounded(cited, piece, relocation_reason or Reason.not_found)]
+
+    def _find_normalized(self, index: int, quote: NormalizedText) -> _Span | None:
+        text = self.normalized(index)
+        first = text.find(quote)
+        if first is None:
+            return None
+        return _Span(index, first, first + len(quote.tokens))
+
+    def _find_across_utterances(
+        self, anchor: int, quote: NormalizedText
+    ) -> tuple[tuple[_Span, ...], tuple[tuple[int, int], ...]] | None:
+        """A normalized match that runs over adjacent utterances of one speaker, nearest block first."""
+        for block in self._blocks_by_distance(anchor):
+            first = block.text.find(quote)
+            if first is None:
+                continue
+            return self._split_block_range(block, first, first + len(quote.tokens), range(len(quote.tokens)))
+        return None
+
+    def _split_block_range(
+        self, block: _Block, first: int, last: int, quote_positions: Sequence[int]
+    ) -> tuple[tuple[_Span, ...], tuple[tuple[int, int], ...]]:
+        """Cut block tokens [first, last) into per-utterance spans; map quote tokens alongside.
+
+        `quote_positions[k]` is the quote token aligned with block token first + k (for a normalized
+        match this is just k).
+        """
+        spans: list[_Span] = []
+        ranges: list[tuple[int, int]] = []
+        position = first
+        while position < last:
+            owner = block.owner[position]
+            end = position
+            while end < last and block.owner[end] == owner:
+                end += 1
+            spans.append(_Span(owner, block.local[position], block.local[end - 1] + 1))
+            quote_first = quote_positions[position - first]
+            quote_last = quote_positions[end - 1 - first] + 1
+            ranges.append((quote_first, quote_last))
+            position = end
+        return tuple(spans), tuple(ranges)
+
+    # --- fuzzy --------------------------------------------------------------------------------
+
+    def _fuzzy(self, cited: int | None, anchor: int, quote: NormalizedText) -> _FuzzyVerdict | None:
+        """The best fuzzy verdict: an accepted span (cited utterance first), else the closest refusal."""
+        verdicts: list[tuple[int, _FuzzyVerdict]] = []
+        for index in self._fuzzy_candidates(cited, quote):
+            verdict = self._fuzzy_in(index, quote)
+            if verdict is None:
+                continue
+            if verdict.accepted and index == cited:
+                return verdict
+            verdicts.append((index, verdict))
+        if len(quote.tokens) > 1 and not any(verdict.accepted for _, verdict in verdicts):
+            # Perhaps the quote runs over a turn break: try the speaker blocks nearest the citation.
+            for block in self._blocks_by_distance(anchor, limit=BLOCKS_TRIED):
+                verdict = self._fuzzy_in_block(block, quote)
+                if verdict is not None and len(verdict.spans) > 1:
+                    verdicts.append((verdict.spans[0].utterance, verdict))
+        accepted = [item for item in verdicts if item[1].accepted]
+        if accepted:
+            return max(accepted, key=lambda item: (item[1].score, -abs(item[0] - anchor)))[1]
+        refused = [item for item in verdicts if item[1].reason is not None]
+        if refused:
+            return max(refused, key=lambda item: (item[0] == cited, item[1].score, -abs(item[0] - anchor)))[1]
+        return None
+
+    def _fuzzy_candidates(self, cited: int | None, quote: NormalizedText) -> list[int]:
+        joined = self._all_joined()
+        # Utterances much shorter than the quote cannot hold it (a quote running over several of them
+        # is the block search's job); partial_ratio would otherwise score "yes" inside any quote.
+        min_length = len(quote.joined) // 2
+        best = process.extract(
+            quote.joined, joined, scorer=fuzz.partial_ratio, limit=None, score_cutoff=FUZZY_CANDIDATE_CUTOFF
+        )
+        indices = [index for text, _, index in best if len(text) >= min_length][:FUZZY_CANDIDATES]
+        if cited is not None and cited not in indices and len(joined[cited]) >= min_length:
+            indices.insert(0, cited)
+        return indices
+
+    def _fuzzy_in(self, index: int, quote: NormalizedText) -> _FuzzyVerdict | None:
+        text = self.normalized(index)
+        window = _locate(quote, text)
+        if window is None:
+            return None
+        first, last = window
+        return _judge(quote, text, first, last, lambda a, b: ((_Span(index, a, b),), ((0, len(quote)),)))
+
+    def _fuzzy_in_block(self, block: _Block, quote: NormalizedText) -> _FuzzyVerdict | None:
+        window = _locate(quote, block.text)
+        if window is None:
+            return None
+        first, last = window
+
+        def split(a: int, b: int) -> tuple[tuple[_Span, ...], tuple[tuple[int, int], ...]]:
+            positions = _quote_positions(quote, block.text, a, b)
+            return self._split_block_range(block, a, b, positions)
+
+        return _judge(quote, block.text, first, last, split)
+
+    # --- indexes ------------------------------------------------------------------------------
+
+    def _all_joined(self) -> list[str]:
+        if self._joined is None:
+            self._joined = [self.normalized(index).joined for index in range(len(self.utterances))]
+        return self._joined
+
+    def _blocks_by_distance(self, anchor: int, limit: int | None = None) -> Iterator[_Block]:
+        ordered = sorted(
+            self._speaker_blocks(), key=lambda block: (_distance_to_block(anchor, block), block.utterances[0])
+        )
+        yield from ordered[:limit] if limit is not None else ordered
+
+    def _speaker_blocks(self) -> list[_Block]:
+        """Runs of two or more consecutive utterances by the same speaker, built once."""
+        if self._blocks is None:
+            blocks: list[_Block] = []
+            index = 0
+            while index < len(self.utterances):
+                end = index + 1
+                while end < len(self.utterances) and self.utterances[end].speaker == self.utterances[index].speaker:
+                    end += 1
+                if end - index > 1:
+                    blocks.append(self._make_block(range(index, end)))
+                index = end
+            self._blocks = blocks
+        return self._blocks
+
+    def _make_block(self, members: range) -> _Block:
+        tokens: list[str] = []
+        kinds: list[TokenKind] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        owner: list[int] = []
+        local: list[int] = []
+        for index in members:
+            text = self.normalized(index)
+            tokens.extend(text.tokens)
+            kinds.extend(text.kinds)
+            starts.extend(text.starts)
+            ends.extend(text.ends)
+            owner.extend([index] * len(text.tokens))
+            local.extend(range(len(text.tokens)))
+        joined_offsets: list[int] = []
+        position = 0
+        for token in tokens:
+            joined_offsets.append(position)
+            position += len(token) + 1
+        block_text = NormalizedText(
+            tokens=tuple(tokens),
+            kinds=tuple(kinds),
+            starts=tuple(starts),
+            ends=tuple(ends),
+            joined=" ".join(tokens),
+            joined_offsets=tuple(joined_offsets),
+        )
+        return _Block(tuple(members), block_text, tuple(owner), tuple(local))
+
+    # --- results ------------------------------------------------------------------------------
+
+    def _char_interval(self, span: _Span) -> tuple[int, int]:
+        text = self.normalized(span.utterance)
+        return text.starts[span.first], text.ends[span.last - 1]
+
+    def _evidence(
+        self,
+        cited: int,
+        index: int,
+        piece: str,
+        status: EvidenceStatus,
+        interval: tuple[int, int],
+        score: float,
+        reason: Reason | None = None,
+    ) -> VerifiedEvidence:
+        return VerifiedEvidence(
+            cited_utterance=cited,
+            utterance=index,
+            quote=piece,
+            status=status,
+            char_start=interval[0],
+            char_end=interval[1],
+            score=score,
+            reason=reason.value if reason else None,
+        )
+
+    def _span_evidence(
+        self,
+        cited: int,
+        piece: str,
+        span: _Span,
+        status: EvidenceStatus,
+        score: float,
+        reason: Reason | None = None,
+    ) -> VerifiedEvidence:
+        return self._evidence(cited, span.utterance, piece, status, self._char_interval(span), score, reason)
+
+    def _multi_span_evidence(
+        self,
+        cited: int,
+        piece: str,
+        quote: NormalizedText,
+        spans: Sequence[_Span],
+        quote_ranges: Sequence[tuple[int, int]],
+        status: EvidenceStatus,
+        score: float,
+        reason: Reason | None,
+    ) -> list[VerifiedEvidence]:
+        """One evidence per utterance a match covers, each with its piece of the quote."""
+        covers_cited = any(span.utterance == cited for span in spans)
+        if len(spans) == 1:
+            span = spans[0]
+            final = status if span.utterance == cited else EvidenceStatus.relocated
+            return [self._span_evidence(cited, piece, span, final, score, reason)]
+        evidence: list[VerifiedEvidence] = []
+        for position, (span, (quote_first, quote_last)) in enumerate(zip(spans, quote_ranges, strict=True)):
+            # Each piece runs from where its first token starts to where the next piece begins, so
+            # the pieces put back together give the whole quote.
+            piece_start = 0 if position == 0 else quote.starts[quote_first]
+            is_last = position == len(spans) - 1
+            piece_end = len(piece) if is_last else quote.starts[quote_ranges[position + 1][0]]
+            quote_piece = piece[piece_start:piece_end].strip() or piece[
+                quote.starts[quote_first] : quote.ends[quote_last - 1]
+            ]
+            start, end = self._char_interval(span)
+            span_status = status if covers_cited else EvidenceStatus.relocated
+            if span_status is EvidenceStatus.normalized and self._texts[span.utterance][start:end] == quote_piece:
+                span_status = EvidenceStatus.exact
+            evidence.append(
+                VerifiedEvidence(
+                    cited_utterance=cited,
+                    utterance=span.utterance,
+                    quote=quote_piece,
+                    status=span_status,
+                    char_start=start,
+                    char_end=end,
+                    score=score,
+                    reason=reason.value if reason else None,
+                )
+            )
+        return evidence
+
+
+# --- free helpers ---------------------------------------------------------------------------------
+
+
+def _ungrounded(cited: int, quote: str, reason: Reason) -> VerifiedEvidence:
+    return VerifiedEvidence(
+        cited_utterance=cited,
+        utterance=None,
+        quote=quote,
+        status=EvidenceStatus.ungrounded,
+        reason=reason.value,
+    )
+
+
+def _by_distance(anchor: int, count: int) -> Iterator[int]:
+    """anchor, anchor-1, anchor+1, anchor-2, ...: on a tie the earlier utterance wins."""
+    yield anchor
+    for distance in range(1, count):
+        if anchor - distance >= 0:
+            yield anchor - distance
+        if anchor + distance < count:
+            yield anchor + distance
+
+
+def _distance_to_block(anchor: int, block: _Block) -> int:
+    first, last = block.utterances[0], block.utterances[-1]
+    if first <= anchor <= last:
+        return 0
+    return first - anchor if anchor < first else anchor - last
+
+
+def _find_verbatim(text: str, quote: str) -> tuple[int, int] | None:
+    """Where `quote` occurs in `text` without cutting a word or number ("$4" is not in "$45")."""
+    start = text.find(quote)
+    while start >= 0:
+        end = start + len(quote)
+        if _clean_boundary(text, start, end, quote):
+            return start, end
+        start = text.find(quote, start + 1)
+    return None
+
+
+def _clean_boundary(text: str, start: int, end: int, quote: str) -> bool:
+    if start > 0 and quote[0].isalnum() and text[start - 1].isalnum():
+        return False
+    if end < len(text) and quote[-1].isalnum() and text[end].isalnum():
+        return False
+    # "$5" inside "$5,000" or "2.5": a digit followed by a separator and another digit.
+    return not (
+        end + 1 < len(text) and quote[-1].isdigit() and text[end] in ".,:" and text[end + 1].isdigit()
+    )
+
+
+def _locate(quote: NormalizedText, text: NormalizedText) -> tuple[int, int] | None:
+    """The token window of `text` that best matches `quote`: rapidfuzz finds it, tokens refine it."""
+    if not text.tokens:
+        return None
+    if len(quote.joined) <= len(text.joined):
+        alignment = fuzz.partial_ratio_alignment(quote.joined, text.joined)
+        if alignment is None:
+            return None
+        first = max(bisect_right(text.joined_offsets, alignment.dest_start) - 1, 0)
+        last = max(bisect_left(text.joined_offsets, alignment.dest_end), first + 1)
+    else:
+        first, last = 0, len(text.tokens)
+    return _refine_window(quote.joined, text.tokens, first, last)
+
+
+def _refine_window(quote: str, tokens: Sequence[str], first: int, last: int) -> tuple[int, int]:
+    """Move each end of [first, last) one token at a time while the similarity to the quote improves.
+
+    Character-level (not token-level) similarity, so a misrecognized word ("accounts" for "account")
+    still pulls the window over it.
+    """
+
+    def similarity(a: int, b: int) -> float:
+        return fuzz.ratio(quote, " ".join(tokens[a:b]))
+
+    best = similarity(first, last)
+    improved = True
+    while improved:
+        improved = False
+        for a, b in ((first - 1, last), (first + 1, last), (first, last + 1), (first, last - 1)):
+            if 0 <= a < b <= len(tokens):
+                value = similarity(a, b)
+                if value > best:
+                    best, first, last, improved = value, a, b, True
+                    break
+    return first, last
+
+
+def _quote_positions(quote: NormalizedText, text: NormalizedText, first: int, last: int) -> list[int]:
+    """For each text token in [first, last), the quote token aligned with it (or the previous one)."""
+    positions: list[int] = []
+    for opcode in Levenshtein.opcodes(quote.tokens, text.tokens[first:last]):
+        width = opcode.dest_end - opcode.dest_start
+        for offset in range(width):
+            if opcode.tag in ("equal", "replace"):
+                positions.append(min(opcode.src_start + offset, opcode.src_end - 1))
+            else:
+                positions.append(max(opcode.src_start - 1, 0))
+    return positions
+
+
+def _judge(
+    quote: NormalizedText,
+    text: NormalizedText,
+    first: int,
+    last: int,
+    build: SpanBuilder,
+) -> _FuzzyVerdict:
+    """Decide whether text tokens [first, last) support the quote, and if not, why."""
+    span_tokens = text.tokens[first:last]
+    score = fuzz.ratio(quote.joined, " ".join(span_tokens)) / 100.0
+    if score < FUZZY_MIN_SCORE:
+        spans, ranges = build(first, last)
+        return _FuzzyVerdict(spans, score, False, None, ranges)
+    matched, content_edits = _compare_words(quote, span_tokens)
+    coverage = matched / len(quote.tokens)
+    critical_reason = _critical_mismatch(quote, text, first, last)
+    spans, ranges = build(first, last)
+    close = score >= FUZZY_MIN_SCORE and (coverage >= FUZZY_MIN_QUOTE_COVERAGE or critical_reason is not None)
+    if not close:
+        return _FuzzyVerdict(spans, score, False, None, ranges)
+    if critical_reason is not None:
+        return _FuzzyVerdict(spans, score, False, critical_reason, ranges)
+    if content_edits > FUZZY_MAX_CONTENT_EDITS:
+        return _FuzzyVerdict(spans, score, False, Reason.content_mismatch, ranges)
+    return _FuzzyVerdict(spans, score, True, None, ranges)
+
+
+def _compare_words(quote: NormalizedText, span_tokens: Sequence[str]) -> tuple[int, int]:
+    """Count quote tokens the span supports, and content words of the quote it does not.
+
+    Differences come in regions (runs of non-equal opcodes). Inside one, a quote word is supported
+    by an ASR slip of some span word; a region whose words only differ in spacing ("checkbook" vs
+    "check book") is supported whole. Unsupported function words are free; an unsupported pronoun
+    or modal is free when dropped, but a swapped one ("I" vs "you") is a content edit. Critical tokens are
+    left to the critical-token comparison.
+    """
+    matched = 0
+    content_edits = 0
+    region_quote: list[int] = []
+    region_span: list[str] = []
+
+    def close_region() -> None:
+        nonlocal matched, content_edits
+        if not region_quote:
+            return
+        words = [quote.tokens[position] for position in region_quote]
+        if region_span and "".join(words) == "".join(region_span):
+            matched += len(words)
+        else:
+            remaining = list(region_span)
+            for position, word in zip(region_quote, words, strict=True):
+                slip = next((other for other in remaining if _is_asr_slip(word, other)), None)
+                if slip is not None:
+                    matched += 1
+                    remaining.remove(slip)
+                elif quote.kinds[position] in CRITICAL_KINDS or word in FUNCTION_WORDS or (word in DROPPABLE_WORDS and not any(other in DROPPABLE_WORDS for other in remaining)):
+                    continue
+                else:
+                    content_edits += 1
+        region_quote.clear()
+        region_span.clear()
+
+    for opcode in Levenshtein.opcodes(quote.tokens, span_tokens):
+        if opcode.tag == "equal":
+            close_region()
+            matched += opcode.src_end - opcode.src_start
+        else:
+            region_quote.extend(range(opcode.src_start, opcode.src_end))
+            region_span.extend(span_tokens[opcode.dest_start : opcode.dest_end])
+    close_region()
+    return matched, content_edits
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _is_asr_slip(word: str, other: str) -> bool:
+    """Two different words that an ASR engine (or a spelling variant) would plausibly confuse."""
+    if word in FUNCTION_WORDS and other in FUNCTION_WORDS:
+        return True
+    if not word.isalpha() or not other.isalpha():
+        return False
+    longer, shorter = (word, other) if len(word) >= len(other) else (other, word)
+    if longer.endswith(shorter) and longer[: -len(shorter)] in NEGATING_PREFIXES:
+        return False
+    if jellyfish.jaro_winkler_similarity(word, other) >= ASR_SLIP_MIN_JARO_WINKLER:
+        return True
+    return bool(jellyfish.metaphone(word) == jellyfish.metaphone(other))
+
+
+def _critical_mismatch(quote: NormalizedText, text: NormalizedText, first: int, last: int) -> Reason | None:
+    """The reason the critical tokens of the quote and of text[first:last] disagree, or None."""
+    quote_values = quote.critical_values()
+    span_values = text.critical_values(first, last)
+    if not quote_values and not span_values:
+        return None
+    quote_counts = Counter(value for _, value in quote_values)
+    span_counts = Counter(value for _, value in span_values)
+    if quote_counts == span_counts:
+        return None
+    differing = set((quote_counts - span_counts) + (span_counts - quote_counts))
+    kinds = {kind for kind, value in (*quote_values, *span_values) if value in differing}
+    for kind, reason in MISMATCH_REASON_BY_KIND:
+        if kind in kinds:
+            return reason
+    return Reason.number_mismatch

@@ -1,0 +1,146 @@
+"""Claim support: a claim is grounded only when all its evidence is and the evidence says what it says.
+
+Three checks sit on top of quote alignment:
+
+- every claim needs evidence (`no_evidence`), and all of it grounded (the first failing evidence's
+  reason becomes the claim's);
+- the claim's own critical tokens must appear in its evidence: "$45 refund" resting on "I'll refund
+  the $40" is `unsupported_number`, even though the quote itself is verbatim;
+- an action item the agent owns must rest on agent speech (`owner_mismatch`); one the customer owns
+  may rest on either side's words. Utterances of unknown role never cause a mismatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.grounding.align import PreparedTranscript
+from app.grounding.normalize import NEGATION_VALUE, TokenKind, normalize
+from app.grounding.reasons import Reason
+from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
+from app.schemas.grounding import ClaimKind, ClaimStatus, VerificationReport, VerifiedClaim, VerifiedEvidence
+from app.schemas.transcript import Role, Transcript, Utterance
+
+# Words that make evidence negative even without "not": a claim "could not log in" may rest on
+# "the login failed". Used only for the claim-level negation check, never to compare quotes.
+NEGATIVE_POLARITY_WORDS = frozenset(
+    {"unable", "fail", "failed", "fails", "failing", "refuse", "refused", "declined", "denied", "without"}
+)
+NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent, TokenKind.time})
+
+_cached: tuple[Sequence[Utterance], PreparedTranscript] | None = None
+
+
+def align_quote(utterances: Sequence[Utterance], cited_index: int, quote: str) -> list[VerifiedEvidence]:
+    """Align one quote cited at `cited_index`. Consecutive calls on the same list reuse its index."""
+    return _prepared(utterances).align_quote(cited_index, quote)
+
+
+def verify_extraction(transcript: Transcript, extraction: Extraction) -> VerificationReport:
+    """Verify every claim of `extraction`: reason, outcome, summary items, then action items."""
+    prepared = PreparedTranscript(transcript.utterances)
+    claims: list[VerifiedClaim] = []
+    if extraction.reason is not None:
+        claims.append(verify_claim(prepared, ClaimKind.reason, extraction.reason))
+    if extraction.outcome is not None:
+        claims.append(verify_claim(prepared, ClaimKind.outcome, extraction.outcome))
+    claims.extend(verify_claim(prepared, ClaimKind.summary, statement) for statement in extraction.summary)
+    claims.extend(verify_claim(prepared, ClaimKind.action_item, item) for item in extraction.action_items)
+    return VerificationReport(claims=claims)
+
+
+def verify_claim(prepared: PreparedTranscript, kind: ClaimKind, statement: Statement) -> VerifiedClaim:
+    owner = statement.owner if isinstance(statement, ActionItem) else None
+    due = statement.due if isinstance(statement, ActionItem) else None
+    evidence = [
+        piece
+        for reference in statement.evidence
+        for piece in prepared.align_quote(reference.utterance, reference.quote)
+    ]
+    reason = _claim_failure(prepared, statement.text, due, owner, evidence)
+    return VerifiedClaim(
+        kind=kind,
+        text=statement.text,
+        owner=owner,
+        due=due,
+        status=ClaimStatus.ungrounded if reason else ClaimStatus.grounded,
+        reason=reason.value if reason else None,
+        evidence=evidence,
+    )
+
+
+def _claim_failure(
+    prepared: PreparedTranscript,
+    text: str,
+    due: str | None,
+    owner: Owner | None,
+    evidence: list[VerifiedEvidence],
+) -> Reason | None:
+    if not evidence:
+        return Reason.no_evidence
+    for piece in evidence:
+        if not piece.grounded:
+            known = piece.reason is not None and piece.reason in Reason.__members__
+            return Reason(piece.reason) if known and piece.reason else Reason.not_found
+    unsupported = _unsupported_detail(prepared, text if due is None else f"{text} {due}", evidence)
+    if unsupported is not None:
+        return unsupported
+    if owner is Owner.agent and _rests_only_on_customer(prepared, evidence):
+        return Reason.owner_mismatch
+    return None
+
+
+def _unsupported_detail(
+    prepared: PreparedTranscript, claim_text: str, evidence: list[VerifiedEvidence]
+) -> Reason | None:
+    """Which critical detail of the claim its evidence does not contain, if any."""
+    claim = normalize(claim_text)
+    claim_values = claim.critical_values()
+    if not claim_values:
+        return None
+    evidence_values: set[str] = set()
+    evidence_words: set[str] = set()
+    for piece in evidence:
+        if piece.utterance is None or piece.char_start is None or piece.char_end is None:
+            continue
+        span = normalize(prepared.utterances[piece.utterance].text[piece.char_start : piece.char_end])
+        evidence_values.update(value for _, value in span.critical_values())
+        evidence_words.update(span.tokens)
+    for kind, value in claim_values:
+        if value in evidence_values:
+            continue
+        if kind is TokenKind.negation:
+            if value == NEGATION_VALUE and evidence_words & NEGATIVE_POLARITY_WORDS:
+                continue
+            return Reason.unsupported_negation
+        if kind is TokenKind.id:
+            return Reason.unsupported_id
+        if kind is TokenKind.date and not any(character.isdigit() for character in value):
+            return Reason.unsupported_date
+        if kind in NUMERIC_KINDS or kind is TokenKind.date:
+            # Units ("dollars", "pm") are checked with their number; a bare unit is not a claim.
+            if value.isalpha():
+                continue
+            return Reason.unsupported_number
+    return None
+
+
+def _rests_only_on_customer(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> bool:
+    roles = {
+        prepared.utterances[piece.utterance].role for piece in evidence if piece.utterance is not None
+    }
+    return bool(roles) and roles == {Role.customer}
+
+
+def _prepared(utterances: Sequence[Utterance]) -> PreparedTranscript:
+    """The index of the last list seen, rebuilt when a different (or changed) list comes in."""
+    global _cached
+    if _cached is not None:
+        source, prepared = _cached
+        if source is utterances and len(prepared.utterances) == len(utterances) and all(
+            mine is theirs for mine, theirs in zip(prepared.utterances, utterances, strict=True)
+        ):
+            return prepared
+    prepared = PreparedTranscript(utterances)
+    _cached = (utterances, prepared)
+    return prepared

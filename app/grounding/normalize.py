@@ -1,0 +1,794 @@
+"""Speech-aware text normalization that remembers where every token came from.
+
+Quotes and utterances are compared as sequences of *normalized tokens*: lowercased, punctuation
+dropped, fillers and non-speech markers removed, stutters collapsed, contractions expanded, spoken
+numbers turned into digits. Each normalized token keeps the character interval of the original text
+it was made from, so a match found on normalized tokens maps back to a slice of the original text.
+
+Each token also carries a `TokenKind`. The *critical* kinds (numbers, amounts, percentages, times,
+dates, identifiers, negations) are the ones where a one-token difference changes what was said
+("$30" vs "$40", "will" vs "won't"), so the aligner never lets a fuzzy score paper over them.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+
+
+class TokenKind(Enum):
+    word = "word"
+    number = "number"
+    amount = "amount"
+    percent = "percent"
+    time = "time"
+    date = "date"
+    id = "id"
+    negation = "negation"
+
+
+CRITICAL_KINDS = frozenset(
+    {
+        TokenKind.number,
+        TokenKind.amount,
+        TokenKind.percent,
+        TokenKind.time,
+        TokenKind.date,
+        TokenKind.id,
+        TokenKind.negation,
+    }
+)
+
+# The value every negation contributes to a critical-token comparison: "never" and "not" count alike,
+# what matters is that the quote and the transcript are both negative (or both not).
+NEGATION_VALUE = "<neg>"
+
+# --- vocabularies -------------------------------------------------------------------------------
+
+# Hesitations that carry no content. "like", "you know" and "I mean" are deliberately absent: they are
+# content as often as filler ("I'd like to", "do you know my balance"), and the fuzzy stage already
+# tolerates an omitted filler phrase.
+FILLERS = frozenset({"um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "ahh", "hmm", "hm", "mm", "mmm"})
+
+# Non-speech markers some ASR engines and corpora put in the text.
+NON_SPEECH_RE = re.compile(r"<[a-z_]+>|\[[^\]]{1,30}\]", re.IGNORECASE)
+
+NEGATIONS = frozenset({"not", "no", "never", "none", "nobody", "nothing", "nowhere", "neither", "nor"})
+
+# Contractions written with an apostrophe (after the apostrophe has been made straight).
+APOSTROPHE_CONTRACTIONS: dict[str, tuple[str, ...]] = {
+    "won't": ("will", "not"),
+    "can't": ("can", "not"),
+    "shan't": ("shall", "not"),
+    "ain't": ("am", "not"),
+    "let's": ("let", "us"),
+    "o'clock": ("oclock",),
+    "y'all": ("you", "all"),
+    "ma'am": ("maam",),
+}
+# Suffix contractions, applied when the whole word is not in the table above.
+SUFFIX_CONTRACTIONS: dict[str, tuple[str, ...]] = {
+    "n't": ("not",),
+    "'ll": ("will",),
+    "'re": ("are",),
+    "'ve": ("have",),
+    "'m": ("am",),
+    "'d": ("would",),
+}
+# "'s" is "is" only after these; elsewhere it is a possessive (or "has") and the apostrophe just goes.
+IS_CONTRACTION_HOSTS = frozenset(
+    {"it", "that", "there", "here", "what", "where", "who", "how", "he", "she", "this", "everything"}
+)
+# Contractions as unpunctuated ASR text writes them. Only spellings that are not English words
+# themselves: "ill", "id", "its", "were", "well", "hell", "wed", "lets" are left alone.
+BARE_CONTRACTIONS: dict[str, tuple[str, ...]] = {
+    "dont": ("do", "not"),
+    "doesnt": ("does", "not"),
+    "didnt": ("did", "not"),
+    "cant": ("can", "not"),
+    "cannot": ("can", "not"),
+    "wont": ("will", "not"),
+    "isnt": ("is", "not"),
+    "arent": ("are", "not"),
+    "wasnt": ("was", "not"),
+    "werent": ("were", "not"),
+    "havent": ("have", "not"),
+    "hasnt": ("has", "not"),
+    "hadnt": ("had", "not"),
+    "wouldnt": ("would", "not"),
+    "couldnt": ("could", "not"),
+    "shouldnt": ("should", "not"),
+    "im": ("i", "am"),
+    "ive": ("i", "have"),
+    "youre": ("you", "are"),
+    "youve": ("you", "have"),
+    "youll": ("you", "will"),
+    "theyre": ("they", "are"),
+    "theyve": ("they", "have"),
+    "weve": ("we", "have"),
+    "thats": ("that", "is"),
+    "whats": ("what", "is"),
+    "theres": ("there", "is"),
+    "oclock": ("oclock",),
+}
+# Spelling variants that mean the same thing.
+CANONICAL_WORDS: dict[str, str] = {
+    "ok": "okay",
+    "dollar": "dollars",
+    "bucks": "dollars",
+    "buck": "dollars",
+    "usd": "dollars",
+    "cent": "cents",
+    "euro": "euros",
+    "eur": "euros",
+    "pound": "pounds",
+    "gbp": "pounds",
+    "pct": "percent",
+    "p.m.": "pm",
+    "p.m": "pm",
+    "a.m.": "am",
+    "a.m": "am",
+}
+CURRENCY_SYMBOLS: dict[str, str] = {"$": "dollars", "€": "euros", "£": "pounds"}
+CURRENCY_WORDS = frozenset({"dollars", "cents", "euros", "pounds"})
+TIME_MARKERS = frozenset({"am", "pm", "oclock"})
+# Words after a bare "one" that make it a quantity rather than a pronoun ("one dollar" vs "a new one").
+QUANTITY_UNITS = frozenset(
+    {
+        *CURRENCY_WORDS,
+        "percent",
+        *TIME_MARKERS,
+        "minute",
+        "minutes",
+        "hour",
+        "hours",
+        "day",
+        "days",
+        "week",
+        "weeks",
+        "month",
+        "months",
+        "year",
+        "years",
+        "business",
+        "time",
+        "times",
+    }
+)
+
+MONTHS = frozenset(
+    {
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    }
+)
+# Month names that are also ordinary words: a date only when a number stands next to them.
+AMBIGUOUS_MONTHS = frozenset({"may", "march", "mar", "jan", "jun", "aug", "sep", "oct", "nov", "dec"})
+WEEKDAYS = frozenset(
+    {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "weekend"}
+)
+RELATIVE_DAYS = frozenset({"today", "tomorrow", "yesterday", "tonight"})
+
+UNITS = {
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+}
+TEENS = {
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+}
+TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fourty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+# Spoken ordinals become numbers only in a date ("march third", "the third of march"): elsewhere
+# "first" and "second" are ordinary words ("first of all", "one second please").
+ORDINALS = {
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+    "sixth": 6,
+    "seventh": 7,
+    "eighth": 8,
+    "ninth": 9,
+    "tenth": 10,
+    "eleventh": 11,
+    "twelfth": 12,
+    "thirteenth": 13,
+    "fourteenth": 14,
+    "fifteenth": 15,
+    "sixteenth": 16,
+    "seventeenth": 17,
+    "eighteenth": 18,
+    "nineteenth": 19,
+    "twentieth": 20,
+    "thirtieth": 30,
+}
+NUMBER_WORDS = frozenset({*UNITS, *TEENS, *TENS, *SCALES})
+ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
+
+# One pass over the raw text finds the tokens; punctuation between them is skipped.
+RAW_TOKEN_RE = re.compile(
+    r"""
+      (?P<plain>[^\W\d_]+(?![\w@'’‘`:-]|\.\w))
+    | (?P<url>https?://\S+|www\.\S+)
+    | (?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)
+    | (?P<ampm>\b[ap]\.m\.?(?!\w))
+    | (?P<acronym>\b[^\W\d_](?:\.[^\W\d_])+\.?(?!\w))
+    | (?P<range>[$€£]?\d+(?:[.,]\d+)*\s?[-–]\s?[$€£]?\d+(?:[.,]\d+)*(?![\w:/-]))
+    | (?P<num>[$€£]?\d+(?:[,.:/-]\d+)*(?:%|[^\W\d_]+)?)
+    | (?P<word>[@#]?[^\W_]+(?:['’‘`][^\W_]+)*(?:-[^\W_]+(?:['’][^\W_]+)*)*)
+    """,
+    re.VERBOSE,
+)
+APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'"})
+GROUPED_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+PLAIN_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
+TIME_RE = re.compile(r"\d{1,2}:\d{2}")
+DATE_RE = re.compile(r"\d{1,4}[/-]\d{1,2}(?:[/-]\d{1,4})?")
+# A run of digits this long reads as an identifier (account, order, case number), not a quantity.
+MIN_ID_DIGITS = 5
+
+
+@dataclass(slots=True)
+class _Piece:
+    """A normalized token under construction: text, kind and the original interval it covers."""
+
+    text: str
+    start: int
+    end: int
+    kind: TokenKind = TokenKind.word
+    # Set on spoken number words so the composition pass can combine "twenty" "five".
+    spoken_number: bool = False
+    # Set on a digit ordinal ("3rd") or a spoken ordinal that may become a date number.
+    ordinal: int | None = None
+    # The original text continued with a hyphen right after this piece ("wh- what").
+    cut_off: bool = False
+    # Built from spoken number words ("twenty five"), as opposed to digits written in the text.
+    from_words: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedText:
+    """Normalized tokens of one text, each with the [start, end) interval of the original it covers."""
+
+    tokens: tuple[str, ...]
+    kinds: tuple[TokenKind, ...]
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+    joined: str = field(repr=False)
+    # Position of each token inside `joined`: a match found in `joined` maps back through it.
+    joined_offsets: tuple[int, ...] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def critical_values(self, first: int = 0, last: int | None = None) -> list[tuple[TokenKind, str]]:
+        """The critical tokens in tokens[first:last], as (kind, comparable value) in order."""
+        stop = len(self.tokens) if last is None else last
+        values: list[tuple[TokenKind, str]] = []
+        for position in range(first, stop):
+            kind = self.kinds[position]
+            if kind in CRITICAL_KINDS:
+                value = NEGATION_VALUE if kind is TokenKind.negation else self.tokens[position]
+                values.append((kind, value))
+        return values
+
+    def find(self, needle: NormalizedText, begin: int = 0) -> int | None:
+        """Index of the first token where `needle`'s tokens occur contiguously (from `begin`), or None."""
+        if not needle.tokens:
+            return None
+        if begin >= len(self.tokens):
+            return None
+        start_char = self.joined_offsets[begin]
+        haystack = f" {self.joined} "
+        target = f" {needle.joined} "
+        found = haystack.find(target, start_char)
+        if found < 0:
+            return None
+        return bisect_left(self.joined_offsets, found)
+
+
+def normalize(text: str) -> NormalizedText:
+    """Normalize `text` into comparable tokens that map back to intervals of `text`."""
+    pieces, flags = _raw_pieces(text)
+    if flags & _HAS_NUMBER:
+        pieces = _compose_numbers(pieces) if flags & _HAS_SPOKEN_NUMBER else _merge_digit_sequences(pieces)
+    if flags & _HAS_LETTER_M:
+        pieces = _merge_spelled_time_markers(pieces)
+    if flags & _HAS_SPOKEN_NUMBER:
+        pieces = _merge_spoken_clock_times(pieces)
+    pieces = _drop_stutters(pieces)
+    _assign_kinds(pieces)
+    tokens = tuple([piece.text for piece in pieces])
+    joined_offsets: list[int] = []
+    position = 0
+    for token in tokens:
+        joined_offsets.append(position)
+        position += len(token) + 1
+    return NormalizedText(
+        tokens=tokens,
+        kinds=tuple([piece.kind for piece in pieces]),
+        starts=tuple([piece.start for piece in pieces]),
+        ends=tuple([piece.end for piece in pieces]),
+        joined=" ".join(tokens),
+        joined_offsets=tuple(joined_offsets),
+    )
+
+
+# --- pass 1: raw tokens -> pieces ---------------------------------------------------------------
+
+# What the raw pass saw, so later passes that have nothing to do are skipped.
+_HAS_NUMBER = 1
+_HAS_SPOKEN_NUMBER = 2
+_HAS_LETTER_M = 4
+
+# A word's pieces depend on the word alone: (text, kind, spoken number, ordinal) per piece.
+_WordTemplate = tuple[tuple[str, TokenKind, bool, int | None], ...]
+
+
+def _raw_pieces(text: str) -> tuple[list[_Piece], int]:
+    masked = NON_SPEECH_RE.sub(lambda match: " " * len(match.group()), text) if "<" in text or "[" in text else text
+    lowered = masked.lower()
+    # Lowercasing may change the length of a few characters ("İ"): then lowercase token by token.
+    same_length = len(lowered) == len(masked)
+    scanned = lowered.translate(APOSTROPHES) if same_length else masked
+    pieces: list[_Piece] = []
+    append = pieces.append
+    flags = 0
+    length = len(scanned)
+    for match in RAW_TOKEN_RE.finditer(scanned):
+        group = match.lastgroup
+        start, end = match.span()
+        raw = match.group() if same_length else match.group().lower().translate(APOSTROPHES)
+        if group == "plain" or group == "word":
+            template = _word_template(raw)
+            if not template:
+                continue
+            cut_off = end < length - 1 and scanned[end] == "-" and scanned[end + 1].isspace()
+            for piece_text, kind, spoken, ordinal in template:
+                append(_Piece(piece_text, start, end, kind, spoken, ordinal, cut_off))
+                if spoken:
+                    flags |= _HAS_SPOKEN_NUMBER | _HAS_NUMBER
+                elif piece_text == "m":
+                    flags |= _HAS_LETTER_M
+        elif group == "num":
+            pieces.extend(_number_pieces(raw, start, end))
+            flags |= _HAS_NUMBER
+        elif group in ("url", "email"):
+            append(_Piece(raw.rstrip(".,;:!?)"), start, end, TokenKind.id))
+        elif group == "ampm":
+            append(_Piece(raw[0] + "m", start, end))
+        elif group == "acronym":
+            append(_Piece(raw.replace(".", ""), start, end))
+        else:  # range
+            pieces.extend(_range_pieces(raw, start, end))
+            flags |= _HAS_NUMBER
+    return pieces, flags
+
+
+def _range_pieces(raw: str, start: int, end: int) -> Iterator[_Piece]:
+    """'5-7' and '$5 - $7' read as '5 to 7', the way they are spoken."""
+    left, right = re.split(r"\s?[-–]\s?", raw, maxsplit=1)
+    currency = CURRENCY_SYMBOLS.get(left[0]) or CURRENCY_SYMBOLS.get(right[0])
+    yield _Piece(_canonical_number(left.lstrip("$€£")), start, end, TokenKind.number)
+    yield _Piece("to", start, end)
+    yield _Piece(_canonical_number(right.lstrip("$€£")), start, end, TokenKind.number)
+    if currency:
+        yield _Piece(currency, start, end)
+
+
+def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Piece]:
+    currency = CURRENCY_SYMBOLS.get(raw[0])
+    body = raw[1:] if currency else raw
+    suffix_match = re.search(r"(%|[^\W\d_]+)$", body)
+    suffix = suffix_match.group() if suffix_match else ""
+    digits = body[: len(body) - len(suffix)] if suffix else body
+    if suffix in ORDINAL_SUFFIXES and digits.isdigit():
+        yield _Piece(str(int(digits)), start, end, TokenKind.number, ordinal=int(digits))
+        return
+    if suffix and suffix != "%" and suffix not in TIME_MARKERS and suffix not in ("k",):
+        # "4g", "12ab": an identifier, compared as written.
+        yield _Piece(raw, start, end, TokenKind.id)
+        return
+    if TIME_RE.fullmatch(digits):
+        yield _Piece(_canonical_time(digits), start, end, TokenKind.time)
+    elif DATE_RE.fullmatch(digits) and ("/" in digits or digits.count("-") == 2):
+        yield _Piece(digits, start, end, TokenKind.date)
+    elif GROUPED_NUMBER_RE.fullmatch(digits) or PLAIN_NUMBER_RE.fullmatch(digits):
+        value = _canonical_number(digits)
+        if suffix == "k":
+            value = _canonical_number(str(Decimal(value) * 1000))
+        yield _Piece(value, start, end, TokenKind.number)
+    else:
+        # Version strings, phone numbers, "11.1.2": compared as written.
+        yield _Piece(digits, start, end, TokenKind.id)
+    if currency:
+        yield _Piece(currency, start, end)
+    if suffix == "%":
+        yield _Piece("percent", start, end)
+    elif suffix in TIME_MARKERS:
+        yield _Piece(suffix, start, end)
+
+
+def _canonical_time(clock: str) -> str:
+    """'03:00' -> '3', '9:30' -> '9:30': 'three pm' and '3:00 pm' must compare equal."""
+    hours, minutes = clock.split(":")
+    return str(int(hours)) if minutes == "00" else f"{int(hours)}:{minutes}"
+
+
+def _canonical_number(digits: str) -> str:
+    """'1,200.50' -> '1200.5', '030' -> '30'; anything unparseable is returned unchanged."""
+    try:
+        value = Decimal(digits.replace(",", ""))
+    except InvalidOperation:
+        return digits
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _word_template(raw: str) -> _WordTemplate:
+    """The normalized pieces of one raw word (cached: the vocabulary of calls is small)."""
+    word = TokenKind.word
+    if raw in FILLERS:
+        return ()
+    if "-" in raw and not raw.startswith(("@", "#")):
+        parts = raw.split("-")
+        if all(part in NUMBER_WORDS for part in parts):
+            # "twenty-five": leave the parts for number composition.
+            return tuple((part, word, True, None) for part in parts)
+        raw = "".join(parts)
+    if "'" in raw:
+        return tuple((text, word, False, None) for text in _expand_apostrophe(raw))
+    expansion = BARE_CONTRACTIONS.get(raw)
+    if expansion is not None:
+        return tuple((text, word, False, None) for text in expansion)
+    canonical = CANONICAL_WORDS.get(raw, raw)
+    if canonical in NUMBER_WORDS:
+        return ((canonical, word, True, None),)
+    if canonical in ORDINALS:
+        return ((canonical, word, False, ORDINALS[canonical]),)
+    if not canonical.isalpha() and any(character.isdigit() for character in canonical):
+        return ((canonical, TokenKind.id, False, None),)
+    return ((canonical, word, False, None),)
+
+
+def _expand_apostrophe(word: str) -> tuple[str, ...]:
+    whole = APOSTROPHE_CONTRACTIONS.get(word)
+    if whole is not None:
+        return whole
+    for suffix, expansion in SUFFIX_CONTRACTIONS.items():
+        if word.endswith(suffix) and len(word) > len(suffix):
+            host = word[: -len(suffix)]
+            return (*_expand_apostrophe(host), *expansion) if "'" in host else (host, *expansion)
+    if word.endswith("'s"):
+        host = word[:-2]
+        if host in IS_CONTRACTION_HOSTS:
+            return (host, "is")
+    return (word.replace("'", ""),)
+
+
+# --- pass 2: spoken numbers -> digits -----------------------------------------------------------
+
+
+def _compose_numbers(pieces: list[_Piece]) -> list[_Piece]:
+    """Combine runs of spoken number words: 'one hundred and thirty five' -> '135'.
+
+    A run of bare single digits ("one two three four", as account numbers are read out) becomes one
+    digit string. A lone "one" stays a word unless a unit follows ("one dollar"), because "a new one"
+    is a pronoun, not a quantity.
+    """
+    if not any(piece.spoken_number for piece in pieces):
+        return _merge_spelled_time_markers(_merge_digit_sequences(pieces))
+    result: list[_Piece] = []
+    index = 0
+    while index < len(pieces):
+        piece = pieces[index]
+        starts_number = piece.spoken_number or (
+            piece.text == "a" and index + 1 < len(pieces) and pieces[index + 1].text in ("hundred", "thousand")
+        )
+        if not starts_number:
+            result.append(piece)
+            index += 1
+            continue
+        groups, consumed = _read_spoken_numbers(pieces, index)
+        for value, first, last in groups:
+            result.append(
+                _Piece(str(value), pieces[first].start, pieces[last].end, TokenKind.number, from_words=True)
+            )
+        index += consumed
+    return _merge_spelled_time_markers(_merge_digit_sequences(result))
+
+
+def _merge_spelled_time_markers(pieces: list[_Piece]) -> list[_Piece]:
+    """ASR spells the time of day out: 'nine thirty a m' -> 'nine thirty am'."""
+    merged: list[_Piece] = []
+    index = 0
+    while index < len(pieces):
+        piece = pieces[index]
+        if (
+            piece.text in ("a", "p")
+            and merged
+            and (merged[-1].kind in (TokenKind.number, TokenKind.time) or merged[-1].text in TIME_MARKERS)
+            and index + 1 < len(pieces)
+            and pieces[index + 1].text == "m"
+        ):
+            merged.append(_Piece(piece.text + "m", piece.start, pieces[index + 1].end))
+            index += 2
+            continue
+        merged.append(piece)
+        index += 1
+    return _merge_spoken_clock_times(merged)
+
+
+def _merge_spoken_clock_times(pieces: list[_Piece]) -> list[_Piece]:
+    """'nine thirty am' -> '9:30 am', so it compares equal to '9:30am'."""
+    merged: list[_Piece] = []
+    index = 0
+    while index < len(pieces):
+        piece = pieces[index]
+        if (
+            index + 2 < len(pieces)
+            and piece.from_words
+            and pieces[index + 1].from_words
+            and pieces[index + 2].text in ("am", "pm")
+            and piece.text.isdigit()
+            and pieces[index + 1].text.isdigit()
+            and 1 <= int(piece.text) <= 12
+            and 10 <= int(pieces[index + 1].text) <= 59
+        ):
+            clock = f"{piece.text}:{pieces[index + 1].text}"
+            merged.append(_Piece(clock, piece.start, pieces[index + 1].end, TokenKind.time, from_words=True))
+            index += 2
+            continue
+        merged.append(piece)
+        index += 1
+    return merged
+
+
+def _read_spoken_numbers(pieces: list[_Piece], begin: int) -> tuple[list[tuple[int, int, int]], int]:
+    """Read consecutive number words from `begin`; return (value, first, last piece) groups and count."""
+    groups: list[tuple[int, int, int]] = []
+    total = 0
+    current = 0
+    group_start = begin
+    last_in_group = begin
+    last_kind = ""
+    index = begin
+
+    def close_group() -> None:
+        nonlocal total, current
+        groups.append((total + current, group_start, last_in_group))
+        total = 0
+        current = 0
+
+    while index < len(pieces):
+        word = pieces[index].text
+        if word == "a" and index == group_start and index + 1 < len(pieces):
+            # "a hundred": the article stands for one.
+            current = 1
+            last_kind = "unit"
+            last_in_group = index
+            index += 1
+            continue
+        if word == "and" and last_kind == "scale" and index + 1 < len(pieces):
+            following = pieces[index + 1]
+            if following.spoken_number and following.text not in SCALES:
+                index += 1
+                continue
+            break
+        if not pieces[index].spoken_number:
+            break
+        if word in UNITS or word in TEENS:
+            value = UNITS.get(word, TEENS.get(word, 0))
+            fits = last_kind in ("", "scale") or (last_kind == "tens" and word in UNITS and word != "zero")
+            if not fits:
+                close_group()
+                group_start = index
+                last_kind = ""
+            current += value
+            last_kind = "teen" if word in TEENS else ("tens_unit" if last_kind == "tens" else "unit")
+        elif word in TENS:
+            if last_kind not in ("", "scale") or current % 100:
+                close_group()
+                group_start = index
+            current += TENS[word]
+            last_kind = "tens"
+        else:
+            scale = SCALES[word]
+            if last_kind == "":
+                current = 1
+            if scale == 100:
+                if current >= 100 or current == 0:
+                    current = current or 1
+                current *= 100
+            else:
+                total += (current or 1) * scale
+                current = 0
+            last_kind = "scale"
+        last_in_group = index
+        index += 1
+    if index == begin:
+        # A lone article that did not start a number after all.
+        return [], 0
+    groups.append((total + current, group_start, last_in_group))
+    return groups, max(index, last_in_group + 1) - begin
+
+
+def _merge_digit_sequences(result: list[_Piece]) -> list[_Piece]:
+    """Join runs of spoken single digits into one digit string; keep a lone spoken 'one' a word."""
+    merged: list[_Piece] = []
+    index = 0
+    while index < len(result):
+        piece = result[index]
+        if _is_single_digit(piece):
+            run_end = index
+            while (
+                run_end + 1 < len(result)
+                and _is_single_digit(result[run_end + 1])
+                and result[run_end + 1].start >= result[run_end].end
+            ):
+                run_end += 1
+            if run_end > index:
+                digits = "".join(result[position].text for position in range(index, run_end + 1))
+                merged.append(
+                    _Piece(digits, piece.start, result[run_end].end, TokenKind.number, from_words=True)
+                )
+                index = run_end + 1
+                continue
+        merged.append(piece)
+        index += 1
+    for position, piece in enumerate(merged):
+        if piece.kind is TokenKind.number and piece.text == "1" and _is_spoken(piece):
+            following = merged[position + 1].text if position + 1 < len(merged) else ""
+            if following not in QUANTITY_UNITS:
+                piece.text = "one"
+                piece.kind = TokenKind.word
+    return merged
+
+
+def _is_single_digit(piece: _Piece) -> bool:
+    """A digit said on its own ("seven") or written on its own ("7"), as account numbers are read out."""
+    return piece.kind is TokenKind.number and len(piece.text) == 1 and piece.text.isdigit() and piece.ordinal is None
+
+
+def _is_spoken(piece: _Piece) -> bool:
+    return piece.from_words and piece.text.isdigit()
+
+
+# --- pass 3: stutters ---------------------------------------------------------------------------
+
+
+def _drop_stutters(pieces: list[_Piece]) -> list[_Piece]:
+    """'I I will' -> 'I will'; 'wh- what' -> 'what'. Numbers are never collapsed ('two two five')."""
+    kept: list[_Piece] = []
+    previous: _Piece | None = None
+    last = len(pieces) - 1
+    word = TokenKind.word
+    for index, piece in enumerate(pieces):
+        if piece.cut_off and index < last and pieces[index + 1].text.startswith(piece.text):
+            continue
+        if (
+            previous is not None
+            and previous.text == piece.text
+            and piece.kind is word
+            and previous.kind is word
+            and previous.end <= piece.start
+        ):
+            continue
+        kept.append(piece)
+        previous = piece
+    return kept
+
+
+# --- pass 4: kinds ------------------------------------------------------------------------------
+
+
+# Words whose kind depends on them or their neighbours; every other word stays a plain word.
+_KIND_SENSITIVE_WORDS = frozenset(
+    {*NEGATIONS, *WEEKDAYS, *RELATIVE_DAYS, *MONTHS, *TIME_MARKERS, *CURRENCY_WORDS, "percent"}
+)
+
+
+def _assign_kinds(pieces: list[_Piece]) -> None:
+    count = len(pieces)
+    word = TokenKind.word
+    for index, piece in enumerate(pieces):
+        text = piece.text
+        if piece.kind is word and piece.ordinal is None and text not in _KIND_SENSITIVE_WORDS:
+            continue
+        previous = pieces[index - 1].text if index else ""
+        following = pieces[index + 1].text if index + 1 < count else ""
+        if piece.kind is word:
+            if text in NEGATIONS:
+                piece.kind = TokenKind.negation
+            elif text in WEEKDAYS or text in RELATIVE_DAYS:
+                piece.kind = TokenKind.date
+            elif text in MONTHS:
+                after_ordinal_date = previous == "of" and index > 1 and pieces[index - 2].kind is TokenKind.date
+                next_is_number = index + 1 < count and (
+                    pieces[index + 1].kind is TokenKind.number or pieces[index + 1].ordinal is not None
+                )
+                previous_is_number = index > 0 and pieces[index - 1].kind is TokenKind.number
+                if text not in AMBIGUOUS_MONTHS or next_is_number or previous_is_number or after_ordinal_date:
+                    piece.kind = TokenKind.date
+            elif piece.ordinal is not None and (following in MONTHS or previous in MONTHS or following == "of"):
+                piece.text = str(piece.ordinal)
+                piece.kind = TokenKind.date
+            elif text in TIME_MARKERS and index > 0 and pieces[index - 1].kind in (
+                TokenKind.number,
+                TokenKind.time,
+            ):
+                piece.kind = TokenKind.time
+            elif text in CURRENCY_WORDS and index > 0 and pieces[index - 1].kind is TokenKind.amount:
+                # The unit is part of the amount: "$20" and "20%" must not compare equal.
+                piece.kind = TokenKind.amount
+            elif text == "percent" and index > 0 and pieces[index - 1].kind is TokenKind.percent:
+                piece.kind = TokenKind.percent
+            continue
+        if piece.kind is TokenKind.number:
+            if following in CURRENCY_WORDS:
+                piece.kind = TokenKind.amount
+            elif following == "percent":
+                piece.kind = TokenKind.percent
+            elif following in TIME_MARKERS:
+                piece.kind = TokenKind.time
+            elif following in MONTHS or previous in MONTHS:
+                piece.kind = TokenKind.date
+            elif len(text) >= MIN_ID_DIGITS and text.isdigit() and piece.ordinal is None:
+                piece.kind = TokenKind.id

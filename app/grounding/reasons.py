@@ -1,0 +1,37 @@
+"""Reason codes: why a piece of evidence or a claim is not grounded (or was moved).
+
+They are stored as short strings (`VerifiedEvidence.reason`, `VerifiedClaim.reason`); this enum is
+the list of every value the verifier writes. docs/grounding.md explains each one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # Evidence level.
+    not_found = "not_found"
+    """Nothing in the transcript is close enough to the quote."""
+    bad_index = "bad_index"
+    """The cited utterance index does not exist; on a relocated span it says why it was moved."""
+    number_mismatch = "number_mismatch"
+    amount_mismatch = "amount_mismatch"
+    date_mismatch = "date_mismatch"
+    time_mismatch = "time_mismatch"
+    id_mismatch = "id_mismatch"
+    negation_mismatch = "negation_mismatch"
+    content_mismatch = "content_mismatch"
+    """The closest span differs in a content word that is not an ASR slip ("debit" vs "credit")."""
+
+    # Claim level.
+    no_evidence = "no_evidence"
+    unsupported_number = "unsupported_number"
+    """The claim states a number, amount, time or numeric date its evidence does not contain."""
+    unsupported_date = "unsupported_date"
+    """The claim names a day or month ("Friday", "tomorrow") its evidence does not contain."""
+    unsupported_id = "unsupported_id"
+    unsupported_negation = "unsupported_negation"
+    """The claim is negative ("will not") but none of its evidence is."""
+    owner_mismatch = "owner_mismatch"
+    """An agent-owned action item rests only on customer speech."""

@@ -1,0 +1,76 @@
+"""Health checks shared by `postcall health` and the web app's /healthz."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+
+from app.config import Settings
+
+CHECK_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+def check_database(settings: Settings) -> Check:
+    from app.db.migrate import alembic_config
+    from app.db.session import get_engine
+
+    try:
+        with get_engine(settings.database_url).connect() as conn:
+            conn.execute(text("SELECT 1"))
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception as exc:
+        return Check("database", False, f"unreachable or not migrated: {exc.__class__.__name__}: {exc}"[:300])
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
+    if current != head:
+        return Check("database", False, f"schema at {current}, code expects {head}: run `postcall db upgrade`")
+    return Check("database", True, f"reachable, schema at {current}")
+
+
+def check_broker(settings: Settings) -> Check:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(
+            settings.broker_url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS
+        )
+        client.ping()
+        depth = client.llen("postcall")
+    except Exception as exc:
+        return Check("broker", False, f"{settings.broker_url}: {exc.__class__.__name__}: {exc}"[:300])
+    return Check("broker", True, f"reachable, {depth} tasks waiting")
+
+
+def check_provider(settings: Settings) -> Check:
+    import os
+
+    from app.errors import PostcallError
+    from app.llm.prompt import PromptTemplate
+
+    try:
+        PromptTemplate.load(settings.prompts_dir, settings.prompt_version)
+    except PostcallError as exc:
+        return Check("provider", False, str(exc))
+    if settings.llm_provider == "openai":
+        if not os.environ.get("OPENAI_API_KEY"):
+            return Check("provider", False, "openai provider selected but OPENAI_API_KEY is not set")
+        base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        return Check("provider", True, f"openai, model {settings.openai_model} at {base}")
+    return Check("provider", True, f"{settings.llm_provider} (offline), prompt {settings.prompt_version}")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [check_database(settings), check_broker(settings), check_provider(settings)]

@@ -1,0 +1,225 @@
+"""Turn a parser's segments into a validated canonical `Transcript`.
+
+Shared by every format, so the rules are the same everywhere:
+
+* times are seconds; a negative time, an end before its start or a time beyond 24 hours is rejected;
+* utterances must come in time order: a start more than `ORDER_TOLERANCE_SECONDS` before the
+  previous start is rejected (a source's order defines the utterance indices that citations use, so
+  it is never silently changed; parsers that merge several streams, such as channels, sort by time
+  themselves before this point);
+* vendor fragments without text are dropped with a warning; an authored utterance without text,
+  or a call with no text at all, is rejected;
+* word fragments are joined into turns by speaker; roles come from the source, from `agent_speaker`,
+  or from inference (see `roles.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from app.errors import IngestError
+from app.ingest.model import Grouping, ParsedTranscript, Segment, SourceCall
+from app.ingest.roles import SOURCE_ROLE_CONFIDENCE, assign_agent, infer_roles, single_speaker_warning
+from app.schemas.transcript import Role, Transcript, Utterance
+
+MAX_CALL_SECONDS = 24 * 60 * 60
+# Diarizers and channel merges let a start lag the previous one slightly (overlapping speech).
+ORDER_TOLERANCE_SECONDS = 1.0
+# Word fragments: a silence this long starts a new utterance even without a change of speaker.
+LONG_PAUSE_SECONDS = 2.0
+# Word fragments: a turn longer than this is split at the next sentence end, so that citations can
+# point at something shorter than a whole monologue.
+MAX_TURN_SECONDS = 30.0
+_SENTENCE_END = (".", "?", "!")
+# The label given to speech from a source that does not separate speakers.
+UNDIARIZED_SPEAKER = "speaker"
+
+
+@dataclass(slots=True)
+class _Turn:
+    location: str
+    speaker: str | None
+    role: Role | None
+    role_confidence: float | None
+    start: float | None
+    end: float | None
+    parts: list[str] = field(default_factory=list)
+
+    def add(self, segment: Segment) -> None:
+        self.parts.append(segment.text.strip())
+        if segment.end is not None:
+            self.end = segment.end if self.end is None else max(self.end, segment.end)
+        if self.start is None:
+            self.start = segment.start
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.parts)
+
+
+def _format_seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _check_times(segment: Segment, source: str) -> None:
+    for value, field_name in ((segment.start, segment.start_field), (segment.end, segment.end_field)):
+        if value is None:
+            continue
+        where = segment.time_location(field_name)
+        if value < 0:
+            raise IngestError(source, where, f"negative time {_format_seconds(value)}")
+        if value > MAX_CALL_SECONDS:
+            raise IngestError(
+                source, where, f"time {_format_seconds(value)} is more than 24 hours into the call"
+            )
+    if segment.start is not None and segment.end is not None and segment.end < segment.start:
+        raise IngestError(
+            source,
+            segment.location,
+            f"ends ({_format_seconds(segment.end)}) before it starts ({_format_seconds(segment.start)})",
+        )
+
+
+def _check_order(segments: Sequence[Segment], source: str) -> None:
+    previous: Segment | None = None
+    for segment in segments:
+        if segment.start is None:
+            continue
+        if (
+            previous is not None
+            and previous.start is not None
+            and segment.start < previous.start - ORDER_TOLERANCE_SECONDS
+        ):
+            raise IngestError(
+                source,
+                segment.time_location(segment.start_field),
+                f"starts at {_format_seconds(segment.start)}, before the previous utterance "
+                f"({previous.location}) at {_format_seconds(previous.start)}; utterances must be in "
+                "time order",
+            )
+        previous = segment
+
+
+def _starts_new_turn(turn: _Turn, segment: Segment, grouping: Grouping) -> bool:
+    if grouping == "keep" or segment.speaker != turn.speaker:
+        return True
+    if grouping == "turns" and segment.speaker is None:
+        return True  # unnamed subtitle cues stay apart: nothing says they are one person's turn
+    if segment.start is not None and turn.end is not None:
+        if segment.start - turn.end > LONG_PAUSE_SECONDS:
+            return True
+        if (
+            grouping == "words"
+            and turn.start is not None
+            and segment.start - turn.start > MAX_TURN_SECONDS
+            and turn.parts[-1].endswith(_SENTENCE_END)
+        ):
+            return True
+    return False
+
+
+def _group(segments: Sequence[Segment], grouping: Grouping) -> list[_Turn]:
+    turns: list[_Turn] = []
+    for segment in segments:
+        if not turns or _starts_new_turn(turns[-1], segment, grouping):
+            turns.append(
+                _Turn(
+                    location=segment.location,
+                    speaker=segment.speaker,
+                    role=segment.role,
+                    role_confidence=segment.role_confidence,
+                    start=segment.start,
+                    end=segment.end,
+                )
+            )
+        turns[-1].add(segment)
+    return turns
+
+
+def _source_role_confidence(turn: _Turn) -> float | None:
+    if turn.role is None:
+        return None
+    return SOURCE_ROLE_CONFIDENCE if turn.role_confidence is None else turn.role_confidence
+
+
+def _build_utterances(turns: Sequence[_Turn], source: str) -> list[Utterance]:
+    utterances: list[Utterance] = []
+    for index, turn in enumerate(turns):
+        try:
+            utterances.append(
+                Utterance(
+                    index=index,
+                    speaker=turn.speaker or UNDIARIZED_SPEAKER,
+                    role=turn.role or Role.unknown,
+                    role_confidence=_source_role_confidence(turn),
+                    start=turn.start,
+                    end=turn.end,
+                    text=turn.text,
+                )
+            )
+        except ValidationError as exc:
+            problem = "; ".join(error["msg"] for error in exc.errors())
+            raise IngestError(source, turn.location, problem) from exc
+    return utterances
+
+
+def _assign_roles(
+    utterances: list[Utterance], turns: Sequence[_Turn], source: str, agent_speaker: str | None
+) -> tuple[list[Utterance], list[str]]:
+    speakers = list(dict.fromkeys(u.speaker for u in utterances))
+    if agent_speaker is not None:
+        if agent_speaker not in speakers:
+            listed = ", ".join(repr(speaker) for speaker in speakers)
+            raise IngestError(
+                source, None, f"agent speaker {agent_speaker!r} does not occur; the speakers are {listed}"
+            )
+        return assign_agent(utterances, agent_speaker), []
+    if all(turn.role is not None for turn in turns):
+        # Every utterance carries the role its source gave it.
+        return utterances, [single_speaker_warning(speakers[0])] if len(speakers) == 1 else []
+    known = {turn.speaker or UNDIARIZED_SPEAKER: turn.role for turn in turns if turn.role is not None}
+    inference = infer_roles(utterances, known=known)
+    return inference.utterances, inference.warnings
+
+
+def assemble(
+    call: SourceCall, *, source: str, detected_format: str, agent_speaker: str | None = None
+) -> ParsedTranscript:
+    """Validate a parser's output and build the canonical transcript, or raise IngestError."""
+    warnings = list(call.warnings)
+    if not call.segments:
+        raise IngestError(source, None, "the transcript has no utterances")
+    for segment in call.segments:
+        _check_times(segment, source)
+
+    spoken: list[Segment] = []
+    for segment in call.segments:
+        if segment.text.strip():
+            spoken.append(segment)
+        elif call.reject_empty:
+            raise IngestError(source, f"{segment.location}.text", "utterance text is empty")
+    if not spoken:
+        raise IngestError(source, None, f"none of the {len(call.segments)} utterances has any text")
+    if len(spoken) < len(call.segments):
+        dropped = len(call.segments) - len(spoken)
+        warnings.append(f"dropped {dropped} empty fragment{'s' if dropped != 1 else ''}")
+    _check_order(spoken, source)
+
+    turns = _group(spoken, call.grouping)
+    utterances = _build_utterances(turns, source)
+    utterances, role_warnings = _assign_roles(utterances, turns, source, agent_speaker)
+    warnings.extend(role_warnings)
+    try:
+        transcript = Transcript(
+            metadata=call.metadata,
+            utterances=utterances,
+            source_format=detected_format,
+            vendor_hints=call.vendor_hints,
+            warnings=warnings,
+        )
+    except ValidationError as exc:  # defensive: the checks above should make this unreachable
+        raise IngestError(source, None, f"invalid transcript: {exc.errors()[0]['msg']}") from exc
+    return ParsedTranscript(transcript=transcript, detected_format=detected_format, warnings=warnings)

@@ -1,0 +1,1 @@
+"""One module per transcript format. Each exposes FORMAT, DESCRIPTION, detect(doc) and parse(doc)."""

@@ -1,0 +1,118 @@
+"""Postcall's own JSON transcript format (documented in docs/formats.md).
+
+Strict on purpose: an unknown field is an error rather than silently ignored, because it is almost
+always a typo (`"txt"`, `"speeker"`) that would otherwise lose data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.ingest.model import Segment, SourceCall
+from app.ingest.source import SourceDocument, join_path
+from app.schemas.transcript import CallMetadata, Role
+
+FORMAT = "native"
+DESCRIPTION = "Postcall native JSON: {external_id, agent_id, started_at, language, utterances: [...]}"
+
+# A native file is recognised by these top-level keys and nothing vendor-specific (vendor formats
+# are tried before this one).
+_UTTERANCES_KEY = "utterances"
+
+
+class NativeUtterance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: int | None = Field(default=None, strict=True, ge=0)
+    speaker: str | None = Field(default=None, strict=True, min_length=1, max_length=200)
+    role: Role | None = None
+    role_confidence: float | None = Field(default=None, strict=True, ge=0.0, le=1.0)
+    start: float | None = Field(default=None, strict=True, allow_inf_nan=False)
+    end: float | None = Field(default=None, strict=True, allow_inf_nan=False)
+    text: str = Field(strict=True)
+
+
+class NativeCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: str | None = Field(default=None, strict=True, min_length=1, max_length=200)
+    agent_id: str | None = Field(default=None, strict=True, max_length=200)
+    team: str | None = Field(default=None, strict=True, max_length=200)
+    started_at: datetime | None = None
+    language: str | None = Field(default=None, strict=True, max_length=20)
+    utterances: list[NativeUtterance]
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for key in loc:
+        path = join_path(path, key)
+    return path
+
+
+def _problem(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        allowed = (
+            NativeUtterance.model_fields if len(error["loc"]) > 1 else NativeCall.model_fields
+        )
+        return f"unknown field; allowed fields are {', '.join(allowed)}"
+    if error["type"] == "missing":
+        return "required field is missing"
+    return str(error["msg"])
+
+
+def detect(doc: SourceDocument) -> bool:
+    if not doc.looks_like_json:
+        return False
+    value = doc.json()
+    return isinstance(value, dict) and _UTTERANCES_KEY in value
+
+
+def parse(doc: SourceDocument) -> SourceCall:
+    value = doc.reader.object(doc.json(), "")
+    try:
+        call = NativeCall.model_validate(value)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise doc.error(_location(first["loc"]), _problem(first) + more) from exc
+
+    segments: list[Segment] = []
+    for position, utterance in enumerate(call.utterances):
+        location = f"utterances[{position}]"
+        if utterance.index is not None and utterance.index != position:
+            raise doc.error(
+                f"{location}.index",
+                f"index is {utterance.index} but the utterance is at position {position}; "
+                "indices must run 0, 1, 2... in file order",
+            )
+        speaker = utterance.speaker
+        if speaker is None:
+            if utterance.role is None:
+                raise doc.error(location, "give a speaker, a role, or both")
+            speaker = utterance.role.value
+        segments.append(
+            Segment(
+                location=location,
+                text=utterance.text,
+                speaker=speaker,
+                role=None if utterance.role is Role.unknown else utterance.role,
+                role_confidence=utterance.role_confidence,
+                start=utterance.start,
+                end=utterance.end,
+                start_field="start",
+                end_field="end",
+            )
+        )
+    metadata = CallMetadata(
+        external_id=call.external_id,
+        agent_id=call.agent_id,
+        team=call.team,
+        started_at=call.started_at,
+        language=call.language,
+    )
+    return SourceCall(segments=segments, metadata=metadata, grouping="keep", reject_empty=True)

@@ -1,0 +1,1 @@
+"""Extraction providers. This layer never imports `app.db` or `app.models`."""

@@ -1,0 +1,31 @@
+"""ORM tables only. Every query on tenant data filters by `tenant_id`."""
+
+from app.models.tables import (
+    Call,
+    CallState,
+    Claim,
+    Evidence,
+    ExtractionRun,
+    ReviewEvent,
+    ReviewStatus,
+    RunStatus,
+    Tenant,
+    User,
+    UserRole,
+    Utterance,
+)
+
+__all__ = [
+    "Call",
+    "CallState",
+    "Claim",
+    "Evidence",
+    "ExtractionRun",
+    "ReviewEvent",
+    "ReviewStatus",
+    "RunStatus",
+    "Tenant",
+    "User",
+    "UserRole",
+    "Utterance",
+]

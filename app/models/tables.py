@@ -1,0 +1,257 @@
+"""The data model of DESIGN.md. Columns are documented for analysts in docs/data-model.md."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db.base import Base
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_call_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _enum(enum_cls: type[StrEnum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK constraint: portable across SQLite and PostgreSQL,
+    # and readable for analysts writing SQL.
+    return Enum(enum_cls, name=name, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class CallState(StrEnum):
+    queued = "queued"
+    processing = "processing"
+    ready_for_review = "ready_for_review"
+    needs_attention = "needs_attention"
+    failed = "failed"
+    approved = "approved"
+    rejected = "rejected"
+
+
+TERMINAL_PROCESSING_STATES = frozenset(
+    {CallState.ready_for_review, CallState.needs_attention, CallState.approved, CallState.rejected}
+)
+
+
+class RunStatus(StrEnum):
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class ReviewStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    edited = "edited"
+    rejected = "rejected"
+
+
+class UserRole(StrEnum):
+    agent = "agent"
+    supervisor = "supervisor"
+    analyst = "analyst"
+    admin = "admin"
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[UserRole] = mapped_column(_enum(UserRole, "user_role"))
+    team: Mapped[str | None] = mapped_column(String(200))
+    agent_id: Mapped[str | None] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_call_id)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    agent_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    team: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    language: Mapped[str | None] = mapped_column(String(20))
+    source_format: Mapped[str] = mapped_column(String(50))
+    source_name: Mapped[str | None] = mapped_column(String(500))
+    transcript_hash: Mapped[str] = mapped_column(String(64))
+    vendor_hints: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ingest_warnings: Mapped[list[str] | None] = mapped_column(JSON)
+    state: Mapped[CallState] = mapped_column(_enum(CallState, "call_state"), default=CallState.queued)
+    state_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    utterances: Mapped[list[Utterance]] = relationship(
+        back_populates="call", order_by="Utterance.index", cascade="all, delete-orphan", passive_deletes=True
+    )
+    runs: Mapped[list[ExtractionRun]] = relationship(
+        back_populates="call", order_by="ExtractionRun.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_id"),
+        Index("ix_calls_tenant_state", "tenant_id", "state"),
+        Index("ix_calls_state_changed", "state", "state_changed_at"),
+    )
+
+
+class Utterance(Base):
+    __tablename__ = "utterances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    speaker: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    role_confidence: Mapped[float | None] = mapped_column(Float)
+    start_s: Mapped[float | None] = mapped_column(Float)
+    end_s: Mapped[float | None] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+
+    call: Mapped[Call] = relationship(back_populates="utterances")
+
+    __table_args__ = (UniqueConstraint("call_id", "index"),)
+
+
+class ExtractionRun(Base):
+    __tablename__ = "extraction_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    # call id + transcript hash + prompt version + provider + model: the same work done twice
+    # (a redelivered task) collides on the partial unique index below instead of duplicating claims.
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_version: Mapped[str] = mapped_column(String(50))
+    transcript_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus, "run_status"))
+    error: Mapped[str | None] = mapped_column(Text)
+    raw_response: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    llm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    queue_wait_ms: Mapped[float | None] = mapped_column(Float)
+    llm_ms: Mapped[float | None] = mapped_column(Float)
+    verify_ms: Mapped[float | None] = mapped_column(Float)
+    db_ms: Mapped[float | None] = mapped_column(Float)
+    total_ms: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    call: Mapped[Call] = relationship(back_populates="runs")
+    claims: Mapped[list[Claim]] = relationship(
+        back_populates="run", order_by="Claim.position", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        Index(
+            "uq_extraction_runs_succeeded_key",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("status = 'succeeded'"),
+            sqlite_where=text("status = 'succeeded'"),
+        ),
+    )
+
+
+class Claim(Base):
+    __tablename__ = "claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("extraction_runs.id", ondelete="CASCADE"), index=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(20))
+    due: Mapped[str | None] = mapped_column(String(200))
+    grounding_status: Mapped[str] = mapped_column(String(20))
+    grounding_reason: Mapped[str | None] = mapped_column(String(64))
+    review_status: Mapped[ReviewStatus] = mapped_column(
+        _enum(ReviewStatus, "review_status"), default=ReviewStatus.pending
+    )
+    # "model" for extracted claims, "reviewer" for items a reviewer added from a transcript selection.
+    origin: Mapped[str] = mapped_column(String(20), default="model")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    run: Mapped[ExtractionRun | None] = relationship(back_populates="claims")
+    evidence: Mapped[list[Evidence]] = relationship(
+        back_populates="claim", order_by="Evidence.position", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    cited_utterance: Mapped[int] = mapped_column(Integer)
+    utterance_index: Mapped[int | None] = mapped_column(Integer)
+    char_start: Mapped[int | None] = mapped_column(Integer)
+    char_end: Mapped[int | None] = mapped_column(Integer)
+    quote: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    reason: Mapped[str | None] = mapped_column(String(64))
+
+    claim: Mapped[Claim] = relationship(back_populates="evidence")
+
+
+class ReviewEvent(Base):
+    """Append-only audit trail. No foreign key to calls: the event outlives a hard-deleted call."""
+
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    call_id: Mapped[str] = mapped_column(String(32), index=True)
+    claim_id: Mapped[int | None] = mapped_column(Integer)
+    actor_user_id: Mapped[int | None] = mapped_column(Integer)
+    actor_name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

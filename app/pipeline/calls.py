@@ -1,0 +1,112 @@
+"""Call repository: queries and flushes only. The entry point owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFoundError
+from app.models import Call, CallState, Tenant
+from app.models import Utterance as UtteranceRow
+from app.models.tables import utcnow
+from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
+
+
+def get_or_create_tenant(session: Session, slug: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        tenant = Tenant(slug=slug)
+        session.add(tenant)
+        session.flush()
+    return tenant
+
+
+def find_tenant(session: Session, slug: str) -> Tenant | None:
+    return session.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+def lock_call(session: Session, call_id: str) -> Call | None:
+    """Load a call holding its row lock (PostgreSQL) for the rest of the transaction."""
+    return session.scalar(select(Call).where(Call.id == call_id).with_for_update())
+
+
+def get_call(session: Session, call_id: str) -> Call:
+    call = session.get(Call, call_id)
+    if call is None:
+        raise NotFoundError(f"call {call_id} not found")
+    return call
+
+
+def find_call(session: Session, reference: str, tenant_id: int | None = None) -> Call:
+    """Find a call by its id or, failing that, by its external id (within a tenant when given)."""
+    query = select(Call).where(Call.id == reference)
+    if tenant_id is not None:
+        query = query.where(Call.tenant_id == tenant_id)
+    call = session.scalar(query)
+    if call is None:
+        by_external = select(Call).where(Call.external_id == reference)
+        if tenant_id is not None:
+            by_external = by_external.where(Call.tenant_id == tenant_id)
+        matches = session.scalars(by_external.limit(2)).all()
+        if len(matches) > 1:
+            raise NotFoundError(f"external id {reference!r} exists in several tenants; use the call id or --tenant")
+        call = matches[0] if matches else None
+    if call is None:
+        raise NotFoundError(f"no call with id or external id {reference!r}")
+    return call
+
+
+def set_state(call: Call, state: CallState, *, error: str | None = None) -> None:
+    call.state = state
+    call.state_changed_at = utcnow()
+    call.last_error = error
+
+
+def load_transcript(session: Session, call: Call) -> Transcript:
+    rows = session.scalars(
+        select(UtteranceRow).where(UtteranceRow.call_id == call.id).order_by(UtteranceRow.index)
+    ).all()
+    return Transcript(
+        metadata=CallMetadata(
+            external_id=call.external_id,
+            agent_id=call.agent_id,
+            team=call.team,
+            started_at=call.started_at,
+            language=call.language,
+        ),
+        utterances=[
+            Utterance(
+                index=row.index,
+                speaker=row.speaker,
+                role=Role(row.role),
+                role_confidence=row.role_confidence,
+                start=row.start_s,
+                end=row.end_s,
+                text=row.text,
+            )
+            for row in rows
+        ],
+        source_format=call.source_format,
+    )
+
+
+def count_by_state(session: Session, tenant_id: int | None = None) -> dict[str, int]:
+    query = select(Call.state, func.count()).group_by(Call.state)
+    if tenant_id is not None:
+        query = query.where(Call.tenant_id == tenant_id)
+    counts = {state.value: 0 for state in CallState}
+    for state, count in session.execute(query).all():
+        counts[CallState(state).value] = int(count)
+    return counts
+
+
+def calls_in_states(
+    session: Session, states: Sequence[CallState], *, older_than: datetime | None = None, limit: int = 1000
+) -> list[Call]:
+    query = select(Call).where(Call.state.in_(list(states))).order_by(Call.state_changed_at).limit(limit)
+    if older_than is not None:
+        query = query.where(Call.state_changed_at < older_than)
+    return list(session.scalars(query).all())

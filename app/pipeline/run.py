@@ -1,0 +1,213 @@
+"""`process_call`: load -> redact -> extract -> verify (-> repair once) -> persist.
+
+Three short transactions, none held open across the LLM call:
+  1. claim the call (row lock, idempotency check, state=processing);
+  2. extract and verify, outside any transaction;
+  3. persist run + claims + evidence and the new state, atomically.
+A redelivered task finds the succeeded run by its idempotency key and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.session import unit_of_work
+from app.errors import ExtractionInvalidError, NotFoundError, PermanentError, TransientError
+from app.grounding import verify_extraction
+from app.llm.base import ExtractionProvider, ProviderResult, Usage
+from app.llm.prompt import PromptTemplate
+from app.models import CallState, RunStatus
+from app.models.tables import TERMINAL_PROCESSING_STATES, utcnow
+from app.pipeline.calls import load_transcript, lock_call, set_state
+from app.pipeline.persist import RunFacts, add_claims, add_run, find_succeeded_run, idempotency_key
+from app.pipeline.redact import redact_transcript
+from app.schemas.grounding import VerificationReport
+from app.schemas.transcript import Transcript
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 2_000
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    call_id: str
+    state: CallState
+    run_id: int | None = None
+    skipped: bool = False
+    error: str | None = None
+    claims: int = 0
+    ungrounded: int = 0
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    transcript: Transcript
+    facts_key: str
+    transcript_hash: str
+    queue_wait_ms: float | None
+
+
+def _elapsed_ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000.0
+
+
+def _claim(
+    factory: sessionmaker[Session], call_id: str, provider: ExtractionProvider, prompt: PromptTemplate
+) -> _Claimed | ProcessOutcome:
+    with unit_of_work(factory) as session:
+        call = lock_call(session, call_id)
+        if call is None:
+            raise NotFoundError(f"call {call_id} not found (deleted?)")
+        key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
+        done = find_succeeded_run(session, key)
+        if done is not None:
+            return ProcessOutcome(call.id, call.state, run_id=done.id, skipped=True)
+        now = utcnow()
+        queue_wait_ms = None
+        if call.enqueued_at is not None:
+            enqueued = call.enqueued_at if call.enqueued_at.tzinfo else call.enqueued_at.replace(tzinfo=now.tzinfo)
+            queue_wait_ms = max(0.0, (now - enqueued).total_seconds() * 1000.0)
+        call.attempts += 1
+        set_state(call, CallState.processing, error=call.last_error)
+        transcript = load_transcript(session, call)
+        return _Claimed(transcript, key, call.transcript_hash, queue_wait_ms)
+
+
+def _extract_and_verify(
+    transcript: Transcript, provider: ExtractionProvider, prompt: PromptTemplate, redact: bool
+) -> tuple[ProviderResult, VerificationReport, float]:
+    """Returns the provider result (usage summed over repair), the final report and verify time."""
+    view, redaction = redact_transcript(transcript) if redact else (transcript, None)
+    result = provider.extract(view, prompt)
+    verify_seconds = 0.0
+    if provider.supports_repair:
+        started = time.perf_counter()
+        view_report = verify_extraction(view, result.extraction)
+        verify_seconds += time.perf_counter() - started
+        if not view_report.all_grounded:
+            repaired = provider.repair(view, prompt, result, view_report)
+            result = ProviderResult(repaired.extraction, result.usage + repaired.usage, repaired.raw_response)
+    extraction = redaction.restore_extraction(result.extraction) if redaction else result.extraction
+    started = time.perf_counter()
+    report = verify_extraction(transcript, extraction)
+    verify_seconds += time.perf_counter() - started
+    return result, report, verify_seconds * 1000.0
+
+
+def process_call(
+    factory: sessionmaker[Session],
+    call_id: str,
+    provider: ExtractionProvider,
+    prompt: PromptTemplate,
+    *,
+    redact_for_llm: bool = True,
+) -> ProcessOutcome:
+    """Process one call. Raises `TransientError` for the caller to retry; every other failure is
+    recorded as a failed run and a `failed` call, and returned."""
+    started = time.perf_counter()
+    db_ms = 0.0
+    claimed = _claim(factory, call_id, provider, prompt)
+    db_ms += _elapsed_ms(started)
+    if isinstance(claimed, ProcessOutcome):
+        return claimed
+
+    def facts(usage: Usage | None, verify_ms: float | None) -> RunFacts:
+        return RunFacts(
+            key=claimed.facts_key,
+            provider=provider.name,
+            model=provider.model,
+            prompt_version=prompt.version,
+            transcript_hash=claimed.transcript_hash,
+            usage=usage or Usage(),
+            queue_wait_ms=claimed.queue_wait_ms,
+            verify_ms=verify_ms,
+        )
+
+    try:
+        result, report, verify_ms = _extract_and_verify(
+            claimed.transcript, provider, prompt, redact_for_llm and provider.sends_data_offsite
+        )
+    except TransientError as exc:
+        with unit_of_work(factory) as session:
+            call = lock_call(session, call_id)
+            if call is not None and call.state is CallState.processing:
+                set_state(call, CallState.queued, error=f"retrying: {exc}"[:MAX_ERROR_CHARS])
+        raise
+    except PermanentError as exc:
+        invalid = exc if isinstance(exc, ExtractionInvalidError) else None
+        usage, raw = (invalid.usage, invalid.raw) if invalid else (None, None)
+        return _record_failure(factory, call_id, facts(usage, None), str(exc), raw)
+    except Exception as exc:
+        # A bug must not leave the call in `processing` for the reconciler to loop on forever.
+        logger.exception("unexpected error processing call %s", call_id)
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        return _record_failure(factory, call_id, facts(None, None), f"internal error: {detail}", None)
+
+    persist_started = time.perf_counter()
+    try:
+        with unit_of_work(factory) as session:
+            call = lock_call(session, call_id)
+            if call is None:
+                raise NotFoundError(f"call {call_id} was deleted while processing")
+            existing = find_succeeded_run(session, claimed.facts_key)
+            if existing is not None:
+                return ProcessOutcome(call.id, call.state, run_id=existing.id, skipped=True)
+            run = add_run(
+                session,
+                call,
+                facts(result.usage, verify_ms),
+                status=RunStatus.succeeded,
+                raw_response=result.raw_response,
+                total_ms=_elapsed_ms(started),
+            )
+            count = add_claims(session, run, report)
+            ungrounded = len(report.ungrounded_claims)
+            state = CallState.ready_for_review if count and ungrounded == 0 else CallState.needs_attention
+            set_state(call, state)
+            db_ms += _elapsed_ms(persist_started)
+            run.db_ms = db_ms
+            run.total_ms = _elapsed_ms(started)
+            return ProcessOutcome(call.id, state, run_id=run.id, claims=count, ungrounded=ungrounded)
+    except IntegrityError:
+        # Another worker persisted the same work first (unique idempotency key): effect stays exactly-once.
+        with unit_of_work(factory) as session:
+            call = lock_call(session, call_id)
+            done = find_succeeded_run(session, claimed.facts_key)
+            return ProcessOutcome(call_id, call.state if call else CallState.failed,
+                                  run_id=done.id if done else None, skipped=True)
+
+
+def _record_failure(
+    factory: sessionmaker[Session], call_id: str, facts: RunFacts, reason: str, raw: str | None
+) -> ProcessOutcome:
+    reason = reason[:MAX_ERROR_CHARS]
+    with unit_of_work(factory) as session:
+        call = lock_call(session, call_id)
+        if call is None:
+            raise NotFoundError(f"call {call_id} not found")
+        run = add_run(session, call, facts, status=RunStatus.failed, error=reason, raw_response=raw)
+        set_state(call, CallState.failed, error=reason)
+        return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
+
+
+def mark_failed(
+    factory: sessionmaker[Session], call_id: str, provider: ExtractionProvider, prompt: PromptTemplate, reason: str
+) -> ProcessOutcome:
+    """Give up on a call after its retries ran out: a failed run with the reason, state `failed`."""
+    with unit_of_work(factory) as session:
+        call = lock_call(session, call_id)
+        if call is None:
+            raise NotFoundError(f"call {call_id} not found")
+        if call.state in TERMINAL_PROCESSING_STATES:
+            return ProcessOutcome(call.id, call.state, skipped=True)
+        key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
+        transcript_hash = call.transcript_hash
+    facts = RunFacts(key, provider.name, provider.model, prompt.version, transcript_hash, Usage(), None, None)
+    return _record_failure(factory, call_id, facts, reason, None)

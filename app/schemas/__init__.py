@@ -1,0 +1,1 @@
+"""Pydantic types shared across layers: transcripts, the extraction contract, grounding results."""

@@ -1,0 +1,67 @@
+"""The Celery application. Configuration comes from Settings; nothing connects at import."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.config import Settings, get_settings
+
+TASK_PROCESS_CALL = "postcall.process_call"
+TASK_RECONCILE = "postcall.reconcile"
+QUEUE_NAME = "postcall"
+
+# kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
+# `unacked_restore_interval * unacked_restore_throttle` seconds (100 s by default), whatever the timeout.
+# Sweep every scan, several times per visibility timeout, so a killed worker's call comes back promptly.
+RESTORE_SWEEPS_PER_VISIBILITY_TIMEOUT = 4
+MAX_RESTORE_INTERVAL_SECONDS = 60
+# A worker killed while it holds kombu's restore mutex blocks every sweep until the mutex expires
+# (300 s by default); one visibility timeout is ample for a sweep, which takes milliseconds.
+MIN_RESTORE_MUTEX_SECONDS = 10
+
+
+def redis_transport_options(settings: Settings) -> dict[str, int]:
+    """kombu Redis transport options: redelivery timing and a connection pool sized to the worker."""
+    timeout = settings.broker_visibility_timeout
+    return {
+        "visibility_timeout": timeout,
+        "unacked_restore_interval": max(
+            1, min(MAX_RESTORE_INTERVAL_SECONDS, timeout // RESTORE_SWEEPS_PER_VISIBILITY_TIMEOUT)
+        ),
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": max(MIN_RESTORE_MUTEX_SECONDS, min(timeout, 300)),
+        # redis-py caps pools at 100; size it to the worker's concurrency (PITFALLS.md).
+        "max_connections": max(20, settings.worker_concurrency * 2 + 10),
+    }
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=None,
+        task_ignore_result=True,
+        task_default_queue=QUEUE_NAME,
+        # At-least-once delivery: the message is acked after the task returns, and a task whose
+        # worker died is requeued; the idempotency key makes the effect exactly-once.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=redis_transport_options(settings),
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        timezone="UTC",
+        # `postcall worker --beat` (or a separate `celery beat`) runs the reconciler on this schedule.
+        # The in-memory scheduler needs no schedule file: a missed tick after a restart costs nothing
+        # (the reconciler is idempotent), and several beats never fight over one file.
+        beat_scheduler="celery.beat:Scheduler",
+        beat_schedule={
+            "reconcile-stuck-calls": {"task": TASK_RECONCILE, "schedule": float(settings.reconcile_every_seconds)},
+        },
+    )
+
+
+celery_app = Celery("postcall", include=["app.worker.tasks"])
+configure(celery_app, get_settings())

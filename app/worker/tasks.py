@@ -1,0 +1,92 @@
+"""Thin task adapters: a call id in, one pipeline function, then retry or fail."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from app.errors import NotFoundError, TransientError
+from app.pipeline.run import mark_failed, process_call
+from app.worker.celery_app import TASK_PROCESS_CALL, TASK_RECONCILE, celery_app
+from app.worker.context import get_context
+
+logger = logging.getLogger(__name__)
+
+# A retry waits in the worker, unacknowledged, until its countdown ends. Past the broker's visibility
+# timeout Redis would hand the same message to a second worker, so countdowns stay well below it.
+MAX_COUNTDOWN_SHARE_OF_VISIBILITY_TIMEOUT = 0.5
+
+
+def retry_countdown(retries: int, retry_after: float | None, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter, never sooner than the server's Retry-After."""
+    backoff = min(cap, base * (2**retries))
+    delay = random.uniform(backoff / 2, backoff)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, cap)
+
+
+def is_transient_database_error(exc: BaseException) -> bool:
+    """A lost connection, a server restarting or a lock timeout: the same work may succeed later.
+
+    Everything else the database raises (constraint or programming errors) is a bug or bad data.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@celery_app.task(bind=True, name=TASK_PROCESS_CALL, max_retries=None)
+def process_call_task(self: Any, call_id: str) -> str:
+    ctx = get_context()
+    settings = ctx.settings
+    try:
+        outcome = process_call(
+            ctx.session_factory, call_id, ctx.provider, ctx.prompt, redact_for_llm=settings.redact_for_llm
+        )
+    except NotFoundError:
+        logger.warning("call %s no longer exists; dropping its task", call_id)
+        return "missing"
+    except TransientError as exc:
+        return _retry_or_give_up(self, call_id, exc, exc.retry_after)
+    except DBAPIError as exc:
+        if not is_transient_database_error(exc):
+            raise
+        # The database is the source of truth: while it is away nothing can be claimed or stored.
+        # If it stays away past the retries, the call keeps its queued/processing row and the
+        # reconciler hands it out again once the database is back.
+        return _retry_or_give_up(self, call_id, exc, None)
+    return outcome.state.value
+
+
+def _retry_or_give_up(task: Any, call_id: str, exc: Exception, retry_after: float | None) -> str:
+    ctx = get_context()
+    settings = ctx.settings
+    retries = int(task.request.retries)
+    if retries >= settings.task_max_retries:
+        reason = f"gave up after {retries + 1} attempts: {exc}"
+        return mark_failed(ctx.session_factory, call_id, ctx.provider, ctx.prompt, reason).state.value
+    countdown = min(
+        retry_countdown(retries, retry_after, settings.task_backoff_base, settings.task_backoff_max),
+        settings.broker_visibility_timeout * MAX_COUNTDOWN_SHARE_OF_VISIBILITY_TIMEOUT,
+    )
+    logger.info("call %s: transient error (%s); retry %d in %.1fs", call_id, exc, retries + 1, countdown)
+    raise task.retry(exc=exc, countdown=countdown) from exc
+
+
+@celery_app.task(name=TASK_RECONCILE)
+def reconcile_task() -> int:
+    """Beat-scheduled: re-enqueue calls stuck in queued/processing past the timeout."""
+    from app.db.session import unit_of_work
+    from app.pipeline.reconcile import claim_stuck_calls
+    from app.worker.enqueue import enqueue_calls
+
+    ctx = get_context()
+    with unit_of_work(ctx.session_factory) as session:
+        call_ids = claim_stuck_calls(session, stuck_after_seconds=ctx.settings.stuck_after_seconds)
+    if call_ids:
+        logger.warning("reconciler re-enqueued %d stuck calls", len(call_ids))
+    return enqueue_calls(call_ids)

@@ -1,0 +1,237 @@
+"""CLI tests: every command, its JSON shapes, exit codes and bad-input handling (on SQLite)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+
+runner = CliRunner()
+
+GOOD_CALL = """\
+[00:01] Agent: Thank you for calling Contoso Mobile, this is Sam. How can I help you?
+[00:05] Customer: My internet has been down since this morning and I work from home.
+[00:12] Agent: I'm sorry about that. There is an outage in your area.
+[00:18] Agent: I will send you a text message as soon as service is restored.
+[00:25] Agent: I'll also apply a credit of $15 to your next bill.
+[00:31] Customer: Thank you, please do.
+"""
+
+
+def _use_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    from app.config import get_settings
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def migrated() -> None:
+    code, _, err = _invoke("db", "upgrade")
+    assert code == 0, err
+
+
+@pytest.fixture
+def call_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    (folder / "outage-17.txt").write_text(GOOD_CALL, encoding="utf-8")
+    return folder
+
+
+def test_db_upgrade_reports_revision(migrated: None) -> None:
+    code, out, _ = _invoke("db", "upgrade")
+    assert code == 0
+    assert "head" in out
+
+
+def test_ingest_stores_and_names_call_from_file(migrated: None, call_dir: Path) -> None:
+    code, out, err = _invoke("ingest", str(call_dir), "--no-enqueue", "--json")
+    assert code == 0, err
+    files = json.loads(out)["files"]
+    assert [f["external_id"] for f in files] == ["outage-17"]
+    assert files[0]["format"] == "text" and files[0]["status"] == "created"
+    # Identical re-ingest: a no-op that says so.
+    code, out, _ = _invoke("ingest", str(call_dir), "--no-enqueue", "--json")
+    assert code == 0 and json.loads(out)["files"][0]["status"] == "unchanged"
+
+
+def test_ingest_changed_content_needs_replace(migrated: None, call_dir: Path) -> None:
+    assert _invoke("ingest", str(call_dir), "--no-enqueue")[0] == 0
+    (call_dir / "outage-17.txt").write_text(GOOD_CALL + "[00:40] Agent: Goodbye!\n", encoding="utf-8")
+    code, _, err = _invoke("ingest", str(call_dir), "--no-enqueue")
+    assert code == 1
+    assert "--replace" in err
+    code, out, _ = _invoke("ingest", str(call_dir), "--no-enqueue", "--replace", "--json")
+    assert code == 0 and json.loads(out)["files"][0]["status"] == "replaced"
+
+
+def test_batch_with_bad_file_stores_good_ones_and_exits_nonzero(migrated: None, call_dir: Path) -> None:
+    (call_dir / "broken.json").write_text('{"utterances": [{"speaker": "Agent", "text": "hi"', encoding="utf-8")
+    code, out, _ = _invoke("ingest", str(call_dir), "--no-enqueue", "--json")
+    assert code == 1
+    files = {Path(f["file"]).name: f for f in json.loads(out)["files"]}
+    assert files["outage-17.txt"]["call_id"]
+    assert files["broken.json"]["call_id"] is None
+    assert "broken.json" in files["broken.json"]["error"]
+    code, out, _ = _invoke("status", "--json")
+    assert json.loads(out)["counts"]["queued"] == 1
+
+
+def test_process_show_and_status(migrated: None, call_dir: Path) -> None:
+    code, out, err = _invoke("process", str(call_dir), "--json")
+    assert code == 0, err
+    calls = json.loads(out)["calls"]
+    assert len(calls) == 1 and calls[0]["state"] in {"ready_for_review", "needs_attention"}
+
+    code, out, _ = _invoke("show", "outage-17", "--json")  # by external id
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["external_id"] == "outage-17" and shown["call_id"] == calls[0]["call_id"]
+    assert shown["state"] == calls[0]["state"]
+    assert shown["claims"], "the heuristic provider extracted nothing"
+    for claim in shown["claims"]:
+        assert {"kind", "text", "status", "evidence", "owner", "due"} <= set(claim)
+        for ev in claim["evidence"]:
+            assert {"utterance", "quote", "status", "char_start", "char_end", "reason"} <= set(ev)
+    assert [u["index"] for u in shown["utterances"]] == list(range(6))
+    assert {"index", "speaker", "role", "role_confidence", "start", "end", "text"} <= set(shown["utterances"][0])
+
+    code, out, _ = _invoke("show", calls[0]["call_id"])  # by call id, human output
+    assert code == 0 and "outage-17" in out
+
+    code, out, _ = _invoke("status", "--json")
+    counts = json.loads(out)["counts"]
+    assert counts[calls[0]["state"]] == 1 and sum(counts.values()) == 1
+
+
+def test_show_unknown_call(migrated: None) -> None:
+    code, _, err = _invoke("show", "nope")
+    assert code == 1 and "nope" in err
+
+
+@pytest.fixture
+def transcript_file(tmp_path: Path) -> Path:
+    path = tmp_path / "call.txt"
+    path.write_text(GOOD_CALL, encoding="utf-8")
+    return path
+
+
+def _extraction(tmp_path: Path, quote: str, text: str = "Agent will text when service is restored.") -> Path:
+    path = tmp_path / "extraction.json"
+    path.write_text(json.dumps({
+        "summary": [{"text": "Customer's internet is down.", "evidence": [
+            {"utterance": 1, "quote": "My internet has been down since this morning"}]}],
+        "action_items": [{"text": text, "owner": "agent", "due": None,
+                          "evidence": [{"utterance": 3, "quote": quote}]}],
+    }), encoding="utf-8")
+    return path
+
+
+def test_verify_grounded_exits_zero(transcript_file: Path, tmp_path: Path) -> None:
+    extraction = _extraction(tmp_path, "I will send you a text message as soon as service is restored.")
+    code, out, err = _invoke("verify", str(transcript_file), str(extraction), "--json")
+    assert code == 0, err
+    claims = json.loads(out)["claims"]
+    assert [c["status"] for c in claims] == ["grounded", "grounded"]
+    ev = claims[1]["evidence"][0]
+    assert ev["status"] == "exact" and ev["utterance"] == 3
+    assert GOOD_CALL.splitlines()[3].split(": ", 1)[1][ev["char_start"] : ev["char_end"]] == ev["quote"]
+
+
+def test_verify_fabricated_and_changed_number_exit_one(transcript_file: Path, tmp_path: Path) -> None:
+    extraction = _extraction(
+        tmp_path, "I'll also apply a credit of $50 to your next bill.", "Agent applies a $50 credit."
+    )
+    code, out, _ = _invoke("verify", str(transcript_file), str(extraction), "--json")
+    assert code == 1
+    claim = json.loads(out)["claims"][1]
+    assert claim["status"] == "ungrounded"
+    assert claim["evidence"][0]["status"] == "ungrounded"
+    assert claim["evidence"][0]["reason"] in {"number_mismatch", "amount_mismatch"}
+
+
+def test_verify_rejects_invalid_extraction(transcript_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"summary": [{"evidence": []}]}), encoding="utf-8")
+    code, _, err = _invoke("verify", str(transcript_file), str(bad))
+    assert code == 2
+    assert "summary.0.text" in err
+
+
+def test_verify_rejects_bad_transcript(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    code, _, err = _invoke("verify", str(empty), str(_extraction(tmp_path, "x")))
+    assert code == 2 and "empty.txt" in err
+
+
+def test_demo_processes_every_sample(samples_dir: Path) -> None:
+    code, out, err = _invoke("demo")
+    assert code == 0, err
+    sample_count = len([p for p in samples_dir.iterdir() if p.suffix in {".json", ".txt"}])
+    assert sample_count >= 8
+    assert f"{sample_count} calls processed" in out
+    assert "Action items" in out and "exact" in out
+    # Running it again is idempotent: same calls, no duplicates.
+    code, out, _ = _invoke("demo")
+    assert code == 0 and f"{sample_count} calls processed" in out
+    code, out, _ = _invoke("status", "--json")
+    assert sum(json.loads(out)["counts"].values()) == sample_count
+
+
+def test_retry_requeues_failed_calls(migrated: None, call_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import update
+
+    from app.config import get_settings
+    from app.db.session import get_engine
+    from app.models import Call, CallState
+
+    assert _invoke("ingest", str(call_dir), "--no-enqueue")[0] == 0
+    with get_engine(get_settings().database_url).begin() as conn:
+        conn.execute(update(Call).values(state=CallState.failed, last_error="boom"))
+    # Unreachable broker: the calls are still requeued in the database, and the command says so.
+    _use_env(monkeypatch, POSTCALL_BROKER_URL="redis://127.0.0.1:1/0")
+    code, out, err = _invoke("retry", "--json")
+    assert len(json.loads(out)["requeued"]) == 1
+    assert code == 1 and "reconcile" in err
+    code, out, _ = _invoke("status", "--json")
+    assert json.loads(out)["counts"]["queued"] == 1
+
+
+def test_reconcile_requeues_stuck_calls(migrated: None, call_dir: Path) -> None:
+    assert _invoke("ingest", str(call_dir), "--no-enqueue")[0] == 0
+    code, out, _ = _invoke("reconcile", "--stuck-after", "3600", "--json")
+    assert code == 0 and json.loads(out)["requeued"] == []  # fresh call: not stuck yet
+
+
+def test_health_reports_each_check(migrated: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    _use_env(monkeypatch, POSTCALL_BROKER_URL="redis://127.0.0.1:1/0")
+    code, out, _ = _invoke("health", "--json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 1
+    assert checks["database"]["ok"] is True
+    assert checks["broker"]["ok"] is False
+    assert checks["provider"]["ok"] is True
+
+
+def test_health_fails_on_unmigrated_database() -> None:
+    code, out, _ = _invoke("health", "--json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 1 and checks["database"]["ok"] is False
+
+
+def test_unknown_provider_is_a_clear_error(migrated: None, call_dir: Path) -> None:
+    code, _, err = _invoke("process", str(call_dir), "--provider", "gpt-magic")
+    assert code == 2
+    assert "gpt-magic" in err and "heuristic" in err

@@ -1,0 +1,63 @@
+"""Shared fixtures: migrated databases (SQLite and real PostgreSQL), sessions, settings, samples."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import PROJECT_ROOT, get_settings
+from app.db.migrate import upgrade
+from app.db.session import create_db_engine, make_session_factory
+from tests.support.services import temporary_pg_database
+
+# The local OpenAI-compatible test server (`fake_openai` fixture), usable from every test folder.
+pytest_plugins = ["tests.support.fake_openai"]
+
+SAMPLES_DIR = PROJECT_ROOT / "samples"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test gets its own SQLite file and the offline provider unless it says otherwise."""
+    monkeypatch.setenv("POSTCALL_DATABASE_URL", f"sqlite:///{tmp_path / 'postcall.db'}")
+    monkeypatch.setenv("POSTCALL_LLM_PROVIDER", "heuristic")
+    monkeypatch.setenv("POSTCALL_BROKER_URL", "redis://127.0.0.1:6379/9")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with temporary_pg_database() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A freshly migrated database; pipeline tests run on both backends."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def session_factory(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = create_db_engine(db_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def samples_dir() -> Path:
+    return SAMPLES_DIR

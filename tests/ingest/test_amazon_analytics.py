@@ -1,0 +1,101 @@
+"""Transcribe Call Analytics and Contact Lens: roles from the source, detected insights as hints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from app.ingest import load_transcript
+from app.schemas.transcript import Role
+from tests.ingest.helpers import ingest_error
+from tests.support.data import require_shared_data
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_call_analytics_sample_keeps_roles_and_insights() -> None:
+    path = require_shared_data("stt_formats", "aws_transcribe_call_analytics", "example-call.json")
+    raw = json.loads(path.read_text())
+    parsed = load_transcript(path)
+    transcript = parsed.transcript
+    assert parsed.detected_format == "aws_call_analytics"
+    assert len(transcript.utterances) == len(raw["Transcript"])
+    for utterance, turn in zip(transcript.utterances, raw["Transcript"], strict=True):
+        assert utterance.text == turn["Content"]
+        assert utterance.role.value == turn["ParticipantRole"].lower()
+        assert utterance.role_confidence == 1.0
+        assert utterance.start == turn["BeginOffsetMillis"] / 1000
+    assert transcript.metadata.external_id == raw["JobName"]
+    hints = transcript.vendor_hints
+    assert hints["vendor"] == "aws_call_analytics"
+    assert hints["categories"] == raw["Categories"]["MatchedCategories"]
+    # Each action item quotes the characters its offsets mark in the utterance it points at.
+    assert hints["action_items"]
+    for item in hints["action_items"]:
+        utterance = transcript.utterances[item["utterance_index"]]
+        assert utterance.text[item["char_start"] : item["char_end"]] == item["text"]
+    assert "I will email you a confirmation" in hints["action_items"][0]["text"]
+    assert {"issues", "outcomes"} <= hints.keys()
+
+
+def test_contact_lens_sample() -> None:
+    path = require_shared_data("stt_formats", "amazon_connect_contact_lens", "contact_lens_postcall_voice_v1.1.0.json")
+    raw = json.loads(path.read_text())
+    parsed = load_transcript(path)
+    assert parsed.detected_format == "contact_lens"
+    transcript = parsed.transcript
+    assert transcript.metadata.external_id == raw["CustomerMetadata"]["ContactId"]
+    assert [u.speaker for u in transcript.utterances] == [t["ParticipantId"] for t in raw["Transcript"]]
+    assert {u.role for u in transcript.utterances} == {Role.agent, Role.customer}
+    assert transcript.vendor_hints == {}  # nothing detected in this call
+
+
+def test_contact_lens_issue_offsets_and_dropped_empty_turn() -> None:
+    parsed = load_transcript(FIXTURES / "contact_lens_issues.json")
+    transcript = parsed.transcript
+    assert len(transcript.utterances) == 3  # the blank turn is dropped...
+    assert any("dropped 1 empty" in warning for warning in parsed.warnings)
+    issue = transcript.vendor_hints["issues"][0]
+    assert issue["utterance_index"] == 1
+    assert transcript.utterances[1].text[issue["char_start"] : issue["char_end"]] == issue["text"]
+    assert transcript.vendor_hints["categories"] == ["Cancellation"]
+
+
+def _contact_lens() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((FIXTURES / "contact_lens_issues.json").read_text())
+    return document
+
+
+def test_contact_lens_chat_is_rejected() -> None:
+    document = _contact_lens()
+    document["Channel"] = "CHAT"
+    error = ingest_error(document)
+    assert error.location == "Channel"
+
+
+def test_contact_lens_turn_without_content() -> None:
+    document = _contact_lens()
+    del document["Transcript"][1]["Content"]
+    error = ingest_error(document)
+    assert error.location == "Transcript[1].Content"
+    assert "missing" in error.problem
+
+
+def test_call_analytics_overlap_beyond_tolerance_is_rejected() -> None:
+    document = {
+        "JobName": "j",
+        "JobStatus": "COMPLETED",
+        "Transcript": [
+            {"ParticipantRole": "AGENT", "Content": "Hello.", "BeginOffsetMillis": 9000, "EndOffsetMillis": 9500},
+            {"ParticipantRole": "CUSTOMER", "Content": "Hi.", "BeginOffsetMillis": 1000, "EndOffsetMillis": 1500},
+        ],
+    }
+    error = ingest_error(document)
+    assert error.location == "Transcript[1].BeginOffsetMillis"
+    assert "time order" in error.problem
+
+
+def test_call_analytics_job_in_progress_is_rejected() -> None:
+    error = ingest_error({"JobName": "j", "JobStatus": "IN_PROGRESS", "Transcript": []})
+    assert error.location == "JobStatus"

@@ -1,0 +1,98 @@
+"""Plain text: `Speaker: text` lines, stamps, continuation lines, odd speaker names."""
+
+from __future__ import annotations
+
+from app.schemas.transcript import Role
+from tests.ingest.helpers import ingest_error, parse_text
+
+
+def test_agent_customer_lines_with_stamps_and_continuations() -> None:
+    parsed = parse_text(
+        "[00:03] Agent: Thank you for calling Acme.\n"
+        "[00:07] Customer: Hi, I'm calling about my bill.\n"
+        "   It went up by twenty dollars.\n"
+        "\n"
+        "[01:02:05.5] Agent: Let me check that for you.\n"
+    )
+    utterances = parsed.transcript.utterances
+    assert parsed.detected_format == "text"
+    assert [(u.speaker, u.role, u.role_confidence) for u in utterances] == [
+        ("Agent", Role.agent, 1.0),
+        ("Customer", Role.customer, 1.0),
+        ("Agent", Role.agent, 1.0),
+    ]
+    assert utterances[1].text == "Hi, I'm calling about my bill. It went up by twenty dollars."
+    assert [u.start for u in utterances] == [3.0, 7.0, 3725.5]
+    assert all(u.end is None for u in utterances)
+
+
+def test_stamp_between_speaker_and_colon() -> None:
+    parsed = parse_text("Agent [00:01]: Hello.\nCustomer [00:04]: Hi.\n")
+    assert [u.start for u in parsed.transcript.utterances] == [1.0, 4.0]
+
+
+def test_named_speakers_get_inferred_roles() -> None:
+    parsed = parse_text(
+        "Dana Smith: Good morning, thank you for calling Harbor Bank, how can I help you?\n"
+        "Mr. O'Brien: I lost my debit card yesterday and I need a new one.\n"
+        "Dana Smith: I'm sorry to hear that. Can I have your account number?\n"
+    )
+    roles = {u.speaker: u.role for u in parsed.transcript.utterances}
+    assert roles == {"Dana Smith": Role.agent, "Mr. O'Brien": Role.customer}
+
+
+def test_colon_inside_text_and_urls_are_not_speakers() -> None:
+    parsed = parse_text(
+        "Agent: The branch opens at 9:30, see https://example.com/hours for details.\n"
+        "https://example.com/other is also useful\n"
+        "Customer: Thanks.\n"
+    )
+    utterances = parsed.transcript.utterances
+    assert len(utterances) == 2
+    assert utterances[0].text.endswith("https://example.com/other is also useful")
+
+
+
+
+def test_leading_line_without_speaker() -> None:
+    error = ingest_error("\nthis is a note about the call\nAgent: hello\n", fmt="text")
+    assert error.location == "line 2"
+    assert "Speaker: text" in error.problem
+
+
+def test_invalid_stamp_names_the_line() -> None:
+    error = ingest_error("[00:01] Agent: hello\n[00:75] Customer: hi\n")
+    assert error.location == "line 2"
+    assert "[00:75]" in error.problem
+
+
+def test_stamps_going_backwards_are_rejected() -> None:
+    error = ingest_error("[00:10] Agent: hello\n[00:02] Customer: hi\n")
+    assert error.location == "line 2"
+    assert "time order" in error.problem
+
+
+def test_empty_speaker_lines_are_dropped_with_a_warning() -> None:
+    parsed = parse_text("Agent: Hello, thanks for calling.\nCustomer:\nCustomer: My bill is wrong.\n")
+    assert [u.text for u in parsed.transcript.utterances] == [
+        "Hello, thanks for calling.",
+        "My bill is wrong.",
+    ]
+    assert any("empty" in warning for warning in parsed.warnings)
+
+
+def test_one_speaker_only_is_accepted_with_a_warning() -> None:
+    parsed = parse_text("Speaker 1: Hello there.\nSpeaker 1: Anyone?\n")
+    assert {u.role for u in parsed.transcript.utterances} == {Role.unknown}
+    assert any("one speaker" in warning for warning in parsed.warnings)
+
+
+def test_dialogsum_style_hash_speakers() -> None:
+    parsed = parse_text("#Person1#: Hello, how can I help you?\n#Person2#: I need to open an account.\n")
+    assert [u.speaker for u in parsed.transcript.utterances] == ["#Person1#", "#Person2#"]
+
+
+def test_one_named_speaker_keeps_its_role_with_a_warning() -> None:
+    parsed = parse_text("Agent: Hello, thanks for calling.\nAgent: Hello? Are you there?\n")
+    assert {(u.role, u.role_confidence) for u in parsed.transcript.utterances} == {(Role.agent, 1.0)}
+    assert any("one speaker" in warning for warning in parsed.warnings)

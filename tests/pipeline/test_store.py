@@ -1,0 +1,76 @@
+"""Storing transcripts: created, identical re-ingest is a no-op, changed content needs replace."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.session import unit_of_work
+from app.errors import DuplicateCallError
+from app.models import Call, CallState, ReviewEvent, Utterance
+from app.pipeline.store import StoreStatus, store_transcript
+from app.schemas.transcript import Role
+from tests.support.transcripts import CARD_CALL_LINES, make_transcript
+
+
+def _count(factory: sessionmaker[Session], model: type) -> int:
+    with unit_of_work(factory) as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_store_creates_queued_call_with_utterances(session_factory: sessionmaker[Session]) -> None:
+    transcript = make_transcript()
+    with unit_of_work(session_factory) as session:
+        stored = store_transcript(session, transcript, tenant="acme", external_id="card-001")
+    assert stored.status is StoreStatus.created
+    with unit_of_work(session_factory) as session:
+        call = session.get(Call, stored.call_id)
+        assert call is not None
+        assert call.state is CallState.queued
+        assert call.transcript_hash == transcript.content_hash()
+        texts = session.scalars(select(Utterance.text).where(Utterance.call_id == call.id).order_by(Utterance.index))
+        assert list(texts) == [text for _, text in CARD_CALL_LINES]
+
+
+def test_identical_reingest_is_noop(session_factory: sessionmaker[Session]) -> None:
+    with unit_of_work(session_factory) as session:
+        first = store_transcript(session, make_transcript(), tenant="acme", external_id="card-001")
+    with unit_of_work(session_factory) as session:
+        second = store_transcript(session, make_transcript(), tenant="acme", external_id="card-001")
+    assert second.status is StoreStatus.unchanged
+    assert second.call_id == first.call_id
+    assert _count(session_factory, Call) == 1
+    assert _count(session_factory, Utterance) == len(CARD_CALL_LINES)
+
+
+def test_changed_content_refused_without_replace(session_factory: sessionmaker[Session]) -> None:
+    with unit_of_work(session_factory) as session:
+        store_transcript(session, make_transcript(), tenant="acme", external_id="card-001")
+    changed = make_transcript([*CARD_CALL_LINES, (Role.agent, "Goodbye!")])
+    with pytest.raises(DuplicateCallError, match="--replace"), unit_of_work(session_factory) as session:
+        store_transcript(session, changed, tenant="acme", external_id="card-001")
+    # Nothing of the refused version was stored.
+    assert _count(session_factory, Utterance) == len(CARD_CALL_LINES)
+
+
+def test_replace_overwrites_and_audits(session_factory: sessionmaker[Session]) -> None:
+    with unit_of_work(session_factory) as session:
+        first = store_transcript(session, make_transcript(), tenant="acme", external_id="card-001")
+    changed = make_transcript([*CARD_CALL_LINES, (Role.agent, "Goodbye!")])
+    with unit_of_work(session_factory) as session:
+        replaced = store_transcript(session, changed, tenant="acme", external_id="card-001", replace=True)
+    assert replaced.status is StoreStatus.replaced
+    assert replaced.call_id == first.call_id
+    assert _count(session_factory, Utterance) == len(CARD_CALL_LINES) + 1
+    with unit_of_work(session_factory) as session:
+        actions = session.scalars(select(ReviewEvent.action)).all()
+    assert actions == ["transcript_replaced"]
+
+
+def test_same_external_id_in_two_tenants_are_two_calls(session_factory: sessionmaker[Session]) -> None:
+    with unit_of_work(session_factory) as session:
+        a = store_transcript(session, make_transcript(), tenant="acme", external_id="card-001")
+        b = store_transcript(session, make_transcript(), tenant="globex", external_id="card-001")
+    assert a.call_id != b.call_id
+    assert _count(session_factory, Call) == 2

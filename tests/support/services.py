@@ -1,0 +1,75 @@
+"""Real PostgreSQL and Redis for tests. Under CI=true a missing service fails the test; elsewhere it skips
+with a message that says which service is down and how to start it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+PG_HOST = os.environ.get("POSTCALL_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("POSTCALL_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("POSTCALL_TEST_PG_USER", "postgres")
+REDIS_HOST = os.environ.get("POSTCALL_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("POSTCALL_TEST_REDIS_PORT", "6379"))
+
+START_HINT = {
+    "postgres": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "redis": 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no',
+}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str) -> None:
+    host, port = (PG_HOST, PG_PORT) if name == "postgres" else (REDIS_HOST, REDIS_PORT)
+    if _port_open(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}; start it with: {START_HINT[name]}"
+    if in_ci():
+        pytest.fail(f"CI=true and {message}")
+    pytest.skip(message)
+
+
+def pg_admin_url(database: str = "postgres") -> str:
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+@contextmanager
+def temporary_pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards (connections terminated first)."""
+    import psycopg
+
+    require_service("postgres")
+    name = f"postcall_test_{uuid.uuid4().hex[:12]}"
+    dsn = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_admin_url(name)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def redis_url(db: int) -> str:
+    require_service("redis")
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
