@@ -14,9 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.cli_web import serve, users_app
 from app.config import PROJECT_ROOT, get_settings
 from app.db.session import unit_of_work
 from app.errors import PostcallError
+from app.logging import configure_logging
 from app.pipeline.calls import count_by_state, find_call, find_tenant
 from app.pipeline.queries import call_detail
 from app.pipeline.store import StoreStatus, store_transcript
@@ -32,6 +34,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.command()(serve)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -495,6 +499,7 @@ def worker(
     from app.worker.celery_app import QUEUE_NAME, celery_app
 
     settings = get_settings()
+    configure_logging(loglevel)
     argv = [
         "worker",
         f"--pool={pool or settings.worker_pool}",
@@ -667,6 +672,7 @@ def demo(
 
 
 def main() -> None:
+    configure_logging(get_settings().log_level)
     try:
         app()
     except PostcallError as exc:

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     default_tenant: str = "default"
 
     # Signs session cookies. The default is for local use only; the web app warns when it is used.
+    log_level: str = "WARNING"
+
     secret_key: str = "dev-insecure-change-me"  # noqa: S105
 
 

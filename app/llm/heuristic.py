@@ -93,6 +93,8 @@ LATE_OUTCOME_BONUS = 1.5
 # Outcome candidates below this weight (after the lateness bonus) are not used.
 MIN_OUTCOME_SCORE = 3.0
 MAX_SUMMARY_STATEMENTS = 5
+# A finding ("I can see ...") shorter than this many words is too vague for the summary.
+MIN_FINDING_WORDS = 6
 MIN_SUMMARY_STATEMENTS = 2
 MAX_ACTION_ITEMS = 8
 # How many items back a caller's "I'll do it" looks for the request it agrees to.
@@ -113,6 +115,9 @@ _LEADING_REQUEST_QUESTION = re.compile(
 _HOW_DO_I = re.compile(
     r"^(?:how|where|when)\s+(?:do|can|should|would)\s+(?:i|we)\s+(?P<rest>.+?)[?.!]*$", re.IGNORECASE
 )
+_NEGATED_PLURAL_VERB = re.compile(
+    r"\bthe (?:agent|company|customer) (?:don't|don’t|haven't|haven’t|aren't|aren’t|weren't|weren’t)\b"
+)
 PRONOUN_SUBJECT = re.compile(r"(?:it|this|that|they)\b", re.IGNORECASE)
 _QUESTION_OPENER = re.compile(
     r"^(?:can|could|would|will|do|does|did|is|are|was|were|have|has|what|when|where|which|who|why|how|may|"
@@ -129,6 +134,7 @@ _ORDINARY_OPENERS = frozenset(
         "you've", "you're", "no", "not", "nothing", "neither", "nobody", "never", "every", "all", "some",
         "any", "one", "two", "a", "an", "also", "again", "yesterday", "today", "tonight", "last", "trying",
         "tried", "ordered", "bought", "paid", "called", "waiting", "received", "booked", "cancelled",
+        "as", "if", "once", "unfortunately", "sorry", "let", "let's", "here", "here's", "currently",
     }
 )  # fmt: skip
 _STOP_WORDS = frozenset(
@@ -323,7 +329,8 @@ class _Extractor:
     # --- outcome --------------------------------------------------------------------------------
 
     def _outcome(self, items: Sequence[_Claim]) -> _Claim | None:
-        """Escalated, else pending (a review, a third party still to act), else resolved, else promised."""
+        """Escalated, else pending (a review, a third party still to act), else resolved, else pending on
+        a promise or a request made of the caller, else unresolved, else closed by the caller."""
         escalated = self._best_agent_sentence(ESCALATED_CUES)
         if escalated is not None:
             return self._labelled_outcome("Escalated", *escalated)
@@ -340,6 +347,10 @@ class _Extractor:
         promise = next((i for i in items if i.owner is Owner.agent), None)
         if promise is not None:
             return self._promise_outcome(promise)
+        # Or on something the caller was asked to do ("please DM us your account number").
+        request = next((i for i in items if i.request), None)
+        if request is not None:
+            return self._promise_outcome(request)
         unresolved = self._best_agent_sentence(UNRESOLVED_CUES)
         if unresolved is not None:
             return self._labelled_outcome("Unresolved", *unresolved)
@@ -437,10 +448,8 @@ class _Extractor:
                 continue
             if any(_overlaps(match.start(), claim, unit) for claim in found):
                 continue
-            item = self._item(index, unit, match.start(), Owner.customer, "agent", request=True)
-            item.request = True
-            found.append(item)
-        # Items only count for agent-role units; an unknown speaker's "I'll" is kept when it is not ours.
+            found.append(self._item(index, unit, match.start(), Owner.customer, "agent", request=True))
+        # A promise by a speaker whose role stayed unknown is not put on the agent: nothing says it was theirs.
         return [c for c in found if c.owner is not Owner.agent or unit.role is Role.agent]
 
     def _customer_side_items(self, index: int, unit: _Unit, text: str) -> list[_Claim]:
@@ -487,6 +496,7 @@ class _Extractor:
             quotes,
             owner=owner,
             due=due,
+            request=request,
             anchor=sentence.utterance,
             keywords=_content_words(quoted),
         )
@@ -512,7 +522,8 @@ class _Extractor:
             statements.append(finding)
         if outcome:
             statements.append(outcome)
-        for item in items:
+        # Dated promises first, then the company's and third parties' before the caller's.
+        for item in sorted(items, key=lambda i: (i.due is None, i.owner is Owner.customer, i.anchor)):
             if len(statements) >= MAX_SUMMARY_STATEMENTS:
                 break
             if any((q.utterance, q.start) in used for q in item.quotes):
@@ -541,7 +552,11 @@ class _Extractor:
             quote = self._clause_quote(unit, cue_start)
             if (quote.utterance, quote.start) in used:
                 continue
-            body = _describe_agent(self._quote_text(quote))
+            quoted = self._quote_text(quote)
+            # "I can see that request" says nothing; "I've opened the claim" does, however short.
+            if len(words(quoted)) < MIN_FINDING_WORDS and self._score(unit, RESOLVED_CUES)[0] == 0:
+                continue
+            body = _describe_agent(quoted)
             findings.append(self._guarded(_Claim(sentence_case(body), [quote], anchor=quote.utterance), "agent"))
             used.add((quote.utterance, quote.start))
         return findings
@@ -693,7 +708,11 @@ def _describe_agent(quoted: str) -> str:
     clause = _strip_filler(quoted).rstrip(" .!")
     if is_question(clause):
         return f'the agent asked "{clause}"'
-    return third_person(clause, "agent")
+    rewritten = third_person(_lower_opener(clause), "agent")
+    if _NEGATED_PLURAL_VERB.search(rewritten):
+        # "the agent don't see": the verb cannot agree without changing the negation; quote instead.
+        return f'the agent said "{clause}"'
+    return rewritten
 
 
 def _describe_request(quoted: str) -> str:

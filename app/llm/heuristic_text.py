@@ -199,8 +199,7 @@ def clause_span(sentence: Sentence, cue_start: int) -> tuple[int, int]:
         left_index -= 1
     while right_index < len(breaks) - 1 and (
         len(text[breaks[left_index] : breaks[right_index]].split()) < MIN_CLAUSE_WORDS
-        or (_may_hold_due(text[breaks[right_index] : breaks[right_index] + 40])
-            and _due_end_at(text, breaks[right_index]) is not None)
+        or _due_starts_at(text, breaks[right_index])
     ):
         right_index += 1
     left, right = breaks[left_index], breaks[right_index]
@@ -452,7 +451,7 @@ _DUE_PATTERNS = [
     rf"(?:at|after|from)\s+{_CLOCK}(?:\s+{_RELATIVE_DAY})?",
     r"(?:next|this)\s+(?:week|month|business\s+day|billing\s+cycle)",
     rf"(?:at\s+least\s+)?{_RANGE}\s+{_UNIT}\s+(?:before|after|prior\s+to)\s+(?:the|your)\s+(?:next\s+)?[a-z-]+",
-    r"(?:before|prior\s+to)\s+(?:the|your)\s+(?:next\s+)?(?:appointment|visit|flight|trip|procedure|deadline|"
+    r"(?:the\s+(?:day|night|morning|week)\s+)?(?:before|prior\s+to)\s+(?:the|your)\s+(?:next\s+)?(?:appointment|visit|flight|trip|procedure|deadline|"
     r"surgery|move|renewal|due\s+date|check-?up)",
     r"the\s+next\s+business\s+day",
     r"first\s+thing\s+(?:tomorrow|in\s+the\s+morning|monday)",
@@ -493,6 +492,8 @@ _DUE_WORDS = (
     "prior", "o'clock",
 )  # fmt: skip
 _DIGITS = frozenset("0123456789")
+# Due phrases are short: this many characters from a clause break are enough to tell if one opens it.
+DUE_LOOKAHEAD_CHARS = 48
 
 
 def _may_hold_due(text: str) -> bool:
@@ -500,6 +501,11 @@ def _may_hold_due(text: str) -> bool:
         return True
     lower = text.lower()
     return any(word in lower for word in _DUE_WORDS)
+
+
+def _due_starts_at(text: str, position: int) -> bool:
+    """Whether a due phrase opens the text at `position` (", within 5 days" continues a promise)."""
+    return _may_hold_due(text[position : position + DUE_LOOKAHEAD_CHARS]) and _due_end_at(text, position) is not None
 
 
 def _due_end_at(text: str, position: int) -> int | None:

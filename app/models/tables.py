@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     Enum,
     Float,
     ForeignKey,
@@ -24,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base
+from app.db.types import UTCDateTime
 
 
 def utcnow() -> datetime:
@@ -79,7 +79,7 @@ class Tenant(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(100), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class User(Base):
@@ -93,7 +93,7 @@ class User(Base):
     agent_id: Mapped[str | None] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
@@ -106,7 +106,7 @@ class Call(Base):
     external_id: Mapped[str] = mapped_column(String(200))
     agent_id: Mapped[str | None] = mapped_column(String(200), index=True)
     team: Mapped[str | None] = mapped_column(String(200))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     language: Mapped[str | None] = mapped_column(String(20))
     source_format: Mapped[str] = mapped_column(String(50))
     source_name: Mapped[str | None] = mapped_column(String(500))
@@ -114,11 +114,11 @@ class Call(Base):
     vendor_hints: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     ingest_warnings: Mapped[list[str] | None] = mapped_column(JSON)
     state: Mapped[CallState] = mapped_column(_enum(CallState, "call_state"), default=CallState.queued)
-    state_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     utterances: Mapped[list[Utterance]] = relationship(
         back_populates="call", order_by="Utterance.index", cascade="all, delete-orphan", passive_deletes=True
@@ -177,8 +177,8 @@ class ExtractionRun(Base):
     verify_ms: Mapped[float | None] = mapped_column(Float)
     db_ms: Mapped[float | None] = mapped_column(Float)
     total_ms: Mapped[float | None] = mapped_column(Float)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     call: Mapped[Call] = relationship(back_populates="runs")
     claims: Mapped[list[Claim]] = relationship(
@@ -214,7 +214,7 @@ class Claim(Base):
     )
     # "model" for extracted claims, "reviewer" for items a reviewer added from a transcript selection.
     origin: Mapped[str] = mapped_column(String(20), default="model")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     run: Mapped[ExtractionRun | None] = relationship(back_populates="claims")
     evidence: Mapped[list[Evidence]] = relationship(
@@ -254,4 +254,4 @@ class ReviewEvent(Base):
     action: Mapped[str] = mapped_column(String(50))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

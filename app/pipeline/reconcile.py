@@ -42,7 +42,7 @@ def claim_stuck_calls(
     for call in calls:
         note = f"re-enqueued by reconciler after {stuck_after_seconds:.0f}s in {call.state.value}"
         set_state(call, CallState.queued, error=note if call.state is CallState.processing else call.last_error)
-        call.enqueued_at = now
+        call.state_changed_at = call.enqueued_at = now  # one clock for the cutoff and the restart
     session.flush()
     return [call.id for call in calls]
 

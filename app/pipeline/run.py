@@ -72,8 +72,7 @@ def _claim(
         now = utcnow()
         queue_wait_ms = None
         if call.enqueued_at is not None:
-            enqueued = call.enqueued_at if call.enqueued_at.tzinfo else call.enqueued_at.replace(tzinfo=now.tzinfo)
-            queue_wait_ms = max(0.0, (now - enqueued).total_seconds() * 1000.0)
+            queue_wait_ms = max(0.0, (now - call.enqueued_at).total_seconds() * 1000.0)
         call.attempts += 1
         set_state(call, CallState.processing, error=call.last_error)
         transcript = load_transcript(session, call)

@@ -235,3 +235,42 @@ def test_unknown_provider_is_a_clear_error(migrated: None, call_dir: Path) -> No
     code, _, err = _invoke("process", str(call_dir), "--provider", "gpt-magic")
     assert code == 2
     assert "gpt-magic" in err and "heuristic" in err
+
+
+def test_reprocess_with_new_prompt_version_keeps_old_runs(
+    migrated: None, call_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from app.config import PROJECT_ROOT
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(PROJECT_ROOT / "prompts" / "extract-v1", prompts / "extract-v1")
+    shutil.copytree(PROJECT_ROOT / "prompts" / "extract-v1", prompts / "extract-v2")
+    _use_env(monkeypatch, POSTCALL_PROMPTS_DIR=str(prompts))
+    assert _invoke("process", str(call_dir))[0] == 0
+
+    # Same prompt, provider and model: nothing to redo.
+    code, out, _ = _invoke("reprocess", "--json")
+    assert code == 0
+    assert [c["skipped"] for c in json.loads(out)["calls"]] == [True]
+
+    code, out, err = _invoke("reprocess", "outage-17", "--prompt-version", "extract-v2", "--json")
+    assert code == 0, err
+    (result,) = json.loads(out)["calls"]
+    assert result["skipped"] is False
+
+    from sqlalchemy import select
+
+    from app.config import get_settings
+    from app.db.session import get_engine
+    from app.models import ExtractionRun
+
+    with get_engine(get_settings().database_url).connect() as conn:
+        versions = conn.execute(select(ExtractionRun.prompt_version).order_by(ExtractionRun.id)).scalars().all()
+    assert versions == ["extract-v1", "extract-v2"]
+    code, out, _ = _invoke("show", "outage-17", "--json")
+    assert json.loads(out)["run"]["prompt_version"] == "extract-v2"
+
+    code, _, err = _invoke("reprocess", "--prompt-version", "extract-v9")
+    assert code == 2 and "extract-v9" in err

@@ -51,3 +51,27 @@ def test_downgrade_to_base_and_back(backend: str, request: pytest.FixtureRequest
         assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite_url", "postgres_url"])
+def test_datetimes_come_back_timezone_aware_utc(backend: str, request: pytest.FixtureRequest) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    from app.db.session import make_session_factory, unit_of_work
+    from app.models import Tenant
+
+    url = request.getfixturevalue(backend)
+    engine = create_db_engine(url)
+    factory = make_session_factory(engine)
+    plus_two = timezone(timedelta(hours=2))
+    try:
+        with unit_of_work(factory) as session:
+            session.add(Tenant(slug="tz", created_at=datetime(2026, 3, 3, 11, 30, tzinfo=plus_two)))
+        with unit_of_work(factory) as session:
+            created = session.scalars(select(Tenant.created_at)).one()
+        assert created.tzinfo is not None
+        assert created == datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
+    finally:
+        engine.dispose()

@@ -41,6 +41,7 @@ def _due(text: str) -> str | None:
         ("Please wait till 21/10/2017.", "till 21/10/2017"),
         ("activate it as soon as it arrives", "as soon as it arrives"),
         ("I'll do it by end of day", "by end of day"),
+        ("We'll send you a text reminder the day before the appointment.", "the day before the appointment"),
     ],
 )
 def test_due_phrases_are_found_as_said(text: str, expected: str) -> None:

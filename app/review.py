@@ -1,0 +1,454 @@
+"""Review decisions: approve, edit or reject an item, add a missed item, decide a call, delete a call.
+
+Every decision appends one `ReviewEvent` (who, when, what, before, after) in the same transaction as
+the change it records, so the audit trail and the data cannot disagree. Events are never updated or
+deleted: the ORM guards below refuse it in code, and migration 0002 adds database triggers that refuse
+it for every client.
+
+Every function takes the acting `Principal` and resolves records through `visible_calls_clause`: a call
+the user cannot see raises `NotFoundError` (the API answers 404), an action their role does not allow
+on a call they can see raises `AccessDeniedError` (403), and a decision the call's state does not allow
+raises `ReviewConflictError` (409). Functions flush; the entry point commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Delete, Update, delete, event, func, select
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, selectinload
+
+from app.errors import NotFoundError, PostcallError
+from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
+from app.models.tables import utcnow
+from app.pipeline.calls import load_transcript, set_state
+from app.pipeline.persist import latest_succeeded_run
+from app.schemas.extraction import Owner
+from app.schemas.grounding import ClaimKind, ClaimStatus
+from app.users import Principal, visible_calls_clause
+
+MAX_CLAIM_TEXT_CHARS = 2_000
+MAX_DUE_CHARS = 200
+MAX_SELECTION_PIECES = 20
+# Calls whose extraction is finished: only these can be approved or rejected as a whole.
+DECIDABLE_CALL_STATES = frozenset(
+    {CallState.ready_for_review, CallState.needs_attention, CallState.approved, CallState.rejected}
+)
+# Kinds a reviewer may add from a transcript selection; reason and outcome exist once per call.
+ADDABLE_KINDS = frozenset({ClaimKind.action_item, ClaimKind.summary})
+
+
+class ReviewConflictError(PostcallError):
+    """The decision does not fit the record's current state (superseded run, call still processing...)."""
+
+
+class ReviewInputError(PostcallError):
+    """The decision's input is invalid: empty text, unknown owner, a selection not in the transcript."""
+
+
+class AppendOnlyError(PostcallError):
+    """Something tried to change or remove an audit event."""
+
+
+class ClaimAction(StrEnum):
+    approve = "approve"
+    edit = "edit"
+    reject = "reject"
+
+
+class CallDecision(StrEnum):
+    approve = "approve"
+    reject = "reject"
+
+
+class EventAction(StrEnum):
+    claim_approved = "claim_approved"
+    claim_edited = "claim_edited"
+    claim_rejected = "claim_rejected"
+    claim_added = "claim_added"
+    call_approved = "call_approved"
+    call_rejected = "call_rejected"
+    call_deleted = "call_deleted"
+
+
+CLAIM_EVENT = {
+    ClaimAction.approve: (EventAction.claim_approved, ReviewStatus.approved),
+    ClaimAction.edit: (EventAction.claim_edited, ReviewStatus.edited),
+    ClaimAction.reject: (EventAction.claim_rejected, ReviewStatus.rejected),
+}
+CALL_EVENT = {
+    CallDecision.approve: (EventAction.call_approved, CallState.approved),
+    CallDecision.reject: (EventAction.call_rejected, CallState.rejected),
+}
+
+
+# ------------------------------------------------------------------------------ append-only guard
+
+
+@event.listens_for(ReviewEvent, "before_update")
+def _refuse_event_update(_mapper: Mapper[Any], _connection: Any, target: ReviewEvent) -> None:
+    raise AppendOnlyError(f"review event {target.id} is append-only; it cannot be updated")
+
+
+@event.listens_for(ReviewEvent, "before_delete")
+def _refuse_event_delete(_mapper: Mapper[Any], _connection: Any, target: ReviewEvent) -> None:
+    raise AppendOnlyError(f"review event {target.id} is append-only; it cannot be deleted")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_event_changes(state: ORMExecuteState) -> None:
+    # Bulk UPDATE/DELETE statements bypass the mapper events above.
+    statement = state.statement
+    if isinstance(statement, Update | Delete):
+        # The ORM form targets an annotated copy of the table, so compare by name.
+        target = getattr(statement.table, "name", None)
+        if target == ReviewEvent.__tablename__:
+            raise AppendOnlyError("review_events is append-only: UPDATE and DELETE are refused")
+
+
+def append_event(
+    session: Session,
+    principal: Principal | None,
+    *,
+    tenant_id: int,
+    call_id: str,
+    action: EventAction,
+    claim_id: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> ReviewEvent:
+    review_event = ReviewEvent(
+        tenant_id=tenant_id,
+        call_id=call_id,
+        claim_id=claim_id,
+        actor_user_id=principal.user_id if principal else None,
+        actor_name=principal.name if principal else "system",
+        action=action.value,
+        before=before,
+        after=after,
+        created_at=utcnow(),
+    )
+    session.add(review_event)
+    return review_event
+
+
+# ---------------------------------------------------------------------------------------- lookups
+
+
+def visible_call(session: Session, principal: Principal, call_id: str) -> Call:
+    """The call, if this user may see it. Absent and invisible are the same answer."""
+    call = session.scalar(select(Call).where(Call.id == call_id, visible_calls_clause(principal)))
+    if call is None:
+        raise NotFoundError(f"call {call_id} not found")
+    return call
+
+
+def visible_claim(session: Session, principal: Principal, claim_id: int) -> tuple[Claim, Call]:
+    row = session.execute(
+        select(Claim, Call)
+        .join(Call, Call.id == Claim.call_id)
+        .where(Claim.id == claim_id, visible_calls_clause(principal))
+        .options(selectinload(Claim.evidence))
+    ).first()
+    if row is None:
+        raise NotFoundError(f"claim {claim_id} not found")
+    return row[0], row[1]
+
+
+def _claim_snapshot(claim: Claim) -> dict[str, Any]:
+    return {"text": claim.text, "owner": claim.owner, "due": claim.due, "review_status": claim.review_status.value}
+
+
+def _require_current(session: Session, claim: Claim) -> None:
+    run = latest_succeeded_run(session, claim.call_id)
+    if run is None or claim.run_id != run.id:
+        raise ReviewConflictError(
+            f"claim {claim.id} belongs to a superseded extraction; reload the call to review its current items"
+        )
+
+
+def _clean_text(text: str | None, what: str, limit: int) -> str:
+    cleaned = (text or "").strip()
+    if not cleaned:
+        raise ReviewInputError(f"{what} is empty")
+    if len(cleaned) > limit:
+        raise ReviewInputError(f"{what} is longer than {limit} characters")
+    return cleaned
+
+
+def _clean_owner(owner: str | None) -> str:
+    try:
+        return Owner(owner or "").value
+    except ValueError:
+        allowed = ", ".join(o.value for o in Owner)
+        raise ReviewInputError(f"owner must be one of {allowed}, not {owner!r}") from None
+
+
+def _clean_due(due: str | None) -> str | None:
+    cleaned = (due or "").strip()
+    if len(cleaned) > MAX_DUE_CHARS:
+        raise ReviewInputError(f"due is longer than {MAX_DUE_CHARS} characters")
+    return cleaned or None
+
+
+# -------------------------------------------------------------------------------- claim decisions
+
+
+@dataclass(frozen=True)
+class ClaimChanges:
+    """An edit. `None` leaves a field as it is; an empty `due` clears it."""
+
+    text: str | None = None
+    owner: str | None = None
+    due: str | None = None
+
+
+def review_claim(
+    session: Session,
+    principal: Principal,
+    claim_id: int,
+    action: ClaimAction,
+    changes: ClaimChanges | None = None,
+) -> Claim:
+    """Approve, edit or reject one item of the call's current extraction."""
+    claim, call = visible_claim(session, principal, claim_id)
+    principal.require(principal.can_review, "review items")
+    _require_current(session, claim)
+    before = _claim_snapshot(claim)
+    if action is ClaimAction.edit:
+        changes = changes or ClaimChanges()
+        if changes.text is None and changes.owner is None and changes.due is None:
+            raise ReviewInputError("an edit changes the text, the owner or the due date")
+        if changes.text is not None:
+            claim.text = _clean_text(changes.text, "text", MAX_CLAIM_TEXT_CHARS)
+        if changes.owner is not None:
+            if claim.kind != ClaimKind.action_item.value:
+                raise ReviewInputError("only action items have an owner")
+            claim.owner = _clean_owner(changes.owner)
+        if changes.due is not None:
+            if claim.kind != ClaimKind.action_item.value:
+                raise ReviewInputError("only action items have a due date")
+            claim.due = _clean_due(changes.due)
+    event_action, status = CLAIM_EVENT[action]
+    claim.review_status = status
+    append_event(
+        session,
+        principal,
+        tenant_id=call.tenant_id,
+        call_id=call.id,
+        claim_id=claim.id,
+        action=event_action,
+        before=before,
+        after=_claim_snapshot(claim),
+    )
+    session.flush()
+    return claim
+
+
+@dataclass(frozen=True)
+class SelectedQuote:
+    """One piece of a transcript selection: the text selected inside one utterance."""
+
+    utterance: int
+    quote: str
+
+
+@dataclass(frozen=True)
+class NewItem:
+    kind: ClaimKind
+    text: str
+    owner: str | None
+    due: str | None
+    selection: Sequence[SelectedQuote]
+
+
+def add_reviewer_claim(session: Session, principal: Principal, call_id: str, item: NewItem) -> Claim:
+    """Add an item the extraction missed, with the reviewer's transcript selection as its evidence.
+
+    The selection goes through the same verifier as model output, so the stored spans obey the same
+    invariant (offsets slice the utterance to the quote) and a claim whose own critical tokens (amounts,
+    dates, negations) are not in the selection is stored as unverified, like any other. A selection that
+    is not in the transcript at all is refused rather than stored.
+    """
+    from app.grounding import verify_extraction
+    from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Statement
+
+    call = visible_call(session, principal, call_id)
+    principal.require(principal.can_review, "add items")
+    if item.kind not in ADDABLE_KINDS:
+        raise ReviewInputError(f"a reviewer can add {' or '.join(sorted(ADDABLE_KINDS))} items, not {item.kind}")
+    run = latest_succeeded_run(session, call.id)
+    if run is None:
+        raise ReviewConflictError(f"call {call.id} has no finished extraction to add an item to")
+    text = _clean_text(item.text, "text", MAX_CLAIM_TEXT_CHARS)
+    is_action = item.kind is ClaimKind.action_item
+    owner = _clean_owner(item.owner) if is_action else None
+    due = _clean_due(item.due) if is_action else None
+    pieces = [piece for piece in item.selection if piece.quote.strip()]
+    if not pieces:
+        raise ReviewInputError("select the transcript text that supports the item")
+    if len(pieces) > MAX_SELECTION_PIECES:
+        raise ReviewInputError(f"a selection may span at most {MAX_SELECTION_PIECES} utterances")
+    transcript = load_transcript(session, call)
+    last_index = len(transcript.utterances) - 1
+    for piece in pieces:
+        if not 0 <= piece.utterance <= last_index:
+            raise ReviewInputError(f"utterance {piece.utterance} does not exist (the call has 0..{last_index})")
+    evidence = [EvidenceRef(utterance=piece.utterance, quote=piece.quote) for piece in pieces]
+    statement = (
+        ActionItem(text=text, owner=Owner(owner), due=due, evidence=evidence)
+        if is_action and owner is not None
+        else Statement(text=text, evidence=evidence)
+    )
+    extraction = (
+        Extraction(action_items=[statement]) if isinstance(statement, ActionItem) else Extraction(summary=[statement])
+    )
+    (verified,) = verify_extraction(transcript, extraction).claims
+    missing = [ev for ev in verified.evidence if not ev.grounded]
+    if missing or not verified.evidence:
+        where = ", ".join(str(ev.cited_utterance) for ev in missing)
+        raise ReviewInputError(f"the selected text was not found in the transcript (utterance {where})")
+    position = session.scalar(select(func.coalesce(func.max(Claim.position), -1)).where(Claim.run_id == run.id))
+    claim = Claim(
+        run_id=run.id,
+        call_id=call.id,
+        position=int(position if position is not None else -1) + 1,
+        kind=item.kind.value,
+        text=text,
+        owner=owner,
+        due=due,
+        grounding_status=verified.status.value,
+        grounding_reason=verified.reason if verified.status is ClaimStatus.ungrounded else None,
+        # The reviewer wrote it and chose its evidence: adding it is their decision on it.
+        review_status=ReviewStatus.approved,
+        origin="reviewer",
+        created_at=utcnow(),
+    )
+    claim.evidence = [
+        Evidence(
+            position=position,
+            cited_utterance=ev.cited_utterance,
+            utterance_index=ev.utterance,
+            char_start=ev.char_start,
+            char_end=ev.char_end,
+            quote=ev.quote,
+            status=ev.status.value,
+            score=ev.score,
+            reason=ev.reason,
+        )
+        for position, ev in enumerate(verified.evidence)
+    ]
+    session.add(claim)
+    session.flush()
+    append_event(
+        session,
+        principal,
+        tenant_id=call.tenant_id,
+        call_id=call.id,
+        claim_id=claim.id,
+        action=EventAction.claim_added,
+        before=None,
+        after={
+            **_claim_snapshot(claim),
+            "kind": claim.kind,
+            "grounding_status": claim.grounding_status,
+            "evidence": [
+                {"utterance": ev.utterance_index, "char_start": ev.char_start, "char_end": ev.char_end}
+                for ev in claim.evidence
+            ],
+        },
+    )
+    session.flush()
+    return claim
+
+
+# --------------------------------------------------------------------------------- call decisions
+
+
+def pending_unverified(session: Session, call_id: str) -> int:
+    """Unverified items of the current extraction that nobody has decided on yet."""
+    run = latest_succeeded_run(session, call_id)
+    if run is None:
+        return 0
+    count = session.scalar(
+        select(func.count())
+        .select_from(Claim)
+        .where(
+            Claim.run_id == run.id,
+            Claim.grounding_status == ClaimStatus.ungrounded.value,
+            Claim.review_status == ReviewStatus.pending,
+        )
+    )
+    return int(count or 0)
+
+
+def decide_call(session: Session, principal: Principal, call_id: str, decision: CallDecision) -> Call:
+    """Approve or reject a whole call. Approving needs every unverified item decided first, so an
+    unchecked statement never enters an approved record as fact."""
+    call = visible_call(session, principal, call_id)
+    principal.require(principal.can_review, "approve or reject calls")
+    if call.state not in DECIDABLE_CALL_STATES:
+        raise ReviewConflictError(f"call {call.id} is {call.state.value}; only a processed call can be decided")
+    if decision is CallDecision.approve:
+        pending = pending_unverified(session, call.id)
+        if pending:
+            raise ReviewConflictError(
+                f"{pending} unverified item(s) still pending: approve, edit or reject them before approving the call"
+            )
+    event_action, state = CALL_EVENT[decision]
+    before = {"state": call.state.value}
+    set_state(call, state)
+    append_event(
+        session,
+        principal,
+        tenant_id=call.tenant_id,
+        call_id=call.id,
+        action=event_action,
+        before=before,
+        after={"state": state.value},
+    )
+    session.flush()
+    return call
+
+
+def delete_call(session: Session, principal: Principal, call_id: str) -> None:
+    """Hard-delete a call: transcript, runs, items and evidence go (database cascades). Its review events
+    stay, and one more records the deletion without any transcript content."""
+    call = visible_call(session, principal, call_id)
+    principal.require(principal.can_delete_calls, "delete calls")
+    facts = {
+        "external_id": call.external_id,
+        "agent_id": call.agent_id,
+        "team": call.team,
+        "state": call.state.value,
+        "transcript_hash": call.transcript_hash,
+    }
+    tenant_id = call.tenant_id
+    session.expunge(call)
+    session.execute(delete(Call).where(Call.id == call_id), execution_options={"synchronize_session": False})
+    append_event(session, principal, tenant_id=tenant_id, call_id=call_id, action=EventAction.call_deleted,
+                 before=facts, after=None)
+    session.flush()
+
+
+def call_events(session: Session, principal: Principal, call_id: str) -> list[ReviewEvent]:
+    """A call's audit trail, oldest first. Admins can still read the trail a deleted call left behind."""
+    call = session.scalar(select(Call.id).where(Call.id == call_id, visible_calls_clause(principal)))
+    if call is None:
+        exists_elsewhere = session.scalar(select(Call.id).where(Call.id == call_id)) is not None
+        if not principal.can_delete_calls or exists_elsewhere:
+            raise NotFoundError(f"call {call_id} not found")
+    # A visible call is always in the user's tenant, and so is the trail of one their tenant deleted.
+    events = list(
+        session.scalars(
+            select(ReviewEvent)
+            .where(ReviewEvent.call_id == call_id, ReviewEvent.tenant_id == principal.tenant_id)
+            .order_by(ReviewEvent.id)
+        ).all()
+    )
+    if call is None and not events:
+        raise NotFoundError(f"call {call_id} not found")
+    return events

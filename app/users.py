@@ -1,0 +1,216 @@
+"""Users, API tokens and what each role may see and do.
+
+A token is shown once, when the user is created, and stored only as its SHA-256 digest: tokens are
+256-bit random strings, so a fast hash is enough (there is nothing to brute-force), and a stolen
+database holds no usable credential.
+
+Visibility and permission are two separate questions, answered here and nowhere else:
+- `visible_calls_clause` says which calls a user can see at all. Everything outside it is answered
+  as "not found", so another tenant's call (or, for an agent, a colleague's) never leaks its existence.
+- `Principal.can_*` says what a user may do with a call they can see; a refusal there is "forbidden".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, false, select
+from sqlalchemy.orm import Session
+
+from app.errors import PostcallError
+from app.models import Call, Tenant, User, UserRole
+from app.pipeline.calls import find_tenant, get_or_create_tenant
+
+# A recognisable prefix lets secret scanners spot a leaked token.
+TOKEN_PREFIX = "pc_"  # noqa: S105 - a prefix, not a secret
+# 32 random bytes = 256 bits of entropy, url-safe base64 encoded.
+TOKEN_RANDOM_BYTES = 32
+SESSION_FINGERPRINT_CHARS = 16
+
+
+class AccessDeniedError(PostcallError):
+    """The user can see the record but their role does not allow the action."""
+
+
+class UserError(PostcallError):
+    """A user cannot be created or changed as asked (missing name or agent id, unknown user)."""
+
+
+class UserExistsError(UserError):
+    """The tenant already has a user of that name."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The signed-in user as the request handlers see it: plain values, no ORM state."""
+
+    user_id: int
+    name: str
+    tenant_id: int
+    tenant: str
+    role: UserRole
+    team: str | None = None
+    agent_id: str | None = None
+
+    @property
+    def can_review(self) -> bool:
+        """Approve, edit, reject and add items; approve or reject a call (within what they see)."""
+        return self.role in {UserRole.agent, UserRole.supervisor, UserRole.admin}
+
+    @property
+    def can_submit_calls(self) -> bool:
+        """Hand over transcripts through the API. Agents and analysts do not feed the pipeline."""
+        return self.role in {UserRole.supervisor, UserRole.admin}
+
+    @property
+    def can_delete_calls(self) -> bool:
+        return self.role is UserRole.admin
+
+    @property
+    def can_manage_users(self) -> bool:
+        return self.role is UserRole.admin
+
+    def require(self, allowed: bool, action: str) -> None:
+        if not allowed:
+            raise AccessDeniedError(f"role {self.role.value!r} may not {action}")
+
+
+def visible_calls_clause(principal: Principal) -> ColumnElement[bool]:
+    """The SQL condition selecting exactly the calls this user may see."""
+    tenant_scope = Call.tenant_id == principal.tenant_id
+    if principal.role is UserRole.agent:
+        if not principal.agent_id:
+            # An agent without an agent id owns no calls; never fall back to "all".
+            return false()
+        return and_(tenant_scope, Call.agent_id == principal.agent_id)
+    if principal.role is UserRole.supervisor and principal.team:
+        return and_(tenant_scope, Call.team == principal.team)
+    return tenant_scope
+
+
+def generate_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_RANDOM_BYTES)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewUser:
+    user: User
+    token: str  # the only time the plain token exists outside the caller's hands
+
+
+def create_user(
+    session: Session,
+    *,
+    tenant: str,
+    name: str,
+    role: UserRole,
+    team: str | None = None,
+    agent_id: str | None = None,
+) -> NewUser:
+    """Create a user (and the tenant, when new) with a fresh API token. Flushes; never commits."""
+    name = name.strip()
+    if not name:
+        raise UserError("a user needs a name")
+    if role is UserRole.agent and not agent_id:
+        raise UserError(
+            "an agent needs an agent id (--agent-id, or agent_id in the API): agents see only the calls carrying it"
+        )
+    tenant_row = get_or_create_tenant(session, tenant)
+    taken = session.scalar(select(User.id).where(User.tenant_id == tenant_row.id, User.name == name))
+    if taken is not None:
+        raise UserExistsError(f"user {name!r} already exists in tenant {tenant!r}")
+    token = generate_token()
+    user = User(
+        tenant_id=tenant_row.id,
+        name=name,
+        role=role,
+        team=team or None,
+        agent_id=agent_id or None,
+        token_hash=hash_token(token),
+        active=True,
+    )
+    session.add(user)
+    session.flush()
+    return NewUser(user, token)
+
+
+def principal_of(user: User, tenant_slug: str) -> Principal:
+    return Principal(
+        user_id=user.id,
+        name=user.name,
+        tenant_id=user.tenant_id,
+        tenant=tenant_slug,
+        role=user.role,
+        team=user.team,
+        agent_id=user.agent_id,
+    )
+
+
+def _active_principal(session: Session, condition: ColumnElement[bool]) -> Principal | None:
+    row = session.execute(
+        select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id).where(condition, User.active.is_(True))
+    ).first()
+    if row is None:
+        return None
+    user, slug = row
+    return principal_of(user, slug)
+
+
+def authenticate(session: Session, token: str) -> Principal | None:
+    """The active user holding this token, or None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    return _active_principal(session, User.token_hash == hash_token(token))
+
+
+def session_fingerprint(principal_token_hash: str) -> str:
+    """What a browser session remembers of the token: enough to notice a changed token, useless as one."""
+    return principal_token_hash[:SESSION_FINGERPRINT_CHARS]
+
+
+def load_principal(session: Session, user_id: int, fingerprint: str) -> Principal | None:
+    """Re-check a signed-in session: the user still exists, is active and still holds the same token."""
+    row = session.execute(
+        select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id).where(User.id == user_id)
+    ).first()
+    if row is None:
+        return None
+    user, slug = row
+    if not user.active or not secrets.compare_digest(session_fingerprint(user.token_hash), fingerprint):
+        return None
+    return principal_of(user, slug)
+
+
+def signed_in(session: Session, token: str) -> tuple[Principal, str] | None:
+    """Authenticate a token for a browser sign-in: the principal and the session fingerprint."""
+    principal = authenticate(session, token)
+    if principal is None:
+        return None
+    return principal, session_fingerprint(hash_token(token))
+
+
+def list_users(session: Session, tenant: str | None = None) -> list[tuple[User, str]]:
+    """Users with their tenant slug, ordered by tenant then name."""
+    query = select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id).order_by(Tenant.slug, User.name)
+    if tenant is not None:
+        query = query.where(Tenant.slug == tenant)
+    return [(user, slug) for user, slug in session.execute(query).all()]
+
+
+def deactivate_user(session: Session, tenant: str, name: str) -> User:
+    """Switch a user off: their token and any signed-in session stop working at the next request."""
+    tenant_row = find_tenant(session, tenant)
+    user = None
+    if tenant_row is not None:
+        user = session.scalar(select(User).where(User.tenant_id == tenant_row.id, User.name == name))
+    if user is None:
+        raise UserError(f"no user {name!r} in tenant {tenant!r}")
+    user.active = False
+    session.flush()
+    return user

@@ -1,0 +1,380 @@
+"""The JSON API under /api. Bearer-token auth on every route; the OpenAPI spec is at /openapi.json.
+
+Status codes follow one rule: a record the caller cannot see is 404 (another tenant's call, or a
+colleague's call for an agent), never 403, so existence does not leak; 403 is for a visible record and an
+action the caller's role does not allow; 409 for a decision the record's state does not allow; 422 for
+invalid input, naming the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import DuplicateCallError, PostcallError
+from app.models import Call, CallState, ReviewEvent, User, UserRole
+from app.pipeline.queries import call_detail, claim_out
+from app.pipeline.store import StoreStatus, store_transcript
+from app.review import (
+    CallDecision,
+    ClaimChanges,
+    NewItem,
+    ReviewInputError,
+    SelectedQuote,
+    add_reviewer_claim,
+    call_events,
+    decide_call,
+    delete_call,
+    review_claim,
+    visible_call,
+)
+from app.schemas.api import CallDetailOut, ClaimOut
+from app.users import AccessDeniedError, Principal, create_user, list_users, visible_calls_clause
+from app.web.deps import ApiUser, DbSession, WebState, web_state
+from app.web.queue import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CallFilters, list_calls
+from app.web.schemas import (
+    CallDecisionIn,
+    CallDecisionOut,
+    CallListOut,
+    ClaimAddIn,
+    ClaimReviewIn,
+    ErrorOut,
+    EventOut,
+    MeOut,
+    SubmitOut,
+    UserCreatedOut,
+    UserCreateIn,
+    UserOut,
+)
+
+logger = logging.getLogger(__name__)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing or invalid bearer token."},
+    404: {"model": ErrorOut, "description": "No such record visible to this user (other tenants' records included)."},
+}
+FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"model": ErrorOut, "description": "The role may not do this."}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "description": "The record's state forbids it."}}
+INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut, "description": "Invalid input; says why."}}
+
+router = APIRouter(prefix="/api", responses=ERRORS)
+
+
+# ---------------------------------------------------------------------------------------------- me
+
+
+@router.get("/me", tags=["users"], summary="Who the token belongs to and what it may do")
+def me(principal: ApiUser) -> MeOut:
+    return MeOut(
+        id=principal.user_id,
+        name=principal.name,
+        tenant=principal.tenant,
+        role=principal.role,
+        team=principal.team,
+        agent_id=principal.agent_id,
+        can_review=principal.can_review,
+        can_submit_calls=principal.can_submit_calls,
+        can_delete_calls=principal.can_delete_calls,
+        can_manage_users=principal.can_manage_users,
+    )
+
+
+# ------------------------------------------------------------------------------------------- calls
+
+
+@router.get("/calls", tags=["calls"], summary="List the calls this user may see")
+def get_calls(
+    principal: ApiUser,
+    db: DbSession,
+    state: Annotated[list[CallState] | None, Query(description="Repeat to allow several states.")] = None,
+    agent: Annotated[str | None, Query(description="Agent id.")] = None,
+    date_from: Annotated[date | None, Query(description="Calls started on or after this day (UTC).")] = None,
+    date_to: Annotated[date | None, Query(description="Calls started on or before this day (UTC).")] = None,
+    flagged: Annotated[bool | None, Query(description="Only calls with (true) / without (false) "
+                                                      "unverified items awaiting a decision.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> CallListOut:
+    """Calls in review order: `needs_attention` first, then `ready_for_review`, then the rest, each
+    oldest-waiting first."""
+    filters = CallFilters(
+        states=tuple(state or ()), agent=agent, date_from=date_from, date_to=date_to, flagged=flagged,
+        limit=limit, offset=offset,
+    )
+    return list_calls(db, principal, filters)
+
+
+@router.get("/calls/{call_id}", tags=["calls"], summary="A call with its items, evidence and utterances")
+def get_call(call_id: str, principal: ApiUser, db: DbSession) -> CallDetailOut:
+    return call_detail(db, visible_call(db, principal, call_id))
+
+
+@router.post(
+    "/calls",
+    tags=["calls"],
+    summary="Hand over a finished call's transcript",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {"model": SubmitOut, "description": "Identical content was stored before; nothing to do."},
+        **FORBIDDEN,
+        409: {"model": ErrorOut, "description": "The external id exists with other content (use replace=true)."},
+        413: {"model": ErrorOut, "description": "The body exceeds POSTCALL_MAX_TRANSCRIPT_BYTES."},
+        **INVALID,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The transcript file's bytes, exactly as the vendor produced it (any format "
+            "`postcall ingest` accepts). Send it as the raw body, e.g. `curl --data-binary @call.json`.",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def post_call(
+    request: Request,
+    response: Response,
+    principal: ApiUser,
+    db: DbSession,
+    format: Annotated[str, Query(description="Format name, or `auto` to detect it.")] = "auto",
+    external_id: Annotated[
+        str | None, Query(max_length=200, description="Required unless the transcript carries one.")
+    ] = None,
+    agent_speaker: Annotated[str | None, Query(description="The speaker label that is the agent.")] = None,
+    source_name: Annotated[str | None, Query(max_length=500, description="File name, for messages.")] = None,
+    replace: Annotated[bool, Query(description="Overwrite a call whose content changed.")] = False,
+) -> SubmitOut:
+    """Parse, store and enqueue one call. 202 with the call id once it is committed as `queued`; the
+    workers pick it up from there. If the broker is unreachable the answer is still 202 with
+    `enqueued: false`: the call is safe in the database and the reconciler enqueues it later.
+    Invalid input is 422 naming the problem, and nothing is stored."""
+    principal.require(principal.can_submit_calls, "submit calls")
+    state = web_state(request)
+    data = await _read_body(request, state.settings.max_transcript_bytes)
+    outcome = await run_in_threadpool(
+        _store_submission, state, db, principal, data,
+        _Submission(format, external_id, agent_speaker, source_name, replace),
+    )
+    if outcome.status == StoreStatus.unchanged.value:
+        response.status_code = status.HTTP_200_OK
+    return outcome
+
+
+class PayloadTooLargeError(PostcallError):
+    """The request body exceeds the configured transcript size limit (413)."""
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"the transcript is {int(declared)} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"the transcript exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class _Submission:
+    fmt: str
+    external_id: str | None
+    agent_speaker: str | None
+    source_name: str | None
+    replace: bool
+
+
+def _store_submission(
+    state: WebState, db: Session, principal: Principal, data: bytes, submission: _Submission
+) -> SubmitOut:
+    from app.ingest import parse_bytes
+
+    if not data:
+        raise ReviewInputError("the request body is empty; send the transcript file's bytes")
+    source_name = submission.source_name or submission.external_id or "upload"
+    parsed = parse_bytes(
+        data,
+        source_name=source_name,
+        fmt=submission.fmt,
+        agent_speaker=submission.agent_speaker,
+        max_bytes=state.settings.max_transcript_bytes,
+    )
+    transcript = parsed.transcript
+    metadata = transcript.metadata
+    external_id = submission.external_id or metadata.external_id
+    if not external_id:
+        raise ReviewInputError("external_id is required: pass ?external_id=... or include it in the transcript")
+    if metadata.tenant and metadata.tenant != principal.tenant:
+        raise AccessDeniedError(f"the transcript names tenant {metadata.tenant!r}; this token submits to its own")
+    if principal.role is UserRole.supervisor and principal.team:
+        if metadata.team and metadata.team != principal.team:
+            raise AccessDeniedError(f"a supervisor of team {principal.team!r} submits only that team's calls")
+        if not metadata.team:
+            # Without it the supervisor could not see the call they just handed over.
+            with_team = metadata.model_copy(update={"team": principal.team})
+            transcript = transcript.model_copy(update={"metadata": with_team})
+    existing = db.scalar(select(Call).where(Call.tenant_id == principal.tenant_id, Call.external_id == external_id))
+    if existing is not None and db.scalar(
+        select(Call.id).where(Call.id == existing.id, visible_calls_clause(principal))
+    ) is None:
+        raise DuplicateCallError(f"external id {external_id!r} is already used in this tenant")
+    stored = store_transcript(
+        db, transcript, tenant=principal.tenant, external_id=external_id, source_name=source_name,
+        replace=submission.replace,
+    )
+    db.commit()
+    enqueued = False
+    if stored.needs_processing:
+        detail = "stored as queued and handed to the workers"
+        try:
+            state.enqueue([stored.call_id])
+            enqueued = True
+        except Exception as exc:  # kombu raises several unrelated types when the broker is down
+            logger.warning("could not enqueue call %s: %s", stored.call_id, exc)
+            detail = "stored as queued; the broker is unreachable, so the reconciler will enqueue it"
+    else:
+        detail = "identical content was stored before; nothing to do"
+    return SubmitOut(
+        call_id=stored.call_id,
+        external_id=stored.external_id,
+        status=stored.status.value,
+        state=stored.state.value,
+        format=parsed.detected_format,
+        warnings=list(parsed.warnings),
+        enqueued=enqueued,
+        detail=detail,
+    )
+
+
+@router.delete(
+    "/calls/{call_id}",
+    tags=["calls"],
+    summary="Hard-delete a call (admin)",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=FORBIDDEN,
+)
+def remove_call(call_id: str, principal: ApiUser, db: DbSession) -> Response:
+    """The transcript, runs, items and evidence go; the review events stay, plus one recording the
+    deletion without any transcript content."""
+    delete_call(db, principal, call_id)
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/calls/{call_id}/events", tags=["review"], summary="The call's audit trail, oldest first")
+def get_events(call_id: str, principal: ApiUser, db: DbSession) -> list[EventOut]:
+    return [event_out(e) for e in call_events(db, principal, call_id)]
+
+
+def event_out(review_event: ReviewEvent) -> EventOut:
+    return EventOut(
+        id=review_event.id,
+        call_id=review_event.call_id,
+        claim_id=review_event.claim_id,
+        actor_user_id=review_event.actor_user_id,
+        actor=review_event.actor_name,
+        action=review_event.action,
+        before=review_event.before,
+        after=review_event.after,
+        created_at=review_event.created_at,
+    )
+
+
+@router.post(
+    "/calls/{call_id}/review",
+    tags=["review"],
+    summary="Approve or reject a whole call",
+    responses={**FORBIDDEN, **CONFLICT, **INVALID},
+)
+def post_call_decision(call_id: str, body: CallDecisionIn, principal: ApiUser, db: DbSession) -> CallDecisionOut:
+    """Approving needs every unverified item decided first (409 otherwise)."""
+    call = decide_call(db, principal, call_id, CallDecision(body.decision))
+    db.commit()
+    return CallDecisionOut(call_id=call.id, state=call.state.value)
+
+
+@router.post(
+    "/calls/{call_id}/claims",
+    tags=["review"],
+    summary="Add a missed item with its transcript evidence",
+    status_code=status.HTTP_201_CREATED,
+    responses={**FORBIDDEN, **CONFLICT, **INVALID},
+)
+def post_claim(call_id: str, body: ClaimAddIn, principal: ApiUser, db: DbSession) -> ClaimOut:
+    """The evidence quotes go through the grounding verifier; a quote not found in the transcript is 422.
+    The item joins the call's current extraction with origin `reviewer`."""
+    claim = add_reviewer_claim(
+        db,
+        principal,
+        call_id,
+        NewItem(
+            kind=body.kind,
+            text=body.text,
+            owner=body.owner.value if body.owner else None,
+            due=body.due,
+            selection=[SelectedQuote(e.utterance, e.quote) for e in body.evidence],
+        ),
+    )
+    db.commit()
+    return claim_out(claim)
+
+
+@router.post(
+    "/claims/{claim_id}/review",
+    tags=["review"],
+    summary="Approve, edit or reject one item",
+    responses={**FORBIDDEN, **CONFLICT, **INVALID},
+)
+def post_claim_review(claim_id: int, body: ClaimReviewIn, principal: ApiUser, db: DbSession) -> ClaimOut:
+    changes = ClaimChanges(text=body.text, owner=body.owner.value if body.owner else None, due=body.due)
+    claim = review_claim(db, principal, claim_id, body.action, changes)
+    db.commit()
+    return claim_out(claim)
+
+
+# ------------------------------------------------------------------------------------------- users
+
+
+@router.get("/users", tags=["users"], summary="Users of the admin's tenant", responses=FORBIDDEN)
+def get_users(principal: ApiUser, db: DbSession) -> list[UserOut]:
+    principal.require(principal.can_manage_users, "manage users")
+    return [user_out(user, slug) for user, slug in list_users(db, principal.tenant)]
+
+
+@router.post(
+    "/users",
+    tags=["users"],
+    summary="Create a user in the admin's tenant; the token is in the answer, once",
+    status_code=status.HTTP_201_CREATED,
+    responses={**FORBIDDEN, **CONFLICT, **INVALID},
+)
+def post_user(body: UserCreateIn, principal: ApiUser, db: DbSession) -> UserCreatedOut:
+    principal.require(principal.can_manage_users, "manage users")
+    created = create_user(
+        db, tenant=principal.tenant, name=body.name, role=body.role, team=body.team, agent_id=body.agent_id
+    )
+    db.commit()
+    return UserCreatedOut(**user_out(created.user, principal.tenant).model_dump(), token=created.token)
+
+
+def user_out(user: User, tenant: str) -> UserOut:
+    return UserOut(
+        id=user.id,
+        name=user.name,
+        tenant=tenant,
+        role=user.role,
+        team=user.team,
+        agent_id=user.agent_id,
+        active=user.active,
+        created_at=user.created_at,
+    )
+

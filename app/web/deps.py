@@ -1,0 +1,146 @@
+"""Request-scoped dependencies: the database session, the signed-in user, CSRF.
+
+Two ways in, never mixed:
+- the JSON API takes `Authorization: Bearer <token>` on every request and nothing else, so a browser's
+  ambient cookie can never drive it (no CSRF exposure on /api);
+- the review pages take the signed, HttpOnly session cookie set at sign-in, and every form they post
+  carries the session's CSRF token in a hidden field.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Form, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.errors import PostcallError
+from app.users import Principal, authenticate, load_principal
+
+SESSION_USER_KEY = "uid"
+SESSION_FINGERPRINT_KEY = "fp"
+SESSION_CSRF_KEY = "csrf"
+SESSION_FLASH_KEY = "flash"
+CSRF_TOKEN_BYTES = 32
+CSRF_FIELD = "csrf_token"
+
+EnqueueCalls = Callable[[Sequence[str]], int]
+
+
+@dataclass(frozen=True)
+class WebState:
+    """What the app factory builds once and every request shares."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    templates: Jinja2Templates
+    enqueue: EnqueueCalls
+    insecure_secret: bool
+
+
+class AuthenticationRequired(PostcallError):
+    """No valid API token (401)."""
+
+
+class LoginRequired(PostcallError):
+    """No valid browser session; `next_path` is where to return after signing in."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__("sign in first")
+        self.next_path = next_path
+
+
+class CsrfError(PostcallError):
+    """A form arrived without the session's CSRF token (403)."""
+
+
+def web_state(request: Request) -> WebState:
+    state: WebState = request.app.state.web
+    return state
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    """A session per request. Writers commit explicitly; whatever is left uncommitted is rolled back."""
+    session = web_state(request).session_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(db_session)]
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiToken",
+    description="An API token from `postcall users add` (or POST /api/users), sent as `Authorization: Bearer <token>`.",
+)
+
+
+def api_principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)], db: DbSession
+) -> Principal:
+    if credentials is None:
+        raise AuthenticationRequired("missing bearer token")
+    principal = authenticate(db, credentials.credentials)
+    if principal is None:
+        raise AuthenticationRequired("invalid or deactivated token")
+    return principal
+
+
+ApiUser = Annotated[Principal, Depends(api_principal)]
+
+
+def _return_path(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def page_principal(request: Request, db: DbSession) -> Principal:
+    user_id = request.session.get(SESSION_USER_KEY)
+    fingerprint = request.session.get(SESSION_FINGERPRINT_KEY)
+    if not isinstance(user_id, int) or not isinstance(fingerprint, str):
+        raise LoginRequired(_return_path(request) if request.method == "GET" else "/")
+    principal = load_principal(db, user_id, fingerprint)
+    if principal is None:
+        # Deactivated, deleted or given a new token since signing in: the session ends here.
+        request.session.clear()
+        raise LoginRequired(_return_path(request) if request.method == "GET" else "/")
+    return principal
+
+
+PageUser = Annotated[Principal, Depends(page_principal)]
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, created on first use (the sign-in form needs one before any login)."""
+    token = request.session.get(SESSION_CSRF_KEY)
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(CSRF_TOKEN_BYTES)
+        request.session[SESSION_CSRF_KEY] = token
+    return token
+
+
+def verify_csrf(request: Request, csrf_token: Annotated[str, Form()] = "") -> None:
+    expected = request.session.get(SESSION_CSRF_KEY)
+    if not isinstance(expected, str) or not expected or not secrets.compare_digest(expected, csrf_token):
+        raise CsrfError("the form is missing its security token or it expired; reload the page and try again")
+
+
+CsrfChecked = Depends(verify_csrf)
+
+
+def flash(request: Request, level: str, message: str) -> None:
+    """A one-shot message shown on the next page (after a post-redirect-get)."""
+    request.session[SESSION_FLASH_KEY] = {"level": level, "message": message}
+
+
+def pop_flash(request: Request) -> dict[str, str] | None:
+    value = request.session.pop(SESSION_FLASH_KEY, None)
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,279 @@
+"""The review pages: sign-in, the queue, the call page and the forms it posts.
+
+Every form is a plain HTML form with the session's CSRF token and answers with a redirect back to the
+page (post/redirect/get), so the pages work without JavaScript; call.js only adds keyboard shortcuts,
+evidence highlighting and turning a transcript selection into a new item.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.models import CallState
+from app.review import (
+    CallDecision,
+    ClaimAction,
+    ClaimChanges,
+    NewItem,
+    ReviewConflictError,
+    ReviewInputError,
+    SelectedQuote,
+    add_reviewer_claim,
+    decide_call,
+    delete_call,
+    review_claim,
+)
+from app.schemas.extraction import Owner
+from app.schemas.grounding import ClaimKind
+from app.users import Principal, signed_in
+from app.web.deps import (
+    SESSION_FINGERPRINT_KEY,
+    SESSION_USER_KEY,
+    CsrfChecked,
+    DbSession,
+    PageUser,
+    csrf_token,
+    flash,
+    pop_flash,
+    web_state,
+)
+from app.web.queue import DEFAULT_PAGE_SIZE, TO_REVIEW_STATES, CallFilters, list_calls
+from app.web.view import build_call_page
+
+router = APIRouter(include_in_schema=False)
+
+# The queue's state filter: the two review states by default, "all", or one state.
+STATE_FILTER_TO_REVIEW = "to_review"
+STATE_FILTER_ALL = "all"
+
+
+def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    state = web_state(request)
+    base = {
+        "csrf_token": csrf_token(request),
+        "flash": pop_flash(request),
+        "insecure_secret": state.insecure_secret,
+    }
+    return state.templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
+
+
+def _safe_next(path: str | None) -> str:
+    # Only same-site paths: "//evil.example" or "https://..." would make sign-in an open redirect.
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+
+
+# ----------------------------------------------------------------------------------------- sign-in
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str | None = None) -> Response:
+    return render(request, "login.html", {"next": _safe_next(next), "error": None, "user": None})
+
+
+@router.post("/login", response_class=HTMLResponse, dependencies=[CsrfChecked])
+def login(
+    request: Request, db: DbSession, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"
+) -> Response:
+    result = signed_in(db, token.strip())
+    if result is None:
+        context = {"next": _safe_next(next), "error": "That token is not valid.", "user": None}
+        return render(request, "login.html", context, status_code=status.HTTP_401_UNAUTHORIZED)
+    principal, fingerprint = result
+    # A fresh session (and CSRF token) at sign-in, so nothing planted before it survives (session fixation).
+    request.session.clear()
+    request.session[SESSION_USER_KEY] = principal.user_id
+    request.session[SESSION_FINGERPRINT_KEY] = fingerprint
+    csrf_token(request)
+    return redirect(_safe_next(next))
+
+
+@router.post("/logout", dependencies=[CsrfChecked])
+def logout(request: Request) -> Response:
+    request.session.clear()
+    return redirect("/login")
+
+
+# ------------------------------------------------------------------------------------------- queue
+
+
+def _parse_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@router.get("/", response_class=HTMLResponse)
+def queue_page(
+    request: Request,
+    principal: PageUser,
+    db: DbSession,
+    state: str = STATE_FILTER_TO_REVIEW,
+    agent: str = "",
+    date_from: str = "",
+    date_to: str = "",
+    flagged: str = "",
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> Response:
+    if state == STATE_FILTER_ALL:
+        states: tuple[CallState, ...] = ()
+    elif state in CallState.__members__:
+        states = (CallState(state),)
+    else:
+        state, states = STATE_FILTER_TO_REVIEW, TO_REVIEW_STATES
+    filters = CallFilters(
+        states=states,
+        agent=agent.strip() or None,
+        date_from=_parse_date(date_from),
+        date_to=_parse_date(date_to),
+        flagged={"yes": True, "no": False}.get(flagged),
+        limit=DEFAULT_PAGE_SIZE,
+        offset=(page - 1) * DEFAULT_PAGE_SIZE,
+    )
+    listing = list_calls(db, principal, filters)
+    query = {"state": state, "agent": agent, "date_from": date_from, "date_to": date_to, "flagged": flagged}
+    kept = {k: v for k, v in query.items() if v}
+    return render(
+        request,
+        "queue.html",
+        {
+            "user": principal,
+            "listing": listing,
+            "filters": query,
+            "states": [s.value for s in CallState],
+            "to_review_count": sum(listing.counts[s.value] for s in TO_REVIEW_STATES),
+            "page": page,
+            "prev_url": f"/?{urlencode({**kept, 'page': page - 1})}" if page > 1 else None,
+            "next_url": f"/?{urlencode({**kept, 'page': page + 1})}"
+            if page * DEFAULT_PAGE_SIZE < listing.total
+            else None,
+        },
+    )
+
+
+# -------------------------------------------------------------------------------------------- call
+
+
+@router.get("/calls/{call_id}", response_class=HTMLResponse)
+def call_page(call_id: str, request: Request, principal: PageUser, db: DbSession) -> Response:
+    page = build_call_page(db, principal, call_id)
+    return render(
+        request,
+        "call.html",
+        {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run},
+    )
+
+
+def _back_to(call_id: str, claim_id: int | None = None) -> str:
+    return f"/calls/{call_id}" + (f"#claim-{claim_id}" if claim_id is not None else "")
+
+
+def _decided(request: Request, run: Callable[[], None], success: str) -> None:
+    """Run a decision; a refused one (bad input, wrong state) becomes a message on the page, not an error page."""
+    try:
+        run()
+    except (ReviewInputError, ReviewConflictError) as exc:
+        flash(request, "error", str(exc))
+    else:
+        flash(request, "ok", success)
+
+
+@router.post("/calls/{call_id}/claims/{claim_id}/review", dependencies=[CsrfChecked])
+def claim_review_form(
+    call_id: str,
+    claim_id: int,
+    request: Request,
+    principal: PageUser,
+    db: DbSession,
+    action: Annotated[ClaimAction, Form()],
+    text: Annotated[str | None, Form()] = None,
+    owner: Annotated[str | None, Form()] = None,
+    due: Annotated[str | None, Form()] = None,
+) -> Response:
+    def run() -> None:
+        changes = ClaimChanges(text=text, owner=owner, due=due) if action is ClaimAction.edit else None
+        review_claim(db, principal, claim_id, action, changes)
+        db.commit()
+
+    _decided(request, run, f"Item {action.value}d." if action is not ClaimAction.edit else "Item edited.")
+    return redirect(_back_to(call_id, claim_id))
+
+
+def _selection(raw: str) -> list[SelectedQuote]:
+    try:
+        pieces = json.loads(raw or "[]")
+        return [SelectedQuote(int(piece["utterance"]), str(piece["quote"])) for piece in pieces]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ReviewInputError("the transcript selection could not be read; select the text again") from exc
+
+
+@router.post("/calls/{call_id}/claims", dependencies=[CsrfChecked])
+def claim_add_form(
+    call_id: str,
+    request: Request,
+    principal: PageUser,
+    db: DbSession,
+    text: Annotated[str, Form()] = "",
+    kind: Annotated[str, Form()] = ClaimKind.action_item.value,
+    owner: Annotated[str | None, Form()] = None,
+    due: Annotated[str | None, Form()] = None,
+    selection: Annotated[str, Form()] = "[]",
+) -> Response:
+    added: list[int] = []
+
+    def run() -> None:
+        try:
+            claim_kind = ClaimKind(kind)
+        except ValueError:
+            raise ReviewInputError(f"unknown item kind {kind!r}") from None
+        item = NewItem(kind=claim_kind, text=text, owner=owner, due=due, selection=_selection(selection))
+        claim = add_reviewer_claim(db, principal, call_id, item)
+        db.commit()
+        added.append(claim.id)
+
+    _decided(request, run, "Item added.")
+    return redirect(_back_to(call_id, added[0] if added else None))
+
+
+@router.post("/calls/{call_id}/decision", dependencies=[CsrfChecked])
+def call_decision_form(
+    call_id: str,
+    request: Request,
+    principal: PageUser,
+    db: DbSession,
+    decision: Annotated[CallDecision, Form()],
+) -> Response:
+    def run() -> None:
+        decide_call(db, principal, call_id, decision)
+        db.commit()
+
+    _decided(request, run, f"Call {decision.value}d.")
+    return redirect(_back_to(call_id))
+
+
+@router.post("/calls/{call_id}/delete", dependencies=[CsrfChecked])
+def call_delete_form(call_id: str, request: Request, principal: PageUser, db: DbSession) -> Response:
+    delete_call(db, principal, call_id)
+    db.commit()
+    flash(request, "ok", f"Call {call_id} deleted; its audit trail is kept.")
+    return redirect("/")
+
+
+def error_page(request: Request, status_code: int, title: str, message: str, principal: Principal | None) -> Response:
+    return render(
+        request, "error.html", {"title": title, "message": message, "user": principal}, status_code=status_code
+    )
+

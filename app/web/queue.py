@@ -1,0 +1,109 @@
+"""The review queue: the calls a user may see, filtered, in review order, with counts per state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import ColumnElement, and_, case, exists, func, select
+from sqlalchemy.orm import Session
+
+from app.models import Call, CallState, Claim, ExtractionRun, ReviewStatus, RunStatus, Tenant
+from app.pipeline.queries import call_summary
+from app.schemas.grounding import ClaimStatus
+from app.users import Principal, visible_calls_clause
+from app.web.schemas import CallListItemOut, CallListOut
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+# What a reviewer works on; `needs_attention` (unverified items) comes first.
+TO_REVIEW_STATES = (CallState.needs_attention, CallState.ready_for_review)
+REVIEW_ORDER = {CallState.needs_attention: 0, CallState.ready_for_review: 1}
+
+
+@dataclass(frozen=True)
+class CallFilters:
+    states: Sequence[CallState] = ()  # empty: every state
+    agent: str | None = None
+    date_from: date | None = None  # inclusive, on the call's start (its ingestion when unknown), UTC
+    date_to: date | None = None  # inclusive
+    flagged: bool | None = None
+    limit: int = DEFAULT_PAGE_SIZE
+    offset: int = 0
+
+
+def flagged_clause() -> ColumnElement[bool]:
+    """The call's current extraction has an unverified item that nobody has decided on yet."""
+    current_run = (
+        select(func.max(ExtractionRun.id))
+        .where(ExtractionRun.call_id == Call.id, ExtractionRun.status == RunStatus.succeeded)
+        .correlate(Call)
+        .scalar_subquery()
+    )
+    return exists(
+        select(Claim.id).where(
+            Claim.call_id == Call.id,
+            Claim.run_id == current_run,
+            Claim.grounding_status == ClaimStatus.ungrounded.value,
+            Claim.review_status == ReviewStatus.pending,
+        )
+    ).correlate(Call)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _conditions(principal: Principal, filters: CallFilters, *, with_state: bool) -> list[ColumnElement[bool]]:
+    conditions = [visible_calls_clause(principal)]
+    if with_state and filters.states:
+        conditions.append(Call.state.in_(list(filters.states)))
+    if filters.agent:
+        conditions.append(Call.agent_id == filters.agent)
+    when = func.coalesce(Call.started_at, Call.created_at)
+    if filters.date_from:
+        conditions.append(when >= _day_start(filters.date_from))
+    if filters.date_to:
+        conditions.append(when < _day_start(filters.date_to + timedelta(days=1)))
+    if filters.flagged is not None:
+        flagged = flagged_clause()
+        conditions.append(flagged if filters.flagged else ~flagged)
+    return conditions
+
+
+def list_calls(session: Session, principal: Principal, filters: CallFilters) -> CallListOut:
+    conditions = _conditions(principal, filters, with_state=True)
+    total = session.scalar(select(func.count()).select_from(Call).where(and_(*conditions))) or 0
+    review_rank = case(
+        *((Call.state == state, rank) for state, rank in REVIEW_ORDER.items()), else_=len(REVIEW_ORDER)
+    )
+    query = (
+        select(Call, Tenant.slug, flagged_clause().label("flagged"))
+        .join(Tenant, Tenant.id == Call.tenant_id)
+        .where(and_(*conditions))
+        .order_by(review_rank, Call.state_changed_at, Call.id)
+        .limit(min(max(filters.limit, 1), MAX_PAGE_SIZE))
+        .offset(max(filters.offset, 0))
+    )
+    calls = [
+        CallListItemOut(**call_summary(call, slug).model_dump(), flagged=bool(flagged))
+        for call, slug, flagged in session.execute(query).all()
+    ]
+    return CallListOut(
+        total=int(total),
+        limit=filters.limit,
+        offset=filters.offset,
+        counts=count_states(session, principal, filters),
+        calls=calls,
+    )
+
+
+def count_states(session: Session, principal: Principal, filters: CallFilters) -> dict[str, int]:
+    """Calls per state among those matching every filter except the state filter."""
+    conditions = _conditions(principal, filters, with_state=False)
+    counts = {state.value: 0 for state in CallState}
+    rows = session.execute(select(Call.state, func.count()).where(and_(*conditions)).group_by(Call.state)).all()
+    for state, count in rows:
+        counts[CallState(state).value] = int(count)
+    return counts

@@ -1,0 +1,117 @@
+"""Request and response bodies of the JSON API (read models of calls come from app/schemas/api.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.models import UserRole
+from app.review import MAX_CLAIM_TEXT_CHARS, MAX_DUE_CHARS, MAX_SELECTION_PIECES, CallDecision, ClaimAction
+from app.schemas.api import CallSummaryOut
+from app.schemas.extraction import Owner
+from app.schemas.grounding import ClaimKind
+
+
+class CallListItemOut(CallSummaryOut):
+    flagged: bool = Field(description="The current extraction has unverified items nobody has decided on yet.")
+
+
+class CallListOut(BaseModel):
+    total: int = Field(description="Calls matching the filters (before limit/offset).")
+    limit: int
+    offset: int
+    counts: dict[str, int] = Field(description="Calls per state among those matching every filter but state.")
+    calls: list[CallListItemOut]
+
+
+class SubmitOut(BaseModel):
+    call_id: str
+    external_id: str
+    status: str = Field(description="created | replaced | unchanged (identical content was stored before).")
+    state: str
+    format: str = Field(description="The transcript format that was detected or given.")
+    warnings: list[str]
+    enqueued: bool = Field(description="Handed to the workers now. False: it stays queued for the reconciler.")
+    detail: str
+
+
+class ClaimReviewIn(BaseModel):
+    action: ClaimAction
+    text: str | None = Field(default=None, max_length=MAX_CLAIM_TEXT_CHARS, description="edit only")
+    owner: Owner | None = Field(default=None, description="edit only; action items")
+    due: str | None = Field(default=None, max_length=MAX_DUE_CHARS, description="edit only; empty clears it")
+
+
+class SelectedQuoteIn(BaseModel):
+    utterance: int = Field(ge=0)
+    quote: str = Field(min_length=1)
+
+
+class ClaimAddIn(BaseModel):
+    kind: ClaimKind = ClaimKind.action_item
+    text: str = Field(min_length=1, max_length=MAX_CLAIM_TEXT_CHARS)
+    owner: Owner | None = Field(default=None, description="required for action items")
+    due: str | None = Field(default=None, max_length=MAX_DUE_CHARS)
+    evidence: list[SelectedQuoteIn] = Field(min_length=1, max_length=MAX_SELECTION_PIECES)
+
+
+class CallDecisionIn(BaseModel):
+    decision: CallDecision
+
+
+class CallDecisionOut(BaseModel):
+    call_id: str
+    state: str
+
+
+class EventOut(BaseModel):
+    id: int
+    call_id: str
+    claim_id: int | None
+    actor_user_id: int | None
+    actor: str
+    action: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: datetime
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    tenant: str
+    role: UserRole
+    team: str | None
+    agent_id: str | None
+    active: bool
+    created_at: datetime
+
+
+class UserCreateIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: UserRole
+    team: str | None = Field(default=None, max_length=200)
+    agent_id: str | None = Field(default=None, max_length=200)
+
+
+class UserCreatedOut(UserOut):
+    token: str = Field(description="The API token. Shown once: only its hash is stored.")
+
+
+class MeOut(BaseModel):
+    id: int
+    name: str
+    tenant: str
+    role: UserRole
+    team: str | None
+    agent_id: str | None
+    can_review: bool
+    can_submit_calls: bool
+    can_delete_calls: bool
+    can_manage_users: bool
+
+
+class ErrorOut(BaseModel):
+    detail: str

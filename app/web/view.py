@@ -1,0 +1,250 @@
+"""What the call page shows, computed once in Python so the template only lays it out.
+
+Evidence highlighting is decided here, not in the browser: each utterance's text is cut at every
+evidence boundary into segments that know which items cite them. Offsets are code points into the
+stored utterance text (the grounding invariant), and Python slices by code points too, so the marks
+land exactly on the verified span whatever the script or emoji; the browser only toggles a class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import CallState, ReviewEvent, Tenant
+from app.models import Utterance as UtteranceRow
+from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out
+from app.review import DECIDABLE_CALL_STATES, call_events, pending_unverified, visible_call
+from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
+from app.schemas.grounding import ClaimKind, ClaimStatus, EvidenceStatus
+from app.users import Principal
+
+SECONDS_PER_MINUTE = 60
+SECONDS_PER_HOUR = 3600
+SECTIONS = (
+    (ClaimKind.reason, "Reason for the call"),
+    (ClaimKind.outcome, "Outcome"),
+    (ClaimKind.summary, "Summary"),
+    (ClaimKind.action_item, "Action items"),
+)
+EVIDENCE_LABELS = {
+    EvidenceStatus.exact.value: "verbatim",
+    EvidenceStatus.normalized.value: "verbatim up to punctuation",
+    EvidenceStatus.fuzzy.value: "close match",
+    EvidenceStatus.relocated.value: "found in another utterance",
+    EvidenceStatus.ungrounded.value: "unverified",
+}
+EVENT_LABELS = {
+    "claim_approved": "approved an item",
+    "claim_edited": "edited an item",
+    "claim_rejected": "rejected an item",
+    "claim_added": "added an item",
+    "call_approved": "approved the call",
+    "call_rejected": "rejected the call",
+    "call_deleted": "deleted the call",
+    "transcript_replaced": "replaced the transcript",
+}
+SNAPSHOT_FIELDS = ("text", "owner", "due", "review_status", "state")
+
+
+def time_label(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    whole = int(seconds)
+    hours, rest = divmod(whole, SECONDS_PER_HOUR)
+    minutes, secs = divmod(rest, SECONDS_PER_MINUTE)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def humanize(code: str | None) -> str:
+    return (code or "").replace("_", " ")
+
+
+@dataclass(frozen=True)
+class TextSegment:
+    text: str
+    claim_ids: str  # space-separated ids of the items citing this stretch; "" when none
+
+
+@dataclass(frozen=True)
+class UtteranceView:
+    index: int
+    speaker: str
+    role: str
+    time: str
+    segments: list[TextSegment]
+
+
+@dataclass(frozen=True)
+class EvidenceView:
+    utterance: int | None
+    cited_utterance: int
+    time: str
+    role: str
+    quote: str
+    status: str
+    status_label: str
+    reason: str
+    grounded: bool
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    claim: ClaimOut
+    grounded: bool
+    reason: str
+    evidence: list[EvidenceView]
+
+    @property
+    def id(self) -> int:
+        return self.claim.id
+
+
+@dataclass(frozen=True)
+class Section:
+    kind: str
+    title: str
+    items: list[ClaimView]
+
+
+@dataclass(frozen=True)
+class EventView:
+    when: str
+    actor: str
+    label: str
+    claim_id: int | None
+    changes: list[str]
+
+
+@dataclass(frozen=True)
+class CallPage:
+    call: CallSummaryOut
+    run: RunOut | None
+    warnings: list[str]
+    utterances: list[UtteranceView]
+    sections: list[Section]
+    events: list[EventView]
+    pending_unverified: int
+    decidable: bool
+    claim_count: int
+
+
+def segment_text(text: str, spans: list[tuple[int, int, int]]) -> list[TextSegment]:
+    """Cut `text` at every span boundary; each piece lists the claims whose spans cover it."""
+    if not spans:
+        return [TextSegment(text, "")]
+    boundaries = sorted({0, len(text), *(s for s, _, _ in spans), *(e for _, e, _ in spans)})
+    segments: list[TextSegment] = []
+    for start, end in pairwise(boundaries):
+        if start >= end:
+            continue
+        covering = sorted({claim for s, e, claim in spans if s <= start and end <= e})
+        segments.append(TextSegment(text[start:end], " ".join(map(str, covering))))
+    return segments
+
+
+def _evidence_spans(claims: list[ClaimOut], lengths: dict[int, int]) -> dict[int, list[tuple[int, int, int]]]:
+    spans: dict[int, list[tuple[int, int, int]]] = {}
+    for claim in claims:
+        for ev in claim.evidence:
+            if ev.utterance is None or ev.char_start is None or ev.char_end is None:
+                continue
+            length = lengths.get(ev.utterance)
+            # A span outside its utterance would break the invariant; showing nothing beats a wrong mark.
+            if length is None or not 0 <= ev.char_start < ev.char_end <= length:
+                continue
+            spans.setdefault(ev.utterance, []).append((ev.char_start, ev.char_end, claim.id))
+    return spans
+
+
+def _evidence_view(ev: EvidenceOut, utterances: dict[int, UtteranceView]) -> EvidenceView:
+    where = ev.utterance if ev.utterance is not None else ev.cited_utterance
+    utterance = utterances.get(where)
+    return EvidenceView(
+        utterance=ev.utterance,
+        cited_utterance=ev.cited_utterance,
+        time=utterance.time if utterance else "",
+        role=utterance.role if utterance else "",
+        quote=ev.quote,
+        status=ev.status,
+        status_label=EVIDENCE_LABELS.get(ev.status, ev.status),
+        reason=humanize(ev.reason),
+        grounded=ev.status != EvidenceStatus.ungrounded.value,
+    )
+
+
+def _short(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    return f"“{value}”" if isinstance(value, str) else str(value)
+
+
+def describe_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+    before, after = before or {}, after or {}
+    changes = []
+    for name in SNAPSHOT_FIELDS:
+        if name in after and before.get(name) != after.get(name):
+            if name in before:
+                changes.append(f"{name}: {_short(before.get(name))} → {_short(after.get(name))}")
+            else:
+                changes.append(f"{name}: {_short(after.get(name))}")
+    return changes
+
+
+def event_view(review_event: ReviewEvent) -> EventView:
+    return EventView(
+        when=review_event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        actor=review_event.actor_name,
+        label=EVENT_LABELS.get(review_event.action, humanize(review_event.action)),
+        claim_id=review_event.claim_id,
+        changes=describe_changes(review_event.before, review_event.after),
+    )
+
+
+def build_call_page(session: Session, principal: Principal, call_id: str) -> CallPage:
+    """Everything the call page shows. Utterances are read as plain rows, not ORM objects or API
+    models: a one-hour call has hundreds, and per-object overhead would dominate the page's cost."""
+    call = visible_call(session, principal, call_id)
+    tenant = session.get(Tenant, call.tenant_id)
+    run, claim_rows = current_claims(session, call.id)
+    shown_run = run or latest_run(session, call.id)
+    claims = [claim_out(claim) for claim in claim_rows]
+    rows = session.execute(
+        select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.start_s, UtteranceRow.text)
+        .where(UtteranceRow.call_id == call.id)
+        .order_by(UtteranceRow.index)
+    ).all()
+    spans = _evidence_spans(claims, {index: len(text) for index, _, _, _, text in rows})
+    utterances = [
+        UtteranceView(index, speaker, role, time_label(start), segment_text(text, spans.get(index, [])))
+        for index, speaker, role, start, text in rows
+    ]
+    by_index = {u.index: u for u in utterances}
+    sections = []
+    for kind, title in SECTIONS:
+        items = [
+            ClaimView(
+                claim=claim,
+                grounded=claim.status == ClaimStatus.grounded.value,
+                reason=humanize(claim.reason),
+                evidence=[_evidence_view(ev, by_index) for ev in claim.evidence],
+            )
+            for claim in claims
+            if claim.kind == kind.value
+        ]
+        sections.append(Section(kind.value, title, items))
+    return CallPage(
+        call=call_summary(call, tenant.slug if tenant else "?"),
+        run=run_out(shown_run) if shown_run else None,
+        warnings=list(call.ingest_warnings or []),
+        utterances=utterances,
+        sections=sections,
+        events=[event_view(e) for e in call_events(session, principal, call.id)],
+        pending_unverified=pending_unverified(session, call.id),
+        decidable=CallState(call.state) in DECIDABLE_CALL_STATES,
+        claim_count=len(claims),
+    )

@@ -1,0 +1,185 @@
+"""The reconciler and `postcall retry`'s selection, on SQLite and PostgreSQL: what counts as stuck,
+what a claim changes, and (on PostgreSQL) that concurrent reconcilers never hand out a call twice."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.models import Call, CallState
+from app.pipeline.reconcile import as_utc, claim_stuck_calls, requeue_calls
+from app.pipeline.store import store_transcript
+from tests.support.transcripts import make_transcript
+
+STUCK_AFTER = 600.0
+NOW = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
+LONG_AGO = NOW - timedelta(seconds=STUCK_AFTER * 2)
+RECENTLY = NOW - timedelta(seconds=STUCK_AFTER / 2)
+
+
+def _store(factory: sessionmaker[Session], external_id: str, *, tenant: str = "acme") -> str:
+    with unit_of_work(factory) as session:
+        return store_transcript(
+            session, make_transcript(external_id=external_id), tenant=tenant, external_id=external_id
+        ).call_id
+
+
+def _put(
+    factory: sessionmaker[Session], call_id: str, state: CallState, since: datetime, error: str | None = None
+) -> None:
+    with unit_of_work(factory) as session:
+        session.execute(
+            update(Call).where(Call.id == call_id).values(state=state, state_changed_at=since, last_error=error)
+        )
+
+
+def _call(factory: sessionmaker[Session], call_id: str) -> Call:
+    with unit_of_work(factory) as session:
+        call = session.get(Call, call_id)
+        assert call is not None
+        return call
+
+
+def test_claims_calls_stuck_in_queued_or_processing_past_the_timeout(
+    session_factory: sessionmaker[Session],
+) -> None:
+    queued_long = _store(session_factory, "queued-long")
+    processing_long = _store(session_factory, "processing-long")
+    queued_recent = _store(session_factory, "queued-recent")
+    done_long = _store(session_factory, "done-long")
+    failed_long = _store(session_factory, "failed-long")
+    _put(session_factory, queued_long, CallState.queued, LONG_AGO, error="retrying: 429")
+    _put(session_factory, processing_long, CallState.processing, LONG_AGO)
+    _put(session_factory, queued_recent, CallState.queued, RECENTLY)
+    _put(session_factory, done_long, CallState.ready_for_review, LONG_AGO)
+    _put(session_factory, failed_long, CallState.failed, LONG_AGO, error="gave up")
+
+    with unit_of_work(session_factory) as session:
+        claimed = claim_stuck_calls(session, stuck_after_seconds=STUCK_AFTER, now=NOW)
+    assert sorted(claimed) == sorted([queued_long, processing_long])
+
+    for call_id in claimed:
+        call = _call(session_factory, call_id)
+        assert call.state is CallState.queued
+        assert as_utc(call.state_changed_at) == NOW  # the clock restarts: not stuck again until the timeout
+        assert call.enqueued_at is not None and as_utc(call.enqueued_at) == NOW
+    assert _call(session_factory, queued_long).last_error == "retrying: 429"  # a queued call keeps its note
+    note = _call(session_factory, processing_long).last_error
+    assert note is not None and "re-enqueued by reconciler" in note and "processing" in note
+    assert _call(session_factory, queued_recent).state_changed_at is not None
+    assert _call(session_factory, done_long).state is CallState.ready_for_review
+    assert _call(session_factory, failed_long).state is CallState.failed  # failures wait for `postcall retry`
+
+    # A second pass right after finds nothing: a claimed call is not handed out twice.
+    with unit_of_work(session_factory) as session:
+        assert claim_stuck_calls(session, stuck_after_seconds=STUCK_AFTER, now=NOW) == []
+
+
+def test_claims_the_oldest_first_within_the_batch_limit(session_factory: sessionmaker[Session]) -> None:
+    ages = {}
+    for minutes in (30, 50, 40, 20):
+        call_id = _store(session_factory, f"age-{minutes}")
+        _put(session_factory, call_id, CallState.queued, NOW - timedelta(minutes=minutes))
+        ages[minutes] = call_id
+    with unit_of_work(session_factory) as session:
+        first = claim_stuck_calls(session, stuck_after_seconds=STUCK_AFTER, now=NOW, limit=2)
+    with unit_of_work(session_factory) as session:
+        second = claim_stuck_calls(session, stuck_after_seconds=STUCK_AFTER, now=NOW, limit=2)
+    assert first == [ages[50], ages[40]]
+    assert second == [ages[30], ages[20]]
+
+
+def test_requeue_selects_by_state_since_call_and_tenant(session_factory: sessionmaker[Session]) -> None:
+    old_failure = _store(session_factory, "old-failure")
+    new_failure = _store(session_factory, "new-failure")
+    other_tenant = _store(session_factory, "other-tenant", tenant="globex")
+    stuck = _store(session_factory, "stuck")
+    _put(session_factory, old_failure, CallState.failed, NOW - timedelta(days=2), error="boom")
+    _put(session_factory, new_failure, CallState.failed, NOW - timedelta(hours=1), error="boom")
+    _put(session_factory, other_tenant, CallState.failed, NOW - timedelta(hours=1), error="boom")
+    _put(session_factory, stuck, CallState.processing, NOW - timedelta(hours=1))
+    with unit_of_work(session_factory) as session:
+        acme = session.get(Call, old_failure)
+        assert acme is not None
+        acme_tenant = acme.tenant_id
+
+    # `since` in another zone, and naive (taken as UTC), select the same calls: 90 minutes ago, so
+    # comparing wall-clock digits across zones would miss the failure of an hour ago.
+    since_utc = NOW - timedelta(minutes=90)
+    for since in (since_utc.astimezone(timezone(timedelta(hours=2))), since_utc.replace(tzinfo=None)):
+        with unit_of_work(session_factory) as session:
+            selected = requeue_calls(session, since=since, tenant_id=acme_tenant)
+            session.rollback()
+        assert selected == [new_failure]
+
+    with unit_of_work(session_factory) as session:
+        assert requeue_calls(session, states=[CallState.processing]) == [stuck]
+    with unit_of_work(session_factory) as session:
+        assert requeue_calls(session, call_ids=[old_failure]) == [old_failure]
+    call = _call(session_factory, old_failure)
+    assert call.state is CallState.queued
+    assert call.last_error == "boom"  # the reason stays visible until the next attempt replaces it
+    with unit_of_work(session_factory) as session:
+        remaining = sorted(requeue_calls(session))
+    assert remaining == sorted([new_failure, other_tenant])
+
+
+# ------------------------------------------------------------------------------ PostgreSQL locking
+
+
+@pytest.fixture
+def pg_factory(postgres_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = create_db_engine(postgres_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def _stuck_calls(factory: sessionmaker[Session], count: int) -> list[str]:
+    call_ids = [_store(factory, f"stuck-{n:03d}") for n in range(count)]
+    for call_id in call_ids:
+        _put(factory, call_id, CallState.processing, LONG_AGO)
+    return call_ids
+
+
+def test_a_reconciler_skips_calls_another_one_holds(pg_factory: sessionmaker[Session]) -> None:
+    stuck = _stuck_calls(pg_factory, 6)
+    with unit_of_work(pg_factory) as holder:
+        held = claim_stuck_calls(holder, stuck_after_seconds=STUCK_AFTER, now=NOW, limit=4)
+        # While the first transaction holds its rows, a second reconciler neither waits nor takes them.
+        with unit_of_work(pg_factory) as other:
+            other.execute(text("SET LOCAL lock_timeout = '2s'"))
+            rest = claim_stuck_calls(other, stuck_after_seconds=STUCK_AFTER, now=NOW)
+    assert len(held) == 4
+    assert sorted(held + rest) == sorted(stuck)
+
+
+def test_concurrent_reconcilers_hand_out_each_call_once(pg_factory: sessionmaker[Session]) -> None:
+    stuck = _stuck_calls(pg_factory, 40)
+    reconcilers = 8
+    barrier = threading.Barrier(reconcilers)
+    claimed: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def reconcile() -> None:
+        try:
+            barrier.wait()
+            with unit_of_work(pg_factory) as session:
+                claimed.append(claim_stuck_calls(session, stuck_after_seconds=STUCK_AFTER, now=NOW, limit=10))
+        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reconcile) for _ in range(reconcilers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    everything = [call_id for batch in claimed for call_id in batch]
+    assert len(everything) == len(set(everything))  # nobody got a call another reconciler got
+    assert sorted(everything) == sorted(stuck)  # and together they got them all

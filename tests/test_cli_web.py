@@ -1,0 +1,76 @@
+"""`postcall users ...` (app/cli_web.py), driven through its Typer app."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli_web import users_app
+from app.config import get_settings
+from app.db.session import create_db_engine, make_session_factory
+from app.users import authenticate
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("POSTCALL_DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    return sqlite_url
+
+
+def test_users_add_prints_a_working_token_once_and_list_never_shows_it(database: str) -> None:
+    added = runner.invoke(users_app, ["add", "sue", "--role", "supervisor", "--tenant", "acme", "--team", "blue"])
+    assert added.exit_code == 0, added.output
+    token = added.output.strip().splitlines()[-1]
+    assert "shown once" in added.output
+    with make_session_factory(create_db_engine(database))() as session:
+        principal = authenticate(session, token)
+    assert principal is not None and principal.team == "blue" and principal.tenant == "acme"
+    listed = runner.invoke(users_app, ["list", "--json"])
+    assert listed.exit_code == 0
+    assert json.loads(listed.output)["users"] == [
+        {"id": principal.user_id, "name": "sue", "tenant": "acme", "role": "supervisor", "team": "blue",
+         "agent_id": None, "active": True}
+    ]
+    assert token not in listed.output
+    assert token not in runner.invoke(users_app, ["list"]).output
+
+
+def test_users_add_refuses_an_agent_without_agent_id_and_duplicates(database: str) -> None:
+    refused = runner.invoke(users_app, ["add", "al", "--role", "agent", "--tenant", "acme"])
+    assert refused.exit_code == 2
+    assert "--agent-id" in refused.output
+    assert runner.invoke(users_app, ["add", "al", "--role", "agent", "--agent-id", "a7"]).exit_code == 0
+    again = runner.invoke(users_app, ["add", "al", "--role", "agent", "--agent-id", "a7"])
+    assert again.exit_code == 2
+    assert "already exists" in again.output
+    assert runner.invoke(users_app, ["add", "zed", "--role", "root"]).exit_code == 2
+
+
+def test_users_deactivate_stops_the_token(database: str) -> None:
+    token = json.loads(runner.invoke(users_app, ["add", "bo", "--role", "analyst", "--json"]).output)["token"]
+    assert runner.invoke(users_app, ["deactivate", "bo"]).exit_code == 0
+    with make_session_factory(create_db_engine(database))() as session:
+        assert authenticate(session, token) is None
+    assert runner.invoke(users_app, ["deactivate", "nobody"]).exit_code == 2
+
+
+def test_serve_runs_the_app_for_the_configured_database(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from app.cli_web import serve
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(app=app, **options))
+    serve(host="127.0.0.1", port=8123, reload=False, https_only=True)
+    built = seen.pop("app")
+    assert isinstance(built, FastAPI)
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
+    serve(host="0.0.0.0", port=8000, reload=True, https_only=False)
+    assert seen.pop("app") == "app.web.app:create_app"
+    assert seen["factory"] is True and seen["reload"] is True

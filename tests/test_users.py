@@ -1,0 +1,109 @@
+"""Users, tokens and visibility rules (app/users.py)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.models import User, UserRole
+from app.users import (
+    TOKEN_PREFIX,
+    UserError,
+    UserExistsError,
+    authenticate,
+    create_user,
+    deactivate_user,
+    hash_token,
+    list_users,
+    load_principal,
+    signed_in,
+)
+
+
+@pytest.fixture
+def factory(sqlite_url: str) -> sessionmaker[Session]:
+    return make_session_factory(create_db_engine(sqlite_url))
+
+
+def test_token_is_random_shown_once_and_stored_only_as_its_hash(factory: sessionmaker[Session]) -> None:
+    with unit_of_work(factory) as session:
+        first = create_user(session, tenant="acme", name="ana", role=UserRole.analyst)
+        second = create_user(session, tenant="acme", name="bob", role=UserRole.analyst)
+    assert first.token.startswith(TOKEN_PREFIX)
+    assert len(first.token) > 40
+    assert first.token != second.token
+    with factory() as session:
+        stored = session.scalar(select(User).where(User.name == "ana"))
+        assert stored is not None
+        assert stored.token_hash == hashlib.sha256(first.token.encode()).hexdigest() == hash_token(first.token)
+        assert first.token not in {str(value) for value in vars(stored).values()}
+
+
+def test_authenticate_finds_the_active_user_only(factory: sessionmaker[Session]) -> None:
+    with unit_of_work(factory) as session:
+        token = create_user(session, tenant="acme", name="sue", role=UserRole.supervisor, team="blue").token
+    with factory() as session:
+        principal = authenticate(session, token)
+        assert principal is not None
+        assert (principal.name, principal.tenant, principal.role, principal.team) == (
+            "sue", "acme", UserRole.supervisor, "blue")
+        assert authenticate(session, token + "x") is None
+        assert authenticate(session, "not-even-prefixed") is None
+    with unit_of_work(factory) as session:
+        deactivate_user(session, "acme", "sue")
+    with factory() as session:
+        assert authenticate(session, token) is None
+
+
+def test_a_browser_session_ends_when_the_token_changes(factory: sessionmaker[Session]) -> None:
+    with unit_of_work(factory) as session:
+        token = create_user(session, tenant="acme", name="ada", role=UserRole.admin).token
+    with factory() as session:
+        result = signed_in(session, token)
+        assert result is not None
+        principal, fingerprint = result
+        assert fingerprint not in token and len(fingerprint) < len(hash_token(token))
+        assert load_principal(session, principal.user_id, fingerprint) == principal
+    with unit_of_work(factory) as session:
+        user = session.get(User, principal.user_id)
+        assert user is not None
+        user.token_hash = hash_token(TOKEN_PREFIX + "rotated")
+    with factory() as session:
+        assert load_principal(session, principal.user_id, fingerprint) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "problem"),
+    [
+        ({"name": "al", "role": UserRole.agent}, UserError, "needs an agent id"),
+        ({"name": "  ", "role": UserRole.admin}, UserError, "needs a name"),
+        ({"name": "taken", "role": UserRole.admin}, UserExistsError, "already exists"),
+    ],
+)
+def test_invalid_users_are_refused(
+    factory: sessionmaker[Session], kwargs: dict[str, object], error: type[Exception], problem: str
+) -> None:
+    with unit_of_work(factory) as session:
+        create_user(session, tenant="acme", name="taken", role=UserRole.analyst)
+    with pytest.raises(error, match=problem), unit_of_work(factory) as session:
+        create_user(session, tenant="acme", **kwargs)  # type: ignore[arg-type]
+    with factory() as session:
+        assert [user.name for user, _ in list_users(session, "acme")] == ["taken"]
+
+
+def test_same_name_in_another_tenant_is_another_user(factory: sessionmaker[Session]) -> None:
+    with unit_of_work(factory) as session:
+        create_user(session, tenant="acme", name="sam", role=UserRole.admin)
+        create_user(session, tenant="globex", name="sam", role=UserRole.admin)
+    with factory() as session:
+        assert [(user.name, slug) for user, slug in list_users(session)] == [("sam", "acme"), ("sam", "globex")]
+        assert [slug for _, slug in list_users(session, "globex")] == ["globex"]
+
+
+def test_deactivating_an_unknown_user_says_so(factory: sessionmaker[Session]) -> None:
+    with pytest.raises(UserError, match="no user 'ghost' in tenant 'acme'"), unit_of_work(factory) as session:
+        deactivate_user(session, "acme", "ghost")

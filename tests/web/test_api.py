@@ -1,0 +1,267 @@
+"""The JSON API beyond authorization: handing over transcripts, list filters, review bodies, the spec."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.db.session import unit_of_work
+from app.models import Call, CallState
+from app.pipeline.calls import get_call
+from tests.web.conftest import World
+from tests.web.world import RecordingEnqueue, client_for, native_call, plain_text_call
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def stored_calls(world: World, external_id: str) -> int:
+    with world.factory() as session:
+        return int(session.scalar(select(func.count()).select_from(Call).where(Call.external_id == external_id)) or 0)
+
+
+# ----------------------------------------------------------------------------------- POST /api/calls
+
+
+def test_submit_stores_queued_call_and_enqueues_after_commit(world: World) -> None:
+    external_id = unique("post")
+    seen_in_db: list[CallState] = []
+
+    def enqueue(call_ids: Sequence[str]) -> int:
+        # The worker must find the call committed when the message arrives.
+        with world.factory() as session:
+            seen_in_db.extend(get_call(session, call_id).state for call_id in call_ids)
+        return len(call_ids)
+
+    with client_for(world.url, enqueue) as client:
+        response = client.post("/api/calls", params={"external_id": external_id, "source_name": "call.txt"},
+                               content=plain_text_call(), headers=world.token("supervisor"))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["state"] == "queued"
+    assert body["format"] == "text"
+    assert body["enqueued"] is True
+    assert seen_in_db == [CallState.queued]
+    detail = world.client.get(f"/api/calls/{body['call_id']}", headers=world.token("supervisor")).json()
+    assert [u["role"] for u in detail["utterances"]] == ["agent", "customer", "agent"]
+    assert detail["utterances"][1]["text"] == "I was charged a $30 late fee although I paid on time."
+
+
+def test_broker_down_still_accepts_and_says_so(world: World) -> None:
+    external_id = unique("nobroker")
+    with client_for(world.url, RecordingEnqueue(fail=True)) as client:
+        response = client.post("/api/calls", params={"external_id": external_id}, content=plain_text_call(),
+                               headers=world.token("admin"))
+    assert response.status_code == 202
+    assert response.json()["enqueued"] is False
+    assert "reconciler" in response.json()["detail"]
+    with world.factory() as session:
+        assert get_call(session, response.json()["call_id"]).state is CallState.queued
+
+
+def test_identical_resubmission_is_a_no_op_and_changed_content_needs_replace(world: World) -> None:
+    external_id = unique("again")
+    params = {"external_id": external_id}
+    first = world.client.post("/api/calls", params=params, content=plain_text_call(), headers=world.token("admin"))
+    enqueued = len(world.enqueue.calls)
+    again = world.client.post("/api/calls", params=params, content=plain_text_call(), headers=world.token("admin"))
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["status"] == "unchanged"
+    assert again.json()["call_id"] == first.json()["call_id"]
+    assert len(world.enqueue.calls) == enqueued
+    changed = plain_text_call(amount="$45")
+    conflict = world.client.post("/api/calls", params=params, content=changed, headers=world.token("admin"))
+    assert conflict.status_code == 409
+    assert "replace" in conflict.json()["detail"]
+    replaced = world.client.post("/api/calls", params={**params, "replace": "true"}, content=changed,
+                                 headers=world.token("admin"))
+    assert replaced.status_code == 202
+    assert replaced.json()["status"] == "replaced"
+    assert world.enqueue.calls[-1] == first.json()["call_id"]
+
+
+def test_native_json_carries_its_own_external_id(world: World) -> None:
+    external_id = unique("native")
+    response = world.client.post("/api/calls", content=native_call(external_id), headers={
+        **world.token("admin"), "Content-Type": "application/json"})
+    assert response.status_code == 202, response.text
+    assert response.json()["external_id"] == external_id
+    assert response.json()["format"] == "native"
+
+
+@pytest.mark.parametrize(
+    ("body", "params", "problem"),
+    [
+        (b"", {"external_id": "x"}, "body is empty"),
+        (b'{"utterances": [{"speaker": "A", "txt": "hi"}]}', {"external_id": "x"}, "utterances[0]"),
+        (b"just some words without any speaker", {"external_id": "x"}, "not a transcript format"),
+        (plain_text_call(), {}, "external_id is required"),
+        (plain_text_call(), {"external_id": "x", "format": "docx"}, "unknown format 'docx'"),
+    ],
+    ids=["empty", "bad-native-field", "no-speakers", "no-external-id", "unknown-format"],
+)
+def test_invalid_transcripts_are_422_naming_the_problem_and_store_nothing(
+    world: World, body: bytes, params: dict[str, str], problem: str
+) -> None:
+    external_id = params.get("external_id")
+    if external_id:
+        params = {**params, "external_id": unique("bad")}
+    before = len(world.enqueue.calls)
+    response = world.client.post("/api/calls", params=params, content=body, headers=world.token("admin"))
+    assert response.status_code == 422, response.text
+    assert problem in response.json()["detail"]
+    assert response.json()["detail"]
+    assert len(world.enqueue.calls) == before
+    if external_id:
+        assert stored_calls(world, params["external_id"]) == 0
+
+
+@pytest.fixture
+def small_limit_client(world: World) -> Iterator[TestClient]:
+    with client_for(world.url, max_transcript_bytes=100) as client:
+        yield client
+
+
+def test_oversized_body_is_413(world: World, small_limit_client: TestClient) -> None:
+    external_id = unique("big")
+    response = small_limit_client.post("/api/calls", params={"external_id": external_id},
+                                       content=plain_text_call() * 3, headers=world.token("admin"))
+    assert response.status_code == 413
+    assert "limit is 100" in response.json()["detail"]
+    assert stored_calls(world, external_id) == 0
+
+
+def test_team_supervisor_submits_only_their_team(world: World) -> None:
+    other = world.client.post("/api/calls", content=native_call(unique("red"), team="red"),
+                              headers=world.token("supervisor_blue"))
+    assert other.status_code == 403
+    own = world.client.post("/api/calls", content=native_call(unique("blue")), headers=world.token("supervisor_blue"))
+    assert own.status_code == 202
+    with world.factory() as session:
+        assert get_call(session, own.json()["call_id"]).team == "blue"
+
+
+def test_an_external_id_invisible_to_the_submitter_is_not_overwritten(world: World) -> None:
+    red = world.calls["acme_a2_red"]
+    with world.factory() as session:
+        external_id = get_call(session, red.call_id).external_id
+    response = world.client.post("/api/calls", params={"external_id": external_id, "replace": "true"},
+                                 content=plain_text_call(), headers=world.token("supervisor_blue"))
+    assert response.status_code == 409
+    with world.factory() as session:
+        assert get_call(session, red.call_id).source_format == "native"
+
+
+# ------------------------------------------------------------------------------------ GET /api/calls
+
+
+def test_list_orders_needs_attention_first_and_filters(world: World) -> None:
+    grounded_only = world.fresh_call("globex_a1_blue")
+    flagged = world.fresh_call("globex_a1_blue")
+    with unit_of_work(world.factory) as session:
+        get_call(session, grounded_only.call_id).state = CallState.ready_for_review
+    # Deciding the only unverified item unflags the call.
+    world.client.post(f"/api/claims/{grounded_only.claim('summary1')}/review", json={"action": "reject"},
+                      headers=world.token("globex_admin"))
+    headers = world.token("globex_admin")
+    listing = world.client.get("/api/calls", params={"limit": 200}, headers=headers).json()
+    states = [c["state"] for c in listing["calls"]]
+    assert states == sorted(states, key=lambda s: {"needs_attention": 0, "ready_for_review": 1}.get(s, 2))
+    assert listing["counts"]["needs_attention"] >= 1
+    assert listing["total"] == sum(listing["counts"].values())
+
+    def ids(**params: str | list[str]) -> set[str]:
+        answer = world.client.get("/api/calls", params={"limit": 200, **params}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        return {c["call_id"] for c in answer.json()["calls"]}
+
+    assert flagged.call_id in ids(flagged="true")
+    assert grounded_only.call_id not in ids(flagged="true")
+    assert grounded_only.call_id in ids(flagged="false")
+    assert grounded_only.call_id in ids(state="ready_for_review")
+    assert grounded_only.call_id not in ids(state="needs_attention")
+    assert {grounded_only.call_id, flagged.call_id} <= ids(state=["ready_for_review", "needs_attention"])
+    assert flagged.call_id in ids(agent="a1", date_from="2026-03-03", date_to="2026-03-03")
+    assert ids(agent="nobody") == set()
+    assert flagged.call_id not in ids(date_from="2026-03-04")
+    assert flagged.call_id not in ids(date_to="2026-03-02")
+    assert world.client.get("/api/calls", params={"state": "bogus"}, headers=headers).status_code == 422
+
+
+def test_list_pages(world: World) -> None:
+    headers = world.token("admin")
+    first = world.client.get("/api/calls", params={"limit": 1, "offset": 0}, headers=headers).json()
+    second = world.client.get("/api/calls", params={"limit": 1, "offset": 1}, headers=headers).json()
+    assert len(first["calls"]) == len(second["calls"]) == 1
+    assert first["calls"][0]["call_id"] != second["calls"][0]["call_id"]
+    assert first["total"] >= 2
+
+
+# ------------------------------------------------------------------------------- review bodies
+
+
+def test_claim_review_edit_and_bad_bodies(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    url = f"/api/claims/{call.claim('action0')}/review"
+    headers = world.token("supervisor")
+    edited = world.client.post(url, json={"action": "edit", "due": "tomorrow", "owner": "customer"}, headers=headers)
+    assert edited.status_code == 200
+    assert (edited.json()["due"], edited.json()["owner"], edited.json()["review_status"]) == (
+        "tomorrow", "customer", "edited")
+    assert world.client.post(url, json={"action": "maybe"}, headers=headers).status_code == 422
+    assert world.client.post(url, json={"action": "edit"}, headers=headers).status_code == 422
+    events = world.client.get(f"/api/calls/{call.call_id}/events", headers=headers).json()
+    assert [e["action"] for e in events] == ["claim_edited"]
+    assert events[0]["before"]["due"] == "today"
+    assert events[0]["actor"] == "supervisor"
+
+
+def test_approving_with_pending_unverified_items_is_409(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    url = f"/api/calls/{call.call_id}/review"
+    response = world.client.post(url, json={"decision": "approve"}, headers=world.token("admin"))
+    assert response.status_code == 409
+    assert "unverified" in response.json()["detail"]
+
+
+def test_adding_an_item_with_a_quote_not_in_the_transcript_is_422(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    body = {"text": "Waive next month's fee", "owner": "agent",
+            "evidence": [{"utterance": 2, "quote": "I will waive next month's fee"}]}
+    response = world.client.post(f"/api/calls/{call.call_id}/claims", json=body, headers=world.token("admin"))
+    assert response.status_code == 422
+    assert "not found" in response.json()["detail"]
+
+
+# ------------------------------------------------------------------------------------- the spec
+
+
+def test_openapi_spec_documents_every_route_with_bearer_auth(world: World) -> None:
+    spec = world.client.get("/openapi.json").json()
+    assert set(spec["paths"]) == {
+        "/api/me", "/api/calls", "/api/calls/{call_id}", "/api/calls/{call_id}/events",
+        "/api/calls/{call_id}/review", "/api/calls/{call_id}/claims", "/api/claims/{claim_id}/review",
+        "/api/users",
+    }
+    assert spec["components"]["securitySchemes"]["apiToken"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["apiToken"]
+        ["description"]}
+    post = spec["paths"]["/api/calls"]["post"]
+    assert "application/octet-stream" in post["requestBody"]["content"]
+    assert {"202", "200", "403", "409", "413", "422"} <= set(post["responses"])
+    assert spec["paths"]["/api/calls/{call_id}"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"]["$ref"].endswith("/CallDetailOut")
+
+
+def test_no_cdn_docs_pages_and_security_headers(world: World) -> None:
+    assert world.client.get("/docs").status_code in {303, 404}
+    response = world.client.get("/login")
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "http" not in response.text.replace("http-equiv", "")  # every asset is served locally

@@ -1,0 +1,239 @@
+"""Review decisions (app/review.py) and the append-only audit trail, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from app.db.session import unit_of_work
+from app.llm.base import Usage
+from app.models import Call, CallState, Claim, ReviewEvent, RunStatus, Utterance
+from app.pipeline.calls import get_call
+from app.pipeline.persist import RunFacts, add_run
+from app.review import (
+    AppendOnlyError,
+    CallDecision,
+    ClaimAction,
+    ClaimChanges,
+    NewItem,
+    ReviewConflictError,
+    ReviewInputError,
+    SelectedQuote,
+    add_reviewer_claim,
+    call_events,
+    decide_call,
+    review_claim,
+)
+from app.schemas.grounding import ClaimKind
+from app.users import AccessDeniedError, Principal, authenticate
+from tests.web.conftest import World
+
+
+def principal(world: World, user: str) -> Principal:
+    with world.factory() as session:
+        found = authenticate(session, world.tokens[user])
+    assert found is not None
+    return found
+
+
+def test_edit_records_before_and_after(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    supervisor = principal(world, "supervisor")
+    with unit_of_work(world.factory) as session:
+        claim = review_claim(session, supervisor, call.claim("action0"), ClaimAction.edit,
+                             ClaimChanges(text="Email the refund confirmation", owner="agent", due="by 5 pm"))
+        assert claim.review_status.value == "edited"
+    with world.factory() as session:
+        (event,) = call_events(session, supervisor, call.call_id)
+    assert event.action == "claim_edited"
+    assert event.actor_name == "supervisor"
+    assert event.actor_user_id == supervisor.user_id
+    assert event.before == {"text": "Send the customer a confirmation email", "owner": "agent", "due": "today",
+                            "review_status": "pending"}
+    assert event.after == {"text": "Email the refund confirmation", "owner": "agent", "due": "by 5 pm",
+                           "review_status": "edited"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        (ClaimChanges(), "an edit changes"),
+        (ClaimChanges(text="   "), "text is empty"),
+        (ClaimChanges(owner="manager"), "owner must be one of"),
+        (ClaimChanges(due="x" * 201), "due is longer"),
+    ],
+)
+def test_invalid_edits_are_refused_and_change_nothing(world: World, changes: ClaimChanges, problem: str) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    with pytest.raises(ReviewInputError, match=problem), unit_of_work(world.factory) as session:
+        review_claim(session, principal(world, "admin"), call.claim("action0"), ClaimAction.edit, changes)
+    with world.factory() as session:
+        claim = session.get(Claim, call.claim("action0"))
+        assert claim is not None
+        assert (claim.text, claim.review_status.value) == ("Send the customer a confirmation email", "pending")
+        assert session.scalars(select(ReviewEvent).where(ReviewEvent.call_id == call.call_id)).all() == []
+
+
+def test_only_action_items_have_owner_and_due(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    with pytest.raises(ReviewInputError, match="only action items"), unit_of_work(world.factory) as session:
+        review_claim(session, principal(world, "admin"), call.claim("summary0"), ClaimAction.edit,
+                     ClaimChanges(due="tomorrow"))
+
+
+def test_approving_a_call_needs_its_unverified_items_decided(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    assert call.grounded["summary1"] is False
+    admin = principal(world, "admin")
+    with pytest.raises(ReviewConflictError, match="1 unverified item"), unit_of_work(world.factory) as session:
+        decide_call(session, admin, call.call_id, CallDecision.approve)
+    with unit_of_work(world.factory) as session:
+        review_claim(session, admin, call.claim("summary1"), ClaimAction.reject)
+        decided = decide_call(session, admin, call.call_id, CallDecision.approve)
+        assert decided.state is CallState.approved
+    with world.factory() as session:
+        actions = [e.action for e in call_events(session, admin, call.call_id)]
+        assert actions == ["claim_rejected", "call_approved"]
+        assert get_call(session, call.call_id).state is CallState.approved
+
+
+def test_a_call_still_processing_cannot_be_decided(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    with unit_of_work(world.factory) as session:
+        get_call(session, call.call_id).state = CallState.processing
+    with pytest.raises(ReviewConflictError, match="is processing"), unit_of_work(world.factory) as session:
+        decide_call(session, principal(world, "admin"), call.call_id, CallDecision.reject)
+
+
+def test_items_of_a_superseded_run_cannot_be_reviewed(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    with unit_of_work(world.factory) as session:
+        row = get_call(session, call.call_id)
+        facts = RunFacts("newer-run", "test", "m", "extract-v1", row.transcript_hash, Usage(), None, None)
+        add_run(session, row, facts, status=RunStatus.succeeded)
+    with pytest.raises(ReviewConflictError, match="superseded"), unit_of_work(world.factory) as session:
+        review_claim(session, principal(world, "admin"), call.claim("reason"), ClaimAction.approve)
+
+
+def test_analyst_reads_but_cannot_decide(world: World) -> None:
+    call = world.fresh_call("acme_a2_red")
+    with pytest.raises(AccessDeniedError), unit_of_work(world.factory) as session:
+        review_claim(session, principal(world, "analyst"), call.claim("reason"), ClaimAction.approve)
+
+
+# ------------------------------------------------------------------------------ reviewer-added items
+
+
+def test_added_item_is_verified_against_the_transcript(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    agent = principal(world, "agent_a1")
+    item = NewItem(ClaimKind.action_item, "Refund the $30 late fee", "agent", "within 5 business days",
+                   [SelectedQuote(2, "I will refund the $30 late fee"),
+                    SelectedQuote(4, "You will see the refund within 5 business days")])
+    with unit_of_work(world.factory) as session:
+        claim_id = add_reviewer_claim(session, agent, call.call_id, item).id
+    with world.factory() as session:
+        claim = session.get(Claim, claim_id)
+        assert claim is not None
+        assert (claim.origin, claim.grounding_status, claim.review_status.value) == ("reviewer", "grounded", "approved")
+        assert claim.position == len(call.claims)  # after the model's items, in the current run
+        texts = {u.index: u.text for u in session.scalars(select(Utterance).where(Utterance.call_id == call.call_id))}
+        for ev, quote in zip(claim.evidence, item.selection, strict=True):
+            assert ev.char_start is not None and ev.char_end is not None and ev.utterance_index is not None
+            assert texts[ev.utterance_index][ev.char_start:ev.char_end] == quote.quote
+        (event,) = call_events(session, agent, call.call_id)
+    assert event.action == "claim_added"
+    assert event.after is not None and event.after["evidence"][0]["utterance"] == 2
+
+
+def test_added_item_whose_amount_is_not_in_the_selection_is_kept_unverified(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    item = NewItem(ClaimKind.action_item, "Refund the $50 late fee", "agent", None,
+                   [SelectedQuote(2, "I will refund the $30 late fee")])
+    with unit_of_work(world.factory) as session:
+        claim = add_reviewer_claim(session, principal(world, "admin"), call.call_id, item)
+        assert claim.grounding_status == "ungrounded"
+        assert claim.grounding_reason == "unsupported_number"
+
+
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        (NewItem(ClaimKind.action_item, "Call back", "agent", None, [SelectedQuote(2, "we will call you back")]),
+         "not found in the transcript"),
+        (NewItem(ClaimKind.action_item, "Call back", "agent", None, [SelectedQuote(99, "refund")]),
+         "utterance 99 does not exist"),
+        (NewItem(ClaimKind.action_item, "Call back", "agent", None, []), "select the transcript text"),
+        (NewItem(ClaimKind.action_item, "Call back", "boss", None, [SelectedQuote(2, "refund")]),
+         "owner must be one of"),
+        (NewItem(ClaimKind.reason, "Late fee", None, None, [SelectedQuote(1, "late fee")]), "can add"),
+    ],
+)
+def test_invalid_additions_store_nothing(world: World, item: NewItem, problem: str) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    with pytest.raises(ReviewInputError, match=problem), unit_of_work(world.factory) as session:
+        add_reviewer_claim(session, principal(world, "admin"), call.call_id, item)
+    with world.factory() as session:
+        count = len(session.scalars(select(Claim).where(Claim.call_id == call.call_id)).all())
+    assert count == len(call.claims)
+
+
+# ---------------------------------------------------------------------------------------- audit trail
+
+
+def _one_event(world: World) -> int:
+    call = world.fresh_call("acme_a1_blue")
+    with unit_of_work(world.factory) as session:
+        review_claim(session, principal(world, "admin"), call.claim("reason"), ClaimAction.approve)
+    with world.factory() as session:
+        event_id = session.scalar(select(ReviewEvent.id).where(ReviewEvent.call_id == call.call_id))
+    assert event_id is not None
+    return event_id
+
+
+def test_the_orm_refuses_to_change_or_delete_an_event(world: World) -> None:
+    event_id = _one_event(world)
+    with unit_of_work(world.factory) as session:
+        event = session.get(ReviewEvent, event_id)
+        assert event is not None
+        event.action = "claim_rejected"
+        with pytest.raises(AppendOnlyError):
+            session.flush()
+        session.rollback()
+    with pytest.raises(AppendOnlyError), unit_of_work(world.factory) as session:
+        session.delete(session.get(ReviewEvent, event_id))
+    with pytest.raises(AppendOnlyError), unit_of_work(world.factory) as session:
+        session.execute(update(ReviewEvent).where(ReviewEvent.id == event_id).values(action="x"))
+    with pytest.raises(AppendOnlyError), unit_of_work(world.factory) as session:
+        session.execute(delete(ReviewEvent).where(ReviewEvent.id == event_id))
+    with world.factory() as session:
+        assert session.scalar(select(ReviewEvent.action).where(ReviewEvent.id == event_id)) == "claim_approved"
+
+
+@pytest.mark.parametrize("statement", ["UPDATE review_events SET action = 'x' WHERE id = :id",
+                                       "DELETE FROM review_events WHERE id = :id"])
+def test_the_database_refuses_raw_sql_changes_to_events(world: World, statement: str) -> None:
+    event_id = _one_event(world)
+    engine = world.factory.kw["bind"]
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text(statement), {"id": event_id})
+    with world.factory() as session:
+        assert session.scalar(select(ReviewEvent.action).where(ReviewEvent.id == event_id)) == "claim_approved"
+
+
+def test_admin_reads_the_trail_of_a_deleted_call_and_nobody_else_does(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    world.client.post(f"/api/claims/{call.claim('reason')}/review", json={"action": "approve"},
+                      headers=world.token("supervisor"))
+    assert world.client.delete(f"/api/calls/{call.call_id}", headers=world.token("admin")).status_code == 204
+    with world.factory() as session:
+        assert session.get(Call, call.call_id) is None
+    trail = world.client.get(f"/api/calls/{call.call_id}/events", headers=world.token("admin"))
+    assert trail.status_code == 200
+    assert [e["action"] for e in trail.json()] == ["claim_approved", "call_deleted"]
+    assert trail.json()[1]["before"]["external_id"].startswith("acme_a1_blue-")
+    assert trail.json()[1]["after"] is None
+    for user in ("supervisor", "analyst", "agent_a1", "globex_admin"):
+        answer = world.client.get(f"/api/calls/{call.call_id}/events", headers=world.token(user))
+        assert answer.status_code == 404, user
