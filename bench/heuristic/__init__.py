@@ -1,0 +1,1 @@
+"""Benchmark of the offline heuristic extraction provider on shared real data."""

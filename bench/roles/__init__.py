@@ -1,0 +1,1 @@
+"""Speaker-role inference benchmark: roles hidden on Harper Valley Bank and TweetSumm, then inferred."""
