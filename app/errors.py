@@ -78,3 +78,7 @@ class ExtractionInvalidError(ProviderError, PermanentError):
         super().__init__(message)
         self.raw = raw
         self.usage = usage
+
+
+class AppendOnlyError(PostcallError):
+    """Something tried to change or remove an audit event (review_events is append-only)."""

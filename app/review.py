@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Delete, Update, delete, event, func, select
-from sqlalchemy.orm import Mapper, ORMExecuteState, Session, selectinload
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, selectinload
 
 from app.errors import NotFoundError, PostcallError
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
@@ -47,10 +47,6 @@ class ReviewConflictError(PostcallError):
 
 class ReviewInputError(PostcallError):
     """The decision's input is invalid: empty text, unknown owner, a selection not in the transcript."""
-
-
-class AppendOnlyError(PostcallError):
-    """Something tried to change or remove an audit event."""
 
 
 class ClaimAction(StrEnum):
@@ -83,30 +79,6 @@ CALL_EVENT = {
     CallDecision.approve: (EventAction.call_approved, CallState.approved),
     CallDecision.reject: (EventAction.call_rejected, CallState.rejected),
 }
-
-
-# ------------------------------------------------------------------------------ append-only guard
-
-
-@event.listens_for(ReviewEvent, "before_update")
-def _refuse_event_update(_mapper: Mapper[Any], _connection: Any, target: ReviewEvent) -> None:
-    raise AppendOnlyError(f"review event {target.id} is append-only; it cannot be updated")
-
-
-@event.listens_for(ReviewEvent, "before_delete")
-def _refuse_event_delete(_mapper: Mapper[Any], _connection: Any, target: ReviewEvent) -> None:
-    raise AppendOnlyError(f"review event {target.id} is append-only; it cannot be deleted")
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk_event_changes(state: ORMExecuteState) -> None:
-    # Bulk UPDATE/DELETE statements bypass the mapper events above.
-    statement = state.statement
-    if isinstance(statement, Update | Delete):
-        # The ORM form targets an annotated copy of the table, so compare by name.
-        target = getattr(statement.table, "name", None)
-        if target == ReviewEvent.__tablename__:
-            raise AppendOnlyError("review_events is append-only: UPDATE and DELETE are refused")
 
 
 def append_event(

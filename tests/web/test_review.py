@@ -7,12 +7,12 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from app.db.session import unit_of_work
+from app.errors import AppendOnlyError
 from app.llm.base import Usage
 from app.models import Call, CallState, Claim, ReviewEvent, RunStatus, Utterance
 from app.pipeline.calls import get_call
 from app.pipeline.persist import RunFacts, add_run
 from app.review import (
-    AppendOnlyError,
     CallDecision,
     ClaimAction,
     ClaimChanges,
