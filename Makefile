@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean bench
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-roles bench-heuristic bench-web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,23 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+## The fault-injection suite alone (also part of `make test`): kills workers, restarts Redis and PostgreSQL.
+faults: $(STAMP)
+	$(BIN)/pytest -m faults
+
+## Benchmarks (see docs/benchmarks.md for the numbers and the machine).
+bench-burst: $(STAMP)
+	$(BIN)/python -m bench.burst.run --calls 10000 --concurrency 2
+
+bench-roles: $(STAMP)
+	$(BIN)/python -m bench.roles.run
+
+bench-heuristic: $(STAMP)
+	$(BIN)/python -m bench.heuristic.run
+
+bench-web: $(STAMP)
+	$(BIN)/python -m bench.web.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -274,7 +274,9 @@ def process(
         raise typer.Exit(1)
 
 
-def process_in_process(ctx: AppContext, call_ids: Sequence[str], *, show_progress: bool) -> list[Any]:
+def process_in_process(
+    ctx: AppContext, call_ids: Sequence[str], *, show_progress: bool, reprocess_reviewed: bool = False
+) -> list[Any]:
     from app.errors import TransientError
     from app.pipeline.run import ProcessOutcome, mark_failed, process_call
 
@@ -290,7 +292,12 @@ def process_in_process(ctx: AppContext, call_ids: Sequence[str], *, show_progres
         for call_id in call_ids:
             try:
                 outcome = process_call(
-                    ctx.session_factory, call_id, provider, prompt, redact_for_llm=ctx.settings.redact_for_llm
+                    ctx.session_factory,
+                    call_id,
+                    provider,
+                    prompt,
+                    redact_for_llm=ctx.settings.redact_for_llm,
+                    reprocess_reviewed=reprocess_reviewed,
                 )
             except TransientError as exc:
                 # No broker to retry later in-process: record the failure visibly; `postcall retry` re-runs it.
@@ -510,7 +517,7 @@ def worker(
         "--without-mingle",
     ]
     if beat:
-        argv += ["--beat", f"--schedule={PROJECT_ROOT / 'var' / 'celerybeat-schedule'}"]
+        argv.append("--beat")
     celery_app.worker_main(argv)
 
 
@@ -602,7 +609,7 @@ def reprocess(
             if tenant_id is not None:
                 query = query.where(Call.tenant_id == tenant_id)
             call_ids = list(session.scalars(query))
-    outcomes = process_in_process(ctx, call_ids, show_progress=not as_json)
+    outcomes = process_in_process(ctx, call_ids, show_progress=not as_json, reprocess_reviewed=True)
     if as_json:
         print(json.dumps({"calls": [{"call_id": o.call_id, "state": o.state.value, "skipped": o.skipped,
                                      "run_id": o.run_id, "error": o.error} for o in outcomes]}))

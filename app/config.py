@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     prompts_dir: Path = PROJECT_ROOT / "prompts"
 
     task_max_retries: int = 5
+    # A call started this many times without an outcome (its worker died each time) is failed.
+    max_call_attempts: int = 8
     task_backoff_base: float = 2.0
     task_backoff_max: float = 300.0
     # A call in queued/processing longer than this is re-enqueued by the reconciler. Keep it above

@@ -50,6 +50,7 @@ class CallState(StrEnum):
     rejected = "rejected"
 
 
+REVIEWED_STATES = frozenset({CallState.approved, CallState.rejected})
 TERMINAL_PROCESSING_STATES = frozenset(
     {CallState.ready_for_review, CallState.needs_attention, CallState.approved, CallState.rejected}
 )

@@ -47,6 +47,8 @@ class RunFacts:
     usage: Usage
     queue_wait_ms: float | None
     verify_ms: float | None
+    # Wall time inside the provider (LLM waits plus client work; the whole extraction for offline ones).
+    provider_ms: float | None = None
 
 
 def add_run(
@@ -77,7 +79,7 @@ def add_run(
         cost_usd=usage.cost_usd,
         llm_calls=usage.llm_calls,
         queue_wait_ms=facts.queue_wait_ms,
-        llm_ms=usage.llm_seconds * 1000.0,
+        llm_ms=facts.provider_ms if facts.provider_ms is not None else usage.llm_seconds * 1000.0,
         verify_ms=facts.verify_ms,
         db_ms=db_ms,
         total_ms=total_ms,

@@ -23,7 +23,7 @@ from app.grounding import verify_extraction
 from app.llm.base import ExtractionProvider, ProviderResult, Usage
 from app.llm.prompt import PromptTemplate
 from app.models import CallState, RunStatus
-from app.models.tables import TERMINAL_PROCESSING_STATES, utcnow
+from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
 from app.pipeline.calls import load_transcript, lock_call, set_state
 from app.pipeline.persist import RunFacts, add_claims, add_run, find_succeeded_run, idempotency_key
 from app.pipeline.redact import redact_transcript
@@ -59,7 +59,13 @@ def _elapsed_ms(since: float) -> float:
 
 
 def _claim(
-    factory: sessionmaker[Session], call_id: str, provider: ExtractionProvider, prompt: PromptTemplate
+    factory: sessionmaker[Session],
+    call_id: str,
+    provider: ExtractionProvider,
+    prompt: PromptTemplate,
+    *,
+    max_attempts: int | None,
+    reprocess_reviewed: bool,
 ) -> _Claimed | ProcessOutcome:
     with unit_of_work(factory) as session:
         call = lock_call(session, call_id)
@@ -69,6 +75,22 @@ def _claim(
         done = find_succeeded_run(session, key)
         if done is not None:
             return ProcessOutcome(call.id, call.state, run_id=done.id, skipped=True)
+        if call.state in REVIEWED_STATES and not reprocess_reviewed:
+            # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
+            # `postcall reprocess` re-extracts a reviewed call.
+            return ProcessOutcome(call.id, call.state, skipped=True)
+        if max_attempts is not None and call.attempts >= max_attempts:
+            # Every earlier attempt died without recording an outcome (a worker killed mid-call, a
+            # crash in the provider): stop the redelivery loop and make the call visible.
+            reason = (
+                f"gave up after {call.attempts} attempts that ended without a result "
+                "(worker killed or crashed each time); `postcall retry` re-runs it"
+            )
+            facts = RunFacts(key, provider.name, provider.model, prompt.version, call.transcript_hash, Usage(),
+                             None, None)
+            run = add_run(session, call, facts, status=RunStatus.failed, error=reason)
+            set_state(call, CallState.failed, error=reason)
+            return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
         now = utcnow()
         queue_wait_ms = None
         if call.enqueued_at is not None:
@@ -79,25 +101,37 @@ def _claim(
         return _Claimed(transcript, key, call.transcript_hash, queue_wait_ms)
 
 
+@dataclass(frozen=True)
+class _Extracted:
+    result: ProviderResult
+    report: VerificationReport
+    provider_ms: float
+    verify_ms: float
+
+
 def _extract_and_verify(
     transcript: Transcript, provider: ExtractionProvider, prompt: PromptTemplate, redact: bool
-) -> tuple[ProviderResult, VerificationReport, float]:
-    """Returns the provider result (usage summed over repair), the final report and verify time."""
+) -> _Extracted:
+    """Extract (repairing once when the provider can), then verify against the stored transcript."""
     view, redaction = redact_transcript(transcript) if redact else (transcript, None)
+    provider_seconds = verify_seconds = 0.0
+    started = time.perf_counter()
     result = provider.extract(view, prompt)
-    verify_seconds = 0.0
+    provider_seconds += time.perf_counter() - started
     if provider.supports_repair:
         started = time.perf_counter()
         view_report = verify_extraction(view, result.extraction)
         verify_seconds += time.perf_counter() - started
         if not view_report.all_grounded:
+            started = time.perf_counter()
             repaired = provider.repair(view, prompt, result, view_report)
+            provider_seconds += time.perf_counter() - started
             result = ProviderResult(repaired.extraction, result.usage + repaired.usage, repaired.raw_response)
     extraction = redaction.restore_extraction(result.extraction) if redaction else result.extraction
     started = time.perf_counter()
     report = verify_extraction(transcript, extraction)
     verify_seconds += time.perf_counter() - started
-    return result, report, verify_seconds * 1000.0
+    return _Extracted(result, report, provider_seconds * 1000.0, verify_seconds * 1000.0)
 
 
 def process_call(
@@ -107,17 +141,25 @@ def process_call(
     prompt: PromptTemplate,
     *,
     redact_for_llm: bool = True,
+    max_attempts: int | None = None,
+    reprocess_reviewed: bool = False,
 ) -> ProcessOutcome:
     """Process one call. Raises `TransientError` for the caller to retry; every other failure is
-    recorded as a failed run and a `failed` call, and returned."""
+    recorded as a failed run and a `failed` call, and returned.
+
+    `max_attempts` fails a call that has started that many times without an outcome (a message that
+    kills its worker would otherwise be redelivered forever). Approved and rejected calls are left
+    alone unless `reprocess_reviewed`."""
     started = time.perf_counter()
     db_ms = 0.0
-    claimed = _claim(factory, call_id, provider, prompt)
+    claimed = _claim(
+        factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed
+    )
     db_ms += _elapsed_ms(started)
     if isinstance(claimed, ProcessOutcome):
         return claimed
 
-    def facts(usage: Usage | None, verify_ms: float | None) -> RunFacts:
+    def facts(usage: Usage | None, verify_ms: float | None, provider_ms: float | None = None) -> RunFacts:
         return RunFacts(
             key=claimed.facts_key,
             provider=provider.name,
@@ -127,10 +169,11 @@ def process_call(
             usage=usage or Usage(),
             queue_wait_ms=claimed.queue_wait_ms,
             verify_ms=verify_ms,
+            provider_ms=provider_ms,
         )
 
     try:
-        result, report, verify_ms = _extract_and_verify(
+        extracted = _extract_and_verify(
             claimed.transcript, provider, prompt, redact_for_llm and provider.sends_data_offsite
         )
     except TransientError as exc:
@@ -161,13 +204,13 @@ def process_call(
             run = add_run(
                 session,
                 call,
-                facts(result.usage, verify_ms),
+                facts(extracted.result.usage, extracted.verify_ms, extracted.provider_ms),
                 status=RunStatus.succeeded,
-                raw_response=result.raw_response,
+                raw_response=extracted.result.raw_response,
                 total_ms=_elapsed_ms(started),
             )
-            count = add_claims(session, run, report)
-            ungrounded = len(report.ungrounded_claims)
+            count = add_claims(session, run, extracted.report)
+            ungrounded = len(extracted.report.ungrounded_claims)
             state = CallState.ready_for_review if count and ungrounded == 0 else CallState.needs_attention
             set_state(call, state)
             db_ms += _elapsed_ms(persist_started)
@@ -191,6 +234,10 @@ def _record_failure(
         call = lock_call(session, call_id)
         if call is None:
             raise NotFoundError(f"call {call_id} not found")
+        done = find_succeeded_run(session, facts.key)
+        if done is not None:
+            # A duplicate delivery failed after another one succeeded: the result stands.
+            return ProcessOutcome(call.id, call.state, run_id=done.id, skipped=True)
         run = add_run(session, call, facts, status=RunStatus.failed, error=reason, raw_response=raw)
         set_state(call, CallState.failed, error=reason)
         return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)

@@ -25,7 +25,7 @@ from app.db.session import create_db_engine, make_session_factory
 from app.errors import DuplicateCallError, IngestError, NotFoundError, PostcallError
 from app.review import ReviewConflictError, ReviewInputError
 from app.users import AccessDeniedError, UserError, UserExistsError
-from app.web import api, pages
+from app.web import api, ops, pages
 from app.web.deps import AuthenticationRequired, CsrfError, EnqueueCalls, LoginRequired, WebState
 
 logger = logging.getLogger(__name__)
@@ -150,6 +150,7 @@ def create_app(
     )
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(ops.router)
     app.include_router(api.router)
     app.include_router(pages.router)
     _install_error_handlers(app)

@@ -58,7 +58,12 @@ def configure(app: Celery, settings: Settings) -> None:
         # (the reconciler is idempotent), and several beats never fight over one file.
         beat_scheduler="celery.beat:Scheduler",
         beat_schedule={
-            "reconcile-stuck-calls": {"task": TASK_RECONCILE, "schedule": float(settings.reconcile_every_seconds)},
+            "reconcile-stuck-calls": {
+                "task": TASK_RECONCILE,
+                "schedule": float(settings.reconcile_every_seconds),
+                # Ticks published while no worker runs would pile up; one pass is all a returning worker needs.
+                "options": {"expires": float(settings.reconcile_every_seconds)},
+            },
         },
     )
 

@@ -6,18 +6,36 @@ import logging
 import random
 from typing import Any
 
+from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from app.errors import NotFoundError, TransientError
+from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.run import mark_failed, process_call
 from app.worker.celery_app import TASK_PROCESS_CALL, TASK_RECONCILE, celery_app
-from app.worker.context import get_context
+from app.worker.context import get_context, reset_context
 
 logger = logging.getLogger(__name__)
 
 # A retry waits in the worker, unacknowledged, until its countdown ends. Past the broker's visibility
 # timeout Redis would hand the same message to a second worker, so countdowns stay well below it.
 MAX_COUNTDOWN_SHARE_OF_VISIBILITY_TIMEOUT = 0.5
+
+
+@worker_init.connect
+def prepare_context(**_: Any) -> None:
+    """Build the context (engine, provider, prompt) before consuming: the first call does not pay for
+    imports and setup (seconds for the openai SDK), and a bad configuration shows in the startup log."""
+    try:
+        get_context()
+    except PostcallError:
+        logger.exception("worker configuration is invalid; every call will fail until it is fixed")
+
+
+@worker_process_init.connect
+def fresh_context_in_child(**_: Any) -> None:
+    """Prefork children rebuild their context: clients must not cross a fork. The modules the parent
+    imported stay loaded, so this is cheap."""
+    reset_context()
 
 
 def retry_countdown(retries: int, retry_after: float | None, base: float, cap: float) -> float:
@@ -45,7 +63,12 @@ def process_call_task(self: Any, call_id: str) -> str:
     settings = ctx.settings
     try:
         outcome = process_call(
-            ctx.session_factory, call_id, ctx.provider, ctx.prompt, redact_for_llm=settings.redact_for_llm
+            ctx.session_factory,
+            call_id,
+            ctx.provider,
+            ctx.prompt,
+            redact_for_llm=settings.redact_for_llm,
+            max_attempts=settings.max_call_attempts,
         )
     except NotFoundError:
         logger.warning("call %s no longer exists; dropping its task", call_id)

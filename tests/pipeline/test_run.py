@@ -93,3 +93,75 @@ def test_concurrent_deliveries_store_one_run(session_factory: sessionmaker[Sessi
         assert session.scalar(select(func.count()).select_from(ExtractionRun)) == 1
         claims = session.scalar(select(func.count()).select_from(Claim))
     assert claims == max(o.claims for o in outcomes)
+
+
+def test_offline_extraction_time_is_recorded_as_provider_time(session_factory: sessionmaker[Session]) -> None:
+    call_id = _store(session_factory)
+    process_call(session_factory, call_id, HeuristicProvider(), _prompt())
+    with unit_of_work(session_factory) as session:
+        run = session.scalars(select(ExtractionRun)).one()
+    assert run.llm_ms is not None and run.llm_ms > 0
+    assert run.total_ms is not None and run.total_ms >= run.llm_ms
+
+
+def test_call_that_never_finishes_is_failed_after_max_attempts(session_factory: sessionmaker[Session]) -> None:
+    from sqlalchemy import update
+
+    call_id = _store(session_factory)
+    with unit_of_work(session_factory) as session:
+        # Eight deliveries started and died (killed workers) without recording anything.
+        session.execute(update(Call).values(attempts=8, state=CallState.processing))
+    outcome = process_call(session_factory, call_id, HeuristicProvider(), _prompt(), max_attempts=8)
+    assert outcome.state is CallState.failed
+    assert outcome.error is not None and "gave up after 8 attempts" in outcome.error
+    with unit_of_work(session_factory) as session:
+        run = session.scalars(select(ExtractionRun)).one()
+        call = session.get(Call, call_id)
+    assert run.status is RunStatus.failed
+    assert call is not None and call.state is CallState.failed and call.last_error == outcome.error
+
+
+def test_reviewed_call_is_not_reextracted_by_a_stray_message(session_factory: sessionmaker[Session]) -> None:
+    import dataclasses
+
+    from sqlalchemy import update
+
+    call_id = _store(session_factory)
+    process_call(session_factory, call_id, HeuristicProvider(), _prompt())
+    with unit_of_work(session_factory) as session:
+        session.execute(update(Call).values(state=CallState.approved))
+    new_prompt = dataclasses.replace(_prompt(), version="extract-v1-tuned")
+
+    stray = process_call(session_factory, call_id, HeuristicProvider(), new_prompt)
+    assert stray.skipped and stray.state is CallState.approved
+
+    explicit = process_call(session_factory, call_id, HeuristicProvider(), new_prompt, reprocess_reviewed=True)
+    assert not explicit.skipped
+    with unit_of_work(session_factory) as session:
+        versions = session.scalars(select(ExtractionRun.prompt_version).order_by(ExtractionRun.id)).all()
+    assert versions == ["extract-v1", "extract-v1-tuned"]
+
+
+def test_failure_of_a_duplicate_delivery_does_not_undo_a_success(session_factory: sessionmaker[Session]) -> None:
+    """Two deliveries raced; the first stored its result, the second then hit a permanent error."""
+    from app.llm.base import Usage
+    from app.pipeline.persist import RunFacts, idempotency_key
+    from app.pipeline.run import _record_failure
+
+    call_id = _store(session_factory)
+    first = process_call(session_factory, call_id, HeuristicProvider(), _prompt())
+    provider, prompt = HeuristicProvider(), _prompt()
+    with unit_of_work(session_factory) as session:
+        call = session.get(Call, call_id)
+        assert call is not None
+        key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
+        facts = RunFacts(key, provider.name, provider.model, prompt.version, call.transcript_hash, Usage(), None, None)
+
+    outcome = _record_failure(session_factory, call_id, facts, "model answer unusable", None)
+
+    assert outcome.skipped and outcome.state is first.state
+    with unit_of_work(session_factory) as session:
+        statuses = session.scalars(select(ExtractionRun.status)).all()
+        call = session.get(Call, call_id)
+    assert statuses == [RunStatus.succeeded]
+    assert call is not None and call.state is first.state

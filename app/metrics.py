@@ -1,0 +1,292 @@
+"""Prometheus metrics, read at scrape time from the database and the broker.
+
+Workers and the web app are separate processes, often on separate machines. Instead of shipping
+counters between them (prometheus_client's multiprocess mode, a push gateway), every number is derived
+when Prometheus scrapes: call states and attempts from `calls`; runs, tokens, cost and per-stage
+timings from `extraction_runs`; queue depth from Redis. The database is the source of truth, so every
+web replica reports the same values, a killed worker loses no counts, and workers run no metrics code.
+
+Counters only grow while rows are only added. `postcall ingest --replace` deletes a call's old runs,
+which Prometheus reads as a counter reset; `rate()` and `increase()` handle that.
+
+The web app mounts `render_latest` at GET /metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from sqlalchemy import ColumnElement, Connection, case, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from app.config import Settings
+from app.models import Call, CallState, ExtractionRun, RunStatus
+
+logger = logging.getLogger(__name__)
+
+# Upper bounds in seconds. Queue wait spans milliseconds (idle) to an hour (a burst on few workers).
+LATENCY_BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# Per-stage timings recorded on every run (milliseconds), as the `stage` label reports them.
+STAGE_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {
+    "queue_wait": ExtractionRun.queue_wait_ms,
+    "llm": ExtractionRun.llm_ms,
+    "verify": ExtractionRun.verify_ms,
+    "db": ExtractionRun.db_ms,
+    "total": ExtractionRun.total_ms,
+}
+PENDING_STATES = (CallState.queued, CallState.processing)
+# A scrape must answer even when a backend hangs: Prometheus gives up after ~10 s by default.
+BROKER_TIMEOUT_SECONDS = 2.0
+DATABASE_STATEMENT_TIMEOUT_MS = 5_000
+# kombu's Redis transport keeps delivered, unacknowledged messages in this hash (all queues of the db).
+KOMBU_UNACKED_KEY = "unacked"
+MS_PER_SECOND = 1000.0
+
+
+@dataclass(frozen=True)
+class _RunTotals:
+    status: str
+    provider: str
+    model: str
+    runs: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    llm_requests: int
+    cost_usd: float
+
+
+class PostcallCollector:
+    """A prometheus_client collector: one consistent read of the database and the broker per scrape."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        yield from self._database_metrics()
+        yield from self._broker_metrics()
+        scrape = GaugeMetricFamily(
+            "postcall_metrics_scrape_seconds", "Time spent reading the database and broker for this scrape."
+        )
+        scrape.add_metric([], time.perf_counter() - started)
+        yield scrape
+
+    # -- database ------------------------------------------------------------------------------
+
+    def _database_metrics(self) -> Iterator[Metric]:
+        from app.db.session import get_engine, is_sqlite
+
+        up = GaugeMetricFamily("postcall_database_up", "1 when the database answered this scrape.")
+        try:
+            engine = get_engine(self._settings.database_url)
+            with engine.connect() as connection:
+                if not is_sqlite(self._settings.database_url):
+                    connection.execute(text(f"SET LOCAL statement_timeout = {DATABASE_STATEMENT_TIMEOUT_MS}"))
+                metrics = list(_read_database(connection))
+        except SQLAlchemyError as exc:
+            logger.warning("metrics: database unavailable: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from metrics
+
+    # -- broker --------------------------------------------------------------------------------
+
+    def _broker_metrics(self) -> Iterator[Metric]:
+        import redis
+
+        from app.worker.celery_app import QUEUE_NAME
+
+        up = GaugeMetricFamily("postcall_broker_up", "1 when the broker (Redis) answered this scrape.")
+        try:
+            client = redis.Redis.from_url(
+                self._settings.broker_url,
+                socket_connect_timeout=BROKER_TIMEOUT_SECONDS,
+                socket_timeout=BROKER_TIMEOUT_SECONDS,
+            )
+            with client:
+                waiting = int(client.llen(QUEUE_NAME))
+                unacked = int(client.hlen(KOMBU_UNACKED_KEY))
+        except redis.RedisError as exc:
+            logger.warning("metrics: broker unavailable: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        depth = GaugeMetricFamily("postcall_queue_depth", "Messages waiting in the broker queue for a worker.")
+        depth.add_metric([], waiting)
+        yield depth
+        held = GaugeMetricFamily(
+            "postcall_queue_unacked",
+            "Messages delivered to workers and not acknowledged yet: in progress, or waiting out a retry "
+            "countdown. Redis hands them out again after the visibility timeout if their worker died.",
+        )
+        held.add_metric([], unacked)
+        yield held
+
+
+def _read_database(connection: Connection) -> Iterator[Metric]:
+    with Session(bind=connection) as session:
+        yield from _call_metrics(session)
+        yield from _run_metrics(session)
+        yield _stage_histogram(session)
+
+
+def _call_metrics(session: Session) -> Iterator[Metric]:
+    counts = {state.value: 0 for state in CallState}
+    for stored_state, count in session.execute(select(Call.state, func.count()).group_by(Call.state)):
+        counts[CallState(stored_state).value] = int(count)
+    calls = GaugeMetricFamily("postcall_calls", "Calls per processing or review state.", labels=["state"])
+    for label, count in counts.items():
+        calls.add_metric([label], count)
+    yield calls
+
+    oldest = GaugeMetricFamily(
+        "postcall_oldest_pending_call_age_seconds",
+        "Age of the call waiting longest in queued/processing (0 when none): a stuck pipeline grows it.",
+        labels=["state"],
+    )
+    since = {
+        CallState(stored_state): moment
+        for stored_state, moment in session.execute(
+            select(Call.state, func.min(Call.state_changed_at))
+            .where(Call.state.in_(PENDING_STATES))
+            .group_by(Call.state)
+        )
+    }
+    now = datetime.now(UTC)
+    for state in PENDING_STATES:
+        moment = since.get(state)
+        age = (now - _aware(moment)).total_seconds() if moment is not None else 0.0
+        oldest.add_metric([state.value], max(0.0, age))
+    yield oldest
+
+    most_attempts = session.scalar(
+        select(func.coalesce(func.max(Call.attempts), 0)).where(Call.state.in_(PENDING_STATES))
+    )
+    looping = GaugeMetricFamily(
+        "postcall_pending_call_max_attempts",
+        "Most attempts spent on one call still queued/processing: a call that keeps killing its worker "
+        "(redelivered after each crash) or keeps being reconciled shows here.",
+    )
+    looping.add_metric([], float(most_attempts or 0))
+    yield looping
+
+    retries = session.scalar(
+        select(func.coalesce(func.sum(case((Call.attempts > 1, Call.attempts - 1), else_=0)), 0))
+    )
+    retried = CounterMetricFamily(
+        "postcall_retries",
+        "Extra attempts beyond each call's first: transient errors retried, calls redelivered after a crash.",
+    )
+    retried.add_metric([], float(retries or 0))
+    yield retried
+
+
+def _run_metrics(session: Session) -> Iterator[Metric]:
+    rows = [
+        _RunTotals(
+            status=RunStatus(status).value,
+            provider=provider,
+            model=model,
+            runs=int(runs),
+            prompt_tokens=int(prompt or 0),
+            completion_tokens=int(completion or 0),
+            cached_tokens=int(cached or 0),
+            llm_requests=int(requests or 0),
+            cost_usd=float(cost or 0.0),
+        )
+        for status, provider, model, runs, prompt, completion, cached, requests, cost in session.execute(
+            select(
+                ExtractionRun.status,
+                ExtractionRun.provider,
+                ExtractionRun.model,
+                func.count(),
+                func.sum(ExtractionRun.prompt_tokens),
+                func.sum(ExtractionRun.completion_tokens),
+                func.sum(ExtractionRun.cached_tokens),
+                func.sum(ExtractionRun.llm_calls),
+                func.sum(ExtractionRun.cost_usd),
+            ).group_by(ExtractionRun.status, ExtractionRun.provider, ExtractionRun.model)
+        )
+    ]
+    runs = CounterMetricFamily(
+        "postcall_runs",
+        "Extraction runs by outcome; status=\"failed\" counts failures (the reason is on the run and the call).",
+        labels=["status", "provider", "model"],
+    )
+    tokens = CounterMetricFamily(
+        "postcall_llm_tokens", "Tokens billed by the model server.", labels=["provider", "model", "kind"]
+    )
+    requests = CounterMetricFamily(
+        "postcall_llm_requests", "Requests sent to the model server, re-asks included.", labels=["provider", "model"]
+    )
+    cost = CounterMetricFamily(
+        "postcall_llm_cost_usd", "Estimated model cost in US dollars.", labels=["provider", "model"]
+    )
+    by_model: dict[tuple[str, str], list[_RunTotals]] = {}
+    for row in rows:
+        runs.add_metric([row.status, row.provider, row.model], row.runs)
+        by_model.setdefault((row.provider, row.model), []).append(row)
+    for (provider, model), group in sorted(by_model.items()):
+        tokens.add_metric([provider, model, "prompt"], sum(r.prompt_tokens for r in group))
+        tokens.add_metric([provider, model, "completion"], sum(r.completion_tokens for r in group))
+        tokens.add_metric([provider, model, "cached"], sum(r.cached_tokens for r in group))
+        requests.add_metric([provider, model], sum(r.llm_requests for r in group))
+        cost.add_metric([provider, model], sum(r.cost_usd for r in group))
+    yield from (runs, tokens, requests, cost)
+
+
+def _stage_histogram(session: Session) -> Metric:
+    """Per-stage latency of succeeded runs, bucketed in SQL: one scan, whatever the number of runs."""
+    columns: list[ColumnElement[Any]] = []
+    for column in STAGE_COLUMNS.values():
+        columns += [func.count(column), func.coalesce(func.sum(column), 0.0)]
+        columns += [
+            func.coalesce(func.sum(case((column <= bound * MS_PER_SECOND, 1), else_=0)), 0)
+            for bound in LATENCY_BUCKETS_SECONDS
+        ]
+    row = session.execute(select(*columns).where(ExtractionRun.status == RunStatus.succeeded)).one()
+    histogram = HistogramMetricFamily(
+        "postcall_stage_latency_seconds",
+        "Per-stage latency of succeeded runs: queue wait, LLM, verification, database writes, total.",
+        labels=["stage"],
+    )
+    width = 2 + len(LATENCY_BUCKETS_SECONDS)
+    for position, stage in enumerate(STAGE_COLUMNS):
+        values = row[position * width : (position + 1) * width]
+        count, total_ms, cumulative = int(values[0]), float(values[1]), values[2:]
+        buckets = [
+            (_bound_label(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS_SECONDS, cumulative, strict=True)
+        ]
+        buckets.append(("+Inf", float(count)))
+        histogram.add_metric([stage], buckets, sum_value=total_ms / MS_PER_SECOND)
+    return histogram
+
+
+def _bound_label(bound: float) -> str:
+    return repr(float(bound))
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands timestamps back without their zone; every timestamp is stored in UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def render_latest(settings: Settings) -> tuple[bytes, str]:
+    """The Prometheus text exposition of every Postcall metric: (body, content type) for GET /metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PostcallCollector(settings))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,42 @@
+"""/healthz and /metrics: unauthenticated, content-free, and honest about what is down."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.config import Settings
+from app.web.app import create_app
+from tests.support.services import redis_url
+
+BROKER_DB = 12
+
+
+def _client(database_url: str, broker_url: str) -> TestClient:
+    settings = Settings(database_url=database_url, broker_url=broker_url, secret_key="test-" + "x" * 40)
+    return TestClient(create_app(settings, enqueue=lambda ids: len(ids)))
+
+
+def test_healthz_ok_when_everything_is_up(db_url: str) -> None:
+    with _client(db_url, redis_url(BROKER_DB)) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "checks": {"database": True, "broker": True, "provider": True}}
+
+
+def test_healthz_503_names_the_broken_part_without_details(sqlite_url: str) -> None:
+    with _client(sqlite_url, "redis://127.0.0.1:1/0") as client:
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"] is False
+    assert "127.0.0.1:1" not in response.text  # no connection strings for anonymous callers
+
+
+def test_metrics_scrape_without_token(db_url: str) -> None:
+    with _client(db_url, redis_url(BROKER_DB)) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    names = {family.name for family in text_string_to_metric_families(response.text)}
+    assert any(name.startswith("postcall_calls") for name in names)
+    assert "openapi" not in response.text
