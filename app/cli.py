@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from app.cli_web import serve, users_app
-from app.config import PROJECT_ROOT, get_settings
+from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import unit_of_work
 from app.errors import PostcallError
 from app.logging import configure_logging
@@ -51,13 +51,26 @@ AgentSpeakerOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
+def _require_schema(settings: Settings) -> None:
+    from app.db.migrate import require_current_schema
+
+    try:
+        require_current_schema(settings.database_url)
+    except PostcallError as exc:
+        raise _fail(str(exc)) from exc
+
+
 def _context(provider: str | None = None) -> AppContext:
-    return AppContext(get_settings(), provider_name=provider)
+    settings = get_settings()
+    _require_schema(settings)
+    return AppContext(settings, provider_name=provider)
 
 
-def _processing_context(settings: Any = None, provider: str | None = None) -> AppContext:
+def _processing_context(settings: Settings | None = None, provider: str | None = None) -> AppContext:
     """A context whose provider and prompt are built now, so a bad choice fails before any work."""
-    ctx = AppContext(settings or get_settings(), provider_name=provider)
+    settings = settings or get_settings()
+    _require_schema(settings)
+    ctx = AppContext(settings, provider_name=provider)
     try:
         _ = ctx.provider, ctx.prompt
     except PostcallError as exc:
@@ -660,8 +673,8 @@ def demo(
     """Set up the database, ingest the sample calls, process them offline and print the results."""
     from app.db.migrate import upgrade
 
+    upgrade(get_settings().database_url)
     ctx = _processing_context(provider="heuristic")
-    upgrade(ctx.settings.database_url)
     console.print(f"[dim]database: {_safe_url(ctx.settings.database_url)}[/dim]", highlight=False)
     files = expand_paths([samples])
     results = ingest_files(ctx, files, tenant=tenant or ctx.settings.default_tenant)

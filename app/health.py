@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
-
 from app.config import Settings
 
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -23,18 +21,13 @@ class Check:
 
 
 def check_database(settings: Settings) -> Check:
-    from app.db.migrate import alembic_config
-    from app.db.session import get_engine
+    from app.db.migrate import current_revision, head_revision
 
     try:
-        with get_engine(settings.database_url).connect() as conn:
-            conn.execute(text("SELECT 1"))
-            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        current = current_revision(settings.database_url)
     except Exception as exc:
-        return Check("database", False, f"unreachable or not migrated: {exc.__class__.__name__}: {exc}"[:300])
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
+        return Check("database", False, f"unreachable: {exc.__class__.__name__}: {exc}"[:300])
+    head = head_revision(settings.database_url)
     if current != head:
         return Check("database", False, f"schema at {current}, code expects {head}: run `postcall db upgrade`")
     return Check("database", True, f"reachable, schema at {current}")

@@ -274,3 +274,10 @@ def test_reprocess_with_new_prompt_version_keeps_old_runs(
 
     code, _, err = _invoke("reprocess", "--prompt-version", "extract-v9")
     assert code == 2 and "extract-v9" in err
+
+
+@pytest.mark.parametrize("command", [["status"], ["show", "x"], ["ingest", "."], ["process", "."], ["retry"]])
+def test_unmigrated_database_gets_an_actionable_error(command: list[str]) -> None:
+    code, _, err = _invoke(*command)
+    assert code == 2
+    assert "postcall db upgrade" in err

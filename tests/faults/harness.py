@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -46,6 +45,7 @@ from tests.support.fake_openai import (
     RecordedRequest,
     ScriptedReply,
     error_reply,
+    extraction_quoting,
     extraction_reply,
     unused_port,
 )
@@ -56,7 +56,6 @@ from tests.support.transcripts import make_transcript
 DONE_STATES = frozenset({CallState.ready_for_review, CallState.needs_attention})
 # The fake LLM's extraction: one summary point, one action item, a reason and an outcome, one quote each.
 CLAIMS_PER_EXTRACTION = 4
-QUOTE_WORDS = 6
 SERVICE_START_TIMEOUT = 30.0
 WORKER_STOP_TIMEOUT = 30.0
 LOG_TAIL_CHARS = 3_000
@@ -224,34 +223,6 @@ class LLMMode(StrEnum):
     ok = "ok"
     server_error = "server_error"  # 500 on every request
     timeout = "timeout"  # answers only after the client has given up
-
-
-_LINE = re.compile(r"^\[(?P<index>\d+)\] (?P<role>\w+) \((?P<speaker>[^)]*)\): (?P<text>.+)$")
-
-
-def extraction_quoting(user_text: str) -> dict[str, Any]:
-    """A valid v1 extraction whose every statement is a verbatim quote of the transcript it was shown."""
-    lines: dict[str, list[tuple[int, str]]] = {}
-    for raw in user_text.splitlines():
-        match = _LINE.match(raw.strip())
-        if match and "[" not in match["text"]:  # skip redacted lines: keep quotes plain words
-            lines.setdefault(match["role"], []).append((int(match["index"]), match["text"]))
-    if not lines:
-        return {"summary": [], "action_items": []}
-    agent = lines.get("agent") or next(iter(lines.values()))
-    customer = lines.get("customer") or agent
-
-    def statement(source: tuple[int, str]) -> dict[str, Any]:
-        index, text = source
-        quote = " ".join(text.split()[:QUOTE_WORDS])
-        return {"text": quote, "evidence": [{"utterance": index, "quote": quote}]}
-
-    return {
-        "summary": [statement(customer[0])],
-        "action_items": [{**statement(agent[-1]), "owner": "agent", "due": None}],
-        "reason": statement(customer[-1]),
-        "outcome": statement(agent[0]),
-    }
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 from collections import deque
@@ -256,3 +257,33 @@ def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
     """A running fake server, with the OpenAI SDK environment pointed at it."""
     with running_fake_openai(monkeypatch) as server:
         yield server
+
+
+# Words quoted per statement by `extraction_quoting`: short enough to stay inside one clause.
+QUOTE_WORDS = 6
+_LINE = re.compile(r"^\[(?P<index>\d+)\] (?P<role>\w+) \((?P<speaker>[^)]*)\): (?P<text>.+)$")
+
+
+def extraction_quoting(user_text: str) -> dict[str, Any]:
+    """A valid v1 extraction whose every statement is a verbatim quote of the transcript it was shown."""
+    lines: dict[str, list[tuple[int, str]]] = {}
+    for raw in user_text.splitlines():
+        match = _LINE.match(raw.strip())
+        if match and "[" not in match["text"]:  # skip redacted lines: keep quotes plain words
+            lines.setdefault(match["role"], []).append((int(match["index"]), match["text"]))
+    if not lines:
+        return {"summary": [], "action_items": []}
+    agent = lines.get("agent") or next(iter(lines.values()))
+    customer = lines.get("customer") or agent
+
+    def statement(source: tuple[int, str]) -> dict[str, Any]:
+        index, text = source
+        quote = " ".join(text.split()[:QUOTE_WORDS])
+        return {"text": quote, "evidence": [{"utterance": index, "quote": quote}]}
+
+    return {
+        "summary": [statement(customer[0])],
+        "action_items": [{**statement(agent[-1]), "owner": "agent", "due": None}],
+        "reason": statement(customer[-1]),
+        "outcome": statement(agent[0]),
+    }

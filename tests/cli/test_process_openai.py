@@ -1,0 +1,72 @@
+"""`postcall process --provider openai` against the local OpenAI-compatible test server: grounded claims
+stored, a fabricated one flagged after the repair round, tokens and cost recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+from app.config import get_settings
+from tests.support.fake_openai import (
+    FakeOpenAIServer,
+    RecordedRequest,
+    ScriptedReply,
+    extraction_quoting,
+    extraction_reply,
+)
+
+runner = CliRunner()
+FABRICATED = {
+    "text": "Agent will refund $500 today.",
+    "owner": "agent",
+    "due": "today",
+    "evidence": [{"utterance": 3, "quote": "I will refund you $500 today"}],
+}
+
+
+@pytest.fixture
+def openai_env(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
+    monkeypatch.setenv("POSTCALL_OPENAI_MODEL", "fake-model")
+    monkeypatch.setenv("POSTCALL_OPENAI_TIMEOUT", "10")
+    get_settings.cache_clear()
+
+    def answer(request: RecordedRequest) -> ScriptedReply:
+        # The first user message holds the rendered transcript; repair requests come after it.
+        extraction: dict[str, Any] = extraction_quoting(request.contents("user")[0])
+        extraction["action_items"].append(FABRICATED)
+        return extraction_reply(extraction, prompt_tokens=1200, completion_tokens=150, cached_tokens=1024)
+
+    fake_openai.responder = answer
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    return fake_openai
+
+
+def test_process_with_openai_provider_stores_grounded_and_flags_fabricated(
+    openai_env: FakeOpenAIServer, samples_dir: Path
+) -> None:
+    sample = samples_dir / "telecom_outage.json"
+    result = runner.invoke(app, ["process", "--provider", "openai", str(sample), "--json"])
+    assert result.exit_code == 0, result.stderr
+    (call,) = json.loads(result.stdout)["calls"]
+    assert call["state"] == "needs_attention"  # the fabricated item keeps it from ready_for_review
+
+    shown = json.loads(runner.invoke(app, ["show", call["call_id"], "--json"]).stdout)
+    statuses = {c["text"]: c["status"] for c in shown["claims"]}
+    assert statuses[FABRICATED["text"]] == "ungrounded"
+    assert sum(1 for s in statuses.values() if s == "grounded") >= 3
+    run = shown["run"]
+    assert (run["provider"], run["model"], run["prompt_version"]) == ("openai", "fake-model", "extract-v1")
+    assert run["llm_calls"] == 2  # the extraction and one repair round, no more
+    assert (run["prompt_tokens"], run["completion_tokens"], run["cached_tokens"]) == (2400, 300, 2048)
+    assert run["cost_usd"] > 0
+
+    first, repair = openai_env.requests
+    assert first.model == "fake-model"
+    assert first.response_format["type"] == "json_schema"
+    assert '<transcript untrusted="true">' in first.contents("user")[0]
+    assert "I will refund you $500 today" in repair.last_user_text  # the verifier's finding went back
