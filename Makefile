@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-roles bench-heuristic bench-web
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ faults: $(STAMP)
 ## Benchmarks (see docs/benchmarks.md for the numbers and the machine).
 bench-burst: $(STAMP)
 	$(BIN)/python -m bench.burst.run --calls 10000 --concurrency 2
+
+bench-grounding: $(STAMP)
+	$(BIN)/python -m bench.grounding.run
+
+## The same cases through langextract's aligner too, side by side (a separate venv: not a dependency).
+bench-grounding-compare:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet langextract==1.7.1 pydantic==2.14.4 rapidfuzz==3.14.6 jellyfish==1.3.0
+	.venv-bench/bin/python -m bench.grounding.run
 
 bench-roles: $(STAMP)
 	$(BIN)/python -m bench.roles.run

@@ -8,6 +8,7 @@ from app.grounding.align import PreparedTranscript
 from app.grounding.claims import align_quote, verify_extraction
 from app.grounding.reasons import Reason
 from app.grounding.thresholds import (
+    ASR_SLIP_MAX_EDITS,
     ASR_SLIP_MIN_JARO_WINKLER,
     FUZZY_CANDIDATE_CUTOFF,
     FUZZY_CANDIDATES,
@@ -17,6 +18,7 @@ from app.grounding.thresholds import (
 )
 
 __all__ = [
+    "ASR_SLIP_MAX_EDITS",
     "ASR_SLIP_MIN_JARO_WINKLER",
     "FUZZY_CANDIDATES",
     "FUZZY_CANDIDATE_CUTOFF",

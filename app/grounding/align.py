@@ -29,6 +29,7 @@ from rapidfuzz.distance import Levenshtein
 from app.grounding.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, normalize
 from app.grounding.reasons import Reason
 from app.grounding.thresholds import (
+    ASR_SLIP_MAX_EDITS,
     ASR_SLIP_MIN_JARO_WINKLER,
     FUZZY_CANDIDATE_CUTOFF,
     FUZZY_CANDIDATES,
@@ -56,6 +57,8 @@ FUNCTION_WORDS = frozenset(
         "miss", "sir", "maam", "what", "where", "when", "which", "who", "how", "why"
     }
 )
+# Words that open or close a turn without saying anything about the call.
+DISCOURSE_MARKERS = frozenset({"okay", "alright", "right", "yeah", "yes", "yep", "so", "well", "oh", "um", "uh"})
 # Pronouns and modals: ASR drops them often, so a quote may have one the transcript lacks; but swapping
 # one for another changes who does what ("I" vs "you") or how firm a promise is ("will" vs "can").
 DROPPABLE_WORDS = frozenset(
@@ -64,8 +67,21 @@ DROPPABLE_WORDS = frozenset(
         "their", "his", "one", "can", "could", "will", "would", "shall", "should", "may", "might", "must",
     }
 )
+# Endings that make another form of the same word; ASR engines drop and add them all the time.
+INFLECTIONS = frozenset({"s", "es", "d", "ed", "red", "ing", "ting", "er", "ly"})
+
+# Function words that are each other's opposite: "from my savings" is not "to my savings".
+OPPOSITE_FUNCTION_WORDS = frozenset(
+    frozenset(pair) for pair in (("from", "to"), ("from", "into"), ("in", "out"), ("on", "off"))
+)
 # A word and the same word with one of these in front say opposite things ("activate"/"deactivate").
 NEGATING_PREFIXES = frozenset({"un", "in", "im", "ir", "il", "dis", "non", "de", "mis"})
+
+# The pieces of a quote joined by an ellipsis must lie within this many utterances of the citation.
+ELLIPSIS_MAX_DISTANCE = 2
+
+# Utterances preselected by shared words before fuzzy scoring: this many times FUZZY_CANDIDATES.
+PRESELECT_FACTOR = 3
 
 # How many multi-utterance speaker blocks (nearest the citation first) a fuzzy quote is tried against.
 BLOCKS_TRIED = 3
@@ -129,6 +145,7 @@ class PreparedTranscript:
         self._normalized: list[NormalizedText | None] = [None] * len(self.utterances)
         self._joined: list[str] | None = None
         self._blocks: list[_Block] | None = None
+        self._index: dict[str, tuple[int, ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -141,28 +158,60 @@ class PreparedTranscript:
         return cached
 
     def align_quote(self, cited_index: int, quote: str) -> list[VerifiedEvidence]:
-        """Align `quote` (cited at `cited_index`) to this transcript; one evidence per piece or span."""
-        pieces = [piece.strip(QUOTE_WRAPPING) for piece in ELLIPSIS_RE.split(quote)]
-        pieces = [piece for piece in pieces if piece]
-        if not pieces:
+        """Align `quote` (cited at `cited_index`) to this transcript; one evidence per piece or span.
+
+        A quote with an ellipsis is first tried whole (tweets and chats use "..." as text). If that
+        fails, each piece is aligned on its own, and must be found near the citation: an ellipsis
+        joins parts of one passage, not words from anywhere in the call.
+        """
+        text = quote.strip(QUOTE_WRAPPING)
+        if not text:
             return [_ungrounded(cited_index, quote, Reason.not_found)]
+        whole = self._align_piece(cited_index, text)
+        if all(piece.grounded for piece in whole) or not ELLIPSIS_RE.search(text):
+            return whole
+        pieces = [piece.strip(QUOTE_WRAPPING) for piece in ELLIPSIS_RE.split(text)]
+        pieces = [piece for piece in pieces if piece]
+        if len(pieces) < 2:
+            return whole
+        anchor = min(max(cited_index, 0), len(self.utterances) - 1)
+        near = range(max(anchor - ELLIPSIS_MAX_DISTANCE, 0), anchor + ELLIPSIS_MAX_DISTANCE + 1)
         evidence: list[VerifiedEvidence] = []
         for piece in pieces:
-            evidence.extend(self._align_piece(cited_index, piece))
+            evidence.extend(self._align_piece(cited_index, piece, near))
         return evidence
 
     # --- the search ---------------------------------------------------------------------------
 
-    def _align_piece(self, cited: int, piece: str) -> list[VerifiedEvidence]:
+    def _align_piece(self, cited: int, piece: str, allowed: range | None = None) -> list[VerifiedEvidence]:
         count = len(self.utterances)
         in_range = 0 <= cited < count
         anchor = min(max(cited, 0), count - 1)
         relocation_reason = None if in_range else Reason.bad_index
+        # A verbatim or normalized occurrence right after "not" / before "never" is refused, and
+        # remembered so the answer can point at it if nothing better turns up.
+        refused: VerifiedEvidence | None = None
+
+        def refuse(index: int, interval: tuple[int, int]) -> None:
+            nonlocal refused
+            if refused is None:
+                refused = VerifiedEvidence(
+                    cited_utterance=cited,
+                    utterance=index,
+                    quote=piece,
+                    status=EvidenceStatus.ungrounded,
+                    char_start=interval[0],
+                    char_end=interval[1],
+                    score=1.0,
+                    reason=Reason.negation_mismatch.value,
+                )
 
         if in_range:
             found = _find_verbatim(self._texts[cited], piece)
             if found is not None:
-                return [self._evidence(cited, cited, piece, EvidenceStatus.exact, found, 1.0)]
+                if not _negated_context(self._texts[cited], *found):
+                    return [self._evidence(cited, cited, piece, EvidenceStatus.exact, found, 1.0)]
+                refuse(cited, found)
 
         quote = normalize(piece)
         if not quote.tokens:
@@ -171,32 +220,36 @@ class PreparedTranscript:
         if in_range:
             span = self._find_normalized(cited, quote)
             if span is not None:
-                return [self._span_evidence(cited, piece, span, EvidenceStatus.normalized, 1.0)]
+                interval = self._char_interval(span)
+                if not _negated_context(self._texts[cited], *interval):
+                    return [self._span_evidence(cited, piece, span, EvidenceStatus.normalized, 1.0)]
+                refuse(cited, interval)
 
         for index in _by_distance(anchor, count):
-            if index == cited:
+            if index == cited or (allowed is not None and index not in allowed):
                 continue
             found = _find_verbatim(self._texts[index], piece)
-            if found is not None:
-                return [
-                    self._evidence(
-                        cited, index, piece, EvidenceStatus.relocated, found, 1.0, relocation_reason
-                    )
-                ]
-            span = self._find_normalized(index, quote)
-            if span is not None:
-                return [
-                    self._span_evidence(cited, piece, span, EvidenceStatus.relocated, 1.0, relocation_reason)
-                ]
+            if found is None:
+                span = self._find_normalized(index, quote)
+                found = self._char_interval(span) if span is not None else None
+            if found is None:
+                continue
+            if _negated_context(self._texts[index], *found):
+                refuse(index, found)
+                continue
+            return [self._evidence(cited, index, piece, EvidenceStatus.relocated, found, 1.0, relocation_reason)]
 
-        across = self._find_across_utterances(anchor, quote)
+        across = self._find_across_utterances(anchor, quote, allowed)
         if across is not None:
             spans, ranges = across
             return self._multi_span_evidence(
                 cited, piece, quote, spans, ranges, EvidenceStatus.normalized, 1.0, relocation_reason
             )
 
-        verdict = self._fuzzy(cited if in_range else None, anchor, quote)
+        verdict = self._fuzzy(cited if in_range else None, anchor, quote, allowed)
+        if verdict is not None and verdict.accepted and self._spans_negated(verdict.spans):
+            refuse(verdict.spans[0].utterance, self._char_interval(verdict.spans[0]))
+            verdict = None
         if verdict is not None and verdict.accepted:
             return self._multi_span_evidence(
                 cited,
@@ -208,6 +261,8 @@ class PreparedTranscript:
                 verdict.score,
                 relocation_reason,
             )
+        if refused is not None:
+            return [refused]
         if verdict is not None and verdict.reason is not None:
             # Close, but a number, negation, date or content word differs: point at the span so the
             # reviewer sees what the transcript says instead.
@@ -227,22 +282,42 @@ class PreparedTranscript:
             ]
         return [_ungrounded(cited, piece, relocation_reason or Reason.not_found)]
 
+    def _spans_negated(self, spans: Sequence[_Span]) -> bool:
+        """Whether a negation sits right before the first span or right after the last one."""
+        first, last = spans[0], spans[-1]
+        start = self._char_interval(first)[0]
+        end = self._char_interval(last)[1]
+        return _negated_context(self._texts[first.utterance], start, start) or _negated_context(
+            self._texts[last.utterance], end, end
+        )
+
     def _find_normalized(self, index: int, quote: NormalizedText) -> _Span | None:
+        """The first occurrence of the quote's tokens that does not end inside a word ("I can" in "I can't")."""
         text = self.normalized(index)
         first = text.find(quote)
-        if first is None:
-            return None
-        return _Span(index, first, first + len(quote.tokens))
+        while first is not None:
+            last = first + len(quote.tokens)
+            if not _cuts_word_at(text, last):
+                return _Span(index, first, last)
+            first = text.find(quote, first + 1)
+        return None
 
     def _find_across_utterances(
-        self, anchor: int, quote: NormalizedText
+        self, anchor: int, quote: NormalizedText, allowed: range | None
     ) -> tuple[tuple[_Span, ...], tuple[tuple[int, int], ...]] | None:
         """A normalized match that runs over adjacent utterances of one speaker, nearest block first."""
         for block in self._blocks_by_distance(anchor):
+            if allowed is not None and not any(index in allowed for index in block.utterances):
+                continue
             first = block.text.find(quote)
             if first is None:
                 continue
-            return self._split_block_range(block, first, first + len(quote.tokens), range(len(quote.tokens)))
+            spans, ranges = self._split_block_range(
+                block, first, first + len(quote.tokens), range(len(quote.tokens))
+            )
+            if self._spans_negated(spans):
+                continue
+            return spans, ranges
         return None
 
     def _split_block_range(
@@ -270,10 +345,15 @@ class PreparedTranscript:
 
     # --- fuzzy --------------------------------------------------------------------------------
 
-    def _fuzzy(self, cited: int | None, anchor: int, quote: NormalizedText) -> _FuzzyVerdict | None:
+    def _fuzzy(
+        self, cited: int | None, anchor: int, quote: NormalizedText, allowed: range | None
+    ) -> _FuzzyVerdict | None:
         """The best fuzzy verdict: an accepted span (cited utterance first), else the closest refusal."""
         verdicts: list[tuple[int, _FuzzyVerdict]] = []
-        for index in self._fuzzy_candidates(cited, quote):
+        candidates, scores = self._fuzzy_candidates(cited, quote)
+        for index in candidates:
+            if allowed is not None and index not in allowed:
+                continue
             verdict = self._fuzzy_in(index, quote)
             if verdict is None:
                 continue
@@ -281,8 +361,14 @@ class PreparedTranscript:
                 return verdict
             verdicts.append((index, verdict))
         if len(quote.tokens) > 1 and not any(verdict.accepted for _, verdict in verdicts):
-            # Perhaps the quote runs over a turn break: try the speaker blocks nearest the citation.
+            # Perhaps the quote runs over a turn break: try the speaker blocks nearest the citation,
+            # those where the quote fits better than in any one of their utterances.
             for block in self._blocks_by_distance(anchor, limit=BLOCKS_TRIED):
+                if allowed is not None and not any(index in allowed for index in block.utterances):
+                    continue
+                alone = max(scores.get(index, 0.0) for index in block.utterances)
+                if fuzz.partial_ratio(quote.joined, block.text.joined, score_cutoff=alone + 1) == 0:
+                    continue
                 verdict = self._fuzzy_in_block(block, quote)
                 if verdict is not None and len(verdict.spans) > 1:
                     verdicts.append((verdict.spans[0].utterance, verdict))
@@ -294,18 +380,43 @@ class PreparedTranscript:
             return max(refused, key=lambda item: (item[0] == cited, item[1].score, -abs(item[0] - anchor)))[1]
         return None
 
-    def _fuzzy_candidates(self, cited: int | None, quote: NormalizedText) -> list[int]:
+    def _fuzzy_candidates(self, cited: int | None, quote: NormalizedText) -> tuple[list[int], dict[int, float]]:
+        """The best-scoring utterances to judge (cited first), and the scores computed on the way.
+
+        Shared words preselect (weighted by rarity in the call, from an inverted index), so a long call
+        costs a few dictionary lookups per quote token, not a fuzzy comparison per utterance; rapidfuzz
+        partial_ratio then ranks the preselected few.
+        """
         joined = self._all_joined()
         # Utterances much shorter than the quote cannot hold it (a quote running over several of them
         # is the block search's job); partial_ratio would otherwise score "yes" inside any quote.
         min_length = len(quote.joined) // 2
-        best = process.extract(
-            quote.joined, joined, scorer=fuzz.partial_ratio, limit=None, score_cutoff=FUZZY_CANDIDATE_CUTOFF
-        )
-        indices = [index for text, _, index in best if len(text) >= min_length][:FUZZY_CANDIDATES]
+        index = self._token_index()
+        weights: dict[int, float] = {}
+        for token in set(quote.tokens):
+            holders = index.get(token)
+            if holders:
+                weight = 1.0 / len(holders)
+                for holder in holders:
+                    weights[holder] = weights.get(holder, 0.0) + weight
+        preselected = sorted(weights, key=weights.__getitem__, reverse=True)[: FUZZY_CANDIDATES * PRESELECT_FACTOR]
+        eligible = {position: joined[position] for position in preselected if len(joined[position]) >= min_length}
+        scored = process.extract(quote.joined, eligible, scorer=fuzz.partial_ratio, limit=None)
+        scores = {int(position): score for _, score, position in scored}
+        indices = [int(position) for _, score, position in scored[:FUZZY_CANDIDATES] if score >= FUZZY_CANDIDATE_CUTOFF]
         if cited is not None and cited not in indices and len(joined[cited]) >= min_length:
             indices.insert(0, cited)
-        return indices
+        return indices, scores
+
+    def _token_index(self) -> dict[str, tuple[int, ...]]:
+        """Normalized token -> the utterances that contain it, built once."""
+        if self._index is None:
+            holders: dict[str, list[int]] = {}
+            for position in range(len(self.utterances)):
+                for token in set(self.normalized(position).tokens):
+                    holders.setdefault(token, []).append(position)
+            self._index = {token: tuple(positions) for token, positions in holders.items()}
+        return self._index
 
     def _fuzzy_in(self, index: int, quote: NormalizedText) -> _FuzzyVerdict | None:
         text = self.normalized(index)
@@ -362,14 +473,18 @@ class PreparedTranscript:
         ends: list[int] = []
         owner: list[int] = []
         local: list[int] = []
+        # Offsets into the utterances laid end to end (one apart), so two tokens share a start only if
+        # they come from one source word. Evidence offsets come from the utterances, not from these.
+        base = 0
         for index in members:
             text = self.normalized(index)
             tokens.extend(text.tokens)
             kinds.extend(text.kinds)
-            starts.extend(text.starts)
-            ends.extend(text.ends)
+            starts.extend(base + start for start in text.starts)
+            ends.extend(base + end for end in text.ends)
             owner.extend([index] * len(text.tokens))
             local.extend(range(len(text.tokens)))
+            base += len(self._texts[index]) + 1
         joined_offsets: list[int] = []
         position = 0
         for token in tokens:
@@ -510,15 +625,53 @@ def _find_verbatim(text: str, quote: str) -> tuple[int, int] | None:
     return None
 
 
+def _cuts_word_at(text: NormalizedText, position: int) -> bool:
+    """Whether tokens `position - 1` and `position` come from one source word ("can't" -> can, not)."""
+    return 0 < position < len(text.tokens) and text.starts[position] == text.starts[position - 1]
+
+
 def _clean_boundary(text: str, start: int, end: int, quote: str) -> bool:
     if start > 0 and quote[0].isalnum() and text[start - 1].isalnum():
         return False
     if end < len(text) and quote[-1].isalnum() and text[end].isalnum():
         return False
+    # "I can" inside "I can't": the word goes on past an apostrophe.
+    if end + 1 < len(text) and quote[-1].isalpha() and text[end] in "'’" and text[end + 1].isalpha():
+        return False
     # "$5" inside "$5,000" or "2.5": a digit followed by a separator and another digit.
     return not (
         end + 1 < len(text) and quote[-1].isdigit() and text[end] in ".,:" and text[end + 1].isdigit()
     )
+
+
+CLAUSE_BREAK_RE = re.compile(r"[.!?;:,\n(){}\[\]]")
+WORD_RE = re.compile(r"[a-z]+(?:['’][a-z]+)?")
+# Looking this far around a span is enough to see the two words before it and the one after it.
+NEGATION_CONTEXT_CHARS = 40
+
+
+def _negated_context(text: str, start: int, end: int) -> bool:
+    """Whether the span text[start:end] sits right after a negation, or right before one, in its clause.
+
+    "flying with you again" is verbatim in "Never flying with you again", and "I will" in "I will not":
+    quoting them without the negation says the opposite of what was said.
+    """
+    before = text[max(0, start - NEGATION_CONTEXT_CHARS) : start].lower()
+    breaks = list(CLAUSE_BREAK_RE.finditer(before))
+    if breaks:
+        before = before[breaks[-1].end() :]
+    words = WORD_RE.findall(before)[-2:]
+    if words and words[-1] == "no":
+        return True
+    if any(word in ("not", "never", "cannot") or word.endswith(("n't", "n’t")) for word in words):
+        return True
+    if CLAUSE_BREAK_RE.fullmatch(text[end - 1 : end] if end > start else ""):
+        # The span closes its own clause ("... miss my flight.") so what follows is another one.
+        return False
+    after = text[end : end + NEGATION_CONTEXT_CHARS].lower()
+    cut = CLAUSE_BREAK_RE.search(after)
+    following = WORD_RE.findall(after[: cut.start()] if cut else after)[:1]
+    return bool(following) and following[0] in ("not", "never")
 
 
 def _locate(quote: NormalizedText, text: NormalizedText) -> tuple[int, int] | None:
@@ -533,29 +686,41 @@ def _locate(quote: NormalizedText, text: NormalizedText) -> tuple[int, int] | No
         last = max(bisect_left(text.joined_offsets, alignment.dest_end), first + 1)
     else:
         first, last = 0, len(text.tokens)
-    return _refine_window(quote.joined, text.tokens, first, last)
+    first, last = _refine_window(quote.joined, text, first, last)
+    # Whole source words only: a window ending inside "won't" would hide its "not".
+    while _cuts_word_at(text, first):
+        first -= 1
+    while _cuts_word_at(text, last):
+        last += 1
+    return first, last
 
 
-def _refine_window(quote: str, tokens: Sequence[str], first: int, last: int) -> tuple[int, int]:
+def _refine_window(quote: str, text: NormalizedText, first: int, last: int) -> tuple[int, int]:
     """Move each end of [first, last) one token at a time while the similarity to the quote improves.
 
     Character-level (not token-level) similarity, so a misrecognized word ("accounts" for "account")
     still pulls the window over it.
     """
 
+    joined, offsets, count = text.joined, text.joined_offsets, len(text.tokens)
+
     def similarity(a: int, b: int) -> float:
-        return fuzz.ratio(quote, " ".join(tokens[a:b]))
+        end = offsets[b] - 1 if b < count else len(joined)
+        return fuzz.ratio(quote, joined[offsets[a] : end])
 
     best = similarity(first, last)
     improved = True
     while improved:
         improved = False
-        for a, b in ((first - 1, last), (first + 1, last), (first, last + 1), (first, last - 1)):
-            if 0 <= a < b <= len(tokens):
-                value = similarity(a, b)
-                if value > best:
-                    best, first, last, improved = value, a, b, True
-                    break
+        candidate = (first, last)
+        # Steps of up to three tokens, so a run of inserted words does not stop the window early.
+        for step in (1, 2, 3):
+            for a, b in ((first - step, last), (first + step, last), (first, last + step), (first, last - step)):
+                if 0 <= a < b <= count:
+                    value = similarity(a, b)
+                    if value > best:
+                        best, candidate, improved = value, (a, b), True
+        first, last = candidate
     return first, last
 
 
@@ -585,7 +750,11 @@ def _judge(
     if score < FUZZY_MIN_SCORE:
         spans, ranges = build(first, last)
         return _FuzzyVerdict(spans, score, False, None, ranges)
-    matched, content_edits = _compare_words(quote, span_tokens)
+    # What the transcript says just outside the span, for quote words at its edges that the span lacks.
+    width = len(quote.tokens)
+    before = text.tokens[max(first - width, 0) : first]
+    after = text.tokens[last : last + width]
+    matched, content_edits = _compare_words(quote, span_tokens, before, after)
     coverage = matched / len(quote.tokens)
     critical_reason = _critical_mismatch(quote, text, first, last)
     spans, ranges = build(first, last)
@@ -599,14 +768,18 @@ def _judge(
     return _FuzzyVerdict(spans, score, True, None, ranges)
 
 
-def _compare_words(quote: NormalizedText, span_tokens: Sequence[str]) -> tuple[int, int]:
+def _compare_words(
+    quote: NormalizedText, span_tokens: Sequence[str], before: Sequence[str], after: Sequence[str]
+) -> tuple[int, int]:
     """Count quote tokens the span supports, and content words of the quote it does not.
 
     Differences come in regions (runs of non-equal opcodes). Inside one, a quote word is supported
     by an ASR slip of some span word; a region whose words only differ in spacing ("checkbook" vs
     "check book") is supported whole. Unsupported function words are free; an unsupported pronoun
-    or modal is free when dropped, but a swapped one ("I" vs "you") is a content edit. Critical tokens are
-    left to the critical-token comparison.
+    or modal is free when dropped, but a swapped one ("I" vs "you") is a content edit. Critical
+    tokens are left to the critical-token comparison. Quote words hanging over an edge of the span
+    are compared with the transcript words `before` or `after` it: "I will receive" against "you |
+    will receive" is a swapped pronoun, not a dropped one.
     """
     matched = 0
     content_edits = 0
@@ -622,15 +795,19 @@ def _compare_words(quote: NormalizedText, span_tokens: Sequence[str]) -> tuple[i
             matched += len(words)
         else:
             remaining = list(region_span)
+            if not remaining and region_quote[0] == 0:
+                remaining = list(before[max(len(before) - len(words), 0) :])
+            elif not remaining and region_quote[-1] == len(quote.tokens) - 1:
+                remaining = list(after[: len(words)])
+            unsupported: list[int] = []
             for position, word in zip(region_quote, words, strict=True):
                 slip = next((other for other in remaining if _is_asr_slip(word, other)), None)
                 if slip is not None:
                     matched += 1
                     remaining.remove(slip)
-                elif quote.kinds[position] in CRITICAL_KINDS or word in FUNCTION_WORDS or (word in DROPPABLE_WORDS and not any(other in DROPPABLE_WORDS for other in remaining)):
-                    continue
                 else:
-                    content_edits += 1
+                    unsupported.append(position)
+            content_edits += _unsupported_content(quote, unsupported, remaining)
         region_quote.clear()
         region_span.clear()
 
@@ -645,19 +822,51 @@ def _compare_words(quote: NormalizedText, span_tokens: Sequence[str]) -> tuple[i
     return matched, content_edits
 
 
+def _unsupported_content(quote: NormalizedText, unsupported: Sequence[int], remaining: Sequence[str]) -> int:
+    """How many quote tokens at `unsupported` are content the transcript does not back.
+
+    `remaining` is what the transcript says in their place. Critical tokens are not counted here
+    (the critical comparison judges them). A function word is free, and so is a dropped pronoun or
+    modal, unless the transcript has a content word there that the quote's word replaces ("right
+    night" for "last night"), or a different pronoun ("I" for "you"). A discourse marker opening or
+    closing the quote is free whatever the transcript has there.
+    """
+    replaced_content = any(other not in FUNCTION_WORDS and other not in DROPPABLE_WORDS for other in remaining)
+    swapped_droppable = any(other in DROPPABLE_WORDS for other in remaining)
+    edits = 0
+    last = len(quote.tokens) - 1
+    for position in unsupported:
+        word = quote.tokens[position]
+        if quote.kinds[position] in CRITICAL_KINDS:
+            continue
+        if word in FUNCTION_WORDS and not replaced_content:
+            continue
+        if word in DISCOURSE_MARKERS and position in (0, last):
+            continue  # "okay, one second" heard as "say one second": a leading "okay" claims nothing
+        if word in DROPPABLE_WORDS and not replaced_content and not swapped_droppable:
+            continue
+        edits += 1
+    return edits
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _is_asr_slip(word: str, other: str) -> bool:
     """Two different words that an ASR engine (or a spelling variant) would plausibly confuse."""
     if word in FUNCTION_WORDS and other in FUNCTION_WORDS:
-        return True
+        return frozenset((word, other)) not in OPPOSITE_FUNCTION_WORDS
     if not word.isalpha() or not other.isalpha():
         return False
     longer, shorter = (word, other) if len(word) >= len(other) else (other, word)
     if longer.endswith(shorter) and longer[: -len(shorter)] in NEGATING_PREFIXES:
         return False
+    if longer.startswith(shorter) and longer[len(shorter) :] in INFLECTIONS and len(shorter) >= 3:
+        return True  # "transfer" / "transferred", "account" / "accounts": same word, other form
+    if Levenshtein.distance(word, other) > ASR_SLIP_MAX_EDITS:
+        return False
     if jellyfish.jaro_winkler_similarity(word, other) >= ASR_SLIP_MIN_JARO_WINKLER:
         return True
-    return bool(jellyfish.metaphone(word) == jellyfish.metaphone(other))
+    sound = jellyfish.metaphone(word)
+    return len(sound) >= 2 and sound == jellyfish.metaphone(other)
 
 
 def _critical_mismatch(quote: NormalizedText, text: NormalizedText, first: int, last: int) -> Reason | None:
@@ -666,11 +875,13 @@ def _critical_mismatch(quote: NormalizedText, text: NormalizedText, first: int, 
     span_values = text.critical_values(first, last)
     if not quote_values and not span_values:
         return None
+    # In order, not as a bag: "no updates ... the bus isn't" and "the bus is ... no news" both hold
+    # two negations, but not in the same places.
+    if [value for _, value in quote_values] == [value for _, value in span_values]:
+        return None
     quote_counts = Counter(value for _, value in quote_values)
     span_counts = Counter(value for _, value in span_values)
-    if quote_counts == span_counts:
-        return None
-    differing = set((quote_counts - span_counts) + (span_counts - quote_counts))
+    differing = set((quote_counts - span_counts) + (span_counts - quote_counts)) or set(quote_counts)
     kinds = {kind for kind, value in (*quote_values, *span_values) if value in differing}
     for kind, reason in MISMATCH_REASON_BY_KIND:
         if kind in kinds:

@@ -12,6 +12,7 @@ Three checks sit on top of quote alignment:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from app.grounding.align import PreparedTranscript
@@ -82,9 +83,11 @@ def _claim_failure(
         if not piece.grounded:
             known = piece.reason is not None and piece.reason in Reason.__members__
             return Reason(piece.reason) if known and piece.reason else Reason.not_found
-    unsupported = _unsupported_detail(prepared, text if due is None else f"{text} {due}", evidence)
-    if unsupported is not None:
-        return unsupported
+    # The due phrase is checked on its own: it usually repeats what the text says ("within 5 days").
+    for detail in (text, due):
+        unsupported = _unsupported_detail(prepared, detail, evidence) if detail else None
+        if unsupported is not None:
+            return unsupported
     if owner is Owner.agent and _rests_only_on_customer(prepared, evidence):
         return Reason.owner_mismatch
     return None
@@ -98,7 +101,8 @@ def _unsupported_detail(
     claim_values = claim.critical_values()
     if not claim_values:
         return None
-    evidence_values: set[str] = set()
+    # As a multiset: "2017 ... not 2016" does not support a claim that says 2017 twice.
+    evidence_values: Counter[str] = Counter()
     evidence_words: set[str] = set()
     for piece in evidence:
         if piece.utterance is None or piece.char_start is None or piece.char_end is None:
@@ -107,12 +111,14 @@ def _unsupported_detail(
         evidence_values.update(value for _, value in span.critical_values())
         evidence_words.update(span.tokens)
     for kind, value in claim_values:
-        if value in evidence_values:
-            continue
         if kind is TokenKind.negation:
-            if value == NEGATION_VALUE and evidence_words & NEGATIVE_POLARITY_WORDS:
+            # Any negative evidence supports a negative claim, however many "not"s either has.
+            if evidence_values[NEGATION_VALUE] or evidence_words & NEGATIVE_POLARITY_WORDS:
                 continue
             return Reason.unsupported_negation
+        if evidence_values[value] > 0:
+            evidence_values[value] -= 1
+            continue
         if kind is TokenKind.id:
             return Reason.unsupported_id
         if kind is TokenKind.date and not any(character.isdigit() for character in value):

@@ -55,8 +55,14 @@ NEGATION_VALUE = "<neg>"
 # tolerates an omitted filler phrase.
 FILLERS = frozenset({"um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "ahh", "hmm", "hm", "mm", "mmm"})
 
-# Non-speech markers some ASR engines and corpora put in the text.
-NON_SPEECH_RE = re.compile(r"<[a-z_]+>|\[[^\]]{1,30}\]", re.IGNORECASE)
+# Non-speech markers some ASR engines and corpora put in the text. A known list, not any bracketed
+# word: "[3/3]" or "[tested]" are text.
+NON_SPEECH_MARKERS = (
+    "noise", "laughter", "laugh", "laughs", "inaudible", "unintelligible", "crosstalk", "music", "silence",
+    "unk", "cough", "breath", "breathing", "applause", "foreign", "pause", "static", "background", "sound",
+    "overlap", "overlapping", "blank_audio", "no_speech",
+)
+NON_SPEECH_RE = re.compile(r"[\[<(](?:" + "|".join(NON_SPEECH_MARKERS) + r")[\]>)]", re.IGNORECASE)
 
 NEGATIONS = frozenset({"not", "no", "never", "none", "nobody", "nothing", "nowhere", "neither", "nor"})
 
@@ -115,6 +121,12 @@ BARE_CONTRACTIONS: dict[str, tuple[str, ...]] = {
     "whats": ("what", "is"),
     "theres": ("there", "is"),
     "oclock": ("oclock",),
+    # Spoken reductions, as transcribers and ASR engines write them.
+    "gonna": ("going", "to"),
+    "wanna": ("want", "to"),
+    "gotta": ("got", "to"),
+    "kinda": ("kind", "of"),
+    "ya": ("you",),
 }
 # Spelling variants that mean the same thing.
 CANONICAL_WORDS: dict[str, str] = {
@@ -269,7 +281,7 @@ RAW_TOKEN_RE = re.compile(
     | (?P<ampm>\b[ap]\.m\.?(?!\w))
     | (?P<acronym>\b[^\W\d_](?:\.[^\W\d_])+\.?(?!\w))
     | (?P<range>[$€£]?\d+(?:[.,]\d+)*\s?[-–]\s?[$€£]?\d+(?:[.,]\d+)*(?![\w:/-]))
-    | (?P<num>[$€£]?\d+(?:[,.:/-]\d+)*(?:%|[^\W\d_]+)?)
+    | (?P<num>[$€£]?\d+(?:[,.:/-]\d+)*(?:%|[^\W\d_]+)?(?:-[^\W_]+)*)
     | (?P<word>[@#]?[^\W_]+(?:['’‘`][^\W_]+)*(?:-[^\W_]+(?:['’][^\W_]+)*)*)
     """,
     re.VERBOSE,
@@ -279,6 +291,9 @@ GROUPED_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 PLAIN_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 TIME_RE = re.compile(r"\d{1,2}:\d{2}")
 DATE_RE = re.compile(r"\d{1,4}[/-]\d{1,2}(?:[/-]\d{1,4})?")
+# Single digits said (or written) one after another join into one number from this many on: "four one
+# four eight eight" is a number read out, while "one one" or "two two" is more likely a stutter.
+MIN_DIGIT_RUN = 3
 # A run of digits this long reads as an identifier (account, order, case number), not a quantity.
 MIN_ID_DIGITS = 5
 
@@ -299,6 +314,9 @@ class _Piece:
     cut_off: bool = False
     # Built from spoken number words ("twenty five"), as opposed to digits written in the text.
     from_words: bool = False
+    # Where the text between the previous source word and this one begins: a repeat is a stutter
+    # only across spaces, commas or dashes ("I, I will"), not across a slash ("debit/debit").
+    gap_start: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,13 +363,13 @@ class NormalizedText:
 def normalize(text: str) -> NormalizedText:
     """Normalize `text` into comparable tokens that map back to intervals of `text`."""
     pieces, flags = _raw_pieces(text)
+    pieces = _drop_stutters(pieces, text)
     if flags & _HAS_NUMBER:
         pieces = _compose_numbers(pieces) if flags & _HAS_SPOKEN_NUMBER else _merge_digit_sequences(pieces)
     if flags & _HAS_LETTER_M:
         pieces = _merge_spelled_time_markers(pieces)
     if flags & _HAS_SPOKEN_NUMBER:
         pieces = _merge_spoken_clock_times(pieces)
-    pieces = _drop_stutters(pieces)
     _assign_kinds(pieces)
     tokens = tuple([piece.text for piece in pieces])
     joined_offsets: list[int] = []
@@ -376,6 +394,9 @@ _HAS_NUMBER = 1
 _HAS_SPOKEN_NUMBER = 2
 _HAS_LETTER_M = 4
 
+# What may stand between a word and its stuttered repeat.
+STUTTER_GAP_CHARACTERS = " \t\r\n,.-–—…"
+
 # A word's pieces depend on the word alone: (text, kind, spoken number, ordinal) per piece.
 _WordTemplate = tuple[tuple[str, TokenKind, bool, int | None], ...]
 
@@ -390,21 +411,40 @@ def _raw_pieces(text: str) -> tuple[list[_Piece], int]:
     append = pieces.append
     flags = 0
     length = len(scanned)
+    previous_end = 0
     for match in RAW_TOKEN_RE.finditer(scanned):
         group = match.lastgroup
         start, end = match.span()
+        gap_start = previous_end
+        previous_end = end
         raw = match.group() if same_length else match.group().lower().translate(APOSTROPHES)
-        if group == "plain" or group == "word":
-            template = _word_template(raw)
-            if not template:
+        if group == "plain":
+            # The common case, kept lean: a plain word followed by a space or punctuation.
+            template, word_flags = _plain_template(raw)
+            following = scanned[end] if end < length else ""
+            if following == "~":
+                continue
+            cut_off = following == "-" and end + 1 < length and scanned[end + 1].isspace()
+            for piece_text, kind, spoken, ordinal in template:
+                append(_Piece(piece_text, start, end, kind, spoken, ordinal, cut_off, False, gap_start))
+            flags |= word_flags
+        elif group == "word":
+            if end < length and scanned[end] == "~":
+                # "car~ which card": a word the speaker broke off, as some transcribers mark it.
                 continue
             cut_off = end < length - 1 and scanned[end] == "-" and scanned[end + 1].isspace()
-            for piece_text, kind, spoken, ordinal in template:
-                append(_Piece(piece_text, start, end, kind, spoken, ordinal, cut_off))
-                if spoken:
-                    flags |= _HAS_SPOKEN_NUMBER | _HAS_NUMBER
-                elif piece_text == "m":
-                    flags |= _HAS_LETTER_M
+            # "follow-up", "bye-bye", "twenty-five": each part is a word with its own interval.
+            hyphenated = "-" in raw and raw[0] not in "@#"
+            parts = _hyphen_parts(raw, start) if hyphenated else [(raw, start, end)]
+            for part, part_start, part_end in parts:
+                for piece_text, kind, spoken, ordinal in _word_template(part):
+                    append(
+                        _Piece(piece_text, part_start, part_end, kind, spoken, ordinal, cut_off, False, gap_start)
+                    )
+                    if spoken:
+                        flags |= _HAS_SPOKEN_NUMBER | _HAS_NUMBER
+                    elif piece_text == "m":
+                        flags |= _HAS_LETTER_M
         elif group == "num":
             pieces.extend(_number_pieces(raw, start, end))
             flags |= _HAS_NUMBER
@@ -420,6 +460,16 @@ def _raw_pieces(text: str) -> tuple[list[_Piece], int]:
     return pieces, flags
 
 
+def _hyphen_parts(raw: str, start: int) -> list[tuple[str, int, int]]:
+    parts: list[tuple[str, int, int]] = []
+    position = start
+    for part in raw.split("-"):
+        if part:
+            parts.append((part, position, position + len(part)))
+        position += len(part) + 1
+    return parts
+
+
 def _range_pieces(raw: str, start: int, end: int) -> Iterator[_Piece]:
     """'5-7' and '$5 - $7' read as '5 to 7', the way they are spoken."""
     left, right = re.split(r"\s?[-–]\s?", raw, maxsplit=1)
@@ -432,6 +482,10 @@ def _range_pieces(raw: str, start: int, end: int) -> Iterator[_Piece]:
 
 
 def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Piece]:
+    if re.search(r"-[^\W\d_]", raw):
+        # "1-800-IFLYSWA", "4-hours": letters hyphenated to digits read as one identifier.
+        yield _Piece(raw, start, end, TokenKind.id)
+        return
     currency = CURRENCY_SYMBOLS.get(raw[0])
     body = raw[1:] if currency else raw
     suffix_match = re.search(r"(%|[^\W\d_]+)$", body)
@@ -482,17 +536,28 @@ def _canonical_number(digits: str) -> str:
 
 
 @functools.lru_cache(maxsize=1 << 16)
+def _plain_template(raw: str) -> tuple[_WordTemplate, int]:
+    """A word's template with the raw-pass flags it raises."""
+    template = _word_template(raw)
+    flags = 0
+    for piece_text, _, spoken, _ in template:
+        if spoken:
+            flags |= _HAS_SPOKEN_NUMBER | _HAS_NUMBER
+        elif piece_text == "m":
+            flags |= _HAS_LETTER_M
+    return template, flags
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _word_template(raw: str) -> _WordTemplate:
     """The normalized pieces of one raw word (cached: the vocabulary of calls is small)."""
     word = TokenKind.word
     if raw in FILLERS:
         return ()
     if "-" in raw and not raw.startswith(("@", "#")):
-        parts = raw.split("-")
-        if all(part in NUMBER_WORDS for part in parts):
-            # "twenty-five": leave the parts for number composition.
-            return tuple((part, word, True, None) for part in parts)
-        raw = "".join(parts)
+        # Only reached for a hyphenated word without source offsets per part; normally the raw pass
+        # splits it first (see _hyphen_parts).
+        return tuple(piece for part in raw.split("-") if part for piece in _word_template(part))
     if "'" in raw:
         return tuple((text, word, False, None) for text in _expand_apostrophe(raw))
     expansion = BARE_CONTRACTIONS.get(raw)
@@ -533,8 +598,6 @@ def _compose_numbers(pieces: list[_Piece]) -> list[_Piece]:
     digit string. A lone "one" stays a word unless a unit follows ("one dollar"), because "a new one"
     is a pronoun, not a quantity.
     """
-    if not any(piece.spoken_number for piece in pieces):
-        return _merge_spelled_time_markers(_merge_digit_sequences(pieces))
     result: list[_Piece] = []
     index = 0
     while index < len(pieces):
@@ -552,7 +615,7 @@ def _compose_numbers(pieces: list[_Piece]) -> list[_Piece]:
                 _Piece(str(value), pieces[first].start, pieces[last].end, TokenKind.number, from_words=True)
             )
         index += consumed
-    return _merge_spelled_time_markers(_merge_digit_sequences(result))
+    return _merge_digit_sequences(result)
 
 
 def _merge_spelled_time_markers(pieces: list[_Piece]) -> list[_Piece]:
@@ -568,7 +631,8 @@ def _merge_spelled_time_markers(pieces: list[_Piece]) -> list[_Piece]:
             and index + 1 < len(pieces)
             and pieces[index + 1].text == "m"
         ):
-            merged.append(_Piece(piece.text + "m", piece.start, pieces[index + 1].end))
+            if merged[-1].text != piece.text + "m":  # "a m a m" is a stutter
+                merged.append(_Piece(piece.text + "m", piece.start, pieces[index + 1].end))
             index += 2
             continue
         merged.append(piece)
@@ -671,7 +735,7 @@ def _read_spoken_numbers(pieces: list[_Piece], begin: int) -> tuple[list[tuple[i
 
 
 def _merge_digit_sequences(result: list[_Piece]) -> list[_Piece]:
-    """Join runs of spoken single digits into one digit string; keep a lone spoken 'one' a word."""
+    """Join runs of MIN_DIGIT_RUN or more single digits into one number; keep a lone 1 the word "one"."""
     merged: list[_Piece] = []
     index = 0
     while index < len(result):
@@ -684,7 +748,7 @@ def _merge_digit_sequences(result: list[_Piece]) -> list[_Piece]:
                 and result[run_end + 1].start >= result[run_end].end
             ):
                 run_end += 1
-            if run_end > index:
+            if run_end - index + 1 >= MIN_DIGIT_RUN:
                 digits = "".join(result[position].text for position in range(index, run_end + 1))
                 merged.append(
                     _Piece(digits, piece.start, result[run_end].end, TokenKind.number, from_words=True)
@@ -694,7 +758,8 @@ def _merge_digit_sequences(result: list[_Piece]) -> list[_Piece]:
         merged.append(piece)
         index += 1
     for position, piece in enumerate(merged):
-        if piece.kind is TokenKind.number and piece.text == "1" and _is_spoken(piece):
+        # Written or spoken, a lone 1 without a unit reads as the word: "a new one", "step 1".
+        if piece.kind is TokenKind.number and piece.text == "1" and piece.ordinal is None:
             following = merged[position + 1].text if position + 1 < len(merged) else ""
             if following not in QUANTITY_UNITS:
                 piece.text = "one"
@@ -707,36 +772,59 @@ def _is_single_digit(piece: _Piece) -> bool:
     return piece.kind is TokenKind.number and len(piece.text) == 1 and piece.text.isdigit() and piece.ordinal is None
 
 
-def _is_spoken(piece: _Piece) -> bool:
-    return piece.from_words and piece.text.isdigit()
+# --- stutters (run right after the raw pass) --------------------------------------------------
 
 
-# --- pass 3: stutters ---------------------------------------------------------------------------
+# Spoken digits are never collapsed: "two two five" is a number, not a stutter.
+_NEVER_STUTTERS = frozenset({*UNITS, *TEENS, *TENS})
 
 
-def _drop_stutters(pieces: list[_Piece]) -> list[_Piece]:
-    """'I I will' -> 'I will'; 'wh- what' -> 'what'. Numbers are never collapsed ('two two five')."""
-    kept: list[_Piece] = []
-    previous: _Piece | None = None
-    last = len(pieces) - 1
-    word = TokenKind.word
+def _drop_stutters(pieces: list[_Piece], text: str) -> list[_Piece]:
+    """'I I will' -> 'I will', "won't won't" -> "won't", 'wh- what' -> 'what'.
+
+    Runs before number composition, on whole source words: a word (with all the pieces its
+    contraction expanded to) that repeats the word before it is dropped. Digits never are.
+    """
+    count = len(pieces)
+    # Most texts have no repeat and no broken-off word: leave them untouched.
+    # (A word expands to at most two pieces, "gotta" -> "got to", so a repeat shows within two.)
+    if not any(
+        pieces[i - 1].cut_off
+        or pieces[i].text == pieces[i - 1].text
+        or (i > 1 and pieces[i].text == pieces[i - 2].text)
+        for i in range(1, count)
+    ):
+        return pieces
+    words: list[list[_Piece]] = []
     for index, piece in enumerate(pieces):
-        if piece.cut_off and index < last and pieces[index + 1].text.startswith(piece.text):
+        if piece.cut_off and index + 1 < count and pieces[index + 1].text.startswith(piece.text):
             continue
-        if (
-            previous is not None
-            and previous.text == piece.text
-            and piece.kind is word
-            and previous.kind is word
-            and previous.end <= piece.start
-        ):
-            continue
-        kept.append(piece)
-        previous = piece
+        if words and words[-1][0].start == piece.start:
+            words[-1].append(piece)
+        else:
+            words.append([piece])
+    kept: list[_Piece] = []
+    previous: list[_Piece] | None = None
+    for word in words:
+        if previous is None or not _repeats(word, previous, text):
+            kept.extend(word)
+        previous = word
     return kept
 
 
-# --- pass 4: kinds ------------------------------------------------------------------------------
+def _repeats(word: list[_Piece], before: list[_Piece], text: str) -> bool:
+    return (
+        len(word) == len(before)
+        and before[0].end <= word[0].start
+        and not text[word[0].gap_start : word[0].start].strip(STUTTER_GAP_CHARACTERS)
+        and all(
+            mine.text == theirs.text and mine.kind is TokenKind.word and mine.text not in _NEVER_STUTTERS
+            for mine, theirs in zip(word, before, strict=True)
+        )
+    )
+
+
+# --- kinds (last) ------------------------------------------------------------------------------
 
 
 # Words whose kind depends on them or their neighbours; every other word stays a plain word.
@@ -767,7 +855,11 @@ def _assign_kinds(pieces: list[_Piece]) -> None:
                 previous_is_number = index > 0 and pieces[index - 1].kind is TokenKind.number
                 if text not in AMBIGUOUS_MONTHS or next_is_number or previous_is_number or after_ordinal_date:
                     piece.kind = TokenKind.date
-            elif piece.ordinal is not None and (following in MONTHS or previous in MONTHS or following == "of"):
+            elif piece.ordinal is not None and (
+                following in MONTHS
+                or previous in MONTHS
+                or (following == "of" and index + 2 < count and pieces[index + 2].text in MONTHS)
+            ):
                 piece.text = str(piece.ordinal)
                 piece.kind = TokenKind.date
             elif text in TIME_MARKERS and index > 0 and pieces[index - 1].kind in (

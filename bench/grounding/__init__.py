@@ -1,0 +1,1 @@
+"""Grounding benchmark: `python -m bench.grounding.run`."""

@@ -1,0 +1,167 @@
+"""Claim support: evidence, the claim's own critical details, owners; and the report's order."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.grounding import Reason, verify_extraction
+from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
+from app.schemas.grounding import ClaimKind, ClaimStatus, EvidenceStatus
+from app.schemas.transcript import Role, Transcript, Utterance
+from tests.grounding.helpers import assert_offsets_slice_original, transcript
+
+CALL = transcript(
+    ("agent", "Thanks for calling Acme billing, how can I help?"),
+    ("customer", "I was charged $40 twice for order 88812345 and I'd like a refund."),
+    ("agent", "I'll refund the $40 today, and I will email you a confirmation by Friday."),
+    ("agent", "You won't be charged again."),
+    ("customer", "Great. I'll check my statement next week."),
+)
+
+
+def ref(utterance: int, quote: str) -> list[EvidenceRef]:
+    return [EvidenceRef(utterance=utterance, quote=quote)]
+
+
+def verify_one(statement: Statement) -> tuple[ClaimStatus, str | None]:
+    extraction = (
+        Extraction(action_items=[statement])
+        if isinstance(statement, ActionItem)
+        else Extraction(summary=[statement])
+    )
+    claim = verify_extraction(CALL, extraction).claims[0]
+    assert_offsets_slice_original(CALL.utterances, claim.evidence)
+    return claim.status, claim.reason
+
+
+def test_claims_come_in_contract_order_with_their_kinds() -> None:
+    extraction = Extraction(
+        summary=[Statement(text="Double charge refunded", evidence=ref(2, "I'll refund the $40 today"))],
+        action_items=[
+            ActionItem(
+                text="Email a confirmation", owner=Owner.agent, evidence=ref(2, "I will email you a confirmation")
+            )
+        ],
+        reason=Statement(text="Charged $40 twice", evidence=ref(1, "I was charged $40 twice")),
+        outcome=Statement(text="Refund issued", evidence=ref(2, "I'll refund the $40 today")),
+    )
+    report = verify_extraction(CALL, extraction)
+    assert [claim.kind for claim in report.claims] == [
+        ClaimKind.reason,
+        ClaimKind.outcome,
+        ClaimKind.summary,
+        ClaimKind.action_item,
+    ]
+    assert report.all_grounded
+    assert report.ungrounded_claims == []
+    assert report.claims[3].owner is Owner.agent
+
+
+def test_grounded_claim_keeps_its_evidence() -> None:
+    statement = Statement(text="Agent refunds $40", evidence=ref(2, "i will refund the forty dollars today"))
+    extraction = Extraction(summary=[statement])
+    claim = verify_extraction(CALL, extraction).claims[0]
+    assert claim.status is ClaimStatus.grounded
+    assert claim.reason is None
+    assert [piece.status for piece in claim.evidence] == [EvidenceStatus.normalized]
+
+
+def test_claim_without_evidence() -> None:
+    assert verify_one(Statement(text="The customer is happy")) == (ClaimStatus.ungrounded, Reason.no_evidence)
+
+
+def test_claim_with_ungrounded_evidence_takes_its_reason() -> None:
+    statement = Statement(text="Refund", evidence=ref(2, "I'll refund the $45 today"))
+    assert verify_one(statement) == (ClaimStatus.ungrounded, Reason.amount_mismatch)
+
+
+def test_every_piece_of_evidence_must_hold() -> None:
+    evidence = [*ref(2, "I'll refund the $40 today"), *ref(3, "We will send you a gift card")]
+    statement = Statement(text="Refund and gift", evidence=evidence)
+    assert verify_one(statement) == (ClaimStatus.ungrounded, Reason.not_found)
+
+
+@pytest.mark.parametrize(
+    ("text", "quote_at", "quote", "reason"),
+    [
+        ("Agent will refund $45", 2, "I'll refund the $40 today", Reason.unsupported_number),
+        ("Refund within 5 days", 2, "I'll refund the $40 today", Reason.unsupported_number),
+        ("Confirmation email by Monday", 2, "I will email you a confirmation by Friday", Reason.unsupported_date),
+        ("Refund order 88812346", 1, "I was charged $40 twice for order 88812345", Reason.unsupported_id),
+        ("The agent will not refund", 2, "I'll refund the $40 today", Reason.unsupported_negation),
+    ],
+)
+def test_claim_details_must_appear_in_the_evidence(text: str, quote_at: int, quote: str, reason: Reason) -> None:
+    assert verify_one(Statement(text=text, evidence=ref(quote_at, quote))) == (ClaimStatus.ungrounded, reason)
+
+
+def test_claim_details_in_other_words_are_supported() -> None:
+    statements = [
+        Statement(text="Agent refunds forty dollars today", evidence=ref(2, "I'll refund the $40 today")),
+        Statement(text="Customer will not be charged again", evidence=ref(3, "You won't be charged again")),
+        Statement(text="Confirmation email by Friday", evidence=ref(2, "I will email you a confirmation by Friday")),
+    ]
+    for statement in statements:
+        assert verify_one(statement) == (ClaimStatus.grounded, None)
+
+
+def test_due_date_of_an_action_item_is_checked_too() -> None:
+    item = ActionItem(
+        text="Email a confirmation",
+        owner=Owner.agent,
+        due="by Monday",
+        evidence=ref(2, "I will email you a confirmation by Friday"),
+    )
+    assert verify_one(item) == (ClaimStatus.ungrounded, Reason.unsupported_date)
+
+
+def test_due_date_repeating_the_text_is_supported() -> None:
+    item = ActionItem(
+        text="Email a confirmation by Friday",
+        owner=Owner.agent,
+        due="by Friday",
+        evidence=ref(2, "I will email you a confirmation by Friday"),
+    )
+    assert verify_one(item) == (ClaimStatus.grounded, None)
+
+
+def test_agent_action_item_resting_on_customer_words_is_an_owner_mismatch() -> None:
+    evidence = ref(4, "I'll check my statement next week")
+    item = ActionItem(text="Check the statement", owner=Owner.agent, evidence=evidence)
+    assert verify_one(item) == (ClaimStatus.ungrounded, Reason.owner_mismatch)
+
+
+def test_agent_action_item_may_cite_the_request_too() -> None:
+    evidence = [*ref(1, "I'd like a refund"), *ref(2, "I'll refund the $40 today")]
+    item = ActionItem(text="Refund the $40 charge", owner=Owner.agent, evidence=evidence)
+    assert verify_one(item) == (ClaimStatus.grounded, None)
+
+
+def test_customer_action_item_may_rest_on_either_side() -> None:
+    for at, quote in [(4, "I'll check my statement next week"), (3, "You won't be charged again")]:
+        item = ActionItem(text="Watch the statement", owner=Owner.customer, evidence=ref(at, quote))
+        assert verify_one(item) == (ClaimStatus.grounded, None)
+
+
+def test_unknown_roles_never_cause_an_owner_mismatch() -> None:
+    unknown = Transcript(
+        utterances=[
+            Utterance(index=0, speaker="spk_0", role=Role.unknown, text="I'll call you back tomorrow"),
+            Utterance(index=1, speaker="spk_1", role=Role.unknown, text="thanks"),
+        ]
+    )
+    item = ActionItem(text="Call back tomorrow", owner=Owner.agent, evidence=ref(0, "I'll call you back tomorrow"))
+    claim = verify_extraction(unknown, Extraction(action_items=[item])).claims[0]
+    assert claim.status is ClaimStatus.grounded
+
+
+def test_fabricated_quote_makes_the_claim_ungrounded_but_keeps_it() -> None:
+    extraction = Extraction(
+        summary=[
+            Statement(text="Refund issued", evidence=ref(2, "I'll refund the $40 today")),
+            Statement(text="Upgrade offered", evidence=ref(2, "I can upgrade you to premium for free")),
+        ]
+    )
+    report = verify_extraction(CALL, extraction)
+    assert not report.all_grounded
+    assert [claim.text for claim in report.ungrounded_claims] == ["Upgrade offered"]

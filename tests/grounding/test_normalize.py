@@ -1,0 +1,117 @@
+"""Speech-aware normalization: what compares equal, what stays critical, and where tokens came from."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.grounding.normalize import NEGATION_VALUE, TokenKind, normalize
+
+
+def tokens(text: str) -> tuple[str, ...]:
+    return normalize(text).tokens
+
+
+@pytest.mark.parametrize(
+    ("written", "spoken"),
+    [
+        ("I'll refund the $30 today.", "i will refund the thirty dollars today"),
+        ("You won't be charged.", "you will not be charged"),
+        ("I can’t log in", "i can not log in"),  # curly apostrophe, and "can't" = "can not"
+        ("I cannot log in", "I can't log in"),
+        ("It's 5-7 business days", "it is five to seven business days"),
+        ("twenty five", "25"),
+        ("a hundred and thirty five dollars", "$135"),
+        ("one hundred thirty-five dollars", "135 dollars"),
+        ("Um, I I will, uh, send it", "I will send it"),
+        ("wh- what is the balance", "what is the balance"),
+        ("dont worry im here", "don't worry I'm here"),
+        ("20% off", "twenty percent off"),
+        ("call me at 9:30am", "call me at nine thirty a m"),
+        ("at 3:00 p.m.", "at three pm"),
+        ("my account is 4 1 4 8 8", "my account is four one four eight eight"),
+        ("the U.S. office", "the us office"),
+        ("[noise] hello there", "hello there"),
+        ("a new one", "a new 1"),
+        ("e-mail follow-up", "e mail follow up"),
+    ],
+)
+def test_equivalent_forms_normalize_alike(written: str, spoken: str) -> None:
+    assert tokens(written) == tokens(spoken)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        ("$30", "$40"),
+        ("I will send it", "I won't send it"),
+        ("five to seven days", "five to ten days"),
+        ("$20", "20%"),
+        ("3 pm", "3 am"),
+        ("order #A12345", "order #A12346"),
+        ("on Friday", "on Monday"),
+        ("I like it", "I'd like it"),  # "like" is content, never dropped as a filler
+        ("do you know my balance", "do my balance"),  # nor is "you know"
+    ],
+)
+def test_different_facts_do_not_normalize_alike(left: str, right: str) -> None:
+    assert tokens(left) != tokens(right)
+
+
+def test_every_token_maps_back_to_the_original_text() -> None:
+    text = "Um, I’ll refund the $1,234.50 on March 3rd — order #A12345, okay?"
+    normalized = normalize(text)
+    slices = [text[start:end] for start, end in zip(normalized.starts, normalized.ends, strict=True)]
+    assert slices == ["I’ll", "I’ll", "refund", "the", "$1,234.50", "$1,234.50", "on", "March", "3rd",
+                      "order", "#A12345", "okay"]
+    assert normalized.tokens[:6] == ("i", "will", "refund", "the", "1234.5", "dollars")
+
+
+def test_spoken_number_runs_map_to_their_whole_span() -> None:
+    text = "that is one hundred and three dollars"
+    normalized = normalize(text)
+    index = normalized.tokens.index("103")
+    assert text[normalized.starts[index] : normalized.ends[index]] == "one hundred and three"
+    assert normalized.kinds[index] is TokenKind.amount
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("refund of $45", TokenKind.amount, "45"),
+        ("about 20%", TokenKind.percent, "20"),
+        ("at 3:30", TokenKind.time, "3:30"),
+        ("on Friday", TokenKind.date, "friday"),
+        ("March 3rd", TokenKind.date, "3"),
+        ("case 123456", TokenKind.id, "123456"),
+        ("order #A12345", TokenKind.id, "#a12345"),
+        ("call 1-800-IFLYSWA", TokenKind.id, "1-800-iflyswa"),
+        ("I never got it", TokenKind.negation, NEGATION_VALUE),
+        ("it doesn't work", TokenKind.negation, NEGATION_VALUE),
+        ("wait 5 days", TokenKind.number, "5"),
+    ],
+)
+def test_critical_tokens_are_recognised(text: str, kind: TokenKind, value: str) -> None:
+    assert (kind, value) in normalize(text).critical_values()
+
+
+def test_may_and_march_are_dates_only_next_to_a_number() -> None:
+    assert normalize("you may march on").critical_values() == []
+    assert (TokenKind.date, "may") in normalize("on may 5").critical_values()
+
+
+def test_ordinary_words_are_not_critical() -> None:
+    assert normalize("first of all, one second please").critical_values() == []
+
+
+def test_repeated_digits_are_not_stutters() -> None:
+    assert tokens("two two five") == ("225",)
+    assert tokens("two two") == ("2", "2")
+
+
+def test_negation_from_a_contraction_is_not_a_stutter_of_the_next_one() -> None:
+    assert tokens("this isn't not a problem").count("not") == 2
+    assert tokens("no no updates").count("no") == 1
+
+
+def test_text_with_only_punctuation_or_fillers_has_no_tokens() -> None:
+    assert tokens("... um, uh!") == ()
