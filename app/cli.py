@@ -537,6 +537,17 @@ def worker(
 # ------------------------------------------------------------------------- reconcile / retry / reprocess
 
 
+def _enqueue_and_report(call_ids: list[str], what: str, *, as_json: bool) -> None:
+    """Hand requeued calls to the broker; exit 1 when it is down (they stay queued in the database)."""
+    enqueued = _enqueue(call_ids)
+    if as_json:
+        print(json.dumps({"requeued": call_ids, "enqueued": enqueued}))
+    else:
+        console.print(f"{len(call_ids)} {what} re-enqueued", highlight=False)
+    if not enqueued:
+        raise typer.Exit(1)
+
+
 @app.command()
 def reconcile(
     stuck_after: Annotated[
@@ -552,13 +563,7 @@ def reconcile(
         call_ids = claim_stuck_calls(
             session, stuck_after_seconds=stuck_after if stuck_after is not None else ctx.settings.stuck_after_seconds
         )
-    enqueued = _enqueue(call_ids)
-    if as_json:
-        print(json.dumps({"requeued": call_ids, "enqueued": enqueued}))
-    else:
-        console.print(f"{len(call_ids)} stuck calls re-enqueued", highlight=False)
-    if not enqueued:
-        raise typer.Exit(1)
+    _enqueue_and_report(call_ids, "stuck calls", as_json=as_json)
 
 
 @app.command()
@@ -584,13 +589,7 @@ def retry(
     with unit_of_work(ctx.session_factory) as session:
         tenant_id = _tenant_id(session, tenant)
         call_ids = requeue_calls(session, states=[wanted], since=since_dt, tenant_id=tenant_id)
-    enqueued = _enqueue(call_ids)
-    if as_json:
-        print(json.dumps({"requeued": call_ids, "enqueued": enqueued}))
-    else:
-        console.print(f"{len(call_ids)} calls re-enqueued", highlight=False)
-    if not enqueued:
-        raise typer.Exit(1)
+    _enqueue_and_report(call_ids, "calls", as_json=as_json)
 
 
 @app.command()
