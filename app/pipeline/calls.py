@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFoundError
+from app.errors import ConfigError, NotFoundError
 from app.models import Call, CallState, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
 from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
 
+TENANT_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
 
 def get_or_create_tenant(session: Session, slug: str) -> Tenant:
+    if not TENANT_SLUG.fullmatch(slug):
+        raise ConfigError(
+            f"invalid tenant {slug!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
     if tenant is None:
         tenant = Tenant(slug=slug)

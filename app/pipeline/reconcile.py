@@ -71,5 +71,7 @@ def requeue_calls(
     for call in calls:
         set_state(call, CallState.queued, error=call.last_error)
         call.enqueued_at = now
+        # An operator chose to try again: the attempt budget (POSTCALL_MAX_CALL_ATTEMPTS) starts afresh.
+        call.attempts = 0
     session.flush()
     return [call.id for call in calls]

@@ -14,7 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
@@ -52,6 +52,9 @@ class _Claimed:
     facts_key: str
     transcript_hash: str
     queue_wait_ms: float | None
+    # The state before this attempt: a call that already had a result (or a reviewer's decision)
+    # keeps it when a re-extraction fails.
+    previous_state: CallState
 
 
 def _elapsed_ms(since: float) -> float:
@@ -74,6 +77,10 @@ def _claim(
         key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
         done = find_succeeded_run(session, key)
         if done is not None:
+            if call.state not in TERMINAL_PROCESSING_STATES:
+                # The result is stored but the state says otherwise (a duplicate delivery overwrote it
+                # on a backend without row locks): the stored run is the truth, so heal the state.
+                set_state(call, state_for_run(session, done.id))
             return ProcessOutcome(call.id, call.state, run_id=done.id, skipped=True)
         if call.state in REVIEWED_STATES and not reprocess_reviewed:
             # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
@@ -83,8 +90,8 @@ def _claim(
             # Every earlier attempt died without recording an outcome (a worker killed mid-call, a
             # crash in the provider): stop the redelivery loop and make the call visible.
             reason = (
-                f"gave up after {call.attempts} attempts that ended without a result "
-                "(worker killed or crashed each time); `postcall retry` re-runs it"
+                f"gave up after {call.attempts} attempts without a stored result (worker killed, crashed "
+                "or retried out each time); `postcall retry` re-runs it"
             )
             facts = RunFacts(key, provider.name, provider.model, prompt.version, call.transcript_hash, Usage(),
                              None, None)
@@ -95,10 +102,11 @@ def _claim(
         queue_wait_ms = None
         if call.enqueued_at is not None:
             queue_wait_ms = max(0.0, (now - call.enqueued_at).total_seconds() * 1000.0)
+        previous_state = call.state
         call.attempts += 1
         set_state(call, CallState.processing, error=call.last_error)
         transcript = load_transcript(session, call)
-        return _Claimed(transcript, key, call.transcript_hash, queue_wait_ms)
+        return _Claimed(transcript, key, call.transcript_hash, queue_wait_ms, previous_state)
 
 
 @dataclass(frozen=True)
@@ -126,12 +134,35 @@ def _extract_and_verify(
             started = time.perf_counter()
             repaired = provider.repair(view, prompt, result, view_report)
             provider_seconds += time.perf_counter() - started
-            result = ProviderResult(repaired.extraction, result.usage + repaired.usage, repaired.raw_response)
+            started = time.perf_counter()
+            repaired_report = verify_extraction(view, repaired.extraction)
+            verify_seconds += time.perf_counter() - started
+            # The repair answer replaces the first only if it is no worse: a model that drops grounded
+            # items while "repairing" must not lose them.
+            better = _grounded_count(repaired_report) >= _grounded_count(view_report)
+            chosen = repaired if better else result
+            result = ProviderResult(chosen.extraction, result.usage + repaired.usage, chosen.raw_response)
     extraction = redaction.restore_extraction(result.extraction) if redaction else result.extraction
     started = time.perf_counter()
     report = verify_extraction(transcript, extraction)
     verify_seconds += time.perf_counter() - started
     return _Extracted(result, report, provider_seconds * 1000.0, verify_seconds * 1000.0)
+
+
+def _grounded_count(report: VerificationReport) -> int:
+    return len(report.claims) - len(report.ungrounded_claims)
+
+
+def state_for_run(session: Session, run_id: int) -> CallState:
+    """The processing outcome a stored run implies: every claim grounded, or not."""
+    from sqlalchemy import func, select
+
+    from app.models import Claim
+
+    total, ungrounded = session.execute(
+        select(func.count(), func.count().filter(Claim.grounding_status != "grounded")).where(Claim.run_id == run_id)
+    ).one()
+    return CallState.ready_for_review if total and not ungrounded else CallState.needs_attention
 
 
 def process_call(
@@ -185,26 +216,28 @@ def process_call(
     except PermanentError as exc:
         invalid = exc if isinstance(exc, ExtractionInvalidError) else None
         usage, raw = (invalid.usage, invalid.raw) if invalid else (None, None)
-        return _record_failure(factory, call_id, facts(usage, None), str(exc), raw)
+        return _record_failure(factory, call_id, facts(usage, None), str(exc), raw, claimed)
     except Exception as exc:
-        # A bug must not leave the call in `processing` for the reconciler to loop on forever.
-        logger.exception("unexpected error processing call %s", call_id)
-        detail = "".join(traceback.format_exception_only(exc)).strip()
-        return _record_failure(factory, call_id, facts(None, None), f"internal error: {detail}", None)
+        return _record_internal_error(factory, call_id, facts(None, None), exc, claimed)
 
     persist_started = time.perf_counter()
+    spent = facts(extracted.result.usage, extracted.verify_ms, extracted.provider_ms)
     try:
         with unit_of_work(factory) as session:
             call = lock_call(session, call_id)
             if call is None:
                 raise NotFoundError(f"call {call_id} was deleted while processing")
+            if call.transcript_hash != claimed.transcript_hash:
+                # Replaced while we extracted: this result describes a transcript that is gone, and its
+                # offsets would point into the new utterances. The replacement's own task does the work.
+                return ProcessOutcome(call.id, call.state, skipped=True)
             existing = find_succeeded_run(session, claimed.facts_key)
             if existing is not None:
                 return ProcessOutcome(call.id, call.state, run_id=existing.id, skipped=True)
             run = add_run(
                 session,
                 call,
-                facts(extracted.result.usage, extracted.verify_ms, extracted.provider_ms),
+                spent,
                 status=RunStatus.succeeded,
                 raw_response=extracted.result.raw_response,
                 total_ms=_elapsed_ms(started),
@@ -217,17 +250,37 @@ def process_call(
             run.db_ms = db_ms
             run.total_ms = _elapsed_ms(started)
             return ProcessOutcome(call.id, state, run_id=run.id, claims=count, ungrounded=ungrounded)
-    except IntegrityError:
-        # Another worker persisted the same work first (unique idempotency key): effect stays exactly-once.
+    except IntegrityError as exc:
         with unit_of_work(factory) as session:
             call = lock_call(session, call_id)
             done = find_succeeded_run(session, claimed.facts_key)
-            return ProcessOutcome(call_id, call.state if call else CallState.failed,
-                                  run_id=done.id if done else None, skipped=True)
+            if done is not None:
+                # Another worker persisted the same work first (unique idempotency key): exactly-once holds.
+                return ProcessOutcome(call_id, call.state if call else CallState.failed, run_id=done.id, skipped=True)
+        return _record_internal_error(factory, call_id, spent, exc, claimed)
+    except (TransientError, NotFoundError, OperationalError, InterfaceError):
+        raise  # the database went away mid-write: the task retries, nothing was committed
+    except Exception as exc:
+        # Anything else (a value the column cannot hold, a bug) must not leave the call in `processing`
+        # for the reconciler to re-bill the model on every pass.
+        return _record_internal_error(factory, call_id, spent, exc, claimed)
+
+
+def _record_internal_error(
+    factory: sessionmaker[Session], call_id: str, facts: RunFacts, exc: BaseException, claimed: _Claimed
+) -> ProcessOutcome:
+    logger.error("unexpected error processing call %s", call_id, exc_info=exc)
+    detail = "".join(traceback.format_exception_only(exc)).strip()
+    return _record_failure(factory, call_id, facts, f"internal error: {detail}", None, claimed)
 
 
 def _record_failure(
-    factory: sessionmaker[Session], call_id: str, facts: RunFacts, reason: str, raw: str | None
+    factory: sessionmaker[Session],
+    call_id: str,
+    facts: RunFacts,
+    reason: str,
+    raw: str | None,
+    claimed: _Claimed | None = None,
 ) -> ProcessOutcome:
     reason = reason[:MAX_ERROR_CHARS]
     with unit_of_work(factory) as session:
@@ -238,7 +291,14 @@ def _record_failure(
         if done is not None:
             # A duplicate delivery failed after another one succeeded: the result stands.
             return ProcessOutcome(call.id, call.state, run_id=done.id, skipped=True)
+        if claimed is not None and call.transcript_hash != claimed.transcript_hash:
+            return ProcessOutcome(call.id, call.state, skipped=True)  # replaced meanwhile: not our failure
         run = add_run(session, call, facts, status=RunStatus.failed, error=reason, raw_response=raw)
+        if claimed is not None and claimed.previous_state in TERMINAL_PROCESSING_STATES:
+            # A re-extraction (new prompt or model) failed: the call keeps its earlier result and any
+            # reviewer's decision; the failed run and last_error say what happened.
+            set_state(call, claimed.previous_state, error=reason)
+            return ProcessOutcome(call.id, claimed.previous_state, run_id=run.id, error=reason)
         set_state(call, CallState.failed, error=reason)
         return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
 

@@ -10,6 +10,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_UTTERANCE_INDEX = 100_000
+MAX_DUE_CHARS = 200  # the width of claims.due
+
 
 class Owner(StrEnum):
     agent = "agent"
@@ -20,7 +23,8 @@ class Owner(StrEnum):
 class EvidenceRef(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    utterance: int = Field(ge=0, description="0-based index of the utterance the quote comes from.")
+    # Bounded so a garbage index fails validation (and is re-asked) instead of overflowing a column.
+    utterance: int = Field(ge=0, le=MAX_UTTERANCE_INDEX, description="0-based index of the cited utterance.")
     quote: str = Field(min_length=1, description="Verbatim text copied from that utterance.")
 
 
@@ -33,7 +37,7 @@ class Statement(BaseModel):
 
 class ActionItem(Statement):
     owner: Owner
-    due: str | None = None
+    due: str | None = Field(default=None, max_length=MAX_DUE_CHARS)
 
 
 class Extraction(BaseModel):

@@ -21,7 +21,7 @@ class Utterance(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     index: int = Field(ge=0, description="0-based position in the call; what citations refer to.")
-    speaker: str = Field(min_length=1, description="Speaker label as the source gave it.")
+    speaker: str = Field(min_length=1, max_length=200, description="Speaker label as the source gave it.")
     role: Role = Role.unknown
     role_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     start: float | None = Field(default=None, ge=0.0, description="Seconds from call start.")

@@ -326,3 +326,101 @@ def test_personal_data_is_redacted_for_the_model_and_restored_in_evidence(
         }
     assert quotes["Sure, it's March 4th, 1985."] == "exact"
     assert not any("[DOB_1]" in quote for quote in quotes)
+
+
+# ----------------------------------------------------------------- failure paths found in review
+
+
+def test_transcript_replaced_during_extraction_discards_the_stale_result(
+    session_factory: sessionmaker[Session],
+    call_id: str,
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+) -> None:
+    from app.schemas.transcript import Role
+    from tests.support.fake_openai import RecordedRequest, ScriptedReply
+    from tests.support.transcripts import CARD_CALL_LINES
+
+    def replace_then_answer(_request: RecordedRequest) -> ScriptedReply:
+        # The contact-center system re-sends a corrected transcript while the model is thinking.
+        with unit_of_work(session_factory) as session:
+            store_transcript(session, make_transcript([*CARD_CALL_LINES, (Role.agent, "Goodbye!")]),
+                             tenant="acme", external_id="card-001", replace=True)
+        return extraction_reply(GOOD_ANSWER)
+
+    fake_openai.responder = replace_then_answer
+    outcome = process_call(session_factory, call_id, provider, prompt)
+
+    assert outcome.skipped
+    with unit_of_work(session_factory) as session:
+        call = session.get(Call, call_id)
+        assert call is not None and call.state is CallState.queued  # the replacement's own task does the work
+        assert session.scalars(select(ExtractionRun)).all() == []
+
+
+def test_failed_reextraction_keeps_the_reviewed_state(
+    session_factory: sessionmaker[Session],
+    call_id: str,
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+) -> None:
+    import dataclasses
+
+    from sqlalchemy import update
+
+    fake_openai.enqueue(extraction_reply(GOOD_ANSWER))
+    assert process_call(session_factory, call_id, provider, prompt).state is CallState.ready_for_review
+    with unit_of_work(session_factory) as session:
+        session.execute(update(Call).values(state=CallState.approved))
+
+    fake_openai.enqueue(completion_reply("not json"), completion_reply("still not json"))
+    outcome = process_call(
+        session_factory, call_id, provider, dataclasses.replace(prompt, version="extract-v2"), reprocess_reviewed=True
+    )
+
+    assert outcome.error is not None and outcome.state is CallState.approved
+    with unit_of_work(session_factory) as session:
+        call = session.get(Call, call_id)
+        statuses = session.scalars(select(ExtractionRun.status).order_by(ExtractionRun.id)).all()
+    assert call is not None and call.state is CallState.approved and call.last_error == outcome.error
+    assert statuses == [RunStatus.succeeded, RunStatus.failed]
+
+
+def test_state_overwritten_by_a_duplicate_delivery_heals(
+    session_factory: sessionmaker[Session],
+    call_id: str,
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+) -> None:
+    from sqlalchemy import update
+
+    fake_openai.enqueue(extraction_reply(GOOD_ANSWER))
+    first = process_call(session_factory, call_id, provider, prompt)
+    with unit_of_work(session_factory) as session:
+        session.execute(update(Call).values(state=CallState.processing))  # what a racing claim left behind
+
+    again = process_call(session_factory, call_id, provider, prompt)
+
+    assert again.skipped and again.state is first.state is CallState.ready_for_review
+    assert len(fake_openai.requests) == 1  # no second model call
+
+
+def test_due_phrase_longer_than_the_column_is_rejected_not_crashed(
+    session_factory: sessionmaker[Session],
+    call_id: str,
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+) -> None:
+    answer = copy.deepcopy(GOOD_ANSWER)
+    answer["action_items"][0]["due"] = "within 5 business days " * 20
+    fake_openai.enqueue(extraction_reply(answer), extraction_reply(answer))
+
+    outcome = process_call(session_factory, call_id, provider, prompt)
+
+    assert outcome.state is CallState.failed
+    assert outcome.error is not None and "due" in outcome.error
+    assert "String should have at most 200 characters" in fake_openai.requests[1].last_user_text

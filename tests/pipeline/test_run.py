@@ -165,3 +165,20 @@ def test_failure_of_a_duplicate_delivery_does_not_undo_a_success(session_factory
         call = session.get(Call, call_id)
     assert statuses == [RunStatus.succeeded]
     assert call is not None and call.state is first.state
+
+
+def test_retry_gives_a_call_failed_for_attempts_a_fresh_budget(session_factory: sessionmaker[Session]) -> None:
+    from sqlalchemy import update
+
+    from app.pipeline.reconcile import requeue_calls
+
+    call_id = _store(session_factory)
+    with unit_of_work(session_factory) as session:
+        session.execute(update(Call).values(attempts=8, state=CallState.processing))
+    assert process_call(session_factory, call_id, HeuristicProvider(), _prompt(), max_attempts=8).state is (
+        CallState.failed
+    )
+    with unit_of_work(session_factory) as session:
+        assert requeue_calls(session) == [call_id]
+    retried = process_call(session_factory, call_id, HeuristicProvider(), _prompt(), max_attempts=8)
+    assert retried.state in {CallState.ready_for_review, CallState.needs_attention}
