@@ -9,19 +9,21 @@ a sentence from another call...). Everything is seeded: the same data gives the 
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from app.grounding.normalize import CRITICAL_KINDS, normalize
 from app.schemas.transcript import Role, Utterance
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA_DIR = (REPO_ROOT / ".." / "shared" / "data").resolve()
+from bench.datasets import (
+    SHARED_DATA_DIR,
+    TWEETSUMM_ROLES,
+    HarperValleySegment,
+    read_harper_valley,
+    read_tweetsumm,
+)
 
 # Expected outcomes. "grounded" accepts exact, normalized or fuzzy in the cited utterance.
 GROUNDED = "grounded"
@@ -76,32 +78,25 @@ class CaseSet:
 def load_tweetsumm(root: Path) -> list[tuple[str, list[Utterance], list[tuple[int, str]]]]:
     """(dialog id, utterances, unique gold extractive quotes as (utterance index, text)) per dialog."""
     dialogs = []
-    path = root / "tweetsumm" / "tweetsumm_train_joined.jsonl"
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            record: dict[str, Any] = json.loads(line)
-            utterances: list[Utterance] = []
-            position_by_tweet: dict[int, int] = {}
-            for turn in record["turns"]:
-                if not turn["text"].strip():
+    for record in read_tweetsumm(root / "tweetsumm" / "tweetsumm_train_joined.jsonl"):
+        turns = [turn for turn in record["turns"] if turn["text"].strip()]
+        position_by_tweet = {turn["tweet_id"]: index for index, turn in enumerate(turns)}
+        utterances = [
+            Utterance(index=index, speaker=turn["speaker"], role=TWEETSUMM_ROLES[turn["speaker"]], text=turn["text"])
+            for index, turn in enumerate(turns)
+        ]
+        quotes: dict[tuple[int, str], None] = {}
+        for summary in record["extractive_summaries"]:
+            for span in summary or []:
+                index = position_by_tweet.get(span["tweet_id"])
+                if index is None:
                     continue
-                position_by_tweet[turn["tweet_id"]] = len(utterances)
-                role = Role.agent if turn["speaker"] == "agent" else Role.customer
-                utterances.append(
-                    Utterance(index=len(utterances), speaker=turn["speaker"], role=role, text=turn["text"])
-                )
-            quotes: dict[tuple[int, str], None] = {}
-            for summary in record["extractive_summaries"]:
-                for span in summary or []:
-                    index = position_by_tweet.get(span["tweet_id"])
-                    if index is None:
-                        continue
-                    start, end = _repair_span(utterances[index].text, *span["char_span"])
-                    text = utterances[index].text[start:end].strip()
-                    if len(text.split()) >= MIN_QUOTE_WORDS:
-                        quotes[(index, text)] = None
-            if utterances:
-                dialogs.append((record["conversation_id"], utterances, list(quotes)))
+                start, end = _repair_span(utterances[index].text, *span["char_span"])
+                text = utterances[index].text[start:end].strip()
+                if len(text.split()) >= MIN_QUOTE_WORDS:
+                    quotes[(index, text)] = None
+        if utterances:
+            dialogs.append((record["conversation_id"], utterances, list(quotes)))
     return dialogs
 
 
@@ -122,22 +117,18 @@ def _repair_span(text: str, start: int, end: int) -> tuple[int, int]:
 def load_harper_valley(root: Path) -> list[tuple[str, list[Utterance], list[Utterance]]]:
     """(call id, human-text utterances, ASR-text utterances) with segments aligned one to one."""
     calls = []
-    for path in sorted((root / "harper_valley_bank" / "transcript").glob("*.json")):
-        segments: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
-        human: list[Utterance] = []
-        asr: list[Utterance] = []
-        for segment in sorted(segments, key=lambda item: item["index"]):
-            human_text = str(segment.get("human_transcript") or "")
-            asr_text = str(segment.get("transcript") or "")
-            if not human_text.strip() or not asr_text.strip():
-                continue
-            role = Role.agent if segment["speaker_role"] == "agent" else Role.customer
-            speaker = segment["speaker_role"]
-            human.append(Utterance(index=len(human), speaker=speaker, role=role, text=human_text))
-            asr.append(Utterance(index=len(asr), speaker=speaker, role=role, text=asr_text))
+    for call in read_harper_valley(root / "harper_valley_bank"):
+        # Only segments with both texts, so that the two lists stay aligned index for index.
+        segments = [s for s in call.segments if s.human_transcript.strip() and s.transcript.strip()]
+        human = [_utterance(index, segment, segment.human_transcript) for index, segment in enumerate(segments)]
+        asr = [_utterance(index, segment, segment.transcript) for index, segment in enumerate(segments)]
         if human:
-            calls.append((path.stem, human, asr))
+            calls.append((call.sid, human, asr))
     return calls
+
+
+def _utterance(index: int, segment: HarperValleySegment, text: str) -> Utterance:
+    return Utterance(index=index, speaker=segment.speaker_role, role=segment.role, text=text)
 
 
 # --- generators -----------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from app.grounding import PreparedTranscript, verify_extraction
 from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.grounding import EvidenceStatus, VerifiedEvidence
 from app.schemas.transcript import Transcript, Utterance
-from bench.grounding.cases import GROUNDED, SHARED_DATA_DIR, UNSUPPORTED_DETAIL, Case, CaseSet, build_cases
+from bench.datasets import SHARED_DATA_DIR
+from bench.grounding.cases import GROUNDED, UNSUPPORTED_DETAIL, Case, CaseSet, build_cases
 
 STATUSES = ("exact", "normalized", "fuzzy", "relocated", "ungrounded")
 ACCEPTED_STATUSES = frozenset({"exact", "normalized", "fuzzy", "relocated"})

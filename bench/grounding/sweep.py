@@ -17,7 +17,8 @@ from typing import Any
 
 import app.grounding.align as align_module
 from app.grounding import thresholds
-from bench.grounding.cases import SHARED_DATA_DIR, build_cases
+from bench.datasets import SHARED_DATA_DIR
+from bench.grounding.cases import build_cases
 from bench.grounding.run import run_postcall
 
 # Threshold name -> values to try (the shipped value is always included).

@@ -22,18 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from app.grounding.claims import verify_extraction
+from app.ingest import load_transcript
 from app.llm.heuristic import HEURISTIC_MODEL_VERSION, extract_heuristic
 from app.schemas.extraction import Extraction
 from app.schemas.grounding import ClaimStatus
 from app.schemas.transcript import Role, Transcript
+from bench.datasets import HarperValleyText, shared_data_dir
 from bench.heuristic.datasets import (
     TweetsummDialog,
     load_harper_valley,
-    load_sample,
     load_transcribe_call_analytics,
     load_tweetsumm,
     sample_paths,
-    shared_data_dir,
 )
 from bench.heuristic.metrics import check_evidence, mean_rouge, predicted_task
 
@@ -122,8 +122,8 @@ def timed_extract(transcript: Transcript) -> tuple[Extraction, float]:
     return extraction, min(durations)
 
 
-def bench_harper_valley(root: Path, text_field: str) -> dict[str, Any]:
-    calls = load_harper_valley(root, text_field=text_field)
+def bench_harper_valley(root: Path, text_source: HarperValleyText) -> dict[str, Any]:
+    calls = load_harper_valley(root, text_source=text_source)
     totals = Totals()
     correct = 0
     misses: list[dict[str, Any]] = []
@@ -232,7 +232,7 @@ def bench_samples() -> dict[str, Any]:
     totals = Totals()
     per_sample: dict[str, dict[str, Any]] = {}
     for path in sample_paths():
-        transcript = load_sample(path)
+        transcript = load_transcript(path).transcript
         extraction, ms = timed_extract(transcript)
         totals.add(transcript, extraction, ms)
         per_sample[path.name] = {
@@ -267,8 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tweetsumm = data / "tweetsumm" / "tweetsumm_train_joined.jsonl"
         vendor_call = data / "stt_formats" / "aws_transcribe_call_analytics" / "example-call.json"
         for title, run in (
-            ("harper_valley_human", lambda: bench_harper_valley(hvb, "human_transcript")),
-            ("harper_valley_asr", lambda: bench_harper_valley(hvb, "transcript")),
+            ("harper_valley_human", lambda: bench_harper_valley(hvb, "human")),
+            ("harper_valley_asr", lambda: bench_harper_valley(hvb, "asr")),
             ("tweetsumm", lambda: bench_tweetsumm(tweetsumm, args.tweetsumm_limit)),
             ("transcribe_call_analytics", lambda: bench_vendor_call(vendor_call)),
         ):

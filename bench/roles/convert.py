@@ -7,15 +7,23 @@ what is said can reveal who the agent is. The gold role of each label is returne
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-TextSource = Literal["human", "asr"]
+from app.schemas.transcript import Role
+from bench.datasets import (
+    TWEETSUMM_ROLES,
+    HarperValleyCall,
+    HarperValleyText,
+    TweetsummRecord,
+    read_call_analytics,
+    read_harper_valley,
+    read_tweetsumm,
+)
 
-_HARPER_VALLEY_ROLES = {"agent": "agent", "caller": "customer"}
-_TWEETSUMM_ROLES = {"agent": "agent", "customer": "customer"}
+ABCD_SPEAKERS = ("agent", "customer")  # the other speaker, "action", is the system's log of agent actions
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,99 +36,74 @@ class HiddenRoleCall:
         return json.dumps(self.document).encode()
 
 
-class _Labeller:
-    """Neutral labels in order of first appearance: the first speaker is "A", the next "B"..."""
+def _hide_roles(call_id: str, turns: Iterable[tuple[str, Role, dict[str, Any]]]) -> HiddenRoleCall:
+    """`turns` are (original speaker, gold role, native utterance without a speaker), in call order.
 
-    def __init__(self) -> None:
-        self.labels: dict[str, str] = {}
-
-    def __call__(self, original: str) -> str:
-        if original not in self.labels:
-            self.labels[original] = chr(ord("A") + len(self.labels))
-        return self.labels[original]
-
-
-def harper_valley_call(path: Path, *, text_source: TextSource = "human") -> HiddenRoleCall:
-    """One Harper Valley Bank transcript (a JSON list of segments) as hidden-role native JSON.
-
-    Segments are ordered by their `index`; times come from `offset_ms`/`duration_ms` (the offset is on
-    the call's clock for both channels). Segments whose chosen text is empty are left out.
+    The first speaker becomes "A", the next "B"...
     """
-    segments = sorted(json.loads(path.read_text(encoding="utf-8")), key=lambda segment: segment["index"])
-    text_key = "human_transcript" if text_source == "human" else "transcript"
-    label = _Labeller()
+    labels: dict[str, str] = {}
     gold: dict[str, str] = {}
     utterances: list[dict[str, Any]] = []
-    for segment in segments:
-        text = str(segment.get(text_key) or "").strip()
-        if not text:
-            continue
-        speaker = label(str(segment["speaker_role"]))
-        gold[speaker] = _HARPER_VALLEY_ROLES[segment["speaker_role"]]
-        start = segment["offset_ms"] / 1000
-        utterances.append(
-            {"speaker": speaker, "start": start, "end": start + segment["duration_ms"] / 1000, "text": text}
-        )
-    return HiddenRoleCall(path.stem, {"external_id": path.stem, "utterances": utterances}, gold)
-
-
-def harper_valley_calls(root: Path, *, text_source: TextSource = "human") -> Iterator[HiddenRoleCall]:
-    for path in sorted((root / "transcript").glob("*.json")):
-        yield harper_valley_call(path, text_source=text_source)
-
-
-def tweetsumm_call(record: dict[str, Any]) -> HiddenRoleCall:
-    """One TweetSumm dialog (a line of tweetsumm_train_joined.jsonl) as hidden-role native JSON."""
-    label = _Labeller()
-    gold: dict[str, str] = {}
-    utterances: list[dict[str, Any]] = []
-    for turn in record["turns"]:
-        text = str(turn["text"]).strip()
-        if not text:
-            continue
-        speaker = label(str(turn["speaker"]))
-        gold[speaker] = _TWEETSUMM_ROLES[turn["speaker"]]
-        utterances.append({"speaker": speaker, "text": text})
-    call_id = str(record["conversation_id"])
+    for speaker, role, utterance in turns:
+        neutral = labels.setdefault(speaker, chr(ord("A") + len(labels)))
+        gold[neutral] = role.value
+        utterances.append({"speaker": neutral, **utterance})
     return HiddenRoleCall(call_id, {"external_id": call_id, "utterances": utterances}, gold)
 
 
+def harper_valley_call(call: HarperValleyCall, *, text_source: HarperValleyText = "human") -> HiddenRoleCall:
+    """One Harper Valley Bank call as hidden-role native JSON; segments whose chosen text is empty are left out."""
+    return _hide_roles(
+        call.sid,
+        (
+            (segment.speaker_role, segment.role, {"start": segment.start, "end": segment.end, "text": text})
+            for segment in call.segments
+            if (text := segment.text(text_source).strip())
+        ),
+    )
+
+
+def harper_valley_calls(root: Path, *, text_source: HarperValleyText = "human") -> Iterator[HiddenRoleCall]:
+    for call in read_harper_valley(root):
+        yield harper_valley_call(call, text_source=text_source)
+
+
+def tweetsumm_call(record: TweetsummRecord) -> HiddenRoleCall:
+    """One TweetSumm dialog (a line of tweetsumm_train_joined.jsonl) as hidden-role native JSON."""
+    return _hide_roles(
+        str(record["conversation_id"]),
+        (
+            (turn["speaker"], TWEETSUMM_ROLES[turn["speaker"]], {"text": text})
+            for turn in record["turns"]
+            if (text := turn["text"].strip())
+        ),
+    )
+
+
 def tweetsumm_calls(path: Path) -> Iterator[HiddenRoleCall]:
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                yield tweetsumm_call(json.loads(line))
+    for record in read_tweetsumm(path):
+        yield tweetsumm_call(record)
 
 
 def abcd_calls(path: Path) -> Iterator[HiddenRoleCall]:
     """ABCD conversations (`original`: [[speaker, text]]); "action" turns are system logs, left out."""
     for conversation in json.loads(path.read_text(encoding="utf-8")):
-        label = _Labeller()
-        gold: dict[str, str] = {}
-        utterances: list[dict[str, Any]] = []
-        for speaker, text in conversation["original"]:
-            if speaker not in ("agent", "customer") or not str(text).strip():
-                continue
-            neutral = label(speaker)
-            gold[neutral] = speaker
-            utterances.append({"speaker": neutral, "text": str(text).strip()})
-        call_id = f"abcd-{conversation['convo_id']}"
-        yield HiddenRoleCall(call_id, {"external_id": call_id, "utterances": utterances}, gold)
+        yield _hide_roles(
+            f"abcd-{conversation['convo_id']}",
+            (
+                (speaker, Role(speaker), {"text": text})
+                for speaker, said in conversation["original"]
+                if speaker in ABCD_SPEAKERS and (text := str(said).strip())
+            ),
+        )
 
 
 def call_analytics_call(path: Path) -> HiddenRoleCall:
     """A Transcribe Call Analytics file with its ParticipantRole hidden."""
-    document = json.loads(path.read_text(encoding="utf-8"))
-    label = _Labeller()
-    gold: dict[str, str] = {}
-    utterances: list[dict[str, Any]] = []
-    for turn in document["Transcript"]:
-        if not turn["Content"].strip():
-            continue
-        neutral = label(turn["ParticipantRole"])
-        gold[neutral] = turn["ParticipantRole"].lower()
-        start = turn["BeginOffsetMillis"] / 1000
-        utterances.append(
-            {"speaker": neutral, "start": start, "end": turn["EndOffsetMillis"] / 1000, "text": turn["Content"]}
-        )
-    return HiddenRoleCall(path.stem, {"external_id": path.stem, "utterances": utterances}, gold)
+    return _hide_roles(
+        path.stem,
+        (
+            (segment.participant_role, segment.role, {"start": segment.start, "end": segment.end, "text": segment.text})
+            for segment in read_call_analytics(path).segments
+        ),
+    )

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.config import PROJECT_ROOT
 from app.ingest import parse_bytes
+from bench.datasets import SHARED_DATA_DIR
 from bench.roles.convert import (
     HiddenRoleCall,
     abcd_calls,
@@ -26,7 +26,6 @@ from bench.roles.convert import (
     tweetsumm_calls,
 )
 
-DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 TARGET_CALL_ACCURACY = 0.98
 
 
@@ -95,7 +94,7 @@ def report(scores: list[Score], *, show_errors: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="the shared data folder")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA_DIR, help="the shared data folder")
     parser.add_argument("--show-errors", action="store_true", help="list every call whose roles are wrong")
     args = parser.parse_args(argv)
     data: Path = args.data

@@ -1,4 +1,8 @@
-"""Locate the shared real-data folder (`../shared/data` beside the checkout); skip when it is absent."""
+"""Locate the shared real-data folder (`../shared/data` beside the checkout); skip when it is absent.
+
+The folder is found by `bench.datasets`, which the benchmarks read it with, so tests and benchmarks
+agree on where it is.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,9 @@ from pathlib import Path
 
 import pytest
 
-# tests/support/data.py -> parents[2] is the checkout root; the data sits beside it.
-SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from bench.datasets import SHARED_DATA_DIR, shared_data_dir
 
-
-def shared_data_dir() -> Path | None:
-    """The shared data folder, or None when this checkout has none beside it."""
-    return SHARED_DATA_DIR.resolve() if SHARED_DATA_DIR.is_dir() else None
+__all__ = ["SHARED_DATA_DIR", "require_shared_data", "shared_data_dir"]
 
 
 def require_shared_data(*parts: str) -> Path:
