@@ -110,9 +110,12 @@ def append_event(
 # ---------------------------------------------------------------------------------------- lookups
 
 
-def visible_call(session: Session, principal: Principal, call_id: str) -> Call:
-    """The call, if this user may see it. Absent and invisible are the same answer."""
-    call = session.scalar(select(Call).where(Call.id == call_id, visible_calls_clause(principal)))
+def visible_call(session: Session, principal: Principal, call_id: str, *, for_update: bool = False) -> Call:
+    """The call, if this user may see it. Absent and invisible are the same answer.
+
+    `for_update` holds the row lock (PostgreSQL) so a decision and a worker's claim cannot interleave."""
+    query = select(Call).where(Call.id == call_id, visible_calls_clause(principal))
+    call = session.scalar(query.with_for_update() if for_update else query)
     if call is None:
         raise NotFoundError(f"call {call_id} not found")
     return call
@@ -132,6 +135,12 @@ def visible_claim(session: Session, principal: Principal, claim_id: int) -> tupl
 
 def _claim_snapshot(claim: Claim) -> dict[str, Any]:
     return {"text": claim.text, "owner": claim.owner, "due": claim.due, "review_status": claim.review_status.value}
+
+
+def _require_open(call: Call) -> None:
+    # An approved record must not change underneath its approval (nor a rejected one quietly).
+    if call.state in (CallState.approved, CallState.rejected):
+        raise ReviewConflictError(f"call {call.id} is {call.state.value}; its items can no longer change")
 
 
 def _require_current(session: Session, claim: Claim) -> None:
@@ -188,6 +197,7 @@ def review_claim(
     """Approve, edit or reject one item of the call's current extraction."""
     claim, call = visible_claim(session, principal, claim_id)
     principal.require(principal.can_review, "review items")
+    _require_open(call)
     _require_current(session, claim)
     before = _claim_snapshot(claim)
     if action is ClaimAction.edit:
@@ -250,6 +260,7 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
 
     call = visible_call(session, principal, call_id)
     principal.require(principal.can_review, "add items")
+    _require_open(call)
     if item.kind not in ADDABLE_KINDS:
         raise ReviewInputError(f"a reviewer can add {' or '.join(sorted(ADDABLE_KINDS))} items, not {item.kind}")
     run = latest_succeeded_run(session, call.id)
@@ -360,7 +371,7 @@ def pending_unverified(session: Session, call_id: str) -> int:
 def decide_call(session: Session, principal: Principal, call_id: str, decision: CallDecision) -> Call:
     """Approve or reject a whole call. Approving needs every unverified item decided first, so an
     unchecked statement never enters an approved record as fact."""
-    call = visible_call(session, principal, call_id)
+    call = visible_call(session, principal, call_id, for_update=True)
     principal.require(principal.can_review, "approve or reject calls")
     if call.state not in DECIDABLE_CALL_STATES:
         raise ReviewConflictError(f"call {call.id} is {call.state.value}; only a processed call can be decided")

@@ -46,6 +46,8 @@ def render_transcript(utterances: Sequence[Utterance]) -> str:
     """One line per utterance: `[index] role (speaker): text`, newlines inside text flattened."""
     lines = []
     for u in utterances:
+        # Flattened so neither a text nor a speaker label can forge extra "[n] role" lines.
         text = " ".join(u.text.split())
-        lines.append(f"[{u.index}] {u.role.value} ({u.speaker}): {text}")
+        speaker = " ".join(u.speaker.split()).replace("(", "[").replace(")", "]")
+        lines.append(f"[{u.index}] {u.role.value} ({speaker}): {text}")
     return "\n".join(lines)

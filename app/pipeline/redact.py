@@ -50,8 +50,8 @@ SPOKEN_RUN_MIN_DIGITS = 7
 _PRIORITY = (PiiKind.email, PiiKind.card, PiiKind.ssn, PiiKind.dob, PiiKind.phone)
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-# Runs of digit groups joined by single spaces or dashes: "4111 1111 1111 1111", "4111-1111-...".
-_DIGIT_GROUPS = re.compile(r"(?<![\d-])\d+(?:[ -]\d+)*(?![\d])")
+# Runs of digit groups joined by single spaces, dashes or dots: "4111 1111 1111 1111", "4111.1111...".
+_DIGIT_GROUPS = re.compile(r"(?<![\d-])\d+(?:[ .-]\d+)*(?![\d])")
 _GROUP = re.compile(r"\d+")
 _SSN_SHAPED = re.compile(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])")
 _BARE_NINE = re.compile(r"(?<![\d-])\d{9}(?![\d-])")

@@ -98,6 +98,18 @@ def test_approving_a_call_needs_its_unverified_items_decided(world: World) -> No
         assert get_call(session, call.call_id).state is CallState.approved
 
 
+def test_items_of_a_decided_call_are_locked(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    admin = principal(world, "admin")
+    with unit_of_work(world.factory) as session:
+        decide_call(session, admin, call.call_id, CallDecision.reject)
+    with pytest.raises(ReviewConflictError, match="is rejected"), unit_of_work(world.factory) as session:
+        review_claim(session, admin, call.claim("reason"), ClaimAction.approve)
+    with world.factory() as session:
+        actions = [e.action for e in call_events(session, admin, call.call_id)]
+    assert actions == ["call_rejected"]  # the refused change left no trace but the decision
+
+
 def test_a_call_still_processing_cannot_be_decided(world: World) -> None:
     call = world.fresh_call("acme_a1_blue")
     with unit_of_work(world.factory) as session:
