@@ -146,6 +146,12 @@ class PreparedTranscript:
         self._joined: list[str] | None = None
         self._blocks: list[_Block] | None = None
         self._index: dict[str, tuple[int, ...]] | None = None
+        # Every utterance (raw, then normalized and space-padded) in one string: a quote absent from it
+        # is absent from every utterance, so the per-utterance searches can be skipped.
+        self._raw_haystack: str | None = None
+        self._normalized_haystack: str | None = None
+        # Quotes normalized so far: one call often cites the same passage for several claims.
+        self._quotes: dict[str, NormalizedText] = {}
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -155,6 +161,14 @@ class PreparedTranscript:
         if cached is None:
             cached = normalize(self._texts[index])
             self._normalized[index] = cached
+        return cached
+
+    def normalized_quote(self, quote: str) -> NormalizedText:
+        """`normalize(quote)`, remembered for this transcript."""
+        cached = self._quotes.get(quote)
+        if cached is None:
+            cached = normalize(quote)
+            self._quotes[quote] = cached
         return cached
 
     def align_quote(self, cited_index: int, quote: str) -> list[VerifiedEvidence]:
@@ -213,7 +227,7 @@ class PreparedTranscript:
                     return [self._evidence(cited, cited, piece, EvidenceStatus.exact, found, 1.0)]
                 refuse(cited, found)
 
-        quote = normalize(piece)
+        quote = self.normalized_quote(piece)
         if not quote.tokens:
             return [_ungrounded(cited, piece, Reason.not_found)]
 
@@ -225,10 +239,13 @@ class PreparedTranscript:
                     return [self._span_evidence(cited, piece, span, EvidenceStatus.normalized, 1.0)]
                 refuse(cited, interval)
 
-        for index in _by_distance(anchor, count):
+        # Verbatim or normalized anywhere at all? If not, no utterance needs to be searched one by one.
+        verbatim_anywhere = piece in self._raw_search_text()
+        normalized_anywhere = verbatim_anywhere or self._normalized_anywhere(quote)
+        for index in _by_distance(anchor, count) if normalized_anywhere else ():
             if index == cited or (allowed is not None and index not in allowed):
                 continue
-            found = _find_verbatim(self._texts[index], piece)
+            found = _find_verbatim(self._texts[index], piece) if verbatim_anywhere else None
             if found is None:
                 span = self._find_normalized(index, quote)
                 found = self._char_interval(span) if span is not None else None
@@ -290,6 +307,21 @@ class PreparedTranscript:
         return _negated_context(self._texts[first.utterance], start, start) or _negated_context(
             self._texts[last.utterance], end, end
         )
+
+    def _raw_search_text(self) -> str:
+        if self._raw_haystack is None:
+            self._raw_haystack = "\n".join(self._texts)
+        return self._raw_haystack
+
+    def _normalized_anywhere(self, quote: NormalizedText) -> bool:
+        """Whether the quote's tokens occur contiguously in some utterance (what `_find_normalized` needs).
+
+        Tokens never hold whitespace, so a padded quote cannot match across the newline between two
+        utterances: this is exactly "`NormalizedText.find` succeeds somewhere", minus the word-cut check.
+        """
+        if self._normalized_haystack is None:
+            self._normalized_haystack = "\n".join(f" {joined} " for joined in self._all_joined())
+        return f" {quote.joined} " in self._normalized_haystack
 
     def _find_normalized(self, index: int, quote: NormalizedText) -> _Span | None:
         """The first occurrence of the quote's tokens that does not end inside a word ("I can" in "I can't")."""
@@ -750,19 +782,18 @@ def _judge(
     if score < FUZZY_MIN_SCORE:
         spans, ranges = build(first, last)
         return _FuzzyVerdict(spans, score, False, None, ranges)
+    critical_reason = _critical_mismatch(quote, text, first, last)
+    spans, ranges = build(first, last)
+    if critical_reason is not None:
+        # Close enough to be worth a reason: a critical token differs, whatever the words say.
+        return _FuzzyVerdict(spans, score, False, critical_reason, ranges)
     # What the transcript says just outside the span, for quote words at its edges that the span lacks.
     width = len(quote.tokens)
     before = text.tokens[max(first - width, 0) : first]
     after = text.tokens[last : last + width]
     matched, content_edits = _compare_words(quote, span_tokens, before, after)
-    coverage = matched / len(quote.tokens)
-    critical_reason = _critical_mismatch(quote, text, first, last)
-    spans, ranges = build(first, last)
-    close = score >= FUZZY_MIN_SCORE and (coverage >= FUZZY_MIN_QUOTE_COVERAGE or critical_reason is not None)
-    if not close:
+    if matched / len(quote.tokens) < FUZZY_MIN_QUOTE_COVERAGE:
         return _FuzzyVerdict(spans, score, False, None, ranges)
-    if critical_reason is not None:
-        return _FuzzyVerdict(spans, score, False, critical_reason, ranges)
     if content_edits > FUZZY_MAX_CONTENT_EDITS:
         return _FuzzyVerdict(spans, score, False, Reason.content_mismatch, ranges)
     return _FuzzyVerdict(spans, score, True, None, ranges)

@@ -13,12 +13,14 @@ dates, identifiers, negations) are the ones where a one-token difference changes
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import Enum
+from itertools import accumulate
 
 
 class TokenKind(Enum):
@@ -363,7 +365,7 @@ class NormalizedText:
 def normalize(text: str) -> NormalizedText:
     """Normalize `text` into comparable tokens that map back to intervals of `text`."""
     pieces, flags = _raw_pieces(text)
-    pieces = _drop_stutters(pieces, text)
+    pieces = _drop_stutters(pieces, text, flags)
     if flags & _HAS_NUMBER:
         pieces = _compose_numbers(pieces) if flags & _HAS_SPOKEN_NUMBER else _merge_digit_sequences(pieces)
     if flags & _HAS_LETTER_M:
@@ -372,19 +374,19 @@ def normalize(text: str) -> NormalizedText:
         pieces = _merge_spoken_clock_times(pieces)
     _assign_kinds(pieces)
     tokens = tuple([piece.text for piece in pieces])
-    joined_offsets: list[int] = []
-    position = 0
-    for token in tokens:
-        joined_offsets.append(position)
-        position += len(token) + 1
     return NormalizedText(
         tokens=tokens,
         kinds=tuple([piece.kind for piece in pieces]),
         starts=tuple([piece.start for piece in pieces]),
         ends=tuple([piece.end for piece in pieces]),
         joined=" ".join(tokens),
-        joined_offsets=tuple(joined_offsets),
+        joined_offsets=joined_offsets(tokens),
     )
+
+
+def joined_offsets(tokens: tuple[str, ...]) -> tuple[int, ...]:
+    """Where each token starts in `" ".join(tokens)`."""
+    return tuple(accumulate([len(token) + 1 for token in tokens[:-1]], initial=0)) if tokens else ()
 
 
 # --- pass 1: raw tokens -> pieces ---------------------------------------------------------------
@@ -393,6 +395,7 @@ def normalize(text: str) -> NormalizedText:
 _HAS_NUMBER = 1
 _HAS_SPOKEN_NUMBER = 2
 _HAS_LETTER_M = 4
+_HAS_CUT_OFF = 8
 
 # What may stand between a word and its stuttered repeat.
 STUTTER_GAP_CHARACTERS = " \t\r\n,.-–—…"
@@ -427,12 +430,14 @@ def _raw_pieces(text: str) -> tuple[list[_Piece], int]:
             cut_off = following == "-" and end + 1 < length and scanned[end + 1].isspace()
             for piece_text, kind, spoken, ordinal in template:
                 append(_Piece(piece_text, start, end, kind, spoken, ordinal, cut_off, False, gap_start))
-            flags |= word_flags
+            flags |= word_flags | (_HAS_CUT_OFF if cut_off else 0)
         elif group == "word":
             if end < length and scanned[end] == "~":
                 # "car~ which card": a word the speaker broke off, as some transcribers mark it.
                 continue
             cut_off = end < length - 1 and scanned[end] == "-" and scanned[end + 1].isspace()
+            if cut_off:
+                flags |= _HAS_CUT_OFF
             # "follow-up", "bye-bye", "twenty-five": each part is a word with its own interval.
             hyphenated = "-" in raw and raw[0] not in "@#"
             parts = _hyphen_parts(raw, start) if hyphenated else [(raw, start, end)]
@@ -779,7 +784,7 @@ def _is_single_digit(piece: _Piece) -> bool:
 _NEVER_STUTTERS = frozenset({*UNITS, *TEENS, *TENS})
 
 
-def _drop_stutters(pieces: list[_Piece], text: str) -> list[_Piece]:
+def _drop_stutters(pieces: list[_Piece], text: str, flags: int) -> list[_Piece]:
     """'I I will' -> 'I will', "won't won't" -> "won't", 'wh- what' -> 'what'.
 
     Runs before number composition, on whole source words: a word (with all the pieces its
@@ -788,11 +793,11 @@ def _drop_stutters(pieces: list[_Piece], text: str) -> list[_Piece]:
     count = len(pieces)
     # Most texts have no repeat and no broken-off word: leave them untouched.
     # (A word expands to at most two pieces, "gotta" -> "got to", so a repeat shows within two.)
-    if not any(
-        pieces[i - 1].cut_off
-        or pieces[i].text == pieces[i - 1].text
-        or (i > 1 and pieces[i].text == pieces[i - 2].text)
-        for i in range(1, count)
+    texts = [piece.text for piece in pieces]
+    if not (
+        (flags & _HAS_CUT_OFF and any(piece.cut_off for piece in pieces[:-1]))
+        or any(map(operator.eq, texts, texts[1:]))
+        or any(map(operator.eq, texts, texts[2:]))
     ):
         return pieces
     words: list[list[_Piece]] = []
