@@ -25,7 +25,7 @@ from app.errors import NotFoundError, PostcallError
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
 from app.models.tables import utcnow
 from app.pipeline.calls import load_transcript, set_state
-from app.pipeline.persist import latest_succeeded_run
+from app.pipeline.persist import evidence_values, latest_succeeded_run
 from app.schemas.extraction import Owner
 from app.schemas.grounding import ClaimKind, ClaimStatus
 from app.users import Principal, visible_calls_clause
@@ -311,17 +311,7 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         created_at=utcnow(),
     )
     claim.evidence = [
-        Evidence(
-            position=position,
-            cited_utterance=ev.cited_utterance,
-            utterance_index=ev.utterance,
-            char_start=ev.char_start,
-            char_end=ev.char_end,
-            quote=ev.quote,
-            status=ev.status.value,
-            score=ev.score,
-            reason=ev.reason,
-        )
+        Evidence(**evidence_values(ev, position))
         for position, ev in enumerate(verified.evidence)
     ]
     session.add(claim)

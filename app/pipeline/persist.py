@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.llm.base import Usage
 from app.models import Call, Claim, Evidence, ExtractionRun, RunStatus
 from app.models.tables import utcnow
-from app.schemas.grounding import VerificationReport
+from app.schemas.grounding import VerificationReport, VerifiedEvidence
 
 
 def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, provider: str, model: str) -> str:
@@ -90,6 +91,21 @@ def add_run(
     return run
 
 
+def evidence_values(ev: VerifiedEvidence, position: int) -> dict[str, Any]:
+    """The `evidence` columns for one verified span (model output and reviewer selections alike)."""
+    return {
+        "position": position,
+        "cited_utterance": ev.cited_utterance,
+        "utterance_index": ev.utterance,
+        "char_start": ev.char_start,
+        "char_end": ev.char_end,
+        "quote": ev.quote,
+        "status": ev.status.value,
+        "score": ev.score,
+        "reason": ev.reason,
+    }
+
+
 def add_claims(session: Session, run: ExtractionRun, report: VerificationReport) -> int:
     """Bulk-insert the run's claims and their evidence; returns the number of claims."""
     if not report.claims:
@@ -111,18 +127,7 @@ def add_claims(session: Session, run: ExtractionRun, report: VerificationReport)
     ]
     claim_ids = list(session.scalars(insert(Claim).returning(Claim.id, sort_by_parameter_order=True), claim_rows))
     evidence_rows = [
-        {
-            "claim_id": claim_id,
-            "position": position,
-            "cited_utterance": ev.cited_utterance,
-            "utterance_index": ev.utterance,
-            "char_start": ev.char_start,
-            "char_end": ev.char_end,
-            "quote": ev.quote,
-            "status": ev.status.value,
-            "score": ev.score,
-            "reason": ev.reason,
-        }
+        {"claim_id": claim_id, **evidence_values(ev, position)}
         for claim_id, claim in zip(claim_ids, report.claims, strict=True)
         for position, ev in enumerate(claim.evidence)
     ]
