@@ -24,7 +24,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import redis
@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import PROJECT_ROOT
-from app.db.session import unit_of_work
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.metrics import KOMBU_UNACKED_KEY
 from app.models import Call, CallState, Claim, Evidence, ExtractionRun, RunStatus
 from app.pipeline.store import store_transcript
@@ -310,6 +310,29 @@ def fault_env(database_url: str, broker_url: str, **overrides: str) -> dict[str,
     }
     settings.update(overrides)
     return postcall_env(database_url, broker_url, **settings)
+
+
+class FaultStack(NamedTuple):
+    """What every fault test starts from: the database, a private broker, the fake LLM and worker env."""
+
+    factory: sessionmaker[Session]
+    broker_server: PrivateRedis
+    broker: str
+    llm: ExtractingLLM
+    env: dict[str, str]
+
+
+@contextmanager
+def fault_stack(database_url: str, llm_delay: float, **overrides: str) -> Iterator[FaultStack]:
+    """A private Redis and the extracting LLM around `database_url`, with the workers' environment."""
+    engine = create_db_engine(database_url)
+    try:
+        with private_redis() as broker_server, extracting_llm(llm_delay) as llm:
+            broker = broker_server.url()
+            env = fault_env(database_url, broker, **overrides)
+            yield FaultStack(make_session_factory(engine), broker_server, broker, llm, env)
+    finally:
+        engine.dispose()
 
 
 @dataclass

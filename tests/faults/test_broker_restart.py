@@ -9,17 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from app.db.session import create_db_engine, make_session_factory
 from app.metrics import KOMBU_UNACKED_KEY
 from app.worker.celery_app import QUEUE_NAME
 from tests.faults.harness import (
     DONE_STATES,
     check_exactly_once,
     count_in,
-    extracting_llm,
-    fault_env,
+    fault_stack,
     ingest,
-    private_redis,
     wait_for,
     wait_until_all_in,
     worker_fleet,
@@ -40,39 +37,33 @@ RECOVERY_TIMEOUT = 90.0
 
 @pytest.mark.faults
 def test_calls_lost_with_redis_are_reconciled(postgres_url: str, tmp_path: Path) -> None:
-    engine = create_db_engine(postgres_url)
-    factory = make_session_factory(engine)
-    with private_redis() as broker_server, extracting_llm(LLM_DELAY_SECONDS) as llm:
-        broker = broker_server.url()
-        env = fault_env(
-            postgres_url,
-            broker,
-            POSTCALL_STUCK_AFTER_SECONDS=str(STUCK_AFTER_SECONDS),
-            POSTCALL_RECONCILE_EVERY_SECONDS=str(RECONCILE_EVERY_SECONDS),
+    with fault_stack(
+        postgres_url,
+        LLM_DELAY_SECONDS,
+        POSTCALL_STUCK_AFTER_SECONDS=str(STUCK_AFTER_SECONDS),
+        POSTCALL_RECONCILE_EVERY_SECONDS=str(RECONCILE_EVERY_SECONDS),
+    ) as (factory, broker_server, broker, llm, env), worker_fleet(env, llm, tmp_path, concurrency=CONCURRENCY) as fleet:
+        fleet.start(beat=True)
+        fleet.start()
+        call_ids = ingest(factory, broker, CALLS, "redis")
+        progressing = wait_for(
+            lambda: count_in(factory, call_ids, DONE_STATES) >= CRASH_AFTER_DONE, PROGRESS_TIMEOUT, interval=0.05
         )
-        with worker_fleet(env, llm, tmp_path, concurrency=CONCURRENCY) as fleet:
-            fleet.start(beat=True)
-            fleet.start()
-            call_ids = ingest(factory, broker, CALLS, "redis")
-            progressing = wait_for(
-                lambda: count_in(factory, call_ids, DONE_STATES) >= CRASH_AFTER_DONE, PROGRESS_TIMEOUT, interval=0.05
-            )
-            assert progressing, fleet.logs()
+        assert progressing, fleet.logs()
 
-            client = broker_server.client()
-            lost_messages = client.llen(QUEUE_NAME) + client.hlen(KOMBU_UNACKED_KEY)
-            broker_server.crash()
-            time.sleep(DOWNTIME_SECONDS)
-            broker_server.start()
-            assert broker_server.client().llen(QUEUE_NAME) == 0  # restarted empty
+        client = broker_server.client()
+        lost_messages = client.llen(QUEUE_NAME) + client.hlen(KOMBU_UNACKED_KEY)
+        broker_server.crash()
+        time.sleep(DOWNTIME_SECONDS)
+        broker_server.start()
+        assert broker_server.client().llen(QUEUE_NAME) == 0  # restarted empty
 
-            finished = wait_until_all_in(factory, call_ids, DONE_STATES, RECOVERY_TIMEOUT)
-            assert finished, fleet.logs()
-            assert all(w.alive for w in fleet.workers), "a worker died with the broker"
+        finished = wait_until_all_in(factory, call_ids, DONE_STATES, RECOVERY_TIMEOUT)
+        assert finished, fleet.logs()
+        assert all(w.alive for w in fleet.workers), "a worker died with the broker"
 
     # Only the reconciler can have put the lost messages back: the test is not vacuous.
     assert lost_messages > 0
     assert "reconciler re-enqueued" in "".join(w.log_tail(10**6) for w in fleet.workers)
     report = check_exactly_once(factory, call_ids)
     assert report.failed_runs == 0
-    engine.dispose()

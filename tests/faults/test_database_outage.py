@@ -9,16 +9,13 @@ from pathlib import Path
 import pytest
 
 from app.db.migrate import upgrade
-from app.db.session import create_db_engine, make_session_factory
 from tests.faults.harness import (
     DONE_STATES,
     check_exactly_once,
     count_in,
-    extracting_llm,
-    fault_env,
+    fault_stack,
     ingest,
     private_postgres,
-    private_redis,
     wait_for,
     wait_until_all_in,
     worker_fleet,
@@ -36,17 +33,15 @@ RECOVERY_TIMEOUT = 90.0
 @pytest.mark.faults
 def test_calls_survive_a_database_outage(tmp_path: Path) -> None:
     # A private cluster: stopping the shared server would break every other test running against it.
-    with private_postgres() as database_server, private_redis() as broker_server:
+    with private_postgres() as database_server:
         database_url = database_server.create_database("postcall")
         upgrade(database_url)
-        engine = create_db_engine(database_url)
-        factory = make_session_factory(engine)
-        broker = broker_server.url()
-        env = fault_env(database_url, broker, POSTCALL_TASK_BACKOFF_BASE="0.5", POSTCALL_TASK_BACKOFF_MAX="2")
-        with (
-            extracting_llm(LLM_DELAY_SECONDS) as llm,
-            worker_fleet(env, llm, tmp_path, concurrency=CONCURRENCY) as fleet,
-        ):
+        stack = fault_stack(
+            database_url, LLM_DELAY_SECONDS, POSTCALL_TASK_BACKOFF_BASE="0.5", POSTCALL_TASK_BACKOFF_MAX="2"
+        )
+        with stack as (factory, _broker_server, broker, llm, env), worker_fleet(
+            env, llm, tmp_path, concurrency=CONCURRENCY
+        ) as fleet:
             fleet.start()
             fleet.start()
             call_ids = ingest(factory, broker, CALLS, "pg")
@@ -66,7 +61,6 @@ def test_calls_survive_a_database_outage(tmp_path: Path) -> None:
 
         report = check_exactly_once(factory, call_ids)
         logs = "".join(w.log_tail(10**6) for w in fleet.workers)
-        engine.dispose()
     # The outage hit calls in flight: they were retried (claimed again), not lost or failed.
     assert "transient error" in logs
     assert report.extra_attempts > 0

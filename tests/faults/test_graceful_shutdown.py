@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from app.db.session import create_db_engine, make_session_factory
 from app.metrics import KOMBU_UNACKED_KEY
 from app.models import CallState
 from app.worker.celery_app import QUEUE_NAME
@@ -16,10 +15,8 @@ from tests.faults.harness import (
     DONE_STATES,
     call_states,
     check_exactly_once,
-    extracting_llm,
-    fault_env,
+    fault_stack,
     ingest,
-    private_redis,
     wait_for,
     wait_until_all_in,
     worker_fleet,
@@ -35,32 +32,30 @@ EXIT_TIMEOUT = LLM_DELAY_SECONDS + 20.0
 
 @pytest.mark.faults
 def test_sigterm_finishes_calls_in_flight_and_leaves_the_rest_queued(postgres_url: str, tmp_path: Path) -> None:
-    engine = create_db_engine(postgres_url)
-    factory = make_session_factory(engine)
-    with private_redis() as broker_server, extracting_llm(LLM_DELAY_SECONDS) as llm:
-        broker = broker_server.url()
-        with worker_fleet(fault_env(postgres_url, broker), llm, tmp_path, concurrency=CONCURRENCY) as fleet:
-            worker = fleet.start()
-            call_ids = ingest(factory, broker, CALLS, "term")
-            assert wait_for(lambda: llm.requests_from(worker.tag) >= CONCURRENCY, START_TIMEOUT), fleet.logs()
+    with (
+        fault_stack(postgres_url, LLM_DELAY_SECONDS) as (factory, broker_server, broker, llm, env),
+        worker_fleet(env, llm, tmp_path, concurrency=CONCURRENCY) as fleet,
+    ):
+        worker = fleet.start()
+        call_ids = ingest(factory, broker, CALLS, "term")
+        assert wait_for(lambda: llm.requests_from(worker.tag) >= CONCURRENCY, START_TIMEOUT), fleet.logs()
 
-            fleet.signal(worker, signal.SIGTERM)
-            assert worker.proc.wait(timeout=EXIT_TIMEOUT) == 0, fleet.logs()
+        fleet.signal(worker, signal.SIGTERM)
+        assert worker.proc.wait(timeout=EXIT_TIMEOUT) == 0, fleet.logs()
 
-            states = call_states(factory, call_ids)
-            finished = [call_id for call_id in call_ids if states[call_id] in DONE_STATES]
-            untouched = [call_id for call_id in call_ids if states[call_id] is CallState.queued]
-            assert len(finished) == CONCURRENCY, states  # in flight at SIGTERM: completed, not abandoned
-            assert len(untouched) == CALLS - CONCURRENCY, states  # nothing left half-done in `processing`
-            client = broker_server.client()
-            assert client.llen(QUEUE_NAME) == CALLS - CONCURRENCY  # their messages wait for the next worker
-            assert client.hlen(KOMBU_UNACKED_KEY) == 0  # and none is stranded until a visibility timeout
-            assert llm.requests_from(worker.tag) == CONCURRENCY
+        states = call_states(factory, call_ids)
+        finished = [call_id for call_id in call_ids if states[call_id] in DONE_STATES]
+        untouched = [call_id for call_id in call_ids if states[call_id] is CallState.queued]
+        assert len(finished) == CONCURRENCY, states  # in flight at SIGTERM: completed, not abandoned
+        assert len(untouched) == CALLS - CONCURRENCY, states  # nothing left half-done in `processing`
+        client = broker_server.client()
+        assert client.llen(QUEUE_NAME) == CALLS - CONCURRENCY  # their messages wait for the next worker
+        assert client.hlen(KOMBU_UNACKED_KEY) == 0  # and none is stranded until a visibility timeout
+        assert llm.requests_from(worker.tag) == CONCURRENCY
 
-            successor = fleet.start()
-            assert wait_until_all_in(factory, call_ids, DONE_STATES, START_TIMEOUT), fleet.logs()
+        successor = fleet.start()
+        assert wait_until_all_in(factory, call_ids, DONE_STATES, START_TIMEOUT), fleet.logs()
 
     report = check_exactly_once(factory, call_ids)
     assert report.attempts == CALLS  # no call was processed twice
     assert llm.requests_from(successor.tag) == CALLS - CONCURRENCY
-    engine.dispose()

@@ -11,17 +11,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.db.session import unit_of_work
 from app.models import Call, CallState, ExtractionRun, RunStatus
 from app.worker.enqueue import enqueue_calls
 from tests.faults.harness import (
     DONE_STATES,
     LLMMode,
     check_exactly_once,
-    extracting_llm,
-    fault_env,
+    fault_stack,
     ingest,
-    private_redis,
     store_calls,
     wait_for,
     wait_until_all_in,
@@ -42,16 +40,12 @@ POISON_MARKER = "XQ-POISON-7"
 
 @pytest.mark.faults
 def test_calls_ride_out_server_errors_and_timeouts(postgres_url: str, tmp_path: Path) -> None:
-    engine = create_db_engine(postgres_url)
-    factory = make_session_factory(engine)
-    with private_redis() as broker_server, extracting_llm(LLM_DELAY_SECONDS) as llm:
-        broker = broker_server.url()
-        env = fault_env(
-            postgres_url,
-            broker,
-            POSTCALL_OPENAI_TIMEOUT=str(CLIENT_TIMEOUT_SECONDS),
-            POSTCALL_TASK_MAX_RETRIES="40",
-        )
+    with fault_stack(
+        postgres_url,
+        LLM_DELAY_SECONDS,
+        POSTCALL_OPENAI_TIMEOUT=str(CLIENT_TIMEOUT_SECONDS),
+        POSTCALL_TASK_MAX_RETRIES="40",
+    ) as (factory, _broker_server, broker, llm, env):
         llm.mode = LLMMode.server_error
         with worker_fleet(env, llm, tmp_path, concurrency=4) as fleet:
             fleet.start()
@@ -76,24 +70,19 @@ def test_calls_ride_out_server_errors_and_timeouts(postgres_url: str, tmp_path: 
     with unit_of_work(factory) as session:
         errors = session.scalars(select(Call.last_error).where(Call.id.in_(call_ids))).all()
     assert errors == [None] * len(call_ids)  # success clears the retry note
-    engine.dispose()
 
 
 @pytest.mark.faults
 def test_call_failing_past_the_retry_limit_is_failed_with_reason_then_retried(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    engine = create_db_engine(postgres_url)
-    factory = make_session_factory(engine)
-    with private_redis() as broker_server, extracting_llm(LLM_DELAY_SECONDS) as llm:
-        broker = broker_server.url()
-        env = fault_env(
-            postgres_url,
-            broker,
-            POSTCALL_TASK_MAX_RETRIES=str(MAX_RETRIES),
-            POSTCALL_TASK_BACKOFF_BASE="0.1",
-            POSTCALL_TASK_BACKOFF_MAX="0.3",
-        )
+    with fault_stack(
+        postgres_url,
+        LLM_DELAY_SECONDS,
+        POSTCALL_TASK_MAX_RETRIES=str(MAX_RETRIES),
+        POSTCALL_TASK_BACKOFF_BASE="0.1",
+        POSTCALL_TASK_BACKOFF_MAX="0.3",
+    ) as (factory, _broker_server, broker, llm, env):
         llm.failing_marker = POISON_MARKER
         with worker_fleet(env, llm, tmp_path, concurrency=2) as fleet:
             fleet.start()
@@ -126,4 +115,3 @@ def test_call_failing_past_the_retry_limit_is_failed_with_reason_then_retried(
 
     report = check_exactly_once(factory, healthy + poisoned)
     assert report.failed_runs == len(poisoned)  # the failed attempts stay on record beside the new run
-    engine.dispose()

@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from app.db.session import create_db_engine, make_session_factory
 from tests.faults.harness import (
     DONE_STATES,
     check_exactly_once,
     count_in,
     describe_unfinished,
-    extracting_llm,
-    fault_env,
+    fault_stack,
     ingest,
-    private_redis,
     wait_until_all_in,
     worker_fleet,
 )
@@ -48,50 +45,44 @@ POLL_SECONDS = 0.05
 
 @pytest.mark.faults
 def test_sigkilled_workers_lose_and_duplicate_nothing(postgres_url: str, tmp_path: Path) -> None:
-    engine = create_db_engine(postgres_url)
-    factory = make_session_factory(engine)
-    with private_redis() as broker_server, extracting_llm(LLM_DELAY_SECONDS) as llm:
-        broker = broker_server.url()
-        env = fault_env(
-            postgres_url,
-            broker,
-            POSTCALL_STUCK_AFTER_SECONDS=str(STUCK_AFTER_SECONDS),
-            POSTCALL_RECONCILE_EVERY_SECONDS=str(RECONCILE_EVERY_SECONDS),
-        )
-        with worker_fleet(env, llm, tmp_path, concurrency=CONCURRENCY) as fleet:
-            fleet.start_beat()
-            for _ in range(WORKERS):
-                fleet.start()
-            call_ids: list[str] = []
-            kills = 0
-            started = time.monotonic()
-            next_top_up = started
-            while kills < KILLS:
-                now = time.monotonic()
-                assert now < started + STORM_TIMEOUT_SECONDS, f"only {kills} kills in time\n{fleet.logs()}"
-                if now >= next_top_up:  # calls keep flowing: the backlog never runs dry
-                    backlog = len(call_ids) - count_in(factory, call_ids, DONE_STATES)
-                    if backlog < BACKLOG:
-                        call_ids += ingest(factory, broker, BACKLOG - backlog, f"storm-{len(call_ids)}")
-                    next_top_up = now + TOP_UP_EVERY_SECONDS
-                serving = [w for w in fleet.alive() if llm.requests_from(w.tag)]
-                target = next(
-                    (w for w in serving if llm.in_flight(w.tag, younger_than=MID_CALL_WINDOW_SECONDS)), None
-                )
-                # Someone keeps working while replacements start: never kill below this many serving workers.
-                if target is None or len(serving) <= MIN_SERVING_WORKERS:
-                    time.sleep(POLL_SECONDS)
-                    continue
-                fleet.kill(target)
-                kills += 1
-                fleet.start()
+    with fault_stack(
+        postgres_url,
+        LLM_DELAY_SECONDS,
+        POSTCALL_STUCK_AFTER_SECONDS=str(STUCK_AFTER_SECONDS),
+        POSTCALL_RECONCILE_EVERY_SECONDS=str(RECONCILE_EVERY_SECONDS),
+    ) as (factory, broker_server, broker, llm, env), worker_fleet(env, llm, tmp_path, concurrency=CONCURRENCY) as fleet:
+        fleet.start_beat()
+        for _ in range(WORKERS):
+            fleet.start()
+        call_ids: list[str] = []
+        kills = 0
+        started = time.monotonic()
+        next_top_up = started
+        while kills < KILLS:
+            now = time.monotonic()
+            assert now < started + STORM_TIMEOUT_SECONDS, f"only {kills} kills in time\n{fleet.logs()}"
+            if now >= next_top_up:  # calls keep flowing: the backlog never runs dry
+                backlog = len(call_ids) - count_in(factory, call_ids, DONE_STATES)
+                if backlog < BACKLOG:
+                    call_ids += ingest(factory, broker, BACKLOG - backlog, f"storm-{len(call_ids)}")
+                next_top_up = now + TOP_UP_EVERY_SECONDS
+            serving = [w for w in fleet.alive() if llm.requests_from(w.tag)]
+            target = next(
+                (w for w in serving if llm.in_flight(w.tag, younger_than=MID_CALL_WINDOW_SECONDS)), None
+            )
+            # Someone keeps working while replacements start: never kill below this many serving workers.
+            if target is None or len(serving) <= MIN_SERVING_WORKERS:
+                time.sleep(POLL_SECONDS)
+                continue
+            fleet.kill(target)
+            kills += 1
+            fleet.start()
 
-            finished = wait_until_all_in(factory, call_ids, DONE_STATES, DRAIN_TIMEOUT_SECONDS)
-            assert finished, describe_unfinished(factory, call_ids, broker_server) + "\n" + fleet.logs()
+        finished = wait_until_all_in(factory, call_ids, DONE_STATES, DRAIN_TIMEOUT_SECONDS)
+        assert finished, describe_unfinished(factory, call_ids, broker_server) + "\n" + fleet.logs()
 
     report = check_exactly_once(factory, call_ids)
     # Every kill interrupted at least one claimed call, which then needed another attempt.
     assert report.extra_attempts >= KILLS
     assert report.failed_runs == 0
     assert len(fleet.workers) == WORKERS + KILLS
-    engine.dispose()
