@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import jellyfish
-from rapidfuzz import fuzz, process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein, ScoreAlignment
 
 from app.grounding.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, normalize
 from app.grounding.reasons import Reason
@@ -146,6 +146,8 @@ class PreparedTranscript:
         self._joined: list[str] | None = None
         self._blocks: list[_Block] | None = None
         self._index: dict[str, tuple[int, ...]] | None = None
+        # Per utterance, how often each critical value occurs in it (see `_decided_at_cited`).
+        self._critical: list[Counter[str] | None] = [None] * len(self.utterances)
         # Every utterance (raw, then normalized and space-padded) in one string: a quote absent from it
         # is absent from every utterance, so the per-utterance searches can be skipped.
         self._raw_haystack: str | None = None
@@ -381,12 +383,21 @@ class PreparedTranscript:
         self, cited: int | None, anchor: int, quote: NormalizedText, allowed: range | None
     ) -> _FuzzyVerdict | None:
         """The best fuzzy verdict: an accepted span (cited utterance first), else the closest refusal."""
+        eligible = self._preselect(quote)
+        cited_verdict = self._cited_verdict(cited, quote, allowed)
+        if cited_verdict is not None:
+            decided = self._decided_at_cited(cited_verdict, cited, anchor, quote, allowed, eligible)
+            if decided is not None:
+                return decided
         verdicts: list[tuple[int, _FuzzyVerdict]] = []
-        candidates, scores = self._fuzzy_candidates(cited, quote)
+        candidates, scores, alignments = self._rank(cited, quote, eligible)
         for index in candidates:
             if allowed is not None and index not in allowed:
                 continue
-            verdict = self._fuzzy_in(index, quote)
+            if index == cited and cited_verdict is not None:
+                verdict: _FuzzyVerdict | None = cited_verdict
+            else:
+                verdict = self._fuzzy_in(index, quote, alignments.get(index))
             if verdict is None:
                 continue
             if verdict.accepted and index == cited:
@@ -395,14 +406,10 @@ class PreparedTranscript:
         if len(quote.tokens) > 1 and not any(verdict.accepted for _, verdict in verdicts):
             # Perhaps the quote runs over a turn break: try the speaker blocks nearest the citation,
             # those where the quote fits better than in any one of their utterances.
-            for block in self._blocks_by_distance(anchor, limit=BLOCKS_TRIED):
-                if allowed is not None and not any(index in allowed for index in block.utterances):
-                    continue
+            for block in self._blocks_tried(anchor, allowed):
                 alone = max(scores.get(index, 0.0) for index in block.utterances)
-                if fuzz.partial_ratio(quote.joined, block.text.joined, score_cutoff=alone + 1) == 0:
-                    continue
-                verdict = self._fuzzy_in_block(block, quote)
-                if verdict is not None and len(verdict.spans) > 1:
+                verdict = self._fuzzy_in_block_beyond(block, quote, alone)
+                if verdict is not None:
                     verdicts.append((verdict.spans[0].utterance, verdict))
         accepted = [item for item in verdicts if item[1].accepted]
         if accepted:
@@ -412,17 +419,103 @@ class PreparedTranscript:
             return max(refused, key=lambda item: (item[0] == cited, item[1].score, -abs(item[0] - anchor)))[1]
         return None
 
-    def _fuzzy_candidates(self, cited: int | None, quote: NormalizedText) -> tuple[list[int], dict[int, float]]:
-        """The best-scoring utterances to judge (cited first), and the scores computed on the way.
+    def _cited_verdict(self, cited: int | None, quote: NormalizedText, allowed: range | None) -> _FuzzyVerdict | None:
+        """The cited utterance's fuzzy verdict, judged first; None when the search would not judge it.
+
+        It is only worth judging first when the quote has critical tokens: that is when the ranking of
+        other candidates may turn out to be unnecessary (see `_decided_at_cited`).
+        """
+        if cited is None or (allowed is not None and cited not in allowed):
+            return None
+        if len(self._all_joined()[cited]) < _min_candidate_length(quote) or not quote.critical_values():
+            return None
+        return self._fuzzy_in(cited, quote)
+
+    def _decided_at_cited(
+        self,
+        cited_verdict: _FuzzyVerdict,
+        cited: int | None,
+        anchor: int,
+        quote: NormalizedText,
+        allowed: range | None,
+        eligible: dict[int, str],
+    ) -> _FuzzyVerdict | None:
+        """What the whole fuzzy search would answer, when the cited utterance's verdict decides it; else None.
+
+        An accepted cited span is the answer. A refusal with a reason (a number differs) is the answer
+        unless another utterance or a speaker block accepts the quote, and accepting needs every one of
+        the quote's critical tokens there. So when the quote's number (date, ID, negation) is said in no
+        candidate the search would judge, ranking them (rapidfuzz over every preselected utterance,
+        the costly part of the fuzzy stage) cannot change the answer and is skipped. The one block
+        that holds the cited utterance is still judged: its refusal may outscore the cited one's.
+        """
+        if cited_verdict.accepted:
+            return cited_verdict
+        if cited_verdict.reason is None:
+            return None
+        needed = Counter(value for _, value in quote.critical_values())
+        if any(index != cited and needed <= self._critical_counts(index) for index in eligible):
+            return None
+        blocks = self._blocks_tried(anchor, allowed) if len(quote.tokens) > 1 else []
+        if any(needed <= sum(map(self._critical_counts, block.utterances), Counter()) for block in blocks):
+            return None
+        joined = self._all_joined()
+        for block in blocks:
+            if cited not in block.utterances:
+                continue  # its refusal would not be at the cited utterance, so it loses to the cited one
+            alone = max(
+                fuzz.partial_ratio(quote.joined, joined[index]) if index in eligible else 0.0
+                for index in block.utterances
+            )
+            verdict = self._fuzzy_in_block_beyond(block, quote, alone)
+            if (
+                verdict is not None
+                and verdict.spans[0].utterance == cited
+                and verdict.reason is not None
+                and verdict.score > cited_verdict.score
+            ):
+                return verdict
+        return cited_verdict
+
+    def _blocks_tried(self, anchor: int, allowed: range | None) -> list[_Block]:
+        """The speaker blocks a fuzzy quote is tried against: the nearest ones with an allowed utterance."""
+        return [
+            block
+            for block in self._blocks_by_distance(anchor, limit=BLOCKS_TRIED)
+            if allowed is None or any(index in allowed for index in block.utterances)
+        ]
+
+    def _fuzzy_in_block_beyond(self, block: _Block, quote: NormalizedText, alone: float) -> _FuzzyVerdict | None:
+        """The block's verdict when the quote fits the block better than `alone`, else None.
+
+        `alone` is the best score of one of the block's utterances; a verdict whose span stays inside one
+        utterance is that utterance's business, so it is dropped too.
+        """
+        if fuzz.partial_ratio(quote.joined, block.text.joined, score_cutoff=alone + 1) == 0:
+            return None
+        verdict = self._fuzzy_in_block(block, quote)
+        if verdict is not None and len(verdict.spans) > 1:
+            return verdict
+        return None
+
+    def _critical_counts(self, index: int) -> Counter[str]:
+        """How often each critical value occurs in utterance `index`, built once per utterance."""
+        cached = self._critical[index]
+        if cached is None:
+            cached = Counter(value for _, value in self.normalized(index).critical_values())
+            self._critical[index] = cached
+        return cached
+
+    def _preselect(self, quote: NormalizedText) -> dict[int, str]:
+        """Utterances worth a fuzzy comparison with the quote, by shared words: index -> normalized text.
 
         Shared words preselect (weighted by rarity in the call, from an inverted index), so a long call
-        costs a few dictionary lookups per quote token, not a fuzzy comparison per utterance; rapidfuzz
-        partial_ratio then ranks the preselected few.
+        costs a few dictionary lookups per quote token, not a fuzzy comparison per utterance.
         """
         joined = self._all_joined()
         # Utterances much shorter than the quote cannot hold it (a quote running over several of them
         # is the block search's job); partial_ratio would otherwise score "yes" inside any quote.
-        min_length = len(quote.joined) // 2
+        min_length = _min_candidate_length(quote)
         index = self._token_index()
         weights: dict[int, float] = {}
         for token in set(quote.tokens):
@@ -432,13 +525,29 @@ class PreparedTranscript:
                 for holder in holders:
                     weights[holder] = weights.get(holder, 0.0) + weight
         preselected = sorted(weights, key=weights.__getitem__, reverse=True)[: FUZZY_CANDIDATES * PRESELECT_FACTOR]
-        eligible = {position: joined[position] for position in preselected if len(joined[position]) >= min_length}
-        scored = process.extract(quote.joined, eligible, scorer=fuzz.partial_ratio, limit=None)
-        scores = {int(position): score for _, score, position in scored}
-        indices = [int(position) for _, score, position in scored[:FUZZY_CANDIDATES] if score >= FUZZY_CANDIDATE_CUTOFF]
-        if cited is not None and cited not in indices and len(joined[cited]) >= min_length:
+        return {position: joined[position] for position in preselected if len(joined[position]) >= min_length}
+
+    def _rank(
+        self, cited: int | None, quote: NormalizedText, eligible: dict[int, str]
+    ) -> tuple[list[int], dict[int, float], dict[int, ScoreAlignment]]:
+        """The best-scoring utterances to judge (cited first), the scores, and the alignments found.
+
+        rapidfuzz partial_ratio ranks the preselected few (best first; a tie keeps preselection order).
+        The alignment behind each score is kept: locating the quote in a candidate needs it again.
+        """
+        alignments: dict[int, ScoreAlignment] = {}
+        scores: dict[int, float] = {}
+        for position, text in eligible.items():
+            alignment = fuzz.partial_ratio_alignment(quote.joined, text)
+            scores[position] = alignment.score if alignment is not None else 0.0
+            if alignment is not None and len(quote.joined) <= len(text):
+                alignments[position] = alignment
+        ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:FUZZY_CANDIDATES]
+        indices = [position for position in ranked if scores[position] >= FUZZY_CANDIDATE_CUTOFF]
+        long_enough = cited is not None and len(self._all_joined()[cited]) >= _min_candidate_length(quote)
+        if cited is not None and cited not in indices and long_enough:
             indices.insert(0, cited)
-        return indices, scores
+        return indices, scores, alignments
 
     def _token_index(self) -> dict[str, tuple[int, ...]]:
         """Normalized token -> the utterances that contain it, built once."""
@@ -450,9 +559,12 @@ class PreparedTranscript:
             self._index = {token: tuple(positions) for token, positions in holders.items()}
         return self._index
 
-    def _fuzzy_in(self, index: int, quote: NormalizedText) -> _FuzzyVerdict | None:
+    def _fuzzy_in(
+        self, index: int, quote: NormalizedText, alignment: ScoreAlignment | None = None
+    ) -> _FuzzyVerdict | None:
+        """The verdict on utterance `index`; `alignment` is the quote's partial_ratio_alignment there, if known."""
         text = self.normalized(index)
-        window = _locate(quote, text)
+        window = _locate(quote, text, alignment)
         if window is None:
             return None
         first, last = window
@@ -619,6 +731,11 @@ class PreparedTranscript:
 # --- free helpers ---------------------------------------------------------------------------------
 
 
+def _min_candidate_length(quote: NormalizedText) -> int:
+    """Normalized utterances shorter than this are not fuzzy candidates for the quote on their own."""
+    return len(quote.joined) // 2
+
+
 def _ungrounded(cited: int, quote: str, reason: Reason) -> VerifiedEvidence:
     return VerifiedEvidence(
         cited_utterance=cited,
@@ -706,12 +823,18 @@ def _negated_context(text: str, start: int, end: int) -> bool:
     return bool(following) and following[0] in ("not", "never")
 
 
-def _locate(quote: NormalizedText, text: NormalizedText) -> tuple[int, int] | None:
-    """The token window of `text` that best matches `quote`: rapidfuzz finds it, tokens refine it."""
+def _locate(
+    quote: NormalizedText, text: NormalizedText, alignment: ScoreAlignment | None = None
+) -> tuple[int, int] | None:
+    """The token window of `text` that best matches `quote`: rapidfuzz finds it, tokens refine it.
+
+    `alignment`, when given, is `fuzz.partial_ratio_alignment(quote.joined, text.joined)` already computed.
+    """
     if not text.tokens:
         return None
     if len(quote.joined) <= len(text.joined):
-        alignment = fuzz.partial_ratio_alignment(quote.joined, text.joined)
+        if alignment is None:
+            alignment = fuzz.partial_ratio_alignment(quote.joined, text.joined)
         if alignment is None:
             return None
         first = max(bisect_right(text.joined_offsets, alignment.dest_start) - 1, 0)

@@ -16,7 +16,7 @@ import functools
 import operator
 import re
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -274,10 +274,14 @@ ORDINALS = {
 NUMBER_WORDS = frozenset({*UNITS, *TEENS, *TENS, *SCALES})
 ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 
-# One pass over the raw text finds the tokens; punctuation between them is skipped.
+# One pass over the raw text finds the tokens; punctuation between them is skipped. The leading
+# lookahead lists every character a token can start with: Python's regex engine would otherwise try
+# all eight alternatives at each space and punctuation mark between tokens (a third of the scan time).
 RAW_TOKEN_RE = re.compile(
     r"""
-      (?P<plain>[^\W\d_]+(?![\w@'’‘`:-]|\.\w))
+    (?=[\w$€£@#.+-])
+    (?:
+      (?P<plain>[^\W\d_]+(?![\w@'’‘`:~-]|\.\w))
     | (?P<url>https?://\S+|www\.\S+)
     | (?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)
     | (?P<ampm>\b[ap]\.m\.?(?!\w))
@@ -285,6 +289,7 @@ RAW_TOKEN_RE = re.compile(
     | (?P<range>[$€£]?\d+(?:[.,]\d+)*\s?[-–]\s?[$€£]?\d+(?:[.,]\d+)*(?![\w:/-]))
     | (?P<num>[$€£]?\d+(?:[,.:/-]\d+)*(?:%|[^\W\d_]+)?(?:-[^\W_]+)*)
     | (?P<word>[@#]?[^\W_]+(?:['’‘`][^\W_]+)*(?:-[^\W_]+(?:['’][^\W_]+)*)*)
+    )
     """,
     re.VERBOSE,
 )
@@ -364,21 +369,39 @@ class NormalizedText:
 
 def normalize(text: str) -> NormalizedText:
     """Normalize `text` into comparable tokens that map back to intervals of `text`."""
-    pieces, flags = _raw_pieces(text)
-    pieces = _drop_stutters(pieces, text, flags)
-    if flags & _HAS_NUMBER:
-        pieces = _compose_numbers(pieces) if flags & _HAS_SPOKEN_NUMBER else _merge_digit_sequences(pieces)
-    if flags & _HAS_LETTER_M:
-        pieces = _merge_spelled_time_markers(pieces)
-    if flags & _HAS_SPOKEN_NUMBER:
-        pieces = _merge_spoken_clock_times(pieces)
-    _assign_kinds(pieces)
-    tokens = tuple([piece.text for piece in pieces])
+    rows, flags = _raw_rows(text)
+    texts = [row[0] for row in rows]
+    repeats = _may_repeat(rows, texts, flags)
+    if repeats or flags & (_HAS_NUMBER | _HAS_LETTER_M):
+        # The passes that merge, split or drop tokens work on mutable pieces; most texts never get here.
+        pieces = [_Piece(*row) for row in rows]
+        if repeats:
+            pieces = _drop_stutters(pieces, text)
+        if flags & _HAS_NUMBER:
+            pieces = _compose_numbers(pieces) if flags & _HAS_SPOKEN_NUMBER else _merge_digit_sequences(pieces)
+        if flags & _HAS_LETTER_M:
+            pieces = _merge_spelled_time_markers(pieces)
+        if flags & _HAS_SPOKEN_NUMBER:
+            pieces = _merge_spoken_clock_times(pieces)
+        texts = [piece.text for piece in pieces]
+        kinds = [piece.kind for piece in pieces]
+        ordinals: Sequence[int | None] = [piece.ordinal for piece in pieces]
+        starts: Sequence[int] = [piece.start for piece in pieces]
+        ends: Sequence[int] = [piece.end for piece in pieces]
+        _assign_kinds(texts, kinds, ordinals)
+    elif rows:
+        _, starts, ends, row_kinds, _, ordinals, *_ = zip(*rows, strict=True)
+        kinds = list(row_kinds)
+        if flags & _HAS_SPECIAL_KIND or not _KIND_SENSITIVE_WORDS.isdisjoint(texts):
+            _assign_kinds(texts, kinds, ordinals)
+    else:
+        return _EMPTY
+    tokens = tuple(texts)
     return NormalizedText(
         tokens=tokens,
-        kinds=tuple([piece.kind for piece in pieces]),
-        starts=tuple([piece.start for piece in pieces]),
-        ends=tuple([piece.end for piece in pieces]),
+        kinds=tuple(kinds),
+        starts=tuple(starts),
+        ends=tuple(ends),
         joined=" ".join(tokens),
         joined_offsets=joined_offsets(tokens),
     )
@@ -386,7 +409,11 @@ def normalize(text: str) -> NormalizedText:
 
 def joined_offsets(tokens: tuple[str, ...]) -> tuple[int, ...]:
     """Where each token starts in `" ".join(tokens)`."""
-    return tuple(accumulate([len(token) + 1 for token in tokens[:-1]], initial=0)) if tokens else ()
+    return tuple(accumulate(map(_PLUS_ONE, map(len, tokens[:-1])), initial=0)) if tokens else ()
+
+
+_PLUS_ONE = (1).__add__
+_EMPTY = NormalizedText(tokens=(), kinds=(), starts=(), ends=(), joined="", joined_offsets=())
 
 
 # --- pass 1: raw tokens -> pieces ---------------------------------------------------------------
@@ -396,6 +423,8 @@ _HAS_NUMBER = 1
 _HAS_SPOKEN_NUMBER = 2
 _HAS_LETTER_M = 4
 _HAS_CUT_OFF = 8
+# A token that is not a plain word (an ID, an ordinal), so kinds must be assigned with care.
+_HAS_SPECIAL_KIND = 16
 
 # What may stand between a word and its stuttered repeat.
 STUTTER_GAP_CHARACTERS = " \t\r\n,.-–—…"
@@ -403,34 +432,45 @@ STUTTER_GAP_CHARACTERS = " \t\r\n,.-–—…"
 # A word's pieces depend on the word alone: (text, kind, spoken number, ordinal) per piece.
 _WordTemplate = tuple[tuple[str, TokenKind, bool, int | None], ...]
 
+# One raw token, laid out as `_Piece`'s fields (text, start, end, kind, spoken_number, ordinal, cut_off,
+# from_words, gap_start): a tuple is far cheaper to make than a `_Piece`, and most texts never need one.
+_Row = tuple[str, int, int, TokenKind, bool, int | None, bool, bool, int]
 
-def _raw_pieces(text: str) -> tuple[list[_Piece], int]:
+_CURLY_APOSTROPHES = ("’", "‘", "`")
+
+
+def _raw_rows(text: str) -> tuple[list[_Row], int]:
     masked = NON_SPEECH_RE.sub(lambda match: " " * len(match.group()), text) if "<" in text or "[" in text else text
     lowered = masked.lower()
     # Lowercasing may change the length of a few characters ("İ"): then lowercase token by token.
-    same_length = len(lowered) == len(masked)
-    scanned = lowered.translate(APOSTROPHES) if same_length else masked
-    pieces: list[_Piece] = []
-    append = pieces.append
+    if len(lowered) != len(masked):
+        return _scan_rows(masked, lowercase_tokens=True)
+    if any(apostrophe in lowered for apostrophe in _CURLY_APOSTROPHES):
+        lowered = lowered.translate(APOSTROPHES)
+    return _scan_rows(lowered, lowercase_tokens=False)
+
+
+def _scan_rows(scanned: str, lowercase_tokens: bool) -> tuple[list[_Row], int]:
+    """One row per normalized piece of every token of `scanned`, with what the pass saw (`_HAS_*`)."""
+    rows: list[_Row] = []
+    append = rows.append
     flags = 0
     length = len(scanned)
     previous_end = 0
+    word = TokenKind.word
     for match in RAW_TOKEN_RE.finditer(scanned):
         group = match.lastgroup
         start, end = match.span()
         gap_start = previous_end
         previous_end = end
-        raw = match.group() if same_length else match.group().lower().translate(APOSTROPHES)
+        raw = match.group().lower().translate(APOSTROPHES) if lowercase_tokens else match.group()
         if group == "plain":
-            # The common case, kept lean: a plain word followed by a space or punctuation.
+            # The common case, kept lean: a plain word followed by a space or punctuation (never by "-" or
+            # "~": those make it a "word", below).
             template, word_flags = _plain_template(raw)
-            following = scanned[end] if end < length else ""
-            if following == "~":
-                continue
-            cut_off = following == "-" and end + 1 < length and scanned[end + 1].isspace()
             for piece_text, kind, spoken, ordinal in template:
-                append(_Piece(piece_text, start, end, kind, spoken, ordinal, cut_off, False, gap_start))
-            flags |= word_flags | (_HAS_CUT_OFF if cut_off else 0)
+                append((piece_text, start, end, kind, spoken, ordinal, False, False, gap_start))
+            flags |= word_flags
         elif group == "word":
             if end < length and scanned[end] == "~":
                 # "car~ which card": a word the speaker broke off, as some transcribers mark it.
@@ -442,27 +482,40 @@ def _raw_pieces(text: str) -> tuple[list[_Piece], int]:
             hyphenated = "-" in raw and raw[0] not in "@#"
             parts = _hyphen_parts(raw, start) if hyphenated else [(raw, start, end)]
             for part, part_start, part_end in parts:
-                for piece_text, kind, spoken, ordinal in _word_template(part):
-                    append(
-                        _Piece(piece_text, part_start, part_end, kind, spoken, ordinal, cut_off, False, gap_start)
-                    )
-                    if spoken:
-                        flags |= _HAS_SPOKEN_NUMBER | _HAS_NUMBER
-                    elif piece_text == "m":
-                        flags |= _HAS_LETTER_M
+                template, word_flags = _plain_template(part)
+                for piece_text, kind, spoken, ordinal in template:
+                    append((piece_text, part_start, part_end, kind, spoken, ordinal, cut_off, False, gap_start))
+                flags |= word_flags
         elif group == "num":
-            pieces.extend(_number_pieces(raw, start, end))
+            for piece in _number_pieces(raw, start, end):
+                append(_as_row(piece))
             flags |= _HAS_NUMBER
         elif group in ("url", "email"):
-            append(_Piece(raw.rstrip(".,;:!?)"), start, end, TokenKind.id))
+            append((raw.rstrip(".,;:!?)"), start, end, TokenKind.id, False, None, False, False, 0))
+            flags |= _HAS_SPECIAL_KIND
         elif group == "ampm":
-            append(_Piece(raw[0] + "m", start, end))
+            append((raw[0] + "m", start, end, word, False, None, False, False, 0))
         elif group == "acronym":
-            append(_Piece(raw.replace(".", ""), start, end))
+            append((raw.replace(".", ""), start, end, word, False, None, False, False, 0))
         else:  # range
-            pieces.extend(_range_pieces(raw, start, end))
+            for piece in _range_pieces(raw, start, end):
+                append(_as_row(piece))
             flags |= _HAS_NUMBER
-    return pieces, flags
+    return rows, flags
+
+
+def _as_row(piece: _Piece) -> _Row:
+    return (
+        piece.text,
+        piece.start,
+        piece.end,
+        piece.kind,
+        piece.spoken_number,
+        piece.ordinal,
+        piece.cut_off,
+        piece.from_words,
+        piece.gap_start,
+    )
 
 
 def _hyphen_parts(raw: str, start: int) -> list[tuple[str, int, int]]:
@@ -545,11 +598,13 @@ def _plain_template(raw: str) -> tuple[_WordTemplate, int]:
     """A word's template with the raw-pass flags it raises."""
     template = _word_template(raw)
     flags = 0
-    for piece_text, _, spoken, _ in template:
+    for piece_text, kind, spoken, ordinal in template:
         if spoken:
             flags |= _HAS_SPOKEN_NUMBER | _HAS_NUMBER
         elif piece_text == "m":
             flags |= _HAS_LETTER_M
+        if kind is not TokenKind.word or ordinal is not None:
+            flags |= _HAS_SPECIAL_KIND
     return template, flags
 
 
@@ -784,22 +839,25 @@ def _is_single_digit(piece: _Piece) -> bool:
 _NEVER_STUTTERS = frozenset({*UNITS, *TEENS, *TENS})
 
 
-def _drop_stutters(pieces: list[_Piece], text: str, flags: int) -> list[_Piece]:
+def _may_repeat(rows: list[_Row], texts: list[str], flags: int) -> bool:
+    """Whether `_drop_stutters` may have something to do: a broken-off word, or a token repeated.
+
+    (A word expands to at most two pieces, "gotta" -> "got to", so a repeat shows within two.)
+    """
+    return bool(
+        (flags & _HAS_CUT_OFF and any(row[6] for row in rows[:-1]))
+        or any(map(operator.eq, texts, texts[1:]))
+        or any(map(operator.eq, texts, texts[2:]))
+    )
+
+
+def _drop_stutters(pieces: list[_Piece], text: str) -> list[_Piece]:
     """'I I will' -> 'I will', "won't won't" -> "won't", 'wh- what' -> 'what'.
 
     Runs before number composition, on whole source words: a word (with all the pieces its
     contraction expanded to) that repeats the word before it is dropped. Digits never are.
     """
     count = len(pieces)
-    # Most texts have no repeat and no broken-off word: leave them untouched.
-    # (A word expands to at most two pieces, "gotta" -> "got to", so a repeat shows within two.)
-    texts = [piece.text for piece in pieces]
-    if not (
-        (flags & _HAS_CUT_OFF and any(piece.cut_off for piece in pieces[:-1]))
-        or any(map(operator.eq, texts, texts[1:]))
-        or any(map(operator.eq, texts, texts[2:]))
-    ):
-        return pieces
     words: list[list[_Piece]] = []
     for index, piece in enumerate(pieces):
         if piece.cut_off and index + 1 < count and pieces[index + 1].text.startswith(piece.text):
@@ -838,54 +896,54 @@ _KIND_SENSITIVE_WORDS = frozenset(
 )
 
 
-def _assign_kinds(pieces: list[_Piece]) -> None:
-    count = len(pieces)
+def _assign_kinds(texts: list[str], kinds: list[TokenKind], ordinals: Sequence[int | None]) -> None:
+    """Give each token its kind, in place, from the token and its neighbours (earlier ones already done)."""
+    count = len(texts)
     word = TokenKind.word
-    for index, piece in enumerate(pieces):
-        text = piece.text
-        if piece.kind is word and piece.ordinal is None and text not in _KIND_SENSITIVE_WORDS:
+    for index, text in enumerate(texts):
+        kind = kinds[index]
+        ordinal = ordinals[index]
+        if kind is word and ordinal is None and text not in _KIND_SENSITIVE_WORDS:
             continue
-        previous = pieces[index - 1].text if index else ""
-        following = pieces[index + 1].text if index + 1 < count else ""
-        if piece.kind is word:
+        previous = texts[index - 1] if index else ""
+        following = texts[index + 1] if index + 1 < count else ""
+        previous_kind = kinds[index - 1] if index else None
+        if kind is word:
             if text in NEGATIONS:
-                piece.kind = TokenKind.negation
+                kinds[index] = TokenKind.negation
             elif text in WEEKDAYS or text in RELATIVE_DAYS:
-                piece.kind = TokenKind.date
+                kinds[index] = TokenKind.date
             elif text in MONTHS:
-                after_ordinal_date = previous == "of" and index > 1 and pieces[index - 2].kind is TokenKind.date
+                after_ordinal_date = previous == "of" and index > 1 and kinds[index - 2] is TokenKind.date
                 next_is_number = index + 1 < count and (
-                    pieces[index + 1].kind is TokenKind.number or pieces[index + 1].ordinal is not None
+                    kinds[index + 1] is TokenKind.number or ordinals[index + 1] is not None
                 )
-                previous_is_number = index > 0 and pieces[index - 1].kind is TokenKind.number
+                previous_is_number = previous_kind is TokenKind.number
                 if text not in AMBIGUOUS_MONTHS or next_is_number or previous_is_number or after_ordinal_date:
-                    piece.kind = TokenKind.date
-            elif piece.ordinal is not None and (
+                    kinds[index] = TokenKind.date
+            elif ordinal is not None and (
                 following in MONTHS
                 or previous in MONTHS
-                or (following == "of" and index + 2 < count and pieces[index + 2].text in MONTHS)
+                or (following == "of" and index + 2 < count and texts[index + 2] in MONTHS)
             ):
-                piece.text = str(piece.ordinal)
-                piece.kind = TokenKind.date
-            elif text in TIME_MARKERS and index > 0 and pieces[index - 1].kind in (
-                TokenKind.number,
-                TokenKind.time,
-            ):
-                piece.kind = TokenKind.time
-            elif text in CURRENCY_WORDS and index > 0 and pieces[index - 1].kind is TokenKind.amount:
+                texts[index] = str(ordinal)
+                kinds[index] = TokenKind.date
+            elif text in TIME_MARKERS and previous_kind in (TokenKind.number, TokenKind.time):
+                kinds[index] = TokenKind.time
+            elif text in CURRENCY_WORDS and previous_kind is TokenKind.amount:
                 # The unit is part of the amount: "$20" and "20%" must not compare equal.
-                piece.kind = TokenKind.amount
-            elif text == "percent" and index > 0 and pieces[index - 1].kind is TokenKind.percent:
-                piece.kind = TokenKind.percent
+                kinds[index] = TokenKind.amount
+            elif text == "percent" and previous_kind is TokenKind.percent:
+                kinds[index] = TokenKind.percent
             continue
-        if piece.kind is TokenKind.number:
+        if kind is TokenKind.number:
             if following in CURRENCY_WORDS:
-                piece.kind = TokenKind.amount
+                kinds[index] = TokenKind.amount
             elif following == "percent":
-                piece.kind = TokenKind.percent
+                kinds[index] = TokenKind.percent
             elif following in TIME_MARKERS:
-                piece.kind = TokenKind.time
+                kinds[index] = TokenKind.time
             elif following in MONTHS or previous in MONTHS:
-                piece.kind = TokenKind.date
-            elif len(text) >= MIN_ID_DIGITS and text.isdigit() and piece.ordinal is None:
-                piece.kind = TokenKind.id
+                kinds[index] = TokenKind.date
+            elif len(text) >= MIN_ID_DIGITS and text.isdigit() and ordinal is None:
+                kinds[index] = TokenKind.id

@@ -274,3 +274,101 @@ def test_fuzzy_relocation_in_a_long_call_finds_the_right_utterance() -> None:
     assert evidence.status is EvidenceStatus.relocated
     assert evidence.utterance == 137
     assert evidence.score < 1.0
+
+
+# --- the fuzzy stage decided at the cited utterance --------------------------------------------------
+
+
+def test_number_said_nowhere_else_is_refused_at_the_citation_without_ranking_candidates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_ranking(*_: object) -> None:
+        raise AssertionError("candidates were ranked although no other utterance says $45")
+
+    monkeypatch.setattr(PreparedTranscript, "_rank", no_ranking)
+    evidence = align_one(2, "I'll refund the $45 today")
+    assert evidence.status is EvidenceStatus.ungrounded
+    assert evidence.reason == Reason.amount_mismatch
+    assert evidence.utterance == 2
+
+
+def test_number_refused_at_the_citation_is_still_found_where_it_was_said() -> None:
+    # The cited utterance says $30; another says $40 in nearly the quote's words: that one is the answer.
+    turns = utterances(
+        "I will refund you the $30 tomorrow morning for the late fee.",
+        "okay thanks",
+        "Sorry, let me correct that.",
+        "So I will refund you the $40 tomorrow morning for the late fee.",
+    )
+    evidence = align_one(0, "I'll refund you $40 tomorrow morning for the late fee", turns)
+    assert evidence.status is EvidenceStatus.relocated
+    assert evidence.utterance == 3
+    assert evidence.reason is None
+
+
+def test_refusal_decided_at_the_citation_matches_the_full_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skipping the ranking never changes an answer: every quote gets what the full search gives."""
+    turns = utterances(
+        ("agent", "Thanks for calling, I can see order 48213 and the $120 charge from March 3rd."),
+        ("customer", "Yes that is the one, I was not expecting it until the 10th of March."),
+        ("customer", "And I still have not received the refund of $45 you promised."),
+        ("agent", "I'll refund the $45 today and waive the $12 fee on order 48213."),
+        ("agent", "It will not show for 5-7 business days, and you'll get an email at 3 pm."),
+        ("customer", "Great, and the other order 48214 was $120 as well."),
+    )
+    quotes = [
+        (0, "I can see order 48218 and the $120 charge from March 3rd"),
+        (1, "I was not expecting it until the 12th of March"),
+        (2, "I still have received the refund of $45 you promised"),
+        (2, "I still have not received the refund of $54 you promised"),
+        (3, "I'll refund the $45 today and waive the $12 fee on order 48214"),
+        (3, "I'll refund the $46 today and waive the $12 fee on order 48213"),
+        (4, "It will not show for 5-9 business days"),
+        (4, "It will show for 5-7 business days, and you'll get an email at 3 pm"),
+        (5, "the other order 48214 was $125 as well"),
+        (1, "And I still have not received the refund of $40 you promised"),
+    ]
+    shortcut = PreparedTranscript(turns)
+    taken: list[object] = []
+    decide = PreparedTranscript._decided_at_cited
+
+    def counting(self: PreparedTranscript, *args: object) -> object:
+        answer = decide(self, *args)  # type: ignore[arg-type]
+        taken.extend([answer] if answer is not None else [])
+        return answer
+
+    monkeypatch.setattr(PreparedTranscript, "_decided_at_cited", counting)
+    decided = [shortcut.align_quote(cited, quote) for cited, quote in quotes]
+    assert len(taken) >= 5, "the shortcut under test was hardly taken"
+    monkeypatch.setattr(PreparedTranscript, "_decided_at_cited", lambda *_: None)
+    full = PreparedTranscript(turns)
+    assert decided == [full.align_quote(cited, quote) for cited, quote in quotes]
+    assert all(not piece.grounded for evidence in decided for piece in evidence)
+
+
+def test_refusal_over_a_turn_break_outscores_the_cited_utterance_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The quote runs from the cited utterance into the same speaker's next one, with one amount changed:
+    # the refusal reported is the closer, two-utterance span, with or without the ranking of candidates.
+    turns = utterances(
+        ("agent", "I'll refund the $45 today and waive the $12 late fee on your"),
+        ("agent", "account today"),
+        ("customer", "Thanks"),
+    )
+    quote = "refund the $45 today and waive the $13 late fee on your account today"
+    full_search = PreparedTranscript(turns)
+    monkeypatch.setattr(PreparedTranscript, "_decided_at_cited", lambda *_: None)
+    expected = full_search.align_quote(0, quote)
+    monkeypatch.undo()
+
+    def no_ranking(*_: object) -> None:
+        raise AssertionError("candidates were ranked although no other utterance says $13")
+
+    monkeypatch.setattr(PreparedTranscript, "_rank", no_ranking)
+    (evidence,) = PreparedTranscript(turns).align_quote(0, quote)
+    assert [evidence] == expected
+    assert evidence.status is EvidenceStatus.ungrounded
+    assert evidence.reason == Reason.amount_mismatch
+    assert evidence.utterance == 0
+    # Scored on the span over both utterances, not on the cited one alone.
+    single = PreparedTranscript(turns[:1]).align_quote(0, quote)[0]
+    assert evidence.score is not None and single.score is not None and evidence.score > single.score
