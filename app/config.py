@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     log_level: str = "WARNING"
 
     secret_key: str = "dev-insecure-change-me"  # noqa: S105
+    # When set, GET /metrics answers only `Authorization: Bearer <token>` (Prometheus:
+    # `authorization: {credentials: ...}`). Unset, it is open: counts only, for an internal network.
+    metrics_token: str | None = None
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,4 @@
-"""/healthz and /metrics: unauthenticated, content-free, and honest about what is down."""
+"""/healthz and /metrics: content-free, honest about what is down; /metrics behind a token when one is set."""
 
 from __future__ import annotations
 
@@ -40,3 +40,25 @@ def test_metrics_scrape_without_token(db_url: str) -> None:
     names = {family.name for family in text_string_to_metric_families(response.text)}
     assert any(name.startswith("postcall_calls") for name in names)
     assert "openapi" not in response.text
+
+
+def test_metrics_ask_for_the_token_when_one_is_set(db_url: str) -> None:
+    settings = Settings(
+        database_url=db_url,
+        broker_url=redis_url(BROKER_DB),
+        secret_key="test-" + "x" * 40,
+        metrics_token="scrape-" + "y" * 30,
+    )
+    with TestClient(create_app(settings, enqueue=lambda ids: len(ids))) as client:
+        anonymous = client.get("/metrics")
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer scrape-" + "z" * 30})
+        other_scheme = client.get("/metrics", headers={"Authorization": "Basic scrape-" + "y" * 30})
+        right = client.get("/metrics", headers={"Authorization": "Bearer scrape-" + "y" * 30})
+        health = client.get("/healthz")
+    for refused in (anonymous, wrong, other_scheme):
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert "postcall_calls" not in refused.text
+    assert right.status_code == 200
+    assert any(family.name.startswith("postcall_calls") for family in text_string_to_metric_families(right.text))
+    assert health.status_code == 200  # load balancers probe without credentials
