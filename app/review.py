@@ -1,4 +1,4 @@
-"""Review decisions: approve, edit or reject an item, add a missed item, decide a call, delete a call.
+"""Review decisions: approve, edit or reject an item, add a missed item, decide or reopen a call, delete a call.
 
 Every decision appends one `ReviewEvent` (who, when, what, before, after) in the same transaction as
 the change it records, so the audit trail and the data cannot disagree. Events are never updated or
@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.errors import NotFoundError, PostcallError
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
-from app.models.tables import utcnow
+from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.calls import load_transcript, set_state
-from app.pipeline.persist import evidence_values, latest_succeeded_run
+from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
 from app.schemas.extraction import Owner
 from app.schemas.grounding import ClaimKind, ClaimStatus
 from app.users import Principal, visible_calls_clause
@@ -58,6 +58,8 @@ class ClaimAction(StrEnum):
 class CallDecision(StrEnum):
     approve = "approve"
     reject = "reject"
+    # Back to review: the items of an approved or rejected call are locked until a supervisor reopens it.
+    reopen = "reopen"
 
 
 class EventAction(StrEnum):
@@ -67,6 +69,7 @@ class EventAction(StrEnum):
     claim_added = "claim_added"
     call_approved = "call_approved"
     call_rejected = "call_rejected"
+    call_reopened = "call_reopened"
     call_deleted = "call_deleted"
 
 
@@ -139,8 +142,10 @@ def _claim_snapshot(claim: Claim) -> dict[str, Any]:
 
 def _require_open(call: Call) -> None:
     # An approved record must not change underneath its approval (nor a rejected one quietly).
-    if call.state in (CallState.approved, CallState.rejected):
-        raise ReviewConflictError(f"call {call.id} is {call.state.value}; its items can no longer change")
+    if call.state in REVIEWED_STATES:
+        raise ReviewConflictError(
+            f"call {call.id} is {call.state.value}; its items can no longer change unless a supervisor reopens it"
+        )
 
 
 def _require_current(session: Session, claim: Claim) -> None:
@@ -359,19 +364,35 @@ def pending_unverified(session: Session, call_id: str) -> int:
 
 
 def decide_call(session: Session, principal: Principal, call_id: str, decision: CallDecision) -> Call:
-    """Approve or reject a whole call. Approving needs every unverified item decided first, so an
-    unchecked statement never enters an approved record as fact."""
+    """Approve, reject or reopen a whole call.
+
+    Approving needs every unverified item decided first, so an unchecked statement never enters an
+    approved record as fact. Reopening (supervisors, admins) sends an approved or rejected call back to
+    review, in the state its extraction implies (every item grounded: ready_for_review; otherwise
+    needs_attention); item decisions made so far are kept.
+    """
     call = visible_call(session, principal, call_id, for_update=True)
-    principal.require(principal.can_review, "approve or reject calls")
-    if call.state not in DECIDABLE_CALL_STATES:
-        raise ReviewConflictError(f"call {call.id} is {call.state.value}; only a processed call can be decided")
-    if decision is CallDecision.approve:
-        pending = pending_unverified(session, call.id)
-        if pending:
+    if decision is CallDecision.reopen:
+        principal.require(principal.can_reopen_calls, "reopen decided calls")
+        if call.state not in REVIEWED_STATES:
             raise ReviewConflictError(
-                f"{pending} unverified item(s) still pending: approve, edit or reject them before approving the call"
+                f"call {call.id} is {call.state.value}; only an approved or rejected call can be reopened"
             )
-    event_action, state = CALL_EVENT[decision]
+        run = latest_succeeded_run(session, call.id)
+        state = state_for_run(session, run.id) if run is not None else CallState.needs_attention
+        event_action = EventAction.call_reopened
+    else:
+        principal.require(principal.can_review, "approve or reject calls")
+        if call.state not in DECIDABLE_CALL_STATES:
+            raise ReviewConflictError(f"call {call.id} is {call.state.value}; only a processed call can be decided")
+        if decision is CallDecision.approve:
+            pending = pending_unverified(session, call.id)
+            if pending:
+                raise ReviewConflictError(
+                    f"{pending} unverified item(s) still pending: approve, edit or reject them before approving "
+                    "the call"
+                )
+        event_action, state = CALL_EVENT[decision]
     before = {"state": call.state.value}
     set_state(call, state)
     append_event(

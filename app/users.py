@@ -65,6 +65,11 @@ class Principal:
         return self.role in {UserRole.supervisor, UserRole.admin}
 
     @property
+    def can_reopen_calls(self) -> bool:
+        """Send an approved or rejected call back to review. A decision stands unless a supervisor says so."""
+        return self.role in {UserRole.supervisor, UserRole.admin}
+
+    @property
     def can_delete_calls(self) -> bool:
         return self.role is UserRole.admin
 

@@ -6,11 +6,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.llm.base import Usage
-from app.models import Call, Claim, Evidence, ExtractionRun, RunStatus
+from app.models import Call, CallState, Claim, Evidence, ExtractionRun, RunStatus
 from app.models.tables import utcnow
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
 
@@ -134,3 +134,11 @@ def add_claims(session: Session, run: ExtractionRun, report: VerificationReport)
     if evidence_rows:
         session.execute(insert(Evidence), evidence_rows)
     return len(claim_rows)
+
+
+def state_for_run(session: Session, run_id: int) -> CallState:
+    """The processing outcome a stored run implies: every claim grounded, or not."""
+    total, ungrounded = session.execute(
+        select(func.count(), func.count().filter(Claim.grounding_status != "grounded")).where(Claim.run_id == run_id)
+    ).one()
+    return CallState.ready_for_review if total and not ungrounded else CallState.needs_attention

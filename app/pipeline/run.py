@@ -25,7 +25,7 @@ from app.llm.prompt import PromptTemplate
 from app.models import CallState, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
 from app.pipeline.calls import load_transcript, lock_call, set_state
-from app.pipeline.persist import RunFacts, add_claims, add_run, find_succeeded_run, idempotency_key
+from app.pipeline.persist import RunFacts, add_claims, add_run, find_succeeded_run, idempotency_key, state_for_run
 from app.pipeline.redact import redact_transcript
 from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import Transcript
@@ -151,18 +151,6 @@ def _extract_and_verify(
 
 def _grounded_count(report: VerificationReport) -> int:
     return len(report.claims) - len(report.ungrounded_claims)
-
-
-def state_for_run(session: Session, run_id: int) -> CallState:
-    """The processing outcome a stored run implies: every claim grounded, or not."""
-    from sqlalchemy import func, select
-
-    from app.models import Claim
-
-    total, ungrounded = session.execute(
-        select(func.count(), func.count().filter(Claim.grounding_status != "grounded")).where(Claim.run_id == run_id)
-    ).one()
-    return CallState.ready_for_review if total and not ungrounded else CallState.needs_attention
 
 
 def process_call(

@@ -47,6 +47,12 @@ from app.web.deps import (
 from app.web.queue import DEFAULT_PAGE_SIZE, TO_REVIEW_STATES, CallFilters, list_calls
 from app.web.view import build_call_page
 
+CALL_DECISION_MESSAGES = {
+    CallDecision.approve: "Call approved.",
+    CallDecision.reject: "Call rejected.",
+    CallDecision.reopen: "Call reopened for review.",
+}
+
 router = APIRouter(include_in_schema=False)
 
 # The queue's state filter: the two review states by default, "all", or one state.
@@ -260,7 +266,7 @@ def call_decision_form(
         decide_call(db, principal, call_id, decision)
         db.commit()
 
-    _decided(request, run, f"Call {decision.value}d.")
+    _decided(request, run, CALL_DECISION_MESSAGES[decision])
     return redirect(_back_to(call_id))
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.models import CallState, ReviewEvent, Tenant
 from app.models import Utterance as UtteranceRow
+from app.models.tables import REVIEWED_STATES
 from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out
 from app.review import DECIDABLE_CALL_STATES, call_events, pending_unverified, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
@@ -45,6 +46,7 @@ EVENT_LABELS = {
     "claim_added": "added an item",
     "call_approved": "approved the call",
     "call_rejected": "rejected the call",
+    "call_reopened": "reopened the call for review",
     "call_deleted": "deleted the call",
     "transcript_replaced": "replaced the transcript",
 }
@@ -130,6 +132,8 @@ class CallPage:
     events: list[EventView]
     pending_unverified: int
     decidable: bool
+    # Approved or rejected: items are locked until a supervisor reopens the call.
+    reopenable: bool
     claim_count: int
 
 
@@ -246,5 +250,6 @@ def build_call_page(session: Session, principal: Principal, call_id: str) -> Cal
         events=[event_view(e) for e in call_events(session, principal, call.id)],
         pending_unverified=pending_unverified(session, call.id),
         decidable=CallState(call.state) in DECIDABLE_CALL_STATES,
+        reopenable=CallState(call.state) in REVIEWED_STATES,
         claim_count=len(claims),
     )

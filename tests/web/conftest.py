@@ -55,6 +55,7 @@ VISIBLE: dict[str, set[str]] = {
 CAN_REVIEW = {"admin", "supervisor", "supervisor_blue", "agent_a1", "agent_a2", "globex_admin", "globex_agent_a1"}
 CAN_SUBMIT = {"admin", "supervisor", "supervisor_blue", "globex_admin"}
 ADMINS = {"admin", "globex_admin"}
+CAN_REOPEN = {"admin", "supervisor", "supervisor_blue", "globex_admin"}
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 

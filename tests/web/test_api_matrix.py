@@ -9,10 +9,20 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from app.models import Call, Claim, ReviewEvent
-from tests.web.conftest import ADMINS, CAN_REVIEW, CAN_SUBMIT, TARGETS, USERS, VISIBLE, World, expected_status
+from app.models import Call, CallState, Claim, ReviewEvent
+from tests.web.conftest import (
+    ADMINS,
+    CAN_REOPEN,
+    CAN_REVIEW,
+    CAN_SUBMIT,
+    TARGETS,
+    USERS,
+    VISIBLE,
+    World,
+    expected_status,
+)
 from tests.web.world import plain_text_call
 
 MATRIX = [pytest.param(user, target, id=f"{user}-{target}") for user in USERS for target in TARGETS]
@@ -111,6 +121,21 @@ def test_decide_call(world: World, user: str, target: str) -> None:
     with world.factory() as session:
         state = session.scalar(select(Call.state).where(Call.id == call.call_id))
     assert (state.value if state else None) == ("rejected" if expected == 200 else "needs_attention")
+
+
+@pytest.mark.parametrize(("user", "target"), MATRIX)
+def test_reopen_call(world: World, user: str, target: str) -> None:
+    expected = expected_status(user, target, allowed=user in CAN_REOPEN, success=200)
+    call = world.fresh_call(target)
+    with world.factory.begin() as session:
+        session.execute(update(Call).where(Call.id == call.call_id).values(state=CallState.approved))
+    response = world.client.post(f"/api/calls/{call.call_id}/review", json={"decision": "reopen"},
+                                 headers=world.token(user))
+    assert response.status_code == expected, response.text
+    with world.factory() as session:
+        state = session.scalar(select(Call.state).where(Call.id == call.call_id))
+    assert state is (CallState.needs_attention if expected == 200 else CallState.approved)
+    assert events_of(world, call.call_id) == (["call_reopened"] if expected == 200 else [])
 
 
 @pytest.mark.parametrize(("user", "target"), MATRIX)

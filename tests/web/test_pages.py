@@ -230,6 +230,27 @@ def test_review_forms_edit_reject_add_and_history(world: World) -> None:
     assert actions == ["claim_edited", "claim_rejected", "claim_added", "call_approved"]
 
 
+def test_supervisor_reopens_a_decided_call_from_its_page(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    base = f"/calls/{call.call_id}"
+    agent = world.browser("agent_a1")
+    agent_token = csrf_from(agent.get(base).text)
+    rejected = agent.post(f"{base}/decision", data={"decision": "reject", "csrf_token": agent_token})
+    assert "Call rejected." in rejected.text
+    assert 'id="reopen-call"' not in rejected.text  # agents decide; reopening is a supervisor's call
+    refused = agent.post(f"{base}/decision", data={"decision": "reopen", "csrf_token": agent_token})
+    assert "may not reopen" in refused.text
+    supervisor = world.browser("supervisor")
+    page = supervisor.get(base).text
+    assert 'id="reopen-call"' in page
+    reopened = supervisor.post(f"{base}/decision", data={"decision": "reopen", "csrf_token": csrf_from(page)})
+    assert "Call reopened for review." in reopened.text
+    assert 'id="reopen-call"' not in reopened.text
+    assert "reopened the call for review" in reopened.text.split('id="history"')[1]
+    with world.factory() as session:
+        assert get_call(session, call.call_id).state.value == "needs_attention"
+
+
 def test_refused_decisions_become_messages_on_the_page(world: World) -> None:
     call = world.fresh_call("acme_a1_blue")
     browser = world.browser("supervisor")

@@ -110,6 +110,58 @@ def test_items_of_a_decided_call_are_locked(world: World) -> None:
     assert actions == ["call_rejected"]  # the refused change left no trace but the decision
 
 
+def test_supervisor_reopens_a_decided_call_and_its_items_can_change_again(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    admin, supervisor = principal(world, "admin"), principal(world, "supervisor")
+    with unit_of_work(world.factory) as session:
+        decide_call(session, admin, call.call_id, CallDecision.reject)
+    with unit_of_work(world.factory) as session:
+        reopened = decide_call(session, supervisor, call.call_id, CallDecision.reopen)
+        # Back to the state its extraction implies: one item is unverified.
+        assert reopened.state is CallState.needs_attention
+    with unit_of_work(world.factory) as session:
+        review_claim(session, supervisor, call.claim("reason"), ClaimAction.approve)
+    with world.factory() as session:
+        events = call_events(session, admin, call.call_id)
+    assert [e.action for e in events] == ["call_rejected", "call_reopened", "claim_approved"]
+    assert (events[1].actor_name, events[1].before, events[1].after) == (
+        "supervisor", {"state": "rejected"}, {"state": "needs_attention"})
+
+
+def test_reopened_call_with_every_item_verified_is_ready_for_review(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    admin = principal(world, "admin")
+    with unit_of_work(world.factory) as session:
+        review_claim(session, admin, call.claim("summary1"), ClaimAction.reject)
+        decide_call(session, admin, call.call_id, CallDecision.approve)
+    with unit_of_work(world.factory) as session:
+        # The unverified item was decided, but it is still unverified: the extraction is what counts.
+        assert decide_call(session, admin, call.call_id, CallDecision.reopen).state is CallState.needs_attention
+        session.execute(update(Claim).where(Claim.call_id == call.call_id).values(grounding_status="grounded"))
+        decide_call(session, admin, call.call_id, CallDecision.reject)
+        assert decide_call(session, admin, call.call_id, CallDecision.reopen).state is CallState.ready_for_review
+
+
+def test_only_a_decided_call_can_be_reopened(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    with pytest.raises(ReviewConflictError, match="only an approved or rejected"), unit_of_work(world.factory) as s:
+        decide_call(s, principal(world, "admin"), call.call_id, CallDecision.reopen)
+    with world.factory() as session:
+        assert get_call(session, call.call_id).state is CallState.needs_attention
+        assert call_events(session, principal(world, "admin"), call.call_id) == []
+
+
+def test_agents_decide_but_do_not_reopen(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    agent = principal(world, "agent_a1")
+    with unit_of_work(world.factory) as session:
+        decide_call(session, agent, call.call_id, CallDecision.reject)
+    with pytest.raises(AccessDeniedError, match="reopen"), unit_of_work(world.factory) as session:
+        decide_call(session, agent, call.call_id, CallDecision.reopen)
+    with world.factory() as session:
+        assert get_call(session, call.call_id).state is CallState.rejected
+
+
 def test_a_call_still_processing_cannot_be_decided(world: World) -> None:
     call = world.fresh_call("acme_a1_blue")
     with unit_of_work(world.factory) as session:
