@@ -60,7 +60,20 @@ class ProviderError(PostcallError):
 
 
 class ProviderTransientError(ProviderError, TransientError):
-    """429, 5xx, timeout or connection failure talking to the model server."""
+    """429, 5xx, timeout or connection failure talking to the model server.
+
+    `usage` is what the failed try had already spent before the failure (earlier windows of a long
+    call, a first answer before its re-ask, the extraction before a repair round): the model server
+    billed it, so the pipeline records it on an `interrupted` run before the try is retried.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, usage: Usage | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.usage = usage
+
+    def add_spent(self, usage: Usage) -> None:
+        """Count `usage`, spent earlier in the same try, as part of what this failure cost."""
+        self.usage = usage if self.usage is None else usage + self.usage
 
 
 class ProviderPermanentError(ProviderError, PermanentError):

@@ -209,7 +209,11 @@ class OpenAIProvider(ExtractionProvider):
         parts: list[Extraction] = []
         raws: list[str | None] = []
         for number, window in enumerate(windows, start=1):
-            answer = self._ask(self._question(prompt, window))
+            try:
+                answer = self._ask(self._question(prompt, window))
+            except ProviderTransientError as exc:
+                exc.add_spent(usage)  # the windows already answered were billed
+                raise
             usage += answer.usage
             if answer.extraction is None:
                 where = f" (window {number} of {len(windows)})" if len(windows) > 1 else ""
@@ -265,7 +269,11 @@ class OpenAIProvider(ExtractionProvider):
     def _ask(self, messages: list[ChatCompletionMessageParam]) -> _Answer:
         usage = Usage()
         for attempt in range(MAX_REASKS + 1):
-            completion, seconds = self._create(messages)
+            try:
+                completion, seconds = self._create(messages)
+            except ProviderTransientError as exc:
+                exc.add_spent(usage)  # an unusable first answer was billed before its re-ask failed
+                raise
             usage += self._usage_of(completion, seconds)
             verdict = judge_completion(completion, self._settings.openai_max_output_tokens)
             if verdict.extraction is not None:

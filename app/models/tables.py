@@ -59,6 +59,9 @@ TERMINAL_PROCESSING_STATES = frozenset(
 class RunStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
+    # A try cut short by a transient failure (429, 5xx, timeout) after the model server had already
+    # answered part of it: kept for the tokens and cost it spent; the call is retried.
+    interrupted = "interrupted"
 
 
 class ReviewStatus(StrEnum):

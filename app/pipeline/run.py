@@ -18,7 +18,13 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
-from app.errors import ExtractionInvalidError, NotFoundError, PermanentError, TransientError
+from app.errors import (
+    ExtractionInvalidError,
+    NotFoundError,
+    PermanentError,
+    ProviderTransientError,
+    TransientError,
+)
 from app.grounding import verify_extraction
 from app.llm.base import ExtractionProvider, ProviderResult, Usage
 from app.llm.prompt import PromptTemplate
@@ -132,7 +138,11 @@ def _extract_and_verify(
         verify_seconds += time.perf_counter() - started
         if not view_report.all_grounded:
             started = time.perf_counter()
-            repaired = provider.repair(view, prompt, result, view_report)
+            try:
+                repaired = provider.repair(view, prompt, result, view_report)
+            except ProviderTransientError as exc:
+                exc.add_spent(result.usage)  # the first answer was billed; the retry asks again
+                raise
             provider_seconds += time.perf_counter() - started
             started = time.perf_counter()
             repaired_report = verify_extraction(view, repaired.extraction)
@@ -196,10 +206,15 @@ def process_call(
             claimed.transcript, provider, prompt, redact_for_llm and provider.sends_data_offsite
         )
     except TransientError as exc:
+        billed = exc.usage if isinstance(exc, ProviderTransientError) else None
         with unit_of_work(factory) as session:
             call = lock_call(session, call_id)
             if call is not None and call.state is CallState.processing:
                 set_state(call, CallState.queued, error=f"retrying: {exc}"[:MAX_ERROR_CHARS])
+            if call is not None and billed is not None and billed.llm_calls:
+                # The retry starts the extraction over; what this try already cost is kept, not lost.
+                add_run(session, call, facts(billed, None), status=RunStatus.interrupted,
+                        error=f"interrupted, retrying: {exc}"[:MAX_ERROR_CHARS])
         raise
     except PermanentError as exc:
         invalid = exc if isinstance(exc, ExtractionInvalidError) else None

@@ -502,6 +502,31 @@ def test_usage_and_cost_are_summed_over_every_attempt(fake_openai: FakeOpenAISer
     assert usage.cost_usd == pytest.approx(expected)
 
 
+def test_transient_failure_after_a_billed_answer_carries_what_was_spent(
+    fake_openai: FakeOpenAIServer, prompt: PromptTemplate
+) -> None:
+    # An unusable first answer (billed), then a 503 on its re-ask: the failure says what the try cost.
+    fake_openai.enqueue(
+        completion_reply("oops", prompt_tokens=1000, cached_tokens=0, completion_tokens=10),
+        error_reply(503, "overloaded"),
+    )
+    with pytest.raises(ProviderTransientError, match="503") as caught:
+        OpenAIProvider(make_settings()).extract(make_transcript(), prompt)
+    spent = caught.value.usage
+    assert spent is not None
+    assert (spent.prompt_tokens, spent.completion_tokens, spent.llm_calls) == (1000, 10, 1)
+    assert spent.cost_usd > 0
+
+
+def test_transient_failure_with_nothing_answered_spent_nothing(
+    fake_openai: FakeOpenAIServer, prompt: PromptTemplate
+) -> None:
+    fake_openai.enqueue(error_reply(500, "boom"))
+    with pytest.raises(ProviderTransientError) as caught:
+        OpenAIProvider(make_settings()).extract(make_transcript(), prompt)
+    assert caught.value.usage is None or caught.value.usage.llm_calls == 0
+
+
 # -- long calls ----------------------------------------------------------------------------------------
 
 LINE = re.compile(r"^\[(\d+)\] ", re.MULTILINE)
@@ -728,3 +753,26 @@ def test_repair_of_a_long_call_sends_the_neighbourhood_of_the_problem(
     assert 3 in shown  # what the other claims cite, so they can be restated unchanged
     assert len(shown) < len(lines)
     assert shown == sorted(shown)
+
+
+def test_failure_in_a_later_window_carries_the_windows_already_answered(
+    fake_openai: FakeOpenAIServer, prompt: PromptTemplate
+) -> None:
+    lines = [(Role.agent, f"line {i} " + "y" * 200) for i in range(40)]
+    provider = OpenAIProvider(settings_with_transcript_budget(1000, prompt))
+    answered: list[int] = []
+
+    def first_window_then_outage(request: RecordedRequest) -> ScriptedReply:
+        if answered:
+            return error_reply(502, "bad gateway")
+        answered.append(len(window_indices(request)))
+        return echo_window(request)
+
+    fake_openai.responder = first_window_then_outage
+    with pytest.raises(ProviderTransientError, match="502") as caught:
+        provider.extract(make_transcript(lines), prompt)
+    spent = caught.value.usage
+    assert spent is not None
+    assert spent.llm_calls == 1
+    assert spent.prompt_tokens == answered[0] * 10  # what echo_window billed for the first window
+    assert len(fake_openai.requests) == 2

@@ -249,6 +249,43 @@ def test_rate_limit_then_success_across_task_retries(
         assert stored_run(session, call_id).status is RunStatus.succeeded
 
 
+def test_what_an_interrupted_try_spent_is_kept_on_an_interrupted_run(
+    session_factory: sessionmaker[Session],
+    call_id: str,
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+) -> None:
+    # The first answer (billed) needs a repair round; the model server is overloaded for the repair.
+    fake_openai.enqueue(
+        extraction_reply(fabricated_answer(), prompt_tokens=1500, completion_tokens=300),
+        error_reply(503, "overloaded"),
+    )
+    with pytest.raises(ProviderTransientError):
+        process_call(session_factory, call_id, provider, prompt)
+    with unit_of_work(session_factory) as session:
+        (interrupted,) = session.scalars(select(ExtractionRun).where(ExtractionRun.call_id == call_id)).all()
+        assert interrupted.status is RunStatus.interrupted
+        assert (interrupted.prompt_tokens, interrupted.completion_tokens, interrupted.llm_calls) == (1500, 300, 1)
+        assert interrupted.cost_usd > 0
+        assert interrupted.error is not None and "503" in interrupted.error
+        call = session.get(Call, call_id)
+        assert call is not None and call.state is CallState.queued  # retried, not failed
+        assert stored_claims(session, call_id) == []
+
+    # The retry starts over and succeeds: both tries' tokens are on record, the claims on the good run.
+    fake_openai.enqueue(extraction_reply(GOOD_ANSWER, prompt_tokens=1400, completion_tokens=280))
+    outcome = process_call(session_factory, call_id, provider, prompt)
+    assert outcome.state is CallState.ready_for_review
+    with unit_of_work(session_factory) as session:
+        runs = session.scalars(
+            select(ExtractionRun).where(ExtractionRun.call_id == call_id).order_by(ExtractionRun.id)
+        ).all()
+        assert [run.status for run in runs] == [RunStatus.interrupted, RunStatus.succeeded]
+        assert sum(run.prompt_tokens for run in runs) == 2900
+        assert {claim.run_id for claim in stored_claims(session, call_id)} == {runs[1].id}
+
+
 def test_bad_key_fails_at_once(
     session_factory: sessionmaker[Session],
     call_id: str,
