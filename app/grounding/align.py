@@ -26,7 +26,7 @@ import jellyfish
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein, ScoreAlignment
 
-from app.grounding.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, normalize
+from app.grounding.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, joined_offsets, normalize
 from app.grounding.reasons import Reason
 from app.grounding.thresholds import (
     ASR_SLIP_MAX_EDITS,
@@ -427,9 +427,13 @@ class PreparedTranscript:
         """
         if cited is None or (allowed is not None and cited not in allowed):
             return None
-        if len(self._all_joined()[cited]) < _min_candidate_length(quote) or not quote.critical_values():
+        if not self._cited_is_candidate(cited, quote) or not quote.critical_values():
             return None
         return self._fuzzy_in(cited, quote)
+
+    def _cited_is_candidate(self, cited: int | None, quote: NormalizedText) -> bool:
+        """Whether the fuzzy search judges the cited utterance (whatever its rank): it is long enough."""
+        return cited is not None and len(self._all_joined()[cited]) >= _min_candidate_length(quote)
 
     def _decided_at_cited(
         self,
@@ -544,8 +548,7 @@ class PreparedTranscript:
                 alignments[position] = alignment
         ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:FUZZY_CANDIDATES]
         indices = [position for position in ranked if scores[position] >= FUZZY_CANDIDATE_CUTOFF]
-        long_enough = cited is not None and len(self._all_joined()[cited]) >= _min_candidate_length(quote)
-        if cited is not None and cited not in indices and long_enough:
+        if cited is not None and cited not in indices and self._cited_is_candidate(cited, quote):
             indices.insert(0, cited)
         return indices, scores, alignments
 
@@ -629,18 +632,14 @@ class PreparedTranscript:
             owner.extend([index] * len(text.tokens))
             local.extend(range(len(text.tokens)))
             base += len(self._texts[index]) + 1
-        joined_offsets: list[int] = []
-        position = 0
-        for token in tokens:
-            joined_offsets.append(position)
-            position += len(token) + 1
+        block_tokens = tuple(tokens)
         block_text = NormalizedText(
-            tokens=tuple(tokens),
+            tokens=block_tokens,
             kinds=tuple(kinds),
             starts=tuple(starts),
             ends=tuple(ends),
-            joined=" ".join(tokens),
-            joined_offsets=tuple(joined_offsets),
+            joined=" ".join(block_tokens),
+            joined_offsets=joined_offsets(block_tokens),
         )
         return _Block(tuple(members), block_text, tuple(owner), tuple(local))
 

@@ -457,7 +457,6 @@ def _scan_rows(scanned: str, lowercase_tokens: bool) -> tuple[list[_Row], int]:
     flags = 0
     length = len(scanned)
     previous_end = 0
-    word = TokenKind.word
     for match in RAW_TOKEN_RE.finditer(scanned):
         group = match.lastgroup
         start, end = match.span()
@@ -487,35 +486,24 @@ def _scan_rows(scanned: str, lowercase_tokens: bool) -> tuple[list[_Row], int]:
                     append((piece_text, part_start, part_end, kind, spoken, ordinal, cut_off, False, gap_start))
                 flags |= word_flags
         elif group == "num":
-            for piece in _number_pieces(raw, start, end):
-                append(_as_row(piece))
+            rows.extend(_number_pieces(raw, start, end))
             flags |= _HAS_NUMBER
         elif group in ("url", "email"):
-            append((raw.rstrip(".,;:!?)"), start, end, TokenKind.id, False, None, False, False, 0))
+            append(_row(raw.rstrip(".,;:!?)"), start, end, TokenKind.id))
             flags |= _HAS_SPECIAL_KIND
         elif group == "ampm":
-            append((raw[0] + "m", start, end, word, False, None, False, False, 0))
+            append(_row(raw[0] + "m", start, end))
         elif group == "acronym":
-            append((raw.replace(".", ""), start, end, word, False, None, False, False, 0))
+            append(_row(raw.replace(".", ""), start, end))
         else:  # range
-            for piece in _range_pieces(raw, start, end):
-                append(_as_row(piece))
+            rows.extend(_range_pieces(raw, start, end))
             flags |= _HAS_NUMBER
     return rows, flags
 
 
-def _as_row(piece: _Piece) -> _Row:
-    return (
-        piece.text,
-        piece.start,
-        piece.end,
-        piece.kind,
-        piece.spoken_number,
-        piece.ordinal,
-        piece.cut_off,
-        piece.from_words,
-        piece.gap_start,
-    )
+def _row(text: str, start: int, end: int, kind: TokenKind = TokenKind.word, ordinal: int | None = None) -> _Row:
+    """A row for a token that is neither a spoken number, nor cut off, nor a stutter candidate."""
+    return (text, start, end, kind, False, ordinal, False, False, 0)
 
 
 def _hyphen_parts(raw: str, start: int) -> list[tuple[str, int, int]]:
@@ -528,21 +516,21 @@ def _hyphen_parts(raw: str, start: int) -> list[tuple[str, int, int]]:
     return parts
 
 
-def _range_pieces(raw: str, start: int, end: int) -> Iterator[_Piece]:
+def _range_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
     """'5-7' and '$5 - $7' read as '5 to 7', the way they are spoken."""
     left, right = re.split(r"\s?[-–]\s?", raw, maxsplit=1)
     currency = CURRENCY_SYMBOLS.get(left[0]) or CURRENCY_SYMBOLS.get(right[0])
-    yield _Piece(_canonical_number(left.lstrip("$€£")), start, end, TokenKind.number)
-    yield _Piece("to", start, end)
-    yield _Piece(_canonical_number(right.lstrip("$€£")), start, end, TokenKind.number)
+    yield _row(_canonical_number(left.lstrip("$€£")), start, end, TokenKind.number)
+    yield _row("to", start, end)
+    yield _row(_canonical_number(right.lstrip("$€£")), start, end, TokenKind.number)
     if currency:
-        yield _Piece(currency, start, end)
+        yield _row(currency, start, end)
 
 
-def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Piece]:
+def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
     if re.search(r"-[^\W\d_]", raw):
         # "1-800-IFLYSWA", "4-hours": letters hyphenated to digits read as one identifier.
-        yield _Piece(raw, start, end, TokenKind.id)
+        yield _row(raw, start, end, TokenKind.id)
         return
     currency = CURRENCY_SYMBOLS.get(raw[0])
     body = raw[1:] if currency else raw
@@ -550,30 +538,30 @@ def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Piece]:
     suffix = suffix_match.group() if suffix_match else ""
     digits = body[: len(body) - len(suffix)] if suffix else body
     if suffix in ORDINAL_SUFFIXES and digits.isdigit():
-        yield _Piece(str(int(digits)), start, end, TokenKind.number, ordinal=int(digits))
+        yield _row(str(int(digits)), start, end, TokenKind.number, ordinal=int(digits))
         return
     if suffix and suffix != "%" and suffix not in TIME_MARKERS and suffix not in ("k",):
         # "4g", "12ab": an identifier, compared as written.
-        yield _Piece(raw, start, end, TokenKind.id)
+        yield _row(raw, start, end, TokenKind.id)
         return
     if TIME_RE.fullmatch(digits):
-        yield _Piece(_canonical_time(digits), start, end, TokenKind.time)
+        yield _row(_canonical_time(digits), start, end, TokenKind.time)
     elif DATE_RE.fullmatch(digits) and ("/" in digits or digits.count("-") == 2):
-        yield _Piece(digits, start, end, TokenKind.date)
+        yield _row(digits, start, end, TokenKind.date)
     elif GROUPED_NUMBER_RE.fullmatch(digits) or PLAIN_NUMBER_RE.fullmatch(digits):
         value = _canonical_number(digits)
         if suffix == "k":
             value = _canonical_number(str(Decimal(value) * 1000))
-        yield _Piece(value, start, end, TokenKind.number)
+        yield _row(value, start, end, TokenKind.number)
     else:
         # Version strings, phone numbers, "11.1.2": compared as written.
-        yield _Piece(digits, start, end, TokenKind.id)
+        yield _row(digits, start, end, TokenKind.id)
     if currency:
-        yield _Piece(currency, start, end)
+        yield _row(currency, start, end)
     if suffix == "%":
-        yield _Piece("percent", start, end)
+        yield _row("percent", start, end)
     elif suffix in TIME_MARKERS:
-        yield _Piece(suffix, start, end)
+        yield _row(suffix, start, end)
 
 
 def _canonical_time(clock: str) -> str:
