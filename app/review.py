@@ -26,12 +26,11 @@ from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStat
 from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.calls import load_transcript, set_state
 from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
-from app.schemas.extraction import Owner
+from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind, ClaimStatus
 from app.users import Principal, visible_calls_clause
 
 MAX_CLAIM_TEXT_CHARS = 2_000
-MAX_DUE_CHARS = 200
 MAX_SELECTION_PIECES = 20
 # Calls whose extraction is finished: only these can be approved or rejected as a whole.
 DECIDABLE_CALL_STATES = frozenset(

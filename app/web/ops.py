@@ -15,19 +15,14 @@ from fastapi.responses import JSONResponse
 
 from app.health import run_checks
 from app.metrics import render_latest
-from app.web.deps import WebState
+from app.web.deps import web_state
 
 router = APIRouter(include_in_schema=False)
 
 
-def _state(request: Request) -> WebState:
-    state: WebState = request.app.state.web
-    return state
-
-
 @router.get("/healthz")
 def healthz(request: Request) -> Response:
-    checks = run_checks(_state(request).settings)
+    checks = run_checks(web_state(request).settings)
     ok = all(check.ok for check in checks)
     return JSONResponse(
         {"ok": ok, "checks": {check.name: check.ok for check in checks}},
@@ -37,7 +32,7 @@ def healthz(request: Request) -> Response:
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
-    settings = _state(request).settings
+    settings = web_state(request).settings
     if settings.metrics_token and not _bearer_matches(request, settings.metrics_token):
         return Response(
             "metrics need Authorization: Bearer <POSTCALL_METRICS_TOKEN>\n",

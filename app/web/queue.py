@@ -74,7 +74,9 @@ def _conditions(principal: Principal, filters: CallFilters, *, with_state: bool)
 
 def list_calls(session: Session, principal: Principal, filters: CallFilters) -> CallListOut:
     conditions = _conditions(principal, filters, with_state=True)
-    total = session.scalar(select(func.count()).select_from(Call).where(and_(*conditions))) or 0
+    counts = count_states(session, principal, filters)
+    # The per-state counts apply every other filter, so the total is their sum over the chosen states.
+    total = sum(counts[state.value] for state in set(filters.states)) if filters.states else sum(counts.values())
     review_rank = case(
         *((Call.state == state, rank) for state, rank in REVIEW_ORDER.items()), else_=len(REVIEW_ORDER)
     )
@@ -94,7 +96,7 @@ def list_calls(session: Session, principal: Principal, filters: CallFilters) -> 
         total=int(total),
         limit=filters.limit,
         offset=filters.offset,
-        counts=count_states(session, principal, filters),
+        counts=counts,
         calls=calls,
     )
 

@@ -8,9 +8,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.models import UserRole
-from app.review import MAX_CLAIM_TEXT_CHARS, MAX_DUE_CHARS, MAX_SELECTION_PIECES, CallDecision, ClaimAction
+from app.review import MAX_CLAIM_TEXT_CHARS, MAX_SELECTION_PIECES, CallDecision, ClaimAction
 from app.schemas.api import CallSummaryOut
-from app.schemas.extraction import Owner
+from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind
 
 
