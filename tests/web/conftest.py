@@ -21,7 +21,7 @@ from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory
 from app.models import UserRole
 from tests.support.services import temporary_pg_database
-from tests.web.world import RecordingEnqueue, SeededCall, client_for, seed_call, seed_user
+from tests.web.world import BrokerQueue, SeededCall, client_for, seed_call, seed_user
 
 # name -> (tenant, role, team, agent id)
 USERS: dict[str, tuple[str, UserRole, str | None, str | None]] = {
@@ -72,7 +72,7 @@ class World:
     url: str
     factory: sessionmaker[Session]
     client: TestClient
-    enqueue: RecordingEnqueue
+    enqueue: BrokerQueue
     tokens: dict[str, str]
     calls: dict[str, SeededCall]
     browsers: dict[str, TestClient] = field(default_factory=dict)
@@ -125,7 +125,7 @@ def _build_world(url: str) -> World:
         target: seed_call(factory, tenant=tenant, external_id=f"base-{target}", agent_id=agent_id, team=team)
         for target, (tenant, agent_id, team) in TARGETS.items()
     }
-    enqueue = RecordingEnqueue()
+    enqueue = BrokerQueue.fresh()
     return World(url, factory, client_for(url, enqueue).__enter__(), enqueue, tokens, calls)
 
 

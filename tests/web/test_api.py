@@ -13,7 +13,7 @@ from app.db.session import unit_of_work
 from app.models import Call, CallState
 from app.pipeline.calls import get_call
 from tests.web.conftest import World
-from tests.web.world import RecordingEnqueue, client_for, native_call, plain_text_call
+from tests.web.world import UNREACHABLE_BROKER_URL, BrokerQueue, client_for, native_call, plain_text_call
 
 
 def unique(prefix: str) -> str:
@@ -36,7 +36,7 @@ def test_submit_stores_queued_call_and_enqueues_after_commit(world: World) -> No
         # The worker must find the call committed when the message arrives.
         with world.factory() as session:
             seen_in_db.extend(get_call(session, call_id).state for call_id in call_ids)
-        return len(call_ids)
+        return world.enqueue(call_ids)
 
     with client_for(world.url, enqueue) as client:
         response = client.post("/api/calls", params={"external_id": external_id, "source_name": "call.txt"},
@@ -54,7 +54,7 @@ def test_submit_stores_queued_call_and_enqueues_after_commit(world: World) -> No
 
 def test_broker_down_still_accepts_and_says_so(world: World) -> None:
     external_id = unique("nobroker")
-    with client_for(world.url, RecordingEnqueue(fail=True)) as client:
+    with client_for(world.url, BrokerQueue(UNREACHABLE_BROKER_URL)) as client:
         response = client.post("/api/calls", params={"external_id": external_id}, content=plain_text_call(),
                                headers=world.token("admin"))
     assert response.status_code == 202

@@ -25,7 +25,7 @@ from app.db.session import create_db_engine, make_session_factory
 from app.models import UserRole
 from app.web import create_app
 from tests.support.services import in_ci
-from tests.web.world import RecordingEnqueue, SeededCall, seed_call, seed_user, settings_for
+from tests.web.world import SeededCall, seed_call, seed_user, settings_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import ViewportSize
@@ -107,7 +107,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
     call = seed_call(factory, tenant="acme", external_id="ACME-2026-0303-114", agent_id="dana", team="billing",
                      utterances=14)
     engine.dispose()
-    with ServerThread(create_app(settings_for(url), enqueue=RecordingEnqueue())) as server:
+    with ServerThread(create_app(settings_for(url))) as server:
         yield Site(server.url, call, reviewer, outsider)
 
 

@@ -14,7 +14,7 @@ BROKER_DB = 12
 
 def _client(database_url: str, broker_url: str) -> TestClient:
     settings = Settings(database_url=database_url, broker_url=broker_url, secret_key="test-" + "x" * 40)
-    return TestClient(create_app(settings, enqueue=lambda ids: len(ids)))
+    return TestClient(create_app(settings))
 
 
 def test_healthz_ok_when_everything_is_up(db_url: str) -> None:
@@ -49,7 +49,7 @@ def test_metrics_ask_for_the_token_when_one_is_set(db_url: str) -> None:
         secret_key="test-" + "x" * 40,
         metrics_token="scrape-" + "y" * 30,
     )
-    with TestClient(create_app(settings, enqueue=lambda ids: len(ids))) as client:
+    with TestClient(create_app(settings)) as client:
         anonymous = client.get("/metrics")
         wrong = client.get("/metrics", headers={"Authorization": "Bearer scrape-" + "z" * 30})
         other_scheme = client.get("/metrics", headers={"Authorization": "Basic scrape-" + "y" * 30})

@@ -19,7 +19,7 @@ from app.pipeline.calls import get_call
 from app.users import deactivate_user
 from app.web import create_app
 from tests.web.conftest import MATRIX_USERS, TARGETS, VISIBLE, World, csrf_from, sign_in
-from tests.web.world import RecordingEnqueue, settings_for
+from tests.web.world import settings_for
 
 PAGE_MATRIX = [pytest.param(u, t, id=f"{u}-{t}") for u in MATRIX_USERS for t in TARGETS]
 
@@ -91,7 +91,7 @@ def test_a_deactivated_user_loses_the_open_session(world: World) -> None:
 
 
 def test_secure_cookie_when_served_over_https(world: World) -> None:
-    app = create_app(settings_for(world.url), enqueue=RecordingEnqueue(), https_only=True)
+    app = create_app(settings_for(world.url), https_only=True)
     with TestClient(app, base_url="https://testserver") as client:
         page = client.get("/login")
         signed = client.post("/login", data={"token": world.tokens["admin"], "csrf_token": csrf_from(page.text)},
@@ -101,13 +101,13 @@ def test_secure_cookie_when_served_over_https(world: World) -> None:
 
 def test_default_secret_key_is_warned_about(world: World, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="app.web.app"):
-        app = create_app(Settings(database_url=world.url), enqueue=RecordingEnqueue())
+        app = create_app(Settings(database_url=world.url))
     assert "POSTCALL_SECRET_KEY" in caplog.text
     with TestClient(app) as client:
         assert "Development secret key in use" in client.get("/login").text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="app.web.app"):
-        create_app(settings_for(world.url), enqueue=RecordingEnqueue())
+        create_app(settings_for(world.url))
     assert "POSTCALL_SECRET_KEY" not in caplog.text
 
 

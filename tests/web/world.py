@@ -3,13 +3,15 @@ verifier, users of every role in two tenants, and an app + client pointed at a g
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +28,9 @@ from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
 from app.users import create_user
 from app.web import create_app
+from app.worker.celery_app import QUEUE_NAME
+from app.worker.enqueue import enqueue_calls
+from tests.support.services import redis_url
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-and-not-the-default"
 
@@ -172,18 +177,33 @@ def seed_user(
         return create_user(session, tenant=tenant, name=name, role=role, team=team, agent_id=agent_id).token
 
 
-@dataclass
-class RecordingEnqueue:
-    """Stands in for the broker: records call ids, or fails like a broker that is down."""
+# The web tests' own Redis database: every message the app publishes lands in the real queue there.
+WEB_BROKER_DB = 14
+# Nothing listens on port 1: publishing there fails the way a broker that is down does.
+UNREACHABLE_BROKER_URL = "redis://127.0.0.1:1/0"
 
-    fail: bool = False
-    calls: list[str] = field(default_factory=list)
+
+@dataclass
+class BrokerQueue:
+    """Publishes through the real `enqueue_calls` to a real Redis, and reads back what was queued."""
+
+    broker_url: str
+
+    @classmethod
+    def fresh(cls) -> BrokerQueue:
+        queue = cls(redis_url(WEB_BROKER_DB))
+        redis.Redis.from_url(queue.broker_url).delete(QUEUE_NAME)
+        return queue
 
     def __call__(self, call_ids: Sequence[str]) -> int:
-        if self.fail:
-            raise ConnectionRefusedError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-        self.calls.extend(call_ids)
-        return len(call_ids)
+        return enqueue_calls(call_ids, broker_url=self.broker_url)
+
+    @property
+    def calls(self) -> list[str]:
+        """The call ids waiting in the queue, oldest first (as a worker would take them)."""
+        messages = redis.Redis.from_url(self.broker_url).lrange(QUEUE_NAME, 0, -1)
+        # kombu pushes on the left and workers pop on the right; the body is [args, kwargs, options].
+        return [json.loads(base64.b64decode(json.loads(message)["body"]))[0][0] for message in reversed(messages)]
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:
@@ -191,7 +211,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
 
 
 def client_for(url: str, enqueue: Callable[[Sequence[str]], int] | None = None, **overrides: Any) -> TestClient:
-    app = create_app(settings_for(url, **overrides), enqueue=enqueue or RecordingEnqueue())
+    app = create_app(settings_for(url, **overrides), enqueue=enqueue or BrokerQueue.fresh())
     return TestClient(app)
 
 
