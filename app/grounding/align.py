@@ -148,6 +148,9 @@ class PreparedTranscript:
         self._index: dict[str, tuple[int, ...]] | None = None
         # Per utterance, how often each critical value occurs in it (see `_decided_at_cited`).
         self._critical: list[Counter[str] | None] = [None] * len(self.utterances)
+        self._block_critical: dict[tuple[int, ...], Counter[str]] = {}
+        # Speaker blocks sorted by distance from an anchor: quotes of one call share anchors.
+        self._block_order: dict[int, list[_Block]] = {}
         # Every utterance (raw, then normalized and space-padded) in one string: a quote absent from it
         # is absent from every utterance, so the per-utterance searches can be skipped.
         self._raw_haystack: str | None = None
@@ -340,9 +343,7 @@ class PreparedTranscript:
         self, anchor: int, quote: NormalizedText, allowed: range | None
     ) -> tuple[tuple[_Span, ...], tuple[tuple[int, int], ...]] | None:
         """A normalized match that runs over adjacent utterances of one speaker, nearest block first."""
-        for block in self._blocks_by_distance(anchor):
-            if allowed is not None and not any(index in allowed for index in block.utterances):
-                continue
+        for block in self._blocks_by_distance(anchor, allowed=allowed):
             first = block.text.find(quote)
             if first is None:
                 continue
@@ -461,7 +462,7 @@ class PreparedTranscript:
         if any(index != cited and needed <= self._critical_counts(index) for index in eligible):
             return None
         blocks = self._blocks_tried(anchor, allowed) if len(quote.tokens) > 1 else []
-        if any(needed <= sum(map(self._critical_counts, block.utterances), Counter()) for block in blocks):
+        if any(needed <= self._block_critical_counts(block) for block in blocks):
             return None
         joined = self._all_joined()
         for block in blocks:
@@ -483,11 +484,7 @@ class PreparedTranscript:
 
     def _blocks_tried(self, anchor: int, allowed: range | None) -> list[_Block]:
         """The speaker blocks a fuzzy quote is tried against: the nearest ones with an allowed utterance."""
-        return [
-            block
-            for block in self._blocks_by_distance(anchor, limit=BLOCKS_TRIED)
-            if allowed is None or any(index in allowed for index in block.utterances)
-        ]
+        return list(self._blocks_by_distance(anchor, limit=BLOCKS_TRIED, allowed=allowed))
 
     def _fuzzy_in_block_beyond(self, block: _Block, quote: NormalizedText, alone: float) -> _FuzzyVerdict | None:
         """The block's verdict when the quote fits the block better than `alone`, else None.
@@ -508,6 +505,14 @@ class PreparedTranscript:
         if cached is None:
             cached = Counter(value for _, value in self.normalized(index).critical_values())
             self._critical[index] = cached
+        return cached
+
+    def _block_critical_counts(self, block: _Block) -> Counter[str]:
+        """The critical values of a speaker block's utterances together, built once per block."""
+        cached = self._block_critical.get(block.utterances)
+        if cached is None:
+            cached = sum(map(self._critical_counts, block.utterances), Counter())
+            self._block_critical[block.utterances] = cached
         return cached
 
     def _preselect(self, quote: NormalizedText) -> dict[int, str]:
@@ -592,11 +597,19 @@ class PreparedTranscript:
             self._joined = [self.normalized(index).joined for index in range(len(self.utterances))]
         return self._joined
 
-    def _blocks_by_distance(self, anchor: int, limit: int | None = None) -> Iterator[_Block]:
-        ordered = sorted(
-            self._speaker_blocks(), key=lambda block: (_distance_to_block(anchor, block), block.utterances[0])
-        )
-        yield from ordered[:limit] if limit is not None else ordered
+    def _blocks_by_distance(
+        self, anchor: int, limit: int | None = None, allowed: range | None = None
+    ) -> Iterator[_Block]:
+        """Speaker blocks nearest `anchor` first (the first `limit`), those with an `allowed` utterance."""
+        ordered = self._block_order.get(anchor)
+        if ordered is None:
+            ordered = sorted(
+                self._speaker_blocks(), key=lambda block: (_distance_to_block(anchor, block), block.utterances[0])
+            )
+            self._block_order[anchor] = ordered
+        for block in ordered[:limit] if limit is not None else ordered:
+            if allowed is None or any(index in allowed for index in block.utterances):
+                yield block
 
     def _speaker_blocks(self) -> list[_Block]:
         """Runs of two or more consecutive utterances by the same speaker, built once."""

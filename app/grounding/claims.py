@@ -84,8 +84,14 @@ def _claim_failure(
             known = piece.reason is not None and piece.reason in Reason.__members__
             return Reason(piece.reason) if known and piece.reason else Reason.not_found
     # The due phrase is checked on its own: it usually repeats what the text says ("within 5 days").
+    profile: tuple[Counter[str], set[str]] | None = None
     for detail in (text, due):
-        unsupported = _unsupported_detail(prepared, detail, evidence) if detail else None
+        claim_values = normalize(detail).critical_values() if detail else []
+        if not claim_values:
+            continue
+        if profile is None:
+            profile = _evidence_profile(prepared, evidence)
+        unsupported = _unsupported_detail(claim_values, *profile)
         if unsupported is not None:
             return unsupported
     if owner is Owner.agent and _rests_only_on_customer(prepared, evidence):
@@ -93,14 +99,10 @@ def _claim_failure(
     return None
 
 
-def _unsupported_detail(
-    prepared: PreparedTranscript, claim_text: str, evidence: list[VerifiedEvidence]
-) -> Reason | None:
-    """Which critical detail of the claim its evidence does not contain, if any."""
-    claim = normalize(claim_text)
-    claim_values = claim.critical_values()
-    if not claim_values:
-        return None
+def _evidence_profile(
+    prepared: PreparedTranscript, evidence: list[VerifiedEvidence]
+) -> tuple[Counter[str], set[str]]:
+    """The critical values (as a multiset) and the words of the evidence spans, normalized once per claim."""
     # As a multiset: "2017 ... not 2016" does not support a claim that says 2017 twice.
     evidence_values: Counter[str] = Counter()
     evidence_words: set[str] = set()
@@ -110,6 +112,14 @@ def _unsupported_detail(
         span = normalize(prepared.utterances[piece.utterance].text[piece.char_start : piece.char_end])
         evidence_values.update(value for _, value in span.critical_values())
         evidence_words.update(span.tokens)
+    return evidence_values, evidence_words
+
+
+def _unsupported_detail(
+    claim_values: list[tuple[TokenKind, str]], evidence_counts: Counter[str], evidence_words: set[str]
+) -> Reason | None:
+    """Which critical detail of the claim (text or due) its evidence does not contain, if any."""
+    evidence_values = evidence_counts.copy()  # used up detail by detail; the next detail starts afresh
     for kind, value in claim_values:
         if kind is TokenKind.negation:
             # Any negative evidence supports a negative claim, however many "not"s either has.

@@ -297,6 +297,9 @@ APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'"})
 GROUPED_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 PLAIN_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 TIME_RE = re.compile(r"\d{1,2}:\d{2}")
+RANGE_DASH_RE = re.compile(r"\s?[-–]\s?")
+LETTERS_AFTER_HYPHEN_RE = re.compile(r"-[^\W\d_]")
+NUMBER_SUFFIX_RE = re.compile(r"(%|[^\W\d_]+)$")
 DATE_RE = re.compile(r"\d{1,4}[/-]\d{1,2}(?:[/-]\d{1,4})?")
 # Single digits said (or written) one after another join into one number from this many on: "four one
 # four eight eight" is a number read out, while "one one" or "two two" is more likely a stutter.
@@ -371,7 +374,7 @@ def normalize(text: str) -> NormalizedText:
     """Normalize `text` into comparable tokens that map back to intervals of `text`."""
     rows, flags = _raw_rows(text)
     texts = [row[0] for row in rows]
-    repeats = _may_repeat(rows, texts, flags)
+    repeats = _may_repeat(texts, flags)
     if repeats or flags & (_HAS_NUMBER | _HAS_LETTER_M):
         # The passes that merge, split or drop tokens work on mutable pieces; most texts never get here.
         pieces = [_Piece(*row) for row in rows]
@@ -518,7 +521,7 @@ def _hyphen_parts(raw: str, start: int) -> list[tuple[str, int, int]]:
 
 def _range_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
     """'5-7' and '$5 - $7' read as '5 to 7', the way they are spoken."""
-    left, right = re.split(r"\s?[-–]\s?", raw, maxsplit=1)
+    left, right = RANGE_DASH_RE.split(raw, maxsplit=1)
     currency = CURRENCY_SYMBOLS.get(left[0]) or CURRENCY_SYMBOLS.get(right[0])
     yield _row(_canonical_number(left.lstrip("$€£")), start, end, TokenKind.number)
     yield _row("to", start, end)
@@ -528,13 +531,13 @@ def _range_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
 
 
 def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
-    if re.search(r"-[^\W\d_]", raw):
+    if LETTERS_AFTER_HYPHEN_RE.search(raw):
         # "1-800-IFLYSWA", "4-hours": letters hyphenated to digits read as one identifier.
         yield _row(raw, start, end, TokenKind.id)
         return
     currency = CURRENCY_SYMBOLS.get(raw[0])
     body = raw[1:] if currency else raw
-    suffix_match = re.search(r"(%|[^\W\d_]+)$", body)
+    suffix_match = NUMBER_SUFFIX_RE.search(body)
     suffix = suffix_match.group() if suffix_match else ""
     digits = body[: len(body) - len(suffix)] if suffix else body
     if suffix in ORDINAL_SUFFIXES and digits.isdigit():
@@ -602,10 +605,6 @@ def _word_template(raw: str) -> _WordTemplate:
     word = TokenKind.word
     if raw in FILLERS:
         return ()
-    if "-" in raw and not raw.startswith(("@", "#")):
-        # Only reached for a hyphenated word without source offsets per part; normally the raw pass
-        # splits it first (see _hyphen_parts).
-        return tuple(piece for part in raw.split("-") if part for piece in _word_template(part))
     if "'" in raw:
         return tuple((text, word, False, None) for text in _expand_apostrophe(raw))
     expansion = BARE_CONTRACTIONS.get(raw)
@@ -827,13 +826,13 @@ def _is_single_digit(piece: _Piece) -> bool:
 _NEVER_STUTTERS = frozenset({*UNITS, *TEENS, *TENS})
 
 
-def _may_repeat(rows: list[_Row], texts: list[str], flags: int) -> bool:
+def _may_repeat(texts: list[str], flags: int) -> bool:
     """Whether `_drop_stutters` may have something to do: a broken-off word, or a token repeated.
 
     (A word expands to at most two pieces, "gotta" -> "got to", so a repeat shows within two.)
     """
     return bool(
-        (flags & _HAS_CUT_OFF and any(row[6] for row in rows[:-1]))
+        flags & _HAS_CUT_OFF
         or any(map(operator.eq, texts, texts[1:]))
         or any(map(operator.eq, texts, texts[2:]))
     )
