@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
+
+if TYPE_CHECKING:
+    import redis
 
 CHECK_TIMEOUT_SECONDS = 3.0
 
@@ -33,15 +36,20 @@ def check_database(settings: Settings) -> Check:
     return Check("database", True, f"reachable, schema at {current}")
 
 
-def check_broker(settings: Settings) -> Check:
+def broker_client(settings: Settings, timeout: float) -> redis.Redis:
+    """A Redis client for the broker that gives up after `timeout` seconds (probes must not hang)."""
     import redis
 
+    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
+def check_broker(settings: Settings) -> Check:
+    from app.worker.celery_app import QUEUE_NAME
+
     try:
-        client = redis.Redis.from_url(
-            settings.broker_url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS
-        )
+        client = broker_client(settings, CHECK_TIMEOUT_SECONDS)
         client.ping()
-        depth = client.llen("postcall")
+        depth = client.llen(QUEUE_NAME)
     except Exception as exc:
         return Check("broker", False, f"{settings.broker_url}: {exc.__class__.__name__}: {exc}"[:300])
     return Check("broker", True, f"reachable, {depth} tasks waiting")

@@ -28,6 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.config import Settings
+from app.db.types import as_utc
+from app.health import broker_client
 from app.models import Call, CallState, ExtractionRun, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -110,11 +112,7 @@ class PostcallCollector:
 
         up = GaugeMetricFamily("postcall_broker_up", "1 when the broker (Redis) answered this scrape.")
         try:
-            client = redis.Redis.from_url(
-                self._settings.broker_url,
-                socket_connect_timeout=BROKER_TIMEOUT_SECONDS,
-                socket_timeout=BROKER_TIMEOUT_SECONDS,
-            )
+            client = broker_client(self._settings, BROKER_TIMEOUT_SECONDS)
             with client:
                 waiting = int(client.llen(QUEUE_NAME))
                 unacked = int(client.hlen(KOMBU_UNACKED_KEY))
@@ -169,7 +167,7 @@ def _call_metrics(session: Session) -> Iterator[Metric]:
     now = datetime.now(UTC)
     for state in PENDING_STATES:
         moment = since.get(state)
-        age = (now - _aware(moment)).total_seconds() if moment is not None else 0.0
+        age = (now - as_utc(moment)).total_seconds() if moment is not None else 0.0
         oldest.add_metric([state.value], max(0.0, age))
     yield oldest
 
@@ -278,11 +276,6 @@ def _stage_histogram(session: Session) -> Metric:
 
 def _bound_label(bound: float) -> str:
     return repr(float(bound))
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; every timestamp is stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def render_latest(settings: Settings) -> tuple[bytes, str]:

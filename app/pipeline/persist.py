@@ -141,4 +141,9 @@ def state_for_run(session: Session, run_id: int) -> CallState:
     total, ungrounded = session.execute(
         select(func.count(), func.count().filter(Claim.grounding_status != "grounded")).where(Claim.run_id == run_id)
     ).one()
-    return CallState.ready_for_review if total and not ungrounded else CallState.needs_attention
+    return outcome_state(total, ungrounded)
+
+
+def outcome_state(claims: int, ungrounded: int) -> CallState:
+    """A processed call with claims, every one grounded, is ready for review; otherwise it needs attention."""
+    return CallState.ready_for_review if claims and not ungrounded else CallState.needs_attention

@@ -9,21 +9,17 @@ A call re-enqueued while a slow worker still holds it is harmless: the idempoten
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db.types import as_utc
 from app.models import Call, CallState
 from app.models.tables import utcnow
 from app.pipeline.calls import set_state
 
 RECONCILE_BATCH = 500
-
-
-def as_utc(moment: datetime) -> datetime:
-    """The same instant in UTC; a naive value is taken to be UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def claim_stuck_calls(

@@ -31,7 +31,15 @@ from app.llm.prompt import PromptTemplate
 from app.models import CallState, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
 from app.pipeline.calls import load_transcript, lock_call, set_state
-from app.pipeline.persist import RunFacts, add_claims, add_run, find_succeeded_run, idempotency_key, state_for_run
+from app.pipeline.persist import (
+    RunFacts,
+    add_claims,
+    add_run,
+    find_succeeded_run,
+    idempotency_key,
+    outcome_state,
+    state_for_run,
+)
 from app.pipeline.redact import redact_transcript
 from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import Transcript
@@ -247,7 +255,7 @@ def process_call(
             )
             count = add_claims(session, run, extracted.report)
             ungrounded = len(extracted.report.ungrounded_claims)
-            state = CallState.ready_for_review if count and ungrounded == 0 else CallState.needs_attention
+            state = outcome_state(count, ungrounded)
             set_state(call, state)
             db_ms += _elapsed_ms(persist_started)
             run.db_ms = db_ms
