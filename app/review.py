@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import NotFoundError, PostcallError
@@ -350,16 +350,17 @@ def pending_unverified(session: Session, call_id: str) -> int:
     run = latest_succeeded_run(session, call_id)
     if run is None:
         return 0
-    count = session.scalar(
-        select(func.count())
-        .select_from(Claim)
-        .where(
-            Claim.run_id == run.id,
-            Claim.grounding_status == ClaimStatus.ungrounded.value,
-            Claim.review_status == ReviewStatus.pending,
-        )
-    )
+    count = session.scalar(select(func.count()).select_from(Claim).where(*undecided_unverified(run.id)))
     return int(count or 0)
+
+
+def undecided_unverified(run_id: int | ColumnElement[int | None]) -> tuple[ColumnElement[bool], ...]:
+    """Conditions on `Claim`: an unverified item of run `run_id` that nobody has decided on yet."""
+    return (
+        Claim.run_id == run_id,
+        Claim.grounding_status == ClaimStatus.ungrounded.value,
+        Claim.review_status == ReviewStatus.pending,
+    )
 
 
 def decide_call(session: Session, principal: Principal, call_id: str, decision: CallDecision) -> Call:

@@ -16,7 +16,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, false, select
+from sqlalchemy import ColumnElement, Select, and_, false, select
 from sqlalchemy.orm import Session
 
 from app.errors import PostcallError
@@ -157,10 +157,12 @@ def principal_of(user: User, tenant_slug: str) -> Principal:
     )
 
 
+def _users_with_slug() -> Select[User, str]:
+    return select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id)
+
+
 def _active_principal(session: Session, condition: ColumnElement[bool]) -> Principal | None:
-    row = session.execute(
-        select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id).where(condition, User.active.is_(True))
-    ).first()
+    row = session.execute(_users_with_slug().where(condition, User.active.is_(True))).first()
     if row is None:
         return None
     user, slug = row
@@ -181,9 +183,7 @@ def session_fingerprint(principal_token_hash: str) -> str:
 
 def load_principal(session: Session, user_id: int, fingerprint: str) -> Principal | None:
     """Re-check a signed-in session: the user still exists, is active and still holds the same token."""
-    row = session.execute(
-        select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id).where(User.id == user_id)
-    ).first()
+    row = session.execute(_users_with_slug().where(User.id == user_id)).first()
     if row is None:
         return None
     user, slug = row
@@ -202,7 +202,7 @@ def signed_in(session: Session, token: str) -> tuple[Principal, str] | None:
 
 def list_users(session: Session, tenant: str | None = None) -> list[tuple[User, str]]:
     """Users with their tenant slug, ordered by tenant then name."""
-    query = select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id).order_by(Tenant.slug, User.name)
+    query = _users_with_slug().order_by(Tenant.slug, User.name)
     if tenant is not None:
         query = query.where(Tenant.slug == tenant)
     return [(user, slug) for user, slug in session.execute(query).all()]

@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Call, CallState, Claim, ExtractionRun, ReviewStatus, RunStatus, Tenant
+from app.models import Call, CallState, Claim, ExtractionRun, RunStatus, Tenant
 from app.pipeline.queries import call_summary
-from app.schemas.grounding import ClaimStatus
+from app.review import undecided_unverified
 from app.users import Principal, visible_calls_clause
 from app.web.schemas import CallListItemOut, CallListOut
 
@@ -41,14 +41,7 @@ def flagged_clause() -> ColumnElement[bool]:
         .correlate(Call)
         .scalar_subquery()
     )
-    return exists(
-        select(Claim.id).where(
-            Claim.call_id == Call.id,
-            Claim.run_id == current_run,
-            Claim.grounding_status == ClaimStatus.ungrounded.value,
-            Claim.review_status == ReviewStatus.pending,
-        )
-    ).correlate(Call)
+    return exists(select(Claim.id).where(Claim.call_id == Call.id, *undecided_unverified(current_run))).correlate(Call)
 
 
 def _day_start(day: date) -> datetime:
