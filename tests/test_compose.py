@@ -11,10 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from app.config import PROJECT_ROOT, Settings
-from tests.support.services import in_ci
+from tests.support.services import skip_or_fail
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
@@ -25,17 +23,11 @@ COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "POSTCALL_WORKER_STOP_GRACE", "PO
 APP_SERVICES = ("worker", "beat", "web")
 
 
-def _skip_or_fail(message: str) -> None:
-    if in_ci():
-        pytest.fail(f"CI=true and {message}")
-    pytest.skip(message)
-
-
 def _compose() -> dict[str, Any]:
     try:
         import yaml
     except ImportError:
-        _skip_or_fail("PyYAML is not installed (a dev dependency): cannot read docker-compose.yml")
+        skip_or_fail("PyYAML is not installed (a dev dependency): cannot read docker-compose.yml")
     document = yaml.safe_load(COMPOSE_FILE.read_text())
     assert isinstance(document, dict)
     return document
@@ -44,7 +36,7 @@ def _compose() -> dict[str, Any]:
 def _run_config(**env: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
     if binary is None:
-        _skip_or_fail("docker-compose is not installed (Debian: apt-get install docker-compose)")
+        skip_or_fail("docker-compose is not installed (Debian: apt-get install docker-compose)")
     assert binary is not None
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("POSTCALL_", "POSTGRES_", "OPENAI_"))}
     return subprocess.run(

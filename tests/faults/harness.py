@@ -19,14 +19,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pytest
 import redis
 from sqlalchemy import Executable, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -49,8 +48,8 @@ from tests.support.fake_openai import (
     extraction_reply,
     unused_port,
 )
-from tests.support.processes import POSTCALL, postcall_env
-from tests.support.services import in_ci
+from tests.support.processes import POSTCALL, postcall_env, wait_until
+from tests.support.services import skip_or_fail
 from tests.support.transcripts import make_transcript
 
 DONE_STATES = frozenset({CallState.ready_for_review, CallState.needs_attention})
@@ -74,20 +73,8 @@ def require_binary(name: str, *extra_dirs: str) -> str:
         candidate = Path(folder) / name
         found = str(candidate) if candidate.is_file() else None
     if not found:
-        message = f"{name} is not installed; the fault tests start their own throwaway server with it"
-        if in_ci():
-            pytest.fail(f"CI=true and {message}")
-        pytest.skip(message)
+        skip_or_fail(f"{name} is not installed; the fault tests start their own throwaway server with it")
     return found
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 # ------------------------------------------------------------------------------------------- Redis
@@ -115,7 +102,7 @@ class PrivateRedis:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        if not wait_for(self._answers, SERVICE_START_TIMEOUT):
+        if not wait_until(self._answers, SERVICE_START_TIMEOUT):
             raise RuntimeError(f"private redis-server did not start on port {self.port}")
 
     def _answers(self) -> bool:
@@ -491,7 +478,7 @@ def describe_unfinished(factory: sessionmaker[Session], call_ids: Sequence[str],
 def wait_until_all_in(
     factory: sessionmaker[Session], call_ids: Sequence[str], states: frozenset[CallState], timeout: float
 ) -> bool:
-    return wait_for(lambda: count_in(factory, call_ids, states) == len(call_ids), timeout, interval=0.3)
+    return wait_until(lambda: count_in(factory, call_ids, states) == len(call_ids), timeout, interval=0.3)
 
 
 @dataclass(frozen=True)

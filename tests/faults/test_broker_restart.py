@@ -17,10 +17,10 @@ from tests.faults.harness import (
     count_in,
     fault_stack,
     ingest,
-    wait_for,
     wait_until_all_in,
     worker_fleet,
 )
+from tests.support.processes import wait_until
 
 CALLS = 60
 CONCURRENCY = 4
@@ -46,7 +46,7 @@ def test_calls_lost_with_redis_are_reconciled(postgres_url: str, tmp_path: Path)
         fleet.start(beat=True)
         fleet.start()
         call_ids = ingest(factory, broker, CALLS, "redis")
-        progressing = wait_for(
+        progressing = wait_until(
             lambda: count_in(factory, call_ids, DONE_STATES) >= CRASH_AFTER_DONE, PROGRESS_TIMEOUT, interval=0.05
         )
         assert progressing, fleet.logs()

@@ -16,10 +16,10 @@ from tests.faults.harness import (
     fault_stack,
     ingest,
     private_postgres,
-    wait_for,
     wait_until_all_in,
     worker_fleet,
 )
+from tests.support.processes import wait_until
 
 CALLS = 60
 CONCURRENCY = 4
@@ -45,7 +45,7 @@ def test_calls_survive_a_database_outage(tmp_path: Path) -> None:
             fleet.start()
             fleet.start()
             call_ids = ingest(factory, broker, CALLS, "pg")
-            progressing = wait_for(
+            progressing = wait_until(
                 lambda: count_in(factory, call_ids, DONE_STATES) >= STOP_AFTER_DONE, PROGRESS_TIMEOUT, interval=0.05
             )
             assert progressing, fleet.logs()

@@ -17,10 +17,10 @@ from tests.faults.harness import (
     check_exactly_once,
     fault_stack,
     ingest,
-    wait_for,
     wait_until_all_in,
     worker_fleet,
 )
+from tests.support.processes import wait_until
 
 CONCURRENCY = 2
 CALLS = 6
@@ -38,7 +38,7 @@ def test_sigterm_finishes_calls_in_flight_and_leaves_the_rest_queued(postgres_ur
     ):
         worker = fleet.start()
         call_ids = ingest(factory, broker, CALLS, "term")
-        assert wait_for(lambda: llm.requests_from(worker.tag) >= CONCURRENCY, START_TIMEOUT), fleet.logs()
+        assert wait_until(lambda: llm.requests_from(worker.tag) >= CONCURRENCY, START_TIMEOUT), fleet.logs()
 
         fleet.signal(worker, signal.SIGTERM)
         assert worker.proc.wait(timeout=EXIT_TIMEOUT) == 0, fleet.logs()

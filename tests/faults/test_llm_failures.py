@@ -21,11 +21,10 @@ from tests.faults.harness import (
     fault_stack,
     ingest,
     store_calls,
-    wait_for,
     wait_until_all_in,
     worker_fleet,
 )
-from tests.support.processes import run_postcall
+from tests.support.processes import run_postcall, wait_until
 
 LLM_DELAY_SECONDS = 0.2
 CLIENT_TIMEOUT_SECONDS = 1
@@ -52,7 +51,7 @@ def test_calls_ride_out_server_errors_and_timeouts(postgres_url: str, tmp_path: 
             fleet.start()
             call_ids = ingest(factory, broker, OUTAGE_CALLS, "llm")
             # Every call meets the outage at least once (its first try is refused).
-            assert wait_for(lambda: llm.total_requests() >= OUTAGE_CALLS, RECOVERY_TIMEOUT), fleet.logs()
+            assert wait_until(lambda: llm.total_requests() >= OUTAGE_CALLS, RECOVERY_TIMEOUT), fleet.logs()
             llm.mode = LLMMode.timeout
             requests_before_timeouts = llm.total_requests()
             time.sleep(TIMEOUT_PHASE_SECONDS)

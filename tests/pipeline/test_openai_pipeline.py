@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import PROJECT_ROOT, Settings
@@ -23,16 +23,19 @@ from app.llm.prompt import PromptTemplate
 from app.models import Call, CallState, Claim, Evidence, ExtractionRun, RunStatus
 from app.pipeline.run import process_call
 from app.pipeline.store import store_transcript
+from app.schemas.transcript import Role
 from app.worker.tasks import retry_countdown
 from tests.support.fake_openai import (
     DEFAULT_MODEL,
     FakeOpenAIServer,
+    RecordedRequest,
+    ScriptedReply,
     completion_reply,
     error_reply,
     extraction_reply,
     running_fake_openai,
 )
-from tests.support.transcripts import make_transcript
+from tests.support.transcripts import CARD_CALL_LINES, make_transcript
 
 GROUNDED_STATUSES = {"exact", "normalized", "fuzzy", "relocated"}
 
@@ -375,9 +378,6 @@ def test_transcript_replaced_during_extraction_discards_the_stale_result(
     provider: OpenAIProvider,
     prompt: PromptTemplate,
 ) -> None:
-    from app.schemas.transcript import Role
-    from tests.support.fake_openai import RecordedRequest, ScriptedReply
-    from tests.support.transcripts import CARD_CALL_LINES
 
     def replace_then_answer(_request: RecordedRequest) -> ScriptedReply:
         # The contact-center system re-sends a corrected transcript while the model is thinking.
@@ -405,7 +405,6 @@ def test_failed_reextraction_keeps_the_reviewed_state(
 ) -> None:
     import dataclasses
 
-    from sqlalchemy import update
 
     fake_openai.enqueue(extraction_reply(GOOD_ANSWER))
     assert process_call(session_factory, call_id, provider, prompt).state is CallState.ready_for_review
@@ -432,7 +431,6 @@ def test_state_overwritten_by_a_duplicate_delivery_heals(
     provider: OpenAIProvider,
     prompt: PromptTemplate,
 ) -> None:
-    from sqlalchemy import update
 
     fake_openai.enqueue(extraction_reply(GOOD_ANSWER))
     first = process_call(session_factory, call_id, provider, prompt)

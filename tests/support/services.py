@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import pytest
 
@@ -39,7 +40,11 @@ def require_service(name: str) -> None:
     host, port = (PG_HOST, PG_PORT) if name == "postgres" else (REDIS_HOST, REDIS_PORT)
     if _port_open(host, port):
         return
-    message = f"{name} is not reachable at {host}:{port}; start it with: {START_HINT[name]}"
+    skip_or_fail(f"{name} is not reachable at {host}:{port}; start it with: {START_HINT[name]}")
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip with `message`, or fail under CI=true: CI must never pass by skipping what it cannot run."""
     if in_ci():
         pytest.fail(f"CI=true and {message}")
     pytest.skip(message)

@@ -11,7 +11,9 @@ import uuid
 import pytest
 from sqlalchemy import func, select, update
 
+from app.db.session import unit_of_work
 from app.models import Call, CallState, Claim, ReviewEvent
+from app.users import deactivate_user
 from tests.web.conftest import (
     ADMINS,
     CAN_REOPEN,
@@ -257,8 +259,6 @@ def test_deactivated_user_is_refused(world: World) -> None:
                                 headers=world.token("admin")).json()
     headers = {"Authorization": f"Bearer {created['token']}"}
     assert world.client.get("/api/me", headers=headers).status_code == 200
-    from app.db.session import unit_of_work
-    from app.users import deactivate_user
 
     with unit_of_work(world.factory) as session:
         deactivate_user(session, "acme", created["name"])

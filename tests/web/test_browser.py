@@ -24,7 +24,7 @@ from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory
 from app.models import UserRole
 from app.web import create_app
-from tests.support.services import in_ci
+from tests.support.services import skip_or_fail
 from tests.web.world import SeededCall, seed_call, seed_user, settings_for
 
 if TYPE_CHECKING:
@@ -51,10 +51,7 @@ EXPECT_TIMEOUT_MS = 5_000
 def require_chromium() -> None:
     if CHROMIUM.exists():
         return
-    message = f"Chromium not found at {CHROMIUM}; install it with: apt-get install -y chromium"
-    if in_ci():
-        pytest.fail(f"CI=true and {message}")
-    pytest.skip(message)
+    skip_or_fail(f"Chromium not found at {CHROMIUM}; install it with: apt-get install -y chromium")
 
 
 class ServerThread:

@@ -16,10 +16,10 @@ from tests.faults.harness import (
     extracting_llm,
     fault_env,
     ingest,
-    wait_for,
     wait_until_all_in,
     worker_fleet,
 )
+from tests.support.processes import wait_until
 from tests.support.services import redis_url
 
 BROKER_DB = 12
@@ -41,7 +41,7 @@ def test_killed_worker_call_is_redelivered_and_processed_once(postgres_url: str,
         fleet.start()
         fleet.start()
         [call_id] = ingest(factory, broker, 1, "kill")
-        assert wait_for(lambda: llm.total_requests() >= 1, WORKER_START_TIMEOUT), fleet.logs()
+        assert wait_until(lambda: llm.total_requests() >= 1, WORKER_START_TIMEOUT), fleet.logs()
         holder = next(w for w in fleet.workers if llm.requests_from(w.tag))
         survivor = next(w for w in fleet.workers if w is not holder)
         fleet.kill(holder)
