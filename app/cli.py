@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.cli_web import serve, users_app
+from app.cli_web import console, err_console, fail, serve, users_app
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import unit_of_work
 from app.errors import PostcallError
@@ -37,9 +36,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.command()(serve)
 
-console = Console()
-err_console = Console(stderr=True)
-
 TRANSCRIPT_SUFFIXES = (".json", ".txt", ".vtt", ".srt")
 SAMPLES_DIR = PROJECT_ROOT / "samples"
 
@@ -57,7 +53,7 @@ def _require_schema(settings: Settings) -> None:
     try:
         require_current_schema(settings.database_url)
     except PostcallError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def _context(provider: str | None = None) -> AppContext:
@@ -74,13 +70,8 @@ def _processing_context(settings: Settings | None = None, provider: str | None =
     try:
         _ = ctx.provider, ctx.prompt
     except PostcallError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     return ctx
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------------------------- db
@@ -230,7 +221,7 @@ def ingest(
     ctx = _context()
     files = expand_paths(paths)
     if not files:
-        raise _fail("no transcript files found in " + ", ".join(map(str, paths)))
+        raise fail("no transcript files found in " + ", ".join(map(str, paths)))
     results = ingest_files(
         ctx, files, tenant=tenant or ctx.settings.default_tenant, fmt=fmt, agent_speaker=agent_speaker,
         replace=replace,
@@ -262,7 +253,7 @@ def process(
     ctx = _processing_context(provider=provider)
     files = expand_paths(paths)
     if not files:
-        raise _fail("no transcript files found in " + ", ".join(map(str, paths)))
+        raise fail("no transcript files found in " + ", ".join(map(str, paths)))
     results = ingest_files(
         ctx, files, tenant=tenant or ctx.settings.default_tenant, fmt=fmt, agent_speaker=agent_speaker,
         replace=replace,
@@ -345,7 +336,7 @@ def show(
     try:
         detail = _load_detail(ctx, call, tenant)
     except PostcallError as exc:
-        raise _fail(str(exc), 1) from exc
+        raise fail(str(exc), 1) from exc
     if as_json:
         print(json.dumps(show_json(detail)))
         return
@@ -455,17 +446,17 @@ def verify(
     try:
         parsed = load_transcript(transcript, fmt=fmt, agent_speaker=agent_speaker)
     except PostcallError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     try:
         raw = extraction.read_bytes()
         document = Extraction.model_validate_json(raw)
     except OSError as exc:
-        raise _fail(f"{extraction}: cannot read: {exc.strerror or exc}") from exc
+        raise fail(f"{extraction}: cannot read: {exc.strerror or exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}" for e in exc.errors()[:10]
         )
-        raise _fail(f"{extraction}: not a valid extraction: {problems}") from exc
+        raise fail(f"{extraction}: not a valid extraction: {problems}") from exc
     report = verify_extraction(parsed.transcript, document)
     if as_json:
         print(json.dumps(verification_json(report)))
@@ -584,7 +575,7 @@ def retry(
         wanted = CallState(state)
         since_dt = datetime.fromisoformat(since) if since else None
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     ctx = _context()
     with unit_of_work(ctx.session_factory) as session:
         tenant_id = _tenant_id(session, tenant)

@@ -28,9 +28,10 @@ err_console = Console(stderr=True)
 TenantOption = Annotated[str | None, typer.Option("--tenant", help="Tenant slug (default: POSTCALL_DEFAULT_TENANT).")]
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print `message` as an error and give the exit to raise (2: bad input or setup). Shared by the CLI."""
     err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(2)
+    return typer.Exit(code)
 
 
 @users_app.command("add")
@@ -50,7 +51,7 @@ def users_add(
             created = create_user(session, tenant=slug, name=name, role=role, team=team, agent_id=agent_id)
             user_id = created.user.id
     except PostcallError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if as_json:
         print(json.dumps({"id": user_id, "name": name, "tenant": slug, "role": role.value, "team": team,
                           "agent_id": agent_id, "token": created.token}))
@@ -96,7 +97,7 @@ def users_deactivate(
         with unit_of_work(ctx.session_factory) as session:
             deactivate_user(session, slug, name)
     except PostcallError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(f"deactivated {name} in tenant {slug}", highlight=False)
 
 
