@@ -285,14 +285,10 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         if not 0 <= piece.utterance <= last_index:
             raise ReviewInputError(f"utterance {piece.utterance} does not exist (the call has 0..{last_index})")
     evidence = [EvidenceRef(utterance=piece.utterance, quote=piece.quote) for piece in pieces]
-    statement = (
-        ActionItem(text=text, owner=Owner(owner), due=due, evidence=evidence)
-        if is_action and owner is not None
-        else Statement(text=text, evidence=evidence)
-    )
-    extraction = (
-        Extraction(action_items=[statement]) if isinstance(statement, ActionItem) else Extraction(summary=[statement])
-    )
+    if owner is not None:  # set exactly for action items
+        extraction = Extraction(action_items=[ActionItem(text=text, owner=Owner(owner), due=due, evidence=evidence)])
+    else:
+        extraction = Extraction(summary=[Statement(text=text, evidence=evidence)])
     (verified,) = verify_extraction(transcript, extraction).claims
     missing = [ev for ev in verified.evidence if not ev.grounded]
     if missing or not verified.evidence:
