@@ -394,8 +394,6 @@ class _Extractor:
         is stated once, as the action item, not repeated as the outcome."""
         if item.request:
             text = "Pending the customer's next step"
-        elif item.third_party and item.owner is Owner.other and item.who:
-            text = f"Pending follow-up by {item.who}"
         elif item.who:
             text = f"Pending follow-up by {item.who}"
         else:
