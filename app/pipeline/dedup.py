@@ -21,6 +21,7 @@ The reason is never dropped: it answers a different question (why they called) t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from app.grounding.normalize import TokenKind, normalize
@@ -55,9 +56,14 @@ _COMPARED = frozenset(
 )  # fmt: skip
 
 
+# A leading label ("Resolved: ", "Pending follow-up: "): "Pending: X" restates X.
+_LABEL = re.compile(r"^\s*[A-Za-z][A-Za-z -]{0,30}:\s")
+
+
 def content_words(text: str) -> frozenset[str]:
-    """The words that carry a statement's content (normalized tokens, no function or role words)."""
-    normalized = normalize(text)
+    """The words that carry a statement's content (normalized tokens, no function or role words, no
+    leading label)."""
+    normalized = normalize(_LABEL.sub("", text, count=1))
     return frozenset(
         token
         for token, kind in zip(normalized.tokens, normalized.kinds, strict=True)
