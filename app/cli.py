@@ -676,27 +676,29 @@ def demo(
     process_in_process(ctx, call_ids, show_progress=True)
     for call_id in call_ids:
         render_call(_load_detail(ctx, call_id, None))
-    _demo_safeguard(ctx, files, tenant or ctx.settings.default_tenant)
+    safeguarded = _demo_safeguard(ctx, files, tenant or ctx.settings.default_tenant)
     with unit_of_work(ctx.session_factory) as session:
         counts = count_by_state(session)
     summary = ", ".join(f"{state}: {n}" for state, n in counts.items() if n)
-    console.print(f"[bold]{len(call_ids)} calls processed[/bold] ({summary})", highlight=False)
+    extra = " + 1 through the openai provider (scripted, local)" if safeguarded else ""
+    console.print(f"[bold]{len(call_ids)} sample calls processed offline{extra}[/bold] ({summary})", highlight=False)
     if any(r.error for r in results):
         raise typer.Exit(1)
 
 
-def _demo_safeguard(ctx: AppContext, files: list[Path], tenant: str) -> None:
+def _demo_safeguard(ctx: AppContext, files: list[Path], tenant: str) -> bool:
     """One call through the `openai` provider, answered on 127.0.0.1 with an invented amount: the
     verifier's flag is what the reviewer sees first."""
     from app.pipeline.safeguard_demo import run_safeguard_call
 
     sample = next((f for f in files if f.name == SAFEGUARD_SAMPLE), None)
     if sample is None:
-        return
+        return False
     console.print(f"[bold]Safeguard:[/bold] {SAFEGUARD_SAMPLE} again through the openai provider, against a "
                   "local scripted server whose answer invents a $250 credit (no network, no key)", highlight=False)
     outcome = run_safeguard_call(ctx.session_factory, ctx.settings, ctx.prompt, sample, tenant)
     render_call(_load_detail(ctx, outcome.call_id, None))
+    return True
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, S
 from app.schemas.transcript import Role, Transcript
 
 # Bump when the algorithm's output can change for the same input (it is stored on every run).
-HEURISTIC_MODEL_VERSION = "heuristic-v1"
+HEURISTIC_MODEL_VERSION = "heuristic-v2"
 
 # A reason candidate needs at least this cue weight; below it the first substantive line is used.
 MIN_REASON_SCORE = 4
