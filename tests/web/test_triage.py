@@ -134,3 +134,17 @@ def test_call_page_shows_the_speaker_once_and_the_status_names(world: World) -> 
     assert '<span class="speaker">Dana</span>' in page  # a name says more than the role: shown
     assert ">verbatim<" not in page and "verbatim up to" not in page
     assert '">exact' in page
+
+
+def test_a_speaker_label_that_only_repeats_the_role_is_not_shown_twice(world: World) -> None:
+    from app.pipeline.store import store_transcript
+    from tests.support.transcripts import make_transcript
+
+    with unit_of_work(world.factory) as session:  # speakers "Agent" and "Customer", as plain-text calls have
+        call_id = store_transcript(session, make_transcript(external_id=f"plain-{uuid.uuid4().hex[:8]}",
+                                                            agent_id="a1"), tenant="acme",
+                                   external_id=f"plain-{uuid.uuid4().hex[:8]}").call_id
+    page = world.browser("supervisor").get(f"/calls/{call_id}").text
+    assert '<span class="who">agent</span>' in page
+    assert '<span class="speaker">Agent</span>' not in page
+    assert '<span class="speaker">Customer</span>' not in page
