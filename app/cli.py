@@ -695,7 +695,7 @@ def _demo_safeguard(ctx: AppContext, files: list[Path], tenant: str) -> bool:
     if sample is None:
         return False
     console.print(f"[bold]Safeguard:[/bold] {SAFEGUARD_SAMPLE} again through the openai provider, against a "
-                  "local scripted server whose answer invents a $250 credit (no network, no key)", highlight=False)
+                  "local scripted server whose answer invents a $25 fee (no network, no key)", highlight=False)
     outcome = run_safeguard_call(ctx.session_factory, ctx.settings, ctx.prompt, sample, tenant)
     render_call(_load_detail(ctx, outcome.call_id, None))
     return True

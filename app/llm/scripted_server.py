@@ -99,34 +99,63 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 _LINE = re.compile(r"^\[(?P<index>\d+)\] (?P<role>\w+) \((?P<speaker>[^)]*)\): (?P<text>.+)$")
-FABRICATED_AMOUNT = "$250"
+FABRICATED_AMOUNT = "$25"
+FABRICATED_STATEMENT = f"The customer was charged a {FABRICATED_AMOUNT} fee for the replacement card."
+
+
+def _cite(index: int, quote: str) -> list[dict[str, Any]]:
+    return [{"utterance": index, "quote": quote}]
+
+
+# What a good model answers for samples/bank_lost_card.json, but for one invented detail: the caller
+# asked about a fee and was told the first replacement is free; the "model" says a $25 fee was charged.
+BANK_CALL_ANSWER: dict[str, Any] = {
+    "reason": {"text": "The customer lost their debit card.",
+               "evidence": _cite(1, "I'm calling because I lost my debit card.")},
+    "outcome": {"text": "Card blocked and a replacement ordered.",
+                "evidence": [*_cite(11, "I've blocked the card"),
+                             *_cite(13, "I've also ordered a replacement debit card")]},
+    "summary": [
+        {"text": "The agent saw nothing unusual on the account after the customer's last purchase.",
+         "evidence": _cite(10, "I don't see anything unusual after that.")},
+        {"text": FABRICATED_STATEMENT,
+         "evidence": _cite(27, "the first replacement in a year is free of charge.")},
+    ],
+    "action_items": [
+        {"text": "Email the customer a confirmation of the block and the replacement order.", "owner": "agent",
+         "due": "today",
+         "evidence": _cite(23, "I'll email you a confirmation of the block and the replacement order today")},
+        {"text": "Activate the new card in the app when it arrives.", "owner": "customer",
+         "due": "as soon as it arrives",
+         "evidence": _cite(25, "please activate the new card in the app as soon as it arrives")},
+    ],
+}
+
+
+def _shown(user_text: str) -> dict[int, str]:
+    lines: dict[int, str] = {}
+    for raw in user_text.splitlines():
+        match = _LINE.match(raw.strip())
+        if match:
+            lines[int(match["index"])] = match["text"]
+    return lines
 
 
 def fabricating_answer(user_text: str) -> dict[str, Any]:
-    """A model that reads the call right but invents an amount: every statement quotes the transcript
-    it was shown, and one summary point claims a $250 goodwill credit nobody offered."""
-    lines: dict[str, list[tuple[int, str]]] = {}
-    for raw in user_text.splitlines():
-        match = _LINE.match(raw.strip())
-        if match and "[" not in match["text"]:  # skip redacted lines: quote plain words only
-            lines.setdefault(match["role"], []).append((int(match["index"]), match["text"]))
-    agent = lines.get("agent") or next(iter(lines.values()), [])
-    customer = lines.get("customer") or agent
-    if not agent:
+    """A model that reads the call right but invents an amount. For the bank sample the answer is
+    `BANK_CALL_ANSWER`; for any other transcript every statement quotes a line it was shown and one
+    summary point claims the same invented fee."""
+    shown = _shown(user_text)
+    statements = [BANK_CALL_ANSWER["reason"], BANK_CALL_ANSWER["outcome"], *BANK_CALL_ANSWER["summary"],
+                  *BANK_CALL_ANSWER["action_items"]]
+    if all(ref["quote"] in shown.get(ref["utterance"], "") for s in statements for ref in s["evidence"]):
+        return BANK_CALL_ANSWER
+    plain = [(i, text) for i, text in sorted(shown.items()) if "[" not in text]  # skip redacted lines
+    if not plain:
         return {"summary": [], "action_items": []}
-
-    def cite(source: tuple[int, str]) -> dict[str, Any]:
-        index, text = source
-        return {"text": text, "evidence": [{"utterance": index, "quote": text}]}
-
-    def substantive(source: list[tuple[int, str]]) -> list[tuple[int, str]]:
-        return [line for line in source if len(line[1].split()) >= 6 and not line[1].rstrip().endswith("?")] or source
-
-    credit = {**cite(agent[min(2, len(agent) - 1)]),
-              "text": f"The agent offered a {FABRICATED_AMOUNT} goodwill credit for the trouble."}
+    first, last = plain[0], plain[-1]
     return {
-        "reason": cite(substantive(customer)[0]),
-        "outcome": cite(substantive(agent)[-1]),
-        "summary": [credit],
+        "reason": {"text": first[1], "evidence": _cite(*first)},
+        "summary": [{"text": FABRICATED_STATEMENT, "evidence": _cite(*last)}],
         "action_items": [],
     }

@@ -1,6 +1,7 @@
 """The case note: the record as the 2-4 sentences a CRM case holds.
 
-`case_note(items)` derives it from the call's current, not rejected, items: the summary first (it is the
+`case_note(items)` derives it from the call's current items that may be stated as fact
+(`stated_as_fact`: verified, or checked by a reviewer; never rejected): the summary first (it is the
 narrative), then the reason, the outcome and the next steps, each only when the sentences already
 chosen do not cover it (the restatement rule of `app.pipeline.dedup`). An agent may rewrite the note;
 `calls.case_note` then holds their text and `call_case_note` returns it instead.
@@ -89,6 +90,14 @@ def case_note(items: Sequence[NoteSource]) -> str:
     return " ".join(text for _, text in sorted(chosen, key=lambda c: c[0]) if text)[:MAX_NOTE_CHARS]
 
 
+def stated_as_fact(grounding_status: str, review_status: str) -> bool:
+    """Whether the note may state an item: verified and not rejected, or unverified but approved or
+    edited by a reviewer. An unverified item nobody has checked never enters the note."""
+    if review_status == ReviewStatus.rejected.value:
+        return False
+    return grounding_status == "grounded" or review_status in (ReviewStatus.approved.value, ReviewStatus.edited.value)
+
+
 def call_case_note(session: Session, call: Call) -> str:
     """The note of `call`: the agent's edited text if any, else derived from its current items."""
     if call.case_note:
@@ -96,4 +105,4 @@ def call_case_note(session: Session, call: Call) -> str:
     from app.pipeline.queries import current_claims
 
     _, claims = current_claims(session, call.id)
-    return case_note([c for c in claims if c.review_status is not ReviewStatus.rejected])
+    return case_note([c for c in claims if stated_as_fact(c.grounding_status, c.review_status.value)])

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.models import CallState, ReviewEvent, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES
-from app.pipeline.note import case_note
+from app.pipeline.note import case_note, stated_as_fact
 from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out
 from app.review import DECIDABLE_CALL_STATES, call_events, pending_unverified, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
@@ -272,7 +272,7 @@ def build_call_page(session: Session, principal: Principal, call_id: str) -> Cal
         decidable=CallState(call.state) in DECIDABLE_CALL_STATES,
         reopenable=CallState(call.state) in REVIEWED_STATES,
         claim_count=len(claims),
-        note=call.case_note or case_note([c for c in claims if c.review_status != "rejected"]),
+        note=call.case_note or case_note([c for c in claims if stated_as_fact(c.status, c.review_status)]),
         note_edited=call.case_note is not None,
         approvable=CallState(call.state) in (CallState.ready_for_review, CallState.needs_attention)
         and not pending,

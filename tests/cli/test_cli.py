@@ -183,8 +183,8 @@ def test_demo_processes_every_sample(samples_dir: Path) -> None:
     assert sample_count >= 8
     assert f"{sample_count} sample calls processed offline + 1 through the openai provider" in out
     assert "Action items" in out and "exact" in out
-    # The safeguard: the scripted model's invented $250 credit is printed as unverified.
-    assert "UNVERIFIED The agent offered a $250 goodwill credit" in " ".join(out.split())
+    # The safeguard: the scripted model's invented $25 fee is printed as unverified.
+    assert "UNVERIFIED The customer was charged a $25 fee" in " ".join(out.split())
     # Running it again is idempotent: same calls, no duplicates.
     code, out, _ = _invoke("demo")
     assert code == 0 and f"{sample_count} sample calls processed" in out

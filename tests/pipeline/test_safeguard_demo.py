@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import get_settings
 from app.db.session import unit_of_work
 from app.llm.prompt import PromptTemplate
-from app.models import CallState, Claim
+from app.models import Call, CallState, Claim
+from app.pipeline.note import call_case_note
 from app.pipeline.safeguard_demo import run_safeguard_call
 
 
@@ -25,9 +26,18 @@ def test_the_invented_amount_is_flagged_and_the_rest_verified(
     with unit_of_work(session_factory) as session:
         claims = session.scalars(select(Claim).where(Claim.run_id == outcome.run_id)).all()
     flagged = [c for c in claims if c.grounding_status == "ungrounded"]
-    assert [c.text for c in flagged] == ["The agent offered a $250 goodwill credit for the trouble."]
+    assert [c.text for c in flagged] == ["The customer was charged a $25 fee for the replacement card."]
     assert flagged[0].grounding_reason == "unsupported_number"
-    assert {c.kind for c in claims if c.grounding_status == "grounded"} == {"reason", "outcome"}
+    # Everything else the scripted model said is verified: reason, outcome, a finding, two action items.
+    assert sorted(c.kind for c in claims if c.grounding_status == "grounded") == [
+        "action_item", "action_item", "outcome", "reason", "summary"]
+    # The derived case note states only what is verified: the invented fee is not in it.
+    with unit_of_work(session_factory) as session:
+        call = session.get(Call, outcome.call_id)
+        assert call is not None
+        note = call_case_note(session, call)
+    assert note.startswith("The customer lost their debit card.")
+    assert "$25" not in note and "fee" not in note
     # Run twice (a second `make demo` on the same database): the stored result stands, nothing is duplicated.
     again = run_safeguard_call(session_factory, settings, prompt, samples_dir / "bank_lost_card.json", "default")
     assert again.call_id == outcome.call_id and again.skipped
