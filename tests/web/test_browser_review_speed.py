@@ -39,6 +39,7 @@ pytestmark = pytest.mark.browser
 SAMPLES = PROJECT_ROOT / "samples"
 SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
 AGENT_ID = "agent-demo"
+CALL_URL = re.compile(r"/calls/[0-9a-f]{32}(#.*)?$")
 
 
 @dataclass
@@ -116,7 +117,8 @@ def _review_all(page, url: str, start: str, calls: int, tally: Tally, *, edit_no
     opened = 1
     page.keyboard.press("Enter")
     for _ in range(calls):
-        expect(page.locator("h1")).to_be_visible()
+        page.wait_for_url(CALL_URL)
+        page.wait_for_load_state("load")
         call = page.url.rsplit("/", 1)[-1].split("#")[0]
         started = time.perf_counter()
         actions = opened
@@ -165,7 +167,10 @@ def test_review_speed_supervisor_and_agent(site: Site) -> None:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "queue.png"))
             page.keyboard.press("Enter")
+            page.wait_for_url(CALL_URL)
+            page.wait_for_load_state("load")
             page.keyboard.press("u")
+            expect(page.locator("article.item.selected.ungrounded")).to_be_in_viewport()
             page.screenshot(path=str(SCREENSHOTS / "call-page-flagged.png"))
             supervisor = Tally()
             _review_all(page, site.url, "/", site.calls, supervisor)
