@@ -118,6 +118,7 @@ _HOW_DO_I = re.compile(
 _NEGATED_PLURAL_VERB = re.compile(
     r"\b(the (?:agent|company|customer)) (don't|don’t|haven't|haven’t|aren't|aren’t|weren't|weren’t)\b"
 )
+_REPEATED_SUBJECT = re.compile(r"^(the (?:agent|company) )(.+?) and \1")
 _SINGULAR_NEGATION = {"don't": "doesn't", "haven't": "hasn't", "aren't": "isn't", "weren't": "wasn't"}
 # "I'm calling because ...", "I am just calling about ...": the caller's reason, said of them in the past.
 _CALLING_ABOUT = re.compile(
@@ -728,9 +729,11 @@ def _describe_agent(quoted: str) -> str:
         return "the agent asked: " + third_person(clause.rstrip("?"), "agent") + "?"
     rewritten = third_person(_lower_opener(clause), "agent")
     # "the agent don't see" -> "the agent doesn't see": the negation stays a negation.
-    return _NEGATED_PLURAL_VERB.sub(
+    rewritten = _NEGATED_PLURAL_VERB.sub(
         lambda m: m.group(1) + " " + _SINGULAR_NEGATION[m.group(2).replace("’", "'")], rewritten
     )
+    # "the agent is looking ... and the agent doesn't see ...": one subject is enough.
+    return _REPEATED_SUBJECT.sub(r"\1\2 and ", rewritten)
 
 
 def _describe_request(quoted: str) -> str:
