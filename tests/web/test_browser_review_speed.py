@@ -194,3 +194,27 @@ def test_review_speed_supervisor_and_agent(site: Site) -> None:
     print("\nREVIEW SPEED " + json.dumps(results))
     assert supervisor.flagged, "the safeguard call's flagged item was not reached"
     assert statistics.median(supervisor.verified_actions()) <= 2
+
+
+def test_supervisor_bulk_approves_verified_calls_from_the_keyboard(site: Site) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            _sign_in(page, site.url, site.supervisor)
+            rows = page.locator("tr.qrow")
+            expect(rows).to_have_count(site.calls)
+            # The flagged call (first) cannot be selected; the next two can: j x j x B = five keys.
+            for key in ("x", "j", "x", "j", "x"):
+                page.keyboard.press(key)
+            expect(rows.nth(0).locator("input.pick")).to_have_count(0)
+            expect(page.locator("#bulk-approve")).to_have_text("Approve 2 verified calls")
+            page.keyboard.press("B")
+            expect(page.locator("#flash")).to_have_text("2 calls approved.")
+            expect(rows).to_have_count(site.calls - 2)
+            expect(rows.first).to_contain_text("1 unverified")  # the flagged call still waits for a person
+        finally:
+            browser.close()
