@@ -185,10 +185,12 @@ def my_calls_page(request: Request, principal: PageUser, db: DbSession) -> Respo
 @router.get("/calls/{call_id}", response_class=HTMLResponse)
 def call_page(call_id: str, request: Request, principal: PageUser, db: DbSession) -> Response:
     page = build_call_page(db, principal, call_id)
+    following = next_to_review(db, principal, call_id)
     return render(
         request,
         "call.html",
-        {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run},
+        {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run,
+         "next_url": f"/calls/{following}" if following else None},
     )
 
 

@@ -147,6 +147,13 @@ def count_states(session: Session, principal: Principal, filters: CallFilters) -
 
 
 def next_to_review(session: Session, principal: Principal, after: str) -> str | None:
-    """The call a reviewer should open after deciding `after`: the first to review in queue order."""
-    listing = list_calls(session, principal, CallFilters(states=TO_REVIEW_STATES, limit=2))
-    return next((c.call_id for c in listing.calls if c.call_id != after), None)
+    """The call to open after `after` (decided or skipped): the first other call to review, in queue order."""
+    review_rank = case(
+        *((Call.state == state, rank) for state, rank in REVIEW_ORDER.items()), else_=len(REVIEW_ORDER)
+    )
+    return session.scalar(
+        select(Call.id)
+        .where(visible_calls_clause(principal), Call.state.in_(TO_REVIEW_STATES), Call.id != after)
+        .order_by(review_rank, Call.state_changed_at, Call.id)
+        .limit(1)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -148,3 +149,15 @@ def test_a_speaker_label_that_only_repeats_the_role_is_not_shown_twice(world: Wo
     assert '<span class="who">agent</span>' in page
     assert '<span class="speaker">Agent</span>' not in page
     assert '<span class="speaker">Customer</span>' not in page
+
+
+def test_call_page_links_the_next_call_to_review(world: World) -> None:
+    first = verified_call(world, "acme_a2_red")
+    page = world.browser("agent_a2").get(f"/calls/{first.call_id}").text
+    link = re.search(r'href="/calls/([0-9a-f]{32})" id="next-call"', page)
+    assert link is not None and link.group(1) != first.call_id
+    with world.factory() as session:
+        following = session.get(Call, link.group(1))
+        assert following is not None
+        # Queue order: a call with unverified items (the shared a2 call has one) before a verified one.
+        assert following.agent_id == "a2" and following.state is CallState.needs_attention

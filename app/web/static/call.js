@@ -151,6 +151,7 @@
       u: () => nextUnverified(),
       w: () => { if (noteText) { noteText.focus(); noteText.setSelectionRange(noteText.value.length, noteText.value.length); } },
       g: () => { location.href = "/"; },
+      "]": () => { const next = document.getElementById("next-call"); if (next) location.href = next.href; },
       j: () => step(1),
       k: () => step(-1),
       a: () => press("approve"),
