@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -359,7 +360,7 @@ def _status(label: str, reason: str | None = None) -> str:
     return f"[{style}]{label}{suffix}[/{style}]"
 
 
-def render_call(detail: CallDetailOut) -> None:
+def render_call(detail: CallDetailOut, *, with_note: bool = False) -> None:
     console.rule(f"[bold]{detail.external_id}[/bold]  {detail.call_id}  [dim]{detail.state}[/dim]")
     if detail.error:
         console.print(f"[red]error:[/red] {detail.error}", highlight=False)
@@ -371,6 +372,11 @@ def render_call(detail: CallDetailOut) -> None:
             f"{(run.total_ms or 0):.0f} ms[/dim]",
             highlight=False,
         )
+    if with_note and detail.claims:
+        from app.pipeline.note import case_note, stated_as_fact
+
+        note = case_note([c for c in detail.claims if stated_as_fact(c.status, c.review_status)])
+        console.print(f"\n[bold]Case note[/bold] [dim](verified items only)[/dim]\n  {escape(note)}", highlight=False)
     utterances = {u.index: u for u in detail.utterances}
     titles = {"reason": "Reason", "outcome": "Outcome", "summary": "Summary", "action_item": "Action items"}
     for kind in ("reason", "outcome", "summary", "action_item"):
@@ -655,6 +661,9 @@ def health(as_json: JsonOpt = False) -> None:
 # -------------------------------------------------------------------------------------------- demo
 
 
+SAFEGUARD_SAMPLE = "bank_lost_card.json"
+
+
 @app.command()
 def demo(
     samples: Annotated[Path, typer.Option(help="Folder of sample calls.")] = SAMPLES_DIR,
@@ -672,13 +681,30 @@ def demo(
     call_ids = [r.call_id for r in results if r.call_id]
     process_in_process(ctx, call_ids, show_progress=True)
     for call_id in call_ids:
-        render_call(_load_detail(ctx, call_id, None))
+        render_call(_load_detail(ctx, call_id, None), with_note=True)
+    safeguarded = _demo_safeguard(ctx, files, tenant or ctx.settings.default_tenant)
     with unit_of_work(ctx.session_factory) as session:
         counts = count_by_state(session)
     summary = ", ".join(f"{state}: {n}" for state, n in counts.items() if n)
-    console.print(f"[bold]{len(call_ids)} calls processed[/bold] ({summary})", highlight=False)
+    extra = " + 1 through the openai provider (scripted, local)" if safeguarded else ""
+    console.print(f"[bold]{len(call_ids)} sample calls processed offline{extra}[/bold] ({summary})", highlight=False)
     if any(r.error for r in results):
         raise typer.Exit(1)
+
+
+def _demo_safeguard(ctx: AppContext, files: list[Path], tenant: str) -> bool:
+    """One call through the `openai` provider, answered on 127.0.0.1 with an invented amount: the
+    verifier's flag is what the reviewer sees first."""
+    from app.pipeline.safeguard_demo import run_safeguard_call
+
+    sample = next((f for f in files if f.name == SAFEGUARD_SAMPLE), None)
+    if sample is None:
+        return False
+    console.print(f"[bold]Safeguard:[/bold] {SAFEGUARD_SAMPLE} again through the openai provider, against a "
+                  "local scripted server whose answer invents a $25 fee (no network, no key)", highlight=False)
+    outcome = run_safeguard_call(ctx.session_factory, ctx.settings, ctx.prompt, sample, tenant)
+    render_call(_load_detail(ctx, outcome.call_id, None), with_note=True)
+    return True
 
 
 def main() -> None:

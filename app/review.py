@@ -70,6 +70,7 @@ class EventAction(StrEnum):
     call_rejected = "call_rejected"
     call_reopened = "call_reopened"
     call_deleted = "call_deleted"
+    note_edited = "note_edited"
 
 
 CLAIM_EVENT = {
@@ -442,3 +443,57 @@ def call_events(session: Session, principal: Principal, call_id: str) -> list[Re
     if call is None and not events:
         raise NotFoundError(f"call {call_id} not found")
     return events
+
+
+# ------------------------------------------------------------------------------- case note, bulk
+
+
+MAX_NOTE_CHARS = 4_000
+
+
+def edit_case_note(session: Session, principal: Principal, call_id: str, text: str | None) -> Call:
+    """Replace the call's derived case note with the reviewer's wording; empty text goes back to the
+    derived note. Audited like every decision; locked once the call is approved or rejected."""
+    call = visible_call(session, principal, call_id, for_update=True)
+    principal.require(principal.can_review, "edit the case note")
+    _require_open(call)
+    cleaned = (text or "").strip() or None
+    if cleaned is not None and len(cleaned) > MAX_NOTE_CHARS:
+        raise ReviewInputError(f"the note is longer than {MAX_NOTE_CHARS} characters")
+    if cleaned == call.case_note:
+        return call
+    before = {"case_note": call.case_note}
+    call.case_note = cleaned
+    append_event(session, principal, tenant_id=call.tenant_id, call_id=call.id, action=EventAction.note_edited,
+                 before=before, after={"case_note": cleaned})
+    session.flush()
+    return call
+
+
+@dataclass(frozen=True)
+class BulkApproval:
+    approved: list[str]
+    refused: dict[str, str]  # call id -> why it was left alone
+
+
+def approve_verified_calls(session: Session, principal: Principal, call_ids: Sequence[str]) -> BulkApproval:
+    """Approve many calls whose every item is verified (state `ready_for_review`), each through
+    `decide_call`, so each gets its own audit event (and whatever else approving a call does).
+
+    Supervisors and admins only. A call that is not visible, not ready for review or has an undecided
+    unverified item is left alone and reported; the others are approved in the caller's transaction."""
+    principal.require(principal.can_reopen_calls, "bulk-approve calls")
+    approved: list[str] = []
+    refused: dict[str, str] = {}
+    for call_id in dict.fromkeys(call_ids):
+        state = session.scalar(select(Call.state).where(Call.id == call_id, visible_calls_clause(principal)))
+        if state is None:
+            refused[call_id] = "not found"
+        elif state is not CallState.ready_for_review:
+            refused[call_id] = f"{state.value}: only calls whose items are all verified are approved in bulk"
+        elif pending_unverified(session, call_id):
+            refused[call_id] = "unverified items pending"
+        else:
+            decide_call(session, principal, call_id, CallDecision.approve)
+            approved.append(call_id)
+    return BulkApproval(approved, refused)

@@ -74,7 +74,7 @@ from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, S
 from app.schemas.transcript import Role, Transcript
 
 # Bump when the algorithm's output can change for the same input (it is stored on every run).
-HEURISTIC_MODEL_VERSION = "heuristic-v1"
+HEURISTIC_MODEL_VERSION = "heuristic-v2"
 
 # A reason candidate needs at least this cue weight; below it the first substantive line is used.
 MIN_REASON_SCORE = 4
@@ -116,7 +116,14 @@ _HOW_DO_I = re.compile(
     r"^(?:how|where|when)\s+(?:do|can|should|would)\s+(?:i|we)\s+(?P<rest>.+?)[?.!]*$", re.IGNORECASE
 )
 _NEGATED_PLURAL_VERB = re.compile(
-    r"\bthe (?:agent|company|customer) (?:don't|don’t|haven't|haven’t|aren't|aren’t|weren't|weren’t)\b"
+    r"\b(the (?:agent|company|customer)) (don't|don’t|haven't|haven’t|aren't|aren’t|weren't|weren’t)\b"
+)
+_REPEATED_SUBJECT = re.compile(r"^(the (?:agent|company) )(.+?) and \1")
+_SINGULAR_NEGATION = {"don't": "doesn't", "haven't": "hasn't", "aren't": "isn't", "weren't": "wasn't"}
+# "I'm calling because ...", "I am just calling about ...": the caller's reason, said of them in the past.
+_CALLING_ABOUT = re.compile(
+    r"^(?:i'?m|i’m|i am|i was)\s+(?:just\s+|actually\s+)?calling\s+(?P<why>because|about|to|regarding|for)\s+",
+    re.IGNORECASE,
 )
 PRONOUN_SUBJECT = re.compile(r"(?:it|this|that|they)\b", re.IGNORECASE)
 _QUESTION_OPENER = re.compile(
@@ -200,6 +207,8 @@ class _Claim:
     third_party: bool = False  # someone other than the agent on the call still has to act
     request: bool = False  # the agent asked the customer to do this
     acknowledges: bool = False  # the customer agreeing to a request ("I'll send them tonight")
+    who: str | None = None  # the third party named as acting ("the returns team", "a technician")
+    status_of: _Claim | None = None  # an outcome that says where this open item stands
 
 
 class HeuristicProvider(ExtractionProvider):
@@ -339,7 +348,7 @@ class _Extractor:
             return self._promise_outcome(handed_off)
         pending = self._best_agent_sentence(PENDING_CUES)
         if pending is not None:
-            return self._labelled_outcome("Pending follow-up", *pending)
+            return self._labelled_outcome("Pending follow-up", *pending, items)
         resolved = self._best_agent_sentence(RESOLVED_CUES)
         if resolved is not None:
             return self._labelled_outcome("Resolved", *resolved)
@@ -372,16 +381,25 @@ class _Extractor:
             return None
         return best[2], best[3]
 
-    def _labelled_outcome(self, label: str, unit: _Unit, cue_start: int) -> _Claim:
+    def _labelled_outcome(self, label: str, unit: _Unit, cue_start: int, items: Sequence[_Claim] = ()) -> _Claim:
         quote = self._clause_quote(unit, cue_start)
+        twin = next((i for i in items if any(_same_span(quote, q) for q in i.quotes[:1])), None)
+        if twin is not None and label != "Escalated":
+            return self._promise_outcome(twin)  # the item says it already: the outcome says where it stands
         body = _describe_agent(self._quote_text(quote))
         claim = _Claim(sentence_case(f"{label}: {body}"), [quote], anchor=unit.sentence.utterance)
         return self._guarded(claim, "agent", label=label)
 
     def _promise_outcome(self, item: _Claim) -> _Claim:
-        # The item's text rests on its first quote only; later quotes merely carry its due phrase.
-        body = item.text[0].lower() + item.text[1:]
-        return _Claim(f"Pending follow-up: {body}", item.quotes[:1], anchor=item.anchor)
+        """Where the call stands when an open item is its end state: who has to act next. The item itself
+        is stated once, as the action item, not repeated as the outcome."""
+        if item.request:
+            text = "Pending the customer's next step"
+        elif item.who:
+            text = f"Pending follow-up by {item.who}"
+        else:
+            text = "Pending the company's follow-up"
+        return _Claim(text, item.quotes[:1], anchor=item.anchor, keywords=item.keywords, status_of=item)
 
     def _closing_outcome(self) -> _Claim | None:
         """'Anything else?' answered 'no, that's all': the caller's need was met, by their own word."""
@@ -391,8 +409,8 @@ class _Extractor:
             for reply in self.units[position + 1 : position + 4]:
                 if reply.role is Role.customer and CUSTOMER_DONE.search(_strip_filler(reply.sentence.text)):
                     quote = self._tight_quote(reply.sentence.utterance, reply.sentence.start, reply.sentence.end)
-                    text = f'Call closed: the customer said "{self._quote_text(quote)}" when asked for anything else.'
-                    return _Claim(text, [quote], anchor=reply.sentence.utterance)
+                    return _Claim("Call closed: the customer had what they needed", [quote],
+                                  anchor=reply.sentence.utterance)
         return None
 
     # --- action items ---------------------------------------------------------------------------
@@ -417,6 +435,7 @@ class _Extractor:
             owner = Owner.agent if company_side else Owner.other
             item = self._item(index, unit, match.start(), owner, "agent")
             item.third_party = True
+            item.who = _third_party_name(who)
             found.append(item)
         if future and not asked:
             for match in AGENT_COMMITMENT.finditer(text):
@@ -511,34 +530,31 @@ class _Extractor:
     # --- summary --------------------------------------------------------------------------------
 
     def _summary(self, reason: _Claim | None, outcome: _Claim | None, items: list[_Claim]) -> list[_Claim]:
-        statements: list[_Claim] = []
-        if reason:
-            statements.append(reason)
-        used = {(q.utterance, q.start) for c in statements for q in c.quotes}
-        if outcome:
-            used |= {(q.utterance, q.start) for q in outcome.quotes}
-        budget = MAX_SUMMARY_STATEMENTS - len(statements) - (1 if outcome else 0)
-        for finding in self._agent_findings(used)[: max(0, min(2, budget - 1))]:
-            statements.append(finding)
-        if outcome:
-            statements.append(outcome)
-        # Dated promises first, then the company's and third parties' before the caller's.
-        for item in sorted(items, key=lambda i: (i.due is None, i.owner is Owner.customer, i.anchor)):
-            if len(statements) >= MAX_SUMMARY_STATEMENTS:
-                break
-            if any((q.utterance, q.start) in used for q in item.quotes):
-                continue
-            statements.append(
-                _Claim(item.text, item.quotes, anchor=item.anchor, keywords=item.keywords)
-            )
-            used |= {(q.utterance, q.start) for q in item.quotes}
-            if len(statements) >= MIN_SUMMARY_STATEMENTS + 1:
-                break
-        if len(statements) < MIN_SUMMARY_STATEMENTS:
+        """A short narrative in the call's order: the problem, what the agent found or did, where the call
+        ended and its next step. Facts are joined two (or three) to a statement, so no statement restates
+        the reason, the outcome or an action item on its own: those are stated once, in their own fields."""
+        used = {(q.utterance, q.start) for c in (reason, outcome) if c for q in c.quotes}
+        pieces: list[list[_Claim]] = [[reason]] if reason else []
+        pieces += [[finding] for finding in self._agent_findings(used)[:3]]
+        if outcome is not None and outcome.status_of is not None:
+            pieces.append([outcome, outcome.status_of])  # "Pending follow-up by X: X will ..."
+        else:
+            if outcome is not None:
+                pieces.append([outcome])
+            # Dated promises first, then the company's and third parties' before the caller's.
+            ranked = sorted(items, key=lambda i: (i.due is None, i.owner is Owner.customer, i.anchor))
+            step = next((i for i in ranked if not any((q.utterance, q.start) in used for q in i.quotes)), None)
+            if step is not None and pieces:
+                pieces.append([step])
+        if len(pieces) == 1:
             reply = self._first_agent_reply(used)
             if reply is not None:
-                statements.append(reply)
-        return statements
+                pieces.append([reply])
+        groups = [pieces[i : i + 2] for i in range(0, len(pieces), 2)]
+        if len(groups) > 1 and len(groups[-1]) == 1:
+            last = groups.pop()
+            groups[-1] += last
+        return [_joined([part for piece in group for part in piece]) for group in groups][:MAX_SUMMARY_STATEMENTS]
 
     def _agent_findings(self, used: set[tuple[int, int]]) -> list[_Claim]:
         """What the agent found or did along the way ("I can see an outage", "I've cancelled the card")."""
@@ -699,7 +715,10 @@ def _describe_customer(quoted: str) -> str:
     if how:
         return "asked how to " + third_person(how.group("rest"), "customer")
     if is_question(clause):
-        return f'asked "{clause}"'
+        return "asked: " + third_person(clause.rstrip("?"), "customer") + "?"
+    calling = _CALLING_ABOUT.match(clause)
+    if calling:
+        return f"called {calling.group('why').lower()} " + third_person(clause[calling.end() :], "customer")
     return "says " + third_person(clause, "customer")
 
 
@@ -707,12 +726,14 @@ def _describe_agent(quoted: str) -> str:
     """An agent clause rewritten in the third person: "the agent will send the customer a new card"."""
     clause = _strip_filler(quoted).rstrip(" .!")
     if is_question(clause):
-        return f'the agent asked "{clause}"'
+        return "the agent asked: " + third_person(clause.rstrip("?"), "agent") + "?"
     rewritten = third_person(_lower_opener(clause), "agent")
-    if _NEGATED_PLURAL_VERB.search(rewritten):
-        # "the agent don't see": the verb cannot agree without changing the negation; quote instead.
-        return f'the agent said "{clause}"'
-    return rewritten
+    # "the agent don't see" -> "the agent doesn't see": the negation stays a negation.
+    rewritten = _NEGATED_PLURAL_VERB.sub(
+        lambda m: m.group(1) + " " + _SINGULAR_NEGATION[m.group(2).replace("’", "'")], rewritten
+    )
+    # "the agent is looking ... and the agent doesn't see ...": one subject is enough.
+    return _REPEATED_SUBJECT.sub(r"\1\2 and ", rewritten)
 
 
 def _describe_request(quoted: str) -> str:
@@ -762,6 +783,46 @@ def _deduplicate(items: list[_Claim]) -> list[_Claim]:
         elif twin.due is None and item.due is not None:
             kept[kept.index(twin)] = item
     return kept
+
+
+def _same_span(left: _Quote, right: _Quote) -> bool:
+    return left.utterance == right.utterance and left.start < right.end and right.start < left.end
+
+
+_OUTCOME_LABEL = re.compile(r"^(?:Resolved|Escalated|Unresolved|Pending follow-up|Call closed): ")
+
+
+def _joined(parts: Sequence[_Claim]) -> _Claim:
+    """One statement of several facts: "A; b; c.", citing each fact's quotes once."""
+    first, *rest = parts
+    text = first.text.rstrip(" .")
+    previous = first
+    for part in rest:
+        body = part.text.rstrip(" .")
+        if part.status_of is None:
+            body = _OUTCOME_LABEL.sub("", body)
+        first_word = body.split(" ", 1)[0]
+        if first_word[:1].isupper() and first_word != "I" and (len(first_word) == 1 or first_word[1:].islower()):
+            body = body[0].lower() + body[1:]
+        if previous.status_of is part:
+            joiner = ": "
+        elif part.owner is not None:
+            joiner = "; next, "
+        else:
+            joiner = "; "
+        text += joiner + body
+        previous = part
+    quotes: list[_Quote] = []
+    for part in parts:
+        quotes += [q for q in part.quotes if not any(_same_span(q, seen) for seen in quotes)]
+    keywords = frozenset().union(*(p.keywords for p in parts))
+    return _Claim(sentence_case(text + "."), quotes, anchor=first.anchor, keywords=keywords)
+
+
+def _third_party_name(who: str) -> str:
+    """"our billing team" -> "the company's billing team": how the note names who acts next."""
+    name = third_person(" ".join(who.split()), "agent")
+    return name[0].lower() + name[1:]
 
 
 def _similar(left: frozenset[str], right: frozenset[str]) -> bool:

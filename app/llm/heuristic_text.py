@@ -392,10 +392,15 @@ _NUMBER_WORDS = frozenset(
 
 
 _CRITICAL_WORDS = _NEGATIONS | _NUMBER_WORDS
+_NEGATION = "<negation>"
+
+
 def critical_tokens(text: str) -> set[str]:
     """Tokens a claim may only carry when its evidence carries them: numbers, amounts, negations."""
+    # Every negation is one value, as for the grounding verifier: "doesn't" rests on "don't" ("the agent
+    # doesn't see" on "I don't see"), and a claim that drops or adds a negation still fails.
     return {
-        word
+        _NEGATION if word in _NEGATIONS or word.endswith("n't") else word
         for word in words(text)
         if word in _CRITICAL_WORDS or word.endswith("n't") or not _DIGITS.isdisjoint(word)
     }

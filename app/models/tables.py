@@ -123,6 +123,8 @@ class Call(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The agent's wording of the case note; NULL: derived from the current items (app/pipeline/note.py).
+    case_note: Mapped[str | None] = mapped_column(Text)
 
     utterances: Mapped[list[Utterance]] = relationship(
         back_populates="call", order_by="Utterance.index", cascade="all, delete-orphan", passive_deletes=True

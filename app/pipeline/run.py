@@ -31,6 +31,7 @@ from app.llm.prompt import PromptTemplate
 from app.models import CallState, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
 from app.pipeline.calls import load_transcript, lock_call, set_state
+from app.pipeline.dedup import deduplicate
 from app.pipeline.persist import (
     RunFacts,
     add_claims,
@@ -161,6 +162,9 @@ def _extract_and_verify(
             chosen = repaired if better else result
             result = ProviderResult(chosen.extraction, result.usage + repaired.usage, chosen.raw_response)
     extraction = redaction.restore_extraction(result.extraction) if redaction else result.extraction
+    # Restatements go before verification, so what is verified is what is stored; the rule never merges
+    # statements whose numbers, dates or negations differ, so an unverifiable detail stays (and is flagged).
+    extraction = deduplicate(extraction)
     started = time.perf_counter()
     report = verify_extraction(transcript, extraction)
     verify_seconds += time.perf_counter() - started

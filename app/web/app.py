@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings, get_settings
 from app.db.session import create_db_engine, make_session_factory
+from app.db.types import as_utc
 from app.errors import DuplicateCallError, IngestError, NotFoundError, PostcallError
 from app.review import ReviewConflictError, ReviewInputError
 from app.users import AccessDeniedError, UserError, UserExistsError
@@ -32,6 +34,18 @@ logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"
+
+
+def waited_label(since: datetime | None) -> str:
+    """How long a call has waited in its state, as a reviewer reads it: "12 min", "3 h", "2 d"."""
+    if since is None:
+        return "—"
+    seconds = max(0.0, (datetime.now(UTC) - as_utc(since)).total_seconds())
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 86400)} d"
 STATIC_DIR = WEB_DIR / "static"
 SESSION_COOKIE = "postcall_session"
 SESSION_MAX_AGE_SECONDS = 12 * 60 * 60  # a working day; then sign in again
@@ -133,6 +147,7 @@ def create_app(
         lifespan=lifespan,
     )
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    templates.env.filters["waited"] = waited_label
     app.state.web = WebState(
         settings=settings,
         session_factory=make_session_factory(engine),

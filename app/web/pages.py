@@ -26,8 +26,10 @@ from app.review import (
     ReviewInputError,
     SelectedQuote,
     add_reviewer_claim,
+    approve_verified_calls,
     decide_call,
     delete_call,
+    edit_case_note,
     review_claim,
 )
 from app.schemas.extraction import Owner
@@ -44,7 +46,7 @@ from app.web.deps import (
     pop_flash,
     web_state,
 )
-from app.web.queue import DEFAULT_PAGE_SIZE, TO_REVIEW_STATES, CallFilters, list_calls
+from app.web.queue import DEFAULT_PAGE_SIZE, TO_REVIEW_STATES, CallFilters, list_calls, next_to_review
 from app.web.view import build_call_page
 
 CALL_DECISION_MESSAGES = {
@@ -170,16 +172,25 @@ def queue_page(
     )
 
 
+@router.get("/mine", response_class=HTMLResponse)
+def my_calls_page(request: Request, principal: PageUser, db: DbSession) -> Response:
+    """An agent's own calls, newest first: open the call that just ended, check the note, approve."""
+    listing = list_calls(db, principal, CallFilters(limit=DEFAULT_PAGE_SIZE, newest_first=True))
+    return render(request, "mine.html", {"user": principal, "listing": listing})
+
+
 # -------------------------------------------------------------------------------------------- call
 
 
 @router.get("/calls/{call_id}", response_class=HTMLResponse)
 def call_page(call_id: str, request: Request, principal: PageUser, db: DbSession) -> Response:
     page = build_call_page(db, principal, call_id)
+    following = next_to_review(db, principal, call_id)
     return render(
         request,
         "call.html",
-        {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run},
+        {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run,
+         "next_url": f"/calls/{following}" if following else None},
     )
 
 
@@ -261,13 +272,47 @@ def call_decision_form(
     principal: PageUser,
     db: DbSession,
     decision: Annotated[CallDecision, Form()],
+    then: Annotated[str, Form()] = "",
 ) -> Response:
+    decided: list[bool] = []
+
     def run() -> None:
         decide_call(db, principal, call_id, decision)
         db.commit()
+        decided.append(True)
 
     _decided(request, run, CALL_DECISION_MESSAGES[decision])
+    if decided and then == "next":
+        # "Approve and next": straight to the next call to review, or back to the queue when none is left.
+        following = next_to_review(db, principal, call_id)
+        return redirect(_back_to(following) if following else "/")
     return redirect(_back_to(call_id))
+
+
+@router.post("/calls/{call_id}/note", dependencies=[CsrfChecked])
+def call_note_form(
+    call_id: str, request: Request, principal: PageUser, db: DbSession, note: Annotated[str, Form()] = ""
+) -> Response:
+    def run() -> None:
+        edit_case_note(db, principal, call_id, note)
+        db.commit()
+
+    _decided(request, run, "Case note saved.")
+    return redirect(_back_to(call_id) + "#note")
+
+
+@router.post("/calls/approve", dependencies=[CsrfChecked])
+def bulk_approve_form(
+    request: Request, principal: PageUser, db: DbSession, call_id: Annotated[list[str] | None, Form()] = None
+) -> Response:
+    """Supervisors: approve the selected calls whose items are all verified, one audited decision each."""
+    result = approve_verified_calls(db, principal, call_id or [])
+    db.commit()
+    message = f"{len(result.approved)} call{'' if len(result.approved) == 1 else 's'} approved."
+    if result.refused:
+        message += f" {len(result.refused)} left for review (not every item verified, or already decided)."
+    flash(request, "ok" if result.approved else "error", message)
+    return redirect("/")
 
 
 @router.post("/calls/{call_id}/delete", dependencies=[CsrfChecked])

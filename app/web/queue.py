@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Call, CallState, Claim, ExtractionRun, RunStatus, Tenant
+from app.db.types import as_utc
+from app.models import Call, CallState, Claim, ExtractionRun, ReviewStatus, RunStatus, Tenant
+from app.pipeline.due_dates import resolve_due
 from app.pipeline.queries import call_summary
 from app.review import undecided_unverified
+from app.schemas.grounding import ClaimStatus
 from app.users import Principal, visible_calls_clause
 from app.web.schemas import CallListItemOut, CallListOut
 
@@ -31,6 +35,7 @@ class CallFilters:
     flagged: bool | None = None
     limit: int = DEFAULT_PAGE_SIZE
     offset: int = 0
+    newest_first: bool = False  # an agent's own calls: the one that just ended first
 
 
 def flagged_clause() -> ColumnElement[bool]:
@@ -73,17 +78,23 @@ def list_calls(session: Session, principal: Principal, filters: CallFilters) -> 
     review_rank = case(
         *((Call.state == state, rank) for state, rank in REVIEW_ORDER.items()), else_=len(REVIEW_ORDER)
     )
+    order = (
+        (Call.created_at.desc(), Call.id) if filters.newest_first else (review_rank, Call.state_changed_at, Call.id)
+    )
     query = (
         select(Call, Tenant.slug, flagged_clause().label("flagged"))
         .join(Tenant, Tenant.id == Call.tenant_id)
         .where(and_(*conditions))
-        .order_by(review_rank, Call.state_changed_at, Call.id)
+        .order_by(*order)
         .limit(min(max(filters.limit, 1), MAX_PAGE_SIZE))
         .offset(max(filters.offset, 0))
     )
+    rows = session.execute(query).all()
+    previews = triage_previews(session, [call for call, _, _ in rows])
     calls = [
-        CallListItemOut(**call_summary(call, slug).model_dump(), flagged=bool(flagged))
-        for call, slug, flagged in session.execute(query).all()
+        CallListItemOut(**call_summary(call, slug).model_dump(), flagged=bool(flagged), **previews.get(call.id, {}),
+                        waiting_since=call.state_changed_at)
+        for call, slug, flagged in rows
     ]
     return CallListOut(
         total=int(total),
@@ -94,6 +105,37 @@ def list_calls(session: Session, principal: Principal, filters: CallFilters) -> 
     )
 
 
+def triage_previews(session: Session, calls: Sequence[Call]) -> dict[str, dict[str, Any]]:
+    """Per call of one queue page: reason, outcome, flagged item count and the soonest open due date,
+    from the current extraction. One query for the page, not one per call."""
+    if not calls:
+        return {}
+    current_runs = (
+        select(func.max(ExtractionRun.id))
+        .where(ExtractionRun.call_id.in_([c.id for c in calls]), ExtractionRun.status == RunStatus.succeeded)
+        .group_by(ExtractionRun.call_id)
+    )
+    rows = session.execute(
+        select(Claim.call_id, Claim.kind, Claim.text, Claim.due, Claim.grounding_status, Claim.review_status)
+        .where(Claim.run_id.in_(current_runs), Claim.review_status != ReviewStatus.rejected)
+        .order_by(Claim.call_id, Claim.position)
+    ).all()
+    starts = {c.id: as_utc(c.started_at or c.created_at).date() for c in calls}
+    previews: dict[str, dict[str, Any]] = {}
+    for call_id, kind, text, due, grounding, review in rows:
+        preview = previews.setdefault(call_id, {"flagged_items": 0})
+        if kind in ("reason", "outcome"):
+            preview.setdefault(kind, text)
+        if grounding == ClaimStatus.ungrounded.value and review is ReviewStatus.pending:
+            preview["flagged_items"] += 1
+        if kind == "action_item" and due:
+            when = resolve_due(due, starts[call_id])
+            best = preview.get("earliest_due_date")
+            if "earliest_due" not in preview or (when is not None and (best is None or when < best)):
+                preview["earliest_due"], preview["earliest_due_date"] = due, when
+    return previews
+
+
 def count_states(session: Session, principal: Principal, filters: CallFilters) -> dict[str, int]:
     """Calls per state among those matching every filter except the state filter."""
     conditions = _conditions(principal, filters, with_state=False)
@@ -102,3 +144,16 @@ def count_states(session: Session, principal: Principal, filters: CallFilters) -
     for state, count in rows:
         counts[CallState(state).value] = int(count)
     return counts
+
+
+def next_to_review(session: Session, principal: Principal, after: str) -> str | None:
+    """The call to open after `after` (decided or skipped): the first other call to review, in queue order."""
+    review_rank = case(
+        *((Call.state == state, rank) for state, rank in REVIEW_ORDER.items()), else_=len(REVIEW_ORDER)
+    )
+    return session.scalar(
+        select(Call.id)
+        .where(visible_calls_clause(principal), Call.state.in_(TO_REVIEW_STATES), Call.id != after)
+        .order_by(review_rank, Call.state_changed_at, Call.id)
+        .limit(1)
+    )

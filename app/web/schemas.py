@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -16,6 +16,13 @@ from app.schemas.grounding import ClaimKind
 
 class CallListItemOut(CallSummaryOut):
     flagged: bool = Field(description="The current extraction has unverified items nobody has decided on yet.")
+    # Triage preview: what a reviewer needs to pick the next call without opening it.
+    reason: str | None = Field(default=None, description="The current extraction's reason for the call.")
+    outcome: str | None = Field(default=None, description="The current extraction's outcome.")
+    flagged_items: int = Field(default=0, description="Unverified items nobody has decided on yet.")
+    earliest_due: str | None = Field(default=None, description="The due phrase of the soonest open action item.")
+    earliest_due_date: date | None = Field(default=None, description="That phrase as a date, from the call's start.")
+    waiting_since: datetime | None = Field(default=None, description="When the call entered its current state.")
 
 
 class CallListOut(BaseModel):

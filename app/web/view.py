@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.models import CallState, ReviewEvent, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES
+from app.pipeline.note import case_note, stated_as_fact
 from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out
 from app.review import DECIDABLE_CALL_STATES, call_events, pending_unverified, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
@@ -32,12 +33,20 @@ SECTIONS = (
     (ClaimKind.summary, "Summary"),
     (ClaimKind.action_item, "Action items"),
 )
+# The status names are the ones the CLI and the docs use; the explanation is the label's tooltip.
 EVIDENCE_LABELS = {
-    EvidenceStatus.exact.value: "verbatim",
-    EvidenceStatus.normalized.value: "verbatim up to punctuation",
-    EvidenceStatus.fuzzy.value: "close match",
-    EvidenceStatus.relocated.value: "found in another utterance",
-    EvidenceStatus.ungrounded.value: "unverified",
+    EvidenceStatus.exact.value: "exact",
+    EvidenceStatus.normalized.value: "normalized",
+    EvidenceStatus.fuzzy.value: "fuzzy",
+    EvidenceStatus.relocated.value: "relocated",
+    EvidenceStatus.ungrounded.value: "ungrounded",
+}
+EVIDENCE_EXPLANATIONS = {
+    EvidenceStatus.exact.value: "the quote is in the cited utterance, character for character",
+    EvidenceStatus.normalized.value: "the quote is in the cited utterance up to case, punctuation and fillers",
+    EvidenceStatus.fuzzy.value: "a close match, with every number, date and negation equal",
+    EvidenceStatus.relocated.value: "found in another utterance than the one cited",
+    EvidenceStatus.ungrounded.value: "not found in the transcript, or a number, date or negation differs",
 }
 EVENT_LABELS = {
     "claim_approved": "approved an item",
@@ -48,9 +57,10 @@ EVENT_LABELS = {
     "call_rejected": "rejected the call",
     "call_reopened": "reopened the call for review",
     "call_deleted": "deleted the call",
+    "note_edited": "edited the case note",
     "transcript_replaced": "replaced the transcript",
 }
-SNAPSHOT_FIELDS = ("text", "owner", "due", "review_status", "state")
+SNAPSHOT_FIELDS = ("text", "owner", "due", "review_status", "state", "case_note")
 
 
 def time_label(seconds: float | None) -> str:
@@ -90,6 +100,7 @@ class EvidenceView:
     quote: str
     status: str
     status_label: str
+    explanation: str
     reason: str
     grounded: bool
 
@@ -135,6 +146,11 @@ class CallPage:
     # Approved or rejected: items are locked until a supervisor reopens the call.
     reopenable: bool
     claim_count: int
+    # The case note (the agent's wording, else derived from the items) and whether it was edited.
+    note: str
+    note_edited: bool
+    # Every item verified and none pending a decision: one key approves it and opens the next call.
+    approvable: bool
 
 
 def segment_text(text: str, spans: list[tuple[int, int, int]]) -> list[TextSegment]:
@@ -176,6 +192,7 @@ def _evidence_view(ev: EvidenceOut, utterances: dict[int, UtteranceView]) -> Evi
         quote=ev.quote,
         status=ev.status,
         status_label=EVIDENCE_LABELS.get(ev.status, ev.status),
+        explanation=EVIDENCE_EXPLANATIONS.get(ev.status, ""),
         reason=humanize(ev.reason),
         grounded=ev.status != EvidenceStatus.ungrounded.value,
     )
@@ -224,10 +241,13 @@ def build_call_page(session: Session, principal: Principal, call_id: str) -> Cal
     ).all()
     spans = _evidence_spans(claims, {index: len(text) for index, _, _, _, text in rows})
     utterances = [
-        UtteranceView(index, speaker, role, time_label(start), segment_text(text, spans.get(index, [])))
+        # The speaker label only when it says more than the role ("AGENT Agent" said it twice).
+        UtteranceView(index, "" if speaker.strip().lower() == role.lower() else speaker, role, time_label(start),
+                      segment_text(text, spans.get(index, [])))
         for index, speaker, role, start, text in rows
     ]
     by_index = {u.index: u for u in utterances}
+    pending = pending_unverified(session, call.id)
     sections = []
     for kind, title in SECTIONS:
         items = [
@@ -248,8 +268,12 @@ def build_call_page(session: Session, principal: Principal, call_id: str) -> Cal
         utterances=utterances,
         sections=sections,
         events=[event_view(e) for e in call_events(session, principal, call.id)],
-        pending_unverified=pending_unverified(session, call.id),
+        pending_unverified=pending,
         decidable=CallState(call.state) in DECIDABLE_CALL_STATES,
         reopenable=CallState(call.state) in REVIEWED_STATES,
         claim_count=len(claims),
+        note=call.case_note or case_note([c for c in claims if stated_as_fact(c.status, c.review_status)]),
+        note_edited=call.case_note is not None,
+        approvable=CallState(call.state) in (CallState.ready_for_review, CallState.needs_attention)
+        and not pending,
     )

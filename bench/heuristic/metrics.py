@@ -125,3 +125,22 @@ def check_evidence(transcript: Transcript, extraction: Extraction) -> EvidenceCh
         ):
             on_customer += 1
     return EvidenceCheck(quotes, exact, unsupported, on_customer)
+
+
+# A statement "restates an utterance" when one utterance it cites holds this share of its content words.
+RESTATEMENT_SHARE = 0.7
+
+
+def restates_single_utterance(transcript: Transcript, statement: Statement) -> bool:
+    """One cited utterance holds >= 70% of the statement's content words (the wording of the pipeline's
+    restatement rule: normalized words, no function or role words such as "customer", "said")."""
+    from app.pipeline.dedup import content_words
+
+    wanted = content_words(statement.text)
+    if not wanted:
+        return False
+    cited = {ref.utterance for ref in statement.evidence if ref.utterance < len(transcript.utterances)}
+    return any(
+        len(wanted & content_words(transcript.utterances[index].text)) >= RESTATEMENT_SHARE * len(wanted)
+        for index in cited
+    )

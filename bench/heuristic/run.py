@@ -35,7 +35,7 @@ from bench.heuristic.datasets import (
     load_tweetsumm,
     sample_paths,
 )
-from bench.heuristic.metrics import check_evidence, mean_rouge, predicted_task
+from bench.heuristic.metrics import check_evidence, mean_rouge, predicted_task, restates_single_utterance
 
 # Each call is extracted this many times after a warm-up run, and the fastest run counts: the provider is
 # deterministic and CPU-only, so slower runs only measure other work on a shared machine. Time is process
@@ -49,6 +49,7 @@ class Totals:
     with_reason: int = 0
     with_outcome: int = 0
     summary_statements: int = 0
+    summary_restating: int = 0
     action_items: int = 0
     items_with_due: int = 0
     owners: Counter[str] = field(default_factory=Counter)
@@ -70,6 +71,7 @@ class Totals:
             self.outcome_labels[extraction.outcome.text.split(":")[0] if ":" in extraction.outcome.text
                                 else "other"] += 1
         self.summary_statements += len(extraction.summary)
+        self.summary_restating += sum(restates_single_utterance(transcript, s) for s in extraction.summary)
         self.action_items += len(extraction.action_items)
         for item in extraction.action_items:
             self.owners[item.owner.value] += 1
@@ -95,6 +97,7 @@ class Totals:
             "outcome_found": _share(self.with_outcome, self.calls),
             "outcome_labels": dict(self.outcome_labels.most_common()),
             "summary_statements_per_call": round(self.summary_statements / max(self.calls, 1), 2),
+            "summary_restating_one_utterance": f"{self.summary_restating}/{self.summary_statements}",
             "action_items_per_call": round(self.action_items / max(self.calls, 1), 2),
             "action_items_with_due": _share(self.items_with_due, self.action_items),
             "owners": dict(self.owners.most_common()),
@@ -293,6 +296,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         ("reason matches gold task (HVB)", "reason_matches_gold_task"),
         ("outcome found", "outcome_found"),
         ("summary statements / call", "summary_statements_per_call"),
+        ("summary statements restating one utterance", "summary_restating_one_utterance"),
         ("action items / call", "action_items_per_call"),
         ("action items with a due phrase", "action_items_with_due"),
         ("quotes verbatim (exact)", "quotes_exact"),

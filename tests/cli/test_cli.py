@@ -181,13 +181,17 @@ def test_demo_processes_every_sample(samples_dir: Path) -> None:
     assert code == 0, err
     sample_count = len([p for p in samples_dir.iterdir() if p.suffix in {".json", ".txt"}])
     assert sample_count >= 8
-    assert f"{sample_count} calls processed" in out
+    assert f"{sample_count} sample calls processed offline + 1 through the openai provider" in out
     assert "Action items" in out and "exact" in out
+    # The safeguard: the scripted model's invented $25 fee is printed as unverified.
+    assert "UNVERIFIED The customer was charged a $25 fee" in " ".join(out.split())
     # Running it again is idempotent: same calls, no duplicates.
     code, out, _ = _invoke("demo")
-    assert code == 0 and f"{sample_count} calls processed" in out
+    assert code == 0 and f"{sample_count} sample calls processed" in out
     code, out, _ = _invoke("status", "--json")
-    assert sum(json.loads(out)["counts"].values()) == sample_count
+    counts = json.loads(out)["counts"]
+    assert sum(counts.values()) == sample_count + 1
+    assert counts["needs_attention"] == 1
 
 
 def test_retry_requeues_failed_calls(migrated: None, call_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

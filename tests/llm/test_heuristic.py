@@ -102,7 +102,7 @@ def test_sample_extraction_is_grounded_and_complete(path: Path) -> None:
     _assert_well_grounded(transcript, extraction)
     assert extraction.reason is not None
     assert extraction.outcome is not None
-    assert 2 <= len(extraction.summary) <= 5
+    assert 1 <= len(extraction.summary) <= 4
     assert extraction.action_items, "every sample call ends with at least one commitment"
     assert any(item.due for item in extraction.action_items), "every sample has a dated commitment"
 

@@ -133,10 +133,12 @@ def test_third_person_rewriting(text: str, speaker: str, expected: str) -> None:
 
 
 def test_critical_tokens_cover_numbers_amounts_and_negations() -> None:
-    assert critical_tokens("I won't refund $45 in two days, not 3") == {"won't", "$45", "two", "not", "3"}
+    assert critical_tokens("I won't refund $45 in two days, not 3") == {"<negation>", "$45", "two", "3"}
     assert critical_tokens_preserved("They were charged $45.", ["I was charged $45 twice"])
     assert not critical_tokens_preserved("They were charged $54.", ["I was charged $45 twice"])
     assert not critical_tokens_preserved("The card was not blocked.", ["The card was blocked."])
+    # Every negation is one value, as for the verifier: agreement may change the word, not the meaning.
+    assert critical_tokens_preserved("The agent doesn't see anything unusual.", ["I don't see anything unusual"])
 
 
 def _utterances(lines: list[tuple[str, str]], roles: list[Role] | None = None) -> list[Utterance]:

@@ -177,7 +177,7 @@ def test_call_page_shows_transcript_items_and_evidence_marks(world: World) -> No
     # The fabricated item is flagged, never stated as fact.
     fabricated = page.split(f'id="claim-{call.claim("summary1")}"')[1].split("</article>")[0]
     assert "unverified" in fabricated and "Unverified claim:" in fabricated
-    assert "unverified: not found" in fabricated
+    assert "ungrounded: not found" in fabricated
     grounded = page.split(f'id="claim-{call.claim("reason")}"')[1].split("</article>")[0]
     assert "Unverified claim:" not in grounded and ">verified<" in grounded
     # Forms carry the CSRF token; the call cannot be approved while an unverified item is pending.

@@ -8,6 +8,8 @@
   const items = Array.from(document.querySelectorAll("article.item"));
   const help = document.getElementById("help-dialog");
   const addForm = document.getElementById("add-form");
+  const approveNext = document.getElementById("approve-next-form");
+  const noteText = document.getElementById("note-text");
   let current = null;
 
   function select(item, scroll) {
@@ -30,6 +32,16 @@
     if (!items.length) return;
     const at = current ? items.indexOf(current) : -1;
     const next = items[Math.min(items.length - 1, Math.max(0, at + delta))];
+    select(next, true);
+    next.focus({ preventScroll: true });
+  }
+
+  // The next unverified item still pending a decision, wrapping around: every flagged item is one key away.
+  function nextUnverified() {
+    const flagged = items.filter((item) => item.classList.contains("ungrounded") && item.classList.contains("review-pending"));
+    if (!flagged.length) return;
+    const at = current ? items.indexOf(current) : -1;
+    const next = flagged.find((item) => items.indexOf(item) > at) || flagged[0];
     select(next, true);
     next.focus({ preventScroll: true });
   }
@@ -117,8 +129,13 @@
   }
 
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
     const typing = event.target.closest("input, textarea, select, [contenteditable]");
+    if (typing && typing === noteText && event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      noteText.form.requestSubmit();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "Escape") {
       if (typing) {
         const details = typing.closest("details");
@@ -130,6 +147,11 @@
     }
     if (typing) return;
     const actions = {
+      y: () => { if (approveNext) approveNext.requestSubmit(); },
+      u: () => nextUnverified(),
+      w: () => { if (noteText) { noteText.focus(); noteText.setSelectionRange(noteText.value.length, noteText.value.length); } },
+      g: () => { location.href = "/"; },
+      "]": () => { const next = document.getElementById("next-call"); if (next) location.href = next.href; },
       j: () => step(1),
       k: () => step(-1),
       a: () => press("approve"),

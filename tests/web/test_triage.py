@@ -1,0 +1,163 @@
+"""Triage and wrap-up: queue previews, approve and next, bulk approval, the case note, my calls."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from app.db.session import unit_of_work
+from app.models import Call, CallState, ReviewEvent
+from app.review import approve_verified_calls
+from app.schemas.extraction import Extraction
+from app.users import AccessDeniedError, authenticate
+from app.web.queue import CallFilters, list_calls
+from tests.web.conftest import TARGETS, World, csrf_from
+from tests.web.world import SeededCall, extraction, seed_call
+
+
+def verified_call(world: World, target: str = "acme_a1_blue") -> SeededCall:
+    """A call whose every item is verified (the default extraction without its fabricated $50 credit)."""
+    document: Extraction = extraction()
+    document = document.model_copy(update={"summary": document.summary[:1]})
+    tenant, agent_id, team = TARGETS[target]
+    return seed_call(world.factory, tenant=tenant, external_id=f"verified-{uuid.uuid4().hex[:8]}",
+                     agent_id=agent_id, team=team, document=document)
+
+
+def state_of(world: World, call_id: str) -> CallState:
+    with world.factory() as session:
+        call = session.get(Call, call_id)
+        assert call is not None
+        return call.state
+
+
+def test_queue_rows_preview_reason_outcome_flags_due_and_wait(world: World) -> None:
+    flagged = world.fresh_call("acme_a1_blue")
+    with world.factory() as session:
+        principal = authenticate(session, world.tokens["supervisor"])
+        assert principal is not None
+        listing = list_calls(session, principal, CallFilters(limit=200))
+    row = next(c for c in listing.calls if c.call_id == flagged.call_id)
+    assert row.reason == "Customer was charged a $30 late fee despite paying on time"
+    assert row.outcome == "Agent will refund the $30 late fee"
+    assert row.flagged_items == 1  # the fabricated "$50 credit"
+    assert row.earliest_due == "today"
+    assert row.earliest_due_date is not None and row.earliest_due_date.isoformat() == "2026-03-03"
+    assert row.waiting_since is not None
+    page = world.browser("supervisor").get("/", params={"state": "all"}).text
+    assert "Customer was charged a $30 late fee despite paying on time" in page
+    assert "1 unverified" in page
+    assert "/static/queue.js" in page
+
+
+def test_approve_and_next_opens_the_next_call_to_review(world: World) -> None:
+    first, second = verified_call(world), verified_call(world)
+    browser = world.browser("agent_a1")
+    page = browser.get(f"/calls/{first.call_id}").text
+    assert 'id="approve-next"' in page
+    response = browser.post(f"/calls/{first.call_id}/decision",
+                            data={"decision": "approve", "then": "next", "csrf_token": csrf_from(page)},
+                            follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/calls/")
+    assert first.call_id not in response.headers["location"]
+    assert state_of(world, first.call_id) is CallState.approved
+    assert state_of(world, second.call_id) is CallState.ready_for_review
+    # A call with an undecided unverified item offers no one-key approval.
+    flagged = world.fresh_call("acme_a1_blue")
+    assert 'id="approve-next"' not in browser.get(f"/calls/{flagged.call_id}").text
+
+
+def test_bulk_approval_decides_each_verified_call_with_its_own_audit_event(world: World) -> None:
+    good = [verified_call(world), verified_call(world, "acme_a2_red")]
+    flagged = world.fresh_call("acme_a1_blue")
+    browser = world.browser("supervisor")
+    page = browser.get("/").text
+    assert 'id="bulk-approve"' in page
+    ids = [c.call_id for c in good] + [flagged.call_id]
+    response = browser.post("/calls/approve", data={"call_id": ids, "csrf_token": csrf_from(page)},
+                            follow_redirects=True)
+    assert "2 calls approved. 1 left for review" in response.text
+    assert [state_of(world, c.call_id) for c in good] == [CallState.approved, CallState.approved]
+    assert state_of(world, flagged.call_id) is CallState.needs_attention
+    with world.factory() as session:
+        events = session.scalars(select(ReviewEvent).where(ReviewEvent.call_id.in_(ids))).all()
+    assert sorted((e.call_id, e.action, e.actor_name) for e in events) == sorted(
+        (c.call_id, "call_approved", "supervisor") for c in good
+    )
+
+
+def test_agents_cannot_bulk_approve(world: World) -> None:
+    call = verified_call(world)
+    with world.factory() as session:
+        agent = authenticate(session, world.tokens["agent_a1"])
+        assert agent is not None
+    with unit_of_work(world.factory) as session, pytest.raises(AccessDeniedError, match="bulk-approve"):
+        approve_verified_calls(session, agent, [call.call_id])
+    assert state_of(world, call.call_id) is CallState.ready_for_review
+    assert 'id="bulk-approve"' not in world.browser("agent_a1").get("/").text
+
+
+def test_agent_wraps_up_from_my_calls_editing_the_note(world: World) -> None:
+    call = verified_call(world)
+    browser = world.browser("agent_a1")
+    mine = browser.get("/mine").text
+    assert "My calls" in mine and f"/calls/{call.call_id}" in mine
+    assert f"/calls/{world.calls['acme_a2_red'].call_id}" not in mine
+    page = browser.get(f"/calls/{call.call_id}").text
+    # The derived note: the reason, what else was said, the outcome, the next step.
+    assert "Customer was charged a $30 late fee despite paying on time." in page
+    assert "Next: send the customer a confirmation email (today)." in page
+    saved = browser.post(f"/calls/{call.call_id}/note",
+                         data={"note": "Late fee refunded; confirmation email today.", "csrf_token": csrf_from(page)})
+    assert "Case note saved." in saved.text
+    assert "Late fee refunded; confirmation email today." in saved.text
+    with world.factory() as session:
+        stored = session.get(Call, call.call_id)
+        assert stored is not None and stored.case_note == "Late fee refunded; confirmation email today."
+        (event,) = session.scalars(select(ReviewEvent).where(ReviewEvent.call_id == call.call_id)).all()
+    assert event.action == "note_edited"
+    assert event.before == {"case_note": None}
+    approved = browser.post(f"/calls/{call.call_id}/decision",
+                            data={"decision": "approve", "csrf_token": csrf_from(saved.text)})
+    assert "Call approved." in approved.text
+    # Approved: the note is locked like the items.
+    locked = browser.post(f"/calls/{call.call_id}/note",
+                          data={"note": "changed", "csrf_token": csrf_from(approved.text)})
+    assert "can no longer change" in locked.text
+
+
+def test_call_page_shows_the_speaker_once_and_the_status_names(world: World) -> None:
+    page = world.browser("supervisor").get(f"/calls/{world.calls['acme_a1_blue'].call_id}").text
+    assert '<span class="speaker">Dana</span>' in page  # a name says more than the role: shown
+    assert ">verbatim<" not in page and "verbatim up to" not in page
+    assert '">exact' in page
+
+
+def test_a_speaker_label_that_only_repeats_the_role_is_not_shown_twice(world: World) -> None:
+    from app.pipeline.store import store_transcript
+    from tests.support.transcripts import make_transcript
+
+    with unit_of_work(world.factory) as session:  # speakers "Agent" and "Customer", as plain-text calls have
+        call_id = store_transcript(session, make_transcript(external_id=f"plain-{uuid.uuid4().hex[:8]}",
+                                                            agent_id="a1"), tenant="acme",
+                                   external_id=f"plain-{uuid.uuid4().hex[:8]}").call_id
+    page = world.browser("supervisor").get(f"/calls/{call_id}").text
+    assert '<span class="who">agent</span>' in page
+    assert '<span class="speaker">Agent</span>' not in page
+    assert '<span class="speaker">Customer</span>' not in page
+
+
+def test_call_page_links_the_next_call_to_review(world: World) -> None:
+    first = verified_call(world, "acme_a2_red")
+    page = world.browser("agent_a2").get(f"/calls/{first.call_id}").text
+    link = re.search(r'href="/calls/([0-9a-f]{32})" id="next-call"', page)
+    assert link is not None and link.group(1) != first.call_id
+    with world.factory() as session:
+        following = session.get(Call, link.group(1))
+        assert following is not None
+        # Queue order: a call with unverified items (the shared a2 call has one) before a verified one.
+        assert following.agent_id == "a2" and following.state is CallState.needs_attention
