@@ -1,0 +1,346 @@
+"""Deliver one webhook: lease it, sign it the Standard Webhooks way, POST it, record the attempt.
+
+Three steps, no transaction held across the HTTP request:
+  1. lease the delivery (row lock, SKIP LOCKED), check it is due and first in its call's order for this
+     endpoint, and write the attempt as `in_flight`;
+  2. POST the event with `webhook-id` (the event's id, the same on every attempt), `webhook-timestamp`
+     and `webhook-signature`;
+  3. record the outcome: succeeded, retry later (exponential backoff with jitter, Retry-After honoured),
+     or dead-lettered; 410 Gone disables the endpoint.
+A worker killed between 1 and 3 leaves a lease that lapses; the sweep then hands the delivery out again,
+and the lost attempt is marked `lost`. A receiver may therefore see an event twice, with the same id.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+import httpx
+from sqlalchemy import Exists, and_, exists, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
+from standardwebhooks import Webhook
+
+from app.config import Settings
+from app.db.session import unit_of_work
+from app.handoff.endpoints import disable_endpoint
+from app.handoff.secrets import SecretBox
+from app.handoff.urls import WebhookUrlError, check_endpoint_url
+from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.models.tables import utcnow
+
+MAX_ERROR_CHARS = 2_000
+# The lease outlives the request timeout by this much, so a slow but live worker is never overtaken.
+LEASE_MARGIN_SECONDS = 5.0
+# A Retry-After beyond this is capped: the retry period still bounds the whole effort.
+MAX_RETRY_AFTER_SECONDS = 6 * 60 * 60
+USER_AGENT = "Postcall-Webhooks/1"
+
+
+class AttemptOutcome(StrEnum):
+    in_flight = "in_flight"
+    succeeded = "succeeded"
+    retry = "retry"
+    dead = "dead"
+    lost = "lost"
+
+
+class DeliveryResult(StrEnum):
+    succeeded = "succeeded"
+    retry = "retry"
+    dead = "dead"
+    not_due = "not_due"  # leased by another worker, waiting for its next attempt, or already finished
+    blocked = "blocked"  # an earlier event of the same call to the same endpoint is still pending
+    missing = "missing"
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    timeout: float
+    retry_period: float
+    backoff_base: float
+    backoff_max: float
+    max_client_error_attempts: int
+    allow_private: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(
+            timeout=settings.webhook_timeout_seconds,
+            retry_period=settings.webhook_retry_period_seconds,
+            backoff_base=settings.webhook_backoff_base_seconds,
+            backoff_max=settings.webhook_backoff_max_seconds,
+            max_client_error_attempts=settings.webhook_max_client_error_attempts,
+            allow_private=settings.webhook_allow_private,
+        )
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.timeout + LEASE_MARGIN_SECONDS
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with jitter: between half and all of base * 2^(attempts-1), capped."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempts - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    result: DeliveryResult
+    status_code: int | None = None
+    # The same call's next delivery to this endpoint, now first in line (hand it out at once).
+    next_delivery_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _Leased:
+    attempt_id: int
+    url: str
+    event_id: str
+    body: str
+    secrets: tuple[str, ...]
+
+
+def serialize(payload: dict[str, object]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def signature_headers(event_id: str, body: str, secrets: tuple[str, ...], at: datetime) -> dict[str, str]:
+    """`webhook-id`, `webhook-timestamp` and `webhook-signature` (one `v1,` signature per secret)."""
+    signatures = " ".join(Webhook(secret).sign(event_id, at, body) for secret in secrets)
+    return {
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signatures,
+    }
+
+
+def _earlier_pending(delivery: type[WebhookDelivery] | WebhookDelivery) -> Exists:
+    earlier = aliased(WebhookDelivery)
+    return exists().where(
+        earlier.endpoint_id == delivery.endpoint_id,
+        earlier.call_id == delivery.call_id,
+        earlier.status == DeliveryStatus.pending,
+        earlier.outbox_id < delivery.outbox_id,
+    )
+
+
+def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: SecretBox,
+           now: datetime) -> _Leased | DeliveryReport:
+    delivery = session.scalar(
+        select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update(skip_locked=True)
+    )
+    if delivery is None:
+        exists_at_all = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id))
+        return DeliveryReport(DeliveryResult.not_due if exists_at_all else DeliveryResult.missing)
+    if delivery.status is not DeliveryStatus.pending:
+        return DeliveryReport(DeliveryResult.not_due)
+    if delivery.lease_until is not None and delivery.lease_until > now:
+        return DeliveryReport(DeliveryResult.not_due)
+    if delivery.next_attempt_at > now:
+        return DeliveryReport(DeliveryResult.not_due)
+    if session.scalar(select(_earlier_pending(delivery))):
+        return DeliveryReport(DeliveryResult.blocked)
+    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+    outbox_event = session.get(OutboxEvent, delivery.outbox_id)
+    if endpoint is None or outbox_event is None:
+        return DeliveryReport(DeliveryResult.missing)
+    # An attempt still `in_flight` here belonged to a worker that died mid-send (its lease lapsed).
+    session.execute(
+        update(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id == delivery.id, WebhookAttempt.outcome == AttemptOutcome.in_flight.value)
+        .values(outcome=AttemptOutcome.lost.value, error="the worker stopped before the attempt finished",
+                finished_at=now)
+    )
+    if not endpoint.active:
+        _finish(delivery, DeliveryStatus.dead, now, error="endpoint disabled")
+        return DeliveryReport(DeliveryResult.dead)
+    delivery.attempts += 1
+    delivery.lease_until = now + timedelta(seconds=policy.lease_seconds)
+    attempt = WebhookAttempt(delivery_id=delivery.id, outcome=AttemptOutcome.in_flight.value, started_at=now)
+    session.add(attempt)
+    session.flush()
+    secrets = [box.open(endpoint.secret_encrypted)]
+    if (endpoint.previous_secret_encrypted and endpoint.previous_secret_expires_at is not None
+            and endpoint.previous_secret_expires_at > now):
+        secrets.append(box.open(endpoint.previous_secret_encrypted))
+    return _Leased(attempt.id, endpoint.url, outbox_event.event_id, serialize(outbox_event.payload), tuple(secrets))
+
+
+def _finish(delivery: WebhookDelivery, status: DeliveryStatus, now: datetime, *, error: str | None = None) -> None:
+    delivery.status = status
+    delivery.finished_at = now
+    delivery.lease_until = None
+    if error is not None:
+        delivery.last_error = error[:MAX_ERROR_CHARS]
+
+
+@dataclass(frozen=True)
+class _Response:
+    status_code: int | None
+    retry_after: float | None
+    error: str | None
+    latency_ms: float
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _send(client: httpx.Client, leased: _Leased, policy: DeliveryPolicy) -> _Response:
+    started = time.perf_counter()
+    try:
+        check_endpoint_url(leased.url, allow_private=policy.allow_private)
+    except WebhookUrlError as exc:
+        return _Response(None, None, f"refused: {exc}", 0.0)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        **signature_headers(leased.event_id, leased.body, leased.secrets, utcnow()),
+    }
+    try:
+        response = client.post(leased.url, content=leased.body.encode(), headers=headers, timeout=policy.timeout,
+                               follow_redirects=False)
+    except httpx.TimeoutException as exc:
+        return _Response(None, None, f"timeout after {policy.timeout:g}s ({type(exc).__name__})",
+                         (time.perf_counter() - started) * 1000.0)
+    except httpx.HTTPError as exc:
+        return _Response(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - started) * 1000.0)
+    latency = (time.perf_counter() - started) * 1000.0
+    error = None if response.is_success else f"HTTP {response.status_code}: {response.text[:200]}"
+    return _Response(response.status_code, retry_after_seconds(response.headers.get("retry-after"), utcnow()),
+                     error, latency)
+
+
+def _next_in_line(session: Session, delivery: WebhookDelivery) -> int | None:
+    return session.scalar(
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.endpoint_id == delivery.endpoint_id, WebhookDelivery.call_id == delivery.call_id,
+               WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.outbox_id > delivery.outbox_id)
+        .order_by(WebhookDelivery.outbox_id)
+        .limit(1)
+    )
+
+
+def _record(session: Session, delivery_id: int, leased: _Leased, response: _Response, policy: DeliveryPolicy,
+            now: datetime) -> DeliveryReport:
+    delivery = session.scalar(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update())
+    attempt = session.get(WebhookAttempt, leased.attempt_id)
+    if delivery is None or attempt is None:
+        return DeliveryReport(DeliveryResult.missing)
+    code = response.status_code
+    attempt.status_code = code
+    attempt.latency_ms = response.latency_ms
+    attempt.error = response.error[:MAX_ERROR_CHARS] if response.error else None
+    attempt.finished_at = now
+    delivery.last_status_code = code
+    delivery.last_error = attempt.error
+    if delivery.status is not DeliveryStatus.pending:
+        # Finished meanwhile (the endpoint was disabled, or a lapsed lease let another worker win): keep that.
+        attempt.outcome = AttemptOutcome.succeeded.value if code and 200 <= code < 300 else AttemptOutcome.dead.value
+        return DeliveryReport(DeliveryResult.not_due, code)
+    result: DeliveryResult
+    if code is not None and 200 <= code < 300:
+        _finish(delivery, DeliveryStatus.succeeded, now)
+        delivery.last_error = None
+        result = DeliveryResult.succeeded
+    elif code == 410:
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+        _finish(delivery, DeliveryStatus.dead, now, error="HTTP 410 Gone: the endpoint was disabled")
+        if endpoint is not None:
+            disable_endpoint(session, endpoint, "the receiver answered 410 Gone")
+        result = DeliveryResult.dead
+    elif response.error and response.error.startswith("refused:"):
+        _finish(delivery, DeliveryStatus.dead, now)
+        result = DeliveryResult.dead
+    else:
+        client_error = code is not None and 400 <= code < 500 and code not in (408, 425, 429)
+        redirect = code is not None and 300 <= code < 400
+        if (client_error or redirect) and delivery.attempts >= policy.max_client_error_attempts:
+            _finish(delivery, DeliveryStatus.dead, now)
+            result = DeliveryResult.dead
+        else:
+            delay = policy.backoff(delivery.attempts)
+            if response.retry_after is not None and code in (429, 503):
+                delay = max(delay, min(response.retry_after, MAX_RETRY_AFTER_SECONDS))
+            next_at = now + timedelta(seconds=delay)
+            if next_at > delivery.retry_until:
+                _finish(delivery, DeliveryStatus.dead, now,
+                        error=f"retry period over; last: {response.error or code}")
+                result = DeliveryResult.dead
+            else:
+                delivery.next_attempt_at = next_at
+                delivery.lease_until = None
+                result = DeliveryResult.retry
+    attempt.outcome = {
+        DeliveryResult.succeeded: AttemptOutcome.succeeded,
+        DeliveryResult.dead: AttemptOutcome.dead,
+    }.get(result, AttemptOutcome.retry).value
+    session.flush()
+    next_id = _next_in_line(session, delivery) if result in (DeliveryResult.succeeded, DeliveryResult.dead) else None
+    return DeliveryReport(result, code, next_id)
+
+
+def deliver(
+    factory: sessionmaker[Session],
+    delivery_id: int,
+    policy: DeliveryPolicy,
+    box: SecretBox,
+    client: httpx.Client,
+) -> DeliveryReport:
+    """Make one attempt at one delivery, if it is due and first in its call's order. Idempotent: a
+    duplicate or early call finds it leased, finished or not yet due and does nothing."""
+    with unit_of_work(factory) as session:
+        leased = _lease(session, delivery_id, policy, box, utcnow())
+    if isinstance(leased, DeliveryReport):
+        return leased
+    response = _send(client, leased, policy)
+    with unit_of_work(factory) as session:
+        return _record(session, delivery_id, leased, response, policy, utcnow())
+
+
+def due_deliveries(session: Session, now: datetime, *, limit: int = 500) -> list[int]:
+    """Deliveries a worker should try now: pending, due, not leased, first in their call's order."""
+    query = (
+        select(WebhookDelivery.id)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.status == DeliveryStatus.pending,
+            WebhookDelivery.next_attempt_at <= now,
+            (WebhookDelivery.lease_until.is_(None)) | (WebhookDelivery.lease_until <= now),
+            WebhookEndpoint.active.is_(True),
+            ~_earlier_pending(WebhookDelivery),
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query).all())
+
+
+def dead_letter_disabled(session: Session) -> int:
+    """Dead-letter pending deliveries of disabled endpoints (a disable racing a fan-out leaves some)."""
+    now = utcnow()
+    disabled = select(WebhookEndpoint.id).where(WebhookEndpoint.active.is_(False))
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(and_(WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.endpoint_id.in_(disabled)))
+        .values(status=DeliveryStatus.dead, last_error="endpoint disabled", finished_at=now, lease_until=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
