@@ -316,22 +316,32 @@ def deliver(
         return _record(session, delivery_id, leased, response, policy, utcnow())
 
 
-def due_deliveries(session: Session, now: datetime, *, limit: int = 500) -> list[int]:
-    """Deliveries a worker should try now: pending, due, not leased, first in their call's order."""
+def sweep_due_deliveries(session: Session, now: datetime, policy: DeliveryPolicy, *, limit: int = 500) -> list[int]:
+    """Deliveries a worker should try now (pending, due, not leased, first in their call's order) that
+    the sweep has not handed out since they became due, or handed out longer than a lease ago (that
+    message was lost). Marks them swept; the caller commits and enqueues them."""
+    stale = now - timedelta(seconds=policy.lease_seconds)
     query = (
-        select(WebhookDelivery.id)
+        select(WebhookDelivery)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
             WebhookDelivery.status == DeliveryStatus.pending,
             WebhookDelivery.next_attempt_at <= now,
             (WebhookDelivery.lease_until.is_(None)) | (WebhookDelivery.lease_until <= now),
+            (WebhookDelivery.swept_at.is_(None)) | (WebhookDelivery.swept_at < WebhookDelivery.next_attempt_at)
+            | (WebhookDelivery.swept_at < stale),
             WebhookEndpoint.active.is_(True),
             ~_earlier_pending(WebhookDelivery),
         )
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
+        .with_for_update(of=WebhookDelivery, skip_locked=True)
     )
-    return list(session.scalars(query).all())
+    deliveries = list(session.scalars(query).all())
+    for delivery in deliveries:
+        delivery.swept_at = now
+    session.flush()
+    return [d.id for d in deliveries]
 
 
 def dead_letter_disabled(session: Session) -> int:

@@ -337,6 +337,8 @@ class WebhookDelivery(Base):
     retry_until: Mapped[datetime] = mapped_column(UTCDateTime())
     # A worker sending this delivery holds it until then; a worker killed mid-send lets it lapse.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the sweep last handed it to the workers (so one sweep does not queue it again and again).
+    swept_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
