@@ -313,8 +313,10 @@ def _record_failure(
             # reviewer's decision; the failed run and last_error say what happened.
             set_state(call, claimed.previous_state, error=reason)
             return ProcessOutcome(call.id, claimed.previous_state, run_id=run.id, error=reason)
+        already_failed = call.state is CallState.failed
         set_state(call, CallState.failed, error=reason)
-        record_event(session, call, EventType.failed)
+        if not already_failed:  # a second give-up on a failed call is no new hand-off event
+            record_event(session, call, EventType.failed)
         return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
 
 
