@@ -8,6 +8,8 @@ meets TCP delayed acknowledgement, which would add ~40 ms to every measured late
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -89,6 +91,8 @@ class Receiver:
                 reply = receiver.script(request, seen)
                 if reply.delay:
                     time.sleep(reply.delay)
+                    if _client_gone(self.connection):
+                        return  # the sender timed out or died meanwhile: nothing was accepted
                 answer = b'{"ok":true}'
                 self.send_response(reply.status)
                 if reply.retry_after is not None:
@@ -127,6 +131,17 @@ class Receiver:
     def all_requests(self) -> list[Received]:
         with self._lock:
             return list(self.received)
+
+
+def _client_gone(connection: socket.socket) -> bool:
+    """The peer closed its end (an idle keep-alive client sends nothing, so readable means closed)."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 @contextmanager
