@@ -132,31 +132,35 @@ def _earlier_pending(delivery: type[WebhookDelivery] | WebhookDelivery) -> Exist
 
 def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: SecretBox,
            now: datetime) -> _Leased | DeliveryReport:
-    delivery = session.scalar(
-        select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update(skip_locked=True)
-    )
-    if delivery is None:
+    # One round trip for the delivery (locked), its endpoint, its event and whether it must wait its turn.
+    row = session.execute(
+        select(WebhookDelivery, WebhookEndpoint, OutboxEvent, _earlier_pending(WebhookDelivery).label("blocked"))
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
+        .where(WebhookDelivery.id == delivery_id)
+        .with_for_update(of=WebhookDelivery, skip_locked=True)
+    ).first()
+    if row is None:
         exists_at_all = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id))
         return DeliveryReport(DeliveryResult.not_due if exists_at_all else DeliveryResult.missing)
+    delivery, endpoint, outbox_event, blocked = row
     if delivery.status is not DeliveryStatus.pending:
         return DeliveryReport(DeliveryResult.not_due)
     if delivery.lease_until is not None and delivery.lease_until > now:
         return DeliveryReport(DeliveryResult.not_due)
     if delivery.next_attempt_at > now:
         return DeliveryReport(DeliveryResult.not_due)
-    if session.scalar(select(_earlier_pending(delivery))):
+    if blocked:
         return DeliveryReport(DeliveryResult.blocked)
-    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-    outbox_event = session.get(OutboxEvent, delivery.outbox_id)
-    if endpoint is None or outbox_event is None:
-        return DeliveryReport(DeliveryResult.missing)
-    # An attempt still `in_flight` here belonged to a worker that died mid-send (its lease lapsed).
-    session.execute(
-        update(WebhookAttempt)
-        .where(WebhookAttempt.delivery_id == delivery.id, WebhookAttempt.outcome == AttemptOutcome.in_flight.value)
-        .values(outcome=AttemptOutcome.lost.value, error="the worker stopped before the attempt finished",
-                finished_at=now)
-    )
+    if delivery.lease_until is not None:
+        # A lapsed lease: the worker holding it died mid-send, and its attempt never finished.
+        session.execute(
+            update(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id == delivery.id,
+                   WebhookAttempt.outcome == AttemptOutcome.in_flight.value)
+            .values(outcome=AttemptOutcome.lost.value, error="the worker stopped before the attempt finished",
+                    finished_at=now)
+        )
     if not endpoint.active:
         _finish(delivery, DeliveryStatus.dead, now, error="endpoint disabled")
         return DeliveryReport(DeliveryResult.dead)
@@ -242,22 +246,18 @@ def _next_in_line(session: Session, delivery: WebhookDelivery) -> int | None:
 def _record(session: Session, delivery_id: int, leased: _Leased, response: _Response, policy: DeliveryPolicy,
             now: datetime) -> DeliveryReport:
     delivery = session.scalar(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update())
-    attempt = session.get(WebhookAttempt, leased.attempt_id)
-    if delivery is None or attempt is None:
+    if delivery is None:
         return DeliveryReport(DeliveryResult.missing)
     code = response.status_code
-    attempt.status_code = code
-    attempt.latency_ms = response.latency_ms
-    attempt.error = response.error[:MAX_ERROR_CHARS] if response.error else None
-    attempt.finished_at = now
-    delivery.last_status_code = code
-    delivery.last_error = attempt.error
+    error = response.error[:MAX_ERROR_CHARS] if response.error else None
+    result: DeliveryResult
+    if delivery.status is DeliveryStatus.pending:
+        delivery.last_status_code = code
+        delivery.last_error = error
     if delivery.status is not DeliveryStatus.pending:
         # Finished meanwhile (the endpoint was disabled, or a lapsed lease let another worker win): keep that.
-        attempt.outcome = AttemptOutcome.succeeded.value if code and 200 <= code < 300 else AttemptOutcome.dead.value
-        return DeliveryReport(DeliveryResult.not_due, code)
-    result: DeliveryResult
-    if code is not None and 200 <= code < 300:
+        result = DeliveryResult.not_due
+    elif code is not None and 200 <= code < 300:
         _finish(delivery, DeliveryStatus.succeeded, now)
         delivery.last_error = None
         result = DeliveryResult.succeeded
@@ -267,7 +267,7 @@ def _record(session: Session, delivery_id: int, leased: _Leased, response: _Resp
         if endpoint is not None:
             disable_endpoint(session, endpoint, "the receiver answered 410 Gone")
         result = DeliveryResult.dead
-    elif response.error and response.error.startswith("refused:"):
+    elif error and error.startswith("refused:"):
         _finish(delivery, DeliveryStatus.dead, now)
         result = DeliveryResult.dead
     else:
@@ -282,17 +282,23 @@ def _record(session: Session, delivery_id: int, leased: _Leased, response: _Resp
                 delay = max(delay, min(response.retry_after, MAX_RETRY_AFTER_SECONDS))
             next_at = now + timedelta(seconds=delay)
             if next_at > delivery.retry_until:
-                _finish(delivery, DeliveryStatus.dead, now,
-                        error=f"retry period over; last: {response.error or code}")
+                _finish(delivery, DeliveryStatus.dead, now, error=f"retry period over; last: {error or code}")
                 result = DeliveryResult.dead
             else:
                 delivery.next_attempt_at = next_at
                 delivery.lease_until = None
                 result = DeliveryResult.retry
-    attempt.outcome = {
-        DeliveryResult.succeeded: AttemptOutcome.succeeded,
-        DeliveryResult.dead: AttemptOutcome.dead,
-    }.get(result, AttemptOutcome.retry).value
+    if code is not None and 200 <= code < 300:
+        outcome = AttemptOutcome.succeeded
+    elif result is DeliveryResult.dead:
+        outcome = AttemptOutcome.dead
+    else:
+        outcome = AttemptOutcome.retry
+    session.execute(
+        update(WebhookAttempt).where(WebhookAttempt.id == leased.attempt_id)
+        .values(outcome=outcome.value, status_code=code, latency_ms=response.latency_ms, error=error,
+                finished_at=now)
+    )
     session.flush()
     next_id = _next_in_line(session, delivery) if result in (DeliveryResult.succeeded, DeliveryResult.dead) else None
     return DeliveryReport(result, code, next_id)
