@@ -27,12 +27,12 @@ _FILLER = re.compile(r"^(?:by|on|before|until|till|no later than|at the latest b
 _NUMBER = r"(\d{1,3}|" + "|".join(sorted((re.escape(w) for w in NUMBER_WORDS), key=len, reverse=True)) + r")"
 _WITHIN = re.compile(
     r"^(?:in|within|in the next|within the next|over the next)\s+" + _NUMBER
-    + r"\s+(business\s+|working\s+)?(day|days|week|weeks)$"
+    + r"\s+(business\s+|working\s+)?(hour|hours|day|days|week|weeks)$"
 )
 _NEXT_WEEKDAY = re.compile(r"^(this|next|coming|this coming)\s+(\w+)$")
 
 
-def _start_day(call_start: datetime, tz: str) -> date | None:
+def _local_start(call_start: datetime, tz: str) -> datetime | None:
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -40,7 +40,7 @@ def _start_day(call_start: datetime, tz: str) -> date | None:
     if call_start.tzinfo is None:
         # A naive start is taken as UTC, the way the database stores every time.
         call_start = call_start.replace(tzinfo=ZoneInfo("UTC"))
-    return call_start.astimezone(zone).date()
+    return call_start.astimezone(zone)
 
 
 def _normalize(phrase: str) -> str:
@@ -82,9 +82,10 @@ def _end_of_month(start: date) -> date:
 
 def resolve_due_date(phrase: str, call_start: datetime, tz: str = "UTC") -> date | None:
     """The date `phrase` names, counted from the call's start day in `tz`; None when not determinable."""
-    start = _start_day(call_start, tz)
-    if start is None or not phrase:
+    local_start = _local_start(call_start, tz)
+    if local_start is None or not phrase:
         return None
+    start = local_start.date()
     text = _normalize(phrase)
     if text in {"today", "end of day", "end of the day", "end of today", "eod", "tonight", "close of business",
                 "cob"}:
@@ -114,6 +115,10 @@ def resolve_due_date(phrase: str, call_start: datetime, tz: str = "UTC") -> date
         count = int(raw) if raw.isdigit() else NUMBER_WORDS[raw]
         if count <= 0:
             return None
+        if unit.startswith("hour"):
+            if business or count > MAX_OFFSET_DAYS * 24:
+                return None
+            return (local_start + timedelta(hours=count)).date()
         if unit.startswith("week"):
             if business:
                 return _add_business_days(start, count * 5)

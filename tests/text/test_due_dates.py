@@ -34,6 +34,9 @@ WEDNESDAY = datetime(2026, 3, 4, 15, 0, tzinfo=UTC)
         ("by the end of the week", date(2026, 3, 6)),
         ("end of the month", date(2026, 3, 31)),
         ("by the end of this month", date(2026, 3, 31)),
+        ("within 24 hours", date(2026, 3, 5)),
+        ("in 2 hours", date(2026, 3, 4)),
+        ("within 10 hours", date(2026, 3, 5)),  # 15:00 + 10 h is past midnight
     ],
 )
 def test_resolves_certain_phrases(phrase: str, expected: date) -> None:
@@ -43,7 +46,7 @@ def test_resolves_certain_phrases(phrase: str, expected: date) -> None:
 @pytest.mark.parametrize(
     "phrase",
     ["", "soon", "as soon as possible", "next Friday", "later", "in a few days", "shortly", "next time",
-     "within 0 days", "in 900 days", "at some point this year"],
+     "within 0 days", "in 900 days", "within 4 business hours", "at some point this year"],
 )
 def test_anything_uncertain_is_none(phrase: str) -> None:
     assert resolve_due_date(phrase, WEDNESDAY) is None
