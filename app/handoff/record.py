@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from app.models import Call, Claim, ExtractionRun, ReviewEvent, ReviewStatus, Tenant
+from app.models import Call, CallState, Claim, ExtractionRun, ReviewEvent, ReviewStatus, RunStatus, Tenant
 from app.schemas.grounding import ClaimKind, ClaimStatus
 from app.text.due_dates import resolve_due_date
 
@@ -169,14 +169,14 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
     tenant = session.get(Tenant, call.tenant_id)
     record = identity_record(call, tenant.slug if tenant else str(call.tenant_id), state=call.state.value)
     record.review_url = review_url(public_url, call.id)
-    if call.state.value == "failed":
+    if call.state is CallState.failed:
         record.failure = call.last_error
     latest_run = session.scalar(
         select(ExtractionRun).where(ExtractionRun.call_id == call.id).order_by(ExtractionRun.id.desc()).limit(1)
     )
     succeeded = session.scalar(
         select(ExtractionRun)
-        .where(ExtractionRun.call_id == call.id, ExtractionRun.status == "succeeded")
+        .where(ExtractionRun.call_id == call.id, ExtractionRun.status == RunStatus.succeeded)
         .order_by(ExtractionRun.id.desc())
         .limit(1)
     )
