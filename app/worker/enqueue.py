@@ -27,12 +27,18 @@ def enqueue_calls(call_ids: Iterable[str], broker_url: str | None = None) -> int
 
 
 def enqueue_deliveries(delivery_ids: Iterable[int], broker_url: str | None = None) -> int:
-    """Publish one `deliver_webhook` message per delivery id (the rows are committed; the sweep covers a loss)."""
+    """Publish one `deliver_webhook` message per delivery id (the rows are committed; the sweep covers a loss).
+
+    Without `broker_url` the app's pooled producer is used: workers and the web app hand over deliveries
+    after every commit, and a new broker connection each time would cost more than the message."""
     ids = list(delivery_ids)
     if not ids:
         return 0
-    url = broker_url or get_settings().broker_url
-    with celery_app.connection_for_write(url) as connection:
+    if broker_url is None:
+        for delivery_id in ids:
+            celery_app.send_task(TASK_DELIVER_WEBHOOK, args=[delivery_id], retry_policy=PUBLISH_RETRY_POLICY)
+        return len(ids)
+    with celery_app.connection_for_write(broker_url) as connection:
         for delivery_id in ids:
             celery_app.send_task(
                 TASK_DELIVER_WEBHOOK, args=[delivery_id], connection=connection, retry_policy=PUBLISH_RETRY_POLICY

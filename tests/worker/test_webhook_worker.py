@@ -41,7 +41,7 @@ def test_the_worker_delivers_signed_events_for_processed_calls(
             call_ids = [store_call(factory, f"wh-{n}") for n in range(CALLS)]
             with worker_process(env, tmp_path / "worker.log"):
                 enqueue_calls(call_ids, broker_url=broker)
-                delivered = wait_until(lambda: len(receiver.accepted_requests()) >= CALLS, timeout=60)
+                delivered = wait_until(lambda: len(receiver.accepted_requests()) >= CALLS, timeout=120)
                 assert delivered, (tmp_path / "worker.log").read_text()[-3000:]
             requests = receiver.accepted_requests()
         with unit_of_work(factory) as session:
