@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from typing import Any
 
 import httpx
-from sqlalchemy import Exists, and_, exists, select, update
+from sqlalchemy import Exists, and_, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from standardwebhooks import Webhook
 
@@ -120,21 +121,42 @@ def signature_headers(event_id: str, body: str, secrets: tuple[str, ...], at: da
     }
 
 
-def _earlier_pending(delivery: type[WebhookDelivery] | WebhookDelivery) -> Exists:
+def _earlier_pending(endpoint_id: Any, call_id: Any, outbox_id: Any) -> Exists:
+    """An earlier event of the same call to the same endpoint is still pending (this one must wait)."""
     earlier = aliased(WebhookDelivery)
     return exists().where(
-        earlier.endpoint_id == delivery.endpoint_id,
-        earlier.call_id == delivery.call_id,
+        earlier.endpoint_id == endpoint_id,
+        earlier.call_id == call_id,
         earlier.status == DeliveryStatus.pending,
-        earlier.outbox_id < delivery.outbox_id,
+        earlier.outbox_id < outbox_id,
     )
 
 
+def _set_delivery(session: Session, delivery_id: int, **values: Any) -> None:
+    session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values))
+
+
+def _finished(status: DeliveryStatus, now: datetime, error: str | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": status, "finished_at": now, "lease_until": None}
+    if error is not None:
+        values["last_error"] = error[:MAX_ERROR_CHARS]
+    return values
+
+
+# Core statements, not ORM objects: delivery is the hot path, and object loading and flushing cost
+# more CPU than the HTTP request.
 def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: SecretBox,
            now: datetime) -> _Leased | DeliveryReport:
     # One round trip for the delivery (locked), its endpoint, its event and whether it must wait its turn.
     row = session.execute(
-        select(WebhookDelivery, WebhookEndpoint, OutboxEvent, _earlier_pending(WebhookDelivery).label("blocked"))
+        select(
+            WebhookDelivery.status, WebhookDelivery.lease_until, WebhookDelivery.next_attempt_at,
+            WebhookEndpoint.url, WebhookEndpoint.active, WebhookEndpoint.secret_encrypted,
+            WebhookEndpoint.previous_secret_encrypted, WebhookEndpoint.previous_secret_expires_at,
+            OutboxEvent.event_id, OutboxEvent.payload,
+            _earlier_pending(WebhookDelivery.endpoint_id, WebhookDelivery.call_id, WebhookDelivery.outbox_id)
+            .label("blocked"),
+        )
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
         .where(WebhookDelivery.id == delivery_id)
@@ -143,45 +165,39 @@ def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: Secr
     if row is None:
         exists_at_all = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id))
         return DeliveryReport(DeliveryResult.not_due if exists_at_all else DeliveryResult.missing)
-    delivery, endpoint, outbox_event, blocked = row
-    if delivery.status is not DeliveryStatus.pending:
+    if row.status is not DeliveryStatus.pending:
         return DeliveryReport(DeliveryResult.not_due)
-    if delivery.lease_until is not None and delivery.lease_until > now:
+    if row.lease_until is not None and row.lease_until > now:
         return DeliveryReport(DeliveryResult.not_due)
-    if delivery.next_attempt_at > now:
+    if row.next_attempt_at > now:
         return DeliveryReport(DeliveryResult.not_due)
-    if blocked:
+    if row.blocked:
         return DeliveryReport(DeliveryResult.blocked)
-    if delivery.lease_until is not None:
+    if row.lease_until is not None:
         # A lapsed lease: the worker holding it died mid-send, and its attempt never finished.
         session.execute(
             update(WebhookAttempt)
-            .where(WebhookAttempt.delivery_id == delivery.id,
+            .where(WebhookAttempt.delivery_id == delivery_id,
                    WebhookAttempt.outcome == AttemptOutcome.in_flight.value)
             .values(outcome=AttemptOutcome.lost.value, error="the worker stopped before the attempt finished",
                     finished_at=now)
         )
-    if not endpoint.active:
-        _finish(delivery, DeliveryStatus.dead, now, error="endpoint disabled")
+    if not row.active:
+        _set_delivery(session, delivery_id, **_finished(DeliveryStatus.dead, now, "endpoint disabled"))
         return DeliveryReport(DeliveryResult.dead)
-    delivery.attempts += 1
-    delivery.lease_until = now + timedelta(seconds=policy.lease_seconds)
-    attempt = WebhookAttempt(delivery_id=delivery.id, outcome=AttemptOutcome.in_flight.value, started_at=now)
-    session.add(attempt)
-    session.flush()
-    secrets = [box.open(endpoint.secret_encrypted)]
-    if (endpoint.previous_secret_encrypted and endpoint.previous_secret_expires_at is not None
-            and endpoint.previous_secret_expires_at > now):
-        secrets.append(box.open(endpoint.previous_secret_encrypted))
-    return _Leased(attempt.id, endpoint.url, outbox_event.event_id, serialize(outbox_event.payload), tuple(secrets))
-
-
-def _finish(delivery: WebhookDelivery, status: DeliveryStatus, now: datetime, *, error: str | None = None) -> None:
-    delivery.status = status
-    delivery.finished_at = now
-    delivery.lease_until = None
-    if error is not None:
-        delivery.last_error = error[:MAX_ERROR_CHARS]
+    _set_delivery(session, delivery_id, attempts=WebhookDelivery.attempts + 1,
+                  lease_until=now + timedelta(seconds=policy.lease_seconds))
+    attempt_id = session.scalar(
+        insert(WebhookAttempt)
+        .values(delivery_id=delivery_id, outcome=AttemptOutcome.in_flight.value, started_at=now)
+        .returning(WebhookAttempt.id)
+    )
+    assert attempt_id is not None
+    secrets = [box.open(row.secret_encrypted)]
+    if (row.previous_secret_encrypted and row.previous_secret_expires_at is not None
+            and row.previous_secret_expires_at > now):
+        secrets.append(box.open(row.previous_secret_encrypted))
+    return _Leased(attempt_id, row.url, row.event_id, serialize(row.payload), tuple(secrets))
 
 
 @dataclass(frozen=True)
@@ -233,74 +249,77 @@ def _send(client: httpx.Client, leased: _Leased, policy: DeliveryPolicy) -> _Res
                      error, latency)
 
 
-def _next_in_line(session: Session, delivery: WebhookDelivery) -> int | None:
+def _next_in_line(session: Session, endpoint_id: int, call_id: str, outbox_id: int) -> int | None:
     return session.scalar(
         select(WebhookDelivery.id)
-        .where(WebhookDelivery.endpoint_id == delivery.endpoint_id, WebhookDelivery.call_id == delivery.call_id,
-               WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.outbox_id > delivery.outbox_id)
+        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.call_id == call_id,
+               WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.outbox_id > outbox_id)
         .order_by(WebhookDelivery.outbox_id)
         .limit(1)
     )
 
 
+def _outcome(delivery: Any, response: _Response, policy: DeliveryPolicy,
+             now: datetime) -> tuple[DeliveryResult, dict[str, Any]]:
+    """What the response means for a pending delivery, and the delivery's new column values."""
+    code, error = response.status_code, response.error
+    values: dict[str, Any] = {"last_status_code": code, "last_error": error[:MAX_ERROR_CHARS] if error else None}
+    if code is not None and 200 <= code < 300:
+        return DeliveryResult.succeeded, {**values, **_finished(DeliveryStatus.succeeded, now)}
+    if code == 410:
+        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now,
+                                                           "HTTP 410 Gone: the endpoint was disabled")}
+    if error and error.startswith("refused:"):
+        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now)}
+    client_error = code is not None and 400 <= code < 500 and code not in (408, 425, 429)
+    redirect = code is not None and 300 <= code < 400
+    if (client_error or redirect) and delivery.attempts >= policy.max_client_error_attempts:
+        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now)}
+    delay = policy.backoff(delivery.attempts)
+    if response.retry_after is not None and code in (429, 503):
+        delay = max(delay, min(response.retry_after, MAX_RETRY_AFTER_SECONDS))
+    next_at = now + timedelta(seconds=delay)
+    if next_at > delivery.retry_until:
+        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now,
+                                                           f"retry period over; last: {error or code}")}
+    return DeliveryResult.retry, {**values, "next_attempt_at": next_at, "lease_until": None}
+
+
 def _record(session: Session, delivery_id: int, leased: _Leased, response: _Response, policy: DeliveryPolicy,
             now: datetime) -> DeliveryReport:
-    delivery = session.scalar(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update())
+    delivery = session.execute(
+        select(WebhookDelivery.status, WebhookDelivery.attempts, WebhookDelivery.retry_until,
+               WebhookDelivery.endpoint_id, WebhookDelivery.call_id, WebhookDelivery.outbox_id)
+        .where(WebhookDelivery.id == delivery_id)
+        .with_for_update()
+    ).first()
     if delivery is None:
         return DeliveryReport(DeliveryResult.missing)
     code = response.status_code
-    error = response.error[:MAX_ERROR_CHARS] if response.error else None
-    result: DeliveryResult
-    if delivery.status is DeliveryStatus.pending:
-        delivery.last_status_code = code
-        delivery.last_error = error
     if delivery.status is not DeliveryStatus.pending:
         # Finished meanwhile (the endpoint was disabled, or a lapsed lease let another worker win): keep that.
         result = DeliveryResult.not_due
-    elif code is not None and 200 <= code < 300:
-        _finish(delivery, DeliveryStatus.succeeded, now)
-        delivery.last_error = None
-        result = DeliveryResult.succeeded
-    elif code == 410:
-        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-        _finish(delivery, DeliveryStatus.dead, now, error="HTTP 410 Gone: the endpoint was disabled")
-        if endpoint is not None:
-            disable_endpoint(session, endpoint, "the receiver answered 410 Gone")
-        result = DeliveryResult.dead
-    elif error and error.startswith("refused:"):
-        _finish(delivery, DeliveryStatus.dead, now)
-        result = DeliveryResult.dead
     else:
-        client_error = code is not None and 400 <= code < 500 and code not in (408, 425, 429)
-        redirect = code is not None and 300 <= code < 400
-        if (client_error or redirect) and delivery.attempts >= policy.max_client_error_attempts:
-            _finish(delivery, DeliveryStatus.dead, now)
-            result = DeliveryResult.dead
-        else:
-            delay = policy.backoff(delivery.attempts)
-            if response.retry_after is not None and code in (429, 503):
-                delay = max(delay, min(response.retry_after, MAX_RETRY_AFTER_SECONDS))
-            next_at = now + timedelta(seconds=delay)
-            if next_at > delivery.retry_until:
-                _finish(delivery, DeliveryStatus.dead, now, error=f"retry period over; last: {error or code}")
-                result = DeliveryResult.dead
-            else:
-                delivery.next_attempt_at = next_at
-                delivery.lease_until = None
-                result = DeliveryResult.retry
+        result, values = _outcome(delivery, response, policy, now)
+        _set_delivery(session, delivery_id, **values)
+        if code == 410:
+            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+            if endpoint is not None:
+                disable_endpoint(session, endpoint, "the receiver answered 410 Gone")
     if code is not None and 200 <= code < 300:
         outcome = AttemptOutcome.succeeded
-    elif result is DeliveryResult.dead:
-        outcome = AttemptOutcome.dead
-    else:
+    elif result is DeliveryResult.retry:
         outcome = AttemptOutcome.retry
+    else:
+        outcome = AttemptOutcome.dead
     session.execute(
         update(WebhookAttempt).where(WebhookAttempt.id == leased.attempt_id)
-        .values(outcome=outcome.value, status_code=code, latency_ms=response.latency_ms, error=error,
-                finished_at=now)
+        .values(outcome=outcome.value, status_code=code, latency_ms=response.latency_ms,
+                error=response.error[:MAX_ERROR_CHARS] if response.error else None, finished_at=now)
     )
-    session.flush()
-    next_id = _next_in_line(session, delivery) if result in (DeliveryResult.succeeded, DeliveryResult.dead) else None
+    next_id = None
+    if result in (DeliveryResult.succeeded, DeliveryResult.dead):
+        next_id = _next_in_line(session, delivery.endpoint_id, delivery.call_id, delivery.outbox_id)
     return DeliveryReport(result, code, next_id)
 
 
@@ -337,7 +356,7 @@ def sweep_due_deliveries(session: Session, now: datetime, policy: DeliveryPolicy
             (WebhookDelivery.swept_at.is_(None)) | (WebhookDelivery.swept_at < WebhookDelivery.next_attempt_at)
             | (WebhookDelivery.swept_at < stale),
             WebhookEndpoint.active.is_(True),
-            ~_earlier_pending(WebhookDelivery),
+            ~_earlier_pending(WebhookDelivery.endpoint_id, WebhookDelivery.call_id, WebhookDelivery.outbox_id),
         )
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
