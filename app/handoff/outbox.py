@@ -19,7 +19,7 @@ from sqlalchemy import BigInteger, Text, cast, event, func, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.handoff.record import CallRecordV1, bounded, build_record, identity_record
+from app.handoff.record import CallRecordV1, bounded, build_record, identity_record, json_size
 from app.models import Call, OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
 
@@ -53,9 +53,10 @@ def new_event_id() -> str:
     return EVENT_PREFIX + uuid.uuid4().hex
 
 
-def envelope(event_type: str, occurred_at_iso: str, record: CallRecordV1) -> dict[str, Any]:
+def envelope(event_type: str, occurred_at_iso: str, record: CallRecordV1 | dict[str, Any]) -> dict[str, Any]:
     """The webhook body, Standard Webhooks style: type, timestamp and the record as `data`."""
-    return {"type": event_type, "timestamp": occurred_at_iso, "data": record.model_dump(mode="json")}
+    data = record.model_dump(mode="json") if isinstance(record, CallRecordV1) else record
+    return {"type": event_type, "timestamp": occurred_at_iso, "data": data}
 
 
 def record_event(session: Session, call: Call, event_type: EventType | str, *, actor: str | None = None) -> OutboxEvent:
@@ -75,8 +76,10 @@ def record_event(session: Session, call: Call, event_type: EventType | str, *, a
         record.review.decided_at = now
         _strip_earlier_events(session, call)
     else:
-        record = bounded(build_record(session, call, public_url=settings.public_url),
-                         settings.webhook_max_payload_bytes)
+        record = build_record(session, call, public_url=settings.public_url)
+    data = record.model_dump(mode="json")
+    if json_size(data) > settings.webhook_max_payload_bytes:
+        data = bounded(record, settings.webhook_max_payload_bytes).model_dump(mode="json")
     outbox_event = OutboxEvent(
         event_id=new_event_id(),
         tenant_id=call.tenant_id,
@@ -84,7 +87,7 @@ def record_event(session: Session, call: Call, event_type: EventType | str, *, a
         agent_id=call.agent_id,
         team=call.team,
         type=kind.value,
-        payload=envelope(kind.value, now.isoformat(), record),
+        payload=envelope(kind.value, now.isoformat(), data),
         created_at=now,
     )
     if session.get_bind().dialect.name == "postgresql":

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from app.models import Call, CallState, Claim, ExtractionRun, ReviewEvent, ReviewStatus, RunStatus, Tenant
+from app.models import Call, CallState, Claim, Evidence, ExtractionRun, ReviewEvent, ReviewStatus, RunStatus, Tenant
 from app.schemas.grounding import ClaimKind, ClaimStatus
 from app.text.due_dates import resolve_due_date
 
@@ -120,19 +120,36 @@ def review_url(public_url: str | None, call_id: str) -> str | None:
     return f"{public_url.rstrip('/')}/calls/{call_id}" if public_url else None
 
 
-def _statement_fields(claim: Claim) -> dict[str, Any]:
+def _claims_with_evidence(session: Session, run_id: int) -> list[tuple[Any, list[EvidenceV1]]]:
+    """The run's claims in order, each with its evidence: one query, plain rows (this runs inside the
+    pipeline's persist transaction, so it stays cheap)."""
+    rows = session.execute(
+        select(Claim.id, Claim.kind, Claim.text, Claim.owner, Claim.due, Claim.grounding_status,
+               Claim.grounding_reason, Claim.review_status, Claim.origin,
+               Evidence.id.label("evidence_id"), Evidence.utterance_index, Evidence.char_start, Evidence.char_end,
+               Evidence.quote, Evidence.status)
+        .outerjoin(Evidence, Evidence.claim_id == Claim.id)
+        .where(Claim.run_id == run_id)
+        .order_by(Claim.position, Claim.id, Evidence.position)
+    ).all()
+    claims: dict[int, tuple[Any, list[EvidenceV1]]] = {}
+    for row in rows:
+        _, evidence = claims.setdefault(row.id, (row, []))
+        if row.evidence_id is not None:
+            evidence.append(EvidenceV1(utterance=row.utterance_index, char_start=row.char_start,
+                                       char_end=row.char_end, quote=row.quote, status=row.status))
+    return list(claims.values())
+
+
+def _statement_fields(claim: Any, evidence: list[EvidenceV1]) -> dict[str, Any]:
     return {
         "id": claim.id,
         "text": claim.text,
         "grounded": claim.grounding_status == ClaimStatus.grounded.value,
         "grounding_reason": claim.grounding_reason,
-        "review_status": claim.review_status.value,
+        "review_status": ReviewStatus(claim.review_status).value,
         "origin": claim.origin,
-        "evidence": [
-            EvidenceV1(utterance=ev.utterance_index, char_start=ev.char_start, char_end=ev.char_end, quote=ev.quote,
-                       status=ev.status)
-            for ev in claim.evidence
-        ],
+        "evidence": evidence,
     }
 
 
@@ -171,28 +188,23 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
     record.review_url = review_url(public_url, call.id)
     if call.state is CallState.failed:
         record.failure = call.last_error
-    latest_run = session.scalar(
-        select(ExtractionRun).where(ExtractionRun.call_id == call.id).order_by(ExtractionRun.id.desc()).limit(1)
-    )
-    succeeded = session.scalar(
-        select(ExtractionRun)
-        .where(ExtractionRun.call_id == call.id, ExtractionRun.status == RunStatus.succeeded)
+    # Every run of the call, newest first (usually one or two): the latest succeeded one holds the items.
+    runs = session.execute(
+        select(ExtractionRun.id, ExtractionRun.status, ExtractionRun.provider, ExtractionRun.model,
+               ExtractionRun.prompt_version)
+        .where(ExtractionRun.call_id == call.id)
         .order_by(ExtractionRun.id.desc())
-        .limit(1)
-    )
-    shown_run = succeeded or latest_run
+    ).all()
+    succeeded = next((run for run in runs if run.status is RunStatus.succeeded), None)
+    shown_run = succeeded or (runs[0] if runs else None)
     if shown_run is not None:
-        record.extraction = ExtractionV1(run_id=shown_run.id, status=shown_run.status.value,
+        record.extraction = ExtractionV1(run_id=shown_run.id, status=RunStatus(shown_run.status).value,
                                          provider=shown_run.provider, model=shown_run.model,
                                          prompt_version=shown_run.prompt_version)
     if succeeded is not None:
-        claims = session.scalars(
-            select(Claim).where(Claim.run_id == succeeded.id).order_by(Claim.position)
-            .options(selectinload(Claim.evidence))
-        ).all()
         summary: list[StatementV1] = []
-        for claim in claims:
-            fields = _statement_fields(claim)
+        for claim, evidence in _claims_with_evidence(session, succeeded.id):
+            fields = _statement_fields(claim, evidence)
             if claim.kind == ClaimKind.action_item.value:
                 due_date = None
                 if claim.due and call.started_at is not None:
@@ -207,8 +219,8 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
             else:
                 summary.append(StatementV1(**fields))
         record.summary = SummaryV1(note=summary_note(summary), statements=summary)
-    events = session.scalars(
-        select(ReviewEvent)
+    events = session.execute(
+        select(ReviewEvent.action, ReviewEvent.actor_name, ReviewEvent.created_at, ReviewEvent.claim_id)
         .where(ReviewEvent.call_id == call.id, ReviewEvent.tenant_id == call.tenant_id)
         .order_by(ReviewEvent.id)
     ).all()
@@ -224,8 +236,12 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
     return record
 
 
+def json_size(data: Any) -> int:
+    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+
+
 def _size(record: CallRecordV1) -> int:
-    return len(json.dumps(record.model_dump(mode="json"), separators=(",", ":")).encode())
+    return json_size(record.model_dump(mode="json"))
 
 
 def bounded(record: CallRecordV1, max_bytes: int) -> CallRecordV1:
