@@ -1,11 +1,14 @@
 """The pull feed (`GET /api/events`): the outbox in commit order, behind a stable cursor.
 
-A sequence number alone is not commit order: a transaction can take id 7, commit after the one holding
-id 8, and a reader that already passed 8 would never see 7. On PostgreSQL each event carries the id of
-the transaction that wrote it; the feed orders by (transaction id, event id) and serves only transactions
-older than every transaction still open (`pg_snapshot_xmin`), so whatever commits later sorts after
-every cursor already handed out. Events of an open transaction appear once it ends (milliseconds). On
-SQLite writers are serialized, so ids are already in commit order.
+The cursor is an event id. A sequence number alone is not commit order: a transaction can take id 7,
+commit after the one holding id 8, and a reader that already passed 8 would never see 7. So on
+PostgreSQL the reader first takes `LOCK TABLE outbox IN SHARE MODE`, which waits for every transaction
+that is writing events to end and holds new writers back while the page is read: every id it sees is
+committed, and every id written later is larger. The lock is held only for the read (the caller ends
+the transaction right after); it waits at most LOCK_WAIT for writers to finish, and when one takes longer
+(a large batch of decisions in one transaction) the page comes back empty with the same cursor, to be
+polled again. Transactions that write no events never delay the feed. On SQLite writers are serialized,
+so ids are already in commit order.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Text, and_, cast, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.errors import PostcallError
@@ -22,6 +26,9 @@ from app.users import Principal, visibility_clause
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
+# How long a reader waits for event-writing transactions to commit. New writers queue behind a waiting
+# reader, so this also bounds how long a poll can hold the pipeline's event writes back.
+LOCK_WAIT = "200ms"
 
 
 class CursorError(PostcallError):
@@ -43,18 +50,12 @@ class FeedPage:
     next_cursor: str | None  # pass as `after`; the same cursor again when there was nothing new
 
 
-def encode_cursor(txid: int | None, event_seq: int) -> str:
-    return f"{txid or 0}-{event_seq}"
-
-
-def decode_cursor(cursor: str | None) -> tuple[int, int]:
+def decode_cursor(cursor: str | None) -> int:
     if not cursor:
-        return (-1, -1)
-    try:
-        txid, _, seq = cursor.partition("-")
-        return int(txid), int(seq)
-    except ValueError:
-        raise CursorError(f"invalid cursor {cursor!r}: pass back a `next_cursor` from this feed") from None
+        return 0
+    if not cursor.isdigit():
+        raise CursorError(f"invalid cursor {cursor!r}: pass back a `next_cursor` from this feed")
+    return int(cursor)
 
 
 def visible_events_clause(principal: Principal) -> ColumnElement[bool]:
@@ -62,22 +63,31 @@ def visible_events_clause(principal: Principal) -> ColumnElement[bool]:
     return visibility_clause(principal, OutboxEvent.tenant_id, OutboxEvent.agent_id, OutboxEvent.team)
 
 
+def _wait_for_writers(session: Session) -> bool:
+    """PostgreSQL: wait (briefly) until no transaction is writing events; False when one takes longer."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    try:
+        with session.begin_nested():
+            session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+            session.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+    except OperationalError:
+        return False
+    return True
+
+
 def read_feed(session: Session, principal: Principal, after: str | None, limit: int = DEFAULT_PAGE) -> FeedPage:
-    """Events after `after`, oldest first, as far as every transaction before them has ended."""
-    txid_after, seq_after = decode_cursor(after)
+    """Events after `after`, oldest first. On PostgreSQL this holds a SHARE lock on the outbox until the
+    caller ends the transaction: end it as soon as the page is read."""
+    seq_after = decode_cursor(after)
     limit = max(1, min(limit, MAX_PAGE))
-    txid = func.coalesce(OutboxEvent.txid, 0)
-    query = select(OutboxEvent).where(visible_events_clause(principal))
-    if session.get_bind().dialect.name == "postgresql":
-        settled_before = cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
-        query = query.where(
-            tuple_(OutboxEvent.txid, OutboxEvent.id) > tuple_(txid_after, seq_after),
-            OutboxEvent.txid < settled_before,
-        ).order_by(OutboxEvent.txid, OutboxEvent.id)
-    else:
-        query = query.where(or_(txid > txid_after, and_(txid == txid_after, OutboxEvent.id > seq_after)))
-        query = query.order_by(OutboxEvent.id)
-    rows = session.scalars(query.limit(limit)).all()
-    items = [FeedItem(encode_cursor(row.txid, row.id), row.event_id, row.type, row.call_id, row.payload)
-             for row in rows]
+    if not _wait_for_writers(session):
+        return FeedPage([], after)
+    rows = session.scalars(
+        select(OutboxEvent)
+        .where(visible_events_clause(principal), OutboxEvent.id > seq_after)
+        .order_by(OutboxEvent.id)
+        .limit(limit)
+    ).all()
+    items = [FeedItem(str(row.id), row.event_id, row.type, row.call_id, row.payload) for row in rows]
     return FeedPage(items, items[-1].cursor if items else after)

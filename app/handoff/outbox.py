@@ -15,7 +15,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Text, cast, event, func, select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -90,9 +90,6 @@ def record_event(session: Session, call: Call, event_type: EventType | str, *, a
         payload=envelope(kind.value, now.isoformat(), data),
         created_at=now,
     )
-    if session.get_bind().dialect.name == "postgresql":
-        # The writing transaction's id, for the commit-ordered feed (see OutboxEvent).
-        outbox_event.txid = cast(cast(func.pg_current_xact_id(), Text), BigInteger)
     session.add(outbox_event)
     session.flush()
     _fan_out(session, outbox_event, retry_period=settings.webhook_retry_period_seconds)

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Enum,
     Float,
@@ -269,10 +268,8 @@ class OutboxEvent(Base):
     """An event written in the same transaction as the state change it reports (transactional outbox).
 
     No foreign key to calls: `call.deleted` outlives its call. `payload` is the whole webhook body
-    (`type`, `timestamp`, `data` = the `postcall.call.v1` record) as it was at the change. `txid` is the
-    writing PostgreSQL transaction's id (NULL on SQLite, where writers are serialized): the pull feed
-    orders by (txid, id) and only serves transactions older than every open one, so an event that
-    commits late can never land behind a cursor a reader already holds.
+    (`type`, `timestamp`, `data` = the `postcall.call.v1` record) as it was at the change. The pull feed
+    orders by `id`; app/handoff/feed.py explains why that is commit order when it reads.
     """
 
     __tablename__ = "outbox"
@@ -286,10 +283,9 @@ class OutboxEvent(Base):
     team: Mapped[str | None] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    txid: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    __table_args__ = (Index("ix_outbox_feed", "tenant_id", "txid", "id"),)
+    __table_args__ = (Index("ix_outbox_feed", "tenant_id", "id"),)
 
 
 class WebhookEndpoint(Base):

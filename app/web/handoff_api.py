@@ -111,8 +111,10 @@ def get_events_feed(
 ) -> FeedOut:
     """The events of the calls this user may see, oldest first. The cursor is stable: an event that
     commits later always sorts after every cursor already handed out, so polling with `next_cursor`
-    misses nothing. A deleted call's earlier events are stripped to identity fields."""
+    misses nothing (a page can come back empty while a large transaction is still writing events; poll
+    again). A deleted call's earlier events are stripped to identity fields."""
     page = read_feed(db, principal, after, limit)
+    db.rollback()  # a read: end it now, releasing the feed's lock before the answer is built
     return FeedOut(
         events=[FeedEventOut(cursor=item.cursor, id=item.event_id, type=item.type,
                              timestamp=str(item.payload.get("timestamp", "")), data=item.payload.get("data", {}))

@@ -49,7 +49,6 @@ def upgrade() -> None:
     sa.Column('team', sa.String(length=200), nullable=True),
     sa.Column('type', sa.String(length=40), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('txid', sa.BigInteger(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_outbox_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
@@ -57,7 +56,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_call_id'), ['call_id'], unique=False)
-        batch_op.create_index('ix_outbox_feed', ['tenant_id', 'txid', 'id'], unique=False)
+        batch_op.create_index('ix_outbox_feed', ['tenant_id', 'id'], unique=False)
 
     op.create_table('webhook_endpoints',
     sa.Column('id', sa.Integer(), nullable=False),

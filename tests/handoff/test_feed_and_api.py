@@ -28,8 +28,8 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-# On PostgreSQL the feed serves an event once every transaction that started before it has ended, on the
-# whole server (transaction ids are cluster-wide): other tests' transactions can hold it back briefly.
+# On PostgreSQL a page comes back empty while another transaction is still writing events (the feed
+# waits only briefly for it); polling again gets them.
 SETTLE_TIMEOUT = 15.0
 
 
@@ -76,8 +76,8 @@ def test_the_feed_pages_in_commit_order_and_applies_visibility(
 
 @pytest.mark.postgres
 def test_an_event_committed_late_is_not_skipped_by_a_cursor(postgres_url: str, allow_private: object) -> None:
-    """A transaction holding a lower event id commits after a higher one: a reader that polled in between
-    must still get it (ids alone would have moved the cursor past it)."""
+    """A transaction holding a lower event id commits after a higher one: a reader that polls in between
+    gets nothing past the open transaction, so its cursor cannot skip the late event."""
     engine = create_db_engine(postgres_url)
     factory = make_session_factory(engine)
     try:
