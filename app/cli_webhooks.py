@@ -19,6 +19,7 @@ from app.db.session import unit_of_work
 from app.errors import PostcallError
 from app.handoff.endpoints import (
     add_endpoint,
+    attempts_of,
     disable_endpoint,
     get_endpoint,
     list_deliveries,
@@ -144,13 +145,15 @@ def webhooks_deliveries(
     failed: Annotated[bool, typer.Option("--failed", help="Only dead-lettered or failing deliveries.")] = False,
     endpoint: Annotated[int | None, typer.Option("--endpoint", help="Only this endpoint.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    show_attempts: Annotated[bool, typer.Option("--attempts", help="Also every attempt: outcome, HTTP status, "
+                                                                     "latency, error.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Recent deliveries, newest first: status, attempts, last HTTP status and error."""
     ctx = AppContext(get_settings())
     slug = tenant or ctx.settings.default_tenant
     with unit_of_work(ctx.session_factory) as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"id": r.delivery.id, "event_id": r.event_id, "type": r.event_type, "call_id": r.delivery.call_id,
              "endpoint_id": r.delivery.endpoint_id, "url": r.url, "status": r.delivery.status.value,
              "attempts": r.delivery.attempts, "last_status_code": r.delivery.last_status_code,
@@ -158,6 +161,14 @@ def webhooks_deliveries(
             for r in list_deliveries(session, _tenant_id(session, slug), failed_only=failed, endpoint_id=endpoint,
                                      limit=limit)
         ]
+        if show_attempts:
+            logged = attempts_of(session, [row["id"] for row in rows])
+            for row in rows:
+                row["attempt_log"] = [
+                    {"outcome": a.outcome, "status_code": a.status_code, "latency_ms": a.latency_ms,
+                     "error": a.error, "started_at": a.started_at.isoformat()}
+                    for a in logged[row["id"]]
+                ]
     if as_json:
         print(json.dumps({"deliveries": rows}))
         return
@@ -166,6 +177,10 @@ def webhooks_deliveries(
         last = f"{row['last_status_code'] or ''} {row['last_error'] or ''}".strip() or "—"
         table.add_row(str(row["id"]), str(row["event_id"]), str(row["type"]), str(row["call_id"]),
                       str(row["endpoint_id"]), str(row["status"]), str(row["attempts"]), escape(last[:120]))
+        for attempt in row.get("attempt_log", []):
+            latency = f"{attempt['latency_ms']:.0f} ms" if attempt["latency_ms"] is not None else ""
+            detail = f"{attempt['status_code'] or ''} {latency} {attempt['error'] or ''}".strip()
+            table.add_row("", "", "", "", "", f"  {attempt['outcome']}", "", escape(detail[:120]))
     console.print(table)
 
 

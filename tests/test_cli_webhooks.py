@@ -83,6 +83,11 @@ def test_deliveries_shows_failures_and_replay_resends_with_the_same_id(database:
                                                          "--json"]).output)["deliveries"]
         assert [(d["id"], d["status"], d["last_status_code"]) for d in failed] == [(delivery_id, "dead", 404)]
         assert "404" in runner.invoke(webhooks_app, ["deliveries", "--tenant", "acme"]).output
+        logged = json.loads(runner.invoke(webhooks_app, ["deliveries", "--attempts", "--tenant", "acme",
+                                                         "--json"]).output)["deliveries"][0]["attempt_log"]
+        assert [(a["outcome"], a["status_code"]) for a in logged] == [("dead", 404)]
+        assert logged[0]["latency_ms"] is not None
+        assert "dead" in runner.invoke(webhooks_app, ["deliveries", "--attempts", "--tenant", "acme"]).output
 
         replayed = runner.invoke(webhooks_app, ["replay", "--failed", "--tenant", "acme"])
         assert replayed.exit_code == 0 and "replaying 1" in replayed.output

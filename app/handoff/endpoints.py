@@ -15,7 +15,7 @@ from app.errors import NotFoundError, PostcallError
 from app.handoff.outbox import PENDING_DELIVERIES, EventType
 from app.handoff.secrets import SecretBox, generate_secret
 from app.handoff.urls import check_endpoint_url
-from app.models import DeliveryStatus, OutboxEvent, WebhookDelivery, WebhookEndpoint
+from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
 
 # After a rotation the previous secret keeps signing this long, so receivers can switch without a gap.
@@ -145,6 +145,17 @@ def list_deliveries(
     if endpoint_id is not None:
         query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
     return [DeliveryRow(d, event_id, event_type, url) for d, event_id, event_type, url in session.execute(query)]
+
+
+def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[WebhookAttempt]]:
+    """Every logged attempt of these deliveries, oldest first (callers pass ids they listed for a tenant)."""
+    found: dict[int, list[WebhookAttempt]] = {delivery_id: [] for delivery_id in delivery_ids}
+    if not delivery_ids:
+        return found
+    for attempt in session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(delivery_ids)))
+                                   .order_by(WebhookAttempt.id)):
+        found[attempt.delivery_id].append(attempt)
+    return found
 
 
 def replay_deliveries(
