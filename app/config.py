@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     webhook_retry_period_seconds: float = 24 * 60 * 60
     webhook_backoff_base_seconds: float = 2.0
     webhook_backoff_max_seconds: float = 60 * 60
-    # A 4xx other than 410/429 is tried this many times in all, then dead-lettered.
+    # A 4xx other than 408/410/425/429 (and a redirect) is tried this many times in all, then dead-lettered.
     webhook_max_client_error_attempts: int = 3
     # A record larger than this drops its evidence quotes, then its statements (flagged `truncated`).
     webhook_max_payload_bytes: int = 256 * 1024
