@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-heuristic: $(STAMP)
 
 bench-web: $(STAMP)
 	$(BIN)/python -m bench.web.run
+
+bench-handoff: $(STAMP)
+	$(BIN)/python -m bench.handoff.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from app.cli_web import console, err_console, fail, serve, users_app
+from app.cli_webhooks import webhooks_app
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import unit_of_work
 from app.errors import PostcallError
@@ -35,6 +36,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.add_typer(webhooks_app, name="webhooks")
 app.command()(serve)
 
 TRANSCRIPT_SUFFIXES = (".json", ".txt", ".vtt", ".srt")

@@ -66,6 +66,25 @@ class Settings(BaseSettings):
     # `authorization: {credentials: ...}`). Unset, it is open: counts only, for an internal network.
     metrics_token: str | None = None
 
+    # Hand-off: outbox, signed webhooks, event feed (docs/handoff.md)
+    # Base URL of the review app, for the record's `review_url` (e.g. https://postcall.example.com).
+    public_url: str | None = None
+    # Allow endpoints on loopback, link-local and private addresses, and plain http (tests, local setups).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 10.0
+    # A delivery still failing this long after its event was written is dead-lettered (replayable).
+    webhook_retry_period_seconds: float = 24 * 60 * 60
+    webhook_backoff_base_seconds: float = 2.0
+    webhook_backoff_max_seconds: float = 60 * 60
+    # A 4xx other than 408/410/425/429 (and a redirect) is tried this many times in all, then dead-lettered.
+    webhook_max_client_error_attempts: int = 3
+    # A record larger than this drops its evidence quotes, then its statements (flagged `truncated`).
+    webhook_max_payload_bytes: int = 256 * 1024
+    # Encrypts webhook signing secrets at rest; derived from POSTCALL_SECRET_KEY when unset.
+    webhook_secrets_key: str | None = None
+    # The beat sweep hands due deliveries (retries, lost enqueues, lapsed leases) to the workers.
+    webhook_sweep_every_seconds: float = 5.0
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

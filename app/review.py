@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import NotFoundError, PostcallError
+from app.handoff.outbox import EventType, record_event
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
 from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.calls import load_transcript, set_state
@@ -81,6 +82,12 @@ CLAIM_EVENT = {
 CALL_EVENT = {
     CallDecision.approve: (EventAction.call_approved, CallState.approved),
     CallDecision.reject: (EventAction.call_rejected, CallState.rejected),
+}
+# The hand-off event each call decision writes to the outbox.
+HANDOFF_EVENT = {
+    CallDecision.approve: EventType.approved,
+    CallDecision.reject: EventType.rejected,
+    CallDecision.reopen: EventType.reopened,
 }
 
 
@@ -402,13 +409,14 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
         after={"state": state.value},
     )
     session.flush()
+    record_event(session, call, HANDOFF_EVENT[decision], actor=principal.name)
     return call
 
 
 def delete_call(session: Session, principal: Principal, call_id: str) -> None:
     """Hard-delete a call: transcript, runs, items and evidence go (database cascades). Its review events
     stay, and one more records the deletion without any transcript content."""
-    call = visible_call(session, principal, call_id)
+    call = visible_call(session, principal, call_id, for_update=True)
     principal.require(principal.can_delete_calls, "delete calls")
     facts = {
         "external_id": call.external_id,
@@ -418,6 +426,7 @@ def delete_call(session: Session, principal: Principal, call_id: str) -> None:
         "transcript_hash": call.transcript_hash,
     }
     tenant_id = call.tenant_id
+    record_event(session, call, EventType.deleted, actor=principal.name)
     session.expunge(call)
     session.execute(delete(Call).where(Call.id == call_id), execution_options={"synchronize_session": False})
     append_event(session, principal, tenant_id=tenant_id, call_id=call_id, action=EventAction.call_deleted,

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, false, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.errors import PostcallError
 from app.models import Call, Tenant, User, UserRole
@@ -84,14 +84,25 @@ class Principal:
 
 def visible_calls_clause(principal: Principal) -> ColumnElement[bool]:
     """The SQL condition selecting exactly the calls this user may see."""
-    tenant_scope = Call.tenant_id == principal.tenant_id
+    return visibility_clause(principal, Call.tenant_id, Call.agent_id, Call.team)
+
+
+def visibility_clause(
+    principal: Principal,
+    tenant_id: ColumnElement[int] | InstrumentedAttribute[int],
+    agent_id: ColumnElement[str | None] | InstrumentedAttribute[str | None],
+    team: ColumnElement[str | None] | InstrumentedAttribute[str | None],
+) -> ColumnElement[bool]:
+    """The call visibility rule applied to any rows that carry a call's tenant, agent id and team (the
+    calls themselves, or hand-off events that outlive their call)."""
+    tenant_scope = tenant_id == principal.tenant_id
     if principal.role is UserRole.agent:
         if not principal.agent_id:
             # An agent without an agent id owns no calls; never fall back to "all".
             return false()
-        return and_(tenant_scope, Call.agent_id == principal.agent_id)
+        return and_(tenant_scope, agent_id == principal.agent_id)
     if principal.role is UserRole.supervisor and principal.team:
-        return and_(tenant_scope, Call.team == principal.team)
+        return and_(tenant_scope, team == principal.team)
     return tenant_scope
 
 

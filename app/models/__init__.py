@@ -5,8 +5,10 @@ from app.models.tables import (
     Call,
     CallState,
     Claim,
+    DeliveryStatus,
     Evidence,
     ExtractionRun,
+    OutboxEvent,
     ReviewEvent,
     ReviewStatus,
     RunStatus,
@@ -14,14 +16,19 @@ from app.models.tables import (
     User,
     UserRole,
     Utterance,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 __all__ = [
     "Call",
     "CallState",
     "Claim",
+    "DeliveryStatus",
     "Evidence",
     "ExtractionRun",
+    "OutboxEvent",
     "ReviewEvent",
     "ReviewStatus",
     "RunStatus",
@@ -29,4 +36,7 @@ __all__ = [
     "User",
     "UserRole",
     "Utterance",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -261,3 +261,105 @@ class ReviewEvent(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# ------------------------------------------------------------------------------------ hand-off
+
+
+class OutboxEvent(Base):
+    """An event written in the same transaction as the state change it reports (transactional outbox).
+
+    No foreign key to calls: `call.deleted` outlives its call. `payload` is the whole webhook body
+    (`type`, `timestamp`, `data` = the `postcall.call.v1` record) as it was at the change. The pull feed
+    orders by `id`; app/handoff/feed.py explains why that is commit order when it reads.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    call_id: Mapped[str] = mapped_column(String(32), index=True)
+    # Copied from the call so the feed can apply the same visibility rules after the call is gone.
+    agent_id: Mapped[str | None] = mapped_column(String(200))
+    team: Mapped[str | None] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_outbox_feed", "tenant_id", "id"),)
+
+
+class WebhookEndpoint(Base):
+    """A tenant's receiver. The signing secret is stored encrypted (HMAC needs the plain secret)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str | None] = mapped_column(String(200))
+    # NULL: every event type.
+    event_types: Mapped[list[str] | None] = mapped_column(JSON)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    # After a rotation the old secret signs too, until it expires, so receivers can switch without a gap.
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    succeeded = "succeeded"
+    # Given up (retry period over, a client error repeated, endpoint gone): visible and replayable.
+    dead = "dead"
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint. Its webhook-id is the event's id, the same on every attempt."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    call_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus, "delivery_status"),
+                                                   default=DeliveryStatus.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Retries stop here (the event's time plus the retry period; a replay starts a new period).
+    retry_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A worker sending this delivery holds it until then; a worker killed mid-send lets it lapse.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the sweep last handed it to the workers (so one sweep does not queue it again and again).
+    swept_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "endpoint_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_order", "endpoint_id", "call_id", "status", "outbox_id"),
+    )
+
+
+class WebhookAttempt(Base):
+    """Every HTTP attempt: written before the request goes out, completed when it returns."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True)
+    # in_flight | succeeded | retry | dead | lost (the worker died mid-send)
+    outcome: Mapped[str] = mapped_column(String(20))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -26,6 +26,7 @@ from app.errors import (
     TransientError,
 )
 from app.grounding import verify_extraction
+from app.handoff.outbox import EventType, record_event
 from app.llm.base import ExtractionProvider, ProviderResult, Usage
 from app.llm.prompt import PromptTemplate
 from app.models import CallState, RunStatus
@@ -112,6 +113,7 @@ def _claim(
                              None, None)
             run = add_run(session, call, facts, status=RunStatus.failed, error=reason)
             set_state(call, CallState.failed, error=reason)
+            record_event(session, call, EventType.failed)
             return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
         now = utcnow()
         queue_wait_ms = None
@@ -261,6 +263,7 @@ def process_call(
             ungrounded = len(extracted.report.ungrounded_claims)
             state = outcome_state(count, ungrounded)
             set_state(call, state)
+            record_event(session, call, EventType.processed)
             db_ms += _elapsed_ms(persist_started)
             run.db_ms = db_ms
             run.total_ms = _elapsed_ms(started)
@@ -314,7 +317,10 @@ def _record_failure(
             # reviewer's decision; the failed run and last_error say what happened.
             set_state(call, claimed.previous_state, error=reason)
             return ProcessOutcome(call.id, claimed.previous_state, run_id=run.id, error=reason)
+        already_failed = call.state is CallState.failed
         set_state(call, CallState.failed, error=reason)
+        if not already_failed:  # a second give-up on a failed call is no new hand-off event
+            record_event(session, call, EventType.failed)
         return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
 
 

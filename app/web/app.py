@@ -25,9 +25,13 @@ from app.config import Settings, get_settings
 from app.db.session import create_db_engine, make_session_factory
 from app.db.types import as_utc
 from app.errors import DuplicateCallError, IngestError, NotFoundError, PostcallError
+from app.handoff.endpoints import WebhookInputError
+from app.handoff.feed import CursorError
+from app.handoff.outbox import install_delivery_notifier
+from app.handoff.urls import WebhookUrlError
 from app.review import ReviewConflictError, ReviewInputError
 from app.users import AccessDeniedError, UserError, UserExistsError
-from app.web import api, ops, pages
+from app.web import api, handoff_api, ops, pages
 from app.web.deps import AuthenticationRequired, CsrfError, EnqueueCalls, LoginRequired, WebState
 
 logger = logging.getLogger(__name__)
@@ -76,6 +80,9 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (IngestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (ReviewInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (UserError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (WebhookUrlError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (WebhookInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (CursorError, status.HTTP_422_UNPROCESSABLE_CONTENT),
 ]
 ERROR_TITLES = {401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Too large",
                 422: "Invalid input"}
@@ -106,6 +113,12 @@ def _enqueue_with_celery(call_ids: Sequence[str]) -> int:
     return enqueue_calls(call_ids)
 
 
+def _enqueue_deliveries_with_celery(delivery_ids: Sequence[int]) -> None:
+    from app.worker.enqueue import enqueue_deliveries
+
+    enqueue_deliveries(delivery_ids)
+
+
 def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path == "/api"
 
@@ -126,6 +139,9 @@ def create_app(
             "Set it to a long random value before serving real users."
         )
     engine = create_db_engine(settings.database_url)
+    # Review decisions write hand-off events; once committed they go to the workers for delivery. An app
+    # built with its own `enqueue` (tests, embedding) leaves them to the workers' sweep instead.
+    install_delivery_notifier(_enqueue_deliveries_with_celery if enqueue is None else None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -167,6 +183,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(ops.router)
     app.include_router(api.router)
+    app.include_router(handoff_api.router)
     app.include_router(pages.router)
     _install_error_handlers(app)
     return app

@@ -8,6 +8,8 @@ from app.config import Settings, get_settings
 
 TASK_PROCESS_CALL = "postcall.process_call"
 TASK_RECONCILE = "postcall.reconcile"
+TASK_DELIVER_WEBHOOK = "postcall.deliver_webhook"
+TASK_SWEEP_WEBHOOKS = "postcall.sweep_webhooks"
 QUEUE_NAME = "postcall"
 
 # kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
@@ -64,9 +66,15 @@ def configure(app: Celery, settings: Settings) -> None:
                 # Ticks published while no worker runs would pile up; one pass is all a returning worker needs.
                 "options": {"expires": float(settings.reconcile_every_seconds)},
             },
+            # Hand-off: retries that came due, deliveries whose enqueue was lost, leases of killed workers.
+            "sweep-webhook-deliveries": {
+                "task": TASK_SWEEP_WEBHOOKS,
+                "schedule": float(settings.webhook_sweep_every_seconds),
+                "options": {"expires": float(settings.webhook_sweep_every_seconds)},
+            },
         },
     )
 
 
-celery_app = Celery("postcall", include=["app.worker.tasks"])
+celery_app = Celery("postcall", include=["app.worker.tasks", "app.worker.webhooks"])
 configure(celery_app, get_settings())

@@ -247,6 +247,10 @@ def test_openapi_spec_documents_every_route_with_bearer_auth(world: World) -> No
         "/api/me", "/api/calls", "/api/calls/{call_id}", "/api/calls/{call_id}/events",
         "/api/calls/{call_id}/review", "/api/calls/{call_id}/claims", "/api/claims/{claim_id}/review",
         "/api/users",
+        # hand-off (app/web/handoff_api.py)
+        "/api/events", "/api/webhooks", "/api/webhooks/{endpoint_id}/disable",
+        "/api/webhooks/{endpoint_id}/rotate-secret", "/api/webhooks/deliveries", "/api/webhooks/deliveries/replay",
+        "/api/schemas/call.v1.json",
     }
     assert spec["components"]["securitySchemes"]["apiToken"] == {
         "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["apiToken"]

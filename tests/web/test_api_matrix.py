@@ -227,6 +227,13 @@ ENDPOINTS = [
     ("POST", "/api/claims/{claim}/review"),
     ("GET", "/api/users"),
     ("POST", "/api/users"),
+    ("GET", "/api/events"),
+    ("GET", "/api/webhooks"),
+    ("POST", "/api/webhooks"),
+    ("POST", "/api/webhooks/1/disable"),
+    ("POST", "/api/webhooks/1/rotate-secret"),
+    ("GET", "/api/webhooks/deliveries"),
+    ("POST", "/api/webhooks/deliveries/replay"),
 ]
 
 

@@ -1,0 +1,381 @@
+"""Deliver one webhook: lease it, sign it the Standard Webhooks way, POST it, record the attempt.
+
+Three steps, no transaction held across the HTTP request:
+  1. lease the delivery (row lock, SKIP LOCKED), check it is due and first in its call's order for this
+     endpoint, and write the attempt as `in_flight`;
+  2. POST the event with `webhook-id` (the event's id, the same on every attempt), `webhook-timestamp`
+     and `webhook-signature`;
+  3. record the outcome: succeeded, retry later (exponential backoff with jitter, Retry-After honoured),
+     or dead-lettered; 410 Gone disables the endpoint.
+A worker killed between 1 and 3 leaves a lease that lapses; the sweep then hands the delivery out again,
+and the lost attempt is marked `lost`. A receiver may therefore see an event twice, with the same id.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+
+import httpx
+from sqlalchemy import Exists, and_, exists, insert, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
+from standardwebhooks import Webhook
+
+from app.config import Settings
+from app.db.session import unit_of_work
+from app.handoff.endpoints import disable_endpoint
+from app.handoff.secrets import SecretBox
+from app.handoff.urls import WebhookUrlError, check_endpoint_url
+from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.models.tables import utcnow
+
+MAX_ERROR_CHARS = 2_000
+# The lease outlives the request timeout by this much, so a slow but live worker is never overtaken.
+LEASE_MARGIN_SECONDS = 5.0
+# A Retry-After beyond this is capped: the retry period still bounds the whole effort.
+MAX_RETRY_AFTER_SECONDS = 6 * 60 * 60
+USER_AGENT = "Postcall-Webhooks/1"
+
+
+class AttemptOutcome(StrEnum):
+    in_flight = "in_flight"
+    succeeded = "succeeded"
+    retry = "retry"
+    dead = "dead"
+    lost = "lost"
+
+
+class DeliveryResult(StrEnum):
+    succeeded = "succeeded"
+    retry = "retry"
+    dead = "dead"
+    not_due = "not_due"  # leased by another worker, waiting for its next attempt, or already finished
+    blocked = "blocked"  # an earlier event of the same call to the same endpoint is still pending
+    missing = "missing"
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    timeout: float
+    retry_period: float
+    backoff_base: float
+    backoff_max: float
+    max_client_error_attempts: int
+    allow_private: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(
+            timeout=settings.webhook_timeout_seconds,
+            retry_period=settings.webhook_retry_period_seconds,
+            backoff_base=settings.webhook_backoff_base_seconds,
+            backoff_max=settings.webhook_backoff_max_seconds,
+            max_client_error_attempts=settings.webhook_max_client_error_attempts,
+            allow_private=settings.webhook_allow_private,
+        )
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.timeout + LEASE_MARGIN_SECONDS
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with jitter: between half and all of base * 2^(attempts-1), capped."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempts - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    result: DeliveryResult
+    status_code: int | None = None
+    # The same call's next delivery to this endpoint, now first in line (hand it out at once).
+    next_delivery_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _Leased:
+    attempt_id: int
+    url: str
+    event_id: str
+    body: str
+    secrets: tuple[str, ...]
+
+
+def serialize(payload: dict[str, object]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def signature_headers(event_id: str, body: str, secrets: tuple[str, ...], at: datetime) -> dict[str, str]:
+    """`webhook-id`, `webhook-timestamp` and `webhook-signature` (one `v1,` signature per secret)."""
+    signatures = " ".join(Webhook(secret).sign(event_id, at, body) for secret in secrets)
+    return {
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signatures,
+    }
+
+
+def _earlier_pending(endpoint_id: Any, call_id: Any, outbox_id: Any) -> Exists:
+    """An earlier event of the same call to the same endpoint is still pending (this one must wait)."""
+    earlier = aliased(WebhookDelivery)
+    return exists().where(
+        earlier.endpoint_id == endpoint_id,
+        earlier.call_id == call_id,
+        earlier.status == DeliveryStatus.pending,
+        earlier.outbox_id < outbox_id,
+    )
+
+
+def _set_delivery(session: Session, delivery_id: int, **values: Any) -> None:
+    session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values))
+
+
+def _finished(status: DeliveryStatus, now: datetime, error: str | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": status, "finished_at": now, "lease_until": None}
+    if error is not None:
+        values["last_error"] = error[:MAX_ERROR_CHARS]
+    return values
+
+
+# Core statements, not ORM objects: delivery is the hot path, and object loading and flushing cost
+# more CPU than the HTTP request.
+def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: SecretBox,
+           now: datetime) -> _Leased | DeliveryReport:
+    # One round trip for the delivery (locked), its endpoint, its event and whether it must wait its turn.
+    row = session.execute(
+        select(
+            WebhookDelivery.status, WebhookDelivery.lease_until, WebhookDelivery.next_attempt_at,
+            WebhookEndpoint.url, WebhookEndpoint.active, WebhookEndpoint.secret_encrypted,
+            WebhookEndpoint.previous_secret_encrypted, WebhookEndpoint.previous_secret_expires_at,
+            OutboxEvent.event_id, OutboxEvent.payload,
+            _earlier_pending(WebhookDelivery.endpoint_id, WebhookDelivery.call_id, WebhookDelivery.outbox_id)
+            .label("blocked"),
+        )
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
+        .where(WebhookDelivery.id == delivery_id)
+        .with_for_update(of=WebhookDelivery, skip_locked=True)
+    ).first()
+    if row is None:
+        exists_at_all = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id))
+        return DeliveryReport(DeliveryResult.not_due if exists_at_all else DeliveryResult.missing)
+    if row.status is not DeliveryStatus.pending:
+        return DeliveryReport(DeliveryResult.not_due)
+    if row.lease_until is not None and row.lease_until > now:
+        return DeliveryReport(DeliveryResult.not_due)
+    if row.next_attempt_at > now:
+        return DeliveryReport(DeliveryResult.not_due)
+    if row.blocked:
+        return DeliveryReport(DeliveryResult.blocked)
+    if row.lease_until is not None:
+        # A lapsed lease: the worker holding it died mid-send, and its attempt never finished.
+        session.execute(
+            update(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id == delivery_id,
+                   WebhookAttempt.outcome == AttemptOutcome.in_flight.value)
+            .values(outcome=AttemptOutcome.lost.value, error="the worker stopped before the attempt finished",
+                    finished_at=now)
+        )
+    if not row.active:
+        _set_delivery(session, delivery_id, **_finished(DeliveryStatus.dead, now, "endpoint disabled"))
+        return DeliveryReport(DeliveryResult.dead)
+    _set_delivery(session, delivery_id, attempts=WebhookDelivery.attempts + 1,
+                  lease_until=now + timedelta(seconds=policy.lease_seconds))
+    attempt_id = session.scalar(
+        insert(WebhookAttempt)
+        .values(delivery_id=delivery_id, outcome=AttemptOutcome.in_flight.value, started_at=now)
+        .returning(WebhookAttempt.id)
+    )
+    assert attempt_id is not None
+    secrets = [box.open(row.secret_encrypted)]
+    if (row.previous_secret_encrypted and row.previous_secret_expires_at is not None
+            and row.previous_secret_expires_at > now):
+        secrets.append(box.open(row.previous_secret_encrypted))
+    return _Leased(attempt_id, row.url, row.event_id, serialize(row.payload), tuple(secrets))
+
+
+@dataclass(frozen=True)
+class _Response:
+    status_code: int | None
+    retry_after: float | None
+    error: str | None
+    latency_ms: float
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _send(client: httpx.Client, leased: _Leased, policy: DeliveryPolicy) -> _Response:
+    started = time.perf_counter()
+    try:
+        check_endpoint_url(leased.url, allow_private=policy.allow_private)
+    except WebhookUrlError as exc:
+        return _Response(None, None, f"refused: {exc}", 0.0)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        **signature_headers(leased.event_id, leased.body, leased.secrets, utcnow()),
+    }
+    try:
+        response = client.post(leased.url, content=leased.body.encode(), headers=headers, timeout=policy.timeout,
+                               follow_redirects=False)
+    except httpx.TimeoutException as exc:
+        return _Response(None, None, f"timeout after {policy.timeout:g}s ({type(exc).__name__})",
+                         (time.perf_counter() - started) * 1000.0)
+    except httpx.HTTPError as exc:
+        return _Response(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - started) * 1000.0)
+    latency = (time.perf_counter() - started) * 1000.0
+    error = None if response.is_success else f"HTTP {response.status_code}: {response.text[:200]}"
+    return _Response(response.status_code, retry_after_seconds(response.headers.get("retry-after"), utcnow()),
+                     error, latency)
+
+
+def _next_in_line(session: Session, endpoint_id: int, call_id: str, outbox_id: int) -> int | None:
+    return session.scalar(
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.call_id == call_id,
+               WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.outbox_id > outbox_id)
+        .order_by(WebhookDelivery.outbox_id)
+        .limit(1)
+    )
+
+
+def _outcome(delivery: Any, response: _Response, policy: DeliveryPolicy,
+             now: datetime) -> tuple[DeliveryResult, dict[str, Any]]:
+    """What the response means for a pending delivery, and the delivery's new column values."""
+    code, error = response.status_code, response.error
+    values: dict[str, Any] = {"last_status_code": code, "last_error": error[:MAX_ERROR_CHARS] if error else None}
+    if code is not None and 200 <= code < 300:
+        return DeliveryResult.succeeded, {**values, **_finished(DeliveryStatus.succeeded, now)}
+    if code == 410:
+        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now,
+                                                           "HTTP 410 Gone: the endpoint was disabled")}
+    if error and error.startswith("refused:"):
+        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now)}
+    client_error = code is not None and 400 <= code < 500 and code not in (408, 425, 429)
+    redirect = code is not None and 300 <= code < 400
+    if (client_error or redirect) and delivery.attempts >= policy.max_client_error_attempts:
+        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now)}
+    delay = policy.backoff(delivery.attempts)
+    if response.retry_after is not None and code in (429, 503):
+        delay = max(delay, min(response.retry_after, MAX_RETRY_AFTER_SECONDS))
+    next_at = now + timedelta(seconds=delay)
+    if next_at > delivery.retry_until:
+        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now,
+                                                           f"retry period over; last: {error or code}")}
+    return DeliveryResult.retry, {**values, "next_attempt_at": next_at, "lease_until": None}
+
+
+def _record(session: Session, delivery_id: int, leased: _Leased, response: _Response, policy: DeliveryPolicy,
+            now: datetime) -> DeliveryReport:
+    delivery = session.execute(
+        select(WebhookDelivery.status, WebhookDelivery.attempts, WebhookDelivery.retry_until,
+               WebhookDelivery.endpoint_id, WebhookDelivery.call_id, WebhookDelivery.outbox_id)
+        .where(WebhookDelivery.id == delivery_id)
+        .with_for_update()
+    ).first()
+    if delivery is None:
+        return DeliveryReport(DeliveryResult.missing)
+    code = response.status_code
+    if delivery.status is not DeliveryStatus.pending:
+        # Finished meanwhile (the endpoint was disabled, or a lapsed lease let another worker win): keep that.
+        result = DeliveryResult.not_due
+    else:
+        result, values = _outcome(delivery, response, policy, now)
+        _set_delivery(session, delivery_id, **values)
+        if code == 410:
+            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+            if endpoint is not None:
+                disable_endpoint(session, endpoint, "the receiver answered 410 Gone")
+    if code is not None and 200 <= code < 300:
+        outcome = AttemptOutcome.succeeded
+    elif result is DeliveryResult.retry:
+        outcome = AttemptOutcome.retry
+    else:
+        outcome = AttemptOutcome.dead
+    session.execute(
+        update(WebhookAttempt).where(WebhookAttempt.id == leased.attempt_id)
+        .values(outcome=outcome.value, status_code=code, latency_ms=response.latency_ms,
+                error=response.error[:MAX_ERROR_CHARS] if response.error else None, finished_at=now)
+    )
+    next_id = None
+    if result in (DeliveryResult.succeeded, DeliveryResult.dead):
+        next_id = _next_in_line(session, delivery.endpoint_id, delivery.call_id, delivery.outbox_id)
+    return DeliveryReport(result, code, next_id)
+
+
+def deliver(
+    factory: sessionmaker[Session],
+    delivery_id: int,
+    policy: DeliveryPolicy,
+    box: SecretBox,
+    client: httpx.Client,
+) -> DeliveryReport:
+    """Make one attempt at one delivery, if it is due and first in its call's order. Idempotent: a
+    duplicate or early call finds it leased, finished or not yet due and does nothing."""
+    with unit_of_work(factory) as session:
+        leased = _lease(session, delivery_id, policy, box, utcnow())
+    if isinstance(leased, DeliveryReport):
+        return leased
+    response = _send(client, leased, policy)
+    with unit_of_work(factory) as session:
+        return _record(session, delivery_id, leased, response, policy, utcnow())
+
+
+def sweep_due_deliveries(session: Session, now: datetime, policy: DeliveryPolicy, *, limit: int = 500) -> list[int]:
+    """Deliveries a worker should try now (pending, due, not leased, first in their call's order) that
+    the sweep has not handed out since they became due, or handed out longer than a lease ago (that
+    message was lost). Marks them swept; the caller commits and enqueues them."""
+    stale = now - timedelta(seconds=policy.lease_seconds)
+    query = (
+        select(WebhookDelivery)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.status == DeliveryStatus.pending,
+            WebhookDelivery.next_attempt_at <= now,
+            (WebhookDelivery.lease_until.is_(None)) | (WebhookDelivery.lease_until <= now),
+            (WebhookDelivery.swept_at.is_(None)) | (WebhookDelivery.swept_at < WebhookDelivery.next_attempt_at)
+            | (WebhookDelivery.swept_at < stale),
+            WebhookEndpoint.active.is_(True),
+            ~_earlier_pending(WebhookDelivery.endpoint_id, WebhookDelivery.call_id, WebhookDelivery.outbox_id),
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(of=WebhookDelivery, skip_locked=True)
+    )
+    deliveries = list(session.scalars(query).all())
+    for delivery in deliveries:
+        delivery.swept_at = now
+    session.flush()
+    return [d.id for d in deliveries]
+
+
+def dead_letter_disabled(session: Session) -> int:
+    """Dead-letter pending deliveries of disabled endpoints (a disable racing a fan-out leaves some)."""
+    now = utcnow()
+    disabled = select(WebhookEndpoint.id).where(WebhookEndpoint.active.is_(False))
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(and_(WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.endpoint_id.in_(disabled)))
+        .values(status=DeliveryStatus.dead, last_error="endpoint disabled", finished_at=now, lease_until=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

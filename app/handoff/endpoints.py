@@ -1,0 +1,202 @@
+"""Webhook endpoints and their deliveries: register, list, disable, rotate a secret, list and replay
+deliveries. Every function is scoped to one tenant; they flush, the entry point commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.errors import NotFoundError, PostcallError
+from app.handoff.outbox import PENDING_DELIVERIES, EventType
+from app.handoff.secrets import SecretBox, generate_secret
+from app.handoff.urls import check_endpoint_url
+from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.models.tables import utcnow
+
+# After a rotation the previous secret keeps signing this long, so receivers can switch without a gap.
+ROTATION_OVERLAP = timedelta(hours=24)
+MAX_DESCRIPTION_CHARS = 200
+
+
+class WebhookInputError(PostcallError):
+    """An endpoint cannot be registered or changed as asked (unknown event type, bad description)."""
+
+
+@dataclass(frozen=True)
+class NewEndpoint:
+    endpoint: WebhookEndpoint
+    secret: str  # the only time the plain secret leaves this module
+
+
+def _clean_event_types(event_types: Sequence[str] | None) -> list[str] | None:
+    if not event_types:
+        return None
+    known = {e.value for e in EventType}
+    unknown = [e for e in event_types if e not in known]
+    if unknown:
+        raise WebhookInputError(f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return sorted(set(event_types))
+
+
+def add_endpoint(
+    session: Session,
+    settings: Settings,
+    *,
+    tenant_id: int,
+    url: str,
+    event_types: Sequence[str] | None = None,
+    description: str | None = None,
+) -> NewEndpoint:
+    """Register an endpoint with a fresh signing secret. It receives events written from now on."""
+    checked = check_endpoint_url(url, allow_private=settings.webhook_allow_private)
+    if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
+        raise WebhookInputError(f"a description has at most {MAX_DESCRIPTION_CHARS} characters")
+    secret = generate_secret()
+    endpoint = WebhookEndpoint(
+        tenant_id=tenant_id,
+        url=checked,
+        description=description or None,
+        event_types=_clean_event_types(event_types),
+        secret_encrypted=SecretBox.from_settings(settings).seal(secret),
+        active=True,
+        created_at=utcnow(),
+    )
+    session.add(endpoint)
+    session.flush()
+    return NewEndpoint(endpoint, secret)
+
+
+def list_endpoints(session: Session, tenant_id: int) -> list[WebhookEndpoint]:
+    return list(session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id).order_by(WebhookEndpoint.id)
+    ).all())
+
+
+def get_endpoint(session: Session, tenant_id: int, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = session.scalar(
+        select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.tenant_id == tenant_id)
+    )
+    if endpoint is None:
+        raise NotFoundError(f"webhook endpoint {endpoint_id} not found")
+    return endpoint
+
+
+def disable_endpoint(session: Session, endpoint: WebhookEndpoint, reason: str) -> WebhookEndpoint:
+    """Stop sending to the endpoint; its pending deliveries are dead-lettered (replayable)."""
+    now = utcnow()
+    endpoint.active = False
+    endpoint.disabled_reason = reason[:500]
+    endpoint.disabled_at = now
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.status == DeliveryStatus.pending)
+        .values(status=DeliveryStatus.dead, last_error=f"endpoint disabled: {reason}"[:2000], finished_at=now,
+                lease_until=None)
+    )
+    session.flush()
+    return endpoint
+
+
+def rotate_secret(session: Session, settings: Settings, endpoint: WebhookEndpoint) -> str:
+    """A new signing secret. The previous one keeps signing too (two signatures) for ROTATION_OVERLAP."""
+    secret = generate_secret()
+    endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+    endpoint.previous_secret_expires_at = utcnow() + ROTATION_OVERLAP
+    endpoint.secret_encrypted = SecretBox.from_settings(settings).seal(secret)
+    session.flush()
+    return secret
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    delivery: WebhookDelivery
+    event_id: str
+    event_type: str
+    url: str
+
+
+def list_deliveries(
+    session: Session,
+    tenant_id: int,
+    *,
+    failed_only: bool = False,
+    endpoint_id: int | None = None,
+    limit: int = 50,
+) -> list[DeliveryRow]:
+    """Newest first. `failed_only`: dead-lettered, or pending after at least one failed attempt."""
+    query = (
+        select(WebhookDelivery, OutboxEvent.event_id, OutboxEvent.type, WebhookEndpoint.url)
+        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(WebhookEndpoint.tenant_id == tenant_id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit)
+    )
+    if failed_only:
+        query = query.where(
+            (WebhookDelivery.status == DeliveryStatus.dead)
+            | ((WebhookDelivery.status == DeliveryStatus.pending) & (WebhookDelivery.last_error.is_not(None)))
+        )
+    if endpoint_id is not None:
+        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+    return [DeliveryRow(d, event_id, event_type, url) for d, event_id, event_type, url in session.execute(query)]
+
+
+def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[WebhookAttempt]]:
+    """Every logged attempt of these deliveries, oldest first (callers pass ids they listed for a tenant)."""
+    found: dict[int, list[WebhookAttempt]] = {delivery_id: [] for delivery_id in delivery_ids}
+    if not delivery_ids:
+        return found
+    for attempt in session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(delivery_ids)))
+                                   .order_by(WebhookAttempt.id)):
+        found[attempt.delivery_id].append(attempt)
+    return found
+
+
+def replay_deliveries(
+    session: Session,
+    settings: Settings,
+    tenant_id: int,
+    *,
+    delivery_ids: Sequence[int] = (),
+    event_id: str | None = None,
+    all_dead: bool = False,
+    now: datetime | None = None,
+) -> list[int]:
+    """Send deliveries again (same webhook-id), with a fresh retry period. Returns the replayed ids.
+
+    A replayed event goes out in its call's order again: later events of the same call to the same
+    endpoint that were already delivered are not resent, so a receiver must (and can, by webhook-id and
+    the record's state) treat an older event arriving late as stale."""
+    now = now or utcnow()
+    query = (
+        select(WebhookDelivery)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
+        .where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.active.is_(True))
+    )
+    if delivery_ids:
+        query = query.where(WebhookDelivery.id.in_(list(delivery_ids)))
+    elif event_id is not None:
+        query = query.where(OutboxEvent.event_id == event_id)
+    elif all_dead:
+        query = query.where(WebhookDelivery.status == DeliveryStatus.dead)
+    else:
+        raise WebhookInputError("say what to replay: delivery ids, an event id, or all dead-lettered deliveries")
+    deliveries = list(session.scalars(query.order_by(WebhookDelivery.outbox_id)).all())
+    for delivery in deliveries:
+        delivery.status = DeliveryStatus.pending
+        delivery.attempts = 0
+        delivery.next_attempt_at = now
+        delivery.retry_until = now + timedelta(seconds=settings.webhook_retry_period_seconds)
+        delivery.lease_until = None
+        delivery.finished_at = None
+    session.flush()
+    ids = [d.id for d in deliveries]
+    session.info.setdefault(PENDING_DELIVERIES, []).extend(ids)
+    return ids

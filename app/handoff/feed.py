@@ -1,0 +1,93 @@
+"""The pull feed (`GET /api/events`): the outbox in commit order, behind a stable cursor.
+
+The cursor is an event id. A sequence number alone is not commit order: a transaction can take id 7,
+commit after the one holding id 8, and a reader that already passed 8 would never see 7. So on
+PostgreSQL the reader first takes `LOCK TABLE outbox IN SHARE MODE`, which waits for every transaction
+that is writing events to end and holds new writers back while the page is read: every id it sees is
+committed, and every id written later is larger. The lock is held only for the read (the caller ends
+the transaction right after); it waits at most LOCK_WAIT for writers to finish, and when one takes longer
+(a large batch of decisions in one transaction) the page comes back empty with the same cursor, to be
+polled again. Transactions that write no events never delay the feed. On SQLite writers are serialized,
+so ids are already in commit order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from app.errors import PostcallError
+from app.models import OutboxEvent
+from app.users import Principal, visibility_clause
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+# How long a reader waits for event-writing transactions to commit. New writers queue behind a waiting
+# reader, so this also bounds how long a poll can hold the pipeline's event writes back.
+LOCK_WAIT = "200ms"
+
+
+class CursorError(PostcallError):
+    """The cursor is not one this feed handed out."""
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    cursor: str
+    event_id: str
+    type: str
+    call_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    items: list[FeedItem]
+    next_cursor: str | None  # pass as `after`; the same cursor again when there was nothing new
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    if not cursor.isdigit():
+        raise CursorError(f"invalid cursor {cursor!r}: pass back a `next_cursor` from this feed")
+    return int(cursor)
+
+
+def visible_events_clause(principal: Principal) -> ColumnElement[bool]:
+    """Events of the calls this user may see (the call's agent and team are copied onto the event)."""
+    return visibility_clause(principal, OutboxEvent.tenant_id, OutboxEvent.agent_id, OutboxEvent.team)
+
+
+def _wait_for_writers(session: Session) -> bool:
+    """PostgreSQL: wait (briefly) until no transaction is writing events; False when one takes longer."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    try:
+        with session.begin_nested():
+            session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+            session.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+    except OperationalError:
+        return False
+    return True
+
+
+def read_feed(session: Session, principal: Principal, after: str | None, limit: int = DEFAULT_PAGE) -> FeedPage:
+    """Events after `after`, oldest first. On PostgreSQL this holds a SHARE lock on the outbox until the
+    caller ends the transaction: end it as soon as the page is read."""
+    seq_after = decode_cursor(after)
+    limit = max(1, min(limit, MAX_PAGE))
+    if not _wait_for_writers(session):
+        return FeedPage([], after)
+    rows = session.scalars(
+        select(OutboxEvent)
+        .where(visible_events_clause(principal), OutboxEvent.id > seq_after)
+        .order_by(OutboxEvent.id)
+        .limit(limit)
+    ).all()
+    items = [FeedItem(str(row.id), row.event_id, row.type, row.call_id, row.payload) for row in rows]
+    return FeedPage(items, items[-1].cursor if items else after)

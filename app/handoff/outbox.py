@@ -1,0 +1,148 @@
+"""The transactional outbox: `record_event` writes an event in the caller's transaction.
+
+The event (and one pending delivery per subscribed endpoint) commits or rolls back with the state change
+it reports: no change without its event, no event without its change. After the commit, the process's
+delivery notifier (installed by the workers and the web app) hands the new deliveries to the workers; if
+that hand-over is lost, the beat sweep finds them in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.handoff.record import CallRecordV1, bounded, build_record, identity_record, json_size
+from app.models import Call, OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoint
+from app.models.tables import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+class EventType(StrEnum):
+    processed = "call.processed"
+    failed = "call.failed"
+    approved = "call.approved"
+    rejected = "call.rejected"
+    reopened = "call.reopened"
+    deleted = "call.deleted"
+
+
+EVENT_PREFIX = "msg_"
+# session.info key: delivery ids created in the open transaction, handed over after it commits.
+PENDING_DELIVERIES = "postcall_pending_deliveries"
+
+DeliveryNotifier = Callable[[Sequence[int]], None]
+_notifier: DeliveryNotifier | None = None
+
+
+def install_delivery_notifier(notifier: DeliveryNotifier | None) -> None:
+    """Set what this process does with new deliveries after their commit (None: leave them to the sweep)."""
+    global _notifier
+    _notifier = notifier
+
+
+def new_event_id() -> str:
+    return EVENT_PREFIX + uuid.uuid4().hex
+
+
+def envelope(event_type: str, occurred_at_iso: str, record: CallRecordV1 | dict[str, Any]) -> dict[str, Any]:
+    """The webhook body, Standard Webhooks style: type, timestamp and the record as `data`."""
+    data = record.model_dump(mode="json") if isinstance(record, CallRecordV1) else record
+    return {"type": event_type, "timestamp": occurred_at_iso, "data": data}
+
+
+def record_event(session: Session, call: Call, event_type: EventType | str, *, actor: str | None = None) -> OutboxEvent:
+    """Write `event_type` for `call` to the outbox in the current transaction. Flushes; never commits.
+
+    Call it after the state change (and its review event) is applied, so the record shows them. For
+    `call.deleted` call it before the call's rows go: the record is identity only, and the call's earlier
+    events are stripped of their content too (a deleted call leaves no transcript text behind).
+    """
+    settings = get_settings()
+    kind = EventType(event_type)
+    now = utcnow()
+    if kind is EventType.deleted:
+        tenant = session.get(Tenant, call.tenant_id)
+        record = identity_record(call, tenant.slug if tenant else str(call.tenant_id), state="deleted", deleted=True)
+        record.review.decided_by = actor
+        record.review.decided_at = now
+        _strip_earlier_events(session, call)
+    else:
+        record = build_record(session, call, public_url=settings.public_url)
+    data = record.model_dump(mode="json")
+    if json_size(data) > settings.webhook_max_payload_bytes:
+        data = bounded(record, settings.webhook_max_payload_bytes).model_dump(mode="json")
+    outbox_event = OutboxEvent(
+        event_id=new_event_id(),
+        tenant_id=call.tenant_id,
+        call_id=call.id,
+        agent_id=call.agent_id,
+        team=call.team,
+        type=kind.value,
+        payload=envelope(kind.value, now.isoformat(), data),
+        created_at=now,
+    )
+    session.add(outbox_event)
+    session.flush()
+    _fan_out(session, outbox_event, retry_period=settings.webhook_retry_period_seconds)
+    return outbox_event
+
+
+def _fan_out(session: Session, outbox_event: OutboxEvent, *, retry_period: float) -> None:
+    endpoints = session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == outbox_event.tenant_id,
+                                      WebhookEndpoint.active.is_(True))
+    ).all()
+    deliveries = [
+        WebhookDelivery(
+            outbox_id=outbox_event.id,
+            endpoint_id=endpoint.id,
+            call_id=outbox_event.call_id,
+            next_attempt_at=outbox_event.created_at,
+            retry_until=outbox_event.created_at + timedelta(seconds=retry_period),
+            created_at=outbox_event.created_at,
+        )
+        for endpoint in endpoints
+        if endpoint.event_types is None or outbox_event.type in endpoint.event_types
+    ]
+    if not deliveries:
+        return
+    session.add_all(deliveries)
+    session.flush()
+    session.info.setdefault(PENDING_DELIVERIES, []).extend(d.id for d in deliveries)
+
+
+def _strip_earlier_events(session: Session, call: Call) -> None:
+    earlier = session.scalars(
+        select(OutboxEvent).where(OutboxEvent.call_id == call.id, OutboxEvent.tenant_id == call.tenant_id)
+    ).all()
+    for old in earlier:
+        data = old.payload.get("data", {})
+        stripped = identity_record(call, str(data.get("tenant", "")), state=str(data.get("state", "")), deleted=True)
+        old.payload = envelope(old.type, str(old.payload.get("timestamp", "")), stripped)
+
+
+@event.listens_for(Session, "after_commit")
+def _hand_over_after_commit(session: Session) -> None:
+    delivery_ids = session.info.pop(PENDING_DELIVERIES, None)
+    if delivery_ids and _notifier is not None:
+        try:
+            _notifier(list(delivery_ids))
+        except Exception:  # the sweep delivers what the hand-over loses
+            logger.warning(
+                "could not hand %d webhook deliveries to the workers; the sweep will", len(delivery_ids),
+                exc_info=True,
+            )
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(PENDING_DELIVERIES, None)

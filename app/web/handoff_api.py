@@ -1,0 +1,190 @@
+"""Hand-off routes of the JSON API: the event feed, webhook endpoints (admins), the record's JSON Schema.
+
+Same rules as app/web/api.py: bearer token on every route (except the schema, which holds no data),
+tenant-scoped, 403 for a role that may not, 422 naming invalid input.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from pydantic import BaseModel, Field
+
+from app.handoff.endpoints import (
+    add_endpoint,
+    disable_endpoint,
+    get_endpoint,
+    list_deliveries,
+    list_endpoints,
+    replay_deliveries,
+    rotate_secret,
+)
+from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
+from app.handoff.outbox import EventType
+from app.handoff.record import record_json_schema
+from app.models import WebhookEndpoint
+from app.web.api import ERRORS, FORBIDDEN, INVALID
+from app.web.deps import ApiUser, DbSession, web_state
+
+router = APIRouter(prefix="/api", responses=ERRORS)
+
+
+class FeedEventOut(BaseModel):
+    cursor: str = Field(description="Pass as `after` to continue after this event.")
+    id: str = Field(description="The event id; the same value is the webhook-id of its deliveries.")
+    type: str
+    timestamp: str
+    data: dict[str, Any] = Field(description="The postcall.call.v1 record (see /api/schemas/call.v1.json).")
+
+
+class FeedOut(BaseModel):
+    events: list[FeedEventOut]
+    next_cursor: str | None = Field(description="Pass as `after` for the next page (unchanged when nothing is new).")
+
+
+class EndpointIn(BaseModel):
+    url: str = Field(max_length=2000)
+    events: list[EventType] | None = Field(default=None, description="Event types to send; omitted: all.")
+    description: str | None = Field(default=None, max_length=200)
+
+
+class EndpointOut(BaseModel):
+    id: int
+    url: str
+    description: str | None
+    events: list[str] | None
+    active: bool
+    disabled_reason: str | None
+    created_at: datetime
+
+
+class EndpointSecretOut(EndpointOut):
+    secret: str = Field(description="The signing secret (whsec_...). Shown this once; store it now.")
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    event_id: str
+    event_type: str
+    call_id: str
+    endpoint_id: int
+    url: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime
+    finished_at: datetime | None
+
+
+class ReplayIn(BaseModel):
+    delivery_ids: list[int] = Field(default_factory=list)
+    event_id: str | None = None
+    all_dead: bool = False
+
+
+class ReplayOut(BaseModel):
+    replayed: list[int]
+
+
+def endpoint_out(endpoint: WebhookEndpoint) -> EndpointOut:
+    return EndpointOut(id=endpoint.id, url=endpoint.url, description=endpoint.description,
+                       events=endpoint.event_types, active=endpoint.active, disabled_reason=endpoint.disabled_reason,
+                       created_at=endpoint.created_at)
+
+
+@router.get("/schemas/call.v1.json", tags=["hand-off"], summary="JSON Schema of the postcall.call.v1 record",
+            responses={401: {"description": "Never: the schema is public."}})
+def get_record_schema() -> dict[str, Any]:
+    return record_json_schema()
+
+
+@router.get("/events", tags=["hand-off"], summary="Hand-off events in commit order, after a cursor",
+            responses=INVALID)
+def get_events_feed(
+    principal: ApiUser,
+    db: DbSession,
+    after: Annotated[str | None, Query(description="A `next_cursor` from an earlier page; omit to start.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+) -> FeedOut:
+    """The events of the calls this user may see, oldest first. The cursor is stable: an event that
+    commits later always sorts after every cursor already handed out, so polling with `next_cursor`
+    misses nothing (a page can come back empty while a large transaction is still writing events; poll
+    again). A deleted call's earlier events are stripped to identity fields."""
+    page = read_feed(db, principal, after, limit)
+    db.rollback()  # a read: end it now, releasing the feed's lock before the answer is built
+    return FeedOut(
+        events=[FeedEventOut(cursor=item.cursor, id=item.event_id, type=item.type,
+                             timestamp=str(item.payload.get("timestamp", "")), data=item.payload.get("data", {}))
+                for item in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/webhooks", tags=["hand-off"], summary="The tenant's webhook endpoints (admins)", responses=FORBIDDEN)
+def get_webhooks(principal: ApiUser, db: DbSession) -> list[EndpointOut]:
+    principal.require(principal.can_manage_users, "manage webhooks")
+    return [endpoint_out(e) for e in list_endpoints(db, principal.tenant_id)]
+
+
+@router.post("/webhooks", tags=["hand-off"], status_code=status.HTTP_201_CREATED,
+             summary="Register an endpoint; the signing secret is in the answer, once",
+             responses={**FORBIDDEN, **INVALID})
+def post_webhook(body: EndpointIn, request: Request, principal: ApiUser, db: DbSession) -> EndpointSecretOut:
+    principal.require(principal.can_manage_users, "manage webhooks")
+    created = add_endpoint(db, web_state(request).settings, tenant_id=principal.tenant_id, url=body.url,
+                           event_types=[e.value for e in body.events] if body.events else None,
+                           description=body.description)
+    db.commit()
+    return EndpointSecretOut(**endpoint_out(created.endpoint).model_dump(), secret=created.secret)
+
+
+@router.post("/webhooks/{endpoint_id}/disable", tags=["hand-off"], summary="Stop sending to an endpoint",
+             responses=FORBIDDEN)
+def post_webhook_disable(endpoint_id: int, principal: ApiUser, db: DbSession) -> EndpointOut:
+    principal.require(principal.can_manage_users, "manage webhooks")
+    endpoint = disable_endpoint(db, get_endpoint(db, principal.tenant_id, endpoint_id),
+                                f"disabled by {principal.name}")
+    db.commit()
+    return endpoint_out(endpoint)
+
+
+@router.post("/webhooks/{endpoint_id}/rotate-secret", tags=["hand-off"],
+             summary="A new signing secret (the old one also signs for 24 h)", responses=FORBIDDEN)
+def post_webhook_rotate(endpoint_id: int, request: Request, principal: ApiUser, db: DbSession) -> EndpointSecretOut:
+    principal.require(principal.can_manage_users, "manage webhooks")
+    endpoint = get_endpoint(db, principal.tenant_id, endpoint_id)
+    secret = rotate_secret(db, web_state(request).settings, endpoint)
+    db.commit()
+    return EndpointSecretOut(**endpoint_out(endpoint).model_dump(), secret=secret)
+
+
+@router.get("/webhooks/deliveries", tags=["hand-off"], summary="Recent deliveries, newest first (admins)",
+            responses=FORBIDDEN)
+def get_webhook_deliveries(
+    principal: ApiUser,
+    db: DbSession,
+    failed: Annotated[bool, Query(description="Only dead-lettered or failing deliveries.")] = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[DeliveryOut]:
+    principal.require(principal.can_manage_users, "manage webhooks")
+    return [
+        DeliveryOut(id=row.delivery.id, event_id=row.event_id, event_type=row.event_type,
+                    call_id=row.delivery.call_id, endpoint_id=row.delivery.endpoint_id, url=row.url,
+                    status=row.delivery.status.value, attempts=row.delivery.attempts,
+                    last_status_code=row.delivery.last_status_code, last_error=row.delivery.last_error,
+                    next_attempt_at=row.delivery.next_attempt_at, finished_at=row.delivery.finished_at)
+        for row in list_deliveries(db, principal.tenant_id, failed_only=failed, limit=limit)
+    ]
+
+
+@router.post("/webhooks/deliveries/replay", tags=["hand-off"], summary="Send deliveries again (same webhook-id)",
+             responses={**FORBIDDEN, **INVALID})
+def post_webhook_replay(body: ReplayIn, request: Request, principal: ApiUser, db: DbSession) -> ReplayOut:
+    principal.require(principal.can_manage_users, "manage webhooks")
+    replayed = replay_deliveries(db, web_state(request).settings, principal.tenant_id,
+                                 delivery_ids=body.delivery_ids, event_id=body.event_id, all_dead=body.all_dead)
+    db.commit()
+    return ReplayOut(replayed=replayed)

@@ -1,0 +1,93 @@
+"""Thin webhook tasks: deliver one delivery; sweep for due ones (beat). The logic is app.handoff.delivery."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from celery.signals import worker_init, worker_process_init
+
+from app.db.session import unit_of_work
+from app.handoff.delivery import DeliveryPolicy, dead_letter_disabled, deliver, sweep_due_deliveries
+from app.handoff.outbox import install_delivery_notifier
+from app.handoff.secrets import SecretBox
+from app.models.tables import utcnow
+from app.worker.celery_app import TASK_DELIVER_WEBHOOK, TASK_SWEEP_WEBHOOKS, celery_app
+from app.worker.context import get_context
+from app.worker.enqueue import enqueue_deliveries
+
+logger = logging.getLogger(__name__)
+
+# A task sends at most this many further events of the same call in a row, then hands the rest over.
+MAX_CHAINED_DELIVERIES = 20
+
+
+@dataclass(frozen=True)
+class _Sender:
+    policy: DeliveryPolicy
+    box: SecretBox
+    client: httpx.Client
+
+
+_sender: _Sender | None = None
+_sender_lock = threading.Lock()
+
+
+def _get_sender() -> _Sender:
+    """One HTTP client per process (connection reuse across deliveries; threads share it)."""
+    global _sender
+    with _sender_lock:
+        if _sender is None:
+            settings = get_context().settings
+            policy = DeliveryPolicy.from_settings(settings)
+            limits = httpx.Limits(max_connections=max(10, settings.worker_concurrency * 2))
+            _sender = _Sender(policy, SecretBox.from_settings(settings), httpx.Client(limits=limits))
+        return _sender
+
+
+def _notify(delivery_ids: Sequence[int]) -> None:
+    enqueue_deliveries(delivery_ids)
+
+
+@worker_init.connect
+def hand_over_new_deliveries(**_: Any) -> None:
+    """Events this worker writes (call.processed, call.failed) go to the delivery task once committed."""
+    install_delivery_notifier(_notify)
+
+
+@worker_process_init.connect
+def fresh_sender_in_child(**_: Any) -> None:
+    global _sender
+    with _sender_lock:
+        _sender = None
+    install_delivery_notifier(_notify)
+
+
+@celery_app.task(name=TASK_DELIVER_WEBHOOK)
+def deliver_webhook_task(delivery_id: int) -> str:
+    sender = _get_sender()
+    factory = get_context().session_factory
+    report = deliver(factory, delivery_id, sender.policy, sender.box, sender.client)
+    first = report.result.value
+    # The same call's next event to this endpoint was waiting for this one: send it right away, here.
+    for _ in range(MAX_CHAINED_DELIVERIES):
+        if report.next_delivery_id is None:
+            break
+        report = deliver(factory, report.next_delivery_id, sender.policy, sender.box, sender.client)
+    if report.next_delivery_id is not None:
+        enqueue_deliveries([report.next_delivery_id])
+    return first
+
+
+@celery_app.task(name=TASK_SWEEP_WEBHOOKS)
+def sweep_webhooks_task() -> int:
+    """Beat-scheduled: hand out due retries, deliveries whose enqueue was lost, lapsed leases."""
+    sender = _get_sender()
+    with unit_of_work(get_context().session_factory) as session:
+        dead_letter_disabled(session)
+        delivery_ids = sweep_due_deliveries(session, utcnow(), sender.policy)
+    return enqueue_deliveries(delivery_ids)

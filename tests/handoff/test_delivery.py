@@ -1,0 +1,287 @@
+"""Delivery to a real receiver on 127.0.0.1: signatures, retries, Retry-After, 410, dead letters, order, sweep."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db.session import unit_of_work
+from app.handoff.delivery import (
+    DeliveryPolicy,
+    DeliveryResult,
+    deliver,
+    retry_after_seconds,
+    sweep_due_deliveries,
+)
+from app.handoff.endpoints import get_endpoint, replay_deliveries, rotate_secret
+from app.handoff.secrets import SecretBox
+from app.models import (
+    DeliveryStatus,
+    OutboxEvent,
+    UserRole,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from app.models.tables import utcnow
+from app.review import CallDecision, decide_call
+from tests.handoff.conftest import make_principal, processed_call, register
+from tests.support.receiver import Received, Reply, Script, running_receiver, verify
+
+POLICY = DeliveryPolicy(timeout=0.5, retry_period=3600, backoff_base=0.05, backoff_max=0.2,
+                        max_client_error_attempts=3, allow_private=True)
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client() as http:
+        yield http
+
+
+def deliveries(factory: sessionmaker[Session], call_id: str | None = None) -> list[WebhookDelivery]:
+    with unit_of_work(factory) as session:
+        query = select(WebhookDelivery).order_by(WebhookDelivery.outbox_id)
+        if call_id is not None:
+            query = query.where(WebhookDelivery.call_id == call_id)
+        rows = list(session.scalars(query).all())
+        session.expunge_all()
+        return rows
+
+
+def attempts(factory: sessionmaker[Session], delivery_id: int) -> list[tuple[str, int | None]]:
+    with unit_of_work(factory) as session:
+        return [(a.outcome, a.status_code) for a in session.scalars(
+            select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id).order_by(WebhookAttempt.id))]
+
+
+def send(factory: sessionmaker[Session], delivery_id: int, client: httpx.Client,
+         policy: DeliveryPolicy = POLICY, settings: Settings | None = None) -> DeliveryResult:
+    box = SecretBox.from_settings(settings) if settings else SecretBox("dev-insecure-change-me")
+    return deliver(factory, delivery_id, policy, box, client).result
+
+
+def send_until_finished(factory: sessionmaker[Session], delivery_id: int, client: httpx.Client,
+                        settings: Settings, limit: int = 10) -> list[DeliveryResult]:
+    results = []
+    for _ in range(limit):
+        result = send(factory, delivery_id, client, settings=settings)
+        results.append(result)
+        if result in (DeliveryResult.succeeded, DeliveryResult.dead):
+            break
+        time.sleep(POLICY.backoff_max + 0.05)
+    return results
+
+
+def script_by_attempt(*replies: Reply) -> Script:
+    def reply(_request: Received, seen: int) -> Reply:
+        return replies[min(seen, len(replies)) - 1]
+
+    return reply
+
+
+def test_a_delivery_is_signed_the_standard_webhooks_way(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver() as receiver:
+        _, secret = register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-1")
+        (delivery,) = deliveries(session_factory, call_id)
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.succeeded
+    (request,) = receiver.all_requests()
+    with unit_of_work(session_factory) as session:
+        event = session.get(OutboxEvent, delivery.outbox_id)
+        assert event is not None
+        assert request.webhook_id == event.event_id
+        assert verify(request, secret) == event.payload  # any Standard Webhooks library can check it
+    assert request.headers["content-type"] == "application/json"
+    assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 10
+    with pytest.raises(Exception, match="signature"):
+        verify(request, "whsec_" + "A" * 44)  # another secret does not verify
+    (finished,) = deliveries(session_factory, call_id)
+    assert finished.status is DeliveryStatus.succeeded and finished.attempts == 1
+    assert attempts(session_factory, delivery.id) == [("succeeded", 200)]
+
+
+def test_retries_keep_the_same_webhook_id(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver(script_by_attempt(Reply(500), Reply(503), Reply(200))) as receiver:
+        _, secret = register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-2")
+        (delivery,) = deliveries(session_factory, call_id)
+        results = send_until_finished(session_factory, delivery.id, client, allow_private)
+    assert results[-1] is DeliveryResult.succeeded
+    requests = receiver.all_requests()
+    assert len(requests) == 3 and len({r.webhook_id for r in requests}) == 1
+    for request in requests:
+        verify(request, secret)
+    assert attempts(session_factory, delivery.id) == [("retry", 500), ("retry", 503), ("succeeded", 200)]
+
+
+def test_retry_after_is_honoured_on_429(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver(script_by_attempt(Reply(429, retry_after="30"), Reply(200))) as receiver:
+        register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-3")
+        (delivery,) = deliveries(session_factory, call_id)
+        before = utcnow()
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.retry
+        (waiting,) = deliveries(session_factory, call_id)
+        assert waiting.next_attempt_at >= before + timedelta(seconds=29)
+        # Asked again before then (a duplicate message, an eager sweep): nothing is sent.
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.not_due
+    assert len(receiver.all_requests()) == 1
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    now = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("120", now) == 120
+    assert retry_after_seconds("Wed, 04 Mar 2026 12:01:00 GMT", now) == 60
+    assert retry_after_seconds("soon", now) is None and retry_after_seconds(None, now) is None
+
+
+def test_410_gone_disables_the_endpoint(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver(script_by_attempt(Reply(410))) as receiver:
+        endpoint_id, _ = register(session_factory, receiver.url)
+        first = processed_call(session_factory, "del-4a")
+        second = processed_call(session_factory, "del-4b")
+        (delivery,) = deliveries(session_factory, first)
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.dead
+        third = processed_call(session_factory, "del-4c")
+    with unit_of_work(session_factory) as session:
+        endpoint = session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None and not endpoint.active and "410" in (endpoint.disabled_reason or "")
+    assert [d.status for d in deliveries(session_factory, second)] == [DeliveryStatus.dead]
+    assert deliveries(session_factory, third) == []  # a disabled endpoint gets no new deliveries
+    assert len(receiver.all_requests()) == 1
+
+
+def test_other_client_errors_are_dead_lettered_after_a_few_attempts(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver(script_by_attempt(Reply(400))) as receiver:
+        register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-5")
+        (delivery,) = deliveries(session_factory, call_id)
+        results = send_until_finished(session_factory, delivery.id, client, allow_private)
+    assert results == [DeliveryResult.retry, DeliveryResult.retry, DeliveryResult.dead]
+    (dead,) = deliveries(session_factory, call_id)
+    assert dead.status is DeliveryStatus.dead and dead.last_status_code == 400
+    assert len(receiver.all_requests()) == POLICY.max_client_error_attempts
+
+
+def test_a_timeout_is_retried(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver(script_by_attempt(Reply(200, delay=1.5), Reply(200))) as receiver:
+        register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-6")
+        (delivery,) = deliveries(session_factory, call_id)
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.retry
+        (waiting,) = deliveries(session_factory, call_id)
+        assert waiting.last_error is not None and "timeout" in waiting.last_error
+        results = send_until_finished(session_factory, delivery.id, client, allow_private)
+    assert results[-1] is DeliveryResult.succeeded
+    assert len({r.webhook_id for r in receiver.all_requests()}) == 1
+
+
+def test_failures_past_the_retry_period_are_dead_lettered(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver(script_by_attempt(Reply(500))) as receiver:
+        register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-7")
+        (delivery,) = deliveries(session_factory, call_id)
+        with unit_of_work(session_factory) as session:
+            session.execute(update(WebhookDelivery).values(retry_until=utcnow()))
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.dead
+    (dead,) = deliveries(session_factory, call_id)
+    assert dead.last_error is not None and "retry period over" in dead.last_error
+    assert len(receiver.all_requests()) == 1
+
+
+def test_events_of_one_call_go_out_in_order(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver() as receiver:
+        register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-8")
+        supervisor, _ = make_principal(session_factory, "sam", UserRole.supervisor)
+        with unit_of_work(session_factory) as session:
+            decide_call(session, supervisor, call_id, CallDecision.reject)
+        first, second = deliveries(session_factory, call_id)
+        with unit_of_work(session_factory) as session:
+            assert sweep_due_deliveries(session, utcnow(), POLICY) == [first.id]  # the second waits its turn
+        assert send(session_factory, second.id, client, settings=allow_private) is DeliveryResult.blocked
+        box = SecretBox.from_settings(allow_private)
+        report = deliver(session_factory, first.id, POLICY, box, client)
+        assert report.result is DeliveryResult.succeeded and report.next_delivery_id == second.id
+        assert send(session_factory, second.id, client, settings=allow_private) is DeliveryResult.succeeded
+    assert [r.type for r in receiver.all_requests()] == ["call.processed", "call.rejected"]
+
+
+def test_the_sweep_hands_out_once_and_recovers_a_lapsed_lease(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver() as receiver:
+        register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-9")
+        (delivery,) = deliveries(session_factory, call_id)
+        with unit_of_work(session_factory) as session:
+            assert sweep_due_deliveries(session, utcnow(), POLICY) == [delivery.id]
+        with unit_of_work(session_factory) as session:
+            assert sweep_due_deliveries(session, utcnow(), POLICY) == []  # already handed out
+        # A worker took it, wrote its attempt and died mid-send: the lease lapses, the sweep hands it out again.
+        past = utcnow() - timedelta(seconds=POLICY.lease_seconds + 1)
+        with unit_of_work(session_factory) as session:
+            session.execute(update(WebhookDelivery).values(attempts=1, lease_until=past, swept_at=past))
+            session.add(WebhookAttempt(delivery_id=delivery.id, outcome="in_flight", started_at=past))
+        with unit_of_work(session_factory) as session:
+            assert sweep_due_deliveries(session, utcnow(), POLICY) == [delivery.id]
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.succeeded
+    assert attempts(session_factory, delivery.id) == [("lost", None), ("succeeded", 200)]
+
+
+def test_a_rotated_secret_signs_alongside_the_old_one(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver() as receiver:
+        endpoint_id, old_secret = register(session_factory, receiver.url)
+        with unit_of_work(session_factory) as session:
+            endpoint = get_endpoint(session, session.get(WebhookEndpoint, endpoint_id).tenant_id,  # type: ignore[union-attr]
+                                    endpoint_id)
+            new_secret = rotate_secret(session, allow_private, endpoint)
+            assert new_secret not in endpoint.secret_encrypted and old_secret != new_secret
+        call_id = processed_call(session_factory, "del-10")
+        (delivery,) = deliveries(session_factory, call_id)
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.succeeded
+    (request,) = receiver.all_requests()
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    verify(request, new_secret)
+    verify(request, old_secret)
+
+
+def test_a_dead_letter_is_replayed_with_the_same_webhook_id(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    with running_receiver(script_by_attempt(Reply(400), Reply(400), Reply(400), Reply(200))) as receiver:
+        register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-11")
+        (delivery,) = deliveries(session_factory, call_id)
+        assert send_until_finished(session_factory, delivery.id, client, allow_private)[-1] is DeliveryResult.dead
+        with unit_of_work(session_factory) as session:
+            tenant_id = session.get(WebhookEndpoint, delivery.endpoint_id).tenant_id  # type: ignore[union-attr]
+            assert replay_deliveries(session, allow_private, tenant_id, all_dead=True) == [delivery.id]
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.succeeded
+    requests = receiver.all_requests()
+    assert len(requests) == 4 and len({r.webhook_id for r in requests}) == 1

@@ -1,0 +1,161 @@
+"""The pull feed and the webhook JSON API, through the real app (TestClient) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.handoff.feed import FeedPage, read_feed
+from app.handoff.outbox import EventType, record_event
+from app.models import Call, UserRole
+from tests.handoff.conftest import make_principal, processed_call
+from tests.support.processes import wait_until
+from tests.web.world import BrokerQueue, client_for
+
+
+@pytest.fixture
+def api(db_url: str, allow_private: object) -> Iterator[TestClient]:
+    with client_for(db_url, BrokerQueue.fresh(), webhook_allow_private=True) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# On PostgreSQL a page comes back empty while another transaction is still writing events (the feed
+# waits only briefly for it); polling again gets them.
+SETTLE_TIMEOUT = 15.0
+
+
+def events_for(client: TestClient, token: str, *, after: str | None = None, limit: int = 100,
+               expect: int = 1) -> dict[str, Any]:
+    url = f"/api/events?limit={limit}" + (f"&after={after}" if after else "")
+    page: dict[str, Any] = {}
+
+    def enough() -> bool:
+        nonlocal page
+        page = client.get(url, headers=bearer(token)).json()
+        return len(page["events"]) >= expect
+
+    wait_until(enough, SETTLE_TIMEOUT, interval=0.1)
+    return page
+
+
+def test_the_feed_pages_in_commit_order_and_applies_visibility(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _, admin = make_principal(session_factory, "ada", UserRole.admin)
+    _, agent = make_principal(session_factory, "al", UserRole.agent, agent_id="A-7")
+    _, other_agent = make_principal(session_factory, "bo", UserRole.agent, agent_id="B-1")
+    _, globex = make_principal(session_factory, "gus", UserRole.admin, tenant="globex")
+    mine = [processed_call(session_factory, f"feed-{n}", agent_id="A-7") for n in range(2)]
+    theirs = processed_call(session_factory, "feed-b", agent_id="B-1")
+    foreign = processed_call(session_factory, "feed-g", tenant="globex", agent_id="A-7")
+
+    first = events_for(api, admin, limit=2, expect=2)
+    assert [e["data"]["call_id"] for e in first["events"]] == mine
+    assert all(e["type"] == "call.processed" and e["id"].startswith("msg_") for e in first["events"])
+    rest = events_for(api, admin, after=first["next_cursor"])
+    assert [e["data"]["call_id"] for e in rest["events"]] == [theirs]
+    empty = api.get(f"/api/events?after={rest['next_cursor']}", headers=bearer(admin)).json()
+    assert empty == {"events": [], "next_cursor": rest["next_cursor"]}
+
+    agent_view = events_for(api, agent, expect=2)["events"]
+    assert [e["data"]["call_id"] for e in agent_view] == mine
+    assert [e["data"]["call_id"] for e in events_for(api, other_agent)["events"]] == [theirs]
+    assert [e["data"]["call_id"] for e in events_for(api, globex)["events"]] == [foreign]
+    assert api.get("/api/events").status_code == 401
+    assert api.get("/api/events?after=nonsense", headers=bearer(admin)).status_code == 422
+
+
+@pytest.mark.postgres
+def test_an_event_committed_late_is_not_skipped_by_a_cursor(postgres_url: str, allow_private: object) -> None:
+    """A transaction holding a lower event id commits after a higher one: a reader that polls in between
+    gets nothing past the open transaction, so its cursor cannot skip the late event."""
+    engine = create_db_engine(postgres_url)
+    factory = make_session_factory(engine)
+    try:
+        admin, _ = make_principal(factory, "ada", UserRole.admin)
+        slow_call = processed_call(factory, "late-1")
+        fast_call = processed_call(factory, "late-2")
+        def read(after: str | None) -> FeedPage:
+            with unit_of_work(factory) as session:
+                return read_feed(session, admin, after, 100)
+
+        assert wait_until(lambda: len(read(None).items) == 2, SETTLE_TIMEOUT)
+        start = read(None).next_cursor
+
+        slow = factory()
+        slow_event = record_event(slow, slow.get(Call, slow_call), EventType.approved)  # type: ignore[arg-type]
+        with unit_of_work(factory) as session:
+            fast_event = record_event(session, session.get(Call, fast_call), EventType.approved)  # type: ignore[arg-type]
+        assert slow_event.id < fast_event.id
+
+        while_open = read(start)
+        assert while_open.items == []  # the open transaction holds back everything after it
+        slow.commit()
+        slow.close()
+        assert wait_until(lambda: len(read(while_open.next_cursor).items) == 2, SETTLE_TIMEOUT)
+        assert [item.call_id for item in read(while_open.next_cursor).items] == [slow_call, fast_call]
+    finally:
+        engine.dispose()
+
+
+def _admin_and_supervisor(factory: sessionmaker[Session]) -> tuple[str, str, str]:
+    _, admin = make_principal(factory, "ada", UserRole.admin)
+    _, supervisor = make_principal(factory, "sue", UserRole.supervisor)
+    _, globex = make_principal(factory, "gus", UserRole.admin, tenant="globex")
+    return admin, supervisor, globex
+
+
+def test_webhook_endpoints_api_is_admin_only_and_tenant_scoped(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    admin, supervisor, globex = _admin_and_supervisor(session_factory)
+    created = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/hooks", "events": ["call.approved"],
+                                              "description": "CRM"}, headers=bearer(admin))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["secret"].startswith("whsec_") and body["events"] == ["call.approved"] and body["active"]
+    listed = api.get("/api/webhooks", headers=bearer(admin)).json()
+    assert [e["id"] for e in listed] == [body["id"]] and "secret" not in listed[0]
+    assert body["secret"] not in api.get("/api/webhooks", headers=bearer(admin)).text
+
+    assert api.get("/api/webhooks", headers=bearer(supervisor)).status_code == 403
+    refused = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/x"}, headers=bearer(supervisor))
+    assert refused.status_code == 403
+    assert api.get("/api/webhooks", headers=bearer(globex)).json() == []
+    assert api.post(f"/api/webhooks/{body['id']}/disable", headers=bearer(globex)).status_code == 404
+
+    rotated = api.post(f"/api/webhooks/{body['id']}/rotate-secret", headers=bearer(admin)).json()
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != body["secret"]
+    disabled = api.post(f"/api/webhooks/{body['id']}/disable", headers=bearer(admin)).json()
+    assert disabled["active"] is False and "ada" in disabled["disabled_reason"]
+
+    bad_event = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/x", "events": ["call.eaten"]},
+                         headers=bearer(admin))
+    assert bad_event.status_code == 422
+    assert api.get("/api/webhooks/deliveries?failed=true", headers=bearer(admin)).json() == []
+    assert api.post("/api/webhooks/deliveries/replay", json={}, headers=bearer(admin)).status_code == 422
+
+
+def test_private_urls_are_refused_unless_allowed(db_url: str, session_factory: sessionmaker[Session]) -> None:
+    admin, _, _ = _admin_and_supervisor(session_factory)
+    with client_for(db_url, BrokerQueue.fresh(), webhook_allow_private=False) as client:
+        refused = client.post("/api/webhooks", json={"url": "https://127.0.0.1/hooks"}, headers=bearer(admin))
+        assert refused.status_code == 422 and "POSTCALL_WEBHOOK_ALLOW_PRIVATE" in refused.json()["detail"]
+        plain = client.post("/api/webhooks", json={"url": "http://93.184.215.14/hooks"}, headers=bearer(admin))
+        assert plain.status_code == 422 and "https" in plain.json()["detail"]
+
+
+def test_the_record_schema_is_public(api: TestClient) -> None:
+    schema = api.get("/api/schemas/call.v1.json")
+    assert schema.status_code == 200 and schema.json()["title"] == "postcall.call.v1"
+
+

@@ -1,0 +1,193 @@
+"""Events are written in the transaction of the change they report, with the postcall.call.v1 record."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db.session import unit_of_work
+from app.errors import PermanentError
+from app.handoff.record import CallRecordV1, bounded, record_json_schema
+from app.llm.base import ExtractionProvider
+from app.models import Call, OutboxEvent, UserRole, Utterance, WebhookDelivery
+from app.pipeline.run import mark_failed, process_call
+from app.review import CallDecision, ReviewConflictError, decide_call, delete_call
+from app.web.handoff_api import get_record_schema
+from tests.handoff.conftest import (
+    CALL_START,
+    events_of,
+    make_principal,
+    processed_call,
+    prompt,
+    register,
+    store_call,
+)
+
+
+def test_processing_writes_call_processed_with_the_full_record(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    call_id = processed_call(session_factory, "rec-1", team="blue")
+    (event,) = events_of(session_factory, call_id)
+    assert event.type == "call.processed"
+    assert event.event_id.startswith("msg_") and event.agent_id == "A-7" and event.team == "blue"
+    assert event.payload["type"] == "call.processed"
+    record = CallRecordV1.model_validate(event.payload["data"])
+    assert record.version == "postcall.call.v1"
+    assert (record.tenant, record.call_id, record.external_id, record.agent_id) == ("acme", call_id, "rec-1", "A-7")
+    assert record.started_at == CALL_START
+    assert record.state in {"ready_for_review", "needs_attention"}
+    assert record.review_url == f"https://postcall.example.test/calls/{call_id}"
+    assert record.extraction is not None and record.extraction.provider == "heuristic"
+    assert record.reason is not None and record.action_items
+    with unit_of_work(session_factory) as session:
+        texts = {u.index: u.text for u in session.scalars(select(Utterance).where(Utterance.call_id == call_id))}
+    statements = [*record.summary.statements, *record.action_items, record.reason]
+    for statement in statements:
+        for ev in statement.evidence:
+            if ev.utterance is not None and ev.status == "exact":
+                assert texts[ev.utterance][ev.char_start : ev.char_end] == ev.quote
+    card = next(item for item in record.action_items if item.due_phrase and "5 business days" in item.due_phrase)
+    assert card.due_date == date(2026, 3, 11)
+    grounded_summary = [s.text for s in record.summary.statements if s.grounded]
+    for text in grounded_summary:
+        assert text.strip() in record.summary.note
+
+
+def test_review_decisions_write_events_with_who_decided(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    call_id = processed_call(session_factory, "rec-2")
+    supervisor, _ = make_principal(session_factory, "sam", UserRole.supervisor)
+    with unit_of_work(session_factory) as session:
+        # Unverified items must be decided first; reject the call (always allowed) then reopen and reject again.
+        decide_call(session, supervisor, call_id, CallDecision.reject)
+    with unit_of_work(session_factory) as session:
+        decide_call(session, supervisor, call_id, CallDecision.reopen)
+    types = [e.type for e in events_of(session_factory, call_id)]
+    assert types == ["call.processed", "call.rejected", "call.reopened"]
+    rejected = CallRecordV1.model_validate(events_of(session_factory, call_id)[1].payload["data"])
+    assert rejected.state == "rejected"
+    assert rejected.review.decision == "rejected" and rejected.review.decided_by == "sam"
+    assert [d.action for d in rejected.review.decisions] == ["call_rejected"]
+
+
+def test_a_refused_decision_writes_no_event(session_factory: sessionmaker[Session], allow_private: Settings) -> None:
+    call_id = processed_call(session_factory, "rec-3")
+    supervisor, _ = make_principal(session_factory, "sam", UserRole.supervisor)
+    with pytest.raises(ReviewConflictError), unit_of_work(session_factory) as session:
+        decide_call(session, supervisor, call_id, CallDecision.reopen)  # not decided yet: refused
+    assert [e.type for e in events_of(session_factory, call_id)] == ["call.processed"]
+
+
+def test_an_event_rolls_back_with_its_change(session_factory: sessionmaker[Session], allow_private: Settings) -> None:
+    call_id = processed_call(session_factory, "rec-4")
+    supervisor, _ = make_principal(session_factory, "sam", UserRole.supervisor)
+    endpoint_id, _ = register(session_factory, "http://127.0.0.1:9/hooks")
+
+    def decide_then_fail() -> None:
+        with unit_of_work(session_factory) as session:
+            decide_call(session, supervisor, call_id, CallDecision.reject)
+            raise RuntimeError("the request fails after the decision")
+
+    with pytest.raises(RuntimeError):
+        decide_then_fail()
+    assert [e.type for e in events_of(session_factory, call_id)] == ["call.processed"]
+    with unit_of_work(session_factory) as session:
+        assert session.get(Call, call_id).state.value != "rejected"  # type: ignore[union-attr]
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+    assert endpoint_id
+
+
+def test_delete_writes_a_content_free_event_and_strips_earlier_ones(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    call_id = processed_call(session_factory, "rec-5")
+    admin, _ = make_principal(session_factory, "ada", UserRole.admin)
+    with unit_of_work(session_factory) as session:
+        quotes = [u.text for u in session.scalars(select(Utterance).where(Utterance.call_id == call_id))]
+    with unit_of_work(session_factory) as session:
+        delete_call(session, admin, call_id)
+    events = events_of(session_factory, call_id)
+    assert [e.type for e in events] == ["call.processed", "call.deleted"]
+    deleted = CallRecordV1.model_validate(events[1].payload["data"])
+    assert deleted.deleted and deleted.state == "deleted" and deleted.review.decided_by == "ada"
+    assert deleted.external_id == "rec-5" and not deleted.action_items and deleted.reason is None
+    for event in events:
+        body = json.dumps(event.payload)
+        for text in quotes:
+            assert text not in body  # no transcript text survives the deletion
+
+
+class _BrokenProvider(ExtractionProvider):
+    """The LLM stand-in: a provider that refuses the request permanently."""
+
+    name = "broken"
+    model = "broken-1"
+    sends_data_offsite = False
+    supports_repair = False
+
+    def extract(self, transcript, prompt):  # type: ignore[no-untyped-def]
+        raise PermanentError("the model server rejected the request (400)")
+
+    def repair(self, transcript, prompt, previous, report):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+def test_a_failed_call_writes_call_failed(session_factory: sessionmaker[Session], allow_private: Settings) -> None:
+    call_id = store_call(session_factory, "rec-6")
+    outcome = process_call(session_factory, call_id, _BrokenProvider(), prompt())
+    assert outcome.state.value == "failed"
+    (event,) = events_of(session_factory, call_id)
+    record = CallRecordV1.model_validate(event.payload["data"])
+    assert event.type == "call.failed" and record.state == "failed"
+    assert record.failure is not None and "400" in record.failure
+    # Giving up on an already failed call changes nothing and writes nothing more.
+    mark_failed(session_factory, call_id, _BrokenProvider(), prompt(), "gave up")
+    assert len(events_of(session_factory, call_id)) == 1
+
+
+def test_events_fan_out_to_subscribed_active_endpoints_only(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    everything, _ = register(session_factory, "http://127.0.0.1:9/all")
+    approvals, _ = register(session_factory, "http://127.0.0.1:9/approvals", events=["call.approved"])
+    other_tenant, _ = register(session_factory, "http://127.0.0.1:9/other", tenant="globex")
+    call_id = processed_call(session_factory, "rec-7")
+    with unit_of_work(session_factory) as session:
+        rows = session.execute(select(WebhookDelivery.endpoint_id, OutboxEvent.type)
+                               .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
+                               .where(WebhookDelivery.call_id == call_id)).all()
+    assert [(r[0], r[1]) for r in rows] == [(everything, "call.processed")]
+    assert approvals != other_tenant
+
+
+def test_oversized_records_are_bounded_and_flagged(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    call_id = processed_call(session_factory, "rec-8")
+    record = CallRecordV1.model_validate(events_of(session_factory, call_id)[0].payload["data"])
+    full = len(json.dumps(record.model_dump(mode="json"), separators=(",", ":")).encode())
+    without_quotes = bounded(record, full - 1)
+    assert without_quotes.truncated
+    assert all(ev.quote is None for item in without_quotes.action_items for ev in item.evidence)
+    assert without_quotes.action_items[0].text == record.action_items[0].text
+    tiny = bounded(record, 600)
+    assert tiny.truncated and tiny.call_id == call_id and not tiny.action_items
+    assert bounded(record, full + 10) is record
+
+
+def test_the_schema_endpoint_and_the_published_file_match_the_model() -> None:
+    from app.config import PROJECT_ROOT
+
+    schema = record_json_schema()
+    assert get_record_schema() == schema
+    assert schema["title"] == "postcall.call.v1"
+    assert {"call_id", "action_items", "summary", "review", "review_url"} <= set(schema["properties"])
+    published = json.loads((PROJECT_ROOT / "docs" / "schemas" / "call.v1.json").read_text())
+    assert published == schema, "docs/schemas/call.v1.json is stale: regenerate it from record_json_schema()"

@@ -1,0 +1,160 @@
+"""A real webhook receiver on 127.0.0.1 for tests and benchmarks: it records every request (headers, body,
+arrival time) and answers as a script says (status, Retry-After, delay).
+
+`disable_nagle_algorithm` is set: a stock http.server handler writes headers and body separately and
+meets TCP delayed acknowledgement, which would add ~40 ms to every measured latency.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from standardwebhooks import Webhook
+
+from tests.support.fake_openai import unused_port
+
+
+@dataclass(frozen=True)
+class Received:
+    webhook_id: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.time() when the request arrived
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.body)
+        return value
+
+    @property
+    def call_id(self) -> str:
+        return str(self.payload["data"]["call_id"])
+
+    @property
+    def type(self) -> str:
+        return str(self.payload["type"])
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    retry_after: str | None = None
+    delay: float = 0.0
+
+
+Script = Callable[[Received, int], Reply]  # (request, how many times this webhook-id arrived) -> reply
+
+
+def always_ok(_request: Received, _seen: int) -> Reply:
+    return Reply()
+
+
+@dataclass
+class Receiver:
+    script: Script = always_ok
+    port: int = field(default_factory=unused_port)
+    received: list[Received] = field(default_factory=list)
+    # Only requests answered 2xx (what the receiver "accepted"), with the time the answer went out.
+    accepted: list[tuple[Received, float]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                request = Received(self.headers.get("webhook-id", ""), {k.lower(): v for k, v in self.headers.items()},
+                                   body, time.time())
+                with receiver._lock:
+                    receiver.received.append(request)
+                    seen = sum(1 for r in receiver.received if r.webhook_id == request.webhook_id)
+                reply = receiver.script(request, seen)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                    if _client_gone(self.connection):
+                        return  # the sender timed out or died meanwhile: nothing was accepted
+                answer = b'{"ok":true}'
+                self.send_response(reply.status)
+                if reply.retry_after is not None:
+                    self.send_header("Retry-After", reply.retry_after)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                try:
+                    self.wfile.write(answer)
+                    self.wfile.flush()
+                except OSError:
+                    return  # the client gave up (timeout): not accepted
+                if 200 <= reply.status < 300:
+                    with receiver._lock:
+                        receiver.accepted.append((request, time.time()))
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def accepted_requests(self) -> list[Received]:
+        with self._lock:
+            return [r for r, _ in self.accepted]
+
+    def all_requests(self) -> list[Received]:
+        with self._lock:
+            return list(self.received)
+
+
+def _client_gone(connection: socket.socket) -> bool:
+    """The peer closed its end (an idle keep-alive client sends nothing, so readable means closed)."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+@contextmanager
+def running_receiver(script: Script = always_ok, port: int | None = None) -> Iterator[Receiver]:
+    receiver = Receiver(script=script) if port is None else Receiver(script=script, port=port)
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def verify(request: Received, secret: str) -> dict[str, Any]:
+    """Verify the Standard Webhooks signature the way a receiver would; raises when it does not match."""
+    payload: dict[str, Any] = Webhook(secret).verify(request.body, request.headers)
+    return payload

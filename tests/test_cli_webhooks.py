@@ -1,0 +1,99 @@
+"""`postcall webhooks ...` (app/cli_webhooks.py), driven through its Typer app on SQLite, with deliveries
+sent to a real receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from app.cli_webhooks import webhooks_app
+from app.config import get_settings
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.handoff.delivery import DeliveryPolicy, deliver
+from app.handoff.outbox import install_delivery_notifier
+from app.handoff.secrets import SecretBox
+from app.models import WebhookDelivery, WebhookEndpoint
+from tests.handoff.conftest import processed_call
+from tests.support.receiver import Reply, running_receiver, verify
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("POSTCALL_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOW_PRIVATE", "true")
+    get_settings.cache_clear()
+    install_delivery_notifier(None)
+    return sqlite_url
+
+
+def test_add_list_rotate_disable(database: str) -> None:
+    added = runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/crm", "--tenant", "acme",
+                                         "--events", "call.approved,call.rejected", "--description", "CRM"])
+    assert added.exit_code == 0, added.output
+    secret = added.output.strip().splitlines()[-1]
+    assert secret.startswith("whsec_") and "shown once" in added.output
+    listed = runner.invoke(webhooks_app, ["list", "--tenant", "acme", "--json"])
+    (endpoint,) = json.loads(listed.output)["endpoints"]
+    assert endpoint["url"] == "http://127.0.0.1:9/crm" and endpoint["events"] == ["call.approved", "call.rejected"]
+    assert secret not in listed.output
+    assert secret not in runner.invoke(webhooks_app, ["list", "--tenant", "acme"]).output
+
+    rotated = runner.invoke(webhooks_app, ["rotate-secret", str(endpoint["id"]), "--tenant", "acme", "--json"])
+    assert json.loads(rotated.output)["secret"] not in {secret, ""}
+    assert runner.invoke(webhooks_app, ["disable", str(endpoint["id"]), "--tenant", "acme"]).exit_code == 0
+    assert json.loads(runner.invoke(webhooks_app, ["list", "--tenant", "acme", "--json"]).output)[
+        "endpoints"][0]["active"] is False
+    # Another tenant cannot touch it.
+    runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/other", "--tenant", "globex"])
+    refused = runner.invoke(webhooks_app, ["disable", str(endpoint["id"]), "--tenant", "globex"])
+    assert refused.exit_code == 2 and "not found" in refused.output
+
+
+def test_invalid_input_is_refused_with_a_reason(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    unknown = runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/x", "--events", "call.eaten"])
+    assert unknown.exit_code == 2 and "unknown event type" in unknown.output
+    monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOW_PRIVATE", "false")
+    get_settings.cache_clear()
+    private = runner.invoke(webhooks_app, ["add", "https://127.0.0.1/x"])
+    assert private.exit_code == 2 and "POSTCALL_WEBHOOK_ALLOW_PRIVATE" in private.output
+
+
+def test_deliveries_shows_failures_and_replay_resends_with_the_same_id(database: str) -> None:
+    factory = make_session_factory(create_db_engine(database))
+    policy = DeliveryPolicy(timeout=1, retry_period=3600, backoff_base=0.01, backoff_max=0.01,
+                            max_client_error_attempts=1, allow_private=True)
+    replies = iter([Reply(404), Reply(200)])
+    with running_receiver(lambda _r, _n: next(replies)) as receiver, httpx.Client() as client:
+        added = runner.invoke(webhooks_app, ["add", receiver.url, "--tenant", "acme", "--json"])
+        secret = json.loads(added.output)["secret"]
+        processed_call(factory, "cli-1")
+        with unit_of_work(factory) as session:
+            delivery_id = session.scalars(select(WebhookDelivery.id)).one()
+            endpoint_tenant = session.scalars(select(WebhookEndpoint.tenant_id)).one()
+        box = SecretBox.from_settings(get_settings())
+        assert deliver(factory, delivery_id, policy, box, client).result.value == "dead"
+
+        failed = json.loads(runner.invoke(webhooks_app, ["deliveries", "--failed", "--tenant", "acme",
+                                                         "--json"]).output)["deliveries"]
+        assert [(d["id"], d["status"], d["last_status_code"]) for d in failed] == [(delivery_id, "dead", 404)]
+        assert "404" in runner.invoke(webhooks_app, ["deliveries", "--tenant", "acme"]).output
+        logged = json.loads(runner.invoke(webhooks_app, ["deliveries", "--attempts", "--tenant", "acme",
+                                                         "--json"]).output)["deliveries"][0]["attempt_log"]
+        assert [(a["outcome"], a["status_code"]) for a in logged] == [("dead", 404)]
+        assert logged[0]["latency_ms"] is not None
+        assert "dead" in runner.invoke(webhooks_app, ["deliveries", "--attempts", "--tenant", "acme"]).output
+
+        replayed = runner.invoke(webhooks_app, ["replay", "--failed", "--tenant", "acme"])
+        assert replayed.exit_code == 0 and "replaying 1" in replayed.output
+        assert deliver(factory, delivery_id, policy, box, client).result.value == "succeeded"
+    first, second = receiver.all_requests()
+    assert first.webhook_id == second.webhook_id
+    verify(second, secret)
+    assert endpoint_tenant
+    factory.kw["bind"].dispose()
