@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from app.errors import PostcallError
 from app.logging import configure_logging
 from app.pipeline.calls import count_by_state, find_call, find_tenant
 from app.pipeline.queries import call_detail
-from app.pipeline.store import StoreStatus, store_transcript
+from app.pipeline.store import Actor, StoreStatus, store_transcript
 from app.schemas.api import CallDetailOut
 from app.schemas.grounding import VerificationReport
 from app.worker.context import AppContext
@@ -36,6 +37,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.command()(serve)
 
+# The audit trail names who stored a transcript; from the command line that is the OS account.
+CLI_ACTOR = Actor(f"cli:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}")
 TRANSCRIPT_SUFFIXES = (".json", ".txt", ".vtt", ".srt")
 SAMPLES_DIR = PROJECT_ROOT / "samples"
 
@@ -167,6 +170,7 @@ def ingest_files(
                     external_id=external_id,
                     source_name=path.name,
                     replace=replace,
+                    actor=CLI_ACTOR,
                 )
             result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
         except PostcallError as exc:
@@ -226,7 +230,7 @@ def ingest(
         ctx, files, tenant=tenant or ctx.settings.default_tenant, fmt=fmt, agent_speaker=agent_speaker,
         replace=replace,
     )
-    to_enqueue = [r.call_id for r in results if r.call_id and r.status != StoreStatus.unchanged]
+    to_enqueue = [r.call_id for r in results if r.call_id and r.status in (StoreStatus.created, StoreStatus.replaced)]
     enqueued = False if no_enqueue else _enqueue(to_enqueue)
     if as_json:
         print(json.dumps({"files": [r.as_json() for r in results], "enqueued": enqueued and bool(to_enqueue)}))

@@ -51,6 +51,10 @@ class DuplicateCallError(PermanentError):
     """The same external id was ingested before with different content (use --replace)."""
 
 
+class DecidedCallError(PermanentError):
+    """The call was approved or rejected: its transcript and metadata stay as decided until it is reopened."""
+
+
 class NotFoundError(PostcallError):
     """A record does not exist, or is not visible to the caller (the two are not told apart)."""
 

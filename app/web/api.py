@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.errors import DuplicateCallError, PostcallError
 from app.models import Call, CallState, ReviewEvent, User, UserRole
 from app.pipeline.queries import call_detail, claim_out
-from app.pipeline.store import StoreStatus, store_transcript
+from app.pipeline.store import Actor, StoreStatus, store_transcript
 from app.review import (
     CallDecision,
     ClaimChanges,
@@ -122,9 +122,11 @@ def get_call(call_id: str, principal: ApiUser, db: DbSession) -> CallDetailOut:
     summary="Hand over a finished call's transcript",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        200: {"model": SubmitOut, "description": "Identical content was stored before; nothing to do."},
+        200: {"model": SubmitOut, "description": "Identical content was stored before, or only its metadata was "
+              "corrected; nothing to process."},
         **FORBIDDEN,
-        409: {"model": ErrorOut, "description": "The external id exists with other content (use replace=true)."},
+        409: {"model": ErrorOut, "description": "The external id exists with other content or metadata (use "
+              "replace=true), or its call is approved or rejected (reopen it first)."},
         413: {"model": ErrorOut, "description": "The body exceeds POSTCALL_MAX_TRANSCRIPT_BYTES."},
         **INVALID,
     },
@@ -161,7 +163,7 @@ async def post_call(
         _store_submission, state, db, principal, data,
         _Submission(format, external_id, agent_speaker, source_name, replace),
     )
-    if outcome.status == StoreStatus.unchanged.value:
+    if outcome.status in (StoreStatus.unchanged.value, StoreStatus.updated.value):
         response.status_code = status.HTTP_200_OK
     return outcome
 
@@ -229,7 +231,7 @@ def _store_submission(
         raise DuplicateCallError(f"external id {external_id!r} is already used in this tenant")
     stored = store_transcript(
         db, transcript, tenant=principal.tenant, external_id=external_id, source_name=source_name,
-        replace=submission.replace,
+        replace=submission.replace, actor=Actor(principal.name, principal.user_id),
     )
     db.commit()
     enqueued = False
@@ -241,6 +243,8 @@ def _store_submission(
         except Exception as exc:  # kombu raises several unrelated types when the broker is down
             logger.warning("could not enqueue call %s: %s", stored.call_id, exc)
             detail = "stored as queued; the broker is unreachable, so the reconciler will enqueue it"
+    elif stored.status is StoreStatus.updated:
+        detail = "metadata corrected; the utterances and the extraction are unchanged"
     else:
         detail = "identical content was stored before; nothing to do"
     return SubmitOut(

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings, get_settings
 from app.db.session import create_db_engine, make_session_factory
-from app.errors import DuplicateCallError, IngestError, NotFoundError, PostcallError
+from app.errors import DecidedCallError, DuplicateCallError, IngestError, NotFoundError, PostcallError
 from app.review import ReviewConflictError, ReviewInputError
 from app.users import AccessDeniedError, UserError, UserExistsError
 from app.web import api, ops, pages
@@ -57,6 +57,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (CsrfError, status.HTTP_403_FORBIDDEN),
     (ReviewConflictError, status.HTTP_409_CONFLICT),
     (DuplicateCallError, status.HTTP_409_CONFLICT),
+    (DecidedCallError, status.HTTP_409_CONFLICT),
     (UserExistsError, status.HTTP_409_CONFLICT),
     (api.PayloadTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
     (IngestError, status.HTTP_422_UNPROCESSABLE_CONTENT),

@@ -29,7 +29,10 @@ class CallListOut(BaseModel):
 class SubmitOut(BaseModel):
     call_id: str
     external_id: str
-    status: str = Field(description="created | replaced | unchanged (identical content was stored before).")
+    status: str = Field(
+        description="created | replaced | updated (same utterances, corrected metadata) | unchanged (identical "
+        "content was stored before)."
+    )
     state: str
     format: str = Field(description="The transcript format that was detected or given.")
     warnings: list[str]
