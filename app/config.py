@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # `authorization: {credentials: ...}`). Unset, it is open: counts only, for an internal network.
     metrics_token: str | None = None
 
+    # Input limits (bad input never reaches a 500): a call with more utterances than this is refused
+    # before its object graph is built; word-level formats may carry 10x as many word fragments.
+    max_utterances_per_call: int = Field(default=20_000, ge=1)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
