@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.errors import IngestError
+from app.errors import NUL_CHARACTER_PROBLEM, IngestError
 from app.schemas.transcript import CallMetadata
 
 # Byte-order marks we honour. Windows tools (Teams, Excel exports) often write UTF-16 with a BOM;
@@ -52,8 +52,7 @@ def decode_text(data: bytes, source: str) -> str:
     return text
 
 
-# One rule on every backend (PostgreSQL cannot store U+0000 in text; SQLite could): refused, never stripped.
-NUL_PROBLEM = "contains a NUL character (U+0000), which Postcall does not store"
+NUL_PROBLEM = NUL_CHARACTER_PROBLEM
 SURROGATE_PROBLEM = "contains a lone surrogate escape (such as \\ud800), which is not a character"
 # JSON escapes that decode to what a transcript cannot hold: U+0000, and UTF-16 surrogate halves (valid
 # only in pairs, which the check below confirms). Only when one occurs is the parsed document walked.

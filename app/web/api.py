@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,7 +38,7 @@ from app.review import (
 from app.schemas.api import CallDetailOut, ClaimOut
 from app.users import AccessDeniedError, Principal, create_user, list_users, visible_calls_clause
 from app.web.deps import ApiUser, DbSession, WebState, web_state
-from app.web.queue import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CallFilters, list_calls
+from app.web.queue import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_RECORD_ID, CallFilters, list_calls
 from app.web.schemas import (
     CallDecisionIn,
     CallDecisionOut,
@@ -100,7 +100,7 @@ def get_calls(
     flagged: Annotated[bool | None, Query(description="Only calls with (true) / without (false) "
                                                       "unverified items awaiting a decision.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> CallListOut:
     """Calls in review order: `needs_attention` first, then `ready_for_review`, then the rest, each
     oldest-waiting first."""
@@ -338,7 +338,9 @@ def post_claim(call_id: str, body: ClaimAddIn, principal: ApiUser, db: DbSession
     summary="Approve, edit or reject one item",
     responses={**FORBIDDEN, **CONFLICT, **INVALID},
 )
-def post_claim_review(claim_id: int, body: ClaimReviewIn, principal: ApiUser, db: DbSession) -> ClaimOut:
+def post_claim_review(
+    claim_id: Annotated[int, Path(ge=1, le=MAX_RECORD_ID)], body: ClaimReviewIn, principal: ApiUser, db: DbSession
+) -> ClaimOut:
     changes = ClaimChanges(text=body.text, owner=body.owner.value if body.owner else None, due=body.due)
     claim = review_claim(db, principal, claim_id, body.action, changes)
     db.commit()
