@@ -13,8 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli_web import console, err_console, fail, serve, users_app
+from app.cli_web import console, err_console, fail, safe, serve, users_app
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import unit_of_work
 from app.errors import PostcallError
@@ -83,11 +84,14 @@ def _processing_context(settings: Settings | None = None, provider: str | None =
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Create or migrate the database schema (POSTCALL_DATABASE_URL)."""
-    from app.db.migrate import upgrade
+    from app.db.migrate import checked_upgrade
 
     settings = get_settings()
-    upgrade(settings.database_url, revision)
-    console.print(f"database at revision {revision}: {_safe_url(settings.database_url)}", highlight=False)
+    try:
+        checked_upgrade(settings.database_url, revision)
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"database at revision {safe(revision)}: {safe(_safe_url(settings.database_url))}", highlight=False)
 
 
 def _safe_url(url: str) -> str:
@@ -180,18 +184,19 @@ def ingest_files(
     return results
 
 
-def _print_ingest_results(results: Iterable[IngestResult]) -> None:
+def _print_ingest_results(results: Iterable[IngestResult], *, stored_lines: bool = True) -> None:
+    """Errors and warnings of every file; with `stored_lines`, a line per stored file too."""
     for r in results:
         if r.error:
-            err_console.print(f"[red]✗[/red] {r.error}", highlight=False)
-        else:
+            err_console.print(f"[red]✗[/red] {safe(r.error)}", highlight=False, soft_wrap=True)
+        elif stored_lines:
             console.print(
-                f"[green]✓[/green] {r.file} [dim]({r.format})[/dim] -> {r.call_id} "
-                f"[bold]{r.external_id}[/bold] {r.status}",
+                f"[green]✓[/green] {safe(r.file)} [dim]({r.format})[/dim] -> {r.call_id} "
+                f"[bold]{safe(r.external_id)}[/bold] {r.status}",
                 highlight=False,
             )
         for warning in r.warnings:
-            err_console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
+            err_console.print(f"  [yellow]warning:[/yellow] {safe(warning)}", highlight=False, soft_wrap=True)
 
 
 def _enqueue(call_ids: list[str]) -> bool:
@@ -203,7 +208,7 @@ def _enqueue(call_ids: list[str]) -> bool:
         enqueue_calls(call_ids)
     except Exception as exc:  # kombu raises several unrelated types when the broker is down
         err_console.print(
-            f"[yellow]warning:[/yellow] could not reach the broker ({exc}); the calls stay queued in the "
+            f"[yellow]warning:[/yellow] could not reach the broker ({safe(exc)}); the calls stay queued in the "
             "database and `postcall reconcile` will enqueue them.",
             highlight=False,
         )
@@ -263,7 +268,8 @@ def process(
         replace=replace,
     )
     if not as_json:
-        _print_ingest_results(r for r in results if r.error)
+        # The same warnings `ingest` shows (one speaker, unsure roles...), before the progress bar.
+        _print_ingest_results(results, stored_lines=False)
     call_ids = [r.call_id for r in results if r.call_id]
     outcomes = process_in_process(ctx, call_ids, show_progress=not as_json)
     if as_json:
@@ -276,8 +282,9 @@ def process(
         by_id = {r.call_id: r for r in results}
         for outcome in outcomes:
             name = by_id[outcome.call_id].external_id
-            detail = f" ({outcome.error})" if outcome.error else ""
-            console.print(f"{outcome.call_id} [bold]{name}[/bold]: {outcome.state.value}{detail}", highlight=False)
+            detail = f" ({safe(outcome.error)})" if outcome.error else ""
+            console.print(f"{outcome.call_id} [bold]{safe(name)}[/bold]: {outcome.state.value}{detail}",
+                          highlight=False)
     if any(r.error for r in results) or any(o.error for o in outcomes):
         raise typer.Exit(1)
 
@@ -360,17 +367,18 @@ STATUS_STYLE = {
 def _status(label: str, reason: str | None = None) -> str:
     style = STATUS_STYLE.get(label, "white")
     suffix = f": {reason}" if reason else ""
-    return f"[{style}]{label}{suffix}[/{style}]"
+    return f"[{style}]{safe(label + suffix)}[/{style}]"
 
 
 def render_call(detail: CallDetailOut) -> None:
-    console.rule(f"[bold]{detail.external_id}[/bold]  {detail.call_id}  [dim]{detail.state}[/dim]")
+    console.rule(f"[bold]{safe(detail.external_id)}[/bold]  {detail.call_id}  [dim]{detail.state}[/dim]")
     if detail.error:
-        console.print(f"[red]error:[/red] {detail.error}", highlight=False)
+        console.print(f"[red]error:[/red] {safe(detail.error)}", highlight=False)
     if detail.run:
         run = detail.run
         console.print(
-            f"[dim]{run.provider}/{run.model} prompt {run.prompt_version} · {run.llm_calls} LLM calls · "
+            f"[dim]{safe(run.provider)}/{safe(run.model)} prompt {safe(run.prompt_version)} · {run.llm_calls} LLM "
+            "calls · "
             f"{run.prompt_tokens}+{run.completion_tokens} tokens · ${run.cost_usd:.4f} · "
             f"{(run.total_ms or 0):.0f} ms[/dim]",
             highlight=False,
@@ -386,13 +394,15 @@ def render_call(detail: CallDetailOut) -> None:
             flag = "" if claim.status == "grounded" else "[bold red]UNVERIFIED[/bold red] "
             extra = ""
             if kind == "action_item":
-                extra = f" [cyan](owner: {claim.owner}; due: {claim.due or '—'})[/cyan]"
-            console.print(f"  • {flag}{claim.text}{extra}  {_status(claim.status, claim.reason)}", highlight=False)
+                extra = f" [cyan](owner: {safe(claim.owner)}; due: {safe(claim.due or '—')})[/cyan]"
+            console.print(f"  • {flag}{safe(claim.text)}{extra}  {_status(claim.status, claim.reason)}",
+                          highlight=False)
             for ev in claim.evidence:
                 where = ev.utterance if ev.utterance is not None else ev.cited_utterance
                 speaker = utterances[where].role if where in utterances else "?"
                 console.print(
-                    f"      [dim][{where}] {speaker}:[/dim] “{ev.quote}”  {_status(ev.status, ev.reason)}",
+                    f"      [dim]{safe(f'[{where}]')} {safe(speaker)}:[/dim] “{safe(ev.quote)}”  "
+                    f"{_status(ev.status, ev.reason)}",
                     highlight=False,
                 )
     if not detail.claims and not detail.error:
@@ -466,13 +476,13 @@ def verify(
         print(json.dumps(verification_json(report)))
     else:
         for claim in report.claims:
-            console.print(f"{_status(claim.status.value, claim.reason)}  [{claim.kind.value}] {claim.text}",
-                          highlight=False)
+            console.print(f"{_status(claim.status.value, claim.reason)}  {safe(f'[{claim.kind.value}]')} "
+                          f"{safe(claim.text)}", highlight=False)
             for ev in claim.evidence:
                 where = ev.utterance if ev.utterance is not None else ev.cited_utterance
                 span = f" chars {ev.char_start}-{ev.char_end}" if ev.char_start is not None else ""
-                console.print(f"    [{where}]{span} “{ev.quote}” {_status(ev.status.value, ev.reason)}",
-                              highlight=False)
+                console.print(f"    {safe(f'[{where}]')}{span} “{safe(ev.quote)}” "
+                              f"{_status(ev.status.value, ev.reason)}", highlight=False)
         grounded = sum(1 for c in report.claims if c.status.value == "grounded")
         console.print(f"\n{grounded}/{len(report.claims)} claims grounded", highlight=False)
     if not report.all_grounded:
@@ -493,7 +503,7 @@ def status(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
         return
     table = Table("state", "calls")
     for state, count in counts.items():
-        table.add_row(state, str(count))
+        table.add_row(safe(state), str(count))
     table.add_row("[bold]total[/bold]", f"[bold]{sum(counts.values())}[/bold]")
     console.print(table)
 
@@ -624,6 +634,8 @@ def reprocess(
         for o in outcomes:
             note = " (unchanged: same prompt, provider and model)" if o.skipped else ""
             console.print(f"{o.call_id}: {o.state.value}{note}", highlight=False)
+            if o.error:
+                err_console.print(f"  [red]error:[/red] {safe(o.error)}", highlight=False)
     if any(o.error for o in outcomes):
         raise typer.Exit(1)
 
@@ -651,7 +663,7 @@ def health(as_json: JsonOpt = False) -> None:
     else:
         for check in checks:
             mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
-            console.print(f"{mark}  {check.name}: {check.detail}", highlight=False)
+            console.print(f"{mark}  {check.name}: {safe(check.detail)}", highlight=False)
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -669,10 +681,10 @@ def demo(
 
     upgrade(get_settings().database_url)
     ctx = _processing_context(provider="heuristic")
-    console.print(f"[dim]database: {_safe_url(ctx.settings.database_url)}[/dim]", highlight=False)
+    console.print(f"[dim]database: {safe(_safe_url(ctx.settings.database_url))}[/dim]", highlight=False)
     files = expand_paths([samples])
     results = ingest_files(ctx, files, tenant=tenant or ctx.settings.default_tenant)
-    _print_ingest_results(r for r in results if r.error)
+    _print_ingest_results(results, stored_lines=False)
     call_ids = [r.call_id for r in results if r.call_id]
     process_in_process(ctx, call_ids, show_progress=True)
     for call_id in call_ids:
@@ -690,8 +702,13 @@ def main() -> None:
     try:
         app()
     except PostcallError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {safe(exc)}", highlight=False)
         sys.exit(2)
+    except SQLAlchemyError as exc:
+        # The database failed mid-command (server gone, disk full): one line, not a driver traceback.
+        first_line = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        err_console.print(f"[red]database error:[/red] {safe(first_line)}", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
