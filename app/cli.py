@@ -292,31 +292,55 @@ def process(
 def process_in_process(
     ctx: AppContext, call_ids: Sequence[str], *, show_progress: bool, reprocess_reviewed: bool = False
 ) -> list[Any]:
+    """Process calls one by one. A transient failure (429, 5xx, timeout) is retried here with the worker's
+    policy (exponential backoff with jitter, Retry-After honoured, POSTCALL_TASK_MAX_RETRIES), each wait
+    shown on the progress bar; past the retries the call is `failed` and `postcall retry` re-runs it."""
+    import time
+
     from app.errors import TransientError
+    from app.pipeline.retry import retry_countdown
     from app.pipeline.run import ProcessOutcome, mark_failed, process_call
 
     outcomes: list[ProcessOutcome] = []
     if not call_ids:
         return outcomes
+    settings = ctx.settings
     provider, prompt = ctx.provider, ctx.prompt
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err_console, disable=not show_progress, transient=True,
     ) as progress:
-        task = progress.add_task(f"extracting ({provider.name})", total=len(call_ids))
+        description = f"extracting ({provider.name})"
+        task = progress.add_task(description, total=len(call_ids))
         for call_id in call_ids:
-            try:
-                outcome = process_call(
-                    ctx.session_factory,
-                    call_id,
-                    provider,
-                    prompt,
-                    redact_for_llm=ctx.settings.redact_for_llm,
-                    reprocess_reviewed=reprocess_reviewed,
-                )
-            except TransientError as exc:
-                # No broker to retry later in-process: record the failure visibly; `postcall retry` re-runs it.
-                outcome = mark_failed(ctx.session_factory, call_id, provider, prompt, f"transient failure: {exc}")
+            retries = 0
+            while True:
+                try:
+                    outcome = process_call(
+                        ctx.session_factory,
+                        call_id,
+                        provider,
+                        prompt,
+                        redact_for_llm=settings.redact_for_llm,
+                        reprocess_reviewed=reprocess_reviewed,
+                    )
+                except TransientError as exc:
+                    if retries >= settings.task_max_retries:
+                        reason = f"gave up after {retries + 1} attempts: {exc}"
+                        outcome = mark_failed(ctx.session_factory, call_id, provider, prompt, reason)
+                        break
+                    wait = retry_countdown(retries, exc.retry_after, settings.task_backoff_base,
+                                           settings.task_backoff_max)
+                    retries += 1
+                    note = f"call {call_id}: {exc}; retry {retries}/{settings.task_max_retries} in {wait:.1f} s"
+                    if show_progress:
+                        progress.console.print(f"[yellow]waiting:[/yellow] {safe(note)}", highlight=False,
+                                               soft_wrap=True)
+                    progress.update(task, description=f"{description}: waiting {wait:.1f} s (retry {retries})")
+                    time.sleep(wait)
+                    progress.update(task, description=description)
+                    continue
+                break
             outcomes.append(outcome)
             progress.advance(task)
     return outcomes
