@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-ingest-memory
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-heuristic: $(STAMP)
 
 bench-web: $(STAMP)
 	$(BIN)/python -m bench.web.run
+
+bench-ingest-memory: $(STAMP)
+	$(BIN)/python -m bench.ingest_memory.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
