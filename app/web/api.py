@@ -9,12 +9,14 @@ invalid input, naming the problem.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BeforeValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,6 +42,7 @@ from app.users import AccessDeniedError, Principal, create_user, list_users, vis
 from app.web.deps import ApiUser, DbSession, WebState, web_state
 from app.web.queue import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_RECORD_ID, CallFilters, list_calls
 from app.web.schemas import (
+    NO_NUL_PATTERN,
     CallDecisionIn,
     CallDecisionOut,
     CallListOut,
@@ -65,6 +68,15 @@ CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "descripti
 INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut, "description": "Invalid input; says why."}}
 
 router = APIRouter(prefix="/api", responses=ERRORS)
+def _iso_day(value: object) -> object:
+    # pydantic would also read "0.0" or "1700000000" as a day (a Unix time); the API takes YYYY-MM-DD only.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"expected a day as YYYY-MM-DD, got {value[:40]!r}")
+    return value
+
+
+IsoDay = Annotated[date, BeforeValidator(_iso_day)]
+CallIdPath = Annotated[str, Path(description="The call's id.", pattern=NO_NUL_PATTERN)]
 
 
 # ---------------------------------------------------------------------------------------------- me
@@ -94,9 +106,9 @@ def get_calls(
     principal: ApiUser,
     db: DbSession,
     state: Annotated[list[CallState] | None, Query(description="Repeat to allow several states.")] = None,
-    agent: Annotated[str | None, Query(description="Agent id.")] = None,
-    date_from: Annotated[date | None, Query(description="Calls started on or after this day (UTC).")] = None,
-    date_to: Annotated[date | None, Query(description="Calls started on or before this day (UTC).")] = None,
+    agent: Annotated[str | None, Query(description="Agent id.", pattern=NO_NUL_PATTERN)] = None,
+    date_from: Annotated[IsoDay | None, Query(description="Calls started on or after this day (UTC).")] = None,
+    date_to: Annotated[IsoDay | None, Query(description="Calls started on or before this day (UTC).")] = None,
     flagged: Annotated[bool | None, Query(description="Only calls with (true) / without (false) "
                                                       "unverified items awaiting a decision.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
@@ -112,7 +124,7 @@ def get_calls(
 
 
 @router.get("/calls/{call_id}", tags=["calls"], summary="A call with its items, evidence and utterances")
-def get_call(call_id: str, principal: ApiUser, db: DbSession) -> CallDetailOut:
+def get_call(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> CallDetailOut:
     return call_detail(db, visible_call(db, principal, call_id))
 
 
@@ -144,12 +156,17 @@ async def post_call(
     response: Response,
     principal: ApiUser,
     db: DbSession,
-    format: Annotated[str, Query(description="Format name, or `auto` to detect it.")] = "auto",
+    format: Annotated[str, Query(description="Format name, or `auto` to detect it.", pattern=NO_NUL_PATTERN)] = "auto",
     external_id: Annotated[
-        str | None, Query(max_length=200, description="Required unless the transcript carries one.")
+        str | None,
+        Query(max_length=200, description="Required unless the transcript carries one.", pattern=NO_NUL_PATTERN),
     ] = None,
-    agent_speaker: Annotated[str | None, Query(description="The speaker label that is the agent.")] = None,
-    source_name: Annotated[str | None, Query(max_length=500, description="File name, for messages.")] = None,
+    agent_speaker: Annotated[
+        str | None, Query(description="The speaker label that is the agent.", pattern=NO_NUL_PATTERN)
+    ] = None,
+    source_name: Annotated[
+        str | None, Query(max_length=500, description="File name, for messages.", pattern=NO_NUL_PATTERN)
+    ] = None,
     replace: Annotated[bool, Query(description="Overwrite a call whose content changed.")] = False,
 ) -> SubmitOut:
     """Parse, store and enqueue one call. 202 with the call id once it is committed as `queued`; the
@@ -266,7 +283,7 @@ def _store_submission(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=FORBIDDEN,
 )
-def remove_call(call_id: str, principal: ApiUser, db: DbSession) -> Response:
+def remove_call(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> Response:
     """The transcript, runs, items and evidence go; the review events stay, plus one recording the
     deletion without any transcript content."""
     delete_call(db, principal, call_id)
@@ -275,7 +292,7 @@ def remove_call(call_id: str, principal: ApiUser, db: DbSession) -> Response:
 
 
 @router.get("/calls/{call_id}/events", tags=["review"], summary="The call's audit trail, oldest first")
-def get_events(call_id: str, principal: ApiUser, db: DbSession) -> list[EventOut]:
+def get_events(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> list[EventOut]:
     return [event_out(e) for e in call_events(db, principal, call_id)]
 
 
@@ -299,7 +316,7 @@ def event_out(review_event: ReviewEvent) -> EventOut:
     summary="Approve or reject a whole call",
     responses={**FORBIDDEN, **CONFLICT, **INVALID},
 )
-def post_call_decision(call_id: str, body: CallDecisionIn, principal: ApiUser, db: DbSession) -> CallDecisionOut:
+def post_call_decision(call_id: CallIdPath, body: CallDecisionIn, principal: ApiUser, db: DbSession) -> CallDecisionOut:
     """Approving needs every unverified item decided first (409 otherwise)."""
     call = decide_call(db, principal, call_id, CallDecision(body.decision))
     db.commit()
@@ -313,7 +330,7 @@ def post_call_decision(call_id: str, body: CallDecisionIn, principal: ApiUser, d
     status_code=status.HTTP_201_CREATED,
     responses={**FORBIDDEN, **CONFLICT, **INVALID},
 )
-def post_claim(call_id: str, body: ClaimAddIn, principal: ApiUser, db: DbSession) -> ClaimOut:
+def post_claim(call_id: CallIdPath, body: ClaimAddIn, principal: ApiUser, db: DbSession) -> ClaimOut:
     """The evidence quotes go through the grounding verifier; a quote not found in the transcript is 422.
     The item joins the call's current extraction with origin `reviewer`."""
     claim = add_reviewer_claim(

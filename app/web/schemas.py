@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from app.errors import NUL_CHARACTER_PROBLEM
 from app.models import UserRole
@@ -14,6 +16,9 @@ from app.schemas.api import CallSummaryOut
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind
 
+# Any text but U+0000 (see app/errors.py): declared on every string parameter and body field.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
 
 def _storable(value: str) -> str:
     if "\x00" in value:
@@ -21,8 +26,17 @@ def _storable(value: str) -> str:
     return value
 
 
+class _NoNulInSchema:
+    """Says in the OpenAPI document what `_storable` enforces, so clients (and generated tests) know."""
+
+    def __get_pydantic_json_schema__(self, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core)
+        schema["pattern"] = NO_NUL_PATTERN
+        return schema
+
+
 # Text a request body stores: refused with 422 naming the field when it holds U+0000.
-StorableStr = Annotated[str, AfterValidator(_storable)]
+StorableStr = Annotated[str, AfterValidator(_storable), _NoNulInSchema()]
 
 
 class CallListItemOut(CallSummaryOut):

@@ -239,6 +239,13 @@ def test_the_last_representable_day_is_a_valid_filter(world: World) -> None:
     assert response.json()["total"] >= 2
 
 
+@pytest.mark.parametrize("day", ["0.0", "1700000000", "2026-3-1", "03/01/2026"])
+def test_a_day_filter_takes_iso_days_only(world: World, day: str) -> None:
+    response = world.client.get("/api/calls", params={"date_from": day}, headers=world.token("admin"))
+    assert response.status_code == 422
+    assert "YYYY-MM-DD" in response.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "params"),
     [
