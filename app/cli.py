@@ -161,7 +161,8 @@ def ingest_files(
         results.append(result)
         try:
             parsed = load_transcript(
-                path, fmt=fmt, agent_speaker=agent_speaker, max_bytes=ctx.settings.max_transcript_bytes
+                path, fmt=fmt, agent_speaker=agent_speaker, max_bytes=ctx.settings.max_transcript_bytes,
+                max_utterances=ctx.settings.max_utterances_per_call,
             )
             result.format = parsed.detected_format
             result.warnings = tuple(parsed.warnings)

@@ -226,6 +226,7 @@ def _store_submission(
         fmt=submission.fmt,
         agent_speaker=submission.agent_speaker,
         max_bytes=state.settings.max_transcript_bytes,
+        max_utterances=state.settings.max_utterances_per_call,
     )
     transcript = parsed.transcript
     metadata = transcript.metadata

@@ -67,13 +67,12 @@ def render(
     """Render a page. Error pages pass `writes_session=False`: a request that arrived without the session
     cookie (a cross-site form post) must not answer with a new session that replaces the signed-in one."""
     state = web_state(request)
-    existing_token = request.session.get(SESSION_CSRF_KEY)
-    base = {
-        "csrf_token": csrf_token(request) if writes_session else existing_token if isinstance(existing_token, str)
-        else "",
-        "flash": pop_flash(request) if writes_session else None,
-        "insecure_secret": state.insecure_secret,
-    }
+    if writes_session:
+        token, message = csrf_token(request), pop_flash(request)
+    else:
+        existing = request.session.get(SESSION_CSRF_KEY)
+        token, message = (existing if isinstance(existing, str) else ""), None
+    base = {"csrf_token": token, "flash": message, "insecure_secret": state.insecure_secret}
     return state.templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.models import Call, CallState, Claim, Utterance
 from tests.web.conftest import World, csrf_from, sign_in
-from tests.web.world import native_call
+from tests.web.world import client_for, native_call
 
 
 def unique(prefix: str) -> str:
@@ -34,6 +34,22 @@ def approve(world: World, call_id: str, user: str = "supervisor") -> None:
             world.client.post(f"/api/claims/{claim['id']}/review", json={"action": "reject"}, headers=headers)
     response = world.client.post(f"/api/calls/{call_id}/review", json={"decision": "approve"}, headers=headers)
     assert response.status_code == 200, response.text
+
+
+# ------------------------------------------------------------- 2. utterances per call are bounded
+
+
+def test_a_call_over_the_utterance_limit_is_422_and_nothing_is_stored(world: World) -> None:
+    external_id = unique("long")
+    document = {"external_id": external_id,
+                "utterances": [{"speaker": "Agent" if n % 2 else "Customer", "text": f"Turn {n}."} for n in range(6)]}
+    with client_for(world.url, world.enqueue, max_utterances_per_call=5) as client:
+        response = client.post("/api/calls", content=json.dumps(document).encode(), headers=world.token("admin"))
+        assert response.status_code == 422, response.text
+        assert "limit is 5" in response.json()["detail"]
+        document["utterances"].pop()
+        accepted = client.post("/api/calls", content=json.dumps(document).encode(), headers=world.token("admin"))
+        assert accepted.status_code == 202, accepted.text
 
 
 # ------------------------------------------------------------------------ 1. decided calls are locked
