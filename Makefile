@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench-web: $(STAMP)
 
 bench-handoff: $(STAMP)
 	$(BIN)/python -m bench.handoff.run
+
+bench-ingest-memory: $(STAMP)
+	$(BIN)/python -m bench.ingest_memory.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli_web import console, err_console, fail, serve, users_app
+from app.cli_web import console, err_console, fail, safe, serve, users_app
 from app.cli_webhooks import webhooks_app
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import unit_of_work
@@ -22,7 +24,7 @@ from app.errors import PostcallError
 from app.logging import configure_logging
 from app.pipeline.calls import count_by_state, find_call, find_tenant
 from app.pipeline.queries import call_detail
-from app.pipeline.store import StoreStatus, store_transcript
+from app.pipeline.store import Actor, StoreStatus, store_transcript
 from app.schemas.api import CallDetailOut
 from app.schemas.grounding import VerificationReport
 from app.worker.context import AppContext
@@ -39,6 +41,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(webhooks_app, name="webhooks")
 app.command()(serve)
 
+# The audit trail names who stored a transcript; from the command line that is the OS account.
+CLI_ACTOR = Actor(f"cli:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}")
 TRANSCRIPT_SUFFIXES = (".json", ".txt", ".vtt", ".srt")
 SAMPLES_DIR = PROJECT_ROOT / "samples"
 
@@ -83,11 +87,14 @@ def _processing_context(settings: Settings | None = None, provider: str | None =
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Create or migrate the database schema (POSTCALL_DATABASE_URL)."""
-    from app.db.migrate import upgrade
+    from app.db.migrate import checked_upgrade
 
     settings = get_settings()
-    upgrade(settings.database_url, revision)
-    console.print(f"database at revision {revision}: {_safe_url(settings.database_url)}", highlight=False)
+    try:
+        checked_upgrade(settings.database_url, revision)
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"database at revision {safe(revision)}: {safe(_safe_url(settings.database_url))}", highlight=False)
 
 
 def _safe_url(url: str) -> str:
@@ -157,7 +164,8 @@ def ingest_files(
         results.append(result)
         try:
             parsed = load_transcript(
-                path, fmt=fmt, agent_speaker=agent_speaker, max_bytes=ctx.settings.max_transcript_bytes
+                path, fmt=fmt, agent_speaker=agent_speaker, max_bytes=ctx.settings.max_transcript_bytes,
+                max_utterances=ctx.settings.max_utterances_per_call,
             )
             result.format = parsed.detected_format
             result.warnings = tuple(parsed.warnings)
@@ -170,6 +178,7 @@ def ingest_files(
                     external_id=external_id,
                     source_name=path.name,
                     replace=replace,
+                    actor=CLI_ACTOR,
                 )
             result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
         except PostcallError as exc:
@@ -179,18 +188,19 @@ def ingest_files(
     return results
 
 
-def _print_ingest_results(results: Iterable[IngestResult]) -> None:
+def _print_ingest_results(results: Iterable[IngestResult], *, stored_lines: bool = True) -> None:
+    """Errors and warnings of every file; with `stored_lines`, a line per stored file too."""
     for r in results:
         if r.error:
-            err_console.print(f"[red]✗[/red] {r.error}", highlight=False)
-        else:
+            err_console.print(f"[red]✗[/red] {safe(r.error)}", highlight=False, soft_wrap=True)
+        elif stored_lines:
             console.print(
-                f"[green]✓[/green] {r.file} [dim]({r.format})[/dim] -> {r.call_id} "
-                f"[bold]{r.external_id}[/bold] {r.status}",
+                f"[green]✓[/green] {safe(r.file)} [dim]({r.format})[/dim] -> {r.call_id} "
+                f"[bold]{safe(r.external_id)}[/bold] {r.status}",
                 highlight=False,
             )
         for warning in r.warnings:
-            err_console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
+            err_console.print(f"  [yellow]warning:[/yellow] {safe(warning)}", highlight=False, soft_wrap=True)
 
 
 def _enqueue(call_ids: list[str]) -> bool:
@@ -202,7 +212,7 @@ def _enqueue(call_ids: list[str]) -> bool:
         enqueue_calls(call_ids)
     except Exception as exc:  # kombu raises several unrelated types when the broker is down
         err_console.print(
-            f"[yellow]warning:[/yellow] could not reach the broker ({exc}); the calls stay queued in the "
+            f"[yellow]warning:[/yellow] could not reach the broker ({safe(exc)}); the calls stay queued in the "
             "database and `postcall reconcile` will enqueue them.",
             highlight=False,
         )
@@ -229,7 +239,7 @@ def ingest(
         ctx, files, tenant=tenant or ctx.settings.default_tenant, fmt=fmt, agent_speaker=agent_speaker,
         replace=replace,
     )
-    to_enqueue = [r.call_id for r in results if r.call_id and r.status != StoreStatus.unchanged]
+    to_enqueue = [r.call_id for r in results if r.call_id and r.status in (StoreStatus.created, StoreStatus.replaced)]
     enqueued = False if no_enqueue else _enqueue(to_enqueue)
     if as_json:
         print(json.dumps({"files": [r.as_json() for r in results], "enqueued": enqueued and bool(to_enqueue)}))
@@ -262,7 +272,8 @@ def process(
         replace=replace,
     )
     if not as_json:
-        _print_ingest_results(r for r in results if r.error)
+        # The same warnings `ingest` shows (one speaker, unsure roles...), before the progress bar.
+        _print_ingest_results(results, stored_lines=False)
     call_ids = [r.call_id for r in results if r.call_id]
     outcomes = process_in_process(ctx, call_ids, show_progress=not as_json)
     if as_json:
@@ -275,8 +286,9 @@ def process(
         by_id = {r.call_id: r for r in results}
         for outcome in outcomes:
             name = by_id[outcome.call_id].external_id
-            detail = f" ({outcome.error})" if outcome.error else ""
-            console.print(f"{outcome.call_id} [bold]{name}[/bold]: {outcome.state.value}{detail}", highlight=False)
+            detail = f" ({safe(outcome.error)})" if outcome.error else ""
+            console.print(f"{outcome.call_id} [bold]{safe(name)}[/bold]: {outcome.state.value}{detail}",
+                          highlight=False)
     if any(r.error for r in results) or any(o.error for o in outcomes):
         raise typer.Exit(1)
 
@@ -284,31 +296,55 @@ def process(
 def process_in_process(
     ctx: AppContext, call_ids: Sequence[str], *, show_progress: bool, reprocess_reviewed: bool = False
 ) -> list[Any]:
+    """Process calls one by one. A transient failure (429, 5xx, timeout) is retried here with the worker's
+    policy (exponential backoff with jitter, Retry-After honoured, POSTCALL_TASK_MAX_RETRIES), each wait
+    shown on the progress bar; past the retries the call is `failed` and `postcall retry` re-runs it."""
+    import time
+
     from app.errors import TransientError
+    from app.pipeline.retry import retry_countdown
     from app.pipeline.run import ProcessOutcome, mark_failed, process_call
 
     outcomes: list[ProcessOutcome] = []
     if not call_ids:
         return outcomes
+    settings = ctx.settings
     provider, prompt = ctx.provider, ctx.prompt
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err_console, disable=not show_progress, transient=True,
     ) as progress:
-        task = progress.add_task(f"extracting ({provider.name})", total=len(call_ids))
+        description = f"extracting ({provider.name})"
+        task = progress.add_task(description, total=len(call_ids))
         for call_id in call_ids:
-            try:
-                outcome = process_call(
-                    ctx.session_factory,
-                    call_id,
-                    provider,
-                    prompt,
-                    redact_for_llm=ctx.settings.redact_for_llm,
-                    reprocess_reviewed=reprocess_reviewed,
-                )
-            except TransientError as exc:
-                # No broker to retry later in-process: record the failure visibly; `postcall retry` re-runs it.
-                outcome = mark_failed(ctx.session_factory, call_id, provider, prompt, f"transient failure: {exc}")
+            retries = 0
+            while True:
+                try:
+                    outcome = process_call(
+                        ctx.session_factory,
+                        call_id,
+                        provider,
+                        prompt,
+                        redact_for_llm=settings.redact_for_llm,
+                        reprocess_reviewed=reprocess_reviewed,
+                    )
+                except TransientError as exc:
+                    if retries >= settings.task_max_retries:
+                        reason = f"gave up after {retries + 1} attempts: {exc}"
+                        outcome = mark_failed(ctx.session_factory, call_id, provider, prompt, reason)
+                        break
+                    wait = retry_countdown(retries, exc.retry_after, settings.task_backoff_base,
+                                           settings.task_backoff_max)
+                    retries += 1
+                    note = f"call {call_id}: {exc}; retry {retries}/{settings.task_max_retries} in {wait:.1f} s"
+                    if show_progress:
+                        progress.console.print(f"[yellow]waiting:[/yellow] {safe(note)}", highlight=False,
+                                               soft_wrap=True)
+                    progress.update(task, description=f"{description}: waiting {wait:.1f} s (retry {retries})")
+                    time.sleep(wait)
+                    progress.update(task, description=description)
+                    continue
+                break
             outcomes.append(outcome)
             progress.advance(task)
     return outcomes
@@ -359,17 +395,18 @@ STATUS_STYLE = {
 def _status(label: str, reason: str | None = None) -> str:
     style = STATUS_STYLE.get(label, "white")
     suffix = f": {reason}" if reason else ""
-    return f"[{style}]{label}{suffix}[/{style}]"
+    return f"[{style}]{safe(label + suffix)}[/{style}]"
 
 
 def render_call(detail: CallDetailOut, *, with_note: bool = False) -> None:
-    console.rule(f"[bold]{detail.external_id}[/bold]  {detail.call_id}  [dim]{detail.state}[/dim]")
+    console.rule(f"[bold]{safe(detail.external_id)}[/bold]  {detail.call_id}  [dim]{detail.state}[/dim]")
     if detail.error:
-        console.print(f"[red]error:[/red] {detail.error}", highlight=False)
+        console.print(f"[red]error:[/red] {safe(detail.error)}", highlight=False)
     if detail.run:
         run = detail.run
         console.print(
-            f"[dim]{run.provider}/{run.model} prompt {run.prompt_version} · {run.llm_calls} LLM calls · "
+            f"[dim]{safe(run.provider)}/{safe(run.model)} prompt {safe(run.prompt_version)} · {run.llm_calls} LLM "
+            "calls · "
             f"{run.prompt_tokens}+{run.completion_tokens} tokens · ${run.cost_usd:.4f} · "
             f"{(run.total_ms or 0):.0f} ms[/dim]",
             highlight=False,
@@ -390,13 +427,15 @@ def render_call(detail: CallDetailOut, *, with_note: bool = False) -> None:
             flag = "" if claim.status == "grounded" else "[bold red]UNVERIFIED[/bold red] "
             extra = ""
             if kind == "action_item":
-                extra = f" [cyan](owner: {claim.owner}; due: {claim.due or '—'})[/cyan]"
-            console.print(f"  • {flag}{claim.text}{extra}  {_status(claim.status, claim.reason)}", highlight=False)
+                extra = f" [cyan](owner: {safe(claim.owner)}; due: {safe(claim.due or '—')})[/cyan]"
+            console.print(f"  • {flag}{safe(claim.text)}{extra}  {_status(claim.status, claim.reason)}",
+                          highlight=False)
             for ev in claim.evidence:
                 where = ev.utterance if ev.utterance is not None else ev.cited_utterance
                 speaker = utterances[where].role if where in utterances else "?"
                 console.print(
-                    f"      [dim][{where}] {speaker}:[/dim] “{ev.quote}”  {_status(ev.status, ev.reason)}",
+                    f"      [dim]{safe(f'[{where}]')} {safe(speaker)}:[/dim] “{safe(ev.quote)}”  "
+                    f"{_status(ev.status, ev.reason)}",
                     highlight=False,
                 )
     if not detail.claims and not detail.error:
@@ -470,13 +509,13 @@ def verify(
         print(json.dumps(verification_json(report)))
     else:
         for claim in report.claims:
-            console.print(f"{_status(claim.status.value, claim.reason)}  [{claim.kind.value}] {claim.text}",
-                          highlight=False)
+            console.print(f"{_status(claim.status.value, claim.reason)}  {safe(f'[{claim.kind.value}]')} "
+                          f"{safe(claim.text)}", highlight=False)
             for ev in claim.evidence:
                 where = ev.utterance if ev.utterance is not None else ev.cited_utterance
                 span = f" chars {ev.char_start}-{ev.char_end}" if ev.char_start is not None else ""
-                console.print(f"    [{where}]{span} “{ev.quote}” {_status(ev.status.value, ev.reason)}",
-                              highlight=False)
+                console.print(f"    {safe(f'[{where}]')}{span} “{safe(ev.quote)}” "
+                              f"{_status(ev.status.value, ev.reason)}", highlight=False)
         grounded = sum(1 for c in report.claims if c.status.value == "grounded")
         console.print(f"\n{grounded}/{len(report.claims)} claims grounded", highlight=False)
     if not report.all_grounded:
@@ -497,7 +536,7 @@ def status(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
         return
     table = Table("state", "calls")
     for state, count in counts.items():
-        table.add_row(state, str(count))
+        table.add_row(safe(state), str(count))
     table.add_row("[bold]total[/bold]", f"[bold]{sum(counts.values())}[/bold]")
     console.print(table)
 
@@ -628,6 +667,8 @@ def reprocess(
         for o in outcomes:
             note = " (unchanged: same prompt, provider and model)" if o.skipped else ""
             console.print(f"{o.call_id}: {o.state.value}{note}", highlight=False)
+            if o.error:
+                err_console.print(f"  [red]error:[/red] {safe(o.error)}", highlight=False)
     if any(o.error for o in outcomes):
         raise typer.Exit(1)
 
@@ -655,7 +696,7 @@ def health(as_json: JsonOpt = False) -> None:
     else:
         for check in checks:
             mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
-            console.print(f"{mark}  {check.name}: {check.detail}", highlight=False)
+            console.print(f"{mark}  {check.name}: {safe(check.detail)}", highlight=False)
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -676,10 +717,10 @@ def demo(
 
     upgrade(get_settings().database_url)
     ctx = _processing_context(provider="heuristic")
-    console.print(f"[dim]database: {_safe_url(ctx.settings.database_url)}[/dim]", highlight=False)
+    console.print(f"[dim]database: {safe(_safe_url(ctx.settings.database_url))}[/dim]", highlight=False)
     files = expand_paths([samples])
     results = ingest_files(ctx, files, tenant=tenant or ctx.settings.default_tenant)
-    _print_ingest_results(r for r in results if r.error)
+    _print_ingest_results(results, stored_lines=False)
     call_ids = [r.call_id for r in results if r.call_id]
     process_in_process(ctx, call_ids, show_progress=True)
     for call_id in call_ids:
@@ -714,8 +755,13 @@ def main() -> None:
     try:
         app()
     except PostcallError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {safe(exc)}", highlight=False)
         sys.exit(2)
+    except SQLAlchemyError as exc:
+        # The database failed mid-command (server gone, disk full): one line, not a driver traceback.
+        first_line = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        err_console.print(f"[red]database error:[/red] {safe(first_line)}", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from app.config import get_settings
@@ -28,9 +30,40 @@ err_console = Console(stderr=True)
 TenantOption = Annotated[str | None, typer.Option("--tenant", help="Tenant slug (default: POSTCALL_DEFAULT_TENANT).")]
 
 
+# Control characters (ANSI escape sequences start with ESC), and the bidirectional overrides that reorder
+# what a terminal shows: data never drives the terminal, it is shown as `\x1b`, `\u202e`.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile(r"[\t\n\r]+")
+
+
+def _visible_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def safe(value: object) -> str:
+    """Data (transcript text, ids, names, error messages quoting them) made safe to print through Rich:
+    markup is escaped (`[/red]` prints as is) and control characters are shown, never sent."""
+    text = _LINE_BREAKS.sub(" ", str(value))
+    return escape(_CONTROL.sub(_visible_escape, text))
+
+
+def _checked_context() -> AppContext:
+    """The context for a command that needs the database: a bad URL, an unreachable server or a missing
+    schema is one line and exit 2, and a missing SQLite file is not created."""
+    from app.db.migrate import require_current_schema
+
+    settings = get_settings()
+    try:
+        require_current_schema(settings.database_url)
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
+    return AppContext(settings)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `message` as an error and give the exit to raise (2: bad input or setup). Shared by the CLI."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    err_console.print(f"[red]error:[/red] {safe(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -44,7 +77,7 @@ def users_add(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Create a user and print their API token. The token is shown this once; only its hash is stored."""
-    ctx = AppContext(get_settings())
+    ctx = _checked_context()
     slug = tenant or ctx.settings.default_tenant
     try:
         with unit_of_work(ctx.session_factory) as session:
@@ -56,7 +89,8 @@ def users_add(
         print(json.dumps({"id": user_id, "name": name, "tenant": slug, "role": role.value, "team": team,
                           "agent_id": agent_id, "token": created.token}))
         return
-    console.print(f"created {role.value} [bold]{name}[/bold] in tenant {slug} (id {user_id})", highlight=False)
+    console.print(f"created {role.value} [bold]{safe(name)}[/bold] in tenant {safe(slug)} (id {user_id})",
+                  highlight=False)
     console.print("API token (shown once; store it now):", highlight=False)
     # Plain print: no wrapping or markup may alter the token.
     print(created.token)
@@ -68,7 +102,7 @@ def users_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """List users (never their tokens)."""
-    ctx = AppContext(get_settings())
+    ctx = _checked_context()
     with unit_of_work(ctx.session_factory) as session:
         rows = [
             {"id": user.id, "name": user.name, "tenant": slug, "role": user.role.value, "team": user.team,
@@ -80,8 +114,8 @@ def users_list(
         return
     table = Table("id", "tenant", "name", "role", "team", "agent id", "active")
     for row in rows:
-        table.add_row(str(row["id"]), str(row["tenant"]), str(row["name"]), str(row["role"]),
-                      str(row["team"] or "—"), str(row["agent_id"] or "—"), "yes" if row["active"] else "no")
+        table.add_row(str(row["id"]), safe(row["tenant"]), safe(row["name"]), str(row["role"]),
+                      safe(row["team"] or "—"), safe(row["agent_id"] or "—"), "yes" if row["active"] else "no")
     console.print(table)
 
 
@@ -91,14 +125,14 @@ def users_deactivate(
     tenant: TenantOption = None,
 ) -> None:
     """Switch a user off: their token and browser sessions stop working at once."""
-    ctx = AppContext(get_settings())
+    ctx = _checked_context()
     slug = tenant or ctx.settings.default_tenant
     try:
         with unit_of_work(ctx.session_factory) as session:
             deactivate_user(session, slug, name)
     except PostcallError as exc:
         raise fail(str(exc)) from exc
-    console.print(f"deactivated {name} in tenant {slug}", highlight=False)
+    console.print(f"deactivated {safe(name)} in tenant {safe(slug)}", highlight=False)
 
 
 def serve(

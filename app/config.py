@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     webhook_secrets_key: str | None = None
     # The beat sweep hands due deliveries (retries, lost enqueues, lapsed leases) to the workers.
     webhook_sweep_every_seconds: float = 5.0
+    # Input limits (bad input never reaches a 500): a call with more utterances than this is refused
+    # before its object graph is built; word-level formats may carry 10x as many word fragments.
+    max_utterances_per_call: int = Field(default=20_000, ge=1)
 
 
 @lru_cache(maxsize=1)

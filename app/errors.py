@@ -51,6 +51,19 @@ class DuplicateCallError(PermanentError):
     """The same external id was ingested before with different content (use --replace)."""
 
 
+class InvalidInputError(PermanentError):
+    """A request parameter Postcall refuses at the boundary (a NUL character, a value out of range)."""
+
+
+# One rule for every backend: PostgreSQL cannot store U+0000 in text and SQLite could, so it is refused
+# everywhere (transcripts, parameters, edits) rather than stored on one backend and failing on the other.
+NUL_CHARACTER_PROBLEM = "contains a NUL character (U+0000), which Postcall does not store"
+
+
+class DecidedCallError(PermanentError):
+    """The call was approved or rejected: its transcript and metadata stay as decided until it is reopened."""
+
+
 class NotFoundError(PostcallError):
     """A record does not exist, or is not visible to the caller (the two are not told apart)."""
 

@@ -187,28 +187,45 @@ def authenticate(session: Session, token: str) -> Principal | None:
     return _active_principal(session, User.token_hash == hash_token(token))
 
 
-def session_fingerprint(principal_token_hash: str) -> str:
-    """What a browser session remembers of the token: enough to notice a changed token, useless as one."""
-    return principal_token_hash[:SESSION_FINGERPRINT_CHARS]
+def session_fingerprint(token_hash: str, session_version: int) -> str:
+    """What a browser session remembers of the user: enough to notice a changed token or a sign-out
+    (a new session version), useless as a credential."""
+    digest = hashlib.sha256(f"{token_hash}:{session_version}".encode()).hexdigest()
+    return digest[:SESSION_FINGERPRINT_CHARS]
 
 
 def load_principal(session: Session, user_id: int, fingerprint: str) -> Principal | None:
-    """Re-check a signed-in session: the user still exists, is active and still holds the same token."""
+    """Re-check a signed-in session: the user still exists, is active, still holds the same token and
+    has not signed out since."""
     row = session.execute(_users_with_slug().where(User.id == user_id)).first()
     if row is None:
         return None
     user, slug = row
-    if not user.active or not secrets.compare_digest(session_fingerprint(user.token_hash), fingerprint):
+    expected = session_fingerprint(user.token_hash, user.session_version)
+    if not user.active or not secrets.compare_digest(expected, fingerprint):
         return None
     return principal_of(user, slug)
 
 
 def signed_in(session: Session, token: str) -> tuple[Principal, str] | None:
     """Authenticate a token for a browser sign-in: the principal and the session fingerprint."""
-    principal = authenticate(session, token)
-    if principal is None:
+    if not token.startswith(TOKEN_PREFIX):
         return None
-    return principal, session_fingerprint(hash_token(token))
+    row = session.execute(
+        _users_with_slug().where(User.token_hash == hash_token(token), User.active.is_(True))
+    ).first()
+    if row is None:
+        return None
+    user, slug = row
+    return principal_of(user, slug), session_fingerprint(user.token_hash, user.session_version)
+
+
+def end_browser_sessions(session: Session, user_id: int) -> None:
+    """Sign a user out everywhere: every session cookie issued so far stops working. Flushes."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.session_version += 1
+        session.flush()
 
 
 def list_users(session: Session, tenant: str | None = None) -> list[tuple[User, str]]:

@@ -6,6 +6,7 @@ from alembic import command
 from alembic.config import Config
 
 from app.config import PROJECT_ROOT
+from app.errors import ConfigError
 
 
 def alembic_config(database_url: str) -> Config:
@@ -15,8 +16,67 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+URL_HINT = "use sqlite:///path/to/file.db or postgresql+psycopg://user@host:5432/name"
+
+
+def check_database_url(database_url: str) -> None:
+    """Refuse a URL Postcall cannot use, with one line saying why (ConfigError), before anything connects."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(database_url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"POSTCALL_DATABASE_URL is not a database URL ({exc}); {URL_HINT}") from None
+    backend = url.get_backend_name()
+    if backend == "postgres":
+        raise ConfigError(f"POSTCALL_DATABASE_URL uses the scheme 'postgres://'; {URL_HINT}")
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError(f"POSTCALL_DATABASE_URL names an unsupported database {backend!r}; {URL_HINT}")
+    try:
+        url.get_dialect()
+        url.get_dialect().import_dbapi()
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(f"POSTCALL_DATABASE_URL needs a driver that is not installed ({exc}); {URL_HINT}") from None
+
+
+def _sqlite_file_missing(database_url: str) -> str | None:
+    """The path of a SQLite database file that does not exist (reading must not create it), else None."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    path = Path(url.database)
+    return None if path.exists() else str(path)
+
+
+def _connection_problem(database_url: str, exc: Exception) -> ConfigError:
+    from sqlalchemy.engine import make_url
+
+    where = make_url(database_url).render_as_string(hide_password=True)
+    first_line = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    return ConfigError(f"cannot use the database at {where}: {first_line}")
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
+
+
+def checked_upgrade(database_url: str, revision: str = "head") -> None:
+    """`upgrade` for an entry point: a bad URL or an unreachable database is one ConfigError line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    check_database_url(database_url)
+    try:
+        upgrade(database_url, revision)
+    except SQLAlchemyError as exc:
+        raise _connection_problem(database_url, exc) from exc
 
 
 def downgrade(database_url: str, revision: str) -> None:
@@ -40,10 +100,20 @@ def current_revision(database_url: str) -> str | None:
 
 
 def require_current_schema(database_url: str) -> None:
-    """Fail with an actionable message (not a raw 'no such table') when the schema is missing or old."""
-    from app.errors import ConfigError
+    """Fail with an actionable message (not a raw 'no such table' or a driver traceback) when the URL is
+    unusable, the database unreachable, or the schema missing or old. A SQLite file that does not exist is
+    reported, not created."""
+    from sqlalchemy.exc import SQLAlchemyError
 
-    current, head = current_revision(database_url), head_revision(database_url)
+    check_database_url(database_url)
+    missing = _sqlite_file_missing(database_url)
+    if missing is not None:
+        raise ConfigError(f"no database at {missing}: run `postcall db upgrade` first")
+    try:
+        current = current_revision(database_url)
+    except SQLAlchemyError as exc:
+        raise _connection_problem(database_url, exc) from exc
+    head = head_revision(database_url)
     if current != head:
         state = "has no Postcall schema" if current is None else f"is at schema {current}, this code needs {head}"
         raise ConfigError(f"the database {state}: run `postcall db upgrade` first")

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from app.errors import IngestError
 from app.ingest.model import Grouping, ParsedTranscript, Segment, SourceCall
 from app.ingest.roles import SOURCE_ROLE_CONFIDENCE, assign_agent, infer_roles, single_speaker_warning
+from app.ingest.source import FRAGMENTS_PER_UTTERANCE
 from app.schemas.transcript import Role, Transcript, Utterance
 
 MAX_CALL_SECONDS = 24 * 60 * 60
@@ -58,6 +59,11 @@ class _Turn:
     @property
     def text(self) -> str:
         return " ".join(self.parts)
+
+
+def _over_limit(count: int, what: str, max_utterances: int) -> str:
+    return (f"the call has {count:,} {what}; the limit is {max_utterances:,} utterances per call "
+            "(POSTCALL_MAX_UTTERANCES_PER_CALL)")
 
 
 def _format_seconds(value: float) -> str:
@@ -186,12 +192,22 @@ def _assign_roles(
 
 
 def assemble(
-    call: SourceCall, *, source: str, detected_format: str, agent_speaker: str | None = None
+    call: SourceCall,
+    *,
+    source: str,
+    detected_format: str,
+    agent_speaker: str | None = None,
+    max_utterances: int | None = None,
 ) -> ParsedTranscript:
     """Validate a parser's output and build the canonical transcript, or raise IngestError."""
     warnings = list(call.warnings)
     if not call.segments:
         raise IngestError(source, None, "the transcript has no utterances")
+    if max_utterances is not None:
+        limit = max_utterances if call.grouping == "keep" else max_utterances * FRAGMENTS_PER_UTTERANCE
+        if len(call.segments) > limit:
+            what = "utterances" if call.grouping == "keep" else "fragments"
+            raise IngestError(source, None, _over_limit(len(call.segments), what, max_utterances))
     for segment in call.segments:
         _check_times(segment, source)
 
@@ -209,6 +225,8 @@ def assemble(
     _check_order(spoken, source)
 
     turns = _group(spoken, call.grouping)
+    if max_utterances is not None and len(turns) > max_utterances:
+        raise IngestError(source, None, _over_limit(len(turns), "utterances", max_utterances))
     utterances = _build_utterances(turns, source)
     utterances, role_warnings = _assign_roles(utterances, turns, source, agent_speaker)
     warnings.extend(role_warnings)

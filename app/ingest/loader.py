@@ -25,6 +25,10 @@ def _size_limit(max_bytes: int | None) -> int:
     return get_settings().max_transcript_bytes if max_bytes is None else max_bytes
 
 
+def _utterance_limit(max_utterances: int | None) -> int:
+    return get_settings().max_utterances_per_call if max_utterances is None else max_utterances
+
+
 def _too_large(source: str, size: int, limit: int) -> IngestError:
     return IngestError(source, None, f"file is {size:,} bytes, over the {limit:,}-byte limit")
 
@@ -50,22 +54,34 @@ def parse_bytes(
     fmt: str = AUTO_FORMAT,
     agent_speaker: str | None = None,
     max_bytes: int | None = None,
+    max_utterances: int | None = None,
 ) -> ParsedTranscript:
-    """Parse one transcript held in memory (an upload). `source_name` is used in error messages."""
+    """Parse one transcript held in memory (an upload). `source_name` is used in error messages.
+
+    A call beyond `max_utterances` (default POSTCALL_MAX_UTTERANCES_PER_CALL) is refused as early as its
+    size shows: before JSON is fully parsed, before text lines are split."""
     limit = _size_limit(max_bytes)
+    utterance_limit = _utterance_limit(max_utterances)
     if len(data) > limit:
         raise _too_large(source_name, len(data), limit)
     if fmt != AUTO_FORMAT and fmt not in FORMATS_BY_NAME:
         raise IngestError(
             source_name, None, f"unknown format {fmt!r}; use {AUTO_FORMAT} or one of {_supported_list()}"
         )
-    doc = SourceDocument(source_name, decode_text(data, source_name))
+    doc = SourceDocument(source_name, decode_text(data, source_name), max_utterances=utterance_limit)
+    if not doc.looks_like_json:
+        lines = doc.text.count("\n") + 1
+        if doc.max_fragments is not None and lines > doc.max_fragments:
+            raise doc.error(None, f"{lines:,} lines is more than a call within the limit of {utterance_limit:,} "
+                            "utterances (POSTCALL_MAX_UTTERANCES_PER_CALL) can need")
     name = _detect(doc) if fmt == AUTO_FORMAT else fmt
     if not doc.text.strip():
         raise doc.error(None, "the file is empty")
     try:
         call = FORMATS_BY_NAME[name].parse(doc)
-        return assemble(call, source=source_name, detected_format=name, agent_speaker=agent_speaker)
+        doc.release()
+        return assemble(call, source=source_name, detected_format=name, agent_speaker=agent_speaker,
+                        max_utterances=utterance_limit)
     except IngestError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
@@ -81,6 +97,7 @@ def load_transcript(
     fmt: str = AUTO_FORMAT,
     agent_speaker: str | None = None,
     max_bytes: int | None = None,
+    max_utterances: int | None = None,
 ) -> ParsedTranscript:
     """Read and parse one transcript file. The size limit is checked before the file is read."""
     source = str(path)
@@ -97,4 +114,5 @@ def load_transcript(
         raise IngestError(source, None, "file not found") from exc
     except OSError as exc:
         raise IngestError(source, None, f"cannot read the file: {exc.strerror or exc}") from exc
-    return parse_bytes(data, source_name=source, fmt=fmt, agent_speaker=agent_speaker, max_bytes=limit)
+    return parse_bytes(data, source_name=source, fmt=fmt, agent_speaker=agent_speaker, max_bytes=limit,
+                       max_utterances=max_utterances)

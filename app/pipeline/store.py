@@ -3,23 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import DuplicateCallError
+from app.db.types import as_utc
+from app.errors import DecidedCallError, DuplicateCallError
 from app.models import Call, CallState, Claim, ExtractionRun, ReviewEvent
 from app.models import Utterance as UtteranceRow
-from app.models.tables import utcnow
+from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.calls import get_or_create_tenant, set_state
-from app.schemas.transcript import Transcript
+from app.schemas.transcript import CallMetadata, Transcript
+
+# Call metadata a resubmission with `replace` may correct without touching the utterances.
+CORRECTABLE_METADATA = ("agent_id", "team", "started_at", "language")
 
 
 class StoreStatus(StrEnum):
     created = "created"
     unchanged = "unchanged"
     replaced = "replaced"
+    # Same utterances, corrected metadata: the extraction stands.
+    updated = "updated"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who stores a transcript, as the audit trail names them: a user of the API, or a command."""
+
+    name: str
+    user_id: int | None = None
+
+
+SYSTEM_ACTOR = Actor("system")
 
 
 @dataclass(frozen=True)
@@ -31,7 +51,7 @@ class StoredCall:
 
     @property
     def needs_processing(self) -> bool:
-        return self.status is not StoreStatus.unchanged
+        return self.status in (StoreStatus.created, StoreStatus.replaced)
 
 
 def store_transcript(
@@ -42,43 +62,86 @@ def store_transcript(
     external_id: str,
     source_name: str | None = None,
     replace: bool = False,
+    actor: Actor = SYSTEM_ACTOR,
 ) -> StoredCall:
-    """Insert (or, with `replace`, overwrite) one call and its utterances. Flushes; never commits."""
+    """Insert (or, with `replace`, overwrite) one call and its utterances. Flushes; never commits.
+
+    Same utterances and metadata: `unchanged`. Same utterances, corrected metadata (agent id, team,
+    start, language) and `replace`: `updated`, the extraction kept. Other utterances and `replace`:
+    `replaced`, the extraction discarded. An approved or rejected call refuses both until a supervisor
+    reopens it. `actor` is named on the audit event of a replacement or a correction.
+    """
     tenant_row = get_or_create_tenant(session, tenant)
     content_hash = transcript.content_hash()
-    existing = session.scalar(
-        select(Call).where(Call.tenant_id == tenant_row.id, Call.external_id == external_id).with_for_update()
-    )
-    if existing is not None:
-        if existing.transcript_hash == content_hash:
-            return StoredCall(existing.id, external_id, StoreStatus.unchanged, existing.state)
-        if not replace:
-            raise DuplicateCallError(
-                f"call {external_id!r} already exists in tenant {tenant!r} with different content; "
-                "pass --replace to overwrite it (its extractions are discarded)"
-            )
-        before = {"transcript_hash": existing.transcript_hash, "state": existing.state.value}
-        # Evidence offsets point into the old utterances, so the old extraction cannot survive them.
-        session.execute(delete(Claim).where(Claim.call_id == existing.id))
-        session.execute(delete(ExtractionRun).where(ExtractionRun.call_id == existing.id))
-        session.execute(delete(UtteranceRow).where(UtteranceRow.call_id == existing.id))
-        call = existing
-        status = StoreStatus.replaced
-        session.add(
-            ReviewEvent(
-                tenant_id=tenant_row.id,
-                call_id=call.id,
-                actor_name="system",
-                action="transcript_replaced",
-                before=before,
-                after={"transcript_hash": content_hash},
-            )
-        )
-    else:
+    existing = _locked_call(session, tenant_row.id, external_id)
+    if existing is None:
         call = Call(tenant_id=tenant_row.id, external_id=external_id)
-        session.add(call)
-        status = StoreStatus.created
+        _fill(call, transcript, content_hash, source_name)
+        if _inserted(session, call):
+            _insert_utterances(session, call.id, transcript)
+            return StoredCall(call.id, external_id, StoreStatus.created, call.state)
+        # A concurrent first submission of the same external id won the insert; from here on this is
+        # a resubmission of a call that exists, answered like any other.
+        existing = _locked_call(session, tenant_row.id, external_id)
+        if existing is None:  # the unique index said it exists; only a concurrent delete gets here
+            raise DuplicateCallError(f"call {external_id!r} was changed concurrently; submit it again")
 
+    corrections = _metadata_changes(existing, transcript.metadata)
+    same_content = existing.transcript_hash == content_hash
+    if same_content and not corrections:
+        return StoredCall(existing.id, external_id, StoreStatus.unchanged, existing.state)
+    if existing.state in REVIEWED_STATES:
+        raise DecidedCallError(
+            f"call {external_id!r} is {existing.state.value}: a decided record is not overwritten; "
+            "a supervisor reopens it first"
+        )
+    if not replace:
+        what = "different content" if not same_content else f"different {', '.join(corrections)}"
+        raise DuplicateCallError(
+            f"call {external_id!r} already exists in tenant {tenant!r} with {what}; "
+            "pass --replace (API: replace=true) to overwrite it"
+            + ("" if same_content else " (its extractions are discarded)")
+        )
+    if same_content:
+        for name, (_old, new) in corrections.items():
+            setattr(existing, name, new)
+        session.add(_event(tenant_row.id, existing.id, actor, "metadata_corrected",
+                           {name: _jsonable(old) for name, (old, _new) in corrections.items()},
+                           {name: _jsonable(new) for name, (_old, new) in corrections.items()}))
+        session.flush()
+        return StoredCall(existing.id, external_id, StoreStatus.updated, existing.state)
+
+    before = {"transcript_hash": existing.transcript_hash, "state": existing.state.value}
+    # Evidence offsets point into the old utterances, so the old extraction cannot survive them.
+    session.execute(delete(Claim).where(Claim.call_id == existing.id))
+    session.execute(delete(ExtractionRun).where(ExtractionRun.call_id == existing.id))
+    session.execute(delete(UtteranceRow).where(UtteranceRow.call_id == existing.id))
+    session.add(_event(tenant_row.id, existing.id, actor, "transcript_replaced", before,
+                       {"transcript_hash": content_hash}))
+    _fill(existing, transcript, content_hash, source_name)
+    session.flush()
+    _insert_utterances(session, existing.id, transcript)
+    return StoredCall(existing.id, external_id, StoreStatus.replaced, existing.state)
+
+
+def _locked_call(session: Session, tenant_id: int, external_id: str) -> Call | None:
+    return session.scalar(
+        select(Call).where(Call.tenant_id == tenant_id, Call.external_id == external_id).with_for_update()
+    )
+
+
+def _inserted(session: Session, call: Call) -> bool:
+    """Insert a new call inside a savepoint; False when the (tenant, external id) already exists."""
+    try:
+        with session.begin_nested():
+            session.add(call)
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def _fill(call: Call, transcript: Transcript, content_hash: str, source_name: str | None) -> None:
     meta = transcript.metadata
     call.agent_id = meta.agent_id
     call.team = meta.team
@@ -92,13 +155,15 @@ def store_transcript(
     call.attempts = 0
     call.enqueued_at = utcnow()
     set_state(call, CallState.queued)
-    session.flush()
-    # Bulk insert: the ORM's per-object cost dominates a call's write (PITFALLS.md).
+
+
+def _insert_utterances(session: Session, call_id: str, transcript: Transcript) -> None:
+    # Bulk insert: the ORM's per-object cost dominates a call's write.
     session.execute(
         insert(UtteranceRow),
         [
             {
-                "call_id": call.id,
+                "call_id": call_id,
                 "index": u.index,
                 "speaker": u.speaker,
                 "role": u.role.value,
@@ -110,4 +175,35 @@ def store_transcript(
             for u in transcript.utterances
         ],
     )
-    return StoredCall(call.id, external_id, status, call.state)
+
+
+def _comparable(value: Any) -> Any:
+    return as_utc(value) if isinstance(value, datetime) else value
+
+
+def _metadata_changes(call: Call, metadata: CallMetadata) -> dict[str, tuple[Any, Any]]:
+    """{field: (stored, submitted)} for each correctable field the submission changes."""
+    changes: dict[str, tuple[Any, Any]] = {}
+    for name in CORRECTABLE_METADATA:
+        stored, submitted = getattr(call, name), getattr(metadata, name)
+        if _comparable(stored) != _comparable(submitted):
+            changes[name] = (stored, submitted)
+    return changes
+
+
+def _jsonable(value: Any) -> Any:
+    return as_utc(value).isoformat() if isinstance(value, datetime) else value
+
+
+def _event(
+    tenant_id: int, call_id: str, actor: Actor, action: str, before: dict[str, Any], after: dict[str, Any]
+) -> ReviewEvent:
+    return ReviewEvent(
+        tenant_id=tenant_id,
+        call_id=call_id,
+        actor_user_id=actor.user_id,
+        actor_name=actor.name,
+        action=action,
+        before=before,
+        after=after,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -49,6 +49,17 @@ class CallMetadata(BaseModel):
     team: str | None = Field(default=None, max_length=200)
     started_at: datetime | None = None
     language: str | None = Field(default=None, max_length=20)
+
+    @field_validator("started_at")
+    @classmethod
+    def _has_utc_equivalent(cls, value: datetime | None) -> datetime | None:
+        # Stored in UTC: 0001-01-01T00:00:00+14:00 or 9999-12-31T23:59:59-14:00 have no UTC instant.
+        if value is not None and value.tzinfo is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError(f"{value.isoformat()} has no UTC equivalent (before year 1 or after 9999)") from None
+        return value
 
 
 class Transcript(BaseModel):

@@ -9,19 +9,21 @@ invalid input, naming the problem.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BeforeValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import DuplicateCallError, PostcallError
 from app.models import Call, CallState, ReviewEvent, User, UserRole
 from app.pipeline.queries import call_detail, claim_out
-from app.pipeline.store import StoreStatus, store_transcript
+from app.pipeline.store import Actor, StoreStatus, store_transcript
 from app.review import (
     CallDecision,
     ClaimChanges,
@@ -38,8 +40,9 @@ from app.review import (
 from app.schemas.api import CallDetailOut, ClaimOut
 from app.users import AccessDeniedError, Principal, create_user, list_users, visible_calls_clause
 from app.web.deps import ApiUser, DbSession, WebState, web_state
-from app.web.queue import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CallFilters, list_calls
+from app.web.queue import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_RECORD_ID, CallFilters, list_calls
 from app.web.schemas import (
+    NO_NUL_PATTERN,
     CallDecisionIn,
     CallDecisionOut,
     CallListOut,
@@ -65,6 +68,15 @@ CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "descripti
 INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut, "description": "Invalid input; says why."}}
 
 router = APIRouter(prefix="/api", responses=ERRORS)
+def _iso_day(value: object) -> object:
+    # pydantic would also read "0.0" or "1700000000" as a day (a Unix time); the API takes YYYY-MM-DD only.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"expected a day as YYYY-MM-DD, got {value[:40]!r}")
+    return value
+
+
+IsoDay = Annotated[date, BeforeValidator(_iso_day)]
+CallIdPath = Annotated[str, Path(description="The call's id.", pattern=NO_NUL_PATTERN)]
 
 
 # ---------------------------------------------------------------------------------------------- me
@@ -94,13 +106,13 @@ def get_calls(
     principal: ApiUser,
     db: DbSession,
     state: Annotated[list[CallState] | None, Query(description="Repeat to allow several states.")] = None,
-    agent: Annotated[str | None, Query(description="Agent id.")] = None,
-    date_from: Annotated[date | None, Query(description="Calls started on or after this day (UTC).")] = None,
-    date_to: Annotated[date | None, Query(description="Calls started on or before this day (UTC).")] = None,
+    agent: Annotated[str | None, Query(description="Agent id.", pattern=NO_NUL_PATTERN)] = None,
+    date_from: Annotated[IsoDay | None, Query(description="Calls started on or after this day (UTC).")] = None,
+    date_to: Annotated[IsoDay | None, Query(description="Calls started on or before this day (UTC).")] = None,
     flagged: Annotated[bool | None, Query(description="Only calls with (true) / without (false) "
                                                       "unverified items awaiting a decision.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> CallListOut:
     """Calls in review order: `needs_attention` first, then `ready_for_review`, then the rest, each
     oldest-waiting first."""
@@ -112,7 +124,7 @@ def get_calls(
 
 
 @router.get("/calls/{call_id}", tags=["calls"], summary="A call with its items, evidence and utterances")
-def get_call(call_id: str, principal: ApiUser, db: DbSession) -> CallDetailOut:
+def get_call(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> CallDetailOut:
     return call_detail(db, visible_call(db, principal, call_id))
 
 
@@ -122,9 +134,11 @@ def get_call(call_id: str, principal: ApiUser, db: DbSession) -> CallDetailOut:
     summary="Hand over a finished call's transcript",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        200: {"model": SubmitOut, "description": "Identical content was stored before; nothing to do."},
+        200: {"model": SubmitOut, "description": "Identical content was stored before, or only its metadata was "
+              "corrected; nothing to process."},
         **FORBIDDEN,
-        409: {"model": ErrorOut, "description": "The external id exists with other content (use replace=true)."},
+        409: {"model": ErrorOut, "description": "The external id exists with other content or metadata (use "
+              "replace=true), or its call is approved or rejected (reopen it first)."},
         413: {"model": ErrorOut, "description": "The body exceeds POSTCALL_MAX_TRANSCRIPT_BYTES."},
         **INVALID,
     },
@@ -142,12 +156,17 @@ async def post_call(
     response: Response,
     principal: ApiUser,
     db: DbSession,
-    format: Annotated[str, Query(description="Format name, or `auto` to detect it.")] = "auto",
+    format: Annotated[str, Query(description="Format name, or `auto` to detect it.", pattern=NO_NUL_PATTERN)] = "auto",
     external_id: Annotated[
-        str | None, Query(max_length=200, description="Required unless the transcript carries one.")
+        str | None,
+        Query(max_length=200, description="Required unless the transcript carries one.", pattern=NO_NUL_PATTERN),
     ] = None,
-    agent_speaker: Annotated[str | None, Query(description="The speaker label that is the agent.")] = None,
-    source_name: Annotated[str | None, Query(max_length=500, description="File name, for messages.")] = None,
+    agent_speaker: Annotated[
+        str | None, Query(description="The speaker label that is the agent.", pattern=NO_NUL_PATTERN)
+    ] = None,
+    source_name: Annotated[
+        str | None, Query(max_length=500, description="File name, for messages.", pattern=NO_NUL_PATTERN)
+    ] = None,
     replace: Annotated[bool, Query(description="Overwrite a call whose content changed.")] = False,
 ) -> SubmitOut:
     """Parse, store and enqueue one call. 202 with the call id once it is committed as `queued`; the
@@ -161,7 +180,7 @@ async def post_call(
         _store_submission, state, db, principal, data,
         _Submission(format, external_id, agent_speaker, source_name, replace),
     )
-    if outcome.status == StoreStatus.unchanged.value:
+    if outcome.status in (StoreStatus.unchanged.value, StoreStatus.updated.value):
         response.status_code = status.HTTP_200_OK
     return outcome
 
@@ -207,6 +226,7 @@ def _store_submission(
         fmt=submission.fmt,
         agent_speaker=submission.agent_speaker,
         max_bytes=state.settings.max_transcript_bytes,
+        max_utterances=state.settings.max_utterances_per_call,
     )
     transcript = parsed.transcript
     metadata = transcript.metadata
@@ -229,7 +249,7 @@ def _store_submission(
         raise DuplicateCallError(f"external id {external_id!r} is already used in this tenant")
     stored = store_transcript(
         db, transcript, tenant=principal.tenant, external_id=external_id, source_name=source_name,
-        replace=submission.replace,
+        replace=submission.replace, actor=Actor(principal.name, principal.user_id),
     )
     db.commit()
     enqueued = False
@@ -241,6 +261,8 @@ def _store_submission(
         except Exception as exc:  # kombu raises several unrelated types when the broker is down
             logger.warning("could not enqueue call %s: %s", stored.call_id, exc)
             detail = "stored as queued; the broker is unreachable, so the reconciler will enqueue it"
+    elif stored.status is StoreStatus.updated:
+        detail = "metadata corrected; the utterances and the extraction are unchanged"
     else:
         detail = "identical content was stored before; nothing to do"
     return SubmitOut(
@@ -262,7 +284,7 @@ def _store_submission(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=FORBIDDEN,
 )
-def remove_call(call_id: str, principal: ApiUser, db: DbSession) -> Response:
+def remove_call(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> Response:
     """The transcript, runs, items and evidence go; the review events stay, plus one recording the
     deletion without any transcript content."""
     delete_call(db, principal, call_id)
@@ -271,7 +293,7 @@ def remove_call(call_id: str, principal: ApiUser, db: DbSession) -> Response:
 
 
 @router.get("/calls/{call_id}/events", tags=["review"], summary="The call's audit trail, oldest first")
-def get_events(call_id: str, principal: ApiUser, db: DbSession) -> list[EventOut]:
+def get_events(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> list[EventOut]:
     return [event_out(e) for e in call_events(db, principal, call_id)]
 
 
@@ -295,7 +317,7 @@ def event_out(review_event: ReviewEvent) -> EventOut:
     summary="Approve or reject a whole call",
     responses={**FORBIDDEN, **CONFLICT, **INVALID},
 )
-def post_call_decision(call_id: str, body: CallDecisionIn, principal: ApiUser, db: DbSession) -> CallDecisionOut:
+def post_call_decision(call_id: CallIdPath, body: CallDecisionIn, principal: ApiUser, db: DbSession) -> CallDecisionOut:
     """Approving needs every unverified item decided first (409 otherwise)."""
     call = decide_call(db, principal, call_id, CallDecision(body.decision))
     db.commit()
@@ -309,7 +331,7 @@ def post_call_decision(call_id: str, body: CallDecisionIn, principal: ApiUser, d
     status_code=status.HTTP_201_CREATED,
     responses={**FORBIDDEN, **CONFLICT, **INVALID},
 )
-def post_claim(call_id: str, body: ClaimAddIn, principal: ApiUser, db: DbSession) -> ClaimOut:
+def post_claim(call_id: CallIdPath, body: ClaimAddIn, principal: ApiUser, db: DbSession) -> ClaimOut:
     """The evidence quotes go through the grounding verifier; a quote not found in the transcript is 422.
     The item joins the call's current extraction with origin `reviewer`."""
     claim = add_reviewer_claim(
@@ -334,7 +356,9 @@ def post_claim(call_id: str, body: ClaimAddIn, principal: ApiUser, db: DbSession
     summary="Approve, edit or reject one item",
     responses={**FORBIDDEN, **CONFLICT, **INVALID},
 )
-def post_claim_review(claim_id: int, body: ClaimReviewIn, principal: ApiUser, db: DbSession) -> ClaimOut:
+def post_claim_review(
+    claim_id: Annotated[int, Path(ge=1, le=MAX_RECORD_ID)], body: ClaimReviewIn, principal: ApiUser, db: DbSession
+) -> ClaimOut:
     changes = ClaimChanges(text=body.text, owner=body.owner.value if body.owner else None, due=body.due)
     claim = review_claim(db, principal, claim_id, body.action, changes)
     db.commit()

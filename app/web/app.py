@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,7 +25,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import Settings, get_settings
 from app.db.session import create_db_engine, make_session_factory
 from app.db.types import as_utc
-from app.errors import DuplicateCallError, IngestError, NotFoundError, PostcallError
+from app.errors import (
+    DecidedCallError,
+    DuplicateCallError,
+    IngestError,
+    InvalidInputError,
+    NotFoundError,
+    PostcallError,
+)
 from app.handoff.endpoints import WebhookInputError
 from app.handoff.feed import CursorError
 from app.handoff.outbox import install_delivery_notifier
@@ -32,7 +40,15 @@ from app.handoff.urls import WebhookUrlError
 from app.review import ReviewConflictError, ReviewInputError
 from app.users import AccessDeniedError, UserError, UserExistsError
 from app.web import api, handoff_api, ops, pages
-from app.web.deps import AuthenticationRequired, CsrfError, EnqueueCalls, LoginRequired, WebState
+from app.web.deps import (
+    AuthenticationRequired,
+    CsrfError,
+    EnqueueCalls,
+    LoginRequired,
+    WebState,
+    refuse_nul_characters,
+)
+from app.web.schemas import ErrorOut
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +91,11 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (CsrfError, status.HTTP_403_FORBIDDEN),
     (ReviewConflictError, status.HTTP_409_CONFLICT),
     (DuplicateCallError, status.HTTP_409_CONFLICT),
+    (DecidedCallError, status.HTTP_409_CONFLICT),
     (UserExistsError, status.HTTP_409_CONFLICT),
     (api.PayloadTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
     (IngestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (InvalidInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (ReviewInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (UserError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (WebhookUrlError, status.HTTP_422_UNPROCESSABLE_CONTENT),
@@ -161,6 +179,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.filters["waited"] = waited_label
@@ -180,13 +199,90 @@ def create_app(
         https_only=https_only,
     )
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(OptionsMiddleware, routes=app.router.routes)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(ops.router)
     app.include_router(api.router)
     app.include_router(handoff_api.router)
     app.include_router(pages.router)
     _install_error_handlers(app)
+    _document_errors_as_served(app)
     return app
+
+
+def _document_errors_as_served(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the API answers: every error body is `{"detail": "<message>"}`
+    (FastAPI's default spec describes 422 as a list of validation errors, which this API never sends), and
+    every operation may answer 422 (a parameter holding U+0000, an unparsable body)."""
+
+    generate = app.openapi
+    documented = False
+
+    def openapi() -> dict[str, Any]:
+        nonlocal documented
+        if not documented:
+            schema = generate()
+            error_ref = {"$ref": "#/components/schemas/ErrorOut"}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.setdefault("responses", {})["422"] = {
+                        "description": "Invalid input; the detail names the parameter or field and the problem.",
+                        "content": {"application/json": {"schema": error_ref}},
+                    }
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+            components.setdefault("ErrorOut", ErrorOut.model_json_schema())
+            documented = True
+        return generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class OptionsMiddleware:
+    """OPTIONS on a path that exists answers 204 with `Allow` (the methods it serves), not 405.
+
+    The router answers OPTIONS with 405; that answer is rewritten, listing every route's methods for the path
+    (the router's own `Allow` names only the first route that matched)."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[Any]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        rewritten = False
+
+        async def send_allowed(message: Message) -> None:
+            nonlocal rewritten
+            if message["type"] == "http.response.start" and message["status"] == status.HTTP_405_METHOD_NOT_ALLOWED:
+                rewritten = True
+                methods = _methods_serving(scope["path"], self.routes) | {"OPTIONS"}
+                headers = [(name, value) for name, value in message.get("headers", [])
+                           if name.lower() not in (b"allow", b"content-length", b"content-type")]
+                headers.append((b"allow", ", ".join(sorted(methods)).encode()))
+                await send({"type": "http.response.start", "status": status.HTTP_204_NO_CONTENT, "headers": headers})
+                return
+            if rewritten and message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b""})
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_allowed)
+
+
+def _methods_serving(path: str, routes: Sequence[Any]) -> set[str]:
+    methods: set[str] = set()
+    for route in routes:
+        included = getattr(route, "original_router", None)  # an included router keeps its routes there
+        if included is not None:
+            methods |= _methods_serving(path, included.routes)
+        elif getattr(route, "methods", None) and route.path_regex.match(path):
+            methods |= set(route.methods)
+    return methods
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -207,6 +303,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == status.HTTP_400_BAD_REQUEST:
+            # FastAPI's answer to a body it cannot decode at all (not UTF-8 JSON): one rule, 422 naming it.
+            exc = StarletteHTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                         f"body: could not be parsed ({exc.detail}); send UTF-8 JSON")
         if _is_api(request):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         return pages.error_page(request, exc.status_code, ERROR_TITLES.get(exc.status_code, "Error"),

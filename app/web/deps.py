@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import PostcallError
+from app.errors import NUL_CHARACTER_PROBLEM, InvalidInputError, PostcallError
 from app.users import Principal, authenticate, load_principal
 
 SESSION_USER_KEY = "uid"
@@ -58,6 +58,16 @@ class LoginRequired(PostcallError):
 
 class CsrfError(PostcallError):
     """A form arrived without the session's CSRF token (403)."""
+
+
+def refuse_nul_characters(request: Request) -> None:
+    """Every route: a path segment or query parameter holding U+0000 is 422 naming it (one rule for
+    SQLite and PostgreSQL, which cannot store it)."""
+    if "\x00" in request.url.path:
+        raise InvalidInputError(f"the path {NUL_CHARACTER_PROBLEM}")
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidInputError(f"query parameter {name.replace(chr(0), '?')!r} {NUL_CHARACTER_PROBLEM}")
 
 
 def web_state(request: Request) -> WebState:

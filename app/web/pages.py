@@ -13,7 +13,7 @@ from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request, status
+from fastapi import APIRouter, Form, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.models import CallState
@@ -34,8 +34,9 @@ from app.review import (
 )
 from app.schemas.extraction import Owner
 from app.schemas.grounding import ClaimKind
-from app.users import Principal, signed_in
+from app.users import Principal, end_browser_sessions, load_principal, signed_in
 from app.web.deps import (
+    SESSION_CSRF_KEY,
     SESSION_FINGERPRINT_KEY,
     SESSION_USER_KEY,
     CsrfChecked,
@@ -46,7 +47,15 @@ from app.web.deps import (
     pop_flash,
     web_state,
 )
-from app.web.queue import DEFAULT_PAGE_SIZE, TO_REVIEW_STATES, CallFilters, list_calls, next_to_review
+from app.web.queue import (
+    DEFAULT_PAGE_SIZE,
+    MAX_OFFSET,
+    MAX_RECORD_ID,
+    TO_REVIEW_STATES,
+    CallFilters,
+    list_calls,
+    next_to_review,
+)
 from app.web.view import build_call_page
 
 CALL_DECISION_MESSAGES = {
@@ -62,13 +71,18 @@ STATE_FILTER_TO_REVIEW = "to_review"
 STATE_FILTER_ALL = "all"
 
 
-def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200, *, writes_session: bool = True
+) -> HTMLResponse:
+    """Render a page. Error pages pass `writes_session=False`: a request that arrived without the session
+    cookie (a cross-site form post) must not answer with a new session that replaces the signed-in one."""
     state = web_state(request)
-    base = {
-        "csrf_token": csrf_token(request),
-        "flash": pop_flash(request),
-        "insecure_secret": state.insecure_secret,
-    }
+    if writes_session:
+        token, message = csrf_token(request), pop_flash(request)
+    else:
+        existing = request.session.get(SESSION_CSRF_KEY)
+        token, message = (existing if isinstance(existing, str) else ""), None
+    base = {"csrf_token": token, "flash": message, "insecure_secret": state.insecure_secret}
     return state.templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
 
 
@@ -109,7 +123,13 @@ def login(
 
 
 @router.post("/logout", dependencies=[CsrfChecked])
-def logout(request: Request) -> Response:
+def logout(request: Request, db: DbSession) -> Response:
+    user_id = request.session.get(SESSION_USER_KEY)
+    fingerprint = request.session.get(SESSION_FINGERPRINT_KEY)
+    # Ended server-side too: a copy of the cookie saved before signing out no longer works.
+    if isinstance(user_id, int) and isinstance(fingerprint, str) and load_principal(db, user_id, fingerprint):
+        end_browser_sessions(db, user_id)
+        db.commit()
     request.session.clear()
     return redirect("/login")
 
@@ -134,7 +154,7 @@ def queue_page(
     date_from: str = "",
     date_to: str = "",
     flagged: str = "",
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_OFFSET // DEFAULT_PAGE_SIZE)] = 1,
 ) -> Response:
     if state == STATE_FILTER_ALL:
         states: tuple[CallState, ...] = ()
@@ -211,7 +231,7 @@ def _decided(request: Request, run: Callable[[], None], success: str) -> None:
 @router.post("/calls/{call_id}/claims/{claim_id}/review", dependencies=[CsrfChecked])
 def claim_review_form(
     call_id: str,
-    claim_id: int,
+    claim_id: Annotated[int, Path(ge=1, le=MAX_RECORD_ID)],
     request: Request,
     principal: PageUser,
     db: DbSession,
@@ -325,6 +345,7 @@ def call_delete_form(call_id: str, request: Request, principal: PageUser, db: Db
 
 def error_page(request: Request, status_code: int, title: str, message: str, principal: Principal | None) -> Response:
     return render(
-        request, "error.html", {"title": title, "message": message, "user": principal}, status_code=status_code
+        request, "error.html", {"title": title, "message": message, "user": principal}, status_code=status_code,
+        writes_session=False,
     )
 

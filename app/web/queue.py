@@ -21,6 +21,9 @@ from app.web.schemas import CallListItemOut, CallListOut
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+# Offsets and record ids are 32-bit in the database (PostgreSQL `integer`); larger values are 422, not 500.
+MAX_OFFSET = 2**31 - 1
+MAX_RECORD_ID = 2**31 - 1
 # What a reviewer works on; `needs_attention` (unverified items) comes first.
 TO_REVIEW_STATES = (CallState.needs_attention, CallState.ready_for_review)
 REVIEW_ORDER = {CallState.needs_attention: 0, CallState.ready_for_review: 1}
@@ -62,7 +65,7 @@ def _conditions(principal: Principal, filters: CallFilters, *, with_state: bool)
     when = func.coalesce(Call.started_at, Call.created_at)
     if filters.date_from:
         conditions.append(when >= _day_start(filters.date_from))
-    if filters.date_to:
+    if filters.date_to and filters.date_to < date.max:  # the last representable day has no "next day"
         conditions.append(when < _day_start(filters.date_to + timedelta(days=1)))
     if filters.flagged is not None:
         flagged = flagged_clause()

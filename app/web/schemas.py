@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from app.errors import NUL_CHARACTER_PROBLEM
 from app.models import UserRole
 from app.review import MAX_CLAIM_TEXT_CHARS, MAX_SELECTION_PIECES, CallDecision, ClaimAction
 from app.schemas.api import CallSummaryOut
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind
+
+# Any text but U+0000 (see app/errors.py): declared on every string parameter and body field.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(NUL_CHARACTER_PROBLEM)
+    return value
+
+
+class _NoNulInSchema:
+    """Says in the OpenAPI document what `_storable` enforces, so clients (and generated tests) know."""
+
+    def __get_pydantic_json_schema__(self, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core)
+        schema["pattern"] = NO_NUL_PATTERN
+        return schema
+
+
+# Text a request body stores: refused with 422 naming the field when it holds U+0000.
+StorableStr = Annotated[str, AfterValidator(_storable), _NoNulInSchema()]
 
 
 class CallListItemOut(CallSummaryOut):
@@ -36,7 +61,10 @@ class CallListOut(BaseModel):
 class SubmitOut(BaseModel):
     call_id: str
     external_id: str
-    status: str = Field(description="created | replaced | unchanged (identical content was stored before).")
+    status: str = Field(
+        description="created | replaced | updated (same utterances, corrected metadata) | unchanged (identical "
+        "content was stored before)."
+    )
     state: str
     format: str = Field(description="The transcript format that was detected or given.")
     warnings: list[str]
@@ -46,21 +74,21 @@ class SubmitOut(BaseModel):
 
 class ClaimReviewIn(BaseModel):
     action: ClaimAction
-    text: str | None = Field(default=None, max_length=MAX_CLAIM_TEXT_CHARS, description="edit only")
+    text: StorableStr | None = Field(default=None, max_length=MAX_CLAIM_TEXT_CHARS, description="edit only")
     owner: Owner | None = Field(default=None, description="edit only; action items")
-    due: str | None = Field(default=None, max_length=MAX_DUE_CHARS, description="edit only; empty clears it")
+    due: StorableStr | None = Field(default=None, max_length=MAX_DUE_CHARS, description="edit only; empty clears it")
 
 
 class SelectedQuoteIn(BaseModel):
     utterance: int = Field(ge=0)
-    quote: str = Field(min_length=1)
+    quote: StorableStr = Field(min_length=1)
 
 
 class ClaimAddIn(BaseModel):
     kind: ClaimKind = ClaimKind.action_item
-    text: str = Field(min_length=1, max_length=MAX_CLAIM_TEXT_CHARS)
+    text: StorableStr = Field(min_length=1, max_length=MAX_CLAIM_TEXT_CHARS)
     owner: Owner | None = Field(default=None, description="required for action items")
-    due: str | None = Field(default=None, max_length=MAX_DUE_CHARS)
+    due: StorableStr | None = Field(default=None, max_length=MAX_DUE_CHARS)
     evidence: list[SelectedQuoteIn] = Field(min_length=1, max_length=MAX_SELECTION_PIECES)
 
 
@@ -97,10 +125,10 @@ class UserOut(BaseModel):
 
 
 class UserCreateIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: StorableStr = Field(min_length=1, max_length=200)
     role: UserRole
-    team: str | None = Field(default=None, max_length=200)
-    agent_id: str | None = Field(default=None, max_length=200)
+    team: StorableStr | None = Field(default=None, max_length=200)
+    agent_id: StorableStr | None = Field(default=None, max_length=200)
 
 
 class UserCreatedOut(UserOut):

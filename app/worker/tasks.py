@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from app.errors import NotFoundError, PostcallError, TransientError
+from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
 from app.worker.celery_app import TASK_PROCESS_CALL, TASK_RECONCILE, celery_app
 from app.worker.context import get_context, reset_context
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["process_call_task", "reconcile_task", "retry_countdown"]
 
 # A retry waits in the worker, unacknowledged, until its countdown ends. Past the broker's visibility
 # timeout Redis would hand the same message to a second worker, so countdowns stay well below it.
@@ -36,15 +38,6 @@ def fresh_context_in_child(**_: Any) -> None:
     """Prefork children rebuild their context: clients must not cross a fork. The modules the parent
     imported stay loaded, so this is cheap."""
     reset_context()
-
-
-def retry_countdown(retries: int, retry_after: float | None, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter, never sooner than the server's Retry-After."""
-    backoff = min(cap, base * (2**retries))
-    delay = random.uniform(backoff / 2, backoff)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
 
 
 def is_transient_database_error(exc: BaseException) -> bool:

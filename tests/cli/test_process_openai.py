@@ -16,6 +16,7 @@ from tests.support.fake_openai import (
     FakeOpenAIServer,
     RecordedRequest,
     ScriptedReply,
+    error_reply,
     extraction_quoting,
     extraction_reply,
 )
@@ -70,3 +71,34 @@ def test_process_with_openai_provider_stores_grounded_and_flags_fabricated(
     assert first.response_format["type"] == "json_schema"
     assert '<transcript untrusted="true">' in first.contents("user")[0]
     assert "I will refund you $500 today" in repair.last_user_text  # the verifier's finding went back
+
+
+def test_process_retries_a_429_in_process_honouring_retry_after(
+    openai_env: FakeOpenAIServer, samples_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker's policy, made quick: backoff from 0.1 s, so the wait is set by Retry-After alone.
+    monkeypatch.setenv("POSTCALL_TASK_BACKOFF_BASE", "0.1")
+    get_settings.cache_clear()
+    openai_env.enqueue(error_reply(429, "Rate limit reached", code="rate_limit_exceeded", headers={"Retry-After": "1"}))
+    result = runner.invoke(app, ["process", "--provider", "openai", str(samples_dir / "telecom_outage.json")])
+    assert result.exit_code == 0, result.stderr
+    # The wait is shown, and it is the server's Retry-After (1 s), not the 0.05-0.1 s backoff.
+    assert "retry 1/5 in 1.0 s" in result.stderr
+    assert "needs_attention" in result.stdout
+    assert len(openai_env.requests) == 3  # the 429, then the extraction and its repair round
+
+
+def test_process_fails_a_call_once_the_retries_are_spent(
+    openai_env: FakeOpenAIServer, samples_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSTCALL_TASK_BACKOFF_BASE", "0.01")
+    monkeypatch.setenv("POSTCALL_TASK_MAX_RETRIES", "2")
+    get_settings.cache_clear()
+    openai_env.enqueue(*(error_reply(503, "overloaded", error_type="server_error") for _ in range(3)))
+    result = runner.invoke(app, ["process", "--provider", "openai", str(samples_dir / "telecom_outage.json"),
+                                 "--json"])
+    assert result.exit_code == 1
+    (call,) = json.loads(result.stdout)["calls"]
+    assert call["state"] == "failed"
+    assert "gave up after 3 attempts" in call["error"]
+    assert len(openai_env.requests) == 3

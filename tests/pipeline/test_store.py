@@ -7,9 +7,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
-from app.errors import DuplicateCallError
+from app.errors import DecidedCallError, DuplicateCallError
 from app.models import Call, CallState, ReviewEvent, Utterance
-from app.pipeline.store import StoreStatus, store_transcript
+from app.pipeline.store import Actor, StoreStatus, store_transcript
 from app.schemas.transcript import Role
 from tests.support.transcripts import CARD_CALL_LINES, make_transcript
 
@@ -74,3 +74,35 @@ def test_same_external_id_in_two_tenants_are_two_calls(session_factory: sessionm
         b = store_transcript(session, make_transcript(), tenant="globex", external_id="card-001")
     assert a.call_id != b.call_id
     assert _count(session_factory, Call) == 2
+
+
+@pytest.mark.parametrize("decided", [CallState.approved, CallState.rejected])
+def test_a_decided_call_refuses_replacement_and_correction(
+    session_factory: sessionmaker[Session], decided: CallState
+) -> None:
+    with unit_of_work(session_factory) as session:
+        first = store_transcript(session, make_transcript(), tenant="acme", external_id="card-001")
+        call = session.get(Call, first.call_id)
+        assert call is not None
+        call.state = decided
+    changed = make_transcript([*CARD_CALL_LINES, (Role.agent, "Goodbye!")])
+    with pytest.raises(DecidedCallError, match="reopens"), unit_of_work(session_factory) as session:
+        store_transcript(session, changed, tenant="acme", external_id="card-001", replace=True)
+    assert _count(session_factory, Utterance) == len(CARD_CALL_LINES)
+    assert _count(session_factory, ReviewEvent) == 0
+    # Resubmitting the identical transcript stays a harmless no-op.
+    with unit_of_work(session_factory) as session:
+        again = store_transcript(session, make_transcript(), tenant="acme", external_id="card-001", replace=True)
+    assert again.status is StoreStatus.unchanged
+
+
+def test_a_replacement_names_its_actor(session_factory: sessionmaker[Session]) -> None:
+    with unit_of_work(session_factory) as session:
+        store_transcript(session, make_transcript(), tenant="acme", external_id="card-001")
+    changed = make_transcript([*CARD_CALL_LINES, (Role.agent, "Goodbye!")])
+    with unit_of_work(session_factory) as session:
+        store_transcript(session, changed, tenant="acme", external_id="card-001", replace=True,
+                         actor=Actor("cli:ops", None))
+    with unit_of_work(session_factory) as session:
+        (event,) = session.scalars(select(ReviewEvent)).all()
+        assert (event.action, event.actor_name) == ("transcript_replaced", "cli:ops")

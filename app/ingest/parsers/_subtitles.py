@@ -69,6 +69,18 @@ def parse_timing(line: str, doc: SourceDocument, location: str) -> tuple[float, 
     return parse_timestamp(match["start"], doc, location), parse_timestamp(match["end"], doc, location)
 
 
+# A cue that ends inside a tag (`<v Dan`, `</`) was cut off: WebVTT escapes a literal `<` as `&lt;`.
+_UNCLOSED_TAG = re.compile(r"<[/A-Za-z.][^>]*$")
+
+
+def check_complete(text: str, doc: SourceDocument, location: str, *, last: bool) -> None:
+    """Refuse a cue the file was cut inside: an unclosed tag, or a last cue with a timing and no text."""
+    if _UNCLOSED_TAG.search(text):
+        raise doc.error(location, f"the cue text ends inside a tag ({text[-20:]!r}); the file looks truncated")
+    if last and not text.strip():
+        raise doc.error(location, "the last cue has a timing but no text; the file looks truncated")
+
+
 def plain(text: str) -> str:
     """Cue text without markup (<i>, <c.class>, inline time stamps) and with entities decoded."""
     return html.unescape(_TAG.sub("", text)).strip()

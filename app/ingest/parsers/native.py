@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.ingest.model import Segment, SourceCall
-from app.ingest.source import SourceDocument, join_path
-from app.schemas.transcript import CallMetadata, Role
+from app.ingest.source import SourceDocument, call_metadata, join_path
+from app.schemas.transcript import Role
 
 FORMAT = "native"
 DESCRIPTION = "Postcall native JSON: {external_id, agent_id, started_at, language, utterances: [...]}"
@@ -73,6 +73,11 @@ def detect(doc: SourceDocument) -> bool:
 
 def parse(doc: SourceDocument) -> SourceCall:
     value = doc.reader.object(doc.json(), "")
+    utterances = value.get(_UTTERANCES_KEY)
+    if doc.max_utterances is not None and isinstance(utterances, list) and len(utterances) > doc.max_utterances:
+        # Refused before a model per utterance is built.
+        raise doc.error(_UTTERANCES_KEY, f"{len(utterances):,} utterances; the limit is {doc.max_utterances:,} "
+                        "per call (POSTCALL_MAX_UTTERANCES_PER_CALL)")
     try:
         call = NativeCall.model_validate(value)
     except ValidationError as exc:
@@ -108,11 +113,11 @@ def parse(doc: SourceDocument) -> SourceCall:
                 end_field="end",
             )
         )
-    metadata = CallMetadata(
-        external_id=call.external_id,
-        agent_id=call.agent_id,
-        team=call.team,
-        started_at=call.started_at,
-        language=call.language,
-    )
+    metadata = call_metadata(doc.name, {
+        "external_id": ("external_id", call.external_id),
+        "agent_id": ("agent_id", call.agent_id),
+        "team": ("team", call.team),
+        "started_at": ("started_at", call.started_at),
+        "language": ("language", call.language),
+    })
     return SourceCall(segments=segments, metadata=metadata, grouping="keep", reject_empty=True)

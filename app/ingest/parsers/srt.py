@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from app.ingest.model import Segment, SourceCall
 from app.ingest.parsers._subtitles import (
+    check_complete,
     cue_segment,
     is_timing_line,
     parse_timing,
@@ -36,7 +37,8 @@ def detect(doc: SourceDocument) -> bool:
 
 def parse(doc: SourceDocument) -> SourceCall:
     segments: list[Segment] = []
-    for block in split_blocks(doc.text):
+    blocks = split_blocks(doc.text)
+    for position, block in enumerate(blocks):
         timing_offset = 1 if block.lines[0].strip().isdigit() else 0  # the cue number is optional
         if timing_offset >= len(block.lines) or not is_timing_line(block.lines[timing_offset]):
             raise doc.error(
@@ -44,7 +46,9 @@ def parse(doc: SourceDocument) -> SourceCall:
             )
         location = f"line {block.line + timing_offset}"
         start, end = parse_timing(block.lines[timing_offset], doc, location)
-        text = plain(" ".join(line.strip() for line in block.lines[timing_offset + 1 :]))
+        raw_text = " ".join(line.strip() for line in block.lines[timing_offset + 1 :])
+        check_complete(raw_text, doc, location, last=position == len(blocks) - 1)
+        text = plain(raw_text)
         speaker, spoken = split_speaker_prefix(text)
         segments.append(cue_segment(location, speaker, spoken, start, end))
     return SourceCall(segments=segments, grouping="turns")

@@ -18,6 +18,7 @@ import re
 
 from app.ingest.model import Segment, SourceCall
 from app.ingest.parsers._subtitles import (
+    check_complete,
     cue_segment,
     is_timing_line,
     parse_timing,
@@ -60,7 +61,8 @@ def parse(doc: SourceDocument) -> SourceCall:
     if not detect(doc):
         raise doc.error("line 1", "a WebVTT file must start with 'WEBVTT'")
     segments: list[Segment] = []
-    for block in split_blocks(doc.text)[1:]:  # the first block is the header
+    blocks = split_blocks(doc.text)[1:]  # the first block is the header
+    for position, block in enumerate(blocks):
         if block.lines[0].split(" ", 1)[0] in _SKIPPED_BLOCKS:
             continue
         timing_offset = 0 if is_timing_line(block.lines[0]) else 1  # an optional cue identifier line
@@ -70,6 +72,7 @@ def parse(doc: SourceDocument) -> SourceCall:
         location = f"line {block.line + timing_offset}"
         start, end = parse_timing(block.lines[timing_offset], doc, location)
         text = " ".join(line.strip() for line in block.lines[timing_offset + 1 :])
+        check_complete(text, doc, location, last=position == len(blocks) - 1)
         for speaker, spoken in _voices(text):
             segments.append(cue_segment(location, speaker, spoken, start, end))
     return SourceCall(segments=segments, grouping="turns")

@@ -1,0 +1,146 @@
+"""Bad input and bad setup at the command line: one line naming the problem and an exit code, never a
+traceback; data never drives the terminal (issue: bad input never reaches a 500 or a traceback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+
+runner = CliRunner()
+
+HOSTILE_TEXT = "I will refund [/red] the $30 fee [green]grounded[/green] \x1b[31mnow\x1b[0m today."
+
+
+def _use_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    from app.config import get_settings
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (
+        f"{args} raised {result.exception!r}")
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def migrated() -> None:
+    code, _, err = _invoke("db", "upgrade")
+    assert code == 0, err
+
+
+def _native(path: Path, external_id: str, lines: list[tuple[str, str]]) -> Path:
+    path.write_text(json.dumps({
+        "external_id": external_id,
+        "utterances": [{"speaker": speaker, "role": speaker.lower(), "text": text} for speaker, text in lines],
+    }), encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------ 6. data is escaped, never markup
+
+
+def test_markup_and_escape_sequences_in_a_transcript_are_printed_as_text(migrated: None, tmp_path: Path) -> None:
+    call = _native(tmp_path / "hostile.json", "[/red]ext-[bold]1", [
+        ("Agent", "Thank you for calling Acme Bank."),
+        ("Customer", "I was charged a $30 late fee [/red] although I paid on time."),
+        ("Agent", HOSTILE_TEXT),
+    ])
+    code, out, err = _invoke("process", str(call))
+    assert code == 0, err
+    assert "[/red]ext-[bold]1" in out
+    shown_code, shown, shown_err = _invoke("show", "[/red]ext-[bold]1")
+    assert shown_code == 0, shown_err
+    assert "[/red]ext-[bold]1" in shown
+    assert "[/red]" in shown.replace("[/red]ext-[bold]1", "")  # the utterance text, as written
+    for output in (out, err, shown, shown_err):
+        assert "\x1b" not in output  # the escape sequence is shown as \x1b, never sent
+    assert "\\x1b" in shown
+
+
+def test_a_markup_like_error_message_does_not_crash_the_cli(migrated: None, tmp_path: Path) -> None:
+    folder = tmp_path / "[bold]"
+    folder.mkdir()
+    bad = folder / "[red]broken.json"
+    bad.write_text('{"utterances": [', encoding="utf-8")
+    code, _, err = _invoke("ingest", str(bad), "--no-enqueue")
+    assert code == 1
+    assert "[bold]/[red]broken.json" in err
+
+
+# ------------------------------------------------------- 8. bad database URLs: one line, exit 2
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://postgres@127.0.0.1:5432/postcall", "postgres://"),
+        ("mysql://root@127.0.0.1/postcall", "unsupported database 'mysql'"),
+        ("garbage", "not a database URL"),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/postcall_does_not_exist_0", "cannot use the database"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/postcall", "cannot use the database"),
+    ],
+)
+@pytest.mark.parametrize("command", [["status"], ["show", "x"], ["ingest", "{file}", "--no-enqueue"],
+                                     ["db", "upgrade"], ["users", "list"]])
+def test_a_bad_database_url_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, expected: str, command: list[str]
+) -> None:
+    _use_env(monkeypatch, POSTCALL_DATABASE_URL=url)
+    call = _native(tmp_path / "c.json", "c-1", [("Agent", "Hello."), ("Customer", "Hi.")])
+    code, out, err = _invoke(*[part.replace("{file}", str(call)) for part in command])
+    assert code == 2, (out, err)
+    assert "Traceback" not in out + err
+    assert len(err.strip().splitlines()) == 1, err
+    assert expected in err
+
+
+@pytest.mark.parametrize("command", [["status"], ["show", "x"], ["users", "list"], ["reconcile"]])
+def test_read_only_commands_do_not_create_a_sqlite_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str]
+) -> None:
+    folder = tmp_path / "nothing" / "here"
+    _use_env(monkeypatch, POSTCALL_DATABASE_URL=f"sqlite:///{folder / 'postcall.db'}")
+    code, _, err = _invoke(*command)
+    assert code == 2
+    assert "postcall db upgrade" in err
+    assert not (tmp_path / "nothing").exists()
+
+
+# ----------------------------------------------------------- 4. one bad file never stops a batch
+
+
+def test_a_lone_surrogate_file_is_reported_and_the_rest_of_the_batch_is_stored(
+    migrated: None, tmp_path: Path
+) -> None:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    _native(folder / "a.json", "a", [("Agent", "Hello."), ("Customer", "Hi.")])
+    (folder / "b.json").write_text('{"external_id": "b", "utterances": [{"speaker": "A", "text": "x\\ud800"}]}',
+                                   encoding="utf-8")
+    _native(folder / "c.json", "c", [("Agent", "Hello again."), ("Customer", "Hi again.")])
+    code, out, _ = _invoke("ingest", str(folder), "--no-enqueue", "--json")
+    assert code == 1
+    files = {Path(f["file"]).name: f for f in json.loads(out)["files"]}
+    assert files["a.json"]["status"] == "created"
+    assert "surrogate" in files["b.json"]["error"]
+    assert files["c.json"]["status"] == "created"
+
+
+# -------------------------------------------------- 10. process shows the warnings ingest shows
+
+
+def test_process_shows_ingest_warnings_in_text_mode(migrated: None, tmp_path: Path) -> None:
+    call = tmp_path / "mono.txt"
+    call.write_text("Agent: Thank you for calling.\nAgent: I will send the form today.\n", encoding="utf-8")
+    code, _, err = _invoke("process", str(call))
+    assert code == 0, err
+    assert "warning:" in err and "only one speaker" in err
