@@ -180,7 +180,9 @@ def email_renderers(split: str) -> list[Render]:
 
     def at_sign_spaced(r: random.Random) -> str:
         local, name, tld = v.email(r)
-        return f"{local} @ {name}.{tld}" if split == "dev" else f"{local.replace('.', ' dot ')} at sign {name} dot {tld}"
+        return (
+            f"{local} @ {name}.{tld}" if split == "dev" else f"{local.replace('.', ' dot ')} at sign {name} dot {tld}"
+        )
 
     return [written, spoken, half, at_sign_spaced]
 
@@ -397,14 +399,19 @@ SPECIAL_DEV: list[Item] = [
     Item("ship it to 7 Elm St please", [{"kind": "address", "text": "7 Elm St"}]),
     Item("jane dot roe at example dot com", [{"kind": "email", "text": "jane dot roe at example dot com"}]),
     Item("4111 one one one one 1111 1111", [{"kind": "card", "text": "4111 one one one one 1111 1111"}]),
-    Item("four one double one, one one one one, one one one one, one one one one",
-         [{"kind": "card", "text": "four one double one, one one one one, one one one one, one one one one"}]),
+    Item(
+        "four one double one, one one one one, one one one one, one one one one",
+        [{"kind": "card", "text": "four one double one, one one one one, one one one one, one one one one"}],
+    ),
     Item("my social is 123 dash 45 dash 6789", [{"kind": "ssn", "text": "123 dash 45 dash 6789"}]),
 ]
 
 SPECIAL_HELDOUT: list[Item] = [
-    Item("four four four four", [{"kind": "card", "text": "four four four four"}],
-         previous="the card is four one one one one one one one one one one one"),
+    Item(
+        "four four four four",
+        [{"kind": "card", "text": "four four four four"}],
+        previous="the card is four one one one one one one one one one one one",
+    ),
     Item("and the rest is 0000 0000 0004", [{"kind": "card", "text": "0000 0000 0004"}], previous="card 5500"),
     Item("security code four five six", [{"kind": "cvv", "text": "four five six"}]),
     Item("the cvc is 088", [{"kind": "cvv", "text": "088"}]),
@@ -413,17 +420,25 @@ SPECIAL_HELDOUT: list[Item] = [
     Item("my address is 5500 Lake View Lane, Austin", [{"kind": "address", "text": "5500 Lake View Lane"}]),
     Item("send it to my home address 19 Pine Road", [{"kind": "address", "text": "19 Pine Road"}]),
     Item("i live at 221 sunset boulevard", [{"kind": "address", "text": "221 sunset boulevard"}]),
-    Item("my email's maria underscore chen at gmail dot com",
-         [{"kind": "email", "text": "maria underscore chen at gmail dot com"}]),
-    Item("social is one two three dash four five dash six seven eight nine",
-         [{"kind": "ssn", "text": "one two three dash four five dash six seven eight nine"}]),
+    Item(
+        "my email's maria underscore chen at gmail dot com",
+        [{"kind": "email", "text": "maria underscore chen at gmail dot com"}],
+    ),
+    Item(
+        "social is one two three dash four five dash six seven eight nine",
+        [{"kind": "ssn", "text": "one two three dash four five dash six seven eight nine"}],
+    ),
     Item("card 4111\u00a01111\u00a01111\u00a01111", [{"kind": "card", "text": "4111\u00a01111\u00a01111\u00a01111"}]),
-    Item("five five zero zero, oh oh oh oh, um, oh oh oh oh, oh oh oh four",
-         [{"kind": "card", "text": "five five zero zero, oh oh oh oh, um, oh oh oh oh, oh oh oh four"}]),
+    Item(
+        "five five zero zero, oh oh oh oh, um, oh oh oh oh, oh oh oh four",
+        [{"kind": "card", "text": "five five zero zero, oh oh oh oh, um, oh oh oh oh, oh oh oh four"}],
+    ),
 ]
 
 
-def build(split: str, templates: dict[str, list[str]], near: list[str], special: list[Item], seed: int, per: int) -> list[Item]:
+def build(
+    split: str, templates: dict[str, list[str]], near: list[str], special: list[Item], seed: int, per: int
+) -> list[Item]:
     rng = random.Random(seed)
     items: list[Item] = []
     renderers: dict[str, list[Render]] = {

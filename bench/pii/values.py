@@ -76,8 +76,10 @@ def iban(rng: random.Random) -> str:
 
 
 def us_phone(rng: random.Random) -> str:
-    return f"{rng.randint(2, 9)}{rng.randint(0, 9)}{rng.randint(0, 9)}{rng.randint(2, 9)}{rng.randint(0, 9)}{rng.randint(0, 9)}" + "".join(
-        rng.choice(string.digits) for _ in range(4)
+    return (
+        f"{rng.randint(2, 9)}{rng.randint(0, 9)}{rng.randint(0, 9)}"
+        f"{rng.randint(2, 9)}{rng.randint(0, 9)}{rng.randint(0, 9)}"
+        + "".join(rng.choice(string.digits) for _ in range(4))
     )
 
 
@@ -91,7 +93,9 @@ CITIES = ("Springfield", "Austin", "Portland", "Denver", "Columbus", "Madison")
 def email(rng: random.Random) -> tuple[str, str, str]:
     """(local, domain-without-tld, tld)."""
     first, last = rng.choice(NAMES), rng.choice(SURNAMES)
-    local = rng.choice([f"{first}.{last}", f"{first}{last}", f"{first}_{last}", f"{first[0]}{last}{rng.randint(1, 99)}"])
+    local = rng.choice(
+        [f"{first}.{last}", f"{first}{last}", f"{first}_{last}", f"{first[0]}{last}{rng.randint(1, 99)}"]
+    )
     domain = rng.choice(DOMAINS)
     name, _, tld = domain.rpartition(".")
     return local, name, tld
