@@ -301,6 +301,7 @@ def process_in_process(
                     provider,
                     prompt,
                     redact_for_llm=ctx.settings.redact_for_llm,
+                    redact_names=ctx.settings.redact_names,
                     reprocess_reviewed=reprocess_reviewed,
                 )
             except TransientError as exc:

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     # `authorization: {credentials: ...}`). Unset, it is open: counts only, for an internal network.
     metrics_token: str | None = None
 
+    # Privacy (docs/privacy.md): names are redacted for the model only when asked (cue-based);
+    # STORE_REDACTED keeps only the redacted transcript at rest; calls older than the retention
+    # period (days; a tenant's own setting wins, 0 = keep forever) are purged every PURGE_EVERY_SECONDS.
+    redact_names: bool = False
+    store_redacted: bool = False
+    retention_days: int = 0
+    purge_every_seconds: int = 3_600
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -68,6 +68,7 @@ def process_call_task(self: Any, call_id: str) -> str:
             ctx.provider,
             ctx.prompt,
             redact_for_llm=settings.redact_for_llm,
+            redact_names=settings.redact_names,
             max_attempts=settings.max_call_attempts,
         )
     except NotFoundError:
