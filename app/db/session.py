@@ -1,8 +1,9 @@
 """Engines and the unit of work.
 
 One engine per process and URL. SQLite gets WAL, foreign keys and a busy timeout so the embedded
-default survives a threaded worker; PostgreSQL gets pre-ping so a restarted server is survived. Both hide SQL parameters from log
-lines and exception messages: parameters are transcript text, and errors end up in logs.
+default survives a threaded worker; PostgreSQL gets pre-ping so a restarted server is survived.
+Both hide SQL parameters from log lines and exception messages: parameters are transcript text,
+and errors end up in logs.
 """
 
 from __future__ import annotations

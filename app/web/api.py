@@ -22,6 +22,7 @@ from app.errors import DuplicateCallError, PostcallError
 from app.models import Call, CallState, ReviewEvent, User, UserRole
 from app.pipeline.queries import call_detail, claim_out
 from app.pipeline.store import StoreStatus, store_transcript
+from app.privacy.reads import mask_call_detail, mask_lone_claim, mask_snapshot
 from app.review import (
     CallDecision,
     ClaimChanges,
@@ -32,6 +33,7 @@ from app.review import (
     call_events,
     decide_call,
     delete_call,
+    record_unmasking,
     review_claim,
     visible_call,
 )
@@ -111,9 +113,27 @@ def get_calls(
     return list_calls(db, principal, filters)
 
 
-@router.get("/calls/{call_id}", tags=["calls"], summary="A call with its items, evidence and utterances")
-def get_call(call_id: str, principal: ApiUser, db: DbSession) -> CallDetailOut:
-    return call_detail(db, visible_call(db, principal, call_id))
+@router.get(
+    "/calls/{call_id}",
+    tags=["calls"],
+    summary="A call with its items, evidence and utterances",
+    responses=FORBIDDEN,
+)
+def get_call(
+    call_id: str,
+    principal: ApiUser,
+    db: DbSession,
+    unmask: Annotated[bool, Query(description="Card numbers, SSNs and accounts unmasked: needs the view_pii "
+                                              "permission (403 otherwise); every unmasked read is audited.")] = False,
+) -> CallDetailOut:
+    """Card numbers, SSNs and bank accounts are masked (last four kept; lengths, and so evidence
+    offsets, unchanged) unless `unmask=true`."""
+    call = visible_call(db, principal, call_id)
+    if not unmask:
+        return mask_call_detail(call_detail(db, call))
+    record_unmasking(db, principal, call, "api")
+    db.commit()
+    return call_detail(db, call)
 
 
 @router.post(
@@ -283,8 +303,8 @@ def event_out(review_event: ReviewEvent) -> EventOut:
         actor_user_id=review_event.actor_user_id,
         actor=review_event.actor_name,
         action=review_event.action,
-        before=review_event.before,
-        after=review_event.after,
+        before=mask_snapshot(review_event.before),
+        after=mask_snapshot(review_event.after),
         created_at=review_event.created_at,
     )
 
@@ -325,7 +345,7 @@ def post_claim(call_id: str, body: ClaimAddIn, principal: ApiUser, db: DbSession
         ),
     )
     db.commit()
-    return claim_out(claim)
+    return mask_lone_claim(claim_out(claim))
 
 
 @router.post(
@@ -338,7 +358,7 @@ def post_claim_review(claim_id: int, body: ClaimReviewIn, principal: ApiUser, db
     changes = ClaimChanges(text=body.text, owner=body.owner.value if body.owner else None, due=body.due)
     claim = review_claim(db, principal, claim_id, body.action, changes)
     db.commit()
-    return claim_out(claim)
+    return mask_lone_claim(claim_out(claim))
 
 
 # ------------------------------------------------------------------------------------------- users

@@ -28,7 +28,9 @@ from app.review import (
     add_reviewer_claim,
     decide_call,
     delete_call,
+    record_unmasking,
     review_claim,
+    visible_call,
 )
 from app.schemas.extraction import Owner
 from app.schemas.grounding import ClaimKind
@@ -174,12 +176,20 @@ def queue_page(
 
 
 @router.get("/calls/{call_id}", response_class=HTMLResponse)
-def call_page(call_id: str, request: Request, principal: PageUser, db: DbSession) -> Response:
-    page = build_call_page(db, principal, call_id)
+def call_page(
+    call_id: str, request: Request, principal: PageUser, db: DbSession, pii: str | None = None
+) -> Response:
+    # Card numbers, SSNs and accounts are masked unless a view_pii user asks (?pii=show), audited.
+    unmask = pii == "show"
+    if unmask:
+        record_unmasking(db, principal, visible_call(db, principal, call_id), "page")
+        db.commit()
+    page = build_call_page(db, principal, call_id, unmask=unmask)
     return render(
         request,
         "call.html",
-        {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run},
+        {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run,
+         "unmasked": unmask},
     )
 
 
