@@ -8,6 +8,7 @@ from app.config import Settings, get_settings
 
 TASK_PROCESS_CALL = "postcall.process_call"
 TASK_RECONCILE = "postcall.reconcile"
+TASK_PURGE = "postcall.purge"
 QUEUE_NAME = "postcall"
 
 # kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
@@ -63,6 +64,12 @@ def configure(app: Celery, settings: Settings) -> None:
                 "schedule": float(settings.reconcile_every_seconds),
                 # Ticks published while no worker runs would pile up; one pass is all a returning worker needs.
                 "options": {"expires": float(settings.reconcile_every_seconds)},
+            },
+            # Retention (docs/privacy.md): a no-op while no tenant has a retention period.
+            "purge-expired-calls": {
+                "task": TASK_PURGE,
+                "schedule": float(settings.purge_every_seconds),
+                "options": {"expires": float(settings.purge_every_seconds)},
             },
         },
     )

@@ -6,6 +6,10 @@ analyst views analytics_claims and analytics_evidence read them under the old co
 SQL access shows what a reviewer without the view_pii permission sees. Existing rows are masked
 here. users.view_pii is the permission; tenants.retention_days the tenant's retention period.
 
+The append-only triggers of review_events (0002) gain one exception for retention: an UPDATE that
+sets `before` and `after` to NULL and changes nothing else (a purged call's events become
+content-free). Every other UPDATE, and every DELETE, is still refused.
+
 Revision ID: 0006
 Revises: 0002
 Create Date: 2026-12-03 02:10:00
@@ -23,6 +27,45 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BACKFILL_BATCH = 1_000
+
+APPEND_ONLY = "review_events is append-only"
+_KEPT = ("id", "tenant_id", "call_id", "claim_id", "actor_user_id", "actor_name", "action", "created_at")
+POSTGRESQL_SCRUB_ONLY = f"""
+    CREATE OR REPLACE FUNCTION review_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' AND NEW.before IS NULL AND NEW.after IS NULL
+           AND ({", ".join(f"NEW.{c}" for c in _KEPT)}) IS NOT DISTINCT FROM ({", ".join(f"OLD.{c}" for c in _KEPT)}) THEN
+            RETURN NEW;
+        END IF;
+        RAISE EXCEPTION '{APPEND_ONLY}: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+    END
+    $$
+"""
+POSTGRESQL_STRICT = f"""
+    CREATE OR REPLACE FUNCTION review_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION '{APPEND_ONLY}: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+    END
+    $$
+"""
+SQLITE_SCRUB_ONLY = f"""
+    CREATE TRIGGER review_events_no_update BEFORE UPDATE ON review_events
+    WHEN NOT (NEW.before IS NULL AND NEW.after IS NULL AND {" AND ".join(f"NEW.{c} IS OLD.{c}" for c in _KEPT)})
+    BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}: UPDATE refused'); END
+"""
+SQLITE_STRICT = f"""
+    CREATE TRIGGER review_events_no_update BEFORE UPDATE ON review_events
+    BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}: UPDATE refused'); END
+"""
+
+
+def _update_trigger(scrub_allowed: bool) -> None:
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        op.execute(POSTGRESQL_SCRUB_ONLY if scrub_allowed else POSTGRESQL_STRICT)
+    elif dialect == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS review_events_no_update")
+        op.execute(SQLITE_SCRUB_ONLY if scrub_allowed else SQLITE_STRICT)
 
 CLAIMS_VIEW = """
     SELECT cl.id AS claim_id, cl.call_id, t.slug AS tenant, c.external_id, c.agent_id,
@@ -83,9 +126,11 @@ def upgrade() -> None:
     _backfill("claims", "text", "text_masked")
     _backfill("evidence", "quote", "quote_masked")
     _create_views("cl.text_masked", "e.quote_masked")
+    _update_trigger(scrub_allowed=True)
 
 
 def downgrade() -> None:
+    _update_trigger(scrub_allowed=False)
     _drop_views()
     # SQLite drops a column by rebuilding the table, which a view on that table forbids: the other
     # views are set aside and created again as they were.
