@@ -169,6 +169,7 @@ def ingest_files(
                     external_id=external_id,
                     source_name=path.name,
                     replace=replace,
+                    redact=ctx.settings.store_redacted,
                 )
             result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
         except PostcallError as exc:

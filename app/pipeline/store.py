@@ -13,6 +13,7 @@ from app.models import Call, CallState, Claim, ExtractionRun, ReviewEvent
 from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
 from app.pipeline.calls import get_or_create_tenant, set_state
+from app.pipeline.redact import redact_transcript
 from app.schemas.transcript import Transcript
 
 
@@ -42,8 +43,14 @@ def store_transcript(
     external_id: str,
     source_name: str | None = None,
     replace: bool = False,
+    redact: bool = False,
 ) -> StoredCall:
-    """Insert (or, with `replace`, overwrite) one call and its utterances. Flushes; never commits."""
+    """Insert (or, with `replace`, overwrite) one call and its utterances. Flushes; never commits.
+
+    With `redact` (POSTCALL_STORE_REDACTED) only the redacted transcript is stored: personal data
+    replaced by placeholders such as [CARD_1], exactly as the model would see it."""
+    if redact:
+        transcript = redact_transcript(transcript)[0]
     tenant_row = get_or_create_tenant(session, tenant)
     content_hash = transcript.content_hash()
     existing = session.scalar(

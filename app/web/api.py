@@ -249,7 +249,7 @@ def _store_submission(
         raise DuplicateCallError(f"external id {external_id!r} is already used in this tenant")
     stored = store_transcript(
         db, transcript, tenant=principal.tenant, external_id=external_id, source_name=source_name,
-        replace=submission.replace,
+        replace=submission.replace, redact=state.settings.store_redacted,
     )
     db.commit()
     enqueued = False
