@@ -489,10 +489,11 @@ def _classify(source: _Text, number: _Number) -> Iterator[Detection]:
         first, last = card
         part = number.part(first, last)
         yield _span(source.text, PiiKind.card, part, part.digits)
+        # What is left on either side may hold another card ("4111 ..., and 5500 ...").
         if first > 0:
-            yield from _classify_rest(source, number.part(0, first - 1))
+            yield from _classify(source, number.part(0, first - 1))
         if last < len(number.tokens) - 1:
-            yield from _classify_rest(source, number.part(last + 1, len(number.tokens) - 1))
+            yield from _classify(source, number.part(last + 1, len(number.tokens) - 1))
         return
     yield from _classify_rest(source, number)
 

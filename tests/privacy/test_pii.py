@@ -149,3 +149,13 @@ def test_names_only_when_asked_and_only_after_a_cue() -> None:
     assert found(text, names=True) == [(PiiKind.name, "Jane Roe")]
     assert found("this is Tom from billing", names=True) == [(PiiKind.name, "Tom")]
     assert found("this is really slow", names=True) == []
+
+
+def test_several_cards_in_one_breath_are_each_found() -> None:
+    text = "4111 1111 1111 1111, 5500 0000 0000 0004 and 4111/1111/1111/1111"
+
+    assert [(kind, value) for kind, value in found(text)] == [
+        (PiiKind.card, "4111 1111 1111 1111"),
+        (PiiKind.card, "5500 0000 0000 0004"),
+        (PiiKind.card, "4111/1111/1111/1111"),
+    ]
