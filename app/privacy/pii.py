@@ -25,9 +25,11 @@ halves ("5500 0000" / "0000 0004") is found in both.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 import phonenumbers
 
@@ -93,10 +95,12 @@ _DIGIT_WORDS = {
     "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
 }  # fmt: skip
 _DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+# Matched against ASCII-lower-cased text (same length, so the same offsets); the lookahead lets the
+# engine skip every position that cannot start a digit or a digit word quickly.
 _NUMBER_TOKEN = re.compile(
-    rf"(?:\b(?P<mult>double|triple)\s+)?(?:(?<![A-Za-z\d])(?P<digits>\d+)(?![A-Za-z\d])|\b(?P<word>{_DIGIT_WORD})\b)",
-    re.IGNORECASE,
+    rf"(?<![a-z\d])(?=[\dzotfsend])(?:(?P<mult>double|triple)\s+)?(?:(?P<digits>\d+)(?![a-z\d])|(?P<word>{_DIGIT_WORD})\b)"
 )
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
 _GAP = re.compile(
     rf"(?:[\s{_ZERO_WIDTH}\-./,()]|\b(?:dash|hyphen|slash|uh|um|umm|er|erm|ah|hmm|and then|then|and|hold on|"
@@ -141,6 +145,7 @@ _SPOKEN_EMAIL = re.compile(
     rf"[A-Za-z0-9-]+(?:(?:\s+dot\s+|\.)[A-Za-z0-9-]+)*(?:\s+dot\s+|\.){_TLD}\b",
     re.IGNORECASE,
 )
+_SPOKEN_AT = re.compile(r"\sat\s", re.IGNORECASE)
 _EMAIL_NOT_LOCAL = frozenset({"look", "me", "us", "you", "him", "her", "them", "it", "that", "this", "is", "was", "be"})
 
 _MONTH = (
@@ -423,29 +428,32 @@ def _detect(source: _Text, *, names: bool) -> Iterator[Detection]:
 
 
 def _tokens(text: str) -> Iterator[_Token]:
-    for match in _NUMBER_TOKEN.finditer(text):
+    for match in _NUMBER_TOKEN.finditer(text.translate(_ASCII_LOWER)):
         if match.group("digits") is not None:
             digits, spoken = match.group("digits"), False
         else:
-            digits, spoken = _DIGIT_WORDS[match.group("word").lower()], True
+            digits, spoken = _DIGIT_WORDS[match.group("word")], True
         multiplier = match.group("mult")
         if multiplier:
             if len(digits) != 1:
                 # "double 55" is not a doubled digit: keep the number without the word.
                 yield _Token(match.start("digits"), match.end(), digits, spoken)
                 continue
-            digits *= 2 if multiplier.lower() == "double" else 3
+            digits *= 2 if multiplier == "double" else 3
         yield _Token(match.start(), match.end(), digits, spoken)
 
 
-def _numbers(text: str) -> Iterator[_Number]:
-    for number in _raw_numbers(text):
-        trimmed = _trim_interjections(text, number)
-        if trimmed is not None:
-            yield trimmed
+def _numbers(text: str) -> tuple[_Number, ...]:
+    return _numbers_cached(text)
 
 
-def _trim_interjections(text: str, number: _Number) -> _Number | None:
+# A call's turns are read several times (their own detection, cues, numbers split across turns).
+@lru_cache(maxsize=512)
+def _numbers_cached(text: str) -> tuple[_Number, ...]:
+    return tuple(_trim_interjections(text, number) for number in _raw_numbers(text))
+
+
+def _trim_interjections(text: str, number: _Number) -> _Number:
     """ "Oh" is a zero only among spoken digits: "... 312190 Oh no" ends at 312190."""
     first, last = 0, len(number.tokens) - 1
 
@@ -638,8 +646,11 @@ def _possible_international(digits: str) -> bool:
 
 
 def _emails(text: str) -> Iterator[Detection]:
-    for match in _EMAIL.finditer(text):
-        yield Detection(PiiKind.email, match.start(), match.end(), re.sub(r"\s", "", match.group(0)).casefold())
+    if "@" in text:
+        for match in _EMAIL.finditer(text):
+            yield Detection(PiiKind.email, match.start(), match.end(), match.group(0).casefold())
+    if "@" not in text and _SPOKEN_AT.search(text) is None:
+        return
     for match in _SPOKEN_EMAIL.finditer(text):
         local = re.split(r"\s", match.group(0), maxsplit=1)[0]
         if local.casefold() in _EMAIL_NOT_LOCAL:
@@ -670,6 +681,8 @@ def _ibans(text: str) -> Iterator[Detection]:
 
 
 def _dates_of_birth(source: _Text) -> Iterator[Detection]:
+    if _DOB_CUE.search(source.text) is None and _DOB_CUE.search(source.lead_in) is None:
+        return  # a date is a date of birth only next to a cue
     for match in _DATE.finditer(source.text):
         if source.has_cue(match.start(), _DOB_CUE):
             yield Detection(PiiKind.dob, match.start(), match.end(), match.group(0).casefold())
@@ -684,6 +697,8 @@ def _expiry_dates(source: _Text) -> Iterator[Detection]:
 
 
 def _addresses(source: _Text) -> Iterator[Detection]:
+    if _ADDRESS_CUE.search(source.text) is None and _ADDRESS_CUE.search(source.lead_in) is None:
+        return
     for match in _STREET.finditer(source.text):
         if source.has_cue(match.start(), _ADDRESS_CUE, 40):
             surface = match.group(0).rstrip(".")
@@ -715,7 +730,7 @@ def _names(text: str) -> Iterator[Detection]:
 def _split_cards(previous: str, current: str) -> Iterator[tuple[Detection, Detection]]:
     """A card number whose first digits end `previous` and whose last digits begin `current`."""
     tail = _last_number(previous)
-    head = next(_numbers(current), None)
+    head = next(iter(_numbers(current)), None)
     if tail is None or head is None or head.start > SPLIT_HEAD_CHARS or current[: head.start].endswith(("@", "#")):
         return
     if min(len(tail.digits), len(head.digits)) < SPLIT_MIN_DIGITS or _DATE.search(previous, tail.start):

@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.pii.run                  # the dev part (used while tuning)
     .venv/bin/python -m bench.pii.run --split heldout  # the held-out part: for the final report only
     .venv/bin/python -m bench.pii.run --show-errors
+    .venv/bin/python -m bench.pii.run --real           # cost and detections on the shared real corpora
 
 A labeled span is recalled when every letter and digit of it is inside some detection (of any
 kind: what matters is that it does not leave). A detection is correct when it overlaps a labeled
@@ -88,6 +89,32 @@ def score(path: Path) -> Score:
     return Score(labeled, recalled, detected, correct, errors, len(rows), seconds)
 
 
+def real_data(root: Path | None) -> None:
+    """CPU time of `detect_turns` per call on Harper Valley (human transcripts) and TweetSumm, and
+    what it finds there (no labels: read the detections with --show-errors to judge them)."""
+    from bench.datasets import read_harper_valley, read_tweetsumm, shared_data_dir
+
+    root = root or shared_data_dir()
+    if root is None:
+        raise SystemExit("the shared data directory is not available")
+    calls = [
+        [s.text("human") for s in call.segments if s.text("human").strip()]
+        for call in read_harper_valley(root / "harper_valley_bank")
+    ]
+    calls += [
+        [t["text"] for t in r["turns"]] for r in read_tweetsumm(root / "tweetsumm" / "tweetsumm_train_joined.jsonl")
+    ]
+    began = time.process_time()
+    found = [detect_turns(turns) for turns in calls]
+    seconds = time.process_time() - began
+    turns = sum(len(c) for c in calls)
+    kinds = Counter(d.kind.value for call in found for turn in call for d in turn)
+    print(
+        f"{len(calls)} calls, {turns} turns: {seconds / len(calls) * 1000:.2f} ms CPU per call, "
+        f"{seconds / turns * 1e6:.0f} us per turn; detections {dict(kinds)}"
+    )
+
+
 def ratio(part: int, whole: int) -> str:
     return f"{part / whole:.1%}" if whole else "—"
 
@@ -96,7 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", choices=("dev", "heldout"), default="dev")
     parser.add_argument("--show-errors", action="store_true")
+    parser.add_argument("--real", action="store_true", help="time and count detections on the shared real data")
+    parser.add_argument("--data", type=Path, default=None, help="the shared data folder (default: beside the repo)")
     args = parser.parse_args()
+    if args.real:
+        real_data(args.data)
+        return
     result = score(HERE / f"{args.split}.jsonl")
     print(f"{args.split}: {result.utterances} utterances, {result.seconds * 1000:.0f} ms")
     print("| kind | labeled | recall | detected | precision |")
