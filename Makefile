@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-pii
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-heuristic: $(STAMP)
 
 bench-web: $(STAMP)
 	$(BIN)/python -m bench.web.run
+
+bench-pii: $(STAMP)
+	$(BIN)/python -m bench.pii.run
+	$(BIN)/python -m bench.pii.run --split heldout
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
