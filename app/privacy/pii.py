@@ -29,7 +29,6 @@ import string
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 
 import phonenumbers
 
@@ -374,18 +373,19 @@ def iban_valid(compact: str) -> bool:
 
 def detect(text: str, lead_in: str = "", *, names: bool = False) -> list[Detection]:
     """Non-overlapping detections in `text`, in order. `lead_in` is the previous turn (for cues)."""
-    return resolve_overlaps(_detect(_Text(text, lead_in[-PREVIOUS_TURN_CONTEXT_CHARS:]), names=names))
+    return resolve_overlaps(_detect(_Text(text, lead_in[-PREVIOUS_TURN_CONTEXT_CHARS:]), _numbers(text), names=names))
 
 
 def detect_turns(texts: Sequence[str], *, names: bool = False) -> list[list[Detection]]:
     """`detect` for each turn of a call, plus card numbers read out across two consecutive turns."""
+    # Each turn's numbers are read once: for its own detection and for cards split across turns.
+    numbers = [_numbers(text) for text in texts]
     found = [
-        list(_detect(_Text(text, texts[i - 1][-PREVIOUS_TURN_CONTEXT_CHARS:] if i else ""), names=names))
+        list(_detect(_Text(text, texts[i - 1][-PREVIOUS_TURN_CONTEXT_CHARS:] if i else ""), numbers[i], names=names))
         for i, text in enumerate(texts)
     ]
     for i in range(1, len(texts)):
-        for kind_detections in _split_cards(texts[i - 1], texts[i]):
-            previous_part, current_part = kind_detections
+        for previous_part, current_part in _split_cards(texts[i - 1], texts[i], numbers[i - 1], numbers[i]):
             found[i - 1].append(previous_part)
             found[i].append(current_part)
     return [resolve_overlaps(detections) for detections in found]
@@ -411,12 +411,12 @@ def number_tokens(text: str) -> Iterator[tuple[int, int, str]]:
 # Detectors
 
 
-def _detect(source: _Text, *, names: bool) -> Iterator[Detection]:
+def _detect(source: _Text, numbers: Sequence[_Number], *, names: bool) -> Iterator[Detection]:
     text = source.text
     yield from _emails(text)
     ibans = list(_ibans(text))
     yield from ibans
-    for number in _numbers(text):
+    for number in numbers:
         # The digits of an IBAN are not a card or a phone of their own.
         if not any(number.start < iban.end and iban.start < number.end for iban in ibans):
             yield from _classify(source, number)
@@ -444,12 +444,6 @@ def _tokens(text: str) -> Iterator[_Token]:
 
 
 def _numbers(text: str) -> tuple[_Number, ...]:
-    return _numbers_cached(text)
-
-
-# A call's turns are read several times (their own detection, cues, numbers split across turns).
-@lru_cache(maxsize=512)
-def _numbers_cached(text: str) -> tuple[_Number, ...]:
     return tuple(_trim_interjections(text, number) for number in _raw_numbers(text))
 
 
@@ -727,10 +721,12 @@ def _names(text: str) -> Iterator[Detection]:
             yield Detection(PiiKind.name, start, end, text[start:end].casefold())
 
 
-def _split_cards(previous: str, current: str) -> Iterator[tuple[Detection, Detection]]:
+def _split_cards(
+    previous: str, current: str, previous_numbers: Sequence[_Number], current_numbers: Sequence[_Number]
+) -> Iterator[tuple[Detection, Detection]]:
     """A card number whose first digits end `previous` and whose last digits begin `current`."""
-    tail = _last_number(previous)
-    head = next(iter(_numbers(current)), None)
+    tail = previous_numbers[-1] if previous_numbers else None
+    head = current_numbers[0] if current_numbers else None
     if tail is None or head is None or head.start > SPLIT_HEAD_CHARS or current[: head.start].endswith(("@", "#")):
         return
     if min(len(tail.digits), len(head.digits)) < SPLIT_MIN_DIGITS or _DATE.search(previous, tail.start):
@@ -752,10 +748,3 @@ def _split_cards(previous: str, current: str) -> Iterator[tuple[Detection, Detec
     left = tail.part(first, split_at - 1)
     right = head.part(0, last - split_at)
     yield Detection(PiiKind.card, left.start, left.end, digits), Detection(PiiKind.card, right.start, right.end, digits)
-
-
-def _last_number(text: str) -> _Number | None:
-    last: _Number | None = None
-    for number in _numbers(text):
-        last = number
-    return last
