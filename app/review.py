@@ -212,7 +212,8 @@ def review_claim(
         changes = changes or ClaimChanges()
         if changes.text is None and changes.owner is None and changes.due is None:
             raise ReviewInputError("an edit changes the text, the owner or the due date")
-        if changes.text is not None:
+        # The masked text sent back as it was shown (an edit of the owner or due only) keeps the stored text.
+        if changes.text is not None and changes.text.strip() != (claim.text_masked or "").strip():
             claim.text = _clean_text(changes.text, "text", MAX_CLAIM_TEXT_CHARS)
         if changes.owner is not None:
             if claim.kind != ClaimKind.action_item.value:

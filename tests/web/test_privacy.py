@@ -16,7 +16,7 @@ from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.grounding import verify_extraction
 from app.llm.base import Usage
-from app.models import CallState, Evidence, ReviewEvent, RunStatus, Tenant, User, UserRole
+from app.models import CallState, Claim, Evidence, ReviewEvent, RunStatus, Tenant, User, UserRole
 from app.pipeline.calls import get_call, set_state
 from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
 from app.pipeline.store import store_transcript
@@ -220,3 +220,18 @@ def _principal(session: Session, name: str) -> Principal:
         select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id).where(User.name == name)
     ).one()
     return principal_of(user, slug)
+
+
+def test_saving_the_masked_text_unchanged_keeps_the_stored_text(setup: Setup) -> None:
+    headers = bearer(setup.tokens["agent"])
+    claim = setup.client.get(f"/api/calls/{setup.call_id}", headers=headers).json()["claims"][0]
+    assert MASKED_CARD in claim["text"]
+
+    response = setup.client.post(
+        f"/api/claims/{claim['id']}/review", headers=headers, json={"action": "edit", "text": claim["text"]}
+    )
+
+    assert response.status_code == 200, response.text
+    with setup.factory() as session:
+        stored = session.scalars(select(Claim.text).where(Claim.id == claim["id"])).one()
+    assert stored == f"Customer gave card {CARD} for the refund"  # not overwritten by the bullets
