@@ -17,6 +17,7 @@ from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.grounding import verify_extraction
 from app.llm.base import Usage
 from app.models import CallState, Claim, Evidence, ReviewEvent, RunStatus, Tenant, User, UserRole
+from app.models import Utterance as UtteranceRow
 from app.pipeline.calls import get_call, set_state
 from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
 from app.pipeline.store import store_transcript
@@ -235,3 +236,31 @@ def test_saving_the_masked_text_unchanged_keeps_the_stored_text(setup: Setup) ->
     with setup.factory() as session:
         stored = session.scalars(select(Claim.text).where(Claim.id == claim["id"])).one()
     assert stored == f"Customer gave card {CARD} for the refund"  # not overwritten by the bullets
+
+
+def test_store_redacted_keeps_only_the_redacted_transcript_of_a_handed_over_call(setup: Setup) -> None:
+    url = str(setup.factory.kw["bind"].url.render_as_string(hide_password=False))
+    handed: list[str] = []
+    transcript = (
+        "[00:01] Agent: Can I have the card number?\n"
+        f"[00:05] Customer: Sure, it's {CARD} and my social is {SSN}.\n"
+        "[00:11] Agent: I will refund the $30 fee today.\n"
+    ).encode()
+
+    with client_for(url, enqueue=lambda ids: handed.extend(ids) or len(ids), store_redacted=True) as client:
+        response = client.post(
+            "/api/calls",
+            params={"external_id": "redacted-at-rest"},
+            content=transcript,
+            headers=bearer(setup.tokens["admin"]),
+        )
+
+    assert response.status_code in {200, 201, 202}, response.text
+    call_id = response.json()["call_id"]
+    assert handed == [call_id]
+    with setup.factory() as session:
+        texts = session.scalars(
+            select(UtteranceRow.text).where(UtteranceRow.call_id == call_id).order_by(UtteranceRow.index)
+        ).all()
+    assert texts[1] == "Sure, it's [CARD_1] and my social is [SSN_1]."
+    assert not any(CARD in t or SSN in t or "4111" in t for t in texts)
