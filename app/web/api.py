@@ -85,6 +85,7 @@ def me(principal: ApiUser) -> MeOut:
         can_submit_calls=principal.can_submit_calls,
         can_delete_calls=principal.can_delete_calls,
         can_manage_users=principal.can_manage_users,
+        can_view_pii=principal.can_view_pii,
     )
 
 
@@ -396,5 +397,6 @@ def user_out(user: User, tenant: str) -> UserOut:
         agent_id=user.agent_id,
         active=user.active,
         created_at=user.created_at,
+        view_pii=bool(user.view_pii),
     )
 

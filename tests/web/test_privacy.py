@@ -264,3 +264,15 @@ def test_store_redacted_keeps_only_the_redacted_transcript_of_a_handed_over_call
         ).all()
     assert texts[1] == "Sure, it's [CARD_1] and my social is [SSN_1]."
     assert not any(CARD in t or SSN in t or "4111" in t for t in texts)
+
+
+def test_the_permission_shows_in_me_and_in_the_user_list(setup: Setup) -> None:
+    assert setup.client.get("/api/me", headers=bearer(setup.tokens["auditor"])).json()["can_view_pii"] is True
+    assert setup.client.get("/api/me", headers=bearer(setup.tokens["agent"])).json()["can_view_pii"] is False
+    users = setup.client.get("/api/users", headers=bearer(setup.tokens["admin"])).json()
+    assert {u["name"]: u["view_pii"] for u in users} == {
+        "agent": False,
+        "analyst": False,
+        "admin": False,
+        "auditor": True,
+    }
