@@ -86,6 +86,9 @@ PREVIOUS_TURN_CONTEXT_CHARS = 120
 SPLIT_TAIL_CHARS = 4
 SPLIT_HEAD_CHARS = 40
 SPLIT_MIN_DIGITS = 4
+SPLIT_MAX_TURNS = 4
+# A turn this short without a number ("okay", "mhm", "go on") does not end a number read across turns.
+BACKCHANNEL_CHARS = 12
 # The longest gap (filler words and separators) allowed inside one number.
 MAX_GAP_CHARS = 16
 
@@ -384,10 +387,8 @@ def detect_turns(texts: Sequence[str], *, names: bool = False) -> list[list[Dete
         list(_detect(_Text(text, texts[i - 1][-PREVIOUS_TURN_CONTEXT_CHARS:] if i else ""), numbers[i], names=names))
         for i, text in enumerate(texts)
     ]
-    for i in range(1, len(texts)):
-        for previous_part, current_part in _split_cards(texts[i - 1], texts[i], numbers[i - 1], numbers[i]):
-            found[i - 1].append(previous_part)
-            found[i].append(current_part)
+    for turn, detection in _cross_turn_cards(texts, numbers):
+        found[turn].append(detection)
     return [resolve_overlaps(detections) for detections in found]
 
 
@@ -468,7 +469,7 @@ def _raw_numbers(text: str) -> Iterator[_Number]:
     for token in _tokens(text):
         if tokens:
             gap = text[tokens[-1].end : token.start]
-            if len(gap) <= MAX_GAP_CHARS and _GAP.fullmatch(gap) and not _sentence_break(gap):
+            if len(gap) <= MAX_GAP_CHARS and _GAP.fullmatch(gap):
                 tokens.append(token)
                 gaps.append(gap)
                 continue
@@ -480,8 +481,20 @@ def _raw_numbers(text: str) -> Iterator[_Number]:
 
 
 def _sentence_break(gap: str) -> bool:
-    """ ". " between two numbers ends a sentence ("... 30 days. 5 more ..."); "4111.1111" does not."""
+    """ ". " between two numbers ends a sentence ("... 30 days. 5 more ..."); "4111.1111" does not.
+    Only for the kinds other than cards: a card read out "four one one one. one one one one. ..."
+    (recognizers punctuate pauses) is still one number, and the Luhn check keeps that safe."""
     return bool(re.search(r"[.,]\s*\b(?:and|then|so|okay|ok)\b|\.\s", gap, re.IGNORECASE))
+
+
+def _sentences(number: _Number) -> Iterator[_Number]:
+    """`number` cut at every sentence break between its tokens."""
+    first = 0
+    for i, gap in enumerate(number.gaps):
+        if _sentence_break(gap):
+            yield number.part(first, i)
+            first = i + 1
+    yield number.part(first, len(number.tokens) - 1)
 
 
 def _classify(source: _Text, number: _Number) -> Iterator[Detection]:
@@ -497,7 +510,8 @@ def _classify(source: _Text, number: _Number) -> Iterator[Detection]:
         if last < len(number.tokens) - 1:
             yield from _classify(source, number.part(last + 1, len(number.tokens) - 1))
         return
-    yield from _classify_rest(source, number)
+    for piece in _sentences(number):
+        yield from _classify_rest(source, piece)
 
 
 def _card_run(number: _Number) -> tuple[int, int] | None:
@@ -721,30 +735,60 @@ def _names(text: str) -> Iterator[Detection]:
             yield Detection(PiiKind.name, start, end, text[start:end].casefold())
 
 
-def _split_cards(
-    previous: str, current: str, previous_numbers: Sequence[_Number], current_numbers: Sequence[_Number]
-) -> Iterator[tuple[Detection, Detection]]:
-    """A card number whose first digits end `previous` and whose last digits begin `current`."""
-    tail = previous_numbers[-1] if previous_numbers else None
-    head = current_numbers[0] if current_numbers else None
-    if tail is None or head is None or head.start > SPLIT_HEAD_CHARS or current[: head.start].endswith(("@", "#")):
-        return
-    if min(len(tail.digits), len(head.digits)) < SPLIT_MIN_DIGITS or _DATE.search(previous, tail.start):
-        return
-    if len(previous[tail.end :].strip(" .,;:-!?")) > SPLIT_TAIL_CHARS:
-        return
-    tokens = tail.tokens + head.tokens
-    joined = _Number(tokens, (*tail.gaps, " ", *head.gaps))
+def _cross_turn_cards(texts: Sequence[str], numbers: Sequence[Sequence[_Number]]) -> Iterator[tuple[int, Detection]]:
+    """Card numbers read across consecutive turns ("5500 0000" / "0000 0004", or four groups in
+    four turns while the agent types): (turn, detection) for each turn's part.
+
+    A chain starts with the number that ends a turn and goes on with the number that begins the
+    next, through turns that hold nothing but their number, for at most `SPLIT_MAX_TURNS` turns;
+    short acknowledgements in between ("okay") are stepped over.
+    """
+    for start in range(len(texts) - 1):
+        tail = numbers[start][-1] if numbers[start] else None
+        if tail is None or len(texts[start][tail.end :].strip(" .,;:-!?")) > SPLIT_TAIL_CHARS:
+            continue
+        if len(tail.digits) < SPLIT_MIN_DIGITS or _DATE.search(texts[start], tail.start):
+            continue
+        chain: list[tuple[int, _Number]] = [(start, tail)]
+        for turn in range(start + 1, min(len(texts), start + 2 * SPLIT_MAX_TURNS)):
+            head = numbers[turn][0] if numbers[turn] else None
+            text = texts[turn]
+            if head is None and len(text.strip()) <= BACKCHANNEL_CHARS:
+                continue  # "okay", "mhm", "go on" from the other side between the groups
+            if (
+                len(chain) == SPLIT_MAX_TURNS
+                or head is None
+                or head.start > SPLIT_HEAD_CHARS
+                or text[: head.start].endswith(("@", "#"))
+            ):
+                break
+            if len(head.digits) < SPLIT_MIN_DIGITS:
+                break
+            chain.append((turn, head))
+            if len(numbers[turn]) > 1 or len(text[head.end :].strip(" .,;:-!?")) > SPLIT_TAIL_CHARS:
+                break  # the turn goes on after its number: the chain ends here
+        if len(chain) > 1:
+            yield from _chain_card(chain)
+
+
+def _chain_card(chain: list[tuple[int, _Number]]) -> Iterator[tuple[int, Detection]]:
+    owners = [turn for turn, number in chain for _ in number.tokens]
+    tokens = tuple(token for _, number in chain for token in number.tokens)
+    gaps: list[str] = []
+    for position, (_, number) in enumerate(chain):
+        gaps.extend(number.gaps)
+        if position < len(chain) - 1:
+            gaps.append(" ")
+    joined = _Number(tokens, tuple(gaps))
     run = _card_run(joined)
     if run is None:
         return
     first, last = run
-    split_at = len(tail.tokens)
-    if not first < split_at <= last:
+    if owners[first] == owners[last]:
         return  # the card lies wholly in one turn: found there already
     if not all(t.spoken or len(t.digits) in (4, 6) for t in joined.tokens[first:last]):
         return  # read out in groups of four (Amex 4-6-5) or digit by digit, or it is not a card
     digits = joined.part(first, last).digits
-    left = tail.part(first, split_at - 1)
-    right = head.part(0, last - split_at)
-    yield Detection(PiiKind.card, left.start, left.end, digits), Detection(PiiKind.card, right.start, right.end, digits)
+    for turn in sorted(set(owners[first : last + 1])):
+        mine = [i for i in range(first, last + 1) if owners[i] == turn]
+        yield turn, Detection(PiiKind.card, tokens[mine[0]].start, tokens[mine[-1]].end, digits)

@@ -159,3 +159,27 @@ def test_several_cards_in_one_breath_are_each_found() -> None:
         (PiiKind.card, "5500 0000 0000 0004"),
         (PiiKind.card, "4111/1111/1111/1111"),
     ]
+
+
+def test_a_card_read_over_four_turns_with_acknowledgements_between() -> None:
+    turns = ["card 5500", "mhm", "0000", "go on", "0000 0004 thanks"]
+
+    found_per_turn = [[t[d.start : d.end] for d in ds] for t, ds in zip(turns, detect_turns(turns), strict=True)]
+
+    assert found_per_turn == [["5500"], [], ["0000"], [], ["0000 0004"]]
+
+
+def test_a_chain_stops_at_a_turn_that_says_more_than_its_number() -> None:
+    turns = ["it is 4111", "I will wait for the next part please", "1111 1111 1111"]
+
+    assert detect_turns(turns) == [[], [], []]
+
+
+def test_a_card_read_with_full_stops_between_its_groups() -> None:
+    text = "The number is four one one one. One one one one. One one one one. One one one one."
+
+    assert found(text) == [(PiiKind.card, text[14:-1])]
+
+
+def test_full_stops_still_end_other_numbers() -> None:
+    assert found("we close at 9. 555 234 5678 is our number") == [(PiiKind.phone, "555 234 5678")]
