@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -514,8 +514,9 @@ def _classify(source: _Text, number: _Number) -> Iterator[Detection]:
         yield from _classify_rest(source, piece)
 
 
-def _card_run(number: _Number) -> tuple[int, int] | None:
-    """The longest run of whole tokens with 13-19 digits passing Luhn, as (first, last) token indexes."""
+def _card_run(number: _Number, accept: Callable[[int, int], bool] | None = None) -> tuple[int, int] | None:
+    """The longest run of whole tokens with 13-19 digits passing Luhn, as (first, last) token indexes;
+    with `accept`, only runs it accepts count."""
     best: tuple[int, int] | None = None
     best_length = 0
     tokens = number.tokens
@@ -525,6 +526,8 @@ def _card_run(number: _Number) -> tuple[int, int] | None:
             length += len(tokens[last].digits)
             if length > CARD_MAX_DIGITS:
                 break
+            if accept is not None and not accept(first, last):
+                continue
             if length >= CARD_MIN_DIGITS and length > best_length and _card_grouping(tokens[first : last + 1]):
                 digits = "".join(t.digits for t in tokens[first : last + 1])
                 if luhn_valid(digits):
@@ -765,8 +768,12 @@ def _cross_turn_cards(texts: Sequence[str], numbers: Sequence[Sequence[_Number]]
             if len(head.digits) < SPLIT_MIN_DIGITS:
                 break
             chain.append((turn, head))
-            if len(numbers[turn]) > 1 or len(text[head.end :].strip(" .,;:-!?")) > SPLIT_TAIL_CHARS:
-                break  # the turn goes on after its number: the chain ends here
+            if (
+                len(numbers[turn]) > 1
+                or len(text[head.end :].strip(" .,;:-!?")) > SPLIT_TAIL_CHARS
+                or len(text[: head.start].strip()) > SPLIT_TAIL_CHARS
+            ):
+                break  # the turn says more than its number: the chain ends here
         if len(chain) > 1:
             yield from _chain_card(chain)
 
@@ -780,14 +787,25 @@ def _chain_card(chain: list[tuple[int, _Number]]) -> Iterator[tuple[int, Detecti
         if position < len(chain) - 1:
             gaps.append(" ")
     joined = _Number(tokens, tuple(gaps))
-    run = _card_run(joined)
+
+    ends = {i for i in range(len(owners)) if i == len(owners) - 1 or owners[i + 1] != owners[i]}
+
+    def across_turns(first: int, last: int) -> bool:
+        # A card wholly in one turn is found there already; this chain looks for the card that
+        # begins in its first turn (later turns start chains of their own). Across turns a card is
+        # read in groups of four (Amex 4-6-5) or digit by digit; other groupings are something else.
+        return owners[first] == chain[0][0] != owners[last] and all(
+            t.spoken or len(t.digits) in (4, 6) for t in joined.tokens[first:last]
+        )
+
+    def whole_parts(first: int, last: int) -> bool:
+        # Best: the whole number that ends the first turn, through the end of a later turn's part.
+        return first == 0 and last in ends and across_turns(first, last)
+
+    run = _card_run(joined, whole_parts) or _card_run(joined, across_turns)
     if run is None:
         return
     first, last = run
-    if owners[first] == owners[last]:
-        return  # the card lies wholly in one turn: found there already
-    if not all(t.spoken or len(t.digits) in (4, 6) for t in joined.tokens[first:last]):
-        return  # read out in groups of four (Amex 4-6-5) or digit by digit, or it is not a card
     digits = joined.part(first, last).digits
     for turn in sorted(set(owners[first : last + 1])):
         mine = [i for i in range(first, last + 1) if owners[i] == turn]
