@@ -100,7 +100,8 @@ _DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
 # Matched against ASCII-lower-cased text (same length, so the same offsets); the lookahead lets the
 # engine skip every position that cannot start a digit or a digit word quickly.
 _NUMBER_TOKEN = re.compile(
-    rf"(?<![a-z\d])(?=[\dzotfsend])(?:(?P<mult>double|triple)\s+)?(?:(?P<digits>\d+)(?![a-z\d])|(?P<word>{_DIGIT_WORD})\b)"
+    rf"(?<![a-z\d])(?=[\dzotfsend])(?:(?P<mult>double|triple)\s+)?"
+    rf"(?:(?P<digits>\d+)(?![a-z\d])|(?P<word>{_DIGIT_WORD})(?P<hundred>\s+hundred)?\b)"
 )
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
@@ -433,12 +434,13 @@ def _tokens(text: str) -> Iterator[_Token]:
         if match.group("digits") is not None:
             digits, spoken = match.group("digits"), False
         else:
-            digits, spoken = _DIGIT_WORDS[match.group("word")], True
+            # "one eight hundred ..." is 1-800-...: a digit word followed by "hundred" is that digit and 00.
+            digits, spoken = _DIGIT_WORDS[match.group("word")] + ("00" if match.group("hundred") else ""), True
         multiplier = match.group("mult")
         if multiplier:
             if len(digits) != 1:
                 # "double 55" is not a doubled digit: keep the number without the word.
-                yield _Token(match.start("digits"), match.end(), digits, spoken)
+                yield _Token(match.start("digits" if not spoken else "word"), match.end(), digits, spoken)
                 continue
             digits *= 2 if multiplier == "double" else 3
         yield _Token(match.start(), match.end(), digits, spoken)

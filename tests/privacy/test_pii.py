@@ -117,6 +117,7 @@ def test_cued_card_details_and_addresses(text: str, kind: PiiKind, value: str) -
             "five five five, two three four, double five six seven",
         ),
         ("it's 1-800-555-0199", "1-800-555-0199"),
+        ("call one eight hundred five five five one two one two", "one eight hundred five five five one two one two"),
     ],
 )
 def test_phones_in_spoken_and_international_forms(text: str, value: str) -> None:
@@ -133,6 +134,7 @@ def test_phones_in_spoken_and_international_forms(text: str, value: str) -> None
         "we'll call you at 3:45 pm",
         "order 9876543210 was delivered",
         "the year 1999 was a long time ago",
+        "it costs two hundred dollars",
         "@136790 thanks for reaching out",
         "oh no, that's not right",
         "the appointment is on 04/22/2026",
