@@ -19,7 +19,7 @@ cue-free rules, so an order number is not taken for a phone. Cards are never exc
 a Luhn-valid number is redacted even when someone calls it an order number.
 
 `detect_turns` also joins the end of one turn to the start of the next: a card read out in two
-halves ("5500 0000" / "0000 0004") is found in both.
+halves ("5500 0000" / "0000 0004"), or group by group over up to four turns, is found in each.
 """
 
 from __future__ import annotations
