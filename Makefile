@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-pii
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench-handoff: $(STAMP)
 
 bench-ingest-memory: $(STAMP)
 	$(BIN)/python -m bench.ingest_memory.run
+
+bench-pii: $(STAMP)
+	$(BIN)/python -m bench.pii.run
+	$(BIN)/python -m bench.pii.run --split heldout
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.cli_privacy import register as register_privacy
 from app.cli_web import console, err_console, fail, safe, serve, users_app
 from app.cli_webhooks import webhooks_app
 from app.config import PROJECT_ROOT, Settings, get_settings
@@ -40,6 +41,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(webhooks_app, name="webhooks")
 app.command()(serve)
+register_privacy(app)
 
 # The audit trail names who stored a transcript; from the command line that is the OS account.
 CLI_ACTOR = Actor(f"cli:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}")
@@ -179,6 +181,7 @@ def ingest_files(
                     source_name=path.name,
                     replace=replace,
                     actor=CLI_ACTOR,
+                    redact=ctx.settings.store_redacted,
                 )
             result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
         except PostcallError as exc:
@@ -326,6 +329,7 @@ def process_in_process(
                         provider,
                         prompt,
                         redact_for_llm=settings.redact_for_llm,
+                        redact_names=settings.redact_names,
                         reprocess_reviewed=reprocess_reviewed,
                     )
                 except TransientError as exc:

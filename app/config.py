@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     # Input limits (bad input never reaches a 500): a call with more utterances than this is refused
     # before its object graph is built; word-level formats may carry 10x as many word fragments.
     max_utterances_per_call: int = Field(default=20_000, ge=1)
+    # Privacy (docs/privacy.md): names are redacted for the model only when asked (cue-based);
+    # STORE_REDACTED keeps only the redacted transcript at rest; calls older than the retention
+    # period (days; a tenant's own setting wins, 0 = keep forever) are purged every PURGE_EVERY_SECONDS.
+    redact_names: bool = False
+    store_redacted: bool = False
+    retention_days: int = 0
+    purge_every_seconds: int = 3_600
 
 
 @lru_cache(maxsize=1)

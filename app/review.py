@@ -27,6 +27,8 @@ from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStat
 from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.calls import load_transcript, set_state
 from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
+from app.privacy.mask import MASK_CHAR, mask_turns
+from app.privacy.reads import unmask_selection
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind, ClaimStatus
 from app.users import Principal, visible_calls_clause
@@ -72,6 +74,8 @@ class EventAction(StrEnum):
     call_reopened = "call_reopened"
     call_deleted = "call_deleted"
     note_edited = "note_edited"
+    # A user with view_pii asked to see a call's card numbers, SSNs and accounts unmasked.
+    pii_unmasked = "pii_unmasked"
 
 
 CLAIM_EVENT = {
@@ -220,7 +224,8 @@ def review_claim(
         changes = changes or ClaimChanges()
         if changes.text is None and changes.owner is None and changes.due is None:
             raise ReviewInputError("an edit changes the text, the owner or the due date")
-        if changes.text is not None:
+        # The masked text sent back as it was shown (an edit of the owner or due only) keeps the stored text.
+        if changes.text is not None and changes.text.strip() != (claim.text_masked or "").strip():
             claim.text = _clean_text(changes.text, "text", MAX_CLAIM_TEXT_CHARS)
         if changes.owner is not None:
             if claim.kind != ClaimKind.action_item.value:
@@ -297,6 +302,12 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         if not 0 <= piece.utterance <= last_index:
             raise ReviewInputError(f"utterance {piece.utterance} does not exist (the call has 0..{last_index})")
     evidence = [EvidenceRef(utterance=piece.utterance, quote=piece.quote) for piece in pieces]
+    if any(MASK_CHAR in ref.quote for ref in evidence):  # selected on the masked page: the stored text's span
+        texts = [u.text for u in transcript.utterances]
+        masked = mask_turns(texts)
+        evidence = [EvidenceRef(utterance=ref.utterance, quote=unmask_selection(ref.quote, texts[ref.utterance],
+                                                                                masked[ref.utterance]))
+                    for ref in evidence]
     if owner is not None:  # set exactly for action items
         extraction = Extraction(action_items=[ActionItem(text=text, owner=Owner(owner), due=due, evidence=evidence)])
     else:
@@ -435,6 +446,14 @@ def delete_call(session: Session, principal: Principal, call_id: str) -> None:
     session.execute(delete(Call).where(Call.id == call_id), execution_options={"synchronize_session": False})
     append_event(session, principal, tenant_id=tenant_id, call_id=call_id, action=EventAction.call_deleted,
                  before=facts, after=None)
+    session.flush()
+
+
+def record_unmasking(session: Session, principal: Principal, call: Call, where: str) -> None:
+    """Allow an unmasked view of `call` only with view_pii, and audit it (no content in the event)."""
+    principal.require(principal.can_view_pii, "see personal data unmasked (needs the view_pii permission)")
+    append_event(session, principal, tenant_id=call.tenant_id, call_id=call.id, action=EventAction.pii_unmasked,
+                 after={"where": where})
     session.flush()
 
 

@@ -53,6 +53,7 @@ class Principal:
     role: UserRole
     team: str | None = None
     agent_id: str | None = None
+    view_pii: bool = False
 
     @property
     def can_review(self) -> bool:
@@ -72,6 +73,11 @@ class Principal:
     @property
     def can_delete_calls(self) -> bool:
         return self.role is UserRole.admin
+
+    @property
+    def can_view_pii(self) -> bool:
+        """Unmask card numbers, SSNs and accounts on request (each time audited). Granted by an admin."""
+        return self.view_pii
 
     @property
     def can_manage_users(self) -> bool:
@@ -165,6 +171,7 @@ def principal_of(user: User, tenant_slug: str) -> Principal:
         role=user.role,
         team=user.team,
         agent_id=user.agent_id,
+        view_pii=bool(user.view_pii),
     )
 
 
@@ -234,6 +241,24 @@ def list_users(session: Session, tenant: str | None = None) -> list[tuple[User, 
     if tenant is not None:
         query = query.where(Tenant.slug == tenant)
     return [(user, slug) for user, slug in session.execute(query).all()]
+
+
+def set_view_pii(session: Session, tenant: str, name: str, *, allowed: bool) -> User:
+    """Grant or revoke the `view_pii` permission (an admin's decision: CLI or API)."""
+    user = _find_user(session, tenant, name)
+    user.view_pii = allowed
+    session.flush()
+    return user
+
+
+def _find_user(session: Session, tenant: str, name: str) -> User:
+    tenant_row = find_tenant(session, tenant)
+    user = None
+    if tenant_row is not None:
+        user = session.scalar(select(User).where(User.tenant_id == tenant_row.id, User.name == name))
+    if user is None:
+        raise UserError(f"no user {name!r} in tenant {tenant!r}")
+    return user
 
 
 def deactivate_user(session: Session, tenant: str, name: str) -> User:

@@ -2,6 +2,8 @@
 
 One engine per process and URL. SQLite gets WAL, foreign keys and a busy timeout so the embedded
 default survives a threaded worker; PostgreSQL gets pre-ping so a restarted server is survived.
+Both hide SQL parameters from log lines and exception messages: parameters are transcript text,
+and errors end up in logs.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -44,7 +48,7 @@ def create_db_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 def get_engine(url: str) -> Engine:

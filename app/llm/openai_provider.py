@@ -43,7 +43,7 @@ from app.errors import (
 )
 from app.llm.base import ExtractionProvider, ProviderResult, Usage
 from app.llm.openai_windows import estimate_tokens, merge_extractions, plan_windows, utterance_tokens
-from app.llm.prompt import PromptTemplate
+from app.llm.prompt import PromptTemplate, restore_neutralized
 from app.schemas.extraction import Extraction
 from app.schemas.grounding import VerificationReport, VerifiedClaim
 from app.schemas.transcript import Transcript, Utterance
@@ -416,7 +416,7 @@ def judge_completion(completion: ChatCompletion, max_output_tokens: int) -> _Ver
                 "Return the complete JSON answer again, valid against the schema, fixing these problems."
             ),
         )
-    return _Verdict(raw=raw, extraction=extraction)
+    return _Verdict(raw=raw, extraction=restore_neutralized(extraction))
 
 
 def _strip_code_fence(raw: str) -> str:

@@ -6,12 +6,15 @@ the transcript is wrapped as untrusted data in the user message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import TypeVar
 
 from app.errors import ConfigError
+from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.transcript import Utterance
 
 
@@ -42,12 +45,56 @@ class PromptTemplate:
         return self.repair.substitute(problems=problems)
 
 
+StatementT = TypeVar("StatementT", bound=Statement)
+
+ESCAPED_OPENER = "&lt;"
+# Characters a model may read as the "<" of a tag: ASCII, fullwidth, small, angle quotes and
+# brackets, mathematical and canadian-syllabics look-alikes.
+_TAG_OPENERS = "<\uff1c\ufe64\u2039\u3008\u27e8\u2329\u300a\u227a\u02c2\u1438\u276e\u29fc\u00ab"
+# Invisible characters an attacker can put between "<" and "/transcript".
+_INVISIBLE = "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad"
+_TAG_LIKE = re.compile(
+    rf"[{_TAG_OPENERS}](?=[\s{_INVISIBLE}]*[/\\\u2044\u2215\uff0f!?]?[\s{_INVISIBLE}]*[^\W\d_])"
+)
+
+
+def neutralize_tags(text: str) -> str:
+    """`text` with every tag-like opening ("</transcript>", "< /TRANSCRIPT >", "\uff1c/transcript\uff1e",
+    "<system>") written as the entity `&lt;`, so transcript text can never close the untrusted block
+    or open an instruction block of its own. Verification runs against the stored text, where the
+    punctuation-insensitive alignment matches a quote that copied `&lt;` (docs/privacy.md)."""
+    return _TAG_LIKE.sub(ESCAPED_OPENER, text)
+
+
+def restore_neutralized(extraction: Extraction) -> Extraction:
+    """Evidence quotes with `&lt;` (as the model saw it) put back to `<`, so they verify verbatim."""
+
+    def restored(statement: StatementT) -> StatementT:
+        if not any(ESCAPED_OPENER in ref.quote for ref in statement.evidence):
+            return statement
+        evidence = [
+            EvidenceRef(utterance=ref.utterance, quote=ref.quote.replace(ESCAPED_OPENER, "<"))
+            for ref in statement.evidence
+        ]
+        return statement.model_copy(update={"evidence": evidence})
+
+    return extraction.model_copy(
+        update={
+            "summary": [restored(s) for s in extraction.summary],
+            "action_items": [restored(a) for a in extraction.action_items],
+            "reason": restored(extraction.reason) if extraction.reason else None,
+            "outcome": restored(extraction.outcome) if extraction.outcome else None,
+        }
+    )
+
+
 def render_transcript(utterances: Sequence[Utterance]) -> str:
-    """One line per utterance: `[index] role (speaker): text`, newlines inside text flattened."""
+    """One line per utterance: `[index] role (speaker): text`, newlines inside text flattened and
+    tag-like sequences neutralized: nothing in a transcript can leave its untrusted block."""
     lines = []
     for u in utterances:
         # Flattened so neither a text nor a speaker label can forge extra "[n] role" lines.
-        text = " ".join(u.text.split())
-        speaker = " ".join(u.speaker.split()).replace("(", "[").replace(")", "]")
+        text = neutralize_tags(" ".join(u.text.split()))
+        speaker = neutralize_tags(" ".join(u.speaker.split())).replace("(", "[").replace(")", "]")
         lines.append(f"[{u.index}] {u.role.value} ({speaker}): {text}")
     return "\n".join(lines)

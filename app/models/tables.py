@@ -18,12 +18,15 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.engine.default import DefaultExecutionContext
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.db.base import Base
 from app.db.types import UTCDateTime
+from app.privacy.mask import mask_text
 
 
 def utcnow() -> datetime:
@@ -32,6 +35,16 @@ def utcnow() -> datetime:
 
 def new_call_id() -> str:
     return uuid.uuid4().hex
+
+
+def _masked_copy_of(column: str) -> Any:
+    """A column default: the masked copy of `column`'s value in the same INSERT (bulk inserts too)."""
+
+    def default(context: DefaultExecutionContext) -> str | None:
+        value = context.get_current_parameters().get(column)  # type: ignore[no-untyped-call]
+        return None if value is None else mask_text(value)
+
+    return default
 
 
 def _enum(enum_cls: type[StrEnum], name: str) -> Enum:
@@ -84,6 +97,8 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Calls older than this many days are purged; None uses POSTCALL_RETENTION_DAYS, 0 keeps them.
+    retention_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class User(Base):
@@ -100,6 +115,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Signing out increments it: every browser session issued before stops working (revocable sessions).
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Granted by an admin: may unmask card numbers, SSNs and accounts (each unmasking is audited).
+    view_pii: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
@@ -223,11 +240,18 @@ class Claim(Base):
     # "model" for extracted claims, "reviewer" for items a reviewer added from a transcript selection.
     origin: Mapped[str] = mapped_column(String(20), default="model")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # `text` with card numbers, SSNs and accounts masked: what the analyst views show.
+    text_masked: Mapped[str | None] = mapped_column(Text, default=_masked_copy_of("text"))
 
     run: Mapped[ExtractionRun | None] = relationship(back_populates="claims")
     evidence: Mapped[list[Evidence]] = relationship(
         back_populates="claim", order_by="Evidence.position", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @validates("text")
+    def _keep_masked_copy(self, _key: str, value: str) -> str:
+        self.text_masked = mask_text(value)
+        return value
 
 
 class Evidence(Base):
@@ -244,8 +268,15 @@ class Evidence(Base):
     status: Mapped[str] = mapped_column(String(20))
     score: Mapped[float] = mapped_column(Float, default=0.0)
     reason: Mapped[str | None] = mapped_column(String(64))
+    # `quote` with card numbers, SSNs and accounts masked: what the analyst views show.
+    quote_masked: Mapped[str | None] = mapped_column(Text, default=_masked_copy_of("quote"))
 
     claim: Mapped[Claim] = relationship(back_populates="evidence")
+
+    @validates("quote")
+    def _keep_masked_copy(self, _key: str, value: str) -> str:
+        self.quote_masked = mask_text(value)
+        return value
 
 
 class ReviewEvent(Base):

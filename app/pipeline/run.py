@@ -135,10 +135,10 @@ class _Extracted:
 
 
 def _extract_and_verify(
-    transcript: Transcript, provider: ExtractionProvider, prompt: PromptTemplate, redact: bool
+    transcript: Transcript, provider: ExtractionProvider, prompt: PromptTemplate, redact: bool, names: bool = False
 ) -> _Extracted:
     """Extract (repairing once when the provider can), then verify against the stored transcript."""
-    view, redaction = redact_transcript(transcript) if redact else (transcript, None)
+    view, redaction = redact_transcript(transcript, names=names) if redact else (transcript, None)
     provider_seconds = verify_seconds = 0.0
     started = time.perf_counter()
     result = provider.extract(view, prompt)
@@ -184,6 +184,7 @@ def process_call(
     prompt: PromptTemplate,
     *,
     redact_for_llm: bool = True,
+    redact_names: bool = False,
     max_attempts: int | None = None,
     reprocess_reviewed: bool = False,
 ) -> ProcessOutcome:
@@ -217,7 +218,7 @@ def process_call(
 
     try:
         extracted = _extract_and_verify(
-            claimed.transcript, provider, prompt, redact_for_llm and provider.sends_data_offsite
+            claimed.transcript, provider, prompt, redact_for_llm and provider.sends_data_offsite, redact_names
         )
     except TransientError as exc:
         billed = exc.usage if isinstance(exc, ProviderTransientError) else None

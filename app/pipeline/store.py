@@ -17,6 +17,7 @@ from app.models import Call, CallState, Claim, ExtractionRun, ReviewEvent
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.calls import get_or_create_tenant, set_state
+from app.pipeline.redact import redact_transcript
 from app.schemas.transcript import CallMetadata, Transcript
 
 # Call metadata a resubmission with `replace` may correct without touching the utterances.
@@ -63,6 +64,7 @@ def store_transcript(
     source_name: str | None = None,
     replace: bool = False,
     actor: Actor = SYSTEM_ACTOR,
+    redact: bool = False,
 ) -> StoredCall:
     """Insert (or, with `replace`, overwrite) one call and its utterances. Flushes; never commits.
 
@@ -70,7 +72,12 @@ def store_transcript(
     start, language) and `replace`: `updated`, the extraction kept. Other utterances and `replace`:
     `replaced`, the extraction discarded. An approved or rejected call refuses both until a supervisor
     reopens it. `actor` is named on the audit event of a replacement or a correction.
+
+    With `redact` (POSTCALL_STORE_REDACTED) only the redacted transcript is stored: personal data
+    replaced by placeholders such as [CARD_1], exactly as the model would see it.
     """
+    if redact:
+        transcript = redact_transcript(transcript)[0]
     tenant_row = get_or_create_tenant(session, tenant)
     content_hash = transcript.content_hash()
     existing = _locked_call(session, tenant_row.id, external_id)

@@ -24,6 +24,7 @@ from app.errors import DuplicateCallError, PostcallError
 from app.models import Call, CallState, ReviewEvent, User, UserRole
 from app.pipeline.queries import call_detail, claim_out
 from app.pipeline.store import Actor, StoreStatus, store_transcript
+from app.privacy.reads import mask_call_detail, mask_lone_claim, mask_snapshot
 from app.review import (
     CallDecision,
     ClaimChanges,
@@ -34,6 +35,7 @@ from app.review import (
     call_events,
     decide_call,
     delete_call,
+    record_unmasking,
     review_claim,
     visible_call,
 )
@@ -95,6 +97,7 @@ def me(principal: ApiUser) -> MeOut:
         can_submit_calls=principal.can_submit_calls,
         can_delete_calls=principal.can_delete_calls,
         can_manage_users=principal.can_manage_users,
+        can_view_pii=principal.can_view_pii,
     )
 
 
@@ -123,9 +126,27 @@ def get_calls(
     return list_calls(db, principal, filters)
 
 
-@router.get("/calls/{call_id}", tags=["calls"], summary="A call with its items, evidence and utterances")
-def get_call(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> CallDetailOut:
-    return call_detail(db, visible_call(db, principal, call_id))
+@router.get(
+    "/calls/{call_id}",
+    tags=["calls"],
+    summary="A call with its items, evidence and utterances",
+    responses=FORBIDDEN,
+)
+def get_call(
+    call_id: CallIdPath,
+    principal: ApiUser,
+    db: DbSession,
+    unmask: Annotated[bool, Query(description="Card numbers, SSNs and accounts unmasked: needs the view_pii "
+                                              "permission (403 otherwise); every unmasked read is audited.")] = False,
+) -> CallDetailOut:
+    """Card numbers, SSNs and bank accounts are masked (last four kept; lengths, and so evidence
+    offsets, unchanged) unless `unmask=true`."""
+    call = visible_call(db, principal, call_id)
+    if not unmask:
+        return mask_call_detail(call_detail(db, call))
+    record_unmasking(db, principal, call, "api")
+    db.commit()
+    return call_detail(db, call)
 
 
 @router.post(
@@ -250,6 +271,7 @@ def _store_submission(
     stored = store_transcript(
         db, transcript, tenant=principal.tenant, external_id=external_id, source_name=source_name,
         replace=submission.replace, actor=Actor(principal.name, principal.user_id),
+        redact=state.settings.store_redacted,
     )
     db.commit()
     enqueued = False
@@ -305,8 +327,8 @@ def event_out(review_event: ReviewEvent) -> EventOut:
         actor_user_id=review_event.actor_user_id,
         actor=review_event.actor_name,
         action=review_event.action,
-        before=review_event.before,
-        after=review_event.after,
+        before=mask_snapshot(review_event.before),
+        after=mask_snapshot(review_event.after),
         created_at=review_event.created_at,
     )
 
@@ -347,7 +369,7 @@ def post_claim(call_id: CallIdPath, body: ClaimAddIn, principal: ApiUser, db: Db
         ),
     )
     db.commit()
-    return claim_out(claim)
+    return mask_lone_claim(claim_out(claim))
 
 
 @router.post(
@@ -362,7 +384,7 @@ def post_claim_review(
     changes = ClaimChanges(text=body.text, owner=body.owner.value if body.owner else None, due=body.due)
     claim = review_claim(db, principal, claim_id, body.action, changes)
     db.commit()
-    return claim_out(claim)
+    return mask_lone_claim(claim_out(claim))
 
 
 # ------------------------------------------------------------------------------------------- users
@@ -400,5 +422,6 @@ def user_out(user: User, tenant: str) -> UserOut:
         agent_id=user.agent_id,
         active=user.active,
         created_at=user.created_at,
+        view_pii=bool(user.view_pii),
     )
 

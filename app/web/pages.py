@@ -30,7 +30,9 @@ from app.review import (
     decide_call,
     delete_call,
     edit_case_note,
+    record_unmasking,
     review_claim,
+    visible_call,
 )
 from app.schemas.extraction import Owner
 from app.schemas.grounding import ClaimKind
@@ -203,14 +205,22 @@ def my_calls_page(request: Request, principal: PageUser, db: DbSession) -> Respo
 
 
 @router.get("/calls/{call_id}", response_class=HTMLResponse)
-def call_page(call_id: str, request: Request, principal: PageUser, db: DbSession) -> Response:
-    page = build_call_page(db, principal, call_id)
+def call_page(
+    call_id: str, request: Request, principal: PageUser, db: DbSession, pii: str | None = None
+) -> Response:
+    # Card numbers, SSNs and accounts are masked unless a view_pii user asks (?pii=show), audited.
+    unmask = pii == "show"
+    if unmask:
+        record_unmasking(db, principal, visible_call(db, principal, call_id), "page")
+        db.commit()
+    page = build_call_page(db, principal, call_id, unmask=unmask)
     following = next_to_review(db, principal, call_id)
     return render(
         request,
         "call.html",
         {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run,
-         "next_url": f"/calls/{following}" if following else None},
+         "next_url": f"/calls/{following}" if following else None,
+         "unmasked": unmask},
     )
 
 

@@ -122,6 +122,7 @@ class UserOut(BaseModel):
     agent_id: str | None
     active: bool
     created_at: datetime
+    view_pii: bool = Field(default=False, description="granted with `postcall users grant-pii`")
 
 
 class UserCreateIn(BaseModel):
@@ -146,6 +147,7 @@ class MeOut(BaseModel):
     can_submit_calls: bool
     can_delete_calls: bool
     can_manage_users: bool
+    can_view_pii: bool = Field(default=False, description="may unmask card numbers, SSNs and accounts (audited)")
 
 
 class ErrorOut(BaseModel):

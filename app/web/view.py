@@ -20,6 +20,8 @@ from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES
 from app.pipeline.note import case_note, stated_as_fact
 from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out
+from app.privacy.mask import mask_turns
+from app.privacy.reads import mask_claim, mask_snapshot
 from app.review import DECIDABLE_CALL_STATES, call_events, pending_unverified, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
 from app.schemas.grounding import ClaimKind, ClaimStatus, EvidenceStatus
@@ -59,6 +61,7 @@ EVENT_LABELS = {
     "call_deleted": "deleted the call",
     "note_edited": "edited the case note",
     "transcript_replaced": "replaced the transcript",
+    "pii_unmasked": "viewed personal data unmasked",
 }
 SNAPSHOT_FIELDS = ("text", "owner", "due", "review_status", "state", "case_note")
 
@@ -216,29 +219,43 @@ def describe_changes(before: dict[str, Any] | None, after: dict[str, Any] | None
     return changes
 
 
-def event_view(review_event: ReviewEvent) -> EventView:
+def event_view(review_event: ReviewEvent, *, masked: bool = True) -> EventView:
+    before, after = review_event.before, review_event.after
+    if masked:
+        before, after = mask_snapshot(before), mask_snapshot(after)
     return EventView(
         when=review_event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         actor=review_event.actor_name,
         label=EVENT_LABELS.get(review_event.action, humanize(review_event.action)),
         claim_id=review_event.claim_id,
-        changes=describe_changes(review_event.before, review_event.after),
+        changes=describe_changes(before, after),
     )
 
 
-def build_call_page(session: Session, principal: Principal, call_id: str) -> CallPage:
+def build_call_page(session: Session, principal: Principal, call_id: str, *, unmask: bool = False) -> CallPage:
     """Everything the call page shows. Utterances are read as plain rows, not ORM objects or API
-    models: a one-hour call has hundreds, and per-object overhead would dominate the page's cost."""
+    models: a one-hour call has hundreds, and per-object overhead would dominate the page's cost.
+
+    Card numbers, SSNs and accounts are masked unless `unmask` (the caller has checked and audited
+    the view_pii permission). Masking keeps lengths, so evidence offsets highlight the masked text."""
     call = visible_call(session, principal, call_id)
     tenant = session.get(Tenant, call.tenant_id)
     run, claim_rows = current_claims(session, call.id)
     shown_run = run or latest_run(session, call.id)
     claims = [claim_out(claim) for claim in claim_rows]
-    rows = session.execute(
-        select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.start_s, UtteranceRow.text)
-        .where(UtteranceRow.call_id == call.id)
-        .order_by(UtteranceRow.index)
-    ).all()
+    rows: list[tuple[int, str, str, float | None, str]] = [
+        (index, speaker, role, start, text)
+        for index, speaker, role, start, text in session.execute(
+            select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.start_s, UtteranceRow.text)
+            .where(UtteranceRow.call_id == call.id)
+            .order_by(UtteranceRow.index)
+        ).all()
+    ]
+    if not unmask:
+        originals = {index: text for index, _, _, _, text in rows}
+        masked = dict(zip(originals, mask_turns(list(originals.values())), strict=True))
+        claims = [mask_claim(claim, originals, masked) for claim in claims]
+        rows = [(index, speaker, role, start, masked[index]) for index, speaker, role, start, _ in rows]
     spans = _evidence_spans(claims, {index: len(text) for index, _, _, _, text in rows})
     utterances = [
         # The speaker label only when it says more than the role ("AGENT Agent" said it twice).
@@ -267,7 +284,7 @@ def build_call_page(session: Session, principal: Principal, call_id: str) -> Cal
         warnings=list(call.ingest_warnings or []),
         utterances=utterances,
         sections=sections,
-        events=[event_view(e) for e in call_events(session, principal, call.id)],
+        events=[event_view(e, masked=not unmask) for e in call_events(session, principal, call.id)],
         pending_unverified=pending,
         decidable=CallState(call.state) in DECIDABLE_CALL_STATES,
         reopenable=CallState(call.state) in REVIEWED_STATES,

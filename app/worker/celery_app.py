@@ -10,6 +10,7 @@ TASK_PROCESS_CALL = "postcall.process_call"
 TASK_RECONCILE = "postcall.reconcile"
 TASK_DELIVER_WEBHOOK = "postcall.deliver_webhook"
 TASK_SWEEP_WEBHOOKS = "postcall.sweep_webhooks"
+TASK_PURGE = "postcall.purge"
 QUEUE_NAME = "postcall"
 
 # kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
@@ -71,6 +72,12 @@ def configure(app: Celery, settings: Settings) -> None:
                 "task": TASK_SWEEP_WEBHOOKS,
                 "schedule": float(settings.webhook_sweep_every_seconds),
                 "options": {"expires": float(settings.webhook_sweep_every_seconds)},
+            },
+            # Retention (docs/privacy.md): a no-op while no tenant has a retention period.
+            "purge-expired-calls": {
+                "task": TASK_PURGE,
+                "schedule": float(settings.purge_every_seconds),
+                "options": {"expires": float(settings.purge_every_seconds)},
             },
         },
     )

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
-from app.worker.celery_app import TASK_PROCESS_CALL, TASK_RECONCILE, celery_app
+from app.worker.celery_app import TASK_PROCESS_CALL, TASK_PURGE, TASK_RECONCILE, celery_app
 from app.worker.context import get_context, reset_context
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def process_call_task(self: Any, call_id: str) -> str:
             ctx.provider,
             ctx.prompt,
             redact_for_llm=settings.redact_for_llm,
+            redact_names=settings.redact_names,
             max_attempts=settings.max_call_attempts,
         )
     except NotFoundError:
@@ -106,3 +107,18 @@ def reconcile_task() -> int:
     if call_ids:
         logger.warning("reconciler re-enqueued %d stuck calls", len(call_ids))
     return enqueue_calls(call_ids)
+
+
+@celery_app.task(name=TASK_PURGE)
+def purge_task() -> int:
+    """Beat-scheduled: hard-delete calls past their tenant's retention period."""
+    from app.db.session import unit_of_work
+    from app.pipeline.retention import purge_expired
+
+    ctx = get_context()
+    with unit_of_work(ctx.session_factory) as session:
+        reports = purge_expired(session, default_days=ctx.settings.retention_days)
+    purged = sum(report.calls for report in reports)
+    if purged:
+        logger.warning("retention purged %d calls", purged)
+    return purged

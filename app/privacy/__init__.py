@@ -1,0 +1,1 @@
+"""Personal data: detection (`pii`), reviewer masking (`mask`). Pure functions, no database."""

@@ -1,0 +1,63 @@
+"""What a reviewer without the `view_pii` permission sees: identifiers masked, length kept.
+
+Card numbers, SSNs and bank account numbers keep their last four digits ("•••• •••• •••• 1111");
+dates of birth and CVVs are masked whole. Every masked character becomes one "•", and separators
+stay, so a masked text has exactly the length of the original: evidence offsets (code points into
+the stored utterance) slice the masked text at the same places, and highlighting still lines up.
+Phone numbers, emails and addresses stay visible: reviewers call customers back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.privacy.pii import Detection, PiiKind, detect, detect_turns, number_tokens
+
+MASK_CHAR = "•"
+MASKED_KINDS = frozenset({PiiKind.card, PiiKind.ssn, PiiKind.account, PiiKind.dob, PiiKind.cvv})
+KEEP_LAST_DIGITS = {PiiKind.card: 4, PiiKind.ssn: 4, PiiKind.account: 4}
+
+
+def mask_text(text: str, lead_in: str = "") -> str:
+    """`text` with its masked kinds masked (`lead_in`: the previous turn, for cues)."""
+    return apply_mask(text, detect(text, lead_in))
+
+
+def mask_turns(texts: Sequence[str]) -> list[str]:
+    """Each turn masked, reading the turns together (cues and card numbers across turns)."""
+    return [apply_mask(text, found) for text, found in zip(texts, detect_turns(texts), strict=True)]
+
+
+def apply_mask(text: str, detections: Sequence[Detection]) -> str:
+    masked = [d for d in detections if d.kind in MASKED_KINDS]
+    if not masked:
+        return text
+    chars = list(text)
+    for detection in masked:
+        keep = _kept_positions(text, detection, KEEP_LAST_DIGITS.get(detection.kind, 0))
+        for position in range(detection.start, detection.end):
+            if chars[position].isalnum() and position not in keep:
+                chars[position] = MASK_CHAR
+    return "".join(chars)
+
+
+def _kept_positions(text: str, detection: Detection, digits: int) -> set[int]:
+    """Positions of the characters that say the last `digits` digits ("1111", or "one one one one")."""
+    if digits == 0:
+        return set()
+    segment = text[detection.start : detection.end]
+    tokens = list(number_tokens(segment))
+    if not detection.value.endswith("".join(value for _, _, value in tokens)):
+        return set()  # the first half of a number read across two turns: its end is not the number's end
+    kept: set[int] = set()
+    remaining = digits
+    for start, end, value in reversed(tokens):
+        if remaining <= 0:
+            break
+        if len(value) > remaining and end - start == len(value):  # a written group: keep its tail only
+            kept.update(range(detection.start + end - remaining, detection.start + end))
+            remaining = 0
+            break
+        kept.update(range(detection.start + start, detection.start + end))
+        remaining -= len(value)
+    return kept

@@ -1,0 +1,814 @@
+"""Finding personal data in transcript text: written, spoken and recognizer-mangled forms.
+
+Numbers are read as a stream of digit tokens ("4111", "four", "double one", "oh") joined by the
+gaps people and recognizers put between them: spaces of any kind (no-break, zero-width), "-",
+".", "/", ",", parentheses, the words "dash" and "slash", and fillers ("uh", "and then", "hold
+on"). Each stream is then classified:
+
+- a run of 13-19 digits passing the Luhn check is a card number, wherever it appears; next to a
+  card cue ("card", "visa"), 12-19 digits are one even when recognition broke the checksum;
+- 9 digits shaped 3-2-4 (or read with "dash") are an SSN; 9 digits next to an SSN cue too;
+- 9 digits passing the ABA checksum next to "routing" are a routing number; 6-17 digits next to
+  an account cue are an account number; an IBAN passes the mod-97 check;
+- a full national number (North American 10 digits, "+" or "00" international) is a phone number
+  anywhere; 7-15 digits only next to a phone cue ("call me", "my cell");
+- 3-4 digits next to "security code"/"CVV" are a CVV; what follows "expires" is an expiry date.
+
+Cues that say a number is call content ("order", "ticket", "case", "invoice"...) win over the
+cue-free rules, so an order number is not taken for a phone. Cards are never excused by such a cue:
+a Luhn-valid number is redacted even when someone calls it an order number.
+
+`detect_turns` also joins the end of one turn to the start of the next: a card read out in two
+halves ("5500 0000" / "0000 0004"), or group by group over up to four turns, is found in each.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import phonenumbers
+
+
+class PiiKind(StrEnum):
+    card = "CARD"
+    ssn = "SSN"
+    account = "ACCOUNT"
+    dob = "DOB"
+    email = "EMAIL"
+    phone = "PHONE"
+    cvv = "CVV"
+    expiry = "EXPIRY"
+    address = "ADDRESS"
+    name = "NAME"
+
+
+# When two detections overlap, the kind listed first wins.
+PRIORITY = (
+    PiiKind.email,
+    PiiKind.card,
+    PiiKind.ssn,
+    PiiKind.account,
+    PiiKind.phone,
+    PiiKind.dob,
+    PiiKind.cvv,
+    PiiKind.expiry,
+    PiiKind.address,
+    PiiKind.name,
+)
+
+# Payment card numbers (ISO/IEC 7812) have 13 to 19 digits; a cue makes 12 enough (one digit lost to ASR).
+CARD_MIN_DIGITS = 13
+CARD_CUED_MIN_DIGITS = 12
+CARD_MAX_DIGITS = 19
+SSN_DIGITS = 9
+ROUTING_DIGITS = 9
+ACCOUNT_MIN_DIGITS = 6
+ACCOUNT_MAX_DIGITS = 17
+# E.164 numbers have at most 15 digits; shorter than 7 is an extension or an amount, not a phone.
+PHONE_MIN_DIGITS = 7
+PHONE_MAX_DIGITS = 15
+NANP_DIGITS = 10
+INTERNATIONAL_MIN_DIGITS = 8
+CVV_DIGITS = (3, 4)
+# How far before a value (in characters) a cue such as "social security" or "born" counts.
+CONTEXT_WINDOW_CHARS = 60
+# A cue that says "this is call content" counts only this close.
+CONTENT_CUE_WINDOW_CHARS = 30
+# Agents ask, customers answer ("Can you confirm your date of birth?" / "Sure, it's March 4th,
+# 1985."): a value early in a turn also sees this much of the end of the previous turn as context.
+PREVIOUS_TURN_CONTEXT_CHARS = 120
+# A number split across turns: the first half ends this close to the end of its turn, the second
+# starts this close to the beginning of the next.
+SPLIT_TAIL_CHARS = 4
+SPLIT_HEAD_CHARS = 40
+SPLIT_MIN_DIGITS = 4
+SPLIT_MAX_TURNS = 4
+# A turn this short without a number ("okay", "mhm", "go on") does not end a number read across turns.
+BACKCHANNEL_CHARS = 12
+# The longest gap (filler words and separators) allowed inside one number.
+MAX_GAP_CHARS = 16
+
+_DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+# Matched against ASCII-lower-cased text (same length, so the same offsets); the lookahead lets the
+# engine skip every position that cannot start a digit or a digit word quickly.
+_NUMBER_TOKEN = re.compile(
+    rf"(?<![a-z\d])(?=[\dzotfsend])(?:(?P<mult>double|triple)\s+)?"
+    rf"(?:(?P<digits>\d+)(?![a-z\d])|(?P<word>{_DIGIT_WORD})(?P<hundred>\s+hundred)?\b)"
+)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+_GAP = re.compile(
+    rf"(?:[\s{_ZERO_WIDTH}\-./,()]|\b(?:dash|hyphen|slash|uh|um|umm|er|erm|ah|hmm|and then|then|and|hold on|"
+    r"sorry|let me see|okay|ok|so|like)\b)*",
+    re.IGNORECASE,
+)
+_DASH_GAP = re.compile(r"-|\bdash\b|\bhyphen\b", re.IGNORECASE)
+_CURRENCY_BEFORE = re.compile(r"[$€£¥]\s*$")
+_UNIT_AFTER = re.compile(
+    r"^\s*(?:dollars?|bucks|cents?|euros?|pounds?|percent|%|minutes?|hours?|days?|gigs?|gigabytes?|megabits?|mb|gb)\b",
+    re.IGNORECASE,
+)
+
+_CARD_CUE = re.compile(r"\b(?:card|visa|master ?card|amex|american express|discover|debit|credit)\b", re.IGNORECASE)
+_SSN_CUE = re.compile(
+    r"\b(?:social security|social|ssn|s\.?\s?s\.?\s?n\.?|ss number|tax id|taxpayer|itin)\b", re.IGNORECASE
+)
+_ROUTING_CUE = re.compile(r"\b(?:routing|aba|transit number|sort code)\b", re.IGNORECASE)
+_ACCOUNT_CUE = re.compile(r"\b(?:account|acct|a/c|checking|savings|bank|iban|member number|member id)\b", re.IGNORECASE)
+_PHONE_CUE = re.compile(
+    r"\b(?:phone|cell|mobile|call|calling|reach|text|ring|landline|line|fax|contact|callback|"
+    r"(?:my|best|the|your|a|good|home|work|office) number)\b",
+    re.IGNORECASE,
+)
+_CVV_CUE = re.compile(
+    r"\b(?:cvv2?|cvc2?|cid|security code|verification code|card code|digits on the back|code on the back)\b",
+    re.IGNORECASE,
+)
+# Words that say the number after them is call content, not a person's data.
+_CONTENT_CUE = re.compile(
+    r"\b(?:order|ticket|case|confirmation|reference|ref|invoice|tracking|serial|part|policy|model|version|"
+    r"device|promo|flight|item|sku|claim|transaction|receipt|channel|room|extension|ext|zip|postal)\b",
+    re.IGNORECASE,
+)
+_DOB_CUE = re.compile(r"\b(?:date of birth|birth ?date|birthday|d\.?o\.?b\.?|born(?: on)?)\b", re.IGNORECASE)
+
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_TLD = r"(?:com|net|org|edu|gov|io|co|uk|us|de|fr|es|it|nl|ca|au|info|biz|me)"
+_SPOKEN_EMAIL = re.compile(
+    r"(?<![\w.@])[A-Za-z0-9][\w+-]*(?:(?:\s+(?:dot|underscore|dash|hyphen|plus)\s+|[._])[\w+-]+)*"
+    r"\s+(?:at(?:\s+sign)?|@)\s+"
+    rf"[A-Za-z0-9-]+(?:(?:\s+dot\s+|\.)[A-Za-z0-9-]+)*(?:\s+dot\s+|\.){_TLD}\b",
+    re.IGNORECASE,
+)
+_SPOKEN_AT = re.compile(r"\sat\s", re.IGNORECASE)
+_EMAIL_NOT_LOCAL = frozenset({"look", "me", "us", "you", "him", "her", "them", "it", "that", "this", "is", "was", "be"})
+
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_DATE = re.compile(
+    r"\b(?:"
+    r"\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})"  # 03/14/1985, 14.03.85
+    r"|\d{4}-\d{1,2}-\d{1,2}"  # 1985-03-14
+    rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"  # March 14th, 1985
+    rf"|(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}"  # (the) 14th of March 1985
+    r")\b",
+    re.IGNORECASE,
+)
+_EXPIRY_CUE = re.compile(r"\b(?:expir\w*|exp|valid (?:thru|through|until)|good (?:thru|through))\b\.?", re.IGNORECASE)
+_TENS = r"(?:twenty|thirty)"
+_SPOKEN_MONTH = r"(?:(?:oh|zero)\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
+_EXPIRY_VALUE = re.compile(
+    r"(?:\s|,|:|is|date|on|the|card|it|it's|of)*?"
+    r"(?P<value>\d{1,2}\s*(?:/|-|slash)\s*(?:\d{4}|\d{2})"
+    rf"|{_SPOKEN_MONTH}\s+(?:(?:slash|of)\s+)?(?:{_TENS}(?:[\s-]{_DIGIT_WORD})?|\d{{2,4}})"
+    rf"|{_MONTH}\s+(?:\d{{2,4}}|{_TENS}(?:[\s-]{_DIGIT_WORD})?))\b",
+    re.IGNORECASE,
+)
+_STREET_SUFFIX = (
+    r"(?:street|st|avenue|ave|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl|terrace|circle|"
+    r"parkway|pkwy|highway|hwy|trail|square|sq)"
+)
+_ADDRESS_CUE = re.compile(
+    r"\b(?:address|live|living|lives|ship|shipped|send|sent|mail|deliver|delivered|located|reside|moved)\b",
+    re.IGNORECASE,
+)
+_STREET = re.compile(
+    rf"(?<![\w$])\d{{1,6}}[A-Za-z]?\s+(?:[A-Za-z][\w'.-]*\s+){{0,3}}{_STREET_SUFFIX}\b\.?",
+    re.IGNORECASE,
+)
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}", re.IGNORECASE)
+IBAN_MIN_CHARS = 15
+# ISO 13616 registry: the IBAN length of each country (an IBAN is checked at exactly its length).
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24,
+    "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21,
+    "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LI": 21,
+    "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30,
+    "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
+    "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
+}  # fmt: skip
+# Bank codes put a few letters into some BBANs (GB "WEST", NL "ABNA"); more than this is words.
+IBAN_MAX_LETTERS = 8
+# A written group longer than this inside a card would be an order or account number (408-1929729-...).
+CARD_MAX_WRITTEN_GROUP = 6
+_NAME_CUE = re.compile(r"\b(?:my name is|my name's|name is|this is|i'm|i am|it's|speaking with)\s+", re.IGNORECASE)
+_NAME_WORD = re.compile(r"[A-Za-z][a-zA-Z'-]+")
+_NOT_NAMES = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "so",
+        "not",
+        "just",
+        "really",
+        "very",
+        "sure",
+        "fine",
+        "good",
+        "great",
+        "calling",
+        "from",
+        "with",
+        "here",
+        "there",
+        "about",
+        "going",
+        "trying",
+        "looking",
+        "wondering",
+        "having",
+        "able",
+        "still",
+        "also",
+        "only",
+        "what",
+        "that",
+        "this",
+        "it",
+        "is",
+        "was",
+        "be",
+        "been",
+        "sorry",
+        "okay",
+        "ok",
+        "yes",
+        "no",
+        "yeah",
+        "hi",
+        "hello",
+        "thanks",
+        "thank",
+        "please",
+        "regarding",
+        "concerning",
+        "your",
+        "my",
+        "our",
+        "their",
+        "his",
+        "her",
+        "customer",
+        "support",
+        "service",
+        "billing",
+        "agent",
+        "team",
+        "department",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Detection:
+    kind: PiiKind
+    start: int
+    end: int
+    value: str  # normalized identity: same value, same placeholder
+
+    def overlaps(self, other: Detection) -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+@dataclass(frozen=True)
+class _Token:
+    start: int
+    end: int
+    digits: str
+    spoken: bool
+
+
+@dataclass(frozen=True)
+class _Number:
+    """Digit tokens joined by gaps; `gaps[i]` is the text between `tokens[i]` and `tokens[i + 1]`."""
+
+    tokens: tuple[_Token, ...]
+    gaps: tuple[str, ...]
+
+    @property
+    def start(self) -> int:
+        return self.tokens[0].start
+
+    @property
+    def end(self) -> int:
+        return self.tokens[-1].end
+
+    @property
+    def digits(self) -> str:
+        return "".join(t.digits for t in self.tokens)
+
+    def part(self, first: int, last: int) -> _Number:
+        return _Number(self.tokens[first : last + 1], self.gaps[first:last])
+
+
+@dataclass(frozen=True)
+class _Text:
+    """An utterance's text and the tail of the turn before it (for cue words only)."""
+
+    text: str
+    lead_in: str = ""
+
+    def cue_distance(self, start: int, cue: re.Pattern[str], window: int = CONTEXT_WINDOW_CHARS) -> int | None:
+        """Characters between the nearest cue before `start` and `start`; the previous turn counts
+        when `start` is near the beginning of this one."""
+        nearest: int | None = None
+        for match in cue.finditer(self.text, max(0, start - window), start):
+            nearest = start - match.end()
+        if nearest is not None:
+            return nearest
+        if start <= window and cue.search(self.lead_in) is not None:
+            return window
+        return None
+
+    def has_cue(self, start: int, cue: re.Pattern[str], window: int = CONTEXT_WINDOW_CHARS) -> bool:
+        return self.cue_distance(start, cue, window) is not None
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum every payment card number satisfies."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def aba_valid(digits: str) -> bool:
+    """The ABA routing number checksum (weights 3, 7, 1)."""
+    weights = (3, 7, 1) * 3
+    return len(digits) == ROUTING_DIGITS and sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 10 == 0
+
+
+def iban_valid(compact: str) -> bool:
+    """ISO 13616: the IBAN moved four characters around, read in base 36, is 1 modulo 97."""
+    if not IBAN_MIN_CHARS <= len(compact) <= 34 or not compact.isalnum():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def detect(text: str, lead_in: str = "", *, names: bool = False) -> list[Detection]:
+    """Non-overlapping detections in `text`, in order. `lead_in` is the previous turn (for cues)."""
+    return resolve_overlaps(_detect(_Text(text, lead_in[-PREVIOUS_TURN_CONTEXT_CHARS:]), _numbers(text), names=names))
+
+
+def detect_turns(texts: Sequence[str], *, names: bool = False) -> list[list[Detection]]:
+    """`detect` for each turn of a call, plus card numbers read out across two consecutive turns."""
+    # Each turn's numbers are read once: for its own detection and for cards split across turns.
+    numbers = [_numbers(text) for text in texts]
+    found = [
+        list(_detect(_Text(text, texts[i - 1][-PREVIOUS_TURN_CONTEXT_CHARS:] if i else ""), numbers[i], names=names))
+        for i, text in enumerate(texts)
+    ]
+    for turn, detection in _cross_turn_cards(texts, numbers):
+        found[turn].append(detection)
+    return [resolve_overlaps(detections) for detections in found]
+
+
+def resolve_overlaps(detections: Iterable[Detection]) -> list[Detection]:
+    """Keep higher-priority, then longer, detections; drop what overlaps a kept one."""
+    ranked = sorted(detections, key=lambda d: (PRIORITY.index(d.kind), -(d.end - d.start), d.start))
+    kept: list[Detection] = []
+    for candidate in ranked:
+        if not any(candidate.overlaps(other) for other in kept):
+            kept.append(candidate)
+    return sorted(kept, key=lambda d: d.start)
+
+
+def number_tokens(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, digits) of every digit token in `text` ("4111", "four", "double one")."""
+    for token in _tokens(text):
+        yield token.start, token.end, token.digits
+
+
+# ---------------------------------------------------------------------------------------------
+# Detectors
+
+
+def _detect(source: _Text, numbers: Sequence[_Number], *, names: bool) -> Iterator[Detection]:
+    text = source.text
+    yield from _emails(text)
+    ibans = list(_ibans(text))
+    yield from ibans
+    for number in numbers:
+        # The digits of an IBAN are not a card or a phone of their own.
+        if not any(number.start < iban.end and iban.start < number.end for iban in ibans):
+            yield from _classify(source, number)
+    yield from _dates_of_birth(source)
+    yield from _expiry_dates(source)
+    yield from _addresses(source)
+    if names:
+        yield from _names(text)
+
+
+def _tokens(text: str) -> Iterator[_Token]:
+    for match in _NUMBER_TOKEN.finditer(text.translate(_ASCII_LOWER)):
+        if match.group("digits") is not None:
+            digits, spoken = match.group("digits"), False
+        else:
+            # "one eight hundred ..." is 1-800-...: a digit word followed by "hundred" is that digit and 00.
+            digits, spoken = _DIGIT_WORDS[match.group("word")] + ("00" if match.group("hundred") else ""), True
+        multiplier = match.group("mult")
+        if multiplier:
+            if len(digits) != 1:
+                # "double 55" is not a doubled digit: keep the number without the word.
+                yield _Token(match.start("digits" if not spoken else "word"), match.end(), digits, spoken)
+                continue
+            digits *= 2 if multiplier == "double" else 3
+        yield _Token(match.start(), match.end(), digits, spoken)
+
+
+def _numbers(text: str) -> tuple[_Number, ...]:
+    return tuple(_trim_interjections(text, number) for number in _raw_numbers(text))
+
+
+def _trim_interjections(text: str, number: _Number) -> _Number:
+    """ "Oh" is a zero only among spoken digits: "... 312190 Oh no" ends at 312190."""
+    first, last = 0, len(number.tokens) - 1
+
+    def interjection(i: int, neighbour: int) -> bool:
+        token = number.tokens[i]
+        return text[token.start : token.end].lower() == "oh" and not number.tokens[neighbour].spoken
+
+    while first < last and interjection(first, first + 1):
+        first += 1
+    while last > first and interjection(last, last - 1):
+        last -= 1
+    return number.part(first, last)
+
+
+def _raw_numbers(text: str) -> Iterator[_Number]:
+    tokens: list[_Token] = []
+    gaps: list[str] = []
+    for token in _tokens(text):
+        if tokens:
+            gap = text[tokens[-1].end : token.start]
+            if len(gap) <= MAX_GAP_CHARS and _GAP.fullmatch(gap):
+                tokens.append(token)
+                gaps.append(gap)
+                continue
+            yield _Number(tuple(tokens), tuple(gaps))
+            tokens, gaps = [], []
+        tokens.append(token)
+    if tokens:
+        yield _Number(tuple(tokens), tuple(gaps))
+
+
+def _sentence_break(gap: str) -> bool:
+    """ ". " between two numbers ends a sentence ("... 30 days. 5 more ..."); "4111.1111" does not.
+    Only for the kinds other than cards: a card read out "four one one one. one one one one. ..."
+    (recognizers punctuate pauses) is still one number, and the Luhn check keeps that safe."""
+    return bool(re.search(r"[.,]\s*\b(?:and|then|so|okay|ok)\b|\.\s", gap, re.IGNORECASE))
+
+
+def _sentences(number: _Number) -> Iterator[_Number]:
+    """`number` cut at every sentence break between its tokens."""
+    first = 0
+    for i, gap in enumerate(number.gaps):
+        if _sentence_break(gap):
+            yield number.part(first, i)
+            first = i + 1
+    yield number.part(first, len(number.tokens) - 1)
+
+
+def _classify(source: _Text, number: _Number) -> Iterator[Detection]:
+    """The card inside `number` if any, and what the pieces around it are."""
+    card = _card_run(number)
+    if card is not None:
+        first, last = card
+        part = number.part(first, last)
+        yield _span(source.text, PiiKind.card, part, part.digits)
+        # What is left on either side may hold another card ("4111 ..., and 5500 ...").
+        if first > 0:
+            yield from _classify(source, number.part(0, first - 1))
+        if last < len(number.tokens) - 1:
+            yield from _classify(source, number.part(last + 1, len(number.tokens) - 1))
+        return
+    for piece in _sentences(number):
+        yield from _classify_rest(source, piece)
+
+
+def _card_run(number: _Number, accept: Callable[[int, int], bool] | None = None) -> tuple[int, int] | None:
+    """The longest run of whole tokens with 13-19 digits passing Luhn, as (first, last) token indexes;
+    with `accept`, only runs it accepts count."""
+    best: tuple[int, int] | None = None
+    best_length = 0
+    tokens = number.tokens
+    for first in range(len(tokens)):
+        length = 0
+        for last in range(first, len(tokens)):
+            length += len(tokens[last].digits)
+            if length > CARD_MAX_DIGITS:
+                break
+            if accept is not None and not accept(first, last):
+                continue
+            if length >= CARD_MIN_DIGITS and length > best_length and _card_grouping(tokens[first : last + 1]):
+                digits = "".join(t.digits for t in tokens[first : last + 1])
+                if luhn_valid(digits):
+                    best, best_length = (first, last), length
+    return best
+
+
+def _nearer(source: _Text, start: int, cue: re.Pattern[str], rival: re.Pattern[str]) -> bool:
+    """`cue` is before `start`, nearer than any `rival` cue and any content cue."""
+    distance = source.cue_distance(start, cue)
+    if distance is None:
+        return False
+    others = [source.cue_distance(start, c) for c in (rival, _CONTENT_CUE)]
+    return all(other is None or distance < other for other in others)
+
+
+def _card_grouping(tokens: tuple[_Token, ...]) -> bool:
+    """Cards are written whole or in groups of 4 (Amex 4-6-5); a 7-digit group is something else."""
+    return len(tokens) == 1 or all(len(t.digits) <= CARD_MAX_WRITTEN_GROUP for t in tokens[:-1])
+
+
+def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
+    text = source.text
+    digits = number.digits
+    count = len(digits)
+    start = _extended_start(text, number.start)
+    before, after = text[:start], text[number.end :]
+    if _CURRENCY_BEFORE.search(before) or _UNIT_AFTER.match(after) or before.endswith(("@", "#")):
+        return  # an amount, a quantity, a handle or a hashtag
+    content = source.cue_distance(start, _CONTENT_CUE, CONTENT_CUE_WINDOW_CHARS)
+    if _version_like(number):
+        return
+
+    def cued(cue: re.Pattern[str]) -> bool:
+        distance = source.cue_distance(start, cue)
+        return distance is not None and (content is None or distance < content)
+
+    if count == SSN_DIGITS and _plausible_ssn(digits) and ((_ssn_shaped(number) and content is None) or cued(_SSN_CUE)):
+        yield _span(text, PiiKind.ssn, number, digits, start)
+    elif count == ROUTING_DIGITS and aba_valid(digits) and cued(_ROUTING_CUE):
+        yield _span(text, PiiKind.account, number, digits, start)
+    elif CVV_DIGITS[0] <= count <= CVV_DIGITS[1] and source.has_cue(start, _CVV_CUE, 30):
+        yield _span(text, PiiKind.cvv, number, digits, start)
+    elif CARD_CUED_MIN_DIGITS <= count <= CARD_MAX_DIGITS and cued(_CARD_CUE) and not cued(_ACCOUNT_CUE):
+        yield _span(text, PiiKind.card, number, digits, start)
+    elif ACCOUNT_MIN_DIGITS <= count <= ACCOUNT_MAX_DIGITS and _nearer(source, start, _ACCOUNT_CUE, _PHONE_CUE):
+        yield _span(text, PiiKind.account, number, digits, start)
+    elif _is_phone(text, start, digits, cued(_PHONE_CUE) or _spoken_long(number), content is not None):
+        yield _span(text, PiiKind.phone, number, digits[-NANP_DIGITS:], start)
+    elif ACCOUNT_MIN_DIGITS <= count <= ACCOUNT_MAX_DIGITS and (cued(_ACCOUNT_CUE) or cued(_ROUTING_CUE)):
+        yield _span(text, PiiKind.account, number, digits, start)
+
+
+def _version_like(number: _Number) -> bool:
+    """1.0.65.320, 8.4.22: dotted groups, some of one or two digits."""
+    return (
+        len(number.tokens) >= 3
+        and all(gap == "." for gap in number.gaps)
+        and any(len(t.digits) < 3 for t in number.tokens[1:])
+    )
+
+
+def _extended_start(text: str, start: int) -> int:
+    """Include a "+" or "(" written right before the first digit: "+44 ...", "(555) ..."."""
+    while start > 0 and text[start - 1] in "+(":
+        start -= 1
+    return start
+
+
+def _span(text: str, kind: PiiKind, number: _Number, value: str, start: int | None = None) -> Detection:
+    begin = number.start if start is None else start
+    end = number.end
+    if end < len(text) and text[end] == ")" and "(" in text[begin:end]:
+        end += 1
+    return Detection(kind, begin, end, value)
+
+
+def _plausible_ssn(digits: str) -> bool:
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in {"000", "666"} and not area.startswith("9") and group != "00" and serial != "0000"
+
+
+def _ssn_shaped(number: _Number) -> bool:
+    """3-2-4 written groups, or groups read out with "dash" between them."""
+    if [len(t.digits) for t in number.tokens] == [3, 2, 4] and all(g.strip() in {"-", "", "dash"} for g in number.gaps):
+        return True
+    groups: list[int] = [0]
+    for token, gap in zip(number.tokens, (*number.gaps, ""), strict=True):
+        groups[-1] += len(token.digits)
+        if _DASH_GAP.search(gap):
+            groups.append(0)
+    return groups == [3, 2, 4]
+
+
+def _is_phone(text: str, start: int, digits: str, cued: bool, content_cued: bool) -> bool:
+    count = len(digits)
+    if not PHONE_MIN_DIGITS <= count <= PHONE_MAX_DIGITS:
+        return False
+    international = text.startswith("+", start) or (digits.startswith("00") and not content_cued)
+    if international:
+        national = digits[2:] if digits.startswith("00") else digits
+        if count >= INTERNATIONAL_MIN_DIGITS and _possible_international(national):
+            return True
+    if cued:
+        return True
+    if content_cued:
+        return False
+    return _nanp(digits[1:] if count == NANP_DIGITS + 1 and digits[0] == "1" else digits)
+
+
+def _spoken_long(number: _Number) -> bool:
+    """Ten or more digits read out as words are somebody's number, not call content."""
+    return len(number.digits) >= NANP_DIGITS and any(t.spoken for t in number.tokens)
+
+
+def _nanp(digits: str) -> bool:
+    """A North American number: area code and exchange never start with 0 or 1."""
+    return len(digits) == NANP_DIGITS and digits[0] not in "01" and digits[3] not in "01"
+
+
+def _possible_international(digits: str) -> bool:
+    try:
+        parsed = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_possible_number(parsed))
+
+
+def _emails(text: str) -> Iterator[Detection]:
+    if "@" in text:
+        for match in _EMAIL.finditer(text):
+            yield Detection(PiiKind.email, match.start(), match.end(), match.group(0).casefold())
+    if "@" not in text and _SPOKEN_AT.search(text) is None:
+        return
+    for match in _SPOKEN_EMAIL.finditer(text):
+        local = re.split(r"\s", match.group(0), maxsplit=1)[0]
+        if local.casefold() in _EMAIL_NOT_LOCAL:
+            continue
+        yield Detection(PiiKind.email, match.start(), match.end(), _spoken_email_value(match.group(0)))
+
+
+def _spoken_email_value(surface: str) -> str:
+    value = surface.casefold()
+    for word, symbol in ((" at sign ", "@"), (" at ", "@"), (" dot ", "."), (" underscore ", "_"), (" dash ", "-")):
+        value = value.replace(word, symbol)
+    return re.sub(r"\s", "", value)
+
+
+def _ibans(text: str) -> Iterator[Detection]:
+    for match in _IBAN.finditer(text):
+        surface = match.group(0)
+        length = IBAN_LENGTHS.get(surface[:2].upper())
+        # The pattern runs on into following words; the country's IBAN length says where it ends.
+        positions = [i for i, c in enumerate(surface) if c != " "]
+        compact = surface.replace(" ", "").upper()
+        if length is None or len(compact) < length:
+            continue
+        candidate = compact[:length]
+        if sum(c.isalpha() for c in candidate[4:]) <= IBAN_MAX_LETTERS and iban_valid(candidate):
+            end = match.start() + positions[length - 1] + 1
+            yield Detection(PiiKind.account, match.start(), end, candidate)
+
+
+def _dates_of_birth(source: _Text) -> Iterator[Detection]:
+    if _DOB_CUE.search(source.text) is None and _DOB_CUE.search(source.lead_in) is None:
+        return  # a date is a date of birth only next to a cue
+    for match in _DATE.finditer(source.text):
+        if source.has_cue(match.start(), _DOB_CUE):
+            yield Detection(PiiKind.dob, match.start(), match.end(), match.group(0).casefold())
+
+
+def _expiry_dates(source: _Text) -> Iterator[Detection]:
+    text = source.text
+    for cue in _EXPIRY_CUE.finditer(text):
+        match = _EXPIRY_VALUE.match(text, cue.end())
+        if match is not None:
+            yield Detection(PiiKind.expiry, match.start("value"), match.end("value"), match.group("value").casefold())
+
+
+def _addresses(source: _Text) -> Iterator[Detection]:
+    if _ADDRESS_CUE.search(source.text) is None and _ADDRESS_CUE.search(source.lead_in) is None:
+        return
+    for match in _STREET.finditer(source.text):
+        if source.has_cue(match.start(), _ADDRESS_CUE, 40):
+            surface = match.group(0).rstrip(".")
+            yield Detection(PiiKind.address, match.start(), match.start() + len(surface), surface.casefold())
+
+
+def _names(text: str) -> Iterator[Detection]:
+    """Cue-based only: "my name is Jane Roe", "this is Jane (from ...)"; a capital is required after
+    the weak cues ("this is", "I'm") so "this is great" stays."""
+    for cue in _NAME_CUE.finditer(text):
+        strong = cue.group(0).lower().startswith(("my name", "name"))
+        words: list[re.Match[str]] = []
+        at = cue.end()
+        while len(words) < 2:
+            word = _NAME_WORD.match(text, at)
+            if word is None or word.group(0).lower() in _NOT_NAMES:
+                break
+            if not strong and not word.group(0)[0].isupper():
+                break
+            words.append(word)
+            at = word.end()
+            while at < len(text) and text[at] == " ":
+                at += 1
+        if words:
+            start, end = words[0].start(), words[-1].end()
+            yield Detection(PiiKind.name, start, end, text[start:end].casefold())
+
+
+def _cross_turn_cards(texts: Sequence[str], numbers: Sequence[Sequence[_Number]]) -> Iterator[tuple[int, Detection]]:
+    """Card numbers read across consecutive turns ("5500 0000" / "0000 0004", or four groups in
+    four turns while the agent types): (turn, detection) for each turn's part.
+
+    A chain starts with the number that ends a turn and goes on with the number that begins the
+    next, through turns that hold nothing but their number, for at most `SPLIT_MAX_TURNS` turns;
+    short acknowledgements in between ("okay") are stepped over.
+    """
+    for start in range(len(texts) - 1):
+        tail = numbers[start][-1] if numbers[start] else None
+        if tail is None or len(texts[start][tail.end :].strip(" .,;:-!?")) > SPLIT_TAIL_CHARS:
+            continue
+        if len(tail.digits) < SPLIT_MIN_DIGITS or _DATE.search(texts[start], tail.start):
+            continue
+        chain: list[tuple[int, _Number]] = [(start, tail)]
+        for turn in range(start + 1, min(len(texts), start + 2 * SPLIT_MAX_TURNS)):
+            head = numbers[turn][0] if numbers[turn] else None
+            text = texts[turn]
+            if head is None and len(text.strip()) <= BACKCHANNEL_CHARS:
+                continue  # "okay", "mhm", "go on" from the other side between the groups
+            if (
+                len(chain) == SPLIT_MAX_TURNS
+                or head is None
+                or head.start > SPLIT_HEAD_CHARS
+                or text[: head.start].endswith(("@", "#"))
+            ):
+                break
+            if len(head.digits) < SPLIT_MIN_DIGITS:
+                break
+            chain.append((turn, head))
+            if (
+                len(numbers[turn]) > 1
+                or len(text[head.end :].strip(" .,;:-!?")) > SPLIT_TAIL_CHARS
+                or len(text[: head.start].strip()) > SPLIT_TAIL_CHARS
+            ):
+                break  # the turn says more than its number: the chain ends here
+        if len(chain) > 1:
+            yield from _chain_card(chain)
+
+
+def _chain_card(chain: list[tuple[int, _Number]]) -> Iterator[tuple[int, Detection]]:
+    owners = [turn for turn, number in chain for _ in number.tokens]
+    tokens = tuple(token for _, number in chain for token in number.tokens)
+    gaps: list[str] = []
+    for position, (_, number) in enumerate(chain):
+        gaps.extend(number.gaps)
+        if position < len(chain) - 1:
+            gaps.append(" ")
+    joined = _Number(tokens, tuple(gaps))
+
+    ends = {i for i in range(len(owners)) if i == len(owners) - 1 or owners[i + 1] != owners[i]}
+
+    def across_turns(first: int, last: int) -> bool:
+        # A card wholly in one turn is found there already; this chain looks for the card that
+        # begins in its first turn (later turns start chains of their own). Across turns a card is
+        # read in groups of four (Amex 4-6-5) or digit by digit; other groupings are something else.
+        return owners[first] == chain[0][0] != owners[last] and all(
+            t.spoken or len(t.digits) in (4, 6) for t in joined.tokens[first:last]
+        )
+
+    def whole_parts(first: int, last: int) -> bool:
+        # Best: the whole number that ends the first turn, through the end of a later turn's part.
+        return first == 0 and last in ends and across_turns(first, last)
+
+    run = _card_run(joined, whole_parts) or _card_run(joined, across_turns)
+    if run is None:
+        return
+    first, last = run
+    digits = joined.part(first, last).digits
+    for turn in sorted(set(owners[first : last + 1])):
+        mine = [i for i in range(first, last + 1) if owners[i] == turn]
+        yield turn, Detection(PiiKind.card, tokens[mine[0]].start, tokens[mine[-1]].end, digits)

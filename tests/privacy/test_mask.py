@@ -1,0 +1,50 @@
+"""Reviewer masking: last four kept, lengths kept, the rest of the call untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.privacy.mask import mask_text, mask_turns
+from app.privacy.reads import unmask_selection
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my card is 4111 1111 1111 1111 ok", "my card is •••• •••• •••• 1111 ok"),
+        ("amex 3782 822463 10005", "amex •••• •••••• •0005"),
+        ("ssn 123-45-6789", "ssn •••-••-6789"),
+        ("account number 12345678901", "account number •••••••8901"),
+        ("routing 021000021", "routing •••••0021"),
+        ("date of birth March 4th, 1985", "date of birth ••••• •••, ••••"),
+        ("the security code is 123", "the security code is •••"),
+        (
+            "card four one one one one one one one one one one one one one one one",
+            "card •••• ••• ••• ••• ••• ••• ••• ••• ••• ••• ••• ••• one one one one",
+        ),
+    ],
+)
+def test_masked_kinds_keep_last_four_and_length(text: str, expected: str) -> None:
+    masked = mask_text(text)
+    assert masked == expected
+    assert len(masked) == len(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["call me at 555-123-4567", "email jane@example.com", "I was charged $30 on March 3rd, 2025", "order 123456789"],
+)
+def test_phones_emails_and_call_content_stay(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_a_card_across_two_turns_shows_only_its_last_four() -> None:
+    assert mask_turns(["it is 5500 0000", "0000 0004"]) == ["it is •••• ••••", "•••• 0004"]
+
+
+def test_a_selection_on_masked_text_maps_back_to_the_stored_text() -> None:
+    original = "ssn 123-45-6789 please"
+    masked = mask_text(original)
+
+    assert unmask_selection("•••-••-6789 please", original, masked) == "123-45-6789 please"
+    assert unmask_selection("please", original, masked) == "please"

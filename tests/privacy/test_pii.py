@@ -1,0 +1,187 @@
+"""The attacker's probes of the privacy issue, and the kinds added with them: each must be found."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.privacy.pii import PiiKind, aba_valid, detect, detect_turns, iban_valid
+
+
+def found(text: str, lead_in: str = "", *, names: bool = False) -> list[tuple[PiiKind, str]]:
+    return [(d.kind, text[d.start : d.end]) for d in detect(text, lead_in, names=names)]
+
+
+def test_a_card_split_across_two_turns_is_found_in_both() -> None:
+    first, second = detect_turns(["it's 5500 0000", "0000 0004"])
+
+    assert [(d.kind, d.start, d.end) for d in first] == [(PiiKind.card, 5, 14)]
+    assert [(d.kind, d.start, d.end) for d in second] == [(PiiKind.card, 0, 9)]
+    assert first[0].value == second[0].value == "5500000000000004"
+
+
+def test_two_unrelated_short_numbers_in_consecutive_turns_stay() -> None:
+    assert detect_turns(["the total is 1250", "ticket 48213 then"]) == [[], []]
+
+
+@pytest.mark.parametrize(
+    "spoken",
+    [
+        "4111 one one one one 1111 1111",  # digits mixed with words
+        "four one double one, one one one one, one one one one, one one one one",  # double
+        "four triple one, one one one one, one one one one, one one one one",  # triple
+        "4111 1111 and then 1111 1111",  # a filler inside the number
+        "4111 1111 uh 1111 1111",
+        "4111\u00a01111\u00a01111\u00a01111",  # no-break space
+        "4111/1111/1111/1111",
+        "4111\u200b1111\u200b1111\u200b1111",  # zero-width space
+        "4\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1\u200b1",
+    ],
+)
+def test_card_numbers_in_every_form(spoken: str) -> None:
+    assert found(f"my card is {spoken} thanks") == [(PiiKind.card, spoken)]
+
+
+@pytest.mark.parametrize(
+    "ssn",
+    ["123 dash 45 dash 6789", "one two three dash four five dash six seven eight nine", "123-45-6789"],
+)
+def test_an_ssn_read_with_dash(ssn: str) -> None:
+    assert found(f"my social is {ssn}") == [(PiiKind.ssn, ssn)]
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "jane dot roe at example dot com",
+        "jane.roe at example.com",
+        "j underscore smith at gmail dot com",
+        "jane.roe@example.co.uk",
+    ],
+)
+def test_spoken_and_written_emails(email: str) -> None:
+    assert found(f"my email is {email} okay") == [(PiiKind.email, email)]
+
+
+def test_looking_at_a_website_is_not_an_email() -> None:
+    assert found("have a look at example dot com for the hours") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("the routing number is 021000021", "021000021"),
+        ("my account number is 12345678901", "12345678901"),
+        ("checking account 4400 1234 5678", "4400 1234 5678"),
+        ("my IBAN is GB82 WEST 1234 5698 7654 32 thanks", "GB82 WEST 1234 5698 7654 32"),
+        ("iban DE89370400440532013000", "DE89370400440532013000"),
+    ],
+)
+def test_bank_accounts(text: str, value: str) -> None:
+    assert found(text) == [(PiiKind.account, value)]
+
+
+def test_checksums() -> None:
+    assert aba_valid("021000021")
+    assert not aba_valid("021000022")
+    assert iban_valid("GB82WEST12345698765432")
+    assert not iban_valid("GB82WEST12345698765433")
+
+
+def test_a_routing_shaped_number_without_its_cue_stays() -> None:
+    assert found("order 021000021 shipped") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("the security code is 123", PiiKind.cvv, "123"),
+        ("CVV four five six", PiiKind.cvv, "four five six"),
+        ("it expires 04/27", PiiKind.expiry, "04/27"),
+        ("expiration date oh four twenty seven", PiiKind.expiry, "oh four twenty seven"),
+        ("my address is 123 Main Street, Springfield", PiiKind.address, "123 Main Street"),
+        ("I live at 42 oak avenue", PiiKind.address, "42 oak avenue"),
+    ],
+)
+def test_cued_card_details_and_addresses(text: str, kind: PiiKind, value: str) -> None:
+    assert found(text) == [(kind, value)]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("call me at (555) 123-4567", "(555) 123-4567"),
+        ("my mobile is +44 7700 900123", "+44 7700 900123"),
+        ("reach me on 0049 89 123456", "0049 89 123456"),
+        (
+            "my cell is five five five, two three four, double five six seven",
+            "five five five, two three four, double five six seven",
+        ),
+        ("it's 1-800-555-0199", "1-800-555-0199"),
+        ("call one eight hundred five five five one two one two", "one eight hundred five five five one two one two"),
+    ],
+)
+def test_phones_in_spoken_and_international_forms(text: str, value: str) -> None:
+    assert found(text) == [(PiiKind.phone, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "case number 2023-1104-77",
+        "the part number is 12-345-678",
+        "I'm on version 1.0.65.320 of the app",
+        "the total comes to $1,250.00",
+        "we'll call you at 3:45 pm",
+        "order 9876543210 was delivered",
+        "the year 1999 was a long time ago",
+        "it costs two hundred dollars",
+        "@136790 thanks for reaching out",
+        "oh no, that's not right",
+        "the appointment is on 04/22/2026",
+    ],
+)
+def test_near_misses_stay(text: str) -> None:
+    assert found(text) == []
+
+
+def test_names_only_when_asked_and_only_after_a_cue() -> None:
+    text = "hi, my name is Jane Roe and this is great"
+
+    assert found(text) == []
+    assert found(text, names=True) == [(PiiKind.name, "Jane Roe")]
+    assert found("this is Tom from billing", names=True) == [(PiiKind.name, "Tom")]
+    assert found("this is really slow", names=True) == []
+
+
+def test_several_cards_in_one_breath_are_each_found() -> None:
+    text = "4111 1111 1111 1111, 5500 0000 0000 0004 and 4111/1111/1111/1111"
+
+    assert [(kind, value) for kind, value in found(text)] == [
+        (PiiKind.card, "4111 1111 1111 1111"),
+        (PiiKind.card, "5500 0000 0000 0004"),
+        (PiiKind.card, "4111/1111/1111/1111"),
+    ]
+
+
+def test_a_card_read_over_four_turns_with_acknowledgements_between() -> None:
+    turns = ["card 5500", "mhm", "0000", "go on", "0000 0004 thanks"]
+
+    found_per_turn = [[t[d.start : d.end] for d in ds] for t, ds in zip(turns, detect_turns(turns), strict=True)]
+
+    assert found_per_turn == [["5500"], [], ["0000"], [], ["0000 0004"]]
+
+
+def test_a_chain_stops_at_a_turn_that_says_more_than_its_number() -> None:
+    turns = ["it is 4111", "I will wait for the next part please", "1111 1111 1111"]
+
+    assert detect_turns(turns) == [[], [], []]
+
+
+def test_a_card_read_with_full_stops_between_its_groups() -> None:
+    text = "The number is four one one one. One one one one. One one one one. One one one one."
+
+    assert found(text) == [(PiiKind.card, text[14:-1])]
+
+
+def test_full_stops_still_end_other_numbers() -> None:
+    assert found("we close at 9. 555 234 5678 is our number") == [(PiiKind.phone, "555 234 5678")]

@@ -1,0 +1,96 @@
+"""`postcall purge`, `postcall retention` and `postcall users grant-pii` (app/cli_privacy.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from app.cli import app
+from app.config import get_settings
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.models import Call, User, UserRole
+from app.pipeline.store import store_transcript
+from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
+from app.users import create_user
+from app.worker.celery_app import TASK_PURGE, celery_app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("POSTCALL_DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    return sqlite_url
+
+
+def _old_call(url: str) -> str:
+    transcript = Transcript(
+        metadata=CallMetadata(started_at=datetime.now(UTC) - timedelta(days=100)),
+        utterances=[Utterance(index=0, speaker="C", role=Role.customer, text="my card is 4111 1111 1111 1111")],
+    )
+    engine = create_db_engine(url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            return store_transcript(session, transcript, tenant="default", external_id="old").call_id
+    finally:
+        engine.dispose()
+
+
+def _call_exists(url: str, call_id: str) -> bool:
+    engine = create_db_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            return session.get(Call, call_id) is not None
+    finally:
+        engine.dispose()
+
+
+def test_retention_then_purge_dry_run_then_purge(database: str) -> None:
+    call_id = _old_call(database)
+
+    shown = runner.invoke(app, ["retention"])
+    assert shown.exit_code == 0 and "kept forever" in shown.output
+    assert runner.invoke(app, ["retention", "--days", "30"]).exit_code == 0
+    assert "30 days (tenant setting)" in runner.invoke(app, ["retention"]).output
+
+    dry = runner.invoke(app, ["purge", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would be purged" in dry.output
+    assert _call_exists(database, call_id)
+
+    done = runner.invoke(app, ["purge"])
+    assert done.exit_code == 0, done.output
+    assert not _call_exists(database, call_id)
+
+
+def test_retention_refuses_a_negative_period(database: str) -> None:
+    assert runner.invoke(app, ["retention", "--days", "-1"]).exit_code == 2
+
+
+def test_grant_and_revoke_view_pii(database: str) -> None:
+    engine = create_db_engine(database)
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as session:
+        create_user(session, tenant="default", name="sue", role=UserRole.supervisor)
+
+    granted = runner.invoke(app, ["users", "grant-pii", "sue"])
+    assert granted.exit_code == 0, granted.output
+    with factory() as session:
+        assert session.scalars(select(User.view_pii).where(User.name == "sue")).one() is True
+    assert runner.invoke(app, ["users", "grant-pii", "sue", "--revoke"]).exit_code == 0
+    with factory() as session:
+        assert session.scalars(select(User.view_pii).where(User.name == "sue")).one() is False
+    assert runner.invoke(app, ["users", "grant-pii", "nobody"]).exit_code == 2
+    engine.dispose()
+
+
+def test_the_beat_schedule_runs_the_purge() -> None:
+    import app.worker.tasks  # noqa: F401 - registers the tasks with the app, as a worker does
+
+    entries = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
+    assert TASK_PURGE in entries
+    assert TASK_PURGE in celery_app.tasks

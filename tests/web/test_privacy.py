@@ -1,0 +1,278 @@
+"""What reviewers see: card numbers, SSNs and accounts masked for every role by default, on pages,
+in the API and in the analyst views; a view_pii user unmasks on request, and each time is audited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.migrate import upgrade
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.grounding import verify_extraction
+from app.llm.base import Usage
+from app.models import CallState, Claim, Evidence, ReviewEvent, RunStatus, Tenant, User, UserRole
+from app.models import Utterance as UtteranceRow
+from app.pipeline.calls import get_call, set_state
+from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
+from app.pipeline.store import store_transcript
+from app.schemas.extraction import EvidenceRef, Extraction, Statement
+from app.schemas.transcript import Role, Transcript, Utterance
+from app.users import Principal, create_user, principal_of, set_view_pii
+from app.web.view import build_call_page
+from tests.support.services import temporary_pg_database
+from tests.web.conftest import sign_in
+from tests.web.world import bearer, client_for
+
+CARD, SSN = "4111 1111 1111 1111", "123-45-6789"
+MASKED_CARD, MASKED_SSN = "•••• •••• •••• 1111", "•••-••-6789"
+LINES = [
+    (Role.agent, "Can I have the card number for the refund?"),
+    (Role.customer, f"Sure, it's {CARD} and my social is {SSN}."),
+    (Role.agent, "Thanks, I will refund the $30 to the card ending 1111 today."),
+]
+QUOTE = f"it's {CARD} and my social is {SSN}"
+
+
+@dataclass
+class Setup:
+    factory: sessionmaker[Session]
+    client: TestClient
+    call_id: str
+    tokens: dict[str, str]
+
+
+def _seed(factory: sessionmaker[Session]) -> tuple[str, dict[str, str]]:
+    transcript = Transcript(
+        utterances=[Utterance(index=i, speaker=r.value, role=r, text=t) for i, (r, t) in enumerate(LINES)],
+        source_format="native",
+    )
+    extraction = Extraction(
+        summary=[
+            Statement(
+                text=f"Customer gave card {CARD} for the refund", evidence=[EvidenceRef(utterance=1, quote=QUOTE)]
+            ),
+        ]
+    )
+    with unit_of_work(factory) as session:
+        stored = store_transcript(session, transcript, tenant="acme", external_id="pii-call")
+        call = get_call(session, stored.call_id)
+        facts = RunFacts(
+            key=idempotency_key(call.id, call.transcript_hash, "extract-v1", "test", "hand"),
+            provider="test",
+            model="hand",
+            prompt_version="extract-v1",
+            transcript_hash=call.transcript_hash,
+            usage=Usage(),
+            queue_wait_ms=None,
+            verify_ms=None,
+        )
+        run = add_run(session, call, facts, status=RunStatus.succeeded)
+        add_claims(session, run, verify_extraction(transcript, extraction))
+        set_state(call, CallState.ready_for_review)
+        tokens = {
+            name: create_user(session, tenant="acme", name=name, role=role).token
+            for name, role in (
+                ("agent", UserRole.supervisor),  # sees every call of the tenant
+                ("analyst", UserRole.analyst),
+                ("admin", UserRole.admin),
+                ("auditor", UserRole.supervisor),
+            )
+        }
+        set_view_pii(session, "acme", "auditor", allowed=True)
+        return stored.call_id, tokens
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    def build(url: str) -> Iterator[Setup]:
+        upgrade(url)
+        engine = create_db_engine(url)
+        factory = make_session_factory(engine)
+        call_id, tokens = _seed(factory)
+        with client_for(url) as client:
+            yield Setup(factory, client, call_id, tokens)
+        engine.dispose()
+
+    if request.param == "sqlite":
+        directory: Path = tmp_path_factory.mktemp("privacy")
+        yield from build(f"sqlite:///{directory / 'privacy.db'}")
+        return
+    with temporary_pg_database() as url:
+        yield from build(url)
+
+
+def unmask_events(setup: Setup) -> list[ReviewEvent]:
+    with setup.factory() as session:
+        return list(session.scalars(select(ReviewEvent).where(ReviewEvent.action == "pii_unmasked")).all())
+
+
+@pytest.mark.parametrize("user", ["agent", "analyst", "admin", "auditor"])
+def test_the_api_masks_for_every_role_by_default(setup: Setup, user: str) -> None:
+    response = setup.client.get(f"/api/calls/{setup.call_id}", headers=bearer(setup.tokens[user]))
+
+    assert response.status_code == 200
+    body = response.text
+    assert CARD not in body and SSN not in body and "4111" not in body
+    detail = response.json()
+    utterance = detail["utterances"][1]["text"]
+    assert utterance == f"Sure, it's {MASKED_CARD} and my social is {MASKED_SSN}."
+    assert len(utterance) == len(LINES[1][1])
+    (claim,) = detail["claims"]
+    assert claim["text"] == f"Customer gave card {MASKED_CARD} for the refund"
+    (evidence,) = claim["evidence"]
+    # The offsets still slice the (masked) utterance to the (masked) quote: highlighting works.
+    assert utterance[evidence["char_start"] : evidence["char_end"]] == evidence["quote"]
+    assert evidence["quote"] == f"it's {MASKED_CARD} and my social is {MASKED_SSN}"
+
+
+def test_unmasking_needs_view_pii_and_is_audited(setup: Setup) -> None:
+    before = len(unmask_events(setup))
+    refused = setup.client.get(f"/api/calls/{setup.call_id}?unmask=true", headers=bearer(setup.tokens["admin"]))
+    assert refused.status_code == 403
+    assert len(unmask_events(setup)) == before  # a refusal records nothing
+
+    allowed = setup.client.get(f"/api/calls/{setup.call_id}?unmask=true", headers=bearer(setup.tokens["auditor"]))
+
+    assert allowed.status_code == 200
+    assert allowed.json()["utterances"][1]["text"] == LINES[1][1]
+    events = unmask_events(setup)
+    assert len(events) == before + 1
+    assert events[-1].actor_name == "auditor"
+    assert events[-1].call_id == setup.call_id
+    assert events[-1].after == {"where": "api"}  # content-free
+    trail = setup.client.get(f"/api/calls/{setup.call_id}/events", headers=bearer(setup.tokens["admin"])).json()
+    assert "pii_unmasked" in [event["action"] for event in trail]
+
+
+def test_the_call_page_masks_and_unmasks_on_request(setup: Setup) -> None:
+    with TestClient(setup.client.app) as agent, TestClient(setup.client.app) as auditor:
+        sign_in(agent, setup.tokens["agent"])
+        sign_in(auditor, setup.tokens["auditor"])
+
+        page = agent.get(f"/calls/{setup.call_id}")
+        assert page.status_code == 200
+        assert MASKED_CARD in page.text and CARD not in page.text and SSN not in page.text
+        assert "Show personal data" not in page.text
+        assert agent.get(f"/calls/{setup.call_id}?pii=show").status_code == 403
+
+        before = len(unmask_events(setup))
+        masked_page = auditor.get(f"/calls/{setup.call_id}")
+        assert CARD not in masked_page.text and "Show personal data" in masked_page.text
+        assert len(unmask_events(setup)) == before
+        shown = auditor.get(f"/calls/{setup.call_id}?pii=show")
+        assert shown.status_code == 200
+        assert CARD in shown.text and SSN in shown.text
+        assert len(unmask_events(setup)) == before + 1
+        assert unmask_events(setup)[-1].after == {"where": "page"}
+
+
+def test_highlighting_covers_the_masked_text(setup: Setup) -> None:
+    with setup.factory() as session:
+        principal = _principal(session, "agent")
+        page = build_call_page(session, principal, setup.call_id)
+
+    utterance = page.utterances[1]
+    assert (
+        "".join(segment.text for segment in utterance.segments)
+        == f"Sure, it's {MASKED_CARD} and my social is {MASKED_SSN}."
+    )
+    cited = "".join(segment.text for segment in utterance.segments if segment.claim_ids)
+    assert cited == f"it's {MASKED_CARD} and my social is {MASKED_SSN}"
+
+
+def test_the_analyst_views_show_masked_text(setup: Setup) -> None:
+    with setup.factory() as session:
+        claim_texts = session.execute(text("SELECT text FROM analytics_claims")).scalars().all()
+        quotes = session.execute(text("SELECT quote FROM analytics_evidence")).scalars().all()
+        stored = session.scalars(select(Evidence.quote)).all()
+
+    assert f"Customer gave card {MASKED_CARD} for the refund" in claim_texts
+    assert f"it's {MASKED_CARD} and my social is {MASKED_SSN}" in quotes
+    assert not any(CARD in value or SSN in value for value in [*claim_texts, *quotes])
+    assert QUOTE in stored  # the table itself keeps the original for verification and view_pii users
+
+
+def test_a_selection_made_on_the_masked_transcript_is_stored_as_said(setup: Setup) -> None:
+    response = setup.client.post(
+        f"/api/calls/{setup.call_id}/claims",
+        headers=bearer(setup.tokens["agent"]),
+        json={
+            "kind": "summary",
+            "text": "The customer gave an SSN",
+            "evidence": [{"utterance": 1, "quote": f"my social is {MASKED_SSN}"}],
+        },
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["evidence"][0]["quote"] == f"my social is {MASKED_SSN}"  # the response is masked too
+    with setup.factory() as session:
+        quotes = session.scalars(select(Evidence.quote).where(Evidence.claim_id == response.json()["id"])).all()
+    assert quotes == [f"my social is {SSN}"]
+
+
+def _principal(session: Session, name: str) -> Principal:
+    user, slug = session.execute(
+        select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id).where(User.name == name)
+    ).one()
+    return principal_of(user, slug)
+
+
+def test_saving_the_masked_text_unchanged_keeps_the_stored_text(setup: Setup) -> None:
+    headers = bearer(setup.tokens["agent"])
+    claim = setup.client.get(f"/api/calls/{setup.call_id}", headers=headers).json()["claims"][0]
+    assert MASKED_CARD in claim["text"]
+
+    response = setup.client.post(
+        f"/api/claims/{claim['id']}/review", headers=headers, json={"action": "edit", "text": claim["text"]}
+    )
+
+    assert response.status_code == 200, response.text
+    with setup.factory() as session:
+        stored = session.scalars(select(Claim.text).where(Claim.id == claim["id"])).one()
+    assert stored == f"Customer gave card {CARD} for the refund"  # not overwritten by the bullets
+
+
+def test_store_redacted_keeps_only_the_redacted_transcript_of_a_handed_over_call(setup: Setup) -> None:
+    url = str(setup.factory.kw["bind"].url.render_as_string(hide_password=False))
+    handed: list[str] = []
+    transcript = (
+        "[00:01] Agent: Can I have the card number?\n"
+        f"[00:05] Customer: Sure, it's {CARD} and my social is {SSN}.\n"
+        "[00:11] Agent: I will refund the $30 fee today.\n"
+    ).encode()
+
+    with client_for(url, enqueue=lambda ids: handed.extend(ids) or len(ids), store_redacted=True) as client:
+        response = client.post(
+            "/api/calls",
+            params={"external_id": "redacted-at-rest"},
+            content=transcript,
+            headers=bearer(setup.tokens["admin"]),
+        )
+
+    assert response.status_code in {200, 201, 202}, response.text
+    call_id = response.json()["call_id"]
+    assert handed == [call_id]
+    with setup.factory() as session:
+        texts = session.scalars(
+            select(UtteranceRow.text).where(UtteranceRow.call_id == call_id).order_by(UtteranceRow.index)
+        ).all()
+    assert texts[1] == "Sure, it's [CARD_1] and my social is [SSN_1]."
+    assert not any(CARD in t or SSN in t or "4111" in t for t in texts)
+
+
+def test_the_permission_shows_in_me_and_in_the_user_list(setup: Setup) -> None:
+    assert setup.client.get("/api/me", headers=bearer(setup.tokens["auditor"])).json()["can_view_pii"] is True
+    assert setup.client.get("/api/me", headers=bearer(setup.tokens["agent"])).json()["can_view_pii"] is False
+    users = setup.client.get("/api/users", headers=bearer(setup.tokens["admin"])).json()
+    assert {u["name"]: u["view_pii"] for u in users} == {
+        "agent": False,
+        "analyst": False,
+        "admin": False,
+        "auditor": True,
+    }
