@@ -2,11 +2,14 @@
 
 from app.models import guards as _guards  # noqa: F401  (registers the append-only audit guards)
 from app.models.tables import (
+    BatchStatus,
     Call,
     CallState,
     Claim,
     Evidence,
     ExtractionRun,
+    LlmBatch,
+    LlmMode,
     ReviewEvent,
     ReviewStatus,
     RunStatus,
@@ -17,11 +20,14 @@ from app.models.tables import (
 )
 
 __all__ = [
+    "BatchStatus",
     "Call",
     "CallState",
     "Claim",
     "Evidence",
     "ExtractionRun",
+    "LlmBatch",
+    "LlmMode",
     "ReviewEvent",
     "ReviewStatus",
     "RunStatus",

@@ -9,7 +9,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import DuplicateCallError
-from app.models import Call, CallState, Claim, ExtractionRun, ReviewEvent
+from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEvent
 from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
 from app.pipeline.calls import get_or_create_tenant, set_state
@@ -28,10 +28,16 @@ class StoredCall:
     external_id: str
     status: StoreStatus
     state: CallState
+    llm_mode: LlmMode = LlmMode.sync
 
     @property
     def needs_processing(self) -> bool:
         return self.status is not StoreStatus.unchanged
+
+    @property
+    def needs_enqueue(self) -> bool:
+        """A worker must be told; a batch-mode call waits in the database for the batch collector."""
+        return self.needs_processing and self.llm_mode is LlmMode.sync
 
 
 def store_transcript(
@@ -42,8 +48,11 @@ def store_transcript(
     external_id: str,
     source_name: str | None = None,
     replace: bool = False,
+    llm_mode: LlmMode = LlmMode.sync,
 ) -> StoredCall:
-    """Insert (or, with `replace`, overwrite) one call and its utterances. Flushes; never commits."""
+    """Insert (or, with `replace`, overwrite) one call and its utterances. Flushes; never commits.
+
+    `llm_mode` is how the call's extraction reaches the model (batch: it waits for the next batch)."""
     tenant_row = get_or_create_tenant(session, tenant)
     content_hash = transcript.content_hash()
     existing = session.scalar(
@@ -51,7 +60,7 @@ def store_transcript(
     )
     if existing is not None:
         if existing.transcript_hash == content_hash:
-            return StoredCall(existing.id, external_id, StoreStatus.unchanged, existing.state)
+            return StoredCall(existing.id, external_id, StoreStatus.unchanged, existing.state, existing.llm_mode)
         if not replace:
             raise DuplicateCallError(
                 f"call {external_id!r} already exists in tenant {tenant!r} with different content; "
@@ -90,6 +99,9 @@ def store_transcript(
     call.vendor_hints = transcript.vendor_hints or None
     call.ingest_warnings = transcript.warnings or None
     call.attempts = 0
+    call.llm_mode = llm_mode
+    # A replaced transcript leaves the batch its old version was in; that answer is dropped.
+    call.llm_batch_id = None
     call.enqueued_at = utcnow()
     set_state(call, CallState.queued)
     session.flush()
@@ -110,4 +122,4 @@ def store_transcript(
             for u in transcript.utterances
         ],
     )
-    return StoredCall(call.id, external_id, status, call.state)
+    return StoredCall(call.id, external_id, status, call.state, call.llm_mode)

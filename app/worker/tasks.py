@@ -69,6 +69,7 @@ def process_call_task(self: Any, call_id: str) -> str:
             ctx.prompt,
             redact_for_llm=settings.redact_for_llm,
             max_attempts=settings.max_call_attempts,
+            defer_batch_calls=True,
         )
     except NotFoundError:
         logger.warning("call %s no longer exists; dropping its task", call_id)

@@ -13,6 +13,7 @@ from app.db.session import create_db_engine
 
 EXPECTED_TABLES = {
     "tenants", "users", "calls", "utterances", "extraction_runs", "claims", "evidence", "review_events",
+    "llm_batches",
 }
 EXPECTED_VIEWS = {"analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence"}
 
