@@ -70,20 +70,6 @@ def batch_provider(provider: ExtractionProvider) -> OpenAIProvider:
     return provider
 
 
-def resolve_llm_mode(settings: Settings, requested: str | None) -> LlmMode:
-    """The mode a new call is stored with: the request's, else POSTCALL_LLM_MODE. Batch needs `openai`."""
-    try:
-        mode = LlmMode(requested or settings.llm_mode)
-    except ValueError as exc:
-        raise ConfigError(f"unknown mode {requested!r}: use sync or batch") from exc
-    if mode is LlmMode.batch and settings.llm_provider != "openai":
-        raise ConfigError(
-            "batch mode needs the openai provider (POSTCALL_LLM_PROVIDER=openai); "
-            f"the configured provider is {settings.llm_provider!r}"
-        )
-    return mode
-
-
 def _redact(settings: Settings, provider: ExtractionProvider) -> bool:
     return settings.redact_for_llm and provider.sends_data_offsite
 

@@ -8,6 +8,8 @@ from app.config import Settings, get_settings
 
 TASK_PROCESS_CALL = "postcall.process_call"
 TASK_RECONCILE = "postcall.reconcile"
+TASK_BATCH_COLLECT = "postcall.batch_collect"
+TASK_BATCH_POLL = "postcall.batch_poll"
 QUEUE_NAME = "postcall"
 
 # kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
@@ -63,6 +65,18 @@ def configure(app: Celery, settings: Settings) -> None:
                 "schedule": float(settings.reconcile_every_seconds),
                 # Ticks published while no worker runs would pile up; one pass is all a returning worker needs.
                 "options": {"expires": float(settings.reconcile_every_seconds)},
+            },
+            # Batch mode: gather waiting calls into batches, and follow the open ones. Both do nothing
+            # unless POSTCALL_LLM_PROVIDER=openai, and both are idempotent (their state is in the database).
+            "collect-llm-batches": {
+                "task": TASK_BATCH_COLLECT,
+                "schedule": float(settings.batch_collect_every_seconds),
+                "options": {"expires": float(settings.batch_collect_every_seconds)},
+            },
+            "poll-llm-batches": {
+                "task": TASK_BATCH_POLL,
+                "schedule": float(settings.batch_poll_every_seconds),
+                "options": {"expires": float(settings.batch_poll_every_seconds)},
             },
         },
     )

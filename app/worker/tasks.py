@@ -11,7 +11,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.run import mark_failed, process_call
-from app.worker.celery_app import TASK_PROCESS_CALL, TASK_RECONCILE, celery_app
+from app.worker.celery_app import (
+    TASK_BATCH_COLLECT,
+    TASK_BATCH_POLL,
+    TASK_PROCESS_CALL,
+    TASK_RECONCILE,
+    celery_app,
+)
 from app.worker.context import get_context, reset_context
 
 logger = logging.getLogger(__name__)
@@ -114,3 +120,33 @@ def reconcile_task() -> int:
     if call_ids:
         logger.warning("reconciler re-enqueued %d stuck calls", len(call_ids))
     return enqueue_calls(call_ids)
+
+
+@celery_app.task(name=TASK_BATCH_COLLECT)
+def collect_batches_task() -> int:
+    """Beat-scheduled: gather batch-mode calls waiting for a batch into new batches; returns calls batched."""
+    from app.pipeline.batch import collect_batches
+
+    ctx = get_context()
+    if ctx.settings.llm_provider != "openai":
+        return 0  # batch mode is the openai provider's; nothing can be waiting
+    summary = collect_batches(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings)
+    if summary.submitted or summary.failed:
+        logger.info("batch collector: %d calls in batches %s; refused: %s", summary.calls, summary.submitted,
+                    summary.failed)
+    return summary.calls
+
+
+@celery_app.task(name=TASK_BATCH_POLL)
+def poll_batches_task() -> int:
+    """Beat-scheduled: follow open batches and store the answers of finished ones; returns calls stored."""
+    from app.pipeline.batch import poll_batches
+
+    ctx = get_context()
+    if ctx.settings.llm_provider != "openai":
+        return 0
+    summary = poll_batches(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings)
+    if summary.finished:
+        logger.info("batch poller: %d stored, %d sent again, %d left for the next pass", summary.stored,
+                    summary.put_back, summary.pending)
+    return summary.stored

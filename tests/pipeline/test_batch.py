@@ -28,8 +28,8 @@ from app.pipeline.batch import (
     collect_batches,
     list_batches,
     poll_batches,
-    resolve_llm_mode,
 )
+from app.pipeline.llm_mode import resolve_llm_mode
 from app.pipeline.reconcile import claim_stuck_calls
 from app.pipeline.run import process_call
 from app.pipeline.store import store_transcript
