@@ -71,18 +71,25 @@ def batches(
 
 
 def _render(rows: list[BatchOverview]) -> None:
-    table = Table("batch", "provider id", "status", "requests", "calls waiting", "created", "finished", "collected")
+    # Folded, never cut with an ellipsis: ids and statuses are copied into provider consoles and tickets.
+    table = Table()
+    widths = {"batch": 5, "status": 11, "answered": 8, "calls left": 5, "created": 11, "finished": 11,
+              "provider id": 12}
+    for title, width in widths.items():
+        table.add_column(title, overflow="fold", min_width=width)
     for row in rows:
-        answered = f"{row.completed}/{row.requests}" + (f" ({row.failed} failed)" if row.failed else "")
+        status = escape(row.status) + (" (collected)" if row.collected_at else "")
+        if row.last_error:
+            status += f"\n[red]{escape(row.last_error)}[/red]"
+        answered = f"{row.completed}/{row.requests}" + (f", {row.failed} failed" if row.failed else "")
         table.add_row(
             str(row.id),
-            escape(row.provider_batch_id or "—"),
-            escape(row.status) + (f"\n[red]{escape(row.last_error)}[/red]" if row.last_error else ""),
+            status,
             answered,
             f"{row.waiting_calls}/{row.calls}",
-            f"{row.created_at:%Y-%m-%d %H:%M}",
-            f"{row.finished_at:%Y-%m-%d %H:%M}" if row.finished_at else "—",
-            f"{row.collected_at:%Y-%m-%d %H:%M}" if row.collected_at else "—",
+            f"{row.created_at:%m-%d %H:%M}",
+            f"{row.finished_at:%m-%d %H:%M}" if row.finished_at else "—",
+            escape(row.provider_batch_id or "—"),
         )
     console.print(table)
 
