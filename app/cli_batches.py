@@ -9,6 +9,7 @@ runs `collect` and `poll` on its own when a worker runs with `--beat`).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -143,3 +144,58 @@ def batches_cancel(batch_id: Annotated[int, typer.Argument(help="The batch numbe
     except PostcallError as exc:
         raise fail(str(exc)) from exc
     console.print(f"batch {batch_id}: {escape(status)}", highlight=False)
+
+
+@batches_app.command("export")
+def batches_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSONL input file.")],
+) -> None:
+    """Write the waiting calls' requests for an offline runner (`vllm run-batch -i FILE -o OUT`)."""
+    from app.pipeline.batch import export_batch
+
+    ctx = _context(provider=True)
+    try:
+        exported = export_batch(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings)
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
+    if exported is None:
+        console.print("no calls are waiting for a batch", highlight=False)
+        return
+    batch_id, payload = exported
+    requests = payload.count(b"\n")
+    try:
+        output.write_bytes(payload)
+    except OSError as exc:
+        # The calls stay in the batch; importing an empty file sends them to the next batch instead.
+        raise fail(f"{output}: cannot write: {exc.strerror or exc}; batch {batch_id} is waiting for it") from exc
+    console.print(
+        f"batch {batch_id}: {requests} requests written to {escape(str(output))}; bring the output "
+        f"back with `postcall batches import {batch_id} OUT.jsonl`",
+        highlight=False,
+    )
+
+
+@batches_app.command("import")
+def batches_import(
+    batch_id: Annotated[int, typer.Argument(help="The exported batch.")],
+    files: Annotated[list[Path], typer.Argument(help="The runner's output (and error) JSONL files.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Store an offline runner's answers for an exported batch (same path as a provider batch's)."""
+    from app.pipeline.batch import import_batch_results
+
+    ctx = _context(provider=True)
+    try:
+        texts = [path.read_text(encoding="utf-8") for path in files]
+    except OSError as exc:
+        raise fail(f"cannot read: {exc}") from exc
+    try:
+        summary = import_batch_results(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings, batch_id, texts)
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
+    document = {"stored": summary.stored, "put_back": summary.put_back, "pending": summary.pending,
+                "collected": bool(summary.collected)}
+    if as_json:
+        print(json.dumps(document))
+        return
+    console.print(", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in document.items()), highlight=False)

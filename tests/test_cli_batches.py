@@ -94,3 +94,32 @@ def test_ingest_in_batch_mode_then_collect_poll_and_list(
     assert code == 2 and "nothing to cancel" in err
     code, _, err = invoke("batches", "cancel", "99")
     assert code == 2 and "no batch 99" in err
+
+
+def test_export_for_an_offline_runner_and_import_its_output(
+    call_file: Path, tmp_path: Path, fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert invoke("db", "upgrade")[0] == 0
+    use_openai(monkeypatch)
+    code, out, err = invoke("ingest", str(call_file), "--mode", "batch", "--json")
+    assert code == 0, err
+    call_id = json.loads(out)["files"][0]["call_id"]
+    requests = tmp_path / "in.jsonl"
+    code, out, err = invoke("batches", "export", "--output", str(requests))
+    assert code == 0, err
+    assert "batch 1: 1 requests written" in out
+    [line] = [json.loads(raw) for raw in requests.read_text().splitlines()]
+    assert line["url"] == "/v1/chat/completions" and line["custom_id"].startswith(call_id)
+
+    # What `vllm run-batch -i in.jsonl -o out.jsonl` writes back.
+    body = json.loads(quoting(RecordedRequest("POST", line["url"], {}, line["body"])).body)
+    answers = tmp_path / "out.jsonl"
+    answers.write_text(json.dumps({"id": "vllm-0", "custom_id": line["custom_id"],
+                                   "response": {"status_code": 200, "request_id": "r0", "body": body},
+                                   "error": None}) + "\n")
+    code, out, err = invoke("batches", "import", "1", str(answers), "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"stored": 1, "put_back": 0, "pending": 0, "collected": True}
+    assert json.loads(invoke("show", call_id, "--json")[1])["run"]["llm_batch_id"] == 1
+    code, out, _ = invoke("batches", "export", "--output", str(requests))
+    assert code == 0 and "no calls are waiting" in out

@@ -72,10 +72,12 @@ class LlmMode(StrEnum):
 
 
 class BatchStatus(StrEnum):
-    """A batch's lifecycle: `preparing` is ours (assigned, not yet accepted by the provider); the rest
-    are the provider's own statuses, stored as it reports them."""
+    """A batch's lifecycle: `preparing` is ours (assigned, not yet accepted by the provider), `exported`
+    too (written for an offline runner such as `vllm run-batch`); the rest are the provider's own
+    statuses, stored as it reports them."""
 
     preparing = "preparing"
+    exported = "exported"
     validating = "validating"
     in_progress = "in_progress"
     finalizing = "finalizing"

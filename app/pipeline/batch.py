@@ -23,7 +23,7 @@ a batch (`lease_until`), which a killed one's loses when it runs out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -358,7 +358,9 @@ def _poll_one(
                 batch.next_poll_at = utcnow() + timedelta(seconds=poll_interval(batch.polls, settings))
                 return
     summary.finished += 1
-    remaining = _handle_results(factory, client, provider, prompt, settings, batch_id, summary)
+    remaining = _handle_results(
+        factory, lambda batch: _read_results(client, batch), provider, prompt, settings, batch_id, summary
+    )
     with unit_of_work(factory) as session:
         batch = session.get(LlmBatch, batch_id)
         if batch is None:
@@ -372,15 +374,20 @@ def _poll_one(
 
 
 def _read_results(client: BatchClient, batch: LlmBatch) -> dict[str, dict[int, LineResult]]:
-    """The finished batch's lines, by call id and window (error file first: a real answer wins)."""
+    """The finished batch's lines, by call and window (error file first: a real answer wins)."""
+    texts = [client.download(file_id) for file_id in (batch.error_file_id, batch.output_file_id) if file_id]
+    return _lines_by_call(batch.id, texts)
+
+
+def _lines_by_call(batch_id: int, texts: Sequence[str]) -> dict[str, dict[int, LineResult]]:
+    """Result lines keyed "<call id>.<hash prefix>", then by window; lines of other batches are ignored."""
     lines: dict[str, LineResult] = {}
-    for file_id in (batch.error_file_id, batch.output_file_id):
-        if file_id:
-            lines.update(parse_result_lines(client.download(file_id)))
+    for text in texts:
+        lines.update(parse_result_lines(text))
     by_call: dict[str, dict[int, LineResult]] = {}
     for custom_id, line in lines.items():
         parsed = CustomId.parse(custom_id)
-        if parsed is None or parsed.batch_id != batch.id:
+        if parsed is None or parsed.batch_id != batch_id:
             continue
         by_call.setdefault(f"{parsed.call_id}.{parsed.hash_prefix}", {})[parsed.window] = line
     return by_call
@@ -394,7 +401,7 @@ def _windows_of(lines: dict[int, LineResult]) -> int:
 
 def _handle_results(
     factory: sessionmaker[Session],
-    client: BatchClient,
+    read: Callable[[LlmBatch], dict[str, dict[int, LineResult]]],
     provider: OpenAIProvider,
     prompt: PromptTemplate,
     settings: Settings,
@@ -410,7 +417,7 @@ def _handle_results(
         call_rows = session.execute(
             select(Call.id, Call.transcript_hash).where(Call.llm_batch_id == batch_id).order_by(Call.id)
         ).all()
-        by_call = _read_results(client, batch) if call_rows else {}
+        by_call = read(batch) if call_rows else {}
     remaining = 0
     for handled, (call_id, transcript_hash) in enumerate(call_rows, start=1):
         if handled % LEASE_RENEW_EVERY_CALLS == 0:
@@ -489,6 +496,64 @@ def _put_back(factory: sessionmaker[Session], settings: Settings, batch_id: int,
         else:
             set_state(call, CallState.queued,
                       error=f"batch {batch_id}: {reason}; sent again in the next batch"[:MAX_ERROR_CHARS])
+
+
+# ------------------------------------------------------------------------- offline runners (vLLM)
+
+
+def export_batch(
+    factory: sessionmaker[Session], provider: ExtractionProvider, prompt: PromptTemplate, settings: Settings
+) -> tuple[int, bytes] | None:
+    """Put waiting calls into a batch for an offline runner (`vllm run-batch`) instead of a Batch API:
+    returns (batch id, JSONL input), or None when no call waits. The batch stays `exported`, out of
+    the collector's and poller's way, until `import_batch_results` brings its output back."""
+    openai_provider = batch_provider(provider)
+    assigned = _assign_waiting_calls(factory, openai_provider, prompt, settings)
+    if assigned is None:
+        return None
+    batch_id, payload, _ = assigned
+    _update_batch(factory, batch_id, status=BatchStatus.exported.value, submitted_at=utcnow())
+    return batch_id, payload
+
+
+def import_batch_results(
+    factory: sessionmaker[Session],
+    provider: ExtractionProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+    batch_id: int,
+    texts: Sequence[str],
+) -> PollSummary:
+    """Store an offline runner's output file(s) for an exported batch, exactly as a finished provider
+    batch's: answered calls go through `process_call`, the others wait for the next batch. Importing
+    the same file again stores nothing twice."""
+    openai_provider = batch_provider(provider)
+    with unit_of_work(factory) as session:
+        batch = session.get(LlmBatch, batch_id)
+        if batch is None:
+            raise NotFoundError(f"no batch {batch_id}")
+        importable = (BatchStatus.exported.value, BatchStatus.completed.value)
+        if batch.provider_batch_id is not None or batch.status not in importable:
+            raise ConfigError(f"batch {batch_id} is {batch.status} and was not exported: nothing to import")
+    if not _take_lease(factory, batch_id, settings.batch_lease_seconds):
+        raise ConfigError(f"batch {batch_id} is being handled by another process; try again shortly")
+    summary = PollSummary(finished=1)
+    try:
+        _update_batch(factory, batch_id, status=BatchStatus.completed.value, finished_at=utcnow())
+        by_call = _lines_by_call(batch_id, texts)
+        remaining = _handle_results(
+            factory, lambda _: by_call, openai_provider, prompt, settings, batch_id, summary
+        )
+        answered = sum(1 for lines in by_call.values() for line in lines.values() if line.body is not None)
+        failed = sum(1 for lines in by_call.values() for line in lines.values() if line.body is None)
+        values: dict[str, Any] = {"completed_count": answered, "failed_count": failed}
+        if remaining == 0:
+            values["collected_at"] = utcnow()
+            summary.collected.append(batch_id)
+        _update_batch(factory, batch_id, **values)
+    finally:
+        _update_batch(factory, batch_id, lease_until=None)
+    return summary
 
 
 # ------------------------------------------------------------------------------------ cancel and list

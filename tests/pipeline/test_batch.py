@@ -515,3 +515,51 @@ def test_list_batches_reports_progress(
     assert overview.status == BatchStatus.in_progress.value and overview.waiting_calls == 2
     assert overview.calls == overview.requests == 2 and overview.completed == 1
     assert overview.as_json()["provider_batch_id"] == overview.provider_batch_id
+
+
+def runner_output(payload: bytes, skip_call: str) -> str:
+    """What `vllm run-batch` writes for an input file: one OpenAI-format result line per request."""
+    lines = []
+    for number, raw in enumerate(payload.decode().splitlines()):
+        request = json.loads(raw)
+        if request["custom_id"].startswith(skip_call):
+            continue
+        body = json.loads(quoting(RecordedRequest("POST", request["url"], {}, request["body"])).body)
+        lines.append(json.dumps({"id": f"vllm-{number}", "custom_id": request["custom_id"],
+                                 "response": {"status_code": 200, "request_id": f"r{number}", "body": body},
+                                 "error": None}))
+    return "\n".join(lines) + "\n"
+
+
+def test_an_offline_runner_s_output_is_imported_like_a_provider_batch(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+) -> None:
+    call_ids = store_calls(session_factory, 3)
+    exported = batch_module.export_batch(session_factory, provider, prompt, settings)
+    assert exported is not None
+    batch_id, payload = exported
+    assert len(payload.splitlines()) == 3 and fake_openai.api_requests == []  # nothing sent anywhere
+    # While exported, the collector and the poller leave the batch alone.
+    assert collect_batches(session_factory, provider, prompt, settings).calls == 0
+    assert poll_batches(session_factory, provider, prompt, settings).finished == 0
+
+    output = runner_output(payload, skip_call=call_ids[2])
+    summary = batch_module.import_batch_results(session_factory, provider, prompt, settings, batch_id, [output])
+    assert (summary.stored, summary.put_back, summary.collected) == (2, 1, [batch_id])
+    again = batch_module.import_batch_results(session_factory, provider, prompt, settings, batch_id, [output])
+    assert again.stored == 0  # every call of the batch was handled: nothing is stored twice
+    with unit_of_work(session_factory) as session:
+        batch = session.get(LlmBatch, batch_id)
+        assert batch is not None and batch.status == "completed" and batch.completed_count == 2
+        assert [calls(session)[c].state in DONE for c in call_ids] == [True, True, False]
+        assert calls(session)[call_ids[2]].llm_batch_id is None  # waits for the next batch
+        assert session.scalar(select(func.count()).select_from(ExtractionRun)) == 2
+
+    # A batch sent to the provider's Batch API is not importable.
+    sent = collect_batches(session_factory, provider, prompt, settings).submitted
+    with pytest.raises(ConfigError, match="not exported"):
+        batch_module.import_batch_results(session_factory, provider, prompt, settings, sent[0], [output])
