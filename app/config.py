@@ -89,8 +89,14 @@ class Settings(BaseSettings):
     batch_max_bytes: int = 200 * 1024 * 1024
     batch_completion_window: str = "24h"
     batch_endpoint: str = "/v1/chat/completions"
+    # The model named in batch requests when it differs from POSTCALL_OPENAI_MODEL (Azure: a Global Batch
+    # deployment answers only batches, so synchronous re-asks and repairs keep POSTCALL_OPENAI_MODEL's).
+    batch_model: str | None = None
     # Beat schedule: how often waiting calls are gathered into a batch, and how often batches are polled.
     batch_collect_every_seconds: int = 300
+    # False: waiting calls are batched only by hand (`postcall batches collect` or `export`), e.g. for a
+    # server without a Batch API whose calls go through an offline runner.
+    batch_collect_automatically: bool = True
     batch_poll_every_seconds: int = 30
     # One batch is asked for its status at most this often, backing off from min to max as it runs.
     batch_poll_min_interval_seconds: float = 30.0

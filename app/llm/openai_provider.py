@@ -195,6 +195,11 @@ class OpenAIProvider(ExtractionProvider):
     def model(self) -> str:
         return self._settings.openai_model
 
+    @property
+    def batch_model(self) -> str:
+        """The model named in batch requests (POSTCALL_BATCH_MODEL, else the model)."""
+        return self._settings.batch_model or self._settings.openai_model
+
     def client(self) -> OpenAI:
         """The SDK client this provider talks through (the process-wide one unless one was given)."""
         return self._client or shared_client(self._settings)
@@ -212,7 +217,10 @@ class OpenAIProvider(ExtractionProvider):
 
         A batch input file carries them; `extract_from_answers` finishes the extraction from the answers.
         """
-        return [self.request_body(self._question(prompt, window)) for window in self._windows(transcript, prompt)]
+        bodies = [self.request_body(self._question(prompt, window)) for window in self._windows(transcript, prompt)]
+        for body in bodies:
+            body["model"] = self.batch_model
+        return bodies
 
     def extract_from_answers(
         self, transcript: Transcript, prompt: PromptTemplate, answers: Sequence[Mapping[str, Any]]
@@ -366,7 +374,8 @@ class OpenAIProvider(ExtractionProvider):
         completion_tokens = reported.completion_tokens if reported else 0
         details = reported.prompt_tokens_details if reported else None
         cached_tokens = (details.cached_tokens or 0) if details else 0
-        prices = self._settings.token_prices(self._settings.openai_model, mode)
+        model = self.batch_model if mode == "batch" else self._settings.openai_model
+        prices = self._settings.token_prices(model, mode)
         cost = (
             (prompt_tokens - cached_tokens) * prices.input
             + cached_tokens * prices.cached_input

@@ -158,7 +158,7 @@ def _assign_waiting_calls(
         if not calls:
             return None
         batch = LlmBatch(
-            provider=provider.name, model=provider.model, prompt_version=prompt.version,
+            provider=provider.name, model=provider.batch_model, prompt_version=prompt.version,
             status=BatchStatus.preparing.value,
         )
         session.add(batch)

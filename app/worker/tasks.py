@@ -128,8 +128,8 @@ def collect_batches_task() -> int:
     from app.pipeline.batch import collect_batches
 
     ctx = get_context()
-    if ctx.settings.llm_provider != "openai":
-        return 0  # batch mode is the openai provider's; nothing can be waiting
+    if ctx.settings.llm_provider != "openai" or not ctx.settings.batch_collect_automatically:
+        return 0  # batch mode is the openai provider's; or batches are made by hand
     summary = collect_batches(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings)
     if summary.submitted or summary.failed:
         logger.info("batch collector: %d calls in batches %s; refused: %s", summary.calls, summary.submitted,

@@ -142,3 +142,15 @@ def test_batch_client_sorts_errors_into_transient_and_permanent(
     assert client.cancel(created.id).status == "cancelling"
     with pytest.raises(ProviderPermanentError, match="404"):
         client.retrieve("batch-missing")
+
+
+def test_a_separate_batch_model_names_batch_requests_only(
+    fake_openai: FakeOpenAIServer, prompt: PromptTemplate
+) -> None:
+    # Azure: a Global Batch deployment answers batches only; re-asks and repairs use the standard one.
+    provider = OpenAIProvider(make_settings(batch_model="gpt-4o-mini-batch"))
+    [body] = provider.batch_request_bodies(make_transcript(), prompt)
+    assert body["model"] == "gpt-4o-mini-batch"
+    fake_openai.enqueue(extraction_reply(GOOD_ANSWER))
+    provider.extract_from_answers(make_transcript(), prompt, [{"not": "a completion"}])
+    assert fake_openai.requests[0].model == "fake-model"
