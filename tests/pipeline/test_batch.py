@@ -563,3 +563,48 @@ def test_an_offline_runner_s_output_is_imported_like_a_provider_batch(
     sent = collect_batches(session_factory, provider, prompt, settings).submitted
     with pytest.raises(ConfigError, match="not exported"):
         batch_module.import_batch_results(session_factory, provider, prompt, settings, sent[0], [output])
+
+
+def test_a_batch_the_provider_refuses_sends_its_calls_to_the_next_one(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+) -> None:
+    call_ids = store_calls(session_factory, 2)
+    fake_openai.fail_api("batches.create", error_reply(400, "endpoint not allowed for this key"))
+    summary = collect_batches(session_factory, provider, prompt, settings)
+    assert summary.submitted == [] and len(summary.failed) == 1
+    poll_batches(session_factory, provider, prompt, settings)
+    with unit_of_work(session_factory) as session:
+        refused = session.get(LlmBatch, summary.failed[0])
+        assert refused is not None and refused.status == "failed" and refused.collected_at is not None
+        for call_id in call_ids:
+            call = calls(session)[call_id]
+            assert call.state is CallState.queued and call.attempts == 1
+            assert "endpoint not allowed" in (call.last_error or "")
+    collect_batches(session_factory, provider, prompt, settings)
+    poll_until_collected(session_factory, provider, prompt, settings)
+    with unit_of_work(session_factory) as session:
+        assert all(calls(session)[c].state in DONE for c in call_ids)
+
+
+def test_calls_out_of_attempts_fail_with_the_last_error(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+) -> None:
+    [call_id] = store_calls(session_factory, 1)
+    limited = settings.model_copy(update={"max_call_attempts": 2})
+    fake_openai.script_batches(*[BatchScript(progress=(), errored=lambda _: True)] * 2)
+    for _ in range(2):
+        collect_batches(session_factory, provider, prompt, limited)
+        poll_until_collected(session_factory, provider, prompt, limited)
+    with unit_of_work(session_factory) as session:
+        call = calls(session)[call_id]
+        assert call.state is CallState.failed and call.attempts == 2
+        assert "gave up after 2 batch attempts" in (call.last_error or "")
+    assert collect_batches(session_factory, provider, prompt, limited).calls == 0
