@@ -319,6 +319,15 @@ def poll_batches(
                     batch.last_error = str(exc)[:MAX_ERROR_CHARS]
                     batch.next_poll_at = utcnow() + timedelta(seconds=poll_interval(batch.polls, settings))
             logger.warning("batch %d: %s; polled again later", batch_id, exc)
+        except PermanentError as exc:
+            # A refused status or file request (a revoked key, a batch or file the provider no longer
+            # has): the batch is not given up on its own, it may be paid for already. It is asked
+            # again at the longest interval, with the reason shown by `postcall batches`.
+            _update_batch(
+                factory, batch_id, last_error=str(exc)[:MAX_ERROR_CHARS],
+                next_poll_at=utcnow() + timedelta(seconds=settings.batch_poll_max_interval_seconds),
+            )
+            logger.error("batch %d: %s; polled again in %.0fs", batch_id, exc, settings.batch_poll_max_interval_seconds)
         finally:
             _update_batch(factory, batch_id, lease_until=None)
     return summary

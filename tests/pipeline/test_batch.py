@@ -608,3 +608,24 @@ def test_calls_out_of_attempts_fail_with_the_last_error(
         assert call.state is CallState.failed and call.attempts == 2
         assert "gave up after 2 batch attempts" in (call.last_error or "")
     assert collect_batches(session_factory, provider, prompt, limited).calls == 0
+
+
+def test_a_refused_status_request_is_recorded_and_does_not_stop_the_other_batches(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+) -> None:
+    store_calls(session_factory, 2)
+    collect_batches(session_factory, provider, prompt, settings.model_copy(update={"batch_max_requests": 1}))
+    fake_openai.fail_api("batches.retrieve", error_reply(401, "key revoked"))
+    summary = poll_batches(session_factory, provider, prompt, settings)
+    assert summary.polled == 1  # the second batch was still polled
+    with unit_of_work(session_factory) as session:
+        first, second = session.scalars(select(LlmBatch).order_by(LlmBatch.id)).all()
+        assert "401" in (first.last_error or "") and first.status == "validating" and first.lease_until is None
+        assert second.last_error is None and second.status == "in_progress"
+    poll_until_collected(session_factory, provider, prompt, settings)  # the key works again
+    with unit_of_work(session_factory) as session:
+        assert all(c.state in DONE for c in calls(session).values())
