@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-batch
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-heuristic: $(STAMP)
 
 bench-web: $(STAMP)
 	$(BIN)/python -m bench.web.run
+
+bench-batch: $(STAMP)
+	$(BIN)/python -m bench.batch.run --calls 2000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     batch_poll_max_interval_seconds: float = 600.0
     # A collector or poller working on a batch holds it this long; a killed one's batch is taken over after.
     batch_lease_seconds: int = 600
+    # Threads storing a finished batch's answers (PostgreSQL; SQLite uses one).
+    batch_store_threads: int = 4
 
     def token_prices(self, model: str, mode: str) -> TokenPrices:
         """The price of `model`'s tokens in `mode` (sync or batch)."""

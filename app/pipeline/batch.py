@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db.session import unit_of_work
+from app.db.session import is_sqlite, unit_of_work
 from app.errors import ConfigError, NotFoundError, PermanentError, ProviderTransientError, TransientError
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.openai_batch import (
@@ -427,27 +429,45 @@ def _handle_results(
             select(Call.id, Call.transcript_hash).where(Call.llm_batch_id == batch_id).order_by(Call.id)
         ).all()
         by_call = read(batch) if call_rows else {}
-    remaining = 0
-    for handled, (call_id, transcript_hash) in enumerate(call_rows, start=1):
-        if handled % LEASE_RENEW_EVERY_CALLS == 0:
-            _update_batch(factory, batch_id, lease_until=utcnow() + timedelta(seconds=settings.batch_lease_seconds))
+    why = f"{status}: {last_error}" if last_error else status
+
+    def handle(call_id: str, transcript_hash: str) -> _Handled:
         lines = by_call.get(f"{call_id}.{transcript_hash[:CUSTOM_ID_HASH_CHARS]}", {})
         windows = _windows_of(lines)
         answers = [lines[n].body for n in range(1, windows + 1) if n in lines]
-        if windows and len(answers) == windows and all(body is not None for body in answers):
-            bodies = [body for body in answers if body is not None]
-            if not _store_answer(factory, provider, prompt, settings, batch_id, call_id, bodies):
-                remaining += 1
-                summary.pending += 1
-                continue
-            summary.stored += 1
-        else:
-            errors = [line.error for line in lines.values() if line.error]
-            why = f"{status}: {last_error}" if last_error else status
-            reason = errors[0] if errors else f"no answer in batch {batch_id} ({why})"
-            _put_back(factory, settings, batch_id, call_id, reason)
-            summary.put_back += 1
-    return remaining
+        bodies = [body for body in answers if body is not None]
+        if windows and len(bodies) == windows:
+            stored = _store_answer(factory, provider, prompt, settings, batch_id, call_id, bodies)
+            return _Handled.stored if stored else _Handled.pending
+        errors = [line.error for line in lines.values() if line.error]
+        reason = errors[0] if errors else f"no answer in batch {batch_id} ({why})"
+        _put_back(factory, settings, batch_id, call_id, reason)
+        return _Handled.put_back
+
+    # Storing an answer is mostly waiting on the database: a few threads overlap those waits. SQLite
+    # takes one writer at a time, so it gets one.
+    threads = 1 if is_sqlite(str(factory.kw["bind"].url)) else max(1, settings.batch_store_threads)
+    outcomes = dict.fromkeys(_Handled, 0)
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batch-store")
+    try:
+        futures = [pool.submit(handle, call_id, transcript_hash) for call_id, transcript_hash in call_rows]
+        for handled, future in enumerate(as_completed(futures), start=1):
+            outcomes[future.result()] += 1
+            if handled % LEASE_RENEW_EVERY_CALLS == 0:
+                _update_batch(factory, batch_id, lease_until=utcnow() + timedelta(seconds=settings.batch_lease_seconds))
+    finally:
+        # On an error the calls not started yet stay in the batch for the next pass.
+        pool.shutdown(wait=True, cancel_futures=True)
+    summary.stored += outcomes[_Handled.stored]
+    summary.put_back += outcomes[_Handled.put_back]
+    summary.pending += outcomes[_Handled.pending]
+    return outcomes[_Handled.pending]
+
+
+class _Handled(StrEnum):
+    stored = "stored"  # the answer went through process_call
+    put_back = "put_back"  # errored or unanswered: waits for the next batch
+    pending = "pending"  # a transient failure: left in the batch for the next pass
 
 
 def _store_answer(
