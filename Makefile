@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-pii
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-pii bench-batch
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench-ingest-memory: $(STAMP)
 bench-pii: $(STAMP)
 	$(BIN)/python -m bench.pii.run
 	$(BIN)/python -m bench.pii.run --split heldout
+
+bench-batch: $(STAMP)
+	$(BIN)/python -m bench.batch.run --calls 2000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

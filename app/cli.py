@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.cli_batches import batches_app
 from app.cli_privacy import register as register_privacy
 from app.cli_web import console, err_console, fail, safe, serve, users_app
 from app.cli_webhooks import webhooks_app
@@ -23,6 +24,7 @@ from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import unit_of_work
 from app.errors import PostcallError
 from app.logging import configure_logging
+from app.models import LlmMode
 from app.pipeline.calls import count_by_state, find_call, find_tenant
 from app.pipeline.queries import call_detail
 from app.pipeline.store import Actor, StoreStatus, store_transcript
@@ -40,6 +42,7 @@ db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(batches_app, name="batches")
 app.command()(serve)
 register_privacy(app)
 
@@ -156,6 +159,7 @@ def ingest_files(
     fmt: str = "auto",
     agent_speaker: str | None = None,
     replace: bool = False,
+    llm_mode: LlmMode = LlmMode.sync,
 ) -> list[IngestResult]:
     """Parse and store each file in its own transaction: a bad file never blocks the good ones."""
     from app.ingest import load_transcript
@@ -182,6 +186,7 @@ def ingest_files(
                     replace=replace,
                     actor=CLI_ACTOR,
                     redact=ctx.settings.store_redacted,
+                    llm_mode=llm_mode,
                 )
             result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
         except PostcallError as exc:
@@ -231,23 +236,42 @@ def ingest(
     agent_speaker: AgentSpeakerOpt = None,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite a call whose content changed.")] = False,
     no_enqueue: Annotated[bool, typer.Option("--no-enqueue", help="Store only; do not hand to workers.")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", help="sync | batch: batch calls wait for the next provider batch (default "
+                     "POSTCALL_LLM_MODE)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Store transcripts as queued calls and hand their ids to the workers."""
+    from app.pipeline.llm_mode import resolve_llm_mode
+
     ctx = _context()
+    try:
+        llm_mode = resolve_llm_mode(ctx.settings, mode)
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
     files = expand_paths(paths)
     if not files:
         raise fail("no transcript files found in " + ", ".join(map(str, paths)))
     results = ingest_files(
         ctx, files, tenant=tenant or ctx.settings.default_tenant, fmt=fmt, agent_speaker=agent_speaker,
-        replace=replace,
+        replace=replace, llm_mode=llm_mode,
     )
-    to_enqueue = [r.call_id for r in results if r.call_id and r.status in (StoreStatus.created, StoreStatus.replaced)]
+    # Batch-mode calls wait in the database for the batch collector; no worker message is needed.
+    to_enqueue = [
+        r.call_id for r in results
+        if r.call_id and r.status in (StoreStatus.created, StoreStatus.replaced) and llm_mode is LlmMode.sync
+    ]
     enqueued = False if no_enqueue else _enqueue(to_enqueue)
     if as_json:
-        print(json.dumps({"files": [r.as_json() for r in results], "enqueued": enqueued and bool(to_enqueue)}))
+        print(json.dumps({"files": [r.as_json() for r in results], "enqueued": enqueued and bool(to_enqueue),
+                          "mode": llm_mode.value}))
     else:
         _print_ingest_results(results)
+        waiting = sum(1 for r in results if r.call_id and r.status != StoreStatus.unchanged)
+        if llm_mode is LlmMode.batch and waiting:
+            console.print(f"{waiting} calls wait for the next batch (`postcall batches` shows them)", highlight=False)
     if any(r.error for r in results):
         raise typer.Exit(1)
 

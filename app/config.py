@@ -9,10 +9,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TokenPrices(BaseModel):
+    """US dollars per million tokens."""
+
+    input: float
+    cached_input: float
+    output: float
 
 
 class Settings(BaseSettings):
@@ -94,6 +102,50 @@ class Settings(BaseSettings):
     store_redacted: bool = False
     retention_days: int = 0
     purge_every_seconds: int = 3_600
+    # -- Batch mode (the OpenAI Batch API; docs/providers.md) ------------------------------------
+    # sync: each call is sent as it arrives; batch: calls wait for the next batch job (about half the
+    # token price, answers within the completion window). `postcall ingest --mode` and
+    # `POST /api/calls?mode=` choose per call.
+    llm_mode: Literal["sync", "batch"] = "sync"
+    # Prices per model and mode, e.g. {"gpt-4o": {"sync": {"input": 2.5, "cached_input": 1.25,
+    # "output": 10}, "batch": {...}}}. A model or mode not listed costs the price_* settings above,
+    # times batch_price_factor in batch mode.
+    llm_price_table: dict[str, dict[Literal["sync", "batch"], TokenPrices]] = Field(default_factory=dict)
+    batch_price_factor: float = 0.5
+    # Limits of one batch input file (OpenAI: 50,000 requests and 200 MB); more calls make more batches.
+    batch_max_requests: int = 50_000
+    batch_max_bytes: int = 200 * 1024 * 1024
+    batch_completion_window: str = "24h"
+    batch_endpoint: str = "/v1/chat/completions"
+    # The model named in batch requests when it differs from POSTCALL_OPENAI_MODEL (Azure: a Global Batch
+    # deployment answers only batches, so synchronous re-asks and repairs keep POSTCALL_OPENAI_MODEL's).
+    batch_model: str | None = None
+    # Beat schedule: how often waiting calls are gathered into a batch, and how often batches are polled.
+    batch_collect_every_seconds: int = 300
+    # False: waiting calls are batched only by hand (`postcall batches collect` or `export`), e.g. for a
+    # server without a Batch API whose calls go through an offline runner.
+    batch_collect_automatically: bool = True
+    batch_poll_every_seconds: int = 30
+    # One batch is asked for its status at most this often, backing off from min to max as it runs.
+    batch_poll_min_interval_seconds: float = 30.0
+    batch_poll_max_interval_seconds: float = 600.0
+    # A collector or poller working on a batch holds it this long; a killed one's batch is taken over after.
+    batch_lease_seconds: int = 600
+    # Threads storing a finished batch's answers (PostgreSQL; SQLite uses one).
+    batch_store_threads: int = 4
+
+    def token_prices(self, model: str, mode: str) -> TokenPrices:
+        """The price of `model`'s tokens in `mode` (sync or batch)."""
+        by_mode = self.llm_price_table.get(model) or {}
+        listed = by_mode.get("batch") if mode == "batch" else by_mode.get("sync")
+        if listed is not None:
+            return listed
+        factor = self.batch_price_factor if mode == "batch" else 1.0
+        return TokenPrices(
+            input=self.price_input_per_mtok * factor,
+            cached_input=self.price_cached_input_per_mtok * factor,
+            output=self.price_output_per_mtok * factor,
+        )
 
 
 @lru_cache(maxsize=1)

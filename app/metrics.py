@@ -30,7 +30,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from app.config import Settings
 from app.db.types import as_utc
 from app.health import broker_client
-from app.models import Call, CallState, ExtractionRun, RunStatus
+from app.models import Call, CallState, ExtractionRun, LlmBatch, LlmMode, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ def _read_database(connection: Connection) -> Iterator[Metric]:
         yield from _call_metrics(session)
         yield from _run_metrics(session)
         yield _stage_histogram(session)
+        yield from _batch_metrics(session)
 
 
 def _call_metrics(session: Session) -> Iterator[Metric]:
@@ -272,6 +273,58 @@ def _stage_histogram(session: Session) -> Metric:
         buckets.append(("+Inf", float(count)))
         histogram.add_metric([stage], buckets, sum_value=total_ms / MS_PER_SECOND)
     return histogram
+
+
+def _batch_metrics(session: Session) -> Iterator[Metric]:
+    """Batch mode: open batches by status, their requests, and the calls waiting for or in a batch."""
+    open_batches = GaugeMetricFamily(
+        "postcall_llm_batches_open", "Provider batches whose calls are not all handled yet, by status.",
+        labels=["status"],
+    )
+    requests = GaugeMetricFamily(
+        "postcall_llm_batch_requests",
+        "Requests in open batches: total, and answered or failed so far as the provider last reported.",
+        labels=["state"],
+    )
+    totals = {"total": 0, "completed": 0, "failed": 0}
+    oldest: datetime | None = None
+    for status, count, total, completed, failed, created in session.execute(
+        select(
+            LlmBatch.status, func.count(), func.sum(LlmBatch.request_count), func.sum(LlmBatch.completed_count),
+            func.sum(LlmBatch.failed_count), func.min(LlmBatch.created_at),
+        ).where(LlmBatch.collected_at.is_(None)).group_by(LlmBatch.status)
+    ):
+        open_batches.add_metric([status], int(count))
+        totals["total"] += int(total or 0)
+        totals["completed"] += int(completed or 0)
+        totals["failed"] += int(failed or 0)
+        if created is not None and (oldest is None or as_utc(created) < oldest):
+            oldest = as_utc(created)
+    for state, value in totals.items():
+        requests.add_metric([state], value)
+    yield open_batches
+    yield requests
+
+    age = GaugeMetricFamily(
+        "postcall_oldest_open_batch_age_seconds",
+        "Age of the oldest batch not yet collected (0 when none): the completion window bounds it.",
+    )
+    age.add_metric([], max(0.0, (datetime.now(UTC) - oldest).total_seconds()) if oldest else 0.0)
+    yield age
+
+    waiting, in_batch = session.execute(
+        select(
+            func.count().filter(Call.llm_batch_id.is_(None)), func.count().filter(Call.llm_batch_id.is_not(None))
+        ).where(Call.llm_mode == LlmMode.batch, Call.state.in_(PENDING_STATES))
+    ).one()
+    calls = GaugeMetricFamily(
+        "postcall_batch_calls",
+        "Batch-mode calls still to be processed: waiting for the next batch, or in a batch.",
+        labels=["where"],
+    )
+    calls.add_metric(["waiting"], int(waiting or 0))
+    calls.add_metric(["in_batch"], int(in_batch or 0))
+    yield calls
 
 
 def _bound_label(bound: float) -> str:

@@ -195,9 +195,64 @@ class OpenAIProvider(ExtractionProvider):
     def model(self) -> str:
         return self._settings.openai_model
 
+    @property
+    def batch_model(self) -> str:
+        """The model named in batch requests (POSTCALL_BATCH_MODEL, else the model)."""
+        return self._settings.batch_model or self._settings.openai_model
+
+    def client(self) -> OpenAI:
+        """The SDK client this provider talks through (the process-wide one unless one was given)."""
+        return self._client or shared_client(self._settings)
+
     # -- the provider contract -----------------------------------------------------------------
 
     def extract(self, transcript: Transcript, prompt: PromptTemplate) -> ProviderResult:
+        windows = self._windows(transcript, prompt)
+        return self._extract_windows(prompt, windows, [None] * len(windows))
+
+    # -- batch mode: the same questions, asked through a batch file ------------------------------
+
+    def batch_request_bodies(self, transcript: Transcript, prompt: PromptTemplate) -> list[dict[str, Any]]:
+        """The chat-completions bodies `extract` would send first, one per window, without sending them.
+
+        A batch input file carries them; `extract_from_answers` finishes the extraction from the answers.
+        """
+        bodies = [self.request_body(self._question(prompt, window)) for window in self._windows(transcript, prompt)]
+        for body in bodies:
+            body["model"] = self.batch_model
+        return bodies
+
+    def extract_from_answers(
+        self, transcript: Transcript, prompt: PromptTemplate, answers: Sequence[Mapping[str, Any]]
+    ) -> ProviderResult:
+        """Finish an extraction whose first answers (chat.completion bodies, one per window, in window
+        order) came from a batch output file. They are judged exactly like synchronous answers; an
+        unusable or unreadable one is re-asked once synchronously, at the synchronous price."""
+        windows = self._windows(transcript, prompt)
+        if len(answers) != len(windows):
+            raise ExtractionInvalidError(
+                f"the batch answered {len(answers)} windows but the transcript now needs {len(windows)} "
+                "(was POSTCALL_OPENAI_MAX_INPUT_TOKENS changed?); `postcall retry` asks again"
+            )
+        firsts: list[ChatCompletion | None] = []
+        for body in answers:
+            try:
+                firsts.append(ChatCompletion.model_validate(body))
+            except ValidationError as exc:
+                logger.info("unreadable batch answer (%s); asking synchronously", exc.error_count())
+                firsts.append(None)
+        return self._extract_windows(prompt, windows, firsts)
+
+    def request_body(self, messages: list[ChatCompletionMessageParam]) -> dict[str, Any]:
+        """One chat-completions request body: strict JSON schema, output cap, the configured model."""
+        return {
+            "model": self._settings.openai_model,
+            "messages": messages,
+            "response_format": extraction_response_format(),
+            "max_completion_tokens": self._settings.openai_max_output_tokens,
+        }
+
+    def _windows(self, transcript: Transcript, prompt: PromptTemplate) -> list[list[Utterance]]:
         windows = plan_windows(transcript.utterances, self.transcript_budget(prompt))
         if len(windows) > 1:
             logger.info(
@@ -205,12 +260,20 @@ class OpenAIProvider(ExtractionProvider):
                 len(transcript.utterances),
                 len(windows),
             )
+        return windows
+
+    def _extract_windows(
+        self,
+        prompt: PromptTemplate,
+        windows: Sequence[Sequence[Utterance]],
+        firsts: Sequence[ChatCompletion | None],
+    ) -> ProviderResult:
         usage = Usage()
         parts: list[Extraction] = []
         raws: list[str | None] = []
-        for number, window in enumerate(windows, start=1):
+        for number, (window, first) in enumerate(zip(windows, firsts, strict=True), start=1):
             try:
-                answer = self._ask(self._question(prompt, window))
+                answer = self._ask(self._question(prompt, window), first=first)
             except ProviderTransientError as exc:
                 exc.add_spent(usage)  # the windows already answered were billed
                 raise
@@ -266,15 +329,20 @@ class OpenAIProvider(ExtractionProvider):
             {"role": "user", "content": prompt.render_user(utterances)},
         ]
 
-    def _ask(self, messages: list[ChatCompletionMessageParam]) -> _Answer:
+    def _ask(self, messages: list[ChatCompletionMessageParam], first: ChatCompletion | None = None) -> _Answer:
+        """Ask (or take `first`, an answer that came through a batch), re-asking once if unusable."""
         usage = Usage()
         for attempt in range(MAX_REASKS + 1):
-            try:
-                completion, seconds = self._create(messages)
-            except ProviderTransientError as exc:
-                exc.add_spent(usage)  # an unusable first answer was billed before its re-ask failed
-                raise
-            usage += self._usage_of(completion, seconds)
+            if attempt == 0 and first is not None:
+                completion, seconds, mode = first, 0.0, "batch"
+            else:
+                try:
+                    completion, seconds = self._create(messages)
+                except ProviderTransientError as exc:
+                    exc.add_spent(usage)  # an unusable first answer was billed before its re-ask failed
+                    raise
+                mode = "sync"
+            usage += self._usage_of(completion, seconds, mode)
             verdict = judge_completion(completion, self._settings.openai_max_output_tokens)
             if verdict.extraction is not None:
                 return _Answer(raw=verdict.raw, usage=usage, extraction=verdict.extraction)
@@ -287,15 +355,10 @@ class OpenAIProvider(ExtractionProvider):
         return _Answer(raw=verdict.raw, usage=usage, extraction=None, problem=verdict.problem)
 
     def _create(self, messages: list[ChatCompletionMessageParam]) -> tuple[ChatCompletion, float]:
-        client = self._client or shared_client(self._settings)
+        client = self.client()
         started = time.perf_counter()
         try:
-            completion = client.chat.completions.create(
-                model=self._settings.openai_model,
-                messages=messages,
-                response_format=extraction_response_format(),
-                max_completion_tokens=self._settings.openai_max_output_tokens,
-            )
+            completion = client.chat.completions.create(**self.request_body(messages))
         except openai.APIError as exc:
             raise translate_api_error(
                 exc, model=self._settings.openai_model, base_url=str(client.base_url)
@@ -305,17 +368,18 @@ class OpenAIProvider(ExtractionProvider):
             raise ProviderTransientError(f"unreadable (non-JSON) response from {client.base_url}: {exc}") from exc
         return completion, time.perf_counter() - started
 
-    def _usage_of(self, completion: ChatCompletion, seconds: float) -> Usage:
+    def _usage_of(self, completion: ChatCompletion, seconds: float, mode: str = "sync") -> Usage:
         reported = completion.usage
         prompt_tokens = reported.prompt_tokens if reported else 0
         completion_tokens = reported.completion_tokens if reported else 0
         details = reported.prompt_tokens_details if reported else None
         cached_tokens = (details.cached_tokens or 0) if details else 0
-        settings = self._settings
+        model = self.batch_model if mode == "batch" else self._settings.openai_model
+        prices = self._settings.token_prices(model, mode)
         cost = (
-            (prompt_tokens - cached_tokens) * settings.price_input_per_mtok
-            + cached_tokens * settings.price_cached_input_per_mtok
-            + completion_tokens * settings.price_output_per_mtok
+            (prompt_tokens - cached_tokens) * prices.input
+            + cached_tokens * prices.cached_input
+            + completion_tokens * prices.output
         ) / TOKENS_PER_MILLION
         return Usage(
             prompt_tokens=prompt_tokens,

@@ -2,12 +2,15 @@
 
 from app.models import guards as _guards  # noqa: F401  (registers the append-only audit guards)
 from app.models.tables import (
+    BatchStatus,
     Call,
     CallState,
     Claim,
     DeliveryStatus,
     Evidence,
     ExtractionRun,
+    LlmBatch,
+    LlmMode,
     OutboxEvent,
     ReviewEvent,
     ReviewStatus,
@@ -22,12 +25,15 @@ from app.models.tables import (
 )
 
 __all__ = [
+    "BatchStatus",
     "Call",
     "CallState",
     "Claim",
     "DeliveryStatus",
     "Evidence",
     "ExtractionRun",
+    "LlmBatch",
+    "LlmMode",
     "OutboxEvent",
     "ReviewEvent",
     "ReviewStatus",

@@ -77,6 +77,36 @@ class RunStatus(StrEnum):
     interrupted = "interrupted"
 
 
+class LlmMode(StrEnum):
+    """How a call's extraction reaches the model: one request at a time, or through the Batch API."""
+
+    sync = "sync"
+    batch = "batch"
+
+
+class BatchStatus(StrEnum):
+    """A batch's lifecycle: `preparing` is ours (assigned, not yet accepted by the provider), `exported`
+    too (written for an offline runner such as `vllm run-batch`); the rest are the provider's own
+    statuses, stored as it reports them."""
+
+    preparing = "preparing"
+    exported = "exported"
+    validating = "validating"
+    in_progress = "in_progress"
+    finalizing = "finalizing"
+    completed = "completed"
+    failed = "failed"
+    expired = "expired"
+    cancelling = "cancelling"
+    cancelled = "cancelled"
+
+
+# The provider will not change these any more: their output and error files are final.
+FINISHED_BATCH_STATUSES = frozenset(
+    {BatchStatus.completed, BatchStatus.failed, BatchStatus.expired, BatchStatus.cancelled}
+)
+
+
 class ReviewStatus(StrEnum):
     pending = "pending"
     approved = "approved"
@@ -144,6 +174,13 @@ class Call(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The agent's wording of the case note; NULL: derived from the current items (app/pipeline/note.py).
     case_note: Mapped[str | None] = mapped_column(Text)
+    # Batch mode: `llm_mode` is chosen at ingest; `llm_batch_id` is the batch the call waits in (NULL
+    # while it waits to be collected, and again once its result is handled). Not a foreign key: batches
+    # are never deleted, and SQLite could add one to an existing table only by rebuilding it.
+    llm_mode: Mapped[LlmMode] = mapped_column(
+        _enum(LlmMode, "llm_mode"), default=LlmMode.sync, server_default=LlmMode.sync.value
+    )
+    llm_batch_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     utterances: Mapped[list[Utterance]] = relationship(
         back_populates="call", order_by="Utterance.index", cascade="all, delete-orphan", passive_deletes=True
@@ -204,6 +241,8 @@ class ExtractionRun(Base):
     total_ms: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The batch (llm_batches.id) whose answer this run used; NULL for a synchronous run.
+    llm_batch_id: Mapped[int | None] = mapped_column(Integer)
 
     call: Mapped[Call] = relationship(back_populates="runs")
     claims: Mapped[list[Claim]] = relationship(
@@ -396,3 +435,39 @@ class WebhookAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LlmBatch(Base):
+    """One provider batch job: a JSONL file of chat-completion requests and what became of it.
+
+    The database is the batch's memory: a collector or poller killed between steps resumes from here.
+    """
+
+    __tablename__ = "llm_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_version: Mapped[str] = mapped_column(String(50))
+    # A BatchStatus value; a plain string so an unknown status from the provider is stored, not refused.
+    status: Mapped[str] = mapped_column(String(20), default=BatchStatus.preparing.value)
+    provider_batch_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    input_file_id: Mapped[str | None] = mapped_column(String(200))
+    output_file_id: Mapped[str | None] = mapped_column(String(200))
+    error_file_id: Mapped[str | None] = mapped_column(String(200))
+    call_count: Mapped[int] = mapped_column(Integer, default=0)
+    request_count: Mapped[int] = mapped_column(Integer, default=0)
+    input_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    # The provider's request_counts, as last polled.
+    completed_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A collector or poller working on the batch holds it until then; a killed one's lease runs out.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Every call of the batch handled (stored, failed or put back for the next batch).
+    collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)

@@ -50,6 +50,8 @@ class RunFacts:
     verify_ms: float | None
     # Wall time inside the provider (LLM waits plus client work; the whole extraction for offline ones).
     provider_ms: float | None = None
+    # The batch whose answer the run used (batch mode); None for a synchronous run.
+    llm_batch_id: int | None = None
 
 
 def add_run(
@@ -85,6 +87,7 @@ def add_run(
         db_ms=db_ms,
         total_ms=total_ms,
         finished_at=utcnow(),
+        llm_batch_id=facts.llm_batch_id,
     )
     session.add(run)
     session.flush()

@@ -30,6 +30,7 @@ def run_out(run: ExtractionRun) -> RunOut:
         db_ms=run.db_ms,
         total_ms=run.total_ms,
         finished_at=run.finished_at,
+        llm_batch_id=run.llm_batch_id,
     )
 
 
@@ -118,4 +119,6 @@ def call_detail(session: Session, call: Call) -> CallDetailOut:
             for u in utterances
         ],
         warnings=list(call.ingest_warnings or []),
+        llm_mode=call.llm_mode.value,
+        llm_batch_id=call.llm_batch_id,
     )

@@ -4,6 +4,8 @@ Redis may lose messages (restarted empty, visibility timeout not reached yet); t
 Safe with many reconcilers at once: on PostgreSQL rows are claimed with `FOR UPDATE SKIP LOCKED`, and a
 claimed call's `state_changed_at` moves to now, so nobody else picks it until it is stuck again.
 A call re-enqueued while a slow worker still holds it is harmless: the idempotency key keeps one run.
+Batch-mode calls are not re-enqueued: they wait in the database for the batch collector and poller
+(app/pipeline/batch.py), whose state is in `llm_batches`, for as long as a batch takes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.types import as_utc
-from app.models import Call, CallState
+from app.models import Call, CallState, LlmMode
 from app.models.tables import utcnow
 from app.pipeline.calls import set_state
 
@@ -31,6 +33,7 @@ def claim_stuck_calls(
     calls = session.scalars(
         select(Call)
         .where(Call.state.in_([CallState.queued, CallState.processing]), Call.state_changed_at < cutoff)
+        .where(Call.llm_mode == LlmMode.sync)
         .order_by(Call.state_changed_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -29,7 +30,7 @@ from app.grounding import verify_extraction
 from app.handoff.outbox import EventType, record_event
 from app.llm.base import ExtractionProvider, ProviderResult, Usage
 from app.llm.prompt import PromptTemplate
-from app.models import CallState, RunStatus
+from app.models import CallState, LlmMode, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
 from app.pipeline.calls import load_transcript, lock_call, set_state
 from app.pipeline.dedup import deduplicate
@@ -85,6 +86,7 @@ def _claim(
     *,
     max_attempts: int | None,
     reprocess_reviewed: bool,
+    defer_batch_calls: bool = False,
 ) -> _Claimed | ProcessOutcome:
     with unit_of_work(factory) as session:
         call = lock_call(session, call_id)
@@ -101,6 +103,10 @@ def _claim(
         if call.state in REVIEWED_STATES and not reprocess_reviewed:
             # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
             # `postcall reprocess` re-extracts a reviewed call.
+            return ProcessOutcome(call.id, call.state, skipped=True)
+        if defer_batch_calls and call.llm_mode is LlmMode.batch:
+            # A batch-mode call reached a worker (`postcall retry`, a stray message): the batch
+            # collector owns it and sends it in the next batch.
             return ProcessOutcome(call.id, call.state, skipped=True)
         if max_attempts is not None and call.attempts >= max_attempts:
             # Every earlier attempt died without recording an outcome (a worker killed mid-call, a
@@ -134,14 +140,24 @@ class _Extracted:
     verify_ms: float
 
 
+# Produces the first answer from the (redacted) transcript the model is shown, in place of
+# `provider.extract`: batch mode hands in the answer that came back in a batch output file.
+FirstAnswer = Callable[[Transcript], ProviderResult]
+
+
 def _extract_and_verify(
-    transcript: Transcript, provider: ExtractionProvider, prompt: PromptTemplate, redact: bool, names: bool = False
+    transcript: Transcript,
+    provider: ExtractionProvider,
+    prompt: PromptTemplate,
+    redact: bool,
+    names: bool = False,
+    first_answer: FirstAnswer | None = None,
 ) -> _Extracted:
     """Extract (repairing once when the provider can), then verify against the stored transcript."""
     view, redaction = redact_transcript(transcript, names=names) if redact else (transcript, None)
     provider_seconds = verify_seconds = 0.0
     started = time.perf_counter()
-    result = provider.extract(view, prompt)
+    result = first_answer(view) if first_answer is not None else provider.extract(view, prompt)
     provider_seconds += time.perf_counter() - started
     if provider.supports_repair:
         started = time.perf_counter()
@@ -187,17 +203,23 @@ def process_call(
     redact_names: bool = False,
     max_attempts: int | None = None,
     reprocess_reviewed: bool = False,
+    defer_batch_calls: bool = False,
+    first_answer: FirstAnswer | None = None,
+    llm_batch_id: int | None = None,
 ) -> ProcessOutcome:
     """Process one call. Raises `TransientError` for the caller to retry; every other failure is
     recorded as a failed run and a `failed` call, and returned.
 
     `max_attempts` fails a call that has started that many times without an outcome (a message that
     kills its worker would otherwise be redelivered forever). Approved and rejected calls are left
-    alone unless `reprocess_reviewed`."""
+    alone unless `reprocess_reviewed`. With `defer_batch_calls` (workers) a batch-mode call is left to
+    the batch collector. Batch mode passes `first_answer` (the batch's answer, in place of the
+    provider's first request) and `llm_batch_id` (recorded on the run); the rest of the path is the same."""
     started = time.perf_counter()
     db_ms = 0.0
     claimed = _claim(
-        factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed
+        factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
+        defer_batch_calls=defer_batch_calls,
     )
     db_ms += _elapsed_ms(started)
     if isinstance(claimed, ProcessOutcome):
@@ -214,11 +236,13 @@ def process_call(
             queue_wait_ms=claimed.queue_wait_ms,
             verify_ms=verify_ms,
             provider_ms=provider_ms,
+            llm_batch_id=llm_batch_id,
         )
 
     try:
         extracted = _extract_and_verify(
-            claimed.transcript, provider, prompt, redact_for_llm and provider.sends_data_offsite, redact_names
+            claimed.transcript, provider, prompt, redact_for_llm and provider.sends_data_offsite, redact_names,
+            first_answer,
         )
     except TransientError as exc:
         billed = exc.usage if isinstance(exc, ProviderTransientError) else None

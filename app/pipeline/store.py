@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db.types import as_utc
 from app.errors import DecidedCallError, DuplicateCallError
-from app.models import Call, CallState, Claim, ExtractionRun, ReviewEvent
+from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEvent
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.calls import get_or_create_tenant, set_state
@@ -49,10 +49,16 @@ class StoredCall:
     external_id: str
     status: StoreStatus
     state: CallState
+    llm_mode: LlmMode = LlmMode.sync
 
     @property
     def needs_processing(self) -> bool:
         return self.status in (StoreStatus.created, StoreStatus.replaced)
+
+    @property
+    def needs_enqueue(self) -> bool:
+        """A worker must be told; a batch-mode call waits in the database for the batch collector."""
+        return self.needs_processing and self.llm_mode is LlmMode.sync
 
 
 def store_transcript(
@@ -65,6 +71,7 @@ def store_transcript(
     replace: bool = False,
     actor: Actor = SYSTEM_ACTOR,
     redact: bool = False,
+    llm_mode: LlmMode = LlmMode.sync,
 ) -> StoredCall:
     """Insert (or, with `replace`, overwrite) one call and its utterances. Flushes; never commits.
 
@@ -75,6 +82,8 @@ def store_transcript(
 
     With `redact` (POSTCALL_STORE_REDACTED) only the redacted transcript is stored: personal data
     replaced by placeholders such as [CARD_1], exactly as the model would see it.
+
+    `llm_mode` is how the call's extraction reaches the model (batch: it waits for the next batch).
     """
     if redact:
         transcript = redact_transcript(transcript)[0]
@@ -83,10 +92,10 @@ def store_transcript(
     existing = _locked_call(session, tenant_row.id, external_id)
     if existing is None:
         call = Call(tenant_id=tenant_row.id, external_id=external_id)
-        _fill(call, transcript, content_hash, source_name)
+        _fill(call, transcript, content_hash, source_name, llm_mode)
         if _inserted(session, call):
             _insert_utterances(session, call.id, transcript)
-            return StoredCall(call.id, external_id, StoreStatus.created, call.state)
+            return StoredCall(call.id, external_id, StoreStatus.created, call.state, call.llm_mode)
         # A concurrent first submission of the same external id won the insert; from here on this is
         # a resubmission of a call that exists, answered like any other.
         existing = _locked_call(session, tenant_row.id, external_id)
@@ -96,7 +105,7 @@ def store_transcript(
     corrections = _metadata_changes(existing, transcript.metadata)
     same_content = existing.transcript_hash == content_hash
     if same_content and not corrections:
-        return StoredCall(existing.id, external_id, StoreStatus.unchanged, existing.state)
+        return StoredCall(existing.id, external_id, StoreStatus.unchanged, existing.state, existing.llm_mode)
     if existing.state in REVIEWED_STATES:
         raise DecidedCallError(
             f"call {external_id!r} is {existing.state.value}: a decided record is not overwritten; "
@@ -116,7 +125,7 @@ def store_transcript(
                            {name: _jsonable(old) for name, (old, _new) in corrections.items()},
                            {name: _jsonable(new) for name, (_old, new) in corrections.items()}))
         session.flush()
-        return StoredCall(existing.id, external_id, StoreStatus.updated, existing.state)
+        return StoredCall(existing.id, external_id, StoreStatus.updated, existing.state, existing.llm_mode)
 
     before = {"transcript_hash": existing.transcript_hash, "state": existing.state.value}
     # Evidence offsets point into the old utterances, so the old extraction cannot survive them.
@@ -125,10 +134,10 @@ def store_transcript(
     session.execute(delete(UtteranceRow).where(UtteranceRow.call_id == existing.id))
     session.add(_event(tenant_row.id, existing.id, actor, "transcript_replaced", before,
                        {"transcript_hash": content_hash}))
-    _fill(existing, transcript, content_hash, source_name)
+    _fill(existing, transcript, content_hash, source_name, llm_mode)
     session.flush()
     _insert_utterances(session, existing.id, transcript)
-    return StoredCall(existing.id, external_id, StoreStatus.replaced, existing.state)
+    return StoredCall(existing.id, external_id, StoreStatus.replaced, existing.state, existing.llm_mode)
 
 
 def _locked_call(session: Session, tenant_id: int, external_id: str) -> Call | None:
@@ -148,7 +157,9 @@ def _inserted(session: Session, call: Call) -> bool:
     return True
 
 
-def _fill(call: Call, transcript: Transcript, content_hash: str, source_name: str | None) -> None:
+def _fill(
+    call: Call, transcript: Transcript, content_hash: str, source_name: str | None, llm_mode: LlmMode
+) -> None:
     meta = transcript.metadata
     call.agent_id = meta.agent_id
     call.team = meta.team
@@ -160,6 +171,9 @@ def _fill(call: Call, transcript: Transcript, content_hash: str, source_name: st
     call.vendor_hints = transcript.vendor_hints or None
     call.ingest_warnings = transcript.warnings or None
     call.attempts = 0
+    call.llm_mode = llm_mode
+    # A replaced transcript leaves the batch its old version was in; that answer is dropped.
+    call.llm_batch_id = None
     call.enqueued_at = utcnow()
     set_state(call, CallState.queued)
 

@@ -59,6 +59,7 @@ class RunOut(BaseModel):
     db_ms: float | None
     total_ms: float | None
     finished_at: datetime | None
+    llm_batch_id: int | None = Field(default=None, description="The batch whose answer the run used (batch mode).")
 
 
 class CallSummaryOut(BaseModel):
@@ -80,3 +81,5 @@ class CallDetailOut(CallSummaryOut):
     claims: list[ClaimOut]
     utterances: list[UtteranceOut]
     warnings: list[str] = Field(default_factory=list)
+    llm_mode: str = Field(default="sync", description="sync, or batch: extracted through a provider batch.")
+    llm_batch_id: int | None = Field(default=None, description="The batch (`postcall batches`) the call waits in.")

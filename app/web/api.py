@@ -20,8 +20,9 @@ from pydantic import BeforeValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import DuplicateCallError, PostcallError
-from app.models import Call, CallState, ReviewEvent, User, UserRole
+from app.errors import ConfigError, DuplicateCallError, PostcallError
+from app.models import Call, CallState, LlmMode, ReviewEvent, User, UserRole
+from app.pipeline.llm_mode import resolve_llm_mode
 from app.pipeline.queries import call_detail, claim_out
 from app.pipeline.store import Actor, StoreStatus, store_transcript
 from app.privacy.reads import mask_call_detail, mask_lone_claim, mask_snapshot
@@ -189,6 +190,11 @@ async def post_call(
         str | None, Query(max_length=500, description="File name, for messages.", pattern=NO_NUL_PATTERN)
     ] = None,
     replace: Annotated[bool, Query(description="Overwrite a call whose content changed.")] = False,
+    mode: Annotated[
+        LlmMode | None,
+        Query(description="sync, or batch: the call waits for the next provider batch (about half the "
+              "token price, answered within the batch window). Default: POSTCALL_LLM_MODE."),
+    ] = None,
 ) -> SubmitOut:
     """Parse, store and enqueue one call. 202 with the call id once it is committed as `queued`; the
     workers pick it up from there. If the broker is unreachable the answer is still 202 with
@@ -199,7 +205,7 @@ async def post_call(
     data = await _read_body(request, state.settings.max_transcript_bytes)
     outcome = await run_in_threadpool(
         _store_submission, state, db, principal, data,
-        _Submission(format, external_id, agent_speaker, source_name, replace),
+        _Submission(format, external_id, agent_speaker, source_name, replace, mode),
     )
     if outcome.status in (StoreStatus.unchanged.value, StoreStatus.updated.value):
         response.status_code = status.HTTP_200_OK
@@ -231,6 +237,7 @@ class _Submission:
     agent_speaker: str | None
     source_name: str | None
     replace: bool
+    mode: LlmMode | None = None
 
 
 def _store_submission(
@@ -240,6 +247,10 @@ def _store_submission(
 
     if not data:
         raise ReviewInputError("the request body is empty; send the transcript file's bytes")
+    try:
+        llm_mode = resolve_llm_mode(state.settings, submission.mode)
+    except ConfigError as exc:
+        raise ReviewInputError(str(exc)) from exc
     source_name = submission.source_name or submission.external_id or "upload"
     parsed = parse_bytes(
         data,
@@ -272,10 +283,13 @@ def _store_submission(
         db, transcript, tenant=principal.tenant, external_id=external_id, source_name=source_name,
         replace=submission.replace, actor=Actor(principal.name, principal.user_id),
         redact=state.settings.store_redacted,
+        llm_mode=llm_mode,
     )
     db.commit()
     enqueued = False
-    if stored.needs_processing:
+    if stored.needs_processing and not stored.needs_enqueue:
+        detail = "stored as queued; it waits for the next provider batch"
+    elif stored.needs_processing:
         detail = "stored as queued and handed to the workers"
         try:
             state.enqueue([stored.call_id])

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import CallState, ReviewEvent, Tenant
+from app.models import Call, CallState, LlmBatch, LlmMode, ReviewEvent, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES
 from app.pipeline.note import case_note, stated_as_fact
@@ -154,6 +154,8 @@ class CallPage:
     note_edited: bool
     # Every item verified and none pending a decision: one key approves it and opens the next call.
     approvable: bool
+    # Batch mode: "waiting in batch B (status)" or "waiting for the next batch"; None otherwise.
+    batch_note: str | None = None
 
 
 def segment_text(text: str, spans: list[tuple[int, int, int]]) -> list[TextSegment]:
@@ -293,4 +295,15 @@ def build_call_page(session: Session, principal: Principal, call_id: str, *, unm
         note_edited=call.case_note is not None,
         approvable=CallState(call.state) in (CallState.ready_for_review, CallState.needs_attention)
         and not pending,
+        batch_note=batch_note(session, call),
     )
+
+
+def batch_note(session: Session, call: Call) -> str | None:
+    """Where a batch-mode call waits: in a provider batch (and its status), or for the next batch."""
+    if call.llm_batch_id is not None:
+        status = session.scalar(select(LlmBatch.status).where(LlmBatch.id == call.llm_batch_id))
+        return f"waiting in batch {call.llm_batch_id} ({humanize(status or 'unknown')})"
+    if call.llm_mode is LlmMode.batch and call.state is CallState.queued:
+        return "waiting for the next batch"
+    return None

@@ -11,6 +11,8 @@ TASK_RECONCILE = "postcall.reconcile"
 TASK_DELIVER_WEBHOOK = "postcall.deliver_webhook"
 TASK_SWEEP_WEBHOOKS = "postcall.sweep_webhooks"
 TASK_PURGE = "postcall.purge"
+TASK_BATCH_COLLECT = "postcall.batch_collect"
+TASK_BATCH_POLL = "postcall.batch_poll"
 QUEUE_NAME = "postcall"
 
 # kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
@@ -78,6 +80,18 @@ def configure(app: Celery, settings: Settings) -> None:
                 "task": TASK_PURGE,
                 "schedule": float(settings.purge_every_seconds),
                 "options": {"expires": float(settings.purge_every_seconds)},
+            },
+            # Batch mode: gather waiting calls into batches, and follow the open ones. Both do nothing
+            # unless POSTCALL_LLM_PROVIDER=openai, and both are idempotent (their state is in the database).
+            "collect-llm-batches": {
+                "task": TASK_BATCH_COLLECT,
+                "schedule": float(settings.batch_collect_every_seconds),
+                "options": {"expires": float(settings.batch_collect_every_seconds)},
+            },
+            "poll-llm-batches": {
+                "task": TASK_BATCH_POLL,
+                "schedule": float(settings.batch_poll_every_seconds),
+                "options": {"expires": float(settings.batch_poll_every_seconds)},
             },
         },
     )

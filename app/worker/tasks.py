@@ -11,7 +11,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
-from app.worker.celery_app import TASK_PROCESS_CALL, TASK_PURGE, TASK_RECONCILE, celery_app
+from app.worker.celery_app import (
+    TASK_BATCH_COLLECT,
+    TASK_BATCH_POLL,
+    TASK_PROCESS_CALL,
+    TASK_PURGE,
+    TASK_RECONCILE,
+    celery_app,
+)
 from app.worker.context import get_context, reset_context
 
 logger = logging.getLogger(__name__)
@@ -63,6 +70,7 @@ def process_call_task(self: Any, call_id: str) -> str:
             redact_for_llm=settings.redact_for_llm,
             redact_names=settings.redact_names,
             max_attempts=settings.max_call_attempts,
+            defer_batch_calls=True,
         )
     except NotFoundError:
         logger.warning("call %s no longer exists; dropping its task", call_id)
@@ -122,3 +130,33 @@ def purge_task() -> int:
     if purged:
         logger.warning("retention purged %d calls", purged)
     return purged
+
+
+@celery_app.task(name=TASK_BATCH_COLLECT)
+def collect_batches_task() -> int:
+    """Beat-scheduled: gather batch-mode calls waiting for a batch into new batches; returns calls batched."""
+    from app.pipeline.batch import collect_batches
+
+    ctx = get_context()
+    if ctx.settings.llm_provider != "openai" or not ctx.settings.batch_collect_automatically:
+        return 0  # batch mode is the openai provider's; or batches are made by hand
+    summary = collect_batches(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings)
+    if summary.submitted or summary.failed:
+        logger.info("batch collector: %d calls in batches %s; refused: %s", summary.calls, summary.submitted,
+                    summary.failed)
+    return summary.calls
+
+
+@celery_app.task(name=TASK_BATCH_POLL)
+def poll_batches_task() -> int:
+    """Beat-scheduled: follow open batches and store the answers of finished ones; returns calls stored."""
+    from app.pipeline.batch import poll_batches
+
+    ctx = get_context()
+    if ctx.settings.llm_provider != "openai":
+        return 0
+    summary = poll_batches(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings)
+    if summary.finished:
+        logger.info("batch poller: %d stored, %d sent again, %d left for the next pass", summary.stored,
+                    summary.put_back, summary.pending)
+    return summary.stored

@@ -14,6 +14,7 @@ from app.db.session import create_db_engine
 EXPECTED_TABLES = {
     "tenants", "users", "calls", "utterances", "extraction_runs", "claims", "evidence", "review_events",
     "outbox", "webhook_endpoints", "webhook_deliveries", "webhook_attempts",
+    "llm_batches",
 }
 EXPECTED_VIEWS = {
     "analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence", "analytics_events",
