@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-due-dates
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-heuristic: $(STAMP)
 
 bench-web: $(STAMP)
 	$(BIN)/python -m bench.web.run
+
+bench-due-dates: $(STAMP)
+	$(BIN)/python -m bench.due_dates.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
