@@ -2,6 +2,7 @@
 
 from app.models import guards as _guards  # noqa: F401  (registers the append-only audit guards)
 from app.models.tables import (
+    AnalystRole,
     Call,
     CallState,
     Claim,
@@ -17,6 +18,7 @@ from app.models.tables import (
 )
 
 __all__ = [
+    "AnalystRole",
     "Call",
     "CallState",
     "Claim",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     Enum,
     Float,
     ForeignKey,
@@ -84,6 +85,8 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # IANA name ("Europe/Berlin"): the zone spoken due phrases ("by Friday") are resolved in.
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
 
 
 class User(Base):
@@ -123,6 +126,9 @@ class Call(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The latest succeeded run (the "current" extraction), kept by the pipeline so analysts' views need
+    # no per-claim "latest run" subquery. No foreign key: runs already reference calls.
+    current_run_id: Mapped[int | None] = mapped_column(Integer)
 
     utterances: Mapped[list[Utterance]] = relationship(
         back_populates="call", order_by="Utterance.index", cascade="all, delete-orphan", passive_deletes=True
@@ -211,6 +217,11 @@ class Claim(Base):
     text: Mapped[str] = mapped_column(Text)
     owner: Mapped[str | None] = mapped_column(String(20))
     due: Mapped[str | None] = mapped_column(String(200))
+    # `due` resolved against the call's start in the tenant's time zone; NULL when it names no date.
+    due_date: Mapped[date | None] = mapped_column(Date)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # when a time of day was said
+    # The person or team the transcript names for the item ("the returns team", "Maria").
+    owner_name: Mapped[str | None] = mapped_column(String(200))
     grounding_status: Mapped[str] = mapped_column(String(20))
     grounding_reason: Mapped[str | None] = mapped_column(String(64))
     review_status: Mapped[ReviewStatus] = mapped_column(
@@ -242,6 +253,16 @@ class Evidence(Base):
     reason: Mapped[str | None] = mapped_column(String(64))
 
     claim: Mapped[Claim] = relationship(back_populates="evidence")
+
+
+class AnalystRole(Base):
+    """A PostgreSQL login role made by `postcall analysts grant`: the analyst views show it one tenant."""
+
+    __tablename__ = "analyst_roles"
+
+    role_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ReviewEvent(Base):

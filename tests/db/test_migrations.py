@@ -13,8 +13,11 @@ from app.db.session import create_db_engine
 
 EXPECTED_TABLES = {
     "tenants", "users", "calls", "utterances", "extraction_runs", "claims", "evidence", "review_events",
+    "analyst_roles",
 }
-EXPECTED_VIEWS = {"analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence"}
+EXPECTED_VIEWS = {
+    "analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence", "analytics_review_events",
+}
 
 
 @pytest.mark.parametrize("backend", ["sqlite_url", "postgres_url"])
