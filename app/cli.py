@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.cli_analysts import analysts_app, export
 from app.cli_web import console, err_console, fail, serve, users_app
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import unit_of_work
@@ -35,6 +36,8 @@ db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.command()(serve)
+app.add_typer(analysts_app, name="analysts")
+app.command()(export)
 
 TRANSCRIPT_SUFFIXES = (".json", ".txt", ".vtt", ".srt")
 SAMPLES_DIR = PROJECT_ROOT / "samples"

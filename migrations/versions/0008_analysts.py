@@ -29,13 +29,16 @@ depends_on: str | Sequence[str] | None = None
 ANALYST_GROUP = "postcall_analyst"
 
 # The tenants a reader may see. Only direct members of the analyst group are filtered: a superuser is
-# a member of every role for pg_has_role(), so membership is read from pg_auth_members instead.
+# a member of every role for pg_has_role(), so membership is read from pg_auth_members instead. The
+# login (session_user) decides, not current_user: an analyst may `SET ROLE postcall_analyst`, which
+# changes current_user to the unfiltered group but never the login.
 TENANT_FILTER = f"""
     (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
                  JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
                  JOIN pg_catalog.pg_roles u ON u.oid = m.member
-                 WHERE g.rolname = '{ANALYST_GROUP}' AND u.rolname = current_user)
-     OR {{tenant_id}} IN (SELECT ar.tenant_id FROM analyst_roles ar WHERE ar.role_name = current_user))
+                 WHERE g.rolname = '{ANALYST_GROUP}' AND u.rolname = session_user)
+     AND current_user <> '{ANALYST_GROUP}'
+     OR {{tenant_id}} IN (SELECT ar.tenant_id FROM analyst_roles ar WHERE ar.role_name = session_user))
 """
 
 # Views for analysts (documented in docs/data-model.md). Plain SQL valid on SQLite and PostgreSQL; the
@@ -120,7 +123,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{ANALYST_GROUP}') THEN
         CREATE ROLE {ANALYST_GROUP} NOLOGIN;
     END IF;
-EXCEPTION WHEN insufficient_privilege THEN
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- another database's migration created it at the same moment
+WHEN insufficient_privilege THEN
     RAISE NOTICE 'no CREATEROLE: create role {ANALYST_GROUP} (NOLOGIN) as a superuser for analyst logins';
 END
 $$
