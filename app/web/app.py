@@ -23,9 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import Settings, get_settings
 from app.db.session import create_db_engine, make_session_factory
 from app.errors import DuplicateCallError, IngestError, NotFoundError, PostcallError
+from app.export import ExportError
 from app.review import ReviewConflictError, ReviewInputError
 from app.users import AccessDeniedError, UserError, UserExistsError
-from app.web import api, ops, pages
+from app.web import analytics, api, ops, pages
 from app.web.deps import AuthenticationRequired, CsrfError, EnqueueCalls, LoginRequired, WebState
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (IngestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (ReviewInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (UserError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (ExportError, status.HTTP_422_UNPROCESSABLE_CONTENT),
 ]
 ERROR_TITLES = {401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Too large",
                 422: "Invalid input"}
@@ -153,6 +155,8 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(analytics.pages_router)
+    app.include_router(analytics.api_router)
     _install_error_handlers(app)
     return app
 
