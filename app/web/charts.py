@@ -24,6 +24,7 @@ class Label:
     y: float
     text: str
     anchor: str = "middle"
+    css_class: str = ""
 
 
 @dataclass
@@ -89,10 +90,10 @@ def share_bars(
     rows: Mapping[str, Mapping[str, int]],
     series: Sequence[str],
     *,
-    width: int = 760,
-    row_height: int = 26,
+    width: int = 460,
+    row_height: int = 28,
     class_prefix: str = "outcome-",
-    label_width: int = 120,
+    label_width: int = 90,
 ) -> Chart:
     """One horizontal 100% bar per row (item kinds), split by `series` (review outcomes)."""
     height = max(len(rows), 1) * row_height + 4
@@ -116,7 +117,8 @@ def share_bars(
                      f"{row.replace('_', ' ')}: {count} {name} ({count / total:.0%})")
             )
             if bar_width > 36:
-                chart.labels.append(Label(round(x + bar_width / 2, 1), y + row_height * 0.6, f"{count / total:.0%}"))
+                chart.labels.append(Label(round(x + bar_width / 2, 1), y + row_height * 0.55, f"{count / total:.0%}",
+                                          css_class="on-bar dark" if name == "pending" else "on-bar"))
             x += bar_width
     return chart
 
