@@ -145,6 +145,10 @@ def main() -> None:
         print(f"{name:<11} {result.correct:>4}/{result.determinable:<4} ({result.accuracy:6.1%}) "
               f"{result.invented:>4}/{result.undeterminable:<4} "
               f"{result.time_correct:>4}/{result.with_time:<4} {result.seconds / len(cases) * 1e6:>9.0f}")
+        for source in by_source:
+            part = score([c for c in cases if c.source == source], resolver)
+            print(f"  {source + ' rows':<9} {part.correct:>4}/{part.determinable:<4} ({part.accuracy:6.1%}) "
+                  f"{part.invented:>4}/{part.undeterminable:<4} {part.time_correct:>4}/{part.with_time:<4}")
         if args.show_misses:
             for line in misses:
                 print("   ", line)
