@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, and_, select
+from sqlalchemy import Connection, Row, and_, select
 from sqlalchemy.orm import Session
 
 from app.errors import PostcallError
@@ -103,17 +103,26 @@ def iter_record_batches(
     session: Session, tenant_id: int, window: ExportWindow = ExportWindow(), batch_size: int = DEFAULT_BATCH_SIZE
 ) -> Iterator[list[dict[str, Any]]]:
     """The export's records, `batch_size` at a time, in call then claim order."""
-    result = session.execute(_rows_statement(tenant_id, window), execution_options={"yield_per": batch_size})
+    # Core rather than ORM execution, and a server-side cursor (stream_results) on PostgreSQL: rows arrive
+    # batch by batch, whatever the size of the tenant.
+    connection = session.connection()
+    result = connection.execution_options(stream_results=True, max_row_buffer=batch_size).execute(
+        _rows_statement(tenant_id, window)
+    )
     for rows in result.partitions(batch_size):
-        yield _records(session, rows)
+        yield _records(connection, rows)
 
 
-def _records(session: Session, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+_DATETIME_COLUMNS = {"started_at", "due_at"}
+_ENUM_COLUMNS = {"call_state", "review_status"}
+
+
+def _records(connection: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     claim_ids = [row.claim_id for row in rows if row.claim_id is not None]
     call_ids = sorted({row.call_id for row in rows})
     evidence: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if claim_ids:
-        for ev in session.execute(
+        for ev in connection.execute(
             select(Evidence.claim_id, Evidence.utterance_index, Evidence.cited_utterance, Evidence.char_start,
                    Evidence.char_end, Evidence.quote, Evidence.status, Evidence.score)
             .where(Evidence.claim_id.in_(claim_ids))
@@ -126,7 +135,7 @@ def _records(session: Session, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]
             })  # fmt: skip
     claim_events: dict[int, list[dict[str, Any]]] = defaultdict(list)
     call_events: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for event in session.execute(
+    for event in connection.execute(
         select(ReviewEvent.call_id, ReviewEvent.claim_id, ReviewEvent.action, ReviewEvent.actor_name,
                ReviewEvent.created_at)
         .where(ReviewEvent.call_id.in_(call_ids))
@@ -137,28 +146,27 @@ def _records(session: Session, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]
             call_events[event.call_id].append(decision)
         else:
             claim_events[event.claim_id].append(decision)
+    flat = CALL_COLUMNS + CLAIM_COLUMNS
     records = []
     for row in rows:
-        record = {column: _plain(getattr(row, column)) for column in CALL_COLUMNS + CLAIM_COLUMNS}
-        record["evidence"] = evidence.get(row.claim_id, []) if row.claim_id is not None else []
-        record["review_decisions"] = claim_events.get(row.claim_id, []) if row.claim_id is not None else []
-        record["call_decisions"] = call_events.get(row.call_id, [])
+        record = dict(zip(flat, row, strict=True))
+        for column in _DATETIME_COLUMNS:
+            record[column] = _iso(record[column])
+        for column in _ENUM_COLUMNS:
+            value = record[column]
+            record[column] = value.value if isinstance(value, StrEnum) else value
+        due_date = record["due_date"]
+        record["due_date"] = due_date.isoformat() if isinstance(due_date, date) else due_date
+        claim_id = record["claim_id"]
+        record["evidence"] = evidence.get(claim_id, []) if claim_id is not None else []
+        record["review_decisions"] = claim_events.get(claim_id, []) if claim_id is not None else []
+        record["call_decisions"] = call_events.get(record["call_id"], [])
         records.append(record)
     return records
 
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, StrEnum):
-        return value.value
-    return value
 
 
 # --- encoders: each turns record batches into byte chunks ------------------------------------------
