@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, Select, and_, case, cast, func, select
+from sqlalchemy import Date, Select, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import Call, Claim, ExtractionRun
@@ -96,7 +96,9 @@ def build_dashboard(session: Session, principal: Principal, days: int = 30, now:
     since = today - timedelta(days=days - 1)
     since_instant = datetime(since.year, since.month, since.day, tzinfo=UTC)
     call_moment = func.coalesce(Call.started_at, Call.created_at)
-    in_scope = and_(visible_calls_clause(principal), call_moment >= since_instant)
+    # Spelled out rather than `call_moment >= since`, so (tenant_id, started_at) can serve both branches.
+    in_window = or_(Call.started_at >= since_instant, and_(Call.started_at.is_(None), Call.created_at >= since_instant))
+    in_scope = and_(visible_calls_clause(principal), in_window)
     call_day = _day(session, call_moment)
 
     calls_per_day: dict[str, dict[str, int]] = defaultdict(dict)

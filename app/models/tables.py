@@ -141,6 +141,8 @@ class Call(Base):
         UniqueConstraint("tenant_id", "external_id"),
         Index("ix_calls_tenant_state", "tenant_id", "state"),
         Index("ix_calls_state_changed", "state", "state_changed_at"),
+        # Analysts' windows (dashboard, export --since/--until) select a tenant's calls by start.
+        Index("ix_calls_tenant_started", "tenant_id", "started_at"),
     )
 
 
@@ -196,6 +198,8 @@ class ExtractionRun(Base):
     )
 
     __table_args__ = (
+        # The dashboard's stage latency and cost per day.
+        Index("ix_extraction_runs_started_at", "started_at"),
         Index(
             "uq_extraction_runs_succeeded_key",
             "idempotency_key",

@@ -4,6 +4,7 @@
 - tenants.time_zone: the zone due phrases are resolved in (default UTC);
 - calls.current_run_id: the latest succeeded run, kept by the pipeline (backfilled here), so the views'
   `is_current` is a column comparison instead of a "latest run" subquery per claim;
+- indexes for analysts' time windows: calls (tenant_id, started_at), extraction_runs (started_at);
 - analyst_roles: PostgreSQL login roles made by `postcall analysts grant`, each bound to one tenant.
 
 On PostgreSQL the analyst views are security-barrier views: a member of the `postcall_analyst` group
@@ -153,6 +154,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('time_zone', sa.String(length=64), server_default='UTC', nullable=False))
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.add_column(sa.Column('current_run_id', sa.Integer(), nullable=True))
+        batch_op.create_index('ix_calls_tenant_started', ['tenant_id', 'started_at'], unique=False)
+    with op.batch_alter_table('extraction_runs', schema=None) as batch_op:
+        batch_op.create_index('ix_extraction_runs_started_at', ['started_at'], unique=False)
     with op.batch_alter_table('claims', schema=None) as batch_op:
         batch_op.add_column(sa.Column('due_date', sa.Date(), nullable=True))
         batch_op.add_column(sa.Column('due_at', sa.DateTime(timezone=True), nullable=True))
@@ -191,7 +195,10 @@ def downgrade() -> None:
         batch_op.drop_column('owner_name')
         batch_op.drop_column('due_at')
         batch_op.drop_column('due_date')
+    with op.batch_alter_table('extraction_runs', schema=None) as batch_op:
+        batch_op.drop_index('ix_extraction_runs_started_at')
     with op.batch_alter_table('calls', schema=None) as batch_op:
+        batch_op.drop_index('ix_calls_tenant_started')
         batch_op.drop_column('current_run_id')
     with op.batch_alter_table('tenants', schema=None) as batch_op:
         batch_op.drop_column('time_zone')

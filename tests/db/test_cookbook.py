@@ -8,7 +8,6 @@ supervisor approved its items and rejected its three summaries; globex has two c
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 
@@ -16,27 +15,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import PROJECT_ROOT
 from app.db.session import unit_of_work
+from bench.analysts.cookbook import cookbook, for_backend
 from tests.support.analytics import World, build_world
-
-DOC = PROJECT_ROOT / "docs" / "data-model.md"
-QUESTION = re.compile(r"^### (\d+)\. (.+?)$(.*?)(?=^### |^## |\Z)", re.MULTILINE | re.DOTALL)
-SQL_BLOCK = re.compile(r"```sql\n(.*?)```", re.DOTALL)
-
-
-def cookbook() -> dict[int, list[str]]:
-    """Question number -> its SQL blocks (one, or one per backend marked `-- postgresql` / `-- sqlite`)."""
-    section = DOC.read_text().split("## Cookbook", 1)[1]
-    return {int(m.group(1)): SQL_BLOCK.findall(m.group(3)) for m in QUESTION.finditer(section)}
-
-
-def _for_backend(blocks: list[str], dialect: str) -> str:
-    marked = [b for b in blocks if b.lstrip().startswith("-- postgresql") or b.lstrip().startswith("-- sqlite")]
-    if not marked:
-        assert len(blocks) == 1
-        return blocks[0]
-    return next(b for b in marked if b.lstrip().startswith(f"-- {dialect}"))
 
 
 @pytest.fixture
@@ -45,8 +26,8 @@ def answers(session_factory: sessionmaker[Session]) -> tuple[dict[int, list[Any]
     results: dict[int, list[Any]] = {}
     with unit_of_work(session_factory) as session:
         dialect = session.get_bind().dialect.name
-        for number, blocks in cookbook().items():
-            results[number] = [tuple(row) for row in session.execute(text(_for_backend(blocks, dialect)))]
+        for number, (_question, blocks) in cookbook().items():
+            results[number] = [tuple(row) for row in session.execute(text(for_backend(blocks, dialect)))]
     return results, world
 
 
