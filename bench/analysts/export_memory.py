@@ -4,7 +4,8 @@
     python -m bench.analysts.export_memory --url postgresql+psycopg://postgres@127.0.0.1/postcall_bench
 
 Each export runs as its own `postcall export` process writing to a file; its peak resident set size
-comes from the kernel's accounting for that child (os.wait4), so nothing in this process skews it.
+and CPU time come from the kernel's accounting for that child (os.wait4), so nothing in this process
+skews them. Wall time depends on what else the machine runs; CPU time less so.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             if status != 0:
                 raise SystemExit(f"export {fmt} failed: {process.stderr.read().decode() if process.stderr else ''}")
-            result = {"format": fmt, "seconds": round(elapsed, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            result = {"format": fmt, "seconds": round(elapsed, 1),
+                      "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+                      "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
                       "file_mb": round(target.stat().st_size / 1e6, 1)}
             results.append(result)
             print(json.dumps(result), flush=True)
