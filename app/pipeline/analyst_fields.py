@@ -37,14 +37,13 @@ def analyst_fields(claim: VerifiedClaim, clock: CallClock) -> dict[str, Any]:
     guess). The owner's name is read from the transcript's words only (grounded evidence quotes), never
     from the model's paraphrase.
     """
-    resolved = (
-        resolve_due(claim.due, clock.started_at, clock.time_zone) if claim.due and clock.started_at else None
-    )
     owner_name = None
     if claim.kind is ClaimKind.action_item:
         owner_name = find_owner_name(ev.quote for ev in claim.evidence if ev.status is not EvidenceStatus.ungrounded)
-    return {
-        "due_date": resolved.date if resolved else None,
-        "due_at": resolved.at if resolved else None,
-        "owner_name": owner_name,
-    }
+    return {**due_fields(claim.due, clock), "owner_name": owner_name}
+
+
+def due_fields(due: str | None, clock: CallClock) -> dict[str, Any]:
+    """`due_date` and `due_at` for a due phrase (also when a reviewer edits the phrase)."""
+    resolved = resolve_due(due, clock.started_at, clock.time_zone) if due and clock.started_at else None
+    return {"due_date": resolved.date if resolved else None, "due_at": resolved.at if resolved else None}

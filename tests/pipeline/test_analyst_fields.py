@@ -87,3 +87,30 @@ def test_current_run_follows_the_latest_succeeded_run(session_factory: sessionma
         ).all()
     assert {run_id for run_id, current in rows if current == 1} == {second.run_id}
     assert {run_id for run_id, current in rows if current == 0} == {first.run_id}
+
+
+def test_reviewer_edits_and_additions_resolve_their_due_phrase(session_factory: sessionmaker[Session]) -> None:
+    from app.models import UserRole
+    from app.review import ClaimAction, ClaimChanges, NewItem, SelectedQuote, add_reviewer_claim, review_claim
+    from app.schemas.grounding import ClaimKind
+    from app.users import authenticate, create_user
+
+    # Wednesday 2026-03-11.
+    call_id = _store(session_factory, RETURNS_LINES, "returns-edit", datetime(2026, 3, 11, 15, 0, tzinfo=UTC))
+    process_call(session_factory, call_id, HeuristicProvider(), _prompt())
+    with unit_of_work(session_factory) as session:
+        token = create_user(session, tenant="acme", name="sue", role=UserRole.supervisor).token
+    label = next(item for item in _action_items(session_factory, call_id) if "label" in item.text)
+    with unit_of_work(session_factory) as session:
+        principal = authenticate(session, token)
+        assert principal is not None
+        edited = review_claim(session, principal, label.id, ClaimAction.edit, ClaimChanges(due="by Monday"))
+        assert edited.due_date == date(2026, 3, 16)
+        edited = review_claim(session, principal, label.id, ClaimAction.edit, ClaimChanges(due="soon"))
+        assert edited.due_date is None
+        added = add_reviewer_claim(session, principal, call_id, NewItem(
+            kind=ClaimKind.action_item, text="The returns team emails a prepaid label", owner="agent",
+            due="tomorrow", selection=[SelectedQuote(2, "I will have the returns team email you a prepaid label")],
+        ))
+        assert added.due_date == date(2026, 3, 12)
+        assert added.owner_name == "the returns team"
