@@ -71,6 +71,13 @@ def test_analyst_sees_only_its_tenant_and_no_table(
         other = world.calls["globex"][0]
         assert conn.execute("SELECT COUNT(*) FROM analytics_evidence WHERE call_id = %s", (other,)).fetchone() == (0,)
 
+        # A condition that fails on a value shows the value in its error: behind the security barrier
+        # it only ever sees the analyst's own tenant.
+        for _ in range(3):
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation) as failed:
+                conn.execute("SELECT * FROM analytics_claims WHERE CAST(external_id AS integer) = 0")
+            assert "acme-" in str(failed.value) and "globex" not in str(failed.value)
+
         for table in TABLES:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT * FROM {table} LIMIT 1")
