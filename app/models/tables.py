@@ -210,6 +210,10 @@ class ExtractionRun(Base):
     )
 
 
+# Outside the class: inside it, `text` is the claim's column.
+HAS_DUE_DATE = text("due_date IS NOT NULL")
+
+
 class Claim(Base):
     __tablename__ = "claims"
 
@@ -238,6 +242,16 @@ class Claim(Base):
     run: Mapped[ExtractionRun | None] = relationship(back_populates="claims")
     evidence: Mapped[list[Evidence]] = relationship(
         back_populates="claim", order_by="Evidence.position", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        # "What falls due this week", "what is overdue": only action items have a date, so a partial index.
+        Index(
+            "ix_claims_due_date",
+            "due_date",
+            postgresql_where=HAS_DUE_DATE,
+            sqlite_where=HAS_DUE_DATE,
+        ),
     )
 
 

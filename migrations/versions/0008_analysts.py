@@ -4,7 +4,8 @@
 - tenants.time_zone: the zone due phrases are resolved in (default UTC);
 - calls.current_run_id: the latest succeeded run, kept by the pipeline (backfilled here), so the views'
   `is_current` is a column comparison instead of a "latest run" subquery per claim;
-- indexes for analysts' time windows: calls (tenant_id, started_at), extraction_runs (started_at);
+- indexes for analysts' time windows: calls (tenant_id, started_at), extraction_runs (started_at),
+  claims (due_date) where set;
 - analyst_roles: PostgreSQL login roles made by `postcall analysts grant`, each bound to one tenant.
 
 On PostgreSQL the analyst views are security-barrier views: a member of the `postcall_analyst` group
@@ -165,6 +166,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('due_date', sa.Date(), nullable=True))
         batch_op.add_column(sa.Column('due_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('owner_name', sa.String(length=200), nullable=True))
+        batch_op.create_index('ix_claims_due_date', ['due_date'], unique=False,
+                              postgresql_where=sa.text('due_date IS NOT NULL'),
+                              sqlite_where=sa.text('due_date IS NOT NULL'))
     op.create_table('analyst_roles',
     sa.Column('role_name', sa.String(length=63), nullable=False),
     sa.Column('tenant_id', sa.Integer(), nullable=False),
@@ -196,6 +200,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_analyst_roles_tenant_id'))
     op.drop_table('analyst_roles')
     with op.batch_alter_table('claims', schema=None) as batch_op:
+        batch_op.drop_index('ix_claims_due_date')
         batch_op.drop_column('owner_name')
         batch_op.drop_column('due_at')
         batch_op.drop_column('due_date')
