@@ -111,7 +111,9 @@ def build_dashboard(session: Session, principal: Principal, days: int = 30, now:
         return (
             select(*columns)
             .select_from(Claim)
-            .join(Call, and_(Call.id == Claim.call_id, Claim.run_id == Call.current_run_id))
+            # By run id alone (a run belongs to one call): joining on call id too makes PostgreSQL multiply
+            # the two columns' selectivities and plan for one row.
+            .join(Call, Claim.run_id == Call.current_run_id)
             .where(in_scope)
         )
 
@@ -126,35 +128,27 @@ def build_dashboard(session: Session, principal: Principal, days: int = 30, now:
         )
     ]
 
+    # Review outcomes, reasons and open items in one pass over the window's current claims: one row per
+    # distinct (kind, review status, reason text, owner, owner name, due date, call closed).
+    reason_text = case((Claim.kind == "reason", func.lower(Claim.text)), else_=None)
+    call_closed = case((Call.state.in_(["rejected", "failed"]), 1), else_=0)
     review_outcomes: dict[str, dict[str, int]] = defaultdict(dict)
-    for kind, status, count in session.execute(
-        current_claims(Claim.kind, Claim.review_status, func.count()).group_by(Claim.kind, Claim.review_status)
-    ):
-        review_outcomes[kind][status.value] = count
-
-    reason_text = func.lower(Claim.text)
-    top_reasons = [
-        (text, count)
-        for text, count in session.execute(
-            current_claims(reason_text, func.count())
-            .where(Claim.kind == "reason")
-            .group_by(reason_text)
-            .order_by(func.count().desc(), reason_text)
-            .limit(TOP_REASONS)
-        )
-    ]
-
+    reasons: dict[str, int] = defaultdict(int)
     open_items: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(DUE_BUCKETS, 0))
     named: dict[str, int] = defaultdict(int)
-    for owner, owner_name, due_date, count in session.execute(
-        current_claims(Claim.owner, Claim.owner_name, Claim.due_date, func.count())
-        .where(Claim.kind == "action_item", Claim.review_status.in_(OPEN_REVIEW_STATUSES),
-               Call.state.not_in(["rejected", "failed"]))
-        .group_by(Claim.owner, Claim.owner_name, Claim.due_date)
+    group = (Claim.kind, Claim.review_status, reason_text, Claim.owner, Claim.owner_name, Claim.due_date, call_closed)
+    for kind, status, reason, owner, owner_name, due_date, closed, count in session.execute(
+        current_claims(*group, func.count()).group_by(*group)
     ):
-        open_items[owner or "unknown"][_due_bucket(due_date, today)] += count
-        if owner_name:
-            named[owner_name] += count
+        outcomes = review_outcomes[kind]
+        outcomes[status.value] = outcomes.get(status.value, 0) + count
+        if reason is not None:
+            reasons[reason] += count
+        if kind == "action_item" and status.value in OPEN_REVIEW_STATUSES and not closed:
+            open_items[owner or "unknown"][_due_bucket(due_date, today)] += count
+            if owner_name:
+                named[owner_name] += count
+    top_reasons = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:TOP_REASONS]
     owner_names = sorted(named.items(), key=lambda item: (-item[1], item[0]))[:TOP_OWNER_NAMES]
 
     run_day = _day(session, ExtractionRun.started_at)

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.orm import Session
 
 from app.errors import PostcallError
@@ -93,7 +93,7 @@ def _rows_statement(tenant_id: int, window: ExportWindow) -> Any:
         )
         .join(Tenant, Tenant.id == Call.tenant_id)
         .outerjoin(ExtractionRun, ExtractionRun.id == Call.current_run_id)
-        .outerjoin(Claim, and_(Claim.run_id == Call.current_run_id, Claim.call_id == Call.id))
+        .outerjoin(Claim, Claim.run_id == Call.current_run_id)  # a run belongs to one call
         .where(*conditions)
         .order_by(Call.id, Claim.position, Claim.id)
     )
