@@ -14,7 +14,8 @@ Conventions (docs/data-model.md lists them for analysts):
   week's (None once it has passed); "next Friday" is next week's, and None when said earlier in the same
   week (Monday to Thursday), where listeners disagree whether it means this week's or next week's;
 - a bare clock time ("by 5 pm") is its next occurrence after the call's start; a calendar date without a
-  year ("April 17", "the 29th") is its next occurrence on or after the call's day.
+  year ("April 17", "the 29th") is its next occurrence on or after the call's day;
+- a date more than a year from the call is None.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ SMALL_NUMBERS = {
 }  # fmt: skip
 TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
         "ninety": 90}
-# Beyond this a phrase is more likely a misreading than a commitment ("in 44 months" stays a date; a
-# deadline ten years out does not).
-MAX_OFFSET_DAYS = 5 * 366
+# A commitment made on a call falls within a year; beyond that ("in 44 months") a phrase is more likely
+# a misreading or a plan than a due date.
+MAX_OFFSET_DAYS = 366
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,8 @@ class _Rule:
 def _duration(match: re.Match[str], local: datetime) -> Resolved:
     low, high, kind, unit = match.group(1), match.group(2), match.group(3), match.group(4)
     amount = int(high) if high else int(low)
-    if high and int(high) < int(low):
-        return None
+    if amount == 0 or (high and int(high) < int(low)):
+        return None  # "within 0 days" names nothing; "5 to 3 days" is a misreading
     return _after(local, amount, kind, unit)
 
 
