@@ -138,3 +138,30 @@ def test_sqlite_is_single_tenant_for_analysts(sqlite_url: str) -> None:
             grant_analyst(session, "ana", "acme")
     finally:
         engine.dispose()
+
+
+def test_cli_grant_list_revoke(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.config import get_settings
+
+    url, _factory, _world = pg_world
+    monkeypatch.setenv("POSTCALL_DATABASE_URL", url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    granted = runner.invoke(app, ["analysts", "grant", role_name, "--tenant", "globex", "--json"])
+    assert granted.exit_code == 0, granted.output
+    assert json.loads(granted.stdout)["tenant"] == "globex"
+    listed = runner.invoke(app, ["analysts", "list", "--json"])
+    assert json.loads(listed.stdout)["analysts"][0]["role"] == role_name
+    with _connect_as(url, role_name) as conn:
+        assert {row[0] for row in conn.execute("SELECT tenant FROM analytics_calls")} == {"globex"}
+    assert runner.invoke(app, ["analysts", "revoke", role_name]).exit_code == 0
+    assert runner.invoke(app, ["analysts", "grant", "Bad Name", "--tenant", "globex"]).exit_code == 2
+    assert runner.invoke(app, ["analysts", "time-zone", "Mars/Base", "--tenant", "globex"]).exit_code == 2
+    assert runner.invoke(app, ["analysts", "time-zone", "Europe/Berlin", "--tenant", "globex"]).exit_code == 0
