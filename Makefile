@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-pii bench-batch
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-pii bench-batch bench-due-dates
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ bench-pii: $(STAMP)
 
 bench-batch: $(STAMP)
 	$(BIN)/python -m bench.batch.run --calls 2000
+
+bench-due-dates: $(STAMP)
+	$(BIN)/python -m bench.due_dates.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.cli_analysts import analysts_app, export
 from app.cli_batches import batches_app
 from app.cli_privacy import register as register_privacy
 from app.cli_web import console, err_console, fail, safe, serve, users_app
@@ -45,6 +46,8 @@ app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(batches_app, name="batches")
 app.command()(serve)
 register_privacy(app)
+app.add_typer(analysts_app, name="analysts")
+app.command()(export)
 
 # The audit trail names who stored a transcript; from the command line that is the OS account.
 CLI_ACTOR = Actor(f"cli:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}")

@@ -25,6 +25,7 @@ from app.errors import NUL_CHARACTER_PROBLEM, NotFoundError, PostcallError
 from app.handoff.outbox import EventType, record_event
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
 from app.models.tables import REVIEWED_STATES, utcnow
+from app.pipeline.analyst_fields import analyst_fields, call_clock, due_fields
 from app.pipeline.calls import load_transcript, set_state
 from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
 from app.privacy.mask import MASK_CHAR, mask_turns
@@ -235,6 +236,8 @@ def review_claim(
             if claim.kind != ClaimKind.action_item.value:
                 raise ReviewInputError("only action items have a due date")
             claim.due = _clean_due(changes.due)
+            for column, value in due_fields(claim.due, call_clock(session, call.id)).items():
+                setattr(claim, column, value)
     event_action, status = CLAIM_EVENT[action]
     claim.review_status = status
     append_event(
@@ -328,6 +331,7 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         due=due,
         grounding_status=verified.status.value,
         grounding_reason=verified.reason if verified.status is ClaimStatus.ungrounded else None,
+        **analyst_fields(verified, call_clock(session, call.id)),
         # The reviewer wrote it and chose its evidence: adding it is their decision on it.
         review_status=ReviewStatus.approved,
         origin="reviewer",

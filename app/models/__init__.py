@@ -2,6 +2,7 @@
 
 from app.models import guards as _guards  # noqa: F401  (registers the append-only audit guards)
 from app.models.tables import (
+    AnalystRole,
     BatchStatus,
     Call,
     CallState,
@@ -25,6 +26,7 @@ from app.models.tables import (
 )
 
 __all__ = [
+    "AnalystRole",
     "BatchStatus",
     "Call",
     "CallState",

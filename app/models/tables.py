@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     Enum,
     Float,
     ForeignKey,
@@ -129,6 +130,8 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Calls older than this many days are purged; None uses POSTCALL_RETENTION_DAYS, 0 keeps them.
     retention_days: Mapped[int | None] = mapped_column(Integer)
+    # IANA name ("Europe/Berlin"): the zone spoken due phrases ("by Friday") are resolved in.
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
 
 
 class User(Base):
@@ -181,6 +184,9 @@ class Call(Base):
         _enum(LlmMode, "llm_mode"), default=LlmMode.sync, server_default=LlmMode.sync.value
     )
     llm_batch_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # The latest succeeded run (the "current" extraction), kept by the pipeline so analysts' views need
+    # no per-claim "latest run" subquery. No foreign key: runs already reference calls.
+    current_run_id: Mapped[int | None] = mapped_column(Integer)
 
     utterances: Mapped[list[Utterance]] = relationship(
         back_populates="call", order_by="Utterance.index", cascade="all, delete-orphan", passive_deletes=True
@@ -193,6 +199,8 @@ class Call(Base):
         UniqueConstraint("tenant_id", "external_id"),
         Index("ix_calls_tenant_state", "tenant_id", "state"),
         Index("ix_calls_state_changed", "state", "state_changed_at"),
+        # Analysts' windows (dashboard, export --since/--until) select a tenant's calls by start.
+        Index("ix_calls_tenant_started", "tenant_id", "started_at"),
     )
 
 
@@ -250,6 +258,8 @@ class ExtractionRun(Base):
     )
 
     __table_args__ = (
+        # The dashboard's stage latency and cost per day.
+        Index("ix_extraction_runs_started_at", "started_at"),
         Index(
             "uq_extraction_runs_succeeded_key",
             "idempotency_key",
@@ -258,6 +268,10 @@ class ExtractionRun(Base):
             sqlite_where=text("status = 'succeeded'"),
         ),
     )
+
+
+# Outside the class: inside it, `text` is the claim's column.
+HAS_DUE_DATE = text("due_date IS NOT NULL")
 
 
 class Claim(Base):
@@ -271,6 +285,11 @@ class Claim(Base):
     text: Mapped[str] = mapped_column(Text)
     owner: Mapped[str | None] = mapped_column(String(20))
     due: Mapped[str | None] = mapped_column(String(200))
+    # `due` resolved against the call's start in the tenant's time zone; NULL when it names no date.
+    due_date: Mapped[date | None] = mapped_column(Date)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # when a time of day was said
+    # The person or team the transcript names for the item ("the returns team", "Maria").
+    owner_name: Mapped[str | None] = mapped_column(String(200))
     grounding_status: Mapped[str] = mapped_column(String(20))
     grounding_reason: Mapped[str | None] = mapped_column(String(64))
     review_status: Mapped[ReviewStatus] = mapped_column(
@@ -291,6 +310,16 @@ class Claim(Base):
     def _keep_masked_copy(self, _key: str, value: str) -> str:
         self.text_masked = mask_text(value)
         return value
+
+    __table_args__ = (
+        # "What falls due this week", "what is overdue": only action items have a date, so a partial index.
+        Index(
+            "ix_claims_due_date",
+            "due_date",
+            postgresql_where=HAS_DUE_DATE,
+            sqlite_where=HAS_DUE_DATE,
+        ),
+    )
 
 
 class Evidence(Base):
@@ -316,6 +345,16 @@ class Evidence(Base):
     def _keep_masked_copy(self, _key: str, value: str) -> str:
         self.quote_masked = mask_text(value)
         return value
+
+
+class AnalystRole(Base):
+    """A PostgreSQL login role made by `postcall analysts grant`: the analyst views show it one tenant."""
+
+    __tablename__ = "analyst_roles"
+
+    role_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ReviewEvent(Base):

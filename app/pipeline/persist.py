@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.llm.base import Usage
 from app.models import Call, CallState, Claim, Evidence, ExtractionRun, RunStatus
 from app.models.tables import utcnow
+from app.pipeline.analyst_fields import analyst_fields, call_clock
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
 
 
@@ -91,6 +92,8 @@ def add_run(
     )
     session.add(run)
     session.flush()
+    if status is RunStatus.succeeded:
+        call.current_run_id = run.id
     return run
 
 
@@ -113,6 +116,7 @@ def add_claims(session: Session, run: ExtractionRun, report: VerificationReport)
     """Bulk-insert the run's claims and their evidence; returns the number of claims."""
     if not report.claims:
         return 0
+    clock = call_clock(session, run.call_id)
     claim_rows = [
         {
             "run_id": run.id,
@@ -125,6 +129,7 @@ def add_claims(session: Session, run: ExtractionRun, report: VerificationReport)
             "grounding_status": claim.status.value,
             "grounding_reason": claim.reason,
             "origin": "model",
+            **analyst_fields(claim, clock),
         }
         for position, claim in enumerate(report.claims)
     ]

@@ -33,13 +33,14 @@ from app.errors import (
     NotFoundError,
     PostcallError,
 )
+from app.export import ExportError
 from app.handoff.endpoints import WebhookInputError
 from app.handoff.feed import CursorError
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.urls import WebhookUrlError
 from app.review import ReviewConflictError, ReviewInputError
 from app.users import AccessDeniedError, UserError, UserExistsError
-from app.web import api, handoff_api, ops, pages
+from app.web import analytics, api, handoff_api, ops, pages
 from app.web.deps import (
     AuthenticationRequired,
     CsrfError,
@@ -101,6 +102,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (WebhookUrlError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (WebhookInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (CursorError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (ExportError, status.HTTP_422_UNPROCESSABLE_CONTENT),
 ]
 ERROR_TITLES = {401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Too large",
                 422: "Invalid input"}
@@ -205,6 +207,8 @@ def create_app(
     app.include_router(api.router)
     app.include_router(handoff_api.router)
     app.include_router(pages.router)
+    app.include_router(analytics.pages_router)
+    app.include_router(analytics.api_router)
     _install_error_handlers(app)
     _document_errors_as_served(app)
     return app

@@ -10,9 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
-from app.db.types import as_utc
 from app.models import Call, CallState, Claim, ExtractionRun, ReviewStatus, RunStatus, Tenant
-from app.pipeline.due_dates import resolve_due
 from app.pipeline.queries import call_summary
 from app.review import undecided_unverified
 from app.schemas.grounding import ClaimStatus
@@ -119,20 +117,20 @@ def triage_previews(session: Session, calls: Sequence[Call]) -> dict[str, dict[s
         .group_by(ExtractionRun.call_id)
     )
     rows = session.execute(
-        select(Claim.call_id, Claim.kind, Claim.text, Claim.due, Claim.grounding_status, Claim.review_status)
+        select(Claim.call_id, Claim.kind, Claim.text_masked, Claim.due, Claim.due_date, Claim.grounding_status,
+               Claim.review_status)
         .where(Claim.run_id.in_(current_runs), Claim.review_status != ReviewStatus.rejected)
         .order_by(Claim.call_id, Claim.position)
     ).all()
-    starts = {c.id: as_utc(c.started_at or c.created_at).date() for c in calls}
     previews: dict[str, dict[str, Any]] = {}
-    for call_id, kind, text, due, grounding, review in rows:
+    # Reason and outcome previews are masked like every reviewer-facing text; due dates were resolved at persist.
+    for call_id, kind, text, due, when, grounding, review in rows:
         preview = previews.setdefault(call_id, {"flagged_items": 0})
         if kind in ("reason", "outcome"):
             preview.setdefault(kind, text)
         if grounding == ClaimStatus.ungrounded.value and review is ReviewStatus.pending:
             preview["flagged_items"] += 1
         if kind == "action_item" and due:
-            when = resolve_due(due, starts[call_id])
             best = preview.get("earliest_due_date")
             if "earliest_due" not in preview or (when is not None and (best is None or when < best)):
                 preview["earliest_due"], preview["earliest_due_date"] = due, when

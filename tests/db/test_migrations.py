@@ -14,11 +14,11 @@ from app.db.session import create_db_engine
 EXPECTED_TABLES = {
     "tenants", "users", "calls", "utterances", "extraction_runs", "claims", "evidence", "review_events",
     "outbox", "webhook_endpoints", "webhook_deliveries", "webhook_attempts",
-    "llm_batches",
+    "llm_batches", "analyst_roles",
 }
 EXPECTED_VIEWS = {
     "analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence", "analytics_events",
-    "analytics_webhook_deliveries",
+    "analytics_webhook_deliveries", "analytics_review_events",
 }
 
 

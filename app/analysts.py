@@ -1,0 +1,117 @@
+"""PostgreSQL login roles for analysts, each bound to one tenant.
+
+An analyst role is a read-only LOGIN role, a member of the `postcall_analyst` group (which holds SELECT
+on the analyst views and nothing else), listed in `analyst_roles` with its tenant. The views (migration
+0008) show a member of the group only its tenant's rows, and no rows at all once its binding is gone:
+isolation is enforced by the database, for psql and BI tools alike, not by the application.
+
+Roles are cluster-wide in PostgreSQL; the binding is per database. SQLite has no roles: an analyst given
+the SQLite file reads every tenant, so SQLite is single-tenant for analysts.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select, text
+from sqlalchemy.orm import Session
+
+from app.errors import ConfigError, NotFoundError, PostcallError
+from app.models import AnalystRole, Tenant
+from app.pipeline.calls import find_tenant
+
+ANALYST_GROUP = "postcall_analyst"
+# Lower case, no quoting surprises, within PostgreSQL's 63-byte identifier limit.
+ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+PASSWORD_BYTES = 24
+
+
+class AnalystRoleError(PostcallError):
+    """An analyst role cannot be created or removed as asked."""
+
+
+@dataclass(frozen=True)
+class GrantedRole:
+    role_name: str
+    tenant: str
+    password: str
+
+
+@dataclass(frozen=True)
+class AnalystRoleRow:
+    role_name: str
+    tenant: str
+    created_at: datetime
+
+
+def _require_postgresql(session: Session) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        raise ConfigError(
+            "analyst roles need PostgreSQL: SQLite has no roles, so it is single-tenant for analysts "
+            "(whoever has the file reads every tenant)"
+        )
+
+
+def _check_name(role_name: str) -> None:
+    if not ROLE_NAME.fullmatch(role_name):
+        raise AnalystRoleError(
+            f"invalid role name {role_name!r}: use 1-63 lower-case letters, digits or '_', not starting with a digit"
+        )
+
+
+def _role_exists(session: Session, role_name: str) -> bool:
+    return session.scalar(text("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = :n"), {"n": role_name}) is not None
+
+
+def grant_analyst(session: Session, role_name: str, tenant: str) -> GrantedRole:
+    """Create `role_name`: LOGIN, read-only, sees only `tenant` in the analyst views. Flushes; never commits.
+
+    The password is random and returned once (only PostgreSQL keeps its hash).
+    """
+    _require_postgresql(session)
+    _check_name(role_name)
+    tenant_row = find_tenant(session, tenant)
+    if tenant_row is None:
+        raise NotFoundError(f"no tenant {tenant!r}")
+    if not _role_exists(session, ANALYST_GROUP):
+        raise ConfigError(
+            f"the group role {ANALYST_GROUP} is missing: run `postcall db upgrade` as a role with CREATEROLE "
+            f"(or create it: CREATE ROLE {ANALYST_GROUP} NOLOGIN)"
+        )
+    if _role_exists(session, role_name):
+        raise AnalystRoleError(f"a PostgreSQL role named {role_name!r} already exists (roles are cluster-wide)")
+    password = secrets.token_urlsafe(PASSWORD_BYTES)  # [A-Za-z0-9_-] only: safe inside the literal below
+    # DDL takes no bind parameters; the name is checked against ROLE_NAME and quoted.
+    session.execute(text(
+        f'CREATE ROLE "{role_name}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT '
+        f"PASSWORD '{password}' IN ROLE {ANALYST_GROUP}"
+    ))
+    session.execute(text(f'ALTER ROLE "{role_name}" SET default_transaction_read_only = on'))
+    session.add(AnalystRole(role_name=role_name, tenant_id=tenant_row.id))
+    session.flush()
+    return GrantedRole(role_name=role_name, tenant=tenant, password=password)
+
+
+def revoke_analyst(session: Session, role_name: str) -> None:
+    """Drop an analyst role made by grant_analyst (and only such a role). Flushes; never commits."""
+    _require_postgresql(session)
+    _check_name(role_name)
+    bound = session.get(AnalystRole, role_name)
+    if bound is None:
+        raise NotFoundError(f"no analyst role {role_name!r} in this database")
+    session.execute(delete(AnalystRole).where(AnalystRole.role_name == role_name))
+    if _role_exists(session, role_name):
+        session.execute(text(f'DROP ROLE "{role_name}"'))
+    session.flush()
+
+
+def list_analysts(session: Session) -> list[AnalystRoleRow]:
+    rows = session.execute(
+        select(AnalystRole.role_name, Tenant.slug, AnalystRole.created_at)
+        .join(Tenant, Tenant.id == AnalystRole.tenant_id)
+        .order_by(Tenant.slug, AnalystRole.role_name)
+    ).all()
+    return [AnalystRoleRow(name, slug, created) for name, slug, created in rows]

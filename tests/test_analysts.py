@@ -1,0 +1,167 @@
+"""An analyst role sees its own tenant in the analyst views and nothing else, enforced by PostgreSQL.
+
+The test connects as the role itself (psycopg, trust auth on 127.0.0.1) and tries to read everything.
+Roles are cluster-wide: each test uses a unique name and drops it, whatever happens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.analysts import ANALYST_GROUP, AnalystRoleError, grant_analyst, list_analysts, revoke_analyst
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.errors import ConfigError, NotFoundError
+from tests.support.analytics import World, build_world
+from tests.support.services import PG_HOST, PG_PORT, PG_USER
+
+VIEWS = ["analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence", "analytics_review_events"]
+TABLES = ["tenants", "users", "calls", "utterances", "extraction_runs", "claims", "evidence", "review_events",
+          "analyst_roles", "alembic_version"]
+
+
+@pytest.fixture
+def pg_world(postgres_url: str) -> Iterator[tuple[str, sessionmaker[Session], World]]:
+    engine = create_db_engine(postgres_url)
+    factory = make_session_factory(engine)
+    yield postgres_url, factory, build_world(factory)
+    engine.dispose()
+
+
+@pytest.fixture
+def role_name() -> Iterator[str]:
+    name = f"pc_test_analyst_{uuid.uuid4().hex[:10]}"
+    yield name
+    # Cluster-wide: drop it even when the test failed half-way.
+    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def _connect_as(url: str, role: str) -> psycopg.Connection:
+    database = make_url(url).database
+    return psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={role} dbname={database}", autocommit=True)
+
+
+def test_analyst_sees_only_its_tenant_and_no_table(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    url, factory, world = pg_world
+    with unit_of_work(factory) as session:
+        granted = grant_analyst(session, role_name, "acme")
+    assert granted.password and granted.tenant == "acme"
+
+    with unit_of_work(factory) as session:
+        # The owner (a superuser here) still sees every tenant through the same views.
+        owner_tenants = set(session.scalars(text("SELECT DISTINCT tenant FROM analytics_claims")))
+    assert owner_tenants == {"acme", "globex"}
+
+    with _connect_as(url, role_name) as conn:
+        for view in VIEWS:
+            tenants = {row[0] for row in conn.execute(f"SELECT tenant FROM {view}")}
+            assert tenants == {"acme"}, view
+        calls = {row[0] for row in conn.execute("SELECT call_id FROM analytics_calls")}
+        assert calls == set(world.calls["acme"])
+        assert conn.execute("SELECT COUNT(*) FROM analytics_claims WHERE tenant = 'globex'").fetchone() == (0,)
+        # A call id of the other tenant, asked for directly, is not there either.
+        other = world.calls["globex"][0]
+        assert conn.execute("SELECT COUNT(*) FROM analytics_evidence WHERE call_id = %s", (other,)).fetchone() == (0,)
+
+        # A condition that fails on a value shows the value in its error: behind the security barrier
+        # it only ever sees the analyst's own tenant.
+        for _ in range(3):
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation) as failed:
+                conn.execute("SELECT * FROM analytics_claims WHERE CAST(external_id AS integer) = 0")
+            assert "acme-" in str(failed.value) and "globex" not in str(failed.value)
+
+        for table in TABLES:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT * FROM {table} LIMIT 1")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT token_hash FROM users")
+        with pytest.raises(psycopg.Error):
+            conn.execute("DELETE FROM analytics_calls")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("CREATE TEMP TABLE stolen (x int)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SET ROLE {PG_USER}")
+        # The one role it may become is its group; the views still follow the login.
+        conn.execute(f"SET ROLE {ANALYST_GROUP}")
+        assert {row[0] for row in conn.execute("SELECT DISTINCT tenant FROM analytics_claims")} == {"acme"}
+        conn.execute("RESET ROLE")
+        # Even turning read-only off, the role holds no write privilege anywhere.
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO analyst_roles (role_name, tenant_id, created_at) VALUES ('x', 1, now())")
+
+    with unit_of_work(factory) as session:
+        assert [row.role_name for row in list_analysts(session)] == [role_name]
+        revoke_analyst(session, role_name)
+    with pytest.raises(psycopg.OperationalError):
+        _connect_as(url, role_name).close()
+
+
+def test_a_role_unbound_from_its_tenant_sees_nothing(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    url, factory, _world = pg_world
+    with unit_of_work(factory) as session:
+        grant_analyst(session, role_name, "globex")
+        session.execute(text("DELETE FROM analyst_roles"))  # binding lost; the role and its grants remain
+    with _connect_as(url, role_name) as conn:
+        for view in VIEWS:
+            assert conn.execute(f"SELECT COUNT(*) FROM {view}").fetchone() == (0,), view
+
+
+def test_grant_refuses_bad_names_unknown_tenants_and_existing_roles(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    _url, factory, _world = pg_world
+    with pytest.raises(AnalystRoleError), unit_of_work(factory) as session:
+        grant_analyst(session, 'x"; DROP TABLE calls; --', "acme")
+    with pytest.raises(NotFoundError), unit_of_work(factory) as session:
+        grant_analyst(session, role_name, "nope")
+    with pytest.raises(AnalystRoleError), unit_of_work(factory) as session:
+        grant_analyst(session, PG_USER, "acme")  # an existing role is never taken over
+    with pytest.raises(NotFoundError), unit_of_work(factory) as session:
+        revoke_analyst(session, PG_USER)  # nor dropped: only roles bound here by `grant`
+
+
+def test_sqlite_is_single_tenant_for_analysts(sqlite_url: str) -> None:
+    engine = create_db_engine(sqlite_url)
+    try:
+        with pytest.raises(ConfigError, match="single-tenant"), unit_of_work(make_session_factory(engine)) as session:
+            grant_analyst(session, "ana", "acme")
+    finally:
+        engine.dispose()
+
+
+def test_cli_grant_list_revoke(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.config import get_settings
+
+    url, _factory, _world = pg_world
+    monkeypatch.setenv("POSTCALL_DATABASE_URL", url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    granted = runner.invoke(app, ["analysts", "grant", role_name, "--tenant", "globex", "--json"])
+    assert granted.exit_code == 0, granted.output
+    assert json.loads(granted.stdout)["tenant"] == "globex"
+    listed = runner.invoke(app, ["analysts", "list", "--json"])
+    assert json.loads(listed.stdout)["analysts"][0]["role"] == role_name
+    with _connect_as(url, role_name) as conn:
+        assert {row[0] for row in conn.execute("SELECT tenant FROM analytics_calls")} == {"globex"}
+    assert runner.invoke(app, ["analysts", "revoke", role_name]).exit_code == 0
+    assert runner.invoke(app, ["analysts", "grant", "Bad Name", "--tenant", "globex"]).exit_code == 2
+    assert runner.invoke(app, ["analysts", "time-zone", "Mars/Base", "--tenant", "globex"]).exit_code == 2
+    assert runner.invoke(app, ["analysts", "time-zone", "Europe/Berlin", "--tenant", "globex"]).exit_code == 0
