@@ -1,4 +1,4 @@
-"""Import-layer contracts of DESIGN.md: the pipeline never reaches up into the worker, the web app or
+"""Import-layer contracts: the pipeline never reaches up into the worker, the web app or
 the CLI; providers, the verifier, ingestion and schemas never touch the database layer."""
 
 from __future__ import annotations

@@ -16,11 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Call, CallState, Claim, Evidence, ExtractionRun, ReviewEvent, ReviewStatus, RunStatus, Tenant
+from app.pipeline.note import case_note, stated_as_fact
 from app.schemas.grounding import ClaimKind, ClaimStatus
-from app.text.due_dates import resolve_due_date
 
 RECORD_VERSION: Literal["postcall.call.v1"] = "postcall.call.v1"
-MAX_NOTE_CHARS = 1_000
 # Review actions on the whole call; the latest of them is the call's decision.
 CALL_DECISIONS = {"call_approved": "approved", "call_rejected": "rejected", "call_reopened": "reopened"}
 
@@ -124,7 +123,7 @@ def _claims_with_evidence(session: Session, run_id: int) -> list[tuple[Any, list
     """The run's claims in order, each with its evidence: one query, plain rows (this runs inside the
     pipeline's persist transaction, so it stays cheap)."""
     rows = session.execute(
-        select(Claim.id, Claim.kind, Claim.text, Claim.owner, Claim.due, Claim.grounding_status,
+        select(Claim.id, Claim.kind, Claim.text, Claim.owner, Claim.due, Claim.due_date, Claim.grounding_status,
                Claim.grounding_reason, Claim.review_status, Claim.origin,
                Evidence.id.label("evidence_id"), Evidence.utterance_index, Evidence.char_start, Evidence.char_end,
                Evidence.quote, Evidence.status)
@@ -152,18 +151,6 @@ def _statement_fields(claim: Any, evidence: list[EvidenceV1]) -> dict[str, Any]:
         "evidence": evidence,
     }
 
-
-def _counts_as_fact(statement: StatementV1) -> bool:
-    if statement.review_status == ReviewStatus.rejected.value:
-        return False
-    return statement.grounded or statement.review_status in {ReviewStatus.approved.value, ReviewStatus.edited.value}
-
-
-def summary_note(statements: list[StatementV1]) -> str:
-    note = " ".join(s.text.strip() for s in statements if _counts_as_fact(s))
-    if len(note) <= MAX_NOTE_CHARS:
-        return note
-    return note[: MAX_NOTE_CHARS - 1].rsplit(" ", 1)[0] + "…"
 
 
 def identity_record(call: Call, tenant: str, *, state: str, deleted: bool = False) -> CallRecordV1:
@@ -203,14 +190,14 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
                                          prompt_version=shown_run.prompt_version)
     if succeeded is not None:
         summary: list[StatementV1] = []
-        for claim, evidence in _claims_with_evidence(session, succeeded.id):
+        claim_rows = _claims_with_evidence(session, succeeded.id)
+        for claim, evidence in claim_rows:
             fields = _statement_fields(claim, evidence)
             if claim.kind == ClaimKind.action_item.value:
-                due_date = None
-                if claim.due and call.started_at is not None:
-                    due_date = resolve_due_date(claim.due, call.started_at)
+                # Resolved at persist (or at a reviewer's edit) in the tenant's time zone; NULL when the
+                # phrase names no determinable date.
                 record.action_items.append(
-                    ActionItemV1(**fields, owner=claim.owner, due_phrase=claim.due, due_date=due_date)
+                    ActionItemV1(**fields, owner=claim.owner, due_phrase=claim.due, due_date=claim.due_date)
                 )
             elif claim.kind == ClaimKind.reason.value:
                 record.reason = StatementV1(**fields)
@@ -218,7 +205,12 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
                 record.outcome = StatementV1(**fields)
             else:
                 summary.append(StatementV1(**fields))
-        record.summary = SummaryV1(note=summary_note(summary), statements=summary)
+        # The same case note the reviewer sees and may edit (app/pipeline/note.py).
+        note = call.case_note or case_note(
+            [row for row, _ in claim_rows
+             if stated_as_fact(row.grounding_status, ReviewStatus(row.review_status).value)]
+        )
+        record.summary = SummaryV1(note=note, statements=summary)
     events = session.execute(
         select(ReviewEvent.action, ReviewEvent.actor_name, ReviewEvent.created_at, ReviewEvent.claim_id)
         .where(ReviewEvent.call_id == call.id, ReviewEvent.tenant_id == call.tenant_id)

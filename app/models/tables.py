@@ -1,4 +1,6 @@
-"""The data model of DESIGN.md. Columns are documented for analysts in docs/data-model.md."""
+"""The data model: tenants, users, calls and their extractions, the review audit, hand-off and batches.
+
+Columns are documented for analysts in docs/data-model.md."""
 
 from __future__ import annotations
 

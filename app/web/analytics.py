@@ -22,9 +22,11 @@ from app.export import (
 )
 from app.models import CallState, UserRole
 from app.users import Principal
+from app.web.api import ERRORS, FORBIDDEN
 from app.web.charts import share_bars, stacked_columns
 from app.web.deps import ApiUser, DbSession, PageUser, web_state
 from app.web.pages import render
+from app.web.schemas import NO_NUL_PATTERN
 
 DASHBOARD_ROLES = frozenset({UserRole.supervisor, UserRole.analyst, UserRole.admin})
 EXPORT_ROLES = frozenset({UserRole.analyst, UserRole.admin})
@@ -89,15 +91,18 @@ def _per_day(data: Dashboard, attribute: str) -> dict[str, dict[str, float]]:
     tags=["analysts"],
     summary="Stream the tenant's current extraction (calls, claims, evidence, review decisions)",
     response_class=StreamingResponse,
-    responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()},
+    responses={**ERRORS, **FORBIDDEN,
+               200: {"content": {media: {} for media in MEDIA_TYPES.values()},
                      "description": "One record per current claim (CSV, JSON Lines or Parquet)."}},
 )
 def export_route(
     request: Request,
     principal: ApiUser,
     fmt: Annotated[ExportFormat, Query(alias="format")] = ExportFormat.jsonl,
-    since: Annotated[str | None, Query(description="Calls started at or after (ISO 8601).")] = None,
-    until: Annotated[str | None, Query(description="Calls started before (ISO 8601).")] = None,
+    since: Annotated[
+        str | None, Query(description="Calls started at or after (ISO 8601).", pattern=NO_NUL_PATTERN)
+    ] = None,
+    until: Annotated[str | None, Query(description="Calls started before (ISO 8601).", pattern=NO_NUL_PATTERN)] = None,
 ) -> Response:
     principal.require(principal.role in EXPORT_ROLES, "export")
     window = ExportWindow(parse_instant(since, "since"), parse_instant(until, "until"))

@@ -6,10 +6,11 @@ tenant-scoped, 403 for a role that may not, 422 naming invalid input.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel, Field
 
 from app.handoff.endpoints import (
@@ -21,14 +22,22 @@ from app.handoff.endpoints import (
     replay_deliveries,
     rotate_secret,
 )
-from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
+from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, CursorError, read_feed
 from app.handoff.outbox import EventType
 from app.handoff.record import record_json_schema
 from app.models import WebhookEndpoint
 from app.web.api import ERRORS, FORBIDDEN, INVALID
 from app.web.deps import ApiUser, DbSession, web_state
+from app.web.queue import MAX_RECORD_ID
+from app.web.schemas import NO_NUL_PATTERN, StorableStr
 
 router = APIRouter(prefix="/api", responses=ERRORS)
+
+# Endpoint, delivery and event (cursor) ids are 32-bit in the database; larger values are 422, not 500.
+RecordId = Annotated[int, Field(ge=1, le=MAX_RECORD_ID)]
+EndpointIdPath = Annotated[int, Path(description="The endpoint's id.", ge=1, le=MAX_RECORD_ID)]
+MAX_REPLAY_IDS = 1000
+MAX_EVENT_ID_CHARS = 40
 
 
 class FeedEventOut(BaseModel):
@@ -45,9 +54,9 @@ class FeedOut(BaseModel):
 
 
 class EndpointIn(BaseModel):
-    url: str = Field(max_length=2000)
+    url: StorableStr = Field(max_length=2000)
     events: list[EventType] | None = Field(default=None, description="Event types to send; omitted: all.")
-    description: str | None = Field(default=None, max_length=200)
+    description: StorableStr | None = Field(default=None, max_length=200)
 
 
 class EndpointOut(BaseModel):
@@ -80,8 +89,8 @@ class DeliveryOut(BaseModel):
 
 
 class ReplayIn(BaseModel):
-    delivery_ids: list[int] = Field(default_factory=list)
-    event_id: str | None = None
+    delivery_ids: list[RecordId] = Field(default_factory=list, max_length=MAX_REPLAY_IDS)
+    event_id: StorableStr | None = Field(default=None, max_length=MAX_EVENT_ID_CHARS)
     all_dead: bool = False
 
 
@@ -106,14 +115,15 @@ def get_record_schema() -> dict[str, Any]:
 def get_events_feed(
     principal: ApiUser,
     db: DbSession,
-    after: Annotated[str | None, Query(description="A `next_cursor` from an earlier page; omit to start.")] = None,
+    after: Annotated[str | None, Query(description="A `next_cursor` from an earlier page; omit to start.",
+                                       pattern=NO_NUL_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
 ) -> FeedOut:
     """The events of the calls this user may see, oldest first. The cursor is stable: an event that
     commits later always sorts after every cursor already handed out, so polling with `next_cursor`
     misses nothing (a page can come back empty while a large transaction is still writing events; poll
     again). A deleted call's earlier events are stripped to identity fields."""
-    page = read_feed(db, principal, after, limit)
+    page = read_feed(db, principal, _checked_cursor(after), limit)
     db.rollback()  # a read: end it now, releasing the feed's lock before the answer is built
     return FeedOut(
         events=[FeedEventOut(cursor=item.cursor, id=item.event_id, type=item.type,
@@ -121,6 +131,13 @@ def get_events_feed(
                 for item in page.items],
         next_cursor=page.next_cursor,
     )
+
+
+def _checked_cursor(after: str | None) -> str | None:
+    """A cursor is an event id this feed handed out: ASCII digits within the database's 32-bit range."""
+    if after and (not re.fullmatch(r"[0-9]{1,10}", after) or int(after) > MAX_RECORD_ID):
+        raise CursorError(f"invalid cursor {after[:40]!r}: pass back a `next_cursor` from this feed")
+    return after
 
 
 @router.get("/webhooks", tags=["hand-off"], summary="The tenant's webhook endpoints (admins)", responses=FORBIDDEN)
@@ -143,7 +160,7 @@ def post_webhook(body: EndpointIn, request: Request, principal: ApiUser, db: DbS
 
 @router.post("/webhooks/{endpoint_id}/disable", tags=["hand-off"], summary="Stop sending to an endpoint",
              responses=FORBIDDEN)
-def post_webhook_disable(endpoint_id: int, principal: ApiUser, db: DbSession) -> EndpointOut:
+def post_webhook_disable(endpoint_id: EndpointIdPath, principal: ApiUser, db: DbSession) -> EndpointOut:
     principal.require(principal.can_manage_users, "manage webhooks")
     endpoint = disable_endpoint(db, get_endpoint(db, principal.tenant_id, endpoint_id),
                                 f"disabled by {principal.name}")
@@ -153,7 +170,9 @@ def post_webhook_disable(endpoint_id: int, principal: ApiUser, db: DbSession) ->
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", tags=["hand-off"],
              summary="A new signing secret (the old one also signs for 24 h)", responses=FORBIDDEN)
-def post_webhook_rotate(endpoint_id: int, request: Request, principal: ApiUser, db: DbSession) -> EndpointSecretOut:
+def post_webhook_rotate(
+    endpoint_id: EndpointIdPath, request: Request, principal: ApiUser, db: DbSession
+) -> EndpointSecretOut:
     principal.require(principal.can_manage_users, "manage webhooks")
     endpoint = get_endpoint(db, principal.tenant_id, endpoint_id)
     secret = rotate_secret(db, web_state(request).settings, endpoint)

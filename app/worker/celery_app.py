@@ -35,7 +35,7 @@ def redis_transport_options(settings: Settings) -> dict[str, int]:
         ),
         "unacked_restore_throttle": 1,
         "unacked_mutex_expire": max(MIN_RESTORE_MUTEX_SECONDS, min(timeout, 300)),
-        # redis-py caps pools at 100; size it to the worker's concurrency (PITFALLS.md).
+        # redis-py caps pools at 100; size it to the worker's concurrency.
         "max_connections": max(20, settings.worker_concurrency * 2 + 10),
     }
 

@@ -196,6 +196,16 @@ def upgrade() -> None:
 def downgrade() -> None:
     # The group role is cluster-wide (other databases may use it): it stays.
     _drop_views(list(ANALYST_VIEWS))
+    # SQLite drops a column by rebuilding the table, which a view on that table forbids (0003's hand-off
+    # views join tenants): the other views are set aside and created again as they were.
+    connection = op.get_bind()
+    kept_views: list[tuple[str, str]] = []
+    if connection.dialect.name == "sqlite":
+        kept_views = [
+            (name, sql)
+            for name, sql in connection.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view'"))
+        ]
+        _drop_views([name for name, _ in kept_views])
     with op.batch_alter_table('analyst_roles', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_analyst_roles_tenant_id'))
     op.drop_table('analyst_roles')
@@ -211,5 +221,7 @@ def downgrade() -> None:
         batch_op.drop_column('current_run_id')
     with op.batch_alter_table('tenants', schema=None) as batch_op:
         batch_op.drop_column('time_zone')
+    for _, sql in kept_views:
+        op.execute(sql)
     for name, sql in PREVIOUS_VIEWS.items():
         op.execute(f"CREATE VIEW {name} AS {sql}")

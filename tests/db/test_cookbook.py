@@ -3,7 +3,8 @@ fixture database (two tenants of real pipeline output, see tests/support/analyti
 
 Expected answers follow from the fixture (written out here, not derived from the views): acme has four
 calls (started 2026-03-09, -10, -11, -11; the last still queued), the first call approved after a
-supervisor approved its items and rejected its three summaries; globex has two calls.
+supervisor approved its items and rejected its summary (one joined statement since heuristic-v2);
+globex has two calls.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
+from app.llm.heuristic import HEURISTIC_MODEL_VERSION
 from bench.analysts.cookbook import cookbook, for_backend
 from tests.support.analytics import World, build_world
 
@@ -63,7 +65,7 @@ def test_cookbook_answers(answers: tuple[dict[int, list[Any]], World]) -> None:
     ]
 
     # 4. One model and prompt; the heuristic's items are all grounded.
-    assert [(row[0], row[1]) for row in results[4]] == [("heuristic-v1", "extract-v1")]
+    assert [(row[0], row[1]) for row in results[4]] == [(HEURISTIC_MODEL_VERSION, "extract-v1")]
     assert float(results[4][0][3]) == 0.0
 
     # 5. Only the first acme call was reviewed: its summaries rejected, everything else approved.
@@ -85,9 +87,10 @@ def test_cookbook_answers(answers: tuple[dict[int, list[Any]], World]) -> None:
     assert [(row[0], row[3]) for row in results[8]] == [("heuristic", 5)]
     assert float(results[8][0][9]) == 0.0
 
-    # 9. The three rejected summaries, by the supervisor.
-    assert [(row[1], row[2], row[3], row[4]) for row in results[9]] == [("sup-acme", "claim_rejected", "acme-1",
-                                                                         "summary")] * 3
+    # 9. The rejected summary (one joined statement), by the supervisor.
+    assert [(row[1], row[2], row[3], row[4]) for row in results[9]] == [
+        ("sup-acme", "claim_rejected", "acme-1", "summary")
+    ]
 
     # 10. The returns team owns the label in each tenant's returns call (globex's started Tuesday 03-10 too).
     assert [(row[0], row[1], row[2], _day(row[3])) for row in results[10]] == [

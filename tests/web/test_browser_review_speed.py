@@ -207,6 +207,9 @@ def test_supervisor_bulk_approves_verified_calls_from_the_keyboard(site: Site) -
             _sign_in(page, site.url, site.supervisor)
             rows = page.locator("tr.qrow")
             expect(rows).to_have_count(site.calls)
+            # The rows are on the page before the deferred queue.js has run: keys pressed earlier are
+            # lost. The script selects the first row once its keys work.
+            expect(rows.first).to_have_class(re.compile(r"\bselected\b"))
             # The flagged call (first) cannot be selected; the next two can: j x j x B = five keys.
             for key in ("x", "j", "x", "j", "x"):
                 page.keyboard.press(key)
