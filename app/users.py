@@ -263,12 +263,7 @@ def _find_user(session: Session, tenant: str, name: str) -> User:
 
 def deactivate_user(session: Session, tenant: str, name: str) -> User:
     """Switch a user off: their token and any signed-in session stop working at the next request."""
-    tenant_row = find_tenant(session, tenant)
-    user = None
-    if tenant_row is not None:
-        user = session.scalar(select(User).where(User.tenant_id == tenant_row.id, User.name == name))
-    if user is None:
-        raise UserError(f"no user {name!r} in tenant {tenant!r}")
+    user = _find_user(session, tenant, name)
     user.active = False
     session.flush()
     return user

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 
 from app.config import Settings, get_settings
@@ -63,38 +65,23 @@ def configure(app: Celery, settings: Settings) -> None:
         # (the reconciler is idempotent), and several beats never fight over one file.
         beat_scheduler="celery.beat:Scheduler",
         beat_schedule={
-            "reconcile-stuck-calls": {
-                "task": TASK_RECONCILE,
-                "schedule": float(settings.reconcile_every_seconds),
-                # Ticks published while no worker runs would pile up; one pass is all a returning worker needs.
-                "options": {"expires": float(settings.reconcile_every_seconds)},
-            },
+            "reconcile-stuck-calls": _periodic(TASK_RECONCILE, settings.reconcile_every_seconds),
             # Hand-off: retries that came due, deliveries whose enqueue was lost, leases of killed workers.
-            "sweep-webhook-deliveries": {
-                "task": TASK_SWEEP_WEBHOOKS,
-                "schedule": float(settings.webhook_sweep_every_seconds),
-                "options": {"expires": float(settings.webhook_sweep_every_seconds)},
-            },
+            "sweep-webhook-deliveries": _periodic(TASK_SWEEP_WEBHOOKS, settings.webhook_sweep_every_seconds),
             # Retention (docs/privacy.md): a no-op while no tenant has a retention period.
-            "purge-expired-calls": {
-                "task": TASK_PURGE,
-                "schedule": float(settings.purge_every_seconds),
-                "options": {"expires": float(settings.purge_every_seconds)},
-            },
+            "purge-expired-calls": _periodic(TASK_PURGE, settings.purge_every_seconds),
             # Batch mode: gather waiting calls into batches, and follow the open ones. Both do nothing
             # unless POSTCALL_LLM_PROVIDER=openai, and both are idempotent (their state is in the database).
-            "collect-llm-batches": {
-                "task": TASK_BATCH_COLLECT,
-                "schedule": float(settings.batch_collect_every_seconds),
-                "options": {"expires": float(settings.batch_collect_every_seconds)},
-            },
-            "poll-llm-batches": {
-                "task": TASK_BATCH_POLL,
-                "schedule": float(settings.batch_poll_every_seconds),
-                "options": {"expires": float(settings.batch_poll_every_seconds)},
-            },
+            "collect-llm-batches": _periodic(TASK_BATCH_COLLECT, settings.batch_collect_every_seconds),
+            "poll-llm-batches": _periodic(TASK_BATCH_POLL, settings.batch_poll_every_seconds),
         },
     )
+
+
+def _periodic(task: str, every_seconds: float) -> dict[str, Any]:
+    """A beat entry. Ticks published while no worker runs would pile up; each expires when the next is
+    due, since one pass is all a returning worker needs."""
+    return {"task": task, "schedule": float(every_seconds), "options": {"expires": float(every_seconds)}}
 
 
 celery_app = Celery("postcall", include=["app.worker.tasks", "app.worker.webhooks"])
