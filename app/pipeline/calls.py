@@ -117,3 +117,11 @@ def calls_in_states(
     if older_than is not None:
         query = query.where(Call.state_changed_at < older_than)
     return list(session.scalars(query).all())
+
+
+def call_ids_of(session: Session, tenant_id: int | None = None) -> list[str]:
+    """Every call's id, oldest first (within a tenant when given)."""
+    query = select(Call.id).order_by(Call.created_at)
+    if tenant_id is not None:
+        query = query.where(Call.tenant_id == tenant_id)
+    return list(session.scalars(query))

@@ -8,6 +8,7 @@ from typing import Any
 from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from app.context import get_context, reset_context
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
@@ -19,7 +20,6 @@ from app.worker.celery_app import (
     TASK_RECONCILE,
     celery_app,
 )
-from app.worker.context import get_context, reset_context
 
 logger = logging.getLogger(__name__)
 

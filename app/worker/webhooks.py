@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 from celery.signals import worker_init, worker_process_init
 
+from app.context import get_context
 from app.db.session import unit_of_work
 from app.handoff.delivery import DeliveryPolicy, dead_letter_disabled, deliver, sweep_due_deliveries
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.secrets import SecretBox
 from app.models.tables import utcnow
 from app.worker.celery_app import TASK_DELIVER_WEBHOOK, TASK_SWEEP_WEBHOOKS, celery_app
-from app.worker.context import get_context
 from app.worker.enqueue import enqueue_deliveries
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""`postcall users ...` (app/cli_web.py), driven through its Typer app."""
+"""`postcall users ...` (app/cli/users.py), driven through its Typer app."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from app.cli_web import users_app
+from app.cli.users import users_app
 from app.config import get_settings
 from app.db.session import create_db_engine, make_session_factory
 from app.users import authenticate
@@ -63,7 +63,7 @@ def test_serve_runs_the_app_for_the_configured_database(database: str, monkeypat
     import uvicorn
     from fastapi import FastAPI
 
-    from app.cli_web import serve
+    from app.cli.serve import serve
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(app=app, **options))

@@ -1,4 +1,4 @@
-"""`postcall webhooks ...` (app/cli_webhooks.py), driven through its Typer app on SQLite, with deliveries
+"""`postcall webhooks ...` (app/cli/webhooks.py), driven through its Typer app on SQLite, with deliveries
 sent to a real receiver on 127.0.0.1."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from app.cli_webhooks import webhooks_app
+from app.cli.webhooks import webhooks_app
 from app.config import get_settings
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.handoff.delivery import DeliveryPolicy, deliver

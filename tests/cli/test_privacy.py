@@ -1,4 +1,4 @@
-"""`postcall purge`, `postcall retention` and `postcall users grant-pii` (app/cli_privacy.py)."""
+"""`postcall purge`, `postcall retention` and `postcall users grant-pii` (app/cli/privacy.py, app/cli/users.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-process resources for workers and CLI commands, built lazily and once."""
+"""Per-process resources for workers and CLI commands (database sessions, provider, prompt), built lazily and once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`postcall ingest --mode batch` and `postcall batches [collect|poll|cancel]` (app/cli_batches.py), driven
+"""`postcall ingest --mode batch` and `postcall batches [collect|poll|cancel]` (app/cli/batches.py), driven
 through the `postcall` Typer app against the local fake server."""
 
 from __future__ import annotations

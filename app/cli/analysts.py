@@ -1,0 +1,82 @@
+"""`postcall analysts ...`: PostgreSQL roles for analysts, and the tenant time zone."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import typer
+
+from app.analysts import grant_analyst, list_analysts, revoke_analyst
+from app.cli.common import JsonOpt, TenantOpt, checked_context, tenant_slug, transaction
+from app.cli.render import fail, print_json, print_secret, print_table, safe, say
+from app.pipeline.calls import find_tenant
+
+analysts_app = typer.Typer(
+    help="Read-only PostgreSQL logins for analysts, each seeing one tenant in the analyst views.",
+    no_args_is_help=True,
+)
+
+
+@analysts_app.command("grant")
+def analysts_grant(
+    name: Annotated[str, typer.Argument(help="PostgreSQL role name (lower case, digits, '_').")],
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a read-only LOGIN role that sees only TENANT's rows in the analytics_* views.
+
+    Prints its password once. The role cannot read tables (tokens included) or other tenants."""
+    ctx = checked_context()
+    slug = tenant_slug(ctx, tenant)
+    with transaction(ctx) as session:
+        granted = grant_analyst(session, name, slug)
+    if as_json:
+        print_json({"role": granted.role_name, "tenant": granted.tenant, "password": granted.password})
+        return
+    say(f"created analyst role [bold]{safe(name)}[/bold] for tenant {safe(slug)}")
+    print_secret("password (shown once; store it now):", granted.password)
+
+
+@analysts_app.command("revoke")
+def analysts_revoke(name: Annotated[str, typer.Argument(help="Analyst role name.")]) -> None:
+    """Drop an analyst role made by `analysts grant`."""
+    ctx = checked_context()
+    with transaction(ctx) as session:
+        revoke_analyst(session, name)
+    say(f"dropped analyst role {safe(name)}")
+
+
+@analysts_app.command("list")
+def analysts_list(as_json: JsonOpt = False) -> None:
+    """Analyst roles of this database and their tenants."""
+    ctx = checked_context()
+    with transaction(ctx) as session:
+        rows = list_analysts(session)
+    if as_json:
+        print_json({"analysts": [
+            {"role": r.role_name, "tenant": r.tenant, "created_at": r.created_at.isoformat()} for r in rows
+        ]})
+        return
+    print_table(("role", "tenant", "created"),
+                ([r.role_name, r.tenant, r.created_at.isoformat(timespec="seconds")] for r in rows))
+
+
+@analysts_app.command("time-zone")
+def analysts_time_zone(
+    zone: Annotated[str, typer.Argument(help="IANA time zone, e.g. Europe/Berlin.")],
+    tenant: TenantOpt = None,
+) -> None:
+    """Set the zone a tenant's due phrases ("by Friday") are resolved in (new extractions on)."""
+    ctx = checked_context()
+    slug = tenant_slug(ctx, tenant)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise fail(f"unknown time zone {zone!r}") from exc
+    with transaction(ctx) as session:
+        row = find_tenant(session, slug)
+        if row is None:
+            raise fail(f"no tenant {slug!r}")
+        row.time_zone = zone
+    say(f"tenant {safe(slug)}: time zone {safe(zone)}")

@@ -1,0 +1,164 @@
+"""`postcall ingest` and `postcall process`: transcript files in, queued or processed calls out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.cli.common import (
+    CLI_ACTOR,
+    AgentSpeakerOpt,
+    FormatOpt,
+    JsonOpt,
+    TenantOpt,
+    checked_context,
+    enqueue,
+    tenant_slug,
+)
+from app.cli.render import err_console, fail, print_json, safe, say, warn
+from app.context import AppContext
+from app.errors import PostcallError
+from app.models import LlmMode
+from app.pipeline.ingest_files import IngestResult, expand_paths, ingest_files
+from app.pipeline.inprocess import process_in_process
+from app.pipeline.run import ProcessOutcome
+from app.pipeline.store import StoreStatus
+
+PathsArg = Annotated[list[Path], typer.Argument(help="Transcript files or directories.")]
+
+
+def transcript_files(paths: Sequence[Path]) -> list[Path]:
+    files = expand_paths(paths)
+    if not files:
+        raise fail("no transcript files found in " + ", ".join(map(str, paths)))
+    return files
+
+
+def print_ingest_results(results: Iterable[IngestResult], *, stored_lines: bool = True) -> None:
+    """Errors and warnings of every file; with `stored_lines`, a line per stored file too."""
+    for r in results:
+        if r.error:
+            err_console.print(f"[red]✗[/red] {safe(r.error)}", highlight=False, soft_wrap=True)
+        elif stored_lines:
+            say(f"[green]✓[/green] {safe(r.file)} [dim]({r.format})[/dim] -> {r.call_id} "
+                f"[bold]{safe(r.external_id)}[/bold] {r.status}")
+        for warning in r.warnings:
+            warn(warning)
+
+
+@contextmanager
+def progress_bar(
+    label: str, total: int, *, show: bool
+) -> Iterator[tuple[Callable[[str, float, int], None], Callable[[ProcessOutcome], None]]]:
+    """The `on_wait` and `on_done` callbacks of in-process processing, drawn as a progress bar that
+    shows each backoff wait."""
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, disable=not show, transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+
+        def on_wait(note: str, wait: float, retry: int) -> None:
+            if show:
+                progress.console.print(f"[yellow]waiting:[/yellow] {safe(note)}", highlight=False, soft_wrap=True)
+            progress.update(task, description=f"{label}: waiting {wait:.1f} s (retry {retry})")
+
+        def on_done(outcome: ProcessOutcome) -> None:
+            progress.update(task, description=label)
+            progress.advance(task)
+
+        yield on_wait, on_done
+
+
+def process_with_progress(
+    ctx: AppContext, call_ids: Sequence[str], *, show_progress: bool, reprocess_reviewed: bool = False
+) -> list[ProcessOutcome]:
+    with progress_bar(f"extracting ({ctx.provider.name})", len(call_ids), show=show_progress) as (on_wait, on_done):
+        return process_in_process(ctx, call_ids, reprocess_reviewed=reprocess_reviewed, on_wait=on_wait,
+                                  on_done=on_done)
+
+
+def ingest(
+    paths: PathsArg,
+    tenant: TenantOpt = None,
+    fmt: FormatOpt = "auto",
+    agent_speaker: AgentSpeakerOpt = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a call whose content changed.")] = False,
+    no_enqueue: Annotated[bool, typer.Option("--no-enqueue", help="Store only; do not hand to workers.")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", help="sync | batch: batch calls wait for the next provider batch (default "
+                     "POSTCALL_LLM_MODE)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store transcripts as queued calls and hand their ids to the workers."""
+    from app.pipeline.llm_mode import resolve_llm_mode
+
+    ctx = checked_context()
+    try:
+        llm_mode = resolve_llm_mode(ctx.settings, mode)
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
+    results = ingest_files(
+        ctx, transcript_files(paths), tenant=tenant_slug(ctx, tenant), actor=CLI_ACTOR, fmt=fmt,
+        agent_speaker=agent_speaker, replace=replace, llm_mode=llm_mode,
+    )
+    # Batch-mode calls wait in the database for the batch collector; no worker message is needed.
+    to_enqueue = [
+        r.call_id for r in results
+        if r.call_id and r.status in (StoreStatus.created, StoreStatus.replaced) and llm_mode is LlmMode.sync
+    ]
+    enqueued = False if no_enqueue else enqueue(to_enqueue)
+    if as_json:
+        print_json({"files": [r.as_json() for r in results], "enqueued": enqueued and bool(to_enqueue),
+                    "mode": llm_mode.value})
+    else:
+        print_ingest_results(results)
+        waiting = sum(1 for r in results if r.call_id and r.status != StoreStatus.unchanged)
+        if llm_mode is LlmMode.batch and waiting:
+            say(f"{waiting} calls wait for the next batch (`postcall batches` shows them)")
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+def process(
+    paths: PathsArg,
+    tenant: TenantOpt = None,
+    provider: Annotated[str | None, typer.Option("--provider", help="heuristic | openai")] = None,
+    fmt: FormatOpt = "auto",
+    agent_speaker: AgentSpeakerOpt = None,
+    replace: Annotated[bool, typer.Option("--replace")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest and process transcripts in this process (no broker), with a progress bar."""
+    ctx = checked_context(provider=provider, with_provider=True)
+    results = ingest_files(
+        ctx, transcript_files(paths), tenant=tenant_slug(ctx, tenant), actor=CLI_ACTOR, fmt=fmt,
+        agent_speaker=agent_speaker, replace=replace,
+    )
+    if not as_json:
+        # The same warnings `ingest` shows (one speaker, unsure roles...), before the progress bar.
+        print_ingest_results(results, stored_lines=False)
+    call_ids = [r.call_id for r in results if r.call_id]
+    outcomes = process_with_progress(ctx, call_ids, show_progress=not as_json)
+    if as_json:
+        print_json({
+            "files": [r.as_json() for r in results],
+            "calls": [{"call_id": o.call_id, "state": o.state.value, "claims": o.claims,
+                       "ungrounded": o.ungrounded, "error": o.error} for o in outcomes],
+        })
+    else:
+        by_id = {r.call_id: r for r in results}
+        for outcome in outcomes:
+            name = by_id[outcome.call_id].external_id
+            detail = f" ({safe(outcome.error)})" if outcome.error else ""
+            say(f"{outcome.call_id} [bold]{safe(name)}[/bold]: {outcome.state.value}{detail}")
+    if any(r.error for r in results) or any(o.error for o in outcomes):
+        raise typer.Exit(1)
+

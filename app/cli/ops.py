@@ -1,0 +1,76 @@
+"""Operating commands: `db upgrade`, `worker`, `health`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from app.cli.common import JsonOpt
+from app.cli.render import fail, print_json, safe, say
+from app.config import get_settings
+from app.errors import PostcallError
+from app.logging import configure_logging
+
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+
+
+def safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Create or migrate the database schema (POSTCALL_DATABASE_URL)."""
+    from app.db.migrate import checked_upgrade
+
+    settings = get_settings()
+    try:
+        checked_upgrade(settings.database_url, revision)
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
+    say(f"database at revision {safe(revision)}: {safe(safe_url(settings.database_url))}")
+
+
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Parallel tasks (default POSTCALL_WORKER_CONCURRENCY).")
+    ] = None,
+    pool: Annotated[str | None, typer.Option(help="threads | prefork | solo | gevent")] = None,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+    beat: Annotated[bool, typer.Option("--beat", help="Also run the reconciler schedule in this worker.")] = False,
+) -> None:
+    """Run a Celery worker consuming the postcall queue."""
+    from app.worker.celery_app import QUEUE_NAME, celery_app
+
+    settings = get_settings()
+    configure_logging(loglevel)
+    argv = [
+        "worker",
+        f"--pool={pool or settings.worker_pool}",
+        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--loglevel={loglevel}",
+        f"--queues={QUEUE_NAME}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat:
+        argv.append("--beat")
+    celery_app.worker_main(argv)
+
+
+def health(as_json: JsonOpt = False) -> None:
+    """Check the database, the broker and the provider configuration; exit 1 when one is down."""
+    from app.health import run_checks
+
+    checks = run_checks(get_settings())
+    if as_json:
+        print_json({"ok": all(c.ok for c in checks), "checks": [c.as_json() for c in checks]})
+    else:
+        for check in checks:
+            mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
+            say(f"{mark}  {check.name}: {safe(check.detail)}")
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,57 @@
+"""`postcall purge` and `postcall retention`: how long calls are kept."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from app.cli.common import TenantOpt, checked_context, tenant_slug, transaction
+from app.cli.render import console, fail, print_table, safe, say
+from app.pipeline.calls import find_tenant
+from app.pipeline.retention import purge_expired, retention_days_of, set_retention
+
+
+def purge(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant (default: every tenant).")] = None,
+) -> None:
+    """Hard-delete calls older than their tenant's retention period: transcript, runs, claims and
+    evidence. Their audit events stay, content-free. Also run by the worker's beat schedule."""
+    ctx = checked_context()
+    with transaction(ctx) as session:
+        reports = purge_expired(session, default_days=ctx.settings.retention_days, tenant=tenant, dry_run=dry_run)
+    if not reports:
+        console.print("no tenant has a retention period (POSTCALL_RETENTION_DAYS or `postcall retention`)")
+        return
+    print_table(
+        ("tenant", "retention (days)", "older than", "calls", "utterances", "claims", "evidence"),
+        ([r.tenant, r.retention_days, r.cutoff.strftime("%Y-%m-%d %H:%M"), r.calls, r.utterances, r.claims,
+          r.evidence] for r in reports),
+        title="would be purged (dry run)" if dry_run else "purged",
+    )
+
+
+def retention(
+    days: Annotated[int | None, typer.Option("--days", help="Set the period in days (0 keeps calls forever).")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Clear the tenant's own period: use the default.")] = False,
+    tenant: TenantOpt = None,
+) -> None:
+    """Show or set a tenant's retention period (POSTCALL_RETENTION_DAYS is the default)."""
+    ctx = checked_context()
+    slug = tenant_slug(ctx, tenant)
+    if days is not None and days < 0:
+        raise fail("--days must be 0 or more")
+    with transaction(ctx) as session:
+        if days is not None or default:
+            tenant_row = set_retention(session, slug, None if default else days)
+        else:
+            found = find_tenant(session, slug)
+            if found is None:
+                raise fail(f"tenant {slug!r} not found")
+            tenant_row = found
+        effective = retention_days_of(tenant_row, ctx.settings.retention_days)
+        own = tenant_row.retention_days
+    source = "tenant setting" if own is not None else "default, POSTCALL_RETENTION_DAYS"
+    period = f"{effective} days" if effective > 0 else "kept forever"
+    say(f"tenant {safe(slug)}: {period} ({source})")

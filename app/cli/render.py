@@ -1,0 +1,152 @@
+"""The one place the command line prints: consoles, escaping of data, tables, JSON, grounding status
+and a call's extraction. Every value that may come from a transcript, a user or an error message goes
+through `safe` (or a table cell, which applies it)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from app.schemas.api import CallDetailOut
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Control characters (ANSI escape sequences start with ESC), and the bidirectional overrides that reorder
+# what a terminal shows: data never drives the terminal, it is shown as `\x1b`, `\u202e`.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile(r"[\t\n\r]+")
+
+
+def _visible_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def safe(value: object) -> str:
+    """Data (transcript text, ids, names, error messages quoting them) made safe to print through Rich:
+    markup is escaped (`[/red]` prints as is) and control characters are shown, never sent."""
+    text = _LINE_BREAKS.sub(" ", str(value))
+    return escape(_CONTROL.sub(_visible_escape, text))
+
+
+class Markup(str):
+    """A table cell written by the command itself (styles, line breaks): printed as Rich markup."""
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print `message` as an error and give the exit to raise (2: bad input or setup)."""
+    err_console.print(f"[red]error:[/red] {safe(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def say(message: str) -> None:
+    """One line of the command's own words (with markup); data inside it must already be `safe`."""
+    console.print(message, highlight=False)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"  [yellow]warning:[/yellow] {safe(message)}", highlight=False, soft_wrap=True)
+
+
+def print_json(document: Any) -> None:
+    # Plain print: JSON is for programs, no wrapping or markup may alter it.
+    print(json.dumps(document))
+
+
+def print_secret(label: str, secret: str) -> None:
+    """A token, password or signing secret shown this once, on a line of its own, unaltered."""
+    say(label)
+    print(secret)
+
+
+def cell(value: object) -> str:
+    if isinstance(value, Markup):
+        return value
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return safe(value)
+
+
+def print_table(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None,
+    min_widths: Sequence[int] | None = None,
+) -> None:
+    """A table of data: every cell is escaped (None shows as "—", booleans as yes/no) unless it is
+    `Markup`. With `min_widths`, columns fold rather than cut: ids are copied from them."""
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        if min_widths is None:
+            table.add_column(column)
+        else:
+            table.add_column(column, overflow="fold", min_width=min_widths[i])
+    for row in rows:
+        table.add_row(*(cell(value) for value in row))
+    console.print(table)
+
+
+STATUS_STYLE = {
+    "grounded": "green",
+    "ungrounded": "bold red",
+    "exact": "green",
+    "normalized": "green",
+    "fuzzy": "yellow",
+    "relocated": "yellow",
+}
+
+
+def status_markup(label: str, reason: str | None = None) -> str:
+    style = STATUS_STYLE.get(label, "white")
+    suffix = f": {reason}" if reason else ""
+    return f"[{style}]{safe(label + suffix)}[/{style}]"
+
+
+def render_call(detail: CallDetailOut, *, with_note: bool = False) -> None:
+    console.rule(f"[bold]{safe(detail.external_id)}[/bold]  {detail.call_id}  [dim]{detail.state}[/dim]")
+    if detail.error:
+        say(f"[red]error:[/red] {safe(detail.error)}")
+    if detail.run:
+        run = detail.run
+        say(
+            f"[dim]{safe(run.provider)}/{safe(run.model)} prompt {safe(run.prompt_version)} · {run.llm_calls} LLM "
+            "calls · "
+            f"{run.prompt_tokens}+{run.completion_tokens} tokens · ${run.cost_usd:.4f} · "
+            f"{(run.total_ms or 0):.0f} ms[/dim]"
+        )
+    if with_note and detail.claims:
+        from app.pipeline.note import case_note, stated_as_fact
+
+        note = case_note([c for c in detail.claims if stated_as_fact(c.status, c.review_status)])
+        say(f"\n[bold]Case note[/bold] [dim](verified items only)[/dim]\n  {escape(note)}")
+    utterances = {u.index: u for u in detail.utterances}
+    titles = {"reason": "Reason", "outcome": "Outcome", "summary": "Summary", "action_item": "Action items"}
+    for kind in ("reason", "outcome", "summary", "action_item"):
+        claims = [c for c in detail.claims if c.kind == kind]
+        if not claims:
+            continue
+        console.print(f"\n[bold]{titles[kind]}[/bold]")
+        for claim in claims:
+            flag = "" if claim.status == "grounded" else "[bold red]UNVERIFIED[/bold red] "
+            extra = ""
+            if kind == "action_item":
+                extra = f" [cyan](owner: {safe(claim.owner)}; due: {safe(claim.due or '—')})[/cyan]"
+            say(f"  • {flag}{safe(claim.text)}{extra}  {status_markup(claim.status, claim.reason)}")
+            for ev in claim.evidence:
+                where = ev.utterance if ev.utterance is not None else ev.cited_utterance
+                speaker = utterances[where].role if where in utterances else "?"
+                say(
+                    f"      [dim]{safe(f'[{where}]')} {safe(speaker)}:[/dim] “{safe(ev.quote)}”  "
+                    f"{status_markup(ev.status, ev.reason)}"
+                )
+    if not detail.claims and not detail.error:
+        console.print("  (no extraction yet)")
+    console.print()

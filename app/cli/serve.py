@@ -1,0 +1,29 @@
+"""`postcall serve`: the review web app and the JSON API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from app.config import get_settings
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    reload: Annotated[bool, typer.Option("--reload", help="Restart on code changes (development).")] = False,
+    https_only: Annotated[
+        bool, typer.Option("--https-only", help="Mark the session cookie Secure (serve behind TLS).")
+    ] = False,
+) -> None:
+    """Serve the review web app and the JSON API (OpenAPI spec at /openapi.json)."""
+    import uvicorn
+
+    if reload:
+        # The reloader imports the app afresh in a child process, so it needs the factory's import path.
+        uvicorn.run("app.web.app:create_app", factory=True, host=host, port=port, reload=True)
+        return
+    from app.web.app import create_app
+
+    uvicorn.run(create_app(get_settings(), https_only=https_only), host=host, port=port)

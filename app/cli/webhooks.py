@@ -1,0 +1,161 @@
+"""`postcall webhooks ...`: register endpoints, rotate secrets, inspect and replay deliveries.
+
+The workers deliver; these commands only change the database (a replayed delivery goes out at the
+workers' next sweep)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from app.cli.common import JsonOpt, TenantOpt, checked_context, require_tenant_id, tenant_slug, transaction
+from app.cli.render import print_json, print_secret, print_table, safe, say
+from app.handoff.endpoints import (
+    add_endpoint,
+    attempts_of,
+    disable_endpoint,
+    get_endpoint,
+    list_deliveries,
+    list_endpoints,
+    replay_deliveries,
+    rotate_secret,
+)
+from app.handoff.outbox import EventType
+from app.pipeline.calls import get_or_create_tenant
+
+webhooks_app = typer.Typer(help="Webhook endpoints that receive hand-off events, and their deliveries.",
+                           no_args_is_help=True)
+
+EVENT_NAMES = ", ".join(e.value for e in EventType)
+EndpointArg = Annotated[int, typer.Argument(help="Endpoint id (see `webhooks list`).")]
+
+
+def _endpoint_json(endpoint: Any) -> dict[str, Any]:
+    return {"id": endpoint.id, "url": endpoint.url, "description": endpoint.description,
+            "events": endpoint.event_types, "active": endpoint.active, "disabled_reason": endpoint.disabled_reason,
+            "created_at": endpoint.created_at.isoformat()}
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="https URL of the receiver.")],
+    tenant: TenantOpt = None,
+    events: Annotated[list[str] | None, typer.Option("--events", help=f"Event type to send (repeat, or "
+                                                     f"comma-separate); default all: {EVENT_NAMES}.")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="What the endpoint is.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register an endpoint and print its signing secret. The secret is shown this once."""
+    ctx = checked_context()
+    slug = tenant_slug(ctx, tenant)
+    wanted = [name.strip() for value in events or [] for name in value.split(",") if name.strip()]
+    with transaction(ctx) as session:
+        tenant_row = get_or_create_tenant(session, slug)
+        created = add_endpoint(session, ctx.settings, tenant_id=tenant_row.id, url=url,
+                               event_types=wanted or None, description=description)
+        shown = _endpoint_json(created.endpoint)
+    if as_json:
+        print_json({**shown, "tenant": slug, "secret": created.secret})
+        return
+    say(f"registered endpoint {shown['id']} for tenant {safe(slug)}: {safe(shown['url'])}")
+    print_secret("signing secret (shown once; store it now):", created.secret)
+
+
+@webhooks_app.command("list")
+def webhooks_list(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
+    """The tenant's endpoints (never their secrets)."""
+    ctx = checked_context()
+    with transaction(ctx) as session:
+        endpoints = list_endpoints(session, require_tenant_id(session, tenant_slug(ctx, tenant)))
+        rows = [_endpoint_json(e) for e in endpoints]
+    if as_json:
+        print_json({"endpoints": rows})
+        return
+    print_table(
+        ("id", "url", "events", "active", "description"),
+        ([r["id"], r["url"], ", ".join(r["events"] or ["all"]),
+          "yes" if r["active"] else f"no ({r['disabled_reason']})", r["description"] or None] for r in rows),
+    )
+
+
+@webhooks_app.command("disable")
+def webhooks_disable(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None:
+    """Stop sending to an endpoint; its pending deliveries are dead-lettered (replayable)."""
+    ctx = checked_context()
+    with transaction(ctx) as session:
+        endpoint = get_endpoint(session, require_tenant_id(session, tenant_slug(ctx, tenant)), endpoint_id)
+        disable_endpoint(session, endpoint, "disabled from the command line")
+    say(f"disabled endpoint {endpoint_id}")
+
+
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate_secret(endpoint_id: EndpointArg, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
+    """Give an endpoint a new signing secret. For 24 h deliveries carry both signatures (old and new)."""
+    ctx = checked_context()
+    with transaction(ctx) as session:
+        endpoint = get_endpoint(session, require_tenant_id(session, tenant_slug(ctx, tenant)), endpoint_id)
+        secret = rotate_secret(session, ctx.settings, endpoint)
+    if as_json:
+        print_json({"id": endpoint_id, "secret": secret})
+        return
+    print_secret(f"new signing secret for endpoint {endpoint_id} (shown once):", secret)
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    tenant: TenantOpt = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only dead-lettered or failing deliveries.")] = False,
+    endpoint: Annotated[int | None, typer.Option("--endpoint", help="Only this endpoint.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    show_attempts: Annotated[bool, typer.Option("--attempts", help="Also every attempt: outcome, HTTP status, "
+                                                                     "latency, error.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent deliveries, newest first: status, attempts, last HTTP status and error."""
+    ctx = checked_context()
+    with transaction(ctx) as session:
+        rows: list[dict[str, Any]] = [
+            {"id": r.delivery.id, "event_id": r.event_id, "type": r.event_type, "call_id": r.delivery.call_id,
+             "endpoint_id": r.delivery.endpoint_id, "url": r.url, "status": r.delivery.status.value,
+             "attempts": r.delivery.attempts, "last_status_code": r.delivery.last_status_code,
+             "last_error": r.delivery.last_error, "next_attempt_at": r.delivery.next_attempt_at.isoformat()}
+            for r in list_deliveries(session, require_tenant_id(session, tenant_slug(ctx, tenant)), failed_only=failed,
+                                     endpoint_id=endpoint, limit=limit)
+        ]
+        if show_attempts:
+            logged = attempts_of(session, [row["id"] for row in rows])
+            for row in rows:
+                row["attempt_log"] = [
+                    {"outcome": a.outcome, "status_code": a.status_code, "latency_ms": a.latency_ms,
+                     "error": a.error, "started_at": a.started_at.isoformat()}
+                    for a in logged[row["id"]]
+                ]
+    if as_json:
+        print_json({"deliveries": rows})
+        return
+    table_rows: list[list[object]] = []
+    for row in rows:
+        last = f"{row['last_status_code'] or ''} {row['last_error'] or ''}".strip()
+        table_rows.append([row["id"], row["event_id"], row["type"], row["call_id"], row["endpoint_id"],
+                           row["status"], row["attempts"], last[:120] or None])
+        for attempt in row.get("attempt_log", []):
+            latency = f"{attempt['latency_ms']:.0f} ms" if attempt["latency_ms"] is not None else ""
+            detail = f"{attempt['status_code'] or ''} {latency} {attempt['error'] or ''}".strip()
+            table_rows.append(["", "", "", "", "", f"  {attempt['outcome']}", "", detail[:120]])
+    print_table(("id", "event", "type", "call", "endpoint", "status", "attempts", "last"), table_rows)
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    delivery_ids: Annotated[list[int] | None, typer.Argument(help="Delivery ids to send again.")] = None,
+    event: Annotated[str | None, typer.Option("--event", help="Every delivery of this event id.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every dead-lettered delivery.")] = False,
+    tenant: TenantOpt = None,
+) -> None:
+    """Send deliveries again with the same webhook-id and a fresh retry period."""
+    ctx = checked_context()
+    with transaction(ctx) as session:
+        replayed = replay_deliveries(session, ctx.settings, require_tenant_id(session, tenant_slug(ctx, tenant)),
+                                     delivery_ids=delivery_ids or (), event_id=event, all_dead=failed)
+    say(f"replaying {len(replayed)} deliveries; the workers send them at their next sweep")

@@ -1,0 +1,103 @@
+"""Ingest transcript files: each parsed and stored in its own transaction, so a bad file never blocks
+the good ones. Used by the `ingest`, `process` and `demo` commands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.context import AppContext
+from app.db.session import unit_of_work
+from app.errors import PostcallError
+from app.models import LlmMode
+from app.pipeline.store import Actor, store_transcript
+
+TRANSCRIPT_SUFFIXES = (".json", ".txt", ".vtt", ".srt")
+
+
+@dataclass
+class IngestResult:
+    file: str
+    format: str | None = None
+    call_id: str | None = None
+    external_id: str | None = None
+    status: str | None = None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "format": self.format,
+            "call_id": self.call_id,
+            "external_id": self.external_id,
+            "status": self.status,
+            "error": self.error,
+            "warnings": list(self.warnings),
+        }
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files as given, and the transcript files inside directories (sorted, not recursive into dotfiles)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix.lower() in TRANSCRIPT_SUFFIXES and not p.name.startswith(".")
+                    and p.name.lower() != "readme.md"
+                )
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def ingest_files(
+    ctx: AppContext,
+    files: Sequence[Path],
+    *,
+    tenant: str,
+    actor: Actor,
+    fmt: str = "auto",
+    agent_speaker: str | None = None,
+    replace: bool = False,
+    llm_mode: LlmMode = LlmMode.sync,
+) -> list[IngestResult]:
+    """Parse and store each file in its own transaction; a file's error is kept in its result."""
+    from app.ingest import load_transcript
+
+    results: list[IngestResult] = []
+    for path in files:
+        result = IngestResult(file=str(path))
+        results.append(result)
+        try:
+            parsed = load_transcript(
+                path, fmt=fmt, agent_speaker=agent_speaker, max_bytes=ctx.settings.max_transcript_bytes,
+                max_utterances=ctx.settings.max_utterances_per_call,
+            )
+            result.format = parsed.detected_format
+            result.warnings = tuple(parsed.warnings)
+            external_id = parsed.transcript.metadata.external_id or path.stem
+            with unit_of_work(ctx.session_factory) as session:
+                stored = store_transcript(
+                    session,
+                    parsed.transcript,
+                    tenant=tenant,
+                    external_id=external_id,
+                    source_name=path.name,
+                    replace=replace,
+                    actor=actor,
+                    redact=ctx.settings.store_redacted,
+                    llm_mode=llm_mode,
+                )
+            result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
+        except PostcallError as exc:
+            result.error = str(exc)
+        except OSError as exc:
+            result.error = f"{path}: cannot read: {exc.strerror or exc}"
+    return results
