@@ -1,6 +1,7 @@
-"""The one Settings class. Every knob is an environment variable prefixed POSTCALL_.
+"""The one Settings class. Every knob is an environment variable prefixed POSTCALL_ (or a line of `.env`).
 
-The OpenAI SDK's own OPENAI_API_KEY / OPENAI_BASE_URL are read by the SDK itself.
+The OpenAI SDK's conventional OPENAI_API_KEY / OPENAI_BASE_URL are read here too, under those names.
+Secrets are `SecretStr`: they print as `**********` in logs, reprs and tracebacks.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Signs session cookies when POSTCALL_SECRET_KEY is unset: for local use only (`postcall serve --dev`).
+DEV_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105
 
 
 class TokenPrices(BaseModel):
@@ -24,7 +27,9 @@ class TokenPrices(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="POSTCALL_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="POSTCALL_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = Field(
         default=f"sqlite:///{PROJECT_ROOT / 'var' / 'postcall.db'}",
@@ -39,6 +44,14 @@ class Settings(BaseSettings):
 
     llm_provider: Literal["heuristic", "openai"] = "heuristic"
     openai_model: str = "gpt-4o-mini"
+    # The names the OpenAI SDK documents; the POSTCALL_ ones are accepted too. Local servers (vLLM,
+    # Ollama, llama.cpp) accept any non-empty key. An empty base URL means api.openai.com.
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "POSTCALL_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "POSTCALL_OPENAI_BASE_URL")
+    )
     openai_timeout: float = 60.0
     # HTTP attempts inside one task try. 1 leaves every retry to the Celery task (backoff + jitter,
     # Retry-After honoured) instead of a worker thread sleeping inside the SDK.
@@ -66,13 +79,14 @@ class Settings(BaseSettings):
     max_transcript_bytes: int = 20 * 1024 * 1024
     default_tenant: str = "default"
 
-    # Signs session cookies. The default is for local use only; the web app warns when it is used.
     log_level: str = "WARNING"
 
-    secret_key: str = "dev-insecure-change-me"  # noqa: S105
+    # Signs session cookies. The default is for local use only: `postcall serve` refuses it (and an
+    # empty one) unless `--dev`, and the web app warns when it is used.
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     # When set, GET /metrics answers only `Authorization: Bearer <token>` (Prometheus:
     # `authorization: {credentials: ...}`). Unset, it is open: counts only, for an internal network.
-    metrics_token: str | None = None
+    metrics_token: SecretStr | None = None
 
     # Hand-off: outbox, signed webhooks, event feed (docs/handoff.md)
     # Base URL of the review app, for the record's `review_url` (e.g. https://postcall.example.com).
@@ -89,7 +103,7 @@ class Settings(BaseSettings):
     # A record larger than this drops its evidence quotes, then its statements (flagged `truncated`).
     webhook_max_payload_bytes: int = 256 * 1024
     # Encrypts webhook signing secrets at rest; derived from POSTCALL_SECRET_KEY when unset.
-    webhook_secrets_key: str | None = None
+    webhook_secrets_key: SecretStr | None = None
     # The beat sweep hands due deliveries (retries, lost enqueues, lapsed leases) to the workers.
     webhook_sweep_every_seconds: float = 5.0
     # Input limits (bad input never reaches a 500): a call with more utterances than this is refused
@@ -133,6 +147,16 @@ class Settings(BaseSettings):
     batch_lease_seconds: int = 600
     # Threads storing a finished batch's answers (PostgreSQL; SQLite uses one).
     batch_store_threads: int = 4
+
+    @property
+    def secret_key_is_unsafe(self) -> bool:
+        """True when session cookies would be signed with the public development key or an empty one."""
+        return self.secret_key.get_secret_value() in ("", DEV_SECRET_KEY)
+
+    @property
+    def openai_key(self) -> str:
+        """The API key as the SDK wants it ("" when unset)."""
+        return self.openai_api_key.get_secret_value() if self.openai_api_key else ""
 
     def token_prices(self, model: str, mode: str) -> TokenPrices:
         """The price of `model`'s tokens in `mode` (sync or batch)."""

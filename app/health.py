@@ -56,8 +56,6 @@ def check_broker(settings: Settings) -> Check:
 
 
 def check_provider(settings: Settings) -> Check:
-    import os
-
     from app.errors import PostcallError
     from app.llm.prompt import PromptTemplate
 
@@ -66,9 +64,9 @@ def check_provider(settings: Settings) -> Check:
     except PostcallError as exc:
         return Check("provider", False, str(exc))
     if settings.llm_provider == "openai":
-        if not os.environ.get("OPENAI_API_KEY"):
+        if not settings.openai_key:
             return Check("provider", False, "openai provider selected but OPENAI_API_KEY is not set")
-        base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        base = settings.openai_base_url or "https://api.openai.com/v1"
         return Check("provider", True, f"openai, model {settings.openai_model} at {base}")
     return Check("provider", True, f"{settings.llm_provider} (offline), prompt {settings.prompt_version}")
 

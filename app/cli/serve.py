@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from app.cli.render import fail
 from app.config import get_settings
 
 
@@ -16,10 +17,17 @@ def serve(
     https_only: Annotated[
         bool, typer.Option("--https-only", help="Mark the session cookie Secure (serve behind TLS).")
     ] = False,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Allow the built-in development secret key (local use only).")
+    ] = False,
 ) -> None:
     """Serve the review web app and the JSON API (OpenAPI spec at /openapi.json)."""
     import uvicorn
 
+    if get_settings().secret_key_is_unsafe and not dev:
+        # Anyone who knows the public default can forge a session cookie and sign in as any user.
+        raise fail("POSTCALL_SECRET_KEY is empty or the development default: set it to a long random value "
+                   "(python3 -c \"import secrets; print(secrets.token_urlsafe(48))\"), or pass --dev for local use")
     if reload:
         # The reloader imports the app afresh in a child process, so it needs the factory's import path.
         uvicorn.run("app.web.app:create_app", factory=True, host=host, port=port, reload=True)

@@ -34,7 +34,7 @@ class SecretBox:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
-        return cls(settings.webhook_secrets_key or settings.secret_key)
+        return cls((settings.webhook_secrets_key or settings.secret_key).get_secret_value())
 
     def seal(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -127,19 +126,19 @@ _clients_lock = threading.Lock()
 
 
 def shared_client(settings: Settings) -> OpenAI:
-    """The process-wide client for the current settings and OPENAI_* environment.
+    """The process-wide client for the current settings (OPENAI_API_KEY, OPENAI_BASE_URL included).
 
     Building a client loads the certificate bundle (~18 ms), so it is built once and reused; the
     SDK's client is safe to share between threads.
     """
-    api_key = os.environ.get("OPENAI_API_KEY", "")
+    api_key = settings.openai_key
     if not api_key:
         raise ConfigError(
             "OPENAI_API_KEY is not set. Set it to your key (local servers such as vLLM, Ollama or "
             "llama.cpp accept any non-empty value) or use POSTCALL_LLM_PROVIDER=heuristic."
         )
     config = _ClientConfig(
-        base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        base_url=settings.openai_base_url or None,
         api_key=api_key,
         timeout=settings.openai_timeout,
         max_retries=max(0, settings.openai_max_attempts - 1),

@@ -70,7 +70,6 @@ def waited_label(since: datetime | None) -> str:
 STATIC_DIR = WEB_DIR / "static"
 SESSION_COOKIE = "postcall_session"
 SESSION_MAX_AGE_SECONDS = 12 * 60 * 60  # a working day; then sign in again
-DEFAULT_SECRET_KEY = Settings.model_fields["secret_key"].default
 
 # Everything is served from this origin; no inline script or style, no framing.
 SECURITY_HEADERS = [
@@ -152,7 +151,7 @@ def create_app(
     """Build the app for one database. `enqueue` hands call ids to the workers (Celery by default);
     `https_only` marks the session cookie Secure (set it whenever the app is served over TLS)."""
     settings = settings or get_settings()
-    insecure_secret = settings.secret_key == DEFAULT_SECRET_KEY
+    insecure_secret = settings.secret_key_is_unsafe
     if insecure_secret:
         logger.warning(
             "POSTCALL_SECRET_KEY is the built-in development default: anyone can forge session cookies. "
@@ -194,7 +193,7 @@ def create_app(
     )
     app.add_middleware(
         SessionMiddleware,
-        secret_key=settings.secret_key,
+        secret_key=settings.secret_key.get_secret_value(),
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_MAX_AGE_SECONDS,
         same_site="lax",

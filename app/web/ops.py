@@ -33,7 +33,7 @@ def healthz(request: Request) -> Response:
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
     settings = web_state(request).settings
-    if settings.metrics_token and not _bearer_matches(request, settings.metrics_token):
+    if settings.metrics_token and not _bearer_matches(request, settings.metrics_token.get_secret_value()):
         return Response(
             "metrics need Authorization: Bearer <POSTCALL_METRICS_TOKEN>\n",
             status_code=status.HTTP_401_UNAUTHORIZED,

@@ -58,19 +58,3 @@ def test_users_deactivate_stops_the_token(database: str) -> None:
         assert authenticate(session, token) is None
     assert runner.invoke(users_app, ["deactivate", "nobody"]).exit_code == 2
 
-
-def test_serve_runs_the_app_for_the_configured_database(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
-    from fastapi import FastAPI
-
-    from app.cli.serve import serve
-
-    seen: dict[str, object] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(app=app, **options))
-    serve(host="127.0.0.1", port=8123, reload=False, https_only=True)
-    built = seen.pop("app")
-    assert isinstance(built, FastAPI)
-    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
-    serve(host="0.0.0.0", port=8000, reload=True, https_only=False)
-    assert seen.pop("app") == "app.web.app:create_app"
-    assert seen["factory"] is True and seen["reload"] is True
