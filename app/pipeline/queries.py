@@ -8,73 +8,19 @@ from sqlalchemy.orm import Session, selectinload
 from app.models import Call, Claim, ExtractionRun, Tenant
 from app.models import Utterance as UtteranceRow
 from app.pipeline.persist import latest_succeeded_run
-from app.schemas.api import CallDetailOut, CallSummaryOut, ClaimOut, EvidenceOut, RunOut, UtteranceOut
+from app.schemas.api import CallDetailOut, CallSummaryOut, ClaimOut, RunOut, UtteranceOut
 
 
 def run_out(run: ExtractionRun) -> RunOut:
-    return RunOut(
-        id=run.id,
-        provider=run.provider,
-        model=run.model,
-        prompt_version=run.prompt_version,
-        status=run.status.value,
-        error=run.error,
-        prompt_tokens=run.prompt_tokens,
-        completion_tokens=run.completion_tokens,
-        cached_tokens=run.cached_tokens,
-        cost_usd=run.cost_usd,
-        llm_calls=run.llm_calls,
-        queue_wait_ms=run.queue_wait_ms,
-        llm_ms=run.llm_ms,
-        verify_ms=run.verify_ms,
-        db_ms=run.db_ms,
-        total_ms=run.total_ms,
-        finished_at=run.finished_at,
-        llm_batch_id=run.llm_batch_id,
-    )
+    return RunOut.model_validate(run)
 
 
 def claim_out(claim: Claim) -> ClaimOut:
-    return ClaimOut(
-        id=claim.id,
-        kind=claim.kind,
-        text=claim.text,
-        owner=claim.owner,
-        due=claim.due,
-        status=claim.grounding_status,
-        reason=claim.grounding_reason,
-        review_status=claim.review_status.value,
-        origin=claim.origin,
-        evidence=[
-            EvidenceOut(
-                utterance=ev.utterance_index,
-                cited_utterance=ev.cited_utterance,
-                quote=ev.quote,
-                status=ev.status,
-                char_start=ev.char_start,
-                char_end=ev.char_end,
-                score=ev.score,
-                reason=ev.reason,
-            )
-            for ev in claim.evidence
-        ],
-    )
+    return ClaimOut.model_validate(claim)
 
 
 def call_summary(call: Call, tenant_slug: str) -> CallSummaryOut:
-    return CallSummaryOut(
-        call_id=call.id,
-        external_id=call.external_id,
-        tenant=tenant_slug,
-        agent_id=call.agent_id,
-        team=call.team,
-        started_at=call.started_at,
-        source_format=call.source_format,
-        state=call.state.value,
-        attempts=call.attempts,
-        error=call.last_error,
-        created_at=call.created_at,
-    )
+    return CallSummaryOut.from_row(call, tenant=tenant_slug)
 
 
 def current_claims(session: Session, call_id: str) -> tuple[ExtractionRun | None, list[Claim]]:
@@ -101,24 +47,11 @@ def call_detail(session: Session, call: Call) -> CallDetailOut:
     utterances = session.scalars(
         select(UtteranceRow).where(UtteranceRow.call_id == call.id).order_by(UtteranceRow.index)
     ).all()
-    summary = call_summary(call, tenant.slug if tenant else "?")
-    return CallDetailOut(
-        **summary.model_dump(),
+    return CallDetailOut.from_row(
+        call,
+        tenant=tenant.slug if tenant else "?",
         run=run_out(shown_run) if shown_run else None,
         claims=[claim_out(c) for c in claims],
-        utterances=[
-            UtteranceOut(
-                index=u.index,
-                speaker=u.speaker,
-                role=u.role,
-                role_confidence=u.role_confidence,
-                start=u.start_s,
-                end=u.end_s,
-                text=u.text,
-            )
-            for u in utterances
-        ],
+        utterances=[UtteranceOut.model_validate(u) for u in utterances],
         warnings=list(call.ingest_warnings or []),
-        llm_mode=call.llm_mode.value,
-        llm_batch_id=call.llm_batch_id,
     )

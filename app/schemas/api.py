@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Self
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
-class EvidenceOut(BaseModel):
-    utterance: int | None = Field(description="Utterance the span is in (corrected when relocated).")
+def row_field(name: str, column: str, **field: Any) -> Any:
+    """A read-model field that an ORM row holds under another attribute name (`column`)."""
+    return Field(validation_alias=AliasChoices(name, column), **field)
+
+
+class RowModel(BaseModel):
+    """A read model built from an ORM row with `model_validate(row)`: attributes are read by name
+    (or by the `row_field` column); enums become their values."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def from_row(cls, row: object, **values: Any) -> Self:
+        """The model of `row`, with `values` for what the row does not hold (a tenant's slug...)."""
+        return cls.model_validate(_RowWith(row, values))
+
+
+class _RowWith:
+    """An ORM row seen with a few more attributes, for `RowModel.from_row`."""
+
+    def __init__(self, row: object, values: dict[str, Any]) -> None:
+        self._row, self._values = row, values
+
+    def __getattr__(self, name: str) -> Any:
+        return self._values[name] if name in self._values else getattr(self._row, name)
+
+
+class EvidenceOut(RowModel):
+    utterance: int | None = row_field(
+        "utterance", "utterance_index", description="Utterance the span is in (corrected when relocated)."
+    )
     cited_utterance: int
     quote: str
     status: str
@@ -18,30 +48,30 @@ class EvidenceOut(BaseModel):
     reason: str | None
 
 
-class ClaimOut(BaseModel):
+class ClaimOut(RowModel):
     id: int
     kind: str
     text: str
     owner: str | None = None
     due: str | None = None
-    status: str = Field(description="grounded | ungrounded")
-    reason: str | None = None
+    status: str = row_field("status", "grounding_status", description="grounded | ungrounded")
+    reason: str | None = row_field("reason", "grounding_reason", default=None)
     review_status: str
     origin: str
     evidence: list[EvidenceOut]
 
 
-class UtteranceOut(BaseModel):
+class UtteranceOut(RowModel):
     index: int
     speaker: str
     role: str
     role_confidence: float | None
-    start: float | None
-    end: float | None
+    start: float | None = row_field("start", "start_s")
+    end: float | None = row_field("end", "end_s")
     text: str
 
 
-class RunOut(BaseModel):
+class RunOut(RowModel):
     id: int
     provider: str
     model: str
@@ -62,8 +92,8 @@ class RunOut(BaseModel):
     llm_batch_id: int | None = Field(default=None, description="The batch whose answer the run used (batch mode).")
 
 
-class CallSummaryOut(BaseModel):
-    call_id: str
+class CallSummaryOut(RowModel):
+    call_id: str = row_field("call_id", "id")
     external_id: str
     tenant: str
     agent_id: str | None
@@ -72,7 +102,7 @@ class CallSummaryOut(BaseModel):
     source_format: str
     state: str
     attempts: int
-    error: str | None
+    error: str | None = row_field("error", "last_error")
     created_at: datetime
 
 

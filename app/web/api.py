@@ -87,19 +87,7 @@ CallIdPath = Annotated[str, Path(description="The call's id.", pattern=NO_NUL_PA
 
 @router.get("/me", tags=["users"], summary="Who the token belongs to and what it may do")
 def me(principal: ApiUser) -> MeOut:
-    return MeOut(
-        id=principal.user_id,
-        name=principal.name,
-        tenant=principal.tenant,
-        role=principal.role,
-        team=principal.team,
-        agent_id=principal.agent_id,
-        can_review=principal.can_review,
-        can_submit_calls=principal.can_submit_calls,
-        can_delete_calls=principal.can_delete_calls,
-        can_manage_users=principal.can_manage_users,
-        can_view_pii=principal.can_view_pii,
-    )
+    return MeOut.model_validate(principal)
 
 
 # ------------------------------------------------------------------------------------------- calls
@@ -427,15 +415,5 @@ def post_user(body: UserCreateIn, principal: ApiUser, db: DbSession) -> UserCrea
 
 
 def user_out(user: User, tenant: str) -> UserOut:
-    return UserOut(
-        id=user.id,
-        name=user.name,
-        tenant=tenant,
-        role=user.role,
-        team=user.team,
-        agent_id=user.agent_id,
-        active=user.active,
-        created_at=user.created_at,
-        view_pii=bool(user.view_pii),
-    )
+    return UserOut.from_row(user, tenant=tenant)
 

@@ -12,7 +12,7 @@ from pydantic_core import CoreSchema
 from app.errors import NUL_CHARACTER_PROBLEM
 from app.models import UserRole
 from app.review import MAX_CLAIM_TEXT_CHARS, MAX_SELECTION_PIECES, CallDecision, ClaimAction
-from app.schemas.api import CallSummaryOut
+from app.schemas.api import CallSummaryOut, RowModel, row_field
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind
 
@@ -113,7 +113,7 @@ class EventOut(BaseModel):
     created_at: datetime
 
 
-class UserOut(BaseModel):
+class UserOut(RowModel):
     id: int
     name: str
     tenant: str
@@ -136,8 +136,10 @@ class UserCreatedOut(UserOut):
     token: str = Field(description="The API token. Shown once: only its hash is stored.")
 
 
-class MeOut(BaseModel):
-    id: int
+class MeOut(RowModel):
+    """Built from the signed-in Principal (its `user_id` is the `id`)."""
+
+    id: int = row_field("id", "user_id")
     name: str
     tenant: str
     role: UserRole
