@@ -16,11 +16,50 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from app.ingest.model import Grouping, Segment, SourceCall
-from app.ingest.source import JsonReader, SourceDocument, call_metadata, join_path
+from app.ingest.source import SourceDocument, call_metadata, join_path
+from app.ingest.vendor_json import Label, OptionalNumber, Time, VendorModel, read
 
 FORMAT = "deepgram"
 DESCRIPTION = "Deepgram pre-recorded JSON (utterances, or diarized/multichannel words)"
+
+
+class Word(VendorModel):
+    word: str | None = None
+    punctuated_word: str | None = None
+    start: Time = None
+    end: Time = None
+    speaker: Label = None
+
+
+class Alternative(VendorModel):
+    transcript: str | None = None
+    words: list[Word] = Field(default_factory=list)
+
+
+class Channel(VendorModel):
+    alternatives: list[Alternative] = Field(default_factory=list)
+    detected_language: Any = None  # any value is tolerated; only a string is a language
+
+
+class Utterance(VendorModel):
+    transcript: str
+    start: Time = None
+    end: Time = None
+    channel: OptionalNumber = None
+    speaker: Label = None
+
+
+class Results(VendorModel):
+    channels: list[Channel]
+    utterances: list[Utterance] | None = None
+
+
+class Response(VendorModel):
+    results: Results
+    metadata: dict[str, object] = Field(default_factory=dict)
 
 
 def detect(doc: SourceDocument) -> bool:
@@ -41,72 +80,51 @@ def _label(speaker: str | None, channel: int, multichannel: bool) -> str | None:
     return None if speaker is None else f"speaker {speaker}"
 
 
-def _first_alternative(reader: JsonReader, channel: Any, path: str) -> tuple[dict[str, Any], str] | None:
-    alternatives = reader.array(reader.object(channel, path).get("alternatives", []), f"{path}.alternatives")
-    if not alternatives:
-        return None
-    alternative_path = f"{path}.alternatives[0]"
-    return reader.object(alternatives[0], alternative_path), alternative_path
-
-
-def _utterance_segments(
-    reader: JsonReader, utterances: list[Any], multichannel: bool
-) -> list[Segment]:
-    segments: list[Segment] = []
-    for position, raw in enumerate(utterances):
-        path = f"results.utterances[{position}]"
-        utterance = reader.object(raw, path)
-        channel = int(reader.optional_number(utterance.get("channel"), f"{path}.channel") or 0)
-        segments.append(
-            Segment(
-                location=path,
-                text=reader.string(reader.field(utterance, "transcript", path), f"{path}.transcript"),
-                speaker=_label(reader.label(utterance.get("speaker"), f"{path}.speaker"), channel, multichannel),
-                start=reader.seconds(utterance.get("start"), f"{path}.start"),
-                end=reader.seconds(utterance.get("end"), f"{path}.end"),
-                start_field="start",
-                end_field="end",
-            )
+def _utterance_segments(utterances: list[Utterance], multichannel: bool) -> list[Segment]:
+    return [
+        Segment(
+            location=f"results.utterances[{position}]",
+            text=utterance.transcript,
+            speaker=_label(utterance.speaker, int(utterance.channel or 0), multichannel),
+            start=utterance.start,
+            end=utterance.end,
+            start_field="start",
+            end_field="end",
         )
-    return segments
+        for position, utterance in enumerate(utterances)
+    ]
 
 
-def _word_segments(reader: JsonReader, channels: list[Any], multichannel: bool) -> list[Segment]:
-    segments: list[Segment] = []
+def _word_segments(doc: SourceDocument, channels: list[Channel], multichannel: bool) -> list[Segment]:
+    segments: list[Segment] = Field(default_factory=list)
     for channel_index, channel in enumerate(channels):
-        found = _first_alternative(reader, channel, f"results.channels[{channel_index}]")
-        if found is None:
+        if not channel.alternatives:
             continue
-        alternative, alternative_path = found
-        words_path = f"{alternative_path}.words"
-        words = reader.array(alternative.get("words", []), words_path)
-        if not words:
+        alternative = channel.alternatives[0]
+        alternative_path = f"results.channels[{channel_index}].alternatives[0]"
+        if not alternative.words:
             # No word timings: keep the channel's transcript as one block of speech.
-            transcript = reader.optional_string(alternative.get("transcript"), f"{alternative_path}.transcript")
-            if transcript:
+            if alternative.transcript:
                 segments.append(
                     Segment(
                         location=alternative_path,
-                        text=transcript,
+                        text=alternative.transcript,
                         speaker=_label(None, channel_index, multichannel),
                     )
                 )
             continue
-        for position, raw in enumerate(words):
-            path = join_path(words_path, position)
-            word = reader.object(raw, path)
-            text = word.get("punctuated_word")
+        for position, word in enumerate(alternative.words):
+            path = join_path(f"{alternative_path}.words", position)
+            text = word.punctuated_word if word.punctuated_word is not None else word.word
             if text is None:
-                text = reader.field(word, "word", path)
+                raise doc.error(f"{path}.word", "required field is missing")
             segments.append(
                 Segment(
                     location=path,
-                    text=reader.string(text, f"{path}.word"),
-                    speaker=_label(
-                        reader.label(word.get("speaker"), f"{path}.speaker"), channel_index, multichannel
-                    ),
-                    start=reader.seconds(word.get("start"), f"{path}.start"),
-                    end=reader.seconds(word.get("end"), f"{path}.end"),
+                    text=text,
+                    speaker=_label(word.speaker, channel_index, multichannel),
+                    start=word.start,
+                    end=word.end,
                     start_field="start",
                     end_field="end",
                 )
@@ -119,39 +137,32 @@ def _by_time(segments: list[Segment]) -> list[Segment]:
     return sorted(segments, key=lambda segment: segment.start if segment.start is not None else 0.0)
 
 
-def _language(reader: JsonReader, channels: list[Any]) -> str | None:
-    if not channels:
-        return None
-    channel = reader.object(channels[0], "results.channels[0]")
-    language = channel.get("detected_language")
-    return language if isinstance(language, str) and language else None
-
-
 def parse(doc: SourceDocument) -> SourceCall:
-    reader = doc.reader
-    root = reader.object(doc.json(), "")
-    results = reader.object(reader.field(root, "results", ""), "results")
-    channels = reader.array(reader.field(results, "channels", "results"), "results.channels")
-    reader.object(root.get("metadata", {}), "metadata")  # must be an object when present
+    response = read(doc, Response)
+    channels = response.results.channels
     multichannel = len(channels) > 1
 
-    utterances = results.get("utterances")
+    utterances = response.results.utterances
     grouping: Grouping
     if utterances:
-        segments = _utterance_segments(reader, reader.array(utterances, "results.utterances"), multichannel)
+        segments = _utterance_segments(utterances, multichannel)
         grouping = "keep"
     else:
-        segments = _word_segments(reader, channels, multichannel)
+        segments = _word_segments(doc, channels, multichannel)
         grouping = "words"
     if multichannel:
         segments = _by_time(segments)
+    language = channels[0].detected_language if channels else None
 
     return SourceCall(
         segments=segments,
         metadata=call_metadata(
             doc.name,
             {
-                "language": ("results.channels[0].detected_language", _language(reader, channels)),
+                "language": (
+                    "results.channels[0].detected_language",
+                    language if isinstance(language, str) and language else None,
+                ),
             },
         ),
         grouping=grouping,
