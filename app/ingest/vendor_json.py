@@ -102,6 +102,9 @@ def _time(value: Any) -> float | None:
     return _number(value)
 
 
+# For an optional part that vendors sometimes fill with another shape: anything but an object is ignored.
+ignored_unless_object = BeforeValidator(lambda value: value if isinstance(value, dict) else None)
+
 Label = Annotated[str | None, BeforeValidator(_label)]
 Time = Annotated[float | None, BeforeValidator(_time)]
 Number = Annotated[float, BeforeValidator(_number)]

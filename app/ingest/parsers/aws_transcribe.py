@@ -19,15 +19,74 @@ Punctuation items carry no time and attach to the word before them. Labels are A
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field
 
 from app.ingest.model import Segment, SourceCall
-from app.ingest.source import JsonReader, SourceDocument, call_metadata, join_path
+from app.ingest.source import SourceDocument, call_metadata, join_path
+from app.ingest.vendor_json import Label, Time, VendorModel, ignored_unless_object, read
 
 FORMAT = "aws_transcribe"
 DESCRIPTION = "Amazon Transcribe standard output (speaker labels or channel labels + items)"
 
 _PUNCTUATION = "punctuation"
+
+
+class Alternative(VendorModel):
+    content: str
+
+
+class Item(VendorModel):
+    type: object = None  # only "punctuation" matters
+    alternatives: list[Alternative]
+    # Kept as written: older output matches words to speakers by this exact text.
+    start_time: Time = None
+    start_text: object = Field(default=None, validation_alias="start_time")
+    end_time: Time = None
+    speaker_label: Label = None
+    channel_label: Label = None
+
+
+class LabelledItem(VendorModel):
+    speaker_label: Label = None
+    start_time: object = None
+
+
+class SpeakerSegment(VendorModel):
+    speaker_label: Label = None
+    items: list[LabelledItem] = Field(default_factory=list)
+
+
+class SpeakerLabels(VendorModel):
+    segments: list[SpeakerSegment] = Field(default_factory=list)
+
+
+class ChannelItems(VendorModel):
+    channel_label: Label = None
+    items: list[Item] = Field(default_factory=list)
+
+
+class ChannelLabels(VendorModel):
+    channels: list[ChannelItems] = Field(default_factory=list)
+
+
+class JobTranscript(VendorModel):
+    transcript: str = ""
+
+
+class Results(VendorModel):
+    transcripts: list[JobTranscript] = Field(default_factory=list)
+    items: list[Item] = Field(default_factory=list)
+    speaker_labels: Annotated[SpeakerLabels | None, ignored_unless_object] = None
+    channel_labels: Annotated[ChannelLabels | None, ignored_unless_object] = None
+    language_code: object = None
+
+
+class Job(VendorModel):
+    status: object = None
+    jobName: object = None
+    results: Results
 
 
 def detect(doc: SourceDocument) -> bool:
@@ -40,40 +99,24 @@ def detect(doc: SourceDocument) -> bool:
     return isinstance(results, dict) and "transcripts" in results and "jobName" in value
 
 
-def _content(reader: JsonReader, item: dict[str, Any], path: str) -> str:
-    alternatives = reader.array(reader.field(item, "alternatives", path), f"{path}.alternatives")
-    if not alternatives:
-        return ""
-    first = reader.object(alternatives[0], f"{path}.alternatives[0]")
-    content_path = f"{path}.alternatives[0]"
-    return reader.string(reader.field(first, "content", content_path), f"{content_path}.content")
-
-
-def _item_segments(
-    reader: JsonReader, items: list[Any], path: str, speaker_at: dict[str, str]
-) -> list[Segment]:
+def _item_segments(items: list[Item], path: str, speaker_at: dict[str, str]) -> list[Segment]:
     segments: list[Segment] = []
-    for position, raw in enumerate(items):
-        item_path = join_path(path, position)
-        item = reader.object(raw, item_path)
-        content = _content(reader, item, item_path)
-        if item.get("type") == _PUNCTUATION:
+    for position, item in enumerate(items):
+        content = item.alternatives[0].content if item.alternatives else ""
+        if item.type == _PUNCTUATION:
             if segments:
                 segments[-1] = replace(segments[-1], text=segments[-1].text + content)
             continue
-        start_text = item.get("start_time")
-        speaker = reader.label(
-            item.get("speaker_label") or item.get("channel_label"), f"{item_path}.speaker_label"
-        )
-        if speaker is None and isinstance(start_text, str):
-            speaker = speaker_at.get(start_text)
+        speaker = item.speaker_label or item.channel_label
+        if speaker is None and isinstance(item.start_text, str):
+            speaker = speaker_at.get(item.start_text)
         segments.append(
             Segment(
-                location=item_path,
+                location=join_path(path, position),
                 text=content,
                 speaker=speaker,
-                start=reader.seconds(start_text, f"{item_path}.start_time"),
-                end=reader.seconds(item.get("end_time"), f"{item_path}.end_time"),
+                start=item.start_time,
+                end=item.end_time,
                 start_field="start_time",
                 end_field="end_time",
             )
@@ -81,40 +124,28 @@ def _item_segments(
     return segments
 
 
-def _speakers_by_start(reader: JsonReader, results: dict[str, Any]) -> dict[str, str]:
+def _speakers_by_start(results: Results) -> dict[str, str]:
     """Older diarized output: map each word's start_time (as written) to its speaker label."""
-    speaker_labels = results.get("speaker_labels")
-    if not isinstance(speaker_labels, dict):
+    if results.speaker_labels is None:
         return {}
     mapping: dict[str, str] = {}
-    segments_path = "results.speaker_labels.segments"
-    for position, raw in enumerate(reader.array(speaker_labels.get("segments", []), segments_path)):
-        path = join_path(segments_path, position)
-        segment = reader.object(raw, path)
-        for item_position, raw_item in enumerate(reader.array(segment.get("items", []), f"{path}.items")):
-            item = reader.object(raw_item, f"{path}.items[{item_position}]")
-            label = reader.label(
-                item.get("speaker_label") or segment.get("speaker_label"), f"{path}.speaker_label"
-            )
-            start = item.get("start_time")
-            if label is not None and isinstance(start, str):
-                mapping[start] = label
+    for segment in results.speaker_labels.segments:
+        for item in segment.items:
+            label = item.speaker_label or segment.speaker_label
+            if label is not None and isinstance(item.start_time, str):
+                mapping[item.start_time] = label
     return mapping
 
 
-def _channel_segments(reader: JsonReader, results: dict[str, Any]) -> list[Segment] | None:
+def _channel_segments(results: Results) -> list[Segment] | None:
     """Older channel-identified output: items listed per channel; interleave them by time."""
-    channel_labels = results.get("channel_labels")
-    if not isinstance(channel_labels, dict):
+    if results.channel_labels is None:
         return None
-    channels_path = "results.channel_labels.channels"
     merged: list[Segment] = []
-    for position, raw in enumerate(reader.array(channel_labels.get("channels", []), channels_path)):
-        path = join_path(channels_path, position)
-        channel = reader.object(raw, path)
-        label = reader.label(channel.get("channel_label"), f"{path}.channel_label") or f"ch_{position}"
-        items = reader.array(channel.get("items", []), f"{path}.items")
-        for segment in _item_segments(reader, items, f"{path}.items", {}):
+    for position, channel in enumerate(results.channel_labels.channels):
+        label = channel.channel_label or f"ch_{position}"
+        path = f"results.channel_labels.channels[{position}].items"
+        for segment in _item_segments(channel.items, path, {}):
             merged.append(segment if segment.speaker else replace(segment, speaker=label))
     return _by_time(merged)
 
@@ -124,44 +155,37 @@ def _by_time(segments: list[Segment]) -> list[Segment]:
     return sorted(segments, key=lambda segment: segment.start if segment.start is not None else 0.0)
 
 
-def _full_transcript(reader: JsonReader, results: dict[str, Any]) -> list[Segment]:
+def _full_transcript(results: Results) -> list[Segment]:
     """No word items at all: fall back to the job's whole transcript text, as one block."""
-    texts: list[str] = []
-    for position, raw in enumerate(reader.array(results.get("transcripts", []), "results.transcripts")):
-        path = f"results.transcripts[{position}]"
-        texts.append(reader.string(reader.object(raw, path).get("transcript", ""), f"{path}.transcript"))
-    text = " ".join(text.strip() for text in texts if text.strip())
+    text = " ".join(t.transcript.strip() for t in results.transcripts if t.transcript.strip())
     return [Segment(location="results.transcripts", text=text)] if text else []
 
 
 def parse(doc: SourceDocument) -> SourceCall:
-    reader = doc.reader
-    root = reader.object(doc.json(), "")
-    status = root.get("status")
+    root = doc.json()
+    status = root.get("status") if isinstance(root, dict) else None
     if isinstance(status, str) and status.upper() not in ("COMPLETED", "SUCCEEDED"):
         raise doc.error("status", f"transcription job status is {status!r}, not COMPLETED")
-    results = reader.object(reader.field(root, "results", ""), "results")
-    items = reader.array(results.get("items", []), "results.items")
-    has_own_labels = any(
-        isinstance(item, dict) and ("speaker_label" in item or "channel_label" in item) for item in items
-    )
+    job = read(doc, Job)
+    results = job.results
+    has_own_labels = any(item.speaker_label is not None or item.channel_label is not None for item in results.items)
     segments: list[Segment] | None = None
     if not has_own_labels:
-        segments = _channel_segments(reader, results)
+        segments = _channel_segments(results)
     if segments is None:
-        segments = _item_segments(reader, items, "results.items", _speakers_by_start(reader, results))
-        if any(isinstance(item, dict) and "channel_label" in item for item in items):
+        segments = _item_segments(results.items, "results.items", _speakers_by_start(results))
+        if any(item.channel_label is not None for item in results.items):
             segments = _by_time(segments)  # two channels transcribed apart: interleave by time
     if not segments:
-        segments = _full_transcript(reader, results)
+        segments = _full_transcript(results)
 
     return SourceCall(
         segments=segments,
         metadata=call_metadata(
             doc.name,
             {
-                "external_id": ("jobName", root.get("jobName") or None),
-                "language": ("results.language_code", results.get("language_code") or None),
+                "external_id": ("jobName", job.jobName or None),
+                "language": ("results.language_code", results.language_code or None),
             },
         ),
         grouping="words",

@@ -96,7 +96,7 @@ def _utterance_segments(utterances: list[Utterance], multichannel: bool) -> list
 
 
 def _word_segments(doc: SourceDocument, channels: list[Channel], multichannel: bool) -> list[Segment]:
-    segments: list[Segment] = Field(default_factory=list)
+    segments: list[Segment] = []
     for channel_index, channel in enumerate(channels):
         if not channel.alternatives:
             continue
