@@ -40,9 +40,7 @@ class Alternative(VendorModel):
 class Item(VendorModel):
     type: object = None  # only "punctuation" matters
     alternatives: list[Alternative]
-    # Kept as written: older output matches words to speakers by this exact text.
     start_time: Time = None
-    start_text: object = Field(default=None, validation_alias="start_time")
     end_time: Time = None
     speaker_label: Label = None
     channel_label: Label = None
@@ -99,7 +97,7 @@ def detect(doc: SourceDocument) -> bool:
     return isinstance(results, dict) and "transcripts" in results and "jobName" in value
 
 
-def _item_segments(items: list[Item], path: str, speaker_at: dict[str, str]) -> list[Segment]:
+def _item_segments(items: list[Item], path: str, speaker_at: dict[float, str]) -> list[Segment]:
     segments: list[Segment] = []
     for position, item in enumerate(items):
         content = item.alternatives[0].content if item.alternatives else ""
@@ -108,8 +106,8 @@ def _item_segments(items: list[Item], path: str, speaker_at: dict[str, str]) -> 
                 segments[-1] = replace(segments[-1], text=segments[-1].text + content)
             continue
         speaker = item.speaker_label or item.channel_label
-        if speaker is None and isinstance(item.start_text, str):
-            speaker = speaker_at.get(item.start_text)
+        if speaker is None and item.start_time is not None:
+            speaker = speaker_at.get(item.start_time)
         segments.append(
             Segment(
                 location=join_path(path, position),
@@ -124,16 +122,24 @@ def _item_segments(items: list[Item], path: str, speaker_at: dict[str, str]) -> 
     return segments
 
 
-def _speakers_by_start(results: Results) -> dict[str, str]:
-    """Older diarized output: map each word's start_time (as written) to its speaker label."""
+def _written_seconds(value: object) -> float | None:
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _speakers_by_start(results: Results) -> dict[float, str]:
+    """Older diarized output: map each word's start_time to its speaker label."""
     if results.speaker_labels is None:
         return {}
-    mapping: dict[str, str] = {}
+    mapping: dict[float, str] = {}
     for segment in results.speaker_labels.segments:
         for item in segment.items:
             label = item.speaker_label or segment.speaker_label
-            if label is not None and isinstance(item.start_time, str):
-                mapping[item.start_time] = label
+            start = _written_seconds(item.start_time)
+            if label is not None and start is not None:
+                mapping[start] = label
     return mapping
 
 
