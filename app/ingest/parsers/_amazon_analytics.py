@@ -11,10 +11,13 @@ never facts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from app.ingest.model import Segment
-from app.ingest.source import JsonReader, join_path
+from app.ingest.source import SourceDocument, join_path
+from app.ingest.vendor_json import Label, OptionalNumber, Time, VendorModel, ignored_unless_object
 from app.schemas.transcript import Role
 
 MILLISECONDS = 1000.0
@@ -24,7 +27,49 @@ INSIGHT_KEYS: dict[str, str] = {
     "ActionItemsDetected": "action_items",
     "OutcomesDetected": "outcomes",
 }
-_OFFSET_KEYS = (("Begin", "End"), ("BeginOffsetChar", "EndOffsetChar"))
+
+
+class CharacterRange(VendorModel):
+    Begin: OptionalNumber = None
+    End: OptionalNumber = None
+    BeginOffsetChar: OptionalNumber = None
+    EndOffsetChar: OptionalNumber = None
+
+
+class Insight(VendorModel):
+    CharacterOffsets: CharacterRange = Field(default_factory=CharacterRange)
+
+
+class Turn(VendorModel):
+    Content: str
+    BeginOffsetMillis: Time = None
+    EndOffsetMillis: Time = None
+    ParticipantRole: Label = None
+    ParticipantId: Label = None
+    IssuesDetected: list[Insight] | None = None
+    ActionItemsDetected: list[Insight] | None = None
+    OutcomesDetected: list[Insight] | None = None
+
+
+class MatchedCategories(VendorModel):
+    MatchedCategories: list[str] = Field(default_factory=list)
+
+
+class AnalyticsOutput(VendorModel):
+    """What Call Analytics and Contact Lens outputs have in common."""
+
+    JobStatus: object = None
+    LanguageCode: object = None
+    Transcript: list[Turn]
+    Categories: Annotated[MatchedCategories | None, ignored_unless_object] = None
+
+
+def refuse_unfinished_job(doc: SourceDocument) -> None:
+    """A job that did not complete has no transcript worth reading: say so before anything else."""
+    root = doc.json()
+    status = root.get("JobStatus") if isinstance(root, dict) else None
+    if isinstance(status, str) and status.upper() != "COMPLETED":
+        raise doc.error("JobStatus", f"job status is {status!r}, not COMPLETED")
 
 
 def role_of_participant(value: str | None) -> Role | None:
@@ -35,60 +80,50 @@ def role_of_participant(value: str | None) -> Role | None:
     return {"AGENT": Role.agent, "CUSTOMER": Role.customer}.get(head)
 
 
-def _insight_text(reader: JsonReader, insight: Any, path: str, content: str) -> dict[str, Any]:
-    offsets_path = f"{path}.CharacterOffsets"
-    offsets = reader.object(reader.object(insight, path).get("CharacterOffsets", {}), offsets_path)
-    for begin_key, end_key in _OFFSET_KEYS:
-        if begin_key in offsets and end_key in offsets:
-            begin = int(reader.number(offsets[begin_key], f"{offsets_path}.{begin_key}"))
-            end = int(reader.number(offsets[end_key], f"{offsets_path}.{end_key}"))
-            return {"char_start": begin, "char_end": end, "text": content[begin:end]}
+def _insight_text(insight: Insight, content: str) -> dict[str, Any]:
+    offsets = insight.CharacterOffsets
+    for begin, end in ((offsets.Begin, offsets.End), (offsets.BeginOffsetChar, offsets.EndOffsetChar)):
+        if begin is not None and end is not None:
+            return {"char_start": int(begin), "char_end": int(end), "text": content[int(begin):int(end)]}
     return {"text": content}
 
 
 def analytics_turns(
-    reader: JsonReader,
-    turns: list[Any],
-    speaker_of: Callable[[dict[str, Any], str], tuple[str | None, Role | None]],
+    turns: list[Turn], speaker_of: Callable[[Turn], tuple[str | None, Role | None]]
 ) -> tuple[list[Segment], dict[str, list[dict[str, Any]]]]:
     """Segments for the turns, and the detected insights keyed by kind (see INSIGHT_KEYS)."""
     segments: list[Segment] = []
     insights: dict[str, list[dict[str, Any]]] = {}
     spoken_index = 0  # the utterance index a turn will get: empty turns are dropped by assembly
-    for position, raw in enumerate(turns):
-        path = join_path("Transcript", position)
-        turn = reader.object(raw, path)
-        content = reader.string(reader.field(turn, "Content", path), f"{path}.Content")
-        speaker, role = speaker_of(turn, path)
-        begin, end = turn.get("BeginOffsetMillis"), turn.get("EndOffsetMillis")
+    for position, turn in enumerate(turns):
+        speaker, role = speaker_of(turn)
         segments.append(
             Segment(
-                location=path,
-                text=content,
+                location=join_path("Transcript", position),
+                text=turn.Content,
                 speaker=speaker,
                 role=role,
-                start=reader.seconds(begin, f"{path}.BeginOffsetMillis", per_second=MILLISECONDS),
-                end=reader.seconds(end, f"{path}.EndOffsetMillis", per_second=MILLISECONDS),
+                start=None if turn.BeginOffsetMillis is None else turn.BeginOffsetMillis / MILLISECONDS,
+                end=None if turn.EndOffsetMillis is None else turn.EndOffsetMillis / MILLISECONDS,
                 start_field="BeginOffsetMillis",
                 end_field="EndOffsetMillis",
             )
         )
-        if not content.strip():
+        if not turn.Content.strip():
             continue
         for vendor_key, hint_key in INSIGHT_KEYS.items():
-            detected = turn.get(vendor_key)
-            if not detected:
-                continue
-            for number, insight in enumerate(reader.array(detected, f"{path}.{vendor_key}")):
-                hint = _insight_text(reader, insight, f"{path}.{vendor_key}[{number}]", content)
+            for insight in getattr(turn, vendor_key) or ():
+                hint = _insight_text(insight, turn.Content)
                 insights.setdefault(hint_key, []).append({"utterance_index": spoken_index, **hint})
         spoken_index += 1
     return segments, insights
 
 
-def matched_categories(reader: JsonReader, root: dict[str, Any]) -> list[str]:
-    categories = root.get("Categories")
-    if not isinstance(categories, dict):
-        return []
-    matched = reader.array(categories.get("MatchedCategories", []), "Categories.MatchedCategories")
-    return [reader.string(name, f"Categories.MatchedCategories[{i}]") for i, name in enumerate(matched)]
+def vendor_hints(output: AnalyticsOutput, insights: dict[str, list[dict[str, Any]]], vendor: str) -> dict[str, Any]:
+    """The detected insights and matched categories, marked with the vendor format (empty when none)."""
+    hints: dict[str, Any] = dict(insights)
+    if output.Categories is not None and output.Categories.MatchedCategories:
+        hints["categories"] = list(output.Categories.MatchedCategories)
+    if hints:
+        hints["vendor"] = vendor
+    return hints

@@ -14,15 +14,25 @@ Detected issues, action items, outcomes and matched categories are kept as `vend
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.ingest.model import SourceCall
-from app.ingest.parsers._amazon_analytics import analytics_turns, matched_categories, role_of_participant
+from app.ingest.parsers._amazon_analytics import (
+    AnalyticsOutput,
+    Turn,
+    analytics_turns,
+    refuse_unfinished_job,
+    role_of_participant,
+    vendor_hints,
+)
 from app.ingest.source import SourceDocument, call_metadata
+from app.ingest.vendor_json import read
 from app.schemas.transcript import Role
 
 FORMAT = "aws_call_analytics"
 DESCRIPTION = "Amazon Transcribe Call Analytics JSON (participant roles, detected issues/action items)"
+
+
+class CallAnalyticsOutput(AnalyticsOutput):
+    JobName: object = None
 
 
 def detect(doc: SourceDocument) -> bool:
@@ -35,34 +45,23 @@ def detect(doc: SourceDocument) -> bool:
     return "JobName" in value or (bool(turns) and isinstance(turns[0], dict) and "ParticipantRole" in turns[0])
 
 
+def _speaker_of(turn: Turn) -> tuple[str | None, Role | None]:
+    return turn.ParticipantRole, role_of_participant(turn.ParticipantRole)
+
+
 def parse(doc: SourceDocument) -> SourceCall:
-    reader = doc.reader
-    root = reader.object(doc.json(), "")
-    status = root.get("JobStatus")
-    if isinstance(status, str) and status.upper() != "COMPLETED":
-        raise doc.error("JobStatus", f"job status is {status!r}, not COMPLETED")
-    turns = reader.array(reader.field(root, "Transcript", ""), "Transcript")
-
-    def speaker_of(turn: dict[str, Any], path: str) -> tuple[str | None, Role | None]:
-        label = reader.label(turn.get("ParticipantRole"), f"{path}.ParticipantRole")
-        return label, role_of_participant(label)
-
-    segments, insights = analytics_turns(reader, turns, speaker_of)
-    hints: dict[str, Any] = dict(insights)
-    categories = matched_categories(reader, root)
-    if categories:
-        hints["categories"] = categories
-    if hints:
-        hints["vendor"] = FORMAT
+    refuse_unfinished_job(doc)
+    output = read(doc, CallAnalyticsOutput)
+    segments, insights = analytics_turns(output.Transcript, _speaker_of)
     return SourceCall(
         segments=segments,
         metadata=call_metadata(
             doc.name,
             {
-                "external_id": ("JobName", root.get("JobName") or None),
-                "language": ("LanguageCode", root.get("LanguageCode") or None),
+                "external_id": ("JobName", output.JobName or None),
+                "language": ("LanguageCode", output.LanguageCode or None),
             },
         ),
-        vendor_hints=hints,
+        vendor_hints=vendor_hints(output, insights, FORMAT),
         grouping="keep",
     )

@@ -15,15 +15,39 @@ Amazon Connect contact id.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field
 
 from app.ingest.model import SourceCall
-from app.ingest.parsers._amazon_analytics import analytics_turns, matched_categories, role_of_participant
+from app.ingest.parsers._amazon_analytics import (
+    AnalyticsOutput,
+    Turn,
+    analytics_turns,
+    refuse_unfinished_job,
+    role_of_participant,
+    vendor_hints,
+)
 from app.ingest.source import SourceDocument, call_metadata
+from app.ingest.vendor_json import Label, VendorModel, ignored_unless_object, read
 from app.schemas.transcript import Role
 
 FORMAT = "contact_lens"
 DESCRIPTION = "Amazon Connect Contact Lens post-call analysis JSON (voice)"
+
+
+class Participant(VendorModel):
+    ParticipantId: Label = None
+    ParticipantRole: Label = None
+
+
+class ContactMetadata(VendorModel):
+    ContactId: object = None
+
+
+class ContactLensOutput(AnalyticsOutput):
+    Participants: list[Participant] = Field(default_factory=list)
+    CustomerMetadata: Annotated[ContactMetadata | None, ignored_unless_object] = None
 
 
 def detect(doc: SourceDocument) -> bool:
@@ -36,49 +60,35 @@ def detect(doc: SourceDocument) -> bool:
 
 
 def parse(doc: SourceDocument) -> SourceCall:
-    reader = doc.reader
-    root = reader.object(doc.json(), "")
-    status = root.get("JobStatus")
-    if isinstance(status, str) and status.upper() != "COMPLETED":
-        raise doc.error("JobStatus", f"job status is {status!r}, not COMPLETED")
-    channel = root.get("Channel")
+    refuse_unfinished_job(doc)
+    root = doc.json()
+    channel = root.get("Channel") if isinstance(root, dict) else None
     if isinstance(channel, str) and channel.upper() != "VOICE":
         raise doc.error("Channel", f"only VOICE analysis files are supported, not {channel!r}")
+    output = read(doc, ContactLensOutput)
 
     roles: dict[str, Role] = {}
-    for position, raw in enumerate(reader.array(root.get("Participants", []), "Participants")):
-        path = f"Participants[{position}]"
-        participant = reader.object(raw, path)
-        participant_id = reader.label(participant.get("ParticipantId"), f"{path}.ParticipantId")
-        role = role_of_participant(reader.label(participant.get("ParticipantRole"), f"{path}.ParticipantRole"))
-        if participant_id is not None and role is not None:
-            roles[participant_id] = role
+    for participant in output.Participants:
+        role = role_of_participant(participant.ParticipantRole)
+        if participant.ParticipantId is not None and role is not None:
+            roles[participant.ParticipantId] = role
 
-    def speaker_of(turn: dict[str, Any], path: str) -> tuple[str | None, Role | None]:
-        participant_id = reader.label(turn.get("ParticipantId"), f"{path}.ParticipantId")
-        if participant_id is None:
+    def speaker_of(turn: Turn) -> tuple[str | None, Role | None]:
+        if turn.ParticipantId is None:
             return None, None
-        return participant_id, roles.get(participant_id) or role_of_participant(participant_id)
+        return turn.ParticipantId, roles.get(turn.ParticipantId) or role_of_participant(turn.ParticipantId)
 
-    turns = reader.array(reader.field(root, "Transcript", ""), "Transcript")
-    segments, insights = analytics_turns(reader, turns, speaker_of)
-    hints: dict[str, Any] = dict(insights)
-    categories = matched_categories(reader, root)
-    if categories:
-        hints["categories"] = categories
-    if hints:
-        hints["vendor"] = FORMAT
-    customer_metadata = root.get("CustomerMetadata")
-    contact_id = customer_metadata.get("ContactId") if isinstance(customer_metadata, dict) else None
+    segments, insights = analytics_turns(output.Transcript, speaker_of)
+    contact_id = output.CustomerMetadata.ContactId if output.CustomerMetadata else None
     return SourceCall(
         segments=segments,
         metadata=call_metadata(
             doc.name,
             {
                 "external_id": ("CustomerMetadata.ContactId", contact_id or None),
-                "language": ("LanguageCode", root.get("LanguageCode") or None),
+                "language": ("LanguageCode", output.LanguageCode or None),
             },
         ),
-        vendor_hints=hints,
+        vendor_hints=vendor_hints(output, insights, FORMAT),
         grouping="keep",
     )
