@@ -1,34 +1,37 @@
-"""Shared by the OpenAI and Whisper parsers: `segments: [{"start", "end", "text", "speaker"?}]`."""
+"""Shared by the OpenAI, Whisper and AssemblyAI parsers: `[{"text", "start", "end", "speaker"?}]`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.ingest.model import Segment
-from app.ingest.source import JsonReader, join_path
+from app.ingest.source import join_path
+from app.ingest.vendor_json import Label, Time, VendorModel
 
 
-def timed_segments(reader: JsonReader, segments: list[Any], *, speaker_key: str | None) -> list[Segment]:
-    result: list[Segment] = []
-    for position, raw in enumerate(segments):
-        path = join_path("segments", position)
-        segment = reader.object(raw, path)
-        speaker = reader.label(segment.get(speaker_key), f"{path}.{speaker_key}") if speaker_key else None
-        result.append(
-            Segment(
-                location=path,
-                text=reader.string(reader.field(segment, "text", path), f"{path}.text"),
-                speaker=speaker,
-                start=reader.seconds(segment.get("start"), f"{path}.start"),
-                end=reader.seconds(segment.get("end"), f"{path}.end"),
-                start_field="start",
-                end_field="end",
-            )
+class TimedText(VendorModel):
+    text: str
+    start: Time = None
+    end: Time = None
+    speaker: Label = None
+
+
+def timed_segments(
+    items: list[TimedText], path: str, *, with_speaker: bool = True, per_second: float = 1.0
+) -> list[Segment]:
+    """One segment per item; `per_second` is 1000 for millisecond times."""
+    return [
+        Segment(
+            location=join_path(path, position),
+            text=item.text,
+            speaker=item.speaker if with_speaker else None,
+            start=None if item.start is None else item.start / per_second,
+            end=None if item.end is None else item.end / per_second,
+            start_field="start",
+            end_field="end",
         )
-    return result
+        for position, item in enumerate(items)
+    ]
 
 
-def whole_text(reader: JsonReader, root: dict[str, Any]) -> list[Segment]:
+def whole_text(text: str | None) -> list[Segment]:
     """No segments: the response's `text` as one block of undiarized speech."""
-    text = reader.optional_string(root.get("text"), "text") or ""
-    return [Segment(location="text", text=text)] if text.strip() else []
+    return [Segment(location="text", text=text)] if text and text.strip() else []

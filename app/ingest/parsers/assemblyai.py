@@ -12,10 +12,10 @@ transcript with neither keeps its `text` as one block. Speaker labels are Assemb
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.ingest.model import Grouping, Segment, SourceCall
-from app.ingest.source import JsonReader, SourceDocument, call_metadata, join_path
+from app.ingest.parsers._segments import TimedText, timed_segments, whole_text
+from app.ingest.source import SourceDocument, call_metadata
+from app.ingest.vendor_json import VendorModel, read
 
 FORMAT = "assemblyai"
 DESCRIPTION = "AssemblyAI transcript JSON (utterances, or words with speakers)"
@@ -24,6 +24,13 @@ MILLISECONDS = 1000.0
 # Keys every AssemblyAI transcript object carries; together they tell it from other JSON.
 _MARKER_KEYS = frozenset({"audio_url", "status"})
 _COMPLETED = "completed"
+
+
+class AssemblyTranscript(VendorModel):
+    utterances: list[TimedText] | None = None
+    words: list[TimedText] | None = None
+    text: str | None = None
+    language_code: object = None
 
 
 def detect(doc: SourceDocument) -> bool:
@@ -37,46 +44,24 @@ def detect(doc: SourceDocument) -> bool:
     )
 
 
-def _segments(reader: JsonReader, items: list[Any], path: str, *, label_key: str) -> list[Segment]:
-    segments: list[Segment] = []
-    for position, raw in enumerate(items):
-        item_path = join_path(path, position)
-        item = reader.object(raw, item_path)
-        segments.append(
-            Segment(
-                location=item_path,
-                text=reader.string(reader.field(item, "text", item_path), f"{item_path}.text"),
-                speaker=reader.label(item.get(label_key), f"{item_path}.{label_key}"),
-                start=reader.seconds(item.get("start"), f"{item_path}.start", per_second=MILLISECONDS),
-                end=reader.seconds(item.get("end"), f"{item_path}.end", per_second=MILLISECONDS),
-                start_field="start",
-                end_field="end",
-            )
-        )
-    return segments
-
-
 def parse(doc: SourceDocument) -> SourceCall:
-    reader = doc.reader
-    root = reader.object(doc.json(), "")
-    status = root.get("status")
-    if status != _COMPLETED:
+    root = doc.json()
+    if isinstance(root, dict) and root.get("status") != _COMPLETED:
         error = root.get("error")
         detail = f": {error}" if isinstance(error, str) and error else ""
-        raise doc.error("status", f"transcript status is {status!r}, not {_COMPLETED!r}{detail}")
+        raise doc.error("status", f"transcript status is {root.get('status')!r}, not {_COMPLETED!r}{detail}")
+    transcript = read(doc, AssemblyTranscript)
 
-    utterances = root.get("utterances")
-    words = root.get("words")
     grouping: Grouping
-    if utterances:
-        segments = _segments(reader, reader.array(utterances, "utterances"), "utterances", label_key="speaker")
+    segments: list[Segment]
+    if transcript.utterances:
+        segments = timed_segments(transcript.utterances, "utterances", per_second=MILLISECONDS)
         grouping = "keep"
-    elif words:
-        segments = _segments(reader, reader.array(words, "words"), "words", label_key="speaker")
+    elif transcript.words:
+        segments = timed_segments(transcript.words, "words", per_second=MILLISECONDS)
         grouping = "words"
     else:
-        text = reader.optional_string(root.get("text"), "text") or ""
-        segments = [Segment(location="text", text=text)] if text.strip() else []
+        segments = whole_text(transcript.text)
         grouping = "keep"
 
     return SourceCall(
@@ -84,7 +69,7 @@ def parse(doc: SourceDocument) -> SourceCall:
         metadata=call_metadata(
             doc.name,
             {
-                "language": ("language_code", root.get("language_code") or None),
+                "language": ("language_code", transcript.language_code or None),
             },
         ),
         grouping=grouping,

@@ -18,14 +18,21 @@ from __future__ import annotations
 from typing import Any
 
 from app.ingest.model import SourceCall
-from app.ingest.parsers._segments import timed_segments, whole_text
+from app.ingest.parsers._segments import TimedText, timed_segments, whole_text
 from app.ingest.source import SourceDocument, call_metadata
+from app.ingest.vendor_json import VendorModel, read
 
 VERBOSE_FORMAT = "openai_verbose_json"
 DIARIZED_FORMAT = "openai_diarized_json"
 VERBOSE_DESCRIPTION = "OpenAI transcription verbose_json (segments, no speakers)"
 DIARIZED_DESCRIPTION = "OpenAI transcription diarized_json (segments with speakers)"
 _TASK = "transcribe"
+
+
+class TranscriptionResponse(VendorModel):
+    text: str | None = None
+    segments: list[TimedText] | None = None
+    language: object = None
 
 
 def _response(doc: SourceDocument) -> dict[str, Any] | None:
@@ -57,18 +64,14 @@ def detect_diarized(doc: SourceDocument) -> bool:
 
 
 def _parse(doc: SourceDocument, *, diarized: bool) -> SourceCall:
-    reader = doc.reader
-    root = reader.object(doc.json(), "")
-    raw_segments = root.get("segments")
-    if raw_segments:
-        segments = timed_segments(
-            reader, reader.array(raw_segments, "segments"), speaker_key="speaker" if diarized else None
-        )
+    response = read(doc, TranscriptionResponse)
+    if response.segments:
+        segments = timed_segments(response.segments, "segments", with_speaker=diarized)
     else:
-        segments = whole_text(reader, root)
+        segments = whole_text(response.text)
     return SourceCall(
         segments=segments,
-        metadata=call_metadata(doc.name, {"language": ("language", root.get("language") or None)}),
+        metadata=call_metadata(doc.name, {"language": ("language", response.language or None)}),
         grouping="keep",
     )
 

@@ -11,11 +11,17 @@ Each segment becomes one utterance. Without `speaker` the call is one undiarized
 from __future__ import annotations
 
 from app.ingest.model import SourceCall
-from app.ingest.parsers._segments import timed_segments
+from app.ingest.parsers._segments import TimedText, timed_segments
 from app.ingest.source import SourceDocument, call_metadata
+from app.ingest.vendor_json import VendorModel, read
 
 FORMAT = "whisper"
 DESCRIPTION = "Whisper-style segments JSON (openai-whisper, whisper-timestamped, WhisperX)"
+
+
+class WhisperResult(VendorModel):
+    segments: list[TimedText]
+    language: object = None
 
 
 def detect(doc: SourceDocument) -> bool:
@@ -26,12 +32,9 @@ def detect(doc: SourceDocument) -> bool:
 
 
 def parse(doc: SourceDocument) -> SourceCall:
-    reader = doc.reader
-    root = reader.object(doc.json(), "")
-    raw_segments = reader.array(reader.field(root, "segments", ""), "segments")
-    segments = timed_segments(reader, raw_segments, speaker_key="speaker")
+    result = read(doc, WhisperResult)
     return SourceCall(
-        segments=segments,
-        metadata=call_metadata(doc.name, {"language": ("language", root.get("language") or None)}),
+        segments=timed_segments(result.segments, "segments"),
+        metadata=call_metadata(doc.name, {"language": ("language", result.language or None)}),
         grouping="keep",
     )
