@@ -1,4 +1,5 @@
-"""Raw input handling shared by every parser: bytes to text, text to JSON, typed JSON field access.
+"""Raw input handling shared by every parser: bytes to text, text to JSON (vendor fields are then read
+through Pydantic models, app/ingest/vendor_json.py).
 
 Every problem becomes an `IngestError` naming the file, the place and the problem, so a parser
 never lets a `KeyError`, `TypeError`, `UnicodeDecodeError` or `JSONDecodeError` escape.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -144,6 +144,14 @@ def _check_strings(value: Any, path: str, source: str) -> None:
             _check_strings(item, join_path(path, position), source)
 
 
+def root_object(doc: SourceDocument) -> dict[str, Any]:
+    """The document's top-level JSON object; anything else is an IngestError."""
+    value = doc.json()
+    if not isinstance(value, dict):
+        raise IngestError(doc.name, "(top level)", f"expected an object, got {describe(value)}")
+    return value
+
+
 def join_path(path: str, key: str | int) -> str:
     """Extend a JSON field path: `results` + `channels` -> `results.channels`, + 0 -> `...[0]`."""
     if isinstance(key, int):
@@ -168,72 +176,6 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
-class JsonReader:
-    """Typed access to a parsed JSON document; every mismatch names the field path."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def error(self, path: str, problem: str) -> IngestError:
-        return IngestError(self.source, path or "(top level)", problem)
-
-    def object(self, value: Any, path: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.error(path, f"expected an object, got {describe(value)}")
-        return value
-
-    def array(self, value: Any, path: str) -> list[Any]:
-        if not isinstance(value, list):
-            raise self.error(path, f"expected an array, got {describe(value)}")
-        return value
-
-    def field(self, obj: Mapping[str, Any], key: str, path: str) -> Any:
-        if key not in obj:
-            raise self.error(join_path(path, key), "required field is missing")
-        return obj[key]
-
-    def string(self, value: Any, path: str) -> str:
-        if not isinstance(value, str):
-            raise self.error(path, f"expected a string, got {describe(value)}")
-        return value
-
-    def optional_string(self, value: Any, path: str) -> str | None:
-        return None if value is None else self.string(value, path)
-
-    def label(self, value: Any, path: str) -> str | None:
-        """A speaker label or id: vendors use strings ("A", "spk_0") or integers (0, 1)."""
-        if value is None:
-            return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        label = self.string(value, path).strip()
-        return label or None
-
-    def number(self, value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(path, f"expected a number, got {describe(value)}")
-        if not math.isfinite(value):
-            raise self.error(path, f"expected a finite number, got {value}")
-        return float(value)
-
-    def optional_number(self, value: Any, path: str) -> float | None:
-        return None if value is None else self.number(value, path)
-
-    def seconds(self, value: Any, path: str, *, per_second: float = 1.0) -> float | None:
-        """A time offset converted to seconds; `per_second` is 1000 for millisecond fields.
-
-        Numeric strings are accepted because some vendors (AWS Transcribe) write times as strings.
-        """
-        if value is None:
-            return None
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise self.error(path, f"expected a time in seconds, got {value!r}") from None
-        return self.number(value, path) / per_second
-
-
 _NOT_PARSED = object()
 # Word-level formats (AWS, Deepgram...) give several JSON objects per word and many words per
 # utterance; this bounds fragments, objects and lines per utterance allowed before grouping.
@@ -247,7 +189,6 @@ class SourceDocument:
     def __init__(self, name: str, text: str, *, max_utterances: int | None = None) -> None:
         self.name = name
         self.text = text
-        self.reader = JsonReader(name)
         self._json: Any = _NOT_PARSED
         # The per-call utterance limit; word-level formats may carry FRAGMENTS_PER_UTTERANCE times as
         # many fragments (words, JSON objects, lines) before they are grouped into utterances.

@@ -51,8 +51,8 @@ def _problem(error: ErrorDetails) -> str:
     return error["msg"]
 
 
-def location(loc: Sequence[int | str], base: str = "") -> str:
-    path = base
+def field_path(loc: Sequence[int | str]) -> str:
+    path = ""
     for key in loc:
         path = join_path(path, key)
     return path or "(top level)"
@@ -64,7 +64,7 @@ def read(doc: SourceDocument, model: type[Model]) -> Model:
         return model.model_validate(doc.json())
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        raise IngestError(doc.name, location(error["loc"]), _problem(error)) from None
+        raise IngestError(doc.name, field_path(error["loc"]), _problem(error)) from None
 
 
 def _fail(message: str, **context: Any) -> PydanticCustomError:

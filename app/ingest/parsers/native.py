@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.ingest.model import Segment, SourceCall
-from app.ingest.source import SourceDocument, call_metadata, join_path
+from app.ingest.source import SourceDocument, call_metadata, root_object
+from app.ingest.vendor_json import field_path
 from app.schemas.transcript import Role
 
 FORMAT = "native"
@@ -46,13 +47,6 @@ class NativeCall(BaseModel):
     utterances: list[NativeUtterance]
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for key in loc:
-        path = join_path(path, key)
-    return path
-
-
 def _problem(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         allowed = (
@@ -72,7 +66,7 @@ def detect(doc: SourceDocument) -> bool:
 
 
 def parse(doc: SourceDocument) -> SourceCall:
-    value = doc.reader.object(doc.json(), "")
+    value = root_object(doc)
     utterances = value.get(_UTTERANCES_KEY)
     if doc.max_utterances is not None and isinstance(utterances, list) and len(utterances) > doc.max_utterances:
         # Refused before a model per utterance is built.
@@ -84,7 +78,7 @@ def parse(doc: SourceDocument) -> SourceCall:
         errors = exc.errors()
         first = errors[0]
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise doc.error(_location(first["loc"]), _problem(first) + more) from exc
+        raise doc.error(field_path(first["loc"]), _problem(first) + more) from exc
 
     segments: list[Segment] = []
     for position, utterance in enumerate(call.utterances):
