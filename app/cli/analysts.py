@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 
 from app.analysts import grant_analyst, list_analysts, revoke_analyst
-from app.cli.common import JsonOpt, TenantOpt, checked_context, tenant_slug, transaction
+from app.cli.common import JsonOpt, TenantOpt, checked_context, tenant_context, transaction
 from app.cli.render import fail, print_json, print_secret, print_table, safe, say
 from app.pipeline.calls import find_tenant
 
@@ -27,8 +27,7 @@ def analysts_grant(
     """Create a read-only LOGIN role that sees only TENANT's rows in the analytics_* views.
 
     Prints its password once. The role cannot read tables (tokens included) or other tenants."""
-    ctx = checked_context()
-    slug = tenant_slug(ctx, tenant)
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         granted = grant_analyst(session, name, slug)
     if as_json:
@@ -68,8 +67,7 @@ def analysts_time_zone(
     tenant: TenantOpt = None,
 ) -> None:
     """Set the zone a tenant's due phrases ("by Friday") are resolved in (new extractions on)."""
-    ctx = checked_context()
-    slug = tenant_slug(ctx, tenant)
+    ctx, slug = tenant_context(tenant)
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -13,7 +13,7 @@ from app.cli.common import (
     JsonOpt,
     TenantOpt,
     checked_context,
-    enqueue,
+    enqueue_and_report,
     tenant_id_of,
 )
 from app.cli.ingest import process_with_progress
@@ -115,17 +115,6 @@ def status(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
     rows: list[list[object]] = [[state, str(count)] for state, count in counts.items()]
     rows.append([Markup("[bold]total[/bold]"), Markup(f"[bold]{sum(counts.values())}[/bold]")])
     print_table(("state", "calls"), rows)
-
-
-def enqueue_and_report(call_ids: list[str], what: str, *, as_json: bool) -> None:
-    """Hand requeued calls to the broker; exit 1 when it is down (they stay queued in the database)."""
-    enqueued = enqueue(call_ids)
-    if as_json:
-        print_json({"requeued": call_ids, "enqueued": enqueued})
-    else:
-        say(f"{len(call_ids)} {what} re-enqueued")
-    if not enqueued:
-        raise typer.Exit(1)
 
 
 def reconcile(

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from app.cli.render import err_console, fail, safe
+from app.cli.render import err_console, fail, print_json, safe, say
 from app.config import Settings, get_settings
 from app.context import AppContext
 from app.db.session import unit_of_work
@@ -69,6 +69,12 @@ def tenant_slug(ctx: AppContext, tenant: str | None) -> str:
     return tenant or ctx.settings.default_tenant
 
 
+def tenant_context(tenant: str | None) -> tuple[AppContext, str]:
+    """The checked context, and the tenant a command acts on (POSTCALL_DEFAULT_TENANT unless given)."""
+    ctx = checked_context()
+    return ctx, tenant_slug(ctx, tenant)
+
+
 def require_tenant_id(session: Session, slug: str) -> int:
     """The id of tenant `slug`; an unknown tenant is refused."""
     tenant_row = find_tenant(session, slug)
@@ -98,3 +104,14 @@ def enqueue(call_ids: list[str]) -> bool:
         )
         return False
     return True
+
+
+def enqueue_and_report(call_ids: list[str], what: str, *, as_json: bool) -> None:
+    """Hand requeued calls to the broker; exit 1 when it is down (they stay queued in the database)."""
+    enqueued = enqueue(call_ids)
+    if as_json:
+        print_json({"requeued": call_ids, "enqueued": enqueued})
+    else:
+        say(f"{len(call_ids)} {what} re-enqueued")
+    if not enqueued:
+        raise typer.Exit(1)

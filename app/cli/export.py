@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import TenantOpt, checked_context, require_tenant_id, tenant_slug, transaction
+from app.cli.common import TenantOpt, require_tenant_id, tenant_context, transaction
 from app.cli.render import err_console, fail, safe
 from app.export import ExportFormat, ExportWindow, export_bytes, parse_instant
 
@@ -23,8 +23,7 @@ def export(
     ] = None,
 ) -> None:
     """Stream a tenant's current extraction (calls, claims, evidence, review decisions), memory bounded."""
-    ctx = checked_context()
-    slug = tenant_slug(ctx, tenant)
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         window = ExportWindow(parse_instant(since, "--since"), parse_instant(until, "--until"))
         if fmt is ExportFormat.parquet and output is None and sys.stdout.isatty():

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import TenantOpt, checked_context, tenant_slug, transaction
+from app.cli.common import TenantOpt, checked_context, tenant_context, transaction
 from app.cli.render import console, fail, print_table, safe, say
 from app.pipeline.calls import find_tenant
 from app.pipeline.retention import purge_expired, retention_days_of, set_retention
@@ -38,8 +38,7 @@ def retention(
     tenant: TenantOpt = None,
 ) -> None:
     """Show or set a tenant's retention period (POSTCALL_RETENTION_DAYS is the default)."""
-    ctx = checked_context()
-    slug = tenant_slug(ctx, tenant)
+    ctx, slug = tenant_context(tenant)
     if days is not None and days < 0:
         raise fail("--days must be 0 or more")
     with transaction(ctx) as session:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import JsonOpt, TenantOpt, checked_context, tenant_slug, transaction
+from app.cli.common import JsonOpt, TenantOpt, checked_context, tenant_context, transaction
 from app.cli.render import print_json, print_secret, print_table, safe, say
 from app.models import UserRole
 from app.users import create_user, deactivate_user, list_users, set_view_pii
@@ -24,8 +24,7 @@ def users_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a user and print their API token. The token is shown this once; only its hash is stored."""
-    ctx = checked_context()
-    slug = tenant_slug(ctx, tenant)
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         created = create_user(session, tenant=slug, name=name, role=role, team=team, agent_id=agent_id)
         user_id = created.user.id
@@ -63,8 +62,7 @@ def users_deactivate(
     tenant: TenantOpt = None,
 ) -> None:
     """Switch a user off: their token and browser sessions stop working at once."""
-    ctx = checked_context()
-    slug = tenant_slug(ctx, tenant)
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         deactivate_user(session, slug, name)
     say(f"deactivated {safe(name)} in tenant {safe(slug)}")
@@ -77,8 +75,7 @@ def users_grant_pii(
     tenant: TenantOpt = None,
 ) -> None:
     """Allow a user to unmask card numbers, SSNs and accounts (every unmasked view is audited)."""
-    ctx = checked_context()
-    slug = tenant_slug(ctx, tenant)
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         set_view_pii(session, slug, name, allowed=not revoke)
     verb = "revoked view_pii from" if revoke else "granted view_pii to"

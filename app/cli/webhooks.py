@@ -9,18 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli.common import JsonOpt, TenantOpt, checked_context, require_tenant_id, tenant_slug, transaction
-from app.cli.render import print_json, print_secret, print_table, safe, say
-from app.handoff.endpoints import (
-    add_endpoint,
-    attempts_of,
-    disable_endpoint,
-    get_endpoint,
-    list_deliveries,
-    list_endpoints,
-    replay_deliveries,
-    rotate_secret,
+from app.cli.common import (
+    JsonOpt,
+    TenantOpt,
+    require_tenant_id,
+    tenant_context,
+    transaction,
 )
+from app.cli.render import print_json, print_secret, print_table, safe, say
+from app.handoff import endpoints as hooks
 from app.handoff.outbox import EventType
 from app.pipeline.calls import get_or_create_tenant
 
@@ -47,12 +44,11 @@ def webhooks_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Register an endpoint and print its signing secret. The secret is shown this once."""
-    ctx = checked_context()
-    slug = tenant_slug(ctx, tenant)
+    ctx, slug = tenant_context(tenant)
     wanted = [name.strip() for value in events or [] for name in value.split(",") if name.strip()]
     with transaction(ctx) as session:
         tenant_row = get_or_create_tenant(session, slug)
-        created = add_endpoint(session, ctx.settings, tenant_id=tenant_row.id, url=url,
+        created = hooks.add_endpoint(session, ctx.settings, tenant_id=tenant_row.id, url=url,
                                event_types=wanted or None, description=description)
         shown = _endpoint_json(created.endpoint)
     if as_json:
@@ -65,10 +61,10 @@ def webhooks_add(
 @webhooks_app.command("list")
 def webhooks_list(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
     """The tenant's endpoints (never their secrets)."""
-    ctx = checked_context()
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
-        endpoints = list_endpoints(session, require_tenant_id(session, tenant_slug(ctx, tenant)))
-        rows = [_endpoint_json(e) for e in endpoints]
+        found = hooks.list_endpoints(session, require_tenant_id(session, slug))
+        rows = [_endpoint_json(e) for e in found]
     if as_json:
         print_json({"endpoints": rows})
         return
@@ -82,20 +78,20 @@ def webhooks_list(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
 @webhooks_app.command("disable")
 def webhooks_disable(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None:
     """Stop sending to an endpoint; its pending deliveries are dead-lettered (replayable)."""
-    ctx = checked_context()
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
-        endpoint = get_endpoint(session, require_tenant_id(session, tenant_slug(ctx, tenant)), endpoint_id)
-        disable_endpoint(session, endpoint, "disabled from the command line")
+        endpoint = hooks.get_endpoint(session, require_tenant_id(session, slug), endpoint_id)
+        hooks.disable_endpoint(session, endpoint, "disabled from the command line")
     say(f"disabled endpoint {endpoint_id}")
 
 
 @webhooks_app.command("rotate-secret")
 def webhooks_rotate_secret(endpoint_id: EndpointArg, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
     """Give an endpoint a new signing secret. For 24 h deliveries carry both signatures (old and new)."""
-    ctx = checked_context()
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
-        endpoint = get_endpoint(session, require_tenant_id(session, tenant_slug(ctx, tenant)), endpoint_id)
-        secret = rotate_secret(session, ctx.settings, endpoint)
+        endpoint = hooks.get_endpoint(session, require_tenant_id(session, slug), endpoint_id)
+        secret = hooks.rotate_secret(session, ctx.settings, endpoint)
     if as_json:
         print_json({"id": endpoint_id, "secret": secret})
         return
@@ -113,18 +109,18 @@ def webhooks_deliveries(
     as_json: JsonOpt = False,
 ) -> None:
     """Recent deliveries, newest first: status, attempts, last HTTP status and error."""
-    ctx = checked_context()
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         rows: list[dict[str, Any]] = [
             {"id": r.delivery.id, "event_id": r.event_id, "type": r.event_type, "call_id": r.delivery.call_id,
              "endpoint_id": r.delivery.endpoint_id, "url": r.url, "status": r.delivery.status.value,
              "attempts": r.delivery.attempts, "last_status_code": r.delivery.last_status_code,
              "last_error": r.delivery.last_error, "next_attempt_at": r.delivery.next_attempt_at.isoformat()}
-            for r in list_deliveries(session, require_tenant_id(session, tenant_slug(ctx, tenant)), failed_only=failed,
+            for r in hooks.list_deliveries(session, require_tenant_id(session, slug), failed_only=failed,
                                      endpoint_id=endpoint, limit=limit)
         ]
         if show_attempts:
-            logged = attempts_of(session, [row["id"] for row in rows])
+            logged = hooks.attempts_of(session, [row["id"] for row in rows])
             for row in rows:
                 row["attempt_log"] = [
                     {"outcome": a.outcome, "status_code": a.status_code, "latency_ms": a.latency_ms,
@@ -154,8 +150,8 @@ def webhooks_replay(
     tenant: TenantOpt = None,
 ) -> None:
     """Send deliveries again with the same webhook-id and a fresh retry period."""
-    ctx = checked_context()
+    ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
-        replayed = replay_deliveries(session, ctx.settings, require_tenant_id(session, tenant_slug(ctx, tenant)),
+        replayed = hooks.replay_deliveries(session, ctx.settings, require_tenant_id(session, slug),
                                      delivery_ids=delivery_ids or (), event_id=event, all_dead=failed)
     say(f"replaying {len(replayed)} deliveries; the workers send them at their next sweep")

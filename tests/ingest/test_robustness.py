@@ -78,7 +78,7 @@ def test_forcing_a_format_on_foreign_input_names_the_problem(fmt: str, data: byt
     assert FALLBACK_PROBLEM not in caught.value.problem
 
 
-# ------------------------------------------------------------ hostile content, every format (issue 12)
+# ------------------------------------------------------------ hostile content, every format
 
 SAMPLES = Path(__file__).parents[2] / "samples"
 # One valid file per format: the fixtures and samples, and inline documents for the formats without one.

@@ -1,4 +1,5 @@
-"""Shared by the OpenAI, Whisper and AssemblyAI parsers: `[{"text", "start", "end", "speaker"?}]`."""
+"""Shared by the OpenAI, Whisper and AssemblyAI parsers (`[{"text", "start", "end", "speaker"?}]`), and the
+time ordering of multichannel output."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ def timed_segments(
         )
         for position, item in enumerate(items)
     ]
+
+
+def by_start_time(segments: list[Segment]) -> list[Segment]:
+    """Channels (or speakers) transcribed apart, interleaved by start time; stable, so the words of one
+    channel keep their order and punctuation stays with its word."""
+    return sorted(segments, key=lambda segment: segment.start if segment.start is not None else 0.0)
 
 
 def whole_text(text: str | None) -> list[Segment]:

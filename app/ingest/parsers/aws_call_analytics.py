@@ -9,20 +9,13 @@ Shape (docs.aws.amazon.com/transcribe, "Call Analytics output"):
      "Categories": {"MatchedCategories": [...]}, "ConversationCharacteristics": {...}}
 
 Roles come from `ParticipantRole` (confidence 1.0); the speaker label is that role as written.
-Detected issues, action items, outcomes and matched categories are kept as `vendor_hints`.
+Detected issues, action items, outcomes and matched categories are kept as `analytics.vendor_hints`.
 """
 
 from __future__ import annotations
 
 from app.ingest.model import SourceCall
-from app.ingest.parsers._amazon_analytics import (
-    AnalyticsOutput,
-    Turn,
-    analytics_turns,
-    refuse_unfinished_job,
-    role_of_participant,
-    vendor_hints,
-)
+from app.ingest.parsers import _amazon_analytics as analytics
 from app.ingest.source import SourceDocument, call_metadata
 from app.ingest.vendor_json import read
 from app.schemas.transcript import Role
@@ -31,7 +24,7 @@ FORMAT = "aws_call_analytics"
 DESCRIPTION = "Amazon Transcribe Call Analytics JSON (participant roles, detected issues/action items)"
 
 
-class CallAnalyticsOutput(AnalyticsOutput):
+class CallAnalyticsOutput(analytics.AnalyticsOutput):
     JobName: object = None
 
 
@@ -45,14 +38,14 @@ def detect(doc: SourceDocument) -> bool:
     return "JobName" in value or (bool(turns) and isinstance(turns[0], dict) and "ParticipantRole" in turns[0])
 
 
-def _speaker_of(turn: Turn) -> tuple[str | None, Role | None]:
-    return turn.ParticipantRole, role_of_participant(turn.ParticipantRole)
+def _speaker_of(turn: analytics.Turn) -> tuple[str | None, Role | None]:
+    return turn.ParticipantRole, analytics.role_of_participant(turn.ParticipantRole)
 
 
 def parse(doc: SourceDocument) -> SourceCall:
-    refuse_unfinished_job(doc)
+    analytics.refuse_unfinished_job(doc)
     output = read(doc, CallAnalyticsOutput)
-    segments, insights = analytics_turns(output.Transcript, _speaker_of)
+    segments, insights = analytics.analytics_turns(output.Transcript, _speaker_of)
     return SourceCall(
         segments=segments,
         metadata=call_metadata(
@@ -62,6 +55,6 @@ def parse(doc: SourceDocument) -> SourceCall:
                 "language": ("LanguageCode", output.LanguageCode or None),
             },
         ),
-        vendor_hints=vendor_hints(output, insights, FORMAT),
+        vendor_hints=analytics.vendor_hints(output, insights, FORMAT),
         grouping="keep",
     )

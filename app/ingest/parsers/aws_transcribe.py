@@ -24,6 +24,7 @@ from typing import Annotated
 from pydantic import Field
 
 from app.ingest.model import Segment, SourceCall
+from app.ingest.parsers._segments import by_start_time
 from app.ingest.source import SourceDocument, call_metadata, join_path
 from app.ingest.vendor_json import Label, Time, VendorModel, ignored_unless_object, read
 
@@ -153,12 +154,7 @@ def _channel_segments(results: Results) -> list[Segment] | None:
         path = f"results.channel_labels.channels[{position}].items"
         for segment in _item_segments(channel.items, path, {}):
             merged.append(segment if segment.speaker else replace(segment, speaker=label))
-    return _by_time(merged)
-
-
-def _by_time(segments: list[Segment]) -> list[Segment]:
-    # Stable: words of one channel keep their order; punctuation is already attached to its word.
-    return sorted(segments, key=lambda segment: segment.start if segment.start is not None else 0.0)
+    return by_start_time(merged)
 
 
 def _full_transcript(results: Results) -> list[Segment]:
@@ -181,7 +177,7 @@ def parse(doc: SourceDocument) -> SourceCall:
     if segments is None:
         segments = _item_segments(results.items, "results.items", _speakers_by_start(results))
         if any(item.channel_label is not None for item in results.items):
-            segments = _by_time(segments)  # two channels transcribed apart: interleave by time
+            segments = by_start_time(segments)  # two channels transcribed apart: interleave by time
     if not segments:
         segments = _full_transcript(results)
 

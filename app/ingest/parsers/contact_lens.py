@@ -20,14 +20,7 @@ from typing import Annotated
 from pydantic import Field
 
 from app.ingest.model import SourceCall
-from app.ingest.parsers._amazon_analytics import (
-    AnalyticsOutput,
-    Turn,
-    analytics_turns,
-    refuse_unfinished_job,
-    role_of_participant,
-    vendor_hints,
-)
+from app.ingest.parsers import _amazon_analytics as analytics
 from app.ingest.source import SourceDocument, call_metadata
 from app.ingest.vendor_json import Label, VendorModel, ignored_unless_object, read
 from app.schemas.transcript import Role
@@ -45,7 +38,7 @@ class ContactMetadata(VendorModel):
     ContactId: object = None
 
 
-class ContactLensOutput(AnalyticsOutput):
+class ContactLensOutput(analytics.AnalyticsOutput):
     Participants: list[Participant] = Field(default_factory=list)
     CustomerMetadata: Annotated[ContactMetadata | None, ignored_unless_object] = None
 
@@ -60,7 +53,7 @@ def detect(doc: SourceDocument) -> bool:
 
 
 def parse(doc: SourceDocument) -> SourceCall:
-    refuse_unfinished_job(doc)
+    analytics.refuse_unfinished_job(doc)
     root = doc.json()
     channel = root.get("Channel") if isinstance(root, dict) else None
     if isinstance(channel, str) and channel.upper() != "VOICE":
@@ -69,16 +62,16 @@ def parse(doc: SourceDocument) -> SourceCall:
 
     roles: dict[str, Role] = {}
     for participant in output.Participants:
-        role = role_of_participant(participant.ParticipantRole)
+        role = analytics.role_of_participant(participant.ParticipantRole)
         if participant.ParticipantId is not None and role is not None:
             roles[participant.ParticipantId] = role
 
-    def speaker_of(turn: Turn) -> tuple[str | None, Role | None]:
+    def speaker_of(turn: analytics.Turn) -> tuple[str | None, Role | None]:
         if turn.ParticipantId is None:
             return None, None
-        return turn.ParticipantId, roles.get(turn.ParticipantId) or role_of_participant(turn.ParticipantId)
+        return turn.ParticipantId, roles.get(turn.ParticipantId) or analytics.role_of_participant(turn.ParticipantId)
 
-    segments, insights = analytics_turns(output.Transcript, speaker_of)
+    segments, insights = analytics.analytics_turns(output.Transcript, speaker_of)
     contact_id = output.CustomerMetadata.ContactId if output.CustomerMetadata else None
     return SourceCall(
         segments=segments,
@@ -89,6 +82,6 @@ def parse(doc: SourceDocument) -> SourceCall:
                 "language": ("LanguageCode", output.LanguageCode or None),
             },
         ),
-        vendor_hints=vendor_hints(output, insights, FORMAT),
+        vendor_hints=analytics.vendor_hints(output, insights, FORMAT),
         grouping="keep",
     )

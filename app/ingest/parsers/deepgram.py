@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import Field
 
 from app.ingest.model import Grouping, Segment, SourceCall
+from app.ingest.parsers._segments import by_start_time
 from app.ingest.source import SourceDocument, call_metadata, join_path
 from app.ingest.vendor_json import Label, OptionalNumber, Time, VendorModel, read
 
@@ -132,11 +133,6 @@ def _word_segments(doc: SourceDocument, channels: list[Channel], multichannel: b
     return segments
 
 
-def _by_time(segments: list[Segment]) -> list[Segment]:
-    # Channels are transcribed independently; interleave them by start time (stable within a channel).
-    return sorted(segments, key=lambda segment: segment.start if segment.start is not None else 0.0)
-
-
 def parse(doc: SourceDocument) -> SourceCall:
     response = read(doc, Response)
     channels = response.results.channels
@@ -151,7 +147,7 @@ def parse(doc: SourceDocument) -> SourceCall:
         segments = _word_segments(doc, channels, multichannel)
         grouping = "words"
     if multichannel:
-        segments = _by_time(segments)
+        segments = by_start_time(segments)
     language = channels[0].detected_language if channels else None
 
     return SourceCall(
