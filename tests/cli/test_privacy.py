@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.config import get_settings
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.models import Call, User, UserRole
 from app.pipeline.store import store_transcript
@@ -18,13 +16,6 @@ from app.users import create_user
 from app.worker.celery_app import TASK_PURGE, celery_app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("POSTCALL_DATABASE_URL", sqlite_url)
-    get_settings.cache_clear()
-    return sqlite_url
 
 
 def _old_call(url: str) -> str:

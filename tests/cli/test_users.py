@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from app.cli.users import users_app
-from app.config import get_settings
 from app.db.session import create_db_engine, make_session_factory
 from app.users import authenticate
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("POSTCALL_DATABASE_URL", sqlite_url)
-    get_settings.cache_clear()
-    return sqlite_url
 
 
 def test_users_add_prints_a_working_token_once_and_list_never_shows_it(database: str) -> None:
