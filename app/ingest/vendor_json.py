@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from app.errors import IngestError
@@ -60,11 +60,25 @@ def field_path(loc: Sequence[int | str]) -> str:
 
 def read(doc: SourceDocument, model: type[Model]) -> Model:
     """The document as `model`; the first problem found is an IngestError naming its place."""
+    return read_part(doc, TypeAdapter(model), doc.json(), ())
+
+
+Part = TypeVar("Part")
+
+
+def read_part(doc: SourceDocument, shape: TypeAdapter[Part], value: Any, at: Sequence[int | str]) -> Part:
+    """`value`, found at `at` in the document, as `shape`: for a part read only when the parser uses it
+    (a vendor's word list beside the utterances it also gives, say)."""
     try:
-        return model.model_validate(doc.json())
+        return shape.validate_python(value)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        raise IngestError(doc.name, field_path(error["loc"]), _problem(error)) from None
+        raise IngestError(doc.name, field_path([*at, *error["loc"]]), _problem(error)) from None
+
+
+def label_at(doc: SourceDocument, value: Any, at: Sequence[int | str]) -> str | None:
+    """A speaker label found at `at` (see `Label`), for parsers that choose between label fields."""
+    return read_part(doc, _LABEL, value, at)
 
 
 def _fail(message: str, **context: Any) -> PydanticCustomError:
@@ -109,3 +123,4 @@ Label = Annotated[str | None, BeforeValidator(_label)]
 Time = Annotated[float | None, BeforeValidator(_time)]
 Number = Annotated[float, BeforeValidator(_number)]
 OptionalNumber = Annotated[float | None, BeforeValidator(lambda value: None if value is None else _number(value))]
+_LABEL: TypeAdapter[str | None] = TypeAdapter(Label)

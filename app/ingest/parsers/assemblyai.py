@@ -12,10 +12,12 @@ transcript with neither keeps its `text` as one block. Speaker labels are Assemb
 
 from __future__ import annotations
 
+from pydantic import TypeAdapter
+
 from app.ingest.model import Grouping, Segment, SourceCall
 from app.ingest.parsers._segments import TimedText, timed_segments, whole_text
 from app.ingest.source import SourceDocument, call_metadata
-from app.ingest.vendor_json import VendorModel, read
+from app.ingest.vendor_json import VendorModel, read, read_part
 
 FORMAT = "assemblyai"
 DESCRIPTION = "AssemblyAI transcript JSON (utterances, or words with speakers)"
@@ -24,11 +26,13 @@ MILLISECONDS = 1000.0
 # Keys every AssemblyAI transcript object carries; together they tell it from other JSON.
 _MARKER_KEYS = frozenset({"audio_url", "status"})
 _COMPLETED = "completed"
+_TIMED_TEXTS = TypeAdapter(list[TimedText])
 
 
 class AssemblyTranscript(VendorModel):
-    utterances: list[TimedText] | None = None
-    words: list[TimedText] | None = None
+    # Only the list used is read (utterances when there are any, else words).
+    utterances: list[object] | None = None
+    words: list[object] | None = None
     text: str | None = None
     language_code: object = None
 
@@ -55,10 +59,12 @@ def parse(doc: SourceDocument) -> SourceCall:
     grouping: Grouping
     segments: list[Segment]
     if transcript.utterances:
-        segments = timed_segments(transcript.utterances, "utterances", per_second=MILLISECONDS)
+        utterances = read_part(doc, _TIMED_TEXTS, transcript.utterances, ("utterances",))
+        segments = timed_segments(utterances, "utterances", per_second=MILLISECONDS)
         grouping = "keep"
     elif transcript.words:
-        segments = timed_segments(transcript.words, "words", per_second=MILLISECONDS)
+        words = read_part(doc, _TIMED_TEXTS, transcript.words, ("words",))
+        segments = timed_segments(words, "words", per_second=MILLISECONDS)
         grouping = "words"
     else:
         segments = whole_text(transcript.text)

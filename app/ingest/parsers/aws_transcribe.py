@@ -26,7 +26,7 @@ from pydantic import Field
 from app.ingest.model import Segment, SourceCall
 from app.ingest.parsers._segments import by_start_time
 from app.ingest.source import SourceDocument, call_metadata, join_path
-from app.ingest.vendor_json import Label, Time, VendorModel, ignored_unless_object, read
+from app.ingest.vendor_json import Label, Time, VendorModel, ignored_unless_object, label_at, read
 
 FORMAT = "aws_transcribe"
 DESCRIPTION = "Amazon Transcribe standard output (speaker labels or channel labels + items)"
@@ -43,8 +43,9 @@ class Item(VendorModel):
     alternatives: list[Alternative]
     start_time: Time = None
     end_time: Time = None
-    speaker_label: Label = None
-    channel_label: Label = None
+    # The first one given names the speaker; checked where it is used.
+    speaker_label: object = None
+    channel_label: object = None
 
 
 class LabelledItem(VendorModel):
@@ -98,7 +99,9 @@ def detect(doc: SourceDocument) -> bool:
     return isinstance(results, dict) and "transcripts" in results and "jobName" in value
 
 
-def _item_segments(items: list[Item], path: str, speaker_at: dict[float, str]) -> list[Segment]:
+def _item_segments(
+    doc: SourceDocument, items: list[Item], path: str, speaker_at: dict[float, str]
+) -> list[Segment]:
     segments: list[Segment] = []
     for position, item in enumerate(items):
         content = item.alternatives[0].content if item.alternatives else ""
@@ -106,7 +109,7 @@ def _item_segments(items: list[Item], path: str, speaker_at: dict[float, str]) -
             if segments:
                 segments[-1] = replace(segments[-1], text=segments[-1].text + content)
             continue
-        speaker = item.speaker_label or item.channel_label
+        speaker = label_at(doc, item.speaker_label or item.channel_label, (path, position, "speaker_label"))
         if speaker is None and item.start_time is not None:
             speaker = speaker_at.get(item.start_time)
         segments.append(
@@ -144,7 +147,7 @@ def _speakers_by_start(results: Results) -> dict[float, str]:
     return mapping
 
 
-def _channel_segments(results: Results) -> list[Segment] | None:
+def _channel_segments(doc: SourceDocument, results: Results) -> list[Segment] | None:
     """Older channel-identified output: items listed per channel; interleave them by time."""
     if results.channel_labels is None:
         return None
@@ -152,7 +155,7 @@ def _channel_segments(results: Results) -> list[Segment] | None:
     for position, channel in enumerate(results.channel_labels.channels):
         label = channel.channel_label or f"ch_{position}"
         path = f"results.channel_labels.channels[{position}].items"
-        for segment in _item_segments(channel.items, path, {}):
+        for segment in _item_segments(doc, channel.items, path, {}):
             merged.append(segment if segment.speaker else replace(segment, speaker=label))
     return by_start_time(merged)
 
@@ -170,13 +173,13 @@ def parse(doc: SourceDocument) -> SourceCall:
         raise doc.error("status", f"transcription job status is {status!r}, not COMPLETED")
     job = read(doc, Job)
     results = job.results
-    has_own_labels = any(item.speaker_label is not None or item.channel_label is not None for item in results.items)
+    has_own_labels = any({"speaker_label", "channel_label"} & item.model_fields_set for item in results.items)
     segments: list[Segment] | None = None
     if not has_own_labels:
-        segments = _channel_segments(results)
+        segments = _channel_segments(doc, results)
     if segments is None:
-        segments = _item_segments(results.items, "results.items", _speakers_by_start(results))
-        if any(item.channel_label is not None for item in results.items):
+        segments = _item_segments(doc, results.items, "results.items", _speakers_by_start(results))
+        if any("channel_label" in item.model_fields_set for item in results.items):
             segments = by_start_time(segments)  # two channels transcribed apart: interleave by time
     if not segments:
         segments = _full_transcript(results)

@@ -16,20 +16,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
 from app.ingest.model import Grouping, Segment, SourceCall
 from app.ingest.parsers._segments import by_start_time
-from app.ingest.source import SourceDocument, call_metadata, join_path
-from app.ingest.vendor_json import Label, OptionalNumber, Time, VendorModel, read
+from app.ingest.source import SourceDocument, call_metadata, describe, join_path
+from app.ingest.vendor_json import Label, OptionalNumber, Time, VendorModel, read, read_part
 
 FORMAT = "deepgram"
 DESCRIPTION = "Deepgram pre-recorded JSON (utterances, or diarized/multichannel words)"
 
 
 class Word(VendorModel):
-    word: str | None = None
-    punctuated_word: str | None = None
+    # Either spelling is the word's text (the punctuated one when present); checked where it is used.
+    word: object = None
+    punctuated_word: object = None
     start: Time = None
     end: Time = None
     speaker: Label = None
@@ -37,7 +38,8 @@ class Word(VendorModel):
 
 class Alternative(VendorModel):
     transcript: str | None = None
-    words: list[Word] = Field(default_factory=list)
+    # Read only when the response has no utterances (see `_word_segments`).
+    words: list[object] = Field(default_factory=list)
 
 
 class Channel(VendorModel):
@@ -56,6 +58,9 @@ class Utterance(VendorModel):
 class Results(VendorModel):
     channels: list[Channel]
     utterances: list[Utterance] | None = None
+
+
+_WORD = TypeAdapter(Word)
 
 
 class Response(VendorModel):
@@ -114,11 +119,14 @@ def _word_segments(doc: SourceDocument, channels: list[Channel], multichannel: b
                     )
                 )
             continue
-        for position, word in enumerate(alternative.words):
+        for position, raw in enumerate(alternative.words):
             path = join_path(f"{alternative_path}.words", position)
+            word = read_part(doc, _WORD, raw, (path,))
             text = word.punctuated_word if word.punctuated_word is not None else word.word
-            if text is None:
+            if text is None and "word" not in word.model_fields_set:
                 raise doc.error(f"{path}.word", "required field is missing")
+            if not isinstance(text, str):
+                raise doc.error(f"{path}.word", f"expected a string, got {describe(text)}")
             segments.append(
                 Segment(
                     location=path,
