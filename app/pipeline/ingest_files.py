@@ -4,7 +4,7 @@ the good ones. Used by the `ingest`, `process` and `demo` commands."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,7 @@ class IngestResult:
     warnings: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "format": self.format,
-            "call_id": self.call_id,
-            "external_id": self.external_id,
-            "status": self.status,
-            "error": self.error,
-            "warnings": list(self.warnings),
-        }
+        return {**asdict(self), "warnings": list(self.warnings)}
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
