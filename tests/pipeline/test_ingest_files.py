@@ -1,0 +1,43 @@
+"""Ingesting files (app/pipeline/ingest_files.py): each file in its own transaction, a bad one reported
+beside the good ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.config import PROJECT_ROOT, Settings
+from app.context import AppContext
+from app.db.session import unit_of_work
+from app.models import CallState
+from app.pipeline.calls import count_by_state
+from app.pipeline.ingest_files import expand_paths, ingest_files
+from app.pipeline.store import Actor, StoreStatus
+
+SAMPLES = PROJECT_ROOT / "samples"
+
+
+def test_expand_paths_lists_transcripts_of_a_folder_and_keeps_files_as_given(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / "README.md").write_text("not a call")
+    (tmp_path / ".hidden.txt").write_text("x")
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "b.vtt").write_text("WEBVTT")
+    given = tmp_path / "anything.bin"
+    assert expand_paths([tmp_path, given]) == [tmp_path / "a.json", tmp_path / "nested" / "b.vtt", given]
+
+
+def test_a_bad_file_is_reported_and_the_good_ones_are_stored(sqlite_url: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"utterances": [')
+    missing = tmp_path / "missing.json"
+    ctx = AppContext(Settings(database_url=sqlite_url))
+    files = [SAMPLES / "bank_lost_card.json", broken, missing, SAMPLES / "utility_billing.txt"]
+    results = ingest_files(ctx, files, tenant="acme", actor=Actor("test"))
+    assert [r.status for r in results] == [StoreStatus.created, None, None, StoreStatus.created]
+    assert results[1].error is not None and "broken.json" in results[1].error and "JSON" in results[1].error
+    assert results[2].error is not None and "missing.json: file not found" in results[2].error
+    assert results[0].as_json()["format"] == results[0].format and results[0].call_id
+    with unit_of_work(ctx.session_factory) as session:
+        assert count_by_state(session)[CallState.queued.value] == 2
+    again = ingest_files(ctx, files[:1], tenant="acme", actor=Actor("test"))
+    assert again[0].status == StoreStatus.unchanged and again[0].call_id == results[0].call_id
