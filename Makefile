@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-pii bench-batch bench-due-dates
+.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-ingest-parse bench-pii bench-batch bench-due-dates
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-handoff: $(STAMP)
 
 bench-ingest-memory: $(STAMP)
 	$(BIN)/python -m bench.ingest_memory.run
+
+bench-ingest-parse: $(STAMP)
+	$(BIN)/python -m bench.ingest_parse.run
 
 bench-pii: $(STAMP)
 	$(BIN)/python -m bench.pii.run
