@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Sequence
 
 from app.grounding.align import PreparedTranscript
-from app.grounding.normalize import NEGATION_VALUE, TokenKind, normalize
 from app.grounding.reasons import Reason
 from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerificationReport, VerifiedClaim, VerifiedEvidence
 from app.schemas.transcript import Role, Transcript, Utterance
+from app.text.normalize import NEGATION_VALUE, TokenKind, normalize
 
 # Words that make evidence negative even without "not": a claim "could not log in" may rest on
 # "the login failed". Used only for the claim-level negation check, never to compare quotes.
@@ -99,17 +99,35 @@ def _claim_failure(
     return None
 
 
+def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason | None:
+    """Which critical detail (number, amount, date, ID, negation) of `text` the evidence texts lack, if any.
+
+    The check a grounded claim passes once its quotes are found; the heuristic provider runs it on the
+    claims it writes, so both agree on what a claim may say.
+    """
+    claim_values = normalize(text).critical_values()
+    return _unsupported_detail(claim_values, *_texts_profile(evidence_texts)) if claim_values else None
+
+
 def _evidence_profile(
     prepared: PreparedTranscript, evidence: list[VerifiedEvidence]
 ) -> tuple[Counter[str], set[str]]:
     """The critical values (as a multiset) and the words of the evidence spans, normalized once per claim."""
+    return _texts_profile(
+        [
+            prepared.utterances[piece.utterance].text[piece.char_start : piece.char_end]
+            for piece in evidence
+            if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
+        ]
+    )
+
+
+def _texts_profile(texts: Sequence[str]) -> tuple[Counter[str], set[str]]:
     # As a multiset: "2017 ... not 2016" does not support a claim that says 2017 twice.
     evidence_values: Counter[str] = Counter()
     evidence_words: set[str] = set()
-    for piece in evidence:
-        if piece.utterance is None or piece.char_start is None or piece.char_end is None:
-            continue
-        span = normalize(prepared.utterances[piece.utterance].text[piece.char_start : piece.char_end])
+    for text in texts:
+        span = normalize(text)
         evidence_values.update(value for _, value in span.critical_values())
         evidence_words.update(span.tokens)
     return evidence_values, evidence_words

@@ -289,3 +289,15 @@ def infer_roles(
     inferred = [value for speaker in speakers if (value := confidences[speaker]) is not None]
     overall = min(inferred) if inferred else None
     return RoleInference(_with_roles(utterances, roles, confidences), overall, warnings)
+
+
+def roles_of(utterances: Sequence[Utterance]) -> list[Role]:
+    """One role per utterance: the stored one, and for utterances stored without one the rule above.
+
+    Ingestion stores every transcript's roles; readers (the heuristic provider) take them from here, so
+    a transcript built elsewhere gets the same answer ingestion would have given, never a second rule.
+    """
+    if all(utterance.role is not Role.unknown for utterance in utterances):
+        return [utterance.role for utterance in utterances]
+    known = {utterance.speaker: utterance.role for utterance in utterances if utterance.role is not Role.unknown}
+    return [utterance.role for utterance in infer_roles(utterances, known=known).utterances]

@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.ingest.roles import roles_of
 from app.llm.base import ExtractionProvider, ProviderResult, Usage
 from app.llm.heuristic_cues import (
     ACKNOWLEDGED_OBJECT,
@@ -56,11 +57,9 @@ from app.llm.heuristic_cues import (
     CueSet,
     cue_set,
 )
-from app.llm.heuristic_roles import resolve_roles
 from app.llm.heuristic_text import (
     Sentence,
     clause_span,
-    critical_tokens,
     critical_tokens_preserved,
     find_due,
     quote_span,
@@ -236,7 +235,7 @@ def extract_heuristic(transcript: Transcript) -> Extraction:
 class _Extractor:
     def __init__(self, transcript: Transcript) -> None:
         self.texts = [u.text for u in transcript.utterances]
-        roles = resolve_roles(transcript.utterances)
+        roles = roles_of(transcript.utterances)
         count = len(transcript.utterances)
         self.units: list[_Unit] = []
         for utterance, role in zip(transcript.utterances, roles, strict=True):
@@ -612,7 +611,7 @@ class _Extractor:
     def _guarded(self, claim: _Claim, speaker: str, *, label: str | None = None) -> _Claim:
         """Fall back to a verbatim report of the speaker when rewriting changed a critical token."""
         evidence = [self._quote_text(q) for q in claim.quotes]
-        if not critical_tokens(claim.text) or critical_tokens_preserved(claim.text, evidence):
+        if critical_tokens_preserved(claim.text, evidence):
             return claim
         said = " ".join(evidence)
         who = "The customer" if speaker == "customer" else "The agent"

@@ -50,7 +50,9 @@ def grounding_answers(data: Path) -> Answers:
     answers: Answers = {}
     prepared: dict[str, PreparedTranscript] = {}
     for case in case_set.cases:
-        transcript = prepared.setdefault(case.transcript_id, PreparedTranscript(case_set.transcripts[case.transcript_id]))
+        if case.transcript_id not in prepared:
+            prepared[case.transcript_id] = PreparedTranscript(case_set.transcripts[case.transcript_id])
+        transcript = prepared[case.transcript_id]
         evidence = transcript.align_quote(case.cited, case.quote)
         key = f"quote {case.category} {case.transcript_id} #{case.cited} {case.quote!r}"
         answers[key] = [piece.model_dump(mode="json") for piece in evidence]

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.grounding.normalize import CRITICAL_KINDS, normalize
 from app.schemas.transcript import Role, Utterance
+from app.text.normalize import CRITICAL_KINDS, normalize
 from bench.datasets import (
     SHARED_DATA_DIR,
     TWEETSUMM_ROLES,
