@@ -7,19 +7,25 @@ Three checks sit on top of quote alignment:
 - the claim's own critical tokens must appear in its evidence: "$45 refund" resting on "I'll refund
   the $40" is `unsupported_number`, even though the quote itself is verbatim;
 - an action item the agent owns must rest on agent speech (`owner_mismatch`); one the customer owns
-  may rest on either side's words. Utterances of unknown role never cause a mismatch.
+  may rest on either side's words. Utterances of unknown role never cause an owner mismatch;
+- a claim that says what a party said ("The customer said ...", "the agent confirmed ...") must rest on
+  some speech of that party (`speaker_mismatch`): the other party's words, or a speaker of unknown
+  role, do not show who said it.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 
 from app.grounding.align import PreparedTranscript
 from app.grounding.reasons import Reason
+from app.ingest.roles import role_from_label
 from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerificationReport, VerifiedClaim, VerifiedEvidence
 from app.schemas.transcript import Role, Transcript, Utterance
+from app.text.lexicon import ATTRIBUTION_VERBS
 from app.text.normalize import NEGATION_VALUE, TokenKind, normalize
 
 # Words that make evidence negative even without "not": a claim "could not log in" may rest on
@@ -28,6 +34,13 @@ NEGATIVE_POLARITY_WORDS = frozenset(
     {"unable", "fail", "failed", "fails", "failing", "refuse", "refused", "declined", "denied", "without"}
 )
 NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent, TokenKind.time})
+# A claim's subject when it is a party ("The customer", "Reason: the caller"), the verb after it, and an
+# adverb that may stand between them ("the agent also confirmed").
+_ATTRIBUTION = re.compile(
+    r"\s*(?:\w+(?: \w+)?:\s*)?(?:the\s+)?(?P<party>customer|caller|client|agent|representative|rep)\s+"
+    r"(?:(?:also|then|just|first|later|initially|again|only|never|not)\s+)?(?P<verb>[a-z]+)\b",
+    re.IGNORECASE,
+)
 
 _cached: tuple[Sequence[Utterance], PreparedTranscript] | None = None
 
@@ -96,7 +109,22 @@ def _claim_failure(
             return unsupported
     if owner is Owner.agent and _rests_only_on_customer(prepared, evidence):
         return Reason.owner_mismatch
+    speaker = attributed_role(text)
+    if speaker is not None and speaker not in _evidence_roles(prepared, evidence):
+        return Reason.speaker_mismatch
     return None
+
+
+def attributed_role(text: str) -> Role | None:
+    """The party a claim says spoke: "The customer said ...", "Outcome: the agent confirmed ..."."""
+    match = _ATTRIBUTION.match(text)
+    if match is None or match.group("verb").lower() not in ATTRIBUTION_VERBS:
+        return None
+    return role_from_label(match.group("party"))
+
+
+def _evidence_roles(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> set[Role]:
+    return {prepared.utterances[piece.utterance].role for piece in evidence if piece.utterance is not None}
 
 
 def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason | None:
@@ -160,9 +188,7 @@ def _unsupported_detail(
 
 
 def _rests_only_on_customer(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> bool:
-    roles = {
-        prepared.utterances[piece.utterance].role for piece in evidence if piece.utterance is not None
-    }
+    roles = _evidence_roles(prepared, evidence)
     return bool(roles) and roles == {Role.customer}
 
 

@@ -58,6 +58,24 @@ ANSWER_OPENERS = frozenset(
 # What may stand before a response particle at the start of a turn without making it mid-clause.
 TURN_OPENERS = frozenset({"oh", "well", "uh", "um", "er", "erm", "ah", "hmm", "mm", "um,", "uh,"})
 
+# --- attribution ----------------------------------------------------------------------------------
+
+# Verbs that attribute speech or a stance to a party ("the customer said", "the agent confirmed"): a claim
+# that opens with one rests on that party's words.
+ATTRIBUTION_VERBS = frozenset(
+    {
+        "say", "says", "said", "ask", "asks", "asked", "tell", "tells", "told", "call", "calls", "called",
+        "report", "reports", "reported", "state", "states", "stated", "mention", "mentions", "mentioned",
+        "explain", "explains", "explained", "request", "requests", "requested", "want", "wants", "wanted",
+        "need", "needs", "needed", "complain", "complains", "complained", "confirm", "confirms",
+        "confirmed", "agree", "agrees", "agreed", "decline", "declines", "declined", "refuse", "refuses",
+        "refused", "promise", "promises", "promised", "offer", "offers", "offered", "apologize",
+        "apologizes", "apologized", "apologise", "apologises", "apologised", "thank", "thanks", "thanked",
+        "note", "notes", "noted", "claim", "claims", "claimed", "reply", "replies", "replied", "answer",
+        "answers", "answered", "insist", "insists", "insisted", "wonder", "wonders", "wondered",
+    }
+)  # fmt: skip
+
 # --- fillers and non-speech ----------------------------------------------------------------------
 
 # Hesitations that carry no content. "like", "you know" and "I mean" are deliberately absent: they are
