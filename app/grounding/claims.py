@@ -25,7 +25,7 @@ from app.ingest.roles import role_from_label
 from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerificationReport, VerifiedClaim, VerifiedEvidence
 from app.schemas.transcript import Role, Transcript, Utterance
-from app.text.lexicon import ATTRIBUTION_VERBS
+from app.text.lexicon import AGENT_WORDS, ATTRIBUTION_VERBS, CUSTOMER_WORDS, alternation
 from app.text.normalize import NEGATION_VALUE, TokenKind, normalize
 
 # Words that make evidence negative even without "not": a claim "could not log in" may rest on
@@ -37,7 +37,7 @@ NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent
 # A claim's subject when it is a party ("The customer", "Reason: the caller"), the verb after it, and an
 # adverb that may stand between them ("the agent also confirmed").
 _ATTRIBUTION = re.compile(
-    r"\s*(?:\w+(?: \w+)?:\s*)?(?:the\s+)?(?P<party>customer|caller|client|agent|representative|rep)\s+"
+    rf"\s*(?:\w+(?: \w+)?:\s*)?(?:the\s+)?(?P<party>{alternation(AGENT_WORDS | CUSTOMER_WORDS)})\s+"
     r"(?:(?:also|then|just|first|later|initially|again|only|never|not)\s+)?(?P<verb>[a-z]+)\b",
     re.IGNORECASE,
 )

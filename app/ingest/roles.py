@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from app.schemas.transcript import Role, Utterance
+from app.text.lexicon import AGENT_WORDS, CUSTOMER_WORDS
 
 # Confidence stored when the source itself names the role, or when an operator names the agent.
 SOURCE_ROLE_CONFIDENCE = 1.0
@@ -37,13 +38,6 @@ CONFIDENCE_MARGIN_SCALE = 1.5
 OPENING_UTTERANCES_SCORED = 40
 CLOSING_UTTERANCES_SCORED = 10
 
-# Label words that name a role outright ("Agent", "CUSTOMER", "Caller 2", "spk_agent").
-_AGENT_LABEL_WORDS = frozenset(
-    {"agent", "representative", "rep", "operator", "advisor", "adviser", "associate", "csr", "assistant"}
-)
-_CUSTOMER_LABEL_WORDS = frozenset(
-    {"customer", "caller", "client", "user", "member", "patient", "guest", "consumer", "cust"}
-)
 # Words in a label that carry no meaning for the role ("spk_agent", "Agent 2").
 _LABEL_NOISE_WORDS = frozenset({"spk", "speaker", "the"})
 
@@ -185,9 +179,9 @@ def role_from_label(label: str) -> Role | None:
     words = [word for word in re.findall(r"[a-z]+", label.lower()) if word not in _LABEL_NOISE_WORDS]
     if not words or len(words) > 2:
         return None
-    if words[0] in _AGENT_LABEL_WORDS:
+    if words[0] in AGENT_WORDS:
         return Role.agent
-    if words[0] in _CUSTOMER_LABEL_WORDS:
+    if words[0] in CUSTOMER_WORDS:
         return Role.customer
     return None
 

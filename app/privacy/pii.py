@@ -32,6 +32,8 @@ from enum import StrEnum
 
 import phonenumbers
 
+from app.text.lexicon import MONTHS, SPOKEN_DIGITS, alternation
+
 
 class PiiKind(StrEnum):
     card = "CARD"
@@ -92,11 +94,7 @@ BACKCHANNEL_CHARS = 12
 # The longest gap (filler words and separators) allowed inside one number.
 MAX_GAP_CHARS = 16
 
-_DIGIT_WORDS = {
-    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
-}  # fmt: skip
-_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+_DIGIT_WORD = alternation(SPOKEN_DIGITS)
 # Matched against ASCII-lower-cased text (same length, so the same offsets); the lookahead lets the
 # engine skip every position that cannot start a digit or a digit word quickly.
 _NUMBER_TOKEN = re.compile(
@@ -151,10 +149,7 @@ _SPOKEN_EMAIL = re.compile(
 _SPOKEN_AT = re.compile(r"\sat\s", re.IGNORECASE)
 _EMAIL_NOT_LOCAL = frozenset({"look", "me", "us", "you", "him", "her", "them", "it", "that", "this", "is", "was", "be"})
 
-_MONTH = (
-    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-)
+_MONTH = rf"{alternation(MONTHS)}\.?"
 _DATE = re.compile(
     r"\b(?:"
     r"\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})"  # 03/14/1985, 14.03.85
@@ -435,7 +430,7 @@ def _tokens(text: str) -> Iterator[_Token]:
             digits, spoken = match.group("digits"), False
         else:
             # "one eight hundred ..." is 1-800-...: a digit word followed by "hundred" is that digit and 00.
-            digits, spoken = _DIGIT_WORDS[match.group("word")] + ("00" if match.group("hundred") else ""), True
+            digits, spoken = SPOKEN_DIGITS[match.group("word")] + ("00" if match.group("hundred") else ""), True
         multiplier = match.group("mult")
         if multiplier:
             if len(digits) != 1:

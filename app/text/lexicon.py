@@ -10,6 +10,7 @@ straight apostrophes.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import Enum
 
 
@@ -59,6 +60,13 @@ ANSWER_OPENERS = frozenset(
 TURN_OPENERS = frozenset({"oh", "well", "uh", "um", "er", "erm", "ah", "hmm", "mm", "um,", "uh,"})
 
 # --- attribution ----------------------------------------------------------------------------------
+
+# Words that name a party: in a speaker label ("Agent", "CUSTOMER", "Caller 2", "spk_agent") or as the
+# subject of a claim ("the caller said").
+AGENT_WORDS = frozenset(
+    {"agent", "representative", "rep", "operator", "advisor", "adviser", "associate", "csr", "assistant"}
+)
+CUSTOMER_WORDS = frozenset({"customer", "caller", "client", "user", "member", "patient", "guest", "consumer", "cust"})
 
 # Verbs that attribute speech or a stance to a party ("the customer said", "the agent confirmed"): a claim
 # that opens with one rests on that party's words.
@@ -150,6 +158,6 @@ CURRENCY_WORDS = frozenset({"dollars", "cents", "euros", "pounds"})
 TIME_MARKERS = frozenset({"am", "pm", "oclock"})
 
 
-def alternation(words: frozenset[str] | tuple[str, ...] | dict[str, int]) -> str:
+def alternation(words: Iterable[str]) -> str:
     """A regular-expression group matching any of `words`, longest first (so "sept" wins over "sep")."""
     return "(?:" + "|".join(re.escape(word) for word in sorted(words, key=lambda word: (-len(word), word))) + ")"
