@@ -12,7 +12,8 @@ It reads the transcript sentence by sentence and looks for what an after-call no
 
 Every claim quotes a verbatim span of the utterance it cites, and its wording is the quoted clause
 rewritten in the third person, so it carries no number, amount or negation its evidence lacks (checked
-by `critical_tokens_preserved`; a claim that fails the check falls back to quoting the speaker).
+by `critical_tokens_preserved`, the verifier's own claim check; a claim that fails it falls back to quoting
+the speaker).
 Transcript text is untrusted: utterances that try to instruct the extractor are never used as evidence.
 """
 
@@ -73,7 +74,7 @@ from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, S
 from app.schemas.transcript import Role, Transcript
 
 # Bump when the algorithm's output can change for the same input (it is stored on every run).
-HEURISTIC_MODEL_VERSION = "heuristic-v2"
+HEURISTIC_MODEL_VERSION = "heuristic-v3"
 
 # A reason candidate needs at least this cue weight; below it the first substantive line is used.
 MIN_REASON_SCORE = 4
