@@ -39,7 +39,7 @@ from app.grounding.thresholds import (
 from app.schemas.grounding import EvidenceStatus, VerifiedEvidence
 from app.schemas.transcript import Utterance
 from app.text.lexicon import ANSWER_OPENERS, CLAUSE_NEGATORS, NEGATIVE_RESPONSE_PARTICLES, TURN_OPENERS
-from app.text.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, joined_offsets, normalize
+from app.text.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, normalize
 
 # An ellipsis in a quote joins pieces taken from different places: "I'll send … by Friday".
 ELLIPSIS_RE = re.compile(r"\s*(?:…|\.{3,}|\[\s*(?:…|\.{3,})\s*\])\s*")
@@ -646,15 +646,7 @@ class PreparedTranscript:
             owner.extend([index] * len(text.tokens))
             local.extend(range(len(text.tokens)))
             base += len(self._texts[index]) + 1
-        block_tokens = tuple(tokens)
-        block_text = NormalizedText(
-            tokens=block_tokens,
-            kinds=tuple(kinds),
-            starts=tuple(starts),
-            ends=tuple(ends),
-            joined=" ".join(block_tokens),
-            joined_offsets=joined_offsets(block_tokens),
-        )
+        block_text = NormalizedText.of(tuple(tokens), kinds, starts, ends)
         return _Block(tuple(members), block_text, tuple(owner), tuple(local))
 
     # --- results ------------------------------------------------------------------------------

@@ -225,6 +225,20 @@ class NormalizedText:
     # Position of each token inside `joined`: a match found in `joined` maps back through it.
     joined_offsets: tuple[int, ...] = field(repr=False)
 
+    @classmethod
+    def of(
+        cls, tokens: tuple[str, ...], kinds: Sequence[TokenKind], starts: Sequence[int], ends: Sequence[int]
+    ) -> NormalizedText:
+        """Tokens with their kinds and original intervals; the joined form is derived from the tokens."""
+        return cls(
+            tokens=tokens,
+            kinds=tuple(kinds),
+            starts=tuple(starts),
+            ends=tuple(ends),
+            joined=" ".join(tokens),
+            joined_offsets=joined_offsets(tokens),
+        )
+
     def __len__(self) -> int:
         return len(self.tokens)
 
@@ -283,15 +297,7 @@ def normalize(text: str) -> NormalizedText:
             _assign_kinds(texts, kinds, ordinals)
     else:
         return _EMPTY
-    tokens = tuple(texts)
-    return NormalizedText(
-        tokens=tokens,
-        kinds=tuple(kinds),
-        starts=tuple(starts),
-        ends=tuple(ends),
-        joined=" ".join(tokens),
-        joined_offsets=joined_offsets(tokens),
-    )
+    return NormalizedText.of(tuple(texts), kinds, starts, ends)
 
 
 def joined_offsets(tokens: tuple[str, ...]) -> tuple[int, ...]:
@@ -300,7 +306,7 @@ def joined_offsets(tokens: tuple[str, ...]) -> tuple[int, ...]:
 
 
 _PLUS_ONE = (1).__add__
-_EMPTY = NormalizedText(tokens=(), kinds=(), starts=(), ends=(), joined="", joined_offsets=())
+_EMPTY = NormalizedText.of((), (), (), ())
 
 
 # --- pass 1: raw tokens -> pieces ---------------------------------------------------------------

@@ -522,6 +522,7 @@ def build_cases(data_dir: Path = SHARED_DATA_DIR, seed: int = 20240601) -> CaseS
     _add_foreign_sentences(cases, genuine, rng)
     _add_asr_cases(cases, harper)
     _add_owner_cases(cases, genuine, rng)
+    _add_speaker_cases(cases, genuine)
     return cases
 
 
@@ -610,6 +611,29 @@ def _add_owner_cases(cases: CaseSet, genuine: list[tuple[str, str, int, str]], r
             cases.claim_cases.append(
                 ClaimCase(source, category, transcript_id, quote, "agent", index, quote, expected)
             )
+
+
+def _add_speaker_cases(cases: CaseSet, genuine: list[tuple[str, str, int, str]]) -> None:
+    """"The customer said ..." resting on the agent's words (mismatch) or on the customer's (control).
+
+    The quote is the middle one of each side's genuine quotes: no random draw, so the cases built before
+    these stay exactly as they were.
+    """
+    picked: dict[str, list[tuple[str, str, int, str]]] = {}
+    for item in genuine:
+        picked.setdefault(item[1], []).append(item)
+    for transcript_id, items in sorted(picked.items()):
+        utterances = cases.transcripts[transcript_id]
+        for role, expected, category in (
+            (Role.agent, "speaker_mismatch", "speaker_swap"),
+            (Role.customer, "grounded", "speaker_control"),
+        ):
+            pool = [item for item in items if utterances[item[2]].role is role]
+            if not pool:
+                continue
+            source, _, index, quote = pool[len(pool) // 2]
+            text = f"The customer said: {quote}"
+            cases.claim_cases.append(ClaimCase(source, category, transcript_id, text, None, index, quote, expected))
 
 
 CaseFilter = Callable[[Case], bool]
