@@ -43,6 +43,7 @@ from bench.pii.run import HERE as PII_DIR
 from bench.roles.convert import abcd_calls, call_analytics_call, harper_valley_calls, tweetsumm_calls
 
 Answers = dict[str, Any]
+_ABSENT = "<absent>"
 
 
 def grounding_answers(data: Path) -> Answers:
@@ -180,20 +181,25 @@ def compare(before: dict[str, Answers], after: dict[str, Answers]) -> list[str]:
     for section in sorted(set(before) | set(after)):
         old, new = before.get(section, {}), after.get(section, {})
         changed = 0
-        for key in sorted(set(old) | set(new)):
-            if old.get(key, "<absent>") == new.get(key, "<absent>"):
-                continue
-            changed += 1
-            lines.append(f"[{section}] {key}")
-            lines.extend(f"    {line}" for line in _difference(old.get(key, "<absent>"), new.get(key, "<absent>")))
-        lines.append(f"== {section}: {changed} of {len(set(old) | set(new))} answers changed")
+        for key in sorted(set(old) & set(new)):
+            if old[key] != new[key]:
+                changed += 1
+                lines.append(f"[{section}] {key}")
+                lines.extend(f"    {line}" for line in _difference(old[key], new[key]))
+        added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+        lines.extend(f"[{section}] added: {key}" for key in added)
+        lines.extend(f"[{section}] removed: {key}" for key in removed)
+        lines.append(
+            f"== {section}: {changed} of {len(set(old) & set(new))} answers changed, "
+            f"{len(added)} cases added, {len(removed)} removed"
+        )
     return lines
 
 
 def _difference(old: Any, new: Any, where: str = "") -> Iterator[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new), key=str):
-            yield from _difference(old.get(key, "<absent>"), new.get(key, "<absent>"), f"{where}.{key}")
+            yield from _difference(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{where}.{key}")
     elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         for position, (left, right) in enumerate(zip(old, new, strict=True)):
             yield from _difference(left, right, f"{where}[{position}]")
