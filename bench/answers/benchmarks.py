@@ -27,10 +27,9 @@ from app.ingest import load_transcript, parse_bytes
 from app.llm.heuristic import extract_heuristic
 from app.pipeline.redact import redact_transcript
 from app.privacy.pii import detect_turns
-from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.transcript import Transcript, Utterance
 from app.text.due_dates import resolve_due
-from bench.datasets import read_harper_valley, read_tweetsumm, shared_data_dir
+from bench.datasets import HarperValleyText, read_harper_valley, read_tweetsumm, shared_data_dir
 from bench.due_dates.run import load_cases as load_due_cases
 from bench.grounding.cases import build_cases
 from bench.heuristic.datasets import (
@@ -53,18 +52,12 @@ def grounding_answers(data: Path) -> Answers:
     for case in case_set.cases:
         if case.transcript_id not in prepared:
             prepared[case.transcript_id] = PreparedTranscript(case_set.transcripts[case.transcript_id])
-        transcript = prepared[case.transcript_id]
-        evidence = transcript.align_quote(case.cited, case.quote)
+        evidence = prepared[case.transcript_id].align_quote(case.cited, case.quote)
         key = f"quote {case.category} {case.transcript_id} #{case.cited} {case.quote!r}"
         answers[key] = [piece.model_dump(mode="json") for piece in evidence]
     for claim_case in case_set.claim_cases:
-        refs = [EvidenceRef(utterance=claim_case.cited, quote=claim_case.quote)]
-        if claim_case.owner is None:
-            extraction = Extraction(summary=[Statement(text=claim_case.text, evidence=refs)])
-        else:
-            item = ActionItem(text=claim_case.text, owner=Owner(claim_case.owner), evidence=refs)
-            extraction = Extraction(action_items=[item])
-        claim = verify_extraction(Transcript(utterances=case_set.transcripts[claim_case.transcript_id]), extraction)
+        transcript = Transcript(utterances=case_set.transcripts[claim_case.transcript_id])
+        claim = verify_extraction(transcript, claim_case.extraction())
         key = f"claim {claim_case.category} {claim_case.transcript_id} #{claim_case.cited} {claim_case.text!r}"
         verdict = claim.claims[0]
         answers[key] = {"status": verdict.status.value, "reason": verdict.reason}
@@ -83,8 +76,9 @@ def _heuristic_answer(transcript: Transcript) -> Any:
 def heuristic_answers(data: Path) -> Answers:
     answers: Answers = {}
     hvb = data / "harper_valley_bank"
-    for source in ("human", "asr"):
-        for call in load_harper_valley(hvb, text_source=source):  # type: ignore[arg-type]
+    sources: tuple[HarperValleyText, ...] = ("human", "asr")
+    for source in sources:
+        for call in load_harper_valley(hvb, text_source=source):
             answers[f"harper_valley_{source} {call.sid}"] = _heuristic_answer(call.transcript)
     for dialog in load_tweetsumm(data / "tweetsumm" / "tweetsumm_train_joined.jsonl"):
         answers[f"tweetsumm {dialog.conversation_id}"] = _heuristic_answer(dialog.transcript)
