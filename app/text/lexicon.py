@@ -56,8 +56,6 @@ ANSWER_OPENERS = frozenset(
         "all", "everything", "just", "the", "this", "he", "she", "they", "there", "there's",
     }
 )  # fmt: skip
-# What may stand before a response particle at the start of a turn without making it mid-clause.
-TURN_OPENERS = frozenset({"oh", "well", "uh", "um", "er", "erm", "ah", "hmm", "mm", "um,", "uh,"})
 
 # --- attribution ----------------------------------------------------------------------------------
 
@@ -91,6 +89,9 @@ ATTRIBUTION_VERBS = frozenset(
 # tolerates an omitted filler phrase.
 FILLERS = frozenset({"um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "ahh", "hmm", "hm", "mm", "mmm"})
 
+# What may stand before a response particle at the start of a turn without making it mid-clause.
+TURN_OPENERS = frozenset({"oh", "well", *FILLERS})
+
 # Non-speech markers some ASR engines and corpora put in the text. A known list, not any bracketed
 # word: "[3/3]" or "[tested]" are text.
 NON_SPEECH_MARKERS = (
@@ -106,7 +107,7 @@ TEENS = {
     "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
     "seventeen": 17, "eighteen": 18, "nineteen": 19,
 }  # fmt: skip
-# "fourty" is a common misspelling in transcripts; the due-date resolver reads the standard ones only.
+# "fourty" is a common misspelling in transcripts.
 TENS = {
     "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
     "eighty": 80, "ninety": 90,
@@ -132,7 +133,7 @@ ORDINAL_PERIODS = frozenset({"day", "week", "month", "year", "quarter", "busines
 
 # A spoken cardinal below a hundred, as a regular expression: "twenty one", "twenty-one", "sixty", "five".
 SPOKEN_CARDINAL_PATTERN = (
-    "(?:(?:" + "|".join(word for word in TENS if word != "fourty") + ")(?:[- ](?:"
+    "(?:(?:" + "|".join(TENS) + ")(?:[- ](?:"
     + "|".join(word for word in UNITS if word != "zero") + "))?|"
     + "|".join(sorted((word for word in SMALL_NUMBERS if word != "zero"), key=len, reverse=True)) + ")"
 )
