@@ -25,14 +25,9 @@ from app.ingest.roles import role_from_label
 from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerificationReport, VerifiedClaim, VerifiedEvidence
 from app.schemas.transcript import Role, Transcript, Utterance
-from app.text.lexicon import AGENT_WORDS, ATTRIBUTION_VERBS, CUSTOMER_WORDS, alternation
+from app.text.lexicon import AGENT_WORDS, ATTRIBUTION_VERBS, CUSTOMER_WORDS, NEGATIVE_POLARITY_WORDS, alternation
 from app.text.normalize import NEGATION_VALUE, TokenKind, normalize
 
-# Words that make evidence negative even without "not": a claim "could not log in" may rest on
-# "the login failed". Used only for the claim-level negation check, never to compare quotes.
-NEGATIVE_POLARITY_WORDS = frozenset(
-    {"unable", "fail", "failed", "fails", "failing", "refuse", "refused", "declined", "denied", "without"}
-)
 NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent, TokenKind.time})
 # A claim's subject when it is a party ("The customer", "Reason: the caller"), the verb after it, and an
 # adverb that may stand between them ("the agent also confirmed").
