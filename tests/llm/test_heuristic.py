@@ -347,3 +347,22 @@ def test_tweetsumm_selection_is_grounded() -> None:
         _assert_well_grounded(dialog.transcript, extraction)
         assert extraction.reason is not None
         assert extraction.summary
+
+
+def test_a_spoken_due_window_becomes_the_items_due() -> None:
+    turns = [
+        (Role.agent, "Thank you for calling Acme, how can I help?"),
+        (Role.customer, "I was charged twice and I need a refund."),
+        (Role.agent, "I'll refund the charge within twenty one days."),
+        (Role.agent, "Is there anything else I can help you with?"),
+        (Role.customer, "no thank you that was it"),
+    ]
+    transcript = Transcript(
+        utterances=[
+            Utterance(index=i, speaker=role.value, role=role, text=text) for i, (role, text) in enumerate(turns)
+        ]
+    )
+    extraction = extract_heuristic(transcript)
+    assert [(item.owner, item.due) for item in extraction.action_items] == [(Owner.agent, "within twenty one days")]
+    report = verify_extraction(transcript, extraction)
+    assert all(claim.status is ClaimStatus.grounded for claim in report.claims)
