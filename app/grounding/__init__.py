@@ -7,24 +7,8 @@
 from app.grounding.align import PreparedTranscript
 from app.grounding.claims import align_quote, verify_extraction
 from app.grounding.reasons import Reason
-from app.grounding.thresholds import (
-    ASR_SLIP_MAX_EDITS,
-    ASR_SLIP_MIN_JARO_WINKLER,
-    FUZZY_CANDIDATE_CUTOFF,
-    FUZZY_CANDIDATES,
-    FUZZY_MAX_CONTENT_EDITS,
-    FUZZY_MIN_QUOTE_COVERAGE,
-    FUZZY_MIN_SCORE,
-)
 
 __all__ = [
-    "ASR_SLIP_MAX_EDITS",
-    "ASR_SLIP_MIN_JARO_WINKLER",
-    "FUZZY_CANDIDATES",
-    "FUZZY_CANDIDATE_CUTOFF",
-    "FUZZY_MAX_CONTENT_EDITS",
-    "FUZZY_MIN_QUOTE_COVERAGE",
-    "FUZZY_MIN_SCORE",
     "PreparedTranscript",
     "Reason",
     "align_quote",

@@ -26,7 +26,6 @@ import jellyfish
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein, ScoreAlignment
 
-from app.grounding.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, joined_offsets, normalize
 from app.grounding.reasons import Reason
 from app.grounding.thresholds import (
     ASR_SLIP_MAX_EDITS,
@@ -39,6 +38,8 @@ from app.grounding.thresholds import (
 )
 from app.schemas.grounding import EvidenceStatus, VerifiedEvidence
 from app.schemas.transcript import Utterance
+from app.text.lexicon import ANSWER_OPENERS, CLAUSE_NEGATORS, NEGATIVE_RESPONSE_PARTICLES, TURN_OPENERS
+from app.text.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, normalize
 
 # An ellipsis in a quote joins pieces taken from different places: "I'll send … by Friday".
 ELLIPSIS_RE = re.compile(r"\s*(?:…|\.{3,}|\[\s*(?:…|\.{3,})\s*\])\s*")
@@ -645,15 +646,7 @@ class PreparedTranscript:
             owner.extend([index] * len(text.tokens))
             local.extend(range(len(text.tokens)))
             base += len(self._texts[index]) + 1
-        block_tokens = tuple(tokens)
-        block_text = NormalizedText(
-            tokens=block_tokens,
-            kinds=tuple(kinds),
-            starts=tuple(starts),
-            ends=tuple(ends),
-            joined=" ".join(block_tokens),
-            joined_offsets=joined_offsets(block_tokens),
-        )
+        block_text = NormalizedText.of(tuple(tokens), kinds, starts, ends)
         return _Block(tuple(members), block_text, tuple(owner), tuple(local))
 
     # --- results ------------------------------------------------------------------------------
@@ -822,9 +815,9 @@ def _negated_context(text: str, start: int, end: int) -> bool:
     if breaks:
         before = before[breaks[-1].end() :]
     words = WORD_RE.findall(before)[-2:]
-    if words and words[-1] == "no":
+    if words and words[-1] == "no" and not _answers_after_particle(text, start, end):
         return True
-    if any(word in ("not", "never", "cannot") or word.endswith(("n't", "n’t")) for word in words):
+    if any(word in CLAUSE_NEGATORS or word.endswith(("n't", "n’t")) for word in words):
         return True
     if CLAUSE_BREAK_RE.fullmatch(text[end - 1 : end] if end > start else ""):
         # The span closes its own clause ("... miss my flight.") so what follows is another one.
@@ -833,6 +826,22 @@ def _negated_context(text: str, start: int, end: int) -> bool:
     cut = CLAUSE_BREAK_RE.search(after)
     following = WORD_RE.findall(after[: cut.start()] if cut else after)[:1]
     return bool(following) and following[0] in ("not", "never")
+
+
+def _answers_after_particle(text: str, start: int, end: int) -> bool:
+    """Whether the "no" right before text[start:end] is a response particle and the span the answer.
+
+    "anything else?" - "no thank you that was it": the "no" opens the turn and answers the question, so
+    "thank you that was it" quotes what was said. Only a turn-initial particle counts, and only before a
+    word that cannot be what a determiner "no" negates ("no fees apply" keeps its negation).
+    """
+    opening = WORD_RE.findall(text[:start].lower().replace("’", "'"))
+    if not opening or opening[-1] not in NEGATIVE_RESPONSE_PARTICLES:
+        return False
+    if not all(word in TURN_OPENERS for word in opening[:-1]):
+        return False
+    answer = WORD_RE.findall(text[start:end].lower().replace("’", "'"))[:1]
+    return bool(answer) and answer[0] in ANSWER_OPENERS
 
 
 def _locate(

@@ -7,27 +7,35 @@ Three checks sit on top of quote alignment:
 - the claim's own critical tokens must appear in its evidence: "$45 refund" resting on "I'll refund
   the $40" is `unsupported_number`, even though the quote itself is verbatim;
 - an action item the agent owns must rest on agent speech (`owner_mismatch`); one the customer owns
-  may rest on either side's words. Utterances of unknown role never cause a mismatch.
+  may rest on either side's words. Utterances of unknown role never cause an owner mismatch;
+- a claim that says what a party said ("The customer said ...", "the agent confirmed ...") must rest on
+  some speech of that party (`speaker_mismatch`): the other party's words, or a speaker of unknown
+  role, do not show who said it.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 
 from app.grounding.align import PreparedTranscript
-from app.grounding.normalize import NEGATION_VALUE, TokenKind, normalize
 from app.grounding.reasons import Reason
+from app.ingest.roles import role_from_label
 from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerificationReport, VerifiedClaim, VerifiedEvidence
 from app.schemas.transcript import Role, Transcript, Utterance
+from app.text.lexicon import AGENT_WORDS, ATTRIBUTION_VERBS, CUSTOMER_WORDS, NEGATIVE_POLARITY_WORDS, alternation
+from app.text.normalize import NEGATION_VALUE, TokenKind, normalize
 
-# Words that make evidence negative even without "not": a claim "could not log in" may rest on
-# "the login failed". Used only for the claim-level negation check, never to compare quotes.
-NEGATIVE_POLARITY_WORDS = frozenset(
-    {"unable", "fail", "failed", "fails", "failing", "refuse", "refused", "declined", "denied", "without"}
-)
 NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent, TokenKind.time})
+# A claim's subject when it is a party ("The customer", "Reason: the caller"), the verb after it, and an
+# adverb that may stand between them ("the agent also confirmed").
+_ATTRIBUTION = re.compile(
+    rf"\s*(?:\w+(?: \w+)?:\s*)?(?:the\s+)?(?P<party>{alternation(AGENT_WORDS | CUSTOMER_WORDS)})\s+"
+    r"(?:(?:also|then|just|first|later|initially|again|only|never|not)\s+)?(?P<verb>[a-z]+)\b",
+    re.IGNORECASE,
+)
 
 _cached: tuple[Sequence[Utterance], PreparedTranscript] | None = None
 
@@ -96,20 +104,53 @@ def _claim_failure(
             return unsupported
     if owner is Owner.agent and _rests_only_on_customer(prepared, evidence):
         return Reason.owner_mismatch
+    speaker = attributed_role(text)
+    if speaker is not None and speaker not in _evidence_roles(prepared, evidence):
+        return Reason.speaker_mismatch
     return None
+
+
+def attributed_role(text: str) -> Role | None:
+    """The party a claim says spoke: "The customer said ...", "Outcome: the agent confirmed ..."."""
+    match = _ATTRIBUTION.match(text)
+    if match is None or match.group("verb").lower() not in ATTRIBUTION_VERBS:
+        return None
+    return role_from_label(match.group("party"))
+
+
+def _evidence_roles(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> set[Role]:
+    return {prepared.utterances[piece.utterance].role for piece in evidence if piece.utterance is not None}
+
+
+def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason | None:
+    """Which critical detail (number, amount, date, ID, negation) of `text` the evidence texts lack, if any.
+
+    The check a grounded claim passes once its quotes are found; the heuristic provider runs it on the
+    claims it writes, so both agree on what a claim may say.
+    """
+    claim_values = normalize(text).critical_values()
+    return _unsupported_detail(claim_values, *_texts_profile(evidence_texts)) if claim_values else None
 
 
 def _evidence_profile(
     prepared: PreparedTranscript, evidence: list[VerifiedEvidence]
 ) -> tuple[Counter[str], set[str]]:
     """The critical values (as a multiset) and the words of the evidence spans, normalized once per claim."""
+    return _texts_profile(
+        [
+            prepared.utterances[piece.utterance].text[piece.char_start : piece.char_end]
+            for piece in evidence
+            if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
+        ]
+    )
+
+
+def _texts_profile(texts: Sequence[str]) -> tuple[Counter[str], set[str]]:
     # As a multiset: "2017 ... not 2016" does not support a claim that says 2017 twice.
     evidence_values: Counter[str] = Counter()
     evidence_words: set[str] = set()
-    for piece in evidence:
-        if piece.utterance is None or piece.char_start is None or piece.char_end is None:
-            continue
-        span = normalize(prepared.utterances[piece.utterance].text[piece.char_start : piece.char_end])
+    for text in texts:
+        span = normalize(text)
         evidence_values.update(value for _, value in span.critical_values())
         evidence_words.update(span.tokens)
     return evidence_values, evidence_words
@@ -142,9 +183,7 @@ def _unsupported_detail(
 
 
 def _rests_only_on_customer(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> bool:
-    roles = {
-        prepared.utterances[piece.utterance].role for piece in evidence if piece.utterance is not None
-    }
+    roles = _evidence_roles(prepared, evidence)
     return bool(roles) and roles == {Role.customer}
 
 

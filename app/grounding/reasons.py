@@ -35,3 +35,6 @@ class Reason(StrEnum):
     """The claim is negative ("will not") but none of its evidence is."""
     owner_mismatch = "owner_mismatch"
     """An agent-owned action item rests only on customer speech."""
+    speaker_mismatch = "speaker_mismatch"
+    """The claim says what "the customer" (or "the agent") said, but none of its evidence is that party's
+    speech: all of it is the other party's, or a speaker of unknown role."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from app.schemas.transcript import Role, Utterance
+from app.text.lexicon import AGENT_WORDS, CUSTOMER_WORDS
 
 # Confidence stored when the source itself names the role, or when an operator names the agent.
 SOURCE_ROLE_CONFIDENCE = 1.0
@@ -37,13 +38,6 @@ CONFIDENCE_MARGIN_SCALE = 1.5
 OPENING_UTTERANCES_SCORED = 40
 CLOSING_UTTERANCES_SCORED = 10
 
-# Label words that name a role outright ("Agent", "CUSTOMER", "Caller 2", "spk_agent").
-_AGENT_LABEL_WORDS = frozenset(
-    {"agent", "representative", "rep", "operator", "advisor", "adviser", "associate", "csr", "assistant"}
-)
-_CUSTOMER_LABEL_WORDS = frozenset(
-    {"customer", "caller", "client", "user", "member", "patient", "guest", "consumer", "cust"}
-)
 # Words in a label that carry no meaning for the role ("spk_agent", "Agent 2").
 _LABEL_NOISE_WORDS = frozenset({"spk", "speaker", "the"})
 
@@ -185,9 +179,9 @@ def role_from_label(label: str) -> Role | None:
     words = [word for word in re.findall(r"[a-z]+", label.lower()) if word not in _LABEL_NOISE_WORDS]
     if not words or len(words) > 2:
         return None
-    if words[0] in _AGENT_LABEL_WORDS:
+    if words[0] in AGENT_WORDS:
         return Role.agent
-    if words[0] in _CUSTOMER_LABEL_WORDS:
+    if words[0] in CUSTOMER_WORDS:
         return Role.customer
     return None
 
@@ -289,3 +283,15 @@ def infer_roles(
     inferred = [value for speaker in speakers if (value := confidences[speaker]) is not None]
     overall = min(inferred) if inferred else None
     return RoleInference(_with_roles(utterances, roles, confidences), overall, warnings)
+
+
+def roles_of(utterances: Sequence[Utterance]) -> list[Role]:
+    """One role per utterance: the stored one, and for utterances stored without one the rule above.
+
+    Ingestion stores every transcript's roles; readers (the heuristic provider) take them from here, so
+    a transcript built elsewhere gets the same answer ingestion would have given, never a second rule.
+    """
+    if all(utterance.role is not Role.unknown for utterance in utterances):
+        return [utterance.role for utterance in utterances]
+    known = {utterance.speaker: utterance.role for utterance in utterances if utterance.role is not Role.unknown}
+    return [utterance.role for utterance in infer_roles(utterances, known=known).utterances]

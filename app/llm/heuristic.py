@@ -12,7 +12,8 @@ It reads the transcript sentence by sentence and looks for what an after-call no
 
 Every claim quotes a verbatim span of the utterance it cites, and its wording is the quoted clause
 rewritten in the third person, so it carries no number, amount or negation its evidence lacks (checked
-by `critical_tokens_preserved`; a claim that fails the check falls back to quoting the speaker).
+by `critical_tokens_preserved`, the verifier's own claim check; a claim that fails it falls back to quoting
+the speaker).
 Transcript text is untrusted: utterances that try to instruct the extractor are never used as evidence.
 """
 
@@ -22,6 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.ingest.roles import roles_of
 from app.llm.base import ExtractionProvider, ProviderResult, Usage
 from app.llm.heuristic_cues import (
     ACKNOWLEDGED_OBJECT,
@@ -56,11 +58,9 @@ from app.llm.heuristic_cues import (
     CueSet,
     cue_set,
 )
-from app.llm.heuristic_roles import resolve_roles
 from app.llm.heuristic_text import (
     Sentence,
     clause_span,
-    critical_tokens,
     critical_tokens_preserved,
     find_due,
     quote_span,
@@ -74,7 +74,7 @@ from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, S
 from app.schemas.transcript import Role, Transcript
 
 # Bump when the algorithm's output can change for the same input (it is stored on every run).
-HEURISTIC_MODEL_VERSION = "heuristic-v2"
+HEURISTIC_MODEL_VERSION = "heuristic-v3"
 
 # A reason candidate needs at least this cue weight; below it the first substantive line is used.
 MIN_REASON_SCORE = 4
@@ -236,7 +236,7 @@ def extract_heuristic(transcript: Transcript) -> Extraction:
 class _Extractor:
     def __init__(self, transcript: Transcript) -> None:
         self.texts = [u.text for u in transcript.utterances]
-        roles = resolve_roles(transcript.utterances)
+        roles = roles_of(transcript.utterances)
         count = len(transcript.utterances)
         self.units: list[_Unit] = []
         for utterance, role in zip(transcript.utterances, roles, strict=True):
@@ -612,7 +612,7 @@ class _Extractor:
     def _guarded(self, claim: _Claim, speaker: str, *, label: str | None = None) -> _Claim:
         """Fall back to a verbatim report of the speaker when rewriting changed a critical token."""
         evidence = [self._quote_text(q) for q in claim.quotes]
-        if not critical_tokens(claim.text) or critical_tokens_preserved(claim.text, evidence):
+        if critical_tokens_preserved(claim.text, evidence):
             return claim
         said = " ".join(evidence)
         who = "The customer" if speaker == "customer" else "The agent"

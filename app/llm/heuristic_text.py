@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 from itertools import pairwise
 
+from app.grounding.claims import unsupported_claim_detail
+from app.text.lexicon import MONTHS, SPOKEN_CARDINAL_PATTERN, WEEKDAY_NAMES, alternation
+
 # A sentence longer than this is cut down to the clause around the cue, so quotes stay short.
 MAX_QUOTE_CHARS = 180
 # Unpunctuated ASR runs longer than this many words are split at discourse markers.
@@ -378,54 +381,20 @@ def sentence_case(text: str) -> str:
 
 # --- critical tokens -------------------------------------------------------------------------------
 
-_NEGATIONS = frozenset(
-    {"not", "no", "never", "none", "nothing", "nobody", "nowhere", "neither", "nor", "cannot", "without"}
-)
-_NUMBER_WORDS = frozenset(
-    {
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-        "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
-        "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "hundred",
-        "thousand", "million", "half", "first", "second", "third", "fourth", "fifth",
-    }
-)  # fmt: skip
-
-
-_CRITICAL_WORDS = _NEGATIONS | _NUMBER_WORDS
-_NEGATION = "<negation>"
-
-
-def critical_tokens(text: str) -> set[str]:
-    """Tokens a claim may only carry when its evidence carries them: numbers, amounts, negations."""
-    # Every negation is one value, as for the grounding verifier: "doesn't" rests on "don't" ("the agent
-    # doesn't see" on "I don't see"), and a claim that drops or adds a negation still fails.
-    return {
-        _NEGATION if word in _NEGATIONS or word.endswith("n't") else word
-        for word in words(text)
-        if word in _CRITICAL_WORDS or word.endswith("n't") or not _DIGITS.isdisjoint(word)
-    }
-
 
 def critical_tokens_preserved(claim: str, evidence: list[str]) -> bool:
-    supported: set[str] = set()
-    for quote in evidence:
-        supported |= critical_tokens(quote)
-    return critical_tokens(claim) <= supported
+    """Whether every number, amount, date, ID and negation of `claim` is in `evidence`, as the verifier
+    judges it: a rewrite the guard lets through is one the verifier grounds."""
+    return unsupported_claim_detail(claim, evidence) is None
 
 
 # --- due phrases -----------------------------------------------------------------------------------
 
-_NUM = (
-    r"(?:\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fourteen|fifteen|"
-    r"twenty|thirty|forty(?:-| )eight|twenty(?:-| )four|seventy(?:-| )two|a few|few|a couple(?: of)?|couple of|a|an)"
-)
+_NUM = rf"(?:\d+(?:\.\d+)?|{SPOKEN_CARDINAL_PATTERN}|a few|few|a couple(?: of)?|couple of|a|an)"
 _RANGE = rf"{_NUM}(?:\s*(?:-|–|to|or)\s*{_NUM})?"
 _UNIT = r"(?:business |working |calendar )?(?:days?|hours?|minutes?|weeks?|months?)"
-_WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
-_MONTH = (
-    r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
-    r"jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\.?"
-)
+_WEEKDAY = alternation(WEEKDAY_NAMES)
+_MONTH = rf"{alternation(MONTHS)}\.?"
 _ORDINAL_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 _DATE = rf"(?:{_MONTH}\s+{_ORDINAL_DAY}|the\s+\d{{1,2}}(?:st|nd|rd|th)(?:\s+of\s+{_MONTH})?)"
 # "3/14" is only a date after a preposition; bare it is as often "[2/2]" or a fraction.

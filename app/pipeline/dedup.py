@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.grounding.normalize import TokenKind, normalize
 from app.schemas.extraction import ActionItem, Extraction, Statement
+from app.text.normalize import TokenKind, normalize
 
 # Share of a statement's content words another statement must hold to cover it.
 COVERED_SHARE = 0.8

@@ -32,6 +32,12 @@ from enum import StrEnum
 
 import phonenumbers
 
+from app.text.lexicon import MONTHS, SPOKEN_DIGITS, alternation
+
+
+def _ignoring_case(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
 
 class PiiKind(StrEnum):
     card = "CARD"
@@ -92,11 +98,7 @@ BACKCHANNEL_CHARS = 12
 # The longest gap (filler words and separators) allowed inside one number.
 MAX_GAP_CHARS = 16
 
-_DIGIT_WORDS = {
-    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
-}  # fmt: skip
-_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+_DIGIT_WORD = alternation(SPOKEN_DIGITS)
 # Matched against ASCII-lower-cased text (same length, so the same offsets); the lookahead lets the
 # engine skip every position that cannot start a digit or a digit word quickly.
 _NUMBER_TOKEN = re.compile(
@@ -105,88 +107,73 @@ _NUMBER_TOKEN = re.compile(
 )
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
-_GAP = re.compile(
+_GAP = _ignoring_case(
     rf"(?:[\s{_ZERO_WIDTH}\-./,()]|\b(?:dash|hyphen|slash|uh|um|umm|er|erm|ah|hmm|and then|then|and|hold on|"
     r"sorry|let me see|okay|ok|so|like)\b)*",
-    re.IGNORECASE,
 )
-_DASH_GAP = re.compile(r"-|\bdash\b|\bhyphen\b", re.IGNORECASE)
+_DASH_GAP = _ignoring_case(r"-|\bdash\b|\bhyphen\b")
 _CURRENCY_BEFORE = re.compile(r"[$€£¥]\s*$")
-_UNIT_AFTER = re.compile(
+_UNIT_AFTER = _ignoring_case(
     r"^\s*(?:dollars?|bucks|cents?|euros?|pounds?|percent|%|minutes?|hours?|days?|gigs?|gigabytes?|megabits?|mb|gb)\b",
-    re.IGNORECASE,
 )
 
-_CARD_CUE = re.compile(r"\b(?:card|visa|master ?card|amex|american express|discover|debit|credit)\b", re.IGNORECASE)
-_SSN_CUE = re.compile(
-    r"\b(?:social security|social|ssn|s\.?\s?s\.?\s?n\.?|ss number|tax id|taxpayer|itin)\b", re.IGNORECASE
-)
-_ROUTING_CUE = re.compile(r"\b(?:routing|aba|transit number|sort code)\b", re.IGNORECASE)
-_ACCOUNT_CUE = re.compile(r"\b(?:account|acct|a/c|checking|savings|bank|iban|member number|member id)\b", re.IGNORECASE)
-_PHONE_CUE = re.compile(
+_CARD_CUE = _ignoring_case(r"\b(?:card|visa|master ?card|amex|american express|discover|debit|credit)\b")
+_SSN_CUE = _ignoring_case(r"\b(?:social security|social|ssn|s\.?\s?s\.?\s?n\.?|ss number|tax id|taxpayer|itin)\b")
+_ROUTING_CUE = _ignoring_case(r"\b(?:routing|aba|transit number|sort code)\b")
+_ACCOUNT_CUE = _ignoring_case(r"\b(?:account|acct|a/c|checking|savings|bank|iban|member number|member id)\b")
+_PHONE_CUE = _ignoring_case(
     r"\b(?:phone|cell|mobile|call|calling|reach|text|ring|landline|line|fax|contact|callback|"
     r"(?:my|best|the|your|a|good|home|work|office) number)\b",
-    re.IGNORECASE,
 )
-_CVV_CUE = re.compile(
+_CVV_CUE = _ignoring_case(
     r"\b(?:cvv2?|cvc2?|cid|security code|verification code|card code|digits on the back|code on the back)\b",
-    re.IGNORECASE,
 )
 # Words that say the number after them is call content, not a person's data.
-_CONTENT_CUE = re.compile(
+_CONTENT_CUE = _ignoring_case(
     r"\b(?:order|ticket|case|confirmation|reference|ref|invoice|tracking|serial|part|policy|model|version|"
     r"device|promo|flight|item|sku|claim|transaction|receipt|channel|room|extension|ext|zip|postal)\b",
-    re.IGNORECASE,
 )
-_DOB_CUE = re.compile(r"\b(?:date of birth|birth ?date|birthday|d\.?o\.?b\.?|born(?: on)?)\b", re.IGNORECASE)
+_DOB_CUE = _ignoring_case(r"\b(?:date of birth|birth ?date|birthday|d\.?o\.?b\.?|born(?: on)?)\b")
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _TLD = r"(?:com|net|org|edu|gov|io|co|uk|us|de|fr|es|it|nl|ca|au|info|biz|me)"
-_SPOKEN_EMAIL = re.compile(
+_SPOKEN_EMAIL = _ignoring_case(
     r"(?<![\w.@])[A-Za-z0-9][\w+-]*(?:(?:\s+(?:dot|underscore|dash|hyphen|plus)\s+|[._])[\w+-]+)*"
     r"\s+(?:at(?:\s+sign)?|@)\s+"
     rf"[A-Za-z0-9-]+(?:(?:\s+dot\s+|\.)[A-Za-z0-9-]+)*(?:\s+dot\s+|\.){_TLD}\b",
-    re.IGNORECASE,
 )
-_SPOKEN_AT = re.compile(r"\sat\s", re.IGNORECASE)
+_SPOKEN_AT = _ignoring_case(r"\sat\s")
 _EMAIL_NOT_LOCAL = frozenset({"look", "me", "us", "you", "him", "her", "them", "it", "that", "this", "is", "was", "be"})
 
-_MONTH = (
-    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-)
-_DATE = re.compile(
+_MONTH = rf"{alternation(MONTHS)}\.?"
+_DATE = _ignoring_case(
     r"\b(?:"
     r"\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})"  # 03/14/1985, 14.03.85
     r"|\d{4}-\d{1,2}-\d{1,2}"  # 1985-03-14
     rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"  # March 14th, 1985
     rf"|(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}"  # (the) 14th of March 1985
     r")\b",
-    re.IGNORECASE,
 )
-_EXPIRY_CUE = re.compile(r"\b(?:expir\w*|exp|valid (?:thru|through|until)|good (?:thru|through))\b\.?", re.IGNORECASE)
+_EXPIRY_CUE = _ignoring_case(r"\b(?:expir\w*|exp|valid (?:thru|through|until)|good (?:thru|through))\b\.?")
 _TENS = r"(?:twenty|thirty)"
 _SPOKEN_MONTH = r"(?:(?:oh|zero)\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
-_EXPIRY_VALUE = re.compile(
+_EXPIRY_VALUE = _ignoring_case(
     r"(?:\s|,|:|is|date|on|the|card|it|it's|of)*?"
     r"(?P<value>\d{1,2}\s*(?:/|-|slash)\s*(?:\d{4}|\d{2})"
     rf"|{_SPOKEN_MONTH}\s+(?:(?:slash|of)\s+)?(?:{_TENS}(?:[\s-]{_DIGIT_WORD})?|\d{{2,4}})"
     rf"|{_MONTH}\s+(?:\d{{2,4}}|{_TENS}(?:[\s-]{_DIGIT_WORD})?))\b",
-    re.IGNORECASE,
 )
 _STREET_SUFFIX = (
     r"(?:street|st|avenue|ave|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl|terrace|circle|"
     r"parkway|pkwy|highway|hwy|trail|square|sq)"
 )
-_ADDRESS_CUE = re.compile(
+_ADDRESS_CUE = _ignoring_case(
     r"\b(?:address|live|living|lives|ship|shipped|send|sent|mail|deliver|delivered|located|reside|moved)\b",
-    re.IGNORECASE,
 )
-_STREET = re.compile(
+_STREET = _ignoring_case(
     rf"(?<![\w$])\d{{1,6}}[A-Za-z]?\s+(?:[A-Za-z][\w'.-]*\s+){{0,3}}{_STREET_SUFFIX}\b\.?",
-    re.IGNORECASE,
 )
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}", re.IGNORECASE)
+_IBAN = _ignoring_case(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}")
 IBAN_MIN_CHARS = 15
 # ISO 13616 registry: the IBAN length of each country (an IBAN is checked at exactly its length).
 IBAN_LENGTHS = {
@@ -202,8 +189,8 @@ IBAN_LENGTHS = {
 IBAN_MAX_LETTERS = 8
 # A written group longer than this inside a card would be an order or account number (408-1929729-...).
 CARD_MAX_WRITTEN_GROUP = 6
-_NAME_CUE = re.compile(r"\b(?:my name is|my name's|name is|this is|i'm|i am|it's|speaking with)\s+", re.IGNORECASE)
-_NAME_WORD = re.compile(r"[A-Za-z][a-zA-Z'-]+")
+_NAME_CUE = _ignoring_case(r"\b(?:my name is|my name's|name is|this is|i'm|i am|it's|speaking with)\s+")
+_NAME_WORD = _ignoring_case(r"[A-Za-z][a-zA-Z'-]+")
 _NOT_NAMES = frozenset(
     [
         "a",
@@ -435,7 +422,7 @@ def _tokens(text: str) -> Iterator[_Token]:
             digits, spoken = match.group("digits"), False
         else:
             # "one eight hundred ..." is 1-800-...: a digit word followed by "hundred" is that digit and 00.
-            digits, spoken = _DIGIT_WORDS[match.group("word")] + ("00" if match.group("hundred") else ""), True
+            digits, spoken = SPOKEN_DIGITS[match.group("word")] + ("00" if match.group("hundred") else ""), True
         multiplier = match.group("mult")
         if multiplier:
             if len(digits) != 1:
@@ -486,7 +473,7 @@ def _sentence_break(gap: str) -> bool:
     """ ". " between two numbers ends a sentence ("... 30 days. 5 more ..."); "4111.1111" does not.
     Only for the kinds other than cards: a card read out "four one one one. one one one one. ..."
     (recognizers punctuate pauses) is still one number, and the Luhn check keeps that safe."""
-    return bool(re.search(r"[.,]\s*\b(?:and|then|so|okay|ok)\b|\.\s", gap, re.IGNORECASE))
+    return bool(re.search(r"[.,]\s*\b(?:and|then|so|okay|ok)\b|\.\s", gap))
 
 
 def _sentences(number: _Number) -> Iterator[_Number]:

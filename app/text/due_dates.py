@@ -27,21 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+from app.text.lexicon import MONTH_NUMBERS, SMALL_NUMBERS, TENS, WEEKDAY_NAMES
+
+WEEKDAYS = WEEKDAY_NAMES
 FRIDAY = 4
 SUNDAY = 6
-MONTHS = {
-    "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7, "august": 8,
-    "september": 9, "october": 10, "november": 11, "december": 12, "jan": 1, "feb": 2, "mar": 3, "apr": 4,
-    "jun": 6, "jul": 7, "aug": 8, "sep": 9, "sept": 9, "oct": 10, "nov": 11, "dec": 12,
-}  # fmt: skip
-SMALL_NUMBERS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
-}  # fmt: skip
-TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-        "ninety": 90}
+MONTHS = MONTH_NUMBERS
 # A commitment made on a call falls within a year; beyond that ("in 44 months") a phrase is more likely
 # a misreading or a plan than a due date.
 MAX_OFFSET_DAYS = 366
@@ -201,7 +192,7 @@ Resolved = tuple[date, datetime | None] | None
 
 _N = r"(\d{1,4})"
 _UNIT = r"(business |working |calendar )?(minute|min|hour|hr|day|week|fortnight|month|year)s?"
-_WEEKDAY = r"(monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+_WEEKDAY = "(" + "|".join(WEEKDAYS) + ")"
 _PART = r"(?: (?:morning|afternoon|evening|night))?"
 _MONTH = "(" + "|".join(sorted(MONTHS, key=len, reverse=True)) + ")"
 _ORD = r"(\d{1,2})(?:st|nd|rd|th)?"

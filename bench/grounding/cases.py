@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.grounding.normalize import CRITICAL_KINDS, normalize
+from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.transcript import Role, Utterance
+from app.text.normalize import CRITICAL_KINDS, normalize
 from bench.datasets import (
     SHARED_DATA_DIR,
     TWEETSUMM_ROLES,
@@ -62,6 +63,13 @@ class ClaimCase:
     cited: int
     quote: str
     expected: str
+
+    def extraction(self) -> Extraction:
+        """The claim as a provider would return it: a summary statement, or an action item when owned."""
+        evidence = [EvidenceRef(utterance=self.cited, quote=self.quote)]
+        if self.owner is None:
+            return Extraction(summary=[Statement(text=self.text, evidence=evidence)])
+        return Extraction(action_items=[ActionItem(text=self.text, owner=Owner(self.owner), evidence=evidence)])
 
 
 @dataclass
@@ -522,6 +530,7 @@ def build_cases(data_dir: Path = SHARED_DATA_DIR, seed: int = 20240601) -> CaseS
     _add_foreign_sentences(cases, genuine, rng)
     _add_asr_cases(cases, harper)
     _add_owner_cases(cases, genuine, rng)
+    _add_speaker_cases(cases, genuine)
     return cases
 
 
@@ -591,25 +600,43 @@ def _add_asr_cases(cases: CaseSet, harper: list[tuple[str, list[Utterance], list
                 )
 
 
-def _add_owner_cases(cases: CaseSet, genuine: list[tuple[str, str, int, str]], rng: random.Random) -> None:
-    """Agent-owned action items resting on customer words (mismatch) or on agent words (control)."""
+def _role_pools(
+    cases: CaseSet, genuine: list[tuple[str, str, int, str]], roles: tuple[Role, ...]
+) -> Iterator[tuple[str, Role, list[tuple[str, str, int, str]]]]:
+    """Per transcript (in id order), then per role (in the given order): its genuine quotes said in that role."""
     picked: dict[str, list[tuple[str, str, int, str]]] = {}
     for item in genuine:
         picked.setdefault(item[1], []).append(item)
     for transcript_id, items in sorted(picked.items()):
         utterances = cases.transcripts[transcript_id]
-        for role, expected, category in (
-            (Role.customer, "owner_mismatch", "owner_swap"),
-            (Role.agent, "grounded", "owner_control"),
-        ):
+        for role in roles:
             pool = [item for item in items if utterances[item[2]].role is role]
-            if not pool:
-                continue
-            source, _, index, quote = rng.choice(pool)
-            # The claim restates the quote, so its own details are supported by construction.
-            cases.claim_cases.append(
-                ClaimCase(source, category, transcript_id, quote, "agent", index, quote, expected)
-            )
+            if pool:
+                yield transcript_id, role, pool
+
+
+def _add_owner_cases(cases: CaseSet, genuine: list[tuple[str, str, int, str]], rng: random.Random) -> None:
+    """Agent-owned action items resting on customer words (mismatch) or on agent words (control)."""
+    outcomes = {Role.customer: ("owner_mismatch", "owner_swap"), Role.agent: ("grounded", "owner_control")}
+    for transcript_id, role, pool in _role_pools(cases, genuine, (Role.customer, Role.agent)):
+        expected, category = outcomes[role]
+        source, _, index, quote = rng.choice(pool)
+        # The claim restates the quote, so its own details are supported by construction.
+        cases.claim_cases.append(ClaimCase(source, category, transcript_id, quote, "agent", index, quote, expected))
+
+
+def _add_speaker_cases(cases: CaseSet, genuine: list[tuple[str, str, int, str]]) -> None:
+    """"The customer said ..." resting on the agent's words (mismatch) or on the customer's (control).
+
+    The quote is the middle one of each side's genuine quotes: no random draw, so the cases built before
+    these stay exactly as they were.
+    """
+    outcomes = {Role.agent: ("speaker_mismatch", "speaker_swap"), Role.customer: ("grounded", "speaker_control")}
+    for transcript_id, role, pool in _role_pools(cases, genuine, (Role.agent, Role.customer)):
+        expected, category = outcomes[role]
+        source, _, index, quote = pool[len(pool) // 2]
+        text = f"The customer said: {quote}"
+        cases.claim_cases.append(ClaimCase(source, category, transcript_id, text, None, index, quote, expected))
 
 
 CaseFilter = Callable[[Case], bool]

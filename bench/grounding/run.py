@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.grounding import PreparedTranscript, verify_extraction
-from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.grounding import EvidenceStatus, VerifiedEvidence
 from app.schemas.transcript import Transcript, Utterance
 from bench.datasets import SHARED_DATA_DIR
@@ -118,13 +117,7 @@ def run_claims(case_set: CaseSet) -> Counter[tuple[str, str, str]]:
     results: Counter[tuple[str, str, str]] = Counter()
     for case in case_set.claim_cases:
         transcript = Transcript(utterances=case_set.transcripts[case.transcript_id])
-        evidence = [EvidenceRef(utterance=case.cited, quote=case.quote)]
-        if case.owner is None:
-            extraction = Extraction(summary=[Statement(text=case.text, evidence=evidence)])
-        else:
-            item = ActionItem(text=case.text, owner=Owner(case.owner), evidence=evidence)
-            extraction = Extraction(action_items=[item])
-        claim = verify_extraction(transcript, extraction).claims[0]
+        claim = verify_extraction(transcript, case.extraction()).claims[0]
         got = claim.reason or claim.status.value
         if case.expected == UNSUPPORTED_DETAIL and got.startswith("unsupported_"):
             got = f"{UNSUPPORTED_DETAIL} ({got})"

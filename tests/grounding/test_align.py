@@ -115,6 +115,35 @@ def test_negation_in_another_clause_does_not_count() -> None:
     assert align_one(1, "Then you missed my flight.", turns).status is EvidenceStatus.exact
 
 
+@pytest.mark.parametrize(
+    ("said", "quote"),
+    [
+        ("no thank you that was it", "thank you that was it"),
+        ("No thanks, that's everything", "thanks, that's everything"),
+        ("uh no i didn't get the email", "i didn't get the email"),
+        ("nope that's all I needed", "that's all I needed"),
+        ("oh no it's fine, really", "it's fine, really"),
+    ],
+)
+def test_a_turn_initial_no_answering_the_other_party_negates_nothing_in_the_answer(said: str, quote: str) -> None:
+    # "Anything else?" - "no thank you that was it": calls end this way every day.
+    assert align_one(0, quote, utterances(said)).status is EvidenceStatus.exact
+
+
+@pytest.mark.parametrize(
+    ("said", "quote"),
+    [
+        ("no fees apply to this account", "fees apply to this account"),
+        ("no problem at all", "problem at all"),
+        ("there is no charge for that", "charge for that"),
+        ("well I said no refunds will be issued", "refunds will be issued"),
+        ("you will not be charged", "be charged"),
+    ],
+)
+def test_a_no_that_negates_the_quoted_words_still_refuses_the_quote(said: str, quote: str) -> None:
+    assert align_one(0, quote, utterances(said)).reason == Reason.negation_mismatch
+
+
 def test_exact_match_never_cuts_a_number_or_word() -> None:
     turns = utterances("I'll refund the $45 today", "I can't do that")
     assert align_one(0, "I'll refund the $4", turns).status is EvidenceStatus.ungrounded

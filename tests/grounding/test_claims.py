@@ -165,3 +165,52 @@ def test_fabricated_quote_makes_the_claim_ungrounded_but_keeps_it() -> None:
     report = verify_extraction(CALL, extraction)
     assert not report.all_grounded
     assert [claim.text for claim in report.ungrounded_claims] == ["Upgrade offered"]
+
+
+@pytest.mark.parametrize(
+    ("text", "at", "quote"),
+    [
+        ("The customer said they were charged $40 twice.", 2, "I'll refund the $40 today"),
+        ("Reason: the customer asked for a refund of $40.", 2, "I'll refund the $40 today"),
+        ("The agent confirmed a refund of $40.", 1, "I was charged $40 twice"),
+        ("Agent also promised a statement check.", 4, "I'll check my statement next week"),
+    ],
+)
+def test_a_claim_saying_what_a_party_said_on_the_other_partys_words_is_a_speaker_mismatch(
+    text: str, at: int, quote: str
+) -> None:
+    assert verify_one(Statement(text=text, evidence=ref(at, quote))) == (
+        ClaimStatus.ungrounded,
+        Reason.speaker_mismatch,
+    )
+
+
+def test_a_claim_saying_what_a_party_said_on_its_own_words_is_grounded() -> None:
+    assert verify_one(
+        Statement(text="The customer said they were charged $40 twice.", evidence=ref(1, "I was charged $40 twice"))
+    ) == (
+        ClaimStatus.grounded,
+        None,
+    )
+    # Either party's words may show what happened; only "X said" claims are tied to X's speech.
+    assert verify_one(
+        Statement(text="The customer will get $40 back.", evidence=ref(2, "I'll refund the $40 today"))
+    ) == (
+        ClaimStatus.grounded,
+        None,
+    )
+    assert verify_one(
+        Statement(text="The customer's $40 is refunded.", evidence=ref(2, "I'll refund the $40 today"))
+    ) == (
+        ClaimStatus.grounded,
+        None,
+    )
+
+
+def test_a_speaker_of_unknown_role_does_not_show_who_said_it() -> None:
+    unknown = Transcript(
+        utterances=[Utterance(index=0, speaker="spk_0", role=Role.unknown, text="I lost my card yesterday")]
+    )
+    statement = Statement(text="The customer said they lost their card.", evidence=ref(0, "I lost my card yesterday"))
+    claim = verify_extraction(unknown, Extraction(summary=[statement])).claims[0]
+    assert (claim.status, claim.reason) == (ClaimStatus.ungrounded, Reason.speaker_mismatch)

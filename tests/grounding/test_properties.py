@@ -11,9 +11,9 @@ import random
 import re
 
 from app.grounding import PreparedTranscript
-from app.grounding.normalize import normalize
 from app.schemas.grounding import EvidenceStatus
 from app.schemas.transcript import Role, Utterance
+from app.text.normalize import normalize
 from tests.grounding.helpers import assert_offsets_slice_original
 
 SEED = 20240601

@@ -11,6 +11,7 @@ from app.ingest.roles import (
     assign_agent,
     infer_roles,
     role_from_label,
+    roles_of,
 )
 from app.schemas.transcript import Role, Utterance
 from bench.roles.convert import harper_valley_calls, tweetsumm_calls
@@ -136,3 +137,51 @@ def test_tweetsumm_roles_hidden_are_recovered() -> None:
     result = score("tweetsumm", sample)
     assert result.calls == len(sample) > 250
     assert result.call_accuracy >= TARGET_CALL_ACCURACY, result.errors[:10]
+
+
+def _utterances(lines: list[tuple[str, str]], roles: list[Role] | None = None) -> list[Utterance]:
+    roles = roles or [Role.unknown] * len(lines)
+    return [
+        Utterance(index=i, speaker=speaker, role=role, text=text)
+        for i, ((speaker, text), role) in enumerate(zip(lines, roles, strict=True))
+    ]
+
+
+def test_roles_of_keeps_stored_roles() -> None:
+    utterances = _utterances([("A", "Hello"), ("B", "Hi")], [Role.customer, Role.agent])
+    assert roles_of(utterances) == [Role.customer, Role.agent]
+
+
+def test_roles_of_reads_labels_that_name_roles() -> None:
+    utterances = _utterances([("Caller", "Hello?"), ("Rep 12", "Hi."), ("Caller", "Hi")])
+    assert roles_of(utterances) == [Role.customer, Role.agent, Role.customer]
+
+
+def test_roles_of_infers_unstored_roles_from_content() -> None:
+    utterances = _utterances(
+        [
+            ("spk_0", "Hi, I'm calling because my card was declined."),
+            ("spk_1", "Thank you for calling, how can I help you today?"),
+            ("spk_0", "My card was declined at the store."),
+        ]
+    )
+    assert roles_of(utterances) == [Role.customer, Role.agent, Role.customer]
+
+
+def test_roles_of_fills_a_known_speakers_unstored_turns() -> None:
+    utterances = _utterances(
+        [("Dana", "Thanks for calling."), ("Sam", "Hi."), ("Dana", "How can I help?")],
+        [Role.agent, Role.unknown, Role.unknown],
+    )
+    assert roles_of(utterances) == [Role.agent, Role.customer, Role.agent]
+
+
+def test_roles_of_does_not_take_the_first_speaker_as_agent() -> None:
+    # Outbound calls and chats open with the customer: order is no cue, content is.
+    utterances = _utterances(
+        [
+            ("S1", "Hi, my internet is not working and I need help."),
+            ("S2", "I'm sorry to hear that. Can I have your account number?"),
+        ]
+    )
+    assert roles_of(utterances) == [Role.customer, Role.agent]

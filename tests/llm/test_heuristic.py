@@ -43,6 +43,12 @@ def _sample(name: str) -> Transcript:
     return _load(SAMPLES_DIR / name)
 
 
+def _spoken(turns: list[tuple[Role, str]]) -> Transcript:
+    """A transcript whose speakers are named by their roles."""
+    utterances = [Utterance(index=i, speaker=role.value, role=role, text=text) for i, (role, text) in enumerate(turns)]
+    return Transcript(utterances=utterances)
+
+
 def _assert_well_grounded(transcript: Transcript, extraction: Extraction) -> None:
     """Quotes verbatim in the cited utterance, agent items on agent speech, verifier content."""
     texts = [u.text for u in transcript.utterances]
@@ -297,11 +303,7 @@ def test_asr_run_on_text_is_split_into_clauses() -> None:
         (Role.agent, "okay i see your savings account balance is eighty six dollars is there anything else"),
         (Role.customer, "no thank you that was it"),
     ]
-    transcript = Transcript(
-        utterances=[
-            Utterance(index=i, speaker=r.value, role=r, text=t) for i, (r, t) in enumerate(lines)
-        ]
-    )
+    transcript = _spoken(lines)
     extraction = extract_heuristic(transcript)
 
     assert extraction.reason is not None
@@ -347,3 +349,18 @@ def test_tweetsumm_selection_is_grounded() -> None:
         _assert_well_grounded(dialog.transcript, extraction)
         assert extraction.reason is not None
         assert extraction.summary
+
+
+def test_a_spoken_due_window_becomes_the_items_due() -> None:
+    turns = [
+        (Role.agent, "Thank you for calling Acme, how can I help?"),
+        (Role.customer, "I was charged twice and I need a refund."),
+        (Role.agent, "I'll refund the charge within twenty one days."),
+        (Role.agent, "Is there anything else I can help you with?"),
+        (Role.customer, "no thank you that was it"),
+    ]
+    transcript = _spoken(turns)
+    extraction = extract_heuristic(transcript)
+    assert [(item.owner, item.due) for item in extraction.action_items] == [(Owner.agent, "within twenty one days")]
+    report = verify_extraction(transcript, extraction)
+    assert all(claim.status is ClaimStatus.grounded for claim in report.claims)

@@ -19,54 +19,40 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from enum import Enum
 from itertools import accumulate
 
-
-class TokenKind(Enum):
-    word = "word"
-    number = "number"
-    amount = "amount"
-    percent = "percent"
-    time = "time"
-    date = "date"
-    id = "id"
-    negation = "negation"
-
-
-CRITICAL_KINDS = frozenset(
-    {
-        TokenKind.number,
-        TokenKind.amount,
-        TokenKind.percent,
-        TokenKind.time,
-        TokenKind.date,
-        TokenKind.id,
-        TokenKind.negation,
-    }
+from app.text.lexicon import (
+    AMBIGUOUS_MONTHS,
+    CRITICAL_KINDS,
+    CURRENCY_SYMBOLS,
+    CURRENCY_WORDS,
+    FILLERS,
+    MONTHS,
+    NEGATIONS,
+    NON_SPEECH_MARKERS,
+    NUMBER_WORDS,
+    ORDINAL_PERIODS,
+    ORDINAL_SUFFIXES,
+    ORDINALS,
+    RELATIVE_DAYS,
+    SCALES,
+    TEENS,
+    TENS,
+    TIME_MARKERS,
+    UNITS,
+    WEEKDAYS,
+    TokenKind,
 )
+
+__all__ = ["CRITICAL_KINDS", "NEGATION_VALUE", "NormalizedText", "TokenKind", "joined_offsets", "normalize"]
 
 # The value every negation contributes to a critical-token comparison: "never" and "not" count alike,
 # what matters is that the quote and the transcript are both negative (or both not).
 NEGATION_VALUE = "<neg>"
 
-# --- vocabularies -------------------------------------------------------------------------------
+# --- spellings ----------------------------------------------------------------------------------
 
-# Hesitations that carry no content. "like", "you know" and "I mean" are deliberately absent: they are
-# content as often as filler ("I'd like to", "do you know my balance"), and the fuzzy stage already
-# tolerates an omitted filler phrase.
-FILLERS = frozenset({"um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "ahh", "hmm", "hm", "mm", "mmm"})
-
-# Non-speech markers some ASR engines and corpora put in the text. A known list, not any bracketed
-# word: "[3/3]" or "[tested]" are text.
-NON_SPEECH_MARKERS = (
-    "noise", "laughter", "laugh", "laughs", "inaudible", "unintelligible", "crosstalk", "music", "silence",
-    "unk", "cough", "breath", "breathing", "applause", "foreign", "pause", "static", "background", "sound",
-    "overlap", "overlapping", "blank_audio", "no_speech",
-)
 NON_SPEECH_RE = re.compile(r"[\[<(](?:" + "|".join(NON_SPEECH_MARKERS) + r")[\]>)]", re.IGNORECASE)
-
-NEGATIONS = frozenset({"not", "no", "never", "none", "nobody", "nothing", "nowhere", "neither", "nor"})
 
 # Contractions written with an apostrophe (after the apostrophe has been made straight).
 APOSTROPHE_CONTRACTIONS: dict[str, tuple[str, ...]] = {
@@ -148,9 +134,6 @@ CANONICAL_WORDS: dict[str, str] = {
     "a.m.": "am",
     "a.m": "am",
 }
-CURRENCY_SYMBOLS: dict[str, str] = {"$": "dollars", "€": "euros", "£": "pounds"}
-CURRENCY_WORDS = frozenset({"dollars", "cents", "euros", "pounds"})
-TIME_MARKERS = frozenset({"am", "pm", "oclock"})
 # Words after a bare "one" that make it a quantity rather than a pronoun ("one dollar" vs "a new one").
 QUANTITY_UNITS = frozenset(
     {
@@ -174,105 +157,6 @@ QUANTITY_UNITS = frozenset(
         "times",
     }
 )
-
-MONTHS = frozenset(
-    {
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-        "jan",
-        "feb",
-        "mar",
-        "apr",
-        "jun",
-        "jul",
-        "aug",
-        "sep",
-        "sept",
-        "oct",
-        "nov",
-        "dec",
-    }
-)
-# Month names that are also ordinary words: a date only when a number stands next to them.
-AMBIGUOUS_MONTHS = frozenset({"may", "march", "mar", "jan", "jun", "aug", "sep", "oct", "nov", "dec"})
-WEEKDAYS = frozenset(
-    {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "weekend"}
-)
-RELATIVE_DAYS = frozenset({"today", "tomorrow", "yesterday", "tonight"})
-
-UNITS = {
-    "zero": 0,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-}
-TEENS = {
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-}
-TENS = {
-    "twenty": 20,
-    "thirty": 30,
-    "forty": 40,
-    "fourty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-}
-SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
-# Spoken ordinals become numbers only in a date ("march third", "the third of march"): elsewhere
-# "first" and "second" are ordinary words ("first of all", "one second please").
-ORDINALS = {
-    "first": 1,
-    "second": 2,
-    "third": 3,
-    "fourth": 4,
-    "fifth": 5,
-    "sixth": 6,
-    "seventh": 7,
-    "eighth": 8,
-    "ninth": 9,
-    "tenth": 10,
-    "eleventh": 11,
-    "twelfth": 12,
-    "thirteenth": 13,
-    "fourteenth": 14,
-    "fifteenth": 15,
-    "sixteenth": 16,
-    "seventeenth": 17,
-    "eighteenth": 18,
-    "nineteenth": 19,
-    "twentieth": 20,
-    "thirtieth": 30,
-}
-NUMBER_WORDS = frozenset({*UNITS, *TEENS, *TENS, *SCALES})
-ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 
 # One pass over the raw text finds the tokens; punctuation between them is skipped. The leading
 # lookahead lists every character a token can start with: Python's regex engine would otherwise try
@@ -341,6 +225,20 @@ class NormalizedText:
     # Position of each token inside `joined`: a match found in `joined` maps back through it.
     joined_offsets: tuple[int, ...] = field(repr=False)
 
+    @classmethod
+    def of(
+        cls, tokens: tuple[str, ...], kinds: Sequence[TokenKind], starts: Sequence[int], ends: Sequence[int]
+    ) -> NormalizedText:
+        """Tokens with their kinds and original intervals; the joined form is derived from the tokens."""
+        return cls(
+            tokens=tokens,
+            kinds=tuple(kinds),
+            starts=tuple(starts),
+            ends=tuple(ends),
+            joined=" ".join(tokens),
+            joined_offsets=joined_offsets(tokens),
+        )
+
     def __len__(self) -> int:
         return len(self.tokens)
 
@@ -399,15 +297,7 @@ def normalize(text: str) -> NormalizedText:
             _assign_kinds(texts, kinds, ordinals)
     else:
         return _EMPTY
-    tokens = tuple(texts)
-    return NormalizedText(
-        tokens=tokens,
-        kinds=tuple(kinds),
-        starts=tuple(starts),
-        ends=tuple(ends),
-        joined=" ".join(tokens),
-        joined_offsets=joined_offsets(tokens),
-    )
+    return NormalizedText.of(tuple(texts), kinds, starts, ends)
 
 
 def joined_offsets(tokens: tuple[str, ...]) -> tuple[int, ...]:
@@ -416,7 +306,7 @@ def joined_offsets(tokens: tuple[str, ...]) -> tuple[int, ...]:
 
 
 _PLUS_ONE = (1).__add__
-_EMPTY = NormalizedText(tokens=(), kinds=(), starts=(), ends=(), joined="", joined_offsets=())
+_EMPTY = NormalizedText.of((), (), (), ())
 
 
 # --- pass 1: raw tokens -> pieces ---------------------------------------------------------------
@@ -915,6 +805,10 @@ def _assign_kinds(texts: list[str], kinds: list[TokenKind], ordinals: Sequence[i
             ):
                 texts[index] = str(ordinal)
                 kinds[index] = TokenKind.date
+            elif ordinal is not None and following in ORDINAL_PERIODS:
+                # "the second week" vs "the first week" is the difference between two dates.
+                texts[index] = str(ordinal)
+                kinds[index] = TokenKind.number
             elif text in TIME_MARKERS and previous_kind in (TokenKind.number, TokenKind.time):
                 kinds[index] = TokenKind.time
             elif text in CURRENCY_WORDS and previous_kind is TokenKind.amount:

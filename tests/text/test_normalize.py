@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.grounding.normalize import NEGATION_VALUE, TokenKind, normalize
+from app.text.normalize import NEGATION_VALUE, TokenKind, normalize
 
 
 def tokens(text: str) -> tuple[str, ...]:
