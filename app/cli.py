@@ -585,7 +585,8 @@ def worker(
     beat: Annotated[bool, typer.Option("--beat", help="Also run the reconciler schedule in this worker.")] = False,
 ) -> None:
     """Run a Celery worker consuming the postcall queue."""
-    from app.worker.celery_app import QUEUE_NAME, celery_app
+    from app.worker.celery_app import celery_app
+    from app.worker.names import QUEUE_NAME
 
     settings = get_settings()
     configure_logging(loglevel)

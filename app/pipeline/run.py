@@ -28,7 +28,7 @@ from app.errors import (
 )
 from app.grounding import verify_extraction
 from app.handoff.outbox import EventType, record_event
-from app.llm.base import ExtractionProvider, ProviderResult, Usage
+from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.prompt import PromptTemplate
 from app.models import CallState, LlmMode, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
@@ -46,6 +46,7 @@ from app.pipeline.persist import (
 from app.pipeline.redact import redact_transcript
 from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import Transcript
+from app.schemas.usage import Usage
 
 logger = logging.getLogger(__name__)
 

@@ -11,15 +11,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
-from app.worker.celery_app import (
-    TASK_BATCH_COLLECT,
-    TASK_BATCH_POLL,
-    TASK_PROCESS_CALL,
-    TASK_PURGE,
-    TASK_RECONCILE,
-    celery_app,
-)
+from app.worker.celery_app import celery_app
 from app.worker.context import get_context, reset_context
+from app.worker.names import TASK_BATCH_COLLECT, TASK_BATCH_POLL, TASK_PROCESS_CALL, TASK_PURGE, TASK_RECONCILE
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from app.handoff.delivery import DeliveryPolicy, dead_letter_disabled, deliver, 
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.secrets import SecretBox
 from app.models.tables import utcnow
-from app.worker.celery_app import TASK_DELIVER_WEBHOOK, TASK_SWEEP_WEBHOOKS, celery_app
+from app.worker.celery_app import celery_app
 from app.worker.context import get_context
 from app.worker.enqueue import enqueue_deliveries
+from app.worker.names import TASK_DELIVER_WEBHOOK, TASK_SWEEP_WEBHOOKS
 
 logger = logging.getLogger(__name__)
 

@@ -144,9 +144,9 @@ def test_reviewed_call_is_not_reextracted_by_a_stray_message(session_factory: se
 
 def test_failure_of_a_duplicate_delivery_does_not_undo_a_success(session_factory: sessionmaker[Session]) -> None:
     """Two deliveries raced; the first stored its result, the second then hit a permanent error."""
-    from app.llm.base import Usage
     from app.pipeline.persist import RunFacts, idempotency_key
     from app.pipeline.run import _record_failure
+    from app.schemas.usage import Usage
 
     call_id = _store(session_factory)
     first = process_call(session_factory, call_id, HeuristicProvider(), _prompt())
