@@ -146,6 +146,11 @@ def serve(
     """Serve the review web app and the JSON API (OpenAPI spec at /openapi.json)."""
     import uvicorn
 
+    try:
+        get_settings().check_redelivery_order()
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
+
     if reload:
         # The reloader imports the app afresh in a child process, so it needs the factory's import path.
         uvicorn.run("app.web.app:create_app", factory=True, host=host, port=port, reload=True)

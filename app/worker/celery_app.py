@@ -18,6 +18,7 @@ from app.worker.names import (
     TASK_RECONCILE,
     TASK_SWEEP_WEBHOOKS,
 )
+from app.worker.sizing import worker_sizing
 
 # kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
 # `unacked_restore_interval * unacked_restore_throttle` seconds (100 s by default), whatever the timeout.
@@ -40,7 +41,7 @@ def redis_transport_options(settings: Settings) -> dict[str, int]:
         "unacked_restore_throttle": 1,
         "unacked_mutex_expire": max(MIN_RESTORE_MUTEX_SECONDS, min(timeout, 300)),
         # redis-py caps pools at 100; size it to the worker's concurrency.
-        "max_connections": max(20, settings.worker_concurrency * 2 + 10),
+        "max_connections": worker_sizing(settings).redis_max_connections,
     }
 
 
