@@ -7,6 +7,7 @@ from typing import Any
 
 from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
@@ -71,6 +72,9 @@ def process_call_task(self: Any, call_id: str) -> str:
         return "missing"
     except TransientError as exc:
         return _retry_or_give_up(self, call_id, exc, exc.retry_after)
+    except PoolTimeoutError as exc:
+        # Every pooled connection stayed busy past the pool timeout: the database is slow, the call is fine.
+        return _retry_or_give_up(self, call_id, exc, None)
     except DBAPIError as exc:
         if not is_transient_database_error(exc):
             raise

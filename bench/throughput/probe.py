@@ -25,7 +25,7 @@ PROBE_FILE_VARIABLE = "POSTCALL_BENCH_PROBE_FILE"
 def install(path: str) -> None:
     import app.worker.tasks as tasks
 
-    measured = tasks.process_call
+    measured = tasks.process_call  # type: ignore[attr-defined]
     lock = threading.Lock()
     totals = {"calls": 0, "cpu_seconds": 0.0}
 
@@ -43,7 +43,7 @@ def install(path: str) -> None:
         with lock, open(path, "w", encoding="utf-8") as out:
             json.dump(totals, out)
 
-    tasks.process_call = probed  # type: ignore[assignment]
+    tasks.process_call = probed  # type: ignore[attr-defined]
     from celery.signals import worker_shutdown
 
     worker_shutdown.connect(lambda **_: write(), weak=False)
