@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     batch_lease_seconds: int = 600
     # Threads storing a finished batch's answers (PostgreSQL; SQLite uses one).
     batch_store_threads: int = 4
+
+    @field_validator("worker_concurrency", "worker_model_latency_seconds", "db_pool_size", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`POSTCALL_WORKER_CONCURRENCY=` (as docker-compose passes an unset variable) leaves it to the rule."""
+        return None if value == "" else value
 
     def check_redelivery_order(self) -> None:
         """Startup check of the worker and the web app: Redis redelivers a dead worker's message after the

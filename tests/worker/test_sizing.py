@@ -63,6 +63,14 @@ def test_settings_override_the_rule() -> None:
     assert slower.concurrency == derived_concurrency(125, 8.0)
 
 
+def test_an_empty_variable_leaves_the_number_to_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    # docker-compose passes `POSTCALL_WORKER_CONCURRENCY=` when .env leaves it empty.
+    monkeypatch.setenv("POSTCALL_WORKER_CONCURRENCY", "")
+    monkeypatch.setenv("POSTCALL_WORKER_MODEL_LATENCY_SECONDS", "")
+    sizing = worker_sizing(Settings(llm_provider="openai"))
+    assert sizing.concurrency == derived_concurrency(125, 2.0)
+
+
 def test_resolved_sizing_reaches_settings_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSTCALL_LLM_PROVIDER", "openai")
     sizing = resolve_worker_sizing(concurrency=12, pool="solo")
@@ -79,7 +87,8 @@ def test_unknown_pool_is_a_configuration_error() -> None:
 
 def test_stuck_after_must_exceed_the_visibility_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     Settings(stuck_after_seconds=1_200, broker_visibility_timeout=900).check_redelivery_order()
-    with pytest.raises(ConfigError, match=r"POSTCALL_STUCK_AFTER_SECONDS \(900\) must exceed POSTCALL_BROKER_VISIBILITY_TIMEOUT"):
+    expected = r"POSTCALL_STUCK_AFTER_SECONDS \(900\) must exceed POSTCALL_BROKER_VISIBILITY_TIMEOUT"
+    with pytest.raises(ConfigError, match=expected):
         Settings(stuck_after_seconds=900, broker_visibility_timeout=900).check_redelivery_order()
     monkeypatch.setenv("POSTCALL_STUCK_AFTER_SECONDS", "60")
     with pytest.raises(ConfigError, match="must exceed"):
