@@ -41,18 +41,17 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from app.config import PROJECT_ROOT, Settings
-from app.db.migrate import upgrade
-from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.db.session import unit_of_work
 from app.llm.prompt import PromptTemplate
 from app.llm.registry import build_provider
 from app.models import Call, CallState
 from app.pipeline.run import process_call
 from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 from bench.burst.run import machine, sample_transcripts, store_call
+from bench.databases import migrated_pg_database
 from bench.throughput.probe import PROBE_FILE_VARIABLE
 from tests.support.fake_openai import FAKE_API_KEY, unused_port
 from tests.support.processes import postcall_env, stop_process, wait_until
-from tests.support.services import temporary_pg_database
 
 DONE_STATES = (CallState.ready_for_review, CallState.needs_attention, CallState.failed)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -242,11 +241,7 @@ def run(args: argparse.Namespace) -> ThroughputResult:
     broker_client = redis.Redis.from_url(args.redis_url)
     broker_client.flushdb()
     with ExitStack() as stack:
-        database_url = stack.enter_context(temporary_pg_database())
-        upgrade(database_url)
-        engine = create_db_engine(database_url)
-        stack.callback(engine.dispose)
-        factory = make_session_factory(engine)
+        database_url, engine, factory = migrated_pg_database(stack)
         warmup = WARMUP_CALLS_PER_WORKER * args.workers
         total = PIPELINE_SAMPLE_CALLS + warmup + args.calls
         print(f"storing {total} calls ...", file=sys.stderr)
