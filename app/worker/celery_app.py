@@ -40,7 +40,7 @@ def redis_transport_options(settings: Settings) -> dict[str, int]:
         ),
         "unacked_restore_throttle": 1,
         "unacked_mutex_expire": max(MIN_RESTORE_MUTEX_SECONDS, min(timeout, 300)),
-        # redis-py caps pools at 100; size it to the worker's concurrency.
+        # One pool per worker process, sized to its slots (app/worker/sizing.py): redis-py raises, not waits.
         "max_connections": worker_sizing(settings).redis_max_connections,
     }
 
