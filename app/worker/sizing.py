@@ -66,7 +66,10 @@ def derived_concurrency(rate: float, latency: float) -> int:
 def worker_sizing(settings: Settings) -> WorkerSizing:
     latency = model_latency(settings)
     rate = settings.worker_target_calls_per_second
-    concurrency = settings.worker_concurrency or derived_concurrency(rate, latency)
+    # Under prefork a slot is a process, with its own memory and connections: one per core, not hundreds.
+    prefork = settings.worker_pool == "prefork"
+    derived = (os.cpu_count() or 1) if prefork else derived_concurrency(rate, latency)
+    concurrency = settings.worker_concurrency or derived
     db_pool = settings.db_pool_size or min(concurrency, settings.db_pool_limit)
     return WorkerSizing(
         pool=settings.worker_pool,

@@ -54,6 +54,11 @@ def test_heuristic_is_cpu_bound_and_gets_few_slots() -> None:
     assert sizing.db_pool_size == 2
 
 
+def test_prefork_slots_are_processes_one_per_core() -> None:
+    sizing = worker_sizing(Settings(llm_provider="openai", worker_pool="prefork"))
+    assert sizing.concurrency == (os.cpu_count() or 1)
+
+
 def test_settings_override_the_rule() -> None:
     sizing = worker_sizing(
         Settings(llm_provider="openai", worker_concurrency=40, db_pool_size=7, worker_model_latency_seconds=8)
