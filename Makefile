@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-ingest-parse bench-pii bench-batch bench-due-dates
+.PHONY: demo test lint typecheck install clean faults bench-throughput bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-ingest-parse bench-pii bench-batch bench-due-dates
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ faults: $(STAMP)
 	$(BIN)/pytest -m faults
 
 ## Benchmarks (see docs/benchmarks.md for the numbers and the machine).
+## Sustained calls/s of 2 workers at 2 s model latency (REDIS_URL: a Redis database the run may flush).
+bench-throughput: $(STAMP)
+	$(BIN)/python -m bench.throughput.run --redis-url $(or $(REDIS_URL),redis://127.0.0.1:6379/3) --calls 3000 --rate 250
+
 bench-burst: $(STAMP)
 	$(BIN)/python -m bench.burst.run --calls 10000 --concurrency 2
 

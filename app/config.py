@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +39,17 @@ class Settings(BaseSettings):
     # With acks_late a task held by a killed worker is redelivered only after this many seconds.
     # It must exceed the longest legitimate run (LLM retries included); the DB reconciler covers the rest.
     broker_visibility_timeout: int = 900
-    worker_concurrency: int = 8
+    # Worker sizing (app/worker/sizing.py, docs/operations.md): unset concurrency and pool size are derived
+    # from the target rate per worker process and the model's expected latency (Little's law).
+    worker_concurrency: int | None = Field(default=None, ge=1)
     worker_pool: Literal["threads", "prefork", "solo", "gevent"] = "threads"
+    worker_target_calls_per_second: float = Field(default=125.0, gt=0)
+    # Unset: 2 s for the openai provider, 0 for the offline heuristic.
+    worker_model_latency_seconds: float | None = Field(default=None, ge=0)
+    # Database connections a process keeps (no overflow: none is closed and reopened under load). Unset:
+    # one per worker slot, at most db_pool_limit; keep the sum over processes below max_connections.
+    db_pool_size: int | None = Field(default=None, ge=1)
+    db_pool_limit: int = Field(default=20, ge=1)
 
     llm_provider: Literal["heuristic", "openai"] = "heuristic"
     openai_model: str = "gpt-4o-mini"
@@ -157,6 +166,24 @@ class Settings(BaseSettings):
     def openai_key(self) -> str:
         """The API key as the SDK wants it ("" when unset)."""
         return self.openai_api_key.get_secret_value() if self.openai_api_key else ""
+
+    @field_validator("worker_concurrency", "worker_model_latency_seconds", "db_pool_size", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`POSTCALL_WORKER_CONCURRENCY=` (as docker-compose passes an unset variable) leaves it to the rule."""
+        return None if value == "" else value
+
+    def check_redelivery_order(self) -> None:
+        """Startup check of the worker and the web app: Redis redelivers a dead worker's message after the
+        visibility timeout; the reconciler must wait longer, or it re-enqueues calls whose first message is
+        still coming back, and every such call is processed twice."""
+        from app.errors import ConfigError
+
+        if self.stuck_after_seconds <= self.broker_visibility_timeout:
+            raise ConfigError(
+                f"POSTCALL_STUCK_AFTER_SECONDS ({self.stuck_after_seconds}) must exceed "
+                f"POSTCALL_BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout})"
+            )
 
     def token_prices(self, model: str, mode: str) -> TokenPrices:
         """The price of `model`'s tokens in `mode` (sync or batch)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.llm.base import Usage
+    from app.schemas.usage import Usage
 
 
 class PostcallError(Exception):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
+from app.worker.names import QUEUE_NAME
 
 if TYPE_CHECKING:
     import redis
@@ -44,8 +45,6 @@ def broker_client(settings: Settings, timeout: float) -> redis.Redis:
 
 
 def check_broker(settings: Settings) -> Check:
-    from app.worker.celery_app import QUEUE_NAME
-
     try:
         client = broker_client(settings, CHECK_TIMEOUT_SECONDS)
         client.ping()

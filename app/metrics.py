@@ -31,6 +31,7 @@ from app.config import Settings
 from app.db.types import as_utc
 from app.health import broker_client
 from app.models import Call, CallState, ExtractionRun, LlmBatch, LlmMode, RunStatus
+from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ PENDING_STATES = (CallState.queued, CallState.processing)
 BROKER_TIMEOUT_SECONDS = 2.0
 DATABASE_STATEMENT_TIMEOUT_MS = 5_000
 # kombu's Redis transport keeps delivered, unacknowledged messages in this hash (all queues of the db).
-KOMBU_UNACKED_KEY = "unacked"
 MS_PER_SECOND = 1000.0
 
 
@@ -107,8 +107,6 @@ class PostcallCollector:
 
     def _broker_metrics(self) -> Iterator[Metric]:
         import redis
-
-        from app.worker.celery_app import QUEUE_NAME
 
         up = GaugeMetricFamily("postcall_broker_up", "1 when the broker (Redis) answered this scrape.")
         try:

@@ -14,13 +14,13 @@ from app.config import Settings, get_settings
 from app.db.session import unit_of_work
 from app.llm.heuristic import HeuristicProvider
 from app.llm.prompt import PromptTemplate
-from app.metrics import KOMBU_UNACKED_KEY, render_latest
+from app.metrics import render_latest
 from app.models import Call, ExtractionRun
 from app.models.tables import utcnow
 from app.pipeline.calls import count_by_state
 from app.pipeline.run import mark_failed, process_call
 from app.pipeline.store import store_transcript
-from app.worker.celery_app import QUEUE_NAME
+from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 from tests.support.services import redis_url
 from tests.support.transcripts import make_transcript
 

@@ -36,21 +36,27 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option(help="Parallel tasks (default POSTCALL_WORKER_CONCURRENCY).")
+        int | None, typer.Option(help="Parallel tasks (default POSTCALL_WORKER_CONCURRENCY, else the sizing rule).")
     ] = None,
     pool: Annotated[str | None, typer.Option(help="threads | prefork | solo | gevent")] = None,
     loglevel: Annotated[str, typer.Option()] = "INFO",
     beat: Annotated[bool, typer.Option("--beat", help="Also run the reconciler schedule in this worker.")] = False,
 ) -> None:
-    """Run a Celery worker consuming the postcall queue."""
-    from app.worker.celery_app import QUEUE_NAME, celery_app
+    """Run a Celery worker consuming the postcall queue, sized by the rule in docs/operations.md."""
+    from app.worker.sizing import prepare_worker
 
-    settings = get_settings()
     configure_logging(loglevel)
+    try:
+        sizing = prepare_worker(concurrency, pool)
+    except PostcallError as exc:
+        raise fail(str(exc)) from exc
+    from app.worker.celery_app import celery_app
+    from app.worker.names import QUEUE_NAME
+
     argv = [
         "worker",
-        f"--pool={pool or settings.worker_pool}",
-        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--pool={sizing.pool}",
+        f"--concurrency={sizing.concurrency}",
         f"--loglevel={loglevel}",
         f"--queues={QUEUE_NAME}",
         "--without-gossip",

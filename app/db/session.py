@@ -28,7 +28,7 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_db_engine(url: str) -> Engine:
+def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
     """Build a new engine (tests use this directly; the app uses `get_engine`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -48,14 +48,22 @@ def create_db_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
+    )
 
 
 def get_engine(url: str) -> Engine:
+    """The process's engine for `url`. Its pool has no overflow, so a connection is opened once and kept:
+    `postcall worker` sets POSTCALL_DB_POOL_SIZE from its sizing; elsewhere the pool stops at the limit."""
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _engines[url] = create_db_engine(url)
+            from app.config import get_settings
+
+            settings = get_settings()
+            pool_size = settings.db_pool_size or settings.db_pool_limit
+            engine = _engines[url] = create_db_engine(url, pool_size=pool_size, max_overflow=0)
         return engine
 
 

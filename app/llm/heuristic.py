@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.ingest.roles import roles_of
-from app.llm.base import ExtractionProvider, ProviderResult, Usage
+from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.heuristic_cues import (
     ACKNOWLEDGED_OBJECT,
     AFTER_CALL_MARKER,
@@ -72,6 +72,7 @@ from app.llm.heuristic_text import (
 from app.llm.prompt import PromptTemplate
 from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.transcript import Role, Transcript
+from app.schemas.usage import Usage
 
 # Bump when the algorithm's output can change for the same input (it is stored on every run).
 HEURISTIC_MODEL_VERSION = "heuristic-v3"

@@ -40,12 +40,13 @@ from app.errors import (
     ProviderPermanentError,
     ProviderTransientError,
 )
-from app.llm.base import ExtractionProvider, ProviderResult, Usage
+from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.openai_windows import estimate_tokens, merge_extractions, plan_windows, utterance_tokens
 from app.llm.prompt import PromptTemplate, restore_neutralized
 from app.schemas.extraction import Extraction
 from app.schemas.grounding import VerificationReport, VerifiedClaim
 from app.schemas.transcript import Transcript, Utterance
+from app.schemas.usage import Usage
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from app.llm.base import Usage
 from app.models import Call, CallState, Claim, Evidence, ExtractionRun, RunStatus
 from app.models.tables import utcnow
 from app.pipeline.analyst_fields import analyst_fields, call_clock
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
+from app.schemas.usage import Usage
 
 
 def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, provider: str, model: str) -> str:

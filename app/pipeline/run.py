@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
@@ -28,7 +29,7 @@ from app.errors import (
 )
 from app.grounding import verify_extraction
 from app.handoff.outbox import EventType, record_event
-from app.llm.base import ExtractionProvider, ProviderResult, Usage
+from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.prompt import PromptTemplate
 from app.models import CallState, LlmMode, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
@@ -46,6 +47,7 @@ from app.pipeline.persist import (
 from app.pipeline.redact import redact_transcript
 from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import Transcript
+from app.schemas.usage import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -301,8 +303,8 @@ def process_call(
                 # Another worker persisted the same work first (unique idempotency key): exactly-once holds.
                 return ProcessOutcome(call_id, call.state if call else CallState.failed, run_id=done.id, skipped=True)
         return _record_internal_error(factory, call_id, spent, exc, claimed)
-    except (TransientError, NotFoundError, OperationalError, InterfaceError):
-        raise  # the database went away mid-write: the task retries, nothing was committed
+    except (TransientError, NotFoundError, OperationalError, InterfaceError, PoolTimeoutError):
+        raise  # the database went away (or every pooled connection stayed busy): the task retries
     except Exception as exc:
         # Anything else (a value the column cannot hold, a bug) must not leave the call in `processing`
         # for the reconciler to re-bill the model on every pass.

@@ -1,4 +1,7 @@
-"""The Celery application. Configuration comes from Settings; nothing connects at import."""
+"""The Celery application. Configuration comes from Settings; nothing connects at import.
+
+Queue and task names live in app.worker.names, which imports nothing: code that only needs a name
+(web app, metrics, health) never loads Celery."""
 
 from __future__ import annotations
 
@@ -7,15 +10,15 @@ from typing import Any
 from celery import Celery
 
 from app.config import Settings, get_settings
-
-TASK_PROCESS_CALL = "postcall.process_call"
-TASK_RECONCILE = "postcall.reconcile"
-TASK_DELIVER_WEBHOOK = "postcall.deliver_webhook"
-TASK_SWEEP_WEBHOOKS = "postcall.sweep_webhooks"
-TASK_PURGE = "postcall.purge"
-TASK_BATCH_COLLECT = "postcall.batch_collect"
-TASK_BATCH_POLL = "postcall.batch_poll"
-QUEUE_NAME = "postcall"
+from app.worker.names import (
+    QUEUE_NAME,
+    TASK_BATCH_COLLECT,
+    TASK_BATCH_POLL,
+    TASK_PURGE,
+    TASK_RECONCILE,
+    TASK_SWEEP_WEBHOOKS,
+)
+from app.worker.sizing import worker_sizing
 
 # kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
 # `unacked_restore_interval * unacked_restore_throttle` seconds (100 s by default), whatever the timeout.
@@ -37,8 +40,8 @@ def redis_transport_options(settings: Settings) -> dict[str, int]:
         ),
         "unacked_restore_throttle": 1,
         "unacked_mutex_expire": max(MIN_RESTORE_MUTEX_SECONDS, min(timeout, 300)),
-        # redis-py caps pools at 100; size it to the worker's concurrency.
-        "max_connections": max(20, settings.worker_concurrency * 2 + 10),
+        # One pool per worker process, sized to its slots (app/worker/sizing.py): redis-py raises, not waits.
+        "max_connections": worker_sizing(settings).redis_max_connections,
     }
 
 
@@ -84,5 +87,12 @@ def _periodic(task: str, every_seconds: float) -> dict[str, Any]:
     return {"task": task, "schedule": float(every_seconds), "options": {"expires": float(every_seconds)}}
 
 
-celery_app = Celery("postcall", include=["app.worker.tasks", "app.worker.webhooks"])
-configure(celery_app, get_settings())
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app configured from `settings`; its workers run the tasks of app.worker.tasks and webhooks."""
+    app = Celery("postcall", include=["app.worker.tasks", "app.worker.webhooks"])
+    configure(app, settings)
+    return app
+
+
+# The app the task modules register with and `postcall worker` runs.
+celery_app = create_celery(get_settings())

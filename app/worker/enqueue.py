@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from app.config import get_settings
-from app.worker.celery_app import TASK_DELIVER_WEBHOOK, TASK_PROCESS_CALL, celery_app
+from app.worker.celery_app import celery_app
+from app.worker.names import TASK_DELIVER_WEBHOOK, TASK_PROCESS_CALL
 
 # Fail fast when the broker is down: the caller reports it and the reconciler takes over.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.0, "interval_step": 0.2, "interval_max": 0.5}

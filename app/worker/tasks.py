@@ -7,19 +7,14 @@ from typing import Any
 
 from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.context import get_context, reset_context
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
-from app.worker.celery_app import (
-    TASK_BATCH_COLLECT,
-    TASK_BATCH_POLL,
-    TASK_PROCESS_CALL,
-    TASK_PURGE,
-    TASK_RECONCILE,
-    celery_app,
-)
+from app.worker.celery_app import celery_app
+from app.worker.names import TASK_BATCH_COLLECT, TASK_BATCH_POLL, TASK_PROCESS_CALL, TASK_PURGE, TASK_RECONCILE
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +72,9 @@ def process_call_task(self: Any, call_id: str) -> str:
         return "missing"
     except TransientError as exc:
         return _retry_or_give_up(self, call_id, exc, exc.retry_after)
+    except PoolTimeoutError as exc:
+        # Every pooled connection stayed busy past the pool timeout: the database is slow, the call is fine.
+        return _retry_or_give_up(self, call_id, exc, None)
     except DBAPIError as exc:
         if not is_transient_database_error(exc):
             raise

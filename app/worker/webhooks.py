@@ -17,8 +17,10 @@ from app.handoff.delivery import DeliveryPolicy, dead_letter_disabled, deliver, 
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.secrets import SecretBox
 from app.models.tables import utcnow
-from app.worker.celery_app import TASK_DELIVER_WEBHOOK, TASK_SWEEP_WEBHOOKS, celery_app
+from app.worker.celery_app import celery_app
 from app.worker.enqueue import enqueue_deliveries
+from app.worker.names import TASK_DELIVER_WEBHOOK, TASK_SWEEP_WEBHOOKS
+from app.worker.sizing import worker_sizing
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ def _get_sender() -> _Sender:
         if _sender is None:
             settings = get_context().settings
             policy = DeliveryPolicy.from_settings(settings)
-            limits = httpx.Limits(max_connections=max(10, settings.worker_concurrency * 2))
+            limits = httpx.Limits(max_connections=max(10, worker_sizing(settings).concurrency * 2))
             _sender = _Sender(policy, SecretBox.from_settings(settings), httpx.Client(limits=limits))
         return _sender
 

@@ -29,8 +29,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from app.config import Settings, get_settings
-from app.db.migrate import upgrade
-from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.db.session import unit_of_work
 from app.handoff.endpoints import add_endpoint
 from app.handoff.outbox import EventType, install_delivery_notifier, record_event
 from app.llm.heuristic import HeuristicProvider
@@ -43,10 +42,10 @@ from app.review import CallDecision, decide_call
 from app.users import create_user, principal_of
 from app.worker.enqueue import enqueue_deliveries
 from bench.burst.run import machine, sample_transcripts
+from bench.databases import migrated_pg_database
 from tests.faults.harness import ExtractingLLM, PrivateRedis, WorkerFleet
 from tests.support.processes import postcall_env, wait_until
 from tests.support.receiver import Receiver
-from tests.support.services import temporary_pg_database
 
 TENANT = "bench"
 SECRET_KEY = "bench-handoff-secret-key"
@@ -78,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(secret_key=SECRET_KEY, webhook_allow_private=True)
     transcripts = sample_transcripts()
     with ExitStack() as stack:
-        url = stack.enter_context(temporary_pg_database())
-        upgrade(url)
-        engine = create_db_engine(url)
-        stack.callback(engine.dispose)
-        factory = make_session_factory(engine)
+        url, _engine, factory = migrated_pg_database(stack)
         broker = PrivateRedis()
         broker.start()
         stack.callback(broker.stop)

@@ -33,7 +33,6 @@ from app.config import Settings
 from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.grounding import verify_extraction
-from app.llm.base import Usage
 from app.models import CallState, Claim, RunStatus, UserRole
 from app.pipeline.calls import get_call, set_state
 from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
@@ -41,6 +40,7 @@ from app.pipeline.store import store_transcript
 from app.review import ClaimAction, ClaimChanges, review_claim
 from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
+from app.schemas.usage import Usage
 from app.users import authenticate, create_user
 from app.web import create_app
 from app.web.view import build_call_page

@@ -13,7 +13,8 @@ from app.models import Call, User, UserRole
 from app.pipeline.store import store_transcript
 from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
 from app.users import create_user
-from app.worker.celery_app import TASK_PURGE, celery_app
+from app.worker.celery_app import celery_app
+from app.worker.names import TASK_PURGE
 
 runner = CliRunner()
 

@@ -33,11 +33,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import PROJECT_ROOT
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
-from app.metrics import KOMBU_UNACKED_KEY
 from app.models import Call, CallState, Claim, Evidence, ExtractionRun, RunStatus
 from app.pipeline.store import store_transcript
-from app.worker.celery_app import QUEUE_NAME
 from app.worker.enqueue import enqueue_calls
+from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 from tests.support.fake_openai import (
     FAKE_API_KEY,
     FakeOpenAIServer,

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.metrics import KOMBU_UNACKED_KEY
-from app.worker.celery_app import QUEUE_NAME, TASK_PROCESS_CALL
+from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME, TASK_PROCESS_CALL
 from tests.faults.harness import (
     DONE_STATES,
     check_exactly_once,

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.metrics import KOMBU_UNACKED_KEY
 from app.models import CallState
-from app.worker.celery_app import QUEUE_NAME
+from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 from tests.faults.harness import (
     DONE_STATES,
     call_states,

@@ -20,7 +20,7 @@ from app.errors import (
     ProviderTransientError,
     TransientError,
 )
-from app.llm.base import ProviderResult, Usage
+from app.llm.base import ProviderResult
 from app.llm.openai_provider import (
     OpenAIProvider,
     extraction_response_format,
@@ -38,6 +38,7 @@ from app.schemas.grounding import (
     VerifiedEvidence,
 )
 from app.schemas.transcript import Role, Transcript, Utterance
+from app.schemas.usage import Usage
 from tests.support.fake_openai import (
     DEFAULT_MODEL,
     FAKE_API_KEY,

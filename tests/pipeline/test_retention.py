@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
 from app.grounding import verify_extraction
-from app.llm.base import Usage
 from app.models import Call, Claim, Evidence, ExtractionRun, ReviewEvent, RunStatus, Tenant
 from app.models import Utterance as UtteranceRow
 from app.pipeline.calls import get_call
@@ -21,6 +20,7 @@ from app.pipeline.retention import PURGE_EVENT, purge_expired, set_retention
 from app.pipeline.store import store_transcript
 from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
+from app.schemas.usage import Usage
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 SECRET = "my card is 4111 1111 1111 1111"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +20,7 @@ from app.pipeline.store import store_transcript
 from tests.support.transcripts import make_transcript
 
 GROUNDED_STATUSES = {"exact", "normalized", "fuzzy", "relocated"}
+POOL_TIMEOUT_SECONDS = 1.0
 
 
 def _prompt() -> PromptTemplate:
@@ -144,9 +146,9 @@ def test_reviewed_call_is_not_reextracted_by_a_stray_message(session_factory: se
 
 def test_failure_of_a_duplicate_delivery_does_not_undo_a_success(session_factory: sessionmaker[Session]) -> None:
     """Two deliveries raced; the first stored its result, the second then hit a permanent error."""
-    from app.llm.base import Usage
     from app.pipeline.persist import RunFacts, idempotency_key
     from app.pipeline.run import _record_failure
+    from app.schemas.usage import Usage
 
     call_id = _store(session_factory)
     first = process_call(session_factory, call_id, HeuristicProvider(), _prompt())
@@ -182,3 +184,41 @@ def test_retry_gives_a_call_failed_for_attempts_a_fresh_budget(session_factory: 
         assert requeue_calls(session) == [call_id]
     retried = process_call(session_factory, call_id, HeuristicProvider(), _prompt(), max_attempts=8)
     assert retried.state in {CallState.ready_for_review, CallState.needs_attention}
+
+
+def test_a_busy_connection_pool_is_retried_not_failed(postgres_url: str) -> None:
+    """Every pooled connection busy past the pool timeout while the result is stored: the call is not
+    failed (the worker retries it later), and the retry stores it."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    from app.db.session import make_session_factory
+
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0, pool_timeout=POOL_TIMEOUT_SECONDS)
+    factory = make_session_factory(engine)
+    call_id = _store(factory)
+    releases: list[threading.Timer] = []
+
+    class PoolHoggingModel(HeuristicProvider):
+        """Stands in for the model; while it answers, something else takes the only connection and gives
+        it back only after the store has timed out (in time for a failure to be recorded, were it one)."""
+
+        def extract(self, transcript, prompt):  # type: ignore[no-untyped-def]
+            connection = engine.connect()
+            releases.append(threading.Timer(POOL_TIMEOUT_SECONDS * 1.5, connection.close))
+            releases[-1].start()
+            return super().extract(transcript, prompt)
+
+    try:
+        with pytest.raises(PoolTimeoutError):
+            process_call(factory, call_id, PoolHoggingModel(), _prompt())
+        releases[0].join()
+        with unit_of_work(factory) as session:
+            assert session.get(Call, call_id).state is CallState.processing  # type: ignore[union-attr]
+            assert session.scalar(select(func.count()).select_from(ExtractionRun)) == 0
+        outcome = process_call(factory, call_id, HeuristicProvider(), _prompt())
+        assert outcome.state in {CallState.ready_for_review, CallState.needs_attention}
+    finally:
+        for release in releases:
+            release.join()
+        engine.dispose()

@@ -36,11 +36,14 @@ def run_postcall(args: list[str], env: dict[str, str], timeout: float = 120) -> 
 
 
 @contextmanager
-def worker_process(env: dict[str, str], log_path: Path, *, concurrency: int = 4) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    env: dict[str, str], log_path: Path, *, concurrency: int = 4, pool: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker (`postcall worker`) in its own process group; stopped on exit."""
+    pool_args = [f"--pool={pool}"] if pool else []
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [*POSTCALL, "worker", f"--concurrency={concurrency}", "--loglevel=INFO"],
+            [*POSTCALL, "worker", f"--concurrency={concurrency}", *pool_args, "--loglevel=INFO"],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=log,

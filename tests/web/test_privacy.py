@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.grounding import verify_extraction
-from app.llm.base import Usage
 from app.models import CallState, Claim, Evidence, ReviewEvent, RunStatus, Tenant, User, UserRole
 from app.models import Utterance as UtteranceRow
 from app.pipeline.calls import get_call, set_state
@@ -23,6 +22,7 @@ from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
 from app.pipeline.store import store_transcript
 from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.transcript import Role, Transcript, Utterance
+from app.schemas.usage import Usage
 from app.users import Principal, create_user, principal_of, set_view_pii
 from app.web.view import build_call_page
 from tests.support.services import temporary_pg_database

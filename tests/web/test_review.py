@@ -8,7 +8,6 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db.session import unit_of_work
 from app.errors import AppendOnlyError
-from app.llm.base import Usage
 from app.models import Call, CallState, Claim, ReviewEvent, RunStatus, Utterance
 from app.pipeline.calls import get_call
 from app.pipeline.persist import RunFacts, add_run
@@ -26,6 +25,7 @@ from app.review import (
     review_claim,
 )
 from app.schemas.grounding import ClaimKind
+from app.schemas.usage import Usage
 from app.users import AccessDeniedError, Principal, authenticate
 from tests.web.conftest import World
 

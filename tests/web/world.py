@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db.session import unit_of_work
 from app.grounding import verify_extraction
-from app.llm.base import Usage
 from app.models import CallState, Claim, RunStatus, UserRole
 from app.pipeline.calls import get_call, set_state
 from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
@@ -26,10 +25,11 @@ from app.pipeline.store import store_transcript
 from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
+from app.schemas.usage import Usage
 from app.users import create_user
 from app.web import create_app
-from app.worker.celery_app import QUEUE_NAME
 from app.worker.enqueue import enqueue_calls
+from app.worker.names import QUEUE_NAME
 from tests.support.services import redis_url
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-and-not-the-default"

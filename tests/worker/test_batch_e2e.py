@@ -71,9 +71,10 @@ def test_batch_calls_end_stored_exactly_once_and_errored_lines_are_sent_again(
     factory = make_session_factory(engine)
     call_ids = store_batch_calls(factory, 30, "batch")
     unlucky = tuple(call_ids[::7])
-    # The reconciler runs every second and calls count as stuck after two: it must leave them be.
+    # The reconciler runs every second and calls count as stuck after two: it must leave them be. (The
+    # worker refuses a stuck-after interval that does not exceed the broker's visibility timeout.)
     env = fault_env(postgres_url, broker, **BATCH_ENV, POSTCALL_STUCK_AFTER_SECONDS="2",
-                    POSTCALL_RECONCILE_EVERY_SECONDS="1")
+                    POSTCALL_BROKER_VISIBILITY_TIMEOUT="1", POSTCALL_RECONCILE_EVERY_SECONDS="1")
     try:
         with extracting_llm(0.0) as llm, worker_fleet(env, llm, tmp_path, concurrency=4) as fleet:
             llm.server.script_batches(BatchScript(errored=lambda custom_id: custom_id.startswith(unlucky)))
