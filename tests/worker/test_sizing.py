@@ -100,7 +100,7 @@ def test_stuck_after_must_exceed_the_visibility_timeout(monkeypatch: pytest.Monk
         prepare_worker(concurrency=2, pool="threads")
 
 
-@pytest.mark.parametrize("command", [["worker"], ["serve", "--port", "1"]])
+@pytest.mark.parametrize("command", [["worker"], ["serve", "--dev", "--port", "1"]])
 def test_worker_and_serve_refuse_to_start_when_the_reconciler_would_race_redelivery(
     command: list[str], sqlite_url: str
 ) -> None:
