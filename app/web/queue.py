@@ -84,6 +84,11 @@ def flagged_clause() -> ColumnElement[bool]:
     return Call.flagged_items > 0
 
 
+def call_moment() -> ColumnElement[datetime]:
+    """When the call happened: its start, or its ingestion when the start is unknown (an index serves it)."""
+    return func.coalesce(Call.started_at, Call.created_at)
+
+
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
@@ -92,9 +97,12 @@ def _conditions(principal: Principal, filters: CallFilters, *, with_state: bool)
     conditions = [visible_calls_clause(principal)]
     if with_state and filters.states:
         conditions.append(Call.state.in_(list(filters.states)))
+        # Implied by the states, but stated so a page walking the review order stops at their ranks.
+        ranks = [review_rank(state) for state in filters.states]
+        conditions.append(Call.review_rank.between(min(ranks), max(ranks)))
     if filters.agent:
         conditions.append(Call.agent_id == filters.agent)
-    when = func.coalesce(Call.started_at, Call.created_at)
+    when = call_moment()
     if filters.date_from:
         conditions.append(when >= _day_start(filters.date_from))
     if filters.date_to and filters.date_to < date.max:  # the last representable day has no "next day"

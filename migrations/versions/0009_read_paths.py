@@ -4,6 +4,7 @@
   the index (tenant_id, review_rank, state_changed_at, id) the queue's order and keyset pages walk;
 - calls.flagged_items: unverified items of the current run nobody decided on (set at persist and on
   each item decision), so the `flagged` filter is a column test instead of a subquery per call;
+- ix_calls_tenant_moment (tenant_id, coalesce(started_at, created_at)): the queue's date filter;
 - ix_calls_tenant_state (tenant_id, state) becomes (tenant_id, state, state_changed_at, id): a queue
   filtered on one state is walked in order;
 - call_counts and run_totals: counters kept by triggers on calls and extraction_runs, so /metrics and
@@ -187,6 +188,8 @@ def upgrade() -> None:
                               unique=False)
         batch_op.create_index('ix_calls_review_order', ['tenant_id', 'review_rank', 'state_changed_at', 'id'],
                               unique=False)
+    op.create_index('ix_calls_tenant_moment', 'calls', ['tenant_id', sa.text('coalesce(started_at, created_at)')],
+                    unique=False)
     call_values = list(_call_values("r"))
     op.create_table(
         'call_counts',
@@ -225,6 +228,7 @@ def downgrade() -> None:
         ]
         for name, _ in kept_views:
             op.execute(f"DROP VIEW IF EXISTS {name}")
+    op.drop_index('ix_calls_tenant_moment', table_name='calls')
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.drop_index('ix_calls_review_order')
         batch_op.drop_index('ix_calls_tenant_state_waiting')
