@@ -219,21 +219,12 @@ def downgrade() -> None:
     drop_triggers(postgresql)
     op.drop_table('run_totals')
     op.drop_table('call_counts')
-    # SQLite drops a column by rebuilding the table, which a view on it forbids: views are set aside.
-    kept_views: list[tuple[str, str]] = []
-    if not postgresql:
-        kept_views = [
-            (name, sql)
-            for name, sql in connection.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view'"))
-        ]
-        for name, _ in kept_views:
-            op.execute(f"DROP VIEW IF EXISTS {name}")
     op.drop_index('ix_calls_tenant_moment', table_name='calls')
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.drop_index('ix_calls_review_order')
         batch_op.drop_index('ix_calls_tenant_state_waiting')
         batch_op.create_index('ix_calls_tenant_state', ['tenant_id', 'state'], unique=False)
-        batch_op.drop_column('flagged_items')
-        batch_op.drop_column('review_rank')
-    for _, sql in kept_views:
-        op.execute(sql)
+    # ALTER TABLE ... DROP COLUMN on both backends: a batch-mode rebuild of `calls` on SQLite would drop the
+    # table under enforced foreign keys and so cascade-delete every call's runs, claims and utterances.
+    op.execute("ALTER TABLE calls DROP COLUMN flagged_items")
+    op.execute("ALTER TABLE calls DROP COLUMN review_rank")
