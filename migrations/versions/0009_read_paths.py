@@ -92,6 +92,15 @@ def _upsert(table: str, key: Sequence[str], key_values: Sequence[str], values: d
     return f"INSERT INTO {table} ({columns}) VALUES ({row}) ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
 
 
+def _bump(table: str, key: Sequence[str], key_values: Sequence[str], values: dict[str, str]) -> str:
+    """PL/pgSQL: add to the counter row, inserting it the first time. An UPDATE first: the common case
+    (the row exists) then skips the speculative insertion an INSERT ... ON CONFLICT always makes."""
+    updates = ", ".join(f"{c} = {table}.{c} + ({v})" for c, v in values.items())
+    where = " AND ".join(f"{k} = {v}" for k, v in zip(key, key_values, strict=True))
+    return (f"UPDATE {table} SET {updates} WHERE {where};\n"
+            f"        IF NOT FOUND THEN {_upsert(table, key, key_values, values)}; END IF")
+
+
 def _deltas(values_of: Callable[[str], dict[str, str]], sign: str) -> dict[str, str]:
     """The counter changes of a row written (+, NEW) or removed (-, OLD)."""
     values = values_of("NEW" if sign == "+" else "OLD")
@@ -121,14 +130,14 @@ def create_triggers(postgresql: bool) -> None:
 CREATE FUNCTION postcall_count_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        {_upsert(counters, key, key_of("NEW", shard), _deltas(values_of, "+"))};
+        {_bump(counters, key, key_of("NEW", shard), _deltas(values_of, "+"))};
     ELSIF TG_OP = 'DELETE' THEN
-        {_upsert(counters, key, key_of("OLD", shard), _deltas(values_of, "-"))};
+        {_bump(counters, key, key_of("OLD", shard), _deltas(values_of, "-"))};
     ELSIF {same_key} THEN
-        {_upsert(counters, key, key_of("NEW", shard), difference)};
+        {_bump(counters, key, key_of("NEW", shard), difference)};
     ELSE
-        {_upsert(counters, key, key_of("OLD", shard), _deltas(values_of, "-"))};
-        {_upsert(counters, key, key_of("NEW", shard), _deltas(values_of, "+"))};
+        {_bump(counters, key, key_of("OLD", shard), _deltas(values_of, "-"))};
+        {_bump(counters, key, key_of("NEW", shard), _deltas(values_of, "+"))};
     END IF;
     RETURN NULL;
 END
