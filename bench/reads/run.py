@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -244,6 +245,7 @@ def main() -> None:
                 _explain(args.url, statements, explained)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
     if args.explain_out:
+        Path(args.explain_out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.explain_out, "w", encoding="utf-8") as out:
             out.write("\n".join(explained))
     engine = create_db_engine(args.url)

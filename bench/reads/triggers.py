@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     url = make_url(args.url)
-    dsn = f"host={url.host or '127.0.0.1'} port={url.port or 5432} user={url.username or 'postgres'} dbname={url.database}"
+    dsn = (f"host={url.host or '127.0.0.1'} port={url.port or 5432} user={url.username or 'postgres'} "
+           f"dbname={url.database}")
     with psycopg.connect(dsn) as conn:
         call_ids = [row[0] for row in conn.execute("SELECT id FROM calls ORDER BY id LIMIT %s", (args.calls,))]
     print(f"load average {os.getloadavg()[0]:.2f}; {len(call_ids)} calls per round, 5 writes each")
