@@ -232,8 +232,10 @@ class Call(Base):
         Index("ix_calls_tenant_state_waiting", "tenant_id", "state", "state_changed_at", "id"),
         # The review queue's order (keyset pagination walks it).
         Index("ix_calls_review_order", "tenant_id", "review_rank", "state_changed_at", "id"),
-        # The queue's date filter: the call's start, or its ingestion when the start is unknown.
-        Index("ix_calls_tenant_moment", "tenant_id", text("coalesce(started_at, created_at)")),
+        # The queue's date filter: the call's start, or its ingestion when the start is unknown. On PostgreSQL
+        # it carries the state, so the filter's per-state counts are an index-only scan.
+        Index("ix_calls_tenant_moment", "tenant_id", text("coalesce(started_at, created_at)"),
+              postgresql_include=["started_at", "created_at", "state"]),
         Index("ix_calls_state_changed", "state", "state_changed_at"),
         # Analysts' windows (dashboard, export --since/--until) select a tenant's calls by start.
         Index("ix_calls_tenant_started", "tenant_id", "started_at"),

@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--offsets", action="store_true", help="page by offset (the code before cursors)")
     parser.add_argument("--explain-out", help="write the EXPLAIN (ANALYZE, BUFFERS) of each path here")
-    parser.add_argument("--only", help="run only the cases whose name contains this")
+    parser.add_argument("--only", nargs="*", help="run only the cases whose name contains one of these")
     args = parser.parse_args()
 
     log = StatementLog()
@@ -210,7 +210,7 @@ def main() -> None:
     tokens = _users(args.url)
     cases = _cases(args.url, tokens, args.offsets)
     if args.only:
-        cases = [c for c in cases if args.only in c.name]
+        cases = [c for c in cases if any(part in c.name for part in args.only)]
     settings = Settings(database_url=args.url, broker_url=args.broker_url,
                         secret_key="bench-secret-key-not-the-default")
     explained: list[str] = []

@@ -4,7 +4,8 @@
   the index (tenant_id, review_rank, state_changed_at, id) the queue's order and keyset pages walk;
 - calls.flagged_items: unverified items of the current run nobody decided on (set at persist and on
   each item decision), so the `flagged` filter is a column test instead of a subquery per call;
-- ix_calls_tenant_moment (tenant_id, coalesce(started_at, created_at)): the queue's date filter;
+- ix_calls_tenant_moment (tenant_id, coalesce(started_at, created_at)), on PostgreSQL including the state:
+  the queue's date filter and its per-state counts (index-only);
 - ix_calls_tenant_state (tenant_id, state) becomes (tenant_id, state, state_changed_at, id): a queue
   filtered on one state is walked in order;
 - call_counts and run_totals: counters kept by triggers on calls and extraction_runs, so /metrics and
@@ -198,7 +199,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_calls_review_order', ['tenant_id', 'review_rank', 'state_changed_at', 'id'],
                               unique=False)
     op.create_index('ix_calls_tenant_moment', 'calls', ['tenant_id', sa.text('coalesce(started_at, created_at)')],
-                    unique=False)
+                    unique=False, postgresql_include=['started_at', 'created_at', 'state'])
     call_values = list(_call_values("r"))
     op.create_table(
         'call_counts',
