@@ -1,7 +1,8 @@
 """read paths: review rank and flag count on the call, index for the review order, trigger-kept counters
 
 - calls.review_rank: 0 needs_attention, 1 ready_for_review, 2 any other state (set with the state), and
-  the index (tenant_id, review_rank, state_changed_at, id) the queue's order and keyset pages walk;
+  the index (tenant_id, review_rank, state_changed_at, id) the queue's order and keyset pages walk, and
+  (tenant_id, agent_id, review_rank, state_changed_at, id) for an agent's own queue;
 - calls.flagged_items: unverified items of the current run nobody decided on (set at persist and on
   each item decision), so the `flagged` filter is a column test instead of a subquery per call;
 - ix_calls_tenant_moment (tenant_id, coalesce(started_at, created_at)), on PostgreSQL including the state:
@@ -198,6 +199,8 @@ def upgrade() -> None:
                               unique=False)
         batch_op.create_index('ix_calls_review_order', ['tenant_id', 'review_rank', 'state_changed_at', 'id'],
                               unique=False)
+        batch_op.create_index('ix_calls_agent_review_order',
+                              ['tenant_id', 'agent_id', 'review_rank', 'state_changed_at', 'id'], unique=False)
     op.create_index('ix_calls_tenant_moment', 'calls', ['tenant_id', sa.text('coalesce(started_at, created_at)')],
                     unique=False, postgresql_include=['started_at', 'created_at', 'state'])
     call_values = list(_call_values("r"))
@@ -232,6 +235,7 @@ def downgrade() -> None:
     op.drop_index('ix_calls_tenant_moment', table_name='calls')
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.drop_index('ix_calls_review_order')
+        batch_op.drop_index('ix_calls_agent_review_order')
         batch_op.drop_index('ix_calls_tenant_state_waiting')
         batch_op.create_index('ix_calls_tenant_state', ['tenant_id', 'state'], unique=False)
     # ALTER TABLE ... DROP COLUMN on both backends: a batch-mode rebuild of `calls` on SQLite would drop the
