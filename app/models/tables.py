@@ -232,8 +232,10 @@ class Call(Base):
         Index("ix_calls_tenant_state_waiting", "tenant_id", "state", "state_changed_at", "id"),
         # The review queue's order (keyset pagination walks it).
         Index("ix_calls_review_order", "tenant_id", "review_rank", "state_changed_at", "id"),
-        # An agent's own queue (and the agent filter) in review order.
-        Index("ix_calls_agent_review_order", "tenant_id", "agent_id", "review_rank", "state_changed_at", "id"),
+        # An agent's own queue (and the agent filter) in review order; with the state on PostgreSQL, so the
+        # agent's per-state counts are an index-only scan.
+        Index("ix_calls_agent_review_order", "tenant_id", "agent_id", "review_rank", "state_changed_at", "id",
+              postgresql_include=["state"]),
         # The queue's date filter: the call's start, or its ingestion when the start is unknown. On PostgreSQL
         # it carries the state, so the filter's per-state counts are an index-only scan.
         Index("ix_calls_tenant_moment", "tenant_id", text("coalesce(started_at, created_at)"),

@@ -200,7 +200,8 @@ def upgrade() -> None:
         batch_op.create_index('ix_calls_review_order', ['tenant_id', 'review_rank', 'state_changed_at', 'id'],
                               unique=False)
         batch_op.create_index('ix_calls_agent_review_order',
-                              ['tenant_id', 'agent_id', 'review_rank', 'state_changed_at', 'id'], unique=False)
+                              ['tenant_id', 'agent_id', 'review_rank', 'state_changed_at', 'id'], unique=False,
+                              postgresql_include=['state'])
     op.create_index('ix_calls_tenant_moment', 'calls', ['tenant_id', sa.text('coalesce(started_at, created_at)')],
                     unique=False, postgresql_include=['started_at', 'created_at', 'state'])
     call_values = list(_call_values("r"))
