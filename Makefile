@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-throughput bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-ingest-parse bench-pii bench-batch bench-due-dates
+.PHONY: demo test lint typecheck install clean faults bench-throughput bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-ingest-parse bench-pii bench-batch bench-due-dates bench-reads-load bench-reads
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,16 @@ bench-batch: $(STAMP)
 
 bench-due-dates: $(STAMP)
 	$(BIN)/python -m bench.due_dates.run
+
+## Read paths at a million calls (PostgreSQL): load once (~20 min), then time the queue, API, /metrics, call page.
+READS_URL ?= postgresql+psycopg://postgres@127.0.0.1/postcall_bench_reads
+READS_BROKER_URL ?= redis://127.0.0.1:6379/0
+bench-reads-load: $(STAMP)
+	$(BIN)/python -m bench.reads.load --url $(READS_URL) --calls 1000000
+
+bench-reads: $(STAMP)
+	$(BIN)/python -m bench.reads.run --url $(READS_URL) --broker-url $(READS_BROKER_URL) --runs 15 \
+		--explain-out var/reads-explain.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,8 +2,10 @@
 
 Workers and the web app are separate processes, often on separate machines. Instead of shipping
 counters between them (prometheus_client's multiprocess mode, a push gateway), every number is derived
-when Prometheus scrapes: call states and attempts from `calls`; runs, tokens, cost and per-stage
-timings from `extraction_runs`; queue depth from Redis. The database is the source of truth, so every
+when Prometheus scrapes: call states, attempts, runs, tokens, cost and per-stage timings from counters that
+database triggers keep as `calls` and `extraction_runs` rows change (app/models/counters.py: a scrape
+reads a few rows, not every call and run); the oldest pending call and batches from indexed rows; queue
+depth from Redis. The database is the source of truth, so every
 web replica reports the same values, a killed worker loses no counts, and workers run no metrics code.
 
 Counters only grow while rows are only added. `postcall ingest --replace` deletes a call's old runs,
@@ -17,53 +19,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from sqlalchemy import ColumnElement, Connection, case, func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.types import as_utc
 from app.health import broker_client
-from app.models import Call, CallState, ExtractionRun, LlmBatch, LlmMode, RunStatus
+from app.models import Call, CallState, LlmBatch, LlmMode
+from app.models.counters import LATENCY_BUCKETS_SECONDS
+from app.pipeline.counts import call_totals, model_totals, stage_histograms
 from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 
 logger = logging.getLogger(__name__)
 
-# Upper bounds in seconds. Queue wait spans milliseconds (idle) to an hour (a burst on few workers).
-LATENCY_BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-# Per-stage timings recorded on every run (milliseconds), as the `stage` label reports them.
-STAGE_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {
-    "queue_wait": ExtractionRun.queue_wait_ms,
-    "llm": ExtractionRun.llm_ms,
-    "verify": ExtractionRun.verify_ms,
-    "db": ExtractionRun.db_ms,
-    "total": ExtractionRun.total_ms,
-}
 PENDING_STATES = (CallState.queued, CallState.processing)
 # A scrape must answer even when a backend hangs: Prometheus gives up after ~10 s by default.
 BROKER_TIMEOUT_SECONDS = 2.0
 DATABASE_STATEMENT_TIMEOUT_MS = 5_000
 # kombu's Redis transport keeps delivered, unacknowledged messages in this hash (all queues of the db).
 MS_PER_SECOND = 1000.0
-
-
-@dataclass(frozen=True)
-class _RunTotals:
-    status: str
-    provider: str
-    model: str
-    runs: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    llm_requests: int
-    cost_usd: float
 
 
 class PostcallCollector:
@@ -142,9 +121,7 @@ def _read_database(connection: Connection) -> Iterator[Metric]:
 
 
 def _call_metrics(session: Session) -> Iterator[Metric]:
-    counts = {state.value: 0 for state in CallState}
-    for stored_state, count in session.execute(select(Call.state, func.count()).group_by(Call.state)):
-        counts[CallState(stored_state).value] = int(count)
+    counts, retries = call_totals(session)
     calls = GaugeMetricFamily("postcall_calls", "Calls per processing or review state.", labels=["state"])
     for label, count in counts.items():
         calls.add_metric([label], count)
@@ -181,44 +158,16 @@ def _call_metrics(session: Session) -> Iterator[Metric]:
     looping.add_metric([], float(most_attempts or 0))
     yield looping
 
-    retries = session.scalar(
-        select(func.coalesce(func.sum(case((Call.attempts > 1, Call.attempts - 1), else_=0)), 0))
-    )
     retried = CounterMetricFamily(
         "postcall_retries",
         "Extra attempts beyond each call's first: transient errors retried, calls redelivered after a crash.",
     )
-    retried.add_metric([], float(retries or 0))
+    retried.add_metric([], float(retries))
     yield retried
 
 
 def _run_metrics(session: Session) -> Iterator[Metric]:
-    rows = [
-        _RunTotals(
-            status=RunStatus(status).value,
-            provider=provider,
-            model=model,
-            runs=int(runs),
-            prompt_tokens=int(prompt or 0),
-            completion_tokens=int(completion or 0),
-            cached_tokens=int(cached or 0),
-            llm_requests=int(requests or 0),
-            cost_usd=float(cost or 0.0),
-        )
-        for status, provider, model, runs, prompt, completion, cached, requests, cost in session.execute(
-            select(
-                ExtractionRun.status,
-                ExtractionRun.provider,
-                ExtractionRun.model,
-                func.count(),
-                func.sum(ExtractionRun.prompt_tokens),
-                func.sum(ExtractionRun.completion_tokens),
-                func.sum(ExtractionRun.cached_tokens),
-                func.sum(ExtractionRun.llm_calls),
-                func.sum(ExtractionRun.cost_usd),
-            ).group_by(ExtractionRun.status, ExtractionRun.provider, ExtractionRun.model)
-        )
-    ]
+    totals = model_totals(session)
     runs = CounterMetricFamily(
         "postcall_runs",
         "Extraction runs by outcome; status=\"failed\" counts failures (the reason is on the run and the call).",
@@ -233,43 +182,33 @@ def _run_metrics(session: Session) -> Iterator[Metric]:
     cost = CounterMetricFamily(
         "postcall_llm_cost_usd", "Estimated model cost in US dollars.", labels=["provider", "model"]
     )
-    by_model: dict[tuple[str, str], list[_RunTotals]] = {}
-    for row in rows:
-        runs.add_metric([row.status, row.provider, row.model], row.runs)
-        by_model.setdefault((row.provider, row.model), []).append(row)
-    for (provider, model), group in sorted(by_model.items()):
-        tokens.add_metric([provider, model, "prompt"], sum(r.prompt_tokens for r in group))
-        tokens.add_metric([provider, model, "completion"], sum(r.completion_tokens for r in group))
-        tokens.add_metric([provider, model, "cached"], sum(r.cached_tokens for r in group))
-        requests.add_metric([provider, model], sum(r.llm_requests for r in group))
-        cost.add_metric([provider, model], sum(r.cost_usd for r in group))
+    for row in totals:
+        for status, count in row.runs.items():
+            if count:
+                runs.add_metric([status, row.provider, row.model], count)
+    for row in totals:
+        tokens.add_metric([row.provider, row.model, "prompt"], row.prompt_tokens)
+        tokens.add_metric([row.provider, row.model, "completion"], row.completion_tokens)
+        tokens.add_metric([row.provider, row.model, "cached"], row.cached_tokens)
+        requests.add_metric([row.provider, row.model], row.llm_requests)
+        cost.add_metric([row.provider, row.model], row.cost_usd)
     yield from (runs, tokens, requests, cost)
 
 
 def _stage_histogram(session: Session) -> Metric:
-    """Per-stage latency of succeeded runs, bucketed in SQL: one scan, whatever the number of runs."""
-    columns: list[ColumnElement[Any]] = []
-    for column in STAGE_COLUMNS.values():
-        columns += [func.count(column), func.coalesce(func.sum(column), 0.0)]
-        columns += [
-            func.coalesce(func.sum(case((column <= bound * MS_PER_SECOND, 1), else_=0)), 0)
-            for bound in LATENCY_BUCKETS_SECONDS
-        ]
-    row = session.execute(select(*columns).where(ExtractionRun.status == RunStatus.succeeded)).one()
+    """Per-stage latency of succeeded runs, bucketed by the triggers as runs are written."""
+    stages = stage_histograms(session)
     histogram = HistogramMetricFamily(
         "postcall_stage_latency_seconds",
         "Per-stage latency of succeeded runs: queue wait, LLM, verification, database writes, total.",
         labels=["stage"],
     )
-    width = 2 + len(LATENCY_BUCKETS_SECONDS)
-    for position, stage in enumerate(STAGE_COLUMNS):
-        values = row[position * width : (position + 1) * width]
-        count, total_ms, cumulative = int(values[0]), float(values[1]), values[2:]
+    for stage, values in stages.items():
         buckets = [
-            (_bound_label(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS_SECONDS, cumulative, strict=True)
+            (_bound_label(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS_SECONDS, values.buckets, strict=True)
         ]
-        buckets.append(("+Inf", float(count)))
-        histogram.add_metric([stage], buckets, sum_value=total_ms / MS_PER_SECOND)
+        buckets.append(("+Inf", float(values.count)))
+        histogram.add_metric([stage], buckets, sum_value=values.sum_ms / MS_PER_SECOND)
     return histogram
 
 

@@ -251,6 +251,7 @@ def review_claim(
         after=_claim_snapshot(claim),
     )
     session.flush()
+    call.flagged_items = pending_unverified(session, call.id)
     return claim
 
 

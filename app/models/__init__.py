@@ -1,6 +1,7 @@
 """ORM tables only. Every query on tenant data filters by `tenant_id`."""
 
 from app.models import guards as _guards  # noqa: F401  (registers the append-only audit guards)
+from app.models.counters import call_counts, run_totals
 from app.models.tables import (
     AnalystRole,
     BatchStatus,
@@ -47,4 +48,6 @@ __all__ = [
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "call_counts",
+    "run_totals",
 ]

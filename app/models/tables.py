@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -64,6 +65,22 @@ class CallState(StrEnum):
     failed = "failed"
     approved = "approved"
     rejected = "rejected"
+
+
+# The review order: `needs_attention` (unverified items) first, then `ready_for_review`, then every other
+# state. Stored on the call (`review_rank`) so an index serves the queue's order.
+REVIEW_RANKS = {CallState.needs_attention: 0, CallState.ready_for_review: 1}
+OTHER_REVIEW_RANK = len(REVIEW_RANKS)
+
+
+def review_rank(state: CallState) -> int:
+    return REVIEW_RANKS.get(state, OTHER_REVIEW_RANK)
+
+
+def _review_rank_of_state(context: DefaultExecutionContext) -> int:
+    """A column default: the rank of the `state` in the same INSERT."""
+    state = context.get_current_parameters().get("state")  # type: ignore[no-untyped-call]
+    return review_rank(CallState(state)) if state is not None else review_rank(CallState.queued)
 
 
 REVIEWED_STATES = frozenset({CallState.approved, CallState.rejected})
@@ -189,6 +206,13 @@ class Call(Base):
     # The latest succeeded run (the "current" extraction), kept by the pipeline so analysts' views need
     # no per-claim "latest run" subquery. No foreign key: runs already reference calls.
     current_run_id: Mapped[int | None] = mapped_column(Integer)
+    # `review_rank(state)`, kept with every assignment of `state` (below): the queue's order.
+    review_rank: Mapped[int] = mapped_column(
+        SmallInteger, default=_review_rank_of_state, server_default=str(OTHER_REVIEW_RANK)
+    )
+    # Unverified items of the current run nobody has decided on yet: set at persist and on each item
+    # decision, so the queue's `flagged` filter is a column test.
+    flagged_items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     utterances: Mapped[list[Utterance]] = relationship(
         back_populates="call", order_by="Utterance.index", cascade="all, delete-orphan", passive_deletes=True
@@ -197,9 +221,25 @@ class Call(Base):
         back_populates="call", order_by="ExtractionRun.id", cascade="all, delete-orphan", passive_deletes=True
     )
 
+    @validates("state")
+    def _keep_review_rank(self, _key: str, value: CallState) -> CallState:
+        self.review_rank = review_rank(CallState(value))
+        return value
+
     __table_args__ = (
         UniqueConstraint("tenant_id", "external_id"),
-        Index("ix_calls_tenant_state", "tenant_id", "state"),
+        # A tenant's calls in one state, oldest-waiting first (a queue filtered on one state, its counts).
+        Index("ix_calls_tenant_state_waiting", "tenant_id", "state", "state_changed_at", "id"),
+        # The review queue's order (keyset pagination walks it).
+        Index("ix_calls_review_order", "tenant_id", "review_rank", "state_changed_at", "id"),
+        # An agent's own queue (and the agent filter) in review order; with the state on PostgreSQL, so the
+        # agent's per-state counts are an index-only scan.
+        Index("ix_calls_agent_review_order", "tenant_id", "agent_id", "review_rank", "state_changed_at", "id",
+              postgresql_include=["state"]),
+        # The queue's date filter: the call's start, or its ingestion when the start is unknown. On PostgreSQL
+        # it carries the state, so the filter's per-state counts are an index-only scan.
+        Index("ix_calls_tenant_moment", "tenant_id", text("coalesce(started_at, created_at)"),
+              postgresql_include=["started_at", "created_at", "state"]),
         Index("ix_calls_state_changed", "state", "state_changed_at"),
         # Analysts' windows (dashboard, export --since/--until) select a tenant's calls by start.
         Index("ix_calls_tenant_started", "tenant_id", "started_at"),
@@ -238,7 +278,8 @@ class ExtractionRun(Base):
     transcript_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus, "run_status"))
     error: Mapped[str | None] = mapped_column(Text)
-    raw_response: Mapped[str | None] = mapped_column(Text)
+    # Deferred: read paths never need it, and it is the widest column of the row.
+    raw_response: Mapped[str | None] = mapped_column(Text, deferred=True)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)

@@ -114,6 +114,9 @@ def evidence_values(ev: VerifiedEvidence, position: int) -> dict[str, Any]:
 
 def add_claims(session: Session, run: ExtractionRun, report: VerificationReport) -> int:
     """Bulk-insert the run's claims and their evidence; returns the number of claims."""
+    call = session.get(Call, run.call_id)  # already in the session: no query
+    if call is not None and call.current_run_id == run.id:
+        call.flagged_items = len(report.ungrounded_claims)  # a new run's items are all undecided
     if not report.claims:
         return 0
     clock = call_clock(session, run.call_id)

@@ -174,6 +174,9 @@ def _fill(
     call.llm_mode = llm_mode
     # A replaced transcript leaves the batch its old version was in; that answer is dropped.
     call.llm_batch_id = None
+    # A replaced transcript's extractions are deleted: no current run, nothing flagged.
+    call.current_run_id = None
+    call.flagged_items = 0
     call.enqueued_at = utcnow()
     set_state(call, CallState.queued)
 

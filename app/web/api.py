@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import ConfigError, DuplicateCallError, PostcallError
+from app.errors import ConfigError, DuplicateCallError, InvalidInputError, PostcallError
 from app.models import Call, CallState, LlmMode, ReviewEvent, User, UserRole
 from app.pipeline.llm_mode import resolve_llm_mode
 from app.pipeline.queries import call_detail, claim_out
@@ -43,7 +43,16 @@ from app.review import (
 from app.schemas.api import CallDetailOut, ClaimOut
 from app.users import AccessDeniedError, Principal, create_user, list_users, visible_calls_clause
 from app.web.deps import ApiUser, DbSession, WebState, web_state
-from app.web.queue import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, MAX_RECORD_ID, CallFilters, list_calls
+from app.web.queue import (
+    DEFAULT_PAGE_SIZE,
+    MAX_CURSOR_CHARS,
+    MAX_OFFSET,
+    MAX_PAGE_SIZE,
+    MAX_RECORD_ID,
+    CallFilters,
+    PageCursor,
+    list_calls,
+)
 from app.web.schemas import (
     NO_NUL_PATTERN,
     CallDecisionIn,
@@ -104,13 +113,19 @@ def get_calls(
     flagged: Annotated[bool | None, Query(description="Only calls with (true) / without (false) "
                                                       "unverified items awaiting a decision.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip; prefer `cursor` past the "
+                                                                  "first pages (it stays fast at any depth).")] = 0,
+    cursor: Annotated[str | None, Query(description="Opaque `next_cursor` / `prev_cursor` of a previous page "
+                                                    "(same filters); not with `offset`.",
+                                        max_length=MAX_CURSOR_CHARS)] = None,
 ) -> CallListOut:
     """Calls in review order: `needs_attention` first, then `ready_for_review`, then the rest, each
-    oldest-waiting first."""
+    oldest-waiting first. Page with `cursor` (keyset: every page is as fast as the first) or `offset`."""
+    if cursor is not None and offset:
+        raise InvalidInputError("pass either cursor or offset, not both")
     filters = CallFilters(
         states=tuple(state or ()), agent=agent, date_from=date_from, date_to=date_to, flagged=flagged,
-        limit=limit, offset=offset,
+        limit=limit, offset=offset, cursor=PageCursor.decode(cursor) if cursor is not None else None,
     )
     return list_calls(db, principal, filters)
 

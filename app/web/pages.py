@@ -51,10 +51,12 @@ from app.web.deps import (
 )
 from app.web.queue import (
     DEFAULT_PAGE_SIZE,
+    MAX_CURSOR_CHARS,
     MAX_OFFSET,
     MAX_RECORD_ID,
     TO_REVIEW_STATES,
     CallFilters,
+    PageCursor,
     list_calls,
     next_to_review,
 )
@@ -157,6 +159,7 @@ def queue_page(
     date_to: str = "",
     flagged: str = "",
     page: Annotated[int, Query(ge=1, le=MAX_OFFSET // DEFAULT_PAGE_SIZE)] = 1,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> Response:
     if state == STATE_FILTER_ALL:
         states: tuple[CallState, ...] = ()
@@ -171,7 +174,9 @@ def queue_page(
         date_to=_parse_date(date_to),
         flagged={"yes": True, "no": False}.get(flagged),
         limit=DEFAULT_PAGE_SIZE,
-        offset=(page - 1) * DEFAULT_PAGE_SIZE,
+        # The pager's links carry a cursor (keyset: any depth is fast); a typed ?page=N falls back to offset.
+        offset=0 if cursor else (page - 1) * DEFAULT_PAGE_SIZE,
+        cursor=PageCursor.decode(cursor) if cursor else None,
     )
     listing = list_calls(db, principal, filters)
     query = {"state": state, "agent": agent, "date_from": date_from, "date_to": date_to, "flagged": flagged}
@@ -186,9 +191,11 @@ def queue_page(
             "states": [s.value for s in CallState],
             "to_review_count": sum(listing.counts[s.value] for s in TO_REVIEW_STATES),
             "page": page,
-            "prev_url": f"/?{urlencode({**kept, 'page': page - 1})}" if page > 1 else None,
-            "next_url": f"/?{urlencode({**kept, 'page': page + 1})}"
-            if page * DEFAULT_PAGE_SIZE < listing.total
+            "prev_url": f"/?{urlencode({**kept, 'page': page - 1, 'cursor': listing.prev_cursor})}"
+            if page > 1 and listing.prev_cursor
+            else None,
+            "next_url": f"/?{urlencode({**kept, 'page': page + 1, 'cursor': listing.next_cursor})}"
+            if listing.next_cursor
             else None,
         },
     )

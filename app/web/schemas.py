@@ -56,6 +56,12 @@ class CallListOut(BaseModel):
     offset: int
     counts: dict[str, int] = Field(description="Calls per state among those matching every filter but state.")
     calls: list[CallListItemOut]
+    next_cursor: str | None = Field(
+        default=None, description="Opaque: pass as `cursor` for the next page (null on the last page)."
+    )
+    prev_cursor: str | None = Field(
+        default=None, description="Opaque: pass as `cursor` for the previous page (null on the first page)."
+    )
 
 
 class SubmitOut(BaseModel):
