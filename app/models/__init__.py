@@ -1,6 +1,14 @@
 """ORM tables only. Every query on tenant data filters by `tenant_id`."""
 
 from app.models import guards as _guards  # noqa: F401  (registers the append-only audit guards)
+from app.models.rollups import (
+    AgentDueRollup,
+    CallRollup,
+    ClaimRollup,
+    OpenItemRollup,
+    ReasonRollup,
+    RunRollup,
+)
 from app.models.tables import (
     AnalystRole,
     BatchStatus,
@@ -26,6 +34,12 @@ from app.models.tables import (
 )
 
 __all__ = [
+    "AgentDueRollup",
+    "CallRollup",
+    "ClaimRollup",
+    "OpenItemRollup",
+    "ReasonRollup",
+    "RunRollup",
     "AnalystRole",
     "BatchStatus",
     "Call",
