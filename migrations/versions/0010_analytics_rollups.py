@@ -25,8 +25,9 @@ Key columns are NOT NULL so that an upsert finds its row on both backends: a mis
 or owner name is stored as '' and a missing due date as 9999-12-31; the analyst views turn them back
 into NULL. Rows that fall to zero stay (a later call of the same day reuses them); readers sum.
 
-PostgreSQL uses statement-level triggers with transition tables (one upsert per rollup per statement,
-whatever the number of rows); SQLite uses row-level triggers. On PostgreSQL the rollups are exposed to
+On PostgreSQL, claims and runs have statement-level triggers with transition tables (one upsert per
+rollup per statement, whatever the number of rows) and calls row-level ones that skip updates of columns
+no rollup reads; SQLite uses row-level triggers. On PostgreSQL the rollups are exposed to
 analysts through security-barrier views filtered per tenant like the other analyst views (0008).
 
 Revision ID: 0010
@@ -115,7 +116,8 @@ def rollups(dialect: str) -> list[Rollup]:
                 ("call_closed", "CASE WHEN CAST(c.state AS TEXT) IN ('rejected', 'failed') THEN 1 ELSE 0 END",
                  sa.Integer())),
                (("items", "{sign} * COUNT(*)", sa.Integer()),),
-               "cl.kind = 'action_item' AND CAST(cl.review_status AS TEXT) <> 'rejected'", (*placed, "state")),
+               "cl.kind = 'action_item' AND CAST(cl.review_status AS TEXT) <> 'rejected'",
+               (*placed, "CAST({row}.state AS TEXT) IN ('rejected', 'failed')")),
         Rollup("rollup_agent_due", "claims",
                (tenant, ("agent_id", "COALESCE(c.agent_id, '')", TEXT), ("due_date", "cl.due_date", sa.Date())),
                (("items", "{sign} * COUNT(*)", sa.Integer()),),
@@ -160,8 +162,13 @@ def delta(rollup: Rollup, sign: int, *, calls: str = "calls", claims: str = "cla
 
 
 def _changed(columns: Sequence[str], old: str, new: str, dialect: str) -> str:
+    """A condition true when any of the columns (or expressions over `{row}`) differ between the rows."""
     operator = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
-    return " OR ".join(f"{old}.{c} {operator} {new}.{c}" for c in columns)
+
+    def side(column: str, row: str) -> str:
+        return column.format(row=row) if "{row}" in column else f"{row}.{column}"
+
+    return " OR ".join(f"({side(c, old)}) {operator} ({side(c, new)})" for c in columns)
 
 
 def _row(alias: str, columns: Sequence[str]) -> str:
@@ -185,15 +192,16 @@ def _postgresql_triggers() -> list[str]:
     statements: list[str] = []
 
     def function(name: str, body: list[str], timing: str, event: str, table: str, referencing: str,
-                 level: str = "STATEMENT") -> None:
-        returns = "OLD" if level == "ROW" else "NULL"
+                 level: str = "STATEMENT", returns: str = "NULL") -> None:
         statements.append(
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
             + "".join(f"    {s};\n" for s in body)
             + f"    RETURN {returns};\nEND\n$$"
         )
         statements.append(
-            f"CREATE TRIGGER {name} {timing} {event} ON {table} {referencing} FOR EACH {level} EXECUTE FUNCTION {name}()"
+            f"CREATE TRIGGER {name} {timing} {event} ON {table} "
+            + (referencing if "FOR EACH" in referencing else f"{referencing} FOR EACH {level}")
+            + f" EXECUTE FUNCTION {name}()"
         )
 
     # Claims and runs: the statement's old rows out, its new rows in.
@@ -207,21 +215,30 @@ def _postgresql_triggers() -> list[str]:
                                                      delta(r, 1, **{source: "new_rows"}))],
                  "AFTER", "UPDATE", table, "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows")
 
-    # Calls: only the rows whose relevant columns changed move, per rollup.
+    # Calls change one row at a time, often in columns no rollup reads (attempts, timestamps): a row
+    # trigger whose WHEN skips those updates, and moves only the rollups whose columns changed. A call
+    # without a current run has no claims to move.
+    all_call_columns = sorted({c for r in all_rollups for c in r.call_columns if "{row}" not in c})
     update_body = []
     for rollup in all_rollups:
-        changed = _changed(rollup.call_columns, "o", "n", "postgresql")
-        for sign, side in ((-1, "o"), (1, "n")):
-            rows = f"(SELECT {side}.* FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {changed})"
-            update_body.append(delta(rollup, sign, calls=rows))
+        moves = [delta(rollup, -1, calls="(SELECT OLD.*)"), delta(rollup, 1, calls="(SELECT NEW.*)")]
+        guards = ["OLD.current_run_id IS NOT NULL", "NEW.current_run_id IS NOT NULL"]
+        changed = _changed(rollup.call_columns, "OLD", "NEW", "postgresql")
+        if rollup.base == "claims":
+            update_body.append(f"IF {changed} THEN\n"
+                               + "".join(f"        IF {g} THEN {m}; END IF;\n" for g, m in zip(guards, moves, strict=True))
+                               + "    END IF")
+        else:
+            update_body.append(f"IF {changed} THEN\n" + "".join(f"        {m};\n" for m in moves) + "    END IF")
     function("rollups_calls_update", update_body, "AFTER", "UPDATE", "calls",
-             "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows")
-    function("rollups_calls_insert", [delta(r, 1, calls="new_rows") for r in by_base["calls"]],
-             "AFTER", "INSERT", "calls", "REFERENCING NEW TABLE AS new_rows")
+             f"FOR EACH ROW WHEN ({_changed(all_call_columns, 'OLD', 'NEW', 'postgresql')})", level="ROW",
+             returns="NULL")
+    function("rollups_calls_insert", [delta(r, 1, calls="(SELECT NEW.*)") for r in by_base["calls"]],
+             "AFTER", "INSERT", "calls", "", level="ROW")
     # Before the row goes: the cascade that removes its runs and claims finds no call to subtract from.
     old_call = "(SELECT OLD.*)"
     function("rollups_calls_delete", [delta(r, -1, calls=old_call) for r in all_rollups],
-             "BEFORE", "DELETE", "calls", "", level="ROW")
+             "BEFORE", "DELETE", "calls", "", level="ROW", returns="OLD")
     return statements
 
 
