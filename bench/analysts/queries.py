@@ -4,8 +4,9 @@
     python -m bench.analysts.queries --url postgresql+psycopg://postgres@127.0.0.1/postcall_bench [--explain FILE]
 
 Runs each query --repeat times (after one warm-up) as the database owner and reports the median. The
-cookbook's queries are read from docs/data-model.md with the fixture's tenant ('acme') and dates
-replaced by the loaded tenant and its first week. `--explain` writes EXPLAIN (ANALYZE, BUFFERS) of each.
+cookbook's queries are read from docs/data-model.md with the fixture's tenant ('acme'), agent ('A-1')
+and dates replaced by the loaded tenant, one of its agents and its first week. `--explain` writes
+EXPLAIN (ANALYZE, BUFFERS) of each.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ VIEW_QUERIES = {
 
 def cookbook_queries(tenant: str) -> dict[str, str]:
     return {
-        f"cookbook {number}: {question}": for_backend(blocks, "postgresql").replace("'acme'", f"'{tenant}'")
+        f"cookbook {number}: {question}": for_backend(blocks, "postgresql")
+        .replace("'acme'", f"'{tenant}'").replace("'A-1'", "'agent-7'")
         for number, (question, blocks) in cookbook().items()
     }
 
