@@ -42,6 +42,29 @@ VIEW_QUERIES = {
     "analytics_review_events: a page of the newest decisions": (
         "SELECT * FROM analytics_review_events WHERE tenant = :tenant ORDER BY created_at DESC LIMIT 50"
     ),
+    "analytics_review_events: the last day's decisions": (
+        "SELECT * FROM analytics_review_events WHERE tenant = :tenant "
+        "AND created_at >= CURRENT_TIMESTAMP - INTERVAL '1 day' ORDER BY created_at DESC"
+    ),
+    "analytics_call_days: 30 days": (
+        "SELECT * FROM analytics_call_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
+    "analytics_claim_days: 30 days": (
+        "SELECT * FROM analytics_claim_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
+    "analytics_claim_days: all of a tenant's days": "SELECT * FROM analytics_claim_days WHERE tenant = :tenant",
+    "analytics_reason_days: 30 days": (
+        "SELECT * FROM analytics_reason_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
+    "analytics_open_item_days: 30 days": (
+        "SELECT * FROM analytics_open_item_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
+    "analytics_agent_due: one agent": (
+        "SELECT * FROM analytics_agent_due WHERE tenant = :tenant AND agent_id = 'agent-7'"
+    ),
+    "analytics_run_days: 30 days": (
+        "SELECT * FROM analytics_run_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
 }
 
 
