@@ -74,6 +74,7 @@ class Rollup:
     measures: tuple[tuple[str, str, sa.types.TypeEngine], ...]  # column, aggregate (signed), type
     where: str
     call_columns: tuple[str, ...]  # the call's columns it depends on (an update of others skips it)
+    row_columns: tuple[str, ...] = ()  # the same for its claim or run
 
 
 def _day(dialect: str, column: str) -> str:
@@ -104,11 +105,13 @@ def rollups(dialect: str) -> list[Rollup]:
                (tenant, call_day, team, model, prompt, ("kind", "cl.kind", sa.String(20)),
                 ("review_status", "CAST(cl.review_status AS TEXT)", sa.String(20)),
                 ("grounding_status", "cl.grounding_status", sa.String(20))),
-               tuple((m.replace("{n}", "claims"), a, t) for m, a, t in count), "1 = 1", placed),
+               tuple((m.replace("{n}", "claims"), a, t) for m, a, t in count), "1 = 1", placed,
+               ("run_id", "call_id", "kind", "review_status", "grounding_status")),
         Rollup("rollup_reasons", "claims",
                (tenant, call_day, team, ("reason", "lower(cl.text)", sa.Text()),
                 ("reason_masked", "lower(COALESCE(cl.text_masked, ''))", sa.Text())),
-               (("claims", "{sign} * COUNT(*)", sa.Integer()),), "cl.kind = 'reason'", placed),
+               (("claims", "{sign} * COUNT(*)", sa.Integer()),), "cl.kind = 'reason'", placed,
+               ("run_id", "call_id", "kind", "text", "text_masked")),
         Rollup("rollup_open_items", "claims",
                (tenant, call_day, team, ("owner", "COALESCE(cl.owner, '')", sa.String(20)),
                 ("owner_name", "COALESCE(cl.owner_name, '')", TEXT), due,
@@ -117,12 +120,14 @@ def rollups(dialect: str) -> list[Rollup]:
                  sa.Integer())),
                (("items", "{sign} * COUNT(*)", sa.Integer()),),
                "cl.kind = 'action_item' AND CAST(cl.review_status AS TEXT) <> 'rejected'",
-               (*placed, "CAST({row}.state AS TEXT) IN ('rejected', 'failed')")),
+               (*placed, "CAST({row}.state AS TEXT) IN ('rejected', 'failed')"),
+               ("run_id", "call_id", "kind", "owner", "owner_name", "due_date", "review_status")),
         Rollup("rollup_agent_due", "claims",
                (tenant, ("agent_id", "COALESCE(c.agent_id, '')", TEXT), ("due_date", "cl.due_date", sa.Date())),
                (("items", "{sign} * COUNT(*)", sa.Integer()),),
                "cl.kind = 'action_item' AND CAST(cl.review_status AS TEXT) <> 'rejected' AND cl.due_date IS NOT NULL",
-               ("tenant_id", "agent_id", "current_run_id")),
+               ("tenant_id", "agent_id", "current_run_id"),
+               ("run_id", "call_id", "kind", "due_date", "CAST({row}.review_status AS TEXT) = 'rejected'")),
         Rollup("rollup_runs", "runs",
                (tenant, ("day", _day(dialect, "r.started_at"), sa.Date()), team,
                 ("provider", "r.provider", TEXT), model, prompt,
@@ -131,7 +136,7 @@ def rollups(dialect: str) -> list[Rollup]:
                 ("cost_usd", "{sign} * COALESCE(SUM(r.cost_usd), 0)", sa.Float()),
                 *((f"{s}_sum", f"{{sign}} * COALESCE(SUM(r.{s}), 0)", sa.Float()) for s in STAGES),
                 *((f"{s}_count", f"{{sign}} * COUNT(r.{s})", sa.Integer()) for s in STAGES)),
-               "1 = 1", ("tenant_id", "team")),
+               "1 = 1", ("tenant_id", "team"), RUN_COLUMNS[1:]),
     ]
 
 
@@ -204,16 +209,25 @@ def _postgresql_triggers() -> list[str]:
             + f" EXECUTE FUNCTION {name}()"
         )
 
-    # Claims and runs: the statement's old rows out, its new rows in.
+    # Claims and runs are inserted and deleted in bulk: the statement's rows in or out at once.
     for base, table, source in (("claims", "claims", "claims"), ("runs", "extraction_runs", "runs")):
         function(f"rollups_{table}_insert", [delta(r, 1, **{source: "new_rows"}) for r in by_base[base]],
                  "AFTER", "INSERT", table, "REFERENCING NEW TABLE AS new_rows")
         function(f"rollups_{table}_delete", [delta(r, -1, **{source: "old_rows"}) for r in by_base[base]],
                  "AFTER", "DELETE", table, "REFERENCING OLD TABLE AS old_rows")
-        function(f"rollups_{table}_update",
-                 [s for r in by_base[base] for s in (delta(r, -1, **{source: "old_rows"}),
-                                                     delta(r, 1, **{source: "new_rows"}))],
-                 "AFTER", "UPDATE", table, "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows")
+    function("rollups_extraction_runs_update",
+             [s for r in by_base["runs"] for s in (delta(r, -1, runs="old_rows"), delta(r, 1, runs="new_rows"))],
+             "AFTER", "UPDATE", "extraction_runs", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows")
+    # A claim is updated by a review decision, one at a time: a row trigger that moves only the rollups
+    # whose columns changed (a decision leaves the reasons alone).
+    claim_body = [
+        f"IF {_changed(r.row_columns, 'OLD', 'NEW', 'postgresql')} THEN\n"
+        f"        {delta(r, -1, claims='(SELECT OLD.*)')};\n        {delta(r, 1, claims='(SELECT NEW.*)')};\n    END IF"
+        for r in by_base["claims"]
+    ]
+    all_claim_columns = sorted({c for r in by_base["claims"] for c in r.row_columns if "{row}" not in c})
+    function("rollups_claims_update", claim_body, "AFTER", "UPDATE", "claims",
+             f"FOR EACH ROW WHEN ({_changed(all_claim_columns, 'OLD', 'NEW', 'postgresql')})", level="ROW")
 
     # Calls change one row at a time, often in columns no rollup reads (attempts, timestamps): a row
     # trigger whose WHEN skips those updates, and moves only the rollups whose columns changed. A call
@@ -252,10 +266,7 @@ def _sqlite_triggers() -> list[str]:
             table, cols = tables[base], columns[base]
             old, new = {base: _row("OLD", cols)}, {base: _row("NEW", cols)}
             name = f"rollups_{rollup.name}_{table}"
-            if base == "calls":
-                when = _changed(rollup.call_columns, "OLD", "NEW", "sqlite")
-            else:
-                when = "1 = 1"
+            when = _changed(rollup.call_columns if base == "calls" else rollup.row_columns, "OLD", "NEW", "sqlite")
             events = [
                 ("AFTER UPDATE", f"WHEN {when}", [delta(rollup, -1, **old), delta(rollup, 1, **new)]),
                 ("BEFORE DELETE" if base == "calls" else "AFTER DELETE", "", [delta(rollup, -1, **old)]),

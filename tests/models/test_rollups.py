@@ -34,7 +34,7 @@ from app.models import (
 from app.models.rollups import NO_DUE_DATE
 from app.pipeline.run import process_call
 from app.pipeline.store import store_transcript
-from app.review import CallDecision, ClaimAction, decide_call, delete_call, review_claim
+from app.review import CallDecision, ClaimAction, ClaimChanges, decide_call, delete_call, review_claim
 from app.users import authenticate, create_user
 from tests.support.analytics import RETURNS_LINES, _prompt, build_world
 from tests.support.transcripts import CARD_CALL_LINES, make_transcript
@@ -161,8 +161,10 @@ def test_rollups_equal_base_aggregates_after_random_writes(session_factory: sess
             assert call is not None
             current = list(session.scalars(select(Claim).where(Claim.run_id == call.current_run_id)))
             if action == "review" and current and call.state not in (CallState.approved, CallState.rejected):
-                review_claim(session, supervisor, rng.choice(current).id,
-                             rng.choice([ClaimAction.approve, ClaimAction.reject]))
+                decision = rng.choice([ClaimAction.approve, ClaimAction.reject, ClaimAction.edit])
+                changes = ClaimChanges(text=f"Edited item {_step}", owner="customer", due="tomorrow")
+                review_claim(session, supervisor, rng.choice(current).id, decision,
+                             changes if decision is ClaimAction.edit else None)
             elif action == "decide" and call.state not in (CallState.approved, CallState.rejected):
                 try:
                     decide_call(session, supervisor, call_id, rng.choice([CallDecision.approve, CallDecision.reject]))
