@@ -375,8 +375,8 @@ class ReviewEvent(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    # Analysts page through a tenant's decisions by time.
-    __table_args__ = (Index("ix_review_events_tenant_created", "tenant_id", "created_at"),)
+    # Analysts ask for the decisions of a time window.
+    __table_args__ = (Index("ix_review_events_created_at", "created_at"),)
 
 
 # ------------------------------------------------------------------------------------ hand-off
