@@ -1,17 +1,19 @@
 """Summary tables for analysts and the dashboard, kept by database triggers (migration 0010).
 
 Counts of calls, current claims, open action items and runs per tenant x UTC day x team x ...; readers
-sum them. Key columns are never NULL (an upsert must find its row on both backends): a missing team,
-model, owner or owner name is '' and a missing due date is NO_DUE_DATE. Nothing in the application
-writes them: the triggers on calls, claims and extraction_runs do, in the writer's transaction.
+sum them. Each table is a ledger: the triggers on calls, claims and extraction_runs INSERT signed delta
+rows in the writer's transaction (never an update, so concurrent writers never wait on each other), and
+app/rollups.py folds each key's rows into one now and then. Key columns are never NULL (rows of one key
+must group together on both backends): a missing team, model, owner or owner name is '' and a missing
+due date is NO_DUE_DATE.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Date, Float, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, Date, Float, Index, Integer, String, Text, false, text
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from app.db.base import Base
 
@@ -19,14 +21,30 @@ NO_DUE_DATE = date(9999, 12, 31)
 
 
 def _key(type_: String | Text | Integer | Date) -> Mapped:  # type: ignore[type-arg]
-    return mapped_column(type_, primary_key=True)
+    return mapped_column(type_)
 
 
 def _measure(type_: Integer | Float) -> Mapped:  # type: ignore[type-arg]
     return mapped_column(type_, server_default="0")
 
 
-class CallRollup(Base):
+class Ledger:
+    """A surrogate id, the `folded` flag, and the indexes readers and the fold use."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    folded: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index, ...]:
+        name = cls.__tablename__  # type: ignore[attr-defined]
+        second = "agent_id" if name == "rollup_agent_due" else "day"
+        return (
+            Index(f"ix_{name}_tenant_id_{second}", "tenant_id", second),
+            Index(f"ix_{name}_unfolded", "id", postgresql_where=text("NOT folded"), sqlite_where=text("NOT folded")),
+        )
+
+
+class CallRollup(Ledger, Base):
     """Calls by state, per day of the call's start (its hand-over when the start is unknown)."""
 
     __tablename__ = "rollup_calls"
@@ -38,7 +56,7 @@ class CallRollup(Base):
     calls: Mapped[int] = _measure(Integer())
 
 
-class ClaimRollup(Base):
+class ClaimRollup(Ledger, Base):
     """Current claims by model, prompt version, kind, review status and grounding status."""
 
     __tablename__ = "rollup_claims"
@@ -54,7 +72,7 @@ class ClaimRollup(Base):
     claims: Mapped[int] = _measure(Integer())
 
 
-class ReasonRollup(Base):
+class ReasonRollup(Ledger, Base):
     """Current call reasons by lower-cased text (and lower-cased masked text, what analysts see)."""
 
     __tablename__ = "rollup_reasons"
@@ -67,7 +85,7 @@ class ReasonRollup(Base):
     claims: Mapped[int] = _measure(Integer())
 
 
-class OpenItemRollup(Base):
+class OpenItemRollup(Ledger, Base):
     """Current action items not rejected, by owner, owner name, due date, review status and whether
     the call is closed (rejected or failed)."""
 
@@ -84,7 +102,7 @@ class OpenItemRollup(Base):
     items: Mapped[int] = _measure(Integer())
 
 
-class AgentDueRollup(Base):
+class AgentDueRollup(Ledger, Base):
     """Current dated action items not rejected, by agent and due date (all days)."""
 
     __tablename__ = "rollup_agent_due"
@@ -95,7 +113,7 @@ class AgentDueRollup(Base):
     items: Mapped[int] = _measure(Integer())
 
 
-class RunRollup(Base):
+class RunRollup(Ledger, Base):
     """Runs per day of the run's start, with stage time sums and counts (averages skip NULLs) and cost."""
 
     __tablename__ = "rollup_runs"

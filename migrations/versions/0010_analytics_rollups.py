@@ -21,11 +21,15 @@ its call's current run, so reprocessing moves the old run's claims out and the n
 delete subtracts everything it contributed before the cascade removes its runs and claims. A run's
 provider, model and prompt version are written once (the claims rollups read them when claims change).
 
-Key columns are NOT NULL so that an upsert finds its row on both backends: a missing team, model, owner
-or owner name is stored as '' and a missing due date as 9999-12-31; the analyst views turn them back
-into NULL. Rows that fall to zero stay (a later call of the same day reuses them); readers sum.
+The tables are ledgers: a change INSERTs signed delta rows (`folded` false) and never updates a row, so
+concurrent writers of the same tenant and day never wait for each other's row locks (an upsert into
+one row per day would serialize them, and make a reconciler's SKIP LOCKED wait). Readers sum. A
+periodic fold (app/rollups.py) replaces each key's rows by one summed row (`folded` true). Key columns
+are NOT NULL so that rows of one key group together on both backends: a missing team, model, owner or
+owner name is stored as '' and a missing due date as 9999-12-31; the analyst views turn them back into
+NULL.
 
-On PostgreSQL, claims and runs have statement-level triggers with transition tables (one upsert per
+On PostgreSQL, claims and runs have statement-level triggers with transition tables (one insert per
 rollup per statement, whatever the number of rows) and calls row-level ones that skip updates of columns
 no rollup reads; SQLite uses row-level triggers. On PostgreSQL the rollups are exposed to
 analysts through security-barrier views filtered per tenant like the other analyst views (0008).
@@ -141,9 +145,9 @@ def rollups(dialect: str) -> list[Rollup]:
 
 
 def delta(rollup: Rollup, sign: int, *, calls: str = "calls", claims: str = "claims",
-          runs: str = "extraction_runs") -> str:
-    """Add (sign 1) or subtract (-1) what the given rows contribute to `rollup`. Each source is a table
-    name or a parenthesised SELECT; rows are upserted in key order so concurrent writers lock alike."""
+          runs: str = "extraction_runs", folded: bool = False) -> str:
+    """Add (sign 1) or subtract (-1) what the given rows contribute to `rollup`, as new ledger rows. Each
+    source is a table name or a parenthesised SELECT."""
     if rollup.base == "calls":
         source = f"{calls} c"
     elif rollup.base == "claims":
@@ -156,13 +160,12 @@ def delta(rollup: Rollup, sign: int, *, calls: str = "calls", claims: str = "cla
     key_exprs = ", ".join(e for _, e, _ in rollup.keys)
     measures = ", ".join(m for m, _, _ in rollup.measures)
     aggregates = ", ".join(a.format(sign=sign) for _, a, _ in rollup.measures)
-    updates = ", ".join(f"{m} = {rollup.name}.{m} + excluded.{m}" for m, _, _ in rollup.measures)
     positions = ", ".join(str(i + 1) for i in range(len(rollup.keys)))
+    flag = "1 = 1" if folded else "1 = 0"  # a boolean literal both backends store
     return (
-        f"INSERT INTO {rollup.name} ({key_columns}, {measures}) "
-        f"SELECT {key_exprs}, {aggregates} FROM {source} WHERE {rollup.where} "
-        f"GROUP BY {positions} ORDER BY {positions} "
-        f"ON CONFLICT ({key_columns}) DO UPDATE SET {updates}"
+        f"INSERT INTO {rollup.name} ({key_columns}, {measures}, folded) "
+        f"SELECT {key_exprs}, {aggregates}, {flag} FROM {source} WHERE {rollup.where} "
+        f"GROUP BY {positions}"
     )
 
 
@@ -185,10 +188,17 @@ def _create_tables(dialect: str) -> None:
     for rollup in rollups(dialect):
         op.create_table(
             rollup.name,
+            sa.Column("id", sa.Integer(), nullable=False),
             *(sa.Column(name, type_, nullable=False) for name, _, type_ in rollup.keys),
             *(sa.Column(name, type_, nullable=False, server_default="0") for name, _, type_ in rollup.measures),
-            sa.PrimaryKeyConstraint(*(name for name, _, _ in rollup.keys), name=f"pk_{rollup.name}"),
+            sa.Column("folded", sa.Boolean(), nullable=False, server_default=sa.false()),
+            sa.PrimaryKeyConstraint("id", name=f"pk_{rollup.name}"),
         )
+        # Readers select a tenant's days; the fold finds the keys that have new rows.
+        first_keys = [name for name, _, _ in rollup.keys][:2]
+        op.create_index(f"ix_{rollup.name}_{'_'.join(first_keys)}", rollup.name, first_keys)
+        op.create_index(f"ix_{rollup.name}_unfolded", rollup.name, ["id"],
+                        postgresql_where=sa.text("NOT folded"), sqlite_where=sa.text("NOT folded"))
 
 
 def _postgresql_triggers() -> list[str]:
@@ -319,8 +329,8 @@ $$
 
 
 def backfill(dialect: str) -> list[str]:
-    """Recompute every rollup from the base rows (the migration's backfill; the bench loader's too)."""
-    return [f"DELETE FROM {r.name}" for r in rollups(dialect)] + [delta(r, 1) for r in rollups(dialect)]
+    """Every rollup from the base rows, already folded (one row per key)."""
+    return [delta(r, 1, folded=True) for r in rollups(dialect)]
 
 
 def upgrade() -> None:

@@ -19,22 +19,18 @@ from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.llm.heuristic import HeuristicProvider
 from app.models import (
-    AgentDueRollup,
     Call,
-    CallRollup,
     CallState,
     Claim,
     ClaimRollup,
     ExtractionRun,
-    OpenItemRollup,
-    ReasonRollup,
-    RunRollup,
     UserRole,
 )
 from app.models.rollups import NO_DUE_DATE
 from app.pipeline.run import process_call
 from app.pipeline.store import store_transcript
 from app.review import CallDecision, ClaimAction, ClaimChanges, decide_call, delete_call, review_claim
+from app.rollups import MEASURES, fold_rollups
 from app.users import authenticate, create_user
 from tests.support.analytics import RETURNS_LINES, _prompt, build_world
 from tests.support.transcripts import CARD_CALL_LINES, make_transcript
@@ -92,18 +88,30 @@ def expected(session: Session) -> dict[str, Counts]:
 
 
 def actual(session: Session) -> dict[str, Counts]:
+    """Each ledger summed per key (keys whose sums are all zero left out)."""
     result: dict[str, Counts] = {}
-    for table in (CallRollup, ClaimRollup, ReasonRollup, OpenItemRollup, AgentDueRollup, RunRollup):
-        keys = [c for c in table.__table__.columns if c.primary_key]
-        measures = [c for c in table.__table__.columns if not c.primary_key]
-        rows: Counts = {}
-        for row in session.execute(select(*keys, *measures)):
+    for model, measure_names in MEASURES.items():
+        table = model.__table__
+        keys = [c for c in table.columns if c.name not in ("id", "folded", *measure_names)]
+        sums: dict[tuple[Any, ...], list[float]] = {}
+        for row in session.execute(select(*keys, *(table.c[m] for m in measure_names))):
             key = tuple(_as_date(v) if c.name in ("day", "due_date") else v for c, v in zip(keys, row, strict=False))
-            values = tuple(float(v) for v in row[len(keys):])
-            if any(abs(v) > 1e-9 for v in values):
-                rows[key] = values
-        result[table.__tablename__] = rows
+            totals = sums.setdefault(key, [0.0] * len(measure_names))
+            for i, value in enumerate(row[len(keys):]):
+                totals[i] += float(value)
+        result[table.name] = {k: tuple(v) for k, v in sums.items() if any(abs(x) > 1e-9 for x in v)}
     return result
+
+
+def ledger_rows(session: Session) -> tuple[int, int]:
+    """All rows of the ledgers, and how many distinct keys they hold."""
+    rows = keys = 0
+    for model, measure_names in MEASURES.items():
+        table = model.__table__
+        key_columns = [c for c in table.columns if c.name not in ("id", "folded", *measure_names)]
+        rows += session.scalar(select(func.count()).select_from(table)) or 0
+        keys += session.scalar(select(func.count()).select_from(select(*key_columns).distinct().subquery())) or 0
+    return rows, keys
 
 
 def assert_rollups_match(factory: sessionmaker[Session]) -> None:
@@ -148,12 +156,12 @@ def test_rollups_equal_base_aggregates_after_random_writes(session_factory: sess
         process_call(session_factory, call_id, HeuristicProvider(), prompt)
     assert_rollups_match(session_factory)
 
-    versions = 0
+    versions = folds = 0
     for _step in range(30):
         if not calls:
             break
         tenant, call_id = rng.choice(calls)
-        action = rng.choice(["review", "review", "decide", "reprocess", "state", "bulk", "team", "delete"])
+        action = rng.choice(["review", "review", "decide", "reprocess", "state", "bulk", "team", "delete", "fold"])
         with unit_of_work(session_factory) as session:
             supervisor = authenticate(session, tokens[tenant])
             assert supervisor is not None
@@ -177,6 +185,9 @@ def test_rollups_equal_base_aggregates_after_random_writes(session_factory: sess
             elif action == "team":
                 call.team = rng.choice(["north", "south", None])
                 call.agent_id = rng.choice(["A-1", "A-9"])
+            elif action == "fold":
+                folds += 1
+                fold_rollups(session)
             elif action == "delete":
                 admin = authenticate(session, admins[tenant])
                 assert admin is not None
@@ -187,7 +198,17 @@ def test_rollups_equal_base_aggregates_after_random_writes(session_factory: sess
             process_call(session_factory, call_id, HeuristicProvider(),
                          dataclasses.replace(prompt, version=f"extract-v1-r{versions}"), reprocess_reviewed=True)
         assert_rollups_match(session_factory)
-    assert versions > 0 and len(calls) < len(PLAN)  # the sequence reprocessed and deleted
+    assert versions > 0 and folds > 0 and len(calls) < len(PLAN)  # the sequence reprocessed, folded, deleted
+
+    # A final fold leaves one row per key, and the same sums.
+    with unit_of_work(session_factory) as session:
+        rows, keys = ledger_rows(session)
+        assert rows > keys
+        assert fold_rollups(session) > 0
+    with unit_of_work(session_factory) as session:
+        rows, keys = ledger_rows(session)
+        assert rows <= keys
+    assert_rollups_match(session_factory)
 
 
 @pytest.mark.parametrize("backend", ["sqlite_url", "postgres_url"])
