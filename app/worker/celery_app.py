@@ -15,6 +15,7 @@ TASK_SWEEP_WEBHOOKS = "postcall.sweep_webhooks"
 TASK_PURGE = "postcall.purge"
 TASK_BATCH_COLLECT = "postcall.batch_collect"
 TASK_BATCH_POLL = "postcall.batch_poll"
+TASK_FOLD_ROLLUPS = "postcall.fold_rollups"
 QUEUE_NAME = "postcall"
 
 # kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
@@ -74,6 +75,8 @@ def configure(app: Celery, settings: Settings) -> None:
             # unless POSTCALL_LLM_PROVIDER=openai, and both are idempotent (their state is in the database).
             "collect-llm-batches": _periodic(TASK_BATCH_COLLECT, settings.batch_collect_every_seconds),
             "poll-llm-batches": _periodic(TASK_BATCH_POLL, settings.batch_poll_every_seconds),
+            # Analysts' rollups: sum each key's delta rows into one (app/rollups.py).
+            "fold-rollups": _periodic(TASK_FOLD_ROLLUPS, settings.rollup_fold_every_seconds),
         },
     )
 
