@@ -8,7 +8,8 @@ alternate the rollup triggers off (ALTER TABLE ... DISABLE TRIGGER USER) and on,
 on both alike. Per round it reads the CPU the session's PostgreSQL backends spent (utime + stime from
 /proc: the server runs on this machine) and reports PostgreSQL CPU per call with and without the
 triggers, and the difference: what keeping the rollups costs the database per call (storing the
-transcript, processing it and one item decision on it).
+transcript, processing it and one item decision on it). After each round with the triggers it times the
+fold (app/rollups.py) of that round's delta rows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from app.models import Claim, UserRole
 from app.pipeline.run import process_call
 from app.pipeline.store import store_transcript
 from app.review import ClaimAction, review_claim
+from app.rollups import fold_rollups
 from app.users import authenticate, create_user
 from tests.support.services import temporary_pg_database
 
@@ -101,6 +103,13 @@ def main() -> None:
                   f"PostgreSQL CPU {spent / args.calls * 1000:6.3f} ms/call  "
                   f"(client CPU {(time.process_time() - started) / args.calls * 1000:.2f} ms/call)  "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)
+            if triggers:
+                # What the beat's fold then does with the round's delta rows.
+                started_fold = time.perf_counter()
+                with unit_of_work(factory) as session:
+                    removed = fold_rollups(session)
+                print(f"  fold: {removed} rows fewer in {(time.perf_counter() - started_fold) * 1000:.0f} ms",
+                      flush=True)
         engine.dispose()
     off, on = statistics.median(per_call[False]), statistics.median(per_call[True])
     print(f"median PostgreSQL CPU per call: triggers off {off:.3f} ms, on {on:.3f} ms, "
