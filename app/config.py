@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     store_redacted: bool = False
     retention_days: int = 0
     purge_every_seconds: int = 3_600
+    # Analysts' rollup tables gain delta rows with every write; the beat sums them every this often.
+    rollup_fold_every_seconds: int = 60
     # -- Batch mode (the OpenAI Batch API; docs/providers.md) ------------------------------------
     # sync: each call is sent as it arrives; batch: calls wait for the next batch job (about half the
     # token price, answers within the completion window). `postcall ingest --mode` and

@@ -1,8 +1,9 @@
 """The figures of the dashboard page: how the operation is doing, over the calls a user may see.
 
-Plain queries, one per figure, scoped by `visible_calls_clause` (a supervisor with a team sees the
-team's calls) and by a window of days. "Current" claims are those of each call's current run. Days are
-UTC calendar days of the call's start (its hand-over time when the start is unknown).
+One query per figure over the rollup tables (app/models/rollups.py, kept by database triggers), scoped
+by the call visibility rule (a supervisor with a team sees the team's calls) and by a window of days.
+"Current" claims are those of each call's current run. Days are UTC calendar days of the call's start
+(its hand-over time when the start is unknown); run figures go by the run's start.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, Select, and_, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, case, func, null, select
 from sqlalchemy.orm import Session
 
-from app.models import Call, Claim, ExtractionRun
-from app.users import Principal, visible_calls_clause
+from app.models import CallRollup, ClaimRollup, OpenItemRollup, ReasonRollup, RunRollup
+from app.models.rollups import NO_DUE_DATE
+from app.users import Principal, visibility_clause
 
 TOP_REASONS = 8
 TOP_OWNER_NAMES = 8
@@ -79,92 +81,106 @@ class Dashboard:
         return sum(sum(states.values()) for states in self.calls_per_day.values())
 
 
-def _day(session: Session, column: Any) -> Any:
-    """The UTC calendar day of a timestamp column, as a value both backends group by."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(func.timezone("UTC", column), Date)
-    return func.date(column)
-
-
 def _iso_day(value: Any) -> str:
     return value.isoformat() if isinstance(value, date) else str(value)
 
 
+def _rows_visible_to(principal: Principal, table: Any) -> ColumnElement[bool]:
+    """The call visibility rule on a rollup's tenant and team. Rollups carry no agent: an agent (who
+    sees only their own calls) sees no rollup rows."""
+    return visibility_clause(principal, table.tenant_id, null().cast(String), table.team)
+
+
 def build_dashboard(session: Session, principal: Principal, days: int = 30, now: datetime | None = None) -> Dashboard:
+    """The figures, read from the rollup tables (migration 0010) rather than from claims and runs."""
     now = now or datetime.now(UTC)
     today = now.astimezone(UTC).date()
     since = today - timedelta(days=days - 1)
-    since_instant = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    call_moment = func.coalesce(Call.started_at, Call.created_at)
-    # Spelled out rather than `call_moment >= since`, so (tenant_id, started_at) can serve both branches.
-    in_window = or_(Call.started_at >= since_instant, and_(Call.started_at.is_(None), Call.created_at >= since_instant))
-    in_scope = and_(visible_calls_clause(principal), in_window)
-    call_day = _day(session, call_moment)
 
     calls_per_day: dict[str, dict[str, int]] = defaultdict(dict)
+    total = func.sum(CallRollup.calls)
     for day, state, count in session.execute(
-        select(call_day, Call.state, func.count()).where(in_scope).group_by(call_day, Call.state)
+        select(CallRollup.day, CallRollup.state, total)
+        .where(_rows_visible_to(principal, CallRollup), CallRollup.day >= since)
+        .group_by(CallRollup.day, CallRollup.state)
+        .having(total != 0)
     ):
-        calls_per_day[_iso_day(day)][state.value] = count
+        calls_per_day[_iso_day(day)][state] = int(count)
 
-    def current_claims(*columns: Any) -> Select[Any]:
-        return (
-            select(*columns)
-            .select_from(Claim)
-            # By run id alone (a run belongs to one call): joining on call id too makes PostgreSQL multiply
-            # the two columns' selectivities and plan for one row.
-            .join(Call, Claim.run_id == Call.current_run_id)
-            .where(in_scope)
-        )
-
-    grounded_flag = case((Claim.grounding_status == "grounded", 1), else_=0)
+    claims_in_scope = and_(_rows_visible_to(principal, ClaimRollup), ClaimRollup.day >= since)
+    claims = func.sum(ClaimRollup.claims)
+    grounded = func.sum(case((ClaimRollup.grounding_status == "grounded", ClaimRollup.claims), else_=0))
     quality = [
-        ModelQuality(model, prompt_version, total, int(grounded or 0))
-        for model, prompt_version, total, grounded in session.execute(
-            current_claims(ExtractionRun.model, ExtractionRun.prompt_version, func.count(), func.sum(grounded_flag))
-            .join(ExtractionRun, ExtractionRun.id == Claim.run_id)
-            .group_by(ExtractionRun.model, ExtractionRun.prompt_version)
-            .order_by(ExtractionRun.model, ExtractionRun.prompt_version)
+        ModelQuality(model, prompt_version, int(count), int(grounded_count or 0))
+        for model, prompt_version, count, grounded_count in session.execute(
+            select(ClaimRollup.model, ClaimRollup.prompt_version, claims, grounded)
+            .where(claims_in_scope)
+            .group_by(ClaimRollup.model, ClaimRollup.prompt_version)
+            .having(claims != 0)
+            .order_by(ClaimRollup.model, ClaimRollup.prompt_version)
+        )
+    ]
+    review_outcomes: dict[str, dict[str, int]] = defaultdict(dict)
+    for kind, status, count in session.execute(
+        select(ClaimRollup.kind, ClaimRollup.review_status, claims)
+        .where(claims_in_scope)
+        .group_by(ClaimRollup.kind, ClaimRollup.review_status)
+        .having(claims != 0)
+    ):
+        review_outcomes[kind][status] = int(count)
+
+    reasons = func.sum(ReasonRollup.claims)
+    top_reasons = [
+        (reason, int(count))
+        for reason, count in session.execute(
+            select(ReasonRollup.reason, reasons)
+            .where(_rows_visible_to(principal, ReasonRollup), ReasonRollup.day >= since)
+            .group_by(ReasonRollup.reason)
+            .having(reasons != 0)
+            .order_by(reasons.desc(), ReasonRollup.reason)
+            .limit(TOP_REASONS)
         )
     ]
 
-    # Review outcomes, reasons and open items in one pass over the window's current claims: one row per
-    # distinct (kind, review status, reason text, owner, owner name, due date, call closed).
-    reason_text = case((Claim.kind == "reason", func.lower(Claim.text)), else_=None)
-    call_closed = case((Call.state.in_(["rejected", "failed"]), 1), else_=0)
-    review_outcomes: dict[str, dict[str, int]] = defaultdict(dict)
-    reasons: dict[str, int] = defaultdict(int)
     open_items: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(DUE_BUCKETS, 0))
     named: dict[str, int] = defaultdict(int)
-    group = (Claim.kind, Claim.review_status, reason_text, Claim.owner, Claim.owner_name, Claim.due_date, call_closed)
-    for kind, status, reason, owner, owner_name, due_date, closed, count in session.execute(
-        current_claims(*group, func.count()).group_by(*group)
+    items = func.sum(OpenItemRollup.items)
+    for owner, owner_name, due_date, count in session.execute(
+        select(OpenItemRollup.owner, OpenItemRollup.owner_name, OpenItemRollup.due_date, items)
+        .where(
+            _rows_visible_to(principal, OpenItemRollup),
+            OpenItemRollup.day >= since,
+            OpenItemRollup.review_status.in_(OPEN_REVIEW_STATUSES),
+            OpenItemRollup.call_closed == 0,
+        )
+        .group_by(OpenItemRollup.owner, OpenItemRollup.owner_name, OpenItemRollup.due_date)
+        .having(items != 0)
     ):
-        outcomes = review_outcomes[kind]
-        outcomes[status.value] = outcomes.get(status.value, 0) + count
-        if reason is not None:
-            reasons[reason] += count
-        if kind == "action_item" and status.value in OPEN_REVIEW_STATUSES and not closed:
-            open_items[owner or "unknown"][_due_bucket(due_date, today)] += count
-            if owner_name:
-                named[owner_name] += count
-    top_reasons = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:TOP_REASONS]
+        due = None if _as_date(due_date) == NO_DUE_DATE else _as_date(due_date)
+        open_items[owner or "unknown"][_due_bucket(due, today)] += int(count)
+        if owner_name:
+            named[owner_name] += int(count)
     owner_names = sorted(named.items(), key=lambda item: (-item[1], item[0]))[:TOP_OWNER_NAMES]
 
-    run_day = _day(session, ExtractionRun.started_at)
+    runs = func.sum(RunRollup.runs)
+
+    def average(stage: str) -> Any:
+        count = func.sum(getattr(RunRollup, f"{stage}_count"))
+        return func.sum(getattr(RunRollup, f"{stage}_sum")) / case((count == 0, None), else_=count)
+
     run_days = [
-        RunDay(_iso_day(day), model, prompt_version, runs, queue, llm, verify, db, total, float(cost or 0.0))
-        for day, model, prompt_version, runs, queue, llm, verify, db, total, cost in session.execute(
+        RunDay(_iso_day(day), model, prompt_version, int(count), _float(queue), _float(llm), _float(verify),
+               _float(db), _float(total_ms), float(cost or 0.0))
+        for day, model, prompt_version, count, queue, llm, verify, db, total_ms, cost in session.execute(
             select(
-                run_day, ExtractionRun.model, ExtractionRun.prompt_version, func.count(),
-                func.avg(ExtractionRun.queue_wait_ms), func.avg(ExtractionRun.llm_ms),
-                func.avg(ExtractionRun.verify_ms), func.avg(ExtractionRun.db_ms), func.avg(ExtractionRun.total_ms),
-                func.sum(ExtractionRun.cost_usd),
+                RunRollup.day, RunRollup.model, RunRollup.prompt_version, runs,
+                *(average(stage) for stage in ("queue_wait_ms", "llm_ms", "verify_ms", "db_ms", "total_ms")),
+                func.sum(RunRollup.cost_usd),
             )
-            .join(Call, Call.id == ExtractionRun.call_id)
-            .where(visible_calls_clause(principal), ExtractionRun.started_at >= since_instant)
-            .group_by(run_day, ExtractionRun.model, ExtractionRun.prompt_version)
-            .order_by(run_day, ExtractionRun.model, ExtractionRun.prompt_version)
+            .where(_rows_visible_to(principal, RunRollup), RunRollup.day >= since)
+            .group_by(RunRollup.day, RunRollup.model, RunRollup.prompt_version)
+            .having(runs != 0)
+            .order_by(RunRollup.day, RunRollup.model, RunRollup.prompt_version)
         )
     ]
 
@@ -182,6 +198,14 @@ def build_dashboard(session: Session, principal: Principal, days: int = 30, now:
         owner_names=owner_names,
         run_days=run_days,
     )
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _due_bucket(due_date: Any, today: date) -> str:

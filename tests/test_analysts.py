@@ -20,9 +20,13 @@ from app.errors import ConfigError, NotFoundError
 from tests.support.analytics import World, build_world
 from tests.support.services import PG_HOST, PG_PORT, PG_USER
 
-VIEWS = ["analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence", "analytics_review_events"]
+ROLLUP_VIEWS = ["analytics_call_days", "analytics_claim_days", "analytics_reason_days", "analytics_open_item_days",
+                "analytics_agent_due", "analytics_run_days"]
+VIEWS = ["analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence", "analytics_review_events",
+         *ROLLUP_VIEWS]
 TABLES = ["tenants", "users", "calls", "utterances", "extraction_runs", "claims", "evidence", "review_events",
-          "analyst_roles", "alembic_version"]
+          "analyst_roles", "alembic_version", "rollup_calls", "rollup_claims", "rollup_reasons", "rollup_open_items",
+          "rollup_agent_due", "rollup_runs"]
 
 
 @pytest.fixture
@@ -58,7 +62,11 @@ def test_analyst_sees_only_its_tenant_and_no_table(
     with unit_of_work(factory) as session:
         # The owner (a superuser here) still sees every tenant through the same views.
         owner_tenants = set(session.scalars(text("SELECT DISTINCT tenant FROM analytics_claims")))
+        for view in ROLLUP_VIEWS:
+            assert set(session.scalars(text(f"SELECT DISTINCT tenant FROM {view}"))) == {"acme", "globex"}, view
+        globex_claims = session.scalar(text("SELECT SUM(claims) FROM analytics_claim_days WHERE tenant = 'globex'"))
     assert owner_tenants == {"acme", "globex"}
+    assert globex_claims
 
     with _connect_as(url, role_name) as conn:
         for view in VIEWS:
@@ -67,6 +75,10 @@ def test_analyst_sees_only_its_tenant_and_no_table(
         calls = {row[0] for row in conn.execute("SELECT call_id FROM analytics_calls")}
         assert calls == set(world.calls["acme"])
         assert conn.execute("SELECT COUNT(*) FROM analytics_claims WHERE tenant = 'globex'").fetchone() == (0,)
+        # The rollups too: the other tenant's counts are not there, in any form.
+        globex_sum = conn.execute("SELECT SUM(claims) FROM analytics_claim_days WHERE tenant = 'globex'").fetchone()
+        assert globex_sum == (None,)
+        assert conn.execute("SELECT COUNT(*) FROM analytics_run_days WHERE tenant <> 'acme'").fetchone() == (0,)
         # A call id of the other tenant, asked for directly, is not there either.
         other = world.calls["globex"][0]
         assert conn.execute("SELECT COUNT(*) FROM analytics_evidence WHERE call_id = %s", (other,)).fetchone() == (0,)

@@ -2,6 +2,14 @@
 
 from app.models import guards as _guards  # noqa: F401  (registers the append-only audit guards)
 from app.models.counters import call_counts, run_totals
+from app.models.rollups import (
+    AgentDueRollup,
+    CallRollup,
+    ClaimRollup,
+    OpenItemRollup,
+    ReasonRollup,
+    RunRollup,
+)
 from app.models.tables import (
     AnalystRole,
     BatchStatus,
@@ -27,19 +35,25 @@ from app.models.tables import (
 )
 
 __all__ = [
+    "AgentDueRollup",
     "AnalystRole",
     "BatchStatus",
     "Call",
+    "CallRollup",
     "CallState",
     "Claim",
+    "ClaimRollup",
     "DeliveryStatus",
     "Evidence",
     "ExtractionRun",
     "LlmBatch",
     "LlmMode",
+    "OpenItemRollup",
     "OutboxEvent",
+    "ReasonRollup",
     "ReviewEvent",
     "ReviewStatus",
+    "RunRollup",
     "RunStatus",
     "Tenant",
     "User",

@@ -416,6 +416,9 @@ class ReviewEvent(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
+    # Analysts ask for the decisions of a time window.
+    __table_args__ = (Index("ix_review_events_created_at", "created_at"),)
+
 
 # ------------------------------------------------------------------------------------ hand-off
 

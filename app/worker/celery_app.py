@@ -14,6 +14,7 @@ from app.worker.names import (
     QUEUE_NAME,
     TASK_BATCH_COLLECT,
     TASK_BATCH_POLL,
+    TASK_FOLD_ROLLUPS,
     TASK_PURGE,
     TASK_RECONCILE,
     TASK_SWEEP_WEBHOOKS,
@@ -77,6 +78,8 @@ def configure(app: Celery, settings: Settings) -> None:
             # unless POSTCALL_LLM_PROVIDER=openai, and both are idempotent (their state is in the database).
             "collect-llm-batches": _periodic(TASK_BATCH_COLLECT, settings.batch_collect_every_seconds),
             "poll-llm-batches": _periodic(TASK_BATCH_POLL, settings.batch_poll_every_seconds),
+            # Analysts' rollups: sum each key's delta rows into one (app/rollups.py).
+            "fold-rollups": _periodic(TASK_FOLD_ROLLUPS, settings.rollup_fold_every_seconds),
         },
     )
 

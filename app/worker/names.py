@@ -11,6 +11,7 @@ TASK_SWEEP_WEBHOOKS = "postcall.sweep_webhooks"
 TASK_PURGE = "postcall.purge"
 TASK_BATCH_COLLECT = "postcall.batch_collect"
 TASK_BATCH_POLL = "postcall.batch_poll"
+TASK_FOLD_ROLLUPS = "postcall.fold_rollups"
 
 # kombu's Redis transport keeps delivered, not yet acknowledged messages in this hash.
 KOMBU_UNACKED_KEY = "unacked"

@@ -14,7 +14,14 @@ from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
 from app.worker.celery_app import celery_app
-from app.worker.names import TASK_BATCH_COLLECT, TASK_BATCH_POLL, TASK_PROCESS_CALL, TASK_PURGE, TASK_RECONCILE
+from app.worker.names import (
+    TASK_BATCH_COLLECT,
+    TASK_BATCH_POLL,
+    TASK_FOLD_ROLLUPS,
+    TASK_PROCESS_CALL,
+    TASK_PURGE,
+    TASK_RECONCILE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +120,16 @@ def reconcile_task() -> int:
     if call_ids:
         logger.warning("reconciler re-enqueued %d stuck calls", len(call_ids))
     return enqueue_calls(call_ids)
+
+
+@celery_app.task(name=TASK_FOLD_ROLLUPS)
+def fold_rollups_task() -> int:
+    """Beat-scheduled: fold the rollup ledgers; returns how many rows fewer they hold."""
+    from app.db.session import unit_of_work
+    from app.rollups import fold_rollups
+
+    with unit_of_work(get_context().session_factory) as session:
+        return fold_rollups(session)
 
 
 @celery_app.task(name=TASK_PURGE)

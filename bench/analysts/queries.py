@@ -4,17 +4,17 @@
     python -m bench.analysts.queries --url postgresql+psycopg://postgres@127.0.0.1/postcall_bench [--explain FILE]
 
 Runs each query --repeat times (after one warm-up) as the database owner and reports the median. The
-cookbook's queries are read from docs/data-model.md with the fixture's tenant ('acme') and dates
-replaced by the loaded tenant and its first week. `--explain` writes EXPLAIN (ANALYZE, BUFFERS) of each.
+cookbook's queries are read from docs/data-model.md with the fixture's tenant ('acme'), agent ('A-1')
+and due date replaced by the loaded tenant, one of its agents and a day 90 days into the load. `--explain` writes
+EXPLAIN (ANALYZE, BUFFERS) of each.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, text
@@ -41,12 +41,36 @@ VIEW_QUERIES = {
     "analytics_review_events: a page of the newest decisions": (
         "SELECT * FROM analytics_review_events WHERE tenant = :tenant ORDER BY created_at DESC LIMIT 50"
     ),
+    "analytics_review_events: the last day's decisions": (
+        "SELECT * FROM analytics_review_events WHERE tenant = :tenant "
+        "AND created_at >= CURRENT_TIMESTAMP - INTERVAL '1 day' ORDER BY created_at DESC"
+    ),
+    "analytics_call_days: 30 days": (
+        "SELECT * FROM analytics_call_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
+    "analytics_claim_days: 30 days": (
+        "SELECT * FROM analytics_claim_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
+    "analytics_claim_days: all of a tenant's days": "SELECT * FROM analytics_claim_days WHERE tenant = :tenant",
+    "analytics_reason_days: 30 days": (
+        "SELECT * FROM analytics_reason_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
+    "analytics_open_item_days: 30 days": (
+        "SELECT * FROM analytics_open_item_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
+    "analytics_agent_due: one agent": (
+        "SELECT * FROM analytics_agent_due WHERE tenant = :tenant AND agent_id = 'agent-7'"
+    ),
+    "analytics_run_days: 30 days": (
+        "SELECT * FROM analytics_run_days WHERE tenant = :tenant AND day >= CURRENT_DATE - 30"
+    ),
 }
 
 
 def cookbook_queries(tenant: str) -> dict[str, str]:
     return {
-        f"cookbook {number}: {question}": for_backend(blocks, "postgresql").replace("'acme'", f"'{tenant}'")
+        f"cookbook {number}: {question}": for_backend(blocks, "postgresql")
+        .replace("'acme'", f"'{tenant}'").replace("'A-1'", "'agent-7'")
         for number, (question, blocks) in cookbook().items()
     }
 
@@ -77,10 +101,11 @@ def main() -> None:
         assert tenant_id is not None, f"no tenant {args.tenant}"
         first = session.scalar(text("SELECT MIN(started_at) FROM calls WHERE tenant_id = :t"), {"t": tenant_id})
         assert isinstance(first, datetime)
-        week = first.astimezone(UTC).date().isoformat(), (first.astimezone(UTC).date()).replace(day=1).isoformat()
+        # A day in the middle of the loaded half-year, when items fall due at their usual rate.
+        due_day = (first.astimezone(UTC).date() + timedelta(days=90)).isoformat()
         queries = {**VIEW_QUERIES, **cookbook_queries(args.tenant)}
         for name, sql in queries.items():
-            sql = re.sub(r"'2026-03-09' AND '2026-03-15'", f"'{week[0]}' AND DATE '{week[0]}' + 6", sql)
+            sql = sql.replace("'2026-03-13'", f"'{due_day}'")
             statement = text(sql)
             params = {"tenant": args.tenant} if ":tenant" in sql else {}
 

@@ -44,23 +44,20 @@ def test_the_page_has_ten_questions() -> None:
 def test_cookbook_answers(answers: tuple[dict[int, list[Any]], World]) -> None:
     results, _world = answers
 
-    # 1. The agent's open items, soonest first: 5 business days from Monday 03-09 and Wednesday 03-11;
-    #    "by Friday" and 10 business days from Tuesday 03-10.
+    # 1. A-1's open items, soonest first: 5 business days from Monday 03-09 and Wednesday 03-11 (A-2's
+    #    "by Friday" and 10 business days from Tuesday 03-10 are not A-1's).
     assert [(row[0], row[1], row[3], _day(row[4])) for row in results[1]] == [
-        ("acme-2", "A-2", "by Friday", "2026-03-13"),
         ("acme-1", "A-1", "within 5 business days", "2026-03-16"),
         ("acme-3", "A-1", "within 5 business days", "2026-03-18"),
-        ("acme-2", "A-2", "within 10 business days", "2026-03-24"),
     ]
 
     # 2. Every dated item lies in March 2026, so each is overdue today: the two above plus "tonight"
     #    for A-1's two card calls; A-2's returns call has two.
     assert results[2] == [("A-1", 4), ("A-2", 2)]
 
-    # 3. Due in the week of 2026-03-09: the customers' "tonight" on 03-09 and 03-11, the label on Friday.
+    # 3. Due on Friday 2026-03-13: the returns team's label (the customers' "tonight" items fall on 03-09
+    #    and 03-11).
     assert [(_day(row[0]), row[1], row[2], row[3]) for row in results[3]] == [
-        ("2026-03-09", "acme-1", "customer", None),
-        ("2026-03-11", "acme-3", "customer", None),
         ("2026-03-13", "acme-2", "agent", "the returns team"),
     ]
 
@@ -87,7 +84,7 @@ def test_cookbook_answers(answers: tuple[dict[int, list[Any]], World]) -> None:
     assert [(row[0], row[3]) for row in results[8]] == [("heuristic", 5)]
     assert float(results[8][0][9]) == 0.0
 
-    # 9. The rejected summary (one joined statement), by the supervisor.
+    # 9. The rejected summary (one joined statement), by the supervisor, today.
     assert [(row[1], row[2], row[3], row[4]) for row in results[9]] == [
         ("sup-acme", "claim_rejected", "acme-1", "summary")
     ]

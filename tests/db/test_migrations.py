@@ -14,11 +14,13 @@ from app.db.session import create_db_engine
 EXPECTED_TABLES = {
     "tenants", "users", "calls", "utterances", "extraction_runs", "claims", "evidence", "review_events",
     "outbox", "webhook_endpoints", "webhook_deliveries", "webhook_attempts",
-    "llm_batches", "analyst_roles",
+    "llm_batches", "analyst_roles", "rollup_calls", "rollup_claims", "rollup_reasons", "rollup_open_items",
+    "rollup_agent_due", "rollup_runs",
 }
 EXPECTED_VIEWS = {
     "analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence", "analytics_events",
-    "analytics_webhook_deliveries", "analytics_review_events",
+    "analytics_webhook_deliveries", "analytics_review_events", "analytics_call_days", "analytics_claim_days",
+    "analytics_reason_days", "analytics_open_item_days", "analytics_agent_due", "analytics_run_days",
 }
 
 
