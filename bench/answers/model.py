@@ -39,8 +39,8 @@ def quoting_answer(user_text: str) -> dict[str, Any]:
         summary.append(_statement(*customer[len(customer) // 2], words=QUOTE_WORDS + 4))
     if len(lines) % FABRICATED_EVERY == 0:
         index, text = agent[-1]
-        summary.append({"text": "The agent waived a $40 fee.",
-                        "evidence": [{"utterance": index, "quote": f"{' '.join(text.split()[:4])} and waived the $40 fee"}]})
+        invented = f"{' '.join(text.split()[:4])} and waived the $40 fee"
+        summary.append({"text": "The agent waived a $40 fee.", "evidence": [{"utterance": index, "quote": invented}]})
     actions = []
     for index, text in agent:
         lowered = text.lower()

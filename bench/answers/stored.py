@@ -157,7 +157,8 @@ def differences(left: Any, right: Any, path: str = "") -> list[str]:
     if isinstance(left, list) and isinstance(right, list):
         if len(left) != len(right):
             return [f"{path}: {len(left)} items vs {len(right)}"]
-        return [line for i, (a, b) in enumerate(zip(left, right, strict=True)) for line in differences(a, b, f"{path}[{i}]")]
+        pairs = enumerate(zip(left, right, strict=True))
+        return [line for i, (a, b) in pairs for line in differences(a, b, f"{path}[{i}]")]
     return [] if left == right else [f"{path}: {left!r} != {right!r}"]
 
 
