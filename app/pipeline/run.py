@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
@@ -36,12 +36,12 @@ from app.pipeline.calls import load_transcript, lock_call, set_state
 from app.pipeline.dedup import deduplicate
 from app.pipeline.persist import (
     RunFacts,
-    add_claims,
     add_run,
     find_succeeded_run,
     idempotency_key,
-    outcome_state,
+    record_timings,
     state_for_run,
+    write_succeeded_run,
 )
 from app.pipeline.redact import redact_transcript
 from app.schemas.grounding import VerificationReport
@@ -216,6 +216,7 @@ def process_call(
     the batch collector. Batch mode passes `first_answer` (the batch's answer, in place of the
     provider's first request) and `llm_batch_id` (recorded on the run); the rest of the path is the same."""
     started = time.perf_counter()
+    cpu_started = time.thread_time()
     db_ms = 0.0
     claimed = _claim(
         factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
@@ -265,34 +266,7 @@ def process_call(
     persist_started = time.perf_counter()
     spent = facts(extracted.result.usage, extracted.verify_ms, extracted.provider_ms)
     try:
-        with unit_of_work(factory) as session:
-            call = lock_call(session, call_id)
-            if call is None:
-                raise NotFoundError(f"call {call_id} was deleted while processing")
-            if call.transcript_hash != claimed.transcript_hash:
-                # Replaced while we extracted: this result describes a transcript that is gone, and its
-                # offsets would point into the new utterances. The replacement's own task does the work.
-                return ProcessOutcome(call.id, call.state, skipped=True)
-            existing = find_succeeded_run(session, claimed.facts_key)
-            if existing is not None:
-                return ProcessOutcome(call.id, call.state, run_id=existing.id, skipped=True)
-            run = add_run(
-                session,
-                call,
-                spent,
-                status=RunStatus.succeeded,
-                raw_response=extracted.result.raw_response,
-                total_ms=_elapsed_ms(started),
-            )
-            count = add_claims(session, run, extracted.report)
-            ungrounded = len(extracted.report.ungrounded_claims)
-            state = outcome_state(count, ungrounded)
-            set_state(call, state)
-            record_event(session, call, EventType.processed)
-            db_ms += _elapsed_ms(persist_started)
-            run.db_ms = db_ms
-            run.total_ms = _elapsed_ms(started)
-            return ProcessOutcome(call.id, state, run_id=run.id, claims=count, ungrounded=ungrounded)
+        outcome = _persist_success(factory, call_id, claimed, spent, extracted)
     except IntegrityError as exc:
         with unit_of_work(factory) as session:
             call = lock_call(session, call_id)
@@ -307,6 +281,51 @@ def process_call(
         # Anything else (a value the column cannot hold, a bug) must not leave the call in `processing`
         # for the reconciler to re-bill the model on every pass.
         return _record_internal_error(factory, call_id, spent, exc, claimed)
+    if not outcome.skipped and outcome.run_id is not None:
+        _record_timings(factory, outcome.run_id, db_ms=db_ms + _elapsed_ms(persist_started),
+                        total_ms=_elapsed_ms(started), cpu_ms=(time.thread_time() - cpu_started) * 1000.0)
+    return outcome
+
+
+def _persist_success(
+    factory: sessionmaker[Session], call_id: str, claimed: _Claimed, spent: RunFacts, extracted: _Extracted
+) -> ProcessOutcome:
+    """Store the result in one transaction. A pooled connection found dead (PostgreSQL restarted since it
+    was last used: there is no ping before each checkout) is replaced and the write tried once more, so
+    an answer already paid for is not thrown away; the idempotency key makes the second try safe."""
+    for attempt in (1, 2):
+        try:
+            with unit_of_work(factory) as session:
+                call = lock_call(session, call_id)
+                if call is None:
+                    raise NotFoundError(f"call {call_id} was deleted while processing")
+                if call.transcript_hash != claimed.transcript_hash:
+                    # Replaced while we extracted: this result describes a transcript that is gone, and its
+                    # offsets would point into the new utterances. The replacement's own task does the work.
+                    return ProcessOutcome(call.id, call.state, skipped=True)
+                existing = find_succeeded_run(session, claimed.facts_key)
+                if existing is not None:
+                    return ProcessOutcome(call.id, call.state, run_id=existing.id, skipped=True)
+                written = write_succeeded_run(session, call, spent, extracted.report,
+                                              raw_response=extracted.result.raw_response)
+                return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
+                                      ungrounded=written.ungrounded)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+            logger.warning("database connection lost while storing call %s; storing it again", call_id)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _record_timings(factory: sessionmaker[Session], run_id: int, *, db_ms: float, total_ms: float,
+                    cpu_ms: float) -> None:
+    """Write the run's timings, measured after its results were committed (so they include the commit).
+    A failure here loses a measurement, never a result: it is logged, not raised."""
+    try:
+        with unit_of_work(factory) as session:
+            record_timings(session, run_id, db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms)
+    except SQLAlchemyError:
+        logger.warning("could not record the timings of run %s", run_id, exc_info=True)
 
 
 def _record_internal_error(
