@@ -1,7 +1,10 @@
 """Engines and the unit of work.
 
 One engine per process and URL. SQLite gets WAL, foreign keys and a busy timeout so the embedded
-default survives a threaded worker; PostgreSQL gets pre-ping so a restarted server is survived.
+default survives a threaded worker. PostgreSQL connections are not pinged at checkout (a round trip
+per transaction, two or three per call): a connection that died with a restarted server fails its first
+statement instead, SQLAlchemy then discards every connection the pool held from before the failure, and
+the caller retries (the worker's task; `process_call` itself for its final write).
 Both hide SQL parameters from log lines and exception messages: parameters are transcript text,
 and errors end up in logs.
 """
@@ -48,7 +51,7 @@ def create_db_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+    return create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 def get_engine(url: str) -> Engine:
