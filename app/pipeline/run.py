@@ -159,6 +159,7 @@ def _extract_and_verify(
     started = time.perf_counter()
     result = first_answer(view) if first_answer is not None else provider.extract(view, prompt)
     provider_seconds += time.perf_counter() - started
+    view_report: VerificationReport | None = None  # the report on the view of the answer kept
     if provider.supports_repair:
         started = time.perf_counter()
         view_report = verify_extraction(view, result.extraction)
@@ -178,14 +179,20 @@ def _extract_and_verify(
             # items while "repairing" must not lose them.
             better = _grounded_count(repaired_report) >= _grounded_count(view_report)
             chosen = repaired if better else result
+            view_report = repaired_report if better else view_report
             result = ProviderResult(chosen.extraction, result.usage + repaired.usage, chosen.raw_response)
     extraction = redaction.restore_extraction(result.extraction) if redaction else result.extraction
     # Restatements go before verification, so what is verified is what is stored; the rule never merges
     # statements whose numbers, dates or negations differ, so an unverifiable detail stays (and is flagged).
     extraction = deduplicate(extraction)
-    started = time.perf_counter()
-    report = verify_extraction(transcript, extraction)
-    verify_seconds += time.perf_counter() - started
+    if view_report is not None and extraction is result.extraction and not redaction:
+        # Nothing was redacted, restored or merged: the view is the transcript and the answer is the one
+        # verified against it, so verifying again would give the same report.
+        report = view_report
+    else:
+        started = time.perf_counter()
+        report = verify_extraction(transcript, extraction)
+        verify_seconds += time.perf_counter() - started
     return _Extracted(result, report, provider_seconds * 1000.0, verify_seconds * 1000.0)
 
 

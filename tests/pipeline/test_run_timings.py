@@ -5,18 +5,29 @@ from __future__ import annotations
 import time
 
 import psycopg
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+import app.pipeline.run as pipeline_run
+from app.config import get_settings
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.grounding import verify_extraction
 from app.llm.base import ProviderResult
 from app.llm.heuristic import HeuristicProvider
 from app.llm.prompt import PromptTemplate
+from app.llm.scripted_server import ScriptedOpenAIServer
 from app.models import CallState, ExtractionRun, RunStatus
 from app.pipeline.run import process_call
-from app.schemas.transcript import Transcript
+from app.pipeline.store import store_transcript
+from app.schemas.extraction import Extraction
+from app.schemas.grounding import VerificationReport
+from app.schemas.transcript import Role, Transcript
+from bench.answers.model import quoting_answer
+from bench.answers.run import scripted_provider
 from tests.pipeline.test_run import _prompt, _store
+from tests.support.transcripts import CARD_CALL_LINES, make_transcript
 
 
 def test_run_timings_include_the_commit_and_put_cpu_beside_wall(session_factory: sessionmaker[Session]) -> None:
@@ -72,3 +83,37 @@ def test_result_is_stored_over_a_pooled_connection_that_died_during_extraction(p
         engine.dispose()
 
 
+
+
+# No personal data, and no statement of the local model's answer restates another.
+PLAIN_CALL = [
+    (Role.customer, "Hello, my internet has been dropping every evening this week."),
+    (Role.agent, "I will send an engineer to your street tomorrow morning."),
+    (Role.customer, "Can you tell me when it will be fixed for good?"),
+    (Role.agent, "The fault on the line in your street is being repaired right now."),
+    (Role.customer, "Thank you, that is all I needed to know today."),
+    (Role.agent, "You are welcome, have a good evening and goodbye."),
+]
+
+
+# The card call is redacted (a date of birth) and its answer has a fabricated quote: view, repair, final.
+@pytest.mark.parametrize(("lines", "verifications"), [(PLAIN_CALL, 1), (CARD_CALL_LINES, 3)])
+def test_the_answer_is_verified_again_only_when_redaction_changed_the_transcript(
+    lines: list[tuple[Role, str]], verifications: int, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_db_engine(sqlite_url)
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as session:
+        call_id = store_transcript(session, make_transcript(lines), tenant="acme", external_id="c1").call_id
+    verified: list[int] = []
+
+    def counting_verify(transcript: Transcript, extraction: Extraction) -> VerificationReport:
+        verified.append(1)
+        return verify_extraction(transcript, extraction)
+
+    monkeypatch.setattr(pipeline_run, "verify_extraction", counting_verify)
+    with ScriptedOpenAIServer(quoting_answer) as server:
+        outcome = process_call(factory, call_id, scripted_provider(get_settings(), server.base_url), _prompt())
+    engine.dispose()
+    assert outcome.claims > 0
+    assert len(verified) == verifications
