@@ -3,7 +3,7 @@
 Run by bench/cpu/run.py with the working directory set to the checkout under test (this one, or a clean
 copy of main), so the same measurement runs against both versions of the code. Per call it takes the
 main thread's CPU time (`time.thread_time`) of each stage, and the CPU the session's PostgreSQL backend
-spent (utime + stime of the backend process, read from /proc: the server runs on this machine).
+spent (its run time in /proc/<pid>/schedstat: the server runs on this machine).
 
 Stages are timed by wrapping the functions `process_call` calls through its module: what is left of the
 call's CPU once claim, redaction, the provider, verification and de-duplication are taken out is the
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -42,7 +41,6 @@ TOP_STAGES = {"_claim": "claim", "redact_transcript": "redact", "verify_extracti
 # Parts of the persist step, timed inside it where the version calls them through the module.
 PERSIST_PARTS = {"add_run": "persist.run", "add_claims": "persist.claims", "record_event": "persist.handoff_event",
                  "write_succeeded_run": "persist.write"}
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class StageClock:
@@ -62,14 +60,15 @@ class StageClock:
 
 
 def backend_cpu_seconds(pids: set[int]) -> float:
+    """CPU seconds the backends have run, from /proc/<pid>/schedstat (nanoseconds; /proc/<pid>/stat
+    counts in 10 ms ticks, too coarse for a call's share)."""
     total = 0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
         except FileNotFoundError:
             continue  # a backend that closed: its CPU up to the last reading is already counted
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / CLOCK_TICKS
+    return total / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
