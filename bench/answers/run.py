@@ -3,7 +3,7 @@ every stored result (bench/answers/stored.py). Run it on two versions of the cod
 compare the dumps: a change that should only make the pipeline faster must leave them identical.
 
     python -m bench.answers.run postgresql+psycopg://postgres@127.0.0.1/scratch OUT.json --calls samples
-    python -m bench.answers.run URL OUT.json --calls harper:200
+    python -m bench.answers.run URL OUT.json --calls real:200
     python -m bench.answers.stored --compare main.json branch.json
 
 The database must be freshly migrated (`postcall migrate` or the tests' helper) and empty.
@@ -41,24 +41,29 @@ def sample_transcripts() -> list[tuple[str, Transcript]]:
             for path in sorted((PROJECT_ROOT / "samples").iterdir()) if path.suffix in {".json", ".txt"}]
 
 
-def harper_valley_transcripts(count: int) -> list[tuple[str, Transcript]]:
-    """The first `count` Harper Valley Bank calls (human transcripts) from the shared data."""
+def real_transcripts(count: int) -> list[tuple[str, Transcript]]:
+    """`count` real calls from the shared data: every Harper Valley Bank call (human transcripts, 42),
+    then TweetSumm customer-support dialogs in file order."""
     from bench.datasets import shared_data_dir
-    from bench.heuristic.datasets import load_harper_valley
+    from bench.heuristic.datasets import load_harper_valley, load_tweetsumm
 
     root = shared_data_dir()
     if root is None:
         raise SystemExit("no shared data beside this checkout")
-    return [(call.sid, call.transcript) for call in load_harper_valley(root / "harper_valley_bank")[:count]]
+    calls = [(call.sid, call.transcript) for call in load_harper_valley(root / "harper_valley_bank")][:count]
+    if len(calls) < count:
+        dialogs = load_tweetsumm(root / "tweetsumm" / "tweetsumm_train_joined.jsonl", limit=count - len(calls))
+        calls += [(dialog.conversation_id, dialog.transcript) for dialog in dialogs]
+    return calls
 
 
 def named_transcripts(spec: str) -> list[tuple[str, Transcript]]:
-    """`samples` or `harper:N`."""
+    """`samples` or `real:N`."""
     if spec == "samples":
         return sample_transcripts()
-    if spec.startswith("harper:"):
-        return harper_valley_transcripts(int(spec.split(":", 1)[1]))
-    raise SystemExit(f"unknown call set {spec!r}: use samples or harper:N")
+    if spec.startswith("real:"):
+        return real_transcripts(int(spec.split(":", 1)[1]))
+    raise SystemExit(f"unknown call set {spec!r}: use samples or real:N")
 
 
 def store_calls(factory: sessionmaker[Session], transcripts: Sequence[tuple[str, Transcript]]) -> list[str]:
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("database_url")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--calls", default="samples", help="samples (default) or harper:N")
+    parser.add_argument("--calls", default="samples", help="samples (default) or real:N")
     args = parser.parse_args(argv)
     engine = create_db_engine(args.database_url)
     try:

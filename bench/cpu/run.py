@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.cpu.run                      # this checkout (+ langextract if .venv-bench exists)
     .venv/bin/python -m bench.cpu.run --against main       # also a clean copy of the `main` branch, same run
 
-The same real calls (Harper Valley Bank, human transcripts, from the shared data) go through each side,
+The same real calls (the 42 Harper Valley Bank calls, then TweetSumm dialogs, from the shared data) go
+through each side,
 one after another, answered by one zero-delay local model server in this process (bench/answers/model.py
 for Postcall; the same quotes in langextract's format for langextract). Each side runs in its own process
 (bench/cpu/side.py, bench/cpu/langextract_side.py); see those for what is measured. With `--against`, the
@@ -28,7 +29,7 @@ from typing import Any
 from app.config import PROJECT_ROOT
 from app.llm.scripted_server import ScriptedOpenAIServer
 from bench.answers.model import quoting_answer
-from bench.answers.run import harper_valley_transcripts
+from bench.answers.run import real_transcripts
 from bench.answers.stored import differences
 
 BENCH_VENV_PYTHON = PROJECT_ROOT / ".venv-bench" / "bin" / "python"
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="postcall-bench-cpu-"))
     try:
-        calls = harper_valley_transcripts(args.warmup + args.calls)
+        calls = real_transcripts(args.warmup + args.calls)
         calls_file = work / "calls.json"
         calls_file.write_text(json.dumps([[external_id, t.model_dump(mode="json")] for external_id, t in calls]),
                               encoding="utf-8")
