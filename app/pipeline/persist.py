@@ -31,9 +31,11 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def find_succeeded_run(session: Session, key: str) -> ExtractionRun | None:
+def succeeded_run_id(session: Session, key: str) -> int | None:
+    """The id of the succeeded run with this idempotency key, if the work was done already."""
     return session.scalar(
-        select(ExtractionRun).where(ExtractionRun.idempotency_key == key, ExtractionRun.status == RunStatus.succeeded)
+        select(ExtractionRun.id).where(ExtractionRun.idempotency_key == key,
+                                       ExtractionRun.status == RunStatus.succeeded)
     )
 
 

@@ -37,10 +37,10 @@ from app.pipeline.dedup import deduplicate
 from app.pipeline.persist import (
     RunFacts,
     add_run,
-    find_succeeded_run,
     idempotency_key,
     record_timings,
     state_for_run,
+    succeeded_run_id,
     write_succeeded_run,
 )
 from app.pipeline.redact import redact_transcript
@@ -93,13 +93,13 @@ def _claim(
         if call is None:
             raise NotFoundError(f"call {call_id} not found (deleted?)")
         key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
-        done = find_succeeded_run(session, key)
+        done = succeeded_run_id(session, key)
         if done is not None:
             if call.state not in TERMINAL_PROCESSING_STATES:
                 # The result is stored but the state says otherwise (a duplicate delivery overwrote it
                 # on a backend without row locks): the stored run is the truth, so heal the state.
-                set_state(call, state_for_run(session, done.id))
-            return ProcessOutcome(call.id, call.state, run_id=done.id, skipped=True)
+                set_state(call, state_for_run(session, done))
+            return ProcessOutcome(call.id, call.state, run_id=done, skipped=True)
         if call.state in REVIEWED_STATES and not reprocess_reviewed:
             # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
             # `postcall reprocess` re-extracts a reviewed call.
@@ -277,10 +277,10 @@ def process_call(
     except IntegrityError as exc:
         with unit_of_work(factory) as session:
             call = lock_call(session, call_id)
-            done = find_succeeded_run(session, claimed.facts_key)
+            done = succeeded_run_id(session, claimed.facts_key)
             if done is not None:
                 # Another worker persisted the same work first (unique idempotency key): exactly-once holds.
-                return ProcessOutcome(call_id, call.state if call else CallState.failed, run_id=done.id, skipped=True)
+                return ProcessOutcome(call_id, call.state if call else CallState.failed, run_id=done, skipped=True)
         return _record_internal_error(factory, call_id, spent, exc, claimed)
     except (TransientError, NotFoundError, OperationalError, InterfaceError):
         raise  # the database went away mid-write: the task retries, nothing was committed
@@ -310,9 +310,9 @@ def _persist_success(
                     # Replaced while we extracted: this result describes a transcript that is gone, and its
                     # offsets would point into the new utterances. The replacement's own task does the work.
                     return ProcessOutcome(call.id, call.state, skipped=True)
-                existing = find_succeeded_run(session, claimed.facts_key)
+                existing = succeeded_run_id(session, claimed.facts_key)
                 if existing is not None:
-                    return ProcessOutcome(call.id, call.state, run_id=existing.id, skipped=True)
+                    return ProcessOutcome(call.id, call.state, run_id=existing, skipped=True)
                 written = write_succeeded_run(session, call, spent, extracted.report,
                                               raw_response=extracted.result.raw_response)
                 return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
@@ -356,10 +356,10 @@ def _record_failure(
         call = lock_call(session, call_id)
         if call is None:
             raise NotFoundError(f"call {call_id} not found")
-        done = find_succeeded_run(session, facts.key)
+        done = succeeded_run_id(session, facts.key)
         if done is not None:
             # A duplicate delivery failed after another one succeeded: the result stands.
-            return ProcessOutcome(call.id, call.state, run_id=done.id, skipped=True)
+            return ProcessOutcome(call.id, call.state, run_id=done, skipped=True)
         if claimed is not None and call.transcript_hash != claimed.transcript_hash:
             return ProcessOutcome(call.id, call.state, skipped=True)  # replaced meanwhile: not our failure
         run = add_run(session, call, facts, status=RunStatus.failed, error=reason, raw_response=raw)
