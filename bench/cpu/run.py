@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200, help="measured calls per side")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--against", metavar="REVISION", help="also measure this git revision (e.g. main)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the Postcall sides, alternating")
     parser.add_argument("--no-langextract", action="store_true")
     parser.add_argument("--json", type=Path, help="write every side's figures here")
     args = parser.parse_args(argv)
@@ -92,19 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         calls_file = work / "calls.json"
         calls_file.write_text(json.dumps([[external_id, t.model_dump(mode="json")] for external_id, t in calls]),
                               encoding="utf-8")
-        results: dict[str, dict[str, Any]] = {}
         sides: list[tuple[str, Path]] = []
         if args.against:
             sides.append((args.against, revision_copy(args.against, work / "revision")))
         sides.append(("this checkout", PROJECT_ROOT))
         with ScriptedOpenAIServer(answer) as server:
-            for name, root in sides:
-                out, dump = work / f"{len(results)}.json", work / f"{len(results)}.dump.json"
-                results[name] = run_side(
-                    [sys.executable, "-m", "bench.cpu.side", "--calls-file", str(calls_file), "--base-url",
-                     server.base_url, "--warmup", str(args.warmup), "--out", str(out), "--dump", str(dump)],
-                    root, out)
-                results[name]["dump"] = str(dump)
+            # The sides alternate, round after round, so a change in the machine's load (it is shared)
+            # falls on every side alike; each side's figure is the median of its rounds.
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in sides}
+            for number in range(args.rounds):
+                for name, root in sides:
+                    out, dump = work / f"{name}-{number}.json", work / f"{name}-{number}.dump.json"
+                    measured = run_side(
+                        [sys.executable, "-m", "bench.cpu.side", "--calls-file", str(calls_file), "--base-url",
+                         server.base_url, "--warmup", str(args.warmup), "--out", str(out), "--dump", str(dump)],
+                        root, out)
+                    measured["dump"] = str(dump)
+                    rounds[name].append(measured)
+            results = {name: combined(measured) for name, measured in rounds.items()}
             if not args.no_langextract and BENCH_VENV_PYTHON.exists():
                 out = work / "langextract.json"
                 results["langextract"] = run_side(
@@ -128,6 +135,19 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def combined(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's rounds as one result: per stage, the median of the rounds' p50 and the mean of means."""
+    stages = rounds[0]["p50_ms"].keys()
+    return {
+        **rounds[0],
+        "rounds": len(rounds),
+        "p50_ms": {stage: statistics.median(r["p50_ms"][stage] for r in rounds) for stage in stages},
+        "mean_ms": {stage: statistics.fmean(r["mean_ms"][stage] for r in rounds) for stage in stages},
+        "postgres_backend_cpu_ms_per_call": statistics.fmean(r["postgres_backend_cpu_ms_per_call"] for r in rounds),
+        "p50_ms_per_round": [r["p50_ms"]["total"] for r in rounds],
+    }
+
+
 def report(results: dict[str, dict[str, Any]], against: str | None) -> None:
     load = os.getloadavg()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -144,6 +164,8 @@ def report(results: dict[str, dict[str, Any]], against: str | None) -> None:
     cells = [f"{results[n]['postgres_backend_cpu_ms_per_call']:.2f}" if "postgres_backend_cpu_ms_per_call"
              in results[n] else "none" for n in names]
     print(f"{'PostgreSQL backend CPU':28}" + "".join(f"{cell:>24}" for cell in cells))
+    cells = [" ".join(f"{total:.1f}" for total in results[n].get("p50_ms_per_round", [])) for n in names]
+    print(f"{'total p50 of each round':28}" + "".join(f"{cell:>24}" for cell in cells))
 
 
 if __name__ == "__main__":
