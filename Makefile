@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck install clean faults bench-throughput bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-ingest-parse bench-pii bench-batch bench-due-dates bench-reads-load bench-reads
+.PHONY: demo test lint typecheck install clean faults bench-throughput bench-burst bench-grounding bench-grounding-compare bench-roles bench-heuristic bench-web bench-handoff bench-ingest-memory bench-ingest-parse bench-pii bench-batch bench-due-dates bench-reads-load bench-reads bench-cpu
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench-grounding-compare:
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet langextract==1.7.1 pydantic==2.14.4 rapidfuzz==3.14.6 jellyfish==1.3.0
 	.venv-bench/bin/python -m bench.grounding.run
+
+## CPU per call through process_call (PostgreSQL), main's code and langextract 1.7.1 in the same run.
+bench-cpu: $(STAMP)
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet langextract==1.7.1 openai==3.57.0
+	$(BIN)/python -m bench.cpu.run --calls 200 --against main
 
 bench-roles: $(STAMP)
 	$(BIN)/python -m bench.roles.run

@@ -1,7 +1,11 @@
 """Engines and the unit of work.
 
 One engine per process and URL. SQLite gets WAL, foreign keys and a busy timeout so the embedded
-default survives a threaded worker; PostgreSQL gets pre-ping so a restarted server is survived.
+default survives a threaded worker. PostgreSQL connections are not pinged at checkout (a round trip
+per transaction, two or three per call): a connection that died with a restarted server fails its first
+statement instead, SQLAlchemy then discards every connection the pool held from before the failure, and
+the caller retries (the worker's task; `process_call` itself for its final write). The web app pings
+(`pre_ping=True`): a reviewer's request has nobody to retry it, and one round trip per request is cheap.
 Both hide SQL parameters from log lines and exception messages: parameters are transcript text,
 and errors end up in logs.
 """
@@ -28,7 +32,7 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
+def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = False) -> Engine:
     """Build a new engine (tests use this directly; the app uses `get_engine`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -49,7 +53,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -
 
         return engine
     return create_engine(
-        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
+        url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
     )
 
 

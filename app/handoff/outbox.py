@@ -59,12 +59,20 @@ def envelope(event_type: str, occurred_at_iso: str, record: CallRecordV1 | dict[
     return {"type": event_type, "timestamp": occurred_at_iso, "data": data}
 
 
-def record_event(session: Session, call: Call, event_type: EventType | str, *, actor: str | None = None) -> OutboxEvent:
+def record_event(
+    session: Session,
+    call: Call,
+    event_type: EventType | str,
+    *,
+    actor: str | None = None,
+    record: CallRecordV1 | None = None,
+) -> OutboxEvent:
     """Write `event_type` for `call` to the outbox in the current transaction. Flushes; never commits.
 
     Call it after the state change (and its review event) is applied, so the record shows them. For
     `call.deleted` call it before the call's rows go: the record is identity only, and the call's earlier
-    events are stripped of their content too (a deleted call leaves no transcript text behind).
+    events are stripped of their content too (a deleted call leaves no transcript text behind). A caller
+    that has just written the rows the record shows may pass the `record` it assembled from them.
     """
     settings = get_settings()
     kind = EventType(event_type)
@@ -75,7 +83,7 @@ def record_event(session: Session, call: Call, event_type: EventType | str, *, a
         record.review.decided_by = actor
         record.review.decided_at = now
         _strip_earlier_events(session, call)
-    else:
+    elif record is None:
         record = build_record(session, call, public_url=settings.public_url)
     data = record.model_dump(mode="json")
     if json_size(data) > settings.webhook_max_payload_bytes:

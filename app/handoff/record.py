@@ -8,6 +8,7 @@ else is a new version.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -171,10 +172,6 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
     """The record for `call` as the current transaction sees it: its latest extraction's items with
     evidence and review status, and every review decision so far."""
     tenant = session.get(Tenant, call.tenant_id)
-    record = identity_record(call, tenant.slug if tenant else str(call.tenant_id), state=call.state.value)
-    record.review_url = review_url(public_url, call.id)
-    if call.state is CallState.failed:
-        record.failure = call.last_error
     # Every run of the call, newest first (usually one or two): the latest succeeded one holds the items.
     runs = session.execute(
         select(ExtractionRun.id, ExtractionRun.status, ExtractionRun.provider, ExtractionRun.model,
@@ -184,13 +181,43 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
     ).all()
     succeeded = next((run for run in runs if run.status is RunStatus.succeeded), None)
     shown_run = succeeded or (runs[0] if runs else None)
+    claim_rows = _claims_with_evidence(session, succeeded.id) if succeeded is not None else None
+    return assemble_record(call, tenant.slug if tenant else str(call.tenant_id), shown_run, claim_rows,
+                           review_events(session, call), public_url=public_url)
+
+
+def review_events(session: Session, call: Call) -> Sequence[Any]:
+    """The call's review decisions, oldest first (action, actor_name, created_at, claim_id)."""
+    return session.execute(
+        select(ReviewEvent.action, ReviewEvent.actor_name, ReviewEvent.created_at, ReviewEvent.claim_id)
+        .where(ReviewEvent.call_id == call.id, ReviewEvent.tenant_id == call.tenant_id)
+        .order_by(ReviewEvent.id)
+    ).all()
+
+
+def assemble_record(
+    call: Call,
+    tenant: str,
+    shown_run: Any,
+    claim_rows: Sequence[tuple[Any, list[EvidenceV1]]] | None,
+    events: Sequence[Any],
+    *,
+    public_url: str | None,
+) -> CallRecordV1:
+    """The record from what was read (or just written): `shown_run` (id, status, provider, model,
+    prompt_version) is the run the record names; `claim_rows`, the latest succeeded run's claims in order
+    with their evidence (None when no run succeeded); `events`, the review decisions oldest first.
+    The pipeline calls it with the rows it has just inserted, saving the queries `build_record` makes."""
+    record = identity_record(call, tenant, state=call.state.value)
+    record.review_url = review_url(public_url, call.id)
+    if call.state is CallState.failed:
+        record.failure = call.last_error
     if shown_run is not None:
         record.extraction = ExtractionV1(run_id=shown_run.id, status=RunStatus(shown_run.status).value,
                                          provider=shown_run.provider, model=shown_run.model,
                                          prompt_version=shown_run.prompt_version)
-    if succeeded is not None:
+    if claim_rows is not None:
         summary: list[StatementV1] = []
-        claim_rows = _claims_with_evidence(session, succeeded.id)
         for claim, evidence in claim_rows:
             fields = _statement_fields(claim, evidence)
             if claim.kind == ClaimKind.action_item.value:
@@ -211,11 +238,6 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
              if stated_as_fact(row.grounding_status, ReviewStatus(row.review_status).value)]
         )
         record.summary = SummaryV1(note=note, statements=summary)
-    events = session.execute(
-        select(ReviewEvent.action, ReviewEvent.actor_name, ReviewEvent.created_at, ReviewEvent.claim_id)
-        .where(ReviewEvent.call_id == call.id, ReviewEvent.tenant_id == call.tenant_id)
-        .order_by(ReviewEvent.id)
-    ).all()
     decisions = [ReviewDecisionV1(action=e.action, actor=e.actor_name, at=e.created_at, claim_id=e.claim_id)
                  for e in events]
     last_call_decision = next((e for e in reversed(events) if e.action in CALL_DECISIONS), None)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, cast
 
+import httpx
 import openai
 from openai import OpenAI
 from openai.lib import type_to_response_format_param
@@ -180,6 +181,71 @@ class _Answer:
     problem: str = ""
 
 
+@dataclass(frozen=True)
+class Completion:
+    """What the provider reads of a chat.completion: the first choice and the token counts.
+
+    Synchronous answers are read straight from the JSON body (the SDK's response models cost about a
+    millisecond per answer to build, for the five fields read here); batch answers from the SDK model
+    that validated them.
+    """
+
+    has_choice: bool
+    content: str | None = None
+    refusal: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @classmethod
+    def from_body(cls, body: Any) -> Completion:
+        """Read a chat.completion JSON body; fields it lacks read as absent (no choice, no tokens)."""
+        if not isinstance(body, dict):
+            raise ValueError(f"a chat.completion is a JSON object, not {type(body).__name__}")
+        choices = body.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        message = choice.get("message") if choice is not None else None
+        message = message if isinstance(message, dict) else {}
+        reported = body.get("usage")
+        usage: dict[str, Any] = reported if isinstance(reported, dict) else {}
+        details = usage.get("prompt_tokens_details")
+        return cls(
+            has_choice=choice is not None,
+            content=_text_or_none(message.get("content")),
+            refusal=_text_or_none(message.get("refusal")),
+            finish_reason=_text_or_none(choice.get("finish_reason")) if choice is not None else None,
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            cached_tokens=_count(details.get("cached_tokens")) if isinstance(details, dict) else 0,
+        )
+
+    @classmethod
+    def from_model(cls, completion: ChatCompletion) -> Completion:
+        reported = completion.usage
+        details = reported.prompt_tokens_details if reported else None
+        if not completion.choices:
+            choice_fields: dict[str, Any] = {"has_choice": False}
+        else:
+            choice = completion.choices[0]
+            choice_fields = {"has_choice": True, "content": choice.message.content,
+                             "refusal": choice.message.refusal, "finish_reason": choice.finish_reason}
+        return cls(
+            **choice_fields,
+            prompt_tokens=reported.prompt_tokens if reported else 0,
+            completion_tokens=reported.completion_tokens if reported else 0,
+            cached_tokens=(details.cached_tokens or 0) if details else 0,
+        )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 class OpenAIProvider(ExtractionProvider):
     """Extraction through `chat.completions.create` with a strict JSON schema."""
 
@@ -234,10 +300,10 @@ class OpenAIProvider(ExtractionProvider):
                 f"the batch answered {len(answers)} windows but the transcript now needs {len(windows)} "
                 "(was POSTCALL_OPENAI_MAX_INPUT_TOKENS changed?); `postcall retry` asks again"
             )
-        firsts: list[ChatCompletion | None] = []
+        firsts: list[Completion | None] = []
         for body in answers:
             try:
-                firsts.append(ChatCompletion.model_validate(body))
+                firsts.append(Completion.from_model(ChatCompletion.model_validate(body)))
             except ValidationError as exc:
                 logger.info("unreadable batch answer (%s); asking synchronously", exc.error_count())
                 firsts.append(None)
@@ -266,7 +332,7 @@ class OpenAIProvider(ExtractionProvider):
         self,
         prompt: PromptTemplate,
         windows: Sequence[Sequence[Utterance]],
-        firsts: Sequence[ChatCompletion | None],
+        firsts: Sequence[Completion | None],
     ) -> ProviderResult:
         usage = Usage()
         parts: list[Extraction] = []
@@ -329,7 +395,7 @@ class OpenAIProvider(ExtractionProvider):
             {"role": "user", "content": prompt.render_user(utterances)},
         ]
 
-    def _ask(self, messages: list[ChatCompletionMessageParam], first: ChatCompletion | None = None) -> _Answer:
+    def _ask(self, messages: list[ChatCompletionMessageParam], first: Completion | None = None) -> _Answer:
         """Ask (or take `first`, an answer that came through a batch), re-asking once if unusable."""
         usage = Usage()
         for attempt in range(MAX_REASKS + 1):
@@ -354,26 +420,27 @@ class OpenAIProvider(ExtractionProvider):
             ]
         return _Answer(raw=verdict.raw, usage=usage, extraction=None, problem=verdict.problem)
 
-    def _create(self, messages: list[ChatCompletionMessageParam]) -> tuple[ChatCompletion, float]:
+    def _create(self, messages: list[ChatCompletionMessageParam]) -> tuple[Completion, float]:
         client = self.client()
         started = time.perf_counter()
         try:
-            completion = client.chat.completions.create(**self.request_body(messages))
+            # The SDK's raw path: the same request, headers, timeout, retries and status errors as
+            # `chat.completions.create`, without transforming the body or building response models.
+            response = client.post("/chat/completions", body=self.request_body(messages), cast_to=httpx.Response)
+            completion = Completion.from_body(json.loads(response.content))
         except openai.APIError as exc:
             raise translate_api_error(
                 exc, model=self._settings.openai_model, base_url=str(client.base_url)
             ) from exc
-        except json.JSONDecodeError as exc:
-            # A 200 whose body is not JSON: typically a proxy or gateway page in front of the server.
+        except ValueError as exc:  # json.JSONDecodeError included
+            # A 200 whose body is not a JSON object: typically a proxy or gateway page in front of the server.
             raise ProviderTransientError(f"unreadable (non-JSON) response from {client.base_url}: {exc}") from exc
         return completion, time.perf_counter() - started
 
-    def _usage_of(self, completion: ChatCompletion, seconds: float, mode: str = "sync") -> Usage:
-        reported = completion.usage
-        prompt_tokens = reported.prompt_tokens if reported else 0
-        completion_tokens = reported.completion_tokens if reported else 0
-        details = reported.prompt_tokens_details if reported else None
-        cached_tokens = (details.cached_tokens or 0) if details else 0
+    def _usage_of(self, completion: Completion, seconds: float, mode: str = "sync") -> Usage:
+        prompt_tokens = completion.prompt_tokens
+        completion_tokens = completion.completion_tokens
+        cached_tokens = completion.cached_tokens
         model = self.batch_model if mode == "batch" else self._settings.openai_model
         prices = self._settings.token_prices(model, mode)
         cost = (
@@ -412,28 +479,28 @@ class OpenAIProvider(ExtractionProvider):
 # Judging an answer
 
 
-def judge_completion(completion: ChatCompletion, max_output_tokens: int) -> _Verdict:
+def judge_completion(completion: Completion | ChatCompletion, max_output_tokens: int) -> _Verdict:
     """Validate one completion against the contract; say what is wrong when it is unusable."""
-    if not completion.choices:
+    if isinstance(completion, ChatCompletion):
+        completion = Completion.from_model(completion)
+    if not completion.has_choice:
         return _Verdict(
             raw=None,
             problem="the server returned no choices",
             feedback="You returned no answer. Return the complete JSON answer.",
         )
-    choice = completion.choices[0]
-    message = choice.message
-    if message.refusal:
+    if completion.refusal:
         return _Verdict(
-            raw=message.refusal,
-            problem=f"the model refused: {message.refusal[:SERVER_MESSAGE_CHARS]}",
+            raw=completion.refusal,
+            problem=f"the model refused: {completion.refusal[:SERVER_MESSAGE_CHARS]}",
             feedback=(
                 "The transcript is a recorded customer-service call supplied for after-call "
                 "documentation. Extract the record as instructed; leave out anything you cannot "
                 "support with a verbatim quote. Return the complete JSON answer."
             ),
         )
-    raw = message.content
-    if choice.finish_reason == "length":
+    raw = completion.content
+    if completion.finish_reason == "length":
         return _Verdict(
             raw=raw,
             problem=f"the answer was cut off at the output limit ({max_output_tokens} tokens)",
@@ -442,7 +509,7 @@ def judge_completion(completion: ChatCompletion, max_output_tokens: int) -> _Ver
                 "fewer and shorter statements, short quotes (a clause each)."
             ),
         )
-    if choice.finish_reason == "content_filter":
+    if completion.finish_reason == "content_filter":
         return _Verdict(
             raw=raw,
             problem="the answer was blocked by the server's content filter",

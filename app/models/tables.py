@@ -290,6 +290,8 @@ class ExtractionRun(Base):
     verify_ms: Mapped[float | None] = mapped_column(Float)
     db_ms: Mapped[float | None] = mapped_column(Float)
     total_ms: Mapped[float | None] = mapped_column(Float)
+    # The worker thread's CPU time for the call (total_ms is wall time: it also counts waits).
+    cpu_ms: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The batch (llm_batches.id) whose answer this run used; NULL for a synchronous run.

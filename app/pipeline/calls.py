@@ -73,8 +73,12 @@ def set_state(call: Call, state: CallState, *, error: str | None = None) -> None
 
 
 def load_transcript(session: Session, call: Call) -> Transcript:
-    rows = session.scalars(
-        select(UtteranceRow).where(UtteranceRow.call_id == call.id).order_by(UtteranceRow.index)
+    # Columns, not ORM objects: the rows are read once into the transcript and never changed.
+    rows = session.execute(
+        select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
+               UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
+        .where(UtteranceRow.call_id == call.id)
+        .order_by(UtteranceRow.index)
     ).all()
     return Transcript(
         metadata=CallMetadata(

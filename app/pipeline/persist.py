@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Call, CallState, Claim, Evidence, ExtractionRun, RunStatus
+from app.config import get_settings
+from app.handoff.outbox import EventType, record_event
+from app.handoff.record import EvidenceV1, assemble_record, review_events
+from app.models import Call, CallState, Claim, Evidence, ExtractionRun, ReviewStatus, RunStatus, Tenant
 from app.models.tables import utcnow
-from app.pipeline.analyst_fields import analyst_fields, call_clock
+from app.pipeline.analyst_fields import CallClock, analyst_fields, call_clock
+from app.pipeline.calls import set_state
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
 from app.schemas.usage import Usage
+
+# Core tables: the success path inserts through them, without building ORM objects it never reads back.
+RUNS = cast(Table, ExtractionRun.__table__)
+CLAIMS = cast(Table, Claim.__table__)
+EVIDENCE = cast(Table, Evidence.__table__)
 
 
 def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, provider: str, model: str) -> str:
@@ -22,9 +31,11 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def find_succeeded_run(session: Session, key: str) -> ExtractionRun | None:
+def succeeded_run_id(session: Session, key: str) -> int | None:
+    """The id of the succeeded run with this idempotency key, if the work was done already."""
     return session.scalar(
-        select(ExtractionRun).where(ExtractionRun.idempotency_key == key, ExtractionRun.status == RunStatus.succeeded)
+        select(ExtractionRun.id).where(ExtractionRun.idempotency_key == key,
+                                       ExtractionRun.status == RunStatus.succeeded)
     )
 
 
@@ -55,6 +66,34 @@ class RunFacts:
     llm_batch_id: int | None = None
 
 
+def run_values(
+    call: Call, facts: RunFacts, *, status: RunStatus, error: str | None = None, raw_response: str | None = None
+) -> dict[str, Any]:
+    """The `extraction_runs` columns of one run (the wall and CPU timings of the whole call excepted)."""
+    usage = facts.usage
+    return {
+        "call_id": call.id,
+        "idempotency_key": facts.key,
+        "provider": facts.provider,
+        "model": facts.model,
+        "prompt_version": facts.prompt_version,
+        "transcript_hash": facts.transcript_hash,
+        "status": status,
+        "error": error,
+        "raw_response": raw_response,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "cost_usd": usage.cost_usd,
+        "llm_calls": usage.llm_calls,
+        "queue_wait_ms": facts.queue_wait_ms,
+        "llm_ms": facts.provider_ms if facts.provider_ms is not None else usage.llm_seconds * 1000.0,
+        "verify_ms": facts.verify_ms,
+        "finished_at": utcnow(),
+        "llm_batch_id": facts.llm_batch_id,
+    }
+
+
 def add_run(
     session: Session,
     call: Call,
@@ -66,29 +105,10 @@ def add_run(
     db_ms: float | None = None,
     total_ms: float | None = None,
 ) -> ExtractionRun:
-    usage = facts.usage
     run = ExtractionRun(
-        call_id=call.id,
-        idempotency_key=facts.key,
-        provider=facts.provider,
-        model=facts.model,
-        prompt_version=facts.prompt_version,
-        transcript_hash=facts.transcript_hash,
-        status=status,
-        error=error,
-        raw_response=raw_response,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-        cost_usd=usage.cost_usd,
-        llm_calls=usage.llm_calls,
-        queue_wait_ms=facts.queue_wait_ms,
-        llm_ms=facts.provider_ms if facts.provider_ms is not None else usage.llm_seconds * 1000.0,
-        verify_ms=facts.verify_ms,
+        **run_values(call, facts, status=status, error=error, raw_response=raw_response),
         db_ms=db_ms,
         total_ms=total_ms,
-        finished_at=utcnow(),
-        llm_batch_id=facts.llm_batch_id,
     )
     session.add(run)
     session.flush()
@@ -117,13 +137,20 @@ def add_claims(session: Session, run: ExtractionRun, report: VerificationReport)
     call = session.get(Call, run.call_id)  # already in the session: no query
     if call is not None and call.current_run_id == run.id:
         call.flagged_items = len(report.ungrounded_claims)  # a new run's items are all undecided
-    if not report.claims:
-        return 0
-    clock = call_clock(session, run.call_id)
+    if report.claims:
+        insert_claims(session, run.id, run.call_id, report, call_clock(session, run.call_id))
+    return len(report.claims)
+
+
+def insert_claims(
+    session: Session, run_id: int, call_id: str, report: VerificationReport, clock: CallClock
+) -> list[tuple[dict[str, Any], int]]:
+    """Insert the claims (one multi-row INSERT returning their ids) and their evidence (one more);
+    returns each claim's row with its new id, in position order."""
     claim_rows = [
         {
-            "run_id": run.id,
-            "call_id": run.call_id,
+            "run_id": run_id,
+            "call_id": call_id,
             "position": position,
             "kind": claim.kind.value,
             "text": claim.text,
@@ -136,15 +163,104 @@ def add_claims(session: Session, run: ExtractionRun, report: VerificationReport)
         }
         for position, claim in enumerate(report.claims)
     ]
-    claim_ids = list(session.scalars(insert(Claim).returning(Claim.id, sort_by_parameter_order=True), claim_rows))
+    if not claim_rows:
+        return []
+    claim_ids = list(session.scalars(insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True), claim_rows))
     evidence_rows = [
         {"claim_id": claim_id, **evidence_values(ev, position)}
         for claim_id, claim in zip(claim_ids, report.claims, strict=True)
         for position, ev in enumerate(claim.evidence)
     ]
     if evidence_rows:
-        session.execute(insert(Evidence), evidence_rows)
-    return len(claim_rows)
+        session.execute(insert(EVIDENCE), evidence_rows)
+    return list(zip(claim_rows, claim_ids, strict=True))
+
+
+@dataclass(frozen=True)
+class _RecordClaim:
+    """A claim as the hand-off record reads it, from the row just inserted."""
+
+    id: int
+    kind: str
+    text: str
+    owner: str | None
+    due: str | None
+    due_date: Any
+    grounding_status: str
+    grounding_reason: str | None
+    review_status: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class _RecordRun:
+    id: int
+    status: RunStatus
+    provider: str
+    model: str
+    prompt_version: str
+
+
+@dataclass(frozen=True)
+class WrittenRun:
+    run_id: int
+    state: CallState
+    claims: int
+    ungrounded: int
+
+
+def write_succeeded_run(
+    session: Session,
+    call: Call,
+    facts: RunFacts,
+    report: VerificationReport,
+    *,
+    raw_response: str | None,
+) -> WrittenRun:
+    """Store a succeeded run: the run, its claims and evidence, the call's new state and current run, and
+    the `call.processed` event. Flushes; never commits.
+
+    The rows go in through Core inserts (no ORM objects built and flushed), and the hand-off record is
+    assembled from the rows as written rather than read back: the same record `build_record` returns.
+    The run's whole-call timings are written after the commit (see `record_timings`).
+    """
+    tenant_slug, time_zone = session.execute(
+        select(Tenant.slug, Tenant.time_zone).where(Tenant.id == call.tenant_id)
+    ).one()
+    run_id = session.scalar(
+        insert(RUNS).returning(RUNS.c.id),
+        run_values(call, facts, status=RunStatus.succeeded, raw_response=raw_response),
+    )
+    assert run_id is not None  # RETURNING of a one-row INSERT
+    call.current_run_id = run_id
+    written = insert_claims(session, run_id, call.id, report, CallClock(call.started_at, time_zone))
+    ungrounded = len(report.ungrounded_claims)
+    call.flagged_items = ungrounded  # a new run's items are all undecided
+    state = outcome_state(len(written), ungrounded)
+    set_state(call, state)
+    claim_rows = [
+        (
+            _RecordClaim(
+                id=claim_id, kind=row["kind"], text=row["text"], owner=row["owner"], due=row["due"],
+                due_date=row["due_date"], grounding_status=row["grounding_status"],
+                grounding_reason=row["grounding_reason"], review_status=ReviewStatus.pending.value,
+                origin=row["origin"],
+            ),
+            [EvidenceV1(utterance=ev.utterance, char_start=ev.char_start, char_end=ev.char_end, quote=ev.quote,
+                        status=ev.status.value) for ev in claim.evidence],
+        )
+        for (row, claim_id), claim in zip(written, report.claims, strict=True)
+    ]
+    shown_run = _RecordRun(run_id, RunStatus.succeeded, facts.provider, facts.model, facts.prompt_version)
+    record = assemble_record(call, tenant_slug, shown_run, claim_rows, review_events(session, call),
+                             public_url=get_settings().public_url)
+    record_event(session, call, EventType.processed, record=record)
+    return WrittenRun(run_id, state, len(written), ungrounded)
+
+
+def record_timings(session: Session, run_id: int, *, db_ms: float, total_ms: float, cpu_ms: float) -> None:
+    """Write a run's whole-call timings, measured once its results were committed."""
+    session.execute(update(RUNS).where(RUNS.c.id == run_id).values(db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms))
 
 
 def state_for_run(session: Session, run_id: int) -> CallState:

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,12 +37,12 @@ from app.pipeline.calls import load_transcript, lock_call, set_state
 from app.pipeline.dedup import deduplicate
 from app.pipeline.persist import (
     RunFacts,
-    add_claims,
     add_run,
-    find_succeeded_run,
     idempotency_key,
-    outcome_state,
+    record_timings,
     state_for_run,
+    succeeded_run_id,
+    write_succeeded_run,
 )
 from app.pipeline.redact import redact_transcript
 from app.schemas.grounding import VerificationReport
@@ -95,13 +95,13 @@ def _claim(
         if call is None:
             raise NotFoundError(f"call {call_id} not found (deleted?)")
         key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
-        done = find_succeeded_run(session, key)
+        done = succeeded_run_id(session, key)
         if done is not None:
             if call.state not in TERMINAL_PROCESSING_STATES:
                 # The result is stored but the state says otherwise (a duplicate delivery overwrote it
                 # on a backend without row locks): the stored run is the truth, so heal the state.
-                set_state(call, state_for_run(session, done.id))
-            return ProcessOutcome(call.id, call.state, run_id=done.id, skipped=True)
+                set_state(call, state_for_run(session, done))
+            return ProcessOutcome(call.id, call.state, run_id=done, skipped=True)
         if call.state in REVIEWED_STATES and not reprocess_reviewed:
             # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
             # `postcall reprocess` re-extracts a reviewed call.
@@ -161,6 +161,7 @@ def _extract_and_verify(
     started = time.perf_counter()
     result = first_answer(view) if first_answer is not None else provider.extract(view, prompt)
     provider_seconds += time.perf_counter() - started
+    view_report: VerificationReport | None = None  # the report on the view of the answer kept
     if provider.supports_repair:
         started = time.perf_counter()
         view_report = verify_extraction(view, result.extraction)
@@ -180,14 +181,20 @@ def _extract_and_verify(
             # items while "repairing" must not lose them.
             better = _grounded_count(repaired_report) >= _grounded_count(view_report)
             chosen = repaired if better else result
+            view_report = repaired_report if better else view_report
             result = ProviderResult(chosen.extraction, result.usage + repaired.usage, chosen.raw_response)
     extraction = redaction.restore_extraction(result.extraction) if redaction else result.extraction
     # Restatements go before verification, so what is verified is what is stored; the rule never merges
     # statements whose numbers, dates or negations differ, so an unverifiable detail stays (and is flagged).
     extraction = deduplicate(extraction)
-    started = time.perf_counter()
-    report = verify_extraction(transcript, extraction)
-    verify_seconds += time.perf_counter() - started
+    if view_report is not None and extraction is result.extraction and not redaction:
+        # Nothing was redacted, restored or merged: the view is the transcript and the answer is the one
+        # verified against it, so verifying again would give the same report.
+        report = view_report
+    else:
+        started = time.perf_counter()
+        report = verify_extraction(transcript, extraction)
+        verify_seconds += time.perf_counter() - started
     return _Extracted(result, report, provider_seconds * 1000.0, verify_seconds * 1000.0)
 
 
@@ -218,6 +225,7 @@ def process_call(
     the batch collector. Batch mode passes `first_answer` (the batch's answer, in place of the
     provider's first request) and `llm_batch_id` (recorded on the run); the rest of the path is the same."""
     started = time.perf_counter()
+    cpu_started = time.thread_time()
     db_ms = 0.0
     claimed = _claim(
         factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
@@ -267,41 +275,14 @@ def process_call(
     persist_started = time.perf_counter()
     spent = facts(extracted.result.usage, extracted.verify_ms, extracted.provider_ms)
     try:
-        with unit_of_work(factory) as session:
-            call = lock_call(session, call_id)
-            if call is None:
-                raise NotFoundError(f"call {call_id} was deleted while processing")
-            if call.transcript_hash != claimed.transcript_hash:
-                # Replaced while we extracted: this result describes a transcript that is gone, and its
-                # offsets would point into the new utterances. The replacement's own task does the work.
-                return ProcessOutcome(call.id, call.state, skipped=True)
-            existing = find_succeeded_run(session, claimed.facts_key)
-            if existing is not None:
-                return ProcessOutcome(call.id, call.state, run_id=existing.id, skipped=True)
-            run = add_run(
-                session,
-                call,
-                spent,
-                status=RunStatus.succeeded,
-                raw_response=extracted.result.raw_response,
-                total_ms=_elapsed_ms(started),
-            )
-            count = add_claims(session, run, extracted.report)
-            ungrounded = len(extracted.report.ungrounded_claims)
-            state = outcome_state(count, ungrounded)
-            set_state(call, state)
-            record_event(session, call, EventType.processed)
-            db_ms += _elapsed_ms(persist_started)
-            run.db_ms = db_ms
-            run.total_ms = _elapsed_ms(started)
-            return ProcessOutcome(call.id, state, run_id=run.id, claims=count, ungrounded=ungrounded)
+        outcome = _persist_success(factory, call_id, claimed, spent, extracted)
     except IntegrityError as exc:
         with unit_of_work(factory) as session:
             call = lock_call(session, call_id)
-            done = find_succeeded_run(session, claimed.facts_key)
+            done = succeeded_run_id(session, claimed.facts_key)
             if done is not None:
                 # Another worker persisted the same work first (unique idempotency key): exactly-once holds.
-                return ProcessOutcome(call_id, call.state if call else CallState.failed, run_id=done.id, skipped=True)
+                return ProcessOutcome(call_id, call.state if call else CallState.failed, run_id=done, skipped=True)
         return _record_internal_error(factory, call_id, spent, exc, claimed)
     except (TransientError, NotFoundError, OperationalError, InterfaceError, PoolTimeoutError):
         raise  # the database went away (or every pooled connection stayed busy): the task retries
@@ -309,6 +290,51 @@ def process_call(
         # Anything else (a value the column cannot hold, a bug) must not leave the call in `processing`
         # for the reconciler to re-bill the model on every pass.
         return _record_internal_error(factory, call_id, spent, exc, claimed)
+    if not outcome.skipped and outcome.run_id is not None:
+        _record_timings(factory, outcome.run_id, db_ms=db_ms + _elapsed_ms(persist_started),
+                        total_ms=_elapsed_ms(started), cpu_ms=(time.thread_time() - cpu_started) * 1000.0)
+    return outcome
+
+
+def _persist_success(
+    factory: sessionmaker[Session], call_id: str, claimed: _Claimed, spent: RunFacts, extracted: _Extracted
+) -> ProcessOutcome:
+    """Store the result in one transaction. A pooled connection found dead (PostgreSQL restarted since it
+    was last used: there is no ping before each checkout) is replaced and the write tried once more, so
+    an answer already paid for is not thrown away; the idempotency key makes the second try safe."""
+    for attempt in (1, 2):
+        try:
+            with unit_of_work(factory) as session:
+                call = lock_call(session, call_id)
+                if call is None:
+                    raise NotFoundError(f"call {call_id} was deleted while processing")
+                if call.transcript_hash != claimed.transcript_hash:
+                    # Replaced while we extracted: this result describes a transcript that is gone, and its
+                    # offsets would point into the new utterances. The replacement's own task does the work.
+                    return ProcessOutcome(call.id, call.state, skipped=True)
+                existing = succeeded_run_id(session, claimed.facts_key)
+                if existing is not None:
+                    return ProcessOutcome(call.id, call.state, run_id=existing, skipped=True)
+                written = write_succeeded_run(session, call, spent, extracted.report,
+                                              raw_response=extracted.result.raw_response)
+                return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
+                                      ungrounded=written.ungrounded)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+            logger.warning("database connection lost while storing call %s; storing it again", call_id)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _record_timings(factory: sessionmaker[Session], run_id: int, *, db_ms: float, total_ms: float,
+                    cpu_ms: float) -> None:
+    """Write the run's timings, measured after its results were committed (so they include the commit).
+    A failure here loses a measurement, never a result: it is logged, not raised."""
+    try:
+        with unit_of_work(factory) as session:
+            record_timings(session, run_id, db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms)
+    except SQLAlchemyError:
+        logger.warning("could not record the timings of run %s", run_id, exc_info=True)
 
 
 def _record_internal_error(
@@ -332,10 +358,10 @@ def _record_failure(
         call = lock_call(session, call_id)
         if call is None:
             raise NotFoundError(f"call {call_id} not found")
-        done = find_succeeded_run(session, facts.key)
+        done = succeeded_run_id(session, facts.key)
         if done is not None:
             # A duplicate delivery failed after another one succeeded: the result stands.
-            return ProcessOutcome(call.id, call.state, run_id=done.id, skipped=True)
+            return ProcessOutcome(call.id, call.state, run_id=done, skipped=True)
         if claimed is not None and call.transcript_hash != claimed.transcript_hash:
             return ProcessOutcome(call.id, call.state, skipped=True)  # replaced meanwhile: not our failure
         run = add_run(session, call, facts, status=RunStatus.failed, error=reason, raw_response=raw)

@@ -157,7 +157,7 @@ def create_app(
             "POSTCALL_SECRET_KEY is the built-in development default: anyone can forge session cookies. "
             "Set it to a long random value before serving real users."
         )
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.database_url, pre_ping=True)
     # Review decisions write hand-off events; once committed they go to the workers for delivery. An app
     # built with its own `enqueue` (tests, embedding) leaves them to the workers' sweep instead.
     install_delivery_notifier(_enqueue_deliveries_with_celery if enqueue is None else None)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from openai.types.chat import ChatCompletion
 
 from app.config import PROJECT_ROOT, Settings
 from app.errors import (
@@ -22,6 +23,7 @@ from app.errors import (
 )
 from app.llm.base import ProviderResult
 from app.llm.openai_provider import (
+    Completion,
     OpenAIProvider,
     extraction_response_format,
     parse_retry_after,
@@ -45,6 +47,7 @@ from tests.support.fake_openai import (
     FakeOpenAIServer,
     RecordedRequest,
     ScriptedReply,
+    completion_body,
     completion_reply,
     error_reply,
     extraction_reply,
@@ -777,3 +780,22 @@ def test_failure_in_a_later_window_carries_the_windows_already_answered(
     assert spent.llm_calls == 1
     assert spent.prompt_tokens == answered[0] * 10  # what echo_window billed for the first window
     assert len(fake_openai.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        completion_body('{"summary": []}', prompt_tokens=120, completion_tokens=7, cached_tokens=64),
+        completion_body(None, finish_reason="length"),
+        completion_body("", refusal="I cannot help with that"),
+        {**completion_body("x"), "choices": []},
+        {k: v for k, v in completion_body("x").items() if k != "usage"},
+    ],
+)
+def test_answer_read_from_the_raw_body_equals_the_sdk_model_reading(body: dict[str, Any]) -> None:
+    assert Completion.from_body(body) == Completion.from_model(ChatCompletion.model_validate(body))
+
+
+def test_a_body_that_is_not_a_json_object_is_unreadable() -> None:
+    with pytest.raises(ValueError, match="JSON object"):
+        Completion.from_body([completion_body("x")])
