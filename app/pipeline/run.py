@@ -291,8 +291,10 @@ def process_call(
         # for the reconciler to re-bill the model on every pass.
         return _record_internal_error(factory, call_id, spent, exc, claimed)
     if not outcome.skipped and outcome.run_id is not None:
+        # CPU read before wall, as they were started in the other order: CPU can never exceed wall.
+        cpu_ms = (time.thread_time() - cpu_started) * 1000.0
         _record_timings(factory, outcome.run_id, db_ms=db_ms + _elapsed_ms(persist_started),
-                        total_ms=_elapsed_ms(started), cpu_ms=(time.thread_time() - cpu_started) * 1000.0)
+                        total_ms=_elapsed_ms(started), cpu_ms=cpu_ms)
     return outcome
 
 

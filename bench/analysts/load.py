@@ -31,7 +31,7 @@ DUE_PHRASES = [
     ("within 5 business days", 7), ("by Friday", 3), ("tomorrow", 1), ("end of the month", 20), ("today", 0),
     ("in a few days", None), ("within 24 hours", 1), ("next week", 9),
 ]  # fmt: skip
-ROLLUPS_REVISION = "0010"
+ROLLUPS_REVISION = "0011"
 MODELS = [("gpt-4o-mini", "extract-v1"), ("gpt-4o-mini", "extract-v2"), ("heuristic-v2", "extract-v1")]
 
 

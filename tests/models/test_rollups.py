@@ -214,7 +214,7 @@ def test_rollups_equal_base_aggregates_after_random_writes(session_factory: sess
 @pytest.mark.parametrize("backend", ["sqlite_url", "postgres_url"])
 def test_migration_backfills_rollups_from_existing_rows(backend: str, request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue(backend)
-    downgrade(url, "0008")
+    downgrade(url, "0010")  # the revision before the rollups
     engine = create_db_engine(url)
     try:
         factory = make_session_factory(engine)

@@ -34,8 +34,8 @@ rollup per statement, whatever the number of rows) and calls row-level ones that
 no rollup reads; SQLite uses row-level triggers. On PostgreSQL the rollups are exposed to
 analysts through security-barrier views filtered per tenant like the other analyst views (0008).
 
-Revision ID: 0010
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-03 05:40:00
 """
 from collections.abc import Sequence
@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0010'
-down_revision: str | None = '0009'
+revision: str = '0011'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
