@@ -9,9 +9,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import PROJECT_ROOT, get_settings
-from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory
-from tests.support.services import temporary_pg_database
+from tests.support.services import migrated_pg_database, migrated_sqlite_database
 
 # The local OpenAI-compatible test server (`fake_openai` fixture), usable from every test folder.
 pytest_plugins = ["tests.support.fake_openai"]
@@ -32,15 +31,12 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'migrated.db'}"
-    upgrade(url)
-    return url
+    return migrated_sqlite_database(str(tmp_path / "migrated.db"))
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    with temporary_pg_database() as url:
-        upgrade(url)
+    with migrated_pg_database() as url:
         yield url
 
 
