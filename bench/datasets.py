@@ -1,4 +1,4 @@
-"""One reader per shared corpus in `../shared/data` beside the checkout (see its README and PROVENANCE).
+"""One reader per shared corpus in `../shared/data` beside the checkout; the corpora are read in place, never copied.
 
 Each benchmark builds its own view on top of these (a canonical `Transcript`, a call with its roles
 hidden, grounding cases); the readers only parse the files and keep every field a view reads, so the
