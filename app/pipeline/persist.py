@@ -40,12 +40,9 @@ def succeeded_run_id(session: Session, key: str) -> int | None:
 
 
 def latest_succeeded_run(session: Session, call_id: str) -> ExtractionRun | None:
-    return session.scalar(
-        select(ExtractionRun)
-        .where(ExtractionRun.call_id == call_id, ExtractionRun.status == RunStatus.succeeded)
-        .order_by(ExtractionRun.id.desc())
-        .limit(1)
-    )
+    """The call's current run: the latest succeeded one, as recorded on the call when it was written."""
+    call = session.get(Call, call_id)
+    return session.get(ExtractionRun, call.current_run_id) if call and call.current_run_id is not None else None
 
 
 @dataclass(frozen=True)

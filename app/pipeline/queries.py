@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.models import Call, Claim, ExtractionRun, Tenant
 from app.models import Utterance as UtteranceRow
+from app.pipeline.persist import latest_succeeded_run
 from app.schemas.api import CallDetailOut, CallSummaryOut, ClaimOut, RunOut, UtteranceOut
 
 
@@ -24,8 +25,7 @@ def call_summary(call: Call, tenant_slug: str) -> CallSummaryOut:
 
 def current_claims(session: Session, call_id: str) -> tuple[ExtractionRun | None, list[Claim]]:
     """The current (latest succeeded) run of a call and its claims (with evidence), in display order."""
-    call = session.get(Call, call_id)  # the caller has loaded it: no query
-    run = session.get(ExtractionRun, call.current_run_id) if call and call.current_run_id is not None else None
+    run = latest_succeeded_run(session, call_id)  # the caller has loaded the call: no query for it
     if run is None:
         return None, []
     claims = session.scalars(
