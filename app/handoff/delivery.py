@@ -14,7 +14,6 @@ and the lost attempt is marked `lost`. A receiver may therefore see an event twi
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from app.handoff.secrets import SecretBox
 from app.handoff.urls import WebhookUrlError, check_endpoint_url
 from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
+from app.pipeline.retry import retry_countdown
 
 MAX_ERROR_CHARS = 2_000
 # The lease outlives the request timeout by this much, so a slow but live worker is never overtaken.
@@ -86,8 +86,7 @@ class DeliveryPolicy:
 
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with jitter: between half and all of base * 2^(attempts-1), capped."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempts - 1)))
-        return random.uniform(ceiling / 2, ceiling)
+        return retry_countdown(max(0, attempts - 1), None, self.backoff_base, self.backoff_max)
 
 
 @dataclass(frozen=True)
