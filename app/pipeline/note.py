@@ -15,14 +15,13 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from app.models import Call, ReviewStatus
-from app.pipeline.dedup import content_words, critical_values
+from app.pipeline.dedup import COVERED_SHARE, content_words, critical_values
 
 MAX_NOTE_SENTENCES = 4
 MIN_NOTE_SENTENCES = 2
 # Next steps named in the note's last sentence; the rest are in the action items.
 MAX_NOTE_STEPS = 2
 MAX_NOTE_CHARS = 4_000
-COVERED_SHARE = 0.8
 
 
 class NoteSource(Protocol):
