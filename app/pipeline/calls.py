@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ConfigError, NotFoundError
@@ -105,13 +105,10 @@ def load_transcript(session: Session, call: Call) -> Transcript:
 
 
 def count_by_state(session: Session, tenant_id: int | None = None) -> dict[str, int]:
-    query = select(Call.state, func.count()).group_by(Call.state)
-    if tenant_id is not None:
-        query = query.where(Call.tenant_id == tenant_id)
-    counts = {state.value: 0 for state in CallState}
-    for state, count in session.execute(query).all():
-        counts[CallState(state).value] = int(count)
-    return counts
+    """Calls per state (every state, zeros included), from the counters kept at each state change."""
+    from app.pipeline.counts import call_totals, state_counts
+
+    return state_counts(session, tenant_id) if tenant_id is not None else call_totals(session)[0]
 
 
 def calls_in_states(
