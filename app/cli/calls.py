@@ -14,6 +14,7 @@ from app.cli.common import (
     TenantOpt,
     checked_context,
     enqueue_and_report,
+    refusal_exits,
     tenant_id_of,
 )
 from app.cli.ingest import process_with_progress
@@ -73,10 +74,8 @@ def verify(
     from app.ingest import load_transcript
     from app.schemas.extraction import Extraction
 
-    try:
+    with refusal_exits():
         parsed = load_transcript(transcript, fmt=fmt, agent_speaker=agent_speaker)
-    except PostcallError as exc:
-        raise fail(str(exc)) from exc
     try:
         raw = extraction.read_bytes()
         document = Extraction.model_validate_json(raw)

@@ -39,13 +39,11 @@ def checked_context(
     from app.db.migrate import require_current_schema
 
     settings = settings or get_settings()
-    try:
+    with refusal_exits():
         require_current_schema(settings.database_url)
         ctx = AppContext(settings, provider_name=provider)
         if with_provider:
             _ = ctx.provider, ctx.prompt
-    except PostcallError as exc:
-        raise fail(str(exc)) from exc
     return ctx
 
 

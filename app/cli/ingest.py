@@ -18,11 +18,11 @@ from app.cli.common import (
     TenantOpt,
     checked_context,
     enqueue,
+    refusal_exits,
     tenant_slug,
 )
 from app.cli.render import err_console, fail, print_json, safe, say, warn
 from app.context import AppContext
-from app.errors import PostcallError
 from app.models import LlmMode
 from app.pipeline.ingest_files import IngestResult, expand_paths, ingest_files
 from app.pipeline.inprocess import process_in_process
@@ -101,10 +101,8 @@ def ingest(
     from app.pipeline.llm_mode import resolve_llm_mode
 
     ctx = checked_context()
-    try:
+    with refusal_exits():
         llm_mode = resolve_llm_mode(ctx.settings, mode)
-    except PostcallError as exc:
-        raise fail(str(exc)) from exc
     results = ingest_files(
         ctx, transcript_files(paths), tenant=tenant_slug(ctx, tenant), actor=CLI_ACTOR, fmt=fmt,
         agent_speaker=agent_speaker, replace=replace, llm_mode=llm_mode,

@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import JsonOpt
-from app.cli.render import fail, print_json, safe, say
+from app.cli.common import JsonOpt, refusal_exits
+from app.cli.render import print_json, safe, say
 from app.config import get_settings
-from app.errors import PostcallError
 from app.logging import configure_logging
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
@@ -27,10 +26,8 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     from app.db.migrate import checked_upgrade
 
     settings = get_settings()
-    try:
+    with refusal_exits():
         checked_upgrade(settings.database_url, revision)
-    except PostcallError as exc:
-        raise fail(str(exc)) from exc
     say(f"database at revision {safe(revision)}: {safe(safe_url(settings.database_url))}")
 
 
@@ -46,10 +43,8 @@ def worker(
     from app.worker.sizing import prepare_worker
 
     configure_logging(loglevel)
-    try:
+    with refusal_exits():
         sizing = prepare_worker(concurrency, pool)
-    except PostcallError as exc:
-        raise fail(str(exc)) from exc
     from app.worker.celery_app import celery_app
     from app.worker.names import QUEUE_NAME
 

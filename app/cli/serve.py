@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
+from app.cli.common import refusal_exits
 from app.cli.render import fail
 from app.config import get_settings
-from app.errors import PostcallError
 
 
 def serve(
@@ -29,10 +29,8 @@ def serve(
         # Anyone who knows the public default can forge a session cookie and sign in as any user.
         raise fail("POSTCALL_SECRET_KEY is empty or the development default: set it to a long random value "
                    "(python3 -c \"import secrets; print(secrets.token_urlsafe(48))\"), or pass --dev for local use")
-    try:
+    with refusal_exits():
         get_settings().check_redelivery_order()
-    except PostcallError as exc:
-        raise fail(str(exc)) from exc
     if reload:
         # The reloader imports the app afresh in a child process, so it needs the factory's import path.
         uvicorn.run("app.web.app:create_app", factory=True, host=host, port=port, reload=True)
