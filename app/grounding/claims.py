@@ -102,10 +102,11 @@ def _claim_failure(
         unsupported = _unsupported_detail(claim_values, *profile)
         if unsupported is not None:
             return unsupported
-    if owner is Owner.agent and _rests_only_on_customer(prepared, evidence):
+    roles = _evidence_roles(prepared, evidence)
+    if owner is Owner.agent and roles == {Role.customer}:  # rests only on the customer's words
         return Reason.owner_mismatch
     speaker = attributed_role(text)
-    if speaker is not None and speaker not in _evidence_roles(prepared, evidence):
+    if speaker is not None and speaker not in roles:
         return Reason.speaker_mismatch
     return None
 
@@ -180,11 +181,6 @@ def _unsupported_detail(
                 continue
             return Reason.unsupported_number
     return None
-
-
-def _rests_only_on_customer(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> bool:
-    roles = _evidence_roles(prepared, evidence)
-    return bool(roles) and roles == {Role.customer}
 
 
 def _prepared(utterances: Sequence[Utterance]) -> PreparedTranscript:
