@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, String, and_, case, func, null, select
 from sqlalchemy.orm import Session
 
 from app.models import CallRollup, ClaimRollup, OpenItemRollup, ReasonRollup, RunRollup
+from app.models.counters import STAGE_DURATION_COLUMNS
 from app.models.rollups import NO_DUE_DATE
 from app.users import Principal, visibility_clause
 
@@ -174,7 +175,7 @@ def build_dashboard(session: Session, principal: Principal, days: int = 30, now:
         for day, model, prompt_version, count, queue, llm, verify, db, total_ms, cost in session.execute(
             select(
                 RunRollup.day, RunRollup.model, RunRollup.prompt_version, runs,
-                *(average(stage) for stage in ("queue_wait_ms", "llm_ms", "verify_ms", "db_ms", "total_ms")),
+                *(average(stage) for stage in STAGE_DURATION_COLUMNS),
                 func.sum(RunRollup.cost_usd),
             )
             .where(_rows_visible_to(principal, RunRollup), RunRollup.day >= since)

@@ -41,7 +41,6 @@ PENDING_STATES = (CallState.queued, CallState.processing)
 # A scrape must answer even when a backend hangs: Prometheus gives up after ~10 s by default.
 BROKER_TIMEOUT_SECONDS = 2.0
 DATABASE_STATEMENT_TIMEOUT_MS = 5_000
-# kombu's Redis transport keeps delivered, unacknowledged messages in this hash (all queues of the db).
 MS_PER_SECOND = 1000.0
 
 

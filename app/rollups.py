@@ -16,15 +16,18 @@ from sqlalchemy import Table, and_, delete, func, insert, or_, select, true, tup
 from sqlalchemy.orm import Session
 
 from app.models import AgentDueRollup, CallRollup, ClaimRollup, OpenItemRollup, ReasonRollup, RunRollup
+from app.models.counters import STAGE_DURATION_COLUMNS
 
-STAGES = ("queue_wait_ms", "llm_ms", "verify_ms", "db_ms", "total_ms")
 MEASURES: dict[Any, tuple[str, ...]] = {
     CallRollup: ("calls",),
     ClaimRollup: ("claims",),
     ReasonRollup: ("claims",),
     OpenItemRollup: ("items",),
     AgentDueRollup: ("items",),
-    RunRollup: ("runs", "cost_usd", *(f"{s}_sum" for s in STAGES), *(f"{s}_count" for s in STAGES)),
+    RunRollup: (
+        "runs", "cost_usd",
+        *(f"{s}_sum" for s in STAGE_DURATION_COLUMNS), *(f"{s}_count" for s in STAGE_DURATION_COLUMNS),
+    ),
 }
 
 

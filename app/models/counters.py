@@ -24,6 +24,8 @@ LATENCY_BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 # Per-stage timings recorded on every run (milliseconds): stage label -> extraction_runs column.
 STAGE_COLUMNS = {"queue_wait": "queue_wait_ms", "llm": "llm_ms", "verify": "verify_ms", "db": "db_ms",
                  "total": "total_ms"}
+# The per-stage duration columns of a run, in display order (counters, rollups and the dashboard).
+STAGE_DURATION_COLUMNS = tuple(STAGE_COLUMNS.values())
 # The key column for calls without a team (a primary key column cannot be NULL).
 NO_TEAM = ""
 
