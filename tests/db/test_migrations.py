@@ -82,3 +82,37 @@ def test_datetimes_come_back_timezone_aware_utc(backend: str, request: pytest.Fi
         assert created == datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite_url", "postgres_url"])
+def test_downgrade_past_the_calls_rebuild_keeps_every_row(
+    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite drops a column by rebuilding the table: with foreign keys enforced, dropping the old `calls`
+    would cascade and delete every run, claim and utterance. Going down and up again loses no row."""
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.config import PROJECT_ROOT, get_settings
+
+    url = request.getfixturevalue(backend)
+    monkeypatch.setenv("POSTCALL_DATABASE_URL", url)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["process", str(PROJECT_ROOT / "samples"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    tables = ("calls", "utterances", "extraction_runs", "claims", "evidence")
+
+    def counts() -> dict[str, int]:
+        engine = create_db_engine(url)
+        try:
+            with engine.connect() as conn:
+                return {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in tables}
+        finally:
+            engine.dispose()
+
+    before = counts()
+    assert min(before.values()) > 0
+    downgrade(url, "0007")  # below 0008, which added columns to calls, claims and tenants
+    assert counts() == before
+    upgrade(url)
+    assert counts() == before
