@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInputError
 from app.models import Call, CallState, Claim, ReviewStatus, Tenant, UserRole
-from app.models.tables import REVIEW_RANKS, review_rank
+from app.models.tables import OTHER_REVIEW_RANK, REVIEW_RANKS, review_rank
 from app.pipeline.counts import state_counts
 from app.pipeline.queries import call_summary
 from app.schemas.grounding import ClaimStatus
@@ -30,6 +30,7 @@ MAX_RECORD_ID = 2**31 - 1
 # What a reviewer works on; `needs_attention` (unverified items) comes first.
 TO_REVIEW_STATES = tuple(REVIEW_RANKS)
 MAX_CURSOR_CHARS = 200
+MAX_CALL_ID_CHARS = 32  # calls.id
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,22 @@ class PageCursor:
             if len(text) > MAX_CURSOR_CHARS:
                 raise ValueError("too long")
             direction, rank, moment, call_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            if direction not in ("a", "b") or not isinstance(rank, int) or not isinstance(call_id, str):
+            # Every value must fit its column (`review_rank` is a SMALLINT, `id` 32 printable characters):
+            # a value that does not would fail in the database (a 500), not here.
+            if (
+                direction not in ("a", "b")
+                or type(rank) is not int
+                or not 0 <= rank <= OTHER_REVIEW_RANK
+                or not isinstance(call_id, str)
+                or not (call_id.isascii() and call_id.isprintable() and len(call_id) <= MAX_CALL_ID_CHARS)
+            ):
                 raise ValueError("bad key")
             waiting_since = datetime.fromisoformat(moment)
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+            if waiting_since.tzinfo is None:
+                raise ValueError("no time zone")
+            waiting_since = waiting_since.astimezone(UTC)  # OverflowError at the ends of the calendar
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"cursor is not one this API handed out ({exc})") from None
-        if waiting_since.tzinfo is None:
-            raise InvalidInputError("cursor is not one this API handed out (no time zone)")
         return cls(direction == "b", rank, waiting_since, call_id)
 
     @classmethod
