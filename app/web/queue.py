@@ -18,7 +18,6 @@ from app.models import Call, CallState, Claim, ReviewStatus, Tenant, UserRole
 from app.models.tables import OTHER_REVIEW_RANK, REVIEW_RANKS, review_rank
 from app.pipeline.counts import state_counts
 from app.pipeline.queries import call_summary
-from app.schemas.grounding import ClaimStatus
 from app.users import Principal, visible_calls_clause
 from app.web.schemas import CallListItemOut, CallListOut
 
@@ -190,19 +189,17 @@ def triage_previews(session: Session, calls: Sequence[Call]) -> dict[str, dict[s
         return {}
     current_runs = [c.current_run_id for c in calls if c.current_run_id is not None]
     rows = session.execute(
-        select(Claim.call_id, Claim.kind, Claim.text_masked, Claim.due, Claim.due_date, Claim.grounding_status,
-               Claim.review_status)
+        select(Claim.call_id, Claim.kind, Claim.text_masked, Claim.due, Claim.due_date)
         .where(Claim.run_id.in_(current_runs), Claim.review_status != ReviewStatus.rejected)
         .order_by(Claim.call_id, Claim.position)
     ).all()
-    previews: dict[str, dict[str, Any]] = {}
+    # The flagged count is kept on the call (at persist and on each item decision).
+    previews: dict[str, dict[str, Any]] = {call.id: {"flagged_items": call.flagged_items} for call in calls}
     # Reason and outcome previews are masked like every reviewer-facing text; due dates were resolved at persist.
-    for call_id, kind, text, due, when, grounding, review in rows:
-        preview = previews.setdefault(call_id, {"flagged_items": 0})
+    for call_id, kind, text, due, when in rows:
+        preview = previews[call_id]
         if kind in ("reason", "outcome"):
             preview.setdefault(kind, text)
-        if grounding == ClaimStatus.ungrounded.value and review is ReviewStatus.pending:
-            preview["flagged_items"] += 1
         if kind == "action_item" and due:
             best = preview.get("earliest_due_date")
             if "earliest_due" not in preview or (when is not None and (best is None or when < best)):

@@ -22,7 +22,7 @@ from app.pipeline.note import case_note, stated_as_fact
 from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out
 from app.privacy.mask import mask_turns
 from app.privacy.reads import mask_claim, mask_snapshot
-from app.review import DECIDABLE_CALL_STATES, call_events, pending_unverified, visible_call
+from app.review import DECIDABLE_CALL_STATES, call_events, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
 from app.schemas.grounding import ClaimKind, ClaimStatus, EvidenceStatus
 from app.users import Principal
@@ -266,7 +266,7 @@ def build_call_page(session: Session, principal: Principal, call_id: str, *, unm
         for index, speaker, role, start, text in rows
     ]
     by_index = {u.index: u for u in utterances}
-    pending = pending_unverified(session, call.id)
+    pending = call.flagged_items  # unverified items of the current run nobody has decided on yet
     sections = []
     for kind, title in SECTIONS:
         items = [
