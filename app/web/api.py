@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from app.errors import ConfigError, DuplicateCallError, InvalidInputError, PostcallError
 from app.models import Call, CallState, LlmMode, ReviewEvent, User, UserRole
 from app.pipeline.llm_mode import resolve_llm_mode
-from app.pipeline.queries import call_detail, claim_out
+from app.pipeline.queries import call_detail, claim_out, stored_masks
 from app.pipeline.store import Actor, StoreStatus, store_transcript
-from app.privacy.reads import mask_call_detail, mask_lone_claim, mask_snapshot
+from app.privacy.reads import mask_lone_claim, mask_snapshot
 from app.review import (
     CallDecision,
     ClaimChanges,
@@ -147,7 +147,7 @@ def get_call(
     offsets, unchanged) unless `unmask=true`."""
     call = visible_call(db, principal, call_id)
     if not unmask:
-        return mask_call_detail(call_detail(db, call))
+        return call_detail(db, call, masked=True)
     record_unmasking(db, principal, call, "api")
     db.commit()
     return call_detail(db, call)
@@ -386,7 +386,7 @@ def post_claim(call_id: CallIdPath, body: ClaimAddIn, principal: ApiUser, db: Db
         ),
     )
     db.commit()
-    return mask_lone_claim(claim_out(claim))
+    return mask_lone_claim(claim_out(claim), stored_masks(claim))
 
 
 @router.post(
@@ -401,7 +401,7 @@ def post_claim_review(
     changes = ClaimChanges(text=body.text, owner=body.owner.value if body.owner else None, due=body.due)
     claim = review_claim(db, principal, claim_id, body.action, changes)
     db.commit()
-    return mask_lone_claim(claim_out(claim))
+    return mask_lone_claim(claim_out(claim), stored_masks(claim))
 
 
 # ------------------------------------------------------------------------------------------- users
