@@ -370,7 +370,8 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
 
 
 def pending_unverified(session: Session, call_id: str) -> int:
-    """Unverified items of the current extraction that nobody has decided on yet."""
+    """Unverified items of the current extraction that nobody has decided on yet, counted. The count is
+    kept on the call (`flagged_items`: at persist and here, on each item decision); readers use that."""
     run = latest_succeeded_run(session, call_id)
     if run is None:
         return 0
@@ -410,7 +411,7 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
         if call.state not in DECIDABLE_CALL_STATES:
             raise ReviewConflictError(f"call {call.id} is {call.state.value}; only a processed call can be decided")
         if decision is CallDecision.approve:
-            pending = pending_unverified(session, call.id)
+            pending = call.flagged_items
             if pending:
                 raise ReviewConflictError(
                     f"{pending} unverified item(s) still pending: approve, edit or reject them before approving "
@@ -523,12 +524,14 @@ def approve_verified_calls(session: Session, principal: Principal, call_ids: Seq
     approved: list[str] = []
     refused: dict[str, str] = {}
     for call_id in dict.fromkeys(call_ids):
-        state = session.scalar(select(Call.state).where(Call.id == call_id, visible_calls_clause(principal)))
-        if state is None:
+        row = session.execute(
+            select(Call.state, Call.flagged_items).where(Call.id == call_id, visible_calls_clause(principal))
+        ).first()
+        if row is None:
             refused[call_id] = "not found"
-        elif state is not CallState.ready_for_review:
-            refused[call_id] = f"{state.value}: only calls whose items are all verified are approved in bulk"
-        elif pending_unverified(session, call_id):
+        elif row.state is not CallState.ready_for_review:
+            refused[call_id] = f"{row.state.value}: only calls whose items are all verified are approved in bulk"
+        elif row.flagged_items:
             refused[call_id] = "unverified items pending"
         else:
             decide_call(session, principal, call_id, CallDecision.approve)

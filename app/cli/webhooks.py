@@ -19,7 +19,9 @@ from app.cli.common import (
 from app.cli.render import print_json, print_secret, print_table, safe, say
 from app.handoff import endpoints as hooks
 from app.handoff.outbox import EventType
+from app.models import WebhookEndpoint
 from app.pipeline.calls import get_or_create_tenant
+from app.schemas.api import EndpointOut
 
 webhooks_app = typer.Typer(help="Webhook endpoints that receive hand-off events, and their deliveries.",
                            no_args_is_help=True)
@@ -28,10 +30,9 @@ EVENT_NAMES = ", ".join(e.value for e in EventType)
 EndpointArg = Annotated[int, typer.Argument(help="Endpoint id (see `webhooks list`).")]
 
 
-def _endpoint_json(endpoint: Any) -> dict[str, Any]:
-    return {"id": endpoint.id, "url": endpoint.url, "description": endpoint.description,
-            "events": endpoint.event_types, "active": endpoint.active, "disabled_reason": endpoint.disabled_reason,
-            "created_at": endpoint.created_at.isoformat()}
+def _endpoint_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """The endpoint exactly as the JSON API shows it."""
+    return EndpointOut.model_validate(endpoint).model_dump(mode="json")
 
 
 @webhooks_app.command("add")

@@ -12,17 +12,33 @@ and errors end up in logs.
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+logger = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# PostgreSQL aborts one transaction of a lock cycle (deadlock_detected) or one that lost a serialization
+# race (serialization_failure): the transaction did nothing and the same work run again succeeds.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+# How often a request runs its unit of work before a repeated conflict is its answer (a 500).
+CONFLICT_ATTEMPTS = 3
+# Upper bound of the random pause before the next attempt, times the attempt number: long enough for the
+# transaction that won to commit, short next to a request.
+CONFLICT_PAUSE_SECONDS = 0.05
+
+T = TypeVar("T")
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -87,3 +103,31 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """PostgreSQL rolled the transaction back as a deadlock victim or a serialization failure."""
+    return isinstance(exc, OperationalError) and getattr(exc.orig, "sqlstate", None) in CONFLICT_SQLSTATES
+
+
+def retry_conflicts(session: Session, work: Callable[[], T], *, attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Run `work`, one unit of work that commits on `session`, again from the start (after a rollback)
+    when PostgreSQL aborts it as a deadlock victim or a serialization failure, up to `attempts` times.
+
+    A review request otherwise fails once with a 500 when its locks meet a concurrent write's in the
+    other order (the call row and the counter or rollup rows the triggers update). `work` must do all
+    of the request's writes and its commit, and keep nothing from a failed attempt: everything the
+    rollback undid is read again.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except OperationalError as exc:
+            if attempt == attempts or not is_transaction_conflict(exc):
+                raise
+            session.rollback()
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            logger.warning("transaction conflict (%s), attempt %d of %d; running it again", sqlstate, attempt,
+                           attempts)
+            time.sleep(random.uniform(0, CONFLICT_PAUSE_SECONDS) * attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -29,6 +29,8 @@ DEFAULT_PAGE = 100
 # How long a reader waits for event-writing transactions to commit. New writers queue behind a waiting
 # reader, so this also bounds how long a poll can hold the pipeline's event writes back.
 LOCK_WAIT = "200ms"
+MAX_EVENT_ID = 2**31 - 1  # outbox.id is a 32-bit integer
+MAX_CURSOR_DIGITS = len(str(MAX_EVENT_ID))
 
 
 class CursorError(PostcallError):
@@ -51,10 +53,13 @@ class FeedPage:
 
 
 def decode_cursor(cursor: str | None) -> int:
+    """The event id a cursor stands for (0: from the start). A cursor is an event id this feed handed out:
+    ASCII digits (`str.isdigit` alone takes "²" or "٣") within the 32-bit `outbox.id`; anything else is
+    CursorError (422), never a value the database refuses."""
     if not cursor:
         return 0
-    if not cursor.isdigit():
-        raise CursorError(f"invalid cursor {cursor!r}: pass back a `next_cursor` from this feed")
+    if len(cursor) > MAX_CURSOR_DIGITS or not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_EVENT_ID:
+        raise CursorError(f"invalid cursor {cursor[:40]!r}: pass back a `next_cursor` from this feed")
     return int(cursor)
 
 

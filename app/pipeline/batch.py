@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db.session import is_sqlite, unit_of_work
 from app.errors import ConfigError, NotFoundError, PermanentError, ProviderTransientError, TransientError
+from app.handoff.outbox import EventType, record_event
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.openai_batch import (
     CUSTOM_ID_HASH_CHARS,
@@ -177,7 +178,7 @@ def _assign_waiting_calls(
                     f"too large for one batch file ({len(lines)} requests, {call_bytes} bytes; limits "
                     f"{settings.batch_max_requests} and {settings.batch_max_bytes}): ingest it with --mode sync"
                 )
-                set_state(call, CallState.failed, error=reason)
+                _fail(session, call, reason)
                 continue
             if size + call_bytes > settings.batch_max_bytes or requests + len(lines) > settings.batch_max_requests:
                 break  # the file is full; the next batch of this pass takes the rest
@@ -523,11 +524,19 @@ def _put_back(factory: sessionmaker[Session], settings: Settings, batch_id: int,
         call.llm_batch_id = None
         call.attempts += 1
         if call.attempts >= settings.max_call_attempts:
-            set_state(call, CallState.failed,
-                      error=f"gave up after {call.attempts} batch attempts; last: {reason}"[:MAX_ERROR_CHARS])
+            _fail(session, call, f"gave up after {call.attempts} batch attempts; last: {reason}"[:MAX_ERROR_CHARS])
         else:
             set_state(call, CallState.queued,
                       error=f"batch {batch_id}: {reason}; sent again in the next batch"[:MAX_ERROR_CHARS])
+
+
+def _fail(session: Session, call: Call, reason: str) -> None:
+    """Fail the call and, as the synchronous path does, tell the downstream systems (`call.failed`) in
+    the same transaction; a call that was already failed writes no second event."""
+    already_failed = call.state is CallState.failed
+    set_state(call, CallState.failed, error=reason)
+    if not already_failed:
+        record_event(session, call, EventType.failed)
 
 
 # ------------------------------------------------------------------------- offline runners (vLLM)

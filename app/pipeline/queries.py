@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session, selectinload
 from app.models import Call, Claim, ExtractionRun, Tenant
 from app.models import Utterance as UtteranceRow
 from app.pipeline.persist import latest_succeeded_run
+from app.privacy.reads import StoredMasks, mask_call_detail
 from app.schemas.api import CallDetailOut, CallSummaryOut, ClaimOut, RunOut, UtteranceOut
 
 
@@ -17,6 +18,11 @@ def run_out(run: ExtractionRun) -> RunOut:
 
 def claim_out(claim: Claim) -> ClaimOut:
     return ClaimOut.model_validate(claim)
+
+
+def stored_masks(claim: Claim) -> StoredMasks:
+    """The masked copies stored with the claim and its evidence (evidence loaded with the claim)."""
+    return StoredMasks(claim.text_masked, tuple(ev.quote_masked for ev in claim.evidence))
 
 
 def call_summary(call: Call, tenant_slug: str) -> CallSummaryOut:
@@ -40,14 +46,15 @@ def latest_run(session: Session, call_id: str) -> ExtractionRun | None:
     )
 
 
-def call_detail(session: Session, call: Call) -> CallDetailOut:
+def call_detail(session: Session, call: Call, *, masked: bool = False) -> CallDetailOut:
+    """The call with its current items and utterances; `masked`: card numbers, SSNs and accounts masked."""
     tenant = session.get(Tenant, call.tenant_id)
     run, claims = current_claims(session, call.id)
     shown_run = run or latest_run(session, call.id)
     utterances = session.scalars(
         select(UtteranceRow).where(UtteranceRow.call_id == call.id).order_by(UtteranceRow.index)
     ).all()
-    return CallDetailOut.from_row(
+    detail = CallDetailOut.from_row(
         call,
         tenant=tenant.slug if tenant else "?",
         run=run_out(shown_run) if shown_run else None,
@@ -55,3 +62,4 @@ def call_detail(session: Session, call: Call) -> CallDetailOut:
         utterances=[UtteranceOut.model_validate(u) for u in utterances],
         warnings=list(call.ingest_warnings or []),
     )
+    return mask_call_detail(detail, {c.id: stored_masks(c) for c in claims}) if masked else detail

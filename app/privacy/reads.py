@@ -2,12 +2,15 @@
 
 Masking keeps every length, so an evidence span's offsets slice the masked utterance exactly where
 they slice the stored one. A quote that is that slice is shown as the masked slice (so the quote and
-the highlighted transcript agree); any other quote, and every claim text, is masked on its own.
+the highlighted transcript agree); any other quote, and every claim text, is masked on its own: that
+copy is stored with the row (`claims.text_masked`, `evidence.quote_masked`, written with the text), so
+a read takes it from there instead of running the detector again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.privacy.mask import MASK_CHAR, mask_text, mask_turns
@@ -17,31 +20,52 @@ from app.schemas.api import CallDetailOut, ClaimOut, EvidenceOut
 TEXT_FIELDS = ("text", "quote")
 
 
-def mask_call_detail(detail: CallDetailOut) -> CallDetailOut:
+@dataclass(frozen=True)
+class StoredMasks:
+    """A claim's masked copies as stored: its text's (`claims.text_masked`) and its evidence quotes'
+    (`evidence.quote_masked`, in evidence order). None where a row holds none: the columns are nullable,
+    though every write sets them and migration 0006 filled them in for the rows written before."""
+
+    text: str | None = None
+    quotes: Sequence[str | None] = ()
+
+
+NO_STORED_MASKS = StoredMasks()
+
+
+def mask_call_detail(detail: CallDetailOut, stored: Mapping[int, StoredMasks] | None = None) -> CallDetailOut:
+    """The detail masked; `stored`: the claims' stored masked copies, by claim id."""
     originals = {u.index: u.text for u in detail.utterances}
     masked = dict(zip(originals, mask_turns(list(originals.values())), strict=True))
+    copies = stored or {}
     return detail.model_copy(
         update={
             "utterances": [u.model_copy(update={"text": masked[u.index]}) for u in detail.utterances],
-            "claims": [mask_claim(claim, originals, masked) for claim in detail.claims],
-        }
-    )
-
-
-def mask_claim(claim: ClaimOut, originals: Mapping[int, str], masked: Mapping[int, str]) -> ClaimOut:
-    return claim.model_copy(
-        update={
-            "text": mask_text(claim.text),
-            "evidence": [
-                ev.model_copy(update={"quote": _masked_quote(ev, originals, masked)}) for ev in claim.evidence
+            "claims": [
+                mask_claim(claim, originals, masked, copies.get(claim.id, NO_STORED_MASKS)) for claim in detail.claims
             ],
         }
     )
 
 
-def mask_lone_claim(claim: ClaimOut) -> ClaimOut:
+def mask_claim(
+    claim: ClaimOut, originals: Mapping[int, str], masked: Mapping[int, str], stored: StoredMasks = NO_STORED_MASKS
+) -> ClaimOut:
+    quotes = [*stored.quotes, *[None] * (len(claim.evidence) - len(stored.quotes))]
+    return claim.model_copy(
+        update={
+            "text": stored.text if stored.text is not None else mask_text(claim.text),
+            "evidence": [
+                ev.model_copy(update={"quote": _masked_quote(ev, originals, masked, quote_masked)})
+                for ev, quote_masked in zip(claim.evidence, quotes, strict=False)
+            ],
+        }
+    )
+
+
+def mask_lone_claim(claim: ClaimOut, stored: StoredMasks = NO_STORED_MASKS) -> ClaimOut:
     """A claim without its transcript at hand (a POST response): every text masked on its own."""
-    return mask_claim(claim, {}, {})
+    return mask_claim(claim, {}, {}, stored)
 
 
 def mask_snapshot(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -54,12 +78,14 @@ def mask_snapshot(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _masked_quote(ev: EvidenceOut, originals: Mapping[int, str], masked: Mapping[int, str]) -> str:
+def _masked_quote(
+    ev: EvidenceOut, originals: Mapping[int, str], masked: Mapping[int, str], quote_masked: str | None
+) -> str:
     if ev.utterance is not None and ev.char_start is not None and ev.char_end is not None:
         original, shown = originals.get(ev.utterance), masked.get(ev.utterance)
         if original is not None and shown is not None and original[ev.char_start : ev.char_end] == ev.quote:
             return shown[ev.char_start : ev.char_end]
-    return mask_text(ev.quote)
+    return quote_masked if quote_masked is not None else mask_text(ev.quote)
 
 
 def unmask_selection(quote: str, original: str, masked: str) -> str:

@@ -113,3 +113,15 @@ class CallDetailOut(CallSummaryOut):
     warnings: list[str] = Field(default_factory=list)
     llm_mode: str = Field(default="sync", description="sync, or batch: extracted through a provider batch.")
     llm_batch_id: int | None = Field(default=None, description="The batch (`postcall batches`) the call waits in.")
+
+
+class EndpointOut(RowModel):
+    """A webhook endpoint (never its secret): the JSON API's and `postcall webhooks add|list --json`'s."""
+
+    id: int
+    url: str
+    description: str | None
+    events: list[str] | None = row_field("events", "event_types", description="Event types sent; null: all.")
+    active: bool
+    disabled_reason: str | None
+    created_at: datetime

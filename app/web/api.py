@@ -20,12 +20,13 @@ from pydantic import BeforeValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db.session import retry_conflicts
 from app.errors import ConfigError, DuplicateCallError, InvalidInputError, PostcallError
-from app.models import Call, CallState, LlmMode, ReviewEvent, User, UserRole
+from app.models import Call, CallState, Claim, LlmMode, ReviewEvent, User, UserRole
 from app.pipeline.llm_mode import resolve_llm_mode
-from app.pipeline.queries import call_detail, claim_out
+from app.pipeline.queries import call_detail, claim_out, stored_masks
 from app.pipeline.store import Actor, StoreStatus, store_transcript
-from app.privacy.reads import mask_call_detail, mask_lone_claim, mask_snapshot
+from app.privacy.reads import mask_lone_claim, mask_snapshot
 from app.review import (
     CallDecision,
     ClaimChanges,
@@ -147,7 +148,7 @@ def get_call(
     offsets, unchanged) unless `unmask=true`."""
     call = visible_call(db, principal, call_id)
     if not unmask:
-        return mask_call_detail(call_detail(db, call))
+        return call_detail(db, call, masked=True)
     record_unmasking(db, principal, call, "api")
     db.commit()
     return call_detail(db, call)
@@ -326,8 +327,11 @@ def _store_submission(
 def remove_call(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> Response:
     """The transcript, runs, items and evidence go; the review events stay, plus one recording the
     deletion without any transcript content."""
-    delete_call(db, principal, call_id)
-    db.commit()
+    def delete() -> None:
+        delete_call(db, principal, call_id)
+        db.commit()
+
+    retry_conflicts(db, delete)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -358,8 +362,12 @@ def event_out(review_event: ReviewEvent) -> EventOut:
 )
 def post_call_decision(call_id: CallIdPath, body: CallDecisionIn, principal: ApiUser, db: DbSession) -> CallDecisionOut:
     """Approving needs every unverified item decided first (409 otherwise)."""
-    call = decide_call(db, principal, call_id, CallDecision(body.decision))
-    db.commit()
+    def decide() -> Call:
+        decided = decide_call(db, principal, call_id, CallDecision(body.decision))
+        db.commit()
+        return decided
+
+    call = retry_conflicts(db, decide)
     return CallDecisionOut(call_id=call.id, state=call.state.value)
 
 
@@ -373,20 +381,21 @@ def post_call_decision(call_id: CallIdPath, body: CallDecisionIn, principal: Api
 def post_claim(call_id: CallIdPath, body: ClaimAddIn, principal: ApiUser, db: DbSession) -> ClaimOut:
     """The evidence quotes go through the grounding verifier; a quote not found in the transcript is 422.
     The item joins the call's current extraction with origin `reviewer`."""
-    claim = add_reviewer_claim(
-        db,
-        principal,
-        call_id,
-        NewItem(
-            kind=body.kind,
-            text=body.text,
-            owner=body.owner.value if body.owner else None,
-            due=body.due,
-            selection=[SelectedQuote(e.utterance, e.quote) for e in body.evidence],
-        ),
+    item = NewItem(
+        kind=body.kind,
+        text=body.text,
+        owner=body.owner.value if body.owner else None,
+        due=body.due,
+        selection=[SelectedQuote(e.utterance, e.quote) for e in body.evidence],
     )
-    db.commit()
-    return mask_lone_claim(claim_out(claim))
+
+    def add() -> Claim:
+        added = add_reviewer_claim(db, principal, call_id, item)
+        db.commit()
+        return added
+
+    claim = retry_conflicts(db, add)
+    return mask_lone_claim(claim_out(claim), stored_masks(claim))
 
 
 @router.post(
@@ -399,9 +408,14 @@ def post_claim_review(
     claim_id: Annotated[int, Path(ge=1, le=MAX_RECORD_ID)], body: ClaimReviewIn, principal: ApiUser, db: DbSession
 ) -> ClaimOut:
     changes = ClaimChanges(text=body.text, owner=body.owner.value if body.owner else None, due=body.due)
-    claim = review_claim(db, principal, claim_id, body.action, changes)
-    db.commit()
-    return mask_lone_claim(claim_out(claim))
+
+    def review() -> Claim:
+        reviewed = review_claim(db, principal, claim_id, body.action, changes)
+        db.commit()
+        return reviewed
+
+    claim = retry_conflicts(db, review)
+    return mask_lone_claim(claim_out(claim), stored_masks(claim))
 
 
 # ------------------------------------------------------------------------------------------- users

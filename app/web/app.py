@@ -54,6 +54,9 @@ from app.web.schemas import ErrorOut
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent
+# Sync routes run in anyio's worker threads (40 by default), each request on one session and so at most
+# one connection: the request slots of the sizing rule (docs/operations.md).
+REQUEST_THREADS = 40
 TEMPLATES_DIR = WEB_DIR / "templates"
 
 
@@ -142,6 +145,13 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path == "/api"
 
 
+def web_db_pool_size(settings: Settings) -> int:
+    """Database connections the web app keeps, by the workers' rule: one per request slot, at most
+    POSTCALL_DB_POOL_LIMIT (default 20), no overflow (opened once and kept, never closed and reopened
+    under load; a request past them waits for one). POSTCALL_DB_POOL_SIZE overrides."""
+    return settings.db_pool_size or min(REQUEST_THREADS, settings.db_pool_limit)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -157,7 +167,8 @@ def create_app(
             "POSTCALL_SECRET_KEY is the built-in development default: anyone can forge session cookies. "
             "Set it to a long random value before serving real users."
         )
-    engine = create_db_engine(settings.database_url, pre_ping=True)
+    engine = create_db_engine(settings.database_url, pool_size=web_db_pool_size(settings), max_overflow=0,
+                              pre_ping=True)
     # Review decisions write hand-off events; once committed they go to the workers for delivery. An app
     # built with its own `enqueue` (tests, embedding) leaves them to the workers' sweep instead.
     install_delivery_notifier(_enqueue_deliveries_with_celery if enqueue is None else None)

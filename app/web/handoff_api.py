@@ -6,7 +6,6 @@ tenant-scoped, 403 for a role that may not, 422 naming invalid input.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -22,10 +21,10 @@ from app.handoff.endpoints import (
     replay_deliveries,
     rotate_secret,
 )
-from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, CursorError, read_feed
+from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
 from app.handoff.outbox import EventType
 from app.handoff.record import record_json_schema
-from app.models import WebhookEndpoint
+from app.schemas.api import EndpointOut
 from app.web.api import ERRORS, FORBIDDEN, INVALID
 from app.web.deps import ApiUser, DbSession, web_state
 from app.web.queue import MAX_RECORD_ID
@@ -59,16 +58,6 @@ class EndpointIn(BaseModel):
     description: StorableStr | None = Field(default=None, max_length=200)
 
 
-class EndpointOut(BaseModel):
-    id: int
-    url: str
-    description: str | None
-    events: list[str] | None
-    active: bool
-    disabled_reason: str | None
-    created_at: datetime
-
-
 class EndpointSecretOut(EndpointOut):
     secret: str = Field(description="The signing secret (whsec_...). Shown this once; store it now.")
 
@@ -98,12 +87,6 @@ class ReplayOut(BaseModel):
     replayed: list[int]
 
 
-def endpoint_out(endpoint: WebhookEndpoint) -> EndpointOut:
-    return EndpointOut(id=endpoint.id, url=endpoint.url, description=endpoint.description,
-                       events=endpoint.event_types, active=endpoint.active, disabled_reason=endpoint.disabled_reason,
-                       created_at=endpoint.created_at)
-
-
 @router.get("/schemas/call.v1.json", tags=["hand-off"], summary="JSON Schema of the postcall.call.v1 record",
             responses={401: {"description": "Never: the schema is public."}})
 def get_record_schema() -> dict[str, Any]:
@@ -123,7 +106,7 @@ def get_events_feed(
     commits later always sorts after every cursor already handed out, so polling with `next_cursor`
     misses nothing (a page can come back empty while a large transaction is still writing events; poll
     again). A deleted call's earlier events are stripped to identity fields."""
-    page = read_feed(db, principal, _checked_cursor(after), limit)
+    page = read_feed(db, principal, after, limit)
     db.rollback()  # a read: end it now, releasing the feed's lock before the answer is built
     return FeedOut(
         events=[FeedEventOut(cursor=item.cursor, id=item.event_id, type=item.type,
@@ -133,17 +116,10 @@ def get_events_feed(
     )
 
 
-def _checked_cursor(after: str | None) -> str | None:
-    """A cursor is an event id this feed handed out: ASCII digits within the database's 32-bit range."""
-    if after and (not re.fullmatch(r"[0-9]{1,10}", after) or int(after) > MAX_RECORD_ID):
-        raise CursorError(f"invalid cursor {after[:40]!r}: pass back a `next_cursor` from this feed")
-    return after
-
-
 @router.get("/webhooks", tags=["hand-off"], summary="The tenant's webhook endpoints (admins)", responses=FORBIDDEN)
 def get_webhooks(principal: ApiUser, db: DbSession) -> list[EndpointOut]:
     principal.require(principal.can_manage_users, "manage webhooks")
-    return [endpoint_out(e) for e in list_endpoints(db, principal.tenant_id)]
+    return [EndpointOut.model_validate(e) for e in list_endpoints(db, principal.tenant_id)]
 
 
 @router.post("/webhooks", tags=["hand-off"], status_code=status.HTTP_201_CREATED,
@@ -155,7 +131,7 @@ def post_webhook(body: EndpointIn, request: Request, principal: ApiUser, db: DbS
                            event_types=[e.value for e in body.events] if body.events else None,
                            description=body.description)
     db.commit()
-    return EndpointSecretOut(**endpoint_out(created.endpoint).model_dump(), secret=created.secret)
+    return EndpointSecretOut(**EndpointOut.model_validate(created.endpoint).model_dump(), secret=created.secret)
 
 
 @router.post("/webhooks/{endpoint_id}/disable", tags=["hand-off"], summary="Stop sending to an endpoint",
@@ -165,7 +141,7 @@ def post_webhook_disable(endpoint_id: EndpointIdPath, principal: ApiUser, db: Db
     endpoint = disable_endpoint(db, get_endpoint(db, principal.tenant_id, endpoint_id),
                                 f"disabled by {principal.name}")
     db.commit()
-    return endpoint_out(endpoint)
+    return EndpointOut.model_validate(endpoint)
 
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", tags=["hand-off"],
@@ -177,7 +153,7 @@ def post_webhook_rotate(
     endpoint = get_endpoint(db, principal.tenant_id, endpoint_id)
     secret = rotate_secret(db, web_state(request).settings, endpoint)
     db.commit()
-    return EndpointSecretOut(**endpoint_out(endpoint).model_dump(), secret=secret)
+    return EndpointSecretOut(**EndpointOut.model_validate(endpoint).model_dump(), secret=secret)
 
 
 @router.get("/webhooks/deliveries", tags=["hand-off"], summary="Recent deliveries, newest first (admins)",

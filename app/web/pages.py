@@ -15,9 +15,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
+from app.db.session import retry_conflicts
 from app.models import CallState
 from app.review import (
+    BulkApproval,
     CallDecision,
     ClaimAction,
     ClaimChanges,
@@ -235,10 +238,11 @@ def _back_to(call_id: str, claim_id: int | None = None) -> str:
     return f"/calls/{call_id}" + (f"#claim-{claim_id}" if claim_id is not None else "")
 
 
-def _decided(request: Request, run: Callable[[], None], success: str) -> None:
-    """Run a decision; a refused one (bad input, wrong state) becomes a message on the page, not an error page."""
+def _decided(request: Request, db: Session, run: Callable[[], None], success: str) -> None:
+    """Run a decision (again when PostgreSQL aborts it as a deadlock victim); a refused one (bad input,
+    wrong state) becomes a message on the page, not an error page."""
     try:
-        run()
+        retry_conflicts(db, run)
     except (ReviewInputError, ReviewConflictError) as exc:
         flash(request, "error", str(exc))
     else:
@@ -262,7 +266,7 @@ def claim_review_form(
         review_claim(db, principal, claim_id, action, changes)
         db.commit()
 
-    _decided(request, run, f"Item {action.value}d." if action is not ClaimAction.edit else "Item edited.")
+    _decided(request, db, run, f"Item {action.value}d." if action is not ClaimAction.edit else "Item edited.")
     return redirect(_back_to(call_id, claim_id))
 
 
@@ -298,7 +302,7 @@ def claim_add_form(
         db.commit()
         added.append(claim.id)
 
-    _decided(request, run, "Item added.")
+    _decided(request, db, run, "Item added.")
     return redirect(_back_to(call_id, added[0] if added else None))
 
 
@@ -318,7 +322,7 @@ def call_decision_form(
         db.commit()
         decided.append(True)
 
-    _decided(request, run, CALL_DECISION_MESSAGES[decision])
+    _decided(request, db, run, CALL_DECISION_MESSAGES[decision])
     if decided and then == "next":
         # "Approve and next": straight to the next call to review, or back to the queue when none is left.
         following = next_to_review(db, principal, call_id)
@@ -334,7 +338,7 @@ def call_note_form(
         edit_case_note(db, principal, call_id, note)
         db.commit()
 
-    _decided(request, run, "Case note saved.")
+    _decided(request, db, run, "Case note saved.")
     return redirect(_back_to(call_id) + "#note")
 
 
@@ -343,8 +347,13 @@ def bulk_approve_form(
     request: Request, principal: PageUser, db: DbSession, call_id: Annotated[list[str] | None, Form()] = None
 ) -> Response:
     """Supervisors: approve the selected calls whose items are all verified, one audited decision each."""
-    result = approve_verified_calls(db, principal, call_id or [])
-    db.commit()
+
+    def approve() -> BulkApproval:
+        approved = approve_verified_calls(db, principal, call_id or [])
+        db.commit()
+        return approved
+
+    result = retry_conflicts(db, approve)
     message = f"{len(result.approved)} call{'' if len(result.approved) == 1 else 's'} approved."
     if result.refused:
         message += f" {len(result.refused)} left for review (not every item verified, or already decided)."
@@ -354,8 +363,11 @@ def bulk_approve_form(
 
 @router.post("/calls/{call_id}/delete", dependencies=[CsrfChecked])
 def call_delete_form(call_id: str, request: Request, principal: PageUser, db: DbSession) -> Response:
-    delete_call(db, principal, call_id)
-    db.commit()
+    def delete() -> None:
+        delete_call(db, principal, call_id)
+        db.commit()
+
+    retry_conflicts(db, delete)
     flash(request, "ok", f"Call {call_id} deleted; its audit trail is kept.")
     return redirect("/")
 

@@ -15,10 +15,9 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInputError
 from app.models import Call, CallState, Claim, ReviewStatus, Tenant, UserRole
-from app.models.tables import REVIEW_RANKS, review_rank
+from app.models.tables import OTHER_REVIEW_RANK, REVIEW_RANKS, review_rank
 from app.pipeline.counts import state_counts
 from app.pipeline.queries import call_summary
-from app.schemas.grounding import ClaimStatus
 from app.users import Principal, visible_calls_clause
 from app.web.schemas import CallListItemOut, CallListOut
 
@@ -30,6 +29,7 @@ MAX_RECORD_ID = 2**31 - 1
 # What a reviewer works on; `needs_attention` (unverified items) comes first.
 TO_REVIEW_STATES = tuple(REVIEW_RANKS)
 MAX_CURSOR_CHARS = 200
+MAX_CALL_ID_CHARS = 32  # calls.id
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,22 @@ class PageCursor:
             if len(text) > MAX_CURSOR_CHARS:
                 raise ValueError("too long")
             direction, rank, moment, call_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            if direction not in ("a", "b") or not isinstance(rank, int) or not isinstance(call_id, str):
+            # Every value must fit its column (`review_rank` is a SMALLINT, `id` 32 printable characters):
+            # a value that does not would fail in the database (a 500), not here.
+            if (
+                direction not in ("a", "b")
+                or type(rank) is not int
+                or not 0 <= rank <= OTHER_REVIEW_RANK
+                or not isinstance(call_id, str)
+                or not (call_id.isascii() and call_id.isprintable() and len(call_id) <= MAX_CALL_ID_CHARS)
+            ):
                 raise ValueError("bad key")
             waiting_since = datetime.fromisoformat(moment)
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+            if waiting_since.tzinfo is None:
+                raise ValueError("no time zone")
+            waiting_since = waiting_since.astimezone(UTC)  # OverflowError at the ends of the calendar
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"cursor is not one this API handed out ({exc})") from None
-        if waiting_since.tzinfo is None:
-            raise InvalidInputError("cursor is not one this API handed out (no time zone)")
         return cls(direction == "b", rank, waiting_since, call_id)
 
     @classmethod
@@ -180,19 +189,17 @@ def triage_previews(session: Session, calls: Sequence[Call]) -> dict[str, dict[s
         return {}
     current_runs = [c.current_run_id for c in calls if c.current_run_id is not None]
     rows = session.execute(
-        select(Claim.call_id, Claim.kind, Claim.text_masked, Claim.due, Claim.due_date, Claim.grounding_status,
-               Claim.review_status)
+        select(Claim.call_id, Claim.kind, Claim.text_masked, Claim.due, Claim.due_date)
         .where(Claim.run_id.in_(current_runs), Claim.review_status != ReviewStatus.rejected)
         .order_by(Claim.call_id, Claim.position)
     ).all()
-    previews: dict[str, dict[str, Any]] = {}
+    # The flagged count is kept on the call (at persist and on each item decision).
+    previews: dict[str, dict[str, Any]] = {call.id: {"flagged_items": call.flagged_items} for call in calls}
     # Reason and outcome previews are masked like every reviewer-facing text; due dates were resolved at persist.
-    for call_id, kind, text, due, when, grounding, review in rows:
-        preview = previews.setdefault(call_id, {"flagged_items": 0})
+    for call_id, kind, text, due, when in rows:
+        preview = previews[call_id]
         if kind in ("reason", "outcome"):
             preview.setdefault(kind, text)
-        if grounding == ClaimStatus.ungrounded.value and review is ReviewStatus.pending:
-            preview["flagged_items"] += 1
         if kind == "action_item" and due:
             best = preview.get("earliest_due_date")
             if "earliest_due" not in preview or (when is not None and (best is None or when < best)):

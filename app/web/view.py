@@ -19,10 +19,10 @@ from app.models import Call, CallState, LlmBatch, LlmMode, ReviewEvent, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES
 from app.pipeline.note import case_note, stated_as_fact
-from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out
+from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out, stored_masks
 from app.privacy.mask import mask_turns
 from app.privacy.reads import mask_claim, mask_snapshot
-from app.review import DECIDABLE_CALL_STATES, call_events, pending_unverified, visible_call
+from app.review import DECIDABLE_CALL_STATES, call_events, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
 from app.schemas.grounding import ClaimKind, ClaimStatus, EvidenceStatus
 from app.users import Principal
@@ -256,7 +256,10 @@ def build_call_page(session: Session, principal: Principal, call_id: str, *, unm
     if not unmask:
         originals = {index: text for index, _, _, _, text in rows}
         masked = dict(zip(originals, mask_turns(list(originals.values())), strict=True))
-        claims = [mask_claim(claim, originals, masked) for claim in claims]
+        claims = [
+            mask_claim(claim, originals, masked, stored_masks(row))
+            for claim, row in zip(claims, claim_rows, strict=True)
+        ]
         rows = [(index, speaker, role, start, masked[index]) for index, speaker, role, start, _ in rows]
     spans = _evidence_spans(claims, {index: len(text) for index, _, _, _, text in rows})
     utterances = [
@@ -266,7 +269,7 @@ def build_call_page(session: Session, principal: Principal, call_id: str, *, unm
         for index, speaker, role, start, text in rows
     ]
     by_index = {u.index: u for u in utterances}
-    pending = pending_unverified(session, call.id)
+    pending = call.flagged_items  # unverified items of the current run nobody has decided on yet
     sections = []
     for kind, title in SECTIONS:
         items = [

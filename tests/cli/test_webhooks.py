@@ -16,9 +16,11 @@ from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.handoff.delivery import DeliveryPolicy, deliver
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.secrets import SecretBox
-from app.models import WebhookDelivery, WebhookEndpoint
+from app.models import UserRole, WebhookDelivery, WebhookEndpoint
+from app.users import create_user
 from tests.handoff.conftest import processed_call
 from tests.support.receiver import Reply, running_receiver, verify
+from tests.web.world import bearer, client_for
 
 runner = CliRunner()
 
@@ -53,6 +55,25 @@ def test_add_list_rotate_disable(database: str) -> None:
     runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/other", "--tenant", "globex"])
     refused = runner.invoke(webhooks_app, ["disable", str(endpoint["id"]), "--tenant", "globex"])
     assert refused.exit_code == 2 and "not found" in refused.output
+
+
+def test_the_cli_shows_an_endpoint_exactly_as_the_api_does(database: str) -> None:
+    added = runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/crm", "--tenant", "acme", "--events",
+                                         "call.failed", "--description", "CRM", "--json"])
+    assert added.exit_code == 0, added.output
+    runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/all", "--tenant", "acme"])
+    created = json.loads(added.output)
+    assert runner.invoke(webhooks_app, ["disable", str(created["id"]), "--tenant", "acme"]).exit_code == 0
+    with unit_of_work(make_session_factory(create_db_engine(database))) as session:
+        token = create_user(session, tenant="acme", name="ada", role=UserRole.admin).token
+    with client_for(database, webhook_allow_private=True) as client:
+        from_api = client.get("/api/webhooks", headers=bearer(token)).json()
+    from_cli = json.loads(runner.invoke(webhooks_app, ["list", "--tenant", "acme", "--json"]).output)["endpoints"]
+    assert from_cli == from_api and len(from_api) == 2
+    assert from_api[0]["active"] is False and from_api[0]["disabled_reason"]
+    # `add --json` shows the same fields as the list, with the tenant and the secret on top.
+    assert {k: v for k, v in created.items() if k not in ("tenant", "secret")} == {**from_api[0], "active": True,
+                                                                                  "disabled_reason": None}
 
 
 def test_invalid_input_is_refused_with_a_reason(database: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
-from app.handoff.feed import FeedPage, read_feed
+from app.handoff.feed import MAX_EVENT_ID, CursorError, FeedPage, decode_cursor, read_feed
 from app.handoff.outbox import EventType, record_event
 from app.models import Call, UserRole
 from tests.handoff.conftest import make_principal, processed_call
@@ -72,6 +74,37 @@ def test_the_feed_pages_in_commit_order_and_applies_visibility(
     assert [e["data"]["call_id"] for e in events_for(api, globex)["events"]] == [foreign]
     assert api.get("/api/events").status_code == 401
     assert api.get("/api/events?after=nonsense", headers=bearer(admin)).status_code == 422
+
+
+# Unicode digits `str.isdigit` takes (superscript, Arabic-Indic, fullwidth), signs, spaces, and ids past
+# the 32-bit outbox.id.
+BAD_CURSORS = ["²", "٣", "１２", "-1", "+1", " 1", "1 ", "1.0", "0x1", "1_000", str(MAX_EVENT_ID + 1), "9" * 40]
+
+
+def test_bad_cursors_are_refused_by_the_decoder_and_422_on_the_feed(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _, admin = make_principal(session_factory, "ada", UserRole.admin)
+    for bad in BAD_CURSORS:
+        with pytest.raises(CursorError):
+            decode_cursor(bad)
+        answer = api.get("/api/events", params={"after": bad}, headers=bearer(admin))
+        assert answer.status_code == 422, (bad, answer.text)
+        assert "invalid cursor" in answer.json()["detail"]
+    assert (decode_cursor(None), decode_cursor(""), decode_cursor("0"), decode_cursor(str(MAX_EVENT_ID))) == (
+        0, 0, 0, MAX_EVENT_ID)
+    assert api.get("/api/events", params={"after": str(MAX_EVENT_ID)}, headers=bearer(admin)).status_code == 200
+
+
+@given(cursor=st.one_of(st.text(max_size=14), st.integers(min_value=-(2**40), max_value=2**40).map(str)))
+def test_a_cursor_decodes_to_an_event_id_or_is_refused(cursor: str) -> None:
+    try:
+        decoded = decode_cursor(cursor)
+    except CursorError:
+        assert not (cursor.isascii() and cursor.isdigit() and int(cursor) <= MAX_EVENT_ID)
+    else:
+        assert 0 <= decoded <= MAX_EVENT_ID
+        assert decoded == (int(cursor) if cursor else 0) and (not cursor or cursor.isascii())
 
 
 @pytest.mark.postgres

@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import PROJECT_ROOT, Settings
 from app.db.session import unit_of_work
 from app.errors import ConfigError
+from app.handoff.record import CallRecordV1
 from app.llm.heuristic import HeuristicProvider
 from app.llm.openai_batch import CustomId
 from app.llm.openai_provider import OpenAIProvider
 from app.llm.prompt import PromptTemplate
-from app.models import BatchStatus, Call, CallState, ExtractionRun, LlmBatch, LlmMode, RunStatus
+from app.models import BatchStatus, Call, CallState, ExtractionRun, LlmBatch, LlmMode, OutboxEvent, RunStatus
 from app.models.tables import utcnow
 from app.pipeline import batch as batch_module
 from app.pipeline.batch import (
@@ -114,6 +115,12 @@ def calls(session: Session) -> dict[str, Call]:
 
 def runs(session: Session, call_id: str) -> list[ExtractionRun]:
     return list(session.scalars(select(ExtractionRun).where(ExtractionRun.call_id == call_id)))
+
+
+def hand_off_events(session: Session, call_id: str) -> list[tuple[str, CallRecordV1]]:
+    """The call's outbox events: (type, record)."""
+    rows = session.scalars(select(OutboxEvent).where(OutboxEvent.call_id == call_id).order_by(OutboxEvent.id))
+    return [(row.type, CallRecordV1.model_validate(row.payload["data"])) for row in rows]
 
 
 def test_collected_calls_are_stored_once_at_the_batch_price(
@@ -607,7 +614,32 @@ def test_calls_out_of_attempts_fail_with_the_last_error(
         call = calls(session)[call_id]
         assert call.state is CallState.failed and call.attempts == 2
         assert "gave up after 2 batch attempts" in (call.last_error or "")
+        # Downstream systems hear of it exactly as of a synchronous failure: one call.failed event.
+        [(event_type, record)] = hand_off_events(session, call_id)
+        assert event_type == "call.failed" and record.state == "failed"
+        assert record.failure is not None and "gave up after 2 batch attempts" in record.failure
     assert collect_batches(session_factory, provider, prompt, limited).calls == 0
+    poll_until_collected(session_factory, provider, prompt, limited)
+    with unit_of_work(session_factory) as session:
+        assert len(hand_off_events(session, call_id)) == 1  # later passes write no second event
+
+
+def test_a_call_too_large_for_a_batch_file_fails_with_a_hand_off_event(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+) -> None:
+    [call_id] = store_calls(session_factory, 1)
+    summary = collect_batches(session_factory, provider, prompt, settings.model_copy(update={"batch_max_bytes": 100}))
+    assert summary.calls == 0 and summary.submitted == [] and fake_openai.batches == {}
+    with unit_of_work(session_factory) as session:
+        call = calls(session)[call_id]
+        assert call.state is CallState.failed and "too large for one batch file" in (call.last_error or "")
+        [(event_type, record)] = hand_off_events(session, call_id)
+        assert event_type == "call.failed" and record.state == "failed"
+        assert record.failure is not None and "too large for one batch file" in record.failure
 
 
 def test_a_refused_status_request_is_recorded_and_does_not_stop_the_other_batches(

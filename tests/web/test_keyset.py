@@ -3,12 +3,16 @@ changing state between pages, and cursors that were not handed out."""
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from app.db.session import unit_of_work
@@ -151,6 +155,63 @@ def test_cursors_not_handed_out_are_422(world: World) -> None:
     both = world.client.get("/api/calls", params={"cursor": good, "offset": 2}, headers=headers)
     assert both.status_code == 422
     assert "cursor or offset" in both.text
+
+
+def _crafted(key: Any) -> str:
+    """A cursor encoded the way the API encodes its own, around any key."""
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+GOOD_MOMENT = "2026-01-01T00:00:00+00:00"
+# Well-formed cursors whose values do not fit their columns: each was a 500 (SQLite OverflowError,
+# PostgreSQL "smallint out of range", NUL or lone-surrogate strings, a datetime overflowing at UTC).
+UNFIT_KEYS = [
+    ["a", 10**30, GOOD_MOMENT, "x"],
+    ["a", 2**63, GOOD_MOMENT, "x"],
+    ["a", 40_000, GOOD_MOMENT, "x"],
+    ["a", True, GOOD_MOMENT, "x"],
+    ["a", 1, GOOD_MOMENT, "x\x00y"],
+    ["a", 1, GOOD_MOMENT, "\ud800"],
+    ["a", 1, GOOD_MOMENT, "x" * 33],
+    ["a", 1, "9999-12-31T23:59:59-23:59", "x"],
+    ["a", 1, "0001-01-01T00:00:00+23:59", "x"],
+    ["a", 1, "2026-01-01T00:00:00", "x"],
+]
+
+
+def test_cursors_with_values_that_fit_no_column_are_422(world: World) -> None:
+    for key in UNFIT_KEYS:
+        answer = world.client.get("/api/calls", params={"cursor": _crafted(key)}, headers=world.token("admin"))
+        assert answer.status_code == 422, (key, answer.text)
+    fitting = world.client.get("/api/calls", params={"cursor": _crafted(["a", 1, GOOD_MOMENT, "x"])},
+                               headers=world.token("admin"))
+    assert fitting.status_code == 200, fitting.text
+
+
+_offsets = st.timedeltas(min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59))
+_moments = st.one_of(
+    st.datetimes(timezones=st.builds(timezone, _offsets)).map(datetime.isoformat),
+    st.datetimes().map(datetime.isoformat),
+    st.text(max_size=30),
+    st.integers(),
+)
+_keys = st.one_of(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.one_of(st.integers(), st.booleans(), st.floats(allow_nan=False), st.text(max_size=3)),
+        _moments,
+        st.one_of(st.text(max_size=40), st.integers()),
+    ).map(list),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+                 lambda inner: st.lists(inner, max_size=5), max_leaves=8),
+)
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=_keys)
+def test_any_crafted_cursor_is_200_or_422_never_a_server_error(world: World, key: Any) -> None:
+    answer = world.client.get("/api/calls", params={"cursor": _crafted(key)}, headers=world.token("admin"))
+    assert answer.status_code in (200, 422), (key, answer.text)
 
 
 def test_queue_page_links_carry_cursors(world: World) -> None:

@@ -3,13 +3,15 @@ in the API and in the analyst views; a view_pii user unmasks on request, and eac
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.migrate import upgrade
@@ -19,7 +21,10 @@ from app.models import CallState, Claim, Evidence, ReviewEvent, RunStatus, Tenan
 from app.models import Utterance as UtteranceRow
 from app.pipeline.calls import get_call, set_state
 from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
+from app.pipeline.queries import call_detail
 from app.pipeline.store import store_transcript
+from app.privacy.reads import mask_call_detail
+from app.schemas.api import ClaimOut
 from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.transcript import Role, Transcript, Utterance
 from app.schemas.usage import Usage
@@ -48,10 +53,6 @@ class Setup:
 
 
 def _seed(factory: sessionmaker[Session]) -> tuple[str, dict[str, str]]:
-    transcript = Transcript(
-        utterances=[Utterance(index=i, speaker=r.value, role=r, text=t) for i, (r, t) in enumerate(LINES)],
-        source_format="native",
-    )
     extraction = Extraction(
         summary=[
             Statement(
@@ -59,8 +60,28 @@ def _seed(factory: sessionmaker[Session]) -> tuple[str, dict[str, str]]:
             ),
         ]
     )
+    call_id = _seed_call(factory, "pii-call", extraction)
     with unit_of_work(factory) as session:
-        stored = store_transcript(session, transcript, tenant="acme", external_id="pii-call")
+        tokens = {
+            name: create_user(session, tenant="acme", name=name, role=role).token
+            for name, role in (
+                ("agent", UserRole.supervisor),  # sees every call of the tenant
+                ("analyst", UserRole.analyst),
+                ("admin", UserRole.admin),
+                ("auditor", UserRole.supervisor),
+            )
+        }
+        set_view_pii(session, "acme", "auditor", allowed=True)
+        return call_id, tokens
+
+
+def _seed_call(factory: sessionmaker[Session], external_id: str, extraction: Extraction) -> str:
+    transcript = Transcript(
+        utterances=[Utterance(index=i, speaker=r.value, role=r, text=t) for i, (r, t) in enumerate(LINES)],
+        source_format="native",
+    )
+    with unit_of_work(factory) as session:
+        stored = store_transcript(session, transcript, tenant="acme", external_id=external_id)
         call = get_call(session, stored.call_id)
         facts = RunFacts(
             key=idempotency_key(call.id, call.transcript_hash, "extract-v1", "test", "hand"),
@@ -75,17 +96,7 @@ def _seed(factory: sessionmaker[Session]) -> tuple[str, dict[str, str]]:
         run = add_run(session, call, facts, status=RunStatus.succeeded)
         add_claims(session, run, verify_extraction(transcript, extraction))
         set_state(call, CallState.ready_for_review)
-        tokens = {
-            name: create_user(session, tenant="acme", name=name, role=role).token
-            for name, role in (
-                ("agent", UserRole.supervisor),  # sees every call of the tenant
-                ("analyst", UserRole.analyst),
-                ("admin", UserRole.admin),
-                ("auditor", UserRole.supervisor),
-            )
-        }
-        set_view_pii(session, "acme", "auditor", allowed=True)
-        return stored.call_id, tokens
+        return stored.call_id
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -214,6 +225,60 @@ def test_a_selection_made_on_the_masked_transcript_is_stored_as_said(setup: Setu
     with setup.factory() as session:
         quotes = session.scalars(select(Evidence.quote).where(Evidence.claim_id == response.json()["id"])).all()
     assert quotes == [f"my social is {SSN}"]
+
+
+def _set_stored_masks(setup: Setup, call_id: str, value: str | None) -> None:
+    """Overwrite the call's stored masked copies (claim texts, evidence quotes) with `value`."""
+    with unit_of_work(setup.factory) as session:
+        claim_ids = select(Claim.id).where(Claim.call_id == call_id)
+        session.execute(update(Claim).where(Claim.call_id == call_id).values(text_masked=value))
+        session.execute(update(Evidence).where(Evidence.claim_id.in_(claim_ids)).values(quote_masked=value))
+
+
+def test_reads_take_the_stored_masked_copies_and_show_what_deriving_them_showed(setup: Setup) -> None:
+    """Claim texts and the quotes that are not a slice of their utterance are masked on their own: the
+    copies stored with the rows are what the API and the page show, identical to masking on every read."""
+    call_id = _seed_call(setup.factory, "pii-stored-masks", Extraction(summary=[
+        Statement(text=f"Customer gave card {CARD} for the refund", evidence=[EvidenceRef(utterance=1, quote=QUOTE)]),
+        # Cited in other words (case): grounded at the utterance's span, but not equal to its slice.
+        Statement(text=f"Customer's social is {SSN}", evidence=[EvidenceRef(utterance=1, quote=QUOTE.upper())]),
+        # Not in the transcript: no span at all.
+        Statement(text="Customer also gave card 5500 0000 0000 0004",
+                  evidence=[EvidenceRef(utterance=1, quote="my other card is 5500 0000 0000 0004")]),
+    ]))
+    headers = bearer(setup.tokens["agent"])
+
+    def reads() -> tuple[dict[str, Any], list[ClaimOut]]:
+        api = setup.client.get(f"/api/calls/{call_id}", headers=headers)
+        assert api.status_code == 200
+        with setup.factory() as session:
+            page = build_call_page(session, _principal(session, "agent"), call_id)
+        return api.json(), [item.claim for section in page.sections for item in section.items]
+
+    with setup.factory() as session:
+        # What every read showed before the copies were read: each text masked by the detector.
+        derived = mask_call_detail(call_detail(session, get_call(session, call_id))).model_dump(mode="json")
+        utterance = LINES[1][1]
+        evidence = session.scalars(select(Evidence).join(Claim).where(Claim.call_id == call_id)).all()
+    assert any(ev.char_start is not None and utterance[ev.char_start : ev.char_end] != ev.quote for ev in evidence)
+    assert any(ev.char_start is None for ev in evidence)
+
+    api, page_claims = reads()
+    assert api == derived
+    assert not any(value in json.dumps(api) for value in (CARD, SSN, "5500 0000"))
+    assert sorted(page_claims, key=lambda c: c.id) == [ClaimOut.model_validate(c) for c in derived["claims"]]
+
+    # Rows without copies (the columns are nullable) are masked on read, the same way.
+    _set_stored_masks(setup, call_id, None)
+    assert reads() == (api, page_claims)
+
+    # The copies are what is read: a (made-up) stored copy shows where a text is masked on its own.
+    _set_stored_masks(setup, call_id, "stored copy")
+    api_copy, page_copy = reads()
+    assert {c["text"] for c in api_copy["claims"]} == {"stored copy"}
+    quotes = [ev["quote"] for c in api_copy["claims"] for ev in c["evidence"]]
+    assert quotes.count("stored copy") == 2  # the two quotes that are not their utterance's slice
+    assert [c.text for c in page_copy] == ["stored copy"] * 3
 
 
 def _principal(session: Session, name: str) -> Principal:

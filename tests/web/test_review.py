@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
 import pytest
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, make_url, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from app.db.session import unit_of_work
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.errors import AppendOnlyError
-from app.models import Call, CallState, Claim, ReviewEvent, RunStatus, Utterance
+from app.models import Call, CallState, Claim, OutboxEvent, ReviewEvent, RunStatus, UserRole, Utterance
 from app.pipeline.calls import get_call
 from app.pipeline.persist import RunFacts, add_run
 from app.review import (
@@ -27,7 +30,9 @@ from app.review import (
 from app.schemas.grounding import ClaimKind
 from app.schemas.usage import Usage
 from app.users import AccessDeniedError, Principal, authenticate
+from tests.support.processes import wait_until
 from tests.web.conftest import World
+from tests.web.world import bearer, client_for, extraction, seed_call, seed_user
 
 
 def principal(world: World, user: str) -> Principal:
@@ -301,3 +306,51 @@ def test_admin_reads_the_trail_of_a_deleted_call_and_nobody_else_does(world: Wor
     for user in ("supervisor", "analyst", "agent_a1", "globex_admin"):
         answer = world.client.get(f"/api/calls/{call.call_id}/events", headers=world.token(user))
         assert answer.status_code == 404, user
+
+
+@pytest.mark.postgres
+def test_a_decision_picked_as_a_deadlock_victim_is_run_again_within_the_request(postgres_url: str) -> None:
+    """Another transaction takes the locks a decision needs in the other order (here: the audit table,
+    then the call row). PostgreSQL aborts the request's transaction; the request runs its unit of work
+    again and answers 200, with one decision recorded, not two, and no 500."""
+    factory = make_session_factory(create_db_engine(postgres_url))
+    token = seed_user(factory, tenant="acme", name="sup", role=UserRole.supervisor)
+    document = extraction().model_copy(update={"summary": extraction().summary[:1]})  # every item verified
+    call = seed_call(factory, tenant="acme", external_id="deadlock", agent_id="a1", team="blue", document=document)
+    dsn = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def deadlocks() -> int:
+        with factory() as session:
+            return int(session.scalar(text("SELECT deadlocks FROM pg_stat_database "
+                                           "WHERE datname = current_database()")) or 0)
+
+    def request_waits_for_the_audit_table() -> bool:
+        with factory() as session:
+            return bool(session.scalar(text(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'review_events'::regclass "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")))
+
+    before = deadlocks()
+    with (
+        client_for(postgres_url) as client,
+        ThreadPoolExecutor(max_workers=1) as pool,
+        psycopg.connect(dsn) as other,
+    ):
+        # The request's deadlock check fires first (1 s): it is the victim, the other transaction goes on.
+        other.execute("SET deadlock_timeout = '60s'")
+        other.execute("LOCK TABLE review_events IN SHARE ROW EXCLUSIVE MODE")
+        answer = pool.submit(client.post, f"/api/calls/{call.call_id}/review", json={"decision": "approve"},
+                             headers=bearer(token))
+        assert wait_until(request_waits_for_the_audit_table, 30)  # it holds the call row, waits for the table
+        other.execute("SELECT id FROM calls WHERE id = %s FOR UPDATE", [call.call_id])  # closes the cycle
+        other.commit()
+        response = answer.result(timeout=60)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "approved"
+    assert deadlocks() == before + 1
+    with factory() as session:
+        actions = session.scalars(select(ReviewEvent.action).where(ReviewEvent.call_id == call.call_id)).all()
+        handed_off = session.scalars(select(OutboxEvent.type).where(OutboxEvent.call_id == call.call_id)).all()
+    assert actions == ["call_approved"]
+    assert [t for t in handed_off if t == "call.approved"] == ["call.approved"]

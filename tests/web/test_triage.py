@@ -6,12 +6,12 @@ import re
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.db.session import unit_of_work
 from app.models import Call, CallState, ReviewEvent
-from app.review import approve_verified_calls
-from app.schemas.extraction import Extraction
+from app.review import approve_verified_calls, pending_unverified
+from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.users import AccessDeniedError, authenticate
 from app.web.queue import CallFilters, list_calls
 from tests.web.conftest import TARGETS, World, csrf_from
@@ -25,6 +25,92 @@ def verified_call(world: World, target: str = "acme_a1_blue") -> SeededCall:
     tenant, agent_id, team = TARGETS[target]
     return seed_call(world.factory, tenant=tenant, external_id=f"verified-{uuid.uuid4().hex[:8]}",
                      agent_id=agent_id, team=team, document=document)
+
+
+def thrice_flagged_call(world: World) -> SeededCall:
+    """The default extraction plus two more fabricated credits: three unverified items."""
+    document: Extraction = extraction()
+    invented = [Statement(text=f"Customer was offered a ${amount} credit",
+                          evidence=[EvidenceRef(utterance=3, quote=f"I can offer you a ${amount} credit")])
+                for amount in (60, 70)]
+    document = document.model_copy(update={"summary": [*document.summary, *invented]})
+    return seed_call(world.factory, tenant="acme", external_id=f"thrice-{uuid.uuid4().hex[:8]}",
+                     agent_id="a1", team="blue", document=document)
+
+
+def flagged_stored_and_recounted(world: World, call_id: str) -> tuple[int, int]:
+    with world.factory() as session:
+        call = session.get(Call, call_id)
+        assert call is not None
+        return call.flagged_items, pending_unverified(session, call_id)
+
+
+def test_the_stored_flagged_count_agrees_with_a_recount_through_every_decision(world: World) -> None:
+    call = thrice_flagged_call(world)
+    unverified = [key for key, grounded in call.grounded.items() if not grounded]
+    assert len(unverified) == 3
+    assert flagged_stored_and_recounted(world, call.call_id) == (3, 3)
+    headers = world.token("supervisor")
+
+    def review(key: str, body: dict[str, str]) -> None:
+        answer = world.client.post(f"/api/claims/{call.claim(key)}/review", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+
+    def decide(decision: str) -> int:
+        url = f"/api/calls/{call.call_id}/review"
+        return world.client.post(url, json={"decision": decision}, headers=headers).status_code
+
+    review("reason", {"action": "approve"})  # a verified item: nothing pending changes
+    assert flagged_stored_and_recounted(world, call.call_id) == (3, 3)
+    review(unverified[0], {"action": "edit", "text": "Customer asked about a credit"})
+    assert flagged_stored_and_recounted(world, call.call_id) == (2, 2)
+    review(unverified[1], {"action": "reject"})
+    review(unverified[1], {"action": "approve"})  # a second decision on the same item counts once
+    assert flagged_stored_and_recounted(world, call.call_id) == (1, 1)
+    added = world.client.post(
+        f"/api/calls/{call.call_id}/claims",
+        json={"kind": "action_item", "text": "Refund $99 today", "owner": "agent",
+              "evidence": [{"utterance": 2, "quote": "I will refund the $30 late fee to your card"}]},
+        headers=headers,
+    )
+    assert added.status_code == 201, added.text
+    assert (added.json()["status"], added.json()["review_status"]) == ("ungrounded", "approved")  # adding decides
+    assert flagged_stored_and_recounted(world, call.call_id) == (1, 1)
+    assert decide("approve") == 409
+    review(unverified[2], {"action": "reject"})
+    assert flagged_stored_and_recounted(world, call.call_id) == (0, 0)
+    assert decide("approve") == 200 and decide("reopen") == 200
+    assert flagged_stored_and_recounted(world, call.call_id) == (0, 0)
+
+
+def test_the_queue_the_call_page_and_bulk_approval_read_the_stored_count(world: World) -> None:
+    """The readers use `calls.flagged_items` rather than recounting: a stored count (here one no decision
+    produced) is what every one of them shows and acts on."""
+    call = verified_call(world)
+    with unit_of_work(world.factory) as session:
+        session.execute(update(Call).where(Call.id == call.call_id).values(flagged_items=2))
+    with world.factory() as session:
+        principal = authenticate(session, world.tokens["supervisor"])
+        assert principal is not None
+        listing = list_calls(session, principal, CallFilters(limit=200))
+        assert pending_unverified(session, call.call_id) == 0
+    row = next(c for c in listing.calls if c.call_id == call.call_id)
+    assert row.flagged and row.flagged_items == 2
+    page = world.browser("supervisor").get(f"/calls/{call.call_id}").text
+    assert "2 unverified items still pending" in page
+    assert decide_status(world, call.call_id, "approve") == 409
+    with unit_of_work(world.factory) as session:
+        supervisor = authenticate(session, world.tokens["supervisor"])
+        assert supervisor is not None
+        bulk = approve_verified_calls(session, supervisor, [call.call_id])
+    assert bulk.approved == [] and bulk.refused == {call.call_id: "unverified items pending"}
+    assert state_of(world, call.call_id) is CallState.ready_for_review
+
+
+def decide_status(world: World, call_id: str, decision: str) -> int:
+    answer = world.client.post(f"/api/calls/{call_id}/review", json={"decision": decision},
+                               headers=world.token("supervisor"))
+    return answer.status_code
 
 
 def state_of(world: World, call_id: str) -> CallState:
