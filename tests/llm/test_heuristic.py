@@ -23,8 +23,6 @@ from bench.heuristic.datasets import SAMPLES_DIR, load_harper_valley, load_tweet
 from tests.support.data import require_shared_data
 
 SAMPLE_PATHS = list(sample_paths())
-# A generous ceiling: the provider takes a few ms per call; this only catches pathological slowness
-# (catastrophic regex backtracking) without making the suite flaky on a busy machine.
 TWEETSUMM_SELECTION = 120
 
 
