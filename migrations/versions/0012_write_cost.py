@@ -1,0 +1,206 @@
+"""write cost: the PostgreSQL triggers that keep the counters (0009) and rollups (0011) do less per call
+
+The counters and ledgers keep the same rows and the same sums; only the way the PostgreSQL triggers
+write them changes (SQLite keeps the row triggers of 0009 and 0011 as they are):
+
+- calls: one row trigger for an update moves the state counters (0009) and every rollup (0011) instead
+  of two triggers, and the calls-by-state ledger gets its two rows (old state out, new state in) from
+  one INSERT instead of two;
+- extraction_runs: one row trigger for an update moves the run counters and the runs ledger, only when
+  a column either reads changed (the 0011 statement trigger moved every updated run out and back in).
+  When only the run's whole-call timings changed (db_ms and total_ms, written after the run's commit)
+  it updates only their histogram columns instead of all of the run's counter columns; the runs ledger
+  gets its two rows from one INSERT. A run's insert adds its ledger row from a row trigger (one run per
+  statement) instead of a statement trigger's transition table;
+- claims: the insert trigger first asks whether any inserted claim belongs to its call's current run.
+  The pipeline inserts a run's claims before it makes the run current, so the four rollup statements,
+  which would find nothing, are skipped; the call's update then counts the claims.
+
+The trigger bodies are built from the frozen definitions of 0009 and 0011 (loaded from their files).
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-03 08:00:00
+"""
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from alembic import op
+
+revision: str = '0012'
+down_revision: str | None = '0011'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def _revision(file_name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"postcall_migration_{file_name[:4]}",
+                                                  Path(__file__).with_name(file_name))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+COUNTERS = _revision("0009_read_paths.py")
+ROLLUPS = _revision("0011_analytics_rollups.py")
+# The stages whose timings are written after the run's commit, by an UPDATE of their columns alone.
+LATE_STAGES = ("db", "total")
+
+
+def _function(name: str, body: Sequence[str], returns: str = "NULL") -> str:
+    return (f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
+            + "".join(f"    {statement};\n" for statement in body) + f"    RETURN {returns};\nEND\n$$")
+
+
+def _by_name() -> dict[str, Any]:
+    return {rollup.name: rollup for rollup in ROLLUPS.rollups("postgresql")}
+
+
+def _counter_moves(table: str, row_key: Any, values_of: Any) -> list[str]:
+    """0009's counter update for a changed row: the row's difference when its key stays, else the old
+    row out and the new row in. For a run whose only change is its late timings, just their columns."""
+    counters, key = {"calls": ("call_counts", COUNTERS.CALL_KEY),
+                     "extraction_runs": ("run_totals", COUNTERS.RUN_KEY)}[table]
+    shard = f"pg_backend_pid() % {COUNTERS.SHARDS}"
+    new_values, old_values = values_of("NEW"), values_of("OLD")
+    difference = {c: f"({new_values[c]}) - ({old_values[c]})" for c in new_values}
+    same_key = " AND ".join(f"{n} IS NOT DISTINCT FROM {o}" for n, o in
+                            zip(row_key("NEW", "")[:-1], row_key("OLD", "")[:-1], strict=True))
+    moves = [f"IF {same_key} THEN"]
+    if table == "extraction_runs":
+        late_columns = {COUNTERS.STAGE_COLUMNS[stage] for stage in LATE_STAGES}
+        others = [c for c in COUNTERS.RUN_WATCHED if c not in late_columns]
+        late = {c: v for c, v in difference.items() if c.startswith(tuple(f"{stage}_" for stage in LATE_STAGES))}
+        moves = [f"IF {same_key} AND NOT ({COUNTERS._changed(others, 'IS DISTINCT FROM')}) THEN",
+                 f"        {COUNTERS._bump(counters, key, row_key('NEW', shard), late)};",
+                 f"    ELSIF {same_key} THEN"]
+    return [
+        *moves,
+        f"        {COUNTERS._bump(counters, key, row_key('NEW', shard), difference)};",
+        "    ELSE",
+        f"        {COUNTERS._bump(counters, key, row_key('OLD', shard), COUNTERS._deltas(values_of, '-'))};",
+        f"        {COUNTERS._bump(counters, key, row_key('NEW', shard), COUNTERS._deltas(values_of, '+'))};",
+        "    END IF;",
+    ]
+
+
+def _pair(rollup: Any, alias: str, columns: Sequence[str], joins: str = "") -> str:
+    """One INSERT of a rollup's ledger rows for the OLD row (sign -1) and the NEW row (sign 1) of the
+    base table, read as a two-row table named `alias` (what the rollup's expressions call that table)."""
+    old = ", ".join(f"OLD.{c}" for c in columns)
+    new = ", ".join(f"NEW.{c}" for c in columns)
+    rows = f"(VALUES (-1, {old}), (1, {new})) {alias}(sign, {', '.join(columns)})"
+    aggregates = ", ".join(a.format(sign=f"{alias}.sign") for _, a, _ in rollup.measures)
+    positions = ", ".join(str(i + 1) for i in range(len(rollup.keys)))
+    return (f"INSERT INTO {rollup.name} ({', '.join(k for k, _, _ in rollup.keys)}, "
+            f"{', '.join(m for m, _, _ in rollup.measures)}, folded) "
+            f"SELECT {', '.join(e for _, e, _ in rollup.keys)}, {aggregates}, 1 = 0 FROM {rows} {joins} "
+            f"WHERE {rollup.where} GROUP BY {positions}, {alias}.sign")
+
+
+def _calls_change() -> list[str]:
+    rollups = _by_name()
+    counted = COUNTERS._changed(COUNTERS.CALL_WATCHED, "IS DISTINCT FROM")
+    body = [f"IF {counted} THEN\n    "
+            + "\n    ".join(_counter_moves("calls", COUNTERS._call_key, COUNTERS._call_values)) + "\n    END IF"]
+    calls_rollup = rollups["rollup_calls"]
+    body.append(f"IF {ROLLUPS._changed(calls_rollup.call_columns, 'OLD', 'NEW', 'postgresql')} THEN\n"
+                f"        {_pair(calls_rollup, 'c', ROLLUPS.CALL_COLUMNS)};\n    END IF")
+    # The claim and run rollups as 0011 moves them (a call without a current run has no claims to move).
+    for rollup in rollups.values():
+        if rollup.base == "calls":
+            continue
+        moves = [ROLLUPS.delta(rollup, -1, calls="(SELECT OLD.*)"), ROLLUPS.delta(rollup, 1, calls="(SELECT NEW.*)")]
+        changed = ROLLUPS._changed(rollup.call_columns, "OLD", "NEW", "postgresql")
+        if rollup.base == "claims":
+            guards = ["OLD.current_run_id IS NOT NULL", "NEW.current_run_id IS NOT NULL"]
+            body.append(f"IF {changed} THEN\n"
+                        + "".join(f"        IF {g} THEN {m}; END IF;\n" for g, m in zip(guards, moves, strict=True))
+                        + "    END IF")
+        else:
+            body.append(f"IF {changed} THEN\n" + "".join(f"        {m};\n" for m in moves) + "    END IF")
+    return body
+
+
+def _watched_calls() -> list[str]:
+    columns = set(COUNTERS.CALL_WATCHED)
+    for rollup in _by_name().values():
+        columns |= {c for c in rollup.call_columns if "{row}" not in c}
+    return sorted(columns)
+
+
+def _runs_change() -> list[str]:
+    counted = COUNTERS._changed(COUNTERS.RUN_WATCHED, "IS DISTINCT FROM")
+    body = [f"IF {counted} THEN\n    "
+            + "\n    ".join(_counter_moves("extraction_runs", COUNTERS._run_key, COUNTERS._run_values))
+            + "\n    END IF"]
+    runs_rollup = _by_name()["rollup_runs"]
+    body.append(f"IF {ROLLUPS._changed(runs_rollup.row_columns, 'OLD', 'NEW', 'postgresql')} THEN\n"
+                f"        {_pair(runs_rollup, 'r', ROLLUPS.RUN_COLUMNS, 'JOIN calls c ON c.id = r.call_id')};\n"
+                "    END IF")
+    return body
+
+
+def _watched_runs() -> list[str]:
+    return sorted(set(COUNTERS.RUN_WATCHED) | set(_by_name()["rollup_runs"].row_columns))
+
+
+def _claims_insert() -> list[str]:
+    rollups = [r for r in _by_name().values() if r.base == "claims"]
+    current = "SELECT 1 FROM new_rows cl JOIN calls c ON c.id = cl.call_id AND c.current_run_id = cl.run_id"
+    return [f"IF EXISTS ({current}) THEN\n"
+            + "".join(f"        {ROLLUPS.delta(r, 1, claims='new_rows')};\n" for r in rollups) + "    END IF"]
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return  # SQLite keeps its row triggers
+    op.execute("DROP TRIGGER call_counts_change ON calls")
+    op.execute("DROP TRIGGER rollups_calls_update ON calls")
+    op.execute("DROP FUNCTION rollups_calls_update()")
+    op.execute("DROP TRIGGER run_totals_change ON extraction_runs")
+    for event in ("insert", "update"):
+        op.execute(f"DROP TRIGGER rollups_extraction_runs_{event} ON extraction_runs")
+        op.execute(f"DROP FUNCTION rollups_extraction_runs_{event}()")
+    op.execute("DROP TRIGGER rollups_claims_insert ON claims")
+    op.execute("DROP FUNCTION rollups_claims_insert()")
+
+    watched = _watched_calls()
+    op.execute(_function("postcall_calls_change", _calls_change()))
+    op.execute(f"CREATE TRIGGER calls_ledgers_change AFTER UPDATE OF {', '.join(watched)} ON calls FOR EACH ROW "
+               f"WHEN ({ROLLUPS._changed(watched, 'OLD', 'NEW', 'postgresql')}) "
+               "EXECUTE FUNCTION postcall_calls_change()")
+    watched = _watched_runs()
+    op.execute(_function("postcall_runs_change", _runs_change()))
+    op.execute(f"CREATE TRIGGER runs_ledgers_change AFTER UPDATE OF {', '.join(watched)} ON extraction_runs "
+               f"FOR EACH ROW WHEN ({ROLLUPS._changed(watched, 'OLD', 'NEW', 'postgresql')}) "
+               "EXECUTE FUNCTION postcall_runs_change()")
+    runs_rollup = _by_name()["rollup_runs"]
+    op.execute(_function("postcall_runs_insert", [ROLLUPS.delta(runs_rollup, 1, runs="(SELECT NEW.*)")]))
+    op.execute("CREATE TRIGGER runs_ledgers_insert AFTER INSERT ON extraction_runs FOR EACH ROW "
+               "EXECUTE FUNCTION postcall_runs_insert()")
+    op.execute(_function("rollups_claims_insert", _claims_insert()))
+    op.execute("CREATE TRIGGER rollups_claims_insert AFTER INSERT ON claims REFERENCING NEW TABLE AS new_rows "
+               "FOR EACH STATEMENT EXECUTE FUNCTION rollups_claims_insert()")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute("DROP FUNCTION postcall_calls_change() CASCADE")
+    op.execute("DROP FUNCTION postcall_runs_change() CASCADE")
+    op.execute("DROP FUNCTION postcall_runs_insert() CASCADE")
+    op.execute("DROP FUNCTION rollups_claims_insert() CASCADE")
+    for table, counters, *_, watched in COUNTERS.COUNTED:
+        op.execute(f"CREATE TRIGGER {counters}_change AFTER UPDATE OF {', '.join(watched)} ON {table} "
+                   f"FOR EACH ROW WHEN ({COUNTERS._changed(watched, 'IS DISTINCT FROM')}) "
+                   f"EXECUTE FUNCTION postcall_count_{table}()")
+    restored = ("rollups_calls_update", "rollups_extraction_runs_insert", "rollups_extraction_runs_update",
+                "rollups_claims_insert")
+    for statement in ROLLUPS._postgresql_triggers():
+        if any(f"{name}()" in statement.split("\n", 1)[0] for name in restored):
+            op.execute(statement)
