@@ -23,6 +23,7 @@ Revises: 0011
 Create Date: 2026-12-03 08:00:00
 """
 import importlib.util
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -88,18 +89,48 @@ def _counter_moves(table: str, row_key: Any, values_of: Any) -> list[str]:
     ]
 
 
-def _pair(rollup: Any, alias: str, columns: Sequence[str], joins: str = "") -> str:
-    """One INSERT of a rollup's ledger rows for the OLD row (sign -1) and the NEW row (sign 1) of the
-    base table, read as a two-row table named `alias` (what the rollup's expressions call that table)."""
-    old = ", ".join(f"OLD.{c}" for c in columns)
-    new = ", ".join(f"NEW.{c}" for c in columns)
-    rows = f"(VALUES (-1, {old}), (1, {new})) {alias}(sign, {', '.join(columns)})"
-    aggregates = ", ".join(a.format(sign=f"{alias}.sign") for _, a, _ in rollup.measures)
-    positions = ", ".join(str(i + 1) for i in range(len(rollup.keys)))
+def _row_measure(aggregate: str) -> str:
+    """A rollup measure of one row: 0011's aggregate over a group ("{sign} * COUNT(*)", "... SUM(x) ...",
+    "... COUNT(x)") written for a single row."""
+    if aggregate == "{sign} * COUNT(*)":
+        return "{sign}"
+    summed = re.fullmatch(r"\{sign\} \* COALESCE\(SUM\((.+)\), 0\)", aggregate)
+    if summed:
+        return f"{{sign}} * COALESCE({summed[1]}, 0)"
+    counted = re.fullmatch(r"\{sign\} \* COUNT\((.+)\)", aggregate)
+    assert counted, aggregate
+    return f"{{sign}} * CASE WHEN {counted[1]} IS NULL THEN 0 ELSE 1 END"
+
+
+def _ledger_rows(rollup: Any, alias: str, columns: Sequence[str], rows: Sequence[tuple[int, str]],
+                 joins: str = "") -> str:
+    """One INSERT of a rollup's ledger rows for single base rows: each of `rows` is a sign and the trigger
+    row (OLD or NEW) it counts, read as a table named `alias` (what the rollup's expressions call it)."""
+    values = ", ".join(f"({sign}, " + ", ".join(f"{row}.{c}" for c in columns) + ")" for sign, row in rows)
+    source = f"(VALUES {values}) {alias}(sign, {', '.join(columns)})"
+    measures = ", ".join(_row_measure(a).format(sign=f"{alias}.sign") for _, a, _ in rollup.measures)
     return (f"INSERT INTO {rollup.name} ({', '.join(k for k, _, _ in rollup.keys)}, "
             f"{', '.join(m for m, _, _ in rollup.measures)}, folded) "
-            f"SELECT {', '.join(e for _, e, _ in rollup.keys)}, {aggregates}, 1 = 0 FROM {rows} {joins} "
-            f"WHERE {rollup.where} GROUP BY {positions}, {alias}.sign")
+            f"SELECT {', '.join(e for _, e, _ in rollup.keys)}, {measures}, 1 = 0 FROM {source} {joins} "
+            f"WHERE {rollup.where}")
+
+
+MOVED = ((-1, "OLD"), (1, "NEW"))
+RUN_CALL = "JOIN calls c ON c.id = r.call_id"
+
+
+def _claim_moves(rollups: Sequence[Any], sign: int, call: str) -> str:
+    """One statement for every claim-based rollup: the claims of `call`'s current run (OLD or NEW),
+    read once, and one INSERT per rollup over them, which adds rows only when a call column that rollup
+    reads changed (0011 ran a statement, and read the claims, per rollup that moves)."""
+    current = f"SELECT * FROM claims WHERE run_id = {call}.current_run_id AND call_id = {call}.id"
+    inserts = [
+        ROLLUPS.delta(r, sign, claims="cl", calls=f"(SELECT {call}.*)")
+        .replace(" WHERE ", f" WHERE ({ROLLUPS._changed(r.call_columns, 'OLD', 'NEW', 'postgresql')}) AND ", 1)
+        for r in rollups
+    ]
+    named = "".join(f", moved_{i} AS ({statement})" for i, statement in enumerate(inserts[:-1]))
+    return f"WITH cl AS MATERIALIZED ({current}){named} {inserts[-1]}"
 
 
 def _calls_change() -> list[str]:
@@ -109,20 +140,20 @@ def _calls_change() -> list[str]:
             + "\n    ".join(_counter_moves("calls", COUNTERS._call_key, COUNTERS._call_values)) + "\n    END IF"]
     calls_rollup = rollups["rollup_calls"]
     body.append(f"IF {ROLLUPS._changed(calls_rollup.call_columns, 'OLD', 'NEW', 'postgresql')} THEN\n"
-                f"        {_pair(calls_rollup, 'c', ROLLUPS.CALL_COLUMNS)};\n    END IF")
-    # The claim and run rollups as 0011 moves them (a call without a current run has no claims to move).
-    for rollup in rollups.values():
-        if rollup.base == "calls":
-            continue
-        moves = [ROLLUPS.delta(rollup, -1, calls="(SELECT OLD.*)"), ROLLUPS.delta(rollup, 1, calls="(SELECT NEW.*)")]
-        changed = ROLLUPS._changed(rollup.call_columns, "OLD", "NEW", "postgresql")
-        if rollup.base == "claims":
-            guards = ["OLD.current_run_id IS NOT NULL", "NEW.current_run_id IS NOT NULL"]
-            body.append(f"IF {changed} THEN\n"
-                        + "".join(f"        IF {g} THEN {m}; END IF;\n" for g, m in zip(guards, moves, strict=True))
-                        + "    END IF")
-        else:
-            body.append(f"IF {changed} THEN\n" + "".join(f"        {m};\n" for m in moves) + "    END IF")
+                f"        {_ledger_rows(calls_rollup, 'c', ROLLUPS.CALL_COLUMNS, MOVED)};\n    END IF")
+    # The runs ledger reads the call's tenant and team.
+    runs_rollup = rollups["rollup_runs"]
+    body.append(f"IF {ROLLUPS._changed(runs_rollup.call_columns, 'OLD', 'NEW', 'postgresql')} THEN\n"
+                f"        {ROLLUPS.delta(runs_rollup, -1, calls='(SELECT OLD.*)')};\n"
+                f"        {ROLLUPS.delta(runs_rollup, 1, calls='(SELECT NEW.*)')};\n    END IF")
+    # The claim-based rollups, when a call column one of them reads changed (a call without a current run
+    # has no claims to move).
+    claim_rollups = [r for r in rollups.values() if r.base == "claims"]
+    claim_columns = sorted({c for r in claim_rollups for c in r.call_columns})
+    body.append(f"IF {ROLLUPS._changed(claim_columns, 'OLD', 'NEW', 'postgresql')} THEN\n"
+                f"        IF OLD.current_run_id IS NOT NULL THEN {_claim_moves(claim_rollups, -1, 'OLD')}; END IF;\n"
+                f"        IF NEW.current_run_id IS NOT NULL THEN {_claim_moves(claim_rollups, 1, 'NEW')}; END IF;\n"
+                "    END IF")
     return body
 
 
@@ -140,7 +171,7 @@ def _runs_change() -> list[str]:
             + "\n    END IF"]
     runs_rollup = _by_name()["rollup_runs"]
     body.append(f"IF {ROLLUPS._changed(runs_rollup.row_columns, 'OLD', 'NEW', 'postgresql')} THEN\n"
-                f"        {_pair(runs_rollup, 'r', ROLLUPS.RUN_COLUMNS, 'JOIN calls c ON c.id = r.call_id')};\n"
+                f"        {_ledger_rows(runs_rollup, 'r', ROLLUPS.RUN_COLUMNS, MOVED, RUN_CALL)};\n"
                 "    END IF")
     return body
 
@@ -149,9 +180,27 @@ def _watched_runs() -> list[str]:
     return sorted(set(COUNTERS.RUN_WATCHED) | set(_by_name()["rollup_runs"].row_columns))
 
 
+def _runs_write() -> list[str]:
+    """A run inserted: its counters and its ledger row. A run deleted: its counters (the runs ledger's
+    statement trigger of 0011 subtracts deleted runs whose call is still there)."""
+    shard = f"pg_backend_pid() % {COUNTERS.SHARDS}"
+    key, values_of, row_key = COUNTERS.RUN_KEY, COUNTERS._run_values, COUNTERS._run_key
+    runs_rollup = _by_name()["rollup_runs"]
+    return [
+        "IF TG_OP = 'INSERT' THEN\n"
+        f"        {COUNTERS._bump('run_totals', key, row_key('NEW', shard), COUNTERS._deltas(values_of, '+'))};\n"
+        f"        {_ledger_rows(runs_rollup, 'r', ROLLUPS.RUN_COLUMNS, ((1, 'NEW'),), RUN_CALL)};\n"
+        "    ELSE\n"
+        f"        {COUNTERS._bump('run_totals', key, row_key('OLD', shard), COUNTERS._deltas(values_of, '-'))};\n"
+        "    END IF"
+    ]
+
+
 def _claims_insert() -> list[str]:
     rollups = [r for r in _by_name().values() if r.base == "claims"]
-    current = "SELECT 1 FROM new_rows cl JOIN calls c ON c.id = cl.call_id AND c.current_run_id = cl.run_id"
+    # Per inserted claim, its call's current run by primary key (a join's plan for the transition table
+    # could scan calls).
+    current = "SELECT 1 FROM new_rows cl WHERE cl.run_id = (SELECT c.current_run_id FROM calls c WHERE c.id = cl.call_id)"
     return [f"IF EXISTS ({current}) THEN\n"
             + "".join(f"        {ROLLUPS.delta(r, 1, claims='new_rows')};\n" for r in rollups) + "    END IF"]
 
@@ -179,10 +228,10 @@ def upgrade() -> None:
     op.execute(f"CREATE TRIGGER runs_ledgers_change AFTER UPDATE OF {', '.join(watched)} ON extraction_runs "
                f"FOR EACH ROW WHEN ({ROLLUPS._changed(watched, 'OLD', 'NEW', 'postgresql')}) "
                "EXECUTE FUNCTION postcall_runs_change()")
-    runs_rollup = _by_name()["rollup_runs"]
-    op.execute(_function("postcall_runs_insert", [ROLLUPS.delta(runs_rollup, 1, runs="(SELECT NEW.*)")]))
-    op.execute("CREATE TRIGGER runs_ledgers_insert AFTER INSERT ON extraction_runs FOR EACH ROW "
-               "EXECUTE FUNCTION postcall_runs_insert()")
+    op.execute("DROP TRIGGER run_totals_write ON extraction_runs")
+    op.execute(_function("postcall_runs_write", _runs_write()))
+    op.execute("CREATE TRIGGER runs_ledgers_write AFTER INSERT OR DELETE ON extraction_runs FOR EACH ROW "
+               "EXECUTE FUNCTION postcall_runs_write()")
     op.execute(_function("rollups_claims_insert", _claims_insert()))
     op.execute("CREATE TRIGGER rollups_claims_insert AFTER INSERT ON claims REFERENCING NEW TABLE AS new_rows "
                "FOR EACH STATEMENT EXECUTE FUNCTION rollups_claims_insert()")
@@ -193,7 +242,9 @@ def downgrade() -> None:
         return
     op.execute("DROP FUNCTION postcall_calls_change() CASCADE")
     op.execute("DROP FUNCTION postcall_runs_change() CASCADE")
-    op.execute("DROP FUNCTION postcall_runs_insert() CASCADE")
+    op.execute("DROP FUNCTION postcall_runs_write() CASCADE")
+    op.execute("CREATE TRIGGER run_totals_write AFTER INSERT OR DELETE ON extraction_runs FOR EACH ROW "
+               "EXECUTE FUNCTION postcall_count_extraction_runs()")
     op.execute("DROP FUNCTION rollups_claims_insert() CASCADE")
     for table, counters, *_, watched in COUNTERS.COUNTED:
         op.execute(f"CREATE TRIGGER {counters}_change AFTER UPDATE OF {', '.join(watched)} ON {table} "
