@@ -4,15 +4,17 @@ The counters and ledgers keep the same rows and the same sums; only the way the 
 write them changes (SQLite keeps the row triggers of 0009 and 0011 as they are):
 
 - calls: one row trigger for an update moves the state counters (0009) and every rollup (0011) instead
-  of two triggers, and the calls-by-state ledger gets its two rows (old state out, new state in) from
-  one INSERT instead of two;
+  of two triggers; the calls-by-state ledger gets its two rows (old state out, new state in) from one
+  INSERT of a two-row VALUES instead of two INSERT ... SELECT ... GROUP BY; the four claim rollups read
+  the current run's claims once, in one statement (a materialized CTE feeding four INSERTs);
 - extraction_runs: one row trigger for an update moves the run counters and the runs ledger, only when
   a column either reads changed (the 0011 statement trigger moved every updated run out and back in).
   When only the run's whole-call timings changed (db_ms and total_ms, written after the run's commit)
   it updates only their histogram columns instead of all of the run's counter columns; the runs ledger
-  gets its two rows from one INSERT. A run's insert adds its ledger row from a row trigger (one run per
-  statement) instead of a statement trigger's transition table;
-- claims: the insert trigger first asks whether any inserted claim belongs to its call's current run.
+  gets its two rows from one INSERT. A run's insert adds its counters and its ledger row from one row
+  trigger (one run per statement) instead of a row trigger and a statement trigger's transition table;
+- claims: the insert trigger first asks whether any inserted claim belongs to its call's current run
+  (by the call's primary key).
   The pipeline inserts a run's claims before it makes the run current, so the four rollup statements,
   which would find nothing, are skipped; the call's update then counts the claims.
 
@@ -186,14 +188,14 @@ def _runs_write() -> list[str]:
     shard = f"pg_backend_pid() % {COUNTERS.SHARDS}"
     key, values_of, row_key = COUNTERS.RUN_KEY, COUNTERS._run_values, COUNTERS._run_key
     runs_rollup = _by_name()["rollup_runs"]
-    return [
+    return [(
         "IF TG_OP = 'INSERT' THEN\n"
         f"        {COUNTERS._bump('run_totals', key, row_key('NEW', shard), COUNTERS._deltas(values_of, '+'))};\n"
         f"        {_ledger_rows(runs_rollup, 'r', ROLLUPS.RUN_COLUMNS, ((1, 'NEW'),), RUN_CALL)};\n"
         "    ELSE\n"
         f"        {COUNTERS._bump('run_totals', key, row_key('OLD', shard), COUNTERS._deltas(values_of, '-'))};\n"
         "    END IF"
-    ]
+    )]
 
 
 def _claims_insert() -> list[str]:
