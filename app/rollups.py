@@ -1,6 +1,6 @@
 """Folding the rollup ledgers: each key's delta rows replaced by one summed row.
 
-The triggers (migration 0010) only ever INSERT into the rollup tables, so writers never wait on one
+The triggers (migrations 0011 and 0012) only ever INSERT into the rollup tables, so writers never wait on one
 another; between folds a key may have many rows, which readers sum. `fold_rollups` keeps that number
 small. On PostgreSQL one statement per table deletes the rows of every key that has unfolded rows and
 inserts their sums: rows a concurrent writer adds meanwhile are not in its snapshot and stay for the

@@ -8,6 +8,8 @@ could take in the opposite order (no deadlock). Readers sum the shards.
 
 A SQLite table rebuild (alembic's batch mode recreating `calls` or `extraction_runs`) drops that table's
 triggers: a migration that rebuilds one must create the triggers again (migration 0009 shows them).
+On PostgreSQL, migration 0012 moved the update triggers into the ones that keep the rollups (one row
+trigger per update of a call or a run), with the same counts.
 """
 
 from __future__ import annotations

@@ -1,0 +1,133 @@
+"""Where a processed call's PostgreSQL work goes: backend CPU per call, and per statement (triggers' too).
+
+    .venv/bin/python -m bench.cpu.statements [--calls 200] [--schema 0011] [--schema head] [--rounds 3]
+
+The same real calls and zero-delay local model as bench/cpu/run.py go through `process_call` one after
+another on a temporary PostgreSQL database per round. `--schema` (repeatable) migrates that database to
+a revision (e.g. 0011, the trigger set before 0012) or head; the schemas alternate round after round so
+the box's load falls on each alike, and each one's figure is the median of its rounds. The CPU is the
+session backend's run time from /proc/<pid>/schedstat (the server runs on this machine).
+
+With `--statements`, the server must load pg_stat_statements (`shared_preload_libraries`; a test server
+usually does not, so start one of your own and point POSTCALL_TEST_PG_PORT at it): the report then lists
+each statement's executions and execution time per call, nested ones (trigger bodies) marked, and the
+trigger functions' time (`track_functions`). Both add overhead: read CPU figures from runs without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import event
+
+import app
+from app.config import get_settings
+from app.db.migrate import downgrade, upgrade
+from app.db.session import create_db_engine, make_session_factory
+from app.llm.prompt import PromptTemplate
+from app.llm.scripted_server import ScriptedOpenAIServer
+from app.pipeline.run import process_call
+from bench.answers.run import PROMPT_NAME, real_transcripts, scripted_provider, store_calls
+from bench.cpu.run import answer
+from bench.cpu.side import backend_cpu_seconds
+from tests.support.services import PG_HOST, PG_PORT, PG_USER, temporary_pg_database
+
+STATEMENTS = """
+    SELECT calls, total_exec_time, toplevel, query FROM pg_stat_statements
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY total_exec_time DESC LIMIT %s"""
+FUNCTIONS = "SELECT funcname, calls, total_time FROM pg_stat_user_functions ORDER BY total_time DESC"
+
+
+def measure(schema: str, transcripts: list[Any], base_url: str, warmup: int, statements: int) -> dict[str, Any]:
+    """Process the calls on a fresh database at `schema`; the backend CPU per measured call, and the
+    statement and function lines when `statements` asks for that many."""
+    prompt = PromptTemplate.load(Path(app.__file__).resolve().parents[1] / "prompts", PROMPT_NAME)
+    provider = scripted_provider(get_settings(), base_url)
+    measured = len(transcripts) - warmup
+    with temporary_pg_database() as url:
+        upgrade(url)
+        if schema != "head":
+            downgrade(url, schema)
+        database = url.rsplit("/", 1)[1]
+        admin_dsn = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={database}"
+        if statements:
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                # For the sessions opened from now on: trigger bodies' statements and functions counted.
+                admin.execute(f'ALTER DATABASE "{database}" SET pg_stat_statements.track = \'all\'')
+                admin.execute(f'ALTER DATABASE "{database}" SET track_functions = \'pl\'')
+        engine = create_db_engine(url)
+        pids: set[int] = set()
+
+        @event.listens_for(engine, "connect")
+        def _remember_backend(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pids.add(cursor.fetchone()[0])
+            dbapi_connection.commit()
+
+        factory = make_session_factory(engine)
+        call_ids = store_calls(factory, transcripts)
+        for call_id in call_ids[:warmup]:
+            process_call(factory, call_id, provider, prompt)
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            if statements:
+                admin.execute("SELECT pg_stat_statements_reset(), pg_stat_reset()")
+            known = set(pids)
+            before = backend_cpu_seconds(known)
+            started = time.perf_counter()
+            for call_id in call_ids[warmup:]:
+                process_call(factory, call_id, provider, prompt)
+            wall = time.perf_counter() - started
+            cpu = backend_cpu_seconds(known) - before + backend_cpu_seconds(pids - known)
+            lines: list[str] = []
+            if statements:
+                time.sleep(0.6)  # the statistics collector's flush of function counts
+                for name, calls, total in admin.execute(FUNCTIONS):
+                    lines.append(f"  function {name:34} {calls / measured:5.2f} per call {total / measured:7.3f} ms")
+                for calls, total, toplevel, query in admin.execute(STATEMENTS, (statements,)):
+                    text = " ".join(query.split())[:110]
+                    nested = "" if toplevel else "nested "
+                    lines.append(f"  {nested}{calls / measured:5.2f} x {total / measured:7.3f} ms  {text}")
+        engine.dispose()
+    return {"cpu_ms": 1000 * cpu / measured, "wall_ms": 1000 * wall / measured, "lines": lines}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--schema", action="append", help="a migration revision or head (repeatable; default head)")
+    parser.add_argument("--statements", type=int, default=0, metavar="N",
+                        help="list the N costliest statements (needs pg_stat_statements loaded)")
+    args = parser.parse_args(argv)
+    schemas = args.schema or ["head"]
+    transcripts = real_transcripts(args.warmup + args.calls)
+    results: dict[str, list[dict[str, Any]]] = {schema: [] for schema in schemas}
+    with ScriptedOpenAIServer(answer) as server:
+        for number in range(args.rounds):
+            for schema in schemas:
+                result = measure(schema, transcripts, server.base_url, args.warmup, args.statements)
+                results[schema].append(result)
+                load = Path("/proc/loadavg").read_text().split()[0]
+                print(f"round {number + 1} schema {schema}: PostgreSQL backend CPU {result['cpu_ms']:.2f} ms per "
+                      f"call, wall {result['wall_ms']:.1f} ms, load {load}")
+                for line in result["lines"]:
+                    print(line)
+    for schema, rounds in results.items():
+        figures = [r["cpu_ms"] for r in rounds]
+        print(f"schema {schema}: median PostgreSQL backend CPU {statistics.median(figures):.2f} ms per call over "
+              f"{len(rounds)} rounds ({', '.join(f'{cpu:.2f}' for cpu in figures)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
