@@ -269,6 +269,7 @@ def run(args: argparse.Namespace) -> ThroughputResult:
             POSTCALL_OPENAI_MODEL="bench-model", POSTCALL_OPENAI_MAX_ATTEMPTS="1", POSTCALL_OPENAI_TIMEOUT="60",
             POSTCALL_WORKER_TARGET_CALLS_PER_SECOND=str(args.rate / args.workers),
             POSTCALL_WORKER_MODEL_LATENCY_SECONDS=str(args.llm_delay),
+            **dict(setting.split("=", 1) for setting in args.env),
         )
         workers = []
         for number in range(args.workers):
@@ -370,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=None, help="default: the sizing rule")
     parser.add_argument("--pool", default=None, help="default: POSTCALL_WORKER_POOL / the sizing rule")
     parser.add_argument("--loglevel", default="INFO", help="the workers' log level (INFO is the default)")
+    parser.add_argument("--env", action="append", default=[], metavar="POSTCALL_X=VALUE",
+                        help="a setting for the workers (repeatable), e.g. POSTCALL_DB_POOL_SIZE=10")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args)
