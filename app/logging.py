@@ -6,6 +6,10 @@ import logging
 import time
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d/%(threadName)s] %(message)s"
+# Loggers kept at WARNING or above. The HTTP clients' lines are rarely useful at INFO; Celery's two log
+# every task at INFO ("received", "succeeded in ..."), two formatted lines per call on the worker's hot
+# path. Their warnings and errors (a task that raised, a retry given up) still show.
+QUIET_LOGGERS = ("httpx", "httpcore", "openai._base_client", "celery.worker.strategy", "celery.app.trace")
 
 
 def configure_logging(level: str = "WARNING") -> None:
@@ -20,6 +24,5 @@ def configure_logging(level: str = "WARNING") -> None:
     handler.setFormatter(formatter)
     handler._postcall = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    # Third-party chatter that is rarely useful at INFO.
-    for noisy in ("httpx", "httpcore", "openai._base_client"):
+    for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

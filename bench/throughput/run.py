@@ -9,14 +9,16 @@ seconds, and `--workers` `postcall worker` processes using the openai provider a
 the target rate per process and the model latency. Calls are stored first (not measured), then their ids
 are published at `--rate` per second.
 
-Reported: sustained calls/s (the middle half of the completions, where the arrival and completion rates
-are steady), end-to-end latency p50/p95 (publish -> final state), CPU per call across the box (workers,
-model server and this database's PostgreSQL backends, from /proc), the pipeline's own CPU per call
-(`process_call` run in this process on other calls, the model answering at once, and the thread CPU
-inside `process_call` in the workers, from bench/throughput/probe.py), the Celery overhead (worker CPU
-per call minus process_call's CPU in the workers; under gevent, minus the in-process figure), messages
-left in Redis, and PostgreSQL sessions opened (counted when they end, so the workers are stopped first;
-the few of this script's own polling are included).
+Reported: the rate the ids were actually published at (below the target when this process was starved of
+CPU: the run then measures the publisher, not the workers), sustained calls/s (the middle half of the
+completions, where the arrival and completion rates are steady), end-to-end latency p50/p95 (publish ->
+final state), CPU per call across the box (workers, model server and this database's PostgreSQL backends,
+from /proc), the pipeline's own CPU per call (`process_call` run in this process on other calls, the
+model answering at once, and the thread CPU inside `process_call` in the workers, from
+bench/throughput/probe.py), the Celery overhead (worker CPU per call minus process_call's CPU in the
+workers; under gevent, minus the in-process figure), messages left in Redis, and PostgreSQL sessions
+opened (counted when they end, so the workers are stopped first; the few of this script's own polling are
+included).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ SETTLE_SECONDS = 3.0
 class ThroughputResult:
     calls: int
     target_rate: float
+    published_calls_per_s: float
     llm_delay_s: float
     workers: int
     pool: str
@@ -202,9 +205,9 @@ def publish_at_rate(broker: str, call_ids: Sequence[str], rate: float) -> dict[s
         due = min(len(call_ids), int((time.monotonic() - started) * rate) + 1)
         if due > sent:
             batch = call_ids[sent:due]
+            # Stamped before publishing: a worker may finish the first of a large batch before the last is sent.
+            published.update(dict.fromkeys(batch, time.time()))
             enqueue_calls(batch, broker_url=broker)
-            now = time.time()
-            published.update(dict.fromkeys(batch, now))
             sent = due
         time.sleep(PUBLISH_TICK_SECONDS)
     return published
@@ -269,6 +272,7 @@ def run(args: argparse.Namespace) -> ThroughputResult:
             POSTCALL_OPENAI_MODEL="bench-model", POSTCALL_OPENAI_MAX_ATTEMPTS="1", POSTCALL_OPENAI_TIMEOUT="60",
             POSTCALL_WORKER_TARGET_CALLS_PER_SECOND=str(args.rate / args.workers),
             POSTCALL_WORKER_MODEL_LATENCY_SECONDS=str(args.llm_delay),
+            **dict(setting.split("=", 1) for setting in args.env),
         )
         workers = []
         for number in range(args.workers):
@@ -336,6 +340,7 @@ def run(args: argparse.Namespace) -> ThroughputResult:
     return ThroughputResult(
         calls=args.calls,
         target_rate=args.rate,
+        published_calls_per_s=round(len(published) / max(1e-9, max(published.values()) - first_publish), 1),
         llm_delay_s=args.llm_delay,
         workers=args.workers,
         pool=args.pool or "default (sizing rule)",
@@ -370,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=None, help="default: the sizing rule")
     parser.add_argument("--pool", default=None, help="default: POSTCALL_WORKER_POOL / the sizing rule")
     parser.add_argument("--loglevel", default="INFO", help="the workers' log level (INFO is the default)")
+    parser.add_argument("--env", action="append", default=[], metavar="POSTCALL_X=VALUE",
+                        help="a setting for the workers (repeatable), e.g. POSTCALL_DB_POOL_SIZE=10")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args)
