@@ -121,6 +121,17 @@ class _ClientConfig:
     api_key: str = field(repr=False)
     timeout: float
     max_retries: int
+    keepalive: int
+
+
+# The SDK keeps at most this many idle connections per client; a worker with more slots waiting on the model
+# at once would close the rest after every answer and open (and, on https, handshake) them again.
+SDK_KEEPALIVE_CONNECTIONS = 100
+
+
+def keepalive_connections(settings: Settings) -> int:
+    """Idle model connections worth keeping: one per worker slot that can wait on the model at once."""
+    return max(SDK_KEEPALIVE_CONNECTIONS, settings.worker_concurrency or 0)
 
 
 _clients: dict[_ClientConfig, OpenAI] = {}
@@ -144,15 +155,25 @@ def shared_client(settings: Settings) -> OpenAI:
         api_key=api_key,
         timeout=settings.openai_timeout,
         max_retries=max(0, settings.openai_max_attempts - 1),
+        keepalive=keepalive_connections(settings),
     )
     with _clients_lock:
         client = _clients.get(config)
         if client is None:
+            # Built as the SDK's own limits type: the SDK's HTTP library (httpx2 in openai 3.x, httpx
+            # before) is its business, not a dependency of ours.
+            sdk_limits = openai.DEFAULT_CONNECTION_LIMITS
+            limits = type(sdk_limits)(
+                max_connections=max(sdk_limits.max_connections or 0, config.keepalive),
+                max_keepalive_connections=config.keepalive,
+                keepalive_expiry=sdk_limits.keepalive_expiry,
+            )
             client = OpenAI(
                 api_key=config.api_key,
                 base_url=config.base_url,
                 timeout=config.timeout,
                 max_retries=config.max_retries,
+                http_client=openai.DefaultHttpxClient(limits=limits, timeout=config.timeout),
             )
             _clients[config] = client
         return client

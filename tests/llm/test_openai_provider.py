@@ -799,3 +799,33 @@ def test_answer_read_from_the_raw_body_equals_the_sdk_model_reading(body: dict[s
 def test_a_body_that_is_not_a_json_object_is_unreadable() -> None:
     with pytest.raises(ValueError, match="JSON object"):
         Completion.from_body([completion_body("x")])
+
+
+@pytest.mark.parametrize("slots", [40, 140])
+def test_a_worker_keeps_one_model_connection_per_slot(
+    fake_openai: FakeOpenAIServer, prompt: PromptTemplate, slots: int
+) -> None:
+    """Every slot of a worker can wait on the model at once: after the answers, each keeps its connection
+    for the next call instead of closing it (the SDK alone keeps 100) and opening a new one."""
+    settings = make_settings(worker_concurrency=slots)
+    provider = OpenAIProvider(settings)
+    barrier = threading.Barrier(slots)
+    errors: list[BaseException] = []
+
+    def one_call() -> None:
+        barrier.wait()
+        try:
+            provider.extract(make_transcript(), prompt)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    for _ in range(2):  # the second round finds the first round's connections idle in the pool
+        fake_openai.enqueue(*[extraction_reply(GOOD_ANSWER, delay=0.5) for _ in range(slots)])
+        threads = [threading.Thread(target=one_call) for _ in range(slots)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    assert len(fake_openai.requests) == 2 * slots
+    assert fake_openai.connections == slots

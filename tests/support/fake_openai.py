@@ -196,6 +196,8 @@ class FakeOpenAIServer:
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, _FakeBatch] = {}
         self.api_requests: list[RecordedRequest] = []
+        # TCP connections accepted: a client that keeps its connections alive opens each one once.
+        self.connections = 0
         self.batch_responder: Callable[[RecordedRequest], ScriptedReply] | None = None
         # Replies served (in order) instead of the real answer, per operation: "files.create",
         # "files.content", "batches.create", "batches.retrieve", "batches.list", "batches.cancel".
@@ -430,6 +432,7 @@ def _api_operation(method: str, path: str) -> str | None:
 
 class _FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 512  # a worker's slots connect at once; socketserver's default backlog is 5
 
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], fake: FakeOpenAIServer
@@ -442,6 +445,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
     # Headers and body go out in separate writes; without this, delayed ACK stalls each reply ~40 ms.
     disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        super().setup()
+        fake = self.server.fake  # type: ignore[attr-defined]
+        with fake._lock:
+            fake.connections += 1
 
     def do_GET(self) -> None:
         fake = self.server.fake  # type: ignore[attr-defined]
