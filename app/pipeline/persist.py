@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -43,6 +43,36 @@ def latest_succeeded_run(session: Session, call_id: str) -> ExtractionRun | None
     """The call's current run: the latest succeeded one, as recorded on the call when it was written."""
     call = session.get(Call, call_id)
     return session.get(ExtractionRun, call.current_run_id) if call and call.current_run_id is not None else None
+
+
+@dataclass(frozen=True)
+class LockedCall:
+    """A call under its row lock, with what the final write reads beside it."""
+
+    call: Call
+    succeeded_run_id: int | None  # the succeeded run with the work's idempotency key, if already done
+    tenant_slug: str
+    time_zone: str
+
+
+def lock_call_for_result(session: Session, call_id: str, key: str) -> LockedCall | None:
+    """Lock the call (as `lock_call` does) and read, in the same statement, the succeeded run with `key` and
+    the tenant's slug and time zone: one round trip where three separate queries took three."""
+    done = (
+        select(RUNS.c.id)
+        .where(RUNS.c.idempotency_key == key, RUNS.c.status == RunStatus.succeeded)
+        .scalar_subquery()
+    )
+    row = session.execute(
+        select(Call, done, Tenant.slug, Tenant.time_zone)
+        .join(Tenant, Tenant.id == Call.tenant_id)
+        .where(Call.id == call_id)
+        .with_for_update(of=Call)
+    ).one_or_none()
+    if row is None:
+        return None
+    call, succeeded, slug, time_zone = row
+    return LockedCall(call, succeeded, slug, time_zone)
 
 
 @dataclass(frozen=True)
@@ -213,17 +243,17 @@ def write_succeeded_run(
     report: VerificationReport,
     *,
     raw_response: str | None,
+    tenant_slug: str,
+    time_zone: str,
 ) -> WrittenRun:
     """Store a succeeded run: the run, its claims and evidence, the call's new state and current run, and
-    the `call.processed` event. Flushes; never commits.
+    the `call.processed` event, for a call locked by `lock_call_for_result` (which read its tenant's slug and
+    time zone). Flushes; never commits.
 
     The rows go in through Core inserts (no ORM objects built and flushed), and the hand-off record is
     assembled from the rows as written rather than read back: the same record `build_record` returns.
     The run's whole-call timings are written after the commit (see `record_timings`).
     """
-    tenant_slug, time_zone = session.execute(
-        select(Tenant.slug, Tenant.time_zone).where(Tenant.id == call.tenant_id)
-    ).one()
     run_id = session.scalar(
         insert(RUNS).returning(RUNS.c.id),
         run_values(call, facts, status=RunStatus.succeeded, raw_response=raw_response),
@@ -255,9 +285,9 @@ def write_succeeded_run(
     return WrittenRun(run_id, state, len(written), ungrounded)
 
 
-def record_timings(session: Session, run_id: int, *, db_ms: float, total_ms: float, cpu_ms: float) -> None:
+def record_timings(connection: Connection, run_id: int, *, db_ms: float, total_ms: float, cpu_ms: float) -> None:
     """Write a run's whole-call timings, measured once its results were committed."""
-    session.execute(update(RUNS).where(RUNS.c.id == run_id).values(db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms))
+    connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms))
 
 
 def state_for_run(session: Session, run_id: int) -> CallState:

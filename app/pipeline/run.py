@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +40,7 @@ from app.pipeline.persist import (
     RunFacts,
     add_run,
     idempotency_key,
+    lock_call_for_result,
     record_timings,
     state_for_run,
     succeeded_run_id,
@@ -307,18 +309,19 @@ def _persist_success(
     for attempt in (1, 2):
         try:
             with unit_of_work(factory) as session:
-                call = lock_call(session, call_id)
-                if call is None:
+                locked = lock_call_for_result(session, call_id, claimed.facts_key)
+                if locked is None:
                     raise NotFoundError(f"call {call_id} was deleted while processing")
+                call = locked.call
                 if call.transcript_hash != claimed.transcript_hash:
                     # Replaced while we extracted: this result describes a transcript that is gone, and its
                     # offsets would point into the new utterances. The replacement's own task does the work.
                     return ProcessOutcome(call.id, call.state, skipped=True)
-                existing = succeeded_run_id(session, claimed.facts_key)
-                if existing is not None:
-                    return ProcessOutcome(call.id, call.state, run_id=existing, skipped=True)
+                if locked.succeeded_run_id is not None:
+                    return ProcessOutcome(call.id, call.state, run_id=locked.succeeded_run_id, skipped=True)
                 written = write_succeeded_run(session, call, spent, extracted.report,
-                                              raw_response=extracted.result.raw_response)
+                                              raw_response=extracted.result.raw_response,
+                                              tenant_slug=locked.tenant_slug, time_zone=locked.time_zone)
                 return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
                                       ungrounded=written.ungrounded)
         except DBAPIError as exc:
@@ -331,10 +334,14 @@ def _persist_success(
 def _record_timings(factory: sessionmaker[Session], run_id: int, *, db_ms: float, total_ms: float,
                     cpu_ms: float) -> None:
     """Write the run's timings, measured after its results were committed (so they include the commit).
-    A failure here loses a measurement, never a result: it is logged, not raised."""
+    A failure here loses a measurement, never a result: it is logged, not raised.
+
+    One UPDATE in autocommit, not a session's transaction: BEGIN and COMMIT would be two more round trips
+    (and a session's bookkeeping) for a single statement that is atomic on its own."""
     try:
-        with unit_of_work(factory) as session:
-            record_timings(session, run_id, db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms)
+        engine: Engine = factory.kw["bind"]
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            record_timings(connection, run_id, db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms)
     except SQLAlchemyError:
         logger.warning("could not record the timings of run %s", run_id, exc_info=True)
 
