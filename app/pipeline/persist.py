@@ -6,13 +6,24 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.handoff.outbox import EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
-from app.models import Call, CallState, Claim, Evidence, ExtractionRun, ReviewStatus, RunStatus, Tenant
+from app.models import (
+    Call,
+    CallState,
+    Claim,
+    Evidence,
+    ExtractionRun,
+    ReviewEvent,
+    ReviewStatus,
+    RunStatus,
+    Tenant,
+    WebhookEndpoint,
+)
 from app.models.tables import utcnow
 from app.pipeline.analyst_fields import CallClock, analyst_fields, call_clock
 from app.pipeline.calls import set_state
@@ -53,26 +64,32 @@ class LockedCall:
     succeeded_run_id: int | None  # the succeeded run with the work's idempotency key, if already done
     tenant_slug: str
     time_zone: str
+    reviewed: bool  # the call has review events (a reprocessed call): the record lists them
+    subscribed: bool  # the tenant has an active webhook endpoint: the event fans out
 
 
 def lock_call_for_result(session: Session, call_id: str, key: str) -> LockedCall | None:
-    """Lock the call (as `lock_call` does) and read, in the same statement, the succeeded run with `key` and
-    the tenant's slug and time zone: one round trip where three separate queries took three."""
+    """Lock the call (as `lock_call` does) and read, in the same statement, what the final write needs
+    besides: the succeeded run with `key`, the tenant's slug and time zone, and whether the call has review
+    events and the tenant an active webhook endpoint (usually neither, and then the write skips those two
+    queries). One round trip where separate queries took five."""
     done = (
         select(RUNS.c.id)
         .where(RUNS.c.idempotency_key == key, RUNS.c.status == RunStatus.succeeded)
         .scalar_subquery()
     )
+    reviewed = exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id)
+    subscribed = exists().where(WebhookEndpoint.tenant_id == Call.tenant_id, WebhookEndpoint.active.is_(True))
     row = session.execute(
-        select(Call, done, Tenant.slug, Tenant.time_zone)
+        select(Call, done, Tenant.slug, Tenant.time_zone, reviewed, subscribed)
         .join(Tenant, Tenant.id == Call.tenant_id)
         .where(Call.id == call_id)
         .with_for_update(of=Call)
     ).one_or_none()
     if row is None:
         return None
-    call, succeeded, slug, time_zone = row
-    return LockedCall(call, succeeded, slug, time_zone)
+    call, succeeded, slug, time_zone, has_events, has_endpoints = row
+    return LockedCall(call, succeeded, slug, time_zone, bool(has_events), bool(has_endpoints))
 
 
 @dataclass(frozen=True)
@@ -238,29 +255,28 @@ class WrittenRun:
 
 def write_succeeded_run(
     session: Session,
-    call: Call,
     facts: RunFacts,
     report: VerificationReport,
     *,
     raw_response: str | None,
-    tenant_slug: str,
-    time_zone: str,
+    locked: LockedCall,
 ) -> WrittenRun:
     """Store a succeeded run: the run, its claims and evidence, the call's new state and current run, and
-    the `call.processed` event, for a call locked by `lock_call_for_result` (which read its tenant's slug and
-    time zone). Flushes; never commits.
+    the `call.processed` event, for the call `lock_call_for_result` locked (with what it read beside).
+    Flushes; never commits.
 
     The rows go in through Core inserts (no ORM objects built and flushed), and the hand-off record is
     assembled from the rows as written rather than read back: the same record `build_record` returns.
     The run's whole-call timings are written after the commit (see `record_timings`).
     """
+    call = locked.call
     run_id = session.scalar(
         insert(RUNS).returning(RUNS.c.id),
         run_values(call, facts, status=RunStatus.succeeded, raw_response=raw_response),
     )
     assert run_id is not None  # RETURNING of a one-row INSERT
     call.current_run_id = run_id
-    written = insert_claims(session, run_id, call.id, report, CallClock(call.started_at, time_zone))
+    written = insert_claims(session, run_id, call.id, report, CallClock(call.started_at, locked.time_zone))
     ungrounded = len(report.ungrounded_claims)
     call.flagged_items = ungrounded  # a new run's items are all undecided
     state = outcome_state(len(written), ungrounded)
@@ -279,9 +295,10 @@ def write_succeeded_run(
         for (row, claim_id), claim in zip(written, report.claims, strict=True)
     ]
     shown_run = _RecordRun(run_id, RunStatus.succeeded, facts.provider, facts.model, facts.prompt_version)
-    record = assemble_record(call, tenant_slug, shown_run, claim_rows, review_events(session, call),
+    events = review_events(session, call) if locked.reviewed else ()
+    record = assemble_record(call, locked.tenant_slug, shown_run, claim_rows, events,
                              public_url=get_settings().public_url)
-    record_event(session, call, EventType.processed, record=record)
+    record_event(session, call, EventType.processed, record=record, subscribed=locked.subscribed)
     return WrittenRun(run_id, state, len(written), ungrounded)
 
 

@@ -319,9 +319,8 @@ def _persist_success(
                     return ProcessOutcome(call.id, call.state, skipped=True)
                 if locked.succeeded_run_id is not None:
                     return ProcessOutcome(call.id, call.state, run_id=locked.succeeded_run_id, skipped=True)
-                written = write_succeeded_run(session, call, spent, extracted.report,
-                                              raw_response=extracted.result.raw_response,
-                                              tenant_slug=locked.tenant_slug, time_zone=locked.time_zone)
+                written = write_succeeded_run(session, spent, extracted.report,
+                                              raw_response=extracted.result.raw_response, locked=locked)
                 return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
                                       ungrounded=written.ungrounded)
         except DBAPIError as exc:
