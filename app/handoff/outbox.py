@@ -97,7 +97,7 @@ def record_event(
     data = record.model_dump(mode="json")
     if json_size(data) > settings.webhook_max_payload_bytes:
         data = bounded(record, settings.webhook_max_payload_bytes).model_dump(mode="json")
-    outbox_id: int | None = session.scalar(
+    outbox_id: int | None = session.connection().scalar(
         insert(OUTBOX).returning(OUTBOX.c.id),
         {
             "event_id": new_event_id(),
@@ -118,7 +118,7 @@ def record_event(
 
 def _fan_out(session: Session, outbox_id: int, call: Call, kind: EventType, created_at: datetime, *,
              retry_period: float) -> None:
-    endpoints = session.execute(
+    endpoints = session.connection().execute(
         select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
             WebhookEndpoint.tenant_id == call.tenant_id, WebhookEndpoint.active.is_(True))
     ).all()
@@ -136,7 +136,7 @@ def _fan_out(session: Session, outbox_id: int, call: Call, kind: EventType, crea
     ]
     if not deliveries:
         return
-    delivery_ids = session.scalars(
+    delivery_ids = session.connection().scalars(
         insert(DELIVERIES).returning(DELIVERIES.c.id, sort_by_parameter_order=True), deliveries
     )
     session.info.setdefault(PENDING_DELIVERIES, []).extend(delivery_ids)

@@ -31,6 +31,8 @@ from app.schemas.grounding import VerificationReport, VerifiedEvidence
 from app.schemas.usage import Usage
 
 # Core tables: the success path inserts through them, without building ORM objects it never reads back.
+# Statements that involve no ORM entity run on `session.connection()` (the session's transaction),
+# which skips the ORM execution layer `session.execute` adds to every statement.
 RUNS = cast(Table, ExtractionRun.__table__)
 CLAIMS = cast(Table, Claim.__table__)
 EVIDENCE = cast(Table, Evidence.__table__)
@@ -44,7 +46,7 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
 
 def succeeded_run_id(session: Session, key: str) -> int | None:
     """The id of the succeeded run with this idempotency key, if the work was done already."""
-    return session.scalar(
+    return session.connection().scalar(
         select(ExtractionRun.id).where(ExtractionRun.idempotency_key == key,
                                        ExtractionRun.status == RunStatus.succeeded)
     )
@@ -209,14 +211,16 @@ def insert_claims(
     ]
     if not claim_rows:
         return []
-    claim_ids = list(session.scalars(insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True), claim_rows))
+    claim_ids = list(
+        session.connection().scalars(insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True), claim_rows)
+    )
     evidence_rows = [
         {"claim_id": claim_id, **evidence_values(ev, position)}
         for claim_id, claim in zip(claim_ids, report.claims, strict=True)
         for position, ev in enumerate(claim.evidence)
     ]
     if evidence_rows:
-        session.execute(insert(EVIDENCE), evidence_rows)
+        session.connection().execute(insert(EVIDENCE), evidence_rows)
     return list(zip(claim_rows, claim_ids, strict=True))
 
 
@@ -270,7 +274,7 @@ def write_succeeded_run(
     The run's whole-call timings are written after the commit (see `record_timings`).
     """
     call = locked.call
-    run_id = session.scalar(
+    run_id = session.connection().scalar(
         insert(RUNS).returning(RUNS.c.id),
         run_values(call, facts, status=RunStatus.succeeded, raw_response=raw_response),
     )

@@ -32,9 +32,9 @@ from app.grounding import verify_extraction
 from app.handoff.outbox import EventType, record_event
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.prompt import PromptTemplate
-from app.models import CallState, LlmMode, RunStatus
+from app.models import Call, CallState, LlmMode, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
-from app.pipeline.calls import load_transcript, lock_call, set_state
+from app.pipeline.calls import load_transcript, lock_call, lock_call_row, set_state, start_processing
 from app.pipeline.dedup import deduplicate
 from app.pipeline.persist import (
     RunFacts,
@@ -93,47 +93,58 @@ def _claim(
     defer_batch_calls: bool = False,
 ) -> _Claimed | ProcessOutcome:
     with unit_of_work(factory) as session:
-        call = lock_call(session, call_id)
-        if call is None:
+        # The usual path reads the call as a plain row and changes it with one UPDATE; the rare ones that
+        # change it otherwise load the ORM object (the row lock is already held).
+        row = lock_call_row(session, call_id)
+        if row is None:
             raise NotFoundError(f"call {call_id} not found (deleted?)")
-        key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
+        key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
         done = succeeded_run_id(session, key)
         if done is not None:
-            if call.state not in TERMINAL_PROCESSING_STATES:
+            state = row.state
+            if state not in TERMINAL_PROCESSING_STATES:
                 # The result is stored but the state says otherwise (a duplicate delivery overwrote it
                 # on a backend without row locks): the stored run is the truth, so heal the state.
-                set_state(call, state_for_run(session, done))
-            return ProcessOutcome(call.id, call.state, run_id=done, skipped=True)
-        if call.state in REVIEWED_STATES and not reprocess_reviewed:
+                state = state_for_run(session, done)
+                set_state(_locked(session, call_id), state)
+            return ProcessOutcome(row.id, state, run_id=done, skipped=True)
+        if row.state in REVIEWED_STATES and not reprocess_reviewed:
             # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
             # `postcall reprocess` re-extracts a reviewed call.
-            return ProcessOutcome(call.id, call.state, skipped=True)
-        if defer_batch_calls and call.llm_mode is LlmMode.batch:
+            return ProcessOutcome(row.id, row.state, skipped=True)
+        if defer_batch_calls and row.llm_mode is LlmMode.batch:
             # A batch-mode call reached a worker (`postcall retry`, a stray message): the batch
             # collector owns it and sends it in the next batch.
-            return ProcessOutcome(call.id, call.state, skipped=True)
-        if max_attempts is not None and call.attempts >= max_attempts:
+            return ProcessOutcome(row.id, row.state, skipped=True)
+        if max_attempts is not None and row.attempts >= max_attempts:
             # Every earlier attempt died without recording an outcome (a worker killed mid-call, a
             # crash in the provider): stop the redelivery loop and make the call visible.
             reason = (
-                f"gave up after {call.attempts} attempts without a stored result (worker killed, crashed "
+                f"gave up after {row.attempts} attempts without a stored result (worker killed, crashed "
                 "or retried out each time); `postcall retry` re-runs it"
             )
-            facts = RunFacts(key, provider.name, provider.model, prompt.version, call.transcript_hash, Usage(),
+            facts = RunFacts(key, provider.name, provider.model, prompt.version, row.transcript_hash, Usage(),
                              None, None)
+            call = _locked(session, call_id)
             run = add_run(session, call, facts, status=RunStatus.failed, error=reason)
             set_state(call, CallState.failed, error=reason)
             record_event(session, call, EventType.failed)
             return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
         now = utcnow()
         queue_wait_ms = None
-        if call.enqueued_at is not None:
-            queue_wait_ms = max(0.0, (now - call.enqueued_at).total_seconds() * 1000.0)
-        previous_state = call.state
-        call.attempts += 1
-        set_state(call, CallState.processing, error=call.last_error)
-        transcript = load_transcript(session, call)
-        return _Claimed(transcript, key, call.transcript_hash, queue_wait_ms, previous_state)
+        if row.enqueued_at is not None:
+            queue_wait_ms = max(0.0, (now - row.enqueued_at).total_seconds() * 1000.0)
+        start_processing(session, row.id, attempts=row.attempts + 1)
+        transcript = load_transcript(session, row)
+        return _Claimed(transcript, key, row.transcript_hash, queue_wait_ms, row.state)
+
+
+def _locked(session: Session, call_id: str) -> Call:
+    """The ORM object of a call this transaction has locked with `lock_call_row`."""
+    call = lock_call(session, call_id)
+    if call is None:  # the row lock keeps it from being deleted
+        raise NotFoundError(f"call {call_id} not found (deleted?)")
+    return call
 
 
 @dataclass(frozen=True)
