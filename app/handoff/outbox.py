@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 OUTBOX = cast(Table, OutboxEvent.__table__)
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
+# Built once: every processed call writes an event.
+_INSERT_EVENT = insert(OUTBOX).returning(OUTBOX.c.id)
 
 
 class EventType(StrEnum):
@@ -98,7 +100,7 @@ def record_event(
     if json_size(data) > settings.webhook_max_payload_bytes:
         data = bounded(record, settings.webhook_max_payload_bytes).model_dump(mode="json")
     outbox_id: int | None = session.connection().scalar(
-        insert(OUTBOX).returning(OUTBOX.c.id),
+        _INSERT_EVENT,
         {
             "event_id": new_event_id(),
             "tenant_id": call.tenant_id,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, select, update
+from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import ConfigError, NotFoundError
@@ -48,22 +48,32 @@ CLAIM_COLUMNS = (Call.id, Call.tenant_id, Call.external_id, Call.agent_id, Call.
                  Call.llm_mode)
 
 
+# The statements every processed call runs are built once, with bound parameters: building one costs
+# about as much Python as executing it.
+_LOCK_CALL_ROW = select(*CLAIM_COLUMNS).where(Call.id == bindparam("call_id")).with_for_update()
+_START_PROCESSING = update(CALLS).where(CALLS.c.id == bindparam("call_id")).values(
+    attempts=bindparam("attempt"), state=CallState.processing, state_changed_at=bindparam("now"),
+    review_rank=review_rank(CallState.processing),
+)
+_TRANSCRIPT_ROWS = (
+    select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
+           UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
+    .where(UtteranceRow.call_id == bindparam("call_id"))
+    .order_by(UtteranceRow.index)
+)
+
+
 def lock_call_row(session: Session, call_id: str) -> Row[Any] | None:
     """`lock_call` as a plain row of `CLAIM_COLUMNS`: the same lock, without building an ORM object (and a
     unit-of-work flush) for a call the caller changes with one UPDATE (`start_processing`)."""
-    row = session.connection().execute(select(*CLAIM_COLUMNS).where(Call.id == call_id).with_for_update()).one_or_none()
+    row = session.connection().execute(_LOCK_CALL_ROW, {"call_id": call_id}).one_or_none()
     return cast("Row[Any] | None", row)
 
 
 def start_processing(session: Session, call_id: str, *, attempts: int) -> None:
     """Mark a call locked by `lock_call_row` as processing, counting the attempt: what `set_state` (keeping
     the last error) and `attempts += 1` would flush."""
-    session.connection().execute(
-        update(CALLS).where(CALLS.c.id == call_id).values(
-            attempts=attempts, state=CallState.processing, state_changed_at=utcnow(),
-            review_rank=review_rank(CallState.processing),
-        )
-    )
+    session.connection().execute(_START_PROCESSING, {"call_id": call_id, "attempt": attempts, "now": utcnow()})
 
 
 def get_call(session: Session, call_id: str) -> Call:
@@ -101,12 +111,7 @@ def set_state(call: Call, state: CallState, *, error: str | None = None) -> None
 def load_transcript(session: Session, call: Call | Row[Any]) -> Transcript:
     # Columns, not ORM objects, on the session's connection: the rows are read once into the transcript and
     # never changed, so the ORM execution layer has nothing to do.
-    rows = session.connection().execute(
-        select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
-               UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
-        .where(UtteranceRow.call_id == call.id)
-        .order_by(UtteranceRow.index)
-    ).all()
+    rows = session.connection().execute(_TRANSCRIPT_ROWS, {"call_id": call.id}).all()
     return Transcript(
         metadata=CallMetadata(
             external_id=call.external_id,

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, exists, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -44,12 +44,31 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+# The statements every processed call runs are built once, with bound parameters: building one costs
+# about as much Python as executing it.
+_SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam("key"),
+                                            RUNS.c.status == RunStatus.succeeded)
+_LOCK_CALL_FOR_RESULT = (
+    select(
+        Call,
+        _SUCCEEDED_RUN_ID.scalar_subquery(),
+        Tenant.slug,
+        Tenant.time_zone,
+        exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id),
+        exists().where(WebhookEndpoint.tenant_id == Call.tenant_id, WebhookEndpoint.active.is_(True)),
+    )
+    .join(Tenant, Tenant.id == Call.tenant_id)
+    .where(Call.id == bindparam("call_id"))
+    .with_for_update(of=Call)
+)
+_INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
+_INSERT_CLAIMS = insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True)
+_INSERT_EVIDENCE = insert(EVIDENCE)
+
+
 def succeeded_run_id(session: Session, key: str) -> int | None:
     """The id of the succeeded run with this idempotency key, if the work was done already."""
-    return session.connection().scalar(
-        select(ExtractionRun.id).where(ExtractionRun.idempotency_key == key,
-                                       ExtractionRun.status == RunStatus.succeeded)
-    )
+    return session.connection().scalar(_SUCCEEDED_RUN_ID, {"key": key})
 
 
 def latest_succeeded_run(session: Session, call_id: str) -> ExtractionRun | None:
@@ -75,19 +94,7 @@ def lock_call_for_result(session: Session, call_id: str, key: str) -> LockedCall
     besides: the succeeded run with `key`, the tenant's slug and time zone, and whether the call has review
     events and the tenant an active webhook endpoint (usually neither, and then the write skips those two
     queries). One round trip where separate queries took five."""
-    done = (
-        select(RUNS.c.id)
-        .where(RUNS.c.idempotency_key == key, RUNS.c.status == RunStatus.succeeded)
-        .scalar_subquery()
-    )
-    reviewed = exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id)
-    subscribed = exists().where(WebhookEndpoint.tenant_id == Call.tenant_id, WebhookEndpoint.active.is_(True))
-    row = session.execute(
-        select(Call, done, Tenant.slug, Tenant.time_zone, reviewed, subscribed)
-        .join(Tenant, Tenant.id == Call.tenant_id)
-        .where(Call.id == call_id)
-        .with_for_update(of=Call)
-    ).one_or_none()
+    row = session.execute(_LOCK_CALL_FOR_RESULT, {"call_id": call_id, "key": key}).one_or_none()
     if row is None:
         return None
     call, succeeded, slug, time_zone, has_events, has_endpoints = row
@@ -211,16 +218,14 @@ def insert_claims(
     ]
     if not claim_rows:
         return []
-    claim_ids = list(
-        session.connection().scalars(insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True), claim_rows)
-    )
+    claim_ids = list(session.connection().scalars(_INSERT_CLAIMS, claim_rows))
     evidence_rows = [
         {"claim_id": claim_id, **evidence_values(ev, position)}
         for claim_id, claim in zip(claim_ids, report.claims, strict=True)
         for position, ev in enumerate(claim.evidence)
     ]
     if evidence_rows:
-        session.connection().execute(insert(EVIDENCE), evidence_rows)
+        session.connection().execute(_INSERT_EVIDENCE, evidence_rows)
     return list(zip(claim_rows, claim_ids, strict=True))
 
 
@@ -275,7 +280,7 @@ def write_succeeded_run(
     """
     call = locked.call
     run_id = session.connection().scalar(
-        insert(RUNS).returning(RUNS.c.id),
+        _INSERT_RUN,
         run_values(call, facts, status=RunStatus.succeeded, raw_response=raw_response),
     )
     assert run_id is not None  # RETURNING of a one-row INSERT
@@ -306,9 +311,13 @@ def write_succeeded_run(
     return WrittenRun(run_id, state, len(written), ungrounded)
 
 
+_RECORD_TIMINGS = update(RUNS).where(RUNS.c.id == bindparam("run_id")).values(
+    db_ms=bindparam("db"), total_ms=bindparam("total"), cpu_ms=bindparam("cpu"))
+
+
 def record_timings(connection: Connection, run_id: int, *, db_ms: float, total_ms: float, cpu_ms: float) -> None:
     """Write a run's whole-call timings, measured once its results were committed."""
-    connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms))
+    connection.execute(_RECORD_TIMINGS, {"run_id": run_id, "db": db_ms, "total": total_ms, "cpu": cpu_ms})
 
 
 def state_for_run(session: Session, run_id: int) -> CallState:
