@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, select
+from sqlalchemy import Table, event, insert, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -24,6 +24,11 @@ from app.models import Call, OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoi
 from app.models.tables import utcnow
 
 logger = logging.getLogger(__name__)
+
+OUTBOX = cast(Table, OutboxEvent.__table__)
+DELIVERIES = cast(Table, WebhookDelivery.__table__)
+# Built once: every processed call writes an event.
+_INSERT_EVENT = insert(OUTBOX).returning(OUTBOX.c.id)
 
 
 class EventType(StrEnum):
@@ -66,13 +71,19 @@ def record_event(
     *,
     actor: str | None = None,
     record: CallRecordV1 | None = None,
-) -> OutboxEvent:
-    """Write `event_type` for `call` to the outbox in the current transaction. Flushes; never commits.
+    subscribed: bool = True,
+) -> int:
+    """Write `event_type` for `call` to the outbox in the current transaction and return the event's row
+    id. Flushes; never commits.
 
     Call it after the state change (and its review event) is applied, so the record shows them. For
     `call.deleted` call it before the call's rows go: the record is identity only, and the call's earlier
     events are stripped of their content too (a deleted call leaves no transcript text behind). A caller
-    that has just written the rows the record shows may pass the `record` it assembled from them.
+    that has just written the rows the record shows may pass the `record` it assembled from them, and one
+    that has read in this transaction that the tenant has no active endpoint passes `subscribed=False`
+    (no query for endpoints then).
+
+    The rows go in through Core inserts: nothing reads them back as ORM objects.
     """
     settings = get_settings()
     kind = EventType(event_type)
@@ -88,44 +99,49 @@ def record_event(
     data = record.model_dump(mode="json")
     if json_size(data) > settings.webhook_max_payload_bytes:
         data = bounded(record, settings.webhook_max_payload_bytes).model_dump(mode="json")
-    outbox_event = OutboxEvent(
-        event_id=new_event_id(),
-        tenant_id=call.tenant_id,
-        call_id=call.id,
-        agent_id=call.agent_id,
-        team=call.team,
-        type=kind.value,
-        payload=envelope(kind.value, now.isoformat(), data),
-        created_at=now,
+    outbox_id: int | None = session.connection().scalar(
+        _INSERT_EVENT,
+        {
+            "event_id": new_event_id(),
+            "tenant_id": call.tenant_id,
+            "call_id": call.id,
+            "agent_id": call.agent_id,
+            "team": call.team,
+            "type": kind.value,
+            "payload": envelope(kind.value, now.isoformat(), data),
+            "created_at": now,
+        },
     )
-    session.add(outbox_event)
-    session.flush()
-    _fan_out(session, outbox_event, retry_period=settings.webhook_retry_period_seconds)
-    return outbox_event
+    assert outbox_id is not None  # RETURNING of a one-row INSERT
+    if subscribed:
+        _fan_out(session, outbox_id, call, kind, now, retry_period=settings.webhook_retry_period_seconds)
+    return outbox_id
 
 
-def _fan_out(session: Session, outbox_event: OutboxEvent, *, retry_period: float) -> None:
-    endpoints = session.scalars(
-        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == outbox_event.tenant_id,
-                                      WebhookEndpoint.active.is_(True))
+def _fan_out(session: Session, outbox_id: int, call: Call, kind: EventType, created_at: datetime, *,
+             retry_period: float) -> None:
+    endpoints = session.connection().execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+            WebhookEndpoint.tenant_id == call.tenant_id, WebhookEndpoint.active.is_(True))
     ).all()
     deliveries = [
-        WebhookDelivery(
-            outbox_id=outbox_event.id,
-            endpoint_id=endpoint.id,
-            call_id=outbox_event.call_id,
-            next_attempt_at=outbox_event.created_at,
-            retry_until=outbox_event.created_at + timedelta(seconds=retry_period),
-            created_at=outbox_event.created_at,
-        )
+        {
+            "outbox_id": outbox_id,
+            "endpoint_id": endpoint.id,
+            "call_id": call.id,
+            "next_attempt_at": created_at,
+            "retry_until": created_at + timedelta(seconds=retry_period),
+            "created_at": created_at,
+        }
         for endpoint in endpoints
-        if endpoint.event_types is None or outbox_event.type in endpoint.event_types
+        if endpoint.event_types is None or kind.value in endpoint.event_types
     ]
     if not deliveries:
         return
-    session.add_all(deliveries)
-    session.flush()
-    session.info.setdefault(PENDING_DELIVERIES, []).extend(d.id for d in deliveries)
+    delivery_ids = session.connection().scalars(
+        insert(DELIVERIES).returning(DELIVERIES.c.id, sort_by_parameter_order=True), deliveries
+    )
+    session.info.setdefault(PENDING_DELIVERIES, []).extend(delivery_ids)
 
 
 def _strip_earlier_events(session: Session, call: Call) -> None:

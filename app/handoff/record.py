@@ -188,7 +188,7 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
 
 def review_events(session: Session, call: Call) -> Sequence[Any]:
     """The call's review decisions, oldest first (action, actor_name, created_at, claim_id)."""
-    return session.execute(
+    return session.connection().execute(
         select(ReviewEvent.action, ReviewEvent.actor_name, ReviewEvent.created_at, ReviewEvent.claim_id)
         .where(ReviewEvent.call_id == call.id, ReviewEvent.tenant_id == call.tenant_id)
         .order_by(ReviewEvent.id)

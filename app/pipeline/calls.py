@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import ConfigError, NotFoundError
 from app.models import Call, CallState, Tenant
 from app.models import Utterance as UtteranceRow
-from app.models.tables import utcnow
+from app.models.tables import review_rank, utcnow
 from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
 
+CALLS = cast(Table, Call.__table__)
 TENANT_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -38,6 +40,40 @@ def find_tenant(session: Session, slug: str) -> Tenant | None:
 def lock_call(session: Session, call_id: str) -> Call | None:
     """Load a call holding its row lock (PostgreSQL) for the rest of the transaction."""
     return session.scalar(select(Call).where(Call.id == call_id).with_for_update())
+
+
+# The columns `lock_call_row` reads: what deciding whether to process a call, and loading its transcript, use.
+CLAIM_COLUMNS = (Call.id, Call.tenant_id, Call.external_id, Call.agent_id, Call.team, Call.started_at, Call.language,
+                 Call.source_format, Call.transcript_hash, Call.state, Call.enqueued_at, Call.attempts, Call.last_error,
+                 Call.llm_mode)
+
+
+# The statements every processed call runs are built once, with bound parameters: building one costs
+# about as much Python as executing it.
+_LOCK_CALL_ROW = select(*CLAIM_COLUMNS).where(Call.id == bindparam("call_id")).with_for_update()
+_START_PROCESSING = update(CALLS).where(CALLS.c.id == bindparam("call_id")).values(
+    attempts=bindparam("attempt"), state=CallState.processing, state_changed_at=bindparam("now"),
+    review_rank=review_rank(CallState.processing),
+)
+_TRANSCRIPT_ROWS = (
+    select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
+           UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
+    .where(UtteranceRow.call_id == bindparam("call_id"))
+    .order_by(UtteranceRow.index)
+)
+
+
+def lock_call_row(session: Session, call_id: str) -> Row[Any] | None:
+    """`lock_call` as a plain row of `CLAIM_COLUMNS`: the same lock, without building an ORM object (and a
+    unit-of-work flush) for a call the caller changes with one UPDATE (`start_processing`)."""
+    row = session.connection().execute(_LOCK_CALL_ROW, {"call_id": call_id}).one_or_none()
+    return cast("Row[Any] | None", row)
+
+
+def start_processing(session: Session, call_id: str, *, attempts: int) -> None:
+    """Mark a call locked by `lock_call_row` as processing, counting the attempt: what `set_state` (keeping
+    the last error) and `attempts += 1` would flush."""
+    session.connection().execute(_START_PROCESSING, {"call_id": call_id, "attempt": attempts, "now": utcnow()})
 
 
 def get_call(session: Session, call_id: str) -> Call:
@@ -72,14 +108,10 @@ def set_state(call: Call, state: CallState, *, error: str | None = None) -> None
     call.last_error = error
 
 
-def load_transcript(session: Session, call: Call) -> Transcript:
-    # Columns, not ORM objects: the rows are read once into the transcript and never changed.
-    rows = session.execute(
-        select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
-               UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
-        .where(UtteranceRow.call_id == call.id)
-        .order_by(UtteranceRow.index)
-    ).all()
+def load_transcript(session: Session, call: Call | Row[Any]) -> Transcript:
+    # Columns, not ORM objects, on the session's connection: the rows are read once into the transcript and
+    # never changed, so the ORM execution layer has nothing to do.
+    rows = session.connection().execute(_TRANSCRIPT_ROWS, {"call_id": call.id}).all()
     return Transcript(
         metadata=CallMetadata(
             external_id=call.external_id,

@@ -6,13 +6,24 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.handoff.outbox import EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
-from app.models import Call, CallState, Claim, Evidence, ExtractionRun, ReviewStatus, RunStatus, Tenant
+from app.models import (
+    Call,
+    CallState,
+    Claim,
+    Evidence,
+    ExtractionRun,
+    ReviewEvent,
+    ReviewStatus,
+    RunStatus,
+    Tenant,
+    WebhookEndpoint,
+)
 from app.models.tables import utcnow
 from app.pipeline.analyst_fields import CallClock, analyst_fields, call_clock
 from app.pipeline.calls import set_state
@@ -20,6 +31,8 @@ from app.schemas.grounding import VerificationReport, VerifiedEvidence
 from app.schemas.usage import Usage
 
 # Core tables: the success path inserts through them, without building ORM objects it never reads back.
+# Statements that involve no ORM entity run on `session.connection()` (the session's transaction),
+# which skips the ORM execution layer `session.execute` adds to every statement.
 RUNS = cast(Table, ExtractionRun.__table__)
 CLAIMS = cast(Table, Claim.__table__)
 EVIDENCE = cast(Table, Evidence.__table__)
@@ -31,18 +44,61 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+# The statements every processed call runs are built once, with bound parameters: building one costs
+# about as much Python as executing it.
+_SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam("key"),
+                                            RUNS.c.status == RunStatus.succeeded)
+_LOCK_CALL_FOR_RESULT = (
+    select(
+        Call,
+        _SUCCEEDED_RUN_ID.scalar_subquery(),
+        Tenant.slug,
+        Tenant.time_zone,
+        exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id),
+        exists().where(WebhookEndpoint.tenant_id == Call.tenant_id, WebhookEndpoint.active.is_(True)),
+    )
+    .join(Tenant, Tenant.id == Call.tenant_id)
+    .where(Call.id == bindparam("call_id"))
+    .with_for_update(of=Call)
+)
+_INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
+_INSERT_CLAIMS = insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True)
+_INSERT_EVIDENCE = insert(EVIDENCE)
+
+
 def succeeded_run_id(session: Session, key: str) -> int | None:
     """The id of the succeeded run with this idempotency key, if the work was done already."""
-    return session.scalar(
-        select(ExtractionRun.id).where(ExtractionRun.idempotency_key == key,
-                                       ExtractionRun.status == RunStatus.succeeded)
-    )
+    return session.connection().scalar(_SUCCEEDED_RUN_ID, {"key": key})
 
 
 def latest_succeeded_run(session: Session, call_id: str) -> ExtractionRun | None:
     """The call's current run: the latest succeeded one, as recorded on the call when it was written."""
     call = session.get(Call, call_id)
     return session.get(ExtractionRun, call.current_run_id) if call and call.current_run_id is not None else None
+
+
+@dataclass(frozen=True)
+class LockedCall:
+    """A call under its row lock, with what the final write reads beside it."""
+
+    call: Call
+    succeeded_run_id: int | None  # the succeeded run with the work's idempotency key, if already done
+    tenant_slug: str
+    time_zone: str
+    reviewed: bool  # the call has review events (a reprocessed call): the record lists them
+    subscribed: bool  # the tenant has an active webhook endpoint: the event fans out
+
+
+def lock_call_for_result(session: Session, call_id: str, key: str) -> LockedCall | None:
+    """Lock the call (as `lock_call` does) and read, in the same statement, what the final write needs
+    besides: the succeeded run with `key`, the tenant's slug and time zone, and whether the call has review
+    events and the tenant an active webhook endpoint (usually neither, and then the write skips those two
+    queries). One round trip where separate queries took five."""
+    row = session.execute(_LOCK_CALL_FOR_RESULT, {"call_id": call_id, "key": key}).one_or_none()
+    if row is None:
+        return None
+    call, succeeded, slug, time_zone, has_events, has_endpoints = row
+    return LockedCall(call, succeeded, slug, time_zone, bool(has_events), bool(has_endpoints))
 
 
 @dataclass(frozen=True)
@@ -162,14 +218,14 @@ def insert_claims(
     ]
     if not claim_rows:
         return []
-    claim_ids = list(session.scalars(insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True), claim_rows))
+    claim_ids = list(session.connection().scalars(_INSERT_CLAIMS, claim_rows))
     evidence_rows = [
         {"claim_id": claim_id, **evidence_values(ev, position)}
         for claim_id, claim in zip(claim_ids, report.claims, strict=True)
         for position, ev in enumerate(claim.evidence)
     ]
     if evidence_rows:
-        session.execute(insert(EVIDENCE), evidence_rows)
+        session.connection().execute(_INSERT_EVIDENCE, evidence_rows)
     return list(zip(claim_rows, claim_ids, strict=True))
 
 
@@ -208,29 +264,28 @@ class WrittenRun:
 
 def write_succeeded_run(
     session: Session,
-    call: Call,
     facts: RunFacts,
     report: VerificationReport,
     *,
     raw_response: str | None,
+    locked: LockedCall,
 ) -> WrittenRun:
     """Store a succeeded run: the run, its claims and evidence, the call's new state and current run, and
-    the `call.processed` event. Flushes; never commits.
+    the `call.processed` event, for the call `lock_call_for_result` locked (with what it read beside).
+    Flushes; never commits.
 
     The rows go in through Core inserts (no ORM objects built and flushed), and the hand-off record is
     assembled from the rows as written rather than read back: the same record `build_record` returns.
     The run's whole-call timings are written after the commit (see `record_timings`).
     """
-    tenant_slug, time_zone = session.execute(
-        select(Tenant.slug, Tenant.time_zone).where(Tenant.id == call.tenant_id)
-    ).one()
-    run_id = session.scalar(
-        insert(RUNS).returning(RUNS.c.id),
+    call = locked.call
+    run_id = session.connection().scalar(
+        _INSERT_RUN,
         run_values(call, facts, status=RunStatus.succeeded, raw_response=raw_response),
     )
     assert run_id is not None  # RETURNING of a one-row INSERT
     call.current_run_id = run_id
-    written = insert_claims(session, run_id, call.id, report, CallClock(call.started_at, time_zone))
+    written = insert_claims(session, run_id, call.id, report, CallClock(call.started_at, locked.time_zone))
     ungrounded = len(report.ungrounded_claims)
     call.flagged_items = ungrounded  # a new run's items are all undecided
     state = outcome_state(len(written), ungrounded)
@@ -249,15 +304,20 @@ def write_succeeded_run(
         for (row, claim_id), claim in zip(written, report.claims, strict=True)
     ]
     shown_run = _RecordRun(run_id, RunStatus.succeeded, facts.provider, facts.model, facts.prompt_version)
-    record = assemble_record(call, tenant_slug, shown_run, claim_rows, review_events(session, call),
+    events = review_events(session, call) if locked.reviewed else ()
+    record = assemble_record(call, locked.tenant_slug, shown_run, claim_rows, events,
                              public_url=get_settings().public_url)
-    record_event(session, call, EventType.processed, record=record)
+    record_event(session, call, EventType.processed, record=record, subscribed=locked.subscribed)
     return WrittenRun(run_id, state, len(written), ungrounded)
 
 
-def record_timings(session: Session, run_id: int, *, db_ms: float, total_ms: float, cpu_ms: float) -> None:
+_RECORD_TIMINGS = update(RUNS).where(RUNS.c.id == bindparam("run_id")).values(
+    db_ms=bindparam("db"), total_ms=bindparam("total"), cpu_ms=bindparam("cpu"))
+
+
+def record_timings(connection: Connection, run_id: int, *, db_ms: float, total_ms: float, cpu_ms: float) -> None:
     """Write a run's whole-call timings, measured once its results were committed."""
-    session.execute(update(RUNS).where(RUNS.c.id == run_id).values(db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms))
+    connection.execute(_RECORD_TIMINGS, {"run_id": run_id, "db": db_ms, "total": total_ms, "cpu": cpu_ms})
 
 
 def state_for_run(session: Session, run_id: int) -> CallState:

@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,14 +32,15 @@ from app.grounding import verify_extraction
 from app.handoff.outbox import EventType, record_event
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.prompt import PromptTemplate
-from app.models import CallState, LlmMode, RunStatus
+from app.models import Call, CallState, LlmMode, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
-from app.pipeline.calls import load_transcript, lock_call, set_state
+from app.pipeline.calls import load_transcript, lock_call, lock_call_row, set_state, start_processing
 from app.pipeline.dedup import deduplicate
 from app.pipeline.persist import (
     RunFacts,
     add_run,
     idempotency_key,
+    lock_call_for_result,
     record_timings,
     state_for_run,
     succeeded_run_id,
@@ -91,47 +93,58 @@ def _claim(
     defer_batch_calls: bool = False,
 ) -> _Claimed | ProcessOutcome:
     with unit_of_work(factory) as session:
-        call = lock_call(session, call_id)
-        if call is None:
+        # The usual path reads the call as a plain row and changes it with one UPDATE; the rare ones that
+        # change it otherwise load the ORM object (the row lock is already held).
+        row = lock_call_row(session, call_id)
+        if row is None:
             raise NotFoundError(f"call {call_id} not found (deleted?)")
-        key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
+        key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
         done = succeeded_run_id(session, key)
         if done is not None:
-            if call.state not in TERMINAL_PROCESSING_STATES:
+            state = row.state
+            if state not in TERMINAL_PROCESSING_STATES:
                 # The result is stored but the state says otherwise (a duplicate delivery overwrote it
                 # on a backend without row locks): the stored run is the truth, so heal the state.
-                set_state(call, state_for_run(session, done))
-            return ProcessOutcome(call.id, call.state, run_id=done, skipped=True)
-        if call.state in REVIEWED_STATES and not reprocess_reviewed:
+                state = state_for_run(session, done)
+                set_state(_locked(session, call_id), state)
+            return ProcessOutcome(row.id, state, run_id=done, skipped=True)
+        if row.state in REVIEWED_STATES and not reprocess_reviewed:
             # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
             # `postcall reprocess` re-extracts a reviewed call.
-            return ProcessOutcome(call.id, call.state, skipped=True)
-        if defer_batch_calls and call.llm_mode is LlmMode.batch:
+            return ProcessOutcome(row.id, row.state, skipped=True)
+        if defer_batch_calls and row.llm_mode is LlmMode.batch:
             # A batch-mode call reached a worker (`postcall retry`, a stray message): the batch
             # collector owns it and sends it in the next batch.
-            return ProcessOutcome(call.id, call.state, skipped=True)
-        if max_attempts is not None and call.attempts >= max_attempts:
+            return ProcessOutcome(row.id, row.state, skipped=True)
+        if max_attempts is not None and row.attempts >= max_attempts:
             # Every earlier attempt died without recording an outcome (a worker killed mid-call, a
             # crash in the provider): stop the redelivery loop and make the call visible.
             reason = (
-                f"gave up after {call.attempts} attempts without a stored result (worker killed, crashed "
+                f"gave up after {row.attempts} attempts without a stored result (worker killed, crashed "
                 "or retried out each time); `postcall retry` re-runs it"
             )
-            facts = RunFacts(key, provider.name, provider.model, prompt.version, call.transcript_hash, Usage(),
+            facts = RunFacts(key, provider.name, provider.model, prompt.version, row.transcript_hash, Usage(),
                              None, None)
+            call = _locked(session, call_id)
             run = add_run(session, call, facts, status=RunStatus.failed, error=reason)
             set_state(call, CallState.failed, error=reason)
             record_event(session, call, EventType.failed)
             return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
         now = utcnow()
         queue_wait_ms = None
-        if call.enqueued_at is not None:
-            queue_wait_ms = max(0.0, (now - call.enqueued_at).total_seconds() * 1000.0)
-        previous_state = call.state
-        call.attempts += 1
-        set_state(call, CallState.processing, error=call.last_error)
-        transcript = load_transcript(session, call)
-        return _Claimed(transcript, key, call.transcript_hash, queue_wait_ms, previous_state)
+        if row.enqueued_at is not None:
+            queue_wait_ms = max(0.0, (now - row.enqueued_at).total_seconds() * 1000.0)
+        start_processing(session, row.id, attempts=row.attempts + 1)
+        transcript = load_transcript(session, row)
+        return _Claimed(transcript, key, row.transcript_hash, queue_wait_ms, row.state)
+
+
+def _locked(session: Session, call_id: str) -> Call:
+    """The ORM object of a call this transaction has locked with `lock_call_row`."""
+    call = lock_call(session, call_id)
+    if call is None:  # the row lock keeps it from being deleted
+        raise NotFoundError(f"call {call_id} not found (deleted?)")
+    return call
 
 
 @dataclass(frozen=True)
@@ -307,18 +320,18 @@ def _persist_success(
     for attempt in (1, 2):
         try:
             with unit_of_work(factory) as session:
-                call = lock_call(session, call_id)
-                if call is None:
+                locked = lock_call_for_result(session, call_id, claimed.facts_key)
+                if locked is None:
                     raise NotFoundError(f"call {call_id} was deleted while processing")
+                call = locked.call
                 if call.transcript_hash != claimed.transcript_hash:
                     # Replaced while we extracted: this result describes a transcript that is gone, and its
                     # offsets would point into the new utterances. The replacement's own task does the work.
                     return ProcessOutcome(call.id, call.state, skipped=True)
-                existing = succeeded_run_id(session, claimed.facts_key)
-                if existing is not None:
-                    return ProcessOutcome(call.id, call.state, run_id=existing, skipped=True)
-                written = write_succeeded_run(session, call, spent, extracted.report,
-                                              raw_response=extracted.result.raw_response)
+                if locked.succeeded_run_id is not None:
+                    return ProcessOutcome(call.id, call.state, run_id=locked.succeeded_run_id, skipped=True)
+                written = write_succeeded_run(session, spent, extracted.report,
+                                              raw_response=extracted.result.raw_response, locked=locked)
                 return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
                                       ungrounded=written.ungrounded)
         except DBAPIError as exc:
@@ -331,10 +344,14 @@ def _persist_success(
 def _record_timings(factory: sessionmaker[Session], run_id: int, *, db_ms: float, total_ms: float,
                     cpu_ms: float) -> None:
     """Write the run's timings, measured after its results were committed (so they include the commit).
-    A failure here loses a measurement, never a result: it is logged, not raised."""
+    A failure here loses a measurement, never a result: it is logged, not raised.
+
+    One UPDATE in autocommit, not a session's transaction: BEGIN and COMMIT would be two more round trips
+    (and a session's bookkeeping) for a single statement that is atomic on its own."""
     try:
-        with unit_of_work(factory) as session:
-            record_timings(session, run_id, db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms)
+        engine: Engine = factory.kw["bind"]
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            record_timings(connection, run_id, db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms)
     except SQLAlchemyError:
         logger.warning("could not record the timings of run %s", run_id, exc_info=True)
 

@@ -268,6 +268,9 @@ class NormalizedText:
         return bisect_left(self.joined_offsets, found)
 
 
+# Within one call the same statement is normalized by de-duplication (twice), verification and the case
+# note; the result is immutable, so those calls share it. Bounded: a worker sees endless distinct texts.
+@functools.lru_cache(maxsize=4096)
 def normalize(text: str) -> NormalizedText:
     """Normalize `text` into comparable tokens that map back to intervals of `text`."""
     rows, flags = _raw_rows(text)
