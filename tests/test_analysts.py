@@ -157,6 +157,7 @@ def test_row_views_filter_on_the_tables_whatever_the_query_shape(
         # Every value each tenant shows in any of the views (a condition may run on a joined row of the
         # tenant that the view then leaves out, such as a call without decisions).
         values: dict[str, set[str]] = {"acme": set(), "globex": set()}
+        by_column: dict[tuple[str, str], set[str]] = {}  # the other tenant's values of each view's column
         for view, (order, columns) in ROW_VIEW_SHAPES.items():
             owner_newest[view] = [tuple(row) for row in session.execute(
                 text(f"SELECT * FROM {view} WHERE tenant = 'acme' ORDER BY {order} LIMIT 50")
@@ -167,9 +168,13 @@ def test_row_views_filter_on_the_tables_whatever_the_query_shape(
                 for tenant, value in session.execute(text(f"SELECT tenant, CAST({column} AS text) FROM {view}")):
                     values[tenant].add(value)
                     tenants.add(tenant)
+                    if tenant == "globex":
+                        by_column.setdefault((view, column), set()).add(value)
                 assert tenants == {"acme", "globex"}, (view, column)
         globex_only = values["globex"] - values["acme"]
-        assert globex_only
+        # (Both tenants had the same transcripts: some columns, such as quotes, hold no value of globex alone.)
+        probes = {key: sorted(found & globex_only)[:3] for key, found in by_column.items()}
+        assert {view for (view, _), found in probes.items() if found} == set(ROW_VIEW_SHAPES), probes
 
     with _connect_as(url, role_name) as conn:
         # A view's owner could read the tables; an analyst cannot become it.
@@ -189,6 +194,12 @@ def test_row_views_filter_on_the_tables_whatever_the_query_shape(
                     else:
                         # Only the other tenant's rows would reach the cast: none do, so nothing fails.
                         assert conn.execute(shape).fetchone() == (0,), (view, column)
+                # Aimed at one of the other tenant's values: the cast fails only if that row reaches it.
+                for value in probes[view, column]:
+                    aimed = f"CAST(CASE WHEN CAST({column} AS text) = %s THEN {column} END AS integer) = 0"
+                    for shape in (f"SELECT * FROM {view} WHERE {aimed}",
+                                  f"SELECT * FROM {view} WHERE {aimed} ORDER BY {order} LIMIT 5"):
+                        assert conn.execute(shape, (value,)).fetchall() == [], (view, column, value)
         other = world.calls["globex"][0]
         for view in ROW_VIEW_SHAPES:
             assert conn.execute(f"SELECT COUNT(*) FROM {view} WHERE call_id = %s", (other,)).fetchone() == (0,)
