@@ -16,7 +16,7 @@ import argparse
 import os
 import statistics
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, make_url, select, text
@@ -33,7 +33,8 @@ ROLLUP_VIEW_TIMES = {
 }
 
 # What an analyst types at each view: a lookup with a bound (an agent, a call, a window of time) and, for
-# every view, the newest 50 rows with no window and a count for one day (:day, a day of the load). The
+# every view, the newest 50 rows with no window and a count for one day (:day, a day of the load, from
+# :day_start to :day_end on a timestamp column). The
 # rollup views have no call to look up; the evidence has no time of its own (newest = highest id).
 VIEW_QUERIES = {
     "analytics_calls: a page of one agent's calls": (
@@ -45,7 +46,7 @@ VIEW_QUERIES = {
     ),
     "analytics_calls: count for one day": (
         "SELECT COUNT(*) FROM analytics_calls WHERE tenant = :tenant "
-        "AND started_at >= :day AND started_at < :day + INTERVAL '1 day'"
+        "AND started_at >= :day_start AND started_at < :day_end"
     ),
     "analytics_calls: one call": "SELECT * FROM analytics_calls WHERE call_id = md5('call123457')",
     "analytics_runs: one call's runs": (
@@ -56,7 +57,7 @@ VIEW_QUERIES = {
     ),
     "analytics_runs: count for one day": (
         "SELECT COUNT(*) FROM analytics_runs WHERE tenant = :tenant "
-        "AND started_at >= :day AND started_at < :day + INTERVAL '1 day'"
+        "AND started_at >= :day_start AND started_at < :day_end"
     ),
     "analytics_claims: one call's current items": (
         "SELECT * FROM analytics_claims WHERE call_id = md5('call123457') AND is_current = 1"
@@ -66,7 +67,7 @@ VIEW_QUERIES = {
     ),
     "analytics_claims: count for one day": (
         "SELECT COUNT(*) FROM analytics_claims WHERE tenant = :tenant "
-        "AND created_at >= :day AND created_at < :day + INTERVAL '1 day'"
+        "AND created_at >= :day_start AND created_at < :day_end"
     ),
     "analytics_evidence: one call's evidence": (
         "SELECT * FROM analytics_evidence WHERE call_id = md5('call123457') AND is_current = 1"
@@ -83,7 +84,7 @@ VIEW_QUERIES = {
     ),
     "analytics_review_events: count for one day": (
         "SELECT COUNT(*) FROM analytics_review_events WHERE tenant = :tenant "
-        "AND created_at >= :day AND created_at < :day + INTERVAL '1 day'"
+        "AND created_at >= :day_start AND created_at < :day_end"
     ),
     "analytics_review_events: one call": (
         "SELECT * FROM analytics_review_events WHERE call_id = md5('call123457') ORDER BY created_at"
@@ -187,7 +188,12 @@ def _run_queries(engine: Engine, args: argparse.Namespace, day: str) -> None:
     with engine.connect() as connection:
         queries = {**VIEW_QUERIES, **cookbook_queries(args.tenant)}
         for name, sql in queries.items():
-            sql = sql.replace("'2026-03-13'", f"'{day}'").replace(":day", f"DATE '{day}'")
+            # The window's bounds have the columns' own type: a date compared with a timestamptz is a
+            # cross-type operator PostgreSQL does not mark leakproof, so under the views' tenant filter it
+            # is applied after the filter, row by row, instead of as an index range.
+            next_day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+            sql = (sql.replace("'2026-03-13'", f"'{day}'").replace(":day_start", f"TIMESTAMPTZ '{day} 00:00+00'")
+                   .replace(":day_end", f"TIMESTAMPTZ '{next_day} 00:00+00'").replace(":day", f"DATE '{day}'"))
             statement = text(sql)
             params = {"tenant": args.tenant} if ":tenant" in sql else {}
 
