@@ -177,6 +177,7 @@ def test_row_views_filter_on_the_tables_whatever_the_query_shape(
         assert {view for (view, _), found in probes.items() if found} == set(ROW_VIEW_SHAPES), probes
 
     with _connect_as(url, role_name) as conn:
+        assert conn.execute("SHOW jit").fetchone() == ("off",)
         # A view's owner could read the tables; an analyst cannot become it.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SET ROLE postcall_analyst_views")
