@@ -1,9 +1,11 @@
 """PostgreSQL login roles for analysts, each bound to one tenant.
 
 An analyst role is a read-only LOGIN role, a member of the `postcall_analyst` group (which holds SELECT
-on the analyst views and nothing else), listed in `analyst_roles` with its tenant. The views (migration
-0008) show a member of the group only its tenant's rows, and no rows at all once its binding is gone:
-isolation is enforced by the database, for psql and BI tools alike, not by the application.
+on the analyst views and nothing else), listed in `analyst_roles` with its tenant. The views show a member
+of the group only its tenant's rows, and no rows at all once its binding is gone: isolation is enforced
+by the database, for psql and BI tools alike, not by the application (the row views through row-level
+security on the tables they read, applied to their owner `postcall_analyst_views`, migration 0014; the
+rollup views through a security barrier, migration 0011).
 
 Roles are cluster-wide in PostgreSQL; the binding is per database. SQLite has no roles: an analyst given
 the SQLite file reads every tenant, so SQLite is single-tenant for analysts.
@@ -24,6 +26,8 @@ from app.models import AnalystRole, Tenant
 from app.pipeline.calls import find_tenant
 
 ANALYST_GROUP = "postcall_analyst"
+# Owns the row views; the tables' row-level security policies filter what it reads for an analyst.
+VIEW_OWNER = "postcall_analyst_views"
 # Lower case, no quoting surprises, within PostgreSQL's 63-byte identifier limit.
 ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 PASSWORD_BYTES = 24
@@ -81,6 +85,12 @@ def grant_analyst(session: Session, role_name: str, tenant: str) -> GrantedRole:
             f"the group role {ANALYST_GROUP} is missing: run `postcall db upgrade` as a role with CREATEROLE "
             f"(or create it: CREATE ROLE {ANALYST_GROUP} NOLOGIN)"
         )
+    if not _role_exists(session, VIEW_OWNER):
+        raise ConfigError(
+            f"the role {VIEW_OWNER} that owns the analyst views is missing, so the views are not granted to "
+            f"analysts: create it (CREATE ROLE {VIEW_OWNER} NOLOGIN NOBYPASSRLS) and migrate revision 0014 "
+            "again as a role with CREATEROLE"
+        )
     if _role_exists(session, role_name):
         raise AnalystRoleError(f"a PostgreSQL role named {role_name!r} already exists (roles are cluster-wide)")
     password = secrets.token_urlsafe(PASSWORD_BYTES)  # [A-Za-z0-9_-] only: safe inside the literal below
@@ -90,6 +100,10 @@ def grant_analyst(session: Session, role_name: str, tenant: str) -> GrantedRole:
         f"PASSWORD '{password}' IN ROLE {ANALYST_GROUP}"
     ))
     session.execute(text(f'ALTER ROLE "{role_name}" SET default_transaction_read_only = on'))
+    # The views' row-level security adds per-row checks whose estimated cost switches JIT compilation on
+    # for queries that read tens of thousands of rows; compiling took longer than the query (1.3 s of
+    # 2.8 s for one day's claims at 1M calls, docs/benchmarks.md).
+    session.execute(text(f'ALTER ROLE "{role_name}" SET jit = off'))
     session.add(AnalystRole(role_name=role_name, tenant_id=tenant_row.id))
     session.flush()
     return GrantedRole(role_name=role_name, tenant=tenant, password=password)

@@ -117,6 +117,95 @@ def test_analyst_sees_only_its_tenant_and_no_table(
         _connect_as(url, role_name).close()
 
 
+# Each row view: its newest-first order (as an analyst types it, no time window) and text columns whose
+# values tell the tenants apart.
+ROW_VIEW_SHAPES = {
+    "analytics_calls": ("started_at DESC, call_id", ["tenant", "external_id", "agent_id"]),
+    "analytics_runs": ("started_at DESC, run_id DESC", ["tenant", "external_id", "call_id"]),
+    "analytics_claims": ("created_at DESC, claim_id DESC", ["tenant", "external_id", "text", "agent_id"]),
+    "analytics_evidence": ("evidence_id DESC", ["tenant", "call_id", "quote"]),
+    "analytics_review_events": ("created_at DESC, event_id DESC",
+                                ["tenant", "external_id", "claim_text", "actor_name"]),
+}
+
+
+def _failing_value(conn: psycopg.Connection, sql: str) -> str:
+    """The value a failing cast shows in its error message."""
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation) as failed:
+        conn.execute(sql)
+    message = str(failed.value)
+    return message[message.index('"') + 1 : message.rindex('"')]
+
+
+def test_row_views_filter_on_the_tables_whatever_the_query_shape(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    """The row views are plain views over tables with row-level security (migration 0014), so the planner
+    may scan a table in time order and stop early; the filter still runs before any condition of the
+    analyst's, in every shape."""
+    url, factory, world = pg_world
+    with unit_of_work(factory) as session:
+        grant_analyst(session, role_name, "acme")
+        # A decision in the other tenant too, on one of its items (the fixture's decisions are all acme's).
+        session.execute(text(
+            "INSERT INTO review_events (tenant_id, call_id, claim_id, actor_name, action, created_at) "
+            "SELECT c.tenant_id, c.id, cl.id, 'sup-globex', 'claim_approved', now() "
+            "FROM calls c JOIN claims cl ON cl.call_id = c.id WHERE c.external_id = 'globex-1' LIMIT 1"
+        ))
+    with unit_of_work(factory) as session:
+        owner_newest: dict[str, list[tuple[object, ...]]] = {}
+        # Every value each tenant shows in any of the views (a condition may run on a joined row of the
+        # tenant that the view then leaves out, such as a call without decisions).
+        values: dict[str, set[str]] = {"acme": set(), "globex": set()}
+        by_column: dict[tuple[str, str], set[str]] = {}  # the other tenant's values of each view's column
+        for view, (order, columns) in ROW_VIEW_SHAPES.items():
+            owner_newest[view] = [tuple(row) for row in session.execute(
+                text(f"SELECT * FROM {view} WHERE tenant = 'acme' ORDER BY {order} LIMIT 50")
+            )]
+            assert owner_newest[view], view
+            for column in columns:
+                tenants = set()
+                for tenant, value in session.execute(text(f"SELECT tenant, CAST({column} AS text) FROM {view}")):
+                    values[tenant].add(value)
+                    tenants.add(tenant)
+                    if tenant == "globex":
+                        by_column.setdefault((view, column), set()).add(value)
+                assert tenants == {"acme", "globex"}, (view, column)
+        globex_only = values["globex"] - values["acme"]
+        # (Both tenants had the same transcripts: some columns, such as quotes, hold no value of globex alone.)
+        probes = {key: sorted(found & globex_only)[:3] for key, found in by_column.items()}
+        assert {view for (view, _), found in probes.items() if found} == set(ROW_VIEW_SHAPES), probes
+
+    with _connect_as(url, role_name) as conn:
+        assert conn.execute("SHOW jit").fetchone() == ("off",)
+        # A view's owner could read the tables; an analyst cannot become it.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SET ROLE postcall_analyst_views")
+        for view, (order, columns) in ROW_VIEW_SHAPES.items():
+            newest = [tuple(row) for row in conn.execute(f"SELECT * FROM {view} ORDER BY {order} LIMIT 50")]
+            assert newest == owner_newest[view], view
+            assert conn.execute(f"SELECT COUNT(*) FROM {view} WHERE tenant = 'globex'").fetchone() == (0,), view
+            for column in columns:
+                for shape in (f"SELECT * FROM {view} WHERE CAST({column} AS integer) = 0",
+                              f"SELECT * FROM {view} WHERE CAST({column} AS integer) = 0 ORDER BY {order} LIMIT 5",
+                              f"SELECT COUNT(*) FROM {view} WHERE tenant = 'globex' AND CAST({column} AS integer) = 0"):
+                    shown = _failing_value(conn, shape) if "COUNT" not in shape else None
+                    if shown is not None:
+                        assert shown in values["acme"] and shown not in globex_only, (view, column, shown)
+                    else:
+                        # Only the other tenant's rows would reach the cast: none do, so nothing fails.
+                        assert conn.execute(shape).fetchone() == (0,), (view, column)
+                # Aimed at one of the other tenant's values: the cast fails only if that row reaches it.
+                for value in probes[view, column]:
+                    aimed = f"CAST(CASE WHEN CAST({column} AS text) = %s THEN {column} END AS integer) = 0"
+                    for shape in (f"SELECT * FROM {view} WHERE {aimed}",
+                                  f"SELECT * FROM {view} WHERE {aimed} ORDER BY {order} LIMIT 5"):
+                        assert conn.execute(shape, (value,)).fetchall() == [], (view, column, value)
+        other = world.calls["globex"][0]
+        for view in ROW_VIEW_SHAPES:
+            assert conn.execute(f"SELECT COUNT(*) FROM {view} WHERE call_id = %s", (other,)).fetchone() == (0,)
+
+
 def test_a_role_unbound_from_its_tenant_sees_nothing(
     pg_world: tuple[str, sessionmaker[Session], World], role_name: str
 ) -> None:

@@ -243,6 +243,9 @@ class Call(Base):
         Index("ix_calls_state_changed", "state", "state_changed_at"),
         # Analysts' windows (dashboard, export --since/--until) select a tenant's calls by start.
         Index("ix_calls_tenant_started", "tenant_id", "started_at"),
+        # An analyst's newest calls (ORDER BY started_at DESC LIMIT n): through the analyst views the tenant
+        # is a joined slug, not a tenant id, so the scan is by time and the tenant is a filter.
+        Index("ix_calls_started_at", "started_at"),
     )
 
 
@@ -364,6 +367,8 @@ class Claim(Base):
             postgresql_where=HAS_DUE_DATE,
             sqlite_where=HAS_DUE_DATE,
         ),
+        # An analyst's newest items (ORDER BY created_at DESC LIMIT n, or one day's), as for calls.
+        Index("ix_claims_created_at", "created_at"),
     )
 
 
