@@ -33,7 +33,7 @@ are added. The rollup views of 0011 stay security-barrier views (their queries a
 an ordered index scan through the barrier).
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-03 08:00:00
 """
 from collections.abc import Sequence
@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = '0014'
-down_revision: str | None = '0011'
+down_revision: str | None = '0012'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
