@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 import app
 import app.pipeline.run as pipeline_run
@@ -71,6 +71,21 @@ def backend_cpu_seconds(pids: set[int]) -> float:
     return total / 1e9
 
 
+def engine_with_backend_pids(url: str) -> tuple[Engine, set[int]]:
+    """An engine for `url`, and the set its connections add their PostgreSQL backend's pid to."""
+    engine = create_db_engine(url)
+    backend_pids: set[int] = set()
+
+    @event.listens_for(engine, "connect")
+    def _remember_backend(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend_pids.add(cursor.fetchone()[0])
+        dbapi_connection.commit()
+
+    return engine, backend_pids
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls-file", type=Path, required=True, help="JSON list of [external_id, transcript]")
@@ -94,16 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with temporary_pg_database() as url:
         upgrade(url)
-        engine = create_db_engine(url)
-        backend_pids: set[int] = set()
-
-        @event.listens_for(engine, "connect")
-        def _remember_backend(dbapi_connection: Any, _record: Any) -> None:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                backend_pids.add(cursor.fetchone()[0])
-            dbapi_connection.commit()
-
+        engine, backend_pids = engine_with_backend_pids(url)
         factory = make_session_factory(engine)
         call_ids = store_calls(factory, transcripts)
         per_call: list[dict[str, float]] = []

@@ -24,18 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
 
 import app
 from app.config import get_settings
 from app.db.migrate import downgrade, upgrade
-from app.db.session import create_db_engine, make_session_factory
+from app.db.session import make_session_factory
 from app.llm.prompt import PromptTemplate
 from app.llm.scripted_server import ScriptedOpenAIServer
 from app.pipeline.run import process_call
 from bench.answers.run import PROMPT_NAME, real_transcripts, scripted_provider, store_calls
 from bench.cpu.run import answer
-from bench.cpu.side import backend_cpu_seconds
+from bench.cpu.side import backend_cpu_seconds, engine_with_backend_pids
 from tests.support.services import PG_HOST, PG_PORT, PG_USER, temporary_pg_database
 
 STATEMENTS = """
@@ -63,16 +62,7 @@ def measure(schema: str, transcripts: list[Any], base_url: str, warmup: int, sta
                 # For the sessions opened from now on: trigger bodies' statements and functions counted.
                 admin.execute(f'ALTER DATABASE "{database}" SET pg_stat_statements.track = \'all\'')
                 admin.execute(f'ALTER DATABASE "{database}" SET track_functions = \'pl\'')
-        engine = create_db_engine(url)
-        pids: set[int] = set()
-
-        @event.listens_for(engine, "connect")
-        def _remember_backend(dbapi_connection: Any, _record: Any) -> None:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                pids.add(cursor.fetchone()[0])
-            dbapi_connection.commit()
-
+        engine, pids = engine_with_backend_pids(url)
         factory = make_session_factory(engine)
         call_ids = store_calls(factory, transcripts)
         for call_id in call_ids[:warmup]:
