@@ -286,7 +286,8 @@ def write_succeeded_run(
     )
     assert run_id is not None  # RETURNING of a one-row INSERT
     call.current_run_id = run_id
-    written = insert_claims(session, run_id, call.id, call.tenant_id, report, CallClock(call.started_at, locked.time_zone))
+    clock = CallClock(call.started_at, locked.time_zone)
+    written = insert_claims(session, run_id, call.id, call.tenant_id, report, clock)
     ungrounded = len(report.ungrounded_claims)
     call.flagged_items = ungrounded  # a new run's items are all undecided
     state = outcome_state(len(written), ungrounded)
