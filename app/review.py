@@ -325,6 +325,7 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
     claim = Claim(
         run_id=run.id,
         call_id=call.id,
+        tenant_id=call.tenant_id,
         position=int(position if position is not None else -1) + 1,
         kind=item.kind.value,
         text=text,

@@ -187,16 +187,16 @@ def evidence_values(ev: VerifiedEvidence, position: int) -> dict[str, Any]:
 
 def add_claims(session: Session, run: ExtractionRun, report: VerificationReport) -> int:
     """Bulk-insert the run's claims and their evidence; returns the number of claims."""
-    call = session.get(Call, run.call_id)  # already in the session: no query
-    if call is not None and call.current_run_id == run.id:
+    call = session.get_one(Call, run.call_id)  # already in the session: no query
+    if call.current_run_id == run.id:
         call.flagged_items = len(report.ungrounded_claims)  # a new run's items are all undecided
     if report.claims:
-        insert_claims(session, run.id, run.call_id, report, call_clock(session, run.call_id))
+        insert_claims(session, run.id, run.call_id, call.tenant_id, report, call_clock(session, run.call_id))
     return len(report.claims)
 
 
 def insert_claims(
-    session: Session, run_id: int, call_id: str, report: VerificationReport, clock: CallClock
+    session: Session, run_id: int, call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock
 ) -> list[tuple[dict[str, Any], int]]:
     """Insert the claims (one multi-row INSERT returning their ids) and their evidence (one more);
     returns each claim's row with its new id, in position order."""
@@ -204,6 +204,7 @@ def insert_claims(
         {
             "run_id": run_id,
             "call_id": call_id,
+            "tenant_id": tenant_id,
             "position": position,
             "kind": claim.kind.value,
             "text": claim.text,
@@ -285,7 +286,8 @@ def write_succeeded_run(
     )
     assert run_id is not None  # RETURNING of a one-row INSERT
     call.current_run_id = run_id
-    written = insert_claims(session, run_id, call.id, report, CallClock(call.started_at, locked.time_zone))
+    clock = CallClock(call.started_at, locked.time_zone)
+    written = insert_claims(session, run_id, call.id, call.tenant_id, report, clock)
     ungrounded = len(report.ungrounded_claims)
     call.flagged_items = ungrounded  # a new run's items are all undecided
     state = outcome_state(len(written), ungrounded)

@@ -96,9 +96,9 @@ def _statements(calls: int, claims_per_call: int) -> list[tuple[str, str]]:
                   GROUP BY call_id) latest
             WHERE latest.call_id = calls.id"""),
         ("claims", f"""
-            INSERT INTO claims (run_id, call_id, position, kind, text, owner, owner_name, due, due_date,
+            INSERT INTO claims (run_id, call_id, tenant_id, position, kind, text, owner, owner_name, due, due_date,
                                 grounding_status, grounding_reason, review_status, origin, created_at)
-            SELECT r.id, r.call_id, p, ({kinds})[1 + p % 8],
+            SELECT r.id, r.call_id, c.tenant_id, p, ({kinds})[1 + p % 8],
                    CASE ({kinds})[1 + p % 8]
                      WHEN 'reason' THEN (ARRAY['Refund for a damaged order','Lost card','Billing dispute',
                                                'Change of address','Outage report'])[1 + r.id % 5]
@@ -115,7 +115,7 @@ def _statements(calls: int, claims_per_call: int) -> list[tuple[str, str]]:
                    CASE WHEN r.id % 5 = 0 THEN (ARRAY['approved','edited','rejected','approved'])[1 + p % 4]
                         ELSE 'pending' END,
                    'model', r.finished_at
-            FROM extraction_runs r, generate_series(0, {claims_per_call - 1}) p
+            FROM extraction_runs r JOIN calls c ON c.id = r.call_id, generate_series(0, {claims_per_call - 1}) p
             WHERE r.status = 'succeeded'"""),
         ("evidence", """
             INSERT INTO evidence (claim_id, position, cited_utterance, utterance_index, char_start, char_end, quote,

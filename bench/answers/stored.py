@@ -113,7 +113,7 @@ def dump_calls(session: Session, call_ids: Sequence[str] | None = None, tenant: 
                 evidence = session.scalars(select(Evidence).where(Evidence.claim_id == claim.id)
                                            .order_by(Evidence.position, Evidence.id))
                 claim_row = _row(claim, "claims", {"id": claim_refs[claim.id], "run_id": run_refs[run.id],
-                                                   "call_id": call_ref})
+                                                   "call_id": call_ref, "tenant_id": None})
                 claim_row["evidence"] = [_row(ev, "evidence", {"id": None, "claim_id": claim_refs[claim.id]})
                                          for ev in evidence]
                 claim_rows.append(claim_row)

@@ -116,3 +116,12 @@ def test_downgrade_past_the_calls_rebuild_keeps_every_row(
     assert counts() == before
     upgrade(url)
     assert counts() == before
+    # 0015 filled claims.tenant_id again from each claim's call.
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text(
+                "SELECT COUNT(*) FROM claims cl JOIN calls c ON c.id = cl.call_id WHERE cl.tenant_id = c.tenant_id"
+            )).scalar_one() == before["claims"]
+    finally:
+        engine.dispose()

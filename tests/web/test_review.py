@@ -207,6 +207,8 @@ def test_added_item_is_verified_against_the_transcript(world: World) -> None:
         assert claim is not None
         assert (claim.origin, claim.grounding_status, claim.review_status.value) == ("reviewer", "grounded", "approved")
         assert claim.position == len(call.claims)  # after the model's items, in the current run
+        owning_call = session.get(Call, call.call_id)
+        assert owning_call is not None and claim.tenant_id == owning_call.tenant_id  # analysts' filter reads it
         texts = {u.index: u.text for u in session.scalars(select(Utterance).where(Utterance.call_id == call.call_id))}
         for ev, quote in zip(claim.evidence, item.selection, strict=True):
             assert ev.char_start is not None and ev.char_end is not None and ev.utterance_index is not None

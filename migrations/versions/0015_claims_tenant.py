@@ -1,0 +1,176 @@
+"""claims.tenant_id: an analyst's count of claims by tenant and time no longer reads calls
+
+An analyst's one-day count on analytics_claims (1.1 s at 1M calls) joined each claim of the day to its
+call, only to learn the call's tenant: a hash join with every call of the tenant, or one random lookup into
+calls per claim; the claims row-level security policy asked calls once per row too. Here the claim carries
+its tenant:
+
+- claims.tenant_id (NOT NULL, FK tenants), backfilled from the claim's call; every writer sets it from the
+  call it inserts the claim for.
+- PostgreSQL: the claims policy compares claims.tenant_id with the login's tenant directly. The
+  analytics_claims and analytics_evidence views take the tenant slug through claims.tenant_id and reach
+  calls (and runs) by LEFT JOIN: a claim always has its call, so the rows are the same, and the planner
+  drops a LEFT JOIN to a unique key whose columns a query does not use (a count reads claims and tenants).
+
+SQLite keeps its single-tenant views; it only gets the column (by a table rebuild, for NOT NULL and the
+foreign key; the views and triggers, which the rebuild would break, are set aside and created again).
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-03 09:30:00
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0015'
+down_revision: str | None = '0014'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+ANALYST_GROUP = "postcall_analyst"
+VIEW_OWNER = "postcall_analyst_views"
+
+# 0014's exemption and tenant test, copied (a migration is frozen at its revision).
+NOT_AN_ANALYST = f"""
+    (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
+                 JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                 JOIN pg_catalog.pg_roles u ON u.oid = m.member
+                 WHERE g.rolname = '{ANALYST_GROUP}' AND u.rolname = session_user)
+     AND current_user <> '{ANALYST_GROUP}')
+"""
+OWN_TENANT = "{column} IN (SELECT ar.tenant_id FROM analyst_roles ar WHERE ar.role_name = session_user)"
+
+CLAIMS_VISIBLE = {
+    "0014": "EXISTS (SELECT 1 FROM calls c WHERE c.id = claims.call_id)",
+    "0015": OWN_TENANT.format(column="claims.tenant_id"),
+}
+
+VIEWS = {
+    "0014": {
+        "analytics_claims": """
+            SELECT cl.id AS claim_id, cl.call_id, t.slug AS tenant, c.external_id, c.agent_id, c.team,
+                   c.started_at, c.state AS call_state, cl.run_id, r.provider, r.model, r.prompt_version,
+                   cl.kind, cl.text_masked AS text, cl.owner, cl.owner_name, cl.due, cl.due_date, cl.due_at,
+                   cl.grounding_status, cl.grounding_reason, cl.review_status, cl.origin, cl.created_at,
+                   CASE WHEN cl.run_id = c.current_run_id THEN 1 ELSE 0 END AS is_current
+            FROM claims cl JOIN calls c ON c.id = cl.call_id JOIN tenants t ON t.id = c.tenant_id
+            LEFT JOIN extraction_runs r ON r.id = cl.run_id
+        """,
+        "analytics_evidence": """
+            SELECT e.id AS evidence_id, e.claim_id, cl.call_id, t.slug AS tenant, e.cited_utterance,
+                   e.utterance_index, e.char_start, e.char_end, e.quote_masked AS quote, e.status, e.score,
+                   e.reason, CASE WHEN cl.run_id = c.current_run_id THEN 1 ELSE 0 END AS is_current
+            FROM evidence e JOIN claims cl ON cl.id = e.claim_id JOIN calls c ON c.id = cl.call_id
+            JOIN tenants t ON t.id = c.tenant_id
+        """,
+    },
+    # The same columns; the tenant comes from the claim, the call's columns by LEFT JOIN (always found).
+    "0015": {
+        "analytics_claims": """
+            SELECT cl.id AS claim_id, cl.call_id, t.slug AS tenant, c.external_id, c.agent_id, c.team,
+                   c.started_at, c.state AS call_state, cl.run_id, r.provider, r.model, r.prompt_version,
+                   cl.kind, cl.text_masked AS text, cl.owner, cl.owner_name, cl.due, cl.due_date, cl.due_at,
+                   cl.grounding_status, cl.grounding_reason, cl.review_status, cl.origin, cl.created_at,
+                   CASE WHEN cl.run_id = c.current_run_id THEN 1 ELSE 0 END AS is_current
+            FROM claims cl JOIN tenants t ON t.id = cl.tenant_id
+            LEFT JOIN calls c ON c.id = cl.call_id
+            LEFT JOIN extraction_runs r ON r.id = cl.run_id
+        """,
+        "analytics_evidence": """
+            SELECT e.id AS evidence_id, e.claim_id, cl.call_id, t.slug AS tenant, e.cited_utterance,
+                   e.utterance_index, e.char_start, e.char_end, e.quote_masked AS quote, e.status, e.score,
+                   e.reason, CASE WHEN cl.run_id = c.current_run_id THEN 1 ELSE 0 END AS is_current
+            FROM evidence e JOIN claims cl ON cl.id = e.claim_id JOIN tenants t ON t.id = cl.tenant_id
+            LEFT JOIN calls c ON c.id = cl.call_id
+        """,
+    },
+}
+
+# As in 0014: the views go to their owner and to the analysts only together, and only when the owner is
+# subject to row-level security; otherwise analysts are refused the views (fail closed).
+HAND_OVER_VIEWS = f"""
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{VIEW_OWNER}'
+               AND NOT rolsuper AND NOT rolbypassrls)
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{ANALYST_GROUP}') THEN
+        EXECUTE 'ALTER VIEW analytics_claims OWNER TO {VIEW_OWNER}';
+        EXECUTE 'ALTER VIEW analytics_evidence OWNER TO {VIEW_OWNER}';
+        EXECUTE 'GRANT SELECT ON analytics_claims, analytics_evidence TO {ANALYST_GROUP}';
+    ELSE
+        RAISE NOTICE 'analyst views not granted: role {VIEW_OWNER} or {ANALYST_GROUP} is missing (or bypasses RLS)';
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'analyst views not granted: % (migrate as a superuser or a member of {VIEW_OWNER})', SQLERRM;
+END
+$$
+"""
+
+
+def _claims_policy_and_views(revision: str) -> None:
+    for name in VIEWS[revision]:
+        op.execute(f"DROP VIEW IF EXISTS {name}")
+    op.execute("DROP POLICY IF EXISTS analyst_tenant ON claims")
+    op.execute(f"""
+        DO $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{VIEW_OWNER}') THEN
+                EXECUTE $policy$CREATE POLICY analyst_tenant ON claims AS RESTRICTIVE FOR SELECT
+                    TO {VIEW_OWNER} USING ({NOT_AN_ANALYST} OR {CLAIMS_VISIBLE[revision]})$policy$;
+            END IF;
+        END
+        $$""")
+    for name, sql in VIEWS[revision].items():
+        op.execute(f"CREATE VIEW {name} AS {sql}")
+    op.execute(HAND_OVER_VIEWS)
+
+
+def _rebuild_sqlite_claims(change: str) -> None:
+    """Rebuild claims on SQLite with the column added or dropped. Renaming the new table into place
+    re-reads every view and trigger, and fails on any that names claims while it is gone: all of them
+    are set aside and created again (those on claims went with the old table)."""
+    connection = op.get_bind()
+    kept = list(connection.execute(sa.text(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND sql IS NOT NULL "
+        "ORDER BY type DESC"  # views first: a trigger may read a view
+    )))
+    for kind, name, _ in reversed(kept):
+        op.execute(f"DROP {kind.upper()} IF EXISTS {name}")
+    with op.batch_alter_table('claims', schema=None) as batch_op:
+        if change == "add":
+            batch_op.add_column(sa.Column('tenant_id', sa.Integer(), nullable=True))
+        else:
+            batch_op.drop_constraint('fk_claims_tenant_id_tenants', type_='foreignkey')
+            batch_op.drop_column('tenant_id')
+    if change == "add":
+        op.execute("UPDATE claims SET tenant_id = (SELECT c.tenant_id FROM calls c WHERE c.id = claims.call_id)")
+        with op.batch_alter_table('claims', schema=None) as batch_op:
+            batch_op.alter_column('tenant_id', existing_type=sa.Integer(), nullable=False)
+            batch_op.create_foreign_key('fk_claims_tenant_id_tenants', 'tenants', ['tenant_id'], ['id'],
+                                        ondelete='CASCADE')
+    for _, _, sql in kept:
+        op.execute(sql)
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        _rebuild_sqlite_claims("add")
+        return
+    op.add_column('claims', sa.Column('tenant_id', sa.Integer(), nullable=True))
+    # One set-based statement (no row trigger fires: its WHEN lists the columns the rollups read).
+    op.execute("UPDATE claims SET tenant_id = c.tenant_id FROM calls c WHERE c.id = claims.call_id")
+    op.alter_column('claims', 'tenant_id', existing_type=sa.Integer(), nullable=False)
+    op.create_foreign_key('fk_claims_tenant_id_tenants', 'claims', 'tenants', ['tenant_id'], ['id'],
+                          ondelete='CASCADE')
+    _claims_policy_and_views("0015")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        _rebuild_sqlite_claims("drop")
+        return
+    _claims_policy_and_views("0014")
+    op.drop_constraint('fk_claims_tenant_id_tenants', 'claims', type_='foreignkey')
+    op.drop_column('claims', 'tenant_id')
