@@ -19,7 +19,10 @@ Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-03 09:30:00
 """
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
@@ -29,43 +32,30 @@ down_revision: str | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-ANALYST_GROUP = "postcall_analyst"
-VIEW_OWNER = "postcall_analyst_views"
+def _revision(file_name: str) -> ModuleType:
+    """An earlier revision's module, read from its file: what it created is what this one undoes to."""
+    spec = importlib.util.spec_from_file_location(f"postcall_migration_{file_name[:4]}",
+                                                  Path(__file__).with_name(file_name))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-# 0014's exemption and tenant test, copied (a migration is frozen at its revision).
-NOT_AN_ANALYST = f"""
-    (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
-                 JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
-                 JOIN pg_catalog.pg_roles u ON u.oid = m.member
-                 WHERE g.rolname = '{ANALYST_GROUP}' AND u.rolname = session_user)
-     AND current_user <> '{ANALYST_GROUP}')
-"""
-OWN_TENANT = "{column} IN (SELECT ar.tenant_id FROM analyst_roles ar WHERE ar.role_name = session_user)"
+
+# 0014's roles, exemption and tenant test, and the claims policy and views it made.
+_0014 = _revision("0014_recent_events.py")
+ANALYST_GROUP: str = _0014.ANALYST_GROUP
+VIEW_OWNER: str = _0014.VIEW_OWNER
+NOT_AN_ANALYST: str = _0014.NOT_AN_ANALYST
+OWN_TENANT: str = _0014.OWN_TENANT
 
 CLAIMS_VISIBLE = {
-    "0014": "EXISTS (SELECT 1 FROM calls c WHERE c.id = claims.call_id)",
+    "0014": _0014.ROW_POLICIES["claims"],
     "0015": OWN_TENANT.format(column="claims.tenant_id"),
 }
 
 VIEWS = {
-    "0014": {
-        "analytics_claims": """
-            SELECT cl.id AS claim_id, cl.call_id, t.slug AS tenant, c.external_id, c.agent_id, c.team,
-                   c.started_at, c.state AS call_state, cl.run_id, r.provider, r.model, r.prompt_version,
-                   cl.kind, cl.text_masked AS text, cl.owner, cl.owner_name, cl.due, cl.due_date, cl.due_at,
-                   cl.grounding_status, cl.grounding_reason, cl.review_status, cl.origin, cl.created_at,
-                   CASE WHEN cl.run_id = c.current_run_id THEN 1 ELSE 0 END AS is_current
-            FROM claims cl JOIN calls c ON c.id = cl.call_id JOIN tenants t ON t.id = c.tenant_id
-            LEFT JOIN extraction_runs r ON r.id = cl.run_id
-        """,
-        "analytics_evidence": """
-            SELECT e.id AS evidence_id, e.claim_id, cl.call_id, t.slug AS tenant, e.cited_utterance,
-                   e.utterance_index, e.char_start, e.char_end, e.quote_masked AS quote, e.status, e.score,
-                   e.reason, CASE WHEN cl.run_id = c.current_run_id THEN 1 ELSE 0 END AS is_current
-            FROM evidence e JOIN claims cl ON cl.id = e.claim_id JOIN calls c ON c.id = cl.call_id
-            JOIN tenants t ON t.id = c.tenant_id
-        """,
-    },
+    "0014": {name: _0014.ROW_VIEWS[name][1] for name in ("analytics_claims", "analytics_evidence")},
     # The same columns; the tenant comes from the claim, the call's columns by LEFT JOIN (always found).
     "0015": {
         "analytics_claims": """
