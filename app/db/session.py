@@ -73,6 +73,13 @@ def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, p
     )
 
 
+def pool_size_for(slots: int, *, size: int | None, limit: int) -> int:
+    """Connections a process keeps for `slots` threads that may each hold one: one per slot, at most
+    `limit` (POSTCALL_DB_POOL_LIMIT), unless `size` (POSTCALL_DB_POOL_SIZE) says otherwise. Workers and
+    the web app both size their pools by it, with no overflow."""
+    return size or min(slots, limit)
+
+
 def get_engine(url: str) -> Engine:
     """The process's engine for `url`. Its pool has no overflow, so a connection is opened once and kept:
     `postcall worker` sets POSTCALL_DB_POOL_SIZE from its sizing; elsewhere the pool stops at the limit."""

@@ -23,7 +23,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings, get_settings
-from app.db.session import create_db_engine, make_session_factory
+from app.db.session import create_db_engine, make_session_factory, pool_size_for
 from app.db.types import as_utc
 from app.errors import (
     DecidedCallError,
@@ -149,7 +149,7 @@ def web_db_pool_size(settings: Settings) -> int:
     """Database connections the web app keeps, by the workers' rule: one per request slot, at most
     POSTCALL_DB_POOL_LIMIT (default 20), no overflow (opened once and kept, never closed and reopened
     under load; a request past them waits for one). POSTCALL_DB_POOL_SIZE overrides."""
-    return settings.db_pool_size or min(REQUEST_THREADS, settings.db_pool_limit)
+    return pool_size_for(REQUEST_THREADS, size=settings.db_pool_size, limit=settings.db_pool_limit)
 
 
 def create_app(

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 
 from app.config import Settings, get_settings
+from app.db.session import pool_size_for
 from app.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def worker_sizing(settings: Settings) -> WorkerSizing:
     prefork = settings.worker_pool == "prefork"
     derived = (os.cpu_count() or 1) if prefork else derived_concurrency(rate, latency)
     concurrency = settings.worker_concurrency or derived
-    db_pool = settings.db_pool_size or min(concurrency, settings.db_pool_limit)
+    db_pool = pool_size_for(concurrency, size=settings.db_pool_size, limit=settings.db_pool_limit)
     return WorkerSizing(
         pool=settings.worker_pool,
         concurrency=concurrency,
