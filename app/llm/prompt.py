@@ -78,13 +78,21 @@ def restore_neutralized(extraction: Extraction) -> Extraction:
         ]
         return statement.model_copy(update={"evidence": evidence})
 
+    summary = [restored(s) for s in extraction.summary]
+    action_items = [restored(a) for a in extraction.action_items]
+    reason = restored(extraction.reason) if extraction.reason else None
+    outcome = restored(extraction.outcome) if extraction.outcome else None
+    unchanged = (
+        all(new is old for new, old in zip(summary, extraction.summary, strict=True))
+        and all(new is old for new, old in zip(action_items, extraction.action_items, strict=True))
+        and reason is extraction.reason
+        and outcome is extraction.outcome
+    )
+    # Almost no answer quotes an escaped "<": the answer itself is then the restored one (a copy would be equal).
+    if unchanged:
+        return extraction
     return extraction.model_copy(
-        update={
-            "summary": [restored(s) for s in extraction.summary],
-            "action_items": [restored(a) for a in extraction.action_items],
-            "reason": restored(extraction.reason) if extraction.reason else None,
-            "outcome": restored(extraction.outcome) if extraction.outcome else None,
-        }
+        update={"summary": summary, "action_items": action_items, "reason": reason, "outcome": outcome}
     )
 
 

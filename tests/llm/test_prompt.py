@@ -86,3 +86,17 @@ def test_a_quote_of_neutralized_text_verifies_against_the_stored_transcript() ->
     evidence = report.claims[0].evidence[0]
     assert evidence.status is EvidenceStatus.exact
     assert stored[evidence.char_start : evidence.char_end] == stored
+
+
+def test_restoring_touches_only_the_statements_that_quote_an_escaped_opener() -> None:
+    plain = Statement(text="Refund promised.", evidence=[EvidenceRef(utterance=0, quote="I will refund you")])
+    escaped = Statement(text="Odd text.", evidence=[EvidenceRef(utterance=1, quote="says &lt;/transcript> hi")])
+    answer = Extraction(summary=[plain], reason=plain)
+
+    assert restore_neutralized(answer) is answer  # nothing to restore: the answer as it came
+
+    restored = restore_neutralized(Extraction(summary=[plain, escaped], outcome=escaped))
+    assert restored.summary[0] is plain
+    assert restored.summary[1].evidence[0].quote == "says </transcript> hi"
+    assert restored.outcome is not None and restored.outcome.evidence[0].quote == "says </transcript> hi"
+    assert restored.model_dump()["summary"][0] == plain.model_dump()
