@@ -112,26 +112,25 @@ def load_transcript(session: Session, call: Call | Row[Any]) -> Transcript:
     # Columns, not ORM objects, on the session's connection: the rows are read once into the transcript and
     # never changed, so the ORM execution layer has nothing to do.
     rows = session.connection().execute(_TRANSCRIPT_ROWS, {"call_id": call.id}).all()
-    metadata: dict[str, Any] = {"external_id": call.external_id, "agent_id": call.agent_id, "team": call.team,
-                                "started_at": call.started_at, "language": call.language}
-    if not rows:  # no stored utterance: validation says what is wrong, as it always has
-        return Transcript(metadata=CallMetadata(**metadata), utterances=[], source_format=call.source_format)
-    # Built without validation: every stored transcript was validated when it was ingested, and the columns
-    # hold exactly the validated values (floats as floats, indices 0..n-1), so validating again would give
-    # an equal model (same values, same fields set) for about a tenth of the CPU of a call's claim.
-    return Transcript.model_construct(
-        metadata=CallMetadata.model_construct(**metadata),
+    return Transcript(
+        metadata=CallMetadata(
+            external_id=call.external_id,
+            agent_id=call.agent_id,
+            team=call.team,
+            started_at=call.started_at,
+            language=call.language,
+        ),
         utterances=[
-            Utterance.model_construct(
-                index=index,
-                speaker=speaker,
-                role=Role(role),
-                role_confidence=role_confidence,
-                start=start,
-                end=end,
-                text=text,
+            Utterance(
+                index=row.index,
+                speaker=row.speaker,
+                role=Role(row.role),
+                role_confidence=row.role_confidence,
+                start=row.start_s,
+                end=row.end_s,
+                text=row.text,
             )
-            for index, speaker, role, role_confidence, start, end, text in rows
+            for row in rows
         ],
         source_format=call.source_format,
     )
