@@ -53,7 +53,8 @@ class ChatRoute:
     timeout_errors: Callable[[], tuple[type[BaseException], ...]]
     transport_errors: Callable[[], tuple[type[BaseException], ...]]
     status_errors: Callable[[], tuple[type[BaseException], ...]]
-    status_error: Callable[[Any], openai.APIStatusError]
+    # The SDK's status-error mapping, bound to the client weakly: the route must not keep its client alive.
+    status_error: weakref.WeakMethod[Any]  # -> (response) -> openai.APIStatusError
 
     def post(self, body: dict[str, Any]) -> Any:
         """Send `body` and return the (read) response, or raise the SDK's error for the failure."""
@@ -72,7 +73,10 @@ class ChatRoute:
         try:
             response.raise_for_status()
         except self.status_errors():
-            raise self.status_error(response) from None
+            status_error = self.status_error()
+            if status_error is None:  # the client was dropped while one of its requests was out
+                raise
+            raise status_error(response) from None
         return response
 
 
@@ -109,7 +113,7 @@ def _build_route(client: OpenAI) -> ChatRoute | None:
             return None
         sample = client._build_request(options, retries_taken=0)
         client._prepare_request(sample)
-        status_error = client._make_status_error_from_response
+        status_error = weakref.WeakMethod(client._make_status_error_from_response)
         http = client._client
     except (ImportError, AttributeError, TypeError):
         return None  # an SDK whose internals moved: its own `post` is the only safe way

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from typing import Any
 
 import httpx
@@ -174,3 +176,12 @@ def test_clients_whose_request_can_change_go_through_the_sdk(fake_openai: FakeOp
     assert chat_route(make_client(fake_openai.base_url, api_key=lambda: "rotated")) is None  # key read per request
     client = make_client(fake_openai.base_url)
     assert chat_route(client) is chat_route(client)  # built once per client
+
+
+def test_a_route_does_not_keep_its_client_alive(fake_openai: FakeOpenAIServer) -> None:
+    client = make_client(fake_openai.base_url)
+    route_of(client)
+    alive = weakref.ref(client)
+    del client
+    gc.collect()
+    assert alive() is None
