@@ -19,8 +19,8 @@ from sqlalchemy import Table, event, insert, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.handoff.record import CallRecordV1, bounded, build_record, identity_record, json_size
-from app.models import Call, OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoint
+from app.handoff.record import CallRecordV1, RecordedCall, bounded, build_record, identity_record, json_size
+from app.models import OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def envelope(event_type: str, occurred_at_iso: str, record: CallRecordV1 | dict[
 
 def record_event(
     session: Session,
-    call: Call,
+    call: RecordedCall,
     event_type: EventType | str,
     *,
     actor: str | None = None,
@@ -118,7 +118,7 @@ def record_event(
     return outbox_id
 
 
-def _fan_out(session: Session, outbox_id: int, call: Call, kind: EventType, created_at: datetime, *,
+def _fan_out(session: Session, outbox_id: int, call: RecordedCall, kind: EventType, created_at: datetime, *,
              retry_period: float) -> None:
     endpoints = session.connection().execute(
         select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
@@ -144,7 +144,7 @@ def _fan_out(session: Session, outbox_id: int, call: Call, kind: EventType, crea
     session.info.setdefault(PENDING_DELIVERIES, []).extend(delivery_ids)
 
 
-def _strip_earlier_events(session: Session, call: Call) -> None:
+def _strip_earlier_events(session: Session, call: RecordedCall) -> None:
     earlier = session.scalars(
         select(OutboxEvent).where(OutboxEvent.call_id == call.id, OutboxEvent.tenant_id == call.tenant_id)
     ).all()

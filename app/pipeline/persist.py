@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, exists, func, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -26,7 +29,8 @@ from app.models import (
 )
 from app.models.tables import utcnow
 from app.pipeline.analyst_fields import CallClock, analyst_fields, call_clock
-from app.pipeline.calls import set_state
+from app.pipeline.calls import state_columns, state_update
+from app.privacy.mask import mask_text
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
 from app.schemas.usage import Usage
 
@@ -48,9 +52,12 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
 # about as much Python as executing it.
 _SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam("key"),
                                             RUNS.c.status == RunStatus.succeeded)
+# The columns of the call the final write reads (`ResultCall`).
+_RESULT_CALL_COLUMNS = (Call.id, Call.tenant_id, Call.external_id, Call.agent_id, Call.team, Call.started_at,
+                        Call.transcript_hash, Call.state, Call.last_error, Call.case_note)
 _LOCK_CALL_FOR_RESULT = (
     select(
-        Call,
+        *_RESULT_CALL_COLUMNS,
         _SUCCEEDED_RUN_ID.scalar_subquery(),
         Tenant.slug,
         Tenant.time_zone,
@@ -78,10 +85,27 @@ def latest_succeeded_run(session: Session, call_id: str) -> ExtractionRun | None
 
 
 @dataclass(frozen=True)
+class ResultCall:
+    """The call as the final write reads it (a plain row, no ORM object to flush): what the run, the
+    hand-off record and the outbox event need. After the write, the same with the new state."""
+
+    id: str
+    tenant_id: int
+    external_id: str
+    agent_id: str | None
+    team: str | None
+    started_at: datetime | None
+    transcript_hash: str
+    state: CallState
+    last_error: str | None
+    case_note: str | None
+
+
+@dataclass(frozen=True)
 class LockedCall:
     """A call under its row lock, with what the final write reads beside it."""
 
-    call: Call
+    call: ResultCall
     succeeded_run_id: int | None  # the succeeded run with the work's idempotency key, if already done
     tenant_slug: str
     time_zone: str
@@ -93,12 +117,13 @@ def lock_call_for_result(session: Session, call_id: str, key: str) -> LockedCall
     """Lock the call (as `lock_call` does) and read, in the same statement, what the final write needs
     besides: the succeeded run with `key`, the tenant's slug and time zone, and whether the call has review
     events and the tenant an active webhook endpoint (usually neither, and then the write skips those two
-    queries). One round trip where separate queries took five."""
-    row = session.execute(_LOCK_CALL_FOR_RESULT, {"call_id": call_id, "key": key}).one_or_none()
+    queries). One round trip where separate queries took five; columns, not an ORM object: the write
+    changes the call with one Core UPDATE (`write_succeeded_run`)."""
+    row = session.connection().execute(_LOCK_CALL_FOR_RESULT, {"call_id": call_id, "key": key}).one_or_none()
     if row is None:
         return None
-    call, succeeded, slug, time_zone, has_events, has_endpoints = row
-    return LockedCall(call, succeeded, slug, time_zone, bool(has_events), bool(has_endpoints))
+    *columns, succeeded, slug, time_zone, has_events, has_endpoints = row
+    return LockedCall(ResultCall(*columns), succeeded, slug, time_zone, bool(has_events), bool(has_endpoints))
 
 
 @dataclass(frozen=True)
@@ -120,12 +145,12 @@ class RunFacts:
 
 
 def run_values(
-    call: Call, facts: RunFacts, *, status: RunStatus, error: str | None = None, raw_response: str | None = None
+    call_id: str, facts: RunFacts, *, status: RunStatus, error: str | None = None, raw_response: str | None = None
 ) -> dict[str, Any]:
     """The `extraction_runs` columns of one run (the wall and CPU timings of the whole call excepted)."""
     usage = facts.usage
     return {
-        "call_id": call.id,
+        "call_id": call_id,
         "idempotency_key": facts.key,
         "provider": facts.provider,
         "model": facts.model,
@@ -159,7 +184,7 @@ def add_run(
     total_ms: float | None = None,
 ) -> ExtractionRun:
     run = ExtractionRun(
-        **run_values(call, facts, status=status, error=error, raw_response=raw_response),
+        **run_values(call.id, facts, status=status, error=error, raw_response=raw_response),
         db_ms=db_ms,
         total_ms=total_ms,
     )
@@ -195,12 +220,27 @@ def add_claims(session: Session, run: ExtractionRun, report: VerificationReport)
     return len(report.claims)
 
 
-def insert_claims(
-    session: Session, run_id: int, call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock
-) -> list[tuple[dict[str, Any], int]]:
-    """Insert the claims (one multi-row INSERT returning their ids) and their evidence (one more);
-    returns each claim's row with its new id, in position order."""
-    claim_rows = [
+class MaskedCopies:
+    """`mask_text` of the texts of one call's claims and evidence, each distinct text masked once (a claim
+    often quotes its evidence word for word, and spans repeat across claims). The same values the
+    `text_masked` and `quote_masked` column defaults compute, given to the INSERT instead."""
+
+    def __init__(self) -> None:
+        self._masked: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        masked = self._masked.get(text)
+        if masked is None:
+            masked = self._masked[text] = mask_text(text)
+        return masked
+
+
+def claim_rows_of(
+    run_id: int, call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock, masked: MaskedCopies
+) -> list[dict[str, Any]]:
+    """The `claims` rows of a run's verified claims, in position order: every column but the id."""
+    created_at = utcnow()
+    return [
         {
             "run_id": run_id,
             "call_id": call_id,
@@ -212,21 +252,89 @@ def insert_claims(
             "due": claim.due,
             "grounding_status": claim.status.value,
             "grounding_reason": claim.reason,
+            "review_status": ReviewStatus.pending.value,
             "origin": "model",
+            "created_at": created_at,
+            "text_masked": masked(claim.text),
             **analyst_fields(claim, clock),
         }
         for position, claim in enumerate(report.claims)
     ]
-    if not claim_rows:
-        return []
-    claim_ids = list(session.connection().scalars(_INSERT_CLAIMS, claim_rows))
-    evidence_rows = [
-        {"claim_id": claim_id, **evidence_values(ev, position)}
-        for claim_id, claim in zip(claim_ids, report.claims, strict=True)
+
+
+def evidence_rows_of(report: VerificationReport, masked: MaskedCopies) -> list[dict[str, Any]]:
+    """The `evidence` rows of a run's claims, each with its claim's position (`claim_position`) in place of
+    the claim id the insert does not know yet: every column but the ids."""
+    return [
+        {"claim_position": claim_position, **evidence_values(ev, position), "quote_masked": masked(ev.quote)}
+        for claim_position, claim in enumerate(report.claims)
         for position, ev in enumerate(claim.evidence)
     ]
-    if evidence_rows:
-        session.connection().execute(_INSERT_EVIDENCE, evidence_rows)
+
+
+def _unnest_insert_sql() -> str:
+    """PostgreSQL: the claims and their evidence in ONE statement of a fixed shape, whatever their number.
+    Each column is one array parameter (`claims_<column>`, `evidence_<column>`) unnested into rows; the
+    evidence finds its claim's new id by the claim's position (RETURNING order is not guaranteed, so the
+    statement returns each claim's position with its id). A multi-row VALUES list would be a new SQL text
+    for every row count, parsed again by the driver each time and planned again by the server."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    quote = dialect.identifier_preparer.quote
+
+    def arrays(table: Table, columns: Sequence[str]) -> str:
+        return ", ".join(f"%({table.name}_{name})s::{table.c[name].type.compile(dialect=dialect)}[]"
+                         for name in columns)
+
+    claim_columns = ", ".join(quote(name) for name in CLAIM_INSERT_COLUMNS)
+    evidence_columns = ", ".join(quote(name) for name in EVIDENCE_INSERT_COLUMNS)
+    evidence_values = ", ".join(f"e.{quote(name)}" for name in EVIDENCE_INSERT_COLUMNS)
+    # The claim's position, unnested beside the evidence columns (typed as the claims' `position`).
+    claim_position = f"%(evidence_claim_position)s::{CLAIMS.c.position.type.compile(dialect=dialect)}[]"
+    # Built from the table definitions only; every value is a bound parameter.
+    return (
+        f"WITH new_claims AS (INSERT INTO claims ({claim_columns}) "  # noqa: S608
+        f"SELECT * FROM unnest({arrays(CLAIMS, CLAIM_INSERT_COLUMNS)}) RETURNING id, position), "
+        f"new_evidence AS (INSERT INTO evidence (claim_id, {evidence_columns}) "
+        f"SELECT new_claims.id, {evidence_values} FROM unnest({claim_position}, "
+        f"{arrays(EVIDENCE, EVIDENCE_INSERT_COLUMNS)}) AS e(claim_position, {evidence_columns}) "
+        "JOIN new_claims ON new_claims.position = e.claim_position) "
+        "SELECT id, position FROM new_claims"
+    )
+
+
+# The columns the success path writes: every one but the generated ids (and the evidence's claim id).
+CLAIM_INSERT_COLUMNS = tuple(column.name for column in CLAIMS.c if column.name != "id")
+EVIDENCE_INSERT_COLUMNS = tuple(column.name for column in EVIDENCE.c if column.name not in {"id", "claim_id"})
+_INSERT_CLAIMS_WITH_EVIDENCE_PG = _unnest_insert_sql()
+
+
+def insert_claims(
+    session: Session, run_id: int, call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock
+) -> list[tuple[dict[str, Any], int]]:
+    """Insert the claims and their evidence; returns each claim's row with its new id, in position order.
+    PostgreSQL: one statement for both (`_unnest_insert_sql`); SQLite: one multi-row INSERT returning the
+    claims' ids, one more for the evidence."""
+    masked = MaskedCopies()
+    claim_rows = claim_rows_of(run_id, call_id, tenant_id, report, clock, masked)
+    if not claim_rows:
+        return []
+    evidence_rows = evidence_rows_of(report, masked)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        parameters = {f"claims_{name}": [row[name] for row in claim_rows] for name in CLAIM_INSERT_COLUMNS}
+        parameters |= {f"evidence_{name}": [row[name] for row in evidence_rows]
+                       for name in ("claim_position", *EVIDENCE_INSERT_COLUMNS)}
+        ids_by_position = {
+            position: claim_id
+            for claim_id, position in connection.exec_driver_sql(_INSERT_CLAIMS_WITH_EVIDENCE_PG, parameters)
+        }
+        claim_ids = [ids_by_position[position] for position in range(len(claim_rows))]
+    else:
+        claim_ids = list(connection.scalars(_INSERT_CLAIMS, claim_rows))
+        if evidence_rows:
+            for row in evidence_rows:
+                row["claim_id"] = claim_ids[row.pop("claim_position")]
+            connection.execute(_INSERT_EVIDENCE, evidence_rows)
     return list(zip(claim_rows, claim_ids, strict=True))
 
 
@@ -280,18 +388,21 @@ def write_succeeded_run(
     The run's whole-call timings are written after the commit (see `record_timings`).
     """
     call = locked.call
-    run_id = session.connection().scalar(
+    connection = session.connection()
+    run_id = connection.scalar(
         _INSERT_RUN,
-        run_values(call, facts, status=RunStatus.succeeded, raw_response=raw_response),
+        run_values(call.id, facts, status=RunStatus.succeeded, raw_response=raw_response),
     )
     assert run_id is not None  # RETURNING of a one-row INSERT
-    call.current_run_id = run_id
     clock = CallClock(call.started_at, locked.time_zone)
     written = insert_claims(session, run_id, call.id, call.tenant_id, report, clock)
     ungrounded = len(report.ungrounded_claims)
-    call.flagged_items = ungrounded  # a new run's items are all undecided
     state = outcome_state(len(written), ungrounded)
-    set_state(call, state)
+    # What `set_state(call, state)` and the current run and its undecided items (all of a new run's)
+    # would flush, as one Core UPDATE: the call was read as a plain row.
+    connection.execute(_FINISH_CALL, {"call_id": call.id, **state_columns(state, utcnow()), "last_error": None,
+                                      "current_run_id": run_id, "flagged_items": ungrounded})
+    call = replace(call, state=state, last_error=None)
     claim_rows = [
         (
             _RecordClaim(
@@ -313,6 +424,10 @@ def write_succeeded_run(
     return WrittenRun(run_id, state, len(written), ungrounded)
 
 
+# The call's change when a run succeeds (after the run's rows: the rollup triggers count a run's claims
+# when the call's current run moves to it).
+_FINISH_CALL = state_update(last_error=bindparam("last_error"), current_run_id=bindparam("current_run_id"),
+                            flagged_items=bindparam("flagged_items"))
 _RECORD_TIMINGS = update(RUNS).where(RUNS.c.id == bindparam("run_id")).values(
     db_ms=bindparam("db"), total_ms=bindparam("total"), cpu_ms=bindparam("cpu"))
 
