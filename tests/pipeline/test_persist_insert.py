@@ -1,0 +1,150 @@
+"""The success path's bulk insert of claims and evidence (one unnest statement on PostgreSQL, multi-row
+inserts on SQLite) stores what the report says, each span under its own claim, with the masked copies
+`mask_text` gives; and the per-call memo of masked copies equals `mask_text`. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.session import unit_of_work
+from app.models import Claim, Evidence, RunStatus
+from app.pipeline.analyst_fields import CallClock
+from app.pipeline.calls import get_call
+from app.pipeline.persist import MaskedCopies, RunFacts, add_run, idempotency_key, insert_claims
+from app.pipeline.store import store_transcript
+from app.privacy.mask import mask_text
+from app.schemas.extraction import Owner
+from app.schemas.grounding import (
+    ClaimKind,
+    ClaimStatus,
+    EvidenceStatus,
+    VerificationReport,
+    VerifiedClaim,
+    VerifiedEvidence,
+)
+from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
+from app.schemas.usage import Usage
+
+STARTED = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)  # a Tuesday
+CARD = "my card is 4111 1111 1111 1111"
+
+
+def _span(utterance: int | None, quote: str, status: EvidenceStatus = EvidenceStatus.exact,
+          score: float = 1.0, reason: str | None = None) -> VerifiedEvidence:
+    found = utterance is not None
+    return VerifiedEvidence(cited_utterance=utterance if found else 7, utterance=utterance, quote=quote,
+                            status=status, char_start=0 if found else None,
+                            char_end=len(quote) if found else None, score=score, reason=reason)
+
+
+def _report() -> VerificationReport:
+    """Claims with 0, 1 and several spans; unicode; a card number; no owner or due, and both."""
+    return VerificationReport(claims=[
+        VerifiedClaim(kind=ClaimKind.reason, text="Kundin möchte ihr Geld zurück — 30 €", status=ClaimStatus.grounded,
+                      evidence=[_span(1, "Geld zurück, bitte 🙏")]),
+        VerifiedClaim(kind=ClaimKind.summary, text="Nothing quoted", status=ClaimStatus.ungrounded,
+                      reason="no_evidence"),
+        VerifiedClaim(kind=ClaimKind.action_item, text="Agent sends the refund form by Friday", owner=Owner.agent,
+                      due="by Friday", status=ClaimStatus.ungrounded, reason="not_found",
+                      evidence=[_span(0, "I'll send the form by Friday"), _span(None, "and a voucher",
+                                EvidenceStatus.ungrounded, 0.25, "not_found"),
+                                _span(1, CARD, EvidenceStatus.fuzzy, 0.875)]),
+        VerifiedClaim(kind=ClaimKind.outcome, text=CARD, status=ClaimStatus.grounded, evidence=[_span(1, CARD)]),
+    ])
+
+
+def _stored_call(factory: sessionmaker[Session]) -> tuple[str, int, int]:
+    """A stored call and a succeeded run of it: (call id, tenant id, run id)."""
+    transcript = Transcript(
+        metadata=CallMetadata(started_at=STARTED),
+        utterances=[Utterance(index=0, speaker="A", role=Role.agent, text="I'll send the form by Friday"),
+                    Utterance(index=1, speaker="C", role=Role.customer, text=f"Geld zurück, bitte 🙏 {CARD}")],
+        source_format="native",
+    )
+    with unit_of_work(factory) as session:
+        call = get_call(session, store_transcript(session, transcript, tenant="acme", external_id="x-1").call_id)
+        facts = RunFacts(idempotency_key(call.id, call.transcript_hash, "v", "test", "m"), "test", "m", "v",
+                         call.transcript_hash, Usage(), None, None)
+        run = add_run(session, call, facts, status=RunStatus.succeeded)
+        return call.id, call.tenant_id, run.id
+
+
+def _stored_claims(session: Session, run_id: int) -> list[tuple[Claim, list[Evidence]]]:
+    claims = session.scalars(select(Claim).where(Claim.run_id == run_id).order_by(Claim.position)).all()
+    return [(claim, list(session.scalars(select(Evidence).where(Evidence.claim_id == claim.id)
+                                         .order_by(Evidence.position)))) for claim in claims]
+
+
+def test_claims_and_their_evidence_are_stored_as_reported(session_factory: sessionmaker[Session]) -> None:
+    call_id, tenant_id, run_id = _stored_call(session_factory)
+    report = _report()
+    with unit_of_work(session_factory) as session:
+        written = insert_claims(session, run_id, call_id, tenant_id, report, CallClock(STARTED, "UTC"))
+    with session_factory() as session:
+        stored = _stored_claims(session, run_id)
+    assert [claim_id for _, claim_id in written] == [claim.id for claim, _ in stored]
+    assert [row["position"] for row, _ in written] == [0, 1, 2, 3]
+    for position, ((claim, evidence), reported) in enumerate(zip(stored, report.claims, strict=True)):
+        assert (claim.position, claim.call_id, claim.tenant_id) == (position, call_id, tenant_id)
+        assert (claim.kind, claim.text, claim.grounding_status, claim.grounding_reason) == (
+            reported.kind.value, reported.text, reported.status.value, reported.reason)
+        assert claim.owner == (reported.owner.value if reported.owner else None)
+        assert claim.due == reported.due
+        assert (claim.review_status.value, claim.origin) == ("pending", "model")
+        assert claim.text_masked == mask_text(reported.text)
+        assert claim.created_at is not None
+        assert [(ev.position, ev.cited_utterance, ev.utterance_index, ev.char_start, ev.char_end, ev.quote,
+                 ev.status, ev.score, ev.reason) for ev in evidence] == [
+            (i, span.cited_utterance, span.utterance, span.char_start, span.char_end, span.quote,
+             span.status.value, span.score, span.reason) for i, span in enumerate(reported.evidence)]
+        assert [ev.quote_masked for ev in evidence] == [mask_text(span.quote) for span in reported.evidence]
+    action = stored[2][0]
+    assert action.due_date == date(2026, 12, 4)  # "by Friday" from a Tuesday
+    assert stored[3][0].text_masked != CARD  # the card number is masked (a test that can fail)
+    assert stored[1][1] == []
+
+
+def test_many_claims_keep_their_own_evidence(session_factory: sessionmaker[Session]) -> None:
+    """Thirty claims with 0 to 3 spans each: every span is stored under the claim it belongs to."""
+    call_id, tenant_id, run_id = _stored_call(session_factory)
+    report = VerificationReport(claims=[
+        VerifiedClaim(kind=ClaimKind.summary, text=f"claim {i}", status=ClaimStatus.grounded,
+                      evidence=[_span(0, f"claim {i} span {j}") for j in range(i % 4)])
+        for i in range(30)
+    ])
+    with unit_of_work(session_factory) as session:
+        written = insert_claims(session, run_id, call_id, tenant_id, report, CallClock(None, "UTC"))
+    with session_factory() as session:
+        stored = _stored_claims(session, run_id)
+    assert [claim.text for claim, _ in stored] == [f"claim {i}" for i in range(30)]
+    assert [claim_id for _, claim_id in written] == [claim.id for claim, _ in stored]
+    for i, (_, evidence) in enumerate(stored):
+        assert [ev.quote for ev in evidence] == [f"claim {i} span {j}" for j in range(i % 4)]
+
+
+def test_no_claims_inserts_nothing(session_factory: sessionmaker[Session]) -> None:
+    call_id, tenant_id, run_id = _stored_call(session_factory)
+    with unit_of_work(session_factory) as session:
+        assert insert_claims(session, run_id, call_id, tenant_id, VerificationReport(), CallClock(None, "UTC")) == []
+    with session_factory() as session:
+        assert _stored_claims(session, run_id) == []
+
+
+# Texts the masking changes (card numbers, SSNs, accounts with their cues) mixed with arbitrary text.
+_MASKABLE = st.sampled_from([CARD, "SSN 123-45-6789", "account number 12345678", "born on 4 July 1980",
+                             "the CVV is 123", "card four one one one one one one one one one one one one one one one"])
+_TEXTS = st.lists(st.one_of(_MASKABLE, st.text(max_size=80),
+                            st.builds(lambda a, b: f"{a} {b}", _MASKABLE, st.text(max_size=30))), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_TEXTS)
+def test_masked_copies_equal_mask_text(texts: list[str]) -> None:
+    masked = MaskedCopies()
+    repeated = texts + texts[::-1]  # every text asked twice: the second answer is the memo's
+    assert [masked(text) for text in repeated] == [mask_text(text) for text in repeated]
