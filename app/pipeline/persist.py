@@ -236,13 +236,13 @@ class MaskedCopies:
 
 
 def claim_rows_of(
-    run_id: int, call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock, masked: MaskedCopies
+    call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock, masked: MaskedCopies
 ) -> list[dict[str, Any]]:
-    """The `claims` rows of a run's verified claims, in position order: every column but the id."""
+    """The `claims` rows of a run's verified claims, in position order: every column but the ids (the
+    claim's, and the run's: `run_id` is set by the insert)."""
     created_at = utcnow()
     return [
         {
-            "run_id": run_id,
             "call_id": call_id,
             "tenant_id": tenant_id,
             "position": position,
@@ -272,70 +272,107 @@ def evidence_rows_of(report: VerificationReport, masked: MaskedCopies) -> list[d
     ]
 
 
-def _unnest_insert_sql() -> str:
-    """PostgreSQL: the claims and their evidence in ONE statement of a fixed shape, whatever their number.
-    Each column is one array parameter (`claims_<column>`, `evidence_<column>`) unnested into rows; the
-    evidence finds its claim's new id by the claim's position (RETURNING order is not guaranteed, so the
-    statement returns each claim's position with its id). A multi-row VALUES list would be a new SQL text
-    for every row count, parsed again by the driver each time and planned again by the server."""
+# The columns the success path writes: every one but the generated ids, the claims' run and the evidence's
+# claim (both ids the same statement generates), and the run's whole-call timings (written after the commit).
+RUN_INSERT_COLUMNS = tuple(c.name for c in RUNS.c if c.name not in {"id", "db_ms", "total_ms", "cpu_ms"})
+CLAIM_INSERT_COLUMNS = tuple(c.name for c in CLAIMS.c if c.name not in {"id", "run_id"})
+EVIDENCE_INSERT_COLUMNS = tuple(c.name for c in EVIDENCE.c if c.name not in {"id", "claim_id"})
+
+
+def _run_with_claims_sql() -> str:
+    """PostgreSQL: the run, its claims and their evidence in ONE statement of a fixed shape, whatever the
+    number of claims and spans. The run is one row of scalar parameters (`extraction_runs_<column>`); each
+    claim and evidence column is one array parameter (`claims_<column>`, `evidence_<column>`) unnested
+    into rows. The evidence finds its claim's new id by the claim's position (RETURNING order is not
+    guaranteed, so the statement returns each claim's position with its id). A multi-row VALUES list would
+    be a new SQL text for every row count, parsed again by the driver each time and planned again by the
+    server; with at most 50 parameters the driver keeps the converted text of this one.
+
+    The call's UPDATE stays a statement of its own, after this one: the rollup triggers count a run's
+    claims either at their insert (when the call's current run is already theirs) or when the call's
+    current run moves to their run, and a call UPDATE in this statement would fire both."""
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     quote = dialect.identifier_preparer.quote
 
-    def arrays(table: Table, columns: Sequence[str]) -> str:
-        return ", ".join(f"%({table.name}_{name})s::{table.c[name].type.compile(dialect=dialect)}[]"
-                         for name in columns)
+    def parameter(table: Table, name: str, suffix: str = "") -> str:
+        return f"%({table.name}_{name})s::{table.c[name].type.compile(dialect=dialect)}{suffix}"
 
-    claim_columns = ", ".join(quote(name) for name in CLAIM_INSERT_COLUMNS)
-    evidence_columns = ", ".join(quote(name) for name in EVIDENCE_INSERT_COLUMNS)
-    evidence_values = ", ".join(f"e.{quote(name)}" for name in EVIDENCE_INSERT_COLUMNS)
+    def names(columns: Sequence[str], prefix: str = "") -> str:
+        return ", ".join(f"{prefix}{quote(name)}" for name in columns)
+
+    run_values = ", ".join(parameter(RUNS, name) for name in RUN_INSERT_COLUMNS)
+    claim_arrays = ", ".join(parameter(CLAIMS, name, "[]") for name in CLAIM_INSERT_COLUMNS)
     # The claim's position, unnested beside the evidence columns (typed as the claims' `position`).
-    claim_position = f"%(evidence_claim_position)s::{CLAIMS.c.position.type.compile(dialect=dialect)}[]"
+    evidence_arrays = ", ".join([f"%(evidence_claim_position)s::{CLAIMS.c.position.type.compile(dialect=dialect)}[]",
+                                 *(parameter(EVIDENCE, name, "[]") for name in EVIDENCE_INSERT_COLUMNS)])
     # Built from the table definitions only; every value is a bound parameter.
     return (
-        f"WITH new_claims AS (INSERT INTO claims ({claim_columns}) "  # noqa: S608
-        f"SELECT * FROM unnest({arrays(CLAIMS, CLAIM_INSERT_COLUMNS)}) RETURNING id, position), "
-        f"new_evidence AS (INSERT INTO evidence (claim_id, {evidence_columns}) "
-        f"SELECT new_claims.id, {evidence_values} FROM unnest({claim_position}, "
-        f"{arrays(EVIDENCE, EVIDENCE_INSERT_COLUMNS)}) AS e(claim_position, {evidence_columns}) "
+        f"WITH new_run AS (INSERT INTO extraction_runs ({names(RUN_INSERT_COLUMNS)}) "  # noqa: S608
+        f"VALUES ({run_values}) RETURNING id), "
+        f"new_claims AS (INSERT INTO claims (run_id, {names(CLAIM_INSERT_COLUMNS)}) "
+        f"SELECT new_run.id, {names(CLAIM_INSERT_COLUMNS, 'c.')} FROM new_run, unnest({claim_arrays}) "
+        f"AS c({names(CLAIM_INSERT_COLUMNS)}) RETURNING id, position), "
+        f"new_evidence AS (INSERT INTO evidence (claim_id, {names(EVIDENCE_INSERT_COLUMNS)}) "
+        f"SELECT new_claims.id, {names(EVIDENCE_INSERT_COLUMNS, 'e.')} FROM unnest({evidence_arrays}) "
+        f"AS e(claim_position, {names(EVIDENCE_INSERT_COLUMNS)}) "
         "JOIN new_claims ON new_claims.position = e.claim_position) "
-        "SELECT id, position FROM new_claims"
+        "SELECT new_run.id, new_claims.id, new_claims.position FROM new_run LEFT JOIN new_claims ON true"
     )
 
 
-# The columns the success path writes: every one but the generated ids (and the evidence's claim id).
-CLAIM_INSERT_COLUMNS = tuple(column.name for column in CLAIMS.c if column.name != "id")
-EVIDENCE_INSERT_COLUMNS = tuple(column.name for column in EVIDENCE.c if column.name not in {"id", "claim_id"})
-_INSERT_CLAIMS_WITH_EVIDENCE_PG = _unnest_insert_sql()
+_INSERT_RUN_WITH_CLAIMS_PG = _run_with_claims_sql()
+
+
+def insert_run_with_claims(
+    session: Session, run: dict[str, Any], tenant_id: int, report: VerificationReport, clock: CallClock
+) -> tuple[int, list[tuple[dict[str, Any], int]]]:
+    """Insert a run (`run`: its `RUN_INSERT_COLUMNS`), its claims and their evidence; returns the run's id
+    and each claim's row with its new id, in position order. PostgreSQL: one statement for all three
+    (`_run_with_claims_sql`); SQLite: the run, then one multi-row INSERT per table."""
+    masked = MaskedCopies()
+    claim_rows = claim_rows_of(run["call_id"], tenant_id, report, clock, masked)
+    evidence_rows = evidence_rows_of(report, masked)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        parameters = {f"extraction_runs_{name}": run[name] for name in RUN_INSERT_COLUMNS}
+        parameters |= {f"claims_{name}": [row[name] for row in claim_rows] for name in CLAIM_INSERT_COLUMNS}
+        parameters |= {f"evidence_{name}": [row[name] for row in evidence_rows]
+                       for name in ("claim_position", *EVIDENCE_INSERT_COLUMNS)}
+        returned = connection.exec_driver_sql(_INSERT_RUN_WITH_CLAIMS_PG, parameters).all()
+        run_id = returned[0][0]
+        ids_by_position = {position: claim_id for _, claim_id, position in returned if claim_id is not None}
+        claim_ids = [ids_by_position[position] for position in range(len(claim_rows))]
+        for row in claim_rows:
+            row["run_id"] = run_id
+    else:
+        run_id = connection.scalar(_INSERT_RUN, run)
+        claim_ids = _insert_claim_rows(connection, run_id, claim_rows, evidence_rows)
+    return run_id, list(zip(claim_rows, claim_ids, strict=True))
 
 
 def insert_claims(
     session: Session, run_id: int, call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock
 ) -> list[tuple[dict[str, Any], int]]:
-    """Insert the claims and their evidence; returns each claim's row with its new id, in position order.
-    PostgreSQL: one statement for both (`_unnest_insert_sql`); SQLite: one multi-row INSERT returning the
-    claims' ids, one more for the evidence."""
+    """Insert the claims of a run already stored, and their evidence (one multi-row INSERT per table);
+    returns each claim's row with its new id, in position order."""
     masked = MaskedCopies()
-    claim_rows = claim_rows_of(run_id, call_id, tenant_id, report, clock, masked)
+    claim_rows = claim_rows_of(call_id, tenant_id, report, clock, masked)
+    claim_ids = _insert_claim_rows(session.connection(), run_id, claim_rows, evidence_rows_of(report, masked))
+    return list(zip(claim_rows, claim_ids, strict=True))
+
+
+def _insert_claim_rows(connection: Connection, run_id: int, claim_rows: list[dict[str, Any]],
+                       evidence_rows: list[dict[str, Any]]) -> list[int]:
     if not claim_rows:
         return []
-    evidence_rows = evidence_rows_of(report, masked)
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        parameters = {f"claims_{name}": [row[name] for row in claim_rows] for name in CLAIM_INSERT_COLUMNS}
-        parameters |= {f"evidence_{name}": [row[name] for row in evidence_rows]
-                       for name in ("claim_position", *EVIDENCE_INSERT_COLUMNS)}
-        ids_by_position = {
-            position: claim_id
-            for claim_id, position in connection.exec_driver_sql(_INSERT_CLAIMS_WITH_EVIDENCE_PG, parameters)
-        }
-        claim_ids = [ids_by_position[position] for position in range(len(claim_rows))]
-    else:
-        claim_ids = list(connection.scalars(_INSERT_CLAIMS, claim_rows))
-        if evidence_rows:
-            for row in evidence_rows:
-                row["claim_id"] = claim_ids[row.pop("claim_position")]
-            connection.execute(_INSERT_EVIDENCE, evidence_rows)
-    return list(zip(claim_rows, claim_ids, strict=True))
+    for row in claim_rows:
+        row["run_id"] = run_id
+    claim_ids = list(connection.scalars(_INSERT_CLAIMS, claim_rows))
+    if evidence_rows:
+        for row in evidence_rows:
+            row["claim_id"] = claim_ids[row.pop("claim_position")]
+        connection.execute(_INSERT_EVIDENCE, evidence_rows)
+    return claim_ids
 
 
 @dataclass(frozen=True)
@@ -388,20 +425,17 @@ def write_succeeded_run(
     The run's whole-call timings are written after the commit (see `record_timings`).
     """
     call = locked.call
-    connection = session.connection()
-    run_id = connection.scalar(
-        _INSERT_RUN,
-        run_values(call.id, facts, status=RunStatus.succeeded, raw_response=raw_response),
-    )
-    assert run_id is not None  # RETURNING of a one-row INSERT
+    run = {**run_values(call.id, facts, status=RunStatus.succeeded, raw_response=raw_response), "started_at": utcnow()}
     clock = CallClock(call.started_at, locked.time_zone)
-    written = insert_claims(session, run_id, call.id, call.tenant_id, report, clock)
+    run_id, written = insert_run_with_claims(session, run, call.tenant_id, report, clock)
     ungrounded = len(report.ungrounded_claims)
     state = outcome_state(len(written), ungrounded)
     # What `set_state(call, state)` and the current run and its undecided items (all of a new run's)
     # would flush, as one Core UPDATE: the call was read as a plain row.
-    connection.execute(_FINISH_CALL, {"call_id": call.id, **state_columns(state, utcnow()), "last_error": None,
-                                      "current_run_id": run_id, "flagged_items": ungrounded})
+    session.connection().execute(_FINISH_CALL, {
+        "call_id": call.id, **state_columns(state, utcnow()), "last_error": None, "current_run_id": run_id,
+        "flagged_items": ungrounded,
+    })
     call = replace(call, state=state, last_error=None)
     claim_rows = [
         (

@@ -5,17 +5,27 @@ inserts on SQLite) stores what the report says, each span under its own claim, w
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
-from app.models import Claim, Evidence, RunStatus
+from app.models import Call, Claim, Evidence, ExtractionRun, RunStatus
 from app.pipeline.analyst_fields import CallClock
 from app.pipeline.calls import get_call
-from app.pipeline.persist import MaskedCopies, RunFacts, add_run, idempotency_key, insert_claims
+from app.pipeline.persist import (
+    MaskedCopies,
+    RunFacts,
+    add_run,
+    idempotency_key,
+    insert_claims,
+    insert_run_with_claims,
+    run_values,
+)
 from app.pipeline.store import store_transcript
 from app.privacy.mask import mask_text
 from app.schemas.extraction import Owner
@@ -58,8 +68,13 @@ def _report() -> VerificationReport:
     ])
 
 
-def _stored_call(factory: sessionmaker[Session]) -> tuple[str, int, int]:
-    """A stored call and a succeeded run of it: (call id, tenant id, run id)."""
+def _facts(call: Call) -> RunFacts:
+    return RunFacts(idempotency_key(call.id, call.transcript_hash, "v", "test", "m"), "test", "m", "v",
+                    call.transcript_hash, Usage(), None, None)
+
+
+def _stored_call(factory: sessionmaker[Session]) -> Call:
+    """A stored call (with no run)."""
     transcript = Transcript(
         metadata=CallMetadata(started_at=STARTED),
         utterances=[Utterance(index=0, speaker="A", role=Role.agent, text="I'll send the form by Friday"),
@@ -67,11 +82,26 @@ def _stored_call(factory: sessionmaker[Session]) -> tuple[str, int, int]:
         source_format="native",
     )
     with unit_of_work(factory) as session:
-        call = get_call(session, store_transcript(session, transcript, tenant="acme", external_id="x-1").call_id)
-        facts = RunFacts(idempotency_key(call.id, call.transcript_hash, "v", "test", "m"), "test", "m", "v",
-                         call.transcript_hash, Usage(), None, None)
-        run = add_run(session, call, facts, status=RunStatus.succeeded)
-        return call.id, call.tenant_id, run.id
+        return get_call(session, store_transcript(session, transcript, tenant="acme", external_id="x-1").call_id)
+
+
+def _insert(factory: sessionmaker[Session], report: VerificationReport, clock: CallClock,
+            path: str) -> tuple[Call, int, list[tuple[dict[str, Any], int]]]:
+    """Store a call, then a succeeded run of it with the report's claims: with the run in the same insert
+    (`insert_run_with_claims`, the success path), or after it (`insert_claims`). (call, run id, written)"""
+    call = _stored_call(factory)
+    with unit_of_work(factory) as session:
+        if path == "run_with_claims":
+            run = {**run_values(call.id, _facts(call), status=RunStatus.succeeded, raw_response="{}"),
+                   "started_at": STARTED}
+            run_id, written = insert_run_with_claims(session, run, call.tenant_id, report, clock)
+        else:
+            run_id = add_run(session, call, _facts(call), status=RunStatus.succeeded).id
+            written = insert_claims(session, run_id, call.id, call.tenant_id, report, clock)
+    return call, run_id, written
+
+
+PATHS = pytest.mark.parametrize("path", ["run_with_claims", "claims"])
 
 
 def _stored_claims(session: Session, run_id: int) -> list[tuple[Claim, list[Evidence]]]:
@@ -80,13 +110,15 @@ def _stored_claims(session: Session, run_id: int) -> list[tuple[Claim, list[Evid
                                          .order_by(Evidence.position)))) for claim in claims]
 
 
-def test_claims_and_their_evidence_are_stored_as_reported(session_factory: sessionmaker[Session]) -> None:
-    call_id, tenant_id, run_id = _stored_call(session_factory)
+@PATHS
+def test_claims_and_their_evidence_are_stored_as_reported(session_factory: sessionmaker[Session], path: str) -> None:
     report = _report()
-    with unit_of_work(session_factory) as session:
-        written = insert_claims(session, run_id, call_id, tenant_id, report, CallClock(STARTED, "UTC"))
+    call, run_id, written = _insert(session_factory, report, CallClock(STARTED, "UTC"), path)
+    call_id, tenant_id = call.id, call.tenant_id
     with session_factory() as session:
         stored = _stored_claims(session, run_id)
+        run = session.get_one(ExtractionRun, run_id)
+        assert (run.call_id, run.status, run.idempotency_key) == (call_id, RunStatus.succeeded, _facts(call).key)
     assert [claim_id for _, claim_id in written] == [claim.id for claim, _ in stored]
     assert [row["position"] for row, _ in written] == [0, 1, 2, 3]
     for position, ((claim, evidence), reported) in enumerate(zip(stored, report.claims, strict=True)):
@@ -109,16 +141,15 @@ def test_claims_and_their_evidence_are_stored_as_reported(session_factory: sessi
     assert stored[1][1] == []
 
 
-def test_many_claims_keep_their_own_evidence(session_factory: sessionmaker[Session]) -> None:
+@PATHS
+def test_many_claims_keep_their_own_evidence(session_factory: sessionmaker[Session], path: str) -> None:
     """Thirty claims with 0 to 3 spans each: every span is stored under the claim it belongs to."""
-    call_id, tenant_id, run_id = _stored_call(session_factory)
     report = VerificationReport(claims=[
         VerifiedClaim(kind=ClaimKind.summary, text=f"claim {i}", status=ClaimStatus.grounded,
                       evidence=[_span(0, f"claim {i} span {j}") for j in range(i % 4)])
         for i in range(30)
     ])
-    with unit_of_work(session_factory) as session:
-        written = insert_claims(session, run_id, call_id, tenant_id, report, CallClock(None, "UTC"))
+    _, run_id, written = _insert(session_factory, report, CallClock(None, "UTC"), path)
     with session_factory() as session:
         stored = _stored_claims(session, run_id)
     assert [claim.text for claim, _ in stored] == [f"claim {i}" for i in range(30)]
@@ -127,12 +158,13 @@ def test_many_claims_keep_their_own_evidence(session_factory: sessionmaker[Sessi
         assert [ev.quote for ev in evidence] == [f"claim {i} span {j}" for j in range(i % 4)]
 
 
-def test_no_claims_inserts_nothing(session_factory: sessionmaker[Session]) -> None:
-    call_id, tenant_id, run_id = _stored_call(session_factory)
-    with unit_of_work(session_factory) as session:
-        assert insert_claims(session, run_id, call_id, tenant_id, VerificationReport(), CallClock(None, "UTC")) == []
+@PATHS
+def test_no_claims_inserts_the_run_only(session_factory: sessionmaker[Session], path: str) -> None:
+    call, run_id, written = _insert(session_factory, VerificationReport(), CallClock(None, "UTC"), path)
+    assert written == []
     with session_factory() as session:
         assert _stored_claims(session, run_id) == []
+        assert session.get_one(ExtractionRun, run_id).call_id == call.id
 
 
 # Texts the masking changes (card numbers, SSNs, accounts with their cues) mixed with arbitrary text.
