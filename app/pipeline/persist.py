@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, exists, func, insert, select, update
@@ -13,6 +14,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.db.types import as_utc
 from app.handoff.outbox import EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
 from app.models import (
@@ -281,12 +283,12 @@ EVIDENCE_INSERT_COLUMNS = tuple(c.name for c in EVIDENCE.c if c.name not in {"id
 
 def _run_with_claims_sql() -> str:
     """PostgreSQL: the run, its claims and their evidence in ONE statement of a fixed shape, whatever the
-    number of claims and spans. The run is one row of scalar parameters (`extraction_runs_<column>`); each
-    claim and evidence column is one array parameter (`claims_<column>`, `evidence_<column>`) unnested
-    into rows. The evidence finds its claim's new id by the claim's position (RETURNING order is not
-    guaranteed, so the statement returns each claim's position with its id). A multi-row VALUES list would
-    be a new SQL text for every row count, parsed again by the driver each time and planned again by the
-    server; with at most 50 parameters the driver keeps the converted text of this one.
+    number of claims and spans. The run is one row of scalar parameters (`extraction_runs_<column>`); the
+    claims and the evidence are each one JSON array of rows (`claims`, `evidence`) the server turns into
+    typed rows (one `json.dumps` here, where arrays per column cost the driver Python per element). The
+    evidence finds its claim's new id by the claim's position (RETURNING order is not guaranteed, so the
+    statement returns each claim's position with its id). A multi-row VALUES list would be a new SQL text
+    for every row count, parsed again by the driver each time and planned again by the server.
 
     The call's UPDATE stays a statement of its own, after this one: the rollup triggers count a run's
     claims either at their insert (when the call's current run is already theirs) or when the call's
@@ -294,30 +296,43 @@ def _run_with_claims_sql() -> str:
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     quote = dialect.identifier_preparer.quote
 
-    def parameter(table: Table, name: str, suffix: str = "") -> str:
-        return f"%({table.name}_{name})s::{table.c[name].type.compile(dialect=dialect)}{suffix}"
+    def typed(table: Table, columns: Sequence[str]) -> str:
+        return ", ".join(f"{quote(name)} {table.c[name].type.compile(dialect=dialect)}" for name in columns)
 
     def names(columns: Sequence[str], prefix: str = "") -> str:
         return ", ".join(f"{prefix}{quote(name)}" for name in columns)
 
-    run_values = ", ".join(parameter(RUNS, name) for name in RUN_INSERT_COLUMNS)
-    claim_arrays = ", ".join(parameter(CLAIMS, name, "[]") for name in CLAIM_INSERT_COLUMNS)
-    # The claim's position, unnested beside the evidence columns (typed as the claims' `position`).
-    evidence_arrays = ", ".join([f"%(evidence_claim_position)s::{CLAIMS.c.position.type.compile(dialect=dialect)}[]",
-                                 *(parameter(EVIDENCE, name, "[]") for name in EVIDENCE_INSERT_COLUMNS)])
+    run_values = ", ".join(f"%(extraction_runs_{name})s::{RUNS.c[name].type.compile(dialect=dialect)}"
+                           for name in RUN_INSERT_COLUMNS)
+    # The claim's position, beside the evidence columns (typed as the claims' `position`).
+    claim_position = f"claim_position {CLAIMS.c.position.type.compile(dialect=dialect)}"
     # Built from the table definitions only; every value is a bound parameter.
     return (
         f"WITH new_run AS (INSERT INTO extraction_runs ({names(RUN_INSERT_COLUMNS)}) "  # noqa: S608
         f"VALUES ({run_values}) RETURNING id), "
         f"new_claims AS (INSERT INTO claims (run_id, {names(CLAIM_INSERT_COLUMNS)}) "
-        f"SELECT new_run.id, {names(CLAIM_INSERT_COLUMNS, 'c.')} FROM new_run, unnest({claim_arrays}) "
-        f"AS c({names(CLAIM_INSERT_COLUMNS)}) RETURNING id, position), "
+        f"SELECT new_run.id, {names(CLAIM_INSERT_COLUMNS, 'c.')} FROM new_run, "
+        f"json_to_recordset(%(claims)s::json) AS c({typed(CLAIMS, CLAIM_INSERT_COLUMNS)}) RETURNING id, position), "
         f"new_evidence AS (INSERT INTO evidence (claim_id, {names(EVIDENCE_INSERT_COLUMNS)}) "
-        f"SELECT new_claims.id, {names(EVIDENCE_INSERT_COLUMNS, 'e.')} FROM unnest({evidence_arrays}) "
-        f"AS e(claim_position, {names(EVIDENCE_INSERT_COLUMNS)}) "
+        f"SELECT new_claims.id, {names(EVIDENCE_INSERT_COLUMNS, 'e.')} FROM json_to_recordset(%(evidence)s::json) "
+        f"AS e({claim_position}, {typed(EVIDENCE, EVIDENCE_INSERT_COLUMNS)}) "
         "JOIN new_claims ON new_claims.position = e.claim_position) "
         "SELECT new_run.id, new_claims.id, new_claims.position FROM new_run LEFT JOIN new_claims ON true"
     )
+
+
+def _json_value(value: Any) -> str:
+    """Dates and times in JSON: ISO 8601, which the server reads back into the same value (a time in UTC,
+    as the `UTCDateTime` columns store it)."""
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+def _json_rows(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, ensure_ascii=False, allow_nan=False, default=_json_value)
 
 
 _INSERT_RUN_WITH_CLAIMS_PG = _run_with_claims_sql()
@@ -335,9 +350,8 @@ def insert_run_with_claims(
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         parameters = {f"extraction_runs_{name}": run[name] for name in RUN_INSERT_COLUMNS}
-        parameters |= {f"claims_{name}": [row[name] for row in claim_rows] for name in CLAIM_INSERT_COLUMNS}
-        parameters |= {f"evidence_{name}": [row[name] for row in evidence_rows]
-                       for name in ("claim_position", *EVIDENCE_INSERT_COLUMNS)}
+        parameters["claims"] = _json_rows(claim_rows)
+        parameters["evidence"] = _json_rows(evidence_rows)
         returned = connection.exec_driver_sql(_INSERT_RUN_WITH_CLAIMS_PG, parameters).all()
         run_id = returned[0][0]
         ids_by_position = {position: claim_id for _, claim_id, position in returned if claim_id is not None}

@@ -57,8 +57,8 @@ def _report() -> VerificationReport:
     return VerificationReport(claims=[
         VerifiedClaim(kind=ClaimKind.reason, text="Kundin möchte ihr Geld zurück — 30 €", status=ClaimStatus.grounded,
                       evidence=[_span(1, "Geld zurück, bitte 🙏")]),
-        VerifiedClaim(kind=ClaimKind.summary, text="Nothing quoted", status=ClaimStatus.ungrounded,
-                      reason="no_evidence"),
+        VerifiedClaim(kind=ClaimKind.summary, text='Nothing quoted: "no" \\ then\nleft\t{}[]',
+                      status=ClaimStatus.ungrounded, reason="no_evidence"),
         VerifiedClaim(kind=ClaimKind.action_item, text="Agent sends the refund form by Friday", owner=Owner.agent,
                       due="by Friday", status=ClaimStatus.ungrounded, reason="not_found",
                       evidence=[_span(0, "I'll send the form by Friday"), _span(None, "and a voucher",
