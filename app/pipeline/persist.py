@@ -32,7 +32,7 @@ from app.models import (
 from app.models.tables import utcnow
 from app.pipeline.analyst_fields import CallClock, analyst_fields, call_clock
 from app.pipeline.calls import state_columns, state_update
-from app.privacy.mask import mask_text
+from app.privacy.mask import mask_text, nothing_to_mask
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
 from app.schemas.usage import Usage
 
@@ -224,8 +224,9 @@ def add_claims(session: Session, run: ExtractionRun, report: VerificationReport)
 
 class MaskedCopies:
     """`mask_text` of the texts of one call's claims and evidence, each distinct text masked once (a claim
-    often quotes its evidence word for word, and spans repeat across claims). The same values the
-    `text_masked` and `quote_masked` column defaults compute, given to the INSERT instead."""
+    often quotes its evidence word for word, and spans repeat across claims), and a text without a digit or a
+    digit word not at all (`nothing_to_mask`). The same values the `text_masked` and `quote_masked` column
+    defaults compute, given to the INSERT instead."""
 
     def __init__(self) -> None:
         self._masked: dict[str, str] = {}
@@ -233,7 +234,7 @@ class MaskedCopies:
     def __call__(self, text: str) -> str:
         masked = self._masked.get(text)
         if masked is None:
-            masked = self._masked[text] = mask_text(text)
+            masked = self._masked[text] = text if nothing_to_mask(text) else mask_text(text)
         return masked
 
 

@@ -27,7 +27,8 @@ from app.pipeline.persist import (
     run_values,
 )
 from app.pipeline.store import store_transcript
-from app.privacy.mask import mask_text
+from app.privacy.mask import MASKED_KINDS, mask_text, nothing_to_mask
+from app.privacy.pii import detect
 from app.schemas.extraction import Owner
 from app.schemas.grounding import (
     ClaimKind,
@@ -180,3 +181,27 @@ def test_masked_copies_equal_mask_text(texts: list[str]) -> None:
     masked = MaskedCopies()
     repeated = texts + texts[::-1]  # every text asked twice: the second answer is the memo's
     assert [masked(text) for text in repeated] == [mask_text(text) for text in repeated]
+
+
+# Words that cue a masked kind or look like numbers without being digits, and digits of other scripts.
+_TRICKY_WORDS = ["card", "visa", "ssn", "social security", "account", "routing", "iban", "cvv", "security code",
+                 "born on", "date of birth", "march", "May", "first", "fifth", "twenty", "thirty", "hundred",
+                 "double", "triple", "oh", "zero", "one", "Four", "someone", "often", "DE", "GB", "-", "/", " ",
+                 ", ", ".", "٣", "७", "½", "²", "Ⅳ", "4", "1111"]
+_TRICKY_TEXTS = st.lists(st.one_of(st.sampled_from(_TRICKY_WORDS), st.text(max_size=6)), max_size=24).map(" ".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TRICKY_TEXTS, _TRICKY_TEXTS)
+def test_a_text_with_nothing_to_mask_is_what_mask_text_returns(text: str, lead_in: str) -> None:
+    if nothing_to_mask(text):
+        assert mask_text(text) == text
+        assert mask_text(text, lead_in) == text
+        assert not any(d.kind in MASKED_KINDS for d in detect(text, lead_in))
+
+
+def test_nothing_to_mask_answers_no_for_numbers() -> None:
+    assert nothing_to_mask("Agent will send the refund form by Friday")
+    for text in (CARD, "card four one one one", "call me at oh two", "born 4/7/1980", "IBAN DE89 ...", "٣"):
+        assert not nothing_to_mask(text)
+    assert mask_text(CARD) != CARD  # what the prefilter must not skip
