@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Row, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import ConfigError, NotFoundError
@@ -59,10 +59,11 @@ def state_columns(state: CallState, now: datetime) -> dict[str, Any]:
     return {"state": state, "state_changed_at": now, "review_rank": review_rank(state)}
 
 
-def state_update(**columns: Any) -> Any:
-    """A prebuilt UPDATE of the call `call_id` setting the state columns (bound as `state`,
-    `state_changed_at` and `review_rank`, the keys of `state_columns`) and `columns` besides."""
-    return update(CALLS).where(CALLS.c.id == bindparam("call_id")).values(
+def state_update(**columns: Any) -> Update:
+    """A prebuilt UPDATE of the call `changed_call_id` setting the state columns (bound as `state`,
+    `state_changed_at` and `review_rank`, the keys of `state_columns`) and `columns` besides. (Not bound as
+    `call_id`: the UPDATE may run inside the outbox INSERT, whose `call_id` is its own column's.)"""
+    return update(CALLS).where(CALLS.c.id == bindparam("changed_call_id")).values(
         state=bindparam("state"), state_changed_at=bindparam("state_changed_at"),
         review_rank=bindparam("review_rank"), **columns,
     )
@@ -88,7 +89,8 @@ def start_processing(session: Session, call_id: str, *, attempts: int) -> None:
     """Mark a call locked by `lock_call_row` as processing, counting the attempt: what `set_state` (keeping
     the last error) and `attempts += 1` would flush."""
     session.connection().execute(
-        _START_PROCESSING, {"call_id": call_id, "attempt": attempts, **state_columns(CallState.processing, utcnow())}
+        _START_PROCESSING,
+        {"changed_call_id": call_id, "attempt": attempts, **state_columns(CallState.processing, utcnow())},
     )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db.types import as_utc
-from app.handoff.outbox import EventType, record_event
+from app.handoff.outbox import CallChange, EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
 from app.models import (
     Call,
@@ -445,10 +445,10 @@ def write_succeeded_run(
     run_id, written = insert_run_with_claims(session, run, call.tenant_id, report, clock)
     ungrounded = len(report.ungrounded_claims)
     state = outcome_state(len(written), ungrounded)
-    # What `set_state(call, state)` and the current run and its undecided items (all of a new run's)
-    # would flush, as one Core UPDATE: the call was read as a plain row.
-    session.connection().execute(_FINISH_CALL, {
-        "call_id": call.id, **state_columns(state, utcnow()), "last_error": None, "current_run_id": run_id,
+    # What `set_state(call, state)`, the current run and its undecided items (all of a new run's) would
+    # flush, as one Core UPDATE (the call was read as a plain row), run with the event's INSERT.
+    finish = CallChange(_FINISH_CALL, {
+        "changed_call_id": call.id, **state_columns(state, utcnow()), "last_error": None, "current_run_id": run_id,
         "flagged_items": ungrounded,
     })
     call = replace(call, state=state, last_error=None)
@@ -469,12 +469,12 @@ def write_succeeded_run(
     events = review_events(session, call) if locked.reviewed else ()
     record = assemble_record(call, locked.tenant_slug, shown_run, claim_rows, events,
                              public_url=get_settings().public_url)
-    record_event(session, call, EventType.processed, record=record, subscribed=locked.subscribed)
+    record_event(session, call, EventType.processed, record=record, subscribed=locked.subscribed, call_change=finish)
     return WrittenRun(run_id, state, len(written), ungrounded)
 
 
-# The call's change when a run succeeds (after the run's rows: the rollup triggers count a run's claims
-# when the call's current run moves to it).
+# The call's change when a run succeeds. After the run's rows, never in their statement: the rollup
+# triggers count a run's claims when the call's current run moves to it (`_run_with_claims_sql`).
 _FINISH_CALL = state_update(last_error=bindparam("last_error"), current_run_id=bindparam("current_run_id"),
                             flagged_items=bindparam("flagged_items"))
 _RECORD_TIMINGS = update(RUNS).where(RUNS.c.id == bindparam("run_id")).values(

@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
-from app.models import Call, Claim, Evidence, ExtractionRun, RunStatus
+from app.handoff.outbox import CallChange, EventType, record_event
+from app.handoff.record import identity_record
+from app.models import Call, CallState, Claim, Evidence, ExtractionRun, OutboxEvent, RunStatus
 from app.pipeline.analyst_fields import CallClock
-from app.pipeline.calls import get_call
+from app.pipeline.calls import get_call, state_columns, state_update
 from app.pipeline.persist import (
     MaskedCopies,
     RunFacts,
@@ -205,3 +207,27 @@ def test_nothing_to_mask_answers_no_for_numbers() -> None:
     for text in (CARD, "card four one one one", "call me at oh two", "born 4/7/1980", "IBAN DE89 ...", "٣"):
         assert not nothing_to_mask(text)
     assert mask_text(CARD) != CARD  # what the prefilter must not skip
+
+
+def test_an_event_with_a_call_change_changes_only_the_state_columns(session_factory: sessionmaker[Session]) -> None:
+    """The success path's call UPDATE runs inside the event's INSERT on PostgreSQL: it sets the state columns
+    and nothing else (the event's own values, tenant_id, team, created_at..., must not leak into its SET)."""
+    call = _stored_call(session_factory)
+    with session_factory() as session:
+        before = {c.key: getattr(session.get_one(Call, call.id), c.key) for c in Call.__table__.columns}
+    moment = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    change = CallChange(state_update(flagged_items=bindparam("flagged_items")), {
+        "changed_call_id": call.id, **state_columns(CallState.needs_attention, moment), "flagged_items": 2})
+    with unit_of_work(session_factory) as session:
+        record = identity_record(call, "acme", state=CallState.needs_attention.value)
+        outbox_id = record_event(session, call, EventType.processed, record=record, subscribed=False,
+                                 call_change=change)
+    with session_factory() as session:
+        after = {c.key: getattr(session.get_one(Call, call.id), c.key) for c in Call.__table__.columns}
+        event = session.get_one(OutboxEvent, outbox_id)
+        assert (event.call_id, event.tenant_id, event.type) == (call.id, call.tenant_id, "call.processed")
+        assert event.payload["data"]["state"] == "needs_attention"
+    changed = {key for key in before if before[key] != after[key]}
+    assert changed == {"state", "state_changed_at", "review_rank", "flagged_items"}
+    assert (after["state"], after["state_changed_at"], after["review_rank"], after["flagged_items"]) == (
+        CallState.needs_attention, moment, 0, 2)
