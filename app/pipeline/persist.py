@@ -289,11 +289,13 @@ def _run_with_claims_sql() -> str:
     typed rows (one `json.dumps` here, where arrays per column cost the driver Python per element). The
     evidence finds its claim's new id by the claim's position (RETURNING order is not guaranteed, so the
     statement returns each claim's position with its id). A multi-row VALUES list would be a new SQL text
-    for every row count, parsed again by the driver each time and planned again by the server.
+    for every row count, parsed again by the driver each time (psycopg caches the parsing of texts under
+    4 kB with at most 50 parameters: this one has 22) and planned again by the server (this one is
+    prepared once per connection).
 
-    The call's UPDATE stays a statement of its own, after this one: the rollup triggers count a run's
-    claims either at their insert (when the call's current run is already theirs) or when the call's
-    current run moves to their run, and a call UPDATE in this statement would fire both."""
+    The call's UPDATE runs after this statement (with the outbox INSERT), never in it: the rollup
+    triggers count a run's claims either at their insert (when the call's current run is already theirs)
+    or when the call's current run moves to their run, and a call UPDATE in this statement would fire both."""
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     quote = dialect.identifier_preparer.quote
 
