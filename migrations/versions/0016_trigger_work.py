@@ -1,4 +1,5 @@
-"""trigger work: the PostgreSQL triggers of 0012 run fewer and smaller statements per processed call
+"""trigger work: the PostgreSQL triggers of 0012 run fewer and smaller statements per processed call, and
+the calls batch index takes only the calls in a batch
 
 The counters (0009) and ledgers (0011) keep the same rows and the same sums, and the triggers stay as 0012
 made them; only the bodies of three of its functions change (SQLite keeps its row triggers):
@@ -17,6 +18,11 @@ Every other case (another status, timings at insert, a key change, a delete) run
 function bodies are built from the frozen definitions of 0009, 0011 and 0012 (loaded from their files);
 the downgrade puts 0012's functions back.
 
+On both backends, ix_calls_llm_batch_id becomes partial (llm_batch_id IS NOT NULL): its readers look up
+a batch's calls (an equality or IS NOT NULL), never the calls outside a batch, which are nearly all of them
+in synchronous mode; those no longer get an entry on each insert and each state change (a call's state
+is indexed, so its updates are never HOT and write every index).
+
 Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-03 11:15:00
@@ -27,6 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0016'
@@ -149,7 +156,14 @@ def _runs_change() -> list[str]:
     return [f"IF {watched} THEN\n    " + "\n    ".join(moves) + "\n    END IF", *others]
 
 
+def _batch_index(partial: bool) -> None:
+    op.drop_index("ix_calls_llm_batch_id", table_name="calls")
+    where = sa.text("llm_batch_id IS NOT NULL") if partial else None
+    op.create_index("ix_calls_llm_batch_id", "calls", ["llm_batch_id"], postgresql_where=where, sqlite_where=where)
+
+
 def upgrade() -> None:
+    _batch_index(partial=True)
     if op.get_bind().dialect.name != "postgresql":
         return  # SQLite keeps its row triggers
     op.execute(_function("postcall_calls_change", _calls_change(), _claim_counts()))
@@ -158,6 +172,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _batch_index(partial=False)
     if op.get_bind().dialect.name != "postgresql":
         return
     for name, body in (("postcall_calls_change", WRITE_COST._calls_change()),
