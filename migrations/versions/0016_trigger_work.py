@@ -12,7 +12,8 @@ made them; only the bodies of three of its functions change (SQLite keeps its ro
   one: db_ms and total_ms follow after the commit) updates only the run counters that it can change, with
   its status known: 59 counter columns instead of all 90, each without the status test.
 - postcall_runs_change: the late update of those timings on a succeeded run likewise updates its
-  histogram columns without the status test.
+  histogram columns without the status test; the run's two ledger rows find their call by key (0012's
+  join of the two rows to calls became a sequential scan of calls while calls is small).
 
 Every other case (another status, timings at insert, a key change, a delete) runs 0012's statements. The
 function bodies are built from the frozen definitions of 0009, 0011 and 0012 (loaded from their files);
@@ -153,7 +154,22 @@ def _runs_change() -> list[str]:
     bump = COUNTERS._bump("run_totals", COUNTERS.RUN_KEY, COUNTERS._run_key("NEW", SHARD), difference)
     moves = [f"IF NEW.status = '{SUCCEEDED}' AND OLD.status = '{SUCCEEDED}' AND {late_only[3:]}",
              f"        {bump};", f"    ELS{late_only}", *moves[1:]]
-    return [f"IF {watched} THEN\n    " + "\n    ".join(moves) + "\n    END IF", *others]
+    return [f"IF {watched} THEN\n    " + "\n    ".join(moves) + "\n    END IF", _runs_ledger(others)]
+
+
+def _runs_ledger(others: list[str]) -> str:
+    """0012's runs ledger rows of an updated run (old out, new in), each with its call looked up by key.
+    0012 joined the two-row VALUES to calls, which PostgreSQL plans as a hash join over a sequential scan
+    of calls while calls is small (a new deployment, a benchmark's database); a lookup per row is an index
+    scan whatever the size."""
+    runs_rollup = WRITE_COST._by_name()["rollup_runs"]
+    changed = ROLLUPS._changed(runs_rollup.row_columns, "OLD", "NEW", "postgresql")
+    joined = WRITE_COST._ledger_rows(runs_rollup, "r", ROLLUPS.RUN_COLUMNS, WRITE_COST.MOVED, WRITE_COST.RUN_CALL)
+    assert others == [f"IF {changed} THEN\n        {joined};\n    END IF"], others
+    # OFFSET 0 keeps the subquery from being pulled up into a join the planner may again hash.
+    by_key = "CROSS JOIN LATERAL (SELECT * FROM calls c WHERE c.id = r.call_id OFFSET 0) c"
+    ledger = WRITE_COST._ledger_rows(runs_rollup, "r", ROLLUPS.RUN_COLUMNS, WRITE_COST.MOVED, by_key)
+    return f"IF {changed} THEN\n        {ledger};\n    END IF"
 
 
 def _batch_index(partial: bool) -> None:
