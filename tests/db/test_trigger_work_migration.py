@@ -1,6 +1,7 @@
 """Migration 0016 replaces the bodies of three PostgreSQL trigger functions of 0012 (the claim moves of a
-call's update, a run's insert, a run's update) and its downgrade puts 0012's back; on a database with
-rows it changes no data, and the counters and ledgers keep equalling the aggregates of the rows either way."""
+call's update, a run's insert, a run's update) and makes the calls batch index partial; its downgrade puts
+0012's functions and the whole index back. On a database with rows it changes no data, and the counters and
+ledgers keep equalling the aggregates of the rows either way."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.support.services import temporary_pg_database
 
 FUNCTIONS = ("postcall_calls_change", "postcall_runs_write", "postcall_runs_change")
 SOURCES = text("SELECT proname, prosrc FROM pg_proc WHERE proname = ANY(:names)")
+BATCH_INDEX = text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_calls_llm_batch_id'")
 
 
 @pytest.fixture
@@ -34,10 +36,12 @@ def url_at_0015() -> Iterator[str]:
 
 
 def _sources(url: str) -> dict[str, str]:
+    """The three functions' bodies, and the batch index's definition."""
     engine = create_db_engine(url)
     try:
         with engine.connect() as conn:
-            return dict(conn.execute(SOURCES, {"names": list(FUNCTIONS)}).all())
+            sources = dict(conn.execute(SOURCES, {"names": list(FUNCTIONS)}).all())
+            return {**sources, "ix_calls_llm_batch_id": conn.execute(BATCH_INDEX).scalar_one()}
     finally:
         engine.dispose()
 
@@ -56,7 +60,8 @@ def _assert_counts_match(url: str) -> None:
 def test_upgrade_and_downgrade_swap_the_function_bodies_and_keep_the_counts(url_at_0015: str) -> None:
     url = url_at_0015
     before = _sources(url)
-    assert set(before) == set(FUNCTIONS)
+    assert set(before) == {*FUNCTIONS, "ix_calls_llm_batch_id"}
+    assert "WHERE" not in before["ix_calls_llm_batch_id"]
     engine = create_db_engine(url)
     try:
         build_world(make_session_factory(engine))  # written through 0012's triggers
@@ -67,6 +72,7 @@ def test_upgrade_and_downgrade_swap_the_function_bodies_and_keep_the_counts(url_
     upgrade(url)
     after = _sources(url)
     assert all(after[name] != before[name] for name in FUNCTIONS)
+    assert after["ix_calls_llm_batch_id"].endswith("WHERE (llm_batch_id IS NOT NULL)")
     _assert_counts_match(url)  # nothing was rewritten
     engine = create_db_engine(url)
     try:
