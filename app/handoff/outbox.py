@@ -8,27 +8,33 @@ that hand-over is lost, the beat sweep finds them in the database.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, event, insert, select
+from sqlalchemy import Insert, Table, Update, bindparam, event, insert, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.handoff.record import CallRecordV1, bounded, build_record, identity_record, json_size
-from app.models import Call, OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoint
+from app.handoff.record import CallRecordV1, RecordedCall, bounded, build_record, identity_record, json_size
+from app.models import OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
 
 logger = logging.getLogger(__name__)
 
 OUTBOX = cast(Table, OutboxEvent.__table__)
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
-# Built once: every processed call writes an event.
-_INSERT_EVENT = insert(OUTBOX).returning(OUTBOX.c.id)
+# Built once: every processed call writes an event. Its values are bound as `event_<column>`: the INSERT
+# may carry an UPDATE of the call (`CallChange`), and SQLAlchemy would add every parameter named like a
+# column of `calls` (tenant_id, team, created_at, ...) to that UPDATE's SET clause.
+_EVENT_COLUMNS = ("event_id", "tenant_id", "call_id", "agent_id", "team", "type", "payload", "created_at")
+_INSERT_EVENT = (
+    insert(OUTBOX).values({name: bindparam(f"event_{name}") for name in _EVENT_COLUMNS}).returning(OUTBOX.c.id)
+)
 
 
 class EventType(StrEnum):
@@ -64,14 +70,29 @@ def envelope(event_type: str, occurred_at_iso: str, record: CallRecordV1 | dict[
     return {"type": event_type, "timestamp": occurred_at_iso, "data": data}
 
 
+class CallChange(NamedTuple):
+    """An UPDATE of the call an event reports, with its parameters, for `record_event` to run."""
+
+    statement: Update
+    parameters: dict[str, Any]
+
+
+@functools.cache
+def _insert_event_after(change: Update) -> Insert:
+    """The event's INSERT with `change` in front of it as a data-modifying CTE (PostgreSQL): one statement,
+    one round trip. Built once per change statement (the callers' are prebuilt)."""
+    return _INSERT_EVENT.add_cte(change.cte("call_change"))
+
+
 def record_event(
     session: Session,
-    call: Call,
+    call: RecordedCall,
     event_type: EventType | str,
     *,
     actor: str | None = None,
     record: CallRecordV1 | None = None,
     subscribed: bool = True,
+    call_change: CallChange | None = None,
 ) -> int:
     """Write `event_type` for `call` to the outbox in the current transaction and return the event's row
     id. Flushes; never commits.
@@ -81,7 +102,9 @@ def record_event(
     events are stripped of their content too (a deleted call leaves no transcript text behind). A caller
     that has just written the rows the record shows may pass the `record` it assembled from them, and one
     that has read in this transaction that the tenant has no active endpoint passes `subscribed=False`
-    (no query for endpoints then).
+    (no query for endpoints then). A caller that changes the call with a Core UPDATE not yet run may pass
+    it as `call_change` (with a `record` that already shows the change): on PostgreSQL it runs in the
+    event's INSERT, elsewhere just before it.
 
     The rows go in through Core inserts: nothing reads them back as ORM objects.
     """
@@ -99,17 +122,26 @@ def record_event(
     data = record.model_dump(mode="json")
     if json_size(data) > settings.webhook_max_payload_bytes:
         data = bounded(record, settings.webhook_max_payload_bytes).model_dump(mode="json")
-    outbox_id: int | None = session.connection().scalar(
-        _INSERT_EVENT,
+    connection = session.connection()
+    statement: Insert = _INSERT_EVENT
+    parameters: dict[str, Any] = {}
+    if call_change is not None:
+        if connection.dialect.name == "postgresql":
+            statement, parameters = _insert_event_after(call_change.statement), call_change.parameters
+        else:
+            connection.execute(call_change.statement, call_change.parameters)
+    outbox_id: int | None = connection.scalar(
+        statement,
         {
-            "event_id": new_event_id(),
-            "tenant_id": call.tenant_id,
-            "call_id": call.id,
-            "agent_id": call.agent_id,
-            "team": call.team,
-            "type": kind.value,
-            "payload": envelope(kind.value, now.isoformat(), data),
-            "created_at": now,
+            **parameters,
+            "event_event_id": new_event_id(),
+            "event_tenant_id": call.tenant_id,
+            "event_call_id": call.id,
+            "event_agent_id": call.agent_id,
+            "event_team": call.team,
+            "event_type": kind.value,
+            "event_payload": envelope(kind.value, now.isoformat(), data),
+            "event_created_at": now,
         },
     )
     assert outbox_id is not None  # RETURNING of a one-row INSERT
@@ -118,7 +150,7 @@ def record_event(
     return outbox_id
 
 
-def _fan_out(session: Session, outbox_id: int, call: Call, kind: EventType, created_at: datetime, *,
+def _fan_out(session: Session, outbox_id: int, call: RecordedCall, kind: EventType, created_at: datetime, *,
              retry_period: float) -> None:
     endpoints = session.connection().execute(
         select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
@@ -144,7 +176,7 @@ def _fan_out(session: Session, outbox_id: int, call: Call, kind: EventType, crea
     session.info.setdefault(PENDING_DELIVERIES, []).extend(delivery_ids)
 
 
-def _strip_earlier_events(session: Session, call: Call) -> None:
+def _strip_earlier_events(session: Session, call: RecordedCall) -> None:
     earlier = session.scalars(
         select(OutboxEvent).where(OutboxEvent.call_id == call.id, OutboxEvent.tenant_id == call.tenant_id)
     ).all()

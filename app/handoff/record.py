@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Call, CallState, Claim, Evidence, ExtractionRun, ReviewEvent, ReviewStatus, RunStatus, Tenant
+from app.models import CallState, Claim, Evidence, ExtractionRun, ReviewEvent, ReviewStatus, RunStatus, Tenant
 from app.pipeline.note import case_note, stated_as_fact
 from app.schemas.grounding import ClaimKind, ClaimStatus
 
@@ -116,6 +116,30 @@ def record_json_schema() -> dict[str, Any]:
     return schema
 
 
+class RecordedCall(Protocol):
+    """The call columns a record (and an outbox event) reads: an ORM `Call`, or the plain row the pipeline's
+    final write holds (app/pipeline/persist.py `ResultCall`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant_id(self) -> int: ...
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def agent_id(self) -> str | None: ...
+    @property
+    def team(self) -> str | None: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def state(self) -> CallState: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def case_note(self) -> str | None: ...
+
+
 def review_url(public_url: str | None, call_id: str) -> str | None:
     return f"{public_url.rstrip('/')}/calls/{call_id}" if public_url else None
 
@@ -154,7 +178,7 @@ def _statement_fields(claim: Any, evidence: list[EvidenceV1]) -> dict[str, Any]:
 
 
 
-def identity_record(call: Call, tenant: str, *, state: str, deleted: bool = False) -> CallRecordV1:
+def identity_record(call: RecordedCall, tenant: str, *, state: str, deleted: bool = False) -> CallRecordV1:
     """The record without any transcript-derived content."""
     return CallRecordV1(
         tenant=tenant,
@@ -168,7 +192,7 @@ def identity_record(call: Call, tenant: str, *, state: str, deleted: bool = Fals
     )
 
 
-def build_record(session: Session, call: Call, *, public_url: str | None) -> CallRecordV1:
+def build_record(session: Session, call: RecordedCall, *, public_url: str | None) -> CallRecordV1:
     """The record for `call` as the current transaction sees it: its latest extraction's items with
     evidence and review status, and every review decision so far."""
     tenant = session.get(Tenant, call.tenant_id)
@@ -186,7 +210,7 @@ def build_record(session: Session, call: Call, *, public_url: str | None) -> Cal
                            review_events(session, call), public_url=public_url)
 
 
-def review_events(session: Session, call: Call) -> Sequence[Any]:
+def review_events(session: Session, call: RecordedCall) -> Sequence[Any]:
     """The call's review decisions, oldest first (action, actor_name, created_at, claim_id)."""
     return session.connection().execute(
         select(ReviewEvent.action, ReviewEvent.actor_name, ReviewEvent.created_at, ReviewEvent.claim_id)
@@ -196,7 +220,7 @@ def review_events(session: Session, call: Call) -> Sequence[Any]:
 
 
 def assemble_record(
-    call: Call,
+    call: RecordedCall,
     tenant: str,
     shown_run: Any,
     claim_rows: Sequence[tuple[Any, list[EvidenceV1]]] | None,

@@ -1,5 +1,5 @@
 """Summary tables for analysts and the dashboard, kept by database triggers (migration 0011; on PostgreSQL
-rewritten by 0012 to write the same rows with fewer statements).
+rewritten by 0012 and 0016 to write the same rows with fewer and smaller statements).
 
 Counts of calls, current claims, open action items and runs per tenant x UTC day x team x ...; readers
 sum them. Each table is a ledger: the triggers on calls, claims and extraction_runs INSERT signed delta

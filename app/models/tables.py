@@ -202,7 +202,7 @@ class Call(Base):
     llm_mode: Mapped[LlmMode] = mapped_column(
         _enum(LlmMode, "llm_mode"), default=LlmMode.sync, server_default=LlmMode.sync.value
     )
-    llm_batch_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    llm_batch_id: Mapped[int | None] = mapped_column(Integer)
     # The latest succeeded run (the "current" extraction), kept by the pipeline so analysts' views need
     # no per-claim "latest run" subquery. No foreign key: runs already reference calls.
     current_run_id: Mapped[int | None] = mapped_column(Integer)
@@ -246,6 +246,10 @@ class Call(Base):
         # An analyst's newest calls (ORDER BY started_at DESC LIMIT n): through the analyst views the tenant
         # is a joined slug, not a tenant id, so the scan is by time and the tenant is a filter.
         Index("ix_calls_started_at", "started_at"),
+        # A batch's calls. Only calls in a batch have an entry: every other call's inserts and state changes
+        # (never HOT updates: the state is indexed) skip this index (migration 0016).
+        Index("ix_calls_llm_batch_id", "llm_batch_id", postgresql_where=text("llm_batch_id IS NOT NULL"),
+              sqlite_where=text("llm_batch_id IS NOT NULL")),
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Row, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import ConfigError, NotFoundError
@@ -50,10 +50,25 @@ CLAIM_COLUMNS = (Call.id, Call.external_id, Call.agent_id, Call.team, Call.start
 # The statements every processed call runs are built once, with bound parameters: building one costs
 # about as much Python as executing it.
 _LOCK_CALL_ROW = select(*CLAIM_COLUMNS).where(Call.id == bindparam("call_id")).with_for_update()
-_START_PROCESSING = update(CALLS).where(CALLS.c.id == bindparam("call_id")).values(
-    attempts=bindparam("attempt"), state=CallState.processing, state_changed_at=bindparam("now"),
-    review_rank=review_rank(CallState.processing),
-)
+
+
+def state_columns(state: CallState, now: datetime) -> dict[str, Any]:
+    """The columns a change of a call's state sets (as `set_state` and the `state` validator do on the ORM
+    object): what a Core UPDATE changing the state writes too."""
+    return {"state": state, "state_changed_at": now, "review_rank": review_rank(state)}
+
+
+def state_update(**columns: Any) -> Update:
+    """A prebuilt UPDATE of the call `changed_call_id` setting the state columns (bound as `state`,
+    `state_changed_at` and `review_rank`, the keys of `state_columns`) and `columns` besides. (Not bound as
+    `call_id`: the UPDATE may run inside the outbox INSERT, whose `call_id` is its own column's.)"""
+    return update(CALLS).where(CALLS.c.id == bindparam("changed_call_id")).values(
+        state=bindparam("state"), state_changed_at=bindparam("state_changed_at"),
+        review_rank=bindparam("review_rank"), **columns,
+    )
+
+
+_START_PROCESSING = state_update(attempts=bindparam("attempt"))
 _TRANSCRIPT_ROWS = (
     select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
            UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
@@ -72,7 +87,10 @@ def lock_call_row(session: Session, call_id: str) -> Row[Any] | None:
 def start_processing(session: Session, call_id: str, *, attempts: int) -> None:
     """Mark a call locked by `lock_call_row` as processing, counting the attempt: what `set_state` (keeping
     the last error) and `attempts += 1` would flush."""
-    session.connection().execute(_START_PROCESSING, {"call_id": call_id, "attempt": attempts, "now": utcnow()})
+    session.connection().execute(
+        _START_PROCESSING,
+        {"changed_call_id": call_id, "attempt": attempts, **state_columns(CallState.processing, utcnow())},
+    )
 
 
 def get_call(session: Session, call_id: str) -> Call:
@@ -102,7 +120,7 @@ def find_call(session: Session, reference: str, tenant_id: int | None = None) ->
 
 
 def set_state(call: Call, state: CallState, *, error: str | None = None) -> None:
-    call.state = state
+    call.state = state  # the validator keeps review_rank: the columns of `state_columns`
     call.state_changed_at = utcnow()
     call.last_error = error
 

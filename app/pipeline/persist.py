@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, exists, func, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.handoff.outbox import EventType, record_event
+from app.db.types import as_utc
+from app.handoff.outbox import CallChange, EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
 from app.models import (
     Call,
@@ -26,7 +31,8 @@ from app.models import (
 )
 from app.models.tables import utcnow
 from app.pipeline.analyst_fields import CallClock, analyst_fields, call_clock
-from app.pipeline.calls import set_state
+from app.pipeline.calls import state_columns, state_update
+from app.privacy.mask import mask_text, nothing_to_mask
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
 from app.schemas.usage import Usage
 
@@ -48,9 +54,12 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
 # about as much Python as executing it.
 _SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam("key"),
                                             RUNS.c.status == RunStatus.succeeded)
+# The columns of the call the final write reads (`ResultCall`).
+_RESULT_CALL_COLUMNS = (Call.id, Call.tenant_id, Call.external_id, Call.agent_id, Call.team, Call.started_at,
+                        Call.transcript_hash, Call.state, Call.last_error, Call.case_note)
 _LOCK_CALL_FOR_RESULT = (
     select(
-        Call,
+        *_RESULT_CALL_COLUMNS,
         _SUCCEEDED_RUN_ID.scalar_subquery(),
         Tenant.slug,
         Tenant.time_zone,
@@ -78,10 +87,27 @@ def latest_succeeded_run(session: Session, call_id: str) -> ExtractionRun | None
 
 
 @dataclass(frozen=True)
+class ResultCall:
+    """The call as the final write reads it (a plain row, no ORM object to flush): what the run, the
+    hand-off record and the outbox event need. After the write, the same with the new state."""
+
+    id: str
+    tenant_id: int
+    external_id: str
+    agent_id: str | None
+    team: str | None
+    started_at: datetime | None
+    transcript_hash: str
+    state: CallState
+    last_error: str | None
+    case_note: str | None
+
+
+@dataclass(frozen=True)
 class LockedCall:
     """A call under its row lock, with what the final write reads beside it."""
 
-    call: Call
+    call: ResultCall
     succeeded_run_id: int | None  # the succeeded run with the work's idempotency key, if already done
     tenant_slug: str
     time_zone: str
@@ -93,12 +119,13 @@ def lock_call_for_result(session: Session, call_id: str, key: str) -> LockedCall
     """Lock the call (as `lock_call` does) and read, in the same statement, what the final write needs
     besides: the succeeded run with `key`, the tenant's slug and time zone, and whether the call has review
     events and the tenant an active webhook endpoint (usually neither, and then the write skips those two
-    queries). One round trip where separate queries took five."""
-    row = session.execute(_LOCK_CALL_FOR_RESULT, {"call_id": call_id, "key": key}).one_or_none()
+    queries). One round trip where separate queries took five; columns, not an ORM object: the write
+    changes the call with one Core UPDATE (`write_succeeded_run`)."""
+    row = session.connection().execute(_LOCK_CALL_FOR_RESULT, {"call_id": call_id, "key": key}).one_or_none()
     if row is None:
         return None
-    call, succeeded, slug, time_zone, has_events, has_endpoints = row
-    return LockedCall(call, succeeded, slug, time_zone, bool(has_events), bool(has_endpoints))
+    *columns, succeeded, slug, time_zone, has_events, has_endpoints = row
+    return LockedCall(ResultCall(*columns), succeeded, slug, time_zone, bool(has_events), bool(has_endpoints))
 
 
 @dataclass(frozen=True)
@@ -120,12 +147,12 @@ class RunFacts:
 
 
 def run_values(
-    call: Call, facts: RunFacts, *, status: RunStatus, error: str | None = None, raw_response: str | None = None
+    call_id: str, facts: RunFacts, *, status: RunStatus, error: str | None = None, raw_response: str | None = None
 ) -> dict[str, Any]:
     """The `extraction_runs` columns of one run (the wall and CPU timings of the whole call excepted)."""
     usage = facts.usage
     return {
-        "call_id": call.id,
+        "call_id": call_id,
         "idempotency_key": facts.key,
         "provider": facts.provider,
         "model": facts.model,
@@ -159,7 +186,7 @@ def add_run(
     total_ms: float | None = None,
 ) -> ExtractionRun:
     run = ExtractionRun(
-        **run_values(call, facts, status=status, error=error, raw_response=raw_response),
+        **run_values(call.id, facts, status=status, error=error, raw_response=raw_response),
         db_ms=db_ms,
         total_ms=total_ms,
     )
@@ -195,14 +222,30 @@ def add_claims(session: Session, run: ExtractionRun, report: VerificationReport)
     return len(report.claims)
 
 
-def insert_claims(
-    session: Session, run_id: int, call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock
-) -> list[tuple[dict[str, Any], int]]:
-    """Insert the claims (one multi-row INSERT returning their ids) and their evidence (one more);
-    returns each claim's row with its new id, in position order."""
-    claim_rows = [
+class MaskedCopies:
+    """`mask_text` of the texts of one call's claims and evidence, each distinct text masked once (a claim
+    often quotes its evidence word for word, and spans repeat across claims), and a text without a digit or a
+    digit word not at all (`nothing_to_mask`). The same values the `text_masked` and `quote_masked` column
+    defaults compute, given to the INSERT instead."""
+
+    def __init__(self) -> None:
+        self._masked: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        masked = self._masked.get(text)
+        if masked is None:
+            masked = self._masked[text] = text if nothing_to_mask(text) else mask_text(text)
+        return masked
+
+
+def claim_rows_of(
+    call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock, masked: MaskedCopies
+) -> list[dict[str, Any]]:
+    """The `claims` rows of a run's verified claims, in position order: every column but the ids (the
+    claim's, and the run's: `run_id` is set by the insert)."""
+    created_at = utcnow()
+    return [
         {
-            "run_id": run_id,
             "call_id": call_id,
             "tenant_id": tenant_id,
             "position": position,
@@ -212,22 +255,141 @@ def insert_claims(
             "due": claim.due,
             "grounding_status": claim.status.value,
             "grounding_reason": claim.reason,
+            "review_status": ReviewStatus.pending.value,
             "origin": "model",
+            "created_at": created_at,
+            "text_masked": masked(claim.text),
             **analyst_fields(claim, clock),
         }
         for position, claim in enumerate(report.claims)
     ]
-    if not claim_rows:
-        return []
-    claim_ids = list(session.connection().scalars(_INSERT_CLAIMS, claim_rows))
-    evidence_rows = [
-        {"claim_id": claim_id, **evidence_values(ev, position)}
-        for claim_id, claim in zip(claim_ids, report.claims, strict=True)
+
+
+def evidence_rows_of(report: VerificationReport, masked: MaskedCopies) -> list[dict[str, Any]]:
+    """The `evidence` rows of a run's claims, each with its claim's position (`claim_position`) in place of
+    the claim id the insert does not know yet: every column but the ids."""
+    return [
+        {"claim_position": claim_position, **evidence_values(ev, position), "quote_masked": masked(ev.quote)}
+        for claim_position, claim in enumerate(report.claims)
         for position, ev in enumerate(claim.evidence)
     ]
-    if evidence_rows:
-        session.connection().execute(_INSERT_EVIDENCE, evidence_rows)
+
+
+# The columns the success path writes: every one but the generated ids, the claims' run and the evidence's
+# claim (both ids the same statement generates), and the run's whole-call timings (written after the commit).
+RUN_INSERT_COLUMNS = tuple(c.name for c in RUNS.c if c.name not in {"id", "db_ms", "total_ms", "cpu_ms"})
+CLAIM_INSERT_COLUMNS = tuple(c.name for c in CLAIMS.c if c.name not in {"id", "run_id"})
+EVIDENCE_INSERT_COLUMNS = tuple(c.name for c in EVIDENCE.c if c.name not in {"id", "claim_id"})
+
+
+def _run_with_claims_sql() -> str:
+    """PostgreSQL: the run, its claims and their evidence in ONE statement of a fixed shape, whatever the
+    number of claims and spans. The run is one row of scalar parameters (`extraction_runs_<column>`); the
+    claims and the evidence are each one JSON array of rows (`claims`, `evidence`) the server turns into
+    typed rows (one `json.dumps` here, where arrays per column cost the driver Python per element). The
+    evidence finds its claim's new id by the claim's position (RETURNING order is not guaranteed, so the
+    statement returns each claim's position with its id). A multi-row VALUES list would be a new SQL text
+    for every row count, parsed again by the driver each time (psycopg caches the parsing of texts under
+    4 kB with at most 50 parameters: this one has 22) and planned again by the server (this one is
+    prepared once per connection).
+
+    The call's UPDATE runs after this statement (with the outbox INSERT), never in it: the rollup
+    triggers count a run's claims either at their insert (when the call's current run is already theirs)
+    or when the call's current run moves to their run, and a call UPDATE in this statement would fire both."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    quote = dialect.identifier_preparer.quote
+
+    def typed(table: Table, columns: Sequence[str]) -> str:
+        return ", ".join(f"{quote(name)} {table.c[name].type.compile(dialect=dialect)}" for name in columns)
+
+    def names(columns: Sequence[str], prefix: str = "") -> str:
+        return ", ".join(f"{prefix}{quote(name)}" for name in columns)
+
+    run_values = ", ".join(f"%(extraction_runs_{name})s::{RUNS.c[name].type.compile(dialect=dialect)}"
+                           for name in RUN_INSERT_COLUMNS)
+    # The claim's position, beside the evidence columns (typed as the claims' `position`).
+    claim_position = f"claim_position {CLAIMS.c.position.type.compile(dialect=dialect)}"
+    # Built from the table definitions only; every value is a bound parameter.
+    return (
+        f"WITH new_run AS (INSERT INTO extraction_runs ({names(RUN_INSERT_COLUMNS)}) "  # noqa: S608
+        f"VALUES ({run_values}) RETURNING id), "
+        f"new_claims AS (INSERT INTO claims (run_id, {names(CLAIM_INSERT_COLUMNS)}) "
+        f"SELECT new_run.id, {names(CLAIM_INSERT_COLUMNS, 'c.')} FROM new_run, "
+        f"json_to_recordset(%(claims)s::json) AS c({typed(CLAIMS, CLAIM_INSERT_COLUMNS)}) RETURNING id, position), "
+        f"new_evidence AS (INSERT INTO evidence (claim_id, {names(EVIDENCE_INSERT_COLUMNS)}) "
+        f"SELECT new_claims.id, {names(EVIDENCE_INSERT_COLUMNS, 'e.')} FROM json_to_recordset(%(evidence)s::json) "
+        f"AS e({claim_position}, {typed(EVIDENCE, EVIDENCE_INSERT_COLUMNS)}) "
+        "JOIN new_claims ON new_claims.position = e.claim_position) "
+        "SELECT new_run.id, new_claims.id, new_claims.position FROM new_run LEFT JOIN new_claims ON true"
+    )
+
+
+def _json_value(value: Any) -> str:
+    """Dates and times in JSON: ISO 8601, which the server reads back into the same value (a time in UTC,
+    as the `UTCDateTime` columns store it)."""
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+def _json_rows(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, ensure_ascii=False, allow_nan=False, default=_json_value)
+
+
+_INSERT_RUN_WITH_CLAIMS_PG = _run_with_claims_sql()
+
+
+def insert_run_with_claims(
+    session: Session, run: dict[str, Any], tenant_id: int, report: VerificationReport, clock: CallClock
+) -> tuple[int, list[tuple[dict[str, Any], int]]]:
+    """Insert a run (`run`: its `RUN_INSERT_COLUMNS`), its claims and their evidence; returns the run's id
+    and each claim's row with its new id, in position order. PostgreSQL: one statement for all three
+    (`_run_with_claims_sql`); SQLite: the run, then one multi-row INSERT per table."""
+    masked = MaskedCopies()
+    claim_rows = claim_rows_of(run["call_id"], tenant_id, report, clock, masked)
+    evidence_rows = evidence_rows_of(report, masked)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        parameters = {f"extraction_runs_{name}": run[name] for name in RUN_INSERT_COLUMNS}
+        parameters["claims"] = _json_rows(claim_rows)
+        parameters["evidence"] = _json_rows(evidence_rows)
+        returned = connection.exec_driver_sql(_INSERT_RUN_WITH_CLAIMS_PG, parameters).all()
+        run_id = returned[0][0]
+        ids_by_position = {position: claim_id for _, claim_id, position in returned if claim_id is not None}
+        claim_ids = [ids_by_position[position] for position in range(len(claim_rows))]
+        for row in claim_rows:
+            row["run_id"] = run_id
+    else:
+        run_id = connection.scalar(_INSERT_RUN, run)
+        claim_ids = _insert_claim_rows(connection, run_id, claim_rows, evidence_rows)
+    return run_id, list(zip(claim_rows, claim_ids, strict=True))
+
+
+def insert_claims(
+    session: Session, run_id: int, call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock
+) -> list[tuple[dict[str, Any], int]]:
+    """Insert the claims of a run already stored, and their evidence (one multi-row INSERT per table);
+    returns each claim's row with its new id, in position order."""
+    masked = MaskedCopies()
+    claim_rows = claim_rows_of(call_id, tenant_id, report, clock, masked)
+    claim_ids = _insert_claim_rows(session.connection(), run_id, claim_rows, evidence_rows_of(report, masked))
     return list(zip(claim_rows, claim_ids, strict=True))
+
+
+def _insert_claim_rows(connection: Connection, run_id: int, claim_rows: list[dict[str, Any]],
+                       evidence_rows: list[dict[str, Any]]) -> list[int]:
+    if not claim_rows:
+        return []
+    for row in claim_rows:
+        row["run_id"] = run_id
+    claim_ids = list(connection.scalars(_INSERT_CLAIMS, claim_rows))
+    if evidence_rows:
+        for row in evidence_rows:
+            row["claim_id"] = claim_ids[row.pop("claim_position")]
+        connection.execute(_INSERT_EVIDENCE, evidence_rows)
+    return claim_ids
 
 
 @dataclass(frozen=True)
@@ -280,18 +442,18 @@ def write_succeeded_run(
     The run's whole-call timings are written after the commit (see `record_timings`).
     """
     call = locked.call
-    run_id = session.connection().scalar(
-        _INSERT_RUN,
-        run_values(call, facts, status=RunStatus.succeeded, raw_response=raw_response),
-    )
-    assert run_id is not None  # RETURNING of a one-row INSERT
-    call.current_run_id = run_id
+    run = {**run_values(call.id, facts, status=RunStatus.succeeded, raw_response=raw_response), "started_at": utcnow()}
     clock = CallClock(call.started_at, locked.time_zone)
-    written = insert_claims(session, run_id, call.id, call.tenant_id, report, clock)
+    run_id, written = insert_run_with_claims(session, run, call.tenant_id, report, clock)
     ungrounded = len(report.ungrounded_claims)
-    call.flagged_items = ungrounded  # a new run's items are all undecided
     state = outcome_state(len(written), ungrounded)
-    set_state(call, state)
+    # What `set_state(call, state)`, the current run and its undecided items (all of a new run's) would
+    # flush, as one Core UPDATE (the call was read as a plain row), run with the event's INSERT.
+    finish = CallChange(_FINISH_CALL, {
+        "changed_call_id": call.id, **state_columns(state, utcnow()), "last_error": None, "current_run_id": run_id,
+        "flagged_items": ungrounded,
+    })
+    call = replace(call, state=state, last_error=None)
     claim_rows = [
         (
             _RecordClaim(
@@ -309,10 +471,14 @@ def write_succeeded_run(
     events = review_events(session, call) if locked.reviewed else ()
     record = assemble_record(call, locked.tenant_slug, shown_run, claim_rows, events,
                              public_url=get_settings().public_url)
-    record_event(session, call, EventType.processed, record=record, subscribed=locked.subscribed)
+    record_event(session, call, EventType.processed, record=record, subscribed=locked.subscribed, call_change=finish)
     return WrittenRun(run_id, state, len(written), ungrounded)
 
 
+# The call's change when a run succeeds. After the run's rows, never in their statement: the rollup
+# triggers count a run's claims when the call's current run moves to it (`_run_with_claims_sql`).
+_FINISH_CALL = state_update(last_error=bindparam("last_error"), current_run_id=bindparam("current_run_id"),
+                            flagged_items=bindparam("flagged_items"))
 _RECORD_TIMINGS = update(RUNS).where(RUNS.c.id == bindparam("run_id")).values(
     db_ms=bindparam("db"), total_ms=bindparam("total"), cpu_ms=bindparam("cpu"))
 

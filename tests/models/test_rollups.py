@@ -19,14 +19,17 @@ from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.llm.heuristic import HeuristicProvider
 from app.models import (
+    AgentDueRollup,
     Call,
     CallState,
     Claim,
     ClaimRollup,
     ExtractionRun,
+    RunStatus,
     UserRole,
 )
 from app.models.rollups import NO_DUE_DATE
+from app.pipeline.calls import get_or_create_tenant
 from app.pipeline.run import process_call
 from app.pipeline.store import store_transcript
 from app.review import CallDecision, ClaimAction, ClaimChanges, decide_call, delete_call, review_claim
@@ -228,3 +231,41 @@ def test_migration_backfills_rollups_from_existing_rows(backend: str, request: p
                 select(func.count()).select_from(Claim).join(Call, Call.current_run_id == Claim.run_id))
     finally:
         engine.dispose()
+
+
+def test_a_current_run_change_moves_each_claim_rollup(session_factory: sessionmaker[Session]) -> None:
+    """A call's current run moves in and out of every claim rollup, also a rollup that takes a single one of
+    the run's claims (one reason, one open action item, one dated item), and a state change moves the open
+    items between open and closed calls."""
+    with unit_of_work(session_factory) as session:
+        tenant = get_or_create_tenant(session, "acme")
+        call = Call(tenant_id=tenant.id, external_id="x", agent_id="A-1", team="north", source_format="native",
+                    transcript_hash="h", state=CallState.processing, started_at=datetime(2026, 3, 9, 14, 0, tzinfo=UTC))
+        session.add(call)
+        session.flush()
+        runs = []
+        for number, claims in enumerate([
+            [("reason", None), ("action_item", date(2026, 3, 12)), ("summary", None)],
+            [("action_item", None), ("summary", None)],
+            [("summary", None)],
+        ]):
+            run = ExtractionRun(call_id=call.id, idempotency_key=f"k{number}", provider="openai", model="m",
+                                prompt_version="v1", transcript_hash="h", status=RunStatus.succeeded)
+            session.add(run)
+            session.flush()
+            runs.append(run.id)
+            for position, (kind, due_date) in enumerate(claims):
+                session.add(Claim(run_id=run.id, call_id=call.id, tenant_id=tenant.id, position=position, kind=kind,
+                                  text=f"{kind} {position}", owner="agent" if kind == "action_item" else None,
+                                  due_date=due_date, grounding_status="grounded"))
+        call_id = call.id
+    assert_rollups_match(session_factory)
+    for current, state in [(runs[0], CallState.ready_for_review), (runs[1], CallState.needs_attention),
+                           (runs[0], CallState.rejected), (runs[2], CallState.ready_for_review),
+                           (runs[0], CallState.failed), (None, CallState.failed)]:
+        with unit_of_work(session_factory) as session:
+            session.execute(update(Call).where(Call.id == call_id).values(current_run_id=current, state=state))
+        assert_rollups_match(session_factory)
+    with unit_of_work(session_factory) as session:
+        session.execute(update(Call).where(Call.id == call_id).values(current_run_id=runs[0]))
+        assert session.scalar(select(func.sum(AgentDueRollup.items))) == 1

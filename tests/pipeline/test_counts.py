@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import unit_of_work
-from app.models import Call, CallState, ExtractionRun, RunStatus
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.models import Call, CallState, ExtractionRun, RunStatus, run_totals
 from app.models.counters import LATENCY_BUCKETS_SECONDS, STAGE_COLUMNS
 from app.pipeline.calls import get_or_create_tenant, set_state
 from app.pipeline.counts import call_totals, model_totals, stage_histograms, state_counts
@@ -32,11 +32,16 @@ def _timing(rng: random.Random) -> float | None:
 
 def _new_run(session: Session, rng: random.Random, call_id: str, n: int) -> None:
     provider, model = rng.choice(MODELS)
+    timings = {column: _timing(rng) for column in STAGE_COLUMNS.values()}
+    status = rng.choice(list(RunStatus))
+    if rng.random() < 0.4:
+        # As the pipeline writes a run: succeeded, its whole-call timings (db, total) only after the commit.
+        status, timings["db_ms"], timings["total_ms"] = RunStatus.succeeded, None, None
     session.add(ExtractionRun(
         call_id=call_id, idempotency_key=f"k{n}", provider=provider, model=model, prompt_version="v1",
-        transcript_hash="h", status=rng.choice(list(RunStatus)), prompt_tokens=rng.randint(0, 900),
+        transcript_hash="h", status=status, prompt_tokens=rng.randint(0, 900),
         completion_tokens=rng.randint(0, 300), cached_tokens=rng.randint(0, 50), cost_usd=rng.random() / 100,
-        llm_calls=rng.randint(0, 2), **{column: _timing(rng) for column in STAGE_COLUMNS.values()},
+        llm_calls=rng.randint(0, 2), **timings,
     ))
 
 
@@ -163,3 +168,41 @@ def test_an_update_that_changes_nothing_counted_leaves_the_counters(session_fact
     with session_factory() as session:
         assert call_totals(session)[0][CallState.queued.value] == 1
         assert sum(call_totals(session)[0].values()) == 1
+
+
+def test_late_timings_from_another_backend_count_on_its_own_shard(postgres_url: str) -> None:
+    """A run's whole-call timings are written after its commit, maybe by a backend whose counter shard has
+    no row for the run's model yet: the update then creates that row, and the sums still match."""
+    writer = create_db_engine(postgres_url)
+    try:
+        factory = make_session_factory(writer)
+        with unit_of_work(factory) as session:
+            tenant = get_or_create_tenant(session, "acme")
+            call = Call(tenant_id=tenant.id, external_id="x", source_format="native", transcript_hash="h",
+                        state=CallState.ready_for_review)
+            session.add(call)
+            session.flush()
+            session.add(ExtractionRun(call_id=call.id, idempotency_key="k", provider="openai", model="gpt-4o-mini",
+                                      prompt_version="v1", transcript_hash="h", status=RunStatus.succeeded,
+                                      prompt_tokens=10, llm_ms=40.0))
+            shard = session.scalar(select(func.pg_backend_pid() % 16))
+            tenant_id = tenant.id
+    finally:
+        writer.dispose()
+    engine = create_db_engine(postgres_url)
+    try:
+        for _ in range(64):  # a new backend until one counts on another shard (pids are spread over them)
+            with engine.connect() as conn:
+                if conn.scalar(select(func.pg_backend_pid() % 16)) != shard:
+                    conn.execute(update(ExtractionRun).values(db_ms=30.0, total_ms=2500.0))
+                    conn.commit()
+                    break
+            engine.dispose()  # the next connection is a new backend
+        else:
+            pytest.fail("no backend on another shard")
+        with make_session_factory(engine)() as session:
+            assert session.scalar(select(func.count()).select_from(run_totals)) == 2  # both shards have a row
+            _check(session, [tenant_id])
+            assert stage_histograms(session)["total"].count == 1
+    finally:
+        engine.dispose()
