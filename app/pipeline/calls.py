@@ -138,7 +138,7 @@ def load_transcript(session: Session, call: Call | Row[Any]) -> Transcript:
             language=call.language,
         ),
         # The role goes in as stored (its value): the model's validation makes it the enum member in a fraction
-        # of the time calling `Role(...)` takes, which was a third of building the transcript.
+        # of the time calling `Role(...)` takes (that call was about half the cost of building the transcript).
         utterances=[
             Utterance(
                 index=row.index,
