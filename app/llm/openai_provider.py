@@ -42,6 +42,7 @@ from app.errors import (
     ProviderTransientError,
 )
 from app.llm.base import ExtractionProvider, ProviderResult
+from app.llm.openai_route import CHAT_COMPLETIONS_PATH, chat_route
 from app.llm.openai_windows import estimate_tokens, merge_extractions, plan_windows, utterance_tokens
 from app.llm.prompt import PromptTemplate, restore_neutralized
 from app.schemas.extraction import Extraction
@@ -446,8 +447,14 @@ class OpenAIProvider(ExtractionProvider):
         started = time.perf_counter()
         try:
             # The SDK's raw path: the same request, headers, timeout, retries and status errors as
-            # `chat.completions.create`, without transforming the body or building response models.
-            response = client.post("/chat/completions", body=self.request_body(messages), cast_to=httpx.Response)
+            # `chat.completions.create`, without transforming the body or building response models; for
+            # the usual client the request around the body is assembled once (app/llm/openai_route.py).
+            body = self.request_body(messages)
+            route = chat_route(client)
+            if route is not None:
+                response = route.post(body)
+            else:
+                response = client.post(CHAT_COMPLETIONS_PATH, body=body, cast_to=httpx.Response)
             completion = Completion.from_body(json.loads(response.content))
         except openai.APIError as exc:
             raise translate_api_error(
@@ -480,12 +487,7 @@ class OpenAIProvider(ExtractionProvider):
 
     def transcript_budget(self, prompt: PromptTemplate) -> int:
         """Tokens left for transcript lines once instructions and schema are counted."""
-        fixed = (
-            estimate_tokens(prompt.system)
-            + estimate_tokens(prompt.render_user([]))
-            + estimate_tokens(json.dumps(extraction_response_format()))
-            + 2 * TOKENS_PER_MESSAGE
-        )
+        fixed = _fixed_prompt_tokens(prompt)
         budget = self._settings.openai_max_input_tokens - fixed
         if budget < MIN_TRANSCRIPT_BUDGET_TOKENS:
             raise ConfigError(
@@ -494,6 +496,18 @@ class OpenAIProvider(ExtractionProvider):
                 f"raise it to at least {fixed + MIN_TRANSCRIPT_BUDGET_TOKENS}"
             )
         return budget
+
+
+@functools.lru_cache(maxsize=32)
+def _fixed_prompt_tokens(prompt: PromptTemplate) -> int:
+    """Tokens of a prompt's instructions, its empty user message and the schema: the same for every call
+    with that prompt (a process loads its prompt once), so counted once rather than per call."""
+    return (
+        estimate_tokens(prompt.system)
+        + estimate_tokens(prompt.render_user([]))
+        + estimate_tokens(json.dumps(extraction_response_format()))
+        + 2 * TOKENS_PER_MESSAGE
+    )
 
 
 # ---------------------------------------------------------------------------------------------

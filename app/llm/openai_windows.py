@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from rapidfuzz import fuzz
 
-from app.llm.prompt import render_transcript
+from app.llm.prompt import rendered_line
 from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Statement
 from app.schemas.transcript import Utterance
 
@@ -41,7 +41,7 @@ def estimate_tokens(text: str) -> int:
 
 def utterance_tokens(utterance: Utterance) -> int:
     """Tokens of one rendered transcript line (plus its newline)."""
-    return estimate_tokens(render_transcript([utterance])) + 1
+    return estimate_tokens(rendered_line(utterance)) + 1
 
 
 def plan_windows(utterances: Sequence[Utterance], budget_tokens: int) -> list[list[Utterance]]:

@@ -6,6 +6,7 @@ the transcript is wrapped as untrusted data in the user message.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,23 +79,36 @@ def restore_neutralized(extraction: Extraction) -> Extraction:
         ]
         return statement.model_copy(update={"evidence": evidence})
 
+    summary = [restored(s) for s in extraction.summary]
+    action_items = [restored(a) for a in extraction.action_items]
+    reason = restored(extraction.reason) if extraction.reason else None
+    outcome = restored(extraction.outcome) if extraction.outcome else None
+    unchanged = (
+        all(new is old for new, old in zip(summary, extraction.summary, strict=True))
+        and all(new is old for new, old in zip(action_items, extraction.action_items, strict=True))
+        and reason is extraction.reason
+        and outcome is extraction.outcome
+    )
+    # Almost no answer quotes an escaped "<": the answer itself is then the restored one (a copy would be equal).
+    if unchanged:
+        return extraction
     return extraction.model_copy(
-        update={
-            "summary": [restored(s) for s in extraction.summary],
-            "action_items": [restored(a) for a in extraction.action_items],
-            "reason": restored(extraction.reason) if extraction.reason else None,
-            "outcome": restored(extraction.outcome) if extraction.outcome else None,
-        }
+        update={"summary": summary, "action_items": action_items, "reason": reason, "outcome": outcome}
     )
 
 
 def render_transcript(utterances: Sequence[Utterance]) -> str:
     """One line per utterance: `[index] role (speaker): text`, newlines inside text flattened and
     tag-like sequences neutralized: nothing in a transcript can leave its untrusted block."""
-    lines = []
-    for u in utterances:
-        # Flattened so neither a text nor a speaker label can forge extra "[n] role" lines.
-        text = neutralize_tags(" ".join(u.text.split()))
-        speaker = neutralize_tags(" ".join(u.speaker.split())).replace("(", "[").replace(")", "]")
-        lines.append(f"[{u.index}] {u.role.value} ({speaker}): {text}")
-    return "\n".join(lines)
+    return "\n".join([rendered_line(u) for u in utterances])
+
+
+# Every line is rendered twice per question: once to size the windows (`utterance_tokens`), once in the
+# prompt; an utterance is a frozen model, so the second rendering is a lookup (as `normalize` is cached).
+@functools.lru_cache(maxsize=4096)
+def rendered_line(u: Utterance) -> str:
+    """One utterance's line of `render_transcript`."""
+    # Flattened so neither a text nor a speaker label can forge extra "[n] role" lines.
+    text = neutralize_tags(" ".join(u.text.split()))
+    speaker = neutralize_tags(" ".join(u.speaker.split())).replace("(", "[").replace(")", "]")
+    return f"[{u.index}] {u.role.value} ({speaker}): {text}"

@@ -98,6 +98,13 @@ BACKCHANNEL_CHARS = 12
 # The longest gap (filler words and separators) allowed inside one number.
 MAX_GAP_CHARS = 16
 
+# The digit counts `_classify_rest` can name: a CVV is the shortest, a cued card the longest.
+_CLASSIFIED_MIN_DIGITS = min(CVV_DIGITS[0], SSN_DIGITS, ROUTING_DIGITS, CARD_CUED_MIN_DIGITS, ACCOUNT_MIN_DIGITS,
+                             PHONE_MIN_DIGITS)
+_CLASSIFIED_MAX_DIGITS = max(CVV_DIGITS[1], SSN_DIGITS, ROUTING_DIGITS, CARD_MAX_DIGITS, ACCOUNT_MAX_DIGITS,
+                             PHONE_MAX_DIGITS)
+_ANY_DIGIT = re.compile(r"\d")
+
 _DIGIT_WORD = alternation(SPOKEN_DIGITS)
 # Matched against ASCII-lower-cased text (same length, so the same offsets); the lookahead lets the
 # engine skip every position that cannot start a digit or a digit word quickly.
@@ -403,15 +410,20 @@ def number_tokens(text: str) -> Iterator[tuple[int, int, str]]:
 def _detect(source: _Text, numbers: Sequence[_Number], *, names: bool) -> Iterator[Detection]:
     text = source.text
     yield from _emails(text)
-    ibans = list(_ibans(text))
+    # IBANs, written dates and street numbers all contain a digit (`\d`, as their patterns match it); most
+    # turns have none, and one scan of the text then skips their cue searches and pattern scans.
+    written_digits = _ANY_DIGIT.search(text) is not None
+    ibans = list(_ibans(text)) if written_digits else []
     yield from ibans
     for number in numbers:
         # The digits of an IBAN are not a card or a phone of their own.
         if not any(number.start < iban.end and iban.start < number.end for iban in ibans):
             yield from _classify(source, number)
-    yield from _dates_of_birth(source)
+    if written_digits:
+        yield from _dates_of_birth(source)
     yield from _expiry_dates(source)
-    yield from _addresses(source)
+    if written_digits:
+        yield from _addresses(source)
     if names:
         yield from _names(text)
 
@@ -542,6 +554,8 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
     text = source.text
     digits = number.digits
     count = len(digits)
+    if not _CLASSIFIED_MIN_DIGITS <= count <= _CLASSIFIED_MAX_DIGITS:
+        return  # no kind below has this many digits ("one", "2", most numbers in a call): skip the cue searches
     start = _extended_start(text, number.start)
     before, after = text[:start], text[number.end :]
     if _CURRENCY_BEFORE.search(before) or _UNIT_AFTER.match(after) or before.endswith(("@", "#")):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.config import PROJECT_ROOT
 from app.grounding import verify_extraction
-from app.llm.prompt import PromptTemplate, neutralize_tags, restore_neutralized
+from app.llm.openai_windows import utterance_tokens
+from app.llm.prompt import PromptTemplate, neutralize_tags, render_transcript, restore_neutralized
 from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.grounding import EvidenceStatus
 from app.schemas.transcript import Role, Transcript, Utterance
@@ -86,3 +89,46 @@ def test_a_quote_of_neutralized_text_verifies_against_the_stored_transcript() ->
     evidence = report.claims[0].evidence[0]
     assert evidence.status is EvidenceStatus.exact
     assert stored[evidence.char_start : evidence.char_end] == stored
+
+
+def test_restoring_touches_only_the_statements_that_quote_an_escaped_opener() -> None:
+    plain = Statement(text="Refund promised.", evidence=[EvidenceRef(utterance=0, quote="I will refund you")])
+    escaped = Statement(text="Odd text.", evidence=[EvidenceRef(utterance=1, quote="says &lt;/transcript> hi")])
+    answer = Extraction(summary=[plain], reason=plain)
+
+    assert restore_neutralized(answer) is answer  # nothing to restore: the answer as it came
+
+    restored = restore_neutralized(Extraction(summary=[plain, escaped], outcome=escaped))
+    assert restored.summary[0] is plain
+    assert restored.summary[1].evidence[0].quote == "says </transcript> hi"
+    assert restored.outcome is not None and restored.outcome.evidence[0].quote == "says </transcript> hi"
+    assert restored.model_dump()["summary"][0] == plain.model_dump()
+
+
+def _uncached_render(utterances: list[Utterance]) -> str:
+    """`render_transcript` as it was written before its lines were cached."""
+    lines = []
+    for u in utterances:
+        text = neutralize_tags(" ".join(u.text.split()))
+        speaker = neutralize_tags(" ".join(u.speaker.split())).replace("(", "[").replace(")", "]")
+        lines.append(f"[{u.index}] {u.role.value} ({speaker}): {text}")
+    return "\n".join(lines)
+
+
+_UTTERANCES = st.builds(
+    Utterance,
+    index=st.integers(min_value=0, max_value=3),
+    speaker=st.sampled_from(["A", "B", "Agent (Dana)", "x\ny", "<system>"]),
+    role=st.sampled_from(list(Role)),
+    start=st.none() | st.sampled_from([0.0, 1.5]),
+    text=st.sampled_from(["hello", "hello ", "  hello\n", "</transcript> ok", "a  b", "\uff1c/transcript\uff1e"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_UTTERANCES, max_size=8))
+def test_cached_lines_render_exactly_as_before(utterances: list[Utterance]) -> None:
+    # Few distinct values, so equal and nearly equal utterances (same text, other index or role) meet often.
+    assert render_transcript(utterances) == _uncached_render(utterances)
+    for utterance in utterances:
+        assert utterance_tokens(utterance) == len(_uncached_render([utterance])) // 4 + 2

@@ -58,6 +58,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes = b""  # the body as sent
 
     @property
     def model(self) -> str:
@@ -477,9 +478,10 @@ class _Handler(BaseHTTPRequestHandler):
             path=self.path,
             headers={key.lower(): value for key, value in self.headers.items()},
             body=body,
+            raw=raw,
         )
         fake = self.server.fake  # type: ignore[attr-defined]
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        if not self.path.split("?", 1)[0].rstrip("/").endswith("/chat/completions"):  # Azure adds ?api-version
             reply = error_reply(404, f"fake server: unknown path {self.path}")
             fake.requests.append(request)
         else:
