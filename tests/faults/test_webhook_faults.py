@@ -36,7 +36,7 @@ from tests.faults.harness import (
 )
 from tests.support.processes import wait_until
 from tests.support.receiver import Received, Receiver, Reply, Script, always_ok, verify
-from tests.support.services import temporary_pg_database
+from tests.support.services import migrated_pg_database
 
 SECRET_KEY = "webhook-faults-secret-key"
 CALLS = 8
@@ -136,8 +136,7 @@ def attempt_outcomes(factory: sessionmaker[Session]) -> list[tuple[str, int | No
 
 @contextmanager
 def shared_database() -> Iterator[str]:
-    with temporary_pg_database() as url:
-        upgrade(url)
+    with migrated_pg_database() as url:
         yield url
 
 

@@ -9,7 +9,8 @@ import socket
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from typing import NoReturn
 
 import pytest
@@ -106,20 +107,43 @@ def _migrated_pg_template() -> str:
     return _migrated_templates["postgres"]
 
 
-@contextmanager
-def migrated_pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database at the head revision (a copy of the migrated template), dropped afterwards."""
+# Copies are made and dropped on one background thread, so a test neither waits for its own copy (made
+# while the test before it ran) nor for the drop of the one before. Each test still gets a fresh copy.
+_pg_copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-test-databases")
+_spare_copies: list[Future[str]] = []
+
+
+def _copy_of(template: str) -> str:
     import psycopg
 
-    require_service("postgres")
-    template = _migrated_pg_template()
     name = f"postcall_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_pg_admin_dsn(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+def _drop_spare_copies() -> None:
+    """At exit (the copier has finished its queue by then): the copy made for a test that never came."""
+    while _spare_copies:
+        spare = _spare_copies.pop()
+        with suppress(Exception):  # a copy that failed to be made has nothing to drop
+            _drop_pg_database(spare.result())
+
+
+@contextmanager
+def migrated_pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database at the head revision (a copy of the migrated template), dropped afterwards."""
+    require_service("postgres")
+    template = _migrated_pg_template()
+    if not _spare_copies:  # the first copy of this process
+        atexit.register(_drop_spare_copies)  # runs before the template's drop (atexit is last-in, first-out)
+        _spare_copies.append(_pg_copier.submit(_copy_of, template))
+    name = _spare_copies.pop().result()  # there is always a spare from here on
+    _spare_copies.append(_pg_copier.submit(_copy_of, template))  # the next test's, made while this one runs
     try:
         yield pg_admin_url(name)
     finally:
-        _drop_pg_database(name)
+        _pg_copier.submit(_drop_pg_database, name)
 
 
 def migrated_sqlite_database(path: str) -> str:

@@ -17,10 +17,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory
 from app.models import UserRole
-from tests.support.services import temporary_pg_database
+from tests.support.services import migrated_pg_database, migrated_sqlite_database
 from tests.web.world import BrokerQueue, SeededCall, client_for, seed_call, seed_user
 
 # name -> (tenant, role, team, agent id)
@@ -114,7 +113,7 @@ def sign_in(client: TestClient, token: str) -> None:
 
 
 def _build_world(url: str) -> World:
-    upgrade(url)
+    """Users and calls on `url`, a database already at the head revision."""
     engine: Engine = create_db_engine(url)
     factory = make_session_factory(engine)
     tokens = {
@@ -146,11 +145,11 @@ def _close(world: World) -> None:
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     if request.param == "sqlite":
         directory: Path = tmp_path_factory.mktemp("web")
-        built = _build_world(f"sqlite:///{directory / 'web.db'}")
+        built = _build_world(migrated_sqlite_database(str(directory / "web.db")))
         yield built
         _close(built)
         return
-    with temporary_pg_database() as url:
+    with migrated_pg_database() as url:
         built = _build_world(url)
         yield built
         _close(built)  # before the database is dropped

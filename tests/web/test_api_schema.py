@@ -18,10 +18,9 @@ from schemathesis.generation import GenerationMode
 from schemathesis.openapi import from_asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory
 from app.models import UserRole
-from tests.support.services import redis_url, temporary_pg_database
+from tests.support.services import migrated_pg_database, redis_url
 from tests.web.world import BrokerQueue, seed_call, seed_user, settings_for
 
 # This run's own Redis database (others: 9 default, 11-14 worker/ops/metrics/web tests).
@@ -51,8 +50,7 @@ class Target:
 def target() -> Iterator[Target]:
     from app.web import create_app
 
-    with temporary_pg_database() as url:
-        upgrade(url)
+    with migrated_pg_database() as url:
         engine = create_db_engine(url)
         factory = make_session_factory(engine)
         tokens = {name: seed_user(factory, tenant="acme", name=name, role=role, agent_id=agent_id)

@@ -20,11 +20,10 @@ import pytest
 import uvicorn
 
 from app.config import PROJECT_ROOT
-from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory
 from app.models import UserRole
 from app.web import create_app
-from tests.support.services import skip_or_fail
+from tests.support.services import migrated_sqlite_database, skip_or_fail
 from tests.web.world import SeededCall, seed_call, seed_user, settings_for
 
 if TYPE_CHECKING:
@@ -95,8 +94,7 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     require_chromium()
-    url = f"sqlite:///{tmp_path / 'browser.db'}"
-    upgrade(url)
+    url = migrated_sqlite_database(str(tmp_path / "browser.db"))
     engine = create_db_engine(url)
     factory = make_session_factory(engine)
     reviewer = seed_user(factory, tenant="acme", name="Sam Supervisor", role=UserRole.supervisor)

@@ -21,7 +21,6 @@ import pytest
 from sqlalchemy import update
 
 from app.config import PROJECT_ROOT, get_settings
-from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.ingest import load_transcript
 from app.llm.heuristic import HeuristicProvider
@@ -31,6 +30,7 @@ from app.pipeline.run import process_call
 from app.pipeline.safeguard_demo import run_safeguard_call
 from app.pipeline.store import store_transcript
 from app.web import create_app
+from tests.support.services import migrated_sqlite_database
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, EXPECT_TIMEOUT_MS, VIEWPORT, ServerThread, require_chromium
 from tests.web.world import seed_user, settings_for
 
@@ -53,8 +53,7 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     require_chromium()
-    url = f"sqlite:///{tmp_path / 'speed.db'}"
-    upgrade(url)
+    url = migrated_sqlite_database(str(tmp_path / "speed.db"))
     engine = create_db_engine(url)
     factory = make_session_factory(engine)
     settings = get_settings()

@@ -18,7 +18,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import PROJECT_ROOT, get_settings
-from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.llm.heuristic import HeuristicProvider
 from app.llm.prompt import PromptTemplate
@@ -29,6 +28,7 @@ from app.review import CallDecision, ClaimAction, decide_call, review_claim
 from app.users import authenticate
 from app.web import create_app
 from tests.support.analytics import RETURNS_LINES
+from tests.support.services import migrated_sqlite_database
 from tests.support.transcripts import CARD_CALL_LINES, make_transcript
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, EXPECT_TIMEOUT_MS, ServerThread, require_chromium
 from tests.web.world import seed_user, settings_for
@@ -70,8 +70,7 @@ def _seed(factory: sessionmaker[Session], supervisor_token: str) -> None:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, str]]:
     require_chromium()
-    url = f"sqlite:///{tmp_path / 'dashboard.db'}"
-    upgrade(url)
+    url = migrated_sqlite_database(str(tmp_path / "dashboard.db"))
     engine = create_db_engine(url)
     factory = make_session_factory(engine)
     supervisor = seed_user(factory, tenant="acme", name="Sam Supervisor", role=UserRole.supervisor)

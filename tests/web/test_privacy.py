@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.grounding import verify_extraction
 from app.models import CallState, Claim, Evidence, ReviewEvent, RunStatus, Tenant, User, UserRole
@@ -30,7 +29,7 @@ from app.schemas.transcript import Role, Transcript, Utterance
 from app.schemas.usage import Usage
 from app.users import Principal, create_user, principal_of, set_view_pii
 from app.web.view import build_call_page
-from tests.support.services import temporary_pg_database
+from tests.support.services import migrated_pg_database, migrated_sqlite_database
 from tests.web.conftest import sign_in
 from tests.web.world import bearer, client_for
 
@@ -102,7 +101,6 @@ def _seed_call(factory: sessionmaker[Session], external_id: str, extraction: Ext
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     def build(url: str) -> Iterator[Setup]:
-        upgrade(url)
         engine = create_db_engine(url)
         factory = make_session_factory(engine)
         call_id, tokens = _seed(factory)
@@ -112,9 +110,9 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
     if request.param == "sqlite":
         directory: Path = tmp_path_factory.mktemp("privacy")
-        yield from build(f"sqlite:///{directory / 'privacy.db'}")
+        yield from build(migrated_sqlite_database(str(directory / "privacy.db")))
         return
-    with temporary_pg_database() as url:
+    with migrated_pg_database() as url:
         yield from build(url)
 
 
