@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import PROJECT_ROOT, get_settings
 from app.db.session import create_db_engine, make_session_factory
-from tests.support.services import migrated_pg_database, migrated_sqlite_database
+from tests.support.services import REDIS_HOST, REDIS_PORT, migrated_pg_database, migrated_sqlite_database
 
 # The local OpenAI-compatible test server (`fake_openai` fixture), usable from every test folder.
 pytest_plugins = ["tests.support.fake_openai"]
@@ -23,7 +23,8 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     """Each test gets its own SQLite file and the offline provider unless it says otherwise."""
     monkeypatch.setenv("POSTCALL_DATABASE_URL", f"sqlite:///{tmp_path / 'postcall.db'}")
     monkeypatch.setenv("POSTCALL_LLM_PROVIDER", "heuristic")
-    monkeypatch.setenv("POSTCALL_BROKER_URL", "redis://127.0.0.1:6379/9")
+    # The test Redis (POSTCALL_TEST_REDIS_PORT), never a fixed port: runs side by side must not share a broker.
+    monkeypatch.setenv("POSTCALL_BROKER_URL", f"redis://{REDIS_HOST}:{REDIS_PORT}/9")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
