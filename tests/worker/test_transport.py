@@ -111,7 +111,8 @@ def _lose_connection_with_a_pending_fetch(transport: type[kombu_redis.Transport]
 
 
 def test_kombus_transport_breaks_when_celery_closes_a_lost_connection() -> None:
-    """Why the subclass exists: with kombu's own channel the second close escapes as an AttributeError."""
+    """Why `Channel._get_pool` exists: with kombu's own channel the second close escapes as an AttributeError.
+    Should this fail after a kombu upgrade, kombu has fixed it, and the override may go."""
     with pytest.raises(AttributeError, match="hostname"):
         _lose_connection_with_a_pending_fetch(kombu_redis.Transport)
 
