@@ -20,6 +20,7 @@ from app.worker.names import (
     TASK_SWEEP_WEBHOOKS,
 )
 from app.worker.sizing import worker_sizing
+from app.worker.transport import broker_transport
 
 # kombu sweeps the Redis `unacked` set for messages older than the visibility timeout only every
 # `unacked_restore_interval * unacked_restore_throttle` seconds (100 s by default), whatever the timeout.
@@ -49,6 +50,7 @@ def redis_transport_options(settings: Settings) -> dict[str, int]:
 def configure(app: Celery, settings: Settings) -> None:
     app.conf.update(
         broker_url=settings.broker_url,
+        broker_transport=broker_transport(settings.broker_url),
         result_backend=None,
         task_ignore_result=True,
         task_default_queue=QUEUE_NAME,

@@ -80,12 +80,15 @@ def require_binary(name: str, *extra_dirs: str) -> str:
 
 
 class PrivateRedis:
-    """A redis-server child process without persistence: a crash loses every message, as in production
-    Redis without AOF, which is exactly the case the reconciler exists for."""
+    """A redis-server child process. By default without persistence: a crash loses every message, as in
+    production Redis without AOF, which is exactly the case the reconciler exists for. `durable` gives it
+    an append-only file synced on every write (as docker-compose runs it, but fsync'd always): a crash
+    then loses nothing, and a restart is only a lost connection for its clients."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
         self.binary = require_binary("redis-server")
         self.port = unused_port()
+        self._data_dir = Path(tempfile.mkdtemp(prefix="postcall-faults-redis-")) if durable else None
         self._proc: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
@@ -95,8 +98,11 @@ class PrivateRedis:
         return redis.Redis.from_url(self.url(db), socket_timeout=5)
 
     def start(self) -> None:
+        persistence = ["--appendonly", "no"]
+        if self._data_dir is not None:
+            persistence = ["--dir", str(self._data_dir), "--appendonly", "yes", "--appendfsync", "always"]
         self._proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -119,11 +125,13 @@ class PrivateRedis:
 
     def stop(self) -> None:
         self.crash()
+        if self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
 
 
 @contextmanager
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
+def private_redis(*, durable: bool = False) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(durable=durable)
     server.start()
     try:
         yield server
@@ -309,11 +317,14 @@ class FaultStack(NamedTuple):
 
 
 @contextmanager
-def fault_stack(database_url: str, llm_delay: float, **overrides: str) -> Iterator[FaultStack]:
-    """A private Redis and the extracting LLM around `database_url`, with the workers' environment."""
+def fault_stack(
+    database_url: str, llm_delay: float, *, durable_broker: bool = False, **overrides: str
+) -> Iterator[FaultStack]:
+    """A private Redis (see `PrivateRedis` for `durable_broker`) and the extracting LLM around
+    `database_url`, with the workers' environment."""
     engine = create_db_engine(database_url)
     try:
-        with private_redis() as broker_server, extracting_llm(llm_delay) as llm:
+        with private_redis(durable=durable_broker) as broker_server, extracting_llm(llm_delay) as llm:
             broker = broker_server.url()
             env = fault_env(database_url, broker, **overrides)
             yield FaultStack(make_session_factory(engine), broker_server, broker, llm, env)
