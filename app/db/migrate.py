@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from types import ModuleType
+
 from alembic import command
 from alembic.config import Config
 
@@ -117,3 +120,15 @@ def require_current_schema(database_url: str) -> None:
     if current != head:
         state = "has no Postcall schema" if current is None else f"is at schema {current}, this code needs {head}"
         raise ConfigError(f"the database {state}: run `postcall db upgrade` first")
+
+
+def earlier_revision(file_name: str) -> ModuleType:
+    """An earlier migration's module, read from its file in migrations/versions: a revision that rewrites
+    what an earlier one made builds on that revision's frozen definitions instead of carrying a copy."""
+    path = PROJECT_ROOT / "migrations" / "versions" / file_name
+    spec = importlib.util.spec_from_file_location(f"postcall_migration_{file_name[:4]}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"migration file {path} cannot be loaded")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -24,14 +24,13 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-03 08:00:00
 """
-import importlib.util
 import re
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from alembic import op
+
+from app.db.migrate import earlier_revision
 
 revision: str = '0012'
 down_revision: str | None = '0011'
@@ -39,17 +38,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _revision(file_name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"postcall_migration_{file_name[:4]}",
-                                                  Path(__file__).with_name(file_name))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-COUNTERS = _revision("0009_read_paths.py")
-ROLLUPS = _revision("0011_analytics_rollups.py")
+COUNTERS = earlier_revision("0009_read_paths.py")
+ROLLUPS = earlier_revision("0011_analytics_rollups.py")
 # The stages whose timings are written after the run's commit, by an UPDATE of their columns alone.
 LATE_STAGES = ("db", "total")
 

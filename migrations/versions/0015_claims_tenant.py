@@ -19,31 +19,21 @@ Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-03 09:30:00
 """
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
+
+from app.db.migrate import earlier_revision
 
 revision: str = '0015'
 down_revision: str | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-def _revision(file_name: str) -> ModuleType:
-    """An earlier revision's module, read from its file: what it created is what this one undoes to."""
-    spec = importlib.util.spec_from_file_location(f"postcall_migration_{file_name[:4]}",
-                                                  Path(__file__).with_name(file_name))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 # 0014's roles, exemption and tenant test, and the claims policy and views it made.
-_0014 = _revision("0014_recent_events.py")
+_0014 = earlier_revision("0014_recent_events.py")
 ANALYST_GROUP: str = _0014.ANALYST_GROUP
 VIEW_OWNER: str = _0014.VIEW_OWNER
 NOT_AN_ANALYST: str = _0014.NOT_AN_ANALYST

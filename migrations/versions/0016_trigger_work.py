@@ -28,14 +28,13 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-03 11:15:00
 """
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from app.db.migrate import earlier_revision
 
 revision: str = '0016'
 down_revision: str | None = '0015'
@@ -43,17 +42,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _revision(file_name: str) -> ModuleType:
-    """An earlier revision's module, read from its file."""
-    spec = importlib.util.spec_from_file_location(f"postcall_migration_{file_name[:4]}",
-                                                  Path(__file__).with_name(file_name))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-WRITE_COST = _revision("0012_write_cost.py")
+WRITE_COST = earlier_revision("0012_write_cost.py")
 COUNTERS = WRITE_COST.COUNTERS
 ROLLUPS = WRITE_COST.ROLLUPS
 SUCCEEDED = "succeeded"
