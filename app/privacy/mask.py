@@ -9,10 +9,9 @@ Phone numbers, emails and addresses stay visible: reviewers call customers back.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-from app.privacy.pii import Detection, PiiKind, detect, detect_turns, number_tokens
+from app.privacy.pii import Detection, PiiKind, detect, detect_turns, has_written_digit, number_tokens
 
 MASK_CHAR = "•"
 MASKED_KINDS = frozenset({PiiKind.card, PiiKind.ssn, PiiKind.account, PiiKind.dob, PiiKind.cvv})
@@ -24,15 +23,12 @@ def mask_text(text: str, lead_in: str = "") -> str:
     return apply_mask(text, detect(text, lead_in))
 
 
-_DIGIT = re.compile(r"\d")
-
-
 def nothing_to_mask(text: str) -> bool:
     """True when `text` holds nothing `mask_text` would mask, told without running the detectors: every
     masked kind is found in a number (a card, SSN, account or CVV is a run of digits or digit words, an
     IBAN has digits, a date of birth is a date written with digits), so a text with neither a digit nor a
     digit word has none, and `mask_text` returns it unchanged. Most claim texts are such texts."""
-    return _DIGIT.search(text) is None and next(number_tokens(text), None) is None
+    return not has_written_digit(text) and next(number_tokens(text), None) is None
 
 
 def mask_turns(texts: Sequence[str]) -> list[str]:

@@ -105,6 +105,13 @@ _CLASSIFIED_MAX_DIGITS = max(CVV_DIGITS[1], SSN_DIGITS, ROUTING_DIGITS, CARD_MAX
                              PHONE_MAX_DIGITS)
 _ANY_DIGIT = re.compile(r"\d")
 
+
+def has_written_digit(text: str) -> bool:
+    """`text` has a digit written as one, in any script (as `\\d` matches); spoken digits ("four") are
+    `number_tokens`'. Written dates, IBANs and street numbers need one; most turns and claims have none."""
+    return _ANY_DIGIT.search(text) is not None
+
+
 _DIGIT_WORD = alternation(SPOKEN_DIGITS)
 # Matched against ASCII-lower-cased text (same length, so the same offsets); the lookahead lets the
 # engine skip every position that cannot start a digit or a digit word quickly.
@@ -412,7 +419,7 @@ def _detect(source: _Text, numbers: Sequence[_Number], *, names: bool) -> Iterat
     yield from _emails(text)
     # IBANs, written dates and street numbers all contain a digit (`\d`, as their patterns match it); most
     # turns have none, and one scan of the text then skips their cue searches and pattern scans.
-    written_digits = _ANY_DIGIT.search(text) is not None
+    written_digits = has_written_digit(text)
     ibans = list(_ibans(text)) if written_digits else []
     yield from ibans
     for number in numbers:
