@@ -130,17 +130,20 @@ WHEN insufficient_privilege THEN
 END
 $$
 """
-# The views go to their owner and to the analysts only together, and only when the owner is subject to
-# row-level security; otherwise analysts are refused the views (fail closed).
-HAND_OVER_VIEWS = f"""
+def hand_over_views(views: Sequence[str], tables: Sequence[str] = ()) -> str:
+    """The views go to their owner (with SELECT on `tables`, what they read) and to the analysts only
+    together, and only when the owner is subject to row-level security; otherwise analysts are refused the
+    views (fail closed). 0015 hands over the two views it recreates with it."""
+    grant_tables = f"        EXECUTE 'GRANT SELECT ON {', '.join(tables)} TO {VIEW_OWNER}';\n" if tables else ""
+    owners = "".join(f"        EXECUTE 'ALTER VIEW {name} OWNER TO {VIEW_OWNER}';\n" for name in views)
+    return f"""
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{VIEW_OWNER}'
                AND NOT rolsuper AND NOT rolbypassrls)
        AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{ANALYST_GROUP}') THEN
-        EXECUTE 'GRANT SELECT ON {", ".join([*ROW_POLICIES, *OTHER_READ_TABLES])} TO {VIEW_OWNER}';
-{"".join(f"        EXECUTE 'ALTER VIEW {name} OWNER TO {VIEW_OWNER}';{chr(10)}" for name in ROW_VIEWS)}\
-        EXECUTE 'GRANT SELECT ON {", ".join(ROW_VIEWS)} TO {ANALYST_GROUP}';
+{grant_tables}{owners}\
+        EXECUTE 'GRANT SELECT ON {", ".join(views)} TO {ANALYST_GROUP}';
     ELSE
         RAISE NOTICE 'analyst views not granted: role {VIEW_OWNER} or {ANALYST_GROUP} is missing (or bypasses RLS)';
     END IF;
@@ -149,24 +152,26 @@ EXCEPTION WHEN insufficient_privilege THEN
 END
 $$
 """
-GRANT_TO_GROUP = f"""
+
+
+def if_role_exists(role: str, *statements: str) -> str:
+    """A block that runs `statements` only where `role` exists (a cluster may lack it: see CREATE_VIEW_OWNER)."""
+    executes = "".join(f"        EXECUTE $statement${statement}$statement$;\n" for statement in statements)
+    return f"""
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{ANALYST_GROUP}') THEN
-        EXECUTE 'GRANT SELECT ON {", ".join(ROW_VIEWS)} TO {ANALYST_GROUP}';
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{role}') THEN
+{executes}\
     END IF;
 END
 $$
 """
-REVOKE_FROM_VIEW_OWNER = f"""
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{VIEW_OWNER}') THEN
-        EXECUTE 'REVOKE SELECT ON {", ".join([*ROW_POLICIES, *OTHER_READ_TABLES])} FROM {VIEW_OWNER}';
-    END IF;
-END
-$$
-"""
+
+
+HAND_OVER_VIEWS = hand_over_views(list(ROW_VIEWS), [*ROW_POLICIES, *OTHER_READ_TABLES])
+GRANT_TO_GROUP = if_role_exists(ANALYST_GROUP, f"GRANT SELECT ON {', '.join(ROW_VIEWS)} TO {ANALYST_GROUP}")
+REVOKE_FROM_VIEW_OWNER = if_role_exists(
+    VIEW_OWNER, f"REVOKE SELECT ON {', '.join([*ROW_POLICIES, *OTHER_READ_TABLES])} FROM {VIEW_OWNER}")
 
 
 def _drop_views() -> None:

@@ -68,40 +68,19 @@ VIEWS = {
     },
 }
 
-# As in 0014: the views go to their owner and to the analysts only together, and only when the owner is
-# subject to row-level security; otherwise analysts are refused the views (fail closed).
-HAND_OVER_VIEWS = f"""
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{VIEW_OWNER}'
-               AND NOT rolsuper AND NOT rolbypassrls)
-       AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{ANALYST_GROUP}') THEN
-        EXECUTE 'ALTER VIEW analytics_claims OWNER TO {VIEW_OWNER}';
-        EXECUTE 'ALTER VIEW analytics_evidence OWNER TO {VIEW_OWNER}';
-        EXECUTE 'GRANT SELECT ON analytics_claims, analytics_evidence TO {ANALYST_GROUP}';
-    ELSE
-        RAISE NOTICE 'analyst views not granted: role {VIEW_OWNER} or {ANALYST_GROUP} is missing (or bypasses RLS)';
-    END IF;
-EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'analyst views not granted: % (migrate as a superuser or a member of {VIEW_OWNER})', SQLERRM;
-END
-$$
-"""
+# As in 0014, the two views it recreates.
+HAND_OVER_VIEWS = _0014.hand_over_views(["analytics_claims", "analytics_evidence"])
 
 
 def _claims_policy_and_views(revision: str) -> None:
     for name in VIEWS[revision]:
         op.execute(f"DROP VIEW IF EXISTS {name}")
     op.execute("DROP POLICY IF EXISTS analyst_tenant ON claims")
-    op.execute(f"""
-        DO $$
-        BEGIN
-            IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{VIEW_OWNER}') THEN
-                EXECUTE $policy$CREATE POLICY analyst_tenant ON claims AS RESTRICTIVE FOR SELECT
-                    TO {VIEW_OWNER} USING ({NOT_AN_ANALYST} OR {CLAIMS_VISIBLE[revision]})$policy$;
-            END IF;
-        END
-        $$""")
+    op.execute(_0014.if_role_exists(
+        VIEW_OWNER,
+        f"CREATE POLICY analyst_tenant ON claims AS RESTRICTIVE FOR SELECT TO {VIEW_OWNER} "
+        f"USING ({NOT_AN_ANALYST} OR {CLAIMS_VISIBLE[revision]})",
+    ))
     for name, sql in VIEWS[revision].items():
         op.execute(f"CREATE VIEW {name} AS {sql}")
     op.execute(HAND_OVER_VIEWS)
