@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     purge_every_seconds: int = 3_600
     # Analysts' rollup tables gain delta rows with every write; the beat sums them every this often.
     rollup_fold_every_seconds: int = 60
+    # Workers write runs' whole-call timings (measured after the result's commit) in batches, one UPDATE
+    # per batch, from a thread of their own: at most this many runs a batch, at most this many seconds
+    # after the first of them was measured. A crash loses at most the unwritten ones, never a result.
+    timings_batch_size: int = Field(default=100, ge=1)
+    timings_flush_seconds: float = Field(default=0.5, gt=0)
     # -- Batch mode (the OpenAI Batch API; docs/providers.md) ------------------------------------
     # sync: each call is sent as it arrives; batch: calls wait for the next batch job (about half the
     # token price, answers within the completion window). `postcall ingest --mode` and

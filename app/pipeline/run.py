@@ -15,8 +15,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,12 +40,12 @@ from app.pipeline.persist import (
     add_run,
     idempotency_key,
     lock_call_for_result,
-    record_timings,
     state_for_run,
     succeeded_run_id,
     write_succeeded_run,
 )
 from app.pipeline.redact import redact_transcript
+from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
 from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import Transcript
 from app.schemas.usage import Usage
@@ -228,6 +227,7 @@ def process_call(
     defer_batch_calls: bool = False,
     first_answer: FirstAnswer | None = None,
     llm_batch_id: int | None = None,
+    timings: TimingsRecorder | None = None,
 ) -> ProcessOutcome:
     """Process one call. Raises `TransientError` for the caller to retry; every other failure is
     recorded as a failed run and a `failed` call, and returned.
@@ -236,7 +236,9 @@ def process_call(
     kills its worker would otherwise be redelivered forever). Approved and rejected calls are left
     alone unless `reprocess_reviewed`. With `defer_batch_calls` (workers) a batch-mode call is left to
     the batch collector. Batch mode passes `first_answer` (the batch's answer, in place of the
-    provider's first request) and `llm_batch_id` (recorded on the run); the rest of the path is the same."""
+    provider's first request) and `llm_batch_id` (recorded on the run); the rest of the path is the same.
+    The run's whole-call timings go to `timings` (workers: written in batches), or are written before
+    this returns when it is None."""
     started = time.perf_counter()
     cpu_started = time.thread_time()
     db_ms = 0.0
@@ -306,8 +308,12 @@ def process_call(
     if not outcome.skipped and outcome.run_id is not None:
         # CPU read before wall, as they were started in the other order: CPU can never exceed wall.
         cpu_ms = (time.thread_time() - cpu_started) * 1000.0
-        _record_timings(factory, outcome.run_id, db_ms=db_ms + _elapsed_ms(persist_started),
-                        total_ms=_elapsed_ms(started), cpu_ms=cpu_ms)
+        measured = RunTimings(outcome.run_id, db_ms=db_ms + _elapsed_ms(persist_started),
+                              total_ms=_elapsed_ms(started), cpu_ms=cpu_ms)
+        if timings is not None:
+            timings.record(measured)
+        else:
+            write_timings_now(factory.kw["bind"], [measured])
     return outcome
 
 
@@ -339,21 +345,6 @@ def _persist_success(
                 raise
             logger.warning("database connection lost while storing call %s; storing it again", call_id)
     raise AssertionError("unreachable")  # the loop returns or raises
-
-
-def _record_timings(factory: sessionmaker[Session], run_id: int, *, db_ms: float, total_ms: float,
-                    cpu_ms: float) -> None:
-    """Write the run's timings, measured after its results were committed (so they include the commit).
-    A failure here loses a measurement, never a result: it is logged, not raised.
-
-    One UPDATE in autocommit, not a session's transaction: BEGIN and COMMIT would be two more round trips
-    (and a session's bookkeeping) for a single statement that is atomic on its own."""
-    try:
-        engine: Engine = factory.kw["bind"]
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            record_timings(connection, run_id, db_ms=db_ms, total_ms=total_ms, cpu_ms=cpu_ms)
-    except SQLAlchemyError:
-        logger.warning("could not record the timings of run %s", run_id, exc_info=True)
 
 
 def _record_internal_error(

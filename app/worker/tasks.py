@@ -22,6 +22,7 @@ from app.worker.names import (
     TASK_PURGE,
     TASK_RECONCILE,
 )
+from app.worker.timings import worker_timings
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def process_call_task(self: Any, call_id: str) -> str:
             redact_names=settings.redact_names,
             max_attempts=settings.max_call_attempts,
             defer_batch_calls=True,
+            # Written in batches by this process's recorder: one statement per batch, not per call.
+            timings=worker_timings(),
         )
     except NotFoundError:
         logger.warning("call %s no longer exists; dropping its task", call_id)
