@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the Postcall sides, alternating")
     parser.add_argument("--no-langextract", action="store_true")
     parser.add_argument("--json", type=Path, help="write every side's figures here")
+    parser.add_argument("--timings", choices=["batched", "immediate"], default="batched",
+                        help="how runs' late timings are written (bench/cpu/side.py; default batched, as workers do)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="postcall-bench-cpu-"))
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                     out, dump = work / f"{name}-{number}.json", work / f"{name}-{number}.dump.json"
                     measured = run_side(
                         [sys.executable, "-m", "bench.cpu.side", "--calls-file", str(calls_file), "--base-url",
-                         server.base_url, "--warmup", str(args.warmup), "--out", str(out), "--dump", str(dump)],
+                         server.base_url, "--warmup", str(args.warmup), "--out", str(out), "--dump", str(dump),
+                         "--timings", args.timings],
                         root, out)
                     measured["dump"] = str(dump)
                     rounds[name].append(measured)
@@ -144,6 +147,8 @@ def combined(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": {stage: statistics.median(r["p50_ms"][stage] for r in rounds) for stage in stages},
         "mean_ms": {stage: statistics.fmean(r["mean_ms"][stage] for r in rounds) for stage in stages},
         "postgres_backend_cpu_ms_per_call": statistics.fmean(r["postgres_backend_cpu_ms_per_call"] for r in rounds),
+        **{key: statistics.median(r[key] for r in rounds)
+           for key in ("loop_process_cpu_ms_per_call", "loop_backend_cpu_ms_per_call") if key in rounds[0]},
         "p50_ms_per_round": [r["p50_ms"]["total"] for r in rounds],
     }
 
@@ -164,6 +169,11 @@ def report(results: dict[str, dict[str, Any]], against: str | None) -> None:
     cells = [f"{results[n]['postgres_backend_cpu_ms_per_call']:.2f}" if "postgres_backend_cpu_ms_per_call"
              in results[n] else "none" for n in names]
     print(f"{'PostgreSQL backend CPU':28}" + "".join(f"{cell:>24}" for cell in cells))
+    for key, label in (("timings", "late timings written"), ("loop_process_cpu_ms_per_call", "loop: process CPU"),
+                       ("loop_backend_cpu_ms_per_call", "loop: PostgreSQL CPU")):
+        values = [results[n].get(key) for n in names]
+        cells = [value if isinstance(value, str) else "" if value is None else f"{value:.2f}" for value in values]
+        print(f"{label:28}" + "".join(f"{cell:>24}" for cell in cells))
     cells = [" ".join(f"{total:.1f}" for total in results[n].get("p50_ms_per_round", [])) for n in names]
     print(f"{'total p50 of each round':28}" + "".join(f"{cell:>24}" for cell in cells))
 

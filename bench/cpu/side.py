@@ -8,11 +8,18 @@ spent (its run time in /proc/<pid>/schedstat: the server runs on this machine).
 Stages are timed by wrapping the functions `process_call` calls through its module: what is left of the
 call's CPU once claim, redaction, the provider, verification and de-duplication are taken out is the
 persist step (including the hand-off record and the commits).
+
+With `--timings batched` (what workers do; a version without app/pipeline/timings.py writes them at once
+whatever this says) the runs' late timings go to a `TimingsRecorder`, whose thread writes them outside
+the calls' own CPU: the loop's figures (`loop_process_cpu_ms_per_call`, `loop_backend_cpu_ms_per_call`:
+this process's every thread, and every backend, from the first measured call to the last batch written)
+are then the ones to compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -86,6 +93,18 @@ def engine_with_backend_pids(url: str) -> tuple[Engine, set[int]]:
     return engine, backend_pids
 
 
+def _recorder(engine: Engine, timings: str) -> tuple[Any, str]:
+    """A `TimingsRecorder` with the settings' batch size and interval when asked for and the version under
+    test has one; and how this side writes the timings."""
+    if timings != "batched" or importlib.util.find_spec("app.pipeline.timings") is None:
+        return None, "immediate"
+    from app.pipeline.timings import TimingsRecorder
+
+    settings = get_settings()
+    return TimingsRecorder(engine, batch_size=settings.timings_batch_size,
+                           flush_seconds=settings.timings_flush_seconds), "batched"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls-file", type=Path, required=True, help="JSON list of [external_id, transcript]")
@@ -93,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="calls processed first and not measured")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dump", type=Path, help="write every stored result here (bench/answers/stored.py)")
+    parser.add_argument("--timings", choices=["batched", "immediate"], default="batched",
+                        help="how runs' late timings are written (default batched, as workers do)")
     args = parser.parse_args(argv)
 
     raw = json.loads(args.calls_file.read_text(encoding="utf-8"))
@@ -112,14 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         engine, backend_pids = engine_with_backend_pids(url)
         factory = make_session_factory(engine)
         call_ids = store_calls(factory, transcripts)
+        recorder, timings = _recorder(engine, args.timings)
+        extra = {"timings": recorder} if recorder is not None else {}
         per_call: list[dict[str, float]] = []
         backend_seconds = 0.0
+        loop_started: tuple[float, float, set[int]] | None = None
         for number, call_id in enumerate(call_ids):
+            if number == args.warmup:
+                if recorder is not None:
+                    recorder.flush()  # the warm-up's timings are not the measured calls' work
+                loop_started = (time.process_time(), backend_cpu_seconds(backend_pids), set(backend_pids))
             clock.current.clear()
             backend_before = backend_cpu_seconds(backend_pids)
             pids_before = set(backend_pids)
             thread_started, process_started, wall_started = time.thread_time(), time.process_time(), time.perf_counter()
-            pipeline_run.process_call(factory, call_id, provider, prompt)
+            pipeline_run.process_call(factory, call_id, provider, prompt, **extra)
             thread_cpu = time.thread_time() - thread_started
             process_cpu = time.process_time() - process_started
             wall = time.perf_counter() - wall_started
@@ -135,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             stages["process_cpu"] = process_cpu
             stages["wall"] = wall
             per_call.append(stages)
+        if recorder is not None:
+            recorder.close()  # the last batch belongs to the measured calls
+        assert loop_started is not None, "no call measured"
+        process_before, backend_before, pids_before = loop_started
+        loop_process = time.process_time() - process_before
+        loop_backend = (backend_cpu_seconds(pids_before) - backend_before
+                        + backend_cpu_seconds(backend_pids - pids_before))
         if args.dump:
             with factory() as session:
                 write_dump(dump_calls(session, call_ids), args.dump)
@@ -148,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         "mean_ms": {name: 1000 * statistics.fmean(s.get(name, 0.0) for s in per_call) for name in names},
         "postgres_backend_cpu_ms_per_call": 1000 * backend_seconds / max(1, len(per_call)),
         "postgres_sessions": len(backend_pids),
+        "timings": timings,
+        "loop_process_cpu_ms_per_call": 1000 * loop_process / max(1, len(per_call)),
+        "loop_backend_cpu_ms_per_call": 1000 * loop_backend / max(1, len(per_call)),
     }
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     return 0

@@ -1,12 +1,21 @@
 """Where a processed call's PostgreSQL work goes: backend CPU per call, and per statement (triggers' too).
 
     .venv/bin/python -m bench.cpu.statements [--calls 200] [--schema 0011] [--schema head] [--rounds 3]
+        [--timings immediate] [--timings batched]
 
 The same real calls and zero-delay local model as bench/cpu/run.py go through `process_call` one after
 another on a temporary PostgreSQL database per round. `--schema` (repeatable) migrates that database to
 a revision (e.g. 0011, the trigger set before 0012) or head; the schemas alternate round after round so
 the box's load falls on each alike, and each one's figure is the median of its rounds. The CPU is the
 session backend's run time from /proc/<pid>/schedstat (the server runs on this machine).
+
+`--timings` (repeatable, each crossed with each schema) says how the runs' late timings are written:
+`batched` (the default) as workers write them, by a `TimingsRecorder` (app/pipeline/timings.py) with
+the settings' batch size and interval, written out before the measurement ends; `immediate` one UPDATE
+per call, as `postcall process` does. Beside the backend's CPU the report gives this process's (every
+thread's, the recorder's included) per call. `--timings-only` processes every call first, holding its
+timings, and measures only their writing: the part of a call's cost these options change, without the
+rest's noise.
 
 With `--statements`, the server must load pg_stat_statements (`shared_preload_libraries`; a test server
 usually does not, so start one of your own and point POSTCALL_TEST_PG_PORT at it): the report then lists
@@ -32,6 +41,7 @@ from app.db.session import make_session_factory
 from app.llm.prompt import PromptTemplate
 from app.llm.scripted_server import ScriptedOpenAIServer
 from app.pipeline.run import process_call
+from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
 from bench.answers.run import PROMPT_NAME, real_transcripts, scripted_provider, store_calls
 from bench.cpu.run import answer
 from bench.cpu.side import backend_cpu_seconds, engine_with_backend_pids
@@ -44,9 +54,37 @@ STATEMENTS = """
 FUNCTIONS = "SELECT funcname, calls, total_time FROM pg_stat_user_functions ORDER BY total_time DESC"
 
 
-def measure(schema: str, transcripts: list[Any], base_url: str, warmup: int, statements: int) -> dict[str, Any]:
-    """Process the calls on a fresh database at `schema`; the backend CPU per measured call, and the
-    statement and function lines when `statements` asks for that many."""
+class _Held:
+    """Keeps the timings `process_call` hands it, for `--timings-only` to write them afterwards."""
+
+    def __init__(self) -> None:
+        self.rows: list[RunTimings] = []
+
+    def record(self, timings: RunTimings) -> None:
+        self.rows.append(timings)
+
+
+def _write(engine: Any, rows: list[RunTimings], timings: str) -> None:
+    """Write `rows` as `process_call` would have: one at a time, or through a recorder."""
+    if timings == "immediate":
+        for row in rows:
+            write_timings_now(engine, [row])
+        return
+    settings = get_settings()
+    recorder = TimingsRecorder(engine, batch_size=settings.timings_batch_size,
+                               flush_seconds=settings.timings_flush_seconds)
+    for row in rows:
+        recorder.record(row)
+    recorder.close()
+
+
+def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, warmup: int,
+            statements: int, timings_only: bool = False) -> dict[str, Any]:
+    """Process the calls on a fresh database at `schema`, their timings written `timings` (batched or
+    immediate); the backend's and this process's CPU per measured call, and the statement and function
+    lines when `statements` asks for that many. With `timings_only`, every call is processed first, its
+    timings held, and only their writing is measured."""
+    settings = get_settings()
     prompt = PromptTemplate.load(Path(app.__file__).resolve().parents[1] / "prompts", PROMPT_NAME)
     provider = scripted_provider(get_settings(), base_url)
     measured = len(transcripts) - warmup
@@ -65,17 +103,31 @@ def measure(schema: str, transcripts: list[Any], base_url: str, warmup: int, sta
         engine, pids = engine_with_backend_pids(url)
         factory = make_session_factory(engine)
         call_ids = store_calls(factory, transcripts)
-        for call_id in call_ids[:warmup]:
-            process_call(factory, call_id, provider, prompt)
+        recorder = TimingsRecorder(engine, batch_size=settings.timings_batch_size,
+                                   flush_seconds=settings.timings_flush_seconds) if timings == "batched" else None
+        held = _Held()
+        if timings_only:
+            for call_id in call_ids:
+                process_call(factory, call_id, provider, prompt, timings=held)  # type: ignore[arg-type]
+            _write(engine, held.rows[:warmup], timings)
+        for call_id in call_ids[:warmup] if not timings_only else ():
+            process_call(factory, call_id, provider, prompt, timings=recorder)
+        if recorder is not None:
+            recorder.flush()
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
             if statements:
                 admin.execute("SELECT pg_stat_statements_reset(), pg_stat_reset()")
             known = set(pids)
             before = backend_cpu_seconds(known)
-            started = time.perf_counter()
-            for call_id in call_ids[warmup:]:
-                process_call(factory, call_id, provider, prompt)
+            started, process_started = time.perf_counter(), time.process_time()
+            for call_id in call_ids[warmup:] if not timings_only else ():
+                process_call(factory, call_id, provider, prompt, timings=recorder)
+            if timings_only:
+                _write(engine, held.rows[warmup:], timings)
+            if recorder is not None:
+                recorder.close()  # the last batch belongs to these calls
             wall = time.perf_counter() - started
+            process_cpu = time.process_time() - process_started
             cpu = backend_cpu_seconds(known) - before + backend_cpu_seconds(pids - known)
             lines: list[str] = []
             if statements:
@@ -87,7 +139,8 @@ def measure(schema: str, transcripts: list[Any], base_url: str, warmup: int, sta
                     nested = "" if toplevel else "nested "
                     lines.append(f"  {nested}{calls / measured:5.2f} x {total / measured:7.3f} ms  {text}")
         engine.dispose()
-    return {"cpu_ms": 1000 * cpu / measured, "wall_ms": 1000 * wall / measured, "lines": lines}
+    return {"cpu_ms": 1000 * cpu / measured, "process_cpu_ms": 1000 * process_cpu / measured,
+            "wall_ms": 1000 * wall / measured, "lines": lines}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,26 +149,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--schema", action="append", help="a migration revision or head (repeatable; default head)")
+    parser.add_argument("--timings", action="append", choices=["batched", "immediate"],
+                        help="how runs' late timings are written (repeatable; default batched, as workers do)")
+    parser.add_argument("--timings-only", action="store_true",
+                        help="measure only the writing of the calls' late timings (processed beforehand)")
     parser.add_argument("--statements", type=int, default=0, metavar="N",
                         help="list the N costliest statements (needs pg_stat_statements loaded)")
     args = parser.parse_args(argv)
-    schemas = args.schema or ["head"]
+    sides = [(schema, timings) for schema in args.schema or ["head"] for timings in args.timings or ["batched"]]
     transcripts = real_transcripts(args.warmup + args.calls)
-    results: dict[str, list[dict[str, Any]]] = {schema: [] for schema in schemas}
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {side: [] for side in sides}
     with ScriptedOpenAIServer(answer) as server:
         for number in range(args.rounds):
-            for schema in schemas:
-                result = measure(schema, transcripts, server.base_url, args.warmup, args.statements)
-                results[schema].append(result)
+            for schema, timings in sides:
+                result = measure(schema, timings, transcripts, server.base_url, args.warmup, args.statements,
+                                 args.timings_only)
+                results[(schema, timings)].append(result)
                 load = Path("/proc/loadavg").read_text().split()[0]
-                print(f"round {number + 1} schema {schema}: PostgreSQL backend CPU {result['cpu_ms']:.2f} ms per "
-                      f"call, wall {result['wall_ms']:.1f} ms, load {load}")
+                print(f"round {number + 1} schema {schema} timings {timings}: PostgreSQL backend CPU "
+                      f"{result['cpu_ms']:.2f} ms per call, this process {result['process_cpu_ms']:.2f} ms, "
+                      f"wall {result['wall_ms']:.1f} ms, load {load}")
                 for line in result["lines"]:
                     print(line)
-    for schema, rounds in results.items():
+    for (schema, timings), rounds in results.items():
         figures = [r["cpu_ms"] for r in rounds]
-        print(f"schema {schema}: median PostgreSQL backend CPU {statistics.median(figures):.2f} ms per call over "
-              f"{len(rounds)} rounds ({', '.join(f'{cpu:.2f}' for cpu in figures)})")
+        process = [r["process_cpu_ms"] for r in rounds]
+        print(f"schema {schema} timings {timings}: median PostgreSQL backend CPU {statistics.median(figures):.2f} ms "
+              f"per call ({', '.join(f'{cpu:.2f}' for cpu in figures)}), this process "
+              f"{statistics.median(process):.2f} ms ({', '.join(f'{cpu:.2f}' for cpu in process)}) over "
+              f"{len(rounds)} rounds")
     return 0
 
 
