@@ -23,10 +23,11 @@ BROKER_DB = 13
 DONE_STATES = {CallState.ready_for_review, CallState.needs_attention}
 
 
-# prefork: the children write theirs out (worker_process_shutdown); threads: the worker's own process does
-# (worker_shutdown). SIGTERM to the worker alone (docker stop) or to its whole process group (systemd's
-# default), which prefork's children then get too.
-@pytest.mark.parametrize(("pool", "group"), [("threads", False), ("prefork", False), ("prefork", True)])
+# prefork: the children write theirs out (worker_process_shutdown); threads and gevent (whose recorder
+# thread is a greenlet): the worker's own process does (worker_shutdown). SIGTERM to the worker alone
+# (docker stop) or to its whole process group (systemd's default), which prefork's children then get too.
+@pytest.mark.parametrize(("pool", "group"), [("threads", False), ("gevent", False), ("prefork", False),
+                                             ("prefork", True)])
 def test_timings_queued_in_a_worker_are_written_when_it_stops(
     pool: str, group: bool, postgres_url: str, samples_dir: Path, tmp_path: Path,
 ) -> None:
