@@ -5,8 +5,8 @@ Each timing UPDATE costs the database a statement and the triggers' counter work
 connection checkout and a commit. A worker process hands its timings to one `TimingsRecorder`, whose
 thread writes them every `timings_flush_seconds` or every `timings_batch_size` runs as ONE statement
 (on PostgreSQL migration 0017's statement trigger then moves the counters once per batch). A timing is
-a measurement, not a result: one that cannot be written is logged and dropped, and a crash loses at
-most the batch not yet written.
+a measurement, not a result: one that cannot be written is logged and dropped, and a crash loses what
+was not yet written (normally less than one batch), never a result.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ _STOP = object()
 
 class TimingsRecorder:
     """Collects runs' timings and writes them in batches from a daemon thread of its own (started by the
-    first `record`). `close` writes what is left; a process that dies without it loses at most one batch."""
+    first `record`). `close` writes what is left; a process that dies without it loses what was queued."""
 
     def __init__(self, engine: Engine, *, batch_size: int, flush_seconds: float) -> None:
         self.engine = engine
