@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.db.driver import FixedStatement, run_on_driver
 from app.db.types import as_utc
 from app.handoff.outbox import CallChange, EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
@@ -38,7 +39,8 @@ from app.schemas.usage import Usage
 
 # Core tables: the success path inserts through them, without building ORM objects it never reads back.
 # Statements that involve no ORM entity run on `session.connection()` (the session's transaction),
-# which skips the ORM execution layer `session.execute` adds to every statement.
+# which skips the ORM execution layer `session.execute` adds to every statement; those of every call on
+# the driver's cursor, on PostgreSQL (app/db/driver.py).
 RUNS = cast(Table, ExtractionRun.__table__)
 CLAIMS = cast(Table, Claim.__table__)
 EVIDENCE = cast(Table, Evidence.__table__)
@@ -57,7 +59,7 @@ _SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam(
 # The columns of the call the final write reads (`ResultCall`).
 _RESULT_CALL_COLUMNS = (Call.id, Call.tenant_id, Call.external_id, Call.agent_id, Call.team, Call.started_at,
                         Call.transcript_hash, Call.state, Call.last_error, Call.case_note)
-_LOCK_CALL_FOR_RESULT = (
+_LOCK_CALL_FOR_RESULT = FixedStatement(
     select(
         *_RESULT_CALL_COLUMNS,
         _SUCCEEDED_RUN_ID.scalar_subquery(),
@@ -70,6 +72,7 @@ _LOCK_CALL_FOR_RESULT = (
     .where(Call.id == bindparam("call_id"))
     .with_for_update(of=Call)
 )
+_SUCCEEDED_RUN_ID_FIXED = FixedStatement(_SUCCEEDED_RUN_ID)
 _INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
 _INSERT_CLAIMS = insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True)
 _INSERT_EVIDENCE = insert(EVIDENCE)
@@ -77,7 +80,8 @@ _INSERT_EVIDENCE = insert(EVIDENCE)
 
 def succeeded_run_id(session: Session, key: str) -> int | None:
     """The id of the succeeded run with this idempotency key, if the work was done already."""
-    return session.connection().scalar(_SUCCEEDED_RUN_ID, {"key": key})
+    run_id: int | None = _SUCCEEDED_RUN_ID_FIXED.scalar(session.connection(), {"key": key})
+    return run_id
 
 
 def latest_succeeded_run(session: Session, call_id: str) -> ExtractionRun | None:
@@ -121,7 +125,7 @@ def lock_call_for_result(session: Session, call_id: str, key: str) -> LockedCall
     events and the tenant an active webhook endpoint (usually neither, and then the write skips those two
     queries). One round trip where separate queries took five; columns, not an ORM object: the write
     changes the call with one Core UPDATE (`write_succeeded_run`)."""
-    row = session.connection().execute(_LOCK_CALL_FOR_RESULT, {"call_id": call_id, "key": key}).one_or_none()
+    row = _LOCK_CALL_FOR_RESULT.one_or_none(session.connection(), {"call_id": call_id, "key": key})
     if row is None:
         return None
     *columns, succeeded, slug, time_zone, has_events, has_endpoints = row
@@ -355,7 +359,8 @@ def insert_run_with_claims(
         parameters = {f"extraction_runs_{name}": run[name] for name in RUN_INSERT_COLUMNS}
         parameters["claims"] = _json_rows(claim_rows)
         parameters["evidence"] = _json_rows(evidence_rows)
-        returned = connection.exec_driver_sql(_INSERT_RUN_WITH_CLAIMS_PG, parameters).all()
+        # Driver-level SQL with driver-level values: on the cursor (app/db/driver.py says why).
+        returned = run_on_driver(connection, _INSERT_RUN_WITH_CLAIMS_PG, parameters, fetch=True)
         run_id = returned[0][0]
         ids_by_position = {position: claim_id for _, claim_id, position in returned if claim_id is not None}
         claim_ids = [ids_by_position[position] for position in range(len(claim_rows))]
