@@ -153,13 +153,26 @@ def run_on_driver(connection: Connection, sql: str, parameters: Mapping[str, Any
 
 def _on_cursor(connection: Connection, sql: str, parameters: Mapping[str, Any], *,
                fetch: bool) -> tuple[list[Any], Any]:
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = _cursor(connection)
     try:
         cursor.execute(sql, parameters)
         rows = cast("list[Any]", cursor.fetchall()) if fetch else []
         description = cursor.description
     except BaseException as exc:  # as `Connection` does: an exit exception invalidates the connection too
         connection._handle_dbapi_exception(exc, sql, parameters, cursor, None)
-    else:
-        cursor.close()
     return rows, description
+
+
+# The pooled connection's `info` key of its cursor for fixed statements.
+_CURSOR = "postcall_fixed_statement_cursor"
+
+
+def _cursor(connection: Connection) -> Any:
+    """One cursor per DBAPI connection, kept with it in the pool (creating one per statement is a fifth of
+    the driver's work for these). `info` is cleared when the pool replaces the connection; a cursor closed
+    by an error's handling is replaced."""
+    pooled = connection.connection
+    cursor = pooled.info.get(_CURSOR)
+    if cursor is None or cursor.closed:
+        cursor = pooled.info[_CURSOR] = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
+    return cursor

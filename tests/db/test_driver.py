@@ -148,6 +148,10 @@ def test_a_driver_error_is_the_sqlalchemy_exception(pg_factory: sessionmaker[Ses
     assert "[SQL parameters hidden" in str(raised.value)  # as the engine hides them
     with pg_factory() as session, pytest.raises(StatementError):
         run_on_driver(session.connection(), "SELECT %(a)s, %(b)s", {"a": 1}, fetch=True)
+    # The error's handling closed the connection's cursor: the next statement on it gets a new one.
+    with pg_factory() as session:
+        assert run_on_driver(session.connection(), "SELECT %(a)s", {"a": 1}, fetch=True) == [(1,)]
+        assert _SUCCEEDED_RUN_ID_FIXED.scalar(session.connection(), {"key": "none"}) is None
 
 
 def test_a_lost_connection_is_invalidated_and_the_next_one_works(pg_factory: sessionmaker[Session]) -> None:
