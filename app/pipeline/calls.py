@@ -69,12 +69,13 @@ def state_update(**columns: Any) -> Update:
     )
 
 
-_START_PROCESSING = FixedStatement(state_update(attempts=bindparam("attempt")))
+# `start_processing`'s UPDATE, and the utterance columns `load_transcript` reads.
+START_PROCESSING = state_update(attempts=bindparam("attempt"))
+TRANSCRIPT_COLUMNS = (UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
+                      UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
+_START_PROCESSING = FixedStatement(START_PROCESSING)
 _TRANSCRIPT_ROWS = FixedStatement(
-    select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
-           UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
-    .where(UtteranceRow.call_id == bindparam("call_id"))
-    .order_by(UtteranceRow.index)
+    select(*TRANSCRIPT_COLUMNS).where(UtteranceRow.call_id == bindparam("call_id")).order_by(UtteranceRow.index)
 )
 
 
@@ -130,7 +131,11 @@ def set_state(call: Call, state: CallState, *, error: str | None = None) -> None
 def load_transcript(session: Session, call: Call | Row[Any]) -> Transcript:
     # Columns, not ORM objects, on the session's connection: the rows are read once into the transcript and
     # never changed, so the ORM execution layer has nothing to do.
-    rows = _TRANSCRIPT_ROWS.all(session.connection(), {"call_id": call.id})
+    return transcript_of(call, _TRANSCRIPT_ROWS.all(session.connection(), {"call_id": call.id}))
+
+
+def transcript_of(call: Call | Row[Any], rows: Sequence[Any]) -> Transcript:
+    """The transcript of `call` from its utterance rows (`TRANSCRIPT_COLUMNS`, in order)."""
     return Transcript(
         metadata=CallMetadata(
             external_id=call.external_id,

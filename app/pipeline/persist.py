@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -30,11 +30,21 @@ from app.models import (
     Tenant,
     WebhookEndpoint,
 )
+from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
 from app.pipeline.analyst_fields import CallClock, analyst_fields, call_clock
-from app.pipeline.calls import state_columns, state_update
+from app.pipeline.calls import (
+    START_PROCESSING,
+    TRANSCRIPT_COLUMNS,
+    load_transcript,
+    start_processing,
+    state_columns,
+    state_update,
+    transcript_of,
+)
 from app.privacy.mask import mask_text, nothing_to_mask
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
+from app.schemas.transcript import Transcript
 from app.schemas.usage import Usage
 
 # Core tables: the success path inserts through them, without building ORM objects it never reads back.
@@ -82,6 +92,43 @@ def succeeded_run_id(session: Session, key: str) -> int | None:
     """The id of the succeeded run with this idempotency key, if the work was done already."""
     run_id: int | None = _SUCCEEDED_RUN_ID_FIXED.scalar(session.connection(), {"key": key})
     return run_id
+
+
+# PostgreSQL: `start_unless_done` in one statement. The UPDATE (a data-modifying CTE) and the reads see the
+# same snapshot, taken after the caller's statement that waited for the call's row lock: a run another
+# worker committed while this one waited for the lock is seen (runs are written under the same lock).
+_CALLS = cast(Table, Call.__table__)
+_UTTERANCES = cast(Table, UtteranceRow.__table__)
+_NOT_DONE = ~exists(_SUCCEEDED_RUN_ID)
+_START_UNLESS_DONE = FixedStatement(
+    select(_SUCCEEDED_RUN_ID.scalar_subquery().label("done"), *TRANSCRIPT_COLUMNS)
+    .select_from(_CALLS.outerjoin(_UTTERANCES, and_(_UTTERANCES.c.call_id == _CALLS.c.id, _NOT_DONE)))
+    .where(_CALLS.c.id == bindparam("call_id"))
+    .order_by(_UTTERANCES.c.index)
+    .add_cte(START_PROCESSING.where(_NOT_DONE).cte("started"))
+)
+
+
+def start_unless_done(session: Session, call: Row[Any], key: str, *, attempts: int) -> int | Transcript:
+    """For a call locked by `lock_call_row`: the id of the succeeded run with `key` if the work was done
+    already (the call left as it is); otherwise `start_processing` (the attempt counted) and the call's
+    transcript (`load_transcript`). One statement on PostgreSQL, where it was three."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":  # no data-modifying CTE: the three statements
+        done = succeeded_run_id(session, key)
+        if done is not None:
+            return done
+        start_processing(session, call.id, attempts=attempts)
+        return load_transcript(session, call)
+    rows = _START_UNLESS_DONE.all(connection, {
+        "call_id": call.id, "key": key, "changed_call_id": call.id, "attempt": attempts,
+        **state_columns(CallState.processing, utcnow()),
+    })
+    done = rows[0].done
+    if done is not None:
+        return cast(int, done)
+    # A call without utterances is one row of NULL utterance columns (the outer join).
+    return transcript_of(call, [row for row in rows if row.index is not None])
 
 
 def latest_succeeded_run(session: Session, call_id: str) -> ExtractionRun | None:
