@@ -45,7 +45,8 @@ class _Plan:
     result_processors: tuple[tuple[int, Processor], ...] | None = None
 
     def rows_of(self, rows: list[Any], description: Any) -> list[Any]:
-        """The driver's rows as named tuples of processed values."""
+        """The driver's rows as named tuples of processed values (`description`: the cursor's, needed the
+        first time only)."""
         make = self.row._make
         processors = self.result_processors
         if processors is None:
@@ -113,7 +114,9 @@ class FixedStatement:
         except KeyError as exc:
             raise TypeError(f"missing parameter {exc.args[0]!r} of a fixed statement") from None
         fetch = fetch and plan.row is not None
-        rows, description = _on_cursor(connection, plan.sql, values, fetch=fetch)
+        # The result's column types are read once per plan (psycopg builds the description on each access).
+        describe = fetch and plan.result_processors is None
+        rows, description = _on_cursor(connection, plan.sql, values, fetch=fetch, describe=describe)
         return plan.rows_of(rows, description) if fetch else []
 
     def all(self, connection: Connection, parameters: Mapping[str, Any]) -> list[Any]:
@@ -148,16 +151,16 @@ def run_on_driver(connection: Connection, sql: str, parameters: Mapping[str, Any
     """Run driver-level `sql` (its parameters already in the driver's form) on the cursor of `connection`'s
     DBAPI connection, in its transaction; returns the rows as the driver gives them (tuples) when `fetch`.
     Errors are raised, and a lost connection handled, by the `Connection` as its own executions' are."""
-    return _on_cursor(connection, sql, parameters, fetch=fetch)[0]
+    return _on_cursor(connection, sql, parameters, fetch=fetch, describe=False)[0]
 
 
-def _on_cursor(connection: Connection, sql: str, parameters: Mapping[str, Any], *,
-               fetch: bool) -> tuple[list[Any], Any]:
+def _on_cursor(connection: Connection, sql: str, parameters: Mapping[str, Any], *, fetch: bool,
+               describe: bool) -> tuple[list[Any], Any]:
     cursor = _cursor(connection)
     try:
         cursor.execute(sql, parameters)
         rows = cast("list[Any]", cursor.fetchall()) if fetch else []
-        description = cursor.description
+        description = cursor.description if describe else None
     except BaseException as exc:  # as `Connection` does: an exit exception invalidates the connection too
         connection._handle_dbapi_exception(exc, sql, parameters, cursor, None)
     return rows, description
