@@ -3,7 +3,7 @@
 Every processed call runs the same few prebuilt Core statements. Executing one through a SQLAlchemy
 `Connection` costs about as much Python again as the driver's own work (an execution context, parameter
 processing, a result with its metadata: ~0.1 ms per statement on a 2-core box, against ~0.1 ms for the
-driver), and a call runs six of them. `FixedStatement` compiles its statement once for the connection's
+driver), and a call runs five of them. `FixedStatement` compiles its statement once for the connection's
 dialect and runs it on the psycopg connection under the SQLAlchemy `Connection`, in the same transaction,
 passing the parameters and the result columns through the column types' own processors for that dialect:
 the values sent and returned are the ones `Connection.execute` sends and returns.
