@@ -37,7 +37,8 @@ class _Plan:
     dialect: Dialect
     sql: str
     fixed: dict[str, Any]  # the values the statement itself binds (constants), already processed
-    processors: tuple[tuple[str, Processor | None], ...]  # the caller's parameters, with their processors
+    # The caller's parameters: each one's name, its name in the SQL (escaped if need be) and its processor.
+    processors: tuple[tuple[str, str, Processor | None], ...]
     row: Any  # the named tuple type of a result row (None: the statement returns no rows)
     result_types: tuple[Any, ...]  # the result columns' types, as the dialect implements them
     # The result columns' processors, by index: known once a result's column types were seen (a type's
@@ -74,15 +75,15 @@ def _plan(statement: ExecutableReturnsRows, dialect: Dialect) -> _Plan:
     if compiled.literal_execute_params or compiled.post_compile_params:
         raise TypeError("a statement with expanding parameters cannot run as a fixed statement")
     fixed: dict[str, Any] = {}
-    processors: list[tuple[str, Processor | None]] = []
+    processors: list[tuple[str, str, Processor | None]] = []
     for bind, name in compiled.bind_names.items():
-        name = compiled.escaped_bind_names.get(name, name)
+        in_sql = compiled.escaped_bind_names.get(name, name)
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if bind.required:
-            processors.append((name, processor))
+            processors.append((name, in_sql, processor))
         else:
             value = bind.effective_value
-            fixed[name] = processor(value) if processor is not None else value
+            fixed[in_sql] = processor(value) if processor is not None else value
     columns = list(statement.exported_columns)
     # Invalid or repeated names (an unlabelled expression) become positional ones, `_<index>`.
     names = [getattr(column, "key", None) or f"_{index}" for index, column in enumerate(columns)]
@@ -108,9 +109,9 @@ class FixedStatement:
             plan = self._plans[type(connection.dialect)] = _plan(self.statement, connection.dialect)
         values = dict(plan.fixed)
         try:
-            for name, processor in plan.processors:
+            for name, in_sql, processor in plan.processors:
                 value = parameters[name]
-                values[name] = processor(value) if processor is not None else value
+                values[in_sql] = processor(value) if processor is not None else value
         except KeyError as exc:
             raise TypeError(f"missing parameter {exc.args[0]!r} of a fixed statement") from None
         fetch = fetch and plan.row is not None

@@ -180,3 +180,13 @@ def test_an_update_with_a_constant_and_returning(pg_factory: sessionmaker[Sessio
     with unit_of_work(pg_factory) as session:
         row = statement.one_or_none(session.connection(), {"call_id": call_id})
     assert (row.attempts, row.state) == (1, CallState.queued)
+
+
+def test_a_parameter_whose_name_the_sql_escapes(session_factory: sessionmaker[Session],
+                                               stored: tuple[str, str]) -> None:
+    call_id, _ = stored
+    statement = FixedStatement(select(CALLS.c.id, CALLS.c.state).where(CALLS.c.id == bindparam("call.id [x]")))
+    with session_factory() as session:
+        row = statement.one_or_none(session.connection(), {"call.id [x]": call_id})
+        assert (row.id, row.state) == (call_id, CallState.queued)
+        assert statement.one_or_none(session.connection(), {"call.id [x]": "other"}) is None
