@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Insert, Table, Update, bindparam, event, insert, select
+from sqlalchemy import Table, Update, bindparam, event, insert, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.db.driver import FixedStatement
 from app.handoff.record import CallRecordV1, RecordedCall, bounded, build_record, identity_record, json_size
 from app.models import OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
@@ -35,6 +36,7 @@ _EVENT_COLUMNS = ("event_id", "tenant_id", "call_id", "agent_id", "team", "type"
 _INSERT_EVENT = (
     insert(OUTBOX).values({name: bindparam(f"event_{name}") for name in _EVENT_COLUMNS}).returning(OUTBOX.c.id)
 )
+_INSERT_EVENT_FIXED = FixedStatement(_INSERT_EVENT)
 
 
 class EventType(StrEnum):
@@ -78,10 +80,10 @@ class CallChange(NamedTuple):
 
 
 @functools.cache
-def _insert_event_after(change: Update) -> Insert:
+def _insert_event_after(change: Update) -> FixedStatement:
     """The event's INSERT with `change` in front of it as a data-modifying CTE (PostgreSQL): one statement,
     one round trip. Built once per change statement (the callers' are prebuilt)."""
-    return _INSERT_EVENT.add_cte(change.cte("call_change"))
+    return FixedStatement(_INSERT_EVENT.add_cte(change.cte("call_change")))
 
 
 def record_event(
@@ -123,15 +125,15 @@ def record_event(
     if json_size(data) > settings.webhook_max_payload_bytes:
         data = bounded(record, settings.webhook_max_payload_bytes).model_dump(mode="json")
     connection = session.connection()
-    statement: Insert = _INSERT_EVENT
+    statement = _INSERT_EVENT_FIXED
     parameters: dict[str, Any] = {}
     if call_change is not None:
         if connection.dialect.name == "postgresql":
             statement, parameters = _insert_event_after(call_change.statement), call_change.parameters
         else:
             connection.execute(call_change.statement, call_change.parameters)
-    outbox_id: int | None = connection.scalar(
-        statement,
+    outbox_id: int | None = statement.scalar(
+        connection,
         {
             **parameters,
             "event_event_id": new_event_id(),

@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from app.db.driver import FixedStatement
 from app.errors import ConfigError, NotFoundError
 from app.models import Call, CallState, Tenant
 from app.models import Utterance as UtteranceRow
@@ -48,8 +49,8 @@ CLAIM_COLUMNS = (Call.id, Call.external_id, Call.agent_id, Call.team, Call.start
 
 
 # The statements every processed call runs are built once, with bound parameters: building one costs
-# about as much Python as executing it.
-_LOCK_CALL_ROW = select(*CLAIM_COLUMNS).where(Call.id == bindparam("call_id")).with_for_update()
+# about as much Python as executing it. They run on the driver's cursor on PostgreSQL (app/db/driver.py).
+_LOCK_CALL_ROW = FixedStatement(select(*CLAIM_COLUMNS).where(Call.id == bindparam("call_id")).with_for_update())
 
 
 def state_columns(state: CallState, now: datetime) -> dict[str, Any]:
@@ -68,27 +69,29 @@ def state_update(**columns: Any) -> Update:
     )
 
 
-_START_PROCESSING = state_update(attempts=bindparam("attempt"))
-_TRANSCRIPT_ROWS = (
-    select(UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
-           UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
-    .where(UtteranceRow.call_id == bindparam("call_id"))
-    .order_by(UtteranceRow.index)
+# `start_processing`'s UPDATE, and the utterance columns `load_transcript` reads.
+START_PROCESSING = state_update(attempts=bindparam("attempt"))
+TRANSCRIPT_COLUMNS = (UtteranceRow.index, UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.role_confidence,
+                      UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
+_START_PROCESSING = FixedStatement(START_PROCESSING)
+_TRANSCRIPT_ROWS = FixedStatement(
+    select(*TRANSCRIPT_COLUMNS).where(UtteranceRow.call_id == bindparam("call_id")).order_by(UtteranceRow.index)
 )
 
 
 def lock_call_row(session: Session, call_id: str) -> Row[Any] | None:
-    """`lock_call` as a plain row of `CLAIM_COLUMNS`: the same lock, without building an ORM object (and a
-    unit-of-work flush) for a call the caller changes with one UPDATE (`start_processing`)."""
-    row = session.connection().execute(_LOCK_CALL_ROW, {"call_id": call_id}).one_or_none()
+    """`lock_call` as a plain row of `CLAIM_COLUMNS` (attributes named as the columns): the same lock, without
+    building an ORM object (and a unit-of-work flush) for a call the caller changes with one UPDATE
+    (`start_processing`)."""
+    row = _LOCK_CALL_ROW.one_or_none(session.connection(), {"call_id": call_id})
     return cast("Row[Any] | None", row)
 
 
 def start_processing(session: Session, call_id: str, *, attempts: int) -> None:
     """Mark a call locked by `lock_call_row` as processing, counting the attempt: what `set_state` (keeping
     the last error) and `attempts += 1` would flush."""
-    session.connection().execute(
-        _START_PROCESSING,
+    _START_PROCESSING.execute(
+        session.connection(),
         {"changed_call_id": call_id, "attempt": attempts, **state_columns(CallState.processing, utcnow())},
     )
 
@@ -128,7 +131,11 @@ def set_state(call: Call, state: CallState, *, error: str | None = None) -> None
 def load_transcript(session: Session, call: Call | Row[Any]) -> Transcript:
     # Columns, not ORM objects, on the session's connection: the rows are read once into the transcript and
     # never changed, so the ORM execution layer has nothing to do.
-    rows = session.connection().execute(_TRANSCRIPT_ROWS, {"call_id": call.id}).all()
+    return transcript_of(call, _TRANSCRIPT_ROWS.all(session.connection(), {"call_id": call.id}))
+
+
+def transcript_of(call: Call | Row[Any], rows: Sequence[Any]) -> Transcript:
+    """The transcript of `call` from its utterance rows (`TRANSCRIPT_COLUMNS`, in order)."""
     return Transcript(
         metadata=CallMetadata(
             external_id=call.external_id,

@@ -21,6 +21,7 @@ The reason is never dropped: it answers a different question (why they called) t
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -60,6 +61,10 @@ _COMPARED = frozenset(
 _LABEL = re.compile(r"^\s*[A-Za-z][A-Za-z -]{0,30}:\s")
 
 
+# A call's statements are read here by de-duplication and again by the case note written with its result
+# (app/pipeline/note.py), each text several times; the results are immutable, so those reads share them.
+# Bounded, as `normalize` is: a worker sees endless distinct texts.
+@functools.lru_cache(maxsize=4096)
 def content_words(text: str) -> frozenset[str]:
     """The words that carry a statement's content (normalized tokens, no function or role words, no
     leading label)."""
@@ -71,6 +76,7 @@ def content_words(text: str) -> frozenset[str]:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def critical_values(text: str) -> frozenset[tuple[TokenKind, str]]:
     return frozenset(normalize(text).critical_values())
 

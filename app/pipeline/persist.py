@@ -9,11 +9,12 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.db.driver import FixedStatement, run_on_driver
 from app.db.types import as_utc
 from app.handoff.outbox import CallChange, EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
@@ -29,16 +30,27 @@ from app.models import (
     Tenant,
     WebhookEndpoint,
 )
+from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
 from app.pipeline.analyst_fields import CallClock, analyst_fields, call_clock
-from app.pipeline.calls import state_columns, state_update
+from app.pipeline.calls import (
+    START_PROCESSING,
+    TRANSCRIPT_COLUMNS,
+    load_transcript,
+    start_processing,
+    state_columns,
+    state_update,
+    transcript_of,
+)
 from app.privacy.mask import mask_text, nothing_to_mask
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
+from app.schemas.transcript import Transcript
 from app.schemas.usage import Usage
 
 # Core tables: the success path inserts through them, without building ORM objects it never reads back.
 # Statements that involve no ORM entity run on `session.connection()` (the session's transaction),
-# which skips the ORM execution layer `session.execute` adds to every statement.
+# which skips the ORM execution layer `session.execute` adds to every statement; those of every call on
+# the driver's cursor, on PostgreSQL (app/db/driver.py).
 RUNS = cast(Table, ExtractionRun.__table__)
 CLAIMS = cast(Table, Claim.__table__)
 EVIDENCE = cast(Table, Evidence.__table__)
@@ -57,7 +69,7 @@ _SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam(
 # The columns of the call the final write reads (`ResultCall`).
 _RESULT_CALL_COLUMNS = (Call.id, Call.tenant_id, Call.external_id, Call.agent_id, Call.team, Call.started_at,
                         Call.transcript_hash, Call.state, Call.last_error, Call.case_note)
-_LOCK_CALL_FOR_RESULT = (
+_LOCK_CALL_FOR_RESULT = FixedStatement(
     select(
         *_RESULT_CALL_COLUMNS,
         _SUCCEEDED_RUN_ID.scalar_subquery(),
@@ -70,6 +82,7 @@ _LOCK_CALL_FOR_RESULT = (
     .where(Call.id == bindparam("call_id"))
     .with_for_update(of=Call)
 )
+_SUCCEEDED_RUN_ID_FIXED = FixedStatement(_SUCCEEDED_RUN_ID)
 _INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
 _INSERT_CLAIMS = insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True)
 _INSERT_EVIDENCE = insert(EVIDENCE)
@@ -77,7 +90,45 @@ _INSERT_EVIDENCE = insert(EVIDENCE)
 
 def succeeded_run_id(session: Session, key: str) -> int | None:
     """The id of the succeeded run with this idempotency key, if the work was done already."""
-    return session.connection().scalar(_SUCCEEDED_RUN_ID, {"key": key})
+    run_id: int | None = _SUCCEEDED_RUN_ID_FIXED.scalar(session.connection(), {"key": key})
+    return run_id
+
+
+# PostgreSQL: `start_unless_done` in one statement. The UPDATE (a data-modifying CTE) and the reads see the
+# same snapshot, taken after the caller's statement that waited for the call's row lock: a run another
+# worker committed while this one waited for the lock is seen (runs are written under the same lock).
+_CALLS = cast(Table, Call.__table__)
+_UTTERANCES = cast(Table, UtteranceRow.__table__)
+_NOT_DONE = ~exists(_SUCCEEDED_RUN_ID)
+_START_UNLESS_DONE = FixedStatement(
+    select(_SUCCEEDED_RUN_ID.scalar_subquery().label("done"), *TRANSCRIPT_COLUMNS)
+    .select_from(_CALLS.outerjoin(_UTTERANCES, and_(_UTTERANCES.c.call_id == _CALLS.c.id, _NOT_DONE)))
+    .where(_CALLS.c.id == bindparam("call_id"))
+    .order_by(_UTTERANCES.c.index)
+    .add_cte(START_PROCESSING.where(_NOT_DONE).cte("started"))
+)
+
+
+def start_unless_done(session: Session, call: Row[Any], key: str, *, attempts: int) -> int | Transcript:
+    """For a call locked by `lock_call_row`: the id of the succeeded run with `key` if the work was done
+    already (the call left as it is); otherwise `start_processing` (the attempt counted) and the call's
+    transcript (`load_transcript`). One statement on PostgreSQL, where it was three."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":  # no data-modifying CTE: the three statements
+        done = succeeded_run_id(session, key)
+        if done is not None:
+            return done
+        start_processing(session, call.id, attempts=attempts)
+        return load_transcript(session, call)
+    rows = _START_UNLESS_DONE.all(connection, {
+        "call_id": call.id, "key": key, "changed_call_id": call.id, "attempt": attempts,
+        **state_columns(CallState.processing, utcnow()),
+    })
+    done = rows[0].done
+    if done is not None:
+        return cast(int, done)
+    # A call without utterances is one row of NULL utterance columns (the outer join).
+    return transcript_of(call, [row for row in rows if row.index is not None])
 
 
 def latest_succeeded_run(session: Session, call_id: str) -> ExtractionRun | None:
@@ -121,7 +172,7 @@ def lock_call_for_result(session: Session, call_id: str, key: str) -> LockedCall
     events and the tenant an active webhook endpoint (usually neither, and then the write skips those two
     queries). One round trip where separate queries took five; columns, not an ORM object: the write
     changes the call with one Core UPDATE (`write_succeeded_run`)."""
-    row = session.connection().execute(_LOCK_CALL_FOR_RESULT, {"call_id": call_id, "key": key}).one_or_none()
+    row = _LOCK_CALL_FOR_RESULT.one_or_none(session.connection(), {"call_id": call_id, "key": key})
     if row is None:
         return None
     *columns, succeeded, slug, time_zone, has_events, has_endpoints = row
@@ -355,7 +406,8 @@ def insert_run_with_claims(
         parameters = {f"extraction_runs_{name}": run[name] for name in RUN_INSERT_COLUMNS}
         parameters["claims"] = _json_rows(claim_rows)
         parameters["evidence"] = _json_rows(evidence_rows)
-        returned = connection.exec_driver_sql(_INSERT_RUN_WITH_CLAIMS_PG, parameters).all()
+        # Driver-level SQL with driver-level values: on the cursor (app/db/driver.py says why).
+        returned = run_on_driver(connection, _INSERT_RUN_WITH_CLAIMS_PG, parameters, fetch=True)
         run_id = returned[0][0]
         ids_by_position = {position: claim_id for _, claim_id, position in returned if claim_id is not None}
         claim_ids = [ids_by_position[position] for position in range(len(claim_rows))]

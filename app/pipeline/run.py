@@ -33,13 +33,14 @@ from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.prompt import PromptTemplate
 from app.models import Call, CallState, LlmMode, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
-from app.pipeline.calls import load_transcript, lock_call, lock_call_row, set_state, start_processing
+from app.pipeline.calls import lock_call, lock_call_row, set_state
 from app.pipeline.dedup import deduplicate
 from app.pipeline.persist import (
     RunFacts,
     add_run,
     idempotency_key,
     lock_call_for_result,
+    start_unless_done,
     state_for_run,
     succeeded_run_id,
     write_succeeded_run,
@@ -98,7 +99,23 @@ def _claim(
         if row is None:
             raise NotFoundError(f"call {call_id} not found (deleted?)")
         key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
-        done = succeeded_run_id(session, key)
+        now = utcnow()
+        # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
+        # `postcall reprocess` re-extracts a reviewed call.
+        reviewed = row.state in REVIEWED_STATES and not reprocess_reviewed
+        # A batch-mode call reached a worker (`postcall retry`, a stray message): the batch collector owns
+        # it and sends it in the next batch.
+        deferred = defer_batch_calls and row.llm_mode is LlmMode.batch
+        # Every earlier attempt died without recording an outcome (a worker killed mid-call, a crash in the
+        # provider): stop the redelivery loop and make the call visible.
+        given_up = max_attempts is not None and row.attempts >= max_attempts
+        if reviewed or deferred or given_up:
+            done = succeeded_run_id(session, key)
+            started: int | Transcript | None = done
+        else:
+            # The usual path: the done-check, the start and the transcript's load together.
+            started = start_unless_done(session, row, key, attempts=row.attempts + 1)
+            done = started if isinstance(started, int) else None
         if done is not None:
             state = row.state
             if state not in TERMINAL_PROCESSING_STATES:
@@ -107,17 +124,9 @@ def _claim(
                 state = state_for_run(session, done)
                 set_state(_locked(session, call_id), state)
             return ProcessOutcome(row.id, state, run_id=done, skipped=True)
-        if row.state in REVIEWED_STATES and not reprocess_reviewed:
-            # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
-            # `postcall reprocess` re-extracts a reviewed call.
+        if reviewed or deferred:
             return ProcessOutcome(row.id, row.state, skipped=True)
-        if defer_batch_calls and row.llm_mode is LlmMode.batch:
-            # A batch-mode call reached a worker (`postcall retry`, a stray message): the batch
-            # collector owns it and sends it in the next batch.
-            return ProcessOutcome(row.id, row.state, skipped=True)
-        if max_attempts is not None and row.attempts >= max_attempts:
-            # Every earlier attempt died without recording an outcome (a worker killed mid-call, a
-            # crash in the provider): stop the redelivery loop and make the call visible.
+        if given_up:
             reason = (
                 f"gave up after {row.attempts} attempts without a stored result (worker killed, crashed "
                 "or retried out each time); `postcall retry` re-runs it"
@@ -129,13 +138,11 @@ def _claim(
             set_state(call, CallState.failed, error=reason)
             record_event(session, call, EventType.failed)
             return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
-        now = utcnow()
+        assert isinstance(started, Transcript)  # neither done nor skipped: started
         queue_wait_ms = None
         if row.enqueued_at is not None:
             queue_wait_ms = max(0.0, (now - row.enqueued_at).total_seconds() * 1000.0)
-        start_processing(session, row.id, attempts=row.attempts + 1)
-        transcript = load_transcript(session, row)
-        return _Claimed(transcript, key, row.transcript_hash, queue_wait_ms, row.state)
+        return _Claimed(started, key, row.transcript_hash, queue_wait_ms, row.state)
 
 
 def _locked(session: Session, call_id: str) -> Call:

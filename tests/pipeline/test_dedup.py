@@ -129,3 +129,21 @@ def test_case_note_of_every_sample(path: Path) -> None:
     assert 2 <= len(sentences) <= MAX_NOTE_SENTENCES, note
     assert extraction.reason is not None
     assert extraction.reason.text.rstrip(".")[:40] in note
+
+
+@pytest.mark.parametrize("path", SAMPLE_PATHS, ids=lambda p: p.name)
+def test_shared_word_and_value_sets_are_the_ones_computed_afresh(path: Path) -> None:
+    """`content_words` and `critical_values` are remembered per text (de-duplication and the case note read
+    the same statements): a remembered answer must be the one computed afresh, and immutable."""
+    from app.pipeline.dedup import content_words, critical_values
+
+    extraction = extract_heuristic(load_transcript(path).transcript)
+    texts = [s.text for s in (extraction.reason, extraction.outcome, *extraction.summary, *extraction.action_items)
+             if s is not None]
+    assert texts
+    for text in texts:
+        for remembered in (content_words, critical_values):
+            first, again = remembered(text), remembered(text)
+            assert again is first  # shared, not recomputed
+            assert first == remembered.__wrapped__(text)  # type: ignore[attr-defined]
+            assert isinstance(first, frozenset)
