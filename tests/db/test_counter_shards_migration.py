@@ -23,7 +23,7 @@ from tests.pipeline.test_counts import _check
 from tests.support.analytics import _prompt, build_world
 from tests.support.services import temporary_pg_database
 
-BEFORE = "0016"  # DEV: 0017 at merge
+BEFORE = "0017"
 OLD, NEW = "pg_backend_pid() % 16", f"pg_backend_pid() % {COUNTER_SHARDS}"
 SOURCES = text("SELECT proname, prosrc FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
                "WHERE l.lanname = 'plpgsql' AND p.pronamespace = current_schema()::regnamespace")
