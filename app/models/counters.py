@@ -1,10 +1,11 @@
 """Counters kept by database triggers (migration 0009), so /metrics and the queue's per-state counts read
 a few rows instead of scanning every call and run.
 
-Each table is keyed by a shard (PostgreSQL: the writing backend's pid modulo COUNTER_SHARDS; SQLite: 0)
-and holds one column per counted value, so a transition updates exactly one row: concurrent writers
-rarely meet on a row, and a transaction never holds two counter rows of one tenant or model that another
-could take in the opposite order (no deadlock). Readers sum the shards.
+Each table is keyed by a shard (PostgreSQL: the writing backend's pid modulo COUNTER_SHARDS, 16 before
+migration 0018; SQLite: 0) and holds one column per counted value, so a transition updates exactly one
+row: concurrent writers rarely meet on a row (a pool's backends have consecutive pids, which never share a
+shard below COUNTER_SHARDS sessions), and a transaction never holds two counter rows of one tenant or model
+that another could take in the opposite order (no deadlock). Readers sum the shards.
 
 A SQLite table rebuild (alembic's batch mode recreating `calls` or `extraction_runs`) drops that table's
 triggers: a migration that rebuilds one must create the triggers again (migration 0009 shows them).
@@ -19,7 +20,7 @@ from sqlalchemy import BigInteger, Column, Float, Integer, SmallInteger, String,
 from app.db.base import Base
 from app.models.tables import CallState, RunStatus
 
-COUNTER_SHARDS = 16
+COUNTER_SHARDS = 256
 # Upper bounds in seconds of the per-stage latency histogram. Queue wait spans milliseconds (idle) to an
 # hour (a burst on few workers). Changing them needs a migration: the triggers bucket at write time.
 LATENCY_BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)

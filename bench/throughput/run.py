@@ -16,7 +16,9 @@ final state), CPU per call across the box (workers, model server and this databa
 from /proc), the pipeline's own CPU per call (`process_call` run in this process on other calls, the
 model answering at once, and the thread CPU inside `process_call` in the workers, from
 bench/throughput/probe.py), the Celery overhead (worker CPU per call minus process_call's CPU in the
-workers; under gevent, minus the in-process figure), messages left in Redis, and PostgreSQL sessions
+workers; under gevent, minus the in-process figure), the wall time each call's run spent in the database
+(`db_ms` p50/p95: how long a call holds a pooled connection, which the pool sizing rule uses), messages
+left in Redis, and PostgreSQL sessions
 opened (counted when they end, so the workers are stopped first; the few of this script's own polling are
 included).
 """
@@ -46,7 +48,7 @@ from app.config import PROJECT_ROOT, Settings
 from app.db.session import unit_of_work
 from app.llm.prompt import PromptTemplate
 from app.llm.registry import build_provider
-from app.models import Call, CallState
+from app.models import Call, CallState, ExtractionRun, RunStatus
 from app.pipeline.run import process_call
 from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 from bench.burst.run import machine, sample_transcripts, store_call
@@ -89,6 +91,8 @@ class ThroughputResult:
     pipeline_cpu_ms_mean: float
     process_call_cpu_ms_in_workers: float | None
     celery_overhead_ms: float
+    db_ms_p50: float | None
+    db_ms_p95: float | None
     messages_left: int
     postgres_sessions_opened: int
     load_average: str
@@ -220,6 +224,16 @@ def finished_at(factory: Any, call_ids: Sequence[str]) -> dict[str, tuple[str, f
         return {cid: (CallState(state).value, at.timestamp()) for cid, state, at in rows if cid in wanted}
 
 
+def database_ms(factory: Any, call_ids: Sequence[str]) -> list[float]:
+    """The wall time each measured call's succeeded run spent in the database (`db_ms`: the claim, the
+    final write and its commit), which is how long it held a pooled connection."""
+    wanted = set(call_ids)
+    with unit_of_work(factory) as session:
+        rows = session.execute(select(ExtractionRun.call_id, ExtractionRun.db_ms)
+                               .where(ExtractionRun.status == RunStatus.succeeded, ExtractionRun.db_ms.is_not(None)))
+        return [float(ms) for cid, ms in rows if cid in wanted]
+
+
 def pipeline_cpu(factory: Any, call_ids: Sequence[str], base_url: str, settings: Settings) -> list[float]:
     """CPU of process_call per call, in this process, the model answering at once."""
     os.environ["OPENAI_API_KEY"] = FAKE_API_KEY
@@ -319,6 +333,7 @@ def run(args: argparse.Namespace) -> ThroughputResult:
         engine.dispose()
         time.sleep(SETTLE_SECONDS)  # a session's statistics are reported when it ends
         sessions = backends.sessions() - sessions_before
+        held = database_ms(factory, call_ids)
         probed = [json.loads(log.with_suffix(".probe.json").read_text()) for log in logs
                   if log.with_suffix(".probe.json").exists()]
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -358,6 +373,8 @@ def run(args: argparse.Namespace) -> ThroughputResult:
         pipeline_cpu_ms_mean=round(pipeline_mean, 2),
         process_call_cpu_ms_in_workers=round(in_workers, 2) if in_workers is not None else None,
         celery_overhead_ms=round(worker_ms - (in_workers if in_workers is not None else pipeline_mean), 2),
+        db_ms_p50=round(percentile(held, 50), 2) if held else None,
+        db_ms_p95=round(percentile(held, 95), 2) if held else None,
         messages_left=left,
         postgres_sessions_opened=sessions,
         load_average=load,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.models import Call, CallState, ExtractionRun, RunStatus, run_totals
-from app.models.counters import LATENCY_BUCKETS_SECONDS, STAGE_COLUMNS
+from app.models.counters import COUNTER_SHARDS, LATENCY_BUCKETS_SECONDS, STAGE_COLUMNS
 from app.pipeline.calls import get_or_create_tenant, set_state
 from app.pipeline.counts import call_totals, model_totals, stage_histograms, state_counts
 
@@ -185,7 +185,7 @@ def test_late_timings_from_another_backend_count_on_its_own_shard(postgres_url: 
             session.add(ExtractionRun(call_id=call.id, idempotency_key="k", provider="openai", model="gpt-4o-mini",
                                       prompt_version="v1", transcript_hash="h", status=RunStatus.succeeded,
                                       prompt_tokens=10, llm_ms=40.0))
-            shard = session.scalar(select(func.pg_backend_pid() % 16))
+            shard = session.scalar(select(func.pg_backend_pid() % COUNTER_SHARDS))
             tenant_id = tenant.id
     finally:
         writer.dispose()
@@ -193,7 +193,7 @@ def test_late_timings_from_another_backend_count_on_its_own_shard(postgres_url: 
     try:
         for _ in range(64):  # a new backend until one counts on another shard (pids are spread over them)
             with engine.connect() as conn:
-                if conn.scalar(select(func.pg_backend_pid() % 16)) != shard:
+                if conn.scalar(select(func.pg_backend_pid() % COUNTER_SHARDS)) != shard:
                     conn.execute(update(ExtractionRun).values(db_ms=30.0, total_ms=2500.0))
                     conn.commit()
                     break
