@@ -9,17 +9,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.llm.heuristic import HeuristicProvider
-from app.models import Tenant
 from app.models.counters import COUNTER_SHARDS
 from app.pipeline.run import process_call
-from tests.models.test_rollups import assert_rollups_match
-from tests.pipeline.test_counts import _check
+from tests.db.test_trigger_work_migration import _assert_counts_match
 from tests.support.analytics import _prompt, build_world
 from tests.support.services import temporary_pg_database
 
@@ -43,17 +41,6 @@ def _sources(url: str) -> dict[str, str]:
     try:
         with engine.connect() as conn:
             return dict(conn.execute(SOURCES).all())
-    finally:
-        engine.dispose()
-
-
-def _assert_counts_match(url: str) -> None:
-    engine = create_db_engine(url)
-    try:
-        factory = make_session_factory(engine)
-        assert_rollups_match(factory)
-        with factory() as session:
-            _check(session, list(session.scalars(select(Tenant.id))))
     finally:
         engine.dispose()
 
