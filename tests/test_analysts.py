@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from sqlalchemy import make_url, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.analysts import ANALYST_GROUP, AnalystRoleError, grant_analyst, list_analysts, revoke_analyst
@@ -216,8 +217,9 @@ def test_row_views_filter_on_the_tables_whatever_the_query_shape(
 def test_claims_are_filtered_by_their_own_tenant_column(
     pg_world: tuple[str, sessionmaker[Session], World], role_name: str
 ) -> None:
-    """Migration 0015: a claim carries its call's tenant, and the claims policy and the claim views read
-    that column, so an analyst's count of claims by tenant and time does not read calls."""
+    """Migrations 0015 and 0019: a claim carries its call's tenant (held equal to it), and the claims policy
+    and the claim views read that column, so an analyst's count of claims by tenant and time does not read
+    calls."""
     url, factory, world = pg_world
     with unit_of_work(factory) as session:
         grant_analyst(session, role_name, "acme")
@@ -240,15 +242,16 @@ def test_claims_are_filtered_by_their_own_tenant_column(
         plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {count}"))
         assert " on claims " in plan and " on calls " not in plan, plan
 
-    # The filter reads the claim's column, not its call: a claim marked as the other tenant's is gone.
+    # The column cannot say anything but the call's tenant (migration 0019): marking a claim as the other
+    # tenant's is refused, and the acme analyst's count stays.
     first = world.calls["acme"][0]
-    with unit_of_work(factory) as session:
+    with pytest.raises(IntegrityError), unit_of_work(factory) as session:
         session.execute(text(
             "UPDATE claims SET tenant_id = (SELECT id FROM tenants WHERE slug = 'globex') "
             "WHERE id = (SELECT MIN(id) FROM claims WHERE call_id = :call)"
         ), {"call": first})
     with _connect_as(url, role_name) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM analytics_claims").fetchone() == (acme_claims - 1,)
+        assert conn.execute("SELECT COUNT(*) FROM analytics_claims").fetchone() == (acme_claims,)
 
 
 def test_a_role_unbound_from_its_tenant_sees_nothing(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     SmallInteger,
@@ -228,6 +229,9 @@ class Call(Base):
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "external_id"),
+        # What a claim's key to its call and the call's tenant refers to (Claim): the primary key makes the
+        # pair unique already, but a foreign key needs a unique index of exactly its columns.
+        Index("ix_calls_id_tenant_id", "id", "tenant_id", unique=True),
         # A tenant's calls in one state, oldest-waiting first (a queue filtered on one state, its counts).
         Index("ix_calls_tenant_state_waiting", "tenant_id", "state", "state_changed_at", "id"),
         # The review queue's order (keyset pagination walks it).
@@ -331,9 +335,11 @@ class Claim(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("extraction_runs.id", ondelete="CASCADE"), index=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
-    # The call's tenant, copied: an analyst's count by tenant and time reads claims alone (no join to calls).
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    # With `tenant_id`, a foreign key to the call's (id, tenant_id): see `__table_args__`.
+    call_id: Mapped[str] = mapped_column(String(32), index=True)
+    # The call's tenant, copied: an analyst's count by tenant and time reads claims alone (no join to calls),
+    # and the claims row policy compares it with an analyst's tenant.
+    tenant_id: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(20))
     text: Mapped[str] = mapped_column(Text)
@@ -366,6 +372,11 @@ class Claim(Base):
         return value
 
     __table_args__ = (
+        # The claim's tenant is its call's tenant, always: the database refuses anything else (a claim
+        # filed under another tenant would show in that tenant's analyst views), and follows a call moved
+        # to another tenant. Its call's tenant exists (calls -> tenants), so no key to tenants is needed.
+        ForeignKeyConstraint(["call_id", "tenant_id"], ["calls.id", "calls.tenant_id"], ondelete="CASCADE",
+                             onupdate="CASCADE"),
         # "What falls due this week", "what is overdue": only action items have a date, so a partial index.
         Index(
             "ix_claims_due_date",
