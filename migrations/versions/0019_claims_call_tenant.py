@@ -17,8 +17,9 @@ tenants (5-7 lookups fewer per processed call).
 
 The upgrade refuses to run while any claim names a tenant other than its call's, and says how many and
 which: how such rows came to be is worth knowing before they are changed (the call's tenant is the one the
-review app and the calls' row policy go by). At a million calls the new index and the key's check of
-every claim take seconds, under locks that hold back writes to calls and claims meanwhile.
+review app and the calls' row policy go by). The upgrade builds one index over calls and checks every
+claim against it, holding back writes to calls and claims meanwhile: its time grows with those tables
+(not measured at a million calls).
 
 SQLite: the same keys (a unique index on calls; claims rebuilt for its keys, its views and triggers set
 aside and created again around the rebuild, as 0015 does).
