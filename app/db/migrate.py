@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection, text
 
 from app.config import PROJECT_ROOT
 from app.errors import ConfigError
@@ -132,3 +135,20 @@ def earlier_revision(file_name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextmanager
+def sqlite_views_and_triggers_set_aside(connection: Connection) -> Iterator[None]:
+    """For a migration that rebuilds a SQLite table (a batch operation): every view and trigger of the schema
+    dropped before the block and created again after it. Renaming the rebuilt table into place re-reads
+    every view and trigger, and fails on any that names the table while it is gone; the table's own
+    triggers go with the old table and come back here too."""
+    kept = list(connection.execute(text(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND sql IS NOT NULL "
+        "ORDER BY type DESC"  # views first: a trigger may read a view
+    )))
+    for kind, name, _ in reversed(kept):
+        connection.execute(text(f"DROP {kind.upper()} IF EXISTS {name}"))
+    yield
+    for _, _, sql in kept:
+        connection.execute(text(sql))

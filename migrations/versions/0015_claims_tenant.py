@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from app.db.migrate import earlier_revision
+from app.db.migrate import earlier_revision, sqlite_views_and_triggers_set_aside
 
 revision: str = '0015'
 down_revision: str | None = '0014'
@@ -87,30 +87,21 @@ def _claims_policy_and_views(revision: str) -> None:
 
 
 def _rebuild_sqlite_claims(change: str) -> None:
-    """Rebuild claims on SQLite with the column added or dropped. Renaming the new table into place
-    re-reads every view and trigger, and fails on any that names claims while it is gone: all of them
-    are set aside and created again (those on claims went with the old table)."""
-    connection = op.get_bind()
-    kept = list(connection.execute(sa.text(
-        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND sql IS NOT NULL "
-        "ORDER BY type DESC"  # views first: a trigger may read a view
-    )))
-    for kind, name, _ in reversed(kept):
-        op.execute(f"DROP {kind.upper()} IF EXISTS {name}")
-    with op.batch_alter_table('claims', schema=None) as batch_op:
-        if change == "add":
-            batch_op.add_column(sa.Column('tenant_id', sa.Integer(), nullable=True))
-        else:
-            batch_op.drop_constraint('fk_claims_tenant_id_tenants', type_='foreignkey')
-            batch_op.drop_column('tenant_id')
-    if change == "add":
-        op.execute("UPDATE claims SET tenant_id = (SELECT c.tenant_id FROM calls c WHERE c.id = claims.call_id)")
+    """Rebuild claims on SQLite with the column added or dropped, the schema's views and triggers set aside
+    meanwhile."""
+    with sqlite_views_and_triggers_set_aside(op.get_bind()):
         with op.batch_alter_table('claims', schema=None) as batch_op:
-            batch_op.alter_column('tenant_id', existing_type=sa.Integer(), nullable=False)
-            batch_op.create_foreign_key('fk_claims_tenant_id_tenants', 'tenants', ['tenant_id'], ['id'],
-                                        ondelete='CASCADE')
-    for _, _, sql in kept:
-        op.execute(sql)
+            if change == "add":
+                batch_op.add_column(sa.Column('tenant_id', sa.Integer(), nullable=True))
+            else:
+                batch_op.drop_constraint('fk_claims_tenant_id_tenants', type_='foreignkey')
+                batch_op.drop_column('tenant_id')
+        if change == "add":
+            op.execute("UPDATE claims SET tenant_id = (SELECT c.tenant_id FROM calls c WHERE c.id = claims.call_id)")
+            with op.batch_alter_table('claims', schema=None) as batch_op:
+                batch_op.alter_column('tenant_id', existing_type=sa.Integer(), nullable=False)
+                batch_op.create_foreign_key('fk_claims_tenant_id_tenants', 'tenants', ['tenant_id'], ['id'],
+                                            ondelete='CASCADE')
 
 
 def upgrade() -> None:

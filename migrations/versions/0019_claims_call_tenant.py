@@ -33,6 +33,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from app.db.migrate import sqlite_views_and_triggers_set_aside
+
 revision: str = '0019'
 down_revision: str | None = '0018'
 branch_labels: str | Sequence[str] | None = None
@@ -61,26 +63,17 @@ def refuse_mismatches() -> None:
 
 def _rebuild_sqlite_claims(keys: str) -> None:
     """Rebuild claims on SQLite with its keys to calls and tenants as `keys` says ("one": the composite key;
-    "two": 0015's). Renaming the new table into place re-reads every view and trigger, and fails on any
-    that names claims while it is gone: all of them are set aside and created again."""
-    connection = op.get_bind()
-    kept = list(connection.execute(sa.text(
-        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND sql IS NOT NULL "
-        "ORDER BY type DESC"  # views first: a trigger may read a view
-    )))
-    for kind, name, _ in reversed(kept):
-        op.execute(f"DROP {kind.upper()} IF EXISTS {name}")
-    with op.batch_alter_table('claims', schema=None) as batch_op:
-        batch_op.drop_constraint(CLAIM_CALL_KEY, type_='foreignkey')
-        if keys == "one":
-            batch_op.drop_constraint(CLAIM_TENANT_KEY, type_='foreignkey')
-            batch_op.create_foreign_key(CLAIM_CALL_KEY, 'calls', ['call_id', 'tenant_id'], ['id', 'tenant_id'],
-                                        ondelete='CASCADE', onupdate='CASCADE')
-        else:
-            batch_op.create_foreign_key(CLAIM_CALL_KEY, 'calls', ['call_id'], ['id'], ondelete='CASCADE')
-            batch_op.create_foreign_key(CLAIM_TENANT_KEY, 'tenants', ['tenant_id'], ['id'], ondelete='CASCADE')
-    for _, _, sql in kept:
-        op.execute(sql)
+    "two": 0015's), the schema's views and triggers set aside meanwhile."""
+    with sqlite_views_and_triggers_set_aside(op.get_bind()):
+        with op.batch_alter_table('claims', schema=None) as batch_op:
+            batch_op.drop_constraint(CLAIM_CALL_KEY, type_='foreignkey')
+            if keys == "one":
+                batch_op.drop_constraint(CLAIM_TENANT_KEY, type_='foreignkey')
+                batch_op.create_foreign_key(CLAIM_CALL_KEY, 'calls', ['call_id', 'tenant_id'], ['id', 'tenant_id'],
+                                            ondelete='CASCADE', onupdate='CASCADE')
+            else:
+                batch_op.create_foreign_key(CLAIM_CALL_KEY, 'calls', ['call_id'], ['id'], ondelete='CASCADE')
+                batch_op.create_foreign_key(CLAIM_TENANT_KEY, 'tenants', ['tenant_id'], ['id'], ondelete='CASCADE')
 
 
 def upgrade() -> None:
