@@ -48,7 +48,7 @@ from app.llm.keepalive_pool import KeepAlivePool, RawResponse, Timeouts
 
 CHAT_COMPLETIONS_PATH = "/chat/completions"
 # Headers the HTTP client derives per request from the body, the URL and its cookie jar.
-_DERIVED_HEADERS = frozenset({"content-length", "host", "cookie"})
+_DERIVED_HEADERS = frozenset({b"content-length", b"host", b"cookie"})
 # SDK client attributes that make one request differ from the next when set; each must exist and be None.
 _PER_REQUEST_STATE = ("_provider_runtime", "_workload_identity_auth", "_api_key_provider", "_idempotency_header")
 _MISSING = object()
@@ -244,7 +244,8 @@ def _build_route(client: OpenAI) -> ChatRoute | None:
         http = client._client
     except (ImportError, AttributeError, TypeError):
         return None  # an SDK whose internals moved: its own `post` is the only safe way
-    headers = type(sample.headers)([(name, value) for name, value in sample.headers.multi_items()
+    # Raw names: the HTTP client writes each name as it was given ("Accept-Encoding", "authorization").
+    headers = type(sample.headers)([(name, value) for name, value in sample.headers.raw
                                     if name.lower() not in _DERIVED_HEADERS])
     return ChatRoute(
         http=http,
@@ -320,5 +321,5 @@ def _direct_channel(
         )
     except (ImportError, AttributeError, TypeError, KeyError, ValueError):
         return None
-    weakref.finalize(client, channel.pool.close)
+    weakref.finalize(channel, channel.pool.close)  # its connections close with the route, whose life is the client's
     return channel
