@@ -38,6 +38,7 @@ COMPLETION = json.dumps({
 class Answer:
     raw: bytes
     close: bool = False  # close the connection once written
+    delay: float = 0.0  # seconds to wait before writing
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,11 @@ Step = Answer | Hangup | Silence
 
 
 def answer(status: int, body: bytes, headers: Mapping[str, str] | None = None, *, reason: str = "",
-           content_type: str = "application/json", close: bool = False) -> Answer:
+           content_type: str = "application/json", close: bool = False, delay: float = 0.0) -> Answer:
     """An answer with a Content-Length, `headers` after the usual ones."""
     lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, 'Whatever')}", f"content-type: {content_type}",
              f"content-length: {len(body)}", *(f"{name}: {value}" for name, value in (headers or {}).items())]
-    return Answer(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body, close=close)
+    return Answer(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body, close=close, delay=delay)
 
 
 def chunked(body: bytes, pieces: int = 3) -> Answer:
@@ -196,6 +197,8 @@ class RawHTTPServer:
                 if isinstance(step, Silence):
                     self._stopping.wait()
                     return
+                if step.delay:
+                    self._stopping.wait(step.delay)
                 sock.sendall(step.raw)
                 if step.close:
                     return
