@@ -142,7 +142,7 @@ class KeepAlivePool:
                 connection = self._connect(timeouts.connect)
             while True:
                 try:
-                    response = self._send(connection.sock, payload, timeouts)
+                    response, sent_whole = self._send(connection.sock, payload, timeouts)
                     break
                 except _NoAnswer as nothing:
                     self._close_socket(connection.sock)
@@ -160,8 +160,10 @@ class KeepAlivePool:
                 self._close_socket(connection.sock)
             self._free_slot()
             raise
-        # h11 keeps only HTTP/1.1 alive, and a 101 hands the connection over to another protocol.
-        if response.will_close or answer.http_version != b"HTTP/1.1" or answer.status_code == 101:
+        # h11 keeps only HTTP/1.1 alive, and only once the request was sent whole (an early answer, a 413 say,
+        # can come before); a 101 hands the connection over to another protocol.
+        reusable = sent_whole and not response.will_close and answer.http_version == b"HTTP/1.1"
+        if not reusable or answer.status_code == 101:
             self._close_socket(connection.sock)
             self._free_slot()
         else:
@@ -169,8 +171,11 @@ class KeepAlivePool:
         return answer
 
     @staticmethod
-    def _send(sock: socket.socket, payload: bytes, timeouts: Timeouts) -> _FinalResponse:
-        """Write the request and wait for the first byte of an answer (left buffered in the response)."""
+    def _send(sock: socket.socket, payload: bytes, timeouts: Timeouts) -> tuple[_FinalResponse, bool]:
+        """Write the request and wait for the first byte of an answer (left buffered in the response).
+
+        Returns the response to read and whether the whole request was written."""
+        sent_whole = True
         try:
             view = memoryview(payload)
             while view:
@@ -180,7 +185,7 @@ class KeepAlivePool:
         except TimeoutError as exc:
             raise httpx2.WriteTimeout(str(exc)) from exc
         except OSError:
-            pass  # as httpcore2: the server may have answered (and closed) before reading it all
+            sent_whole = False  # as httpcore2, read on: the server may have answered before reading it all
         response = _FinalResponse(sock, method="POST")
         try:
             sock.settimeout(timeouts.read)
@@ -196,7 +201,7 @@ class KeepAlivePool:
         if not first:
             response.close()
             raise _NoAnswer(httpx2.RemoteProtocolError(SERVER_DISCONNECTED))
-        return response
+        return response, sent_whole
 
     @staticmethod
     def _read(response: _FinalResponse) -> RawResponse:
