@@ -19,8 +19,9 @@ import openai
 import pytest
 from openai import OpenAI
 
+from app.config import Settings
 from app.llm.keepalive_pool import Timeouts
-from app.llm.openai_provider import translate_api_error
+from app.llm.openai_provider import keepalive_connections, shared_client, translate_api_error
 from app.llm.openai_route import CHAT_COMPLETIONS_PATH, ChatResponse, ChatRoute, DirectChannel, chat_route
 from tests.llm.raw_http_server import (
     COMPLETION,
@@ -262,6 +263,27 @@ def test_the_route_writes_the_bytes_the_sdk_writes(raw_server: RawHTTPServer, op
     assert isinstance(by_route, ChatResponse)
     assert by_route.status_code == by_sdk.status_code == 200
     assert by_route.content == by_sdk.content == COMPLETION
+
+
+def test_the_providers_shared_client_sends_on_the_routes_connections_with_its_limits(
+    raw_server: RawHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", raw_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    settings = Settings(openai_max_attempts=1, openai_timeout=7.0, worker_concurrency=150)
+    client = shared_client(settings)
+    direct = direct_of(route_of(client))
+
+    sdk_post(client)
+    route_of(client).post(BODY)
+
+    sdk_request, route_request = raw_server.requests
+    assert route_request.raw == sdk_request.raw
+    assert direct.timeouts == Timeouts(7.0, 7.0, 7.0, 7.0)
+    sdk_pool = client._client._transport._pool
+    assert (direct.pool._max_connections, direct.pool._max_keepalive, direct.pool._keepalive_expiry) == (
+        sdk_pool._max_connections, sdk_pool._max_keepalive_connections, sdk_pool._keepalive_expiry)
+    assert direct.pool._max_keepalive == keepalive_connections(settings) == 150
 
 
 def test_the_timeouts_are_the_sdks(raw_server: RawHTTPServer) -> None:
