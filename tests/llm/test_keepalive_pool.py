@@ -26,10 +26,22 @@ def raw_server() -> Iterator[RawHTTPServer]:
         server.stop()
 
 
+_pools: list[KeepAlivePool] = []
+
+
+@pytest.fixture(autouse=True)
+def close_pools() -> Iterator[None]:
+    yield
+    while _pools:
+        _pools.pop().close()
+
+
 def pool_for(server: RawHTTPServer, **options: Any) -> KeepAlivePool:
     settings: dict[str, Any] = {"max_connections": 10, "max_keepalive": 10, "keepalive_expiry": 5.0, **options}
     port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
-    return KeepAlivePool(scheme="http", host="127.0.0.1", port=port, ssl_context=None, **settings)
+    pool = KeepAlivePool(scheme="http", host="127.0.0.1", port=port, ssl_context=None, **settings)
+    _pools.append(pool)
+    return pool
 
 
 def request(number: int = 0) -> bytes:

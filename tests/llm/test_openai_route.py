@@ -618,6 +618,7 @@ def test_https_with_a_trusted_certificate_sends_the_bytes_the_sdk_sends(
     by_route = route.post(BODY)
     route.post(BODY)
 
+    client.close()
     sdk_request, route_request, again = tls_server.requests
     assert route_request.raw == sdk_request.raw
     assert by_route.content == by_sdk.content == COMPLETION
