@@ -1,0 +1,161 @@
+"""The keep-alive pool's own rules (limits, expiry, the one retry), on a real local server that records requests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+
+from app.llm.keepalive_pool import KeepAlivePool, Timeouts
+from tests.llm.raw_http_server import COMPLETION, Hangup, RawHTTPServer, Silence, answer
+from tests.support.fake_openai import unused_port
+
+TIMEOUTS = Timeouts(connect=2.0, read=2.0, write=2.0, pool=2.0)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[RawHTTPServer]:
+    server = RawHTTPServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_pools: list[KeepAlivePool] = []
+
+
+@pytest.fixture(autouse=True)
+def close_pools() -> Iterator[None]:
+    yield
+    while _pools:
+        _pools.pop().close()
+
+
+def pool_for(server: RawHTTPServer, **options: Any) -> KeepAlivePool:
+    settings: dict[str, Any] = {"max_connections": 10, "max_keepalive": 10, "keepalive_expiry": 5.0, **options}
+    port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
+    pool = KeepAlivePool(scheme="http", host="127.0.0.1", port=port, ssl_context=None, **settings)
+    _pools.append(pool)
+    return pool
+
+
+def request(number: int = 0) -> bytes:
+    body = b'{"n": %d}' % number
+    return b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_an_answer_comes_back_whole_and_the_connection_is_kept(raw_server: RawHTTPServer) -> None:
+    pool = pool_for(raw_server)
+    raw_server.enqueue(answer(429, b"{}", {"Retry-After": " 7 "}))
+
+    first = pool.exchange(request(), TIMEOUTS)
+    second = pool.exchange(request(), TIMEOUTS)
+
+    assert (first.status_code, first.reason, first.http_version) == (429, b"Too Many Requests", b"HTTP/1.1")
+    assert (b"Retry-After", b"7") in first.headers  # blanks around a value dropped, as h11 drops them
+    assert second.content == COMPLETION
+    assert [sent.raw for sent in raw_server.requests] == [request(), request()]
+    assert [sent.connection for sent in raw_server.requests] == [1, 1]
+
+
+def test_a_request_waits_for_a_free_connection_then_times_out(raw_server: RawHTTPServer) -> None:
+    pool = pool_for(raw_server, max_connections=1)
+    raw_server.enqueue(Silence())
+    def hold() -> None:
+        with pytest.raises(httpx2.ReadTimeout):
+            pool.exchange(request(), Timeouts(2.0, 1.0, 2.0, 2.0))
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    while not raw_server.requests:
+        time.sleep(0.005)
+
+    started = time.monotonic()
+    with pytest.raises(httpx2.PoolTimeout):
+        pool.exchange(request(), Timeouts(2.0, 2.0, 2.0, pool=0.2))
+    assert 0.2 <= time.monotonic() - started < 1.0
+    holder.join()
+    # The timed-out request gave its connection back (closed): the next one gets a new connection.
+    assert pool.exchange(request(), TIMEOUTS).status_code == 200
+    assert raw_server.connections == 2
+
+
+def test_a_waiting_request_takes_the_connection_given_back(raw_server: RawHTTPServer) -> None:
+    pool = pool_for(raw_server, max_connections=1)
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(pool.exchange(request(), TIMEOUTS).status_code))
+               for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 6
+    assert raw_server.connections == 1
+
+
+def test_idle_connections_beyond_the_keepalive_limit_are_closed(raw_server: RawHTTPServer) -> None:
+    pool = pool_for(raw_server, max_connections=3, max_keepalive=1)
+    slow = answer(200, COMPLETION, delay=0.3)  # three at once: three connections
+    raw_server.enqueue(slow, slow, slow)
+    threads = [threading.Thread(target=pool.exchange, args=(request(number), TIMEOUTS)) for number in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert raw_server.connections == 3
+    assert pool.idle_connections == 1
+    deadline = time.monotonic() + 5
+    while raw_server.idle_connections() > 1:  # the server sees the two others closed
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+def test_an_idle_connection_past_its_expiry_is_not_used(raw_server: RawHTTPServer) -> None:
+    pool = pool_for(raw_server, keepalive_expiry=0.1)
+    pool.exchange(request(), TIMEOUTS)
+    time.sleep(0.2)
+    pool.exchange(request(), TIMEOUTS)
+    assert [sent.connection for sent in raw_server.requests] == [1, 2]
+
+
+def test_one_retry_only_and_only_on_a_kept_connection(raw_server: RawHTTPServer) -> None:
+    pool = pool_for(raw_server)
+    raw_server.enqueue(Hangup())
+    with pytest.raises(httpx2.RemoteProtocolError, match="Server disconnected without sending a response"):
+        pool.exchange(request(), TIMEOUTS)  # a new connection: not retried
+    pool.exchange(request(), TIMEOUTS)
+    raw_server.enqueue(Hangup(), Hangup())
+    with pytest.raises(httpx2.RemoteProtocolError):
+        pool.exchange(request(), TIMEOUTS)  # kept connection, then one new one: both hung up
+    assert [sent.connection for sent in raw_server.requests] == [1, 2, 2, 3]
+    assert pool.exchange(request(), TIMEOUTS).status_code == 200  # the slots were all given back
+
+
+def test_a_refused_connection_is_httpx2s_connect_error() -> None:
+    pool = KeepAlivePool(scheme="http", host="127.0.0.1", port=unused_port(), ssl_context=None,
+                         max_connections=1, max_keepalive=1, keepalive_expiry=5.0)
+    for _ in range(2):  # the slot is given back after each failure
+        with pytest.raises(httpx2.ConnectError, match="Connection refused"):
+            pool.exchange(request(), Timeouts(1.0, 1.0, 1.0, pool=0.1))
+
+
+def test_close_closes_the_idle_connections(raw_server: RawHTTPServer) -> None:
+    pool = pool_for(raw_server)
+    pool.exchange(request(), TIMEOUTS)
+    assert pool.idle_connections == 1
+    pool.close()
+    assert pool.idle_connections == 0
+    while raw_server.idle_connections():  # the server sees the connection end
+        time.sleep(0.005)
+
+
+def test_an_https_pool_needs_its_ssl_context() -> None:
+    with pytest.raises(ValueError, match="SSL context"):
+        KeepAlivePool(scheme="https", host="localhost", port=443, ssl_context=None,
+                      max_connections=1, max_keepalive=1, keepalive_expiry=5.0)
