@@ -205,6 +205,10 @@ _STREET = _ignoring_case(
     rf"(?<![\w$])\d{{1,6}}[A-Za-z]?\s+(?:[A-Za-z][\w'.-]*\s+){{0,3}}{_STREET_SUFFIX}\b\.?",
 )
 _IBAN = _ignoring_case(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}")
+# Two letters before two digits: how every `_IBAN` match begins. Written from the digits on, the search
+# skips ahead to the next digit quickly (the engine tries a pattern that begins with a letter or a lookaround
+# at every position): a text without it has no IBAN.
+_IBAN_START = _ignoring_case(r"\d{2}(?<=[A-Z]{2}\d{2})")
 IBAN_MIN_CHARS = 15
 # ISO 13616 registry: the IBAN length of each country (an IBAN is checked at exactly its length).
 IBAN_LENGTHS = {
@@ -511,6 +515,8 @@ def _trim_interjections(text: str, number: _Number) -> _Number:
         first += 1
     while last > first and interjection(last, last - 1):
         last -= 1
+    if first == 0 and last == len(number.tokens) - 1:
+        return number  # nothing trimmed (most numbers): no copy
     return number.part(first, last)
 
 
@@ -735,6 +741,8 @@ def _spoken_email_value(surface: str) -> str:
 
 
 def _ibans(text: str) -> Iterator[Detection]:
+    if _IBAN_START.search(text) is None:
+        return
     for match in _IBAN.finditer(text):
         surface = match.group(0)
         length = IBAN_LENGTHS.get(surface[:2].upper())

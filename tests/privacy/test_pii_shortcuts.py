@@ -2,8 +2,9 @@
 digit skip the IBAN, date and street searches; numbers of a length no kind has skip classification, and
 numbers too short or too long for a phone its cue search; a text without an email's "@domain.tld" (or
 spoken "at domain dot tld") skips the email patterns; an ASCII text without any word of a cue skips that
-cue's search; digit tokens are read from a lower-cased copy made by `str.lower` or by bytes; overlaps are
-not ranked for fewer than two detections.
+cue's search; a text without two letters before two digits skips the IBAN pattern; digit tokens are read
+from a lower-cased copy made by `str.lower` or by bytes; numbers with nothing to trim are not copied;
+overlaps are not ranked for fewer than two detections.
 
 The full searches are kept here as they were before the shortcuts (`_full_*`), built from the module's own
 patterns and helpers, and compared with `detect_turns` on generated turns (numbers written and spoken, in
@@ -35,7 +36,7 @@ _FULL_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase
 def _full_detect(source: pii._Text, numbers: Sequence[pii._Number], *, names: bool) -> Iterator[Detection]:
     text = source.text
     yield from _full_emails(text)
-    ibans = list(pii._ibans(text))
+    ibans = list(_full_ibans(text))
     yield from ibans
     for number in numbers:
         if not any(number.start < iban.end and iban.start < number.end for iban in ibans):
@@ -45,6 +46,20 @@ def _full_detect(source: pii._Text, numbers: Sequence[pii._Number], *, names: bo
     yield from _full_addresses(source)
     if names:
         yield from pii._names(text)
+
+
+def _full_ibans(text: str) -> Iterator[Detection]:
+    for match in pii._IBAN.finditer(text):
+        surface = match.group(0)
+        length = pii.IBAN_LENGTHS.get(surface[:2].upper())
+        positions = [i for i, c in enumerate(surface) if c != " "]
+        compact = surface.replace(" ", "").upper()
+        if length is None or len(compact) < length:
+            continue
+        candidate = compact[:length]
+        if sum(c.isalpha() for c in candidate[4:]) <= pii.IBAN_MAX_LETTERS and pii.iban_valid(candidate):
+            end = match.start() + positions[length - 1] + 1
+            yield Detection(PiiKind.account, match.start(), end, candidate)
 
 
 def _full_emails(text: str) -> Iterator[Detection]:
@@ -125,7 +140,21 @@ def _full_numbers(text: str) -> tuple[pii._Number, ...]:
         tokens.append(token)
     if tokens:
         numbers.append(pii._Number(tuple(tokens), tuple(gaps)))
-    return tuple(pii._trim_interjections(text, number) for number in numbers)
+    return tuple(_full_trim_interjections(text, number) for number in numbers)
+
+
+def _full_trim_interjections(text: str, number: pii._Number) -> pii._Number:
+    first, last = 0, len(number.tokens) - 1
+
+    def interjection(i: int, neighbour: int) -> bool:
+        token = number.tokens[i]
+        return text[token.start : token.end].lower() == "oh" and not number.tokens[neighbour].spoken
+
+    while first < last and interjection(first, first + 1):
+        first += 1
+    while last > first and interjection(last, last - 1):
+        last -= 1
+    return number.part(first, last)
 
 
 def _full_classify(source: pii._Text, number: pii._Number) -> Iterator[Detection]:
@@ -317,6 +346,26 @@ def test_an_email_pattern_matches_only_where_its_domain_part_does(pieces: list[s
     if pii._SPOKEN_EMAIL.search(text) is not None:
         assert pii._SPOKEN_EMAIL_DOMAIN.search(text) is not None
     assert list(pii._emails(text)) == list(_full_emails(text))
+
+
+IBAN_PIECES = ["GB82 WEST 1234 5698 7654 32", "gb82west12345698765432", "DE89370400440532013000", "iban", "NL",
+               "XK051212012345678906", "zz12 3456 7890 1234 5", "\u017f\u212a12", "AB", "1", "12", "123", "a1",
+               "\u0661\u0662", "x"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(pieces=st.lists(st.sampled_from(IBAN_PIECES) | st.text(alphabet="aZ19 ", max_size=5), max_size=8))
+def test_an_iban_is_searched_for_only_where_one_can_begin(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    if pii._IBAN.search(text) is not None:
+        assert pii._IBAN_START.search(text) is not None
+    assert list(pii._ibans(text)) == list(_full_ibans(text))
+
+
+@pytest.mark.parametrize("text", [*IBAN_PIECES, "my iban is XK05 1212 0123 4567 8906 thanks"])
+def test_each_iban_piece_is_searched_as_before(text: str) -> None:
+    assert (pii._IBAN.search(text) is None) or (pii._IBAN_START.search(text) is not None)
+    assert list(pii._ibans(text)) == list(_full_ibans(text))
 
 
 def _real_calls() -> Iterator[list[str]]:
