@@ -1,10 +1,10 @@
 """The shortcuts in `app.privacy.pii` find exactly what the full searches find: turns without a written
-digit skip the IBAN, date and street searches; numbers of a length no kind has skip classification, and
-numbers too short or too long for a phone its cue search; a text without an email's "@domain.tld" (or
-spoken "at domain dot tld") skips the email patterns; an ASCII text without any word of a cue skips that
-cue's search; a text without two letters before two digits skips the IBAN pattern; digit tokens are read
-from a lower-cased copy made by `str.lower` or by bytes; numbers with nothing to trim are not copied;
-overlaps are not ranked for fewer than two detections.
+digit skip the IBAN, date and street searches; numbers of a length no kind has skip classification, numbers
+shorter than a card the search for one, and numbers too short or too long for a phone its cue search; a text
+without an email's "@domain.tld" (or spoken "at domain dot tld") skips the email patterns; an ASCII text
+without any word of a cue skips that cue's search; a text without two letters before two digits skips the
+IBAN pattern; digit tokens are read from a lower-cased copy made by `str.lower` or by bytes; numbers with
+nothing to trim are not copied; overlaps are not ranked for fewer than two detections.
 
 The full searches are kept here as they were before the shortcuts (`_full_*`), built from the module's own
 patterns and helpers, and compared with `detect_turns` on generated turns (numbers written and spoken, in
