@@ -195,12 +195,12 @@ _STREET_SUFFIX = (
     r"(?:street|st|avenue|ave|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl|terrace|circle|"
     r"parkway|pkwy|highway|hwy|trail|square|sq)"
 )
-_ADDRESS_CUE = _ignoring_case(
-    r"\b(?:address|live|living|lives|ship|shipped|send|sent|mail|deliver|delivered|located|reside|moved)\b",
-)
+# The address cue is its words (as a pattern), so the two cannot drift apart.
 _ADDRESS_CUE_WORDS = (
-    "address", "live", "living", "ship", "send", "sent", "mail", "deliver", "located", "reside", "moved",
+    "address", "live", "living", "lives", "ship", "shipped", "send", "sent", "mail", "deliver", "delivered",
+    "located", "reside", "moved",
 )
+_ADDRESS_CUE = _ignoring_case(rf"\b(?:{'|'.join(_ADDRESS_CUE_WORDS)})\b")
 _STREET = _ignoring_case(
     rf"(?<![\w$])\d{{1,6}}[A-Za-z]?\s+(?:[A-Za-z][\w'.-]*\s+){{0,3}}{_STREET_SUFFIX}\b\.?",
 )
