@@ -119,7 +119,9 @@ _NUMBER_TOKEN = re.compile(
     rf"(?<![a-z\d])(?=[\dzotfsend])(?:(?P<mult>double|triple)\s+)?"
     rf"(?:(?P<digits>\d+)(?![a-z\d])|(?P<word>{_DIGIT_WORD})(?P<hundred>\s+hundred)?\b)"
 )
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# In UTF-8, A-Z are bytes of their own (every other character is encoded with bytes >= 0x80): lower-casing
+# these bytes lower-cases A-Z only. `surrogatepass` keeps a lone surrogate (from broken JSON) as it was.
+_ASCII_LOWER_BYTES = bytes.maketrans(string.ascii_uppercase.encode(), string.ascii_lowercase.encode())
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
 _GAP = _ignoring_case(
     rf"(?:[\s{_ZERO_WIDTH}\-./,()]|\b(?:dash|hyphen|slash|uh|um|umm|er|erm|ah|hmm|and then|then|and|hold on|"
@@ -148,15 +150,26 @@ _CONTENT_CUE = _ignoring_case(
     r"device|promo|flight|item|sku|claim|transaction|receipt|channel|room|extension|ext|zip|postal)\b",
 )
 _DOB_CUE = _ignoring_case(r"\b(?:date of birth|birth ?date|birthday|d\.?o\.?b\.?|born(?: on)?)\b")
+# Every match of each cue below holds one of its words (lower-cased): see `_cue_in`.
+_DOB_CUE_WORDS = ("birth", "born", "dob", "d.ob", "do.b", "d.o.b")
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _TLD = r"(?:com|net|org|edu|gov|io|co|uk|us|de|fr|es|it|nl|ca|au|info|biz|me)"
+# The spoken "at" and the domain after it: the tail of every spoken email.
+_SPOKEN_AT_DOMAIN = (
+    r"(?:at(?:\s+sign)?|@)\s+"
+    rf"[A-Za-z0-9-]+(?:(?:\s+dot\s+|\.)[A-Za-z0-9-]+)*(?:\s+dot\s+|\.){_TLD}\b"
+)
 _SPOKEN_EMAIL = _ignoring_case(
     r"(?<![\w.@])[A-Za-z0-9][\w+-]*(?:(?:\s+(?:dot|underscore|dash|hyphen|plus)\s+|[._])[\w+-]+)*"
-    r"\s+(?:at(?:\s+sign)?|@)\s+"
-    rf"[A-Za-z0-9-]+(?:(?:\s+dot\s+|\.)[A-Za-z0-9-]+)*(?:\s+dot\s+|\.){_TLD}\b",
+    rf"\s+{_SPOKEN_AT_DOMAIN}",
 )
-_SPOKEN_AT = _ignoring_case(r"\sat\s")
+# A part of every match of `_EMAIL` (from its "@" on) and of `_SPOKEN_EMAIL` (from the last space before
+# its "at" on): a text without it holds no email. Searching for these is far cheaper than the full
+# patterns, which try a local part at every word ("@handles" and "look at the bill" are common, emails
+# are not).
+_EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+\.[A-Za-z0-9-]")
+_SPOKEN_EMAIL_DOMAIN = _ignoring_case(rf"\s{_SPOKEN_AT_DOMAIN}")
 _EMAIL_NOT_LOCAL = frozenset({"look", "me", "us", "you", "him", "her", "them", "it", "that", "this", "is", "was", "be"})
 
 _MONTH = rf"{alternation(MONTHS)}\.?"
@@ -169,6 +182,7 @@ _DATE = _ignoring_case(
     r")\b",
 )
 _EXPIRY_CUE = _ignoring_case(r"\b(?:expir\w*|exp|valid (?:thru|through|until)|good (?:thru|through))\b\.?")
+_EXPIRY_CUE_WORDS = ("exp", "valid ", "good th")
 _TENS = r"(?:twenty|thirty)"
 _SPOKEN_MONTH = r"(?:(?:oh|zero)\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
 _EXPIRY_VALUE = _ignoring_case(
@@ -181,13 +195,20 @@ _STREET_SUFFIX = (
     r"(?:street|st|avenue|ave|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl|terrace|circle|"
     r"parkway|pkwy|highway|hwy|trail|square|sq)"
 )
-_ADDRESS_CUE = _ignoring_case(
-    r"\b(?:address|live|living|lives|ship|shipped|send|sent|mail|deliver|delivered|located|reside|moved)\b",
+# The address cue is its words (as a pattern), so the two cannot drift apart.
+_ADDRESS_CUE_WORDS = (
+    "address", "live", "living", "lives", "ship", "shipped", "send", "sent", "mail", "deliver", "delivered",
+    "located", "reside", "moved",
 )
+_ADDRESS_CUE = _ignoring_case(rf"\b(?:{'|'.join(_ADDRESS_CUE_WORDS)})\b")
 _STREET = _ignoring_case(
     rf"(?<![\w$])\d{{1,6}}[A-Za-z]?\s+(?:[A-Za-z][\w'.-]*\s+){{0,3}}{_STREET_SUFFIX}\b\.?",
 )
 _IBAN = _ignoring_case(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}")
+# Two letters before two digits: how every `_IBAN` match begins. Written from the digits on, the search
+# skips ahead to the next digit quickly (the engine tries a pattern that begins with a letter or a lookaround
+# at every position): a text without it has no IBAN.
+_IBAN_START = _ignoring_case(r"\d{2}(?<=[A-Z]{2}\d{2})")
 IBAN_MIN_CHARS = 15
 # ISO 13616 registry: the IBAN length of each country (an IBAN is checked at exactly its length).
 IBAN_LENGTHS = {
@@ -349,6 +370,20 @@ class _Text:
         return self.cue_distance(start, cue, window) is not None
 
 
+def _cue_in(text: str, cue: re.Pattern[str], words: tuple[str, ...]) -> bool:
+    """Whether `cue` (a case-insensitive pattern every match of which holds one of `words`, lower-cased)
+    is found in `text`. On ASCII text, ignoring case is lower-casing, so a text that holds none of the words
+    has no match; looking for a few words is much cheaper than the pattern's search at every position."""
+    if text.isascii():
+        lowered = text.lower()
+        for word in words:
+            if word in lowered:
+                break
+        else:
+            return False
+    return cue.search(text) is not None
+
+
 def luhn_valid(digits: str) -> bool:
     """The Luhn checksum every payment card number satisfies."""
     total = 0
@@ -396,7 +431,10 @@ def detect_turns(texts: Sequence[str], *, names: bool = False) -> list[list[Dete
 
 def resolve_overlaps(detections: Iterable[Detection]) -> list[Detection]:
     """Keep higher-priority, then longer, detections; drop what overlaps a kept one."""
-    ranked = sorted(detections, key=lambda d: (PRIORITY.index(d.kind), -(d.end - d.start), d.start))
+    candidates = list(detections)
+    if len(candidates) < 2:
+        return candidates  # nothing to rank, nothing to overlap (most turns)
+    ranked = sorted(candidates, key=lambda d: (PRIORITY.index(d.kind), -(d.end - d.start), d.start))
     kept: list[Detection] = []
     for candidate in ranked:
         if not any(candidate.overlaps(other) for other in kept):
@@ -423,6 +461,8 @@ def _detect(source: _Text, numbers: Sequence[_Number], *, names: bool) -> Iterat
     ibans = list(_ibans(text)) if written_digits else []
     yield from ibans
     for number in numbers:
+        if len(number.digits) < _CLASSIFIED_MIN_DIGITS:
+            continue  # no kind has so few digits, nor has any part of the number ("this one", "2 days")
         # The digits of an IBAN are not a card or a phone of their own.
         if not any(number.start < iban.end and iban.start < number.end for iban in ibans):
             yield from _classify(source, number)
@@ -436,7 +476,7 @@ def _detect(source: _Text, numbers: Sequence[_Number], *, names: bool) -> Iterat
 
 
 def _tokens(text: str) -> Iterator[_Token]:
-    for match in _NUMBER_TOKEN.finditer(text.translate(_ASCII_LOWER)):
+    for match in _NUMBER_TOKEN.finditer(_ascii_lowered(text)):
         if match.group("digits") is not None:
             digits, spoken = match.group("digits"), False
         else:
@@ -450,6 +490,15 @@ def _tokens(text: str) -> Iterator[_Token]:
                 continue
             digits *= 2 if multiplier == "double" else 3
         yield _Token(match.start(), match.end(), digits, spoken)
+
+
+def _ascii_lowered(text: str) -> str:
+    """`text` with A-Z lower-cased and nothing else changed (same length, same offsets)."""
+    # On ASCII text `str.lower` does exactly that; on other text, `str.translate` with a table would look up
+    # every character in a dict, the bytes' translation is many times faster.
+    if text.isascii():
+        return text.lower()
+    return text.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER_BYTES).decode("utf-8", "surrogatepass")
 
 
 def _numbers(text: str) -> tuple[_Number, ...]:
@@ -468,6 +517,8 @@ def _trim_interjections(text: str, number: _Number) -> _Number:
         first += 1
     while last > first and interjection(last, last - 1):
         last -= 1
+    if first == 0 and last == len(number.tokens) - 1:
+        return number  # nothing trimmed (most numbers): no copy
     return number.part(first, last)
 
 
@@ -488,11 +539,14 @@ def _raw_numbers(text: str) -> Iterator[_Number]:
         yield _Number(tuple(tokens), tuple(gaps))
 
 
+_SENTENCE_BREAK = re.compile(r"[.,]\s*\b(?:and|then|so|okay|ok)\b|\.\s")
+
+
 def _sentence_break(gap: str) -> bool:
     """ ". " between two numbers ends a sentence ("... 30 days. 5 more ..."); "4111.1111" does not.
     Only for the kinds other than cards: a card read out "four one one one. one one one one. ..."
     (recognizers punctuate pauses) is still one number, and the Luhn check keeps that safe."""
-    return bool(re.search(r"[.,]\s*\b(?:and|then|so|okay|ok)\b|\.\s", gap))
+    return _SENTENCE_BREAK.search(gap) is not None
 
 
 def _sentences(number: _Number) -> Iterator[_Number]:
@@ -507,7 +561,8 @@ def _sentences(number: _Number) -> Iterator[_Number]:
 
 def _classify(source: _Text, number: _Number) -> Iterator[Detection]:
     """The card inside `number` if any, and what the pieces around it are."""
-    card = _card_run(number)
+    # No card has fewer than `CARD_MIN_DIGITS`: a shorter number needs no search for one.
+    card = _card_run(number) if len(number.digits) >= CARD_MIN_DIGITS else None
     if card is not None:
         first, last = card
         part = number.part(first, last)
@@ -565,8 +620,8 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
         return  # no kind below has this many digits ("one", "2", most numbers in a call): skip the cue searches
     start = _extended_start(text, number.start)
     before, after = text[:start], text[number.end :]
-    if _CURRENCY_BEFORE.search(before) or _UNIT_AFTER.match(after) or before.endswith(("@", "#")):
-        return  # an amount, a quantity, a handle or a hashtag
+    if before.endswith(("@", "#")) or _CURRENCY_BEFORE.search(before) or _UNIT_AFTER.match(after):
+        return  # a handle or a hashtag (the cheapest test first: "@135060" is common), an amount, a quantity
     content = source.cue_distance(start, _CONTENT_CUE, CONTENT_CUE_WINDOW_CHARS)
     if _version_like(number):
         return
@@ -585,7 +640,9 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
         yield _span(text, PiiKind.card, number, digits, start)
     elif ACCOUNT_MIN_DIGITS <= count <= ACCOUNT_MAX_DIGITS and _nearer(source, start, _ACCOUNT_CUE, _PHONE_CUE):
         yield _span(text, PiiKind.account, number, digits, start)
-    elif _is_phone(text, start, digits, cued(_PHONE_CUE) or _spoken_long(number), content is not None):
+    elif PHONE_MIN_DIGITS <= count <= PHONE_MAX_DIGITS and _is_phone(
+        text, start, digits, cued(_PHONE_CUE) or _spoken_long(number), content is not None
+    ):  # (`_is_phone` says no to other lengths too: this spares the phone cue search its argument needs)
         yield _span(text, PiiKind.phone, number, digits[-NANP_DIGITS:], start)
     elif ACCOUNT_MIN_DIGITS <= count <= ACCOUNT_MAX_DIGITS and (cued(_ACCOUNT_CUE) or cued(_ROUTING_CUE)):
         yield _span(text, PiiKind.account, number, digits, start)
@@ -667,10 +724,10 @@ def _possible_international(digits: str) -> bool:
 
 
 def _emails(text: str) -> Iterator[Detection]:
-    if "@" in text:
+    if "@" in text and _EMAIL_DOMAIN.search(text) is not None:
         for match in _EMAIL.finditer(text):
             yield Detection(PiiKind.email, match.start(), match.end(), match.group(0).casefold())
-    if "@" not in text and _SPOKEN_AT.search(text) is None:
+    if _SPOKEN_EMAIL_DOMAIN.search(text) is None:
         return
     for match in _SPOKEN_EMAIL.finditer(text):
         local = re.split(r"\s", match.group(0), maxsplit=1)[0]
@@ -687,6 +744,8 @@ def _spoken_email_value(surface: str) -> str:
 
 
 def _ibans(text: str) -> Iterator[Detection]:
+    if _IBAN_START.search(text) is None:
+        return
     for match in _IBAN.finditer(text):
         surface = match.group(0)
         length = IBAN_LENGTHS.get(surface[:2].upper())
@@ -702,7 +761,7 @@ def _ibans(text: str) -> Iterator[Detection]:
 
 
 def _dates_of_birth(source: _Text) -> Iterator[Detection]:
-    if _DOB_CUE.search(source.text) is None and _DOB_CUE.search(source.lead_in) is None:
+    if not _cue_in(source.text, _DOB_CUE, _DOB_CUE_WORDS) and not _cue_in(source.lead_in, _DOB_CUE, _DOB_CUE_WORDS):
         return  # a date is a date of birth only next to a cue
     for match in _DATE.finditer(source.text):
         if source.has_cue(match.start(), _DOB_CUE):
@@ -711,6 +770,8 @@ def _dates_of_birth(source: _Text) -> Iterator[Detection]:
 
 def _expiry_dates(source: _Text) -> Iterator[Detection]:
     text = source.text
+    if not _cue_in(text, _EXPIRY_CUE, _EXPIRY_CUE_WORDS):
+        return
     for cue in _EXPIRY_CUE.finditer(text):
         match = _EXPIRY_VALUE.match(text, cue.end())
         if match is not None:
@@ -718,7 +779,9 @@ def _expiry_dates(source: _Text) -> Iterator[Detection]:
 
 
 def _addresses(source: _Text) -> Iterator[Detection]:
-    if _ADDRESS_CUE.search(source.text) is None and _ADDRESS_CUE.search(source.lead_in) is None:
+    if not _cue_in(source.text, _ADDRESS_CUE, _ADDRESS_CUE_WORDS) and not _cue_in(
+        source.lead_in, _ADDRESS_CUE, _ADDRESS_CUE_WORDS
+    ):
         return
     for match in _STREET.finditer(source.text):
         if source.has_cue(match.start(), _ADDRESS_CUE, 40):

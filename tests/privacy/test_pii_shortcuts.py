@@ -1,35 +1,160 @@
-"""The shortcuts in `app.privacy.pii` (turns without a written digit skip the IBAN, date and street searches;
-numbers of a length no kind has skip classification) find exactly what the full searches find.
+"""The shortcuts in `app.privacy.pii` find exactly what the full searches find: turns without a written
+digit skip the IBAN, date and street searches; numbers of a length no kind has skip classification, numbers
+shorter than a card the search for one, and numbers too short or too long for a phone its cue search; a text
+without an email's "@domain.tld" (or spoken "at domain dot tld") skips the email patterns; an ASCII text
+without any word of a cue skips that cue's search; a text without two letters before two digits skips the
+IBAN pattern; digit tokens are read from a lower-cased copy made by `str.lower` or by bytes; numbers with
+nothing to trim are not copied; overlaps are not ranked for fewer than two detections.
 
 The full searches are kept here as they were before the shortcuts (`_full_*`), built from the module's own
-patterns and helpers, and compared with `detect_turns` on generated turns: numbers written and spoken, in
-every length, next to every kind of cue, with Unicode digits, emails, IBANs, dates and street addresses.
+patterns and helpers, and compared with `detect_turns` on generated turns (numbers written and spoken, in
+every length, next to every kind of cue, with Unicode digits, emails, IBANs, dates and street addresses) and
+on every turn of the shared real transcripts and of the PII benchmark's labeled sets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+import re
+import string
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.privacy import pii
 from app.privacy.pii import Detection, PiiKind
+from bench.datasets import read_harper_valley, read_tweetsumm
+from tests.support.data import require_shared_data
+
+PII_BENCH = Path(__file__).resolve().parents[2] / "bench" / "pii"
+_FULL_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _full_detect(source: pii._Text, numbers: Sequence[pii._Number], *, names: bool) -> Iterator[Detection]:
     text = source.text
-    yield from pii._emails(text)
-    ibans = list(pii._ibans(text))
+    yield from _full_emails(text)
+    ibans = list(_full_ibans(text))
     yield from ibans
     for number in numbers:
         if not any(number.start < iban.end and iban.start < number.end for iban in ibans):
             yield from _full_classify(source, number)
-    yield from pii._dates_of_birth(source)
-    yield from pii._expiry_dates(source)
-    yield from pii._addresses(source)
+    yield from _full_dates_of_birth(source)
+    yield from _full_expiry_dates(source)
+    yield from _full_addresses(source)
     if names:
         yield from pii._names(text)
+
+
+def _full_ibans(text: str) -> Iterator[Detection]:
+    for match in pii._IBAN.finditer(text):
+        surface = match.group(0)
+        length = pii.IBAN_LENGTHS.get(surface[:2].upper())
+        positions = [i for i, c in enumerate(surface) if c != " "]
+        compact = surface.replace(" ", "").upper()
+        if length is None or len(compact) < length:
+            continue
+        candidate = compact[:length]
+        if sum(c.isalpha() for c in candidate[4:]) <= pii.IBAN_MAX_LETTERS and pii.iban_valid(candidate):
+            end = match.start() + positions[length - 1] + 1
+            yield Detection(PiiKind.account, match.start(), end, candidate)
+
+
+def _full_emails(text: str) -> Iterator[Detection]:
+    if "@" in text:
+        for match in pii._EMAIL.finditer(text):
+            yield Detection(PiiKind.email, match.start(), match.end(), match.group(0).casefold())
+    if "@" not in text and re.search(r"\sat\s", text, re.IGNORECASE) is None:
+        return
+    for match in pii._SPOKEN_EMAIL.finditer(text):
+        local = re.split(r"\s", match.group(0), maxsplit=1)[0]
+        if local.casefold() in pii._EMAIL_NOT_LOCAL:
+            continue
+        yield Detection(PiiKind.email, match.start(), match.end(), pii._spoken_email_value(match.group(0)))
+
+
+def _full_dates_of_birth(source: pii._Text) -> Iterator[Detection]:
+    if pii._DOB_CUE.search(source.text) is None and pii._DOB_CUE.search(source.lead_in) is None:
+        return
+    for match in pii._DATE.finditer(source.text):
+        if source.has_cue(match.start(), pii._DOB_CUE):
+            yield Detection(PiiKind.dob, match.start(), match.end(), match.group(0).casefold())
+
+
+def _full_expiry_dates(source: pii._Text) -> Iterator[Detection]:
+    text = source.text
+    for cue in pii._EXPIRY_CUE.finditer(text):
+        match = pii._EXPIRY_VALUE.match(text, cue.end())
+        if match is not None:
+            yield Detection(PiiKind.expiry, match.start("value"), match.end("value"), match.group("value").casefold())
+
+
+def _full_addresses(source: pii._Text) -> Iterator[Detection]:
+    if pii._ADDRESS_CUE.search(source.text) is None and pii._ADDRESS_CUE.search(source.lead_in) is None:
+        return
+    for match in pii._STREET.finditer(source.text):
+        if source.has_cue(match.start(), pii._ADDRESS_CUE, 40):
+            surface = match.group(0).rstrip(".")
+            yield Detection(PiiKind.address, match.start(), match.start() + len(surface), surface.casefold())
+
+
+def _full_resolve_overlaps(detections: Iterable[Detection]) -> list[Detection]:
+    ranked = sorted(detections, key=lambda d: (pii.PRIORITY.index(d.kind), -(d.end - d.start), d.start))
+    kept: list[Detection] = []
+    for candidate in ranked:
+        if not any(candidate.overlaps(other) for other in kept):
+            kept.append(candidate)
+    return sorted(kept, key=lambda d: d.start)
+
+
+def _full_tokens(text: str) -> Iterator[pii._Token]:
+    for match in pii._NUMBER_TOKEN.finditer(text.translate(_FULL_ASCII_LOWER)):
+        if match.group("digits") is not None:
+            digits, spoken = match.group("digits"), False
+        else:
+            digits, spoken = pii.SPOKEN_DIGITS[match.group("word")] + ("00" if match.group("hundred") else ""), True
+        multiplier = match.group("mult")
+        if multiplier:
+            if len(digits) != 1:
+                yield pii._Token(match.start("digits" if not spoken else "word"), match.end(), digits, spoken)
+                continue
+            digits *= 2 if multiplier == "double" else 3
+        yield pii._Token(match.start(), match.end(), digits, spoken)
+
+
+def _full_numbers(text: str) -> tuple[pii._Number, ...]:
+    numbers: list[pii._Number] = []
+    tokens: list[pii._Token] = []
+    gaps: list[str] = []
+    for token in _full_tokens(text):
+        if tokens:
+            gap = text[tokens[-1].end : token.start]
+            if len(gap) <= pii.MAX_GAP_CHARS and pii._GAP.fullmatch(gap):
+                tokens.append(token)
+                gaps.append(gap)
+                continue
+            numbers.append(pii._Number(tuple(tokens), tuple(gaps)))
+            tokens, gaps = [], []
+        tokens.append(token)
+    if tokens:
+        numbers.append(pii._Number(tuple(tokens), tuple(gaps)))
+    return tuple(_full_trim_interjections(text, number) for number in numbers)
+
+
+def _full_trim_interjections(text: str, number: pii._Number) -> pii._Number:
+    first, last = 0, len(number.tokens) - 1
+
+    def interjection(i: int, neighbour: int) -> bool:
+        token = number.tokens[i]
+        return text[token.start : token.end].lower() == "oh" and not number.tokens[neighbour].spoken
+
+    while first < last and interjection(first, first + 1):
+        first += 1
+    while last > first and interjection(last, last - 1):
+        last -= 1
+    return number.part(first, last)
 
 
 def _full_classify(source: pii._Text, number: pii._Number) -> Iterator[Detection]:
@@ -88,7 +213,7 @@ def _full_classify_rest(source: pii._Text, number: pii._Number) -> Iterator[Dete
 
 
 def _full_detect_turns(texts: Sequence[str], *, names: bool) -> list[list[Detection]]:
-    numbers = [pii._numbers(text) for text in texts]
+    numbers = [_full_numbers(text) for text in texts]
     found = [
         list(_full_detect(pii._Text(text, texts[i - 1][-pii.PREVIOUS_TURN_CONTEXT_CHARS :] if i else ""), numbers[i],
                           names=names))
@@ -96,7 +221,7 @@ def _full_detect_turns(texts: Sequence[str], *, names: bool) -> list[list[Detect
     ]
     for turn, detection in pii._cross_turn_cards(texts, numbers):
         found[turn].append(detection)
-    return [pii.resolve_overlaps(detections) for detections in found]
+    return [_full_resolve_overlaps(detections) for detections in found]
 
 
 CUES = ["card", "visa", "account", "checking", "routing", "social security", "ssn", "phone", "call me at",
@@ -143,3 +268,132 @@ def test_dates_and_streets_written_in_other_scripts_digits_are_still_searched() 
     found = pii.detect_turns(turns)
     assert [[detection.kind for detection in turn] for turn in found] == [[PiiKind.dob], [PiiKind.address]]
     assert found == _full_detect_turns(turns, names=False)
+
+
+# Letters that Python's case-insensitive matching takes for ASCII ones ("ſ" for "s", the Kelvin sign for "k",
+# dotted and dotless "i"), and other non-ASCII text: the word shortcuts must leave such texts to the patterns.
+CASE_TRAPS = ["\u017f", "\u212a", "\u0130", "\u0131", "\u00e9", "\u2019", "\U0001f600", "\uff21", "\u00df"]
+CUE_SPELLINGS = [
+    "exp", "Exp.", "EXPIRES", "expiry", "expiration", "valid thru", "Valid Through", "valid until", "good thru",
+    "GOOD THROUGH", "date of birth", "birth date", "Birthdate", "birthday", "DOB", "d.o.b.", "d.ob", "do.b",
+    "born", "Born on", "address", "live", "Living", "lives", "ship", "shipped", "send", "sent", "mail",
+    "deliver", "Delivered", "located", "reside", "moved", "at", "AT", "at sign", "@", "dot", "DOT", ".",
+]
+CUE_TEXT = st.lists(
+    st.sampled_from(CUE_SPELLINGS) | st.sampled_from(CASE_TRAPS) | st.text(alphabet="exiprvaldgothbnsmkEXIPRS .",
+                                                                         max_size=8),
+    max_size=10,
+).map(lambda pieces: "".join(f"{piece} " if i % 2 else piece for i, piece in enumerate(pieces)))
+CUES_AND_WORDS = [
+    (pii._DOB_CUE, pii._DOB_CUE_WORDS),
+    (pii._EXPIRY_CUE, pii._EXPIRY_CUE_WORDS),
+    (pii._ADDRESS_CUE, pii._ADDRESS_CUE_WORDS),
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=CUE_TEXT)
+def test_a_cue_found_by_its_words_is_a_cue_found_by_its_pattern(text: str) -> None:
+    for cue, words in CUES_AND_WORDS:
+        assert pii._cue_in(text, cue, words) == (cue.search(text) is not None)
+
+
+# Python's case-insensitive matching takes each of these for the ASCII letter (but `str.lower` does not).
+LOOKALIKES = {"i": ["\u0130", "\u0131"], "s": ["\u017f"], "k": ["\u212a"]}
+
+
+@pytest.mark.parametrize("spelling", CUE_SPELLINGS)
+def test_every_spelling_of_a_cue_is_found(spelling: str) -> None:
+    texts = [spelling, f"I {spelling} it", spelling.upper(), f"{spelling}\u017f"]
+    texts += [spelling.replace(letter, other) for letter, others in LOOKALIKES.items() for other in others]
+    for text in texts:
+        for cue, words in CUES_AND_WORDS:
+            assert pii._cue_in(text, cue, words) == (cue.search(text) is not None)
+
+
+def test_a_lookalike_letter_is_left_to_the_pattern() -> None:
+    """Why only ASCII text is judged by its words: "b\u0131rth" (dotless i) is a cue to the pattern."""
+    assert pii._DOB_CUE.search("b\u0131rth date") is not None
+    assert pii._cue_in("b\u0131rth date", pii._DOB_CUE, pii._DOB_CUE_WORDS)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet=st.characters(blacklist_categories=())) | CUE_TEXT)
+def test_the_lower_cased_copy_lowers_a_to_z_only(text: str) -> None:
+    """Also for text with lone surrogates (`blacklist_categories=()` lets them in)."""
+    assert pii._ascii_lowered(text) == text.translate(_FULL_ASCII_LOWER)
+
+
+@pytest.mark.parametrize("text", ["ONE \ud83d TWO", "Four\udc00", "\u0130ONE \u212a\u017f TWO", "ÉCHO \U0001f600 Nine"])
+def test_the_lower_cased_copy_keeps_every_other_character(text: str) -> None:
+    assert pii._ascii_lowered(text) == text.translate(_FULL_ASCII_LOWER)
+
+
+EMAIL_PIECES = [
+    "jane", "Jane.Roe", "j_roe", "at", "AT", "at sign", "@", "dot", "DOT", ".", "com", "Co", "io", "me", "example",
+    "Example", "mail-box", "x@Y.co", "Jane@Gmail.COM", "gmail", "underscore", "plus", "@AppleSupport", "look",
+    "\u017f", "\u212a",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(pieces=st.lists(st.sampled_from(EMAIL_PIECES) | st.text(alphabet="ab.@- \n", max_size=4), max_size=12),
+       spaced=st.lists(st.booleans(), min_size=12, max_size=12))
+def test_an_email_pattern_matches_only_where_its_domain_part_does(pieces: list[str], spaced: list[bool]) -> None:
+    text = "".join(piece + (" " if space else "") for piece, space in zip(pieces, spaced, strict=False))
+    if pii._EMAIL.search(text) is not None:
+        assert pii._EMAIL_DOMAIN.search(text) is not None
+    if pii._SPOKEN_EMAIL.search(text) is not None:
+        assert pii._SPOKEN_EMAIL_DOMAIN.search(text) is not None
+    assert list(pii._emails(text)) == list(_full_emails(text))
+
+
+IBAN_PIECES = ["GB82 WEST 1234 5698 7654 32", "gb82west12345698765432", "DE89370400440532013000", "iban", "NL",
+               "XK051212012345678906", "zz12 3456 7890 1234 5", "\u017f\u212a12", "AB", "1", "12", "123", "a1",
+               "\u0661\u0662", "x"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(pieces=st.lists(st.sampled_from(IBAN_PIECES) | st.text(alphabet="aZ19 ", max_size=5), max_size=8))
+def test_an_iban_is_searched_for_only_where_one_can_begin(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    if pii._IBAN.search(text) is not None:
+        assert pii._IBAN_START.search(text) is not None
+    assert list(pii._ibans(text)) == list(_full_ibans(text))
+
+
+@pytest.mark.parametrize("text", [*IBAN_PIECES, "my iban is XK05 1212 0123 4567 8906 thanks"])
+def test_each_iban_piece_is_searched_as_before(text: str) -> None:
+    assert (pii._IBAN.search(text) is None) or (pii._IBAN_START.search(text) is not None)
+    assert list(pii._ibans(text)) == list(_full_ibans(text))
+
+
+def _real_calls() -> Iterator[list[str]]:
+    """Every call of the shared real transcripts (Harper Valley's human and ASR texts, TweetSumm, ABCD's
+    sample), as its turns' texts, and each labeled row of the PII benchmark (with its previous turn)."""
+    harper_valley = require_shared_data("harper_valley_bank")
+    for call in read_harper_valley(harper_valley):
+        for source in ("human", "asr"):
+            yield [text for segment in call.segments if (text := segment.text(source)).strip()]
+    for record in read_tweetsumm(require_shared_data("tweetsumm", "tweetsumm_train_joined.jsonl")):
+        yield [turn["text"] for turn in record["turns"]]
+    for conversation in json.loads(require_shared_data("abcd", "abcd_sample.json").read_text(encoding="utf-8")):
+        yield [str(said).strip() for speaker, said in conversation["original"] if speaker in ("agent", "customer")]
+    for split in ("dev", "heldout"):
+        for line in (PII_BENCH / f"{split}.jsonl").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                yield [row["previous"], row["text"]] if "previous" in row else [row["text"]]
+
+
+def test_every_real_turn_gets_what_the_full_searches_find() -> None:
+    calls = list(_real_calls())
+    found = 0
+    for texts in calls:
+        for names in (False, True):
+            shortcut = pii.detect_turns(texts, names=names)
+            assert shortcut == _full_detect_turns(texts, names=names), texts
+            found += sum(len(turn) for turn in shortcut)
+    # The comparison covers a good deal of personal data, not only turns without any.
+    assert len(calls) > 1000
+    assert found > 300
