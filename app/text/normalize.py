@@ -224,6 +224,9 @@ class NormalizedText:
     joined: str = field(repr=False)
     # Position of each token inside `joined`: a match found in `joined` maps back through it.
     joined_offsets: tuple[int, ...] = field(repr=False)
+    # `critical_values()` of the whole text, worked out on first use: a text is normalized once per
+    # process (see `normalize`) but its critical values are asked for by every claim that rests on it.
+    _critical: tuple[tuple[TokenKind, str], ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(
@@ -242,16 +245,32 @@ class NormalizedText:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def critical_values(self, first: int = 0, last: int | None = None) -> list[tuple[TokenKind, str]]:
+    def critical_values(self, first: int = 0, last: int | None = None) -> tuple[tuple[TokenKind, str], ...]:
         """The critical tokens in tokens[first:last], as (kind, comparable value) in order."""
-        stop = len(self.tokens) if last is None else last
-        values: list[tuple[TokenKind, str]] = []
-        for position in range(first, stop):
-            kind = self.kinds[position]
-            if kind in CRITICAL_KINDS:
-                value = NEGATION_VALUE if kind is TokenKind.negation else self.tokens[position]
-                values.append((kind, value))
-        return values
+        if first == 0 and last is None:
+            cached = self._critical
+            if cached is None:
+                cached = self._critical_between(0, len(self.tokens))
+                object.__setattr__(self, "_critical", cached)
+            return cached
+        return self._critical_between(first, len(self.tokens) if last is None else last)
+
+    def _critical_between(self, first: int, stop: int) -> tuple[tuple[TokenKind, str], ...]:
+        # Every kind but `word` is critical (CRITICAL_KINDS; tests/text/test_normalize.py holds it to
+        # that), so "critical" is tested by identity: a set lookup would hash an Enum member in Python.
+        kinds = self.kinds[first:stop]
+        word = TokenKind.word
+        if kinds.count(word) == len(kinds):  # most texts: words only
+            return ()
+        negation = TokenKind.negation
+        tokens = self.tokens
+        return tuple(
+            [
+                (kind, NEGATION_VALUE if kind is negation else tokens[position])
+                for position, kind in enumerate(kinds, first)
+                if kind is not word
+            ]
+        )
 
     def find(self, needle: NormalizedText, begin: int = 0) -> int | None:
         """Index of the first token where `needle`'s tokens occur contiguously (from `begin`), or None."""
@@ -678,9 +697,10 @@ def _merge_digit_sequences(result: list[_Piece]) -> list[_Piece]:
     """Join runs of MIN_DIGIT_RUN or more single digits into one number; keep a lone 1 the word "one"."""
     merged: list[_Piece] = []
     index = 0
+    number = TokenKind.number
     while index < len(result):
         piece = result[index]
-        if _is_single_digit(piece):
+        if piece.kind is number and _is_single_digit(piece):  # the kind first: most pieces are words
             run_end = index
             while (
                 run_end + 1 < len(result)
@@ -699,7 +719,7 @@ def _merge_digit_sequences(result: list[_Piece]) -> list[_Piece]:
         index += 1
     for position, piece in enumerate(merged):
         # Written or spoken, a lone 1 without a unit reads as the word: "a new one", "step 1".
-        if piece.kind is TokenKind.number and piece.text == "1" and piece.ordinal is None:
+        if piece.kind is number and piece.text == "1" and piece.ordinal is None:
             following = merged[position + 1].text if position + 1 < len(merged) else ""
             if following not in QUANTITY_UNITS:
                 piece.text = "one"
