@@ -697,10 +697,9 @@ def _merge_digit_sequences(result: list[_Piece]) -> list[_Piece]:
     """Join runs of MIN_DIGIT_RUN or more single digits into one number; keep a lone 1 the word "one"."""
     merged: list[_Piece] = []
     index = 0
-    number = TokenKind.number
     while index < len(result):
         piece = result[index]
-        if piece.kind is number and _is_single_digit(piece):  # the kind first: most pieces are words
+        if _is_single_digit(piece):
             run_end = index
             while (
                 run_end + 1 < len(result)
@@ -719,7 +718,7 @@ def _merge_digit_sequences(result: list[_Piece]) -> list[_Piece]:
         index += 1
     for position, piece in enumerate(merged):
         # Written or spoken, a lone 1 without a unit reads as the word: "a new one", "step 1".
-        if piece.kind is number and piece.text == "1" and piece.ordinal is None:
+        if piece.kind is TokenKind.number and piece.text == "1" and piece.ordinal is None:
             following = merged[position + 1].text if position + 1 < len(merged) else ""
             if following not in QUANTITY_UNITS:
                 piece.text = "one"
@@ -769,7 +768,8 @@ def _drop_stutters(pieces: list[_Piece], text: str) -> list[_Piece]:
     kept: list[_Piece] = []
     previous: list[_Piece] | None = None
     for word in words:
-        if previous is None or not _repeats(word, previous, text):
+        # Most words differ from the one before at their first piece: no need to look further.
+        if previous is None or word[0].text != previous[0].text or not _repeats(word, previous, text):
             kept.extend(word)
         previous = word
     return kept
