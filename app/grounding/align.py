@@ -391,13 +391,14 @@ class PreparedTranscript:
         """
         spans: list[_Span] = []
         ranges: list[tuple[int, int]] = []
+        owners, local = block.owner, block.local
         position = first
         while position < last:
-            owner = block.owner[position]
+            owner = owners[position]
             end = position
-            while end < last and block.owner[end] == owner:
+            while end < last and owners[end] == owner:
                 end += 1
-            spans.append(_Span(owner, block.local[position], block.local[end - 1] + 1))
+            spans.append(_Span(owner, local[position], local[end - 1] + 1))
             quote_first = quote_positions[position - first]
             quote_last = quote_positions[end - 1 - first] + 1
             ranges.append((quote_first, quote_last))
