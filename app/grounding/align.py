@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from bisect import bisect_left, bisect_right
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -123,15 +123,37 @@ class _FuzzyVerdict:
     quote_token_ranges: tuple[tuple[int, int], ...]
 
 
-@dataclass(frozen=True, slots=True)
 class _Block:
-    """Adjacent utterances of one speaker, their normalized tokens laid end to end."""
+    """Adjacent utterances of one speaker, their normalized tokens laid end to end.
 
-    utterances: tuple[int, ...]
-    text: NormalizedText
+    The tokens are laid out on first use: a call has several blocks, and most quotes need none of them
+    (a quote found nowhere is tried against the nearest few only).
+    """
+
+    __slots__ = ("_layout", "_prepared", "utterances")
+
+    def __init__(self, utterances: tuple[int, ...], prepared: PreparedTranscript) -> None:
+        self.utterances = utterances
+        self._prepared = prepared
+        self._layout: tuple[NormalizedText, tuple[int, ...], tuple[int, ...]] | None = None
+
+    @property
+    def text(self) -> NormalizedText:
+        return self._laid_out()[0]
+
     # For each block token: which utterance it belongs to and its index there.
-    owner: tuple[int, ...]
-    local: tuple[int, ...]
+    @property
+    def owner(self) -> tuple[int, ...]:
+        return self._laid_out()[1]
+
+    @property
+    def local(self) -> tuple[int, ...]:
+        return self._laid_out()[2]
+
+    def _laid_out(self) -> tuple[NormalizedText, tuple[int, ...], tuple[int, ...]]:
+        if self._layout is None:
+            self._layout = self._prepared._lay_out(self.utterances)
+        return self._layout
 
 
 class PreparedTranscript:
@@ -146,7 +168,8 @@ class PreparedTranscript:
         self._normalized: list[NormalizedText | None] = [None] * len(self.utterances)
         self._joined: list[str] | None = None
         self._blocks: list[_Block] | None = None
-        self._index: dict[str, tuple[int, ...]] | None = None
+        self._blocks_haystack: str | None = None
+        self._index: dict[str, list[int]] | None = None
         # Per utterance, how often each critical value occurs in it (see `_decided_at_cited`).
         self._critical: list[Counter[str] | None] = [None] * len(self.utterances)
         self._block_critical: dict[tuple[int, ...], Counter[str]] = {}
@@ -344,6 +367,8 @@ class PreparedTranscript:
         self, anchor: int, quote: NormalizedText, allowed: range | None
     ) -> tuple[tuple[_Span, ...], tuple[tuple[int, int], ...]] | None:
         """A normalized match that runs over adjacent utterances of one speaker, nearest block first."""
+        if f" {quote.joined} " not in self._blocks_search_text():
+            return None
         for block in self._blocks_by_distance(anchor, allowed=allowed):
             first = block.text.find(quote)
             if first is None:
@@ -366,13 +391,14 @@ class PreparedTranscript:
         """
         spans: list[_Span] = []
         ranges: list[tuple[int, int]] = []
+        owners, local = block.owner, block.local
         position = first
         while position < last:
-            owner = block.owner[position]
+            owner = owners[position]
             end = position
-            while end < last and block.owner[end] == owner:
+            while end < last and owners[end] == owner:
                 end += 1
-            spans.append(_Span(owner, block.local[position], block.local[end - 1] + 1))
+            spans.append(_Span(owner, local[position], local[end - 1] + 1))
             quote_first = quote_positions[position - first]
             quote_last = quote_positions[end - 1 - first] + 1
             ranges.append((quote_first, quote_last))
@@ -558,14 +584,14 @@ class PreparedTranscript:
             indices.insert(0, cited)
         return indices, scores, alignments
 
-    def _token_index(self) -> dict[str, tuple[int, ...]]:
-        """Normalized token -> the utterances that contain it, built once."""
+    def _token_index(self) -> dict[str, list[int]]:
+        """Normalized token -> the utterances that contain it (in order), built once."""
         if self._index is None:
-            holders: dict[str, list[int]] = {}
+            holders: defaultdict[str, list[int]] = defaultdict(list)
             for position in range(len(self.utterances)):
                 for token in set(self.normalized(position).tokens):
-                    holders.setdefault(token, []).append(position)
-            self._index = {token: tuple(positions) for token, positions in holders.items()}
+                    holders[token].append(position)
+            self._index = holders
         return self._index
 
     def _fuzzy_in(
@@ -613,7 +639,7 @@ class PreparedTranscript:
                 yield block
 
     def _speaker_blocks(self) -> list[_Block]:
-        """Runs of two or more consecutive utterances by the same speaker, built once."""
+        """Runs of two or more consecutive utterances by the same speaker, found once (laid out lazily)."""
         if self._blocks is None:
             blocks: list[_Block] = []
             index = 0
@@ -622,12 +648,27 @@ class PreparedTranscript:
                 while end < len(self.utterances) and self.utterances[end].speaker == self.utterances[index].speaker:
                     end += 1
                 if end - index > 1:
-                    blocks.append(self._make_block(range(index, end)))
+                    blocks.append(_Block(tuple(range(index, end)), self))
                 index = end
             self._blocks = blocks
         return self._blocks
 
-    def _make_block(self, members: range) -> _Block:
+    def _blocks_search_text(self) -> str:
+        """Every speaker block's normalized text, space-padded, one per line: what `_Block.text.joined` holds.
+
+        A block's joined text is its utterances' joined texts (those with tokens) joined by spaces, so a
+        quote absent from this string is in no block, and no block needs laying out to know it.
+        """
+        if self._blocks_haystack is None:
+            joined = self._all_joined()
+            self._blocks_haystack = "\n".join(
+                " " + " ".join(joined[index] for index in block.utterances if joined[index]) + " "
+                for block in self._speaker_blocks()
+            )
+        return self._blocks_haystack
+
+    def _lay_out(self, members: tuple[int, ...]) -> tuple[NormalizedText, tuple[int, ...], tuple[int, ...]]:
+        """The block of `members`: their tokens end to end, and each token's utterance and index there."""
         tokens: list[str] = []
         kinds: list[TokenKind] = []
         starts: list[int] = []
@@ -641,13 +682,12 @@ class PreparedTranscript:
             text = self.normalized(index)
             tokens.extend(text.tokens)
             kinds.extend(text.kinds)
-            starts.extend(base + start for start in text.starts)
-            ends.extend(base + end for end in text.ends)
+            starts.extend(map(base.__add__, text.starts))
+            ends.extend(map(base.__add__, text.ends))
             owner.extend([index] * len(text.tokens))
             local.extend(range(len(text.tokens)))
             base += len(self._texts[index]) + 1
-        block_text = NormalizedText.of(tuple(tokens), kinds, starts, ends)
-        return _Block(tuple(members), block_text, tuple(owner), tuple(local))
+        return NormalizedText.of(tuple(tokens), kinds, starts, ends), tuple(owner), tuple(local)
 
     # --- results ------------------------------------------------------------------------------
 
@@ -799,6 +839,8 @@ def _clean_boundary(text: str, start: int, end: int, quote: str) -> bool:
 
 
 CLAUSE_BREAK_RE = re.compile(r"[.!?;:,\n(){}\[\]]")
+# Everything up to and including the last clause break (greedy): where the clause of a span begins.
+THROUGH_LAST_CLAUSE_BREAK_RE = re.compile(r"(?s:.*)[.!?;:,\n(){}\[\]]")
 WORD_RE = re.compile(r"[a-z]+(?:['’][a-z]+)?")
 # Looking this far around a span is enough to see the two words before it and the one after it.
 NEGATION_CONTEXT_CHARS = 40
@@ -811,9 +853,9 @@ def _negated_context(text: str, start: int, end: int) -> bool:
     quoting them without the negation says the opposite of what was said.
     """
     before = text[max(0, start - NEGATION_CONTEXT_CHARS) : start].lower()
-    breaks = list(CLAUSE_BREAK_RE.finditer(before))
-    if breaks:
-        before = before[breaks[-1].end() :]
+    through_break = THROUGH_LAST_CLAUSE_BREAK_RE.match(before)
+    if through_break is not None:
+        before = before[through_break.end() :]
     words = WORD_RE.findall(before)[-2:]
     if words and words[-1] == "no" and not _answers_after_particle(text, start, end):
         return True
@@ -824,8 +866,8 @@ def _negated_context(text: str, start: int, end: int) -> bool:
         return False
     after = text[end : end + NEGATION_CONTEXT_CHARS].lower()
     cut = CLAUSE_BREAK_RE.search(after)
-    following = WORD_RE.findall(after[: cut.start()] if cut else after)[:1]
-    return bool(following) and following[0] in ("not", "never")
+    following = WORD_RE.search(after[: cut.start()] if cut else after)
+    return following is not None and following.group() in ("not", "never")
 
 
 def _answers_after_particle(text: str, start: int, end: int) -> bool:

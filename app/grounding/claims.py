@@ -16,7 +16,6 @@ Three checks sit on top of quote alignment:
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 
 from app.grounding.align import PreparedTranscript
@@ -92,9 +91,9 @@ def _claim_failure(
             known = piece.reason is not None and piece.reason in Reason.__members__
             return Reason(piece.reason) if known and piece.reason else Reason.not_found
     # The due phrase is checked on its own: it usually repeats what the text says ("within 5 days").
-    profile: tuple[Counter[str], set[str]] | None = None
+    profile: tuple[dict[str, int], set[str]] | None = None
     for detail in (text, due):
-        claim_values = normalize(detail).critical_values() if detail else []
+        claim_values = normalize(detail).critical_values() if detail else ()
         if not claim_values:
             continue
         if profile is None:
@@ -135,7 +134,7 @@ def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason
 
 def _evidence_profile(
     prepared: PreparedTranscript, evidence: list[VerifiedEvidence]
-) -> tuple[Counter[str], set[str]]:
+) -> tuple[dict[str, int], set[str]]:
     """The critical values (as a multiset) and the words of the evidence spans, normalized once per claim."""
     return _texts_profile(
         [
@@ -146,30 +145,33 @@ def _evidence_profile(
     )
 
 
-def _texts_profile(texts: Sequence[str]) -> tuple[Counter[str], set[str]]:
-    # As a multiset: "2017 ... not 2016" does not support a claim that says 2017 twice.
-    evidence_values: Counter[str] = Counter()
+def _texts_profile(texts: Sequence[str]) -> tuple[dict[str, int], set[str]]:
+    # As a multiset: "2017 ... not 2016" does not support a claim that says 2017 twice. A plain dict:
+    # building a Counter runs Python code, and this runs for every claim with a critical detail.
+    evidence_values: dict[str, int] = {}
     evidence_words: set[str] = set()
     for text in texts:
         span = normalize(text)
-        evidence_values.update(value for _, value in span.critical_values())
+        for _, value in span.critical_values():
+            evidence_values[value] = evidence_values.get(value, 0) + 1
         evidence_words.update(span.tokens)
     return evidence_values, evidence_words
 
 
 def _unsupported_detail(
-    claim_values: list[tuple[TokenKind, str]], evidence_counts: Counter[str], evidence_words: set[str]
+    claim_values: Sequence[tuple[TokenKind, str]], evidence_counts: dict[str, int], evidence_words: set[str]
 ) -> Reason | None:
     """Which critical detail of the claim (text or due) its evidence does not contain, if any."""
-    evidence_values = evidence_counts.copy()  # used up detail by detail; the next detail starts afresh
+    evidence_values = dict(evidence_counts)  # used up detail by detail; the next detail starts afresh
     for kind, value in claim_values:
         if kind is TokenKind.negation:
             # Any negative evidence supports a negative claim, however many "not"s either has.
-            if evidence_values[NEGATION_VALUE] or evidence_words & NEGATIVE_POLARITY_WORDS:
+            if evidence_values.get(NEGATION_VALUE, 0) or evidence_words & NEGATIVE_POLARITY_WORDS:
                 continue
             return Reason.unsupported_negation
-        if evidence_values[value] > 0:
-            evidence_values[value] -= 1
+        available = evidence_values.get(value, 0)
+        if available > 0:
+            evidence_values[value] = available - 1
             continue
         if kind is TokenKind.id:
             return Reason.unsupported_id

@@ -224,6 +224,9 @@ class NormalizedText:
     joined: str = field(repr=False)
     # Position of each token inside `joined`: a match found in `joined` maps back through it.
     joined_offsets: tuple[int, ...] = field(repr=False)
+    # `critical_values()` of the whole text, worked out on first use: a text is normalized once per
+    # process (see `normalize`) but its critical values are asked for by every claim that rests on it.
+    _critical: tuple[tuple[TokenKind, str], ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(
@@ -242,16 +245,32 @@ class NormalizedText:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def critical_values(self, first: int = 0, last: int | None = None) -> list[tuple[TokenKind, str]]:
+    def critical_values(self, first: int = 0, last: int | None = None) -> tuple[tuple[TokenKind, str], ...]:
         """The critical tokens in tokens[first:last], as (kind, comparable value) in order."""
-        stop = len(self.tokens) if last is None else last
-        values: list[tuple[TokenKind, str]] = []
-        for position in range(first, stop):
-            kind = self.kinds[position]
-            if kind in CRITICAL_KINDS:
-                value = NEGATION_VALUE if kind is TokenKind.negation else self.tokens[position]
-                values.append((kind, value))
-        return values
+        if first == 0 and last is None:
+            cached = self._critical
+            if cached is None:
+                cached = self._critical_between(0, len(self.tokens))
+                object.__setattr__(self, "_critical", cached)
+            return cached
+        return self._critical_between(first, len(self.tokens) if last is None else last)
+
+    def _critical_between(self, first: int, stop: int) -> tuple[tuple[TokenKind, str], ...]:
+        # Every kind but `word` is critical (CRITICAL_KINDS; tests/text/test_normalize.py holds it to
+        # that), so "critical" is tested by identity: a set lookup would hash an Enum member in Python.
+        kinds = self.kinds[first:stop]
+        word = TokenKind.word
+        if kinds.count(word) == len(kinds):  # most texts: words only
+            return ()
+        negation = TokenKind.negation
+        tokens = self.tokens
+        return tuple(
+            [
+                (kind, NEGATION_VALUE if kind is negation else tokens[position])
+                for position, kind in enumerate(kinds, first)
+                if kind is not word
+            ]
+        )
 
     def find(self, needle: NormalizedText, begin: int = 0) -> int | None:
         """Index of the first token where `needle`'s tokens occur contiguously (from `begin`), or None."""
@@ -749,7 +768,8 @@ def _drop_stutters(pieces: list[_Piece], text: str) -> list[_Piece]:
     kept: list[_Piece] = []
     previous: list[_Piece] | None = None
     for word in words:
-        if previous is None or not _repeats(word, previous, text):
+        # Most words differ from the one before at their first piece: no need to look further.
+        if previous is None or word[0].text != previous[0].text or not _repeats(word, previous, text):
             kept.extend(word)
         previous = word
     return kept

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from app.text.normalize import NEGATION_VALUE, TokenKind, normalize
+import app.text.normalize as normalize_module
+from app.text.lexicon import CRITICAL_KINDS
+from app.text.normalize import NEGATION_VALUE, NormalizedText, TokenKind, _Piece, _repeats, normalize
+from bench.grounding.cases import load_harper_valley, load_tweetsumm
+from tests.support.data import require_shared_data
 
 
 def tokens(text: str) -> tuple[str, ...]:
@@ -95,12 +101,12 @@ def test_critical_tokens_are_recognised(text: str, kind: TokenKind, value: str) 
 
 
 def test_may_and_march_are_dates_only_next_to_a_number() -> None:
-    assert normalize("you may march on").critical_values() == []
+    assert normalize("you may march on").critical_values() == ()
     assert (TokenKind.date, "may") in normalize("on may 5").critical_values()
 
 
 def test_ordinary_words_are_not_critical() -> None:
-    assert normalize("first of all, one second please").critical_values() == []
+    assert normalize("first of all, one second please").critical_values() == ()
 
 
 def test_repeated_digits_are_not_stutters() -> None:
@@ -115,3 +121,64 @@ def test_negation_from_a_contraction_is_not_a_stutter_of_the_next_one() -> None:
 
 def test_text_with_only_punctuation_or_fillers_has_no_tokens() -> None:
     assert tokens("... um, uh!") == ()
+
+
+# --- the cheaper paths against the code they replaced ------------------------------------------------
+
+
+def test_every_kind_but_word_is_critical() -> None:
+    """`NormalizedText.critical_values` tests "critical" as "not a word" (an identity test): it holds while
+    this does."""
+    assert frozenset(TokenKind) - CRITICAL_KINDS == {TokenKind.word}
+
+
+def replaced_drop_stutters(pieces: list[_Piece], text: str) -> list[_Piece]:
+    """`_drop_stutters` before it ruled a word out at its first piece."""
+    count = len(pieces)
+    words: list[list[_Piece]] = []
+    for index, piece in enumerate(pieces):
+        if piece.cut_off and index + 1 < count and pieces[index + 1].text.startswith(piece.text):
+            continue
+        if words and words[-1][0].start == piece.start:
+            words[-1].append(piece)
+        else:
+            words.append([piece])
+    kept: list[_Piece] = []
+    previous: list[_Piece] | None = None
+    for word in words:
+        if previous is None or not _repeats(word, previous, text):
+            kept.extend(word)
+        previous = word
+    return kept
+
+
+def test_real_texts_normalize_and_give_critical_values_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On every turn of the real dialogs: the same tokens as with the stutter pass it replaced, and the
+    same critical values (whole text, remembered; and any slice) as the set-lookup loop computed them."""
+    root = require_shared_data("tweetsumm", "tweetsumm_train_joined.jsonl").parents[1]
+    texts = [turn.text for _, turns, _ in load_tweetsumm(root) for turn in turns]
+    texts += [turn.text for _, human, asr in load_harper_valley(root) for turn in (*human, *asr)]
+    uncached = normalize.__wrapped__
+    current = [uncached(text) for text in texts]
+    monkeypatch.setattr(normalize_module, "_drop_stutters", replaced_drop_stutters)
+    assert current == [uncached(text) for text in texts]
+    rng = random.Random(5)
+    with_critical = 0
+    for normalized in current:
+        first = rng.randrange(len(normalized) + 1)
+        last = rng.randrange(first, len(normalized) + 1)
+        for _ in range(2):  # the second call answers from what the first remembered
+            assert normalized.critical_values() == _set_lookup_critical_values(normalized, 0, len(normalized))
+        assert normalized.critical_values(first, last) == _set_lookup_critical_values(normalized, first, last)
+        assert normalized.critical_values(first) == _set_lookup_critical_values(normalized, first, len(normalized))
+        with_critical += bool(normalized.critical_values())
+    assert len(texts) > 10_000 and with_critical > 1_000
+
+
+def _set_lookup_critical_values(text: NormalizedText, first: int, stop: int) -> tuple[tuple[TokenKind, str], ...]:
+    values: list[tuple[TokenKind, str]] = []
+    for position in range(first, stop):
+        kind = text.kinds[position]
+        if kind in CRITICAL_KINDS:
+            values.append((kind, NEGATION_VALUE if kind is TokenKind.negation else text.tokens[position]))
+    return tuple(values)
