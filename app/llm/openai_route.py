@@ -33,11 +33,12 @@ the HTTP client's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,15 +122,21 @@ class ChatRoute:
 
     def _post_through_http_client(self, content: bytes) -> Any:
         request = self._build_request(content)
-        try:
+        with self._sdk_errors(request):
             response = self.http.send(request)
+        return self._checked(response)
+
+    @contextlib.contextmanager
+    def _sdk_errors(self, request: Any) -> Iterator[None]:
+        """The HTTP client's timeouts and transport errors raised as the SDK raises them for `request`."""
+        try:
+            yield
         except self.timeout_errors() as exc:
             raise openai.APITimeoutError(request=request) from exc
         except openai.OpenAIError:
             raise
         except self.transport_errors() as exc:
             raise openai.APIConnectionError(request=request) from exc
-        return self._checked(response)
 
     def _checked(self, response: Any) -> Any:
         try:
@@ -168,7 +175,7 @@ class ChatRoute:
         response = httpx2.Response(raw.status_code, headers=raw.headers, stream=httpx2.ByteStream(raw.content),
                                    extensions={"http_version": raw.http_version, "reason_phrase": raw.reason},
                                    request=request)
-        try:
+        with self._sdk_errors(request):
             http.cookies.extract_cookies(response)
             response.default_encoding = http._default_encoding
             if _http_client_logger.isEnabledFor(logging.INFO):
@@ -178,12 +185,6 @@ class ChatRoute:
                 response.read()
                 response = http._send_handling_redirects(redirect, follow_redirects=True, history=[response])
             response.read()  # decodes the body as its Content-Encoding says
-        except self.timeout_errors() as exc:
-            raise openai.APITimeoutError(request=request) from exc
-        except openai.OpenAIError:
-            raise
-        except self.transport_errors() as exc:
-            raise openai.APIConnectionError(request=request) from exc
         return self._checked(response)
 
 

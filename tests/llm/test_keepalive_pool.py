@@ -17,15 +17,6 @@ from tests.support.fake_openai import unused_port
 TIMEOUTS = Timeouts(connect=2.0, read=2.0, write=2.0, pool=2.0)
 
 
-@pytest.fixture
-def raw_server() -> Iterator[RawHTTPServer]:
-    server = RawHTTPServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 _pools: list[KeepAlivePool] = []
 
 

@@ -212,15 +212,6 @@ def test_a_route_does_not_keep_its_client_alive(fake_openai: FakeOpenAIServer) -
 # records each request as received.
 
 
-@pytest.fixture
-def raw_server() -> Iterator[RawHTTPServer]:
-    server = RawHTTPServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def direct_of(route: ChatRoute) -> DirectChannel:
     assert route.direct is not None
     return route.direct
