@@ -122,21 +122,22 @@ class ChatRoute:
 
     def _post_through_http_client(self, content: bytes) -> Any:
         request = self._build_request(content)
-        with self._sdk_errors(request):
+        with self._sdk_errors(lambda: request):
             response = self.http.send(request)
         return self._checked(response)
 
     @contextlib.contextmanager
-    def _sdk_errors(self, request: Any) -> Iterator[None]:
-        """The HTTP client's timeouts and transport errors raised as the SDK raises them for `request`."""
+    def _sdk_errors(self, request_of: Callable[[], Any]) -> Iterator[None]:
+        """The HTTP client's timeouts and transport errors raised as the SDK raises them, for the request
+        `request_of` gives (built only then, where the request was sent without one)."""
         try:
             yield
         except self.timeout_errors() as exc:
-            raise openai.APITimeoutError(request=request) from exc
+            raise openai.APITimeoutError(request=request_of()) from exc
         except openai.OpenAIError:
             raise
         except self.transport_errors() as exc:
-            raise openai.APIConnectionError(request=request) from exc
+            raise openai.APIConnectionError(request=request_of()) from exc
 
     def _checked(self, response: Any) -> Any:
         try:
@@ -150,17 +151,13 @@ class ChatRoute:
 
     def _post_direct(self, direct: DirectChannel, content: bytes) -> Any:
         request = None
-        try:
+        with self._sdk_errors(lambda: request or self._build_request(content)):
             if len(self.http.cookies.jar):  # the client adds a Cookie header from its jar: let it build the request
                 request = self._build_request(content)
                 payload = _serialized_head(request) + content
             else:
                 payload = direct.payload(content)
             raw = direct.pool.exchange(payload, direct.timeouts)
-        except self.timeout_errors() as exc:
-            raise openai.APITimeoutError(request=request or self._build_request(content)) from exc
-        except self.transport_errors() as exc:
-            raise openai.APIConnectionError(request=request or self._build_request(content)) from exc
         if 200 <= raw.status_code < 300 and not any(name.lower() in _CLIENT_HANDLED_HEADERS for name, _ in raw.headers):
             if _http_client_logger.isEnabledFor(logging.INFO):
                 _log_answer(self.url, raw)
@@ -175,7 +172,7 @@ class ChatRoute:
         response = httpx2.Response(raw.status_code, headers=raw.headers, stream=httpx2.ByteStream(raw.content),
                                    extensions={"http_version": raw.http_version, "reason_phrase": raw.reason},
                                    request=request)
-        with self._sdk_errors(request):
+        with self._sdk_errors(lambda: request):
             http.cookies.extract_cookies(response)
             response.default_encoding = http._default_encoding
             if _http_client_logger.isEnabledFor(logging.INFO):

@@ -561,8 +561,7 @@ def _sentences(number: _Number) -> Iterator[_Number]:
 
 def _classify(source: _Text, number: _Number) -> Iterator[Detection]:
     """The card inside `number` if any, and what the pieces around it are."""
-    # No card has fewer than `CARD_MIN_DIGITS`: a shorter number needs no search for one.
-    card = _card_run(number) if len(number.digits) >= CARD_MIN_DIGITS else None
+    card = _card_run(number)
     if card is not None:
         first, last = card
         part = number.part(first, last)
@@ -580,6 +579,8 @@ def _classify(source: _Text, number: _Number) -> Iterator[Detection]:
 def _card_run(number: _Number, accept: Callable[[int, int], bool] | None = None) -> tuple[int, int] | None:
     """The longest run of whole tokens with 13-19 digits passing Luhn, as (first, last) token indexes;
     with `accept`, only runs it accepts count."""
+    if len(number.digits) < CARD_MIN_DIGITS:
+        return None  # no run of it can be a card: no search (most numbers)
     best: tuple[int, int] | None = None
     best_length = 0
     tokens = number.tokens
