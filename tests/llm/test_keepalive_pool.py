@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -134,6 +136,86 @@ def test_a_refused_connection_is_httpx2s_connect_error() -> None:
     for _ in range(2):  # the slot is given back after each failure
         with pytest.raises(httpx2.ConnectError, match="Connection refused"):
             pool.exchange(request(), Timeouts(1.0, 1.0, 1.0, pool=0.1))
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[socket.socket]:
+    """A listening socket on 127.0.0.1 that never accepts and never reads: a connection to it completes
+    (the kernel accepts it into the backlog) but no byte is ever read or answered."""
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as listener:
+        yield listener
+
+
+@pytest.fixture
+def full_listener() -> Iterator[socket.socket]:
+    """A listening socket whose backlog is full: the kernel drops further connection attempts, so a
+    connect waits out its timeout (no route off the machine is needed to make one time out)."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as listener:
+        fillers = []
+        try:
+            while True:  # fill the accept queue until one more connect times out
+                filler = socket.socket()
+                filler.settimeout(0.2)
+                try:
+                    filler.connect(listener.getsockname())
+                except TimeoutError:
+                    filler.close()
+                    break
+                fillers.append(filler)
+            yield listener
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def pool_to(listener: socket.socket, scheme: str = "http") -> KeepAlivePool:
+    context = ssl.create_default_context() if scheme == "https" else None
+    pool = KeepAlivePool(scheme=scheme, host="127.0.0.1", port=listener.getsockname()[1], ssl_context=context,
+                         max_connections=1, max_keepalive=1, keepalive_expiry=5.0)
+    _pools.append(pool)
+    return pool
+
+
+SHORT = Timeouts(connect=0.3, read=0.3, write=0.3, pool=0.1)
+
+
+def sdk_stack_error(listener: socket.socket, body: bytes = b"", scheme: str = "http") -> type[Exception]:
+    """What httpx2 (the SDK's HTTP stack) raises for the same request to the same listener."""
+    timeout = httpx2.Timeout(connect=SHORT.connect, read=SHORT.read, write=SHORT.write, pool=SHORT.pool)
+    with httpx2.Client(timeout=timeout, verify=ssl.create_default_context()) as client:
+        try:
+            client.post(f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/v1/chat/completions", content=body)
+        except httpx2.TransportError as exc:
+            return type(exc)
+    raise AssertionError("httpx2 got an answer from a listener that never answers")
+
+
+def test_a_connect_that_gets_no_answer_is_a_connect_timeout(full_listener: socket.socket) -> None:
+    pool = pool_to(full_listener)
+    for _ in range(2):  # the slot is given back: the second try connects again, it does not wait for a slot
+        with pytest.raises(httpx2.ConnectTimeout):
+            pool.exchange(request(), SHORT)
+    assert sdk_stack_error(full_listener) is httpx2.ConnectTimeout
+
+
+def test_a_tls_handshake_that_gets_no_answer_is_a_connect_timeout(silent_listener: socket.socket) -> None:
+    pool = pool_to(silent_listener, "https")
+    for _ in range(2):
+        with pytest.raises(httpx2.ConnectTimeout):
+            pool.exchange(request(), SHORT)
+    assert sdk_stack_error(silent_listener, scheme="https") is httpx2.ConnectTimeout
+
+
+def test_a_body_the_server_never_reads_is_a_write_timeout(silent_listener: socket.socket) -> None:
+    # Far more than the loopback socket buffers on both sides hold, so the writer blocks.
+    body = b"x" * (64 << 20)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    pool = pool_to(silent_listener)
+    for _ in range(2):
+        with pytest.raises(httpx2.WriteTimeout):
+            pool.exchange(head + body, SHORT)
+    assert pool.idle_connections == 0  # a connection cut mid-request is never kept
+    assert sdk_stack_error(silent_listener, body) is httpx2.WriteTimeout
 
 
 def test_close_closes_the_idle_connections(raw_server: RawHTTPServer) -> None:
