@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import psycopg
 from alembic.script import ScriptDirectory
@@ -38,7 +39,15 @@ FIRST_COUNTERS_REVISION = "0009"  # the first revision with triggers that count 
 MODELS = [("gpt-4o-mini", "extract-v1"), ("gpt-4o-mini", "extract-v2"), ("heuristic-v2", "extract-v1")]
 
 
-def _statements(calls: int, claims_per_call: int) -> list[tuple[str, str]]:
+def claims_have_tenant(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the schema the rows go into has claims.tenant_id (0015); a database loaded before it gets
+    the column filled by 0015's upgrade, from the claim's call."""
+    found = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                         "AND table_name = 'claims' AND column_name = 'tenant_id'").fetchone()
+    return found is not None
+
+
+def _statements(calls: int, claims_per_call: int, *, claims_tenant: bool) -> list[tuple[str, str]]:
     states = "ARRAY[" + ",".join(f"'{s}'" for s in STATES) + "]"
     phrases = "ARRAY[" + ",".join(f"'{p}'" for p, _ in DUE_PHRASES) + "]"
     offsets = "ARRAY[" + ",".join("NULL" if o is None else str(o) for _, o in DUE_PHRASES) + "]::int[]"
@@ -96,9 +105,10 @@ def _statements(calls: int, claims_per_call: int) -> list[tuple[str, str]]:
                   GROUP BY call_id) latest
             WHERE latest.call_id = calls.id"""),
         ("claims", f"""
-            INSERT INTO claims (run_id, call_id, tenant_id, position, kind, text, owner, owner_name, due, due_date,
-                                grounding_status, grounding_reason, review_status, origin, created_at)
-            SELECT r.id, r.call_id, c.tenant_id, p, ({kinds})[1 + p % 8],
+            INSERT INTO claims (run_id, call_id, {"tenant_id, " if claims_tenant else ""}position, kind, text, owner,
+                                owner_name, due, due_date, grounding_status, grounding_reason, review_status, origin,
+                                created_at)
+            SELECT r.id, r.call_id, {"c.tenant_id, " if claims_tenant else ""}p, ({kinds})[1 + p % 8],
                    CASE ({kinds})[1 + p % 8]
                      WHEN 'reason' THEN (ARRAY['Refund for a damaged order','Lost card','Billing dispute',
                                                'Change of address','Outage report'])[1 + r.id % 5]
@@ -154,7 +164,7 @@ def main() -> None:
     upgrade(args.url, before_counters)  # a no-op when the database is already past it
     dsn = admin.replace("dbname=postgres", f"dbname={url.database}")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for name, sql in _statements(args.calls, args.claims_per_call):
+        for name, sql in _statements(args.calls, args.claims_per_call, claims_tenant=claims_have_tenant(conn)):
             started = time.perf_counter()
             cursor = conn.execute(sql)
             print(f"{name:<14} {cursor.rowcount:>11,} rows  {time.perf_counter() - started:7.1f} s", flush=True)
