@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -41,6 +42,16 @@ def prepare_context(**_: Any) -> None:
         get_context()
     except PostcallError:
         logger.exception("worker configuration is invalid; every call will fail until it is fixed")
+    freeze_startup_objects()
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (modules, SQLAlchemy's and pydantic's schemas, the context) out of the
+    collector's reach. They live as long as the process, yet each full collection walked all of them:
+    ~220,000 objects, ~110 ms of one call's CPU about once per 400 calls (0.3 ms a call on average,
+    bench/cpu). Collections then walk only what the calls allocate. A prefork child inherits the freeze."""
+    gc.collect()  # what startup left as garbage is freed, not kept for good
+    gc.freeze()
 
 
 @worker_process_init.connect

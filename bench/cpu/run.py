@@ -174,6 +174,8 @@ def report(results: dict[str, dict[str, Any]], against: str | None) -> None:
         values = [results[n].get(key) for n in names]
         cells = [value if isinstance(value, str) else "" if value is None else f"{value:.2f}" for value in values]
         print(f"{label:28}" + "".join(f"{cell:>24}" for cell in cells))
+    cells = [{True: "yes", False: "no"}.get(results[n].get("heap_frozen"), "") for n in names]
+    print(f"{'startup objects frozen (gc)':28}" + "".join(f"{cell:>24}" for cell in cells))
     cells = [" ".join(f"{total:.1f}" for total in results[n].get("p50_ms_per_round", [])) for n in names]
     print(f"{'total p50 of each round':28}" + "".join(f"{cell:>24}" for cell in cells))
 
