@@ -9,6 +9,7 @@ that hand-over is lost, the beat sweep finds them in the database.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,7 +17,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, Update, bindparam, event, insert, select
+from sqlalchemy import Table, Text, Update, bindparam, event, insert, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -37,6 +39,17 @@ _INSERT_EVENT = (
     insert(OUTBOX).values({name: bindparam(f"event_{name}") for name in _EVENT_COLUMNS}).returning(OUTBOX.c.id)
 )
 _INSERT_EVENT_FIXED = FixedStatement(_INSERT_EVENT)
+# PostgreSQL: the same INSERT with the payload bound as the JSON text `record_event` has already serialized
+# (`event_payload_text`, cast to the column's type), so the driver does not serialize it a second time.
+_INSERT_EVENT_TEXT = (
+    insert(OUTBOX)
+    .values({
+        **{name: bindparam(f"event_{name}") for name in _EVENT_COLUMNS if name != "payload"},
+        "payload": sql_cast(bindparam("event_payload_text", type_=Text()), OUTBOX.c.payload.type),
+    })
+    .returning(OUTBOX.c.id)
+)
+_INSERT_EVENT_TEXT_FIXED = FixedStatement(_INSERT_EVENT_TEXT)
 
 
 class EventType(StrEnum):
@@ -81,9 +94,15 @@ class CallChange(NamedTuple):
 
 @functools.cache
 def _insert_event_after(change: Update) -> FixedStatement:
-    """The event's INSERT with `change` in front of it as a data-modifying CTE (PostgreSQL): one statement,
-    one round trip. Built once per change statement (the callers' are prebuilt)."""
-    return FixedStatement(_INSERT_EVENT.add_cte(change.cte("call_change")))
+    """The event's INSERT (its payload as JSON text) with `change` in front of it as a data-modifying CTE
+    (PostgreSQL): one statement, one round trip. Built once per change statement (the callers' are prebuilt)."""
+    return FixedStatement(_INSERT_EVENT_TEXT.add_cte(change.cte("call_change")))
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """The JSON text of an event's payload as the `payload` column's driver serializer writes it (psycopg's
+    default, `json.dumps`): on PostgreSQL the column is `json`, which keeps the text as it is given."""
+    return json.dumps(payload)
 
 
 def record_event(
@@ -121,16 +140,34 @@ def record_event(
         _strip_earlier_events(session, call)
     elif record is None:
         record = build_record(session, call, public_url=settings.public_url)
+    max_bytes = settings.webhook_max_payload_bytes
+    timestamp = now.isoformat()
     data = record.model_dump(mode="json")
-    if json_size(data) > settings.webhook_max_payload_bytes:
-        data = bounded(record, settings.webhook_max_payload_bytes).model_dump(mode="json")
+    payload = envelope(kind.value, timestamp, data)
     connection = session.connection()
-    statement = _INSERT_EVENT_FIXED
+    postgresql = connection.dialect.name == "postgresql"
     parameters: dict[str, Any] = {}
-    if call_change is not None:
-        if connection.dialect.name == "postgresql":
-            statement, parameters = _insert_event_after(call_change.statement), call_change.parameters
-        else:
+    if postgresql:
+        # Serialized once, here: the text holds `data` serialized with ASCII escapes and spaces, never
+        # shorter than its compact UTF-8 form (`json_size`), so a text within the limit needs no measuring.
+        text = payload_json(payload)
+        too_big = len(text) > max_bytes and json_size(data) > max_bytes
+    else:
+        too_big = json_size(data) > max_bytes
+    if too_big:
+        data = bounded(record, max_bytes).model_dump(mode="json")
+        payload = envelope(kind.value, timestamp, data)
+        text = payload_json(payload)
+    if postgresql:
+        statement = _INSERT_EVENT_TEXT_FIXED
+        parameters["event_payload_text"] = text
+        if call_change is not None:
+            statement = _insert_event_after(call_change.statement)
+            parameters.update(call_change.parameters)
+    else:
+        statement = _INSERT_EVENT_FIXED
+        parameters["event_payload"] = payload
+        if call_change is not None:
             connection.execute(call_change.statement, call_change.parameters)
     outbox_id: int | None = statement.scalar(
         connection,
@@ -142,7 +179,6 @@ def record_event(
             "event_agent_id": call.agent_id,
             "event_team": call.team,
             "event_type": kind.value,
-            "event_payload": envelope(kind.value, now.isoformat(), data),
             "event_created_at": now,
         },
     )

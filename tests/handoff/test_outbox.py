@@ -6,13 +6,18 @@ import json
 from datetime import date
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
-from app.db.session import unit_of_work
+from app.config import Settings, get_settings
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.errors import PermanentError
-from app.handoff.record import CallRecordV1, bounded, record_json_schema
+from app.handoff.outbox import envelope, payload_json
+from app.handoff.record import CallRecordV1, bounded, json_size, record_json_schema
 from app.llm.base import ExtractionProvider
 from app.models import Call, OutboxEvent, UserRole, Utterance, WebhookDelivery
 from app.pipeline.run import mark_failed, process_call
@@ -191,3 +196,60 @@ def test_the_schema_endpoint_and_the_published_file_match_the_model() -> None:
     assert {"call_id", "action_items", "summary", "review", "review_url"} <= set(schema["properties"])
     published = json.loads((PROJECT_ROOT / "docs" / "schemas" / "call.v1.json").read_text())
     assert published == schema, "docs/schemas/call.v1.json is stale: regenerate it from record_json_schema()"
+
+
+def _payload_texts_as_written_and_through_the_column(factory: sessionmaker[Session], call_id: str) -> tuple[str, str]:
+    """The event's payload text as `record_event` wrote it, and the text the `payload` column's own serializer
+    writes for the same payload (the dict bound as JSON: how every event was written before)."""
+    (event,) = events_of(factory, call_id)
+    copy_id = f"msg_col_{call_id}"[:40]
+    with unit_of_work(factory) as session:
+        session.add(OutboxEvent(event_id=copy_id, tenant_id=event.tenant_id, call_id=call_id, type=event.type,
+                                payload=event.payload))
+    with unit_of_work(factory) as session:
+        written, through_column = (session.scalar(sql_text("SELECT payload::text FROM outbox WHERE event_id = :id"),
+                                                  {"id": event_id}) for event_id in (event.event_id, copy_id))
+    assert written is not None and through_column is not None
+    return written, through_column
+
+
+def test_on_postgresql_the_payload_text_is_the_one_the_column_serializer_writes(
+    postgres_url: str, allow_private: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline serializes the payload itself (once) and binds the text: the `json` column keeps it byte
+    for byte, so it must be the text the driver wrote from the dict, non-ASCII and bounded records included."""
+    engine = create_db_engine(postgres_url)
+    factory = make_session_factory(engine)
+    try:
+        call_id = processed_call(factory, "rec-text-1", team="équipe ☕ 東京")
+        written, through_column = _payload_texts_as_written_and_through_the_column(factory, call_id)
+        assert written == through_column
+        assert "\\u00e9quipe \\u2615" in written  # ASCII escapes and spaced separators: json.dumps' defaults
+        full = json_size(json.loads(written)["data"])
+        monkeypatch.setenv("POSTCALL_WEBHOOK_MAX_PAYLOAD_BYTES", str(full - 1))
+        get_settings.cache_clear()
+        bounded_call = processed_call(factory, "rec-text-2", team="équipe ☕ 東京")
+        written, through_column = _payload_texts_as_written_and_through_the_column(factory, bounded_call)
+        assert written == through_column
+        assert json.loads(written)["data"]["truncated"] is True
+    finally:
+        engine.dispose()
+
+
+_JSON_VALUES = st.recursive(
+    # No lone surrogates: a text holding one cannot be stored in PostgreSQL (the claims' insert refuses it
+    # before any event is written), and its compact UTF-8 form has no size.
+    st.none() | st.booleans() | st.integers() | st.text(st.characters(exclude_categories=("Cs",))),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(st.characters(exclude_categories=("Cs",)), max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES)
+def test_the_payload_text_is_never_shorter_than_the_records_compact_size(data: object) -> None:
+    """`record_event` skips measuring the record when the payload's text is within the limit: that text
+    holds the record with ASCII escapes and spaces, which can only make it longer than `json_size`."""
+    assert len(payload_json(envelope("call.processed", "2026-03-04T15:00:00+00:00", {"record": data}))) >= (
+        json_size({"record": data}))
