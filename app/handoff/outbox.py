@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, Text, Update, bindparam, event, insert, select
+from sqlalchemy import Connection, Table, Text, Update, bindparam, event, insert, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db.driver import FixedStatement
+from app.db.session import Work, connection_of
 from app.handoff.record import CallRecordV1, RecordedCall, bounded, build_record, identity_record, json_size
 from app.models import OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
@@ -106,7 +107,7 @@ def payload_json(payload: dict[str, Any]) -> str:
 
 
 def record_event(
-    session: Session,
+    work: Work,
     call: RecordedCall,
     event_type: EventType | str,
     *,
@@ -114,6 +115,7 @@ def record_event(
     record: CallRecordV1 | None = None,
     subscribed: bool = True,
     call_change: CallChange | None = None,
+    new_deliveries: list[int] | None = None,
 ) -> int:
     """Write `event_type` for `call` to the outbox in the current transaction and return the event's row
     id. Flushes; never commits.
@@ -127,11 +129,18 @@ def record_event(
     it as `call_change` (with a `record` that already shows the change): on PostgreSQL it runs in the
     event's INSERT, elsewhere just before it.
 
-    The rows go in through Core inserts: nothing reads them back as ORM objects.
+    The rows go in through Core inserts: nothing reads them back as ORM objects. `work` may be a Core
+    connection (`connection_unit_of_work`) when the caller passes the `record` of an event other than
+    `call.deleted` and a `new_deliveries` list: the webhook deliveries the event fans out to are added to it,
+    for the caller to hand over once committed (`hand_over_deliveries`); a session hands over its own.
     """
     settings = get_settings()
     kind = EventType(event_type)
     now = utcnow()
+    if isinstance(work, Session):
+        session = work
+    elif record is None or kind is EventType.deleted or new_deliveries is None:
+        raise TypeError("an event recorded on a Core connection needs its record and a list for its deliveries")
     if kind is EventType.deleted:
         tenant = session.get(Tenant, call.tenant_id)
         record = identity_record(call, tenant.slug if tenant else str(call.tenant_id), state="deleted", deleted=True)
@@ -144,7 +153,7 @@ def record_event(
     timestamp = now.isoformat()
     data = record.model_dump(mode="json")
     payload = envelope(kind.value, timestamp, data)
-    connection = session.connection()
+    connection = connection_of(work)
     postgresql = connection.dialect.name == "postgresql"
     parameters: dict[str, Any] = {}
     if postgresql:
@@ -184,13 +193,19 @@ def record_event(
     )
     assert outbox_id is not None  # RETURNING of a one-row INSERT
     if subscribed:
-        _fan_out(session, outbox_id, call, kind, now, retry_period=settings.webhook_retry_period_seconds)
+        delivery_ids = _fan_out(connection, outbox_id, call, kind, now,
+                                retry_period=settings.webhook_retry_period_seconds)
+        if new_deliveries is not None:
+            new_deliveries.extend(delivery_ids)
+        elif delivery_ids:
+            session.info.setdefault(PENDING_DELIVERIES, []).extend(delivery_ids)
     return outbox_id
 
 
-def _fan_out(session: Session, outbox_id: int, call: RecordedCall, kind: EventType, created_at: datetime, *,
-             retry_period: float) -> None:
-    endpoints = session.connection().execute(
+def _fan_out(connection: Connection, outbox_id: int, call: RecordedCall, kind: EventType, created_at: datetime,
+             *, retry_period: float) -> list[int]:
+    """One pending delivery of the event per active endpoint of the tenant that takes its type; their ids."""
+    endpoints = connection.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
             WebhookEndpoint.tenant_id == call.tenant_id, WebhookEndpoint.active.is_(True))
     ).all()
@@ -207,11 +222,10 @@ def _fan_out(session: Session, outbox_id: int, call: RecordedCall, kind: EventTy
         if endpoint.event_types is None or kind.value in endpoint.event_types
     ]
     if not deliveries:
-        return
-    delivery_ids = session.connection().scalars(
+        return []
+    return list(connection.scalars(
         insert(DELIVERIES).returning(DELIVERIES.c.id, sort_by_parameter_order=True), deliveries
-    )
-    session.info.setdefault(PENDING_DELIVERIES, []).extend(delivery_ids)
+    ))
 
 
 def _strip_earlier_events(session: Session, call: RecordedCall) -> None:
@@ -226,7 +240,11 @@ def _strip_earlier_events(session: Session, call: RecordedCall) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _hand_over_after_commit(session: Session) -> None:
-    delivery_ids = session.info.pop(PENDING_DELIVERIES, None)
+    hand_over_deliveries(session.info.pop(PENDING_DELIVERIES, None) or ())
+
+
+def hand_over_deliveries(delivery_ids: Sequence[int]) -> None:
+    """Give deliveries whose rows are committed to this process's notifier (the workers), if any."""
     if delivery_ids and _notifier is not None:
         try:
             _notifier(list(delivery_ids))

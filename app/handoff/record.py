@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db.session import Work, connection_of
 from app.models import CallState, Claim, Evidence, ExtractionRun, ReviewEvent, ReviewStatus, RunStatus, Tenant
 from app.pipeline.note import case_note, stated_as_fact
 from app.schemas.grounding import ClaimKind, ClaimStatus
@@ -210,9 +211,9 @@ def build_record(session: Session, call: RecordedCall, *, public_url: str | None
                            review_events(session, call), public_url=public_url)
 
 
-def review_events(session: Session, call: RecordedCall) -> Sequence[Any]:
+def review_events(work: Work, call: RecordedCall) -> Sequence[Any]:
     """The call's review decisions, oldest first (action, actor_name, created_at, claim_id)."""
-    return session.connection().execute(
+    return connection_of(work).execute(
         select(ReviewEvent.action, ReviewEvent.actor_name, ReviewEvent.created_at, ReviewEvent.claim_id)
         .where(ReviewEvent.call_id == call.id, ReviewEvent.tenant_id == call.tenant_id)
         .order_by(ReviewEvent.id)

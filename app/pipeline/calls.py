@@ -11,6 +11,7 @@ from sqlalchemy import Row, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.db.driver import FixedStatement
+from app.db.session import Work, connection_of
 from app.errors import ConfigError, NotFoundError
 from app.models import Call, CallState, Tenant
 from app.models import Utterance as UtteranceRow
@@ -79,19 +80,19 @@ _TRANSCRIPT_ROWS = FixedStatement(
 )
 
 
-def lock_call_row(session: Session, call_id: str) -> Row[Any] | None:
+def lock_call_row(work: Work, call_id: str) -> Row[Any] | None:
     """`lock_call` as a plain row of `CLAIM_COLUMNS` (attributes named as the columns): the same lock, without
     building an ORM object (and a unit-of-work flush) for a call the caller changes with one UPDATE
     (`start_processing`)."""
-    row = _LOCK_CALL_ROW.one_or_none(session.connection(), {"call_id": call_id})
+    row = _LOCK_CALL_ROW.one_or_none(connection_of(work), {"call_id": call_id})
     return cast("Row[Any] | None", row)
 
 
-def start_processing(session: Session, call_id: str, *, attempts: int) -> None:
+def start_processing(work: Work, call_id: str, *, attempts: int) -> None:
     """Mark a call locked by `lock_call_row` as processing, counting the attempt: what `set_state` (keeping
     the last error) and `attempts += 1` would flush."""
     _START_PROCESSING.execute(
-        session.connection(),
+        connection_of(work),
         {"changed_call_id": call_id, "attempt": attempts, **state_columns(CallState.processing, utcnow())},
     )
 
@@ -128,10 +129,10 @@ def set_state(call: Call, state: CallState, *, error: str | None = None) -> None
     call.last_error = error
 
 
-def load_transcript(session: Session, call: Call | Row[Any]) -> Transcript:
+def load_transcript(work: Work, call: Call | Row[Any]) -> Transcript:
     # Columns, not ORM objects, on the session's connection: the rows are read once into the transcript and
     # never changed, so the ORM execution layer has nothing to do.
-    return transcript_of(call, _TRANSCRIPT_ROWS.all(session.connection(), {"call_id": call.id}))
+    return transcript_of(call, _TRANSCRIPT_ROWS.all(connection_of(work), {"call_id": call.id}))
 
 
 def transcript_of(call: Call | Row[Any], rows: Sequence[Any]) -> Transcript:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db.driver import FixedStatement, run_on_driver
+from app.db.session import Work, connection_of
 from app.db.types import as_utc
 from app.handoff.outbox import CallChange, EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
@@ -88,9 +89,9 @@ _INSERT_CLAIMS = insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=T
 _INSERT_EVIDENCE = insert(EVIDENCE)
 
 
-def succeeded_run_id(session: Session, key: str) -> int | None:
+def succeeded_run_id(work: Work, key: str) -> int | None:
     """The id of the succeeded run with this idempotency key, if the work was done already."""
-    run_id: int | None = _SUCCEEDED_RUN_ID_FIXED.scalar(session.connection(), {"key": key})
+    run_id: int | None = _SUCCEEDED_RUN_ID_FIXED.scalar(connection_of(work), {"key": key})
     return run_id
 
 
@@ -109,17 +110,17 @@ _START_UNLESS_DONE = FixedStatement(
 )
 
 
-def start_unless_done(session: Session, call: Row[Any], key: str, *, attempts: int) -> int | Transcript:
+def start_unless_done(work: Work, call: Row[Any], key: str, *, attempts: int) -> int | Transcript:
     """For a call locked by `lock_call_row`: the id of the succeeded run with `key` if the work was done
     already (the call left as it is); otherwise `start_processing` (the attempt counted) and the call's
     transcript (`load_transcript`). One statement on PostgreSQL, where it was three."""
-    connection = session.connection()
+    connection = connection_of(work)
     if connection.dialect.name != "postgresql":  # no data-modifying CTE: the three statements
-        done = succeeded_run_id(session, key)
+        done = succeeded_run_id(connection, key)
         if done is not None:
             return done
-        start_processing(session, call.id, attempts=attempts)
-        return load_transcript(session, call)
+        start_processing(connection, call.id, attempts=attempts)
+        return load_transcript(connection, call)
     rows = _START_UNLESS_DONE.all(connection, {
         "call_id": call.id, "key": key, "changed_call_id": call.id, "attempt": attempts,
         **state_columns(CallState.processing, utcnow()),
@@ -166,13 +167,13 @@ class LockedCall:
     subscribed: bool  # the tenant has an active webhook endpoint: the event fans out
 
 
-def lock_call_for_result(session: Session, call_id: str, key: str) -> LockedCall | None:
+def lock_call_for_result(work: Work, call_id: str, key: str) -> LockedCall | None:
     """Lock the call (as `lock_call` does) and read, in the same statement, what the final write needs
     besides: the succeeded run with `key`, the tenant's slug and time zone, and whether the call has review
     events and the tenant an active webhook endpoint (usually neither, and then the write skips those two
     queries). One round trip where separate queries took five; columns, not an ORM object: the write
     changes the call with one Core UPDATE (`write_succeeded_run`)."""
-    row = _LOCK_CALL_FOR_RESULT.one_or_none(session.connection(), {"call_id": call_id, "key": key})
+    row = _LOCK_CALL_FOR_RESULT.one_or_none(connection_of(work), {"call_id": call_id, "key": key})
     if row is None:
         return None
     *columns, succeeded, slug, time_zone, has_events, has_endpoints = row
@@ -393,7 +394,7 @@ _INSERT_RUN_WITH_CLAIMS_PG = _run_with_claims_sql()
 
 
 def insert_run_with_claims(
-    session: Session, run: dict[str, Any], tenant_id: int, report: VerificationReport, clock: CallClock
+    work: Work, run: dict[str, Any], tenant_id: int, report: VerificationReport, clock: CallClock
 ) -> tuple[int, list[tuple[dict[str, Any], int]]]:
     """Insert a run (`run`: its `RUN_INSERT_COLUMNS`), its claims and their evidence; returns the run's id
     and each claim's row with its new id, in position order. PostgreSQL: one statement for all three
@@ -401,7 +402,7 @@ def insert_run_with_claims(
     masked = MaskedCopies()
     claim_rows = claim_rows_of(run["call_id"], tenant_id, report, clock, masked)
     evidence_rows = evidence_rows_of(report, masked)
-    connection = session.connection()
+    connection = connection_of(work)
     if connection.dialect.name == "postgresql":
         parameters = {f"extraction_runs_{name}": run[name] for name in RUN_INSERT_COLUMNS}
         parameters["claims"] = _json_rows(claim_rows)
@@ -475,10 +476,13 @@ class WrittenRun:
     state: CallState
     claims: int
     ungrounded: int
+    # The webhook deliveries the event fanned out to: the caller hands them over once committed
+    # (`hand_over_deliveries`; a session's commit does it by itself).
+    deliveries: tuple[int, ...] = ()
 
 
 def write_succeeded_run(
-    session: Session,
+    work: Work,
     facts: RunFacts,
     report: VerificationReport,
     *,
@@ -496,7 +500,7 @@ def write_succeeded_run(
     call = locked.call
     run = {**run_values(call.id, facts, status=RunStatus.succeeded, raw_response=raw_response), "started_at": utcnow()}
     clock = CallClock(call.started_at, locked.time_zone)
-    run_id, written = insert_run_with_claims(session, run, call.tenant_id, report, clock)
+    run_id, written = insert_run_with_claims(work, run, call.tenant_id, report, clock)
     ungrounded = len(report.ungrounded_claims)
     state = outcome_state(len(written), ungrounded)
     # What `set_state(call, state)`, the current run and its undecided items (all of a new run's) would
@@ -520,11 +524,13 @@ def write_succeeded_run(
         for (row, claim_id), claim in zip(written, report.claims, strict=True)
     ]
     shown_run = _RecordRun(run_id, RunStatus.succeeded, facts.provider, facts.model, facts.prompt_version)
-    events = review_events(session, call) if locked.reviewed else ()
+    events = review_events(work, call) if locked.reviewed else ()
     record = assemble_record(call, locked.tenant_slug, shown_run, claim_rows, events,
                              public_url=get_settings().public_url)
-    record_event(session, call, EventType.processed, record=record, subscribed=locked.subscribed, call_change=finish)
-    return WrittenRun(run_id, state, len(written), ungrounded)
+    deliveries: list[int] = []
+    record_event(work, call, EventType.processed, record=record, subscribed=locked.subscribed, call_change=finish,
+                 new_deliveries=deliveries)
+    return WrittenRun(run_id, state, len(written), ungrounded, tuple(deliveries))
 
 
 # The call's change when a run succeeds. After the run's rows, never in their statement: the rollup

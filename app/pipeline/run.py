@@ -14,12 +14,15 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import unit_of_work
+from app.db.session import connection_unit_of_work, unit_of_work
 from app.errors import (
     ExtractionInvalidError,
     NotFoundError,
@@ -28,7 +31,7 @@ from app.errors import (
     TransientError,
 )
 from app.grounding import verify_extraction
-from app.handoff.outbox import EventType, record_event
+from app.handoff.outbox import EventType, hand_over_deliveries, record_event
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.prompt import PromptTemplate
 from app.models import Call, CallState, LlmMode, RunStatus
@@ -82,7 +85,61 @@ def _elapsed_ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
 
+def _left_alone(row: Row[Any], *, max_attempts: int | None, reprocess_reviewed: bool,
+                defer_batch_calls: bool) -> tuple[bool, bool, bool]:
+    """Why a locked call is not to be processed now, if it is not: (reviewed, deferred, given up)."""
+    # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
+    # `postcall reprocess` re-extracts a reviewed call.
+    reviewed = row.state in REVIEWED_STATES and not reprocess_reviewed
+    # A batch-mode call reached a worker (`postcall retry`, a stray message): the batch collector owns
+    # it and sends it in the next batch.
+    deferred = defer_batch_calls and row.llm_mode is LlmMode.batch
+    # Every earlier attempt died without recording an outcome (a worker killed mid-call, a crash in the
+    # provider): stop the redelivery loop and make the call visible.
+    given_up = max_attempts is not None and row.attempts >= max_attempts
+    return reviewed, deferred, given_up
+
+
 def _claim(
+    factory: sessionmaker[Session],
+    call_id: str,
+    provider: ExtractionProvider,
+    prompt: PromptTemplate,
+    *,
+    max_attempts: int | None,
+    reprocess_reviewed: bool,
+    defer_batch_calls: bool = False,
+) -> _Claimed | ProcessOutcome:
+    """Claim the call. The usual outcomes (started, or already done with its state in place) come from a
+    transaction of two Core statements on a connection, without an ORM session; anything else (a call left
+    alone, one whose state needs healing) is handled by `_claim_in_session` from the start, in a transaction
+    of its own (the first changed nothing)."""
+    with connection_unit_of_work(factory) as connection:
+        row = lock_call_row(connection, call_id)
+        if row is None:
+            raise NotFoundError(f"call {call_id} not found (deleted?)")
+        if not any(_left_alone(row, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
+                               defer_batch_calls=defer_batch_calls)):
+            key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
+            now = utcnow()
+            # The done-check, the start and the transcript's load together.
+            started = start_unless_done(connection, row, key, attempts=row.attempts + 1)
+            if isinstance(started, Transcript):
+                return _claimed(row, started, key, now)
+            if row.state in TERMINAL_PROCESSING_STATES:
+                return ProcessOutcome(row.id, row.state, run_id=started, skipped=True)
+    return _claim_in_session(factory, call_id, provider, prompt, max_attempts=max_attempts,
+                             reprocess_reviewed=reprocess_reviewed, defer_batch_calls=defer_batch_calls)
+
+
+def _claimed(row: Row[Any], transcript: Transcript, key: str, now: datetime) -> _Claimed:
+    queue_wait_ms = None
+    if row.enqueued_at is not None:
+        queue_wait_ms = max(0.0, (now - row.enqueued_at).total_seconds() * 1000.0)
+    return _Claimed(transcript, key, row.transcript_hash, queue_wait_ms, row.state)
+
+
+def _claim_in_session(
     factory: sessionmaker[Session],
     call_id: str,
     provider: ExtractionProvider,
@@ -100,15 +157,9 @@ def _claim(
             raise NotFoundError(f"call {call_id} not found (deleted?)")
         key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
         now = utcnow()
-        # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
-        # `postcall reprocess` re-extracts a reviewed call.
-        reviewed = row.state in REVIEWED_STATES and not reprocess_reviewed
-        # A batch-mode call reached a worker (`postcall retry`, a stray message): the batch collector owns
-        # it and sends it in the next batch.
-        deferred = defer_batch_calls and row.llm_mode is LlmMode.batch
-        # Every earlier attempt died without recording an outcome (a worker killed mid-call, a crash in the
-        # provider): stop the redelivery loop and make the call visible.
-        given_up = max_attempts is not None and row.attempts >= max_attempts
+        reviewed, deferred, given_up = _left_alone(row, max_attempts=max_attempts,
+                                                   reprocess_reviewed=reprocess_reviewed,
+                                                   defer_batch_calls=defer_batch_calls)
         if reviewed or deferred or given_up:
             done = succeeded_run_id(session, key)
             started: int | Transcript | None = done
@@ -139,10 +190,7 @@ def _claim(
             record_event(session, call, EventType.failed)
             return ProcessOutcome(call.id, CallState.failed, run_id=run.id, error=reason)
         assert isinstance(started, Transcript)  # neither done nor skipped: started
-        queue_wait_ms = None
-        if row.enqueued_at is not None:
-            queue_wait_ms = max(0.0, (now - row.enqueued_at).total_seconds() * 1000.0)
-        return _Claimed(started, key, row.transcript_hash, queue_wait_ms, row.state)
+        return _claimed(row, started, key, now)
 
 
 def _locked(session: Session, call_id: str) -> Call:
@@ -327,13 +375,15 @@ def process_call(
 def _persist_success(
     factory: sessionmaker[Session], call_id: str, claimed: _Claimed, spent: RunFacts, extracted: _Extracted
 ) -> ProcessOutcome:
-    """Store the result in one transaction. A pooled connection found dead (PostgreSQL restarted since it
-    was last used: there is no ping before each checkout) is replaced and the write tried once more, so
-    an answer already paid for is not thrown away; the idempotency key makes the second try safe."""
+    """Store the result in one transaction, of Core statements on a connection (no ORM session: see
+    `connection_unit_of_work`); the webhook deliveries it writes are handed over once it committed. A pooled
+    connection found dead (PostgreSQL restarted since it was last used: there is no ping before each
+    checkout) is replaced and the write tried once more, so an answer already paid for is not thrown away;
+    the idempotency key makes the second try safe."""
     for attempt in (1, 2):
         try:
-            with unit_of_work(factory) as session:
-                locked = lock_call_for_result(session, call_id, claimed.facts_key)
+            with connection_unit_of_work(factory) as connection:
+                locked = lock_call_for_result(connection, call_id, claimed.facts_key)
                 if locked is None:
                     raise NotFoundError(f"call {call_id} was deleted while processing")
                 call = locked.call
@@ -343,10 +393,11 @@ def _persist_success(
                     return ProcessOutcome(call.id, call.state, skipped=True)
                 if locked.succeeded_run_id is not None:
                     return ProcessOutcome(call.id, call.state, run_id=locked.succeeded_run_id, skipped=True)
-                written = write_succeeded_run(session, spent, extracted.report,
+                written = write_succeeded_run(connection, spent, extracted.report,
                                               raw_response=extracted.result.raw_response, locked=locked)
-                return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
-                                      ungrounded=written.ungrounded)
+            hand_over_deliveries(written.deliveries)
+            return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
+                                  ungrounded=written.ungrounded)
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,10 +31,20 @@ from tests.pipeline.test_run import _prompt, _store
 from tests.support.transcripts import CARD_CALL_LINES, make_transcript
 
 
-def test_run_timings_include_the_commit_and_put_cpu_beside_wall(session_factory: sessionmaker[Session]) -> None:
+def test_run_timings_include_the_commit_and_put_cpu_beside_wall(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
     call_id = _store(session_factory)
     commits: list[float] = []
-    event.listen(session_factory, "after_commit", lambda _session: commits.append(time.perf_counter()))
+    dialect = session_factory.kw["bind"].dialect
+    do_commit = dialect.do_commit
+
+    def commit_and_note_when(dbapi_connection: Any) -> None:
+        do_commit(dbapi_connection)
+        commits.append(time.perf_counter())
+
+    # The driver's commits (the pipeline commits on Core connections, not through a session).
+    monkeypatch.setattr(dialect, "do_commit", commit_and_note_when)
     provider, prompt = HeuristicProvider(), _prompt()
     started = time.perf_counter()
     process_call(session_factory, call_id, provider, prompt)
