@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnClause
 
 from app.config import get_settings
 from app.db.driver import FixedStatement, run_on_driver
@@ -80,7 +81,7 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
 # prepared statement match the partial index uq_extraction_runs_succeeded_key (`status = 'succeeded'`).
 # With the status a parameter, the generic plan of a statement holding this lookup scanned every run, so
 # the server kept planning it anew for each call's values instead of reusing its plan.
-_SUCCEEDED_STATUS = literal_column(f"'{RunStatus.succeeded.value}'")
+_SUCCEEDED_STATUS: ColumnClause[str] = literal_column(f"'{RunStatus.succeeded.value}'")
 _SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam("key"),
                                             RUNS.c.status == _SUCCEEDED_STATUS)
 # The columns of the call the final write reads (`ResultCall`).
