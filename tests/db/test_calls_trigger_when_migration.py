@@ -1,6 +1,7 @@
-"""Migration 0020 rewrites two PostgreSQL trigger functions (a call's update, a run's insert) to run fewer
-statements; its downgrade puts 0019's functions back. The same writes leave the same ledger rows and the
-same counters under either, and the counters and ledgers keep equalling the aggregates of the rows."""
+"""Migration 0020 drops the WHEN clause of the PostgreSQL trigger on a call's update (its function tests what
+changed); its downgrade puts the clause back. The same writes leave the same ledger rows and the same
+counters under either, an update that changes none of the columns the function reads writes nothing, and
+the counters and ledgers keep equalling the aggregates of the rows."""
 
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ from tests.support.analytics import _prompt, build_world
 from tests.support.services import temporary_pg_database
 
 BEFORE = "0019"
-FUNCTIONS = ("postcall_calls_change", "postcall_runs_write")
-SOURCES = text("SELECT proname, prosrc FROM pg_proc WHERE proname = ANY(:names)")
+TRIGGER = text("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'calls_ledgers_change'")
 LEDGERS = ("rollup_calls", "rollup_claims", "rollup_reasons", "rollup_open_items", "rollup_agent_due", "rollup_runs")
 COUNTERS = ("call_counts", "run_totals")
 
@@ -37,11 +37,11 @@ def url_before() -> Iterator[str]:
         yield url
 
 
-def _sources(url: str) -> dict[str, str]:
+def _trigger(url: str) -> str:
     engine = create_db_engine(url)
     try:
         with engine.connect() as conn:
-            return dict(conn.execute(SOURCES, {"names": list(FUNCTIONS)}).all())
+            return str(conn.execute(TRIGGER).scalar_one())
     finally:
         engine.dispose()
 
@@ -97,25 +97,44 @@ def _write(url: str, round_: int) -> None:
         engine.dispose()
 
 
-def test_upgrade_and_downgrade_swap_the_function_bodies_and_keep_the_counts(url_before: str) -> None:
+def test_upgrade_and_downgrade_drop_and_restore_the_when_clause_and_keep_the_counts(url_before: str) -> None:
     url = url_before
-    before = _sources(url)
-    assert set(before) == set(FUNCTIONS)
-    _write(url, 0)  # through 0019's functions
+    before = _trigger(url)
+    assert " WHEN (" in before and "AFTER UPDATE OF " in before
+    _write(url, 0)  # through 0019's trigger
     _assert_counts_match(url)
 
     upgrade(url)
-    after = _sources(url)
-    assert all(after[name] != before[name] for name in FUNCTIONS)
-    assert all("WITH moved AS (" in after[name] for name in FUNCTIONS)
+    after = _trigger(url)
+    assert " WHEN (" not in after
+    assert after.split(" ON ", 1)[0] == before.split(" ON ", 1)[0]  # the same columns fire it
     _assert_counts_match(url)  # nothing was rewritten
     _write(url, 1)  # through 0020's
     _assert_counts_match(url)
 
     downgrade(url, BEFORE)
-    assert _sources(url) == before
+    assert _trigger(url) == before
     _assert_counts_match(url)
     _write(url, 2)
+    _assert_counts_match(url)
+
+
+def test_an_update_that_changes_nothing_the_function_reads_writes_nothing(url_before: str) -> None:
+    url = url_before
+    upgrade(url)
+    _write(url, 0)
+    before = _written(url)
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            # Every column the trigger watches, set to its own value: the trigger fires (no WHEN clause).
+            changed = conn.execute(text("UPDATE calls SET state = state, team = team, tenant_id = tenant_id, "
+                                        "attempts = attempts, current_run_id = current_run_id, "
+                                        "started_at = started_at, flagged_items = flagged_items"))
+            assert changed.rowcount > 0
+    finally:
+        engine.dispose()
+    assert _written(url) == before
     _assert_counts_match(url)
 
 
