@@ -19,8 +19,10 @@ rest's noise.
 
 With `--statements`, the server must load pg_stat_statements (`shared_preload_libraries`; a test server
 usually does not, so start one of your own and point POSTCALL_TEST_PG_PORT at it): the report then lists
-each statement's executions and execution time per call, nested ones (trigger bodies) marked, and the
-trigger functions' time (`track_functions`). Both add overhead: read CPU figures from runs without it.
+each statement's executions and execution time per call, nested ones (trigger bodies) marked, its plans
+and planning time per call (0 unless the server sets `pg_stat_statements.track_planning`: a statement
+planned on most executions is one whose generic plan the server rejects), and the trigger functions'
+time (`track_functions`). Both add overhead: read CPU figures from runs without it.
 """
 
 from __future__ import annotations
