@@ -9,9 +9,22 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnClause
 
 from app.config import get_settings
 from app.db.driver import FixedStatement, run_on_driver
@@ -65,8 +78,13 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
 
 # The statements every processed call runs are built once, with bound parameters: building one costs
 # about as much Python as executing it.
+# The succeeded status is written into the SQL, not bound: only then does the server's generic plan of a
+# prepared statement match the partial index uq_extraction_runs_succeeded_key (`status = 'succeeded'`).
+# With the status a parameter, the generic plan of a statement holding this lookup scanned every run, so
+# the server kept planning it anew for each call's values instead of reusing its plan.
+_SUCCEEDED_STATUS: ColumnClause[str] = literal_column(f"'{RunStatus.succeeded.value}'")
 _SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam("key"),
-                                            RUNS.c.status == RunStatus.succeeded)
+                                            RUNS.c.status == _SUCCEEDED_STATUS)
 # The columns of the call the final write reads (`ResultCall`).
 _RESULT_CALL_COLUMNS = (Call.id, Call.tenant_id, Call.external_id, Call.agent_id, Call.team, Call.started_at,
                         Call.transcript_hash, Call.state, Call.last_error, Call.case_note)

@@ -70,7 +70,7 @@ def backend_cpu_seconds(pids: set[int]) -> float:
     """CPU seconds the backends have run, from /proc/<pid>/schedstat (nanoseconds; /proc/<pid>/stat
     counts in 10 ms ticks, too coarse for a call's share)."""
     total = 0
-    for pid in pids:
+    for pid in list(pids):  # a copy: a connection opening meanwhile (another thread) adds to the set
         try:
             total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
         except FileNotFoundError:

@@ -19,8 +19,10 @@ rest's noise.
 
 With `--statements`, the server must load pg_stat_statements (`shared_preload_libraries`; a test server
 usually does not, so start one of your own and point POSTCALL_TEST_PG_PORT at it): the report then lists
-each statement's executions and execution time per call, nested ones (trigger bodies) marked, and the
-trigger functions' time (`track_functions`). Both add overhead: read CPU figures from runs without it.
+each statement's executions and execution time per call, nested ones (trigger bodies) marked, its plans
+and planning time per call (0 unless the server sets `pg_stat_statements.track_planning`: a statement
+planned on most executions is one whose generic plan the server rejects), and the trigger functions'
+time (`track_functions`). Both add overhead: read CPU figures from runs without it.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from bench.cpu.side import backend_cpu_seconds, engine_with_backend_pids
 from tests.support.services import PG_HOST, PG_PORT, PG_USER, temporary_pg_database
 
 STATEMENTS = """
-    SELECT calls, total_exec_time, toplevel, query FROM pg_stat_statements
+    SELECT calls, total_exec_time, toplevel, query, plans, total_plan_time FROM pg_stat_statements
     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
     ORDER BY total_exec_time DESC LIMIT %s"""
 FUNCTIONS = "SELECT funcname, calls, total_time FROM pg_stat_user_functions ORDER BY total_time DESC"
@@ -134,10 +136,11 @@ def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, wa
                 time.sleep(0.6)  # the statistics collector's flush of function counts
                 for name, calls, total in admin.execute(FUNCTIONS):
                     lines.append(f"  function {name:34} {calls / measured:5.2f} per call {total / measured:7.3f} ms")
-                for calls, total, toplevel, query in admin.execute(STATEMENTS, (statements,)):
+                for calls, total, toplevel, query, plans, plan_time in admin.execute(STATEMENTS, (statements,)):
                     text = " ".join(query.split())[:110]
                     nested = "" if toplevel else "nested "
-                    lines.append(f"  {nested}{calls / measured:5.2f} x {total / measured:7.3f} ms  {text}")
+                    lines.append(f"  {nested}{calls / measured:5.2f} x {total / measured:7.3f} ms "
+                                 f"(plans {plans / measured:4.2f}, {plan_time / measured:6.3f} ms)  {text}")
         engine.dispose()
     return {"cpu_ms": 1000 * cpu / measured, "process_cpu_ms": 1000 * process_cpu / measured,
             "wall_ms": 1000 * wall / measured, "lines": lines}

@@ -4,19 +4,20 @@ waited for the call's row lock."""
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import unit_of_work
+from app.db.session import create_db_engine, unit_of_work
 from app.models import Call, CallState, ExtractionRun, RunStatus
 from app.models import Utterance as UtteranceRow
 from app.pipeline.calls import load_transcript, lock_call_row
-from app.pipeline.persist import start_unless_done
+from app.pipeline.persist import _SUCCEEDED_RUN_ID, start_unless_done
 from app.pipeline.store import store_transcript
 from app.schemas.transcript import Transcript
 from tests.support.transcripts import make_transcript
@@ -112,3 +113,23 @@ def test_a_run_committed_while_waiting_for_the_lock_is_seen(postgres_url: str) -
         assert _call(factory, call_id)[:2] == (CallState.queued, 0)  # not started again
     finally:
         engine.dispose()
+
+
+def test_the_done_check_uses_the_succeeded_key_index_in_a_generic_plan(postgres_url: str) -> None:
+    """The server reuses one generic plan of a prepared statement only if it is no costlier than planning
+    for each call's values: the succeeded-run lookup must reach the partial unique index on its own, with
+    the key a parameter (with the status bound too, the generic plan scanned every run)."""
+    engine = create_db_engine(postgres_url)
+    try:
+        # The statement's own SQL, its parameters (whatever it binds) numbered as a prepared statement's.
+        names = iter(range(1, 100))
+        sql = re.sub(r"%\(\w+\)s", lambda _: f"${next(names)}",
+                     str(_SUCCEEDED_RUN_ID.compile(dialect=engine.dialect)))
+        values = ", ".join("'k'" for _ in range(sql.count("$")))
+        with engine.connect() as conn:
+            conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+            conn.execute(text(f"PREPARE done_check AS {sql}"))
+            plan = "\n".join(conn.execute(text(f"EXPLAIN EXECUTE done_check({values})")).scalars())
+    finally:
+        engine.dispose()
+    assert "uq_extraction_runs_succeeded_key" in plan, plan
