@@ -19,7 +19,7 @@ from kombu.transport import redis as kombu_redis
 from app.config import get_settings
 from app.worker.celery_app import create_celery
 from app.worker.transport import Transport, broker_transport
-from tests.faults.harness import PrivateRedis
+from tests.support.private_redis import PrivateRedis
 from tests.support.services import redis_url
 
 BROKER_DB = 15
