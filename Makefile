@@ -18,11 +18,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/postcall demo
 
-## Lint, type-check and run the whole test suite (PostgreSQL and Redis on 127.0.0.1 are used for real).
+## Lint, type-check and run the whole test suite (PostgreSQL on 127.0.0.1 and redis-server are used for real):
+## everything but the fault-injection tests in TEST_WORKERS parallel processes (pytest-xdist; 0: in one process),
+## then the fault-injection tests alone, one after another, as their timings assume an otherwise idle box.
+## Most tests wait on servers, subprocesses and sleeps, so more workers than cores pay.
+TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not faults" -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/pytest -m faults
 
 ## The fault-injection suite alone (also part of `make test`): kills workers, restarts Redis and PostgreSQL.
 faults: $(STAMP)

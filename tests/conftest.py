@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import PROJECT_ROOT, get_settings
 from app.db.session import create_db_engine, make_session_factory
-from tests.support.services import REDIS_HOST, REDIS_PORT, migrated_pg_database, migrated_sqlite_database
+from tests.support.services import (
+    drop_pg_database_if_exists,
+    migrated_pg_database,
+    migrated_sqlite_database,
+    redis_address,
+    shared_pg_template_name,
+    use_worker_redis,
+)
 
 # The local OpenAI-compatible test server (`fake_openai` fixture), usable from every test folder.
 pytest_plugins = ["tests.support.fake_openai"]
@@ -18,13 +27,45 @@ pytest_plugins = ["tests.support.fake_openai"]
 SAMPLES_DIR = PROJECT_ROOT / "samples"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker gets a Redis server of its own: tests flush databases and count the server's
+    connections, which would race with another worker's tests on a shared one."""
+    if not hasattr(config, "workerinput"):
+        return
+    if shutil.which("redis-server") is None:
+        use_worker_redis(None, missing="redis-server is not installed; under pytest-xdist (-n) every worker "
+                                       "starts its own Redis with it (or run without -n)")
+        return
+    from tests.support.private_redis import PrivateRedis  # after pytest_plugins: fake_openai's asserts rewritten
+
+    server = PrivateRedis()
+    server.start()
+    config.add_cleanup(server.stop)
+    use_worker_redis(server.port)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist's controller, for each worker it starts: the workers share one migrated PostgreSQL
+    template (tests/support/services.py), dropped here once every worker has finished."""
+    name = shared_pg_template_name(node.workerinput["testrunuid"])
+    if name not in _shared_templates:
+        _shared_templates.add(name)
+        node.config.add_cleanup(lambda: drop_pg_database_if_exists(name))
+
+
+_shared_templates: set[str] = set()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Each test gets its own SQLite file and the offline provider unless it says otherwise."""
     monkeypatch.setenv("POSTCALL_DATABASE_URL", f"sqlite:///{tmp_path / 'postcall.db'}")
     monkeypatch.setenv("POSTCALL_LLM_PROVIDER", "heuristic")
-    # The test Redis (POSTCALL_TEST_REDIS_PORT), never a fixed port: runs side by side must not share a broker.
-    monkeypatch.setenv("POSTCALL_BROKER_URL", f"redis://{REDIS_HOST}:{REDIS_PORT}/9")
+    # The test Redis (POSTCALL_TEST_REDIS_PORT, or the xdist worker's own), never a fixed port: runs side by
+    # side must not share a broker.
+    host, port = redis_address()
+    monkeypatch.setenv("POSTCALL_BROKER_URL", f"redis://{host}:{port}/9")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -87,7 +87,8 @@ def test_invalid_input_is_refused_with_a_reason(database: str, monkeypatch: pyte
 
 def test_deliveries_shows_failures_and_replay_resends_with_the_same_id(database: str) -> None:
     factory = make_session_factory(create_db_engine(database))
-    policy = DeliveryPolicy(timeout=1, retry_period=3600, backoff_base=0.01, backoff_max=0.01,
+    # The loopback receiver answers every attempt: a generous timeout, as a loaded box has taken over a second.
+    policy = DeliveryPolicy(timeout=10, retry_period=3600, backoff_base=0.01, backoff_max=0.01,
                             max_client_error_attempts=1, allow_private=True)
     replies = iter([Reply(404), Reply(200)])
     with running_receiver(lambda _r, _n: next(replies)) as receiver, httpx.Client() as client:

@@ -1,7 +1,7 @@
 """Fault-injection harness.
 
-- `PrivateRedis` / `PrivatePostgres`: throwaway servers on free ports that a test may crash and restart
-  without disturbing the shared services other tests use;
+- `PrivateRedis` (tests/support/private_redis.py) / `PrivatePostgres`: throwaway servers on free ports
+  that a test may crash and restart without disturbing the shared services other tests use;
 - `ExtractingLLM`: the local OpenAI-compatible server answering every request with a valid extraction
   that quotes the transcript, after a delay; it can switch to 500s or timeouts, and it knows which worker
   sent each request (every worker gets its own base URL path), so a test can kill a worker mid-call;
@@ -26,7 +26,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import redis
 from sqlalchemy import Executable, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,96 +46,20 @@ from tests.support.fake_openai import (
     extraction_reply,
     unused_port,
 )
+from tests.support.private_redis import SERVICE_START_TIMEOUT, PrivateRedis, private_redis
 from tests.support.processes import POSTCALL, postcall_env, wait_until
-from tests.support.services import skip_or_fail
+from tests.support.services import require_binary
 from tests.support.transcripts import make_transcript
 
 DONE_STATES = frozenset({CallState.ready_for_review, CallState.needs_attention})
 # The fake LLM's extraction: one summary point, one action item, a reason and an outcome, one quote each.
 CLAIMS_PER_EXTRACTION = 4
-SERVICE_START_TIMEOUT = 30.0
 WORKER_STOP_TIMEOUT = 30.0
 LOG_TAIL_CHARS = 3_000
 
 # Fast redelivery for tests: a killed worker's message comes back after this many seconds.
 TEST_VISIBILITY_TIMEOUT = 5
 FAULT_TENANT = "faults"
-
-
-def require_binary(name: str, *extra_dirs: str) -> str:
-    """The path of an executable; skips (fails under CI=true) when it is not installed."""
-    found = shutil.which(name)
-    for folder in extra_dirs:
-        if found:
-            break
-        candidate = Path(folder) / name
-        found = str(candidate) if candidate.is_file() else None
-    if not found:
-        skip_or_fail(f"{name} is not installed; the fault tests start their own throwaway server with it")
-    return found
-
-
-# ------------------------------------------------------------------------------------------- Redis
-
-
-class PrivateRedis:
-    """A redis-server child process. By default without persistence: a crash loses every message, as in
-    production Redis without AOF, which is exactly the case the reconciler exists for. `durable` gives it
-    an append-only file synced on every write (as docker-compose runs it, but fsync'd always): a crash
-    then loses nothing, and a restart is only a lost connection for its clients."""
-
-    def __init__(self, *, durable: bool = False) -> None:
-        self.binary = require_binary("redis-server")
-        self.port = unused_port()
-        self._data_dir = Path(tempfile.mkdtemp(prefix="postcall-faults-redis-")) if durable else None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis.from_url(self.url(db), socket_timeout=5)
-
-    def start(self) -> None:
-        persistence = ["--appendonly", "no"]
-        if self._data_dir is not None:
-            persistence = ["--dir", str(self._data_dir), "--appendonly", "yes", "--appendfsync", "always"]
-        self._proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        if not wait_until(self._answers, SERVICE_START_TIMEOUT):
-            raise RuntimeError(f"private redis-server did not start on port {self.port}")
-
-    def _answers(self) -> bool:
-        try:
-            return bool(self.client().ping())
-        except redis.RedisError:
-            return False
-
-    def crash(self) -> None:
-        """SIGKILL: everything in memory (queued and unacknowledged messages) is gone."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(timeout=10)
-        self._proc = None
-
-    def stop(self) -> None:
-        self.crash()
-        if self._data_dir is not None:
-            shutil.rmtree(self._data_dir, ignore_errors=True)
-
-
-@contextmanager
-def private_redis(*, durable: bool = False) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(durable=durable)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # -------------------------------------------------------------------------------------- PostgreSQL

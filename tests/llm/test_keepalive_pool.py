@@ -59,9 +59,13 @@ def test_an_answer_comes_back_whole_and_the_connection_is_kept(raw_server: RawHT
 def test_a_request_waits_for_a_free_connection_then_times_out(raw_server: RawHTTPServer) -> None:
     pool = pool_for(raw_server, max_connections=1)
     raw_server.enqueue(Silence())
+    # The only connection stays taken this long: well past the waiting request's pool timeout, even when a
+    # loaded box delays the waiting request's start (it must time out waiting, not get the connection).
+    held_for = 3.0
+
     def hold() -> None:
         with pytest.raises(httpx2.ReadTimeout):
-            pool.exchange(request(), Timeouts(2.0, 1.0, 2.0, 2.0))
+            pool.exchange(request(), Timeouts(2.0, held_for, 2.0, 2.0))
 
     holder = threading.Thread(target=hold)
     holder.start()
@@ -71,7 +75,7 @@ def test_a_request_waits_for_a_free_connection_then_times_out(raw_server: RawHTT
     started = time.monotonic()
     with pytest.raises(httpx2.PoolTimeout):
         pool.exchange(request(), Timeouts(2.0, 2.0, 2.0, pool=0.2))
-    assert 0.2 <= time.monotonic() - started < 1.0
+    assert 0.2 <= time.monotonic() - started < held_for  # gave up at its pool timeout, not when the holder did
     holder.join()
     # The timed-out request gave its connection back (closed): the next one gets a new connection.
     assert pool.exchange(request(), TIMEOUTS).status_code == 200
@@ -93,7 +97,9 @@ def test_a_waiting_request_takes_the_connection_given_back(raw_server: RawHTTPSe
 
 def test_idle_connections_beyond_the_keepalive_limit_are_closed(raw_server: RawHTTPServer) -> None:
     pool = pool_for(raw_server, max_connections=3, max_keepalive=1)
-    slow = answer(200, COMPLETION, delay=0.3)  # three at once: three connections
+    # Three at once: three connections. Slow enough that on a loaded box the third request is sent before
+    # the first answer has freed a connection.
+    slow = answer(200, COMPLETION, delay=1.0)
     raw_server.enqueue(slow, slow, slow)
     threads = [threading.Thread(target=pool.exchange, args=(request(number), TIMEOUTS)) for number in range(3)]
     for thread in threads:

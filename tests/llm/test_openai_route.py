@@ -157,7 +157,9 @@ def test_status_errors_are_the_sdks_errors(fake_openai: FakeOpenAIServer, reply:
 
 def test_a_timeout_is_the_sdks_timeout_error(fake_openai: FakeOpenAIServer) -> None:
     client = make_client(fake_openai.base_url, timeout=0.2)
-    fake_openai.enqueue(completion_reply("{}", delay=1.0), completion_reply("{}", delay=1.0))
+    # Answers that come long after the timeout (the server's stop releases them), so a client delayed on a
+    # loaded box still times out rather than getting one.
+    fake_openai.enqueue(completion_reply("{}", delay=30.0), completion_reply("{}", delay=30.0))
 
     with pytest.raises(openai.APITimeoutError) as by_sdk:
         sdk_post(client)
@@ -374,7 +376,7 @@ def test_an_answer_that_never_comes_is_the_sdks_timeout(raw_server: RawHTTPServe
         route_of(client).post(BODY)
     waited = time.monotonic() - started
 
-    assert 0.3 <= waited < 2.0
+    assert 0.3 <= waited < 5.0  # gave up at its timeout (a loaded box may add seconds), not re-sent
     assert len(raw_server.requests) == 2  # not re-sent after the timeout
     assert by_route.value.message == by_sdk.value.message
     assert type(by_route.value.__cause__) is type(by_sdk.value.__cause__) is httpx2.ReadTimeout

@@ -9,6 +9,7 @@ import pytest
 from openai import OpenAI
 
 from app.llm.scripted_server import BANK_CALL_ANSWER, FABRICATED_STATEMENT, ScriptedOpenAIServer, fabricating_answer
+from tests.support.fake_openai import ANSWER_TIMEOUT
 
 
 def test_answers_chat_completions_from_the_responder() -> None:
@@ -20,7 +21,7 @@ def test_answers_chat_completions_from_the_responder() -> None:
 
     with ScriptedOpenAIServer(responder) as server:
         assert server.base_url.startswith("http://127.0.0.1:")
-        client = OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=5)
+        client = OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=ANSWER_TIMEOUT)
         completion = client.chat.completions.create(
             model="m", messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "the call"}]
         )

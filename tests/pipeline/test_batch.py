@@ -36,6 +36,7 @@ from app.pipeline.run import process_call
 from app.pipeline.store import store_transcript
 from app.schemas.transcript import Role
 from tests.support.fake_openai import (
+    ANSWER_TIMEOUT,
     DEFAULT_MODEL,
     BatchScript,
     FakeOpenAIServer,
@@ -70,7 +71,7 @@ def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
 @pytest.fixture
 def settings() -> Settings:
     return Settings(
-        llm_provider="openai", openai_model=DEFAULT_MODEL, openai_max_attempts=1, openai_timeout=5.0,
+        llm_provider="openai", openai_model=DEFAULT_MODEL, openai_max_attempts=1, openai_timeout=ANSWER_TIMEOUT,
         price_input_per_mtok=1.0, price_cached_input_per_mtok=0.5, price_output_per_mtok=4.0,
         batch_poll_min_interval_seconds=0, batch_poll_max_interval_seconds=0,
     )

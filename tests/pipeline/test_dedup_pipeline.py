@@ -18,7 +18,13 @@ from app.models import CallState, Claim
 from app.pipeline.run import process_call
 from app.pipeline.store import store_transcript
 from tests.pipeline.test_openai_pipeline import GOOD_ANSWER
-from tests.support.fake_openai import DEFAULT_MODEL, FakeOpenAIServer, extraction_reply, running_fake_openai
+from tests.support.fake_openai import (
+    ANSWER_TIMEOUT,
+    DEFAULT_MODEL,
+    FakeOpenAIServer,
+    extraction_reply,
+    running_fake_openai,
+)
 from tests.support.transcripts import make_transcript
 
 
@@ -36,7 +42,8 @@ def test_restatements_are_not_stored(session_factory: sessionmaker[Session], fak
     fake_server.enqueue(extraction_reply(answer))
     with unit_of_work(session_factory) as session:
         call_id = store_transcript(session, make_transcript(), tenant="acme", external_id="card-dup").call_id
-    provider = OpenAIProvider(Settings(openai_model=DEFAULT_MODEL, openai_max_attempts=1, openai_timeout=5.0))
+    provider = OpenAIProvider(Settings(openai_model=DEFAULT_MODEL, openai_max_attempts=1,
+                                       openai_timeout=ANSWER_TIMEOUT))
     outcome = process_call(session_factory, call_id, provider, PromptTemplate.load(PROJECT_ROOT / "prompts",
                                                                                    "extract-v1"))
     assert outcome.state is CallState.ready_for_review

@@ -26,6 +26,7 @@ from app.pipeline.store import store_transcript
 from app.schemas.transcript import Role
 from app.worker.tasks import retry_countdown
 from tests.support.fake_openai import (
+    ANSWER_TIMEOUT,
     DEFAULT_MODEL,
     FakeOpenAIServer,
     RecordedRequest,
@@ -89,7 +90,7 @@ def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(openai_model=DEFAULT_MODEL, openai_max_attempts=1, openai_timeout=5.0)
+    return Settings(openai_model=DEFAULT_MODEL, openai_max_attempts=1, openai_timeout=ANSWER_TIMEOUT)
 
 
 @pytest.fixture

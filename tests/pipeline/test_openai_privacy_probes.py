@@ -19,7 +19,13 @@ from app.models import Claim, Evidence
 from app.pipeline.run import process_call
 from app.pipeline.store import store_transcript
 from app.schemas.transcript import Role
-from tests.support.fake_openai import DEFAULT_MODEL, FakeOpenAIServer, extraction_reply, running_fake_openai
+from tests.support.fake_openai import (
+    ANSWER_TIMEOUT,
+    DEFAULT_MODEL,
+    FakeOpenAIServer,
+    extraction_reply,
+    running_fake_openai,
+)
 from tests.support.transcripts import make_transcript
 
 PROBES = [
@@ -77,7 +83,8 @@ def test_no_probe_reaches_the_model_and_placeholder_quotes_verify(
     with unit_of_work(session_factory) as session:
         call_id = store_transcript(session, make_transcript(PROBES), tenant="acme", external_id="probes").call_id
     fake_openai.enqueue(extraction_reply(ANSWER))
-    provider = OpenAIProvider(Settings(openai_model=DEFAULT_MODEL, openai_max_attempts=1, openai_timeout=5.0))
+    provider = OpenAIProvider(Settings(openai_model=DEFAULT_MODEL, openai_max_attempts=1,
+                                       openai_timeout=ANSWER_TIMEOUT))
 
     process_call(session_factory, call_id, provider, PromptTemplate.load(PROJECT_ROOT / "prompts", "extract-v1"))
 

@@ -39,6 +39,9 @@ import pytest
 
 FAKE_API_KEY = "sk-test-fake"
 DEFAULT_MODEL = "fake-model"
+# The request timeout of tests that expect this server to answer: generous, as a loaded 2-core box (the suite
+# runs in parallel) has kept a loopback answer waiting for seconds. Timeout tests set their own short one.
+ANSWER_TIMEOUT = 30.0
 # How often the serving loop checks for shutdown; the stdlib default (0.5 s) would dominate test time.
 SHUTDOWN_POLL_SECONDS = 0.02
 

@@ -1,0 +1,80 @@
+"""A throwaway redis-server child process on a free port: the fault tests crash and restart one without
+disturbing anybody, and under pytest-xdist every test worker runs against its own (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from tests.support.fake_openai import unused_port
+from tests.support.processes import wait_until
+from tests.support.services import require_binary
+
+SERVICE_START_TIMEOUT = 30.0
+
+
+class PrivateRedis:
+    """A redis-server child process. By default without persistence: a crash loses every message, as in
+    production Redis without AOF, which is exactly the case the reconciler exists for. `durable` gives it
+    an append-only file synced on every write (as docker-compose runs it, but fsync'd always): a crash
+    then loses nothing, and a restart is only a lost connection for its clients."""
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.binary = require_binary("redis-server")
+        self.port = unused_port()
+        self._data_dir = Path(tempfile.mkdtemp(prefix="postcall-faults-redis-")) if durable else None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis.from_url(self.url(db), socket_timeout=5)
+
+    def start(self) -> None:
+        persistence = ["--appendonly", "no"]
+        if self._data_dir is not None:
+            persistence = ["--dir", str(self._data_dir), "--appendonly", "yes", "--appendfsync", "always"]
+        self._proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        if not wait_until(self._answers, SERVICE_START_TIMEOUT):
+            raise RuntimeError(f"private redis-server did not start on port {self.port}")
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+    def crash(self) -> None:
+        """SIGKILL: everything in memory (queued and unacknowledged messages) is gone."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+        self._proc = None
+
+    def stop(self) -> None:
+        self.crash()
+        if self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+
+
+@contextmanager
+def private_redis(*, durable: bool = False) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(durable=durable)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
