@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -408,7 +409,16 @@ def iban_valid(compact: str) -> bool:
     if not IBAN_MIN_CHARS <= len(compact) <= 34 or not compact.isalnum():
         return False
     rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    try:
+        return int("".join(str(int(_compatible(c), 36)) for c in rearranged)) % 97 == 1
+    except ValueError:  # a letter outside A-Z that case-insensitive matching took for one ("\u0131")
+        return False
+
+
+def _compatible(char: str) -> str:
+    """A letter's compatibility form: the Kelvin sign and the long s, which case-insensitive patterns take
+    for K and S, are read as those letters (so such a number is still found); a digit of any script stays."""
+    return char if char.isascii() else unicodedata.normalize("NFKC", char)
 
 
 def detect(text: str, lead_in: str = "", *, names: bool = False) -> list[Detection]:

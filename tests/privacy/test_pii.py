@@ -87,6 +87,19 @@ def test_checksums() -> None:
     assert not iban_valid("GB82WEST12345698765433")
 
 
+def test_an_iban_with_a_lookalike_letter_is_read_or_refused_never_a_crash() -> None:
+    """Case-insensitive matching takes the Kelvin sign for K, the long s for S and the dotless i for I: the
+    first two are read as those letters (their compatibility forms), the third is no IBAN letter."""
+    iban = "GB88WEKT12345698765432"
+    assert iban_valid(iban)
+    kelvin = detect("my iban is " + iban.replace("K", "\u212a"))
+    assert [(d.kind, d.start, d.end) for d in kelvin] == [(PiiKind.account, 11, 11 + len(iban))]
+    assert iban_valid("GB82WE\u017fT12345698765432")  # GB82WEST..., the long s for the S
+    assert not iban_valid("GB88WE\u0131T12345698765432")
+    assert detect("my iban is " + iban.replace("K", "\u0131")) == []
+
+
+
 def test_a_routing_shaped_number_without_its_cue_stays() -> None:
     assert found("order 021000021 shipped") == []
 
