@@ -36,10 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
         use_worker_redis(None, missing="redis-server is not installed; under pytest-xdist (-n) every worker "
                                        "starts its own Redis with it (or run without -n)")
         return
-    from tests.support.private_redis import PrivateRedis  # after pytest_plugins: fake_openai's asserts rewritten
+    from tests.support.private_redis import start_private_redis  # after pytest_plugins: asserts rewritten
 
-    server = PrivateRedis()
-    server.start()
+    server = start_private_redis()
     config.add_cleanup(server.stop)
     use_worker_redis(server.port)
 

@@ -19,6 +19,10 @@ from tests.support.services import require_binary
 SERVICE_START_TIMEOUT = 30.0
 
 
+class PortTakenError(RuntimeError):
+    """The chosen port was taken by another process before this test's server bound it."""
+
+
 class PrivateRedis:
     """A redis-server child process. By default without persistence: a crash loses every message, as in
     production Redis without AOF, which is exactly the case the reconciler exists for. `durable` gives it
@@ -51,10 +55,18 @@ class PrivateRedis:
             raise RuntimeError(f"private redis-server did not start on port {self.port}")
 
     def _answers(self) -> bool:
+        """Whether this process's own server answers. The port was free when chosen, but another test
+        process may take it before the server binds it: then the server exits, and a ping alone would be
+        answered by the other process's Redis, silently shared (flushes included)."""
+        if self._proc is not None and self._proc.poll() is not None:
+            raise PortTakenError(f"private redis-server exited at start (port {self.port} taken?)")
         try:
-            return bool(self.client().ping())
+            info = self.client().info("server")
         except redis.RedisError:
             return False
+        if self._proc is None or int(info["process_id"]) != self._proc.pid:
+            raise PortTakenError(f"port {self.port} is answered by another Redis, not this test's own")
+        return True
 
     def crash(self) -> None:
         """SIGKILL: everything in memory (queued and unacknowledged messages) is gone."""
@@ -69,12 +81,28 @@ class PrivateRedis:
             shutil.rmtree(self._data_dir, ignore_errors=True)
 
 
+# Starts on a port another process took meanwhile (see `PrivateRedis._answers`) before giving up.
+START_ATTEMPTS = 3
+
+
+def start_private_redis(*, durable: bool = False) -> PrivateRedis:
+    """A started `PrivateRedis`, on a new free port if the first one chosen was taken meanwhile."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        server = PrivateRedis(durable=durable)
+        try:
+            server.start()
+            return server
+        except PortTakenError:
+            server.stop()
+            if attempt == START_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 @contextmanager
 def private_redis(*, durable: bool = False) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(durable=durable)
-    server.start()
+    server = start_private_redis(durable=durable)
     try:
         yield server
     finally:
         server.stop()
-
