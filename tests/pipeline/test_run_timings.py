@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -45,12 +46,21 @@ def test_run_timings_include_the_commit_and_put_cpu_beside_wall(
 
     # The driver's commits (the pipeline commits on Core connections, not through a session).
     monkeypatch.setattr(dialect, "do_commit", commit_and_note_when)
+    # The pipeline's own clock readings: its first is the start `total_ms` counts from (a reading taken here
+    # before the call would be earlier by the call's entry, which a loaded box can stretch past a commit's).
+    readings: list[float] = []
+
+    def perf_counter() -> float:
+        readings.append(time.perf_counter())
+        return readings[-1]
+
+    monkeypatch.setattr(pipeline_run, "time", SimpleNamespace(perf_counter=perf_counter, thread_time=time.thread_time))
     provider, prompt = HeuristicProvider(), _prompt()
     started = time.perf_counter()
     process_call(session_factory, call_id, provider, prompt)
     # Claim, then result: the result's commit is the second (the timings are one autocommit UPDATE after it).
     assert len(commits) == 2
-    result_committed_ms = (commits[1] - started) * 1000.0
+    result_committed_ms = (commits[1] - readings[0]) * 1000.0
     with unit_of_work(session_factory) as session:
         run = session.scalars(select(ExtractionRun)).one()
     assert run.total_ms is not None and run.db_ms is not None and run.cpu_ms is not None
