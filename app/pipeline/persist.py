@@ -495,7 +495,8 @@ class WrittenRun:
     claims: int
     ungrounded: int
     # The webhook deliveries the event fanned out to: the caller hands them over once committed
-    # (`hand_over_deliveries`; a session's commit does it by itself).
+    # (`hand_over_deliveries`), on a session as on a connection, since they are returned here, not kept
+    # for the session's own hand-over at commit.
     deliveries: tuple[int, ...] = ()
 
 
