@@ -19,3 +19,17 @@ def migrated_pg_database(stack: ExitStack) -> tuple[str, Engine, sessionmaker[Se
     engine = create_db_engine(url)
     stack.callback(engine.dispose)
     return url, engine, make_session_factory(engine)
+
+
+def analyze_calls(engine: Engine) -> None:
+    """ANALYZE calls once a run's calls are stored (the benchmarks' `--analyze-calls`): the statistics a
+    production database's autovacuum keeps, which this machine's PostgreSQL (autovacuum off) never takes.
+    Without column statistics the planner takes a tenant's share of calls for a default that makes its
+    narrowest tenant index look as cheap as a unique lookup, and the claims' foreign-key check on calls
+    scans every call of the tenant, once per claim (migration 0022 and bench/onboarding say more). Only
+    calls: it holds the run's rows from the start, while runs, claims and the ledgers grow during the run,
+    and statistics taken while they are small would have the planner scan them whole later. Off by
+    default, so figures stay comparable with earlier rounds (docs/benchmarks.md has both)."""
+    with engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE calls")
+        connection.commit()

@@ -47,6 +47,7 @@ from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
 from bench.answers.run import PROMPT_NAME, real_transcripts, scripted_provider, store_calls
 from bench.cpu.run import answer
 from bench.cpu.side import backend_cpu_seconds, engine_with_backend_pids
+from bench.databases import analyze_calls
 from tests.support.services import PG_HOST, PG_PORT, PG_USER, temporary_pg_database
 
 STATEMENTS = """
@@ -81,11 +82,12 @@ def _write(engine: Any, rows: list[RunTimings], timings: str) -> None:
 
 
 def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, warmup: int,
-            statements: int, timings_only: bool = False) -> dict[str, Any]:
+            statements: int, timings_only: bool = False, analyze: bool = False) -> dict[str, Any]:
     """Process the calls on a fresh database at `schema`, their timings written `timings` (batched or
     immediate); the backend's and this process's CPU per measured call, and the statement and function
     lines when `statements` asks for that many. With `timings_only`, every call is processed first, its
-    timings held, and only their writing is measured."""
+    timings held, and only their writing is measured. With `analyze`, calls is analyzed once stored
+    (bench/databases.py `analyze_calls`)."""
     settings = get_settings()
     prompt = PromptTemplate.load(Path(app.__file__).resolve().parents[1] / "prompts", PROMPT_NAME)
     provider = scripted_provider(get_settings(), base_url)
@@ -105,6 +107,8 @@ def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, wa
         engine, pids = engine_with_backend_pids(url)
         factory = make_session_factory(engine)
         call_ids = store_calls(factory, transcripts)
+        if analyze:
+            analyze_calls(engine)
         recorder = TimingsRecorder(engine, batch_size=settings.timings_batch_size,
                                    flush_seconds=settings.timings_flush_seconds) if timings == "batched" else None
         held = _Held()
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure only the writing of the calls' late timings (processed beforehand)")
     parser.add_argument("--statements", type=int, default=0, metavar="N",
                         help="list the N costliest statements (needs pg_stat_statements loaded)")
+    parser.add_argument("--analyze-calls", action="store_true",
+                        help="ANALYZE calls once they are stored (bench/databases.py `analyze_calls` says why)")
     args = parser.parse_args(argv)
     sides = [(schema, timings) for schema in args.schema or ["head"] for timings in args.timings or ["batched"]]
     transcripts = real_transcripts(args.warmup + args.calls)
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(args.rounds):
             for schema, timings in sides:
                 result = measure(schema, timings, transcripts, server.base_url, args.warmup, args.statements,
-                                 args.timings_only)
+                                 args.timings_only, args.analyze_calls)
                 results[(schema, timings)].append(result)
                 load = Path("/proc/loadavg").read_text().split()[0]
                 print(f"round {number + 1} schema {schema} timings {timings}: PostgreSQL backend CPU "

@@ -6,8 +6,9 @@ What runs: a fresh PostgreSQL database (dropped afterwards), the given Redis (it
 first), the asyncio model server of bench/throughput/model_server.py answering after `--llm-delay`
 seconds, and `--workers` `postcall worker` processes using the openai provider against it. Unless
 `--concurrency`/`--pool` are given the workers size themselves by the rule in app/worker/sizing.py, told
-the target rate per process and the model latency. Calls are stored first (not measured), then their ids
-are published at `--rate` per second.
+the target rate per process and the model latency. Calls are stored first (not measured; with
+`--analyze-calls` the table is then analyzed: bench/databases.py `analyze_calls`), then their ids are
+published at `--rate` per second.
 
 Reported: the rate the ids were actually published at (below the target when this process was starved of
 CPU: the run then measures the publisher, not the workers), sustained calls/s (the middle half of the
@@ -52,7 +53,7 @@ from app.models import Call, CallState, ExtractionRun, RunStatus
 from app.pipeline.run import process_call
 from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 from bench.burst.run import machine, sample_transcripts, store_call
-from bench.databases import migrated_pg_database
+from bench.databases import analyze_calls, migrated_pg_database
 from bench.throughput.probe import PROBE_FILE_VARIABLE
 from tests.support.fake_openai import FAKE_API_KEY, unused_port
 from tests.support.processes import postcall_env, stop_process, wait_until
@@ -263,6 +264,8 @@ def run(args: argparse.Namespace) -> ThroughputResult:
         total = PIPELINE_SAMPLE_CALLS + warmup + args.calls
         print(f"storing {total} calls ...", file=sys.stderr)
         ids = [store_call(factory, transcripts, n) for n in range(total)]
+        if args.analyze_calls:
+            analyze_calls(engine)
         sample_ids, warmup_ids = ids[:PIPELINE_SAMPLE_CALLS], ids[PIPELINE_SAMPLE_CALLS : -args.calls]
         call_ids = ids[-args.calls :]
 
@@ -394,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loglevel", default="INFO", help="the workers' log level (INFO is the default)")
     parser.add_argument("--env", action="append", default=[], metavar="POSTCALL_X=VALUE",
                         help="a setting for the workers (repeatable), e.g. POSTCALL_DB_POOL_SIZE=10")
+    parser.add_argument("--analyze-calls", action="store_true",
+                        help="ANALYZE calls once they are stored (bench/databases.py `analyze_calls` says why)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args)
