@@ -29,7 +29,9 @@ def analyze_calls(engine: Engine) -> None:
     scans every call of the tenant, once per claim (migration 0022 and bench/onboarding say more). Only
     calls: it holds the run's rows from the start, while runs, claims and the ledgers grow during the run,
     and statistics taken while they are small would have the planner scan them whole later. Off by
-    default, so figures stay comparable with earlier rounds (docs/benchmarks.md has both)."""
+    default, so figures stay comparable with earlier rounds, and because statistics of a table this small
+    (the benchmarks store a few hundred calls) can make a sequential scan of it look cheaper than an index:
+    at 90 calls that cost more than the tenant index did (docs/benchmarks.md has both)."""
     with engine.connect() as connection:
         connection.exec_driver_sql("ANALYZE calls")
         connection.commit()

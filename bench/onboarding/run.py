@@ -7,8 +7,9 @@ What runs, per schema revision (head, and `--against`'s in the same run): a fres
 migrated to it; `--existing` calls of one tenant (one stored by the ingest, the rest inserted as rows of
 calls alone, which is all the lookups read), analyzed as a production database's tables are; then a
 new tenant's calls stored in batches of `--batch` (each batch committed, as the ingest commits). After each
-batch: the wall time of the two lookups every stored call and every claim makes on calls, for a newcomer's
-call and an established tenant's (median of `--repeat` executions each), the index each used, and whether
+batch: the server's execution time (EXPLAIN ANALYZE: planned for the values, as PostgreSQL plans a
+foreign-key check) and shared buffers of the two lookups every stored call and every claim makes on calls,
+for a newcomer's call and an established tenant's (median of `--repeat` executions), the index, and whether
 calls has been analyzed since the newcomer arrived (by autovacuum: `pg_stat_user_tables.last_autoanalyze`).
 The lookups:
 
@@ -50,7 +51,9 @@ ESTABLISHED_CALLS = text(
     "INSERT INTO calls (id, tenant_id, external_id, source_format, transcript_hash, state, state_changed_at, "
     "attempts, created_at, started_at) "
     "SELECT 'e' || n, t.id, 'e' || n, 'json', md5(n::text), 'queued', now(), 0, now(), "
-    "now() - n * interval '1 minute' FROM tenants t, generate_series(1, :count) AS n WHERE t.slug = :slug")
+    "now() - n * interval '1 minute' "
+    "FROM tenants t, generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS n WHERE t.slug = :slug")
+ESTABLISHED_CHUNK = 5000
 INGEST_LOOKUP = ("SELECT * FROM calls WHERE tenant_id = %(tenant)s AND external_id = %(external)s "
                  "FOR UPDATE")
 CLAIM_KEY_CHECK = ("SELECT 1 FROM ONLY calls x WHERE id::text = %(id)s::text AND tenant_id = %(tenant)s "
@@ -63,28 +66,31 @@ def _last_analyzed(engine: Engine) -> datetime | None:
         return value
 
 
-def _index_of(connection: Connection, sql: str, values: dict[str, Any]) -> str:
-    plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, values))
-    return next((word for word in plan.split() if word.startswith(("ix_", "uq_", "pk_"))), "(no index)")
+def _lookup(connection: Connection, sql: str, values: dict[str, Any]) -> tuple[float, int, str]:
+    """The server's execution time (ms), the shared buffers read and the index of one lookup, planned by
+    PostgreSQL for these values (as it plans the foreign-key check and a statement not yet prepared)."""
+    plan = [row[0] for row in connection.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql, values)]
+    connection.rollback()  # the row lock
+    execution = next(float(line.split()[2]) for line in plan if line.startswith("Execution Time"))
+    buffers = next((int(word.split("=")[1]) for line in plan if line.strip().startswith("Buffers:")
+                    for word in line.split() if word.startswith("hit=")), 0)
+    index = next((word for line in plan for word in line.split() if word.startswith(("ix_", "uq_", "pk_"))),
+                 "(no index)")
+    return execution, buffers, index
 
 
-def _lookup_ms(engine: Engine, tenant: str, external_id: str, repeat: int) -> dict[str, tuple[float, str]]:
-    """Median milliseconds and index of each lookup, for the call `external_id` of `tenant`."""
+def _lookups(engine: Engine, tenant: str, external_id: str, repeat: int) -> dict[str, tuple[float, int, str]]:
+    """Each lookup's median execution time, buffers and index, for the call `external_id` of `tenant`."""
     with engine.connect() as connection:
         tenant_id, call_id = connection.execute(text(
             "SELECT c.tenant_id, c.id FROM calls c JOIN tenants t ON t.id = c.tenant_id "
             "WHERE t.slug = :slug AND c.external_id = :external"), {"slug": tenant, "external": external_id}).one()
+        connection.rollback()
         result = {}
         for name, sql, values in (("ingest", INGEST_LOOKUP, {"tenant": tenant_id, "external": external_id}),
                                   ("claim key", CLAIM_KEY_CHECK, {"tenant": tenant_id, "id": call_id})):
-            timings = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                connection.exec_driver_sql(sql, values).all()
-                timings.append(1000 * (time.perf_counter() - started))
-            connection.rollback()
-            result[name] = (statistics.median(timings), _index_of(connection, sql, values))
-            connection.rollback()
+            runs = [_lookup(connection, sql, values) for _ in range(repeat)]
+            result[name] = (statistics.median(ms for ms, _, _ in runs), runs[-1][1], runs[-1][2])
         return result
 
 
@@ -101,7 +107,12 @@ def side(revision: str, existing: int, new: int, batch: int, repeat: int) -> lis
             # One call through the ingest (the tenant row with it), the rest as rows of calls only: the
             # lookups read nothing else, and a million calls go in within minutes.
             store_transcript(session, transcripts[0], tenant=EXISTING_TENANT, external_id="e0")
-            session.execute(ESTABLISHED_CALLS, {"slug": EXISTING_TENANT, "count": existing - 1})
+        # In chunks: every insert updates the tenant's counter row, and PostgreSQL walks a row's versions
+        # made by the same transaction on each update (quadratic in one transaction of 100,000s).
+        for first in range(1, existing, ESTABLISHED_CHUNK):
+            with unit_of_work(factory) as session:
+                session.execute(ESTABLISHED_CALLS, {"slug": EXISTING_TENANT, "first": first,
+                                                    "last": min(existing - 1, first + ESTABLISHED_CHUNK - 1)})
         with engine.connect() as connection:
             connection.exec_driver_sql("ANALYZE")
             connection.commit()
@@ -114,15 +125,16 @@ def side(revision: str, existing: int, new: int, batch: int, repeat: int) -> lis
                     store_transcript(session, transcripts[number % len(transcripts)], tenant=NEW_TENANT,
                                      external_id=f"n{number}")
             stored = min(new, stored + batch)
-            newcomer = _lookup_ms(engine, NEW_TENANT, "n0", repeat)
-            established = _lookup_ms(engine, EXISTING_TENANT, "e0", repeat)
+            newcomer = _lookups(engine, NEW_TENANT, "n0", repeat)
+            established = _lookups(engine, EXISTING_TENANT, "e0", repeat)
             analyzed = _last_analyzed(engine) != analyzed_before
             row = {"stored": stored, "seconds": round(time.monotonic() - started), "analyzed": analyzed,
                    "newcomer": newcomer, "established": established}
             rows.append(row)
             print(f"  {revision}: {stored:6d} newcomer calls, {row['seconds']:4d} s: "
-                  + "; ".join(f"{name} {newcomer[name][0]:.3f} ms ({newcomer[name][1]}) vs established "
-                              f"{established[name][0]:.3f} ms ({established[name][1]})" for name in newcomer)
+                  + "; ".join(f"{name} {newcomer[name][0]:.3f} ms {newcomer[name][1]} buffers ({newcomer[name][2]}) "
+                              f"vs established {established[name][0]:.3f} ms {established[name][1]} buffers "
+                              f"({established[name][2]})" for name in newcomer)
                   + ("  [calls analyzed since the newcomer arrived]" if analyzed else ""), file=sys.stderr)
         engine.dispose()
     return rows
@@ -144,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         last = rows[-1]
         print(f"{revision}: calls analyzed after "
               f"{'never' if analyzed_at is None else f'{analyzed_at} newcomer calls'}; claim key check on a "
-              f"newcomer's call: worst {worst['newcomer']['claim key'][0]:.3f} ms at {worst['stored']} calls, "
-              f"last {last['newcomer']['claim key'][0]:.3f} ms ({last['newcomer']['claim key'][1]}); "
-              f"established {last['established']['claim key'][0]:.3f} ms")
+              f"newcomer's call: worst {worst['newcomer']['claim key'][0]:.3f} ms "
+              f"({worst['newcomer']['claim key'][1]} buffers) at {worst['stored']} calls, last "
+              f"{last['newcomer']['claim key'][0]:.3f} ms ({last['newcomer']['claim key'][2]}); established "
+              f"{last['established']['claim key'][0]:.3f} ms ({last['established']['claim key'][1]} buffers)")
     return 0
 
 
