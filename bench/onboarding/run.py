@@ -41,19 +41,13 @@ from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.pipeline.store import store_transcript
 from bench.burst.run import sample_transcripts
+from tests.support.call_rows import insert_call_rows
 from tests.support.services import temporary_pg_database
 
 EXISTING_TENANT = "established"
 NEW_TENANT = "newcomer"
 LAST_ANALYZED = text("SELECT greatest(last_autoanalyze, last_analyze) FROM pg_stat_user_tables "
                      "WHERE relname = 'calls'")
-ESTABLISHED_CALLS = text(
-    "INSERT INTO calls (id, tenant_id, external_id, source_format, transcript_hash, state, state_changed_at, "
-    "attempts, created_at, started_at) "
-    "SELECT 'e' || n, t.id, 'e' || n, 'json', md5(n::text), 'queued', now(), 0, now(), "
-    "now() - n * interval '1 minute' "
-    "FROM tenants t, generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS n WHERE t.slug = :slug")
-ESTABLISHED_CHUNK = 5000
 INGEST_LOOKUP = ("SELECT * FROM calls WHERE tenant_id = %(tenant)s AND external_id = %(external)s "
                  "FOR UPDATE")
 CLAIM_KEY_CHECK = ("SELECT 1 FROM ONLY calls x WHERE id::text = %(id)s::text AND tenant_id = %(tenant)s "
@@ -107,12 +101,8 @@ def side(revision: str, existing: int, new: int, batch: int, repeat: int) -> lis
             # One call through the ingest (the tenant row with it), the rest as rows of calls only: the
             # lookups read nothing else, and a million calls go in within minutes.
             store_transcript(session, transcripts[0], tenant=EXISTING_TENANT, external_id="e0")
-        # In chunks: every insert updates the tenant's counter row, and PostgreSQL walks a row's versions
-        # made by the same transaction on each update (quadratic in one transaction of 100,000s).
-        for first in range(1, existing, ESTABLISHED_CHUNK):
-            with unit_of_work(factory) as session:
-                session.execute(ESTABLISHED_CALLS, {"slug": EXISTING_TENANT, "first": first,
-                                                    "last": min(existing - 1, first + ESTABLISHED_CHUNK - 1)})
+            tenant_id = session.scalar(text("SELECT id FROM tenants WHERE slug = :slug"), {"slug": EXISTING_TENANT})
+        insert_call_rows(engine, tenant_id, "e", existing - 1)
         with engine.connect() as connection:
             connection.exec_driver_sql("ANALYZE")
             connection.commit()

@@ -11,25 +11,15 @@ from sqlalchemy import Connection, Engine, text
 
 from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine
+from tests.support.call_rows import insert_call_rows
 from tests.support.services import temporary_pg_database
 
 BEFORE = "0021"
 RELOPTIONS = text("SELECT reloptions FROM pg_class WHERE oid = 'calls'::regclass")
 # Enough calls of one tenant that PostgreSQL's default (50 rows + 10%) waits for 2,050 changed rows.
 ESTABLISHED_CALLS = 20_000
-CHUNK = 2_000
 # A newcomer's calls: past 0022's threshold (50 + 0.2% = 90 rows), far below the default's.
 NEW_CALLS = 400
-
-
-def _insert_calls(connection: Connection, tenant_id: int, prefix: str, count: int) -> None:
-    """`count` calls of the tenant, as rows of calls alone (the lookups read nothing else)."""
-    connection.execute(text(
-        "INSERT INTO calls (id, tenant_id, external_id, source_format, transcript_hash, state, state_changed_at, "
-        "attempts, created_at, started_at) "
-        "SELECT :prefix || n, :tenant, :prefix || n, 'json', md5(n::text), 'queued', now(), 0, now(), "
-        "now() - n * interval '1 minute' FROM generate_series(1, :count) AS n"
-    ), {"prefix": prefix, "tenant": tenant_id, "count": count})
 
 
 def _lookup_plans(connection: Connection, tenant_id: int, prefix: str) -> tuple[str, str]:
@@ -55,14 +45,8 @@ def engine_with_an_established_tenant() -> Iterator[Engine]:
             with engine.begin() as connection:
                 connection.execute(text("INSERT INTO tenants (id, slug, created_at) VALUES "
                                         "(1, 'established', now()), (2, 'newcomer', now())"))
-            # In chunks: each insert updates the tenant's counter row, and PostgreSQL walks every version of
-            # a row the same transaction made on each update (quadratic in one transaction of 20,000).
-            for chunk in range(ESTABLISHED_CALLS // CHUNK):
-                with engine.begin() as connection:
-                    _insert_calls(connection, 1, f"e{chunk}-", CHUNK)
-                    # Counted before the ANALYZE below, which resets the count: a backend flushes its
-                    # table statistics lazily, and inserts counted after it would make calls look due.
-                    connection.execute(text("SELECT pg_stat_force_next_flush()"))
+            # Counted before the ANALYZE below, which resets the count (`insert_call_rows` flushes them).
+            insert_call_rows(engine, 1, "e", ESTABLISHED_CALLS)
             with engine.connect() as connection:
                 connection.execute(text("ANALYZE calls"))
                 connection.commit()
@@ -87,12 +71,6 @@ def _due_for_autoanalyze(connection: Connection) -> bool:
     )).scalar())
 
 
-def _changes_counted(connection: Connection) -> None:
-    """This backend's table statistics, flushed for the next reader (PostgreSQL flushes them lazily)."""
-    connection.execute(text("SELECT pg_stat_force_next_flush()"))
-    connection.commit()
-
-
 @pytest.mark.parametrize("revision", [BEFORE, "head"])
 def test_a_new_tenant_is_due_for_analysis_at_once_and_then_looked_up_by_unique_indexes(
     engine_with_an_established_tenant: Engine, revision: str,
@@ -100,10 +78,8 @@ def test_a_new_tenant_is_due_for_analysis_at_once_and_then_looked_up_by_unique_i
     engine = engine_with_an_established_tenant
     if revision != "head":
         downgrade(engine.url.render_as_string(hide_password=False), revision)
+    insert_call_rows(engine, 2, "n", NEW_CALLS)  # counted for the statistics views at its commit
     with engine.connect() as connection:
-        _insert_calls(connection, 2, "n", NEW_CALLS)
-        connection.commit()
-        _changes_counted(connection)
         ingest, foreign_key = _lookup_plans(connection, 2, "n")
         # Why 0022 exists: statistics that do not know the newcomer estimate it at ~1 row, and a tenant
         # index wins; each lookup then scans every call of the tenant.
