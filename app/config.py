@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     store_redacted: bool = False
     retention_days: int = 0
     purge_every_seconds: int = 3_600
+    # The beat's purge deletes at most this many calls per run (in committed chunks, oldest first), so a
+    # long backlog never outlasts the broker's visibility timeout: the next run goes on.
+    purge_max_calls_per_run: int = Field(default=50_000, ge=1)
     # Analysts' rollup tables gain delta rows with every write; the beat sums them every this often.
     rollup_fold_every_seconds: int = 60
     # Workers write runs' whole-call timings (measured after the result's commit) in batches, one UPDATE

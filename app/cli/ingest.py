@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.cli.common import (
     CLI_ACTOR,
@@ -21,7 +20,7 @@ from app.cli.common import (
     refusal_exits,
     tenant_slug,
 )
-from app.cli.render import err_console, fail, print_json, safe, say, warn
+from app.cli.render import err_console, fail, print_json, progress, safe, say, warn
 from app.context import AppContext
 from app.models import LlmMode
 from app.pipeline.ingest_files import IngestResult, expand_paths, ingest_files
@@ -57,20 +56,17 @@ def progress_bar(
 ) -> Iterator[tuple[Callable[[str, float, int], None], Callable[[ProcessOutcome], None]]]:
     """The `on_wait` and `on_done` callbacks of in-process processing, drawn as a progress bar that
     shows each backoff wait."""
-    with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, disable=not show, transient=True,
-    ) as progress:
-        task = progress.add_task(label, total=total)
+    with progress(show=show) as bar:
+        task = bar.add_task(label, total=total)
 
         def on_wait(note: str, wait: float, retry: int) -> None:
             if show:
-                progress.console.print(f"[yellow]waiting:[/yellow] {safe(note)}", highlight=False, soft_wrap=True)
-            progress.update(task, description=f"{label}: waiting {wait:.1f} s (retry {retry})")
+                bar.console.print(f"[yellow]waiting:[/yellow] {safe(note)}", highlight=False, soft_wrap=True)
+            bar.update(task, description=f"{label}: waiting {wait:.1f} s (retry {retry})")
 
         def on_done(outcome: ProcessOutcome) -> None:
-            progress.update(task, description=label)
-            progress.advance(task)
+            bar.update(task, description=label)
+            bar.advance(task)
 
         yield on_wait, on_done
 

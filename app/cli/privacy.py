@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import TenantOpt, checked_context, tenant_context, transaction
-from app.cli.render import console, fail, print_table, safe, say
+from app.cli.common import TenantOpt, checked_context, refusal_exits, tenant_context, transaction
+from app.cli.render import console, fail, print_table, progress, safe, say
 from app.pipeline.calls import find_tenant
 from app.pipeline.retention import purge_expired, retention_days_of, set_retention
 
@@ -17,10 +17,23 @@ def purge(
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant (default: every tenant).")] = None,
 ) -> None:
     """Hard-delete calls older than their tenant's retention period: transcript, runs, claims and
-    evidence. Their audit events stay, content-free. Also run by the worker's beat schedule."""
+    evidence. Their audit events stay, content-free. Deletes the oldest first, committing every few hundred
+    calls, so an interrupted purge keeps what it did and the next one goes on. Also run by the worker's beat
+    schedule."""
     ctx = checked_context()
-    with transaction(ctx) as session:
-        reports = purge_expired(session, default_days=ctx.settings.retention_days, tenant=tenant, dry_run=dry_run)
+    with refusal_exits(), progress(show=not dry_run) as bar:
+        task = bar.add_task("purging expired calls", total=0)
+        expired = 0
+
+        def on_expired(calls: int) -> None:  # each tenant's, before its first chunk
+            nonlocal expired
+            expired += calls
+            bar.update(task, total=expired)
+
+        reports = purge_expired(
+            ctx.session_factory, default_days=ctx.settings.retention_days, tenant=tenant, dry_run=dry_run,
+            on_expired=on_expired, on_purged=lambda calls: bar.advance(task, calls),
+        )
     if not reports:
         console.print("no tenant has a retention period (POSTCALL_RETENTION_DAYS or `postcall retention`)")
         return

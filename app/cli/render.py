@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from app.schemas.api import CallDetailOut
@@ -39,6 +40,14 @@ def safe(value: object) -> str:
 
 class Markup(str):
     """A table cell written by the command itself (styles, line breaks): printed as Rich markup."""
+
+
+def progress(*, show: bool) -> Progress:
+    """A progress bar on standard error (label, bar, done/total, elapsed) that clears itself when done."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, disable=not show, transient=True,
+    )
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -4,18 +4,28 @@ A purged call loses its transcript, runs (raw model answers included), claims an
 are deleted with the `calls` row. Its audit trail stays, content-free: the text snapshots
 (`before`/`after`) of its review events are cleared (the only change the append-only triggers
 allow) and a `call_purged` event records when and under which retention period it went. A call's
-age is its start time, or when it was stored if the source gave none. Flushes; never commits.
+age is its start time, or when it was stored if the source gave none.
+
+`purge_expired` is a use case that owns its transactions, as `process_call` does: it deletes the expired
+calls a chunk at a time, oldest first, and commits each chunk. One transaction for every expired call
+was quadratic: each deleted call (and run) updates its tenant's counter rows, and PostgreSQL walks every
+version of a row that the same transaction made on each update: 128,000 expired calls took 7 minutes
+(0.5 ms per call at 16,000), a longer history more than the broker's visibility timeout (the task was
+delivered again while it ran), with every expired call locked meanwhile and all of it lost on a restart
+(docs/benchmarks.md, retention).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, null, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, ScalarSelect, Select, Update, delete, func, null, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.session import unit_of_work
 from app.errors import NotFoundError
 from app.models import Call, Claim, Evidence, ExtractionRun, ReviewEvent, Tenant
 from app.models import Utterance as UtteranceRow
@@ -23,8 +33,11 @@ from app.models.tables import utcnow
 from app.pipeline.calls import find_tenant
 
 PURGE_EVENT = "call_purged"
-# Deleting in chunks keeps each statement's IN list (and its locks) small.
+# Calls deleted (and committed) per transaction: it bounds each statement's IN list, the locks held, the
+# versions of the counter rows one transaction makes, and the work a restart loses.
 PURGE_CHUNK = 500
+# Expired call ids read per query (oldest first), then deleted chunk by chunk.
+PURGE_WINDOW = 50_000
 
 
 @dataclass(frozen=True)
@@ -44,73 +57,126 @@ def retention_days_of(tenant: Tenant, default_days: int) -> int:
 
 
 def purge_expired(
-    session: Session,
+    factory: sessionmaker[Session],
     *,
     default_days: int,
     tenant: str | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    max_calls: int | None = None,
+    chunk_calls: int = PURGE_CHUNK,
+    on_expired: Callable[[int], None] | None = None,
+    on_purged: Callable[[int], None] | None = None,
 ) -> list[TenantPurge]:
-    """Hard-delete every expired call (of one tenant, or all); with `dry_run`, only count them."""
+    """Hard-delete the expired calls (of one tenant, or all), committing every `chunk_calls` of them, oldest
+    first; with `dry_run`, only count them. A report per tenant with a period, of what was deleted.
+
+    `max_calls` stops after that many (the beat's task keeps each run well inside the broker's visibility
+    timeout; the next tick goes on). A call whose row another transaction holds (a worker storing its
+    result) is skipped, not waited for, and left for the next run; so are concurrent purges' chunks.
+    `on_expired` is told how many calls each tenant has expired before its first chunk, `on_purged` how many
+    each committed chunk deleted (a progress bar)."""
     moment = now or utcnow()
-    query = select(Tenant).order_by(Tenant.slug)
-    if tenant is not None:
-        query = query.where(Tenant.slug == tenant)
+    with unit_of_work(factory) as session:
+        query = select(Tenant).order_by(Tenant.slug)
+        if tenant is not None:
+            query = query.where(Tenant.slug == tenant)
+        periods = [(row.id, row.slug, retention_days_of(row, default_days)) for row in session.scalars(query)]
     reports: list[TenantPurge] = []
-    for tenant_row in session.scalars(query).all():
-        days = retention_days_of(tenant_row, default_days)
+    purged = 0
+    for tenant_id, slug, days in periods:
         if days <= 0:
             continue
         cutoff = moment - timedelta(days=days)
-        call_ids = list(
-            session.scalars(
-                select(Call.id).where(
-                    Call.tenant_id == tenant_row.id, func.coalesce(Call.started_at, Call.created_at) < cutoff
-                )
-            ).all()
-        )
-        counts = _counts(session, call_ids)
-        reports.append(TenantPurge(tenant_row.slug, days, cutoff, len(call_ids), *counts))
-        if not dry_run and call_ids:
-            _purge(session, tenant_row.id, call_ids, days)
-    session.flush()
+        expired_ids = select(Call.id).where(Call.tenant_id == tenant_id, _moment() < cutoff)
+        if dry_run:
+            with unit_of_work(factory) as session:
+                calls = _count_expired(session, expired_ids)
+                reports.append(TenantPurge(slug, days, cutoff, calls, *_counts(session, expired_ids.scalar_subquery())))
+            continue
+        if on_expired is not None:
+            with unit_of_work(factory) as session:
+                on_expired(_count_expired(session, expired_ids))
+        totals = [0, 0, 0, 0]  # calls, utterances, claims, evidence
+        while max_calls is None or purged < max_calls:
+            # The next expired calls, oldest first, read once for many chunks: a query per chunk would
+            # read past every call the chunks before it deleted (and without statistics PostgreSQL sorts
+            # every expired call for it), which grows with the backlog.
+            window_size = PURGE_WINDOW if max_calls is None else min(PURGE_WINDOW, max_calls - purged)
+            with unit_of_work(factory) as session:
+                window = session.scalars(expired_ids.order_by(_moment()).limit(window_size)).all()
+            deleted_in_window = 0
+            for start in range(0, len(window), chunk_calls):
+                with unit_of_work(factory) as session:
+                    # Locked now, or skipped: a worker holding a call (storing its result) is not waited for,
+                    # and a call a concurrent purge took is not counted (or given an audit event) twice.
+                    chunk = session.scalars(
+                        select(Call.id).where(Call.id.in_(window[start : start + chunk_calls]))
+                        .with_for_update(skip_locked=True)
+                    ).all()
+                    if not chunk:
+                        continue
+                    counts = (len(chunk), *_purge(session, tenant_id, chunk, days))
+                totals = [total + count for total, count in zip(totals, counts, strict=True)]
+                purged += len(chunk)
+                deleted_in_window += len(chunk)
+                if on_purged is not None:
+                    on_purged(len(chunk))
+            if len(window) < window_size or not deleted_in_window:
+                break  # every expired call was in this window, or the rest are held by others: next run
+        reports.append(TenantPurge(slug, days, cutoff, *totals))
+        if max_calls is not None and purged >= max_calls:
+            break
     return reports
 
 
-def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
-    return [ids[i : i + PURGE_CHUNK] for i in range(0, len(ids), PURGE_CHUNK)]
+def _moment() -> ColumnElement[Any]:
+    """A call's age, as `ix_calls_tenant_moment` indexes it: the oldest expired calls are a range of that index."""
+    return func.coalesce(Call.started_at, Call.created_at)
 
 
-def _counts(session: Session, call_ids: Sequence[str]) -> tuple[int, int, int]:
-    utterances = claims = evidence = 0
-    for chunk in _chunks(call_ids):
-        utterances += session.scalar(select(func.count()).where(UtteranceRow.call_id.in_(chunk))) or 0
-        claims += session.scalar(select(func.count()).where(Claim.call_id.in_(chunk))) or 0
-        evidence += (
-            session.scalar(select(func.count()).select_from(Evidence).join(Claim).where(Claim.call_id.in_(chunk)))
-            or 0
-        )
-    return utterances, claims, evidence
+def _count_expired(session: Session, expired_ids: Select[Any]) -> int:
+    return session.scalar(select(func.count()).select_from(expired_ids.subquery())) or 0
 
 
-def _purge(session: Session, tenant_id: int, call_ids: Sequence[str], days: int) -> None:
+def _counts(session: Session, call_ids: ScalarSelect[Any]) -> tuple[int, int, int]:
+    """The utterances, claims and evidence that deleting the calls `call_ids` would delete with them (a dry
+    run's report; a purge counts the rows its deletes removed)."""
+    claim_ids = select(Claim.id).where(Claim.call_id.in_(call_ids))
+    return (
+        session.scalar(select(func.count()).where(UtteranceRow.call_id.in_(call_ids))) or 0,
+        session.scalar(select(func.count()).where(Claim.call_id.in_(call_ids))) or 0,
+        session.scalar(select(func.count()).where(Evidence.claim_id.in_(claim_ids))) or 0,
+    )
+
+
+def scrub_review_events(call_ids: Sequence[str]) -> Update:
+    """Clear the text snapshots of the calls' review events: a Core statement, since the ORM guard refuses
+    any UPDATE of review events, and the triggers allow exactly this one (content to NULL, everything else
+    kept). By call id alone (ids are unique across tenants): with a tenant condition beside it, a planner
+    whose statistics predate the purge read every event of the tenant through its tenant index for each
+    chunk, while the purge adds 500 events per chunk (128,000 calls: 287 of 346 s in this statement;
+    without the condition, under 1.5 s)."""
+    return (
+        update(ReviewEvent)
+        .where(ReviewEvent.call_id.in_(call_ids))
+        .where((ReviewEvent.before.is_not(None)) | (ReviewEvent.after.is_not(None)))
+        .values(before=null(), after=null())
+    )
+
+
+def _purge(session: Session, tenant_id: int, call_ids: Sequence[str], days: int) -> tuple[int, int, int]:
+    """Delete one chunk of calls (locked by the caller), with their children, and record their
+    `call_purged` events; the utterances, claims and evidence deleted. Flushes."""
     connection = session.connection()
-    for chunk in _chunks(call_ids):
-        # Core statements on the session's connection: the ORM guard refuses any UPDATE of review
-        # events, and the triggers allow exactly this one (content to NULL, everything else kept).
-        connection.execute(
-            update(ReviewEvent)
-            .where(ReviewEvent.call_id.in_(chunk), ReviewEvent.tenant_id == tenant_id)
-            .where((ReviewEvent.before.is_not(None)) | (ReviewEvent.after.is_not(None)))
-            .values(before=null(), after=null())
-        )
-        # Children first, so the delete does not depend on cascades being switched on.
-        claim_ids = select(Claim.id).where(Claim.call_id.in_(chunk)).scalar_subquery()
-        connection.execute(delete(Evidence).where(Evidence.claim_id.in_(claim_ids)))
-        connection.execute(delete(Claim).where(Claim.call_id.in_(chunk)))
-        connection.execute(delete(ExtractionRun).where(ExtractionRun.call_id.in_(chunk)))
-        connection.execute(delete(UtteranceRow).where(UtteranceRow.call_id.in_(chunk)))
-        connection.execute(delete(Call).where(Call.id.in_(chunk)))
+    connection.execute(scrub_review_events(call_ids))
+    # Children first, so the delete does not depend on cascades being switched on.
+    claim_ids = select(Claim.id).where(Claim.call_id.in_(call_ids)).scalar_subquery()
+    evidence = connection.execute(delete(Evidence).where(Evidence.claim_id.in_(claim_ids))).rowcount
+    claims = connection.execute(delete(Claim).where(Claim.call_id.in_(call_ids))).rowcount
+    connection.execute(delete(ExtractionRun).where(ExtractionRun.call_id.in_(call_ids)))
+    utterances = connection.execute(delete(UtteranceRow).where(UtteranceRow.call_id.in_(call_ids))).rowcount
+    connection.execute(delete(Call).where(Call.id.in_(call_ids)))
     session.add_all(
         ReviewEvent(
             tenant_id=tenant_id,
@@ -123,6 +189,8 @@ def _purge(session: Session, tenant_id: int, call_ids: Sequence[str], days: int)
         )
         for call_id in call_ids
     )
+    session.flush()
+    return utterances, claims, evidence
 
 
 def set_retention(session: Session, tenant: str, days: int | None) -> Tenant:

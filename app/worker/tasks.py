@@ -148,15 +148,17 @@ def fold_rollups_task() -> int:
 
 @celery_app.task(name=TASK_PURGE)
 def purge_task() -> int:
-    """Beat-scheduled: hard-delete calls past their tenant's retention period."""
-    from app.db.session import unit_of_work
+    """Beat-scheduled: hard-delete calls past their tenant's retention period, at most
+    `purge_max_calls_per_run` of them (committed a chunk at a time); the next run goes on."""
     from app.pipeline.retention import purge_expired
 
     ctx = get_context()
-    with unit_of_work(ctx.session_factory) as session:
-        reports = purge_expired(session, default_days=ctx.settings.retention_days)
+    budget = ctx.settings.purge_max_calls_per_run
+    reports = purge_expired(ctx.session_factory, default_days=ctx.settings.retention_days, max_calls=budget)
     purged = sum(report.calls for report in reports)
-    if purged:
+    if purged >= budget:
+        logger.warning("retention purged %d calls (this run's limit); the next run purges more", purged)
+    elif purged:
         logger.warning("retention purged %d calls", purged)
     return purged
 
