@@ -22,6 +22,8 @@ from app.models.tables import utcnow
 from app.pipeline.calls import set_state
 
 RECONCILE_BATCH = 500
+# Calls `postcall retry` requeues per transaction.
+RETRY_CHUNK = 500
 
 
 def claim_stuck_calls(
@@ -53,12 +55,21 @@ def requeue_calls(
     since: datetime | None = None,
     call_ids: Sequence[str] | None = None,
     tenant_id: int | None = None,
+    after_id: str | None = None,
+    limit: int | None = None,
 ) -> list[str]:
-    """Put calls (failed by default) back to `queued` for `postcall retry`; returns their ids.
+    """Put calls (failed by default) back to `queued` for `postcall retry`; returns their ids, in id order.
 
-    A naive `since` is taken as UTC, the zone every timestamp is stored in.
+    A naive `since` is taken as UTC, the zone every timestamp is stored in. `limit` takes at most that
+    many, of ids after `after_id`: the caller commits a chunk at a time and passes the last id it got (by
+    id, not by state: `--state queued` leaves the calls it requeued selectable). One transaction for a
+    long list would update the counters' row once per call, which grows faster than the calls.
     """
-    query = select(Call).where(Call.state.in_(list(states))).with_for_update(skip_locked=True)
+    query = select(Call).where(Call.state.in_(list(states))).order_by(Call.id).with_for_update(skip_locked=True)
+    if after_id is not None:
+        query = query.where(Call.id > after_id)
+    if limit is not None:
+        query = query.limit(limit)
     if since is not None:
         query = query.where(Call.state_changed_at >= as_utc(since))
     if call_ids is not None:

@@ -130,6 +130,17 @@ def test_requeue_selects_by_state_since_call_and_tenant(session_factory: session
     assert remaining == sorted([new_failure, other_tenant])
 
 
+def test_requeue_goes_by_id_a_chunk_at_a_time_whatever_the_state(session_factory: sessionmaker[Session]) -> None:
+    # Queued calls stay selectable by state once requeued: only the ids tell the next chunk where to go on.
+    calls = sorted(_store(session_factory, f"queued-{n}") for n in range(5))
+    chunks: list[list[str]] = []
+    while not chunks or len(chunks[-1]) == 2:
+        with unit_of_work(session_factory) as session:
+            chunks.append(requeue_calls(session, states=[CallState.queued], limit=2,
+                                        after_id=chunks[-1][-1] if chunks and chunks[-1] else None))
+    assert chunks == [calls[:2], calls[2:4], calls[4:]]
+
+
 # ------------------------------------------------------------------------------ PostgreSQL locking
 
 
