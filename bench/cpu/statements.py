@@ -23,6 +23,11 @@ each statement's executions and execution time per call, nested ones (trigger bo
 and planning time per call (0 unless the server sets `pg_stat_statements.track_planning`: a statement
 planned on most executions is one whose generic plan the server rejects), and the trigger functions'
 time (`track_functions`). Both add overhead: read CPU figures from runs without it.
+
+`--without-triggers` disables the user triggers of calls, extraction_runs and claims (the counters, ledgers
+and rollups; foreign keys are still checked) once migrated: what the same statements cost PostgreSQL
+without the work the read paths' counters add (docs/benchmarks.md, "What PostgreSQL <= 1 ms per call would
+take"). The stored rollups are then wrong: a measurement, never a configuration.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ STATEMENTS = """
     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
     ORDER BY total_exec_time DESC LIMIT %s"""
 FUNCTIONS = "SELECT funcname, calls, total_time FROM pg_stat_user_functions ORDER BY total_time DESC"
+# The tables whose user triggers keep the counters, ledgers and rollups (`--without-triggers`).
+TRIGGERED_TABLES = ("calls", "extraction_runs", "claims")
 
 
 class _Held:
@@ -82,7 +89,8 @@ def _write(engine: Any, rows: list[RunTimings], timings: str) -> None:
 
 
 def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, warmup: int,
-            statements: int, timings_only: bool = False, analyze: bool = False) -> dict[str, Any]:
+            statements: int, timings_only: bool = False, analyze: bool = False,
+            without_triggers: bool = False) -> dict[str, Any]:
     """Process the calls on a fresh database at `schema`, their timings written `timings` (batched or
     immediate); the backend's and this process's CPU per measured call, and the statement and function
     lines when `statements` asks for that many. With `timings_only`, every call is processed first, its
@@ -98,6 +106,10 @@ def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, wa
             downgrade(url, schema)
         database = url.rsplit("/", 1)[1]
         admin_dsn = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={database}"
+        if without_triggers:
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                for table in TRIGGERED_TABLES:
+                    admin.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         if statements:
             with psycopg.connect(admin_dsn, autocommit=True) as admin:
                 admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -164,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="list the N costliest statements (needs pg_stat_statements loaded)")
     parser.add_argument("--analyze-calls", action="store_true",
                         help="ANALYZE calls once they are stored (bench/databases.py `analyze_calls` says why)")
+    parser.add_argument("--without-triggers", action="store_true",
+                        help="disable the user triggers of calls, extraction_runs and claims (a measurement only)")
     args = parser.parse_args(argv)
     sides = [(schema, timings) for schema in args.schema or ["head"] for timings in args.timings or ["batched"]]
     transcripts = real_transcripts(args.warmup + args.calls)
@@ -172,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(args.rounds):
             for schema, timings in sides:
                 result = measure(schema, timings, transcripts, server.base_url, args.warmup, args.statements,
-                                 args.timings_only, args.analyze_calls)
+                                 args.timings_only, args.analyze_calls, args.without_triggers)
                 results[(schema, timings)].append(result)
                 load = Path("/proc/loadavg").read_text().split()[0]
                 print(f"round {number + 1} schema {schema} timings {timings}: PostgreSQL backend CPU "

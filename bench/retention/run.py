@@ -1,0 +1,62 @@
+"""The retention purge's time against the number of expired calls, this checkout beside another revision.
+
+    .venv/bin/python -m bench.retention.run --calls 16000 --calls 32000 --calls 64000 --against 1bbc8de
+
+Each size gets a fresh PostgreSQL database (POSTCALL_TEST_PG_PORT picks the server) holding that many calls
+of one tenant, all past its one-day period, inserted as rows of calls alone (tests/support/call_rows.py: no
+transcript, runs or claims, so the figures are the calls' own cost and a lower bound); then
+`purge_expired` deletes them, timed whole. The sides alternate size by size. Before the purge committed
+per chunk, it deleted every expired call in one transaction: each deleted call updates its tenant's counter
+row, PostgreSQL walks every version of a row that the same transaction made on each update, and the time
+grew faster than the calls (docs/benchmarks.md, retention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.cpu.run import PROJECT_ROOT, revision_copy, run_side
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, action="append", help="expired calls (repeatable; default 16000)")
+    parser.add_argument("--against", metavar="REVISION", help="also measure this git revision (e.g. main)")
+    args = parser.parse_args(argv)
+    sizes = args.calls or [16_000]
+    work = Path(tempfile.mkdtemp(prefix="postcall-retention-"))
+    try:
+        sides = [("this checkout", PROJECT_ROOT)]
+        if args.against:
+            copy = revision_copy(args.against, work / "revision")
+            for package in ("bench/retention", "tests/support"):
+                shutil.rmtree(copy / package, ignore_errors=True)
+                shutil.copytree(PROJECT_ROOT / package, copy / package)
+            sides.insert(0, (args.against, copy))
+        rows: dict[int, dict[str, dict[str, float]]] = {size: {} for size in sizes}
+        for size in sizes:
+            for name, root in sides:
+                out = work / f"{name}-{size}.json"
+                measured = run_side([sys.executable, "-m", "bench.retention.side", "--calls", str(size),
+                                        "--out", str(out)], root, out)
+                if measured["purged"] != size or measured["left"]:
+                    raise SystemExit(f"{name}: purged {measured['purged']} of {size}, {measured['left']} left")
+                rows[size][name] = measured
+                print(f"  {name}: {size} calls purged in {measured['seconds']:.1f} s", flush=True)
+        names = [name for name, _ in sides]
+        print(f"{'expired calls':>14} " + " ".join(f"{name + ' s':>22} {'ms/call':>8}" for name in names))
+        for size in sizes:
+            cells = " ".join(f"{rows[size][name]['seconds']:>22.1f} {1000 * rows[size][name]['seconds'] / size:>8.2f}"
+                             for name in names)
+            print(f"{size:>14} {cells}")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""One side of bench/retention/run.py: the retention purge of this code tree (the working directory), timed
+on fresh PostgreSQL databases of `--calls` expired calls each. Works with both forms of `purge_expired`:
+the chunk-committing one (a session factory) and the one-transaction form before it (a session)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from app.db.migrate import upgrade
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.models.tables import utcnow
+from app.pipeline.retention import purge_expired
+from tests.support.call_rows import insert_call_rows
+from tests.support.services import temporary_pg_database
+
+
+def purge_seconds(calls: int) -> dict[str, Any]:
+    with temporary_pg_database() as url:
+        upgrade(url)
+        engine = create_db_engine(url)
+        try:
+            with engine.begin() as connection:
+                tenant_id = connection.execute(text(
+                    "INSERT INTO tenants (slug, retention_days, created_at) VALUES ('expiring', 1, now()) RETURNING id"
+                )).scalar_one()
+            insert_call_rows(engine, tenant_id, "expired-", calls)
+            factory = make_session_factory(engine)
+            # Every call is older than a day by then.
+            later = utcnow() + timedelta(days=calls // 1440 + 2)
+            one_transaction = next(iter(inspect.signature(purge_expired).parameters)) == "session"
+            started = time.perf_counter()
+            if one_transaction:
+                with unit_of_work(factory) as session:
+                    (report,) = purge_expired(session, default_days=0, now=later)
+            else:
+                (report,) = purge_expired(factory, default_days=0, now=later)
+            seconds = time.perf_counter() - started
+            with engine.connect() as connection:
+                left = connection.execute(text("SELECT count(*) FROM calls")).scalar_one()
+            return {"calls": calls, "purged": report.calls, "left": left, "seconds": seconds,
+                    "one_transaction": one_transaction}
+        finally:
+            engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    result = purge_seconds(args.calls)
+    args.out.write_text(json.dumps(result), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
