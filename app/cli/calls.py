@@ -144,7 +144,7 @@ def retry(
     from datetime import datetime
 
     from app.models import CallState
-    from app.pipeline.reconcile import RETRY_CHUNK, requeue_calls
+    from app.pipeline.reconcile import requeue_in_chunks
 
     try:
         wanted = CallState(state)
@@ -152,14 +152,9 @@ def retry(
     except ValueError as exc:
         raise fail(str(exc)) from exc
     ctx = checked_context()
-    call_ids: list[str] = []
-    while True:  # a chunk per transaction (app/pipeline/reconcile.py says why)
-        with unit_of_work(ctx.session_factory) as session:
-            chunk = requeue_calls(session, states=[wanted], since=since_dt, tenant_id=tenant_id_of(session, tenant),
-                                  after_id=call_ids[-1] if call_ids else None, limit=RETRY_CHUNK)
-        call_ids += chunk
-        if len(chunk) < RETRY_CHUNK:
-            break
+    with unit_of_work(ctx.session_factory) as session:
+        tenant_id = tenant_id_of(session, tenant)
+    call_ids = requeue_in_chunks(ctx.session_factory, states=[wanted], since=since_dt, tenant_id=tenant_id)
     enqueue_and_report(call_ids, "calls", as_json=as_json)
 
 

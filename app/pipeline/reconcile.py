@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.session import unit_of_work
 from app.db.types import as_utc
 from app.models import Call, CallState, LlmMode
 from app.models.tables import utcnow
 from app.pipeline.calls import set_state
 
 RECONCILE_BATCH = 500
-# Calls `postcall retry` requeues per transaction.
+# Calls `postcall retry` requeues per transaction, and candidates it reads per query.
 RETRY_CHUNK = 500
+RETRY_WINDOW = 50_000
 
 
 def claim_stuck_calls(
@@ -48,6 +51,15 @@ def claim_stuck_calls(
     return [call.id for call in calls]
 
 
+def _retry_filters(states: Sequence[CallState], since: datetime | None, tenant_id: int | None) -> list[Any]:
+    filters: list[Any] = [Call.state.in_(list(states))]
+    if since is not None:
+        filters.append(Call.state_changed_at >= as_utc(since))
+    if tenant_id is not None:
+        filters.append(Call.tenant_id == tenant_id)
+    return filters
+
+
 def requeue_calls(
     session: Session,
     *,
@@ -55,28 +67,16 @@ def requeue_calls(
     since: datetime | None = None,
     call_ids: Sequence[str] | None = None,
     tenant_id: int | None = None,
-    after_id: str | None = None,
-    limit: int | None = None,
 ) -> list[str]:
     """Put calls (failed by default) back to `queued` for `postcall retry`; returns their ids, in id order.
 
-    A naive `since` is taken as UTC, the zone every timestamp is stored in. `limit` takes at most that
-    many, of ids after `after_id`: the caller commits a chunk at a time and passes the last id it got (by
-    id, not by state: `--state queued` leaves the calls it requeued selectable). One transaction for a
-    long list would update the counters' row once per call, which grows faster than the calls.
+    A naive `since` is taken as UTC, the zone every timestamp is stored in. Flushes; never commits: for
+    more than a few hundred calls, `requeue_in_chunks`.
     """
-    query = select(Call).where(Call.state.in_(list(states))).order_by(Call.id).with_for_update(skip_locked=True)
-    if after_id is not None:
-        query = query.where(Call.id > after_id)
-    if limit is not None:
-        query = query.limit(limit)
-    if since is not None:
-        query = query.where(Call.state_changed_at >= as_utc(since))
+    query = select(Call).where(*_retry_filters(states, since, tenant_id)).order_by(Call.id)
     if call_ids is not None:
         query = query.where(Call.id.in_(list(call_ids)))
-    if tenant_id is not None:
-        query = query.where(Call.tenant_id == tenant_id)
-    calls = session.scalars(query).all()
+    calls = session.scalars(query.with_for_update(skip_locked=True)).all()
     now = utcnow()
     for call in calls:
         set_state(call, CallState.queued, error=call.last_error)
@@ -85,3 +85,36 @@ def requeue_calls(
         call.attempts = 0
     session.flush()
     return [call.id for call in calls]
+
+
+def requeue_in_chunks(
+    factory: sessionmaker[Session],
+    *,
+    states: Sequence[CallState] = (CallState.failed,),
+    since: datetime | None = None,
+    tenant_id: int | None = None,
+    chunk_calls: int = RETRY_CHUNK,
+    window_calls: int = RETRY_WINDOW,
+) -> list[str]:
+    """`requeue_calls` for any number of calls, committing `chunk_calls` at a time; returns their ids.
+
+    One transaction for an outage's thousands of failures updated the tenant's counter row once per call
+    (PostgreSQL walks every version of a row the same transaction made, on each update) and held every
+    call as an ORM object at once. The ids are read `window_calls` at a time, in id order, and each chunk
+    requeued by id: by id because `--state queued` leaves the calls it requeued selectable, and read ahead
+    because a query per chunk would sort every remaining candidate each time (no statistics needed)."""
+    requeued: list[str] = []
+    after_id: str | None = None
+    while True:
+        with unit_of_work(factory) as session:
+            query = select(Call.id).where(*_retry_filters(states, since, tenant_id)).order_by(Call.id)
+            if after_id is not None:
+                query = query.where(Call.id > after_id)
+            window = list(session.scalars(query.limit(window_calls)))
+        for start in range(0, len(window), chunk_calls):
+            with unit_of_work(factory) as session:
+                requeued += requeue_calls(session, states=states, since=since, tenant_id=tenant_id,
+                                          call_ids=window[start : start + chunk_calls])
+        if len(window) < window_calls:
+            return requeued
+        after_id = window[-1]

@@ -213,12 +213,11 @@ def test_retry_requeues_failed_calls(migrated: None, call_dir: Path, monkeypatch
     assert json.loads(out)["counts"]["queued"] == 1
 
 
-def test_retry_requeues_every_failed_call_a_chunk_per_transaction(
+def test_retry_requeues_every_failed_call_once(
     migrated: None, samples_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy import update
 
-    import app.pipeline.reconcile
     from app.config import get_settings
     from app.db.session import get_engine
     from app.models import Call, CallState
@@ -227,11 +226,10 @@ def test_retry_requeues_every_failed_call_a_chunk_per_transaction(
     with get_engine(get_settings().database_url).begin() as conn:
         failed = conn.execute(update(Call).values(state=CallState.failed, last_error="boom")).rowcount
     assert failed >= 5
-    monkeypatch.setattr(app.pipeline.reconcile, "RETRY_CHUNK", 2)
     _use_env(monkeypatch, POSTCALL_BROKER_URL="redis://127.0.0.1:1/0")
     code, out, _ = _invoke("retry", "--json")
     requeued = json.loads(out)["requeued"]
-    assert len(requeued) == len(set(requeued)) == failed  # every chunk, each call once
+    assert len(requeued) == len(set(requeued)) == failed  # each call once (chunks: tests/pipeline/test_reconcile.py)
     assert code == 1  # the broker is down: they wait in the database for the reconciler
     code, out, _ = _invoke("status", "--json")
     assert code == 0 and json.loads(out)["counts"]["queued"] == failed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import text, update
@@ -13,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.models import Call, CallState
-from app.pipeline.reconcile import as_utc, claim_stuck_calls, requeue_calls
+from app.pipeline import reconcile
+from app.pipeline.reconcile import as_utc, claim_stuck_calls, requeue_calls, requeue_in_chunks
 from app.pipeline.store import store_transcript
 from tests.support.transcripts import make_transcript
 
@@ -130,15 +132,23 @@ def test_requeue_selects_by_state_since_call_and_tenant(session_factory: session
     assert remaining == sorted([new_failure, other_tenant])
 
 
-def test_requeue_goes_by_id_a_chunk_at_a_time_whatever_the_state(session_factory: sessionmaker[Session]) -> None:
-    # Queued calls stay selectable by state once requeued: only the ids tell the next chunk where to go on.
-    calls = sorted(_store(session_factory, f"queued-{n}") for n in range(5))
-    chunks: list[list[str]] = []
-    while not chunks or len(chunks[-1]) == 2:
-        with unit_of_work(session_factory) as session:
-            chunks.append(requeue_calls(session, states=[CallState.queued], limit=2,
-                                        after_id=chunks[-1][-1] if chunks and chunks[-1] else None))
-    assert chunks == [calls[:2], calls[2:4], calls[4:]]
+def test_requeue_in_chunks_takes_every_call_once_whatever_the_state(session_factory: sessionmaker[Session]) -> None:
+    # Queued calls stay selectable by state once requeued: only going by id takes each once.
+    calls = sorted(_store(session_factory, f"queued-{n}") for n in range(7))
+    seen: list[list[str]] = []
+    original = reconcile.requeue_calls
+
+    def requeue_and_note(session: Session, **selection: Any) -> list[str]:
+        seen.append(original(session, **selection))
+        return seen[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reconcile, "requeue_calls", requeue_and_note)
+        requeued = requeue_in_chunks(session_factory, states=[CallState.queued], chunk_calls=2, window_calls=3)
+
+    assert requeued == calls
+    # Windows of 3 ids, each requeued in transactions of at most 2.
+    assert seen == [calls[0:2], calls[2:3], calls[3:5], calls[5:6], calls[6:7]]
 
 
 # ------------------------------------------------------------------------------ PostgreSQL locking
