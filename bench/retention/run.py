@@ -1,6 +1,7 @@
 """The retention purge's time against the number of expired calls, this checkout beside another revision.
 
     .venv/bin/python -m bench.retention.run --calls 16000 --calls 32000 --calls 64000 --against 1bbc8de
+    .venv/bin/python -m bench.retention.run --retry --calls 16000 --calls 32000 --calls 64000 --against 1bbc8de
 
 Each size gets a fresh PostgreSQL database (POSTCALL_TEST_PG_PORT picks the server) holding that many calls
 of one tenant, all past its one-day period, inserted as rows of calls alone (tests/support/call_rows.py: no
@@ -8,7 +9,8 @@ transcript, runs or claims, so the figures are the calls' own cost and a lower b
 `purge_expired` deletes them, timed whole. The sides alternate size by size. Before the purge committed
 per chunk, it deleted every expired call in one transaction: each deleted call updates its tenant's counter
 row, PostgreSQL walks every version of a row that the same transaction made on each update, and the time
-grew faster than the calls (docs/benchmarks.md, retention).
+grew faster than the calls (docs/benchmarks.md, retention). `--retry` times `postcall retry`'s requeue of
+that many failed calls instead (one transaction before, 500 calls per transaction now).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, action="append", help="expired calls (repeatable; default 16000)")
     parser.add_argument("--against", metavar="REVISION", help="also measure this git revision (e.g. main)")
+    parser.add_argument("--retry", action="store_true", help="time the requeue of failed calls, not the purge")
     args = parser.parse_args(argv)
     sizes = args.calls or [16_000]
     work = Path(tempfile.mkdtemp(prefix="postcall-retention-"))
@@ -42,13 +45,14 @@ def main(argv: list[str] | None = None) -> int:
             for name, root in sides:
                 out = work / f"{name}-{size}.json"
                 measured = run_side([sys.executable, "-m", "bench.retention.side", "--calls", str(size),
-                                        "--out", str(out)], root, out)
-                if measured["purged"] != size or measured["left"]:
-                    raise SystemExit(f"{name}: purged {measured['purged']} of {size}, {measured['left']} left")
+                                     "--out", str(out), *(["--retry"] if args.retry else [])], root, out)
+                if measured["done"] != size or measured["left"]:
+                    raise SystemExit(f"{name}: handled {measured['done']} of {size}, {measured['left']} left")
                 rows[size][name] = measured
-                print(f"  {name}: {size} calls purged in {measured['seconds']:.1f} s", flush=True)
+                print(f"  {name}: {size} calls {'requeued' if args.retry else 'purged'} in "
+                      f"{measured['seconds']:.1f} s", flush=True)
         names = [name for name, _ in sides]
-        print(f"{'expired calls':>14} " + " ".join(f"{name + ' s':>22} {'ms/call':>8}" for name in names))
+        print(f"{'calls':>14} " + " ".join(f"{name + ' s':>22} {'ms/call':>8}" for name in names))
         for size in sizes:
             cells = " ".join(f"{rows[size][name]['seconds']:>22.1f} {1000 * rows[size][name]['seconds'] / size:>8.2f}"
                              for name in names)

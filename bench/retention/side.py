@@ -1,6 +1,7 @@
-"""One side of bench/retention/run.py: the retention purge of this code tree (the working directory), timed
-on fresh PostgreSQL databases of `--calls` expired calls each. Works with both forms of `purge_expired`:
-the chunk-committing one (a session factory) and the one-transaction form before it (a session)."""
+"""One side of bench/retention/run.py: the retention purge (or, with `--retry`, `postcall retry`'s
+requeue) of this code tree (the working directory), timed on a fresh PostgreSQL database of `--calls`
+expired (or failed) calls. Works with both forms of each: the chunk-committing one (a session factory)
+and the one-transaction form before it (a session)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from sqlalchemy import text
 from app.db.migrate import upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.models.tables import utcnow
+from app.pipeline import reconcile
 from app.pipeline.retention import purge_expired
 from tests.support.call_rows import insert_call_rows
 from tests.support.services import temporary_pg_database
 
 
-def purge_seconds(calls: int) -> dict[str, Any]:
+def seconds_for(calls: int, *, retry: bool = False) -> dict[str, Any]:
     with temporary_pg_database() as url:
         upgrade(url)
         engine = create_db_engine(url)
@@ -33,6 +35,8 @@ def purge_seconds(calls: int) -> dict[str, Any]:
                 )).scalar_one()
             insert_call_rows(engine, tenant_id, "expired-", calls)
             factory = make_session_factory(engine)
+            if retry:
+                return _requeue_seconds(engine, factory, calls)
             # Every call is older than a day by then.
             later = utcnow() + timedelta(days=calls // 1440 + 2)
             one_transaction = next(iter(inspect.signature(purge_expired).parameters)) == "session"
@@ -45,18 +49,39 @@ def purge_seconds(calls: int) -> dict[str, Any]:
             seconds = time.perf_counter() - started
             with engine.connect() as connection:
                 left = connection.execute(text("SELECT count(*) FROM calls")).scalar_one()
-            return {"calls": calls, "purged": report.calls, "left": left, "seconds": seconds,
+            return {"calls": calls, "done": report.calls, "left": left, "seconds": seconds,
                     "one_transaction": one_transaction}
         finally:
             engine.dispose()
+
+
+def _requeue_seconds(engine: Any, factory: Any, calls: int) -> dict[str, Any]:
+    """Every call failed, then requeued as `postcall retry` does: in chunks where this tree has them."""
+    for _ in range(0, calls, 5_000):  # as insert_call_rows, 5,000 per transaction
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE calls SET state = 'failed' WHERE id IN "
+                                    "(SELECT id FROM calls WHERE state = 'queued' LIMIT 5000)"))
+    chunked = hasattr(reconcile, "requeue_in_chunks")
+    started = time.perf_counter()
+    if chunked:
+        requeued = reconcile.requeue_in_chunks(factory)
+    else:
+        with unit_of_work(factory) as session:
+            requeued = reconcile.requeue_calls(session)
+    seconds = time.perf_counter() - started
+    with engine.connect() as connection:
+        left = connection.execute(text("SELECT count(*) FROM calls WHERE state = 'failed'")).scalar_one()
+    return {"calls": calls, "done": len(requeued), "left": left, "seconds": seconds,
+            "one_transaction": not chunked}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--retry", action="store_true", help="time the requeue of failed calls instead")
     args = parser.parse_args()
-    result = purge_seconds(args.calls)
+    result = seconds_for(args.calls, retry=args.retry)
     args.out.write_text(json.dumps(result), encoding="utf-8")
 
 
