@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # the broker visibility timeout so Redis redelivery gets the first chance.
     stuck_after_seconds: int = 1_200
     reconcile_every_seconds: int = 60
+    # The beat's reconciler requeues at most this many stuck calls per run (in committed chunks of 500,
+    # oldest first, each published before the next is claimed); the next run goes on.
+    reconcile_max_calls_per_run: int = Field(default=50_000, ge=1)
 
     max_transcript_bytes: int = 20 * 1024 * 1024
     default_tenant: str = "default"

@@ -13,12 +13,25 @@ from app.cli.common import (
     JsonOpt,
     TenantOpt,
     checked_context,
+    enqueue,
     enqueue_and_report,
     refusal_exits,
+    report_requeued,
     tenant_id_of,
 )
 from app.cli.ingest import process_with_progress
-from app.cli.render import Markup, err_console, fail, print_json, print_table, render_call, safe, say, status_markup
+from app.cli.render import (
+    Markup,
+    err_console,
+    fail,
+    print_json,
+    print_table,
+    progress,
+    render_call,
+    safe,
+    say,
+    status_markup,
+)
 from app.config import get_settings
 from app.context import AppContext
 from app.db.session import unit_of_work
@@ -118,19 +131,35 @@ def status(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
 
 def reconcile(
     stuck_after: Annotated[
-        int | None, typer.Option(help="Seconds in queued/processing before a call counts as stuck.")
+        int | None, typer.Option(min=0, help="Seconds in queued/processing before a call counts as stuck.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-enqueue calls stuck in queued or processing past the timeout (safe to run anywhere, any time)."""
-    from app.pipeline.reconcile import claim_stuck_calls
+    """Re-enqueue calls stuck in queued or processing past the timeout (safe to run anywhere, any time).
+    Every stuck call, oldest first, a few hundred per transaction, each chunk handed to the broker before
+    the next is claimed; stops when the broker is down (exit 1: the rest wait in the database)."""
+    from app.pipeline.reconcile import reconcile_stuck_calls
 
     ctx = checked_context()
-    with unit_of_work(ctx.session_factory) as session:
-        call_ids = claim_stuck_calls(
-            session, stuck_after_seconds=stuck_after if stuck_after is not None else ctx.settings.stuck_after_seconds
+    with progress(show=not as_json) as bar:
+        task = bar.add_task("re-enqueueing stuck calls", total=0)
+        found = 0
+
+        def on_found(calls: int) -> None:  # each window of candidates, before its first chunk
+            nonlocal found
+            found += calls
+            bar.update(task, total=found)
+
+        def hand_over(call_ids: list[str]) -> bool:
+            bar.advance(task, len(call_ids))
+            return enqueue(call_ids)
+
+        done = reconcile_stuck_calls(
+            ctx.session_factory,
+            stuck_after_seconds=stuck_after if stuck_after is not None else ctx.settings.stuck_after_seconds,
+            hand_over=hand_over, on_found=on_found,
         )
-    enqueue_and_report(call_ids, "stuck calls", as_json=as_json)
+    report_requeued(done.requeued, "stuck calls", enqueued=done.handed_over, as_json=as_json)
 
 
 def retry(

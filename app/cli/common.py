@@ -106,7 +106,11 @@ def enqueue(call_ids: list[str]) -> bool:
 
 def enqueue_and_report(call_ids: list[str], what: str, *, as_json: bool) -> None:
     """Hand requeued calls to the broker; exit 1 when it is down (they stay queued in the database)."""
-    enqueued = enqueue(call_ids)
+    report_requeued(call_ids, what, enqueued=enqueue(call_ids), as_json=as_json)
+
+
+def report_requeued(call_ids: list[str], what: str, *, enqueued: bool, as_json: bool) -> None:
+    """Say which calls went back on the queue; exit 1 when the broker could not take them."""
     if as_json:
         print_json({"requeued": call_ids, "enqueued": enqueued})
     else:

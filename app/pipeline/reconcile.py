@@ -10,11 +10,12 @@ Batch-mode calls are not re-enqueued: they wait in the database for the batch co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
@@ -23,25 +24,39 @@ from app.models import Call, CallState, LlmMode
 from app.models.tables import utcnow
 from app.pipeline.calls import set_state
 
+# Stuck calls the reconciler claims per transaction, and candidates it reads per query.
 RECONCILE_BATCH = 500
+RECONCILE_WINDOW = 50_000
 # Calls `postcall retry` requeues per transaction, and candidates it reads per query.
 RETRY_CHUNK = 500
 RETRY_WINDOW = 50_000
 
 
+def _stuck_filters(cutoff: datetime) -> list[Any]:
+    return [
+        Call.state.in_([CallState.queued, CallState.processing]),
+        Call.state_changed_at < cutoff,
+        Call.llm_mode == LlmMode.sync,
+    ]
+
+
 def claim_stuck_calls(
-    session: Session, *, stuck_after_seconds: float, limit: int = RECONCILE_BATCH, now: datetime | None = None
+    session: Session,
+    *,
+    stuck_after_seconds: float,
+    limit: int = RECONCILE_BATCH,
+    now: datetime | None = None,
+    call_ids: Sequence[str] | None = None,
 ) -> list[str]:
-    """Mark calls stuck past the timeout as freshly queued and return their ids (flushes, no commit)."""
+    """Mark calls stuck past the timeout as freshly queued and return their ids, oldest first (at most
+    `limit`; only among `call_ids` when given). Flushes, no commit: for any number of calls,
+    `reconcile_stuck_calls`."""
     now = now or utcnow()
-    cutoff = now - timedelta(seconds=stuck_after_seconds)
+    query = select(Call).where(*_stuck_filters(now - timedelta(seconds=stuck_after_seconds)))
+    if call_ids is not None:
+        query = query.where(Call.id.in_(list(call_ids)))
     calls = session.scalars(
-        select(Call)
-        .where(Call.state.in_([CallState.queued, CallState.processing]), Call.state_changed_at < cutoff)
-        .where(Call.llm_mode == LlmMode.sync)
-        .order_by(Call.state_changed_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        query.order_by(Call.state_changed_at, Call.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
     for call in calls:
         note = f"re-enqueued by reconciler after {stuck_after_seconds:.0f}s in {call.state.value}"
@@ -49,6 +64,67 @@ def claim_stuck_calls(
         call.state_changed_at = call.enqueued_at = now  # one clock for the cutoff and the restart
     session.flush()
     return [call.id for call in calls]
+
+
+@dataclass
+class Reconciled:
+    """What one reconciler pass did: the calls it requeued (committed), in order, and whether the last
+    chunk's hand-over to the broker failed (the pass stopped there; those calls wait in the database)."""
+
+    requeued: list[str] = field(default_factory=list)
+    handed_over: bool = True
+
+
+def reconcile_stuck_calls(
+    factory: sessionmaker[Session],
+    *,
+    stuck_after_seconds: float,
+    hand_over: Callable[[list[str]], bool],
+    max_calls: int | None = None,
+    chunk_calls: int = RECONCILE_BATCH,
+    window_calls: int = RECONCILE_WINDOW,
+    now: datetime | None = None,
+    on_found: Callable[[int], object] | None = None,
+) -> Reconciled:
+    """Requeue every call stuck past the timeout (at most `max_calls`), oldest first: `chunk_calls` per
+    committed transaction, each chunk handed to `hand_over` (which publishes it; False when the broker
+    is down) right after its commit, before the next is claimed.
+
+    A pass once stopped after 500 calls: after Redis lost its queue, an outage's thousands of queued
+    calls came back 500 a minute while the workers stood idle, and `postcall reconcile` said "500
+    re-enqueued" as if that were all. The cutoff is taken once, at `now`: a call this pass requeues
+    restarts its clock at `now`, past the cutoff, so it is never claimed twice in one pass, even with
+    `stuck_after_seconds=0`. Candidates are read `window_calls` at a time, by (state_changed_at, id)
+    after the last one read, so no chunk sorts every remaining stuck call again; each chunk is claimed
+    by id with the stuck test repeated under its row locks (`FOR UPDATE SKIP LOCKED`: a call a worker
+    or another reconciler holds is skipped, and one that moved on meanwhile is left alone).
+    `on_found(n)` is called with each window's number of candidates (for a progress bar)."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=stuck_after_seconds)
+    done = Reconciled()
+    after: tuple[datetime, str] | None = None
+    while max_calls is None or len(done.requeued) < max_calls:
+        wanted = window_calls if max_calls is None else min(window_calls, max_calls - len(done.requeued))
+        with unit_of_work(factory) as session:
+            query = select(Call.id, Call.state_changed_at).where(*_stuck_filters(cutoff))
+            if after is not None:
+                query = query.where(tuple_(Call.state_changed_at, Call.id) > tuple_(*after))
+            window = session.execute(query.order_by(Call.state_changed_at, Call.id).limit(wanted)).all()
+        if on_found is not None and window:
+            on_found(len(window))
+        for start in range(0, len(window), chunk_calls):
+            chunk = [row.id for row in window[start : start + chunk_calls]]
+            with unit_of_work(factory) as session:
+                claimed = claim_stuck_calls(session, stuck_after_seconds=stuck_after_seconds, limit=len(chunk),
+                                            now=now, call_ids=chunk)
+            done.requeued += claimed
+            if claimed and not hand_over(claimed):
+                done.handed_over = False
+                return done
+        if len(window) < wanted:
+            break
+        after = (window[-1].state_changed_at, window[-1].id)
+    return done
 
 
 def _retry_filters(states: Sequence[CallState], since: datetime | None, tenant_id: int | None) -> list[Any]:

@@ -123,17 +123,27 @@ def _retry_or_give_up(task: Any, call_id: str, exc: Exception, retry_after: floa
 
 @celery_app.task(name=TASK_RECONCILE)
 def reconcile_task() -> int:
-    """Beat-scheduled: re-enqueue calls stuck in queued/processing past the timeout."""
-    from app.db.session import unit_of_work
-    from app.pipeline.reconcile import claim_stuck_calls
+    """Beat-scheduled: re-enqueue calls stuck in queued/processing past the timeout, at most
+    `reconcile_max_calls_per_run` of them (committed and published a chunk at a time)."""
+    from app.pipeline.reconcile import reconcile_stuck_calls
     from app.worker.enqueue import enqueue_calls
 
     ctx = get_context()
-    with unit_of_work(ctx.session_factory) as session:
-        call_ids = claim_stuck_calls(session, stuck_after_seconds=ctx.settings.stuck_after_seconds)
-    if call_ids:
-        logger.warning("reconciler re-enqueued %d stuck calls", len(call_ids))
-    return enqueue_calls(call_ids)
+    budget = ctx.settings.reconcile_max_calls_per_run
+
+    def hand_over(call_ids: list[str]) -> bool:
+        # A broker error propagates: the claimed calls are committed as queued, and come back after stuck-after.
+        enqueue_calls(call_ids)
+        return True
+
+    done = reconcile_stuck_calls(ctx.session_factory, stuck_after_seconds=ctx.settings.stuck_after_seconds,
+                                 hand_over=hand_over, max_calls=budget)
+    if len(done.requeued) >= budget:
+        logger.warning("reconciler re-enqueued %d stuck calls (this run's limit); the next run goes on",
+                       len(done.requeued))
+    elif done.requeued:
+        logger.warning("reconciler re-enqueued %d stuck calls", len(done.requeued))
+    return len(done.requeued)
 
 
 @celery_app.task(name=TASK_FOLD_ROLLUPS)

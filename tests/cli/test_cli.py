@@ -307,3 +307,65 @@ def test_unmigrated_database_gets_an_actionable_error(command: list[str]) -> Non
     code, _, err = _invoke(*command)
     assert code == 2
     assert "postcall db upgrade" in err
+
+
+def _stuck_rows(count: int) -> list[str]:
+    """`count` calls of the default tenant (beside the ingested one), queued two hours ago: past the timeout."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert, select
+
+    from app.config import get_settings
+    from app.db.session import get_engine
+    from app.models import Call, CallState
+    from app.models.tables import utcnow
+
+    long_ago = utcnow() - timedelta(hours=2)
+    with get_engine(get_settings().database_url).begin() as conn:
+        tenant_id = conn.scalar(select(Call.tenant_id).limit(1))
+        rows = [{"id": f"stuck-{n:05d}", "tenant_id": tenant_id, "external_id": f"stuck-{n:05d}",
+                 "source_format": "json", "transcript_hash": f"{n:064d}", "state": CallState.queued,
+                 "state_changed_at": long_ago, "attempts": 1, "created_at": long_ago} for n in range(count)]
+        conn.execute(insert(Call), rows)
+    return [row["id"] for row in rows]
+
+
+def test_reconcile_requeues_every_stuck_call_not_only_the_first_chunk(
+    migrated: None, call_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    from app.pipeline.reconcile import RECONCILE_BATCH
+    from tests.support.services import redis_url
+
+    assert _invoke("ingest", str(call_dir), "--no-enqueue")[0] == 0
+    stuck = _stuck_rows(2 * RECONCILE_BATCH + 1)
+    broker = redis_url(11)
+    redis.Redis.from_url(broker).flushdb()
+    _use_env(monkeypatch, POSTCALL_BROKER_URL=broker)
+    code, out, _ = _invoke("reconcile", "--json")
+    assert code == 0
+    assert json.loads(out) == {"requeued": stuck, "enqueued": True}  # oldest first: here, id order
+    assert redis.Redis.from_url(broker).llen("postcall") == len(stuck)
+    redis.Redis.from_url(broker).flushdb()
+
+
+def test_reconcile_stops_at_the_first_chunk_the_broker_refuses(
+    migrated: None, call_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.pipeline.reconcile import RECONCILE_BATCH
+
+    assert _invoke("ingest", str(call_dir), "--no-enqueue")[0] == 0
+    stuck = _stuck_rows(RECONCILE_BATCH + 10)
+    _use_env(monkeypatch, POSTCALL_BROKER_URL="redis://127.0.0.1:1/0")
+    code, out, err = _invoke("reconcile", "--json")
+    assert code == 1 and "reconcile" in err
+    assert json.loads(out)["requeued"] == stuck[:RECONCILE_BATCH]
+    # The rest were never claimed: still stuck, the next pass takes them (still refused: the broker is down).
+    code, out, _ = _invoke("reconcile", "--json")
+    assert code == 1 and json.loads(out)["requeued"] == stuck[RECONCILE_BATCH:]
+
+
+def test_reconcile_refuses_a_negative_timeout(migrated: None) -> None:
+    code, _, err = _invoke("reconcile", "--stuck-after", "-1")
+    assert code == 2 and "--stuck-after" in err and "greater than or equal to" in err

@@ -9,13 +9,19 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
-from app.models import Call, CallState
+from app.models import Call, CallState, LlmMode
 from app.pipeline import reconcile
-from app.pipeline.reconcile import as_utc, claim_stuck_calls, requeue_calls, requeue_in_chunks
+from app.pipeline.reconcile import (
+    as_utc,
+    claim_stuck_calls,
+    reconcile_stuck_calls,
+    requeue_calls,
+    requeue_in_chunks,
+)
 from app.pipeline.store import store_transcript
 from tests.support.transcripts import make_transcript
 
@@ -151,6 +157,100 @@ def test_requeue_in_chunks_takes_every_call_once_whatever_the_state(session_fact
     assert seen == [calls[0:2], calls[2:3], calls[3:5], calls[5:6], calls[6:7]]
 
 
+def _stuck_at_ages(factory: sessionmaker[Session], minutes: list[int]) -> dict[int, str]:
+    """One call per age, stuck in queued (even ages) or processing (odd), `minutes` before NOW."""
+    calls = {}
+    for age in minutes:
+        call_id = _store(factory, f"stuck-{age}")
+        _put(factory, call_id, CallState.processing if age % 2 else CallState.queued, NOW - timedelta(minutes=age))
+        calls[age] = call_id
+    return calls
+
+
+def _states(factory: sessionmaker[Session], call_ids: list[str]) -> dict[str, tuple[CallState, datetime]]:
+    with factory() as session:
+        rows = session.execute(select(Call.id, Call.state, Call.state_changed_at).where(Call.id.in_(call_ids)))
+        return {row.id: (row.state, as_utc(row.state_changed_at)) for row in rows}
+
+
+def test_a_pass_requeues_every_stuck_call_once_oldest_first_each_chunk_committed_before_its_hand_over(
+    session_factory: sessionmaker[Session],
+) -> None:
+    ages = [31, 95, 40, 62, 77, 50, 44]
+    stuck = _stuck_at_ages(session_factory, ages)
+    recent = _store(session_factory, "recent")
+    _put(session_factory, recent, CallState.queued, RECENTLY)
+    waiting_for_a_batch = _store(session_factory, "batch-mode")
+    _put(session_factory, waiting_for_a_batch, CallState.queued, LONG_AGO)
+    with unit_of_work(session_factory) as session:
+        session.execute(update(Call).where(Call.id == waiting_for_a_batch).values(llm_mode=LlmMode.batch))
+
+    handed: list[list[str]] = []
+
+    def hand_over(call_ids: list[str]) -> bool:
+        # Committed before the broker gets them: another session sees them queued, their clock restarted.
+        assert _states(session_factory, call_ids) == dict.fromkeys(call_ids, (CallState.queued, NOW))
+        handed.append(call_ids)
+        return True
+
+    found: list[int] = []
+    done = reconcile_stuck_calls(session_factory, stuck_after_seconds=STUCK_AFTER, hand_over=hand_over, now=NOW,
+                                 chunk_calls=2, window_calls=3, on_found=found.append)
+
+    oldest_first = [stuck[age] for age in sorted(ages, reverse=True)]
+    assert done.requeued == oldest_first and done.handed_over
+    # Windows of 3 candidates, each claimed and handed over in chunks of at most 2.
+    assert handed == [oldest_first[0:2], oldest_first[2:3], oldest_first[3:5], oldest_first[5:6], oldest_first[6:7]]
+    assert found == [3, 3, 1]
+    assert _states(session_factory, [recent, waiting_for_a_batch]) == {
+        recent: (CallState.queued, RECENTLY), waiting_for_a_batch: (CallState.queued, LONG_AGO)}
+    # The next pass at the same moment finds nothing: their clocks restarted at NOW.
+    again = reconcile_stuck_calls(session_factory, stuck_after_seconds=STUCK_AFTER, hand_over=hand_over, now=NOW)
+    assert again.requeued == []
+
+
+def test_a_pass_without_a_timeout_ends_and_takes_each_call_once(session_factory: sessionmaker[Session]) -> None:
+    stuck = _stuck_at_ages(session_factory, [1, 2, 3, 4, 5])
+    handed: list[str] = []
+
+    def hand_over(call_ids: list[str]) -> bool:
+        handed.extend(call_ids)
+        return True
+
+    done = reconcile_stuck_calls(session_factory, stuck_after_seconds=0, now=NOW, chunk_calls=2, window_calls=2,
+                                 hand_over=hand_over)
+    assert sorted(done.requeued) == sorted(handed) == sorted(stuck.values())
+    assert len(set(handed)) == len(handed)
+
+
+def test_a_limited_pass_stops_at_its_limit_and_the_next_goes_on(session_factory: sessionmaker[Session]) -> None:
+    stuck = _stuck_at_ages(session_factory, [30, 40, 50, 60, 70, 80, 90])
+    oldest_first = [stuck[age] for age in (90, 80, 70, 60, 50, 40, 30)]
+
+    def passes(max_calls: int) -> list[str]:
+        done = reconcile_stuck_calls(session_factory, stuck_after_seconds=STUCK_AFTER, now=NOW, chunk_calls=3,
+                                     window_calls=2, max_calls=max_calls, hand_over=lambda call_ids: True)
+        return done.requeued
+
+    assert passes(4) == oldest_first[:4]
+    assert passes(4) == oldest_first[4:]
+    assert passes(4) == []
+
+
+def test_a_pass_stops_when_the_broker_refuses_a_chunk(session_factory: sessionmaker[Session]) -> None:
+    stuck = _stuck_at_ages(session_factory, [30, 40, 50, 60, 70])
+    done = reconcile_stuck_calls(session_factory, stuck_after_seconds=STUCK_AFTER, now=NOW, chunk_calls=2,
+                                 hand_over=lambda call_ids: False)
+    assert done.requeued == [stuck[70], stuck[60]] and not done.handed_over
+    # The refused chunk is queued in the database (its clock restarted: the next pass after the timeout gets
+    # it); the calls after it were never claimed.
+    assert _states(session_factory, list(stuck.values())) == {
+        **{stuck[age]: (CallState.queued, NOW) for age in (70, 60)},
+        **{stuck[age]: (CallState.queued if age % 2 == 0 else CallState.processing, NOW - timedelta(minutes=age))
+           for age in (50, 40, 30)},
+    }
+
+
 # ------------------------------------------------------------------------------ PostgreSQL locking
 
 
@@ -204,3 +304,47 @@ def test_concurrent_reconcilers_hand_out_each_call_once(pg_factory: sessionmaker
     everything = [call_id for batch in claimed for call_id in batch]
     assert len(everything) == len(set(everything))  # nobody got a call another reconciler got
     assert sorted(everything) == sorted(stuck)  # and together they got them all
+
+
+def test_a_pass_skips_a_call_another_transaction_holds(pg_factory: sessionmaker[Session]) -> None:
+    stuck = _stuck_calls(pg_factory, 5)
+    outcome: list[Any] = []
+    with unit_of_work(pg_factory) as holder:
+        holder.execute(select(Call.id).where(Call.id == stuck[0]).with_for_update())
+        # A worker holds the first call: the pass must not wait for it (run in a thread, so a wait shows as
+        # a timeout here rather than a hung suite).
+        runner = threading.Thread(target=lambda: outcome.append(reconcile_stuck_calls(
+            pg_factory, stuck_after_seconds=STUCK_AFTER, now=NOW, chunk_calls=2, hand_over=lambda call_ids: True)))
+        runner.start()
+        runner.join(timeout=30)
+        assert not runner.is_alive()
+    assert sorted(outcome[0].requeued) == sorted(stuck[1:])
+
+
+def test_concurrent_passes_hand_out_each_call_once(pg_factory: sessionmaker[Session]) -> None:
+    stuck = _stuck_calls(pg_factory, 40)
+    passes = 6
+    barrier = threading.Barrier(passes)
+    handed: list[str] = []
+    errors: list[BaseException] = []
+
+    def hand_over(call_ids: list[str]) -> bool:
+        handed.extend(call_ids)
+        return True
+
+    def one_pass() -> None:
+        try:
+            barrier.wait()
+            reconcile_stuck_calls(pg_factory, stuck_after_seconds=STUCK_AFTER, now=NOW, chunk_calls=3,
+                                  window_calls=7, hand_over=hand_over)
+        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_pass) for _ in range(passes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert len(handed) == len(set(handed))  # no call published twice
+    assert sorted(handed) == sorted(stuck)  # and together they published them all
