@@ -38,6 +38,13 @@ from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 logger = logging.getLogger(__name__)
 
 PENDING_STATES = (CallState.queued, CallState.processing)
+# When the oldest synchronous call of each pending state entered it: one min() per state with the mode
+# fixed, each an index probe (ix_calls_state_mode_changed), where a GROUP BY over both states read every
+# pending call, batch-mode ones included.
+OLDEST_SYNC_PENDING = select(*(
+    select(func.min(Call.state_changed_at)).where(Call.state == state, Call.llm_mode == LlmMode.sync).scalar_subquery()
+    for state in PENDING_STATES
+))
 # A scrape must answer even when a backend hangs: Prometheus gives up after ~10 s by default.
 BROKER_TIMEOUT_SECONDS = 2.0
 DATABASE_STATEMENT_TIMEOUT_MS = 5_000
@@ -128,20 +135,14 @@ def _call_metrics(session: Session) -> Iterator[Metric]:
 
     oldest = GaugeMetricFamily(
         "postcall_oldest_pending_call_age_seconds",
-        "Age of the call waiting longest in queued/processing (0 when none): a stuck pipeline grows it.",
+        "Age of the synchronous call waiting longest in queued/processing (0 when none): a stuck pipeline "
+        "grows it. Batch-mode calls wait for their batch by design: postcall_batch_calls and "
+        "postcall_oldest_open_batch_age_seconds follow them.",
         labels=["state"],
     )
-    since = {
-        CallState(stored_state): moment
-        for stored_state, moment in session.execute(
-            select(Call.state, func.min(Call.state_changed_at))
-            .where(Call.state.in_(PENDING_STATES))
-            .group_by(Call.state)
-        )
-    }
+    oldest_since = session.execute(OLDEST_SYNC_PENDING).one()
     now = datetime.now(UTC)
-    for state in PENDING_STATES:
-        moment = since.get(state)
+    for state, moment in zip(PENDING_STATES, oldest_since, strict=True):
         age = (now - as_utc(moment)).total_seconds() if moment is not None else 0.0
         oldest.add_metric([state.value], max(0.0, age))
     yield oldest

@@ -15,7 +15,7 @@ from app.db.session import unit_of_work
 from app.llm.heuristic import HeuristicProvider
 from app.llm.prompt import PromptTemplate
 from app.metrics import render_latest
-from app.models import Call, ExtractionRun
+from app.models import Call, CallState, ExtractionRun, LlmMode
 from app.models.tables import utcnow
 from app.pipeline.calls import count_by_state
 from app.pipeline.run import mark_failed, process_call
@@ -140,3 +140,30 @@ def test_metrics_answer_with_backends_down() -> None:
     assert _value(samples, "postcall_broker_up") == 0
     assert not {"postcall_calls", "postcall_queue_depth", "postcall_runs_total"} & _names(samples)
     assert "postcall_metrics_scrape_seconds" in _names(samples)
+
+
+def test_the_oldest_pending_gauge_follows_synchronous_calls_not_calls_waiting_for_a_batch(
+    session_factory: sessionmaker[Session], db_url: str
+) -> None:
+    waiting_for_a_batch, synchronous, processing = (_store(session_factory, name) for name in ("b", "s", "p"))
+    with unit_of_work(session_factory) as session:
+        # A batch-mode call waits hours for its batch by design; the batch gauges follow it.
+        session.execute(update(Call).where(Call.id == waiting_for_a_batch).values(
+            llm_mode=LlmMode.batch, state_changed_at=utcnow() - timedelta(hours=6)))
+        session.execute(update(Call).where(Call.id == synchronous).values(
+            state_changed_at=utcnow() - timedelta(minutes=10)))
+        session.execute(update(Call).where(Call.id == processing).values(
+            state=CallState.processing, state_changed_at=utcnow() - timedelta(minutes=3)))
+    settings = get_settings().model_copy(update={"database_url": db_url, "broker_url": UNREACHABLE_BROKER})
+
+    samples, _ = _scrape(settings)
+
+    assert 600 <= _value(samples, "postcall_oldest_pending_call_age_seconds", state="queued") < 3600
+    assert 180 <= _value(samples, "postcall_oldest_pending_call_age_seconds", state="processing") < 600
+    assert _value(samples, "postcall_batch_calls", where="waiting") == 1
+
+    with unit_of_work(session_factory) as session:  # nothing synchronous pending: both gauges at 0
+        session.execute(update(Call).where(Call.id.in_([synchronous, processing])).values(state=CallState.failed))
+    samples, _ = _scrape(settings)
+    assert _value(samples, "postcall_oldest_pending_call_age_seconds", state="queued") == 0
+    assert _value(samples, "postcall_oldest_pending_call_age_seconds", state="processing") == 0

@@ -244,7 +244,11 @@ class Call(Base):
         # it carries the state, so the filter's per-state counts are an index-only scan.
         Index("ix_calls_tenant_moment", "tenant_id", text("coalesce(started_at, created_at)"),
               postgresql_include=["started_at", "created_at", "state"]),
-        Index("ix_calls_state_changed", "state", "state_changed_at"),
+        # Pending calls by state and LLM mode, oldest first: the reconciler (sync), the batch collector
+        # (batch) and /metrics read their own mode's calls only; attempts and the batch ride along for the
+        # scrape's index-only reads (migration 0023).
+        Index("ix_calls_state_mode_changed", "state", "llm_mode", "state_changed_at",
+              postgresql_include=["attempts", "llm_batch_id"]),
         # Analysts' windows (dashboard, export --since/--until) select a tenant's calls by start.
         Index("ix_calls_tenant_started", "tenant_id", "started_at"),
         # An analyst's newest calls (ORDER BY started_at DESC LIMIT n): through the analyst views the tenant

@@ -18,18 +18,16 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal_column,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnClause
 
 from app.config import get_settings
 from app.db.driver import FixedStatement, run_on_driver
 from app.db.session import Work, connection_of
-from app.db.types import as_utc
+from app.db.types import as_utc, sql_constant
 from app.handoff.outbox import CallChange, EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
 from app.models import (
@@ -82,7 +80,7 @@ def idempotency_key(call_id: str, transcript_hash: str, prompt_version: str, pro
 # prepared statement match the partial index uq_extraction_runs_succeeded_key (`status = 'succeeded'`).
 # With the status a parameter, the generic plan of a statement holding this lookup scanned every run, so
 # the server kept planning it anew for each call's values instead of reusing its plan.
-_SUCCEEDED_STATUS: ColumnClause[str] = literal_column(f"'{RunStatus.succeeded.value}'")
+_SUCCEEDED_STATUS = sql_constant(RunStatus.succeeded)
 _SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam("key"),
                                             RUNS.c.status == _SUCCEEDED_STATUS)
 # The columns of the call the final write reads (`ResultCall`).

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
-from app.db.types import as_utc
+from app.db.types import as_utc, sql_constant
 from app.models import Call, CallState, LlmMode
 from app.models.tables import utcnow
 from app.pipeline.calls import set_state
@@ -33,10 +33,12 @@ RETRY_WINDOW = 50_000
 
 
 def _stuck_filters(cutoff: datetime) -> list[Any]:
+    # The states and the mode are written into the SQL (`sql_constant`): bound, a prepared generic plan
+    # of the lookup read every call (ix_calls_state_mode_changed serves it only with them known).
     return [
-        Call.state.in_([CallState.queued, CallState.processing]),
+        Call.state.in_([sql_constant(CallState.queued), sql_constant(CallState.processing)]),
         Call.state_changed_at < cutoff,
-        Call.llm_mode == LlmMode.sync,
+        Call.llm_mode == sql_constant(LlmMode.sync),
     ]
 
 
@@ -64,6 +66,14 @@ def claim_stuck_calls(
         call.state_changed_at = call.enqueued_at = now  # one clock for the cutoff and the restart
     session.flush()
     return [call.id for call in calls]
+
+
+def stuck_window(cutoff: datetime, after: tuple[datetime, str] | None, limit: int) -> Select[str, datetime]:
+    """The next `limit` stuck calls' (id, state_changed_at), oldest first, after `after` (keyset)."""
+    query = select(Call.id, Call.state_changed_at).where(*_stuck_filters(cutoff))
+    if after is not None:
+        query = query.where(tuple_(Call.state_changed_at, Call.id) > tuple_(*after))
+    return query.order_by(Call.state_changed_at, Call.id).limit(limit)
 
 
 @dataclass
@@ -106,10 +116,7 @@ def reconcile_stuck_calls(
     while max_calls is None or len(done.requeued) < max_calls:
         wanted = window_calls if max_calls is None else min(window_calls, max_calls - len(done.requeued))
         with unit_of_work(factory) as session:
-            query = select(Call.id, Call.state_changed_at).where(*_stuck_filters(cutoff))
-            if after is not None:
-                query = query.where(tuple_(Call.state_changed_at, Call.id) > tuple_(*after))
-            window = session.execute(query.order_by(Call.state_changed_at, Call.id).limit(wanted)).all()
+            window = session.execute(stuck_window(cutoff, after, wanted)).all()
         if on_found is not None and window:
             on_found(len(window))
         for start in range(0, len(window), chunk_calls):
