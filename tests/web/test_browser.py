@@ -2,8 +2,8 @@
 
 Sign in, open a call, select an item and see its evidence highlighted, approve one, edit one, reject
 one, add one from a transcript selection, see the history; then a user of another tenant cannot reach
-the call by URL. The screenshot of the call page in the README is taken here
-(docs/screenshots/call-page.png).
+the call by URL. The screenshot of the call page in the docs is taken here (docs/screenshots/call-page.png,
+with POSTCALL_UPDATE_SCREENSHOTS=1: tests/support/screenshots.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import pytest
 import uvicorn
 
-from app.config import PROJECT_ROOT
 from app.db.session import create_db_engine, make_session_factory
 from app.models import UserRole
 from app.web import create_app
+from tests.support.screenshots import screenshot_path
 from tests.support.services import migrated_sqlite_database, skip_or_fail
 from tests.web.world import SeededCall, seed_call, seed_user, settings_for
 
@@ -40,7 +40,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = PROJECT_ROOT / "docs" / "screenshots" / "call-page.png"
 # Generous: these wait for success and return as soon as it comes; on a loaded 2-core box (the suite runs in
 # parallel) a page or the server's start has taken seconds.
 SERVER_START_TIMEOUT_S = 60.0
@@ -222,13 +221,13 @@ def test_review_flow_in_chromium(site: Site) -> None:
             page.keyboard.press("Escape")
             expect(page.locator("#help-dialog")).to_be_hidden()
 
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            screenshot = screenshot_path("call-page.png")
             page.goto(f"{site.url}/calls/{call.call_id}")
             page.locator(f"#claim-{call.claim('action0')} .item-text").click()
             page.locator(f"#claim-{call.claim('action0')}").scroll_into_view_if_needed()
             expect(page.locator("#transcript .ev.hl")).to_have_count(1)
-            page.screenshot(path=str(SCREENSHOT))
-            assert SCREENSHOT.stat().st_size > 0
+            page.screenshot(path=str(screenshot))
+            assert screenshot.stat().st_size > 0
 
             page.locator("#approve-call").click()
             expect(page.locator("#call-state")).to_have_text("approved")

@@ -4,7 +4,7 @@ an agent. Counts every key press and click per call and the time from the call p
 
 Targets: median actions per verified call <= 2; every flagged item reached and decided with the
 keyboard alone. The figures go to docs/benchmarks.md (printed with -s); the queue and call page
-screenshots to docs/screenshots/.
+screenshots to docs/screenshots/ (with POSTCALL_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from app.pipeline.run import process_call
 from app.pipeline.safeguard_demo import run_safeguard_call
 from app.pipeline.store import store_transcript
 from app.web import create_app
+from tests.support.screenshots import screenshot_path
 from tests.support.services import migrated_sqlite_database
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, EXPECT_TIMEOUT_MS, VIEWPORT, ServerThread, require_chromium
 from tests.web.world import seed_user, settings_for
@@ -37,7 +38,6 @@ from tests.web.world import seed_user, settings_for
 pytestmark = pytest.mark.browser
 
 SAMPLES = PROJECT_ROOT / "samples"
-SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
 AGENT_ID = "agent-demo"
 CALL_URL = re.compile(r"/calls/[0-9a-f]{32}(#.*)?$")
 
@@ -163,14 +163,13 @@ def test_review_speed_supervisor_and_agent(site: Site) -> None:
             _sign_in(page, site.url, site.supervisor)
             expect(page.locator("tr.qrow")).to_have_count(site.calls)
             expect(page.locator("tr.qrow").first).to_contain_text("1 unverified")
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / "queue.png"))
+            page.screenshot(path=str(screenshot_path("queue.png")))
             page.keyboard.press("Enter")
             page.wait_for_url(CALL_URL)
             page.wait_for_load_state("load")
             page.keyboard.press("u")
             expect(page.locator("article.item.selected.ungrounded")).to_be_in_viewport()
-            page.screenshot(path=str(SCREENSHOTS / "call-page-flagged.png"))
+            page.screenshot(path=str(screenshot_path("call-page-flagged.png")))
             supervisor = Tally()
             _review_all(page, site.url, "/", site.calls, supervisor)
             expect(page.locator("p.empty")).to_have_text("No calls match.")

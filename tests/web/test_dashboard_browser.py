@@ -1,6 +1,6 @@
 """The dashboard in a real browser (Playwright, Debian's headless Chromium): charts render under the
 Content-Security-Policy with no script and no error, the window control works, another tenant's calls
-are not counted. Takes docs/screenshots/dashboard.png.
+are not counted. Takes docs/screenshots/dashboard.png (with POSTCALL_UPDATE_SCREENSHOTS=1).
 
 The seeded calls are real pipeline output (offline heuristic provider, two prompt versions) started over
 the last twelve days; each run's start is moved to its call's day so the per-day latency has a spread.
@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import PROJECT_ROOT, get_settings
+from app.config import get_settings
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.llm.heuristic import HeuristicProvider
 from app.llm.prompt import PromptTemplate
@@ -28,6 +28,7 @@ from app.review import CallDecision, ClaimAction, decide_call, review_claim
 from app.users import authenticate
 from app.web import create_app
 from tests.support.analytics import RETURNS_LINES
+from tests.support.screenshots import screenshot_path
 from tests.support.services import migrated_sqlite_database
 from tests.support.transcripts import CARD_CALL_LINES, make_transcript
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, EXPECT_TIMEOUT_MS, ServerThread, require_chromium
@@ -35,7 +36,6 @@ from tests.web.world import seed_user, settings_for
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOT = PROJECT_ROOT / "docs" / "screenshots" / "dashboard.png"
 CALLS = 36
 
 
@@ -119,9 +119,9 @@ def test_dashboard_in_a_browser(site: tuple[str, str]) -> None:
                 "element => getComputedStyle(element).fill")
             assert fill == "rgb(31, 122, 67)"
 
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-            assert SCREENSHOT.stat().st_size > 0
+            screenshot = screenshot_path("dashboard.png")
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 0
 
             page.select_option("select[name=days]", "7")
             page.click(".dashboard form button[type=submit]")
