@@ -151,8 +151,10 @@ def reconcile(
             bar.update(task, total=found)
 
         def hand_over(call_ids: list[str]) -> bool:
-            bar.advance(task, len(call_ids))
-            return enqueue(call_ids)
+            published = enqueue(call_ids)
+            if published:
+                bar.advance(task, len(call_ids))
+            return published
 
         done = reconcile_stuck_calls(
             ctx.session_factory,

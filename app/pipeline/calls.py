@@ -171,15 +171,6 @@ def count_by_state(session: Session, tenant_id: int | None = None) -> dict[str, 
     return state_counts(session, tenant_id) if tenant_id is not None else call_totals(session)[0]
 
 
-def calls_in_states(
-    session: Session, states: Sequence[CallState], *, older_than: datetime | None = None, limit: int = 1000
-) -> list[Call]:
-    query = select(Call).where(Call.state.in_(list(states))).order_by(Call.state_changed_at).limit(limit)
-    if older_than is not None:
-        query = query.where(Call.state_changed_at < older_than)
-    return list(session.scalars(query).all())
-
-
 def call_ids_of(session: Session, tenant_id: int | None = None) -> list[str]:
     """Every call's id, oldest first (within a tenant when given)."""
     query = select(Call.id).order_by(Call.created_at)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import Select, func, literal, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
@@ -71,9 +71,19 @@ def claim_stuck_calls(
 def stuck_window(cutoff: datetime, after: tuple[datetime, str] | None, limit: int) -> Select[str, datetime]:
     """The next `limit` stuck calls' (id, state_changed_at), oldest first, after `after` (keyset)."""
     query = select(Call.id, Call.state_changed_at).where(*_stuck_filters(cutoff))
-    if after is not None:
-        query = query.where(tuple_(Call.state_changed_at, Call.id) > tuple_(*after))
+    if after is not None:  # bound with the columns' types: UTC on SQLite as the stored values are
+        moment, call_id = after
+        query = query.where(tuple_(Call.state_changed_at, Call.id)
+                            > tuple_(literal(moment, Call.state_changed_at.type), literal(call_id, Call.id.type)))
     return query.order_by(Call.state_changed_at, Call.id).limit(limit)
+
+
+def pending_sync_calls(session: Session) -> int:
+    """Synchronous calls in queued or processing: each should have a message in the broker, waiting or
+    held by a worker (an index-only count of the backlog)."""
+    pending = [sql_constant(CallState.queued), sql_constant(CallState.processing)]
+    return int(session.scalar(select(func.count()).select_from(Call).where(
+        Call.state.in_(pending), Call.llm_mode == sql_constant(LlmMode.sync))) or 0)
 
 
 @dataclass
@@ -104,8 +114,10 @@ def reconcile_stuck_calls(
     calls came back 500 a minute while the workers stood idle, and `postcall reconcile` said "500
     re-enqueued" as if that were all. The cutoff is taken once, at `now`: a call this pass requeues
     restarts its clock at `now`, past the cutoff, so it is never claimed twice in one pass, even with
-    `stuck_after_seconds=0`. Candidates are read `window_calls` at a time, by (state_changed_at, id)
-    after the last one read, so no chunk sorts every remaining stuck call again; each chunk is claimed
+    `stuck_after_seconds=0`; nor by another pass that began less than the timeout after this one (a
+    `--stuck-after 0` pass run meanwhile takes it again: harmless, the run is stored once). Candidates
+    are read `window_calls` at a time, by (state_changed_at, id) after the last one read, so no chunk
+    sorts every remaining stuck call again; each chunk is claimed
     by id with the stuck test repeated under its row locks (`FOR UPDATE SKIP LOCKED`: a call a worker
     or another reconciler holds is skipped, and one that moved on meanwhile is left alone).
     `on_found(n)` is called with each window's number of candidates (for a progress bar)."""
@@ -135,7 +147,10 @@ def reconcile_stuck_calls(
 
 
 def _retry_filters(states: Sequence[CallState], since: datetime | None, tenant_id: int | None) -> list[Any]:
-    filters: list[Any] = [Call.state.in_(list(states))]
+    # Every LLM mode, spelled out: the index of calls by state (ix_calls_state_mode_changed) has the mode
+    # between the state and the time, so only with it can `--since` be a range of that index.
+    filters: list[Any] = [Call.state.in_(list(states)),
+                          Call.llm_mode.in_([sql_constant(mode) for mode in LlmMode])]
     if since is not None:
         filters.append(Call.state_changed_at >= as_utc(since))
     if tenant_id is not None:

@@ -10,7 +10,7 @@ from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.context import get_context, reset_context
+from app.context import AppContext, get_context, reset_context
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
@@ -32,6 +32,8 @@ __all__ = ["process_call_task", "reconcile_task", "retry_countdown"]
 # A retry waits in the worker, unacknowledged, until its countdown ends. Past the broker's visibility
 # timeout Redis would hand the same message to a second worker, so countdowns stay well below it.
 MAX_COUNTDOWN_SHARE_OF_VISIBILITY_TIMEOUT = 0.5
+# The reconciler's look at the broker's backlog gives up after this long (then it takes its floor).
+BROKER_PROBE_TIMEOUT_SECONDS = 2.0
 
 
 @worker_init.connect
@@ -123,17 +125,21 @@ def _retry_or_give_up(task: Any, call_id: str, exc: Exception, retry_after: floa
 
 @celery_app.task(name=TASK_RECONCILE)
 def reconcile_task() -> int:
-    """Beat-scheduled: re-enqueue calls stuck in queued/processing past the timeout, at most
-    `reconcile_max_calls_per_run` of them (committed and published a chunk at a time)."""
+    """Beat-scheduled: re-enqueue calls stuck in queued/processing past the timeout (committed and
+    published a chunk at a time), as many as the broker seems to have lost (`reconcile_budget`)."""
     from app.pipeline.reconcile import reconcile_stuck_calls
     from app.worker.enqueue import enqueue_calls
 
     ctx = get_context()
-    budget = ctx.settings.reconcile_max_calls_per_run
+    budget = reconcile_budget(ctx)
 
     def hand_over(call_ids: list[str]) -> bool:
-        # A broker error propagates: the claimed calls are committed as queued, and come back after stuck-after.
-        enqueue_calls(call_ids)
+        try:
+            enqueue_calls(call_ids)
+        except Exception as exc:  # kombu raises several unrelated types when the broker is down
+            logger.warning("reconciler could not publish %d calls (%s): they wait in the database for the next "
+                           "run after the timeout", len(call_ids), exc)
+            return False
         return True
 
     done = reconcile_stuck_calls(ctx.session_factory, stuck_after_seconds=ctx.settings.stuck_after_seconds,
@@ -144,6 +150,30 @@ def reconcile_task() -> int:
     elif done.requeued:
         logger.warning("reconciler re-enqueued %d stuck calls", len(done.requeued))
     return len(done.requeued)
+
+
+def reconcile_budget(ctx: AppContext) -> int:
+    """How many stuck calls one beat run may re-enqueue: at least RECONCILE_BATCH (a few lost messages come
+    back every run, as always), and beyond that as many as the broker seems to have lost, i.e. pending
+    synchronous calls minus the messages it holds (waiting or unacknowledged), up to
+    `reconcile_max_calls_per_run`. A long healthy backlog (calls older than the timeout still waiting in
+    Redis, at the end of a big ingest) is thus not published a second time wholesale; after Redis lost
+    its queue, nearly every pending call is missing from it and comes back in one run."""
+    from app.db.session import unit_of_work
+    from app.health import broker_client
+    from app.pipeline.reconcile import RECONCILE_BATCH, pending_sync_calls
+    from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
+
+    settings = ctx.settings
+    floor = min(RECONCILE_BATCH, settings.reconcile_max_calls_per_run)
+    try:
+        client = broker_client(settings, BROKER_PROBE_TIMEOUT_SECONDS)
+        in_broker = int(client.llen(QUEUE_NAME)) + int(client.hlen(KOMBU_UNACKED_KEY))
+    except Exception:  # the broker is down: nothing can be published anyway
+        return floor
+    with unit_of_work(ctx.session_factory) as session:
+        missing = pending_sync_calls(session) - in_broker
+    return min(settings.reconcile_max_calls_per_run, max(floor, missing))
 
 
 @celery_app.task(name=TASK_FOLD_ROLLUPS)

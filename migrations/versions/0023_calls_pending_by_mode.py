@@ -19,9 +19,9 @@ each column's statistics alone it multiplies their frequencies: where a third of
 (nearly all batch-mode ones) and two thirds synchronous (nearly all processed), it took "pending and
 synchronous" for a fifth of the table and read 300,000 calls in a sequential scan to find the 2,000
 that are (28 ms per reconciler run, bench/pending; 0.02 ms through the index). With the pairs' own
-frequencies it knows how few there are. ANALYZE (autovacuum, often on calls since 0022) fills them. The
-reconciler also writes its states and mode into the SQL (app/db/types.py `sql_constant`), so a
-prepared statement's generic plan knows them too.
+frequencies it knows how few there are. The migration analyzes calls to fill them; autovacuum (often on
+calls since 0022) keeps them fresh. The reconciler also writes its states and mode into the SQL
+(app/db/types.py `sql_constant`), so a prepared statement's generic plan knows them too.
 
 Same number of indexes, same entries: every write that touched the old one touches the new one and no
 other (a state change is never a HOT update; the mode and the batch change with the state or only in
@@ -51,6 +51,9 @@ def upgrade() -> None:
     op.drop_index("ix_calls_state_changed", table_name="calls")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"CREATE STATISTICS {STATISTICS} (mcv) ON state, llm_mode FROM calls")
+        # Filled now, not at autovacuum's next look: until then the planner would keep its misestimate.
+        # ANALYZE reads a sample (30,000 rows by default), whatever the table's size.
+        op.execute("ANALYZE calls")
 
 
 def downgrade() -> None:

@@ -21,6 +21,7 @@ from app.pipeline.reconcile import (
     reconcile_stuck_calls,
     requeue_calls,
     requeue_in_chunks,
+    stuck_window,
 )
 from app.pipeline.store import store_transcript
 from tests.support.transcripts import make_transcript
@@ -249,6 +250,36 @@ def test_a_pass_stops_when_the_broker_refuses_a_chunk(session_factory: sessionma
         **{stuck[age]: (CallState.queued if age % 2 == 0 else CallState.processing, NOW - timedelta(minutes=age))
            for age in (50, 40, 30)},
     }
+
+
+def test_calls_stuck_at_the_same_moment_are_each_taken_once_across_windows(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Equal `state_changed_at` across the windows' boundaries: the keyset goes on by id."""
+    calls = [_store(session_factory, f"same-{n}") for n in range(7)]
+    for call_id in calls:
+        _put(session_factory, call_id, CallState.queued, LONG_AGO)
+    handed: list[str] = []
+
+    def hand_over(call_ids: list[str]) -> bool:
+        handed.extend(call_ids)
+        return True
+
+    done = reconcile_stuck_calls(session_factory, stuck_after_seconds=STUCK_AFTER, now=NOW, chunk_calls=2,
+                                 window_calls=3, hand_over=hand_over)
+    assert done.requeued == handed == sorted(calls)
+
+
+def test_the_window_after_a_moment_compares_instants_whatever_its_zone(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The keyset's moment is bound as the column binds (UTC): on SQLite, which compares stored text, a
+    moment in another zone would otherwise be compared by its local clock."""
+    stuck = _stuck_at_ages(session_factory, [30, 40, 50, 60, 70])
+    moment = (NOW - timedelta(minutes=50)).astimezone(timezone(timedelta(hours=2)))
+    with session_factory() as session:
+        rows = session.execute(stuck_window(NOW, (moment, stuck[50]), 10)).all()
+    assert [row.id for row in rows] == [stuck[40], stuck[30]]
 
 
 # ------------------------------------------------------------------------------ PostgreSQL locking

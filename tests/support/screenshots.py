@@ -4,7 +4,9 @@ never changes files the repository tracks."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -16,7 +18,9 @@ DOCS_SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
 
 @cache
 def _scratch_directory() -> Path:
-    return Path(tempfile.mkdtemp(prefix="postcall-screenshots-"))
+    directory = Path(tempfile.mkdtemp(prefix="postcall-screenshots-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 def screenshot_path(name: str) -> Path:

@@ -9,12 +9,13 @@ from datetime import timedelta
 
 import pytest
 import redis
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 
 from app.config import get_settings
 from app.context import reset_context
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
-from app.models import Call, CallState
+from app.db.types import as_utc
+from app.models import Call, CallState, Tenant
 from app.models.tables import utcnow
 from app.pipeline.store import store_transcript
 from app.worker.names import QUEUE_NAME
@@ -57,6 +58,22 @@ def _stuck_calls(url: str, ages_in_minutes: list[int]) -> list[str]:
         engine.dispose()
 
 
+def _stuck_rows(url: str, count: int) -> list[str]:
+    """`count` calls of one tenant queued two hours ago, as rows of calls alone (many, quickly)."""
+    engine = create_db_engine(url)
+    try:
+        long_ago = utcnow() - timedelta(hours=2)
+        with engine.begin() as connection:
+            tenant_id = connection.execute(insert(Tenant).values(slug="acme").returning(Tenant.id)).scalar_one()
+            rows = [{"id": f"stuck-{n:05d}", "tenant_id": tenant_id, "external_id": f"stuck-{n:05d}",
+                     "source_format": "json", "transcript_hash": f"{n:064d}", "state": CallState.queued,
+                     "state_changed_at": long_ago, "attempts": 1, "created_at": long_ago} for n in range(count)]
+            connection.execute(insert(Call), rows)
+        return [row["id"] for row in rows]
+    finally:
+        engine.dispose()
+
+
 def _published(client: redis.Redis) -> list[str]:
     """The arguments of the queued messages, in publishing order (kombu pushes on the left)."""
     return [json.loads(raw)["headers"]["argsrepr"] for raw in reversed(client.lrange(QUEUE_NAME, 0, -1))]
@@ -73,6 +90,36 @@ def test_each_run_publishes_at_most_its_limit_oldest_first_and_the_next_goes_on(
     assert _published(broker) == [repr([oldest]), repr([older])]
     assert reconcile_task() == 1
     assert reconcile_task() == 0
-    # The fresh call is not stuck: never published.
+    # The fresh call is not stuck: never published, its clock untouched.
     assert _published(broker) == [repr([oldest]), repr([older]), repr([old])]
-    assert fresh not in {old, older, oldest}
+    engine = create_db_engine(get_settings().database_url)
+    try:
+        with engine.connect() as connection:
+            state, since = connection.execute(
+                select(Call.state, Call.state_changed_at).where(Call.id == fresh)).one()
+    finally:
+        engine.dispose()
+    assert state is CallState.queued and utcnow() - as_utc(since) > timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("messages_in_the_broker", [0, 1_000])
+def test_a_run_takes_what_the_broker_lost_not_a_backlog_it_still_holds(
+    broker: redis.Redis, monkeypatch: pytest.MonkeyPatch, messages_in_the_broker: int
+) -> None:
+    """1,000 calls queued past the timeout. With the broker empty (Redis lost its queue) one run publishes
+    them all; with 1,000 messages waiting (a long, healthy backlog) only its floor of 500, not a second copy
+    of everything."""
+    from app.pipeline.reconcile import RECONCILE_BATCH
+    from app.worker.tasks import reconcile_task
+
+    monkeypatch.setenv("POSTCALL_RECONCILE_MAX_CALLS_PER_RUN", "50000")
+    get_settings.cache_clear()
+    reset_context()
+    stuck = _stuck_rows(get_settings().database_url, 1_000)
+    if messages_in_the_broker:
+        broker.lpush(QUEUE_NAME, *(json.dumps({"headers": {"argsrepr": "waiting"}}) for _ in range(1_000)))
+
+    published = reconcile_task()
+
+    assert published == (RECONCILE_BATCH if messages_in_the_broker else len(stuck))
+    assert broker.llen(QUEUE_NAME) == messages_in_the_broker + published
