@@ -61,12 +61,13 @@ def answer(user_text: str) -> dict[str, Any]:
     return {"extractions": extractions}
 
 
-def revision_copy(revision: str, into: Path) -> Path:
-    """A clean copy of `revision` (git archive) with this checkout's benchmark packages added."""
+def revision_copy(revision: str, into: Path, extra_packages: tuple[str, ...] = ()) -> Path:
+    """A clean copy of `revision` (git archive) with this checkout's benchmark packages (and
+    `extra_packages`, folders of this checkout) put in place of its own."""
     archive = subprocess.run(["git", "archive", revision], cwd=PROJECT_ROOT, check=True, capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
-    for package in BENCH_PACKAGES:
+    for package in (*BENCH_PACKAGES, *extra_packages):
         shutil.rmtree(into / package, ignore_errors=True)
         shutil.copytree(PROJECT_ROOT / package, into / package)
     return into

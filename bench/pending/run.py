@@ -36,10 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sides = [("this checkout", PROJECT_ROOT)]
         if args.against:
-            copy = revision_copy(args.against, work / "revision")
-            for package in ("bench/pending", "tests/support"):
-                shutil.rmtree(copy / package, ignore_errors=True)
-                shutil.copytree(PROJECT_ROOT / package, copy / package)
+            copy = revision_copy(args.against, work / "revision", extra_packages=("bench/pending", "tests/support"))
             sides.insert(0, (args.against, copy))
         rows = {}
         for name, root in sides:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from app.config import get_settings
 from app.db.migrate import upgrade
@@ -21,21 +21,8 @@ from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.metrics import render_latest
 from app.pipeline import reconcile
 from app.pipeline.batch import calls_waiting_for_batch
+from tests.support.call_rows import insert_aged_call_rows
 from tests.support.services import redis_url, temporary_pg_database
-
-CALLS = text(
-    "INSERT INTO calls (id, tenant_id, external_id, source_format, transcript_hash, state, state_changed_at, "
-    "attempts, created_at, llm_mode) "
-    "SELECT :prefix || n, 1, :prefix || n, 'json', md5(n::text), :state, now() - CAST(:age AS interval) "
-    "- n * interval '10 ms', 1, now(), :mode FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) n"
-)
-
-
-def _insert(engine: Engine, prefix: str, count: int, *, state: str, mode: str, age: str) -> None:
-    for first in range(1, count + 1, 5_000):  # each call updates its counter row: 5,000 per transaction
-        with engine.begin() as connection:
-            connection.execute(CALLS, {"prefix": prefix, "state": state, "mode": mode, "age": age, "first": first,
-                                       "last": min(count, first + 4_999)})
 
 
 def _median_ms(action: Callable[[], object], repeat: int) -> float:
@@ -55,9 +42,9 @@ def measure(done: int, batch: int, sync: int, repeat: int) -> dict[str, Any]:
         try:
             with engine.begin() as connection:
                 connection.execute(text("INSERT INTO tenants (id, slug, created_at) VALUES (1, 'acme', now())"))
-            _insert(engine, "done-", done, state="ready_for_review", mode="sync", age="3 days")
-            _insert(engine, "batch-", batch, state="queued", mode="batch", age="6 hours")
-            _insert(engine, "sync-", sync, state="queued", mode="sync", age="1 minute")
+            insert_aged_call_rows(engine, 1, "done-", done, state="ready_for_review", mode="sync", age="3 days")
+            insert_aged_call_rows(engine, 1, "batch-", batch, state="queued", mode="batch", age="6 hours")
+            insert_aged_call_rows(engine, 1, "sync-", sync, state="queued", mode="sync", age="1 minute")
             dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             with psycopg.connect(dsn, autocommit=True) as connection:
                 connection.execute("VACUUM ANALYZE calls")

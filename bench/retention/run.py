@@ -39,10 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sides = [("this checkout", PROJECT_ROOT)]
         if args.against:
-            copy = revision_copy(args.against, work / "revision")
-            for package in ("bench/retention", "tests/support"):
-                shutil.rmtree(copy / package, ignore_errors=True)
-                shutil.copytree(PROJECT_ROOT / package, copy / package)
+            copy = revision_copy(args.against, work / "revision", extra_packages=("bench/retention", "tests/support"))
             sides.insert(0, (args.against, copy))
         rows: dict[int, dict[str, dict[str, float]]] = {size: {} for size in sizes}
         for size in sizes:

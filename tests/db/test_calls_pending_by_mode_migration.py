@@ -21,6 +21,7 @@ from app.db.session import create_db_engine
 from app.metrics import OLDEST_SYNC_PENDING
 from app.models.tables import utcnow
 from app.pipeline.reconcile import stuck_window
+from tests.support.call_rows import insert_aged_call_rows
 from tests.support.services import temporary_pg_database
 
 BEFORE = "0022"
@@ -30,23 +31,8 @@ WAITING_FOR_A_BATCH = 20_000
 # columns' own statistics alone make "pending and synchronous" a quarter of the table.
 PROCESSED = 20_000
 SYNCHRONOUS = 30
-CALLS = text(
-    "INSERT INTO calls (id, tenant_id, external_id, source_format, transcript_hash, state, state_changed_at, "
-    "attempts, created_at, llm_mode) "
-    "SELECT :prefix || n, 1, :prefix || n, 'json', md5(n::text), :state, now() - CAST(:age AS interval) "
-    "- n * interval '1 second', 1, now(), :mode FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) n"
-)
-
-
 def _sql(statement: Any) -> str:
     return str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-
-
-def _insert(engine: Engine, prefix: str, count: int, *, state: str, mode: str, age: str) -> None:
-    for first in range(1, count + 1, 5_000):  # each call updates its counter row: 5,000 per transaction
-        with engine.begin() as connection:
-            connection.execute(CALLS, {"prefix": prefix, "state": state, "mode": mode, "age": age, "first": first,
-                                       "last": min(count, first + 4_999)})
 
 
 def _blocks_and_indexes(bind: Engine | Connection, sql: str) -> tuple[int, set[str]]:
@@ -95,9 +81,9 @@ def engine_at_0022() -> Iterator[Engine]:
         try:
             with engine.begin() as connection:
                 connection.execute(text("INSERT INTO tenants (id, slug, created_at) VALUES (1, 'acme', now())"))
-            _insert(engine, "done-", PROCESSED, state="ready_for_review", mode="sync", age="3 days")
-            _insert(engine, "batch-", WAITING_FOR_A_BATCH, state="queued", mode="batch", age="6 hours")
-            _insert(engine, "stuck-", SYNCHRONOUS, state="processing", mode="sync", age="1 hour")
+            insert_aged_call_rows(engine, 1, "done-", PROCESSED, state="ready_for_review", mode="sync", age="3 days")
+            insert_aged_call_rows(engine, 1, "batch-", WAITING_FOR_A_BATCH, state="queued", mode="batch", age="6 hours")
+            insert_aged_call_rows(engine, 1, "stuck-", SYNCHRONOUS, state="processing", mode="sync", age="1 hour")
             yield engine
         finally:
             engine.dispose()
