@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
-from app.worker.names import QUEUE_NAME
+from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 
 if TYPE_CHECKING:
     import redis
@@ -42,6 +42,12 @@ def broker_client(settings: Settings, timeout: float) -> redis.Redis:
     import redis
 
     return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
+def broker_messages(settings: Settings, timeout: float) -> tuple[int, int]:
+    """(waiting, unacknowledged) messages of the postcall queue; raises redis.RedisError when unreachable."""
+    with broker_client(settings, timeout) as client:
+        return int(client.llen(QUEUE_NAME)), int(client.hlen(KOMBU_UNACKED_KEY))
 
 
 def check_broker(settings: Settings) -> Check:

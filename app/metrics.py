@@ -29,11 +29,10 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.types import as_utc
-from app.health import broker_client
+from app.health import broker_messages
 from app.models import Call, CallState, LlmBatch, LlmMode
 from app.models.counters import LATENCY_BUCKETS_SECONDS
 from app.pipeline.counts import call_totals, model_totals, stage_histograms
-from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +94,7 @@ class PostcallCollector:
 
         up = GaugeMetricFamily("postcall_broker_up", "1 when the broker (Redis) answered this scrape.")
         try:
-            client = broker_client(self._settings, BROKER_TIMEOUT_SECONDS)
-            with client:
-                waiting = int(client.llen(QUEUE_NAME))
-                unacked = int(client.hlen(KOMBU_UNACKED_KEY))
+            waiting, unacked = broker_messages(self._settings, BROKER_TIMEOUT_SECONDS)
         except redis.RedisError as exc:
             logger.warning("metrics: broker unavailable: %s", exc)
             up.add_metric([], 0)

@@ -131,10 +131,11 @@ def _earlier_pending(endpoint_id: Any, call_id: Any, outbox_id: Any) -> Exists:
     )
 
 
-# The statements every delivery runs are built once, with bound parameters, and run on the session's
-# connection (no ORM entity is loaded): building a statement costs about as much Python as executing it, and
-# the ORM execution layer adds more. Worker CPU per delivery 5.69 ms built per delivery, 2.48 ms so
-# (bench/handoff, docs/benchmarks.md "Hand-off delivery").
+# Delivery is a hot path. Its statements are Core, not ORM objects (loading and flushing objects cost more
+# CPU than the HTTP request), built once with bound parameters and run on the session's connection:
+# building a statement costs about as much Python as executing it, and the ORM execution layer adds more.
+# Worker CPU per delivery 5.69 ms built per delivery, 2.48 ms so (bench/handoff, docs/benchmarks.md
+# "Hand-off delivery").
 _LEASE_ROW = (
     select(
         WebhookDelivery.status, WebhookDelivery.lease_until, WebhookDelivery.next_attempt_at,
@@ -202,8 +203,6 @@ def _finished(status: DeliveryStatus, now: datetime, error: str | None = None) -
     return values
 
 
-# Core statements, not ORM objects: delivery is the hot path, and object loading and flushing cost
-# more CPU than the HTTP request.
 def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: SecretBox,
            now: datetime) -> _Leased | DeliveryReport:
     # One round trip for the delivery (locked), its endpoint, its event and whether it must wait its turn.

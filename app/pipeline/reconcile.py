@@ -32,14 +32,17 @@ RETRY_CHUNK = 500
 RETRY_WINDOW = 50_000
 
 
+# Synchronous calls in queued or processing. The states and the mode are written into the SQL
+# (`sql_constant`): bound, a prepared generic plan of the lookup read every call (ix_calls_state_mode_changed
+# serves it only with them known).
+_PENDING_SYNC = (
+    Call.state.in_([sql_constant(CallState.queued), sql_constant(CallState.processing)]),
+    Call.llm_mode == sql_constant(LlmMode.sync),
+)
+
+
 def _stuck_filters(cutoff: datetime) -> list[Any]:
-    # The states and the mode are written into the SQL (`sql_constant`): bound, a prepared generic plan
-    # of the lookup read every call (ix_calls_state_mode_changed serves it only with them known).
-    return [
-        Call.state.in_([sql_constant(CallState.queued), sql_constant(CallState.processing)]),
-        Call.state_changed_at < cutoff,
-        Call.llm_mode == sql_constant(LlmMode.sync),
-    ]
+    return [*_PENDING_SYNC, Call.state_changed_at < cutoff]
 
 
 def claim_stuck_calls(
@@ -81,9 +84,20 @@ def stuck_window(cutoff: datetime, after: tuple[datetime, str] | None, limit: in
 def pending_sync_calls(session: Session) -> int:
     """Synchronous calls in queued or processing: each should have a message in the broker, waiting or
     held by a worker (an index-only count of the backlog)."""
-    pending = [sql_constant(CallState.queued), sql_constant(CallState.processing)]
-    return int(session.scalar(select(func.count()).select_from(Call).where(
-        Call.state.in_(pending), Call.llm_mode == sql_constant(LlmMode.sync))) or 0)
+    return int(session.scalar(select(func.count()).select_from(Call).where(*_PENDING_SYNC)) or 0)
+
+
+def reconcile_budget(session: Session, *, messages_in_broker: int | None, max_calls: int) -> int:
+    """How many stuck calls one beat run may re-enqueue: at least RECONCILE_BATCH (a few lost messages come
+    back every run, as always), and beyond that as many as the broker seems to have lost, i.e. pending
+    synchronous calls minus the messages it holds (`messages_in_broker`, waiting or unacknowledged; None
+    when it did not answer), up to `max_calls`. A long healthy backlog (calls older than the timeout still
+    waiting in Redis, at the end of a big ingest) is thus not published a second time wholesale; after
+    Redis lost its queue, nearly every pending call is missing from it and comes back in one run."""
+    floor = min(RECONCILE_BATCH, max_calls)
+    if messages_in_broker is None:  # the broker is down: nothing can be published anyway
+        return floor
+    return min(max_calls, max(floor, pending_sync_calls(session) - messages_in_broker))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.context import AppContext, get_context, reset_context
+from app.context import get_context, reset_context
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
@@ -127,11 +127,21 @@ def _retry_or_give_up(task: Any, call_id: str, exc: Exception, retry_after: floa
 def reconcile_task() -> int:
     """Beat-scheduled: re-enqueue calls stuck in queued/processing past the timeout (committed and
     published a chunk at a time), as many as the broker seems to have lost (`reconcile_budget`)."""
-    from app.pipeline.reconcile import reconcile_stuck_calls
+    import redis
+
+    from app.db.session import unit_of_work
+    from app.health import broker_messages
+    from app.pipeline.reconcile import reconcile_budget, reconcile_stuck_calls
     from app.worker.enqueue import enqueue_calls
 
     ctx = get_context()
-    budget = reconcile_budget(ctx)
+    try:
+        messages_in_broker: int | None = sum(broker_messages(ctx.settings, BROKER_PROBE_TIMEOUT_SECONDS))
+    except redis.RedisError:
+        messages_in_broker = None
+    with unit_of_work(ctx.session_factory) as session:
+        budget = reconcile_budget(session, messages_in_broker=messages_in_broker,
+                                  max_calls=ctx.settings.reconcile_max_calls_per_run)
 
     def hand_over(call_ids: list[str]) -> bool:
         try:
@@ -150,30 +160,6 @@ def reconcile_task() -> int:
     elif done.requeued:
         logger.warning("reconciler re-enqueued %d stuck calls", len(done.requeued))
     return len(done.requeued)
-
-
-def reconcile_budget(ctx: AppContext) -> int:
-    """How many stuck calls one beat run may re-enqueue: at least RECONCILE_BATCH (a few lost messages come
-    back every run, as always), and beyond that as many as the broker seems to have lost, i.e. pending
-    synchronous calls minus the messages it holds (waiting or unacknowledged), up to
-    `reconcile_max_calls_per_run`. A long healthy backlog (calls older than the timeout still waiting in
-    Redis, at the end of a big ingest) is thus not published a second time wholesale; after Redis lost
-    its queue, nearly every pending call is missing from it and comes back in one run."""
-    from app.db.session import unit_of_work
-    from app.health import broker_client
-    from app.pipeline.reconcile import RECONCILE_BATCH, pending_sync_calls
-    from app.worker.names import KOMBU_UNACKED_KEY, QUEUE_NAME
-
-    settings = ctx.settings
-    floor = min(RECONCILE_BATCH, settings.reconcile_max_calls_per_run)
-    try:
-        client = broker_client(settings, BROKER_PROBE_TIMEOUT_SECONDS)
-        in_broker = int(client.llen(QUEUE_NAME)) + int(client.hlen(KOMBU_UNACKED_KEY))
-    except Exception:  # the broker is down: nothing can be published anyway
-        return floor
-    with unit_of_work(ctx.session_factory) as session:
-        missing = pending_sync_calls(session) - in_broker
-    return min(settings.reconcile_max_calls_per_run, max(floor, missing))
 
 
 @celery_app.task(name=TASK_FOLD_ROLLUPS)

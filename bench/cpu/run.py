@@ -73,6 +73,14 @@ def revision_copy(revision: str, into: Path, extra_packages: tuple[str, ...] = (
     return into
 
 
+def compared_sides(against: str | None, work: Path, extra_packages: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+    """(name, code tree) of each side: `against`'s copy first when given, then this checkout."""
+    sides = [("this checkout", PROJECT_ROOT)]
+    if against:
+        sides.insert(0, (against, revision_copy(against, work / "revision", extra_packages=extra_packages)))
+    return sides
+
+
 def run_side(command: list[str], cwd: Path, out: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(cwd), "PYTHONDONTWRITEBYTECODE": "1"}
     subprocess.run(command, cwd=cwd, env=env, check=True)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.cpu.run import PROJECT_ROOT, revision_copy, run_side
+from bench.cpu.run import compared_sides, run_side
 
 FIGURES = ("scrape_ms", "reconcile_ms", "batch_waiting_ms")
 
@@ -34,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="postcall-pending-"))
     try:
-        sides = [("this checkout", PROJECT_ROOT)]
-        if args.against:
-            copy = revision_copy(args.against, work / "revision", extra_packages=("bench/pending", "tests/support"))
-            sides.insert(0, (args.against, copy))
+        sides = compared_sides(args.against, work, extra_packages=("bench/pending", "tests/support"))
         rows = {}
         for name, root in sides:
             out = work / f"{name}.json"

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.cpu.run import PROJECT_ROOT, revision_copy, run_side
+from bench.cpu.run import compared_sides, run_side
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,10 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.calls or [16_000]
     work = Path(tempfile.mkdtemp(prefix="postcall-retention-"))
     try:
-        sides = [("this checkout", PROJECT_ROOT)]
-        if args.against:
-            copy = revision_copy(args.against, work / "revision", extra_packages=("bench/retention", "tests/support"))
-            sides.insert(0, (args.against, copy))
+        sides = compared_sides(args.against, work, extra_packages=("bench/retention", "tests/support"))
         rows: dict[int, dict[str, dict[str, float]]] = {size: {} for size in sizes}
         for size in sizes:
             for name, root in sides:

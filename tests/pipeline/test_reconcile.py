@@ -4,7 +4,7 @@ what a claim changes, and (on PostgreSQL) that concurrent reconcilers never hand
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -311,27 +311,35 @@ def test_a_reconciler_skips_calls_another_one_holds(pg_factory: sessionmaker[Ses
     assert sorted(held + rest) == sorted(stuck)
 
 
-def test_concurrent_reconcilers_hand_out_each_call_once(pg_factory: sessionmaker[Session]) -> None:
-    stuck = _stuck_calls(pg_factory, 40)
-    reconcilers = 8
-    barrier = threading.Barrier(reconcilers)
-    claimed: list[list[str]] = []
+def _run_at_once(count: int, action: Callable[[], object]) -> None:
+    """`action` in `count` threads released together; a thread's failure fails the test."""
+    barrier = threading.Barrier(count)
     errors: list[BaseException] = []
 
-    def reconcile() -> None:
+    def run() -> None:
         try:
             barrier.wait()
-            with unit_of_work(pg_factory) as session:
-                claimed.append(claim_stuck_calls(session, stuck_after_seconds=STUCK_AFTER, now=NOW, limit=10))
+            action()
         except BaseException as exc:  # surfaced below: a thread's failure must fail the test
             errors.append(exc)
 
-    threads = [threading.Thread(target=reconcile) for _ in range(reconcilers)]
+    threads = [threading.Thread(target=run) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
+
+
+def test_concurrent_reconcilers_hand_out_each_call_once(pg_factory: sessionmaker[Session]) -> None:
+    stuck = _stuck_calls(pg_factory, 40)
+    claimed: list[list[str]] = []
+
+    def reconcile() -> None:
+        with unit_of_work(pg_factory) as session:
+            claimed.append(claim_stuck_calls(session, stuck_after_seconds=STUCK_AFTER, now=NOW, limit=10))
+
+    _run_at_once(8, reconcile)
     everything = [call_id for batch in claimed for call_id in batch]
     assert len(everything) == len(set(everything))  # nobody got a call another reconciler got
     assert sorted(everything) == sorted(stuck)  # and together they got them all
@@ -354,28 +362,13 @@ def test_a_pass_skips_a_call_another_transaction_holds(pg_factory: sessionmaker[
 
 def test_concurrent_passes_hand_out_each_call_once(pg_factory: sessionmaker[Session]) -> None:
     stuck = _stuck_calls(pg_factory, 40)
-    passes = 6
-    barrier = threading.Barrier(passes)
     handed: list[str] = []
-    errors: list[BaseException] = []
 
     def hand_over(call_ids: list[str]) -> bool:
         handed.extend(call_ids)
         return True
 
-    def one_pass() -> None:
-        try:
-            barrier.wait()
-            reconcile_stuck_calls(pg_factory, stuck_after_seconds=STUCK_AFTER, now=NOW, chunk_calls=3,
-                                  window_calls=7, hand_over=hand_over)
-        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one_pass) for _ in range(passes)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    _run_at_once(6, lambda: reconcile_stuck_calls(pg_factory, stuck_after_seconds=STUCK_AFTER, now=NOW,
+                                                  chunk_calls=3, window_calls=7, hand_over=hand_over))
     assert len(handed) == len(set(handed))  # no call published twice
     assert sorted(handed) == sorted(stuck)  # and together they published them all
