@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, Update, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.driver import FixedStatement
@@ -27,11 +28,20 @@ def get_or_create_tenant(session: Session, slug: str) -> Tenant:
         raise ConfigError(
             f"invalid tenant {slug!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
-    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
-    if tenant is None:
-        tenant = Tenant(slug=slug)
-        session.add(tenant)
-        session.flush()
+    tenant = find_tenant(session, slug)
+    if tenant is not None:
+        return tenant
+    try:
+        with session.begin_nested():  # a savepoint: losing the race below leaves the caller's transaction usable
+            tenant = Tenant(slug=slug)
+            session.add(tenant)
+            session.flush()
+    except IntegrityError:
+        # A concurrent first call of the same new tenant created it (on PostgreSQL this insert waited for
+        # that transaction's commit): use that one.
+        tenant = find_tenant(session, slug)
+        if tenant is None:  # the unique index said it exists; only a concurrent delete gets here
+            raise
     return tenant
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -26,8 +25,9 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db.driver import FixedStatement, run_on_driver
+from app.db.json_rows import json_record_columns, json_rows, sql_type
 from app.db.session import Work, connection_of
-from app.db.types import as_utc, sql_constant
+from app.db.types import sql_constant
 from app.handoff.outbox import CallChange, EventType, record_event
 from app.handoff.record import EvidenceV1, assemble_record, review_events
 from app.models import (
@@ -364,46 +364,28 @@ def _run_with_claims_sql() -> str:
     The call's UPDATE runs after this statement (with the outbox INSERT), never in it: the rollup
     triggers count a run's claims either at their insert (when the call's current run is already theirs)
     or when the call's current run moves to their run, and a call UPDATE in this statement would fire both."""
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    quote = dialect.identifier_preparer.quote
-
-    def typed(table: Table, columns: Sequence[str]) -> str:
-        return ", ".join(f"{quote(name)} {table.c[name].type.compile(dialect=dialect)}" for name in columns)
+    quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
 
     def names(columns: Sequence[str], prefix: str = "") -> str:
         return ", ".join(f"{prefix}{quote(name)}" for name in columns)
 
-    run_values = ", ".join(f"%(extraction_runs_{name})s::{RUNS.c[name].type.compile(dialect=dialect)}"
-                           for name in RUN_INSERT_COLUMNS)
+    run_values = ", ".join(f"%(extraction_runs_{name})s::{sql_type(RUNS, name)}" for name in RUN_INSERT_COLUMNS)
     # The claim's position, beside the evidence columns (typed as the claims' `position`).
-    claim_position = f"claim_position {CLAIMS.c.position.type.compile(dialect=dialect)}"
+    claim_position = f"claim_position {sql_type(CLAIMS, 'position')}"
     # Built from the table definitions only; every value is a bound parameter.
     return (
         f"WITH new_run AS (INSERT INTO extraction_runs ({names(RUN_INSERT_COLUMNS)}) "  # noqa: S608
         f"VALUES ({run_values}) RETURNING id), "
         f"new_claims AS (INSERT INTO claims (run_id, {names(CLAIM_INSERT_COLUMNS)}) "
         f"SELECT new_run.id, {names(CLAIM_INSERT_COLUMNS, 'c.')} FROM new_run, "
-        f"json_to_recordset(%(claims)s::json) AS c({typed(CLAIMS, CLAIM_INSERT_COLUMNS)}) RETURNING id, position), "
+        f"json_to_recordset(%(claims)s::json) AS c({json_record_columns(CLAIMS, CLAIM_INSERT_COLUMNS)}) "
+        "RETURNING id, position), "
         f"new_evidence AS (INSERT INTO evidence (claim_id, {names(EVIDENCE_INSERT_COLUMNS)}) "
         f"SELECT new_claims.id, {names(EVIDENCE_INSERT_COLUMNS, 'e.')} FROM json_to_recordset(%(evidence)s::json) "
-        f"AS e({claim_position}, {typed(EVIDENCE, EVIDENCE_INSERT_COLUMNS)}) "
+        f"AS e({claim_position}, {json_record_columns(EVIDENCE, EVIDENCE_INSERT_COLUMNS)}) "
         "JOIN new_claims ON new_claims.position = e.claim_position) "
         "SELECT new_run.id, new_claims.id, new_claims.position FROM new_run LEFT JOIN new_claims ON true"
     )
-
-
-def _json_value(value: Any) -> str:
-    """Dates and times in JSON: ISO 8601, which the server reads back into the same value (a time in UTC,
-    as the `UTCDateTime` columns store it)."""
-    if isinstance(value, datetime):
-        return as_utc(value).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"no JSON form for {type(value).__name__}")
-
-
-def _json_rows(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, ensure_ascii=False, allow_nan=False, default=_json_value)
 
 
 _INSERT_RUN_WITH_CLAIMS_PG = _run_with_claims_sql()
@@ -421,8 +403,8 @@ def insert_run_with_claims(
     connection = connection_of(work)
     if connection.dialect.name == "postgresql":
         parameters = {f"extraction_runs_{name}": run[name] for name in RUN_INSERT_COLUMNS}
-        parameters["claims"] = _json_rows(claim_rows)
-        parameters["evidence"] = _json_rows(evidence_rows)
+        parameters["claims"] = json_rows(claim_rows)
+        parameters["evidence"] = json_rows(evidence_rows)
         # Driver-level SQL with driver-level values: on the cursor (app/db/driver.py says why).
         returned = run_on_driver(connection, _INSERT_RUN_WITH_CLAIMS_PG, parameters, fetch=True)
         run_id = returned[0][0]

@@ -5,20 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.db.driver import run_on_driver
+from app.db.json_rows import json_record_columns, json_rows
 from app.db.types import as_utc
 from app.errors import DecidedCallError, DuplicateCallError
 from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEvent
 from app.models import Utterance as UtteranceRow
-from app.models.tables import REVIEWED_STATES, utcnow
-from app.pipeline.calls import get_or_create_tenant, set_state
+from app.models.tables import REVIEWED_STATES, new_call_id, utcnow
+from app.pipeline.calls import CALLS, get_or_create_tenant, state_columns
 from app.pipeline.redact import redact_transcript
 from app.schemas.transcript import CallMetadata, Transcript
+
+_UTTERANCES = cast(Table, UtteranceRow.__table__)
 
 # Call metadata a resubmission with `replace` may correct without touching the utterances.
 CORRECTABLE_METADATA = ("agent_id", "team", "started_at", "language")
@@ -89,18 +93,16 @@ def store_transcript(
         transcript = redact_transcript(transcript)[0]
     tenant_row = get_or_create_tenant(session, tenant)
     content_hash = transcript.content_hash()
+    content = _content_columns(transcript, content_hash, source_name, llm_mode)
+    call_id = _insert_new_call(session, tenant_row.id, external_id, content)
+    if call_id is not None:
+        _insert_utterances(session, call_id, transcript)
+        return StoredCall(call_id, external_id, StoreStatus.created, CallState.queued, llm_mode)
+    # The external id exists (or a concurrent first submission of it just committed): a resubmission,
+    # answered under the call's row lock.
     existing = _locked_call(session, tenant_row.id, external_id)
-    if existing is None:
-        call = Call(tenant_id=tenant_row.id, external_id=external_id)
-        _fill(call, transcript, content_hash, source_name, llm_mode)
-        if _inserted(session, call):
-            _insert_utterances(session, call.id, transcript)
-            return StoredCall(call.id, external_id, StoreStatus.created, call.state, call.llm_mode)
-        # A concurrent first submission of the same external id won the insert; from here on this is
-        # a resubmission of a call that exists, answered like any other.
-        existing = _locked_call(session, tenant_row.id, external_id)
-        if existing is None:  # the unique index said it exists; only a concurrent delete gets here
-            raise DuplicateCallError(f"call {external_id!r} was changed concurrently; submit it again")
+    if existing is None:  # the unique index said it exists; only a concurrent delete gets here
+        raise DuplicateCallError(f"call {external_id!r} was changed concurrently; submit it again")
 
     corrections = _metadata_changes(existing, transcript.metadata)
     same_content = existing.transcript_hash == content_hash
@@ -134,7 +136,8 @@ def store_transcript(
     session.execute(delete(UtteranceRow).where(UtteranceRow.call_id == existing.id))
     session.add(_event(tenant_row.id, existing.id, actor, "transcript_replaced", before,
                        {"transcript_hash": content_hash}))
-    _fill(existing, transcript, content_hash, source_name, llm_mode)
+    for name, value in content.items():
+        setattr(existing, name, value)  # the `state` validator keeps review_rank, as `state_columns` has it
     session.flush()
     _insert_utterances(session, existing.id, transcript)
     return StoredCall(existing.id, external_id, StoreStatus.replaced, existing.state, existing.llm_mode)
@@ -146,59 +149,80 @@ def _locked_call(session: Session, tenant_id: int, external_id: str) -> Call | N
     )
 
 
-def _inserted(session: Session, call: Call) -> bool:
-    """Insert a new call inside a savepoint; False when the (tenant, external id) already exists."""
-    try:
-        with session.begin_nested():
-            session.add(call)
-            session.flush()
-    except IntegrityError:
-        return False
-    return True
+# A new call's INSERT, skipped when the tenant has the external id already (the unique constraint): one
+# statement where a savepoint around an ORM flush took three, and no lock-and-look first. On PostgreSQL a
+# concurrent first submission of the same id that has not committed yet makes this one wait for it, then
+# skip (and the caller locks the call it committed).
+_INSERT_NEW_CALL = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(CALLS)
+    .on_conflict_do_nothing(index_elements=[CALLS.c.tenant_id, CALLS.c.external_id])
+    .returning(CALLS.c.id)
+    for dialect in (postgresql, sqlite)
+}
 
 
-def _fill(
-    call: Call, transcript: Transcript, content_hash: str, source_name: str | None, llm_mode: LlmMode
-) -> None:
+def _insert_new_call(session: Session, tenant_id: int, external_id: str, content: dict[str, Any]) -> str | None:
+    """Insert a new call with `content` (`_content_columns`); its id, or None when the external id exists."""
+    connection = session.connection()
+    values = {"id": new_call_id(), "tenant_id": tenant_id, "external_id": external_id, "created_at": utcnow(),
+              **content}
+    call_id: str | None = connection.scalar(_INSERT_NEW_CALL[connection.dialect.name], values)
+    return call_id
+
+
+def _content_columns(
+    transcript: Transcript, content_hash: str, source_name: str | None, llm_mode: LlmMode
+) -> dict[str, Any]:
+    """What a submitted transcript sets on its call, new or replaced: its metadata and content, and a fresh
+    queued state."""
     meta = transcript.metadata
-    call.agent_id = meta.agent_id
-    call.team = meta.team
-    call.started_at = meta.started_at
-    call.language = meta.language
-    call.source_format = transcript.source_format
-    call.source_name = source_name
-    call.transcript_hash = content_hash
-    call.vendor_hints = transcript.vendor_hints or None
-    call.ingest_warnings = transcript.warnings or None
-    call.attempts = 0
-    call.llm_mode = llm_mode
-    # A replaced transcript leaves the batch its old version was in; that answer is dropped.
-    call.llm_batch_id = None
-    # A replaced transcript's extractions are deleted: no current run, nothing flagged.
-    call.current_run_id = None
-    call.flagged_items = 0
-    call.enqueued_at = utcnow()
-    set_state(call, CallState.queued)
+    return {
+        "agent_id": meta.agent_id,
+        "team": meta.team,
+        "started_at": meta.started_at,
+        "language": meta.language,
+        "source_format": transcript.source_format,
+        "source_name": source_name,
+        "transcript_hash": content_hash,
+        "vendor_hints": transcript.vendor_hints or None,
+        "ingest_warnings": transcript.warnings or None,
+        "attempts": 0,
+        "llm_mode": llm_mode,
+        # A replaced transcript leaves the batch its old version was in; that answer is dropped.
+        "llm_batch_id": None,
+        # A replaced transcript's extractions are deleted: no current run, nothing flagged.
+        "current_run_id": None,
+        "flagged_items": 0,
+        "enqueued_at": utcnow(),
+        "last_error": None,
+        **state_columns(CallState.queued, utcnow()),
+    }
+
+
+# The columns of a call's utterances, in the order the transcript gives them.
+_UTTERANCE_COLUMNS = ("index", "speaker", "role", "role_confidence", "start_s", "end_s", "text")
+_INSERT_UTTERANCES_PG = (
+    f"INSERT INTO utterances (call_id, {', '.join(_UTTERANCE_COLUMNS)}) "  # noqa: S608 (table columns only)
+    f"SELECT %(call_id)s, {', '.join('u.' + name for name in _UTTERANCE_COLUMNS)} "
+    f"FROM json_to_recordset(%(utterances)s::json) AS u({json_record_columns(_UTTERANCES, _UTTERANCE_COLUMNS)})"
+)
 
 
 def _insert_utterances(session: Session, call_id: str, transcript: Transcript) -> None:
-    # Bulk insert: the ORM's per-object cost dominates a call's write.
-    session.execute(
-        insert(UtteranceRow),
-        [
-            {
-                "call_id": call_id,
-                "index": u.index,
-                "speaker": u.speaker,
-                "role": u.role.value,
-                "role_confidence": u.role_confidence,
-                "start_s": u.start,
-                "end_s": u.end,
-                "text": u.text,
-            }
-            for u in transcript.utterances
-        ],
-    )
+    """All the call's utterances in one INSERT on PostgreSQL (one JSON array of rows the server turns into
+    typed rows: a multi-row executemany is one INSERT per utterance there, each with its foreign-key
+    check); the driver's executemany on SQLite, in-process."""
+    rows = [
+        {"index": u.index, "speaker": u.speaker, "role": u.role.value, "role_confidence": u.role_confidence,
+         "start_s": u.start, "end_s": u.end, "text": u.text}
+        for u in transcript.utterances
+    ]
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        run_on_driver(connection, _INSERT_UTTERANCES_PG, {"call_id": call_id, "utterances": json_rows(rows)},
+                      fetch=False)
+    else:
+        connection.execute(insert(_UTTERANCES), [{"call_id": call_id, **row} for row in rows])
 
 
 def _comparable(value: Any) -> Any:

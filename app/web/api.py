@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BeforeValidator
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from app.db.session import retry_conflicts
@@ -278,10 +278,13 @@ def _store_submission(
             # Without it the supervisor could not see the call they just handed over.
             with_team = metadata.model_copy(update={"team": principal.team})
             transcript = transcript.model_copy(update={"metadata": with_team})
-    existing = db.scalar(select(Call).where(Call.tenant_id == principal.tenant_id, Call.external_id == external_id))
-    if existing is not None and db.scalar(
-        select(Call.id).where(Call.id == existing.id, visible_calls_clause(principal))
-    ) is None:
+    # One lookup: whether the tenant has the external id, and whether this user may see that call (a
+    # condition that is not true, NULL included, is not visible).
+    existing_visible = db.scalar(
+        select(case((visible_calls_clause(principal), True), else_=False))
+        .where(Call.tenant_id == principal.tenant_id, Call.external_id == external_id)
+    )
+    if existing_visible is False:
         raise DuplicateCallError(f"external id {external_id!r} is already used in this tenant")
     stored = store_transcript(
         db, transcript, tenant=principal.tenant, external_id=external_id, source_name=source_name,

@@ -4,7 +4,7 @@ what a claim changes, and (on PostgreSQL) that concurrent reconcilers never hand
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -24,6 +24,7 @@ from app.pipeline.reconcile import (
     stuck_window,
 )
 from app.pipeline.store import store_transcript
+from tests.support.threads import run_at_once
 from tests.support.transcripts import make_transcript
 
 STUCK_AFTER = 600.0
@@ -311,26 +312,6 @@ def test_a_reconciler_skips_calls_another_one_holds(pg_factory: sessionmaker[Ses
     assert sorted(held + rest) == sorted(stuck)
 
 
-def _run_at_once(count: int, action: Callable[[], object]) -> None:
-    """`action` in `count` threads released together; a thread's failure fails the test."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            action()
-        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-
-
 def test_concurrent_reconcilers_hand_out_each_call_once(pg_factory: sessionmaker[Session]) -> None:
     stuck = _stuck_calls(pg_factory, 40)
     claimed: list[list[str]] = []
@@ -339,7 +320,7 @@ def test_concurrent_reconcilers_hand_out_each_call_once(pg_factory: sessionmaker
         with unit_of_work(pg_factory) as session:
             claimed.append(claim_stuck_calls(session, stuck_after_seconds=STUCK_AFTER, now=NOW, limit=10))
 
-    _run_at_once(8, reconcile)
+    run_at_once(8, reconcile)
     everything = [call_id for batch in claimed for call_id in batch]
     assert len(everything) == len(set(everything))  # nobody got a call another reconciler got
     assert sorted(everything) == sorted(stuck)  # and together they got them all
@@ -368,7 +349,7 @@ def test_concurrent_passes_hand_out_each_call_once(pg_factory: sessionmaker[Sess
         handed.extend(call_ids)
         return True
 
-    _run_at_once(6, lambda: reconcile_stuck_calls(pg_factory, stuck_after_seconds=STUCK_AFTER, now=NOW,
+    run_at_once(6, lambda: reconcile_stuck_calls(pg_factory, stuck_after_seconds=STUCK_AFTER, now=NOW,
                                                   chunk_calls=3, window_calls=7, hand_over=hand_over))
     assert len(handed) == len(set(handed))  # no call published twice
     assert sorted(handed) == sorted(stuck)  # and together they published them all

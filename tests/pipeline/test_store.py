@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -9,8 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db.session import unit_of_work
 from app.errors import DecidedCallError, DuplicateCallError
 from app.models import Call, CallState, ReviewEvent, Utterance
-from app.pipeline.store import Actor, StoreStatus, store_transcript
-from app.schemas.transcript import Role
+from app.pipeline.store import Actor, StoredCall, StoreStatus, store_transcript
+from app.schemas.transcript import Role, Transcript
+from tests.support.threads import run_at_once
 from tests.support.transcripts import CARD_CALL_LINES, make_transcript
 
 
@@ -106,3 +109,70 @@ def test_a_replacement_names_its_actor(session_factory: sessionmaker[Session]) -
     with unit_of_work(session_factory) as session:
         (event,) = session.scalars(select(ReviewEvent)).all()
         assert (event.action, event.actor_name) == ("transcript_replaced", "cli:ops")
+
+
+def test_concurrent_first_submissions_store_one_call(session_factory: sessionmaker[Session]) -> None:
+    # The same new call handed over by several requests at once (an integrator's retries), two of them with
+    # other content: one insert wins; the others wait for it and answer as for any resubmission.
+    contents = [0, 0, 0, 0, 0, 0, 1, 2]
+    outcomes: list[tuple[int, StoredCall | DuplicateCallError]] = []
+    lock = threading.Lock()
+
+    def transcript_of(content: int) -> Transcript:
+        extra = [(Role.agent, f"One more thing, number {content}.")] if content else []
+        return make_transcript([*CARD_CALL_LINES, *extra])
+
+    def submit() -> None:
+        with lock:
+            content = contents.pop()
+        try:
+            with unit_of_work(session_factory) as session:
+                stored = store_transcript(session, transcript_of(content), tenant="acme", external_id="race-1")
+            outcome: StoredCall | DuplicateCallError = stored
+        except DuplicateCallError as exc:
+            outcome = exc
+        with lock:
+            outcomes.append((content, outcome))
+
+    run_at_once(8, submit)
+    created = [(content, outcome) for content, outcome in outcomes
+               if isinstance(outcome, StoredCall) and outcome.status is StoreStatus.created]
+    assert len(created) == 1
+    winner, call = created[0]
+    for content, outcome in outcomes:
+        if content == winner:  # the same content again: the call as stored
+            assert isinstance(outcome, StoredCall) and outcome.call_id == call.call_id, outcome
+        else:  # other content without replace: refused, nothing changed
+            assert isinstance(outcome, DuplicateCallError), outcome
+    assert _count(session_factory, Call) == 1
+    with unit_of_work(session_factory) as session:
+        stored_hash = session.scalar(select(Call.transcript_hash))
+        utterances = session.scalar(select(func.count()).select_from(Utterance))
+    assert stored_hash == transcript_of(winner).content_hash()
+    assert utterances == len(transcript_of(winner).utterances)
+
+
+def test_utterances_are_stored_as_given(session_factory: sessionmaker[Session]) -> None:
+    # Every column of every utterance, values a JSON round trip could alter among them: quotes, backslashes,
+    # newlines, non-Latin text and emoji, missing times and role confidence, fractional seconds.
+    transcript = make_transcript([
+        (Role.agent, 'He said "refund" \\ twice,\nthen: {"a": [1]}'),
+        (Role.customer, "Ça coûte 30 € — مرحبا — 🙂"),
+        (Role.agent, "ok"),
+    ])
+    utterances = [u.model_copy(update=changes) for u, changes in zip(transcript.utterances, [
+        {"start": 0.125, "end": 3.5, "role_confidence": 0.75},
+        {"start": None, "end": None, "role_confidence": None},
+        {"start": 1e-3, "end": 123456.789, "role_confidence": 1.0},
+    ], strict=True)]
+    transcript = transcript.model_copy(update={"utterances": utterances})
+    with unit_of_work(session_factory) as session:
+        call_id = store_transcript(session, transcript, tenant="acme", external_id="columns").call_id
+    with unit_of_work(session_factory) as session:
+        rows = session.execute(
+            select(Utterance.index, Utterance.speaker, Utterance.role, Utterance.role_confidence, Utterance.start_s,
+                   Utterance.end_s, Utterance.text).where(Utterance.call_id == call_id).order_by(Utterance.index)
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (u.index, u.speaker, u.role.value, u.role_confidence, u.start, u.end, u.text) for u in transcript.utterances
+    ]

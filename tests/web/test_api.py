@@ -157,6 +157,24 @@ def test_an_external_id_invisible_to_the_submitter_is_not_overwritten(world: Wor
         assert get_call(session, red.call_id).source_format == "native"
 
 
+def test_a_teamless_call_is_not_the_team_supervisors_to_overwrite(world: World) -> None:
+    # The call has no team, so a team supervisor's visibility test on it is NULL, not true: hidden.
+    external_id = unique("teamless")
+    stored = world.client.post("/api/calls", params={"external_id": external_id}, content=plain_text_call(),
+                               headers=world.token("admin"))
+    assert stored.status_code == 202, stored.text
+    with world.factory() as session:
+        before = get_call(session, stored.json()["call_id"]).transcript_hash
+    response = world.client.post("/api/calls", params={"external_id": external_id, "replace": "true"},
+                                 content=plain_text_call(amount="$45"), headers=world.token("supervisor_blue"))
+    assert response.status_code == 409
+    assert "already used in this tenant" in response.json()["detail"]
+    with world.factory() as session:
+        call = get_call(session, stored.json()["call_id"])
+        assert (call.team, call.transcript_hash) == (None, before)
+    assert stored_calls(world, external_id) == 1
+
+
 # ------------------------------------------------------------------------------------ GET /api/calls
 
 
