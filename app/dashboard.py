@@ -130,15 +130,17 @@ def build_dashboard(session: Session, principal: Principal, days: int = 30, now:
     ):
         review_outcomes[kind][status] = int(count)
 
+    # By the masked text: the dashboard is read by every role but agents, none of them unmasked (and
+    # reasons that differ only in a masked number count as one).
     reasons = func.sum(ReasonRollup.claims)
     top_reasons = [
         (reason, int(count))
         for reason, count in session.execute(
-            select(ReasonRollup.reason, reasons)
+            select(ReasonRollup.reason_masked, reasons)
             .where(_rows_visible_to(principal, ReasonRollup), ReasonRollup.day >= since)
-            .group_by(ReasonRollup.reason)
+            .group_by(ReasonRollup.reason_masked)
             .having(reasons != 0)
-            .order_by(reasons.desc(), ReasonRollup.reason)
+            .order_by(reasons.desc(), ReasonRollup.reason_masked)
             .limit(TOP_REASONS)
         )
     ]

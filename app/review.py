@@ -28,7 +28,7 @@ from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.analyst_fields import analyst_fields, call_clock, due_fields
 from app.pipeline.calls import load_transcript, set_state
 from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
-from app.privacy.mask import MASK_CHAR, mask_turns
+from app.privacy.mask import MASK_CHAR, mask_text, mask_turns
 from app.privacy.reads import unmask_selection
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind, ClaimStatus
@@ -492,13 +492,22 @@ MAX_NOTE_CHARS = 4_000
 
 def edit_case_note(session: Session, principal: Principal, call_id: str, text: str | None) -> Call:
     """Replace the call's derived case note with the reviewer's wording; empty text goes back to the
-    derived note. Audited like every decision; locked once the call is approved or rejected."""
+    derived note. Audited like every decision; locked once the call is approved or rejected.
+
+    The note is stored masked (card numbers, SSNs and accounts with the last four kept, dates of birth
+    and CVVs whole: `mask_text`): it is written for the CRM the hand-off record files it in, and every
+    reviewer reads it, so what only `view_pii` may unmask never enters it. Resubmitting the masked note
+    as shown changes nothing."""
     call = visible_call(session, principal, call_id, for_update=True)
     principal.require(principal.can_review, "edit the case note")
     _require_open(call)
     cleaned = (text or "").strip() or None
     if cleaned is not None and len(cleaned) > MAX_NOTE_CHARS:
         raise ReviewInputError(f"the note is longer than {MAX_NOTE_CHARS} characters")
+    if cleaned is not None:
+        cleaned = mask_text(cleaned)
+    if call.case_note is not None and cleaned == mask_text(call.case_note):
+        cleaned = call.case_note  # a note stored before notes were masked, resubmitted as shown: unchanged
     if cleaned == call.case_note:
         return call
     before = {"case_note": call.case_note}

@@ -1,5 +1,10 @@
 """The hand-off record `postcall.call.v1`: what a CRM or ticketing system receives about one call.
 
+Its texts are masked as every role of the review app sees them (card numbers, SSNs and accounts with the
+last four kept; dates of birth and CVVs whole: docs/privacy.md): statements and quotes are their stored
+masked copies, and an agent's case note is masked when the record is built. The record is delivered to
+other systems and served by the feed to any role, so it never carries what only `view_pii` unmasks.
+
 A versioned Pydantic model; its JSON Schema is served at `GET /api/schemas/call.v1.json` and documented in
 docs/handoff.md. Fields are only ever added within v1 (receivers must ignore unknown fields); anything
 else is a new version.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
@@ -19,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.db.session import Work, connection_of
 from app.models import CallState, Claim, Evidence, ExtractionRun, ReviewEvent, ReviewStatus, RunStatus, Tenant
 from app.pipeline.note import case_note, stated_as_fact
+from app.privacy.mask import mask_text
 from app.schemas.grounding import ClaimKind, ClaimStatus
 
 RECORD_VERSION: Literal["postcall.call.v1"] = "postcall.call.v1"
@@ -145,25 +152,52 @@ def review_url(public_url: str | None, call_id: str) -> str | None:
     return f"{public_url.rstrip('/')}/calls/{call_id}" if public_url else None
 
 
-def _claims_with_evidence(session: Session, run_id: int) -> list[tuple[Any, list[EvidenceV1]]]:
-    """The run's claims in order, each with its evidence: one query, plain rows (this runs inside the
-    pipeline's persist transaction, so it stays cheap)."""
+@dataclass(frozen=True)
+class RecordClaim:
+    """A claim as the record reads it: `text` is the masked copy (`claims.text_masked`)."""
+
+    id: int
+    kind: str
+    text: str
+    owner: str | None
+    due: str | None
+    due_date: Any
+    grounding_status: str
+    grounding_reason: str | None
+    review_status: str
+    origin: str
+
+
+def _claims_with_evidence(session: Session, run_id: int) -> list[tuple[RecordClaim, list[EvidenceV1]]]:
+    """The run's claims in order, each with its evidence, texts and quotes masked (their stored masked
+    copies): one query, plain rows (this runs inside the pipeline's persist transaction, so it stays cheap)."""
     rows = session.execute(
-        select(Claim.id, Claim.kind, Claim.text, Claim.owner, Claim.due, Claim.due_date, Claim.grounding_status,
-               Claim.grounding_reason, Claim.review_status, Claim.origin,
+        select(Claim.id, Claim.kind, Claim.text, Claim.text_masked, Claim.owner, Claim.due, Claim.due_date,
+               Claim.grounding_status, Claim.grounding_reason, Claim.review_status, Claim.origin,
                Evidence.id.label("evidence_id"), Evidence.utterance_index, Evidence.char_start, Evidence.char_end,
-               Evidence.quote, Evidence.status)
+               Evidence.quote, Evidence.quote_masked, Evidence.status)
         .outerjoin(Evidence, Evidence.claim_id == Claim.id)
         .where(Claim.run_id == run_id)
         .order_by(Claim.position, Claim.id, Evidence.position)
     ).all()
-    claims: dict[int, tuple[Any, list[EvidenceV1]]] = {}
+    claims: dict[int, tuple[RecordClaim, list[EvidenceV1]]] = {}
     for row in rows:
-        _, evidence = claims.setdefault(row.id, (row, []))
+        if row.id not in claims:
+            claims[row.id] = (RecordClaim(
+                id=row.id, kind=row.kind, text=_masked_copy(row.text_masked, row.text), owner=row.owner,
+                due=row.due, due_date=row.due_date, grounding_status=row.grounding_status,
+                grounding_reason=row.grounding_reason, review_status=row.review_status, origin=row.origin,
+            ), [])
         if row.evidence_id is not None:
-            evidence.append(EvidenceV1(utterance=row.utterance_index, char_start=row.char_start,
-                                       char_end=row.char_end, quote=row.quote, status=row.status))
+            claims[row.id][1].append(EvidenceV1(
+                utterance=row.utterance_index, char_start=row.char_start, char_end=row.char_end,
+                quote=_masked_copy(row.quote_masked, row.quote), status=row.status))
     return list(claims.values())
+
+
+def _masked_copy(stored: str | None, original: str) -> str:
+    """The stored masked copy; the original masked now where a row holds none (the columns are nullable)."""
+    return stored if stored is not None else mask_text(original)
 
 
 def _statement_fields(claim: Any, evidence: list[EvidenceV1]) -> dict[str, Any]:
@@ -258,7 +292,7 @@ def assemble_record(
             else:
                 summary.append(StatementV1(**fields))
         # The same case note the reviewer sees and may edit (app/pipeline/note.py).
-        note = call.case_note or case_note(
+        note = mask_text(call.case_note) if call.case_note else case_note(
             [row for row, _ in claim_rows
              if stated_as_fact(row.grounding_status, ReviewStatus(row.review_status).value)]
         )

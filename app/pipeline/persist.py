@@ -29,7 +29,7 @@ from app.db.json_rows import json_record_columns, json_rows, sql_type
 from app.db.session import Work, connection_of
 from app.db.types import sql_constant
 from app.handoff.outbox import CallChange, EventType, record_event
-from app.handoff.record import EvidenceV1, assemble_record, review_events
+from app.handoff.record import EvidenceV1, RecordClaim, assemble_record, review_events
 from app.models import (
     Call,
     CallState,
@@ -392,12 +392,14 @@ _INSERT_RUN_WITH_CLAIMS_PG = _run_with_claims_sql()
 
 
 def insert_run_with_claims(
-    work: Work, run: dict[str, Any], tenant_id: int, report: VerificationReport, clock: CallClock
+    work: Work, run: dict[str, Any], tenant_id: int, report: VerificationReport, clock: CallClock,
+    masked: MaskedCopies | None = None,
 ) -> tuple[int, list[tuple[dict[str, Any], int]]]:
     """Insert a run (`run`: its `RUN_INSERT_COLUMNS`), its claims and their evidence; returns the run's id
     and each claim's row with its new id, in position order. PostgreSQL: one statement for all three
-    (`_run_with_claims_sql`); SQLite: the run, then one multi-row INSERT per table."""
-    masked = MaskedCopies()
+    (`_run_with_claims_sql`); SQLite: the run, then one multi-row INSERT per table. `masked`: the masked
+    copies to compute the rows' with (and keep for the caller)."""
+    masked = masked if masked is not None else MaskedCopies()
     claim_rows = claim_rows_of(run["call_id"], tenant_id, report, clock, masked)
     evidence_rows = evidence_rows_of(report, masked)
     connection = connection_of(work)
@@ -444,22 +446,6 @@ def _insert_claim_rows(connection: Connection, run_id: int, claim_rows: list[dic
 
 
 @dataclass(frozen=True)
-class _RecordClaim:
-    """A claim as the hand-off record reads it, from the row just inserted."""
-
-    id: int
-    kind: str
-    text: str
-    owner: str | None
-    due: str | None
-    due_date: Any
-    grounding_status: str
-    grounding_reason: str | None
-    review_status: str
-    origin: str
-
-
-@dataclass(frozen=True)
 class _RecordRun:
     id: int
     status: RunStatus
@@ -499,7 +485,9 @@ def write_succeeded_run(
     call = locked.call
     run = {**run_values(call.id, facts, status=RunStatus.succeeded, raw_response=raw_response), "started_at": utcnow()}
     clock = CallClock(call.started_at, locked.time_zone)
-    run_id, written = insert_run_with_claims(work, run, call.tenant_id, report, clock)
+    # The rows' masked copies, which the hand-off record carries too (app/handoff/record.py).
+    masked = MaskedCopies()
+    run_id, written = insert_run_with_claims(work, run, call.tenant_id, report, clock, masked)
     ungrounded = len(report.ungrounded_claims)
     state = outcome_state(len(written), ungrounded)
     # What `set_state(call, state)`, the current run and its undecided items (all of a new run's) would
@@ -511,14 +499,14 @@ def write_succeeded_run(
     call = replace(call, state=state, last_error=None)
     claim_rows = [
         (
-            _RecordClaim(
-                id=claim_id, kind=row["kind"], text=row["text"], owner=row["owner"], due=row["due"],
+            RecordClaim(
+                id=claim_id, kind=row["kind"], text=row["text_masked"], owner=row["owner"], due=row["due"],
                 due_date=row["due_date"], grounding_status=row["grounding_status"],
                 grounding_reason=row["grounding_reason"], review_status=ReviewStatus.pending.value,
                 origin=row["origin"],
             ),
-            [EvidenceV1(utterance=ev.utterance, char_start=ev.char_start, char_end=ev.char_end, quote=ev.quote,
-                        status=ev.status.value) for ev in claim.evidence],
+            [EvidenceV1(utterance=ev.utterance, char_start=ev.char_start, char_end=ev.char_end,
+                        quote=masked(ev.quote), status=ev.status.value) for ev in claim.evidence],
         )
         for (row, claim_id), claim in zip(written, report.claims, strict=True)
     ]

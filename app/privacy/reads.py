@@ -17,7 +17,7 @@ from app.privacy.mask import MASK_CHAR, mask_text, mask_turns
 from app.schemas.api import CallDetailOut, ClaimOut, EvidenceOut
 
 # The audit snapshot fields that carry text from a call.
-TEXT_FIELDS = ("text", "quote")
+TEXT_FIELDS = ("text", "quote", "case_note")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES
 from app.pipeline.note import case_note, stated_as_fact
 from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out, stored_masks
-from app.privacy.mask import mask_turns
+from app.privacy.mask import mask_text, mask_turns
 from app.privacy.reads import mask_claim, mask_snapshot
 from app.review import DECIDABLE_CALL_STATES, call_events, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
@@ -294,7 +294,9 @@ def build_call_page(session: Session, principal: Principal, call_id: str, *, unm
         decidable=CallState(call.state) in DECIDABLE_CALL_STATES,
         reopenable=CallState(call.state) in REVIEWED_STATES,
         claim_count=len(claims),
-        note=call.case_note or case_note([c for c in claims if stated_as_fact(c.status, c.review_status)]),
+        # An agent's note is stored masked; one written before notes were is masked here.
+        note=(call.case_note if unmask else mask_text(call.case_note)) if call.case_note
+        else case_note([c for c in claims if stated_as_fact(c.status, c.review_status)]),
         note_edited=call.case_note is not None,
         approvable=CallState(call.state) in (CallState.ready_for_review, CallState.needs_attention)
         and not pending,

@@ -20,9 +20,13 @@ from app.errors import PermanentError
 from app.handoff.outbox import envelope, install_delivery_notifier, payload_json
 from app.handoff.record import CallRecordV1, bounded, json_size, record_json_schema
 from app.llm.base import ExtractionProvider
+from app.llm.heuristic import HeuristicProvider
 from app.models import Call, OutboxEvent, UserRole, Utterance, WebhookDelivery
+from app.pipeline.calls import get_call
 from app.pipeline.run import mark_failed, process_call
-from app.review import CallDecision, ReviewConflictError, decide_call, delete_call
+from app.pipeline.store import store_transcript
+from app.review import CallDecision, ReviewConflictError, decide_call, delete_call, edit_case_note
+from app.schemas.transcript import Role
 from app.web.handoff_api import get_record_schema
 from tests.handoff.conftest import (
     CALL_START,
@@ -33,6 +37,7 @@ from tests.handoff.conftest import (
     register,
     store_call,
 )
+from tests.support.transcripts import make_transcript
 
 
 def test_processing_writes_call_processed_with_the_full_record(
@@ -280,3 +285,39 @@ def test_the_payload_text_is_never_shorter_than_the_records_compact_size(data: o
     holds the record with ASCII escapes and spaces, which can only make it longer than `json_size`."""
     assert len(payload_json(envelope("call.processed", "2026-03-04T15:00:00+00:00", {"record": data}))) >= (
         json_size({"record": data}))
+
+
+PII_LINES: list[tuple[Role, str]] = [
+    (Role.agent, "Thank you for calling Northwind Bank, this is Dana. How can I help you today?"),
+    (Role.customer, "Hi, my card 4111 1111 1111 1111 was charged twice and I need a refund."),
+    (Role.agent, "I see the double charge on card 4111 1111 1111 1111. I will refund it within 5 business days."),
+    (Role.customer, "Thanks. My social is 123-45-6789 if you need it."),
+    (Role.agent, "Not needed, you're all set."),
+]
+PII = ("4111 1111 1111 1111", "123-45-6789", "4111")
+
+
+def test_the_record_carries_masked_texts_only(session_factory: sessionmaker[Session], allow_private: Settings) -> None:
+    # The record goes to other systems and the feed serves it to every role: what only view_pii unmasks
+    # is never in it, whether written by the pipeline, by a decision, or typed into the case note.
+    transcript = make_transcript(PII_LINES, external_id="pii-rec")
+    with unit_of_work(session_factory) as session:
+        call_id = store_transcript(session, transcript, tenant="acme", external_id="pii-rec").call_id
+    process_call(session_factory, call_id, HeuristicProvider(), prompt())
+    supervisor, _ = make_principal(session_factory, "sam", UserRole.supervisor)
+    with unit_of_work(session_factory) as session:
+        edit_case_note(session, supervisor, call_id, "Refund to card 4111 1111 1111 1111 issued.")
+    with unit_of_work(session_factory) as session:
+        decide_call(session, supervisor, call_id, CallDecision.reject)
+    processed, rejected = events_of(session_factory, call_id)
+    for event in (processed, rejected):
+        payload = json.dumps(event.payload, ensure_ascii=False)
+        assert not any(value in payload for value in PII), payload
+    record = CallRecordV1.model_validate(processed.payload["data"])
+    quoted = [ev.quote for s in [*record.summary.statements, *record.action_items, record.reason] if s
+              for ev in s.evidence]
+    assert any("•••• •••• •••• 1111" in (quote or "") for quote in quoted)  # masked, offsets unchanged
+    assert CallRecordV1.model_validate(rejected.payload["data"]).summary.note == \
+        "Refund to card •••• •••• •••• 1111 issued."
+    with unit_of_work(session_factory) as session:  # the note is stored masked too
+        assert get_call(session, call_id).case_note == "Refund to card •••• •••• •••• 1111 issued."

@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.grounding import verify_extraction
-from app.models import CallState, Claim, Evidence, ReviewEvent, RunStatus, Tenant, User, UserRole
+from app.models import Call, CallState, Claim, Evidence, ReviewEvent, RunStatus, Tenant, User, UserRole
 from app.models import Utterance as UtteranceRow
 from app.pipeline.calls import get_call, set_state
 from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
 from app.pipeline.queries import call_detail
 from app.pipeline.store import store_transcript
 from app.privacy.reads import mask_call_detail
+from app.review import edit_case_note
 from app.schemas.api import ClaimOut
 from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.transcript import Role, Transcript, Utterance
@@ -339,3 +340,37 @@ def test_the_permission_shows_in_me_and_in_the_user_list(setup: Setup) -> None:
         "admin": False,
         "auditor": True,
     }
+
+
+def test_the_dashboards_reasons_are_masked(setup: Setup) -> None:
+    extraction = Extraction(reason=Statement(text=f"Customer's card {CARD} was charged twice",
+                                             evidence=[EvidenceRef(utterance=1, quote=QUOTE)]))
+    _seed_call(setup.factory, "pii-reason", extraction)
+    with TestClient(setup.client.app) as admin:
+        sign_in(admin, setup.tokens["admin"])
+        page = admin.get("/dashboard")
+    assert page.status_code == 200
+    assert f"card {MASKED_CARD} was charged twice" in page.text
+    assert CARD not in page.text
+
+
+def test_a_case_note_is_stored_masked_and_one_stored_before_is_shown_masked(setup: Setup) -> None:
+    note = f"Refund to card {CARD}, social {SSN}."
+    masked_note = f"Refund to card {MASKED_CARD}, social {MASKED_SSN}."
+    call_id = _seed_call(setup.factory, "pii-note", Extraction(summary=[Statement(
+        text="Agent asked for the card number", evidence=[EvidenceRef(utterance=0, quote=LINES[0][1])])]))
+    with unit_of_work(setup.factory) as session:  # as a note written before notes were masked
+        session.execute(update(Call).where(Call.id == call_id).values(case_note=note))
+    with TestClient(setup.client.app) as agent, TestClient(setup.client.app) as auditor:
+        sign_in(agent, setup.tokens["agent"])
+        sign_in(auditor, setup.tokens["auditor"])
+        assert masked_note in agent.get(f"/calls/{call_id}").text
+        assert note not in agent.get(f"/calls/{call_id}").text
+        assert note in auditor.get(f"/calls/{call_id}?pii=show").text
+    with unit_of_work(setup.factory) as session:
+        edit_case_note(session, _principal(session, "agent"), call_id, f"New card {CARD} sent.")
+    with setup.factory() as session:
+        assert get_call(session, call_id).case_note == f"New card {MASKED_CARD} sent."
+    trail = setup.client.get(f"/api/calls/{call_id}/events", headers=bearer(setup.tokens["admin"])).text
+    assert "note_edited" in trail and MASKED_CARD in trail
+    assert CARD not in trail and SSN not in trail  # the old note, in the event's `before`, is masked
