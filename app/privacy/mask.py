@@ -32,8 +32,9 @@ def nothing_to_mask(text: str) -> bool:
 
 
 def mask_turns(texts: Sequence[str]) -> list[str]:
-    """Each turn masked, reading the turns together (cues and card numbers across turns)."""
-    return [apply_mask(text, found) for text, found in zip(texts, detect_turns(texts), strict=True)]
+    """Each turn masked, reading the turns together (cues and card numbers across turns); where detections
+    overlap, what any of them masks is masked."""
+    return [apply_mask(text, found) for text, found in zip(texts, detect_turns(texts, resolve=False), strict=True)]
 
 
 def apply_mask(text: str, detections: Sequence[Detection]) -> str:

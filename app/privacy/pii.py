@@ -426,16 +426,32 @@ def detect(text: str, lead_in: str = "", *, names: bool = False) -> list[Detecti
     return resolve_overlaps(_detect(_Text(text, lead_in[-PREVIOUS_TURN_CONTEXT_CHARS:]), _numbers(text), names=names))
 
 
-def detect_turns(texts: Sequence[str], *, names: bool = False) -> list[list[Detection]]:
-    """`detect` for each turn of a call, plus card numbers read out across two consecutive turns."""
+def detect_turns(texts: Sequence[str], *, names: bool = False, resolve: bool = True) -> list[list[Detection]]:
+    """`detect` for each turn of a call, plus card numbers read out across two consecutive turns.
+
+    `resolve=False` keeps every detection, overlapping ones included (`resolve_overlaps` is not applied):
+    for masking, which masks the union of what each detection masks. Resolving first would let a card
+    read across turns (priority: card) displace an SSN that ends the earlier turn, and mask only the SSN's
+    last four digits, the ones the SSN's own masking keeps: the whole SSN shown between the two views."""
     # Each turn's numbers are read once: for its own detection and for cards split across turns.
     numbers = [_numbers(text) for text in texts]
     found = [
         list(_detect(_Text(text, texts[i - 1][-PREVIOUS_TURN_CONTEXT_CHARS:] if i else ""), numbers[i], names=names))
         for i, text in enumerate(texts)
     ]
-    for turn, detection in _cross_turn_cards(texts, numbers):
-        found[turn].append(detection)
+    cross_turn = list(_cross_turn_cards(texts, numbers))
+    if not resolve:
+        for turn, detection in cross_turn:
+            found[turn].append(detection)
+        return found
+    if not cross_turn:
+        return [resolve_overlaps(detections) for detections in found]
+    own = [resolve_overlaps(detections) for detections in found]
+    for turn, detection in cross_turn:
+        # Digits the turn itself reads as something whole (an SSN ending the turn) stay that: a card read
+        # across turns is the weaker reading of them.
+        if not any(kept.start <= detection.start and detection.end <= kept.end for kept in own[turn]):
+            found[turn].append(detection)
     return [resolve_overlaps(detections) for detections in found]
 
 

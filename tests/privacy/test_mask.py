@@ -48,3 +48,13 @@ def test_a_selection_on_masked_text_maps_back_to_the_stored_text() -> None:
 
     assert unmask_selection("•••-••-6789 please", original, masked) == "123-45-6789 please"
     assert unmask_selection("please", original, masked) == "please"
+
+
+def test_an_ssn_ending_a_turn_before_a_card_is_masked_whole() -> None:
+    # The SSN's last four and the next turn's card digits also read as one card across the turns; that
+    # reading must never take the SSN's own masking away (it showed "123-45-••••", and the claim text,
+    # masked on its own, "•••-••-6789": the whole SSN between the two).
+    turns = mask_turns(["my SSN is 123-45-6789.", "the card 4111 1111 1111 1111."])
+    assert turns[0].startswith("my SSN is •••-••-")
+    assert "123" not in turns[0] and "45" not in turns[0]
+    assert turns[1] == "the card •••• •••• •••• 1111."

@@ -198,3 +198,9 @@ def test_a_card_read_with_full_stops_between_its_groups() -> None:
 
 def test_full_stops_still_end_other_numbers() -> None:
     assert found("we close at 9. 555 234 5678 is our number") == [(PiiKind.phone, "555 234 5678")]
+
+
+def test_an_ssn_ending_a_turn_stays_an_ssn_before_a_card_in_the_next() -> None:
+    first, second = detect_turns(["my SSN is 123-45-6789.", "the card 4111 1111 1111 1111."])
+    assert [(d.kind, d.value) for d in first] == [(PiiKind.ssn, "123456789")]
+    assert [d.kind for d in second] == [PiiKind.card]
