@@ -4,6 +4,12 @@ One record per claim of each call's current run (calls without one appear once, 
 fields), carrying the call, the run's provider/model/prompt version, the claim with its resolved due date
 and owner name, its evidence spans, and the review decisions on it and on its call.
 
+Claim texts and evidence quotes are their masked copies (`claims.text_masked`, `evidence.quote_masked`:
+card numbers, SSNs and accounts with the last four kept, as analysts see them in the views) unless the
+caller asks for the stored text (`masked=False`: `postcall export --unmasked`, operator tooling). In CSV,
+a text cell that a spreadsheet would read as a formula (starting with = + - @, a tab or a carriage
+return) is written with a leading apostrophe: the text comes from calls and reviewers.
+
 Memory stays bounded whatever the size: the rows come through a server-side cursor (PostgreSQL) in
 batches of `batch_size`; each batch fetches its evidence and review events with one query each, is
 encoded and handed on, and is dropped before the next. Parquet is written one row group per batch.
@@ -26,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import PostcallError
 from app.models import Call, Claim, Evidence, ExtractionRun, ReviewEvent, Tenant
+from app.privacy.mask import mask_text
 
 DEFAULT_BATCH_SIZE = 2000
 
@@ -64,7 +71,10 @@ def parse_instant(value: str | None, name: str) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
         raise ExportError(f"{name}: not an ISO 8601 date or date-time: {value!r}") from exc
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    try:  # in UTC, which must exist: 0001-01-01T00:00+14:00 is before the first representable moment
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ExportError(f"{name}: out of the representable range in UTC: {value!r}") from exc
 
 
 CALL_COLUMNS = ["call_id", "external_id", "tenant", "agent_id", "team", "started_at", "call_state",
@@ -90,6 +100,7 @@ def _rows_statement(tenant_id: int, window: ExportWindow) -> Any:
             ExtractionRun.prompt_version, Claim.id.label("claim_id"), Claim.position, Claim.kind, Claim.text,
             Claim.owner, Claim.owner_name, Claim.due, Claim.due_date, Claim.due_at, Claim.grounding_status,
             Claim.grounding_reason, Claim.review_status, Claim.origin,
+            Claim.text_masked,  # last: not a column of the record (`_records` shows it in place of the text)
         )
         .join(Tenant, Tenant.id == Call.tenant_id)
         .outerjoin(ExtractionRun, ExtractionRun.id == Call.current_run_id)
@@ -100,9 +111,11 @@ def _rows_statement(tenant_id: int, window: ExportWindow) -> Any:
 
 
 def iter_record_batches(
-    session: Session, tenant_id: int, window: ExportWindow = ExportWindow(), batch_size: int = DEFAULT_BATCH_SIZE
+    session: Session, tenant_id: int, window: ExportWindow = ExportWindow(), batch_size: int = DEFAULT_BATCH_SIZE,
+    *, masked: bool = True,
 ) -> Iterator[list[dict[str, Any]]]:
-    """The export's records, `batch_size` at a time, in call then claim order."""
+    """The export's records, `batch_size` at a time, in call then claim order; texts masked unless not
+    `masked`."""
     # Core rather than ORM execution, and a server-side cursor (stream_results) on PostgreSQL: rows arrive
     # batch by batch, whatever the size of the tenant.
     connection = session.connection()
@@ -110,27 +123,28 @@ def iter_record_batches(
         _rows_statement(tenant_id, window)
     )
     for rows in result.partitions(batch_size):
-        yield _records(connection, rows)
+        yield _records(connection, rows, masked=masked)
 
 
 _DATETIME_COLUMNS = {"started_at", "due_at"}
 _ENUM_COLUMNS = {"call_state", "review_status"}
 
 
-def _records(connection: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+def _records(connection: Connection, rows: Sequence[Row[Any]], *, masked: bool) -> list[dict[str, Any]]:
     claim_ids = [row.claim_id for row in rows if row.claim_id is not None]
     call_ids = sorted({row.call_id for row in rows})
     evidence: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if claim_ids:
         for ev in connection.execute(
             select(Evidence.claim_id, Evidence.utterance_index, Evidence.cited_utterance, Evidence.char_start,
-                   Evidence.char_end, Evidence.quote, Evidence.status, Evidence.score)
+                   Evidence.char_end, Evidence.quote, Evidence.quote_masked, Evidence.status, Evidence.score)
             .where(Evidence.claim_id.in_(claim_ids))
             .order_by(Evidence.claim_id, Evidence.position)
         ):
             evidence[ev.claim_id].append({
                 "utterance": ev.utterance_index, "cited_utterance": ev.cited_utterance,
-                "char_start": ev.char_start, "char_end": ev.char_end, "quote": ev.quote, "status": ev.status,
+                "char_start": ev.char_start, "char_end": ev.char_end,
+                "quote": _shown(ev.quote, ev.quote_masked, masked), "status": ev.status,
                 "score": ev.score,
             })  # fmt: skip
     claim_events: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -149,7 +163,11 @@ def _records(connection: Connection, rows: Sequence[Row[Any]]) -> list[dict[str,
     flat = CALL_COLUMNS + CLAIM_COLUMNS
     records = []
     for row in rows:
-        record = dict(zip(flat, row, strict=True))
+        columns: list[Any] = list(row[:-1])
+        text_masked = row[-1]
+        record = dict(zip(flat, columns, strict=True))
+        if record["text"] is not None:
+            record["text"] = _shown(record["text"], text_masked, masked)
         for column in _DATETIME_COLUMNS:
             record[column] = _iso(record[column])
         for column in _ENUM_COLUMNS:
@@ -163,6 +181,13 @@ def _records(connection: Connection, rows: Sequence[Row[Any]]) -> list[dict[str,
         record["call_decisions"] = call_events.get(record["call_id"], [])
         records.append(record)
     return records
+
+
+def _shown(text: str, stored_masked: str | None, masked: bool) -> str:
+    """The text as exported: its stored masked copy (masked now where a row holds none), or as stored."""
+    if not masked:
+        return text
+    return stored_masked if stored_masked is not None else mask_text(text)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -196,10 +221,18 @@ def _csv_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
         yield buffer.getvalue().encode()
 
 
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any, *, nested: bool) -> Any:
     if nested:
         return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else value
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value  # shown as text, never evaluated; the JSON Lines and Parquet exports keep it as is
+    return value
 
 
 def _jsonl_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
@@ -292,8 +325,11 @@ def export_bytes(
     fmt: ExportFormat,
     window: ExportWindow = ExportWindow(),
     batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    masked: bool = True,
 ) -> Iterator[bytes]:
-    """The whole export as byte chunks, one (or a few) per batch of records."""
+    """The whole export as byte chunks, one (or a few) per batch of records; texts masked unless not
+    `masked`."""
     if fmt is ExportFormat.parquet and not parquet_available():
         raise ExportError("Parquet export needs pyarrow: pip install 'postcall[parquet]'")
-    return encode(iter_record_batches(session, tenant_id, window, batch_size), fmt)
+    return encode(iter_record_batches(session, tenant_id, window, batch_size, masked=masked), fmt)

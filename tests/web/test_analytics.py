@@ -93,7 +93,8 @@ def test_export_streams_the_analysts_tenant(site: tuple[TestClient, World]) -> N
 @pytest.mark.parametrize(
     ("user", "query", "status"),
     [("sup-acme", "", 403), ("agent-acme", "", 403), (None, "", 401), ("ana-acme", "?since=someday", 422),
-     ("ana-acme", "?format=xlsx", 422)],
+     ("ana-acme", "?format=xlsx", 422), ("ana-acme", "?since=0001-01-01T00:00:00%2B14:00", 422),
+     ("ana-acme", "?until=9999-12-31T23:59:59-14:00", 422)],
 )
 def test_export_refusals(site: tuple[TestClient, World], user: str | None, query: str, status: int) -> None:
     client, world = site
