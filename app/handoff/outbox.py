@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, Table, Text, Update, bindparam, event, insert, select
+from sqlalchemy import Connection, Table, Text, Update, bindparam, event, insert, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
@@ -236,6 +236,15 @@ def _strip_earlier_events(session: Session, call: RecordedCall) -> None:
         data = old.payload.get("data", {})
         stripped = identity_record(call, str(data.get("tenant", "")), state=str(data.get("state", "")), deleted=True)
         old.payload = envelope(old.type, str(old.payload.get("timestamp", "")), stripped)
+
+
+def follow_call_owner(session: Session, call_id: str, agent_id: str | None, team: str | None) -> None:
+    """The call's events take its new agent and team. The feed shows an event to the users who may see its
+    call now, as `/api/calls` shows the call (`visible_events_clause` reads the copies on the events, which
+    outlive a deleted call): an agent the call was taken from no longer reads its records, the new one does."""
+    session.execute(
+        update(OutboxEvent).where(OutboxEvent.call_id == call_id).values(agent_id=agent_id, team=team)
+    )
 
 
 @event.listens_for(Session, "after_commit")

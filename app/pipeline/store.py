@@ -15,6 +15,7 @@ from app.db.driver import run_on_driver
 from app.db.json_rows import json_record_columns, json_rows
 from app.db.types import as_utc
 from app.errors import DecidedCallError, DuplicateCallError
+from app.handoff.outbox import follow_call_owner
 from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEvent
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES, new_call_id, utcnow
@@ -120,9 +121,12 @@ def store_transcript(
             "pass --replace (API: replace=true) to overwrite it"
             + ("" if same_content else " (its extractions are discarded)")
         )
+    owner = (existing.agent_id, existing.team)
     if same_content:
         for name, (_old, new) in corrections.items():
             setattr(existing, name, new)
+        if (existing.agent_id, existing.team) != owner:
+            follow_call_owner(session, existing.id, existing.agent_id, existing.team)
         session.add(_event(tenant_row.id, existing.id, actor, "metadata_corrected",
                            {name: _jsonable(old) for name, (old, _new) in corrections.items()},
                            {name: _jsonable(new) for name, (_old, new) in corrections.items()}))
@@ -138,6 +142,8 @@ def store_transcript(
                        {"transcript_hash": content_hash}))
     for name, value in content.items():
         setattr(existing, name, value)  # the `state` validator keeps review_rank, as `state_columns` has it
+    if (existing.agent_id, existing.team) != owner:
+        follow_call_owner(session, existing.id, existing.agent_id, existing.team)
     session.flush()
     _insert_utterances(session, existing.id, transcript)
     return StoredCall(existing.id, external_id, StoreStatus.replaced, existing.state, existing.llm_mode)

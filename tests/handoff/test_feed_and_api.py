@@ -15,8 +15,11 @@ from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.handoff.feed import MAX_EVENT_ID, CursorError, FeedPage, decode_cursor, read_feed
 from app.handoff.outbox import EventType, record_event
 from app.models import Call, UserRole
+from app.pipeline.store import StoreStatus, store_transcript
+from app.schemas.transcript import Role
 from tests.handoff.conftest import make_principal, processed_call
 from tests.support.processes import wait_until
+from tests.support.transcripts import CARD_CALL_LINES, make_transcript
 from tests.web.world import BrokerQueue, client_for
 
 
@@ -74,6 +77,24 @@ def test_the_feed_pages_in_commit_order_and_applies_visibility(
     assert [e["data"]["call_id"] for e in events_for(api, globex)["events"]] == [foreign]
     assert api.get("/api/events").status_code == 401
     assert api.get("/api/events?after=nonsense", headers=bearer(admin)).status_code == 422
+
+
+@pytest.mark.parametrize("replace_content", [False, True], ids=["metadata-corrected", "transcript-replaced"])
+def test_the_feed_follows_the_call_to_its_new_agent(
+    api: TestClient, session_factory: sessionmaker[Session], replace_content: bool
+) -> None:
+    _, before = make_principal(session_factory, "al", UserRole.agent, agent_id="A-7")
+    _, after = make_principal(session_factory, "bo", UserRole.agent, agent_id="B-1")
+    call_id = processed_call(session_factory, "moved", agent_id="A-7")
+    assert [e["data"]["call_id"] for e in events_for(api, before)["events"]] == [call_id]
+    lines = [*CARD_CALL_LINES, (Role.customer, "One more thing.")] if replace_content else CARD_CALL_LINES
+    transcript = make_transcript(lines, external_id="moved", agent_id="B-1")
+    with unit_of_work(session_factory) as session:  # the contact center reassigns the call
+        status = store_transcript(session, transcript, tenant="acme", external_id="moved", replace=True).status
+    assert status is (StoreStatus.replaced if replace_content else StoreStatus.updated)
+    assert api.get("/api/events", headers=bearer(before)).json()["events"] == []
+    assert api.get("/api/calls", headers=bearer(before)).json()["calls"] == []
+    assert {e["data"]["call_id"] for e in events_for(api, after)["events"]} == {call_id}
 
 
 # Unicode digits `str.isdigit` takes (superscript, Arabic-Indic, fullwidth), signs, spaces, and ids past
