@@ -31,7 +31,7 @@ from app.pipeline.persist import evidence_values, latest_succeeded_run, state_fo
 from app.privacy.mask import MASK_CHAR, mask_text, mask_turns
 from app.privacy.reads import unmask_selection
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
-from app.schemas.grounding import ClaimKind, ClaimStatus
+from app.schemas.grounding import ClaimKind, ClaimStatus, VerifiedEvidence
 from app.users import Principal, visible_calls_clause
 
 MAX_CLAIM_TEXT_CHARS = 2_000
@@ -306,21 +306,31 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         if not 0 <= piece.utterance <= last_index:
             raise ReviewInputError(f"utterance {piece.utterance} does not exist (the call has 0..{last_index})")
     evidence = [EvidenceRef(utterance=piece.utterance, quote=piece.quote) for piece in pieces]
-    if any(MASK_CHAR in ref.quote for ref in evidence):  # selected on the masked page: the stored text's span
-        texts = [u.text for u in transcript.utterances]
-        masked = mask_turns(texts)
-        evidence = [EvidenceRef(utterance=ref.utterance, quote=unmask_selection(ref.quote, texts[ref.utterance],
-                                                                                masked[ref.utterance]))
-                    for ref in evidence]
+    texts = [u.text for u in transcript.utterances]
+    masked = mask_turns(texts) if any(MASK_CHAR in ref.quote for ref in evidence) or not principal.can_view_pii \
+        else texts
+    if principal.can_view_pii:
+        checked = transcript
+        if masked is not texts:  # selected on the masked page: the stored text's span
+            evidence = [EvidenceRef(utterance=ref.utterance,
+                                    quote=unmask_selection(ref.quote, texts[ref.utterance], masked[ref.utterance]))
+                        for ref in evidence]
+    else:
+        # Checked against the transcript as this reviewer sees it, masked: against the stored text, whether a
+        # selection (or the item's own numbers) was found would tell the masked digits, one guess at a time.
+        checked = transcript.model_copy(update={"utterances": [
+            u.model_copy(update={"text": masked[u.index]}) for u in transcript.utterances]})
     if owner is not None:  # set exactly for action items
         extraction = Extraction(action_items=[ActionItem(text=text, owner=Owner(owner), due=due, evidence=evidence)])
     else:
         extraction = Extraction(summary=[Statement(text=text, evidence=evidence)])
-    (verified,) = verify_extraction(transcript, extraction).claims
+    (verified,) = verify_extraction(checked, extraction).claims
     missing = [ev for ev in verified.evidence if not ev.grounded]
     if missing or not verified.evidence:
         where = ", ".join(str(ev.cited_utterance) for ev in missing)
         raise ReviewInputError(f"the selected text was not found in the transcript (utterance {where})")
+    if checked is not transcript:  # masking keeps lengths: the same offsets slice the stored text
+        verified = verified.model_copy(update={"evidence": [_stored_span(ev, texts) for ev in verified.evidence]})
     position = session.scalar(select(func.coalesce(func.max(Claim.position), -1)).where(Claim.run_id == run.id))
     claim = Claim(
         run_id=run.id,
@@ -365,6 +375,14 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
     )
     session.flush()
     return claim
+
+
+def _stored_span(ev: VerifiedEvidence, texts: Sequence[str]) -> VerifiedEvidence:
+    """Evidence verified on the masked transcript, quoting the stored text where its quote holds masked
+    characters (the span the same offsets slice)."""
+    if MASK_CHAR not in ev.quote or ev.utterance is None or ev.char_start is None or ev.char_end is None:
+        return ev
+    return ev.model_copy(update={"quote": texts[ev.utterance][ev.char_start : ev.char_end]})
 
 
 # --------------------------------------------------------------------------------- call decisions

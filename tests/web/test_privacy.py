@@ -374,3 +374,24 @@ def test_a_case_note_is_stored_masked_and_one_stored_before_is_shown_masked(setu
     trail = setup.client.get(f"/api/calls/{call_id}/events", headers=bearer(setup.tokens["admin"])).text
     assert "note_edited" in trail and MASKED_CARD in trail
     assert CARD not in trail and SSN not in trail  # the old note, in the event's `before`, is masked
+
+
+def _add_item(setup: Setup, user: str, text: str, quote: str) -> Any:
+    return setup.client.post(f"/api/calls/{setup.call_id}/claims", headers=bearer(setup.tokens[user]),
+                             json={"kind": "summary", "text": text, "evidence": [{"utterance": 1, "quote": quote}]})
+
+
+def test_adding_an_item_tells_a_reviewer_nothing_about_masked_digits(setup: Setup) -> None:
+    # Without view_pii a selection is checked against the masked transcript: typing the right digits and
+    # the wrong ones get the same answer, so the masked SSN cannot be guessed a group at a time.
+    right, wrong = _add_item(setup, "agent", "x", "my social is 123"), _add_item(setup, "agent", "x", "my social is 999")
+    assert right.status_code == wrong.status_code == 422
+    assert right.json()["detail"] == wrong.json()["detail"]
+    # Nor through the item's own numbers: both claims rest on the masked span, and neither is verified by it.
+    statuses = [
+        _add_item(setup, "agent", f"The customer's SSN is {number}", f"my social is {MASKED_SSN}").json()["status"]
+        for number in (SSN, "987-65-6789")
+    ]
+    assert statuses[0] == statuses[1]
+    # A view_pii reviewer selects on the unmasked transcript as before.
+    assert _add_item(setup, "auditor", "The customer gave an SSN", f"my social is {SSN}").status_code == 201
