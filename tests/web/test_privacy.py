@@ -384,7 +384,8 @@ def _add_item(setup: Setup, user: str, text: str, quote: str) -> Any:
 def test_adding_an_item_tells_a_reviewer_nothing_about_masked_digits(setup: Setup) -> None:
     # Without view_pii a selection is checked against the masked transcript: typing the right digits and
     # the wrong ones get the same answer, so the masked SSN cannot be guessed a group at a time.
-    right, wrong = _add_item(setup, "agent", "x", "my social is 123"), _add_item(setup, "agent", "x", "my social is 999")
+    right = _add_item(setup, "agent", "x", "my social is 123")
+    wrong = _add_item(setup, "agent", "x", "my social is 999")
     assert right.status_code == wrong.status_code == 422
     assert right.json()["detail"] == wrong.json()["detail"]
     # Nor through the item's own numbers: both claims rest on the masked span, and neither is verified by it.
