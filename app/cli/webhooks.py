@@ -50,7 +50,7 @@ def webhooks_add(
     with transaction(ctx) as session:
         tenant_row = get_or_create_tenant(session, slug)
         created = hooks.add_endpoint(session, ctx.settings, tenant_id=tenant_row.id, url=url,
-                               event_types=wanted or None, description=description)
+                               event_types=wanted if events is not None else None, description=description)
         shown = _endpoint_json(created.endpoint)
     if as_json:
         print_json({**shown, "tenant": slug, "secret": created.secret})

@@ -277,7 +277,7 @@ def _send(client: httpx.Client, leased: _Leased, policy: DeliveryPolicy) -> _Res
     except httpx.TimeoutException as exc:
         return _Response(None, None, f"timeout after {policy.timeout:g}s ({type(exc).__name__})",
                          (time.perf_counter() - started) * 1000.0)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is not an HTTPError
         return _Response(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - started) * 1000.0)
     latency = (time.perf_counter() - started) * 1000.0
     error = None if response.is_success else f"HTTP {response.status_code}: {response.text[:200]}"

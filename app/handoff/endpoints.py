@@ -34,8 +34,12 @@ class NewEndpoint:
 
 
 def _clean_event_types(event_types: Sequence[str] | None) -> list[str] | None:
-    if not event_types:
+    """The subscribed types, sorted; None (not given) is every type. An empty list is refused: stored as
+    "every type" it would have subscribed to everything the caller just said they did not want."""
+    if event_types is None:
         return None
+    if not event_types:
+        raise WebhookInputError("an endpoint subscribes to at least one event type; leave the events out for all")
     known = {e.value for e in EventType}
     unknown = [e for e in event_types if e not in known]
     if unknown:

@@ -1,13 +1,22 @@
 """Endpoint URL safety: no webhook may reach the box's own network unless explicitly allowed.
 
-Checked when an endpoint is registered and again before every attempt (a DNS answer can change).
+Checked when an endpoint is registered and again before every attempt (a DNS answer can change), and
+the workers' transport connects only to the public address it resolved and checked for that connection
+(`public_only_transport`), so a name that answers differently between the check and the connect cannot
+reach the box's network either.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 from app.errors import PermanentError
 
@@ -18,11 +27,33 @@ class WebhookUrlError(PermanentError):
     """The endpoint URL is malformed, not https, or resolves to a refused address."""
 
 
+# NAT64's well-known prefix: the last 32 bits are an IPv4 address the translator connects to.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return (address.is_loopback or address.is_link_local or address.is_private or address.is_reserved
-            or address.is_multicast or address.is_unspecified)
+    """Not a public unicast address, or an IPv6 address carrying an IPv4 one that is not (mapped, 6to4,
+    NAT64). `is_global` is false for private, loopback, link-local, shared (100.64.0.0/10: carrier-grade
+    NAT, and some clouds' metadata service), reserved and unspecified addresses."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _refused(embedded)
+    return not address.is_global or address.is_multicast or address.is_unspecified or address.is_reserved
+
+
+def _unsendable(url: str) -> str | None:
+    """Why the HTTP client would refuse to send to `url` (control characters, a malformed authority), if it
+    would: asked of the same parser that sends, so a URL accepted here never fails every attempt later."""
+    if any(character.isspace() or unicodedata.category(character) in ("Cc", "Cf") for character in url):
+        return "the endpoint URL contains whitespace or control characters; percent-encode them"
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"the endpoint URL is malformed: {exc}"
+    return None
 
 
 def check_endpoint_url(url: str, *, allow_private: bool, resolve: bool = True) -> str:
@@ -30,6 +61,9 @@ def check_endpoint_url(url: str, *, allow_private: bool, resolve: bool = True) -
     url = url.strip()
     if not url or len(url) > MAX_URL_CHARS:
         raise WebhookUrlError(f"an endpoint URL has 1 to {MAX_URL_CHARS} characters")
+    problem = _unsendable(url)
+    if problem:
+        raise WebhookUrlError(problem)
     parts = urlsplit(url)
     allowed_schemes = {"https", "http"} if allow_private else {"https"}
     if parts.scheme not in allowed_schemes:
@@ -48,15 +82,54 @@ def check_endpoint_url(url: str, *, allow_private: bool, resolve: bool = True) -
         raise WebhookUrlError("the endpoint URL has an invalid port") from None
     if allow_private or not resolve:
         return url
+    public_addresses(host, port)
+    return url
+
+
+def public_addresses(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to, when every one is public; otherwise `WebhookUrlError`."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise WebhookUrlError(f"the endpoint host {host!r} does not resolve: {exc}") from None
+    addresses = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if _refused(address):
             raise WebhookUrlError(
-                f"the endpoint host {host!r} resolves to {address}, a loopback, link-local or private address; "
-                "set POSTCALL_WEBHOOK_ALLOW_PRIVATE=true to allow it"
+                f"the endpoint host {host!r} resolves to {address}, a loopback, link-local, private or other "
+                "non-public address; set POSTCALL_WEBHOOK_ALLOW_PRIVATE=true to allow it"
             )
-    return url
+        addresses.append(str(address))
+    return addresses
+
+
+class _PublicOnlyBackend(httpcore.SyncBackend):
+    """Connects to the address it has just checked. Checking the URL and then letting the client resolve
+    the name again leaves a window (DNS rebinding: public on the check, 127.0.0.1 on the connect); here the
+    name is resolved once per connection, every answer checked, and the socket opened to that address. TLS
+    still verifies the certificate against the URL's host name (httpcore takes it from the request)."""
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        try:
+            address = public_addresses(host, port)[0]
+        except WebhookUrlError as exc:
+            raise httpcore.ConnectError(f"refused: {exc}") from None
+        return super().connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                   socket_options=socket_options)
+
+
+def public_only_transport(limits: httpx.Limits) -> httpx.HTTPTransport:
+    """An HTTP transport whose connections go only to public addresses, checked at connect time."""
+    transport = httpx.HTTPTransport(limits=limits)
+    # httpx builds its connection pool without a way to pass a network backend: the same pool, built again
+    # with ours (httpx's default TLS context and settings for this transport, with these limits).
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_PublicOnlyBackend(),
+    )
+    return transport

@@ -128,7 +128,7 @@ def get_webhooks(principal: ApiUser, db: DbSession) -> list[EndpointOut]:
 def post_webhook(body: EndpointIn, request: Request, principal: ApiUser, db: DbSession) -> EndpointSecretOut:
     principal.require(principal.can_manage_users, "manage webhooks")
     created = add_endpoint(db, web_state(request).settings, tenant_id=principal.tenant_id, url=body.url,
-                           event_types=[e.value for e in body.events] if body.events else None,
+                           event_types=[e.value for e in body.events] if body.events is not None else None,
                            description=body.description)
     db.commit()
     return EndpointSecretOut(**EndpointOut.model_validate(created.endpoint).model_dump(), secret=created.secret)

@@ -16,6 +16,7 @@ from app.db.session import unit_of_work
 from app.handoff.delivery import DeliveryPolicy, dead_letter_disabled, deliver, sweep_due_deliveries
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.secrets import SecretBox
+from app.handoff.urls import public_only_transport
 from app.models.tables import utcnow
 from app.worker.celery_app import celery_app
 from app.worker.enqueue import enqueue_deliveries
@@ -47,7 +48,9 @@ def _get_sender() -> _Sender:
             settings = get_context().settings
             policy = DeliveryPolicy.from_settings(settings)
             limits = httpx.Limits(max_connections=max(10, worker_sizing(settings).concurrency * 2))
-            _sender = _Sender(policy, SecretBox.from_settings(settings), httpx.Client(limits=limits))
+            # Outside POSTCALL_WEBHOOK_ALLOW_PRIVATE, connections go only to the public address checked for them.
+            transport = httpx.HTTPTransport(limits=limits) if policy.allow_private else public_only_transport(limits)
+            _sender = _Sender(policy, SecretBox.from_settings(settings), httpx.Client(transport=transport))
         return _sender
 
 

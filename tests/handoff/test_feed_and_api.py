@@ -195,6 +195,11 @@ def test_webhook_endpoints_api_is_admin_only_and_tenant_scoped(
     bad_event = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/x", "events": ["call.eaten"]},
                          headers=bearer(admin))
     assert bad_event.status_code == 422
+    no_events = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/x", "events": []}, headers=bearer(admin))
+    assert no_events.status_code == 422 and "at least one event type" in no_events.text  # not "all of them"
+    control = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/esc\u001b[2J"}, headers=bearer(admin))
+    assert control.status_code == 422 and "control characters" in control.text
+    assert [e["id"] for e in api.get("/api/webhooks", headers=bearer(admin)).json()] == [body["id"]]
     assert api.get("/api/webhooks/deliveries?failed=true", headers=bearer(admin)).json() == []
     assert api.post("/api/webhooks/deliveries/replay", json={}, headers=bearer(admin)).status_code == 422
 

@@ -1,12 +1,14 @@
-"""Endpoint URL safety and secret storage (no network: literal addresses and localhost only)."""
+"""Endpoint URL safety and secret storage (no network: literal addresses, localhost and a loopback receiver)."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from app.errors import ConfigError
 from app.handoff.secrets import SecretBox, generate_secret
-from app.handoff.urls import WebhookUrlError, check_endpoint_url
+from app.handoff.urls import WebhookUrlError, check_endpoint_url, public_only_transport
+from tests.support.receiver import running_receiver
 
 
 @pytest.mark.parametrize(
@@ -22,6 +24,10 @@ from app.handoff.urls import WebhookUrlError, check_endpoint_url
         "https://[fe80::1]/hook",
         "https://[::ffff:127.0.0.1]/hook",
         "https://0.0.0.0/hook",
+        "https://100.64.0.1/hook",  # shared address space (carrier-grade NAT; a cloud metadata service)
+        "https://100.100.100.200/hook",
+        "https://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+        "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
     ],
 )
 def test_private_loopback_and_link_local_targets_are_refused(url: str) -> None:
@@ -46,6 +52,11 @@ def test_a_public_address_over_https_is_accepted() -> None:
         ("https://user:pw@93.184.215.14/hook", "credentials"),
         ("https:///nohost", "no host"),
         ("", "1 to"),
+        # Characters the HTTP client refuses to send: accepted, every attempt failed later.
+        ("https://93.184.215.14/esc\x1b[2J", "control characters"),
+        ("https://93.184.215.14/a b", "whitespace"),
+        ("https://93.184.215.14/\u200bhook", "control characters"),
+        ("https://93.184.215.14:99999/hook", "port"),
     ],
 )
 def test_malformed_or_insecure_urls_are_refused(url: str, problem: str) -> None:
@@ -62,3 +73,25 @@ def test_secrets_are_standard_webhooks_secrets_stored_encrypted() -> None:
     assert box.open(sealed) == secret
     with pytest.raises(ConfigError, match="rotate"):
         SecretBox("another key").open(sealed)
+
+
+def test_the_workers_transport_connects_to_the_address_it_checked() -> None:
+    # What the check resolved is what the socket connects to: the request reaches the loopback receiver
+    # only through the address the (here stubbed) resolution said is public, under the URL's own host name.
+    with running_receiver() as receiver, httpx.Client(transport=public_only_transport(httpx.Limits())) as client:
+        port = receiver.port
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("app.handoff.urls.public_addresses", lambda host, port: ["127.0.0.1"])
+            response = client.post(f"http://rebind.invalid:{port}/hook", content=b"{}")
+        assert response.status_code == 200
+        assert [request.headers.get("host") for request in receiver.all_requests()] == [f"rebind.invalid:{port}"]
+
+
+def test_the_workers_transport_never_connects_to_a_private_address() -> None:
+    # A name that resolves to loopback when the connection is opened (DNS rebinding after the check): no
+    # connection at all, so no request and no error text describing the box's network.
+    with running_receiver() as receiver, httpx.Client(transport=public_only_transport(httpx.Limits())) as client:
+        port = receiver.port
+        with pytest.raises(httpx.ConnectError, match=r"refused: .*localhost.* resolves to"):
+            client.post(f"http://localhost:{port}/hook", content=b"{}")
+        assert receiver.all_requests() == []
