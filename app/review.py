@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.errors import NUL_CHARACTER_PROBLEM, NotFoundError, PostcallError
+from app.errors import NotFoundError, PostcallError
 from app.handoff.outbox import EventType, record_event
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
 from app.models.tables import REVIEWED_STATES, utcnow
@@ -32,6 +32,7 @@ from app.privacy.mask import MASK_CHAR, mask_text, mask_turns
 from app.privacy.reads import unmask_selection
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerifiedEvidence
+from app.text.storable import unstorable_problem
 from app.users import Principal, visible_calls_clause
 
 MAX_CLAIM_TEXT_CHARS = 2_000
@@ -172,8 +173,9 @@ def _clean_text(text: str | None, what: str, limit: int) -> str:
     cleaned = (text or "").strip()
     if not cleaned:
         raise ReviewInputError(f"{what} is empty")
-    if "\x00" in cleaned:
-        raise ReviewInputError(f"{what} {NUL_CHARACTER_PROBLEM}")
+    problem = unstorable_problem(cleaned)
+    if problem:
+        raise ReviewInputError(f"{what} {problem}")
     if len(cleaned) > limit:
         raise ReviewInputError(f"{what} is longer than {limit} characters")
     return cleaned
@@ -189,8 +191,9 @@ def _clean_owner(owner: str | None) -> str:
 
 def _clean_due(due: str | None) -> str | None:
     cleaned = (due or "").strip()
-    if "\x00" in cleaned:
-        raise ReviewInputError(f"due {NUL_CHARACTER_PROBLEM}")
+    problem = unstorable_problem(cleaned)
+    if problem:
+        raise ReviewInputError(f"due {problem}")
     if len(cleaned) > MAX_DUE_CHARS:
         raise ReviewInputError(f"due is longer than {MAX_DUE_CHARS} characters")
     return cleaned or None

@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, false, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.errors import PostcallError
@@ -157,8 +158,12 @@ def create_user(
         token_hash=hash_token(token),
         active=True,
     )
-    session.add(user)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent creation of the same name wins the unique index
+            session.add(user)
+            session.flush()
+    except IntegrityError:
+        raise UserExistsError(f"user {name!r} already exists in tenant {tenant!r}") from None
     return NewUser(user, token)
 
 

@@ -22,6 +22,7 @@ from app.users import (
     load_principal,
     signed_in,
 )
+from tests.support.threads import run_at_once
 
 
 @pytest.fixture
@@ -107,3 +108,22 @@ def test_same_name_in_another_tenant_is_another_user(factory: sessionmaker[Sessi
 def test_deactivating_an_unknown_user_says_so(factory: sessionmaker[Session]) -> None:
     with pytest.raises(UserError, match="no user 'ghost' in tenant 'acme'"), unit_of_work(factory) as session:
         deactivate_user(session, "acme", "ghost")
+
+
+def test_concurrent_creations_of_one_name_make_one_user(session_factory: sessionmaker[Session]) -> None:
+    # Both databases: the name check and the insert are not atomic, so the loser used to reach the unique
+    # index and fail with an integrity error (a 500 on the API) instead of "already exists" (409).
+    outcomes: list[str] = []
+
+    def create() -> None:
+        try:
+            with unit_of_work(session_factory) as session:
+                create_user(session, tenant="acme", name="racer", role=UserRole.analyst)
+            outcomes.append("created")
+        except UserExistsError:
+            outcomes.append("exists")
+
+    run_at_once(8, create)
+    assert sorted(outcomes) == ["created"] + ["exists"] * 7
+    with unit_of_work(session_factory) as session:
+        assert len(session.scalars(select(User).where(User.name == "racer")).all()) == 1

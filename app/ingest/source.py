@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from app.errors import NUL_CHARACTER_PROBLEM, IngestError
 from app.schemas.transcript import CallMetadata
+from app.text.storable import unstorable_problem
 
 # Byte-order marks we honour. Windows tools (Teams, Excel exports) often write UTF-16 with a BOM;
 # anything else must be UTF-8 (a UTF-8 BOM is tolerated and dropped).
@@ -53,7 +54,6 @@ def decode_text(data: bytes, source: str) -> str:
 
 
 NUL_PROBLEM = NUL_CHARACTER_PROBLEM
-SURROGATE_PROBLEM = "contains a lone surrogate escape (such as \\ud800), which is not a character"
 # JSON escapes that decode to what a transcript cannot hold: U+0000, and UTF-16 surrogate halves (valid
 # only in pairs, which the check below confirms). Only when one occurs is the parsed document walked.
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
@@ -117,25 +117,15 @@ def parse_json(text: str, source: str, *, max_objects: int | None = None) -> Any
     return value
 
 
-def _string_problem(value: str) -> str | None:
-    if "\x00" in value:
-        return NUL_PROBLEM
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return SURROGATE_PROBLEM
-    return None
-
-
 def _check_strings(value: Any, path: str, source: str) -> None:
     """Refuse a string (key or value) holding U+0000 or a lone surrogate, naming its field path."""
     if isinstance(value, str):
-        problem = _string_problem(value)
+        problem = unstorable_problem(value)
         if problem:
             raise IngestError(source, path or "(top level)", problem)
     elif isinstance(value, dict):
         for key, item in value.items():
-            problem = _string_problem(key)
+            problem = unstorable_problem(key)
             if problem:
                 raise IngestError(source, join_path(path, ascii(key)), f"the key {problem}")
             _check_strings(item, join_path(path, key), source)

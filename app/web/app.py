@@ -47,7 +47,7 @@ from app.web.deps import (
     EnqueueCalls,
     LoginRequired,
     WebState,
-    refuse_nul_characters,
+    refuse_unstorable_text,
 )
 from app.web.schemas import ErrorOut
 
@@ -191,7 +191,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_nul_characters)],
+        dependencies=[Depends(refuse_unstorable_text)],
     )
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.filters["waited"] = waited_label

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Form, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import NUL_CHARACTER_PROBLEM, InvalidInputError, PostcallError
+from app.text.storable import INVALID_UTF8_PROBLEM
 from app.users import Principal, authenticate, load_principal
 
 SESSION_USER_KEY = "uid"
@@ -60,14 +62,33 @@ class CsrfError(PostcallError):
     """A form arrived without the session's CSRF token (403)."""
 
 
-def refuse_nul_characters(request: Request) -> None:
-    """Every route: a path segment or query parameter holding U+0000 is 422 naming it (one rule for
-    SQLite and PostgreSQL, which cannot store it)."""
+def refuse_unstorable_text(request: Request) -> None:
+    """Every route: a path or query parameter holding U+0000, or percent-encoded bytes that are not UTF-8,
+    is 422 naming it. Starlette decodes such bytes to U+FFFD, so `?external_id=%FF` and `?external_id=%FE`
+    would otherwise both be stored as "\ufffd" and collide as one call."""
     if "\x00" in request.url.path:
         raise InvalidInputError(f"the path {NUL_CHARACTER_PROBLEM}")
+    if not _utf8(request.scope.get("raw_path") or b""):
+        raise InvalidInputError(f"the path {INVALID_UTF8_PROBLEM}")
     for name, value in request.query_params.multi_items():
         if "\x00" in name or "\x00" in value:
             raise InvalidInputError(f"query parameter {name.replace(chr(0), '?')!r} {NUL_CHARACTER_PROBLEM}")
+    raw_query: bytes = request.scope.get("query_string") or b""
+    if b"%" in raw_query:
+        for pair in raw_query.split(b"&"):
+            raw_name, _, raw_value = pair.partition(b"=")
+            if not (_utf8(raw_name) and _utf8(raw_value)):
+                shown = unquote_to_bytes(raw_name).decode("utf-8", "replace")
+                raise InvalidInputError(f"query parameter {shown!r} {INVALID_UTF8_PROBLEM}")
+
+
+def _utf8(encoded: bytes) -> bool:
+    """Whether percent-encoded `encoded` decodes to UTF-8 text."""
+    try:
+        unquote_to_bytes(encoded.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def web_state(request: Request) -> WebState:

@@ -9,20 +9,21 @@ from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from app.errors import NUL_CHARACTER_PROBLEM
 from app.models import UserRole
 from app.review import MAX_CLAIM_TEXT_CHARS, MAX_SELECTION_PIECES, CallDecision, ClaimAction
 from app.schemas.api import CallSummaryOut, RowModel, row_field
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind
+from app.text.storable import unstorable_problem
 
 # Any text but U+0000 (see app/errors.py): declared on every string parameter and body field.
 NO_NUL_PATTERN = r"^[^\x00]*$"
 
 
 def _storable(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError(NUL_CHARACTER_PROBLEM)
+    problem = unstorable_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 

@@ -211,6 +211,36 @@ def test_a_nul_in_a_json_body_is_422_naming_the_field(world: World, url: str, bo
     assert response.json()["detail"].startswith("body.")
 
 
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/users", {"name": "ok1", "role": "supervisor", "team": "t\ud800"}),
+        ("/api/webhooks", {"url": "https://93.184.215.14/x", "description": "d\udfff"}),
+        ("/api/claims/{claim}/review", {"action": "edit", "text": "new \ud800 text"}),
+        ("/api/claims/{claim}/review", {"action": "edit", "due": "to\udc00morrow"}),
+    ],
+)
+def test_a_lone_surrogate_in_a_json_body_is_422_naming_the_field(world: World, url: str, body: dict[str, str]) -> None:
+    # Sent as the JSON escape a careless client produces; no UTF-8 holds it, so it reached the driver (500).
+    call = world.calls["acme_a1_blue"]
+    target = url.format(call=call.call_id, claim=call.claim("action0"))
+    raw = json.dumps(body).encode()  # ensure_ascii: the surrogate travels as its \u escape
+    response = world.client.post(target, content=raw, headers={**world.token("admin"),
+                                                               "content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "lone surrogate" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("query", ["external_id=%FF", "external_id=caf%C3", "agent=%FE"])
+def test_percent_encoded_bytes_that_are_not_utf8_are_422(world: World, query: str) -> None:
+    # Decoded leniently they became U+FFFD, and two different ids the same stored call.
+    response = world.client.post(f"/api/calls?{query}", content=native_call(unique("utf8")),
+                                 headers=world.token("admin"))
+    assert response.status_code == 422, response.text
+    assert "not valid UTF-8" in response.json()["detail"]
+    assert world.client.get("/api/calls/%FF", headers=world.token("admin")).status_code == 422
+
+
 def test_a_nul_in_an_edit_posted_from_the_call_page_is_refused(world: World) -> None:
     call = world.fresh_call("acme_a1_blue")
     browser = world.browser("supervisor")

@@ -1,0 +1,24 @@
+"""Text either database can store: no U+0000 (PostgreSQL refuses it, SQLite cuts text at it) and no lone
+UTF-16 surrogate (a JSON escape such as \\ud800 decodes to one; no UTF-8 encoding holds it, so the driver
+fails mid-write). One check for every way text comes in: transcript files, JSON bodies, form fields and
+query parameters."""
+
+from __future__ import annotations
+
+from app.errors import NUL_CHARACTER_PROBLEM
+
+SURROGATE_PROBLEM = "contains a lone surrogate escape (such as \\ud800), which is not a character"
+INVALID_UTF8_PROBLEM = "is not valid UTF-8 (percent-encoded bytes that encode no character)"
+
+
+def unstorable_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as text (completing "the field ..."), or None when it can."""
+    if "\x00" in value:
+        return NUL_CHARACTER_PROBLEM
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_PROBLEM
+    return None
