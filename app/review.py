@@ -416,7 +416,8 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
     Approving needs every unverified item decided first, so an unchecked statement never enters an
     approved record as fact. Reopening (supervisors, admins) sends an approved or rejected call back to
     review, in the state its extraction implies (every item grounded: ready_for_review; otherwise
-    needs_attention); item decisions made so far are kept.
+    needs_attention); item decisions made so far are kept. Approving an approved call, or rejecting a
+    rejected one, changes nothing and writes no event.
     """
     call = visible_call(session, principal, call_id, for_update=True)
     if decision is CallDecision.reopen:
@@ -440,6 +441,10 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
                     "the call"
                 )
         event_action, state = CALL_EVENT[decision]
+        if call.state is state:
+            # The same decision again (a retried request, a double click): already so, nothing new to
+            # audit or to hand off. Another event would reach every receiver as a new one (its own id).
+            return call
     before = {"state": call.state.value}
     set_state(call, state)
     append_event(

@@ -37,6 +37,7 @@ from tests.handoff.conftest import (
     register,
     store_call,
 )
+from tests.support.threads import run_at_once
 from tests.support.transcripts import make_transcript
 
 
@@ -321,3 +322,25 @@ def test_the_record_carries_masked_texts_only(session_factory: sessionmaker[Sess
         "Refund to card •••• •••• •••• 1111 issued."
     with unit_of_work(session_factory) as session:  # the note is stored masked too
         assert get_call(session, call_id).case_note == "Refund to card •••• •••• •••• 1111 issued."
+
+
+def test_the_same_decision_again_writes_no_event(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    # Retried requests and double clicks: one call.rejected reaches the receivers, not one per request.
+    call_id = processed_call(session_factory, "twice")
+    supervisor, _ = make_principal(session_factory, "sam", UserRole.supervisor)
+
+    def reject() -> None:
+        with unit_of_work(session_factory) as session:
+            decide_call(session, supervisor, call_id, CallDecision.reject)
+
+    if session_factory.kw["bind"].dialect.name == "postgresql":  # the call's row lock orders them
+        run_at_once(6, reject)
+    reject()
+    reject()
+    assert [e.type for e in events_of(session_factory, call_id)] == ["call.processed", "call.rejected"]
+    with unit_of_work(session_factory) as session:
+        decide_call(session, supervisor, call_id, CallDecision.reopen)
+    reject()  # a new decision after a reopen is one again
+    assert [e.type for e in events_of(session_factory, call_id)][-2:] == ["call.reopened", "call.rejected"]
