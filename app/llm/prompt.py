@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,22 +50,52 @@ class PromptTemplate:
 StatementT = TypeVar("StatementT", bound=Statement)
 
 ESCAPED_OPENER = "&lt;"
-# Characters a model may read as the "<" of a tag: ASCII, fullwidth, small, angle quotes and
-# brackets, mathematical and canadian-syllabics look-alikes.
-_TAG_OPENERS = "<\uff1c\ufe64\u2039\u3008\u27e8\u2329\u300a\u227a\u02c2\u1438\u276e\u29fc\u00ab"
-# Invisible characters an attacker can put between "<" and "/transcript".
-_INVISIBLE = "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad"
-_TAG_LIKE = re.compile(
-    rf"[{_TAG_OPENERS}](?=[\s{_INVISIBLE}]*[/\\\u2044\u2215\uff0f!?]?[\s{_INVISIBLE}]*[^\W\d_])"
-)
+# Characters a model may read as the "<" of a tag: ASCII, fullwidth, small, angle quotes and brackets
+# (single, double, ornamental, mathematical, white), precedes signs, modifier and canadian-syllabics
+# look-alikes.
+_TAG_OPENERS = ("<\uff1c\ufe64\u2039\u3008\u27e8\u2329\u300a\u227a\u02c2\u1438\u276e\u29fc\u00ab"
+                "\u276c\u2770\u27ea\u27ec\u27ee\u2991\u2993\u29d8\u22d6\u2a7b\u3010\u3016\u3018\u2768")
+_OPENER = re.compile(f"[{re.escape(_TAG_OPENERS)}]")
+# What a model may read as the "/" of a closing tag (or "!" and "?" of a declaration): solidus and
+# division slashes, fullwidth, big and mathematical rising diagonals, box-drawing and CJK look-alikes.
+_TAG_SLASHES = frozenset("/\\!?\u2044\u2215\uff0f\u29f8\u2571\u27cb\u2f03\u3033\u30ce\u0338\u2cc6\u1735")
+# Characters that show nothing between an opener and a name: every format character (zero-width space
+# and joiners, direction marks, invisible operators, tag characters), combining and enclosing mark
+# (variation selectors, the grapheme joiner, a combining accent over the slash) and control or space.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn", "Me", "Cc", "Zs", "Zl", "Zp"})
+
+
+def _after_invisible(text: str, at: int) -> int:
+    while at < len(text) and unicodedata.category(text[at]) in _INVISIBLE_CATEGORIES:
+        at += 1
+    return at
+
+
+def _tag_like(text: str, opener: int) -> bool:
+    """The opener at `opener` starts a tag as a reader would see one: after anything invisible, an optional
+    slash, anything invisible again, a letter."""
+    at = _after_invisible(text, opener + 1)
+    if at < len(text) and text[at] in _TAG_SLASHES:
+        at = _after_invisible(text, at + 1)
+    return at < len(text) and unicodedata.category(text[at]).startswith("L")
 
 
 def neutralize_tags(text: str) -> str:
     """`text` with every tag-like opening ("</transcript>", "< /TRANSCRIPT >", "\uff1c/transcript\uff1e",
-    "<system>") written as the entity `&lt;`, so transcript text can never close the untrusted block
-    or open an instruction block of its own. Verification runs against the stored text, where the
-    punctuation-insensitive alignment matches a quote that copied `&lt;` (docs/privacy.md)."""
-    return _TAG_LIKE.sub(ESCAPED_OPENER, text)
+    "<system>", an opener or a slash look-alike with invisible characters around it) written as the entity
+    `&lt;`, so transcript text can never close the untrusted block or open an instruction block of its own.
+    Invisible means by Unicode category, not by a list (`_INVISIBLE_CATEGORIES`). Verification runs
+    against the stored text, where the punctuation-insensitive alignment matches a quote that copied
+    `&lt;` (docs/privacy.md)."""
+    if _OPENER.search(text) is None:  # most utterances: one scan
+        return text
+    pieces: list[str] = []
+    kept = 0
+    for match in _OPENER.finditer(text):
+        if _tag_like(text, match.start()):
+            pieces += [text[kept : match.start()], ESCAPED_OPENER]
+            kept = match.end()
+    return "".join(pieces) + text[kept:] if pieces else text
 
 
 def restore_neutralized(extraction: Extraction) -> Extraction:
