@@ -25,6 +25,7 @@ from app.ingest.model import Grouping, ParsedTranscript, Segment, SourceCall
 from app.ingest.roles import SOURCE_ROLE_CONFIDENCE, assign_agent, infer_roles, single_speaker_warning
 from app.ingest.source import FRAGMENTS_PER_UTTERANCE
 from app.schemas.transcript import Role, Transcript, Utterance
+from app.text.storable import is_blank
 
 MAX_CALL_SECONDS = 24 * 60 * 60
 # Diarizers and channel merges let a start lag the previous one slightly (overlapping speech).
@@ -213,7 +214,7 @@ def assemble(
 
     spoken: list[Segment] = []
     for segment in call.segments:
-        if segment.text.strip():
+        if not is_blank(segment.text):
             spoken.append(segment)
         elif call.reject_empty:
             raise IngestError(source, f"{segment.location}.text", "utterance text is empty")

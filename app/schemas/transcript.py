@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.text.storable import is_blank
+
 
 class Role(StrEnum):
     agent = "agent"
@@ -31,7 +33,7 @@ class Utterance(BaseModel):
     @field_validator("text")
     @classmethod
     def _text_not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if is_blank(value):
             raise ValueError("utterance text is empty")
         return value
 

@@ -5,6 +5,8 @@ query parameters."""
 
 from __future__ import annotations
 
+import unicodedata
+
 from app.errors import NUL_CHARACTER_PROBLEM
 
 SURROGATE_PROBLEM = "contains a lone surrogate escape (such as \\ud800), which is not a character"
@@ -22,3 +24,18 @@ def unstorable_problem(value: str) -> str | None:
     except UnicodeEncodeError:
         return SURROGATE_PROBLEM
     return None
+
+
+# What shows nothing on its own: spaces and line breaks, control and format characters (zero-width
+# space, joiners, direction marks), combining and enclosing marks.
+_BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
+
+
+def is_blank(value: str) -> bool:
+    """Whether `value` shows nothing: empty, or only characters of `_BLANK_CATEGORIES` ("\u200b\u200b"
+    is as empty as "  ")."""
+    if not value.strip():
+        return True
+    if value.isascii():
+        return False
+    return all(unicodedata.category(character) in _BLANK_CATEGORIES for character in value)

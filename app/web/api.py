@@ -42,6 +42,7 @@ from app.review import (
     visible_call,
 )
 from app.schemas.api import CallDetailOut, ClaimOut
+from app.text.storable import is_blank
 from app.users import AccessDeniedError, Principal, create_user, list_users, visible_calls_clause
 from app.web.deps import ApiUser, DbSession, WebState, web_state
 from app.web.queue import (
@@ -267,7 +268,7 @@ def _store_submission(
     transcript = parsed.transcript
     metadata = transcript.metadata
     external_id = submission.external_id or metadata.external_id
-    if not external_id:
+    if not external_id or is_blank(external_id):
         raise ReviewInputError("external_id is required: pass ?external_id=... or include it in the transcript")
     if metadata.tenant and metadata.tenant != principal.tenant:
         raise AccessDeniedError(f"the transcript names tenant {metadata.tenant!r}; this token submits to its own")

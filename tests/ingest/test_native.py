@@ -80,11 +80,16 @@ def test_role_without_speaker_uses_the_role_as_label() -> None:
         (native({**GREETING, "txt": "typo"}), "utterances[0].txt", "unknown field"),
         (native({"speaker": "A"}), "utterances[0].text", "missing"),
         (native({**GREETING, "text": "   "}), "utterances[0].text", "empty"),
+        (native({**GREETING, "text": "\u200b\u200b\u2060"}), "utterances[0].text", "empty"),  # shows nothing
         (native({**GREETING, "start": "soon"}), "utterances[0].start", "number"),
         (native({**GREETING, "start": True}), "utterances[0].start", "number"),
         (native({**GREETING, "role": "boss"}), "utterances[0].role", "agent"),
         (native({"text": "who said this?"}), "utterances[0]", "speaker"),
-        (native(GREETING, started_at="yesterday"), "started_at", "datetime"),
+        (native(GREETING, started_at="yesterday"), "started_at", "iso 8601 date-time"),
+        # Lax parsing read numbers as seconds since 1970: a start in 1970 or 2023, stored without a word.
+        (native(GREETING, started_at=1700000000), "started_at", "iso 8601 date-time string"),
+        (native(GREETING, started_at="1700000000"), "started_at", "iso 8601 date-time"),
+        (native(GREETING, started_at="1714555800000"), "started_at", "iso 8601 date-time"),
         ({"utterances": "hello"}, "utterances", "list"),
         (native(GREETING, colour="blue"), "colour", "unknown field"),
     ],
@@ -93,6 +98,11 @@ def test_invalid_native_fields_name_the_field(document: dict[str, Any], location
     error = ingest_error(document)
     assert error.location == location
     assert fragment in error.problem.lower()
+
+
+def test_a_basic_form_iso_date_is_that_date() -> None:
+    parsed = parse_json_value(native(GREETING, started_at="20240501"))
+    assert parsed.transcript.metadata.started_at == datetime(2024, 5, 1)  # not 1970-08-23
 
 
 def test_no_utterances_is_an_error() -> None:

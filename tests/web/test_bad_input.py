@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from app.models import Call, CallState, Claim, Utterance
 from tests.web.conftest import World, csrf_from, sign_in
 from tests.web.world import client_for, native_call
+from tests.web.world import plain_text_call as plain_text_call_bytes
 
 
 def unique(prefix: str) -> str:
@@ -229,6 +230,14 @@ def test_a_lone_surrogate_in_a_json_body_is_422_naming_the_field(world: World, u
                                                                "content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert "lone surrogate" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("external_id", ["  ", "\u200b", "\t"])
+def test_a_blank_external_id_is_refused(world: World, external_id: str) -> None:
+    response = world.client.post("/api/calls", params={"external_id": external_id},
+                                 content=plain_text_call_bytes(), headers=world.token("admin"))
+    assert response.status_code == 422, response.text
+    assert "external_id is required" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("query", ["external_id=%FF", "external_id=caf%C3", "agent=%FE"])

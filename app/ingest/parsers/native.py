@@ -7,9 +7,9 @@ always a typo (`"txt"`, `"speeker"`) that would otherwise lose data.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from app.ingest.model import Segment, SourceCall
 from app.ingest.source import SourceDocument, call_metadata, root_object
@@ -36,13 +36,29 @@ class NativeUtterance(BaseModel):
     text: str = Field(strict=True)
 
 
+def _iso_8601(value: object) -> object:
+    """An ISO 8601 string only (extended or basic form): lax parsing read `"20240501"` and `1700000000` as
+    seconds since 1970 and stored a start in August 1970 or November 2023 without a word."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string, such as 2026-03-04T15:00:00Z")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 date-time, such as 2026-03-04T15:00:00Z") from None
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
+
+
 class NativeCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     external_id: str | None = Field(default=None, strict=True, min_length=1, max_length=200)
     agent_id: str | None = Field(default=None, strict=True, max_length=200)
     team: str | None = Field(default=None, strict=True, max_length=200)
-    started_at: datetime | None = None
+    started_at: IsoDateTime | None = None
     language: str | None = Field(default=None, strict=True, max_length=20)
     utterances: list[NativeUtterance]
 
