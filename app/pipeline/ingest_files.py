@@ -10,7 +10,7 @@ from typing import Any
 
 from app.context import AppContext
 from app.db.session import unit_of_work
-from app.errors import PostcallError
+from app.errors import IngestError, PostcallError
 from app.models import LlmMode
 from app.pipeline.store import Actor, store_transcript
 
@@ -40,7 +40,10 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
                 sorted(
                     p
                     for p in path.rglob("*")
-                    if p.is_file() and p.suffix.lower() in TRANSCRIPT_SUFFIXES and not p.name.startswith(".")
+                    # A transcript-named entry that is not a file (a dangling link) is kept: reading it
+                    # fails with a message, where leaving it out said nothing.
+                    if (p.is_file() or (p.is_symlink() and not p.exists()))
+                    and p.suffix.lower() in TRANSCRIPT_SUFFIXES and not p.name.startswith(".")
                     and p.name.lower() != "readme.md"
                 )
             )
@@ -88,8 +91,10 @@ def ingest_files(
                     llm_mode=llm_mode,
                 )
             result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
+        except IngestError as exc:
+            result.error = str(exc)  # names the file (its source) already
         except PostcallError as exc:
-            result.error = str(exc)
+            result.error = f"{path}: {exc}"  # a refusal to store: which file it was
         except OSError as exc:
             result.error = f"{path}: cannot read: {exc.strerror or exc}"
     return results

@@ -41,3 +41,20 @@ def test_a_bad_file_is_reported_and_the_good_ones_are_stored(sqlite_url: str, tm
         assert count_by_state(session)[CallState.queued.value] == 2
     again = ingest_files(ctx, files[:1], tenant="acme", actor=Actor("test"))
     assert again[0].status == StoreStatus.unchanged and again[0].call_id == results[0].call_id
+
+
+def test_a_refusal_names_its_file_and_a_dangling_link_is_reported(sqlite_url: str, tmp_path: Path) -> None:
+    # Two files of one name in two folders give one external id: the second is refused, and the line must
+    # say which file it was. A transcript-named link to nothing is reported, not skipped in silence.
+    for folder, line in (("a", "Customer: my card was charged twice."), ("b", "Customer: I want a refund.")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "call.txt").write_text(f"Agent: Thanks for calling, how can I help?\n{line}\n")
+    (tmp_path / "gone.json").symlink_to(tmp_path / "nowhere.json")
+    ctx = AppContext(Settings(database_url=sqlite_url))
+    files = expand_paths([tmp_path])
+    assert files == [tmp_path / "a" / "call.txt", tmp_path / "b" / "call.txt", tmp_path / "gone.json"]
+    results = ingest_files(ctx, files, tenant="acme", actor=Actor("test"))
+    assert results[0].status is StoreStatus.created
+    assert results[1].error is not None and results[1].error.startswith(f"{tmp_path / 'b' / 'call.txt'}: ")
+    assert "already exists" in results[1].error
+    assert results[2].error is not None and "gone.json" in results[2].error
