@@ -212,6 +212,7 @@ def create_app(
     )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(OptionsMiddleware, routes=app.router.routes)
+    app.add_middleware(HeadMiddleware)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(ops.router)
     app.include_router(api.router)
@@ -253,6 +254,29 @@ def _document_errors_as_served(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class HeadMiddleware:
+    """HEAD on any path that answers GET: the GET's status and headers without its body (RFC 9110 9.3.2).
+    FastAPI routes declared for GET answer HEAD with 405, and a load balancer probing `/healthz` with HEAD
+    would take the app for down."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b""})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
 class OptionsMiddleware:
     """OPTIONS on a path that exists answers 204 with `Allow` (the methods it serves), not 405.
 
@@ -274,6 +298,8 @@ class OptionsMiddleware:
             if message["type"] == "http.response.start" and message["status"] == status.HTTP_405_METHOD_NOT_ALLOWED:
                 rewritten = True
                 methods = _methods_serving(scope["path"], self.routes) | {"OPTIONS"}
+                if "GET" in methods:
+                    methods.add("HEAD")  # HeadMiddleware
                 headers = [(name, value) for name, value in message.get("headers", [])
                            if name.lower() not in (b"allow", b"content-length", b"content-type")]
                 headers.append((b"allow", ", ".join(sorted(methods)).encode()))

@@ -386,7 +386,18 @@ def test_a_malformed_json_body_is_a_documented_422(world: World) -> None:
 def test_options_lists_the_methods_a_path_serves(world: World) -> None:
     response = world.client.options("/api/calls")
     assert response.status_code == 204
-    assert set(response.headers["allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST", "OPTIONS"}
     detail = world.client.options("/api/calls/some-id")
-    assert set(detail.headers["allow"].split(", ")) == {"GET", "DELETE", "OPTIONS"}
+    assert set(detail.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE", "OPTIONS"}
     assert world.client.options("/api/nothing-here").status_code == 404
+
+
+def test_head_answers_as_get_without_a_body(world: World) -> None:
+    # Load balancers probe with HEAD; a GET-only route answered 405 and the app looked down.
+    health, head = world.client.get("/healthz"), world.client.head("/healthz")
+    assert head.status_code == health.status_code and head.content == b""
+    assert head.headers["content-type"] == health.headers["content-type"]
+    listing = world.client.head("/api/calls", headers=world.token("admin"))
+    assert listing.status_code == 200 and listing.content == b""
+    assert world.client.head("/api/calls").status_code == 401  # the same checks as GET
+    assert world.client.head("/api/nothing-here").status_code == 404
