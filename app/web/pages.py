@@ -215,14 +215,21 @@ def my_calls_page(request: Request, principal: PageUser, db: DbSession) -> Respo
 
 
 @router.get("/calls/{call_id}", response_class=HTMLResponse)
-def call_page(
-    call_id: str, request: Request, principal: PageUser, db: DbSession, pii: str | None = None
-) -> Response:
-    # Card numbers, SSNs and accounts are masked unless a view_pii user asks (?pii=show), audited.
-    unmask = pii == "show"
-    if unmask:
-        record_unmasking(db, principal, visible_call(db, principal, call_id), "page")
-        db.commit()
+def call_page(call_id: str, request: Request, principal: PageUser, db: DbSession) -> Response:
+    """The call, card numbers, SSNs and accounts masked (`POST /calls/{id}/unmask` shows them)."""
+    return _call_page(call_id, request, principal, db, unmask=False)
+
+
+@router.post("/calls/{call_id}/unmask", response_class=HTMLResponse, dependencies=[CsrfChecked])
+def unmasked_call_page(call_id: str, request: Request, principal: PageUser, db: DbSession) -> Response:
+    """The call unmasked, for a view_pii user, audited. A form post with the session's CSRF token: as a
+    link (a GET), any site could have a signed-in user's browser open it and write the audit event."""
+    record_unmasking(db, principal, visible_call(db, principal, call_id), "page")
+    db.commit()
+    return _call_page(call_id, request, principal, db, unmask=True)
+
+
+def _call_page(call_id: str, request: Request, principal: PageUser, db: DbSession, *, unmask: bool) -> Response:
     page = build_call_page(db, principal, call_id, unmask=unmask)
     following = next_to_review(db, principal, call_id)
     return render(

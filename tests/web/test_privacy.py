@@ -31,7 +31,7 @@ from app.schemas.usage import Usage
 from app.users import Principal, create_user, principal_of, set_view_pii
 from app.web.view import build_call_page
 from tests.support.services import migrated_pg_database, migrated_sqlite_database
-from tests.web.conftest import sign_in
+from tests.web.conftest import csrf_from, sign_in
 from tests.web.world import bearer, client_for
 
 CARD, SSN = "4111 1111 1111 1111", "123-45-6789"
@@ -169,17 +169,27 @@ def test_the_call_page_masks_and_unmasks_on_request(setup: Setup) -> None:
         assert page.status_code == 200
         assert MASKED_CARD in page.text and CARD not in page.text and SSN not in page.text
         assert "Show personal data" not in page.text
-        assert agent.get(f"/calls/{setup.call_id}?pii=show").status_code == 403
+        assert unmask(agent, setup.call_id).status_code == 403
 
         before = len(unmask_events(setup))
         masked_page = auditor.get(f"/calls/{setup.call_id}")
         assert CARD not in masked_page.text and "Show personal data" in masked_page.text
         assert len(unmask_events(setup)) == before
-        shown = auditor.get(f"/calls/{setup.call_id}?pii=show")
+        shown = unmask(auditor, setup.call_id)
         assert shown.status_code == 200
         assert CARD in shown.text and SSN in shown.text
         assert len(unmask_events(setup)) == before + 1
         assert unmask_events(setup)[-1].after == {"where": "page"}
+        # Only with the session's CSRF token: a link or a form on another site neither shows nor audits.
+        assert auditor.post(f"/calls/{setup.call_id}/unmask", data={"csrf_token": "forged"}).status_code == 403
+        assert CARD not in auditor.get(f"/calls/{setup.call_id}?pii=show").text  # the old link unmasks nothing
+        assert len(unmask_events(setup)) == before + 1
+
+
+def unmask(client: TestClient, call_id: str) -> Any:
+    """The call page's "Show personal data" form, posted with the session's CSRF token."""
+    token = csrf_from(client.get(f"/calls/{call_id}").text)
+    return client.post(f"/calls/{call_id}/unmask", data={"csrf_token": token})
 
 
 def test_highlighting_covers_the_masked_text(setup: Setup) -> None:
@@ -366,7 +376,7 @@ def test_a_case_note_is_stored_masked_and_one_stored_before_is_shown_masked(setu
         sign_in(auditor, setup.tokens["auditor"])
         assert masked_note in agent.get(f"/calls/{call_id}").text
         assert note not in agent.get(f"/calls/{call_id}").text
-        assert note in auditor.get(f"/calls/{call_id}?pii=show").text
+        assert note in unmask(auditor, call_id).text
     with unit_of_work(setup.factory) as session:
         edit_case_note(session, _principal(session, "agent"), call_id, f"New card {CARD} sent.")
     with setup.factory() as session:
