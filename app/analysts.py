@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.errors import ConfigError, NotFoundError, PostcallError
@@ -109,17 +110,41 @@ def grant_analyst(session: Session, role_name: str, tenant: str) -> GrantedRole:
     return GrantedRole(role_name=role_name, tenant=tenant, password=password)
 
 
-def revoke_analyst(session: Session, role_name: str) -> None:
-    """Drop an analyst role made by grant_analyst (and only such a role). Flushes; never commits."""
+def revoke_analyst(session: Session, role_name: str) -> bool:
+    """Take an analyst role made by grant_analyst (and only such a role) out of use, and drop it when it can
+    be dropped; True when it was. Flushes; never commits.
+
+    Access ends whatever the role owns: its binding goes (the views show it nothing), it loses LOGIN and
+    the analyst group (no view at all). Then what it owns in this database is dropped and the role with
+    it. An analyst can own objects the operator never granted (`BEGIN READ WRITE; SELECT lo_create(0)`
+    needs no privilege, in any database of the cluster): a DROP ROLE failing on those left the role, its
+    binding and its login in place, so the analyst kept reading. Now that failure leaves a disabled role
+    behind (False), which the caller reports."""
     _require_postgresql(session)
     _check_name(role_name)
     bound = session.get(AnalystRole, role_name)
     if bound is None:
         raise NotFoundError(f"no analyst role {role_name!r} in this database")
     session.execute(delete(AnalystRole).where(AnalystRole.role_name == role_name))
-    if _role_exists(session, role_name):
-        session.execute(text(f'DROP ROLE "{role_name}"'))
+    if not _role_exists(session, role_name):
+        session.flush()
+        return True
+    session.execute(text(f'ALTER ROLE "{role_name}" NOLOGIN'))
+    session.execute(text(f'REVOKE {ANALYST_GROUP} FROM "{role_name}"'))
+    dropped = _in_savepoint(session, f'DROP OWNED BY "{role_name}"') and _in_savepoint(
+        session, f'DROP ROLE "{role_name}"')  # fails when it owns objects in another database
     session.flush()
+    return dropped
+
+
+def _in_savepoint(session: Session, statement: str) -> bool:
+    """Run `statement` in a savepoint; False (the transaction still usable) when the server refused it."""
+    try:
+        with session.begin_nested():
+            session.execute(text(statement))
+    except DBAPIError:
+        return False
+    return True
 
 
 def list_analysts(session: Session) -> list[AnalystRoleRow]:

@@ -196,7 +196,8 @@ def _clean_due(due: str | None) -> str | None:
         raise ReviewInputError(f"due {problem}")
     if len(cleaned) > MAX_DUE_CHARS:
         raise ReviewInputError(f"due is longer than {MAX_DUE_CHARS} characters")
-    return cleaned or None
+    # Stored masked, as the pipeline stores a model's phrase: analysts' views and the record show it as is.
+    return mask_text(cleaned) if cleaned else None
 
 
 # -------------------------------------------------------------------------------- claim decisions

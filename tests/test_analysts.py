@@ -319,3 +319,43 @@ def test_cli_grant_list_revoke(
     assert runner.invoke(app, ["analysts", "grant", "Bad Name", "--tenant", "globex"]).exit_code == 2
     assert runner.invoke(app, ["analysts", "time-zone", "Mars/Base", "--tenant", "globex"]).exit_code == 2
     assert runner.invoke(app, ["analysts", "time-zone", "Europe/Berlin", "--tenant", "globex"]).exit_code == 0
+
+
+def _pg_admin(database: str) -> psycopg.Connection:
+    return psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={database}", autocommit=True)
+
+
+def test_revoking_ends_access_even_when_the_analyst_owns_objects(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    # An analyst needs no privilege to create a large object, here or in any database of the server; a
+    # DROP ROLE failing on that left the login and the binding in place and the analyst kept reading.
+    url, factory, _ = pg_world
+    with unit_of_work(factory) as session:
+        grant_analyst(session, role_name, "acme")
+    with _connect_as(url, role_name) as conn:
+        conn.execute("BEGIN READ WRITE")
+        conn.execute("SELECT lo_create(0)")
+        conn.execute("COMMIT")
+    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={role_name} dbname=postgres",
+                         autocommit=True) as elsewhere:
+        elsewhere.execute("BEGIN READ WRITE")
+        elsewhere.execute("SELECT lo_create(0)")
+        elsewhere.execute("COMMIT")
+    try:
+        with unit_of_work(factory) as session:
+            assert revoke_analyst(session, role_name) is False  # owns a large object in `postgres`
+        with pytest.raises(psycopg.OperationalError):  # no login
+            _connect_as(url, role_name).close()
+        with _pg_admin(make_url(url).database or "") as conn:
+            assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", [role_name]).fetchone() \
+                == (False,)
+            assert not conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", [role_name, ANALYST_GROUP]).fetchone()[0]
+            # What it owned in this database went with the revoke.
+            assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata WHERE lomowner = "
+                                "(SELECT oid FROM pg_roles WHERE rolname = %s)", [role_name]).fetchone() == (0,)
+        with unit_of_work(factory) as session:
+            assert list_analysts(session) == []
+    finally:
+        with _pg_admin("postgres") as conn:
+            conn.execute(f'DROP OWNED BY "{role_name}"')

@@ -39,11 +39,17 @@ def analysts_grant(
 
 @analysts_app.command("revoke")
 def analysts_revoke(name: Annotated[str, typer.Argument(help="Analyst role name.")]) -> None:
-    """Drop an analyst role made by `analysts grant`."""
+    """Drop an analyst role made by `analysts grant`. Its access ends even when the role cannot be dropped
+    (it owns objects in another database): it is then left without login or access, and said so."""
     ctx = checked_context()
     with transaction(ctx) as session:
-        revoke_analyst(session, name)
-    say(f"dropped analyst role {safe(name)}")
+        dropped = revoke_analyst(session, name)
+    if dropped:
+        say(f"dropped analyst role {safe(name)}")
+        return
+    say(f"analyst role {safe(name)} can no longer log in or read any view, but it owns objects elsewhere "
+        f"(another database of this server) and was not dropped: there, run DROP OWNED BY \"{safe(name)}\", "
+        f"then DROP ROLE \"{safe(name)}\"")
 
 
 @analysts_app.command("list")

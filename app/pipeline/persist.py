@@ -320,7 +320,8 @@ def claim_rows_of(
             "kind": claim.kind.value,
             "text": claim.text,
             "owner": claim.owner.value if claim.owner else None,
-            "due": claim.due,
+            # Masked as stored: the phrase reaches analysts' views and the record's `due_phrase` as it is.
+            "due": masked(claim.due) if claim.due else None,
             "grounding_status": claim.status.value,
             "grounding_reason": claim.reason,
             "review_status": ReviewStatus.pending.value,

@@ -25,7 +25,7 @@ from app.pipeline.store import store_transcript
 from app.privacy.reads import mask_call_detail
 from app.review import edit_case_note
 from app.schemas.api import ClaimOut
-from app.schemas.extraction import EvidenceRef, Extraction, Statement
+from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.transcript import Role, Transcript, Utterance
 from app.schemas.usage import Usage
 from app.users import Principal, create_user, principal_of, set_view_pii
@@ -406,3 +406,24 @@ def test_adding_an_item_tells_a_reviewer_nothing_about_masked_digits(setup: Setu
     assert statuses[0] == statuses[1]
     # A view_pii reviewer selects on the unmasked transcript as before.
     assert _add_item(setup, "auditor", "The customer gave an SSN", f"my social is {SSN}").status_code == 201
+
+
+def test_a_due_phrase_is_stored_masked(setup: Setup) -> None:
+    # The phrase reaches the analyst views and the record's due_phrase as stored: a number typed into it
+    # (or written by a model) must not be the one unmasked text there.
+    extraction = Extraction(action_items=[ActionItem(
+        text="Agent will refund the card", owner=Owner.agent, due=f"after checking card {CARD}",
+        evidence=[EvidenceRef(utterance=2, quote=LINES[2][1])])])
+    call_id = _seed_call(setup.factory, "pii-due", extraction)
+    headers = bearer(setup.tokens["admin"])
+    (item,) = [c for c in setup.client.get(f"/api/calls/{call_id}", headers=headers).json()["claims"]
+               if c["kind"] == "action_item"]
+    assert item["due"] == f"after checking card {MASKED_CARD}"  # as the pipeline stored it
+    edited = setup.client.post(f"/api/claims/{item['id']}/review", headers=headers,
+                               json={"action": "edit", "due": f"once SSN {SSN} is confirmed"})
+    assert edited.status_code == 200, edited.text
+    with setup.factory() as session:
+        stored = session.scalars(select(Claim.due).where(Claim.call_id == call_id, Claim.kind == "action_item")).one()
+        shown = session.execute(text("SELECT due FROM analytics_claims WHERE claim_id = :id"),
+                                {"id": item["id"]}).scalar_one()
+    assert stored == shown == f"once SSN {MASKED_SSN} is confirmed"
