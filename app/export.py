@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -223,6 +224,9 @@ def _csv_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
 
 # What a spreadsheet reads as the start of a formula (OWASP, "CSV injection").
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A signed number (an E.164 phone-style id such as +15551234567) evaluates to itself: left as it is, so
+# joins on such ids still work.
+_PLAIN_NUMBER = re.compile(r"[+-]\d+(?:\.\d+)?")
 
 
 def _csv_cell(value: Any, *, nested: bool) -> Any:
@@ -230,7 +234,7 @@ def _csv_cell(value: Any, *, nested: bool) -> Any:
         return json.dumps(value, ensure_ascii=False)
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
         return "'" + value  # shown as text, never evaluated; the JSON Lines and Parquet exports keep it as is
     return value
 

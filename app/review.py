@@ -28,7 +28,7 @@ from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.analyst_fields import analyst_fields, call_clock, due_fields
 from app.pipeline.calls import load_transcript, set_state
 from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
-from app.privacy.mask import MASK_CHAR, mask_text, mask_turns
+from app.privacy.mask import MASK_CHAR, CallMasks, mask_text, mask_turns
 from app.privacy.reads import unmask_selection
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerifiedEvidence
@@ -196,8 +196,7 @@ def _clean_due(due: str | None) -> str | None:
         raise ReviewInputError(f"due {problem}")
     if len(cleaned) > MAX_DUE_CHARS:
         raise ReviewInputError(f"due is longer than {MAX_DUE_CHARS} characters")
-    # Stored masked, as the pipeline stores a model's phrase: analysts' views and the record show it as is.
-    return mask_text(cleaned) if cleaned else None
+    return cleaned or None
 
 
 # -------------------------------------------------------------------------------- claim decisions
@@ -239,8 +238,11 @@ def review_claim(
         if changes.due is not None:
             if claim.kind != ClaimKind.action_item.value:
                 raise ReviewInputError("only action items have a due date")
-            claim.due = _clean_due(changes.due)
-            for column, value in due_fields(claim.due, call_clock(session, call.id)).items():
+            due = _clean_due(changes.due)
+            # Resolved from the phrase as typed, stored masked as the pipeline stores a model's phrase:
+            # analysts' views and the record show it as it is.
+            claim.due = mask_text(due) if due else None
+            for column, value in due_fields(due, call_clock(session, call.id)).items():
                 setattr(claim, column, value)
     event_action, status = CLAIM_EVENT[action]
     claim.review_status = status
@@ -344,7 +346,7 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         kind=item.kind.value,
         text=text,
         owner=owner,
-        due=due,
+        due=mask_text(due) if due else None,  # stored masked; its date was resolved from it as typed
         grounding_status=verified.status.value,
         grounding_reason=verified.reason if verified.status is ClaimStatus.ungrounded else None,
         **analyst_fields(verified, call_clock(session, call.id)),
@@ -353,8 +355,10 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         origin="reviewer",
         created_at=utcnow(),
     )
+    masks = CallMasks({u.index: u.text for u in transcript.utterances})
     claim.evidence = [
-        Evidence(**evidence_values(ev, position))
+        Evidence(**evidence_values(ev, position), quote_masked=masks.quote(ev.quote, ev.utterance, ev.char_start,
+                                                                           ev.char_end))
         for position, ev in enumerate(verified.evidence)
     ]
     session.add(claim)

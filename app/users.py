@@ -163,6 +163,8 @@ def create_user(
             session.add(user)
             session.flush()
     except IntegrityError:
+        if session.scalar(select(User.id).where(User.tenant_id == tenant_row.id, User.name == name)) is None:
+            raise  # another constraint than the name's
         raise UserExistsError(f"user {name!r} already exists in tenant {tenant!r}") from None
     return NewUser(user, token)
 

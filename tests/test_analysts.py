@@ -111,11 +111,15 @@ def test_analyst_sees_only_its_tenant_and_no_table(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO analyst_roles (role_name, tenant_id, created_at) VALUES ('x', 1, now())")
 
+    open_session = _connect_as(url, role_name)
     with unit_of_work(factory) as session:
         assert [row.role_name for row in list_analysts(session)] == [role_name]
-        revoke_analyst(session, role_name)
+        assert revoke_analyst(session, role_name) is True
     with pytest.raises(psycopg.OperationalError):
         _connect_as(url, role_name).close()
+    with pytest.raises(psycopg.OperationalError):  # a session open during the revoke was ended
+        open_session.execute("SELECT count(*) FROM analytics_claims")
+    open_session.close()
 
 
 # Each row view: its newest-first order (as an analyst types it, no time window) and text columns whose

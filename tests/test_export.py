@@ -163,6 +163,11 @@ def test_csv_cells_a_spreadsheet_would_run_are_written_as_text(session_factory: 
     assert rows and all(row[header.index("external_id")] == "'" + FORMULA_ID for row in rows)
     jsonl = [json.loads(line) for line in _export(session_factory, "pii", ExportFormat.jsonl).splitlines()]
     assert {record["external_id"] for record in jsonl} == {FORMULA_ID}  # only CSV needs it
+    # A signed number evaluates to itself: an E.164-style id stays as it is, so joins on it still work.
+    with unit_of_work(session_factory) as session:
+        store_transcript(session, make_transcript(external_id=None), tenant="phones", external_id="+15551234567")
+    header, *rows = list(csv.reader(io.StringIO(_export(session_factory, "phones", ExportFormat.csv).decode())))
+    assert [row[header.index("external_id")] for row in rows] == ["+15551234567"]
 
 
 @pytest.mark.parametrize("value", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])

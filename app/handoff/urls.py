@@ -87,7 +87,8 @@ def check_endpoint_url(url: str, *, allow_private: bool, resolve: bool = True) -
 
 
 def public_addresses(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to, when every one is public; otherwise `WebhookUrlError`."""
+    """The addresses `host` resolves to (at least one), when every one is public; otherwise
+    `WebhookUrlError`."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
@@ -101,6 +102,8 @@ def public_addresses(host: str, port: int) -> list[str]:
                 "non-public address; set POSTCALL_WEBHOOK_ALLOW_PRIVATE=true to allow it"
             )
         addresses.append(str(address))
+    if not addresses:
+        raise WebhookUrlError(f"the endpoint host {host!r} resolves to no address")
     return addresses
 
 
@@ -113,10 +116,18 @@ class _PublicOnlyBackend(httpcore.SyncBackend):
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
         try:
-            address = public_addresses(host, port)[0]
+            addresses = public_addresses(host, port)
         except WebhookUrlError as exc:
             raise httpcore.ConnectError(f"refused: {exc}") from None
-        return super().connect_tcp(address, port, timeout=timeout, local_address=local_address,
+        # Each checked address in turn, as `socket.create_connection` tries a name's (an IPv6 answer first on
+        # a box without IPv6, one dead A record); the last failure is the one raised.
+        for address in addresses[:-1]:
+            try:
+                return super().connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                           socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                continue
+        return super().connect_tcp(addresses[-1], port, timeout=timeout, local_address=local_address,
                                    socket_options=socket_options)
 
 

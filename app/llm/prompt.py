@@ -56,27 +56,17 @@ ESCAPED_OPENER = "&lt;"
 _TAG_OPENERS = ("<\uff1c\ufe64\u2039\u3008\u27e8\u2329\u300a\u227a\u02c2\u1438\u276e\u29fc\u00ab"
                 "\u276c\u2770\u27ea\u27ec\u27ee\u2991\u2993\u29d8\u22d6\u2a7b\u3010\u3016\u3018\u2768")
 _OPENER = re.compile(f"[{re.escape(_TAG_OPENERS)}]")
-# What a model may read as the "/" of a closing tag (or "!" and "?" of a declaration): solidus and
-# division slashes, fullwidth, big and mathematical rising diagonals, box-drawing and CJK look-alikes.
-_TAG_SLASHES = frozenset("/\\!?\u2044\u2215\uff0f\u29f8\u2571\u27cb\u2f03\u3033\u30ce\u0338\u2cc6\u1735")
-# Characters that show nothing between an opener and a name: every format character (zero-width space
-# and joiners, direction marks, invisible operators, tag characters), combining and enclosing mark
-# (variation selectors, the grapheme joiner, a combining accent over the slash) and control or space.
-_INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn", "Me", "Cc", "Zs", "Zl", "Zp"})
-
-
-def _after_invisible(text: str, at: int) -> int:
-    while at < len(text) and unicodedata.category(text[at]) in _INVISIBLE_CATEGORIES:
-        at += 1
-    return at
 
 
 def _tag_like(text: str, opener: int) -> bool:
-    """The opener at `opener` starts a tag as a reader would see one: after anything invisible, an optional
-    slash, anything invisible again, a letter."""
-    at = _after_invisible(text, opener + 1)
-    if at < len(text) and text[at] in _TAG_SLASHES:
-        at = _after_invisible(text, at + 1)
+    """The opener at `opener` starts a tag as a reader could see one: after anything that is neither a
+    letter nor a digit (spaces, slashes and their look-alikes, "//", "./", invisible format and combining
+    characters), a letter. "3 < 4" and "<3" stay; "</transcript>", "<//transcript>", "< ./ transcript" and
+    "<\u200b/transcript>" are escaped. Nothing between the opener and the name can be listed exhaustively,
+    so nothing is: only letters and digits end the skip."""
+    at = opener + 1
+    while at < len(text) and not text[at].isalnum():
+        at += 1
     return at < len(text) and unicodedata.category(text[at]).startswith("L")
 
 
@@ -84,7 +74,7 @@ def neutralize_tags(text: str) -> str:
     """`text` with every tag-like opening ("</transcript>", "< /TRANSCRIPT >", "\uff1c/transcript\uff1e",
     "<system>", an opener or a slash look-alike with invisible characters around it) written as the entity
     `&lt;`, so transcript text can never close the untrusted block or open an instruction block of its own.
-    Invisible means by Unicode category, not by a list (`_INVISIBLE_CATEGORIES`). Verification runs
+    What may stand between the opener and the name is anything but a letter or a digit. Verification runs
     against the stored text, where the punctuation-insensitive alignment matches a quote that copied
     `&lt;` (docs/privacy.md)."""
     if _OPENER.search(text) is None:  # most utterances: one scan

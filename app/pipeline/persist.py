@@ -54,7 +54,7 @@ from app.pipeline.calls import (
     state_update,
     transcript_of,
 )
-from app.privacy.mask import mask_text, nothing_to_mask
+from app.privacy.mask import CallMasks, mask_text, nothing_to_mask
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
 from app.schemas.transcript import Transcript
 from app.schemas.usage import Usage
@@ -294,16 +294,24 @@ class MaskedCopies:
     """`mask_text` of the texts of one call's claims and evidence, each distinct text masked once (a claim
     often quotes its evidence word for word, and spans repeat across claims), and a text without a digit or a
     digit word not at all (`nothing_to_mask`). The same values the `text_masked` and `quote_masked` column
-    defaults compute, given to the INSERT instead."""
+    defaults compute, given to the INSERT instead. Given the call's transcript, a quote that is its
+    utterance's span is that span of the masked transcript (`CallMasks`: cues across turns), as readers
+    show it."""
 
-    def __init__(self) -> None:
+    def __init__(self, transcript: Transcript | None = None) -> None:
         self._masked: dict[str, str] = {}
+        self._call = CallMasks({u.index: u.text for u in transcript.utterances}) if transcript else None
 
     def __call__(self, text: str) -> str:
         masked = self._masked.get(text)
         if masked is None:
             masked = self._masked[text] = text if nothing_to_mask(text) else mask_text(text)
         return masked
+
+    def quote(self, ev: VerifiedEvidence) -> str:
+        if self._call is None:
+            return self(ev.quote)
+        return self._call.quote(ev.quote, ev.utterance, ev.char_start, ev.char_end)
 
 
 def claim_rows_of(
@@ -338,7 +346,7 @@ def evidence_rows_of(report: VerificationReport, masked: MaskedCopies) -> list[d
     """The `evidence` rows of a run's claims, each with its claim's position (`claim_position`) in place of
     the claim id the insert does not know yet: every column but the ids."""
     return [
-        {"claim_position": claim_position, **evidence_values(ev, position), "quote_masked": masked(ev.quote)}
+        {"claim_position": claim_position, **evidence_values(ev, position), "quote_masked": masked.quote(ev)}
         for claim_position, claim in enumerate(report.claims)
         for position, ev in enumerate(claim.evidence)
     ]
@@ -474,6 +482,7 @@ def write_succeeded_run(
     *,
     raw_response: str | None,
     locked: LockedCall,
+    transcript: Transcript | None = None,
 ) -> WrittenRun:
     """Store a succeeded run: the run, its claims and evidence, the call's new state and current run, and
     the `call.processed` event, for the call `lock_call_for_result` locked (with what it read beside).
@@ -486,8 +495,9 @@ def write_succeeded_run(
     call = locked.call
     run = {**run_values(call.id, facts, status=RunStatus.succeeded, raw_response=raw_response), "started_at": utcnow()}
     clock = CallClock(call.started_at, locked.time_zone)
-    # The rows' masked copies, which the hand-off record carries too (app/handoff/record.py).
-    masked = MaskedCopies()
+    # The rows' masked copies, which the hand-off record carries too (app/handoff/record.py); `transcript`,
+    # the call's, masks quotes as readers show them.
+    masked = MaskedCopies(transcript)
     run_id, written = insert_run_with_claims(work, run, call.tenant_id, report, clock, masked)
     ungrounded = len(report.ungrounded_claims)
     state = outcome_state(len(written), ungrounded)
@@ -507,7 +517,7 @@ def write_succeeded_run(
                 origin=row["origin"],
             ),
             [EvidenceV1(utterance=ev.utterance, char_start=ev.char_start, char_end=ev.char_end,
-                        quote=masked(ev.quote), status=ev.status.value) for ev in claim.evidence],
+                        quote=masked.quote(ev), status=ev.status.value) for ev in claim.evidence],
         )
         for (row, claim_id), claim in zip(written, report.claims, strict=True)
     ]

@@ -394,7 +394,8 @@ def _persist_success(
                 if locked.succeeded_run_id is not None:
                     return ProcessOutcome(call.id, call.state, run_id=locked.succeeded_run_id, skipped=True)
                 written = write_succeeded_run(connection, spent, extracted.report,
-                                              raw_response=extracted.result.raw_response, locked=locked)
+                                              raw_response=extracted.result.raw_response, locked=locked,
+                                              transcript=claimed.transcript)
             hand_over_deliveries(written.deliveries)
             return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
                                   ungrounded=written.ungrounded)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.db.driver import run_on_driver
 from app.db.json_rows import json_record_columns, json_rows
 from app.db.types import as_utc
-from app.errors import DecidedCallError, DuplicateCallError
+from app.errors import DecidedCallError, DuplicateCallError, InvalidInputError
 from app.handoff.outbox import follow_call_owner
 from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEvent
 from app.models import Utterance as UtteranceRow
@@ -22,6 +22,7 @@ from app.models.tables import REVIEWED_STATES, new_call_id, utcnow
 from app.pipeline.calls import CALLS, get_or_create_tenant, state_columns
 from app.pipeline.redact import redact_transcript
 from app.schemas.transcript import CallMetadata, Transcript
+from app.text.storable import is_blank
 
 _UTTERANCES = cast(Table, UtteranceRow.__table__)
 
@@ -90,6 +91,8 @@ def store_transcript(
 
     `llm_mode` is how the call's extraction reaches the model (batch: it waits for the next batch).
     """
+    if is_blank(external_id):  # every way in (API, CLI file stem, a transcript's own id) comes here
+        raise InvalidInputError("the external id is empty; it names the call in the contact-center system")
     if redact:
         transcript = redact_transcript(transcript)[0]
     tenant_row = get_or_create_tenant(session, tenant)

@@ -9,7 +9,7 @@ Phone numbers, emails and addresses stay visible: reviewers call customers back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from app.privacy.pii import Detection, PiiKind, detect, detect_turns, has_written_digit, number_tokens
 
@@ -19,8 +19,9 @@ KEEP_LAST_DIGITS = {PiiKind.card: 4, PiiKind.ssn: 4, PiiKind.account: 4}
 
 
 def mask_text(text: str, lead_in: str = "") -> str:
-    """`text` with its masked kinds masked (`lead_in`: the previous turn, for cues)."""
-    return apply_mask(text, detect(text, lead_in))
+    """`text` with its masked kinds masked (`lead_in`: the previous turn, for cues); where detections
+    overlap, what any of them masks is masked (a date of birth that also reads as a phone number)."""
+    return apply_mask(text, detect(text, lead_in, resolve=False))
 
 
 def nothing_to_mask(text: str) -> bool:
@@ -70,3 +71,37 @@ def _kept_positions(text: str, detection: Detection, digits: int) -> set[int]:
         kept.update(range(detection.start + start, detection.start + end))
         remaining -= len(value)
     return kept
+
+
+def masked_span(
+    quote: str, utterance: int | None, start: int | None, end: int | None,
+    originals: Mapping[int, str], masked: Mapping[int, str],
+) -> str | None:
+    """A quote that is exactly its utterance's span, shown as the same span of the masked utterance (masked
+    with the whole call: cues and numbers across turns), so the quote and the highlighted transcript
+    agree; None for any other quote."""
+    if utterance is None or start is None or end is None:
+        return None
+    original, shown = originals.get(utterance), masked.get(utterance)
+    if original is None or shown is None or original[start:end] != quote:
+        return None
+    return shown[start:end]
+
+
+class CallMasks:
+    """Masked copies of one call's quotes, as every reader sees them. A quote that is its utterance's span
+    is that span of the call's masked utterances (`mask_turns`, run once, on the first quote that may hold
+    something to mask): masked on its own, "It's 03/04/1985." after "Can you confirm your date of birth?"
+    would keep the date, which the call page masks."""
+
+    def __init__(self, utterances: Mapping[int, str]) -> None:
+        self._originals = utterances
+        self._masked: dict[int, str] | None = None
+
+    def quote(self, quote: str, utterance: int | None, start: int | None, end: int | None) -> str:
+        if nothing_to_mask(quote):
+            return quote
+        if self._masked is None:
+            self._masked = dict(zip(self._originals, mask_turns(list(self._originals.values())), strict=True))
+        span = masked_span(quote, utterance, start, end, self._originals, self._masked)
+        return span if span is not None else mask_text(quote)

@@ -421,9 +421,11 @@ def _compatible(char: str) -> str:
     return char if char.isascii() else unicodedata.normalize("NFKC", char)
 
 
-def detect(text: str, lead_in: str = "", *, names: bool = False) -> list[Detection]:
-    """Non-overlapping detections in `text`, in order. `lead_in` is the previous turn (for cues)."""
-    return resolve_overlaps(_detect(_Text(text, lead_in[-PREVIOUS_TURN_CONTEXT_CHARS:]), _numbers(text), names=names))
+def detect(text: str, lead_in: str = "", *, names: bool = False, resolve: bool = True) -> list[Detection]:
+    """Non-overlapping detections in `text`, in order. `lead_in` is the previous turn (for cues).
+    `resolve=False`: every detection, overlapping ones included (for masking, as `detect_turns`)."""
+    found = _detect(_Text(text, lead_in[-PREVIOUS_TURN_CONTEXT_CHARS:]), _numbers(text), names=names)
+    return resolve_overlaps(found) if resolve else list(found)
 
 
 def detect_turns(texts: Sequence[str], *, names: bool = False, resolve: bool = True) -> list[list[Detection]]:
@@ -448,9 +450,10 @@ def detect_turns(texts: Sequence[str], *, names: bool = False, resolve: bool = T
         return [resolve_overlaps(detections) for detections in found]
     own = [resolve_overlaps(detections) for detections in found]
     for turn, detection in cross_turn:
-        # Digits the turn itself reads as something whole (an SSN ending the turn) stay that: a card read
-        # across turns is the weaker reading of them.
-        if not any(kept.start <= detection.start and detection.end <= kept.end for kept in own[turn]):
+        # An SSN ending the turn stays an SSN: a card read across turns is the weaker reading of its digits
+        # (other readings, a phone number say, still give way to the card).
+        if not any(kept.kind is PiiKind.ssn and kept.start <= detection.start and detection.end <= kept.end
+                   for kept in own[turn]):
             found[turn].append(detection)
     return [resolve_overlaps(detections) for detections in found]
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.privacy.mask import MASK_CHAR, mask_text, mask_turns
+from app.privacy.mask import MASK_CHAR, mask_text, mask_turns, masked_span
 from app.schemas.api import CallDetailOut, ClaimOut, EvidenceOut
 
 # The audit snapshot fields that carry text from a call.
@@ -81,10 +81,9 @@ def mask_snapshot(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
 def _masked_quote(
     ev: EvidenceOut, originals: Mapping[int, str], masked: Mapping[int, str], quote_masked: str | None
 ) -> str:
-    if ev.utterance is not None and ev.char_start is not None and ev.char_end is not None:
-        original, shown = originals.get(ev.utterance), masked.get(ev.utterance)
-        if original is not None and shown is not None and original[ev.char_start : ev.char_end] == ev.quote:
-            return shown[ev.char_start : ev.char_end]
+    span = masked_span(ev.quote, ev.utterance, ev.char_start, ev.char_end, originals, masked)
+    if span is not None:
+        return span
     return quote_masked if quote_masked is not None else mask_text(ev.quote)
 
 

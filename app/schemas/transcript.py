@@ -10,8 +10,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.text.storable import is_blank
-
 
 class Role(StrEnum):
     agent = "agent"
@@ -33,7 +31,9 @@ class Utterance(BaseModel):
     @field_validator("text")
     @classmethod
     def _text_not_blank(cls, value: str) -> str:
-        if is_blank(value):
+        # Only what shows nothing by `str.strip()`: stored utterances are read back through this model, and
+        # ones stored before ingest refused zero-width-only text (app/ingest/assemble.py) must still load.
+        if not value.strip():
             raise ValueError("utterance text is empty")
         return value
 

@@ -49,8 +49,11 @@ def _get_sender() -> _Sender:
             policy = DeliveryPolicy.from_settings(settings)
             limits = httpx.Limits(max_connections=max(10, worker_sizing(settings).concurrency * 2))
             # Outside POSTCALL_WEBHOOK_ALLOW_PRIVATE, connections go only to the public address checked for them.
+            # Mounted for every URL rather than given as `transport`, which would turn off the proxies the
+            # environment names (HTTPS_PROXY, NO_PROXY): those, more specific, still take their URLs.
             transport = httpx.HTTPTransport(limits=limits) if policy.allow_private else public_only_transport(limits)
-            _sender = _Sender(policy, SecretBox.from_settings(settings), httpx.Client(transport=transport))
+            client = httpx.Client(limits=limits, mounts={"all://": transport})
+            _sender = _Sender(policy, SecretBox.from_settings(settings), client)
         return _sender
 
 

@@ -19,13 +19,14 @@ from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.errors import PermanentError
 from app.handoff.outbox import envelope, install_delivery_notifier, payload_json
 from app.handoff.record import CallRecordV1, bounded, json_size, record_json_schema
-from app.llm.base import ExtractionProvider
+from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.heuristic import HeuristicProvider
-from app.models import Call, OutboxEvent, UserRole, Utterance, WebhookDelivery
+from app.models import Call, Evidence, OutboxEvent, UserRole, Utterance, WebhookDelivery
 from app.pipeline.calls import get_call
 from app.pipeline.run import mark_failed, process_call
 from app.pipeline.store import store_transcript
 from app.review import CallDecision, ReviewConflictError, decide_call, delete_call, edit_case_note
+from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.transcript import Role
 from app.web.handoff_api import get_record_schema
 from tests.handoff.conftest import (
@@ -344,3 +345,37 @@ def test_the_same_decision_again_writes_no_event(
         decide_call(session, supervisor, call_id, CallDecision.reopen)
     reject()  # a new decision after a reopen is one again
     assert [e.type for e in events_of(session_factory, call_id)][-2:] == ["call.reopened", "call.rejected"]
+
+
+class _AnsweringProvider(ExtractionProvider):
+    """The LLM stand-in: answers with a fixed extraction."""
+
+    name = "answering"
+    model = "answering-1"
+
+    def __init__(self, extraction: Extraction) -> None:
+        self.extraction = extraction
+
+    def extract(self, transcript, prompt):  # type: ignore[no-untyped-def]
+        return ProviderResult(self.extraction)
+
+
+def test_a_quote_is_masked_with_its_call_as_the_page_masks_it(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    # The date is a date of birth only by the previous turn's question: masked on its own the quote kept
+    # it, and the record (which any role reads in the feed) showed what the call page masks.
+    lines = [(Role.agent, "Can you confirm your date of birth?"), (Role.customer, "It's 03/04/1985."),
+             (Role.agent, "Thanks, you're verified.")]
+    with unit_of_work(session_factory) as session:
+        call_id = store_transcript(session, make_transcript(lines, external_id=None), tenant="acme",
+                                   external_id="dob").call_id
+    extraction = Extraction(summary=[Statement(text="The customer confirmed their date of birth",
+                                               evidence=[EvidenceRef(utterance=1, quote="It's 03/04/1985.")])])
+    process_call(session_factory, call_id, _AnsweringProvider(extraction), prompt())
+    (event,) = events_of(session_factory, call_id)
+    (statement,) = CallRecordV1.model_validate(event.payload["data"]).summary.statements
+    assert [ev.quote for ev in statement.evidence] == ["It's ••/••/••••."]
+    assert "1985" not in json.dumps(event.payload)
+    with unit_of_work(session_factory) as session:
+        assert session.scalars(select(Evidence.quote_masked)).all() == ["It's ••/••/••••."]

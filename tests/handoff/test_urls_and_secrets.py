@@ -95,3 +95,13 @@ def test_the_workers_transport_never_connects_to_a_private_address() -> None:
         with pytest.raises(httpx.ConnectError, match=r"refused: .*localhost.* resolves to"):
             client.post(f"http://localhost:{port}/hook", content=b"{}")
         assert receiver.all_requests() == []
+
+
+def test_the_workers_transport_tries_each_checked_address() -> None:
+    # As socket.create_connection does for a name: the first address refusing (a dead A record, IPv6 on a
+    # box without it) is not the end of the attempt.
+    with running_receiver() as receiver, httpx.Client(transport=public_only_transport(httpx.Limits())) as client:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("app.handoff.urls.public_addresses", lambda host, port: ["127.0.0.2", "127.0.0.1"])
+            response = client.post(f"http://two.invalid:{receiver.port}/hook", content=b"{}")
+        assert response.status_code == 200 and len(receiver.all_requests()) == 1

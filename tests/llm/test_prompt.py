@@ -43,6 +43,11 @@ ATTACKS = [
     "\u2770/transcript\u2771",
     "\u2039\u29f8transcript>",
     "\u2039\u2571transcript>",
+    # Any run of what is not a letter or a digit between the opener and the name.
+    "<//transcript>",
+    "< / /transcript>",
+    "<./transcript>",
+    "\u2039\u2044\u2044transcript>",
 ]
 
 
@@ -63,7 +68,7 @@ def tags_in(text: str) -> list[str]:
     everything that shows nothing (format, combining and enclosing characters) is taken out."""
     visible = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
     return re.findall(r"[<\uff1c\ufe64\u2039\u3008\u27e8\u2329\u300a\u276c\u27ea\u2770]"
-                      r"[\s/\uff0f\u29f8\u2571]*[^\W\d_]", visible)
+                      r"[^\w]*[^\W\d_]", visible)
 
 
 @pytest.mark.parametrize("attack", ATTACKS)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
-from app.errors import DecidedCallError, DuplicateCallError
+from app.errors import DecidedCallError, DuplicateCallError, InvalidInputError
 from app.models import Call, CallState, ReviewEvent, Utterance
 from app.pipeline.store import Actor, StoredCall, StoreStatus, store_transcript
 from app.schemas.transcript import Role, Transcript
@@ -176,3 +176,10 @@ def test_utterances_are_stored_as_given(session_factory: sessionmaker[Session]) 
     assert [tuple(row) for row in rows] == [
         (u.index, u.speaker, u.role.value, u.role_confidence, u.start, u.end, u.text) for u in transcript.utterances
     ]
+
+
+@pytest.mark.parametrize("external_id", ["", "  ", "\u200b\u2060"])
+def test_a_blank_external_id_is_refused(session_factory: sessionmaker[Session], external_id: str) -> None:
+    with pytest.raises(InvalidInputError, match="external id is empty"), unit_of_work(session_factory) as session:
+        store_transcript(session, make_transcript(), tenant="acme", external_id=external_id)
+    assert _count(session_factory, Call) == 0

@@ -58,3 +58,16 @@ def test_an_ssn_ending_a_turn_before_a_card_is_masked_whole() -> None:
     assert turns[0].startswith("my SSN is •••-••-")
     assert "123" not in turns[0] and "45" not in turns[0]
     assert turns[1] == "the card •••• •••• •••• 1111."
+
+
+@pytest.mark.parametrize("text", [
+    "My phone is 555-123-4567 and I was born 03/04/1985.",  # the date also reads as a phone number
+    "my SSN is 123-45-6789 and my card 4111 1111 1111 1111",
+    "account 12345678, routing 021000021, born on 1985-03-04",
+])
+def test_a_text_masked_on_its_own_hides_what_the_call_page_hides(text: str) -> None:
+    # Stored copies (claim texts, quotes, notes) are masked on their own; utterances on the page together.
+    # Where detections overlap, both mask the union: never fewer digits in a stored copy than on the page.
+    alone, together = mask_text(text), mask_turns([text])[0]
+    assert alone == together
+    assert "1985" not in alone

@@ -219,8 +219,12 @@ def _full_detect_turns(texts: Sequence[str], *, names: bool) -> list[list[Detect
                           names=names))
         for i, text in enumerate(texts)
     ]
+    own = [_full_resolve_overlaps(detections) for detections in found]
     for turn, detection in pii._cross_turn_cards(texts, numbers):
-        found[turn].append(detection)
+        # A turn's own SSN keeps its digits from a card read across turns (the rule of `detect_turns`).
+        if not any(kept.kind is PiiKind.ssn and kept.start <= detection.start and detection.end <= kept.end
+                   for kept in own[turn]):
+            found[turn].append(detection)
     return [_full_resolve_overlaps(detections) for detections in found]
 
 
