@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     # period (days; a tenant's own setting wins, 0 = keep forever) are purged every PURGE_EVERY_SECONDS.
     redact_names: bool = False
     store_redacted: bool = False
-    retention_days: int = 0
+    retention_days: int = Field(default=0, ge=0, le=36_500)  # MAX_RETENTION_DAYS (app/pipeline/retention.py)
     purge_every_seconds: int = 3_600
     # The beat's purge deletes at most this many calls per run (in committed chunks, oldest first), so a
     # long backlog never outlasts the broker's visibility timeout: the next run goes on.

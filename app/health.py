@@ -51,12 +51,19 @@ def broker_messages(settings: Settings, timeout: float) -> tuple[int, int]:
 
 
 def check_broker(settings: Settings) -> Check:
+    from kombu.utils.url import maybe_sanitize_url, url_to_parts
+
+    shown = maybe_sanitize_url(settings.broker_url)  # the password masked: this is printed and logged
+    database = url_to_parts(settings.broker_url).path
+    if database and not database.isdigit():
+        # redis-py reads such a URL, but Celery's transport (what workers and ingest use) refuses it.
+        return Check("broker", False, f"{shown}: the Redis database must be a number 0-15, not {database!r}")
     try:
         client = broker_client(settings, CHECK_TIMEOUT_SECONDS)
         client.ping()
         depth = client.llen(QUEUE_NAME)
     except Exception as exc:
-        return Check("broker", False, f"{settings.broker_url}: {exc.__class__.__name__}: {exc}"[:300])
+        return Check("broker", False, f"{shown}: {exc.__class__.__name__}: {exc}"[:300])
     return Check("broker", True, f"reachable, {depth} tasks waiting")
 
 

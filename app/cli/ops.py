@@ -39,11 +39,15 @@ def worker(
     loglevel: Annotated[str, typer.Option()] = "INFO",
     beat: Annotated[bool, typer.Option("--beat", help="Also run the reconciler schedule in this worker.")] = False,
 ) -> None:
-    """Run a Celery worker consuming the postcall queue, sized by the rule in docs/operations.md."""
+    """Run a Celery worker consuming the postcall queue, sized by the rule in docs/operations.md. Refuses
+    to start (exit 2) on a database without the current schema: started anyway it took every message from
+    the queue and failed each one, leaving the calls to the reconciler."""
+    from app.db.migrate import require_current_schema
     from app.worker.sizing import prepare_worker
 
     configure_logging(loglevel)
     with refusal_exits():
+        require_current_schema(get_settings().database_url)
         sizing = prepare_worker(concurrency, pool)
     from app.worker.celery_app import celery_app
     from app.worker.names import QUEUE_NAME

@@ -9,7 +9,7 @@ import typer
 from app.cli.common import TenantOpt, checked_context, refusal_exits, tenant_context, transaction
 from app.cli.render import console, fail, print_table, progress, safe, say
 from app.pipeline.calls import find_tenant
-from app.pipeline.retention import purge_expired, retention_days_of, set_retention
+from app.pipeline.retention import MAX_RETENTION_DAYS, purge_expired, retention_days_of, set_retention
 
 
 def purge(
@@ -52,8 +52,8 @@ def retention(
 ) -> None:
     """Show or set a tenant's retention period (POSTCALL_RETENTION_DAYS is the default)."""
     ctx, slug = tenant_context(tenant)
-    if days is not None and days < 0:
-        raise fail("--days must be 0 or more")
+    if days is not None and not 0 <= days <= MAX_RETENTION_DAYS:
+        raise fail(f"--days is 0 (keep forever) to {MAX_RETENTION_DAYS:,}")
     with transaction(ctx) as session:
         if days is not None or default:
             tenant_row = set_retention(session, slug, None if default else days)

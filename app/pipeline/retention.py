@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, ScalarSelect, Select, Update, delete, func
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
-from app.errors import NotFoundError
+from app.errors import InvalidInputError, NotFoundError
 from app.models import Call, Claim, Evidence, ExtractionRun, ReviewEvent, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
@@ -38,6 +38,8 @@ PURGE_EVENT = "call_purged"
 PURGE_CHUNK = 500
 # Expired call ids read per query (oldest first), then deleted chunk by chunk.
 PURGE_WINDOW = 50_000
+# The longest retention period (100 years): longer ones reach before year 1 and overflowed the purge.
+MAX_RETENTION_DAYS = 36_500
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,10 @@ def purge_expired(
     for tenant_id, slug, days in periods:
         if days <= 0:
             continue
-        cutoff = moment - timedelta(days=days)
+        try:
+            cutoff = moment - timedelta(days=days)
+        except OverflowError:  # a period before year 1 (stored before periods were bounded): nothing expires
+            continue
         expired_ids = select(Call.id).where(Call.tenant_id == tenant_id, _moment() < cutoff)
         if dry_run:
             with unit_of_work(factory) as session:
@@ -194,7 +199,10 @@ def _purge(session: Session, tenant_id: int, call_ids: Sequence[str], days: int)
 
 
 def set_retention(session: Session, tenant: str, days: int | None) -> Tenant:
-    """Set (or with None, clear back to the default) a tenant's retention period in days."""
+    """Set (or with None, clear back to the default) a tenant's retention period in days (0 keeps calls
+    forever; at most `MAX_RETENTION_DAYS`)."""
+    if days is not None and not 0 <= days <= MAX_RETENTION_DAYS:
+        raise InvalidInputError(f"a retention period is 0 (keep forever) to {MAX_RETENTION_DAYS:,} days")
     tenant_row = find_tenant(session, tenant)
     if tenant_row is None:
         raise NotFoundError(f"tenant {tenant!r} not found")

@@ -251,6 +251,20 @@ def test_health_reports_each_check(migrated: None, monkeypatch: pytest.MonkeyPat
     assert checks["provider"]["ok"] is True
 
 
+@pytest.mark.parametrize(("url", "problem"), [
+    ("redis://:SuperS3cret@127.0.0.1:1/0", "ConnectionError"),
+    ("redis://127.0.0.1:6379/abc", "must be a number"),  # redis-py reads it; Celery's transport refuses it
+])
+def test_health_names_the_broker_problem_without_its_password(
+    migrated: None, monkeypatch: pytest.MonkeyPatch, url: str, problem: str
+) -> None:
+    _use_env(monkeypatch, POSTCALL_BROKER_URL=url)
+    code, out, _ = _invoke("health", "--json")
+    broker = {c["name"]: c for c in json.loads(out)["checks"]}["broker"]
+    assert code == 1 and broker["ok"] is False and problem in broker["detail"]
+    assert "SuperS3cret" not in out
+
+
 def test_health_fails_on_unmigrated_database() -> None:
     code, out, _ = _invoke("health", "--json")
     checks = {c["name"]: c for c in json.loads(out)["checks"]}

@@ -103,11 +103,13 @@ def test_a_bad_database_url_is_one_line_and_exit_2(
     assert expected in err
 
 
-@pytest.mark.parametrize("command", [["status"], ["show", "x"], ["users", "list"], ["reconcile"]])
+@pytest.mark.parametrize("command", [["status"], ["show", "x"], ["users", "list"], ["reconcile"],
+                                     ["worker", "--concurrency", "1"]])
 def test_read_only_commands_do_not_create_a_sqlite_database(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str]
 ) -> None:
     folder = tmp_path / "nothing" / "here"
+    # (A worker is refused before it takes any message: started, it failed every call it took.)
     _use_env(monkeypatch, POSTCALL_DATABASE_URL=f"sqlite:///{folder / 'postcall.db'}")
     code, _, err = _invoke(*command)
     assert code == 2

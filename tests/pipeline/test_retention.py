@@ -12,13 +12,20 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.errors import InvalidInputError
 from app.grounding import verify_extraction
 from app.models import Call, Claim, Evidence, ExtractionRun, ReviewEvent, RunStatus, Tenant
 from app.models import Utterance as UtteranceRow
 from app.pipeline.calls import get_call
 from app.pipeline.counts import state_counts
 from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
-from app.pipeline.retention import PURGE_EVENT, purge_expired, scrub_review_events, set_retention
+from app.pipeline.retention import (
+    MAX_RETENTION_DAYS,
+    PURGE_EVENT,
+    purge_expired,
+    scrub_review_events,
+    set_retention,
+)
 from app.pipeline.store import store_transcript
 from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
@@ -244,3 +251,19 @@ def test_a_chunks_events_are_found_by_call_not_among_every_event_of_the_tenant(p
         assert "ix_review_events_tenant_id" not in plan, plan
     finally:
         engine.dispose()
+
+
+def test_a_period_beyond_year_one_neither_stops_the_purge_nor_is_set(session_factory: sessionmaker[Session]) -> None:
+    # Tenants are purged in slug order: one period reaching before year 1 raised OverflowError and every
+    # tenant after it kept its expired calls (the beat's purge failed on each run).
+    _store(session_factory, "aaa", "forever", NOW - timedelta(days=10))
+    expired = _store(session_factory, "zzz", "old", NOW - timedelta(days=10))
+    with unit_of_work(session_factory) as session:
+        set_retention(session, "zzz", 1)
+        session.execute(update(Tenant).where(Tenant.slug == "aaa").values(retention_days=3_000_000))
+    reports = purge_expired(session_factory, default_days=0, now=NOW)
+    assert [(report.tenant, report.calls) for report in reports] == [("zzz", 1)]
+    with session_factory() as session:
+        assert session.get(Call, expired) is None
+    with pytest.raises(InvalidInputError, match="36,500"), unit_of_work(session_factory) as session:
+        set_retention(session, "aaa", MAX_RETENTION_DAYS + 1)
