@@ -43,12 +43,14 @@ def worker(
     to start (exit 2) on a database without the current schema: started anyway it took every message from
     the queue and failed each one, leaving the calls to the reconciler."""
     from app.db.migrate import require_current_schema
+    from app.db.session import get_engine
     from app.worker.sizing import prepare_worker
 
     configure_logging(loglevel)
     with refusal_exits():
         require_current_schema(get_settings().database_url)
         sizing = prepare_worker(concurrency, pool)
+    get_engine(get_settings().database_url).dispose()  # the check's connection: not one to fork
     from app.worker.celery_app import celery_app
     from app.worker.names import QUEUE_NAME
 

@@ -94,6 +94,15 @@ def get_engine(url: str) -> Engine:
         return engine
 
 
+def forget_inherited_connections() -> None:
+    """In a process forked from one that used the engines: drop the pooled connections the parent opened,
+    without closing them (their sockets are the parent's; two processes on one socket corrupt its protocol
+    stream). Each engine opens its own from here on (SQLAlchemy's `dispose(close=False)` for forks)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose(close=False)
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 

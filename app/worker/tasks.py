@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.context import get_context, reset_context
+from app.db.session import forget_inherited_connections
 from app.errors import NotFoundError, PostcallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
@@ -58,8 +59,9 @@ def freeze_startup_objects() -> None:
 
 @worker_process_init.connect
 def fresh_context_in_child(**_: Any) -> None:
-    """Prefork children rebuild their context: clients must not cross a fork. The modules the parent
-    imported stay loaded, so this is cheap."""
+    """Prefork children rebuild their context: clients (and pooled database connections) must not cross a
+    fork. The modules the parent imported stay loaded, so this is cheap."""
+    forget_inherited_connections()
     reset_context()
 
 
