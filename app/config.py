@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Signs session cookies when POSTCALL_SECRET_KEY is unset: for local use only (`postcall serve --dev`).
+# A key anyone could guess in a few tries is no key: "a", " ".
+MIN_SECRET_KEY_CHARS = 16
 DEV_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105
 
 
@@ -172,8 +174,10 @@ class Settings(BaseSettings):
 
     @property
     def secret_key_is_unsafe(self) -> bool:
-        """True when session cookies would be signed with the public development key or an empty one."""
-        return self.secret_key.get_secret_value() in ("", DEV_SECRET_KEY)
+        """True when session cookies (and stored webhook secrets) would be protected by the public
+        development key, an empty or blank one, or one shorter than `MIN_SECRET_KEY_CHARS`."""
+        key = self.secret_key.get_secret_value()
+        return key == DEV_SECRET_KEY or len(key.strip()) < MIN_SECRET_KEY_CHARS
 
     @property
     def openai_key(self) -> str:

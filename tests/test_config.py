@@ -64,6 +64,6 @@ def test_secrets_never_show_in_the_settings_repr(clean_env: Path, monkeypatch: p
     assert not settings.secret_key_is_unsafe
 
 
-@pytest.mark.parametrize("key", [DEV_SECRET_KEY, ""])
+@pytest.mark.parametrize("key", [DEV_SECRET_KEY, "", "a", " " * 40, "fifteen-chars-x"])
 def test_the_default_and_an_empty_secret_key_are_unsafe(clean_env: Path, key: str) -> None:
     assert Settings(secret_key=key).secret_key_is_unsafe

@@ -46,9 +46,10 @@ def worker(
     from app.db.session import get_engine
     from app.worker.sizing import prepare_worker
 
-    configure_logging(loglevel)
     with refusal_exits():
         require_current_schema(get_settings().database_url)
+    configure_logging(loglevel)  # after the refusal: a refused start leaves no handler on the terminal's stream
+    with refusal_exits():
         sizing = prepare_worker(concurrency, pool)
     get_engine(get_settings().database_url).dispose()  # the check's connection: not one to fork
     from app.worker.celery_app import celery_app

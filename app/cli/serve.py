@@ -27,7 +27,8 @@ def serve(
 
     if get_settings().secret_key_is_unsafe and not dev:
         # Anyone who knows the public default can forge a session cookie and sign in as any user.
-        raise fail("POSTCALL_SECRET_KEY is empty or the development default: set it to a long random value "
+        raise fail("POSTCALL_SECRET_KEY is empty, shorter than 16 characters or the development default: set it "
+                   "to a long random value "
                    "(python3 -c \"import secrets; print(secrets.token_urlsafe(48))\"), or pass --dev for local use")
     with refusal_exits():
         get_settings().check_redelivery_order()

@@ -16,7 +16,8 @@ from app.cli.common import (
     tenant_context,
     transaction,
 )
-from app.cli.render import print_json, print_secret, print_table, safe, say
+from app.cli.render import print_json, print_secret, print_table, safe, say, warn
+from app.config import Settings
 from app.handoff import endpoints as hooks
 from app.handoff.outbox import EventType
 from app.models import WebhookEndpoint
@@ -52,6 +53,7 @@ def webhooks_add(
         created = hooks.add_endpoint(session, ctx.settings, tenant_id=tenant_row.id, url=url,
                                event_types=wanted if events is not None else None, description=description)
         shown = _endpoint_json(created.endpoint)
+    _warn_if_secrets_unprotected(ctx.settings)
     if as_json:
         print_json({**shown, "tenant": slug, "secret": created.secret})
         return
@@ -86,6 +88,16 @@ def webhooks_disable(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None
     say(f"disabled endpoint {endpoint_id}")
 
 
+def _warn_if_secrets_unprotected(settings: Settings) -> None:
+    """Signing secrets are stored encrypted with POSTCALL_WEBHOOK_SECRETS_KEY, else POSTCALL_SECRET_KEY:
+    with the public development key (an unset one) anyone can decrypt them, and workers run with the real
+    key cannot, so every delivery fails. Said when a secret is stored, not found out from the workers."""
+    if settings.webhook_secrets_key is None and settings.secret_key_is_unsafe:
+        warn("the signing secret is stored encrypted with the development key (POSTCALL_SECRET_KEY is unset, "
+             "short or the default): set POSTCALL_SECRET_KEY (or POSTCALL_WEBHOOK_SECRETS_KEY) as the workers "
+             "have it, then rotate the secret")
+
+
 @webhooks_app.command("rotate-secret")
 def webhooks_rotate_secret(endpoint_id: EndpointArg, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
     """Give an endpoint a new signing secret. For 24 h deliveries carry both signatures (old and new)."""
@@ -93,6 +105,7 @@ def webhooks_rotate_secret(endpoint_id: EndpointArg, tenant: TenantOpt = None, a
     with transaction(ctx) as session:
         endpoint = hooks.get_endpoint(session, require_tenant_id(session, slug), endpoint_id)
         secret = hooks.rotate_secret(session, ctx.settings, endpoint)
+    _warn_if_secrets_unprotected(ctx.settings)
     if as_json:
         print_json({"id": endpoint_id, "secret": secret})
         return

@@ -28,6 +28,7 @@ from standardwebhooks import Webhook
 
 from app.config import Settings
 from app.db.session import unit_of_work
+from app.errors import ConfigError
 from app.handoff.endpoints import disable_endpoint
 from app.handoff.secrets import SecretBox
 from app.handoff.urls import WebhookUrlError, check_endpoint_url
@@ -104,6 +105,9 @@ class _Leased:
     event_id: str
     body: str
     secrets: tuple[str, ...]
+    # Why the event cannot be signed (its secret does not decrypt with this worker's key): the attempt is
+    # recorded as failed with this reason and retried with the usual backoff, never sent unsigned.
+    unsignable: str | None = None
 
 
 def serialize(payload: dict[str, object]) -> str:
@@ -229,10 +233,15 @@ def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: Secr
                                      "lease_until": now + timedelta(seconds=policy.lease_seconds)})
     attempt_id = connection.scalar(_START_ATTEMPT, {"delivery_id": delivery_id, "now": now})
     assert attempt_id is not None
-    secrets = [box.open(row.secret_encrypted)]
-    if (row.previous_secret_encrypted and row.previous_secret_expires_at is not None
-            and row.previous_secret_expires_at > now):
-        secrets.append(box.open(row.previous_secret_encrypted))
+    try:
+        secrets = [box.open(row.secret_encrypted)]
+        if (row.previous_secret_encrypted and row.previous_secret_expires_at is not None
+                and row.previous_secret_expires_at > now):
+            secrets.append(box.open(row.previous_secret_encrypted))
+    except ConfigError as exc:
+        # Raised here, it rolled the lease back: the delivery stayed due, untouched, and the sweep handed it
+        # out again every few seconds with nothing recorded. Now it is a failed attempt saying why.
+        return _Leased(attempt_id, row.url, row.event_id, "", (), unsignable=str(exc))
     return _Leased(attempt_id, row.url, row.event_id, serialize(row.payload), tuple(secrets))
 
 
@@ -364,7 +373,8 @@ def deliver(
         leased = _lease(session, delivery_id, policy, box, utcnow())
     if isinstance(leased, DeliveryReport):
         return leased
-    response = _send(client, leased, policy)
+    response = _send(client, leased, policy) if leased.unsignable is None else \
+        _Response(None, None, f"not sent: {leased.unsignable}", 0.0)
     with unit_of_work(factory) as session:
         return _record(session, delivery_id, leased, response, policy, utcnow())
 

@@ -29,6 +29,7 @@ runner = CliRunner()
 def database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("POSTCALL_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOW_PRIVATE", "true")
+    monkeypatch.setenv("POSTCALL_SECRET_KEY", "cli-webhooks-test-key-" + "k" * 24)  # as a deployment sets it
     get_settings.cache_clear()
     install_delivery_notifier(None)
     return sqlite_url
@@ -119,3 +120,18 @@ def test_deliveries_shows_failures_and_replay_resends_with_the_same_id(database:
     verify(second, secret)
     assert endpoint_tenant
     factory.kw["bind"].dispose()
+
+
+@pytest.mark.parametrize("key", [None, "a-real-key-" + "x" * 32])
+def test_storing_a_secret_under_the_development_key_is_warned_about(
+    database: str, monkeypatch: pytest.MonkeyPatch, key: str | None
+) -> None:
+    # Workers run with the real key cannot decrypt such a secret: every delivery would fail.
+    if key is None:
+        monkeypatch.delenv("POSTCALL_SECRET_KEY", raising=False)
+    else:
+        monkeypatch.setenv("POSTCALL_SECRET_KEY", key)
+    get_settings.cache_clear()
+    added = runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/hook", "--tenant", "acme"])
+    assert added.exit_code == 0, added.output
+    assert ("development key" in added.output) is (key is None)

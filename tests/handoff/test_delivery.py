@@ -289,3 +289,23 @@ def test_a_dead_letter_is_replayed_with_the_same_webhook_id(
         assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.succeeded
     requests = receiver.all_requests()
     assert len(requests) == 4 and len({r.webhook_id for r in requests}) == 1
+
+
+def test_a_secret_this_worker_cannot_decrypt_is_a_failed_attempt_saying_so(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # Registered under one key, delivered by workers with another: the decrypt error rolled the lease
+    # back, so the delivery stayed due and untouched (attempts 0, no error) and was handed out again and
+    # again. Now the attempt fails, says why, and waits its backoff; nothing is sent unsigned.
+    with running_receiver() as receiver:
+        register(session_factory, receiver.url)  # sealed with allow_private's key
+        call_id = processed_call(session_factory, "del-key")
+        (delivery,) = deliveries(session_factory, call_id)
+        other_key = SecretBox("another-key-the-workers-have-" + "x" * 20)
+        assert deliver(session_factory, delivery.id, POLICY, other_key, client).result is DeliveryResult.retry
+    assert receiver.all_requests() == []
+    (failed,) = deliveries(session_factory, call_id)
+    assert failed.status is DeliveryStatus.pending and failed.attempts == 1
+    assert failed.last_error is not None and "cannot be decrypted" in failed.last_error
+    assert failed.finished_at is None  # retried on the policy's backoff, dead-lettered after its period
+    assert attempts(session_factory, delivery.id) == [("retry", None)]
