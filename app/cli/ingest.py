@@ -104,10 +104,8 @@ def ingest(
         agent_speaker=agent_speaker, replace=replace, llm_mode=llm_mode,
     )
     # Batch-mode calls wait in the database for the batch collector; no worker message is needed.
-    to_enqueue = [
-        r.call_id for r in results
-        if r.call_id and r.status in (StoreStatus.created, StoreStatus.replaced) and llm_mode is LlmMode.sync
-    ]
+    # Still-queued calls stored by an earlier, interrupted run are handed over again too.
+    to_enqueue = [r.call_id for r in results if r.call_id and r.needs_enqueue]
     enqueued = False if no_enqueue else enqueue(to_enqueue)
     if as_json:
         print_json({"files": [r.as_json() for r in results], "enqueued": enqueued and bool(to_enqueue),

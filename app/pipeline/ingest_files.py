@@ -26,9 +26,13 @@ class IngestResult:
     status: str | None = None
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    # The worker must be told (`StoredCall.needs_enqueue`); not part of the JSON output.
+    needs_enqueue: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "warnings": list(self.warnings)}
+        shown = {**asdict(self), "warnings": list(self.warnings)}
+        del shown["needs_enqueue"]
+        return shown
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
@@ -91,6 +95,7 @@ def ingest_files(
                     llm_mode=llm_mode,
                 )
             result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
+            result.needs_enqueue = stored.needs_enqueue
         except IngestError as exc:
             result.error = str(exc)  # names the file (its source) already
         except PostcallError as exc:

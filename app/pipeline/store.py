@@ -63,8 +63,12 @@ class StoredCall:
 
     @property
     def needs_enqueue(self) -> bool:
-        """A worker must be told; a batch-mode call waits in the database for the batch collector."""
-        return self.needs_processing and self.llm_mode is LlmMode.sync
+        """A worker must be told: the call is new or replaced, or it was stored before and is still waiting
+        in `queued` (a rerun after an interrupted ingest, or after the broker was down: its message may never
+        have been sent; a second one is harmless, processing is idempotent). A batch-mode call waits in the
+        database for the batch collector."""
+        waiting = self.needs_processing or self.state is CallState.queued
+        return waiting and self.llm_mode is LlmMode.sync
 
 
 def store_transcript(

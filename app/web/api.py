@@ -162,7 +162,7 @@ def get_call(
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         200: {"model": SubmitOut, "description": "Identical content was stored before, or only its metadata was "
-              "corrected; nothing to process."},
+              "corrected; nothing new to process (a call still queued is handed to the workers again)."},
         **FORBIDDEN,
         409: {"model": ErrorOut, "description": "The external id exists with other content or metadata (use "
               "replace=true), or its call is approved or rejected (reopen it first)."},
@@ -297,8 +297,9 @@ def _store_submission(
     enqueued = False
     if stored.needs_processing and not stored.needs_enqueue:
         detail = "stored as queued; it waits for the next provider batch"
-    elif stored.needs_processing:
-        detail = "stored as queued and handed to the workers"
+    elif stored.needs_enqueue:
+        detail = ("stored as queued and handed to the workers" if stored.needs_processing else
+                  "stored before and still queued: handed to the workers again")
         try:
             state.enqueue([stored.call_id])
             enqueued = True

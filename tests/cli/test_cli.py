@@ -383,3 +383,24 @@ def test_reconcile_stops_at_the_first_chunk_the_broker_refuses(
 def test_reconcile_refuses_a_negative_timeout(migrated: None) -> None:
     code, _, err = _invoke("reconcile", "--stuck-after", "-1")
     assert code == 2 and "--stuck-after" in err and "greater than or equal to" in err
+
+
+def test_a_rerun_hands_over_calls_an_earlier_run_stored_but_never_enqueued(
+    migrated: None, call_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ingest interrupted before its enqueue (or run while the broker was down) left its calls queued
+    # with no message; rerunning it found them "unchanged" and left them for the reconciler's timeout.
+    import redis
+
+    from tests.support.services import redis_url
+
+    assert _invoke("ingest", str(call_dir), "--no-enqueue")[0] == 0
+    broker = redis_url(11)
+    redis.Redis.from_url(broker).flushdb()
+    _use_env(monkeypatch, POSTCALL_BROKER_URL=broker)
+    code, out, _ = _invoke("ingest", str(call_dir), "--json")
+    files = json.loads(out)["files"]
+    assert code == 0 and {f["status"] for f in files} == {"unchanged"}
+    assert json.loads(out)["enqueued"] is True
+    assert redis.Redis.from_url(broker).llen("postcall") == len(files)
+    redis.Redis.from_url(broker).flushdb()

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.db.session import unit_of_work
 from app.models import Call, CallState
@@ -73,7 +73,12 @@ def test_identical_resubmission_is_a_no_op_and_changed_content_needs_replace(wor
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json()["status"] == "unchanged"
     assert again.json()["call_id"] == first.json()["call_id"]
-    assert len(world.enqueue.calls) == enqueued
+    # Still queued (its first message may never have reached the broker): handed to the workers again.
+    assert again.json()["enqueued"] is True and len(world.enqueue.calls) == enqueued + 1
+    with unit_of_work(world.factory) as session:
+        session.execute(update(Call).where(Call.id == first.json()["call_id"]).values(state=CallState.failed))
+    settled = world.client.post("/api/calls", params=params, content=plain_text_call(), headers=world.token("admin"))
+    assert settled.json()["enqueued"] is False and len(world.enqueue.calls) == enqueued + 1  # processed: nothing
     changed = plain_text_call(amount="$45")
     conflict = world.client.post("/api/calls", params=params, content=changed, headers=world.token("admin"))
     assert conflict.status_code == 409
