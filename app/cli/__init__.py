@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.cli import analysts, batches, calls, demo, export, ingest, ops, privacy, serve, users, webhooks
@@ -34,8 +35,23 @@ for command in (ingest.ingest, ingest.process, calls.show, calls.verify, calls.s
     app.command()(command)
 
 
+def settings_problem(exc: Exception) -> str:
+    """What is wrong with the settings, naming each environment variable: pydantic's report without its
+    URLs and input echo (which could hold a secret), or the message of a value the logging setup refused."""
+    if not isinstance(exc, ValidationError):
+        return f"a setting is invalid: {exc}"
+    problems = [f"POSTCALL_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+                for error in exc.errors()]
+    return "invalid settings: " + "; ".join(problems)
+
+
 def main() -> None:
-    configure_logging(get_settings().log_level)
+    try:
+        configure_logging(get_settings().log_level)
+    except (ValidationError, ValueError) as exc:
+        # A malformed POSTCALL_* setting: one line per bad setting, exit 2, as a bad database URL is.
+        err_console.print(f"[red]error:[/red] {safe(settings_problem(exc))}", highlight=False)
+        sys.exit(2)
     try:
         app()
     except PostcallError as exc:

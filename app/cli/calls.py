@@ -99,6 +99,11 @@ def verify(
             f"{'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}" for e in exc.errors()[:10]
         )
         raise fail(f"{extraction}: not a valid extraction: {problems}") from exc
+    if not (document.summary or document.action_items or document.reason or document.outcome):
+        # Every field of the contract is optional, so any JSON object (the transcript itself, `{}`) parses:
+        # "0/0 grounded" with exit 0 would let a gate built on this command pass garbage.
+        raise fail(f"{extraction}: holds no statement (summary, reason, outcome or action_items); "
+                   "is it an extraction?")
     report = verify_extraction(parsed.transcript, document)
     if as_json:
         print_json(verification_json(report))

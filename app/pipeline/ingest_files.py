@@ -47,7 +47,9 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
                     # A transcript-named entry that is not a file (a dangling link) is kept: reading it
                     # fails with a message, where leaving it out said nothing.
                     if (p.is_file() or (p.is_symlink() and not p.exists()))
-                    and p.suffix.lower() in TRANSCRIPT_SUFFIXES and not p.name.startswith(".")
+                    and p.suffix.lower() in TRANSCRIPT_SUFFIXES
+                    # Nothing inside a dot-folder (.git, .cache) either, as the docstring always said.
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
                     and p.name.lower() != "readme.md"
                 )
             )

@@ -169,6 +169,16 @@ def test_verify_rejects_invalid_extraction(transcript_file: Path, tmp_path: Path
     assert "summary.0.text" in err
 
 
+@pytest.mark.parametrize("document", [{}, {"foo": 1}, {"utterances": [{"speaker": "A", "text": "hi"}]}])
+def test_verify_refuses_a_document_with_no_statement(transcript_file: Path, tmp_path: Path,
+                                                     document: dict[str, object]) -> None:
+    # Any JSON object parses (every field is optional): "0/0 grounded", exit 0, passed a gate on garbage.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(document), encoding="utf-8")
+    code, _, err = _invoke("verify", str(transcript_file), str(other))
+    assert code == 2 and "holds no statement" in err
+
+
 def test_verify_rejects_bad_transcript(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")

@@ -4,6 +4,9 @@ traceback; data never drives the terminal (issue: bad input never reaches a 500 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +149,17 @@ def test_process_shows_ingest_warnings_in_text_mode(migrated: None, tmp_path: Pa
     code, _, err = _invoke("process", str(call))
     assert code == 0, err
     assert "warning:" in err and "only one speaker" in err
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("POSTCALL_WORKER_CONCURRENCY", "abc"), ("POSTCALL_REDACT_FOR_LLM", "maybe"), ("POSTCALL_LOG_LEVEL", "LOUD"),
+    ("POSTCALL_RETENTION_DAYS", "3000000"),
+])
+def test_a_malformed_setting_is_one_line_and_exit_2(tmp_path: Path, variable: str, value: str) -> None:
+    # The real entry point (`postcall`), where settings are read before any command: a traceback before.
+    env = {**os.environ, variable: value, "POSTCALL_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    done = subprocess.run([sys.executable, "-m", "app.cli", "status"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3
+    assert variable in done.stderr or value in done.stderr

@@ -22,6 +22,8 @@ def test_expand_paths_lists_transcripts_of_a_folder_and_keeps_files_as_given(tmp
     (tmp_path / ".hidden.txt").write_text("x")
     (tmp_path / "nested").mkdir()
     (tmp_path / "nested" / "b.vtt").write_text("WEBVTT")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "c.json").write_text("{}")  # inside a dot-folder: not a transcript of the batch
     given = tmp_path / "anything.bin"
     assert expand_paths([tmp_path, given]) == [tmp_path / "a.json", tmp_path / "nested" / "b.vtt", given]
 
