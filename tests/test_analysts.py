@@ -43,13 +43,17 @@ def role_name() -> Iterator[str]:
     name = f"pc_test_analyst_{uuid.uuid4().hex[:10]}"
     yield name
     # Cluster-wide: drop it even when the test failed half-way.
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres", autocommit=True) as conn:
+    with _pg(PG_USER, "postgres") as conn:
         conn.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
+def _pg(user: str, database: str) -> psycopg.Connection:
+    """An autocommit connection to the test server as `user`."""
+    return psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={user} dbname={database}", autocommit=True)
+
+
 def _connect_as(url: str, role: str) -> psycopg.Connection:
-    database = make_url(url).database
-    return psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={role} dbname={database}", autocommit=True)
+    return _pg(role, make_url(url).database or "")
 
 
 def test_analyst_sees_only_its_tenant_and_no_table(
@@ -325,10 +329,6 @@ def test_cli_grant_list_revoke(
     assert runner.invoke(app, ["analysts", "time-zone", "Europe/Berlin", "--tenant", "globex"]).exit_code == 0
 
 
-def _pg_admin(database: str) -> psycopg.Connection:
-    return psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={database}", autocommit=True)
-
-
 def test_revoking_ends_access_even_when_the_analyst_owns_objects(
     pg_world: tuple[str, sessionmaker[Session], World], role_name: str
 ) -> None:
@@ -341,8 +341,7 @@ def test_revoking_ends_access_even_when_the_analyst_owns_objects(
         conn.execute("BEGIN READ WRITE")
         conn.execute("SELECT lo_create(0)")
         conn.execute("COMMIT")
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={role_name} dbname=postgres",
-                         autocommit=True) as elsewhere:
+    with _pg(role_name, "postgres") as elsewhere:
         elsewhere.execute("BEGIN READ WRITE")
         elsewhere.execute("SELECT lo_create(0)")
         elsewhere.execute("COMMIT")
@@ -351,7 +350,7 @@ def test_revoking_ends_access_even_when_the_analyst_owns_objects(
             assert revoke_analyst(session, role_name) is False  # owns a large object in `postgres`
         with pytest.raises(psycopg.OperationalError):  # no login
             _connect_as(url, role_name).close()
-        with _pg_admin(make_url(url).database or "") as conn:
+        with _pg(PG_USER, make_url(url).database or "") as conn:
             assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", [role_name]).fetchone() \
                 == (False,)
             assert not conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", [role_name, ANALYST_GROUP]).fetchone()[0]
@@ -361,5 +360,5 @@ def test_revoking_ends_access_even_when_the_analyst_owns_objects(
         with unit_of_work(factory) as session:
             assert list_analysts(session) == []
     finally:
-        with _pg_admin("postgres") as conn:
+        with _pg(PG_USER, "postgres") as conn:
             conn.execute(f'DROP OWNED BY "{role_name}"')
