@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import PostcallError
 from app.models import Call, Claim, Evidence, ExtractionRun, ReviewEvent, Tenant
-from app.privacy.mask import mask_text
+from app.privacy.mask import masked_copy
 
 DEFAULT_BATCH_SIZE = 2000
 
@@ -186,9 +186,7 @@ def _records(connection: Connection, rows: Sequence[Row[Any]], *, masked: bool) 
 
 def _shown(text: str, stored_masked: str | None, masked: bool) -> str:
     """The text as exported: its stored masked copy (masked now where a row holds none), or as stored."""
-    if not masked:
-        return text
-    return stored_masked if stored_masked is not None else mask_text(text)
+    return masked_copy(stored_masked, text) if masked else text
 
 
 def _iso(value: datetime | None) -> str | None:

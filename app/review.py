@@ -13,7 +13,7 @@ raises `ReviewConflictError` (409). Functions flush; the entry point commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -28,7 +28,7 @@ from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.analyst_fields import analyst_fields, call_clock, due_fields
 from app.pipeline.calls import load_transcript, set_state
 from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
-from app.privacy.mask import MASK_CHAR, CallMasks, mask_text, mask_turns
+from app.privacy.mask import MASK_CHAR, CallMasks, mask_text
 from app.privacy.reads import unmask_selection
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerifiedEvidence
@@ -312,20 +312,19 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         if not 0 <= piece.utterance <= last_index:
             raise ReviewInputError(f"utterance {piece.utterance} does not exist (the call has 0..{last_index})")
     evidence = [EvidenceRef(utterance=piece.utterance, quote=piece.quote) for piece in pieces]
-    texts = [u.text for u in transcript.utterances]
-    masked = mask_turns(texts) if any(MASK_CHAR in ref.quote for ref in evidence) or not principal.can_view_pii \
-        else texts
+    texts = {u.index: u.text for u in transcript.utterances}
+    # The call masked once: for a selection made on the masked page, for the check below, for the quotes.
+    masks = CallMasks(texts)
     if principal.can_view_pii:
         checked = transcript
-        if masked is not texts:  # selected on the masked page: the stored text's span
-            evidence = [EvidenceRef(utterance=ref.utterance,
-                                    quote=unmask_selection(ref.quote, texts[ref.utterance], masked[ref.utterance]))
-                        for ref in evidence]
+        if any(MASK_CHAR in ref.quote for ref in evidence):  # selected on the masked page: the stored span
+            evidence = [EvidenceRef(utterance=ref.utterance, quote=unmask_selection(
+                ref.quote, texts[ref.utterance], masks.utterances[ref.utterance])) for ref in evidence]
     else:
         # Checked against the transcript as this reviewer sees it, masked: against the stored text, whether a
         # selection (or the item's own numbers) was found would tell the masked digits, one guess at a time.
         checked = transcript.model_copy(update={"utterances": [
-            u.model_copy(update={"text": masked[u.index]}) for u in transcript.utterances]})
+            u.model_copy(update={"text": masks.utterances[u.index]}) for u in transcript.utterances]})
     if owner is not None:  # set exactly for action items
         extraction = Extraction(action_items=[ActionItem(text=text, owner=Owner(owner), due=due, evidence=evidence)])
     else:
@@ -355,7 +354,6 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         origin="reviewer",
         created_at=utcnow(),
     )
-    masks = CallMasks({u.index: u.text for u in transcript.utterances})
     claim.evidence = [
         Evidence(**evidence_values(ev, position), quote_masked=masks.quote(ev.quote, ev.utterance, ev.char_start,
                                                                            ev.char_end))
@@ -385,7 +383,7 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
     return claim
 
 
-def _stored_span(ev: VerifiedEvidence, texts: Sequence[str]) -> VerifiedEvidence:
+def _stored_span(ev: VerifiedEvidence, texts: Mapping[int, str]) -> VerifiedEvidence:
     """Evidence verified on the masked transcript, quoting the stored text where its quote holds masked
     characters (the span the same offsets slice)."""
     if MASK_CHAR not in ev.quote or ev.utterance is None or ev.char_start is None or ev.char_end is None:

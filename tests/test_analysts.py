@@ -337,14 +337,11 @@ def test_revoking_ends_access_even_when_the_analyst_owns_objects(
     url, factory, _ = pg_world
     with unit_of_work(factory) as session:
         grant_analyst(session, role_name, "acme")
-    with _connect_as(url, role_name) as conn:
-        conn.execute("BEGIN READ WRITE")
-        conn.execute("SELECT lo_create(0)")
-        conn.execute("COMMIT")
-    with _pg(role_name, "postgres") as elsewhere:
-        elsewhere.execute("BEGIN READ WRITE")
-        elsewhere.execute("SELECT lo_create(0)")
-        elsewhere.execute("COMMIT")
+    for database in (make_url(url).database or "", "postgres"):  # here, and in another database
+        with _pg(role_name, database) as conn:
+            conn.execute("BEGIN READ WRITE")
+            conn.execute("SELECT lo_create(0)")
+            conn.execute("COMMIT")
     try:
         with unit_of_work(factory) as session:
             assert revoke_analyst(session, role_name) is False  # owns a large object in `postgres`

@@ -23,6 +23,12 @@ def sql_type(table: Table, column: str) -> str:
     return str(table.c[column].type.compile(dialect=_DIALECT))
 
 
+def column_list(columns: Sequence[str], prefix: str = "") -> str:
+    """`columns` quoted and comma-separated, each after `prefix` (an alias: "c.")."""
+    quote = _DIALECT.identifier_preparer.quote
+    return ", ".join(f"{prefix}{quote(name)}" for name in columns)
+
+
 def json_record_columns(table: Table, columns: Sequence[str]) -> str:
     """The column definition list of `json_to_recordset(...) AS alias(<this>)` for `columns` of `table`,
     each typed as the table has it."""

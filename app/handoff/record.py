@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from app.db.session import Work, connection_of
 from app.models import CallState, Claim, Evidence, ExtractionRun, ReviewEvent, ReviewStatus, RunStatus, Tenant
 from app.pipeline.note import case_note, stated_as_fact
-from app.privacy.mask import mask_text
+from app.privacy.mask import mask_text, masked_copy
 from app.schemas.grounding import ClaimKind, ClaimStatus
 
 RECORD_VERSION: Literal["postcall.call.v1"] = "postcall.call.v1"
@@ -184,20 +184,15 @@ def _claims_with_evidence(session: Session, run_id: int) -> list[tuple[RecordCla
     for row in rows:
         if row.id not in claims:
             claims[row.id] = (RecordClaim(
-                id=row.id, kind=row.kind, text=_masked_copy(row.text_masked, row.text), owner=row.owner,
+                id=row.id, kind=row.kind, text=masked_copy(row.text_masked, row.text), owner=row.owner,
                 due=row.due, due_date=row.due_date, grounding_status=row.grounding_status,
                 grounding_reason=row.grounding_reason, review_status=row.review_status, origin=row.origin,
             ), [])
         if row.evidence_id is not None:
             claims[row.id][1].append(EvidenceV1(
                 utterance=row.utterance_index, char_start=row.char_start, char_end=row.char_end,
-                quote=_masked_copy(row.quote_masked, row.quote), status=row.status))
+                quote=masked_copy(row.quote_masked, row.quote), status=row.status))
     return list(claims.values())
-
-
-def _masked_copy(stored: str | None, original: str) -> str:
-    """The stored masked copy; the original masked now where a row holds none (the columns are nullable)."""
-    return stored if stored is not None else mask_text(original)
 
 
 def _statement_fields(claim: Any, evidence: list[EvidenceV1]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
@@ -20,12 +19,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db.driver import FixedStatement, run_on_driver
-from app.db.json_rows import json_record_columns, json_rows, sql_type
+from app.db.json_rows import column_list, json_record_columns, json_rows, sql_type
 from app.db.session import Work, connection_of
 from app.db.types import sql_constant
 from app.handoff.outbox import CallChange, EventType, record_event
@@ -373,24 +371,20 @@ def _run_with_claims_sql() -> str:
     The call's UPDATE runs after this statement (with the outbox INSERT), never in it: the rollup
     triggers count a run's claims either at their insert (when the call's current run is already theirs)
     or when the call's current run moves to their run, and a call UPDATE in this statement would fire both."""
-    quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
-
-    def names(columns: Sequence[str], prefix: str = "") -> str:
-        return ", ".join(f"{prefix}{quote(name)}" for name in columns)
-
     run_values = ", ".join(f"%(extraction_runs_{name})s::{sql_type(RUNS, name)}" for name in RUN_INSERT_COLUMNS)
     # The claim's position, beside the evidence columns (typed as the claims' `position`).
     claim_position = f"claim_position {sql_type(CLAIMS, 'position')}"
     # Built from the table definitions only; every value is a bound parameter.
     return (
-        f"WITH new_run AS (INSERT INTO extraction_runs ({names(RUN_INSERT_COLUMNS)}) "  # noqa: S608
+        f"WITH new_run AS (INSERT INTO extraction_runs ({column_list(RUN_INSERT_COLUMNS)}) "  # noqa: S608
         f"VALUES ({run_values}) RETURNING id), "
-        f"new_claims AS (INSERT INTO claims (run_id, {names(CLAIM_INSERT_COLUMNS)}) "
-        f"SELECT new_run.id, {names(CLAIM_INSERT_COLUMNS, 'c.')} FROM new_run, "
+        f"new_claims AS (INSERT INTO claims (run_id, {column_list(CLAIM_INSERT_COLUMNS)}) "
+        f"SELECT new_run.id, {column_list(CLAIM_INSERT_COLUMNS, 'c.')} FROM new_run, "
         f"json_to_recordset(%(claims)s::json) AS c({json_record_columns(CLAIMS, CLAIM_INSERT_COLUMNS)}) "
         "RETURNING id, position), "
-        f"new_evidence AS (INSERT INTO evidence (claim_id, {names(EVIDENCE_INSERT_COLUMNS)}) "
-        f"SELECT new_claims.id, {names(EVIDENCE_INSERT_COLUMNS, 'e.')} FROM json_to_recordset(%(evidence)s::json) "
+        f"new_evidence AS (INSERT INTO evidence (claim_id, {column_list(EVIDENCE_INSERT_COLUMNS)}) "
+        f"SELECT new_claims.id, {column_list(EVIDENCE_INSERT_COLUMNS, 'e.')} "
+        "FROM json_to_recordset(%(evidence)s::json) "
         f"AS e({claim_position}, {json_record_columns(EVIDENCE, EVIDENCE_INSERT_COLUMNS)}) "
         "JOIN new_claims ON new_claims.position = e.claim_position) "
         "SELECT new_run.id, new_claims.id, new_claims.position FROM new_run LEFT JOIN new_claims ON true"

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db.driver import run_on_driver
-from app.db.json_rows import json_record_columns, json_rows
+from app.db.json_rows import column_list, json_record_columns, json_rows
 from app.db.types import as_utc
 from app.errors import DecidedCallError, DuplicateCallError, InvalidInputError
 from app.handoff.outbox import follow_call_owner
@@ -132,8 +132,7 @@ def store_transcript(
     if same_content:
         for name, (_old, new) in corrections.items():
             setattr(existing, name, new)
-        if (existing.agent_id, existing.team) != owner:
-            follow_call_owner(session, existing.id, existing.agent_id, existing.team)
+        _follow_owner(session, existing, owner)
         session.add(_event(tenant_row.id, existing.id, actor, "metadata_corrected",
                            {name: _jsonable(old) for name, (old, _new) in corrections.items()},
                            {name: _jsonable(new) for name, (_old, new) in corrections.items()}))
@@ -149,11 +148,16 @@ def store_transcript(
                        {"transcript_hash": content_hash}))
     for name, value in content.items():
         setattr(existing, name, value)  # the `state` validator keeps review_rank, as `state_columns` has it
-    if (existing.agent_id, existing.team) != owner:
-        follow_call_owner(session, existing.id, existing.agent_id, existing.team)
+    _follow_owner(session, existing, owner)
     session.flush()
     _insert_utterances(session, existing.id, transcript)
     return StoredCall(existing.id, external_id, StoreStatus.replaced, existing.state, existing.llm_mode)
+
+
+def _follow_owner(session: Session, call: Call, owner: tuple[str | None, str | None]) -> None:
+    """When a resubmission gave the call another (agent, team) than `owner`, its events follow it."""
+    if (call.agent_id, call.team) != owner:
+        follow_call_owner(session, call.id, call.agent_id, call.team)
 
 
 def _locked_call(session: Session, tenant_id: int, external_id: str) -> Call | None:
@@ -215,8 +219,8 @@ def _content_columns(
 # The columns of a call's utterances, in the order the transcript gives them.
 _UTTERANCE_COLUMNS = ("index", "speaker", "role", "role_confidence", "start_s", "end_s", "text")
 _INSERT_UTTERANCES_PG = (
-    f"INSERT INTO utterances (call_id, {', '.join(_UTTERANCE_COLUMNS)}) "  # noqa: S608 (table columns only)
-    f"SELECT %(call_id)s, {', '.join('u.' + name for name in _UTTERANCE_COLUMNS)} "
+    f"INSERT INTO utterances (call_id, {column_list(_UTTERANCE_COLUMNS)}) "  # noqa: S608 (table columns only)
+    f"SELECT %(call_id)s, {column_list(_UTTERANCE_COLUMNS, 'u.')} "
     f"FROM json_to_recordset(%(utterances)s::json) AS u({json_record_columns(_UTTERANCES, _UTTERANCE_COLUMNS)})"
 )
 

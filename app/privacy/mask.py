@@ -73,6 +73,17 @@ def _kept_positions(text: str, detection: Detection, digits: int) -> set[int]:
     return kept
 
 
+def mask_utterances(originals: Mapping[int, str]) -> dict[int, str]:
+    """A call's utterances by index, masked together (`mask_turns`: cues and numbers across turns)."""
+    return dict(zip(originals, mask_turns(list(originals.values())), strict=True))
+
+
+def masked_copy(stored: str | None, original: str) -> str:
+    """A text's stored masked copy (`claims.text_masked`, `evidence.quote_masked`), or the original masked
+    now where a row holds none (the columns are nullable)."""
+    return stored if stored is not None else mask_text(original)
+
+
 def masked_span(
     quote: str, utterance: int | None, start: int | None, end: int | None,
     originals: Mapping[int, str], masked: Mapping[int, str],
@@ -98,10 +109,15 @@ class CallMasks:
         self._originals = utterances
         self._masked: dict[int, str] | None = None
 
+    @property
+    def utterances(self) -> dict[int, str]:
+        """The call's utterances masked together, by index (computed once)."""
+        if self._masked is None:
+            self._masked = mask_utterances(self._originals)
+        return self._masked
+
     def quote(self, quote: str, utterance: int | None, start: int | None, end: int | None) -> str:
         if nothing_to_mask(quote):
             return quote
-        if self._masked is None:
-            self._masked = dict(zip(self._originals, mask_turns(list(self._originals.values())), strict=True))
-        span = masked_span(quote, utterance, start, end, self._originals, self._masked)
+        span = masked_span(quote, utterance, start, end, self._originals, self.utterances)
         return span if span is not None else mask_text(quote)

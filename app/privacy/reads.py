@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.privacy.mask import MASK_CHAR, mask_text, mask_turns, masked_span
+from app.privacy.mask import MASK_CHAR, mask_text, mask_utterances, masked_copy, masked_span
 from app.schemas.api import CallDetailOut, ClaimOut, EvidenceOut
 
 # The audit snapshot fields that carry text from a call.
@@ -36,7 +36,7 @@ NO_STORED_MASKS = StoredMasks()
 def mask_call_detail(detail: CallDetailOut, stored: Mapping[int, StoredMasks] | None = None) -> CallDetailOut:
     """The detail masked; `stored`: the claims' stored masked copies, by claim id."""
     originals = {u.index: u.text for u in detail.utterances}
-    masked = dict(zip(originals, mask_turns(list(originals.values())), strict=True))
+    masked = mask_utterances(originals)
     copies = stored or {}
     return detail.model_copy(
         update={
@@ -54,7 +54,7 @@ def mask_claim(
     quotes = [*stored.quotes, *[None] * (len(claim.evidence) - len(stored.quotes))]
     return claim.model_copy(
         update={
-            "text": stored.text if stored.text is not None else mask_text(claim.text),
+            "text": masked_copy(stored.text, claim.text),
             "evidence": [
                 ev.model_copy(update={"quote": _masked_quote(ev, originals, masked, quote_masked)})
                 for ev, quote_masked in zip(claim.evidence, quotes, strict=False)
@@ -84,7 +84,7 @@ def _masked_quote(
     span = masked_span(ev.quote, ev.utterance, ev.char_start, ev.char_end, originals, masked)
     if span is not None:
         return span
-    return quote_masked if quote_masked is not None else mask_text(ev.quote)
+    return masked_copy(quote_masked, ev.quote)
 
 
 def unmask_selection(quote: str, original: str, masked: str) -> str:

@@ -68,7 +68,8 @@ def refuse_unstorable_text(request: Request) -> None:
     would otherwise both be stored as "\ufffd" and collide as one call."""
     if "\x00" in request.url.path:
         raise InvalidInputError(f"the path {NUL_CHARACTER_PROBLEM}")
-    if not _utf8(request.scope.get("raw_path") or b""):
+    raw_path: bytes = request.scope.get("raw_path") or b""
+    if b"%" in raw_path and not _utf8(raw_path):
         raise InvalidInputError(f"the path {INVALID_UTF8_PROBLEM}")
     for name, value in request.query_params.multi_items():
         if "\x00" in name or "\x00" in value:

@@ -20,7 +20,7 @@ from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES
 from app.pipeline.note import case_note, stated_as_fact
 from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out, stored_masks
-from app.privacy.mask import mask_text, mask_turns
+from app.privacy.mask import mask_text, mask_utterances
 from app.privacy.reads import mask_claim, mask_snapshot
 from app.review import DECIDABLE_CALL_STATES, call_events, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
@@ -255,7 +255,7 @@ def build_call_page(session: Session, principal: Principal, call_id: str, *, unm
     ]
     if not unmask:
         originals = {index: text for index, _, _, _, text in rows}
-        masked = dict(zip(originals, mask_turns(list(originals.values())), strict=True))
+        masked = mask_utterances(originals)
         claims = [
             mask_claim(claim, originals, masked, stored_masks(row))
             for claim, row in zip(claims, claim_rows, strict=True)
