@@ -359,3 +359,44 @@ def test_revoking_ends_access_even_when_the_analyst_owns_objects(
     finally:
         with _pg(PG_USER, "postgres") as conn:
             conn.execute(f'DROP OWNED BY "{role_name}"')
+
+
+@pytest.fixture
+def login_name() -> Iterator[str]:
+    """A second login, for a role granted to another: dropped first, whatever happens."""
+    name = f"pc_test_login_{uuid.uuid4().hex[:10]}"
+    yield name
+    with _pg(PG_USER, "postgres") as conn:
+        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+        conn.execute(f'DROP ROLE IF EXISTS "{name}_team"')
+
+
+def test_a_login_holding_the_group_through_another_role_sees_no_tenant(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str, login_name: str
+) -> None:
+    """Granting an analyst role to another login, or the group to a team role, passes on SELECT on the
+    views; the filter must follow: such a login is not bound to a tenant, so it sees nothing (it saw every
+    tenant while only direct members of the group were filtered)."""
+    url, factory, _world = pg_world
+    with unit_of_work(factory) as session:
+        grant_analyst(session, role_name, "acme")
+    team = f"{login_name}_team"
+    with _pg(PG_USER, "postgres") as conn:
+        conn.execute(f'CREATE ROLE "{login_name}" LOGIN IN ROLE "{role_name}"')  # holds the group at depth 2
+        conn.execute(f'CREATE ROLE "{team}" NOLOGIN IN ROLE {ANALYST_GROUP}')
+    with _connect_as(url, login_name) as conn:
+        for view in VIEWS:
+            assert conn.execute(f"SELECT COUNT(*) FROM {view}").fetchone() == (0,), view
+    with _pg(PG_USER, "postgres") as conn:
+        conn.execute(f'REVOKE "{role_name}" FROM "{login_name}"')
+        conn.execute(f'GRANT "{team}" TO "{login_name}"')
+    with _connect_as(url, login_name) as conn:
+        for view in VIEWS:
+            assert conn.execute(f"SELECT COUNT(*) FROM {view}").fetchone() == (0,), view
+    # The analyst itself still sees its tenant, and the owner (a superuser here) every tenant.
+    with _connect_as(url, role_name) as conn:
+        assert {row[0] for row in conn.execute("SELECT DISTINCT tenant FROM analytics_claims")} == {"acme"}
+        assert {row[0] for row in conn.execute("SELECT DISTINCT tenant FROM analytics_call_days")} == {"acme"}
+    with unit_of_work(factory) as session:
+        assert set(session.scalars(text("SELECT DISTINCT tenant FROM analytics_call_days"))) == {"acme", "globex"}
+        assert set(session.scalars(text("SELECT DISTINCT tenant FROM analytics_calls"))) == {"acme", "globex"}
