@@ -6,12 +6,18 @@ Secrets are `SecretStr`: they print as `**********` in logs, reprs and traceback
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Signs session cookies when POSTCALL_SECRET_KEY is unset: for local use only (`postcall serve --dev`).
@@ -194,7 +200,6 @@ class Settings(BaseSettings):
         """Startup check of the worker and the web app: Redis redelivers a dead worker's message after the
         visibility timeout; the reconciler must wait longer, or it re-enqueues calls whose first message is
         still coming back, and every such call is processed twice."""
-        from app.errors import ConfigError
 
         if self.stuck_after_seconds <= self.broker_visibility_timeout:
             raise ConfigError(
@@ -216,6 +221,55 @@ class Settings(BaseSettings):
         )
 
 
+ENV_PREFIX = "POSTCALL_"
+# Variables with the prefix that are not settings: the test suite's and the benchmarks' own switches, and
+# docker-compose's own variables (the published port, the stop grace period).
+NOT_SETTINGS = frozenset({"POSTCALL_UPDATE_SCREENSHOTS", "POSTCALL_RECORD_EXPECTED", "POSTCALL_WEB_PORT",
+                          "POSTCALL_WORKER_STOP_GRACE"})
+NOT_SETTINGS_PREFIXES = ("POSTCALL_TEST_", "POSTCALL_BENCH_")
+
+
+def setting_names() -> frozenset[str]:
+    """Every environment variable name a setting is read from (upper case: names are not case-sensitive)."""
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(f"{ENV_PREFIX}{name}".upper())
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice).upper() for choice in alias.choices)
+        elif isinstance(alias, str):
+            names.add(alias.upper())
+    return frozenset(names)
+
+
+def unknown_settings(names: Iterable[str]) -> list[str]:
+    """One line per variable in `names` that looks like a setting and is none (a misspelled
+    POSTCALL_DATABSE_URL would otherwise be ignored, and the default used in its place), with the nearest
+    setting's name."""
+    known = setting_names()
+    problems = []
+    for name in sorted({n.upper() for n in names}):
+        if not name.startswith(ENV_PREFIX) or name in known or name in NOT_SETTINGS:
+            continue
+        if name.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {nearest[0]}?)" if nearest else ""
+        problems.append(f"{name} is not a setting{hint}")
+    return problems
+
+
+def check_setting_names(environ: Mapping[str, str] | None = None, env_file: Path | str = ".env") -> None:
+    """Refuse a POSTCALL_* variable (in the environment or in `.env`) that no setting reads."""
+    names = list(os.environ if environ is None else environ)
+    if Path(env_file).is_file():
+        names.extend(key for key in dotenv_values(env_file) if key)
+    problems = unknown_settings(names)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    check_setting_names()
     return Settings()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import DEV_SECRET_KEY, Settings
+from app.config import DEV_SECRET_KEY, Settings, check_setting_names
+from app.errors import ConfigError
 from app.health import check_provider
 
 OPENAI_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "POSTCALL_OPENAI_API_KEY", "POSTCALL_OPENAI_BASE_URL")
@@ -67,3 +68,23 @@ def test_secrets_never_show_in_the_settings_repr(clean_env: Path, monkeypatch: p
 @pytest.mark.parametrize("key", [DEV_SECRET_KEY, "", "a", " " * 40, "fifteen-chars-x"])
 def test_the_default_and_an_empty_secret_key_are_unsafe(clean_env: Path, key: str) -> None:
     assert Settings(secret_key=key).secret_key_is_unsafe
+
+
+def test_a_misspelled_setting_is_refused_with_the_nearest_name(clean_env: Path) -> None:
+    """A POSTCALL_* variable no setting reads would be ignored and the default used in its place (a
+    misspelled database URL: every call stored in a local SQLite file)."""
+    with pytest.raises(ConfigError, match=r"POSTCALL_DATABSE_URL is not a setting \(did you mean "
+                                          r"POSTCALL_DATABASE_URL\?\)"):
+        check_setting_names({"POSTCALL_DATABSE_URL": "postgresql+psycopg://db/postcall"})
+    with pytest.raises(ConfigError, match=r"POSTCALL_NOTHING_LIKE_IT is not a setting$"):
+        check_setting_names({"POSTCALL_NOTHING_LIKE_IT": "1"})
+    clean_env.write_text("POSTCALL_LLM_PROVDER=openai\n")  # .env is read too
+    with pytest.raises(ConfigError, match="POSTCALL_LLM_PROVDER"):
+        check_setting_names({})
+    clean_env.write_text("POSTCALL_LLM_PROVIDER=openai\n")
+    # Every setting by its name in any case, the SDK's names, other programs' variables and the test
+    # suite's and benchmarks' own switches pass.
+    known = {f"POSTCALL_{name.upper()}": "x" for name in Settings.model_fields}
+    check_setting_names({**known, "postcall_database_url": "x", "OPENAI_API_KEY": "x", "PATH": "/bin",
+                         "POSTCALL_TEST_PG_PORT": "5432", "POSTCALL_BENCH_PROBE_FILE": "x",
+                         "POSTCALL_UPDATE_SCREENSHOTS": "1"})

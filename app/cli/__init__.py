@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.cli import analysts, batches, calls, demo, export, ingest, ops, privacy, serve, users, webhooks
 from app.cli.render import err_console, safe
 from app.config import get_settings
-from app.errors import PostcallError
+from app.errors import ConfigError, PostcallError
 from app.logging import configure_logging
 
 app = typer.Typer(
@@ -38,6 +38,8 @@ for command in (ingest.ingest, ingest.process, calls.show, calls.verify, calls.s
 def settings_problem(exc: Exception) -> str:
     """What is wrong with the settings, naming each environment variable: pydantic's report without its
     URLs and input echo (which could hold a secret), or the message of a value the logging setup refused."""
+    if isinstance(exc, ConfigError):
+        return str(exc)
     if not isinstance(exc, ValidationError):
         return f"a setting is invalid: {exc}"
     problems = [f"POSTCALL_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
@@ -48,8 +50,8 @@ def settings_problem(exc: Exception) -> str:
 def main() -> None:
     try:
         configure_logging(get_settings().log_level)
-    except (ValidationError, ValueError) as exc:
-        # A malformed POSTCALL_* setting: one line per bad setting, exit 2, as a bad database URL is.
+    except (ValidationError, ValueError, ConfigError) as exc:
+        # A malformed or misspelled POSTCALL_* setting: one line per bad setting, exit 2, as a bad database URL is.
         err_console.print(f"[red]error:[/red] {safe(settings_problem(exc))}", highlight=False)
         sys.exit(2)
     try:
