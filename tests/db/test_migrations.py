@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from app.db.base import Base
-from app.db.migrate import downgrade, upgrade
+from app.db.migrate import downgrade, head_revision, upgrade
 from app.db.session import create_db_engine
+from tests.support.services import temporary_pg_database
 
 EXPECTED_TABLES = {
     "tenants", "users", "calls", "utterances", "extraction_runs", "claims", "evidence", "review_events",
@@ -125,3 +130,22 @@ def test_downgrade_past_the_calls_rebuild_keeps_every_row(
             )).scalar_one() == before["claims"]
     finally:
         engine.dispose()
+
+
+def test_two_upgrades_at_once_both_succeed_on_postgresql() -> None:
+    """Replicas starting together each run `postcall db upgrade`: the second waits for the first (an
+    advisory lock for the migration's transaction) and finds nothing to do; it failed on the tables the
+    first had made."""
+    with temporary_pg_database() as url:
+        env = {**os.environ, "POSTCALL_DATABASE_URL": url}
+        upgrades = [subprocess.Popen([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outcomes = [(done.wait(timeout=120), done.communicate()[1]) for done in upgrades]
+        assert [code for code, _ in outcomes] == [0, 0], outcomes
+        engine = create_db_engine(url)
+        try:
+            with engine.connect() as conn:
+                version = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        finally:
+            engine.dispose()
+        assert version == [head_revision(url)]
