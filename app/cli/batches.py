@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from app.cli.common import JsonOpt, checked_context, refusal_exits
+from app.cli.common import ROW_ID_MAX, JsonOpt, checked_context, refusal_exits
 from app.cli.render import Markup, fail, print_json, print_table, safe, say
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def batches(
     ctx: typer.Context,
     as_json: JsonOpt = False,
     open_only: Annotated[bool, typer.Option("--open", help="Only batches whose calls are not all handled.")] = False,
-    limit: Annotated[int, typer.Option(help="Newest batches shown.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest batches shown.")] = 50,
 ) -> None:
     """List batches, newest first: status, requests answered, calls still waiting in each."""
     if ctx.invoked_subcommand is not None:
@@ -102,7 +102,9 @@ def batches_poll(as_json: JsonOpt = False) -> None:
 
 
 @batches_app.command("cancel")
-def batches_cancel(batch_id: Annotated[int, typer.Argument(help="The batch number `postcall batches` shows.")]) -> None:
+def batches_cancel(
+    batch_id: Annotated[int, typer.Argument(min=1, max=ROW_ID_MAX, help="The batch number `postcall batches` shows.")],
+) -> None:
     """Cancel a batch; the poller then sends its unanswered calls again in the next batch."""
     from app.pipeline.batch import cancel_batch
 
@@ -138,7 +140,7 @@ def batches_export(
 
 @batches_app.command("import")
 def batches_import(
-    batch_id: Annotated[int, typer.Argument(help="The exported batch.")],
+    batch_id: Annotated[int, typer.Argument(min=1, max=ROW_ID_MAX, help="The exported batch.")],
     files: Annotated[list[Path], typer.Argument(help="The runner's output (and error) JSONL files.")],
     as_json: JsonOpt = False,
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.common import (
+    SECONDS_MAX,
     AgentSpeakerOpt,
     FormatOpt,
     JsonOpt,
@@ -136,7 +137,8 @@ def status(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
 
 def reconcile(
     stuck_after: Annotated[
-        int | None, typer.Option(min=0, help="Seconds in queued/processing before a call counts as stuck.")
+        int | None,
+        typer.Option(min=0, max=SECONDS_MAX, help="Seconds in queued/processing before a call counts as stuck."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -22,6 +22,11 @@ from app.pipeline.store import Actor
 # The audit trail names who stored a transcript; from the command line that is the OS account.
 CLI_ACTOR = Actor(f"cli:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}")
 
+# Row ids are 64-bit: a larger number given on the command line is refused by its option, not by the driver.
+ROW_ID_MAX = 2**63 - 1
+# Durations in seconds beyond a century are typing mistakes; Python's dates end at year 9999 anyway.
+SECONDS_MAX = 100 * 366 * 24 * 3600
+
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant slug (default: POSTCALL_DEFAULT_TENANT).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 FormatOpt = Annotated[str, typer.Option("--format", help="Input format, or 'auto' to detect it.")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,8 @@ def export(
     until: Annotated[str | None, typer.Option("--until", help="Calls started before (ISO 8601).")] = None,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = ExportFormat.jsonl,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
+        Path | None, typer.Option("--output", "-o", dir_okay=False,
+                                  help="Write this file instead of standard output (complete or not at all).")
     ] = None,
     unmasked: Annotated[bool, typer.Option(
         "--unmasked", help="Claim texts and quotes as stored, not masked (card numbers, SSNs, accounts).")] = False,
@@ -37,8 +39,23 @@ def export(
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
         else:
-            with output.open("wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
+            write_whole(output, chunks)
     if output is not None:
         err_console.print(f"wrote {safe(output)}", highlight=False)
+
+
+def write_whole(output: Path, chunks: Iterable[bytes]) -> None:
+    """`chunks` into `output` under a temporary name, renamed into place once all are written: an export
+    that fails half-way (the database gone, the disk full) leaves no file that looks complete."""
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        with partial.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        partial.replace(output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -28,7 +28,15 @@ from app.pipeline.inprocess import process_in_process
 from app.pipeline.run import ProcessOutcome
 from app.pipeline.store import StoreStatus
 
-PathsArg = Annotated[list[Path], typer.Argument(help="Transcript files or directories.")]
+
+def _transcript_path(value: str) -> Path:
+    # Path("") is the working directory: an unset shell variable ("$CALLS") would ingest whatever is here.
+    if not value.strip():
+        raise typer.BadParameter("an empty path (a variable that expanded to nothing?)")
+    return Path(value)
+
+
+PathsArg = Annotated[list[Path], typer.Argument(help="Transcript files or directories.", parser=_transcript_path)]
 
 
 def transcript_files(paths: Sequence[Path]) -> list[Path]:

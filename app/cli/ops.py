@@ -33,7 +33,8 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option(help="Parallel tasks (default POSTCALL_WORKER_CONCURRENCY, else the sizing rule).")
+        int | None, typer.Option(min=1, max=10_000,
+                                   help="Parallel tasks (default POSTCALL_WORKER_CONCURRENCY, else the sizing rule).")
     ] = None,
     pool: Annotated[str | None, typer.Option(help="threads | prefork | solo | gevent")] = None,
     loglevel: Annotated[str, typer.Option()] = "INFO",

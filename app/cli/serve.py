@@ -13,7 +13,7 @@ from app.config import get_settings
 
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     reload: Annotated[bool, typer.Option("--reload", help="Restart on code changes (development).")] = False,
     https_only: Annotated[
         bool, typer.Option("--https-only", help="Mark the session cookie Secure (serve behind TLS).")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.common import (
+    ROW_ID_MAX,
     JsonOpt,
     TenantOpt,
     require_tenant_id,
@@ -28,7 +29,7 @@ webhooks_app = typer.Typer(help="Webhook endpoints that receive hand-off events,
                            no_args_is_help=True)
 
 EVENT_NAMES = ", ".join(e.value for e in EventType)
-EndpointArg = Annotated[int, typer.Argument(help="Endpoint id (see `webhooks list`).")]
+EndpointArg = Annotated[int, typer.Argument(min=1, max=ROW_ID_MAX, help="Endpoint id (see `webhooks list`).")]
 
 
 def _endpoint_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
@@ -116,7 +117,9 @@ def webhooks_rotate_secret(endpoint_id: EndpointArg, tenant: TenantOpt = None, a
 def webhooks_deliveries(
     tenant: TenantOpt = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only dead-lettered or failing deliveries.")] = False,
-    endpoint: Annotated[int | None, typer.Option("--endpoint", help="Only this endpoint.")] = None,
+    endpoint: Annotated[
+        int | None, typer.Option("--endpoint", min=1, max=ROW_ID_MAX, help="Only this endpoint.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     show_attempts: Annotated[bool, typer.Option("--attempts", help="Also every attempt: outcome, HTTP status, "
                                                                      "latency, error.")] = False,
@@ -158,7 +161,9 @@ def webhooks_deliveries(
 
 @webhooks_app.command("replay")
 def webhooks_replay(
-    delivery_ids: Annotated[list[int] | None, typer.Argument(help="Delivery ids to send again.")] = None,
+    delivery_ids: Annotated[
+        list[int] | None, typer.Argument(min=1, max=ROW_ID_MAX, help="Delivery ids to send again.")
+    ] = None,
     event: Annotated[str | None, typer.Option("--event", help="Every delivery of this event id.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Every dead-lettered delivery.")] = False,
     tenant: TenantOpt = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import stat
 from pathlib import Path
 
 from app.config import get_settings
@@ -105,7 +106,11 @@ def load_transcript(
     try:
         if path.is_dir():
             raise IngestError(source, None, "is a directory, not a transcript file")
-        size = path.stat().st_size
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            # Opening a named pipe waits for a writer that may never come: the command would hang.
+            raise IngestError(source, None, "not a regular file (a pipe, socket or device); give the file itself")
+        size = status.st_size
         if size > limit:
             raise _too_large(source, size, limit)
         with path.open("rb") as handle:

@@ -163,3 +163,68 @@ def test_a_malformed_setting_is_one_line_and_exit_2(tmp_path: Path, variable: st
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3
     assert variable in done.stderr or value in done.stderr
+
+
+def test_a_misspelled_setting_stops_the_command(tmp_path: Path) -> None:
+    # Ignored before: `postcall` ran on the default SQLite file in the working directory.
+    env = {**os.environ, "POSTCALL_DATABSE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    done = subprocess.run([sys.executable, "-m", "app.cli", "status"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "POSTCALL_DATABSE_URL is not a setting" in done.stderr and "POSTCALL_DATABASE_URL?" in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing created
+
+
+def test_an_empty_path_is_refused_not_read_as_the_working_directory(
+    migrated: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unset shell variable ("postcall ingest $CALLS") gave Path(""), the working directory: every
+    # transcript-like file there was ingested.
+    _native(tmp_path / "stray.json", "stray", [("Agent", "Hello."), ("Customer", "Hi.")])
+    monkeypatch.chdir(tmp_path)
+    for command in ("ingest", "process"):
+        code, out, err = _invoke(command, "")
+        assert code == 2, (command, out, err)
+        assert "empty path" in err and "stray" not in out + err
+
+
+def test_a_named_pipe_is_refused_instead_of_waiting_for_a_writer(migrated: None, tmp_path: Path) -> None:
+    pipe = tmp_path / "call.json"
+    os.mkfifo(pipe)
+    done = subprocess.run([sys.executable, "-m", "app.cli", "ingest", str(pipe)], capture_output=True, text=True,
+                          timeout=60, check=False, env={**os.environ})
+    assert done.returncode == 1, done.stderr
+    assert "not a regular file" in done.stderr
+
+
+def test_export_to_a_folder_or_a_missing_folder_is_one_line_and_no_partial_file(
+    migrated: None, tmp_path: Path
+) -> None:
+    code, _, err = _invoke("process", str(_native(tmp_path / "c.json", "c-1", [
+        ("Agent", "I will send the form today."), ("Customer", "Thanks.")])))
+    assert code == 0, err
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, _, err = _invoke("export", "-o", str(folder))
+    assert code == 2 and "is a directory" in err, err
+    code, _, err = _invoke("export", "-o", str(tmp_path / "missing" / "x.jsonl"))
+    assert code == 2 and "cannot write" in err and "Traceback" not in err, err
+    code, _, err = _invoke("export", "-o", str(folder / "x.jsonl"))
+    assert code == 0, err
+    assert [p.name for p in folder.iterdir()] == ["x.jsonl"]  # renamed into place, nothing partial left
+    assert json.loads((folder / "x.jsonl").read_text(encoding="utf-8").splitlines()[0])
+
+
+@pytest.mark.parametrize("args", [
+    ("reconcile", "--stuck-after", "99999999999999999999999"),
+    ("webhooks", "disable", "99999999999999999999"),
+    ("webhooks", "replay", "0"),
+    ("batches", "cancel", "0"),
+    ("batches", "--limit", "-5"),
+    ("serve", "--port", "70000"),
+])
+def test_numbers_out_of_range_are_refused_by_their_option(migrated: None, args: tuple[str, ...]) -> None:
+    code, _, err = _invoke(*args)
+    assert code == 2, err
+    assert "Invalid value" in err
