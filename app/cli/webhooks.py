@@ -100,12 +100,19 @@ def _warn_if_secrets_unprotected(settings: Settings) -> None:
 
 
 @webhooks_app.command("rotate-secret")
-def webhooks_rotate_secret(endpoint_id: EndpointArg, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
+def webhooks_rotate_secret(
+    endpoint_id: EndpointArg,
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Rotate even while the secret before the last rotation still signs: it stops at once "
+                        "(for a leaked secret).")] = False,
+) -> None:
     """Give an endpoint a new signing secret. For 24 h deliveries carry both signatures (old and new)."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         endpoint = hooks.get_endpoint(session, require_tenant_id(session, slug), endpoint_id)
-        secret = hooks.rotate_secret(session, ctx.settings, endpoint)
+        secret = hooks.rotate_secret(session, ctx.settings, endpoint, force=force)
     _warn_if_secrets_unprotected(ctx.settings)
     if as_json:
         print_json({"id": endpoint_id, "secret": secret})

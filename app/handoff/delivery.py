@@ -14,6 +14,7 @@ and the lost attempt is marked `lost`. A receiver may therefore see an event twi
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,12 +32,16 @@ from app.db.session import unit_of_work
 from app.errors import ConfigError
 from app.handoff.endpoints import disable_endpoint
 from app.handoff.secrets import SecretBox
-from app.handoff.urls import WebhookUrlError, check_endpoint_url
+from app.handoff.urls import WebhookUrlError, attempt_deadline, check_endpoint_url
 from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
 from app.pipeline.retry import retry_countdown
 
+logger = logging.getLogger(__name__)
+
 MAX_ERROR_CHARS = 2_000
+# How much of an error answer's body is read, for its message.
+ERROR_BODY_BYTES = 200
 # The lease outlives the request timeout by this much, so a slow but live worker is never overtaken.
 LEASE_MARGIN_SECONDS = 5.0
 # A Retry-After beyond this is capped: the retry period still bounds the whole effort.
@@ -143,7 +148,7 @@ def _earlier_pending(endpoint_id: Any, call_id: Any, outbox_id: Any) -> Exists:
 _LEASE_ROW = (
     select(
         WebhookDelivery.status, WebhookDelivery.lease_until, WebhookDelivery.next_attempt_at,
-        WebhookEndpoint.url, WebhookEndpoint.active, WebhookEndpoint.secret_encrypted,
+        WebhookDelivery.retry_until, WebhookEndpoint.url, WebhookEndpoint.active, WebhookEndpoint.secret_encrypted,
         WebhookEndpoint.previous_secret_encrypted, WebhookEndpoint.previous_secret_expires_at,
         OutboxEvent.event_id, OutboxEvent.payload,
         _earlier_pending(WebhookDelivery.endpoint_id, WebhookDelivery.call_id, WebhookDelivery.outbox_id)
@@ -226,6 +231,11 @@ def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: Secr
     if row.lease_until is not None:
         # A lapsed lease: the worker holding it died mid-send, and its attempt never finished.
         connection.execute(_LOSE_IN_FLIGHT_ATTEMPTS, {"lapsed_delivery_id": delivery_id, "now": now})
+        if row.retry_until <= now:
+            # Only a finished attempt checked the retry period: one that kept dying never ended.
+            _set_delivery(session, delivery_id, **_finished(DeliveryStatus.dead, now,
+                                                            "retry period over; last attempt lost"))
+            return DeliveryReport(DeliveryResult.dead)
     if not row.active:
         _set_delivery(session, delivery_id, **_finished(DeliveryStatus.dead, now, "endpoint disabled"))
         return DeliveryReport(DeliveryResult.dead)
@@ -258,7 +268,7 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() also takes "²", which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -269,27 +279,57 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def printable(text: str) -> str:
+    """`text` without what a stored message must not hold: NUL (PostgreSQL refuses it in text, and the
+    attempt's record failed, leaving it in flight for ever) and other control characters, each shown as
+    its escape."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The start of an error answer's body, read raw: never decompressed (a small gzip body can unpack to
+    gigabytes) and never past ERROR_BODY_BYTES."""
+    head = b""
+    for chunk in response.iter_raw():
+        head += chunk
+        if len(head) >= ERROR_BODY_BYTES:
+            break
+    if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+        return f"({response.headers['content-encoding']}-encoded body not read)"
+    return printable(head[:ERROR_BODY_BYTES].decode("utf-8", errors="replace"))
+
+
 def _send(client: httpx.Client, leased: _Leased, policy: DeliveryPolicy) -> _Response:
     started = time.perf_counter()
     try:
         check_endpoint_url(leased.url, allow_private=policy.allow_private)
     except WebhookUrlError as exc:
+        if exc.temporary:  # the name did not resolve this time: a DNS hiccup is retried, as a refused connection
+            return _Response(None, None, str(exc), 0.0)
         return _Response(None, None, f"refused: {exc}", 0.0)
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
+        # The answer's body is read only for an error message: no compressed one.
+        "accept-encoding": "identity",
         **signature_headers(leased.event_id, leased.body, leased.secrets, utcnow()),
     }
+    # The whole attempt ends by the timeout, however slowly the receiver answers (webhook_transport).
+    deadline = attempt_deadline.set(time.monotonic() + policy.timeout)
     try:
-        response = client.post(leased.url, content=leased.body.encode(), headers=headers, timeout=policy.timeout,
-                               follow_redirects=False)
+        with client.stream("POST", leased.url, content=leased.body.encode(), headers=headers,
+                           timeout=policy.timeout, follow_redirects=False) as response:
+            # A success's body is not read (closing the stream drops the connection if the body is long).
+            error = None if response.is_success else f"HTTP {response.status_code}: {_error_text(response)}"
     except httpx.TimeoutException as exc:
         return _Response(None, None, f"timeout after {policy.timeout:g}s ({type(exc).__name__})",
                          (time.perf_counter() - started) * 1000.0)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is not an HTTPError
-        return _Response(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - started) * 1000.0)
+        return _Response(None, None, printable(f"{type(exc).__name__}: {exc}"),
+                         (time.perf_counter() - started) * 1000.0)
+    finally:
+        attempt_deadline.reset(deadline)
     latency = (time.perf_counter() - started) * 1000.0
-    error = None if response.is_success else f"HTTP {response.status_code}: {response.text[:200]}"
     return _Response(response.status_code, retry_after_seconds(response.headers.get("retry-after"), utcnow()),
                      error, latency)
 
@@ -373,8 +413,14 @@ def deliver(
         leased = _lease(session, delivery_id, policy, box, utcnow())
     if isinstance(leased, DeliveryReport):
         return leased
-    response = _send(client, leased, policy) if leased.unsignable is None else \
-        _Response(None, None, f"not sent: {leased.unsignable}", 0.0)
+    if leased.unsignable is not None:
+        response = _Response(None, None, f"not sent: {leased.unsignable}", 0.0)
+    else:
+        try:
+            response = _send(client, leased, policy)
+        except Exception as exc:  # recorded: an escape left the attempt in flight, sent again blind
+            logger.exception("webhook delivery %s failed unexpectedly", delivery_id)
+            response = _Response(None, None, printable(f"not sent: {type(exc).__name__}: {exc}"), 0.0)
     with unit_of_work(factory) as session:
         return _record(session, delivery_id, leased, response, policy, utcnow())
 

@@ -106,11 +106,25 @@ def disable_endpoint(session: Session, endpoint: WebhookEndpoint, reason: str) -
     return endpoint
 
 
-def rotate_secret(session: Session, settings: Settings, endpoint: WebhookEndpoint) -> str:
-    """A new signing secret. The previous one keeps signing too (two signatures) for ROTATION_OVERLAP."""
+class RotationInProgressError(PostcallError):
+    """The endpoint's previous secret still signs: rotating again would drop it before its overlap ends."""
+
+
+def rotate_secret(session: Session, settings: Settings, endpoint: WebhookEndpoint, *, force: bool = False) -> str:
+    """A new signing secret. The previous one keeps signing too (two signatures) for ROTATION_OVERLAP.
+
+    Only one previous secret is kept: during an overlap a second rotation (the printed secret lost, say)
+    would drop the original at once, and a receiver still on it would refuse every delivery. Refused then,
+    unless `force` (the original is compromised: dropping it at once is the point)."""
+    now = utcnow()
+    expires = endpoint.previous_secret_expires_at
+    if not force and endpoint.previous_secret_encrypted and expires is not None and expires > now:
+        raise RotationInProgressError(
+            f"the secret before the last rotation still signs until {expires:%Y-%m-%d %H:%M} UTC; rotating "
+            "again now drops it at once (receivers still using it refuse every delivery): wait, or force it")
     secret = generate_secret()
     endpoint.previous_secret_encrypted = endpoint.secret_encrypted
-    endpoint.previous_secret_expires_at = utcnow() + ROTATION_OVERLAP
+    endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
     endpoint.secret_encrypted = SecretBox.from_settings(settings).seal(secret)
     session.flush()
     return secret

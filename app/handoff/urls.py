@@ -2,7 +2,7 @@
 
 Checked when an endpoint is registered and again before every attempt (a DNS answer can change), and
 the workers' transport connects only to the public address it resolved and checked for that connection
-(`public_only_transport`), so a name that answers differently between the check and the connect cannot
+(`webhook_transport`), so a name that answers differently between the check and the connect cannot
 reach the box's network either.
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 import unicodedata
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +26,12 @@ MAX_URL_CHARS = 2_000
 
 
 class WebhookUrlError(PermanentError):
-    """The endpoint URL is malformed, not https, or resolves to a refused address."""
+    """The endpoint URL is malformed, not https, or resolves to a refused address. `temporary`: its host did
+    not resolve, which may change (refused on registration, retried on delivery)."""
+
+    def __init__(self, message: str, *, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
 
 
 # NAT64's well-known prefix: the last 32 bits are an IPv4 address the translator connects to.
@@ -92,7 +99,7 @@ def public_addresses(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise WebhookUrlError(f"the endpoint host {host!r} does not resolve: {exc}") from None
+        raise WebhookUrlError(f"the endpoint host {host!r} does not resolve: {exc}", temporary=True) from None
     addresses = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
@@ -107,7 +114,59 @@ def public_addresses(host: str, port: int) -> list[str]:
     return addresses
 
 
-class _PublicOnlyBackend(httpcore.SyncBackend):
+# When the current attempt must be over (time.monotonic()), set by the sender around each request.
+# httpx's timeouts bound each read and write, not a request: a receiver answering a byte a second, or its
+# headers a byte a second, held an attempt for minutes, past its lease (the sweep then sent the event
+# again while the first attempt still ran) and held the worker's thread with it.
+attempt_deadline: ContextVar[float | None] = ContextVar("webhook_attempt_deadline", default=None)
+
+
+def _within_deadline(timeout: float | None, exceeded: type[Exception]) -> float | None:
+    """`timeout` cut to what is left of the attempt; `exceeded` raised once nothing is."""
+    deadline = attempt_deadline.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise exceeded("the attempt's time is up")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the attempt's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _within_deadline(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _within_deadline(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(
+            ssl_context, server_hostname, _within_deadline(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    """Connections bounded by the attempt's deadline (`attempt_deadline`)."""
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(super().connect_tcp(
+            host, port, timeout=_within_deadline(timeout, httpcore.ConnectTimeout), local_address=local_address,
+            socket_options=socket_options))
+
+
+class _PublicOnlyBackend(_DeadlineBackend):
     """Connects to the address it has just checked. Checking the URL and then letting the client resolve
     the name again leaves a window (DNS rebinding: public on the check, 127.0.0.1 on the connect); here the
     name is resolved once per connection, every answer checked, and the socket opened to that address. TLS
@@ -131,8 +190,9 @@ class _PublicOnlyBackend(httpcore.SyncBackend):
                                    socket_options=socket_options)
 
 
-def public_only_transport(limits: httpx.Limits) -> httpx.HTTPTransport:
-    """An HTTP transport whose connections go only to public addresses, checked at connect time."""
+def webhook_transport(limits: httpx.Limits, *, public_only: bool) -> httpx.HTTPTransport:
+    """The workers' HTTP transport: every request ends by its attempt's deadline (`attempt_deadline`) and,
+    `public_only`, connects only to public addresses, checked at connect time."""
     transport = httpx.HTTPTransport(limits=limits)
     # httpx builds its connection pool without a way to pass a network backend: the same pool, built again
     # with ours (httpx's default TLS context and settings for this transport, with these limits).
@@ -141,6 +201,13 @@ def public_only_transport(limits: httpx.Limits) -> httpx.HTTPTransport:
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_PublicOnlyBackend(),
+        network_backend=_PublicOnlyBackend() if public_only else _DeadlineBackend(),
     )
     return transport
+
+
+def webhook_client(limits: httpx.Limits, *, public_only: bool) -> httpx.Client:
+    """The client the workers deliver with (`webhook_transport`). Mounted for every URL rather than given as
+    `transport`, which would turn off the proxies the environment names (HTTPS_PROXY, NO_PROXY): those, more
+    specific, still take their URLs (through a proxy only httpx's own timeouts apply)."""
+    return httpx.Client(limits=limits, mounts={"all://": webhook_transport(limits, public_only=public_only)})

@@ -34,7 +34,7 @@ from app.errors import (
     PostcallError,
 )
 from app.export import ExportError
-from app.handoff.endpoints import WebhookInputError
+from app.handoff.endpoints import RotationInProgressError, WebhookInputError
 from app.handoff.feed import CursorError
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.urls import WebhookUrlError
@@ -96,6 +96,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (DuplicateCallError, status.HTTP_409_CONFLICT),
     (DecidedCallError, status.HTTP_409_CONFLICT),
     (UserExistsError, status.HTTP_409_CONFLICT),
+    (RotationInProgressError, status.HTTP_409_CONFLICT),
     (api.PayloadTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
     (IngestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (InvalidInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),

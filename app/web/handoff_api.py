@@ -28,7 +28,7 @@ from app.schemas.api import EndpointOut
 from app.web.api import ERRORS, FORBIDDEN, INVALID
 from app.web.deps import ApiUser, DbSession, web_state
 from app.web.queue import MAX_RECORD_ID
-from app.web.schemas import NO_NUL_PATTERN, StorableStr
+from app.web.schemas import NO_NUL_PATTERN, ErrorOut, StorableStr
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -145,13 +145,17 @@ def post_webhook_disable(endpoint_id: EndpointIdPath, principal: ApiUser, db: Db
 
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", tags=["hand-off"],
-             summary="A new signing secret (the old one also signs for 24 h)", responses=FORBIDDEN)
+             summary="A new signing secret (the old one also signs for 24 h)",
+             responses={**FORBIDDEN, 409: {"model": ErrorOut, "description": "A rotation's overlap is running "
+                                                                             "(force=true drops the old secret)."}})
 def post_webhook_rotate(
-    endpoint_id: EndpointIdPath, request: Request, principal: ApiUser, db: DbSession
+    endpoint_id: EndpointIdPath, request: Request, principal: ApiUser, db: DbSession,
+    force: Annotated[bool, Query(description="Rotate even during the last rotation's overlap: the secret "
+                                             "before it stops signing at once (for a leaked secret).")] = False,
 ) -> EndpointSecretOut:
     principal.require(principal.can_manage_users, "manage webhooks")
     endpoint = get_endpoint(db, principal.tenant_id, endpoint_id)
-    secret = rotate_secret(db, web_state(request).settings, endpoint)
+    secret = rotate_secret(db, web_state(request).settings, endpoint, force=force)
     db.commit()
     return EndpointSecretOut(**EndpointOut.model_validate(endpoint).model_dump(), secret=secret)
 

@@ -16,7 +16,7 @@ from app.db.session import unit_of_work
 from app.handoff.delivery import DeliveryPolicy, dead_letter_disabled, deliver, sweep_due_deliveries
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.secrets import SecretBox
-from app.handoff.urls import public_only_transport
+from app.handoff.urls import webhook_client
 from app.models.tables import utcnow
 from app.worker.celery_app import celery_app
 from app.worker.enqueue import enqueue_deliveries
@@ -49,10 +49,7 @@ def _get_sender() -> _Sender:
             policy = DeliveryPolicy.from_settings(settings)
             limits = httpx.Limits(max_connections=max(10, worker_sizing(settings).concurrency * 2))
             # Outside POSTCALL_WEBHOOK_ALLOW_PRIVATE, connections go only to the public address checked for them.
-            # Mounted for every URL rather than given as `transport`, which would turn off the proxies the
-            # environment names (HTTPS_PROXY, NO_PROXY): those, more specific, still take their URLs.
-            transport = httpx.HTTPTransport(limits=limits) if policy.allow_private else public_only_transport(limits)
-            client = httpx.Client(limits=limits, mounts={"all://": transport})
+            client = webhook_client(limits, public_only=not policy.allow_private)
             _sender = _Sender(policy, SecretBox.from_settings(settings), client)
         return _sender
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,14 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db.session import unit_of_work
 from app.handoff.delivery import (
+    AttemptOutcome,
     DeliveryPolicy,
     DeliveryResult,
     deliver,
     retry_after_seconds,
     sweep_due_deliveries,
 )
-from app.handoff.endpoints import get_endpoint, replay_deliveries, rotate_secret
+from app.handoff.endpoints import RotationInProgressError, get_endpoint, replay_deliveries, rotate_secret
 from app.handoff.secrets import SecretBox
+from app.handoff.urls import webhook_client
 from app.models import (
     DeliveryStatus,
     OutboxEvent,
@@ -34,7 +38,7 @@ from app.models import (
 from app.models.tables import utcnow
 from app.review import CallDecision, decide_call
 from tests.handoff.conftest import make_principal, processed_call, register
-from tests.support.receiver import Received, Reply, Script, running_receiver, verify
+from tests.support.receiver import Received, Reply, Script, raw_receiver, running_receiver, verify
 
 # The timeout is generous: on a loaded 2-core box a loopback answer has taken longer than half a second, and
 # a test that expects success must not see a timeout. Only the timeout test uses a short one.
@@ -45,7 +49,7 @@ SHORT_TIMEOUT = dataclasses.replace(POLICY, timeout=0.5)
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as http:
+    with webhook_client(httpx.Limits(), public_only=False) as http:  # the workers' client
         yield http
 
 
@@ -275,6 +279,26 @@ def test_a_rotated_secret_signs_alongside_the_old_one(
     verify(request, old_secret)
 
 
+def test_a_second_rotation_during_the_overlap_is_refused_unless_forced(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    # Only one previous secret is kept: rotating twice (the printed secret lost) dropped the original at
+    # once, and a receiver still on it refused every delivery.
+    endpoint_id, _ = register(session_factory, "http://127.0.0.1:9/hooks")
+    with unit_of_work(session_factory) as session:
+        endpoint = session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        rotate_secret(session, allow_private, endpoint)
+        kept = endpoint.previous_secret_encrypted
+        with pytest.raises(RotationInProgressError, match="still signs until"):
+            rotate_secret(session, allow_private, endpoint)
+        assert endpoint.previous_secret_encrypted == kept
+        rotate_secret(session, allow_private, endpoint, force=True)  # a leaked secret: drop it now
+        assert endpoint.previous_secret_encrypted != kept
+        endpoint.previous_secret_expires_at = utcnow() - timedelta(seconds=1)  # the overlap over
+        rotate_secret(session, allow_private, endpoint)
+
+
 def test_a_dead_letter_is_replayed_with_the_same_webhook_id(
     session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
 ) -> None:
@@ -309,3 +333,110 @@ def test_a_secret_this_worker_cannot_decrypt_is_a_failed_attempt_saying_so(
     assert failed.last_error is not None and "cannot be decrypted" in failed.last_error
     assert failed.finished_at is None  # retried on the policy's backoff, dead-lettered after its period
     assert attempts(session_factory, delivery.id) == [("retry", None)]
+
+
+def _drip_headers(connection: socket.socket) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(100):  # a header that never ends, a byte every 0.1 s: each read is quick, the whole is not
+        connection.sendall(b"X")
+        time.sleep(0.1)
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_at_the_timeout(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # httpx's timeout bounds each read: the attempt ran 10 s, past its lease (timeout + 5 s), and the sweep
+    # sent the same event again meanwhile.
+    with raw_receiver(_drip_headers) as url:
+        register(session_factory, url)
+        call_id = processed_call(session_factory, "del-drip")
+        (delivery,) = deliveries(session_factory, call_id)
+        started = time.monotonic()
+        assert send(session_factory, delivery.id, client, SHORT_TIMEOUT, settings=allow_private) is DeliveryResult.retry
+        elapsed = time.monotonic() - started
+    assert elapsed < SHORT_TIMEOUT.lease_seconds
+    (waiting,) = deliveries(session_factory, call_id)
+    assert waiting.last_error is not None and "timeout" in waiting.last_error
+
+
+def _answer(status: bytes, body: bytes, *headers: bytes) -> Callable[[socket.socket], None]:
+    def answer(connection: socket.socket) -> None:
+        head = b"".join(header + b"\r\n" for header in (*headers, b"Content-Length: %d" % len(body)))
+        connection.sendall(b"HTTP/1.1 " + status + b"\r\n" + head + b"\r\n" + body)
+    return answer
+
+
+# 20 kB that unpack to 20 MB (a 1.5 MB body that unpacked to 1.5 GB took a worker to 21 GB of memory).
+GZIP_BOMB = gzip.compress(b"\0" * 20_000_000)
+ERROR_ANSWERS = {
+    "gzip": (_answer(b"500 Oops", GZIP_BOMB, b"Content-Encoding: gzip"), "HTTP 500: (gzip-encoded body not read)"),
+    # NUL: PostgreSQL refused the attempt's record, which stayed in flight and was sent again and again.
+    "nul": (_answer(b"500 Oops", b"bad\x00thing \x1b[31mred" + b"x" * 5000), "HTTP 500: bad\\x00thing \\x1b[31mred"),
+}
+
+
+@pytest.mark.parametrize("kind", list(ERROR_ANSWERS))
+def test_an_error_body_is_read_raw_and_short_and_stored_printable(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client, kind: str
+) -> None:
+    answer, expected = ERROR_ANSWERS[kind]
+    with raw_receiver(answer) as url:
+        register(session_factory, url)
+        call_id = processed_call(session_factory, f"del-{kind}")
+        (delivery,) = deliveries(session_factory, call_id)
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.retry
+    (waiting,) = deliveries(session_factory, call_id)
+    assert waiting.last_error is not None and waiting.last_error.startswith(expected), waiting.last_error
+    assert len(waiting.last_error) < 300
+    with unit_of_work(session_factory) as session:
+        outcomes = session.scalars(select(WebhookAttempt.outcome).where(
+            WebhookAttempt.delivery_id == delivery.id)).all()
+    assert outcomes == [AttemptOutcome.retry]
+
+
+def test_retry_after_takes_ascii_digits_only() -> None:
+    now = utcnow()
+    assert retry_after_seconds("120", now) == 120.0
+    assert retry_after_seconds("²", now) is None  # str.isdigit() took it, float() raised: the worker crashed
+    assert retry_after_seconds("١٢", now) is None
+
+
+def test_a_lease_lapsed_past_the_retry_period_is_dead_lettered_not_sent_again(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # Only a finished attempt checked the retry period: a delivery whose attempts kept dying was sent for ever.
+    with running_receiver() as receiver:
+        register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-lapsed")
+        (delivery,) = deliveries(session_factory, call_id)
+        past = utcnow() - timedelta(seconds=1)
+        with unit_of_work(session_factory) as session:
+            session.execute(update(WebhookDelivery).values(lease_until=past, retry_until=past))
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.dead
+    (dead,) = deliveries(session_factory, call_id)
+    assert dead.status is DeliveryStatus.dead
+    assert dead.last_error is not None and "retry period over" in dead.last_error
+    assert receiver.all_requests() == []
+
+
+def test_a_host_that_does_not_resolve_this_time_is_retried_not_dead_lettered(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, client: httpx.Client
+) -> None:
+    # A DNS hiccup was "refused:" and dead-lettered on the first attempt, as a private address is. The
+    # resolver is stubbed (no query leaves the box): a public answer at registration, a failure at delivery.
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_a, **_k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                                                                     ("93.184.215.14", 443))])
+    register(session_factory, "https://crm.example.com/hook")
+    call_id = processed_call(session_factory, "del-dns")
+    (delivery,) = deliveries(session_factory, call_id)
+
+    def no_answer(*_args: object, **_kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_answer)
+    public_only = dataclasses.replace(POLICY, allow_private=False)
+    assert send(session_factory, delivery.id, client, public_only) is DeliveryResult.retry
+    (waiting,) = deliveries(session_factory, call_id)
+    assert waiting.status is DeliveryStatus.pending
+    assert waiting.last_error is not None and "does not resolve" in waiting.last_error
+    assert not waiting.last_error.startswith("refused")

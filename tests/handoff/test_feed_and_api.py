@@ -189,6 +189,11 @@ def test_webhook_endpoints_api_is_admin_only_and_tenant_scoped(
 
     rotated = api.post(f"/api/webhooks/{body['id']}/rotate-secret", headers=bearer(admin)).json()
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != body["secret"]
+    # Again during the overlap: refused (it would drop the original secret at once), unless forced.
+    again = api.post(f"/api/webhooks/{body['id']}/rotate-secret", headers=bearer(admin))
+    assert again.status_code == 409 and "still signs" in again.text
+    forced = api.post(f"/api/webhooks/{body['id']}/rotate-secret?force=true", headers=bearer(admin))
+    assert forced.status_code == 200 and forced.json()["secret"] not in (rotated["secret"], body["secret"])
     disabled = api.post(f"/api/webhooks/{body['id']}/disable", headers=bearer(admin)).json()
     assert disabled["active"] is False and "ada" in disabled["disabled_reason"]
 

@@ -7,7 +7,7 @@ import pytest
 
 from app.errors import ConfigError
 from app.handoff.secrets import SecretBox, generate_secret
-from app.handoff.urls import WebhookUrlError, check_endpoint_url, public_only_transport
+from app.handoff.urls import WebhookUrlError, check_endpoint_url, webhook_client
 from tests.support.receiver import running_receiver
 
 
@@ -78,7 +78,7 @@ def test_secrets_are_standard_webhooks_secrets_stored_encrypted() -> None:
 def test_the_workers_transport_connects_to_the_address_it_checked() -> None:
     # What the check resolved is what the socket connects to: the request reaches the loopback receiver
     # only through the address the (here stubbed) resolution said is public, under the URL's own host name.
-    with running_receiver() as receiver, httpx.Client(transport=public_only_transport(httpx.Limits())) as client:
+    with running_receiver() as receiver, webhook_client(httpx.Limits(), public_only=True) as client:
         port = receiver.port
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("app.handoff.urls.public_addresses", lambda host, port: ["127.0.0.1"])
@@ -90,7 +90,7 @@ def test_the_workers_transport_connects_to_the_address_it_checked() -> None:
 def test_the_workers_transport_never_connects_to_a_private_address() -> None:
     # A name that resolves to loopback when the connection is opened (DNS rebinding after the check): no
     # connection at all, so no request and no error text describing the box's network.
-    with running_receiver() as receiver, httpx.Client(transport=public_only_transport(httpx.Limits())) as client:
+    with running_receiver() as receiver, webhook_client(httpx.Limits(), public_only=True) as client:
         port = receiver.port
         with pytest.raises(httpx.ConnectError, match=r"refused: .*localhost.* resolves to"):
             client.post(f"http://localhost:{port}/hook", content=b"{}")
@@ -100,7 +100,7 @@ def test_the_workers_transport_never_connects_to_a_private_address() -> None:
 def test_the_workers_transport_tries_each_checked_address() -> None:
     # As socket.create_connection does for a name: the first address refusing (a dead A record, IPv6 on a
     # box without it) is not the end of the attempt.
-    with running_receiver() as receiver, httpx.Client(transport=public_only_transport(httpx.Limits())) as client:
+    with running_receiver() as receiver, webhook_client(httpx.Limits(), public_only=True) as client:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("app.handoff.urls.public_addresses", lambda host, port: ["127.0.0.2", "127.0.0.1"])
             response = client.post(f"http://two.invalid:{receiver.port}/hook", content=b"{}")

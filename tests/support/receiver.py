@@ -161,3 +161,46 @@ def verify(request: Received, secret: str) -> dict[str, Any]:
     """Verify the Standard Webhooks signature the way a receiver would; raises when it does not match."""
     payload: dict[str, Any] = Webhook(secret).verify(request.body, request.headers)
     return payload
+
+
+@contextmanager
+def raw_receiver(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A loopback HTTP server that reads each request's head and body, then hands the connection to
+    `answer`, which writes whatever bytes it likes, as slowly as it likes (what `Receiver` cannot: a
+    dripping answer, a compressed or binary error body). Yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def handle(connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(30)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += connection.recv(65536) or b"\r\n\r\n"
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(body) < length:
+                body += connection.recv(65536) or b" " * length
+            try:
+                answer(connection)
+            except OSError:
+                return  # the sender gave up
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=handle, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hooks"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
