@@ -20,9 +20,11 @@ from app.schemas.api import CallDetailOut
 console = Console()
 err_console = Console(stderr=True)
 
-# Control characters (ANSI escape sequences start with ESC), and the bidirectional overrides that reorder
-# what a terminal shows: data never drives the terminal, it is shown as `\x1b`, `\u202e`.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Control characters (ANSI escape sequences start with ESC), the bidirectional overrides that reorder what
+# a terminal shows, and characters that show nothing (a zero-width space inside "n\u200bot" prints as
+# "not"): data never drives the terminal or hides in it, it is shown as `\x1b`, `\u202e`, `\u200b`.
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
 _LINE_BREAKS = re.compile(r"[\t\n\r]+")
 
 

@@ -25,7 +25,7 @@ from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerificationReport, VerifiedClaim, VerifiedEvidence
 from app.schemas.transcript import Role, Transcript, Utterance
 from app.text.lexicon import AGENT_WORDS, ATTRIBUTION_VERBS, CUSTOMER_WORDS, NEGATIVE_POLARITY_WORDS, alternation
-from app.text.normalize import NEGATION_VALUE, TokenKind, normalize
+from app.text.normalize import NEGATION_VALUE, TokenKind, normalize, visible_text
 
 NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent, TokenKind.time})
 # A claim's subject when it is a party ("The customer", "Reason: the caller"), the verb after it, and an
@@ -91,9 +91,9 @@ def _claim_failure(
             known = piece.reason is not None and piece.reason in Reason.__members__
             return Reason(piece.reason) if known and piece.reason else Reason.not_found
     # The due phrase is checked on its own: it usually repeats what the text says ("within 5 days").
-    profile: tuple[dict[str, int], set[str]] | None = None
+    profile: Profile | None = None
     for detail in (text, due):
-        claim_values = normalize(detail).critical_values() if detail else ()
+        claim_values = normalize(visible_text(detail)).critical_values() if detail else ()
         if not claim_values:
             continue
         if profile is None:
@@ -128,40 +128,65 @@ def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason
     The check a grounded claim passes once its quotes are found; the heuristic provider runs it on the
     claims it writes, so both agree on what a claim may say.
     """
-    claim_values = normalize(text).critical_values()
+    claim_values = normalize(visible_text(text)).critical_values()
     return _unsupported_detail(claim_values, *_texts_profile(evidence_texts)) if claim_values else None
 
 
-def _evidence_profile(
-    prepared: PreparedTranscript, evidence: list[VerifiedEvidence]
-) -> tuple[dict[str, int], set[str]]:
-    """The critical values (as a multiset) and the words of the evidence spans, normalized once per claim."""
-    return _texts_profile(
-        [
-            prepared.utterances[piece.utterance].text[piece.char_start : piece.char_end]
-            for piece in evidence
-            if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
-        ]
+Profile = tuple[dict[str, int], set[str], dict[str, set[str]]]
+
+
+def _evidence_profile(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> Profile:
+    """The critical values (as a multiset), the words and the units of the evidence spans, normalized once
+    per claim. A span cited twice counts once: citing "$40" three times does not support "$40 three times"."""
+    spans = dict.fromkeys(
+        (piece.utterance, piece.char_start, piece.char_end)
+        for piece in evidence
+        if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
     )
+    return _texts_profile([prepared.utterances[index].text[start:end] for index, start, end in spans])
 
 
-def _texts_profile(texts: Sequence[str]) -> tuple[dict[str, int], set[str]]:
+def _texts_profile(texts: Sequence[str]) -> Profile:
     # As a multiset: "2017 ... not 2016" does not support a claim that says 2017 twice. A plain dict:
     # building a Counter runs Python code, and this runs for every claim with a critical detail.
     evidence_values: dict[str, int] = {}
     evidence_words: set[str] = set()
+    units: dict[str, set[str]] = {}
     for text in texts:
         span = normalize(text)
-        for _, value in span.critical_values():
+        values = span.critical_values()
+        for _, value in values:
             evidence_values[value] = evidence_values.get(value, 0) + 1
+        for number, unit in _numbers_with_units(values):
+            units.setdefault(number, set()).add(unit)
         evidence_words.update(span.tokens)
-    return evidence_values, evidence_words
+    return evidence_values, evidence_words, units
+
+
+def _numbers_with_units(values: Sequence[tuple[TokenKind, str]]) -> list[tuple[str, str]]:
+    """Each number with the unit said with it ("$40": ("40", "dollars"); "40%": ("40", "percent"); "3 pm":
+    ("3", "pm")), or "" when none was."""
+    pairs = []
+    for index, (kind, value) in enumerate(values):
+        if kind not in NUMERIC_KINDS or value.isalpha():
+            continue
+        following = values[index + 1] if index + 1 < len(values) else None
+        unit = following[1] if following and following[0] is kind and following[1].isalpha() else ""
+        pairs.append((value, unit))
+    return pairs
 
 
 def _unsupported_detail(
-    claim_values: Sequence[tuple[TokenKind, str]], evidence_counts: dict[str, int], evidence_words: set[str]
+    claim_values: Sequence[tuple[TokenKind, str]], evidence_counts: dict[str, int], evidence_words: set[str],
+    evidence_units: dict[str, set[str]],
 ) -> Reason | None:
     """Which critical detail of the claim (text or due) its evidence does not contain, if any."""
+    # A number's unit: the evidence must say it with that unit or with none ("refund the forty" may
+    # support "$40"), never only with another one ("$40" is not "€40", "40%", or "40 cents").
+    for number, unit in _numbers_with_units(claim_values):
+        said_with = evidence_units.get(number)
+        if unit and said_with and unit not in said_with and "" not in said_with:
+            return Reason.unsupported_number
     evidence_values = dict(evidence_counts)  # used up detail by detail; the next detail starts afresh
     for kind, value in claim_values:
         if kind is TokenKind.negation:

@@ -287,6 +287,17 @@ class NormalizedText:
         return bisect_left(self.joined_offsets, found)
 
 
+# Characters that show nothing: zero-width spaces and joiners, the soft hyphen, bidirectional controls, the
+# byte-order mark. "n\u200bot" reads as "not" on a screen and as two other words to the tokenizer.
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+
+
+def visible_text(text: str) -> str:
+    """`text` as a reader sees it: without the characters that show nothing. For texts whose offsets do not
+    matter (a claim, a due phrase); a transcript keeps every character its offsets count."""
+    return _INVISIBLE.sub("", text)
+
+
 # Within one call the same statement is normalized by de-duplication (twice), verification and the case
 # note; the result is immutable, so those calls share it. Bounded: a worker sees endless distinct texts.
 @functools.lru_cache(maxsize=4096)

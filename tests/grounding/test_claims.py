@@ -89,6 +89,14 @@ def test_every_piece_of_evidence_must_hold() -> None:
         ("Confirmation email by Monday", 2, "I will email you a confirmation by Friday", Reason.unsupported_date),
         ("Refund order 88812346", 1, "I was charged $40 twice for order 88812345", Reason.unsupported_id),
         ("The agent will not refund", 2, "I'll refund the $40 today", Reason.unsupported_negation),
+        # The number's unit too: the same 40 said in another unit is another amount.
+        ("Agent will refund €40 today", 2, "I'll refund the $40 today", Reason.unsupported_number),
+        ("Agent will refund 40% today", 2, "I'll refund the $40 today", Reason.unsupported_number),
+        ("Agent will refund 40 cents today", 2, "I'll refund the $40 today", Reason.unsupported_number),
+        # A character that shows nothing hides a word the reader sees ("n\u200bot" reads as "not").
+        ("The agent will n\u200bot refund", 2, "I'll refund the $40 today", Reason.unsupported_negation),
+        ("Confirmation email by Mon\u00adday", 2, "I will email you a confirmation by Friday",
+         Reason.unsupported_date),
     ],
 )
 def test_claim_details_must_appear_in_the_evidence(text: str, quote_at: int, quote: str, reason: Reason) -> None:
@@ -103,6 +111,22 @@ def test_claim_details_in_other_words_are_supported() -> None:
     ]
     for statement in statements:
         assert verify_one(statement) == (ClaimStatus.grounded, None)
+
+
+def test_a_span_cited_again_counts_once() -> None:
+    # The numbers are a multiset: "$40 ... $40" needs two $40s in the evidence, not one cited twice.
+    twice = Statement(text="Agent will refund $40 and $40", evidence=[*ref(2, "I'll refund the $40 today")] * 2)
+    assert verify_one(twice) == (ClaimStatus.ungrounded, Reason.unsupported_number)
+    both = Statement(text="Charged $40 twice; agent will refund $40",
+                     evidence=[*ref(1, "I was charged $40 twice"), *ref(2, "I'll refund the $40 today")])
+    assert verify_one(both) == (ClaimStatus.grounded, None)
+
+
+def test_a_number_said_without_its_unit_supports_it_with_one() -> None:
+    spoken = transcript(("agent", "I'll refund the forty today."), ("customer", "Thanks."))
+    claim = verify_extraction(spoken, Extraction(summary=[Statement(
+        text="Agent will refund $40 today", evidence=ref(0, "I'll refund the forty today"))])).claims[0]
+    assert claim.status is ClaimStatus.grounded
 
 
 def test_due_date_of_an_action_item_is_checked_too() -> None:
