@@ -27,12 +27,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import unit_of_work
 from app.errors import InvalidInputError, NotFoundError
+from app.handoff.outbox import record_deletions
 from app.models import Call, Claim, Evidence, ExtractionRun, ReviewEvent, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
 from app.pipeline.calls import find_tenant
 
 PURGE_EVENT = "call_purged"
+PURGE_ACTOR = "retention"  # who the audit trail and the hand-off name for a purge
 # Calls deleted (and committed) per transaction: it bounds each statement's IN list, the locks held, the
 # versions of the counter rows one transaction makes, and the work a restart loses.
 PURGE_CHUNK = 500
@@ -173,6 +175,16 @@ def scrub_review_events(call_ids: Sequence[str]) -> Update:
 def _purge(session: Session, tenant_id: int, call_ids: Sequence[str], days: int) -> tuple[int, int, int]:
     """Delete one chunk of calls (locked by the caller), with their children, and record their
     `call_purged` events; the utterances, claims and evidence deleted. Flushes."""
+    # The hand-off's copies go too, as with an administrator's deletion: the calls' earlier events keep
+    # their identity only (the feed and pending deliveries carried the whole record, quotes included,
+    # after the transcript was gone), and a `call.deleted` tells the receivers. Before the rows go: the
+    # record reads the call.
+    calls = session.scalars(select(Call).where(Call.id.in_(call_ids))).all()
+    tenant = session.get(Tenant, tenant_id)
+    assert tenant is not None  # the caller read the tenant's calls, locked
+    record_deletions(session, calls, tenant, actor=PURGE_ACTOR)
+    for call in calls:
+        session.expunge(call)
     connection = session.connection()
     connection.execute(scrub_review_events(call_ids))
     # Children first, so the delete does not depend on cascades being switched on.
@@ -186,7 +198,7 @@ def _purge(session: Session, tenant_id: int, call_ids: Sequence[str], days: int)
         ReviewEvent(
             tenant_id=tenant_id,
             call_id=call_id,
-            actor_name="retention",
+            actor_name=PURGE_ACTOR,
             action=PURGE_EVENT,
             before=None,
             after={"retention_days": days},

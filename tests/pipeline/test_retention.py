@@ -267,3 +267,31 @@ def test_a_period_beyond_year_one_neither_stops_the_purge_nor_is_set(session_fac
         assert session.get(Call, expired) is None
     with pytest.raises(InvalidInputError, match="36,500"), unit_of_work(session_factory) as session:
         set_retention(session, "aaa", MAX_RETENTION_DAYS + 1)
+
+
+def test_a_purged_call_leaves_no_content_in_the_hand_off_and_receivers_are_told(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The outbox held each processed call's whole record (summary, reason, quotes): after a purge the
+    feed (`GET /api/events`, any role) and pending deliveries still carried it. Now its events keep the
+    identity only, and a `call.deleted` follows, as for an administrator's deletion."""
+    from tests.handoff.conftest import TENANT, events_of, processed_call
+
+    call_id = processed_call(session_factory, "purged-1")
+    kept_id = processed_call(session_factory, "kept-1")
+    before = events_of(session_factory, call_id)
+    assert before and "evidence" in str(before[0].payload)  # the record with its quotes
+    with unit_of_work(session_factory) as session:
+        session.execute(update(Call).where(Call.id == call_id).values(started_at=NOW - timedelta(days=40)))
+        session.execute(update(Call).where(Call.id == kept_id).values(started_at=NOW - timedelta(days=1)))
+        set_retention(session, TENANT, 30)
+    assert [(r.tenant, r.calls) for r in purge_expired(session_factory, default_days=0, now=NOW)] == [(TENANT, 1)]
+
+    after = events_of(session_factory, call_id)
+    assert [e.type for e in after] == [*(e.type for e in before), "call.deleted"]
+    for event_row in after:
+        data = event_row.payload["data"]
+        assert data["deleted"] is True and data["call_id"] == call_id
+        assert data["summary"] == {"note": "", "statements": []} and "quote" not in str(data)
+    assert after[-1].payload["data"]["review"]["decided_by"] == "retention"
+    assert "quote" in str(events_of(session_factory, kept_id)[0].payload)  # a call within the period keeps its own
