@@ -18,13 +18,22 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from app.grounding.align import PreparedTranscript
+from app.grounding.align import DROPPABLE_WORDS, FUNCTION_WORDS, PreparedTranscript
 from app.grounding.reasons import Reason
 from app.ingest.roles import role_from_label
 from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerificationReport, VerifiedClaim, VerifiedEvidence
 from app.schemas.transcript import Role, Transcript, Utterance
-from app.text.lexicon import AGENT_WORDS, ATTRIBUTION_VERBS, CUSTOMER_WORDS, NEGATIVE_POLARITY_WORDS, alternation
+from app.text.lexicon import (
+    AGENT_WORDS,
+    ATTRIBUTION_VERBS,
+    CUSTOMER_WORDS,
+    FILLERS,
+    NEGATIONS,
+    NEGATIVE_POLARITY_WORDS,
+    NEGATIVE_RESPONSE_PARTICLES,
+    alternation,
+)
 from app.text.normalize import NEGATION_VALUE, TokenKind, normalize, visible_text
 
 NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent, TokenKind.time})
@@ -101,6 +110,8 @@ def _claim_failure(
         unsupported = _unsupported_detail(claim_values, *profile)
         if unsupported is not None:
             return unsupported
+    if _states_what_is_negated(text, _evidence_texts(prepared, evidence)):
+        return Reason.negated_in_evidence
     roles = _evidence_roles(prepared, evidence)
     if owner is Owner.agent and roles == {Role.customer}:  # rests only on the customer's words
         return Reason.owner_mismatch
@@ -129,21 +140,151 @@ def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason
     claims it writes, so both agree on what a claim may say.
     """
     claim_values = normalize(visible_text(text)).critical_values()
-    return _unsupported_detail(claim_values, *_texts_profile(evidence_texts)) if claim_values else None
+    unsupported = _unsupported_detail(claim_values, *_texts_profile(evidence_texts)) if claim_values else None
+    if unsupported is None and _states_what_is_negated(text, evidence_texts):
+        return Reason.negated_in_evidence
+    return unsupported
 
 
 Profile = tuple[dict[str, int], set[str], dict[str, set[str]]]
 
 
-def _evidence_profile(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> Profile:
-    """The critical values (as a multiset), the words and the units of the evidence spans, normalized once
-    per claim. A span cited twice counts once: citing "$40" three times does not support "$40 three times"."""
+def _evidence_texts(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> list[str]:
+    """The evidence spans' texts, each span once: citing "$40" three times does not support "$40 three times"."""
     spans = dict.fromkeys(
         (piece.utterance, piece.char_start, piece.char_end)
         for piece in evidence
         if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
     )
-    return _texts_profile([prepared.utterances[index].text[start:end] for index, start, end in spans])
+    return [prepared.utterances[index].text[start:end] for index, start, end in spans]
+
+
+def _evidence_profile(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> Profile:
+    """The critical values (as a multiset), the words and the units of the evidence spans, normalized once
+    per claim."""
+    return _texts_profile(_evidence_texts(prepared, evidence))
+
+
+# Where a negation's reach ends: a sentence or clause break, or a word that starts another clause. A comma
+# right after the negation ("I will not, unfortunately, refund it") does not end it: see _negated_words.
+_CLAUSE_END = re.compile(
+    r"([.!?;:\n]|,|\b(?:and|but|so|because|however|although|though|while|whereas|yet|except|instead)\b)",
+    re.IGNORECASE)
+# A cheap look before any normalizing: most evidence has no negation at all.
+_MAY_NEGATE = re.compile(r"\b(?:not|no|never|none|nobody|nothing|neither|nor|cannot|unable|refused?|declined|"
+                         r"denied|without|fail(?:ed|s)?)\b|n['’]t\b", re.IGNORECASE)
+# Words between a negation and what it negates that are not what it negates ("not able to", "never
+# really", "not, unfortunately,").
+_NOT_CONTENT = frozenset({
+    *FUNCTION_WORDS, *DROPPABLE_WORDS, *FILLERS, *NEGATIONS, *NEGATIVE_RESPONSE_PARTICLES, *AGENT_WORDS,
+    *CUSTOMER_WORDS, "able", "going", "gonna", "unfortunately", "sadly", "honestly", "currently", "still",
+    "even", "ever", "quite", "again", "anymore", "any", "all", "some", "more", "yet", "only", "cannot", "way",
+})
+
+
+# A claim's words that tell how something was said or that say little of what ("the agent informed...",
+# "was given"): a negation near them in the evidence is about something else.
+_REPORTING_WORDS = frozenset({
+    "say", "says", "said", "tell", "tells", "told", "ask", "asks", "asked", "asking", "state", "states", "stated",
+    "mention", "mentions", "mentioned", "explain", "explains", "explained", "inform", "informs", "informed",
+    "update", "updates", "updated", "note", "notes", "noted", "reply", "replies", "replied", "answer", "answers",
+    "answered", "wonder", "wonders", "wondered", "give", "gives", "given", "gave", "get", "gets", "got",
+})
+# How far a negation reaches: "no" (a determiner) the word after it ("no response for my lost bag" does not
+# deny the bag), the others this many content words of their clause ("did not cancel my subscription";
+# "doesn't seem to have included the seats" says nothing against the seats). A question word ends it: "I
+# don't know where the code is" does not deny the code.
+_DETERMINER_NEGATIONS = frozenset({"no", "none", "nobody", "nothing", "nowhere", "neither", "nor"})
+_NEGATION_REACH = 2
+_FIRST_WORD = re.compile(r"[^\W\d_]+")
+_OPENING_NEGATIONS = frozenset({*NEGATIVE_RESPONSE_PARTICLES, "not", "never"})
+_SUBJECTS = frozenset({"i", "you", "we", "they", "he", "she", "it", "this", "that", "there"})
+_QUESTION_WORDS = frozenset({"why", "whether", "if", "how", "what", "where", "when", "who", "which"})
+
+
+def _stem(word: str) -> str:
+    """A crude common form, enough to see "cancelled" in "cancel" and "waived" in "waive"."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word.removesuffix("e")[:6]
+
+
+_REPORTING_STEMS = frozenset(_stem(word) for word in _REPORTING_WORDS)
+# Words that make a claim about a failure without a negation: "the customer has an issue saving songs" rests
+# rightly on "I can't save my songs".
+_PROBLEM_STEMS = frozenset(_stem(word) for word in (
+    "issue", "problem", "trouble", "complain", "complaint", "error", "difficulty", "unable", "fail", "failure",
+    "bug", "broken", "missing", "lost", "stuck", "disappointed", "unhappy", "frustrated", "struggle", "unavailable",
+))
+# Words that make a claim a question or a wish, which asserts nothing of what it asks for: "the customer asks
+# whether trains are delayed" rests rightly on "no delays are expected"; "wants to cancel" on "you can't
+# cancel it". Only the wish itself denied ("I don't want a refund") contradicts such a claim.
+_ASKING_STEMS = frozenset(_stem(word) for word in (
+    "ask", "whether", "inquire", "enquire", "wonder", "question", "know", "request", "check", "confirm",
+))
+_WISH_STEMS = frozenset(_stem(word) for word in ("want", "wish", "like", "need", "hope", "prefer", "try"))
+
+
+def _content_stems(text: str) -> list[tuple[str, int]]:
+    """Each token of `text` as (stem, reach): content words with reach 0, negations with how many content
+    words they reach, question words with -1."""
+    normalized = normalize(text)
+    stems = []
+    for token, kind in zip(normalized.tokens, normalized.kinds, strict=True):
+        if kind is TokenKind.negation or token in NEGATIVE_POLARITY_WORDS:
+            stems.append((token, 1 if token in _DETERMINER_NEGATIONS else _NEGATION_REACH))
+        elif token in _QUESTION_WORDS:
+            stems.append((token, -1))
+        elif token.isalpha() and len(token) > 2 and token not in _NOT_CONTENT:
+            stems.append((_stem(token), 0))
+    return stems
+
+
+def _negated_words(texts: Sequence[str]) -> tuple[set[str], set[str]]:
+    """The stems of the content words that `texts` say after a negation in the same clause, and of those
+    they say outside one."""
+    negated: set[str] = set()
+    plain: set[str] = set()
+    for text in texts:
+        carried = 0  # a negation whose clause ended at a comma before its content ("I will not, ..."): its reach
+        parts = _CLAUSE_END.split(text)
+        for clause, separator in zip(parts[::2], [*parts[1::2], ""], strict=True):
+            # "No, I'll refund it" answers a question: a clause that opens with its negation carries nothing;
+            # and a carried negation stops at a new subject ("I'm not, I'll just try again later").
+            opening = _FIRST_WORD.search(clause)
+            first = opening.group().lower() if opening is not None else ""
+            opens_negated = first in _OPENING_NEGATIONS
+            reach, content_after = (0 if first in _SUBJECTS else carried), False
+            for stem, negation_reach in _content_stems(clause) if clause.strip() else ():
+                if negation_reach < 0:  # a question word: what follows is asked about, not denied
+                    reach = 0
+                    continue
+                if negation_reach:
+                    reach, content_after = negation_reach, False
+                    continue
+                (negated if reach else plain).add(stem)
+                content_after = content_after or reach > 0
+                reach = max(reach - 1, 0)
+            carried = reach if reach and not content_after and separator == "," and not opens_negated else 0
+    return negated, plain
+
+
+def _states_what_is_negated(claim: str, evidence_texts: Sequence[str]) -> bool:
+    """Whether a positive claim rests on words its evidence says only under a negation: "The customer
+    cancelled" on "I did not cancel", "the agent will waive the fee" on "I will not waive the fee". A claim
+    that is negative itself is the other check's (`unsupported_negation`)."""
+    if not any(_MAY_NEGATE.search(text) for text in evidence_texts):
+        return False
+    claim = visible_text(claim)
+    claim_stems = _content_stems(claim)
+    if "?" in claim or any(reach > 0 or stem in _PROBLEM_STEMS | _ASKING_STEMS for stem, reach in claim_stems):
+        return False
+    negated, plain = _negated_words(evidence_texts)
+    if any(stem in _WISH_STEMS for stem, _ in claim_stems):
+        return any(stem in negated and stem not in plain for stem, _ in claim_stems if stem in _WISH_STEMS)
+    return any(stem in negated and stem not in plain and stem not in _REPORTING_STEMS for stem, _ in claim_stems)
 
 
 def _texts_profile(texts: Sequence[str]) -> Profile:

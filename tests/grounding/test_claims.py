@@ -238,3 +238,43 @@ def test_a_speaker_of_unknown_role_does_not_show_who_said_it() -> None:
     statement = Statement(text="The customer said they lost their card.", evidence=ref(0, "I lost my card yesterday"))
     claim = verify_extraction(unknown, Extraction(summary=[statement])).claims[0]
     assert (claim.status, claim.reason) == (ClaimStatus.ungrounded, Reason.speaker_mismatch)
+
+
+NEGATIVE_CALL = transcript(
+    ("customer", "I did not cancel my subscription and I was charged $40."),
+    ("agent", "I will not, unfortunately, waive the fee. There is no way I will refund it."),
+    ("customer", "I don't want store credit, I want a refund."),
+    ("agent", "No, I will send the form today."),
+    ("customer", "Don't worry about it, I'm not, I'll just try again later."),
+)
+
+
+def _claim_on(text: str, *quotes: tuple[int, str]) -> tuple[ClaimStatus, str | None]:
+    evidence = [EvidenceRef(utterance=index, quote=quote) for index, quote in quotes]
+    claim = verify_extraction(NEGATIVE_CALL, Extraction(summary=[Statement(text=text, evidence=evidence)])).claims[0]
+    return claim.status, claim.reason
+
+
+@pytest.mark.parametrize(("text", "quotes"), [
+    ("The customer cancelled the subscription", [(0, "I did not cancel my subscription")]),
+    ("The agent will waive the fee", [(1, "I will not, unfortunately, waive the fee")]),
+    ("The agent will refund it", [(1, "There is no way I will refund it")]),
+    ("The customer wants store credit", [(2, "I don't want store credit")]),
+])
+def test_a_positive_claim_on_what_its_evidence_denies_is_flagged(text: str, quotes: list[tuple[int, str]]) -> None:
+    # Every quote is verbatim and the claim repeats its words: only the negation tells them apart.
+    assert _claim_on(text, *quotes) == (ClaimStatus.ungrounded, Reason.negated_in_evidence)
+
+
+@pytest.mark.parametrize(("text", "quotes"), [
+    ("The customer was charged $40", [(0, "I did not cancel my subscription and I was charged $40")]),
+    ("The customer wants a refund", [(2, "I don't want store credit, I want a refund")]),
+    ("The agent will send the form today", [(3, "No, I will send the form today")]),
+    ("The customer will try again later", [(4, "Don't worry about it, I'm not, I'll just try again later")]),
+    ("The customer did not cancel the subscription", [(0, "I did not cancel my subscription")]),
+    ("The customer has an issue with a charge after not cancelling", [(0, "I did not cancel my subscription")]),
+    ("The customer asks whether the subscription was cancelled", [(0, "I did not cancel my subscription")]),
+])
+def test_what_the_negation_does_not_reach_stays_grounded(text: str, quotes: list[tuple[int, str]]) -> None:
+    # Another clause, an answer particle, a new subject, a negative claim, a problem or a question.
+    assert _claim_on(text, *quotes) == (ClaimStatus.grounded, None)
