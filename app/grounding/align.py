@@ -38,7 +38,7 @@ from app.grounding.thresholds import (
 )
 from app.schemas.grounding import EvidenceStatus, VerifiedEvidence
 from app.schemas.transcript import Utterance
-from app.text.lexicon import ANSWER_OPENERS, CLAUSE_NEGATORS, NEGATIVE_RESPONSE_PARTICLES, TURN_OPENERS
+from app.text.lexicon import ANSWER_OPENERS, CLAUSE_NEGATORS, FILLERS, NEGATIVE_RESPONSE_PARTICLES, TURN_OPENERS
 from app.text.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, normalize
 
 # An ellipsis in a quote joins pieces taken from different places: "I'll send … by Friday".
@@ -839,11 +839,15 @@ def _clean_boundary(text: str, start: int, end: int, quote: str) -> bool:
 
 
 CLAUSE_BREAK_RE = re.compile(r"[.!?;:,\n(){}\[\]]")
-# Everything up to and including the last clause break (greedy): where the clause of a span begins.
-THROUGH_LAST_CLAUSE_BREAK_RE = re.compile(r"(?s:.*)[.!?;:,\n(){}\[\]]")
 WORD_RE = re.compile(r"[a-z]+(?:['’][a-z]+)?")
 # Looking this far around a span is enough to see the two words before it and the one after it.
 NEGATION_CONTEXT_CHARS = 40
+CLAUSE_BREAK_SPLIT_RE = re.compile(r"([.!?;:,\n(){}\[\]])")
+# Words set off by commas that leave a negation reaching past them ("not, unfortunately, refund").
+ASIDE_WORDS = frozenset({*FILLERS, "unfortunately", "sadly", "honestly", "actually", "really", "though",
+                         "however", "again", "still", "sorry", "afraid", "i'm", "im", "i", "am"})
+# Words between a negation and what it negates: "not able to refund", "no way I will refund".
+NEGATION_BRIDGES = frozenset({"able", "to", "going", "gonna", "be", "really", "just", "even", "ever", "way"})
 
 
 def _negated_context(text: str, start: int, end: int) -> bool:
@@ -852,11 +856,7 @@ def _negated_context(text: str, start: int, end: int) -> bool:
     "flying with you again" is verbatim in "Never flying with you again", and "I will" in "I will not":
     quoting them without the negation says the opposite of what was said.
     """
-    before = text[max(0, start - NEGATION_CONTEXT_CHARS) : start].lower()
-    through_break = THROUGH_LAST_CLAUSE_BREAK_RE.match(before)
-    if through_break is not None:
-        before = before[through_break.end() :]
-    words = WORD_RE.findall(before)[-2:]
+    words = _words_before(text, start)
     if words and words[-1] == "no" and not _answers_after_particle(text, start, end):
         return True
     if any(word in CLAUSE_NEGATORS or word.endswith(("n't", "n’t")) for word in words):
@@ -868,6 +868,26 @@ def _negated_context(text: str, start: int, end: int) -> bool:
     cut = CLAUSE_BREAK_RE.search(after)
     following = WORD_RE.search(after[: cut.start()] if cut else after)
     return following is not None and following.group() in ("not", "never")
+
+
+def _words_before(text: str, start: int) -> list[str]:
+    """The last two words of the span's clause before it, seen through an aside between commas ("I will
+    not, unfortunately, refund" has "will not" before "refund") and past words that bridge a negation to
+    what it negates ("not able to", "no way")."""
+    before = text[max(0, start - 2 * NEGATION_CONTEXT_CHARS) : start].lower()
+    pieces = CLAUSE_BREAK_SPLIT_RE.split(before)  # clause, break, clause, ..., the span's own clause last
+    index = len(pieces) - 1
+    # Nothing of the span's own clause before it, and an aside between two commas before that: look past it.
+    while (index >= 4 and not WORD_RE.search(pieces[index]) and pieces[index - 1] == ","
+           and pieces[index - 3] == "," and _is_aside(pieces[index - 2])):
+        index -= 4
+    words = [word for word in WORD_RE.findall(pieces[index]) if word not in NEGATION_BRIDGES]
+    return words[-2:]
+
+
+def _is_aside(clause: str) -> bool:
+    words = WORD_RE.findall(clause)
+    return bool(words) and all(word in ASIDE_WORDS for word in words)
 
 
 def _answers_after_particle(text: str, start: int, end: int) -> bool:

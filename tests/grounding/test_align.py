@@ -109,6 +109,22 @@ def test_quote_that_drops_a_negation_just_outside_it_is_ungrounded() -> None:
     assert align_one(1, "flying with you again!", turns).reason == Reason.negation_mismatch
 
 
+@pytest.mark.parametrize(("said", "quote"), [
+    ("I will not, unfortunately, refund the fee.", "refund the fee"),  # an aside between commas
+    ("I'm not able to, uh, waive the fee.", "waive the fee"),
+    ("I am not able to waive the fee.", "waive the fee"),  # "able to" bridges the negation to the verb
+    ("There is no way I will waive the fee.", "I will waive the fee"),
+])
+def test_a_negation_reaching_past_an_aside_or_a_bridge_still_refuses_the_quote(said: str, quote: str) -> None:
+    # Each quote is verbatim; without the negation before it, it says the opposite.
+    assert align_one(0, quote, utterances(said)).reason == Reason.negation_mismatch
+
+
+def test_a_clause_before_a_comma_is_not_an_aside() -> None:
+    turns = utterances("I don't know, I will refund it myself.")
+    assert align_one(0, "I will refund it myself", turns).status is EvidenceStatus.exact
+
+
 def test_negation_in_another_clause_does_not_count() -> None:
     turns = utterances("No. I will refund the fee.", "Then you missed my flight. Not enough staff.")
     assert align_one(0, "I will refund the fee.", turns).status is EvidenceStatus.exact

@@ -126,11 +126,7 @@ def _replaced_critical_values(
 
 
 def _replaced_negated_context(text: str, start: int, end: int) -> bool:
-    before = text[max(0, start - align.NEGATION_CONTEXT_CHARS) : start].lower()
-    breaks = list(align.CLAUSE_BREAK_RE.finditer(before))
-    if breaks:
-        before = before[breaks[-1].end() :]
-    words = align.WORD_RE.findall(before)[-2:]
+    words = align._words_before(text, start)  # what comes before the span is not what this test compares
     if words and words[-1] == "no" and not align._answers_after_particle(text, start, end):
         return True
     if any(word in CLAUSE_NEGATORS or word.endswith(("n't", "n’t")) for word in words):
