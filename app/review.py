@@ -348,7 +348,7 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         due=mask_text(due) if due else None,  # stored masked; its date was resolved from it as typed
         grounding_status=verified.status.value,
         grounding_reason=verified.reason if verified.status is ClaimStatus.ungrounded else None,
-        **analyst_fields(verified, call_clock(session, call.id)),
+        **analyst_fields(verified, call_clock(session, call.id), texts),
         # The reviewer wrote it and chose its evidence: adding it is their decision on it.
         review_status=ReviewStatus.approved,
         origin="reviewer",

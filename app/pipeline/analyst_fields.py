@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Call, Tenant
-from app.schemas.grounding import ClaimKind, EvidenceStatus, VerifiedClaim
+from app.schemas.grounding import ClaimKind, EvidenceStatus, VerifiedClaim, VerifiedEvidence
 from app.text.due_dates import resolve_due
 from app.text.owners import find_owner_name
 
@@ -30,17 +31,29 @@ def call_clock(session: Session, call_id: str) -> CallClock:
     return CallClock(started_at, time_zone)
 
 
-def analyst_fields(claim: VerifiedClaim, clock: CallClock) -> dict[str, Any]:
+def analyst_fields(
+    claim: VerifiedClaim, clock: CallClock, utterance_texts: Mapping[int, str] | None = None
+) -> dict[str, Any]:
     """`due_date`, `due_at` and `owner_name` for one claim.
 
     A call with no known start resolves no due phrase (a date relative to the hand-over time would be a
-    guess). The owner's name is read from the transcript's words only (grounded evidence quotes), never
-    from the model's paraphrase.
+    guess). The owner's name is read from the transcript's words only: the grounded evidence spans as the
+    transcript (`utterance_texts`, by utterance index) says them, never the model's paraphrase, nor its
+    quote (a fuzzy match of "Maria will call you" on "Mario will call you" is the transcript's Mario).
     """
     owner_name = None
     if claim.kind is ClaimKind.action_item:
-        owner_name = find_owner_name(ev.quote for ev in claim.evidence if ev.status is not EvidenceStatus.ungrounded)
+        owner_name = find_owner_name(_said(ev, utterance_texts) for ev in claim.evidence
+                                     if ev.status is not EvidenceStatus.ungrounded)
     return {**due_fields(claim.due, clock), "owner_name": owner_name}
+
+
+def _said(evidence: VerifiedEvidence, utterance_texts: Mapping[int, str] | None) -> str:
+    """What the transcript says where `evidence` points (its quote when the transcript is not at hand)."""
+    if utterance_texts is None or evidence.utterance is None or evidence.char_start is None \
+            or evidence.char_end is None or evidence.utterance not in utterance_texts:
+        return evidence.quote
+    return utterance_texts[evidence.utterance][evidence.char_start : evidence.char_end]
 
 
 def due_fields(due: str | None, clock: CallClock) -> dict[str, Any]:

@@ -298,7 +298,9 @@ class MaskedCopies:
 
     def __init__(self, transcript: Transcript | None = None) -> None:
         self._masked: dict[str, str] = {}
-        self._call = CallMasks({u.index: u.text for u in transcript.utterances}) if transcript else None
+        # The call's utterances by index, as stored (None when the caller has no transcript at hand).
+        self.utterance_texts = {u.index: u.text for u in transcript.utterances} if transcript else None
+        self._call = CallMasks(self.utterance_texts) if self.utterance_texts is not None else None
 
     def __call__(self, text: str) -> str:
         masked = self._masked.get(text)
@@ -334,7 +336,7 @@ def claim_rows_of(
             "origin": "model",
             "created_at": created_at,
             "text_masked": masked(claim.text),
-            **analyst_fields(claim, clock),
+            **analyst_fields(claim, clock, masked.utterance_texts),
         }
         for position, claim in enumerate(report.claims)
     ]

@@ -114,3 +114,23 @@ def test_reviewer_edits_and_additions_resolve_their_due_phrase(session_factory: 
         ))
         assert added.due_date == date(2026, 3, 12)
         assert added.owner_name == "the returns team"
+
+
+def test_the_owner_name_is_the_transcripts_not_the_models_quote() -> None:
+    from app.grounding import verify_extraction
+    from app.pipeline.analyst_fields import CallClock, analyst_fields
+    from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner
+    from app.schemas.grounding import EvidenceStatus
+    from tests.grounding.helpers import transcript
+
+    call = transcript(("customer", "Can someone call me back?"),
+                      ("agent", "My colleague Mario will call you back on Monday."))
+    quote = "My colleague Maria will call you back on Monday"  # one letter off: a fuzzy match of the agent's words
+    item = ActionItem(text="Mario will call the customer back on Monday", owner=Owner.agent, due="on Monday",
+                      evidence=[EvidenceRef(utterance=1, quote=quote)])
+    (claim,) = verify_extraction(call, Extraction(action_items=[item])).claims
+    assert claim.evidence[0].status is EvidenceStatus.fuzzy
+    clock = CallClock(datetime(2026, 3, 11, 15, 0, tzinfo=UTC), "UTC")
+    texts = {u.index: u.text for u in call.utterances}
+    assert analyst_fields(claim, clock, texts)["owner_name"] == "Mario"
+    assert analyst_fields(claim, clock)["owner_name"] == "Maria"  # the model's quote, without the transcript
