@@ -110,6 +110,8 @@ def _claim_failure(
         unsupported = _unsupported_detail(claim_values, *profile)
         if unsupported is not None:
             return unsupported
+    if due and _unsaid_time_words(due, evidence_words=(profile or _evidence_profile(prepared, evidence))[1]):
+        return Reason.unsupported_date
     if _states_what_is_negated(text, _evidence_texts(prepared, evidence)):
         return Reason.negated_in_evidence
     roles = _evidence_roles(prepared, evidence)
@@ -119,6 +121,28 @@ def _claim_failure(
     if speaker is not None and speaker not in roles:
         return Reason.speaker_mismatch
     return None
+
+
+# The words of a due phrase that say when, besides the critical ones (numbers, weekdays, months, "today"):
+# each becomes a date or a time when the phrase is resolved, so the evidence must say it too. "next month"
+# resting on "I will email you today" had no critical token and was stored with a date a month out.
+DUE_TIME_WORDS = frozenset({
+    "day", "days", "week", "weeks", "month", "months", "year", "years", "hour", "hours", "minute", "minutes",
+    "business", "working", "weekend", "fortnight", "noon", "midday", "midnight", "morning", "afternoon",
+    "evening", "night", "tonight", "next", "end", "eod", "eow", "eom",
+})
+
+
+_SINGULAR_UNITS = {"days": "day", "weeks": "week", "months": "month", "years": "year", "hours": "hour",
+                   "minutes": "minute"}
+
+
+def _unsaid_time_words(due: str, *, evidence_words: set[str]) -> bool:
+    """Whether the due phrase has a word saying when that its evidence does not say ("a week" and "two
+    weeks" both say "week": the number is the critical check's)."""
+    said = {_SINGULAR_UNITS.get(word, word) for word in evidence_words}
+    return any(word in DUE_TIME_WORDS and _SINGULAR_UNITS.get(word, word) not in said
+               for word in normalize(visible_text(due)).tokens)
 
 
 def attributed_role(text: str) -> Role | None:

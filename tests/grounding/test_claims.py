@@ -139,6 +139,22 @@ def test_due_date_of_an_action_item_is_checked_too() -> None:
     assert verify_one(item) == (ClaimStatus.ungrounded, Reason.unsupported_date)
 
 
+@pytest.mark.parametrize("due", ["next month", "by the end of the year", "in a year", "next business day",
+                                 "by noon", "within a month", "end of next week"])
+def test_a_due_phrase_saying_when_in_words_the_evidence_lacks_is_unsupported(due: str) -> None:
+    # None of these has a critical token, and each resolves to a stored due date: an invented deadline.
+    item = ActionItem(text="Email a confirmation", owner=Owner.agent, due=due,
+                      evidence=ref(2, "I will email you a confirmation by Friday"))
+    assert verify_one(item) == (ClaimStatus.ungrounded, Reason.unsupported_date)
+
+
+def test_a_due_phrase_the_evidence_says_is_supported_in_either_number() -> None:
+    for due, quote_at, quote in (("next week", 4, "I'll check my statement next week"),
+                                 ("within a week", 4, "I'll check my statement next week")):
+        item = ActionItem(text="Check the statement", owner=Owner.customer, due=due, evidence=ref(quote_at, quote))
+        assert verify_one(item) == (ClaimStatus.grounded, None), due
+
+
 def test_due_date_repeating_the_text_is_supported() -> None:
     item = ActionItem(
         text="Email a confirmation by Friday",
