@@ -89,6 +89,17 @@ def webhooks_disable(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None
     say(f"disabled endpoint {endpoint_id}")
 
 
+@webhooks_app.command("enable")
+def webhooks_enable(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None:
+    """Send to an endpoint again (disabled by hand or by a 410 Gone); then `replay --failed` sends what was
+    dead-lettered meanwhile."""
+    ctx, slug = tenant_context(tenant)
+    with transaction(ctx) as session:
+        endpoint = hooks.get_endpoint(session, require_tenant_id(session, slug), endpoint_id)
+        hooks.enable_endpoint(session, endpoint)
+    say(f"enabled endpoint {endpoint_id}; `postcall webhooks replay --failed` sends what was dead-lettered")
+
+
 def _warn_if_secrets_unprotected(settings: Settings) -> None:
     """Signing secrets are stored encrypted with POSTCALL_WEBHOOK_SECRETS_KEY, else POSTCALL_SECRET_KEY:
     with the public development key (an unset one) anyone can decrypt them, and workers run with the real

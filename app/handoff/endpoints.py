@@ -106,6 +106,16 @@ def disable_endpoint(session: Session, endpoint: WebhookEndpoint, reason: str) -
     return endpoint
 
 
+def enable_endpoint(session: Session, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """Send to the endpoint again (disabled by hand or by a 410): new events go to it; what was
+    dead-lettered meanwhile is sent again only when replayed (`replay_deliveries`)."""
+    endpoint.active = True
+    endpoint.disabled_reason = None
+    endpoint.disabled_at = None
+    session.flush()
+    return endpoint
+
+
 class RotationInProgressError(PostcallError):
     """The endpoint's previous secret still signs: rotating again would drop it before its overlap ends."""
 
@@ -176,6 +186,24 @@ def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, list
     return found
 
 
+def _refuse_unreplayable(session: Session, tenant_id: int, delivery_ids: set[int]) -> None:
+    """Say why deliveries asked for by id cannot be replayed: unknown here, or of a disabled endpoint
+    (replaying nothing and saying "0 replayed" looked like success)."""
+    if not delivery_ids:
+        return
+    disabled = dict(session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.endpoint_id)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(WebhookDelivery.id.in_(sorted(delivery_ids)), WebhookEndpoint.tenant_id == tenant_id)
+    ).tuples().all())
+    unknown = sorted(delivery_ids - disabled.keys())
+    if unknown:
+        raise NotFoundError(f"webhook deliveries not found: {', '.join(map(str, unknown))}")
+    endpoints = ", ".join(str(endpoint) for endpoint in sorted(set(disabled.values())))
+    raise WebhookInputError(f"deliveries {', '.join(map(str, sorted(disabled)))} are of disabled endpoint(s) "
+                            f"{endpoints}: enable the endpoint first, then replay")
+
+
 def replay_deliveries(
     session: Session,
     settings: Settings,
@@ -207,6 +235,8 @@ def replay_deliveries(
     else:
         raise WebhookInputError("say what to replay: delivery ids, an event id, or all dead-lettered deliveries")
     deliveries = list(session.scalars(query.order_by(WebhookDelivery.outbox_id)).all())
+    if delivery_ids:
+        _refuse_unreplayable(session, tenant_id, set(delivery_ids) - {d.id for d in deliveries})
     for delivery in deliveries:
         delivery.status = DeliveryStatus.pending
         delivery.attempts = 0

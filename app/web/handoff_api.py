@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from app.handoff.endpoints import (
     add_endpoint,
     disable_endpoint,
+    enable_endpoint,
     get_endpoint,
     list_deliveries,
     list_endpoints,
@@ -140,6 +141,15 @@ def post_webhook_disable(endpoint_id: EndpointIdPath, principal: ApiUser, db: Db
     principal.require(principal.can_manage_users, "manage webhooks")
     endpoint = disable_endpoint(db, get_endpoint(db, principal.tenant_id, endpoint_id),
                                 f"disabled by {principal.name}")
+    db.commit()
+    return EndpointOut.model_validate(endpoint)
+
+
+@router.post("/webhooks/{endpoint_id}/enable", tags=["hand-off"],
+             summary="Send to an endpoint again (replay what was dead-lettered meanwhile)", responses=FORBIDDEN)
+def post_webhook_enable(endpoint_id: EndpointIdPath, principal: ApiUser, db: DbSession) -> EndpointOut:
+    principal.require(principal.can_manage_users, "manage webhooks")
+    endpoint = enable_endpoint(db, get_endpoint(db, principal.tenant_id, endpoint_id))
     db.commit()
     return EndpointOut.model_validate(endpoint)
 

@@ -56,6 +56,11 @@ def test_add_list_rotate_disable(database: str) -> None:
     runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/other", "--tenant", "globex"])
     refused = runner.invoke(webhooks_app, ["disable", str(endpoint["id"]), "--tenant", "globex"])
     assert refused.exit_code == 2 and "not found" in refused.output
+    assert runner.invoke(webhooks_app, ["enable", str(endpoint["id"]), "--tenant", "globex"]).exit_code == 2
+    enabled = runner.invoke(webhooks_app, ["enable", str(endpoint["id"]), "--tenant", "acme"])
+    assert enabled.exit_code == 0 and "replay --failed" in enabled.output
+    assert json.loads(runner.invoke(webhooks_app, ["list", "--tenant", "acme", "--json"]).output)[
+        "endpoints"][0]["active"] is True
 
 
 def test_the_cli_shows_an_endpoint_exactly_as_the_api_does(database: str) -> None:

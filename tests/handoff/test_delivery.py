@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db.session import unit_of_work
+from app.errors import NotFoundError
 from app.handoff.delivery import (
     AttemptOutcome,
     DeliveryPolicy,
@@ -24,12 +25,20 @@ from app.handoff.delivery import (
     retry_after_seconds,
     sweep_due_deliveries,
 )
-from app.handoff.endpoints import RotationInProgressError, get_endpoint, replay_deliveries, rotate_secret
+from app.handoff.endpoints import (
+    RotationInProgressError,
+    WebhookInputError,
+    enable_endpoint,
+    get_endpoint,
+    replay_deliveries,
+    rotate_secret,
+)
 from app.handoff.secrets import SecretBox
 from app.handoff.urls import webhook_client
 from app.models import (
     DeliveryStatus,
     OutboxEvent,
+    Tenant,
     UserRole,
     WebhookAttempt,
     WebhookDelivery,
@@ -37,7 +46,7 @@ from app.models import (
 )
 from app.models.tables import utcnow
 from app.review import CallDecision, decide_call
-from tests.handoff.conftest import make_principal, processed_call, register
+from tests.handoff.conftest import TENANT, make_principal, processed_call, register
 from tests.support.receiver import Received, Reply, Script, raw_receiver, running_receiver, verify
 
 # The timeout is generous: on a loaded 2-core box a loopback answer has taken longer than half a second, and
@@ -172,6 +181,40 @@ def test_410_gone_disables_the_endpoint(
     assert [d.status for d in deliveries(session_factory, second)] == [DeliveryStatus.dead]
     assert deliveries(session_factory, third) == []  # a disabled endpoint gets no new deliveries
     assert len(receiver.all_requests()) == 1
+
+
+def test_a_disabled_endpoints_dead_letters_are_replayed_once_it_is_enabled(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # One 410 (a proxy misconfigured for a minute) disabled the endpoint for good: no way to enable it, and
+    # replaying its dead letters said "replaying 0 deliveries" and did nothing.
+    with running_receiver(script_by_attempt(Reply(410), Reply(200))) as receiver:
+        endpoint_id, _ = register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-enable")
+        (delivery,) = deliveries(session_factory, call_id)
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.dead
+        with pytest.raises(WebhookInputError, match=f"disabled endpoint.*{endpoint_id}.*enable"), \
+                unit_of_work(session_factory) as session:
+            replay_deliveries(session, allow_private, _tenant_id(session), delivery_ids=[delivery.id])
+        with pytest.raises(NotFoundError, match="not found: 999999"), unit_of_work(session_factory) as session:
+            replay_deliveries(session, allow_private, _tenant_id(session), delivery_ids=[999999])
+        with unit_of_work(session_factory) as session:
+            endpoint = session.get(WebhookEndpoint, endpoint_id)
+            assert endpoint is not None
+            enable_endpoint(session, endpoint)
+            assert endpoint.active and endpoint.disabled_reason is None
+            assert replay_deliveries(session, allow_private, _tenant_id(session), delivery_ids=[delivery.id]) == [
+                delivery.id]
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.succeeded
+        later = processed_call(session_factory, "del-enable-2")
+        assert len(deliveries(session_factory, later)) == 1  # new events go to it again
+    assert len({request.webhook_id for request in receiver.all_requests()}) == 1
+
+
+def _tenant_id(session: Session) -> int:
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == TENANT))
+    assert tenant is not None
+    return tenant.id
 
 
 def test_other_client_errors_are_dead_lettered_after_a_few_attempts(

@@ -271,7 +271,7 @@ def test_openapi_spec_documents_every_route_with_bearer_auth(world: World) -> No
         "/api/calls/{call_id}/review", "/api/calls/{call_id}/claims", "/api/claims/{claim_id}/review",
         "/api/users", "/api/export",
         # hand-off (app/web/handoff_api.py)
-        "/api/events", "/api/webhooks", "/api/webhooks/{endpoint_id}/disable",
+        "/api/events", "/api/webhooks", "/api/webhooks/{endpoint_id}/disable", "/api/webhooks/{endpoint_id}/enable",
         "/api/webhooks/{endpoint_id}/rotate-secret", "/api/webhooks/deliveries", "/api/webhooks/deliveries/replay",
         "/api/schemas/call.v1.json",
     }

@@ -231,6 +231,7 @@ ENDPOINTS = [
     ("GET", "/api/webhooks"),
     ("POST", "/api/webhooks"),
     ("POST", "/api/webhooks/1/disable"),
+    ("POST", "/api/webhooks/1/enable"),
     ("POST", "/api/webhooks/1/rotate-secret"),
     ("GET", "/api/webhooks/deliveries"),
     ("POST", "/api/webhooks/deliveries/replay"),
