@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.types import as_utc
 from app.health import broker_messages
-from app.models import Call, CallState, LlmBatch, LlmMode
+from app.models import Call, CallState, DeliveryStatus, LlmBatch, LlmMode, WebhookDelivery, WebhookEndpoint
 from app.models.counters import LATENCY_BUCKETS_SECONDS
 from app.pipeline.counts import call_totals, model_totals, stage_histograms
 
@@ -120,6 +120,7 @@ def _read_database(connection: Connection) -> Iterator[Metric]:
         yield from _run_metrics(session)
         yield _stage_histogram(session)
         yield from _batch_metrics(session)
+        yield from _webhook_metrics(session)
 
 
 def _call_metrics(session: Session) -> Iterator[Metric]:
@@ -258,6 +259,59 @@ def _batch_metrics(session: Session) -> Iterator[Metric]:
     calls.add_metric(["waiting"], int(waiting or 0))
     calls.add_metric(["in_batch"], int(in_batch or 0))
     yield calls
+
+
+DEAD_LETTER_WINDOW = timedelta(hours=24)
+
+
+def _webhook_metrics(session: Session) -> Iterator[Metric]:
+    """The hand-off: deliveries waiting or failing, recent dead letters, endpoints turned off. Each read is
+    bounded by an index (pending deliveries are few; dead ones are read for the last day only)."""
+    now = datetime.now(UTC)
+    pending, failing, oldest = session.execute(
+        select(func.count(), func.count().filter(WebhookDelivery.attempts > 0), func.min(WebhookDelivery.created_at))
+        .where(WebhookDelivery.status == DeliveryStatus.pending)
+    ).one()
+    deliveries = GaugeMetricFamily(
+        "postcall_webhook_deliveries_pending",
+        "Webhook deliveries not yet accepted nor dead-lettered: all of them, and those whose attempts have "
+        "failed so far (the receiver down, slow or refusing).",
+        labels=["state"],
+    )
+    deliveries.add_metric(["all"], int(pending or 0))
+    deliveries.add_metric(["failing"], int(failing or 0))
+    yield deliveries
+
+    age = GaugeMetricFamily(
+        "postcall_oldest_pending_delivery_age_seconds",
+        "Age of the webhook delivery waiting longest (0 when none): a receiver down for long, or no worker "
+        "sending, grows it.",
+    )
+    age.add_metric([], max(0.0, (now - as_utc(oldest)).total_seconds()) if oldest is not None else 0.0)
+    yield age
+
+    dead = session.scalar(
+        select(func.count()).where(WebhookDelivery.status == DeliveryStatus.dead,
+                                   WebhookDelivery.next_attempt_at >= now - DEAD_LETTER_WINDOW)
+    )
+    dead_letters = GaugeMetricFamily(
+        "postcall_webhook_dead_letters_24h",
+        "Webhook deliveries given up in the last 24 hours (retry period over, refused, endpoint disabled): "
+        "events a downstream system never got. `postcall webhooks deliveries --failed` lists them; "
+        "`postcall webhooks replay` sends them again.",
+    )
+    dead_letters.add_metric([], int(dead or 0))
+    yield dead_letters
+
+    endpoints = GaugeMetricFamily(
+        "postcall_webhook_endpoints", "Registered webhook endpoints, active or disabled (by hand or by a 410).",
+        labels=["state"],
+    )
+    counts = {bool(active): int(count) for active, count in session.execute(
+        select(WebhookEndpoint.active, func.count()).group_by(WebhookEndpoint.active))}
+    endpoints.add_metric(["active"], int(counts.get(True, 0)))
+    endpoints.add_metric(["disabled"], int(counts.get(False, 0)))
+    yield endpoints
 
 
 def _bound_label(bound: float) -> str:

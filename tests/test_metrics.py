@@ -167,3 +167,39 @@ def test_the_oldest_pending_gauge_follows_synchronous_calls_not_calls_waiting_fo
     samples, _ = _scrape(settings)
     assert _value(samples, "postcall_oldest_pending_call_age_seconds", state="queued") == 0
     assert _value(samples, "postcall_oldest_pending_call_age_seconds", state="processing") == 0
+
+
+def test_the_hand_off_shows_pending_failing_and_dead_deliveries_and_disabled_endpoints(
+    session_factory: sessionmaker[Session], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failed deliveries looked like nothing on /metrics: no hand-off metric at all."""
+    from app.handoff.endpoints import disable_endpoint
+    from app.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+    from tests.handoff.conftest import processed_call, register
+
+    monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOW_PRIVATE", "true")  # endpoints on loopback; nothing is sent
+    get_settings.cache_clear()
+
+    for name in ("crm", "ticketing"):
+        register(session_factory, f"http://127.0.0.1:9/{name}")
+    calls = [processed_call(session_factory, f"hook-{n}") for n in range(3)]
+    with unit_of_work(session_factory) as session:
+        rows = session.query(WebhookDelivery).order_by(WebhookDelivery.id).all()
+        assert len(rows) == 2 * len(calls)  # each processed call to each endpoint
+        rows[0].attempts, rows[0].created_at = 3, utcnow() - timedelta(minutes=30)  # failing for half an hour
+        rows[1].status = DeliveryStatus.dead  # given up on just now
+        rows[2].status, rows[2].next_attempt_at = DeliveryStatus.dead, utcnow() - timedelta(days=3)  # long ago
+        rows[3].status = DeliveryStatus.succeeded
+        ticketing = session.query(WebhookEndpoint).filter(WebhookEndpoint.url.endswith("ticketing")).one()
+        disable_endpoint(session, ticketing, "410 Gone")  # its two pending deliveries are dead-lettered now
+    settings = get_settings().model_copy(update={"database_url": db_url, "broker_url": UNREACHABLE_BROKER})
+
+    samples, _ = _scrape(settings)
+    with unit_of_work(session_factory) as session:
+        pending = session.query(WebhookDelivery).filter(WebhookDelivery.status == DeliveryStatus.pending).count()
+    assert _value(samples, "postcall_webhook_deliveries_pending", state="all") == pending >= 1
+    assert _value(samples, "postcall_webhook_deliveries_pending", state="failing") == 1
+    assert 29 * 60 <= _value(samples, "postcall_oldest_pending_delivery_age_seconds") < 35 * 60
+    assert _value(samples, "postcall_webhook_dead_letters_24h") == 6 - 1 - 1 - pending  # not the 3-day-old one
+    assert _value(samples, "postcall_webhook_endpoints", state="active") == 1
+    assert _value(samples, "postcall_webhook_endpoints", state="disabled") == 1

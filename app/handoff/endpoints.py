@@ -191,11 +191,10 @@ def _refuse_unreplayable(session: Session, tenant_id: int, delivery_ids: set[int
     (replaying nothing and saying "0 replayed" looked like success)."""
     if not delivery_ids:
         return
-    disabled = dict(session.execute(
+    disabled = {int(delivery_id): int(endpoint_id) for delivery_id, endpoint_id in session.execute(
         select(WebhookDelivery.id, WebhookDelivery.endpoint_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(WebhookDelivery.id.in_(sorted(delivery_ids)), WebhookEndpoint.tenant_id == tenant_id)
-    ).tuples().all())
+        .where(WebhookDelivery.id.in_(sorted(delivery_ids)), WebhookEndpoint.tenant_id == tenant_id))}
     unknown = sorted(delivery_ids - disabled.keys())
     if unknown:
         raise NotFoundError(f"webhook deliveries not found: {', '.join(map(str, unknown))}")
