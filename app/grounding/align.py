@@ -222,6 +222,13 @@ class PreparedTranscript:
         evidence: list[VerifiedEvidence] = []
         for piece in pieces:
             evidence.extend(self._align_piece(cited_index, piece, near))
+        # One passage is one speaker's: "I was charged $40 ... I will refund the $40" joining the customer's
+        # words to the agent's is not something anyone said.
+        speakers = {self.utterances[piece.utterance].speaker for piece in evidence
+                    if piece.grounded and piece.utterance is not None}
+        if len(speakers) > 1:
+            refused = {"status": EvidenceStatus.ungrounded, "reason": Reason.mixed_speakers.value}
+            return [piece.model_copy(update=refused) if piece.grounded else piece for piece in evidence]
         return evidence
 
     # --- the search ---------------------------------------------------------------------------

@@ -23,6 +23,9 @@ class Reason(StrEnum):
     negation_mismatch = "negation_mismatch"
     content_mismatch = "content_mismatch"
     """The closest span differs in a content word that is not an ASR slip ("debit" vs "credit")."""
+    mixed_speakers = "mixed_speakers"
+    """The pieces of a quote joined by an ellipsis were said by different speakers: one passage is one
+    speaker's."""
 
     # Claim level.
     no_evidence = "no_evidence"

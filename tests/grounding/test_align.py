@@ -215,10 +215,19 @@ def test_ellipsis_joins_pieces_each_located() -> None:
 
 
 def test_ellipsis_pieces_may_span_neighbouring_utterances_with_three_dots() -> None:
-    evidence = align_quote(CALL, 2, "I'll refund the $40 today... I'll call you back at 3 pm")
-    assert_offsets_slice_original(CALL, evidence)
+    turns = utterances(*[("agent", u.text) if u.index in (2, 3) else (u.speaker, u.text) for u in CALL])
+    evidence = align_quote(turns, 2, "I'll refund the $40 today... I'll call you back at 3 pm")
+    assert_offsets_slice_original(turns, evidence)
     assert [piece.utterance for piece in evidence] == [2, 3]
     assert all(piece.grounded for piece in evidence)
+
+
+def test_ellipsis_pieces_said_by_different_speakers_are_refused() -> None:
+    # The customer's words joined to the agent's: each piece verbatim, the whole said by nobody.
+    evidence = align_quote(CALL, 2, "I was charged $40 twice ... I'll refund the $40 today")
+    assert [piece.utterance for piece in evidence] == [1, 2]
+    assert all(piece.status is EvidenceStatus.ungrounded and piece.reason == Reason.mixed_speakers
+               for piece in evidence)
 
 
 def test_ellipsis_piece_far_from_the_citation_is_not_accepted() -> None:
