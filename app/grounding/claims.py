@@ -34,7 +34,7 @@ from app.text.lexicon import (
     NEGATIVE_RESPONSE_PARTICLES,
     alternation,
 )
-from app.text.normalize import NEGATION_VALUE, TokenKind, normalize, visible_text
+from app.text.normalize import NEGATION_VALUE, TokenKind, mixes_scripts, normalize, visible_text
 
 NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent, TokenKind.time})
 # A claim's subject when it is a party ("The customer", "Reason: the caller"), the verb after it, and an
@@ -99,6 +99,8 @@ def _claim_failure(
         if not piece.grounded:
             known = piece.reason is not None and piece.reason in Reason.__members__
             return Reason(piece.reason) if known and piece.reason else Reason.not_found
+    if mixes_scripts(text) or (due is not None and mixes_scripts(due)):
+        return Reason.mixed_scripts
     # The due phrase is checked on its own: it usually repeats what the text says ("within 5 days").
     profile: Profile | None = None
     for detail in (text, due):

@@ -39,6 +39,9 @@ class Reason(StrEnum):
     negated_in_evidence = "negated_in_evidence"
     """The claim states positively what its evidence says only under a negation: "the customer cancelled"
     on "I did not cancel", "the agent will waive the fee" on "I will not waive the fee"."""
+    mixed_scripts = "mixed_scripts"
+    """A word of the claim mixes Latin letters with look-alikes of another alphabet ("n\u043et", a Cyrillic
+    о): it reads as a word its characters are not, so its details cannot be checked."""
     owner_mismatch = "owner_mismatch"
     """An agent-owned action item rests only on customer speech."""
     speaker_mismatch = "speaker_mismatch"

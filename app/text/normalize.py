@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+import unicodedata
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -290,6 +291,24 @@ class NormalizedText:
 # Characters that show nothing: zero-width spaces and joiners, the soft hyphen, bidirectional controls, the
 # byte-order mark. "n\u200bot" reads as "not" on a screen and as two other words to the tokenizer.
 _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+
+
+_WORD_CHARS = re.compile(r"[^\W\d_]+")
+
+
+def mixes_scripts(text: str) -> bool:
+    """Whether a word of `text` mixes Latin letters with letters of another alphabet ("n\u043et" with a
+    Cyrillic о): never a word anyone wrote, always one made to read as what its letters are not."""
+    for word in _WORD_CHARS.findall(text):
+        if word.isascii():
+            continue
+        scripts = {unicodedata.name(character, "").partition(" ")[0] for character in word}
+        if "LATIN" in scripts and scripts & _LOOKALIKE_SCRIPTS:
+            return True
+    return False
+
+
+_LOOKALIKE_SCRIPTS = frozenset({"CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
 
 
 def visible_text(text: str) -> str:

@@ -113,6 +113,17 @@ def test_claim_details_in_other_words_are_supported() -> None:
         assert verify_one(statement) == (ClaimStatus.grounded, None)
 
 
+def test_a_word_mixing_alphabets_is_not_read_as_what_it_looks_like() -> None:
+    # "n\u043et" shows as "not" and is no negation to the tokenizer; a Cyrillic "а" inside "Monday" likewise.
+    for text, due in (("The agent will n\u043et refund", None), ("Email a confirmation", "by Mon\u0430day")):
+        item = ActionItem(text=text, owner=Owner.agent, due=due,
+                          evidence=ref(2, "I will email you a confirmation by Friday"))
+        assert verify_one(item) == (ClaimStatus.ungrounded, Reason.mixed_scripts), text
+    # Words wholly in another alphabet, or with accents, are words.
+    quoted = Statement(text="Agent will refund the café Привет", evidence=ref(2, "I'll refund the $40 today"))
+    assert verify_one(quoted) == (ClaimStatus.grounded, None)
+
+
 def test_a_span_cited_again_counts_once() -> None:
     # The numbers are a multiset: "$40 ... $40" needs two $40s in the evidence, not one cited twice.
     twice = Statement(text="Agent will refund $40 and $40", evidence=[*ref(2, "I'll refund the $40 today")] * 2)
