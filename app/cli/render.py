@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.schemas.api import CallDetailOut
+from app.schemas.api import CallDetailOut, EvidenceOut, UtteranceOut
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,6 +38,14 @@ def safe(value: object) -> str:
     markup is escaped (`[/red]` prints as is) and control characters are shown, never sent."""
     text = _LINE_BREAKS.sub(" ", str(value))
     return escape(_CONTROL.sub(_visible_escape, text))
+
+
+def _said(evidence: EvidenceOut, utterances: dict[int, UtteranceOut]) -> str:
+    """What the transcript says where a grounded span points; the model's quote otherwise."""
+    if evidence.status == "ungrounded" or evidence.utterance not in utterances \
+            or evidence.char_start is None or evidence.char_end is None:
+        return evidence.quote
+    return utterances[evidence.utterance].text[evidence.char_start : evidence.char_end]
 
 
 class Markup(str):
@@ -154,10 +162,15 @@ def render_call(detail: CallDetailOut, *, with_note: bool = False) -> None:
             for ev in claim.evidence:
                 where = ev.utterance if ev.utterance is not None else ev.cited_utterance
                 speaker = utterances[where].role if where in utterances else "?"
+                said, quoted = _said(ev, utterances), ""
+                if ev.status == "fuzzy" and said != ev.quote:  # the transcript's words, and the model's
+                    quoted = f" [dim](quoted as “{safe(ev.quote)}”)[/dim]"
                 say(
-                    f"      [dim]{safe(f'[{where}]')} {safe(speaker)}:[/dim] “{safe(ev.quote)}”  "
+                    f"      [dim]{safe(f'[{where}]')} {safe(speaker)}:[/dim] “{safe(said)}”{quoted}  "
                     f"{status_markup(ev.status, ev.reason)}"
                 )
     if not detail.claims and not detail.error:
-        console.print("  (no extraction yet)")
+        # A run that succeeded with nothing in it is the model's empty answer, not work still to come.
+        succeeded = detail.run is not None and detail.run.status == "succeeded"
+        console.print("  (the model returned no statements)" if succeeded else "  (no extraction yet)")
     console.print()

@@ -102,3 +102,33 @@ def test_process_fails_a_call_once_the_retries_are_spent(
     assert call["state"] == "failed"
     assert "gave up after 3 attempts" in call["error"]
     assert len(openai_env.requests) == 3
+
+
+def test_show_prints_the_transcripts_words_and_names_an_empty_answer(
+    fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("POSTCALL_OPENAI_MODEL", "fake-model")
+    get_settings.cache_clear()
+    call = tmp_path / "callback.json"
+    call.write_text(json.dumps({"external_id": "cb-1", "utterances": [
+        {"speaker": "Customer", "role": "customer", "text": "Can someone call me back?"},
+        {"speaker": "Agent", "role": "agent", "text": "My colleague Mario will call you back on Monday."},
+    ]}), encoding="utf-8")
+    empty = tmp_path / "empty.json"
+    empty.write_text(call.read_text(encoding="utf-8").replace("cb-1", "cb-2"), encoding="utf-8")
+    replies = iter([
+        extraction_reply({"reason": None, "outcome": None, "summary": [{
+            "text": "Mario will call the customer back on Monday",
+            "evidence": [{"utterance": 1, "quote": "My colleague Maria will call you back on Monday"}]}],
+            "action_items": []}),
+        extraction_reply({"reason": None, "outcome": None, "summary": [], "action_items": []}),
+    ])
+    fake_openai.responder = lambda _request: next(replies)
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    for path in (call, empty):
+        done = runner.invoke(app, ["process", "--provider", "openai", str(path), "--json"])
+        assert done.exit_code == 0, done.stderr
+    fuzzy = runner.invoke(app, ["show", "cb-1"]).stdout
+    # The transcript's words, with the model's quote beside them: "Maria" was never said.
+    assert "“My colleague Mario will call you back on Monday”" in fuzzy and "quoted as" in fuzzy
+    assert "the model returned no statements" in runner.invoke(app, ["show", "cb-2"]).stdout
