@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from app.db.session import hold_write_lock
 from app.errors import NotFoundError, PostcallError
 from app.handoff.outbox import EventType, record_event
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
@@ -129,8 +130,11 @@ def append_event(
 def visible_call(session: Session, principal: Principal, call_id: str, *, for_update: bool = False) -> Call:
     """The call, if this user may see it. Absent and invisible are the same answer.
 
-    `for_update` holds the row lock (PostgreSQL) so a decision and a worker's claim cannot interleave."""
+    `for_update` holds the row lock (on SQLite, the write lock) so a decision and a worker's claim, or two
+    decisions, cannot interleave."""
     query = select(Call).where(Call.id == call_id, visible_calls_clause(principal))
+    if for_update:
+        hold_write_lock(session)
     call = session.scalar(query.with_for_update() if for_update else query)
     if call is None:
         raise NotFoundError(f"call {call_id} not found")

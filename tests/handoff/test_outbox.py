@@ -379,3 +379,25 @@ def test_a_quote_is_masked_with_its_call_as_the_page_masks_it(
     assert "1985" not in json.dumps(event.payload)
     with unit_of_work(session_factory) as session:
         assert session.scalars(select(Evidence.quote_masked)).all() == ["It's ••/••/••••."]
+
+
+def test_one_decision_made_at_once_by_two_reviewers_writes_one_event(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    """Both read the call undecided and both wrote 'rejected' with its event on SQLite, whose FOR UPDATE is
+    a no-op: receivers got two rejections of one call. Now the second waits for the first and finds it done."""
+    from tests.support.threads import run_at_once
+
+    call_id = processed_call(session_factory, "rec-race")
+    supervisor, _ = make_principal(session_factory, "sam", UserRole.supervisor)
+
+    def reject() -> None:
+        with unit_of_work(session_factory) as session:
+            decide_call(session, supervisor, call_id, CallDecision.reject)
+
+    for _ in range(3):  # the race is a matter of timing: a few rounds of it
+        run_at_once(4, reject)
+        with unit_of_work(session_factory) as session:
+            decide_call(session, supervisor, call_id, CallDecision.reopen)
+    types = [e.type for e in events_of(session_factory, call_id)]
+    assert types == ["call.processed", *["call.rejected", "call.reopened"] * 3]
