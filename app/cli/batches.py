@@ -148,10 +148,14 @@ def batches_import(
     from app.pipeline.batch import import_batch_results
 
     ctx = checked_context(with_provider=True)
-    try:
-        texts = [path.read_text(encoding="utf-8") for path in files]
-    except OSError as exc:
-        raise fail(f"cannot read: {exc}") from exc
+    texts = []
+    for path in files:
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise fail(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:  # a traceback before
+            raise fail(f"{path} is not UTF-8 text: give the runner's JSONL output") from exc
     with refusal_exits():
         summary = import_batch_results(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings, batch_id, texts)
     _print_counts({"stored": summary.stored, "put_back": summary.put_back, "pending": summary.pending,

@@ -228,3 +228,10 @@ def test_numbers_out_of_range_are_refused_by_their_option(migrated: None, args: 
     code, _, err = _invoke(*args)
     assert code == 2, err
     assert "Invalid value" in err
+
+
+def test_a_binary_file_given_to_batches_import_is_one_line(migrated: None, tmp_path: Path) -> None:
+    answers = tmp_path / "answers.jsonl"
+    answers.write_bytes(b"\x9d\xff\x00binary")
+    code, _, err = _invoke("batches", "import", "1", str(answers))
+    assert code == 2 and "is not UTF-8 text" in err and "Traceback" not in err
