@@ -222,11 +222,12 @@ class Settings(BaseSettings):
 
 
 ENV_PREFIX = "POSTCALL_"
-# Variables with the prefix that are not settings: the test suite's and the benchmarks' own switches, and
+# Variables with the prefix that are not settings: the test suite's (fault tests' included) and the
+# benchmarks' own switches, and
 # docker-compose's own variables (the published port, the stop grace period).
 NOT_SETTINGS = frozenset({"POSTCALL_UPDATE_SCREENSHOTS", "POSTCALL_RECORD_EXPECTED", "POSTCALL_WEB_PORT",
                           "POSTCALL_WORKER_STOP_GRACE"})
-NOT_SETTINGS_PREFIXES = ("POSTCALL_TEST_", "POSTCALL_BENCH_")
+NOT_SETTINGS_PREFIXES = ("POSTCALL_TEST_", "POSTCALL_BENCH_", "POSTCALL_FAULT_")
 
 
 def setting_names() -> frozenset[str]:

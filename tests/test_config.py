@@ -86,5 +86,5 @@ def test_a_misspelled_setting_is_refused_with_the_nearest_name(clean_env: Path) 
     # suite's and benchmarks' own switches pass.
     known = {f"POSTCALL_{name.upper()}": "x" for name in Settings.model_fields}
     check_setting_names({**known, "postcall_database_url": "x", "OPENAI_API_KEY": "x", "PATH": "/bin",
-                         "POSTCALL_TEST_PG_PORT": "5432", "POSTCALL_BENCH_PROBE_FILE": "x",
+                         "POSTCALL_TEST_PG_PORT": "5432", "POSTCALL_BENCH_PROBE_FILE": "x", "POSTCALL_FAULT_KILLS": "3",
                          "POSTCALL_UPDATE_SCREENSHOTS": "1"})

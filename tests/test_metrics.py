@@ -187,8 +187,11 @@ def test_the_hand_off_shows_pending_failing_and_dead_deliveries_and_disabled_end
         rows = session.query(WebhookDelivery).order_by(WebhookDelivery.id).all()
         assert len(rows) == 2 * len(calls)  # each processed call to each endpoint
         rows[0].attempts, rows[0].created_at = 3, utcnow() - timedelta(minutes=30)  # failing for half an hour
-        rows[1].status = DeliveryStatus.dead  # given up on just now
+        rows[1].status, rows[1].next_attempt_at = DeliveryStatus.dead, utcnow()  # given up on just now
         rows[2].status, rows[2].next_attempt_at = DeliveryStatus.dead, utcnow() - timedelta(days=3)  # long ago
+        # Due long ago and given up on only now (the endpoint disabled below): counted, as of its giving up.
+        for row in rows[3::2]:
+            row.next_attempt_at = utcnow() - timedelta(hours=30)
         rows[3].status = DeliveryStatus.succeeded
         ticketing = session.query(WebhookEndpoint).filter(WebhookEndpoint.url.endswith("ticketing")).one()
         disable_endpoint(session, ticketing, "410 Gone")  # its two pending deliveries are dead-lettered now

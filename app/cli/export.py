@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,17 +47,49 @@ def export(
 
 
 def write_whole(output: Path, chunks: Iterable[bytes]) -> None:
-    """`chunks` into `output` under a temporary name, renamed into place once all are written: an export
-    that fails half-way (the database gone, the disk full) leaves no file that looks complete."""
-    partial = output.with_name(f".{output.name}.partial")
+    """`chunks` into the file `output` under a temporary name, renamed into place once all are written: an
+    export that fails half-way (the database gone, the disk full) leaves no file that looks complete. The
+    file keeps the permissions it had (an unmasked export into a file made private stays private); a new one
+    gets the usual ones. A pipe or a device (`-o /dev/stdout`, `-o >(gzip > x)`) is written as it goes."""
     try:
-        with partial.open("wb") as handle:
+        existing = output.stat()
+    except FileNotFoundError:
+        existing = None
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from exc
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        _write_through(output, chunks)
+        return
+    target = output.resolve() if output.is_symlink() else output  # a link is written through, not replaced
+    partial = target.with_name(f".{target.name}.partial")
+    mode = stat.S_IMODE(existing.st_mode) if existing is not None else _new_file_mode()
+    try:
+        # Private while it is written, whatever the umask; the target's permissions once complete.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
             for chunk in chunks:
                 handle.write(chunk)
-        partial.replace(output)
+        os.chmod(partial, mode)
+        partial.replace(target)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise fail(f"cannot write {output}: {exc.strerror or exc}") from exc
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def _write_through(output: Path, chunks: Iterable[bytes]) -> None:
+    try:
+        with output.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from exc
+
+
+def _new_file_mode() -> int:
+    """What a new file's permissions would be under this process's umask (read by setting it back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask

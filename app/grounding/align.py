@@ -878,18 +878,37 @@ def _negated_context(text: str, start: int, end: int) -> bool:
 
 
 def _words_before(text: str, start: int) -> list[str]:
-    """The last two words of the span's clause before it, seen through an aside between commas ("I will
-    not, unfortunately, refund" has "will not" before "refund") and past words that bridge a negation to
-    what it negates ("not able to", "no way")."""
+    """The last two words of the span's clause before it, past words that bridge a negation to what it
+    negates ("not able to", "no way"), or, when the span opens its clause, the end of the clause before an
+    aside between commas if that clause ends in its negation ("I will not, unfortunately, refund": "will
+    not"; "I don't know, uh, I'll check" is two clauses)."""
     before = text[max(0, start - 2 * NEGATION_CONTEXT_CHARS) : start].lower()
     pieces = CLAUSE_BREAK_SPLIT_RE.split(before)  # clause, break, clause, ..., the span's own clause last
+    own = WORD_RE.findall(pieces[-1])
+    if own:
+        return _through_bridges(own)[-2:]
     index = len(pieces) - 1
-    # Nothing of the span's own clause before it, and an aside between two commas before that: look past it.
-    while (index >= 4 and not WORD_RE.search(pieces[index]) and pieces[index - 1] == ","
-           and pieces[index - 3] == "," and _is_aside(pieces[index - 2])):
+    while (index >= 4 and pieces[index - 1] == "," and pieces[index - 3] == "," and _is_aside(pieces[index - 2])):
         index -= 4
-    words = [word for word in WORD_RE.findall(pieces[index]) if word not in NEGATION_BRIDGES]
-    return words[-2:]
+        words = _through_bridges(WORD_RE.findall(pieces[index]))
+        if words and _negates(words[-1]):
+            return words[-2:]
+        if words:
+            return []
+    return []
+
+
+def _through_bridges(words: list[str]) -> list[str]:
+    """`words` without the bridge words at their end when a negation precedes them ("not able to": "not");
+    as they are otherwise ("don't forget to" is no negation of what follows)."""
+    kept = list(words)
+    while kept and kept[-1] in NEGATION_BRIDGES:
+        kept.pop()
+    return kept if kept and len(kept) < len(words) and _negates(kept[-1]) else words
+
+
+def _negates(word: str) -> bool:
+    return word in CLAUSE_NEGATORS or word == "no" or word.endswith(("n't", "n’t"))
 
 
 def _is_aside(clause: str) -> bool:

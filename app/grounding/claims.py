@@ -135,8 +135,9 @@ DUE_TIME_WORDS = frozenset({
 })
 
 
+# One form of each time word: plurals, and the synonyms "working day" / "business day".
 _SINGULAR_UNITS = {"days": "day", "weeks": "week", "months": "month", "years": "year", "hours": "hour",
-                   "minutes": "minute"}
+                   "minutes": "minute", "working": "business"}
 
 
 def _unsaid_time_words(due: str, *, evidence_words: set[str]) -> bool:
@@ -225,6 +226,7 @@ _NEGATION_REACH = 2
 _FIRST_WORD = re.compile(r"[^\W\d_]+")
 _OPENING_NEGATIONS = frozenset({*NEGATIVE_RESPONSE_PARTICLES, "not", "never"})
 _SUBJECTS = frozenset({"i", "you", "we", "they", "he", "she", "it", "this", "that", "there"})
+_LIMITED = re.compile(r"\b(?:until|till|unless|only|than|before|except)\b", re.IGNORECASE)
 _QUESTION_WORDS = frozenset({"why", "whether", "if", "how", "what", "where", "when", "who", "which"})
 
 
@@ -283,6 +285,12 @@ def _negated_words(texts: Sequence[str]) -> tuple[set[str], set[str]]:
             first = opening.group().lower() if opening is not None else ""
             opens_negated = first in _OPENING_NEGATIONS
             reach, content_after = (0 if first in _SUBJECTS else carried), False
+            if _LIMITED.search(clause):
+                # "won't post until next week", "not only the fee but", "won't be charged more than $40":
+                # the negation bounds when, how much or how far; what it is said of still happens.
+                plain.update(stem for stem, negation_reach in _content_stems(clause) if not negation_reach)
+                carried = 0
+                continue
             for stem, negation_reach in _content_stems(clause) if clause.strip() else ():
                 if negation_reach < 0:  # a question word: what follows is asked about, not denied
                     reach = 0
@@ -308,9 +316,13 @@ def _states_what_is_negated(claim: str, evidence_texts: Sequence[str]) -> bool:
     if "?" in claim or any(reach > 0 or stem in _PROBLEM_STEMS | _ASKING_STEMS for stem, reach in claim_stems):
         return False
     negated, plain = _negated_words(evidence_texts)
+    denied = {stem for stem, _ in claim_stems if stem in negated and stem not in plain and stem not in _REPORTING_STEMS}
     if any(stem in _WISH_STEMS for stem, _ in claim_stems):
-        return any(stem in negated and stem not in plain for stem, _ in claim_stems if stem in _WISH_STEMS)
-    return any(stem in negated and stem not in plain and stem not in _REPORTING_STEMS for stem, _ in claim_stems)
+        # A wish contradicts its evidence when the wish and what is wished are both denied ("wants a refund"
+        # on "I don't want a refund"), not when a wish of another clause is ("I don't want to cancel, I'd
+        # like to upgrade" supports "wants to upgrade").
+        return bool(denied & _WISH_STEMS) and bool(denied - _WISH_STEMS)
+    return bool(denied)
 
 
 def _texts_profile(texts: Sequence[str]) -> Profile:

@@ -30,7 +30,7 @@ from standardwebhooks import Webhook
 from app.config import Settings
 from app.db.session import unit_of_work
 from app.errors import ConfigError
-from app.handoff.endpoints import disable_endpoint
+from app.handoff.endpoints import disable_endpoint, finished_at_due
 from app.handoff.secrets import SecretBox
 from app.handoff.urls import WebhookUrlError, attempt_deadline, check_endpoint_url
 from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -40,8 +40,11 @@ from app.pipeline.retry import retry_countdown
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 2_000
-# How much of an error answer's body is read, for its message.
+# How much of an error answer's body goes into its message.
 ERROR_BODY_BYTES = 200
+# How much of an answer's body is read at most: enough for any acknowledgement, so that the connection is
+# kept for the next delivery; past it the connection is closed instead of reading on.
+ANSWER_BODY_BYTES = 64 * 1024
 # The lease outlives the request timeout by this much, so a slow but live worker is never overtaken.
 LEASE_MARGIN_SECONDS = 5.0
 # A Retry-After beyond this is capped: the retry period still bounds the whole effort.
@@ -206,7 +209,7 @@ def _set_delivery(session: Session, delivery_id: int, **values: Any) -> None:
 
 
 def _finished(status: DeliveryStatus, now: datetime, error: str | None = None) -> dict[str, Any]:
-    values: dict[str, Any] = {"status": status, "finished_at": now, "lease_until": None}
+    values: dict[str, Any] = {"status": status, "finished_at": now, "lease_until": None, **finished_at_due(now)}
     if error is not None:
         values["last_error"] = error[:MAX_ERROR_CHARS]
     return values
@@ -286,16 +289,23 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
-def _error_text(response: httpx.Response) -> str:
-    """The start of an error answer's body, read raw: never decompressed (a small gzip body can unpack to
-    gigabytes) and never past ERROR_BODY_BYTES."""
+def _read_head(response: httpx.Response, limit: int) -> bytes:
+    """Up to `limit` bytes of the answer's body, read raw (never decompressed: a small gzip body can unpack
+    to gigabytes). A body read to its end leaves the connection to the next delivery; one cut short closes
+    it."""
     head = b""
     for chunk in response.iter_raw():
         head += chunk
-        if len(head) >= ERROR_BODY_BYTES:
+        if len(head) > limit:
             break
+    return head
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The start of an error answer's body, printable, at most ERROR_BODY_BYTES of it."""
+    head = _read_head(response, ANSWER_BODY_BYTES)
     if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
-        return f"({response.headers['content-encoding']}-encoded body not read)"
+        return f"({response.headers['content-encoding']}-encoded body, not decoded)"
     return printable(head[:ERROR_BODY_BYTES].decode("utf-8", errors="replace"))
 
 
@@ -319,8 +329,12 @@ def _send(client: httpx.Client, leased: _Leased, policy: DeliveryPolicy) -> _Res
     try:
         with client.stream("POST", leased.url, content=leased.body.encode(), headers=headers,
                            timeout=policy.timeout, follow_redirects=False) as response:
-            # A success's body is not read (closing the stream drops the connection if the body is long).
-            error = None if response.is_success else f"HTTP {response.status_code}: {_error_text(response)}"
+            if response.is_success:
+                # Read (and dropped) so that the connection serves the next delivery; a long body closes it.
+                _read_head(response, ANSWER_BODY_BYTES)
+                error = None
+            else:
+                error = f"HTTP {response.status_code}: {_error_text(response)}"
     except httpx.TimeoutException as exc:
         return _Response(None, None, f"timeout after {policy.timeout:g}s ({type(exc).__name__})",
                          (time.perf_counter() - started) * 1000.0)
@@ -460,6 +474,7 @@ def dead_letter_disabled(session: Session) -> int:
     result = session.execute(
         update(WebhookDelivery)
         .where(and_(WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.endpoint_id.in_(disabled)))
-        .values(status=DeliveryStatus.dead, last_error="endpoint disabled", finished_at=now, lease_until=None)
+        .values(status=DeliveryStatus.dead, last_error="endpoint disabled", finished_at=now, lease_until=None,
+                **finished_at_due(now))
     )
     return int(getattr(result, "rowcount", 0) or 0)

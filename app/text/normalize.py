@@ -297,18 +297,24 @@ _WORD_CHARS = re.compile(r"[^\W\d_]+")
 
 
 def mixes_scripts(text: str) -> bool:
-    """Whether a word of `text` mixes Latin letters with letters of another alphabet ("n\u043et" with a
-    Cyrillic о): never a word anyone wrote, always one made to read as what its letters are not."""
+    """Whether a word of `text` mixes Latin letters with look-alikes from another alphabet ("n\u043et" with
+    a Cyrillic о): never a word anyone wrote, always one made to read as what its letters are not. Letters
+    that look like none ("500\u03bcg", "10k\u03a9") are units, not disguises."""
     for word in _WORD_CHARS.findall(text):
-        if word.isascii():
+        if word.isascii() or not any(character in _LATIN_LOOKALIKES for character in word):
             continue
-        scripts = {unicodedata.name(character, "").partition(" ")[0] for character in word}
-        if "LATIN" in scripts and scripts & _LOOKALIKE_SCRIPTS:
+        if any("LATIN" in unicodedata.name(character, "") for character in word):
             return True
     return False
 
 
-_LOOKALIKE_SCRIPTS = frozenset({"CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
+# Cyrillic and Greek letters drawn like Latin ones.
+_LATIN_LOOKALIKES = frozenset(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u051b\u051d\u04bb\u0410\u0412"
+    "\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0406\u0408\u0405"
+    "\u03bf\u03b1\u03b9\u03ba\u03bd\u03c1\u03c4\u03c5\u03c7\u0391\u0392\u0395\u0396\u0397\u0399"
+    "\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7"
+)
 
 
 def visible_text(text: str) -> str:

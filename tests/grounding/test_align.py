@@ -120,9 +120,16 @@ def test_a_negation_reaching_past_an_aside_or_a_bridge_still_refuses_the_quote(s
     assert align_one(0, quote, utterances(said)).reason == Reason.negation_mismatch
 
 
-def test_a_clause_before_a_comma_is_not_an_aside() -> None:
-    turns = utterances("I don't know, I will refund it myself.")
-    assert align_one(0, "I will refund it myself", turns).status is EvidenceStatus.exact
+@pytest.mark.parametrize(("said", "quote"), [
+    ("I don't know, I will refund it myself.", "I will refund it myself"),
+    ("I don't know, uh, I'll check with my supervisor and call you back.",
+     "I'll check with my supervisor and call you back"),  # a clause ending in a word, not in its negation
+    ("No, that's not right, sorry, I'll refund the difference.", "I'll refund the difference"),
+    ("Don't forget to bring your receipt to the store.", "bring your receipt to the store"),  # no bridge
+    ("Please don't hesitate to call us back.", "call us back"),
+])
+def test_a_clause_of_its_own_keeps_the_quote(said: str, quote: str) -> None:
+    assert align_one(0, quote, utterances(said)).status is EvidenceStatus.exact
 
 
 def test_negation_in_another_clause_does_not_count() -> None:

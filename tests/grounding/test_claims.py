@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.grounding import Reason, verify_extraction
+from app.grounding.claims import unsupported_claim_detail
 from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, EvidenceStatus
 from app.schemas.transcript import Role, Transcript, Utterance
@@ -119,7 +120,12 @@ def test_a_word_mixing_alphabets_is_not_read_as_what_it_looks_like() -> None:
         item = ActionItem(text=text, owner=Owner.agent, due=due,
                           evidence=ref(2, "I will email you a confirmation by Friday"))
         assert verify_one(item) == (ClaimStatus.ungrounded, Reason.mixed_scripts), text
-    # Words wholly in another alphabet, or with accents, are words.
+    # Words wholly in another alphabet, or with accents, are words; a Greek letter that looks like no Latin
+    # one is a unit.
+    dose = transcript(("agent", "The dose is 500\u03bcg twice a day."), ("customer", "Thanks."))
+    claim = verify_extraction(dose, Extraction(summary=[Statement(
+        text="The dose is 500\u03bcg twice a day", evidence=ref(0, "The dose is 500\u03bcg twice a day"))])).claims[0]
+    assert claim.status is ClaimStatus.grounded
     quoted = Statement(text="Agent will refund the café Привет", evidence=ref(2, "I'll refund the $40 today"))
     assert verify_one(quoted) == (ClaimStatus.grounded, None)
 
@@ -164,6 +170,13 @@ def test_a_due_phrase_the_evidence_says_is_supported_in_either_number() -> None:
                                  ("within a week", 4, "I'll check my statement next week")):
         item = ActionItem(text="Check the statement", owner=Owner.customer, due=due, evidence=ref(quote_at, quote))
         assert verify_one(item) == (ClaimStatus.grounded, None), due
+
+
+def test_working_days_are_business_days() -> None:
+    call = transcript(("agent", "You'll see the refund within five to seven working days."), ("customer", "Ok."))
+    item = ActionItem(text="Refund the customer", owner=Owner.agent, due="within 5-7 business days",
+                      evidence=ref(0, "You'll see the refund within five to seven working days"))
+    assert verify_extraction(call, Extraction(action_items=[item])).claims[0].status is ClaimStatus.grounded
 
 
 def test_due_date_repeating_the_text_is_supported() -> None:
@@ -305,3 +318,15 @@ def test_a_positive_claim_on_what_its_evidence_denies_is_flagged(text: str, quot
 def test_what_the_negation_does_not_reach_stays_grounded(text: str, quotes: list[tuple[int, str]]) -> None:
     # Another clause, an answer particle, a new subject, a negative claim, a problem or a question.
     assert _claim_on(text, *quotes) == (ClaimStatus.grounded, None)
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("The refund will post to the account next week", "The refund won't post to your account until next week."),
+    ("The technician will come on Friday", "The technician can't come until Friday."),
+    ("The customer wants to upgrade the plan", "I don't want to cancel, I'd like to upgrade my plan."),
+    ("The agent will refund the fee and the interest", "I will not only refund the fee but also the interest."),
+    ("The customer will be charged at most $40", "You won't be charged more than $40."),
+])
+def test_a_negation_that_bounds_rather_than_denies_supports_the_claim(claim: str, evidence: str) -> None:
+    # "not until", "not only", "not more than", and a wish of another clause: what is said still happens.
+    assert unsupported_claim_detail(claim, [evidence]) is None

@@ -412,7 +412,7 @@ def _answer(status: bytes, body: bytes, *headers: bytes) -> Callable[[socket.soc
 # 20 kB that unpack to 20 MB (a 1.5 MB body that unpacked to 1.5 GB took a worker to 21 GB of memory).
 GZIP_BOMB = gzip.compress(b"\0" * 20_000_000)
 ERROR_ANSWERS = {
-    "gzip": (_answer(b"500 Oops", GZIP_BOMB, b"Content-Encoding: gzip"), "HTTP 500: (gzip-encoded body not read)"),
+    "gzip": (_answer(b"500 Oops", GZIP_BOMB, b"Content-Encoding: gzip"), "HTTP 500: (gzip-encoded body, not decoded)"),
     # NUL: PostgreSQL refused the attempt's record, which stayed in flight and was sent again and again.
     "nul": (_answer(b"500 Oops", b"bad\x00thing \x1b[31mred" + b"x" * 5000), "HTTP 500: bad\\x00thing \\x1b[31mred"),
 }
@@ -435,6 +435,20 @@ def test_an_error_body_is_read_raw_and_short_and_stored_printable(
         outcomes = session.scalars(select(WebhookAttempt.outcome).where(
             WebhookAttempt.delivery_id == delivery.id)).all()
     assert outcomes == [AttemptOutcome.retry]
+
+
+def test_deliveries_to_one_receiver_share_a_connection(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # A success's body left unread closed the connection after every delivery: a new TCP (and TLS)
+    # handshake each time, and a reset the receiver logged.
+    with running_receiver() as receiver:
+        register(session_factory, receiver.url)
+        for n in range(4):
+            (delivery,) = deliveries(session_factory, processed_call(session_factory, f"del-keep-{n}"))
+            assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.succeeded
+    assert len(receiver.all_requests()) == 4
+    assert len({request.peer for request in receiver.all_requests()}) == 1
 
 
 def test_retry_after_takes_ascii_digits_only() -> None:

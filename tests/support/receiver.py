@@ -29,6 +29,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float  # time.time() when the request arrived
+    peer: tuple[str, int] = ("", 0)  # the sender's address and port: one per connection
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -84,7 +85,7 @@ class Receiver:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 request = Received(self.headers.get("webhook-id", ""), {k.lower(): v for k, v in self.headers.items()},
-                                   body, time.time())
+                                   body, time.time(), (str(self.client_address[0]), int(self.client_address[1])))
                 with receiver._lock:
                     receiver.received.append(request)
                     seen = sum(1 for r in receiver.received if r.webhook_id == request.webhook_id)
