@@ -38,13 +38,17 @@ def pg_world(postgres_url: str) -> Iterator[tuple[str, sessionmaker[Session], Wo
     engine.dispose()
 
 
+def _roles_dropped_after(name: str, *others: str) -> Iterator[str]:
+    """`name`, and afterwards every role named (cluster-wide: dropped even when the test failed half-way)."""
+    yield name
+    with _pg(PG_USER, "postgres") as conn:
+        for role in (name, *others):
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
 @pytest.fixture
 def role_name() -> Iterator[str]:
-    name = f"pc_test_analyst_{uuid.uuid4().hex[:10]}"
-    yield name
-    # Cluster-wide: drop it even when the test failed half-way.
-    with _pg(PG_USER, "postgres") as conn:
-        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+    yield from _roles_dropped_after(f"pc_test_analyst_{uuid.uuid4().hex[:10]}")
 
 
 def _pg(user: str, database: str) -> psycopg.Connection:
@@ -363,12 +367,9 @@ def test_revoking_ends_access_even_when_the_analyst_owns_objects(
 
 @pytest.fixture
 def login_name() -> Iterator[str]:
-    """A second login, for a role granted to another: dropped first, whatever happens."""
+    """A second login (and its team role), for a role granted to another."""
     name = f"pc_test_login_{uuid.uuid4().hex[:10]}"
-    yield name
-    with _pg(PG_USER, "postgres") as conn:
-        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
-        conn.execute(f'DROP ROLE IF EXISTS "{name}_team"')
+    yield from _roles_dropped_after(name, f"{name}_team")
 
 
 def test_a_login_holding_the_group_through_another_role_sees_no_tenant(
