@@ -151,7 +151,8 @@ def _earlier_pending(endpoint_id: Any, call_id: Any, outbox_id: Any) -> Exists:
 _LEASE_ROW = (
     select(
         WebhookDelivery.status, WebhookDelivery.lease_until, WebhookDelivery.next_attempt_at,
-        WebhookDelivery.retry_until, WebhookEndpoint.url, WebhookEndpoint.active, WebhookEndpoint.secret_encrypted,
+        WebhookDelivery.retry_until, WebhookDelivery.endpoint_id, WebhookDelivery.call_id, WebhookDelivery.outbox_id,
+        WebhookEndpoint.url, WebhookEndpoint.active, WebhookEndpoint.secret_encrypted,
         WebhookEndpoint.previous_secret_encrypted, WebhookEndpoint.previous_secret_expires_at,
         OutboxEvent.event_id, OutboxEvent.payload,
         _earlier_pending(WebhookDelivery.endpoint_id, WebhookDelivery.call_id, WebhookDelivery.outbox_id)
@@ -238,7 +239,9 @@ def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: Secr
             # Only a finished attempt checked the retry period: one that kept dying never ended.
             _set_delivery(session, delivery_id, **_finished(DeliveryStatus.dead, now,
                                                             "retry period over; last attempt lost"))
-            return DeliveryReport(DeliveryResult.dead)
+            # Given up on: the call's next event to this endpoint goes now, as after any dead letter.
+            return DeliveryReport(DeliveryResult.dead, next_delivery_id=_next_in_line(
+                session, row.endpoint_id, row.call_id, row.outbox_id))
     if not row.active:
         _set_delivery(session, delivery_id, **_finished(DeliveryStatus.dead, now, "endpoint disabled"))
         return DeliveryReport(DeliveryResult.dead)

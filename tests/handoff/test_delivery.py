@@ -465,12 +465,18 @@ def test_a_lease_lapsed_past_the_retry_period_is_dead_lettered_not_sent_again(
     with running_receiver() as receiver:
         register(session_factory, receiver.url)
         call_id = processed_call(session_factory, "del-lapsed")
-        (delivery,) = deliveries(session_factory, call_id)
+        supervisor, _ = make_principal(session_factory, "sam", UserRole.supervisor)
+        with unit_of_work(session_factory) as session:
+            decide_call(session, supervisor, call_id, CallDecision.reject)  # the call's next event, waiting
+        delivery, rejected = deliveries(session_factory, call_id)
         past = utcnow() - timedelta(seconds=1)
         with unit_of_work(session_factory) as session:
-            session.execute(update(WebhookDelivery).values(lease_until=past, retry_until=past))
-        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.dead
-    (dead,) = deliveries(session_factory, call_id)
+            session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery.id)
+                            .values(lease_until=past, retry_until=past))
+        report = deliver(session_factory, delivery.id, POLICY, SecretBox.from_settings(allow_private), client)
+        assert report.result is DeliveryResult.dead
+        assert report.next_delivery_id == rejected.id  # handed out at once, as after any dead letter
+    dead, _ = deliveries(session_factory, call_id)
     assert dead.status is DeliveryStatus.dead
     assert dead.last_error is not None and "retry period over" in dead.last_error
     assert receiver.all_requests() == []
