@@ -660,7 +660,12 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
         distance = source.cue_distance(start, cue)
         return distance is not None and (content is None or distance < content)
 
-    if count == SSN_DIGITS and _plausible_ssn(digits) and ((_ssn_shaped(number) and content is None) or cued(_SSN_CUE)):
+    # Uncued, only a number shaped and numbered as an SSN is one; after a cue ("SSN", "tax id") nearer than a
+    # routing number's, any nine digits are: an ITIN begins with 9, and a misheard or mistyped SSN is still one.
+    if count == SSN_DIGITS and (
+        (_plausible_ssn(digits) and ((_ssn_shaped(number) and content is None) or cued(_SSN_CUE)))
+        or _nearer(source, start, _SSN_CUE, _ROUTING_CUE)
+    ):
         yield _span(text, PiiKind.ssn, number, digits, start)
     elif count == ROUTING_DIGITS and aba_valid(digits) and cued(_ROUTING_CUE):
         yield _span(text, PiiKind.account, number, digits, start)

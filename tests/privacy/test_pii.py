@@ -49,6 +49,25 @@ def test_an_ssn_read_with_dash(ssn: str) -> None:
     assert found(f"my social is {ssn}") == [(PiiKind.ssn, ssn)]
 
 
+@pytest.mark.parametrize(("said", "number"), [
+    ("my tax id is 912-70-3456", "912-70-3456"),  # an ITIN: always 9xx
+    ("my social is 987-65-4321.", "987-65-4321"),
+    ("SSN 666-12-3456", "666-12-3456"),
+    ("my SSN is 987654321", "987654321"),
+    ("SSN 123-00-4567", "123-00-4567"),
+])
+def test_any_nine_digits_after_an_ssn_cue_are_an_ssn(said: str, number: str) -> None:
+    # The number rules of issued SSNs excluded these even after "SSN" or "tax id": shown whole to every reader.
+    assert found(said) == [(PiiKind.ssn, number)]
+
+
+def test_an_uncued_number_is_an_ssn_only_when_it_could_be_one() -> None:
+    assert found("order 912-70-3456 shipped") == []
+    assert found("ok 123-45-6789") == [(PiiKind.ssn, "123-45-6789")]
+    assert found("my ssn is 123-45-6789 and the routing number 021000021") == [
+        (PiiKind.ssn, "123-45-6789"), (PiiKind.account, "021000021")]
+
+
 @pytest.mark.parametrize(
     "email",
     [

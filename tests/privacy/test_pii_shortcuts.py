@@ -188,8 +188,9 @@ def _full_classify_rest(source: pii._Text, number: pii._Number) -> Iterator[Dete
         distance = source.cue_distance(start, cue)
         return distance is not None and (content is None or distance < content)
 
-    if count == pii.SSN_DIGITS and pii._plausible_ssn(digits) and (
-        (pii._ssn_shaped(number) and content is None) or cued(pii._SSN_CUE)
+    if count == pii.SSN_DIGITS and (
+        (pii._plausible_ssn(digits) and ((pii._ssn_shaped(number) and content is None) or cued(pii._SSN_CUE)))
+        or pii._nearer(source, start, pii._SSN_CUE, pii._ROUTING_CUE)
     ):
         yield pii._span(text, PiiKind.ssn, number, digits, start)
     elif count == pii.ROUTING_DIGITS and pii.aba_valid(digits) and cued(pii._ROUTING_CUE):
