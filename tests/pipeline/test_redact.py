@@ -52,7 +52,11 @@ def test_spoken_card_digits_are_redacted() -> None:
         ("my SSN is 123-45-6789", "my SSN is [SSN_1]"),
         ("social security number 123456789", "social security number [SSN_1]"),
         ("order 123456789 shipped", "order 123456789 shipped"),  # a bare nine digits needs a cue
-        ("ssn 000-12-3456", "ssn 000-12-3456"),  # area 000 is never issued
+        # After a cue any nine digits are one: an area never issued (000) or an ITIN's (9xx) is still a
+        # number the caller gave as theirs, or a typo of it.
+        ("ssn 000-12-3456", "ssn [SSN_1]"),
+        ("my ITIN is 912-70-3456", "my ITIN is [SSN_1]"),
+        ("reference 000-12-3456", "reference 000-12-3456"),  # without a cue, area 000 is no SSN
     ],
 )
 def test_social_security_numbers(text: str, expected: str) -> None:
