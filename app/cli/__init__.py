@@ -28,6 +28,7 @@ app.add_typer(batches.batches_app, name="batches")
 app.command()(serve.serve)
 app.command()(privacy.purge)
 app.command()(privacy.retention)
+app.command()(privacy.remask)
 app.add_typer(analysts.analysts_app, name="analysts")
 app.command()(export.export)
 for command in (ingest.ingest, ingest.process, calls.show, calls.verify, calls.status, ops.worker,

@@ -67,3 +67,28 @@ def retention(
     source = "tenant setting" if own is not None else "default, POSTCALL_RETENTION_DAYS"
     period = f"{effective} days" if effective > 0 else "kept forever"
     say(f"tenant {safe(slug)}: {period} ({source})")
+
+
+def remask(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant (default: every tenant).")] = None,
+) -> None:
+    """Mask every stored masked copy again with the detector as it is now (claims, evidence quotes, due
+    phrases, case notes, hand-off events): after an upgrade that finds more personal data, rows stored
+    before show what the old detector left. A chunk of calls per transaction; safe to repeat."""
+    from app.privacy.remask import remask_calls
+
+    ctx = checked_context()
+    with refusal_exits():
+        tenant_id = None
+        if tenant is not None:
+            with transaction(ctx) as session:
+                found = find_tenant(session, tenant)
+                if found is None:
+                    raise fail(f"tenant {tenant!r} not found")
+                tenant_id = found.id
+        with progress(show=True) as bar:
+            task = bar.add_task("masking stored copies again", total=None)
+            report = remask_calls(ctx.session_factory, tenant_id=tenant_id,
+                                  on_calls=lambda calls: bar.advance(task, calls))
+    say(f"{report.calls} calls read; masked again: {report.claims} claims, {report.evidence} evidence quotes, "
+        f"{report.notes} case notes, {report.events} hand-off events")
