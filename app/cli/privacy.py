@@ -75,7 +75,7 @@ def remask(
     """Mask every stored masked copy again with the detector as it is now (claims, evidence quotes, due
     phrases, case notes, hand-off events): after an upgrade that finds more personal data, rows stored
     before show what the old detector left. A chunk of calls per transaction; safe to repeat."""
-    from app.privacy.remask import remask_calls
+    from app.pipeline.remask import remask_calls
 
     ctx = checked_context()
     with refusal_exits():

@@ -350,7 +350,9 @@ def test_a_decision_picked_as_a_deadlock_victim_is_run_again_within_the_request(
 
     assert response.status_code == 200, response.text
     assert response.json()["state"] == "approved"
-    assert deadlocks() == before + 1
+    # At least once: the retry may take the call row again before the other transaction does (row locks
+    # are not queued fairly) and be the victim a second time; what counts is one decision and a 200.
+    assert deadlocks() >= before + 1
     with factory() as session:
         actions = session.scalars(select(ReviewEvent.action).where(ReviewEvent.call_id == call.call_id)).all()
         handed_off = session.scalars(select(OutboxEvent.type).where(OutboxEvent.call_id == call.call_id)).all()

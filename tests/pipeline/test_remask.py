@@ -1,4 +1,4 @@
-"""`postcall remask`: stored masked copies written by an older detector are masked again (SQLite and
+"""`postcall remask` (app/pipeline/remask.py): stored masked copies written by an older detector are masked again (SQLite and
 PostgreSQL)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from app.cli import app
 from app.db.session import unit_of_work
 from app.models import Call, Claim, Evidence, OutboxEvent
-from app.privacy.remask import remask_calls
+from app.pipeline.remask import remask_calls
 from tests.handoff.conftest import events_of, processed_call
 
 ITIN = "912-70-3456"  # after "tax id": an SSN-like number the detector once left alone (every ITIN is 9xx)
