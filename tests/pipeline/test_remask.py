@@ -1,5 +1,5 @@
-"""`postcall remask` (app/pipeline/remask.py): stored masked copies written by an older detector are masked again (SQLite and
-PostgreSQL)."""
+"""`postcall remask` (app/pipeline/remask.py): stored masked copies written by an older detector are masked
+again (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
