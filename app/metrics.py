@@ -290,7 +290,7 @@ def _webhook_metrics(session: Session) -> Iterator[Metric]:
     age.add_metric([], max(0.0, (now - as_utc(oldest)).total_seconds()) if oldest is not None else 0.0)
     yield age
 
-    # A finished delivery's next_attempt_at is when it finished (`finished_at_due`): the due index serves this.
+    # A finished delivery's next_attempt_at is when it finished (`finished_values`): the due index serves this.
     dead = session.scalar(
         select(func.count()).where(WebhookDelivery.status == DeliveryStatus.dead,
                                    WebhookDelivery.next_attempt_at >= now - DEAD_LETTER_WINDOW)

@@ -30,7 +30,7 @@ from standardwebhooks import Webhook
 from app.config import Settings
 from app.db.session import unit_of_work
 from app.errors import ConfigError
-from app.handoff.endpoints import disable_endpoint, finished_at_due
+from app.handoff.endpoints import MAX_ERROR_CHARS, disable_endpoint, finished_values
 from app.handoff.secrets import SecretBox
 from app.handoff.urls import WebhookUrlError, attempt_deadline, check_endpoint_url
 from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -39,7 +39,6 @@ from app.pipeline.retry import retry_countdown
 
 logger = logging.getLogger(__name__)
 
-MAX_ERROR_CHARS = 2_000
 # How much of an error answer's body goes into its message.
 ERROR_BODY_BYTES = 200
 # How much of an answer's body is read at most: enough for any acknowledgement, so that the connection is
@@ -209,13 +208,6 @@ def _set_delivery(session: Session, delivery_id: int, **values: Any) -> None:
     session.connection().execute(statement, {"_delivery_id": delivery_id, **values})
 
 
-def _finished(status: DeliveryStatus, now: datetime, error: str | None = None) -> dict[str, Any]:
-    values: dict[str, Any] = {"status": status, "finished_at": now, "lease_until": None, **finished_at_due(now)}
-    if error is not None:
-        values["last_error"] = error[:MAX_ERROR_CHARS]
-    return values
-
-
 def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: SecretBox,
            now: datetime) -> _Leased | DeliveryReport:
     # One round trip for the delivery (locked), its endpoint, its event and whether it must wait its turn.
@@ -237,13 +229,13 @@ def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: Secr
         connection.execute(_LOSE_IN_FLIGHT_ATTEMPTS, {"lapsed_delivery_id": delivery_id, "now": now})
         if row.retry_until <= now:
             # Only a finished attempt checked the retry period: one that kept dying never ended.
-            _set_delivery(session, delivery_id, **_finished(DeliveryStatus.dead, now,
+            _set_delivery(session, delivery_id, **finished_values(DeliveryStatus.dead, now,
                                                             "retry period over; last attempt lost"))
             # Given up on: the call's next event to this endpoint goes now, as after any dead letter.
             return DeliveryReport(DeliveryResult.dead, next_delivery_id=_next_in_line(
                 session, row.endpoint_id, row.call_id, row.outbox_id))
     if not row.active:
-        _set_delivery(session, delivery_id, **_finished(DeliveryStatus.dead, now, "endpoint disabled"))
+        _set_delivery(session, delivery_id, **finished_values(DeliveryStatus.dead, now, "endpoint disabled"))
         return DeliveryReport(DeliveryResult.dead)
     connection.execute(_TAKE_LEASE, {"delivery_id": delivery_id,
                                      "lease_until": now + timedelta(seconds=policy.lease_seconds)})
@@ -363,22 +355,22 @@ def _outcome(delivery: Any, response: _Response, policy: DeliveryPolicy,
     code, error = response.status_code, response.error
     values: dict[str, Any] = {"last_status_code": code, "last_error": error[:MAX_ERROR_CHARS] if error else None}
     if code is not None and 200 <= code < 300:
-        return DeliveryResult.succeeded, {**values, **_finished(DeliveryStatus.succeeded, now)}
+        return DeliveryResult.succeeded, {**values, **finished_values(DeliveryStatus.succeeded, now)}
     if code == 410:
-        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now,
+        return DeliveryResult.dead, {**values, **finished_values(DeliveryStatus.dead, now,
                                                            "HTTP 410 Gone: the endpoint was disabled")}
     if error and error.startswith("refused:"):
-        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now)}
+        return DeliveryResult.dead, {**values, **finished_values(DeliveryStatus.dead, now)}
     client_error = code is not None and 400 <= code < 500 and code not in (408, 425, 429)
     redirect = code is not None and 300 <= code < 400
     if (client_error or redirect) and delivery.attempts >= policy.max_client_error_attempts:
-        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now)}
+        return DeliveryResult.dead, {**values, **finished_values(DeliveryStatus.dead, now)}
     delay = policy.backoff(delivery.attempts)
     if response.retry_after is not None and code in (429, 503):
         delay = max(delay, min(response.retry_after, MAX_RETRY_AFTER_SECONDS))
     next_at = now + timedelta(seconds=delay)
     if next_at > delivery.retry_until:
-        return DeliveryResult.dead, {**values, **_finished(DeliveryStatus.dead, now,
+        return DeliveryResult.dead, {**values, **finished_values(DeliveryStatus.dead, now,
                                                            f"retry period over; last: {error or code}")}
     return DeliveryResult.retry, {**values, "next_attempt_at": next_at, "lease_until": None}
 
@@ -477,7 +469,6 @@ def dead_letter_disabled(session: Session) -> int:
     result = session.execute(
         update(WebhookDelivery)
         .where(and_(WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.endpoint_id.in_(disabled)))
-        .values(status=DeliveryStatus.dead, last_error="endpoint disabled", finished_at=now, lease_until=None,
-                **finished_at_due(now))
+        .values(**finished_values(DeliveryStatus.dead, now, "endpoint disabled"))
     )
     return int(getattr(result, "rowcount", 0) or 0)

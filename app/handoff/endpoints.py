@@ -20,6 +20,8 @@ from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDeliv
 from app.models.tables import utcnow
 
 # After a rotation the previous secret keeps signing this long, so receivers can switch without a gap.
+# A delivery's stored error is cut here.
+MAX_ERROR_CHARS = 2_000
 ROTATION_OVERLAP = timedelta(hours=24)
 MAX_DESCRIPTION_CHARS = 200
 
@@ -100,19 +102,21 @@ def disable_endpoint(session: Session, endpoint: WebhookEndpoint, reason: str) -
     session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.status == DeliveryStatus.pending)
-        .values(status=DeliveryStatus.dead, last_error=f"endpoint disabled: {reason}"[:2000], finished_at=now,
-                **finished_at_due(now),
-                lease_until=None)
+        .values(**finished_values(DeliveryStatus.dead, now, f"endpoint disabled: {reason}"))
     )
     session.flush()
     return endpoint
 
 
-def finished_at_due(now: datetime) -> dict[str, Any]:
-    """A finished delivery's `next_attempt_at`: when it finished. No attempt is due any more, and the index
-    on (status, next_attempt_at) then finds the deliveries given up on in a time window (/metrics' dead
-    letters of the last day) without reading every dead letter ever."""
-    return {"next_attempt_at": now}
+def finished_values(status: DeliveryStatus, now: datetime, error: str | None = None) -> dict[str, Any]:
+    """The columns a delivery that ends (accepted or dead-lettered) gets, for every way it ends. Its
+    `next_attempt_at` becomes when it finished: no attempt is due any more, and the index on (status,
+    next_attempt_at) then finds the deliveries given up on in a time window (/metrics' dead letters of the
+    last day) without reading every dead letter ever."""
+    values: dict[str, Any] = {"status": status, "finished_at": now, "lease_until": None, "next_attempt_at": now}
+    if error is not None:
+        values["last_error"] = error[:MAX_ERROR_CHARS]
+    return values
 
 
 def enable_endpoint(session: Session, endpoint: WebhookEndpoint) -> WebhookEndpoint:
