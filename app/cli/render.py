@@ -15,7 +15,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.schemas.api import CallDetailOut, EvidenceOut, UtteranceOut
+from app.grounding import spoken_words
+from app.schemas.api import CallDetailOut
+from app.text.normalize import INVISIBLE_CHARACTERS
 
 console = Console()
 err_console = Console(stderr=True)
@@ -23,8 +25,7 @@ err_console = Console(stderr=True)
 # Control characters (ANSI escape sequences start with ESC), the bidirectional overrides that reorder what
 # a terminal shows, and characters that show nothing (a zero-width space inside "n\u200bot" prints as
 # "not"): data never drives the terminal or hides in it, it is shown as `\x1b`, `\u202e`, `\u200b`.
-_CONTROL = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{INVISIBLE_CHARACTERS}]")
 _LINE_BREAKS = re.compile(r"[\t\n\r]+")
 
 
@@ -38,14 +39,6 @@ def safe(value: object) -> str:
     markup is escaped (`[/red]` prints as is) and control characters are shown, never sent."""
     text = _LINE_BREAKS.sub(" ", str(value))
     return escape(_CONTROL.sub(_visible_escape, text))
-
-
-def _said(evidence: EvidenceOut, utterances: dict[int, UtteranceOut]) -> str:
-    """What the transcript says where a grounded span points; the model's quote otherwise."""
-    if evidence.status == "ungrounded" or evidence.utterance not in utterances \
-            or evidence.char_start is None or evidence.char_end is None:
-        return evidence.quote
-    return utterances[evidence.utterance].text[evidence.char_start : evidence.char_end]
 
 
 class Markup(str):
@@ -147,6 +140,7 @@ def render_call(detail: CallDetailOut, *, with_note: bool = False) -> None:
         note = case_note([c for c in detail.claims if stated_as_fact(c.status, c.review_status)])
         say(f"\n[bold]Case note[/bold] [dim](verified items only)[/dim]\n  {escape(note)}")
     utterances = {u.index: u for u in detail.utterances}
+    texts = {index: u.text for index, u in utterances.items()}
     titles = {"reason": "Reason", "outcome": "Outcome", "summary": "Summary", "action_item": "Action items"}
     for kind in ("reason", "outcome", "summary", "action_item"):
         claims = [c for c in detail.claims if c.kind == kind]
@@ -162,7 +156,8 @@ def render_call(detail: CallDetailOut, *, with_note: bool = False) -> None:
             for ev in claim.evidence:
                 where = ev.utterance if ev.utterance is not None else ev.cited_utterance
                 speaker = utterances[where].role if where in utterances else "?"
-                said, quoted = _said(ev, utterances), ""
+                said = ev.quote if ev.status == "ungrounded" else spoken_words(ev, texts)  # where it is not found
+                quoted = ""
                 if ev.status == "fuzzy" and said != ev.quote:  # the transcript's words, and the model's
                     quoted = f" [dim](quoted as “{safe(ev.quote)}”)[/dim]"
                 say(

@@ -36,6 +36,7 @@ from app.handoff.urls import WebhookUrlError, attempt_deadline, check_endpoint_u
 from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
 from app.pipeline.retry import retry_countdown
+from app.text.storable import printable
 
 logger = logging.getLogger(__name__)
 
@@ -275,13 +276,6 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
-
-
-def printable(text: str) -> str:
-    """`text` without what a stored message must not hold: NUL (PostgreSQL refuses it in text, and the
-    attempt's record failed, leaving it in flight for ever) and other control characters, each shown as
-    its escape."""
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _read_head(response: httpx.Response, limit: int) -> bytes:

@@ -290,7 +290,8 @@ class NormalizedText:
 
 # Characters that show nothing: zero-width spaces and joiners, the soft hyphen, bidirectional controls, the
 # byte-order mark. "n\u200bot" reads as "not" on a screen and as two other words to the tokenizer.
-_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+INVISIBLE_CHARACTERS = "\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"  # a [class]
+_INVISIBLE = re.compile(f"[{INVISIBLE_CHARACTERS}]")
 
 
 _WORD_CHARS = re.compile(r"[^\W\d_]+")

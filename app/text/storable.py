@@ -26,6 +26,13 @@ def unstorable_problem(value: str) -> str | None:
     return None
 
 
+def printable(text: str) -> str:
+    """`text` made storable and readable as a message: NUL (which no database stores: a webhook attempt's
+    record holding one failed, leaving the attempt in flight for ever) and every other character that does
+    not print, each shown as its escape."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 # What shows nothing on its own: spaces and line breaks, control and format characters (zero-width
 # space, joiners, direction marks), combining and enclosing marks.
 _BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
