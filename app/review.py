@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.db.session import hold_write_lock
+from app.db.session import scalar_for_update
 from app.errors import NotFoundError, PostcallError
 from app.handoff.outbox import EventType, record_event
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
@@ -133,9 +133,7 @@ def visible_call(session: Session, principal: Principal, call_id: str, *, for_up
     `for_update` holds the row lock (on SQLite, the write lock) so a decision and a worker's claim, or two
     decisions, cannot interleave."""
     query = select(Call).where(Call.id == call_id, visible_calls_clause(principal))
-    if for_update:
-        hold_write_lock(session)
-    call = session.scalar(query.with_for_update() if for_update else query)
+    call = scalar_for_update(session, query) if for_update else session.scalar(query)
     if call is None:
         raise NotFoundError(f"call {call_id} not found")
     return call

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -173,12 +173,13 @@ def retry_conflicts(session: Session, work: Callable[[], T], *, attempts: int = 
 _TAKE_SQLITE_WRITE_LOCK = text("UPDATE tenants SET id = id WHERE 0")
 
 
-def hold_write_lock(session: Session) -> None:
-    """Before a read that a write will act on (`SELECT ... FOR UPDATE`): on SQLite, take the database's
-    write lock now, held to the commit. SQLite has no row locks and ignores FOR UPDATE, and its driver
-    starts a transaction only at the first write, so two requests deciding one call both read it undecided
-    and both wrote their event. With the lock taken first, the second waits (busy timeout) and then reads
-    what the first committed. Nothing on PostgreSQL, whose FOR UPDATE locks the row."""
+def scalar_for_update(session: Session, query: Select[T]) -> T | None:
+    """`query`'s first row's value, locked for the rest of the transaction (`SELECT ... FOR UPDATE`). SQLite
+    has no row locks and ignores FOR UPDATE, and its driver starts a transaction only at the first write, so
+    two requests deciding one call both read it undecided and both wrote their event: there the database's
+    write lock is taken first (a write that changes nothing), and the second request waits (busy timeout),
+    then reads what the first committed."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(_TAKE_SQLITE_WRITE_LOCK)
+    return session.scalar(query.with_for_update())
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.driver import FixedStatement
-from app.db.session import Work, connection_of, hold_write_lock
+from app.db.session import Work, connection_of, scalar_for_update
 from app.errors import ConfigError, NotFoundError
 from app.models import Call, CallState, Tenant
 from app.models import Utterance as UtteranceRow
@@ -51,8 +51,7 @@ def find_tenant(session: Session, slug: str) -> Tenant | None:
 
 def lock_call(session: Session, call_id: str) -> Call | None:
     """Load a call holding its row lock (on SQLite, the write lock) for the rest of the transaction."""
-    hold_write_lock(session)
-    return session.scalar(select(Call).where(Call.id == call_id).with_for_update())
+    return scalar_for_update(session, select(Call).where(Call.id == call_id))
 
 
 # The columns `lock_call_row` reads: what deciding whether to process a call, and loading its transcript, use.
