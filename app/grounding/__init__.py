@@ -5,12 +5,13 @@
 """
 
 from app.grounding.align import PreparedTranscript
-from app.grounding.claims import align_quote, verify_extraction
+from app.grounding.claims import align_quote, spoken_words, verify_extraction
 from app.grounding.reasons import Reason
 
 __all__ = [
     "PreparedTranscript",
     "Reason",
     "align_quote",
+    "spoken_words",
     "verify_extraction",
 ]

@@ -849,7 +849,7 @@ CLAUSE_BREAK_RE = re.compile(r"[.!?;:,\n(){}\[\]]")
 WORD_RE = re.compile(r"[a-z]+(?:['’][a-z]+)?")
 # Looking this far around a span is enough to see the two words before it and the one after it.
 NEGATION_CONTEXT_CHARS = 40
-CLAUSE_BREAK_SPLIT_RE = re.compile(r"([.!?;:,\n(){}\[\]])")
+CLAUSE_BREAK_SPLIT_RE = re.compile(f"({CLAUSE_BREAK_RE.pattern})")  # the breaks kept between the clauses
 # Words set off by commas that leave a negation reaching past them ("not, unfortunately, refund").
 ASIDE_WORDS = frozenset({*FILLERS, "unfortunately", "sadly", "honestly", "actually", "really", "though",
                          "however", "again", "still", "sorry", "afraid", "i'm", "im", "i", "am"})
@@ -866,7 +866,7 @@ def _negated_context(text: str, start: int, end: int) -> bool:
     words = _words_before(text, start)
     if words and words[-1] == "no" and not _answers_after_particle(text, start, end):
         return True
-    if any(word in CLAUSE_NEGATORS or word.endswith(("n't", "n’t")) for word in words):
+    if any(_clause_negator(word) for word in words):
         return True
     if CLAUSE_BREAK_RE.fullmatch(text[end - 1 : end] if end > start else ""):
         # The span closes its own clause ("... miss my flight.") so what follows is another one.
@@ -907,8 +907,12 @@ def _through_bridges(words: list[str]) -> list[str]:
     return kept if kept and len(kept) < len(words) and _negates(kept[-1]) else words
 
 
+def _clause_negator(word: str) -> bool:
+    return word in CLAUSE_NEGATORS or word.endswith(("n't", "n’t"))
+
+
 def _negates(word: str) -> bool:
-    return word in CLAUSE_NEGATORS or word == "no" or word.endswith(("n't", "n’t"))
+    return word == "no" or _clause_negator(word)
 
 
 def _is_aside(clause: str) -> bool:

@@ -16,7 +16,8 @@ Three checks sit on top of quote alignment:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from app.grounding.align import DROPPABLE_WORDS, FUNCTION_WORDS, PreparedTranscript
 from app.grounding.reasons import Reason
@@ -27,6 +28,7 @@ from app.schemas.transcript import Role, Transcript, Utterance
 from app.text.lexicon import (
     AGENT_WORDS,
     ATTRIBUTION_VERBS,
+    CLAUSE_NEGATORS,
     CUSTOMER_WORDS,
     FILLERS,
     NEGATIONS,
@@ -101,6 +103,7 @@ def _claim_failure(
             return Reason(piece.reason) if known and piece.reason else Reason.not_found
     if mixes_scripts(text) or (due is not None and mixes_scripts(due)):
         return Reason.mixed_scripts
+    texts = _evidence_texts(prepared, evidence)
     # The due phrase is checked on its own: it usually repeats what the text says ("within 5 days").
     profile: Profile | None = None
     for detail in (text, due):
@@ -108,13 +111,13 @@ def _claim_failure(
         if not claim_values:
             continue
         if profile is None:
-            profile = _evidence_profile(prepared, evidence)
+            profile = _texts_profile(texts)
         unsupported = _unsupported_detail(claim_values, *profile)
         if unsupported is not None:
             return unsupported
-    if due and _unsaid_time_words(due, evidence_words=(profile or _evidence_profile(prepared, evidence))[1]):
+    if due and _unsaid_time_words(due, evidence_words=(profile or _texts_profile(texts))[1]):
         return Reason.unsupported_date
-    if _states_what_is_negated(text, _evidence_texts(prepared, evidence)):
+    if _states_what_is_negated(text, texts):
         return Reason.negated_in_evidence
     roles = _evidence_roles(prepared, evidence)
     if owner is Owner.agent and roles == {Role.customer}:  # rests only on the customer's words
@@ -146,6 +149,29 @@ def _unsaid_time_words(due: str, *, evidence_words: set[str]) -> bool:
     said = {_SINGULAR_UNITS.get(word, word) for word in evidence_words}
     return any(word in DUE_TIME_WORDS and _SINGULAR_UNITS.get(word, word) not in said
                for word in normalize(visible_text(due)).tokens)
+
+
+class PlacedQuote(Protocol):
+    """An evidence quote and where it was found (a verified piece of evidence, or one read back from the API)."""
+
+    @property
+    def quote(self) -> str: ...
+    @property
+    def utterance(self) -> int | None: ...
+    @property
+    def char_start(self) -> int | None: ...
+    @property
+    def char_end(self) -> int | None: ...
+
+
+def spoken_words(evidence: PlacedQuote, utterance_texts: Mapping[int, str] | None) -> str:
+    """What the transcript says where `evidence` points (`utterance_texts` by utterance index); its quote
+    when it points nowhere or the transcript is not at hand. A fuzzy match's quote is the model's: "Maria
+    will call you" found on the transcript's "Mario will call you"."""
+    if utterance_texts is None or evidence.utterance is None or evidence.char_start is None \
+            or evidence.char_end is None or evidence.utterance not in utterance_texts:
+        return evidence.quote
+    return utterance_texts[evidence.utterance][evidence.char_start : evidence.char_end]
 
 
 def attributed_role(text: str) -> Role | None:
@@ -186,12 +212,6 @@ def _evidence_texts(prepared: PreparedTranscript, evidence: list[VerifiedEvidenc
     return [prepared.utterances[index].text[start:end] for index, start, end in spans]
 
 
-def _evidence_profile(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> Profile:
-    """The critical values (as a multiset), the words and the units of the evidence spans, normalized once
-    per claim."""
-    return _texts_profile(_evidence_texts(prepared, evidence))
-
-
 # Where a negation's reach ends: a sentence or clause break, or a word that starts another clause. A comma
 # right after the negation ("I will not, unfortunately, refund it") does not end it: see _negated_words.
 _CLAUSE_END = re.compile(
@@ -221,7 +241,7 @@ _REPORTING_WORDS = frozenset({
 # deny the bag), the others this many content words of their clause ("did not cancel my subscription";
 # "doesn't seem to have included the seats" says nothing against the seats). A question word ends it: "I
 # don't know where the code is" does not deny the code.
-_DETERMINER_NEGATIONS = frozenset({"no", "none", "nobody", "nothing", "nowhere", "neither", "nor"})
+_DETERMINER_NEGATIONS = NEGATIONS - CLAUSE_NEGATORS  # "no", "none", "nobody", "nothing", "neither", "nor"...
 _NEGATION_REACH = 2
 _FIRST_WORD = re.compile(r"[^\W\d_]+")
 _OPENING_NEGATIONS = frozenset({*NEGATIVE_RESPONSE_PARTICLES, "not", "never"})
@@ -326,6 +346,8 @@ def _states_what_is_negated(claim: str, evidence_texts: Sequence[str]) -> bool:
 
 
 def _texts_profile(texts: Sequence[str]) -> Profile:
+    """The critical values (as a multiset), the words and the units of the evidence spans, normalized once
+    per claim."""
     # As a multiset: "2017 ... not 2016" does not support a claim that says 2017 twice. A plain dict:
     # building a Counter runs Python code, and this runs for every claim with a critical detail.
     evidence_values: dict[str, int] = {}

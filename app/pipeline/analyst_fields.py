@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.grounding import spoken_words
 from app.models import Call, Tenant
-from app.schemas.grounding import ClaimKind, EvidenceStatus, VerifiedClaim, VerifiedEvidence
+from app.schemas.grounding import ClaimKind, EvidenceStatus, VerifiedClaim
 from app.text.due_dates import resolve_due
 from app.text.owners import find_owner_name
 
@@ -43,17 +44,9 @@ def analyst_fields(
     """
     owner_name = None
     if claim.kind is ClaimKind.action_item:
-        owner_name = find_owner_name(_said(ev, utterance_texts) for ev in claim.evidence
+        owner_name = find_owner_name(spoken_words(ev, utterance_texts) for ev in claim.evidence
                                      if ev.status is not EvidenceStatus.ungrounded)
     return {**due_fields(claim.due, clock), "owner_name": owner_name}
-
-
-def _said(evidence: VerifiedEvidence, utterance_texts: Mapping[int, str] | None) -> str:
-    """What the transcript says where `evidence` points (its quote when the transcript is not at hand)."""
-    if utterance_texts is None or evidence.utterance is None or evidence.char_start is None \
-            or evidence.char_end is None or evidence.utterance not in utterance_texts:
-        return evidence.quote
-    return utterance_texts[evidence.utterance][evidence.char_start : evidence.char_end]
 
 
 def due_fields(due: str | None, clock: CallClock) -> dict[str, Any]:
