@@ -299,6 +299,15 @@ PII_LINES: list[tuple[Role, str]] = [
 PII = ("4111 1111 1111 1111", "123-45-6789", "4111")
 
 
+def _without_ids_and_times(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: _without_ids_and_times(item) for key, item in value.items()
+                if key not in {"call_id", "review_url", "timestamp", "decided_at", "started_at"}}
+    if isinstance(value, list):
+        return [_without_ids_and_times(item) for item in value]
+    return value
+
+
 def test_the_record_carries_masked_texts_only(session_factory: sessionmaker[Session], allow_private: Settings) -> None:
     # The record goes to other systems and the feed serves it to every role: what only view_pii unmasks
     # is never in it, whether written by the pipeline, by a decision, or typed into the case note.
@@ -313,7 +322,8 @@ def test_the_record_carries_masked_texts_only(session_factory: sessionmaker[Sess
         decide_call(session, supervisor, call_id, CallDecision.reject)
     processed, rejected = events_of(session_factory, call_id)
     for event in (processed, rejected):
-        payload = json.dumps(event.payload, ensure_ascii=False)
+        # Ids and times left out: a random call id or a timestamp's microseconds may hold "4111" (they did).
+        payload = json.dumps(_without_ids_and_times(event.payload), ensure_ascii=False)
         assert not any(value in payload for value in PII), payload
     record = CallRecordV1.model_validate(processed.payload["data"])
     quoted = [ev.quote for s in [*record.summary.statements, *record.action_items, record.reason] if s
