@@ -75,8 +75,9 @@ def _remask_chunk(session: Session, call_ids: list[str], report: RemaskReport) -
         masked = mask_text(text)
         if masked != text_masked:
             changes["text_masked"] = masked
-        if due and mask_text(due) != due:  # stored masked only: masked again
-            changes["due"] = mask_text(due)
+        masked_due = mask_text(due) if due else due  # stored masked only: masked again
+        if masked_due != due:
+            changes["due"] = masked_due
         if changes:
             connection.execute(update(Claim).where(Claim.id == claim_id).values(**changes))
             report.claims += 1
@@ -95,8 +96,9 @@ def _remask_chunk(session: Session, call_ids: list[str], report: RemaskReport) -
     for call_id, note in connection.execute(
         select(Call.id, Call.case_note).where(Call.id.in_(call_ids), Call.case_note.is_not(None))
     ):
-        if note and mask_text(note) != note:
-            connection.execute(update(Call).where(Call.id == call_id).values(case_note=mask_text(note)))
+        masked_note = mask_text(note) if note else note
+        if masked_note != note:
+            connection.execute(update(Call).where(Call.id == call_id).values(case_note=masked_note))
             report.notes += 1
 
     for event in session.scalars(select(OutboxEvent).where(OutboxEvent.call_id.in_(call_ids))):
