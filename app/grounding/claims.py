@@ -119,6 +119,8 @@ def _claim_failure(
         return Reason.unsupported_date
     if _states_what_is_negated(text, texts):
         return Reason.negated_in_evidence
+    if _states_what_is_conditional(text, _evidence_sentences(prepared, evidence)):
+        return Reason.conditional_in_evidence
     roles = _evidence_roles(prepared, evidence)
     if owner is Owner.agent and roles == {Role.customer}:  # rests only on the customer's words
         return Reason.owner_mismatch
@@ -196,6 +198,8 @@ def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason
     unsupported = _unsupported_detail(claim_values, *_texts_profile(evidence_texts)) if claim_values else None
     if unsupported is None and _states_what_is_negated(text, evidence_texts):
         return Reason.negated_in_evidence
+    if unsupported is None and _states_what_is_conditional(text, evidence_texts):
+        return Reason.conditional_in_evidence
     return unsupported
 
 
@@ -210,6 +214,24 @@ def _evidence_texts(prepared: PreparedTranscript, evidence: list[VerifiedEvidenc
         if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
     )
     return [prepared.utterances[index].text[start:end] for index, start, end in spans]
+
+
+def _evidence_sentences(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> list[str]:
+    """The sentences the evidence spans lie in, each once: a quote that leaves out its sentence's condition
+    ("I will send a replacement" of "If it has not come back by Friday, I will send a replacement") is read
+    with it."""
+    spans = dict.fromkeys(
+        (piece.utterance, piece.char_start, piece.char_end)
+        for piece in evidence
+        if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
+    )
+    sentences = []
+    for index, start, end in spans:
+        text = prepared.utterances[index].text
+        before = [match.end() for match in _SENTENCE_BREAK.finditer(text, 0, start)]
+        after = _SENTENCE_BREAK.search(text, max(end - 1, start))
+        sentences.append(text[before[-1] if before else 0 : after.end() if after else len(text)])
+    return list(dict.fromkeys(sentences))
 
 
 # Where a negation's reach ends: a sentence or clause break, or a word that starts another clause. A comma
@@ -343,6 +365,75 @@ def _states_what_is_negated(claim: str, evidence_texts: Sequence[str]) -> bool:
         # like to upgrade" supports "wants to upgrade").
         return bool(denied & _WISH_STEMS) and bool(denied - _WISH_STEMS)
     return bool(denied)
+
+
+# A condition in the evidence: what the clause under it says may never happen ("if it has not arrived by
+# Friday I will send a replacement"); a wish says it did not ("I wish I could waive it").
+_CONDITION = re.compile(
+    r"\b(?:if|unless|provided that|providing that|as long as|in case|assuming|otherwise|wish|wished)\b",
+    re.IGNORECASE)
+# Conditions that are not: an embedded question ("can you check if it went through": the question check's)
+# and a courtesy ("if you'd like, I can send it", "if that's ok"), which asks nothing of the facts.
+_NOT_A_CONDITION = re.compile(
+    r"\b(?:check|checking|see|know|ask|asking|asked|wonder|wondering|sure|confirm|verify|find out|look|looking|"
+    r"tell me|unclear|whether)\s+(?:\w+\s+){0,2}?if\b"
+    r"|\bif\s+(?:you(?:['’]d| would)?\s+(?:like|want|wish|prefer|don['’]t mind|do not mind)|"
+    r"that(?:['’]s| is)\s+(?:ok|okay|alright|all right|fine)|that works|possible|so|not)\b",
+    re.IGNORECASE)
+# A claim that carries a condition, an offer or a possibility itself says no more than such evidence does.
+_QUALIFIED_CLAIM = re.compile(
+    r"\b(?:if|unless|provided|providing|as long as|in case|assuming|otherwise|once|when|whenever|after|until|"
+    r"should|could|can|would|may|might|option|options|offer|offers|offered|offering|eligible|possible|"
+    r"possibly|conditional|conditionally|condition|conditions|depending|depends|required|requires|require|"
+    r"policy|whether|wish|wishes|wished|pending|potential|potentially|likely|tentative|tentatively|contingent)"
+    r"\b|\?",
+    re.IGNORECASE)
+_SENTENCE_BREAK = re.compile(r"[.!?;:\n]")
+# Where a condition's reach ends inside a sentence: "I'll send it today, and if you have questions, call us"
+# puts no condition on the sending.
+_COORDINATION = re.compile(
+    r"\b(?:and|but|so|because|however|although|though|while|whereas|yet|instead|meanwhile)\b", re.IGNORECASE)
+
+
+# A claim's words that make it about advice or a search rather than a fact: "the agent advised returning the
+# TV" rests rightly on "if you return the TV with your card, they will advise you".
+_ADVISING_STEMS = frozenset(_stem(word) for word in (
+    "advise", "advice", "suggest", "suggestion", "recommend", "recommendation", "encourage", "instruct",
+    "invite", "propose", "direct", "guide", "look", "seek", "interest", "interested",
+))
+_NOT_ASSERTING_STEMS = _REPORTING_STEMS | _PROBLEM_STEMS | _ASKING_STEMS | _WISH_STEMS | _ADVISING_STEMS
+
+
+def _conditional_words(texts: Sequence[str]) -> tuple[set[str], set[str]]:
+    """The stems of the content words that `texts` say only in a clause under a condition or a wish, and
+    of those they say outside one."""
+    conditional: set[str] = set()
+    plain: set[str] = set()
+    for text in texts:
+        for sentence in _SENTENCE_BREAK.split(text):
+            for clause in _COORDINATION.split(sentence):
+                stems = {stem for stem, reach in _content_stems(clause) if not reach}
+                conditioned = _CONDITION.search(_NOT_A_CONDITION.sub(" ", clause)) is not None
+                (conditional if conditioned else plain).update(stems)
+    return conditional - plain, plain
+
+
+def _states_what_is_conditional(claim: str, evidence_texts: Sequence[str]) -> bool:
+    """Whether an unqualified claim rests on words its evidence says only under a condition or a wish:
+    "the agent will send a replacement" on "if it has not arrived by Friday I will send a replacement",
+    "the agent waived the fee" on "I would waive the fee if you paid today" or "I wish I could waive it".
+    A claim that states a condition, an offer or a possibility itself ("offered to waive the fee if...",
+    "can get a refund"), or that is about what was said, asked, wished or went wrong, is not checked."""
+    if not any(_CONDITION.search(text) for text in evidence_texts):
+        return False
+    claim = visible_text(claim)
+    if _QUALIFIED_CLAIM.search(claim):
+        return False
+    claim_stems = [stem for stem, reach in _content_stems(claim) if not reach]
+    if any(stem in _NOT_ASSERTING_STEMS for stem in claim_stems):
+        return False
+    conditional, _ = _conditional_words(evidence_texts)
+    return any(stem in conditional for stem in claim_stems)
 
 
 def _texts_profile(texts: Sequence[str]) -> Profile:

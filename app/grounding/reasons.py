@@ -39,6 +39,10 @@ class Reason(StrEnum):
     negated_in_evidence = "negated_in_evidence"
     """The claim states positively what its evidence says only under a negation: "the customer cancelled"
     on "I did not cancel", "the agent will waive the fee" on "I will not waive the fee"."""
+    conditional_in_evidence = "conditional_in_evidence"
+    """The claim states as a fact what its evidence says only under a condition or a wish: "the agent will
+    send a replacement" on "if it has not arrived by Friday, I will send a replacement", "the agent waived
+    the fee" on "I wish I could waive the fee"."""
     mixed_scripts = "mixed_scripts"
     """A word of the claim mixes Latin letters with look-alikes of another alphabet ("n\u043et", a Cyrillic
     о): it reads as a word its characters are not, so its details cannot be checked."""

@@ -330,3 +330,57 @@ def test_what_the_negation_does_not_reach_stays_grounded(text: str, quotes: list
 def test_a_negation_that_bounds_rather_than_denies_supports_the_claim(claim: str, evidence: str) -> None:
     # "not until", "not only", "not more than", and a wish of another clause: what is said still happens.
     assert unsupported_claim_detail(claim, [evidence]) is None
+
+
+CONDITIONAL_CALL = transcript(
+    ("customer", "My router has been down since Monday and I was charged a late fee."),
+    ("agent", "If it has not come back by Friday, I will send a replacement router."),
+    ("agent", "I would waive the late fee if you paid the balance today."),
+    ("agent", "I wish I could refund the activation charge."),
+    ("agent", "I'll send you the tracking link today, and if you have questions, call us back."),
+    ("agent", "Can you check if the refund went through? If you'd like, I can email the receipt."),
+)
+
+
+def _conditional_claim(text: str, *quotes: tuple[int, str]) -> tuple[ClaimStatus, str | None]:
+    evidence = [EvidenceRef(utterance=index, quote=quote) for index, quote in quotes]
+    report = verify_extraction(CONDITIONAL_CALL, Extraction(summary=[Statement(text=text, evidence=evidence)]))
+    return report.claims[0].status, report.claims[0].reason
+
+
+@pytest.mark.parametrize(("text", "quotes"), [
+    ("The agent will send a replacement router", [(1, "I will send a replacement router")]),
+    ("The agent will send a replacement router",
+     [(1, "If it has not come back by Friday, I will send a replacement router")]),
+    ("The agent waived the late fee", [(2, "I would waive the late fee if you paid the balance today")]),
+    ("The agent refunded the activation charge", [(3, "I wish I could refund the activation charge")]),
+])
+def test_a_fact_its_evidence_says_only_under_a_condition_or_a_wish_is_flagged(
+    text: str, quotes: list[tuple[int, str]]
+) -> None:
+    # The first quote leaves the condition out, but its sentence holds it: the sentence is read, not the quote.
+    assert _conditional_claim(text, *quotes) == (ClaimStatus.ungrounded, Reason.conditional_in_evidence)
+
+
+@pytest.mark.parametrize(("text", "quotes"), [
+    # The claim keeps the condition, or says it is an offer or a possibility.
+    ("If the router is not back by Friday, the agent will send a replacement",
+     [(1, "If it has not come back by Friday, I will send a replacement router")]),
+    ("The agent offered to waive the late fee", [(2, "I would waive the late fee if you paid the balance today")]),
+    ("The late fee could be waived", [(2, "I would waive the late fee if you paid the balance today")]),
+    ("A replacement router is pending", [(1, "If it has not come back by Friday, I will send a replacement router")]),
+    # The condition belongs to another clause, or is a question or a courtesy.
+    ("The agent will send the tracking link today",
+     [(4, "I'll send you the tracking link today, and if you have questions, call us back")]),
+    ("The refund went through", [(5, "Can you check if the refund went through?")]),
+    ("The agent will email the receipt", [(5, "If you'd like, I can email the receipt")]),
+    # Words said plainly elsewhere in the evidence; a claim about advice.
+    ("The customer was charged a late fee", [(0, "I was charged a late fee"),
+                                             (2, "I would waive the late fee if you paid the balance today")]),
+    ("The agent advised paying the balance today",
+     [(2, "I would waive the late fee if you paid the balance today")]),
+])
+def test_a_claim_that_keeps_the_condition_or_rests_elsewhere_stays_grounded(
+    text: str, quotes: list[tuple[int, str]]
+) -> None:
+    assert _conditional_claim(text, *quotes) == (ClaimStatus.grounded, None)
