@@ -38,8 +38,8 @@ from app.grounding.thresholds import (
 )
 from app.schemas.grounding import EvidenceStatus, VerifiedEvidence
 from app.schemas.transcript import Utterance
-from app.text.lexicon import ANSWER_OPENERS, CLAUSE_NEGATORS, FILLERS, NEGATIVE_RESPONSE_PARTICLES, TURN_OPENERS
-from app.text.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, normalize
+from app.text.lexicon import ANSWER_OPENERS, FILLERS, NEGATIVE_RESPONSE_PARTICLES, TURN_OPENERS
+from app.text.normalize import CRITICAL_KINDS, NormalizedText, TokenKind, negates_clause, normalize
 
 # An ellipsis in a quote joins pieces taken from different places: "I'll send … by Friday".
 ELLIPSIS_RE = re.compile(r"\s*(?:…|\.{3,}|\[\s*(?:…|\.{3,})\s*\])\s*")
@@ -846,7 +846,7 @@ def _clean_boundary(text: str, start: int, end: int, quote: str) -> bool:
 
 
 CLAUSE_BREAK_RE = re.compile(r"[.!?;:,\n(){}\[\]]")
-WORD_RE = re.compile(r"[a-z]+(?:['’][a-z]+)?")
+WORD_RE = re.compile(r"[a-z]+(?:['’ʼ][a-z]+)?")
 # Looking this far around a span is enough to see the two words before it and the one after it.
 NEGATION_CONTEXT_CHARS = 40
 CLAUSE_BREAK_SPLIT_RE = re.compile(f"({CLAUSE_BREAK_RE.pattern})")  # the breaks kept between the clauses
@@ -866,7 +866,7 @@ def _negated_context(text: str, start: int, end: int) -> bool:
     words = _words_before(text, start)
     if words and words[-1] == "no" and not _answers_after_particle(text, start, end):
         return True
-    if any(_clause_negator(word) for word in words):
+    if any(negates_clause(word) for word in words):
         return True
     if CLAUSE_BREAK_RE.fullmatch(text[end - 1 : end] if end > start else ""):
         # The span closes its own clause ("... miss my flight.") so what follows is another one.
@@ -907,12 +907,8 @@ def _through_bridges(words: list[str]) -> list[str]:
     return kept if kept and len(kept) < len(words) and _negates(kept[-1]) else words
 
 
-def _clause_negator(word: str) -> bool:
-    return word in CLAUSE_NEGATORS or word.endswith(("n't", "n’t"))
-
-
 def _negates(word: str) -> bool:
-    return word == "no" or _clause_negator(word)
+    return word == "no" or negates_clause(word)
 
 
 def _is_aside(clause: str) -> bool:

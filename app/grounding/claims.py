@@ -36,7 +36,14 @@ from app.text.lexicon import (
     NEGATIVE_RESPONSE_PARTICLES,
     alternation,
 )
-from app.text.normalize import NEGATION_VALUE, TokenKind, mixes_scripts, normalize, visible_text
+from app.text.normalize import (
+    BARE_NEGATIONS,
+    NEGATION_VALUE,
+    TokenKind,
+    mixes_scripts,
+    normalize,
+    visible_text,
+)
 
 NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent, TokenKind.time})
 # A claim's subject when it is a party ("The customer", "Reason: the caller"), the verb after it, and an
@@ -107,7 +114,7 @@ def _claim_failure(
     # The due phrase is checked on its own: it usually repeats what the text says ("within 5 days").
     profile: Profile | None = None
     for detail in (text, due):
-        claim_values = normalize(visible_text(detail)).critical_values() if detail else ()
+        claim_values = claim_details(detail) if detail else ()
         if not claim_values:
             continue
         if profile is None:
@@ -117,10 +124,14 @@ def _claim_failure(
             return unsupported
     if due and _unsaid_time_words(due, evidence_words=(profile or _texts_profile(texts))[1]):
         return Reason.unsupported_date
-    if _states_what_is_negated(text, texts):
+    # Read in their whole sentences: a quote that leaves out its sentence's negation or condition ("your payment
+    # was received" of "It doesn't look like your payment was received yet") is read with it.
+    sentences = _evidence_sentences(prepared, evidence)
+    if _states_what_is_negated(text, texts) or _states_what_is_negated(text, sentences):
         return Reason.negated_in_evidence
-    if _states_what_is_conditional(text, _evidence_sentences(prepared, evidence)):
-        return Reason.conditional_in_evidence
+    unasserted = unasserted_claim(text, sentences)
+    if unasserted is not None:
+        return unasserted
     roles = _evidence_roles(prepared, evidence)
     if owner is Owner.agent and roles == {Role.customer}:  # rests only on the customer's words
         return Reason.owner_mismatch
@@ -194,16 +205,30 @@ def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason
     The check a grounded claim passes once its quotes are found; the heuristic provider runs it on the
     claims it writes, so both agree on what a claim may say.
     """
-    claim_values = normalize(visible_text(text)).critical_values()
+    claim_values = claim_details(text)
     unsupported = _unsupported_detail(claim_values, *_texts_profile(evidence_texts)) if claim_values else None
     if unsupported is None and _states_what_is_negated(text, evidence_texts):
         return Reason.negated_in_evidence
-    if unsupported is None and _states_what_is_conditional(text, evidence_texts):
-        return Reason.conditional_in_evidence
-    return unsupported
+    return unsupported if unsupported is not None else unasserted_claim(text, evidence_texts)
 
 
 Profile = tuple[dict[str, int], set[str], dict[str, set[str]]]
+
+# Words that make a claim negative without a "not": "the agent declined to refund the charge" says the
+# opposite of "Sure, I'll refund the charge". ("unable", "failed" are left out: "the customer is unable to
+# log in" states a problem, often resting on "I'm having trouble logging in".)
+_REFUSAL_WORDS = frozenset({"refuse", "refused", "refuses", "refusing", "declined", "declines", "declining",
+                            "denied", "denies", "denying"})
+
+
+def claim_details(text: str) -> tuple[tuple[TokenKind, str], ...]:
+    """The critical values of a claim's text or due phrase, read as a person reads it; a refusal or a
+    failure ("declined", "unable", "failed") counts as the claim's negation when it has no other."""
+    normalized = normalize(visible_text(text))
+    values = normalized.critical_values()
+    if any(kind is TokenKind.negation for kind, _ in values) or not _REFUSAL_WORDS.intersection(normalized.tokens):
+        return values
+    return (*values, (TokenKind.negation, NEGATION_VALUE))
 
 
 def _evidence_texts(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> list[str]:
@@ -216,10 +241,11 @@ def _evidence_texts(prepared: PreparedTranscript, evidence: list[VerifiedEvidenc
     return [prepared.utterances[index].text[start:end] for index, start, end in spans]
 
 
+SENTENCE_BREAK = re.compile(r"[.!?;:\n]")
+
+
 def _evidence_sentences(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> list[str]:
-    """The sentences the evidence spans lie in, each once: a quote that leaves out its sentence's condition
-    ("I will send a replacement" of "If it has not come back by Friday, I will send a replacement") is read
-    with it."""
+    """The sentences the evidence spans lie in, each once."""
     spans = dict.fromkeys(
         (piece.utterance, piece.char_start, piece.char_end)
         for piece in evidence
@@ -228,8 +254,8 @@ def _evidence_sentences(prepared: PreparedTranscript, evidence: list[VerifiedEvi
     sentences = []
     for index, start, end in spans:
         text = prepared.utterances[index].text
-        before = [match.end() for match in _SENTENCE_BREAK.finditer(text, 0, start)]
-        after = _SENTENCE_BREAK.search(text, max(end - 1, start))
+        before = [match.end() for match in SENTENCE_BREAK.finditer(text, 0, start)]
+        after = SENTENCE_BREAK.search(text, max(end - 1, start))
         sentences.append(text[before[-1] if before else 0 : after.end() if after else len(text)])
     return list(dict.fromkeys(sentences))
 
@@ -241,7 +267,7 @@ _CLAUSE_END = re.compile(
     re.IGNORECASE)
 # A cheap look before any normalizing: most evidence has no negation at all.
 _MAY_NEGATE = re.compile(r"\b(?:not|no|never|none|nobody|nothing|neither|nor|cannot|unable|refused?|declined|"
-                         r"denied|without|fail(?:ed|s)?)\b|n['’]t\b", re.IGNORECASE)
+                         rf"denied|without|fail(?:ed|s)?|{alternation(BARE_NEGATIONS)})\b|n['’ʼ]t\b", re.IGNORECASE)
 # Words between a negation and what it negates that are not what it negates ("not able to", "never
 # really", "not, unfortunately,").
 _NOT_CONTENT = frozenset({
@@ -294,6 +320,9 @@ _PROBLEM_STEMS = frozenset(_stem(word) for word in (
 _ASKING_STEMS = frozenset(_stem(word) for word in (
     "ask", "whether", "inquire", "enquire", "wonder", "question", "know", "request", "check", "confirm",
 ))
+# Problem and question words with an everyday sense besides ("issue a refund", "checking account", "a lost
+# card", "a confirmation email").
+_TWO_SENSE_STEMS = frozenset(_stem(word) for word in ("issue", "check", "confirm", "request", "lost", "question"))
 _WISH_STEMS = frozenset(_stem(word) for word in ("want", "wish", "like", "need", "hope", "prefer", "try"))
 
 
@@ -355,10 +384,18 @@ def _states_what_is_negated(claim: str, evidence_texts: Sequence[str]) -> bool:
         return False
     claim = visible_text(claim)
     claim_stems = _content_stems(claim)
-    if "?" in claim or any(reach > 0 or stem in _PROBLEM_STEMS | _ASKING_STEMS for stem, reach in claim_stems):
+    if "?" in claim or any(reach > 0 for _, reach in claim_stems):
         return False
     negated, plain = _negated_words(evidence_texts)
-    denied = {stem for stem, _ in claim_stems if stem in negated and stem not in plain and stem not in _REPORTING_STEMS}
+    # A claim's own word for a problem or a question frames it ("has an issue saving songs" on "I can't save
+    # my songs"); a word of both senses that the evidence says too is the evidence's ("issued a refund" on
+    # "I can't issue a refund", "the checking account" on "I can't transfer to your checking account"), and
+    # only the claim's other words are then read against the negation.
+    framing = {stem for stem, _ in claim_stems if stem in _PROBLEM_STEMS | _ASKING_STEMS}
+    if framing - (_TWO_SENSE_STEMS & (negated | plain)):
+        return False
+    denied = {stem for stem, _ in claim_stems
+              if stem in negated and stem not in plain and stem not in _REPORTING_STEMS and stem not in framing}
     if any(stem in _WISH_STEMS for stem, _ in claim_stems):
         # A wish contradicts its evidence when the wish and what is wished are both denied ("wants a refund"
         # on "I don't want a refund"), not when a wish of another clause is ("I don't want to cancel, I'd
@@ -372,12 +409,15 @@ def _states_what_is_negated(claim: str, evidence_texts: Sequence[str]) -> bool:
 _CONDITION = re.compile(
     r"\b(?:if|unless|provided that|providing that|as long as|in case|assuming|otherwise|wish|wished)\b",
     re.IGNORECASE)
-# Conditions that are not: an embedded question ("can you check if it went through": the question check's)
-# and a courtesy ("if you'd like, I can send it", "if that's ok"), which asks nothing of the facts.
-_NOT_A_CONDITION = re.compile(
+# An embedded question ("can you check if it went through", "let me see whether it posted") asks, like a
+# yes-no question, and conditions nothing.
+_EMBEDDED_QUESTION = re.compile(
     r"\b(?:check|checking|see|know|ask|asking|asked|wonder|wondering|sure|confirm|verify|find out|look|looking|"
-    r"tell me|unclear|whether)\s+(?:\w+\s+){0,2}?if\b"
-    r"|\bif\s+(?:you(?:['’]d| would)?\s+(?:like|want|wish|prefer|don['’]t mind|do not mind)|"
+    r"tell me|unclear)\s+(?:\w+\s+){0,2}?(?:if|whether)\b",
+    re.IGNORECASE)
+# A courtesy ("if you'd like, I can send it", "if that's ok") asks nothing of the facts.
+_COURTESY = re.compile(
+    r"\bif\s+(?:you(?:['’]d| would)?\s+(?:like|want|wish|prefer|don['’]t mind|do not mind)|"
     r"that(?:['’]s| is)\s+(?:ok|okay|alright|all right|fine)|that works|possible|so|not)\b",
     re.IGNORECASE)
 # A claim that carries a condition, an offer or a possibility itself says no more than such evidence does.
@@ -388,7 +428,6 @@ _QUALIFIED_CLAIM = re.compile(
     r"policy|whether|wish|wishes|wished|pending|potential|potentially|likely|tentative|tentatively|contingent)"
     r"\b|\?",
     re.IGNORECASE)
-_SENTENCE_BREAK = re.compile(r"[.!?;:\n]")
 # Where a condition's reach ends inside a sentence: "I'll send it today, and if you have questions, call us"
 # puts no condition on the sending.
 _COORDINATION = re.compile(
@@ -404,36 +443,63 @@ _ADVISING_STEMS = frozenset(_stem(word) for word in (
 _NOT_ASSERTING_STEMS = _REPORTING_STEMS | _PROBLEM_STEMS | _ASKING_STEMS | _WISH_STEMS | _ADVISING_STEMS
 
 
-def _conditional_words(texts: Sequence[str]) -> tuple[set[str], set[str]]:
-    """The stems of the content words that `texts` say only in a clause under a condition or a wish, and
-    of those they say outside one."""
+# A question that asks whether, not what or why: it asserts nothing of what it asks ("Can you waive the late
+# fee?"), where "Why was my flight cancelled?" takes the cancellation as given.
+_YES_NO_QUESTION = re.compile(
+    r"\s*(?:\w+\s*,\s*)?(?:can|could|would|will|do|does|did|is|are|was|were|have|has|had|should|shall|may|"
+    r"might|must)\b", re.IGNORECASE)
+_SENTENCE = re.compile(r"[^.!?;:\n]*[.!?;:\n]?")
+
+
+def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str]]:
+    """The stems of the content words that `texts` say only in a clause under a condition or a wish, those
+    they say only in yes-no questions, and those they say outside either."""
     conditional: set[str] = set()
+    asked: set[str] = set()
     plain: set[str] = set()
     for text in texts:
-        for sentence in _SENTENCE_BREAK.split(text):
+        for sentence in _SENTENCE.findall(text):
+            if sentence.endswith("?") and _YES_NO_QUESTION.match(sentence):
+                asked.update(stem for stem, reach in _content_stems(sentence) if not reach)
+                continue
             for clause in _COORDINATION.split(sentence):
                 stems = {stem for stem, reach in _content_stems(clause) if not reach}
-                conditioned = _CONDITION.search(_NOT_A_CONDITION.sub(" ", clause)) is not None
-                (conditional if conditioned else plain).update(stems)
-    return conditional - plain, plain
+                embedded = _EMBEDDED_QUESTION.search(clause)
+                if embedded is not None:  # what the clause asks about, after the question's opening
+                    plain.update(stem for stem, reach in _content_stems(clause[: embedded.end()]) if not reach)
+                    asked.update(stem for stem, reach in _content_stems(clause[embedded.end():]) if not reach)
+                elif _CONDITION.search(_COURTESY.sub(" ", clause)) is not None:
+                    conditional.update(stems)
+                else:
+                    plain.update(stems)
+    return conditional - plain, asked - plain - conditional, plain
 
 
-def _states_what_is_conditional(claim: str, evidence_texts: Sequence[str]) -> bool:
-    """Whether an unqualified claim rests on words its evidence says only under a condition or a wish:
-    "the agent will send a replacement" on "if it has not arrived by Friday I will send a replacement",
-    "the agent waived the fee" on "I would waive the fee if you paid today" or "I wish I could waive it".
-    A claim that states a condition, an offer or a possibility itself ("offered to waive the fee if...",
-    "can get a refund"), or that is about what was said, asked, wished or went wrong, is not checked."""
-    if not any(_CONDITION.search(text) for text in evidence_texts):
-        return False
+def unasserted_claim(claim: str, evidence_texts: Sequence[str]) -> Reason | None:
+    """Whether an unqualified claim rests on words its evidence says only under a condition or a wish
+    (`conditional_in_evidence`): "the agent will send a replacement" on "if it has not arrived by Friday I
+    will send a replacement", "the agent waived the fee" on "I wish I could waive it"; or only asks
+    (`asked_in_evidence`): "the agent waived the late fee" on "Can you waive the late fee?". A claim that
+    states a condition, an offer or a possibility itself ("offered to waive the fee if...", "can get a
+    refund"), that is negative, or that is about what was said, asked, wished, advised or went wrong, is not
+    checked."""
+    if not any("?" in text or _CONDITION.search(text) or _EMBEDDED_QUESTION.search(text) for text in evidence_texts):
+        return None
     claim = visible_text(claim)
     if _QUALIFIED_CLAIM.search(claim):
-        return False
-    claim_stems = [stem for stem, reach in _content_stems(claim) if not reach]
-    if any(stem in _NOT_ASSERTING_STEMS for stem in claim_stems):
-        return False
-    conditional, _ = _conditional_words(evidence_texts)
-    return any(stem in conditional for stem in claim_stems)
+        return None
+    claim_stems = _content_stems(claim)
+    if any(reach or stem in _NOT_ASSERTING_STEMS for stem, reach in claim_stems):
+        return None
+    conditional, asked, plain = _unasserted_words(evidence_texts)
+    if any(stem in conditional for stem, _ in claim_stems):
+        return Reason.conditional_in_evidence
+    # Asked: every word of the claim the evidence says, it says only asking ("Can you confirm your address?"
+    # leaves "the customer confirmed the address" resting on nothing else).
+    found = [stem for stem, _ in claim_stems if stem in asked or stem in plain]
+    if found and all(stem in asked for stem in found):
+        return Reason.asked_in_evidence
+    return None
 
 
 def _texts_profile(texts: Sequence[str]) -> Profile:

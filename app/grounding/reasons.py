@@ -43,6 +43,9 @@ class Reason(StrEnum):
     """The claim states as a fact what its evidence says only under a condition or a wish: "the agent will
     send a replacement" on "if it has not arrived by Friday, I will send a replacement", "the agent waived
     the fee" on "I wish I could waive the fee"."""
+    asked_in_evidence = "asked_in_evidence"
+    """The claim states as a fact what its evidence only asks: "the agent waived the late fee" on "Can you
+    waive the late fee?"."""
     mixed_scripts = "mixed_scripts"
     """A word of the claim mixes Latin letters with look-alikes of another alphabet ("n\u043et", a Cyrillic
     о): it reads as a word its characters are not, so its details cannot be checked."""

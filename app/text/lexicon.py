@@ -47,7 +47,8 @@ CLAUSE_NEGATORS = frozenset({"not", "never", "cannot"})
 # Words that make evidence negative even without "not": a claim "could not log in" may rest on "the login
 # failed". For the claim-level negation check only, never to compare quotes.
 NEGATIVE_POLARITY_WORDS = frozenset(
-    {"unable", "fail", "failed", "fails", "failing", "refuse", "refused", "declined", "denied", "without"}
+    {"unable", "fail", "failed", "fails", "failing", "refuse", "refused", "refuses", "refusing", "declined",
+     "declines", "declining", "denied", "denies", "denying", "without"}
 )
 # A negative answer to the other party ("anything else?" - "no thank you that was it"). Said first in a
 # turn and followed by the answer, it negates nothing in that answer.

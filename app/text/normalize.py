@@ -24,6 +24,7 @@ from itertools import accumulate
 
 from app.text.lexicon import (
     AMBIGUOUS_MONTHS,
+    CLAUSE_NEGATORS,
     CRITICAL_KINDS,
     CURRENCY_SYMBOLS,
     CURRENCY_WORDS,
@@ -117,6 +118,16 @@ BARE_CONTRACTIONS: dict[str, tuple[str, ...]] = {
     "kinda": ("kind", "of"),
     "ya": ("you",),
 }
+# The bare contractions that hold a "not" ("cant", "dont", "havent"): negations as ASR and chat text write them.
+BARE_NEGATIONS = frozenset(word for word, expansion in BARE_CONTRACTIONS.items() if "not" in expansion)
+
+
+def negates_clause(word: str) -> bool:
+    """Whether a lowercased word denies what follows it in its clause: "not", "never", "cannot", a
+    contraction in "n't" with any apostrophe, or one written without it ("cant", "doesnt")."""
+    return word in CLAUSE_NEGATORS or word in BARE_NEGATIONS or word.endswith(("n't", "n’t", "nʼt"))
+
+
 # Spelling variants that mean the same thing.
 CANONICAL_WORDS: dict[str, str] = {
     "ok": "okay",
@@ -178,7 +189,8 @@ RAW_TOKEN_RE = re.compile(
     """,
     re.VERBOSE,
 )
-APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'"})
+# U+02BC, the modifier letter apostrophe, is a letter to the regex engine: "canʼt" would be one word.
+APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "ʼ": "'"})
 GROUPED_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 PLAIN_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 TIME_RE = re.compile(r"\d{1,2}:\d{2}")
@@ -388,7 +400,7 @@ _WordTemplate = tuple[tuple[str, TokenKind, bool, int | None], ...]
 # from_words, gap_start): a tuple is far cheaper to make than a `_Piece`, and most texts never need one.
 _Row = tuple[str, int, int, TokenKind, bool, int | None, bool, bool, int]
 
-_CURLY_APOSTROPHES = ("’", "‘", "`")
+_CURLY_APOSTROPHES = ("’", "‘", "`", "ʼ")
 
 
 def _raw_rows(text: str) -> tuple[list[_Row], int]:

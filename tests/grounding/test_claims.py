@@ -372,7 +372,6 @@ def test_a_fact_its_evidence_says_only_under_a_condition_or_a_wish_is_flagged(
     # The condition belongs to another clause, or is a question or a courtesy.
     ("The agent will send the tracking link today",
      [(4, "I'll send you the tracking link today, and if you have questions, call us back")]),
-    ("The refund went through", [(5, "Can you check if the refund went through?")]),
     ("The agent will email the receipt", [(5, "If you'd like, I can email the receipt")]),
     # Words said plainly elsewhere in the evidence; a claim about advice.
     ("The customer was charged a late fee", [(0, "I was charged a late fee"),
@@ -384,3 +383,69 @@ def test_a_claim_that_keeps_the_condition_or_rests_elsewhere_stays_grounded(
     text: str, quotes: list[tuple[int, str]]
 ) -> None:
     assert _conditional_claim(text, *quotes) == (ClaimStatus.grounded, None)
+
+
+def test_a_fact_its_evidence_only_asks_is_flagged() -> None:
+    call = transcript(
+        ("customer", "Can you waive the late fee? Why was my card blocked?"),
+        ("agent", "Would you like me to cancel the card? I can see the card was blocked on Monday."),
+    )
+
+    def verdict(text: str, *quotes: tuple[int, str]) -> tuple[ClaimStatus, str | None]:
+        evidence = [EvidenceRef(utterance=index, quote=quote) for index, quote in quotes]
+        claim = verify_extraction(call, Extraction(summary=[Statement(text=text, evidence=evidence)])).claims[0]
+        return claim.status, claim.reason
+
+    asked = (ClaimStatus.ungrounded, Reason.asked_in_evidence)
+    assert verdict("The agent waived the late fee", (0, "Can you waive the late fee?")) == asked
+    assert verdict("The customer cancelled the card", (1, "Would you like me to cancel the card?")) == asked
+    # An embedded question asks as well, past its opening words.
+    assert unsupported_claim_detail("The refund went through", ["Let me check if the refund went through."]) is (
+        Reason.asked_in_evidence)
+    assert unsupported_claim_detail("The agent will check whether the refund went through",
+                                    ["Let me check if the refund went through."]) is None
+    # A question about why takes what it asks about as given; a claim about the asking asserts nothing.
+    assert verdict("The customer's card was blocked", (0, "Why was my card blocked?")) == (ClaimStatus.grounded, None)
+    assert verdict("The customer asked to waive the late fee", (0, "Can you waive the late fee?")) == (
+        ClaimStatus.grounded, None)
+    # A word said plainly elsewhere in the evidence is asserted there.
+    assert verdict("The card was blocked on Monday", (1, "I can see the card was blocked on Monday"),
+                   (1, "Would you like me to cancel the card?")) == (ClaimStatus.grounded, None)
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    # Negations as ASR and chat text write them, and with the modifier-letter apostrophe.
+    ("The agent waived the overdraft fee", "i cant waive the overdraft fee"),
+    ("The customer's car stereo can connect after the update", "my car stereo still cant connect after the update"),
+    ("The customer has been able to buy a ticket", "I havent been able to buy a ticket"),
+    ("The agent will waive the $50 fee", "I can\u02bct waive the $50 fee."),
+    # A word of two senses taken from the evidence does not make the claim about a problem or a question.
+    ("The agent issued a refund for the charge", "I can't issue a refund for that charge."),
+    ("The agent transferred money into the checking account", "I can't transfer money into your checking account."),
+])
+def test_negations_written_any_way_deny_the_positive_claim(claim: str, evidence: str) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is Reason.negated_in_evidence
+
+
+def test_a_negation_left_outside_the_quote_is_read_in_its_sentence() -> None:
+    call = transcript(("agent", "It doesn't look like your payment was received yet."),
+                      ("agent", "We're unable to reverse the charge today, sorry."))
+    for text, index, quote in (("The customer's payment was received", 0, "your payment was received"),
+                               ("The agent will reverse the charge today", 1, "reverse the charge today")):
+        statement = Statement(text=text, evidence=[EvidenceRef(utterance=index, quote=quote)])
+        claim = verify_extraction(call, Extraction(summary=[statement])).claims[0]
+        assert (claim.status, claim.reason) == (ClaimStatus.ungrounded, Reason.negated_in_evidence), text
+
+
+def test_a_refusal_in_the_claim_needs_a_negative_evidence() -> None:
+    # "declined" says the opposite of "Sure, I'll refund it"; a card declined rests on "declined".
+    assert unsupported_claim_detail("The agent declined to refund the duplicate charge",
+                                    ["Sure, I'll refund the duplicate charge today."]) is Reason.unsupported_negation
+    assert unsupported_claim_detail("The agent refused to refund the charge",
+                                    ["I'll refund the charge today"]) is Reason.unsupported_negation
+    assert unsupported_claim_detail("The customer's card was declined", ["my card got declined at the store"]) is None
+    assert unsupported_claim_detail("Somebody refused to move from the reserved seat",
+                                    ["somebody sat in my reserved seat refusing to move"]) is None
+    # A problem stated as "unable" may rest on words of trouble.
+    assert unsupported_claim_detail("The customer is unable to transfer music to the phone",
+                                    ["I'm having troubles transferring music to my phone"]) is None

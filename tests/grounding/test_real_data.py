@@ -17,7 +17,7 @@ import app.text.normalize as normalize_module
 from app.grounding import PreparedTranscript, Reason, verify_extraction
 from app.schemas.grounding import EvidenceStatus, VerificationReport, VerifiedEvidence
 from app.schemas.transcript import Transcript
-from app.text.lexicon import CLAUSE_NEGATORS, CRITICAL_KINDS, NEGATIVE_POLARITY_WORDS
+from app.text.lexicon import CRITICAL_KINDS, NEGATIVE_POLARITY_WORDS
 from app.text.normalize import NEGATION_VALUE, NormalizedText, TokenKind, normalize
 from bench.grounding.cases import (
     CaseSet,
@@ -129,7 +129,7 @@ def _replaced_negated_context(text: str, start: int, end: int) -> bool:
     words = align._words_before(text, start)  # what comes before the span is not what this test compares
     if words and words[-1] == "no" and not align._answers_after_particle(text, start, end):
         return True
-    if any(word in CLAUSE_NEGATORS or word.endswith(("n't", "n’t")) for word in words):
+    if any(normalize_module.negates_clause(word) for word in words):  # the same words as negations
         return True
     if align.CLAUSE_BREAK_RE.fullmatch(text[end - 1 : end] if end > start else ""):
         return False
