@@ -29,10 +29,11 @@ from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.analyst_fields import analyst_fields, call_clock, due_fields
 from app.pipeline.calls import load_transcript, set_state
 from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
-from app.privacy.mask import MASK_CHAR, CallMasks, mask_text
+from app.privacy.mask import MASK_CHAR, CallMasks
 from app.privacy.reads import unmask_selection
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerifiedEvidence
+from app.schemas.transcript import Transcript
 from app.text.storable import unstorable_problem
 from app.users import Principal, visible_calls_clause
 
@@ -233,6 +234,7 @@ def review_claim(
         # The masked text sent back as it was shown (an edit of the owner or due only) keeps the stored text.
         if changes.text is not None and changes.text.strip() != (claim.text_masked or "").strip():
             claim.text = _clean_text(changes.text, "text", MAX_CLAIM_TEXT_CHARS)
+        masks = _call_masks(session, call)
         if changes.owner is not None:
             if claim.kind != ClaimKind.action_item.value:
                 raise ReviewInputError("only action items have an owner")
@@ -243,9 +245,11 @@ def review_claim(
             due = _clean_due(changes.due)
             # Resolved from the phrase as typed, stored masked as the pipeline stores a model's phrase:
             # analysts' views and the record show it as it is.
-            claim.due = mask_text(due) if due else None
+            claim.due = masks.text(due) if due else None
             for column, value in due_fields(due, call_clock(session, call.id)).items():
                 setattr(claim, column, value)
+        claim.text_masked = masks.text(claim.text)
+        _check_again(principal, masks, claim)
     event_action, status = CLAIM_EVENT[action]
     claim.review_status = status
     append_event(
@@ -261,6 +265,56 @@ def review_claim(
     session.flush()
     call.flagged_items = pending_unverified(session, call.id)
     return claim
+
+
+class _TranscriptMasks(CallMasks):
+    """A call's masks with its transcript, as `load_transcript` returns it."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        super().__init__({u.index: u.text for u in transcript.utterances})
+        self.transcript = transcript
+
+    def as_seen_by(self, principal: Principal) -> Transcript:
+        """The transcript as `principal` sees it: masked unless they may view personal data. What reviewers
+        write is checked against that: against the stored text, whether an item's numbers were found would
+        tell the masked digits, one guess at a time."""
+        if principal.can_view_pii:
+            return self.transcript
+        return self.transcript.model_copy(update={"utterances": [
+            u.model_copy(update={"text": self.utterances[u.index]}) for u in self.transcript.utterances]})
+
+
+def _call_masks(session: Session, call: Call) -> _TranscriptMasks:
+    return _TranscriptMasks(load_transcript(session, call))
+
+
+def _check_again(principal: Principal, masks: _TranscriptMasks, claim: Claim) -> None:
+    """Verify an edited item again on the evidence it cites (each span as the editor sees it): an edit that
+    writes "$5000" over evidence saying "$50" is stored unverified, as the same item added would be, not
+    left with the verdict of the words it replaced."""
+    from app.grounding import verify_extraction
+    from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Statement
+
+    seen = masks.as_seen_by(principal)
+    texts = {u.index: u.text for u in seen.utterances}
+    evidence = []
+    for ev in claim.evidence:
+        index, start, end = ev.utterance_index, ev.char_start, ev.char_end
+        if index is not None and index in texts and start is not None and end is not None:
+            reference = EvidenceRef(utterance=index, quote=texts[index][start:end])
+        else:
+            reference = EvidenceRef(utterance=ev.cited_utterance, quote=ev.quote)
+        if reference.quote.strip():
+            evidence.append(reference)
+    if claim.kind == ClaimKind.action_item.value and claim.owner is not None:
+        statement: Statement = ActionItem(text=claim.text, owner=Owner(claim.owner), due=claim.due, evidence=evidence)
+    else:
+        statement = Statement(text=claim.text, evidence=evidence)
+    extraction = Extraction(action_items=[statement]) if isinstance(statement, ActionItem) else Extraction(
+        summary=[statement])
+    (verified,) = verify_extraction(seen, extraction).claims
+    claim.grounding_status = verified.status.value
+    claim.grounding_reason = verified.reason if verified.status is ClaimStatus.ungrounded else None
 
 
 @dataclass(frozen=True)
@@ -308,7 +362,8 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         raise ReviewInputError("select the transcript text that supports the item")
     if len(pieces) > MAX_SELECTION_PIECES:
         raise ReviewInputError(f"a selection may span at most {MAX_SELECTION_PIECES} utterances")
-    transcript = load_transcript(session, call)
+    masks = _call_masks(session, call)
+    transcript = masks.transcript
     last_index = len(transcript.utterances) - 1
     for piece in pieces:
         if not 0 <= piece.utterance <= last_index:
@@ -316,17 +371,11 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
     evidence = [EvidenceRef(utterance=piece.utterance, quote=piece.quote) for piece in pieces]
     texts = {u.index: u.text for u in transcript.utterances}
     # The call masked once: for a selection made on the masked page, for the check below, for the quotes.
-    masks = CallMasks(texts)
-    if principal.can_view_pii:
-        checked = transcript
-        if any(MASK_CHAR in ref.quote for ref in evidence):  # selected on the masked page: the stored span
-            evidence = [EvidenceRef(utterance=ref.utterance, quote=unmask_selection(
-                ref.quote, texts[ref.utterance], masks.utterances[ref.utterance])) for ref in evidence]
-    else:
-        # Checked against the transcript as this reviewer sees it, masked: against the stored text, whether a
-        # selection (or the item's own numbers) was found would tell the masked digits, one guess at a time.
-        checked = transcript.model_copy(update={"utterances": [
-            u.model_copy(update={"text": masks.utterances[u.index]}) for u in transcript.utterances]})
+    if principal.can_view_pii and any(MASK_CHAR in ref.quote for ref in evidence):
+        # Selected on the masked page: the stored span.
+        evidence = [EvidenceRef(utterance=ref.utterance, quote=unmask_selection(
+            ref.quote, texts[ref.utterance], masks.utterances[ref.utterance])) for ref in evidence]
+    checked = masks.as_seen_by(principal)
     if owner is not None:  # set exactly for action items
         extraction = Extraction(action_items=[ActionItem(text=text, owner=Owner(owner), due=due, evidence=evidence)])
     else:
@@ -346,8 +395,9 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         position=int(position if position is not None else -1) + 1,
         kind=item.kind.value,
         text=text,
+        text_masked=masks.text(text),
         owner=owner,
-        due=mask_text(due) if due else None,  # stored masked; its date was resolved from it as typed
+        due=masks.text(due) if due else None,  # stored masked; its date was resolved from it as typed
         grounding_status=verified.status.value,
         grounding_reason=verified.reason if verified.status is ClaimStatus.ungrounded else None,
         **analyst_fields(verified, call_clock(session, call.id), texts),
@@ -535,9 +585,10 @@ def edit_case_note(session: Session, principal: Principal, call_id: str, text: s
     cleaned = (text or "").strip() or None
     if cleaned is not None and len(cleaned) > MAX_NOTE_CHARS:
         raise ReviewInputError(f"the note is longer than {MAX_NOTE_CHARS} characters")
+    masks = _call_masks(session, call)
     if cleaned is not None:
-        cleaned = mask_text(cleaned)
-    if call.case_note is not None and cleaned == mask_text(call.case_note):
+        cleaned = masks.text(cleaned)
+    if call.case_note is not None and cleaned == masks.text(call.case_note):
         cleaned = call.case_note  # a note stored before notes were masked, resubmitted as shown: unchanged
     if cleaned == call.case_note:
         return call

@@ -296,16 +296,20 @@ class MaskedCopies:
     utterance's span is that span of the masked transcript (`CallMasks`: cues across turns), as readers
     show it."""
 
-    def __init__(self, transcript: Transcript | None = None) -> None:
+    def __init__(self, transcript: Transcript | None = None, *, utterance_texts: dict[int, str] | None = None) -> None:
         self._masked: dict[str, str] = {}
         # The call's utterances by index, as stored (None when the caller has no transcript at hand).
-        self.utterance_texts = {u.index: u.text for u in transcript.utterances} if transcript else None
+        self.utterance_texts = {u.index: u.text for u in transcript.utterances} if transcript else utterance_texts
         self._call = CallMasks(self.utterance_texts) if self.utterance_texts is not None else None
 
     def __call__(self, text: str) -> str:
         masked = self._masked.get(text)
         if masked is None:
-            masked = self._masked[text] = text if nothing_to_mask(text) else mask_text(text)
+            if nothing_to_mask(text):
+                masked = text
+            else:  # with the call's transcript, what its masking hid is hidden here too (`CallMasks.text`)
+                masked = self._call.text(text) if self._call is not None else mask_text(text)
+            self._masked[text] = masked
         return masked
 
     def quote(self, ev: VerifiedEvidence) -> str:
@@ -429,8 +433,10 @@ def insert_claims(
     session: Session, run_id: int, call_id: str, tenant_id: int, report: VerificationReport, clock: CallClock
 ) -> list[tuple[dict[str, Any], int]]:
     """Insert the claims of a run already stored, and their evidence (one multi-row INSERT per table);
-    returns each claim's row with its new id, in position order."""
-    masked = MaskedCopies()
+    returns each claim's row with its new id, in position order. Their masked copies are masked as the
+    call's transcript is (`MaskedCopies`)."""
+    texts = session.execute(select(_UTTERANCES.c.index, _UTTERANCES.c.text).where(_UTTERANCES.c.call_id == call_id))
+    masked = MaskedCopies(utterance_texts=dict(texts.all()))
     claim_rows = claim_rows_of(call_id, tenant_id, report, clock, masked)
     claim_ids = _insert_claim_rows(session.connection(), run_id, claim_rows, evidence_rows_of(report, masked))
     return list(zip(claim_rows, claim_ids, strict=True))

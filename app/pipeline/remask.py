@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db.session import unit_of_work
 from app.models import Call, Claim, Evidence, OutboxEvent
 from app.models import Utterance as UtteranceRow
-from app.privacy.mask import CallMasks, mask_text, nothing_to_mask
+from app.privacy.mask import CallMasks, nothing_to_mask
 
 CHUNK_CALLS = 200
 # The texts of a hand-off record (app/handoff/record.py): statements, their evidence, the note, the due phrase.
@@ -68,14 +68,15 @@ def _remask_chunk(session: Session, call_ids: list[str], report: RemaskReport) -
         utterances.setdefault(call_id, {})[index] = text
     masks = {call_id: CallMasks(texts) for call_id, texts in utterances.items()}
 
-    for claim_id, text, text_masked, due in connection.execute(
-        select(Claim.id, Claim.text, Claim.text_masked, Claim.due).where(Claim.call_id.in_(call_ids))
+    for claim_id, call_id, text, text_masked, due in connection.execute(
+        select(Claim.id, Claim.call_id, Claim.text, Claim.text_masked, Claim.due).where(Claim.call_id.in_(call_ids))
     ):
         changes: dict[str, Any] = {}
-        masked = mask_text(text)
+        call_masks = masks.get(call_id) or CallMasks({})
+        masked = call_masks.text(text)
         if masked != text_masked:
             changes["text_masked"] = masked
-        masked_due = mask_text(due) if due else due  # stored masked only: masked again
+        masked_due = call_masks.text(due) if due else due  # stored masked only: masked again
         if masked_due != due:
             changes["due"] = masked_due
         if changes:
@@ -96,7 +97,7 @@ def _remask_chunk(session: Session, call_ids: list[str], report: RemaskReport) -
     for call_id, note in connection.execute(
         select(Call.id, Call.case_note).where(Call.id.in_(call_ids), Call.case_note.is_not(None))
     ):
-        masked_note = mask_text(note) if note else note
+        masked_note = (masks.get(call_id) or CallMasks({})).text(note) if note else note
         if masked_note != note:
             connection.execute(update(Call).where(Call.id == call_id).values(case_note=masked_note))
             report.notes += 1
@@ -104,25 +105,26 @@ def _remask_chunk(session: Session, call_ids: list[str], report: RemaskReport) -
     for event in session.scalars(select(OutboxEvent).where(OutboxEvent.call_id.in_(call_ids))):
         # A copy: changed in place, the loaded value would equal the new one and no UPDATE would be written.
         data = copy.deepcopy(event.payload.get("data"))
-        if isinstance(data, dict) and _remask_record(data):
+        if isinstance(data, dict) and _remask_record(data, masks.get(event.call_id) or CallMasks({})):
             event.payload = {**event.payload, "data": data}
             report.events += 1
     session.flush()
 
 
-def _remask_record(data: dict[str, Any]) -> bool:
-    """Mask the texts of one hand-off record again, in place; whether any changed."""
+def _remask_record(data: dict[str, Any], masks: CallMasks) -> bool:
+    """Mask the texts of one hand-off record again, in place, as the call's transcript is (`masks`);
+    whether any changed."""
     changed = False
     summary = data.get("summary")
     if isinstance(summary, dict) and isinstance(summary.get("note"), str):
-        changed |= _remask_field(summary, "note")
+        changed |= _remask_field(summary, "note", masks)
     for statement in _statements(data):
         for field in _STATEMENT_TEXTS:
             if isinstance(statement.get(field), str):
-                changed |= _remask_field(statement, field)
+                changed |= _remask_field(statement, field, masks)
         for evidence in statement.get("evidence") or ():
             if isinstance(evidence, dict) and isinstance(evidence.get("quote"), str):
-                changed |= _remask_field(evidence, "quote")
+                changed |= _remask_field(evidence, "quote", masks)
     return changed
 
 
@@ -136,11 +138,11 @@ def _statements(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield from (item for item in data.get("action_items") or () if isinstance(item, dict))
 
 
-def _remask_field(holder: dict[str, Any], field: str) -> bool:
+def _remask_field(holder: dict[str, Any], field: str, masks: CallMasks) -> bool:
     text = holder[field]
     if nothing_to_mask(text):
         return False
-    masked = mask_text(text)
+    masked = masks.text(text)
     if masked == text:
         return False
     holder[field] = masked

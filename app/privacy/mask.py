@@ -9,6 +9,7 @@ Phone numbers, emails and addresses stay visible: reviewers call customers back.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from app.privacy.pii import Detection, PiiKind, detect, detect_turns, has_written_digit, number_tokens
@@ -108,13 +109,55 @@ class CallMasks:
     def __init__(self, utterances: Mapping[int, str]) -> None:
         self._originals = utterances
         self._masked: dict[int, str] | None = None
+        self._values: list[tuple[re.Pattern[str], str]] | None = None
 
     @property
     def utterances(self) -> dict[int, str]:
         """The call's utterances masked together, by index (computed once)."""
         if self._masked is None:
-            self._masked = mask_utterances(self._originals)
+            self._mask()
+        assert self._masked is not None
         return self._masked
+
+    def _mask(self) -> None:
+        texts = list(self._originals.values())
+        found = detect_turns(texts, resolve=False)
+        masked = [apply_mask(text, detections) for text, detections in zip(texts, found, strict=True)]
+        self._masked = dict(zip(self._originals, masked, strict=True))
+        # What the call's masking hides, as written and as shown: "03/04/1985" masked after "can you
+        # confirm your date of birth?", "5500 0000" the first half of a card read across two turns.
+        values: dict[str, str] = {}
+        for text, shown, detections in zip(texts, masked, found, strict=True):
+            for detection in detections:
+                written = text[detection.start : detection.end].strip()
+                if detection.kind in MASKED_KINDS and written and has_written_digit(written):
+                    start = text.index(written, detection.start)
+                    values.setdefault(written, shown[start : start + len(written)])
+        self._values = [
+            (re.compile(rf"(?<!\w){re.escape(written)}(?!\w)"), shown)
+            for written, shown in sorted(values.items(), key=lambda item: -len(item[0]))
+            if shown != written
+        ]
+
+    def text(self, text: str) -> str:
+        """A text written about the call (a claim, a due phrase, a case note) masked as the call's transcript
+        is: on its own (`mask_text`), and wherever it repeats a value the transcript's masking hid with the
+        help of another turn ("they want to say 03/04/1985" of a date of birth asked for the turn before)."""
+        if nothing_to_mask(text):
+            return text
+        masked = mask_text(text)
+        if self._values is None:
+            self._mask()
+        assert self._values is not None
+        if not self._values:
+            return masked
+        chars = list(masked)
+        for pattern, shown in self._values:
+            for match in pattern.finditer(text):
+                for offset, character in enumerate(shown):
+                    if character == MASK_CHAR:
+                        chars[match.start() + offset] = MASK_CHAR
+        return "".join(chars)
 
     def quote(self, quote: str, utterance: int | None, start: int | None, end: int | None) -> str:
         if nothing_to_mask(quote):

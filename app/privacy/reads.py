@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.privacy.mask import MASK_CHAR, mask_text, mask_utterances, masked_copy, masked_span
+from app.privacy.mask import MASK_CHAR, CallMasks, mask_text, mask_utterances, masked_copy, masked_span
 from app.schemas.api import CallDetailOut, ClaimOut, EvidenceOut
 
 # The audit snapshot fields that carry text from a call.
@@ -40,7 +40,10 @@ def mask_call_detail(detail: CallDetailOut, stored: Mapping[int, StoredMasks] | 
     copies = stored or {}
     return detail.model_copy(
         update={
-            "utterances": [u.model_copy(update={"text": masked[u.index]}) for u in detail.utterances],
+            # A speaker label, and the ingest warnings that quote labels, are masked as any text is.
+            "utterances": [u.model_copy(update={"text": masked[u.index], "speaker": mask_text(u.speaker)})
+                           for u in detail.utterances],
+            "warnings": [mask_text(warning) for warning in detail.warnings],
             "claims": [
                 mask_claim(claim, originals, masked, copies.get(claim.id, NO_STORED_MASKS)) for claim in detail.claims
             ],
@@ -68,14 +71,14 @@ def mask_lone_claim(claim: ClaimOut, stored: StoredMasks = NO_STORED_MASKS) -> C
     return mask_claim(claim, {}, {}, stored)
 
 
-def mask_snapshot(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
-    """An audit event's before/after with its text fields masked."""
+def mask_snapshot(snapshot: dict[str, Any] | None, masks: CallMasks | None = None) -> dict[str, Any] | None:
+    """An audit event's before/after with its text fields masked: as the call's transcript is when its
+    `masks` are given (`CallMasks.text`), else each on its own."""
     if not snapshot:
         return snapshot
-    return {
-        key: mask_text(value) if key in TEXT_FIELDS and isinstance(value, str) else value
-        for key, value in snapshot.items()
-    }
+    mask = masks.text if masks is not None else mask_text
+    return {key: mask(value) if key in TEXT_FIELDS and isinstance(value, str) else value
+            for key, value in snapshot.items()}
 
 
 def _masked_quote(

@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session
 from app.db.session import retry_conflicts
 from app.errors import ConfigError, DuplicateCallError, InvalidInputError, PostcallError
 from app.models import Call, CallState, Claim, LlmMode, ReviewEvent, User, UserRole
+from app.models import Utterance as UtteranceRow
 from app.pipeline.llm_mode import resolve_llm_mode
 from app.pipeline.queries import call_detail, claim_out, stored_masks
 from app.pipeline.store import Actor, StoreStatus, store_transcript
+from app.privacy.mask import CallMasks
 from app.privacy.reads import mask_lone_claim, mask_snapshot
 from app.review import (
     CallDecision,
@@ -342,10 +344,15 @@ def remove_call(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> Respo
 
 @router.get("/calls/{call_id}/events", tags=["review"], summary="The call's audit trail, oldest first")
 def get_events(call_id: CallIdPath, principal: ApiUser, db: DbSession) -> list[EventOut]:
-    return [event_out(e) for e in call_events(db, principal, call_id)]
+    events = call_events(db, principal, call_id)
+    # Texts masked as the call's transcript is: a date of birth asked for in one turn and given in the next.
+    rows = db.execute(select(UtteranceRow.index, UtteranceRow.text).where(UtteranceRow.call_id == call_id))
+    masks = CallMasks(dict(rows.all()))
+    return [event_out(e, masks) for e in events]
 
 
-def event_out(review_event: ReviewEvent) -> EventOut:
+def event_out(review_event: ReviewEvent, masks: CallMasks | None = None) -> EventOut:
+    """One audit event, its texts masked (as the call's transcript is, given its `masks`)."""
     return EventOut(
         id=review_event.id,
         call_id=review_event.call_id,
@@ -353,8 +360,8 @@ def event_out(review_event: ReviewEvent) -> EventOut:
         actor_user_id=review_event.actor_user_id,
         actor=review_event.actor_name,
         action=review_event.action,
-        before=mask_snapshot(review_event.before),
-        after=mask_snapshot(review_event.after),
+        before=mask_snapshot(review_event.before, masks),
+        after=mask_snapshot(review_event.after, masks),
         created_at=review_event.created_at,
     )
 

@@ -7,7 +7,6 @@ evidence highlighting and turning a transcript selection into a new item.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from app.db.session import retry_conflicts
@@ -63,6 +63,7 @@ from app.web.queue import (
     list_calls,
     next_to_review,
 )
+from app.web.schemas import SelectedQuoteIn
 from app.web.view import build_call_page
 
 CALL_DECISION_MESSAGES = {
@@ -277,12 +278,17 @@ def claim_review_form(
     return redirect(_back_to(call_id, claim_id))
 
 
+# The form's selection read as the JSON API reads its evidence (pydantic's parser: a nesting too deep for
+# Python's own `json` is an error it reports, not a RecursionError).
+_SELECTION = TypeAdapter(list[SelectedQuoteIn])
+
+
 def _selection(raw: str) -> list[SelectedQuote]:
     try:
-        pieces = json.loads(raw or "[]")
-        return [SelectedQuote(int(piece["utterance"]), str(piece["quote"])) for piece in pieces]
-    except (ValueError, TypeError, KeyError) as exc:
+        pieces = _SELECTION.validate_json(raw or "[]")
+    except ValidationError as exc:
         raise ReviewInputError("the transcript selection could not be read; select the text again") from exc
+    return [SelectedQuote(piece.utterance, piece.quote) for piece in pieces]
 
 
 @router.post("/calls/{call_id}/claims", dependencies=[CsrfChecked])

@@ -20,7 +20,7 @@ from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES
 from app.pipeline.note import case_note, stated_as_fact
 from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out, stored_masks
-from app.privacy.mask import mask_text, mask_utterances
+from app.privacy.mask import CallMasks, mask_text
 from app.privacy.reads import mask_claim, mask_snapshot
 from app.review import DECIDABLE_CALL_STATES, call_events, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
@@ -221,10 +221,11 @@ def describe_changes(before: dict[str, Any] | None, after: dict[str, Any] | None
     return changes
 
 
-def event_view(review_event: ReviewEvent, *, masked: bool = True) -> EventView:
+def event_view(review_event: ReviewEvent, *, masked: bool = True, masks: CallMasks | None = None) -> EventView:
+    """One audit event; `masked`: its texts masked (as the call's transcript is, given its `masks`)."""
     before, after = review_event.before, review_event.after
     if masked:
-        before, after = mask_snapshot(before), mask_snapshot(after)
+        before, after = mask_snapshot(before, masks), mask_snapshot(after, masks)
     return EventView(
         when=review_event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         actor=review_event.actor_name,
@@ -253,14 +254,18 @@ def build_call_page(session: Session, principal: Principal, call_id: str, *, unm
             .order_by(UtteranceRow.index)
         ).all()
     ]
+    masks: CallMasks | None = None
+    warnings = list(call.ingest_warnings or [])
     if not unmask:
         originals = {index: text for index, _, _, _, text in rows}
-        masked = mask_utterances(originals)
+        masks = CallMasks(originals)
+        masked = masks.utterances
         claims = [
             mask_claim(claim, originals, masked, stored_masks(row))
             for claim, row in zip(claims, claim_rows, strict=True)
         ]
-        rows = [(index, speaker, role, start, masked[index]) for index, speaker, role, start, _ in rows]
+        rows = [(index, mask_text(speaker), role, start, masked[index]) for index, speaker, role, start, _ in rows]
+        warnings = [mask_text(warning) for warning in warnings]
     spans = _evidence_spans(claims, {index: len(text) for index, _, _, _, text in rows})
     utterances = [
         # The speaker label only when it says more than the role ("AGENT Agent" said it twice).
@@ -286,16 +291,16 @@ def build_call_page(session: Session, principal: Principal, call_id: str, *, unm
     return CallPage(
         call=call_summary(call, tenant.slug if tenant else "?"),
         run=run_out(shown_run) if shown_run else None,
-        warnings=list(call.ingest_warnings or []),
+        warnings=warnings,
         utterances=utterances,
         sections=sections,
-        events=[event_view(e, masked=not unmask) for e in call_events(session, principal, call.id)],
+        events=[event_view(e, masked=not unmask, masks=masks) for e in call_events(session, principal, call.id)],
         pending_unverified=pending,
         decidable=CallState(call.state) in DECIDABLE_CALL_STATES,
         reopenable=CallState(call.state) in REVIEWED_STATES,
         claim_count=len(claims),
         # An agent's note is stored masked; one written before notes were is masked here.
-        note=(call.case_note if unmask else mask_text(call.case_note)) if call.case_note
+        note=(call.case_note if masks is None else masks.text(call.case_note)) if call.case_note
         else case_note([c for c in claims if stated_as_fact(c.status, c.review_status)]),
         note_edited=call.case_note is not None,
         approvable=CallState(call.state) in (CallState.ready_for_review, CallState.needs_attention)

@@ -21,7 +21,7 @@ from app.handoff.outbox import envelope, install_delivery_notifier, payload_json
 from app.handoff.record import CallRecordV1, bounded, json_size, record_json_schema
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.heuristic import HeuristicProvider
-from app.models import Call, Evidence, OutboxEvent, UserRole, Utterance, WebhookDelivery
+from app.models import Call, Claim, Evidence, OutboxEvent, UserRole, Utterance, WebhookDelivery
 from app.pipeline.calls import get_call
 from app.pipeline.run import mark_failed, process_call
 from app.pipeline.store import store_transcript
@@ -380,15 +380,20 @@ def test_a_quote_is_masked_with_its_call_as_the_page_masks_it(
     with unit_of_work(session_factory) as session:
         call_id = store_transcript(session, make_transcript(lines, external_id=None), tenant="acme",
                                    external_id="dob").call_id
-    extraction = Extraction(summary=[Statement(text="The customer confirmed their date of birth",
+    # The statement repeats the date: masked on its own, its text kept it too (the record, the page's items,
+    # the case note made of them, the analyst views, the export), where the transcript hid it.
+    extraction = Extraction(summary=[Statement(text="The customer confirmed their date of birth as 03/04/1985",
                                                evidence=[EvidenceRef(utterance=1, quote="It's 03/04/1985.")])])
     process_call(session_factory, call_id, _AnsweringProvider(extraction), prompt())
     (event,) = events_of(session_factory, call_id)
-    (statement,) = CallRecordV1.model_validate(event.payload["data"]).summary.statements
+    record = CallRecordV1.model_validate(event.payload["data"])
+    (statement,) = record.summary.statements
     assert [ev.quote for ev in statement.evidence] == ["It's ••/••/••••."]
+    assert statement.text == "The customer confirmed their date of birth as ••/••/••••"
     assert "1985" not in json.dumps(event.payload)
     with unit_of_work(session_factory) as session:
         assert session.scalars(select(Evidence.quote_masked)).all() == ["It's ••/••/••••."]
+        assert session.scalars(select(Claim.text_masked)).all() == [statement.text]
 
 
 def test_one_decision_made_at_once_by_two_reviewers_writes_one_event(

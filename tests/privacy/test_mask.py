@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.privacy.mask import mask_text, mask_turns
+from app.privacy.mask import CallMasks, mask_text, mask_turns
 from app.privacy.reads import unmask_selection
 
 
@@ -71,3 +71,24 @@ def test_a_text_masked_on_its_own_hides_what_the_call_page_hides(text: str) -> N
     alone, together = mask_text(text), mask_turns([text])[0]
     assert alone == together
     assert "1985" not in alone
+
+
+def test_a_text_about_the_call_hides_what_the_calls_masking_hid_with_another_turns_help() -> None:
+    masks = CallMasks({
+        0: "For security, can you confirm your date of birth?",
+        1: "I want to say 03/04/1985.",
+        2: "And the card is 5500 0000",
+        3: "0000 0004.",
+        4: "The balance is $5500 and room 403.",
+    })
+    assert masks.utterances[1] == "I want to say ••/••/••••."
+    # Masked on its own, the date has no cue and the half card is too short to be a card.
+    assert mask_text("They want to say 03/04/1985.") == "They want to say 03/04/1985."
+    assert masks.text("They want to say 03/04/1985.") == "They want to say ••/••/••••."
+    assert masks.text("Card 5500 0000 0000 0004 was blocked") == "Card •••• •••• •••• 0004 was blocked"
+    # Only the values themselves, as whole numbers: an amount or a room number that shares digits stays.
+    assert masks.text("The balance of $5500 and room 403 were discussed") == (
+        "The balance of $5500 and room 403 were discussed")
+    assert masks.text("Nothing to mask here") == "Nothing to mask here"
+    # Without such values it is `mask_text`.
+    assert CallMasks({0: "Hello"}).text("card 4111 1111 1111 1111") == mask_text("card 4111 1111 1111 1111")

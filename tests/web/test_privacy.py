@@ -427,3 +427,61 @@ def test_a_due_phrase_is_stored_masked(setup: Setup) -> None:
         shown = session.execute(text("SELECT due FROM analytics_claims WHERE claim_id = :id"),
                                 {"id": item["id"]}).scalar_one()
     assert stored == shown == f"once SSN {MASKED_SSN} is confirmed"
+
+
+def test_texts_about_the_call_are_masked_as_its_transcript_is(setup: Setup) -> None:
+    # The date is a date of birth only by the turn before; the card is read in two halves. Masked on their
+    # own, a note, an edited item and the audit trail kept what the transcript hides; and a speaker label
+    # (with the ingest warning that quotes it) was shown as stored.
+    label = f"Caller {CARD}"
+    lines = [("Agent", "For security, can you confirm your date of birth?"), (label, "I want to say 03/04/1985."),
+             ("Agent", "And the card number?"), (label, "5500 0000"), (label, "0000 0004.")]
+    transcript = Transcript(utterances=[Utterance(index=i, speaker=speaker, role=Role.unknown, text=said)
+                                        for i, (speaker, said) in enumerate(lines)],
+                            source_format="native", warnings=[f"speaker label '{label}' has no role"])
+    with unit_of_work(setup.factory) as session:
+        call_id = store_transcript(session, transcript, tenant="acme", external_id="pii-turns").call_id
+        call = get_call(session, call_id)
+        facts = RunFacts(key=idempotency_key(call.id, call.transcript_hash, "extract-v1", "test", "hand"),
+                         provider="test", model="hand", prompt_version="extract-v1",
+                         transcript_hash=call.transcript_hash, usage=Usage(), queue_wait_ms=None, verify_ms=None)
+        run = add_run(session, call, facts, status=RunStatus.succeeded)
+        add_claims(session, run, verify_extraction(transcript, Extraction(summary=[Statement(
+            text="The customer gave the date of birth 03/04/1985",
+            evidence=[EvidenceRef(utterance=1, quote="I want to say 03/04/1985.")])])))
+        set_state(call, CallState.ready_for_review)
+    headers = bearer(setup.tokens["agent"])
+    detail = setup.client.get(f"/api/calls/{call_id}", headers=headers).json()
+    (claim,) = detail["claims"]
+    assert claim["text"] == "The customer gave the date of birth ••/••/••••"
+    assert {u["speaker"] for u in detail["utterances"][1::2]} == {f"Caller {MASKED_CARD}"}
+    assert CARD not in json.dumps(detail["warnings"]) and detail["warnings"]
+
+    edited = setup.client.post(f"/api/claims/{claim['id']}/review", headers=headers, json={
+        "action": "edit", "text": "Born 03/04/1985; card 5500 0000 0000 0004 to be replaced"})
+    assert edited.status_code == 200, edited.text
+    with unit_of_work(setup.factory) as session:
+        edit_case_note(session, _principal(session, "agent"), call_id, "DOB 03/04/1985 confirmed.")
+    with setup.factory() as session:
+        stored = session.scalars(select(Claim.text_masked).where(Claim.id == claim["id"])).one()
+        assert stored == "Born ••/••/••••; card •••• •••• •••• 0004 to be replaced"
+        assert get_call(session, call_id).case_note == "DOB ••/••/•••• confirmed."
+    trail = setup.client.get(f"/api/calls/{call_id}/events", headers=bearer(setup.tokens["admin"])).text
+    with TestClient(setup.client.app) as browser:
+        sign_in(browser, setup.tokens["agent"])
+        page = browser.get(f"/calls/{call_id}").text
+    for shown in (trail, page):
+        assert "1985" not in shown and "5500" not in shown and CARD not in shown
+    assert "Born ••/••/••••" in trail and "Born ••/••/••••" in page
+
+
+def test_an_unreadable_selection_on_the_add_form_is_a_message_not_an_error(setup: Setup) -> None:
+    with TestClient(setup.client.app) as browser:
+        sign_in(browser, setup.tokens["agent"])
+        token = csrf_from(browser.get(f"/calls/{setup.call_id}").text)
+        for selection in ("[" * 100_000, '{"utterance": 1}', '[{"utterance": "x", "quote": "a"}]'):
+            response = browser.post(f"/calls/{setup.call_id}/claims", data={
+                "csrf_token": token, "text": "Refund", "kind": "summary", "selection": selection})
+            assert response.status_code < 500, selection[:40]
+            assert "could not be read" in browser.get(f"/calls/{setup.call_id}").text or \
+                "could not be read" in response.text

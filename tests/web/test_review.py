@@ -60,6 +60,30 @@ def test_edit_records_before_and_after(world: World) -> None:
                            "review_status": "edited"}
 
 
+def test_an_edited_item_is_verified_again_on_its_evidence(world: World) -> None:
+    # The outcome rests on "I will refund the $30 late fee to your card": an edit writing $5000 kept the
+    # verified badge and reached the record as verified.
+    call = world.fresh_call("acme_a1_blue")
+    agent = principal(world, "agent_a1")
+
+    def edit(changes: ClaimChanges) -> tuple[str, str | None]:
+        with unit_of_work(world.factory) as session:
+            claim = review_claim(session, agent, call.claim("outcome"), ClaimAction.edit, changes)
+            return claim.grounding_status, claim.grounding_reason
+
+    assert edit(ClaimChanges(text="Agent will refund a $5000 late fee")) == ("ungrounded", "unsupported_number")
+    assert edit(ClaimChanges(text="Agent refused to refund the $30 late fee")) == (
+        "ungrounded", "unsupported_negation")
+    assert edit(ClaimChanges(text="The $30 late fee will be refunded to the card")) == ("grounded", None)
+    with world.factory() as session:
+        owning_call = session.get(Call, call.call_id)
+        assert owning_call is not None and owning_call.flagged_items == 1  # the fabricated $50 credit only
+    # An action item's owner and due are checked again too.
+    with unit_of_work(world.factory) as session:
+        item = review_claim(session, agent, call.claim("action0"), ClaimAction.edit, ClaimChanges(due="by Friday"))
+        assert (item.grounding_status, item.grounding_reason) == ("ungrounded", "unsupported_date")
+
+
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
