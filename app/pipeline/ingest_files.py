@@ -10,9 +10,9 @@ from typing import Any
 
 from app.context import AppContext
 from app.db.session import unit_of_work
-from app.errors import IngestError, PostcallError
+from app.errors import DuplicateCallError, IngestError, PostcallError
 from app.models import LlmMode
-from app.pipeline.store import Actor, store_transcript
+from app.pipeline.store import Actor, clean_external_id, store_transcript
 
 TRANSCRIPT_SUFFIXES = (".json", ".txt", ".vtt", ".srt")
 
@@ -73,9 +73,13 @@ def ingest_files(
     from app.ingest import load_transcript
 
     results: list[IngestResult] = []
+    # The file each external id came from in this run: two files with one id would be one call, the
+    # second overwriting the first under --replace ("2024-05-01/recording.txt", "2024-05-02/recording.txt").
+    taken: dict[str, Path] = {}
     for path in files:
         result = IngestResult(file=str(path))
         results.append(result)
+        named_by_file = False
         try:
             parsed = load_transcript(
                 path, fmt=fmt, agent_speaker=agent_speaker, max_bytes=ctx.settings.max_transcript_bytes,
@@ -83,7 +87,14 @@ def ingest_files(
             )
             result.format = parsed.detected_format
             result.warnings = tuple(parsed.warnings)
-            external_id = parsed.transcript.metadata.external_id or path.stem
+            named_by_file = parsed.transcript.metadata.external_id is None
+            external_id = clean_external_id(parsed.transcript.metadata.external_id or path.stem)
+            first = taken.setdefault(external_id, path)
+            if first != path:
+                raise DuplicateCallError(
+                    f"external id {external_id!r} is also {first}'s in this run"
+                    + (" (both from their file names)" if named_by_file else "")
+                    + ": two files would be one call; give each file its own external_id, or rename one")
             with unit_of_work(ctx.session_factory) as session:
                 stored = store_transcript(
                     session,
@@ -100,6 +111,12 @@ def ingest_files(
             result.needs_enqueue = stored.needs_enqueue
         except IngestError as exc:
             result.error = str(exc)  # names the file (its source) already
+        except DuplicateCallError as exc:
+            # An id taken from a file name is the likeliest to name another call: say so before --replace
+            # overwrites it.
+            hint = (f" (the id is this file's name: if {path.name} is another call, give it an external_id in "
+                    "the file or rename it; --replace would overwrite the stored call)") if named_by_file else ""
+            result.error = f"{path}: {exc}{hint}"
         except PostcallError as exc:
             result.error = f"{path}: {exc}"  # a refusal to store: which file it was
         except OSError as exc:

@@ -95,8 +95,7 @@ def store_transcript(
 
     `llm_mode` is how the call's extraction reaches the model (batch: it waits for the next batch).
     """
-    if is_blank(external_id):  # every way in (API, CLI file stem, a transcript's own id) comes here
-        raise InvalidInputError("the external id is empty; it names the call in the contact-center system")
+    external_id = clean_external_id(external_id)  # every way in (API, CLI file stem, a transcript's own id)
     if redact:
         transcript = redact_transcript(transcript)[0]
     tenant_row = get_or_create_tenant(session, tenant)
@@ -158,6 +157,20 @@ def _follow_owner(session: Session, call: Call, owner: tuple[str | None, str | N
     """When a resubmission gave the call another (agent, team) than `owner`, its events follow it."""
     if (call.agent_id, call.team) != owner:
         follow_call_owner(session, call.id, call.agent_id, call.team)
+
+
+def clean_external_id(external_id: str) -> str:
+    """An external id as it is stored and looked up: without surrounding spaces (" A-17 " was a call
+    `postcall show A-17` never found), never blank, never holding a line break, a tab or another character
+    that does not print (it broke every line that shows it). Callers that look the id up before storing
+    (the API's visibility check) clean it first, so both see the same id."""
+    if is_blank(external_id):
+        raise InvalidInputError("the external id is empty; it names the call in the contact-center system")
+    cleaned = external_id.strip()
+    if not cleaned.isprintable():
+        raise InvalidInputError(f"the external id {cleaned!r} holds a line break, a tab or another control "
+                                "character; it names the call in the contact-center system")
+    return cleaned
 
 
 def _locked_call(session: Session, tenant_id: int, external_id: str) -> Call | None:

@@ -26,7 +26,7 @@ from app.models import Call, CallState, Claim, LlmMode, ReviewEvent, User, UserR
 from app.models import Utterance as UtteranceRow
 from app.pipeline.llm_mode import resolve_llm_mode
 from app.pipeline.queries import call_detail, claim_out, stored_masks
-from app.pipeline.store import Actor, StoreStatus, store_transcript
+from app.pipeline.store import Actor, StoreStatus, clean_external_id, store_transcript
 from app.privacy.mask import CallMasks
 from app.privacy.reads import mask_lone_claim, mask_snapshot
 from app.review import (
@@ -169,6 +169,8 @@ def get_call(
         409: {"model": ErrorOut, "description": "The external id exists with other content or metadata (use "
               "replace=true), or its call is approved or rejected (reopen it first)."},
         413: {"model": ErrorOut, "description": "The body exceeds POSTCALL_MAX_TRANSCRIPT_BYTES."},
+        415: {"model": ErrorOut, "description": "The body is a form (curl -d, -F) or compressed "
+              "(Content-Encoding): send the file's bytes as they are."},
         **INVALID,
     },
     openapi_extra={
@@ -223,7 +225,28 @@ class PayloadTooLargeError(PostcallError):
     """The request body exceeds the configured transcript size limit (413)."""
 
 
+class UnsupportedBodyError(PostcallError):
+    """The request body is not a transcript file's bytes as sent: a form, or compressed (415)."""
+
+
+# Bodies that are not the file as it is: curl's -d sends a form (its newlines stripped, so a transcript's
+# turns ran into one utterance), -F a multipart form.
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/")
+
+
+def _check_body_encoding(request: Request) -> None:
+    content_type = request.headers.get("content-type", "").strip().lower()
+    if content_type.startswith(_FORM_TYPES):
+        raise UnsupportedBodyError(
+            f"the body is a form ({content_type.split(';')[0]}); send one call's transcript file as the raw body, "
+            "e.g. curl --data-binary @call.txt (curl -d strips its newlines)")
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedBodyError(f"Content-Encoding {encoding!r} is not accepted; send the file uncompressed")
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
+    _check_body_encoding(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"the transcript is {int(declared)} bytes; the limit is {limit}")
@@ -269,9 +292,14 @@ def _store_submission(
     )
     transcript = parsed.transcript
     metadata = transcript.metadata
+    if submission.external_id and metadata.external_id and submission.external_id.strip() != \
+            metadata.external_id.strip():
+        raise ReviewInputError(f"the query's external_id {submission.external_id!r} is not the transcript's "
+                               f"{metadata.external_id!r}; send one of them")
     external_id = submission.external_id or metadata.external_id
     if not external_id or is_blank(external_id):
         raise ReviewInputError("external_id is required: pass ?external_id=... or include it in the transcript")
+    external_id = clean_external_id(external_id)  # as stored: the visibility check below looks up the same id
     if metadata.tenant and metadata.tenant != principal.tenant:
         raise AccessDeniedError(f"the transcript names tenant {metadata.tenant!r}; this token submits to its own")
     if principal.role is UserRole.supervisor and principal.team:

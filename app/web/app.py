@@ -98,6 +98,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (UserExistsError, status.HTTP_409_CONFLICT),
     (RotationInProgressError, status.HTTP_409_CONFLICT),
     (api.PayloadTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
+    (api.UnsupportedBodyError, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE),
     (IngestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (InvalidInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (ReviewInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
@@ -108,7 +109,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (ExportError, status.HTTP_422_UNPROCESSABLE_CONTENT),
 ]
 ERROR_TITLES = {401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Too large",
-                422: "Invalid input"}
+                415: "Unsupported body", 422: "Invalid input"}
 
 
 class SecurityHeadersMiddleware:

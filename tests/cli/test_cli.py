@@ -76,6 +76,29 @@ def test_ingest_changed_content_needs_replace(migrated: None, call_dir: Path) ->
     assert code == 0 and json.loads(out)["files"][0]["status"] == "replaced"
 
 
+def test_two_files_named_alike_in_one_run_are_not_one_call(migrated: None, call_dir: Path) -> None:
+    # Recorders name files alike in dated folders: the second file became the first call's "changed
+    # content", and the advised --replace deleted the first call.
+    (call_dir / "05-02").mkdir()
+    (call_dir / "05-02" / "outage-17.txt").write_text(GOOD_CALL + "[00:40] Agent: Goodbye!\n", encoding="utf-8")
+    for replace in ((), ("--replace",)):
+        code, out, _ = _invoke("ingest", str(call_dir), "--no-enqueue", "--json", *replace)
+        assert code == 1
+        files = {f["file"]: f for f in json.loads(out)["files"]}
+        first, second = files[str(call_dir / "05-02" / "outage-17.txt")], files[str(call_dir / "outage-17.txt")]
+        assert first["status"] in {"created", "unchanged"} and second["call_id"] is None
+        assert "is also" in second["error"] and "file names" in second["error"]
+    code, out, _ = _invoke("show", "outage-17", "--json")
+    assert code == 0 and "Goodbye" in out  # the call stored first is the one kept, twice
+
+
+def test_an_id_from_a_file_name_says_so_before_replace_overwrites(migrated: None, call_dir: Path) -> None:
+    assert _invoke("ingest", str(call_dir), "--no-enqueue")[0] == 0
+    (call_dir / "outage-17.txt").write_text(GOOD_CALL + "[00:40] Agent: Goodbye!\n", encoding="utf-8")
+    code, _, err = _invoke("ingest", str(call_dir), "--no-enqueue")
+    assert code == 1 and "the id is this file's name" in err and "--replace would overwrite" in err
+
+
 def test_batch_with_bad_file_stores_good_ones_and_exits_nonzero(migrated: None, call_dir: Path) -> None:
     (call_dir / "broken.json").write_text('{"utterances": [{"speaker": "Agent", "text": "hi"', encoding="utf-8")
     code, out, _ = _invoke("ingest", str(call_dir), "--no-enqueue", "--json")

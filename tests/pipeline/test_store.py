@@ -183,3 +183,17 @@ def test_a_blank_external_id_is_refused(session_factory: sessionmaker[Session], 
     with pytest.raises(InvalidInputError, match="external id is empty"), unit_of_work(session_factory) as session:
         store_transcript(session, make_transcript(), tenant="acme", external_id=external_id)
     assert _count(session_factory, Call) == 0
+
+
+def test_an_external_id_is_stored_as_it_is_looked_up(session_factory: sessionmaker[Session]) -> None:
+    # " A-17 " was a call nobody could find by "A-17"; a line break in an id broke every line printing it.
+    with unit_of_work(session_factory) as session:
+        stored = store_transcript(session, make_transcript(), tenant="acme", external_id="  A-17 ")
+    assert stored.external_id == "A-17"
+    with unit_of_work(session_factory) as session:
+        again = store_transcript(session, make_transcript(), tenant="acme", external_id="A-17")
+    assert (again.call_id, again.status.value) == (stored.call_id, "unchanged")
+    for broken in ("a\nb", "a\tb", "a\u200bb"):
+        with pytest.raises(InvalidInputError, match="line break, a tab"), unit_of_work(session_factory) as session:
+            store_transcript(session, make_transcript(), tenant="acme", external_id=broken)
+    assert _count(session_factory, Call) == 1

@@ -90,6 +90,29 @@ def test_identical_resubmission_is_a_no_op_and_changed_content_needs_replace(wor
     assert world.enqueue.calls[-1] == first.json()["call_id"]
 
 
+def test_an_external_id_is_one_id_as_stored(world: World) -> None:
+    external_id = unique("padded")
+    # The query's id silently replaced a different one in the body.
+    clash = world.client.post("/api/calls", params={"external_id": unique("other")},
+                              content=native_call(external_id), headers=world.token("admin"))
+    assert clash.status_code == 422 and "not the transcript's" in clash.json()["detail"]
+    # Padded, it was stored padded: a call nobody found by its id, and a check of who may overwrite it that
+    # looked up another id than the one stored.
+    first = world.client.post("/api/calls", params={"external_id": f"  {external_id} "},
+                              content=plain_text_call(), headers=world.token("admin"))
+    assert first.status_code == 202 and first.json()["external_id"] == external_id
+    again = world.client.post("/api/calls", params={"external_id": external_id}, content=plain_text_call(),
+                              headers=world.token("admin"))
+    assert again.status_code == 200 and again.json()["call_id"] == first.json()["call_id"]
+    hidden = world.client.post("/api/calls", params={"external_id": f" {external_id}", "replace": "true"},
+                               content=plain_text_call() + b"[00:59] Agent: Bye.\n",
+                               headers=world.token("supervisor_blue"))
+    assert hidden.status_code == 409, hidden.text  # a call of no team the blue supervisor may not see
+    broken = world.client.post("/api/calls", params={"external_id": "a\tb"}, content=plain_text_call(),
+                               headers=world.token("admin"))
+    assert broken.status_code == 422 and "a tab" in broken.json()["detail"]
+
+
 def test_native_json_carries_its_own_external_id(world: World) -> None:
     external_id = unique("native")
     response = world.client.post("/api/calls", content=native_call(external_id), headers={
@@ -138,6 +161,25 @@ def test_oversized_body_is_413(world: World, small_limit_client: TestClient) -> 
                                        content=plain_text_call() * 3, headers=world.token("admin"))
     assert response.status_code == 413
     assert "limit is 100" in response.json()["detail"]
+    assert stored_calls(world, external_id) == 0
+
+
+@pytest.mark.parametrize(("headers", "problem"), [
+    ({"content-type": "application/x-www-form-urlencoded"}, "curl -d strips its newlines"),
+    ({"content-type": "multipart/form-data; boundary=x"}, "the body is a form"),
+    ({"content-encoding": "gzip"}, "send the file uncompressed"),
+])
+def test_a_form_or_a_compressed_body_is_415_saying_how_to_send_the_file(
+    world: World, headers: dict[str, str], problem: str
+) -> None:
+    # `curl -d @call.txt` sent the transcript as a form with its newlines stripped: stored as one
+    # utterance of the "Agent" whose label opened the file, 202.
+    external_id = unique("form")
+    flattened = plain_text_call().replace(b"\n", b"")
+    response = world.client.post("/api/calls", params={"external_id": external_id}, content=flattened,
+                                 headers={**world.token("admin"), **headers})
+    assert response.status_code == 415, response.text
+    assert problem in response.json()["detail"]
     assert stored_calls(world, external_id) == 0
 
 
