@@ -41,6 +41,7 @@ from app.text.normalize import (
     NEGATION_VALUE,
     TokenKind,
     mixes_scripts,
+    negates_clause,
     normalize,
     visible_text,
 )
@@ -50,7 +51,9 @@ NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent
 # adverb that may stand between them ("the agent also confirmed").
 _ATTRIBUTION = re.compile(
     rf"\s*(?:\w+(?: \w+)?:\s*)?(?:the\s+)?(?P<party>{alternation(AGENT_WORDS | CUSTOMER_WORDS)})\s+"
-    r"(?:(?:also|then|just|first|later|initially|again|only|never|not)\s+)?(?P<verb>[a-z]+)\b",
+    r"(?:(?:has|have|had|did|does|also|then|just|first|later|initially|again|only|never|not)\s+){0,2}"
+    # "is asking" says who spoke, "was told" does not (a passive: someone else said it).
+    r"(?:(?P<progressive>is|are|was|were)\s+)?(?P<verb>[a-z]+)\b",
     re.IGNORECASE,
 )
 
@@ -117,12 +120,18 @@ def _claim_failure(
         claim_values = claim_details(detail) if detail else ()
         if not claim_values:
             continue
+        if detail and _unit_mismatch(detail, texts):
+            return Reason.unsupported_number
         if profile is None:
             profile = _texts_profile(texts)
         unsupported = _unsupported_detail(claim_values, *profile)
+        if unsupported is None and detail and negative_only_by_courtesy(detail, claim_values, texts):
+            unsupported = Reason.unsupported_negation
         if unsupported is not None:
             return unsupported
     if due and _unsaid_time_words(due, evidence_words=(profile or _texts_profile(texts))[1]):
+        return Reason.unsupported_date
+    if _RELATIVE_PERIOD.search(text) and _unsaid_period(text, (profile or _texts_profile(texts))[1]):
         return Reason.unsupported_date
     # Read in their whole sentences: a quote that leaves out its sentence's negation or condition ("your payment
     # was received" of "It doesn't look like your payment was received yet") is read with it.
@@ -147,13 +156,29 @@ def _claim_failure(
 DUE_TIME_WORDS = frozenset({
     "day", "days", "week", "weeks", "month", "months", "year", "years", "hour", "hours", "minute", "minutes",
     "business", "working", "weekend", "fortnight", "noon", "midday", "midnight", "morning", "afternoon",
-    "evening", "night", "tonight", "next", "end", "eod", "eow", "eom",
+    "evening", "night", "tonight", "next", "end", "eod", "eow", "eom", "cob", "eob", "close", "thing",
+    "hr", "hrs", "min", "mins", "wk", "wks", "yr", "yrs",
 })
 
 
-# One form of each time word: plurals, and the synonyms "working day" / "business day".
+# A period named relative to the call in a claim's text ("will call back next week", "within a month"): it
+# says when as a due phrase does, so its words must be in the evidence too ("next week" on "tomorrow").
+_RELATIVE_PERIOD = re.compile(
+    r"\b(?:next|this|coming|following|within\s+(?:a|one|the\s+next)|in\s+a|(?:by\s+)?(?:the\s+)?end\s+of\s+"
+    r"(?:the\s+|this\s+|next\s+)?)\s*(?:business\s+day|working\s+day|week|weekend|month|year|fortnight)s?\b",
+    re.IGNORECASE)
+
+
+def _unsaid_period(text: str, evidence_words: set[str]) -> bool:
+    """Whether a period `text` names relative to the call has a word its evidence does not say."""
+    periods = " ".join(match.group() for match in _RELATIVE_PERIOD.finditer(text))
+    return bool(periods) and _unsaid_time_words(periods, evidence_words=evidence_words)
+
+
+# One form of each time word: plurals, abbreviations, and the synonyms "working day" / "business day".
 _SINGULAR_UNITS = {"days": "day", "weeks": "week", "months": "month", "years": "year", "hours": "hour",
-                   "minutes": "minute", "working": "business"}
+                   "minutes": "minute", "working": "business", "hr": "hour", "hrs": "hour", "min": "minute",
+                   "mins": "minute", "wk": "week", "wks": "week", "yr": "year", "yrs": "year"}
 
 
 def _unsaid_time_words(due: str, *, evidence_words: set[str]) -> bool:
@@ -192,6 +217,8 @@ def attributed_role(text: str) -> Role | None:
     match = _ATTRIBUTION.match(text)
     if match is None or match.group("verb").lower() not in ATTRIBUTION_VERBS:
         return None
+    if match.group("progressive") and not match.group("verb").lower().endswith("ing"):
+        return None
     return role_from_label(match.group("party"))
 
 
@@ -206,19 +233,56 @@ def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason
     claims it writes, so both agree on what a claim may say.
     """
     claim_values = claim_details(text)
-    unsupported = _unsupported_detail(claim_values, *_texts_profile(evidence_texts)) if claim_values else None
+    unsupported = None
+    if claim_values and _unit_mismatch(text, evidence_texts):
+        unsupported = Reason.unsupported_number
+    elif claim_values:
+        unsupported = _unsupported_detail(claim_values, *_texts_profile(evidence_texts))
+        if unsupported is None and negative_only_by_courtesy(text, claim_values, evidence_texts):
+            unsupported = Reason.unsupported_negation
+    if unsupported is None and _RELATIVE_PERIOD.search(text) and _unsaid_period(
+            text, _texts_profile(evidence_texts)[1]):
+        unsupported = Reason.unsupported_date
     if unsupported is None and _states_what_is_negated(text, evidence_texts):
         return Reason.negated_in_evidence
     return unsupported if unsupported is not None else unasserted_claim(text, evidence_texts)
 
 
-Profile = tuple[dict[str, int], set[str], dict[str, set[str]]]
+Profile = tuple[dict[str, int], set[str]]
 
 # Words that make a claim negative without a "not": "the agent declined to refund the charge" says the
 # opposite of "Sure, I'll refund the charge". ("unable", "failed" are left out: "the customer is unable to
 # log in" states a problem, often resting on "I'm having trouble logging in".)
 _REFUSAL_WORDS = frozenset({"refuse", "refused", "refuses", "refusing", "declined", "declines", "declining",
                             "denied", "denies", "denying"})
+
+
+# Negations of courtesy, which deny nothing the call is about: "Don't worry, I'll refund it" is no
+# evidence that the agent will not refund it.
+_COURTESY_NEGATION = re.compile(
+    r"\b(?:don['’ʼ]?t|do\s+not)\s+worry\b|\bno\s+(?:problem|problems|worries|worry|trouble|rush|pressure|doubt)\b"
+    r"|\bnot\s+(?:a\s+problem|at\s+all|to\s+worry)\b|\bnever\s*mind\b|\bno\s+need\s+to\s+apologi[sz]e\b",
+    re.IGNORECASE)
+
+
+def negative_only_by_courtesy(
+    claim: str, claim_values: Sequence[tuple[TokenKind, str]], evidence_texts: Sequence[str]
+) -> bool:
+    """Whether a negative claim's evidence is negative only by courtesies ("don't worry", "no problem"):
+    then nothing in it denies anything. A claim negative only by such words itself ("no problem boarding
+    the next train") rests on them; a "No" answering a question is a negative answer, and counts."""
+    if not any(kind is TokenKind.negation for kind, _ in claim_values):
+        return False
+    if not _negative(_COURTESY_NEGATION.sub(" ", visible_text(claim))):
+        return False
+    stripped = [_COURTESY_NEGATION.sub(" ", text) for text in evidence_texts]
+    return stripped != list(evidence_texts) and not any(_negative(text) for text in stripped)
+
+
+def _negative(text: str) -> bool:
+    normalized = normalize(text)
+    return any(kind is TokenKind.negation or token in NEGATIVE_POLARITY_WORDS
+               for token, kind in zip(normalized.tokens, normalized.kinds, strict=True))
 
 
 def claim_details(text: str) -> tuple[tuple[TokenKind, str], ...]:
@@ -298,6 +362,25 @@ _LIMITED = re.compile(r"\b(?:until|till|unless|only|than|before|except)\b", re.I
 _QUESTION_WORDS = frozenset({"why", "whether", "if", "how", "what", "where", "when", "who", "which"})
 
 
+_CLAUSE_WORD = re.compile(r"[a-z]+(?:['’ʼ][a-z]+)?")
+
+
+def _bounds_its_negation(clause: str) -> bool:
+    """Whether a limiter of `clause` ("until", "only", "than"...) follows a negation of the same subject:
+    "won't post until next week" bounds when; "i cannot waive the fee i can only offer you a credit" (ASR
+    text, no punctuation) has a new subject before "only", and "I won't refund it since it's older than
+    sixty days" another before "than": those negations still deny."""
+    negated = False
+    for word in _CLAUSE_WORD.findall(clause.lower()):
+        if negates_clause(word) or word in _DETERMINER_NEGATIONS:
+            negated = True
+        elif negated and word in _SUBJECTS:
+            negated = False
+        elif negated and _LIMITED.fullmatch(word):
+            return True
+    return False
+
+
 def _stem(word: str) -> str:
     """A crude common form, enough to see "cancelled" in "cancel" and "waived" in "waive"."""
     for suffix in ("ing", "ed", "es", "s"):
@@ -356,7 +439,7 @@ def _negated_words(texts: Sequence[str]) -> tuple[set[str], set[str]]:
             first = opening.group().lower() if opening is not None else ""
             opens_negated = first in _OPENING_NEGATIONS
             reach, content_after = (0 if first in _SUBJECTS else carried), False
-            if _LIMITED.search(clause):
+            if _LIMITED.search(clause) and _bounds_its_negation(clause):
                 # "won't post until next week", "not only the fee but", "won't be charged more than $40":
                 # the negation bounds when, how much or how far; what it is said of still happens.
                 plain.update(stem for stem, negation_reach in _content_stems(clause) if not negation_reach)
@@ -503,48 +586,74 @@ def unasserted_claim(claim: str, evidence_texts: Sequence[str]) -> Reason | None
 
 
 def _texts_profile(texts: Sequence[str]) -> Profile:
-    """The critical values (as a multiset), the words and the units of the evidence spans, normalized once
-    per claim."""
+    """The critical values (as a multiset) and the words of the evidence spans, normalized once per claim."""
     # As a multiset: "2017 ... not 2016" does not support a claim that says 2017 twice. A plain dict:
     # building a Counter runs Python code, and this runs for every claim with a critical detail.
     evidence_values: dict[str, int] = {}
     evidence_words: set[str] = set()
-    units: dict[str, set[str]] = {}
     for text in texts:
         span = normalize(text)
-        values = span.critical_values()
-        for _, value in values:
+        for _, value in span.critical_values():
             evidence_values[value] = evidence_values.get(value, 0) + 1
-        for number, unit in _numbers_with_units(values):
-            units.setdefault(number, set()).add(unit)
         evidence_words.update(span.tokens)
-    return evidence_values, evidence_words, units
+    return evidence_values, evidence_words
 
 
-def _numbers_with_units(values: Sequence[tuple[TokenKind, str]]) -> list[tuple[str, str]]:
-    """Each number with the unit said with it ("$40": ("40", "dollars"); "40%": ("40", "percent"); "3 pm":
-    ("3", "pm")), or "" when none was."""
+# Units of time a number is said with ("5 days", "3 hrs"), in one form each; a word between them that only
+# qualifies the unit ("5 business days") is passed over.
+_TIME_UNITS = {
+    **dict.fromkeys(("second", "seconds", "sec", "secs"), "second"),
+    **dict.fromkeys(("minute", "minutes", "min", "mins"), "minute"),
+    **dict.fromkeys(("hour", "hours", "hr", "hrs"), "hour"),
+    **dict.fromkeys(("day", "days"), "day"),
+    **dict.fromkeys(("week", "weeks", "wk", "wks"), "week"),
+    **dict.fromkeys(("month", "months"), "month"),
+    **dict.fromkeys(("year", "years", "yr", "yrs"), "year"),
+}
+_UNIT_QUALIFIERS = frozenset({"business", "working", "calendar", "full", "whole", "more", "extra", "additional"})
+
+
+def numbers_with_units(text: str) -> list[tuple[str, str]]:
+    """Each number of `text` with the unit said with it: a currency, "percent" or "am"/"pm" ("$40":
+    ("40", "dollars"); "3 pm": ("3", "pm")), or a unit of time ("5 business days": ("5", "day")); "" when
+    none was."""
+    normalized = normalize(visible_text(text))
+    tokens, kinds = normalized.tokens, normalized.kinds
     pairs = []
-    for index, (kind, value) in enumerate(values):
-        if kind not in NUMERIC_KINDS or value.isalpha():
+    for index, (token, kind) in enumerate(zip(tokens, kinds, strict=True)):
+        if kind not in NUMERIC_KINDS or token.isalpha():
             continue
-        following = values[index + 1] if index + 1 < len(values) else None
-        unit = following[1] if following and following[0] is kind and following[1].isalpha() else ""
-        pairs.append((value, unit))
+        following = index + 1
+        unit = ""
+        if following < len(tokens) and kinds[following] is kind and tokens[following].isalpha():
+            unit = tokens[following]
+        else:
+            if following < len(tokens) and tokens[following] in _UNIT_QUALIFIERS:
+                following += 1
+            unit = _TIME_UNITS.get(tokens[following], "") if following < len(tokens) else ""
+        pairs.append((token, unit))
     return pairs
+
+
+def _unit_mismatch(detail: str, evidence_texts: Sequence[str]) -> bool:
+    """Whether a number of `detail` is said with a unit its evidence says it only with another unit: the
+    evidence must say it with that unit or with none ("refund the forty" may support "$40"), never only
+    with another one ("$40" is not "€40", "40%", "40 cents" or "on hold 40 minutes"; "5 days" is not
+    "5 weeks"; "3 pm" is not "in 3 days")."""
+    claimed = [(number, unit) for number, unit in numbers_with_units(detail) if unit]
+    if not claimed:
+        return False
+    said: dict[str, set[str]] = {}
+    for text in evidence_texts:
+        for number, unit in numbers_with_units(text):
+            said.setdefault(number, set()).add(unit)
+    return any(unit not in said[number] and "" not in said[number] for number, unit in claimed if number in said)
 
 
 def _unsupported_detail(
     claim_values: Sequence[tuple[TokenKind, str]], evidence_counts: dict[str, int], evidence_words: set[str],
-    evidence_units: dict[str, set[str]],
 ) -> Reason | None:
     """Which critical detail of the claim (text or due) its evidence does not contain, if any."""
-    # A number's unit: the evidence must say it with that unit or with none ("refund the forty" may
-    # support "$40"), never only with another one ("$40" is not "€40", "40%", or "40 cents").
-    for number, unit in _numbers_with_units(claim_values):
-        said_with = evidence_units.get(number)
-        if unit and said_with and unit not in said_with and "" not in said_with:
-            return Reason.unsupported_number
     evidence_values = dict(evidence_counts)  # used up detail by detail; the next detail starts afresh
     for kind, value in claim_values:
         if kind is TokenKind.negation:

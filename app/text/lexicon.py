@@ -85,6 +85,11 @@ ATTRIBUTION_VERBS = frozenset(
         "apologizes", "apologized", "apologise", "apologises", "apologised", "thank", "thanks", "thanked",
         "note", "notes", "noted", "claim", "claims", "claimed", "reply", "replies", "replied", "answer",
         "answers", "answered", "insist", "insists", "insisted", "wonder", "wonders", "wondered",
+        "requesting", "asking", "saying", "telling", "stating", "explaining", "complaining", "wanting",
+        "acknowledge", "acknowledges", "acknowledged", "decide", "decides", "decided", "inquire", "inquires",
+        "inquired", "inquiring", "enquire", "enquires", "enquired", "enquiring", "demand", "demands",
+        "demanded", "demanding", "admit", "admits", "admitted", "deny", "denies", "denied", "indicate",
+        "indicates", "indicated", "describe", "describes", "described",
     }
 )  # fmt: skip
 

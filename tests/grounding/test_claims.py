@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.grounding import Reason, verify_extraction
-from app.grounding.claims import unsupported_claim_detail
+from app.grounding.claims import attributed_role, unsupported_claim_detail
 from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, EvidenceStatus
 from app.schemas.transcript import Role, Transcript, Utterance
@@ -449,3 +449,58 @@ def test_a_refusal_in_the_claim_needs_a_negative_evidence() -> None:
     # A problem stated as "unable" may rest on words of trouble.
     assert unsupported_claim_detail("The customer is unable to transfer music to the phone",
                                     ["I'm having troubles transferring music to my phone"]) is None
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    # A number's unit of time, or a unit of another kind said with the same number.
+    ("The replacement will arrive in 5 days", "It will arrive in 5 weeks", Reason.unsupported_number),
+    ("The card will arrive in 3-5 weeks", "three to five business days", Reason.unsupported_number),
+    ("The customer was charged a $40 fee", "I was on hold 40 minutes", Reason.unsupported_number),
+    ("The agent will call back at 3 pm", "It will post in 3 days", Reason.unsupported_number),
+    # A period named relative to the call must be said.
+    ("The agent will call the customer back next week", "I'll call you back tomorrow", Reason.unsupported_date),
+    ("The refund will arrive within a month", "the refund takes a few days", Reason.unsupported_date),
+    # Negations that deny nothing do not make evidence negative; a new subject ends what a limiter bounds.
+    ("The agent will not refund the duplicate charge", "Don't worry, I'll refund the duplicate charge today.",
+     Reason.unsupported_negation),
+    ("The agent will waive the fee", "i cannot waive the fee i can only offer you a credit",
+     Reason.negated_in_evidence),
+    ("The agent will refund the charge", "I won't be able to refund it since it's older than sixty days",
+     Reason.negated_in_evidence),
+])
+def test_units_periods_and_negations_are_read_as_said(claim: str, evidence: str, reason: Reason) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is reason
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("The card will arrive within 5 days", "within 5 business days"),
+    ("The agent will call back in 10 mins", "I'll call you back in 10 minutes"),
+    ("The agent will refund $40", "I'll refund the forty"),
+    ("The agent will call back next week", "I'll call you next week"),
+    ("The customer has no other questions", "No, that is all, thank you"),
+    ("There will be no problem boarding the next train", "you'll have no problem boarding our next train"),
+    ("The refund will post next week", "The refund won't post to your account until next week."),
+])
+def test_the_same_units_periods_and_negations_stay_grounded(claim: str, evidence: str) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is None
+
+
+@pytest.mark.parametrize(("text", "role"), [
+    ("The customer has requested to close the old account", Role.customer),
+    ("The customer is requesting a refund", Role.customer),
+    ("The agent acknowledged the error", Role.agent),
+    ("The customer was told to wait", None),  # a passive: someone else said it
+    ("The customer was denied a refund", None),
+])
+def test_who_a_claim_says_spoke_through_auxiliaries(text: str, role: Role | None) -> None:
+    assert attributed_role(text) is role
+
+
+def test_a_due_phrase_in_abbreviations_or_office_words_must_be_said() -> None:
+    call = transcript(("agent", "I'll email you the dispute form."), ("agent", "It will post in 3 days."))
+    form = (0, "I'll email you the dispute form")
+    for due, quote in (("within 3 hrs", (1, "It will post in 3 days")), ("by COB", form), ("first thing", form)):
+        item = ActionItem(text="Email the dispute form", owner=Owner.agent, due=due,
+                          evidence=[EvidenceRef(utterance=quote[0], quote=quote[1])])
+        claim = verify_extraction(call, Extraction(action_items=[item])).claims[0]
+        assert claim.status is ClaimStatus.ungrounded, due
