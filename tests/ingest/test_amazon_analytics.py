@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.ingest import load_transcript
 from app.schemas.transcript import Role
-from tests.ingest.helpers import ingest_error
+from tests.ingest.helpers import ingest_error, parse_json_value
 from tests.support.data import require_shared_data
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -99,3 +101,50 @@ def test_call_analytics_overlap_beyond_tolerance_is_rejected() -> None:
 def test_call_analytics_job_in_progress_is_rejected() -> None:
     error = ingest_error({"JobName": "j", "JobStatus": "IN_PROGRESS", "Transcript": []})
     assert error.location == "JobStatus"
+
+
+ISSUE_TURN = 1  # "I want to cancel my plan because it keeps dropping." (51 characters)
+
+
+def _issue_with(offsets: dict[str, Any]) -> dict[str, Any]:
+    document = _contact_lens()
+    document["Transcript"][ISSUE_TURN]["IssuesDetected"] = [{"CharacterOffsets": offsets}]
+    return document
+
+
+@pytest.mark.parametrize(
+    ("begin", "end"),
+    [(-10, -1), (-10, 5), (0, 52), (40, 200), (20, 10), (1.5, 10)],
+)
+def test_insight_range_outside_its_turn_is_not_quoted(begin: float, end: float) -> None:
+    parsed = parse_json_value(_issue_with({"BeginOffsetChar": begin, "EndOffsetChar": end}))
+    transcript = parsed.transcript
+    # The hint still points at the turn, quoting all of it, with no offsets that would cut something else.
+    assert transcript.vendor_hints["issues"] == [{"utterance_index": 1, "text": transcript.utterances[1].text}]
+
+
+def test_insight_range_up_to_the_end_of_its_turn_is_quoted() -> None:
+    parsed = parse_json_value(_issue_with({"BeginOffsetChar": 36, "EndOffsetChar": 51}))
+    issue = parsed.transcript.vendor_hints["issues"][0]
+    assert (issue["char_start"], issue["char_end"], issue["text"]) == (36, 51, "keeps dropping.")
+
+
+def test_insight_offsets_point_into_the_utterance_text_when_the_turn_has_leading_spaces() -> None:
+    document = _issue_with({"BeginOffsetChar": 2, "EndOffsetChar": 8})
+    turn = document["Transcript"][ISSUE_TURN]
+    turn["Content"] = "  " + turn["Content"] + " "
+    transcript = parse_json_value(document).transcript
+    issue = transcript.vendor_hints["issues"][0]
+    assert issue["text"] == "I want"
+    assert transcript.utterances[1].text[issue["char_start"] : issue["char_end"]] == "I want"
+
+
+@pytest.mark.parametrize("blank", ["\u200b", "\u200b\u200d "])
+def test_a_turn_that_shows_nothing_does_not_shift_the_hints(blank: str) -> None:
+    document = _contact_lens()
+    document["Transcript"][0]["Content"] = blank  # dropped, like the file's blank turn
+    transcript = parse_json_value(document).transcript
+    issue = transcript.vendor_hints["issues"][0]
+    utterance = transcript.utterances[issue["utterance_index"]]
+    assert utterance.text.startswith("I want to cancel")
+    assert utterance.text[issue["char_start"] : issue["char_end"]] == issue["text"]

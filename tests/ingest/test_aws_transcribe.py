@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.ingest import load_transcript
 from app.schemas.transcript import Role
 from tests.ingest.helpers import ingest_error, parse_json_value
@@ -85,3 +87,33 @@ def test_items_missing_falls_back_to_the_transcript_text() -> None:
     assert [u.text for u in parsed.transcript.utterances] == ["Hello there."]
     error = ingest_error({"jobName": "j", "results": {"transcripts": [{"transcript": ""}], "items": []}})
     assert "no utterances" in error.problem
+
+
+def _word(content: str, channel: str, start: float | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": "pronunciation", "alternatives": [{"content": content}], "channel_label": channel}
+    if start is not None:
+        item.update(start_time=str(start), end_time=str(start + 0.4))
+    return item
+
+
+CHANNEL_WORDS = {
+    "ch_0": [_word("Hello", "ch_0", 0.5), _word("agent", "ch_0", 1.0), _word("here", "ch_0", None)],
+    "ch_1": [_word("Hi", "ch_1", None), _word("there", "ch_1", 4.0)],
+}
+
+
+@pytest.mark.parametrize("layout", ["items", "channel_labels"])
+def test_a_word_without_a_time_keeps_its_place_in_its_channel(layout: str) -> None:
+    results: dict[str, Any] = {"transcripts": [{"transcript": "Hello agent here Hi there"}]}
+    if layout == "items":  # current output: every item carries its channel
+        results["items"] = CHANNEL_WORDS["ch_1"] + CHANNEL_WORDS["ch_0"]
+    else:  # older output: one item list per channel
+        results["channel_labels"] = {
+            "channels": [{"channel_label": label, "items": items} for label, items in CHANNEL_WORDS.items()]
+        }
+        results["items"] = []
+    parsed = parse_json_value({"jobName": "j", "results": results})
+    assert [(u.speaker, u.text) for u in parsed.transcript.utterances] == [
+        ("ch_0", "Hello agent here"),
+        ("ch_1", "Hi there"),
+    ]

@@ -138,3 +138,42 @@ def test_utterances_with_bad_speaker_type() -> None:
     document["results"]["utterances"] = [{"start": 0.0, "end": 1.0, "transcript": "hi", "speaker": [0]}]
     error = ingest_error(copy.deepcopy(document))
     assert error.location == "results.utterances[0].speaker"
+
+
+def test_multichannel_word_without_a_time_keeps_its_place_in_its_channel() -> None:
+    channel_words = [
+        [
+            {"word": "hello", "start": 0.5, "end": 0.9},
+            {"word": "agent", "start": 1.0, "end": 1.4},
+            {"word": "here"},  # no time: it follows "agent", it does not move to the start of the call
+        ],
+        [{"word": "hi"}, {"word": "there", "start": 4.0, "end": 4.4}],
+    ]
+    document = {
+        "metadata": {"request_id": "r-1"},
+        "results": {"channels": [{"alternatives": [{"transcript": "", "words": words}]} for words in channel_words]},
+    }
+    utterances = parse_json_value(document).transcript.utterances
+    assert [(u.speaker, u.text) for u in utterances] == [("channel 0", "hello agent here"), ("channel 1", "hi there")]
+
+
+def test_multichannel_utterance_without_a_time_keeps_its_place_in_its_channel() -> None:
+    document = {
+        "metadata": {"request_id": "r-1"},
+        "results": {
+            "channels": [{"alternatives": [{"transcript": ""}]}, {"alternatives": [{"transcript": ""}]}],
+            "utterances": [
+                {"channel": 0, "start": 0.5, "end": 2.0, "transcript": "Thanks for calling."},
+                {"channel": 0, "transcript": "How can I help?"},
+                {"channel": 1, "start": 2.5, "end": 4.0, "transcript": "My card was stolen."},
+                {"channel": 0, "start": 4.5, "end": 6.0, "transcript": "I'm sorry to hear that."},
+            ],
+        },
+    }
+    utterances = parse_json_value(document).transcript.utterances
+    assert [u.text for u in utterances] == [
+        "Thanks for calling.",
+        "How can I help?",
+        "My card was stolen.",
+        "I'm sorry to hear that.",
+    ]

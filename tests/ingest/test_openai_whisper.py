@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from app.ingest import load_transcript
 from app.schemas.transcript import Role
 from tests.ingest.helpers import ingest_error, parse_json_value
@@ -26,6 +28,34 @@ def test_diarized_json_example_keeps_named_agent() -> None:
         (Role.customer, 0.9),
         (Role.agent, 1.0),
     ]
+
+
+@pytest.mark.parametrize("unlabel", ["missing", "null"])
+def test_diarized_json_segment_without_speaker_keeps_the_others(unlabel: str) -> None:
+    path = require_shared_data("stt_formats", "openai_transcription", "openapi_example_diarization.json")
+    raw = json.loads(path.read_text())
+    if unlabel == "missing":
+        del raw["segments"][1]["speaker"]
+    else:
+        raw["segments"][1]["speaker"] = None
+    parsed = parse_json_value(raw)
+    assert parsed.detected_format == "openai_diarized_json"
+    assert [u.speaker for u in parsed.transcript.utterances] == ["agent", "speaker", "agent"]
+    assert parsed.transcript.utterances[0].role is Role.agent
+    assert "segments[1] has no speaker label: its speaker is unknown" in parsed.warnings
+
+
+def test_diarized_json_warning_names_the_first_unlabelled_segments() -> None:
+    segments = [
+        {"start": float(n), "end": n + 0.5, "text": f"Line {n}.", **({"speaker": "A"} if n == 0 else {})}
+        for n in range(8)
+    ]
+    parsed = parse_json_value({"task": "transcribe", "text": "", "segments": segments})
+    assert parsed.detected_format == "openai_diarized_json"
+    assert (
+        "7 segments have no speaker label (segments[1], segments[2], segments[3], segments[4], segments[5], "
+        "...): their speaker is unknown"
+    ) in parsed.warnings
 
 
 def test_verbose_json_example_is_undiarized() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.schemas.transcript import Role
 from tests.ingest.helpers import ingest_error, parse_text
 
@@ -29,6 +31,36 @@ def test_agent_customer_lines_with_stamps_and_continuations() -> None:
 def test_stamp_between_speaker_and_colon() -> None:
     parsed = parse_text("Agent [00:01]: Hello.\nCustomer [00:04]: Hi.\n")
     assert [u.start for u in parsed.transcript.utterances] == [1.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("line", "speaker", "start"),
+    [
+        ("Agent (00:05): Thank you for calling.", "Agent", 5.0),
+        ("Speaker 1 (0:05): Thank you for calling.", "Speaker 1", 5.0),
+        ("Agent (01:02:03): Thank you for calling.", "Agent", 3723.0),
+        ("Agent(00:05):Thank you for calling.", "Agent", 5.0),
+        ("(00:05) Agent: Thank you for calling.", "Agent", 5.0),
+        ("[00:05] Agent: Thank you for calling.", "Agent", 5.0),
+        ("Dana (billing) (00:05): Thank you for calling.", "Dana (billing)", 5.0),
+    ],
+)
+def test_parenthesised_stamp_is_the_start_not_part_of_the_name(line: str, speaker: str, start: float) -> None:
+    parsed = parse_text(f"{line}\nCustomer (1:02:09): My bill is wrong.\n")
+    utterances = parsed.transcript.utterances
+    assert parsed.detected_format == "text"
+    assert [(u.speaker, u.start, u.text) for u in utterances] == [
+        (speaker, start, "Thank you for calling."),
+        ("Customer", 3729.0, "My bill is wrong."),
+    ]
+
+
+@pytest.mark.parametrize("stamp", ["(1:5)", "(00:05) Dana", "(ext. 12:30)"])
+def test_a_name_never_swallows_a_parenthesised_stamp(stamp: str) -> None:
+    # Not `mm:ss` (or words after it): no speaker line, so the name cannot end inside the parentheses.
+    parsed = parse_text(f"Agent: Thank you for calling.\nAgent {stamp}: Hello?\nCustomer: Hi.\n")
+    assert [u.speaker for u in parsed.transcript.utterances] == ["Agent", "Customer"]
+    assert parsed.transcript.utterances[0].text == f"Thank you for calling. Agent {stamp}: Hello?"
 
 
 def test_named_speakers_get_inferred_roles() -> None:
@@ -60,10 +92,11 @@ def test_leading_line_without_speaker() -> None:
     assert "Speaker: text" in error.problem
 
 
-def test_invalid_stamp_names_the_line() -> None:
-    error = ingest_error("[00:01] Agent: hello\n[00:75] Customer: hi\n")
+@pytest.mark.parametrize("stamp", ["[00:75]", "(00:75)"])
+def test_invalid_stamp_names_the_line(stamp: str) -> None:
+    error = ingest_error(f"[00:01] Agent: hello\nCustomer {stamp}: hi\n")
     assert error.location == "line 2"
-    assert "[00:75]" in error.problem
+    assert stamp in error.problem
 
 
 def test_stamps_going_backwards_are_rejected() -> None:

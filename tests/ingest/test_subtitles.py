@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.ingest import load_transcript
+from app.ingest import ParsedTranscript, load_transcript
 from app.schemas.transcript import Role
 from tests.ingest.helpers import ingest_error, parse_text
 from tests.support.data import require_shared_data
@@ -83,3 +83,56 @@ def test_broken_subtitles_name_the_line(text: str, location: str, fragment: str)
 def test_vtt_with_only_empty_cues_is_an_error() -> None:
     error = ingest_error("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n<v A></v>\n")
     assert "text" in error.problem
+
+
+def _cues(parsed: ParsedTranscript) -> list[tuple[str, float | None, float | None, str]]:
+    return [(u.speaker, u.start, u.end, u.text) for u in parsed.transcript.utterances]
+
+
+THREE_CUES = [
+    ("Agent", 1.0, 3.0, "Thanks for calling, how can I help?"),
+    ("Customer", 4.0, 6.0, "My card was stolen."),
+    ("Agent", 7.0, 9.0, "I'm sorry to hear that."),
+]
+
+
+@pytest.mark.parametrize("numbered", [True, False])
+def test_srt_cue_run_into_the_previous_one_is_split_at_its_timing(numbered: bool) -> None:
+    # The blank line between cues 1 and 2 is lost: cue 2's number and timing follow cue 1's text.
+    text = (
+        "1\n00:00:01,000 --> 00:00:03,000\nAgent: Thanks for calling, how can I help?\n"
+        "2\n00:00:04,000 --> 00:00:06,000\nCustomer: My card was stolen.\n\n"
+        "3\n00:00:07,000 --> 00:00:09,000\nAgent: I'm sorry to hear that.\n"
+    )
+    if not numbered:
+        text = text.replace("?\n2\n", "?\n")
+    assert _cues(parse_text(text)) == THREE_CUES
+
+
+def test_vtt_cue_run_into_the_previous_one_is_split_at_its_timing() -> None:
+    parsed = parse_text(
+        "WEBVTT\n\n"
+        "1\n00:00:01.000 --> 00:00:03.000\n<v Agent>Thanks for calling, how can I help?</v>\n"
+        "2\n00:00:04.000 --> 00:00:06.000\n<v Customer>My card was stolen.</v>\n"
+        "00:00:07.000 --> 00:00:09.000\n<v Agent>I'm sorry to hear that.</v>\n"
+    )
+    assert parsed.detected_format == "webvtt"
+    assert _cues(parsed) == THREE_CUES
+
+
+def test_cue_split_from_the_previous_one_names_its_own_line() -> None:
+    error = ingest_error("1\n00:00:01,000 --> 00:00:02,000\nA: hi\n2\n00:00:03,000 --> 00:00:75,000\nB: yo\n")
+    assert error.location == "line 5"
+    assert "invalid time stamp" in error.problem
+
+
+@pytest.mark.parametrize(
+    "head",
+    ["WEBVTT\n", "WEBVTT - exported\nKind: captions\n", "WEBVTT\n1\n", "WEBVTT\n\nNOTE from the recorder\n"],
+)
+def test_vtt_first_cue_right_under_the_header_or_a_note_is_kept(head: str) -> None:
+    parsed = parse_text(
+        f"{head}00:00:01.000 --> 00:00:03.000\n<v Agent>Thanks for calling, how can I help?</v>\n\n"
+        "00:00:04.000 --> 00:00:06.000\n<v Customer>My card was stolen.</v>\n"
+    )
+    assert _cues(parsed) == THREE_CUES[:2]

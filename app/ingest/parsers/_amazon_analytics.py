@@ -19,6 +19,7 @@ from app.ingest.model import Segment
 from app.ingest.source import SourceDocument, join_path
 from app.ingest.vendor_json import Label, OptionalNumber, Time, VendorModel, ignored_unless_object
 from app.schemas.transcript import Role
+from app.text.storable import is_blank
 
 MILLISECONDS = 1000.0
 # Vendor insight list in each turn -> key under vendor_hints.
@@ -81,11 +82,24 @@ def role_of_participant(value: str | None) -> Role | None:
 
 
 def _insight_text(insight: Insight, content: str) -> dict[str, Any]:
+    """The characters an insight marks, with offsets into the utterance the turn becomes (its content
+    stripped, as assembly stores it), so that `text == utterance.text[char_start:char_end]`.
+
+    A range that is not whole offsets within the turn marks nothing we can quote: slicing with it would
+    quote something else (a negative offset counts from the end), and clamping would quote characters the
+    vendor did not mark. The hint then quotes the whole turn, as when the vendor gives no range."""
+    spoken = content.strip()
     offsets = insight.CharacterOffsets
     for begin, end in ((offsets.Begin, offsets.End), (offsets.BeginOffsetChar, offsets.EndOffsetChar)):
-        if begin is not None and end is not None:
-            return {"char_start": int(begin), "char_end": int(end), "text": content[int(begin):int(end)]}
-    return {"text": content}
+        if begin is None or end is None:
+            continue
+        if not (begin.is_integer() and end.is_integer() and 0 <= begin <= end <= len(content)):
+            break
+        lead = len(content) - len(content.lstrip())  # whitespace the utterance loses at its start
+        char_start = min(max(int(begin) - lead, 0), len(spoken))
+        char_end = min(max(int(end) - lead, char_start), len(spoken))
+        return {"char_start": char_start, "char_end": char_end, "text": spoken[char_start:char_end]}
+    return {"text": spoken}
 
 
 def analytics_turns(
@@ -109,7 +123,7 @@ def analytics_turns(
                 end_field="EndOffsetMillis",
             )
         )
-        if not turn.Content.strip():
+        if is_blank(turn.Content):  # blank as assembly judges it (zero-width only too), so indices match
             continue
         for vendor_key, hint_key in INSIGHT_KEYS.items():
             for insight in getattr(turn, vendor_key) or ():

@@ -3,6 +3,8 @@ time ordering of multichannel output."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from app.ingest.model import Segment
 from app.ingest.source import join_path
 from app.ingest.vendor_json import Label, Time, VendorModel
@@ -33,10 +35,22 @@ def timed_segments(
     ]
 
 
-def by_start_time(segments: list[Segment]) -> list[Segment]:
-    """Channels (or speakers) transcribed apart, interleaved by start time; stable, so the words of one
-    channel keep their order and punctuation stays with its word."""
-    return sorted(segments, key=lambda segment: segment.start if segment.start is not None else 0.0)
+def by_start_time(streams: Iterable[Sequence[Segment]]) -> list[Segment]:
+    """Streams transcribed apart (channels), each in its own order, interleaved by start time; stable, so
+    the words of one stream keep their order and punctuation stays with its word.
+
+    A segment without a time sorts at the time of the segment before it in its stream (a stream's leading
+    untimed segments at its first time), so it keeps its place rather than moving to the start of the
+    call: the order of a source is never silently changed (docs/formats.md)."""
+    keyed: list[tuple[float, Segment]] = []
+    for stream in streams:
+        anchor = next((segment.start for segment in stream if segment.start is not None), 0.0)
+        for segment in stream:
+            if segment.start is not None:
+                anchor = segment.start
+            keyed.append((anchor, segment))
+    keyed.sort(key=lambda pair: pair[0])
+    return [segment for _, segment in keyed]
 
 
 def whole_text(text: str | None) -> list[Segment]:

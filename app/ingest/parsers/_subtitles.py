@@ -27,8 +27,12 @@ class Block:
     lines: list[str]
 
 
-def split_blocks(text: str) -> list[Block]:
-    """Blank-line separated blocks, each with the line number where it starts."""
+def split_blocks(text: str, *, header: bool = False) -> list[Block]:
+    """Blank-line separated blocks, each with the line number where it starts; a block holding several
+    cues (a blank line lost between them) is split into one block per cue (see `_split_cues`).
+
+    `header`: the first block is a file header (WebVTT's `WEBVTT` line): a cue timing anywhere in it
+    starts a cue, so a first cue written right under the header is a block of its own."""
     blocks: list[Block] = []
     current: list[str] = []
     first_line = 0
@@ -42,7 +46,31 @@ def split_blocks(text: str) -> list[Block]:
             current = []
     if current:
         blocks.append(Block(first_line, current))
-    return blocks
+    return [cue for position, block in enumerate(blocks) for cue in _split_cues(block, header and position == 0)]
+
+
+def _split_cues(block: Block, header: bool) -> list[Block]:
+    """A cue's own timing is its block's first or second line (after a cue number or identifier); any
+    other timing line starts the next cue, whose blank line was lost. A bare integer right before that
+    timing is the next cue's number rather than this cue's text (the W3C parser would keep it as text,
+    but cue numbers are far more common than cues saying only a number). A header has no own timing."""
+    lines = block.lines
+    starts: list[int] = []
+    start, timing = 0, None  # the current cue's first line and its timing line
+    in_header = header
+    for index, line in enumerate(lines):
+        if not is_timing_line(line):
+            continue
+        if timing is None and not in_header and index <= start + 1:
+            timing = index
+            continue
+        after = start if timing is None else timing
+        starts.append(start)
+        start = index - 1 if index - 1 > after and lines[index - 1].strip().isdigit() else index
+        timing, in_header = index, False
+    starts.append(start)
+    ends = [*starts[1:], len(lines)]
+    return [Block(block.line + first, lines[first:end]) for first, end in zip(starts, ends, strict=True)]
 
 
 def is_timing_line(line: str) -> bool:

@@ -151,13 +151,17 @@ def _channel_segments(doc: SourceDocument, results: Results) -> list[Segment] | 
     """Older channel-identified output: items listed per channel; interleave them by time."""
     if results.channel_labels is None:
         return None
-    merged: list[Segment] = []
+    streams: list[list[Segment]] = []
     for position, channel in enumerate(results.channel_labels.channels):
         label = channel.channel_label or f"ch_{position}"
         path = f"results.channel_labels.channels[{position}].items"
-        for segment in _item_segments(doc, channel.items, path, {}):
-            merged.append(segment if segment.speaker else replace(segment, speaker=label))
-    return by_start_time(merged)
+        streams.append(
+            [
+                segment if segment.speaker else replace(segment, speaker=label)
+                for segment in _item_segments(doc, channel.items, path, {})
+            ]
+        )
+    return by_start_time(streams)
 
 
 def _full_transcript(results: Results) -> list[Segment]:
@@ -180,7 +184,12 @@ def parse(doc: SourceDocument) -> SourceCall:
     if segments is None:
         segments = _item_segments(doc, results.items, "results.items", _speakers_by_start(results))
         if any("channel_label" in item.model_fields_set for item in results.items):
-            segments = by_start_time(segments)  # two channels transcribed apart: interleave by time
+            # Two channels transcribed apart: interleave them by time, one stream per channel. The label
+            # is the channel's: Transcribe refuses speaker labels and channel identification together.
+            channels: dict[str | None, list[Segment]] = {}
+            for segment in segments:
+                channels.setdefault(segment.speaker, []).append(segment)
+            segments = by_start_time(channels.values())
     if not segments:
         segments = _full_transcript(results)
 

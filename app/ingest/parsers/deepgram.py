@@ -86,26 +86,34 @@ def _label(speaker: str | None, channel: int, multichannel: bool) -> str | None:
     return None if speaker is None else f"speaker {speaker}"
 
 
-def _utterance_segments(utterances: list[Utterance], multichannel: bool) -> list[Segment]:
-    return [
-        Segment(
-            location=f"results.utterances[{position}]",
-            text=utterance.transcript,
-            speaker=_label(utterance.speaker, int(utterance.channel or 0), multichannel),
-            start=utterance.start,
-            end=utterance.end,
-            start_field="start",
-            end_field="end",
+def _utterance_segments(utterances: list[Utterance], multichannel: bool) -> list[list[Segment]]:
+    """The utterances of each channel, one list per channel (the streams `by_start_time` interleaves); a
+    single-channel response is one list, in the response's order."""
+    streams: dict[int, list[Segment]] = {}
+    for position, utterance in enumerate(utterances):
+        channel = int(utterance.channel or 0)
+        streams.setdefault(channel if multichannel else 0, []).append(
+            Segment(
+                location=f"results.utterances[{position}]",
+                text=utterance.transcript,
+                speaker=_label(utterance.speaker, channel, multichannel),
+                start=utterance.start,
+                end=utterance.end,
+                start_field="start",
+                end_field="end",
+            )
         )
-        for position, utterance in enumerate(utterances)
-    ]
+    return list(streams.values())
 
 
-def _word_segments(doc: SourceDocument, channels: list[Channel], multichannel: bool) -> list[Segment]:
-    segments: list[Segment] = []
+def _word_segments(doc: SourceDocument, channels: list[Channel], multichannel: bool) -> list[list[Segment]]:
+    """The words of each channel, one list per channel (the streams `by_start_time` interleaves)."""
+    streams: list[list[Segment]] = []
     for channel_index, channel in enumerate(channels):
         if not channel.alternatives:
             continue
+        segments: list[Segment] = []
+        streams.append(segments)
         alternative = channel.alternatives[0]
         alternative_path = f"results.channels[{channel_index}].alternatives[0]"
         if not alternative.words:
@@ -138,7 +146,7 @@ def _word_segments(doc: SourceDocument, channels: list[Channel], multichannel: b
                     end_field="end",
                 )
             )
-    return segments
+    return streams
 
 
 def parse(doc: SourceDocument) -> SourceCall:
@@ -149,13 +157,13 @@ def parse(doc: SourceDocument) -> SourceCall:
     utterances = response.results.utterances
     grouping: Grouping
     if utterances:
-        segments = _utterance_segments(utterances, multichannel)
+        streams = _utterance_segments(utterances, multichannel)
         grouping = "keep"
     else:
-        segments = _word_segments(doc, channels, multichannel)
+        streams = _word_segments(doc, channels, multichannel)
         grouping = "words"
-    if multichannel:
-        segments = by_start_time(segments)
+    # One channel (or none) is one stream, kept in the order the response gives it.
+    segments = by_start_time(streams) if multichannel else [segment for stream in streams for segment in stream]
     language = channels[0].detected_language if channels else None
 
     return SourceCall(

@@ -10,7 +10,8 @@ Shapes (platform.openai.com API reference, "The transcription object (Verbose JS
                                   "speaker"}]}
 
 `verbose_json` has no speakers: the call is one undiarized speaker (roles unknown, with a warning).
-`diarized_json` speakers are labels ("A", "B") or the names given as known speakers ("agent").
+`diarized_json` speakers are labels ("A", "B") or the names given as known speakers ("agent"); a segment
+without one (key missing or null) keeps an unknown speaker, with a warning naming it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from app.ingest.model import SourceCall
 from app.ingest.parsers._segments import TimedText, timed_segments, whole_text
-from app.ingest.source import SourceDocument, call_metadata
+from app.ingest.source import SourceDocument, call_metadata, join_path
 from app.ingest.vendor_json import VendorModel, read
 
 VERBOSE_FORMAT = "openai_verbose_json"
@@ -27,6 +28,8 @@ DIARIZED_FORMAT = "openai_diarized_json"
 VERBOSE_DESCRIPTION = "OpenAI transcription verbose_json (segments, no speakers)"
 DIARIZED_DESCRIPTION = "OpenAI transcription diarized_json (segments with speakers)"
 _TASK = "transcribe"
+# A warning names at most this many segments without a speaker, then counts the rest.
+_NAMED_SEGMENTS = 5
 
 
 class TranscriptionResponse(VendorModel):
@@ -45,11 +48,11 @@ def _response(doc: SourceDocument) -> dict[str, Any] | None:
 
 
 def _is_diarized(value: dict[str, Any]) -> bool:
+    """Any segment with a `speaker` key: one segment that lost its key must not cost every other segment
+    its speaker (it is kept with an unknown speaker and a warning, as a `"speaker": null` one is)."""
     segments = value.get("segments")
-    return (
-        isinstance(segments, list)
-        and bool(segments)
-        and all(isinstance(segment, dict) and "speaker" in segment for segment in segments)
+    return isinstance(segments, list) and any(
+        isinstance(segment, dict) and "speaker" in segment for segment in segments
     )
 
 
@@ -63,15 +66,30 @@ def detect_diarized(doc: SourceDocument) -> bool:
     return value is not None and _is_diarized(value)
 
 
+def _unlabelled_warning(segments: list[TimedText]) -> list[str]:
+    """A diarized response's segments without a speaker (key missing, null or blank), named."""
+    unlabelled = [join_path("segments", position) for position, item in enumerate(segments) if item.speaker is None]
+    if not unlabelled:
+        return []
+    if len(unlabelled) == 1:
+        return [f"{unlabelled[0]} has no speaker label: its speaker is unknown"]
+    shown = ", ".join(unlabelled[:_NAMED_SEGMENTS]) + (", ..." if len(unlabelled) > _NAMED_SEGMENTS else "")
+    return [f"{len(unlabelled)} segments have no speaker label ({shown}): their speaker is unknown"]
+
+
 def _parse(doc: SourceDocument, *, diarized: bool) -> SourceCall:
     response = read(doc, TranscriptionResponse)
+    warnings: list[str] = []
     if response.segments:
         segments = timed_segments(response.segments, "segments", with_speaker=diarized)
+        if diarized:
+            warnings = _unlabelled_warning(response.segments)
     else:
         segments = whole_text(response.text)
     return SourceCall(
         segments=segments,
         metadata=call_metadata(doc.name, {"language": ("language", response.language or None)}),
+        warnings=warnings,
         grouping="keep",
     )
 

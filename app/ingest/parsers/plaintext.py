@@ -4,10 +4,12 @@
     [00:07] Customer: Hi, I'm calling about my bill.
       It went up by twenty dollars.          <- continuation line, joined to the previous utterance
     Agent [01:02:05]: Let me check that for you.
+    Customer (01:02:09): Thanks.
 
-A time stamp (`[mm:ss]`, `[hh:mm:ss]`, optional `.fff`) may precede the speaker or sit between the
-speaker and the colon; it gives the utterance's start. Any speaker name is allowed (up to
-`MAX_SPEAKER_WORDS` words starting with a letter); names such as Agent or Customer also give the role.
+A time stamp (`[mm:ss]`, `[hh:mm:ss]`, optional `.fff`; or the same in parentheses) may precede the
+speaker or sit between the speaker and the colon; it gives the utterance's start. Any speaker name is
+allowed (up to `MAX_SPEAKER_WORDS` words starting with a letter); names such as Agent or Customer also
+give the role.
 """
 
 from __future__ import annotations
@@ -18,19 +20,29 @@ from app.ingest.model import Segment, SourceCall
 from app.ingest.source import SourceDocument
 
 FORMAT = "text"
-DESCRIPTION = "plain text, one 'Speaker: text' line per utterance, optional [mm:ss] stamps"
+DESCRIPTION = "plain text, one 'Speaker: text' line per utterance, optional [mm:ss] or (mm:ss) stamps"
 
 MAX_SPEAKER_CHARS = 40
 MAX_SPEAKER_WORDS = 4
 
-_STAMP = r"\[(?P<{name}>\d{{1,3}}:\d{{2}}(?::\d{{2}})?(?:[.,]\d{{1,3}})?)\]"
+_STAMP_TIME = r"\d{1,3}:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?"
+
+
+def _stamp(name: str) -> str:
+    """A stamp as written, brackets included: `[00:03]`, or `(00:03)` as in `Agent (01:02): ...`."""
+    return rf"(?P<{name}>\[{_STAMP_TIME}\]|\({_STAMP_TIME}\))"
+
+
 _LINE = re.compile(
-    r"^\s*(?:" + _STAMP.format(name="lead") + r"\s*)?"
+    r"^\s*(?:" + _stamp("lead") + r"\s*)?"
     r"(?P<speaker>[^\W\d_#][^:\[\]]{0," + str(MAX_SPEAKER_CHARS - 1) + r"}?|#[^:\[\]#]{1,38}#)"
-    r"\s*(?:" + _STAMP.format(name="inner") + r"\s*)?"
+    r"\s*(?:" + _stamp("inner") + r"\s*)?"
     r":(?!//)\s*(?P<text>.*)$"
 )
-_SPEAKER_CHARACTERS = re.compile(r"^[\w .'()#-]+$")
+# Parentheses in a name must close (`Dana (billing)`): a name holds no colon, so one cut off at a colon
+# inside parentheses (`Agent (1` of `Agent (1:5): hi`) has swallowed a stamp this parser cannot read.
+_NAME_CHARACTER = r"[\w .'#-]"
+_SPEAKER_CHARACTERS = re.compile(rf"^{_NAME_CHARACTER}+(?:\({_NAME_CHARACTER}*\){_NAME_CHARACTER}*)*$")
 
 
 def _speaker_line(line: str) -> re.Match[str] | None:
@@ -83,9 +95,9 @@ def parse(doc: SourceDocument) -> SourceCall:
         stamp = match["lead"] or match["inner"]
         start = None
         if stamp is not None:
-            start = _stamp_seconds(stamp)
+            start = _stamp_seconds(stamp[1:-1])
             if start is None:
-                raise doc.error(f"line {number}", f"invalid time stamp [{stamp}]")
+                raise doc.error(f"line {number}", f"invalid time stamp {stamp}")
         entries.append((number, match["speaker"].strip(), start, [match["text"].strip()]))
 
     segments = [

@@ -18,6 +18,7 @@ import re
 
 from app.ingest.model import Segment, SourceCall
 from app.ingest.parsers._subtitles import (
+    Block,
     check_complete,
     cue_segment,
     is_timing_line,
@@ -57,13 +58,19 @@ def _voices(text: str) -> list[tuple[str | None, str]]:
     return parts
 
 
+def _has_own_timing(block: Block) -> bool:
+    """A NOTE line right above a timing is that cue's identifier (W3C parser): a cue under a comment
+    whose blank line was lost."""
+    return any(is_timing_line(line) for line in block.lines[:2])
+
+
 def parse(doc: SourceDocument) -> SourceCall:
     if not detect(doc):
         raise doc.error("line 1", "a WebVTT file must start with 'WEBVTT'")
     segments: list[Segment] = []
-    blocks = split_blocks(doc.text)[1:]  # the first block is the header
+    blocks = split_blocks(doc.text, header=True)[1:]  # the first block is the header, up to a first cue
     for position, block in enumerate(blocks):
-        if block.lines[0].split(" ", 1)[0] in _SKIPPED_BLOCKS:
+        if block.lines[0].split(" ", 1)[0] in _SKIPPED_BLOCKS and not _has_own_timing(block):
             continue
         timing_offset = 0 if is_timing_line(block.lines[0]) else 1  # an optional cue identifier line
         if timing_offset >= len(block.lines) or not is_timing_line(block.lines[timing_offset]):
