@@ -144,6 +144,8 @@ def _claim_failure(
     roles = _evidence_roles(prepared, evidence)
     if owner is Owner.agent and roles == {Role.customer}:  # rests only on the customer's words
         return Reason.owner_mismatch
+    if owner in (Owner.agent, Owner.customer) and _committed_by_the_other(prepared, evidence, owner):
+        return Reason.owner_mismatch
     speaker = attributed_role(text)
     if speaker is not None and speaker not in roles:
         return Reason.speaker_mismatch
@@ -220,6 +222,45 @@ def attributed_role(text: str) -> Role | None:
     if match.group("progressive") and not match.group("verb").lower().endswith("ing"):
         return None
     return role_from_label(match.group("party"))
+
+
+# Who an evidence sentence gives the task to: its speaker ("I'll email you the form", "we will send a
+# technician"), or the one spoken to ("you'll need to mail us a copy", "you have to sign the form").
+_SPEAKER_COMMITS = re.compile(
+    r"\b(?:i|we)\s*(?:['’ʼ]ll|will|shall|(?:am|are|['’ʼ]m|['’ʼ]re)\s+going\s+to)\s+"
+    r"(?!not\b|never\b|need\b|have\s+you\b|ask\s+you\b|want\s+you\b|get\s+you\s+to\b)",
+    re.IGNORECASE)
+_LISTENER_TASKED = re.compile(
+    r"\byou\s*(?:(?:['’ʼ]ll|will)\s+)?(?:need\s+to|have\s+to|must)\b"
+    r"|\b(?:i|we)\s*(?:['’ʼ]ll|will|would|['’ʼ]d)?\s*need\s+you\s+to\b",
+    re.IGNORECASE)
+# A request beside a commitment leaves the sentence to both: "Please DM us and we'll review it". Alone it
+# decides nothing ("Please allow 24 hours" says nothing of who acts).
+_REQUEST = re.compile(r"\b(?:please|kindly|feel\s+free\s+to)\b|\b(?:could|can|would)\s+you\s+(?!like\b|prefer\b)",
+                      re.IGNORECASE)
+_OTHER_PARTY = {Role.agent: Owner.customer, Role.customer: Owner.agent}
+
+
+def _committed_by_the_other(prepared: PreparedTranscript, evidence: list[VerifiedEvidence], owner: Owner) -> bool:
+    """Whether every sentence of the evidence that gives the task to someone gives it to the other party:
+    a customer-owned "Email the dispute form" on the agent's "I'll email you the dispute form today", an
+    agent-owned "Mail a copy of the ID" on the agent's "You'll need to mail us a copy of your ID". A
+    sentence that says neither (or both) decides nothing; a speaker of unknown role, nothing."""
+    tasked: set[Owner] = set()
+    for piece in evidence:
+        if piece.utterance is None or piece.char_start is None or piece.char_end is None:
+            continue
+        utterance = prepared.utterances[piece.utterance]
+        if utterance.role not in _OTHER_PARTY:
+            continue
+        sentence = _sentence_of(utterance.text, piece.char_start, piece.char_end)
+        if _SPEAKER_COMMITS.search(sentence):
+            tasked.add(Owner(utterance.role.value))
+            if _REQUEST.search(sentence):
+                tasked.add(_OTHER_PARTY[utterance.role])
+        if _LISTENER_TASKED.search(sentence):
+            tasked.add(_OTHER_PARTY[utterance.role])
+    return bool(tasked) and owner not in tasked
 
 
 def _evidence_roles(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> set[Role]:
@@ -315,13 +356,14 @@ def _evidence_sentences(prepared: PreparedTranscript, evidence: list[VerifiedEvi
         for piece in evidence
         if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
     )
-    sentences = []
-    for index, start, end in spans:
-        text = prepared.utterances[index].text
-        before = [match.end() for match in SENTENCE_BREAK.finditer(text, 0, start)]
-        after = SENTENCE_BREAK.search(text, max(end - 1, start))
-        sentences.append(text[before[-1] if before else 0 : after.end() if after else len(text)])
-    return list(dict.fromkeys(sentences))
+    return list(dict.fromkeys(_sentence_of(prepared.utterances[index].text, start, end) for index, start, end in spans))
+
+
+def _sentence_of(text: str, start: int, end: int) -> str:
+    """The sentence of `text` that text[start:end] lies in (several, when the span crosses a break)."""
+    before = [match.end() for match in SENTENCE_BREAK.finditer(text, 0, start)]
+    after = SENTENCE_BREAK.search(text, max(end - 1, start))
+    return text[before[-1] if before else 0 : after.end() if after else len(text)]
 
 
 # Where a negation's reach ends: a sentence or clause break, or a word that starts another clause. A comma

@@ -504,3 +504,32 @@ def test_a_due_phrase_in_abbreviations_or_office_words_must_be_said() -> None:
                           evidence=[EvidenceRef(utterance=quote[0], quote=quote[1])])
         claim = verify_extraction(call, Extraction(action_items=[item])).claims[0]
         assert claim.status is ClaimStatus.ungrounded, due
+
+
+def test_an_action_item_owned_by_the_party_its_evidence_does_not_task_is_flagged() -> None:
+    call = transcript(
+        ("agent", "I'll email you the dispute form today."),
+        ("agent", "You'll need to mail us a copy of your ID."),
+        ("agent", "Please DM us your booking reference and we'll look into it."),
+        ("customer", "I will send the photos tonight."),
+        ("agent", "Please allow 24 hours for the refund."),
+    )
+
+    def verdict(owner: Owner, text: str, index: int, quote: str) -> tuple[ClaimStatus, str | None]:
+        item = ActionItem(text=text, owner=owner, evidence=[EvidenceRef(utterance=index, quote=quote)])
+        claim = verify_extraction(call, Extraction(action_items=[item])).claims[0]
+        return claim.status, claim.reason
+
+    mismatch = (ClaimStatus.ungrounded, Reason.owner_mismatch)
+    email = ("Email the dispute form today", 0, "I'll email you the dispute form today")
+    assert verdict(Owner.customer, *email) == mismatch
+    assert verdict(Owner.agent, "Mail a copy of the ID", 1, "You'll need to mail us a copy of your ID") == mismatch
+    assert verdict(Owner.agent, "Send the photos tonight", 3, "I will send the photos tonight") == mismatch
+    grounded = (ClaimStatus.grounded, None)
+    assert verdict(Owner.agent, *email) == grounded
+    assert verdict(Owner.customer, "Mail a copy of the ID", 1, "You'll need to mail us a copy of your ID") == grounded
+    assert verdict(Owner.customer, "Send the photos tonight", 3, "I will send the photos tonight") == grounded
+    # A request beside a commitment tasks both; a request alone says nothing of who acts.
+    assert verdict(Owner.customer, "DM the booking reference", 2, "Please DM us your booking reference") == grounded
+    assert verdict(Owner.agent, "Look into the booking", 2, "we'll look into it") == grounded
+    assert verdict(Owner.agent, "Refund within 24 hours", 4, "Please allow 24 hours for the refund") == grounded
