@@ -123,3 +123,11 @@ def test_explicit_unknown_role_falls_back_to_inference() -> None:
         )
     )
     assert [u.role for u in parsed.transcript.utterances] == [Role.agent, Role.customer]
+
+
+def test_a_start_without_a_time_zone_is_taken_as_utc_with_a_warning() -> None:
+    # A contact center's local time written without its offset was stored hours off without a word.
+    naive = parse_json_value(native(GREETING, PROBLEM, started_at="2026-03-02T14:05:00"))
+    assert any("has no time zone: taken as UTC" in warning for warning in naive.warnings)
+    zoned = parse_json_value(native(GREETING, PROBLEM, started_at="2026-03-02T14:05:00+02:00"))
+    assert not any("time zone" in warning for warning in zoned.warnings)

@@ -130,4 +130,10 @@ def parse(doc: SourceDocument) -> SourceCall:
         "started_at": ("started_at", call.started_at),
         "language": ("language", call.language),
     })
-    return SourceCall(segments=segments, metadata=metadata, grouping="keep", reject_empty=True)
+    warnings = []
+    if call.started_at is not None and call.started_at.tzinfo is None:
+        # Stored as UTC: a contact center's local time written without its offset lands hours off, in
+        # every report by day and in the due dates resolved from the call's start.
+        warnings.append(f"started_at {call.started_at.isoformat()} has no time zone: taken as UTC "
+                        "(write it with its offset, such as +02:00, or Z)")
+    return SourceCall(segments=segments, metadata=metadata, grouping="keep", reject_empty=True, warnings=warnings)
