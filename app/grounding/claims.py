@@ -136,7 +136,9 @@ def _claim_failure(
     # Read in their whole sentences: a quote that leaves out its sentence's negation or condition ("your payment
     # was received" of "It doesn't look like your payment was received yet") is read with it.
     sentences = _evidence_sentences(prepared, evidence)
-    if _states_what_is_negated(text, texts) or _states_what_is_negated(text, sentences):
+    # The sentences hold the quotes: when they say no negation, neither do the quotes.
+    if any(_MAY_NEGATE.search(sentence) for sentence in sentences) and (
+            _states_what_is_negated(text, texts) or _states_what_is_negated(text, sentences, checked=True)):
         return Reason.negated_in_evidence
     unasserted = unasserted_claim(text, sentences)
     if unasserted is not None:
@@ -501,11 +503,12 @@ def _negated_words(texts: Sequence[str]) -> tuple[set[str], set[str]]:
     return negated, plain
 
 
-def _states_what_is_negated(claim: str, evidence_texts: Sequence[str]) -> bool:
+def _states_what_is_negated(claim: str, evidence_texts: Sequence[str], *, checked: bool = False) -> bool:
     """Whether a positive claim rests on words its evidence says only under a negation: "The customer
     cancelled" on "I did not cancel", "the agent will waive the fee" on "I will not waive the fee". A claim
-    that is negative itself is the other check's (`unsupported_negation`)."""
-    if not any(_MAY_NEGATE.search(text) for text in evidence_texts):
+    that is negative itself is the other check's (`unsupported_negation`). `checked`: the caller saw a
+    negation in the evidence already."""
+    if not checked and not any(_MAY_NEGATE.search(text) for text in evidence_texts):
         return False
     claim = visible_text(claim)
     claim_stems = _content_stems(claim)
@@ -534,6 +537,9 @@ def _states_what_is_negated(claim: str, evidence_texts: Sequence[str]) -> bool:
 _CONDITION = re.compile(
     r"\b(?:if|unless|provided that|providing that|as long as|in case|assuming|otherwise|wish|wished)\b",
     re.IGNORECASE)
+# A cheap look before reading the clauses: what a condition, a wish or an embedded question needs.
+_MAY_UNASSERT = re.compile(r"\b(?:if|whether|unless|provided|as long as|in case|assuming|otherwise|wish|wished)\b",
+                           re.IGNORECASE)
 # An embedded question ("can you check if it went through", "let me see whether it posted") asks, like a
 # yes-no question, and conditions nothing.
 _EMBEDDED_QUESTION = re.compile(
@@ -608,7 +614,7 @@ def unasserted_claim(claim: str, evidence_texts: Sequence[str]) -> Reason | None
     states a condition, an offer or a possibility itself ("offered to waive the fee if...", "can get a
     refund"), that is negative, or that is about what was said, asked, wished, advised or went wrong, is not
     checked."""
-    if not any("?" in text or _CONDITION.search(text) or _EMBEDDED_QUESTION.search(text) for text in evidence_texts):
+    if not any("?" in text or _MAY_UNASSERT.search(text) for text in evidence_texts):
         return None
     claim = visible_text(claim)
     if _QUALIFIED_CLAIM.search(claim):
