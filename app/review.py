@@ -306,10 +306,12 @@ def _check_again(principal: Principal, masks: _TranscriptMasks, claim: Claim) ->
             reference = EvidenceRef(utterance=ev.cited_utterance, quote=ev.quote)
         if reference.quote.strip():
             evidence.append(reference)
+    # The text as the editor sees it too: a masked text on masked evidence, as an added item is checked.
+    text = claim.text if principal.can_view_pii else (claim.text_masked or masks.text(claim.text))
     if claim.kind == ClaimKind.action_item.value and claim.owner is not None:
-        statement: Statement = ActionItem(text=claim.text, owner=Owner(claim.owner), due=claim.due, evidence=evidence)
+        statement: Statement = ActionItem(text=text, owner=Owner(claim.owner), due=claim.due, evidence=evidence)
     else:
-        statement = Statement(text=claim.text, evidence=evidence)
+        statement = Statement(text=text, evidence=evidence)
     extraction = Extraction(action_items=[statement]) if isinstance(statement, ActionItem) else Extraction(
         summary=[statement])
     (verified,) = verify_extraction(seen, extraction).claims

@@ -308,8 +308,11 @@ def test_saving_the_masked_text_unchanged_keeps_the_stored_text(setup: Setup) ->
 
     assert response.status_code == 200, response.text
     with setup.factory() as session:
-        stored = session.scalars(select(Claim.text).where(Claim.id == claim["id"])).one()
+        stored, status = session.execute(
+            select(Claim.text, Claim.grounding_status).where(Claim.id == claim["id"])).one()
     assert stored == f"Customer gave card {CARD} for the refund"  # not overwritten by the bullets
+    # Checked again as the editor sees it, masked text on masked evidence: still verified.
+    assert status == response.json()["status"] == "grounded"
 
 
 def test_store_redacted_keeps_only_the_redacted_transcript_of_a_handed_over_call(setup: Setup) -> None:
