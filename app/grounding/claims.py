@@ -34,6 +34,7 @@ from app.text.lexicon import (
     NEGATIONS,
     NEGATIVE_POLARITY_WORDS,
     NEGATIVE_RESPONSE_PARTICLES,
+    OPPOSITE_WORDS,
     alternation,
 )
 from app.text.normalize import (
@@ -50,12 +51,19 @@ NUMERIC_KINDS = frozenset({TokenKind.number, TokenKind.amount, TokenKind.percent
 # A claim's subject when it is a party ("The customer", "Reason: the caller"), the verb after it, and an
 # adverb that may stand between them ("the agent also confirmed").
 _ATTRIBUTION = re.compile(
-    rf"\s*(?:\w+(?: \w+)?:\s*)?(?:the\s+)?(?P<party>{alternation(AGENT_WORDS | CUSTOMER_WORDS)})\s+"
-    r"(?:(?:has|have|had|did|does|also|then|just|first|later|initially|again|only|never|not)\s+){0,2}"
+    rf"\s*(?:\w+(?: \w+)?:\s*)?(?:the\s+)?(?P<party>{alternation(AGENT_WORDS | CUSTOMER_WORDS)})"
+    # An apposition: "The customer, Mary Smith, said".
+    r"(?:\s*,\s*[^,]{1,40}?\s*,)?\s+"
+    r"(?:(?:has|have|had|did|does|also|then|just|first|later|initially|again|only|never|not|\w+ly)\s+){0,2}"
     # "is asking" says who spoke, "was told" does not (a passive: someone else said it).
     r"(?:(?P<progressive>is|are|was|were)\s+)?(?P<verb>[a-z]+)\b",
     re.IGNORECASE,
 )
+
+# "According to the customer, ..." says who said it as plainly.
+_ACCORDING_TO = re.compile(
+    rf"\s*(?:\w+(?: \w+)?:\s*)?according\s+to\s+(?:the\s+)?(?P<party>{alternation(AGENT_WORDS | CUSTOMER_WORDS)})\b",
+    re.IGNORECASE)
 
 _cached: tuple[Sequence[Utterance], PreparedTranscript] | None = None
 
@@ -140,7 +148,9 @@ def _claim_failure(
     if any(_MAY_NEGATE.search(sentence) for sentence in sentences) and (
             _states_what_is_negated(text, texts) or _states_what_is_negated(text, sentences, checked=True)):
         return Reason.negated_in_evidence
-    unasserted = unasserted_claim(text, sentences)
+    if opposite_in_evidence(text, sentences):
+        return Reason.opposite_in_evidence
+    unasserted = unasserted_claim(text, sentences, to_do=owner is not None)
     if unasserted is not None:
         return unasserted
     roles = _evidence_roles(prepared, evidence)
@@ -161,28 +171,36 @@ DUE_TIME_WORDS = frozenset({
     "day", "days", "week", "weeks", "month", "months", "year", "years", "hour", "hours", "minute", "minutes",
     "business", "working", "weekend", "fortnight", "noon", "midday", "midnight", "morning", "afternoon",
     "evening", "night", "tonight", "next", "end", "eod", "eow", "eom", "cob", "eob", "close", "thing",
-    "hr", "hrs", "min", "mins", "wk", "wks", "yr", "yrs",
+    "hr", "hrs", "min", "mins", "wk", "wks", "yr", "yrs", "immediately", "asap", "soon", "couple", "few",
 })
 
 
 # A period named relative to the call in a claim's text ("will call back next week", "within a month"): it
 # says when as a due phrase does, so its words must be in the evidence too ("next week" on "tomorrow").
 _RELATIVE_PERIOD = re.compile(
-    r"\b(?:next|this|coming|following|within\s+(?:a|one|the\s+next)|in\s+a|(?:by\s+)?(?:the\s+)?end\s+of\s+"
-    r"(?:the\s+|this\s+|next\s+)?)\s*(?:business\s+day|working\s+day|week|weekend|month|year|fortnight)s?\b",
+    r"\b(?:next|this|coming|following|within\s+(?:a|one|the\s+next|the)|in\s+a|(?:by\s+)?(?:the\s+)?end\s+of\s+"
+    r"(?:the\s+|this\s+|next\s+)?|per|each|every|a\s+couple\s+of|a\s+few|couple\s+of|few)\s*"
+    r"(?:business\s+day|working\s+day|day|week|weekend|month|year|fortnight|hour|morning|afternoon|evening|night)s?\b"
+    # A part of a day, said with the day: "tomorrow morning", "this afternoon" (above), "tonight".
+    r"|\b(?:today|tomorrow|tonight)(?:\s+(?:morning|afternoon|evening|night))?\b",
     re.IGNORECASE)
 
 
+_NEXT_DAY = re.compile(r"\bnext\s+(?:day\b|(morning|afternoon|evening|night)\b)", re.IGNORECASE)
+
+
 def _unsaid_period(text: str, evidence_words: set[str]) -> bool:
-    """Whether a period `text` names relative to the call has a word its evidence does not say."""
+    """Whether a period `text` names relative to the call has a word its evidence does not say. "The next
+    day" and "the next morning" are how a summary retells "tomorrow" and "tomorrow morning"."""
     periods = " ".join(match.group() for match in _RELATIVE_PERIOD.finditer(text))
+    periods = _NEXT_DAY.sub(lambda match: f"tomorrow {match.group(1) or ''}", periods)
     return bool(periods) and _unsaid_time_words(periods, evidence_words=evidence_words)
 
 
 # One form of each time word: plurals, abbreviations, and the synonyms "working day" / "business day".
 _SINGULAR_UNITS = {"days": "day", "weeks": "week", "months": "month", "years": "year", "hours": "hour",
                    "minutes": "minute", "working": "business", "hr": "hour", "hrs": "hour", "min": "minute",
-                   "mins": "minute", "wk": "week", "wks": "week", "yr": "year", "yrs": "year"}
+                   "mins": "minute", "wk": "week", "wks": "week", "yr": "year", "yrs": "year", "asap": "soon"}
 
 
 def _unsaid_time_words(due: str, *, evidence_words: set[str]) -> bool:
@@ -218,6 +236,9 @@ def spoken_words(evidence: PlacedQuote, utterance_texts: Mapping[int, str] | Non
 
 def attributed_role(text: str) -> Role | None:
     """The party a claim says spoke: "The customer said ...", "Outcome: the agent confirmed ..."."""
+    according = _ACCORDING_TO.match(text)
+    if according is not None:
+        return role_from_label(according.group("party"))
     match = _ATTRIBUTION.match(text)
     if match is None or match.group("verb").lower() not in ATTRIBUTION_VERBS:
         return None
@@ -238,8 +259,11 @@ _LISTENER_TASKED = re.compile(
     re.IGNORECASE)
 # A request beside a commitment leaves the sentence to both: "Please DM us and we'll review it". Alone it
 # decides nothing ("Please allow 24 hours" says nothing of who acts).
-_REQUEST = re.compile(r"\b(?:please|kindly|feel\s+free\s+to)\b|\b(?:could|can|would)\s+you\s+(?!like\b|prefer\b)",
-                      re.IGNORECASE)
+_REQUEST = re.compile(
+    r"\b(?:please|kindly|feel\s+free\s+to)\b|\b(?:could|can|would)\s+you\s+(?!like\b|prefer\b)"
+    # An imperative addressed to the speaker's side: "reach out to us", "drop us a DM", "let me know".
+    r"|\b(?:to|send|give|drop|dm|email|e-mail|call|contact|let|message|text|ping|tell|show)\s+(?:us|me)\b",
+    re.IGNORECASE)
 _OTHER_PARTY = {Role.agent: Owner.customer, Role.customer: Owner.agent}
 
 
@@ -288,11 +312,18 @@ def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason
         unsupported = Reason.unsupported_date
     if unsupported is None and _states_what_is_negated(text, evidence_texts):
         return Reason.negated_in_evidence
+    if unsupported is None and opposite_in_evidence(text, evidence_texts):
+        return Reason.opposite_in_evidence
     return unsupported if unsupported is not None else unasserted_claim(text, evidence_texts)
 
 
 Profile = tuple[dict[str, int], set[str]]
 
+# "without" with a doing or a thing: "closed the account without charging a fee" is negative; "paid without
+# issue" is not a claim of anything left undone.
+_WITHOUT_DOING = re.compile(
+    r"\bwithout\s+(?:\w+ing|any|a|an|the)\b(?!\s+(?:problem|problems|issue|issues|hitch|delay|delays|trouble))",
+    re.IGNORECASE)
 # Words that make a claim negative without a "not": "the agent declined to refund the charge" says the
 # opposite of "Sure, I'll refund the charge". ("unable", "failed" are left out: "the customer is unable to
 # log in" states a problem, often resting on "I'm having trouble logging in".)
@@ -333,7 +364,12 @@ def claim_details(text: str) -> tuple[tuple[TokenKind, str], ...]:
     failure ("declined", "unable", "failed") counts as the claim's negation when it has no other."""
     normalized = normalize(visible_text(text))
     values = normalized.critical_values()
-    if any(kind is TokenKind.negation for kind, _ in values) or not _REFUSAL_WORDS.intersection(normalized.tokens):
+    if any(kind is TokenKind.negation for kind, _ in values):
+        return values
+    refusal = bool(_REFUSAL_WORDS.intersection(normalized.tokens))
+    # A complaint "about calling several times without any response" states a problem, as "unable" does.
+    if not refusal and not (_WITHOUT_DOING.search(text) and not any(
+            stem in _PROBLEM_STEMS for stem, _ in _content_stems(visible_text(text)))):
         return values
     return (*values, (TokenKind.negation, NEGATION_VALUE))
 
@@ -406,6 +442,7 @@ _LIMITED = re.compile(r"\b(?:until|till|unless|only|than|before|except)\b", re.I
 _QUESTION_WORDS = frozenset({"why", "whether", "if", "how", "what", "where", "when", "who", "which"})
 
 
+_ELLIPTICAL_WORDS = frozenset({"if", "or", "whether", "why", "not", "so", "then", "and"})
 _CLAUSE_WORD = re.compile(r"[a-z]+(?:['’ʼ][a-z]+)?")
 
 
@@ -445,7 +482,7 @@ _PROBLEM_STEMS = frozenset(_stem(word) for word in (
 # whether trains are delayed" rests rightly on "no delays are expected"; "wants to cancel" on "you can't
 # cancel it". Only the wish itself denied ("I don't want a refund") contradicts such a claim.
 _ASKING_STEMS = frozenset(_stem(word) for word in (
-    "ask", "whether", "inquire", "enquire", "wonder", "question", "know", "request", "check", "confirm",
+    "ask", "whether", "inquire", "enquire", "wonder", "question", "know", "request",
 ))
 # Problem and question words with an everyday sense besides ("issue a refund", "checking account", "a lost
 # card", "a confirmation email").
@@ -499,7 +536,11 @@ def _negated_words(texts: Sequence[str]) -> tuple[set[str], set[str]]:
                 (negated if reach else plain).add(stem)
                 content_after = content_after or reach > 0
                 reach = max(reach - 1, 0)
-            carried = reach if reach and not content_after and separator == "," and not opens_negated else 0
+            # "If not, you will need to open a case": an elliptical "if not" or "or not" stands for a clause
+            # said before; it negates nothing after its comma.
+            elliptical = set(_CLAUSE_WORD.findall(clause.lower())) <= _ELLIPTICAL_WORDS
+            carried = (reach if reach and not content_after and separator == "," and not opens_negated
+                       and not elliptical else 0)
     return negated, plain
 
 
@@ -537,9 +578,15 @@ def _states_what_is_negated(claim: str, evidence_texts: Sequence[str], *, checke
 _CONDITION = re.compile(
     r"\b(?:if|unless|provided that|providing that|as long as|in case|assuming|otherwise|wish|wished)\b",
     re.IGNORECASE)
+# An answer that says yes to the question cited beside it.
+_AFFIRMATIVE_ANSWER = re.compile(
+    r"\W*(?:yes|yeah|yep|yup|yea|sure|correct|exactly|absolutely|definitely|indeed|of course|that['’ʼ]?s right|"
+    r"right|affirmative)\b", re.IGNORECASE)
 # A cheap look before reading the clauses: what a condition, a wish or an embedded question needs.
-_MAY_UNASSERT = re.compile(r"\b(?:if|whether|unless|provided|as long as|in case|assuming|otherwise|wish|wished)\b",
-                           re.IGNORECASE)
+_MAY_UNASSERT = re.compile(r"\b(?:if|whether|unless|provided|as long as|in case|assuming|otherwise|wish|wished|"
+                           r"(?:can|could|would|will|do|did)\s+you)\b", re.IGNORECASE)
+# A question as ASR writes it, without its "?": "can you waive the late fee".
+_SPOKEN_QUESTION = re.compile(r"\s*(?:\w+\s*,?\s+)?(?:can|could|would|will|do|did)\s+you\b", re.IGNORECASE)
 # An embedded question ("can you check if it went through", "let me see whether it posted") asks, like a
 # yes-no question, and conditions nothing.
 _EMBEDDED_QUESTION = re.compile(
@@ -556,7 +603,8 @@ _QUALIFIED_CLAIM = re.compile(
     r"\b(?:if|unless|provided|providing|as long as|in case|assuming|otherwise|once|when|whenever|after|until|"
     r"should|could|can|would|may|might|option|options|offer|offers|offered|offering|eligible|possible|"
     r"possibly|conditional|conditionally|condition|conditions|depending|depends|required|requires|require|"
-    r"policy|whether|wish|wishes|wished|pending|potential|potentially|likely|tentative|tentatively|contingent)"
+    r"policy|whether|wish|wishes|wished|pending|potential|potentially|likely|tentative|tentatively|contingent|"
+    r"must|need to|needs to|have to|has to)"
     r"\b|\?",
     re.IGNORECASE)
 # Where a condition's reach ends inside a sentence: "I'll send it today, and if you have questions, call us"
@@ -590,7 +638,8 @@ def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str
     plain: set[str] = set()
     for text in texts:
         for sentence in _SENTENCE.findall(text):
-            if sentence.endswith("?") and _YES_NO_QUESTION.match(sentence):
+            spoken_question = not sentence.rstrip().endswith((".", "!")) and _SPOKEN_QUESTION.match(sentence)
+            if (sentence.endswith("?") or spoken_question) and _YES_NO_QUESTION.match(sentence):
                 asked.update(stem for stem, reach in _content_stems(sentence) if not reach)
                 continue
             for clause in _COORDINATION.split(sentence):
@@ -606,14 +655,15 @@ def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str
     return conditional - plain, asked - plain - conditional, plain
 
 
-def unasserted_claim(claim: str, evidence_texts: Sequence[str]) -> Reason | None:
+def unasserted_claim(claim: str, evidence_texts: Sequence[str], *, to_do: bool = False) -> Reason | None:
     """Whether an unqualified claim rests on words its evidence says only under a condition or a wish
     (`conditional_in_evidence`): "the agent will send a replacement" on "if it has not arrived by Friday I
     will send a replacement", "the agent waived the fee" on "I wish I could waive it"; or only asks
     (`asked_in_evidence`): "the agent waived the late fee" on "Can you waive the late fee?". A claim that
     states a condition, an offer or a possibility itself ("offered to waive the fee if...", "can get a
     refund"), that is negative, or that is about what was said, asked, wished, advised or went wrong, is not
-    checked."""
+    checked. An action item (`to_do`) is a task, not a fact: one under a condition ("if you DM us your
+    details we'll look into it" for "DM the details") is not flagged as conditional."""
     if not any("?" in text or _MAY_UNASSERT.search(text) for text in evidence_texts):
         return None
     claim = visible_text(claim)
@@ -623,14 +673,32 @@ def unasserted_claim(claim: str, evidence_texts: Sequence[str]) -> Reason | None
     if any(reach or stem in _NOT_ASSERTING_STEMS for stem, reach in claim_stems):
         return None
     conditional, asked, plain = _unasserted_words(evidence_texts)
-    if any(stem in conditional for stem, _ in claim_stems):
+    if not to_do and any(stem in conditional for stem, _ in claim_stems):
         return Reason.conditional_in_evidence
+    if any(_AFFIRMATIVE_ANSWER.match(text) for text in evidence_texts):
+        return None  # "Has it dispatched?" - "Yep, ...": the answer asserts what the question asked
     # Asked: every word of the claim the evidence says, it says only asking ("Can you confirm your address?"
     # leaves "the customer confirmed the address" resting on nothing else).
     found = [stem for stem, _ in claim_stems if stem in asked or stem in plain]
     if found and all(stem in asked for stem in found):
         return Reason.asked_in_evidence
     return None
+
+
+def opposite_in_evidence(claim: str, evidence_texts: Sequence[str]) -> bool:
+    """Whether the claim says a word its evidence never says while the evidence says its opposite (a list
+    of such pairs, `OPPOSITE_WORDS`): "the refund request was approved" on "your refund request has been
+    denied", "a replacement debit card" on "your replacement credit card"."""
+    claim_words = set(normalize(visible_text(claim)).tokens)
+    if not any(claim_words & (one | other) for one, other in OPPOSITE_WORDS):
+        return False
+    evidence_words = {token for text in evidence_texts for token in normalize(text).tokens}
+    for one, other in OPPOSITE_WORDS:
+        for said, opposite in ((one, other), (other, one)):
+            if claim_words & said and not evidence_words & said and evidence_words & opposite \
+                    and not claim_words & opposite:
+                return True
+    return False
 
 
 def _texts_profile(texts: Sequence[str]) -> Profile:
@@ -674,7 +742,8 @@ def numbers_with_units(text: str) -> list[tuple[str, str]]:
         following = index + 1
         unit = ""
         if following < len(tokens) and kinds[following] is kind and tokens[following].isalpha():
-            unit = tokens[following]
+            # "o'clock" says an hour, as "am" or "pm" does, not another unit: "five o'clock p m" is 5 pm.
+            unit = "" if tokens[following] == "oclock" else tokens[following]
         else:
             if following < len(tokens) and tokens[following] in _UNIT_QUALIFIERS:
                 following += 1

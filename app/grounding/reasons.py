@@ -46,6 +46,9 @@ class Reason(StrEnum):
     asked_in_evidence = "asked_in_evidence"
     """The claim states as a fact what its evidence only asks: "the agent waived the late fee" on "Can you
     waive the late fee?"."""
+    opposite_in_evidence = "opposite_in_evidence"
+    """The claim says a word whose opposite its evidence says instead: "the refund was approved" on "your
+    refund has been denied", "debit card" on "credit card" (app/text/lexicon.py OPPOSITE_WORDS)."""
     mixed_scripts = "mixed_scripts"
     """A word of the claim mixes Latin letters with look-alikes of another alphabet ("n\u043et", a Cyrillic
     о): it reads as a word its characters are not, so its details cannot be checked."""

@@ -173,3 +173,31 @@ TIME_MARKERS = frozenset({"am", "pm", "oclock"})
 def alternation(words: Iterable[str]) -> str:
     """A regular-expression group matching any of `words`, longest first (so "sept" wins over "sep")."""
     return "(?:" + "|".join(re.escape(word) for word in sorted(words, key=lambda word: (-len(word), word))) + ")"
+
+
+# Words that say the opposite of each other about what happened in a call: a claim saying one where its
+# evidence says only the other ("the refund was approved" on "your refund has been denied", "debit card"
+# on "credit card") is contradicted, not paraphrased.
+OPPOSITE_WORDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
+    (frozenset(one), frozenset(other))
+    for one, other in (
+        (("approve", "approved", "approves", "approving", "approval"),
+         ("deny", "denied", "denies", "denying", "reject", "rejected", "rejects", "rejecting", "rejection",
+          "decline", "declined", "declines", "declining")),
+        (("accept", "accepted", "accepts", "accepting"), ("reject", "rejected", "rejects", "refuse", "refused")),
+        (("credit",), ("debit",)),
+        (("increase", "increased", "increases", "increasing"), ("decrease", "decreased", "decreases",
+                                                                 "decreasing", "reduce", "reduced", "lower",
+                                                                 "lowered")),
+        (("upgrade", "upgraded", "upgrades", "upgrading"), ("downgrade", "downgraded", "downgrades",
+                                                             "downgrading")),
+        (("activate", "activated", "activates", "activating"), ("deactivate", "deactivated", "deactivates",
+                                                                 "deactivating")),
+        (("enable", "enabled", "enables", "enabling"), ("disable", "disabled", "disables", "disabling")),
+        (("lock", "locked", "locks", "locking"), ("unlock", "unlocked", "unlocks", "unlocking")),
+        (("block", "blocked", "blocks", "blocking"), ("unblock", "unblocked", "unblocks", "unblocking")),
+        (("savings",), ("checking",)),
+        (("succeeded", "successful", "successfully"), ("failed", "unsuccessful")),
+    )
+)
+

@@ -533,3 +533,68 @@ def test_an_action_item_owned_by_the_party_its_evidence_does_not_task_is_flagged
     assert verdict(Owner.customer, "DM the booking reference", 2, "Please DM us your booking reference") == grounded
     assert verdict(Owner.agent, "Look into the booking", 2, "we'll look into it") == grounded
     assert verdict(Owner.agent, "Refund within 24 hours", 4, "Please allow 24 hours for the refund") == grounded
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    # Yes-no questions as ASR writes them, without "?".
+    ("The late fee was waived", ["can you waive the late fee"], Reason.asked_in_evidence),
+    # A claim of something left undone, and periods: a rate, a vague span, a part of the day.
+    ("The agent closed the account without charging a fee", ["I closed the account"], Reason.unsupported_negation),
+    ("The new plan costs $40 per month", ["the new plan is forty dollars a year"], Reason.unsupported_date),
+    ("The refund will arrive in a couple of weeks", ["it will arrive in three days"], Reason.unsupported_date),
+    ("The agent will call back this afternoon", ["I'll call you back tomorrow"], Reason.unsupported_date),
+    # Reporting what a negation denies is still stating it.
+    ("The agent confirmed the card was cancelled", ["the card was not cancelled"], Reason.negated_in_evidence),
+    ("The agent checked and the refund has been processed", ["the refund has not been processed"],
+     Reason.negated_in_evidence),
+    # Opposites.
+    ("The refund request was approved", ["your refund request has been denied"], Reason.opposite_in_evidence),
+    ("The agent ordered a replacement debit card", ["i have ordered your replacement credit card"],
+     Reason.opposite_in_evidence),
+])
+def test_fabrications_a_second_probe_found_are_flagged(claim: str, evidence: list[str], reason: Reason) -> None:
+    assert unsupported_claim_detail(claim, evidence) is reason
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("The customer paid without issue", ["the payment went through fine"]),
+    ("The customer complains of calling several times without any response", ["I tried calling several times"]),
+    ("The order will be delivered the next day", ["this will be with you tomorrow"]),
+    ("The customer pays $40 each month", ["it is forty dollars a month"]),
+    ("The branch is open from 9:30 am to 5 pm", ["nine thirty a m to five o'clock p m"]),
+    ("The order had already been dispatched", ["Has the order already dispatched?", "Yep, just awaiting delivery."]),
+    ("Damaged bags must be brought in within 7 days", ["within 7 days if it was an international flight."]),
+    ("The customer will open a case after the delivery date passes",
+     ["If not, then you will need to open a case after the delivery date passes."]),
+    ("The customer's credit card was replaced with a new credit card", ["your replacement credit card"]),
+])
+def test_honest_claims_a_second_probe_saw_flagged_stay_grounded(claim: str, evidence: list[str]) -> None:
+    assert unsupported_claim_detail(claim, evidence) is None
+
+
+def test_a_task_under_a_condition_or_beside_a_request_to_us_is_the_listeners() -> None:
+    call = transcript(
+        ("agent", "If you DM us your details we will be able to look into this."),
+        ("agent", "When you have a chance reach out to us at the link above and we'll take another look."),
+        ("agent", "If it has not come back by Friday, I will send a replacement router."),
+    )
+    for owner, text, index, quote in (
+        (Owner.customer, "DM the details", 0, "If you DM us your details"),
+        (Owner.customer, "Reach out via the link", 1, "reach out to us at the link above"),
+        (Owner.agent, "Send a replacement router if it is not back by Friday", 2,
+         "If it has not come back by Friday, I will send a replacement router"),
+        (Owner.agent, "Send a replacement router", 2, "I will send a replacement router"),
+    ):
+        item = ActionItem(text=text, owner=owner, evidence=[EvidenceRef(utterance=index, quote=quote)])
+        claim = verify_extraction(call, Extraction(action_items=[item])).claims[0]
+        assert (claim.status, claim.reason) == (ClaimStatus.grounded, None), text
+
+
+@pytest.mark.parametrize(("text", "role"), [
+    ("The customer readily agreed to pay the fee", Role.customer),
+    ("The customer, Mary Smith, said she wants to close her account", Role.customer),
+    ("According to the customer, she will pay the fee", Role.customer),
+    ("The customer quickly paid the fee", None),
+])
+def test_who_a_claim_says_spoke_past_adverbs_appositions_and_according_to(text: str, role: Role | None) -> None:
+    assert attributed_role(text) is role
