@@ -81,10 +81,15 @@ def batches_collect(as_json: JsonOpt = False) -> None:
         summary = collect_batches(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings)
     if as_json:
         print_json({"submitted": summary.submitted, "calls": summary.calls, "refused": summary.failed})
+        if summary.failed:
+            raise typer.Exit(1)
         return
     say(f"{summary.calls} calls batched; batches submitted: {summary.submitted or 'none'}")
     if summary.failed:
-        say(f"[red]refused by the provider:[/red] {summary.failed}")
+        say(f"[red]refused by the provider:[/red] {summary.failed} (`postcall batches` shows why; their calls "
+            "wait for the next batch, no attempt spent)")
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @batches_app.command("poll")
@@ -96,21 +101,26 @@ def batches_poll(as_json: JsonOpt = False) -> None:
     with refusal_exits():
         summary = poll_batches(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings)
     _print_counts({
-        "polled": summary.polled, "finished": summary.finished, "stored": summary.stored,
-        "put_back": summary.put_back, "pending": summary.pending, "collected": summary.collected,
+        "polled": summary.polled, "finished": summary.finished, "stored": summary.stored, "failed": summary.failed,
+        "put_back": summary.put_back, "pending": summary.pending, "unused": summary.unused,
+        "collected": summary.collected,
     }, as_json=as_json)
 
 
 @batches_app.command("cancel")
 def batches_cancel(
     batch_id: Annotated[int, typer.Argument(min=1, max=ROW_ID_MAX, help="The batch number `postcall batches` shows.")],
+    release: Annotated[bool, typer.Option(
+        "--release", help="Send its calls to the next batch now, without asking the provider: for a batch it no "
+        "longer has, whose output is gone, or an exported one whose output is lost (an answer arriving later "
+        "is not used)")] = False,
 ) -> None:
     """Cancel a batch; the poller then sends its unanswered calls again in the next batch."""
     from app.pipeline.batch import cancel_batch
 
     ctx = checked_context(with_provider=True)
     with refusal_exits():
-        status = cancel_batch(ctx.session_factory, ctx.provider, batch_id)
+        status = cancel_batch(ctx.session_factory, ctx.provider, batch_id, settings=ctx.settings, release=release)
     say(f"batch {batch_id}: {safe(status)}")
 
 
@@ -132,8 +142,8 @@ def batches_export(
     try:
         output.write_bytes(payload)
     except OSError as exc:
-        # The calls stay in the batch; importing an empty file sends them to the next batch instead.
-        raise fail(f"{output}: cannot write: {exc.strerror or exc}; batch {batch_id} is waiting for it") from exc
+        raise fail(f"{output}: cannot write: {exc.strerror or exc}; batch {batch_id} is waiting for it "
+                   f"(`postcall batches cancel {batch_id}` sends its calls to the next batch)") from exc
     say(f"batch {batch_id}: {requests} requests written to {safe(output)}; bring the output "
         f"back with `postcall batches import {batch_id} OUT.jsonl`")
 
@@ -158,5 +168,5 @@ def batches_import(
             raise fail(f"{path} is not UTF-8 text: give the runner's JSONL output") from exc
     with refusal_exits():
         summary = import_batch_results(ctx.session_factory, ctx.provider, ctx.prompt, ctx.settings, batch_id, texts)
-    _print_counts({"stored": summary.stored, "put_back": summary.put_back, "pending": summary.pending,
-                   "collected": bool(summary.collected)}, as_json=as_json)
+    _print_counts({"stored": summary.stored, "failed": summary.failed, "put_back": summary.put_back,
+                   "pending": summary.pending, "collected": bool(summary.collected)}, as_json=as_json)

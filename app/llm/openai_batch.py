@@ -72,6 +72,14 @@ def request_line(custom_id: CustomId, body: Mapping[str, Any], url: str) -> byte
     return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
+# The error of a line that holds neither a response nor an error (a request line, not an answer).
+NO_RESPONSE = "no response"
+
+
+# What a 404 from the Files or Batches endpoints means (`vllm serve` has neither).
+_NO_BATCH_API = "the Files/Batch API (a server without one, such as `vllm serve`, takes `postcall batches export`)"
+
+
 @dataclass(frozen=True)
 class LineResult:
     """One line of an output or error file: the chat.completion body, or why there is none."""
@@ -93,7 +101,12 @@ def parse_result_lines(text: str) -> dict[str, LineResult]:
         except (json.JSONDecodeError, KeyError, TypeError):
             logger.warning("batch result line %d is not a result line; skipped", number)
             continue
-        results[custom_id] = _line_result(custom_id, line)
+        result = _line_result(custom_id, line)
+        earlier = results.get(custom_id)
+        # A request answered twice (a runner retried it): an answer wins over an error, whatever the order,
+        # so a good answer is not thrown away and paid for again.
+        if earlier is None or earlier.body is None:
+            results[custom_id] = result
     return results
 
 
@@ -103,7 +116,7 @@ def _line_result(custom_id: str, line: Mapping[str, Any]) -> LineResult:
     if isinstance(error, Mapping):
         return LineResult(custom_id, None, _describe_error(error))
     if not isinstance(response, Mapping):
-        return LineResult(custom_id, None, "no response")
+        return LineResult(custom_id, None, NO_RESPONSE)
     status = response.get("status_code")
     body = response.get("body")
     if status != 200 or not isinstance(body, dict):
@@ -164,11 +177,11 @@ class BatchClient:
 
     def upload(self, name: str, content: bytes) -> str:
         """Upload a batch input file; returns its file id."""
-        with self._translated():
+        with self._translated(_NO_BATCH_API):
             return self._client.files.create(file=(name, content, "application/jsonl"), purpose="batch").id
 
     def create(self, input_file_id: str, *, endpoint: str, completion_window: str, label: str) -> BatchInfo:
-        with self._translated():
+        with self._translated(_NO_BATCH_API):
             batch = self._client.batches.create(
                 input_file_id=input_file_id,
                 endpoint=endpoint,  # type: ignore[arg-type]  # the SDK lists the endpoints it knows
@@ -179,7 +192,7 @@ class BatchClient:
 
     def find_by_input_file(self, input_file_id: str) -> BatchInfo | None:
         """A recent batch already created from `input_file_id`, if any."""
-        with self._translated():
+        with self._translated(_NO_BATCH_API):
             page = self._client.batches.list(limit=RECENT_BATCHES_SEARCHED)
             for batch in page.data:
                 if batch.input_file_id == input_file_id:
@@ -187,25 +200,26 @@ class BatchClient:
         return None
 
     def retrieve(self, provider_batch_id: str) -> BatchInfo:
-        with self._translated():
+        with self._translated(f"batch {provider_batch_id}"):
             return BatchInfo.of(self._client.batches.retrieve(provider_batch_id))
 
     def cancel(self, provider_batch_id: str) -> BatchInfo:
-        with self._translated():
+        with self._translated(f"batch {provider_batch_id}"):
             return BatchInfo.of(self._client.batches.cancel(provider_batch_id))
 
     def download(self, file_id: str) -> str:
         """The text of an output or error file."""
-        with self._translated():
+        with self._translated(f"file {file_id}"):
             return self._client.files.content(file_id).text
 
     @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        """Turn SDK errors into Postcall's transient and permanent provider errors."""
+    def _translated(self, requested: str) -> Iterator[None]:
+        """Turn SDK errors into Postcall's transient and permanent provider errors; a 404 names what was
+        `requested` (a batch, a file: not the model a chat request names)."""
         base_url = str(self._client.base_url)
         try:
             yield
         except openai.APIError as exc:
-            raise translate_api_error(exc, model=self._model, base_url=base_url) from exc
+            raise translate_api_error(exc, model=self._model, base_url=base_url, requested=requested) from exc
         except json.JSONDecodeError as exc:
             raise ProviderTransientError(f"unreadable (non-JSON) response from {base_url}: {exc}") from exc

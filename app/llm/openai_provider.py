@@ -310,6 +310,16 @@ class OpenAIProvider(ExtractionProvider):
             body["model"] = self.batch_model
         return bodies
 
+    def usage_of_answers(self, answers: Sequence[Mapping[str, Any]]) -> Usage:
+        """What batch answers (chat.completion bodies) cost, at the batch price, whether used or not."""
+        usage = Usage()
+        for body in answers:
+            try:
+                usage += self._usage_of(Completion.from_body(dict(body)), 0.0, "batch")
+            except ValueError:
+                continue  # not a chat.completion: nothing it reports can be counted
+        return usage
+
     def extract_from_answers(
         self, transcript: Transcript, prompt: PromptTemplate, answers: Sequence[Mapping[str, Any]]
     ) -> ProviderResult:
@@ -595,8 +605,11 @@ def _strip_code_fence(raw: str) -> str:
 # Server failures
 
 
-def translate_api_error(exc: openai.APIError, *, model: str, base_url: str) -> ProviderError:
-    """Sort an SDK error into retry-later or fail-now, with a message an operator can act on."""
+def translate_api_error(
+    exc: openai.APIError, *, model: str, base_url: str, requested: str | None = None
+) -> ProviderError:
+    """Sort an SDK error into retry-later or fail-now, with a message an operator can act on. `requested`:
+    what a request other than a chat completion asked for (a batch, a file), which a 404 says is missing."""
     if isinstance(exc, openai.APITimeoutError):
         return ProviderTransientError(f"timed out waiting for {base_url}")
     if isinstance(exc, openai.APIConnectionError):
@@ -626,6 +639,8 @@ def translate_api_error(exc: openai.APIError, *, model: str, base_url: str) -> P
             f"permission denied (403) for model {model!r} on {base_url}: check OPENAI_API_KEY and the "
             f"key's project access. {detail}"
         )
+    if status == 404 and requested is not None:
+        return ProviderPermanentError(f"{requested}: not found on {base_url} (404). {detail}")
     if status == 404:
         return ProviderPermanentError(
             f"model {model!r} not found on {base_url} (404): check POSTCALL_OPENAI_MODEL "

@@ -33,13 +33,14 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.db.session import is_sqlite, unit_of_work
 from app.errors import ConfigError, NotFoundError, PermanentError, ProviderTransientError, TransientError
 from app.handoff.outbox import EventType, record_event
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.openai_batch import (
     CUSTOM_ID_HASH_CHARS,
+    NO_RESPONSE,
     BatchClient,
     BatchInfo,
     CustomId,
@@ -49,9 +50,10 @@ from app.llm.openai_batch import (
 )
 from app.llm.openai_provider import OpenAIProvider
 from app.llm.prompt import PromptTemplate
-from app.models import BatchStatus, Call, CallState, LlmBatch, LlmMode
+from app.models import BatchStatus, Call, CallState, ExtractionRun, LlmBatch, LlmMode, RunStatus
 from app.models.tables import FINISHED_BATCH_STATUSES, utcnow
 from app.pipeline.calls import load_transcript, lock_call, set_state
+from app.pipeline.persist import RunFacts, add_run
 from app.pipeline.redact import redact_transcript
 from app.pipeline.run import process_call
 from app.schemas.transcript import Transcript
@@ -275,7 +277,9 @@ def _submit(
 class PollSummary:
     polled: int = 0  # status requests answered
     finished: int = 0  # batches whose results were read this pass
-    stored: int = 0  # calls whose batch answer went through process_call
+    stored: int = 0  # calls whose batch answer was stored as their extraction
+    failed: int = 0  # calls whose batch answer went through process_call and failed (refused, unusable)
+    unused: int = 0  # answers paid for but not used: their call left the batch (reprocessed, replaced)
     put_back: int = 0  # calls sent back for the next batch (errored or unanswered line)
     pending: int = 0  # calls left in a finished batch for the next pass (transient failure)
     collected: list[int] = field(default_factory=list)
@@ -364,8 +368,8 @@ def _poll_one(
             batch.completed_count, batch.failed_count = info.completed, info.failed
             batch.output_file_id, batch.error_file_id = info.output_file_id, info.error_file_id
             batch.polls += 1
-            if info.errors:
-                batch.last_error = info.errors
+            # The provider answered: an earlier pass's error ("could not reach ...") is over.
+            batch.last_error = info.errors or None
             if info.status in FINISHED:
                 batch.finished_at = utcnow()
             else:
@@ -428,23 +432,32 @@ def _handle_results(
         if batch is None:
             return 0
         status, last_error = batch.status, batch.last_error
+        # Refused before the provider took it (a file or batch request refused: a setup error, such as a
+        # server without a Batch API): no call's fault, so none spends an attempt.
+        refused_whole = batch.provider_batch_id is None and status == BatchStatus.failed.value
         call_rows = session.execute(
             select(Call.id, Call.transcript_hash).where(Call.llm_batch_id == batch_id).order_by(Call.id)
         ).all()
-        by_call = read(batch) if call_rows else {}
+        by_call = read(batch) if call_rows or batch.output_file_id else {}
+        try:
+            provider, prompt = _as_sent(provider, prompt, settings, batch)
+        except ConfigError as exc:  # the batch's prompt version is gone: its answers cannot be read as sent
+            for call_id, _ in call_rows:
+                _put_back(factory, settings, batch_id, call_id, str(exc), spend_attempt=False)
+            summary.put_back += len(call_rows)
+            return 0
     why = f"{status}: {last_error}" if last_error else status
 
     def handle(call_id: str, transcript_hash: str) -> _Handled:
-        lines = by_call.get(f"{call_id}.{transcript_hash[:CUSTOM_ID_HASH_CHARS]}", {})
+        lines = by_call.pop(f"{call_id}.{transcript_hash[:CUSTOM_ID_HASH_CHARS]}", {})
         windows = _windows_of(lines)
         answers = [lines[n].body for n in range(1, windows + 1) if n in lines]
         bodies = [body for body in answers if body is not None]
         if windows and len(bodies) == windows:
-            stored = _store_answer(factory, provider, prompt, settings, batch_id, call_id, bodies)
-            return _Handled.stored if stored else _Handled.pending
+            return _store_answer(factory, provider, prompt, settings, batch_id, call_id, bodies)
         errors = [line.error for line in lines.values() if line.error]
         reason = errors[0] if errors else f"no answer in batch {batch_id} ({why})"
-        _put_back(factory, settings, batch_id, call_id, reason)
+        _put_back(factory, settings, batch_id, call_id, reason, spend_attempt=not refused_whole)
         return _Handled.put_back
 
     # Storing an answer is mostly waiting on the database: a few threads overlap those waits. SQLite
@@ -462,15 +475,69 @@ def _handle_results(
         # On an error the calls not started yet stay in the batch for the next pass.
         pool.shutdown(wait=True, cancel_futures=True)
     summary.stored += outcomes[_Handled.stored]
+    summary.failed += outcomes[_Handled.failed]
     summary.put_back += outcomes[_Handled.put_back]
     summary.pending += outcomes[_Handled.pending]
+    if outcomes[_Handled.pending] == 0:
+        summary.unused += _record_unused_answers(factory, provider, batch_id, by_call)
     return outcomes[_Handled.pending]
 
 
 class _Handled(StrEnum):
-    stored = "stored"  # the answer went through process_call
+    stored = "stored"  # the answer was stored as the call's extraction
+    failed = "failed"  # the answer went through process_call and the call failed (refused, unusable)
     put_back = "put_back"  # errored or unanswered: waits for the next batch
     pending = "pending"  # a transient failure: left in the batch for the next pass
+
+
+def _as_sent(
+    provider: OpenAIProvider, prompt: PromptTemplate, settings: Settings, batch: LlmBatch
+) -> tuple[OpenAIProvider, PromptTemplate]:
+    """The provider and prompt the batch was sent with: its answers are read, keyed and priced as what
+    they answer, even if POSTCALL_PROMPT_VERSION or the model changed since (a run recorded as extract-v2
+    answered by extract-v1 made a later `reprocess` for v2 a no-op)."""
+    if batch.prompt_version != prompt.version:
+        prompt = PromptTemplate.load(settings.prompts_dir, batch.prompt_version)
+    if batch.model != provider.batch_model:
+        changed: dict[str, Any] = {"batch_model": batch.model}
+        if settings.batch_model is None:  # the batch model was the model itself
+            changed["openai_model"] = batch.model
+        provider = OpenAIProvider(settings.model_copy(update=changed))
+    return provider, prompt
+
+
+def _record_unused_answers(
+    factory: sessionmaker[Session], provider: OpenAIProvider, batch_id: int, by_call: dict[str, dict[int, LineResult]]
+) -> int:
+    """Answers of the batch whose call is no longer in it (reprocessed, replaced or deleted meanwhile):
+    paid for, so each is recorded on its call as an `interrupted` run with its tokens and cost, never as
+    the call's extraction (a newer result stays current). Returns how many were recorded."""
+    recorded = 0
+    for key, lines in by_call.items():
+        bodies = [line.body for line in lines.values() if line.body is not None]
+        if not bodies:
+            continue
+        call_id = key.rsplit(".", 1)[0]
+        usage = provider.usage_of_answers(bodies)
+        with unit_of_work(factory) as session:
+            call = session.get(Call, call_id)
+            if call is None or call.llm_batch_id == batch_id:
+                continue
+            if session.scalar(select(ExtractionRun.id).where(ExtractionRun.call_id == call_id,
+                                                             ExtractionRun.llm_batch_id == batch_id).limit(1)):
+                continue  # it left the batch with this answer stored (a pass stopped before the batch closed)
+            facts = RunFacts(
+                key=f"unused-batch-{batch_id}-{call_id}", provider=provider.name, model=provider.model,
+                prompt_version=session.get_one(LlmBatch, batch_id).prompt_version,
+                transcript_hash=call.transcript_hash, usage=usage, queue_wait_ms=None, verify_ms=None,
+                llm_batch_id=batch_id,
+            )
+            if session.scalar(select(ExtractionRun.id).where(ExtractionRun.idempotency_key == facts.key)) is None:
+                add_run(session, call, facts, status=RunStatus.interrupted,
+                        error=f"batch {batch_id} answered after the call left it (processed again, replaced): "
+                              "paid, not used")
+                recorded += 1
+    return recorded
 
 
 def _store_answer(
@@ -481,14 +548,14 @@ def _store_answer(
     batch_id: int,
     call_id: str,
     bodies: Sequence[dict[str, Any]],
-) -> bool:
-    """Feed the batch's answer through `process_call`; False when it must be tried again later."""
+) -> _Handled:
+    """Feed the batch's answer through `process_call`: stored, failed, or pending (tried again later)."""
 
     def first_answer(view: Transcript) -> ProviderResult:
         return provider.extract_from_answers(view, prompt, bodies)
 
     try:
-        process_call(
+        outcome = process_call(
             factory,
             call_id,
             provider,
@@ -500,12 +567,25 @@ def _store_answer(
             llm_batch_id=batch_id,
         )
     except NotFoundError:
-        return True  # deleted meanwhile: nothing left to store
+        return _Handled.failed  # deleted meanwhile: nothing left to store
     except TransientError as exc:
         logger.warning("call %s from batch %d: %s; tried again on the next poll", call_id, batch_id, exc)
-        return False
+        return _Handled.pending
     _leave_batch(factory, batch_id, call_id)
-    return True
+    return _Handled.failed if outcome.state is CallState.failed or outcome.error else _Handled.stored
+
+
+def leave_any_batch(factory: sessionmaker[Session], call_id: str) -> int | None:
+    """Take a call out of the batch it waits in, before it is processed another way (`postcall reprocess`,
+    `process`): the batch's answer, arriving later, is then recorded as paid and unused rather than stored
+    over the newer result. Returns the batch it left, if any."""
+    with unit_of_work(factory) as session:
+        call = lock_call(session, call_id)
+        if call is None or call.llm_batch_id is None:
+            return None
+        batch_id, call.llm_batch_id = call.llm_batch_id, None
+        logger.info("call %s left batch %d to be processed now", call_id, batch_id)
+        return batch_id
 
 
 def _leave_batch(factory: sessionmaker[Session], batch_id: int, call_id: str) -> None:
@@ -515,14 +595,18 @@ def _leave_batch(factory: sessionmaker[Session], batch_id: int, call_id: str) ->
             call.llm_batch_id = None
 
 
-def _put_back(factory: sessionmaker[Session], settings: Settings, batch_id: int, call_id: str, reason: str) -> None:
-    """An errored or unanswered request: the call waits for the next batch, or fails when out of attempts."""
+def _put_back(
+    factory: sessionmaker[Session], settings: Settings, batch_id: int, call_id: str, reason: str, *,
+    spend_attempt: bool = True,
+) -> None:
+    """An errored or unanswered request: the call waits for the next batch, or fails when out of attempts.
+    Without `spend_attempt` (a batch refused or released as a whole) the call's attempts stay as they are."""
     with unit_of_work(factory) as session:
         call = lock_call(session, call_id)
         if call is None or call.llm_batch_id != batch_id:
             return
         call.llm_batch_id = None
-        call.attempts += 1
+        call.attempts += 1 if spend_attempt else 0
         if call.attempts >= settings.max_call_attempts:
             _fail(session, call, f"gave up after {call.attempts} batch attempts; last: {reason}"[:MAX_ERROR_CHARS])
         else:
@@ -576,17 +660,28 @@ def import_batch_results(
         importable = (BatchStatus.exported.value, BatchStatus.completed.value)
         if batch.provider_batch_id is not None or batch.status not in importable:
             raise ConfigError(f"batch {batch_id} is {batch.status} and was not exported: nothing to import")
+    by_call = _lines_by_call(batch_id, texts)
+    has_answers = any(line.body is not None or line.error != NO_RESPONSE for lines in by_call.values()
+                      for line in lines.values())
+    if any(text.strip() for text in texts) and not has_answers:
+        # Another batch's answers, or the request file itself: storing it would close this batch with nothing
+        # stored and every call sent to the next batch, the runner's work lost.
+        others = sorted({parsed.batch_id for text in texts for custom_id in parse_result_lines(text)
+                         if (parsed := CustomId.parse(custom_id)) is not None} - {batch_id})
+        named = (f" (its lines answer batch {', '.join(map(str, others))})" if others
+                 else " (its lines carry no response: the request file?)")
+        raise ConfigError(f"no line of the file answers batch {batch_id}{named}: give the runner's output file "
+                          "for this batch; the batch stays open")
     if not _take_lease(factory, batch_id, settings.batch_lease_seconds):
         raise ConfigError(f"batch {batch_id} is being handled by another process; try again shortly")
     summary = PollSummary(finished=1)
     try:
         _update_batch(factory, batch_id, status=BatchStatus.completed.value, finished_at=utcnow())
-        by_call = _lines_by_call(batch_id, texts)
+        answered = sum(1 for lines in by_call.values() for line in lines.values() if line.body is not None)
+        failed = sum(1 for lines in by_call.values() for line in lines.values() if line.body is None)
         remaining = _handle_results(
             factory, lambda _: by_call, openai_provider, prompt, settings, batch_id, summary
         )
-        answered = sum(1 for lines in by_call.values() for line in lines.values() if line.body is not None)
-        failed = sum(1 for lines in by_call.values() for line in lines.values() if line.body is None)
         values: dict[str, Any] = {"completed_count": answered, "failed_count": failed}
         if remaining == 0:
             values["collected_at"] = utcnow()
@@ -600,19 +695,41 @@ def import_batch_results(
 # ------------------------------------------------------------------------------------ cancel and list
 
 
-def cancel_batch(factory: sessionmaker[Session], provider: ExtractionProvider, batch_id: int) -> str:
-    """Ask the provider to cancel a batch; the poller then puts its unanswered calls back. Returns the status."""
-    openai_provider = batch_provider(provider)
+def cancel_batch(
+    factory: sessionmaker[Session], provider: ExtractionProvider, batch_id: int, *, settings: Settings | None = None,
+    release: bool = False,
+) -> str:
+    """Ask the provider to cancel a batch; the poller then puts its unanswered calls back. Returns the status.
+
+    An exported batch (an offline runner's), or any batch not yet collected with `release` (one the provider
+    no longer has, or whose output file is gone: polled for ever otherwise), is released here instead: its
+    calls wait for the next batch at once, their attempts unspent, and an answer arriving later is not used."""
     with unit_of_work(factory) as session:
         batch = session.get(LlmBatch, batch_id)
         if batch is None:
             raise NotFoundError(f"no batch {batch_id}")
-        provider_batch_id = batch.provider_batch_id
-        if provider_batch_id is None or batch.status in FINISHED:
-            raise ConfigError(f"batch {batch_id} is {batch.status}: nothing to cancel")
+        provider_batch_id, status, collected = batch.provider_batch_id, batch.status, batch.collected_at
+    if collected is None and (release or status == BatchStatus.exported.value):
+        return _release(factory, settings or get_settings(), batch_id)
+    openai_provider = batch_provider(provider)
+    if provider_batch_id is None or status in FINISHED:
+        hint = "" if collected is not None else f"; `postcall batches cancel {batch_id} --release` frees its calls"
+        raise ConfigError(f"batch {batch_id} is {status}: nothing to cancel{hint}")
     info = BatchClient(openai_provider.client(), openai_provider.model).cancel(provider_batch_id)
     _update_batch(factory, batch_id, status=info.status, next_poll_at=utcnow())
     return info.status
+
+
+def _release(factory: sessionmaker[Session], settings: Settings, batch_id: int) -> str:
+    with unit_of_work(factory) as session:
+        call_ids = list(session.scalars(select(Call.id).where(Call.llm_batch_id == batch_id).order_by(Call.id)))
+    for call_id in call_ids:
+        _put_back(factory, settings, batch_id, call_id, "released by the operator", spend_attempt=False)
+    now = utcnow()
+    _update_batch(factory, batch_id, status=BatchStatus.cancelled.value, collected_at=now,
+                  finished_at=now, last_error=f"released by the operator: {len(call_ids)} calls sent to the next batch")
+    logger.warning("batch %d released: %d calls wait for the next batch", batch_id, len(call_ids))
+    return f"released ({len(call_ids)} calls wait for the next batch)"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from app.context import AppContext
 from app.errors import TransientError
+from app.pipeline.batch import leave_any_batch
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import ProcessOutcome, mark_failed, process_call
 
@@ -32,6 +33,7 @@ def process_in_process(
         return outcomes
     provider, prompt = ctx.provider, ctx.prompt
     for call_id in call_ids:
+        leave_any_batch(ctx.session_factory, call_id)  # processed here: its batch answer must not land on top
         retries = 0
         while True:
             try:

@@ -119,7 +119,7 @@ def test_export_for_an_offline_runner_and_import_its_output(
                                    "error": None}) + "\n")
     code, out, err = invoke("batches", "import", "1", str(answers), "--json")
     assert code == 0, err
-    assert json.loads(out) == {"stored": 1, "put_back": 0, "pending": 0, "collected": True}
+    assert json.loads(out) == {"stored": 1, "failed": 0, "put_back": 0, "pending": 0, "collected": True}
     assert json.loads(invoke("show", call_id, "--json")[1])["run"]["llm_batch_id"] == 1
     code, out, _ = invoke("batches", "export", "--output", str(requests))
     assert code == 0 and "no calls are waiting" in out

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import PROJECT_ROOT, Settings
 from app.db.session import unit_of_work
-from app.errors import ConfigError
+from app.errors import ConfigError, PermanentError
 from app.handoff.record import CallRecordV1
 from app.llm.heuristic import HeuristicProvider
 from app.llm.openai_batch import CustomId
@@ -475,11 +475,16 @@ def test_a_replaced_transcript_drops_the_old_answer(
     poll_until_collected(session_factory, provider, prompt, settings)
     with unit_of_work(session_factory) as session:
         call = calls(session)[call_id]
-        assert call.state is CallState.queued and runs(session, call_id) == []
+        # The old answer was paid for: recorded with its cost, never as the call's extraction.
+        [unused] = runs(session, call_id)
+        assert call.state is CallState.queued and call.current_run_id is None
+        assert unused.status is RunStatus.interrupted and unused.prompt_tokens > 0
+        assert "not used" in (unused.error or "")
     collect_batches(session_factory, provider, prompt, settings)
     poll_until_collected(session_factory, provider, prompt, settings)
     with unit_of_work(session_factory) as session:
-        assert calls(session)[call_id].state in DONE and len(runs(session, call_id)) == 1
+        assert calls(session)[call_id].state in DONE
+        assert sorted(run.status for run in runs(session, call_id)) == [RunStatus.interrupted, RunStatus.succeeded]
 
 
 def test_workers_and_the_reconciler_leave_batch_calls_to_the_batch(
@@ -590,7 +595,9 @@ def test_a_batch_the_provider_refuses_sends_its_calls_to_the_next_one(
         assert refused is not None and refused.status == "failed" and refused.collected_at is not None
         for call_id in call_ids:
             call = calls(session)[call_id]
-            assert call.state is CallState.queued and call.attempts == 1
+            # Refused as a whole (a setup error): no call's fault, no attempt spent (every pass spent one, and
+            # a server without a Batch API failed every waiting call in a few passes).
+            assert call.state is CallState.queued and call.attempts == 0
             assert "endpoint not allowed" in (call.last_error or "")
     collect_batches(session_factory, provider, prompt, settings)
     poll_until_collected(session_factory, provider, prompt, settings)
@@ -662,3 +669,122 @@ def test_a_refused_status_request_is_recorded_and_does_not_stop_the_other_batche
     poll_until_collected(session_factory, provider, prompt, settings)  # the key works again
     with unit_of_work(session_factory) as session:
         assert all(c.state in DONE for c in calls(session).values())
+
+
+def test_a_batch_the_provider_no_longer_has_is_released_by_the_operator(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+) -> None:
+    # A 404 for the batch (deleted, another project): polled for ever, and cancel said "nothing to cancel".
+    call_ids = store_calls(session_factory, 2)
+    fake_openai.script_batches(BatchScript(progress=("in_progress",) * 50))
+    [batch_id] = collect_batches(session_factory, provider, prompt, settings).submitted
+    fake_openai.fail_api("batches.retrieve", *[error_reply(404, "No batch found with id")] * 5)
+    poll_batches(session_factory, provider, prompt, settings)
+    fake_openai.fail_api("batches.cancel", error_reply(404, "No batch found with id"))
+    with pytest.raises(PermanentError, match=r"batch [-\w]+: not found on .* \(404\)"):
+        cancel_batch(session_factory, provider, batch_id, settings=settings)
+    assert "released" in cancel_batch(session_factory, provider, batch_id, settings=settings, release=True)
+    with unit_of_work(session_factory) as session:
+        batch = session.get(LlmBatch, batch_id)
+        assert batch is not None and batch.collected_at is not None and batch.status == "cancelled"
+        for call_id in call_ids:
+            call = calls(session)[call_id]
+            assert (call.state, call.llm_batch_id, call.attempts) == (CallState.queued, None, 0)
+    fake_openai.script_batches(BatchScript(progress=()))
+    collect_batches(session_factory, provider, prompt, settings)
+    poll_until_collected(session_factory, provider, prompt, settings)
+    with unit_of_work(session_factory) as session:
+        assert all(calls(session)[c].state in DONE for c in call_ids)
+    # A collected batch has nothing left to release.
+    with pytest.raises(ConfigError, match="nothing to cancel"):
+        cancel_batch(session_factory, provider, batch_id, settings=settings)
+
+
+def test_an_answer_arriving_after_the_call_was_processed_again_is_paid_not_stored(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+) -> None:
+    from app.pipeline.batch import leave_any_batch
+
+    [call_id] = store_calls(session_factory, 1)
+    fake_openai.script_batches(BatchScript(progress=("in_progress",)))
+    collect_batches(session_factory, provider, prompt, settings)
+    # `postcall reprocess` with another model, while the batch runs: the call leaves the batch first.
+    other = OpenAIProvider(settings.model_copy(update={"openai_model": "other-model"}))
+    fake_openai.responder = quoting
+    assert leave_any_batch(session_factory, call_id) is not None
+    newer = process_call(session_factory, call_id, other, prompt, reprocess_reviewed=True)
+    summary_runs = []
+    for _ in range(5):
+        summary = poll_batches(session_factory, provider, prompt, settings)
+        summary_runs.append(summary)
+    with unit_of_work(session_factory) as session:
+        call = calls(session)[call_id]
+        assert call.current_run_id == newer.run_id  # the late answer did not land on top
+        statuses = sorted((run.status, run.model) for run in runs(session, call_id))
+        assert statuses == [(RunStatus.interrupted, DEFAULT_MODEL), (RunStatus.succeeded, "other-model")]
+    assert sum(summary.unused for summary in summary_runs) == 1 and sum(s.stored for s in summary_runs) == 0
+
+
+def test_answers_are_stored_as_the_prompt_and_model_the_batch_was_sent_with(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+) -> None:
+    [call_id] = store_calls(session_factory, 1)
+    fake_openai.script_batches(BatchScript(progress=()))
+    collect_batches(session_factory, provider, prompt, settings)
+    # The model setting changed between the collector's pass and the poller's.
+    changed = OpenAIProvider(settings.model_copy(update={"openai_model": "new-model"}))
+    poll_until_collected(session_factory, changed, prompt, settings)
+    with unit_of_work(session_factory) as session:
+        [run] = runs(session, call_id)
+        assert (run.status, run.model, run.prompt_version) == (RunStatus.succeeded, DEFAULT_MODEL, "extract-v1")
+
+
+def test_a_request_answered_twice_keeps_the_answer_over_the_error() -> None:
+    from app.llm.openai_batch import parse_result_lines
+
+    good = {"custom_id": "x", "response": {"status_code": 200, "body": {"choices": []}}, "error": None}
+    bad = {"custom_id": "x", "response": None, "error": {"code": "server_error", "message": "boom"}}
+    for order in ((good, bad), (bad, good)):
+        text = "\n".join(json.dumps(line) for line in order)
+        assert parse_result_lines(text)["x"].body == {"choices": []}
+
+
+def test_importing_a_file_that_answers_no_request_of_the_batch_leaves_it_open(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+) -> None:
+    from app.pipeline.batch import export_batch, import_batch_results
+
+    [call_id] = store_calls(session_factory, 1)
+    exported = export_batch(session_factory, provider, prompt, settings)
+    assert exported is not None
+    batch_id, requests = exported
+    # The request file itself (its lines name this batch, none carries an answer), and another batch's lines.
+    with pytest.raises(ConfigError, match="the request file"):
+        import_batch_results(session_factory, provider, prompt, settings, batch_id, [requests.decode()])
+    other = requests.decode().replace(f".b{batch_id}.", f".b{batch_id + 7}.")
+    with pytest.raises(ConfigError, match=f"answer batch {batch_id + 7}"):
+        import_batch_results(session_factory, provider, prompt, settings, batch_id, [other])
+    with unit_of_work(session_factory) as session:
+        batch = session.get(LlmBatch, batch_id)
+        assert batch is not None and batch.collected_at is None and batch.status == "exported"
+        assert calls(session)[call_id].attempts == 0
+    # An exported batch whose output is lost is released by a plain cancel.
+    assert "released" in cancel_batch(session_factory, provider, batch_id, settings=settings)
+    with unit_of_work(session_factory) as session:
+        assert calls(session)[call_id].llm_batch_id is None
