@@ -157,6 +157,10 @@ MONTH_NUMBERS = {
     "jun": 6, "jul": 7, "aug": 8, "sep": 9, "sept": 9, "oct": 10, "nov": 11, "dec": 12,
 }  # fmt: skip
 MONTHS = frozenset(MONTH_NUMBERS)
+# Each month word as its full name: "Dec" and "December" are the same date.
+MONTH_FULL_NAMES = {word: ("january", "february", "march", "april", "may", "june", "july", "august",
+                           "september", "october", "november", "december")[number - 1]
+                    for word, number in MONTH_NUMBERS.items()}  # fmt: skip
 # Month names that are also ordinary words: a date only when a number stands next to them.
 AMBIGUOUS_MONTHS = frozenset({"may", "march", "mar", "jan", "jun", "aug", "sep", "oct", "nov", "dec"})
 # Monday first: a weekday's position is Python's `date.weekday()`.
@@ -168,6 +172,16 @@ RELATIVE_DAYS = frozenset({"today", "tomorrow", "yesterday", "tonight"})
 CURRENCY_SYMBOLS: dict[str, str] = {"$": "dollars", "€": "euros", "£": "pounds"}
 CURRENCY_WORDS = frozenset({"dollars", "cents", "euros", "pounds"})
 TIME_MARKERS = frozenset({"am", "pm", "oclock"})
+# Units of time, as written after a number ("24 hours", "35 mins"): glued to it ("24hours") they are still
+# a number and its unit, not an identifier.
+TIME_UNIT_WORDS = frozenset(
+    {
+        "second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins", "hour", "hours", "hr", "hrs",
+        "day", "days", "week", "weeks", "wk", "wks", "month", "months", "year", "years", "yr", "yrs",
+    }
+)  # fmt: skip
+# Words after which four digits from 0000 to 2359 are a time of day ("at 1430", "until 0900").
+CLOCK_PREPOSITIONS = frozenset({"at", "by", "from", "until", "till"})
 
 
 def alternation(words: Iterable[str]) -> str:

@@ -25,10 +25,12 @@ from itertools import accumulate
 from app.text.lexicon import (
     AMBIGUOUS_MONTHS,
     CLAUSE_NEGATORS,
+    CLOCK_PREPOSITIONS,
     CRITICAL_KINDS,
     CURRENCY_SYMBOLS,
     CURRENCY_WORDS,
     FILLERS,
+    MONTH_FULL_NAMES,
     MONTHS,
     NEGATIONS,
     NON_SPEECH_MARKERS,
@@ -41,9 +43,11 @@ from app.text.lexicon import (
     TEENS,
     TENS,
     TIME_MARKERS,
+    TIME_UNIT_WORDS,
     UNITS,
     WEEKDAYS,
     TokenKind,
+    alternation,
 )
 
 __all__ = ["CRITICAL_KINDS", "NEGATION_VALUE", "NormalizedText", "TokenKind", "joined_offsets", "normalize"]
@@ -198,9 +202,25 @@ RANGE_DASH_RE = re.compile(r"\s?[-–]\s?")
 LETTERS_AFTER_HYPHEN_RE = re.compile(r"-[^\W\d_]")
 NUMBER_SUFFIX_RE = re.compile(r"(%|[^\W\d_]+)$")
 DATE_RE = re.compile(r"\d{1,4}[/-]\d{1,2}(?:[/-]\d{1,4})?")
+# "6-8" before a unit glued to it ("6-8weeks"): a range, as "6-8 weeks" is.
+DIGIT_RANGE_RE = re.compile(r"\d+(?:\.\d+)?[-–]\d+(?:\.\d+)?")
+# Four digits a time of day may be written as after "at" or "until" ("at 1430"): hours 00-23 but for 19 and
+# 20, which begin a year as often ("until 1930", "by 2022"), and minutes 00-59.
+CLOCK_DIGITS_RE = re.compile(r"(?:0\d|1[0-8]|2[1-3])[0-5]\d")
+# What follows four such digits when they are not a time: more of a number, in digits or words (a phone
+# number: "from 0906 706 0010", "from 0906 seven hundred and six"), or a currency or "percent" ("at 1500
+# dollars").
+_AMOUNT_UNITS = frozenset({*CURRENCY_WORDS, "percent"})
+_NOT_CLOCK_WORDS = frozenset(
+    {*NUMBER_WORDS, "oh", *_AMOUNT_UNITS, *(word for word, unit in CANONICAL_WORDS.items() if unit in _AMOUNT_UNITS)}
+)
+NOT_CLOCK_AFTER_RE = re.compile(rf"\s*(?:[\d$€£%]|{alternation(_NOT_CLOCK_WORDS)}\b)", re.IGNORECASE)
 # Single digits said (or written) one after another join into one number from this many on: "four one
 # four eight eight" is a number read out, while "one one" or "two two" is more likely a stutter.
 MIN_DIGIT_RUN = 3
+# Digits written with a leading zero, as many as a run of spoken digits needs (MIN_DIGIT_RUN) and not all
+# zeros: "05418" keeps its zero, as "zero five four one eight" does ("05" and "000" are 5 and 0).
+LEADING_ZERO_DIGITS_RE = re.compile(r"0(?=\d{2})\d*[1-9]\d*")
 # A run of digits this long reads as an identifier (account, order, case number), not a quantity.
 MIN_ID_DIGITS = 5
 
@@ -450,7 +470,18 @@ def _scan_rows(scanned: str, lowercase_tokens: bool) -> tuple[list[_Row], int]:
                     append((piece_text, part_start, part_end, kind, spoken, ordinal, cut_off, False, gap_start))
                 flags |= word_flags
         elif group == "num":
-            rows.extend(_number_pieces(raw, start, end))
+            if (
+                len(raw) == 4
+                and rows
+                and rows[-1][0] in CLOCK_PREPOSITIONS
+                and CLOCK_DIGITS_RE.fullmatch(raw)
+                and scanned[rows[-1][2] : start].isspace()
+                and not NOT_CLOCK_AFTER_RE.match(scanned, end)
+            ):
+                # "at 1430": a time of day, as a 24-hour clock writes it without the colon.
+                append(_row(_canonical_time(f"{raw[:2]}:{raw[2:]}"), start, end, TokenKind.time))
+            else:
+                rows.extend(_number_pieces(raw, start, end))
             flags |= _HAS_NUMBER
         elif group in ("url", "email"):
             append(_row(raw.rstrip(".,;:!?)"), start, end, TokenKind.id))
@@ -504,6 +535,19 @@ def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
     if suffix in ORDINAL_SUFFIXES and digits.isdigit():
         yield _row(str(int(digits)), start, end, TokenKind.number, ordinal=int(digits))
         return
+    if suffix in TIME_UNIT_WORDS and not currency:
+        # "24hours", "35mins": a number and its unit of time, glued together.
+        if DIGIT_RANGE_RE.fullmatch(digits):
+            yield from _range_pieces(digits, start, end)
+        else:
+            yield from _number_pieces(digits, start, end)
+        yield _row(suffix, start, end)
+        return
+    if suffix in ("a", "p") and not currency and TIME_RE.fullmatch(digits):
+        # "9:10p": a clock time with its "pm" cut to a letter.
+        yield _row(_canonical_time(digits), start, end, TokenKind.time)
+        yield _row(suffix + "m", start, end)
+        return
     if suffix and suffix != "%" and suffix not in TIME_MARKERS and suffix not in ("k",):
         # "4g", "12ab": an identifier, compared as written.
         yield _row(raw, start, end, TokenKind.id)
@@ -512,6 +556,9 @@ def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
         yield _row(_canonical_time(digits), start, end, TokenKind.time)
     elif DATE_RE.fullmatch(digits) and ("/" in digits or digits.count("-") == 2):
         yield _row(digits, start, end, TokenKind.date)
+    elif not currency and not suffix and LEADING_ZERO_DIGITS_RE.fullmatch(digits):
+        # "05418" as written: the zero is part of it, as in "zero five four one eight" read out digit by digit.
+        yield _row(digits, start, end, TokenKind.number)
     elif GROUPED_NUMBER_RE.fullmatch(digits) or PLAIN_NUMBER_RE.fullmatch(digits):
         value = _canonical_number(digits)
         if suffix == "k":
@@ -867,9 +914,14 @@ def _assign_kinds(texts: list[str], kinds: list[TokenKind], ordinals: Sequence[i
                 next_is_number = index + 1 < count and (
                     kinds[index + 1] is TokenKind.number or ordinals[index + 1] is not None
                 )
-                previous_is_number = previous_kind is TokenKind.number
+                # A number before a month has just become a date itself: "20 Dec". Not so for "may" and "march",
+                # words as often: "a second. May I ask" (a spoken ordinal is a date before a month name).
+                previous_is_number = previous_kind is TokenKind.number or (
+                    previous_kind is TokenKind.date and previous.isdigit() and MONTH_FULL_NAMES[text] != text
+                )
                 if text not in AMBIGUOUS_MONTHS or next_is_number or previous_is_number or after_ordinal_date:
                     kinds[index] = TokenKind.date
+                    texts[index] = MONTH_FULL_NAMES[text]
             elif ordinal is not None and (
                 following in MONTHS
                 or previous in MONTHS
@@ -896,7 +948,12 @@ def _assign_kinds(texts: list[str], kinds: list[TokenKind], ordinals: Sequence[i
                 kinds[index] = TokenKind.percent
             elif following in TIME_MARKERS:
                 kinds[index] = TokenKind.time
-            elif following in MONTHS or previous in MONTHS:
+            elif (
+                following in MONTHS
+                or previous in MONTHS
+                or (ordinal is not None and following == "of" and index + 2 < count and texts[index + 2] in MONTHS)
+            ):
+                # "20 Dec", "Dec 20", "the 31st of Dec".
                 kinds[index] = TokenKind.date
             elif len(text) >= MIN_ID_DIGITS and text.isdigit() and ordinal is None:
                 kinds[index] = TokenKind.id

@@ -598,3 +598,34 @@ def test_a_task_under_a_condition_or_beside_a_request_to_us_is_the_listeners() -
 ])
 def test_who_a_claim_says_spoke_past_adverbs_appositions_and_according_to(text: str, role: Role | None) -> None:
     assert attributed_role(text) is role
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("The flight has an estimated departure of 9:10 PM",
+     "We see that you're now confirmed with an estimated departure of 9:10p."),
+    ("The new flight leaves at 8:25 PM", "You are on the flight that leaves at 8:25p"),
+    ("The agent will call back at 14:30 tomorrow", "I will call you back tomorrow at 1430!"),
+    ("The damaged bag must be brought in within 24 hours", "bring the damaged bag within 24hours of your arrival"),
+    ("The customer waited 35 minutes", "I waited 35mins for someone to answer"),
+    ("The waiver applies to flights up to 31 December", "that is only for flights up to 31st of Dec."),
+    ("The expected delivery date is 20 December", "Your expected delivery date is the 20th Dec"),
+    ("The customer's zip code is California 05418", "my zip code is zero five four one eight"),
+    ("The customer bought the phone in 2017", "I have had this phone since 2017, bought by 2017 at the latest"),
+])
+def test_a_value_written_one_way_in_the_claim_and_another_in_the_evidence_is_grounded(
+    claim: str, evidence: str
+) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is None
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    ("The flight leaves at 9:10 PM", "The flight leaves at 9:10a", Reason.unsupported_number),
+    ("The flight leaves at 9:10 PM", "The flight leaves at 9:40p", Reason.unsupported_number),
+    ("The agent will call back at 14:30", "I will call you back at 1530", Reason.unsupported_number),
+    ("The refund arrives within 24 hours", "The refund arrives within 48hours", Reason.unsupported_number),
+    ("The refund arrives within 24 hours", "The refund arrives within 24days", Reason.unsupported_number),
+    ("The waiver applies up to 31 December", "only for flights up to 31st of Nov.", Reason.unsupported_date),
+    ("The zip code is 05418", "my zip code is zero five four one nine", Reason.unsupported_id),
+])
+def test_a_different_value_written_the_other_way_is_still_flagged(claim: str, evidence: str, reason: Reason) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is reason

@@ -182,3 +182,87 @@ def _set_lookup_critical_values(text: NormalizedText, first: int, stop: int) -> 
         if kind in CRITICAL_KINDS:
             values.append((kind, NEGATION_VALUE if kind is TokenKind.negation else text.tokens[position]))
     return tuple(values)
+
+
+# --- one value written two ways (a probe's honest claims flagged) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "other"),
+    [
+        ("an estimated departure of 9:10p.", "an estimated departure of 9:10 PM"),
+        ("leaves at 8:25p", "leaves at 8:25 pm"),
+        ("opens at 9:30a", "opens at 9:30 am"),
+        ("tomorrow at 1430!", "tomorrow at 14:30"),
+        ("until 0900", "until 9:00"),
+        ("within 24hours of your", "within 24 hours of your"),
+        ("waited 35mins", "waited 35 mins"),
+        ("takes 6-8weeks", "takes 6-8 weeks"),
+        ("flights up to 31st of Dec.", "flights up to 31st of December"),
+        ("the 20th Dec", "the 20th December"),
+        ("on 28 oct", "on 28 October"),
+        ("California 05418", "California zero five four one eight"),
+        ("case 007", "case zero zero seven"),
+    ],
+)
+def test_one_value_written_two_ways_normalizes_alike(written: str, other: str) -> None:
+    assert tokens(written) == tokens(other)
+
+
+@pytest.mark.parametrize(
+    ("text", "critical"),
+    [
+        ("at 1430", ((TokenKind.time, "14:30"),)),
+        ("at 9:10p", ((TokenKind.time, "9:10"), (TokenKind.time, "pm"))),
+        ("within 24hours", ((TokenKind.number, "24"),)),
+        ("up to 31st of Dec", ((TokenKind.date, "31"), (TokenKind.date, "december"))),
+        ("the 20th Dec", ((TokenKind.date, "20"), (TokenKind.date, "december"))),
+        ("zip 05418", ((TokenKind.id, "05418"),)),
+    ],
+)
+def test_glued_and_abbreviated_values_are_read_as_what_they_say(
+    text: str, critical: tuple[tuple[TokenKind, str], ...]
+) -> None:
+    assert normalize(text).critical_values() == critical
+
+
+@pytest.mark.parametrize(
+    ("text", "critical"),
+    [
+        # Four digits are a time only after "at", "by", "from", "until", "till", and never a likely year.
+        ("in 2017", ((TokenKind.number, "2017"),)),
+        ("by 2022", ((TokenKind.number, "2022"),)),
+        ("until 1930", ((TokenKind.number, "1930"),)),
+        ("at 2021 this is not the time", ((TokenKind.number, "2021"), (TokenKind.negation, NEGATION_VALUE))),
+        ("changed to 1123", ((TokenKind.number, "1123"),)),
+        ("until 1260", ((TokenKind.number, "1260"),)),
+        ("at 2400", ((TokenKind.number, "2400"),)),
+        # Nor when more of a number, or a currency, follows them.
+        ("from 0906 706 0010", ((TokenKind.number, "0906"), (TokenKind.number, "706"), (TokenKind.number, "0010"))),
+        ("from 0906 seven hundred and six", ((TokenKind.number, "0906"), (TokenKind.number, "706"))),
+        ("at 1500 dollars", ((TokenKind.amount, "1500"), (TokenKind.amount, "dollars"))),
+        # A letter or a unit other than one of time after a number keeps it an identifier.
+        ("seat 9a", ((TokenKind.id, "9a"),)),
+        ("my 4g signal", ((TokenKind.id, "4g"),)),
+        ("a 50mb plan", ((TokenKind.id, "50mb"),)),
+        # A leading zero is kept only with two more digits, and not in zeros alone.
+        ("row 05", ((TokenKind.number, "5"),)),
+        ("code 000", ((TokenKind.number, "0"),)),
+        ("$050", ((TokenKind.amount, "50"), (TokenKind.amount, "dollars"))),
+        # "May" and "March" after a spoken ordinal stay words: "second" is as often a moment.
+        ("wait a second. May I ask who is calling", ((TokenKind.date, "2"),)),
+        ("the 3rd of them", ((TokenKind.number, "3"),)),
+    ],
+)
+def test_what_only_looks_like_a_time_a_unit_or_a_date_is_left_as_it_was(
+    text: str, critical: tuple[tuple[TokenKind, str], ...]
+) -> None:
+    assert normalize(text).critical_values() == critical
+
+
+def test_a_glued_value_still_maps_back_to_its_whole_token() -> None:
+    text = "leaves at 9:10p within 24hours"
+    normalized = normalize(text)
+    slices = [text[start:end] for start, end in zip(normalized.starts, normalized.ends, strict=True)]
+    assert normalized.tokens == ("leaves", "at", "9:10", "pm", "within", "24", "hours")
+    assert slices == ["leaves", "at", "9:10p", "9:10p", "within", "24hours", "24hours"]
