@@ -21,15 +21,26 @@ def test_healthz_ok_when_everything_is_up(db_url: str) -> None:
     with _client(db_url, redis_url(BROKER_DB)) as client:
         response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "checks": {"database": True, "broker": True, "provider": True}}
+    assert response.json() == {"ok": True, "serving": True,
+                               "checks": {"database": True, "broker": True, "provider": True}}
 
 
-def test_healthz_503_names_the_broken_part_without_details(sqlite_url: str) -> None:
+def test_healthz_names_a_broken_broker_without_taking_the_app_out_of_rotation(sqlite_url: str) -> None:
+    # Review, the API and the feed work without Redis (a submitted call is stored and waits): a 503 took the
+    # whole web app out of its load balancer for a broker outage.
     with _client(sqlite_url, "redis://127.0.0.1:1/0") as client:
         response = client.get("/healthz")
-    assert response.status_code == 503
+    assert response.status_code == 200
+    assert response.json()["ok"] is False and response.json()["serving"] is True
     assert response.json()["checks"]["broker"] is False
     assert "127.0.0.1:1" not in response.text  # no connection strings for anonymous callers
+
+
+def test_healthz_503_when_the_database_is_down(tmp_path: object) -> None:
+    with _client("postgresql+psycopg://postgres@127.0.0.1:1/postcall", redis_url(BROKER_DB)) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] is False and response.json()["serving"] is False
 
 
 def test_metrics_scrape_without_token(db_url: str) -> None:
