@@ -66,7 +66,9 @@ def claim_stuck_calls(
     for call in calls:
         note = f"re-enqueued by reconciler after {stuck_after_seconds:.0f}s in {call.state.value}"
         set_state(call, CallState.queued, error=note if call.state is CallState.processing else call.last_error)
-        call.state_changed_at = call.enqueued_at = now  # one clock for the cutoff and the restart
+        # The cutoff's clock restarts; the hand-over time stays, so a call's queue wait counts the time
+        # it was lost (a wait reset here hid exactly the calls an outage delayed from the queue-wait SLO).
+        call.state_changed_at = now
     session.flush()
     return [call.id for call in calls]
 

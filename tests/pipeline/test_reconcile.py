@@ -45,7 +45,8 @@ def _put(
 ) -> None:
     with unit_of_work(factory) as session:
         session.execute(
-            update(Call).where(Call.id == call_id).values(state=state, state_changed_at=since, last_error=error)
+            update(Call).where(Call.id == call_id).values(state=state, state_changed_at=since, enqueued_at=since,
+                                                          last_error=error)
         )
 
 
@@ -78,7 +79,8 @@ def test_claims_calls_stuck_in_queued_or_processing_past_the_timeout(
         call = _call(session_factory, call_id)
         assert call.state is CallState.queued
         assert as_utc(call.state_changed_at) == NOW  # the clock restarts: not stuck again until the timeout
-        assert call.enqueued_at is not None and as_utc(call.enqueued_at) == NOW
+        # The hand-over time stays: the call's queue wait counts the time it was lost.
+        assert call.enqueued_at is not None and as_utc(call.enqueued_at) == LONG_AGO
     assert _call(session_factory, queued_long).last_error == "retrying: 429"  # a queued call keeps its note
     note = _call(session_factory, processing_long).last_error
     assert note is not None and "re-enqueued by reconciler" in note and "processing" in note
