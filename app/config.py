@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # one per worker slot, at most db_pool_limit; keep the sum over processes below max_connections.
     db_pool_size: int | None = Field(default=None, ge=1)
     db_pool_limit: int = Field(default=20, ge=1)
+    # PostgreSQL: how long a statement of a worker, a command or a web request waits for a row lock before
+    # it gives up (a worker then retries the call). Without it a claim waited on a reviewer's or a
+    # migration's lock for as long as it was held, past the visibility timeout, and the redelivered
+    # messages' claims lined up behind it and each called the model once released. 0: wait for ever.
+    db_lock_timeout_seconds: float = Field(default=30.0, ge=0)
 
     llm_provider: Literal["heuristic", "openai"] = "heuristic"
     openai_model: str = "gpt-4o-mini"

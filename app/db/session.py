@@ -48,8 +48,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = False) -> Engine:
-    """Build a new engine (tests use this directly; the app uses `get_engine`)."""
+def create_db_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = False,
+    lock_timeout_seconds: float | None = None,
+) -> Engine:
+    """Build a new engine (tests use this directly; the app uses `get_engine`). `lock_timeout_seconds`
+    (PostgreSQL): each session's lock_timeout, set when it connects (no statement per transaction)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -68,8 +72,12 @@ def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, p
             cursor.close()
 
         return engine
+    connect_args = {}
+    if lock_timeout_seconds:
+        connect_args["options"] = f"-c lock_timeout={round(lock_timeout_seconds * 1000)}"
     return create_engine(
-        url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
+        url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True,
+        connect_args=connect_args,
     )
 
 
@@ -90,7 +98,8 @@ def get_engine(url: str) -> Engine:
 
             settings = get_settings()
             pool_size = settings.db_pool_size or settings.db_pool_limit
-            engine = _engines[url] = create_db_engine(url, pool_size=pool_size, max_overflow=0)
+            engine = _engines[url] = create_db_engine(url, pool_size=pool_size, max_overflow=0,
+                                                      lock_timeout_seconds=settings.db_lock_timeout_seconds)
         return engine
 
 

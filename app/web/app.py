@@ -170,7 +170,7 @@ def create_app(
             "Set it to a long random value before serving real users."
         )
     engine = create_db_engine(settings.database_url, pool_size=web_db_pool_size(settings), max_overflow=0,
-                              pre_ping=True)
+                              pre_ping=True, lock_timeout_seconds=settings.db_lock_timeout_seconds)
     # Review decisions write hand-off events; once committed they go to the workers for delivery. An app
     # built with its own `enqueue` (tests, embedding) leaves them to the workers' sweep instead.
     install_delivery_notifier(_enqueue_deliveries_with_celery if enqueue is None else None)
