@@ -58,5 +58,5 @@ def test_a_refusal_names_its_file_and_a_dangling_link_is_reported(sqlite_url: st
     results = ingest_files(ctx, files, tenant="acme", actor=Actor("test"))
     assert results[0].status is StoreStatus.created
     assert results[1].error is not None and results[1].error.startswith(f"{tmp_path / 'b' / 'call.txt'}: ")
-    assert "already exists" in results[1].error
+    assert f"is also {tmp_path / 'a' / 'call.txt'}'s in this run" in results[1].error  # not one call
     assert results[2].error is not None and "gone.json" in results[2].error

@@ -180,11 +180,11 @@ def test_review_flow_in_chromium(site: Site) -> None:
             page.keyboard.press("e")
             textarea = action.locator("textarea[name=text]")
             expect(textarea).to_be_focused()
-            textarea.fill("Email the customer a confirmation of the $30 refund")
+            textarea.fill("Email the customer a confirmation today")
             action.locator("input[name=due]").fill("today")
             action.locator(".edit-form button[type=submit]").click()
             expect(page.locator(f"#claim-{call.claim('action0')} .item-text")).to_have_text(
-                "Email the customer a confirmation of the $30 refund")
+                "Email the customer a confirmation today")
 
             # Reject the fabricated item with its button.
             page.locator(f"#claim-{call.claim('summary1')} button[data-role=reject]").click()
