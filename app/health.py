@@ -24,6 +24,10 @@ class Check:
         return {"name": self.name, "ok": self.ok, "detail": self.detail}
 
 
+# Used memory at or above this share of maxmemory: the broker is full (its next writes are refused).
+BROKER_FULL_SHARE = 0.98
+
+
 def check_database(settings: Settings) -> Check:
     from app.db.migrate import current_revision, head_revision
 
@@ -62,8 +66,16 @@ def check_broker(settings: Settings) -> Check:
         client = broker_client(settings, CHECK_TIMEOUT_SECONDS)
         client.ping()
         depth = client.llen(QUEUE_NAME)
+        memory = client.info("memory")
     except Exception as exc:
         return Check("broker", False, f"{shown}: {exc.__class__.__name__}: {exc}"[:300])
+    # A Redis at its maxmemory with noeviction answers PING and reads but refuses every write: new calls
+    # are not handed over and workers cannot start, while a ping-only check said "reachable".
+    limit, used = int(memory.get("maxmemory") or 0), int(memory.get("used_memory") or 0)
+    policy = str(memory.get("maxmemory_policy") or "")
+    if limit and used >= limit * BROKER_FULL_SHARE and policy == "noeviction":
+        return Check("broker", False, f"{shown}: out of memory ({used} of maxmemory {limit} bytes, noeviction): "
+                                      "it refuses writes; raise maxmemory or drain the queue")
     return Check("broker", True, f"reachable, {depth} tasks waiting")
 
 

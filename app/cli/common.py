@@ -100,8 +100,11 @@ def enqueue(call_ids: list[str]) -> bool:
     try:
         enqueue_calls(call_ids)
     except Exception as exc:  # kombu raises several unrelated types when the broker is down
+        # A full Redis is reachable and refuses the write: say which, the fix differs.
+        full = "OOM" in str(exc) or "maxmemory" in str(exc)
+        problem = "the broker refused the calls: it is out of memory" if full else "could not reach the broker"
         err_console.print(
-            f"[yellow]warning:[/yellow] could not reach the broker ({safe(exc)}); the calls stay queued in the "
+            f"[yellow]warning:[/yellow] {problem} ({safe(exc)}); the calls stay queued in the "
             "database and `postcall reconcile` will enqueue them.",
             highlight=False,
         )

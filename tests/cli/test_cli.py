@@ -437,3 +437,24 @@ def test_a_rerun_hands_over_calls_an_earlier_run_stored_but_never_enqueued(
     assert json.loads(out)["enqueued"] is True
     assert redis.Redis.from_url(broker).llen("postcall") == len(files)
     redis.Redis.from_url(broker).flushdb()
+
+
+def test_health_and_ingest_name_a_full_broker(migrated: None, call_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Redis at maxmemory with noeviction answers PING and refuses writes: health said "reachable" (exit 0)
+    # and ingest "could not reach the broker".
+    from tests.support.private_redis import PrivateRedis
+
+    broker = PrivateRedis()
+    broker.start()
+    try:
+        client = broker.client()
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 1024)
+        _use_env(monkeypatch, POSTCALL_BROKER_URL=broker.url(0))
+        code, out, _ = _invoke("health", "--json")
+        checks = {c["name"]: c for c in json.loads(out)["checks"]}
+        assert code == 1 and checks["broker"]["ok"] is False and "out of memory" in checks["broker"]["detail"]
+        code, _, err = _invoke("ingest", str(call_dir))
+        assert code == 0 and "the broker refused the calls" in err  # stored; the reconciler hands them over
+    finally:
+        broker.stop()
