@@ -69,14 +69,21 @@ def check_broker(settings: Settings) -> Check:
         memory = client.info("memory")
     except Exception as exc:
         return Check("broker", False, f"{shown}: {exc.__class__.__name__}: {exc}"[:300])
-    # A Redis at its maxmemory with noeviction answers PING and reads but refuses every write: new calls
-    # are not handed over and workers cannot start, while a ping-only check said "reachable".
-    limit, used = int(memory.get("maxmemory") or 0), int(memory.get("used_memory") or 0)
-    policy = str(memory.get("maxmemory_policy") or "")
-    if limit and used >= limit * BROKER_FULL_SHARE and policy == "noeviction":
-        return Check("broker", False, f"{shown}: out of memory ({used} of maxmemory {limit} bytes, noeviction): "
-                                      "it refuses writes; raise maxmemory or drain the queue")
+    full = broker_full(memory)
+    if full is not None:
+        return Check("broker", False, f"{shown}: {full}")
     return Check("broker", True, f"reachable, {depth} tasks waiting")
+
+
+def broker_full(memory: dict[str, Any]) -> str | None:
+    """Why a Redis is full, from its INFO memory, or None. At its maxmemory with noeviction it answers
+    PING and reads but refuses every write: new calls are not handed over and workers cannot start,
+    while a ping-only check said "reachable"."""
+    limit, used = int(memory.get("maxmemory") or 0), int(memory.get("used_memory") or 0)
+    if limit and used >= limit * BROKER_FULL_SHARE and memory.get("maxmemory_policy") == "noeviction":
+        return (f"out of memory ({used} of maxmemory {limit} bytes, noeviction): it refuses writes; raise "
+                "maxmemory or drain the queue")
+    return None
 
 
 def check_provider(settings: Settings) -> Check:

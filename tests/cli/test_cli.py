@@ -458,3 +458,29 @@ def test_health_and_ingest_name_a_full_broker(migrated: None, call_dir: Path, mo
         assert code == 0 and "the broker refused the calls" in err  # stored; the reconciler hands them over
     finally:
         broker.stop()
+
+
+def test_metrics_show_a_full_broker(migrated: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from app.config import get_settings
+    from app.metrics import render_latest
+    from tests.support.private_redis import PrivateRedis
+
+    broker = PrivateRedis()
+    broker.start()
+    try:
+        _use_env(monkeypatch, POSTCALL_BROKER_URL=broker.url(0))
+
+        def full() -> float:
+            body, _ = render_latest(get_settings())
+            families = {family.name: family for family in text_string_to_metric_families(body.decode())}
+            return families["postcall_broker_full"].samples[0].value
+
+        assert full() == 0
+        client = broker.client()
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 1024)
+        assert full() == 1
+    finally:
+        broker.stop()
