@@ -16,7 +16,10 @@ case and no more:
   retried once on a new connection, and only when no byte of an answer arrived: the server cannot
   have processed a request it never answered on a connection it was closing. Never after an answer
   started, never on a new connection, never after a timeout;
-- each socket read waits at most the read timeout and each write the write timeout, as httpcore2's;
+- each socket read waits at most the read timeout and each write the write timeout, as httpcore2's, and
+  besides, the whole exchange (the request sent, the answer read) ends by the read timeout counted from
+  its start: a server trickling its answer a byte at a time kept a request (and its worker slot) alive
+  for as long as it liked, past the broker's visibility timeout, while each read stayed within its limit;
 - the answer is parsed by the standard library's `http.client.HTTPResponse` (status line, headers,
   Content-Length, chunked or close-delimited bodies), 1xx interim answers skipped as h11 skips them;
 - failures are raised as httpx2 raises them, same types and messages (`ConnectError`, `ConnectTimeout`,
@@ -47,6 +50,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
+
+# How much of a body one read asks for when the exchange has a deadline (a completion is a few kB).
+_READ_PIECE_BYTES = 65_536
+
+
+def _within(timeout: float | None, deadline: float | None) -> float | None:
+    """`timeout`, cut to what is left before `deadline`; a deadline already past leaves a moment, so the
+    next read or write times out at once rather than blocking."""
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.monotonic(), 0.001)
+    return left if timeout is None else min(timeout, left)
+
 
 # What httpcore2 raises (and httpx2 passes on) when the server closes without answering.
 SERVER_DISCONNECTED = "Server disconnected without sending a response."
@@ -136,7 +152,8 @@ class KeepAlivePool:
     # -- the exchange ---------------------------------------------------------------------------
 
     def exchange(self, payload: bytes, timeouts: Timeouts) -> RawResponse:
-        """Send `payload` (a whole request) and read the whole answer."""
+        """Send `payload` (a whole request) and read the whole answer, within the read timeout as a whole."""
+        deadline = time.monotonic() + timeouts.read if timeouts.read is not None else None
         connection = self._acquire(timeouts.pool)
         reused = connection is not None
         try:
@@ -144,7 +161,7 @@ class KeepAlivePool:
                 connection = self._connect(timeouts.connect)
             while True:
                 try:
-                    response, sent_whole = self._send(connection.sock, payload, timeouts)
+                    response, sent_whole = self._send(connection.sock, payload, timeouts, deadline)
                     break
                 except _NoAnswer as nothing:
                     self._close_socket(connection.sock)
@@ -154,7 +171,7 @@ class KeepAlivePool:
                     connection = None
                     connection = self._connect(timeouts.connect)
             try:
-                answer = self._read(response)
+                answer = self._read(response, connection.sock, deadline)
             finally:
                 response.close()
         except BaseException:
@@ -173,7 +190,9 @@ class KeepAlivePool:
         return answer
 
     @staticmethod
-    def _send(sock: socket.socket, payload: bytes, timeouts: Timeouts) -> tuple[_FinalResponse, bool]:
+    def _send(
+        sock: socket.socket, payload: bytes, timeouts: Timeouts, deadline: float | None
+    ) -> tuple[_FinalResponse, bool]:
         """Write the request and wait for the first byte of an answer (left buffered in the response).
 
         Returns the response to read and whether the whole request was written."""
@@ -181,7 +200,7 @@ class KeepAlivePool:
         try:
             view = memoryview(payload)
             while view:
-                sock.settimeout(timeouts.write)
+                sock.settimeout(_within(timeouts.write, deadline))
                 sent = sock.send(view)
                 view = view[sent:]
         except TimeoutError as exc:
@@ -190,7 +209,7 @@ class KeepAlivePool:
             sent_whole = False  # as httpcore2, read on: the server may have answered before reading it all
         response = _FinalResponse(sock, method="POST")
         try:
-            sock.settimeout(timeouts.read)
+            sock.settimeout(_within(timeouts.read, deadline))
             first = response.fp.peek(1)
         except TimeoutError as exc:
             response.close()
@@ -206,12 +225,28 @@ class KeepAlivePool:
         return response, sent_whole
 
     @staticmethod
-    def _read(response: _FinalResponse) -> RawResponse:
+    def _read(response: _FinalResponse, sock: socket.socket, deadline: float | None) -> RawResponse:
         try:
+            sock.settimeout(_within(None, deadline))
             response.begin()
-            content = response.read()
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("the answer's head did not arrive within the timeout")
+            if deadline is None:
+                content = response.read()
+            else:
+                # One socket read at a time (read1), each given what is left of the exchange's time, and the
+                # clock looked at between them: a read that gets a byte in time does not reset it.
+                pieces = []
+                while piece := response.read1(_READ_PIECE_BYTES):
+                    pieces.append(piece)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the answer did not arrive whole within the timeout")
+                    sock.settimeout(_within(None, deadline))
+                content = b"".join(pieces)
+                if response.length:  # read1 ends at the close as read() does not: the body was cut short
+                    raise http.client.IncompleteRead(content, response.length)
         except TimeoutError as exc:
-            raise httpx2.ReadTimeout(str(exc)) from exc
+            raise httpx2.ReadTimeout(str(exc) or "the answer did not arrive whole within the timeout") from exc
         except OSError as exc:
             raise httpx2.ReadError(str(exc)) from exc
         except (http.client.HTTPException, ValueError) as exc:

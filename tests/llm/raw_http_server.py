@@ -51,7 +51,17 @@ class Silence:
     """Read the request and never answer (until the server stops)."""
 
 
-Step = Answer | Hangup | Silence
+@dataclass(frozen=True)
+class Trickle:
+    """Write `answer` a few bytes at a time, `every` seconds apart: each read gets a byte within its timeout,
+    the whole answer takes far longer."""
+
+    answer: Answer
+    every: float
+    bytes_at_a_time: int = 16
+
+
+Step = Answer | Hangup | Silence | Trickle
 
 
 def answer(status: int, body: bytes, headers: Mapping[str, str] | None = None, *, reason: str = "",
@@ -197,6 +207,13 @@ class RawHTTPServer:
                 if isinstance(step, Silence):
                     self._stopping.wait()
                     return
+                if isinstance(step, Trickle):
+                    raw = step.answer.raw
+                    for start in range(0, len(raw), step.bytes_at_a_time):
+                        sock.sendall(raw[start:start + step.bytes_at_a_time])
+                        if self._stopping.wait(step.every):
+                            return
+                    continue
                 if step.delay:
                     self._stopping.wait(step.delay)
                 sock.sendall(step.raw)

@@ -13,7 +13,7 @@ import httpx2
 import pytest
 
 from app.llm.keepalive_pool import KeepAlivePool, Timeouts
-from tests.llm.raw_http_server import COMPLETION, Hangup, RawHTTPServer, Silence, answer
+from tests.llm.raw_http_server import COMPLETION, Hangup, RawHTTPServer, Silence, Trickle, answer
 from tests.support.fake_openai import unused_port
 
 TIMEOUTS = Timeouts(connect=2.0, read=2.0, write=2.0, pool=2.0)
@@ -238,3 +238,17 @@ def test_an_https_pool_needs_its_ssl_context() -> None:
     with pytest.raises(ValueError, match="SSL context"):
         KeepAlivePool(scheme="https", host="localhost", port=443, ssl_context=None,
                       max_connections=1, max_keepalive=1, keepalive_expiry=5.0)
+
+
+def test_an_answer_trickling_in_ends_at_the_read_timeout_as_a_whole(raw_server: RawHTTPServer) -> None:
+    # Each read got a few bytes well within its timeout; the whole answer took ~20 s: a worker slot (and the
+    # call, past the visibility timeout) was held for as long as the server liked.
+    pool = pool_for(raw_server)
+    raw_server.enqueue(Trickle(answer(200, COMPLETION), every=0.1))
+    started = time.monotonic()
+    with pytest.raises(httpx2.ReadTimeout):
+        pool.exchange(request(), Timeouts(connect=2.0, read=1.0, write=2.0, pool=2.0))
+    assert time.monotonic() - started < 3.0
+    # An answer arriving whole within the limit, in pieces, is read as before.
+    raw_server.enqueue(Trickle(answer(200, COMPLETION), every=0.01, bytes_at_a_time=64))
+    assert pool.exchange(request(), Timeouts(connect=2.0, read=5.0, write=2.0, pool=2.0)).content == COMPLETION
