@@ -25,6 +25,12 @@ class TransientError(PostcallError):
         self.retry_after = retry_after
 
 
+class SuspectCallError(PostcallError):
+    """The call's earlier tries died with their worker (it is still `processing` from one of them, a few
+    times over): it is processed on its own, in a process of its own, so that if it is what kills workers
+    it takes nothing else down with it (`app/worker/isolated.py`)."""
+
+
 class PermanentError(PostcallError):
     """Retrying cannot help: bad input, bad credentials, unknown model, invalid output after re-asks."""
 

@@ -28,6 +28,7 @@ from app.errors import (
     NotFoundError,
     PermanentError,
     ProviderTransientError,
+    SuspectCallError,
     TransientError,
 )
 from app.grounding import verify_extraction
@@ -85,9 +86,14 @@ def _elapsed_ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
 
+# A call claimed while still `processing` from an earlier try, with at least this many tries behind it,
+# lost them to dying workers: the worker hands it to a process of its own (`SuspectCallError`).
+SUSPECT_AFTER_ATTEMPTS = 2
+
+
 def _left_alone(row: Row[Any], *, max_attempts: int | None, reprocess_reviewed: bool,
-                defer_batch_calls: bool) -> tuple[bool, bool, bool]:
-    """Why a locked call is not to be processed now, if it is not: (reviewed, deferred, given up)."""
+                defer_batch_calls: bool, isolate_suspects: bool = False) -> tuple[bool, bool, bool, bool]:
+    """Why a locked call is not to be processed now, if it is not: (reviewed, deferred, given up, suspect)."""
     # A stale or duplicate message must not overwrite a reviewer's decision; only an explicit
     # `postcall reprocess` re-extracts a reviewed call.
     reviewed = row.state in REVIEWED_STATES and not reprocess_reviewed
@@ -97,7 +103,12 @@ def _left_alone(row: Row[Any], *, max_attempts: int | None, reprocess_reviewed: 
     # Every earlier attempt died without recording an outcome (a worker killed mid-call, a crash in the
     # provider): stop the redelivery loop and make the call visible.
     given_up = max_attempts is not None and row.attempts >= max_attempts
-    return reviewed, deferred, given_up
+    # Its earlier tries ended with no outcome at all, more than once: a worker process died under it (in a
+    # threads pool, with every call running beside it). Whether it is the one that kills workers or a
+    # bystander, it is tried alone (the caller isolates it) rather than beside others again.
+    suspect = (isolate_suspects and not given_up and row.state is CallState.processing
+               and row.attempts >= SUSPECT_AFTER_ATTEMPTS)
+    return reviewed, deferred, given_up, suspect
 
 
 def _claim(
@@ -109,6 +120,7 @@ def _claim(
     max_attempts: int | None,
     reprocess_reviewed: bool,
     defer_batch_calls: bool = False,
+    isolate_suspects: bool = False,
 ) -> _Claimed | ProcessOutcome:
     """Claim the call. The usual outcomes (started, or already done with its state in place) come from a
     transaction of two Core statements on a connection, without an ORM session; anything else (a call left
@@ -119,7 +131,7 @@ def _claim(
         if row is None:
             raise NotFoundError(f"call {call_id} not found (deleted?)")
         if not any(_left_alone(row, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
-                               defer_batch_calls=defer_batch_calls)):
+                               defer_batch_calls=defer_batch_calls, isolate_suspects=isolate_suspects)):
             key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
             now = utcnow()
             # The done-check, the start and the transcript's load together.
@@ -129,7 +141,8 @@ def _claim(
             if row.state in TERMINAL_PROCESSING_STATES:
                 return ProcessOutcome(row.id, row.state, run_id=started, skipped=True)
     return _claim_in_session(factory, call_id, provider, prompt, max_attempts=max_attempts,
-                             reprocess_reviewed=reprocess_reviewed, defer_batch_calls=defer_batch_calls)
+                             reprocess_reviewed=reprocess_reviewed, defer_batch_calls=defer_batch_calls,
+                             isolate_suspects=isolate_suspects)
 
 
 def _claimed(row: Row[Any], transcript: Transcript, key: str, now: datetime) -> _Claimed:
@@ -148,6 +161,7 @@ def _claim_in_session(
     max_attempts: int | None,
     reprocess_reviewed: bool,
     defer_batch_calls: bool = False,
+    isolate_suspects: bool = False,
 ) -> _Claimed | ProcessOutcome:
     with unit_of_work(factory) as session:
         # The usual path reads the call as a plain row and changes it with one UPDATE; the rare ones that
@@ -157,9 +171,13 @@ def _claim_in_session(
             raise NotFoundError(f"call {call_id} not found (deleted?)")
         key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
         now = utcnow()
-        reviewed, deferred, given_up = _left_alone(row, max_attempts=max_attempts,
-                                                   reprocess_reviewed=reprocess_reviewed,
-                                                   defer_batch_calls=defer_batch_calls)
+        reviewed, deferred, given_up, suspect = _left_alone(row, max_attempts=max_attempts,
+                                                            reprocess_reviewed=reprocess_reviewed,
+                                                            defer_batch_calls=defer_batch_calls,
+                                                            isolate_suspects=isolate_suspects)
+        if suspect and not reviewed and not deferred:
+            raise SuspectCallError(f"call {call_id} is still processing from {row.attempts} earlier tries "
+                                   "that died with their worker: processed on its own")
         if reviewed or deferred or given_up:
             done = succeeded_run_id(session, key)
             started: int | Transcript | None = done
@@ -283,6 +301,7 @@ def process_call(
     first_answer: FirstAnswer | None = None,
     llm_batch_id: int | None = None,
     timings: TimingsRecorder | None = None,
+    isolate_suspects: bool = False,
 ) -> ProcessOutcome:
     """Process one call. Raises `TransientError` for the caller to retry; every other failure is
     recorded as a failed run and a `failed` call, and returned.
@@ -293,13 +312,14 @@ def process_call(
     the batch collector. Batch mode passes `first_answer` (the batch's answer, in place of the
     provider's first request) and `llm_batch_id` (recorded on the run); the rest of the path is the same.
     The run's whole-call timings go to `timings` (workers: written in batches), or are written before
-    this returns when it is None."""
+    this returns when it is None. With `isolate_suspects` (workers) a call whose earlier tries died with
+    their worker raises `SuspectCallError` instead of starting, for the caller to run it alone."""
     started = time.perf_counter()
     cpu_started = time.thread_time()
     db_ms = 0.0
     claimed = _claim(
         factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
-        defer_batch_calls=defer_batch_calls,
+        defer_batch_calls=defer_batch_calls, isolate_suspects=isolate_suspects,
     )
     db_ms += _elapsed_ms(started)
     if isinstance(claimed, ProcessOutcome):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init
@@ -12,10 +13,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.context import get_context, reset_context
 from app.db.session import forget_inherited_connections
-from app.errors import NotFoundError, PostcallError, TransientError
+from app.errors import NotFoundError, PostcallError, SuspectCallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
 from app.worker.celery_app import celery_app
+from app.worker.isolated import run_isolated
 from app.worker.names import (
     TASK_BATCH_COLLECT,
     TASK_BATCH_POLL,
@@ -91,7 +93,11 @@ def process_call_task(self: Any, call_id: str) -> str:
             defer_batch_calls=True,
             # Written in batches by this process's recorder: one statement per batch, not per call.
             timings=worker_timings(),
+            isolate_suspects=True,
         )
+    except SuspectCallError as exc:
+        logger.warning("%s", exc)
+        return _process_alone(self, call_id)
     except NotFoundError:
         logger.warning("call %s no longer exists; dropping its task", call_id)
         return "missing"
@@ -108,6 +114,24 @@ def process_call_task(self: Any, call_id: str) -> str:
         # reconciler hands it out again once the database is back.
         return _retry_or_give_up(self, call_id, exc, None)
     return outcome.state.value
+
+
+def _process_alone(task: Any, call_id: str, *, command: Sequence[str] | None = None) -> str:
+    """Run a suspect call in a process of its own (app/worker/isolated.py; `command` another process to run
+    in its place). If that process dies under it, this call is what kills workers: it is failed, visibly,
+    and no call that ran beside it is."""
+    ctx = get_context()
+    settings = ctx.settings
+    limit = settings.broker_visibility_timeout * MAX_COUNTDOWN_SHARE_OF_VISIBILITY_TIMEOUT
+    result = run_isolated(call_id, timeout=limit, command=command)
+    if result.state is not None:
+        return result.state
+    if result.transient is not None:
+        return _retry_or_give_up(task, call_id, TransientError(result.transient), None)
+    reason = (f"killed the process that ran it alone ({result.died}) after its earlier tries died with their "
+              "workers: this call crashes workers; inspect it (`postcall show`), `postcall retry` runs it again")
+    logger.error("call %s: %s", call_id, reason)
+    return mark_failed(ctx.session_factory, call_id, ctx.provider, ctx.prompt, reason).state.value
 
 
 def _retry_or_give_up(task: Any, call_id: str, exc: Exception, retry_after: float | None) -> str:
