@@ -147,7 +147,8 @@ def _claim_failure(
     sentences = _evidence_sentences(prepared, evidence)
     # The sentences hold the quotes: when they say no negation, neither do the quotes.
     if any(_may_negate(sentence) for sentence in sentences) and (
-            _states_what_is_negated(text, texts) or _states_what_is_negated(text, sentences, checked=True)):
+            _states_what_is_negated(text, texts)
+            or (sentences != texts and _states_what_is_negated(text, sentences, checked=True))):
         return Reason.negated_in_evidence
     if opposite_in_evidence(text, sentences):
         return Reason.opposite_in_evidence
@@ -652,13 +653,17 @@ def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str
             if (sentence.endswith("?") or spoken_question) and _YES_NO_QUESTION.match(sentence):
                 asked.update(stem for stem, reach in _content_stems(sentence) if not reach)
                 continue
+            if not _MAY_UNASSERT.search(sentence):  # most sentences: read whole, not clause by clause
+                plain.update(stem for stem, reach in _content_stems(sentence) if not reach)
+                continue
             for clause in _COORDINATION.split(sentence):
-                stems = {stem for stem, reach in _content_stems(clause) if not reach}
                 embedded = _EMBEDDED_QUESTION.search(clause)
                 if embedded is not None:  # what the clause asks about, after the question's opening
                     plain.update(stem for stem, reach in _content_stems(clause[: embedded.end()]) if not reach)
                     asked.update(stem for stem, reach in _content_stems(clause[embedded.end():]) if not reach)
-                elif _CONDITION.search(_COURTESY.sub(" ", clause)) is not None:
+                    continue
+                stems = {stem for stem, reach in _content_stems(clause) if not reach}
+                if _CONDITION.search(_COURTESY.sub(" ", clause)) is not None:
                     conditional.update(stems)
                 else:
                     plain.update(stems)
