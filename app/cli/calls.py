@@ -176,23 +176,28 @@ def retry(
     since: Annotated[str | None, typer.Option(help="Only calls that entered the state at or after this ISO time.")]
     = None,
     tenant: TenantOpt = None,
+    mode: Annotated[str | None, typer.Option(
+        "--mode", help="sync or batch: the calls' LLM mode from now on (batch-mode calls wait for a provider "
+        "batch; `--state queued --mode sync` hands them to the workers instead)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Put failed (or other) calls back on the queue."""
     from datetime import datetime
 
-    from app.models import CallState
+    from app.models import CallState, LlmMode
     from app.pipeline.reconcile import requeue_in_chunks
 
     try:
         wanted = CallState(state)
         since_dt = datetime.fromisoformat(since) if since else None
+        new_mode = LlmMode(mode) if mode is not None else None
     except ValueError as exc:
         raise fail(str(exc)) from exc
     ctx = checked_context()
     with unit_of_work(ctx.session_factory) as session:
         tenant_id = tenant_id_of(session, tenant)
-    call_ids = requeue_in_chunks(ctx.session_factory, states=[wanted], since=since_dt, tenant_id=tenant_id)
+    call_ids = requeue_in_chunks(ctx.session_factory, states=[wanted], since=since_dt, tenant_id=tenant_id,
+                                 mode=new_mode)
     enqueue_and_report(call_ids, "calls", as_json=as_json)
 
 

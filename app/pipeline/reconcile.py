@@ -181,8 +181,10 @@ def requeue_calls(
     since: datetime | None = None,
     call_ids: Sequence[str] | None = None,
     tenant_id: int | None = None,
+    mode: LlmMode | None = None,
 ) -> list[str]:
     """Put calls (failed by default) back to `queued` for `postcall retry`; returns their ids, in id order.
+    `mode`: their LLM mode from now on (a batch-mode call moved to sync leaves any batch it waits in).
 
     A naive `since` is taken as UTC, the zone every timestamp is stored in. Flushes; never commits: for
     more than a few hundred calls, `requeue_in_chunks`.
@@ -197,6 +199,8 @@ def requeue_calls(
         call.enqueued_at = now
         # An operator chose to try again: the attempt budget (POSTCALL_MAX_CALL_ATTEMPTS) starts afresh.
         call.attempts = 0
+        if mode is not None and call.llm_mode is not mode:
+            call.llm_mode, call.llm_batch_id = mode, None
     session.flush()
     return [call.id for call in calls]
 
@@ -209,6 +213,7 @@ def requeue_in_chunks(
     tenant_id: int | None = None,
     chunk_calls: int = RETRY_CHUNK,
     window_calls: int = RETRY_WINDOW,
+    mode: LlmMode | None = None,
 ) -> list[str]:
     """`requeue_calls` for any number of calls, committing `chunk_calls` at a time; returns their ids.
 
@@ -228,7 +233,7 @@ def requeue_in_chunks(
         for start in range(0, len(window), chunk_calls):
             with unit_of_work(factory) as session:
                 requeued += requeue_calls(session, states=states, since=since, tenant_id=tenant_id,
-                                          call_ids=window[start : start + chunk_calls])
+                                          call_ids=window[start : start + chunk_calls], mode=mode)
         if len(window) < window_calls:
             return requeued
         after_id = window[-1]

@@ -484,3 +484,21 @@ def test_metrics_show_a_full_broker(migrated: None, monkeypatch: pytest.MonkeyPa
         assert full() == 1
     finally:
         broker.stop()
+
+
+def test_retry_moves_calls_waiting_for_a_batch_to_sync_mode(
+    migrated: None, call_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no batch coming (the provider switched, a lost Batch API) batch-mode calls waited for ever:
+    # `retry` said they were re-enqueued, and the workers left them to the batch collector.
+    with monkeypatch.context() as batch_time:
+        _use_env(batch_time, POSTCALL_LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test")
+        code, out, err = _invoke("ingest", str(call_dir), "--mode", "batch", "--no-enqueue", "--json")
+    assert code == 0, err
+    call_id = json.loads(out)["files"][0]["call_id"]
+    code, _, err = _invoke("retry", "--state", "queued", "--mode", "sync")
+    assert code == 0, err
+    code, out, _ = _invoke("show", call_id, "--json")
+    assert json.loads(out)["llm_mode"] == "sync" and json.loads(out)["llm_batch_id"] is None
+    code, _, err = _invoke("retry", "--state", "queued", "--mode", "bulk")
+    assert code == 2 and "bulk" in err
