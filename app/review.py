@@ -231,10 +231,14 @@ def review_claim(
         changes = changes or ClaimChanges()
         if changes.text is None and changes.owner is None and changes.due is None:
             raise ReviewInputError("an edit changes the text, the owner or the due date")
+        masks = _call_masks(session, call)
+        # What a reviewer without view_pii writes is masked by the shape of the call's hidden values, never
+        # by equality with them (that told them whether a guess was right: `CallMasks.text`).
+        by_shape = not principal.can_view_pii
         # The masked text sent back as it was shown (an edit of the owner or due only) keeps the stored text.
         if changes.text is not None and changes.text.strip() != (claim.text_masked or "").strip():
             claim.text = _clean_text(changes.text, "text", MAX_CLAIM_TEXT_CHARS)
-        masks = _call_masks(session, call)
+            claim.text_masked = masks.text(claim.text, by_shape=by_shape)
         if changes.owner is not None:
             if claim.kind != ClaimKind.action_item.value:
                 raise ReviewInputError("only action items have an owner")
@@ -245,10 +249,9 @@ def review_claim(
             due = _clean_due(changes.due)
             # Resolved from the phrase as typed, stored masked as the pipeline stores a model's phrase:
             # analysts' views and the record show it as it is.
-            claim.due = masks.text(due) if due else None
+            claim.due = masks.text(due, by_shape=by_shape) if due else None
             for column, value in due_fields(due, call_clock(session, call.id)).items():
                 setattr(claim, column, value)
-        claim.text_masked = masks.text(claim.text)
         _check_again(principal, masks, claim)
     event_action, status = CLAIM_EVENT[action]
     claim.review_status = status
@@ -397,9 +400,10 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         position=int(position if position is not None else -1) + 1,
         kind=item.kind.value,
         text=text,
-        text_masked=masks.text(text),
+        text_masked=masks.text(text, by_shape=not principal.can_view_pii),
         owner=owner,
-        due=masks.text(due) if due else None,  # stored masked; its date was resolved from it as typed
+        # Stored masked; its date was resolved from it as typed.
+        due=masks.text(due, by_shape=not principal.can_view_pii) if due else None,
         grounding_status=verified.status.value,
         grounding_reason=verified.reason if verified.status is ClaimStatus.ungrounded else None,
         **analyst_fields(verified, call_clock(session, call.id), texts),
@@ -589,8 +593,8 @@ def edit_case_note(session: Session, principal: Principal, call_id: str, text: s
         raise ReviewInputError(f"the note is longer than {MAX_NOTE_CHARS} characters")
     masks = _call_masks(session, call)
     if cleaned is not None:
-        cleaned = masks.text(cleaned)
-    if call.case_note is not None and cleaned == masks.text(call.case_note):
+        cleaned = masks.text(cleaned, by_shape=not principal.can_view_pii)
+    if call.case_note is not None and cleaned == masks.text(call.case_note, by_shape=not principal.can_view_pii):
         cleaned = call.case_note  # a note stored before notes were masked, resubmitted as shown: unchanged
     if cleaned == call.case_note:
         return call

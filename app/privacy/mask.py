@@ -100,6 +100,13 @@ def masked_span(
     return shown[start:end]
 
 
+def _shape(value: str) -> str:
+    """A pattern of every text written like `value`: each digit any digit, each letter any letter, the rest
+    as it is ("03/04/1985": two digits, a slash, two digits, a slash, four digits)."""
+    return "".join(r"\d" if character.isdigit() else r"[^\W\d_]" if character.isalpha() else re.escape(character)
+                   for character in value)
+
+
 class CallMasks:
     """Masked copies of one call's quotes, as every reader sees them. A quote that is its utterance's span
     is that span of the call's masked utterances (`mask_turns`, run once, on the first quote that may hold
@@ -110,6 +117,7 @@ class CallMasks:
         self._originals = utterances
         self._masked: dict[int, str] | None = None
         self._values: list[tuple[re.Pattern[str], str]] | None = None
+        self._shapes: list[tuple[re.Pattern[str], str]] | None = None
 
     @property
     def utterances(self) -> dict[int, str]:
@@ -133,26 +141,32 @@ class CallMasks:
                 if detection.kind in MASKED_KINDS and written and has_written_digit(written):
                     start = text.index(written, detection.start)
                     values.setdefault(written, shown[start : start + len(written)])
-        self._values = [
-            (re.compile(rf"(?<!\w){re.escape(written)}(?!\w)"), shown)
-            for written, shown in sorted(values.items(), key=lambda item: -len(item[0]))
-            if shown != written
-        ]
+        hidden = [(written, shown) for written, shown in sorted(values.items(), key=lambda item: -len(item[0]))
+                  if shown != written]
+        self._values = [(re.compile(rf"(?<!\w){re.escape(written)}(?!\w)"), shown) for written, shown in hidden]
+        self._shapes = [(re.compile(rf"(?<!\w){_shape(written)}(?!\w)"), shown) for written, shown in hidden]
 
-    def text(self, text: str) -> str:
+    def text(self, text: str, *, by_shape: bool = False) -> str:
         """A text written about the call (a claim, a due phrase, a case note) masked as the call's transcript
         is: on its own (`mask_text`), and wherever it repeats a value the transcript's masking hid with the
-        help of another turn ("they want to say 03/04/1985" of a date of birth asked for the turn before)."""
+        help of another turn ("they want to say 03/04/1985" of a date of birth asked for the turn before).
+
+        `by_shape`, for a text written by someone who may not see those values (a reviewer without
+        `view_pii`): every value written like a hidden one is masked, equal or not ("03/04/1984" as much as
+        "03/04/1985"): masked only when equal, the stored text (and the check of an edit) told the writer
+        whether a guess was the hidden value, one request per guess."""
         if nothing_to_mask(text):
             return text
         masked = mask_text(text)
         if self._values is None:
             self._mask()
         assert self._values is not None
-        if not self._values:
+        assert self._shapes is not None
+        patterns = self._shapes if by_shape else self._values
+        if not patterns:
             return masked
         chars = list(masked)
-        for pattern, shown in self._values:
+        for pattern, shown in patterns:
             for match in pattern.finditer(text):
                 for offset, character in enumerate(shown):
                     if character == MASK_CHAR:

@@ -76,7 +76,8 @@ def mask_snapshot(snapshot: dict[str, Any] | None, masks: CallMasks | None = Non
     `masks` are given (`CallMasks.text`), else each on its own."""
     if not snapshot:
         return snapshot
-    mask = masks.text if masks is not None else mask_text
+    # By shape: the trail shows every reader what reviewers typed (`CallMasks.text`).
+    mask = (lambda text: masks.text(text, by_shape=True)) if masks is not None else mask_text
     return {key: mask(value) if key in TEXT_FIELDS and isinstance(value, str) else value
             for key, value in snapshot.items()}
 

@@ -467,7 +467,9 @@ def test_texts_about_the_call_are_masked_as_its_transcript_is(setup: Setup) -> N
         edit_case_note(session, _principal(session, "agent"), call_id, "DOB 03/04/1985 confirmed.")
     with setup.factory() as session:
         stored = session.scalars(select(Claim.text_masked).where(Claim.id == claim["id"])).one()
-        assert stored == "Born ••/••/••••; card •••• •••• •••• 0004 to be replaced"
+        # Typed by a reviewer without view_pii: masked by the hidden values' shape (here the card's last four
+        # too: both halves are written alike), so the mask tells nothing of what was typed.
+        assert stored == "Born ••/••/••••; card •••• •••• •••• •••• to be replaced"
         assert get_call(session, call_id).case_note == "DOB ••/••/•••• confirmed."
     trail = setup.client.get(f"/api/calls/{call_id}/events", headers=bearer(setup.tokens["admin"])).text
     with TestClient(setup.client.app) as browser:
@@ -488,3 +490,34 @@ def test_an_unreadable_selection_on_the_add_form_is_a_message_not_an_error(setup
             assert response.status_code < 500, selection[:40]
             assert "could not be read" in browser.get(f"/calls/{setup.call_id}").text or \
                 "could not be read" in response.text
+
+
+def test_a_reviewer_without_view_pii_learns_nothing_from_how_their_text_is_masked(setup: Setup) -> None:
+    # The date of birth is hidden only by the turn before's question. Masked by equality with it, an edit
+    # showed "03/04/1984" as typed and "03/04/1985" as bullets: one request per guess told the date.
+    lines = [("Agent", "For security, can you confirm your date of birth?"), ("Caller", "I want to say 03/04/1985."),
+             ("Agent", "Thanks, I will refund the fee.")]
+    transcript = Transcript(utterances=[Utterance(index=i, speaker=speaker, role=Role.unknown, text=said)
+                                        for i, (speaker, said) in enumerate(lines)], source_format="native")
+    with unit_of_work(setup.factory) as session:
+        call_id = store_transcript(session, transcript, tenant="acme", external_id="pii-oracle").call_id
+        call = get_call(session, call_id)
+        facts = RunFacts(key=idempotency_key(call.id, call.transcript_hash, "extract-v1", "test", "hand"),
+                         provider="test", model="hand", prompt_version="extract-v1",
+                         transcript_hash=call.transcript_hash, usage=Usage(), queue_wait_ms=None, verify_ms=None)
+        run = add_run(session, call, facts, status=RunStatus.succeeded)
+        refund = Statement(text="The agent will refund the fee",
+                           evidence=[EvidenceRef(utterance=2, quote="I will refund the fee")])
+        add_claims(session, run, verify_extraction(transcript, Extraction(summary=[refund])))
+        set_state(call, CallState.ready_for_review)
+    headers = bearer(setup.tokens["agent"])
+    (claim,) = setup.client.get(f"/api/calls/{call_id}", headers=headers).json()["claims"]
+    answers = []
+    for guess in ("03/04/1984", "03/04/1985", "04/03/1985"):
+        edited = setup.client.post(f"/api/claims/{claim['id']}/review", headers=headers,
+                                   json={"action": "edit", "text": f"Customer mentioned {guess} and the fee refund"})
+        assert edited.status_code == 200, edited.text
+        answers.append((edited.json()["text"], edited.json()["status"]))
+    assert len(set(answers)) == 1 and answers[0][0] == "Customer mentioned ••/••/•••• and the fee refund"
+    trail = setup.client.get(f"/api/calls/{call_id}/events", headers=headers).text
+    assert "1984" not in trail and "1985" not in trail
