@@ -96,3 +96,15 @@ def test_the_call_that_kills_its_process_alone_is_failed_and_nothing_else(worker
     state, _, error = _state(worker_database, culprit)
     assert state is CallState.failed and error is not None and "killed the process that ran it alone" in error
     assert _state(worker_database, beside)[0] is CallState.processing  # its own fate is its own
+
+
+def test_an_error_the_process_reports_is_a_retry_not_a_crash(worker_database: str) -> None:
+    # A lock held past its timeout or the database restarting made the process exit with an error: the call
+    # was failed as the one that "crashes workers", where any worker would have retried it.
+    call_id = _suspect_call(worker_database, "unlucky")
+    reported = [sys.executable, "-c", "import sys; print('OperationalError: lock timeout', file=sys.stderr); "
+                "sys.exit(1)"]
+    result = run_isolated(call_id, timeout=60, command=reported)
+    assert result.died is None and result.state is None
+    assert result.transient is not None and "lock timeout" in result.transient
+    assert _state(worker_database, call_id)[0] is CallState.processing
