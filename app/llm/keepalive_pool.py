@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import select
 import socket
 import ssl
@@ -51,8 +52,22 @@ from typing import Any
 
 import httpx2
 
-# How much of a body one read asks for when the exchange has a deadline (a completion is a few kB).
-_READ_PIECE_BYTES = 65_536
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as an answer is read from it: each read waits at most the read timeout, and never past the
+    exchange's deadline (then it raises TimeoutError, as a socket read that timed out does)."""
+
+    def __init__(self, sock: socket.socket, timeout: float | None, deadline: float | None) -> None:
+        self._sock, self._timeout, self._deadline = sock, timeout, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise TimeoutError("the answer did not arrive whole within the timeout")
+        self._sock.settimeout(_within(self._timeout, self._deadline))
+        return self._sock.recv_into(buffer)
 
 
 def _within(timeout: float | None, deadline: float | None) -> float | None:
@@ -153,12 +168,14 @@ class KeepAlivePool:
 
     def exchange(self, payload: bytes, timeouts: Timeouts) -> RawResponse:
         """Send `payload` (a whole request) and read the whole answer, within the read timeout as a whole."""
-        deadline = time.monotonic() + timeouts.read if timeouts.read is not None else None
         connection = self._acquire(timeouts.pool)
         reused = connection is not None
         try:
             if connection is None:
                 connection = self._connect(timeouts.connect)
+            # Counted once a connection is at hand: waiting for one is the pool timeout's, connecting the
+            # connect timeout's.
+            deadline = time.monotonic() + timeouts.read if timeouts.read is not None else None
             while True:
                 try:
                     response, sent_whole = self._send(connection.sock, payload, timeouts, deadline)
@@ -171,7 +188,7 @@ class KeepAlivePool:
                     connection = None
                     connection = self._connect(timeouts.connect)
             try:
-                answer = self._read(response, connection.sock, deadline)
+                answer = self._read(response)
             finally:
                 response.close()
         except BaseException:
@@ -208,8 +225,12 @@ class KeepAlivePool:
         except OSError:
             sent_whole = False  # as httpcore2, read on: the server may have answered before reading it all
         response = _FinalResponse(sock, method="POST")
+        # Every read of the answer (status line, headers, chunk sizes, body) through the deadline: a server
+        # trickling its headers a few bytes at a time got each read within its timeout, for as long as it liked.
+        buffered = response.fp
+        response.fp = io.BufferedReader(_DeadlineReader(sock, timeouts.read, deadline))
+        buffered.close()  # nothing read from it yet; closing it lets the socket close when the pool does
         try:
-            sock.settimeout(_within(timeouts.read, deadline))
             first = response.fp.peek(1)
         except TimeoutError as exc:
             response.close()
@@ -225,26 +246,10 @@ class KeepAlivePool:
         return response, sent_whole
 
     @staticmethod
-    def _read(response: _FinalResponse, sock: socket.socket, deadline: float | None) -> RawResponse:
+    def _read(response: _FinalResponse) -> RawResponse:
         try:
-            sock.settimeout(_within(None, deadline))
             response.begin()
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError("the answer's head did not arrive within the timeout")
-            if deadline is None:
-                content = response.read()
-            else:
-                # One socket read at a time (read1), each given what is left of the exchange's time, and the
-                # clock looked at between them: a read that gets a byte in time does not reset it.
-                pieces = []
-                while piece := response.read1(_READ_PIECE_BYTES):
-                    pieces.append(piece)
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("the answer did not arrive whole within the timeout")
-                    sock.settimeout(_within(None, deadline))
-                content = b"".join(pieces)
-                if response.length:  # read1 ends at the close as read() does not: the body was cut short
-                    raise http.client.IncompleteRead(content, response.length)
+            content = response.read()
         except TimeoutError as exc:
             raise httpx2.ReadTimeout(str(exc) or "the answer did not arrive whole within the timeout") from exc
         except OSError as exc:

@@ -252,3 +252,30 @@ def test_an_answer_trickling_in_ends_at_the_read_timeout_as_a_whole(raw_server: 
     # An answer arriving whole within the limit, in pieces, is read as before.
     raw_server.enqueue(Trickle(answer(200, COMPLETION), every=0.01, bytes_at_a_time=64))
     assert pool.exchange(request(), Timeouts(connect=2.0, read=5.0, write=2.0, pool=2.0)).content == COMPLETION
+
+
+def test_headers_trickling_in_end_at_the_read_timeout_too(raw_server: RawHTTPServer) -> None:
+    # The body's reads were bounded; the status line and headers (read by http.client line by line) were not.
+    pool = pool_for(raw_server)
+    headers = {f"x-padding-{n}": "y" * 40 for n in range(12)}
+    raw_server.enqueue(Trickle(answer(200, COMPLETION, headers), every=0.2))
+    started = time.monotonic()
+    with pytest.raises(httpx2.ReadTimeout):
+        pool.exchange(request(), Timeouts(connect=2.0, read=1.0, write=2.0, pool=2.0))
+    assert time.monotonic() - started < 3.0
+
+
+def test_waiting_for_a_connection_does_not_eat_the_read_timeout(raw_server: RawHTTPServer) -> None:
+    pool = pool_for(raw_server, max_connections=1)
+    raw_server.enqueue(answer(200, COMPLETION, delay=0.6), answer(200, COMPLETION, delay=0.6))
+    results: list[bytes] = []
+
+    def one() -> None:
+        results.append(pool.exchange(request(), Timeouts(connect=2.0, read=1.0, write=2.0, pool=5.0)).content)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [COMPLETION, COMPLETION]  # the second waited ~0.6 s for the connection, then had 1 s
