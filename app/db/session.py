@@ -72,13 +72,22 @@ def create_db_engine(
             cursor.close()
 
         return engine
-    connect_args = {}
-    if lock_timeout_seconds:
-        connect_args["options"] = f"-c lock_timeout={round(lock_timeout_seconds * 1000)}"
-    return create_engine(
-        url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True,
-        connect_args=connect_args,
+    engine = create_engine(
+        url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
     )
+    if lock_timeout_seconds:
+        # Set on each new session, not as a startup `options` parameter: that replaced any `options` the
+        # URL carries (a statement_timeout, a search_path), and PgBouncer refuses startup options it was not
+        # told to ignore.
+        setting = f"SET lock_timeout = '{round(lock_timeout_seconds * 1000)}ms'"
+
+        @event.listens_for(engine, "connect")
+        def _lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(setting)
+            dbapi_connection.commit()  # a session setting: it outlives the transaction SET began
+
+    return engine
 
 
 def pool_size_for(slots: int, *, size: int | None, limit: int) -> int:

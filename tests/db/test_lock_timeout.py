@@ -37,3 +37,17 @@ def test_a_lock_held_elsewhere_is_waited_for_at_most_the_lock_timeout(postgres_u
     finally:
         holder.dispose()
         waiter.dispose()
+
+
+@pytest.mark.postgres
+def test_the_lock_timeout_keeps_the_urls_own_options(postgres_url: str) -> None:
+    # As a startup `options` parameter it replaced the URL's own (a statement_timeout here).
+    engine = create_db_engine(f"{postgres_url}?options=-c%20statement_timeout%3D12345", lock_timeout_seconds=2)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "12345ms"
+            assert connection.execute(text("SHOW lock_timeout")).scalar() == "2s"
+            connection.rollback()
+            assert connection.execute(text("SHOW lock_timeout")).scalar() == "2s"  # outlives a rollback
+    finally:
+        engine.dispose()
