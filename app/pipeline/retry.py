@@ -3,7 +3,11 @@ the in-process `postcall process` loop, so both wait the same way."""
 
 from __future__ import annotations
 
+import math
 import random
+
+# The longest Retry-After waited in full: a day asked for (or 1e10 s) held `postcall process` for as long.
+MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
 def retry_countdown(retries: int, retry_after: float | None, base: float, cap: float) -> float:
@@ -13,4 +17,6 @@ def retry_countdown(retries: int, retry_after: float | None, base: float, cap: f
     caps a countdown below the broker's visibility timeout)."""
     backoff = min(cap, base * (2**retries))
     delay = random.uniform(backoff / 2, backoff)
-    return max(delay, retry_after) if retry_after is not None else delay
+    if retry_after is None or not math.isfinite(retry_after):
+        return delay  # no wait asked, or none that can be waited ("inf" parses to one)
+    return max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS))
