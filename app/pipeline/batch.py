@@ -401,7 +401,10 @@ def _lines_by_call(batch_id: int, texts: Sequence[str]) -> dict[str, dict[int, L
     """Result lines keyed "<call id>.<hash prefix>", then by window; lines of other batches are ignored."""
     lines: dict[str, LineResult] = {}
     for text in texts:
-        lines.update(parse_result_lines(text))
+        for custom_id, line in parse_result_lines(text).items():
+            earlier = lines.get(custom_id)
+            if earlier is None or earlier.body is None:  # an answer wins over an error, in any file order
+                lines[custom_id] = line
     by_call: dict[str, dict[int, LineResult]] = {}
     for custom_id, line in lines.items():
         parsed = CustomId.parse(custom_id)

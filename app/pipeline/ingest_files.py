@@ -89,8 +89,8 @@ def ingest_files(
             result.warnings = tuple(parsed.warnings)
             named_by_file = parsed.transcript.metadata.external_id is None
             external_id = clean_external_id(parsed.transcript.metadata.external_id or path.stem)
-            first = taken.setdefault(external_id, path)
-            if first != path:
+            first = taken.get(external_id)
+            if first is not None and first.resolve() != path.resolve():
                 raise DuplicateCallError(
                     f"external id {external_id!r} is also {first}'s in this run"
                     + (" (both from their file names)" if named_by_file else "")
@@ -108,6 +108,7 @@ def ingest_files(
                     llm_mode=llm_mode,
                 )
             result.call_id, result.external_id, result.status = stored.call_id, stored.external_id, stored.status
+            taken.setdefault(external_id, path)  # stored: a later file of this run with its id is another call
             result.needs_enqueue = stored.needs_enqueue
         except IngestError as exc:
             result.error = str(exc)  # names the file (its source) already

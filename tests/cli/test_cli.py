@@ -502,3 +502,11 @@ def test_retry_moves_calls_waiting_for_a_batch_to_sync_mode(
     assert json.loads(out)["llm_mode"] == "sync" and json.loads(out)["llm_batch_id"] is None
     code, _, err = _invoke("retry", "--state", "queued", "--mode", "bulk")
     assert code == 2 and "bulk" in err
+
+
+def test_one_file_named_twice_in_a_run_is_one_call_not_a_clash(migrated: None, call_dir: Path) -> None:
+    (path,) = list(call_dir.iterdir())
+    code, out, err = _invoke("ingest", str(call_dir), str(path), "--no-enqueue", "--json")
+    assert code == 0, err
+    statuses = [f["status"] for f in json.loads(out)["files"]]
+    assert statuses == ["created", "unchanged"]

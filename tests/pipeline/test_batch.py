@@ -788,3 +788,14 @@ def test_importing_a_file_that_answers_no_request_of_the_batch_leaves_it_open(
     assert "released" in cancel_batch(session_factory, provider, batch_id, settings=settings)
     with unit_of_work(session_factory) as session:
         assert calls(session)[call_id].llm_batch_id is None
+
+
+def test_an_answer_wins_over_an_error_across_the_files_of_an_import() -> None:
+    from app.pipeline.batch import _lines_by_call
+
+    custom_id = str(CustomId.for_request("c" * 32, "f" * 64, 3, 1, 1))
+    good = json.dumps({"custom_id": custom_id, "response": {"status_code": 200, "body": {"choices": []}}})
+    bad = json.dumps({"custom_id": custom_id, "response": None, "error": {"code": "server_error", "message": "x"}})
+    for files in ([good, bad], [bad, good]):
+        [lines] = _lines_by_call(3, files).values()
+        assert lines[1].body == {"choices": []}
