@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
+
+# libpq tries GSSAPI encryption first by default, and its Kerberos setup is not safe when threads connect at
+# once: a CI run's database-copier thread died in PQconnectPoll with a segmentation fault while the main
+# thread connected. The local server has no GSSAPI; every connection of the run (and of the workers and
+# servers it starts) skips it.
+os.environ.setdefault("PGGSSENCMODE", "disable")
 
 from app.config import PROJECT_ROOT, get_settings
 from app.db.session import create_db_engine, make_session_factory
