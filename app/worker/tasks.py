@@ -35,6 +35,9 @@ __all__ = ["process_call_task", "reconcile_task", "retry_countdown"]
 # A retry waits in the worker, unacknowledged, until its countdown ends. Past the broker's visibility
 # timeout Redis would hand the same message to a second worker, so countdowns stay well below it.
 MAX_COUNTDOWN_SHARE_OF_VISIBILITY_TIMEOUT = 0.5
+# The least time a suspect call is given to run alone (app/worker/isolated.py): a process's start-up, its
+# context and one call with a slow model.
+ISOLATED_MIN_SECONDS = 120.0
 # The reconciler's look at the broker's backlog gives up after this long (then it takes its floor).
 BROKER_PROBE_TIMEOUT_SECONDS = 2.0
 
@@ -122,7 +125,11 @@ def _process_alone(task: Any, call_id: str, *, command: Sequence[str] | None = N
     and no call that ran beside it is."""
     ctx = get_context()
     settings = ctx.settings
-    limit = settings.broker_visibility_timeout * MAX_COUNTDOWN_SHARE_OF_VISIBILITY_TIMEOUT
+    # Within half the visibility timeout where it can be (the broker would hand the call out again), but
+    # never less than a process's start and one call need: killed mid-call for the limit, it would be
+    # retried and killed again until it ran out of tries.
+    limit = max(settings.broker_visibility_timeout * MAX_COUNTDOWN_SHARE_OF_VISIBILITY_TIMEOUT,
+                ISOLATED_MIN_SECONDS)
     result = run_isolated(call_id, timeout=limit, command=command)
     if result.state is not None:
         return result.state
