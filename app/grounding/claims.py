@@ -122,39 +122,15 @@ def _claim_failure(
             return Reason(piece.reason) if known and piece.reason else Reason.not_found
     if mixes_scripts(text) or (due is not None and mixes_scripts(due)):
         return Reason.mixed_scripts
-    texts = _evidence_texts(prepared, evidence)
-    # The due phrase is checked on its own: it usually repeats what the text says ("within 5 days").
-    profile: Profile | None = None
-    for detail in (text, due):
-        claim_values = claim_details(detail) if detail else ()
-        if not claim_values:
-            continue
-        if detail and _unit_mismatch(detail, texts):
-            return Reason.unsupported_number
-        if profile is None:
-            profile = _texts_profile(texts)
-        unsupported = _unsupported_detail(claim_values, *profile)
-        if unsupported is None and detail and negative_only_by_courtesy(detail, claim_values, texts):
-            unsupported = Reason.unsupported_negation
-        if unsupported is not None:
-            return unsupported
-    if due and _unsaid_time_words(due, evidence_words=(profile or _texts_profile(texts))[1]):
-        return Reason.unsupported_date
-    if _RELATIVE_PERIOD.search(text) and _unsaid_period(text, (profile or _texts_profile(texts))[1]):
-        return Reason.unsupported_date
-    # Read in their whole sentences: a quote that leaves out its sentence's negation or condition ("your payment
-    # was received" of "It doesn't look like your payment was received yet") is read with it.
-    sentences = _evidence_sentences(prepared, evidence)
-    # The sentences hold the quotes: when they say no negation, neither do the quotes.
-    if any(_may_negate(sentence) for sentence in sentences) and (
-            _states_what_is_negated(text, texts)
-            or (sentences != texts and _states_what_is_negated(text, sentences, checked=True))):
-        return Reason.negated_in_evidence
-    if opposite_in_evidence(text, sentences):
-        return Reason.opposite_in_evidence
-    unasserted = unasserted_claim(text, sentences, to_do=owner is not None)
-    if unasserted is not None:
-        return unasserted
+    spans = _placed_spans(evidence)
+    texts = [prepared.utterances[index].text[start:end] for index, start, end in spans]
+    # Read in their whole sentences too: a quote that leaves out its sentence's negation or condition ("your
+    # payment was received" of "It doesn't look like your payment was received yet") is read with it.
+    sentences = list(dict.fromkeys(_sentence_of(prepared.utterances[index].text, start, end)
+                                   for index, start, end in spans))
+    failure = _statement_failure(text, due, texts, sentences, to_do=owner is not None)
+    if failure is not None:
+        return failure
     roles = _evidence_roles(prepared, evidence)
     if owner is Owner.agent and roles == {Role.customer}:  # rests only on the customer's words
         return Reason.owner_mismatch
@@ -301,22 +277,42 @@ def unsupported_claim_detail(text: str, evidence_texts: Sequence[str]) -> Reason
     The check a grounded claim passes once its quotes are found; the heuristic provider runs it on the
     claims it writes, so both agree on what a claim may say.
     """
-    claim_values = claim_details(text)
-    unsupported = None
-    if claim_values and _unit_mismatch(text, evidence_texts):
-        unsupported = Reason.unsupported_number
-    elif claim_values:
-        unsupported = _unsupported_detail(claim_values, *_texts_profile(evidence_texts))
-        if unsupported is None and negative_only_by_courtesy(text, claim_values, evidence_texts):
+    return _statement_failure(text, None, evidence_texts, evidence_texts, to_do=False)
+
+
+def _statement_failure(
+    text: str, due: str | None, texts: Sequence[str], sentences: Sequence[str], *, to_do: bool
+) -> Reason | None:
+    """What a statement (its text, and an action item's due phrase) says that its evidence texts do not
+    support, if anything; `sentences`: the sentences the texts lie in (the texts themselves when the caller
+    knows no more). The one sequence of checks for verified claims and the heuristic provider's rewrites."""
+    # The due phrase is checked on its own: it usually repeats what the text says ("within 5 days").
+    profile: Profile | None = None
+    for detail in (text, due):
+        claim_values = claim_details(detail) if detail else ()
+        if not detail or not claim_values:
+            continue
+        if _unit_mismatch(detail, texts):
+            return Reason.unsupported_number
+        if profile is None:
+            profile = _texts_profile(texts)
+        unsupported = _unsupported_detail(claim_values, *profile)
+        if unsupported is None and negative_only_by_courtesy(detail, claim_values, texts):
             unsupported = Reason.unsupported_negation
-    if unsupported is None and _RELATIVE_PERIOD.search(text) and _unsaid_period(
-            text, _texts_profile(evidence_texts)[1]):
-        unsupported = Reason.unsupported_date
-    if unsupported is None and _states_what_is_negated(text, evidence_texts):
+        if unsupported is not None:
+            return unsupported
+    if due and _unsaid_time_words(due, evidence_words=(profile or _texts_profile(texts))[1]):
+        return Reason.unsupported_date
+    if _RELATIVE_PERIOD.search(text) and _unsaid_period(text, (profile or _texts_profile(texts))[1]):
+        return Reason.unsupported_date
+    # The sentences hold the quotes: when they say no negation, neither do the quotes.
+    if any(_may_negate(sentence) for sentence in sentences) and (
+            _states_what_is_negated(text, texts)
+            or (sentences != texts and _states_what_is_negated(text, sentences, checked=True))):
         return Reason.negated_in_evidence
-    if unsupported is None and opposite_in_evidence(text, evidence_texts):
+    if opposite_in_evidence(text, sentences):
         return Reason.opposite_in_evidence
-    return unsupported if unsupported is not None else unasserted_claim(text, evidence_texts)
+    return unasserted_claim(text, sentences, to_do=to_do)
 
 
 Profile = tuple[dict[str, int], set[str]]
@@ -376,27 +372,18 @@ def claim_details(text: str) -> tuple[tuple[TokenKind, str], ...]:
     return (*values, (TokenKind.negation, NEGATION_VALUE))
 
 
-def _evidence_texts(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> list[str]:
-    """The evidence spans' texts, each span once: citing "$40" three times does not support "$40 three times"."""
-    spans = dict.fromkeys(
+def _placed_spans(evidence: list[VerifiedEvidence]) -> list[tuple[int, int, int]]:
+    """The evidence's (utterance, start, end) spans, each once: citing "$40" three times does not support
+    "$40 three times"."""
+    return list(dict.fromkeys(
         (piece.utterance, piece.char_start, piece.char_end)
         for piece in evidence
         if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
-    )
-    return [prepared.utterances[index].text[start:end] for index, start, end in spans]
+    ))
 
 
-SENTENCE_BREAK = re.compile(r"[.!?;:\n]")
-
-
-def _evidence_sentences(prepared: PreparedTranscript, evidence: list[VerifiedEvidence]) -> list[str]:
-    """The sentences the evidence spans lie in, each once."""
-    spans = dict.fromkeys(
-        (piece.utterance, piece.char_start, piece.char_end)
-        for piece in evidence
-        if piece.utterance is not None and piece.char_start is not None and piece.char_end is not None
-    )
-    return list(dict.fromkeys(_sentence_of(prepared.utterances[index].text, start, end) for index, start, end in spans))
+_SENTENCE_ENDS = ".!?;:\n"
+SENTENCE_BREAK = re.compile(f"[{_SENTENCE_ENDS}]")
 
 
 def _sentence_of(text: str, start: int, end: int) -> str:
@@ -638,7 +625,7 @@ _NOT_ASSERTING_STEMS = _REPORTING_STEMS | _PROBLEM_STEMS | _ASKING_STEMS | _WISH
 _YES_NO_QUESTION = re.compile(
     r"\s*(?:\w+\s*,\s*)?(?:can|could|would|will|do|does|did|is|are|was|were|have|has|had|should|shall|may|"
     r"might|must)\b", re.IGNORECASE)
-_SENTENCE = re.compile(r"[^.!?;:\n]*[.!?;:\n]?")
+_SENTENCE = re.compile(f"[^{_SENTENCE_ENDS}]*[{_SENTENCE_ENDS}]?")
 
 
 def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str]]:
