@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
@@ -157,6 +157,16 @@ Work = Session | Connection
 def connection_of(work: Work) -> Connection:
     """The Core connection `work` runs its statements on (a session's, in its transaction)."""
     return work if isinstance(work, Connection) else work.connection()
+
+
+def is_transient_database_error(exc: BaseException) -> bool:
+    """A lost connection, a server restarting or a lock timeout: the same work may succeed later.
+
+    Everything else the database raises (constraint or programming errors) is a bug or bad data.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def is_transaction_conflict(exc: BaseException) -> bool:

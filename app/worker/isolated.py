@@ -70,9 +70,9 @@ def main(argv: Sequence[str]) -> int:
     from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
     from app.context import get_context
+    from app.db.session import is_transient_database_error
     from app.errors import NotFoundError, TransientError
     from app.pipeline.run import process_call
-    from app.worker.tasks import is_transient_database_error
 
     [call_id] = argv
     ctx = get_context()

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.context import get_context, reset_context
-from app.db.session import forget_inherited_connections
+from app.db.session import forget_inherited_connections, is_transient_database_error
 from app.errors import NotFoundError, PostcallError, SuspectCallError, TransientError
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
@@ -68,16 +68,6 @@ def fresh_context_in_child(**_: Any) -> None:
     fork. The modules the parent imported stay loaded, so this is cheap."""
     forget_inherited_connections()
     reset_context()
-
-
-def is_transient_database_error(exc: BaseException) -> bool:
-    """A lost connection, a server restarting or a lock timeout: the same work may succeed later.
-
-    Everything else the database raises (constraint or programming errors) is a bug or bad data.
-    """
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 @celery_app.task(bind=True, name=TASK_PROCESS_CALL, max_retries=None)

@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
-from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.db.session import create_db_engine, is_transient_database_error, make_session_factory, unit_of_work
 from app.models import Call
 from app.pipeline.store import store_transcript
-from app.worker.tasks import is_transient_database_error
 from tests.support.transcripts import make_transcript
 
 
