@@ -48,10 +48,12 @@ def broker_client(settings: Settings, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=timeout, socket_timeout=timeout)
 
 
-def broker_messages(settings: Settings, timeout: float) -> tuple[int, int]:
-    """(waiting, unacknowledged) messages of the postcall queue; raises redis.RedisError when unreachable."""
+def broker_messages(settings: Settings, timeout: float, *, memory: bool = False) -> tuple[int, int, dict[str, Any]]:
+    """(waiting, unacknowledged) messages of the postcall queue and, with `memory`, the broker's INFO memory
+    (else empty), read on one connection; raises redis.RedisError when unreachable."""
     with broker_client(settings, timeout) as client:
-        return int(client.llen(QUEUE_NAME)), int(client.hlen(KOMBU_UNACKED_KEY))
+        return (int(client.llen(QUEUE_NAME)), int(client.hlen(KOMBU_UNACKED_KEY)),
+                client.info("memory") if memory else {})
 
 
 def check_broker(settings: Settings) -> Check:
@@ -63,10 +65,7 @@ def check_broker(settings: Settings) -> Check:
         # redis-py reads such a URL, but Celery's transport (what workers and ingest use) refuses it.
         return Check("broker", False, f"{shown}: the Redis database must be a number 0-15, not {database!r}")
     try:
-        client = broker_client(settings, CHECK_TIMEOUT_SECONDS)
-        client.ping()
-        depth = client.llen(QUEUE_NAME)
-        memory = client.info("memory")
+        depth, _, memory = broker_messages(settings, CHECK_TIMEOUT_SECONDS, memory=True)
     except Exception as exc:
         return Check("broker", False, f"{shown}: {exc.__class__.__name__}: {exc}"[:300])
     full = broker_full(memory)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.types import as_utc
-from app.health import broker_client, broker_full, broker_messages
+from app.health import broker_full, broker_messages
 from app.models import Call, CallState, DeliveryStatus, LlmBatch, LlmMode, WebhookDelivery, WebhookEndpoint
 from app.models.counters import LATENCY_BUCKETS_SECONDS
 from app.pipeline.counts import call_totals, model_totals, stage_histograms
@@ -94,7 +94,7 @@ class PostcallCollector:
 
         up = GaugeMetricFamily("postcall_broker_up", "1 when the broker (Redis) answered this scrape.")
         try:
-            waiting, unacked = broker_messages(self._settings, BROKER_TIMEOUT_SECONDS)
+            waiting, unacked, memory = broker_messages(self._settings, BROKER_TIMEOUT_SECONDS, memory=True)
         except redis.RedisError as exc:
             logger.warning("metrics: broker unavailable: %s", exc)
             up.add_metric([], 0)
@@ -102,16 +102,10 @@ class PostcallCollector:
             return
         up.add_metric([], 1)
         yield up
-        try:
-            with broker_client(self._settings, BROKER_TIMEOUT_SECONDS) as client:
-                memory = client.info("memory")
-        except redis.RedisError as exc:
-            logger.warning("metrics: broker memory unreadable: %s", exc)
-        else:
-            full = GaugeMetricFamily("postcall_broker_full",
-                                     "1 when the broker is at its maxmemory with noeviction: it refuses writes.")
-            full.add_metric([], 1 if broker_full(memory) else 0)
-            yield full
+        full = GaugeMetricFamily("postcall_broker_full",
+                                 "1 when the broker is at its maxmemory with noeviction: it refuses writes.")
+        full.add_metric([], 1 if broker_full(memory) else 0)
+        yield full
         depth = GaugeMetricFamily("postcall_queue_depth", "Messages waiting in the broker queue for a worker.")
         depth.add_metric([], waiting)
         yield depth

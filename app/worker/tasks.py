@@ -159,7 +159,7 @@ def reconcile_task() -> int:
 
     ctx = get_context()
     try:
-        messages_in_broker: int | None = sum(broker_messages(ctx.settings, BROKER_PROBE_TIMEOUT_SECONDS))
+        messages_in_broker: int | None = sum(broker_messages(ctx.settings, BROKER_PROBE_TIMEOUT_SECONDS)[:2])
     except redis.RedisError:
         messages_in_broker = None
     with unit_of_work(ctx.session_factory) as session:
