@@ -75,8 +75,11 @@ def _seed(factory: sessionmaker[Session]) -> tuple[str, dict[str, str]]:
         return call_id, tokens
 
 
-def _seed_call(factory: sessionmaker[Session], external_id: str, extraction: Extraction) -> str:
-    transcript = Transcript(
+def _seed_call(
+    factory: sessionmaker[Session], external_id: str, extraction: Extraction, transcript: Transcript | None = None
+) -> str:
+    """A processed call of `transcript` (default: LINES) with `extraction` as its verified run."""
+    transcript = transcript or Transcript(
         utterances=[Utterance(index=i, speaker=r.value, role=r, text=t) for i, (r, t) in enumerate(LINES)],
         source_format="native",
     )
@@ -442,17 +445,9 @@ def test_texts_about_the_call_are_masked_as_its_transcript_is(setup: Setup) -> N
     transcript = Transcript(utterances=[Utterance(index=i, speaker=speaker, role=Role.unknown, text=said)
                                         for i, (speaker, said) in enumerate(lines)],
                             source_format="native", warnings=[f"speaker label '{label}' has no role"])
-    with unit_of_work(setup.factory) as session:
-        call_id = store_transcript(session, transcript, tenant="acme", external_id="pii-turns").call_id
-        call = get_call(session, call_id)
-        facts = RunFacts(key=idempotency_key(call.id, call.transcript_hash, "extract-v1", "test", "hand"),
-                         provider="test", model="hand", prompt_version="extract-v1",
-                         transcript_hash=call.transcript_hash, usage=Usage(), queue_wait_ms=None, verify_ms=None)
-        run = add_run(session, call, facts, status=RunStatus.succeeded)
-        add_claims(session, run, verify_extraction(transcript, Extraction(summary=[Statement(
-            text="The customer gave the date of birth 03/04/1985",
-            evidence=[EvidenceRef(utterance=1, quote="I want to say 03/04/1985.")])])))
-        set_state(call, CallState.ready_for_review)
+    call_id = _seed_call(setup.factory, "pii-turns", Extraction(summary=[Statement(
+        text="The customer gave the date of birth 03/04/1985",
+        evidence=[EvidenceRef(utterance=1, quote="I want to say 03/04/1985.")])]), transcript)
     headers = bearer(setup.tokens["agent"])
     detail = setup.client.get(f"/api/calls/{call_id}", headers=headers).json()
     (claim,) = detail["claims"]
@@ -499,17 +494,9 @@ def test_a_reviewer_without_view_pii_learns_nothing_from_how_their_text_is_maske
              ("Agent", "Thanks, I will refund the fee.")]
     transcript = Transcript(utterances=[Utterance(index=i, speaker=speaker, role=Role.unknown, text=said)
                                         for i, (speaker, said) in enumerate(lines)], source_format="native")
-    with unit_of_work(setup.factory) as session:
-        call_id = store_transcript(session, transcript, tenant="acme", external_id="pii-oracle").call_id
-        call = get_call(session, call_id)
-        facts = RunFacts(key=idempotency_key(call.id, call.transcript_hash, "extract-v1", "test", "hand"),
-                         provider="test", model="hand", prompt_version="extract-v1",
-                         transcript_hash=call.transcript_hash, usage=Usage(), queue_wait_ms=None, verify_ms=None)
-        run = add_run(session, call, facts, status=RunStatus.succeeded)
-        refund = Statement(text="The agent will refund the fee",
-                           evidence=[EvidenceRef(utterance=2, quote="I will refund the fee")])
-        add_claims(session, run, verify_extraction(transcript, Extraction(summary=[refund])))
-        set_state(call, CallState.ready_for_review)
+    refund = Statement(text="The agent will refund the fee",
+                       evidence=[EvidenceRef(utterance=2, quote="I will refund the fee")])
+    call_id = _seed_call(setup.factory, "pii-oracle", Extraction(summary=[refund]), transcript)
     headers = bearer(setup.tokens["agent"])
     (claim,) = setup.client.get(f"/api/calls/{call_id}", headers=headers).json()["claims"]
     answers = []
