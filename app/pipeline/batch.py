@@ -482,7 +482,7 @@ def _handle_results(
     summary.put_back += outcomes[_Handled.put_back]
     summary.pending += outcomes[_Handled.pending]
     if outcomes[_Handled.pending] == 0:
-        summary.unused += _record_unused_answers(factory, provider, batch_id, by_call)
+        summary.unused += _record_unused_answers(factory, provider, prompt, batch_id, by_call)
     return outcomes[_Handled.pending]
 
 
@@ -510,7 +510,8 @@ def _as_sent(
 
 
 def _record_unused_answers(
-    factory: sessionmaker[Session], provider: OpenAIProvider, batch_id: int, by_call: dict[str, dict[int, LineResult]]
+    factory: sessionmaker[Session], provider: OpenAIProvider, prompt: PromptTemplate, batch_id: int,
+    by_call: dict[str, dict[int, LineResult]],
 ) -> int:
     """Answers of the batch whose call is no longer in it (reprocessed, replaced or deleted meanwhile):
     paid for, so each is recorded on its call as an `interrupted` run with its tokens and cost, never as
@@ -526,20 +527,20 @@ def _record_unused_answers(
             call = session.get(Call, call_id)
             if call is None or call.llm_batch_id == batch_id:
                 continue
+            # A run of this batch on the call: its answer was stored (a pass stopped before the batch closed),
+            # or recorded here as unused by an earlier pass.
             if session.scalar(select(ExtractionRun.id).where(ExtractionRun.call_id == call_id,
                                                              ExtractionRun.llm_batch_id == batch_id).limit(1)):
-                continue  # it left the batch with this answer stored (a pass stopped before the batch closed)
+                continue
             facts = RunFacts(
                 key=f"unused-batch-{batch_id}-{call_id}", provider=provider.name, model=provider.model,
-                prompt_version=session.get_one(LlmBatch, batch_id).prompt_version,
-                transcript_hash=call.transcript_hash, usage=usage, queue_wait_ms=None, verify_ms=None,
-                llm_batch_id=batch_id,
+                prompt_version=prompt.version, transcript_hash=call.transcript_hash, usage=usage,
+                queue_wait_ms=None, verify_ms=None, llm_batch_id=batch_id,
             )
-            if session.scalar(select(ExtractionRun.id).where(ExtractionRun.idempotency_key == facts.key)) is None:
-                add_run(session, call, facts, status=RunStatus.interrupted,
-                        error=f"batch {batch_id} answered after the call left it (processed again, replaced): "
-                              "paid, not used")
-                recorded += 1
+            add_run(session, call, facts, status=RunStatus.interrupted,
+                    error=f"batch {batch_id} answered after the call left it (processed again, replaced): "
+                          "paid, not used")
+            recorded += 1
     return recorded
 
 
