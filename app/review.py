@@ -232,13 +232,10 @@ def review_claim(
         if changes.text is None and changes.owner is None and changes.due is None:
             raise ReviewInputError("an edit changes the text, the owner or the due date")
         masks = _call_masks(session, call)
-        # What a reviewer without view_pii writes is masked by the shape of the call's hidden values, never
-        # by equality with them (that told them whether a guess was right: `CallMasks.text`).
-        by_shape = not principal.can_view_pii
         # The masked text sent back as it was shown (an edit of the owner or due only) keeps the stored text.
         if changes.text is not None and changes.text.strip() != (claim.text_masked or "").strip():
             claim.text = _clean_text(changes.text, "text", MAX_CLAIM_TEXT_CHARS)
-            claim.text_masked = masks.text(claim.text, by_shape=by_shape)
+            claim.text_masked = masks.written_by(principal, claim.text)
         if changes.owner is not None:
             if claim.kind != ClaimKind.action_item.value:
                 raise ReviewInputError("only action items have an owner")
@@ -249,7 +246,7 @@ def review_claim(
             due = _clean_due(changes.due)
             # Resolved from the phrase as typed, stored masked as the pipeline stores a model's phrase:
             # analysts' views and the record show it as it is.
-            claim.due = masks.text(due, by_shape=by_shape) if due else None
+            claim.due = masks.written_by(principal, due) if due else None
             for column, value in due_fields(due, call_clock(session, call.id)).items():
                 setattr(claim, column, value)
         _check_again(principal, masks, claim)
@@ -276,6 +273,11 @@ class _TranscriptMasks(CallMasks):
     def __init__(self, transcript: Transcript) -> None:
         super().__init__({u.index: u.text for u in transcript.utterances})
         self.transcript = transcript
+
+    def written_by(self, principal: Principal, text: str) -> str:
+        """`text`, written by `principal`, masked as stored: by the shape of the call's hidden values when
+        they may not see them, never by equality (that told them whether a guess was right: `CallMasks.text`)."""
+        return self.text(text, by_shape=not principal.can_view_pii)
 
     def as_seen_by(self, principal: Principal) -> Transcript:
         """The transcript as `principal` sees it: masked unless they may view personal data. What reviewers
@@ -400,10 +402,10 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         position=int(position if position is not None else -1) + 1,
         kind=item.kind.value,
         text=text,
-        text_masked=masks.text(text, by_shape=not principal.can_view_pii),
+        text_masked=masks.written_by(principal, text),
         owner=owner,
         # Stored masked; its date was resolved from it as typed.
-        due=masks.text(due, by_shape=not principal.can_view_pii) if due else None,
+        due=masks.written_by(principal, due) if due else None,
         grounding_status=verified.status.value,
         grounding_reason=verified.reason if verified.status is ClaimStatus.ungrounded else None,
         **analyst_fields(verified, call_clock(session, call.id), texts),
@@ -593,8 +595,8 @@ def edit_case_note(session: Session, principal: Principal, call_id: str, text: s
         raise ReviewInputError(f"the note is longer than {MAX_NOTE_CHARS} characters")
     masks = _call_masks(session, call)
     if cleaned is not None:
-        cleaned = masks.text(cleaned, by_shape=not principal.can_view_pii)
-    if call.case_note is not None and cleaned == masks.text(call.case_note, by_shape=not principal.can_view_pii):
+        cleaned = masks.written_by(principal, cleaned)
+    if call.case_note is not None and cleaned == masks.written_by(principal, call.case_note):
         cleaned = call.case_note  # a note stored before notes were masked, resubmitted as shown: unchanged
     if cleaned == call.case_note:
         return call
