@@ -457,7 +457,10 @@ def _handle_results(
         answers = [lines[n].body for n in range(1, windows + 1) if n in lines]
         bodies = [body for body in answers if body is not None]
         if windows and len(bodies) == windows:
-            return _store_answer(factory, provider, prompt, settings, batch_id, call_id, bodies)
+            handled = _store_answer(factory, provider, prompt, settings, batch_id, call_id, bodies)
+            if handled is _Handled.left:  # recorded with the answers of calls that left before this pass
+                by_call[f"{call_id}.{transcript_hash[:CUSTOM_ID_HASH_CHARS]}"] = lines
+            return handled
         errors = [line.error for line in lines.values() if line.error]
         reason = errors[0] if errors else f"no answer in batch {batch_id} ({why})"
         _put_back(factory, settings, batch_id, call_id, reason, spend_attempt=not refused_whole)
@@ -491,6 +494,7 @@ class _Handled(StrEnum):
     failed = "failed"  # the answer went through process_call and the call failed (refused, unusable)
     put_back = "put_back"  # errored or unanswered: waits for the next batch
     pending = "pending"  # a transient failure: left in the batch for the next pass
+    left = "left"  # the call left the batch while this pass handled it: the answer is paid, not used
 
 
 def _as_sent(
@@ -575,6 +579,8 @@ def _store_answer(
     except TransientError as exc:
         logger.warning("call %s from batch %d: %s; tried again on the next poll", call_id, batch_id, exc)
         return _Handled.pending
+    if outcome.left_batch:
+        return _Handled.left
     _leave_batch(factory, batch_id, call_id)
     return _Handled.failed if outcome.state is CallState.failed or outcome.error else _Handled.stored
 

@@ -56,7 +56,8 @@ def lock_call(session: Session, call_id: str) -> Call | None:
 
 # The columns `lock_call_row` reads: what deciding whether to process a call, and loading its transcript, use.
 CLAIM_COLUMNS = (Call.id, Call.external_id, Call.agent_id, Call.team, Call.started_at, Call.language,
-                 Call.source_format, Call.transcript_hash, Call.state, Call.enqueued_at, Call.attempts, Call.llm_mode)
+                 Call.source_format, Call.transcript_hash, Call.state, Call.enqueued_at, Call.attempts, Call.llm_mode,
+                 Call.llm_batch_id)
 
 
 # The statements every processed call runs are built once, with bound parameters: building one costs

@@ -92,6 +92,7 @@ _LOCK_CALL_FOR_RESULT = FixedStatement(
         Tenant.time_zone,
         exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id),
         exists().where(WebhookEndpoint.tenant_id == Call.tenant_id, WebhookEndpoint.active.is_(True)),
+        Call.llm_batch_id,
     )
     .join(Tenant, Tenant.id == Call.tenant_id)
     .where(Call.id == bindparam("call_id"))
@@ -179,6 +180,7 @@ class LockedCall:
     time_zone: str
     reviewed: bool  # the call has review events (a reprocessed call): the record lists them
     subscribed: bool  # the tenant has an active webhook endpoint: the event fans out
+    llm_batch_id: int | None = None  # the batch the call waits in (batch mode), if any
 
 
 def lock_call_for_result(work: Work, call_id: str, key: str) -> LockedCall | None:
@@ -190,8 +192,9 @@ def lock_call_for_result(work: Work, call_id: str, key: str) -> LockedCall | Non
     row = _LOCK_CALL_FOR_RESULT.one_or_none(connection_of(work), {"call_id": call_id, "key": key})
     if row is None:
         return None
-    *columns, succeeded, slug, time_zone, has_events, has_endpoints = row
-    return LockedCall(ResultCall(*columns), succeeded, slug, time_zone, bool(has_events), bool(has_endpoints))
+    *columns, succeeded, slug, time_zone, has_events, has_endpoints, in_batch = row
+    return LockedCall(ResultCall(*columns), succeeded, slug, time_zone, bool(has_events), bool(has_endpoints),
+                      in_batch)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,9 @@ class ProcessOutcome:
     error: str | None = None
     claims: int = 0
     ungrounded: int = 0
+    # Batch mode: the call had left the batch whose answer this was (`postcall reprocess`, `process`), so the
+    # answer was not stored; the caller records it as paid and unused.
+    left_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,17 @@ def _left_alone(row: Row[Any], *, max_attempts: int | None, reprocess_reviewed: 
     return reviewed, deferred, given_up, suspect
 
 
+def _left_its_batch(
+    call_id: str, state: CallState, in_batch: int | None, llm_batch_id: int | None
+) -> ProcessOutcome | None:
+    """A batch's answer (`llm_batch_id`) for a call no longer in that batch (`in_batch`, read under the
+    call's lock): taken out to be processed another way since the batch pass read it, so the answer must not
+    be stored over that newer work."""
+    if llm_batch_id is None or in_batch == llm_batch_id:
+        return None
+    return ProcessOutcome(call_id, state, skipped=True, left_batch=True)
+
+
 def _claim(
     factory: sessionmaker[Session],
     call_id: str,
@@ -121,6 +135,7 @@ def _claim(
     reprocess_reviewed: bool,
     defer_batch_calls: bool = False,
     isolate_suspects: bool = False,
+    llm_batch_id: int | None = None,
 ) -> _Claimed | ProcessOutcome:
     """Claim the call. The usual outcomes (started, or already done with its state in place) come from a
     transaction of two Core statements on a connection, without an ORM session; anything else (a call left
@@ -130,6 +145,8 @@ def _claim(
         row = lock_call_row(connection, call_id)
         if row is None:
             raise NotFoundError(f"call {call_id} not found (deleted?)")
+        if (left := _left_its_batch(row.id, row.state, row.llm_batch_id, llm_batch_id)) is not None:
+            return left
         if not any(_left_alone(row, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
                                defer_batch_calls=defer_batch_calls, isolate_suspects=isolate_suspects)):
             key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
@@ -142,7 +159,7 @@ def _claim(
                 return ProcessOutcome(row.id, row.state, run_id=started, skipped=True)
     return _claim_in_session(factory, call_id, provider, prompt, max_attempts=max_attempts,
                              reprocess_reviewed=reprocess_reviewed, defer_batch_calls=defer_batch_calls,
-                             isolate_suspects=isolate_suspects)
+                             isolate_suspects=isolate_suspects, llm_batch_id=llm_batch_id)
 
 
 def _claimed(row: Row[Any], transcript: Transcript, key: str, now: datetime) -> _Claimed:
@@ -162,6 +179,7 @@ def _claim_in_session(
     reprocess_reviewed: bool,
     defer_batch_calls: bool = False,
     isolate_suspects: bool = False,
+    llm_batch_id: int | None = None,
 ) -> _Claimed | ProcessOutcome:
     with unit_of_work(factory) as session:
         # The usual path reads the call as a plain row and changes it with one UPDATE; the rare ones that
@@ -169,6 +187,8 @@ def _claim_in_session(
         row = lock_call_row(session, call_id)
         if row is None:
             raise NotFoundError(f"call {call_id} not found (deleted?)")
+        if (left := _left_its_batch(row.id, row.state, row.llm_batch_id, llm_batch_id)) is not None:
+            return left
         key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
         now = utcnow()
         reviewed, deferred, given_up, suspect = _left_alone(row, max_attempts=max_attempts,
@@ -319,7 +339,7 @@ def process_call(
     db_ms = 0.0
     claimed = _claim(
         factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
-        defer_batch_calls=defer_batch_calls, isolate_suspects=isolate_suspects,
+        defer_batch_calls=defer_batch_calls, isolate_suspects=isolate_suspects, llm_batch_id=llm_batch_id,
     )
     db_ms += _elapsed_ms(started)
     if isinstance(claimed, ProcessOutcome):
@@ -413,6 +433,9 @@ def _persist_success(
                     return ProcessOutcome(call.id, call.state, skipped=True)
                 if locked.succeeded_run_id is not None:
                     return ProcessOutcome(call.id, call.state, run_id=locked.succeeded_run_id, skipped=True)
+                left = _left_its_batch(call.id, call.state, locked.llm_batch_id, spent.llm_batch_id)
+                if left is not None:  # taken out of the batch while its answer was being verified
+                    return left
                 written = write_succeeded_run(connection, spent, extracted.report,
                                               raw_response=extracted.result.raw_response, locked=locked,
                                               transcript=claimed.transcript)

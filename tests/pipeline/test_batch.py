@@ -733,6 +733,61 @@ def test_an_answer_arriving_after_the_call_was_processed_again_is_paid_not_store
     assert sum(summary.unused for summary in summary_runs) == 1 and sum(s.stored for s in summary_runs) == 0
 
 
+@pytest.mark.parametrize("when", ["before its answer is read", "while its answer is verified"])
+def test_a_call_taken_out_of_the_batch_during_the_poll_pass_keeps_its_newer_result(
+    session_factory: sessionmaker[Session],
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    when: str,
+) -> None:
+    """`postcall reprocess` (leave the batch, process with another model) arriving after the pass listed the
+    batch's calls: the batch's answer is recorded as paid and unused, never stored over the newer result."""
+    from app.pipeline.batch import leave_any_batch
+
+    [call_id] = store_calls(session_factory, 1)
+    fake_openai.script_batches(BatchScript(progress=()))
+    collect_batches(session_factory, provider, prompt, settings)
+    other = OpenAIProvider(settings.model_copy(update={"openai_model": "other-model"}))
+    fake_openai.responder = quoting
+    newer: list[int | None] = []
+
+    def reprocess_now() -> None:
+        if newer:
+            return
+        assert leave_any_batch(session_factory, call_id) is not None
+        newer.append(process_call(session_factory, call_id, other, prompt, reprocess_reviewed=True).run_id)
+
+    if when == "before its answer is read":
+        real_read = batch_module._read_results
+
+        def read_then_reprocess(client: Any, batch: LlmBatch) -> Any:
+            lines = real_read(client, batch)
+            reprocess_now()
+            return lines
+
+        monkeypatch.setattr(batch_module, "_read_results", read_then_reprocess)
+    else:
+        real_extract = OpenAIProvider.extract_from_answers
+
+        def extract_then_reprocess(self: OpenAIProvider, *args: Any, **kwargs: Any) -> Any:
+            result = real_extract(self, *args, **kwargs)
+            reprocess_now()
+            return result
+
+        monkeypatch.setattr(OpenAIProvider, "extract_from_answers", extract_then_reprocess)
+    summary = poll_batches(session_factory, provider, prompt, settings)
+    assert newer and newer[0] is not None
+    assert summary.stored == 0 and summary.unused == 1 and summary.collected
+    with unit_of_work(session_factory) as session:
+        call = calls(session)[call_id]
+        assert call.current_run_id == newer[0] and call.llm_batch_id is None
+        statuses = sorted((run.status, run.model) for run in runs(session, call_id))
+        assert statuses == [(RunStatus.interrupted, DEFAULT_MODEL), (RunStatus.succeeded, "other-model")]
+
+
 def test_answers_are_stored_as_the_prompt_and_model_the_batch_was_sent_with(
     session_factory: sessionmaker[Session],
     fake_openai: FakeOpenAIServer,
