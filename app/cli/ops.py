@@ -53,7 +53,7 @@ def worker(
     with refusal_exits():
         sizing = prepare_worker(concurrency, pool)
     get_engine(get_settings().database_url).dispose()  # the check's connection: not one to fork
-    from app.worker.celery_app import celery_app
+    from app.worker.celery_app import celery_app, run_worker
     from app.worker.names import QUEUE_NAME
 
     argv = [
@@ -67,7 +67,9 @@ def worker(
     ]
     if beat:
         argv.append("--beat")
-    celery_app.worker_main(argv)
+    code = run_worker(celery_app, argv)
+    if code:  # stopped on an error (logged by Celery): a supervisor sees a failure and restarts it
+        raise typer.Exit(code)
 
 
 def health(as_json: JsonOpt = False) -> None:

@@ -103,3 +103,21 @@ def create_celery(settings: Settings) -> Celery:
 
 # The app the task modules register with and `postcall worker` runs.
 celery_app = create_celery(get_settings())
+
+
+def run_worker(app: Celery, argv: list[str]) -> int:
+    """Run `celery worker` with `argv` on `app` and return its exit code. `Celery.worker_main` drops it:
+    a worker that stopped on an unrecoverable error at start (a broker at maxmemory refusing its first
+    write, say) exited 0, which a supervisor reads as a clean stop and does not restart. This is
+    `Celery.start` keeping the code the command returns."""
+    from celery.bin.celery import celery as celery_command
+    from click.exceptions import Exit
+
+    celery_command.params[0].default = app  # the `--app` option, as `Celery.start` sets it
+    try:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    except Exit as exc:
+        code = exc.exit_code
+    finally:
+        celery_command.params[0].default = None
+    return code if isinstance(code, int) else 0

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from app.worker import tasks
+from tests.support.private_redis import PrivateRedis
+from tests.support.processes import postcall_env, run_postcall, stop_process, wait_until, worker_process
+from tests.support.services import redis_url
 
 
 @pytest.fixture
@@ -39,3 +43,29 @@ def test_objects_made_after_the_freeze_are_still_collected(unfrozen: None) -> No
     gc.collect()  # nothing to find yet: `cycle` is alive
     del cycle
     assert gc.collect() >= 1  # the frozen objects are left alone, not the calls' garbage
+
+
+def test_a_worker_that_cannot_start_exits_non_zero_and_one_stopped_exits_zero(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # A broker at maxmemory (noeviction) refuses the worker's first write: Celery logs "Unrecoverable error"
+    # and stops. `worker_main` dropped the code and `postcall worker` exited 0, so a supervisor with
+    # restart-on-failure left the box with no worker.
+    full = PrivateRedis()
+    full.start()
+    try:
+        client = full.client()
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 1024)
+        failed = run_postcall(["worker", "--concurrency=1", "--loglevel=INFO"],
+                              postcall_env(postgres_url, full.url(0)), timeout=60)
+    finally:
+        full.stop()
+    assert failed.returncode != 0
+    assert "Unrecoverable error" in failed.stdout + failed.stderr
+    # A worker stopped the usual way (SIGTERM: a deploy, `systemctl stop`) still exits 0.
+    log = tmp_path / "worker.log"
+    with worker_process(postcall_env(postgres_url, redis_url(13)), log, concurrency=1) as proc:
+        assert wait_until(lambda: b"ready." in log.read_bytes(), timeout=60), log.read_text()[-2000:]
+        stop_process(proc)
+        assert proc.returncode == 0, log.read_text()[-2000:]
