@@ -98,7 +98,36 @@ def check_provider(settings: Settings) -> Check:
             return Check("provider", False, "openai provider selected but OPENAI_API_KEY is not set")
         base = settings.openai_base_url or "https://api.openai.com/v1"
         return Check("provider", True, f"openai, model {settings.openai_model} at {base}")
+    stranded = batch_calls_stranded(settings)
+    if stranded:
+        shown = f"{stranded - 1}+" if stranded > STRANDED_COUNT_LIMIT else str(stranded)
+        return Check("provider", False, (
+            f"{shown} batch-mode calls wait for a batch, but {settings.llm_provider} has no Batch API: nothing "
+            "will answer them. `postcall retry --state queued --mode sync` processes them now, or set "
+            "POSTCALL_LLM_PROVIDER=openai"))
     return Check("provider", True, f"{settings.llm_provider} (offline), prompt {settings.prompt_version}")
+
+
+# Counted up to this many (and shown as "N+"): a health probe must not scan a large backlog.
+STRANDED_COUNT_LIMIT = 10_000
+
+
+def batch_calls_stranded(settings: Settings) -> int:
+    """Queued batch-mode calls (in a batch or waiting for one), for a provider without a Batch API: no
+    collector sends them and no worker takes them (they are the collector's), so they wait for ever while
+    every other check says ok. 0 when the database cannot be read (the database check says why)."""
+    from sqlalchemy import func, select
+
+    from app.db.session import get_engine
+    from app.models import Call, CallState, LlmMode
+
+    pending = (select(Call.id).where(Call.state == CallState.queued, Call.llm_mode == LlmMode.batch)
+               .limit(STRANDED_COUNT_LIMIT + 1).subquery())
+    try:
+        with get_engine(settings.database_url).connect() as connection:
+            return int(connection.scalar(select(func.count()).select_from(pending)) or 0)
+    except Exception:
+        return 0
 
 
 def run_checks(settings: Settings) -> list[Check]:

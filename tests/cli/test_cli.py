@@ -284,6 +284,24 @@ def test_health_reports_each_check(migrated: None, monkeypatch: pytest.MonkeyPat
     assert checks["provider"]["ok"] is True
 
 
+def test_health_fails_when_batch_calls_wait_for_a_provider_without_a_batch_api(
+    migrated: None, call_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider switched away from openai with batch-mode calls queued: no collector sends them and no
+    # worker takes them, while health said the offline provider was fine.
+    with monkeypatch.context() as batch_time:
+        _use_env(batch_time, POSTCALL_LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test")
+        assert _invoke("ingest", str(call_dir), "--mode", "batch", "--no-enqueue")[0] == 0
+    _use_env(monkeypatch, POSTCALL_LLM_PROVIDER="heuristic")
+    code, out, _ = _invoke("health", "--json")
+    provider = {c["name"]: c for c in json.loads(out)["checks"]}["provider"]
+    assert code == 1 and provider["ok"] is False
+    assert provider["detail"].startswith("1 batch-mode calls wait") and "--mode sync" in provider["detail"]
+    assert _invoke("retry", "--state", "queued", "--mode", "sync")[0] == 0
+    code, out, _ = _invoke("health", "--json")
+    assert {c["name"]: c for c in json.loads(out)["checks"]}["provider"]["ok"] is True
+
+
 @pytest.mark.parametrize(("url", "problem"), [
     ("redis://:SuperS3cret@127.0.0.1:1/0", "ConnectionError"),
     ("redis://127.0.0.1:6379/abc", "must be a number"),  # redis-py reads it; Celery's transport refuses it
