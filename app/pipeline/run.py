@@ -51,6 +51,7 @@ from app.pipeline.persist import (
 )
 from app.pipeline.redact import redact_transcript
 from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
+from app.schemas.extraction import Extraction
 from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import Transcript
 from app.schemas.usage import Usage
@@ -260,17 +261,37 @@ def _extract_and_verify(
     names: bool = False,
     first_answer: FirstAnswer | None = None,
 ) -> _Extracted:
-    """Extract (repairing once when the provider can), then verify against the stored transcript."""
+    """Extract (repairing once when the provider can and a claim fails), then verify against the stored
+    transcript.
+
+    The answer is verified as it will be stored first (restored, deduplicated, against the transcript):
+    when every claim holds, that report is the one stored and no repair is asked for, so the usual call
+    verifies once. Only when a claim fails is the answer verified against the redacted view too, as the
+    repair request must show the model what it saw (never the values redaction hid)."""
     view, redaction = redact_transcript(transcript, names=names) if redact else (transcript, None)
     provider_seconds = verify_seconds = 0.0
     started = time.perf_counter()
     result = first_answer(view) if first_answer is not None else provider.extract(view, prompt)
     provider_seconds += time.perf_counter() - started
-    view_report: VerificationReport | None = None  # the report on the view of the answer kept
-    if provider.supports_repair:
-        started = time.perf_counter()
-        view_report = verify_extraction(view, result.extraction)
-        verify_seconds += time.perf_counter() - started
+
+    def as_stored(extraction: Extraction) -> tuple[Extraction, VerificationReport]:
+        nonlocal verify_seconds
+        # Restatements go before verification, so what is verified is what is stored; the rule never merges
+        # statements whose numbers, dates or negations differ, so an unverifiable detail stays (and is flagged).
+        stored = deduplicate(redaction.restore_extraction(extraction) if redaction else extraction)
+        began = time.perf_counter()
+        stored_report = verify_extraction(transcript, stored)
+        verify_seconds += time.perf_counter() - began
+        return stored, stored_report
+
+    extraction, report = as_stored(result.extraction)
+    if provider.supports_repair and not report.all_grounded:
+        if extraction is result.extraction and not redaction:
+            view_report = report  # the view is the transcript and nothing was merged: the same report
+        else:
+            started = time.perf_counter()
+            view_report = verify_extraction(view, result.extraction)
+            verify_seconds += time.perf_counter() - started
         if not view_report.all_grounded:
             started = time.perf_counter()
             try:
@@ -286,20 +307,9 @@ def _extract_and_verify(
             # items while "repairing" must not lose them.
             better = _grounded_count(repaired_report) >= _grounded_count(view_report)
             chosen = repaired if better else result
-            view_report = repaired_report if better else view_report
             result = ProviderResult(chosen.extraction, result.usage + repaired.usage, chosen.raw_response)
-    extraction = redaction.restore_extraction(result.extraction) if redaction else result.extraction
-    # Restatements go before verification, so what is verified is what is stored; the rule never merges
-    # statements whose numbers, dates or negations differ, so an unverifiable detail stays (and is flagged).
-    extraction = deduplicate(extraction)
-    if view_report is not None and extraction is result.extraction and not redaction:
-        # Nothing was redacted, restored or merged: the view is the transcript and the answer is the one
-        # verified against it, so verifying again would give the same report.
-        report = view_report
-    else:
-        started = time.perf_counter()
-        report = verify_extraction(transcript, extraction)
-        verify_seconds += time.perf_counter() - started
+            if better:
+                extraction, report = as_stored(result.extraction)
     return _Extracted(result, report, provider_seconds * 1000.0, verify_seconds * 1000.0)
 
 
