@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -271,12 +271,18 @@ class HeadMiddleware:
 
         async def send_without_body(message: Message) -> None:
             if message["type"] == "http.response.body":
-                if not message.get("more_body", False):
-                    await send({"type": "http.response.body", "body": b""})
-                return
+                await send({"type": "http.response.body", "body": b""})
+                # The headers and the end are sent: the GET stops here rather than produce a body no one
+                # reads (a HEAD on /api/export would otherwise run the whole export).
+                raise _HeadAnswered
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        with suppress(_HeadAnswered):
+            await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
+class _HeadAnswered(Exception):
+    """Raised through the GET's response once a HEAD's answer is complete."""
 
 
 class OptionsMiddleware:

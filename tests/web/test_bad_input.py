@@ -401,3 +401,27 @@ def test_head_answers_as_get_without_a_body(world: World) -> None:
     assert listing.status_code == 200 and listing.content == b""
     assert world.client.head("/api/calls").status_code == 401  # the same checks as GET
     assert world.client.head("/api/nothing-here").status_code == 404
+
+
+def test_head_on_the_export_answers_its_headers_without_running_the_export(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HEAD ran the GET and threw its body away: for /api/export, the tenant's whole export, for nothing.
+    import app.web.analytics as analytics
+
+    pulled: list[int] = []
+
+    def counted_export(*_: object, **__: object) -> object:
+        for chunk in range(1_000):
+            pulled.append(chunk)
+            yield b"{}\n"
+
+    monkeypatch.setattr(analytics, "export_bytes", counted_export)
+    head = world.client.head("/api/export", headers=world.token("admin"))
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"].startswith("application/x-ndjson")
+    assert "attachment" in head.headers["content-disposition"]
+    assert len(pulled) <= 1  # stopped at the first chunk, not the thousandth
+    assert world.client.head("/api/export").status_code == 401  # the same checks as GET
+    get = world.client.get("/api/export", headers=world.token("admin"))
+    assert get.status_code == 200 and len(get.content.splitlines()) == 1_000
