@@ -265,7 +265,8 @@ def assemble_record(
     record = identity_record(call, tenant, state=call.state.value)
     record.review_url = review_url(public_url, call.id)
     if call.state is CallState.failed:
-        record.failure = call.last_error
+        # Masked again as it is read: an error stored before errors were masked at write.
+        record.failure = mask_text(call.last_error) if call.last_error else None
     if shown_run is not None:
         record.extraction = ExtractionV1(run_id=shown_run.id, status=RunStatus(shown_run.status).value,
                                          provider=shown_run.provider, model=shown_run.model,

@@ -56,12 +56,12 @@ from app.pipeline.calls import load_transcript, lock_call, set_state
 from app.pipeline.persist import RunFacts, add_run
 from app.pipeline.redact import redact_transcript
 from app.pipeline.run import process_call
+from app.privacy.mask import MAX_ERROR_CHARS
 from app.schemas.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
 FINISHED = frozenset(status.value for status in FINISHED_BATCH_STATUSES)
-MAX_ERROR_CHARS = 2_000
 # A poller renews its lease on a batch after handling this many calls.
 LEASE_RENEW_EVERY_CALLS = 50
 
@@ -618,10 +618,9 @@ def _put_back(
         call.llm_batch_id = None
         call.attempts += 1 if spend_attempt else 0
         if call.attempts >= settings.max_call_attempts:
-            _fail(session, call, f"gave up after {call.attempts} batch attempts; last: {reason}"[:MAX_ERROR_CHARS])
+            _fail(session, call, f"gave up after {call.attempts} batch attempts; last: {reason}")
         else:
-            set_state(call, CallState.queued,
-                      error=f"batch {batch_id}: {reason}; sent again in the next batch"[:MAX_ERROR_CHARS])
+            set_state(call, CallState.queued, error=f"batch {batch_id}: {reason}; sent again in the next batch")
 
 
 def _fail(session: Session, call: Call, reason: str) -> None:

@@ -17,6 +17,7 @@ from app.errors import ConfigError, NotFoundError
 from app.models import Call, CallState, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import review_rank, utcnow
+from app.privacy.mask import stored_error
 from app.schemas.transcript import Transcript
 
 CALLS = cast(Table, Call.__table__)
@@ -137,7 +138,7 @@ def find_call(session: Session, reference: str, tenant_id: int | None = None) ->
 def set_state(call: Call, state: CallState, *, error: str | None = None) -> None:
     call.state = state  # the validator keeps review_rank: the columns of `state_columns`
     call.state_changed_at = utcnow()
-    call.last_error = error
+    call.last_error = stored_error(error) if error else error
 
 
 def load_transcript(work: Work, call: Call | Row[Any]) -> Transcript:

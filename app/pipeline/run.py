@@ -51,6 +51,7 @@ from app.pipeline.persist import (
 )
 from app.pipeline.redact import redact_transcript
 from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
+from app.privacy.mask import stored_error
 from app.schemas.extraction import Extraction
 from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import Transcript
@@ -58,7 +59,6 @@ from app.schemas.usage import Usage
 
 logger = logging.getLogger(__name__)
 
-MAX_ERROR_CHARS = 2_000
 
 
 @dataclass(frozen=True)
@@ -379,11 +379,11 @@ def process_call(
         with unit_of_work(factory) as session:
             call = lock_call(session, call_id)
             if call is not None and call.state is CallState.processing:
-                set_state(call, CallState.queued, error=f"retrying: {exc}"[:MAX_ERROR_CHARS])
+                set_state(call, CallState.queued, error=f"retrying: {exc}")
             if call is not None and billed is not None and billed.llm_calls:
                 # The retry starts the extraction over; what this try already cost is kept, not lost.
                 add_run(session, call, facts(billed, None), status=RunStatus.interrupted,
-                        error=f"interrupted, retrying: {exc}"[:MAX_ERROR_CHARS])
+                        error=stored_error(f"interrupted, retrying: {exc}"))
         raise
     except PermanentError as exc:
         invalid = exc if isinstance(exc, ExtractionInvalidError) else None
@@ -475,7 +475,7 @@ def _record_failure(
     raw: str | None,
     claimed: _Claimed | None = None,
 ) -> ProcessOutcome:
-    reason = reason[:MAX_ERROR_CHARS]
+    reason = stored_error(reason)
     with unit_of_work(factory) as session:
         call = lock_call(session, call_id)
         if call is None:

@@ -25,6 +25,18 @@ def mask_text(text: str, lead_in: str = "") -> str:
     return apply_mask(text, detect(text, lead_in, resolve=False))
 
 
+# An error stored on a call or a run is cut to this many characters (a provider's error body can be long).
+MAX_ERROR_CHARS = 2_000
+
+
+def stored_error(message: str) -> str:
+    """An error message as it is stored on a call (`last_error`) or a run (`error`): masked as every text
+    readers see is (a provider's error can echo the request, and with it a transcript's card number or SSN;
+    the error reaches the `call.failed` record, the API, the call page and the analyst views), then cut to
+    `MAX_ERROR_CHARS`."""
+    return mask_text(message)[:MAX_ERROR_CHARS]
+
+
 def nothing_to_mask(text: str) -> bool:
     """True when `text` holds nothing `mask_text` would mask, told without running the detectors: every
     masked kind is found in a number (a card, SSN, account or CVV is a run of digits or digit words, an

@@ -21,7 +21,7 @@ from app.handoff.outbox import envelope, install_delivery_notifier, payload_json
 from app.handoff.record import CallRecordV1, bounded, json_size, record_json_schema
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.heuristic import HeuristicProvider
-from app.models import Call, Claim, Evidence, OutboxEvent, UserRole, Utterance, WebhookDelivery
+from app.models import Call, Claim, Evidence, ExtractionRun, OutboxEvent, UserRole, Utterance, WebhookDelivery
 from app.pipeline.calls import get_call
 from app.pipeline.run import mark_failed, process_call
 from app.pipeline.store import store_transcript
@@ -163,6 +163,38 @@ def test_a_failed_call_writes_call_failed(session_factory: sessionmaker[Session]
     # Giving up on an already failed call changes nothing and writes nothing more.
     mark_failed(session_factory, call_id, _BrokenProvider(), prompt(), "gave up")
     assert len(events_of(session_factory, call_id)) == 1
+
+
+class _EchoingProvider(_BrokenProvider):
+    """The LLM stand-in: a model server whose refusal echoes the request (the transcript, unredacted)."""
+
+    def extract(self, transcript, prompt):  # type: ignore[no-untyped-def]
+        said = " ".join(u.text for u in transcript.utterances)
+        raise PermanentError(f"the model server rejected the request (400): {said}")
+
+
+def test_a_failure_that_echoes_the_transcript_is_stored_and_handed_over_masked(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    # A provider's error echoing the prompt reached `last_error`, the run's error, the call.failed record's
+    # `failure` (every receiver) and the API's `error` (reviewers without view_pii) unmasked.
+    with unit_of_work(session_factory) as session:
+        call_id = store_transcript(session, make_transcript([
+            (Role.customer, "My card is 4111 1111 1111 1111 and my SSN is 123-45-6789."),
+            (Role.agent, "Thanks, I have blocked it."),
+        ]), tenant="acme", external_id="rec-echo").call_id
+    outcome = process_call(session_factory, call_id, _EchoingProvider(), prompt())
+    assert outcome.state.value == "failed" and outcome.error is not None
+    with unit_of_work(session_factory) as session:
+        call = get_call(session, call_id)
+        run_error = session.scalar(select(ExtractionRun.error).where(ExtractionRun.call_id == call_id))
+        stored = [call.last_error, run_error, outcome.error]
+    (event,) = events_of(session_factory, call_id)
+    stored.append(CallRecordV1.model_validate(event.payload["data"]).failure)
+    for text in stored:
+        assert text is not None and "rejected the request (400)" in text
+        assert "4111 1111" not in text and "123-45" not in text
+        assert "1111" in text and "6789" in text  # masked as readers see them: the last four stay
 
 
 def test_events_fan_out_to_subscribed_active_endpoints_only(
