@@ -19,10 +19,11 @@ from app.cli.common import (
 )
 from app.cli.render import print_json, print_secret, print_table, safe, say, warn
 from app.config import Settings
+from app.errors import PostcallError
 from app.handoff import endpoints as hooks
 from app.handoff.outbox import EventType
 from app.models import WebhookEndpoint
-from app.pipeline.calls import get_or_create_tenant
+from app.pipeline.calls import find_tenant, get_or_create_tenant
 from app.schemas.api import EndpointOut
 
 webhooks_app = typer.Typer(help="Webhook endpoints that receive hand-off events, and their deliveries.",
@@ -44,12 +45,20 @@ def webhooks_add(
     events: Annotated[list[str] | None, typer.Option("--events", help=f"Event type to send (repeat, or "
                                                      f"comma-separate); default all: {EVENT_NAMES}.")] = None,
     description: Annotated[str | None, typer.Option("--description", help="What the endpoint is.")] = None,
+    new_tenant: Annotated[bool, typer.Option(
+        "--new-tenant", help="The tenant has no calls or users yet: make it (without this, an unknown tenant "
+                             "is refused, so a mistyped --tenant is not a new tenant).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Register an endpoint and print its signing secret. The secret is shown this once."""
     ctx, slug = tenant_context(tenant)
     wanted = [name.strip() for value in events or [] for name in value.split(",") if name.strip()]
     with transaction(ctx) as session:
+        # The configured default tenant may not exist yet on a new database; any other must, or be asked
+        # for: a mistyped --tenant made a tenant of its own and an endpoint that never receives an event.
+        if not new_tenant and slug != ctx.settings.default_tenant and find_tenant(session, slug) is None:
+            raise PostcallError(f"no tenant {slug!r}: check the name, or pass --new-tenant to set up the "
+                                "endpoints of a tenant before its first call")
         tenant_row = get_or_create_tenant(session, slug)
         created = hooks.add_endpoint(session, ctx.settings, tenant_id=tenant_row.id, url=url,
                                event_types=wanted if events is not None else None, description=description)

@@ -17,6 +17,7 @@ from app.handoff.delivery import DeliveryPolicy, deliver
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.secrets import SecretBox
 from app.models import UserRole, WebhookDelivery, WebhookEndpoint
+from app.pipeline.calls import get_or_create_tenant
 from app.users import create_user
 from tests.handoff.conftest import processed_call
 from tests.support.receiver import Reply, running_receiver, verify
@@ -32,7 +33,21 @@ def database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("POSTCALL_SECRET_KEY", "cli-webhooks-test-key-" + "k" * 24)  # as a deployment sets it
     get_settings.cache_clear()
     install_delivery_notifier(None)
+    with unit_of_work(make_session_factory(create_db_engine(sqlite_url))) as session:
+        for slug in ("acme", "globex"):
+            get_or_create_tenant(session, slug)
     return sqlite_url
+
+
+def test_add_refuses_an_unknown_tenant_unless_asked_to_make_it(database: str) -> None:
+    # A mistyped --tenant made a new tenant and an endpoint that would never receive an event.
+    typo = runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/crm", "--tenant", "acmee"])
+    assert typo.exit_code != 0 and "no tenant 'acmee'" in typo.output and "--new-tenant" in typo.output
+    assert runner.invoke(webhooks_app, ["list", "--tenant", "acmee"]).exit_code != 0  # nothing was made
+    made = runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/crm", "--tenant", "initech", "--new-tenant"])
+    assert made.exit_code == 0, made.output
+    listed = json.loads(runner.invoke(webhooks_app, ["list", "--tenant", "initech", "--json"]).output)
+    assert [e["url"] for e in listed["endpoints"]] == ["http://127.0.0.1:9/crm"]
 
 
 def test_add_list_rotate_disable(database: str) -> None:
