@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     webhook_secrets_key: SecretStr | None = None
     # The beat sweep hands due deliveries (retries, lost enqueues, lapsed leases) to the workers.
     webhook_sweep_every_seconds: float = 5.0
+    # Active endpoints a tenant may have: each event fans out to every one, inside the change's transaction.
+    webhook_max_endpoints: int = Field(default=20, ge=1)
+    # Deliveries one worker process sends at once (unset: a quarter of its slots, at least 1). A slow receiver
+    # holds a slot for up to the webhook timeout; the bound keeps the rest free for calls, whatever one
+    # tenant's receivers do. A delivery over the bound waits for the next sweep.
+    webhook_delivery_slots: int | None = Field(default=None, ge=1)
     # Input limits (bad input never reaches a 500): a call with more utterances than this is refused
     # before its object graph is built; word-level formats may carry 10x as many word fragments.
     max_utterances_per_call: int = Field(default=20_000, ge=1)

@@ -105,7 +105,7 @@ def webhooks_enable(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None:
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         endpoint = hooks.get_endpoint(session, require_tenant_id(session, slug), endpoint_id)
-        hooks.enable_endpoint(session, endpoint)
+        hooks.enable_endpoint(session, ctx.settings, endpoint)
     say(f"enabled endpoint {endpoint_id}; `postcall webhooks replay --failed` sends what was dead-lettered")
 
 

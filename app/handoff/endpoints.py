@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -63,6 +63,7 @@ def add_endpoint(
     checked = check_endpoint_url(url, allow_private=settings.webhook_allow_private)
     if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
         raise WebhookInputError(f"a description has at most {MAX_DESCRIPTION_CHARS} characters")
+    _require_room(session, settings, tenant_id)
     secret = generate_secret()
     endpoint = WebhookEndpoint(
         tenant_id=tenant_id,
@@ -76,6 +77,17 @@ def add_endpoint(
     session.add(endpoint)
     session.flush()
     return NewEndpoint(endpoint, secret)
+
+
+def _require_room(session: Session, settings: Settings, tenant_id: int) -> None:
+    """Refuse one more active endpoint past POSTCALL_WEBHOOK_MAX_ENDPOINTS. Every event fans out to each
+    active endpoint in the transaction of the change it reports: without a bound, one tenant's admin made
+    every review slower and used up delivery ids for all."""
+    active = session.scalar(select(func.count()).select_from(WebhookEndpoint).where(
+        WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.active.is_(True))) or 0
+    if active >= settings.webhook_max_endpoints:
+        raise WebhookInputError(f"the tenant has {active} active endpoints, the limit "
+                                "(POSTCALL_WEBHOOK_MAX_ENDPOINTS): disable one first")
 
 
 def list_endpoints(session: Session, tenant_id: int) -> list[WebhookEndpoint]:
@@ -119,9 +131,11 @@ def finished_values(status: DeliveryStatus, now: datetime, error: str | None = N
     return values
 
 
-def enable_endpoint(session: Session, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+def enable_endpoint(session: Session, settings: Settings, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """Send to the endpoint again (disabled by hand or by a 410): new events go to it; what was
     dead-lettered meanwhile is sent again only when replayed (`replay_deliveries`)."""
+    if not endpoint.active:
+        _require_room(session, settings, endpoint.tenant_id)
     endpoint.active = True
     endpoint.disabled_reason = None
     endpoint.disabled_at = None

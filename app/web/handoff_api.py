@@ -147,9 +147,11 @@ def post_webhook_disable(endpoint_id: EndpointIdPath, principal: ApiUser, db: Db
 
 @router.post("/webhooks/{endpoint_id}/enable", tags=["hand-off"],
              summary="Send to an endpoint again (replay what was dead-lettered meanwhile)", responses=FORBIDDEN)
-def post_webhook_enable(endpoint_id: EndpointIdPath, principal: ApiUser, db: DbSession) -> EndpointOut:
+def post_webhook_enable(
+    request: Request, endpoint_id: EndpointIdPath, principal: ApiUser, db: DbSession
+) -> EndpointOut:
     principal.require(principal.can_manage_users, "manage webhooks")
-    endpoint = enable_endpoint(db, get_endpoint(db, principal.tenant_id, endpoint_id))
+    endpoint = enable_endpoint(db, web_state(request).settings, get_endpoint(db, principal.tenant_id, endpoint_id))
     db.commit()
     return EndpointOut.model_validate(endpoint)
 

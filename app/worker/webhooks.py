@@ -38,6 +38,20 @@ class _Sender:
 
 _sender: _Sender | None = None
 _sender_lock = threading.Lock()
+_slots: threading.BoundedSemaphore | None = None
+
+
+def delivery_slots() -> threading.BoundedSemaphore:
+    """The deliveries this process sends at once (POSTCALL_WEBHOOK_DELIVERY_SLOTS, else a quarter of its
+    slots): a receiver that answers slowly holds a slot for up to the webhook timeout, and without a bound
+    one tenant's slow or numerous receivers took every slot and held up every tenant's calls."""
+    global _slots
+    with _sender_lock:
+        if _slots is None:
+            settings = get_context().settings
+            _slots = threading.BoundedSemaphore(
+                settings.webhook_delivery_slots or max(1, worker_sizing(settings).concurrency // 4))
+        return _slots
 
 
 def _get_sender() -> _Sender:
@@ -66,26 +80,40 @@ def hand_over_new_deliveries(**_: Any) -> None:
 
 @worker_process_init.connect
 def fresh_sender_in_child(**_: Any) -> None:
-    global _sender
+    global _sender, _slots
     with _sender_lock:
         _sender = None
+        _slots = None
     install_delivery_notifier(_notify)
+
+
+# What the task returns for a delivery it left for the sweep (every delivery slot was busy).
+DEFERRED = "deferred"
 
 
 @celery_app.task(name=TASK_DELIVER_WEBHOOK)
 def deliver_webhook_task(delivery_id: int) -> str:
-    sender = _get_sender()
-    factory = get_context().session_factory
-    report = deliver(factory, delivery_id, sender.policy, sender.box, sender.client)
-    first = report.result.value
-    # The same call's next event to this endpoint was waiting for this one: send it right away, here.
-    for _ in range(MAX_CHAINED_DELIVERIES):
-        if report.next_delivery_id is None:
-            break
-        report = deliver(factory, report.next_delivery_id, sender.policy, sender.box, sender.client)
-    if report.next_delivery_id is not None:
-        enqueue_deliveries([report.next_delivery_id])
-    return first
+    slots = delivery_slots()
+    if not slots.acquire(blocking=False):
+        # Left pending and due, untouched: the beat sweep hands it out again (at once if this message was not
+        # the sweep's, else once its hand-out is a lease old), when slots may be free.
+        logger.info("webhook delivery %s deferred: every delivery slot of this process is busy", delivery_id)
+        return DEFERRED
+    try:
+        sender = _get_sender()
+        factory = get_context().session_factory
+        report = deliver(factory, delivery_id, sender.policy, sender.box, sender.client)
+        first = report.result.value
+        # The same call's next event to this endpoint was waiting for this one: send it right away, here.
+        for _ in range(MAX_CHAINED_DELIVERIES):
+            if report.next_delivery_id is None:
+                break
+            report = deliver(factory, report.next_delivery_id, sender.policy, sender.box, sender.client)
+        if report.next_delivery_id is not None:
+            enqueue_deliveries([report.next_delivery_id])
+        return first
+    finally:
+        slots.release()
 
 
 @celery_app.task(name=TASK_SWEEP_WEBHOOKS)

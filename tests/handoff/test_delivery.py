@@ -201,7 +201,7 @@ def test_a_disabled_endpoints_dead_letters_are_replayed_once_it_is_enabled(
         with unit_of_work(session_factory) as session:
             endpoint = session.get(WebhookEndpoint, endpoint_id)
             assert endpoint is not None
-            enable_endpoint(session, endpoint)
+            enable_endpoint(session, allow_private, endpoint)
             assert endpoint.active and endpoint.disabled_reason is None
             assert replay_deliveries(session, allow_private, _tenant_id(session), delivery_ids=[delivery.id]) == [
                 delivery.id]

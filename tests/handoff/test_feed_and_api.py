@@ -223,3 +223,26 @@ def test_the_record_schema_is_public(api: TestClient) -> None:
     assert schema.status_code == 200 and schema.json()["title"] == "postcall.call.v1"
 
 
+
+
+def test_a_tenant_has_at_most_the_configured_number_of_active_endpoints(
+    db_url: str, allow_private: object, session_factory: sessionmaker[Session]
+) -> None:
+    # Every event fans out to each active endpoint inside the change's transaction: a thousand endpoints
+    # made each review of every tenant slower and used up delivery ids for all.
+    admin, _, globex = _admin_and_supervisor(session_factory)
+    with client_for(db_url, BrokerQueue.fresh(), webhook_allow_private=True, webhook_max_endpoints=2) as api:
+        made = [api.post("/api/webhooks", json={"url": f"http://127.0.0.1:9/h{n}"}, headers=bearer(admin))
+                for n in range(3)]
+        assert [r.status_code for r in made] == [201, 201, 422]
+        assert "POSTCALL_WEBHOOK_MAX_ENDPOINTS" in made[2].text
+        # Per tenant: another tenant's admin still has room.
+        other = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/g"}, headers=bearer(globex))
+        assert other.status_code == 201
+        first = made[0].json()["id"]
+        assert api.post(f"/api/webhooks/{first}/disable", headers=bearer(admin)).status_code == 200
+        again = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/h3"}, headers=bearer(admin))
+        assert again.status_code == 201
+        # Enabling the disabled one again would make three.
+        enabled = api.post(f"/api/webhooks/{first}/enable", headers=bearer(admin))
+        assert enabled.status_code == 422 and "disable one first" in enabled.text
