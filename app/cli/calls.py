@@ -211,6 +211,7 @@ def reprocess(
 ) -> None:
     """Re-run extraction in this process with another prompt version or model; earlier runs are kept."""
     from app.pipeline.calls import call_ids_of
+    from app.review import reopen_to_extract_again
 
     overrides: dict[str, Any] = {}
     if model:
@@ -224,13 +225,21 @@ def reprocess(
             call_ids = [find_call(session, ref, tenant_id).id for ref in calls]
         else:
             call_ids = call_ids_of(session, tenant_id)
+    reopened = set()
+    for call_id in call_ids:  # a decided call is reopened (audited, handed off) before it is extracted again
+        with unit_of_work(ctx.session_factory) as session:
+            if reopen_to_extract_again(session, call_id, ctx.provider, ctx.prompt):
+                reopened.add(call_id)
     outcomes = process_with_progress(ctx, call_ids, show_progress=not as_json, reprocess_reviewed=True)
     if as_json:
         print_json({"calls": [{"call_id": o.call_id, "state": o.state.value, "skipped": o.skipped,
-                               "run_id": o.run_id, "error": o.error} for o in outcomes]})
+                               "run_id": o.run_id, "error": o.error, "reopened": o.call_id in reopened}
+                              for o in outcomes]})
     else:
         for o in outcomes:
             note = " (unchanged: same prompt, provider and model)" if o.skipped else ""
+            if o.call_id in reopened:
+                note += " (its review decision was reopened: the new extraction is reviewed again)"
             say(f"{o.call_id}: {o.state.value}{note}")
             if o.error:
                 err_console.print(f"  [red]error:[/red] {safe(o.error)}", highlight=False)

@@ -367,6 +367,57 @@ def test_reprocess_with_new_prompt_version_keeps_old_runs(
     assert code == 2 and "extract-v9" in err
 
 
+def test_reprocessing_a_decided_call_reopens_it_first_and_says_so_downstream(
+    migrated: None, call_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An approved call extracted again became ready_for_review with only a call.processed event: a receiver
+    # following decisions (call.approved/rejected/reopened) kept an approval that no longer stood.
+    import shutil
+
+    from sqlalchemy import select
+
+    from app.config import PROJECT_ROOT, get_settings
+    from app.db.session import get_engine, make_session_factory, unit_of_work
+    from app.models import OutboxEvent, ReviewEvent, UserRole
+    from app.pipeline.calls import find_call
+    from app.review import CallDecision, decide_call
+    from app.users import create_user, principal_of
+
+    prompts = tmp_path / "prompts"
+    for version in ("extract-v1", "extract-v2"):
+        shutil.copytree(PROJECT_ROOT / "prompts" / "extract-v1", prompts / version)
+    _use_env(monkeypatch, POSTCALL_PROMPTS_DIR=str(prompts))
+    assert _invoke("process", str(call_dir))[0] == 0
+    factory = make_session_factory(get_engine(get_settings().database_url))
+    with unit_of_work(factory) as session:
+        call = find_call(session, "outage-17")
+        call_id, tenant = call.id, get_settings().default_tenant
+        supervisor = create_user(session, tenant=tenant, name="sue", role=UserRole.supervisor).user
+        decide_call(session, principal_of(supervisor, tenant), call_id, CallDecision.approve)
+
+    def events() -> list[str]:
+        with unit_of_work(factory) as session:
+            return list(session.scalars(select(OutboxEvent.type).where(OutboxEvent.call_id == call_id)
+                                        .order_by(OutboxEvent.id)))
+
+    # Same prompt, provider and model: nothing is redone, so the decision stands.
+    code, out, _ = _invoke("reprocess", "outage-17", "--json")
+    assert code == 0 and json.loads(out)["calls"][0] == {**json.loads(out)["calls"][0], "skipped": True,
+                                                         "reopened": False, "state": "approved"}
+    assert events() == ["call.processed", "call.approved"]
+    code, out, err = _invoke("reprocess", "outage-17", "--prompt-version", "extract-v2", "--json")
+    assert code == 0, err
+    (result,) = json.loads(out)["calls"]
+    assert result["reopened"] is True and result["skipped"] is False
+    assert result["state"] in {"ready_for_review", "needs_attention"}
+    assert events() == ["call.processed", "call.approved", "call.reopened", "call.processed"]
+    with unit_of_work(factory) as session:
+        audit = session.scalars(select(ReviewEvent).where(ReviewEvent.call_id == call_id)
+                                .order_by(ReviewEvent.id)).all()
+        assert [(e.action, e.actor_name) for e in audit][-1] == ("call_reopened", "system")
+        assert audit[-1].before == {"state": "approved"}
+
+
 @pytest.mark.parametrize("command", [["status"], ["show", "x"], ["ingest", "."], ["process", "."], ["retry"]])
 def test_unmigrated_database_gets_an_actionable_error(command: list[str]) -> None:
     code, _, err = _invoke(*command)
