@@ -167,12 +167,24 @@ _RELATIVE_PERIOD = re.compile(
 _NEXT_DAY = re.compile(r"\bnext\s+(?:day\b|(morning|afternoon|evening|night)\b)", re.IGNORECASE)
 
 
-def _unsaid_period(text: str, evidence_words: set[str]) -> bool:
-    """Whether a period `text` names relative to the call has a word its evidence does not say. "The next
-    day" and "the next morning" are how a summary retells "tomorrow" and "tomorrow morning"."""
+def _unsaid_period(text: str, evidence_texts: Sequence[str], evidence_words: set[str]) -> Reason | None:
+    """What a period `text` names relative to the call says that its evidence does not (`_unsaid_when`), if
+    anything. "The next day" and "the next morning" are how a summary retells "tomorrow" and "tomorrow
+    morning"."""
     periods = " ".join(match.group() for match in _RELATIVE_PERIOD.finditer(text))
     periods = _NEXT_DAY.sub(lambda match: f"tomorrow {match.group(1) or ''}", periods)
-    return bool(periods) and _unsaid_time_words(periods, evidence_words=evidence_words)
+    return _unsaid_when(periods, evidence_texts, evidence_words) if periods else None
+
+
+def _unsaid_when(due: str, evidence_texts: Sequence[str], evidence_words: set[str]) -> Reason | None:
+    """What a due phrase (or a period a claim names) says of when that its evidence does not: a word
+    (`unsupported_date`: "within the hour" on "I'll call you back tomorrow"), or a unit of time said as one
+    that the evidence counts otherwise (`unsupported_number`: "within the hour" on "in two hours")."""
+    if _unsaid_time_words(due, evidence_words=evidence_words, evidence_texts=evidence_texts):
+        return Reason.unsupported_date
+    if _one_counted_otherwise(due, evidence_texts):
+        return Reason.unsupported_number
+    return None
 
 
 # One form of each time word: plurals, abbreviations, and the synonyms "working day" / "business day".
@@ -181,12 +193,86 @@ _SINGULAR_UNITS = {"days": "day", "weeks": "week", "months": "month", "years": "
                    "mins": "minute", "wk": "week", "wks": "week", "yr": "year", "yrs": "year", "asap": "soon"}
 
 
-def _unsaid_time_words(due: str, *, evidence_words: set[str]) -> bool:
+# A count of a unit of time that is one of a larger unit, said in other words: "in the next 60 minutes" says
+# "within the hour" (and both resolve to the same moment). Not "24 hours" for "day" nor "7 days" for "week":
+# "within the day" and "within the week" end with the day and the week.
+_ONE_OF_A_LARGER_UNIT = {("60", "minute"): "hour"}
+_LARGER_UNITS = frozenset(_ONE_OF_A_LARGER_UNIT.values())
+_LARGER_UNIT_COUNTS = frozenset(number for number, _ in _ONE_OF_A_LARGER_UNIT)
+_SMALLER_UNITS = frozenset(unit for _, unit in _ONE_OF_A_LARGER_UNIT)
+
+
+def _less_what_a_larger_unit_says(
+    detail: str, claim_values: Sequence[tuple[TokenKind, str]], evidence_texts: Sequence[str]
+) -> tuple[tuple[TokenKind, str], ...]:
+    """`claim_values` less each count the detail says of a unit that its evidence says as one of a larger
+    unit: "within 60 minutes" rests on "within the hour" as "within the hour" rests on "in 60 minutes"."""
+    larger = {_ONE_OF_A_LARGER_UNIT[pair]: pair[0] for pair in numbers_with_units(detail)
+              if pair in _ONE_OF_A_LARGER_UNIT}
+    values = list(claim_values)
+    for unit in {unit for text in evidence_texts for unit, count in _counted_units(text) if count == "1"}:
+        number = larger.get(unit)
+        found = next((index for index, (_, value) in enumerate(values) if value == number), None)
+        if found is not None:
+            del values[found]
+    return tuple(values)
+
+
+def _unsaid_time_words(due: str, *, evidence_words: set[str], evidence_texts: Sequence[str]) -> bool:
     """Whether the due phrase has a word saying when that its evidence does not say ("a week" and "two
-    weeks" both say "week": the number is the critical check's)."""
+    weeks" both say "week": the number is the critical check's, and `_one_counted_otherwise`'s)."""
     said = {_SINGULAR_UNITS.get(word, word) for word in evidence_words}
-    return any(word in DUE_TIME_WORDS and _SINGULAR_UNITS.get(word, word) not in said
-               for word in normalize(visible_text(due)).tokens)
+    unsaid = {unit for word in normalize(visible_text(due)).tokens
+              if word in DUE_TIME_WORDS and (unit := _SINGULAR_UNITS.get(word, word)) not in said}
+    # Rare: the counts are read only then. "60 minutes" in the evidence says "hour"; in the due phrase, its
+    # "minutes" is said by an evidence that says "hour" (its count was the critical check's).
+    if unsaid & _LARGER_UNITS:
+        unsaid.difference_update(_ONE_OF_A_LARGER_UNIT.get(pair) for text in evidence_texts
+                                 for pair in numbers_with_units(text))
+    if unsaid & _SMALLER_UNITS:
+        unsaid.difference_update(pair[1] for pair in numbers_with_units(due) if _ONE_OF_A_LARGER_UNIT.get(pair) in said)
+    return bool(unsaid)
+
+
+# Words before a unit of time that make it one: "within the hour", "in an hour", "the next business day".
+_ONE_OF = frozenset({"a", "an", "the", "next", "one", "1"})
+
+
+def _counted_units(text: str) -> list[tuple[str, str]]:
+    """Each unit of time `text` says, in one form, with the count it is said with: "1" when one ("within the
+    hour", "in an hour", "in 1 hour"), the number when another ("in 2 hours", "within 3 business days"), ""
+    when none is said ("a couple of hours", "hours later")."""
+    normalized = normalize(visible_text(text))
+    tokens, kinds = normalized.tokens, normalized.kinds
+    counted = []
+    for index, token in enumerate(tokens):
+        unit = _TIME_UNITS.get(token)
+        if unit is None:
+            continue
+        before = index - 1
+        while before >= 0 and tokens[before] in _UNIT_QUALIFIERS:
+            before -= 1
+        previous = tokens[before] if before >= 0 else ""
+        if before >= 0 and kinds[before] in NUMERIC_KINDS and not previous.isalpha():
+            counted.append((unit, previous))
+        else:
+            counted.append((unit, "1" if token == unit and previous in _ONE_OF else ""))
+    return counted
+
+
+def _one_counted_otherwise(due: str, evidence_texts: Sequence[str]) -> bool:
+    """Whether the due phrase says one of a unit of time ("within the hour", "in a day") that its evidence
+    says only with another count ("I'll call you back in two hours", "within 3 days"): it names another time.
+    Evidence that says the unit with no count ("a couple of hours") or as one too contradicts nothing."""
+    ones = {unit for unit, count in _counted_units(due) if count == "1"}
+    if not ones:
+        return False
+    counts: dict[str, set[str]] = {}
+    for text in evidence_texts:
+        for unit, count in _counted_units(text):
+            if unit in ones:
+                counts.setdefault(unit, set()).add(count)
+    return any(said and not said & {"1", ""} for said in counts.values())
 
 
 class PlacedQuote(Protocol):
@@ -296,15 +382,21 @@ def _statement_failure(
             return Reason.unsupported_number
         if profile is None:
             profile = _texts_profile(texts)
+        if not _LARGER_UNIT_COUNTS.isdisjoint(value for _, value in claim_values):
+            claim_values = _less_what_a_larger_unit_says(detail, claim_values, texts)
         unsupported = _unsupported_detail(claim_values, *profile)
         if unsupported is None and negative_only_by_courtesy(detail, claim_values, texts):
             unsupported = Reason.unsupported_negation
         if unsupported is not None:
             return unsupported
-    if due and _unsaid_time_words(due, evidence_words=(profile or _texts_profile(texts))[1]):
-        return Reason.unsupported_date
-    if _RELATIVE_PERIOD.search(text) and _unsaid_period(text, (profile or _texts_profile(texts))[1]):
-        return Reason.unsupported_date
+    if due:
+        unsaid = _unsaid_when(due, texts, (profile or _texts_profile(texts))[1])
+        if unsaid is not None:
+            return unsaid
+    if _RELATIVE_PERIOD.search(text):
+        unsaid = _unsaid_period(text, texts, (profile or _texts_profile(texts))[1])
+        if unsaid is not None:
+            return unsaid
     # The sentences hold the quotes: when they say no negation, neither do the quotes.
     if any(_may_negate(sentence) for sentence in sentences) and (
             _states_what_is_negated(text, texts)

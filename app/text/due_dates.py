@@ -14,7 +14,7 @@ Conventions (docs/data-model.md lists them for analysts):
   week's (None once it has passed); "next Friday" is next week's, and None when said earlier in the same
   week (Monday to Thursday), where listeners disagree whether it means this week's or next week's;
 - a bare clock time ("by 5 pm") is its next occurrence after the call's start; a calendar date without a
-  year ("April 17", "the 29th") is its next occurrence on or after the call's day;
+  year ("April 17", "17 April", "the 29th") is its next occurrence on or after the call's day;
 - a date more than a year from the call is None.
 """
 
@@ -302,7 +302,7 @@ _DAY = (
     r"first thing in the morning|first thing|"
     r"(?:(?:this coming|this|next|coming|first thing) )?" + _WEEKDAY + _PART + r"(?:,? (?:the )?" + _ORD
     + r"|,? " + _MONTH + r" " + _ORD + r")?|"
-    r"(?:" + _WEEKDAY + r",? )?(?:" + _MONTH + r" (?:the )?" + _ORD + r"|(?:the )?" + _ORD + r" of " + _MONTH
+    r"(?:" + _WEEKDAY + r",? )?(?:" + _MONTH + r" (?:the )?" + _ORD + r"|(?:the )?" + _ORD + r" (?:of )?" + _MONTH
     + r"|the " + _ORD + r"|(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?)(?:,? (\d{4}))?)"
 )
 _TIME_PREP = r"(?:at|by|before|until|till|around|no later than)"
@@ -470,7 +470,8 @@ def _calendar_date(text: str, today: date) -> date | None:
     if with_year is not None:
         text, year = with_year.group(1), int(with_year.group(2))
     month_day = re.fullmatch(_MONTH + r" (?:the )?" + _ORD, text)
-    day_of_month = re.fullmatch(r"(?:the )?" + _ORD + r" of " + _MONTH, text)
+    # Day first, with "of" or without: "the 20th of May", "20 May", "20th May".
+    day_of_month = re.fullmatch(r"(?:the )?" + _ORD + r" (?:of )?" + _MONTH, text)
     bare = re.fullmatch(r"the " + _ORD, text)
     numeric = re.fullmatch(r"(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?", text)
     if month_day is not None:

@@ -204,9 +204,18 @@ NUMBER_SUFFIX_RE = re.compile(r"(%|[^\W\d_]+)$")
 DATE_RE = re.compile(r"\d{1,4}[/-]\d{1,2}(?:[/-]\d{1,4})?")
 # "6-8" before a unit glued to it ("6-8weeks"): a range, as "6-8 weeks" is.
 DIGIT_RANGE_RE = re.compile(r"\d+(?:\.\d+)?[-–]\d+(?:\.\d+)?")
-# Four digits a time of day may be written as after "at" or "until" ("at 1430"): hours 00-23 but for 19 and
-# 20, which begin a year as often ("until 1930", "by 2022"), and minutes 00-59.
-CLOCK_DIGITS_RE = re.compile(r"(?:0\d|1[0-8]|2[1-3])[0-5]\d")
+# Four digits a time of day may be written as after "at", "by", "from", "until" or "till" ("at 1430"): hours
+# 00-23, minutes 00-59.
+CLOCK_DIGITS_RE = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d")
+# Hours 19 and 20 begin a year as often ("until 1930", "by 2022", "at 2021 prices"): such digits are a time
+# only after "at" and on a quarter hour ("at 1930", "at 2000", where a year would be 1930 or 2000), or with
+# "hours" after them, as a 24-hour clock is said ("until 1930 hours").
+YEAR_LIKE_HOURS = frozenset({"19", "20"})
+QUARTER_HOURS = frozenset({"00", "15", "30", "45"})
+CLOCK_HOURS_WORD_RE = re.compile(r"\s+(hours|hrs)\b", re.IGNORECASE)
+# "am" or "pm" said right after a time written as digits ("14:30 pm", "0800 a.m."): the time already has its
+# half of the day, and a 24-hour reading must not add another.
+MERIDIEM_AFTER_RE = re.compile(r"\s*([ap])\.?\s?m\b", re.IGNORECASE)
 # What follows four such digits when they are not a time: more of a number, in digits or words (a phone
 # number: "from 0906 706 0010", "from 0906 seven hundred and six"), or a currency or "percent" ("at 1500
 # dollars").
@@ -441,6 +450,8 @@ def _scan_rows(scanned: str, lowercase_tokens: bool) -> tuple[list[_Row], int]:
     flags = 0
     length = len(scanned)
     previous_end = 0
+    # Where words start that say nothing of their own ("hours" after "0800"): their rows are dropped at the end.
+    dropped_starts: tuple[int, ...] = ()
     for match in RAW_TOKEN_RE.finditer(scanned):
         group = match.lastgroup
         start, end = match.span()
@@ -470,18 +481,19 @@ def _scan_rows(scanned: str, lowercase_tokens: bool) -> tuple[list[_Row], int]:
                     append((piece_text, part_start, part_end, kind, spoken, ordinal, cut_off, False, gap_start))
                 flags |= word_flags
         elif group == "num":
-            if (
-                len(raw) == 4
-                and rows
-                and rows[-1][0] in CLOCK_PREPOSITIONS
-                and CLOCK_DIGITS_RE.fullmatch(raw)
+            clock = (
+                _clock_digits(raw, rows[-1][0], scanned, end)
+                if len(raw) == 4 and rows and rows[-1][0] in CLOCK_PREPOSITIONS
                 and scanned[rows[-1][2] : start].isspace()
-                and not NOT_CLOCK_AFTER_RE.match(scanned, end)
-            ):
+                else None
+            )
+            if clock is not None:
                 # "at 1430": a time of day, as a 24-hour clock writes it without the colon.
-                append(_row(_canonical_time(f"{raw[:2]}:{raw[2:]}"), start, end, TokenKind.time))
+                rows.extend(_clock_rows(raw[:2], raw[2:], start, end, scanned))
+                if clock:  # "at 0800 hours": the "hours" only says it is a 24-hour clock
+                    dropped_starts = (*dropped_starts, clock)
             else:
-                rows.extend(_number_pieces(raw, start, end))
+                rows.extend(_number_pieces(raw, start, end, scanned))
             flags |= _HAS_NUMBER
         elif group in ("url", "email"):
             append(_row(raw.rstrip(".,;:!?)"), start, end, TokenKind.id))
@@ -493,7 +505,22 @@ def _scan_rows(scanned: str, lowercase_tokens: bool) -> tuple[list[_Row], int]:
         else:  # range
             rows.extend(_range_pieces(raw, start, end))
             flags |= _HAS_NUMBER
+    if dropped_starts:
+        rows = [row for row in rows if row[1] not in dropped_starts]
     return rows, flags
+
+
+def _clock_digits(raw: str, preposition: str, scanned: str, end: int) -> int | None:
+    """Whether four digits `raw` after `preposition` (one of CLOCK_PREPOSITIONS) are a time of day: None when
+    not, else where a "hours" said after them starts (0 when none was)."""
+    if not CLOCK_DIGITS_RE.fullmatch(raw) or NOT_CLOCK_AFTER_RE.match(scanned, end):
+        return None
+    hours_word = CLOCK_HOURS_WORD_RE.match(scanned, end)
+    if hours_word is not None:
+        return hours_word.start(1)
+    if raw[:2] in YEAR_LIKE_HOURS and not (preposition == "at" and raw[2:] in QUARTER_HOURS):
+        return None
+    return 0
 
 
 def _row(text: str, start: int, end: int, kind: TokenKind = TokenKind.word, ordinal: int | None = None) -> _Row:
@@ -522,7 +549,9 @@ def _range_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
         yield _row(currency, start, end)
 
 
-def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
+def _number_pieces(raw: str, start: int, end: int, scanned: str = "") -> Iterator[_Row]:
+    """The rows of one number token `raw` at [start, end) of `scanned` (the text after it tells whether a
+    clock time has its "am" or "pm" said after it)."""
     if LETTERS_AFTER_HYPHEN_RE.search(raw):
         # "1-800-IFLYSWA", "4-hours": letters hyphenated to digits read as one identifier.
         yield _row(raw, start, end, TokenKind.id)
@@ -545,7 +574,8 @@ def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
         return
     if suffix in ("a", "p") and not currency and TIME_RE.fullmatch(digits):
         # "9:10p": a clock time with its "pm" cut to a letter.
-        yield _row(_canonical_time(digits), start, end, TokenKind.time)
+        hours, minutes = digits.split(":")
+        yield from _clock_rows(hours, minutes, start, end, scanned, suffix)
         yield _row(suffix + "m", start, end)
         return
     if suffix and suffix != "%" and suffix not in TIME_MARKERS and suffix not in ("k",):
@@ -553,7 +583,8 @@ def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
         yield _row(raw, start, end, TokenKind.id)
         return
     if TIME_RE.fullmatch(digits):
-        yield _row(_canonical_time(digits), start, end, TokenKind.time)
+        hours, minutes = digits.split(":")
+        yield from _clock_rows(hours, minutes, start, end, scanned, suffix[0] if suffix in ("am", "pm") else "")
     elif DATE_RE.fullmatch(digits) and ("/" in digits or digits.count("-") == 2):
         yield _row(digits, start, end, TokenKind.date)
     elif not currency and not suffix and LEADING_ZERO_DIGITS_RE.fullmatch(digits):
@@ -575,10 +606,35 @@ def _number_pieces(raw: str, start: int, end: int) -> Iterator[_Row]:
         yield _row(suffix, start, end)
 
 
-def _canonical_time(clock: str) -> str:
-    """'03:00' -> '3', '9:30' -> '9:30': 'three pm' and '3:00 pm' must compare equal."""
-    hours, minutes = clock.split(":")
-    return str(int(hours)) if minutes == "00" else f"{int(hours)}:{minutes}"
+def _clock_rows(hours: str, minutes: str, start: int, end: int, scanned: str, meridiem: str = "") -> list[_Row]:
+    """A clock time as a 12-hour clock says it, so that every way of writing one time compares equal: "3:00"
+    is "3" ("three pm" and "3:00 pm"); a 24-hour clock's "19:30" and "at 1930" are "7:30 pm", "0800" and
+    "08:00" "8 am", "00:15" "12:15 am". Hours 1 to 12 without a leading zero say no half of the day ("10:30",
+    "at 1130", as ASR writes "eleven thirty"). `meridiem`: "a" or "p" when the token itself ends in its
+    half of the day ("9:10p"); one said after the token ("14:30 pm") is looked for in `scanned`. A time with
+    its half of the day said leaves it to those words; one it contradicts ("14:30 am") stays as written."""
+    hour = int(hours)
+    half = ""
+    if hour > 12:
+        hour, half = hour - 12, "p"
+    elif hour == 0:
+        hour, half = 12, "a"
+    elif len(hours) == 2 and hours[0] == "0":
+        half = "a"
+    if half:
+        said = meridiem or _meridiem_after(scanned, end)
+        if said and said != half:
+            hour = int(hours)
+        if said:
+            half = ""
+    clock = _row(str(hour) if minutes == "00" else f"{hour}:{minutes}", start, end, TokenKind.time)
+    return [clock, _row(half + "m", start, end)] if half else [clock]
+
+
+def _meridiem_after(scanned: str, end: int) -> str:
+    """"a" or "p" when "am" or "pm" is said right after position `end` of `scanned`, else ""."""
+    said = MERIDIEM_AFTER_RE.match(scanned, end)
+    return said.group(1).lower() if said is not None else ""
 
 
 def _canonical_number(digits: str) -> str:
@@ -911,11 +967,15 @@ def _assign_kinds(texts: list[str], kinds: list[TokenKind], ordinals: Sequence[i
                 kinds[index] = TokenKind.date
             elif text in MONTHS:
                 after_ordinal_date = previous == "of" and index > 1 and kinds[index - 2] is TokenKind.date
+                # "May 20", "May 20th", "May the 20th" (not "May the two of us").
                 next_is_number = index + 1 < count and (
-                    kinds[index + 1] is TokenKind.number or ordinals[index + 1] is not None
+                    kinds[index + 1] is TokenKind.number
+                    or ordinals[index + 1] is not None
+                    or (following == "the" and index + 2 < count and ordinals[index + 2] is not None)
                 )
                 # A number before a month has just become a date itself: "20 Dec". Not so for "may" and "march",
-                # words as often: "a second. May I ask" (a spoken ordinal is a date before a month name).
+                # words as often: "a second. May I ask" (a spoken ordinal is a date before a month name). After
+                # a day of the month in digits they are months ("20 May"): the number's turn made them dates.
                 previous_is_number = previous_kind is TokenKind.number or (
                     previous_kind is TokenKind.date and previous.isdigit() and MONTH_FULL_NAMES[text] != text
                 )
@@ -926,6 +986,7 @@ def _assign_kinds(texts: list[str], kinds: list[TokenKind], ordinals: Sequence[i
                 following in MONTHS
                 or previous in MONTHS
                 or (following == "of" and index + 2 < count and texts[index + 2] in MONTHS)
+                or (previous == "the" and index > 1 and texts[index - 2] in MONTHS)
             ):
                 texts[index] = str(ordinal)
                 kinds[index] = TokenKind.date
@@ -952,8 +1013,15 @@ def _assign_kinds(texts: list[str], kinds: list[TokenKind], ordinals: Sequence[i
                 following in MONTHS
                 or previous in MONTHS
                 or (ordinal is not None and following == "of" and index + 2 < count and texts[index + 2] in MONTHS)
+                or (ordinal is not None and previous == "the" and index > 1 and texts[index - 2] in MONTHS)
             ):
-                # "20 Dec", "Dec 20", "the 31st of Dec".
+                # "20 Dec", "Dec 20", "the 31st of Dec", "Dec the 31st".
                 kinds[index] = TokenKind.date
+                if following in AMBIGUOUS_MONTHS and len(text) <= 2 and text.isdigit() and int(text) <= 31:
+                    # "20 May", "the 20th March": a day of the month makes the month after it a date, "may" and
+                    # "march" too. The month's own turn, next, cannot tell this number from a spoken "second"
+                    # (both are dates by then) and leaves those two words.
+                    kinds[index + 1] = TokenKind.date
+                    texts[index + 1] = MONTH_FULL_NAMES[following]
             elif len(text) >= MIN_ID_DIGITS and text.isdigit() and ordinal is None:
                 kinds[index] = TokenKind.id

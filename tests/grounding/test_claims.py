@@ -629,3 +629,70 @@ def test_a_value_written_one_way_in_the_claim_and_another_in_the_evidence_is_gro
 ])
 def test_a_different_value_written_the_other_way_is_still_flagged(claim: str, evidence: str, reason: Reason) -> None:
     assert unsupported_claim_detail(claim, [evidence]) is reason
+
+
+# --- a date day first or month first, a time on a 24-hour clock or a 12-hour one, an hour in minutes --------
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("The agent will call back on May 20", "I will call you back on 20 May"),
+    ("The agent will call back on May 20th", "I will call you back on the 20th May"),
+    ("The agent will call back on 20 March", "I will call you back on March the 20th"),
+    ("The agent will call back on 20 May 2026", "I will call you back on May 20, 2026"),
+    ("The agent will call back at 7:30 pm", "I will call you back at 1930"),
+    ("The agent will call back at 8 am", "I will call you back at 0800 hours"),
+    ("The agent will call back at 9 pm", "I will call you back at 2100"),
+    ("The agent will call back at 2:30 pm", "I will call you back at 14:30"),
+    ("The agent will call back at 12:15 am", "I will call you back at 0015"),
+    ("The agent will call back at 19:30", "I will call you back at 7:30 pm"),
+    ("The agent will call back within the hour", "I'll call you back in the next 60 minutes"),
+    ("The customer waited 60 minutes", "I have been waiting for an hour"),
+])
+def test_one_date_or_time_said_the_other_way_is_grounded(claim: str, evidence: str) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is None
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    ("The agent will call back on 20 May", "I will call you back on 20 March", Reason.unsupported_date),
+    ("The agent will call back on 20 March", "I will call you back on 20 May", Reason.unsupported_date),
+    ("The agent will call back on May 21", "I will call you back on 20 May", Reason.unsupported_number),
+    ("The agent will call back on May 20", "I will call you back on the 21st of May", Reason.unsupported_number),
+    ("The agent will call back at 7 pm", "I will call you back at 1930", Reason.unsupported_number),
+    ("The agent will call back at 8 pm", "I will call you back at 0800", Reason.unsupported_number),
+    ("The agent will call back at 2:30 am", "I will call you back at 14:30", Reason.unsupported_number),
+    # A year is not a time, whatever time the evidence says.
+    ("The customer bought the car in 1930", "I bought it at 7:30 pm", Reason.unsupported_number),
+    ("The agent will call back within the hour", "I'll call you back in two hours", Reason.unsupported_number),
+    ("The agent will call back within the hour", "I'll call you back tomorrow", Reason.unsupported_date),
+    ("The customer waited 60 minutes", "I have been waiting for two hours", Reason.unsupported_number),
+])
+def test_another_date_or_time_said_the_other_way_is_flagged(claim: str, evidence: str, reason: Reason) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is reason
+
+
+@pytest.mark.parametrize(("due", "evidence", "reason"), [
+    # "Within the hour" is an hour from the call, however the evidence says it.
+    ("within the hour", "I'll call you back within the next hour", None),
+    ("within the hour", "I'll call you back in the next 60 minutes", None),
+    ("within the hour", "I'll call you back in an hour or two", None),
+    ("in an hour", "I'll call you back in sixty minutes", None),
+    ("within 60 minutes", "I'll call you back within the hour", None),
+    ("within the hour", "I'll call you back tomorrow", Reason.unsupported_date),
+    ("within the hour", "I'll call you back in two hours", Reason.unsupported_number),
+    ("in an hour", "I'll call you back in 2 hours", Reason.unsupported_number),
+    ("within a day", "I'll call you back within 3 days", Reason.unsupported_number),
+    ("within 2 hours", "I'll call you back within the hour", Reason.unsupported_number),
+    ("within 60 minutes", "I'll call you back in two hours", Reason.unsupported_number),
+    # Day first or month first, one date; a 24-hour clock or a 12-hour one, one time.
+    ("May 20", "I'll call you back on 20 May", None),
+    ("20 May", "I'll call you back on 20 March", Reason.unsupported_date),
+    ("at 7:30 pm", "I'll call you back at 1930", None),
+    ("at 7 pm", "I'll call you back at 1930", Reason.unsupported_number),
+])
+def test_an_action_items_due_is_checked_against_its_evidence(due: str, evidence: str, reason: Reason | None) -> None:
+    call = transcript(("agent", evidence))
+    item = ActionItem(text="Call the customer back", owner=Owner.agent, due=due, evidence=ref(0, evidence))
+    claim = verify_extraction(call, Extraction(action_items=[item])).claims[0]
+    assert (claim.status, claim.reason) == (
+        ClaimStatus.grounded if reason is None else ClaimStatus.ungrounded, reason
+    )

@@ -76,3 +76,42 @@ def test_labeled_set_meets_the_bar() -> None:
     result = score(cases, postcall_resolver)
     assert result.accuracy >= 0.95
     assert result.invented == 0
+
+
+@pytest.mark.parametrize(
+    ("phrase", "expected"),
+    [
+        # Day first, as "the 17th of April" already resolved.
+        ("17 April", date(2026, 4, 17)),
+        ("by 20 May", date(2026, 5, 20)),
+        ("on the 20th May", date(2026, 5, 20)),
+        ("20 March", date(2026, 3, 20)),
+        ("10 March", date(2027, 3, 10)),  # passed the day before the call: next year's
+        ("20 May 2026", date(2026, 5, 20)),
+        ("Friday 13 March", date(2026, 3, 13)),
+        ("20 May at 3 pm", date(2026, 5, 20)),
+    ],
+)
+def test_a_date_written_day_first_resolves_as_month_first(phrase: str, expected: date) -> None:
+    assert resolve_due_date(phrase, WEDNESDAY) == expected
+
+
+@pytest.mark.parametrize("phrase", ["31 June", "20 May 2024", "Thursday 13 March", "20 Maybe"])
+def test_a_day_first_date_that_names_no_date_or_the_wrong_weekday_is_none(phrase: str) -> None:
+    assert resolve_due_date(phrase, WEDNESDAY) is None
+
+
+@pytest.mark.parametrize(
+    ("phrase", "at"),
+    [
+        ("within the hour", datetime(2026, 3, 11, 11, 30, tzinfo=UTC)),
+        ("within the next hour", datetime(2026, 3, 11, 11, 30, tzinfo=UTC)),
+        ("in an hour", datetime(2026, 3, 11, 11, 30, tzinfo=UTC)),
+        ("in the next 60 minutes", datetime(2026, 3, 11, 11, 30, tzinfo=UTC)),
+        ("within 2 hours", datetime(2026, 3, 11, 12, 30, tzinfo=UTC)),
+    ],
+)
+def test_an_hour_however_said_is_the_same_moment(phrase: str, at: datetime) -> None:
+    resolved = resolve_due(phrase, WEDNESDAY)
+    assert resolved is not None
+    assert resolved.at == at

@@ -194,7 +194,7 @@ def _set_lookup_critical_values(text: NormalizedText, first: int, stop: int) -> 
         ("leaves at 8:25p", "leaves at 8:25 pm"),
         ("opens at 9:30a", "opens at 9:30 am"),
         ("tomorrow at 1430!", "tomorrow at 14:30"),
-        ("until 0900", "until 9:00"),
+        ("until 0900", "until 9:00 am"),
         ("within 24hours of your", "within 24 hours of your"),
         ("waited 35mins", "waited 35 mins"),
         ("takes 6-8weeks", "takes 6-8 weeks"),
@@ -212,7 +212,7 @@ def test_one_value_written_two_ways_normalizes_alike(written: str, other: str) -
 @pytest.mark.parametrize(
     ("text", "critical"),
     [
-        ("at 1430", ((TokenKind.time, "14:30"),)),
+        ("at 1430", ((TokenKind.time, "2:30"), (TokenKind.time, "pm"))),
         ("at 9:10p", ((TokenKind.time, "9:10"), (TokenKind.time, "pm"))),
         ("within 24hours", ((TokenKind.number, "24"),)),
         ("up to 31st of Dec", ((TokenKind.date, "31"), (TokenKind.date, "december"))),
@@ -266,3 +266,107 @@ def test_a_glued_value_still_maps_back_to_its_whole_token() -> None:
     slices = [text[start:end] for start, end in zip(normalized.starts, normalized.ends, strict=True)]
     assert normalized.tokens == ("leaves", "at", "9:10", "pm", "within", "24", "hours")
     assert slices == ["leaves", "at", "9:10p", "9:10p", "within", "24hours", "24hours"]
+
+
+# --- one date or time written the other way round, or on the other clock ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "other"),
+    [
+        # Day first, as "20 Dec" already read: "May" and "March" after a day of the month are months too.
+        ("on 20 May", "on May 20"),
+        ("on 20th May", "on May 20th"),
+        ("on the 20th of May", "on May the 20th"),
+        ("on the twentieth of march", "on march the twentieth"),
+        ("on the 3rd of Dec", "on December the 3rd"),
+        ("by 20 March", "by March 20"),
+        ("on 20 May 2026", "on May 20, 2026"),
+        # A 24-hour clock, with or without its colon, as a 12-hour clock says it.
+        ("at 1930", "at 7:30 pm"),
+        ("at 19:30", "at 7:30 pm"),
+        ("at 2000", "at 8 pm"),
+        ("at 2100", "at 9 pm"),
+        ("at 0000", "at 12 am"),
+        ("at 0015", "at 12:15 am"),
+        ("at 0800 hours", "at 8 am"),
+        ("until 1930 hours", "until 7:30 pm"),
+        ("at 08:00", "at 8 am"),
+        ("from 13:00", "from 1 pm"),
+        ("at 17:45", "at 5:45 p.m."),
+    ],
+)
+def test_one_date_or_time_written_two_ways_has_the_same_critical_values(written: str, other: str) -> None:
+    # As a claim's details are compared with its evidence's: values, in any order.
+    assert sorted(value for _, value in normalize(written).critical_values()) == sorted(
+        value for _, value in normalize(other).critical_values()
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "critical"),
+    [
+        ("on 20 May", ((TokenKind.date, "20"), (TokenKind.date, "may"))),
+        ("the 20th March", ((TokenKind.date, "20"), (TokenKind.date, "march"))),
+        ("May the 20th", ((TokenKind.date, "may"), (TokenKind.date, "20"))),
+        ("at 1930", ((TokenKind.time, "7:30"), (TokenKind.time, "pm"))),
+        ("at 0800 hours", ((TokenKind.time, "8"), (TokenKind.time, "am"))),
+        # Its "am" or "pm" said after it, the 24-hour time has it once; one it contradicts leaves it as written.
+        ("at 14:30 pm", ((TokenKind.time, "2:30"), (TokenKind.time, "pm"))),
+        ("at 1430 p.m.", ((TokenKind.time, "2:30"), (TokenKind.time, "pm"))),
+        ("at 14:30 am", ((TokenKind.time, "14:30"), (TokenKind.time, "am"))),
+        ("at 21:00pm", ((TokenKind.time, "9"), (TokenKind.time, "pm"))),
+        ("at 9:10p", ((TokenKind.time, "9:10"), (TokenKind.time, "pm"))),
+        ("at 21:10p", ((TokenKind.time, "9:10"), (TokenKind.time, "pm"))),
+    ],
+)
+def test_dates_and_times_are_read_whichever_way_they_are_written(
+    text: str, critical: tuple[tuple[TokenKind, str], ...]
+) -> None:
+    assert normalize(text).critical_values() == critical
+
+
+@pytest.mark.parametrize(
+    ("text", "critical"),
+    [
+        # Four digits that begin like a year are a time only after "at" on a quarter hour, or before "hours".
+        ("in 1930", ((TokenKind.number, "1930"),)),
+        ("until 1930", ((TokenKind.number, "1930"),)),
+        ("by 2000", ((TokenKind.number, "2000"),)),
+        ("at 2021 prices", ((TokenKind.number, "2021"),)),
+        ("since 1945", ((TokenKind.number, "1945"),)),
+        # Four digits after no clock word are a number, an amount or part of an identifier.
+        ("account 1930", ((TokenKind.number, "1930"),)),
+        ("it was 1930 dollars", ((TokenKind.amount, "1930"), (TokenKind.amount, "dollars"))),
+        ("at 1930 dollars", ((TokenKind.amount, "1930"), (TokenKind.amount, "dollars"))),
+        ("card ending 0800", ((TokenKind.number, "0800"),)),
+        ("at 1930 2040 5566", ((TokenKind.number, "1930"), (TokenKind.number, "2040"), (TokenKind.number, "5566"))),
+        # Hours 1 to 12 without a leading zero say no half of the day: ASR writes "eleven thirty" as "1130".
+        ("at 1130", ((TokenKind.time, "11:30"),)),
+        ("at 10:30", ((TokenKind.time, "10:30"),)),
+        ("at 1200", ((TokenKind.time, "12"),)),
+        ("9:30 this morning", ((TokenKind.time, "9:30"),)),
+        # "May" and "March" without a day of the month beside them stay words.
+        ("May I ask who is calling", ()),
+        ("we may march on", ()),
+        ("may the two of us come", ((TokenKind.number, "2"),)),
+        ("may the best one win", ()),
+    ],
+)
+def test_what_is_not_a_clock_time_or_a_day_first_date_is_left_as_it_was(
+    text: str, critical: tuple[tuple[TokenKind, str], ...]
+) -> None:
+    assert normalize(text).critical_values() == critical
+
+
+def test_the_hours_of_a_24_hour_clock_go_with_it_and_the_time_maps_back_to_its_digits() -> None:
+    text = "opens at 0800 hours sharp"
+    normalized = normalize(text)
+    slices = [text[start:end] for start, end in zip(normalized.starts, normalized.ends, strict=True)]
+    assert normalized.tokens == ("opens", "at", "8", "am", "sharp")
+    assert slices == ["opens", "at", "0800", "0800", "sharp"]
+
+
+def test_may_after_a_number_that_is_no_day_of_the_month_stays_a_word() -> None:
+    assert "may" not in {value for _, value in normalize("room 250 may be free").critical_values()}
+    assert "may" not in {value for _, value in normalize("the 2026 may be later").critical_values()}
