@@ -364,8 +364,12 @@ def _outcome(delivery: Any, response: _Response, policy: DeliveryPolicy,
         delay = max(delay, min(response.retry_after, MAX_RETRY_AFTER_SECONDS))
     next_at = now + timedelta(seconds=delay)
     if next_at > delivery.retry_until:
-        return DeliveryResult.dead, {**values, **finished_values(DeliveryStatus.dead, now,
-                                                           f"retry period over; last: {error or code}")}
+        if now >= delivery.retry_until:
+            return DeliveryResult.dead, {**values, **finished_values(DeliveryStatus.dead, now,
+                                                               f"retry period over; last: {error or code}")}
+        # The wait (a long Retry-After, the last backoff) ends past the period: one last try as it ends,
+        # rather than giving up early (up to the backoff cap, an hour, before the period is over).
+        next_at = delivery.retry_until
     return DeliveryResult.retry, {**values, "next_attempt_at": next_at, "lease_until": None}
 
 

@@ -261,6 +261,30 @@ def test_failures_past_the_retry_period_are_dead_lettered(
     assert len(receiver.all_requests()) == 1
 
 
+def test_a_wait_that_ends_past_the_retry_period_gets_one_last_try_as_it_ends(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # A Retry-After (or the last backoff) reaching past the period dead-lettered the delivery at once, up to
+    # an hour before the period was over.
+    busy = Reply(503, retry_after="3600")
+    with running_receiver(script_by_attempt(busy, busy)) as receiver:
+        register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-7b")
+        (delivery,) = deliveries(session_factory, call_id)
+        period_end = utcnow() + timedelta(minutes=10)
+        with unit_of_work(session_factory) as session:
+            session.execute(update(WebhookDelivery).values(retry_until=period_end))
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.retry
+        (waiting,) = deliveries(session_factory, call_id)
+        assert waiting.next_attempt_at == period_end  # the last try, as the period ends
+        with unit_of_work(session_factory) as session:  # the period is over when that try fails
+            session.execute(update(WebhookDelivery).values(retry_until=utcnow(), next_attempt_at=utcnow()))
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.dead
+    (dead,) = deliveries(session_factory, call_id)
+    assert dead.last_error is not None and "retry period over" in dead.last_error
+    assert len(receiver.all_requests()) == 2
+
+
 def test_events_of_one_call_go_out_in_order(
     session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
 ) -> None:
