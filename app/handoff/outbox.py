@@ -59,6 +59,8 @@ class EventType(StrEnum):
     approved = "call.approved"
     rejected = "call.rejected"
     reopened = "call.reopened"
+    # Its metadata was corrected (agent, team, start, language) by a resubmission; the extraction stands.
+    updated = "call.updated"
     deleted = "call.deleted"
 
 

@@ -15,10 +15,10 @@ from app.db.driver import run_on_driver
 from app.db.json_rows import column_list, json_record_columns, json_rows
 from app.db.types import as_utc
 from app.errors import DecidedCallError, DuplicateCallError, InvalidInputError
-from app.handoff.outbox import follow_call_owner
+from app.handoff.outbox import EventType, follow_call_owner, record_event
 from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEvent
 from app.models import Utterance as UtteranceRow
-from app.models.tables import REVIEWED_STATES, new_call_id, utcnow
+from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, new_call_id, utcnow
 from app.pipeline.calls import CALLS, get_or_create_tenant, state_columns
 from app.pipeline.redact import redact_transcript
 from app.schemas.transcript import CallMetadata, Transcript
@@ -136,6 +136,10 @@ def store_transcript(
                            {name: _jsonable(old) for name, (old, _new) in corrections.items()},
                            {name: _jsonable(new) for name, (_old, new) in corrections.items()}))
         session.flush()
+        if existing.state in TERMINAL_PROCESSING_STATES or existing.state is CallState.failed:
+            # Receivers hold its record (call.processed or call.failed went out): a task filed under the old
+            # agent or team must follow the call. A call still waiting is announced by its first event.
+            record_event(session, existing, EventType.updated, actor=actor.name)
         return StoredCall(existing.id, external_id, StoreStatus.updated, existing.state, existing.llm_mode)
 
     before = {"transcript_hash": existing.transcript_hash, "state": existing.state.value}

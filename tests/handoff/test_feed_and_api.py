@@ -94,7 +94,12 @@ def test_the_feed_follows_the_call_to_its_new_agent(
     assert status is (StoreStatus.replaced if replace_content else StoreStatus.updated)
     assert api.get("/api/events", headers=bearer(before)).json()["events"] == []
     assert api.get("/api/calls", headers=bearer(before)).json()["calls"] == []
-    assert {e["data"]["call_id"] for e in events_for(api, after)["events"]} == {call_id}
+    moved = events_for(api, after)["events"]
+    assert {e["data"]["call_id"] for e in moved} == {call_id}
+    if not replace_content:
+        # Receivers hold the record filed under A-7: the correction reaches them as call.updated.
+        assert [e["type"] for e in moved] == ["call.processed", "call.updated"]
+        assert moved[-1]["data"]["agent_id"] == "B-1" and moved[-1]["data"]["extraction"] is not None
 
 
 # Unicode digits `str.isdigit` takes (superscript, Arabic-Indic, fullwidth), signs, spaces, and ids past

@@ -448,3 +448,25 @@ def test_one_decision_made_at_once_by_two_reviewers_writes_one_event(
             decide_call(session, supervisor, call_id, CallDecision.reopen)
     types = [e.type for e in events_of(session_factory, call_id)]
     assert types == ["call.processed", *["call.rejected", "call.reopened"] * 3]
+
+
+def test_a_corrected_agent_is_handed_over_as_call_updated_once_the_call_was(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    from app.pipeline.store import StoreStatus
+
+    def resubmit(external_id: str, agent_id: str) -> StoreStatus:
+        transcript = make_transcript(external_id=external_id, agent_id=agent_id)
+        metadata = transcript.metadata.model_copy(update={"started_at": CALL_START})
+        with unit_of_work(session_factory) as session:
+            return store_transcript(session, transcript.model_copy(update={"metadata": metadata}), tenant="acme",
+                                    external_id=external_id, replace=True).status
+
+    waiting = store_call(session_factory, "upd-queued")  # never handed over yet: nothing to correct downstream
+    assert resubmit("upd-queued", "B-2") is StoreStatus.updated and events_of(session_factory, waiting) == []
+    processed = processed_call(session_factory, "upd-done")
+    assert resubmit("upd-done", "B-2") is StoreStatus.updated
+    assert resubmit("upd-done", "B-2") is StoreStatus.unchanged  # the same again: no second event
+    events = events_of(session_factory, processed)
+    assert [e.type for e in events] == ["call.processed", "call.updated"]
+    assert CallRecordV1.model_validate(events[1].payload["data"]).agent_id == "B-2"
