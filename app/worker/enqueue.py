@@ -4,6 +4,7 @@ down loses nothing: the reconciler re-enqueues what stays queued."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from kombu import pools
 
@@ -27,7 +28,14 @@ def enqueue_deliveries(delivery_ids: Iterable[int], broker_url: str | None = Non
     return _publish(TASK_DELIVER_WEBHOOK, list(delivery_ids), broker_url)
 
 
-def _publish(task_name: str, ids: Sequence[str | int], broker_url: str | None) -> int:
+def enqueue_put_off_delivery(delivery_id: int, *, deferrals: int, countdown: float) -> None:
+    """Publish a `deliver_webhook` message for a delivery put off `deferrals` times, to run in `countdown`
+    seconds."""
+    _publish(TASK_DELIVER_WEBHOOK, [delivery_id], None, kwargs={"deferrals": deferrals}, countdown=countdown)
+
+
+def _publish(task_name: str, ids: Sequence[str | int], broker_url: str | None, *,
+             kwargs: dict[str, Any] | None = None, countdown: float | None = None) -> int:
     """Publish through the process's pooled producer for that broker, one pool per broker URL.
 
     The web app enqueues after every submission and workers hand over deliveries after every commit: a new
@@ -38,5 +46,6 @@ def _publish(task_name: str, ids: Sequence[str | int], broker_url: str | None) -
     connection = celery_app.connection_for_write(broker_url or get_settings().broker_url)
     with pools.producers[connection].acquire(block=True, timeout=PRODUCER_ACQUIRE_TIMEOUT_SECONDS) as producer:
         for one_id in ids:
-            celery_app.send_task(task_name, args=[one_id], producer=producer, retry_policy=PUBLISH_RETRY_POLICY)
+            celery_app.send_task(task_name, args=[one_id], kwargs=kwargs, countdown=countdown, producer=producer,
+                                 retry_policy=PUBLISH_RETRY_POLICY)
     return len(ids)

@@ -18,8 +18,9 @@ from app.handoff.outbox import install_delivery_notifier
 from app.handoff.secrets import SecretBox
 from app.handoff.urls import webhook_client
 from app.models.tables import utcnow
+from app.pipeline.retry import retry_countdown
 from app.worker.celery_app import celery_app
-from app.worker.enqueue import enqueue_deliveries
+from app.worker.enqueue import enqueue_deliveries, enqueue_put_off_delivery
 from app.worker.names import TASK_DELIVER_WEBHOOK, TASK_SWEEP_WEBHOOKS
 from app.worker.sizing import worker_sizing
 
@@ -50,7 +51,7 @@ def delivery_slots() -> threading.BoundedSemaphore:
         if _slots is None:
             settings = get_context().settings
             _slots = threading.BoundedSemaphore(
-                settings.webhook_delivery_slots or max(1, worker_sizing(settings).concurrency // 4))
+                settings.webhook_delivery_slots or max(2, worker_sizing(settings).concurrency // 4))
         return _slots
 
 
@@ -87,17 +88,26 @@ def fresh_sender_in_child(**_: Any) -> None:
     install_delivery_notifier(_notify)
 
 
-# What the task returns for a delivery it left for the sweep (every delivery slot was busy).
+# What the task returns for a delivery it put off (every delivery slot of the process was busy).
 DEFERRED = "deferred"
+# A put-off delivery is asked for again after 1, 2, 4, ... seconds, at most this many.
+MAX_DEFERRAL_SECONDS = 30.0
 
 
 @celery_app.task(name=TASK_DELIVER_WEBHOOK)
-def deliver_webhook_task(delivery_id: int) -> str:
+def deliver_webhook_task(delivery_id: int, deferrals: int = 0) -> str:
     slots = delivery_slots()
     if not slots.acquire(blocking=False):
-        # Left pending and due, untouched: the beat sweep hands it out again (at once if this message was not
-        # the sweep's, else once its hand-out is a lease old), when slots may be free.
-        logger.info("webhook delivery %s deferred: every delivery slot of this process is busy", delivery_id)
+        # Left pending and due, untouched, and asked for again shortly (growing waits while the slots stay
+        # busy); were that message lost, the beat sweep hands it out as any other.
+        wait = retry_countdown(min(deferrals, 10), None, 1.0, MAX_DEFERRAL_SECONDS)
+        logger.info("webhook delivery %s put off %.1f s: every delivery slot of this process is busy",
+                    delivery_id, wait)
+        try:
+            enqueue_put_off_delivery(delivery_id, deferrals=deferrals + 1, countdown=wait)
+        except Exception:  # the broker away: the sweep hands the delivery out once it is back
+            logger.warning("webhook delivery %s: could not ask for it again; the sweep will", delivery_id,
+                           exc_info=True)
         return DEFERRED
     try:
         sender = _get_sender()
