@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     max_transcript_bytes: int = 20 * 1024 * 1024
     default_tenant: str = "default"
 
+    # What `postcall analysts grant` gives a new analyst login (PostgreSQL; docs/data-model.md): its sessions
+    # at once (-1 or 0: no limit), how long one of its statements may run, and how long a session may sit idle
+    # inside an open transaction (which holds back vacuum on what it read), in seconds (0: no limit).
+    # Roles already granted keep theirs (ALTER ROLE to change them).
+    analyst_connection_limit: int = Field(default=5, ge=-1)
+    analyst_statement_timeout_seconds: float = Field(default=300.0, ge=0)
+    analyst_idle_in_transaction_timeout_seconds: float = Field(default=600.0, ge=0)
+
     log_level: str = "WARNING"
 
     # Signs session cookies. The default is for local use only: `postcall serve` refuses it (and an
@@ -133,9 +141,9 @@ class Settings(BaseSettings):
     webhook_sweep_every_seconds: float = 5.0
     # Active endpoints a tenant may have: each event fans out to every one, inside the change's transaction.
     webhook_max_endpoints: int = Field(default=20, ge=1)
-    # Deliveries one worker process sends at once (unset: a quarter of its slots, at least 1). A slow receiver
+    # Deliveries one worker process sends at once (unset: a quarter of its slots, at least 2). A slow receiver
     # holds a slot for up to the webhook timeout; the bound keeps the rest free for calls, whatever one
-    # tenant's receivers do. A delivery over the bound waits for the next sweep.
+    # tenant's receivers do. A delivery over the bound is put off (1 s, 2 s, ... up to 30 s) and asked again.
     webhook_delivery_slots: int | None = Field(default=None, ge=1)
     # Input limits (bad input never reaches a 500): a call with more utterances than this is refused
     # before its object graph is built; word-level formats may carry 10x as many word fragments.

@@ -423,8 +423,8 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         created_at=utcnow(),
     )
     claim.evidence = [
-        Evidence(**evidence_values(ev, position), quote_masked=masks.quote(ev.quote, ev.utterance, ev.char_start,
-                                                                           ev.char_end))
+        Evidence(**evidence_values(ev, position), tenant_id=call.tenant_id,
+                 quote_masked=masks.quote(ev.quote, ev.utterance, ev.char_start, ev.char_end))
         for position, ev in enumerate(verified.evidence)
     ]
     session.add(claim)

@@ -15,7 +15,15 @@ from sqlalchemy import make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.analysts import ANALYST_GROUP, AnalystRoleError, grant_analyst, list_analysts, revoke_analyst
+from app.analysts import (
+    ANALYST_GROUP,
+    AnalystRoleError,
+    Revoked,
+    RoleStatus,
+    grant_analyst,
+    list_analysts,
+    revoke_analyst,
+)
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.errors import ConfigError, NotFoundError
 from tests.support.analytics import World, build_world
@@ -122,7 +130,7 @@ def test_analyst_sees_only_its_tenant_and_no_table(
     open_session = _connect_as(url, role_name)
     with unit_of_work(factory) as session:
         assert [row.role_name for row in list_analysts(session)] == [role_name]
-        assert revoke_analyst(session, role_name) is True
+        assert revoke_analyst(session, role_name) is Revoked.dropped
     with pytest.raises(psycopg.OperationalError):
         _connect_as(url, role_name).close()
     with pytest.raises(psycopg.OperationalError):  # a session open during the revoke was ended
@@ -320,13 +328,27 @@ def test_cli_grant_list_revoke(
     monkeypatch.setenv("POSTCALL_DATABASE_URL", url)
     get_settings.cache_clear()
     runner = CliRunner()
+    # No default tenant for an analyst: the tenant is named every time.
+    unnamed = runner.invoke(app, ["analysts", "grant", role_name])
+    assert unnamed.exit_code == 2 and "--tenant" in unnamed.output
     granted = runner.invoke(app, ["analysts", "grant", role_name, "--tenant", "globex", "--json"])
     assert granted.exit_code == 0, granted.output
     assert json.loads(granted.stdout)["tenant"] == "globex"
     listed = runner.invoke(app, ["analysts", "list", "--json"])
     assert json.loads(listed.stdout)["analysts"][0]["role"] == role_name
+    assert json.loads(listed.stdout)["analysts"][0]["role_status"] == "ok"
     with _connect_as(url, role_name) as conn:
         assert {row[0] for row in conn.execute("SELECT tenant FROM analytics_calls")} == {"globex"}
+    # The role dropped by hand: list flags its binding; a new grant of the name replaces it, saying so.
+    with _pg(PG_USER, "postgres") as admin:
+        admin.execute(f'DROP ROLE "{role_name}"')
+    listed = runner.invoke(app, ["analysts", "list"])
+    assert listed.exit_code == 0 and "role missing" in listed.output, listed.output
+    assert json.loads(runner.invoke(app, ["analysts", "list", "--json"]).stdout)["analysts"][0]["role_status"] \
+        == "missing"
+    regranted = runner.invoke(app, ["analysts", "grant", role_name, "--tenant", "acme"])
+    assert regranted.exit_code == 0, regranted.output
+    assert "replaced" in regranted.output and "globex" in regranted.output
     assert runner.invoke(app, ["analysts", "revoke", role_name]).exit_code == 0
     assert runner.invoke(app, ["analysts", "grant", "Bad Name", "--tenant", "globex"]).exit_code == 2
     assert runner.invoke(app, ["analysts", "time-zone", "Mars/Base", "--tenant", "globex"]).exit_code == 2
@@ -348,7 +370,7 @@ def test_revoking_ends_access_even_when_the_analyst_owns_objects(
             conn.execute("COMMIT")
     try:
         with unit_of_work(factory) as session:
-            assert revoke_analyst(session, role_name) is False  # owns a large object in `postgres`
+            assert revoke_analyst(session, role_name) is Revoked.disabled  # owns a large object in `postgres`
         with pytest.raises(psycopg.OperationalError):  # no login
             _connect_as(url, role_name).close()
         with _pg(PG_USER, make_url(url).database or "") as conn:
@@ -401,3 +423,230 @@ def test_a_login_holding_the_group_through_another_role_sees_no_tenant(
     with unit_of_work(factory) as session:
         assert set(session.scalars(text("SELECT DISTINCT tenant FROM analytics_call_days"))) == {"acme", "globex"}
         assert set(session.scalars(text("SELECT DISTINCT tenant FROM analytics_calls"))) == {"acme", "globex"}
+
+
+# Each view, with conditions an analyst can write from leakproof comparisons only (=, starts_with), each
+# aimed at a value only the other tenant (globex) holds, and a value nobody holds. `_globex_secrets` makes
+# those values.
+SECRET = "Globex secret"
+LEAKPROOF_PROBES: dict[str, list[tuple[str, str]]] = {
+    "analytics_calls": [("external_id = {}", "globex-1"), ("starts_with(external_id, {})", "globex"),
+                        ("team = {}", "globex-secret-team")],
+    "analytics_runs": [("starts_with(error, {})", SECRET), ("external_id = {}", "globex-2")],
+    "analytics_claims": [("starts_with(text, {})", SECRET), ("owner_name = {}", f"{SECRET} team"),
+                         ("team = {}", "globex-secret-team")],
+    "analytics_evidence": [("starts_with(quote, {})", SECRET)],
+    "analytics_review_events": [("actor_name = {}", f"{SECRET} supervisor"), ("starts_with(claim_text, {})", SECRET)],
+    "analytics_call_days": [("team = {}", "globex-secret-team")],
+    "analytics_claim_days": [("team = {}", "globex-secret-team")],
+    "analytics_reason_days": [("starts_with(reason, {})", SECRET.lower())],
+    "analytics_open_item_days": [("owner_name = {}", f"{SECRET} team")],
+    "analytics_agent_due": [("agent_id = {}", "G-1")],
+    "analytics_run_days": [("team = {}", "globex-secret-team")],
+}
+NOBODY = "zz-nobody-holds-this"
+
+
+def _globex_secrets(session: Session) -> None:
+    """Values in globex's rows that acme's do not have (both tenants' transcripts are alike), written as
+    the owner (the rollup triggers follow)."""
+    globex = "(SELECT id FROM tenants WHERE slug = 'globex')"
+    session.execute(text(f"UPDATE calls SET team = 'globex-secret-team' WHERE tenant_id = {globex}"))
+    session.execute(text(
+        f"UPDATE claims SET text = '{SECRET}: ' || text, text_masked = '{SECRET}: ' || text_masked, "
+        f"owner_name = CASE WHEN kind = 'action_item' THEN '{SECRET} team' ELSE owner_name END "
+        f"WHERE tenant_id = {globex}"))
+    session.execute(text(f"UPDATE evidence SET quote_masked = '{SECRET} quote: ' || quote_masked "
+                         f"WHERE claim_id IN (SELECT id FROM claims WHERE tenant_id = {globex})"))
+    session.execute(text(f"UPDATE extraction_runs SET error = '{SECRET} error' "
+                         f"WHERE call_id IN (SELECT id FROM calls WHERE tenant_id = {globex})"))
+    session.execute(text(
+        "INSERT INTO review_events (tenant_id, call_id, claim_id, actor_name, action, created_at) "
+        f"SELECT c.tenant_id, c.id, cl.id, '{SECRET} supervisor', 'claim_approved', now() "
+        "FROM calls c JOIN claims cl ON cl.call_id = c.id WHERE c.external_id = 'globex-1' LIMIT 1"))
+
+
+def _plan(conn: psycopg.Connection, sql: str, value: str) -> str:
+    """EXPLAIN ANALYZE's text (no timings, costs or totals: those vary by themselves), with `value` written
+    as '?' so that plans of the same query with different values compare."""
+    rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}", (value,)).fetchall()
+    return "\n".join(row[0] for row in rows).replace(value, "?")
+
+
+def test_explain_analyze_tells_an_analyst_nothing_of_another_tenants_rows(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    """An analyst's leakproof condition may run before the tenant filter. When the filter had subqueries (up
+    to 0024), EXPLAIN ANALYZE showed whether they ran (`never executed`, loop counts) and so whether ANOTHER
+    tenant had a row matching the condition: a loop over prefixes read other tenants' texts. Since 0025 the
+    filter is a constant comparison: the plan of a condition that matches only the other tenant's row is
+    the plan of one that matches nothing."""
+    url, factory, _world = pg_world
+    with unit_of_work(factory) as session:
+        grant_analyst(session, role_name, "acme")
+        _globex_secrets(session)
+    assert set(LEAKPROOF_PROBES) == set(VIEWS)
+    shapes = ("SELECT * FROM {view} WHERE {condition}", "SELECT count(*) FROM {view} WHERE {condition}")
+    with unit_of_work(factory) as session:  # the owner: each probe does match rows, all of them globex's
+        for view, probes in LEAKPROOF_PROBES.items():
+            for condition, value in probes:
+                sql = f"SELECT DISTINCT tenant FROM {view} WHERE {condition.format(':v')}"
+                assert session.scalars(text(sql), {"v": value}).all() == ["globex"], (view, condition)
+    leaks: dict[str, str] = {}  # query -> the two plans, where they differ
+    with _connect_as(url, role_name) as conn:
+        # An analyst may steer the planner too: joins driven from the view's first table, or not.
+        for setting in ("RESET enable_nestloop", "SET enable_nestloop = off"):
+            conn.execute(setting)
+            for view, probes in LEAKPROOF_PROBES.items():
+                for condition, value in probes:
+                    for shape in shapes:
+                        sql = shape.format(view=view, condition=condition.format("%s"))
+                        aimed, missed = _plan(conn, sql, value), _plan(conn, sql, NOBODY)
+                        if aimed != missed:
+                            leaks[f"{setting}; {sql}"] = f"--- globex's value:\n{aimed}\n--- nobody's:\n{missed}"
+                assert conn.execute(f"SELECT count(*) FROM {view} WHERE {condition.format('%s')}",
+                                    (value,)).fetchone() == (0,)
+    assert not leaks, f"{len(leaks)} queries tell globex's rows apart: {sorted(leaks)}\n" + next(iter(leaks.values()))
+
+
+def test_the_tenant_filter_is_planned_as_a_constant(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    """postcall_analyst_tenant() is immutable: the planner evaluates it once and plans the analyst's tenant
+    as a constant (no subplan, no read of analyst_roles while the query runs); the owner's plan has no
+    tenant filter at all."""
+    url, factory, _world = pg_world
+    with unit_of_work(factory) as session:
+        grant_analyst(session, role_name, "acme")
+        acme = session.scalar(text("SELECT id FROM tenants WHERE slug = 'acme'"))
+        owner_plan = "\n".join(session.scalars(text("EXPLAIN (COSTS OFF) SELECT * FROM analytics_claims")))
+    assert "tenant_id =" not in owner_plan and "analyst" not in owner_plan, owner_plan
+    with _connect_as(url, role_name) as conn:
+        assert conn.execute("SELECT postcall_analyst_tenant()").fetchone() == (acme,)
+        for view in VIEWS:
+            plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN (COSTS OFF) SELECT count(*) FROM {view}"))
+            assert f"tenant_id = {acme})" in plan or f"id = {acme})" in plan, (view, plan)
+            assert "analyst_roles" not in plan and "pg_authid" not in plan and "InitPlan" not in plan, (view, plan)
+
+
+def test_a_temporary_table_cannot_stand_in_for_the_bindings(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    """The function runs as its owner in the analyst's session: an analyst may create temporary tables
+    (read-only is only a default), and a temporary `analyst_roles` naming the other tenant would be read
+    first were the function's names not schema-qualified, with pg_temp last on its search path. Nor may
+    an analyst create objects in the schema (operators or functions shadowing those others call)."""
+    url, factory, _world = pg_world
+    with unit_of_work(factory) as session:
+        grant_analyst(session, role_name, "acme")
+        globex = session.scalar(text("SELECT id FROM tenants WHERE slug = 'globex'"))
+    with _connect_as(url, role_name) as conn:
+        conn.execute("SET default_transaction_read_only = off")
+        oid = conn.execute("SELECT oid FROM pg_roles WHERE rolname = session_user").fetchone()[0]  # type: ignore[index]
+        conn.execute("CREATE TEMP TABLE analyst_roles (role_name text, tenant_id int, role_oid bigint, "
+                     "created_at timestamptz)")
+        conn.execute("INSERT INTO analyst_roles VALUES (session_user, %s, %s, now())", (globex, oid))
+        for view in VIEWS:
+            assert {row[0] for row in conn.execute(f"SELECT DISTINCT tenant FROM {view}")} == {"acme"}, view
+        assert conn.execute("SELECT has_schema_privilege('public', 'CREATE')").fetchone() == (False,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE FUNCTION public.lower(character varying) RETURNS text LANGUAGE sql "
+                         "AS 'SELECT ''x''::text'")
+
+
+def test_a_role_made_again_under_a_bound_name_is_not_bound(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    """A binding holds for the role it was made for (its oid), not for its name: a role dropped by hand and
+    created again under the same name (roles are cluster-wide: a grant in another database does that) sees
+    nothing. `list` flags such a binding, `revoke` removes it and leaves that other role alone, and a new
+    grant of the name replaces a binding whose role is gone, saying so."""
+    url, factory, _world = pg_world
+    with unit_of_work(factory) as session:
+        grant_analyst(session, role_name, "acme")
+    with _pg(PG_USER, "postgres") as admin:
+        admin.execute(f'DROP ROLE "{role_name}"')
+    with unit_of_work(factory) as session:
+        assert [row.role_status for row in list_analysts(session)] == [RoleStatus.missing]
+    with _pg(PG_USER, "postgres") as admin:
+        admin.execute(f'CREATE ROLE "{role_name}" LOGIN IN ROLE {ANALYST_GROUP}')
+    with _connect_as(url, role_name) as conn:
+        assert conn.execute("SELECT postcall_analyst_tenant()").fetchone() == (-1,)
+        for view in VIEWS:
+            assert conn.execute(f"SELECT count(*) FROM {view}").fetchone() == (0,), view
+    with unit_of_work(factory) as session:
+        assert [row.role_status for row in list_analysts(session)] == [RoleStatus.other]
+        # The name is taken by a role this database never granted: grant refuses it, revoke leaves it be.
+        with pytest.raises(AnalystRoleError, match="already exists"), session.begin_nested():
+            grant_analyst(session, role_name, "globex")
+        assert revoke_analyst(session, role_name) is Revoked.binding_only
+        assert list_analysts(session) == []
+    with _pg(PG_USER, "postgres") as admin:
+        assert admin.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", [role_name]).fetchone() == (True,)
+
+    # A binding left behind by a role that is gone is replaced by the next grant of the name.
+    with unit_of_work(factory) as session:
+        session.execute(text("INSERT INTO analyst_roles (role_name, tenant_id, created_at, role_oid) "
+                             "SELECT :name, id, now(), 1 FROM tenants WHERE slug = 'acme'"), {"name": role_name})
+    with _pg(PG_USER, "postgres") as admin:
+        admin.execute(f'DROP ROLE "{role_name}"')
+    with unit_of_work(factory) as session:
+        granted = grant_analyst(session, role_name, "globex")
+    assert granted.replaced_tenant == "acme"
+    with unit_of_work(factory) as session:
+        assert [(row.tenant, row.role_status) for row in list_analysts(session)] == [("globex", RoleStatus.ok)]
+    with _connect_as(url, role_name) as conn:
+        assert {row[0] for row in conn.execute("SELECT DISTINCT tenant FROM analytics_calls")} == {"globex"}
+
+
+def _scram_verifies(verifier: str, password: str) -> bool:
+    """Whether a SCRAM-SHA-256 verifier (RFC 5802/7677, as PostgreSQL stores it) is `password`'s."""
+    import base64
+    import hashlib
+    import hmac
+
+    scheme, rest = verifier.split("$", 1)
+    iterations_salt, keys = rest.split("$")
+    iterations, salt = iterations_salt.split(":")
+    stored_key, server_key = (base64.b64decode(k) for k in keys.split(":"))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return (scheme == "SCRAM-SHA-256" and hashlib.sha256(client_key).digest() == stored_key
+            and hmac.new(salted, b"Server Key", "sha256").digest() == server_key)
+
+
+def test_grant_sends_a_scram_verifier_never_the_password(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str
+) -> None:
+    """The server logs DDL statements (log_statement = 'ddl') and shows running ones (pg_stat_activity): the
+    password is in none of them; CREATE ROLE carries its SCRAM-SHA-256 verifier, computed by libpq here. The
+    new role gets the settings' connection limit and timeouts."""
+    from sqlalchemy import event
+
+    _url, factory, _world = pg_world
+    engine = factory.kw["bind"]
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with unit_of_work(factory) as session:
+            granted = grant_analyst(session, role_name, "acme")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert not [statement for statement in sent if granted.password in statement]
+    (create,) = [statement for statement in sent if statement.startswith("CREATE ROLE")]
+    assert "PASSWORD 'SCRAM-SHA-256$" in create
+    stored_verifier = create.split("PASSWORD '", 1)[1].split("'", 1)[0]
+    with _pg(PG_USER, "postgres") as admin:
+        stored, limit, settings = admin.execute(
+            "SELECT a.rolpassword, a.rolconnlimit, s.setconfig FROM pg_authid a "
+            "LEFT JOIN pg_db_role_setting s ON s.setrole = a.oid AND s.setdatabase = 0 WHERE a.rolname = %s",
+            [role_name]).fetchone() or (None, None, None)
+    assert stored == stored_verifier and _scram_verifies(stored, granted.password)
+    assert not _scram_verifies(stored, granted.password + "x")
+    assert limit == 5
+    assert {"default_transaction_read_only=on", "jit=off", "statement_timeout=300000",
+            "idle_in_transaction_session_timeout=600000"} <= set(settings or [])

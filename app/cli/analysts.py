@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
-from app.analysts import grant_analyst, list_analysts, revoke_analyst
+from app.analysts import Revoked, RoleStatus, grant_analyst, list_analysts, revoke_analyst
 from app.cli.common import JsonOpt, TenantOpt, checked_context, tenant_context, transaction
-from app.cli.render import fail, print_json, print_secret, print_table, safe, say
+from app.cli.render import fail, print_json, print_secret, print_table, safe, say, warn
 from app.pipeline.calls import find_tenant
 
 analysts_app = typer.Typer(
@@ -21,17 +21,22 @@ analysts_app = typer.Typer(
 @analysts_app.command("grant")
 def analysts_grant(
     name: Annotated[str, typer.Argument(help="PostgreSQL role name (lower case, digits, '_').")],
-    tenant: TenantOpt = None,
+    tenant: Annotated[str, typer.Option("--tenant", help="The one tenant the role sees (required: no default).")],
     as_json: JsonOpt = False,
 ) -> None:
     """Create a read-only LOGIN role that sees only TENANT's rows in the analytics_* views.
 
-    Prints its password once. The role cannot read tables (tokens included) or other tenants."""
+    Prints its password once (the server is sent only its SCRAM-SHA-256 verifier). The role cannot read
+    tables (tokens included) or other tenants."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         granted = grant_analyst(session, name, slug)
+    if granted.replaced_tenant is not None:
+        warn(f"a binding of {name} to tenant {granted.replaced_tenant} was left by a role of that name that is "
+             "gone (dropped by hand); it bound nobody and is replaced by this grant")
     if as_json:
-        print_json({"role": granted.role_name, "tenant": granted.tenant, "password": granted.password})
+        print_json({"role": granted.role_name, "tenant": granted.tenant, "password": granted.password,
+                    "replaced_tenant": granted.replaced_tenant})
         return
     say(f"created analyst role [bold]{safe(name)}[/bold] for tenant {safe(slug)}")
     print_secret("password (shown once; store it now):", granted.password)
@@ -43,28 +48,47 @@ def analysts_revoke(name: Annotated[str, typer.Argument(help="Analyst role name.
     (it owns objects in another database): it is then left without login or access, and said so."""
     ctx = checked_context()
     with transaction(ctx) as session:
-        dropped = revoke_analyst(session, name)
-    if dropped:
+        revoked = revoke_analyst(session, name)
+    if revoked is Revoked.dropped:
         say(f"dropped analyst role {safe(name)}")
+        return
+    if revoked is Revoked.binding_only:
+        say(f"removed the binding of {safe(name)}: the role of that name is not the one granted here (that one "
+            "was dropped and the name taken again, perhaps in another database of this server), so it was "
+            "left as it is")
         return
     say(f"analyst role {safe(name)} can no longer log in or read any view, but it owns objects elsewhere "
         f"(another database of this server) and was not dropped: there, run DROP OWNED BY \"{safe(name)}\", "
         f"then DROP ROLE \"{safe(name)}\"")
 
 
+ROLE_STATUS_WORDS = {
+    RoleStatus.ok: "ok",
+    RoleStatus.missing: "role missing",
+    RoleStatus.other: "another role of this name",
+}
+
+
 @analysts_app.command("list")
 def analysts_list(as_json: JsonOpt = False) -> None:
-    """Analyst roles of this database and their tenants."""
+    """Analyst roles of this database and their tenants, flagging bindings whose role is gone (or is another
+    role of the same name): such a binding binds nobody; `analysts revoke NAME` removes it."""
     ctx = checked_context()
     with transaction(ctx) as session:
         rows = list_analysts(session)
     if as_json:
         print_json({"analysts": [
-            {"role": r.role_name, "tenant": r.tenant, "created_at": r.created_at.isoformat()} for r in rows
+            {"role": r.role_name, "tenant": r.tenant, "created_at": r.created_at.isoformat(),
+             "role_status": r.role_status.value} for r in rows
         ]})
         return
-    print_table(("role", "tenant", "created"),
-                ([r.role_name, r.tenant, r.created_at.isoformat(timespec="seconds")] for r in rows))
+    print_table(("role", "tenant", "created", "role status"),
+                ([r.role_name, r.tenant, r.created_at.isoformat(timespec="seconds"), ROLE_STATUS_WORDS[r.role_status]]
+                 for r in rows))
+    for r in rows:
+        if r.role_status is not RoleStatus.ok:
+            warn(f"{r.role_name}: {ROLE_STATUS_WORDS[r.role_status]}; the binding shows nobody anything "
+                 f"(remove it: postcall analysts revoke {r.role_name})")
 
 
 @analysts_app.command("time-zone")

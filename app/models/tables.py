@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     Enum,
@@ -284,6 +285,10 @@ class ExtractionRun(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    # The call's tenant, copied by every writer: the runs row policy compares it with an analyst's tenant
+    # (migration 0025). No foreign key: the call key ties the run to its tenant already, and analytics_runs
+    # shows a run only with its call, whose own policy applies.
+    tenant_id: Mapped[int] = mapped_column(Integer)
     # call id + transcript hash + prompt version + provider + model: the same work done twice
     # (a redelivered task) collides on the partial unique index below instead of duplicating claims.
     idempotency_key: Mapped[str] = mapped_column(String(64))
@@ -398,6 +403,9 @@ class Evidence(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id", ondelete="CASCADE"), index=True)
+    # The claim's tenant, copied by every writer: the evidence row policy compares it with an analyst's
+    # tenant (migration 0025). No foreign key, as for runs: analytics_evidence shows a span only with its claim.
+    tenant_id: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)
     cited_utterance: Mapped[int] = mapped_column(Integer)
     utterance_index: Mapped[int | None] = mapped_column(Integer)
@@ -426,6 +434,9 @@ class AnalystRole(Base):
     role_name: Mapped[str] = mapped_column(String(63), primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The role's oid (pg_roles.oid) when it was granted: the binding holds for that role only, not for a
+    # later role of the same name (migration 0025). NULL for a binding whose role was gone at the upgrade.
+    role_oid: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ReviewEvent(Base):

@@ -216,12 +216,15 @@ class RunFacts:
 
 
 def run_values(
-    call_id: str, facts: RunFacts, *, status: RunStatus, error: str | None = None, raw_response: str | None = None
+    call_id: str, tenant_id: int, facts: RunFacts, *, status: RunStatus, error: str | None = None,
+    raw_response: str | None = None,
 ) -> dict[str, Any]:
-    """The `extraction_runs` columns of one run (the wall and CPU timings of the whole call excepted)."""
+    """The `extraction_runs` columns of one run (the wall and CPU timings of the whole call excepted);
+    `tenant_id`: the call's (the runs row policy reads it)."""
     usage = facts.usage
     return {
         "call_id": call_id,
+        "tenant_id": tenant_id,
         "idempotency_key": facts.key,
         "provider": facts.provider,
         "model": facts.model,
@@ -255,7 +258,7 @@ def add_run(
     total_ms: float | None = None,
 ) -> ExtractionRun:
     run = ExtractionRun(
-        **run_values(call.id, facts, status=status, error=error, raw_response=raw_response),
+        **run_values(call.id, call.tenant_id, facts, status=status, error=error, raw_response=raw_response),
         db_ms=db_ms,
         total_ms=total_ms,
     )
@@ -349,11 +352,12 @@ def claim_rows_of(
     ]
 
 
-def evidence_rows_of(report: VerificationReport, masked: MaskedCopies) -> list[dict[str, Any]]:
+def evidence_rows_of(tenant_id: int, report: VerificationReport, masked: MaskedCopies) -> list[dict[str, Any]]:
     """The `evidence` rows of a run's claims, each with its claim's position (`claim_position`) in place of
-    the claim id the insert does not know yet: every column but the ids."""
+    the claim id the insert does not know yet: every column but the ids. `tenant_id`: the call's."""
     return [
-        {"claim_position": claim_position, **evidence_values(ev, position), "quote_masked": masked.quote(ev)}
+        {"claim_position": claim_position, "tenant_id": tenant_id, **evidence_values(ev, position),
+         "quote_masked": masked.quote(ev)}
         for claim_position, claim in enumerate(report.claims)
         for position, ev in enumerate(claim.evidence)
     ]
@@ -413,7 +417,7 @@ def insert_run_with_claims(
     copies to compute the rows' with (and keep for the caller)."""
     masked = masked if masked is not None else MaskedCopies()
     claim_rows = claim_rows_of(run["call_id"], tenant_id, report, clock, masked)
-    evidence_rows = evidence_rows_of(report, masked)
+    evidence_rows = evidence_rows_of(tenant_id, report, masked)
     connection = connection_of(work)
     if connection.dialect.name == "postgresql":
         parameters = {f"extraction_runs_{name}": run[name] for name in RUN_INSERT_COLUMNS}
@@ -441,7 +445,8 @@ def insert_claims(
     texts = session.execute(select(_UTTERANCES.c.index, _UTTERANCES.c.text).where(_UTTERANCES.c.call_id == call_id))
     masked = MaskedCopies(utterance_texts=dict(texts.all()))
     claim_rows = claim_rows_of(call_id, tenant_id, report, clock, masked)
-    claim_ids = _insert_claim_rows(session.connection(), run_id, claim_rows, evidence_rows_of(report, masked))
+    claim_ids = _insert_claim_rows(session.connection(), run_id, claim_rows,
+                                   evidence_rows_of(tenant_id, report, masked))
     return list(zip(claim_rows, claim_ids, strict=True))
 
 
@@ -498,7 +503,8 @@ def write_succeeded_run(
     The run's whole-call timings are written after the commit (see `record_timings`).
     """
     call = locked.call
-    run = {**run_values(call.id, facts, status=RunStatus.succeeded, raw_response=raw_response), "started_at": utcnow()}
+    run = {**run_values(call.id, call.tenant_id, facts, status=RunStatus.succeeded, raw_response=raw_response),
+           "started_at": utcnow()}
     clock = CallClock(call.started_at, locked.time_zone)
     # The rows' masked copies, which the hand-off record carries too (app/handoff/record.py); `transcript`,
     # the call's, masks quotes as readers show them.

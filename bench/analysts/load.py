@@ -39,21 +39,30 @@ FIRST_COUNTERS_REVISION = "0009"  # the first revision with triggers that count 
 MODELS = [("gpt-4o-mini", "extract-v1"), ("gpt-4o-mini", "extract-v2"), ("heuristic-v2", "extract-v1")]
 
 
-def claims_have_tenant(conn: psycopg.Connection[Any]) -> bool:
-    """Whether the schema the rows go into has claims.tenant_id (0015); a database loaded before it gets
-    the column filled by 0015's upgrade, from the claim's call."""
-    found = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-                         "AND table_name = 'claims' AND column_name = 'tenant_id'").fetchone()
-    return found is not None
+TENANT_COPIES = ("claims", "extraction_runs", "evidence")  # tables that copy their call's tenant
 
 
-def _statements(calls: int, claims_per_call: int, *, claims_tenant: bool) -> list[tuple[str, str]]:
+def tables_with_tenant(conn: psycopg.Connection[Any]) -> frozenset[str]:
+    """Which of TENANT_COPIES have their tenant_id column in the schema the rows go into (claims since 0015,
+    runs and evidence since 0025); a database loaded before gets the column filled by that revision's
+    upgrade, from the row's call or claim."""
+    found = conn.execute("SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                         "AND column_name = 'tenant_id' AND table_name = ANY(%s)", (list(TENANT_COPIES),))
+    return frozenset(str(row[0]) for row in found)
+
+
+def _statements(calls: int, claims_per_call: int, *, with_tenant: frozenset[str]) -> list[tuple[str, str]]:
     states = "ARRAY[" + ",".join(f"'{s}'" for s in STATES) + "]"
     phrases = "ARRAY[" + ",".join(f"'{p}'" for p, _ in DUE_PHRASES) + "]"
     offsets = "ARRAY[" + ",".join("NULL" if o is None else str(o) for _, o in DUE_PHRASES) + "]::int[]"
     models = "ARRAY[" + ",".join(f"'{m}'" for m, _ in MODELS) + "]"
     prompts = "ARRAY[" + ",".join(f"'{p}'" for _, p in MODELS) + "]"
     kinds = "ARRAY['summary','reason','outcome','action_item','action_item','action_item','action_item','summary']"
+
+    def tenant(table: str, value: str) -> str:
+        """The tenant column (or its value) followed by a comma, where `table` has the column."""
+        return f"{value}, " if table in with_tenant else ""
+
     return [
         ("tenants", """
             INSERT INTO tenants (slug, created_at, time_zone) VALUES
@@ -76,21 +85,24 @@ def _statements(calls: int, claims_per_call: int, *, claims_tenant: bool) -> lis
                    'Synthetic utterance ' || u || ' of call ' || g || ', about an order and a refund.'
             FROM generate_series(1, {calls}) g, generate_series(0, 5) u"""),
         ("older runs", f"""
-            INSERT INTO extraction_runs (call_id, idempotency_key, provider, model, prompt_version, transcript_hash,
+            INSERT INTO extraction_runs (call_id, {tenant("extraction_runs", "tenant_id")}idempotency_key, provider,
+                                         model, prompt_version, transcript_hash,
                                          status, prompt_tokens, completion_tokens, cached_tokens, cost_usd,
                                          llm_calls, queue_wait_ms, llm_ms, verify_ms, db_ms, total_ms,
                                          started_at, finished_at)
-            SELECT md5('call' || g), md5('old' || g), 'openai', 'gpt-4o-mini', 'extract-v0', md5('hash' || g),
+            SELECT md5('call' || g), {tenant("extraction_runs", "c.tenant_id")}md5('old' || g), 'openai',
+                   'gpt-4o-mini', 'extract-v0', md5('hash' || g),
                    'succeeded', 900, 200, 0, 0.0003, 1, 40, 1800, 3, 8, 1860,
                    c.started_at + interval '1 minute', c.started_at + interval '2 minutes'
             FROM generate_series(1, {calls}) g JOIN calls c ON c.id = md5('call' || g)
             WHERE g % 10 = 3"""),
         ("runs", f"""
-            INSERT INTO extraction_runs (call_id, idempotency_key, provider, model, prompt_version, transcript_hash,
+            INSERT INTO extraction_runs (call_id, {tenant("extraction_runs", "tenant_id")}idempotency_key, provider,
+                                         model, prompt_version, transcript_hash,
                                          status, error, prompt_tokens, completion_tokens, cached_tokens, cost_usd,
                                          llm_calls, queue_wait_ms, llm_ms, verify_ms, db_ms, total_ms,
                                          started_at, finished_at)
-            SELECT md5('call' || g), md5('run' || g),
+            SELECT md5('call' || g), {tenant("extraction_runs", "c.tenant_id")}md5('run' || g),
                    CASE WHEN g % 3 = 2 THEN 'heuristic' ELSE 'openai' END, ({models})[1 + g % 3],
                    ({prompts})[1 + g % 3], md5('hash' || g),
                    CASE WHEN g % 50 = 0 THEN 'failed' ELSE 'succeeded' END,
@@ -105,10 +117,10 @@ def _statements(calls: int, claims_per_call: int, *, claims_tenant: bool) -> lis
                   GROUP BY call_id) latest
             WHERE latest.call_id = calls.id"""),
         ("claims", f"""
-            INSERT INTO claims (run_id, call_id, {"tenant_id, " if claims_tenant else ""}position, kind, text, owner,
+            INSERT INTO claims (run_id, call_id, {tenant("claims", "tenant_id")}position, kind, text, owner,
                                 owner_name, due, due_date, grounding_status, grounding_reason, review_status, origin,
                                 created_at)
-            SELECT r.id, r.call_id, {"c.tenant_id, " if claims_tenant else ""}p, ({kinds})[1 + p % 8],
+            SELECT r.id, r.call_id, {tenant("claims", "c.tenant_id")}p, ({kinds})[1 + p % 8],
                    CASE ({kinds})[1 + p % 8]
                      WHEN 'reason' THEN (ARRAY['Refund for a damaged order','Lost card','Billing dispute',
                                                'Change of address','Outage report'])[1 + r.id % 5]
@@ -127,10 +139,11 @@ def _statements(calls: int, claims_per_call: int, *, claims_tenant: bool) -> lis
                    'model', r.finished_at
             FROM extraction_runs r JOIN calls c ON c.id = r.call_id, generate_series(0, {claims_per_call - 1}) p
             WHERE r.status = 'succeeded'"""),
-        ("evidence", """
-            INSERT INTO evidence (claim_id, position, cited_utterance, utterance_index, char_start, char_end, quote,
-                                  status, score, reason)
-            SELECT cl.id, 0, cl.position % 6, cl.position % 6, 0, 20, 'Synthetic utterance',
+        ("evidence", f"""
+            INSERT INTO evidence (claim_id, {tenant("evidence", "tenant_id")}position, cited_utterance,
+                                  utterance_index, char_start, char_end, quote, status, score, reason)
+            SELECT cl.id, {tenant("evidence", "cl.tenant_id")}0, cl.position % 6, cl.position % 6, 0, 20,
+                   'Synthetic utterance',
                    CASE WHEN cl.grounding_status = 'grounded' THEN 'exact' ELSE 'ungrounded' END,
                    CASE WHEN cl.grounding_status = 'grounded' THEN 1.0 ELSE 0.3 END, cl.grounding_reason
             FROM claims cl"""),
@@ -164,7 +177,7 @@ def main() -> None:
     upgrade(args.url, before_counters)  # a no-op when the database is already past it
     dsn = admin.replace("dbname=postgres", f"dbname={url.database}")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for name, sql in _statements(args.calls, args.claims_per_call, claims_tenant=claims_have_tenant(conn)):
+        for name, sql in _statements(args.calls, args.claims_per_call, with_tenant=tables_with_tenant(conn)):
             started = time.perf_counter()
             cursor = conn.execute(sql)
             print(f"{name:<14} {cursor.rowcount:>11,} rows  {time.perf_counter() - started:7.1f} s", flush=True)

@@ -16,7 +16,7 @@ import psycopg
 from sqlalchemy import make_url
 
 from app.db.migrate import upgrade
-from bench.analysts.load import _statements, claims_have_tenant
+from bench.analysts.load import _statements, tables_with_tenant
 
 # The schema the loader's rows are written at: the revision before the read-path migration.
 LOAD_REVISION = "0008"
@@ -43,7 +43,7 @@ def main() -> None:
             conn.execute(f'CREATE DATABASE "{database}"')
         upgrade(args.url, LOAD_REVISION)
         with psycopg.connect(_dsn(args.url, str(database)), autocommit=True) as conn:
-            for name, sql in _statements(args.calls, args.claims_per_call, claims_tenant=claims_have_tenant(conn)):
+            for name, sql in _statements(args.calls, args.claims_per_call, with_tenant=tables_with_tenant(conn)):
                 started = time.perf_counter()
                 cursor = conn.execute(sql)
                 print(f"{name:<14} {cursor.rowcount:>11,} rows  {time.perf_counter() - started:7.1f} s", flush=True)

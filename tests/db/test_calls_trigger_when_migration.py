@@ -22,6 +22,7 @@ from app.review import delete_call
 from app.users import authenticate, create_user
 from tests.db.test_trigger_work_migration import _assert_counts_match
 from tests.support.analytics import _prompt, build_world
+from tests.support.old_schema import todays_code
 from tests.support.services import temporary_pg_database
 
 BEFORE = "0019"
@@ -81,18 +82,19 @@ def _write(url: str, round_: int) -> None:
     moved out and in, a run inserted) and a deleted call."""
     engine = create_db_engine(url)
     try:
-        factory = make_session_factory(engine)
-        if round_ == 0:
-            build_world(factory)
-        with unit_of_work(factory) as session:
-            first, second = session.scalars(select(Call.id).order_by(Call.external_id).limit(2)).all()
-            admin = create_user(session, tenant="acme", name=f"admin-{round_}", role=UserRole.admin)
-        process_call(factory, first, HeuristicProvider(),
-                     dataclasses.replace(_prompt(), version=f"extract-v1-r{round_ + 2}"), reprocess_reviewed=True)
-        with unit_of_work(factory) as session:
-            user = authenticate(session, admin.token)
-            assert user is not None
-            delete_call(session, user, second)
+        with todays_code(engine):
+            factory = make_session_factory(engine)
+            if round_ == 0:
+                build_world(factory)
+            with unit_of_work(factory) as session:
+                first, second = session.scalars(select(Call.id).order_by(Call.external_id).limit(2)).all()
+                admin = create_user(session, tenant="acme", name=f"admin-{round_}", role=UserRole.admin)
+            process_call(factory, first, HeuristicProvider(),
+                         dataclasses.replace(_prompt(), version=f"extract-v1-r{round_ + 2}"), reprocess_reviewed=True)
+            with unit_of_work(factory) as session:
+                user = authenticate(session, admin.token)
+                assert user is not None
+                delete_call(session, user, second)
     finally:
         engine.dispose()
 

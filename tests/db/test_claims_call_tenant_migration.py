@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory
 from tests.support.analytics import build_world
+from tests.support.old_schema import todays_code
 from tests.support.services import temporary_pg_database
 
 BEFORE = "0018"
@@ -34,7 +35,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def _world_at_0018(url: str) -> Engine:
     upgrade(url, BEFORE)
     engine = create_db_engine(url)
-    build_world(make_session_factory(engine))
+    with todays_code(engine):
+        build_world(make_session_factory(engine))
     return engine
 
 

@@ -19,6 +19,7 @@ from app.models.counters import COUNTER_SHARDS
 from app.pipeline.run import process_call
 from tests.db.test_trigger_work_migration import _assert_counts_match
 from tests.support.analytics import _prompt, build_world
+from tests.support.old_schema import todays_code
 from tests.support.services import temporary_pg_database
 
 BEFORE = "0017"
@@ -54,8 +55,9 @@ def _process_new_calls(url: str) -> None:
         factory = make_session_factory(engine)
         with unit_of_work(factory) as session:
             call_ids = list(session.scalars(text("SELECT id FROM calls ORDER BY external_id")))
-        for call_id in call_ids[1:3]:
-            process_call(factory, call_id, HeuristicProvider(), _prompt(), reprocess_reviewed=True)
+        with todays_code(engine):
+            for call_id in call_ids[1:3]:
+                process_call(factory, call_id, HeuristicProvider(), _prompt(), reprocess_reviewed=True)
     finally:
         engine.dispose()
 
@@ -67,7 +69,8 @@ def test_upgrade_rewrites_only_the_shard_expression_and_keeps_the_counts(url_bef
     assert with_shard >= COUNTING
     engine = create_db_engine(url)
     try:
-        build_world(make_session_factory(engine))  # counted on the 16 old shards
+        with todays_code(engine):
+            build_world(make_session_factory(engine))  # counted on the 16 old shards
     finally:
         engine.dispose()
     _assert_counts_match(url)
@@ -144,7 +147,8 @@ def _queued_calls(url: str) -> None:
     """Calls of a tenant, all queued and without a team: their state changes count on one key."""
     engine = create_db_engine(url)
     try:
-        build_world(make_session_factory(engine))
+        with todays_code(engine):
+            build_world(make_session_factory(engine))
         with engine.begin() as conn:
             conn.execute(text("UPDATE calls SET state = 'queued', team = NULL"))
     finally:

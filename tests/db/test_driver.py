@@ -32,9 +32,10 @@ def _store(factory: sessionmaker[Session]) -> tuple[str, str]:
     transcript.metadata.started_at = datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
     with unit_of_work(factory) as session:
         call_id = store_transcript(session, transcript, tenant="driver", external_id="driver-1").call_id
+        tenant_id = session.get_one(Call, call_id).tenant_id
         for status, key in ((RunStatus.failed, "k-failed"), (RunStatus.succeeded, "k-done")):
-            session.add(ExtractionRun(call_id=call_id, idempotency_key=key, provider="p", model="m", prompt_version="v",
-                                      transcript_hash="h", status=status))
+            session.add(ExtractionRun(call_id=call_id, tenant_id=tenant_id, idempotency_key=key, provider="p",
+                                      model="m", prompt_version="v", transcript_hash="h", status=status))
     return call_id, "k-done"
 
 

@@ -16,6 +16,7 @@ from app.pipeline.timings import TimingsRecorder
 from tests.db.test_trigger_work_migration import _assert_counts_match
 from tests.pipeline.test_timings import _process
 from tests.support.analytics import build_world
+from tests.support.old_schema import todays_code
 from tests.support.services import temporary_pg_database
 
 TRIGGERS = text("SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
@@ -44,7 +45,8 @@ def test_upgrade_and_downgrade_swap_the_late_timings_trigger_and_keep_the_counts
     engine = create_db_engine(url)
     try:
         factory = make_session_factory(engine)
-        build_world(factory)  # written through 0016's triggers
+        with todays_code(engine):
+            build_world(factory)  # written through 0016's triggers
         before = _triggers(engine)
         assert "runs_late_timings" not in before and "db_ms" in before["runs_ledgers_change"]
         _assert_counts_match(url)

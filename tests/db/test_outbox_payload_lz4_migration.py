@@ -13,6 +13,7 @@ from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory
 from tests.db.test_calls_trigger_when_migration import _write
 from tests.support.analytics import build_world
+from tests.support.old_schema import todays_code
 from tests.support.services import temporary_pg_database
 
 BEFORE = "0020"
@@ -34,7 +35,8 @@ def test_new_payloads_are_lz4_and_every_payload_reads_back(url_before: str) -> N
     url = url_before
     engine = create_db_engine(url)
     try:
-        build_world(make_session_factory(engine))  # events written with pglz
+        with todays_code(engine):
+            build_world(make_session_factory(engine))  # events written with pglz
         with engine.connect() as conn:
             assert conn.execute(COMPRESSION).scalar_one() == ""  # the server's default
             methods = dict(conn.execute(METHODS).all())

@@ -21,6 +21,7 @@ from app.users import authenticate, create_user
 from tests.models.test_rollups import assert_rollups_match
 from tests.pipeline.test_counts import _check
 from tests.support.analytics import _prompt, build_world
+from tests.support.old_schema import todays_code
 from tests.support.services import temporary_pg_database
 
 FUNCTIONS = ("postcall_calls_change", "postcall_runs_write", "postcall_runs_change")
@@ -49,10 +50,11 @@ def _sources(url: str) -> dict[str, str]:
 def _assert_counts_match(url: str) -> None:
     engine = create_db_engine(url)
     try:
-        factory = make_session_factory(engine)
-        assert_rollups_match(factory)
-        with factory() as session:
-            _check(session, list(session.scalars(select(Tenant.id))))
+        with todays_code(engine):
+            factory = make_session_factory(engine)
+            assert_rollups_match(factory)
+            with factory() as session:
+                _check(session, list(session.scalars(select(Tenant.id))))
     finally:
         engine.dispose()
 
@@ -64,7 +66,8 @@ def test_upgrade_and_downgrade_swap_the_function_bodies_and_keep_the_counts(url_
     assert "WHERE" not in before["ix_calls_llm_batch_id"]
     engine = create_db_engine(url)
     try:
-        build_world(make_session_factory(engine))  # written through 0012's triggers
+        with todays_code(engine):
+            build_world(make_session_factory(engine))  # written through 0012's triggers
     finally:
         engine.dispose()
     _assert_counts_match(url)

@@ -50,8 +50,9 @@ def _world(factory: sessionmaker[Session]) -> list[int]:
         for n in range(RUNS):
             provider, model = rng.choice(MODELS)
             late = rng.random() < 0.3
+            call = rng.choice(calls)
             run = ExtractionRun(
-                call_id=rng.choice(calls).id, idempotency_key=f"k{n}", provider=provider, model=model,
+                call_id=call.id, tenant_id=call.tenant_id, idempotency_key=f"k{n}", provider=provider, model=model,
                 prompt_version=rng.choice(["v1", "v2"]), transcript_hash="h",
                 status=RunStatus.succeeded if n % 3 else rng.choice(list(RunStatus)),
                 prompt_tokens=n, completion_tokens=1, cached_tokens=0, cost_usd=n / 64, llm_calls=1,

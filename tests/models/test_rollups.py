@@ -249,8 +249,8 @@ def test_a_current_run_change_moves_each_claim_rollup(session_factory: sessionma
             [("action_item", None), ("summary", None)],
             [("summary", None)],
         ]):
-            run = ExtractionRun(call_id=call.id, idempotency_key=f"k{number}", provider="openai", model="m",
-                                prompt_version="v1", transcript_hash="h", status=RunStatus.succeeded)
+            run = ExtractionRun(call_id=call.id, tenant_id=tenant.id, idempotency_key=f"k{number}", provider="openai",
+                                model="m", prompt_version="v1", transcript_hash="h", status=RunStatus.succeeded)
             session.add(run)
             session.flush()
             runs.append(run.id)

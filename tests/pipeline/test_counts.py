@@ -30,7 +30,7 @@ def _timing(rng: random.Random) -> float | None:
     return rng.choice([None, 3.0, 10.0, 40.0, 900.0, 2500.0, 4_000_000.0])
 
 
-def _new_run(session: Session, rng: random.Random, call_id: str, n: int) -> None:
+def _new_run(session: Session, rng: random.Random, call: Call, n: int) -> None:
     provider, model = rng.choice(MODELS)
     timings = {column: _timing(rng) for column in STAGE_COLUMNS.values()}
     status = rng.choice(list(RunStatus))
@@ -38,7 +38,8 @@ def _new_run(session: Session, rng: random.Random, call_id: str, n: int) -> None
         # As the pipeline writes a run: succeeded, its whole-call timings (db, total) only after the commit.
         status, timings["db_ms"], timings["total_ms"] = RunStatus.succeeded, None, None
     session.add(ExtractionRun(
-        call_id=call_id, idempotency_key=f"k{n}", provider=provider, model=model, prompt_version="v1",
+        call_id=call.id, tenant_id=call.tenant_id, idempotency_key=f"k{n}", provider=provider, model=model,
+        prompt_version="v1",
         transcript_hash="h", status=status, prompt_tokens=rng.randint(0, 900),
         completion_tokens=rng.randint(0, 300), cached_tokens=rng.randint(0, 50), cost_usd=rng.random() / 100,
         llm_calls=rng.randint(0, 2), **timings,
@@ -60,7 +61,7 @@ def _step(session: Session, rng: random.Random, tenant_ids: list[int], n: int) -
     elif action == 5:
         rng.choice(calls).team = rng.choice(TEAMS)  # a replaced transcript may name another team
     elif action == 6:
-        _new_run(session, rng, rng.choice(calls).id, n)
+        _new_run(session, rng, rng.choice(calls), n)
     elif action == 7 and runs:
         run = rng.choice(runs)
         # Timings are written after the run (its total and database time once the claims are stored),
@@ -182,8 +183,9 @@ def test_late_timings_from_another_backend_count_on_its_own_shard(postgres_url: 
                         state=CallState.ready_for_review)
             session.add(call)
             session.flush()
-            session.add(ExtractionRun(call_id=call.id, idempotency_key="k", provider="openai", model="gpt-4o-mini",
-                                      prompt_version="v1", transcript_hash="h", status=RunStatus.succeeded,
+            session.add(ExtractionRun(call_id=call.id, tenant_id=tenant.id, idempotency_key="k", provider="openai",
+                                      model="gpt-4o-mini", prompt_version="v1", transcript_hash="h",
+                                      status=RunStatus.succeeded,
                                       prompt_tokens=10, llm_ms=40.0))
             shard = session.scalar(select(func.pg_backend_pid() % COUNTER_SHARDS))
             tenant_id = tenant.id

@@ -95,7 +95,7 @@ def _insert(factory: sessionmaker[Session], report: VerificationReport, clock: C
     call = _stored_call(factory)
     with unit_of_work(factory) as session:
         if path == "run_with_claims":
-            run = {**run_values(call.id, _facts(call), status=RunStatus.succeeded, raw_response="{}"),
+            run = {**run_values(call.id, call.tenant_id, _facts(call), status=RunStatus.succeeded, raw_response="{}"),
                    "started_at": STARTED}
             run_id, written = insert_run_with_claims(session, run, call.tenant_id, report, clock)
         else:
@@ -122,6 +122,7 @@ def test_claims_and_their_evidence_are_stored_as_reported(session_factory: sessi
         stored = _stored_claims(session, run_id)
         run = session.get_one(ExtractionRun, run_id)
         assert (run.call_id, run.status, run.idempotency_key) == (call_id, RunStatus.succeeded, _facts(call).key)
+        assert run.tenant_id == tenant_id  # the runs' and evidence's row policies read it (migration 0025)
     assert [claim_id for _, claim_id in written] == [claim.id for claim, _ in stored]
     assert [row["position"] for row, _ in written] == [0, 1, 2, 3]
     for position, ((claim, evidence), reported) in enumerate(zip(stored, report.claims, strict=True)):
@@ -138,6 +139,7 @@ def test_claims_and_their_evidence_are_stored_as_reported(session_factory: sessi
             (i, span.cited_utterance, span.utterance, span.char_start, span.char_end, span.quote,
              span.status.value, span.score, span.reason) for i, span in enumerate(reported.evidence)]
         assert [ev.quote_masked for ev in evidence] == [mask_text(span.quote) for span in reported.evidence]
+        assert [ev.tenant_id for ev in evidence] == [tenant_id] * len(evidence)
     action = stored[2][0]
     assert action.due_date == date(2026, 12, 4)  # "by Friday" from a Tuesday
     assert stored[3][0].text_masked != CARD  # the card number is masked (a test that can fail)

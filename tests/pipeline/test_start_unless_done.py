@@ -32,8 +32,8 @@ def _stored(factory: sessionmaker[Session], external_id: str = "start-1") -> str
 
 def _add_run(factory: sessionmaker[Session], call_id: str, status: RunStatus) -> int:
     with unit_of_work(factory) as session:
-        run = ExtractionRun(call_id=call_id, idempotency_key=KEY, provider="p", model="m", prompt_version="v",
-                            transcript_hash="h", status=status)
+        run = ExtractionRun(call_id=call_id, tenant_id=session.get_one(Call, call_id).tenant_id, idempotency_key=KEY,
+                            provider="p", model="m", prompt_version="v", transcript_hash="h", status=status)
         session.add(run)
         session.flush()
         return run.id
@@ -101,8 +101,9 @@ def test_a_run_committed_while_waiting_for_the_lock_is_seen(postgres_url: str) -
         waiter.start()
         waiter.join(0.5)
         assert waiter.is_alive()  # still waiting for the lock
-        run = ExtractionRun(call_id=call_id, idempotency_key=KEY, provider="p", model="m", prompt_version="v",
-                            transcript_hash="h", status=RunStatus.succeeded)
+        run = ExtractionRun(call_id=call_id, tenant_id=holder.get_one(Call, call_id).tenant_id, idempotency_key=KEY,
+                            provider="p", model="m", prompt_version="v", transcript_hash="h",
+                            status=RunStatus.succeeded)
         holder.add(run)
         holder.flush()
         run_id = run.id
