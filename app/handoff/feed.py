@@ -29,7 +29,7 @@ DEFAULT_PAGE = 100
 # How long a reader waits for event-writing transactions to commit. New writers queue behind a waiting
 # reader, so this also bounds how long a poll can hold the pipeline's event writes back.
 LOCK_WAIT = "200ms"
-MAX_EVENT_ID = 2**31 - 1  # outbox.id is a 32-bit integer
+MAX_EVENT_ID = 2**63 - 1  # outbox.id is a 64-bit integer (migration 0026)
 MAX_CURSOR_DIGITS = len(str(MAX_EVENT_ID))
 
 

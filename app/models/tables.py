@@ -462,6 +462,12 @@ class ReviewEvent(Base):
 # ------------------------------------------------------------------------------------ hand-off
 
 
+# The hand-off tables' ids (migration 0026): every event fans out to a delivery per endpoint and every
+# delivery to its attempts, so 32 bits run out within years. SQLite's INTEGER PRIMARY KEY is 64-bit already,
+# and only it makes the rowid the key (a BIGINT key would not be filled in).
+BIG_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
 class OutboxEvent(Base):
     """An event written in the same transaction as the state change it reports (transactional outbox).
 
@@ -472,7 +478,7 @@ class OutboxEvent(Base):
 
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(40), unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     call_id: Mapped[str] = mapped_column(String(32), index=True)
@@ -519,8 +525,8 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("outbox.id", ondelete="CASCADE"))
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     call_id: Mapped[str] = mapped_column(String(32))
     status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus, "delivery_status"),
@@ -550,8 +556,9 @@ class WebhookAttempt(Base):
 
     __tablename__ = "webhook_attempts"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+                                             index=True)
     # in_flight | succeeded | retry | dead | lost (the worker died mid-send)
     outcome: Mapped[str] = mapped_column(String(20))
     status_code: Mapped[int | None] = mapped_column(Integer)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -527,3 +527,27 @@ def test_a_host_that_does_not_resolve_this_time_is_retried_not_dead_lettered(
     assert waiting.status is DeliveryStatus.pending
     assert waiting.last_error is not None and "does not resolve" in waiting.last_error
     assert not waiting.last_error.startswith("refused")
+
+
+@pytest.mark.postgres
+def test_hand_off_ids_go_past_32_bits(postgres_url: str, allow_private: Settings, client: httpx.Client) -> None:
+    # Ids of 32 bits ran out (nextval: reached maximum value) and then every processed call and review
+    # failed, the fan-out being in their transactions.
+    from app.db.session import create_db_engine, make_session_factory
+    from app.handoff.feed import decode_cursor
+
+    factory = make_session_factory(create_db_engine(postgres_url))
+    past = 2**31 + 10
+    with unit_of_work(factory) as session:
+        for sequence in ("outbox_id_seq", "webhook_deliveries_id_seq", "webhook_attempts_id_seq"):
+            session.execute(text(f"SELECT setval('{sequence}', {past})"))
+    with running_receiver() as receiver:
+        register(factory, receiver.url)
+        call_id = processed_call(factory, "del-bigint")
+        (delivery,) = deliveries(factory, call_id)
+        assert delivery.id > 2**31 and delivery.outbox_id > 2**31
+        assert send(factory, delivery.id, client, settings=allow_private) is DeliveryResult.succeeded
+        assert len(receiver.accepted_requests()) == 1
+    with unit_of_work(factory) as session:
+        assert session.scalar(select(WebhookAttempt.id).where(WebhookAttempt.delivery_id == delivery.id)) > 2**31
+    assert decode_cursor(str(delivery.outbox_id)) == delivery.outbox_id  # the feed's cursor takes it
