@@ -210,7 +210,7 @@ def reprocess(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-run extraction in this process with another prompt version or model; earlier runs are kept."""
-    from app.pipeline.calls import call_ids_of
+    from app.pipeline.calls import call_ids_of, decided_call_ids
     from app.review import reopen_to_extract_again
 
     overrides: dict[str, Any] = {}
@@ -225,8 +225,10 @@ def reprocess(
             call_ids = [find_call(session, ref, tenant_id).id for ref in calls]
         else:
             call_ids = call_ids_of(session, tenant_id)
+    with unit_of_work(ctx.session_factory) as session:
+        decided = decided_call_ids(session, call_ids)
     reopened = set()
-    for call_id in call_ids:  # a decided call is reopened (audited, handed off) before it is extracted again
+    for call_id in decided:  # a decided call is reopened (audited, handed off) before it is extracted again
         with unit_of_work(ctx.session_factory) as session:
             if reopen_to_extract_again(session, call_id, ctx.provider, ctx.prompt):
                 reopened.add(call_id)
