@@ -24,19 +24,11 @@ from sqlalchemy.orm import Session, selectinload
 from app.db.session import scalar_for_update
 from app.errors import NotFoundError, PostcallError
 from app.handoff.outbox import EventType, record_event
-from app.llm.base import ExtractionProvider
-from app.llm.prompt import PromptTemplate
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
 from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.analyst_fields import analyst_fields, call_clock, due_fields
 from app.pipeline.calls import load_transcript, lock_call, set_state
-from app.pipeline.persist import (
-    evidence_values,
-    idempotency_key,
-    latest_succeeded_run,
-    state_for_run,
-    succeeded_run_id,
-)
+from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
 from app.privacy.mask import MASK_CHAR, CallMasks
 from app.privacy.reads import unmask_selection
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
@@ -537,29 +529,23 @@ def _reopened_state(session: Session, call: Call) -> CallState:
     return state_for_run(session, run.id) if run is not None else CallState.needs_attention
 
 
-def reopen_to_extract_again(
-    session: Session, call_id: str, provider: ExtractionProvider, prompt: PromptTemplate
-) -> bool:
-    """A decided call about to be extracted again with `provider` and `prompt` (`postcall reprocess`) goes
-    back to review first, as a supervisor's reopen does: audited (by `system`) and handed off as
-    `call.reopened`. Without it the new extraction's `call.processed` was the only event, and a receiver that
-    follows decisions (`call.approved`, `call.rejected`, `call.reopened`) kept a decision that no longer
-    stood. A call this work was already done for keeps its decision (the reprocess changes nothing).
-    Returns whether the call was reopened."""
+def reopen_for_new_result(session: Session, call_id: str, decided: CallState) -> None:
+    """A decided call (`decided`: its state before this extraction) whose new extraction is being stored
+    (`postcall reprocess`) goes back to review in the same transaction, before the new result's
+    `call.processed`: audited (by `system`) and handed off as `call.reopened`, as a supervisor's reopen is.
+    Without it the new extraction silently undid the decision for receivers that follow decisions
+    (`call.approved`, `call.rejected`, `call.reopened`). A re-extraction that fails or is interrupted stores
+    nothing, so the decision stands. The caller holds the call's row lock."""
     call = lock_call(session, call_id)
-    if call is None or call.state not in REVIEWED_STATES:
-        return False
-    key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
-    if succeeded_run_id(session, key) is not None:
-        return False
-    before = {"state": call.state.value}
+    if call is None:
+        raise NotFoundError(f"call {call_id} not found")
     state = _reopened_state(session, call)
     set_state(call, state)
     append_event(session, None, tenant_id=call.tenant_id, call_id=call.id, action=EventAction.call_reopened,
-                 before=before, after={"state": state.value, "why": "extracted again (postcall reprocess)"})
+                 before={"state": decided.value},
+                 after={"state": state.value, "why": "extracted again (postcall reprocess)"})
     session.flush()
     record_event(session, call, EventType.reopened, actor="system")
-    return True
 
 
 def delete_call(session: Session, principal: Principal, call_id: str) -> None:

@@ -210,8 +210,7 @@ def reprocess(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-run extraction in this process with another prompt version or model; earlier runs are kept."""
-    from app.pipeline.calls import call_ids_of, decided_call_ids
-    from app.review import reopen_to_extract_again
+    from app.pipeline.calls import call_ids_of
 
     overrides: dict[str, Any] = {}
     if model:
@@ -225,14 +224,8 @@ def reprocess(
             call_ids = [find_call(session, ref, tenant_id).id for ref in calls]
         else:
             call_ids = call_ids_of(session, tenant_id)
-    with unit_of_work(ctx.session_factory) as session:
-        decided = decided_call_ids(session, call_ids)
-    reopened = set()
-    for call_id in decided:  # a decided call is reopened (audited, handed off) before it is extracted again
-        with unit_of_work(ctx.session_factory) as session:
-            if reopen_to_extract_again(session, call_id, ctx.provider, ctx.prompt):
-                reopened.add(call_id)
     outcomes = process_with_progress(ctx, call_ids, show_progress=not as_json, reprocess_reviewed=True)
+    reopened = {o.call_id for o in outcomes if o.reopened}  # a decided call's new extraction reopened it
     if as_json:
         print_json({"calls": [{"call_id": o.call_id, "state": o.state.value, "skipped": o.skipped,
                                "run_id": o.run_id, "error": o.error, "reopened": o.call_id in reopened}

@@ -16,7 +16,7 @@ from app.db.session import Work, connection_of, scalar_for_update
 from app.errors import ConfigError, NotFoundError
 from app.models import Call, CallState, Tenant
 from app.models import Utterance as UtteranceRow
-from app.models.tables import REVIEWED_STATES, review_rank, utcnow
+from app.models.tables import review_rank, utcnow
 from app.privacy.mask import stored_error
 from app.schemas.transcript import Transcript
 
@@ -181,16 +181,6 @@ def count_by_state(session: Session, tenant_id: int | None = None) -> dict[str, 
     from app.pipeline.counts import call_totals, state_counts
 
     return state_counts(session, tenant_id) if tenant_id is not None else call_totals(session)[0]
-
-
-def decided_call_ids(session: Session, call_ids: Sequence[str], *, chunk: int = 1_000) -> list[str]:
-    """Those of `call_ids` whose call is approved or rejected, in their order: one query per `chunk` ids
-    rather than a transaction per call."""
-    decided: set[str] = set()
-    for start in range(0, len(call_ids), chunk):
-        decided.update(session.scalars(select(Call.id).where(
-            Call.id.in_(call_ids[start:start + chunk]), Call.state.in_(REVIEWED_STATES))))
-    return [call_id for call_id in call_ids if call_id in decided]
 
 
 def call_ids_of(session: Session, tenant_id: int | None = None) -> list[str]:

@@ -52,6 +52,7 @@ from app.pipeline.persist import (
 from app.pipeline.redact import redact_transcript
 from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
 from app.privacy.mask import stored_error
+from app.review import reopen_for_new_result
 from app.schemas.extraction import Extraction
 from app.schemas.grounding import VerificationReport
 from app.schemas.transcript import Transcript
@@ -73,6 +74,8 @@ class ProcessOutcome:
     # Batch mode: the call had left the batch whose answer this was (`postcall reprocess`, `process`), so the
     # answer was not stored; the caller records it as paid and unused.
     left_batch: bool = False
+    # A decided call's new extraction was stored: its decision was reopened with it (`reopen_for_new_result`).
+    reopened: bool = False
 
 
 @dataclass(frozen=True)
@@ -430,9 +433,13 @@ def _persist_success(
     connection found dead (PostgreSQL restarted since it was last used: there is no ping before each
     checkout) is replaced and the write tried once more, so an answer already paid for is not thrown away;
     the idempotency key makes the second try safe."""
+    # A decided call extracted again (`reprocess_reviewed`): its decision is reopened in the transaction that
+    # stores the new result, on an ORM session (the review event and the call.reopened record read it).
+    reopen = claimed.previous_state in REVIEWED_STATES
     for attempt in (1, 2):
         try:
-            with connection_unit_of_work(factory) as connection:
+            unit = unit_of_work(factory) if reopen else connection_unit_of_work(factory)
+            with unit as connection:
                 locked = lock_call_for_result(connection, call_id, claimed.facts_key)
                 if locked is None:
                     raise NotFoundError(f"call {call_id} was deleted while processing")
@@ -446,12 +453,15 @@ def _persist_success(
                 left = _left_its_batch(call.id, call.state, locked.llm_batch_id, spent.llm_batch_id)
                 if left is not None:  # taken out of the batch while its answer was being verified
                     return left
+                if reopen:
+                    assert isinstance(connection, Session)
+                    reopen_for_new_result(connection, call.id, claimed.previous_state)
                 written = write_succeeded_run(connection, spent, extracted.report,
                                               raw_response=extracted.result.raw_response, locked=locked,
                                               transcript=claimed.transcript)
             hand_over_deliveries(written.deliveries)
             return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
-                                  ungrounded=written.ungrounded)
+                                  ungrounded=written.ungrounded, reopened=reopen)
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise

@@ -367,7 +367,7 @@ def test_reprocess_with_new_prompt_version_keeps_old_runs(
     assert code == 2 and "extract-v9" in err
 
 
-def test_reprocessing_a_decided_call_reopens_it_first_and_says_so_downstream(
+def test_reprocessing_a_decided_call_reopens_it_with_the_new_result_and_says_so_downstream(
     migrated: None, call_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An approved call extracted again became ready_for_review with only a call.processed event: a receiver

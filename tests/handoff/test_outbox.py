@@ -21,7 +21,17 @@ from app.handoff.outbox import envelope, install_delivery_notifier, payload_json
 from app.handoff.record import CallRecordV1, bounded, json_size, record_json_schema
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.heuristic import HeuristicProvider
-from app.models import Call, Claim, Evidence, ExtractionRun, OutboxEvent, UserRole, Utterance, WebhookDelivery
+from app.models import (
+    Call,
+    Claim,
+    Evidence,
+    ExtractionRun,
+    OutboxEvent,
+    ReviewEvent,
+    UserRole,
+    Utterance,
+    WebhookDelivery,
+)
 from app.pipeline.calls import get_call
 from app.pipeline.run import mark_failed, process_call
 from app.pipeline.store import store_transcript
@@ -470,3 +480,34 @@ def test_a_corrected_agent_is_handed_over_as_call_updated_once_the_call_was(
     events = events_of(session_factory, processed)
     assert [e.type for e in events] == ["call.processed", "call.updated"]
     assert CallRecordV1.model_validate(events[1].payload["data"]).agent_id == "B-2"
+
+
+class _SecondModel(HeuristicProvider):
+    """The LLM stand-in for another model: the same answers under another name (a new idempotency key)."""
+
+    name = "heuristic-second"
+
+
+def test_a_decided_call_extracted_again_is_reopened_with_its_new_result_and_only_then(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    call_id = processed_call(session_factory, "rec-reprocess")
+    principal, _ = make_principal(session_factory, "sue", UserRole.supervisor)
+    with unit_of_work(session_factory) as session:
+        decide_call(session, principal, call_id, CallDecision.approve)
+    # A re-extraction that fails stores nothing: the approval stands, and receivers hear nothing new.
+    failed = process_call(session_factory, call_id, _BrokenProvider(), prompt(), reprocess_reviewed=True)
+    assert failed.error is not None and failed.state.value == "approved" and not failed.reopened
+    assert [e.type for e in events_of(session_factory, call_id)] == ["call.processed", "call.approved"]
+    # One that succeeds reopens the decision in the transaction that stores it, before its call.processed.
+    done = process_call(session_factory, call_id, _SecondModel(), prompt(), reprocess_reviewed=True)
+    assert done.reopened and done.state.value in {"ready_for_review", "needs_attention"}
+    events = events_of(session_factory, call_id)
+    assert [e.type for e in events] == ["call.processed", "call.approved", "call.reopened", "call.processed"]
+    assert CallRecordV1.model_validate(events[2].payload["data"]).review.decision == "reopened"
+    with unit_of_work(session_factory) as session:
+        audit = session.scalars(select(ReviewEvent).where(ReviewEvent.call_id == call_id)
+                                .order_by(ReviewEvent.id)).all()
+        assert (audit[-1].action, audit[-1].actor_name, audit[-1].before) == (
+            "call_reopened", "system", {"state": "approved"})
+        assert get_call(session, call_id).state is done.state

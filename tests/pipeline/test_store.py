@@ -198,16 +198,3 @@ def test_an_external_id_is_stored_as_it_is_looked_up(session_factory: sessionmak
             store_transcript(session, make_transcript(), tenant="acme", external_id=broken)
     assert _count(session_factory, Call) == 1
 
-
-def test_decided_call_ids_are_found_chunk_by_chunk_in_their_order(session_factory: sessionmaker[Session]) -> None:
-    from app.pipeline.calls import decided_call_ids, get_call, set_state
-
-    with unit_of_work(session_factory) as session:
-        ids = [store_transcript(session, make_transcript(), tenant="acme", external_id=f"dec-{n}").call_id
-               for n in range(5)]
-        for call_id, state in zip(ids, [CallState.approved, CallState.queued, CallState.rejected,
-                                        CallState.ready_for_review, CallState.approved], strict=True):
-            set_state(get_call(session, call_id), state)
-    with unit_of_work(session_factory) as session:
-        assert decided_call_ids(session, ids, chunk=2) == [ids[0], ids[2], ids[4]]
-        assert decided_call_ids(session, []) == []
