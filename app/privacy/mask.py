@@ -33,8 +33,13 @@ def stored_error(message: str) -> str:
     """An error message as it is stored on a call (`last_error`) or a run (`error`): masked as every text
     readers see is (a provider's error can echo the request, and with it a transcript's card number or SSN;
     the error reaches the `call.failed` record, the API, the call page and the analyst views), then cut to
-    `MAX_ERROR_CHARS`."""
-    return mask_text(message)[:MAX_ERROR_CHARS]
+    `MAX_ERROR_CHARS`. Only what is kept is masked (with a margin, so a number cut at the edge is whole
+    while masked): detection grows faster than the text, and an error can be megabytes long."""
+    return mask_text(message[:MAX_ERROR_CHARS + _ERROR_MASK_MARGIN])[:MAX_ERROR_CHARS]
+
+
+# Longer than any number the detectors mask (a card, an IBAN, an account read out digit by digit).
+_ERROR_MASK_MARGIN = 200
 
 
 def nothing_to_mask(text: str) -> bool:

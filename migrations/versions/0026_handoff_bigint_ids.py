@@ -6,7 +6,7 @@ day and several endpoints runs out within years, and then every processed call a
 the fan-out runs in their transactions (`nextval: reached maximum value`). PostgreSQL only: SQLite's
 integer primary keys are 64-bit already. The columns, the keys that refer to them and their sequences
 become bigint; the two hand-over views over them are set aside meanwhile (a column a view reads cannot
-change type) and made again as they were. Rewrites the three tables.
+change type) and made again as they were, with what was granted on them. Rewrites the three tables.
 
 Revision ID: 0026
 Revises: 0025
@@ -14,6 +14,7 @@ Create Date: 2026-12-04 21:00:00
 """
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 from app.db.migrate import earlier_revision
@@ -35,9 +36,23 @@ COLUMNS = (
 SEQUENCES = ("outbox_id_seq", "webhook_deliveries_id_seq", "webhook_attempts_id_seq")
 
 
+# What an operator granted on the views (to a reporting login, say), as GRANT statements to run again once
+# they are made anew: a dropped view takes its privileges with it. The owner's own are the new view's too.
+_VIEW_GRANTS = """
+    SELECT format('GRANT %s ON %I TO %s', a.privilege_type, c.relname,
+                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END)
+    FROM pg_catalog.pg_class c
+    CROSS JOIN LATERAL aclexplode(c.relacl) a
+    LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+    WHERE c.relname = ANY(:views) AND c.relnamespace = current_schema()::regnamespace
+      AND a.grantee <> c.relowner
+"""
+
+
 def _change(sql_type: str) -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    grants = list(op.get_bind().execute(sa.text(_VIEW_GRANTS), {"views": list(_0003.HANDOFF_VIEWS)}).scalars())
     for name in _0003.HANDOFF_VIEWS:
         op.execute(f"DROP VIEW IF EXISTS {name}")
     for table, column in COLUMNS:
@@ -46,6 +61,8 @@ def _change(sql_type: str) -> None:
         op.execute(f"ALTER SEQUENCE {sequence} AS {sql_type}")
     for name, sql in _0003.HANDOFF_VIEWS.items():
         op.execute(f"CREATE VIEW {name} AS {sql}")
+    for grant in grants:
+        op.execute(grant)
 
 
 def upgrade() -> None:

@@ -92,3 +92,15 @@ def test_a_text_about_the_call_hides_what_the_calls_masking_hid_with_another_tur
     assert masks.text("Nothing to mask here") == "Nothing to mask here"
     # Without such values it is `mask_text`.
     assert CallMasks({0: "Hello"}).text("card 4111 1111 1111 1111") == mask_text("card 4111 1111 1111 1111")
+
+
+def test_a_stored_error_is_masked_and_cut_and_only_what_is_kept_is_read() -> None:
+    from app.privacy.mask import MAX_ERROR_CHARS, stored_error
+
+    card = "4111 1111 1111 1111"
+    # A card straddling the cut is masked whole before the cut; the megabyte after it is never scanned.
+    message = "refused: " + "x" * (MAX_ERROR_CHARS - 20) + f" card {card} " + "y" * 1_000_000
+    stored = stored_error(message)
+    assert len(stored) == MAX_ERROR_CHARS and stored.startswith("refused: ")
+    assert "4111 1111" not in stored and "••••" in stored
+    assert stored_error(f"echo: {card}") == "echo: •••• •••• •••• 1111"
