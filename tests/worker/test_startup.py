@@ -7,11 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from app.worker import tasks
 from tests.support.private_redis import PrivateRedis
 from tests.support.processes import postcall_env, run_postcall, stop_process, wait_until, worker_process
 from tests.support.services import redis_url
+
+BROKER_DB = 4
 
 
 @pytest.fixture
@@ -63,9 +66,11 @@ def test_a_worker_that_cannot_start_exits_non_zero_and_one_stopped_exits_zero(
         full.stop()
     assert failed.returncode != 0
     assert "Unrecoverable error" in failed.stdout + failed.stderr
-    # A worker stopped the usual way (SIGTERM: a deploy, `systemctl stop`) still exits 0.
+    # A worker stopped the usual way (SIGTERM: a deploy, `systemctl stop`) still exits 0. On a Redis database
+    # of its own: another test's queue may hold messages that are not Celery's.
     log = tmp_path / "worker.log"
-    with worker_process(postcall_env(postgres_url, redis_url(13)), log, concurrency=1) as proc:
+    redis.Redis.from_url(redis_url(BROKER_DB)).flushdb()
+    with worker_process(postcall_env(postgres_url, redis_url(BROKER_DB)), log, concurrency=1) as proc:
         assert wait_until(lambda: b"ready." in log.read_bytes(), timeout=60), log.read_text()[-2000:]
         stop_process(proc)
         assert proc.returncode == 0, log.read_text()[-2000:]
