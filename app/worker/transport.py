@@ -21,12 +21,15 @@ Redis after the visibility timeout."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+logger = logging.getLogger(__name__)
 
 # Broker URL schemes served by kombu's plain Redis transport (sentinel has its own).
 REDIS_SCHEMES = ("redis", "rediss")
@@ -44,6 +47,16 @@ class Channel(kombu_redis.Channel):
         if shared is None or shared.connection_pool is not self._pool:
             shared = self._shared_client = self._create_client()  # type: ignore[no-untyped-call]
         yield shared
+
+    def _brpop_read(self, **options: Any) -> Any:
+        try:
+            return super()._brpop_read(**options)  # type: ignore[no-untyped-call]
+        except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            # A message that is not JSON (written by something other than Celery, or cut short): BRPOP has
+            # already taken it off the queue, and kombu's error stopped the worker ("Unrecoverable error")
+            # with every call in flight. Dropped, said, and the worker goes on.
+            logger.error("dropped a message that is not a Celery message from the broker's queue: %s", exc)
+            return True
 
     def _get_pool(self, asynchronous: bool = False) -> Any:
         connection = self.connection

@@ -74,3 +74,45 @@ def test_a_worker_that_cannot_start_exits_non_zero_and_one_stopped_exits_zero(
         assert wait_until(lambda: b"ready." in log.read_bytes(), timeout=60), log.read_text()[-2000:]
         stop_process(proc)
         assert proc.returncode == 0, log.read_text()[-2000:]
+
+
+def test_a_message_that_is_not_celery_s_is_dropped_and_the_worker_goes_on(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # kombu's read of a message that is not JSON raised, and the worker stopped ("Unrecoverable error") with
+    # every call in flight; now it is dropped with an error and the next message is processed.
+    from sqlalchemy import select
+
+    from app.db.session import create_db_engine, make_session_factory, unit_of_work
+    from app.models import Call, CallState
+    from app.worker.enqueue import enqueue_calls
+    from app.worker.names import QUEUE_NAME
+    from tests.handoff.conftest import store_call
+
+    broker_url = redis_url(BROKER_DB)
+    broker = redis.Redis.from_url(broker_url)
+    broker.flushdb()
+    engine = create_db_engine(postgres_url)
+    factory = make_session_factory(engine)
+    call_id = store_call(factory, "after-garbage")
+    broker.lpush(QUEUE_NAME, "not json at all", b"\xff\xfe")
+    enqueue_calls([call_id], broker_url=broker_url)
+    log = tmp_path / "worker.log"
+
+    def processed() -> bool:
+        with unit_of_work(factory) as session:
+            return session.scalar(select(Call.state).where(Call.id == call_id)) in {
+                CallState.ready_for_review, CallState.needs_attention}
+
+    try:
+        with worker_process(postcall_env(postgres_url, broker_url), log, concurrency=1) as proc:
+            assert wait_until(processed, timeout=60), log.read_text()[-3000:]
+            assert proc.poll() is None  # still running
+            stop_process(proc)
+            assert proc.returncode == 0
+        text = log.read_text()
+        assert text.count("dropped a message that is not a Celery message") == 2
+        assert "Unrecoverable error" not in text
+    finally:
+        broker.flushdb()
+        engine.dispose()
