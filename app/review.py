@@ -507,20 +507,20 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
             # The same decision again (a retried request, a double click): already so, nothing new to
             # audit or to hand off. Another event would reach every receiver as a new one (its own id).
             return call
-    before = {"state": call.state.value}
-    set_state(call, state)
-    append_event(
-        session,
-        principal,
-        tenant_id=call.tenant_id,
-        call_id=call.id,
-        action=event_action,
-        before=before,
-        after={"state": state.value},
-    )
-    session.flush()
-    record_event(session, call, HANDOFF_EVENT[decision], actor=principal.name)
+    _move_call(session, principal, call, state, event_action, HANDOFF_EVENT[decision], before=call.state)
     return call
+
+
+def _move_call(session: Session, principal: Principal | None, call: Call, state: CallState, action: EventAction,
+               handoff: EventType, *, before: CallState, why: str | None = None) -> None:
+    """Give a locked call its new state, audited (`principal`; None: `system`) and handed off in the same
+    transaction: every decision on a whole call, a supervisor's or the pipeline's."""
+    set_state(call, state)
+    after = {"state": state.value, **({"why": why} if why else {})}
+    append_event(session, principal, tenant_id=call.tenant_id, call_id=call.id, action=action,
+                 before={"state": before.value}, after=after)
+    session.flush()
+    record_event(session, call, handoff, actor=principal.name if principal else "system")
 
 
 def _reopened_state(session: Session, call: Call) -> CallState:
@@ -539,13 +539,8 @@ def reopen_for_new_result(session: Session, call_id: str, decided: CallState) ->
     call = lock_call(session, call_id)
     if call is None:
         raise NotFoundError(f"call {call_id} not found")
-    state = _reopened_state(session, call)
-    set_state(call, state)
-    append_event(session, None, tenant_id=call.tenant_id, call_id=call.id, action=EventAction.call_reopened,
-                 before={"state": decided.value},
-                 after={"state": state.value, "why": "extracted again (postcall reprocess)"})
-    session.flush()
-    record_event(session, call, EventType.reopened, actor="system")
+    _move_call(session, None, call, _reopened_state(session, call), EventAction.call_reopened, EventType.reopened,
+               before=decided, why="extracted again (postcall reprocess)")
 
 
 def delete_call(session: Session, principal: Principal, call_id: str) -> None:
