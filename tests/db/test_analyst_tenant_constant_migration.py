@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,21 +17,11 @@ from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from tests.support.analytics import build_world
 from tests.support.old_schema import todays_code
-from tests.support.services import PG_HOST, PG_PORT, PG_USER, temporary_pg_database
+from tests.support.services import PG_HOST, PG_PORT, PG_USER
 
 BEFORE = "0024"
 AFTER = "0025"
 TABLES = ("extraction_runs", "evidence")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with no schema yet (the shared fixtures' are migrated to the head)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    with temporary_pg_database() as url:
-        yield url
 
 
 @pytest.fixture

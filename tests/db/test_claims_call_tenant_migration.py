@@ -5,8 +5,6 @@ brings back the two keys of 0015 (and with them the old laxity)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,19 +15,8 @@ from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory
 from tests.support.analytics import build_world
 from tests.support.old_schema import todays_code
-from tests.support.services import temporary_pg_database
 
 BEFORE = "0018"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with no schema yet (the shared fixtures' are migrated to the head)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    with temporary_pg_database() as url:
-        yield url
 
 
 def _world_at_0018(url: str) -> Engine:
