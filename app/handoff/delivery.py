@@ -30,12 +30,13 @@ from standardwebhooks import Webhook
 from app.config import Settings
 from app.db.session import unit_of_work
 from app.errors import ConfigError
-from app.handoff.endpoints import MAX_ERROR_CHARS, disable_endpoint, finished_values
+from app.handoff.endpoints import disable_endpoint, finished_values
 from app.handoff.secrets import SecretBox
 from app.handoff.urls import WebhookUrlError, attempt_deadline, check_endpoint_url
 from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
 from app.pipeline.retry import retry_countdown
+from app.privacy.mask import stored_error
 from app.text.storable import printable
 
 logger = logging.getLogger(__name__)
@@ -347,7 +348,7 @@ def _outcome(delivery: Any, response: _Response, policy: DeliveryPolicy,
              now: datetime) -> tuple[DeliveryResult, dict[str, Any]]:
     """What the response means for a pending delivery, and the delivery's new column values."""
     code, error = response.status_code, response.error
-    values: dict[str, Any] = {"last_status_code": code, "last_error": error[:MAX_ERROR_CHARS] if error else None}
+    values: dict[str, Any] = {"last_status_code": code, "last_error": stored_error(error) if error else None}
     if code is not None and 200 <= code < 300:
         return DeliveryResult.succeeded, {**values, **finished_values(DeliveryStatus.succeeded, now)}
     if code == 410:
@@ -398,7 +399,7 @@ def _record(session: Session, delivery_id: int, leased: _Leased, response: _Resp
         outcome = AttemptOutcome.dead
     connection.execute(_FINISH_ATTEMPT, {
         "attempt_id": leased.attempt_id, "outcome": outcome.value, "status_code": code,
-        "latency_ms": response.latency_ms, "error": response.error[:MAX_ERROR_CHARS] if response.error else None,
+        "latency_ms": response.latency_ms, "error": stored_error(response.error) if response.error else None,
         "now": now,
     })
     next_id = None

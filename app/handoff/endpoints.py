@@ -16,12 +16,11 @@ from app.errors import NotFoundError, PostcallError
 from app.handoff.outbox import PENDING_DELIVERIES, EventType
 from app.handoff.secrets import SecretBox, generate_secret
 from app.handoff.urls import check_endpoint_url
-from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.models import DeliveryStatus, OutboxEvent, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
+from app.privacy.mask import stored_error
 
 # After a rotation the previous secret keeps signing this long, so receivers can switch without a gap.
-# A delivery's stored error is cut here.
-MAX_ERROR_CHARS = 2_000
 ROTATION_OVERLAP = timedelta(hours=24)
 MAX_DESCRIPTION_CHARS = 200
 
@@ -82,7 +81,10 @@ def add_endpoint(
 def _require_room(session: Session, settings: Settings, tenant_id: int) -> None:
     """Refuse one more active endpoint past POSTCALL_WEBHOOK_MAX_ENDPOINTS. Every event fans out to each
     active endpoint in the transaction of the change it reports: without a bound, one tenant's admin made
-    every review slower and used up delivery ids for all."""
+    every review slower and used up delivery ids for all. The tenant's row is locked first (FOR NO KEY
+    UPDATE on PostgreSQL: it leaves alone the key checks of rows that reference the tenant), so two admins
+    adding at once are counted one after the other, never both below the limit."""
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
     active = session.scalar(select(func.count()).select_from(WebhookEndpoint).where(
         WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.active.is_(True))) or 0
     if active >= settings.webhook_max_endpoints:
@@ -127,7 +129,8 @@ def finished_values(status: DeliveryStatus, now: datetime, error: str | None = N
     last day) without reading every dead letter ever."""
     values: dict[str, Any] = {"status": status, "finished_at": now, "lease_until": None, "next_attempt_at": now}
     if error is not None:
-        values["last_error"] = error[:MAX_ERROR_CHARS]
+        # Masked and cut as every stored error is: a receiver's answer can echo the record it was sent.
+        values["last_error"] = stored_error(error)
     return values
 
 

@@ -56,7 +56,7 @@ from app.pipeline.calls import load_transcript, lock_call, set_state
 from app.pipeline.persist import RunFacts, add_run
 from app.pipeline.redact import redact_transcript
 from app.pipeline.run import process_call
-from app.privacy.mask import MAX_ERROR_CHARS
+from app.privacy.mask import stored_error
 from app.schemas.transcript import Transcript
 
 logger = logging.getLogger(__name__)
@@ -247,13 +247,13 @@ def _submit(
         )
     except ProviderTransientError as exc:
         logger.warning("batch %d not submitted yet (%s); the next collector pass tries again", batch_id, exc)
-        _update_batch(factory, batch_id, last_error=str(exc)[:MAX_ERROR_CHARS])
+        _update_batch(factory, batch_id, last_error=stored_error(str(exc)))
         return False
     except PermanentError as exc:
         # The provider refused the file or the batch: the poller puts its calls back (one attempt spent each).
         logger.error("batch %d refused: %s", batch_id, exc)
         now = utcnow()
-        _update_batch(factory, batch_id, status=BatchStatus.failed.value, last_error=str(exc)[:MAX_ERROR_CHARS],
+        _update_batch(factory, batch_id, status=BatchStatus.failed.value, last_error=stored_error(str(exc)),
                       finished_at=now, next_poll_at=now)
         summary.failed.append(batch_id)
         return True
@@ -325,7 +325,7 @@ def poll_batches(
             with unit_of_work(factory) as session:
                 batch = session.get(LlmBatch, batch_id)
                 if batch is not None:
-                    batch.last_error = str(exc)[:MAX_ERROR_CHARS]
+                    batch.last_error = stored_error(str(exc))
                     batch.next_poll_at = utcnow() + timedelta(seconds=poll_interval(batch.polls, settings))
             logger.warning("batch %d: %s; polled again later", batch_id, exc)
         except PermanentError as exc:
@@ -333,7 +333,7 @@ def poll_batches(
             # has): the batch is not given up on its own, it may be paid for already. It is asked
             # again at the longest interval, with the reason shown by `postcall batches`.
             _update_batch(
-                factory, batch_id, last_error=str(exc)[:MAX_ERROR_CHARS],
+                factory, batch_id, last_error=stored_error(str(exc)),
                 next_poll_at=utcnow() + timedelta(seconds=settings.batch_poll_max_interval_seconds),
             )
             logger.error("batch %d: %s; polled again in %.0fs", batch_id, exc, settings.batch_poll_max_interval_seconds)

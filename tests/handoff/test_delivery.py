@@ -461,6 +461,26 @@ def test_an_error_body_is_read_raw_and_short_and_stored_printable(
     assert outcomes == [AttemptOutcome.retry]
 
 
+def test_a_receivers_error_that_echoes_a_card_number_is_stored_masked(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # A receiver's error answer can echo what it was sent; its start is stored on the delivery and the
+    # attempt, read by admins in the API and the CLI: masked as every stored error is.
+    answer = _answer(b"422 Unprocessable", b"rejected field card=4111 1111 1111 1111 ssn 123-45-6789")
+    with raw_receiver(answer) as url:
+        register(session_factory, url)
+        call_id = processed_call(session_factory, "del-echo")
+        (delivery,) = deliveries(session_factory, call_id)
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.retry
+    (waiting,) = deliveries(session_factory, call_id)
+    with unit_of_work(session_factory) as session:
+        (attempt_error,) = session.scalars(select(WebhookAttempt.error).where(
+            WebhookAttempt.delivery_id == delivery.id)).all()
+    for stored in (waiting.last_error, attempt_error):
+        assert stored is not None and stored.startswith("HTTP 422: rejected field card="), stored
+        assert "4111 1111" not in stored and "123-45" not in stored and "1111" in stored, stored
+
+
 def test_deliveries_to_one_receiver_share_a_connection(
     session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
 ) -> None:
