@@ -10,12 +10,13 @@ import difflib
 import os
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.errors import ConfigError
 
@@ -126,6 +127,10 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # Allow endpoints on loopback, link-local and private addresses, and plain http (tests, local setups).
     webhook_allow_private: bool = False
+    # Networks a receiver may be in though not public (comma-separated CIDRs: "10.20.0.0/16, 192.168.7.5"):
+    # an in-house CRM connector, with everything else on the box's networks still refused and https still
+    # required. Narrower than POSTCALL_WEBHOOK_ALLOW_PRIVATE, which opens every address and plain http.
+    webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     webhook_timeout_seconds: float = 10.0
     # A delivery still failing this long after its event was written is dead-lettered (replayable).
     webhook_retry_period_seconds: float = 24 * 60 * 60
@@ -214,6 +219,26 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         """`POSTCALL_WORKER_CONCURRENCY=` (as docker-compose passes an unset variable) leaves it to the rule."""
         return None if value == "" else value
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        """Comma-separated CIDRs (a bare address is its own /32 or /128). A network that holds every address
+        is refused: that is POSTCALL_WEBHOOK_ALLOW_PRIVATE, said plainly."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list | tuple):
+            return value
+        networks = []
+        for part in value:
+            try:
+                network = ip_network(str(part), strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not a network (CIDR such as 10.20.0.0/16) or an address") from None
+            if network.prefixlen == 0:
+                raise ValueError(f"{part} holds every address: set POSTCALL_WEBHOOK_ALLOW_PRIVATE=true instead")
+            networks.append(network)
+        return tuple(networks)
+
 
     def check_redelivery_order(self) -> None:
         """Startup check of the worker and the web app: Redis redelivers a dead worker's message after the

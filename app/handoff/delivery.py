@@ -32,7 +32,7 @@ from app.db.session import unit_of_work
 from app.errors import ConfigError
 from app.handoff.endpoints import disable_endpoint, finished_values
 from app.handoff.secrets import SecretBox
-from app.handoff.urls import WebhookUrlError, attempt_deadline, check_endpoint_url
+from app.handoff.urls import Network, WebhookUrlError, attempt_deadline, check_endpoint_url
 from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
 from app.pipeline.retry import retry_countdown
@@ -78,6 +78,7 @@ class DeliveryPolicy:
     backoff_max: float
     max_client_error_attempts: int
     allow_private: bool
+    allowed_networks: tuple[Network, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
@@ -88,6 +89,7 @@ class DeliveryPolicy:
             backoff_max=settings.webhook_backoff_max_seconds,
             max_client_error_attempts=settings.webhook_max_client_error_attempts,
             allow_private=settings.webhook_allow_private,
+            allowed_networks=settings.webhook_allowed_networks,
         )
 
     @property
@@ -302,7 +304,7 @@ def _error_text(response: httpx.Response) -> str:
 def _send(client: httpx.Client, leased: _Leased, policy: DeliveryPolicy) -> _Response:
     started = time.perf_counter()
     try:
-        check_endpoint_url(leased.url, allow_private=policy.allow_private)
+        check_endpoint_url(leased.url, allow_private=policy.allow_private, allowed_networks=policy.allowed_networks)
     except WebhookUrlError as exc:
         if exc.temporary:  # the name did not resolve this time: a DNS hiccup is retried, as a refused connection
             return _Response(None, None, str(exc), 0.0)

@@ -59,7 +59,8 @@ def add_endpoint(
     description: str | None = None,
 ) -> NewEndpoint:
     """Register an endpoint with a fresh signing secret. It receives events written from now on."""
-    checked = check_endpoint_url(url, allow_private=settings.webhook_allow_private)
+    checked = check_endpoint_url(url, allow_private=settings.webhook_allow_private,
+                                 allowed_networks=settings.webhook_allowed_networks)
     if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
         raise WebhookInputError(f"a description has at most {MAX_DESCRIPTION_CHARS} characters")
     _require_room(session, settings, tenant_id)

@@ -44,7 +44,9 @@ class EvidenceV1(BaseModel):
 
 
 class StatementV1(BaseModel):
-    id: int = Field(description="Stable id of the item (claim id) within Postcall.")
+    id: int = Field(description="The item's id (its claim id), stable for this extraction (`extraction.run_id`) "
+                               "through reviews and edits; a reprocess stores a new extraction whose items "
+                               "have new ids: file a call's items as one set, replaced on each record.")
     text: str
     grounded: bool = Field(description="Every piece of evidence was found in the transcript. An ungrounded "
                                        "statement is not a fact unless a reviewer approved it.")

@@ -12,7 +12,7 @@ import ipaddress
 import socket
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,17 +37,24 @@ class WebhookUrlError(PermanentError):
 # NAT64's well-known prefix: the last 32 bits are an IPv4 address the translator connects to.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Not a public unicast address, or an IPv6 address carrying an IPv4 one that is not (mapped, 6to4,
-    NAT64). `is_global` is false for private, loopback, link-local, shared (100.64.0.0/10: carrier-grade
-    NAT, and some clouds' metadata service), reserved and unspecified addresses."""
+
+def _refused(address: Address, allowed: Sequence[Network] = ()) -> bool:
+    """Not a public unicast address nor in an `allowed` network (POSTCALL_WEBHOOK_ALLOWED_NETWORKS), or an
+    IPv6 address carrying an IPv4 one that is neither (mapped, 6to4, NAT64: the address connected to is the
+    IPv4 one, so that is the one judged). `is_global` is false for private, loopback, link-local, shared
+    (100.64.0.0/10: carrier-grade NAT, and some clouds' metadata service), reserved and unspecified
+    addresses."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
-            return _refused(embedded)
+            return _refused(embedded, allowed)
+    if any(address in network for network in allowed if network.version == address.version):
+        return False
     return not address.is_global or address.is_multicast or address.is_unspecified or address.is_reserved
 
 
@@ -63,8 +70,10 @@ def _unsendable(url: str) -> str | None:
     return None
 
 
-def check_endpoint_url(url: str, *, allow_private: bool, resolve: bool = True) -> str:
-    """The URL, stripped, if it is safe to send to; otherwise `WebhookUrlError` saying why."""
+def check_endpoint_url(url: str, *, allow_private: bool, allowed_networks: Sequence[Network] = (),
+                       resolve: bool = True) -> str:
+    """The URL, stripped, if it is safe to send to; otherwise `WebhookUrlError` saying why. Its host must
+    resolve to public addresses or ones in `allowed_networks`, unless `allow_private`."""
     url = url.strip()
     if not url or len(url) > MAX_URL_CHARS:
         raise WebhookUrlError(f"an endpoint URL has 1 to {MAX_URL_CHARS} characters")
@@ -89,13 +98,13 @@ def check_endpoint_url(url: str, *, allow_private: bool, resolve: bool = True) -
         raise WebhookUrlError("the endpoint URL has an invalid port") from None
     if allow_private or not resolve:
         return url
-    public_addresses(host, port)
+    public_addresses(host, port, allowed_networks)
     return url
 
 
-def public_addresses(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to (at least one), when every one is public; otherwise
-    `WebhookUrlError`."""
+def public_addresses(host: str, port: int, allowed: Sequence[Network] = ()) -> list[str]:
+    """The addresses `host` resolves to (at least one), when every one is public or in an `allowed`
+    network; otherwise `WebhookUrlError`."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
@@ -103,10 +112,11 @@ def public_addresses(host: str, port: int) -> list[str]:
     addresses = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if _refused(address):
+        if _refused(address, allowed):
             raise WebhookUrlError(
                 f"the endpoint host {host!r} resolves to {address}, a loopback, link-local, private or other "
-                "non-public address; set POSTCALL_WEBHOOK_ALLOW_PRIVATE=true to allow it"
+                "non-public address; add its network to POSTCALL_WEBHOOK_ALLOWED_NETWORKS to allow it (or, "
+                "for a local setup, POSTCALL_WEBHOOK_ALLOW_PRIVATE=true)"
             )
         addresses.append(str(address))
     if not addresses:
@@ -170,12 +180,16 @@ class _PublicOnlyBackend(_DeadlineBackend):
     """Connects to the address it has just checked. Checking the URL and then letting the client resolve
     the name again leaves a window (DNS rebinding: public on the check, 127.0.0.1 on the connect); here the
     name is resolved once per connection, every answer checked, and the socket opened to that address. TLS
-    still verifies the certificate against the URL's host name (httpcore takes it from the request)."""
+    still verifies the certificate against the URL's host name (httpcore takes it from the request).
+    Addresses in `allowed` networks (POSTCALL_WEBHOOK_ALLOWED_NETWORKS) pass as public ones do."""
+
+    def __init__(self, allowed: Sequence[Network] = ()) -> None:
+        self._allowed = tuple(allowed)
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
         try:
-            addresses = public_addresses(host, port)
+            addresses = public_addresses(host, port, self._allowed)
         except WebhookUrlError as exc:
             raise httpcore.ConnectError(f"refused: {exc}") from None
         # Each checked address in turn, as `socket.create_connection` tries a name's (an IPv6 answer first on
@@ -190,9 +204,11 @@ class _PublicOnlyBackend(_DeadlineBackend):
                                    socket_options=socket_options)
 
 
-def webhook_transport(limits: httpx.Limits, *, public_only: bool) -> httpx.HTTPTransport:
+def webhook_transport(limits: httpx.Limits, *, public_only: bool,
+                      allowed_networks: Sequence[Network] = ()) -> httpx.HTTPTransport:
     """The workers' HTTP transport: every request ends by its attempt's deadline (`attempt_deadline`) and,
-    `public_only`, connects only to public addresses, checked at connect time."""
+    `public_only`, connects only to public addresses (or ones in `allowed_networks`), checked at connect
+    time."""
     transport = httpx.HTTPTransport(limits=limits)
     # httpx builds its connection pool without a way to pass a network backend: the same pool, built again
     # with ours (httpx's default TLS context and settings for this transport, with these limits).
@@ -201,13 +217,15 @@ def webhook_transport(limits: httpx.Limits, *, public_only: bool) -> httpx.HTTPT
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_PublicOnlyBackend() if public_only else _DeadlineBackend(),
+        network_backend=_PublicOnlyBackend(allowed_networks) if public_only else _DeadlineBackend(),
     )
     return transport
 
 
-def webhook_client(limits: httpx.Limits, *, public_only: bool) -> httpx.Client:
+def webhook_client(limits: httpx.Limits, *, public_only: bool,
+                   allowed_networks: Sequence[Network] = ()) -> httpx.Client:
     """The client the workers deliver with (`webhook_transport`). Mounted for every URL rather than given as
     `transport`, which would turn off the proxies the environment names (HTTPS_PROXY, NO_PROXY): those, more
     specific, still take their URLs (through a proxy only httpx's own timeouts apply)."""
-    return httpx.Client(limits=limits, mounts={"all://": webhook_transport(limits, public_only=public_only)})
+    transport = webhook_transport(limits, public_only=public_only, allowed_networks=allowed_networks)
+    return httpx.Client(limits=limits, mounts={"all://": transport})

@@ -63,8 +63,10 @@ def _get_sender() -> _Sender:
             settings = get_context().settings
             policy = DeliveryPolicy.from_settings(settings)
             limits = httpx.Limits(max_connections=max(10, worker_sizing(settings).concurrency * 2))
-            # Outside POSTCALL_WEBHOOK_ALLOW_PRIVATE, connections go only to the public address checked for them.
-            client = webhook_client(limits, public_only=not policy.allow_private)
+            # Outside POSTCALL_WEBHOOK_ALLOW_PRIVATE, connections go only to the public address checked for them
+            # (or one in POSTCALL_WEBHOOK_ALLOWED_NETWORKS).
+            client = webhook_client(limits, public_only=not policy.allow_private,
+                                    allowed_networks=policy.allowed_networks)
             _sender = _Sender(policy, SecretBox.from_settings(settings), client)
         return _sender
 

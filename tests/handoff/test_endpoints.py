@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings, get_settings
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.handoff.endpoints import WebhookInputError, add_endpoint
+from app.handoff.urls import WebhookUrlError
 from app.models import WebhookEndpoint
 from app.pipeline.calls import get_or_create_tenant
 from tests.handoff.conftest import store_call
@@ -83,3 +84,17 @@ def test_the_limit_lock_leaves_the_tenants_other_writes_alone(
     admin.rollback()
     admin.close()
     assert stored, "storing a call waited for the admin's open registration"
+
+
+def test_an_endpoint_in_an_allowed_network_is_registered_and_no_other_private_one(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+    get_settings.cache_clear()
+    settings = get_settings()
+    with unit_of_work(session_factory) as session:
+        tenant_id = get_or_create_tenant(session, "acme").id
+        added = add_endpoint(session, settings, tenant_id=tenant_id, url="https://127.0.0.1:8443/crm")
+        assert added.endpoint.url == "https://127.0.0.1:8443/crm"
+        with pytest.raises(WebhookUrlError, match="POSTCALL_WEBHOOK_ALLOWED_NETWORKS"):
+            add_endpoint(session, settings, tenant_id=tenant_id, url="https://10.1.2.3/crm")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from app.config import Settings
 from app.errors import ConfigError
 from app.handoff.secrets import SecretBox, generate_secret
 from app.handoff.urls import WebhookUrlError, check_endpoint_url, webhook_client
@@ -38,6 +42,41 @@ def test_private_loopback_and_link_local_targets_are_refused(url: str) -> None:
 def test_allow_private_admits_them_and_plain_http() -> None:
     assert check_endpoint_url(" http://127.0.0.1:8080/hook ", allow_private=True) == "http://127.0.0.1:8080/hook"
     assert check_endpoint_url("https://10.0.0.5/h", allow_private=True) == "https://10.0.0.5/h"
+
+
+def test_allowed_networks_admit_their_addresses_and_nothing_else() -> None:
+    # An in-house receiver on 10.20.0.0/16 without opening the box's other networks (or plain http).
+    allowed = (ip_network("10.20.0.0/16"), ip_network("fd00:7::/64"))
+    assert check_endpoint_url("https://10.20.3.4/h", allow_private=False, allowed_networks=allowed) == "https://10.20.3.4/h"
+    assert check_endpoint_url("https://[fd00:7::9]/h", allow_private=False, allowed_networks=allowed)
+    # NAT64 and mapped forms are judged by the IPv4 address they reach.
+    assert check_endpoint_url("https://[::ffff:10.20.0.1]/h", allow_private=False, allowed_networks=allowed)
+    for refused in ("https://10.21.0.1/h", "https://127.0.0.1/h", "https://169.254.169.254/h",
+                    "https://[::ffff:10.21.0.1]/h", "https://[fd00:8::1]/h"):
+        with pytest.raises(WebhookUrlError, match="POSTCALL_WEBHOOK_ALLOWED_NETWORKS"):
+            check_endpoint_url(refused, allow_private=False, allowed_networks=allowed)
+    with pytest.raises(WebhookUrlError, match="must use https"):
+        check_endpoint_url("http://10.20.3.4/h", allow_private=False, allowed_networks=allowed)
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("0.0.0.0/0", "holds every address"), ("::/0", "holds every address"), ("10.0.0.0/33", "not a network"),
+    ("intranet", "not a network"),
+])
+def test_allowed_networks_setting_refuses_what_is_not_a_narrower_network(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOWED_NETWORKS", value)
+    with pytest.raises(ValidationError, match=problem):
+        Settings()
+
+
+def test_allowed_networks_setting_reads_comma_separated_cidrs_and_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOWED_NETWORKS", " 10.20.0.0/16, 192.168.7.5 ,fd00:7::/64")
+    assert Settings().webhook_allowed_networks == (
+        ip_network("10.20.0.0/16"), ip_network("192.168.7.5/32"), ip_network("fd00:7::/64"))
+    monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOWED_NETWORKS", "")
+    assert Settings().webhook_allowed_networks == ()
 
 
 def test_a_public_address_over_https_is_accepted() -> None:
@@ -81,7 +120,7 @@ def test_the_workers_transport_connects_to_the_address_it_checked() -> None:
     with running_receiver() as receiver, webhook_client(httpx.Limits(), public_only=True) as client:
         port = receiver.port
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("app.handoff.urls.public_addresses", lambda host, port: ["127.0.0.1"])
+            patch.setattr("app.handoff.urls.public_addresses", lambda host, port, allowed=(): ["127.0.0.1"])
             response = client.post(f"http://rebind.invalid:{port}/hook", content=b"{}")
         assert response.status_code == 200
         assert [request.headers.get("host") for request in receiver.all_requests()] == [f"rebind.invalid:{port}"]
@@ -97,11 +136,27 @@ def test_the_workers_transport_never_connects_to_a_private_address() -> None:
         assert receiver.all_requests() == []
 
 
+def test_the_workers_transport_connects_into_an_allowed_network_only() -> None:
+    # Checked again at connect time: a loopback receiver is reached with 127.0.0.0/8 allowed, and not with
+    # only another loopback address allowed.
+    with running_receiver() as receiver:
+        url = f"http://localhost:{receiver.port}/hook"
+        with webhook_client(httpx.Limits(), public_only=True, allowed_networks=(ip_network("127.0.0.0/8"),
+                                                                                 ip_network("::1/128"))) as client:
+            assert client.post(url, content=b"{}").status_code == 200
+        only_another = (ip_network("127.0.0.2/32"),)
+        with (webhook_client(httpx.Limits(), public_only=True, allowed_networks=only_another) as client,
+              pytest.raises(httpx.ConnectError, match="POSTCALL_WEBHOOK_ALLOWED_NETWORKS")):
+            client.post(url, content=b"{}")
+        assert len(receiver.all_requests()) == 1
+
+
 def test_the_workers_transport_tries_each_checked_address() -> None:
     # As socket.create_connection does for a name: the first address refusing (a dead A record, IPv6 on a
     # box without it) is not the end of the attempt.
     with running_receiver() as receiver, webhook_client(httpx.Limits(), public_only=True) as client:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("app.handoff.urls.public_addresses", lambda host, port: ["127.0.0.2", "127.0.0.1"])
+            patch.setattr("app.handoff.urls.public_addresses",
+                          lambda host, port, allowed=(): ["127.0.0.2", "127.0.0.1"])
             response = client.post(f"http://two.invalid:{receiver.port}/hook", content=b"{}")
         assert response.status_code == 200 and len(receiver.all_requests()) == 1
