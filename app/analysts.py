@@ -226,6 +226,51 @@ def revoke_analyst(session: Session, role_name: str) -> Revoked:
     return Revoked.dropped if dropped else Revoked.disabled
 
 
+@dataclass(frozen=True)
+class RotatedPassword:
+    role_name: str
+    tenant: str
+    password: str
+
+
+def rotate_analyst_password(session: Session, role_name: str) -> RotatedPassword:
+    """Give an analyst role made by grant_analyst a new random password (returned once; the server is sent
+    its SCRAM-SHA-256 verifier only, as on grant). Refused for a name whose role is not the one bound here.
+    Flushes; never commits. Sessions the old password opened go on: `end_analyst_sessions` after the commit
+    ends them (before it, the old password could still open new ones)."""
+    _require_postgresql(session)
+    _check_name(role_name)
+    bound = session.get(AnalystRole, role_name)
+    if bound is None:
+        raise NotFoundError(f"no analyst role {role_name!r} in this database")
+    oid = _role_oid(session, role_name)
+    if oid is None or oid != bound.role_oid:
+        raise AnalystRoleError(
+            f"the role {role_name!r} is {'gone' if oid is None else 'not the one granted here'}: "
+            f"revoke its binding (postcall analysts revoke {role_name}) and grant again")
+    password = secrets.token_urlsafe(PASSWORD_BYTES)
+    verifier = scram_verifier(session, role_name, password)
+    # As in grant_analyst: the name checked against ROLE_NAME and quoted, the verifier checked; on the driver.
+    session.connection().exec_driver_sql(f'ALTER ROLE "{role_name}" PASSWORD \'{verifier}\'')
+    session.flush()
+    tenant = session.scalar(select(Tenant.slug).where(Tenant.id == bound.tenant_id)) or str(bound.tenant_id)
+    return RotatedPassword(role_name=role_name, tenant=tenant, password=password)
+
+
+def end_analyst_sessions(session: Session, role_name: str) -> int | None:
+    """End the open sessions of `role_name` (a rotation after a leak must end what the old password opened):
+    how many, or None when this login may not signal them (a superuser, pg_signal_backend or membership is
+    needed); they then go on until they disconnect."""
+    _check_name(role_name)
+    try:
+        with session.begin_nested():
+            return sum(1 for ended in session.scalars(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = :n"),
+                {"n": role_name}) if ended)
+    except DBAPIError:
+        return None
+
+
 def _in_savepoint(session: Session, statement: str) -> bool:
     """Run `statement` in a savepoint; False (the transaction still usable) when the server refused it."""
     try:

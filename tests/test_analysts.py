@@ -650,3 +650,47 @@ def test_grant_sends_a_scram_verifier_never_the_password(
     assert limit == 5
     assert {"default_transaction_read_only=on", "jit=off", "statement_timeout=300000",
             "idle_in_transaction_session_timeout=600000"} <= set(settings or [])
+
+
+def test_rotate_gives_a_new_password_by_its_verifier_and_ends_open_sessions(
+    pg_world: tuple[str, sessionmaker[Session], World], role_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.config import get_settings
+
+    url, factory, _world = pg_world
+    monkeypatch.setenv("POSTCALL_DATABASE_URL", url)
+    get_settings.cache_clear()
+    with unit_of_work(factory) as session:
+        granted = grant_analyst(session, role_name, "acme")
+    open_session = _connect_as(url, role_name)
+    assert open_session.execute("SELECT count(*) FROM analytics_calls").fetchone() is not None
+    runner = CliRunner()
+    rotated = runner.invoke(app, ["analysts", "rotate", role_name, "--json"])
+    assert rotated.exit_code == 0, rotated.output
+    answer = json.loads(rotated.stdout)
+    assert answer["tenant"] == "acme" and answer["sessions_ended"] == 1
+    new_password = answer["password"]
+    assert new_password != granted.password and len(new_password) >= 20
+    with _pg(PG_USER, "postgres") as admin:
+        (stored,) = admin.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [role_name]).fetchone() \
+            or (None,)
+    assert stored is not None and _scram_verifies(stored, new_password)
+    assert not _scram_verifies(stored, granted.password)
+    # What the old password opened is over.
+    with pytest.raises(psycopg.OperationalError):
+        open_session.execute("SELECT 1")
+    open_session.close()
+    # The binding still holds: the role sees its tenant as before.
+    with _connect_as(url, role_name) as conn:
+        assert {row[0] for row in conn.execute("SELECT DISTINCT tenant FROM analytics_calls")} == {"acme"}
+    # A name not granted here, or whose role is gone, is refused.
+    assert runner.invoke(app, ["analysts", "rotate", "pc_no_such_analyst"]).exit_code != 0
+    with _pg(PG_USER, "postgres") as admin:
+        admin.execute(f'DROP ROLE "{role_name}"')
+    gone = runner.invoke(app, ["analysts", "rotate", role_name])
+    assert gone.exit_code != 0 and "grant again" in gone.output, gone.output

@@ -7,7 +7,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
-from app.analysts import Revoked, RoleStatus, grant_analyst, list_analysts, revoke_analyst
+from app.analysts import (
+    Revoked,
+    RoleStatus,
+    end_analyst_sessions,
+    grant_analyst,
+    list_analysts,
+    revoke_analyst,
+    rotate_analyst_password,
+)
 from app.cli.common import JsonOpt, TenantOpt, checked_context, tenant_context, transaction
 from app.cli.render import fail, print_json, print_secret, print_table, safe, say, warn
 from app.pipeline.calls import find_tenant
@@ -60,6 +68,30 @@ def analysts_revoke(name: Annotated[str, typer.Argument(help="Analyst role name.
     say(f"analyst role {safe(name)} can no longer log in or read any view, but it owns objects elsewhere "
         f"(another database of this server) and was not dropped: there, run DROP OWNED BY \"{safe(name)}\", "
         f"then DROP ROLE \"{safe(name)}\"")
+
+
+@analysts_app.command("rotate")
+def analysts_rotate(
+    name: Annotated[str, typer.Argument(help="Analyst role name.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Give an analyst role a new password, printed once, and end its open sessions (a rotation after a leak
+    must end what the old password opened). The server is sent the password's SCRAM-SHA-256 verifier only."""
+    ctx = checked_context()
+    with transaction(ctx) as session:
+        rotated = rotate_analyst_password(session, name)
+    with transaction(ctx) as session:
+        ended = end_analyst_sessions(session, name)
+    if ended is None:
+        warn("the role's open sessions could not be ended (this login may not signal them: a superuser, "
+             "pg_signal_backend or membership is needed); they go on until they disconnect")
+    if as_json:
+        print_json({"role": rotated.role_name, "tenant": rotated.tenant, "password": rotated.password,
+                    "sessions_ended": ended})
+        return
+    say(f"new password for analyst role [bold]{safe(name)}[/bold] (tenant {safe(rotated.tenant)}); "
+        f"{ended or 0} open session(s) ended")
+    print_secret("password (shown once; store it now):", rotated.password)
 
 
 ROLE_STATUS_WORDS = {
