@@ -53,6 +53,7 @@ from app.pipeline.calls import (
     transcript_of,
 )
 from app.privacy.mask import CallMasks, mask_text, nothing_to_mask
+from app.privacy.pii import TurnScan
 from app.schemas.grounding import VerificationReport, VerifiedEvidence
 from app.schemas.transcript import Transcript
 from app.schemas.usage import Usage
@@ -302,11 +303,13 @@ class MaskedCopies:
     utterance's span is that span of the masked transcript (`CallMasks`: cues across turns), as readers
     show it."""
 
-    def __init__(self, transcript: Transcript | None = None, *, utterance_texts: dict[int, str] | None = None) -> None:
+    def __init__(self, transcript: Transcript | None = None, *, utterance_texts: dict[int, str] | None = None,
+                 scan: TurnScan | None = None) -> None:
         self._masked: dict[str, str] = {}
         # The call's utterances by index, as stored (None when the caller has no transcript at hand).
         self.utterance_texts = {u.index: u.text for u in transcript.utterances} if transcript else utterance_texts
-        self._call = CallMasks(self.utterance_texts) if self.utterance_texts is not None else None
+        # `scan`: the detectors' pass over the transcript made for its redaction, reused (not made again).
+        self._call = CallMasks(self.utterance_texts, scan=scan) if self.utterance_texts is not None else None
 
     def __call__(self, text: str) -> str:
         masked = self._masked.get(text)
@@ -493,6 +496,7 @@ def write_succeeded_run(
     raw_response: str | None,
     locked: LockedCall,
     transcript: Transcript | None = None,
+    scan: TurnScan | None = None,
 ) -> WrittenRun:
     """Store a succeeded run: the run, its claims and evidence, the call's new state and current run, and
     the `call.processed` event, for the call `lock_call_for_result` locked (with what it read beside).
@@ -508,7 +512,7 @@ def write_succeeded_run(
     clock = CallClock(call.started_at, locked.time_zone)
     # The rows' masked copies, which the hand-off record carries too (app/handoff/record.py); `transcript`,
     # the call's, masks quotes as readers show them.
-    masked = MaskedCopies(transcript)
+    masked = MaskedCopies(transcript, scan=scan)
     run_id, written = insert_run_with_claims(work, run, call.tenant_id, report, clock, masked)
     ungrounded = len(report.ungrounded_claims)
     state = outcome_state(len(written), ungrounded)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from app.privacy.pii import Detection, PiiKind, detect, detect_turns, luhn_valid
+from app.privacy.pii import Detection, PiiKind, TurnScan, detect, luhn_valid, scan_turns
 from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.transcript import Transcript, Utterance
 
@@ -40,6 +40,8 @@ class RedactionMap:
     # (kind, normalized value) -> placeholder
     _placeholders: dict[tuple[PiiKind, str], str] = field(default_factory=dict)
     _next_number: dict[PiiKind, int] = field(default_factory=dict)
+    # The detectors' pass over the transcript this map redacted (`redact_transcript`), for its masking.
+    scan: TurnScan | None = None
 
     def __len__(self) -> int:
         return len(self._first_surface)
@@ -112,10 +114,12 @@ def redact_transcript(transcript: Transcript, *, names: bool = False) -> tuple[T
     """A copy of `transcript` with personal data replaced by placeholders, and the way back.
 
     Turns are read together: a cue in one turn counts for the answer in the next, and a card number
-    read out across two turns is found in both.
+    read out across two turns is found in both. The detectors' pass is kept (`RedactionMap.scan`): the
+    masking of what is stored reads the same turns and takes it rather than scanning them again.
     """
-    redaction = RedactionMap()
-    found = detect_turns([u.text for u in transcript.utterances], names=names)
+    scan = scan_turns([u.text for u in transcript.utterances], names=names)
+    redaction = RedactionMap(scan=scan)
+    found = scan.resolved()
     utterances: list[Utterance] = []
     for utterance, detections in zip(transcript.utterances, found, strict=True):
         text = _apply(utterance.text, detections, redaction, utterance.index)

@@ -52,6 +52,7 @@ from app.pipeline.persist import (
 from app.pipeline.redact import redact_transcript
 from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
 from app.privacy.mask import stored_error
+from app.privacy.pii import TurnScan
 from app.review import reopen_for_new_result
 from app.schemas.extraction import Extraction
 from app.schemas.grounding import VerificationReport
@@ -249,6 +250,8 @@ class _Extracted:
     report: VerificationReport
     provider_ms: float
     verify_ms: float
+    # The redaction's pass of the detectors over the transcript, which the masking at persist reuses.
+    scan: TurnScan | None = None
 
 
 # Produces the first answer from the (redacted) transcript the model is shown, in place of
@@ -313,7 +316,8 @@ def _extract_and_verify(
             result = ProviderResult(chosen.extraction, result.usage + repaired.usage, chosen.raw_response)
             if better:
                 extraction, report = as_stored(result.extraction)
-    return _Extracted(result, report, provider_seconds * 1000.0, verify_seconds * 1000.0)
+    return _Extracted(result, report, provider_seconds * 1000.0, verify_seconds * 1000.0,
+                      redaction.scan if redaction is not None else None)
 
 
 def _grounded_count(report: VerificationReport) -> int:
@@ -458,7 +462,7 @@ def _persist_success(
                     reopen_for_new_result(connection, call.id, claimed.previous_state)
                 written = write_succeeded_run(connection, spent, extracted.report,
                                               raw_response=extracted.result.raw_response, locked=locked,
-                                              transcript=claimed.transcript)
+                                              transcript=claimed.transcript, scan=extracted.scan)
             hand_over_deliveries(written.deliveries)
             return ProcessOutcome(call.id, written.state, run_id=written.run_id, claims=written.claims,
                                   ungrounded=written.ungrounded, reopened=reopen)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from app.privacy.pii import Detection, PiiKind, detect, detect_turns, has_written_digit, number_tokens
+from app.privacy.pii import Detection, PiiKind, TurnScan, detect, detect_turns, has_written_digit, number_tokens
 
 MASK_CHAR = "•"
 MASKED_KINDS = frozenset({PiiKind.card, PiiKind.ssn, PiiKind.account, PiiKind.dob, PiiKind.cvv})
@@ -130,8 +130,10 @@ class CallMasks:
     something to mask): masked on its own, "It's 03/04/1985." after "Can you confirm your date of birth?"
     would keep the date, which the call page masks."""
 
-    def __init__(self, utterances: Mapping[int, str]) -> None:
+    def __init__(self, utterances: Mapping[int, str], *, scan: TurnScan | None = None) -> None:
         self._originals = utterances
+        # The detectors' pass over these utterances, when the pipeline has made it for redaction already.
+        self._scan = scan
         self._masked: dict[int, str] | None = None
         self._values: list[tuple[re.Pattern[str], str]] | None = None
         self._shapes: list[tuple[re.Pattern[str], str]] | None = None
@@ -146,7 +148,8 @@ class CallMasks:
 
     def _mask(self) -> None:
         texts = list(self._originals.values())
-        found = detect_turns(texts, resolve=False)
+        scan = self._scan if self._scan is not None and self._scan.scanned(texts, names=False) else None
+        found = scan.unresolved() if scan is not None else detect_turns(texts, resolve=False)
         masked = [apply_mask(text, detections) for text, detections in zip(texts, found, strict=True)]
         self._masked = dict(zip(self._originals, masked, strict=True))
         # What the call's masking hides, as written and as shown: "03/04/1985" masked after "can you

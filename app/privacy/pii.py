@@ -428,34 +428,65 @@ def detect(text: str, lead_in: str = "", *, names: bool = False, resolve: bool =
     return resolve_overlaps(found) if resolve else list(found)
 
 
-def detect_turns(texts: Sequence[str], *, names: bool = False, resolve: bool = True) -> list[list[Detection]]:
-    """`detect` for each turn of a call, plus card numbers read out across two consecutive turns.
+@dataclass(frozen=True)
+class TurnScan:
+    """One pass of the detectors over a call's turns (`scan_turns`): each turn's own detections, overlapping
+    ones included, and the card numbers read out across two consecutive turns. Redaction resolves it
+    (`resolved`), masking takes every detection (`unresolved`): a call whose transcript is redacted for the
+    model and masked for storage is scanned once."""
 
-    `resolve=False` keeps every detection, overlapping ones included (`resolve_overlaps` is not applied):
-    for masking, which masks the union of what each detection masks. Resolving first would let a card
-    read across turns (priority: card) displace an SSN that ends the earlier turn, and mask only the SSN's
-    last four digits, the ones the SSN's own masking keeps: the whole SSN shown between the two views."""
-    # Each turn's numbers are read once: for its own detection and for cards split across turns.
-    numbers = [_numbers(text) for text in texts]
-    found = [
-        list(_detect(_Text(text, texts[i - 1][-PREVIOUS_TURN_CONTEXT_CHARS:] if i else ""), numbers[i], names=names))
-        for i, text in enumerate(texts)
-    ]
-    cross_turn = list(_cross_turn_cards(texts, numbers))
-    if not resolve:
-        for turn, detection in cross_turn:
+    texts: tuple[str, ...]
+    names: bool
+    own: tuple[tuple[Detection, ...], ...]
+    cross_turn: tuple[tuple[int, Detection], ...]
+
+    def scanned(self, texts: Sequence[str], *, names: bool) -> bool:
+        """Whether this scan is of `texts` (the same strings, in order) with the same detectors."""
+        return self.names == names and len(self.texts) == len(texts) and all(
+            mine is theirs or mine == theirs for mine, theirs in zip(self.texts, texts, strict=True))
+
+    def unresolved(self) -> list[list[Detection]]:
+        """Every detection of each turn, overlapping ones included: for masking, which masks the union of
+        what each detection masks. Resolving first would let a card read across turns (priority: card)
+        displace an SSN that ends the earlier turn, and mask only the SSN's last four digits, the ones the
+        SSN's own masking keeps: the whole SSN shown between the two views."""
+        found = [list(detections) for detections in self.own]
+        for turn, detection in self.cross_turn:
             found[turn].append(detection)
         return found
-    if not cross_turn:
+
+    def resolved(self) -> list[list[Detection]]:
+        """Non-overlapping detections of each turn, in order (`resolve_overlaps`): for redaction."""
+        own = [resolve_overlaps(detections) for detections in self.own]
+        if not self.cross_turn:
+            return own
+        found = [list(detections) for detections in self.own]
+        for turn, detection in self.cross_turn:
+            # An SSN ending the turn stays an SSN: a card read across turns is the weaker reading of its digits
+            # (other readings, a phone number say, still give way to the card).
+            if not any(kept.kind is PiiKind.ssn and kept.start <= detection.start and detection.end <= kept.end
+                       for kept in own[turn]):
+                found[turn].append(detection)
         return [resolve_overlaps(detections) for detections in found]
-    own = [resolve_overlaps(detections) for detections in found]
-    for turn, detection in cross_turn:
-        # An SSN ending the turn stays an SSN: a card read across turns is the weaker reading of its digits
-        # (other readings, a phone number say, still give way to the card).
-        if not any(kept.kind is PiiKind.ssn and kept.start <= detection.start and detection.end <= kept.end
-                   for kept in own[turn]):
-            found[turn].append(detection)
-    return [resolve_overlaps(detections) for detections in found]
+
+
+def scan_turns(texts: Sequence[str], *, names: bool = False) -> TurnScan:
+    """`detect` for each turn of a call, plus card numbers read out across two consecutive turns, before
+    overlaps are resolved (`TurnScan`)."""
+    # Each turn's numbers are read once: for its own detection and for cards split across turns.
+    numbers = [_numbers(text) for text in texts]
+    own = tuple(
+        tuple(_detect(_Text(text, texts[i - 1][-PREVIOUS_TURN_CONTEXT_CHARS:] if i else ""), numbers[i], names=names))
+        for i, text in enumerate(texts)
+    )
+    return TurnScan(tuple(texts), names, own, tuple(_cross_turn_cards(texts, numbers)))
+
+
+def detect_turns(texts: Sequence[str], *, names: bool = False, resolve: bool = True) -> list[list[Detection]]:
+    """`detect` for each turn of a call, plus card numbers read out across two consecutive turns: resolved
+    (for redaction) or, `resolve=False`, every detection (for masking; see `TurnScan.unresolved`)."""
+    scan = scan_turns(texts, names=names)
+    return scan.resolved() if resolve else scan.unresolved()
 
 
 def resolve_overlaps(detections: Iterable[Detection]) -> list[Detection]:

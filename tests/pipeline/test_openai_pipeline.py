@@ -460,3 +460,37 @@ def test_due_phrase_longer_than_the_column_is_rejected_not_crashed(
     assert outcome.state is CallState.failed
     assert outcome.error is not None and "due" in outcome.error
     assert "String should have at most 200 characters" in fake_openai.requests[1].last_user_text
+
+
+def test_the_transcript_redacted_for_the_model_is_not_scanned_again_to_mask_what_is_stored(
+    session_factory: sessionmaker[Session],
+    call_id: str,
+    fake_openai: FakeOpenAIServer,
+    provider: OpenAIProvider,
+    prompt: PromptTemplate,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The quote "Sure, it's March 4th, 1985." is masked as the call page shows it, with the cue of the turn
+    # before (a date of birth): from the detectors' pass made for the model's redacted view, not a second one.
+    import app.privacy.mask as mask_module
+
+    scans: list[int] = []
+    real_detect_turns = mask_module.detect_turns
+
+    def counted(texts: Any, **kwargs: Any) -> Any:
+        scans.append(len(texts))
+        return real_detect_turns(texts, **kwargs)
+
+    monkeypatch.setattr(mask_module, "detect_turns", counted)
+    fake_openai.enqueue(extraction_reply(GOOD_ANSWER))
+
+    outcome = process_call(session_factory, call_id, provider, prompt)
+
+    assert outcome.state is CallState.ready_for_review
+    assert "[DOB_1]" in fake_openai.requests[0].last_user_text  # the model saw the redacted view
+    with unit_of_work(session_factory) as session:
+        quotes = {ev.quote: ev.quote_masked for ev in session.scalars(
+            select(Evidence).join(Claim).where(Claim.call_id == call_id))}
+    assert quotes["Sure, it's March 4th, 1985."] != "Sure, it's March 4th, 1985."
+    assert "1985" not in quotes["Sure, it's March 4th, 1985."]
+    assert scans == []

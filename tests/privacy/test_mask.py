@@ -6,6 +6,7 @@ import pytest
 
 from app.privacy.mask import CallMasks, mask_text, mask_turns
 from app.privacy.reads import unmask_selection
+from app.schemas.transcript import Role
 
 
 @pytest.mark.parametrize(
@@ -104,3 +105,35 @@ def test_a_stored_error_is_masked_and_cut_and_only_what_is_kept_is_read() -> Non
     assert len(stored) == MAX_ERROR_CHARS and stored.startswith("refused: ")
     assert "4111 1111" not in stored and "••••" in stored
     assert stored_error(f"echo: {card}") == "echo: •••• •••• •••• 1111"
+
+
+# A card read across two turns, an SSN ending a turn before it, a date of birth answered a turn after its
+# cue: every cross-turn case of the detectors.
+CROSS_TURN = [
+    (Role.agent, "Can you confirm your date of birth?"),
+    (Role.customer, "It's 03/04/1985. My social is 123-45-6789"),
+    (Role.customer, "and the card is 5500 0000"),
+    (Role.customer, "0000 0004 thanks"),
+]
+
+
+def test_masking_with_the_redactions_scan_is_masking_with_its_own() -> None:
+    from app.pipeline.redact import redact_transcript
+    from tests.support.transcripts import make_transcript
+
+    transcript = make_transcript(CROSS_TURN)
+    _view, redaction = redact_transcript(transcript)
+    assert redaction.scan is not None
+    texts = {u.index: u.text for u in transcript.utterances}
+    shared, own = CallMasks(texts, scan=redaction.scan), CallMasks(texts)
+    assert shared.utterances == own.utterances
+    assert "123-45" not in shared.utterances[1] and "5500" not in shared.utterances[2]
+    for claim in ("DOB 03/04/1985, SSN 123-45-6789", "card 5500 0000 0000 0004"):
+        assert shared.text(claim) == own.text(claim) != claim
+    # A scan of other texts, or with names detected, is not taken for these.
+    other = redact_transcript(make_transcript(CROSS_TURN[:3]))[1].scan
+    named = redact_transcript(transcript, names=True)[1].scan
+    assert other is not None and named is not None
+    assert not other.scanned(list(texts.values()), names=False)
+    assert not named.scanned(list(texts.values()), names=False)
+    assert CallMasks(texts, scan=other).utterances == own.utterances
