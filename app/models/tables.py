@@ -181,7 +181,9 @@ class Call(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_call_id)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(200))
-    agent_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    # No index of its own: every query by agent names the tenant (ix_calls_agent_review_order), and an index
+    # led by the agent would count other tenants' calls for an analyst's EXPLAIN ANALYZE (migration 0027).
+    agent_id: Mapped[str | None] = mapped_column(String(200))
     team: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     language: Mapped[str | None] = mapped_column(String(20))
@@ -250,11 +252,11 @@ class Call(Base):
         # scrape's index-only reads (migration 0023).
         Index("ix_calls_state_mode_changed", "state", "llm_mode", "state_changed_at",
               postgresql_include=["attempts", "llm_batch_id"]),
-        # Analysts' windows (dashboard, export --since/--until) select a tenant's calls by start.
+        # Analysts' windows (dashboard, export --since/--until) select a tenant's calls by start, and an
+        # analyst's newest calls (ORDER BY started_at DESC LIMIT n) walk it backwards: an analyst's tenant is a
+        # constant in the plan (migration 0025). No index leads with the start: its scan would read every
+        # tenant's calls and EXPLAIN ANALYZE would count the others' (migration 0027).
         Index("ix_calls_tenant_started", "tenant_id", "started_at"),
-        # An analyst's newest calls (ORDER BY started_at DESC LIMIT n): through the analyst views the tenant
-        # is a joined slug, not a tenant id, so the scan is by time and the tenant is a filter.
-        Index("ix_calls_started_at", "started_at"),
         # A batch's calls. Only calls in a batch have an entry: every other call's inserts and state changes
         # (never HOT updates: the state is indexed) skip this index (migration 0016).
         Index("ix_calls_llm_batch_id", "llm_batch_id", postgresql_where=text("llm_batch_id IS NOT NULL"),
@@ -323,8 +325,9 @@ class ExtractionRun(Base):
     )
 
     __table_args__ = (
-        # The dashboard's stage latency and cost per day.
-        Index("ix_extraction_runs_started_at", "started_at"),
+        # A tenant's runs by start (an analyst's window, its newest runs): led by the tenant, so an analyst's
+        # scan never reads another tenant's entries (migration 0027).
+        Index("ix_extraction_runs_tenant_started", "tenant_id", "started_at"),
         Index(
             "uq_extraction_runs_succeeded_key",
             "idempotency_key",
@@ -387,14 +390,17 @@ class Claim(Base):
         ForeignKeyConstraint(["call_id", "tenant_id"], ["calls.id", "calls.tenant_id"], ondelete="CASCADE",
                              onupdate="CASCADE"),
         # "What falls due this week", "what is overdue": only action items have a date, so a partial index.
+        # Led by the tenant, as the next one, so an analyst's scan reads its own tenant's entries only and
+        # EXPLAIN ANALYZE counts no other tenant's items (migration 0027).
         Index(
-            "ix_claims_due_date",
+            "ix_claims_tenant_due_date",
+            "tenant_id",
             "due_date",
             postgresql_where=HAS_DUE_DATE,
             sqlite_where=HAS_DUE_DATE,
         ),
         # An analyst's newest items (ORDER BY created_at DESC LIMIT n, or one day's), as for calls.
-        Index("ix_claims_created_at", "created_at"),
+        Index("ix_claims_tenant_created", "tenant_id", "created_at"),
     )
 
 
@@ -455,8 +461,8 @@ class ReviewEvent(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    # Analysts ask for the decisions of a time window.
-    __table_args__ = (Index("ix_review_events_created_at", "created_at"),)
+    # Analysts ask for the decisions of a time window (their own tenant's: led by the tenant, migration 0027).
+    __table_args__ = (Index("ix_review_events_tenant_created", "tenant_id", "created_at"),)
 
 
 # ------------------------------------------------------------------------------------ hand-off
