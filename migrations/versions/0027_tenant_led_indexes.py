@@ -18,7 +18,8 @@ entry plus an integer, same number of indexes or fewer, so no write costs more:
   (tenant_id, due_date), the same partial predicate; `ix_claims_created_at` -> `ix_claims_tenant_created`;
 - extraction_runs: `ix_extraction_runs_started_at` -> `ix_extraction_runs_tenant_started` (the runs'
   tenant column is 0025's);
-- review_events: `ix_review_events_created_at` -> `ix_review_events_tenant_created`;
+- review_events: `ix_review_events_created_at` -> `ix_review_events_tenant_created`, and
+  `ix_review_events_tenant_id` is dropped, its column the new index's first (one index fewer per decision);
 - calls: `ix_calls_started_at` is dropped: `ix_calls_tenant_started` (tenant_id, started_at, 0008) is
   the tenant-led one already;
 - calls: `ix_calls_agent_id` is dropped as well: the same leak by agent id (other tenants' agent ids, by
@@ -67,6 +68,8 @@ REPLACED: tuple[tuple[str, str, list[str], str | None, str | None], ...] = (
     ("claims", "ix_claims_created_at", ["created_at"], "ix_claims_tenant_created", None),
     ("extraction_runs", "ix_extraction_runs_started_at", ["started_at"], "ix_extraction_runs_tenant_started", None),
     ("review_events", "ix_review_events_created_at", ["created_at"], "ix_review_events_tenant_created", None),
+    # Its first column is the new index's: a tenant's decisions (and the tenant's deletion) are found there.
+    ("review_events", "ix_review_events_tenant_id", ["tenant_id"], None, None),
     ("calls", "ix_calls_started_at", ["started_at"], None, None),  # ix_calls_tenant_started
     ("calls", "ix_calls_agent_id", ["agent_id"], None, None),  # ix_calls_agent_review_order
 )

@@ -24,7 +24,7 @@ OLD_INDEXES = {
     "calls": {"ix_calls_started_at", "ix_calls_agent_id"},
     "claims": {"ix_claims_due_date", "ix_claims_created_at"},
     "extraction_runs": {"ix_extraction_runs_started_at"},
-    "review_events": {"ix_review_events_created_at"},
+    "review_events": {"ix_review_events_created_at", "ix_review_events_tenant_id"},
 }
 NEW_INDEXES = {
     "calls": {"ix_calls_tenant_started", "ix_calls_agent_review_order"},  # both there before 0027 too
