@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     # holds a slot for up to the webhook timeout; the bound keeps the rest free for calls, whatever one
     # tenant's receivers do. A delivery over the bound is put off (1 s, 2 s, ... up to 30 s) and asked again.
     webhook_delivery_slots: int | None = Field(default=None, ge=1)
+    # The hand-off's history (outbox events, their payloads: whole records, quotes included) is kept this many
+    # days, 0 = forever: the retention purge then deletes older events whose every delivery has finished, with
+    # their deliveries and attempts, oldest first; an event with a pending delivery stays (and so do all after
+    # it), and the feed answers a cursor from before what is kept with 410 (app/pipeline/retention.py).
+    handoff_retention_days: int = Field(default=30, ge=0, le=36_500)  # MAX_RETENTION_DAYS, as calls
     # Input limits (bad input never reaches a 500): a call with more utterances than this is refused
     # before its object graph is built; word-level formats may carry 10x as many word fragments.
     max_utterances_per_call: int = Field(default=20_000, ge=1)
@@ -214,11 +219,6 @@ class Settings(BaseSettings):
         """The API key as the SDK wants it ("" when unset)."""
         return self.openai_api_key.get_secret_value() if self.openai_api_key else ""
 
-    @field_validator("worker_concurrency", "worker_model_latency_seconds", "db_pool_size", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        """`POSTCALL_WORKER_CONCURRENCY=` (as docker-compose passes an unset variable) leaves it to the rule."""
-        return None if value == "" else value
     @field_validator("webhook_allowed_networks", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:
@@ -239,6 +239,11 @@ class Settings(BaseSettings):
             networks.append(network)
         return tuple(networks)
 
+    @field_validator("worker_concurrency", "worker_model_latency_seconds", "db_pool_size", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`POSTCALL_WORKER_CONCURRENCY=` (as docker-compose passes an unset variable) leaves it to the rule."""
+        return None if value == "" else value
 
     def check_redelivery_order(self) -> None:
         """Startup check of the worker and the web app: Redis redelivers a dead worker's message after the

@@ -9,17 +9,26 @@ import typer
 from app.cli.common import TenantOpt, checked_context, refusal_exits, tenant_context, transaction
 from app.cli.render import console, fail, print_table, progress, safe, say
 from app.pipeline.calls import find_tenant
-from app.pipeline.retention import MAX_RETENTION_DAYS, purge_expired, retention_days_of, set_retention
+from app.pipeline.retention import (
+    MAX_RETENTION_DAYS,
+    HandoffPurge,
+    purge_expired,
+    purge_handoff_history,
+    retention_days_of,
+    set_retention,
+)
 
 
 def purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant (default: every tenant).")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's calls (default: every "
+                                               "tenant's, and the hand-off's history).")] = None,
 ) -> None:
     """Hard-delete calls older than their tenant's retention period: transcript, runs, claims and
-    evidence. Their audit events stay, content-free. Deletes the oldest first, committing every few hundred
-    calls, so an interrupted purge keeps what it did and the next one goes on. Also run by the worker's beat
-    schedule."""
+    evidence. Their audit events stay, content-free. Then the hand-off's history: outbox events older than
+    POSTCALL_HANDOFF_RETENTION_DAYS whose deliveries have all finished, with their deliveries and attempts.
+    Deletes the oldest first, committing every few hundred calls (events), so an interrupted purge keeps what
+    it did and the next one goes on. Also run by the worker's beat schedule."""
     ctx = checked_context()
     with refusal_exits(), progress(show=not dry_run) as bar:
         task = bar.add_task("purging expired calls", total=0)
@@ -34,15 +43,40 @@ def purge(
             ctx.session_factory, default_days=ctx.settings.retention_days, tenant=tenant, dry_run=dry_run,
             on_expired=on_expired, on_purged=lambda calls: bar.advance(task, calls),
         )
+        # The hand-off's history is one sequence for every tenant (the feed's order): a tenant's share of it
+        # is not deleted alone, or the feed could not tell its readers what they missed.
+        handoff = None
+        if tenant is None:
+            events = bar.add_task("purging delivered hand-off events", total=None)
+            handoff = purge_handoff_history(ctx.session_factory, days=ctx.settings.handoff_retention_days,
+                                            dry_run=dry_run, on_purged=lambda count: bar.advance(events, count))
     if not reports:
         console.print("no tenant has a retention period (POSTCALL_RETENTION_DAYS or `postcall retention`)")
-        return
+    else:
+        print_table(
+            ("tenant", "retention (days)", "older than", "calls", "utterances", "claims", "evidence"),
+            ([r.tenant, r.retention_days, r.cutoff.strftime("%Y-%m-%d %H:%M"), r.calls, r.utterances, r.claims,
+              r.evidence] for r in reports),
+            title="would be purged (dry run)" if dry_run else "purged",
+        )
+    if tenant is not None:
+        console.print("the hand-off's history is purged for every tenant at once: run without --tenant")
+    elif handoff is None:
+        console.print("the hand-off's history is kept forever (POSTCALL_HANDOFF_RETENTION_DAYS=0)")
+    else:
+        _print_handoff_purge(handoff, dry_run=dry_run)
+
+
+def _print_handoff_purge(report: HandoffPurge, *, dry_run: bool) -> None:
     print_table(
-        ("tenant", "retention (days)", "older than", "calls", "utterances", "claims", "evidence"),
-        ([r.tenant, r.retention_days, r.cutoff.strftime("%Y-%m-%d %H:%M"), r.calls, r.utterances, r.claims,
-          r.evidence] for r in reports),
-        title="would be purged (dry run)" if dry_run else "purged",
+        ("retention (days)", "older than", "events", "deliveries", "attempts"),
+        [(report.retention_days, report.cutoff.strftime("%Y-%m-%d %H:%M"), report.events, report.deliveries,
+          report.attempts)],
+        title="hand-off history that would be purged (dry run)" if dry_run else "hand-off history purged",
     )
+    if report.held_by_event is not None:
+        console.print(f"stopped at event {report.held_by_event}: a delivery of it is still pending (retrying or "
+                      "replayed); it and the events after it go once that delivery is accepted or dead-lettered")
 
 
 def retention(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,11 @@ class CursorError(PostcallError):
     """The cursor is not one this feed handed out."""
 
 
+class CursorExpiredError(PostcallError):
+    """The cursor is older than the events the feed still keeps (the hand-off's retention period deleted
+    some after it): the reader has to catch up another way, then start again without a cursor."""
+
+
 @dataclass(frozen=True)
 class FeedItem:
     cursor: str
@@ -49,7 +54,9 @@ class FeedItem:
 @dataclass(frozen=True)
 class FeedPage:
     items: list[FeedItem]
-    next_cursor: str | None  # pass as `after`; the same cursor again when there was nothing new
+    # Pass as `after`; the same cursor again when there was no event at all after it, else the last item's or
+    # (a page that is not full) the newest event's.
+    next_cursor: str | None
 
 
 def decode_cursor(cursor: str | None) -> int:
@@ -83,16 +90,32 @@ def _wait_for_writers(session: Session) -> bool:
 
 def read_feed(session: Session, principal: Principal, after: str | None, limit: int = DEFAULT_PAGE) -> FeedPage:
     """Events after `after`, oldest first. On PostgreSQL this holds a SHARE lock on the outbox until the
-    caller ends the transaction: end it as soon as the page is read."""
+    caller ends the transaction: end it as soon as the page is read. CursorExpiredError when events after
+    `after` were deleted by the retention purge."""
     seq_after = decode_cursor(after)
     limit = max(1, min(limit, MAX_PAGE))
     if not _wait_for_writers(session):
         return FeedPage([], after)
+    # Read first, and the page bounded by it: on SQLite each statement reads the database as it is then, and
+    # an event committed between the two reads must not be passed over by a cursor moved to the newest.
+    newest = session.scalar(select(func.max(OutboxEvent.id)))
     rows = session.scalars(
         select(OutboxEvent)
-        .where(visible_events_clause(principal), OutboxEvent.id > seq_after)
+        .where(visible_events_clause(principal), OutboxEvent.id > seq_after, OutboxEvent.id <= (newest or 0))
         .order_by(OutboxEvent.id)
         .limit(limit)
     ).all()
+    # Read after the page: a purge that committed before the page was read (and took events it would have
+    # shown) has moved the oldest event past the cursor by then. The purge deletes every event up to an id,
+    # so a cursor right before the oldest event kept missed nothing.
+    oldest = session.scalar(select(func.min(OutboxEvent.id)))
+    if seq_after and oldest is not None and seq_after < oldest - 1:
+        raise CursorExpiredError(
+            f"cursor {seq_after} is older than the events the feed keeps (the oldest is {oldest}): events after "
+            "it were deleted at the end of the hand-off's retention period. Catch up from the calls API, then "
+            "start again without `after`")
     items = [FeedItem(str(row.id), row.event_id, row.type, row.call_id, row.payload) for row in rows]
-    return FeedPage(items, items[-1].cursor if items else after)
+    if len(items) == limit:
+        return FeedPage(items, items[-1].cursor)
+    # Every event this reader may see up to the newest is on the page: the cursor moves past the others too.
+    return FeedPage(items, str(newest) if newest is not None and newest > seq_after else after)

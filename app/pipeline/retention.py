@@ -13,22 +13,39 @@ version of a row that the same transaction made on each update: 128,000 expired 
 (0.5 ms per call at 16,000), a longer history more than the broker's visibility timeout (the task was
 delivered again while it ran), with every expired call locked meanwhile and all of it lost on a restart
 (docs/benchmarks.md, retention).
+
+`purge_handoff_history` bounds the hand-off's tables the same way: outbox events older than
+POSTCALL_HANDOFF_RETENTION_DAYS whose every delivery has finished go with their deliveries and attempts, a
+chunk per transaction. It deletes a prefix of the outbox (in id order, the feed's order) and never its newest
+event, so the feed can tell a reader that fell behind what was deleted (app/handoff/feed.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, Update, delete, func, null, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import unit_of_work
+from app.db.session import scalar_for_update, unit_of_work
 from app.errors import InvalidInputError, NotFoundError
 from app.handoff.outbox import record_deletions
-from app.models import Call, Claim, Evidence, ExtractionRun, ReviewEvent, Tenant
+from app.models import (
+    Call,
+    Claim,
+    DeliveryStatus,
+    Evidence,
+    ExtractionRun,
+    OutboxEvent,
+    ReviewEvent,
+    Tenant,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
 from app.pipeline.calls import find_tenant
@@ -221,3 +238,147 @@ def set_retention(session: Session, tenant: str, days: int | None) -> Tenant:
     tenant_row.retention_days = days
     session.flush()
     return tenant_row
+
+
+# ------------------------------------------------------------------------------------ hand-off history
+
+# Hand-off events deleted (and committed) per transaction, with their deliveries and attempts. The feed
+# waits at most 200 ms (feed.LOCK_WAIT) for a transaction that deletes events, then answers an empty page:
+# a chunk's transaction stays well inside that (docs/privacy.md has the measured time).
+HANDOFF_PURGE_CHUNK = 500
+# The beat's task deletes at most this many events per run, so that a first run over years of history
+# stays inside the broker's visibility timeout; the next run goes on.
+HANDOFF_PURGE_MAX_EVENTS_PER_RUN = 200_000
+# Delivery ids per statement: a chunk's events may have a delivery to each of many endpoints (enabled and
+# disabled), and SQLite takes at most 32,766 parameters.
+DELIVERY_IDS_PER_STATEMENT = 5_000
+
+
+@dataclass(frozen=True)
+class HandoffPurge:
+    """What the hand-off purge deleted (a dry run: would delete) and why it stopped where it did."""
+
+    retention_days: int
+    cutoff: datetime
+    events: int
+    deliveries: int
+    attempts: int
+    # The oldest event kept although older than the cutoff, because a delivery of it is pending (within its
+    # retry period, or replayed): nothing after it goes until that delivery finishes (`purge_handoff_history`).
+    held_by_event: int | None = None
+
+
+@dataclass(frozen=True)
+class _HandoffChunk:
+    events: int
+    deliveries: int
+    attempts: int
+    last_event: int | None  # the newest event the chunk deleted (a dry run: counted)
+    done: bool  # it reached an event to keep: the purge ends here
+    held_by_event: int | None
+
+
+def purge_handoff_history(
+    factory: sessionmaker[Session],
+    *,
+    days: int,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    max_events: int | None = None,
+    chunk_events: int = HANDOFF_PURGE_CHUNK,
+    on_purged: Callable[[int], None] | None = None,
+) -> HandoffPurge | None:
+    """Delete the outbox events older than `days` whose deliveries have all finished (succeeded or
+    dead-lettered; an endpoint's deletion took its deliveries with it), with their deliveries and attempts,
+    committing every `chunk_events` events; with `dry_run`, only count them. None when `days` keeps them
+    forever (0).
+
+    It deletes the oldest events first and stops at the first one it must keep: one younger than the
+    cutoff, one with a pending delivery (a lease is only ever held on a pending one), or the newest event of
+    all. So what is deleted is always every event up to some id, and the feed can tell a reader whose
+    cursor is older than what is kept that it missed events (app/handoff/feed.py), rather than skip past
+    holes; and the newest event stays because SQLite gives a new row the largest id there is plus one: with
+    it gone, the next event would take an id the feed may already have handed out as a cursor.
+
+    `max_events` stops after that many (the beat's task); `on_purged` is told how many events each
+    committed chunk deleted (a progress bar)."""
+    if days <= 0:
+        return None
+    try:
+        cutoff = (now or utcnow()) - timedelta(days=days)
+    except OverflowError:  # a period before year 1: nothing is that old
+        return None
+    with unit_of_work(factory) as session:
+        newest = session.scalar(select(func.max(OutboxEvent.id)))
+    events = deliveries = attempts = 0
+    held_by_event = None
+    after = 0
+    while newest is not None and (max_events is None or events < max_events):
+        size = chunk_events if max_events is None else min(chunk_events, max_events - events)
+        with unit_of_work(factory) as session:
+            chunk = _purge_handoff_chunk(session, after=after, newest=newest, cutoff=cutoff, size=size,
+                                         dry_run=dry_run)
+        events, deliveries, attempts = events + chunk.events, deliveries + chunk.deliveries, attempts + chunk.attempts
+        held_by_event = chunk.held_by_event
+        if chunk.events and on_purged is not None:
+            on_purged(chunk.events)
+        if chunk.done or chunk.last_event is None:
+            break
+        after = chunk.last_event
+    return HandoffPurge(days, cutoff, events, deliveries, attempts, held_by_event)
+
+
+def _purge_handoff_chunk(session: Session, *, after: int, newest: int, cutoff: datetime, size: int,
+                         dry_run: bool) -> _HandoffChunk:
+    """Delete (or count) the next events after `after`, at most `size`, up to the first one to keep. Every
+    selection is a range of an index: the outbox's key, and deliveries by (outbox_id, endpoint_id), attempts
+    by delivery_id; nothing reads the whole of a table (docs/privacy.md, the plans)."""
+    first = (select(OutboxEvent.id).where(OutboxEvent.id > after, OutboxEvent.id < newest)
+             .order_by(OutboxEvent.id).limit(1))
+    # The oldest event, locked: concurrent purges (the beat's and `postcall purge`) take turns a chunk at a
+    # time, the second going on after what the first deleted; on SQLite this takes the database's write lock
+    # before anything is read, so what is read below stays true until the commit.
+    head = session.scalar(first) if dry_run else scalar_for_update(session, first)
+    if head is None:
+        return _HandoffChunk(0, 0, 0, None, True, None)
+    rows = session.execute(
+        select(OutboxEvent.id, OutboxEvent.created_at)
+        .where(OutboxEvent.id >= head, OutboxEvent.id < newest).order_by(OutboxEvent.id).limit(size)
+    ).all()
+    old = list(takewhile(lambda row: row.created_at < cutoff, rows))
+    deliveries: Sequence[Any] = ()
+    if old:
+        # By the range of event ids (the events in it are `old`, read in one statement): a range of the
+        # index on (outbox_id, endpoint_id) at any size, where the planner read a small table whole for a list.
+        query = (select(WebhookDelivery.id, WebhookDelivery.outbox_id, WebhookDelivery.status)
+                 .where(WebhookDelivery.outbox_id.between(old[0].id, old[-1].id)).order_by(WebhookDelivery.id))
+        # Locked: a replay that makes a dead letter pending again has either committed (its event is kept
+        # here) or waits for this commit and then finds the delivery gone (an error, not a lost replay).
+        deliveries = session.execute(query if dry_run else query.with_for_update()).all()
+    pending = {delivery.outbox_id for delivery in deliveries if delivery.status == DeliveryStatus.pending}
+    purged = [row.id for row in takewhile(lambda row: row.id not in pending, old)]
+    held_by_event = old[len(purged)].id if len(purged) < len(old) else None
+    done = len(purged) < len(rows) or len(rows) < size
+    if not purged:
+        return _HandoffChunk(0, 0, 0, None, True, held_by_event)
+    purged_set = set(purged)
+    delivery_ids = [delivery.id for delivery in deliveries if delivery.outbox_id in purged_set]
+    if dry_run:
+        attempts = sum(session.scalar(select(func.count()).where(WebhookAttempt.delivery_id.in_(part))) or 0
+                       for part in _slices(delivery_ids))
+        return _HandoffChunk(len(purged), len(delivery_ids), attempts, purged[-1], done, held_by_event)
+    # Children first, so that the deletes do not depend on cascades being switched on (SQLite's pragma); by
+    # the ids read above, not a subquery: the planner then probes the indexes for them, where a join may read
+    # a whole table (it did for the attempts, at a few hundred thousand rows).
+    connection = session.connection()
+    attempts = removed = 0
+    for part in _slices(delivery_ids):
+        attempts += connection.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(part))).rowcount
+        removed += connection.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(part))).rowcount
+    events = connection.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(purged))).rowcount
+    return _HandoffChunk(events, removed, attempts, purged[-1], done, held_by_event)
+
+
+def _slices(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), DELIVERY_IDS_PER_STATEMENT):
+        yield ids[start : start + DELIVERY_IDS_PER_STATEMENT]

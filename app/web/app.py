@@ -35,7 +35,7 @@ from app.errors import (
 )
 from app.export import ExportError
 from app.handoff.endpoints import RotationInProgressError, WebhookInputError
-from app.handoff.feed import CursorError
+from app.handoff.feed import CursorError, CursorExpiredError
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.urls import WebhookUrlError
 from app.review import ReviewConflictError, ReviewInputError
@@ -97,6 +97,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (DecidedCallError, status.HTTP_409_CONFLICT),
     (UserExistsError, status.HTTP_409_CONFLICT),
     (RotationInProgressError, status.HTTP_409_CONFLICT),
+    (CursorExpiredError, status.HTTP_410_GONE),
     (api.PayloadTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
     (api.UnsupportedBodyError, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE),
     (IngestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
@@ -108,8 +109,8 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (CursorError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (ExportError, status.HTTP_422_UNPROCESSABLE_CONTENT),
 ]
-ERROR_TITLES = {401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Too large",
-                415: "Unsupported body", 422: "Invalid input"}
+ERROR_TITLES = {401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 410: "Gone",
+                413: "Too large", 415: "Unsupported body", 422: "Invalid input"}
 
 
 class SecurityHeadersMiddleware:

@@ -95,7 +95,9 @@ def get_record_schema() -> dict[str, Any]:
 
 
 @router.get("/events", tags=["hand-off"], summary="Hand-off events in commit order, after a cursor",
-            responses=INVALID)
+            responses={**INVALID, 410: {"model": ErrorOut, "description": "The cursor is older than the events "
+                                        "kept (hand-off retention): catch up from the calls API, then start "
+                                        "again without `after`."}})
 def get_events_feed(
     principal: ApiUser,
     db: DbSession,
@@ -106,7 +108,9 @@ def get_events_feed(
     """The events of the calls this user may see, oldest first. The cursor is stable: an event that
     commits later always sorts after every cursor already handed out, so polling with `next_cursor`
     misses nothing (a page can come back empty while a large transaction is still writing events; poll
-    again). A deleted call's earlier events are stripped to identity fields."""
+    again). A deleted call's earlier events are stripped to identity fields. Events are kept for the
+    hand-off's retention period (POSTCALL_HANDOFF_RETENTION_DAYS): a cursor from before the oldest kept is
+    410, never a silent gap."""
     page = read_feed(db, principal, after, limit)
     db.rollback()  # a read: end it now, releasing the feed's lock before the answer is built
     return FeedOut(

@@ -76,7 +76,8 @@ def configure(app: Celery, settings: Settings) -> None:
             "reconcile-stuck-calls": _periodic(TASK_RECONCILE, settings.reconcile_every_seconds),
             # Hand-off: retries that came due, deliveries whose enqueue was lost, leases of killed workers.
             "sweep-webhook-deliveries": _periodic(TASK_SWEEP_WEBHOOKS, settings.webhook_sweep_every_seconds),
-            # Retention (docs/privacy.md): a no-op while no tenant has a retention period.
+            # Retention (docs/privacy.md): expired calls (none while no tenant has a period), then the
+            # hand-off's delivered history (POSTCALL_HANDOFF_RETENTION_DAYS).
             "purge-expired-calls": _periodic(TASK_PURGE, settings.purge_every_seconds),
             # Batch mode: gather waiting calls into batches, and follow the open ones. Both do nothing
             # unless POSTCALL_LLM_PROVIDER=openai, and both are idempotent (their state is in the database).

@@ -198,8 +198,10 @@ def fold_rollups_task() -> int:
 @celery_app.task(name=TASK_PURGE)
 def purge_task() -> int:
     """Beat-scheduled: hard-delete calls past their tenant's retention period, at most
-    `purge_max_calls_per_run` of them (committed a chunk at a time); the next run goes on."""
-    from app.pipeline.retention import purge_expired
+    `purge_max_calls_per_run` of them (committed a chunk at a time), then the hand-off's delivered history
+    past POSTCALL_HANDOFF_RETENTION_DAYS, at most HANDOFF_PURGE_MAX_EVENTS_PER_RUN events; the next run goes
+    on. Returns the calls purged (the events are logged)."""
+    from app.pipeline.retention import HANDOFF_PURGE_MAX_EVENTS_PER_RUN, purge_expired, purge_handoff_history
 
     ctx = get_context()
     budget = ctx.settings.purge_max_calls_per_run
@@ -209,6 +211,16 @@ def purge_task() -> int:
         logger.warning("retention purged %d calls (this run's limit); the next run purges more", purged)
     elif purged:
         logger.warning("retention purged %d calls", purged)
+    handoff = purge_handoff_history(ctx.session_factory, days=ctx.settings.handoff_retention_days,
+                                    max_events=HANDOFF_PURGE_MAX_EVENTS_PER_RUN)
+    if handoff is not None and handoff.events:
+        limited = handoff.events >= HANDOFF_PURGE_MAX_EVENTS_PER_RUN
+        logger.warning("retention purged %d hand-off events, %d deliveries and %d attempts%s", handoff.events,
+                       handoff.deliveries, handoff.attempts,
+                       " (this run's limit); the next run purges more" if limited else "")
+    if handoff is not None and handoff.held_by_event is not None:
+        logger.info("hand-off retention stopped at event %d: a delivery of it is still pending",
+                    handoff.held_by_event)
     return purged
 
 
