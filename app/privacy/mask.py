@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from app.privacy.pii import Detection, PiiKind, TurnScan, detect, detect_turns, has_written_digit, number_tokens
 
 MASK_CHAR = "•"
-MASKED_KINDS = frozenset({PiiKind.card, PiiKind.ssn, PiiKind.account, PiiKind.dob, PiiKind.cvv})
+MASKED_KINDS = frozenset({PiiKind.card, PiiKind.ssn, PiiKind.account, PiiKind.id_document, PiiKind.dob, PiiKind.cvv})
 KEEP_LAST_DIGITS = {PiiKind.card: 4, PiiKind.ssn: 4, PiiKind.account: 4}
 
 

@@ -12,7 +12,9 @@ on"). Each stream is then classified:
   an account cue are an account number; an IBAN passes the mod-97 check;
 - a full national number (North American 10 digits, "+" or "00" international) is a phone number
   anywhere; 7-15 digits only next to a phone cue ("call me", "my cell");
-- 3-4 digits next to "security code"/"CVV" are a CVV; what follows "expires" is an expiry date.
+- 3-4 digits next to "security code"/"CVV" are a CVV; what follows "expires" is an expiry date;
+- 6-15 digits, or 5-20 letters and digits with at least 3 digits ("C01X00T47", "AB 12 34 56 C"), after a
+  named identity document ("passport", "driver's licence", "national insurance", "ID card") are its number.
 
 Cues that say a number is call content ("order", "ticket", "case", "invoice"...) win over the
 cue-free rules, so an order number is not taken for a phone. Cards are never excused by such a cue:
@@ -44,6 +46,8 @@ class PiiKind(StrEnum):
     card = "CARD"
     ssn = "SSN"
     account = "ACCOUNT"
+    # A government identity document's number: passport, driver's licence, national ID or insurance number.
+    id_document = "ID"
     dob = "DOB"
     email = "EMAIL"
     phone = "PHONE"
@@ -59,6 +63,7 @@ PRIORITY = (
     PiiKind.card,
     PiiKind.ssn,
     PiiKind.account,
+    PiiKind.id_document,
     PiiKind.phone,
     PiiKind.dob,
     PiiKind.cvv,
@@ -74,6 +79,14 @@ CARD_MAX_DIGITS = 19
 SSN_DIGITS = 9
 ROUTING_DIGITS = 9
 ACCOUNT_MIN_DIGITS = 6
+# An identity document's number, next to its cue: passports (UK, US: 9; others 6-9 characters), driving
+# licences (up to 15 digits in US states), national insurance and ID numbers.
+ID_MIN_DIGITS = 6
+ID_MAX_DIGITS = 15
+# A number written with letters ("C01X00T47", "AB 12 34 56 C"): this many letters and digits in all, at
+# least ID_WRITTEN_MIN_DIGITS of them digits.
+ID_WRITTEN_CHARS = (5, 20)
+ID_WRITTEN_MIN_DIGITS = 3
 ACCOUNT_MAX_DIGITS = 17
 # E.164 numbers have at most 15 digits; shorter than 7 is an extension or an amount, not a phone.
 PHONE_MIN_DIGITS = 7
@@ -153,6 +166,18 @@ _CONTENT_CUE = _ignoring_case(
 _DOB_CUE = _ignoring_case(r"\b(?:date of birth|birth ?date|birthday|d\.?o\.?b\.?|born(?: on)?)\b")
 # Every match of each cue below holds one of its words (lower-cased): see `_cue_in`.
 _DOB_CUE_WORDS = ("birth", "born", "dob", "d.ob", "do.b", "d.o.b")
+# Named documents only: a bare "ID number" is as often an order's or a customer's (call content).
+_ID_CUE = _ignoring_case(
+    r"\b(?:passport|(?:driver'?s?|driving) ?licen[cs]e|licen[cs]e (?:number|no)|dl (?:number|no)|"
+    r"national insurance|ni number|nino|national id(?:entity)?(?: card| number)?|(?:state )?id card|"
+    r"identity card|identity document|green card|alien (?:registration )?number|residence permit)\b"
+)
+_ID_CUE_WORDS = ("passport", "licen", "dl ", "national", "ni number", "nino", "id card", "identity", "green card",
+                 "alien", "residence permit")
+# A document number as written: groups of letters and digits joined by a space or a hyphen, each group with
+# a digit or a short capital prefix or suffix ("AB 12 34 56 C", "D1234-56789-01234").
+_ID_GROUP = r"(?:[A-Z]{1,3}|[A-Za-z]*\d[A-Za-z0-9]*)"
+_ID_WRITTEN = re.compile(rf"(?<![\w-]){_ID_GROUP}(?:[ -]{_ID_GROUP})*(?![\w-])")
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _TLD = r"(?:com|net|org|edu|gov|io|co|uk|us|de|fr|es|it|nl|ca|au|info|biz|me)"
@@ -528,6 +553,7 @@ def _detect(source: _Text, numbers: Sequence[_Number], *, names: bool) -> Iterat
             yield from _classify(source, number)
     if written_digits:
         yield from _dates_of_birth(source)
+        yield from _id_documents(source)
     yield from _expiry_dates(source)
     if written_digits:
         yield from _addresses(source)
@@ -659,12 +685,12 @@ def _card_run(number: _Number, accept: Callable[[int, int], bool] | None = None)
     return best
 
 
-def _nearer(source: _Text, start: int, cue: re.Pattern[str], rival: re.Pattern[str]) -> bool:
-    """`cue` is before `start`, nearer than any `rival` cue and any content cue."""
+def _nearer(source: _Text, start: int, cue: re.Pattern[str], *rivals: re.Pattern[str]) -> bool:
+    """`cue` is before `start`, nearer than any of the `rivals` cues and any content cue."""
     distance = source.cue_distance(start, cue)
     if distance is None:
         return False
-    others = [source.cue_distance(start, c) for c in (rival, _CONTENT_CUE)]
+    others = [source.cue_distance(start, c) for c in (*rivals, _CONTENT_CUE)]
     return all(other is None or distance < other for other in others)
 
 
@@ -700,6 +726,9 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
         yield _span(text, PiiKind.ssn, number, digits, start)
     elif count == ROUTING_DIGITS and aba_valid(digits) and cued(_ROUTING_CUE):
         yield _span(text, PiiKind.account, number, digits, start)
+    elif (ID_MIN_DIGITS <= count <= ID_MAX_DIGITS and _id_cued(source, start)
+          and not _DATE.fullmatch(text, start, number.end)):  # "it expires 03/04/2030" is a date
+        yield _span(text, PiiKind.id_document, number, digits, start)
     elif CVV_DIGITS[0] <= count <= CVV_DIGITS[1] and source.has_cue(start, _CVV_CUE, 30):
         yield _span(text, PiiKind.cvv, number, digits, start)
     elif CARD_CUED_MIN_DIGITS <= count <= CARD_MAX_DIGITS and cued(_CARD_CUE) and not cued(_ACCOUNT_CUE):
@@ -824,6 +853,34 @@ def _ibans(text: str) -> Iterator[Detection]:
         if sum(c.isalpha() for c in candidate[4:]) <= IBAN_MAX_LETTERS and iban_valid(candidate):
             end = match.start() + positions[length - 1] + 1
             yield Detection(PiiKind.account, match.start(), end, candidate)
+
+
+def _id_cued(source: _Text, start: int, *, letters: bool = False) -> bool:
+    """A document's cue ("passport", "driver's licence") is before `start`, nearer than an account's or a
+    phone's and than any content cue, and no farther than a card's (the "card" of "ID card" is both). A
+    number written with `letters` is no phone number: a phone's cue ("the number") is no rival then."""
+    if not _cue_in(source.text, _ID_CUE, _ID_CUE_WORDS) and not _cue_in(source.lead_in, _ID_CUE, _ID_CUE_WORDS):
+        return False  # most numbers: no document named in the turn or the one before
+    distance = source.cue_distance(start, _ID_CUE)
+    if distance is None:
+        return False
+    card = source.cue_distance(start, _CARD_CUE)
+    rivals = (_ACCOUNT_CUE, _CONTENT_CUE) if letters else (_ACCOUNT_CUE, _PHONE_CUE, _CONTENT_CUE)
+    return (card is None or distance <= card) and all(
+        other is None or distance < other for other in (source.cue_distance(start, cue) for cue in rivals))
+
+
+def _id_documents(source: _Text) -> Iterator[Detection]:
+    """Document numbers written with letters ("C01X00T47", "AB 12 34 56 C") after a document's cue; those of
+    digits alone are numbers, found by `_classify_rest` (spoken ones too)."""
+    if not _cue_in(source.text, _ID_CUE, _ID_CUE_WORDS) and not _cue_in(source.lead_in, _ID_CUE, _ID_CUE_WORDS):
+        return
+    for match in _ID_WRITTEN.finditer(source.text):
+        value = "".join(character for character in match.group() if character.isalnum()).upper()
+        digits = sum(character.isdigit() for character in value)
+        if (ID_WRITTEN_CHARS[0] <= len(value) <= ID_WRITTEN_CHARS[1] and digits >= ID_WRITTEN_MIN_DIGITS
+                and digits < len(value) and _id_cued(source, match.start(), letters=True)):
+            yield Detection(PiiKind.id_document, match.start(), match.end(), value)
 
 
 def _dates_of_birth(source: _Text) -> Iterator[Detection]:

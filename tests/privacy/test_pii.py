@@ -223,3 +223,44 @@ def test_an_ssn_ending_a_turn_stays_an_ssn_before_a_card_in_the_next() -> None:
     first, second = detect_turns(["my SSN is 123-45-6789.", "the card 4111 1111 1111 1111."])
     assert [(d.kind, d.value) for d in first] == [(PiiKind.ssn, "123456789")]
     assert [d.kind for d in second] == [PiiKind.card]
+
+
+@pytest.mark.parametrize(("text", "number"), [
+    ("My passport number is C01X00T47 and it expires in May.", "C01X00T47"),
+    ("my driver's license is D1234-56789-01234", "D1234-56789-01234"),
+    ("Driving licence MORGA753116SM9IJ please", "MORGA753116SM9IJ"),
+    ("National insurance number AB 12 34 56 C, yes", "AB 12 34 56 C"),
+    ("I lost my ID card, the number was X1234567", "X1234567"),
+    ("my passport is 123456789", "123456789"),
+    ("passport number five four three two one zero nine eight seven", "five four three two one zero nine eight seven"),
+])
+def test_an_identity_documents_number_after_its_name_is_found(text: str, number: str) -> None:
+    assert found(text) == [(PiiKind.id_document, number)]
+
+
+def test_an_identity_documents_number_is_found_after_the_name_in_the_turn_before() -> None:
+    assert found("sure, it's C01X00T47", lead_in="Can I have your passport number?") == [
+        (PiiKind.id_document, "C01X00T47")]
+
+
+@pytest.mark.parametrize("text", [
+    "I'd like to renew my passport, call me at 555 123 4567",  # a phone, nearer its own cue
+    "the order number on the licence renewal is 88812345",  # call content
+    "License plate ABC 1234 was towed",  # no document
+    "my passport expires 03/04/2030",  # a date
+    "Order number ABC12345 for my passport photos",
+    "I need an ID number for the portal, it says 8812345",  # a bare "ID number": not a named document
+])
+def test_what_is_near_a_document_but_not_its_number_is_left(text: str) -> None:
+    assert [kind for kind, _ in found(text) if kind is PiiKind.id_document] == []
+
+
+def test_an_identity_documents_number_is_masked_whole_and_redacted() -> None:
+    from app.pipeline.redact import RedactionMap, redact_text
+    from app.privacy.mask import mask_text
+
+    text = "my passport number is C01X00T47"
+    assert mask_text(text) == "my passport number is •••••••••"
+    redaction = RedactionMap()
+    assert redact_text(text, redaction) == "my passport number is [ID_1]"
+    assert redaction.restore_text("my passport number is [ID_1]") == text

@@ -42,6 +42,7 @@ def _full_detect(source: pii._Text, numbers: Sequence[pii._Number], *, names: bo
         if not any(number.start < iban.end and iban.start < number.end for iban in ibans):
             yield from _full_classify(source, number)
     yield from _full_dates_of_birth(source)
+    yield from _full_id_documents(source)
     yield from _full_expiry_dates(source)
     yield from _full_addresses(source)
     if names:
@@ -81,6 +82,25 @@ def _full_dates_of_birth(source: pii._Text) -> Iterator[Detection]:
     for match in pii._DATE.finditer(source.text):
         if source.has_cue(match.start(), pii._DOB_CUE):
             yield Detection(PiiKind.dob, match.start(), match.end(), match.group(0).casefold())
+
+
+def _full_id_cued(source: pii._Text, start: int, *, letters: bool = False) -> bool:
+    distance = source.cue_distance(start, pii._ID_CUE)
+    if distance is None:
+        return False
+    card = source.cue_distance(start, pii._CARD_CUE)
+    rivals = (pii._ACCOUNT_CUE, pii._CONTENT_CUE) if letters else (pii._ACCOUNT_CUE, pii._PHONE_CUE, pii._CONTENT_CUE)
+    return (card is None or distance <= card) and all(
+        other is None or distance < other for other in (source.cue_distance(start, cue) for cue in rivals))
+
+
+def _full_id_documents(source: pii._Text) -> Iterator[Detection]:
+    for match in pii._ID_WRITTEN.finditer(source.text):
+        value = "".join(character for character in match.group() if character.isalnum()).upper()
+        digits = sum(character.isdigit() for character in value)
+        if (pii.ID_WRITTEN_CHARS[0] <= len(value) <= pii.ID_WRITTEN_CHARS[1] and digits >= pii.ID_WRITTEN_MIN_DIGITS
+                and digits < len(value) and _full_id_cued(source, match.start(), letters=True)):
+            yield Detection(PiiKind.id_document, match.start(), match.end(), value)
 
 
 def _full_expiry_dates(source: pii._Text) -> Iterator[Detection]:
@@ -195,6 +215,9 @@ def _full_classify_rest(source: pii._Text, number: pii._Number) -> Iterator[Dete
         yield pii._span(text, PiiKind.ssn, number, digits, start)
     elif count == pii.ROUTING_DIGITS and pii.aba_valid(digits) and cued(pii._ROUTING_CUE):
         yield pii._span(text, PiiKind.account, number, digits, start)
+    elif (pii.ID_MIN_DIGITS <= count <= pii.ID_MAX_DIGITS and _full_id_cued(source, start)
+          and not pii._DATE.fullmatch(text, start, number.end)):
+        yield pii._span(text, PiiKind.id_document, number, digits, start)
     elif pii.CVV_DIGITS[0] <= count <= pii.CVV_DIGITS[1] and source.has_cue(start, pii._CVV_CUE, 30):
         yield pii._span(text, PiiKind.cvv, number, digits, start)
     elif pii.CARD_CUED_MIN_DIGITS <= count <= pii.CARD_MAX_DIGITS and cued(pii._CARD_CUE) and not cued(
@@ -232,12 +255,13 @@ def _full_detect_turns(texts: Sequence[str], *, names: bool) -> list[list[Detect
 CUES = ["card", "visa", "account", "checking", "routing", "social security", "ssn", "phone", "call me at",
         "my number", "cvv", "security code", "expires", "exp", "born", "date of birth", "address", "I live at",
         "ship to", "order", "ticket", "case", "zip", "$", "#", "@", "at", "dot", "iban", "dollars", "percent",
-        "my name is", "this is"]
+        "my name is", "this is", "passport", "driver's license", "ID card", "national insurance", "nino"]
 WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "zero", "oh", "double",
          "triple", "hundred", "uh", "and then", "dash", "slash", "okay", "so", "Main", "Street", "St.", "Ave",
          "March", "Jan.", "the", "of", "14th", "thank you", "Jane", "Roe", "jane.roe@example.com",
          "jane at example dot com",
-         "GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "1.0.65", "+44", "(555)", "-", ".", ",", "/",
+         "GB82 WEST 1234 5698 7654 32",
+         "C01X00T47", "AB", "D1234-56789", "X1", "9Z", "DE89370400440532013000", "1.0.65", "+44", "(555)", "-", ".", ",", "/",
          "\u00a0", "\u200b", "\n"]
 # Digit runs of every length a kind has (and around), ASCII and other scripts' decimal digits.
 DIGITS = st.text(alphabet="0123456789", min_size=1, max_size=20) | st.sampled_from(
@@ -260,7 +284,7 @@ def test_the_generated_turns_reach_every_kind() -> None:
         "it expires 12/27", "my card is 4111 1111 1111 1111", "social security 123-45-6789", "routing 021000021",
         "account 12345678", "call me at 415 555 2671", "cvv 742", "I was born March 14th, 1985",
         "I live at 742 Evergreen Terrace", "jane.roe@example.com", "iban GB82 WEST 1234 5698 7654 32",
-        "my name is Jane Roe",
+        "my name is Jane Roe", "my passport number is C01X00T47",
     ]
     kinds = {detection.kind for found in _full_detect_turns(turns, names=True) for detection in found}
     assert kinds == set(PiiKind)
