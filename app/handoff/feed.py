@@ -61,7 +61,7 @@ class FeedPage:
 
 def decode_cursor(cursor: str | None) -> int:
     """The event id a cursor stands for (0: from the start). A cursor is an event id this feed handed out:
-    ASCII digits (`str.isdigit` alone takes "²" or "٣") within the 32-bit `outbox.id`; anything else is
+    ASCII digits (`str.isdigit` alone takes "²" or "٣") within the 64-bit `outbox.id`; anything else is
     CursorError (422), never a value the database refuses."""
     if not cursor:
         return 0
