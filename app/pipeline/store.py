@@ -114,6 +114,8 @@ def store_transcript(
     corrections = _metadata_changes(existing, transcript.metadata)
     same_content = existing.transcript_hash == content_hash
     if same_content and not corrections:
+        if replace and llm_mode is not existing.llm_mode and existing.state is CallState.queued:
+            return _change_mode(session, existing, llm_mode, actor)
         return StoredCall(existing.id, external_id, StoreStatus.unchanged, existing.state, existing.llm_mode)
     if existing.state in REVIEWED_STATES:
         raise DecidedCallError(
@@ -155,6 +157,19 @@ def store_transcript(
     session.flush()
     _insert_utterances(session, existing.id, transcript)
     return StoredCall(existing.id, external_id, StoreStatus.replaced, existing.state, existing.llm_mode)
+
+
+def _change_mode(session: Session, call: Call, llm_mode: LlmMode, actor: Actor) -> StoredCall:
+    """The same call submitted again with `replace` and another LLM mode while it still waits: it takes that
+    mode (`updated`), as `postcall retry --mode` would, leaving any batch it waits in (an answer that comes
+    back in that batch later is not stored over it). Moved to sync, it is handed to the workers; to batch,
+    it waits for the next batch. Before, it stayed as it was and the answer said `unchanged`."""
+    session.add(_event(call.tenant_id, call.id, actor, "llm_mode_changed", {"llm_mode": call.llm_mode.value},
+                       {"llm_mode": llm_mode.value}))
+    call.llm_mode, call.llm_batch_id = llm_mode, None
+    call.enqueued_at = utcnow()
+    session.flush()
+    return StoredCall(call.id, call.external_id, StoreStatus.updated, call.state, call.llm_mode)
 
 
 def _follow_owner(session: Session, call: Call, owner: tuple[str | None, str | None]) -> None:

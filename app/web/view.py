@@ -61,6 +61,8 @@ EVENT_LABELS = {
     "call_deleted": "deleted the call",
     "note_edited": "edited the case note",
     "transcript_replaced": "replaced the transcript",
+    "metadata_corrected": "corrected the call's agent, team, start or language",
+    "llm_mode_changed": "changed how the call reaches the model (sync or batch)",
     "pii_unmasked": "viewed personal data unmasked",
 }
 SNAPSHOT_FIELDS = ("text", "owner", "due", "review_status", "state", "case_note")

@@ -198,3 +198,39 @@ def test_an_external_id_is_stored_as_it_is_looked_up(session_factory: sessionmak
             store_transcript(session, make_transcript(), tenant="acme", external_id=broken)
     assert _count(session_factory, Call) == 1
 
+
+
+def test_a_waiting_call_submitted_again_with_replace_and_another_mode_takes_that_mode(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # A batch-mode call moved to sync by resubmitting it (`ingest --replace --mode sync`, the API's
+    # replace=true&mode=sync) was answered "unchanged" and went on waiting for the batch for hours.
+    from app.models import LlmMode
+
+    transcript = make_transcript()
+    with unit_of_work(session_factory) as session:
+        first = store_transcript(session, transcript, tenant="acme", external_id="m1", llm_mode=LlmMode.batch)
+        call = session.get(Call, first.call_id)
+        assert call is not None
+        call.llm_batch_id = 7  # in a batch that is still out
+    assert not first.needs_enqueue
+    with unit_of_work(session_factory) as session:
+        again = store_transcript(session, transcript, tenant="acme", external_id="m1", llm_mode=LlmMode.sync)
+    assert again.status is StoreStatus.unchanged and again.llm_mode is LlmMode.batch  # no replace: as it was
+    with unit_of_work(session_factory) as session:
+        moved = store_transcript(session, transcript, tenant="acme", external_id="m1", llm_mode=LlmMode.sync,
+                                 replace=True, actor=Actor("cli:ops"))
+    assert moved.status is StoreStatus.updated and moved.llm_mode is LlmMode.sync and moved.needs_enqueue
+    with unit_of_work(session_factory) as session:
+        call = session.get(Call, first.call_id)
+        assert call is not None
+        assert (call.llm_mode, call.llm_batch_id, call.state) == (LlmMode.sync, None, CallState.queued)
+        event = session.scalars(select(ReviewEvent).where(ReviewEvent.call_id == call.id)).one()
+        assert (event.action, event.actor_name, event.before, event.after) == (
+            "llm_mode_changed", "cli:ops", {"llm_mode": "batch"}, {"llm_mode": "sync"})
+        call.state = CallState.processing
+    # Once it is being processed (or done) the mode no longer matters: nothing to change.
+    with unit_of_work(session_factory) as session:
+        late = store_transcript(session, transcript, tenant="acme", external_id="m1", llm_mode=LlmMode.batch,
+                                replace=True)
+    assert late.status is StoreStatus.unchanged and late.llm_mode is LlmMode.sync
