@@ -213,6 +213,8 @@ CLOCK_DIGITS_RE = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d")
 YEAR_LIKE_HOURS = frozenset({"19", "20"})
 QUARTER_HOURS = frozenset({"00", "15", "30", "45"})
 CLOCK_HOURS_WORD_RE = re.compile(r"\s+(hours|hrs)\b", re.IGNORECASE)
+# The same "hours" glued to the four digits ("at 0800hrs").
+CLOCK_GLUED_HOURS_RE = re.compile(r"(\d{4})(?:hours|hrs)", re.IGNORECASE)
 # "am" or "pm" said right after a time written as digits ("14:30 pm", "0800 a.m."): the time already has its
 # half of the day, and a 24-hour reading must not add another.
 MERIDIEM_AFTER_RE = re.compile(r"\s*([ap])\.?\s?m\b", re.IGNORECASE)
@@ -481,12 +483,18 @@ def _scan_rows(scanned: str, lowercase_tokens: bool) -> tuple[list[_Row], int]:
                     append((piece_text, part_start, part_end, kind, spoken, ordinal, cut_off, False, gap_start))
                 flags |= word_flags
         elif group == "num":
-            clock = (
-                _clock_digits(raw, rows[-1][0], scanned, end)
-                if len(raw) == 4 and rows and rows[-1][0] in CLOCK_PREPOSITIONS
-                and scanned[rows[-1][2] : start].isspace()
-                else None
-            )
+            after_preposition = (bool(rows) and rows[-1][0] in CLOCK_PREPOSITIONS
+                                 and scanned[rows[-1][2] : start].isspace())
+            glued_hours = CLOCK_GLUED_HOURS_RE.fullmatch(raw) if after_preposition else None
+            if glued_hours is not None:
+                # "at 0800hrs": the glued "hrs" says a 24-hour clock as "0800 hours" does (never a year).
+                raw = glued_hours.group(1)
+                clock = 0 if CLOCK_DIGITS_RE.fullmatch(raw) else None
+                if clock is None:
+                    raw = glued_hours.group(0)
+            else:
+                clock = (_clock_digits(raw, rows[-1][0], scanned, end)
+                         if len(raw) == 4 and after_preposition else None)
             if clock is not None:
                 # "at 1430": a time of day, as a 24-hour clock writes it without the colon.
                 rows.extend(_clock_rows(raw[:2], raw[2:], start, end, scanned))

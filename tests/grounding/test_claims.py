@@ -641,6 +641,7 @@ def test_a_different_value_written_the_other_way_is_still_flagged(claim: str, ev
     ("The agent will call back on 20 May 2026", "I will call you back on May 20, 2026"),
     ("The agent will call back at 7:30 pm", "I will call you back at 1930"),
     ("The agent will call back at 8 am", "I will call you back at 0800 hours"),
+    ("The agent will call back at 8 am", "I will call you back at 0800hrs"),
     ("The agent will call back at 9 pm", "I will call you back at 2100"),
     ("The agent will call back at 2:30 pm", "I will call you back at 14:30"),
     ("The agent will call back at 12:15 am", "I will call you back at 0015"),

@@ -291,6 +291,8 @@ def test_a_glued_value_still_maps_back_to_its_whole_token() -> None:
         ("at 0015", "at 12:15 am"),
         ("at 0800 hours", "at 8 am"),
         ("until 1930 hours", "until 7:30 pm"),
+        ("at 0800hrs", "at 8 am"),
+        ("until 1930Hrs", "until 7:30 pm"),
         ("at 08:00", "at 8 am"),
         ("from 13:00", "from 1 pm"),
         ("at 17:45", "at 5:45 p.m."),
@@ -334,6 +336,9 @@ def test_dates_and_times_are_read_whichever_way_they_are_written(
         ("until 1930", ((TokenKind.number, "1930"),)),
         ("by 2000", ((TokenKind.number, "2000"),)),
         ("at 2021 prices", ((TokenKind.number, "2021"),)),
+        # Glued "hrs" after digits that are no time of day, or after no clock word: a number of hours.
+        ("at 2500hrs", ((TokenKind.number, "2500"),)),
+        ("for 1200hrs", ((TokenKind.number, "1200"),)),
         ("since 1945", ((TokenKind.number, "1945"),)),
         # Four digits after no clock word are a number, an amount or part of an identifier.
         ("account 1930", ((TokenKind.number, "1930"),)),
