@@ -16,6 +16,7 @@ from app.config import Settings, get_settings
 from app.context import AppContext
 from app.db.session import unit_of_work
 from app.errors import PostcallError
+from app.models.tables import MAX_BIG_ID
 from app.pipeline.calls import find_tenant
 from app.pipeline.store import Actor
 
@@ -23,7 +24,7 @@ from app.pipeline.store import Actor
 CLI_ACTOR = Actor(f"cli:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}")
 
 # Row ids are 64-bit: a larger number given on the command line is refused by its option, not by the driver.
-ROW_ID_MAX = 2**63 - 1
+ROW_ID_MAX = MAX_BIG_ID
 # Durations in seconds beyond a century are typing mistakes; Python's dates end at year 9999 anyway.
 SECONDS_MAX = 100 * 366 * 24 * 3600
 

@@ -147,6 +147,10 @@ def webhooks_deliveries(
     endpoint: Annotated[
         int | None, typer.Option("--endpoint", min=1, max=ROW_ID_MAX, help="Only this endpoint.")
     ] = None,
+    call: Annotated[str | None, typer.Option("--call", help="Only this call's deliveries.")] = None,
+    before: Annotated[int | None, typer.Option(
+        "--before", min=1, max=ROW_ID_MAX, help="Only deliveries with a smaller id (the next page: the last id shown)."
+    )] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     show_attempts: Annotated[bool, typer.Option("--attempts", help="Also every attempt: outcome, HTTP status, "
                                                                      "latency, error.")] = False,
@@ -161,7 +165,7 @@ def webhooks_deliveries(
              "attempts": r.delivery.attempts, "last_status_code": r.delivery.last_status_code,
              "last_error": r.delivery.last_error, "next_attempt_at": r.delivery.next_attempt_at.isoformat()}
             for r in hooks.list_deliveries(session, require_tenant_id(session, slug), failed_only=failed,
-                                     endpoint_id=endpoint, limit=limit)
+                                     endpoint_id=endpoint, call_id=call, before=before, limit=limit)
         ]
         if show_attempts:
             logged = hooks.attempts_of(session, [row["id"] for row in rows])

@@ -185,9 +185,12 @@ def list_deliveries(
     *,
     failed_only: bool = False,
     endpoint_id: int | None = None,
+    call_id: str | None = None,
+    before: int | None = None,
     limit: int = 50,
 ) -> list[DeliveryRow]:
-    """Newest first. `failed_only`: dead-lettered, or pending after at least one failed attempt."""
+    """Newest first. `failed_only`: dead-lettered, or pending after at least one failed attempt; `call_id`:
+    one call's; `before`: those with a smaller id (the next page: the last id of the page before)."""
     query = (
         select(WebhookDelivery, OutboxEvent.event_id, OutboxEvent.type, WebhookEndpoint.url)
         .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
@@ -203,6 +206,10 @@ def list_deliveries(
         )
     if endpoint_id is not None:
         query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+    if call_id is not None:
+        query = query.where(WebhookDelivery.call_id == call_id)
+    if before is not None:
+        query = query.where(WebhookDelivery.id < before)
     return [DeliveryRow(d, event_id, event_type, url) for d, event_id, event_type, url in session.execute(query)]
 
 

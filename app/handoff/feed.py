@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import PostcallError
 from app.models import OutboxEvent
+from app.models.tables import MAX_BIG_ID
 from app.users import Principal, visibility_clause
 
 MAX_PAGE = 500
@@ -29,7 +30,7 @@ DEFAULT_PAGE = 100
 # How long a reader waits for event-writing transactions to commit. New writers queue behind a waiting
 # reader, so this also bounds how long a poll can hold the pipeline's event writes back.
 LOCK_WAIT = "200ms"
-MAX_EVENT_ID = 2**63 - 1  # outbox.id is a 64-bit integer (migration 0026)
+MAX_EVENT_ID = MAX_BIG_ID  # outbox.id is a 64-bit integer (migration 0026)
 MAX_CURSOR_DIGITS = len(str(MAX_EVENT_ID))
 
 

@@ -473,6 +473,9 @@ class ReviewEvent(Base):
 # delivery to its attempts, so 32 bits run out within years. SQLite's INTEGER PRIMARY KEY is 64-bit already,
 # and only it makes the rowid the key (a BIGINT key would not be filled in).
 BIG_ID = BigInteger().with_variant(Integer, "sqlite")
+# The largest BIG_ID (PostgreSQL's bigint; SQLite's integer keys are 64-bit too): the bound of every API and
+# CLI argument naming such a row, beyond which a value is refused (422), never sent to the database.
+MAX_BIG_ID = 2**63 - 1
 
 
 class OutboxEvent(Base):

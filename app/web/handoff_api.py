@@ -25,6 +25,7 @@ from app.handoff.endpoints import (
 from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
 from app.handoff.outbox import EventType
 from app.handoff.record import record_json_schema
+from app.models.tables import MAX_BIG_ID
 from app.schemas.api import EndpointOut
 from app.web.api import ERRORS, FORBIDDEN, INVALID
 from app.web.deps import ApiUser, DbSession, web_state
@@ -33,8 +34,10 @@ from app.web.schemas import NO_NUL_PATTERN, ErrorOut, StorableStr
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
-# Endpoint, delivery and event (cursor) ids are 32-bit in the database; larger values are 422, not 500.
+# Endpoint ids are 32-bit in the database, delivery and event ids 64-bit (migration 0026); larger values
+# are 422, not 500.
 RecordId = Annotated[int, Field(ge=1, le=MAX_RECORD_ID)]
+DeliveryId = Annotated[int, Field(ge=1, le=MAX_BIG_ID)]
 EndpointIdPath = Annotated[int, Path(description="The endpoint's id.", ge=1, le=MAX_RECORD_ID)]
 MAX_REPLAY_IDS = 1000
 MAX_EVENT_ID_CHARS = 40
@@ -79,7 +82,7 @@ class DeliveryOut(BaseModel):
 
 
 class ReplayIn(BaseModel):
-    delivery_ids: list[RecordId] = Field(default_factory=list, max_length=MAX_REPLAY_IDS)
+    delivery_ids: list[DeliveryId] = Field(default_factory=list, max_length=MAX_REPLAY_IDS)
     event_id: StorableStr | None = Field(default=None, max_length=MAX_EVENT_ID_CHARS)
     all_dead: bool = False
 
@@ -177,11 +180,15 @@ def post_webhook_rotate(
 
 
 @router.get("/webhooks/deliveries", tags=["hand-off"], summary="Recent deliveries, newest first (admins)",
-            responses=FORBIDDEN)
+            responses={**FORBIDDEN, **INVALID})
 def get_webhook_deliveries(
     principal: ApiUser,
     db: DbSession,
     failed: Annotated[bool, Query(description="Only dead-lettered or failing deliveries.")] = False,
+    call_id: Annotated[str | None, Query(max_length=32, pattern=NO_NUL_PATTERN,
+                                         description="Only this call's deliveries.")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_BIG_ID, description="Only deliveries with a smaller id: "
+                                        "the next page is `before=<the last id of this one>`.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
     principal.require(principal.can_manage_users, "manage webhooks")
@@ -191,7 +198,8 @@ def get_webhook_deliveries(
                     status=row.delivery.status.value, attempts=row.delivery.attempts,
                     last_status_code=row.delivery.last_status_code, last_error=row.delivery.last_error,
                     next_attempt_at=row.delivery.next_attempt_at, finished_at=row.delivery.finished_at)
-        for row in list_deliveries(db, principal.tenant_id, failed_only=failed, limit=limit)
+        for row in list_deliveries(db, principal.tenant_id, failed_only=failed, call_id=call_id, before=before,
+                                   limit=limit)
     ]
 
 

@@ -17,7 +17,7 @@ from app.handoff.outbox import EventType, record_event
 from app.models import Call, UserRole
 from app.pipeline.store import StoreStatus, store_transcript
 from app.schemas.transcript import Role
-from tests.handoff.conftest import events_of, make_principal, processed_call
+from tests.handoff.conftest import events_of, make_principal, processed_call, register
 from tests.support.processes import wait_until
 from tests.support.transcripts import CARD_CALL_LINES, make_transcript
 from tests.web.world import BrokerQueue, client_for
@@ -215,6 +215,29 @@ def test_webhook_endpoints_api_is_admin_only_and_tenant_scoped(
     assert [e["id"] for e in api.get("/api/webhooks", headers=bearer(admin)).json()] == [body["id"]]
     assert api.get("/api/webhooks/deliveries?failed=true", headers=bearer(admin)).json() == []
     assert api.post("/api/webhooks/deliveries/replay", json={}, headers=bearer(admin)).status_code == 422
+
+
+def test_deliveries_page_by_id_and_filter_by_call_and_64_bit_ids_are_taken(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    # Capped at 500 with no way past them, an admin could not see a busy endpoint's older deliveries; and a
+    # delivery id past 2^31 (64-bit since migration 0026) was refused by the replay as invalid.
+    admin, _, _ = _admin_and_supervisor(session_factory)
+    register(session_factory, "http://127.0.0.1:9/crm")
+    calls = [processed_call(session_factory, f"page-{n}") for n in range(5)]
+    every = api.get("/api/webhooks/deliveries", headers=bearer(admin)).json()
+    assert len(every) == 5 and [d["id"] for d in every] == sorted((d["id"] for d in every), reverse=True)
+    first = api.get("/api/webhooks/deliveries?limit=2", headers=bearer(admin)).json()
+    second = api.get(f"/api/webhooks/deliveries?limit=2&before={first[-1]['id']}", headers=bearer(admin)).json()
+    third = api.get(f"/api/webhooks/deliveries?limit=2&before={second[-1]['id']}", headers=bearer(admin)).json()
+    assert [d["id"] for d in first + second + third] == [d["id"] for d in every]
+    one = api.get(f"/api/webhooks/deliveries?call_id={calls[2]}", headers=bearer(admin)).json()
+    assert [d["call_id"] for d in one] == [calls[2]]
+    big = 2**31 + 5
+    assert api.get(f"/api/webhooks/deliveries?before={big}", headers=bearer(admin)).json() == every
+    replay = api.post("/api/webhooks/deliveries/replay", json={"delivery_ids": [big]}, headers=bearer(admin))
+    assert replay.status_code == 404, replay.text  # a well-formed id that is not there, not a malformed one
+    assert api.get(f"/api/webhooks/deliveries?before={2**63}", headers=bearer(admin)).status_code == 422
 
 
 def test_private_urls_are_refused_unless_allowed(db_url: str, session_factory: sessionmaker[Session]) -> None:
