@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Table, Text, Update, bindparam, event, exists, insert, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
@@ -62,6 +63,26 @@ class EventType(StrEnum):
     # Its metadata was corrected (agent, team, start, language) by a resubmission; the extraction stands.
     updated = "call.updated"
     deleted = "call.deleted"
+
+
+class EventV1(BaseModel):
+    """The body of every webhook delivery (`envelope`), and what a feed event's `data` is the record of."""
+
+    model_config = ConfigDict(title="postcall.event.v1")
+
+    # A string, not an enum: within v1 event types are added, and a receiver ignores one it does not know
+    # (an enum in the schema would make its validator refuse the event instead).
+    type: str = Field(description="call.processed | call.failed | call.approved | call.rejected | call.reopened | "
+                                  "call.updated | call.deleted; more may be added within v1: ignore unknown ones.")
+    timestamp: datetime = Field(description="When the change the event reports happened (UTC). Deliveries of "
+                                            "one call to one endpoint arrive in the order of the changes.")
+    data: CallRecordV1 = Field(description="The call's record as of the change (postcall.call.v1).")
+
+
+def event_json_schema() -> dict[str, Any]:
+    schema = EventV1.model_json_schema()
+    schema["$id"] = "postcall.event.v1"
+    return schema
 
 
 EVENT_PREFIX = "msg_"

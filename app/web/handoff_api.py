@@ -23,7 +23,7 @@ from app.handoff.endpoints import (
     rotate_secret,
 )
 from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
-from app.handoff.outbox import EventType
+from app.handoff.outbox import EventType, event_json_schema
 from app.handoff.record import record_json_schema
 from app.models.tables import MAX_BIG_ID
 from app.schemas.api import EndpointOut
@@ -95,6 +95,13 @@ class ReplayOut(BaseModel):
             responses={401: {"description": "Never: the schema is public."}})
 def get_record_schema() -> dict[str, Any]:
     return record_json_schema()
+
+
+@router.get("/schemas/event.v1.json", tags=["hand-off"],
+            summary="JSON Schema of a webhook delivery's body (type, timestamp, the record as data)",
+            responses={401: {"description": "Never: the schema is public."}})
+def get_event_schema() -> dict[str, Any]:
+    return event_json_schema()
 
 
 @router.get("/events", tags=["hand-off"], summary="Hand-off events in commit order, after a cursor",

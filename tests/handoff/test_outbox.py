@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings, get_settings
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.errors import PermanentError
-from app.handoff.outbox import envelope, install_delivery_notifier, payload_json
+from app.handoff.outbox import envelope, event_json_schema, install_delivery_notifier, payload_json
 from app.handoff.record import CallRecordV1, bounded, json_size, record_json_schema
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.heuristic import HeuristicProvider
@@ -38,7 +38,7 @@ from app.pipeline.store import store_transcript
 from app.review import CallDecision, ReviewConflictError, decide_call, delete_call, edit_case_note
 from app.schemas.extraction import EvidenceRef, Extraction, Statement
 from app.schemas.transcript import Role
-from app.web.handoff_api import get_record_schema
+from app.web.handoff_api import get_event_schema, get_record_schema
 from tests.handoff.conftest import (
     CALL_START,
     events_of,
@@ -270,6 +270,37 @@ def test_the_schema_endpoint_and_the_published_file_match_the_model() -> None:
     assert {"call_id", "action_items", "summary", "review", "review_url"} <= set(schema["properties"])
     published = json.loads((PROJECT_ROOT / "docs" / "schemas" / "call.v1.json").read_text())
     assert published == schema, "docs/schemas/call.v1.json is stale: regenerate it from record_json_schema()"
+
+
+def test_every_kind_of_event_body_is_valid_by_the_published_event_schema(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    # The JSON Schema covered the record only; a receiver validating the body it is sent (type, timestamp,
+    # data) had nothing to validate against. Each body the pipeline writes is checked with the published
+    # file by an independent validator, not by the model that made it.
+    import jsonschema_rs
+
+    from app.config import PROJECT_ROOT
+
+    published = json.loads((PROJECT_ROOT / "docs" / "schemas" / "event.v1.json").read_text())
+    assert published == event_json_schema() == get_event_schema(), (
+        "docs/schemas/event.v1.json is stale: regenerate it from event_json_schema()")
+    validator = jsonschema_rs.validator_for(published)
+    processed = processed_call(session_factory, "ev-1")
+    failed = store_call(session_factory, "ev-2")
+    process_call(session_factory, failed, _BrokenProvider(), prompt())
+    admin, _ = make_principal(session_factory, "ada", UserRole.admin)
+    with unit_of_work(session_factory) as session:
+        delete_call(session, admin, processed)
+    bodies = [event.payload for call_id in (processed, failed) for event in events_of(session_factory, call_id)]
+    assert {body["type"] for body in bodies} == {"call.processed", "call.deleted", "call.failed"}
+    for body in bodies:
+        assert validator.is_valid(body), list(validator.iter_errors(body))[:3]
+    # What it refuses: a body without its record, or a record without its call.
+    assert not validator.is_valid({"type": "call.processed", "timestamp": bodies[0]["timestamp"]})
+    broken = json.loads(json.dumps(bodies[0]))
+    del broken["data"]["call_id"]
+    assert not validator.is_valid(broken)
 
 
 def _payload_texts_as_written_and_through_the_column(factory: sessionmaker[Session], call_id: str) -> tuple[str, str]:
