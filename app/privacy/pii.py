@@ -13,8 +13,9 @@ on"). Each stream is then classified:
 - a full national number (North American 10 digits, "+" or "00" international) is a phone number
   anywhere; 7-15 digits only next to a phone cue ("call me", "my cell");
 - 3-4 digits next to "security code"/"CVV" are a CVV; what follows "expires" is an expiry date;
-- 6-15 digits, or 5-20 letters and digits with at least 3 digits ("C01X00T47", "AB 12 34 56 C"), after a
-  named identity document ("passport", "driver's licence", "national insurance", "ID card") are its number.
+- 6-16 digits, or 5-20 letters and digits with at least 3 digits ("C01X00T47", "AB 12 34 56 C"), right
+  after a named identity document ("passport number is", "driver's licence", "national insurance", "ID
+  card"), or opening the answer to a question that names one, are its number; never a date.
 
 Cues that say a number is call content ("order", "ticket", "case", "invoice"...) win over the
 cue-free rules, so an order number is not taken for a phone. Cards are never excused by such a cue:
@@ -82,7 +83,7 @@ ACCOUNT_MIN_DIGITS = 6
 # An identity document's number, next to its cue: passports (UK, US: 9; others 6-9 characters), driving
 # licences (up to 15 digits in US states), national insurance and ID numbers.
 ID_MIN_DIGITS = 6
-ID_MAX_DIGITS = 15
+ID_MAX_DIGITS = 16
 # A number written with letters ("C01X00T47", "AB 12 34 56 C"): this many letters and digits in all, at
 # least ID_WRITTEN_MIN_DIGITS of them digits.
 ID_WRITTEN_CHARS = (5, 20)
@@ -168,7 +169,7 @@ _DOB_CUE = _ignoring_case(r"\b(?:date of birth|birth ?date|birthday|d\.?o\.?b\.?
 _DOB_CUE_WORDS = ("birth", "born", "dob", "d.ob", "do.b", "d.o.b")
 # Named documents only: a bare "ID number" is as often an order's or a customer's (call content).
 _ID_CUE = _ignoring_case(
-    r"\b(?:passport|(?:driver'?s?|driving) ?licen[cs]e|licen[cs]e (?:number|no)|dl (?:number|no)|"
+    r"\b(?:passport|(?:driver'?s?|driving) ?licen[cs]e|dl (?:number|no)|"
     r"national insurance|ni number|nino|national id(?:entity)?(?: card| number)?|(?:state )?id card|"
     r"identity card|identity document|green card|alien (?:registration )?number|residence permit)\b"
 )
@@ -178,6 +179,17 @@ _ID_CUE_WORDS = ("passport", "licen", "dl ", "national", "ni number", "nino", "i
 # a digit or a short capital prefix or suffix ("AB 12 34 56 C", "D1234-56789-01234").
 _ID_GROUP = r"(?:[A-Z]{1,3}|[A-Za-z]*\d[A-Za-z0-9]*)"
 _ID_WRITTEN = re.compile(rf"(?<![\w-]){_ID_GROUP}(?:[ -]{_ID_GROUP})*(?![\w-])")
+# A day of the month written with its ordinal ("3rd"): a date's, never a document number's.
+_ORDINAL_GROUP = re.compile(r"\b\d{1,2}(?:st|nd|rd|th)\b", re.IGNORECASE)
+# What may stand between a document's name and its number ("passport number is", "licence, uh, it's",
+# "ID card no."), or open the turn that answers a question naming the document ("Sure, it's", "It is"):
+# anything else there ("passport on March 3rd 2024", "ID card and paid 250000") says the number is another's.
+_ID_FILLER = re.compile(
+    r"[\s,:;#.'\"()?!-]*(?:(?:number|no|num|nr|is|it's|its|it|was|be|reads|says|the|my|your|on|of|card|id|document|"
+    r"that|this|here|please|yes|yeah|sure|okay|ok|so|uh|um|er|erm|hm|right|alright|sorry|i|think|i'm|ready)"
+    r"\b[\s,:;#.'\"()?!-]*){0,10}",
+    re.IGNORECASE,
+)
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _TLD = r"(?:com|net|org|edu|gov|io|co|uk|us|de|fr|es|it|nl|ca|au|info|biz|me)"
@@ -726,8 +738,7 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
         yield _span(text, PiiKind.ssn, number, digits, start)
     elif count == ROUTING_DIGITS and aba_valid(digits) and cued(_ROUTING_CUE):
         yield _span(text, PiiKind.account, number, digits, start)
-    elif (ID_MIN_DIGITS <= count <= ID_MAX_DIGITS and _id_cued(source, start)
-          and not _DATE.fullmatch(text, start, number.end)):  # "it expires 03/04/2030" is a date
+    elif ID_MIN_DIGITS <= count <= ID_MAX_DIGITS and _id_cued(source, start) and not _date_like(text, number):
         yield _span(text, PiiKind.id_document, number, digits, start)
     elif CVV_DIGITS[0] <= count <= CVV_DIGITS[1] and source.has_cue(start, _CVV_CUE, 30):
         yield _span(text, PiiKind.cvv, number, digits, start)
@@ -855,19 +866,37 @@ def _ibans(text: str) -> Iterator[Detection]:
             yield Detection(PiiKind.account, match.start(), end, candidate)
 
 
-def _id_cued(source: _Text, start: int, *, letters: bool = False) -> bool:
-    """A document's cue ("passport", "driver's licence") is before `start`, nearer than an account's or a
-    phone's and than any content cue, and no farther than a card's (the "card" of "ID card" is both). A
-    number written with `letters` is no phone number: a phone's cue ("the number") is no rival then."""
-    if not _cue_in(source.text, _ID_CUE, _ID_CUE_WORDS) and not _cue_in(source.lead_in, _ID_CUE, _ID_CUE_WORDS):
-        return False  # most numbers: no document named in the turn or the one before
-    distance = source.cue_distance(start, _ID_CUE)
-    if distance is None:
+def _id_cued(source: _Text, start: int) -> bool:
+    """A document is named ("passport", "driver's licence") right before `start`, in this turn, or at the end
+    of the turn before while this one opens with the number: nothing but `_ID_FILLER` between the two."""
+    text = source.text
+    if _cue_in(text, _ID_CUE, _ID_CUE_WORDS):
+        last = None
+        for match in _ID_CUE.finditer(text, max(0, start - CONTEXT_WINDOW_CHARS), start):
+            last = match
+        if last is not None:
+            return _ID_FILLER.fullmatch(text, last.end(), start) is not None
+    if not _cue_in(source.lead_in, _ID_CUE, _ID_CUE_WORDS) or _ID_FILLER.fullmatch(text, 0, start) is None:
         return False
-    card = source.cue_distance(start, _CARD_CUE)
-    rivals = (_ACCOUNT_CUE, _CONTENT_CUE) if letters else (_ACCOUNT_CUE, _PHONE_CUE, _CONTENT_CUE)
-    return (card is None or distance <= card) and all(
-        other is None or distance < other for other in (source.cue_distance(start, cue) for cue in rivals))
+    last_in_lead = None
+    for match in _ID_CUE.finditer(source.lead_in):
+        last_in_lead = match
+    return last_in_lead is not None and _ID_FILLER.fullmatch(source.lead_in, last_in_lead.end()) is not None
+
+
+def _date_like(text: str, number: _Number) -> bool:
+    """Digits read as a date: written with '/' or '.', groups of a day or month beside a year ("15 03 2024"),
+    or eight digits that are one ("20240315")."""
+    written = text[number.start : number.end]
+    if "/" in written or "." in written or "," in written:
+        return True
+    groups = [len(token.digits) for token in number.tokens if not token.spoken]
+    if any(size <= 2 for size in groups) and any(
+            len(token.digits) == 4 and token.digits[:2] in ("19", "20") for token in number.tokens):
+        return True
+    digits = number.digits
+    return (len(digits) == 8 and digits[:2] in ("19", "20")
+            and "01" <= digits[4:6] <= "12" and "01" <= digits[6:] <= "31")
 
 
 def _id_documents(source: _Text) -> Iterator[Detection]:
@@ -879,7 +908,8 @@ def _id_documents(source: _Text) -> Iterator[Detection]:
         value = "".join(character for character in match.group() if character.isalnum()).upper()
         digits = sum(character.isdigit() for character in value)
         if (ID_WRITTEN_CHARS[0] <= len(value) <= ID_WRITTEN_CHARS[1] and digits >= ID_WRITTEN_MIN_DIGITS
-                and digits < len(value) and _id_cued(source, match.start(), letters=True)):
+                and digits < len(value) and not _ORDINAL_GROUP.search(match.group())
+                and _id_cued(source, match.start())):
             yield Detection(PiiKind.id_document, match.start(), match.end(), value)
 
 

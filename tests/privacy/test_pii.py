@@ -233,6 +233,8 @@ def test_an_ssn_ending_a_turn_stays_an_ssn_before_a_card_in_the_next() -> None:
     ("I lost my ID card, the number was X1234567", "X1234567"),
     ("my passport is 123456789", "123456789"),
     ("passport number five four three two one zero nine eight seven", "five four three two one zero nine eight seven"),
+    ("passport here, the number is 5 3 4 7 2 1 9 8 8", "5 3 4 7 2 1 9 8 8"),  # "the number" is no phone's here
+    ("my driver's licence number is 1234567890123456", "1234567890123456"),
 ])
 def test_an_identity_documents_number_after_its_name_is_found(text: str, number: str) -> None:
     assert found(text) == [(PiiKind.id_document, number)]
@@ -241,6 +243,11 @@ def test_an_identity_documents_number_after_its_name_is_found(text: str, number:
 def test_an_identity_documents_number_is_found_after_the_name_in_the_turn_before() -> None:
     assert found("sure, it's C01X00T47", lead_in="Can I have your passport number?") == [
         (PiiKind.id_document, "C01X00T47")]
+    assert found("It is 534721988.", lead_in="What is the number on your passport?") == [
+        (PiiKind.id_document, "534721988")]
+    # The turn does not open with it: another number.
+    assert found("my reservation number is 73821945", lead_in="Passport renewal?") == []
+    assert found("I'll send the signed forms by March 3rd 2024.", lead_in="Your passport renewal is in progress.") == []
 
 
 @pytest.mark.parametrize("text", [
@@ -250,6 +257,17 @@ def test_an_identity_documents_number_is_found_after_the_name_in_the_turn_before
     "my passport expires 03/04/2030",  # a date
     "Order number ABC12345 for my passport photos",
     "I need an ID number for the portal, it says 8812345",  # a bare "ID number": not a named document
+    # Dates and amounts near a document (a review of the first version found them masked, and redacted for
+    # the model, so a due date reached it as "March [ID_1]").
+    "I applied for my passport on March 3rd 2024",
+    "renewed my passport on 15 03 2024",
+    "my passport number, hmm, no, the renewal date, 20240315",
+    "My passport expires 03/2030",
+    "green card holders pay 1,250.00 USD",
+    "showed my ID card and paid 250000 pesos",
+    # Software licences are no identity documents.
+    "My software license number is 4471-2290-1183",
+    "The license number for Office is XQ47-8821-PL99",
 ])
 def test_what_is_near_a_document_but_not_its_number_is_left(text: str) -> None:
     assert [kind for kind, _ in found(text) if kind is PiiKind.id_document] == []

@@ -84,14 +84,19 @@ def _full_dates_of_birth(source: pii._Text) -> Iterator[Detection]:
             yield Detection(PiiKind.dob, match.start(), match.end(), match.group(0).casefold())
 
 
-def _full_id_cued(source: pii._Text, start: int, *, letters: bool = False) -> bool:
-    distance = source.cue_distance(start, pii._ID_CUE)
-    if distance is None:
+def _full_id_cued(source: pii._Text, start: int) -> bool:
+    text = source.text
+    last = None
+    for match in pii._ID_CUE.finditer(text, max(0, start - pii.CONTEXT_WINDOW_CHARS), start):
+        last = match
+    if last is not None:
+        return pii._ID_FILLER.fullmatch(text, last.end(), start) is not None
+    if pii._ID_FILLER.fullmatch(text, 0, start) is None:
         return False
-    card = source.cue_distance(start, pii._CARD_CUE)
-    rivals = (pii._ACCOUNT_CUE, pii._CONTENT_CUE) if letters else (pii._ACCOUNT_CUE, pii._PHONE_CUE, pii._CONTENT_CUE)
-    return (card is None or distance <= card) and all(
-        other is None or distance < other for other in (source.cue_distance(start, cue) for cue in rivals))
+    last_in_lead = None
+    for match in pii._ID_CUE.finditer(source.lead_in):
+        last_in_lead = match
+    return last_in_lead is not None and pii._ID_FILLER.fullmatch(source.lead_in, last_in_lead.end()) is not None
 
 
 def _full_id_documents(source: pii._Text) -> Iterator[Detection]:
@@ -99,7 +104,8 @@ def _full_id_documents(source: pii._Text) -> Iterator[Detection]:
         value = "".join(character for character in match.group() if character.isalnum()).upper()
         digits = sum(character.isdigit() for character in value)
         if (pii.ID_WRITTEN_CHARS[0] <= len(value) <= pii.ID_WRITTEN_CHARS[1] and digits >= pii.ID_WRITTEN_MIN_DIGITS
-                and digits < len(value) and _full_id_cued(source, match.start(), letters=True)):
+                and digits < len(value) and not pii._ORDINAL_GROUP.search(match.group())
+                and _full_id_cued(source, match.start())):
             yield Detection(PiiKind.id_document, match.start(), match.end(), value)
 
 
@@ -216,7 +222,7 @@ def _full_classify_rest(source: pii._Text, number: pii._Number) -> Iterator[Dete
     elif count == pii.ROUTING_DIGITS and pii.aba_valid(digits) and cued(pii._ROUTING_CUE):
         yield pii._span(text, PiiKind.account, number, digits, start)
     elif (pii.ID_MIN_DIGITS <= count <= pii.ID_MAX_DIGITS and _full_id_cued(source, start)
-          and not pii._DATE.fullmatch(text, start, number.end)):
+          and not pii._date_like(text, number)):
         yield pii._span(text, PiiKind.id_document, number, digits, start)
     elif pii.CVV_DIGITS[0] <= count <= pii.CVV_DIGITS[1] and source.has_cue(start, pii._CVV_CUE, 30):
         yield pii._span(text, PiiKind.cvv, number, digits, start)
