@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.errors import PostcallError
-from app.models import OutboxEvent
+from app.models import OutboxEvent, OutboxPurgeMark
 from app.models.tables import MAX_BIG_ID
 from app.users import Principal, visibility_clause
 
@@ -98,8 +98,9 @@ def read_feed(session: Session, principal: Principal, after: str | None, limit: 
     if not _wait_for_writers(session):
         return FeedPage([], after)
     # Read first, and the page bounded by it: on SQLite each statement reads the database as it is then, and
-    # an event committed between the two reads must not be passed over by a cursor moved to the newest.
-    newest = session.scalar(select(func.max(OutboxEvent.id)))
+    # an event committed between the two reads must not be passed over by a cursor moved to the newest. The
+    # reader's own tenant's newest: other tenants' volume is none of its business.
+    newest = session.scalar(select(func.max(OutboxEvent.id)).where(OutboxEvent.tenant_id == principal.tenant_id))
     rows = session.scalars(
         select(OutboxEvent)
         .where(visible_events_clause(principal), OutboxEvent.id > seq_after, OutboxEvent.id <= (newest or 0))
@@ -107,16 +108,17 @@ def read_feed(session: Session, principal: Principal, after: str | None, limit: 
         .limit(limit)
     ).all()
     # Read after the page: a purge that committed before the page was read (and took events it would have
-    # shown) has moved the oldest event past the cursor by then. The purge deletes every event up to an id,
-    # so a cursor right before the oldest event kept missed nothing.
-    oldest = session.scalar(select(func.min(OutboxEvent.id)))
-    if seq_after and oldest is not None and seq_after < oldest - 1:
+    # shown) has moved the tenant's mark past the cursor by then. A cursor at or past the mark missed
+    # nothing, whatever gaps the ids have and whatever other tenants' events went.
+    purged_through = session.scalar(select(OutboxPurgeMark.purged_through)
+                                    .where(OutboxPurgeMark.tenant_id == principal.tenant_id))
+    if seq_after and purged_through is not None and seq_after < purged_through:
         raise CursorExpiredError(
-            f"cursor {seq_after} is older than the events the feed keeps (the oldest is {oldest}): events after "
-            "it were deleted at the end of the hand-off's retention period. Catch up from the calls API, then "
-            "start again without `after`")
+            f"cursor {seq_after} is older than the events the feed keeps: events after it were deleted at the end "
+            "of the hand-off's retention period. Catch up from the calls API, then start again without `after`")
     items = [FeedItem(str(row.id), row.event_id, row.type, row.call_id, row.payload) for row in rows]
     if len(items) == limit:
         return FeedPage(items, items[-1].cursor)
-    # Every event this reader may see up to the newest is on the page: the cursor moves past the others too.
+    # Every event this reader may see up to its tenant's newest is on the page: the cursor moves past the
+    # others too (a quiet reader's cursor would otherwise fall behind the purge of events it never sees).
     return FeedPage(items, str(newest) if newest is not None and newest > seq_after else after)

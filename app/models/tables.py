@@ -502,6 +502,17 @@ class OutboxEvent(Base):
     __table_args__ = (Index("ix_outbox_feed", "tenant_id", "id"),)
 
 
+class OutboxPurgeMark(Base):
+    """Per tenant, the id of the newest event of that tenant the hand-off's retention purge deleted: a feed
+    reader of the tenant whose cursor is older may have missed events (410); one at or past it missed none,
+    whatever other tenants' events were deleted and whatever gaps the id sequence has (migration 0028)."""
+
+    __tablename__ = "outbox_purge_marks"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    purged_through: Mapped[int] = mapped_column(BIG_ID)
+
+
 class WebhookEndpoint(Base):
     """A tenant's receiver. The signing secret is stored encrypted (HMAC needs the plain secret)."""
 

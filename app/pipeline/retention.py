@@ -41,6 +41,7 @@ from app.models import (
     Evidence,
     ExtractionRun,
     OutboxEvent,
+    OutboxPurgeMark,
     ReviewEvent,
     Tenant,
     WebhookAttempt,
@@ -342,7 +343,7 @@ def _purge_handoff_chunk(session: Session, *, after: int, newest: int, cutoff: d
     if head is None:
         return _HandoffChunk(0, 0, 0, None, True, None)
     rows = session.execute(
-        select(OutboxEvent.id, OutboxEvent.created_at)
+        select(OutboxEvent.id, OutboxEvent.created_at, OutboxEvent.tenant_id)
         .where(OutboxEvent.id >= head, OutboxEvent.id < newest).order_by(OutboxEvent.id).limit(size)
     ).all()
     old = list(takewhile(lambda row: row.created_at < cutoff, rows))
@@ -376,7 +377,20 @@ def _purge_handoff_chunk(session: Session, *, after: int, newest: int, cutoff: d
         attempts += connection.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(part))).rowcount
         removed += connection.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(part))).rowcount
     events = connection.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(purged))).rowcount
+    _mark_purged(session, {row.tenant_id: row.id for row in old[: len(purged)]})
     return _HandoffChunk(events, removed, attempts, purged[-1], done, held_by_event)
+
+
+def _mark_purged(session: Session, newest_by_tenant: dict[int, int]) -> None:
+    """Record, per tenant, the newest of its events deleted (`OutboxPurgeMark`): what the feed compares a
+    reader's cursor with. Purges take turns (the oldest event's lock), so read-then-write is safe here."""
+    for tenant_id, newest in newest_by_tenant.items():
+        mark = session.get(OutboxPurgeMark, tenant_id)
+        if mark is None:
+            session.add(OutboxPurgeMark(tenant_id=tenant_id, purged_through=newest))
+        elif mark.purged_through < newest:
+            mark.purged_through = newest
+    session.flush()
 
 
 def _slices(ids: Sequence[int]) -> Iterator[Sequence[int]]:

@@ -68,11 +68,14 @@ def test_the_feed_pages_in_commit_order_and_applies_visibility(
     assert all(e["type"] == "call.processed" and e["id"].startswith("msg_") for e in first["events"])
     rest = events_for(api, admin, after=first["next_cursor"])
     assert [e["data"]["call_id"] for e in rest["events"]] == [theirs]
-    # The cursor moves past globex's event too (the newest), which acme never sees, then stays put.
-    newest = str(events_of(session_factory, foreign)[-1].id)
-    assert rest["next_cursor"] == newest
+    # The cursor stops at acme's newest event: globex's, newer, is not acme's to know of.
+    newest = str(events_of(session_factory, theirs)[-1].id)
+    assert rest["next_cursor"] == newest != str(events_of(session_factory, foreign)[-1].id)
     empty = api.get(f"/api/events?after={rest['next_cursor']}", headers=bearer(admin)).json()
     assert empty == {"events": [], "next_cursor": newest}
+    # An agent's cursor moves past its tenant's events it does not see, so it never falls behind a purge.
+    agent_page = events_for(api, agent, after=first["next_cursor"], expect=0)
+    assert agent_page == {"events": [], "next_cursor": newest}
 
     agent_view = events_for(api, agent, expect=2)["events"]
     assert [e["data"]["call_id"] for e in agent_view] == mine

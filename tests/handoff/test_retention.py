@@ -239,11 +239,38 @@ def test_the_feed_answers_a_cursor_from_before_what_is_kept_with_410(
         assert status == 200 and [e["cursor"] for e in page["events"]] == [str(i) for i in kept]
         status, page = feed(token)  # starting again: from the oldest event kept
         assert status == 200 and [e["cursor"] for e in page["events"]] == [str(i) for i in kept]
-        # A reader who sees none of the events still moves past them, so a quiet one never falls behind.
+        # Another tenant's reader lost nothing of its own: no 410 for any cursor, and its cursor is never
+        # moved to (nor told) this tenant's ids.
         status, page = feed(stranger)
-        assert status == 200 and page == {"events": [], "next_cursor": str(kept[-1])}
+        assert status == 200 and page == {"events": [], "next_cursor": None}
+        status, page = feed(stranger, old[0])
+        assert status == 200 and page == {"events": [], "next_cursor": str(old[0])}
     with unit_of_work(session_factory) as session, pytest.raises(CursorExpiredError):
         read_feed(session, admin, str(old[1]))
+
+
+def test_a_reader_caught_up_before_a_gap_in_the_ids_is_not_told_it_missed_events(
+    db_url: str, session_factory: sessionmaker[Session],
+) -> None:
+    # PostgreSQL never reuses an id a rolled-back transaction took: a reader caught up at the newest event,
+    # that event purged behind such a gap, was answered 410 (its cursor older than the oldest kept minus one).
+    history = History(session_factory)
+    admin, _ = make_principal(session_factory, "ada", UserRole.admin)
+    caught_up = history.event(40, Sent(DeliveryStatus.succeeded))
+    with unit_of_work(session_factory) as session:
+        assert [item.cursor for item in read_feed(session, admin, None).items] == [str(caught_up)]
+    with session_factory() as session:  # an event written and rolled back: its id is gone on PostgreSQL
+        session.add(OutboxEvent(event_id=new_event_id(), tenant_id=history.tenant_id, call_id="rolled-back",
+                                type="call.processed", payload={}, created_at=NOW))
+        session.flush()
+        session.rollback()
+    newer = history.event(1)
+    assert _purge(session_factory).events == 1 and _events(session_factory) == [newer]
+    if session_factory.kw["bind"].dialect.name == "postgresql":
+        assert newer > caught_up + 1  # the gap
+    with unit_of_work(session_factory) as session:
+        page = read_feed(session, admin, str(caught_up))
+    assert [item.cursor for item in page.items] == [str(newer)]
 
 
 def test_postcall_purge_reports_what_the_hand_off_purge_removed(
