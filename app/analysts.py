@@ -260,7 +260,7 @@ def rotate_analyst_password(session: Session, role_name: str) -> RotatedPassword
 def end_analyst_sessions(session: Session, role_name: str) -> int | None:
     """End the open sessions of `role_name` (a rotation after a leak must end what the old password opened):
     how many, or None when this login may not signal them (a superuser, pg_signal_backend or membership is
-    needed); they then go on until they disconnect."""
+    needed): then some may have ended before the refusal, and the rest go on until they disconnect."""
     _check_name(role_name)
     try:
         with session.begin_nested():

@@ -27,6 +27,13 @@ MIN_SECRET_KEY_CHARS = 16
 DEV_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105
 
 
+# POSTCALL_WEBHOOK_ALLOWED_NETWORKS: the widest network it takes (10.0.0.0/8 is the widest private one).
+ALLOWED_NETWORK_MIN_PREFIX_V4 = 8
+ALLOWED_NETWORK_MIN_PREFIX_V6 = 32
+# IPv6 forms that carry an IPv4 address (mapped, NAT64's well-known prefix, 6to4).
+_IPV4_IN_IPV6 = (ip_network("::ffff:0:0/96"), ip_network("64:ff9b::/96"), ip_network("2002::/16"))
+
+
 class TokenPrices(BaseModel):
     """US dollars per million tokens."""
 
@@ -234,8 +241,15 @@ class Settings(BaseSettings):
                 network = ip_network(str(part), strict=False)
             except ValueError:
                 raise ValueError(f"{part!r} is not a network (CIDR such as 10.20.0.0/16) or an address") from None
-            if network.prefixlen == 0:
-                raise ValueError(f"{part} holds every address: set POSTCALL_WEBHOOK_ALLOW_PRIVATE=true instead")
+            widest = ALLOWED_NETWORK_MIN_PREFIX_V4 if network.version == 4 else ALLOWED_NETWORK_MIN_PREFIX_V6
+            if network.prefixlen < widest:
+                raise ValueError(
+                    f"{part} is wider than a network of receivers (at most /{ALLOWED_NETWORK_MIN_PREFIX_V4} for IPv4, "
+                    f"/{ALLOWED_NETWORK_MIN_PREFIX_V6} for IPv6); to allow every address, set "
+                    "POSTCALL_WEBHOOK_ALLOW_PRIVATE=true instead")
+            if network.version == 6 and any(network.overlaps(embedding) for embedding in _IPV4_IN_IPV6):
+                raise ValueError(f"{part} holds IPv4 addresses written as IPv6 (mapped, NAT64, 6to4), which are "
+                                 "judged by the IPv4 address they carry: list that IPv4 network instead")
             networks.append(network)
         return tuple(networks)
 

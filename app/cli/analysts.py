@@ -83,8 +83,8 @@ def analysts_rotate(
     with transaction(ctx) as session:
         ended = end_analyst_sessions(session, name)
     if ended is None:
-        warn("the role's open sessions could not be ended (this login may not signal them: a superuser, "
-             "pg_signal_backend or membership is needed); they go on until they disconnect")
+        warn("not every open session of the role could be ended (this login may not signal them: a superuser, "
+             "pg_signal_backend or membership is needed); those go on until they disconnect")
     if as_json:
         print_json({"role": rotated.role_name, "tenant": rotated.tenant, "password": rotated.password,
                     "sessions_ended": ended})

@@ -201,13 +201,14 @@ def retry_conflicts(session: Session, work: Callable[[], T], *, attempts: int = 
 _TAKE_SQLITE_WRITE_LOCK = text("UPDATE tenants SET id = id WHERE 0")
 
 
-def scalar_for_update(session: Session, query: Select[T]) -> T | None:
+def scalar_for_update(session: Session, query: Select[T], *, key_share: bool = False) -> T | None:
     """`query`'s first row's value, locked for the rest of the transaction (`SELECT ... FOR UPDATE`). SQLite
     has no row locks and ignores FOR UPDATE, and its driver starts a transaction only at the first write, so
     two requests deciding one call both read it undecided and both wrote their event: there the database's
     write lock is taken first (a write that changes nothing), and the second request waits (busy timeout),
-    then reads what the first committed."""
+    then reads what the first committed. `key_share`: FOR NO KEY UPDATE on PostgreSQL, which leaves alone the
+    key checks of rows that reference the locked one."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(_TAKE_SQLITE_WRITE_LOCK)
-    return session.scalar(query.with_for_update())
+    return session.scalar(query.with_for_update(key_share=key_share))
 

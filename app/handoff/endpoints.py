@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.db.session import scalar_for_update
 from app.errors import NotFoundError, PostcallError
 from app.handoff.outbox import PENDING_DELIVERIES, EventType
 from app.handoff.secrets import SecretBox, generate_secret
@@ -83,9 +84,9 @@ def _require_room(session: Session, settings: Settings, tenant_id: int) -> None:
     """Refuse one more active endpoint past POSTCALL_WEBHOOK_MAX_ENDPOINTS. Every event fans out to each
     active endpoint in the transaction of the change it reports: without a bound, one tenant's admin made
     every review slower and used up delivery ids for all. The tenant's row is locked first (FOR NO KEY
-    UPDATE on PostgreSQL: it leaves alone the key checks of rows that reference the tenant), so two admins
-    adding at once are counted one after the other, never both below the limit."""
-    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
+    UPDATE on PostgreSQL: it leaves alone the key checks of rows that reference the tenant; SQLite's write
+    lock), so two admins adding at once are counted one after the other, never both below the limit."""
+    scalar_for_update(session, select(Tenant.id).where(Tenant.id == tenant_id), key_share=True)
     active = session.scalar(select(func.count()).select_from(WebhookEndpoint).where(
         WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.active.is_(True))) or 0
     if active >= settings.webhook_max_endpoints:

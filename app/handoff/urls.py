@@ -53,9 +53,13 @@ def _refused(address: Address, allowed: Sequence[Network] = ()) -> bool:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             return _refused(embedded, allowed)
+    if address.is_unspecified or address.is_multicast or address.is_link_local:
+        # Whatever is allowed: 0.0.0.0 connects to the box itself, link-local holds the cloud's metadata
+        # service (169.254.169.254), multicast reaches no one receiver.
+        return True
     if any(address in network for network in allowed if network.version == address.version):
         return False
-    return not address.is_global or address.is_multicast or address.is_unspecified or address.is_reserved
+    return not address.is_global or address.is_reserved
 
 
 def _unsendable(url: str) -> str | None:

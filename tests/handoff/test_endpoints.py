@@ -1,4 +1,4 @@
-"""Endpoint registration under concurrency (app/handoff/endpoints.py), on PostgreSQL."""
+"""Endpoint registration (app/handoff/endpoints.py): the limit under concurrency, allowed networks."""
 
 from __future__ import annotations
 
@@ -34,10 +34,12 @@ def two_endpoints_at_most(monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 def test_two_admins_adding_at_once_never_pass_the_endpoint_limit(
-    pg_factory: sessionmaker[Session], two_endpoints_at_most: Settings
+    session_factory: sessionmaker[Session], two_endpoints_at_most: Settings
 ) -> None:
     # Both counted one endpoint below the limit before either committed, and both added one: the limit
-    # was passed by one per concurrent admin.
+    # was passed by one per concurrent admin (on SQLite still, after the first fix, until the count took the
+    # database's write lock first).
+    pg_factory = session_factory
     with unit_of_work(pg_factory) as session:
         tenant_id = get_or_create_tenant(session, "acme").id
         add_endpoint(session, two_endpoints_at_most, tenant_id=tenant_id, url="http://127.0.0.1:9/first")

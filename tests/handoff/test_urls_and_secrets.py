@@ -57,11 +57,19 @@ def test_allowed_networks_admit_their_addresses_and_nothing_else() -> None:
             check_endpoint_url(refused, allow_private=False, allowed_networks=allowed)
     with pytest.raises(WebhookUrlError, match="must use https"):
         check_endpoint_url("http://10.20.3.4/h", allow_private=False, allowed_networks=allowed)
+    # No allowed network opens the box itself, the cloud's metadata service or multicast.
+    wide = (ip_network("0.0.0.0/1"), ip_network("169.254.0.0/16"), ip_network("224.0.0.0/4"),
+            ip_network("fe80::/10"), ip_network("::/1"))
+    for refused in ("https://0.0.0.0/h", "https://169.254.169.254/h", "https://224.0.0.1/h", "https://[fe80::1]/h",
+                    "https://[::]/h"):
+        with pytest.raises(WebhookUrlError):
+            check_endpoint_url(refused, allow_private=False, allowed_networks=wide)
 
 
 @pytest.mark.parametrize(("value", "problem"), [
-    ("0.0.0.0/0", "holds every address"), ("::/0", "holds every address"), ("10.0.0.0/33", "not a network"),
-    ("intranet", "not a network"),
+    ("0.0.0.0/0", "wider than a network"), ("::/0", "wider than a network"), ("0.0.0.0/1", "wider than a network"),
+    ("::/1", "wider than a network"), ("10.0.0.0/33", "not a network"), ("intranet", "not a network"),
+    ("::ffff:10.20.0.0/112", "list that IPv4 network"), ("64:ff9b::/96", "list that IPv4 network"),
 ])
 def test_allowed_networks_setting_refuses_what_is_not_a_narrower_network(
     monkeypatch: pytest.MonkeyPatch, value: str, problem: str
