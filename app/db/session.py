@@ -201,6 +201,15 @@ def retry_conflicts(session: Session, work: Callable[[], T], *, attempts: int = 
 _TAKE_SQLITE_WRITE_LOCK = text("UPDATE tenants SET id = id WHERE 0")
 
 
+def scalars_for_update(session: Session, query: Select[T]) -> list[T]:
+    """`query`'s rows' first values, locked for the rest of the transaction, as `scalar_for_update` locks
+    one (SQLite: its write lock taken first). On PostgreSQL a row deleted by the transaction it waited for
+    is not returned."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(_TAKE_SQLITE_WRITE_LOCK)
+    return list(session.scalars(query.with_for_update()).all())
+
+
 def scalar_for_update(session: Session, query: Select[T], *, key_share: bool = False) -> T | None:
     """`query`'s first row's value, locked for the rest of the transaction (`SELECT ... FOR UPDATE`). SQLite
     has no row locks and ignores FOR UPDATE, and its driver starts a transaction only at the first write, so

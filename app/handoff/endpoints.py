@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db.session import scalar_for_update
+from app.db.session import scalar_for_update, scalars_for_update
 from app.errors import NotFoundError, PostcallError
 from app.handoff.outbox import PENDING_DELIVERIES, EventType
 from app.handoff.secrets import SecretBox, generate_secret
@@ -272,7 +272,10 @@ def replay_deliveries(
         query = query.where(WebhookDelivery.status == DeliveryStatus.dead)
     else:
         raise WebhookInputError("say what to replay: delivery ids, an event id, or all dead-lettered deliveries")
-    deliveries = list(session.scalars(query.order_by(WebhookDelivery.outbox_id)).all())
+    # Locked: the hand-off's retention purge locks the deliveries it deletes, so a replay that races it
+    # either goes first (and the purge keeps the now pending event) or finds them gone (not found), never
+    # updates rows deleted under it (a 500).
+    deliveries = scalars_for_update(session, query.order_by(WebhookDelivery.outbox_id))
     if delivery_ids:
         _refuse_unreplayable(session, tenant_id, set(delivery_ids) - {d.id for d in deliveries})
     for delivery in deliveries:

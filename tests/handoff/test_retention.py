@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import delete, event, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
@@ -386,3 +386,44 @@ def test_a_replay_racing_the_purge_keeps_its_event(pg_factory: sessionmaker[Sess
     purge.join(timeout=30)
     assert [(report.events, report.held_by_event) for report in reports] == [(0, replayed)]
     assert _deliveries_of(pg_factory, [replayed]) == 1
+
+
+def test_a_replay_waiting_for_the_purge_finds_the_deliveries_gone(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The other order: the purge has the dead letter locked and deleted, not yet committed; `webhooks
+    replay` of it waits, then says it is not found, where it updated rows deleted under it (a 500)."""
+    import threading
+
+    from app.errors import NotFoundError
+    from app.handoff.endpoints import replay_deliveries
+
+    history = History(session_factory)
+    purged = history.event(90, Sent(DeliveryStatus.dead, attempts=2))
+    history.event(1)
+    with session_factory() as session:
+        (delivery_id,) = session.scalars(select(WebhookDelivery.id).where(WebhookDelivery.outbox_id == purged))
+    outcome: list[object] = []
+
+    def replay() -> None:
+        try:
+            with unit_of_work(session_factory) as session:
+                outcome.append(replay_deliveries(session, get_settings(), history.tenant_id,
+                                                 delivery_ids=[delivery_id]))
+        except Exception as error:  # the test asserts which
+            outcome.append(error)
+
+    with session_factory() as purge:  # as a purge chunk does: lock, delete, commit later
+        if purge.get_bind().dialect.name == "sqlite":
+            purge.execute(text("UPDATE tenants SET id = id WHERE 0"))
+        purge.execute(select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id).with_for_update())
+        purge.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id))
+        purge.execute(delete(WebhookDelivery).where(WebhookDelivery.id == delivery_id))
+        purge.execute(delete(OutboxEvent).where(OutboxEvent.id == purged))
+        replaying = threading.Thread(target=replay)
+        replaying.start()
+        replaying.join(timeout=1.0)
+        assert replaying.is_alive()  # waiting for the purge's lock
+        purge.commit()
+    replaying.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], NotFoundError), outcome
