@@ -103,5 +103,13 @@ def session_factory(db_url: str) -> Iterator[sessionmaker[Session]]:
 
 
 @pytest.fixture
+def pg_factory(postgres_url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory on a freshly migrated PostgreSQL database, for tests of PostgreSQL alone."""
+    engine = create_db_engine(postgres_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
 def samples_dir() -> Path:
     return SAMPLES_DIR

@@ -5,11 +5,7 @@ downgrade puts 0024's filters and schema back."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
-import pytest
 from sqlalchemy import Connection, inspect, make_url, text
 
 from app.analysts import grant_analyst
@@ -17,20 +13,11 @@ from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from tests.support.analytics import build_world
 from tests.support.old_schema import todays_code
-from tests.support.services import PG_HOST, PG_PORT, PG_USER
+from tests.support.services import PG_HOST, PG_PORT
 
 BEFORE = "0024"
 AFTER = "0025"
 TABLES = ("extraction_runs", "evidence")
-
-
-@pytest.fixture
-def role_name() -> Iterator[str]:
-    """An analyst role's name (roles are cluster-wide: dropped afterwards, whatever happened)."""
-    name = f"pc_test_analyst_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
 def _columns(conn: Connection, table: str) -> dict[str, bool]:

@@ -4,7 +4,6 @@ backends; and a driver error must surface as the same SQLAlchemy exception, a lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
@@ -14,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.driver import FixedStatement, run_on_driver
-from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.db.session import create_db_engine, unit_of_work
 from app.handoff.outbox import _INSERT_EVENT
 from app.models import Call, CallState, ExtractionRun, RunStatus, Tenant
 from app.pipeline.calls import _LOCK_CALL_ROW, _START_PROCESSING, _TRANSCRIPT_ROWS, state_columns
@@ -129,13 +128,6 @@ def test_python_side_defaults_and_missing_parameters_are_refused(postgres_url: s
                 _LOCK_CALL_ROW.one_or_none(connection, {})
     finally:
         engine.dispose()
-
-
-@pytest.fixture
-def pg_factory(postgres_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = create_db_engine(postgres_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def test_a_driver_error_is_the_sqlalchemy_exception(pg_factory: sessionmaker[Session]) -> None:

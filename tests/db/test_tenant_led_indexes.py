@@ -7,7 +7,6 @@ its calls, runs and decisions of any window. Its downgrade restores the old inde
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -17,7 +16,7 @@ from sqlalchemy import Engine, inspect, make_url, text
 from app.analysts import grant_analyst
 from app.db.migrate import downgrade, upgrade
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
-from tests.support.services import PG_HOST, PG_PORT, PG_USER, temporary_pg_database
+from tests.support.services import PG_HOST, PG_PORT, temporary_pg_database
 
 BEFORE = "0026"
 OLD_INDEXES = {
@@ -101,15 +100,6 @@ def _rows(tenant: int, prefix: str, count: int, day: str, agent: str) -> list[st
         f"SELECT cl.tenant_id, cl.call_id, cl.id, 'supervisor', 'claim_approved', cl.created_at FROM claims cl "
         f"WHERE cl.call_id IN ({calls})",
     ]
-
-
-@pytest.fixture
-def role_name() -> Iterator[str]:
-    """An analyst role's name (roles are cluster-wide: dropped afterwards, whatever happened)."""
-    name = f"pc_test_analyst_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
 @pytest.fixture

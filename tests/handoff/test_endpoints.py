@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
-from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.db.session import unit_of_work
 from app.handoff.endpoints import WebhookInputError, add_endpoint
 from app.handoff.urls import WebhookUrlError
 from app.models import WebhookEndpoint
 from app.pipeline.calls import get_or_create_tenant
 from tests.handoff.conftest import store_call
-
-
-@pytest.fixture
-def pg_factory(postgres_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = create_db_engine(postgres_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @pytest.fixture

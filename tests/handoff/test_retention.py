@@ -5,7 +5,6 @@ feed answers a cursor from before what is kept with 410. On SQLite and PostgreSQ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from app.config import Settings, get_settings
-from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.db.session import unit_of_work
 from app.handoff.feed import CursorExpiredError, read_feed
 from app.handoff.outbox import new_event_id
 from app.models import DeliveryStatus, OutboxEvent, UserRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -306,13 +305,6 @@ def test_postcall_purge_reports_what_the_hand_off_purge_removed(
         assert only_one.exit_code == 0 and "run without --tenant" in only_one.output
     finally:
         reset_context()
-
-
-@pytest.fixture
-def pg_factory(postgres_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = create_db_engine(postgres_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @pytest.mark.postgres

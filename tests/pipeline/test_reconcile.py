@@ -4,7 +4,6 @@ what a claim changes, and (on PostgreSQL) that concurrent reconcilers never hand
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.db.session import unit_of_work
 from app.models import Call, CallState, LlmMode
 from app.pipeline import reconcile
 from app.pipeline.reconcile import (
@@ -286,13 +285,6 @@ def test_the_window_after_a_moment_compares_instants_whatever_its_zone(
 
 
 # ------------------------------------------------------------------------------ PostgreSQL locking
-
-
-@pytest.fixture
-def pg_factory(postgres_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = create_db_engine(postgres_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _stuck_calls(factory: sessionmaker[Session], count: int) -> list[str]:
