@@ -30,8 +30,9 @@ DEV_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105
 # POSTCALL_WEBHOOK_ALLOWED_NETWORKS: the widest network it takes (10.0.0.0/8 is the widest private one).
 ALLOWED_NETWORK_MIN_PREFIX_V4 = 8
 ALLOWED_NETWORK_MIN_PREFIX_V6 = 32
-# IPv6 forms that carry an IPv4 address (mapped, NAT64's well-known prefix, 6to4).
-_IPV4_IN_IPV6 = (ip_network("::ffff:0:0/96"), ip_network("64:ff9b::/96"), ip_network("2002::/16"))
+# IPv6 forms that carry an IPv4 address (mapped, NAT64's well-known prefix, 6to4, IPv4-compatible).
+_IPV4_IN_IPV6 = (ip_network("::ffff:0:0/96"), ip_network("64:ff9b::/96"), ip_network("2002::/16"),
+                 ip_network("::/96"))  # the last: IPv4-compatible (deprecated), ::1 among them
 
 
 class TokenPrices(BaseModel):

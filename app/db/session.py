@@ -201,13 +201,14 @@ def retry_conflicts(session: Session, work: Callable[[], T], *, attempts: int = 
 _TAKE_SQLITE_WRITE_LOCK = text("UPDATE tenants SET id = id WHERE 0")
 
 
-def scalars_for_update(session: Session, query: Select[T]) -> list[T]:
+def scalars_for_update(session: Session, query: Select[T], *, of: Any) -> list[T]:
     """`query`'s rows' first values, locked for the rest of the transaction, as `scalar_for_update` locks
-    one (SQLite: its write lock taken first). On PostgreSQL a row deleted by the transaction it waited for
-    is not returned."""
+    one (SQLite: its write lock taken first). `of`: the table whose rows are locked (not the joined ones:
+    locking those would hold up other writers' key checks). On PostgreSQL a row deleted by the transaction
+    it waited for is not returned."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(_TAKE_SQLITE_WRITE_LOCK)
-    return list(session.scalars(query.with_for_update()).all())
+    return list(session.scalars(query.with_for_update(of=of)).all())
 
 
 def scalar_for_update(session: Session, query: Select[T], *, key_share: bool = False) -> T | None:

@@ -275,7 +275,7 @@ def replay_deliveries(
     # Locked: the hand-off's retention purge locks the deliveries it deletes, so a replay that races it
     # either goes first (and the purge keeps the now pending event) or finds them gone (not found), never
     # updates rows deleted under it (a 500).
-    deliveries = scalars_for_update(session, query.order_by(WebhookDelivery.outbox_id))
+    deliveries = scalars_for_update(session, query.order_by(WebhookDelivery.outbox_id), of=WebhookDelivery)
     if delivery_ids:
         _refuse_unreplayable(session, tenant_id, set(delivery_ids) - {d.id for d in deliveries})
     for delivery in deliveries:

@@ -56,6 +56,7 @@ class StoredCall:
     status: StoreStatus
     state: CallState
     llm_mode: LlmMode = LlmMode.sync
+    mode_changed: bool = False  # a waiting call resubmitted with `replace` took the mode asked for
 
     @property
     def needs_processing(self) -> bool:
@@ -142,6 +143,8 @@ def store_transcript(
             # Receivers hold its record (call.processed or call.failed went out): a task filed under the old
             # agent or team must follow the call. A call still waiting is announced by its first event.
             record_event(session, existing, EventType.updated, actor=actor.name)
+        if llm_mode is not existing.llm_mode and existing.state is CallState.queued:
+            return _change_mode(session, existing, llm_mode, actor)  # asked for with the corrections
         return StoredCall(existing.id, external_id, StoreStatus.updated, existing.state, existing.llm_mode)
 
     before = {"transcript_hash": existing.transcript_hash, "state": existing.state.value}
@@ -166,10 +169,13 @@ def _change_mode(session: Session, call: Call, llm_mode: LlmMode, actor: Actor) 
     it waits for the next batch. Before, it stayed as it was and the answer said `unchanged`."""
     session.add(_event(call.tenant_id, call.id, actor, "llm_mode_changed", {"llm_mode": call.llm_mode.value},
                        {"llm_mode": llm_mode.value}))
+    now = utcnow()
     call.llm_mode, call.llm_batch_id = llm_mode, None
-    call.enqueued_at = utcnow()
+    # Queued afresh in its new mode: its wait is counted from now (the reconciler's stuck test, the oldest
+    # pending call's age), not from when it began to wait for a batch.
+    call.enqueued_at = call.state_changed_at = now
     session.flush()
-    return StoredCall(call.id, call.external_id, StoreStatus.updated, call.state, call.llm_mode)
+    return StoredCall(call.id, call.external_id, StoreStatus.updated, call.state, call.llm_mode, mode_changed=True)
 
 
 def _follow_owner(session: Session, call: Call, owner: tuple[str | None, str | None]) -> None:

@@ -327,9 +327,12 @@ def _store_submission(
     enqueued = False
     if stored.needs_processing and not stored.needs_enqueue:
         detail = "stored as queued; it waits for the next provider batch"
+    elif stored.mode_changed and not stored.needs_enqueue:
+        detail = "stored before and still queued: now in batch mode, it waits for the next provider batch"
     elif stored.needs_enqueue:
         detail = ("stored as queued and handed to the workers" if stored.needs_processing else
-                  "stored before and still queued: handed to the workers again")
+                  "stored before and still queued: now in sync mode, handed to the workers" if stored.mode_changed
+                  else "stored before and still queued: handed to the workers again")
         try:
             state.enqueue([stored.call_id])
             enqueued = True

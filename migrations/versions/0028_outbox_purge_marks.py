@@ -6,7 +6,8 @@ reader caught up at the newest event got 410 once that event was purged behind a
 nothing; and the oldest event kept is every tenant's, so a quiet reader's cursor fell behind other tenants'
 deleted events. The purge now records, per tenant, the id of the newest event of that tenant it deleted;
 a reader whose cursor is older than its own tenant's mark may have missed events, and only such a reader
-gets 410.
+gets 410. Each tenant starts marked just below the oldest event kept (history purged before this revision
+left no mark).
 
 Revision ID: 0028
 Revises: 0027
@@ -31,6 +32,13 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_outbox_purge_marks_tenant_id_tenants"),
                                 ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_outbox_purge_marks")),
+    )
+    # History purged before the marks existed left none: every tenant is marked just below the oldest event
+    # kept, so a cursor older than that is still answered 410, as before (not served past the gap).
+    op.execute(
+        "INSERT INTO outbox_purge_marks (tenant_id, purged_through) "
+        "SELECT t.id, m.oldest - 1 FROM tenants t CROSS JOIN (SELECT MIN(id) AS oldest FROM outbox) m "
+        "WHERE m.oldest > 1"
     )
 
 

@@ -419,3 +419,35 @@ def test_a_replay_waiting_for_the_purge_finds_the_deliveries_gone(
         purge.commit()
     replaying.join(timeout=30)
     assert len(outcome) == 1 and isinstance(outcome[0], NotFoundError), outcome
+
+
+def test_a_replay_locks_its_deliveries_only(pg_factory: sessionmaker[Session]) -> None:
+    """Its lock is on the deliveries: the endpoint and the event it joins stay free, so the pipeline's new
+    deliveries to that endpoint (their key checks) go on while an admin's replay is open."""
+    import threading
+
+    from app.handoff.endpoints import replay_deliveries
+
+    history = History(pg_factory)
+    dead = history.event(2, Sent(DeliveryStatus.dead))
+    fresh = history.event(1)
+    with pg_factory() as replay:
+        replayed = replay_deliveries(replay, get_settings(), history.tenant_id, all_dead=True)
+        assert len(replayed) == 1
+        written: list[int] = []
+
+        def new_delivery() -> None:
+            with unit_of_work(pg_factory) as session:
+                row = WebhookDelivery(outbox_id=fresh, endpoint_id=history.endpoints[0], call_id="c-new",
+                                      status=DeliveryStatus.pending, attempts=0, next_attempt_at=NOW,
+                                      retry_until=NOW, created_at=NOW)
+                session.add(row)
+                session.flush()
+                written.append(row.id)
+
+        writer = threading.Thread(target=new_delivery)
+        writer.start()
+        writer.join(timeout=5)
+        assert written, "a new delivery to the endpoint waited for the open replay"
+        replay.rollback()
+    assert _deliveries_of(pg_factory, [dead]) == 1

@@ -70,6 +70,7 @@ def test_allowed_networks_admit_their_addresses_and_nothing_else() -> None:
     ("0.0.0.0/0", "wider than a network"), ("::/0", "wider than a network"), ("0.0.0.0/1", "wider than a network"),
     ("::/1", "wider than a network"), ("10.0.0.0/33", "not a network"), ("intranet", "not a network"),
     ("::ffff:10.20.0.0/112", "list that IPv4 network"), ("64:ff9b::/96", "list that IPv4 network"),
+    ("::/96", "list that IPv4 network"),  # IPv4-compatible addresses, ::1 among them
 ])
 def test_allowed_networks_setting_refuses_what_is_not_a_narrower_network(
     monkeypatch: pytest.MonkeyPatch, value: str, problem: str

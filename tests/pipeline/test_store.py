@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -213,6 +214,7 @@ def test_a_waiting_call_submitted_again_with_replace_and_another_mode_takes_that
         call = session.get(Call, first.call_id)
         assert call is not None
         call.llm_batch_id = 7  # in a batch that is still out
+        call.state_changed_at = call.enqueued_at = datetime(2026, 1, 1, tzinfo=UTC)  # waiting for hours
     assert not first.needs_enqueue
     with unit_of_work(session_factory) as session:
         again = store_transcript(session, transcript, tenant="acme", external_id="m1", llm_mode=LlmMode.sync)
@@ -225,6 +227,8 @@ def test_a_waiting_call_submitted_again_with_replace_and_another_mode_takes_that
         call = session.get(Call, first.call_id)
         assert call is not None
         assert (call.llm_mode, call.llm_batch_id, call.state) == (LlmMode.sync, None, CallState.queued)
+        # Its wait counts from the switch: not taken for stuck by the reconciler, nor hours old on /metrics.
+        assert call.state_changed_at > datetime(2026, 1, 2, tzinfo=UTC) and call.enqueued_at == call.state_changed_at
         event = session.scalars(select(ReviewEvent).where(ReviewEvent.call_id == call.id)).one()
         assert (event.action, event.actor_name, event.before, event.after) == (
             "llm_mode_changed", "cli:ops", {"llm_mode": "batch"}, {"llm_mode": "sync"})
@@ -234,3 +238,23 @@ def test_a_waiting_call_submitted_again_with_replace_and_another_mode_takes_that
         late = store_transcript(session, transcript, tenant="acme", external_id="m1", llm_mode=LlmMode.batch,
                                 replace=True)
     assert late.status is StoreStatus.unchanged and late.llm_mode is LlmMode.sync
+
+
+def test_a_mode_switch_asked_for_with_corrected_metadata_is_made_too(session_factory: sessionmaker[Session]) -> None:
+    from app.models import LlmMode
+
+    transcript = make_transcript()
+    with unit_of_work(session_factory) as session:
+        first = store_transcript(session, transcript, tenant="acme", external_id="m2", llm_mode=LlmMode.batch)
+    corrected = make_transcript(agent_id="A-9")
+    with unit_of_work(session_factory) as session:
+        moved = store_transcript(session, corrected, tenant="acme", external_id="m2", llm_mode=LlmMode.sync,
+                                 replace=True)
+    assert (moved.status, moved.llm_mode, moved.mode_changed, moved.needs_enqueue) == (
+        StoreStatus.updated, LlmMode.sync, True, True)
+    with unit_of_work(session_factory) as session:
+        call = session.get(Call, first.call_id)
+        assert call is not None and (call.agent_id, call.llm_mode) == ("A-9", LlmMode.sync)
+        actions = session.scalars(select(ReviewEvent.action).where(ReviewEvent.call_id == call.id)
+                                  .order_by(ReviewEvent.id)).all()
+    assert actions == ["metadata_corrected", "llm_mode_changed"]
