@@ -145,7 +145,8 @@ _GAP = _ignoring_case(
 _DASH_GAP = _ignoring_case(r"-|\bdash\b|\bhyphen\b")
 _CURRENCY_BEFORE = re.compile(r"[$€£¥]\s*$")
 _UNIT_AFTER = _ignoring_case(
-    r"^\s*(?:dollars?|bucks|cents?|euros?|pounds?|percent|%|minutes?|hours?|days?|gigs?|gigabytes?|megabits?|mb|gb)\b",
+    r"^\s*(?:dollars?|bucks|cents?|euros?|pounds?|pesos?|rupees?|yen|yuan|francs?|usd|eur|gbp|cad|aud|percent|%|"
+    r"minutes?|hours?|days?|gigs?|gigabytes?|megabits?|mb|gb)\b",
 )
 
 _CARD_CUE = _ignoring_case(r"\b(?:card|visa|master ?card|amex|american express|discover|debit|credit)\b")
@@ -179,17 +180,24 @@ _ID_CUE_WORDS = ("passport", "licen", "dl ", "national", "ni number", "nino", "i
 # a digit or a short capital prefix or suffix ("AB 12 34 56 C", "D1234-56789-01234").
 _ID_GROUP = r"(?:[A-Z]{1,3}|[A-Za-z]*\d[A-Za-z0-9]*)"
 _ID_WRITTEN = re.compile(rf"(?<![\w-]){_ID_GROUP}(?:[ -]{_ID_GROUP})*(?![\w-])")
+# An amount's cents ("1,500.00"): never part of a document number.
+_DECIMAL_AMOUNT = re.compile(r"\.\d{2}$")
 # A day of the month written with its ordinal ("3rd"): a date's, never a document number's.
 _ORDINAL_GROUP = re.compile(r"\b\d{1,2}(?:st|nd|rd|th)\b", re.IGNORECASE)
 # What may stand between a document's name and its number ("passport number is", "licence, uh, it's",
 # "ID card no."), or open the turn that answers a question naming the document ("Sure, it's", "It is"):
 # anything else there ("passport on March 3rd 2024", "ID card and paid 250000") says the number is another's.
 _ID_FILLER = re.compile(
-    r"[\s,:;#.'\"()?!-]*(?:(?:number|no|num|nr|is|it's|its|it|was|be|reads|says|the|my|your|on|of|card|id|document|"
-    r"that|this|here|please|yes|yeah|sure|okay|ok|so|uh|um|er|erm|hm|right|alright|sorry|i|think|i'm|ready)"
-    r"\b[\s,:;#.'\"()?!-]*){0,10}",
+    r"[\s,:;#.'\"()?!-]*(?:(?:number|no|num|nr|is|it's|its|it|s|was|be|should|would|will|reads|says|shows|the|my|"
+    r"your|on|of|card|id|document|that|that's|this|here|there|please|yes|yep|yup|yeah|sure|thing|certainly|of|"
+    r"course|okay|ok|so|well|uh|um|er|erm|hm|hmm|ah|right|alright|sorry|i|i'm|i've|i'll|have|got|think|ready|let|"
+    r"me|check|see|find|look|just|a|one|moment|sec|second|minute|hold|on|wait|and|then|now|again)"
+    r"\b[\s,:;#.'\"()?!-]*){0,14}",
     re.IGNORECASE,
 )
+# A question about money in the turn before ("How much did you pay for the passport?"): the answer's number
+# is an amount, not the document's.
+_MONEY_QUESTION = _ignoring_case(r"\b(?:how much|price|cost|costs|pay|paid|fee|fees|charge|charged|refund)\b")
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _TLD = r"(?:com|net|org|edu|gov|io|co|uk|us|de|fr|es|it|nl|ca|au|info|biz|me)"
@@ -878,6 +886,8 @@ def _id_cued(source: _Text, start: int) -> bool:
             return _ID_FILLER.fullmatch(text, last.end(), start) is not None
     if not _cue_in(source.lead_in, _ID_CUE, _ID_CUE_WORDS) or _ID_FILLER.fullmatch(text, 0, start) is None:
         return False
+    if _MONEY_QUESTION.search(source.lead_in):
+        return False
     last_in_lead = None
     for match in _ID_CUE.finditer(source.lead_in):
         last_in_lead = match
@@ -885,18 +895,21 @@ def _id_cued(source: _Text, start: int) -> bool:
 
 
 def _date_like(text: str, number: _Number) -> bool:
-    """Digits read as a date: written with '/' or '.', groups of a day or month beside a year ("15 03 2024"),
-    or eight digits that are one ("20240315")."""
+    """Digits read as a date or an amount: written with '/', shaped as a date ("15 03 2024", "2024 03 15",
+    "03 2030"), eight digits that are one ("20240315", "15032024"), or with two decimals ("1,500.00")."""
     written = text[number.start : number.end]
-    if "/" in written or "." in written or "," in written:
+    if "/" in written or _DECIMAL_AMOUNT.search(written):
         return True
-    groups = [len(token.digits) for token in number.tokens if not token.spoken]
-    if any(size <= 2 for size in groups) and any(
-            len(token.digits) == 4 and token.digits[:2] in ("19", "20") for token in number.tokens):
-        return True
+    sizes = tuple(len(token.digits) for token in number.tokens)
+    years = [i for i, token in enumerate(number.tokens) if len(token.digits) == 4 and token.digits[:2] in ("19", "20")]
+    if years and 2 <= len(sizes) <= 3 and all(size <= 2 for i, size in enumerate(sizes) if i != years[0]):
+        return True  # a year with a day and a month, or a month (on either side)
     digits = number.digits
-    return (len(digits) == 8 and digits[:2] in ("19", "20")
-            and "01" <= digits[4:6] <= "12" and "01" <= digits[6:] <= "31")
+    if len(digits) != 8:
+        return False
+    year_first = digits[:2] in ("19", "20") and "01" <= digits[4:6] <= "12" and "01" <= digits[6:] <= "31"
+    year_last = digits[4:6] in ("19", "20") and "01" <= digits[:2] <= "31" and "01" <= digits[2:4] <= "31"
+    return year_first or year_last
 
 
 def _id_documents(source: _Text) -> Iterator[Detection]:

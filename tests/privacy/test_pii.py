@@ -235,6 +235,13 @@ def test_an_ssn_ending_a_turn_stays_an_ssn_before_a_card_in_the_next() -> None:
     ("passport number five four three two one zero nine eight seven", "five four three two one zero nine eight seven"),
     ("passport here, the number is 5 3 4 7 2 1 9 8 8", "5 3 4 7 2 1 9 8 8"),  # "the number" is no phone's here
     ("my driver's licence number is 1234567890123456", "1234567890123456"),
+    # As recognizers write long numbers, and as people say them (the second review's misses).
+    ("My passport number is 123,456,789.", "123,456,789"),
+    ("my passport number is 12 2019 345", "12 2019 345"),
+    ("my passport number is, let me check, 123456789", "123456789"),
+    ("the passport number I have is 123456789", "123456789"),
+    ("my passport's number is 123456789", "123456789"),
+    ("And the passport number, that's 534721988", "534721988"),
 ])
 def test_an_identity_documents_number_after_its_name_is_found(text: str, number: str) -> None:
     assert found(text) == [(PiiKind.id_document, number)]
@@ -245,6 +252,13 @@ def test_an_identity_documents_number_is_found_after_the_name_in_the_turn_before
         (PiiKind.id_document, "C01X00T47")]
     assert found("It is 534721988.", lead_in="What is the number on your passport?") == [
         (PiiKind.id_document, "534721988")]
+    for answer in ("Yep. 534721988", "Sure thing, it's 534721988", "Okay, one moment. It's 534721988"):
+        assert found(answer, lead_in="What's your passport number?") == [
+            (PiiKind.id_document, answer[answer.index("5"):])]
+    assert found("Of course, it's D1234-56789-01234", lead_in="What's your driver's license number?") == [
+        (PiiKind.id_document, "D1234-56789-01234")]
+    # A question about money: the answer is an amount.
+    assert found("it is 1500000", lead_in="How much did you pay for the passport?") == []
     # The turn does not open with it: another number.
     assert found("my reservation number is 73821945", lead_in="Passport renewal?") == []
     assert found("I'll send the signed forms by March 3rd 2024.", lead_in="Your passport renewal is in progress.") == []
@@ -265,6 +279,9 @@ def test_an_identity_documents_number_is_found_after_the_name_in_the_turn_before
     "My passport expires 03/2030",
     "green card holders pay 1,250.00 USD",
     "showed my ID card and paid 250000 pesos",
+    "my ID card number is 150000 pesos",
+    "my passport number is 1,500.00",
+    "my passport number is 15032024",
     # Software licences are no identity documents.
     "My software license number is 4471-2290-1183",
     "The license number for Office is XQ47-8821-PL99",

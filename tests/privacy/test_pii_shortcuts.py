@@ -91,7 +91,7 @@ def _full_id_cued(source: pii._Text, start: int) -> bool:
         last = match
     if last is not None:
         return pii._ID_FILLER.fullmatch(text, last.end(), start) is not None
-    if pii._ID_FILLER.fullmatch(text, 0, start) is None:
+    if pii._ID_FILLER.fullmatch(text, 0, start) is None or pii._MONEY_QUESTION.search(source.lead_in):
         return False
     last_in_lead = None
     for match in pii._ID_CUE.finditer(source.lead_in):
