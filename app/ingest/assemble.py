@@ -16,7 +16,7 @@ Shared by every format, so the rules are the same everywhere:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
 
@@ -213,7 +213,13 @@ def assemble(
         _check_times(segment, source)
 
     spoken: list[Segment] = []
+    unlabelled = 0
     for segment in call.segments:
+        if segment.speaker is not None and is_blank(segment.speaker):
+            # A label that shows nothing ("   ", zero-width spaces) names no one: such speech is the
+            # undiarized speaker's, as a segment without a label is, not an invisible speaker in the call page.
+            segment = replace(segment, speaker=None)
+            unlabelled += 1
         if not is_blank(segment.text):
             spoken.append(segment)
         elif call.reject_empty:
@@ -223,6 +229,9 @@ def assemble(
     if len(spoken) < len(call.segments):
         dropped = len(call.segments) - len(spoken)
         warnings.append(f"dropped {dropped} empty fragment{'s' if dropped != 1 else ''}")
+    if unlabelled:
+        warnings.append(f"{unlabelled} utterance{'s' if unlabelled != 1 else ''} with a blank speaker label, "
+                        f"shown as {UNDIARIZED_SPEAKER!r}")
     _check_order(spoken, source)
 
     turns = _group(spoken, call.grouping)

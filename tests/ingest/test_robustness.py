@@ -256,3 +256,16 @@ def test_an_escaped_less_than_sign_in_a_cue_is_text() -> None:
     data = b"WEBVTT\n\n00:00:00.000 --> 00:00:02.000\n<v Dana>Under &lt;5 minutes.</v>\n"
     parsed = parse_bytes(data, source_name="call.vtt")
     assert parsed.transcript.utterances[0].text == "Under <5 minutes."
+
+
+@pytest.mark.parametrize("label", ["   ", "\u200b\u200b", "\t"])
+def test_a_blank_speaker_label_is_the_undiarized_speaker_with_a_warning(label: str) -> None:
+    # A label of spaces was kept as the speaker: an invisible speaker on the call page, in exports and in
+    # the role inference.
+    parsed = parse_bytes(json.dumps({"utterances": [
+        {"speaker": label, "text": "Hello, thanks for calling."},
+        {"speaker": "Customer", "text": "Hi, my card was charged twice."},
+        {"speaker": label, "text": "Let me check that for you."},
+    ]}).encode(), source_name="blank.json", fmt="native")
+    assert [u.speaker for u in parsed.transcript.utterances] == ["speaker", "Customer", "speaker"]
+    assert any("2 utterances with a blank speaker label" in warning for warning in parsed.warnings)
