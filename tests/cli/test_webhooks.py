@@ -131,6 +131,13 @@ def test_deliveries_shows_failures_and_replay_resends_with_the_same_id(database:
         assert [(a["outcome"], a["status_code"]) for a in logged] == [("dead", 404)]
         assert logged[0]["latency_ms"] is not None
         assert "dead" in runner.invoke(webhooks_app, ["deliveries", "--attempts", "--tenant", "acme"]).output
+        # One call's, by its external id as by its id; the next page of one is empty.
+        for reference in ("cli-1", failed[0]["call_id"]):
+            mine = json.loads(runner.invoke(webhooks_app, ["deliveries", "--call", reference, "--tenant", "acme",
+                                                           "--json"]).output)["deliveries"]
+            assert [d["id"] for d in mine] == [delivery_id]
+        older = runner.invoke(webhooks_app, ["deliveries", "--before", str(delivery_id), "--tenant", "acme", "--json"])
+        assert json.loads(older.output)["deliveries"] == []
 
         replayed = runner.invoke(webhooks_app, ["replay", "--failed", "--tenant", "acme"])
         assert replayed.exit_code == 0 and "replaying 1" in replayed.output
