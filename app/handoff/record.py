@@ -104,8 +104,9 @@ class CallRecordV1(BaseModel):
     agent_id: str | None
     team: str | None
     started_at: datetime | None
-    state: str = Field(description="queued | processing | ready_for_review | needs_attention | failed | "
-                                   "approved | rejected | deleted")
+    state: str = Field(description="ready_for_review | needs_attention | failed | approved | rejected | deleted: "
+                                   "the call's state after the change the event reports (a call still queued or "
+                                   "being processed has no record yet)")
     failure: str | None = Field(default=None, description="Why processing failed (call.failed).")
     reason: StatementV1 | None = None
     outcome: StatementV1 | None = None
