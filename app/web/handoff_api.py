@@ -6,12 +6,14 @@ tenant-scoped, 403 for a role that may not, 422 naming invalid input.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel, Field
 
+from app.errors import NotFoundError
 from app.handoff.endpoints import (
     add_endpoint,
     disable_endpoint,
@@ -26,6 +28,7 @@ from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
 from app.handoff.outbox import EventType, event_json_schema
 from app.handoff.record import record_json_schema
 from app.models.tables import MAX_BIG_ID
+from app.pipeline.calls import find_call
 from app.schemas.api import EndpointOut
 from app.web.api import ERRORS, FORBIDDEN, INVALID
 from app.web.deps import ApiUser, DbSession, web_state
@@ -192,13 +195,17 @@ def get_webhook_deliveries(
     principal: ApiUser,
     db: DbSession,
     failed: Annotated[bool, Query(description="Only dead-lettered or failing deliveries.")] = False,
-    call_id: Annotated[str | None, Query(max_length=32, pattern=NO_NUL_PATTERN,
-                                         description="Only this call's deliveries.")] = None,
+    call_id: Annotated[str | None, Query(max_length=200, pattern=NO_NUL_PATTERN,
+                                         description="Only this call's deliveries: its id or external id.")] = None,
     before: Annotated[int | None, Query(ge=1, le=MAX_BIG_ID, description="Only deliveries with a smaller id: "
                                         "the next page is `before=<the last id of this one>`.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
     principal.require(principal.can_manage_users, "manage webhooks")
+    if call_id is not None:
+        # A deleted call's deliveries outlive it: then it is asked for by its id, as given.
+        with contextlib.suppress(NotFoundError):
+            call_id = find_call(db, call_id, principal.tenant_id).id
     return [
         DeliveryOut(id=row.delivery.id, event_id=row.event_id, event_type=row.event_type,
                     call_id=row.delivery.call_id, endpoint_id=row.delivery.endpoint_id, url=row.url,

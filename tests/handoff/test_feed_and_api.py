@@ -73,6 +73,12 @@ def test_the_feed_pages_in_commit_order_and_applies_visibility(
     assert rest["next_cursor"] == newest != str(events_of(session_factory, foreign)[-1].id)
     empty = api.get(f"/api/events?after={rest['next_cursor']}", headers=bearer(admin)).json()
     assert empty == {"events": [], "next_cursor": newest}
+    # A cursor past the newest event of all is no cursor of the feed's: a reader keeping it would skip every
+    # event written up to it.
+    newest_of_all = int(events_of(session_factory, foreign)[-1].id)
+    ahead = api.get(f"/api/events?after={newest_of_all + 1000}", headers=bearer(admin))
+    assert ahead.status_code == 422 and "past the newest event" in ahead.text
+    assert api.get(f"/api/events?after={newest_of_all}", headers=bearer(admin)).status_code == 200
     # An agent's cursor moves past its tenant's events it does not see, so it never falls behind a purge.
     agent_page = events_for(api, agent, after=first["next_cursor"], expect=0)
     assert agent_page == {"events": [], "next_cursor": newest}
@@ -125,7 +131,9 @@ def test_bad_cursors_are_refused_by_the_decoder_and_422_on_the_feed(
         assert "invalid cursor" in answer.json()["detail"]
     assert (decode_cursor(None), decode_cursor(""), decode_cursor("0"), decode_cursor(str(MAX_EVENT_ID))) == (
         0, 0, 0, MAX_EVENT_ID)
-    assert api.get("/api/events", params={"after": str(MAX_EVENT_ID)}, headers=bearer(admin)).status_code == 200
+    # The largest cursor decodes (no database error) and is refused as past the newest event, not a 500.
+    largest = api.get("/api/events", params={"after": str(MAX_EVENT_ID)}, headers=bearer(admin))
+    assert largest.status_code == 422 and "past the newest event" in largest.text
 
 
 @given(cursor=st.one_of(st.text(max_size=14), st.integers(min_value=-(2**40), max_value=2**40).map(str)))
@@ -236,6 +244,8 @@ def test_deliveries_page_by_id_and_filter_by_call_and_64_bit_ids_are_taken(
     assert [d["id"] for d in first + second + third] == [d["id"] for d in every]
     one = api.get(f"/api/webhooks/deliveries?call_id={calls[2]}", headers=bearer(admin)).json()
     assert [d["call_id"] for d in one] == [calls[2]]
+    by_external = api.get("/api/webhooks/deliveries?call_id=page-2", headers=bearer(admin)).json()
+    assert by_external == one
     big = 2**31 + 5
     assert api.get(f"/api/webhooks/deliveries?before={big}", headers=bearer(admin)).json() == every
     replay = api.post("/api/webhooks/deliveries/replay", json={"delivery_ids": [big]}, headers=bearer(admin))
