@@ -19,6 +19,7 @@ from app.handoff.outbox import EventType, follow_call_owner, record_event
 from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEvent
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, new_call_id, utcnow
+from app.pipeline.analyst_fields import call_clock, due_fields
 from app.pipeline.calls import CALLS, get_or_create_tenant, state_columns
 from app.pipeline.redact import redact_transcript
 from app.schemas.transcript import CallMetadata, Transcript
@@ -139,6 +140,8 @@ def store_transcript(
                            {name: _jsonable(old) for name, (old, _new) in corrections.items()},
                            {name: _jsonable(new) for name, (_old, new) in corrections.items()}))
         session.flush()
+        if "started_at" in corrections:
+            _resolve_due_dates_again(session, existing)
         if existing.state in TERMINAL_PROCESSING_STATES or existing.state is CallState.failed:
             # Receivers hold its record (call.processed or call.failed went out): a task filed under the old
             # agent or team must follow the call. A call still waiting is announced by its first event.
@@ -160,6 +163,17 @@ def store_transcript(
     session.flush()
     _insert_utterances(session, existing.id, transcript)
     return StoredCall(existing.id, external_id, StoreStatus.replaced, existing.state, existing.llm_mode)
+
+
+def _resolve_due_dates_again(session: Session, call: Call) -> None:
+    """A corrected start moves the dates its items' due phrases name ("within 5 business days" counts from
+    the new start): they are resolved again, before the `call.updated` record is built. Before, the record
+    carried the new start beside due dates counted from the old one."""
+    clock = call_clock(session, call.id)
+    for claim in session.scalars(select(Claim).where(Claim.call_id == call.id, Claim.due.is_not(None))):
+        for column, value in due_fields(claim.due, clock).items():
+            setattr(claim, column, value)
+    session.flush()
 
 
 def _change_mode(session: Session, call: Call, llm_mode: LlmMode, actor: Actor) -> StoredCall:

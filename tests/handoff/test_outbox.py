@@ -513,6 +513,32 @@ def test_a_corrected_agent_is_handed_over_as_call_updated_once_the_call_was(
     assert CallRecordV1.model_validate(events[1].payload["data"]).agent_id == "B-2"
 
 
+def test_a_corrected_start_moves_the_due_dates_its_items_name(
+    session_factory: sessionmaker[Session], allow_private: Settings
+) -> None:
+    # "within 5 business days" of Wednesday 2026-03-04 is 2026-03-11; moved to Monday 2026-04-20, the call's
+    # item falls due on 2026-04-27. The call.updated record carried the new start with the old due date.
+    from datetime import datetime as _datetime
+
+    call_id = processed_call(session_factory, "upd-start")
+    (first,) = [item for item in CallRecordV1.model_validate(events_of(session_factory, call_id)[0].payload["data"])
+                .action_items if item.due_phrase == "within 5 business days"]
+    assert first.due_date == date(2026, 3, 11)
+    transcript = make_transcript(external_id="upd-start")
+    moved_start = _datetime(2026, 4, 20, 15, 0, tzinfo=CALL_START.tzinfo)
+    metadata = transcript.metadata.model_copy(update={"started_at": moved_start})
+    with unit_of_work(session_factory) as session:
+        store_transcript(session, transcript.model_copy(update={"metadata": metadata}), tenant="acme",
+                         external_id="upd-start", replace=True)
+    updated = CallRecordV1.model_validate(events_of(session_factory, call_id)[-1].payload["data"])
+    (item,) = [item for item in updated.action_items if item.due_phrase == "within 5 business days"]
+    assert updated.started_at == moved_start and item.due_date == date(2026, 4, 27)
+    with unit_of_work(session_factory) as session:
+        stored = session.scalars(
+            select(Claim.due_date).where(Claim.call_id == call_id, Claim.due.is_not(None))).all()
+    assert date(2026, 4, 27) in stored and all(due is None or due >= date(2026, 4, 20) for due in stored), stored
+
+
 class _SecondModel(HeuristicProvider):
     """The LLM stand-in for another model: the same answers under another name (a new idempotency key)."""
 
