@@ -105,8 +105,8 @@ class CallRecordV1(BaseModel):
     team: str | None
     started_at: datetime | None
     state: str = Field(description="ready_for_review | needs_attention | failed | approved | rejected | deleted: "
-                                   "the call's state after the change the event reports (a call still queued or "
-                                   "being processed has no record yet)")
+                                   "the call's state after the change the event reports; a record fetched with "
+                                   "GET /api/calls/{id}/record while the call waits says queued or processing")
     failure: str | None = Field(default=None, description="Why processing failed (call.failed).")
     reason: StatementV1 | None = None
     outcome: StatementV1 | None = None

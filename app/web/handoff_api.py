@@ -26,11 +26,12 @@ from app.handoff.endpoints import (
 )
 from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
 from app.handoff.outbox import EventType, event_json_schema
-from app.handoff.record import record_json_schema
+from app.handoff.record import CallRecordV1, build_record, record_json_schema
 from app.models.tables import MAX_BIG_ID
 from app.pipeline.calls import find_call
+from app.review import visible_call
 from app.schemas.api import EndpointOut
-from app.web.api import ERRORS, FORBIDDEN, INVALID
+from app.web.api import ERRORS, FORBIDDEN, INVALID, CallIdPath
 from app.web.deps import ApiUser, DbSession, web_state
 from app.web.queue import MAX_RECORD_ID
 from app.web.schemas import NO_NUL_PATTERN, ErrorOut, StorableStr
@@ -98,6 +99,17 @@ class ReplayOut(BaseModel):
             responses={401: {"description": "Never: the schema is public."}})
 def get_record_schema() -> dict[str, Any]:
     return record_json_schema()
+
+
+@router.get("/calls/{call_id}/record", tags=["hand-off"], response_model=CallRecordV1,
+            summary="The call's postcall.call.v1 record as it is now (a receiver catching up after a 410)",
+            responses=FORBIDDEN)
+def get_call_record(call_id: CallIdPath, request: Request, principal: ApiUser, db: DbSession) -> CallRecordV1:
+    """The record an event of the call would carry if one were written now: the same model, the same
+    masking, for a receiver rebuilding what it filed (the feed answered 410, a delivery was lost) without a
+    second mapping from the review API's shape."""
+    call = visible_call(db, principal, call_id)
+    return build_record(db, call, public_url=web_state(request).settings.public_url)
 
 
 @router.get("/schemas/event.v1.json", tags=["hand-off"],

@@ -253,6 +253,23 @@ def test_deliveries_page_by_id_and_filter_by_call_and_64_bit_ids_are_taken(
     assert api.get(f"/api/webhooks/deliveries?before={2**63}", headers=bearer(admin)).status_code == 422
 
 
+def test_a_calls_record_is_fetched_as_its_events_carry_it(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    # After a 410 (or a lost delivery) a receiver rebuilds what it filed from the same postcall.call.v1
+    # record, not from the review API's shape (claims with `status`, no `due_date`, no note).
+    admin, _, globex = _admin_and_supervisor(session_factory)
+    _, agent = make_principal(session_factory, "al", UserRole.agent, agent_id="A-7")
+    call_id = processed_call(session_factory, "rec-fetch", agent_id="A-7")
+    (event,) = events_of(session_factory, call_id)
+    fetched = api.get(f"/api/calls/{call_id}/record", headers=bearer(admin))
+    assert fetched.status_code == 200
+    assert fetched.json() == event.payload["data"]  # nothing changed since the event: the same record
+    assert api.get(f"/api/calls/{call_id}/record", headers=bearer(agent)).status_code == 200  # the agent's call
+    assert api.get(f"/api/calls/{call_id}/record", headers=bearer(globex)).status_code == 404
+    assert api.get("/api/calls/no-such-call/record", headers=bearer(admin)).status_code == 404
+
+
 def test_private_urls_are_refused_unless_allowed(db_url: str, session_factory: sessionmaker[Session]) -> None:
     admin, _, _ = _admin_and_supervisor(session_factory)
     with client_for(db_url, BrokerQueue.fresh(), webhook_allow_private=False) as client:

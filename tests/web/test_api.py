@@ -315,7 +315,7 @@ def test_openapi_spec_documents_every_route_with_bearer_auth(world: World) -> No
         # hand-off (app/web/handoff_api.py)
         "/api/events", "/api/webhooks", "/api/webhooks/{endpoint_id}/disable", "/api/webhooks/{endpoint_id}/enable",
         "/api/webhooks/{endpoint_id}/rotate-secret", "/api/webhooks/deliveries", "/api/webhooks/deliveries/replay",
-        "/api/schemas/call.v1.json", "/api/schemas/event.v1.json",
+        "/api/schemas/call.v1.json", "/api/schemas/event.v1.json", "/api/calls/{call_id}/record",
     }
     assert spec["components"]["securitySchemes"]["apiToken"] == {
         "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["apiToken"]

@@ -74,7 +74,8 @@ def test_the_run_covers_every_documented_operation(target: Target) -> None:
         "POST /api/calls/{call_id}/claims", "POST /api/claims/{claim_id}/review", "GET /api/users",
         "POST /api/users",
         # hand-off (app/web/handoff_api.py)
-        "GET /api/schemas/call.v1.json", "GET /api/schemas/event.v1.json", "GET /api/events", "GET /api/webhooks",
+        "GET /api/schemas/call.v1.json", "GET /api/schemas/event.v1.json", "GET /api/calls/{call_id}/record",
+        "GET /api/events", "GET /api/webhooks",
         "POST /api/webhooks",
         "POST /api/webhooks/{endpoint_id}/disable", "POST /api/webhooks/{endpoint_id}/enable",
         "POST /api/webhooks/{endpoint_id}/rotate-secret",
