@@ -104,6 +104,8 @@ class CallRecordV1(BaseModel):
     agent_id: str | None
     team: str | None
     started_at: datetime | None
+    language: str | None = Field(default=None, description="The call's language as the transcript gave it (a "
+                                                           "correction of it is a call.updated).")
     state: str = Field(description="ready_for_review | needs_attention | failed | approved | rejected | deleted: "
                                    "the call's state after the change the event reports; a record fetched with "
                                    "GET /api/calls/{id}/record while the call waits says queued or processing")
@@ -143,6 +145,8 @@ class RecordedCall(Protocol):
     def team(self) -> str | None: ...
     @property
     def started_at(self) -> datetime | None: ...
+    @property
+    def language(self) -> str | None: ...
     @property
     def state(self) -> CallState: ...
     @property
@@ -220,6 +224,7 @@ def identity_record(call: RecordedCall, tenant: str, *, state: str, deleted: boo
         agent_id=call.agent_id,
         team=call.team,
         started_at=call.started_at,
+        language=call.language,
         state=state,
         deleted=deleted,
     )

@@ -84,7 +84,7 @@ _SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam(
                                             RUNS.c.status == _SUCCEEDED_STATUS)
 # The columns of the call the final write reads (`ResultCall`).
 _RESULT_CALL_COLUMNS = (Call.id, Call.tenant_id, Call.external_id, Call.agent_id, Call.team, Call.started_at,
-                        Call.transcript_hash, Call.state, Call.last_error, Call.case_note)
+                        Call.transcript_hash, Call.state, Call.last_error, Call.case_note, Call.language)
 _LOCK_CALL_FOR_RESULT = FixedStatement(
     select(
         *_RESULT_CALL_COLUMNS,
@@ -169,6 +169,7 @@ class ResultCall:
     state: CallState
     last_error: str | None
     case_note: str | None
+    language: str | None
 
 
 @dataclass(frozen=True)

@@ -511,6 +511,15 @@ def test_a_corrected_agent_is_handed_over_as_call_updated_once_the_call_was(
     events = events_of(session_factory, processed)
     assert [e.type for e in events] == ["call.processed", "call.updated"]
     assert CallRecordV1.model_validate(events[1].payload["data"]).agent_id == "B-2"
+    # A corrected language alone is a call.updated too: the record now says which.
+    transcript = make_transcript(external_id="upd-done", agent_id="B-2")
+    metadata = transcript.metadata.model_copy(update={"started_at": CALL_START, "language": "es"})
+    with unit_of_work(session_factory) as session:
+        store_transcript(session, transcript.model_copy(update={"metadata": metadata}), tenant="acme",
+                         external_id="upd-done", replace=True)
+    events = events_of(session_factory, processed)
+    assert [e.type for e in events][-1] == "call.updated"
+    assert [CallRecordV1.model_validate(e.payload["data"]).language for e in events] == ["en", "en", "es"]
 
 
 def test_a_corrected_start_moves_the_due_dates_its_items_name(
