@@ -93,7 +93,8 @@ class ExtractionV1(BaseModel):
 
 
 class CallRecordV1(BaseModel):
-    """One call as handed off. For `call.deleted` only the identity fields are set (`deleted: true`)."""
+    """One call as handed off. For `call.deleted` only the identity fields are filled (`deleted: true`); the
+    lists and the summary are there, empty, and `review` says only who deleted the call."""
 
     model_config = ConfigDict(title="postcall.call.v1")
 
