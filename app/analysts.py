@@ -218,8 +218,7 @@ def revoke_analyst(session: Session, role_name: str) -> Revoked:
     session.execute(text(f'REVOKE {ANALYST_GROUP} FROM "{role_name}"'))
     # Sessions already open keep running under NOLOGIN; end them (needs the right to signal them: a
     # superuser, pg_signal_backend, or membership; without it their next query on a view is refused: no group).
-    _in_savepoint(session, f"SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "  # noqa: S608
-                           f"WHERE usename = '{role_name}'")
+    end_analyst_sessions(session, role_name)
     dropped = _in_savepoint(session, f'DROP OWNED BY "{role_name}"') and _in_savepoint(
         session, f'DROP ROLE "{role_name}"')  # fails when it owns objects in another database
     session.flush()
