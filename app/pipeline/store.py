@@ -20,7 +20,7 @@ from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEve
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, new_call_id, utcnow
 from app.pipeline.analyst_fields import call_clock, due_fields
-from app.pipeline.calls import CALLS, get_or_create_tenant, state_columns
+from app.pipeline.calls import CALLS, get_or_create_tenant, set_state, state_columns
 from app.pipeline.redact import redact_transcript
 from app.schemas.transcript import CallMetadata, Transcript
 from app.text.storable import is_blank
@@ -183,11 +183,11 @@ def _change_mode(session: Session, call: Call, llm_mode: LlmMode, actor: Actor) 
     it waits for the next batch. Before, it stayed as it was and the answer said `unchanged`."""
     session.add(_event(call.tenant_id, call.id, actor, "llm_mode_changed", {"llm_mode": call.llm_mode.value},
                        {"llm_mode": llm_mode.value}))
-    now = utcnow()
     call.llm_mode, call.llm_batch_id = llm_mode, None
-    # Queued afresh in its new mode: its wait is counted from now (the reconciler's stuck test, the oldest
-    # pending call's age), not from when it began to wait for a batch.
-    call.enqueued_at = call.state_changed_at = now
+    # Queued afresh in its new mode, as `postcall retry --mode` queues it: its wait is counted from now (the
+    # reconciler's stuck test, the oldest pending call's age), not from when it began to wait for a batch.
+    set_state(call, CallState.queued, error=call.last_error)
+    call.enqueued_at = call.state_changed_at
     session.flush()
     return StoredCall(call.id, call.external_id, StoreStatus.updated, call.state, call.llm_mode, mode_changed=True)
 
