@@ -5,7 +5,6 @@ workers' next sweep)."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 import typer
@@ -20,11 +19,11 @@ from app.cli.common import (
 )
 from app.cli.render import print_json, print_secret, print_table, safe, say, warn
 from app.config import Settings
-from app.errors import NotFoundError, PostcallError
+from app.errors import PostcallError
 from app.handoff import endpoints as hooks
 from app.handoff.outbox import EventType
 from app.models import WebhookEndpoint
-from app.pipeline.calls import find_call, find_tenant, get_or_create_tenant
+from app.pipeline.calls import find_tenant, get_or_create_tenant
 from app.schemas.api import EndpointOut
 
 webhooks_app = typer.Typer(help="Webhook endpoints that receive hand-off events, and their deliveries.",
@@ -162,18 +161,13 @@ def webhooks_deliveries(
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         tenant_id = require_tenant_id(session, slug)
-        call_id = call
-        if call is not None:
-            # A deleted call's deliveries outlive it: then it is asked for by its id, as given.
-            with contextlib.suppress(NotFoundError):
-                call_id = find_call(session, call, tenant_id).id
         rows: list[dict[str, Any]] = [
             {"id": r.delivery.id, "event_id": r.event_id, "type": r.event_type, "call_id": r.delivery.call_id,
              "endpoint_id": r.delivery.endpoint_id, "url": r.url, "status": r.delivery.status.value,
              "attempts": r.delivery.attempts, "last_status_code": r.delivery.last_status_code,
              "last_error": r.delivery.last_error, "next_attempt_at": r.delivery.next_attempt_at.isoformat()}
             for r in hooks.list_deliveries(session, tenant_id, failed_only=failed, endpoint_id=endpoint,
-                                           call_id=call_id, before=before, limit=limit)
+                                           call_id=call, before=before, limit=limit)
         ]
         if show_attempts:
             logged = hooks.attempts_of(session, [row["id"] for row in rows])

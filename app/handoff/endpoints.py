@@ -3,6 +3,7 @@ deliveries. Every function is scoped to one tenant; they flush, the entry point 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from app.handoff.secrets import SecretBox, generate_secret
 from app.handoff.urls import check_endpoint_url
 from app.models import DeliveryStatus, OutboxEvent, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.tables import utcnow
+from app.pipeline.calls import find_call
 from app.privacy.mask import stored_error
 
 # After a rotation the previous secret keeps signing this long, so receivers can switch without a gap.
@@ -191,7 +193,8 @@ def list_deliveries(
     limit: int = 50,
 ) -> list[DeliveryRow]:
     """Newest first. `failed_only`: dead-lettered, or pending after at least one failed attempt; `call_id`:
-    one call's; `before`: those with a smaller id (the next page: the last id of the page before)."""
+    one call's (its id or external id); `before`: those with a smaller id (the next page: the last id of the
+    page before)."""
     query = (
         select(WebhookDelivery, OutboxEvent.event_id, OutboxEvent.type, WebhookEndpoint.url)
         .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
@@ -208,6 +211,9 @@ def list_deliveries(
     if endpoint_id is not None:
         query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
     if call_id is not None:
+        # A call id or external id; a deleted call's deliveries outlive it, asked for by its id as given.
+        with contextlib.suppress(NotFoundError):
+            call_id = find_call(session, call_id, tenant_id).id
         query = query.where(WebhookDelivery.call_id == call_id)
     if before is not None:
         query = query.where(WebhookDelivery.id < before)

@@ -6,14 +6,12 @@ tenant-scoped, 403 for a role that may not, 422 naming invalid input.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel, Field
 
-from app.errors import NotFoundError
 from app.handoff.endpoints import (
     add_endpoint,
     disable_endpoint,
@@ -28,7 +26,6 @@ from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
 from app.handoff.outbox import EventType, event_json_schema
 from app.handoff.record import CallRecordV1, build_record, record_json_schema
 from app.models.tables import MAX_BIG_ID
-from app.pipeline.calls import find_call
 from app.review import visible_call
 from app.schemas.api import EndpointOut
 from app.web.api import ERRORS, FORBIDDEN, INVALID, CallIdPath
@@ -214,10 +211,6 @@ def get_webhook_deliveries(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
     principal.require(principal.can_manage_users, "manage webhooks")
-    if call_id is not None:
-        # A deleted call's deliveries outlive it: then it is asked for by its id, as given.
-        with contextlib.suppress(NotFoundError):
-            call_id = find_call(db, call_id, principal.tenant_id).id
     return [
         DeliveryOut(id=row.delivery.id, event_id=row.event_id, event_type=row.event_type,
                     call_id=row.delivery.call_id, endpoint_id=row.delivery.endpoint_id, url=row.url,
