@@ -385,8 +385,11 @@ def _statement_failure(
         if not _LARGER_UNIT_COUNTS.isdisjoint(value for _, value in claim_values):
             claim_values = _less_what_a_larger_unit_says(detail, claim_values, texts)
         unsupported = _unsupported_detail(claim_values, *profile)
-        if unsupported is None and negative_only_by_courtesy(detail, claim_values, texts):
+        if unsupported is None and any(kind is TokenKind.negation for kind, _ in claim_values) and (
+                negative_only_by_courtesy(detail, claim_values, texts) or not _denies_what_it_says(detail, texts)):
             unsupported = Reason.unsupported_negation
+        if unsupported is None and _range_cut_to_one_end(detail, texts):
+            unsupported = Reason.unsupported_number
         if unsupported is not None:
             return unsupported
     if due:
@@ -441,6 +444,118 @@ def negative_only_by_courtesy(
         return False
     stripped = [_COURTESY_NEGATION.sub(" ", text) for text in evidence_texts]
     return stripped != list(evidence_texts) and not any(_negative(text) for text in stripped)
+
+
+def _denies_what_it_says(claim: str, evidence_texts: Sequence[str]) -> bool:
+    """Whether a negative claim's evidence denies something the claim denies: a sentence of the evidence with
+    a negation shares a content word with a sentence of the claim with one, or those are what the evidence's
+    negations reach (`_negated_words`: "I will not, unfortunately, refund it"), or a "No" answers a question
+    cited beside it that does. Any negation at all used to do: "the refund will not be issued" rested on "we
+    are unable to replace it. The refund will take 5-7 business days", and "the transfer was not completed"
+    on "...has been transferred" beside the closing "no that was all thank you"."""
+    claim_stems = _denied_stems(visible_text(claim))
+    if claim_stems <= _REPORTING_STEMS:
+        return True  # its negation's sentence names nothing to compare ("the customer says they can't")
+    answered = False
+    for text in evidence_texts:
+        if not claim_stems.isdisjoint(_denied_stems(text)):
+            return True
+        for clause in _CLAUSE_END.split(text)[::2]:
+            opening = _FIRST_WORD.search(clause)
+            answered = answered or (opening is not None and opening.group().lower() in NEGATIVE_RESPONSE_PARTICLES)
+    if not claim_stems.isdisjoint(_negated_words(evidence_texts)[0]):
+        return True
+    if answered and claim_stems <= _NOTHING_MORE_STEMS:
+        return True  # "no other questions" on "No, that is all, thank you"
+    # "Did the package arrive?" - "No.": the answer denies what the question asks.
+    return answered and any(
+        not claim_stems.isdisjoint(stem for stem, reach in _content_stems(sentence) if not reach)
+        for text in evidence_texts for sentence in _SENTENCE.findall(text)
+        if sentence.rstrip().endswith("?") or _YES_NO_QUESTION.match(sentence))
+
+
+@functools.lru_cache(maxsize=8192)
+def _denied_stems(text: str) -> frozenset[str]:
+    """The content stems of the sentences of `text` that hold a negation (or a refusal, "without"). Whole
+    sentences, not clauses: what is denied is often named in the clause before ("I bought FIFA points and
+    never got them")."""
+    stems: set[str] = set()
+    for sentence in _SENTENCE.findall(text):
+        sentence_stems = _content_stems(sentence)
+        if any(reach > 0 for _, reach in sentence_stems):
+            stems.update(stem for stem, reach in sentence_stems if not reach)
+    return frozenset(stems)
+
+
+# A range of a duration ("three to five business days", "24-48 hours", "between 3 and 5 days"): a claim that
+# keeps one end of it says more than was said ("arrives in 3 business days"), unless it bounds by that end
+# ("within 5 business days", "at least 3 days").
+_RANGE_JOINERS = frozenset({"to", "through", "thru"})
+_UPPER_BOUND_WORDS = frozenset({"within", "under", "max", "maximum", "by"})
+_LOWER_BOUND_WORDS = frozenset({"minimum", "min"})
+_BOUNDING_PAIRS = {("up", "to"): "upper", ("at", "most"): "upper", ("less", "than"): "upper",
+                   ("no", "later"): "upper", ("at", "least"): "lower", ("more", "than"): "lower"}
+
+
+def _duration_ranges(text: str) -> list[tuple[str, str, str]]:
+    """The ranges of a duration `text` says, each as (low, high, unit): "3 to 5 business days": ("3", "5",
+    "day")."""
+    normalized = normalize(visible_text(text))
+    tokens, kinds = normalized.tokens, normalized.kinds
+    ranges = []
+    for index in range(len(tokens) - 2):
+        low, joiner, high = tokens[index : index + 3]
+        if not (low.isdigit() and high.isdigit() and kinds[index] in NUMERIC_KINDS
+                and kinds[index + 2] in NUMERIC_KINDS and int(low) < int(high)):
+            continue
+        if joiner not in _RANGE_JOINERS and not (joiner == "and" and index and tokens[index - 1] == "between"):
+            continue
+        following = index + 3
+        if following < len(tokens) and tokens[following] in _UNIT_QUALIFIERS:
+            following += 1
+        unit = _TIME_UNITS.get(tokens[following], "") if following < len(tokens) else ""
+        if unit:
+            ranges.append((low, high, unit))
+    return ranges
+
+
+def _bound_said(tokens: Sequence[str], index: int) -> str | None:
+    """"upper" or "lower" when the number at `index` is said as a bound ("within 5", "at least 3")."""
+    if index >= 1 and tokens[index - 1] in _UPPER_BOUND_WORDS:
+        return "upper"
+    if index >= 1 and tokens[index - 1] in _LOWER_BOUND_WORDS:
+        return "lower"
+    if index >= 2:
+        return _BOUNDING_PAIRS.get((tokens[index - 2], tokens[index - 1]))
+    return None
+
+
+def _range_cut_to_one_end(detail: str, evidence_texts: Sequence[str]) -> bool:
+    """Whether `detail` (a claim's text or due phrase) says one end of a duration range of its evidence as
+    if it were all that was said: "in 3 business days" on "three to five business days" (a due date two days
+    early), "within 24 hours" on "24-48 hours". The end said elsewhere in the evidence on its own is said."""
+    ranges = [found for text in evidence_texts for found in _duration_ranges(text)]
+    if not ranges:
+        return False
+    normalized = normalize(visible_text(detail))
+    tokens = normalized.tokens
+    claimed = {token for token, kind in zip(tokens, normalized.kinds, strict=True) if kind in NUMERIC_KINDS}
+    alone: dict[tuple[str, str], int] = {}
+    for text in evidence_texts:
+        for number, unit in numbers_with_units(text):
+            alone[(number, unit)] = alone.get((number, unit), 0) + 1
+    for _, high, unit in ranges:  # the low end is said with no unit of its own ("3 to 5 days": ("3", ""))
+        alone[(high, unit)] = alone.get((high, unit), 0) - 1
+    for low, high, unit in ranges:
+        if (low in claimed) == (high in claimed):
+            continue
+        end, allowed = (low, "lower") if low in claimed else (high, "upper")
+        if alone.get((end, unit), 0) > 0:
+            continue  # said on its own too
+        for index, token in enumerate(tokens):
+            if token == end and _bound_said(tokens, index) != allowed:
+                return True
+    return False
 
 
 def _negative(text: str) -> bool:
@@ -573,6 +688,11 @@ _ASKING_STEMS = frozenset(_stem(word) for word in (
 # card", "a confirmation email").
 _TWO_SENSE_STEMS = frozenset(_stem(word) for word in ("issue", "check", "confirm", "request", "lost", "question"))
 _WISH_STEMS = frozenset(_stem(word) for word in ("want", "wish", "like", "need", "hope", "prefer", "try"))
+# What a closing "No, that's all" denies: that the caller needs anything more.
+_NOTHING_MORE_STEMS = frozenset(_stem(word) for word in (
+    "other", "more", "further", "else", "additional", "question", "questions", "concern", "concerns", "need",
+    "needed", "help", "assistance", "anything", "thing", "things", "request", "requests", "issue", "issues",
+))
 
 
 @functools.lru_cache(maxsize=8192)
@@ -698,9 +818,14 @@ _QUALIFIED_CLAIM = re.compile(
     r"\b|\?",
     re.IGNORECASE)
 # Where a condition's reach ends inside a sentence: "I'll send it today, and if you have questions, call us"
-# puts no condition on the sending.
-_COORDINATION = re.compile(
-    r"\b(?:and|but|so|because|however|although|though|while|whereas|yet|instead|meanwhile)\b", re.IGNORECASE)
+# puts no condition on the sending. Split with the joining word (and a comma before it) kept:
+# `_unasserted_words` reads which word joined two clauses.
+_COORDINATION_PARTS = re.compile(
+    r"(,?\s*\b(?:and|but|so|because|however|although|though|while|whereas|yet|instead|meanwhile)\b)",
+    re.IGNORECASE)
+# A clause that opens with its own subject ("and I'll send it today") starts anew, out of the condition.
+_NEW_SUBJECT = re.compile(r"\s*(?:i|you|we|they|he|she|it|this|that|there)\b(?!\s+(?:and|or)\b)",
+                          re.IGNORECASE)
 
 
 # A claim's words that make it about advice or a search rather than a fact: "the agent advised returning the
@@ -735,17 +860,21 @@ def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str
             if not _MAY_UNASSERT.search(sentence):  # most sentences: read whole, not clause by clause
                 plain.update(stem for stem, reach in _content_stems(sentence) if not reach)
                 continue
-            for clause in _COORDINATION.split(sentence):
+            parts = _COORDINATION_PARTS.split(sentence)
+            under_condition = False
+            for clause, joiner in zip(parts[::2], ["", *parts[1::2]], strict=True):
                 embedded = _EMBEDDED_QUESTION.search(clause)
                 if embedded is not None:  # what the clause asks about, after the question's opening
                     plain.update(stem for stem, reach in _content_stems(clause[: embedded.end()]) if not reach)
                     asked.update(stem for stem, reach in _content_stems(clause[embedded.end():]) if not reach)
+                    under_condition = False
                     continue
                 stems = {stem for stem, reach in _content_stems(clause) if not reach}
-                if _CONDITION.search(_COURTESY.sub(" ", clause)) is not None:
-                    conditional.update(stems)
-                else:
-                    plain.update(stems)
+                # "if you DM your name and address we can send a gift card": an "and" with no comma before it,
+                # and no new subject after it, goes on with the condition it is in.
+                under_condition = _CONDITION.search(_COURTESY.sub(" ", clause)) is not None or (
+                    under_condition and joiner.strip().lower() == "and" and not _NEW_SUBJECT.match(clause))
+                (conditional if under_condition else plain).update(stems)
     return conditional - plain, asked - plain - conditional, plain
 
 

@@ -697,3 +697,79 @@ def test_an_action_items_due_is_checked_against_its_evidence(due: str, evidence:
     assert (claim.status, claim.reason) == (
         ClaimStatus.grounded if reason is None else ClaimStatus.ungrounded, reason
     )
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    # A negation about something else: the refund is on its way, the replacement is what cannot be done.
+    ("The agent said no refund will be issued",
+     ["We are unable to replace it. The refund will take 5-7 business days to process."]),
+    # The closing "no that was all" beside the turn that says the transfer went through.
+    ("The $102 transfer was not completed", ["ok so the $102 has been transferred", "no that was all thank you"]),
+    ("The customer's order will not be refunded", ["I can't change the delivery address. Your refund is processed."]),
+])
+def test_a_negative_claim_needs_a_negation_of_what_it_denies(claim: str, evidence: list[str]) -> None:
+    assert unsupported_claim_detail(claim, evidence) is Reason.unsupported_negation
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("The customer did not receive the package", ["my package never arrived"]),  # said with other words
+    ("The package did not arrive", ["Did your package arrive?", "No."]),  # a "No" answering the question cited
+    ("The agent will not refund the fee", ["I will not, unfortunately, refund the fee"]),  # carried past commas
+    ("The customer never got the FIFA points", ["I bought FIFA points and never got them"]),  # named before
+    ("The customer said: I asked to buy it and was told I couldn't",
+     ["I asked to buy it and was told I couldn't"]),  # the claim's negation names nothing of its own
+])
+def test_a_negation_of_what_the_claim_denies_supports_it(claim: str, evidence: list[str]) -> None:
+    assert unsupported_claim_detail(claim, evidence) is None
+
+
+def test_a_negative_claim_on_an_unrelated_negation_is_flagged_end_to_end() -> None:
+    call = transcript(("agent", "ok so the $102 has been transferred to your savings"),
+                      ("agent", "anything else i can help with"),
+                      ("customer", "no that was all thank you"))
+    statement = Statement(text="The $102 transfer was not completed",
+                          evidence=[EvidenceRef(utterance=0, quote="the $102 has been transferred"),
+                                    EvidenceRef(utterance=2, quote="no that was all thank you")])
+    claim = verify_extraction(call, Extraction(outcome=statement)).claims[0]
+    assert (claim.status, claim.reason) == (ClaimStatus.ungrounded, Reason.unsupported_negation)
+
+
+@pytest.mark.parametrize(("claim", "due", "evidence"), [
+    # One end of a range of a duration, said as if it were all.
+    ("The new card arrives in 3 business days", None, "you should receive it in three to five business days"),
+    ("The team replies within 24 hours", None, "we reply within 24-48 hours"),
+    ("The refund takes 10 days", None, "the refund takes between 10 and 14 days"),
+    ("Mail the new card", "in 3 business days", "you should receive it in three to five business days"),
+])
+def test_one_end_of_a_range_is_not_the_range(claim: str, due: str | None, evidence: str) -> None:
+    cited = [EvidenceRef(utterance=0, quote=evidence)]
+    statement = ActionItem(text=claim, owner=Owner.agent, due=due, evidence=cited) if due \
+        else Statement(text=claim, evidence=cited)
+    call = transcript(("agent", evidence))
+    extraction = Extraction(action_items=[statement]) if due else Extraction(outcome=statement)
+    claim_out = verify_extraction(call, extraction).claims[0]
+    assert (claim_out.status, claim_out.reason) == (ClaimStatus.ungrounded, Reason.unsupported_number)
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("The new card arrives in 3 to 5 business days", "you should receive it in three to five business days"),
+    ("The new card arrives within 5 business days", "you should receive it in three to five business days"),
+    ("The refund takes at least 10 days", "the refund takes between 10 and 14 days"),
+    ("The office opens at 9", "we're open from 9 to 5"),  # times, not a duration: each end is said
+    ("The card arrives in 3 days", "it takes 3 to 5 days, and yours ships today, so in 3 days"),  # said alone too
+])
+def test_a_range_kept_bounded_by_its_end_or_said_alone_is_supported(claim: str, evidence: str) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is None
+
+
+def test_a_condition_goes_on_over_an_and_without_a_new_subject() -> None:
+    call = transcript(("agent", "if you DM your full name and address via the link below we can send out a gift "
+                                "card instead"),
+                      ("agent", "if you have questions call us and I'll send the refund today"))
+    gift = Statement(text="The agent will send the customer a gift card",
+                     evidence=[EvidenceRef(utterance=0, quote="we can send out a gift card instead")])
+    refund = Statement(text="The agent will send the refund today",
+                       evidence=[EvidenceRef(utterance=1, quote="I'll send the refund today")])
+    claims = verify_extraction(call, Extraction(summary=[gift, refund])).claims
+    assert (claims[0].status, claims[0].reason) == (ClaimStatus.ungrounded, Reason.conditional_in_evidence)
+    assert claims[1].status is ClaimStatus.grounded  # "and I'll ...": a new subject, out of the condition
