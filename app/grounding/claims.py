@@ -328,6 +328,16 @@ _REQUEST = re.compile(
     # An imperative addressed to the speaker's side: "reach out to us", "drop us a DM", "let me know".
     r"|\b(?:to|send|give|drop|dm|email|e-mail|call|contact|let|message|text|ping|tell|show)\s+(?:us|me)\b",
     re.IGNORECASE)
+# A request that asks the one spoken to to do something ("Please contact our reservations team", "can you send
+# me a new one"): with no commitment of the speaker beside it, it gives the task to the listener. Not the
+# requests to wait, to note or to bear with the speaker ("please allow 24 hours", "could you please hold"),
+# which say nothing of who acts.
+_LISTENER_ASKED = re.compile(
+    r"(?:\b(?:please|kindly)|\b(?:could|can|would|will)\s+you(?:\s+please)?)\s+"
+    r"(?!allow\b|note\b|be\b|bear\b|expect\b|wait\b|hold\b|rest\b|understand\b|know\b|let\s+(?:me|us)\b|"
+    r"accept\b|excuse\b|forgive\b|like\b|prefer\b|mind\b|see\b|hear\b|tell\s+(?:me|us)\b|confirm\b|verify\b|"
+    r"provide\b|give\s+(?:me|us)\b)(?=[a-z])",
+    re.IGNORECASE)
 _OTHER_PARTY = {Role.agent: Owner.customer, Role.customer: Owner.agent}
 
 
@@ -348,6 +358,8 @@ def _committed_by_the_other(prepared: PreparedTranscript, evidence: list[Verifie
             tasked.add(Owner(utterance.role.value))
             if _REQUEST.search(sentence):
                 tasked.add(_OTHER_PARTY[utterance.role])
+        elif _LISTENER_ASKED.search(sentence):
+            tasked.add(_OTHER_PARTY[utterance.role])
         if _LISTENER_TASKED.search(sentence):
             tasked.add(_OTHER_PARTY[utterance.role])
     return bool(tasked) and owner not in tasked
@@ -687,6 +699,9 @@ _ASKING_STEMS = frozenset(_stem(word) for word in (
 # Problem and question words with an everyday sense besides ("issue a refund", "checking account", "a lost
 # card", "a confirmation email").
 _TWO_SENSE_STEMS = frozenset(_stem(word) for word in ("issue", "check", "confirm", "request", "lost", "question"))
+# Those of them whose verb states a fact ("issued", "confirmed", "checked", "lost"); "requested" and "questioned"
+# still ask.
+_FACT_SENSE_STEMS = frozenset(_stem(word) for word in ("issue", "check", "confirm", "lost"))
 _WISH_STEMS = frozenset(_stem(word) for word in ("want", "wish", "like", "need", "hope", "prefer", "try"))
 # What a closing "No, that's all" denies: that the caller needs anything more.
 _NOTHING_MORE_STEMS = frozenset(_stem(word) for word in (
@@ -835,6 +850,9 @@ _ADVISING_STEMS = frozenset(_stem(word) for word in (
     "invite", "propose", "direct", "guide", "look", "seek", "interest", "interested",
 ))
 _NOT_ASSERTING_STEMS = _REPORTING_STEMS | _PROBLEM_STEMS | _ASKING_STEMS | _WISH_STEMS | _ADVISING_STEMS
+# Verbs of saying that also state a fact of the call: "a refund was given" asserts the refund, as "issued" does;
+# "Can you give me a refund?" asks for it.
+_GIVING_STEMS = frozenset(_stem(word) for word in ("give", "gives", "given", "gave", "get", "gets", "got"))
 
 
 # A question that asks whether, not what or why: it asserts nothing of what it asks ("Can you waive the late
@@ -893,7 +911,13 @@ def unasserted_claim(claim: str, evidence_texts: Sequence[str], *, to_do: bool =
     if _QUALIFIED_CLAIM.search(claim):
         return None
     claim_stems = _content_stems(claim)
-    if any(reach or stem in _NOT_ASSERTING_STEMS for stem, reach in claim_stems):
+    if any(reach for _, reach in claim_stems):
+        return None
+    # A word of two senses said as a verb states a fact ("a refund has been issued", "the customer confirmed the
+    # address", "lost the card"), where the noun frames a problem or a question ("has an issue with the app").
+    facts = {_stem(word) for word in normalize(claim).tokens
+             if word.endswith(("ed", "ing")) or word == "lost"} & _FACT_SENSE_STEMS
+    if {stem for stem, _ in claim_stems if stem in _NOT_ASSERTING_STEMS} - _GIVING_STEMS - facts:
         return None
     conditional, asked, plain = _unasserted_words(evidence_texts)
     if not to_do and any(stem in conditional for stem, _ in claim_stems):

@@ -616,7 +616,9 @@ def _role_pools(
 
 
 def _add_owner_cases(cases: CaseSet, genuine: list[tuple[str, str, int, str]], rng: random.Random) -> None:
-    """Agent-owned action items resting on customer words (mismatch) or on agent words (control)."""
+    """Agent-owned action items resting on customer words (mismatch) or on agent words (control). The control
+    assumes the speaker owns what they say: where the agent's words ask the customer to act ("Please DM us your
+    account number"), the verifier's `owner_mismatch` is right and the label is not (docs/benchmarks.md)."""
     outcomes = {Role.customer: ("owner_mismatch", "owner_swap"), Role.agent: ("grounded", "owner_control")}
     for transcript_id, role, pool in _role_pools(cases, genuine, (Role.customer, Role.agent)):
         expected, category = outcomes[role]

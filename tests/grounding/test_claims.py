@@ -529,10 +529,45 @@ def test_an_action_item_owned_by_the_party_its_evidence_does_not_task_is_flagged
     assert verdict(Owner.agent, *email) == grounded
     assert verdict(Owner.customer, "Mail a copy of the ID", 1, "You'll need to mail us a copy of your ID") == grounded
     assert verdict(Owner.customer, "Send the photos tonight", 3, "I will send the photos tonight") == grounded
-    # A request beside a commitment tasks both; a request alone says nothing of who acts.
+    # A request beside a commitment tasks both; a request to wait or allow says nothing of who acts.
     assert verdict(Owner.customer, "DM the booking reference", 2, "Please DM us your booking reference") == grounded
     assert verdict(Owner.agent, "Look into the booking", 2, "we'll look into it") == grounded
     assert verdict(Owner.agent, "Refund within 24 hours", 4, "Please allow 24 hours for the refund") == grounded
+
+
+@pytest.mark.parametrize(("role", "utterance", "owner"), [
+    # A request alone gives the task to the one asked: an agent-owned item on the agent asking the customer.
+    ("agent", "Please contact our International Reservation specialist at 1-800-241-4141.", Owner.agent),
+    ("agent", "Can you please contact Customer Care at 1.877.359.8474?", Owner.agent),
+    ("agent", "Kindly run the system diagnostics to isolate any hardware issues.", Owner.agent),
+])
+def test_a_request_alone_gives_the_task_to_the_one_asked(role: str, utterance: str, owner: Owner) -> None:
+    call = transcript((role, utterance))
+    item = ActionItem(text="Follow up as asked", owner=owner, evidence=[EvidenceRef(utterance=0, quote=utterance)])
+    claim = verify_extraction(call, Extraction(action_items=[item])).claims[0]
+    assert (claim.status, claim.reason) == (ClaimStatus.ungrounded, Reason.owner_mismatch)
+    other = Owner.customer if owner is Owner.agent else Owner.agent
+    item = ActionItem(text="Follow up as asked", owner=other, evidence=[EvidenceRef(utterance=0, quote=utterance)])
+    assert verify_extraction(call, Extraction(action_items=[item])).claims[0].status is ClaimStatus.grounded
+
+
+@pytest.mark.parametrize("utterance", [
+    "Please hold while I check the account.", "Please bear with me while I check the account.",
+    "Please allow me a minute to check the account.", "Please note that I'll check the account today.",
+])
+def test_requests_to_wait_or_note_leave_the_task_to_the_speaker(utterance: str) -> None:
+    call = transcript(("agent", utterance))
+    item = ActionItem(text="Check the account", owner=Owner.agent, evidence=[EvidenceRef(utterance=0, quote=utterance)])
+    assert verify_extraction(call, Extraction(action_items=[item])).claims[0].status is ClaimStatus.grounded
+
+
+@pytest.mark.parametrize(("claim", "reason"), [
+    ("A refund has been issued", Reason.asked_in_evidence),  # "issued": the fact, not a problem
+    ("A refund has been given", Reason.asked_in_evidence),  # "given": a fact, not a way of saying
+    ("The customer has an issue with the refund", None),  # the noun frames a problem: not checked
+])
+def test_a_fact_said_as_a_verb_of_two_senses_is_read_against_the_question(claim: str, reason: Reason | None) -> None:
+    assert unsupported_claim_detail(claim, ["We are happy to check if a refund has been issued"]) is reason
 
 
 @pytest.mark.parametrize(("claim", "evidence", "reason"), [
