@@ -390,6 +390,7 @@ def _statement_failure(
         claim_values = claim_details(detail) if detail else ()
         if not detail or not claim_values:
             continue
+        claim_values = _less_what_its_digits_say(detail, claim_values, texts)
         if _unit_mismatch(detail, texts):
             return Reason.unsupported_number
         if profile is None:
@@ -456,6 +457,89 @@ def negative_only_by_courtesy(
         return False
     stripped = [_COURTESY_NEGATION.sub(" ", text) for text in evidence_texts]
     return stripped != list(evidence_texts) and not any(_negative(text) for text in stripped)
+
+
+# A number written in groups is the same number however it is grouped or punctuated: "1-877-359-8474" and
+# "1.877.359.8474", "(800) 241-4141" and "800-241-4141", "12345678" and "1234 5678", and a number spoken over
+# two turns ("eight one six" - "two three") and the "81623" a claim writes. From this many digits on, a run of
+# them is compared by its digits alone; below it, a value must be said as it is.
+_DIGIT_RUN_LENGTH = 5
+_DIGIT_GROUP = re.compile(r"[\d.\-/()]*\d[\d.\-/()]*")
+
+
+def _digit_group(token: str, kind: TokenKind) -> bool:
+    return kind in (TokenKind.number, TokenKind.id) and _DIGIT_GROUP.fullmatch(token) is not None
+
+
+def _digit_runs(text: str) -> list[tuple[str, tuple[str, ...], bool, bool]]:
+    """The runs of digit groups `text` says one after another, each as (its digits, its tokens, whether it
+    opens the text, whether it ends it). A hyphen between groups reads as a range's "to" in the text core
+    ("241-4141": "241 to 4141"); a "to" before a group of three digits or more goes on with the run."""
+    normalized = normalize(visible_text(text))
+    tokens, kinds = normalized.tokens, normalized.kinds
+    runs = []
+    index = 0
+    while index < len(tokens):
+        if not _digit_group(tokens[index], kinds[index]):
+            index += 1
+            continue
+        start, members = index, [tokens[index]]
+        index += 1
+        while index < len(tokens):
+            if _digit_group(tokens[index], kinds[index]):
+                members.append(tokens[index])
+                index += 1
+            elif (tokens[index] == "to" and index + 1 < len(tokens) and len(tokens[index + 1]) >= 3
+                  and _digit_group(tokens[index + 1], kinds[index + 1])):
+                index += 1
+            else:
+                break
+        digits = "".join(character for member in members for character in member if character.isdigit())
+        runs.append((digits, tuple(members), start == 0, index == len(tokens)))
+    return runs
+
+
+def _evidence_digits(texts: Sequence[str]) -> set[str]:
+    """The digits of each run of digit groups of `texts`, and of a run that goes on from one text's end to the
+    next one's start (a number read out over two or three turns)."""
+    said: set[str] = set()
+    carried: str | None = None  # the digits of a run that ended the previous text
+    for text in texts:
+        runs = _digit_runs(text)
+        said.update(digits for digits, *_ in runs)
+        if carried is not None and runs and runs[0][2]:
+            joined = carried + runs[0][0]
+            said.add(joined)
+            carried = joined if len(runs) == 1 and runs[0][3] else (runs[-1][0] if runs[-1][3] else None)
+        else:
+            carried = runs[-1][0] if runs and runs[-1][3] else None
+    return said
+
+
+def _same_digits(digits: str, said: set[str]) -> bool:
+    """Whether `digits` is a run of `said`, a leading country code 1 aside (a North American number)."""
+    return digits in said or f"1{digits}" in said or (len(digits) == 11 and digits[0] == "1" and digits[1:] in said)
+
+
+def _less_what_its_digits_say(
+    detail: str, claim_values: tuple[tuple[TokenKind, str], ...], texts: Sequence[str]
+) -> tuple[tuple[TokenKind, str], ...]:
+    """`claim_values` without the values of the runs of digit groups of `detail` that its evidence says with
+    the same digits, grouped or punctuated otherwise (`_DIGIT_RUN_LENGTH`)."""
+    runs = [run for run in _digit_runs(detail) if len(run[0]) >= _DIGIT_RUN_LENGTH]
+    if not runs:
+        return claim_values
+    said = _evidence_digits(texts)
+    remaining = list(claim_values)
+    for digits, members, _, _ in runs:
+        if not _same_digits(digits, said):
+            continue
+        for member in members:
+            for position, (kind, value) in enumerate(remaining):
+                if value == member and kind in (TokenKind.number, TokenKind.id):
+                    del remaining[position]
+                    break
+    return tuple(remaining)
 
 
 def _denies_what_it_says(claim: str, evidence_texts: Sequence[str]) -> bool:

@@ -808,3 +808,29 @@ def test_a_condition_goes_on_over_an_and_without_a_new_subject() -> None:
     claims = verify_extraction(call, Extraction(summary=[gift, refund])).claims
     assert (claims[0].status, claims[0].reason) == (ClaimStatus.ungrounded, Reason.conditional_in_evidence)
     assert claims[1].status is ClaimStatus.grounded  # "and I'll ...": a new subject, out of the condition
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    # A number grouped or punctuated otherwise, with or without the country code 1.
+    ("Call Customer Care at 1-877-359-8474", ["please call 1.877.359.8474"]),
+    ("Call 800-241-4141", ["please call 1-800-241-4141"]),
+    ("Call (800) 241-4141", ["please call 1-800-241-4141"]),
+    ("Call 18888503958", ["call 1 (888) 850 3958"]),
+    ("The account number is 12345678", ["my account is 1234 5678"]),
+    ("The account number is 1234-5678", ["my account is 12345678"]),
+    # Read out over two turns.
+    ("The zip code is 81623", ["eight one six", "two three"]),
+])
+def test_a_number_written_in_other_groups_is_the_same_number(claim: str, evidence: list[str]) -> None:
+    assert unsupported_claim_detail(claim, evidence) is None
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    ("Call 1-800-241-4142", ["please call 1-800-241-4141"], Reason.unsupported_id),  # one digit off
+    ("The account number is 12345679", ["my account is 1234 5678"], Reason.unsupported_id),
+    ("The zip code is 81632", ["eight one six", "two three"], Reason.unsupported_id),  # digits swapped
+    ("Call 555-0100", ["call 555 0199"], Reason.unsupported_number),  # short groups: compared as said
+    ("The zip code is 81623", ["two three", "eight one six"], Reason.unsupported_id),  # the turns' order
+])
+def test_a_number_with_other_digits_is_still_flagged(claim: str, evidence: list[str], reason: Reason) -> None:
+    assert unsupported_claim_detail(claim, evidence) is reason
