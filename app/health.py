@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,25 +36,38 @@ def check_database(settings: Settings) -> Check:
         current = current_revision(settings.database_url)
     except Exception as exc:
         return Check("database", False, f"unreachable: {exc.__class__.__name__}: {exc}"[:300])
-    head = head_revision(settings.database_url)
+    head = head_revision()
     if current != head:
         return Check("database", False, f"schema at {current}, code expects {head}: run `postcall db upgrade`")
     return Check("database", True, f"reachable, schema at {current}")
 
 
 def broker_client(settings: Settings, timeout: float) -> redis.Redis:
-    """A Redis client for the broker that gives up after `timeout` seconds (probes must not hang)."""
+    """The process's Redis client for the broker that gives up after `timeout` seconds (probes must not
+    hang). Shared, one per broker URL and timeout, and never closed: its connections are kept for the next
+    probe, where a client per probe connected afresh each time (`/healthz` is open to anyone, and every
+    metrics scrape asks too). redis-py's pool connects again in a forked child and after the broker
+    restarted, and is safe across threads."""
+    return _shared_broker_client(settings.broker_url, timeout)
+
+
+@functools.cache
+def _shared_broker_client(broker_url: str, timeout: float) -> redis.Redis:
     import redis
 
-    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    return redis.Redis.from_url(broker_url, socket_connect_timeout=timeout, socket_timeout=timeout)
 
 
 def broker_messages(settings: Settings, timeout: float, *, memory: bool = False) -> tuple[int, int, dict[str, Any]]:
     """(waiting, unacknowledged) messages of the postcall queue and, with `memory`, the broker's INFO memory
-    (else empty), read on one connection; raises redis.RedisError when unreachable."""
-    with broker_client(settings, timeout) as client:
-        return (int(client.llen(QUEUE_NAME)), int(client.hlen(KOMBU_UNACKED_KEY)),
-                client.info("memory") if memory else {})
+    (else empty), read in one round trip; raises redis.RedisError when unreachable."""
+    with broker_client(settings, timeout).pipeline(transaction=False) as pipe:
+        pipe.llen(QUEUE_NAME)
+        pipe.hlen(KOMBU_UNACKED_KEY)
+        if memory:
+            pipe.info("memory")
+        answers = pipe.execute()
+    return int(answers[0]), int(answers[1]), answers[2] if memory else {}
 
 
 def check_broker(settings: Settings) -> Check:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.errors import PostcallError
 from app.models import Call, Tenant, User, UserRole
-from app.pipeline.calls import find_tenant, get_or_create_tenant
+from app.pipeline.calls import find_tenant, get_or_create_tenant, require_printable
 
 # A recognisable prefix lets secret scanners spot a leaked token.
 TOKEN_PREFIX = "pc_"  # noqa: S105 - a prefix, not a secret
@@ -140,6 +140,12 @@ def create_user(
     name = name.strip()
     if not name:
         raise UserError("a user needs a name")
+    # Read on every page, list and line that shows the user, and typed back: checked as an external id is.
+    require_printable(name, "the user name", "it names the user on every page and list")
+    if agent_id:
+        require_printable(agent_id, "the agent id", "it is matched with the agent ids calls carry")
+    if team:
+        require_printable(team, "the team", "it is matched with the teams calls carry")
     if role is UserRole.agent and not agent_id:
         raise UserError(
             "an agent needs an agent id (--agent-id, or agent_id in the API): agents see only the calls carrying it"

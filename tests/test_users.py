@@ -9,7 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
+from app.errors import InvalidInputError
 from app.models import User, UserRole
+from app.pipeline.store import clean_external_id
 from app.users import (
     TOKEN_PREFIX,
     UserError,
@@ -94,6 +96,24 @@ def test_invalid_users_are_refused(
         create_user(session, tenant="acme", **kwargs)  # type: ignore[arg-type]
     with factory() as session:
         assert [user.name for user, _ in list_users(session, "acme")] == ["taken"]
+
+
+@pytest.mark.parametrize("fields", [
+    {"name": "eve\x1b[2J"}, {"name": "eve\x07"}, {"name": "\u202eexe.eve"}, {"name": "e\u200bve"},
+    {"agent_id": "A-7\x1b[8m"}, {"agent_id": "\u202e7-A"}, {"team": "blue\nred"},
+])
+def test_control_and_bidi_characters_in_a_users_fields_are_refused_as_in_external_ids(
+    factory: sessionmaker[Session], fields: dict[str, str]
+) -> None:
+    # The API and `postcall users add` both create users here; each took ESC, BEL and U+202E (which shows the
+    # text after it reversed), where a call's external id refuses them with the same check.
+    wanted = {"name": "eve", "role": UserRole.agent, "agent_id": "A-7", **fields}
+    with pytest.raises(InvalidInputError, match="control character"), unit_of_work(factory) as session:
+        create_user(session, tenant="acme", **wanted)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="control character"):
+        clean_external_id(next(iter(fields.values())))
+    with factory() as session:
+        assert list_users(session, "acme") == []
 
 
 def test_same_name_in_another_tenant_is_another_user(factory: sessionmaker[Session]) -> None:

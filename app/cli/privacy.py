@@ -12,11 +12,16 @@ from app.pipeline.calls import find_tenant
 from app.pipeline.retention import (
     MAX_RETENTION_DAYS,
     HandoffPurge,
-    purge_expired,
-    purge_handoff_history,
+    PurgeRunningError,
     retention_days_of,
+    run_purge,
     set_retention,
 )
+
+# `postcall purge` while another purge (the beat's, another command's) is running: it deleted nothing. 1, as
+# for the other commands that could not do their work for now (a broker down, a provider that refused); 2 is
+# for what was asked wrongly.
+PURGE_RUNNING_EXIT = 1
 
 
 def purge(
@@ -28,43 +33,50 @@ def purge(
     evidence. Their audit events stay, content-free. Then the hand-off's history: outbox events older than
     POSTCALL_HANDOFF_RETENTION_DAYS whose deliveries have all finished, with their deliveries and attempts.
     Deletes the oldest first, committing every few hundred calls (events), so an interrupted purge keeps what
-    it did and the next one goes on. Also run by the worker's beat schedule."""
+    it did and the next one goes on. Also run by the worker's beat schedule. One purge runs at a time: while
+    another is running (the beat's, or another `postcall purge`) this one says so, deletes nothing and exits
+    1; run it again once that one has finished (a --dry-run is not held up)."""
     ctx = checked_context()
     with refusal_exits(), progress(show=not dry_run) as bar:
-        task = bar.add_task("purging expired calls", total=0)
+        calls_task = bar.add_task("purging expired calls", total=0)
+        # The hand-off's history is one sequence for every tenant (the feed's order): a tenant's share of it
+        # is not deleted alone, or the feed could not tell its readers what they missed.
+        events_task = None if tenant is not None else bar.add_task("purging delivered hand-off events", total=None)
         expired = 0
 
         def on_expired(calls: int) -> None:  # each tenant's, before its first chunk
             nonlocal expired
             expired += calls
-            bar.update(task, total=expired)
+            bar.update(calls_task, total=expired)
 
-        reports = purge_expired(
-            ctx.session_factory, default_days=ctx.settings.retention_days, tenant=tenant, dry_run=dry_run,
-            on_expired=on_expired, on_purged=lambda calls: bar.advance(task, calls),
-        )
-        # The hand-off's history is one sequence for every tenant (the feed's order): a tenant's share of it
-        # is not deleted alone, or the feed could not tell its readers what they missed.
-        handoff = None
-        if tenant is None:
-            events = bar.add_task("purging delivered hand-off events", total=None)
-            handoff = purge_handoff_history(ctx.session_factory, days=ctx.settings.handoff_retention_days,
-                                            dry_run=dry_run, on_purged=lambda count: bar.advance(events, count))
-    if not reports:
+        def on_events_purged(count: int) -> None:
+            if events_task is not None:
+                bar.advance(events_task, count)
+
+        try:
+            report = run_purge(
+                ctx.session_factory, default_days=ctx.settings.retention_days,
+                handoff_days=ctx.settings.handoff_retention_days, tenant=tenant, dry_run=dry_run,
+                on_expired=on_expired, on_purged=lambda calls: bar.advance(calls_task, calls),
+                on_events_purged=on_events_purged,
+            )
+        except PurgeRunningError as exc:
+            raise fail(str(exc), PURGE_RUNNING_EXIT) from exc
+    if not report.calls:
         console.print("no tenant has a retention period (POSTCALL_RETENTION_DAYS or `postcall retention`)")
     else:
         print_table(
             ("tenant", "retention (days)", "older than", "calls", "utterances", "claims", "evidence"),
             ([r.tenant, r.retention_days, r.cutoff.strftime("%Y-%m-%d %H:%M"), r.calls, r.utterances, r.claims,
-              r.evidence] for r in reports),
+              r.evidence] for r in report.calls),
             title="would be purged (dry run)" if dry_run else "purged",
         )
     if tenant is not None:
         console.print("the hand-off's history is purged for every tenant at once: run without --tenant")
-    elif handoff is None:
+    elif report.handoff is None:
         console.print("the hand-off's history is kept forever (POSTCALL_HANDOFF_RETENTION_DAYS=0)")
     else:
-        _print_handoff_purge(handoff, dry_run=dry_run)
+        _print_handoff_purge(report.handoff, dry_run=dry_run)
 
 
 def _print_handoff_purge(report: HandoffPurge, *, dry_run: bool) -> None:

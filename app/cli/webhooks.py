@@ -24,7 +24,7 @@ from app.handoff import endpoints as hooks
 from app.handoff.outbox import EventType
 from app.models import WebhookEndpoint
 from app.pipeline.calls import find_tenant, get_or_create_tenant
-from app.schemas.api import EndpointOut
+from app.schemas.api import AttemptOut, DeliveryOut, EndpointOut
 
 webhooks_app = typer.Typer(help="Webhook endpoints that receive hand-off events, and their deliveries.",
                            no_args_is_help=True)
@@ -157,33 +157,28 @@ def webhooks_deliveries(
                                                                      "latency, error.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recent deliveries, newest first: status, attempts, last HTTP status and error."""
+    """Recent deliveries, newest first: status, attempts, last HTTP status and error. With --json each
+    delivery has the fields and names of GET /api/webhooks/deliveries' rows (one model, DeliveryOut), and
+    --attempts adds `attempt_log`, which the API does not serve."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         tenant_id = require_tenant_id(session, slug)
         rows: list[dict[str, Any]] = [
-            {"id": r.delivery.id, "event_id": r.event_id, "type": r.event_type, "call_id": r.delivery.call_id,
-             "endpoint_id": r.delivery.endpoint_id, "url": r.url, "status": r.delivery.status.value,
-             "attempts": r.delivery.attempts, "last_status_code": r.delivery.last_status_code,
-             "last_error": r.delivery.last_error, "next_attempt_at": r.delivery.next_attempt_at.isoformat()}
+            DeliveryOut.from_listed(r).model_dump(mode="json")
             for r in hooks.list_deliveries(session, tenant_id, failed_only=failed, endpoint_id=endpoint,
                                            call_id=call, before=before, limit=limit)
         ]
         if show_attempts:
             logged = hooks.attempts_of(session, [row["id"] for row in rows])
             for row in rows:
-                row["attempt_log"] = [
-                    {"outcome": a.outcome, "status_code": a.status_code, "latency_ms": a.latency_ms,
-                     "error": a.error, "started_at": a.started_at.isoformat()}
-                    for a in logged[row["id"]]
-                ]
+                row["attempt_log"] = [AttemptOut.model_validate(a).model_dump(mode="json") for a in logged[row["id"]]]
     if as_json:
         print_json({"deliveries": rows})
         return
     table_rows: list[list[object]] = []
     for row in rows:
         last = f"{row['last_status_code'] or ''} {row['last_error'] or ''}".strip()
-        table_rows.append([row["id"], row["event_id"], row["type"], row["call_id"], row["endpoint_id"],
+        table_rows.append([row["id"], row["event_id"], row["event_type"], row["call_id"], row["endpoint_id"],
                            row["status"], row["attempts"], last[:120] or None])
         for attempt in row.get("attempt_log", []):
             latency = f"{attempt['latency_ms']:.0f} ms" if attempt["latency_ms"] is not None else ""

@@ -201,14 +201,15 @@ def retry_conflicts(session: Session, work: Callable[[], T], *, attempts: int = 
 _TAKE_SQLITE_WRITE_LOCK = text("UPDATE tenants SET id = id WHERE 0")
 
 
-def scalars_for_update(session: Session, query: Select[T], *, of: Any) -> list[T]:
+def scalars_for_update(session: Session, query: Select[T], *, of: Any, skip_locked: bool = False) -> list[T]:
     """`query`'s rows' first values, locked for the rest of the transaction, as `scalar_for_update` locks
     one (SQLite: its write lock taken first). `of`: the table whose rows are locked (not the joined ones:
     locking those would hold up other writers' key checks). On PostgreSQL a row deleted by the transaction
-    it waited for is not returned."""
+    it waited for is not returned; with `skip_locked` a row another transaction holds is left out rather than
+    waited for (SQLite has one lock, the database's, and waits for it)."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(_TAKE_SQLITE_WRITE_LOCK)
-    return list(session.scalars(query.with_for_update(of=of)).all())
+    return list(session.scalars(query.with_for_update(of=of, skip_locked=skip_locked)).all())
 
 
 def scalar_for_update(session: Session, query: Select[T], *, key_share: bool = False) -> T | None:

@@ -116,13 +116,14 @@ def read_feed(session: Session, principal: Principal, after: str | None, limit: 
         raise CursorExpiredError(
             f"cursor {seq_after} is older than the events the feed keeps: events after it were deleted at the end "
             "of the hand-off's retention period. Catch up from the calls API, then start again without `after`")
-    if newest is None or seq_after > newest:
-        # Past this tenant's newest event: a cursor of the feed's own is at most the newest of all (that one
-        # is never purged), and one past it would skip the events written up to it.
-        newest_of_all = session.scalar(select(func.max(OutboxEvent.id)))
-        if seq_after > (newest_of_all or 0):
-            raise CursorError(f"cursor {seq_after} is past the newest event: pass back a `next_cursor` from this "
-                              "feed, or start again without `after`")
+    if seq_after > max(newest or 0, purged_through or 0):
+        # A cursor of the feed's own is at most its tenant's newest event when it was handed out, and that
+        # event is still there or, purged, at or under the tenant's mark; one past both would skip the events
+        # written up to it. The tenant's own events alone: measured against the newest of every tenant's,
+        # which cursors were refused told any reader (a binary search over `after`) how many events the
+        # other tenants wrote.
+        raise CursorError(f"cursor {seq_after} is past the newest event: pass back a `next_cursor` from this "
+                          "feed, or start again without `after`")
     items = [FeedItem(str(row.id), row.event_id, row.type, row.call_id, row.payload) for row in rows]
     if len(items) == limit:
         return FeedPage(items, items[-1].cursor)

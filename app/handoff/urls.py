@@ -9,6 +9,7 @@ reach the box's network either.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import time
 import unicodedata
@@ -23,6 +24,8 @@ import httpx
 from app.errors import PermanentError
 
 MAX_URL_CHARS = 2_000
+
+logger = logging.getLogger(__name__)
 
 
 class WebhookUrlError(PermanentError):
@@ -40,13 +43,27 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# Blocks no receiver is in, refused whatever `is_global` says: its tables change with the Python version
+# (3.11 takes fec0::1, deprecated site-local, and 192.0.0.8, an IETF protocol assignment, as global). The IANA
+# special-purpose address registries' blocks that are not globally reachable, whole (192.0.0.0/24 and
+# 2001::/23 hold a few anycast services, none a webhook receiver), with multicast, fec0::/10 and the
+# broadcast address. The IPv6 forms that carry an IPv4 address (::ffff:0:0/96, 64:ff9b::/96, 2002::/16) are
+# judged by that address before this table is read (`_refused`); they are here as the registry lists them.
+NOT_GLOBALLY_REACHABLE: tuple[Network, ...] = tuple(ipaddress.ip_network(block) for block in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+    "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
+    "2001:db8::/32", "2002::/16", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+))
+
 
 def _refused(address: Address, allowed: Sequence[Network] = ()) -> bool:
     """Not a public unicast address nor in an `allowed` network (POSTCALL_WEBHOOK_ALLOWED_NETWORKS), or an
     IPv6 address carrying an IPv4 one that is neither (mapped, 6to4, NAT64: the address connected to is the
-    IPv4 one, so that is the one judged). `is_global` is false for private, loopback, link-local, shared
-    (100.64.0.0/10: carrier-grade NAT, and some clouds' metadata service), reserved and unspecified
-    addresses."""
+    IPv4 one, so that is the one judged). Public: in no block of `NOT_GLOBALLY_REACHABLE`, and global and
+    not reserved by `ipaddress` too (private, loopback, link-local, shared 100.64.0.0/10: carrier-grade NAT,
+    and some clouds' metadata service)."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
@@ -59,6 +76,8 @@ def _refused(address: Address, allowed: Sequence[Network] = ()) -> bool:
         return True
     if any(address in network for network in allowed if network.version == address.version):
         return False
+    if any(address in network for network in NOT_GLOBALLY_REACHABLE if network.version == address.version):
+        return True
     return not address.is_global or address.is_reserved
 
 
@@ -106,22 +125,36 @@ def check_endpoint_url(url: str, *, allow_private: bool, allowed_networks: Seque
     return url
 
 
+_NON_PUBLIC_REMEDY = ("add its network to POSTCALL_WEBHOOK_ALLOWED_NETWORKS to allow it (or, for a local setup, "
+                      "POSTCALL_WEBHOOK_ALLOW_PRIVATE=true)")
+
+
 def public_addresses(host: str, port: int, allowed: Sequence[Network] = ()) -> list[str]:
     """The addresses `host` resolves to (at least one), when every one is public or in an `allowed`
-    network; otherwise `WebhookUrlError`."""
+    network; otherwise `WebhookUrlError`. For a host name, the error says that it does not resolve, or not
+    to a public address, and no more: what it does resolve to, or the resolver's error, would map the
+    server's network for whoever registers endpoints, and is stored in deliveries' last_error. The details
+    are logged for the operator. An address written in the URL is named: its sender typed it."""
+    try:
+        ipaddress.ip_address(host)
+        written_as_address = True
+    except ValueError:
+        written_as_address = False
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise WebhookUrlError(f"the endpoint host {host!r} does not resolve: {exc}", temporary=True) from None
+        logger.warning("webhook endpoint host %r does not resolve: %s", host, exc)
+        raise WebhookUrlError(f"the endpoint host {host!r} does not resolve", temporary=True) from None
     addresses = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if _refused(address, allowed):
-            raise WebhookUrlError(
-                f"the endpoint host {host!r} resolves to {address}, a loopback, link-local, private or other "
-                "non-public address; add its network to POSTCALL_WEBHOOK_ALLOWED_NETWORKS to allow it (or, "
-                "for a local setup, POSTCALL_WEBHOOK_ALLOW_PRIVATE=true)"
-            )
+            if written_as_address:
+                raise WebhookUrlError(f"the endpoint host {host!r} resolves to {address}, a loopback, link-local, "
+                                      f"private or other non-public address; {_NON_PUBLIC_REMEDY}")
+            logger.warning("webhook endpoint host %r refused: it resolves to %s, not a public address", host, address)
+            raise WebhookUrlError(f"the endpoint host {host!r} does not resolve to a public address (the server's "
+                                  f"log says what it resolves to); {_NON_PUBLIC_REMEDY}")
         addresses.append(str(address))
     if not addresses:
         raise WebhookUrlError(f"the endpoint host {host!r} resolves to no address")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db.driver import FixedStatement
 from app.db.session import Work, connection_of, scalar_for_update
-from app.errors import ConfigError, NotFoundError
+from app.errors import ConfigError, InvalidInputError, NotFoundError
 from app.models import Call, CallState, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import review_rank, utcnow
@@ -22,6 +22,16 @@ from app.schemas.transcript import Transcript
 
 CALLS = cast(Table, Call.__table__)
 TENANT_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def require_printable(value: str, what: str, purpose: str) -> None:
+    """Refuse (InvalidInputError) a name or id that people read and type back (a call's external id, a
+    user's name, agent id or team) when it holds a line break, a tab or another character that does not
+    print: control characters (ESC starts the escape sequences that drive a terminal) and format ones
+    (U+202E shows the text after it reversed, U+200B shows nothing). They broke every line that showed the
+    value, or made it read as another. `what` names it ("the external id"), `purpose` says what it is for."""
+    if not value.isprintable():
+        raise InvalidInputError(f"{what} {value!r} holds a line break, a tab or another control character; {purpose}")
 
 
 def get_or_create_tenant(session: Session, slug: str) -> Tenant:

@@ -18,21 +18,28 @@ delivered again while it ran), with every expired call locked meanwhile and all 
 POSTCALL_HANDOFF_RETENTION_DAYS whose every delivery has finished go with their deliveries and attempts, a
 chunk per transaction. It deletes a prefix of the outbox (in id order, the feed's order) and never its newest
 event, so the feed can tell a reader that fell behind what was deleted (app/handoff/feed.py).
+
+`run_purge` runs both, as the beat's task and `postcall purge` do, one purge at a time (`purge_turn`): two
+at once could meet on the same oldest rows, and one of them deadlocked or found rows gone under it
+(StaleDataError).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import takewhile
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, Update, delete, func, null, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, Update, delete, func, null, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import scalar_for_update, unit_of_work
-from app.errors import InvalidInputError, NotFoundError
+from app.db.session import scalar_for_update, scalars_for_update, unit_of_work
+from app.errors import InvalidInputError, NotFoundError, TransientError
 from app.handoff.outbox import record_deletions
 from app.models import (
     Call,
@@ -50,6 +57,8 @@ from app.models import (
 from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
 from app.pipeline.calls import find_tenant
+
+logger = logging.getLogger(__name__)
 
 PURGE_EVENT = "call_purged"
 PURGE_ACTOR = "retention"  # who the audit trail and the hand-off name for a purge
@@ -134,11 +143,14 @@ def purge_expired(
             for start in range(0, len(window), chunk_calls):
                 with unit_of_work(factory) as session:
                     # Locked now, or skipped: a worker holding a call (storing its result) is not waited for,
-                    # and a call a concurrent purge took is not counted (or given an audit event) twice.
-                    chunk = session.scalars(
-                        select(Call.id).where(Call.id.in_(window[start : start + chunk_calls]))
-                        .with_for_update(skip_locked=True)
-                    ).all()
+                    # and a call another transaction deleted is not counted (or given an audit event) twice.
+                    # On SQLite the database's write lock is taken before the chunk is read: its driver starts
+                    # a transaction only at the first write, and a chunk read before it counted (and gave a
+                    # second `call_purged` event to) calls that a writer in between had purged.
+                    chunk = scalars_for_update(
+                        session, select(Call.id).where(Call.id.in_(window[start : start + chunk_calls])),
+                        of=Call, skip_locked=True,
+                    )
                     if not chunk:
                         continue
                     counts = (len(chunk), *_purge(session, tenant_id, chunk, days))
@@ -396,3 +408,89 @@ def _mark_purged(session: Session, newest_by_tenant: dict[int, int]) -> None:
 def _slices(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for start in range(0, len(ids), DELIVERY_IDS_PER_STATEMENT):
         yield ids[start : start + DELIVERY_IDS_PER_STATEMENT]
+
+
+# ------------------------------------------------------------------------------------ one purge at a time
+
+# The PostgreSQL advisory lock a purge holds from its start to its end (`purge_turn`): the ASCII of "pc_purge",
+# as the migrations' lock is that of "postcall" (migrations/env.py). Every process must ask for this one key.
+PURGE_LOCK_KEY = 0x70635F7075726765
+
+
+class PurgeRunningError(TransientError):
+    """Another purge (the beat's, or a `postcall purge`) holds the purge lock: this one deleted nothing."""
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    calls: list[TenantPurge]  # a report per tenant with a retention period
+    # None: the hand-off's history is kept forever (0 days), or the purge was one tenant's (the history is
+    # every tenant's at once).
+    handoff: HandoffPurge | None
+
+
+def run_purge(
+    factory: sessionmaker[Session],
+    *,
+    default_days: int,
+    handoff_days: int,
+    tenant: str | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    max_calls: int | None = None,
+    max_events: int | None = None,
+    on_expired: Callable[[int], None] | None = None,
+    on_purged: Callable[[int], None] | None = None,
+    on_events_purged: Callable[[int], None] | None = None,
+) -> PurgeReport:
+    """The retention purge, as the beat's task and `postcall purge` run it: the expired calls (`purge_expired`,
+    of one tenant or all), then, for all tenants only, the hand-off's delivered history
+    (`purge_handoff_history`, `handoff_days`), the whole of it in one turn (`purge_turn`). Raises
+    PurgeRunningError, having deleted nothing, while another purge has its turn. A dry run deletes nothing and
+    takes no turn. `max_calls`, `max_events` and the callbacks are those of the two functions."""
+    with purge_turn(factory, dry_run=dry_run):
+        calls = purge_expired(factory, default_days=default_days, tenant=tenant, dry_run=dry_run, now=now,
+                              max_calls=max_calls, on_expired=on_expired, on_purged=on_purged)
+        handoff = None
+        if tenant is None:
+            handoff = purge_handoff_history(factory, days=handoff_days, dry_run=dry_run, now=now,
+                                            max_events=max_events, on_purged=on_events_purged)
+    return PurgeReport(calls, handoff)
+
+
+@contextmanager
+def purge_turn(factory: sessionmaker[Session], *, dry_run: bool = False) -> Iterator[None]:
+    """Hold the purge lock for the block, or raise PurgeRunningError at once: never wait for it (the beat's
+    next tick, or the operator, tries again). A dry run needs no turn.
+
+    PostgreSQL: `pg_try_advisory_xact_lock(PURGE_LOCK_KEY)` on a connection of its own, in a transaction kept
+    open for the whole purge (the purge's chunks commit on other connections) and ended in the `finally`,
+    which releases the lock. Transaction-level rather than session-level, so that it cannot outlive the purge:
+    a session lock stays with a connection that goes back to a pool, and behind PgBouncer's transaction pooling
+    with whichever client gets that server connection next, the unlock going to another one; a connection that
+    dies takes its transaction's lock with it. The transaction only ran a SELECT: it holds no snapshot and no
+    transaction id, so it does not hold back vacuum; `idle_in_transaction_session_timeout` is switched off for
+    it alone, or a server that sets one would end the turn in the middle of a long purge.
+
+    SQLite: no lock is taken. The database's one write lock already has purges take turns, a transaction at a
+    time: each chunk takes it before it reads what to delete (`scalars_for_update` for the calls,
+    `scalar_for_update` for the hand-off's events), so a second purge's chunk waits for the first's commit
+    (busy timeout) and then reads what is left; there are no row locks to meet in two orders (no deadlock),
+    and no row is deleted under a transaction that has read it."""
+    engine = factory.kw["bind"]
+    if dry_run or engine.dialect.name == "sqlite":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
+        if not connection.scalar(select(func.pg_try_advisory_xact_lock(PURGE_LOCK_KEY))):
+            raise PurgeRunningError("another purge is running (the beat's or a `postcall purge`): this one deleted "
+                                    "nothing; run it again once that one has finished")
+        try:
+            yield
+        finally:
+            try:
+                connection.rollback()  # ends the lock's transaction, and the lock with it
+            except DBAPIError:  # the connection was lost: the server ended its transaction, and the lock, then
+                logger.warning("the purge lock's connection was lost during the purge; the server released the "
+                               "lock with it")

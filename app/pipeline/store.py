@@ -20,7 +20,7 @@ from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEve
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, new_call_id, utcnow
 from app.pipeline.analyst_fields import call_clock, due_fields
-from app.pipeline.calls import CALLS, get_or_create_tenant, set_state, state_columns
+from app.pipeline.calls import CALLS, get_or_create_tenant, require_printable, set_state, state_columns
 from app.pipeline.redact import redact_transcript
 from app.schemas.transcript import CallMetadata, Transcript
 from app.text.storable import is_blank
@@ -206,9 +206,7 @@ def clean_external_id(external_id: str) -> str:
     if is_blank(external_id):
         raise InvalidInputError("the external id is empty; it names the call in the contact-center system")
     cleaned = external_id.strip()
-    if not cleaned.isprintable():
-        raise InvalidInputError(f"the external id {cleaned!r} holds a line break, a tab or another control "
-                                "character; it names the call in the contact-center system")
+    require_printable(cleaned, "the external id", "it names the call in the contact-center system")
     return cleaned
 
 

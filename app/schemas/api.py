@@ -125,3 +125,38 @@ class EndpointOut(RowModel):
     active: bool
     disabled_reason: str | None
     created_at: datetime
+
+
+class AttemptOut(RowModel):
+    """One logged attempt of a delivery (`postcall webhooks deliveries --attempts --json`'s `attempt_log`)."""
+
+    outcome: str = Field(description="in_flight, succeeded, retry, dead or lost.")
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+    started_at: datetime
+
+
+class DeliveryOut(RowModel):
+    """A webhook delivery: the rows of `GET /api/webhooks/deliveries` and of `postcall webhooks deliveries
+    --json`, one model so that the two cannot drift apart (`from_listed`)."""
+
+    id: int
+    event_id: str = Field(description="The event's id: the webhook-id the receiver sees.")
+    event_type: str = Field(description="call.processed, call.approved, ...")
+    call_id: str
+    endpoint_id: int
+    url: str = Field(description="The endpoint's URL.")
+    status: str = Field(description="pending, succeeded or dead (dead-lettered: replayable).")
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime = Field(description="When the next attempt is due; for a finished delivery, when it "
+                                                  "finished.")
+    finished_at: datetime | None = Field(description="When it succeeded or was dead-lettered; null while pending.")
+
+    @classmethod
+    def from_listed(cls, listed: Any) -> Self:
+        """The model of a row of `app.handoff.endpoints.list_deliveries` (a `DeliveryRow`: the delivery, its
+        event's id and type, its endpoint's URL)."""
+        return cls.from_row(listed.delivery, event_id=listed.event_id, event_type=listed.event_type, url=listed.url)

@@ -6,10 +6,10 @@ tenant-scoped, 403 for a role that may not, 422 naming invalid input.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
 from app.handoff.endpoints import (
@@ -27,7 +27,7 @@ from app.handoff.outbox import EventType, event_json_schema
 from app.handoff.record import CallRecordV1, build_record, record_json_schema
 from app.models.tables import MAX_BIG_ID
 from app.review import visible_call
-from app.schemas.api import EndpointOut
+from app.schemas.api import DeliveryOut, EndpointOut
 from app.web.api import ERRORS, FORBIDDEN, INVALID, CallIdPath
 from app.web.deps import ApiUser, DbSession, web_state
 from app.web.queue import MAX_RECORD_ID
@@ -42,6 +42,15 @@ DeliveryId = Annotated[int, Field(ge=1, le=MAX_BIG_ID)]
 EndpointIdPath = Annotated[int, Path(description="The endpoint's id.", ge=1, le=MAX_RECORD_ID)]
 MAX_REPLAY_IDS = 1000
 MAX_EVENT_ID_CHARS = 40
+# The deliveries' list, under the router's prefix: its `Link` header names the next page by it.
+DELIVERIES_ROUTE = "/webhooks/deliveries"
+NEXT_PAGE_LINK = {"Link": {
+    "description": 'RFC 8288 `<URL>; rel="next"`: this query with `before` set to the last id of the page. Sent '
+                   "when the page is full (there may be more; the next page can be empty), never on a page that is "
+                   "not. The URL is absolute on POSTCALL_PUBLIC_URL when that is set, else a path (a reference "
+                   "relative to the URL asked).",
+    "schema": {"type": "string"},
+}}
 
 
 class FeedEventOut(BaseModel):
@@ -65,21 +74,6 @@ class EndpointIn(BaseModel):
 
 class EndpointSecretOut(EndpointOut):
     secret: str = Field(description="The signing secret (whsec_...). Shown this once; store it now.")
-
-
-class DeliveryOut(BaseModel):
-    id: int
-    event_id: str
-    event_type: str
-    call_id: str
-    endpoint_id: int
-    url: str
-    status: str
-    attempts: int
-    last_status_code: int | None
-    last_error: str | None
-    next_attempt_at: datetime
-    finished_at: datetime | None
 
 
 class ReplayIn(BaseModel):
@@ -198,28 +192,43 @@ def post_webhook_rotate(
     return EndpointSecretOut(**EndpointOut.model_validate(endpoint).model_dump(), secret=secret)
 
 
-@router.get("/webhooks/deliveries", tags=["hand-off"], summary="Recent deliveries, newest first (admins)",
-            responses={**FORBIDDEN, **INVALID})
+@router.get(DELIVERIES_ROUTE, tags=["hand-off"], summary="Recent deliveries, newest first (admins)",
+            responses={200: {"description": "Deliveries, newest first: a bare list.", "headers": NEXT_PAGE_LINK},
+                       **FORBIDDEN, **INVALID})
 def get_webhook_deliveries(
+    request: Request,
+    response: Response,
     principal: ApiUser,
     db: DbSession,
     failed: Annotated[bool, Query(description="Only dead-lettered or failing deliveries.")] = False,
     call_id: Annotated[str | None, Query(max_length=200, pattern=NO_NUL_PATTERN,
                                          description="Only this call's deliveries: its id or external id.")] = None,
     before: Annotated[int | None, Query(ge=1, le=MAX_BIG_ID, description="Only deliveries with a smaller id: "
-                                        "the next page is `before=<the last id of this one>`.")] = None,
+                                        "the next page is `before=<the last id of this one>` (the `Link` header "
+                                        "names it).")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
+    """The body is a bare list, newest first. A full page carries a `Link: <...>; rel="next"` header; the
+    last page none."""
     principal.require(principal.can_manage_users, "manage webhooks")
-    return [
-        DeliveryOut(id=row.delivery.id, event_id=row.event_id, event_type=row.event_type,
-                    call_id=row.delivery.call_id, endpoint_id=row.delivery.endpoint_id, url=row.url,
-                    status=row.delivery.status.value, attempts=row.delivery.attempts,
-                    last_status_code=row.delivery.last_status_code, last_error=row.delivery.last_error,
-                    next_attempt_at=row.delivery.next_attempt_at, finished_at=row.delivery.finished_at)
-        for row in list_deliveries(db, principal.tenant_id, failed_only=failed, call_id=call_id, before=before,
-                                   limit=limit)
-    ]
+    rows = [DeliveryOut.from_listed(row) for row in list_deliveries(
+        db, principal.tenant_id, failed_only=failed, call_id=call_id, before=before, limit=limit)]
+    if len(rows) == limit:
+        next_page = next_page_url(web_state(request).settings.public_url, router.prefix + DELIVERIES_ROUTE,
+                                  request, before=rows[-1].id)
+        response.headers["Link"] = f'<{next_page}>; rel="next"'
+    return rows
+
+
+def next_page_url(public_url: str | None, path: str, request: Request, *, before: int) -> str:
+    """The next page of a list paged by `before`: the app's `path` with this request's query, every parameter
+    but `before` kept as sent and `before` set. On POSTCALL_PUBLIC_URL when it is set, as the record's
+    `review_url` is; else a path, as the app's redirects are, which a client resolves against the URL it
+    asked (RFC 3986). Never built from the request's Host header: a client sets it, and behind a proxy it
+    names the proxy's upstream."""
+    query = [(key, value) for key, value in request.query_params.multi_items() if key != "before"]
+    path_and_query = f"{path}?{urlencode([*query, ('before', str(before))])}"
+    return f"{public_url.rstrip('/')}{path_and_query}" if public_url else path_and_query
 
 
 @router.post("/webhooks/deliveries/replay", tags=["hand-off"], summary="Send deliveries again (same webhook-id)",

@@ -200,19 +200,26 @@ def purge_task() -> int:
     """Beat-scheduled: hard-delete calls past their tenant's retention period, at most
     `purge_max_calls_per_run` of them (committed a chunk at a time), then the hand-off's delivered history
     past POSTCALL_HANDOFF_RETENTION_DAYS, at most HANDOFF_PURGE_MAX_EVENTS_PER_RUN events; the next run goes
-    on. Returns the calls purged (the events are logged)."""
-    from app.pipeline.retention import HANDOFF_PURGE_MAX_EVENTS_PER_RUN, purge_expired, purge_handoff_history
+    on. Returns the calls purged (the events are logged). While another purge runs (a `postcall purge`, a
+    second beat's run) it logs that and returns 0, having deleted nothing: the next tick tries again."""
+    from app.pipeline.retention import HANDOFF_PURGE_MAX_EVENTS_PER_RUN, PurgeRunningError, run_purge
 
     ctx = get_context()
     budget = ctx.settings.purge_max_calls_per_run
-    reports = purge_expired(ctx.session_factory, default_days=ctx.settings.retention_days, max_calls=budget)
-    purged = sum(report.calls for report in reports)
+    try:
+        report = run_purge(ctx.session_factory, default_days=ctx.settings.retention_days,
+                           handoff_days=ctx.settings.handoff_retention_days, max_calls=budget,
+                           max_events=HANDOFF_PURGE_MAX_EVENTS_PER_RUN)
+    except PurgeRunningError:
+        logger.warning("retention purge skipped: another purge is running (a `postcall purge`, or an earlier "
+                       "run); the next run goes on")
+        return 0
+    purged = sum(tenant.calls for tenant in report.calls)
     if purged >= budget:
         logger.warning("retention purged %d calls (this run's limit); the next run purges more", purged)
     elif purged:
         logger.warning("retention purged %d calls", purged)
-    handoff = purge_handoff_history(ctx.session_factory, days=ctx.settings.handoff_retention_days,
-                                    max_events=HANDOFF_PURGE_MAX_EVENTS_PER_RUN)
+    handoff = report.handoff
     if handoff is not None and handoff.events:
         limited = handoff.events >= HANDOFF_PURGE_MAX_EVENTS_PER_RUN
         logger.warning("retention purged %d hand-off events, %d deliveries and %d attempts%s", handoff.events,

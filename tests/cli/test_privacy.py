@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.cli import app
+from app.cli.privacy import PURGE_RUNNING_EXIT
+from app.config import get_settings
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.models import Call, User, UserRole
+from app.pipeline.retention import purge_turn
 from app.pipeline.store import store_transcript
 from app.schemas.transcript import CallMetadata, Role, Transcript, Utterance
 from app.users import create_user
@@ -57,6 +61,34 @@ def test_retention_then_purge_dry_run_then_purge(database: str) -> None:
     done = runner.invoke(app, ["purge"])
     assert done.exit_code == 0, done.output
     assert not _call_exists(database, call_id)
+
+
+@pytest.mark.postgres
+def test_purge_while_another_purge_runs_says_so_deletes_nothing_and_exits_1(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A manual purge beside the beat's met it on the same oldest rows: a deadlock, or StaleDataError.
+    monkeypatch.setenv("POSTCALL_DATABASE_URL", postgres_url)
+    get_settings.cache_clear()
+    call_id = _old_call(postgres_url)
+    assert runner.invoke(app, ["retention", "--days", "30"]).exit_code == 0
+    holder = create_db_engine(postgres_url)  # the other purge, on a connection of its own
+    try:
+        with purge_turn(make_session_factory(holder)):
+            busy = runner.invoke(app, ["purge"])
+            assert busy.exit_code == PURGE_RUNNING_EXIT == 1, busy.output
+            assert "another purge is running" in busy.output and "deleted nothing" in busy.output
+            assert "purged" not in busy.output  # no report of a purge that did not run
+            assert _call_exists(postgres_url, call_id)
+            dry = runner.invoke(app, ["purge", "--dry-run"])  # counting is not held up
+            assert dry.exit_code == 0 and "would be purged" in dry.output
+        done = runner.invoke(app, ["purge"])
+        assert done.exit_code == 0, done.output
+        assert not _call_exists(postgres_url, call_id)
+    finally:
+        holder.dispose()
+    # The exit code is in the command's help.
+    assert "exits 1" in " ".join(runner.invoke(app, ["purge", "--help"]).output.split())
 
 
 def test_retention_refuses_a_negative_period(database: str) -> None:

@@ -42,6 +42,16 @@ def test_users_add_refuses_an_agent_without_agent_id_and_duplicates(database: st
     assert runner.invoke(users_app, ["add", "zed", "--role", "root"]).exit_code == 2
 
 
+def test_users_add_refuses_control_characters_and_prints_none(database: str) -> None:
+    # The name went to the database and back to the terminal as given: ESC sequences drove it.
+    refused = runner.invoke(users_app, ["add", "eve\x1b[2J", "--role", "analyst", "--tenant", "acme"])
+    assert refused.exit_code == 2
+    assert "control character" in refused.output and "\x1b" not in refused.output
+    agent = runner.invoke(users_app, ["add", "al", "--role", "agent", "--agent-id", "\u202e7-A"])
+    assert agent.exit_code == 2 and "control character" in agent.output
+    assert json.loads(runner.invoke(users_app, ["list", "--json"]).output)["users"] == []
+
+
 def test_users_deactivate_stops_the_token(database: str) -> None:
     token = json.loads(runner.invoke(users_app, ["add", "bo", "--role", "analyst", "--json"]).output)["token"]
     assert runner.invoke(users_app, ["deactivate", "bo"]).exit_code == 0

@@ -97,6 +97,39 @@ def test_the_cli_shows_an_endpoint_exactly_as_the_api_does(database: str) -> Non
                                                                                   "disabled_reason": None}
 
 
+def test_the_cli_shows_a_delivery_exactly_as_the_api_does(database: str) -> None:
+    # `webhooks deliveries --json` named the event type `type` where the API says `event_type`, and had no
+    # `finished_at`: a script moving from one to the other read nulls.
+    factory = make_session_factory(create_db_engine(database))
+    crm = json.loads(runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/crm", "--tenant", "acme", "--json"])
+                     .output)["id"]
+    runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/tickets", "--tenant", "acme"])
+    processed_call(factory, "same-1")
+    processed_call(factory, "same-2")
+    # One endpoint's deliveries dead-lettered (finished), the other's still pending (not finished).
+    assert runner.invoke(webhooks_app, ["disable", str(crm), "--tenant", "acme"]).exit_code == 0
+    with unit_of_work(factory) as session:
+        token = create_user(session, tenant="acme", name="ada", role=UserRole.admin).token
+    with client_for(database, webhook_allow_private=True) as client:
+        from_api = client.get("/api/webhooks/deliveries", headers=bearer(token)).json()
+        one_call = client.get("/api/webhooks/deliveries?call_id=same-1&limit=1", headers=bearer(token)).json()
+    listed = runner.invoke(webhooks_app, ["deliveries", "--tenant", "acme", "--json"])
+    assert listed.exit_code == 0, listed.output
+    from_cli = json.loads(listed.output)["deliveries"]
+    assert from_cli == from_api and len(from_api) == 4
+    assert {d["event_type"] for d in from_cli} == {"call.processed"} and "type" not in from_cli[0]
+    assert {d["status"]: d["finished_at"] is not None for d in from_cli} == {"dead": True, "pending": False}
+    filtered = runner.invoke(webhooks_app, ["deliveries", "--call", "same-1", "--limit", "1", "--tenant", "acme",
+                                            "--json"])
+    assert json.loads(filtered.output)["deliveries"] == one_call
+    # --attempts adds the attempt log, which the API does not serve, and changes nothing else.
+    with_attempts = json.loads(runner.invoke(webhooks_app, ["deliveries", "--attempts", "--tenant", "acme",
+                                                            "--json"]).output)["deliveries"]
+    assert [{k: v for k, v in d.items() if k != "attempt_log"} for d in with_attempts] == from_api
+    assert all(d["attempt_log"] == [] for d in with_attempts)  # nothing was sent
+    factory.kw["bind"].dispose()
+
+
 def test_invalid_input_is_refused_with_a_reason(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     unknown = runner.invoke(webhooks_app, ["add", "http://127.0.0.1:9/x", "--events", "call.eaten"])
     assert unknown.exit_code == 2 and "unknown event type" in unknown.output

@@ -148,4 +148,4 @@ def test_two_upgrades_at_once_both_succeed_on_postgresql() -> None:
                 version = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
         finally:
             engine.dispose()
-        assert version == [head_revision(url)]
+        assert version == [head_revision()]

@@ -547,6 +547,29 @@ def test_a_host_that_does_not_resolve_this_time_is_retried_not_dead_lettered(
     assert waiting.status is DeliveryStatus.pending
     assert waiting.last_error is not None and "does not resolve" in waiting.last_error
     assert not waiting.last_error.startswith("refused")
+    # The resolver's own words stay in the server's log: the tenant's admin reads last_error.
+    assert "Temporary failure" not in waiting.last_error and "Errno" not in waiting.last_error
+
+
+def test_a_host_that_resolves_to_a_private_address_at_delivery_is_dead_lettered_without_naming_it(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, client: httpx.Client
+) -> None:
+    # The stored error named the address ("resolves to 10.1.2.3, a loopback, ..."): a tenant's admin could map
+    # the server's network from the deliveries list. The resolver is stubbed (no query leaves the box).
+    def resolving_to(address: str) -> Callable[..., list[tuple[object, ...]]]:
+        return lambda *_a, **_k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving_to("93.184.215.14"))
+    register(session_factory, "https://crm.example.com/hook")
+    call_id = processed_call(session_factory, "del-rebound")
+    (delivery,) = deliveries(session_factory, call_id)
+    monkeypatch.setattr(socket, "getaddrinfo", resolving_to("10.1.2.3"))
+    public_only = dataclasses.replace(POLICY, allow_private=False)
+    assert send(session_factory, delivery.id, client, public_only) is DeliveryResult.dead
+    (dead,) = deliveries(session_factory, call_id)
+    assert dead.last_error is not None
+    assert dead.last_error.startswith("refused: the endpoint host 'crm.example.com' does not resolve to a public")
+    assert "10.1.2.3" not in dead.last_error
 
 
 @pytest.mark.postgres

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import PROJECT_ROOT
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.handoff.feed import MAX_EVENT_ID, CursorError, FeedPage, decode_cursor, read_feed
 from app.handoff.outbox import EventType, record_event
@@ -32,6 +35,8 @@ def api(db_url: str, allow_private: object) -> Iterator[TestClient]:
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
+
+HANDOFF_DOC = PROJECT_ROOT / "docs" / "handoff.md"
 
 # On PostgreSQL a page comes back empty while another transaction is still writing events (the feed
 # waits only briefly for it); polling again gets them.
@@ -73,12 +78,12 @@ def test_the_feed_pages_in_commit_order_and_applies_visibility(
     assert rest["next_cursor"] == newest != str(events_of(session_factory, foreign)[-1].id)
     empty = api.get(f"/api/events?after={rest['next_cursor']}", headers=bearer(admin)).json()
     assert empty == {"events": [], "next_cursor": newest}
-    # A cursor past the newest event of all is no cursor of the feed's: a reader keeping it would skip every
-    # event written up to it.
+    # A cursor past the tenant's newest event is no cursor of the feed's: a reader keeping it would skip
+    # every event written up to it. Globex's newer event does not make it one (tests/handoff/test_feed_cursors.py).
     newest_of_all = int(events_of(session_factory, foreign)[-1].id)
-    ahead = api.get(f"/api/events?after={newest_of_all + 1000}", headers=bearer(admin))
-    assert ahead.status_code == 422 and "past the newest event" in ahead.text
-    assert api.get(f"/api/events?after={newest_of_all}", headers=bearer(admin)).status_code == 200
+    for ahead in (int(newest) + 1, newest_of_all, newest_of_all + 1000):
+        answer = api.get(f"/api/events?after={ahead}", headers=bearer(admin))
+        assert answer.status_code == 422 and "past the newest event" in answer.text, ahead
     # An agent's cursor moves past its tenant's events it does not see, so it never falls behind a purge.
     agent_page = events_for(api, agent, after=first["next_cursor"], expect=0)
     assert agent_page == {"events": [], "next_cursor": newest}
@@ -251,6 +256,76 @@ def test_deliveries_page_by_id_and_filter_by_call_and_64_bit_ids_are_taken(
     replay = api.post("/api/webhooks/deliveries/replay", json={"delivery_ids": [big]}, headers=bearer(admin))
     assert replay.status_code == 404, replay.text  # a well-formed id that is not there, not a malformed one
     assert api.get(f"/api/webhooks/deliveries?before={2**63}", headers=bearer(admin)).status_code == 422
+
+
+def _next_link(response: Any) -> str | None:
+    """The target of the response's RFC 8288 `rel="next"` link, or None when it has none."""
+    target = response.links.get("next", {}).get("url")
+    return str(target) if target is not None else None
+
+
+def test_a_full_page_of_deliveries_links_the_next_and_the_last_page_does_not(
+    api: TestClient, session_factory: sessionmaker[Session], db_url: str
+) -> None:
+    # The list was paged by `before=<id>` with no hint of a next page: a client had to know the rule and
+    # guess whether a short page was the end.
+    admin, _, _ = _admin_and_supervisor(session_factory)
+    register(session_factory, "http://127.0.0.1:9/crm")
+    register(session_factory, "http://127.0.0.1:9/tickets")
+    calls = [processed_call(session_factory, f"link-{n}") for n in range(5)]
+    every = [d["id"] for d in api.get("/api/webhooks/deliveries?limit=500", headers=bearer(admin)).json()]
+    assert len(every) == 10  # a delivery per call and endpoint
+
+    # Following the links walks every delivery once, newest first: no overlap, no gap; the last page has none.
+    pages: list[list[int]] = []
+    url: str | None = "/api/webhooks/deliveries?limit=3"
+    while url is not None:
+        response = api.get(url, headers=bearer(admin))
+        assert response.status_code == 200, response.text
+        pages.append([d["id"] for d in response.json()])
+        url = _next_link(response)
+        # POSTCALL_PUBLIC_URL is set (the fixture): absolute on it, as the record's review_url is.
+        assert url is None or url.startswith("https://postcall.example.test/api/webhooks/deliveries?"), url
+        assert len(pages) <= 4
+    assert [len(page) for page in pages] == [3, 3, 3, 1]
+    assert [delivery for page in pages for delivery in page] == every
+
+    # The other parameters stay in the link: one call's deliveries (of two endpoints), a page at a time.
+    first = api.get("/api/webhooks/deliveries?call_id=link-2&limit=1", headers=bearer(admin))
+    link = _next_link(first)
+    assert link is not None
+    query = parse_qs(urlsplit(link).query)
+    assert query == {"call_id": ["link-2"], "limit": ["1"], "before": [str(first.json()[0]["id"])]}
+    second = api.get(link, headers=bearer(admin))
+    assert [d["call_id"] for d in first.json() + second.json()] == [calls[2], calls[2]]
+    # That page was full too: its link leads to an empty page, which has none.
+    last = api.get(_next_link(second) or "", headers=bearer(admin))
+    assert last.status_code == 200 and last.json() == [] and "link" not in last.headers
+    # `failed` (and any parameter sent) is kept the same way; a page short of the limit has no link.
+    assert _next_link(api.get("/api/webhooks/deliveries?failed=false&limit=500", headers=bearer(admin))) is None
+    assert "failed=false" in (_next_link(api.get("/api/webhooks/deliveries?failed=false&limit=10",
+                                                 headers=bearer(admin))) or "")
+
+    # The loop docs/handoff.md shows walks them all the same.
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", HANDOFF_DOC.read_text(), re.S)
+                   if "def deliveries(" in block)
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # our own documentation
+    api.headers.update(bearer(admin))
+    walked = [d["id"] for d in namespace["deliveries"](api, "/api/webhooks/deliveries?limit=4")]
+    assert walked == every
+
+    # Without POSTCALL_PUBLIC_URL the link is a path, which a client resolves against the URL it asked.
+    with client_for(db_url, BrokerQueue.fresh(), webhook_allow_private=True, public_url=None) as plain:
+        relative = _next_link(plain.get("/api/webhooks/deliveries?limit=4", headers=bearer(admin)))
+    assert relative == f"/api/webhooks/deliveries?limit=4&before={every[3]}"
+
+
+def test_the_deliveries_link_header_is_in_the_openapi_document(api: TestClient) -> None:
+    operation = api.get("/openapi.json").json()["paths"]["/api/webhooks/deliveries"]["get"]
+    header = operation["responses"]["200"]["headers"]["Link"]
+    assert header["schema"] == {"type": "string"} and 'rel="next"' in header["description"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
 
 
 def test_a_calls_record_is_fetched_as_its_events_carry_it(

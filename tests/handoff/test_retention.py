@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from app.config import Settings, get_settings
 from app.db.session import unit_of_work
-from app.handoff.feed import CursorExpiredError, read_feed
+from app.handoff.feed import CursorError, CursorExpiredError, read_feed
 from app.handoff.outbox import new_event_id
 from app.models import DeliveryStatus, OutboxEvent, UserRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.pipeline.calls import get_or_create_tenant
@@ -239,11 +239,11 @@ def test_the_feed_answers_a_cursor_from_before_what_is_kept_with_410(
         status, page = feed(token)  # starting again: from the oldest event kept
         assert status == 200 and [e["cursor"] for e in page["events"]] == [str(i) for i in kept]
         # Another tenant's reader lost nothing of its own: no 410 for any cursor, and its cursor is never
-        # moved to (nor told) this tenant's ids.
+        # moved to (nor told) this tenant's ids; one of this tenant's ids is past every event of its own.
         status, page = feed(stranger)
         assert status == 200 and page == {"events": [], "next_cursor": None}
         status, page = feed(stranger, old[0])
-        assert status == 200 and page == {"events": [], "next_cursor": str(old[0])}
+        assert status == 422 and "past the newest event" in str(page["detail"])
     with unit_of_work(session_factory) as session, pytest.raises(CursorExpiredError):
         read_feed(session, admin, str(old[1]))
 
@@ -270,6 +270,30 @@ def test_a_reader_caught_up_before_a_gap_in_the_ids_is_not_told_it_missed_events
     with unit_of_work(session_factory) as session:
         page = read_feed(session, admin, str(caught_up))
     assert [item.cursor for item in page.items] == [str(newer)]
+
+
+def test_a_reader_whose_every_event_was_purged_keeps_its_cursor_and_no_later_one(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # Cursors past the reader's tenant's newest event are refused (422), other tenants' events aside. Once the
+    # purge took every one of its tenant's events, its last cursor stands at the tenant's mark: still served,
+    # and the mark, not another tenant's newer events, is where the cursors it may send end.
+    mine = History(session_factory)
+    theirs = History(session_factory, tenant="globex")
+    admin, _ = make_principal(session_factory, "ada", UserRole.admin)
+    old = [mine.event(60 - n, Sent(DeliveryStatus.succeeded)) for n in range(2)]
+    with unit_of_work(session_factory) as session:
+        caught_up = read_feed(session, admin, None).next_cursor
+    assert caught_up == str(old[-1])
+    kept = [theirs.event(50, Sent(DeliveryStatus.succeeded)), theirs.event(1)]
+    assert _purge(session_factory).events == 3 and _events(session_factory) == kept[-1:]
+
+    with unit_of_work(session_factory) as session:
+        page = read_feed(session, admin, caught_up)
+    assert (page.items, page.next_cursor) == ([], caught_up)
+    for past in (old[-1] + 1, kept[-1]):
+        with unit_of_work(session_factory) as session, pytest.raises(CursorError, match="past the newest event"):
+            read_feed(session, admin, str(past))
 
 
 def test_postcall_purge_reports_what_the_hand_off_purge_removed(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import socket
+from collections.abc import Callable
 from ipaddress import ip_network
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +37,11 @@ from tests.support.receiver import running_receiver
         "https://100.100.100.200/hook",
         "https://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
         "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        # Global by Python 3.11's `ipaddress` tables, not by IANA's registries (NOT_GLOBALLY_REACHABLE):
+        "https://[fec0::1]/hook",  # deprecated site-local
+        "https://192.0.0.8/hook",  # IETF protocol assignments
+        "https://192.88.99.1/hook",  # the deprecated 6to4 relay anycast
+        "https://[3fff::1]/hook",  # documentation (2024)
     ],
 )
 def test_private_loopback_and_link_local_targets_are_refused(url: str) -> None:
@@ -52,11 +62,16 @@ def test_allowed_networks_admit_their_addresses_and_nothing_else() -> None:
     # NAT64 and mapped forms are judged by the IPv4 address they reach.
     assert check_endpoint_url("https://[::ffff:10.20.0.1]/h", allow_private=False, allowed_networks=allowed)
     for refused in ("https://10.21.0.1/h", "https://127.0.0.1/h", "https://169.254.169.254/h",
-                    "https://[::ffff:10.21.0.1]/h", "https://[fd00:8::1]/h"):
+                    "https://[::ffff:10.21.0.1]/h", "https://[fd00:8::1]/h", "https://[fec0::1]/h",
+                    "https://192.0.0.8/h"):
         with pytest.raises(WebhookUrlError, match="POSTCALL_WEBHOOK_ALLOWED_NETWORKS"):
             check_endpoint_url(refused, allow_private=False, allowed_networks=allowed)
     with pytest.raises(WebhookUrlError, match="must use https"):
         check_endpoint_url("http://10.20.3.4/h", allow_private=False, allowed_networks=allowed)
+    # The table of blocks that are not globally reachable is refused as private networks are: unless allowed.
+    in_house = (ip_network("192.0.0.0/29"), ip_network("fec0:7::/64"))
+    assert check_endpoint_url("https://192.0.0.5/h", allow_private=False, allowed_networks=in_house)
+    assert check_endpoint_url("https://[fec0:7::9]/h", allow_private=False, allowed_networks=in_house)
     # No allowed network opens the box itself, the cloud's metadata service or multicast.
     wide = (ip_network("0.0.0.0/1"), ip_network("169.254.0.0/16"), ip_network("224.0.0.0/4"),
             ip_network("fe80::/10"), ip_network("::/1"))
@@ -90,6 +105,59 @@ def test_allowed_networks_setting_reads_comma_separated_cidrs_and_addresses(monk
 
 def test_a_public_address_over_https_is_accepted() -> None:
     assert check_endpoint_url("https://93.184.215.14/hook", allow_private=False) == "https://93.184.215.14/hook"
+    assert check_endpoint_url("https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/hook", allow_private=False)
+    assert check_endpoint_url("https://[::ffff:93.184.215.14]/hook", allow_private=False)  # judged as IPv4
+
+
+def _resolving_to(*addresses: str) -> Callable[..., list[tuple[Any, ...]]]:
+    """A stand-in for `socket.getaddrinfo` answering `addresses`."""
+    def getaddrinfo(_host: str, port: int, *_args: object, **_kwargs: object) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+                for address in addresses]
+
+    return getaddrinfo
+
+
+def test_a_refused_host_name_is_not_told_what_it_resolves_to_the_log_says(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "the endpoint host 'vm' resolves to 10.0.0.5, a loopback ..." let a tenant's admin map the server's
+    # internal network by registering names, and the same text went into deliveries' last_error. A name only
+    # this box resolves, whichever of its addresses it gives:
+    with pytest.raises(WebhookUrlError) as local:
+        check_endpoint_url("https://localhost/hook", allow_private=False)
+    assert "does not resolve to a public address" in str(local.value)
+    assert "127.0.0.1" not in str(local.value) and "::1" not in str(local.value)
+    # A name with a public address and a private one (stubbed: no query leaves the box).
+    monkeypatch.setattr(socket, "getaddrinfo", _resolving_to("93.184.215.14", "10.0.0.5"))
+    with caplog.at_level(logging.WARNING, logger="app.handoff.urls"), pytest.raises(WebhookUrlError) as refused:
+        check_endpoint_url("https://vm.corp.example/hook", allow_private=False)
+    assert str(refused.value).startswith("the endpoint host 'vm.corp.example' does not resolve to a public address")
+    assert "10.0.0.5" not in str(refused.value) and "93.184" not in str(refused.value)
+    assert "POSTCALL_WEBHOOK_ALLOWED_NETWORKS" in str(refused.value)
+    assert "'vm.corp.example'" in caplog.text and "10.0.0.5" in caplog.text  # for the operator
+
+
+def test_a_host_name_that_does_not_resolve_is_not_told_the_resolvers_error_the_log_says(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_such_name(*_args: object, **_kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    with caplog.at_level(logging.WARNING, logger="app.handoff.urls"), pytest.raises(WebhookUrlError) as refused:
+        check_endpoint_url("https://db-internal/hook", allow_private=False)
+    assert str(refused.value) == "the endpoint host 'db-internal' does not resolve"
+    assert refused.value.temporary
+    assert "Name or service not known" in caplog.text and "'db-internal'" in caplog.text
+
+
+@pytest.mark.parametrize(("url", "address"), [("https://[fec0::1]/hook", "fec0::1"),
+                                              ("https://192.0.0.8/hook", "192.0.0.8")])
+def test_an_address_written_in_the_url_is_named_in_its_refusal(url: str, address: str) -> None:
+    # Its sender typed it: saying which address and why tells them nothing they did not know (as for 10.0.0.5).
+    with pytest.raises(WebhookUrlError, match=rf"resolves to {re.escape(address)}, a loopback, link-local, private"):
+        check_endpoint_url(url, allow_private=False)
 
 
 @pytest.mark.parametrize(
@@ -140,8 +208,9 @@ def test_the_workers_transport_never_connects_to_a_private_address() -> None:
     # connection at all, so no request and no error text describing the box's network.
     with running_receiver() as receiver, webhook_client(httpx.Limits(), public_only=True) as client:
         port = receiver.port
-        with pytest.raises(httpx.ConnectError, match=r"refused: .*localhost.* resolves to"):
+        with pytest.raises(httpx.ConnectError, match=r"refused: .*localhost.* does not resolve to a public") as refused:
             client.post(f"http://localhost:{port}/hook", content=b"{}")
+        assert "127.0.0.1" not in str(refused.value) and "::1" not in str(refused.value)
         assert receiver.all_requests() == []
 
 

@@ -3,6 +3,7 @@ content-free. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,11 @@ from app.pipeline.persist import RunFacts, add_claims, add_run, idempotency_key
 from app.pipeline.retention import (
     MAX_RETENTION_DAYS,
     PURGE_EVENT,
+    PURGE_LOCK_KEY,
+    PurgeRunningError,
     purge_expired,
+    purge_turn,
+    run_purge,
     scrub_review_events,
     set_retention,
 )
@@ -295,3 +300,107 @@ def test_a_purged_call_leaves_no_content_in_the_hand_off_and_receivers_are_told(
         assert data["summary"] == {"note": "", "statements": []} and "quote" not in str(data)
     assert after[-1].payload["data"]["review"]["decided_by"] == "retention"
     assert "quote" in str(events_of(session_factory, kept_id)[0].payload)  # a call within the period keeps its own
+
+
+def _purge_events(factory: sessionmaker[Session]) -> list[str]:
+    with factory() as session:
+        return sorted(session.scalars(select(ReviewEvent.call_id).where(ReviewEvent.action == PURGE_EVENT)))
+
+
+@pytest.mark.postgres
+def test_a_purge_while_another_holds_the_turn_deletes_nothing_then_runs(postgres_url: str) -> None:
+    # The beat's purge and a `postcall purge` at once met on the same oldest rows (outbox events, calls) and
+    # one of them deadlocked or found rows gone under it (StaleDataError). Now the second does not run.
+    holder, purger = create_db_engine(postgres_url), create_db_engine(postgres_url)  # two connections' engines
+    factory = make_session_factory(purger)
+    try:
+        expired = _expired_calls(factory, 3)
+        with purge_turn(make_session_factory(holder)), holder.connect() as probe:
+            # The turn is the advisory lock, held by the holder's connection.
+            held = probe.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                "AND ((classid::bigint << 32) | objid::bigint) = :key "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ), {"key": PURGE_LOCK_KEY})
+            assert held.scalar_one() == 1
+            with pytest.raises(PurgeRunningError, match="another purge is running"):
+                run_purge(factory, default_days=0, handoff_days=30, now=NOW)
+            assert _remaining(factory, expired) == expired and _purge_events(factory) == []
+            # A dry run deletes nothing and is not held up.
+            dry = run_purge(factory, default_days=0, handoff_days=30, now=NOW, dry_run=True)
+            assert [(r.tenant, r.calls) for r in dry.calls] == [("acme", 3)]
+        # Released at the end of the holder's turn: the next purge runs.
+        report = run_purge(factory, default_days=0, handoff_days=30, now=NOW)
+        assert [(r.tenant, r.calls) for r in report.calls] == [("acme", 3)] and report.handoff is not None
+        assert _remaining(factory, expired) == [] and _purge_events(factory) == sorted(expired)
+    finally:
+        holder.dispose()
+        purger.dispose()
+
+
+@pytest.mark.postgres
+def test_a_purge_holds_its_turn_from_start_to_end_and_gives_it_back_when_it_fails(postgres_url: str) -> None:
+    engine, other = create_db_engine(postgres_url), create_db_engine(postgres_url)
+    pg_factory = make_session_factory(engine)
+    expired = _expired_calls(pg_factory, 3)
+    second: list[object] = []
+
+    def meanwhile(_calls: int) -> None:  # after the first purge's first committed chunk
+        try:
+            second.append(run_purge(make_session_factory(other), default_days=0, handoff_days=30, now=NOW))
+        except PurgeRunningError as exc:
+            second.append(exc)
+
+    try:
+        report = run_purge(pg_factory, default_days=0, handoff_days=30, now=NOW, on_purged=meanwhile)
+        assert [type(outcome) for outcome in second] == [PurgeRunningError]
+        assert report.calls[0].calls == 3 and _purge_events(pg_factory) == sorted(expired)  # each purged once
+
+        def fail(_calls: int) -> None:
+            raise RuntimeError("the purge failed half-way")
+
+        more = _store(pg_factory, "acme", "older", NOW - timedelta(days=90))
+        with pytest.raises(RuntimeError):
+            run_purge(pg_factory, default_days=0, handoff_days=30, now=NOW, on_purged=fail)
+        with purge_turn(make_session_factory(other)):  # the failed purge gave its turn back
+            pass
+        assert _remaining(pg_factory, [more]) == []  # its chunk was committed before it failed
+    finally:
+        engine.dispose()
+        other.dispose()
+
+
+def test_on_sqlite_a_purge_reads_its_chunk_under_the_write_lock(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No purge lock on SQLite: its write lock has purges take turns, provided each chunk takes it before
+    # reading what to delete. Read before it (the driver begins a transaction only at the first write), a
+    # chunk could list calls another purge deleted in between, and counted them and gave them a second
+    # `call_purged` event.
+    engine = create_db_engine(sqlite_url)
+    factory = make_session_factory(engine)
+    expired = _expired_calls(factory, 3)
+    from app.pipeline import retention
+
+    record_deletions = retention.record_deletions
+    others: list[Any] = []
+    threads: list[threading.Thread] = []
+
+    def between_read_and_write(*args: Any, **kwargs: Any) -> None:
+        if not threads:  # the first purge's chunk has been read: the second purge runs now
+            thread = threading.Thread(target=lambda: others.extend(
+                purge_expired(factory, default_days=0, now=NOW)))
+            threads.append(thread)
+            thread.start()
+            thread.join(timeout=1.0)  # it finishes here, unless it waits for this purge's write lock
+        record_deletions(*args, **kwargs)
+
+    monkeypatch.setattr(retention, "record_deletions", between_read_and_write)
+    try:
+        mine = purge_expired(factory, default_days=0, now=NOW)
+        threads[0].join(timeout=60)
+        assert not threads[0].is_alive()
+        assert sorted(r.calls for r in [*mine, *others]) == [0, 3]  # every call counted once
+        assert _remaining(factory, expired) == [] and _purge_events(factory) == sorted(expired)
+    finally:
+        engine.dispose()

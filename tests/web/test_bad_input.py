@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app.models import Call, CallState, Claim, Utterance
+from app.models import Call, CallState, Claim, User, Utterance
 from tests.web.conftest import World, csrf_from, sign_in
 from tests.web.world import client_for, native_call
 from tests.web.world import plain_text_call as plain_text_call_bytes
@@ -230,6 +230,22 @@ def test_a_lone_surrogate_in_a_json_body_is_422_naming_the_field(world: World, u
                                                                "content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert "lone surrogate" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("name", "eve\x1b[2J"), ("name", "eve\x07"), ("name", "\u202eeve.exe"), ("agent_id", "A-7\x1b]0;pwned\x07"),
+    ("agent_id", "\u202e7-A"), ("team", "blue\x1b[31m"),
+])
+def test_control_and_bidi_characters_in_a_new_users_fields_are_422(world: World, field: str, value: str) -> None:
+    # Accepted and shown on every page and list, and by `postcall users list` in a terminal, while a call's
+    # external id refused them: the same check now (app/pipeline/calls.py `require_printable`).
+    name = unique("ctl")
+    body = {"name": name, "role": "agent", "agent_id": "A-7", field: value}
+    response = world.client.post("/api/users", json=body, headers=world.token("admin"))
+    assert response.status_code == 422, response.text
+    assert "control character" in response.json()["detail"]
+    with world.factory() as session:
+        assert session.scalar(select(func.count()).select_from(User).where(User.name.in_([name, value]))) == 0
 
 
 @pytest.mark.parametrize("external_id", ["  ", "\u200b", "\t"])
