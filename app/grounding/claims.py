@@ -150,6 +150,9 @@ DUE_TIME_WORDS = frozenset({
     "business", "working", "weekend", "fortnight", "noon", "midday", "midnight", "morning", "afternoon",
     "evening", "night", "tonight", "next", "end", "eod", "eow", "eom", "cob", "eob", "close", "thing",
     "hr", "hrs", "min", "mins", "wk", "wks", "yr", "yrs", "immediately", "asap", "soon", "couple", "few",
+    # "after Friday" is a later date than "Friday". Not "before": "before Friday" retells "by Friday" (and on
+    # "after", it is `opposite_in_evidence`).
+    "after",
 })
 
 
@@ -418,7 +421,7 @@ def _statement_failure(
             _states_what_is_negated(text, texts)
             or (sentences != texts and _states_what_is_negated(text, sentences, checked=True))):
         return Reason.negated_in_evidence
-    if opposite_in_evidence(text, sentences):
+    if opposite_in_evidence(text, sentences) or (due and opposite_in_evidence(due, sentences)):
         return Reason.opposite_in_evidence
     return unasserted_claim(text, sentences, to_do=to_do)
 

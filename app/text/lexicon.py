@@ -212,6 +212,7 @@ OPPOSITE_WORDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         (("block", "blocked", "blocks", "blocking"), ("unblock", "unblocked", "unblocks", "unblocking")),
         (("savings",), ("checking",)),
         (("succeeded", "successful", "successfully"), ("failed", "unsuccessful")),
+        (("before",), ("after",)),
     )
 )
 

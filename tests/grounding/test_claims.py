@@ -834,3 +834,23 @@ def test_a_number_written_in_other_groups_is_the_same_number(claim: str, evidenc
 ])
 def test_a_number_with_other_digits_is_still_flagged(claim: str, evidence: list[str], reason: Reason) -> None:
     assert unsupported_claim_detail(claim, evidence) is reason
+
+
+@pytest.mark.parametrize(("text", "due", "said", "reason"), [
+    ("Call the customer back before 8 AM", None, "friday after 8 AM PST", Reason.opposite_in_evidence),
+    ("Call the customer back", "before 8 AM PST", "friday after 8 AM PST", Reason.opposite_in_evidence),  # due too
+    ("Call the customer back", "after Friday", "friday at 8 AM PST", Reason.unsupported_date),  # a later date
+])
+def test_a_bound_or_a_repetition_of_when_must_be_said(text: str, due: str | None, said: str, reason: Reason) -> None:
+    quote = f"I will call you back {said}"
+    item = ActionItem(text=text, owner=Owner.agent, due=due, evidence=[EvidenceRef(utterance=0, quote=quote)])
+    claim = verify_extraction(transcript(("agent", quote)), Extraction(action_items=[item])).claims[0]
+    assert (claim.status, claim.reason) == (ClaimStatus.ungrounded, reason)
+
+
+@pytest.mark.parametrize("due", ["Friday", "this Friday", "after 8 AM PST", "Friday after 8 AM"])
+def test_when_said_as_the_evidence_says_it_stays_grounded(due: str) -> None:
+    call = transcript(("agent", "I will call you back friday after 8 AM PST"))
+    item = ActionItem(text="Call the customer back", owner=Owner.agent, due=due,
+                      evidence=[EvidenceRef(utterance=0, quote="I will call you back friday after 8 AM PST")])
+    assert verify_extraction(call, Extraction(action_items=[item])).claims[0].status is ClaimStatus.grounded
