@@ -887,8 +887,13 @@ def _states_what_is_negated(claim: str, evidence_texts: Sequence[str], *, checke
 
 # A condition in the evidence: what the clause under it says may never happen ("if it has not arrived by
 # Friday I will send a replacement"); a wish says it did not ("I wish I could waive it").
+# "Once" opening a clause of what has yet to happen is one too ("once your reservation is changed, you can pick
+# a seat", "we'll advise once resolved"); not "once again", "at once" or "I called once".
+_ONCE_CLAUSE = (r"once\s+(?:i|you|we|they|he|she|it|the|your|my|our|their|this|that|these|those|resolved|done|"
+                r"complete|completed|received|approved|processed|confirmed|fixed)")
 _CONDITION = re.compile(
-    r"\b(?:if|unless|provided that|providing that|as long as|in case|assuming|otherwise|wish|wished)\b",
+    r"\b(?:if|unless|provided that|providing that|as long as|in case|assuming|otherwise|wish|wished|"
+    rf"{_ONCE_CLAUSE})\b",
     re.IGNORECASE)
 # An answer that says yes to the question cited beside it.
 _AFFIRMATIVE_ANSWER = re.compile(
@@ -896,7 +901,7 @@ _AFFIRMATIVE_ANSWER = re.compile(
     r"right|affirmative)\b", re.IGNORECASE)
 # A cheap look before reading the clauses: what a condition, a wish or an embedded question needs.
 _MAY_UNASSERT = re.compile(r"\b(?:if|whether|unless|provided|as long as|in case|assuming|otherwise|wish|wished|"
-                           r"(?:can|could|would|will|do|did)\s+you)\b", re.IGNORECASE)
+                           rf"{_ONCE_CLAUSE}|(?:can|could|would|will|do|did)\s+you)\b", re.IGNORECASE)
 # A question as ASR writes it, without its "?": "can you waive the late fee".
 _SPOKEN_QUESTION = re.compile(r"\s*(?:\w+\s*,?\s+)?(?:can|could|would|will|do|did)\s+you\b", re.IGNORECASE)
 # An embedded question ("can you check if it went through", "let me see whether it posted") asks, like a
@@ -950,9 +955,29 @@ _YES_NO_QUESTION = re.compile(
 _SENTENCE = re.compile(f"[^{_SENTENCE_ENDS}]*[{_SENTENCE_ENDS}]?")
 
 
-def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str]]:
+_FUTURE = re.compile(r"\b(?:will|shall|going\s+to|gonna|about\s+to)\b|['’ʼ]ll\b", re.IGNORECASE)
+_CLAUSE_WORDS = re.compile(r"[^\W_]+(?:['’ʼ][^\W_]+)?")
+_ONCE_CLAUSE_ENDERS = frozenset({"i", "you", "we", "they", "he", "she", "it", "there"})
+
+
+def _once_clause(clause: str, start: int) -> tuple[int, int]:
+    """The span of the clause "once" opens at `start`: to a comma, or to the first subject after a word of its
+    own ("once your reservation is changed you'll be able to pick a seat": up to "you")."""
+    comma = clause.find(",", start)
+    limit = comma if comma >= 0 else len(clause)
+    said_something = False
+    for word in _CLAUSE_WORDS.finditer(clause, start + len("once"), limit):
+        if said_something and word.group().lower() in _ONCE_CLAUSE_ENDERS:
+            return start, word.start()
+        said_something = said_something or word.group().lower() not in _ONCE_CLAUSE_ENDERS
+    return start, limit
+
+
+def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str], set[str]]:
     """The stems of the content words that `texts` say only in a clause under a condition or a wish, those
-    they say only in yes-no questions, and those they say outside either."""
+    they say only as what has yet to happen ("once" it is done), those they say only in yes-no questions, and
+    those they say outside any of these."""
+    pending: set[str] = set()
     conditional: set[str] = set()
     asked: set[str] = set()
     plain: set[str] = set()
@@ -974,13 +999,21 @@ def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str
                     asked.update(stem for stem, reach in _content_stems(clause[embedded.end():]) if not reach)
                     under_condition = False
                     continue
+                condition = _CONDITION.search(_COURTESY.sub(" ", clause))
+                if condition is not None and condition.group().lower().startswith("once"):
+                    # Only what "once" says has yet to happen is under it: "once I process the refund you will
+                    # get an email" conditions the refund, not the email that follows it.
+                    start, end = _once_clause(clause, condition.start())
+                    pending.update(stem for stem, reach in _content_stems(clause[start:end]) if not reach)
+                    clause = clause[:start] + " " + clause[end:]
+                    condition = None
                 stems = {stem for stem, reach in _content_stems(clause) if not reach}
                 # "if you DM your name and address we can send a gift card": an "and" with no comma before it,
                 # and no new subject after it, goes on with the condition it is in.
-                under_condition = _CONDITION.search(_COURTESY.sub(" ", clause)) is not None or (
+                under_condition = condition is not None or (
                     under_condition and joiner.strip().lower() == "and" and not _NEW_SUBJECT.match(clause))
                 (conditional if under_condition else plain).update(stems)
-    return conditional - plain, asked - plain - conditional, plain
+    return conditional - plain, pending - plain, asked - plain - conditional - pending, plain
 
 
 def unasserted_claim(claim: str, evidence_texts: Sequence[str], *, to_do: bool = False) -> Reason | None:
@@ -1006,8 +1039,11 @@ def unasserted_claim(claim: str, evidence_texts: Sequence[str], *, to_do: bool =
              if word.endswith(("ed", "ing")) or word == "lost"} & _FACT_SENSE_STEMS
     if {stem for stem, _ in claim_stems if stem in _NOT_ASSERTING_STEMS} - _GIVING_STEMS - facts:
         return None
-    conditional, asked, plain = _unasserted_words(evidence_texts)
+    conditional, pending, asked, plain = _unasserted_words(evidence_texts)
     if not to_do and any(stem in conditional for stem, _ in claim_stems):
+        return Reason.conditional_in_evidence
+    # What "once" puts ahead may be claimed as ahead ("the agent will process the refund"), not as done.
+    if not to_do and not _FUTURE.search(claim) and any(stem in pending for stem, _ in claim_stems):
         return Reason.conditional_in_evidence
     if any(_AFFIRMATIVE_ANSWER.match(text) for text in evidence_texts):
         return None  # "Has it dispatched?" - "Yep, ...": the answer asserts what the question asked

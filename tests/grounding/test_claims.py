@@ -854,3 +854,22 @@ def test_when_said_as_the_evidence_says_it_stays_grounded(due: str) -> None:
     item = ActionItem(text="Call the customer back", owner=Owner.agent, due=due,
                       evidence=[EvidenceRef(utterance=0, quote="I will call you back friday after 8 AM PST")])
     assert verify_extraction(call, Extraction(action_items=[item])).claims[0].status is ClaimStatus.grounded
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    # "Once" puts what it opens ahead: claimed as done, it is not said.
+    ("The agent changed the reservation to First Class",
+     "Once your reservation is changed to the First Class cabin, you will be able to select a seat",
+     Reason.conditional_in_evidence),
+    ("The agent processed the refund", "once I process the refund you will receive an email",
+     Reason.conditional_in_evidence),
+    # Claimed as ahead, or what follows it, or "once" that opens nothing: said.
+    ("The agent will process the refund", "once I process the refund you will receive an email", None),
+    ("The customer will receive an email", "once I process the refund you will receive an email", None),
+    ("The customer can select a seat",
+     "Once your reservation is changed to the First Class cabin, you will be able to select a seat", None),
+    ("The customer called the bank", "I called the bank once last week", None),
+    ("The agent will process the refund", "once again, I will process the refund today", None),
+])
+def test_what_once_puts_ahead_is_not_done(claim: str, evidence: str, reason: Reason | None) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is reason
