@@ -339,8 +339,13 @@ _LISTENER_ASKED = re.compile(
     r"(?:\b(?:please|kindly)|\b(?:could|can|would|will)\s+you(?:\s+please)?)\s+"
     r"(?!allow\b|note\b|be\b|bear\b|expect\b|wait\b|hold\b|rest\b|understand\b|know\b|let\s+(?:me|us)\b|"
     r"accept\b|excuse\b|forgive\b|like\b|prefer\b|mind\b|see\b|hear\b|tell\s+(?:me|us)\b|confirm\b|verify\b|"
-    r"provide\b|give\s+(?:me|us)\b)(?=[a-z])",
+    r"provide\b|give\s+(?:me|us)\b|stay\b|remain\b|hang\b|stand\b|keep\b|look\b)(?=[a-z])",
     re.IGNORECASE)
+# The speaker acting in the same sentence ("please stay on the line while I transfer you", "please check your
+# email for the label I just sent"): the request alone no longer says who does what the sentence tells.
+# A purpose ("DM us so we can look into it") is not the speaker acting.
+_SPEAKER_ACTS = re.compile(r"\b(?<!so )(?<!so that )(?:i|we)\b(?!\s*['’ʼ]?d\s+like\b)(?!\s+(?:can|could|may|might)\b)"
+                           r"|\b(?:i|we)['’ʼ](?:m|ve|re|ll)\b", re.IGNORECASE)
 _OTHER_PARTY = {Role.agent: Owner.customer, Role.customer: Owner.agent}
 
 
@@ -361,7 +366,7 @@ def _committed_by_the_other(prepared: PreparedTranscript, evidence: list[Verifie
             tasked.add(Owner(utterance.role.value))
             if _REQUEST.search(sentence):
                 tasked.add(_OTHER_PARTY[utterance.role])
-        elif _LISTENER_ASKED.search(sentence):
+        elif _LISTENER_ASKED.search(sentence) and not _SPEAKER_ACTS.search(sentence):
             tasked.add(_OTHER_PARTY[utterance.role])
         if _LISTENER_TASKED.search(sentence):
             tasked.add(_OTHER_PARTY[utterance.role])
@@ -404,7 +409,8 @@ def _statement_failure(
         if unsupported is None and any(kind is TokenKind.negation for kind, _ in claim_values) and (
                 negative_only_by_courtesy(detail, claim_values, texts) or not _denies_what_it_says(detail, texts)):
             unsupported = Reason.unsupported_negation
-        if unsupported is None and _range_cut_to_one_end(detail, texts):
+        # Its whole sentences: a quote of "5 business days" out of "in 3 to 5 business days" keeps one end too.
+        if unsupported is None and _range_cut_to_one_end(detail, sentences):
             unsupported = Reason.unsupported_number
         if unsupported is not None:
             return unsupported
@@ -468,60 +474,74 @@ def negative_only_by_courtesy(
 # them is compared by its digits alone; below it, a value must be said as it is.
 _DIGIT_RUN_LENGTH = 5
 _DIGIT_GROUP = re.compile(r"[\d.\-/()]*\d[\d.\-/()]*")
+_DECIMAL = re.compile(r"\d+\.\d{1,2}")
+# What may stand between two groups of one number as written: spaces, dashes, dots, slashes, parentheses.
+_GROUP_GAP = re.compile(r"[\s\-–.(),/]*")
 
 
 def _digit_group(token: str, kind: TokenKind) -> bool:
-    return kind in (TokenKind.number, TokenKind.id) and _DIGIT_GROUP.fullmatch(token) is not None
+    return (kind in (TokenKind.number, TokenKind.id) and _DIGIT_GROUP.fullmatch(token) is not None
+            and _DECIMAL.fullmatch(token) is None)
 
 
 def _digit_runs(text: str) -> list[tuple[str, tuple[str, ...], bool, bool]]:
     """The runs of digit groups `text` says one after another, each as (its digits, its tokens, whether it
-    opens the text, whether it ends it). A hyphen between groups reads as a range's "to" in the text core
-    ("241-4141": "241 to 4141"); a "to" before a group of three digits or more goes on with the run."""
-    normalized = normalize(visible_text(text))
-    tokens, kinds = normalized.tokens, normalized.kinds
+    opens the text, whether it ends it). Groups go on over what may separate the groups of one written number
+    (`_GROUP_GAP`: "(800) 555-0199", which the text core reads as "800 555 to 199"), not over a word, and not
+    into a count of time ("call 800-241-4141 24 hours a day"). The digits are the text's as written where it
+    writes them ("0199" keeps its 0), the text core's where it spells them ("eight one six")."""
+    visible = visible_text(text)
+    normalized = normalize(visible)
+    tokens, kinds, starts, ends = normalized.tokens, normalized.kinds, normalized.starts, normalized.ends
     runs = []
     index = 0
     while index < len(tokens):
         if not _digit_group(tokens[index], kinds[index]):
             index += 1
             continue
-        start, members = index, [tokens[index]]
+        first = index
+        members = [tokens[index]]
         index += 1
         while index < len(tokens):
-            if _digit_group(tokens[index], kinds[index]):
-                members.append(tokens[index])
-                index += 1
-            elif (tokens[index] == "to" and index + 1 < len(tokens) and len(tokens[index + 1]) >= 3
-                  and _digit_group(tokens[index + 1], kinds[index + 1])):
-                index += 1
-            else:
+            following = index
+            if tokens[index] == "to" and index + 1 < len(tokens):  # a dash read as a range's "to"
+                following = index + 1
+            if not (_digit_group(tokens[following], kinds[following])
+                    and _GROUP_GAP.fullmatch(visible[ends[index - 1] : starts[following]])
+                    and (following + 1 >= len(tokens)
+                         or tokens[following + 1] not in _TIME_UNITS.keys() | _UNIT_QUALIFIERS)):
                 break
-        digits = "".join(character for member in members for character in member if character.isdigit())
-        runs.append((digits, tuple(members), start == 0, index == len(tokens)))
+            members.append(tokens[following])
+            index = following + 1
+        written = "".join(character for character in visible[starts[first] : ends[index - 1]] if character.isdigit())
+        spelled = "".join(character for member in members for character in member if character.isdigit())
+        digits = written if len(written) >= len(spelled) else spelled
+        runs.append((digits, tuple(members), first == 0, index == len(tokens)))
     return runs
 
 
 def _evidence_digits(texts: Sequence[str]) -> set[str]:
-    """The digits of each run of digit groups of `texts`, and of a run that goes on from one text's end to the
-    next one's start (a number read out over two or three turns)."""
+    """The digits of each run of digit groups of `texts`, and of a number read out over consecutive turns: a
+    run that ends one text, continued by texts that are nothing but a run ("eight one six" - "two three")."""
     said: set[str] = set()
     carried: str | None = None  # the digits of a run that ended the previous text
     for text in texts:
         runs = _digit_runs(text)
         said.update(digits for digits, *_ in runs)
-        if carried is not None and runs and runs[0][2]:
-            joined = carried + runs[0][0]
-            said.add(joined)
-            carried = joined if len(runs) == 1 and runs[0][3] else (runs[-1][0] if runs[-1][3] else None)
+        read_out = len(runs) == 1 and runs[0][2] and runs[0][3]
+        if carried is not None and read_out:
+            carried += runs[0][0]
+            said.add(carried)
         else:
             carried = runs[-1][0] if runs and runs[-1][3] else None
     return said
 
 
 def _same_digits(digits: str, said: set[str]) -> bool:
-    """Whether `digits` is a run of `said`, a leading country code 1 aside (a North American number)."""
-    return digits in said or f"1{digits}" in said or (len(digits) == 11 and digits[0] == "1" and digits[1:] in said)
+    """Whether `digits` is a run of `said`, or a ten-digit number one of `said` gives with its country code 1
+    (a North American phone number), or the other way round."""
+    return digits in said or (len(digits) == 10 and f"1{digits}" in said) or (
+        len(digits) == 11 and digits[0] == "1" and digits[1:] in said)
 
 
 def _less_what_its_digits_say(
@@ -546,31 +566,36 @@ def _less_what_its_digits_say(
 
 
 def _denies_what_it_says(claim: str, evidence_texts: Sequence[str]) -> bool:
-    """Whether a negative claim's evidence denies something the claim denies: a sentence of the evidence with
-    a negation shares a content word with a sentence of the claim with one, or those are what the evidence's
-    negations reach (`_negated_words`: "I will not, unfortunately, refund it"), or a "No" answers a question
-    cited beside it that does. Any negation at all used to do: "the refund will not be issued" rested on "we
-    are unable to replace it. The refund will take 5-7 business days", and "the transfer was not completed"
-    on "...has been transferred" beside the closing "no that was all thank you"."""
+    """Whether a negative claim's evidence may deny what the claim denies. It may not when its negations are
+    all about something else while it states the claim's own subject plainly: "the refund will not be issued"
+    on "we are unable to replace it. The refund will take 5-7 business days", "the transfer was not
+    completed" on "...has been transferred" beside the closing "no that was all thank you" (any negation
+    used to do). It may when a sentence of it with a negation shares a content word with the claim's
+    negative sentence, or holds the words the evidence's negations reach (`_negated_words`: "I will not,
+    unfortunately, refund it"), or answers a yes-no question cited beside it that does ("Did it arrive?" -
+    "Not yet"); and when nothing of the claim is said plainly: a denial in other words ("the issue was not
+    resolved" on "it's still not working", "did not authorize the charge" on "I never made that purchase")
+    is read as one."""
     claim_stems = _denied_stems(visible_text(claim))
     if claim_stems <= _REPORTING_STEMS:
         return True  # its negation's sentence names nothing to compare ("the customer says they can't")
-    answered = False
+    plain: set[str] = set()
+    questions: set[str] = set()
     for text in evidence_texts:
         if not claim_stems.isdisjoint(_denied_stems(text)):
             return True
-        for clause in _CLAUSE_END.split(text)[::2]:
-            opening = _FIRST_WORD.search(clause)
-            answered = answered or (opening is not None and opening.group().lower() in NEGATIVE_RESPONSE_PARTICLES)
-    if not claim_stems.isdisjoint(_negated_words(evidence_texts)[0]):
+        for sentence in _SENTENCE.findall(text):
+            stems = _content_stems(sentence)
+            if any(reach > 0 for _, reach in stems):
+                continue
+            words = {stem for stem, reach in stems if not reach}
+            if sentence.rstrip().endswith("?") or _YES_NO_QUESTION.match(sentence):
+                questions.update(words)
+            else:
+                plain.update(words)
+    if not claim_stems.isdisjoint(questions) or not claim_stems.isdisjoint(_negated_words(evidence_texts)[0]):
         return True
-    if answered and claim_stems <= _NOTHING_MORE_STEMS:
-        return True  # "no other questions" on "No, that is all, thank you"
-    # "Did the package arrive?" - "No.": the answer denies what the question asks.
-    return answered and any(
-        not claim_stems.isdisjoint(stem for stem, reach in _content_stems(sentence) if not reach)
-        for text in evidence_texts for sentence in _SENTENCE.findall(text)
-        if sentence.rstrip().endswith("?") or _YES_NO_QUESTION.match(sentence))
+    return claim_stems.isdisjoint(plain - _REPORTING_STEMS)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -586,26 +611,28 @@ def _denied_stems(text: str) -> frozenset[str]:
     return frozenset(stems)
 
 
-# A range of a duration ("three to five business days", "24-48 hours", "between 3 and 5 days"): a claim that
-# keeps one end of it says more than was said ("arrives in 3 business days"), unless it bounds by that end
-# ("within 5 business days", "at least 3 days").
-_RANGE_JOINERS = frozenset({"to", "through", "thru"})
-_UPPER_BOUND_WORDS = frozenset({"within", "under", "max", "maximum", "by"})
-_LOWER_BOUND_WORDS = frozenset({"minimum", "min"})
-_BOUNDING_PAIRS = {("up", "to"): "upper", ("at", "most"): "upper", ("less", "than"): "upper",
-                   ("no", "later"): "upper", ("at", "least"): "lower", ("more", "than"): "lower"}
+# A range of a duration ("three to five business days", "24-48 hours", "between 3 and 5 days", "2 or 3 days"):
+# a claim that keeps one end of it says more than was said ("arrives in 3 business days"), unless it bounds by
+# that end ("within 5 business days", "a maximum of 5 business days", "at least 3 days").
+_RANGE_JOINERS = frozenset({"to", "through", "thru", "or"})
+_UPPER_BOUND_BEFORE = re.compile(r"\b(?:within|under|max|maximum|by|up to|at most|no more than|not more than|"
+                                 r"less than|fewer than|no later than|no longer than)\b(?: (?:the|a|next|of))*$")
+_LOWER_BOUND_BEFORE = re.compile(r"\b(?:min|minimum|at least|more than|over|no less than|no sooner than)\b"
+                                 r"(?: (?:the|a|next|of))*$")
+_UPPER_BOUND_AFTER = re.compile(r"^(?:\w+ ){0,2}?(?:or (?:less|fewer|sooner)|at most|max|maximum)\b")
+_LOWER_BOUND_AFTER = re.compile(r"^(?:\w+ ){0,2}?(?:or (?:more|longer|later)|at least|min|minimum)\b")
 
 
 def _duration_ranges(text: str) -> list[tuple[str, str, str]]:
     """The ranges of a duration `text` says, each as (low, high, unit): "3 to 5 business days": ("3", "5",
-    "day")."""
+    "day"); "one to two weeks" ("1" stays a word in the text core): ("1", "2", "week")."""
     normalized = normalize(visible_text(text))
     tokens, kinds = normalized.tokens, normalized.kinds
     ranges = []
     for index in range(len(tokens) - 2):
         low, joiner, high = tokens[index : index + 3]
-        if not (low.isdigit() and high.isdigit() and kinds[index] in NUMERIC_KINDS
-                and kinds[index + 2] in NUMERIC_KINDS and int(low) < int(high)):
+        low = "1" if low == "one" else low
+        if not (low.isdigit() and high.isdigit() and kinds[index + 2] in NUMERIC_KINDS and int(low) < int(high)):
             continue
         if joiner not in _RANGE_JOINERS and not (joiner == "and" and index and tokens[index - 1] == "between"):
             continue
@@ -619,41 +646,46 @@ def _duration_ranges(text: str) -> list[tuple[str, str, str]]:
 
 
 def _bound_said(tokens: Sequence[str], index: int) -> str | None:
-    """"upper" or "lower" when the number at `index` is said as a bound ("within 5", "at least 3")."""
-    if index >= 1 and tokens[index - 1] in _UPPER_BOUND_WORDS:
+    """"upper" or "lower" when the number at `index` is said as a bound ("within the next 5", "a maximum of 5",
+    "5 business days or less", "at least 3")."""
+    before = " ".join(tokens[max(0, index - 4) : index])
+    after = " ".join(tokens[index + 1 : index + 6])
+    if _UPPER_BOUND_BEFORE.search(before) or _UPPER_BOUND_AFTER.search(after):
         return "upper"
-    if index >= 1 and tokens[index - 1] in _LOWER_BOUND_WORDS:
+    if _LOWER_BOUND_BEFORE.search(before) or _LOWER_BOUND_AFTER.search(after):
         return "lower"
-    if index >= 2:
-        return _BOUNDING_PAIRS.get((tokens[index - 2], tokens[index - 1]))
     return None
 
 
 def _range_cut_to_one_end(detail: str, evidence_texts: Sequence[str]) -> bool:
-    """Whether `detail` (a claim's text or due phrase) says one end of a duration range of its evidence as
-    if it were all that was said: "in 3 business days" on "three to five business days" (a due date two days
-    early), "within 24 hours" on "24-48 hours". The end said elsewhere in the evidence on its own is said."""
+    """Whether `detail` (a claim's text or due phrase) says one end of a duration range of its evidence, with
+    the range's unit, as if it were all that was said: "in 3 business days" on "three to five business days"
+    (a due date two days early), "within 24 hours" on "24-48 hours". An end said elsewhere in the evidence on
+    its own is said; a range the claim keeps whole is said."""
     ranges = [found for text in evidence_texts for found in _duration_ranges(text)]
     if not ranges:
         return False
-    normalized = normalize(visible_text(detail))
-    tokens = normalized.tokens
-    claimed = {token for token, kind in zip(tokens, normalized.kinds, strict=True) if kind in NUMERIC_KINDS}
+    kept = set(_duration_ranges(detail))
+    claimed = numbers_with_units(detail)
+    for _, high, unit in kept:  # the high end of a range the claim keeps is that range's, not a single number
+        if (high, unit) in claimed:
+            claimed.remove((high, unit))
     alone: dict[tuple[str, str], int] = {}
     for text in evidence_texts:
         for number, unit in numbers_with_units(text):
             alone[(number, unit)] = alone.get((number, unit), 0) + 1
     for _, high, unit in ranges:  # the low end is said with no unit of its own ("3 to 5 days": ("3", ""))
         alone[(high, unit)] = alone.get((high, unit), 0) - 1
+    tokens = normalize(visible_text(detail)).tokens
     for low, high, unit in ranges:
-        if (low in claimed) == (high in claimed):
+        if (low, high, unit) in kept:
             continue
-        end, allowed = (low, "lower") if low in claimed else (high, "upper")
-        if alone.get((end, unit), 0) > 0:
-            continue  # said on its own too
-        for index, token in enumerate(tokens):
-            if token == end and _bound_said(tokens, index) != allowed:
-                return True
+        ends = [end for end in (low, high) if (end, unit) in claimed]
+        if len(ends) != 1 or alone.get((ends[0], unit), 0) > 0:
+            continue  # neither end, both, or an end said on its own too
+        end, allowed = (ends[0], "lower" if ends[0] == low else "upper")
+        if any(token == end and _bound_said(tokens, index) != allowed for index, token in enumerate(tokens)):
+            return True
     return False
 
 
@@ -790,12 +822,6 @@ _TWO_SENSE_STEMS = frozenset(_stem(word) for word in ("issue", "check", "confirm
 # still ask.
 _FACT_SENSE_STEMS = frozenset(_stem(word) for word in ("issue", "check", "confirm", "lost"))
 _WISH_STEMS = frozenset(_stem(word) for word in ("want", "wish", "like", "need", "hope", "prefer", "try"))
-# What a closing "No, that's all" denies: that the caller needs anything more.
-_NOTHING_MORE_STEMS = frozenset(_stem(word) for word in (
-    "other", "more", "further", "else", "additional", "question", "questions", "concern", "concerns", "need",
-    "needed", "help", "assistance", "anything", "thing", "things", "request", "requests", "issue", "issues",
-))
-
 
 @functools.lru_cache(maxsize=8192)
 def _content_stems(text: str) -> tuple[tuple[str, int], ...]:
@@ -898,7 +924,10 @@ _CONDITION = re.compile(
 # An answer that says yes to the question cited beside it.
 _AFFIRMATIVE_ANSWER = re.compile(
     r"\W*(?:yes|yeah|yep|yup|yea|sure|correct|exactly|absolutely|definitely|indeed|of course|that['’ʼ]?s right|"
-    r"right|affirmative)\b", re.IGNORECASE)
+    r"right|affirmative|uh[\s-]*huh|mhm+|mm[\s-]*hmm|"
+    # An answer that repeats the question's auxiliary: "Did you get it?" - "I did, this morning."
+    r"(?:i|we|it|they|he|she)\s+(?:did|do|does|have|has|had|was|were|am|is|are)(?!\s*n['’ʼ]?t)(?!\s+not)\s*(?:[,.!]|$))",
+    re.IGNORECASE)
 # A cheap look before reading the clauses: what a condition, a wish or an embedded question needs.
 _MAY_UNASSERT = re.compile(r"\b(?:if|whether|unless|provided|as long as|in case|assuming|otherwise|wish|wished|"
                            rf"{_ONCE_CLAUSE}|(?:can|could|would|will|do|did)\s+you)\b", re.IGNORECASE)
@@ -930,9 +959,15 @@ _QUALIFIED_CLAIM = re.compile(
 _COORDINATION_PARTS = re.compile(
     r"(,?\s*\b(?:and|but|so|because|however|although|though|while|whereas|yet|instead|meanwhile)\b)",
     re.IGNORECASE)
-# A clause that opens with its own subject ("and I'll send it today") starts anew, out of the condition.
-_NEW_SUBJECT = re.compile(r"\s*(?:i|you|we|they|he|she|it|this|that|there)\b(?!\s+(?:and|or)\b)",
-                          re.IGNORECASE)
+# A clause that opens with its own subject ("and I'll send it today", "and your refund will post", "and uh we
+# have processed it") starts anew, out of the condition.
+_NEW_SUBJECT = re.compile(r"\s*(?:(?:uh|um|er|so|well|also|then)\b[\s,]*)*"
+                          r"(?:i|you|we|they|he|she|it|this|that|there|your|the|my|our|their|his|her|its)\b"
+                          r"(?!\s+(?:and|or)\b)", re.IGNORECASE)
+# The condition's own clause goes on over an "and" only up to where the main clause starts with its subject
+# ("if you DM your name and address we can send a gift card"); with none after it, the "and" joins the main
+# clause ("I'll refund the fee if it was charged in error and send a confirmation email").
+_MAIN_SUBJECT = re.compile(r"\b(?:i|we|you|they|he|she)\b", re.IGNORECASE)
 
 
 # A claim's words that make it about advice or a search rather than a fact: "the agent advised returning the
@@ -1011,7 +1046,8 @@ def _unasserted_words(texts: Sequence[str]) -> tuple[set[str], set[str], set[str
                 # "if you DM your name and address we can send a gift card": an "and" with no comma before it,
                 # and no new subject after it, goes on with the condition it is in.
                 under_condition = condition is not None or (
-                    under_condition and joiner.strip().lower() == "and" and not _NEW_SUBJECT.match(clause))
+                    under_condition and joiner.strip().lower() == "and" and not _NEW_SUBJECT.match(clause)
+                    and _MAIN_SUBJECT.search(clause) is not None)
                 (conditional if under_condition else plain).update(stems)
     return conditional - plain, pending - plain, asked - plain - conditional - pending, plain
 

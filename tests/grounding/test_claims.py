@@ -873,3 +873,88 @@ def test_when_said_as_the_evidence_says_it_stays_grounded(due: str) -> None:
 ])
 def test_what_once_puts_ahead_is_not_done(claim: str, evidence: str, reason: Reason | None) -> None:
     assert unsupported_claim_detail(claim, [evidence]) is reason
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    # A denial in other words, or an answer to a cited question: read as the denial it is (review of the
+    # negation check: none of these may be flagged).
+    ("The agent could not waive the late fee",
+     ["Can you waive the late fee?", "Unfortunately I'm not able to do that."]),
+    ("The package has not been delivered", ["Has it been delivered?", "Not yet."]),
+    ("The issue was not resolved", ["I tried that and it's still not working"]),
+    ("The customer has not received the refund", ["I still haven't gotten my money back"]),
+    ("The customer did not authorize the charge", ["I never made that purchase"]),
+    ("The technician did not show up", ["nobody came to my house yesterday"]),
+    ("No further action was needed", ["No, that's all, thank you"]),
+])
+def test_a_denial_in_other_words_supports_a_negative_claim(claim: str, evidence: list[str]) -> None:
+    assert unsupported_claim_detail(claim, evidence) is None
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    ("The card arrives in 1 business day", "it arrives in 1-2 business days", Reason.unsupported_number),
+    ("The card arrives in 2 days", "it arrives in 2 or 3 days", Reason.unsupported_number),
+    # Bounds said in more words, numbers of another kind, and a range kept beside another range.
+    ("The card arrives within the next 5 business days", "you'll receive it in 3 to 5 business days", None),
+    ("The card arrives in a maximum of 5 business days", "you'll receive it in 3 to 5 business days", None),
+    ("The card arrives in 5 business days or less", "you'll receive it in 3 to 5 business days", None),
+    ("It takes a minimum of 3 business days", "you'll receive it in 3 to 5 business days", None),
+    ("The agent ordered 2 replacement cards", "I've ordered your 2 replacement cards, they arrive in 2 to 4 days",
+     None),
+    ("The order ships in 48 to 72 hours", "it's processed in 24 to 48 hours and ships in 48 to 72 hours", None),
+])
+def test_ranges_kept_bounded_or_of_another_kind(claim: str, evidence: str, reason: Reason | None) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is reason
+
+
+def test_a_quote_of_one_end_is_read_in_its_sentence_with_the_range() -> None:
+    call = transcript(("agent", "you should receive it in 3 to 5 business days"))
+    statement = Statement(text="The card arrives in 5 business days",
+                          evidence=[EvidenceRef(utterance=0, quote="5 business days")])
+    claim = verify_extraction(call, Extraction(outcome=statement)).claims[0]
+    assert (claim.status, claim.reason) == (ClaimStatus.ungrounded, Reason.unsupported_number)
+
+
+@pytest.mark.parametrize(("utterance", "item"), [
+    ("Please stay on the line while I transfer you to billing.", "Transfer the customer to billing"),
+    ("Please hang tight while I check with my supervisor.", "Check with the supervisor"),
+    ("Please check your email for the return label that I just sent.", "Send the return label"),
+])
+def test_a_request_beside_the_speaker_acting_leaves_the_task_to_the_speaker(utterance: str, item: str) -> None:
+    action = ActionItem(text=item, owner=Owner.agent, evidence=[EvidenceRef(utterance=0, quote=utterance)])
+    claim = verify_extraction(transcript(("agent", utterance)), Extraction(action_items=[action])).claims[0]
+    assert claim.status is ClaimStatus.grounded
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    # The country code 1 only between a ten-digit number and an eleven-digit one.
+    ("The order number is 234567", ["your order number is 1234567"], Reason.unsupported_id),
+    # Numbers of two turns that are not one number read out.
+    ("The account number is 12345678", ["the fee was 1234", "5678 is my zip"], Reason.unsupported_id),
+    ("The meter reading is 1234.5", ["it reads 12345"], Reason.unsupported_number),
+    # A group that starts with 0, and a count of time after a phone number.
+    ("Call (800) 555-0199", ["call 1 800 555 0199"], None),
+    ("Call 800-241-4141 24 hours a day", ["call 1 800 241 4141, available 24 hours a day"], None),
+])
+def test_digits_compare_only_what_is_one_number(claim: str, evidence: list[str], reason: Reason | None) -> None:
+    assert unsupported_claim_detail(claim, evidence) is reason
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    # A new subject after "and" (a noun's too, past a filler) ends the condition; with no subject after it,
+    # the "and" joins the main clause.
+    ("The refund will post in 3 to 5 business days",
+     ["if you have any other questions feel free to call back and your refund will post in 3 to 5 business days"],
+     None),
+    ("The refund has been processed", ["if you need anything else call us and uh we have processed your refund"],
+     None),
+    ("The agent will send a confirmation email",
+     ["I'll refund the fee if it was charged in error and send a confirmation email"], None),
+    # An answer that repeats the question's auxiliary says yes.
+    ("The customer got the confirmation email", ["Did you get the confirmation email?", "I did, this morning."],
+     None),
+    ("A refund was issued", ["Has the refund been issued?", "It has, on Monday"], None),
+    ("The customer got the confirmation email", ["Did you get the confirmation email?", "Uh huh."], None),
+])
+def test_conditions_end_and_answers_say_yes(claim: str, evidence: list[str], reason: Reason | None) -> None:
+    assert unsupported_claim_detail(claim, evidence) is reason
