@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     # When set, GET /metrics answers only `Authorization: Bearer <token>` (Prometheus:
     # `authorization: {credentials: ...}`). Unset, it is open: counts only, for an internal network.
     metrics_token: SecretStr | None = None
+    # Mark the session cookie Secure (`postcall serve --https-only` by default, and the app factory's default):
+    # set it whenever browsers reach the app over https, directly or through a TLS-terminating proxy. Over
+    # plain http a browser would not send a Secure cookie back, and signing in would not hold.
+    https_only: bool = False
 
     # Hand-off: outbox, signed webhooks, event feed (docs/handoff.md)
     # Base URL of the review app, for the record's `review_url` (e.g. https://postcall.example.com).

@@ -1,8 +1,8 @@
 """Users, API tokens and what each role may see and do.
 
-A token is shown once, when the user is created, and stored only as its SHA-256 digest: tokens are
-256-bit random strings, so a fast hash is enough (there is nothing to brute-force), and a stolen
-database holds no usable credential.
+A token is shown once, when the user is created or given a new one (`rotate_token_by_name`,
+`rotate_token_by_id`), and stored only as its SHA-256 digest: tokens are 256-bit random strings, so a
+fast hash is enough (there is nothing to brute-force), and a stolen database holds no usable credential.
 
 Visibility and permission are two separate questions, answered here and nowhere else:
 - `visible_calls_clause` says which calls a user can see at all. Everything outside it is answered
@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from app.errors import PostcallError
+from app.errors import NotFoundError, PostcallError
 from app.models import Call, Tenant, User, UserRole
 from app.pipeline.calls import find_tenant, get_or_create_tenant, require_printable
 
@@ -41,6 +41,10 @@ class UserError(PostcallError):
 
 class UserExistsError(UserError):
     """The tenant already has a user of that name."""
+
+
+class InactiveUserError(UserError):
+    """The user was deactivated: nothing they hold can work again, so nothing new is issued to them."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,12 @@ def create_user(
     return NewUser(user, token)
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    user: User
+    token: str  # the new token, shown this once; the one it replaces no longer works
+
+
 def principal_of(user: User, tenant_slug: str) -> Principal:
     return Principal(
         user_id=user.id,
@@ -272,6 +282,34 @@ def _find_user(session: Session, tenant: str, name: str) -> User:
     if user is None:
         raise UserError(f"no user {name!r} in tenant {tenant!r}")
     return user
+
+
+def rotate_token_by_name(session: Session, tenant: str, name: str) -> IssuedToken:
+    """Give user `name` of `tenant` a new API token (an operator's `postcall users rotate-token`). Flushes."""
+    return _rotate_token(session, _find_user(session, tenant, name))
+
+
+def rotate_token_by_id(session: Session, tenant_id: int, user_id: int) -> IssuedToken:
+    """Give user `user_id` a new API token, if they belong to tenant `tenant_id` (an admin's, or the user's
+    own, request). Another tenant's user is not found, exactly as one that does not exist. Flushes."""
+    user = session.scalar(select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+    if user is None:
+        raise NotFoundError(f"no user {user_id}")
+    return _rotate_token(session, user)
+
+
+def _rotate_token(session: Session, user: User) -> IssuedToken:
+    """The old token stops working at once (only the new one's hash is kept), and so does every browser
+    session signed in with it."""
+    if not user.active:
+        raise InactiveUserError(f"user {user.name!r} is deactivated: a new token would not sign in either")
+    token = generate_token()
+    user.token_hash = hash_token(token)
+    # The session fingerprint covers the token hash, so the new hash alone ends the sessions; the version is
+    # raised too so that ending them does not rest on what the fingerprint happens to be made of.
+    user.session_version += 1
+    session.flush()
+    return IssuedToken(user, token)
 
 
 def deactivate_user(session: Session, tenant: str, name: str) -> User:

@@ -91,6 +91,18 @@ def test_services_health_checks_and_ordering() -> None:
     assert any(str(port).endswith(":8000") for port in services["web"]["ports"])
 
 
+def test_the_web_service_shows_the_settings_serve_warns_about() -> None:
+    # `serve --host 0.0.0.0` warns while either is unset (app/web/exposure.py): the operator finds them here.
+    web = _compose()["services"]["web"]
+    assert "0.0.0.0" in web["command"]
+    environment = web["environment"]
+    assert environment["POSTCALL_METRICS_TOKEN"] == "${POSTCALL_METRICS_TOKEN:-}"
+    assert environment["POSTCALL_HTTPS_ONLY"] == "${POSTCALL_HTTPS_ONLY:-false}"
+    assert {"metrics_token", "https_only"} <= set(Settings.model_fields)
+    # Everything the other services get, the web service gets too.
+    assert environment.items() >= _compose()["services"]["worker"]["environment"].items()
+
+
 def test_env_example_lists_every_variable_and_only_real_settings() -> None:
     used = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
     listed = {

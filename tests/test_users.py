@@ -9,11 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
-from app.errors import InvalidInputError
+from app.errors import InvalidInputError, NotFoundError
 from app.models import User, UserRole
 from app.pipeline.store import clean_external_id
 from app.users import (
     TOKEN_PREFIX,
+    InactiveUserError,
     UserError,
     UserExistsError,
     authenticate,
@@ -22,6 +23,8 @@ from app.users import (
     hash_token,
     list_users,
     load_principal,
+    rotate_token_by_id,
+    rotate_token_by_name,
     signed_in,
 )
 from tests.support.threads import run_at_once
@@ -147,3 +150,48 @@ def test_concurrent_creations_of_one_name_make_one_user(session_factory: session
     assert sorted(outcomes) == ["created"] + ["exists"] * 7
     with unit_of_work(session_factory) as session:
         assert len(session.scalars(select(User).where(User.name == "racer")).all()) == 1
+
+
+def test_a_rotated_token_replaces_the_old_one_and_ends_its_sessions(session_factory: sessionmaker[Session]) -> None:
+    # Both databases. Tokens never expired and could not be replaced: only deactivation revoked one.
+    with unit_of_work(session_factory) as session:
+        old = create_user(session, tenant="acme", name="ida", role=UserRole.supervisor).token
+    with session_factory() as session:
+        signed = signed_in(session, old)
+        assert signed is not None
+        principal, fingerprint = signed
+    with unit_of_work(session_factory) as session:
+        by_name = rotate_token_by_name(session, "acme", "ida")
+    with unit_of_work(session_factory) as session:
+        by_id = rotate_token_by_id(session, principal.tenant_id, principal.user_id)
+    assert by_name.user.id == by_id.user.id == principal.user_id
+    assert len({old, by_name.token, by_id.token}) == 3
+    assert by_id.token.startswith(TOKEN_PREFIX) and len(by_id.token) > 40
+    with session_factory() as session:
+        assert authenticate(session, old) is None
+        assert authenticate(session, by_name.token) is None  # each rotation revokes the token before it
+        assert authenticate(session, by_id.token) == principal
+        assert load_principal(session, principal.user_id, fingerprint) is None
+        stored = session.get(User, principal.user_id)
+        assert stored is not None and stored.token_hash == hash_token(by_id.token)
+        assert by_id.token not in {str(value) for value in vars(stored).values()}
+
+
+def test_rotating_refuses_another_tenants_unknown_and_deactivated_users(factory: sessionmaker[Session]) -> None:
+    with unit_of_work(factory) as session:
+        acme = create_user(session, tenant="acme", name="ida", role=UserRole.analyst)
+        globex = create_user(session, tenant="globex", name="ida", role=UserRole.analyst)
+        acme_tenant_id, globex_user_id = acme.user.tenant_id, globex.user.id
+    # Another tenant's user is answered exactly as one that does not exist.
+    for user_id in (globex_user_id, globex_user_id + 100):
+        with pytest.raises(NotFoundError, match=f"no user {user_id}$"), unit_of_work(factory) as session:
+            rotate_token_by_id(session, acme_tenant_id, user_id)
+    with pytest.raises(UserError, match="no user 'ghost' in tenant 'acme'"), unit_of_work(factory) as session:
+        rotate_token_by_name(session, "acme", "ghost")
+    with unit_of_work(factory) as session:
+        deactivate_user(session, "acme", "ida")
+    with pytest.raises(InactiveUserError, match="deactivated"), unit_of_work(factory) as session:
+        rotate_token_by_name(session, "acme", "ida")
+    with factory() as session:
+        assert authenticate(session, globex.token) is not None
+        assert authenticate(session, acme.token) is None

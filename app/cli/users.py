@@ -9,7 +9,7 @@ import typer
 from app.cli.common import JsonOpt, TenantOpt, checked_context, tenant_context, transaction
 from app.cli.render import print_json, print_secret, print_table, safe, say
 from app.models import UserRole
-from app.users import create_user, deactivate_user, list_users, set_view_pii
+from app.users import create_user, deactivate_user, list_users, rotate_token_by_name, set_view_pii
 
 users_app = typer.Typer(help="Users of the review app and API, and their tokens.", no_args_is_help=True)
 
@@ -54,6 +54,25 @@ def users_list(
         return
     print_table(("id", "tenant", "name", "role", "team", "agent id", "active"),
                 ([r["id"], r["tenant"], r["name"], r["role"], r["team"], r["agent_id"], r["active"]] for r in rows))
+
+
+@users_app.command("rotate-token")
+def users_rotate_token(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a user a new API token and print it once: the old token and their browser sessions stop at once."""
+    ctx, slug = tenant_context(tenant)
+    with transaction(ctx) as session:
+        issued = rotate_token_by_name(session, slug, name)
+        user_id = issued.user.id
+    if as_json:
+        print_json({"id": user_id, "name": name, "tenant": slug, "token": issued.token})
+        return
+    say(f"new token for [bold]{safe(name)}[/bold] in tenant {safe(slug)} (id {user_id}); "
+        "the old token and its browser sessions no longer work")
+    print_secret("API token (shown once; store it now):", issued.token)
 
 
 @users_app.command("deactivate")

@@ -45,7 +45,15 @@ from app.review import (
 )
 from app.schemas.api import CallDetailOut, ClaimOut
 from app.text.storable import is_blank
-from app.users import AccessDeniedError, Principal, create_user, list_users, visible_calls_clause
+from app.users import (
+    AccessDeniedError,
+    IssuedToken,
+    Principal,
+    create_user,
+    list_users,
+    rotate_token_by_id,
+    visible_calls_clause,
+)
 from app.web.deps import ApiUser, DbSession, WebState, web_state
 from app.web.queue import (
     DEFAULT_PAGE_SIZE,
@@ -71,6 +79,7 @@ from app.web.schemas import (
     UserCreatedOut,
     UserCreateIn,
     UserOut,
+    UserTokenOut,
 )
 
 logger = logging.getLogger(__name__)
@@ -101,6 +110,16 @@ CallIdPath = Annotated[str, Path(description="The call's id.", pattern=NO_NUL_PA
 @router.get("/me", tags=["users"], summary="Who the token belongs to and what it may do")
 def me(principal: ApiUser) -> MeOut:
     return MeOut.model_validate(principal)
+
+
+@router.post("/me/rotate-token", tags=["users"],
+             summary="A new token for the token's own user, in the answer once; the old one stops working at once")
+def post_me_rotate_token(principal: ApiUser, db: DbSession) -> UserTokenOut:
+    """The token sent with this request, and every browser session signed in with it, stop working when
+    the answer is sent: use the token in the answer from then on."""
+    issued = rotate_token_by_id(db, principal.tenant_id, principal.user_id)
+    db.commit()
+    return token_out(issued, principal.tenant)
 
 
 # ------------------------------------------------------------------------------------------- calls
@@ -486,6 +505,29 @@ def post_user(body: UserCreateIn, principal: ApiUser, db: DbSession) -> UserCrea
     return UserCreatedOut(**user_out(created.user, principal.tenant).model_dump(), token=created.token)
 
 
+@router.post(
+    "/users/{user_id}/rotate-token",
+    tags=["users"],
+    summary="A new token for a user of the admin's tenant, in the answer once; the old one stops working at once",
+    responses={**FORBIDDEN, **CONFLICT},
+)
+def post_user_rotate_token(
+    user_id: Annotated[int, Path(description="The user's id.", ge=1, le=MAX_RECORD_ID)],
+    principal: ApiUser,
+    db: DbSession,
+) -> UserTokenOut:
+    """The user's old token and browser sessions stop working at once (a leaked token, a departure from a
+    shared account). A deactivated user gets none (409)."""
+    principal.require(principal.can_manage_users, "manage users")
+    issued = rotate_token_by_id(db, principal.tenant_id, user_id)
+    db.commit()
+    return token_out(issued, principal.tenant)
+
+
 def user_out(user: User, tenant: str) -> UserOut:
     return UserOut.from_row(user, tenant=tenant)
+
+
+def token_out(issued: IssuedToken, tenant: str) -> UserTokenOut:
+    return UserTokenOut.from_row(issued.user, tenant=tenant, token=issued.token)
 

@@ -39,7 +39,7 @@ from app.handoff.feed import CursorError, CursorExpiredError
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.urls import WebhookUrlError
 from app.review import ReviewConflictError, ReviewInputError
-from app.users import AccessDeniedError, UserError, UserExistsError
+from app.users import AccessDeniedError, InactiveUserError, UserError, UserExistsError
 from app.web import analytics, api, handoff_api, ops, pages
 from app.web.deps import (
     AuthenticationRequired,
@@ -96,6 +96,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (DuplicateCallError, status.HTTP_409_CONFLICT),
     (DecidedCallError, status.HTTP_409_CONFLICT),
     (UserExistsError, status.HTTP_409_CONFLICT),
+    (InactiveUserError, status.HTTP_409_CONFLICT),
     (RotationInProgressError, status.HTTP_409_CONFLICT),
     (CursorExpiredError, status.HTTP_410_GONE),
     (api.PayloadTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
@@ -159,11 +160,14 @@ def create_app(
     settings: Settings | None = None,
     *,
     enqueue: EnqueueCalls | None = None,
-    https_only: bool = False,
+    https_only: bool | None = None,
 ) -> FastAPI:
     """Build the app for one database. `enqueue` hands call ids to the workers (Celery by default);
-    `https_only` marks the session cookie Secure (set it whenever the app is served over TLS)."""
+    `https_only` marks the session cookie Secure (set it whenever the app is served over TLS; by default
+    POSTCALL_HTTPS_ONLY says, so `uvicorn --factory` and `postcall serve --reload` follow it too)."""
     settings = settings or get_settings()
+    if https_only is None:
+        https_only = settings.https_only
     insecure_secret = settings.secret_key_is_unsafe
     if insecure_secret:
         logger.warning(

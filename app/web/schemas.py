@@ -143,6 +143,11 @@ class UserCreatedOut(UserOut):
     token: str = Field(description="The API token. Shown once: only its hash is stored.")
 
 
+class UserTokenOut(UserOut):
+    token: str = Field(description="The new API token. Shown once: only its hash is stored. The token it replaces "
+                                   "and every browser session signed in with it stopped working.")
+
+
 class MeOut(RowModel):
     """Built from the signed-in Principal (its `user_id` is the `id`)."""
 

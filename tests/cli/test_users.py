@@ -59,3 +59,36 @@ def test_users_deactivate_stops_the_token(database: str) -> None:
         assert authenticate(session, token) is None
     assert runner.invoke(users_app, ["deactivate", "nobody"]).exit_code == 2
 
+
+
+def test_users_rotate_token_prints_the_new_token_once_and_the_old_one_stops(database: str) -> None:
+    added = json.loads(runner.invoke(users_app, ["add", "bo", "--role", "analyst", "--tenant", "acme", "--json"]
+                                     ).output)
+    rotated = runner.invoke(users_app, ["rotate-token", "bo", "--tenant", "acme"])
+    assert rotated.exit_code == 0, rotated.output
+    assert "shown once" in rotated.output
+    new = rotated.output.strip().splitlines()[-1]
+    assert rotated.output.count(new) == 1 and added["token"] not in rotated.output
+    with make_session_factory(create_db_engine(database))() as session:
+        assert authenticate(session, added["token"]) is None
+        principal = authenticate(session, new)
+    assert principal is not None and principal.user_id == added["id"]
+    as_json = json.loads(runner.invoke(users_app, ["rotate-token", "bo", "--tenant", "acme", "--json"]).output)
+    assert (as_json["id"], as_json["name"], as_json["tenant"]) == (added["id"], "bo", "acme")
+    assert as_json["token"] != new
+    assert new not in runner.invoke(users_app, ["list"]).output
+
+
+def test_users_rotate_token_of_an_unknown_or_deactivated_user_is_a_clear_error(database: str) -> None:
+    assert runner.invoke(users_app, ["add", "bo", "--role", "analyst", "--tenant", "acme"]).exit_code == 0
+    unknown = runner.invoke(users_app, ["rotate-token", "nobody", "--tenant", "acme"])
+    assert unknown.exit_code == 2
+    assert unknown.output.strip() == "error: no user 'nobody' in tenant 'acme'"
+    hostile = runner.invoke(users_app, ["rotate-token", "eve\x1b[2J[red]", "--tenant", "acme"])
+    assert hostile.exit_code == 2 and "\x1b" not in hostile.output and "\\x1b[2J[red]" in hostile.output
+    elsewhere = runner.invoke(users_app, ["rotate-token", "bo", "--tenant", "globex"])
+    assert elsewhere.exit_code == 2 and "no user 'bo' in tenant 'globex'" in elsewhere.output
+    assert runner.invoke(users_app, ["deactivate", "bo", "--tenant", "acme"]).exit_code == 0
+    deactivated = runner.invoke(users_app, ["rotate-token", "bo", "--tenant", "acme"])
+    assert deactivated.exit_code == 2 and "deactivated" in deactivated.output
+    assert "pc_" not in deactivated.output

@@ -12,8 +12,9 @@ from sqlalchemy import func, select, update
 from app.db.session import unit_of_work
 from app.models import Call, CallState
 from app.pipeline.calls import get_call
-from tests.web.conftest import World
-from tests.web.world import UNREACHABLE_BROKER_URL, BrokerQueue, client_for, native_call, plain_text_call
+from app.users import deactivate_user
+from tests.web.conftest import World, sign_in
+from tests.web.world import UNREACHABLE_BROKER_URL, BrokerQueue, bearer, client_for, native_call, plain_text_call
 
 
 def unique(prefix: str) -> str:
@@ -303,6 +304,64 @@ def test_adding_an_item_with_a_quote_not_in_the_transcript_is_422(world: World) 
     assert "not found" in response.json()["detail"]
 
 
+# ------------------------------------------------------------------------------------ token rotation
+
+
+def new_user(world: World, role: str = "supervisor") -> tuple[int, str, str]:
+    """A user of acme made for one test (rotating a shared user's token would break the others): id, name,
+    token."""
+    name = unique(f"rotating-{role}")
+    created = world.client.post("/api/users", json={"name": name, "role": role}, headers=world.token("admin"))
+    assert created.status_code == 201, created.text
+    return created.json()["id"], name, created.json()["token"]
+
+
+def test_an_admin_rotates_a_users_token_the_old_one_and_its_sessions_stop_at_once(world: World) -> None:
+    user_id, name, old = new_user(world)
+    with TestClient(world.client.app) as browser:
+        sign_in(browser, old)
+        assert browser.get("/", follow_redirects=False).status_code == 200
+        rotated = world.client.post(f"/api/users/{user_id}/rotate-token", headers=world.token("admin"))
+        assert rotated.status_code == 200, rotated.text
+        body = rotated.json()
+        assert (body["id"], body["name"], body["tenant"], body["active"]) == (user_id, name, "acme", True)
+        new = body["token"]
+        assert new != old and new.startswith("pc_")
+        assert world.client.get("/api/me", headers=bearer(old)).status_code == 401
+        assert world.client.get("/api/me", headers=bearer(new)).json()["id"] == user_id
+        # The cookie signed in with the old token no longer opens a page: back to the sign-in form.
+        ended = browser.get("/", follow_redirects=False)
+        assert ended.status_code == 303 and ended.headers["location"].startswith("/login")
+        sign_in(browser, new)
+        assert browser.get("/", follow_redirects=False).status_code == 200
+    listed = world.client.get("/api/users", headers=world.token("admin")).json()
+    assert all("token" not in user for user in listed)
+
+
+def test_a_user_rotates_their_own_token(world: World) -> None:
+    user_id, _, old = new_user(world, "analyst")
+    with TestClient(world.client.app) as browser:
+        sign_in(browser, old)
+        rotated = world.client.post("/api/me/rotate-token", headers=bearer(old))
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()["token"]
+        assert rotated.json()["id"] == user_id
+        assert world.client.get("/api/me", headers=bearer(old)).status_code == 401
+        assert world.client.post("/api/me/rotate-token", headers=bearer(old)).status_code == 401
+        assert world.client.get("/api/me", headers=bearer(new)).json()["id"] == user_id
+        assert browser.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_deactivated_user_gets_no_new_token(world: World) -> None:
+    user_id, name, old = new_user(world)
+    with unit_of_work(world.factory) as session:
+        deactivate_user(session, "acme", name)
+    refused = world.client.post(f"/api/users/{user_id}/rotate-token", headers=world.token("admin"))
+    assert refused.status_code == 409
+    assert "deactivated" in refused.json()["detail"]
+    assert world.client.get("/api/me", headers=bearer(old)).status_code == 401
+
+
 # ------------------------------------------------------------------------------------- the spec
 
 
@@ -311,7 +370,7 @@ def test_openapi_spec_documents_every_route_with_bearer_auth(world: World) -> No
     assert set(spec["paths"]) == {
         "/api/me", "/api/calls", "/api/calls/{call_id}", "/api/calls/{call_id}/events",
         "/api/calls/{call_id}/review", "/api/calls/{call_id}/claims", "/api/claims/{claim_id}/review",
-        "/api/users", "/api/export",
+        "/api/users", "/api/export", "/api/me/rotate-token", "/api/users/{user_id}/rotate-token",
         # hand-off (app/web/handoff_api.py)
         "/api/events", "/api/webhooks", "/api/webhooks/{endpoint_id}/disable", "/api/webhooks/{endpoint_id}/enable",
         "/api/webhooks/{endpoint_id}/rotate-secret", "/api/webhooks/deliveries", "/api/webhooks/deliveries/replay",

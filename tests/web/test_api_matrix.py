@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.db.session import unit_of_work
-from app.models import Call, CallState, Claim, ReviewEvent
+from app.models import Call, CallState, Claim, ReviewEvent, UserRole
 from app.users import deactivate_user
 from tests.web.conftest import (
     ADMINS,
@@ -25,7 +25,7 @@ from tests.web.conftest import (
     World,
     expected_status,
 )
-from tests.web.world import plain_text_call
+from tests.web.world import bearer, plain_text_call, seed_user
 
 MATRIX = [pytest.param(user, target, id=f"{user}-{target}") for user in USERS for target in TARGETS]
 
@@ -213,6 +213,26 @@ def test_user_management_is_for_admins(world: World, user: str) -> None:
         assert created.status_code == 403
 
 
+@pytest.mark.parametrize("user", list(USERS))
+def test_token_rotation_is_for_admins_of_the_users_tenant(world: World, user: str) -> None:
+    # Users made for this case (a rotation would break the shared users' tokens): one per tenant.
+    targets: dict[str, tuple[int, str]] = {}
+    for tenant in ("acme", "globex"):
+        token = seed_user(world.factory, tenant=tenant, name=f"target-{uuid.uuid4().hex[:8]}", role=UserRole.analyst)
+        targets[tenant] = (world.client.get("/api/me", headers=bearer(token)).json()["id"], token)
+    for tenant, (user_id, token) in targets.items():
+        response = world.client.post(f"/api/users/{user_id}/rotate-token", headers=world.token(user))
+        # An admin of another tenant is answered as if the user did not exist.
+        expected = 403 if user not in ADMINS else 200 if USERS[user][0] == tenant else 404
+        assert response.status_code == expected, (tenant, response.text)
+        old_token_works = world.client.get("/api/me", headers=bearer(token)).status_code == 200
+        assert old_token_works is (expected != 200), tenant
+        if expected == 200:
+            assert world.client.get("/api/me", headers=bearer(response.json()["token"])).json()["id"] == user_id
+        else:
+            assert "token" not in response.text
+
+
 # ------------------------------------------------------------------------------------ authentication
 
 ENDPOINTS = [
@@ -227,6 +247,8 @@ ENDPOINTS = [
     ("POST", "/api/claims/{claim}/review"),
     ("GET", "/api/users"),
     ("POST", "/api/users"),
+    ("POST", "/api/me/rotate-token"),
+    ("POST", "/api/users/1/rotate-token"),
     ("GET", "/api/events"),
     ("GET", "/api/webhooks"),
     ("POST", "/api/webhooks"),
