@@ -26,12 +26,14 @@ from app.ingest.roles import role_from_label
 from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, VerificationReport, VerifiedClaim, VerifiedEvidence
 from app.schemas.transcript import Role, Transcript, Utterance
+from app.text.due_dates import numeric_date_parts
 from app.text.lexicon import (
     AGENT_WORDS,
     ATTRIBUTION_VERBS,
     CLAUSE_NEGATORS,
     CUSTOMER_WORDS,
     FILLERS,
+    MONTH_NUMBERS,
     NEGATIONS,
     NEGATIVE_POLARITY_WORDS,
     NEGATIVE_RESPONSE_PARTICLES,
@@ -398,7 +400,7 @@ def _statement_failure(
         claim_values = claim_details(detail) if detail else ()
         if not detail or not claim_values:
             continue
-        claim_values = _less_what_its_digits_say(detail, claim_values, texts)
+        claim_values = _less_what_its_dates_say(detail, _less_what_its_digits_say(detail, claim_values, texts), texts)
         if _unit_mismatch(detail, texts):
             return Reason.unsupported_number
         if profile is None:
@@ -520,28 +522,33 @@ def _digit_runs(text: str) -> list[tuple[str, tuple[str, ...], bool, bool]]:
     return runs
 
 
-def _evidence_digits(texts: Sequence[str]) -> set[str]:
-    """The digits of each run of digit groups of `texts`, and of a number read out over consecutive turns: a
-    run that ends one text, continued by texts that are nothing but a run ("eight one six" - "two three")."""
-    said: set[str] = set()
+def _evidence_digits(texts: Sequence[str]) -> list[str]:
+    """The digits of each run of digit groups of `texts` (as a multiset: a number said once supports it once),
+    and of a number read out over consecutive turns: a run that ends one text, continued by texts that are
+    nothing but a run ("eight one six" - "two three")."""
+    said: list[str] = []
     carried: str | None = None  # the digits of a run that ended the previous text
     for text in texts:
         runs = _digit_runs(text)
-        said.update(digits for digits, *_ in runs)
+        said.extend(digits for digits, *_ in runs)
         read_out = len(runs) == 1 and runs[0][2] and runs[0][3]
         if carried is not None and read_out:
             carried += runs[0][0]
-            said.add(carried)
+            said.append(carried)
         else:
             carried = runs[-1][0] if runs and runs[-1][3] else None
     return said
 
 
-def _same_digits(digits: str, said: set[str]) -> bool:
-    """Whether `digits` is a run of `said`, or a ten-digit number one of `said` gives with its country code 1
-    (a North American phone number), or the other way round."""
-    return digits in said or (len(digits) == 10 and f"1{digits}" in said) or (
-        len(digits) == 11 and digits[0] == "1" and digits[1:] in said)
+def _same_digits(digits: str, said: list[str]) -> str | None:
+    """The run of `said` that `digits` is, or that gives the same ten-digit number with its country code 1 (a
+    North American phone number), or without it; None if none does."""
+    candidates = [digits]
+    if len(digits) == 10:
+        candidates.append(f"1{digits}")
+    elif len(digits) == 11 and digits[0] == "1":
+        candidates.append(digits[1:])
+    return next((candidate for candidate in candidates if candidate in said), None)
 
 
 def _less_what_its_digits_say(
@@ -555,11 +562,84 @@ def _less_what_its_digits_say(
     said = _evidence_digits(texts)
     remaining = list(claim_values)
     for digits, members, _, _ in runs:
-        if not _same_digits(digits, said):
+        found = _same_digits(digits, said)
+        if found is None:
             continue
+        said.remove(found)
         for member in members:
             for position, (kind, value) in enumerate(remaining):
                 if value == member and kind in (TokenKind.number, TokenKind.id):
+                    del remaining[position]
+                    break
+    return tuple(remaining)
+
+
+# A date is the same date however it is written: "11/15" (month first, as due phrases are resolved) is "Nov 15"
+# and "november fifteenth"; "8/19/2020" and "2020-08-19" are "August 19, 2020"; "10/12" is "October 12th".
+_YEARS = range(1900, 2101)
+
+
+def _calendar_dates(text: str) -> list[tuple[tuple[int, int, int | None], tuple[str, ...], str | None]]:
+    """Each calendar date `text` writes, as ((month, day, year or None), its day-and-month tokens, its year
+    token or None)."""
+    normalized = normalize(visible_text(text))
+    tokens, kinds = normalized.tokens, normalized.kinds
+    dates: list[tuple[tuple[int, int, int | None], tuple[str, ...], str | None]] = []
+    for index, (token, kind) in enumerate(zip(tokens, kinds, strict=True)):
+        if kind is not TokenKind.date:
+            continue
+        numeric = numeric_date_parts(token)
+        if numeric is not None:
+            dates.append((numeric, (token,), None))
+            continue
+        month = MONTH_NUMBERS.get(token)
+        if month is None:
+            continue
+        # "November 15", "15 November", "the 15th of November", "November the 15th".
+        around = (index + 1, index - 1, *((index - 2,) if index >= 2 and tokens[index - 1] == "of" else ()),
+                  *((index + 2,) if index + 1 < len(tokens) and tokens[index + 1] == "the" else ()))
+        day_at = next((at for at in around if 0 <= at < len(tokens) and kinds[at] is TokenKind.date
+                       and tokens[at].isdigit() and 1 <= int(tokens[at]) <= 31), None)
+        if day_at is None:
+            continue
+        year_at = max(index, day_at) + 1
+        year = tokens[year_at] if year_at < len(tokens) and tokens[year_at].isdigit() \
+            and int(tokens[year_at]) in _YEARS else None
+        dates.append(((month, int(tokens[day_at]), int(year) if year else None), (token, tokens[day_at]), year))
+    return dates
+
+
+def _less_what_its_dates_say(
+    detail: str, claim_values: tuple[tuple[TokenKind, str], ...], texts: Sequence[str]
+) -> tuple[tuple[TokenKind, str], ...]:
+    """`claim_values` without the values of the dates of `detail` that its evidence writes otherwise: the
+    same month and day (and year, when both write one). A year the evidence does not write stays, to be
+    found or not on its own."""
+    claimed = _calendar_dates(detail)
+    if not claimed:
+        return claim_values
+    # Each date of the evidence supports one of the claim's ("27 Oct - 27 Oct" is not said by "25 Oct - 27 Oct"),
+    # and a date written as the evidence writes it is left to the values' own count.
+    said = [(found[0], sorted(found[1])) for text in texts for found in _calendar_dates(text)]
+    written_alike = []
+    for date in claimed:
+        if (date[0], sorted(date[1])) in said:
+            said.remove((date[0], sorted(date[1])))
+            written_alike.append(date)
+    remaining = list(claim_values)
+    for (month, day, year), members, year_token in claimed:
+        if ((month, day, year), members, year_token) in written_alike:
+            written_alike.remove(((month, day, year), members, year_token))
+            continue
+        at = next((position for position, ((m, d, other), _) in enumerate(said) if (m, d) == (month, day)
+                   and (year is None or other is None or other == year)), None)
+        if at is None:
+            continue
+        (_, _, said_year), _ = said.pop(at)
+        dropped = [*members, *([year_token] if year_token is not None and said_year is not None else [])]
+        for member in dropped:
+            for position, (_, value) in enumerate(remaining):
+                if value == member:
                     del remaining[position]
                     break
     return tuple(remaining)

@@ -473,16 +473,14 @@ def _calendar_date(text: str, today: date) -> date | None:
     # Day first, with "of" or without: "the 20th of May", "20 May", "20th May".
     day_of_month = re.fullmatch(r"(?:the )?" + _ORD + r" (?:of )?" + _MONTH, text)
     bare = re.fullmatch(r"the " + _ORD, text)
-    numeric = re.fullmatch(r"(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?", text)
+    numeric = numeric_date_parts(text)
     if month_day is not None:
         month, day = MONTHS[month_day.group(1)], int(month_day.group(2))
     elif day_of_month is not None:
         month, day = MONTHS[day_of_month.group(2)], int(day_of_month.group(1))
     elif numeric is not None:
-        # Month first (US usage, like the transcripts); "14/3" cannot be a month and is refused.
-        month, day = int(numeric.group(1)), int(numeric.group(2))
-        if numeric.group(3):
-            year = int(numeric.group(3)) + (2000 if len(numeric.group(3)) == 2 else 0)
+        month, day, numeric_year = numeric
+        year = numeric_year if numeric_year is not None else year
     elif bare is not None:
         day = int(bare.group(1))
         for offset in range(3):
@@ -502,6 +500,27 @@ def _calendar_date(text: str, today: date) -> date | None:
     if this_year is None:
         return None
     return this_year if this_year >= today else _safe_date(today.year + 1, month, day)
+
+
+_NUMERIC_DATE = re.compile(r"(\d{1,2})/(\d{1,2})(?:/(\d{2}|\d{4}))?")
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+
+
+def numeric_date_parts(text: str) -> tuple[int, int, int | None] | None:
+    """(month, day, year or None) of a date written in numbers: month first ("11/15", "11/19/17"), the US usage
+    of the transcripts and how due phrases are resolved, or ISO ("2020-08-19"); None for anything else, or for
+    a month or day that cannot be ("14/3" is refused, not read day first)."""
+    numeric = _NUMERIC_DATE.fullmatch(text)
+    iso = _ISO_DATE.fullmatch(text) if numeric is None else None
+    if numeric is not None:
+        month, day = int(numeric.group(1)), int(numeric.group(2))
+        written_year = numeric.group(3)
+        year = int(written_year) + (2000 if len(written_year) == 2 else 0) if written_year else None
+    elif iso is not None:
+        year, month, day = int(iso.group(1)), int(iso.group(2)), int(iso.group(3))
+    else:
+        return None
+    return (month, day, year) if 1 <= month <= 12 and 1 <= day <= 31 else None
 
 
 def _safe_date(year: int, month: int, day: int) -> date | None:

@@ -958,3 +958,26 @@ def test_digits_compare_only_what_is_one_number(claim: str, evidence: list[str],
 ])
 def test_conditions_end_and_answers_say_yes(claim: str, evidence: list[str], reason: Reason | None) -> None:
     assert unsupported_claim_detail(claim, evidence) is reason
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    # A date written otherwise is the same date: month first, as due phrases are resolved, or ISO.
+    ("The payment is due 11/15", ["it is due november fifteenth"], None),
+    ("The payment is due Nov 15", ["it is due 11/15"], None),
+    ("The payment was due November 19, 2017", ["it was due on 11/19/17"], None),
+    ("The payment was made on 2020-08-19", ["I paid on August 19, 2020"], None),
+    ("The payment is due on the 15th of November", ["it is due 11/15"], None),
+    # Another day, another year, a year the evidence does not write, or one date said for two.
+    ("The payment is due Nov 16", ["it is due 11/15"], Reason.unsupported_date),
+    ("The payment was due November 19, 2018", ["it was due on 11/19/17"], Reason.unsupported_date),
+    ("The payment was due November 19, 2017", ["it was due on 11/19"], Reason.unsupported_number),
+    ("The delivery window is 11/15 - 11/15", ["delivery between nov 14 and nov 15"], Reason.unsupported_number),
+    ("The dates are Oct 27 and 10/27", ["it was on Oct 27"], Reason.unsupported_number),
+])
+def test_a_date_written_otherwise_is_the_same_date(claim: str, evidence: list[str], reason: Reason | None) -> None:
+    assert unsupported_claim_detail(claim, evidence) is reason
+
+
+def test_a_number_said_once_supports_it_once_however_grouped() -> None:
+    assert unsupported_claim_detail("Call 800-241-4141 or 800-241-4141",
+                                    ["please call 1.800.241.4141"]) is Reason.unsupported_id

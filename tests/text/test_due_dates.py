@@ -6,7 +6,14 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from app.text.due_dates import add_business_days, add_months, normalize, resolve_due, resolve_due_date
+from app.text.due_dates import (
+    add_business_days,
+    add_months,
+    normalize,
+    numeric_date_parts,
+    resolve_due,
+    resolve_due_date,
+)
 from bench.due_dates.run import load_cases, postcall_resolver, score
 
 # Wednesday 2026-03-11, 10:30 UTC.
@@ -115,3 +122,11 @@ def test_an_hour_however_said_is_the_same_moment(phrase: str, at: datetime) -> N
     resolved = resolve_due(phrase, WEDNESDAY)
     assert resolved is not None
     assert resolved.at == at
+
+
+@pytest.mark.parametrize(("text", "parts"), [
+    ("11/15", (11, 15, None)), ("11/19/17", (11, 19, 2017)), ("8/19/2020", (8, 19, 2020)),
+    ("2020-08-19", (8, 19, 2020)), ("14/3", None), ("11/32", None), ("1/2/345", None), ("Nov 15", None),
+])
+def test_numeric_dates_are_read_month_first_or_iso(text: str, parts: tuple[int, int, int | None] | None) -> None:
+    assert numeric_date_parts(text) == parts
