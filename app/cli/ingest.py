@@ -23,7 +23,7 @@ from app.cli.common import (
 from app.cli.render import err_console, fail, print_json, progress, safe, say, warn
 from app.context import AppContext
 from app.models import LlmMode
-from app.pipeline.ingest_files import IngestResult, expand_paths, ingest_files
+from app.pipeline.ingest_files import TRANSCRIPT_SUFFIXES, FoundFiles, IngestResult, find_transcript_files, ingest_files
 from app.pipeline.inprocess import process_in_process
 from app.pipeline.run import ProcessOutcome
 from app.pipeline.store import StoreStatus
@@ -36,18 +36,35 @@ def _transcript_path(value: str) -> Path:
     return Path(value)
 
 
-PathsArg = Annotated[list[Path], typer.Argument(help="Transcript files or directories.", parser=_transcript_path)]
+PathsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help=f"Transcript files or directories. A file named here is read whatever its name. In a directory "
+        f"(searched recursively) only {', '.join(TRANSCRIPT_SUFFIXES)} files are read, in any case (.JSON too); "
+        "every other entry (another extension, none, .gz, a hidden name, README.md) is listed as skipped, "
+        "with the reason. The format is told by the content.",
+        parser=_transcript_path,
+    ),
+]
 
 
-def transcript_files(paths: Sequence[Path]) -> list[Path]:
-    files = expand_paths(paths)
-    if not files:
-        raise fail("no transcript files found in " + ", ".join(map(str, paths)))
-    return files
+def transcript_files(paths: Sequence[Path], *, show_skipped: bool) -> FoundFiles:
+    """The files to read; with `show_skipped` (and always when nothing is left to read: `--json` prints no
+    document then), each entry of a directory that is not read is listed first, on standard error."""
+    found = find_transcript_files(paths)
+    if show_skipped or not found.files:
+        for skipped in found.skipped:
+            err_console.print(f"  [dim]skipped:[/dim] {safe(skipped.path)}: {safe(skipped.reason)}",
+                              highlight=False, soft_wrap=True)
+    if not found.files:
+        raise fail("no transcript files found in " + ", ".join(map(str, paths))
+                   + (f" ({len(found.skipped)} skipped: listed above)" if found.skipped else ""))
+    return found
 
 
 def print_ingest_results(results: Iterable[IngestResult], *, stored_lines: bool = True) -> None:
-    """Errors and warnings of every file; with `stored_lines`, a line per stored file too."""
+    """Errors and warnings of every file, each warning named by its file; with `stored_lines`, a line per
+    stored file too."""
     for r in results:
         if r.error:
             err_console.print(f"[red]✗[/red] {safe(r.error)}", highlight=False, soft_wrap=True)
@@ -55,7 +72,16 @@ def print_ingest_results(results: Iterable[IngestResult], *, stored_lines: bool 
             say(f"[green]✓[/green] {safe(r.file)} [dim]({r.format})[/dim] -> {r.call_id} "
                 f"[bold]{safe(r.external_id)}[/bold] {r.status}")
         for warning in r.warnings:
-            warn(warning)
+            warn(f"{r.file}: {warning}")
+
+
+def ingest_totals(results: Sequence[IngestResult], skipped: int) -> str:
+    """One line: how many files were stored, replaced, updated, unchanged, failed, and skipped."""
+    counts = {status: sum(1 for r in results if r.status == status) for status in StoreStatus}
+    failed = sum(1 for r in results if r.error)
+    return (f"{len(results)} file{'s' if len(results) != 1 else ''}: {counts[StoreStatus.created]} stored, "
+            f"{counts[StoreStatus.replaced]} replaced, {counts[StoreStatus.updated]} updated, "
+            f"{counts[StoreStatus.unchanged]} unchanged, {failed} failed; {skipped} skipped")
 
 
 @contextmanager
@@ -107,8 +133,9 @@ def ingest(
     ctx = checked_context()
     with refusal_exits():
         llm_mode = resolve_llm_mode(ctx.settings, mode)
+    found = transcript_files(paths, show_skipped=not as_json)
     results = ingest_files(
-        ctx, transcript_files(paths), tenant=tenant_slug(ctx, tenant), actor=CLI_ACTOR, fmt=fmt,
+        ctx, found.files, tenant=tenant_slug(ctx, tenant), actor=CLI_ACTOR, fmt=fmt,
         agent_speaker=agent_speaker, replace=replace, llm_mode=llm_mode,
     )
     # Batch-mode calls wait in the database for the batch collector; no worker message is needed.
@@ -116,13 +143,14 @@ def ingest(
     to_enqueue = [r.call_id for r in results if r.call_id and r.needs_enqueue]
     enqueued = False if no_enqueue else enqueue(to_enqueue)
     if as_json:
-        print_json({"files": [r.as_json() for r in results], "enqueued": enqueued and bool(to_enqueue),
-                    "mode": llm_mode.value})
+        print_json({"files": [r.as_json() for r in results], "skipped": [s.as_json() for s in found.skipped],
+                    "enqueued": enqueued and bool(to_enqueue), "mode": llm_mode.value})
     else:
         print_ingest_results(results)
         waiting = sum(1 for r in results if r.call_id and r.status != StoreStatus.unchanged)
         if llm_mode is LlmMode.batch and waiting:
             say(f"{waiting} calls wait for the next batch (`postcall batches` shows them)")
+        say(ingest_totals(results, len(found.skipped)))
     if any(r.error for r in results):
         raise typer.Exit(1)
 
@@ -138,8 +166,9 @@ def process(
 ) -> None:
     """Ingest and process transcripts in this process (no broker), with a progress bar."""
     ctx = checked_context(provider=provider, with_provider=True)
+    found = transcript_files(paths, show_skipped=not as_json)
     results = ingest_files(
-        ctx, transcript_files(paths), tenant=tenant_slug(ctx, tenant), actor=CLI_ACTOR, fmt=fmt,
+        ctx, found.files, tenant=tenant_slug(ctx, tenant), actor=CLI_ACTOR, fmt=fmt,
         agent_speaker=agent_speaker, replace=replace,
     )
     if not as_json:
@@ -150,15 +179,25 @@ def process(
     if as_json:
         print_json({
             "files": [r.as_json() for r in results],
-            "calls": [{"call_id": o.call_id, "state": o.state.value, "claims": o.claims,
-                       "ungrounded": o.ungrounded, "error": o.error} for o in outcomes],
+            "skipped": [s.as_json() for s in found.skipped],
+            # A call already processed is not extracted again (`skipped`): this run counted no claims of it,
+            # so its counts are null, never zeros (`postcall show` has the stored ones).
+            "calls": [{"call_id": o.call_id, "state": o.state.value, "skipped": o.skipped, "run_id": o.run_id,
+                       "claims": None if o.skipped else o.claims, "ungrounded": None if o.skipped else o.ungrounded,
+                       "error": o.error} for o in outcomes],
         })
     else:
         by_id = {r.call_id: r for r in results}
         for outcome in outcomes:
             name = by_id[outcome.call_id].external_id
             detail = f" ({safe(outcome.error)})" if outcome.error else ""
-            say(f"{outcome.call_id} [bold]{safe(name)}[/bold]: {outcome.state.value}{detail}")
+            skipped = " (already processed: not extracted again)" if outcome.skipped else ""
+            say(f"{outcome.call_id} [bold]{safe(name)}[/bold]: {outcome.state.value}{skipped}{detail}")
+        already = sum(1 for o in outcomes if o.skipped)
+        failed = sum(1 for o in outcomes if o.error)
+        say(ingest_totals(results, len(found.skipped)))
+        say(f"{len(outcomes)} call{'s' if len(outcomes) != 1 else ''}: {len(outcomes) - already - failed} extracted, "
+            f"{already} already processed, {failed} failed")
     if any(r.error for r in results) or any(o.error for o in outcomes):
         raise typer.Exit(1)
 

@@ -186,7 +186,12 @@ def _assign_roles(
         return assign_agent(utterances, agent_speaker), []
     if all(turn.role is not None for turn in turns):
         # Every utterance carries the role its source gave it.
-        return utterances, [single_speaker_warning(speakers[0])] if len(speakers) == 1 else []
+        if len(speakers) == 1:
+            return utterances, [single_speaker_warning(speakers[0])]
+        if all(turn.role is Role.unknown for turn in turns):
+            return utterances, ["no speaker is the agent or the customer: the source gives every utterance the "
+                                "role 'unknown' (neither party); leave the roles out to have them inferred"]
+        return utterances, []
     known = {turn.speaker or UNDIARIZED_SPEAKER: turn.role for turn in turns if turn.role is not None}
     inference = infer_roles(utterances, known=known)
     return inference.utterances, inference.warnings

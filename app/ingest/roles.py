@@ -15,10 +15,18 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import NamedTuple
 
 from app.schemas.transcript import Role, Utterance
-from app.text.lexicon import AGENT_WORDS, CUSTOMER_WORDS
+from app.text.lexicon import (
+    AGENT_WORDS,
+    CUSTOMER_WORDS,
+    MACHINE_SPEAKER_WORDS,
+    SERVICE_FUNCTION_AFTER_CUSTOMER_WORDS,
+    SERVICE_FUNCTION_WORDS,
+    STAFF_TITLES,
+)
 
 # Confidence stored when the source itself names the role, or when an operator names the agent.
 SOURCE_ROLE_CONFIDENCE = 1.0
@@ -38,8 +46,16 @@ CONFIDENCE_MARGIN_SCALE = 1.5
 OPENING_UTTERANCES_SCORED = 40
 CLOSING_UTTERANCES_SCORED = 10
 
+# A speaker who is neither named nor needed to make up the two parties (a third speaker: a transfer, a
+# supervisor, a second caller) takes the default side, but as a guess, which carries a warning.
+EXTRA_SPEAKER_CONFIDENCE = 0.5
+_EXTRAS_NAMED = 5  # in the warning: a 100-voice meeting is not a 100-name line
+
 # Words in a label that carry no meaning for the role ("spk_agent", "Agent 2").
 _LABEL_NOISE_WORDS = frozenset({"spk", "speaker", "the"})
+# A label of more words is a sentence ("Agent Smith from accounts"), not a role.
+MAX_LABEL_WORDS = 3
+_COMPANY_STAFF = AGENT_WORDS | STAFF_TITLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +190,27 @@ def single_speaker_warning(speaker: str) -> str:
     return f"only one speaker label ({speaker!r}): the transcript may not be diarized"
 
 
+def _label_names(words: Sequence[str], names: frozenset[str]) -> bool:
+    """Whether the label's last word, or its last two, is one of `names`."""
+    return words[-1] in names or (len(words) > 1 and f"{words[-2]} {words[-1]}" in names)
+
+
 def role_from_label(label: str) -> Role | None:
-    """The role a speaker label names outright ("Agent", "CUSTOMER 2", "spk_caller"), if any."""
+    """The role a speaker label names outright, if any: "Agent", "CUSTOMER 2", "spk_caller"; the company's
+    staff and departments ("Supervisor", "Team Lead", "Customer Service", "Help Desk") are the agent's side;
+    a machine ("IVR", "System", "Virtual Agent") is neither party, `Role.unknown`."""
     words = [word for word in re.findall(r"[a-z]+", label.lower()) if word not in _LABEL_NOISE_WORDS]
-    if not words or len(words) > 2:
+    if not words or len(words) > MAX_LABEL_WORDS:
         return None
+    pairs = list(pairwise(words))
+    if not MACHINE_SPEAKER_WORDS.isdisjoint({*words, *(f"{first} {second}" for first, second in pairs)}):
+        return Role.unknown
+    if _label_names(words, _COMPANY_STAFF) or _label_names(words, SERVICE_FUNCTION_WORDS) or any(
+        first in CUSTOMER_WORDS and second in SERVICE_FUNCTION_AFTER_CUSTOMER_WORDS for first, second in pairs
+    ):
+        return Role.agent
+    if len(words) > 2:
+        return None  # "Agent Dana Smith": a sentence-like label names nobody's role by its first word
     if words[0] in AGENT_WORDS:
         return Role.agent
     if words[0] in CUSTOMER_WORDS:
@@ -229,10 +261,37 @@ def _with_roles(
 
 
 def assign_agent(utterances: Sequence[Utterance], agent_speaker: str) -> list[Utterance]:
-    """An operator's word: `agent_speaker` is the agent, everyone else the customer."""
-    roles = {u.speaker: Role.agent if u.speaker == agent_speaker else Role.customer for u in utterances}
+    """An operator's word: `agent_speaker` is the agent, everyone else the customer, but for a label that
+    names a machine ("IVR"), which is neither party."""
+    roles = {
+        u.speaker: Role.agent if u.speaker == agent_speaker
+        else Role.unknown if role_from_label(u.speaker) is Role.unknown
+        else Role.customer
+        for u in utterances
+    }
     confidences: dict[str, float | None] = dict.fromkeys(roles, SOURCE_ROLE_CONFIDENCE)
     return _with_roles(utterances, roles, confidences)
+
+
+def _extra_speakers(
+    extras: Sequence[str], role: Role, roles: dict[str, Role], confidences: dict[str, float | None]
+) -> str:
+    """Give `extras` (unnamed speakers beyond the two parties) `role`, the side they took before, at
+    EXTRA_SPEAKER_CONFIDENCE, and return the warning that says so.
+
+    Not a side from what they say: the cues tell a customer from an agent, not a polite diner ("I'll have
+    the soup, please") from a waitress, and DialogSum's three-speaker dialogs came out worse that way."""
+    for speaker in extras:
+        roles[speaker] = role
+        confidences[speaker] = EXTRA_SPEAKER_CONFIDENCE
+    named = ", ".join(repr(speaker) for speaker in extras[:_EXTRAS_NAMED])
+    if len(extras) > _EXTRAS_NAMED:
+        named += f" and {len(extras) - _EXTRAS_NAMED} more"
+    return (
+        f"more than two speakers: {named} taken as {role.value} with low confidence "
+        f"({EXTRA_SPEAKER_CONFIDENCE:.2f}); a third speaker may be a second agent (a transfer, a supervisor) "
+        "or a second caller: check the roles"
+    )
 
 
 def infer_roles(
@@ -240,49 +299,77 @@ def infer_roles(
 ) -> RoleInference:
     """Give every utterance a role and a confidence.
 
-    `known` maps speaker labels whose role the source states (kept with confidence 1.0). Labels that
-    name a role ("Agent", "Caller") count as known. The rest are inferred from what they say.
+    `known` maps speaker labels whose role the source states (kept with confidence 1.0), `Role.unknown`
+    included: a speaker the source says is neither party stays so. Labels that name a role ("Agent",
+    "Caller", "Customer Service", "Supervisor") count as known, and so do labels that name a machine
+    ("IVR": unknown). The rest are the parties' complement, or inferred from what they say. Beyond two
+    parties, a speaker no label names is an extra: it takes the side it took before (the complement, else
+    customer) at EXTRA_SPEAKER_CONFIDENCE, with a warning.
     """
     speakers = list(dict.fromkeys(u.speaker for u in utterances))
     roles: dict[str, Role] = {}
     confidences: dict[str, float | None] = {}
     for speaker in speakers:
         role = (known or {}).get(speaker) or role_from_label(speaker)
-        if role is not None and role is not Role.unknown:
+        if role is not None:
             roles[speaker] = role
             confidences[speaker] = SOURCE_ROLE_CONFIDENCE
-    unresolved = [speaker for speaker in speakers if speaker not in roles]
+    # The agent and the customer are among the speakers not named as neither party (machines).
+    parties = [speaker for speaker in speakers if roles.get(speaker) is not Role.unknown]
+    unresolved = [speaker for speaker in parties if speaker not in roles]
     warnings: list[str] = []
     if len(speakers) == 1:
         warnings.append(single_speaker_warning(speakers[0]))
 
-    if len(speakers) == 1 and unresolved:
-        roles[speakers[0]] = Role.unknown
-        confidences[speakers[0]] = None
-    elif unresolved and roles:
-        # Some speakers are named: the others take the complementary role (customer, unless only a
-        # customer is named).
-        complement = Role.agent if set(roles.values()) == {Role.customer} else Role.customer
-        for speaker in unresolved:
-            roles[speaker] = complement
-            confidences[speaker] = COMPLEMENT_ROLE_CONFIDENCE
+    if len(parties) == 1 and unresolved:
+        roles[parties[0]] = Role.unknown
+        confidences[parties[0]] = None
+        if len(speakers) > 1:
+            machines = ", ".join(repr(speaker) for speaker in speakers if speaker != parties[0])
+            warnings.append(f"only one speaker label ({parties[0]!r}) besides {machines}, which is neither "
+                            "party: the transcript may not be diarized")
     elif unresolved:
-        scores = agent_scores(utterances)
-        ranked = sorted(speakers, key=lambda speaker: scores[speaker], reverse=True)
-        agent = ranked[0]
-        confidence = _confidence_from_margin(scores[agent] - scores[ranked[1]])
-        for speaker in speakers:
-            roles[speaker] = Role.agent if speaker == agent else Role.customer
-            confidences[speaker] = confidence
-        if confidence < LOW_CONFIDENCE_WARNING_BELOW:
-            warnings.append(
-                f"speaker roles inferred with low confidence ({confidence:.2f}): {agent!r} taken as agent; "
-                "pass the agent's speaker label to override"
-            )
+        named = {roles[speaker] for speaker in parties if speaker in roles}
+        # Scoring costs (~0.5 ms an utterance): not when a lone unnamed speaker takes the complement.
+        scores = agent_scores(utterances) if not named or len(unresolved) > 1 else dict.fromkeys(unresolved, 0.0)
+        extras: list[str] = []
+        # The side an extra speaker takes, as every unnamed speaker did before there were extras.
+        extra_role = Role.customer
+        if named:
+            if len(named) == 1:
+                # One side is named: the unnamed speaker most like the other side is it (customer, unless
+                # only a customer is named); any further unnamed speaker is an extra.
+                complement = extra_role = Role.agent if named == {Role.customer} else Role.customer
+                ordered = sorted(unresolved, key=lambda speaker: scores[speaker], reverse=complement is Role.agent)
+                roles[ordered[0]] = complement
+                confidences[ordered[0]] = COMPLEMENT_ROLE_CONFIDENCE
+                extras = ordered[1:]
+            else:
+                extras = unresolved  # both sides are named
+        else:
+            ranked = sorted(parties, key=lambda speaker: scores[speaker], reverse=True)
+            agent, customer = ranked[0], ranked[-1]
+            confidence = _confidence_from_margin(scores[agent] - scores[ranked[1]])
+            roles[agent], roles[customer] = Role.agent, Role.customer
+            confidences[agent] = confidences[customer] = confidence
+            extras = ranked[1:-1]
+            if confidence < LOW_CONFIDENCE_WARNING_BELOW:
+                warnings.append(
+                    f"speaker roles inferred with low confidence ({confidence:.2f}): {agent!r} taken as agent; "
+                    "pass the agent's speaker label to override"
+                )
+        if extras:
+            warnings.append(_extra_speakers(extras, extra_role, roles, confidences))
 
     inferred = [value for speaker in speakers if (value := confidences[speaker]) is not None]
     overall = min(inferred) if inferred else None
     return RoleInference(_with_roles(utterances, roles, confidences), overall, warnings)
+
+
+def _stored_role(utterance: Utterance) -> bool:
+    """Whether the utterance carries a decided role: agent or customer, or unknown with a confidence (a
+    machine, or a speaker its source says is neither party); unknown without one is undecided."""
+    return utterance.role is not Role.unknown or utterance.role_confidence is not None
 
 
 def roles_of(utterances: Sequence[Utterance]) -> list[Role]:
@@ -291,7 +378,7 @@ def roles_of(utterances: Sequence[Utterance]) -> list[Role]:
     Ingestion stores every transcript's roles; readers (the heuristic provider) take them from here, so
     a transcript built elsewhere gets the same answer ingestion would have given, never a second rule.
     """
-    if all(utterance.role is not Role.unknown for utterance in utterances):
+    if all(_stored_role(utterance) for utterance in utterances):
         return [utterance.role for utterance in utterances]
-    known = {utterance.speaker: utterance.role for utterance in utterances if utterance.role is not Role.unknown}
+    known = {utterance.speaker: utterance.role for utterance in utterances if _stored_role(utterance)}
     return [utterance.role for utterance in infer_roles(utterances, known=known).utterances]

@@ -4,7 +4,7 @@ the good ones. Used by the `ingest`, `process` and `demo` commands."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,11 @@ from app.errors import DuplicateCallError, IngestError, PostcallError
 from app.models import LlmMode
 from app.pipeline.store import Actor, clean_external_id, store_transcript
 
+# The extensions read from a folder, in any case (".JSON", ".Txt"); a file named on the command line is read
+# whatever its name. The format is told by the content, never by the extension.
 TRANSCRIPT_SUFFIXES = (".json", ".txt", ".vtt", ".srt")
+# Compressed files are not read: the size limit bounds what is read from disk, not what it expands to.
+_COMPRESSED_SUFFIXES = frozenset({".gz", ".zip", ".bz2", ".xz", ".zst", ".7z", ".tgz"})
 
 
 @dataclass
@@ -35,27 +39,83 @@ class IngestResult:
         return shown
 
 
-def expand_paths(paths: Sequence[Path]) -> list[Path]:
-    """Files as given, and the transcript files inside directories (sorted, not recursive into dotfiles)."""
-    files: list[Path] = []
+@dataclass(frozen=True, slots=True)
+class SkippedPath:
+    """An entry of a folder that is not read, and why."""
+
+    path: Path
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"file": str(self.path), "reason": self.reason}
+
+
+@dataclass(slots=True)
+class FoundFiles:
+    files: list[Path] = field(default_factory=list)
+    skipped: list[SkippedPath] = field(default_factory=list)
+
+
+def _not_a_transcript(path: Path) -> str | None:
+    """Why a file found in a folder is not read, or None when it is read."""
+    suffix = path.suffix.lower()
+    if path.name.lower() == "readme.md":
+        return "a README, not a transcript"
+    if suffix in TRANSCRIPT_SUFFIXES:
+        return None
+    read = ", ".join(TRANSCRIPT_SUFFIXES)
+    if suffix in _COMPRESSED_SUFFIXES:
+        return f"compressed ({suffix}): decompress it first; only {read} files are read from a folder"
+    if not suffix:
+        return f"no extension; only {read} files are read from a folder (name the file itself to read it)"
+    return f"extension {suffix} is not read; only {read} files are read from a folder (name the file itself to read it)"
+
+
+def _walk(folder: Path, found: FoundFiles) -> None:
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        found.skipped.append(SkippedPath(folder, f"cannot read the folder: {exc.strerror or exc}"))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            # Nothing inside a dot-folder (.git, .cache) either: one line for the folder, not one per file.
+            what = "not looked into" if entry.is_dir() else "not read"
+            found.skipped.append(SkippedPath(entry, f"hidden (its name starts with a dot): {what}"))
+        elif entry.is_symlink() and entry.is_dir():
+            found.skipped.append(SkippedPath(entry, "a link to a folder: not followed (name the folder itself)"))
+        elif entry.is_dir():
+            _walk(entry, found)
+        elif entry.is_file() or not entry.exists():
+            # A transcript-named entry that is not a file (a dangling link) is kept: reading it fails with a
+            # message, where leaving it out said nothing.
+            reason = _not_a_transcript(entry)
+            if reason is None:
+                found.files.append(entry)
+            else:
+                found.skipped.append(SkippedPath(entry, reason))
+        else:
+            found.skipped.append(SkippedPath(entry, "not a regular file (a pipe, socket or device)"))
+
+
+def find_transcript_files(paths: Sequence[Path]) -> FoundFiles:
+    """Files as given, and the transcript files inside directories (sorted, recursive, not into dot-folders
+    nor through links to folders), with every entry of a directory that is not read and why."""
+    found = FoundFiles()
     for path in paths:
         if path.is_dir():
-            files.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    # A transcript-named entry that is not a file (a dangling link) is kept: reading it
-                    # fails with a message, where leaving it out said nothing.
-                    if (p.is_file() or (p.is_symlink() and not p.exists()))
-                    and p.suffix.lower() in TRANSCRIPT_SUFFIXES
-                    # Nothing inside a dot-folder (.git, .cache) either, as the docstring always said.
-                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                    and p.name.lower() != "readme.md"
-                )
-            )
+            inside = FoundFiles()
+            _walk(path, inside)
+            found.files.extend(sorted(inside.files))
+            found.skipped.extend(sorted(inside.skipped, key=lambda skipped: skipped.path))
         else:
-            files.append(path)
-    return files
+            found.files.append(path)
+    return found
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """The files `find_transcript_files` reads."""
+    return find_transcript_files(paths).files
 
 
 def ingest_files(

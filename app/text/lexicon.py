@@ -72,6 +72,38 @@ AGENT_WORDS = frozenset(
 )
 CUSTOMER_WORDS = frozenset({"customer", "caller", "client", "user", "member", "patient", "guest", "consumer", "cust"})
 
+# Speaker labels only (app/ingest/roles.py), read by the label's last words as English compounds are
+# ("Customer Service Representative" is a representative):
+# - titles of the company's staff besides AGENT_WORDS ("Supervisor", "Team Lead", "Account Manager"). Kept
+#   apart from AGENT_WORDS because the verifier reads those as a claim's subject too ("the agent said");
+#   "lead" alone is a sales prospect, so only "team lead" names staff;
+STAFF_TITLES = frozenset(
+    {
+        "supervisor", "manager", "specialist", "technician", "tech", "advocate", "consultant", "coordinator",
+        "officer", "expert", "banker", "teller", "dispatcher", "concierge", "team lead", "team leader",
+    }
+)  # fmt: skip
+# - the company's functions: a label ending in one names the department that answers ("Customer
+#   Service", "Member Services", "Help Desk", "Tech Support"), and so does a customer word followed by
+#   one ("Customer Care Dana"): a department named after whom it serves is the agent's side, not the
+#   customer's. "help" only after a customer word ("Customer Help"): alone it is what a caller asks for;
+SERVICE_FUNCTION_WORDS = frozenset(
+    {
+        "service", "services", "support", "care", "success", "relations", "desk", "helpdesk", "helpline",
+        "team", "experience", "center", "centre", "department", "dept",
+    }
+)  # fmt: skip
+SERVICE_FUNCTION_AFTER_CUSTOMER_WORDS = SERVICE_FUNCTION_WORDS | {"help"}
+# - machines, neither party ("IVR", "System", "Virtual Agent", "Hold Message"): a word or two words anywhere
+#   in the label. "auto", "virtual" and "hold" only in their phrases ("Auto Claims" is a department).
+MACHINE_SPEAKER_WORDS = frozenset(
+    {
+        "ivr", "system", "bot", "chatbot", "robot", "automated", "recording", "announcement", "voicemail",
+        "tts", "music", "auto attendant", "virtual agent", "virtual assistant", "hold message", "hold music",
+        "on hold",
+    }
+)  # fmt: skip
+
 # Verbs that attribute speech or a stance to a party ("the customer said", "the agent confirmed"): a claim
 # that opens with one rests on that party's words.
 ATTRIBUTION_VERBS = frozenset(

@@ -579,3 +579,64 @@ def test_one_file_named_twice_in_a_run_is_one_call_not_a_clash(migrated: None, c
     assert code == 0, err
     statuses = [f["status"] for f in json.loads(out)["files"]]
     assert statuses == ["created", "unchanged"]
+
+
+def test_ingest_lists_skipped_files_names_each_warnings_file_and_totals(migrated: None, call_dir: Path) -> None:
+    # Files of other extensions were left out in silence (exit 0), warnings named no file, and nothing
+    # summed the run up.
+    (call_dir / "MONO[bold].TXT").write_text("Agent: Thank you for calling.\nAgent: Goodbye.\n", encoding="utf-8")
+    (call_dir / "archive.json.gz").write_bytes(b"\x1f\x8b")
+    (call_dir / "notes.log").write_text("Agent: hi\n", encoding="utf-8")
+    (call_dir / "broken.json").write_text('{"utterances": [', encoding="utf-8")
+    code, out, err = _invoke("ingest", str(call_dir), "--no-enqueue")
+    assert code == 1
+    assert f"skipped: {call_dir / 'archive.json.gz'}: compressed (.gz)" in err
+    assert f"skipped: {call_dir / 'notes.log'}: extension .log is not read" in err
+    # Each warning names its file, escaped: the markup in the name is printed as text.
+    assert f"warning: {call_dir / 'MONO[bold].TXT'}: only one speaker label" in err
+    assert "3 files: 2 stored, 0 replaced, 0 updated, 0 unchanged, 1 failed; 2 skipped" in out
+    code, out, _ = _invoke("ingest", str(call_dir), "--no-enqueue", "--json")
+    document = json.loads(out)
+    assert {Path(s["file"]).name: s["reason"][:10] for s in document["skipped"]} == {
+        "archive.json.gz": "compressed", "notes.log": "extension ",
+    }
+    assert [f["status"] for f in document["files"]] == ["unchanged", None, "unchanged"]
+    code, out, err = _invoke("ingest", str(call_dir / "notes.log"), "--no-enqueue")  # named: read as given
+    assert code == 0 and "1 file: 1 stored, 0 replaced, 0 updated, 0 unchanged, 0 failed; 0 skipped" in out, err
+
+
+def test_ingest_help_says_which_extensions_a_folder_is_read_for() -> None:
+    code, out, _ = _invoke("ingest", "--help")
+    assert code == 0
+    assert all(word in out for word in (".json,", ".txt,", ".vtt,", ".srt", "(.JSON", "README.md", "skipped"))
+
+
+def test_process_says_a_call_already_processed_was_skipped_and_counts_nothing_for_it(
+    migrated: None, call_dir: Path
+) -> None:
+    # The second run reported "claims": 0, "ungrounded": 0: made-up counts of a call it did not extract.
+    code, out, err = _invoke("process", str(call_dir), "--json")
+    assert code == 0, err
+    [first] = json.loads(out)["calls"]
+    assert first["skipped"] is False and first["claims"] > 0 and first["run_id"]
+    code, out, err = _invoke("process", str(call_dir), "--json")
+    assert code == 0, err
+    [again] = json.loads(out)["calls"]
+    assert again["skipped"] is True and again["claims"] is None and again["ungrounded"] is None
+    assert again["run_id"] == first["run_id"] and again["state"] == first["state"]
+    code, out, err = _invoke("process", str(call_dir))
+    assert code == 0, err
+    assert "(already processed: not extracted again)" in " ".join(out.split())
+    assert "1 file: 0 stored, 0 replaced, 0 updated, 1 unchanged, 0 failed; 0 skipped" in out
+    assert "1 call: 0 extracted, 1 already processed, 0 failed" in out
+
+
+def test_a_folder_with_nothing_to_read_says_why_each_entry_was_skipped(migrated: None, tmp_path: Path) -> None:
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    (folder / "call.json.gz").write_bytes(b"\x1f\x8b")
+    for args in ((), ("--json",)):
+        code, out, err = _invoke("ingest", str(folder), "--no-enqueue", *args)
+        assert code == 2 and out == ""
+        assert f"skipped: {folder / 'call.json.gz'}: compressed (.gz)" in err
+        assert "no transcript files found" in err and "1 skipped: listed above" in " ".join(err.split())

@@ -115,14 +115,37 @@ def test_several_problems_are_counted() -> None:
     assert "1 more problem" in error.problem
 
 
-def test_explicit_unknown_role_falls_back_to_inference() -> None:
+def test_an_explicit_unknown_role_is_kept_and_the_others_are_inferred() -> None:
+    # "unknown" given says neither party (an IVR, a third party): it was inferred over, and complement
+    # inference made such a speaker a customer.
+    parsed = parse_json_value(
+        native(
+            {"speaker": "Menu", "role": "unknown", "text": "Press one for billing, two for support."},
+            {"speaker": "A", "text": "Good morning, you've reached Acme support. How can I help you?"},
+            {"speaker": "B", "text": "I was charged twice on my bill."},
+        )
+    )
+    assert next((u.role, u.role_confidence) for u in parsed.transcript.utterances) == (Role.unknown, 1.0)
+    assert [u.role for u in parsed.transcript.utterances][1:] == [Role.agent, Role.customer]
+    named = parse_json_value(
+        native(
+            {"speaker": "Menu", "role": "unknown", "text": "Your call may be recorded."},
+            {"speaker": "A", "role": "agent", "text": "Good morning, you've reached Acme support."},
+            {"speaker": "B", "text": "I was charged twice on my bill."},
+        )
+    )
+    assert [u.role for u in named.transcript.utterances] == [Role.unknown, Role.agent, Role.customer]
+
+
+def test_every_role_unknown_is_kept_with_a_warning() -> None:
     parsed = parse_json_value(
         native(
             {"speaker": "A", "role": "unknown", "text": "Good morning, you've reached Acme support."},
             {"speaker": "B", "role": "unknown", "text": "I was charged twice on my bill."},
         )
     )
-    assert [u.role for u in parsed.transcript.utterances] == [Role.agent, Role.customer]
+    assert [u.role for u in parsed.transcript.utterances] == [Role.unknown, Role.unknown]
+    assert any("no speaker is the agent or the customer" in warning for warning in parsed.warnings)
 
 
 def test_a_start_without_a_time_zone_is_taken_as_utc_with_a_warning() -> None:

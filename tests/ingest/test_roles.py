@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from app.ingest import parse_bytes
 from app.ingest.roles import (
     COMPLEMENT_ROLE_CONFIDENCE,
+    EXTRA_SPEAKER_CONFIDENCE,
     LOW_CONFIDENCE_WARNING_BELOW,
     MAX_INFERRED_CONFIDENCE,
     assign_agent,
@@ -13,6 +15,8 @@ from app.ingest.roles import (
     role_from_label,
     roles_of,
 )
+from app.llm.heuristic import extract_heuristic
+from app.schemas.extraction import Owner
 from app.schemas.transcript import Role, Utterance
 from bench.roles.convert import harper_valley_calls, tweetsumm_calls
 from bench.roles.run import TARGET_CALL_ACCURACY, score
@@ -47,6 +51,49 @@ BANK_CALL = (
         ("spk_0", None),
         ("Dana Smith", None),
         ("Agent Smith from accounts", None),  # a sentence-like label names nobody's role
+        # Departments named after whom they serve answer for the company: the first word ("Customer") made
+        # them the customer, and the real customer the agent by complement.
+        ("Customer Service", Role.agent),
+        ("Member Services", Role.agent),
+        ("Client Services", Role.agent),
+        ("Guest Relations", Role.agent),
+        ("User Support", Role.agent),
+        ("Customer Care", Role.agent),
+        ("CUSTOMER SUPPORT", Role.agent),
+        ("Customer Success", Role.agent),
+        ("Customer Help", Role.agent),
+        ("Help Desk", Role.agent),
+        ("Tech Support", Role.agent),
+        ("Customer Service Representative", Role.agent),
+        ("Dana (Customer Service)", Role.agent),
+        ("Customer Care Dana", Role.agent),
+        # The company's staff.
+        ("Supervisor", Role.agent),
+        ("Manager", Role.agent),
+        ("Team Lead", Role.agent),
+        ("Rep", Role.agent),
+        ("Specialist", Role.agent),
+        ("Advisor", Role.agent),
+        ("Associate", Role.agent),
+        ("Operator", Role.agent),
+        ("Technician", Role.agent),
+        ("Account Manager", Role.agent),
+        # Machines are neither party.
+        ("IVR", Role.unknown),
+        ("System", Role.unknown),
+        ("Bot", Role.unknown),
+        ("Virtual Agent", Role.unknown),
+        ("Auto Attendant", Role.unknown),
+        ("Automated", Role.unknown),
+        ("Recording", Role.unknown),
+        ("Announcement", Role.unknown),
+        ("Hold Message", Role.unknown),
+        ("Customer Support Bot", Role.unknown),
+        # Words that name a role only in their phrase.
+        ("Lead", None),  # a sales prospect as often as not
+        ("Help", None),
+        ("Auto Claims", None),
+        ("Customer 2 Home", Role.customer),
     ],
 )
 def test_role_from_label(label: str, role: Role | None) -> None:
@@ -86,14 +133,116 @@ def test_single_speaker_roles_unknown_with_warning() -> None:
 
 def test_known_roles_are_kept_and_the_rest_take_the_complement() -> None:
     inference = infer_roles(
-        utterances(("spk_1", "I need to cancel my order."), ("spk_0", "Sure."), ("spk_2", "Me too.")),
+        utterances(("spk_1", "I need to cancel my order."), ("spk_0", "Sure.")), known={"spk_0": Role.agent}
+    )
+    roles = {u.speaker: (u.role, u.role_confidence) for u in inference.utterances}
+    assert roles == {"spk_0": (Role.agent, 1.0), "spk_1": (Role.customer, COMPLEMENT_ROLE_CONFIDENCE)}
+    assert inference.warnings == []
+
+
+def test_a_second_unnamed_speaker_is_a_guess_with_a_warning_not_a_confident_customer() -> None:
+    # All unnamed speakers took the complement at 0.9, silently: a transferred agent became a confident
+    # customer. The most customer-like one is the other party; the rest are a guess, and say so.
+    inference = infer_roles(
+        utterances(
+            ("spk_1", "I need to cancel my order."),
+            ("spk_0", "Sure, let me transfer you."),
+            ("spk_2", "Thanks for holding, this is Mike from billing. I've cancelled the order."),
+        ),
         known={"spk_0": Role.agent},
     )
     roles = {u.speaker: (u.role, u.role_confidence) for u in inference.utterances}
     assert roles == {
         "spk_0": (Role.agent, 1.0),
         "spk_1": (Role.customer, COMPLEMENT_ROLE_CONFIDENCE),
-        "spk_2": (Role.customer, COMPLEMENT_ROLE_CONFIDENCE),
+        "spk_2": (Role.customer, EXTRA_SPEAKER_CONFIDENCE),
+    }
+    [warning] = inference.warnings
+    assert "more than two speakers: 'spk_2' taken as customer with low confidence (0.50)" in warning
+    assert "second agent" in warning
+    assert inference.confidence == EXTRA_SPEAKER_CONFIDENCE
+    # Only a customer named: the most agent-like unnamed speaker is the agent, the others a guess.
+    named_customer = infer_roles(
+        utterances(("Caller", "My card was declined."), ("A", "Okay."), ("B", "Thanks for calling, I'll check that.")),
+    )
+    assert {u.speaker: (u.role, u.role_confidence) for u in named_customer.utterances} == {
+        "Caller": (Role.customer, 1.0),
+        "B": (Role.agent, COMPLEMENT_ROLE_CONFIDENCE),
+        "A": (Role.agent, EXTRA_SPEAKER_CONFIDENCE),
+    }
+
+
+def test_an_unnamed_speaker_beside_both_named_parties_is_a_guess() -> None:
+    inference = infer_roles(
+        utterances(("Agent", "How can I help?"), ("Customer", "My card was declined."), ("Dana", "Hello?"))
+    )
+    assert {u.speaker: (u.role, u.role_confidence) for u in inference.utterances} == {
+        "Agent": (Role.agent, 1.0),
+        "Customer": (Role.customer, 1.0),
+        "Dana": (Role.customer, EXTRA_SPEAKER_CONFIDENCE),
+    }
+    assert any("'Dana' taken as customer" in warning for warning in inference.warnings)
+
+
+def test_a_department_label_is_the_agent_and_its_caller_the_customer() -> None:
+    # The probe's call: "Customer Service" was stored as the customer (1.0), John as the agent (0.9), and
+    # the refund the agent promised became the customer's task.
+    parsed = parse_bytes(
+        b"Customer Service: Thank you for calling Acme, this is Dana. I will refund the duplicate charge today.\n"
+        b"John Smith: Hi, I was charged twice for my order last week.\n",
+        source_name="probe.txt",
+    )
+    transcript = parsed.transcript
+    assert [(u.speaker, u.role, u.role_confidence) for u in transcript.utterances] == [
+        ("Customer Service", Role.agent, 1.0),
+        ("John Smith", Role.customer, COMPLEMENT_ROLE_CONFIDENCE),
+    ]
+    items = extract_heuristic(transcript).action_items
+    assert items and all(item.owner is Owner.agent for item in items if "refund" in item.text.lower())
+
+
+def test_a_supervisor_is_the_agents_side_and_a_machine_neither_party() -> None:
+    inference = infer_roles(
+        utterances(
+            ("IVR", "Your call may be recorded. Please hold for the next available agent."),
+            ("Agent", "Thanks for calling, how can I help?"),
+            ("Maria", "I was charged a late fee."),
+            ("Supervisor", "I'll waive the fee today."),
+        )
+    )
+    roles = {u.speaker: (u.role, u.role_confidence) for u in inference.utterances}
+    assert roles == {
+        "IVR": (Role.unknown, 1.0),
+        "Agent": (Role.agent, 1.0),
+        "Maria": (Role.customer, COMPLEMENT_ROLE_CONFIDENCE),
+        "Supervisor": (Role.agent, 1.0),
+    }
+    assert inference.warnings == []
+
+
+def test_a_machine_is_left_out_of_inference_between_the_two_parties() -> None:
+    inference = infer_roles(utterances(("Auto Attendant", "Thank you for calling Acme. Please hold."), *BANK_CALL))
+    roles = {u.speaker: u.role for u in inference.utterances}
+    assert roles == {"Auto Attendant": Role.unknown, "X": Role.agent, "Y": Role.customer}
+    assert inference.warnings == []
+
+
+def test_one_speaker_besides_a_machine_is_unknown_with_a_warning() -> None:
+    inference = infer_roles(utterances(("System", "Please hold."), ("spk_0", "Hello? I need help with my bill.")))
+    assert {u.speaker: (u.role, u.role_confidence) for u in inference.utterances} == {
+        "System": (Role.unknown, 1.0),
+        "spk_0": (Role.unknown, None),
+    }
+    assert any("only one speaker label ('spk_0') besides 'System'" in warning for warning in inference.warnings)
+
+
+def test_a_source_that_says_unknown_is_kept_not_complemented() -> None:
+    inference = infer_roles(
+        utterances(("Agent", "How can I help?"), ("spk_9", "Please hold."), ("Dana", "My card was declined.")),
+        known={"spk_9": Role.unknown},
+    )
+    assert {u.speaker: u.role for u in inference.utterances} == {
+        "Agent": Role.agent, "spk_9": Role.unknown, "Dana": Role.customer,
     }
 
 
@@ -109,6 +258,9 @@ def test_three_speakers_one_agent() -> None:
         "Y": Role.customer,
         "Z": Role.customer,
     }
+    # The third speaker's side is a guess: it says so, and its confidence is no more than a coin's.
+    assert next(u.role_confidence for u in inference.utterances if u.speaker == "Z") == EXTRA_SPEAKER_CONFIDENCE
+    assert any("'Z' taken as customer" in warning for warning in inference.warnings)
 
 
 def test_assign_agent_overrides_everything() -> None:
@@ -117,6 +269,11 @@ def test_assign_agent_overrides_everything() -> None:
         ("X", Role.customer, 1.0),
         ("Y", Role.agent, 1.0),
     }
+
+
+def test_assign_agent_leaves_a_machine_neither_party() -> None:
+    assigned = assign_agent(utterances(("IVR", "Please hold."), *BANK_CALL), "X")
+    assert {u.speaker: u.role for u in assigned} == {"IVR": Role.unknown, "X": Role.agent, "Y": Role.customer}
 
 
 def test_harper_valley_roles_hidden_are_recovered() -> None:
@@ -176,6 +333,16 @@ def test_roles_of_fills_a_known_speakers_unstored_turns() -> None:
     assert roles_of(utterances) == [Role.agent, Role.customer, Role.agent]
 
 
+def test_roles_of_keeps_a_stored_unknown_that_has_a_confidence() -> None:
+    # Ingestion stored the IVR as neither party (1.0): reading the call back must not make it a customer.
+    stored = _utterances(
+        [("IVR", "Please hold."), ("Dana", "Thanks for calling."), ("Sam", "My card was declined.")],
+        [Role.unknown, Role.agent, Role.customer],
+    )
+    stored[0] = stored[0].model_copy(update={"role_confidence": 1.0})
+    assert roles_of(stored) == [Role.unknown, Role.agent, Role.customer]
+
+
 def test_roles_of_does_not_take_the_first_speaker_as_agent() -> None:
     # Outbound calls and chats open with the customer: order is no cue, content is.
     utterances = _utterances(
@@ -185,3 +352,10 @@ def test_roles_of_does_not_take_the_first_speaker_as_agent() -> None:
         ]
     )
     assert roles_of(utterances) == [Role.customer, Role.agent]
+
+
+def test_the_extra_speakers_warning_names_a_few_and_counts_the_rest() -> None:
+    lines = [("spk_0", "Thank you for calling, how can I help you?")]
+    lines += [(f"spk_{n}", "My card was declined.") for n in range(1, 10)]
+    [warning] = infer_roles(utterances(*lines), known={"spk_0": Role.agent}).warnings
+    assert "'spk_2', 'spk_3', 'spk_4', 'spk_5', 'spk_6' and 3 more taken as customer" in warning

@@ -3,6 +3,7 @@ beside the good ones."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from app.config import PROJECT_ROOT, Settings
@@ -10,7 +11,7 @@ from app.context import AppContext
 from app.db.session import unit_of_work
 from app.models import CallState
 from app.pipeline.calls import count_by_state
-from app.pipeline.ingest_files import expand_paths, ingest_files
+from app.pipeline.ingest_files import expand_paths, find_transcript_files, ingest_files
 from app.pipeline.store import Actor, StoreStatus
 
 SAMPLES = PROJECT_ROOT / "samples"
@@ -26,6 +27,29 @@ def test_expand_paths_lists_transcripts_of_a_folder_and_keeps_files_as_given(tmp
     (tmp_path / ".git" / "c.json").write_text("{}")  # inside a dot-folder: not a transcript of the batch
     given = tmp_path / "anything.bin"
     assert expand_paths([tmp_path, given]) == [tmp_path / "a.json", tmp_path / "nested" / "b.vtt", given]
+
+
+def test_a_folder_is_read_in_any_case_and_every_entry_left_out_is_listed_with_why(tmp_path: Path) -> None:
+    # `postcall ingest DIR` left out .json.gz, .jsonl, .log and files without an extension in silence.
+    for name in ("A.TXT", "b.JSON", "c.log", "calls.jsonl", "noext", "d.json.gz", "README.md"):
+        (tmp_path / name).write_text("Agent: hi\n")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "c.json").write_text("{}")
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "e.Vtt").write_text("WEBVTT")
+    (tmp_path / "linked").symlink_to(tmp_path / "nested")
+    os.mkfifo(tmp_path / "pipe.json")
+    found = find_transcript_files([tmp_path])
+    assert found.files == [tmp_path / "A.TXT", tmp_path / "b.JSON", tmp_path / "nested" / "e.Vtt"]
+    reasons = {skipped.path.name: skipped.reason for skipped in found.skipped}
+    assert set(reasons) == {".git", "README.md", "c.log", "calls.jsonl", "d.json.gz", "linked", "noext", "pipe.json"}
+    assert reasons["c.log"].startswith("extension .log is not read; only .json, .txt, .vtt, .srt files are read")
+    assert reasons["calls.jsonl"].startswith("extension .jsonl is not read")
+    assert reasons["noext"].startswith("no extension")
+    assert reasons["d.json.gz"].startswith("compressed (.gz): decompress it first")
+    assert "hidden" in reasons[".git"] and "README" in reasons["README.md"]
+    assert "not followed" in reasons["linked"] and "not a regular file" in reasons["pipe.json"]
+    assert expand_paths([tmp_path]) == found.files
 
 
 def test_a_bad_file_is_reported_and_the_good_ones_are_stored(sqlite_url: str, tmp_path: Path) -> None:

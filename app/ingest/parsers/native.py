@@ -115,7 +115,9 @@ def parse(doc: SourceDocument) -> SourceCall:
                 location=location,
                 text=utterance.text,
                 speaker=speaker,
-                role=None if utterance.role is Role.unknown else utterance.role,
+                # "unknown" given is the source's word that the speaker is neither party (a machine, a
+                # third party): kept, never inferred over. An omitted role is inferred.
+                role=utterance.role,
                 role_confidence=utterance.role_confidence,
                 start=utterance.start,
                 end=utterance.end,
