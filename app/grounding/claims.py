@@ -556,6 +556,8 @@ def _less_what_its_digits_say(
 ) -> tuple[tuple[TokenKind, str], ...]:
     """`claim_values` without the values of the runs of digit groups of `detail` that its evidence says with
     the same digits, grouped or punctuated otherwise (`_DIGIT_RUN_LENGTH`)."""
+    if sum(character.isdigit() for character in detail) < _DIGIT_RUN_LENGTH:
+        return claim_values  # a claim writes its numbers in digits: too few of them for a run
     runs = [run for run in _digit_runs(detail) if len(run[0]) >= _DIGIT_RUN_LENGTH]
     if not runs:
         return claim_values
@@ -703,6 +705,10 @@ _UPPER_BOUND_AFTER = re.compile(r"^(?:\w+ ){0,2}?(?:or (?:less|fewer|sooner)|at 
 _LOWER_BOUND_AFTER = re.compile(r"^(?:\w+ ){0,2}?(?:or (?:more|longer|later)|at least|min|minimum)\b")
 
 
+# A cheap look before normalizing a sentence: a range joins two numbers with one of these.
+_MAY_SAY_A_RANGE = re.compile(r"\d\s*[-–]\s*\d|\b(?:to|through|thru|or|and)\b", re.IGNORECASE)
+
+
 def _duration_ranges(text: str) -> list[tuple[str, str, str]]:
     """The ranges of a duration `text` says, each as (low, high, unit): "3 to 5 business days": ("3", "5",
     "day"); "one to two weeks" ("1" stays a word in the text core): ("1", "2", "week")."""
@@ -742,11 +748,13 @@ def _range_cut_to_one_end(detail: str, evidence_texts: Sequence[str]) -> bool:
     the range's unit, as if it were all that was said: "in 3 business days" on "three to five business days"
     (a due date two days early), "within 24 hours" on "24-48 hours". An end said elsewhere in the evidence on
     its own is said; a range the claim keeps whole is said."""
-    ranges = [found for text in evidence_texts for found in _duration_ranges(text)]
+    claimed = numbers_with_units(detail)
+    if not any(unit in _DURATION_UNITS for _, unit in claimed):
+        return False  # the claim says no duration: most claims, and the evidence is not read
+    ranges = [found for text in evidence_texts if _MAY_SAY_A_RANGE.search(text) for found in _duration_ranges(text)]
     if not ranges:
         return False
     kept = set(_duration_ranges(detail))
-    claimed = numbers_with_units(detail)
     for _, high, unit in kept:  # the high end of a range the claim keeps is that range's, not a single number
         if (high, unit) in claimed:
             claimed.remove((high, unit))
@@ -1216,6 +1224,7 @@ _TIME_UNITS = {
     **dict.fromkeys(("year", "years", "yr", "yrs"), "year"),
 }
 _UNIT_QUALIFIERS = frozenset({"business", "working", "calendar", "full", "whole", "more", "extra", "additional"})
+_DURATION_UNITS = frozenset(_TIME_UNITS.values())
 
 
 def numbers_with_units(text: str) -> list[tuple[str, str]]:
