@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from app.ingest import load_transcript
+from app.ingest.parsers._amazon_analytics import role_of_participant
 from app.schemas.transcript import Role
 from tests.ingest.helpers import ingest_error, parse_json_value
 from tests.support.data import require_shared_data
@@ -148,3 +149,33 @@ def test_a_turn_that_shows_nothing_does_not_shift_the_hints(blank: str) -> None:
     utterance = transcript.utterances[issue["utterance_index"]]
     assert utterance.text.startswith("I want to cancel")
     assert utterance.text[issue["char_start"] : issue["char_end"]] == issue["text"]
+
+
+def test_connect_supervisors_speak_for_the_company_and_system_prompts_for_neither() -> None:
+    turn = {"BeginOffsetMillis": 0, "EndOffsetMillis": 500}
+    document = {
+        "JobName": "j",
+        "JobStatus": "COMPLETED",
+        "Transcript": [
+            {**turn, "ParticipantRole": "SYSTEM", "Content": "Your call may be recorded."},
+            {**turn, "ParticipantRole": "AGENT", "Content": "Thanks for calling, this is Dana.",
+             "BeginOffsetMillis": 1000, "EndOffsetMillis": 1500},
+            {**turn, "ParticipantRole": "CUSTOMER", "Content": "Hi, I was charged twice.",
+             "BeginOffsetMillis": 2000, "EndOffsetMillis": 2500},
+            {**turn, "ParticipantRole": "SUPERVISOR", "Content": "I'll waive the fee today.",
+             "BeginOffsetMillis": 3000, "EndOffsetMillis": 3500},
+            {**turn, "ParticipantRole": "CUSTOM_BOT", "Content": "Please rate this call.",
+             "BeginOffsetMillis": 4000, "EndOffsetMillis": 4500},
+        ],
+    }
+    roles = [u.role for u in parse_json_value(document).transcript.utterances]
+    assert roles == [Role.unknown, Role.agent, Role.customer, Role.agent, Role.unknown]
+
+
+@pytest.mark.parametrize(("value", "role"), [
+    ("AGENT", Role.agent), ("AGENT_2", Role.agent), ("CUSTOMER_1", Role.customer), ("SUPERVISOR", Role.agent),
+    ("SYSTEM", Role.unknown), ("CUSTOM_BOT", Role.unknown), ("custom_bot", Role.unknown), ("OTHER", None),
+])
+def test_every_connect_participant_role_is_read(value: str, role: Role | None) -> None:
+    # Read from the source, not guessed from the label: a turn's speaker id may be any string.
+    assert role_of_participant(value) is role

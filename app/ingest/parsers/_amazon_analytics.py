@@ -73,12 +73,20 @@ def refuse_unfinished_job(doc: SourceDocument) -> None:
         raise doc.error("JobStatus", f"job status is {status!r}, not COMPLETED")
 
 
+# Amazon Connect's participant roles (AGENT | CUSTOMER | SYSTEM | CUSTOM_BOT | SUPERVISOR): a supervisor who
+# barges in speaks for the company; the system (IVR prompts) and a bot are neither party.
+_PARTICIPANT_ROLES = {"AGENT": Role.agent, "SUPERVISOR": Role.agent, "CUSTOMER": Role.customer,
+                      "SYSTEM": Role.unknown, "CUSTOM_BOT": Role.unknown}
+
+
 def role_of_participant(value: str | None) -> Role | None:
-    """AWS participant roles: AGENT, CUSTOMER (also AGENT_n / CUSTOMER_n in some outputs)."""
+    """AWS participant roles, also numbered in some outputs (AGENT_1, CUSTOMER_2); None for another value."""
     if value is None:
         return None
-    head = value.upper().split("_", 1)[0]
-    return {"AGENT": Role.agent, "CUSTOMER": Role.customer}.get(head)
+    upper = value.upper()
+    if upper.startswith("CUSTOM_BOT"):
+        return _PARTICIPANT_ROLES["CUSTOM_BOT"]
+    return _PARTICIPANT_ROLES.get(upper.split("_", 1)[0])
 
 
 def _insight_text(insight: Insight, content: str) -> dict[str, Any]:
