@@ -15,13 +15,13 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import NamedTuple
 
 from app.schemas.transcript import Role, Utterance
 from app.text.lexicon import (
     AGENT_WORDS,
     CUSTOMER_WORDS,
+    MACHINE_LABEL_ENDINGS,
     MACHINE_SPEAKER_WORDS,
     SERVICE_FUNCTION_AFTER_CUSTOMER_WORDS,
     SERVICE_FUNCTION_WORDS,
@@ -202,12 +202,18 @@ def role_from_label(label: str) -> Role | None:
     words = [word for word in re.findall(r"[a-z]+", label.lower()) if word not in _LABEL_NOISE_WORDS]
     if not words or len(words) > MAX_LABEL_WORDS:
         return None
-    pairs = list(pairwise(words))
-    if not MACHINE_SPEAKER_WORDS.isdisjoint({*words, *(f"{first} {second}" for first, second in pairs)}):
+    # A machine is the whole label ("IVR", "System", "Virtual Agent", "Bot 2"), or a label that ends in a word
+    # only a machine is ("Customer Support Bot", "Billing IVR"): "System Admin", "Music Teacher" and
+    # "Customer Recording" are people.
+    if " ".join(words) in MACHINE_SPEAKER_WORDS or _label_names(words, MACHINE_LABEL_ENDINGS):
         return Role.unknown
-    if _label_names(words, _COMPANY_STAFF) or _label_names(words, SERVICE_FUNCTION_WORDS) or any(
-        first in CUSTOMER_WORDS and second in SERVICE_FUNCTION_AFTER_CUSTOMER_WORDS for first, second in pairs
-    ):
+    if words[0] in CUSTOMER_WORDS:
+        # "Customer Service", "Member Services": the department that serves them; "Customer (IT Manager)",
+        # "Caller, Manager": a customer with a title of their own.
+        if len(words) > 1 and words[1] in SERVICE_FUNCTION_AFTER_CUSTOMER_WORDS:
+            return Role.agent
+        return Role.customer
+    if _label_names(words, _COMPANY_STAFF) or _label_names(words, SERVICE_FUNCTION_WORDS):
         return Role.agent
     if len(words) > 2:
         return None  # "Agent Dana Smith": a sentence-like label names nobody's role by its first word

@@ -94,8 +94,8 @@ SERVICE_FUNCTION_WORDS = frozenset(
     }
 )  # fmt: skip
 SERVICE_FUNCTION_AFTER_CUSTOMER_WORDS = SERVICE_FUNCTION_WORDS | {"help"}
-# - machines, neither party ("IVR", "System", "Virtual Agent", "Hold Message"): a word or two words anywhere
-#   in the label. "auto", "virtual" and "hold" only in their phrases ("Auto Claims" is a department).
+# - machines, neither party ("IVR", "System", "Virtual Agent", "Hold Message"): the whole label. "auto",
+#   "virtual" and "hold" only in their phrases ("Auto Claims" is a department).
 MACHINE_SPEAKER_WORDS = frozenset(
     {
         "ivr", "system", "bot", "chatbot", "robot", "automated", "recording", "announcement", "voicemail",
@@ -103,6 +103,10 @@ MACHINE_SPEAKER_WORDS = frozenset(
         "on hold",
     }
 )  # fmt: skip
+# - of those, the words only a machine is, that may end a longer label ("Customer Support Bot", "Billing IVR");
+#   the others ("system", "recording", "music") name a machine only as the whole label ("System Admin" and
+#   "Customer Recording" are people).
+MACHINE_LABEL_ENDINGS = frozenset({"bot", "chatbot", "ivr", "virtual agent", "virtual assistant", "auto attendant"})
 
 # Verbs that attribute speech or a stance to a party ("the customer said", "the agent confirmed"): a claim
 # that opens with one rests on that party's words.

@@ -94,6 +94,17 @@ BANK_CALL = (
         ("Help", None),
         ("Auto Claims", None),
         ("Customer 2 Home", Role.customer),
+        # A customer with a title of their own, and people whose labels hold a machine's word (review).
+        ("Customer (IT Manager)", Role.customer),
+        ("Customer - Office Manager", Role.customer),
+        ("Caller, Manager", Role.customer),
+        ("Customer Consultant", Role.customer),
+        ("Customer System", Role.customer),
+        ("Customer Recording", Role.customer),
+        ("System Admin", None),
+        ("Music Teacher", None),
+        ("Billing IVR", Role.unknown),
+        ("Bot 2", Role.unknown),
     ],
 )
 def test_role_from_label(label: str, role: Role | None) -> None:
