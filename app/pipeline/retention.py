@@ -34,9 +34,10 @@ from datetime import datetime, timedelta
 from itertools import takewhile
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, Update, delete, func, null, select, text, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, Update, create_engine, delete, func, null, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from app.db.session import scalar_for_update, scalars_for_update, unit_of_work
 from app.errors import InvalidInputError, NotFoundError, TransientError
@@ -463,14 +464,15 @@ def purge_turn(factory: sessionmaker[Session], *, dry_run: bool = False) -> Iter
     """Hold the purge lock for the block, or raise PurgeRunningError at once: never wait for it (the beat's
     next tick, or the operator, tries again). A dry run needs no turn.
 
-    PostgreSQL: `pg_try_advisory_xact_lock(PURGE_LOCK_KEY)` on a connection of its own, in a transaction kept
-    open for the whole purge (the purge's chunks commit on other connections) and ended in the `finally`,
-    which releases the lock. Transaction-level rather than session-level, so that it cannot outlive the purge:
-    a session lock stays with a connection that goes back to a pool, and behind PgBouncer's transaction pooling
-    with whichever client gets that server connection next, the unlock going to another one; a connection that
-    dies takes its transaction's lock with it. The transaction only ran a SELECT: it holds no snapshot and no
-    transaction id, so it does not hold back vacuum; `idle_in_transaction_session_timeout` is switched off for
-    it alone, or a server that sets one would end the turn in the middle of a long purge.
+    PostgreSQL: `pg_try_advisory_xact_lock(PURGE_LOCK_KEY)` on a connection of its own (not the pool's), in a
+    transaction kept open for the whole purge (the purge's chunks commit on other connections) and ended in
+    the `finally`, which releases the lock. Transaction-level rather than session-level, so that it cannot
+    outlive the purge: a session lock stays with a connection that goes back to a pool, and behind PgBouncer's
+    transaction pooling with whichever client gets that server connection next, the unlock going to another
+    one; a connection that dies takes its transaction's lock with it. The transaction only ran statements
+    without parameters, whose portals are closed: it holds no snapshot and no transaction id, so it does not
+    hold back vacuum; `idle_in_transaction_session_timeout` is switched off for it alone, or a server that
+    sets one would end the turn in the middle of a long purge.
 
     SQLite: no lock is taken. The database's one write lock already has purges take turns, a transaction at a
     time: each chunk takes it before it reads what to delete (`scalars_for_update` for the calls,
@@ -481,16 +483,25 @@ def purge_turn(factory: sessionmaker[Session], *, dry_run: bool = False) -> Iter
     if dry_run or engine.dialect.name == "sqlite":
         yield
         return
-    with engine.connect() as connection:
-        connection.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
-        if not connection.scalar(select(func.pg_try_advisory_xact_lock(PURGE_LOCK_KEY))):
-            raise PurgeRunningError("another purge is running (the beat's or a `postcall purge`): this one deleted "
-                                    "nothing; run it again once that one has finished")
-        try:
-            yield
-        finally:
+    # A connection of its own, outside the pool the purge's chunks take theirs from: a pool of one (a worker
+    # of concurrency 1) left them none, and the purge timed out on every run.
+    lock_engine = create_engine(engine.url, poolclass=NullPool)
+    try:
+        with lock_engine.connect() as connection:
+            connection.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+            # The key written into the SQL, not bound: a statement with parameters leaves its portal, and the
+            # portal's snapshot, open to the transaction's end, which held back vacuum for the whole purge.
+            taken = connection.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({int(PURGE_LOCK_KEY)})").scalar()
+            if not taken:
+                raise PurgeRunningError("another purge is running (the beat's or a `postcall purge`): this one "
+                                        "deleted nothing; run it again once that one has finished")
             try:
-                connection.rollback()  # ends the lock's transaction, and the lock with it
-            except DBAPIError:  # the connection was lost: the server ended its transaction, and the lock, then
-                logger.warning("the purge lock's connection was lost during the purge; the server released the "
-                               "lock with it")
+                yield
+            finally:
+                try:
+                    connection.rollback()  # ends the lock's transaction, and the lock with it
+                except DBAPIError:  # the connection was lost: the server ended its transaction and lock then
+                    logger.warning("the purge lock's connection was lost during the purge; the server released "
+                                   "the lock with it")
+    finally:
+        lock_engine.dispose()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, null, select, text, update
+from sqlalchemy import create_engine, event, func, null, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -404,3 +404,29 @@ def test_on_sqlite_a_purge_reads_its_chunk_under_the_write_lock(
         assert _remaining(factory, expired) == [] and _purge_events(factory) == sorted(expired)
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_purge_turn_holds_back_no_vacuum_and_needs_no_connection_of_the_pool(postgres_url: str) -> None:
+    # A pool of one (a worker of concurrency 1): the turn's connection is not the pool's, or the purge's chunks
+    # waited for it and the purge timed out on every run.
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0, pool_timeout=3)
+    watcher = create_db_engine(postgres_url)
+    factory = make_session_factory(engine)
+    expired = _expired_calls(factory, 2)
+    xmins: list[object] = []
+
+    def look(_calls: int) -> None:  # during the purge: the lock's backend holds no snapshot (backend_xmin)
+        with watcher.connect() as probe:
+            xmins.extend(probe.execute(text(
+                "SELECT a.backend_xmin FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
+            ), {"key": PURGE_LOCK_KEY}).scalars())
+
+    try:
+        report = run_purge(factory, default_days=0, handoff_days=30, now=NOW, on_purged=look)
+        assert report.calls[0].calls == 2 and _remaining(factory, expired) == []
+        assert xmins == [None]  # one lock holder, with no snapshot kept open
+    finally:
+        engine.dispose()
+        watcher.dispose()
