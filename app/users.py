@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from app.db.session import scalar_for_update
 from app.errors import NotFoundError, PostcallError
 from app.models import Call, Tenant, User, UserRole
 from app.pipeline.calls import find_tenant, get_or_create_tenant, require_printable
@@ -284,17 +285,29 @@ def _find_user(session: Session, tenant: str, name: str) -> User:
     return user
 
 
+class TokenReplacedError(UserError):
+    """The token a user asked to replace was replaced meanwhile (by an admin, or another request of theirs)."""
+
+
 def rotate_token_by_name(session: Session, tenant: str, name: str) -> IssuedToken:
     """Give user `name` of `tenant` a new API token (an operator's `postcall users rotate-token`). Flushes."""
-    return _rotate_token(session, _find_user(session, tenant, name))
+    found = _find_user(session, tenant, name)
+    user = scalar_for_update(session, select(User).where(User.id == found.id))
+    assert user is not None  # found in this transaction
+    return _rotate_token(session, user)
 
 
-def rotate_token_by_id(session: Session, tenant_id: int, user_id: int) -> IssuedToken:
+def rotate_token_by_id(session: Session, tenant_id: int, user_id: int, *, replacing: str | None = None) -> IssuedToken:
     """Give user `user_id` a new API token, if they belong to tenant `tenant_id` (an admin's, or the user's
-    own, request). Another tenant's user is not found, exactly as one that does not exist. Flushes."""
-    user = session.scalar(select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+    own, request). Another tenant's user is not found, exactly as one that does not exist. `replacing`: the
+    token a user's own request came with, which must still be theirs (TokenReplacedError): an admin who
+    rotated a leaked token while its thief asked for a new one leaves the thief nothing. The user's row is
+    locked, so two rotations take turns and the second sees the first's token. Flushes."""
+    user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
     if user is None:
         raise NotFoundError(f"no user {user_id}")
+    if replacing is not None and user.token_hash != hash_token(replacing):
+        raise TokenReplacedError("the token this request came with was replaced meanwhile: nothing was issued")
     return _rotate_token(session, user)
 
 

@@ -15,6 +15,7 @@ from app.pipeline.store import clean_external_id
 from app.users import (
     TOKEN_PREFIX,
     InactiveUserError,
+    TokenReplacedError,
     UserError,
     UserExistsError,
     authenticate,
@@ -195,3 +196,36 @@ def test_rotating_refuses_another_tenants_unknown_and_deactivated_users(factory:
     with factory() as session:
         assert authenticate(session, globex.token) is not None
         assert authenticate(session, acme.token) is None
+
+
+def test_concurrent_rotations_take_turns_and_a_replaced_token_gets_nothing(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # Both databases. Rotations read the user unlocked: two at once both committed, the first caller's token
+    # was dead on arrival and the session version counted one. And a thief rotating the leaked token while an
+    # admin rotated it kept a working token.
+    with unit_of_work(session_factory) as session:
+        created = create_user(session, tenant="acme", name="ida", role=UserRole.analyst)
+        tenant_id, user_id, leaked = created.user.tenant_id, created.user.id, created.token
+    issued: list[str] = []
+
+    def rotate() -> None:
+        with unit_of_work(session_factory) as session:
+            issued.append(rotate_token_by_id(session, tenant_id, user_id).token)
+
+    run_at_once(4, rotate)
+    with session_factory() as session:
+        stored = session.get(User, user_id)
+        assert stored is not None and stored.session_version == 4  # every rotation counted
+        assert stored.token_hash == hash_token(issued[-1])  # the last to commit is the one that works
+    with pytest.raises(TokenReplacedError), unit_of_work(session_factory) as session:
+        rotate_token_by_id(session, tenant_id, user_id, replacing=leaked)
+    with session_factory() as session:
+        assert authenticate(session, issued[-1]) is not None and authenticate(session, leaked) is None
+
+
+@pytest.mark.parametrize("name", ["Dana\xa0Smith", "山田\u3000太郎", "مهدی\u200cپور", "Zoë O'Brien-Łukasz"])
+def test_names_people_write_are_taken(factory: sessionmaker[Session], name: str) -> None:
+    # Spaces of every kind and the joiners of Persian and Indic words print, though str.isprintable says not.
+    with unit_of_work(factory) as session:
+        assert create_user(session, tenant="acme", name=name, role=UserRole.analyst).user.name == name

@@ -54,7 +54,7 @@ from app.users import (
     rotate_token_by_id,
     visible_calls_clause,
 )
-from app.web.deps import ApiUser, DbSession, WebState, web_state
+from app.web.deps import ApiUser, BearerCredentials, DbSession, WebState, web_state
 from app.web.queue import (
     DEFAULT_PAGE_SIZE,
     MAX_CURSOR_CHARS,
@@ -114,10 +114,12 @@ def me(principal: ApiUser) -> MeOut:
 
 @router.post("/me/rotate-token", tags=["users"],
              summary="A new token for the token's own user, in the answer once; the old one stops working at once")
-def post_me_rotate_token(principal: ApiUser, db: DbSession) -> UserTokenOut:
+def post_me_rotate_token(principal: ApiUser, credentials: BearerCredentials, db: DbSession) -> UserTokenOut:
     """The token sent with this request, and every browser session signed in with it, stop working when
-    the answer is sent: use the token in the answer from then on."""
-    issued = rotate_token_by_id(db, principal.tenant_id, principal.user_id)
+    the answer is sent: use the token in the answer from then on. 409 if that token was replaced meanwhile
+    (an admin rotated it): nothing is issued for it."""
+    assert credentials is not None  # ApiUser authenticated with it
+    issued = rotate_token_by_id(db, principal.tenant_id, principal.user_id, replacing=credentials.credentials)
     db.commit()
     return token_out(issued, principal.tenant)
 

@@ -127,6 +127,8 @@ def api_principal(
 
 
 ApiUser = Annotated[Principal, Depends(api_principal)]
+# The bearer token a request came with, for a route that acts on that token itself (its rotation).
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
 def _return_path(request: Request) -> str:
