@@ -173,6 +173,23 @@ def _build_utterances(turns: Sequence[_Turn], source: str) -> list[Utterance]:
     return utterances
 
 
+def one_side_warnings(utterances: Sequence[Utterance], *, already: Sequence[str] = ()) -> list[str]:
+    """A warning when two speakers or more are all on one side: every speaker the agent's ("Agent" and a
+    customer labelled "Tech"), or every one the customer's. Someone's words are then owned by the wrong party,
+    and the action items with them; nothing else says so. Machines (unknown) are neither side and not counted;
+    a call whose roles already carry a warning gets no second one."""
+    sides: dict[str, Role] = {}
+    for utterance in utterances:
+        if utterance.role in (Role.agent, Role.customer):
+            sides.setdefault(utterance.speaker, utterance.role)
+    if len(sides) < 2 or len(set(sides.values())) > 1 or already:
+        return []
+    side = next(iter(sides.values())).value
+    named = ", ".join(repr(speaker) for speaker in list(sides)[:5])
+    return [f"every speaker is on the {side}'s side ({named}): check the speaker labels, or name the agent with "
+            "--agent-speaker (agent_speaker in the API)"]
+
+
 def _assign_roles(
     utterances: list[Utterance], turns: Sequence[_Turn], source: str, agent_speaker: str | None
 ) -> tuple[list[Utterance], list[str]]:
@@ -245,6 +262,7 @@ def assemble(
     utterances = _build_utterances(turns, source)
     utterances, role_warnings = _assign_roles(utterances, turns, source, agent_speaker)
     warnings.extend(role_warnings)
+    warnings.extend(one_side_warnings(utterances, already=role_warnings))
     try:
         transcript = Transcript(
             metadata=call.metadata,

@@ -370,3 +370,16 @@ def test_the_extra_speakers_warning_names_a_few_and_counts_the_rest() -> None:
     lines += [(f"spk_{n}", "My card was declined.") for n in range(1, 10)]
     [warning] = infer_roles(utterances(*lines), known={"spk_0": Role.agent}).warnings
     assert "'spk_2', 'spk_3', 'spk_4', 'spk_5', 'spk_6' and 3 more taken as customer" in warning
+
+
+@pytest.mark.parametrize(("text", "warned"), [
+    # A customer labelled with a staff title: both speakers on the agent's side, and nothing else said so.
+    (b"Agent: Thank you for calling Acme, how can I help?\nTech: My router keeps dropping the connection.\n", True),
+    (b"Customer: Hi, I was charged twice.\nCaller: Yes, that's my account.\n", True),
+    (b"Agent: Thank you for calling Acme.\nCustomer: Hi, I was charged twice.\n", False),
+    (b"IVR: Your call may be recorded.\nAgent: Thank you for calling Acme.\nCustomer: Hi.\n", False),
+    (b"IVR: Your call may be recorded.\nAgent: Thank you for calling Acme, this is Dana.\n", False),  # one side
+])
+def test_a_call_whose_speakers_are_all_on_one_side_is_flagged(text: bytes, warned: bool) -> None:
+    warnings = parse_bytes(text, source_name="call.txt").transcript.warnings
+    assert any("every speaker is on the" in warning for warning in warnings) is warned
