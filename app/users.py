@@ -23,7 +23,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from app.db.session import scalar_for_update
 from app.errors import NotFoundError, PostcallError
 from app.models import Call, Tenant, User, UserRole
-from app.pipeline.calls import find_tenant, get_or_create_tenant, require_printable
+from app.pipeline.calls import find_tenant, get_or_create_tenant
+from app.text.storable import require_printable
 
 # A recognisable prefix lets secret scanners spot a leaked token.
 TOKEN_PREFIX = "pc_"  # noqa: S105 - a prefix, not a secret

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db.driver import FixedStatement
 from app.db.session import Work, connection_of, scalar_for_update
-from app.errors import ConfigError, InvalidInputError, NotFoundError
+from app.errors import ConfigError, NotFoundError
 from app.models import Call, CallState, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import review_rank, utcnow
@@ -23,23 +22,6 @@ from app.schemas.transcript import Transcript
 
 CALLS = cast(Table, Call.__table__)
 TENANT_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-def require_printable(value: str, what: str, purpose: str) -> None:
-    """Refuse (InvalidInputError) a name or id that people read and type back (a call's external id, a
-    user's name, agent id or team) when it holds a line break, a tab or another character that does not
-    print: control characters (ESC starts the escape sequences that drive a terminal) and format ones
-    (U+202E shows the text after it reversed, U+200B shows nothing). They broke every line that showed the
-    value, or made it read as another. `what` names it ("the external id"), `purpose` says what it is for."""
-    if not value.isprintable() and not all(character.isprintable() or character in _WRITTEN_IN_NAMES
-                                           or unicodedata.category(character) == "Zs" for character in value):
-        raise InvalidInputError(f"{what} {value!r} holds a line break, a tab or another control character (or a "
-                                f"format character, which does not print); {purpose}")
-
-
-# What does not "print" in Python's sense but is written in people's names: the joiners inside words of
-# Persian and Indic scripts; and the spaces of category Zs ("Dana\xa0Smith", "山田\u3000太郎").
-_WRITTEN_IN_NAMES = frozenset({"\u200c", "\u200d"})
 
 
 def get_or_create_tenant(session: Session, slug: str) -> Tenant:

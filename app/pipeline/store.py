@@ -20,10 +20,10 @@ from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEve
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, new_call_id, utcnow
 from app.pipeline.analyst_fields import call_clock, due_fields
-from app.pipeline.calls import CALLS, get_or_create_tenant, require_printable, set_state, state_columns
+from app.pipeline.calls import CALLS, get_or_create_tenant, set_state, state_columns
 from app.pipeline.redact import redact_transcript
 from app.schemas.transcript import CallMetadata, Transcript
-from app.text.storable import is_blank
+from app.text.storable import is_blank, require_printable
 
 _UTTERANCES = cast(Table, UtteranceRow.__table__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from app.errors import NUL_CHARACTER_PROBLEM
+from app.errors import NUL_CHARACTER_PROBLEM, InvalidInputError
 
 SURROGATE_PROBLEM = "contains a lone surrogate escape (such as \\ud800), which is not a character"
 INVALID_UTF8_PROBLEM = "is not valid UTF-8 (percent-encoded bytes that encode no character)"
@@ -46,3 +46,20 @@ def is_blank(value: str) -> bool:
     if value.isascii():
         return False
     return all(unicodedata.category(character) in _BLANK_CATEGORIES for character in value)
+
+
+def require_printable(value: str, what: str, purpose: str) -> None:
+    """Refuse (InvalidInputError) a name or id that people read and type back (a call's external id, a
+    user's name, agent id or team) when it holds a line break, a tab or another character that does not
+    print: control characters (ESC starts the escape sequences that drive a terminal) and format ones
+    (U+202E shows the text after it reversed, U+200B shows nothing). They broke every line that showed the
+    value, or made it read as another. `what` names it ("the external id"), `purpose` says what it is for."""
+    if not value.isprintable() and not all(character.isprintable() or character in _WRITTEN_IN_NAMES
+                                           or unicodedata.category(character) == "Zs" for character in value):
+        raise InvalidInputError(f"{what} {value!r} holds a line break, a tab or another control character (or a "
+                                f"format character, which does not print); {purpose}")
+
+
+# What does not "print" in Python's sense but is written in people's names: the joiners inside words of
+# Persian and Indic scripts; and the spaces of category Zs ("Dana\xa0Smith", "山田\u3000太郎").
+_WRITTEN_IN_NAMES = frozenset({"\u200c", "\u200d"})

@@ -238,7 +238,7 @@ def test_a_lone_surrogate_in_a_json_body_is_422_naming_the_field(world: World, u
 ])
 def test_control_and_bidi_characters_in_a_new_users_fields_are_422(world: World, field: str, value: str) -> None:
     # Accepted and shown on every page and list, and by `postcall users list` in a terminal, while a call's
-    # external id refused them: the same check now (app/pipeline/calls.py `require_printable`).
+    # external id refused them: the same check now (app/text/storable.py `require_printable`).
     name = unique("ctl")
     body = {"name": name, "role": "agent", "agent_id": "A-7", field: value}
     response = world.client.post("/api/users", json=body, headers=world.token("admin"))
