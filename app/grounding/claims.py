@@ -562,17 +562,25 @@ def _less_what_its_digits_say(
     if not runs:
         return claim_values
     said = _evidence_digits(texts)
-    remaining = list(claim_values)
+    said_otherwise: list[str] = []
     for digits, members, _, _ in runs:
         found = _same_digits(digits, said)
-        if found is None:
-            continue
-        said.remove(found)
-        for member in members:
-            for position, (kind, value) in enumerate(remaining):
-                if value == member and kind in (TokenKind.number, TokenKind.id):
-                    del remaining[position]
-                    break
+        if found is not None:
+            said.remove(found)
+            said_otherwise.extend(members)
+    return _without(claim_values, said_otherwise, kinds=(TokenKind.number, TokenKind.id))
+
+
+def _without(
+    claim_values: tuple[tuple[TokenKind, str], ...], dropped: Sequence[str], *, kinds: Sequence[TokenKind] = ()
+) -> tuple[tuple[TokenKind, str], ...]:
+    """`claim_values` less one occurrence of each value of `dropped` (of one of `kinds`, when given)."""
+    remaining = list(claim_values)
+    for member in dropped:
+        position = next((at for at, (kind, value) in enumerate(remaining)
+                         if value == member and (not kinds or kind in kinds)), None)
+        if position is not None:
+            del remaining[position]
     return tuple(remaining)
 
 
@@ -617,34 +625,29 @@ def _less_what_its_dates_say(
     """`claim_values` without the values of the dates of `detail` that its evidence writes otherwise: the
     same month and day (and year, when both write one). A year the evidence does not write stays, to be
     found or not on its own."""
+    if not any(kind is TokenKind.date for kind, _ in claim_values):
+        return claim_values  # most claims write no date
     claimed = _calendar_dates(detail)
     if not claimed:
         return claim_values
     # Each date of the evidence supports one of the claim's ("27 Oct - 27 Oct" is not said by "25 Oct - 27 Oct"),
-    # and a date written as the evidence writes it is left to the values' own count.
+    # and a date written as the evidence writes it is left to the values' own count (matched first).
     said = [(found[0], sorted(found[1])) for text in texts for found in _calendar_dates(text)]
-    written_alike = []
+    written_otherwise = []
     for date in claimed:
         if (date[0], sorted(date[1])) in said:
             said.remove((date[0], sorted(date[1])))
-            written_alike.append(date)
-    remaining = list(claim_values)
-    for (month, day, year), members, year_token in claimed:
-        if ((month, day, year), members, year_token) in written_alike:
-            written_alike.remove(((month, day, year), members, year_token))
-            continue
+        else:
+            written_otherwise.append(date)
+    dropped: list[str] = []
+    for (month, day, year), members, year_token in written_otherwise:
         at = next((position for position, ((m, d, other), _) in enumerate(said) if (m, d) == (month, day)
                    and (year is None or other is None or other == year)), None)
         if at is None:
             continue
         (_, _, said_year), _ = said.pop(at)
-        dropped = [*members, *([year_token] if year_token is not None and said_year is not None else [])]
-        for member in dropped:
-            for position, (_, value) in enumerate(remaining):
-                if value == member:
-                    del remaining[position]
-                    break
-    return tuple(remaining)
+        dropped += [*members, *([year_token] if year_token is not None and said_year is not None else [])]
+    return _without(claim_values, dropped)
 
 
 def _denies_what_it_says(claim: str, evidence_texts: Sequence[str]) -> bool:
@@ -722,10 +725,7 @@ def _duration_ranges(text: str) -> list[tuple[str, str, str]]:
             continue
         if joiner not in _RANGE_JOINERS and not (joiner == "and" and index and tokens[index - 1] == "between"):
             continue
-        following = index + 3
-        if following < len(tokens) and tokens[following] in _UNIT_QUALIFIERS:
-            following += 1
-        unit = _TIME_UNITS.get(tokens[following], "") if following < len(tokens) else ""
+        unit = _time_unit_at(tokens, index + 3)
         if unit:
             ranges.append((low, high, unit))
     return ranges
@@ -1243,11 +1243,17 @@ def numbers_with_units(text: str) -> list[tuple[str, str]]:
             # "o'clock" says an hour, as "am" or "pm" does, not another unit: "five o'clock p m" is 5 pm.
             unit = "" if tokens[following] == "oclock" else tokens[following]
         else:
-            if following < len(tokens) and tokens[following] in _UNIT_QUALIFIERS:
-                following += 1
-            unit = _TIME_UNITS.get(tokens[following], "") if following < len(tokens) else ""
+            unit = _time_unit_at(tokens, following)
         pairs.append((token, unit))
     return pairs
+
+
+def _time_unit_at(tokens: Sequence[str], index: int) -> str:
+    """The unit of time said at `index` (after a number), past a word that only qualifies it ("5 business
+    days": "day"); "" when none is."""
+    if index < len(tokens) and tokens[index] in _UNIT_QUALIFIERS:
+        index += 1
+    return _TIME_UNITS.get(tokens[index], "") if index < len(tokens) else ""
 
 
 def _unit_mismatch(detail: str, evidence_texts: Sequence[str]) -> bool:
