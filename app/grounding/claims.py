@@ -15,6 +15,7 @@ Three checks sit on top of quote alignment:
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Mapping, Sequence
@@ -33,11 +34,15 @@ from app.text.lexicon import (
     CLAUSE_NEGATORS,
     CUSTOMER_WORDS,
     FILLERS,
+    IRREGULAR_PAST_FORMS,
     MONTH_NUMBERS,
+    MONTHS,
     NEGATIONS,
     NEGATIVE_POLARITY_WORDS,
     NEGATIVE_RESPONSE_PARTICLES,
     OPPOSITE_WORDS,
+    STAFF_TITLES,
+    WEEKDAYS,
     alternation,
 )
 from app.text.normalize import (
@@ -133,6 +138,8 @@ def _claim_failure(
     failure = _statement_failure(text, due, texts, sentences, to_do=owner is not None)
     if failure is not None:
         return failure
+    if _CAPITALIZED.search(text) and unsaid_name(text, prepared) is not None:
+        return Reason.unsupported_name
     roles = _evidence_roles(prepared, evidence)
     if owner is Owner.agent and roles == {Role.customer}:  # rests only on the customer's words
         return Reason.owner_mismatch
@@ -141,6 +148,132 @@ def _claim_failure(
     speaker = attributed_role(text)
     if speaker is not None and speaker not in roles:
         return Reason.speaker_mismatch
+    return None
+
+
+# A name in a claim: a capitalized word inside a sentence ("the payment to Smart Electric", "Patricia Brown
+# reported ..."), not at its start, nor in capitals throughout (an acronym). Words of roles and titles, days and
+# months (checked as dates) are not names.
+# A cheap look first: a capital past the first letter, or a possessive opening the claim.
+_CAPITALIZED = re.compile(r"(?s:.)[^\W\d_a-z]|^[^\W\d_]+['’ʼ]s\b")
+_NAME_CANDIDATE = re.compile(r"[^\W\d_]+(?:['’ʼ][^\W\d_]+)?")
+_SENTENCE_OPENERS = ".!?:;\"“([\n-•*"
+_NOT_NAMES = AGENT_WORDS | CUSTOMER_WORDS | STAFF_TITLES | MONTHS | WEEKDAYS | frozenset({
+    "i", "mr", "mrs", "ms", "miss", "dr", "sir", "madam", "ma'am", "mx",
+})
+# Words that open a sentence before a name ("Then Mary called"), capitalized as the sentence's first word.
+_SENTENCE_OPENING_WORDS = FUNCTION_WORDS | DROPPABLE_WORDS | frozenset({
+    "then", "when", "after", "before", "later", "finally", "also", "next", "meanwhile", "today", "yesterday",
+    "however", "although", "because", "since", "while", "once", "unfortunately", "additionally", "overall",
+})
+# Prefixes of a said word shorter than this are not the same name ("Al" in "alright").
+_NAME_PREFIX_MIN_CHARS = 4
+# A handle or a run-together name read as its words too: "@AmericanAir" says "american" and "air".
+_CAMEL_PARTS = re.compile(r"[^\W\d_a-z]?[^\W\d_A-Z]+|[^\W\d_a-z]+(?![^\W\d_A-Z])")
+
+
+def _name_runs(text: str) -> list[list[str]]:
+    """The words of `text` written as names, in runs of words next to each other ("Patricia Brown"):
+    capitalized, not all capitals, and inside a sentence; opening one, only before another such word or as a
+    possessive ("Patricia Brown reported", "Chris's refund"), since "Finally" or "Unfortunately" open
+    sentences too."""
+    runs: list[list[str]] = []
+    candidates = list(_NAME_CANDIDATE.finditer(text))
+    previous_end = -1
+    for position, match in enumerate(candidates):
+        word = match.group()
+        if not _titlecase(word):
+            continue
+        bare = _POSSESSIVE.sub("", word)
+        before = text[: match.start()].rstrip()
+        if not before or before[-1] in _SENTENCE_OPENERS:
+            following = candidates[position + 1] if position + 1 < len(candidates) else None
+            next_is_name = following is not None and _titlecase(following.group()) \
+                and not text[match.end() : following.start()].strip()
+            if (bare == word and not next_is_name) or bare.lower() in _SENTENCE_OPENING_WORDS:
+                continue
+        bare = bare.lower()
+        if len(bare) > 1 and bare not in _NOT_NAMES:
+            if runs and previous_end >= 0 and not text[previous_end : match.start()].strip():
+                runs[-1].append(bare)
+            else:
+                runs.append([bare])
+            previous_end = match.end() if bare == word.lower() else -1  # a possessive ends its run
+        else:
+            previous_end = -1
+    return runs
+
+
+_POSSESSIVE = re.compile(r"['’ʼ]s$")
+
+
+def _titlecase(word: str) -> bool:
+    return word[0].isupper() and (len(word) == 1 or _POSSESSIVE.sub("", word)[1:].islower())
+
+
+def _said_by_turn(prepared: PreparedTranscript) -> tuple[tuple[str, ...], list[list[str]]]:
+    """Every word the call says, and its speakers' labels, in lower case and sorted, a handle's parts too; and
+    each turn's words in order (both remembered on the prepared transcript)."""
+    cached: tuple[tuple[str, ...], list[list[str]]] | None = getattr(prepared, "_said_words", None)
+    if cached is None:
+        words: set[str] = set()
+        turns: list[list[str]] = []
+        for utterance in prepared.utterances:
+            turn: list[str] = []
+            for text in (utterance.speaker, utterance.text):
+                for word in _NAME_CANDIDATE.findall(text):
+                    turn.append(word.lower())
+                    parts = _CAMEL_PARTS.findall(word)
+                    if len(parts) > 1:
+                        turn.extend(part.lower() for part in parts)
+            words.update(turn)
+            turns.append(turn)
+        cached = tuple(sorted(words)), turns
+        prepared._said_words = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _is_said(name: str, said: Sequence[str], at: int) -> bool:
+    return at < len(said) and (said[at] == name or (len(name) >= _NAME_PREFIX_MIN_CHARS and said[at].startswith(name)))
+
+
+# The words of a name said together lie this many words apart at most: "john, last name smith" is "John Smith".
+_NAME_GAP_WORDS = 4
+
+
+def _said_together(run: list[str], turns: list[list[str]]) -> bool:
+    """Whether one turn says the words of `run` in order, each within a few words of the one before."""
+    for turn in turns:
+        for start, word in enumerate(turn):
+            if not word.startswith(run[0]):
+                continue
+            position, found = start, True
+            for name in run[1:]:
+                following = next((p for p in range(position + 1, min(position + 1 + _NAME_GAP_WORDS, len(turn)))
+                                  if turn[p].startswith(name)), None)
+                if following is None:
+                    found = False
+                    break
+                position = following
+            if found:
+                return True
+    return False
+
+
+def unsaid_name(claim: str, prepared: PreparedTranscript) -> str | None:
+    """A name the claim gives that the call never says, if any: "Mary" for a caller who said "my name is
+    patricia", "Harper Electric" for "smart electric" (unless somebody said "Harper"); and a name of several
+    words whose words the call says apart, in different turns ("Elizabeth Brown" where the agent is Elizabeth
+    and the caller Patricia Brown). A name is said when a word of the call is it or begins with it
+    ("Sainsbury" in "@sainsburys", "Amazon" in "@AmazonHelp"); "UPS", in capitals, is not read. A fabricated
+    detail nobody could check against the call."""
+    said, turns = _said_by_turn(prepared)
+    for run in _name_runs(visible_text(claim)):
+        for name in run:
+            if not _is_said(name, said, bisect.bisect_left(said, name)):
+                return name
+        if len(run) > 1 and not _said_together(run, turns):
+            return " ".join(run)
     return None
 
 
@@ -431,7 +564,10 @@ def _statement_failure(
         return Reason.negated_in_evidence
     if opposite_in_evidence(text, sentences) or (due and opposite_in_evidence(due, sentences)):
         return Reason.opposite_in_evidence
-    return unasserted_claim(text, sentences, to_do=to_do)
+    unasserted = unasserted_claim(text, sentences, to_do=to_do)
+    if unasserted is None and not to_do and future_in_evidence(text, sentences):
+        return Reason.future_in_evidence
+    return unasserted
 
 
 Profile = tuple[dict[str, int], set[str]]
@@ -1179,13 +1315,135 @@ def unasserted_claim(claim: str, evidence_texts: Sequence[str], *, to_do: bool =
     return None
 
 
+# Said only as what will, can or should be done: a word a modal or an infinitive's "to" governs ("I'll issue the
+# refund", "it will be shipped", "you can't get a refund until Friday", "let me go ahead and cancel it").
+_FUTURE_MARKERS = frozenset({"will", "shall", "would", "can", "could", "should", "may", "might", "must", "to", "gonna",
+                             "let"})
+# Words that may stand between such a marker and its verb: "will be processed", "can go ahead and send",
+# "could have been cancelled", "let me send".
+_BETWEEN_MARKER_AND_VERB = frozenset({
+    "be", "been", "have", "not", "also", "just", "definitely", "certainly", "surely", "now", "then", "go",
+    "ahead", "and", "gladly", "happily", "personally", "still", "actually", "get", "me", "us", "able", "try",
+    "please", "immediately", "quickly", "manually", "officially", "really",
+})
+_BETWEEN_REACH = 5
+# Cheap looks before reading a claim's words and its evidence's: a doing in the past, a modal or a "to".
+_MAY_SAY_DONE = re.compile(rf"ed\b|\b{alternation(IRREGULAR_PAST_FORMS)}\b", re.IGNORECASE)
+_MAY_SAY_AHEAD = re.compile(
+    r"\b(?:will|shall|would|can|could|should|may|might|must|to|gonna|let)\b|['’ʼ]ll\b|n['’ʼ]t\b", re.IGNORECASE)
+# Doings that are the call itself ("called", "contacted", "spoke"), or participles read as adjectives
+# ("concerned", "interested"): saying them done is no claim about what the call promised.
+_NOT_A_DOING_STEMS = (_NOT_ASSERTING_STEMS - _FACT_SENSE_STEMS - _GIVING_STEMS) | frozenset(_stem(word) for word in (
+    "call", "contact", "reach", "speak", "spoke", "talk", "chat", "concern", "interest", "suppose", "use", "base",
+    "relate", "involve", "verify", "identify", "authenticate", "frustrate", "confuse", "upset", "annoy", "surprise",
+    "worry", "please", "satisfy", "dissatisfy", "disappoint", "tire", "unauthorize", "unexpect", "outdate",
+    "associate", "link", "attach", "register", "name", "locate", "need",
+))
+
+
+_NOT_STATING_DONE_STEMS = (_ASKING_STEMS | _WISH_STEMS | _ADVISING_STEMS) - _GIVING_STEMS
+_FUTURE_WORDS = frozenset({"will", "shall", "would", "gonna"})
+_GET_FORMS = frozenset({"get", "gets", "got", "gotten", "getting"})
+
+
+def _doing_stem(word: str) -> str | None:
+    """The stem of `word` if it is a verb's past form ("waived", "sent"), else None."""
+    base = IRREGULAR_PAST_FORMS.get(word)
+    if base is not None:
+        return _stem(base)
+    return _stem(word) if len(word) >= 5 and word.endswith("ed") and word.isalpha() else None
+
+
+def _passive_get(tokens: Sequence[str], index: int) -> bool:
+    """Whether the word at `index` is "got" or "get" before a past form: a passive ("it got cancelled"), whose
+    doing is the participle's."""
+    return tokens[index] in _GET_FORMS and index + 1 < len(tokens) and _doing_stem(tokens[index + 1]) is not None
+
+
+def _governed_by_future(tokens: Sequence[str], index: int) -> bool:
+    """Whether a modal or an infinitive's "to" governs the word at `index`, across the few words that may stand
+    between them ("will go ahead and send", "could have been cancelled"). Not "had to" ("we had to cancel the
+    flight": it was), nor "can" before a word of stating ("I can confirm it was received": it is said now)."""
+    for back in range(index - 1, max(index - 1 - _BETWEEN_REACH, -1), -1):
+        word = tokens[back]
+        if word in _FUTURE_MARKERS:
+            if word == "to" and back > 0 and tokens[back - 1] in _PAST_OBLIGATION:
+                return False
+            return not (word in _ABILITY and _stem(tokens[index]) in _STATED_NOW_STEMS)
+        if word not in _BETWEEN_MARKER_AND_VERB:
+            return False
+    return False
+
+
+_PAST_OBLIGATION = frozenset({"had"})
+_ABILITY = frozenset({"can", "could"})
+_STATED_NOW_STEMS = frozenset(_stem(word) for word in (
+    "confirm", "see", "tell", "assure", "verify", "guarantee", "say", "show", "advise", "inform", "notify",
+))
+
+
+def future_in_evidence(claim: str, sentences: Sequence[str]) -> bool:
+    """Whether the claim says done what the sentences of its evidence say only will, can or should be done: "the
+    agent issued a refund" on "I'll issue the refund today", "the package was delivered" on "it will be delivered
+    tomorrow", "the customer got a refund" on "you can't get a refund until Friday". A doing of the claim is read
+    against every place the evidence says it: said done anywhere ("it was shipped, and I'll ship the rest"), or
+    said only as a noun or in passing ("your refund request"), it is not flagged. A claim about the future, a
+    qualified or negative one, and doings that are the call itself ("the customer called") are not checked."""
+    if not _MAY_SAY_DONE.search(claim) or not any(_MAY_SAY_AHEAD.search(sentence) for sentence in sentences):
+        return False
+    claim = visible_text(claim)
+    if _QUALIFIED_CLAIM.search(claim):
+        return False
+    normalized = normalize(claim)
+    if any(kind is TokenKind.negation for kind in normalized.kinds):
+        return False
+    claim_tokens = normalized.tokens
+    doings: set[str] = set()
+    for index, word in enumerate(claim_tokens):
+        if word in _FUTURE_WORDS:  # "will be investigated and taken": what follows is the claim's future
+            break
+        stem = _doing_stem(word)
+        if stem is not None and stem not in _NOT_A_DOING_STEMS and not _governed_by_future(claim_tokens, index) \
+                and not _passive_get(claim_tokens, index):
+            doings.add(stem)
+    if not doings:
+        return False
+    # A claim about what was asked, wished or advised says nothing done ("the customer asked why he
+    # was charged for bags" on "I would be charged for bags").
+    if any(stem in _NOT_STATING_DONE_STEMS and stem not in doings for stem, _ in _content_stems(claim)):
+        return False
+    ahead: set[str] = set()
+    done: set[str] = set()
+    for sentence in sentences:
+        tokens = normalize(sentence).tokens
+        # "I'm going to escalate this right now": done while the call goes on, not promised for later.
+        under_way = _UNDER_WAY.search(sentence) is not None
+        for index, word in enumerate(tokens):
+            stem = _doing_stem(word)
+            past = stem is not None
+            if stem is None:
+                stem = _stem(word)
+            if stem not in doings:
+                continue
+            if _governed_by_future(tokens, index) and not under_way:
+                ahead.add(stem)
+            elif past or under_way:
+                done.add(stem)
+    return bool(ahead - done)
+
+
+_UNDER_WAY = re.compile(r"\b(?:right now|now|right away|straight away|immediately|as we speak|at this moment)\b",
+                        re.IGNORECASE)
+
+
 _OPPOSITE_VOCABULARY = frozenset(word for pair in OPPOSITE_WORDS for side in pair for word in side)
 
 
 def opposite_in_evidence(claim: str, evidence_texts: Sequence[str]) -> bool:
     """Whether the claim says a word its evidence never says while the evidence says its opposite (a list
     of such pairs, `OPPOSITE_WORDS`): "the refund request was approved" on "your refund request has been
-    denied", "a replacement debit card" on "your replacement credit card"."""
+    denied", "a replacement debit card" on "your replacement credit card". The opposite said only under a
+    negation ("we cannot accept the return" for "the return was refused") is no contradiction."""
     claim_words = set(normalize(visible_text(claim)).tokens)
     if claim_words.isdisjoint(_OPPOSITE_VOCABULARY):
         return False
@@ -1193,9 +1451,16 @@ def opposite_in_evidence(claim: str, evidence_texts: Sequence[str]) -> bool:
     for one, other in OPPOSITE_WORDS:
         for said, opposite in ((one, other), (other, one)):
             if claim_words & said and not evidence_words & said and evidence_words & opposite \
-                    and not claim_words & opposite:
+                    and not claim_words & opposite and _said_plainly(evidence_words & opposite, evidence_texts):
                 return True
     return False
+
+
+def _said_plainly(words: set[str], texts: Sequence[str]) -> bool:
+    """Whether any of `words` is said in `texts` outside a negation: "we cannot accept the return" says the
+    opposite of "refused" only under a negation, which agrees with it."""
+    negated, plain = _negated_words(texts)
+    return any(_stem(word) in plain or _stem(word) not in negated for word in words)  # ("denied": a negation)
 
 
 def _texts_profile(texts: Sequence[str]) -> Profile:

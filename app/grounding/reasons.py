@@ -34,6 +34,9 @@ class Reason(StrEnum):
     unsupported_date = "unsupported_date"
     """The claim names a day or month ("Friday", "tomorrow") its evidence does not contain."""
     unsupported_id = "unsupported_id"
+    unsupported_name = "unsupported_name"
+    """The claim gives a name (a capitalized word inside a sentence) that the call never says: "Elizabeth
+    Brown reported a lost card" when the caller said "my name is patricia brown"."""
     unsupported_negation = "unsupported_negation"
     """The claim is negative ("will not") but none of its evidence is."""
     negated_in_evidence = "negated_in_evidence"
@@ -46,6 +49,9 @@ class Reason(StrEnum):
     asked_in_evidence = "asked_in_evidence"
     """The claim states as a fact what its evidence only asks: "the agent waived the late fee" on "Can you
     waive the late fee?"."""
+    future_in_evidence = "future_in_evidence"
+    """The claim says done what its evidence says only will, can or should be done: "the agent issued a refund"
+    on "I'll issue the refund today", "the customer got a refund" on "you can't get a refund until Friday"."""
     opposite_in_evidence = "opposite_in_evidence"
     """The claim says a word whose opposite its evidence says instead: "the refund was approved" on "your
     refund has been denied", "debit card" on "credit card" (app/text/lexicon.py OPPOSITE_WORDS)."""

@@ -618,6 +618,10 @@ class _Extractor:
         said = " ".join(evidence)
         who = "The customer" if speaker == "customer" else "The agent"
         text = f'{label}: {who.lower()} said "{said}"' if label else f'{who} said "{said}"'
+        if label and not critical_tokens_preserved(text, evidence):
+            # The label is what the evidence does not say ("Resolved" on "it will get resolved"): where the call
+            # stands is then a follow-up, in the speaker's words.
+            text = f'Pending follow-up: {who.lower()} said "{said}"'
         claim.text = sentence_case(text)
         return claim
 

@@ -252,3 +252,21 @@ OPPOSITE_WORDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
     )
 )
 
+
+
+# The past forms of common irregular verbs, by their base form: "sent" is a doing of "send" as "waived" is of
+# "waive" (the verifier reads whether a claim says done what its evidence only promises).
+IRREGULAR_PAST_FORMS: dict[str, str] = {
+    past: base
+    for base, pasts in (
+        ("send", ("sent",)), ("resend", ("resent",)), ("give", ("gave", "given")), ("get", ("got", "gotten")),
+        ("make", ("made",)), ("pay", ("paid",)), ("repay", ("repaid",)), ("take", ("took", "taken")),
+        ("sell", ("sold",)), ("buy", ("bought",)), ("bring", ("brought",)), ("write", ("wrote", "written")),
+        ("find", ("found",)), ("keep", ("kept",)), ("lend", ("lent",)), ("spend", ("spent",)), ("build", ("built",)),
+        ("begin", ("began", "begun")), ("freeze", ("froze", "frozen")), ("choose", ("chose", "chosen")),
+        ("hold", ("held",)), ("withdraw", ("withdrew", "withdrawn")), ("break", ("broke", "broken")),
+        ("forgive", ("forgave", "forgiven")), ("show", ("shown",)), ("mistake", ("mistook", "mistaken")),
+        ("overpay", ("overpaid",)),
+    )
+    for past in pasts
+}

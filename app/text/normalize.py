@@ -734,7 +734,30 @@ def _compose_numbers(pieces: list[_Piece]) -> list[_Piece]:
                 _Piece(str(value), pieces[first].start, pieces[last].end, TokenKind.number, from_words=True)
             )
         index += consumed
+        # "twenty third" (a day of the month, said): one ordinal, 23, as "23rd" is, not 20 and a third.
+        following = pieces[index] if index < len(pieces) else None
+        tens = result[-1] if groups else None
+        if following is not None and following.ordinal is not None and following.ordinal < _TENS_STEP \
+                and following.kind is TokenKind.word and tens is not None and tens.text in _ORDINAL_TENS \
+                and (following.text != "second" or _a_day_around(result, pieces, index)):
+            ordinal = int(tens.text) + following.ordinal
+            result[-1] = _Piece(str(ordinal), tens.start, following.end, TokenKind.number, ordinal=ordinal,
+                                from_words=True)
+            index += 1
     return _merge_digit_sequences(result)
+
+
+def _a_day_around(result: list[_Piece], pieces: list[_Piece], ordinal_at: int) -> bool:
+    """Whether "twenty second" at `ordinal_at` is a day: a month or "the" before it, or "of" or a month after
+    it ("a thirty second pause" is a length of time)."""
+    before = result[-2].text if len(result) > 1 else ""
+    after = pieces[ordinal_at + 1].text if ordinal_at + 1 < len(pieces) else ""
+    return before == "the" or before in MONTHS or after == "of" or after in MONTHS
+
+
+_TENS_STEP = 10
+# The tens a spoken ordinal below ten follows in a day of the month or an ordinal of a larger number.
+_ORDINAL_TENS = frozenset(str(tens) for tens in range(20, 100, _TENS_STEP))
 
 
 def _merge_spelled_time_markers(pieces: list[_Piece]) -> list[_Piece]:

@@ -3,7 +3,8 @@
 Each TweetSumm abstractive summary sentence (written by people who read the dialog: genuine, in their own
 words, sometimes wrong) is checked as a claim, the way a model's statement is: against the two extractive
 spans of the same dialog that share most words with it, as a model cites the quotes behind its statement
-(`unsupported_claim_detail`, the check a grounded claim passes once its quotes are found). Prints how many
+(`unsupported_claim_detail`, the check a grounded claim passes once its quotes are found), and for a name
+against the whole dialog (`unsaid_name`: a capitalized word the dialog never says). Prints how many
 sentences each reason flags, and with `--show REASON` the flagged sentences and their spans, to read
 whether a flag is a false one or the summary's own mistake.
 
@@ -20,7 +21,9 @@ import re
 import sys
 from collections import Counter
 
-from app.grounding.claims import unsupported_claim_detail
+from app.grounding.align import PreparedTranscript
+from app.grounding.claims import unsaid_name, unsupported_claim_detail
+from app.schemas.transcript import Role, Utterance
 from bench.datasets import read_tweetsumm, shared_data_dir
 
 _WORD = re.compile(r"[a-z]{3,}")
@@ -45,13 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         ))
         if not spans:
             continue
+        dialog = PreparedTranscript([Utterance(index=index, speaker="speaker", role=Role.unknown, text=text)
+                                     for index, text in enumerate(texts.values()) if text.strip()])
         for summary in record["abstractive_summaries"]:
             for sentence in summary:
                 words = set(_WORD.findall(sentence.lower()))
                 cited = sorted(spans, key=lambda span: -len(words & set(_WORD.findall(span.lower()))))[:CITED_SPANS]
                 reason = unsupported_claim_detail(sentence, cited)
-                reasons[reason.value if reason else "grounded"] += 1
-                if reason and reason.value == args.show:
+                name = unsaid_name(sentence, dialog) if reason is None else None
+                reasons[reason.value if reason else "unsupported_name" if name else "grounded"] += 1
+                if args.show and (reason.value if reason else "unsupported_name" if name else None) == args.show:
                     shown += 1
                     print(f"{shown}. {sentence!r}\n   on {' || '.join(repr(span) for span in cited)}")
     total = sum(reasons.values())

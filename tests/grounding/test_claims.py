@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.grounding import Reason, verify_extraction
-from app.grounding.claims import attributed_role, unsupported_claim_detail
+from app.grounding.align import PreparedTranscript
+from app.grounding.claims import attributed_role, unsaid_name, unsupported_claim_detail
 from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, Statement
 from app.schemas.grounding import ClaimKind, ClaimStatus, EvidenceStatus
 from app.schemas.transcript import Role, Transcript, Utterance
@@ -37,14 +38,14 @@ def verify_one(statement: Statement) -> tuple[ClaimStatus, str | None]:
 
 def test_claims_come_in_contract_order_with_their_kinds() -> None:
     extraction = Extraction(
-        summary=[Statement(text="Double charge refunded", evidence=ref(2, "I'll refund the $40 today"))],
+        summary=[Statement(text="Double charge to be refunded today", evidence=ref(2, "I'll refund the $40 today"))],
         action_items=[
             ActionItem(
                 text="Email a confirmation", owner=Owner.agent, evidence=ref(2, "I will email you a confirmation")
             )
         ],
         reason=Statement(text="Charged $40 twice", evidence=ref(1, "I was charged $40 twice")),
-        outcome=Statement(text="Refund issued", evidence=ref(2, "I'll refund the $40 today")),
+        outcome=Statement(text="Refund promised for today", evidence=ref(2, "I'll refund the $40 today")),
     )
     report = verify_extraction(CALL, extraction)
     assert [claim.kind for claim in report.claims] == [
@@ -126,7 +127,7 @@ def test_a_word_mixing_alphabets_is_not_read_as_what_it_looks_like() -> None:
     claim = verify_extraction(dose, Extraction(summary=[Statement(
         text="The dose is 500\u03bcg twice a day", evidence=ref(0, "The dose is 500\u03bcg twice a day"))])).claims[0]
     assert claim.status is ClaimStatus.grounded
-    quoted = Statement(text="Agent will refund the café Привет", evidence=ref(2, "I'll refund the $40 today"))
+    quoted = Statement(text="Agent will refund the café привет", evidence=ref(2, "I'll refund the $40 today"))
     assert verify_one(quoted) == (ClaimStatus.grounded, None)
 
 
@@ -264,11 +265,15 @@ def test_a_claim_saying_what_a_party_said_on_its_own_words_is_grounded() -> None
         None,
     )
     assert verify_one(
-        Statement(text="The customer's $40 is refunded.", evidence=ref(2, "I'll refund the $40 today"))
+        Statement(text="The customer's $40 will be refunded.", evidence=ref(2, "I'll refund the $40 today"))
     ) == (
         ClaimStatus.grounded,
         None,
     )
+    # Not as done, though: the agent promised it.
+    assert verify_one(
+        Statement(text="The customer's $40 was refunded.", evidence=ref(2, "I'll refund the $40 today"))
+    ) == (ClaimStatus.ungrounded, "future_in_evidence")
 
 
 def test_a_speaker_of_unknown_role_does_not_show_who_said_it() -> None:
@@ -981,3 +986,110 @@ def test_a_date_written_otherwise_is_the_same_date(claim: str, evidence: list[st
 def test_a_number_said_once_supports_it_once_however_grouped() -> None:
     assert unsupported_claim_detail("Call 800-241-4141 or 800-241-4141",
                                     ["please call 1.800.241.4141"]) is Reason.unsupported_id
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("The agent issued a refund.", ["I'll issue the refund today."]),
+    ("The refund was processed.", ["I will process the refund for you."]),
+    ("The package was delivered.", ["the package will be delivered tomorrow"]),
+    ("The card was mailed to the customer.", ["I will mail you a new card"]),
+    ("The agent cancelled the order.", ["let me go ahead and cancel that order for you"]),
+    ("The customer got a refund.", ["you can't get a refund until Friday"]),
+    ("Replacement card sent.", ["we're going to send you a replacement card"]),
+    ("The agent refunded the charge.", ["I can refund the charge if you want."]),
+    ("The payment was made on Monday.", ["the payment should be made on Monday"]),
+    ("The customer's order was shipped.", ["it could have been shipped already, i'm not sure"]),
+])
+def test_a_doing_its_evidence_only_promises_is_not_done(claim: str, evidence: list[str]) -> None:
+    assert unsupported_claim_detail(claim, evidence) is Reason.future_in_evidence
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    # Said done somewhere in the evidence, beside a promise.
+    ("The agent issued a refund.", ["I've issued the refund and I'll issue the credit too."]),
+    # The claim keeps the future, or the offer.
+    ("The agent will issue a refund.", ["I'll issue the refund today."]),
+    ("The agent offered to cancel the order.", ["I can cancel the order for you."]),
+    ("The order will be investigated and action taken.", ["appropriate action will be taken"]),
+    # Said done in the evidence; the doing's word there is a noun only ("your refund").
+    ("The refund was processed.", ["I can see your refund has been processed."]),
+    ("The agent refunded the customer.", ["I'll look at your refund, it was processed yesterday"]),
+    # A passive with "got": the doing is the participle's.
+    ("The flight got cancelled.", ["my flight was cancelled and i want to get a refund"]),
+    # The call itself, and what a party asked or wished.
+    ("The customer called about a charge.", ["I'll call you back tomorrow about the charge"]),
+    ("The customer wants to know why he was charged for bags.", ["I would be charged for bags"]),
+    # An action item's task may name what it waits for.
+    ("The agent shipped the order.", ["The order shipped yesterday, I will email the tracking number"]),
+])
+def test_a_doing_said_done_or_claimed_as_ahead_stays_supported(claim: str, evidence: list[str]) -> None:
+    assert unsupported_claim_detail(claim, evidence) is None
+
+
+def test_an_action_item_naming_what_is_done_is_not_read_as_a_claim_of_it() -> None:
+    call = Transcript(utterances=[Utterance(index=0, speaker="Agent", role=Role.agent,
+                                            text="I will process the refund and email you the confirmation.")])
+    quote = "I will process the refund and email you the confirmation"
+    item = ActionItem(text="Email the confirmation that the refund was processed", owner=Owner.agent,
+                      evidence=[EvidenceRef(utterance=0, quote=quote)])
+    summary = Statement(text="The agent processed the refund", evidence=item.evidence)
+    report = verify_extraction(call, Extraction(summary=[summary], action_items=[item]))
+    item_claim, summary_claim = report.claims[::-1]
+    assert (item_claim.status, item_claim.reason) == (ClaimStatus.grounded, None)
+    assert summary_claim.reason == Reason.future_in_evidence
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("BA cancelled the flight due to adverse weather.", ["we had to cancel your flight due to adverse weather"]),
+    ("George confirmed the order was still under review.", ["I can confirm your order is still under review"]),
+])
+def test_what_was_done_or_is_said_now_is_not_a_promise(claim: str, evidence: list[str]) -> None:
+    assert unsupported_claim_detail(claim, evidence) is None
+
+
+def test_an_opposite_said_only_under_a_negation_agrees_with_the_claim() -> None:
+    assert unsupported_claim_detail("The return was refused.", ["we cannot accept the return"]) is None
+    assert unsupported_claim_detail("The customer's return was refused.", ["sorry, we can't accept it"]) is None
+    assert unsupported_claim_detail("The card was activated.", ["we have deactivated the card"]) is (
+        Reason.opposite_in_evidence)
+
+
+def _names_call() -> Transcript:
+    return transcript(
+        ("agent", "Thank you for calling Harper Valley bank, my name is Elizabeth."),
+        ("customer", "hi, this is patricia brown, I lost my debit card"),
+        ("agent", "I can cancel it. Your payment of $132 to smart electric went through."),
+        ("customer", "@AmericanAir thanks"),
+    )
+
+
+@pytest.mark.parametrize("text", [
+    "Elizabeth Brown reported that she lost her debit card.",  # the agent's name on the caller
+    "The customer, Mary Johnson, lost her debit card.",
+    "The customer's payment of $132 to Smart Water went through.",
+    "Jennifer Rodriguez's payment of $132 went through.",
+])
+def test_a_name_the_call_never_says_is_unsupported(text: str) -> None:
+    claim = verify_extraction(_names_call(), Extraction(summary=[Statement(
+        text=text, evidence=[*ref(1, "I lost my debit card"), *ref(2, "Your payment of $132 to smart electric")])]))
+    assert (claim.claims[0].status, claim.claims[0].reason) == (ClaimStatus.ungrounded, Reason.unsupported_name)
+
+
+@pytest.mark.parametrize("text", [
+    "Patricia Brown told Elizabeth that she lost her debit card.",  # said anywhere in the call, in any case
+    "The customer's payment of $132 to Smart Electric went through.",
+    "Finally, the customer's payment of $132 went through.",  # a capital opening a sentence
+    "The customer thanked American about the $132 payment.",  # a word of a handle
+    "The Customer's $132 payment via ACH went through on Monday.",  # roles, acronyms and days are not names
+])
+def test_names_the_call_says_and_capitals_that_are_no_names_stay_grounded(text: str) -> None:
+    claim = verify_extraction(_names_call(), Extraction(summary=[Statement(
+        text=text, evidence=[*ref(1, "I lost my debit card"), *ref(2, "Your payment of $132 to smart electric")])]))
+    assert claim.claims[0].reason != Reason.unsupported_name
+
+
+def test_a_name_said_in_pieces_within_one_turn_is_said() -> None:
+    call = transcript(("customer", "my first name is john, last name smith"), ("agent", "thanks"))
+    prepared = PreparedTranscript(call.utterances)
+    assert unsaid_name("John Smith called about his card.", prepared) is None
+    assert unsaid_name("Smith John called about his card.", prepared) == "smith john"

@@ -375,3 +375,21 @@ def test_the_hours_of_a_24_hour_clock_go_with_it_and_the_time_maps_back_to_its_d
 def test_may_after_a_number_that_is_no_day_of_the_month_stays_a_word() -> None:
     assert "may" not in {value for _, value in normalize("room 250 may be free").critical_values()}
     assert "may" not in {value for _, value in normalize("the 2026 may be later").critical_values()}
+
+
+@pytest.mark.parametrize(("spoken", "written"), [
+    ("December twenty-third", "December 23rd"),
+    ("from december twenty third", "from Dec 23"),
+    ("the thirty first of May", "the 31st of May"),
+    ("on the twenty first", "on the 21st"),
+])
+def test_a_compound_spoken_ordinal_is_one_number(spoken: str, written: str) -> None:
+    assert normalize(spoken).critical_values() == normalize(written).critical_values()
+    said = normalize(spoken)
+    (number_at,) = [i for i, token in enumerate(said.tokens) if token.isdigit()]
+    assert spoken[said.starts[number_at] : said.ends[number_at]].endswith(("third", "first"))  # the whole of it
+
+
+def test_a_length_in_seconds_is_not_a_day() -> None:
+    assert normalize("a thirty second pause").tokens == ("a", "30", "second", "pause")
+    assert normalize("may twenty second").tokens == ("may", "22")
