@@ -29,6 +29,7 @@ from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.analyst_fields import analyst_fields, call_clock, due_fields
 from app.pipeline.calls import load_transcript, lock_call, set_state
 from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
+from app.pipeline.retention import scrub_review_events
 from app.privacy.mask import MASK_CHAR, CallMasks
 from app.privacy.reads import unmask_selection
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
@@ -545,7 +546,7 @@ def reopen_for_new_result(session: Session, call_id: str, decided: CallState) ->
 
 def delete_call(session: Session, principal: Principal, call_id: str) -> None:
     """Hard-delete a call: transcript, runs, items and evidence go (database cascades). Its review events
-    stay, and one more records the deletion without any transcript content."""
+    stay, their text snapshots cleared, and one more records the deletion without any transcript content."""
     call = visible_call(session, principal, call_id, for_update=True)
     principal.require(principal.can_delete_calls, "delete calls")
     facts = {
@@ -558,6 +559,9 @@ def delete_call(session: Session, principal: Principal, call_id: str) -> None:
     tenant_id = call.tenant_id
     record_event(session, call, EventType.deleted, actor=principal.name)
     session.expunge(call)
+    # Content-free, as a retention purge leaves it: the snapshots hold claim texts, masked when read with the
+    # call's transcript (a date of birth said across turns), which goes with the call.
+    session.connection().execute(scrub_review_events([call_id]))  # Core: the ORM guard refuses any UPDATE
     session.execute(delete(Call).where(Call.id == call_id), execution_options={"synchronize_session": False})
     append_event(session, principal, tenant_id=tenant_id, call_id=call_id, action=EventAction.call_deleted,
                  before=facts, after=None)

@@ -730,12 +730,18 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
     if before.endswith(("@", "#")) or _CURRENCY_BEFORE.search(before) or _UNIT_AFTER.match(after):
         return  # a handle or a hashtag (the cheapest test first: "@135060" is common), an amount, a quantity
     content = source.cue_distance(start, _CONTENT_CUE, CONTENT_CUE_WINDOW_CHARS)
-    if _version_like(number):
-        return
 
     def cued(cue: re.Pattern[str]) -> bool:
         distance = source.cue_distance(start, cue)
         return distance is not None and (content is None or distance < content)
+
+    # Dotted groups read as a software version ("8.4.22"), unless a cue says what they are: "my social is
+    # 123.45.6789" is an SSN written with dots.
+    # (Cards, accounts and phones are not written in groups of one or two digits.)
+    if _version_like(number) and not (
+        cued(_SSN_CUE) or _id_cued(source, start) or source.has_cue(start, _CVV_CUE, 30)
+    ):
+        return
 
     # Uncued, only a number shaped and numbered as an SSN is one; after a cue ("SSN", "tax id") nearer than a
     # routing number's, any nine digits are: an ITIN begins with 9, and a misheard or mistyped SSN is still one.

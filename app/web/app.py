@@ -85,6 +85,8 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+NO_STORE = (b"cache-control", b"no-store")
+STATIC_PREFIX = "/static/"
 
 # Each domain error type has one HTTP status; nothing is decided by reading messages.
 ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
@@ -126,9 +128,16 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        # Every answer but the static files holds a tenant's data (an unmasked call, a token's record): kept
+        # out of browser and proxy caches and the back-button history.
+        no_store = not scope.get("path", "").startswith(STATIC_PREFIX)
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = [*message.get("headers", []), *SECURITY_HEADERS]
+                if no_store and not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append(NO_STORE)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

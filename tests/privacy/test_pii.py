@@ -176,6 +176,15 @@ def test_near_misses_stay(text: str) -> None:
     assert found(text) == []
 
 
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    ("my social is 123.45.6789", PiiKind.ssn, "123.45.6789"),
+    ("SSN: 123.45.6789", PiiKind.ssn, "123.45.6789"),
+    ("the CVV is 7.3.7", PiiKind.cvv, "7.3.7"),
+])
+def test_dotted_groups_a_cue_names_are_not_a_software_version(text: str, kind: PiiKind, value: str) -> None:
+    assert found(text) == [(kind, value)]
+
+
 def test_names_only_when_asked_and_only_after_a_cue() -> None:
     text = "hi, my name is Jane Roe and this is great"
 

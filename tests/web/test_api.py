@@ -393,3 +393,13 @@ def test_no_cdn_docs_pages_and_security_headers(world: World) -> None:
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "http" not in response.text.replace("http-equiv", "")  # every asset is served locally
+
+
+def test_answers_holding_data_are_never_cached_and_static_files_may_be(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    for path in (f"/api/calls/{call.call_id}", f"/api/calls/{call.call_id}?unmask=true", "/api/calls"):
+        response = world.client.get(path, headers=world.token("admin"))
+        assert response.headers["cache-control"] == "no-store", path
+    assert world.client.get("/login").headers["cache-control"] == "no-store"
+    static = world.client.get("/static/app.css")
+    assert static.status_code == 200 and "no-store" not in static.headers.get("cache-control", "")

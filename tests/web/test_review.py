@@ -327,6 +327,10 @@ def test_admin_reads_the_trail_of_a_deleted_call_and_nobody_else_does(world: Wor
     trail = world.client.get(f"/api/calls/{call.call_id}/events", headers=world.token("admin"))
     assert trail.status_code == 200
     assert [e["action"] for e in trail.json()] == ["claim_approved", "call_deleted"]
+    # The decision's snapshots held the claim's text (masked with the transcript, which is gone): cleared, as a
+    # retention purge clears them; who decided what, and when, stays.
+    approved = trail.json()[0]
+    assert (approved["before"], approved["after"], approved["actor"]) == (None, None, "supervisor")
     assert trail.json()[1]["before"]["external_id"].startswith("acme_a1_blue-")
     assert trail.json()[1]["after"] is None
     for user in ("supervisor", "analyst", "agent_a1", "globex_admin"):
