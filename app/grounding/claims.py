@@ -562,7 +562,8 @@ def _statement_failure(
             _states_what_is_negated(text, texts)
             or (sentences != texts and _states_what_is_negated(text, sentences, checked=True))):
         return Reason.negated_in_evidence
-    if opposite_in_evidence(text, sentences) or (due and opposite_in_evidence(due, sentences)):
+    if opposite_in_evidence(text, sentences) or (due and opposite_in_evidence(due, sentences)) \
+            or reversed_in_evidence(text, sentences):
         return Reason.opposite_in_evidence
     unasserted = unasserted_claim(text, sentences, to_do=to_do)
     if unasserted is None and not to_do and future_in_evidence(text, sentences):
@@ -1453,6 +1454,43 @@ def opposite_in_evidence(claim: str, evidence_texts: Sequence[str]) -> bool:
             if claim_words & said and not evidence_words & said and evidence_words & opposite \
                     and not claim_words & opposite and _said_plainly(evidence_words & opposite, evidence_texts):
                 return True
+    return False
+
+
+# "from X to Y": a movement's two ends (money between accounts, a flight between cities, a number ported
+# between carriers), each end a few words ("your checking account", "Oslo").
+_END_WORD = r"[^\W\d_]+(?:['’ʼ][^\W\d_]+)?"
+_FROM_TO = re.compile(rf"\bfrom\s+((?:{_END_WORD}\s+){{0,3}}?{_END_WORD})\s+(?:to|into|onto|over to)\s+"
+                      rf"((?:{_END_WORD}\s+){{0,2}}{_END_WORD})", re.IGNORECASE)
+_END_FILLER = frozenset({"the", "my", "your", "his", "her", "their", "our", "its", "a", "an", "this", "that",
+                         "account", "accounts", "acct", "card", "one"})
+
+
+def _movement_ends(text: str) -> list[tuple[frozenset[str], frozenset[str]]]:
+    ends = []
+    for match in _FROM_TO.finditer(text):
+        source, target = (frozenset(word for word in end.lower().split() if word not in _END_FILLER)
+                          for end in match.groups())
+        if source and target and source != target:
+            ends.append((source, target))
+    return ends
+
+
+def reversed_in_evidence(claim: str, evidence_texts: Sequence[str]) -> bool:
+    """Whether the claim moves something from one end to another that its evidence gives the other way round,
+    and never its way: "transferred $135 from savings to checking" on "from your checking account to your
+    savings account", "the flight from Heathrow to Oslo" on "Oslo to Heathrow" is read only as "from ... to"."""
+    if "from" not in claim.lower():
+        return False
+    claimed = _movement_ends(visible_text(claim))
+    if not claimed:
+        return False
+    said = [ends for text in evidence_texts for ends in _movement_ends(text)]
+    for source, target in claimed:
+        backwards = any(source & to and target & frm and not source & frm for frm, to in said)
+        forwards = any(source & frm and target & to for frm, to in said)
+        if backwards and not forwards:
+            return True
     return False
 
 

@@ -1093,3 +1093,20 @@ def test_a_name_said_in_pieces_within_one_turn_is_said() -> None:
     prepared = PreparedTranscript(call.utterances)
     assert unsaid_name("John Smith called about his card.", prepared) is None
     assert unsaid_name("Smith John called about his card.", prepared) == "smith john"
+
+
+@pytest.mark.parametrize(("claim", "evidence", "reason"), [
+    ("$135 was transferred from Robert's checking account to his savings account.",
+     "i want to move a hundred thirty five dollars from my savings account to my checking account",
+     Reason.opposite_in_evidence),
+    ("The customer's number is being ported from Vodafone to Idea.", "I requested porting from Idea to Vodafone",
+     Reason.opposite_in_evidence),
+    # Its own way round, or both ways said, or only one end named: supported.
+    ("The money was moved from savings to checking.", "from your savings account to your checking account", None),
+    ("The customer moves money from savings to checking and back.",
+     "from savings to checking, and later from checking to savings", None),
+    ("The flight to Oslo was cancelled.", "your flight from Oslo to Heathrow is cancelled", None),
+])
+def test_a_movement_the_evidence_gives_the_other_way_round_is_its_opposite(
+        claim: str, evidence: str, reason: Reason | None) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is reason
