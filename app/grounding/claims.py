@@ -15,7 +15,6 @@ Three checks sit on top of quote alignment:
 
 from __future__ import annotations
 
-import bisect
 import functools
 import re
 from collections.abc import Mapping, Sequence
@@ -168,8 +167,6 @@ _SENTENCE_OPENING_WORDS = FUNCTION_WORDS | DROPPABLE_WORDS | frozenset({
 })
 # Prefixes of a said word shorter than this are not the same name ("Al" in "alright").
 _NAME_PREFIX_MIN_CHARS = 4
-# A handle or a run-together name read as its words too: "@AmericanAir" says "american" and "air".
-_CAMEL_PARTS = re.compile(r"[^\W\d_a-z]?[^\W\d_A-Z]+|[^\W\d_a-z]+(?![^\W\d_A-Z])")
 
 
 def _name_runs(text: str) -> list[list[str]]:
@@ -211,53 +208,66 @@ def _titlecase(word: str) -> bool:
     return word[0].isupper() and (len(word) == 1 or _POSSESSIVE.sub("", word)[1:].islower())
 
 
-def _said_by_turn(prepared: PreparedTranscript) -> tuple[tuple[str, ...], list[list[str]]]:
-    """Every word the call says, and its speakers' labels, in lower case and sorted, a handle's parts too; and
-    each turn's words in order (both remembered on the prepared transcript)."""
-    cached: tuple[tuple[str, ...], list[list[str]]] | None = getattr(prepared, "_said_words", None)
+class _CallWords:
+    """The words a call says, and its speakers' labels, read for names: whether a name is said (`said`), and the
+    words turn by turn (`turns`, only when asked for). Built once per prepared transcript (`_call_words`), and
+    only for a claim that gives a name; `said` searches the call's text rather than indexing its words."""
+
+    def __init__(self, prepared: PreparedTranscript) -> None:
+        self._utterances = prepared.utterances
+        self._text = "\n".join(f"{utterance.speaker}\n{utterance.text}" for utterance in prepared.utterances)
+        self._lowered = self._text.lower()
+        # Lower case keeps the text's length (so its positions) for most alphabets; where it does not, a run-together
+        # word's inner parts ("Air" of "AmericanAir") are not found, its whole and its start still are.
+        self._same_positions = len(self._lowered) == len(self._text)
+        self._split: str | None = None
+
+    def said(self, name: str) -> bool:
+        """`name` (in lower case) begins a word of the call ("Sainsbury" of "@sainsburys"; "Air" of
+        "@AmericanAir"), or is one (a name shorter than `_NAME_PREFIX_MIN_CHARS` letters, whole)."""
+        lowered, text = self._lowered, self._text
+        whole = len(name) < _NAME_PREFIX_MIN_CHARS
+        at = lowered.find(name)
+        while at >= 0:
+            end = at + len(name)
+            starts = at == 0 or not lowered[at - 1].isalpha() or (
+                self._same_positions and text[at].isupper() and text[at - 1].islower())
+            if starts and (not whole or end == len(lowered) or not lowered[end].isalpha()):
+                return True
+            at = lowered.find(name, at + 1)
+        return False
+
+    def said_together(self, run: Sequence[str]) -> bool:
+        """Whether one line of the call (a turn, or a speaker's label) says the words of `run` in order, each
+        within `_NAME_GAP_WORDS` words of the one before ("john, last name smith" says "John Smith")."""
+        pattern = _together(tuple(run))
+        if pattern.search(self._lowered) is not None:
+            return True
+        if self._split is None:  # run-together words apart: "@TacoBellTeam" says "Taco Bell"
+            self._split = _CAMEL_BOUNDARY.sub(" ", self._text).lower()
+        return pattern.search(self._split) is not None
+
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[^\W\d_A-Z])(?=[^\W\d_a-z])")
+
+
+@functools.lru_cache(maxsize=1024)
+def _together(run: tuple[str, ...]) -> re.Pattern[str]:
+    # Within one line: the gaps between words never cross a line break (turns are joined by them).
+    gap = rf"(?:[^\w\n]+\w+){{0,{_NAME_GAP_WORDS - 1}}}[^\w\n]+"
+    return re.compile(r"(?<!\w)" + gap.join(re.escape(word) for word in run))
+
+
+def _call_words(prepared: PreparedTranscript) -> _CallWords:
+    cached: _CallWords | None = getattr(prepared, "_call_words", None)
     if cached is None:
-        words: set[str] = set()
-        turns: list[list[str]] = []
-        for utterance in prepared.utterances:
-            turn: list[str] = []
-            for text in (utterance.speaker, utterance.text):
-                for word in _NAME_CANDIDATE.findall(text):
-                    turn.append(word.lower())
-                    parts = _CAMEL_PARTS.findall(word)
-                    if len(parts) > 1:
-                        turn.extend(part.lower() for part in parts)
-            words.update(turn)
-            turns.append(turn)
-        cached = tuple(sorted(words)), turns
-        prepared._said_words = cached  # type: ignore[attr-defined]
+        cached = _CallWords(prepared)
+        prepared._call_words = cached  # type: ignore[attr-defined]
     return cached
-
-
-def _is_said(name: str, said: Sequence[str], at: int) -> bool:
-    return at < len(said) and (said[at] == name or (len(name) >= _NAME_PREFIX_MIN_CHARS and said[at].startswith(name)))
 
 
 # The words of a name said together lie this many words apart at most: "john, last name smith" is "John Smith".
 _NAME_GAP_WORDS = 4
-
-
-def _said_together(run: list[str], turns: list[list[str]]) -> bool:
-    """Whether one turn says the words of `run` in order, each within a few words of the one before."""
-    for turn in turns:
-        for start, word in enumerate(turn):
-            if not word.startswith(run[0]):
-                continue
-            position, found = start, True
-            for name in run[1:]:
-                following = next((p for p in range(position + 1, min(position + 1 + _NAME_GAP_WORDS, len(turn)))
-                                  if turn[p].startswith(name)), None)
-                if following is None:
-                    found = False
-                    break
-                position = following
-            if found:
-                return True
-    return False
 
 
 def unsaid_name(claim: str, prepared: PreparedTranscript) -> str | None:
@@ -267,12 +277,15 @@ def unsaid_name(claim: str, prepared: PreparedTranscript) -> str | None:
     and the caller Patricia Brown). A name is said when a word of the call is it or begins with it
     ("Sainsbury" in "@sainsburys", "Amazon" in "@AmazonHelp"); "UPS", in capitals, is not read. A fabricated
     detail nobody could check against the call."""
-    said, turns = _said_by_turn(prepared)
-    for run in _name_runs(visible_text(claim)):
+    runs = _name_runs(visible_text(claim))
+    if not runs:
+        return None  # capitals, but no name (most claims): the call's words are not indexed
+    words = _call_words(prepared)
+    for run in runs:
         for name in run:
-            if not _is_said(name, said, bisect.bisect_left(said, name)):
+            if not words.said(name):
                 return name
-        if len(run) > 1 and not _said_together(run, turns):
+        if len(run) > 1 and not words.said_together(run):
             return " ".join(run)
     return None
 
