@@ -49,7 +49,8 @@ def process_in_process(
             except TransientError as exc:
                 if retries >= settings.task_max_retries:
                     reason = f"gave up after {retries + 1} attempts: {exc}"
-                    outcome = mark_failed(ctx.session_factory, call_id, provider, prompt, reason)
+                    outcome = mark_failed(ctx.session_factory, call_id, provider, prompt, reason,
+                                          reextracted=reprocess_reviewed)
                     break
                 wait = retry_countdown(retries, exc.retry_after, settings.task_backoff_base,
                                        settings.task_backoff_max)

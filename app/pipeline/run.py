@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import connection_unit_of_work, unit_of_work
+from app.db.session import Work, connection_unit_of_work, unit_of_work
 from app.errors import (
     ExtractionInvalidError,
     NotFoundError,
@@ -37,7 +37,7 @@ from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.prompt import PromptTemplate
 from app.models import Call, CallState, LlmMode, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
-from app.pipeline.calls import lock_call, lock_call_row, set_state
+from app.pipeline.calls import load_transcript, lock_call, lock_call_row, set_state
 from app.pipeline.dedup import deduplicate
 from app.pipeline.persist import (
     RunFacts,
@@ -157,7 +157,7 @@ def _claim(
             key = idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name, provider.model)
             now = utcnow()
             # The done-check, the start and the transcript's load together.
-            started = start_unless_done(connection, row, key, attempts=row.attempts + 1)
+            started = _start_unless_done(connection, row, key)
             if isinstance(started, Transcript):
                 return _claimed(row, started, key, now)
             if row.state in TERMINAL_PROCESSING_STATES:
@@ -165,6 +165,18 @@ def _claim(
     return _claim_in_session(factory, call_id, provider, prompt, max_attempts=max_attempts,
                              reprocess_reviewed=reprocess_reviewed, defer_batch_calls=defer_batch_calls,
                              isolate_suspects=isolate_suspects, llm_batch_id=llm_batch_id)
+
+
+def _start_unless_done(work: Work, row: Row[Any], key: str) -> int | Transcript:
+    """`start_unless_done`, except for a call that already has a result (`postcall reprocess`, a new prompt
+    version): that call keeps its state while it is extracted again, so its result and any reviewer's decision
+    stay what readers see, a transient failure or a dying process leaves them as they were, and nothing is
+    left in `processing` for the reconciler. Only the new result, once stored, changes it (reopening a
+    decision)."""
+    if row.state not in TERMINAL_PROCESSING_STATES:
+        return start_unless_done(work, row, key, attempts=row.attempts + 1)
+    done = succeeded_run_id(work, key)
+    return done if done is not None else load_transcript(work, row)
 
 
 def _claimed(row: Row[Any], transcript: Transcript, key: str, now: datetime) -> _Claimed:
@@ -208,7 +220,7 @@ def _claim_in_session(
             started: int | Transcript | None = done
         else:
             # The usual path: the done-check, the start and the transcript's load together.
-            started = start_unless_done(session, row, key, attempts=row.attempts + 1)
+            started = _start_unless_done(session, row, key)
             done = started if isinstance(started, int) else None
         if done is not None:
             state = row.state
@@ -488,8 +500,12 @@ def _record_failure(
     reason: str,
     raw: str | None,
     claimed: _Claimed | None = None,
+    *,
+    kept_state: CallState | None = None,
 ) -> ProcessOutcome:
     reason = stored_error(reason)
+    if claimed is not None and claimed.previous_state in TERMINAL_PROCESSING_STATES:
+        kept_state = claimed.previous_state
     with unit_of_work(factory) as session:
         call = lock_call(session, call_id)
         if call is None:
@@ -501,11 +517,11 @@ def _record_failure(
         if claimed is not None and call.transcript_hash != claimed.transcript_hash:
             return ProcessOutcome(call.id, call.state, skipped=True)  # replaced meanwhile: not our failure
         run = add_run(session, call, facts, status=RunStatus.failed, error=reason, raw_response=raw)
-        if claimed is not None and claimed.previous_state in TERMINAL_PROCESSING_STATES:
+        if kept_state is not None:
             # A re-extraction (new prompt or model) failed: the call keeps its earlier result and any
             # reviewer's decision; the failed run and last_error say what happened.
-            set_state(call, claimed.previous_state, error=reason)
-            return ProcessOutcome(call.id, claimed.previous_state, run_id=run.id, error=reason)
+            set_state(call, kept_state, error=reason)
+            return ProcessOutcome(call.id, kept_state, run_id=run.id, error=reason)
         already_failed = call.state is CallState.failed
         set_state(call, CallState.failed, error=reason)
         if not already_failed:  # a second give-up on a failed call is no new hand-off event
@@ -514,16 +530,21 @@ def _record_failure(
 
 
 def mark_failed(
-    factory: sessionmaker[Session], call_id: str, provider: ExtractionProvider, prompt: PromptTemplate, reason: str
+    factory: sessionmaker[Session], call_id: str, provider: ExtractionProvider, prompt: PromptTemplate, reason: str,
+    *, reextracted: bool = False,
 ) -> ProcessOutcome:
-    """Give up on a call after its retries ran out: a failed run with the reason, state `failed`."""
+    """Give up on a call after its retries ran out: a failed run with the reason, state `failed`. A call that
+    already had a result (`reextracted`: `postcall reprocess` gave up on it) keeps it, and its decision: the
+    failed run and `last_error` say what happened, and no hand-off event is sent. Otherwise a call found with a
+    result was finished elsewhere meanwhile, and is left as it is."""
     with unit_of_work(factory) as session:
         call = lock_call(session, call_id)
         if call is None:
             raise NotFoundError(f"call {call_id} not found")
-        if call.state in TERMINAL_PROCESSING_STATES:
+        kept = call.state if call.state in TERMINAL_PROCESSING_STATES else None
+        if kept is not None and not reextracted:
             return ProcessOutcome(call.id, call.state, skipped=True)
         key = idempotency_key(call.id, call.transcript_hash, prompt.version, provider.name, provider.model)
         transcript_hash = call.transcript_hash
     facts = RunFacts(key, provider.name, provider.model, prompt.version, transcript_hash, Usage(), None, None)
-    return _record_failure(factory, call_id, facts, reason, None)
+    return _record_failure(factory, call_id, facts, reason, None, kept_state=kept)
