@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     # set it whenever browsers reach the app over https, directly or through a TLS-terminating proxy. Over
     # plain http a browser would not send a Secure cookie back, and signing in would not hold.
     https_only: bool = False
+    # Days an API token works after it is issued (created or rotated); 0: tokens never expire. A leaked
+    # token then stops on its own within this many days; rotating (`postcall users rotate-token`,
+    # POST /api/me/rotate-token before the end) issues a new one with a new lifetime. Tokens issued before
+    # migration 0029 keep no expiry until rotated (docs/web.md explains the default).
+    token_lifetime_days: int = Field(default=90, ge=0, le=36_500)
 
     # Hand-off: outbox, signed webhooks, event feed (docs/handoff.md)
     # Base URL of the review app, for the record's `review_url` (e.g. https://postcall.example.com).

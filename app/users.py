@@ -4,6 +4,13 @@ A token is shown once, when the user is created or given a new one (`rotate_toke
 `rotate_token_by_id`), and stored only as its SHA-256 digest: tokens are 256-bit random strings, so a
 fast hash is enough (there is nothing to brute-force), and a stolen database holds no usable credential.
 
+A token expires POSTCALL_TOKEN_LIFETIME_DAYS after it is issued (`users.token_expires_at`; NULL: never, as
+for tokens issued before migration 0029). Only its holder learns that it expired: the token is looked up
+by its hash, so nobody else can present it, and a token that is not a user's current one is just invalid.
+
+Every change to a user (creation, deactivation, a new token, the view_pii permission) appends a
+`user_events` row in the same transaction, naming who made it (`Actor`: an API user, or `cli:<account>`).
+
 Visibility and permission are two separate questions, answered here and nowhere else:
 - `visible_calls_clause` says which calls a user can see at all. Everything outside it is answered
   as "not found", so another tenant's call (or, for an agent, a colleague's) never leaks its existence.
@@ -14,16 +21,23 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from app.config import get_settings
 from app.db.session import scalar_for_update
+from app.db.types import as_utc
 from app.errors import NotFoundError, PostcallError
 from app.models import Call, Tenant, User, UserRole
+from app.models.tables import UserEvent, utcnow
 from app.pipeline.calls import find_tenant, get_or_create_tenant
+from app.pipeline.store import SYSTEM_ACTOR, Actor
 from app.text.storable import require_printable
 
 # A recognisable prefix lets secret scanners spot a leaked token.
@@ -49,6 +63,29 @@ class InactiveUserError(UserError):
     """The user was deactivated: nothing they hold can work again, so nothing new is issued to them."""
 
 
+class TokenExpiredError(PostcallError):
+    """The token is an active user's current one, but its lifetime is over. Only the token's holder can be
+    told so (nobody else can present it); the web layer answers 401 with this message."""
+
+    def __init__(self, expired_at: datetime) -> None:
+        super().__init__(
+            f"this token expired at {as_utc(expired_at):%Y-%m-%d %H:%M:%S} UTC: ask an admin of your tenant for "
+            "a new one (`postcall users rotate-token NAME`, or POST /api/users/{id}/rotate-token); a token still "
+            "working can rotate itself before it expires (POST /api/me/rotate-token)"
+        )
+        self.expired_at = expired_at
+
+
+class UserEventAction(StrEnum):
+    """What a `user_events` row records."""
+
+    created = "user_created"
+    deactivated = "user_deactivated"
+    token_rotated = "token_rotated"  # noqa: S105 - an action's name, not a secret
+    view_pii_granted = "view_pii_granted"
+    view_pii_revoked = "view_pii_revoked"
+
+
 @dataclass(frozen=True)
 class Principal:
     """The signed-in user as the request handlers see it: plain values, no ORM state."""
@@ -61,6 +98,9 @@ class Principal:
     team: str | None = None
     agent_id: str | None = None
     view_pii: bool = False
+    # When the token signed in with stops working (None: never). A fact about the credential, not about who
+    # the user is or may do: two principals of one user compare equal across a rotation.
+    token_expires_at: datetime | None = field(default=None, compare=False)
 
     @property
     def can_review(self) -> bool:
@@ -127,6 +167,36 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def token_expiry(issued_at: datetime, lifetime_days: int | None = None) -> datetime | None:
+    """When a token issued at `issued_at` stops working; None when tokens do not expire (a lifetime of 0).
+    `lifetime_days` None: POSTCALL_TOKEN_LIFETIME_DAYS."""
+    days = get_settings().token_lifetime_days if lifetime_days is None else lifetime_days
+    return None if days == 0 else issued_at + timedelta(days=days)
+
+
+def token_expired(expires_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether a token expiring at `expires_at` no longer works at `now`: it works up to, not at, that moment."""
+    return expires_at is not None and as_utc(now or utcnow()) >= as_utc(expires_at)
+
+
+def _moment(value: datetime | None) -> str | None:
+    return None if value is None else as_utc(value).isoformat()
+
+
+def _record(session: Session, user: User, actor: Actor, action: UserEventAction, detail: dict[str, Any]) -> None:
+    """Append the audit row of a change to `user`, in the change's transaction. `detail` names fields and
+    their values, never a token or its hash."""
+    session.add(UserEvent(
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        user_name=user.name,
+        actor_user_id=actor.user_id,
+        actor_name=actor.name,
+        action=action.value,
+        detail=detail,
+    ))
+
+
 @dataclass(frozen=True)
 class NewUser:
     user: User
@@ -141,8 +211,11 @@ def create_user(
     role: UserRole,
     team: str | None = None,
     agent_id: str | None = None,
+    actor: Actor = SYSTEM_ACTOR,
+    token_lifetime_days: int | None = None,
 ) -> NewUser:
-    """Create a user (and the tenant, when new) with a fresh API token. Flushes; never commits."""
+    """Create a user (and the tenant, when new) with a fresh API token, expiring after `token_lifetime_days`
+    (None: POSTCALL_TOKEN_LIFETIME_DAYS), and record it (`actor`: who asked). Flushes; never commits."""
     name = name.strip()
     if not name:
         raise UserError("a user needs a name")
@@ -168,11 +241,20 @@ def create_user(
         team=team or None,
         agent_id=agent_id or None,
         token_hash=hash_token(token),
+        token_expires_at=token_expiry(utcnow(), token_lifetime_days),
         active=True,
     )
     try:
         with session.begin_nested():  # a concurrent creation of the same name wins the unique index
             session.add(user)
+            session.flush()
+            # Inside the savepoint with the user: on SQLite a savepoint opened before any write of the
+            # transaction is its outermost one (the driver begins a transaction only at a first write), and
+            # its release commits; the user and its event go together either way.
+            _record(session, user, actor, UserEventAction.created, {
+                "role": user.role.value, "team": user.team, "agent_id": user.agent_id, "view_pii": False,
+                "token_expires_at": _moment(user.token_expires_at),
+            })
             session.flush()
     except IntegrityError:
         if session.scalar(select(User.id).where(User.tenant_id == tenant_row.id, User.name == name)) is None:
@@ -197,6 +279,7 @@ def principal_of(user: User, tenant_slug: str) -> Principal:
         team=user.team,
         agent_id=user.agent_id,
         view_pii=bool(user.view_pii),
+        token_expires_at=user.token_expires_at,
     )
 
 
@@ -204,19 +287,37 @@ def _users_with_slug() -> Select[User, str]:
     return select(User, Tenant.slug).join(Tenant, Tenant.id == User.tenant_id)
 
 
-def _active_principal(session: Session, condition: ColumnElement[bool]) -> Principal | None:
-    row = session.execute(_users_with_slug().where(condition, User.active.is_(True))).first()
+def _token_holder(session: Session, token: str, now: datetime | None) -> tuple[User, str] | None:
+    """The active user whose current token this is, with their tenant's slug; None for a token that is
+    nobody's (never issued, replaced) and for a deactivated user's. TokenExpiredError for an expired one:
+    looked up by the token's hash, so only its holder ever hears that."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    row = session.execute(
+        _users_with_slug().where(User.token_hash == hash_token(token), User.active.is_(True))
+    ).first()
     if row is None:
         return None
     user, slug = row
-    return principal_of(user, slug)
+    if token_expired(user.token_expires_at, now):
+        assert user.token_expires_at is not None
+        raise TokenExpiredError(user.token_expires_at)
+    return user, slug
 
 
-def authenticate(session: Session, token: str) -> Principal | None:
-    """The active user holding this token, or None."""
-    if not token.startswith(TOKEN_PREFIX):
+def token_principal(session: Session, token: str, *, now: datetime | None = None) -> Principal | None:
+    """The active user holding this unexpired token; None when it is nobody's current token or a deactivated
+    user's; TokenExpiredError when it is an active user's but expired (`now`: the moment to judge at)."""
+    holder = _token_holder(session, token, now)
+    return None if holder is None else principal_of(*holder)
+
+
+def authenticate(session: Session, token: str, *, now: datetime | None = None) -> Principal | None:
+    """The active user holding this unexpired token, or None (`token_principal` tells an expired one apart)."""
+    try:
+        return token_principal(session, token, now=now)
+    except TokenExpiredError:
         return None
-    return _active_principal(session, User.token_hash == hash_token(token))
 
 
 def session_fingerprint(token_hash: str, session_version: int) -> str:
@@ -226,9 +327,12 @@ def session_fingerprint(token_hash: str, session_version: int) -> str:
     return digest[:SESSION_FINGERPRINT_CHARS]
 
 
-def load_principal(session: Session, user_id: int, fingerprint: str) -> Principal | None:
-    """Re-check a signed-in session: the user still exists, is active, still holds the same token and
-    has not signed out since."""
+def load_principal(
+    session: Session, user_id: int, fingerprint: str, *, now: datetime | None = None
+) -> Principal | None:
+    """Re-check a signed-in session: the user still exists, is active, still holds the same token, that
+    token has not expired (a session lives no longer than the token it was signed in with) and they have
+    not signed out since."""
     row = session.execute(_users_with_slug().where(User.id == user_id)).first()
     if row is None:
         return None
@@ -236,19 +340,18 @@ def load_principal(session: Session, user_id: int, fingerprint: str) -> Principa
     expected = session_fingerprint(user.token_hash, user.session_version)
     if not user.active or not secrets.compare_digest(expected, fingerprint):
         return None
+    if token_expired(user.token_expires_at, now):
+        return None
     return principal_of(user, slug)
 
 
-def signed_in(session: Session, token: str) -> tuple[Principal, str] | None:
-    """Authenticate a token for a browser sign-in: the principal and the session fingerprint."""
-    if not token.startswith(TOKEN_PREFIX):
+def signed_in(session: Session, token: str, *, now: datetime | None = None) -> tuple[Principal, str] | None:
+    """Authenticate a token for a browser sign-in: the principal and the session fingerprint; None for an
+    invalid token, TokenExpiredError for an expired one (as `token_principal`)."""
+    holder = _token_holder(session, token, now)
+    if holder is None:
         return None
-    row = session.execute(
-        _users_with_slug().where(User.token_hash == hash_token(token), User.active.is_(True))
-    ).first()
-    if row is None:
-        return None
-    user, slug = row
+    user, slug = holder
     return principal_of(user, slug), session_fingerprint(user.token_hash, user.session_version)
 
 
@@ -268,10 +371,15 @@ def list_users(session: Session, tenant: str | None = None) -> list[tuple[User, 
     return [(user, slug) for user, slug in session.execute(query).all()]
 
 
-def set_view_pii(session: Session, tenant: str, name: str, *, allowed: bool) -> User:
-    """Grant or revoke the `view_pii` permission (an admin's decision: CLI or API)."""
+def set_view_pii(session: Session, tenant: str, name: str, *, allowed: bool, actor: Actor = SYSTEM_ACTOR) -> User:
+    """Grant or revoke the `view_pii` permission (an admin's decision), recorded when it changes anything.
+    Flushes."""
     user = _find_user(session, tenant, name)
-    user.view_pii = allowed
+    before = bool(user.view_pii)
+    if before != allowed:
+        user.view_pii = allowed
+        action = UserEventAction.view_pii_granted if allowed else UserEventAction.view_pii_revoked
+        _record(session, user, actor, action, {"view_pii": {"from": before, "to": allowed}})
     session.flush()
     return user
 
@@ -290,35 +398,57 @@ class TokenReplacedError(UserError):
     """The token a user asked to replace was replaced meanwhile (by an admin, or another request of theirs)."""
 
 
-def rotate_token_by_name(session: Session, tenant: str, name: str) -> IssuedToken:
+def rotate_token_by_name(
+    session: Session, tenant: str, name: str, *, actor: Actor = SYSTEM_ACTOR, token_lifetime_days: int | None = None
+) -> IssuedToken:
     """Give user `name` of `tenant` a new API token (an operator's `postcall users rotate-token`). Flushes."""
     found = _find_user(session, tenant, name)
     user = scalar_for_update(session, select(User).where(User.id == found.id))
     assert user is not None  # found in this transaction
-    return _rotate_token(session, user)
+    return _rotate_token(session, user, actor, token_lifetime_days)
 
 
-def rotate_token_by_id(session: Session, tenant_id: int, user_id: int, *, replacing: str | None = None) -> IssuedToken:
+def rotate_token_by_id(
+    session: Session,
+    tenant_id: int,
+    user_id: int,
+    *,
+    replacing: str | None = None,
+    actor: Actor = SYSTEM_ACTOR,
+    token_lifetime_days: int | None = None,
+    may_take_pii: bool = True,
+) -> IssuedToken:
     """Give user `user_id` a new API token, if they belong to tenant `tenant_id` (an admin's, or the user's
     own, request). Another tenant's user is not found, exactly as one that does not exist. `replacing`: the
     token a user's own request came with, which must still be theirs (TokenReplacedError): an admin who
-    rotated a leaked token while its thief asked for a new one leaves the thief nothing. The user's row is
+    rotated a leaked token while its thief asked for a new one leaves the thief nothing. `may_take_pii`:
+    whether the one asking may hold a token that unmasks personal data; an admin without view_pii who could
+    take the token of a user with it would unmask calls as them (AccessDeniedError). The user's row is
     locked, so two rotations take turns and the second sees the first's token. Flushes."""
     user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
     if user is None:
         raise NotFoundError(f"no user {user_id}")
+    if user.view_pii and not may_take_pii:
+        raise AccessDeniedError(
+            f"user {user.name!r} may see personal data unmasked: only an admin who may too can issue their token "
+            "(or they rotate it themselves, or an operator with `postcall users rotate-token`)")
     if replacing is not None and user.token_hash != hash_token(replacing):
         raise TokenReplacedError("the token this request came with was replaced meanwhile: nothing was issued")
-    return _rotate_token(session, user)
+    return _rotate_token(session, user, actor, token_lifetime_days)
 
 
-def _rotate_token(session: Session, user: User) -> IssuedToken:
+def _rotate_token(session: Session, user: User, actor: Actor, lifetime_days: int | None) -> IssuedToken:
     """The old token stops working at once (only the new one's hash is kept), and so does every browser
-    session signed in with it."""
+    session signed in with it. The new one expires after `lifetime_days` (None: the setting)."""
     if not user.active:
         raise InactiveUserError(f"user {user.name!r} is deactivated: a new token would not sign in either")
     token = generate_token()
+    previous_expiry = user.token_expires_at
     user.token_hash = hash_token(token)
+    user.token_expires_at = token_expiry(utcnow(), lifetime_days)
+    _record(session, user, actor, UserEventAction.token_rotated, {
+        "token_expires_at": {"from": _moment(previous_expiry), "to": _moment(user.token_expires_at)},
+    })
     # The session fingerprint covers the token hash, so the new hash alone ends the sessions; the version is
     # raised too so that ending them does not rest on what the fingerprint happens to be made of.
     user.session_version += 1
@@ -326,9 +456,49 @@ def _rotate_token(session: Session, user: User) -> IssuedToken:
     return IssuedToken(user, token)
 
 
-def deactivate_user(session: Session, tenant: str, name: str) -> User:
-    """Switch a user off: their token and any signed-in session stop working at the next request."""
+def deactivate_user(session: Session, tenant: str, name: str, *, actor: Actor = SYSTEM_ACTOR) -> User:
+    """Switch a user off: their token and any signed-in session stop working at the next request. Recorded
+    when the user was active. Flushes."""
     user = _find_user(session, tenant, name)
-    user.active = False
+    if user.active:
+        user.active = False
+        _record(session, user, actor, UserEventAction.deactivated, {"active": {"from": True, "to": False}})
     session.flush()
     return user
+
+
+def user_history(
+    session: Session,
+    tenant_id: int,
+    *,
+    user_id: int | None = None,
+    after: int | None = None,
+    limit: int | None = None,
+    newest: bool = False,
+) -> list[UserEvent]:
+    """Tenant `tenant_id`'s user events, oldest first: one user's (`user_id`) or every user's, after event id
+    `after` (the last of the previous page), at most `limit` (the oldest of them, or with `newest` the
+    newest). Only ever one tenant's: the caller says whose."""
+    statement = select(UserEvent).where(UserEvent.tenant_id == tenant_id)
+    if user_id is not None:
+        statement = statement.where(UserEvent.user_id == user_id)
+    if after is not None:
+        statement = statement.where(UserEvent.id > after)
+    statement = statement.order_by(UserEvent.id.desc() if newest else UserEvent.id)
+    if limit is not None:
+        statement = statement.limit(limit)
+    events = list(session.scalars(statement))
+    return events[::-1] if newest else events
+
+
+def find_user_id(session: Session, tenant: str, name: str) -> int:
+    """The id of user `name` of `tenant`; UserError when there is none."""
+    return _find_user(session, tenant, name).id
+
+
+def require_tenant_user(session: Session, tenant_id: int, user_id: int) -> None:
+    """NotFoundError unless user `user_id` belongs to tenant `tenant_id` (another tenant's user is not
+    found, exactly as one that does not exist)."""
+    found = session.scalar(select(User.id).where(User.id == user_id, User.tenant_id == tenant_id))
+    if found is None:
+        raise NotFoundError(f"no user {user_id}")

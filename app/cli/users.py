@@ -1,15 +1,39 @@
-"""`postcall users ...`: users of the review app and API, their tokens and their personal-data permission."""
+"""`postcall users ...`: users of the review app and API, their tokens and their personal-data permission.
+
+Every change is recorded in the tenant's user audit trail (`postcall users history`) as made by
+`cli:<OS account>`, the command line's actor."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 
-from app.cli.common import JsonOpt, TenantOpt, checked_context, tenant_context, transaction
+from app.cli.common import (
+    CLI_ACTOR,
+    JsonOpt,
+    TenantOpt,
+    checked_context,
+    require_tenant_id,
+    tenant_context,
+    transaction,
+)
 from app.cli.render import print_json, print_secret, print_table, safe, say
+from app.db.types import as_utc
 from app.models import UserRole
-from app.users import create_user, deactivate_user, list_users, rotate_token_by_name, set_view_pii
+from app.users import (
+    create_user,
+    deactivate_user,
+    find_user_id,
+    list_users,
+    rotate_token_by_name,
+    set_view_pii,
+    user_history,
+)
+
+# `postcall users history` shows at most this many events unless --limit says otherwise (newest kept).
+DEFAULT_HISTORY_LIMIT = 200
 
 users_app = typer.Typer(help="Users of the review app and API, and their tokens.", no_args_is_help=True)
 
@@ -26,13 +50,15 @@ def users_add(
     """Create a user and print their API token. The token is shown this once; only its hash is stored."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
-        created = create_user(session, tenant=slug, name=name, role=role, team=team, agent_id=agent_id)
-        user_id = created.user.id
+        created = create_user(session, tenant=slug, name=name, role=role, team=team, agent_id=agent_id,
+                              actor=CLI_ACTOR, token_lifetime_days=ctx.settings.token_lifetime_days)
+        user_id, expires_at = created.user.id, created.user.token_expires_at
     if as_json:
         print_json({"id": user_id, "name": name, "tenant": slug, "role": role.value, "team": team,
-                    "agent_id": agent_id, "token": created.token})
+                    "agent_id": agent_id, "token_expires_at": _iso(expires_at), "token": created.token})
         return
-    say(f"created {role.value} [bold]{safe(name)}[/bold] in tenant {safe(slug)} (id {user_id})")
+    say(f"created {role.value} [bold]{safe(name)}[/bold] in tenant {safe(slug)} (id {user_id}); "
+        f"the token {_expiry_phrase(expires_at)}")
     print_secret("API token (shown once; store it now):", created.token)
 
 
@@ -46,14 +72,15 @@ def users_list(
     with transaction(ctx) as session:
         rows = [
             {"id": user.id, "name": user.name, "tenant": slug, "role": user.role.value, "team": user.team,
-             "agent_id": user.agent_id, "active": user.active}
+             "agent_id": user.agent_id, "active": user.active, "token_expires_at": _iso(user.token_expires_at)}
             for user, slug in list_users(session, tenant)
         ]
     if as_json:
         print_json({"users": rows})
         return
-    print_table(("id", "tenant", "name", "role", "team", "agent id", "active"),
-                ([r["id"], r["tenant"], r["name"], r["role"], r["team"], r["agent_id"], r["active"]] for r in rows))
+    print_table(("id", "tenant", "name", "role", "team", "agent id", "active", "token expires"),
+                ([r["id"], r["tenant"], r["name"], r["role"], r["team"], r["agent_id"], r["active"],
+                  r["token_expires_at"] or "never"] for r in rows))
 
 
 @users_app.command("rotate-token")
@@ -65,13 +92,15 @@ def users_rotate_token(
     """Give a user a new API token and print it once: the old token and their browser sessions stop at once."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
-        issued = rotate_token_by_name(session, slug, name)
-        user_id = issued.user.id
+        issued = rotate_token_by_name(session, slug, name, actor=CLI_ACTOR,
+                                      token_lifetime_days=ctx.settings.token_lifetime_days)
+        user_id, expires_at = issued.user.id, issued.user.token_expires_at
     if as_json:
-        print_json({"id": user_id, "name": name, "tenant": slug, "token": issued.token})
+        print_json({"id": user_id, "name": name, "tenant": slug, "token_expires_at": _iso(expires_at),
+                    "token": issued.token})
         return
     say(f"new token for [bold]{safe(name)}[/bold] in tenant {safe(slug)} (id {user_id}); "
-        "the old token and its browser sessions no longer work")
+        f"the old token and its browser sessions no longer work; the new one {_expiry_phrase(expires_at)}")
     print_secret("API token (shown once; store it now):", issued.token)
 
 
@@ -83,7 +112,7 @@ def users_deactivate(
     """Switch a user off: their token and browser sessions stop working at once."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
-        deactivate_user(session, slug, name)
+        deactivate_user(session, slug, name, actor=CLI_ACTOR)
     say(f"deactivated {safe(name)} in tenant {safe(slug)}")
 
 
@@ -96,6 +125,54 @@ def users_grant_pii(
     """Allow a user to unmask card numbers, SSNs and accounts (every unmasked view is audited)."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
-        set_view_pii(session, slug, name, allowed=not revoke)
+        set_view_pii(session, slug, name, allowed=not revoke, actor=CLI_ACTOR)
     verb = "revoked view_pii from" if revoke else "granted view_pii to"
     say(f"{verb} {safe(name)} in tenant {safe(slug)}")
+
+
+@users_app.command("history")
+def users_history(
+    name: Annotated[str | None, typer.Argument(help="Only this user's changes.")] = None,
+    tenant: TenantOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="Show at most this many, the newest.")] =
+        DEFAULT_HISTORY_LIMIT,
+    as_json: JsonOpt = False,
+) -> None:
+    """The tenant's audit trail of user changes, oldest first: who created, deactivated, gave a new token
+    to, or granted or revoked view_pii for whom, and when. One tenant's only (--tenant)."""
+    ctx, slug = tenant_context(tenant)
+    with transaction(ctx) as session:
+        tenant_id = require_tenant_id(session, slug)
+        user_id = None if name is None else find_user_id(session, slug, name)
+        events = user_history(session, tenant_id, user_id=user_id, limit=limit, newest=True)
+        rows = [
+            {"id": event.id, "at": _iso(event.created_at), "user_id": event.user_id, "user": event.user_name,
+             "actor_user_id": event.actor_user_id, "actor": event.actor_name, "action": event.action,
+             "detail": event.detail}
+            for event in events
+        ]
+        lines = [[event.id, _iso(event.created_at), event.user_name, event.actor_name, event.action,
+                  _changes(event.detail)] for event in events]
+    if as_json:
+        print_json({"tenant": slug, "events": rows})
+        return
+    print_table(("id", "at", "user", "by", "action", "what changed"), lines)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else as_utc(moment).isoformat()
+
+
+def _expiry_phrase(moment: datetime | None) -> str:
+    return "never expires" if moment is None else f"expires {as_utc(moment):%Y-%m-%d %H:%M} UTC"
+
+
+def _changes(detail: dict[str, Any]) -> str:
+    """A change's detail on one line: `field: from -> to`, or `field=value` for a new user's fields."""
+    parts = []
+    for field, value in detail.items():
+        if isinstance(value, dict) and set(value) == {"from", "to"}:
+            parts.append(f"{field}: {value['from']} -> {value['to']}")
+        else:
+            parts.append(f"{field}={value}")
+    return ", ".join(parts)

@@ -171,8 +171,37 @@ class User(Base):
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Granted by an admin: may unmask card numbers, SSNs and accounts (each unmasking is audited).
     view_pii: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When the API token stops working: set at every issue (creation, rotation) from
+    # POSTCALL_TOKEN_LIFETIME_DAYS. NULL: it never expires (a lifetime of 0, or a token issued before
+    # migration 0029, so that no integration broke at the upgrade).
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+
+class UserEvent(Base):
+    """Append-only audit trail of changes to users (who created, deactivated, re-tokened or granted whom
+    what), written in the transaction of the change (app/users.py). Never a token or its hash in `detail`.
+    No foreign key to users: like review events, an event outlives what it is about. Migration 0029's
+    triggers and app/models/guards.py refuse UPDATE and DELETE."""
+
+    __tablename__ = "user_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    # The user changed, by id and by the name they had then.
+    user_id: Mapped[int] = mapped_column(Integer)
+    user_name: Mapped[str] = mapped_column(String(200))
+    # Who changed it: a user of the API (id and name), or a command (`cli:<OS account>`, no id).
+    actor_user_id: Mapped[int | None] = mapped_column(Integer)
+    actor_name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    # What changed, as {"field": {"from": old, "to": new}} (at creation: the new user's fields).
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    # Read by tenant (an admin's trail), by tenant and user (one user's history), in id order.
+    __table_args__ = (Index("ix_user_events_tenant_user", "tenant_id", "user_id", "id"),)
 
 
 class Call(Base):

@@ -51,7 +51,9 @@ from app.users import (
     Principal,
     create_user,
     list_users,
+    require_tenant_user,
     rotate_token_by_id,
+    user_history,
     visible_calls_clause,
 )
 from app.web.deps import ApiUser, BearerCredentials, DbSession, WebState, web_state
@@ -78,6 +80,7 @@ from app.web.schemas import (
     SubmitOut,
     UserCreatedOut,
     UserCreateIn,
+    UserEventOut,
     UserOut,
     UserTokenOut,
 )
@@ -85,7 +88,7 @@ from app.web.schemas import (
 logger = logging.getLogger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "Missing or invalid bearer token."},
+    401: {"model": ErrorOut, "description": "Missing, invalid or expired bearer token (the detail says which)."},
     404: {"model": ErrorOut, "description": "No such record visible to this user (other tenants' records included)."},
 }
 FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"model": ErrorOut, "description": "The role may not do this."}}
@@ -114,12 +117,15 @@ def me(principal: ApiUser) -> MeOut:
 
 @router.post("/me/rotate-token", tags=["users"],
              summary="A new token for the token's own user, in the answer once; the old one stops working at once")
-def post_me_rotate_token(principal: ApiUser, credentials: BearerCredentials, db: DbSession) -> UserTokenOut:
+def post_me_rotate_token(
+    request: Request, principal: ApiUser, credentials: BearerCredentials, db: DbSession
+) -> UserTokenOut:
     """The token sent with this request, and every browser session signed in with it, stop working when
     the answer is sent: use the token in the answer from then on. 409 if that token was replaced meanwhile
     (an admin rotated it): nothing is issued for it."""
     assert credentials is not None  # ApiUser authenticated with it
-    issued = rotate_token_by_id(db, principal.tenant_id, principal.user_id, replacing=credentials.credentials)
+    issued = rotate_token_by_id(db, principal.tenant_id, principal.user_id, replacing=credentials.credentials,
+                                actor=api_actor(principal), token_lifetime_days=token_lifetime_days(request))
     db.commit()
     return token_out(issued, principal.tenant)
 
@@ -498,10 +504,11 @@ def get_users(principal: ApiUser, db: DbSession) -> list[UserOut]:
     status_code=status.HTTP_201_CREATED,
     responses={**FORBIDDEN, **CONFLICT, **INVALID},
 )
-def post_user(body: UserCreateIn, principal: ApiUser, db: DbSession) -> UserCreatedOut:
+def post_user(request: Request, body: UserCreateIn, principal: ApiUser, db: DbSession) -> UserCreatedOut:
     principal.require(principal.can_manage_users, "manage users")
     created = create_user(
-        db, tenant=principal.tenant, name=body.name, role=body.role, team=body.team, agent_id=body.agent_id
+        db, tenant=principal.tenant, name=body.name, role=body.role, team=body.team, agent_id=body.agent_id,
+        actor=api_actor(principal), token_lifetime_days=token_lifetime_days(request),
     )
     db.commit()
     return UserCreatedOut(**user_out(created.user, principal.tenant).model_dump(), token=created.token)
@@ -515,15 +522,54 @@ def post_user(body: UserCreateIn, principal: ApiUser, db: DbSession) -> UserCrea
 )
 def post_user_rotate_token(
     user_id: Annotated[int, Path(description="The user's id.", ge=1, le=MAX_RECORD_ID)],
+    request: Request,
     principal: ApiUser,
     db: DbSession,
 ) -> UserTokenOut:
     """The user's old token and browser sessions stop working at once (a leaked token, a departure from a
-    shared account). A deactivated user gets none (409)."""
+    shared account, an expired token). A deactivated user gets none (409)."""
     principal.require(principal.can_manage_users, "manage users")
-    issued = rotate_token_by_id(db, principal.tenant_id, user_id)
+    issued = rotate_token_by_id(db, principal.tenant_id, user_id, actor=api_actor(principal),
+                                token_lifetime_days=token_lifetime_days(request),
+                                may_take_pii=principal.can_view_pii or principal.user_id == user_id)
     db.commit()
     return token_out(issued, principal.tenant)
+
+
+MAX_USER_EVENTS_PAGE = 500
+
+
+@router.get(
+    "/users/events",
+    tags=["users"],
+    summary="The audit trail of changes to the admin's tenant's users, oldest first",
+    responses=FORBIDDEN,
+)
+def get_user_events(
+    principal: ApiUser,
+    db: DbSession,
+    user_id: Annotated[int | None, Query(description="Only this user's changes (404 if not a user of your tenant).",
+                                         ge=1, le=MAX_RECORD_ID)] = None,
+    after: Annotated[int | None, Query(description="Events after this event id: the last id of the previous page.",
+                                       ge=0, le=MAX_RECORD_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_USER_EVENTS_PAGE)] = 100,
+) -> list[UserEventOut]:
+    """Who created, deactivated, gave a new token to, or granted or revoked view_pii for which user, when.
+    Only your own tenant's: another tenant's user is 404, as one that does not exist."""
+    principal.require(principal.can_manage_users, "manage users")
+    if user_id is not None:
+        require_tenant_user(db, principal.tenant_id, user_id)
+    events = user_history(db, principal.tenant_id, user_id=user_id, after=after, limit=limit)
+    return [UserEventOut.model_validate(event) for event in events]
+
+
+def api_actor(principal: Principal) -> Actor:
+    """The user an API request acts as, as the audit trails name them."""
+    return Actor(principal.name, principal.user_id)
+
+
+def token_lifetime_days(request: Request) -> int:
+    return web_state(request).settings.token_lifetime_days
 
 
 def user_out(user: User, tenant: str) -> UserOut:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.errors import NUL_CHARACTER_PROBLEM, InvalidInputError, PostcallError
 from app.text.storable import INVALID_UTF8_PROBLEM
-from app.users import Principal, authenticate, load_principal
+from app.users import Principal, TokenExpiredError, load_principal, token_principal
 
 SESSION_USER_KEY = "uid"
 SESSION_FINGERPRINT_KEY = "fp"
@@ -47,7 +47,8 @@ class WebState:
 
 
 class AuthenticationRequired(PostcallError):
-    """No valid API token (401)."""
+    """No valid API token (401): missing, unknown, a deactivated user's, or expired (each says which; only
+    the holder of an expired token can present it, so saying so tells nobody else anything)."""
 
 
 class LoginRequired(PostcallError):
@@ -120,7 +121,10 @@ def api_principal(
 ) -> Principal:
     if credentials is None:
         raise AuthenticationRequired("missing bearer token")
-    principal = authenticate(db, credentials.credentials)
+    try:
+        principal = token_principal(db, credentials.credentials)
+    except TokenExpiredError as expired:
+        raise AuthenticationRequired(str(expired)) from expired
     if principal is None:
         raise AuthenticationRequired("invalid or deactivated token")
     return principal
@@ -143,7 +147,7 @@ def page_principal(request: Request, db: DbSession) -> Principal:
         raise LoginRequired(_return_path(request) if request.method == "GET" else "/")
     principal = load_principal(db, user_id, fingerprint)
     if principal is None:
-        # Deactivated, deleted or given a new token since signing in: the session ends here.
+        # Deactivated, deleted, given a new token or its token expired since signing in: the session ends here.
         request.session.clear()
         raise LoginRequired(_return_path(request) if request.method == "GET" else "/")
     return principal

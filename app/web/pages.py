@@ -39,7 +39,7 @@ from app.review import (
 )
 from app.schemas.extraction import Owner
 from app.schemas.grounding import ClaimKind
-from app.users import Principal, end_browser_sessions, load_principal, signed_in
+from app.users import Principal, TokenExpiredError, end_browser_sessions, load_principal, signed_in
 from app.web.deps import (
     SESSION_CSRF_KEY,
     SESSION_FINGERPRINT_KEY,
@@ -117,7 +117,13 @@ def login_page(request: Request, next: str | None = None) -> Response:
 def login(
     request: Request, db: DbSession, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"
 ) -> Response:
-    result = signed_in(db, token.strip())
+    try:
+        result = signed_in(db, token.strip())
+    except TokenExpiredError as expired:
+        # Only the token's holder can present it: telling them it expired (and how to get a new one) leaks nothing.
+        message = str(expired)
+        context = {"next": _safe_next(next), "error": message[:1].upper() + message[1:] + ".", "user": None}
+        return render(request, "login.html", context, status_code=status.HTTP_401_UNAUTHORIZED)
     if result is None:
         context = {"next": _safe_next(next), "error": "That token is not valid.", "user": None}
         return render(request, "login.html", context, status_code=status.HTTP_401_UNAUTHORIZED)

@@ -130,6 +130,23 @@ class UserOut(RowModel):
     active: bool
     created_at: datetime
     view_pii: bool = Field(default=False, description="granted with `postcall users grant-pii`")
+    token_expires_at: datetime | None = Field(
+        default=None, description="When the user's API token stops working (POSTCALL_TOKEN_LIFETIME_DAYS after it "
+                                  "was issued); null: it does not expire. Rotate it before then.")
+
+
+class UserEventOut(RowModel):
+    """One change to a user, as the append-only `user_events` trail keeps it."""
+
+    id: int
+    user_id: int
+    user_name: str = Field(description="The user's name at the change.")
+    actor_user_id: int | None = Field(description="The user who made the change; null for a command (`cli:...`).")
+    actor: str = row_field("actor", "actor_name", description="Who made the change: a user's name or `cli:<account>`.")
+    action: str = Field(description="user_created, user_deactivated, token_rotated, view_pii_granted, view_pii_revoked")
+    detail: dict[str, Any] = Field(description='What changed, as {"field": {"from": ..., "to": ...}} (at creation: '
+                                               "the new user's fields). Never a token or its hash.")
+    created_at: datetime
 
 
 class UserCreateIn(BaseModel):
@@ -162,6 +179,9 @@ class MeOut(RowModel):
     can_delete_calls: bool
     can_manage_users: bool
     can_view_pii: bool = Field(default=False, description="may unmask card numbers, SSNs and accounts (audited)")
+    token_expires_at: datetime | None = Field(
+        default=None, description="When this token stops working; null: it does not expire. "
+                                  "POST /api/me/rotate-token before then gives a new one.")
 
 
 class ErrorOut(BaseModel):

@@ -23,9 +23,10 @@ def test_users_add_prints_a_working_token_once_and_list_never_shows_it(database:
     assert principal is not None and principal.team == "blue" and principal.tenant == "acme"
     listed = runner.invoke(users_app, ["list", "--json"])
     assert listed.exit_code == 0
+    assert principal.token_expires_at is not None
     assert json.loads(listed.output)["users"] == [
         {"id": principal.user_id, "name": "sue", "tenant": "acme", "role": "supervisor", "team": "blue",
-         "agent_id": None, "active": True}
+         "agent_id": None, "active": True, "token_expires_at": principal.token_expires_at.isoformat()}
     ]
     assert token not in listed.output
     assert token not in runner.invoke(users_app, ["list"]).output

@@ -19,9 +19,9 @@ from app.llm.heuristic import HeuristicProvider
 from app.models import Call, UserRole
 from app.pipeline.run import process_call
 from app.review import delete_call
-from app.users import authenticate, create_user
+from app.users import authenticate
 from tests.db.test_trigger_work_migration import _assert_counts_match
-from tests.support.analytics import _prompt, build_world
+from tests.support.analytics import _prompt, add_user, build_world
 from tests.support.old_schema import todays_code
 from tests.support.services import temporary_pg_database
 
@@ -88,11 +88,12 @@ def _write(url: str, round_: int) -> None:
                 build_world(factory)
             with unit_of_work(factory) as session:
                 first, second = session.scalars(select(Call.id).order_by(Call.external_id).limit(2)).all()
-                admin = create_user(session, tenant="acme", name=f"admin-{round_}", role=UserRole.admin)
+                # (Without the user audit trail `create_user` writes: it is later than this revision.)
+                token, _ = add_user(session, "acme", f"admin-{round_}", UserRole.admin)
             process_call(factory, first, HeuristicProvider(),
                          dataclasses.replace(_prompt(), version=f"extract-v1-r{round_ + 2}"), reprocess_reviewed=True)
             with unit_of_work(factory) as session:
-                user = authenticate(session, admin.token)
+                user = authenticate(session, token)
                 assert user is not None
                 delete_call(session, user, second)
     finally:

@@ -20,7 +20,7 @@ EXPECTED_TABLES = {
     "tenants", "users", "calls", "utterances", "extraction_runs", "claims", "evidence", "review_events",
     "outbox", "webhook_endpoints", "webhook_deliveries", "webhook_attempts",
     "llm_batches", "analyst_roles", "rollup_calls", "rollup_claims", "rollup_reasons", "rollup_open_items",
-    "rollup_agent_due", "rollup_runs",
+    "rollup_agent_due", "rollup_runs", "user_events", "outbox_purge_marks",
 }
 EXPECTED_VIEWS = {
     "analytics_calls", "analytics_runs", "analytics_claims", "analytics_evidence", "analytics_events",

@@ -14,6 +14,7 @@ LATER_COLUMNS = (
     ("extraction_runs", "tenant_id", "INTEGER"),  # 0025
     ("evidence", "tenant_id", "INTEGER"),  # 0025
     ("analyst_roles", "role_oid", "BIGINT"),  # 0025
+    ("users", "token_expires_at", "TIMESTAMP"),  # 0029
 )
 
 

@@ -249,6 +249,7 @@ ENDPOINTS = [
     ("POST", "/api/users"),
     ("POST", "/api/me/rotate-token"),
     ("POST", "/api/users/1/rotate-token"),
+    ("GET", "/api/users/events"),
     ("GET", "/api/events"),
     ("GET", "/api/webhooks"),
     ("POST", "/api/webhooks"),

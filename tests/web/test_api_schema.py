@@ -84,6 +84,7 @@ def test_the_run_covers_every_documented_operation(target: Target) -> None:
         "DELETE /api/calls/{call_id}", "GET /api/calls/{call_id}/events", "POST /api/calls/{call_id}/review",
         "POST /api/calls/{call_id}/claims", "POST /api/claims/{claim_id}/review", "GET /api/users",
         "POST /api/users", "POST /api/me/rotate-token", "POST /api/users/{user_id}/rotate-token",
+        "GET /api/users/events",
         # hand-off (app/web/handoff_api.py)
         "GET /api/schemas/call.v1.json", "GET /api/schemas/event.v1.json", "GET /api/calls/{call_id}/record",
         "GET /api/events", "GET /api/webhooks",
