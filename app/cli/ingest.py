@@ -36,6 +36,26 @@ def _transcript_path(value: str) -> Path:
     return Path(value)
 
 
+def _encoding(value: str) -> str:
+    from app.ingest.source import UnknownEncodingError, text_encoding
+
+    try:
+        text_encoding(value)
+    except UnknownEncodingError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+EncodingOpt = Annotated[
+    str | None,
+    typer.Option("--encoding", parser=_encoding,
+                 help="The files' character set (latin-1, windows-1252...) when it is not UTF-8. A byte-order "
+                 "mark in a file still wins; JSON is always read as UTF-8 (RFC 8259); a file that is valid UTF-8 "
+                 "with non-ASCII characters is read as UTF-8 whatever single-byte charset is given (with a "
+                 "warning). Default: UTF-8 (or UTF-16/32 with a byte-order mark)."),
+]
+
+
 PathsArg = Annotated[
     list[Path],
     typer.Argument(
@@ -62,24 +82,36 @@ def transcript_files(paths: Sequence[Path], *, show_skipped: bool) -> FoundFiles
     return found
 
 
+def _call_in_file(result: IngestResult) -> str:
+    """The file, and for a file of several calls the call's place in it: "calls.json[3]", "calls.ndjson line 4"."""
+    if result.position is None:
+        return result.file
+    return f"{result.file}{result.position}" if result.position.startswith("[") else f"{result.file} {result.position}"
+
+
 def print_ingest_results(results: Iterable[IngestResult], *, stored_lines: bool = True) -> None:
-    """Errors and warnings of every file, each warning named by its file; with `stored_lines`, a line per
-    stored file too."""
+    """Errors and warnings of every file (or call of a multi-call file), each warning named by its file; with
+    `stored_lines`, a line per stored call too."""
     for r in results:
         if r.error:
             err_console.print(f"[red]✗[/red] {safe(r.error)}", highlight=False, soft_wrap=True)
         elif stored_lines:
-            say(f"[green]✓[/green] {safe(r.file)} [dim]({r.format})[/dim] -> {r.call_id} "
+            say(f"[green]✓[/green] {safe(_call_in_file(r))} [dim]({r.format})[/dim] -> {r.call_id} "
                 f"[bold]{safe(r.external_id)}[/bold] {r.status}")
         for warning in r.warnings:
-            warn(f"{r.file}: {warning}")
+            warn(f"{_call_in_file(r)}: {warning}")
 
 
 def ingest_totals(results: Sequence[IngestResult], skipped: int) -> str:
-    """One line: how many files were stored, replaced, updated, unchanged, failed, and skipped."""
+    """One line: how many files (and calls, when a file held several) were stored, replaced, updated,
+    unchanged, failed, and skipped."""
     counts = {status: sum(1 for r in results if r.status == status) for status in StoreStatus}
     failed = sum(1 for r in results if r.error)
-    return (f"{len(results)} file{'s' if len(results) != 1 else ''}: {counts[StoreStatus.created]} stored, "
+    files = len(dict.fromkeys(r.file for r in results))
+    read = f"{files} file{'s' if files != 1 else ''}"
+    if files != len(results):
+        read += f", {len(results)} calls"
+    return (f"{read}: {counts[StoreStatus.created]} stored, "
             f"{counts[StoreStatus.replaced]} replaced, {counts[StoreStatus.updated]} updated, "
             f"{counts[StoreStatus.unchanged]} unchanged, {failed} failed; {skipped} skipped")
 
@@ -118,6 +150,7 @@ def ingest(
     tenant: TenantOpt = None,
     fmt: FormatOpt = "auto",
     agent_speaker: AgentSpeakerOpt = None,
+    encoding: EncodingOpt = None,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite a call whose content changed.")] = False,
     no_enqueue: Annotated[bool, typer.Option("--no-enqueue", help="Store only; do not hand to workers.")] = False,
     mode: Annotated[
@@ -136,7 +169,7 @@ def ingest(
     found = transcript_files(paths, show_skipped=not as_json)
     results = ingest_files(
         ctx, found.files, tenant=tenant_slug(ctx, tenant), actor=CLI_ACTOR, fmt=fmt,
-        agent_speaker=agent_speaker, replace=replace, llm_mode=llm_mode,
+        agent_speaker=agent_speaker, replace=replace, llm_mode=llm_mode, encoding=encoding,
     )
     # Batch-mode calls wait in the database for the batch collector; no worker message is needed.
     # Still-queued calls stored by an earlier, interrupted run are handed over again too.
@@ -161,6 +194,7 @@ def process(
     provider: Annotated[str | None, typer.Option("--provider", help="heuristic | openai")] = None,
     fmt: FormatOpt = "auto",
     agent_speaker: AgentSpeakerOpt = None,
+    encoding: EncodingOpt = None,
     replace: Annotated[bool, typer.Option("--replace")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -169,7 +203,7 @@ def process(
     found = transcript_files(paths, show_skipped=not as_json)
     results = ingest_files(
         ctx, found.files, tenant=tenant_slug(ctx, tenant), actor=CLI_ACTOR, fmt=fmt,
-        agent_speaker=agent_speaker, replace=replace,
+        agent_speaker=agent_speaker, replace=replace, encoding=encoding,
     )
     if not as_json:
         # The same warnings `ingest` shows (one speaker, unsure roles...), before the progress bar.

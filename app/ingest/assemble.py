@@ -15,13 +15,14 @@ Shared by every format, so the rules are the same everywhere:
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
 
 from app.errors import IngestError
-from app.ingest.model import Grouping, ParsedTranscript, Segment, SourceCall
+from app.ingest.model import Grouping, ParsedTranscript, Segment, SourceCall, TimeUnit
 from app.ingest.roles import SOURCE_ROLE_CONFIDENCE, assign_agent, infer_roles, single_speaker_warning
 from app.ingest.source import FRAGMENTS_PER_UTTERANCE
 from app.schemas.transcript import Role, Transcript, Utterance
@@ -36,6 +37,14 @@ LONG_PAUSE_SECONDS = 2.0
 # point at something shorter than a whole monologue.
 MAX_TURN_SECONDS = 30.0
 _SENTENCE_END = (".", "?", "!")
+# Times in the wrong unit. Speech runs at about 10-20 characters a second (slow speech, pauses and
+# languages written without spaces go down to ~3); these bounds are two orders of magnitude beyond that.
+# Below SLOWEST (one character in 10 s) the times are milliseconds read as seconds (1,000x too slow); above
+# FASTEST they are seconds read as milliseconds (1,000x too fast). The median over the call's timed
+# utterances decides, so a long hold or music segment does not.
+SLOWEST_PLAUSIBLE_CHARS_PER_SECOND = 0.1
+FASTEST_PLAUSIBLE_CHARS_PER_SECOND = 1000.0
+
 # The label given to speech from a source that does not separate speakers.
 UNDIARIZED_SPEAKER = "speaker"
 
@@ -71,7 +80,7 @@ def _format_seconds(value: float) -> str:
     return f"{value:g} s"
 
 
-def _check_times(segment: Segment, source: str) -> None:
+def _check_times(segment: Segment, source: str, time_unit: TimeUnit | None) -> None:
     for value, field_name in ((segment.start, segment.start_field), (segment.end, segment.end_field)):
         if value is None:
             continue
@@ -79,8 +88,11 @@ def _check_times(segment: Segment, source: str) -> None:
         if value < 0:
             raise IngestError(source, where, f"negative time {_format_seconds(value)}")
         if value > MAX_CALL_SECONDS:
+            # Milliseconds read as seconds reach 24 hours in a call of 86 s: say it when the format's unit is s.
+            hint = ("; this format's times are seconds: are these milliseconds? (write them divided by 1000)"
+                    if time_unit == "seconds" else "")
             raise IngestError(
-                source, where, f"time {_format_seconds(value)} is more than 24 hours into the call"
+                source, where, f"time {_format_seconds(value)} is more than 24 hours into the call{hint}"
             )
     if segment.start is not None and segment.end is not None and segment.end < segment.start:
         raise IngestError(
@@ -88,6 +100,56 @@ def _check_times(segment: Segment, source: str) -> None:
             segment.location,
             f"ends ({_format_seconds(segment.end)}) before it starts ({_format_seconds(segment.start)})",
         )
+
+
+def _speech_rates(segments: Sequence[Segment]) -> list[float]:
+    """Characters per second of each timed utterance with text: over its own span (start to end), or, without
+    an end, until the next utterance starts."""
+    rates: list[float] = []
+    timed = [segment for segment in segments if segment.start is not None]
+    for position, segment in enumerate(timed):
+        assert segment.start is not None
+        if segment.end is not None and segment.end > segment.start:
+            span = segment.end - segment.start
+        elif segment.end is None and position + 1 < len(timed):
+            span = (timed[position + 1].start or 0.0) - segment.start
+        else:
+            continue
+        characters = sum(1 for character in segment.text if not character.isspace())
+        if span > 0 and characters:
+            rates.append(characters / span)
+    return rates
+
+
+def _all_whole_numbers(segments: Sequence[Segment]) -> bool:
+    return all(
+        value is None or float(value).is_integer()
+        for segment in segments for value in (segment.start, segment.end)
+    )
+
+
+def time_unit_warning(segments: Sequence[Segment], time_unit: TimeUnit | None) -> str | None:
+    """A warning when the times cannot be in the format's unit: speech 1,000 times too slow (milliseconds
+    in a format of seconds: a 40-second call read as 11 hours, unnoticed below the 24-hour limit) or too fast
+    (seconds in a format of milliseconds). The times are kept as given: the format names its unit, and a
+    guess that rewrote them would be wrong the one time speech is that slow."""
+    if time_unit is None:
+        return None
+    rates = _speech_rates(segments)
+    if not rates:
+        return None
+    rate = statistics.median(rates)
+    fields = ", ".join(dict.fromkeys(name for s in segments for name in (s.start_field, s.end_field) if name))
+    fields = f" ({fields})" if fields else ""
+    if time_unit == "seconds" and rate < SLOWEST_PLAUSIBLE_CHARS_PER_SECOND and _all_whole_numbers(segments):
+        return (f"the times{fields} look like milliseconds, not seconds: read as seconds, speech runs at "
+                f"{rate:.3g} characters a second (people speak about 10-20); this format's times are seconds, so "
+                "they are kept as given: divide them by 1000 and ingest again with --replace")
+    if time_unit == "milliseconds" and rate > FASTEST_PLAUSIBLE_CHARS_PER_SECOND:
+        return (f"the times{fields} look like seconds, not milliseconds: read as milliseconds, speech runs at "
+                f"{rate:,.0f} characters a second (people speak about 10-20); this format's times are "
+                "milliseconds, so they are kept as given: multiply them by 1000 and ingest again with --replace")
+    return None
 
 
 def _check_order(segments: Sequence[Segment], source: str) -> None:
@@ -200,7 +262,9 @@ def _assign_roles(
             raise IngestError(
                 source, None, f"agent speaker {agent_speaker!r} does not occur; the speakers are {listed}"
             )
-        return assign_agent(utterances, agent_speaker), []
+        stated = {turn.speaker or UNDIARIZED_SPEAKER: turn.role for turn in turns if turn.role is not None}
+        assigned = assign_agent(utterances, agent_speaker, known=stated)
+        return assigned.utterances, assigned.warnings
     if all(turn.role is not None for turn in turns):
         # Every utterance carries the role its source gave it.
         if len(speakers) == 1:
@@ -221,8 +285,12 @@ def assemble(
     detected_format: str,
     agent_speaker: str | None = None,
     max_utterances: int | None = None,
+    time_unit: TimeUnit | None = None,
 ) -> ParsedTranscript:
-    """Validate a parser's output and build the canonical transcript, or raise IngestError."""
+    """Validate a parser's output and build the canonical transcript, or raise IngestError.
+
+    `time_unit` is the unit of the format's numeric time fields (None: stamps), for the check that the
+    times are in it (`time_unit_warning`)."""
     warnings = list(call.warnings)
     if not call.segments:
         raise IngestError(source, None, "the transcript has no utterances")
@@ -232,7 +300,7 @@ def assemble(
             what = "utterances" if call.grouping == "keep" else "fragments"
             raise IngestError(source, None, _over_limit(len(call.segments), what, max_utterances))
     for segment in call.segments:
-        _check_times(segment, source)
+        _check_times(segment, source, time_unit)
 
     spoken: list[Segment] = []
     unlabelled = 0
@@ -255,6 +323,9 @@ def assemble(
         warnings.append(f"{unlabelled} utterance{'s' if unlabelled != 1 else ''} with a blank speaker label, "
                         f"shown as {UNDIARIZED_SPEAKER!r}")
     _check_order(spoken, source)
+    unit_warning = time_unit_warning(spoken, time_unit)
+    if unit_warning:
+        warnings.append(unit_warning)
 
     turns = _group(spoken, call.grouping)
     if max_utterances is not None and len(turns) > max_utterances:
@@ -273,4 +344,5 @@ def assemble(
         )
     except ValidationError as exc:  # defensive: the checks above should make this unreachable
         raise IngestError(source, None, f"invalid transcript: {exc.errors()[0]['msg']}") from exc
-    return ParsedTranscript(transcript=transcript, detected_format=detected_format, warnings=warnings)
+    return ParsedTranscript(transcript=transcript, detected_format=detected_format, warnings=warnings,
+                            from_header=dict(call.from_header))

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from app.schemas.transcript import CallMetadata, Role, Transcript
 
 Grouping = Literal["keep", "turns", "words"]
+# The unit of a format's numeric time fields.
+TimeUnit = Literal["seconds", "milliseconds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class SourceCall:
     #   "turns" - consecutive segments of the same named speaker merge into one turn (subtitle cues);
     #   "words" - word fragments join into turns, also split at long pauses.
     grouping: Grouping = "keep"
+    # The metadata fields a free-text header filled (`{"external_id": "Call ID"}`: field -> the key as
+    # written), which a caller's explicit value overrides (`ParsedTranscript.prefer_explicit`).
+    from_header: dict[str, str] = field(default_factory=dict)
     # Authored utterances (native JSON) with no text are an error; vendor fragments with no text
     # (silence, music, redacted words) are dropped with a warning.
     reject_empty: bool = False
@@ -57,3 +62,23 @@ class ParsedTranscript:
     transcript: Transcript
     detected_format: str
     warnings: list[str]
+    # The metadata fields read from a plain-text header (field -> key as written): less authoritative than a
+    # format's own fields, so an explicit value given by the caller (API query, CLI option) wins over them.
+    from_header: dict[str, str] = field(default_factory=dict)
+
+    def prefer_explicit(self, name: str, value: str, *, given_as: str) -> bool:
+        """Give metadata field `name` the caller's explicit `value` when the transcript has none, the same, or
+        one read from a plain-text header (then with a warning naming the header value overridden). False,
+        changing nothing, when the format's own field holds another value: the caller must say which wins."""
+        current = getattr(self.transcript.metadata, name)
+        if current is not None and current.strip() == value.strip():
+            return True
+        if current is not None and name not in self.from_header:
+            return False
+        if current is not None:
+            self.warnings.append(f"the header's {self.from_header[name]} {current!r} was overridden by "
+                                 f"{given_as} {value!r}")
+            del self.from_header[name]
+        metadata = self.transcript.metadata.model_copy(update={name: value})
+        self.transcript = self.transcript.model_copy(update={"metadata": metadata, "warnings": list(self.warnings)})
+        return True

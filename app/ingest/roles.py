@@ -266,17 +266,33 @@ def _with_roles(
     ]
 
 
-def assign_agent(utterances: Sequence[Utterance], agent_speaker: str) -> list[Utterance]:
-    """An operator's word: `agent_speaker` is the agent, everyone else the customer, but for a label that
-    names a machine ("IVR"), which is neither party."""
-    roles = {
-        u.speaker: Role.agent if u.speaker == agent_speaker
-        else Role.unknown if role_from_label(u.speaker) is Role.unknown
-        else Role.customer
-        for u in utterances
-    }
+def assign_agent(
+    utterances: Sequence[Utterance], agent_speaker: str, *, known: Mapping[str, Role] | None = None
+) -> RoleInference:
+    """An operator's word: `agent_speaker` is the agent (confidence 1.0). Every other speaker is the customer,
+    but for one whose role is stated, by its source (`known`: Call Analytics' SUPERVISOR, a native `role`) or
+    its label ("Supervisor", "Caller", "IVR"), which keeps it: naming the agent says nothing against a
+    supervisor who barged in (staff: the agent's side), nor makes a machine a party.
+
+    One exception, with a warning: when the stated roles would leave the call without a customer ("Agent"
+    named beside a customer labelled "Tech", a staff title), the operator who named the agent is taken to say
+    the other speakers are not staff, and those named agent's side become the customer, as before."""
+    speakers = list(dict.fromkeys(u.speaker for u in utterances))
+    stated = {speaker: (known or {}).get(speaker) or role_from_label(speaker) for speaker in speakers}
+    roles: dict[str, Role] = {}
+    for speaker in speakers:
+        role = stated[speaker]
+        roles[speaker] = Role.agent if speaker == agent_speaker else role if role is not None else Role.customer
+    warnings: list[str] = []
+    staff = [speaker for speaker in speakers if speaker != agent_speaker and roles[speaker] is Role.agent]
+    if staff and Role.customer not in roles.values():
+        for speaker in staff:
+            roles[speaker] = Role.customer
+        named = ", ".join(repr(speaker) for speaker in staff)
+        warnings.append(f"{named}: on the agent's side by label or source, but taken as the customer: "
+                        f"{agent_speaker!r} is the agent (--agent-speaker) and the call has no other customer")
     confidences: dict[str, float | None] = dict.fromkeys(roles, SOURCE_ROLE_CONFIDENCE)
-    return _with_roles(utterances, roles, confidences)
+    return RoleInference(_with_roles(utterances, roles, confidences), SOURCE_ROLE_CONFIDENCE, warnings)
 
 
 def _extra_speakers(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.db.session import retry_conflicts
 from app.errors import ConfigError, DuplicateCallError, InvalidInputError, PostcallError
+from app.ingest.source import declared_charset
 from app.models import Call, CallState, Claim, LlmMode, ReviewEvent, User, UserRole
 from app.models import Utterance as UtteranceRow
 from app.pipeline.llm_mode import resolve_llm_mode
@@ -241,7 +242,8 @@ async def post_call(
     data = await _read_body(request, state.settings.max_transcript_bytes)
     outcome = await run_in_threadpool(
         _store_submission, state, db, principal, data,
-        _Submission(format, external_id, agent_speaker, source_name, replace, mode),
+        _Submission(format, external_id, agent_speaker, source_name, replace, mode,
+                    declared_charset(request.headers.get("content-type"))),
     )
     if outcome.status in (StoreStatus.unchanged.value, StoreStatus.updated.value):
         response.status_code = status.HTTP_200_OK
@@ -295,6 +297,7 @@ class _Submission:
     source_name: str | None
     replace: bool
     mode: LlmMode | None = None
+    charset: str | None = None  # the Content-Type's charset: the body's encoding when it is not UTF-8
 
 
 def _store_submission(
@@ -316,13 +319,18 @@ def _store_submission(
         agent_speaker=submission.agent_speaker,
         max_bytes=state.settings.max_transcript_bytes,
         max_utterances=state.settings.max_utterances_per_call,
+        encoding=submission.charset,
     )
+    # An explicit value wins over one read from a plain-text header ("Call ID: ...", "Team: ..."), with a
+    # warning; a format's own field that differs is a conflict the uploader must settle.
+    if submission.external_id and not parsed.prefer_explicit(
+            "external_id", submission.external_id, given_as="the query's external_id"):
+        raise ReviewInputError(f"the query's external_id {submission.external_id!r} is not the transcript's "
+                               f"{parsed.transcript.metadata.external_id!r}; send one of them")
+    if principal.role is UserRole.supervisor and principal.team and "team" in parsed.from_header:
+        parsed.prefer_explicit("team", principal.team, given_as="the submitting supervisor's team")
     transcript = parsed.transcript
     metadata = transcript.metadata
-    if submission.external_id and metadata.external_id and submission.external_id.strip() != \
-            metadata.external_id.strip():
-        raise ReviewInputError(f"the query's external_id {submission.external_id!r} is not the transcript's "
-                               f"{metadata.external_id!r}; send one of them")
     external_id = submission.external_id or metadata.external_id
     if not external_id or is_blank(external_id):
         raise ReviewInputError("external_id is required: pass ?external_id=... or include it in the transcript")

@@ -275,7 +275,7 @@ def test_three_speakers_one_agent() -> None:
 
 
 def test_assign_agent_overrides_everything() -> None:
-    assigned = assign_agent(utterances(*BANK_CALL), "Y")
+    assigned = assign_agent(utterances(*BANK_CALL), "Y").utterances
     assert {(u.speaker, u.role, u.role_confidence) for u in assigned} == {
         ("X", Role.customer, 1.0),
         ("Y", Role.agent, 1.0),
@@ -283,7 +283,7 @@ def test_assign_agent_overrides_everything() -> None:
 
 
 def test_assign_agent_leaves_a_machine_neither_party() -> None:
-    assigned = assign_agent(utterances(("IVR", "Please hold."), *BANK_CALL), "X")
+    assigned = assign_agent(utterances(("IVR", "Please hold."), *BANK_CALL), "X").utterances
     assert {u.speaker: u.role for u in assigned} == {"IVR": Role.unknown, "X": Role.agent, "Y": Role.customer}
 
 

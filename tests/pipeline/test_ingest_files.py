@@ -3,7 +3,9 @@ beside the good ones."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 from app.config import PROJECT_ROOT, Settings
@@ -13,6 +15,7 @@ from app.models import CallState
 from app.pipeline.calls import count_by_state
 from app.pipeline.ingest_files import expand_paths, find_transcript_files, ingest_files
 from app.pipeline.store import Actor, StoreStatus
+from tests.support.data import require_shared_data
 
 SAMPLES = PROJECT_ROOT / "samples"
 
@@ -84,3 +87,38 @@ def test_a_refusal_names_its_file_and_a_dangling_link_is_reported(sqlite_url: st
     assert results[1].error is not None and results[1].error.startswith(f"{tmp_path / 'b' / 'call.txt'}: ")
     assert f"is also {tmp_path / 'a' / 'call.txt'}'s in this run" in results[1].error  # not one call
     assert results[2].error is not None and "gone.json" in results[2].error
+
+
+def _harper_valley_calls(count: int) -> list[dict[str, object]]:
+    """Real Harper Valley bank calls as native calls without an id (their human transcripts, in seconds)."""
+    folder = require_shared_data("harper_valley_bank", "transcript")
+    calls = []
+    for path in sorted(folder.glob("*.json"))[:count]:
+        segments = json.loads(path.read_text(encoding="utf-8"))
+        calls.append({"utterances": [
+            {"speaker": s["speaker_role"], "text": s["human_transcript"], "start": s["start_ms"] / 1000}
+            for s in sorted(segments, key=lambda s: s["start_ms"]) if s["human_transcript"].strip()
+        ]})
+    return calls
+
+
+def test_ids_of_calls_without_one_do_not_follow_their_place_in_the_file(sqlite_url: str, tmp_path: Path) -> None:
+    # `calls-3` / `calls-line4` shifted when a call or a blank line was inserted: --replace then overwrote
+    # another conversation's stored call. The id is the file's name and a hash of what the call says.
+    first, second, third = _harper_valley_calls(3)
+    ctx = AppContext(Settings(database_url=sqlite_url))
+    batch, stream = tmp_path / "batch.json", tmp_path / "stream.ndjson"
+    batch.write_text(json.dumps([first, second]), encoding="utf-8")
+    stream.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n", encoding="utf-8")
+    before = ingest_files(ctx, [batch, stream], tenant="acme", actor=Actor("test"))
+    assert [r.status for r in before] == [StoreStatus.created] * 4
+    ids = [r.external_id for r in before]
+    assert all(re.fullmatch(r"(batch|stream)-[0-9a-f]{10}", str(i)) for i in ids)
+    assert ids[0].removeprefix("batch-") == ids[2].removeprefix("stream-")  # type: ignore[union-attr]
+
+    batch.write_text(json.dumps([third, first, second], indent=2), encoding="utf-8")
+    stream.write_text("\n" + json.dumps(third) + "\n\n" + json.dumps(first) + "\n" + json.dumps(second) + "\n",
+                      encoding="utf-8")
+    after = ingest_files(ctx, [batch, stream], tenant="acme", actor=Actor("test"), replace=True)
+    assert [r.status for r in after] == [StoreStatus.created, StoreStatus.unchanged, StoreStatus.unchanged] * 2
+    assert [r.external_id for r in after if r.status is StoreStatus.unchanged] == ids
