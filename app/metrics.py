@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.types import as_utc
+from app.handoff.endpoints import GONE_REASON
 from app.health import broker_full, broker_messages
 from app.models import Call, CallState, DeliveryStatus, LlmBatch, LlmMode, WebhookDelivery, WebhookEndpoint
 from app.models.counters import LATENCY_BUCKETS_SECONDS
@@ -309,13 +310,18 @@ def _webhook_metrics(session: Session) -> Iterator[Metric]:
     yield dead_letters
 
     endpoints = GaugeMetricFamily(
-        "postcall_webhook_endpoints", "Registered webhook endpoints, active or disabled (by hand or by a 410).",
+        "postcall_webhook_endpoints", "Registered webhook endpoints, active or disabled (by hand or by a 410), and "
+        "of the disabled those the receiver turned off with a 410 Gone (an alert: events wait for them until they "
+        "are enabled again, and a 410 from a receiver mid-deploy is easy to miss).",
         labels=["state"],
     )
-    counts = {bool(active): int(count) for active, count in session.execute(
-        select(WebhookEndpoint.active, func.count()).group_by(WebhookEndpoint.active))}
-    endpoints.add_metric(["active"], int(counts.get(True, 0)))
-    endpoints.add_metric(["disabled"], int(counts.get(False, 0)))
+    by_receiver = WebhookEndpoint.disabled_reason == GONE_REASON
+    active, disabled, gone = session.execute(select(
+        func.count().filter(WebhookEndpoint.active.is_(True)), func.count().filter(WebhookEndpoint.active.is_(False)),
+        func.count().filter(WebhookEndpoint.active.is_(False), by_receiver))).one()
+    endpoints.add_metric(["active"], int(active or 0))
+    endpoints.add_metric(["disabled"], int(disabled or 0))
+    endpoints.add_metric(["disabled_by_receiver"], int(gone or 0))
     yield endpoints
 
 

@@ -173,7 +173,7 @@ def test_the_hand_off_shows_pending_failing_and_dead_deliveries_and_disabled_end
     session_factory: sessionmaker[Session], db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Failed deliveries looked like nothing on /metrics: no hand-off metric at all."""
-    from app.handoff.endpoints import disable_endpoint
+    from app.handoff.endpoints import GONE_REASON, disable_endpoint
     from app.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
     from tests.handoff.conftest import processed_call, register
 
@@ -194,7 +194,7 @@ def test_the_hand_off_shows_pending_failing_and_dead_deliveries_and_disabled_end
             row.next_attempt_at = utcnow() - timedelta(hours=30)
         rows[3].status = DeliveryStatus.succeeded
         ticketing = session.query(WebhookEndpoint).filter(WebhookEndpoint.url.endswith("ticketing")).one()
-        disable_endpoint(session, ticketing, "410 Gone")  # its two pending deliveries are dead-lettered now
+        disable_endpoint(session, ticketing, GONE_REASON)  # its two pending deliveries are dead-lettered now
     settings = get_settings().model_copy(update={"database_url": db_url, "broker_url": UNREACHABLE_BROKER})
 
     samples, _ = _scrape(settings)
@@ -206,3 +206,4 @@ def test_the_hand_off_shows_pending_failing_and_dead_deliveries_and_disabled_end
     assert _value(samples, "postcall_webhook_dead_letters_24h") == 6 - 1 - 1 - pending  # not the 3-day-old one
     assert _value(samples, "postcall_webhook_endpoints", state="active") == 1
     assert _value(samples, "postcall_webhook_endpoints", state="disabled") == 1
+    assert _value(samples, "postcall_webhook_endpoints", state="disabled_by_receiver") == 1  # the receiver's 410

@@ -24,7 +24,7 @@ from app.handoff import endpoints as hooks
 from app.handoff.outbox import EventType
 from app.models import WebhookEndpoint
 from app.pipeline.calls import find_tenant, get_or_create_tenant
-from app.schemas.api import AttemptOut, DeliveryOut, EndpointOut
+from app.schemas.api import AttemptOut, DeliveryOut
 
 webhooks_app = typer.Typer(help="Webhook endpoints that receive hand-off events, and their deliveries.",
                            no_args_is_help=True)
@@ -35,7 +35,7 @@ EndpointArg = Annotated[int, typer.Argument(min=1, max=ROW_ID_MAX, help="Endpoin
 
 def _endpoint_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
     """The endpoint exactly as the JSON API shows it."""
-    return EndpointOut.model_validate(endpoint).model_dump(mode="json")
+    return hooks.EndpointView.model_validate(endpoint).model_dump(mode="json")
 
 
 @webhooks_app.command("add")
@@ -64,6 +64,8 @@ def webhooks_add(
                                event_types=wanted if events is not None else None, description=description)
         shown = _endpoint_json(created.endpoint)
     _warn_if_secrets_unprotected(ctx.settings)
+    for message in hooks.subscription_warnings(shown["events"]):
+        warn(message)
     if as_json:
         print_json({**shown, "tenant": slug, "secret": created.secret})
         return
@@ -83,9 +85,17 @@ def webhooks_list(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
         return
     print_table(
         ("id", "url", "events", "active", "description"),
-        ([r["id"], r["url"], ", ".join(r["events"] or ["all"]),
-          "yes" if r["active"] else f"no ({r['disabled_reason']})", r["description"] or None] for r in rows),
+        ([r["id"], r["url"], ", ".join(r["events"] or ["all"]), _active_text(r), r["description"] or None]
+         for r in rows),
     )
+
+
+def _active_text(row: dict[str, Any]) -> str:
+    """"yes", or why and since when it is not (a 410 from the receiver disables it on its own)."""
+    if row["active"]:
+        return "yes"
+    since = f" since {row['disabled_at']}" if row.get("disabled_at") else ""
+    return f"no: {row['disabled_reason'] or 'disabled'}{since}"
 
 
 @webhooks_app.command("disable")
@@ -99,14 +109,32 @@ def webhooks_disable(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None
 
 
 @webhooks_app.command("enable")
-def webhooks_enable(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None:
-    """Send to an endpoint again (disabled by hand or by a 410 Gone); then `replay --failed` sends what was
-    dead-lettered meanwhile."""
+def webhooks_enable(
+    endpoint_id: EndpointArg,
+    tenant: TenantOpt = None,
+    skip_backlog: Annotated[bool, typer.Option(
+        "--skip-backlog", help="Do not send the events written while it was disabled (the receiver catches up "
+                               "from the calls API instead); by default they are queued, in order.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send to an endpoint again (disabled by hand or by a 410 Gone). The events written while it was
+    disabled are queued for it, in order (unless --skip-backlog); then `replay --failed` sends what was
+    dead-lettered before or by the disable."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         endpoint = hooks.get_endpoint(session, require_tenant_id(session, slug), endpoint_id)
-        hooks.enable_endpoint(session, ctx.settings, endpoint)
-    say(f"enabled endpoint {endpoint_id}; `postcall webhooks replay --failed` sends what was dead-lettered")
+        enabled = hooks.enable_endpoint(session, ctx.settings, endpoint, backlog=not skip_backlog)
+        shown = _endpoint_json(endpoint)
+    if as_json:
+        print_json({**shown, "queued": enabled.queued, "skipped": enabled.skipped, "notes": enabled.notes})
+        return
+    if not enabled.was_disabled:
+        say(f"endpoint {endpoint_id} is already enabled")
+        return
+    say(f"enabled endpoint {endpoint_id}: queued {enabled.queued} event(s) written while it was disabled; "
+        "`postcall webhooks replay --failed` sends what was dead-lettered")
+    for note in enabled.notes:
+        warn(note)
 
 
 def _warn_if_secrets_unprotected(settings: Settings) -> None:
@@ -132,12 +160,16 @@ def webhooks_rotate_secret(
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         endpoint = hooks.get_endpoint(session, require_tenant_id(session, slug), endpoint_id)
-        secret = hooks.rotate_secret(session, ctx.settings, endpoint, force=force)
+        rotation = hooks.rotate_secret(session, ctx.settings, endpoint, force=force)
     _warn_if_secrets_unprotected(ctx.settings)
+    for note in rotation.notes:
+        warn(note)
     if as_json:
-        print_json({"id": endpoint_id, "secret": secret})
+        print_json({"id": endpoint_id, "secret": rotation.secret,
+                    "previous_secret_until": rotation.previous_until.isoformat() if rotation.previous_until else None,
+                    "notes": list(rotation.notes)})
         return
-    print_secret(f"new signing secret for endpoint {endpoint_id} (shown once):", secret)
+    print_secret(f"new signing secret for endpoint {endpoint_id} (shown once):", rotation.secret)
 
 
 @webhooks_app.command("deliveries")

@@ -13,6 +13,7 @@ and the lost attempt is marked `lost`. A receiver may therefore see an event twi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -30,7 +31,8 @@ from standardwebhooks import Webhook
 from app.config import Settings
 from app.db.session import unit_of_work
 from app.errors import ConfigError
-from app.handoff.endpoints import disable_endpoint, finished_values
+from app.handoff.endpoints import GONE_REASON, disable_endpoint, finished_values
+from app.handoff.outbox import webhook_body
 from app.handoff.secrets import SecretBox
 from app.handoff.urls import Network, WebhookUrlError, attempt_deadline, check_endpoint_url
 from app.models import DeliveryStatus, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -116,9 +118,12 @@ class _Leased:
     event_id: str
     body: str
     secrets: tuple[str, ...]
-    # Why the event cannot be signed (its secret does not decrypt with this worker's key): the attempt is
-    # recorded as failed with this reason and retried with the usual backoff, never sent unsigned.
+    # Why the event cannot be signed (no secret of the endpoint decrypts with this worker's key): the attempt
+    # is recorded as failed with this reason and retried with the usual backoff, never sent unsigned.
     unsignable: str | None = None
+    # A secret of the endpoint that does not decrypt and was left out of the signatures (the others signed):
+    # recorded with the attempt and in the delivery's last_error, whatever the receiver answers.
+    warning: str | None = None
 
 
 def serialize(payload: dict[str, object]) -> str:
@@ -245,16 +250,36 @@ def _lease(session: Session, delivery_id: int, policy: DeliveryPolicy, box: Secr
                                      "lease_until": now + timedelta(seconds=policy.lease_seconds)})
     attempt_id = connection.scalar(_START_ATTEMPT, {"delivery_id": delivery_id, "now": now})
     assert attempt_id is not None
-    try:
-        secrets = [box.open(row.secret_encrypted)]
-        if (row.previous_secret_encrypted and row.previous_secret_expires_at is not None
-                and row.previous_secret_expires_at > now):
-            secrets.append(box.open(row.previous_secret_encrypted))
-    except ConfigError as exc:
+    sealed = [("current", row.secret_encrypted)]
+    if (row.previous_secret_encrypted and row.previous_secret_expires_at is not None
+            and row.previous_secret_expires_at > now):
+        sealed.append(("previous", row.previous_secret_encrypted))
+    secrets, unreadable = _open_secrets(box, sealed)
+    if not secrets:
         # Raised here, it rolled the lease back: the delivery stayed due, untouched, and the sweep handed it
         # out again every few seconds with nothing recorded. Now it is a failed attempt saying why.
-        return _Leased(attempt_id, row.url, row.event_id, "", (), unsignable=str(exc))
-    return _Leased(attempt_id, row.url, row.event_id, serialize(row.payload), tuple(secrets))
+        return _Leased(attempt_id, row.url, row.event_id, "", (), unsignable=unreadable[0][1])
+    warning = None
+    if unreadable:
+        # One secret that did not decrypt made the whole delivery unsignable: after a rotation under the wrong
+        # key (or the key changed) the readable secret could not sign either, for the 24 h of the overlap.
+        which = " and ".join(f"the {name} secret" for name, _ in unreadable)
+        warning = (f"signed without {which} of endpoint {row.endpoint_id}: {unreadable[0][1]}")
+        logger.warning("webhook delivery %s: %s", delivery_id, warning)
+    return _Leased(attempt_id, row.url, row.event_id, serialize(webhook_body(row.payload, row.outbox_id)),
+                   tuple(secrets), warning=warning)
+
+
+def _open_secrets(box: SecretBox, sealed: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The secrets that decrypt with this process's key, and (name, why) of those that do not."""
+    opened: list[str] = []
+    unreadable: list[tuple[str, str]] = []
+    for name, value in sealed:
+        try:
+            opened.append(box.open(value))
+        except ConfigError as exc:
+            unreadable.append((name, str(exc)))
+    return opened, unreadable
 
 
 @dataclass(frozen=True)
@@ -391,8 +416,13 @@ def _record(session: Session, delivery_id: int, leased: _Leased, response: _Resp
         _set_delivery(session, delivery_id, **values)
         if code == 410:
             endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-            if endpoint is not None:
-                disable_endpoint(session, endpoint, "the receiver answered 410 Gone")
+            if endpoint is not None and endpoint.active:
+                # Visible: logged here, shown by `webhooks list` / GET /api/webhooks (why and when), counted
+                # by /metrics' disabled endpoints. Events written while it is off are queued on `enable`.
+                logger.warning("webhook endpoint %s (tenant %s) disabled: the receiver answered 410 Gone to "
+                               "delivery %s; `postcall webhooks enable %s` resumes it and queues what it missed",
+                               endpoint.id, endpoint.tenant_id, delivery_id, endpoint.id)
+                disable_endpoint(session, endpoint, GONE_REASON)
     if code is not None and 200 <= code < 300:
         outcome = AttemptOutcome.succeeded
     elif result is DeliveryResult.retry:
@@ -431,6 +461,10 @@ def deliver(
         except Exception as exc:  # recorded: an escape left the attempt in flight, sent again blind
             logger.exception("webhook delivery %s failed unexpectedly", delivery_id)
             response = _Response(None, None, printable(f"not sent: {type(exc).__name__}: {exc}"), 0.0)
+        if leased.warning is not None:
+            # After the answer's own error (whose prefix `_outcome` reads), so that an operator sees it.
+            error = f"{response.error}; {leased.warning}" if response.error else leased.warning
+            response = dataclasses.replace(response, error=error)
     with unit_of_work(factory) as session:
         return _record(session, delivery_id, leased, response, policy, utcnow())
 

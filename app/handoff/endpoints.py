@@ -4,28 +4,72 @@ deliveries. Every function is scoped to one tenant; they flush, the entry point 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from pydantic import Field
+from sqlalchemy import exists, func, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.session import scalar_for_update, scalars_for_update
-from app.errors import NotFoundError, PostcallError
-from app.handoff.outbox import PENDING_DELIVERIES, EventType
+from app.errors import ConfigError, NotFoundError, PostcallError
+from app.handoff.outbox import DELIVERIES, PENDING_DELIVERIES, EventType
 from app.handoff.secrets import SecretBox, generate_secret
 from app.handoff.urls import check_endpoint_url
-from app.models import DeliveryStatus, OutboxEvent, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.models import (
+    DeliveryStatus,
+    OutboxEvent,
+    OutboxPurgeMark,
+    Tenant,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from app.models.tables import utcnow
 from app.pipeline.calls import find_call
 from app.privacy.mask import stored_error
+from app.schemas.api import EndpointOut
+
+logger = logging.getLogger(__name__)
 
 # After a rotation the previous secret keeps signing this long, so receivers can switch without a gap.
 ROTATION_OVERLAP = timedelta(hours=24)
 MAX_DESCRIPTION_CHARS = 200
+# Why a delivery worker disabled an endpoint (a single 410 Gone): shown by `webhooks list` and GET /api/webhooks.
+GONE_REASON = "the receiver answered 410 Gone"
+# How long disabling or enabling waits for transactions that are writing events (PostgreSQL).
+WRITERS_WAIT = "5s"
+# Backlog deliveries are inserted this many at a time.
+BACKLOG_CHUNK = 1000
+
+
+class EndpointView(EndpointOut):
+    """An endpoint as `webhooks list --json` and GET /api/webhooks show it: `EndpointOut` and when it was
+    disabled (with `disabled_reason`: why; a 410 from the receiver says so)."""
+
+    disabled_at: datetime | None = Field(description="When it was disabled (by hand, or by a 410 Gone from the "
+                                                     "receiver); null while active.")
+
+
+def subscription_warnings(event_types: Sequence[str] | None) -> list[str]:
+    """What a receiver following the call's decisions misses with this subscription (said when it is made,
+    not found out from a stale CRM): without call.reopened (and call.rejected) an approved call sent back
+    to review, or rejected after a reopen, never reaches it, and what it filed at call.approved stays."""
+    if event_types is None or EventType.approved.value not in event_types:
+        return []
+    missing = [e.value for e in (EventType.reopened, EventType.rejected) if e.value not in event_types]
+    if EventType.reopened.value not in missing:
+        return []
+    return [f"the endpoint takes call.approved but not {' or '.join(missing)}: when an approved call is reopened "
+            "(a supervisor, or `postcall reprocess` storing a new extraction) and then rejected or approved with "
+            "other items, it is not told: the note and tasks it filed at call.approved stay as they were. "
+            "Subscribe to call.approved, call.rejected, call.reopened, call.updated and call.deleted at least "
+            "(or leave --events out for all)"]
 
 
 class WebhookInputError(PostcallError):
@@ -111,8 +155,31 @@ def get_endpoint(session: Session, tenant_id: int, endpoint_id: int) -> WebhookE
     return endpoint
 
 
+def _wait_for_event_writers(session: Session) -> bool:
+    """PostgreSQL: wait (up to WRITERS_WAIT) for the transactions writing events to end, and hold new ones
+    back until this transaction ends (`LOCK TABLE outbox IN SHARE MODE`, as the feed takes it). An endpoint
+    switched on or off under it then splits the events cleanly: every event written before was fanned out
+    with the endpoint's old state, every later one sees the new. False when a writer took longer."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # SQLite: writers are serialized
+    try:
+        with session.begin_nested():
+            session.execute(text(f"SET LOCAL lock_timeout = '{WRITERS_WAIT}'"))
+            session.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+    except OperationalError:
+        return False
+    return True
+
+
 def disable_endpoint(session: Session, endpoint: WebhookEndpoint, reason: str) -> WebhookEndpoint:
-    """Stop sending to the endpoint; its pending deliveries are dead-lettered (replayable)."""
+    """Stop sending to the endpoint; its pending deliveries are dead-lettered (replayable). A pause: the
+    events written while it is disabled are queued for it when it is enabled (`enable_endpoint`)."""
+    if not _wait_for_event_writers(session):
+        # Without the lock an event committing just after the disable may get no delivery while a newer one
+        # got one, and `enable` would then not queue it; rare (a writer busy for seconds), logged.
+        logger.warning("disabling webhook endpoint %s without waiting for the event writers (busy over %s): an "
+                       "event written at this moment may not be queued when it is enabled", endpoint.id,
+                       WRITERS_WAIT)
     now = utcnow()
     endpoint.active = False
     endpoint.disabled_reason = reason[:500]
@@ -138,40 +205,199 @@ def finished_values(status: DeliveryStatus, now: datetime, error: str | None = N
     return values
 
 
-def enable_endpoint(session: Session, settings: Settings, endpoint: WebhookEndpoint) -> WebhookEndpoint:
-    """Send to the endpoint again (disabled by hand or by a 410): new events go to it; what was
-    dead-lettered meanwhile is sent again only when replayed (`replay_deliveries`)."""
-    if not endpoint.active:
-        _require_room(session, settings, endpoint.tenant_id)
+class WritersBusyError(WebhookInputError):
+    """Event-writing transactions kept the outbox busy: enabling now could miss an event being written."""
+
+
+@dataclass
+class Enabled:
+    """What `enable_endpoint` did."""
+
+    endpoint: WebhookEndpoint
+    # It was disabled; now it is active.
+    was_disabled: bool = False
+    disabled_at: datetime | None = None
+    # Deliveries created for the events written while it was disabled (0 with backlog=False).
+    queued: int = 0
+    # backlog=False: the events written while it was disabled that were not queued.
+    skipped: int = 0
+    # What the operator must know: events the retention purge deleted, dead letters to replay.
+    notes: list[str] = field(default_factory=list)
+
+
+def enable_endpoint(session: Session, settings: Settings, endpoint: WebhookEndpoint, *,
+                    backlog: bool = True) -> Enabled:
+    """Send to the endpoint again (disabled by hand or by a 410). Disabling is a pause: the events of its
+    tenant that match its subscription and were written while it was disabled (they have no delivery to it)
+    get one now, in outbox order, so each call's events reach it in order, before any newer one
+    (`backlog=False`: not queued, counted in `skipped`). What was dead-lettered before or by the disable is
+    sent again only when replayed (`replay_deliveries`). An event the retention purge already deleted
+    cannot be sent: a note says so."""
+    if endpoint.active:
+        return Enabled(endpoint)
+    # First: an event being written now is either committed before (and queued below) or written after
+    # this commits (and fanned out to the endpoint, active by then). Then the limit (SQLite: its write lock).
+    if not _wait_for_event_writers(session):
+        raise WritersBusyError(f"transactions writing events kept the outbox busy for over {WRITERS_WAIT}; "
+                               "try again in a moment")
+    _require_room(session, settings, endpoint.tenant_id)
+    result = Enabled(endpoint, was_disabled=True, disabled_at=endpoint.disabled_at)
+    missed = _missed_events(session, endpoint)
+    if backlog:
+        result.queued = _queue_backlog(session, settings, endpoint, missed)
+    else:
+        result.skipped = len(missed)
+    result.notes.extend(_enable_notes(session, settings, endpoint, result))
+    if missed:
+        logger.info("webhook endpoint %s enabled: %d event(s) written while it was disabled %s", endpoint.id,
+                    len(missed), "queued" if backlog else "skipped")
     endpoint.active = True
     endpoint.disabled_reason = None
     endpoint.disabled_at = None
     session.flush()
-    return endpoint
+    return result
+
+
+def _missed_events(session: Session, endpoint: WebhookEndpoint) -> list[tuple[int, str]]:
+    """(outbox id, call id), oldest first, of the tenant's events the endpoint subscribes to that were written
+    while it was disabled. Those are the events with no delivery to it after the last event that has one
+    (every event before the disable was fanned out to it, `_wait_for_event_writers`), written since it was
+    registered (an endpoint receives events from its registration on)."""
+    last_fanned_out = session.scalar(select(func.max(WebhookDelivery.outbox_id))
+                                     .where(WebhookDelivery.endpoint_id == endpoint.id)) or 0
+    has_delivery = exists().where(WebhookDelivery.endpoint_id == endpoint.id,
+                                  WebhookDelivery.outbox_id == OutboxEvent.id)
+    query = (
+        select(OutboxEvent.id, OutboxEvent.call_id)
+        .where(OutboxEvent.tenant_id == endpoint.tenant_id, OutboxEvent.id > last_fanned_out,
+               OutboxEvent.created_at >= endpoint.created_at, ~has_delivery)
+        .order_by(OutboxEvent.id)
+    )
+    if endpoint.event_types is not None:
+        query = query.where(OutboxEvent.type.in_(list(endpoint.event_types)))
+    return [(int(outbox_id), str(call_id)) for outbox_id, call_id in session.execute(query)]
+
+
+def _queue_backlog(session: Session, settings: Settings, endpoint: WebhookEndpoint,
+                   missed: list[tuple[int, str]]) -> int:
+    """One pending delivery per missed event, with a fresh retry period. Only each call's first is handed to
+    the workers at commit: the next one of a call waits for it (per-call order) and is handed out when it
+    finishes; the sweep covers the rest."""
+    if not missed:
+        return 0
+    now = utcnow()
+    retry_until = now + timedelta(seconds=settings.webhook_retry_period_seconds)
+    first_of_call: list[int] = []
+    seen: set[str] = set()
+    for start in range(0, len(missed), BACKLOG_CHUNK):
+        chunk = missed[start:start + BACKLOG_CHUNK]
+        rows = [{"outbox_id": outbox_id, "endpoint_id": endpoint.id, "call_id": call_id, "next_attempt_at": now,
+                 "retry_until": retry_until, "created_at": now} for outbox_id, call_id in chunk]
+        ids = list(session.connection().scalars(
+            insert(DELIVERIES).returning(DELIVERIES.c.id, sort_by_parameter_order=True), rows))
+        for delivery_id, (_, call_id) in zip(ids, chunk, strict=True):
+            if call_id not in seen:
+                seen.add(call_id)
+                first_of_call.append(delivery_id)
+    session.info.setdefault(PENDING_DELIVERIES, []).extend(first_of_call)
+    return len(missed)
+
+
+def _enable_notes(session: Session, settings: Settings, endpoint: WebhookEndpoint, result: Enabled) -> list[str]:
+    notes: list[str] = []
+    days = settings.handoff_retention_days
+    disabled_at = endpoint.disabled_at
+    purged_through = session.scalar(select(OutboxPurgeMark.purged_through)
+                                    .where(OutboxPurgeMark.tenant_id == endpoint.tenant_id))
+    if days and disabled_at is not None and purged_through is not None \
+            and disabled_at <= utcnow() - timedelta(days=days):
+        notes.append(f"it was disabled for more than POSTCALL_HANDOFF_RETENTION_DAYS ({days}): events written "
+                     "while it was disabled that the retention purge already deleted cannot be sent; catch up "
+                     "those calls from GET /api/calls and GET /api/calls/{id}/record")
+    dead = session.scalar(select(func.count()).select_from(WebhookDelivery).where(
+        WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.status == DeliveryStatus.dead)) or 0
+    if dead:
+        notes.append(f"{dead} earlier deliveries to it are dead-lettered (pending when it was disabled, or given "
+                     "up before): `postcall webhooks replay --failed` (API: POST /api/webhooks/deliveries/replay "
+                     '{"all_dead": true}) sends them again')
+    if result.skipped:
+        notes.append(f"{result.skipped} event(s) written while it was disabled were not queued (as asked); the "
+                     "receiver catches those calls up from GET /api/calls/{id}/record")
+    return notes
 
 
 class RotationInProgressError(PostcallError):
     """The endpoint's previous secret still signs: rotating again would drop it before its overlap ends."""
 
 
-def rotate_secret(session: Session, settings: Settings, endpoint: WebhookEndpoint, *, force: bool = False) -> str:
+@dataclass(frozen=True)
+class Rotation:
+    secret: str  # the new one, shown once
+    # The secret it replaced keeps signing until this moment (None: no earlier secret signs any more).
+    previous_until: datetime | None
+    notes: tuple[str, ...] = ()
+
+
+def _readable(box: SecretBox, sealed: str | None) -> bool:
+    if not sealed:
+        return False
+    try:
+        box.open(sealed)
+    except ConfigError:
+        return False
+    return True
+
+
+def rotate_secret(session: Session, settings: Settings, endpoint: WebhookEndpoint, *,
+                  force: bool = False) -> Rotation:
     """A new signing secret. The previous one keeps signing too (two signatures) for ROTATION_OVERLAP.
 
     Only one previous secret is kept: during an overlap a second rotation (the printed secret lost, say)
     would drop the original at once, and a receiver still on it would refuse every delivery. Refused then,
-    unless `force` (the original is compromised: dropping it at once is the point)."""
+    unless `force` (the original is compromised: dropping it at once is the point).
+
+    A current secret this process cannot decrypt is never kept as the previous one (it signed nothing and,
+    kept, it blocked a readable one): a readable previous secret still in its overlap (the last rotation ran
+    with another key) keeps signing; with none, the rotation is refused unless `force`, because the cause
+    may be this process's key rather than a changed one, and a secret sealed with the wrong key is one the
+    workers cannot read either."""
     now = utcnow()
+    box = SecretBox.from_settings(settings)
     expires = endpoint.previous_secret_expires_at
-    if not force and endpoint.previous_secret_encrypted and expires is not None and expires > now:
-        raise RotationInProgressError(
-            f"the secret before the last rotation still signs until {expires:%Y-%m-%d %H:%M} UTC; rotating "
-            "again now drops it at once (receivers still using it refuse every delivery): wait, or force it")
+    in_overlap = bool(endpoint.previous_secret_encrypted) and expires is not None and expires > now
+    previous_readable = in_overlap and _readable(box, endpoint.previous_secret_encrypted)
+    notes: list[str] = []
+    previous: str | None
+    previous_until: datetime | None
+    if _readable(box, endpoint.secret_encrypted):
+        if not force and previous_readable:
+            raise RotationInProgressError(
+                f"the secret before the last rotation still signs until {expires:%Y-%m-%d %H:%M} UTC; rotating "
+                "again now drops it at once (receivers still using it refuse every delivery): wait, or force it")
+        previous, previous_until = endpoint.secret_encrypted, now + ROTATION_OVERLAP
+    else:
+        unreadable = ("the endpoint's current secret cannot be decrypted with this process's key "
+                      "(POSTCALL_WEBHOOK_SECRETS_KEY, or POSTCALL_SECRET_KEY)")
+        if previous_readable and not force:
+            previous, previous_until = endpoint.previous_secret_encrypted, expires
+            notes.append(f"{unreadable}: it is dropped, not kept as the previous secret; the one before it still "
+                         f"signs until {expires:%Y-%m-%d %H:%M} UTC")
+        elif not force:
+            raise RotationInProgressError(
+                f"{unreadable}. If the key changed (every process has the new one), rotate with --force (API: "
+                "force=true): the new secret replaces it and no previous secret is kept. If this process runs "
+                "with another key than the workers, fix its key first: a secret sealed here would be unreadable "
+                "to them too")
+        else:
+            previous, previous_until = None, None
+            notes.append(f"{unreadable}: it is dropped, and no previous secret is kept: deliveries carry the new "
+                         "signature alone from now on")
     secret = generate_secret()
-    endpoint.previous_secret_encrypted = endpoint.secret_encrypted
-    endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
-    endpoint.secret_encrypted = SecretBox.from_settings(settings).seal(secret)
+    endpoint.previous_secret_encrypted = previous
+    endpoint.previous_secret_expires_at = previous_until
+    endpoint.secret_encrypted = box.seal(secret)
     session.flush()
-    return secret
+    return Rotation(secret, previous_until, tuple(notes))
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,14 @@ class EventV1(BaseModel):
     # (an enum in the schema would make its validator refuse the event instead).
     type: str = Field(description="call.processed | call.failed | call.approved | call.rejected | call.reopened | "
                                   "call.updated | call.deleted; more may be added within v1: ignore unknown ones.")
-    timestamp: datetime = Field(description="When the change the event reports happened (UTC). Deliveries of "
-                                            "one call to one endpoint arrive in the order of the changes.")
+    timestamp: datetime = Field(description="When the change the event reports happened (UTC), by the clock of the "
+                                            "process that wrote it: informative, not an order (clocks of "
+                                            "different hosts differ). Order a call's events by `sequence`.")
+    sequence: int = Field(ge=1, description="The event's place in the outbox (the feed's `cursor` of the same "
+                                            "event, as a number): a later change of the same call always has a "
+                                            "higher sequence. Per call, apply an event only if its sequence is "
+                                            "higher than the last one applied (a replayed old event has a lower "
+                                            "one). Not contiguous: gaps are normal.")
     data: CallRecordV1 = Field(description="The call's record as of the change (postcall.call.v1).")
 
 
@@ -104,9 +110,21 @@ def new_event_id() -> str:
 
 
 def envelope(event_type: str, occurred_at_iso: str, record: CallRecordV1 | dict[str, Any]) -> dict[str, Any]:
-    """The webhook body, Standard Webhooks style: type, timestamp and the record as `data`."""
+    """The stored payload of an event: type, timestamp and the record as `data` (the webhook body without
+    its `sequence`, which is the event's row id, known only once the row is written: `webhook_body`)."""
     data = record.model_dump(mode="json") if isinstance(record, CallRecordV1) else record
     return {"type": event_type, "timestamp": occurred_at_iso, "data": data}
+
+
+def webhook_body(payload: dict[str, Any], outbox_id: int) -> dict[str, Any]:
+    """The body a delivery sends (postcall.event.v1): the stored payload with `sequence`, the event's outbox
+    id. A call's events are written under the call's row lock (`record_event`'s callers hold it), so each
+    later event of a call takes a larger id than the earlier ones: unlike `timestamp`, which comes from the
+    clock of whichever process wrote it, the sequence orders a call's events whatever the clocks say. The
+    feed serves the same value as each item's `sequence` (and, as a string, its `cursor`)."""
+    body: dict[str, Any] = {"type": payload.get("type"), "timestamp": payload.get("timestamp"), "sequence": outbox_id}
+    body.update((key, value) for key, value in payload.items() if key not in body)
+    return body
 
 
 class CallChange(NamedTuple):
@@ -142,6 +160,10 @@ def record_event(
 ) -> int:
     """Write `event_type` for `call` to the outbox in the current transaction and return the event's row
     id. Flushes; never commits.
+
+    The caller holds the call's row lock (every caller does: the review functions, the pipeline's final
+    writes, the retention purge's chunks, a resubmission): a call's events then take increasing ids in the
+    order of its changes, which the body's `sequence` (`webhook_body`) and the feed's cursor promise.
 
     Call it after the state change (and its review event) is applied, so the record shows them. For
     `call.deleted` call it before the call's rows go: the record is identity only, and the call's earlier

@@ -1,7 +1,10 @@
 """Webhook signing secrets: generated here, stored encrypted (HMAC needs the plain secret), never logged.
 
 The encryption key is POSTCALL_WEBHOOK_SECRETS_KEY, or derived from POSTCALL_SECRET_KEY when that is unset;
-changing it makes stored secrets unreadable (rotate every endpoint's secret afterwards).
+changing it makes stored secrets unreadable (rotate every endpoint's secret afterwards, with --force: a
+rotation refuses, by default, to replace a secret it cannot decrypt, since the cause may be its own key).
+A delivery signs with every secret of its endpoint that decrypts and leaves out (and reports) one that
+does not.
 """
 
 from __future__ import annotations
@@ -45,5 +48,7 @@ class SecretBox:
         except InvalidToken:
             raise ConfigError(
                 "a webhook secret cannot be decrypted: POSTCALL_WEBHOOK_SECRETS_KEY (or POSTCALL_SECRET_KEY) "
-                "changed since it was stored; rotate the endpoint's secret"
+                "changed since it was stored, or the process that stored it runs with another key than this one; "
+                "give every process the same key, or rotate the endpoint's secret (--force, API force=true) "
+                "where the workers' key is set"
             ) from None

@@ -6,13 +6,16 @@ tenant-scoped, 403 for a role that may not, 422 naming invalid input.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.errors import InvalidInputError
 from app.handoff.endpoints import (
+    EndpointView,
     add_endpoint,
     disable_endpoint,
     enable_endpoint,
@@ -21,13 +24,14 @@ from app.handoff.endpoints import (
     list_endpoints,
     replay_deliveries,
     rotate_secret,
+    subscription_warnings,
 )
 from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
 from app.handoff.outbox import EventType, event_json_schema
 from app.handoff.record import CallRecordV1, build_record, record_json_schema
 from app.models.tables import MAX_BIG_ID
 from app.review import visible_call
-from app.schemas.api import DeliveryOut, EndpointOut
+from app.schemas.api import DeliveryOut
 from app.web.api import ERRORS, FORBIDDEN, INVALID, CallIdPath
 from app.web.deps import ApiUser, DbSession, web_state
 from app.web.queue import MAX_RECORD_ID
@@ -41,6 +45,7 @@ RecordId = Annotated[int, Field(ge=1, le=MAX_RECORD_ID)]
 DeliveryId = Annotated[int, Field(ge=1, le=MAX_BIG_ID)]
 EndpointIdPath = Annotated[int, Path(description="The endpoint's id.", ge=1, le=MAX_RECORD_ID)]
 MAX_REPLAY_IDS = 1000
+FEED_PARAMETERS = frozenset({"after", "limit"})
 MAX_EVENT_ID_CHARS = 40
 # The deliveries' list, under the router's prefix: its `Link` header names the next page by it.
 DELIVERIES_ROUTE = "/webhooks/deliveries"
@@ -58,6 +63,9 @@ class FeedEventOut(BaseModel):
     id: str = Field(description="The event id; the same value is the webhook-id of its deliveries.")
     type: str
     timestamp: str
+    sequence: int = Field(description="The event's `sequence`, as its webhook body carries it (the cursor as a "
+                                      "number): per call, apply an event only if its sequence is higher than "
+                                      "the last one applied.")
     data: dict[str, Any] = Field(description="The postcall.call.v1 record (see /api/schemas/call.v1.json).")
 
 
@@ -67,13 +75,44 @@ class FeedOut(BaseModel):
 
 
 class EndpointIn(BaseModel):
+    # Unknown fields are refused: a `secret` sent along was ignored, and the integrator who believed they had
+    # set it failed every verification.
+    model_config = ConfigDict(extra="forbid")
+
     url: StorableStr = Field(max_length=2000)
     events: list[EventType] | None = Field(default=None, description="Event types to send; omitted: all.")
     description: StorableStr | None = Field(default=None, max_length=200)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secret(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "secret" in data:
+            raise ValueError("`secret` cannot be set: the server generates the signing secret and returns it once, "
+                             "in this request's answer")
+        return data
 
-class EndpointSecretOut(EndpointOut):
+
+class EndpointSecretOut(EndpointView):
     secret: str = Field(description="The signing secret (whsec_...). Shown this once; store it now.")
+
+
+class EndpointCreatedOut(EndpointSecretOut):
+    warnings: list[str] = Field(default_factory=list, description="What the subscription misses (call.approved "
+                                                                   "without call.reopened...).")
+
+
+class EndpointRotatedOut(EndpointSecretOut):
+    previous_secret_until: datetime | None = Field(description="The secret before this one keeps signing until "
+                                                               "then; null: it signs no more.")
+    notes: list[str] = Field(default_factory=list, description="What changed besides (a secret that did not "
+                                                                "decrypt was dropped...).")
+
+
+class EndpointEnabledOut(EndpointView):
+    queued: int = Field(description="Events written while it was disabled, queued for it now (in order).")
+    skipped: int = Field(description="Events written while it was disabled, not queued (skip_backlog=true).")
+    notes: list[str] = Field(default_factory=list, description="What the admin must know: dead letters to "
+                                                                "replay, events the retention purge deleted.")
 
 
 class ReplayIn(BaseModel):
@@ -115,6 +154,7 @@ def get_event_schema() -> dict[str, Any]:
                                         "kept (hand-off retention): catch up from the calls API, then start "
                                         "again without `after`."}})
 def get_events_feed(
+    request: Request,
     principal: ApiUser,
     db: DbSession,
     after: Annotated[str | None, Query(description="A `next_cursor` from an earlier page; omit to start.",
@@ -126,54 +166,69 @@ def get_events_feed(
     misses nothing (a page can come back empty while a large transaction is still writing events; poll
     again). A deleted call's earlier events are stripped to identity fields. Events are kept for the
     hand-off's retention period (POSTCALL_HANDOFF_RETENTION_DAYS): a cursor from before the oldest kept is
-    410, never a silent gap."""
+    410, never a silent gap. An unknown query parameter is 422: the feed has no filters, and one guessed
+    (`type=`, `call_id=`) was ignored, serving every event as if it had applied."""
+    unknown = sorted(set(request.query_params) - FEED_PARAMETERS)
+    if unknown:
+        raise InvalidInputError(f"unknown query parameter(s) {', '.join(unknown)[:200]}: /api/events takes "
+                                f"{' and '.join(sorted(FEED_PARAMETERS))} only (no filters: filter on your side)")
     page = read_feed(db, principal, after, limit)
     db.rollback()  # a read: end it now, releasing the feed's lock before the answer is built
     return FeedOut(
         events=[FeedEventOut(cursor=item.cursor, id=item.event_id, type=item.type,
-                             timestamp=str(item.payload.get("timestamp", "")), data=item.payload.get("data", {}))
+                             timestamp=str(item.payload.get("timestamp", "")), sequence=int(item.cursor),
+                             data=item.payload.get("data", {}))
                 for item in page.items],
         next_cursor=page.next_cursor,
     )
 
 
 @router.get("/webhooks", tags=["hand-off"], summary="The tenant's webhook endpoints (admins)", responses=FORBIDDEN)
-def get_webhooks(principal: ApiUser, db: DbSession) -> list[EndpointOut]:
+def get_webhooks(principal: ApiUser, db: DbSession) -> list[EndpointView]:
     principal.require(principal.can_manage_users, "manage webhooks")
-    return [EndpointOut.model_validate(e) for e in list_endpoints(db, principal.tenant_id)]
+    return [EndpointView.model_validate(e) for e in list_endpoints(db, principal.tenant_id)]
 
 
 @router.post("/webhooks", tags=["hand-off"], status_code=status.HTTP_201_CREATED,
              summary="Register an endpoint; the signing secret is in the answer, once",
              responses={**FORBIDDEN, **INVALID})
-def post_webhook(body: EndpointIn, request: Request, principal: ApiUser, db: DbSession) -> EndpointSecretOut:
+def post_webhook(body: EndpointIn, request: Request, principal: ApiUser, db: DbSession) -> EndpointCreatedOut:
     principal.require(principal.can_manage_users, "manage webhooks")
+    event_types = [e.value for e in body.events] if body.events is not None else None
     created = add_endpoint(db, web_state(request).settings, tenant_id=principal.tenant_id, url=body.url,
-                           event_types=[e.value for e in body.events] if body.events is not None else None,
-                           description=body.description)
+                           event_types=event_types, description=body.description)
     db.commit()
-    return EndpointSecretOut(**EndpointOut.model_validate(created.endpoint).model_dump(), secret=created.secret)
+    return EndpointCreatedOut(**EndpointView.model_validate(created.endpoint).model_dump(), secret=created.secret,
+                              warnings=subscription_warnings(created.endpoint.event_types))
 
 
 @router.post("/webhooks/{endpoint_id}/disable", tags=["hand-off"], summary="Stop sending to an endpoint",
              responses=FORBIDDEN)
-def post_webhook_disable(endpoint_id: EndpointIdPath, principal: ApiUser, db: DbSession) -> EndpointOut:
+def post_webhook_disable(endpoint_id: EndpointIdPath, principal: ApiUser, db: DbSession) -> EndpointView:
     principal.require(principal.can_manage_users, "manage webhooks")
     endpoint = disable_endpoint(db, get_endpoint(db, principal.tenant_id, endpoint_id),
                                 f"disabled by {principal.name}")
     db.commit()
-    return EndpointOut.model_validate(endpoint)
+    return EndpointView.model_validate(endpoint)
 
 
 @router.post("/webhooks/{endpoint_id}/enable", tags=["hand-off"],
-             summary="Send to an endpoint again (replay what was dead-lettered meanwhile)", responses=FORBIDDEN)
+             summary="Send to an endpoint again; the events written while it was disabled are queued for it",
+             responses=FORBIDDEN)
 def post_webhook_enable(
-    request: Request, endpoint_id: EndpointIdPath, principal: ApiUser, db: DbSession
-) -> EndpointOut:
+    request: Request, endpoint_id: EndpointIdPath, principal: ApiUser, db: DbSession,
+    skip_backlog: Annotated[bool, Query(description="Do not queue the events written while it was disabled (the "
+                                                    "receiver catches up from the calls API instead).")] = False,
+) -> EndpointEnabledOut:
+    """Disabling is a pause: the events of the tenant that match the endpoint's subscription and were written
+    while it was disabled are queued for it, in order (`queued`), unless `skip_backlog=true`. What was
+    dead-lettered before or by the disable is sent again by POST /api/webhooks/deliveries/replay."""
     principal.require(principal.can_manage_users, "manage webhooks")
-    endpoint = enable_endpoint(db, web_state(request).settings, get_endpoint(db, principal.tenant_id, endpoint_id))
+    enabled = enable_endpoint(db, web_state(request).settings, get_endpoint(db, principal.tenant_id, endpoint_id),
+                              backlog=not skip_backlog)
     db.commit()
-    return EndpointOut.model_validate(endpoint)
+    return EndpointEnabledOut(**EndpointView.model_validate(enabled.endpoint).model_dump(), queued=enabled.queued,
+                              skipped=enabled.skipped, notes=enabled.notes)
 
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", tags=["hand-off"],
@@ -183,13 +238,15 @@ def post_webhook_enable(
 def post_webhook_rotate(
     endpoint_id: EndpointIdPath, request: Request, principal: ApiUser, db: DbSession,
     force: Annotated[bool, Query(description="Rotate even during the last rotation's overlap: the secret "
-                                             "before it stops signing at once (for a leaked secret).")] = False,
-) -> EndpointSecretOut:
+                                             "before it stops signing at once (for a leaked secret), or "
+                                             "the current one cannot be decrypted.")] = False,
+) -> EndpointRotatedOut:
     principal.require(principal.can_manage_users, "manage webhooks")
     endpoint = get_endpoint(db, principal.tenant_id, endpoint_id)
-    secret = rotate_secret(db, web_state(request).settings, endpoint, force=force)
+    rotation = rotate_secret(db, web_state(request).settings, endpoint, force=force)
     db.commit()
-    return EndpointSecretOut(**EndpointOut.model_validate(endpoint).model_dump(), secret=secret)
+    return EndpointRotatedOut(**EndpointView.model_validate(endpoint).model_dump(), secret=rotation.secret,
+                              previous_secret_until=rotation.previous_until, notes=list(rotation.notes))
 
 
 @router.get(DELIVERIES_ROUTE, tags=["hand-off"], summary="Recent deliveries, newest first (admins)",

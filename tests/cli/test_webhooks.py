@@ -93,8 +93,8 @@ def test_the_cli_shows_an_endpoint_exactly_as_the_api_does(database: str) -> Non
     assert from_cli == from_api and len(from_api) == 2
     assert from_api[0]["active"] is False and from_api[0]["disabled_reason"]
     # `add --json` shows the same fields as the list, with the tenant and the secret on top.
-    assert {k: v for k, v in created.items() if k not in ("tenant", "secret")} == {**from_api[0], "active": True,
-                                                                                  "disabled_reason": None}
+    assert {k: v for k, v in created.items() if k not in ("tenant", "secret")} == {
+        **from_api[0], "active": True, "disabled_reason": None, "disabled_at": None}
 
 
 def test_the_cli_shows_a_delivery_exactly_as_the_api_does(database: str) -> None:

@@ -116,7 +116,9 @@ def test_a_delivery_is_signed_the_standard_webhooks_way(
         event = session.get(OutboxEvent, delivery.outbox_id)
         assert event is not None
         assert request.webhook_id == event.event_id
-        assert verify(request, secret) == event.payload  # any Standard Webhooks library can check it
+        # Any Standard Webhooks library can check it; the body is the stored payload with its `sequence`
+        # (the event's outbox id: the order of a call's events, whatever the writers' clocks say).
+        assert verify(request, secret) == {**event.payload, "sequence": event.id}
     assert request.headers["content-type"] == "application/json"
     assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 10
     with pytest.raises(Exception, match="signature"):
@@ -335,7 +337,7 @@ def test_a_rotated_secret_signs_alongside_the_old_one(
         with unit_of_work(session_factory) as session:
             endpoint = get_endpoint(session, session.get(WebhookEndpoint, endpoint_id).tenant_id,  # type: ignore[union-attr]
                                     endpoint_id)
-            new_secret = rotate_secret(session, allow_private, endpoint)
+            new_secret = rotate_secret(session, allow_private, endpoint).secret
             assert new_secret not in endpoint.secret_encrypted and old_secret != new_secret
         call_id = processed_call(session_factory, "del-10")
         (delivery,) = deliveries(session_factory, call_id)

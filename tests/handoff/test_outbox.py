@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings, get_settings
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.errors import PermanentError
-from app.handoff.outbox import envelope, event_json_schema, install_delivery_notifier, payload_json
+from app.handoff.outbox import envelope, event_json_schema, install_delivery_notifier, payload_json, webhook_body
 from app.handoff.record import CallRecordV1, bounded, json_size, record_json_schema
 from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.heuristic import HeuristicProvider
@@ -292,12 +292,15 @@ def test_every_kind_of_event_body_is_valid_by_the_published_event_schema(
     admin, _ = make_principal(session_factory, "ada", UserRole.admin)
     with unit_of_work(session_factory) as session:
         delete_call(session, admin, processed)
-    bodies = [event.payload for call_id in (processed, failed) for event in events_of(session_factory, call_id)]
+    bodies = [webhook_body(event.payload, event.id) for call_id in (processed, failed)
+              for event in events_of(session_factory, call_id)]
     assert {body["type"] for body in bodies} == {"call.processed", "call.deleted", "call.failed"}
     for body in bodies:
         assert validator.is_valid(body), list(validator.iter_errors(body))[:3]
-    # What it refuses: a body without its record, or a record without its call.
-    assert not validator.is_valid({"type": "call.processed", "timestamp": bodies[0]["timestamp"]})
+    # What it refuses: a body without its record, a record without its call, a body without its sequence
+    # (the order of a call's events: the timestamps come from the writers' clocks).
+    assert not validator.is_valid({"type": "call.processed", "timestamp": bodies[0]["timestamp"], "sequence": 1})
+    assert not validator.is_valid({key: value for key, value in bodies[0].items() if key != "sequence"})
     broken = json.loads(json.dumps(bodies[0]))
     del broken["data"]["call_id"]
     assert not validator.is_valid(broken)
