@@ -165,6 +165,8 @@ _SENTENCE_OPENING_WORDS = FUNCTION_WORDS | DROPPABLE_WORDS | frozenset({
     "then", "when", "after", "before", "later", "finally", "also", "next", "meanwhile", "today", "yesterday",
     "however", "although", "because", "since", "while", "once", "unfortunately", "additionally", "overall",
 })
+# "I'm", "I've", "I'll", "I'd": the speaker, capitalized as "I" is.
+_FIRST_PERSON = ("i'", "i’", "iʼ")
 # Prefixes of a said word shorter than this are not the same name ("Al" in "alright").
 _NAME_PREFIX_MIN_CHARS = 4
 
@@ -190,7 +192,7 @@ def _name_runs(text: str) -> list[list[str]]:
             if (bare == word and not next_is_name) or bare.lower() in _SENTENCE_OPENING_WORDS:
                 continue
         bare = bare.lower()
-        if len(bare) > 1 and bare not in _NOT_NAMES:
+        if len(bare) > 1 and bare not in _NOT_NAMES and not bare.startswith(_FIRST_PERSON):
             if runs and previous_end >= 0 and not text[previous_end : match.start()].strip():
                 runs[-1].append(bare)
             else:
@@ -251,11 +253,17 @@ class _CallWords:
 _CAMEL_BOUNDARY = re.compile(r"(?<=[^\W\d_A-Z])(?=[^\W\d_a-z])")
 
 
+# What lies between two words of one line: anything but a letter, a digit or a line break ("_" included:
+# "@British_Airways" says "British Airways").
+_GAP = r"(?:[^\w\n]|_)+"
+
+
 @functools.lru_cache(maxsize=1024)
 def _together(run: tuple[str, ...]) -> re.Pattern[str]:
     # Within one line: the gaps between words never cross a line break (turns are joined by them).
-    gap = rf"(?:[^\w\n]+\w+){{0,{_NAME_GAP_WORDS - 1}}}[^\w\n]+"
-    return re.compile(r"(?<!\w)" + gap.join(re.escape(word) for word in run))
+    gap = rf"(?:{_GAP}[^\W_]+){{0,{_NAME_GAP_WORDS - 1}}}{_GAP}"
+    # Its first word begins a word, as `said` reads it: after anything but a letter ("@British_Airways").
+    return re.compile(r"(?<![^\W\d_])" + gap.join(re.escape(word) for word in run))
 
 
 def _call_words(prepared: PreparedTranscript) -> _CallWords:

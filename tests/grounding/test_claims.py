@@ -1110,3 +1110,12 @@ def test_a_name_said_in_pieces_within_one_turn_is_said() -> None:
 def test_a_movement_the_evidence_gives_the_other_way_round_is_its_opposite(
         claim: str, evidence: str, reason: Reason | None) -> None:
     assert unsupported_claim_detail(claim, [evidence]) is reason
+
+
+def test_a_claim_quoting_the_call_says_only_names_the_call_says() -> None:
+    call = transcript(("customer", "@British_Airways Hi Leanne I've sent the message thanks"),
+                      ("agent", "@SW_Help On hold for over 15 minutes... useless."))
+    prepared = PreparedTranscript(call.utterances)
+    for utterance in call.utterances:
+        assert unsaid_name(utterance.text, prepared) is None, utterance.text
+    assert unsaid_name("The customer told Leanne at British Airways the message was sent", prepared) is None
