@@ -414,7 +414,7 @@ def process_call(
     persist_started = time.perf_counter()
     spent = facts(extracted.result.usage, extracted.verify_ms, extracted.provider_ms)
     try:
-        outcome = _persist_success(factory, call_id, claimed, spent, extracted)
+        outcome = _persist_success(factory, call_id, claimed, spent, extracted, reprocess_reviewed=reprocess_reviewed)
     except IntegrityError as exc:
         with unit_of_work(factory) as session:
             call = lock_call(session, call_id)
@@ -442,19 +442,22 @@ def process_call(
 
 
 def _persist_success(
-    factory: sessionmaker[Session], call_id: str, claimed: _Claimed, spent: RunFacts, extracted: _Extracted
+    factory: sessionmaker[Session], call_id: str, claimed: _Claimed, spent: RunFacts, extracted: _Extracted,
+    *, reprocess_reviewed: bool = False,
 ) -> ProcessOutcome:
     """Store the result in one transaction, of Core statements on a connection (no ORM session: see
     `connection_unit_of_work`); the webhook deliveries it writes are handed over once it committed. A pooled
     connection found dead (PostgreSQL restarted since it was last used: there is no ping before each
     checkout) is replaced and the write tried once more, so an answer already paid for is not thrown away;
     the idempotency key makes the second try safe."""
-    # A decided call extracted again (`reprocess_reviewed`): its decision is reopened in the transaction that
-    # stores the new result, on an ORM session (the review event and the call.reopened record read it).
-    reopen = claimed.previous_state in REVIEWED_STATES
+    # A call that had a result is extracted again (`postcall reprocess`, a new prompt) without leaving its state,
+    # so a reviewer may decide it meanwhile: whether a decision is reopened is read under the row lock, in the
+    # transaction that stores the new result, on an ORM session (the review event and the call.reopened record
+    # read it).
+    reextracted = claimed.previous_state in TERMINAL_PROCESSING_STATES
     for attempt in (1, 2):
         try:
-            unit = unit_of_work(factory) if reopen else connection_unit_of_work(factory)
+            unit = unit_of_work(factory) if reextracted else connection_unit_of_work(factory)
             with unit as connection:
                 locked = lock_call_for_result(connection, call_id, claimed.facts_key)
                 if locked is None:
@@ -469,9 +472,13 @@ def _persist_success(
                 left = _left_its_batch(call.id, call.state, locked.llm_batch_id, spent.llm_batch_id)
                 if left is not None:  # taken out of the batch while its answer was being verified
                     return left
+                reopen = call.state in REVIEWED_STATES
+                if reopen and not reprocess_reviewed:
+                    # Decided while a stray message re-extracted it: only `postcall reprocess` reopens a decision.
+                    return ProcessOutcome(call.id, call.state, skipped=True)
                 if reopen:
                     assert isinstance(connection, Session)
-                    reopen_for_new_result(connection, call.id, claimed.previous_state)
+                    reopen_for_new_result(connection, call.id, call.state)
                 written = write_succeeded_run(connection, spent, extracted.report,
                                               raw_response=extracted.result.raw_response, locked=locked,
                                               transcript=claimed.transcript, scan=extracted.scan)
@@ -519,9 +526,13 @@ def _record_failure(
         run = add_run(session, call, facts, status=RunStatus.failed, error=reason, raw_response=raw)
         if kept_state is not None:
             # A re-extraction (new prompt or model) failed: the call keeps its earlier result and any
-            # reviewer's decision; the failed run and last_error say what happened.
-            set_state(call, kept_state, error=reason)
-            return ProcessOutcome(call.id, kept_state, run_id=run.id, error=reason)
+            # reviewer's decision (made meanwhile too: it never left its state), and its place in the review
+            # queue; the failed run and last_error say what happened.
+            if call.state in TERMINAL_PROCESSING_STATES:
+                call.last_error = reason
+            else:
+                set_state(call, kept_state, error=reason)
+            return ProcessOutcome(call.id, call.state, run_id=run.id, error=reason)
         already_failed = call.state is CallState.failed
         set_state(call, CallState.failed, error=reason)
         if not already_failed:  # a second give-up on a failed call is no new hand-off event

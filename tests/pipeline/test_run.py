@@ -226,3 +226,74 @@ def test_a_busy_connection_pool_is_retried_not_failed(postgres_url: str) -> None
         for release in releases:
             release.join()
         engine.dispose()
+
+
+class _DecidedMeanwhile(HeuristicProvider):
+    """The heuristic provider, while a reviewer sets the call's state (committed) during the extraction."""
+
+    def __init__(self, factory: sessionmaker[Session], call_id: str, state: CallState) -> None:
+        self._factory, self._call_id, self._state = factory, call_id, state
+
+    def extract(self, transcript, prompt):  # type: ignore[no-untyped-def]
+        from sqlalchemy import update
+
+        with unit_of_work(self._factory) as session:
+            session.execute(update(Call).where(Call.id == self._call_id).values(state=self._state))
+        return super().extract(transcript, prompt)
+
+
+def test_a_decision_made_while_a_call_is_extracted_again_is_reopened_not_overwritten(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A call with a result keeps its state while it is extracted again, so a reviewer may decide it meanwhile:
+    `postcall reprocess` storing the new result reopens that decision (audited, call.reopened), a stray
+    message's result is not stored over it."""
+    import dataclasses
+
+    from app.models import OutboxEvent, ReviewEvent
+
+    call_id = _store(session_factory)
+    process_call(session_factory, call_id, HeuristicProvider(), _prompt())
+    reprocess = process_call(session_factory, call_id, _DecidedMeanwhile(session_factory, call_id, CallState.rejected),
+                             dataclasses.replace(_prompt(), version="extract-v1-r2"), reprocess_reviewed=True)
+    assert reprocess.reopened and not reprocess.skipped
+    with session_factory() as session:
+        actions = session.scalars(select(ReviewEvent.action).where(ReviewEvent.call_id == call_id)).all()
+        events = session.scalars(select(OutboxEvent.type).where(OutboxEvent.call_id == call_id)
+                                 .order_by(OutboxEvent.id)).all()
+    assert "call_reopened" in actions
+    assert events[-2:] == ["call.reopened", "call.processed"]
+
+    stray = process_call(session_factory, call_id, _DecidedMeanwhile(session_factory, call_id, CallState.approved),
+                         dataclasses.replace(_prompt(), version="extract-v1-r3"))
+    assert stray.skipped and stray.state is CallState.approved
+    with session_factory() as session:
+        versions = session.scalars(select(ExtractionRun.prompt_version).where(ExtractionRun.status
+                                   == RunStatus.succeeded)).all()
+    assert "extract-v1-r3" not in versions
+
+
+def test_a_reprocess_that_fails_keeps_the_calls_place_in_the_review_queue(
+    session_factory: sessionmaker[Session],
+) -> None:
+    from app.errors import PermanentError
+
+    class Broken(HeuristicProvider):
+        def extract(self, transcript, prompt):  # type: ignore[no-untyped-def]
+            raise PermanentError("the model answered nothing usable")
+
+    call_id = _store(session_factory)
+    process_call(session_factory, call_id, HeuristicProvider(), _prompt())
+    with session_factory() as session:
+        before = session.get(Call, call_id)
+        assert before is not None
+        state, since = before.state, before.state_changed_at
+    import dataclasses
+
+    failed = process_call(session_factory, call_id, Broken(), dataclasses.replace(_prompt(), version="extract-v9"),
+                          reprocess_reviewed=True)
+    assert failed.error is not None and failed.state is state
+    with session_factory() as session:
+        after = session.get(Call, call_id)
+        assert after is not None
+        assert (after.state, after.state_changed_at) == (state, since) and after.last_error
