@@ -217,7 +217,9 @@ class _CallWords:
 
     def __init__(self, prepared: PreparedTranscript) -> None:
         self._utterances = prepared.utterances
-        self._text = "\n".join(f"{utterance.speaker}\n{utterance.text}" for utterance in prepared.utterances)
+        # Turns and labels apart by a separator no text holds (a turn may hold line breaks of its own).
+        self._text = _TURN_SEPARATOR.join(f"{utterance.speaker}{_TURN_SEPARATOR}{utterance.text}"
+                                          for utterance in prepared.utterances)
         self._lowered = self._text.lower()
         # Lower case keeps the text's length (so its positions) for most alphabets; where it does not, a run-together
         # word's inner parts ("Air" of "AmericanAir") are not found, its whole and its start still are.
@@ -240,7 +242,7 @@ class _CallWords:
         return False
 
     def said_together(self, run: Sequence[str]) -> bool:
-        """Whether one line of the call (a turn, or a speaker's label) says the words of `run` in order, each
+        """Whether one turn of the call (or a speaker's label) says the words of `run` in order, each
         within `_NAME_GAP_WORDS` words of the one before ("john, last name smith" says "John Smith")."""
         pattern = _together(tuple(run))
         if pattern.search(self._lowered) is not None:
@@ -253,14 +255,15 @@ class _CallWords:
 _CAMEL_BOUNDARY = re.compile(r"(?<=[^\W\d_A-Z])(?=[^\W\d_a-z])")
 
 
-# What lies between two words of one line: anything but a letter, a digit or a line break ("_" included:
+_TURN_SEPARATOR = "\x1e"
+# What lies between two words of one turn: anything but a letter, a digit or the turns' separator ("_" included:
 # "@British_Airways" says "British Airways").
-_GAP = r"(?:[^\w\n]|_)+"
+_GAP = r"(?:[^\w\x1e]|_)+"
 
 
 @functools.lru_cache(maxsize=1024)
 def _together(run: tuple[str, ...]) -> re.Pattern[str]:
-    # Within one line: the gaps between words never cross a line break (turns are joined by them).
+    # Within one turn: the gaps between words never cross the separator the turns are joined by.
     gap = rf"(?:{_GAP}[^\W_]+){{0,{_NAME_GAP_WORDS - 1}}}{_GAP}"
     # Its first word begins a word, as `said` reads it: after anything but a letter ("@British_Airways").
     return re.compile(r"(?<![^\W\d_])" + gap.join(re.escape(word) for word in run))
@@ -276,6 +279,24 @@ def _call_words(prepared: PreparedTranscript) -> _CallWords:
 
 # The words of a name said together lie this many words apart at most: "john, last name smith" is "John Smith".
 _NAME_GAP_WORDS = 4
+_NAME_MAX_WORDS = 4
+
+
+def _headline_case(text: str) -> bool:
+    """Whether `text` is written as a title, most of its words capitalized ("Branch Hours Inquiry", "Reason:
+    Lost Debit Card"), as a model may write a reason or an outcome: its capitals mark no names."""
+    words = [word for word in _NAME_CANDIDATE.findall(text) if word.lower() not in _TITLE_SMALL_WORDS]
+    return len(words) >= _HEADLINE_MIN_WORDS and sum(word[0].isupper() for word in words) >= \
+        _HEADLINE_SHARE * len(words)
+
+
+_HEADLINE_MIN_WORDS = 2
+# A sentence naming people and places has a capitalized word for every one or two of its others ("David paid
+# $132 to Smart Water": 3 of 5): a title, nearly all.
+_HEADLINE_SHARE = 0.8
+# Words a title leaves in small letters ("Request for Account Balance").
+_TITLE_SMALL_WORDS = frozenset({"a", "an", "the", "of", "for", "to", "and", "or", "in", "on", "at", "with", "by",
+                                "from", "about", "via", "per"})
 
 
 def unsaid_name(claim: str, prepared: PreparedTranscript) -> str | None:
@@ -285,7 +306,10 @@ def unsaid_name(claim: str, prepared: PreparedTranscript) -> str | None:
     and the caller Patricia Brown). A name is said when a word of the call is it or begins with it
     ("Sainsbury" in "@sainsburys", "Amazon" in "@AmazonHelp"); "UPS", in capitals, is not read. A fabricated
     detail nobody could check against the call."""
-    runs = _name_runs(visible_text(claim))
+    visible = visible_text(claim)
+    if _headline_case(visible):
+        return None  # "Lost Debit Card Replacement": capitals say nothing of names
+    runs = _name_runs(visible)
     if not runs:
         return None  # capitals, but no name (most claims): the call's words are not indexed
     words = _call_words(prepared)
@@ -293,7 +317,8 @@ def unsaid_name(claim: str, prepared: PreparedTranscript) -> str | None:
         for name in run:
             if not words.said(name):
                 return name
-        if len(run) > 1 and not words.said_together(run):
+        # (A longer run is a title, not a name; read word by word only, which also bounds the search's work.)
+        if 1 < len(run) <= _NAME_MAX_WORDS and not words.said_together(run):
             return " ".join(run)
     return None
 
@@ -1360,6 +1385,8 @@ _NOT_A_DOING_STEMS = (_NOT_ASSERTING_STEMS - _FACT_SENSE_STEMS - _GIVING_STEMS) 
     "relate", "involve", "verify", "identify", "authenticate", "frustrate", "confuse", "upset", "annoy", "surprise",
     "worry", "please", "satisfy", "dissatisfy", "disappoint", "tire", "unauthorize", "unexpect", "outdate",
     "associate", "link", "attach", "register", "name", "locate", "need",
+    # "checked the balance" says a balance was asked for and told, rather than anything promised
+    "check",
 ))
 
 
@@ -1389,15 +1416,17 @@ def _governed_by_future(tokens: Sequence[str], index: int) -> bool:
     for back in range(index - 1, max(index - 1 - _BETWEEN_REACH, -1), -1):
         word = tokens[back]
         if word in _FUTURE_MARKERS:
-            if word == "to" and back > 0 and tokens[back - 1] in _PAST_OBLIGATION:
-                return False
+            if word == "to" and back > 0 and (tokens[back - 1] in _PAST_OBLIGATION or (
+                    tokens[back - 1] == "able" and back > 1 and tokens[back - 2] in _PAST_BE)):
+                return False  # "we had to cancel", "I managed to", "I was able to change it": it was done
             return not (word in _ABILITY and _stem(tokens[index]) in _STATED_NOW_STEMS)
         if word not in _BETWEEN_MARKER_AND_VERB:
             return False
     return False
 
 
-_PAST_OBLIGATION = frozenset({"had"})
+_PAST_OBLIGATION = frozenset({"had", "managed"})
+_PAST_BE = frozenset({"was", "were"})
 _ABILITY = frozenset({"can", "could"})
 _STATED_NOW_STEMS = frozenset(_stem(word) for word in (
     "confirm", "see", "tell", "assure", "verify", "guarantee", "say", "show", "advise", "inform", "notify",
@@ -1497,12 +1526,16 @@ def _movement_ends(text: str) -> list[tuple[frozenset[str], frozenset[str]]]:
     return ends
 
 
+_BACK = re.compile(r"\b(?:back|return(?:ed|s|ing)?|revers(?:e|ed|es|ing)|undo(?:ne|ing)?|undid)\b")
+
+
 def reversed_in_evidence(claim: str, evidence_texts: Sequence[str]) -> bool:
     """Whether the claim moves something from one end to another that its evidence gives the other way round,
     and never its way: "transferred $135 from savings to checking" on "from your checking account to your
     savings account", "the flight from Heathrow to Oslo" on "Oslo to Heathrow" is read only as "from ... to"."""
-    if "from" not in claim.lower():
-        return False
+    lowered = claim.lower()
+    if "from" not in lowered or _BACK.search(lowered):
+        return False  # "moved it back from savings to checking" undoes the movement its evidence gives
     claimed = _movement_ends(visible_text(claim))
     if not claimed:
         return False

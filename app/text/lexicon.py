@@ -266,7 +266,7 @@ IRREGULAR_PAST_FORMS: dict[str, str] = {
         ("begin", ("began", "begun")), ("freeze", ("froze", "frozen")), ("choose", ("chose", "chosen")),
         ("hold", ("held",)), ("withdraw", ("withdrew", "withdrawn")), ("break", ("broke", "broken")),
         ("forgive", ("forgave", "forgiven")), ("show", ("shown",)), ("mistake", ("mistook", "mistaken")),
-        ("overpay", ("overpaid",)),
+        ("overpay", ("overpaid",)), ("unfreeze", ("unfroze", "unfrozen")),
     )
     for past in pasts
 }

@@ -381,7 +381,7 @@ def normalize(text: str) -> NormalizedText:
         if repeats:
             pieces = _drop_stutters(pieces, text)
         if flags & _HAS_NUMBER:
-            pieces = _compose_numbers(pieces) if flags & _HAS_SPOKEN_NUMBER else _merge_digit_sequences(pieces)
+            pieces = _compose_numbers(pieces, text) if flags & _HAS_SPOKEN_NUMBER else _merge_digit_sequences(pieces)
         if flags & _HAS_LETTER_M:
             pieces = _merge_spelled_time_markers(pieces)
         if flags & _HAS_SPOKEN_NUMBER:
@@ -710,7 +710,7 @@ def _expand_apostrophe(word: str) -> tuple[str, ...]:
 # --- pass 2: spoken numbers -> digits -----------------------------------------------------------
 
 
-def _compose_numbers(pieces: list[_Piece]) -> list[_Piece]:
+def _compose_numbers(pieces: list[_Piece], text: str) -> list[_Piece]:
     """Combine runs of spoken number words: 'one hundred and thirty five' -> '135'.
 
     A run of bare single digits ("one two three four", as account numbers are read out) becomes one
@@ -739,6 +739,7 @@ def _compose_numbers(pieces: list[_Piece]) -> list[_Piece]:
         tens = result[-1] if groups else None
         if following is not None and following.ordinal is not None and following.ordinal < _TENS_STEP \
                 and following.kind is TokenKind.word and tens is not None and tens.text in _ORDINAL_TENS \
+                and _ORDINAL_JOIN.fullmatch(text[tens.end : following.start]) \
                 and (following.text != "second" or _a_day_around(result, pieces, index)):
             ordinal = int(tens.text) + following.ordinal
             result[-1] = _Piece(str(ordinal), tens.start, following.end, TokenKind.number, ordinal=ordinal,
@@ -748,11 +749,16 @@ def _compose_numbers(pieces: list[_Piece]) -> list[_Piece]:
 
 
 def _a_day_around(result: list[_Piece], pieces: list[_Piece], ordinal_at: int) -> bool:
-    """Whether "twenty second" at `ordinal_at` is a day: a month or "the" before it, or "of" or a month after
-    it ("a thirty second pause" is a length of time)."""
+    """Whether "twenty second" at `ordinal_at` is a day: a month before it, or "of" or a month after it ("a
+    thirty second pause", "the thirty second wait" are lengths of time)."""
     before = result[-2].text if len(result) > 1 else ""
     after = pieces[ordinal_at + 1].text if ordinal_at + 1 < len(pieces) else ""
-    return before == "the" or before in MONTHS or after == "of" or after in MONTHS
+    return before in MONTHS or after == "of" or after in MONTHS
+
+
+# Between the tens and the ordinal of one number: a space or a hyphen ("twenty-third"), not a sentence's end
+# ("... twenty. First, ...").
+_ORDINAL_JOIN = re.compile(r"[ \t]*-?[ \t]*")
 
 
 _TENS_STEP = 10

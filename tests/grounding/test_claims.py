@@ -1119,3 +1119,31 @@ def test_a_claim_quoting_the_call_says_only_names_the_call_says() -> None:
     for utterance in call.utterances:
         assert unsaid_name(utterance.text, prepared) is None, utterance.text
     assert unsaid_name("The customer told Leanne at British Airways the message was sent", prepared) is None
+
+
+def test_a_claim_written_as_a_title_gives_no_names() -> None:
+    prepared = PreparedTranscript(_names_call().utterances)
+    assert unsaid_name("Branch Hours Inquiry", prepared) is None
+    assert unsaid_name("Reason: Lost Debit Card Replacement", prepared) is None
+    assert unsaid_name("Mary Johnson lost her debit card.", prepared) == "mary"
+
+
+@pytest.mark.parametrize(("claim", "evidence"), [
+    ("The customer changed the shipping address.", "I was able to change the shipping address"),
+    ("The agent updated the phone number.", "I managed to update the phone number"),
+])
+def test_what_someone_was_able_or_managed_to_do_was_done(claim: str, evidence: str) -> None:
+    assert unsupported_claim_detail(claim, [evidence]) is None
+
+
+def test_a_movement_said_to_go_back_is_not_reversed() -> None:
+    assert unsupported_claim_detail("The agent moved the $50 back from savings to checking.",
+                                     ["I moved the $50 from your checking account to your savings account"]) is None
+
+
+def test_a_name_across_a_line_break_of_one_turn_is_said_together() -> None:
+    call = transcript(("customer", "@AmericanAir \nSan Antonio\nActive Service Member...very young man"),
+                      ("agent", "Sorry to hear that"))
+    prepared = PreparedTranscript(call.utterances)
+    assert unsaid_name(call.utterances[0].text, prepared) is None
+    assert unsaid_name("The customer, an Active Service Member, was in San Antonio.", prepared) is None

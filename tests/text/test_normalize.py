@@ -393,3 +393,5 @@ def test_a_compound_spoken_ordinal_is_one_number(spoken: str, written: str) -> N
 def test_a_length_in_seconds_is_not_a_day() -> None:
     assert normalize("a thirty second pause").tokens == ("a", "30", "second", "pause")
     assert normalize("may twenty second").tokens == ("may", "22")
+    assert normalize("the thirty second wait").tokens == ("the", "30", "second", "wait")
+    assert normalize("twenty. First, we").tokens == ("20", "first", "we")  # two sentences, not one number
