@@ -240,6 +240,10 @@ def enable_endpoint(session: Session, settings: Settings, endpoint: WebhookEndpo
     if not _wait_for_event_writers(session):
         raise WritersBusyError(f"transactions writing events kept the outbox busy for over {WRITERS_WAIT}; "
                                "try again in a moment")
+    # Read again under the row's lock: an enable that ran meanwhile has queued the backlog already.
+    session.refresh(endpoint, with_for_update=True)
+    if endpoint.active:
+        return Enabled(endpoint)
     _require_room(session, settings, endpoint.tenant_id)
     result = Enabled(endpoint, was_disabled=True, disabled_at=endpoint.disabled_at)
     missed = _missed_events(session, endpoint)

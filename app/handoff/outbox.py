@@ -171,7 +171,8 @@ def record_event(
     that passes the `record` of a deletion has stripped them itself, as `record_deletions` does). A caller
     that has just written the rows the record shows may pass the `record` it assembled from them, and one
     that has read in this transaction that the tenant has no active endpoint passes `subscribed=False`
-    (no query for endpoints then). A caller that changes the call with a Core UPDATE not yet run may pass
+    (no query for endpoints then, on SQLite; PostgreSQL reads them again after the event's INSERT, see below).
+    A caller that changes the call with a Core UPDATE not yet run may pass
     it as `call_change` (with a `record` that already shows the change): on PostgreSQL it runs in the
     event's INSERT, elsewhere just before it.
 
@@ -236,7 +237,11 @@ def record_event(
         },
     )
     assert outbox_id is not None  # RETURNING of a one-row INSERT
-    if subscribed:
+    # PostgreSQL: read the endpoints again after the INSERT even when the caller found none, since it read them
+    # before it held a lock on the outbox: an endpoint enabled in between (`enable_endpoint` takes the outbox
+    # in SHARE mode, which this INSERT waited for) committed before this statement and is seen by the next one;
+    # one enabled after waits for this transaction and queues the event itself. SQLite serializes writers.
+    if subscribed or postgresql:
         delivery_ids = _fan_out(connection, outbox_id, call, kind, now,
                                 retry_period=settings.webhook_retry_period_seconds)
         if new_deliveries is not None:

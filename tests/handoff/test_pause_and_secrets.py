@@ -385,3 +385,93 @@ def test_the_feed_refuses_unknown_filters_and_registration_refuses_a_secret(
                        headers=bearer(admin))
     assert unknown.status_code == 422
     assert api.get("/api/webhooks", headers=bearer(admin)).json() == []
+
+
+@pytest.mark.postgres
+def test_an_event_written_while_its_endpoint_is_being_enabled_reaches_it(
+    pg_factory: sessionmaker[Session], allow_private: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline reads whether the tenant has an active endpoint when it locks the call, before it holds a
+    lock on the outbox. An admin enabling the endpoint in between found nothing to queue, and the event, written
+    as for no endpoint, was never delivered (nor queued by a later enable: it lies below deliveries made since)."""
+    import threading
+
+    import app.pipeline.persist as persist
+    from app.llm.heuristic import HeuristicProvider
+    from app.pipeline.run import process_call
+    from tests.handoff.conftest import prompt, store_call
+
+    endpoint_id, _ = register(pg_factory, "http://127.0.0.1:9/hooks")
+    _disable(pg_factory, endpoint_id)
+    call_id = store_call(pg_factory, "race-1")
+    reached, release = threading.Event(), threading.Event()
+    real_record_event = persist.record_event
+
+    def record_event_after_the_enable(*args: object, **kwargs: object) -> int:
+        reached.set()  # the call is locked and "no active endpoint" read: the admin enables now
+        assert release.wait(20)
+        return real_record_event(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(persist, "record_event", record_event_after_the_enable)
+    worker = threading.Thread(target=lambda: process_call(pg_factory, call_id, HeuristicProvider(), prompt()))
+    worker.start()
+    assert reached.wait(20)
+    with unit_of_work(pg_factory) as session:
+        endpoint = session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        enable_endpoint(session, allow_private, endpoint)
+    release.set()
+    worker.join(30)
+    (event,) = _event_ids(pg_factory, call_id)
+    assert [d.outbox_id for d in _deliveries(pg_factory, endpoint_id)] == [event]
+
+
+@pytest.mark.postgres
+def test_two_enables_at_once_queue_the_backlog_once_and_the_second_is_a_no_op(
+    pg_factory: sessionmaker[Session], allow_private: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import app.handoff.endpoints as endpoints
+    from app.config import get_settings
+
+    monkeypatch.setenv("POSTCALL_WEBHOOK_MAX_ENDPOINTS", "1")  # the second counted the first's endpoint: 422
+    get_settings.cache_clear()
+    settings = get_settings()
+    endpoint_id, _ = register(pg_factory, "http://127.0.0.1:9/hooks")
+    _disable(pg_factory, endpoint_id)
+    processed_call(pg_factory, "both-1")
+    inside, go = threading.Event(), threading.Event()
+    real_missed = endpoints._missed_events
+
+    def first_one_waits(session: Session, endpoint: WebhookEndpoint) -> list[tuple[int, str]]:
+        if threading.current_thread().name == "first":
+            inside.set()
+            assert go.wait(10)
+        return real_missed(session, endpoint)
+
+    monkeypatch.setattr(endpoints, "_missed_events", first_one_waits)
+    results: dict[str, object] = {}
+
+    def enable(name: str) -> None:
+        try:
+            with unit_of_work(pg_factory) as session:
+                endpoint = session.get(WebhookEndpoint, endpoint_id)
+                assert endpoint is not None
+                done = endpoints.enable_endpoint(session, settings, endpoint)
+                results[name] = (done.was_disabled, done.queued)
+        except Exception as exc:  # the outcome is what the test reads
+            results[name] = repr(exc)
+
+    first = threading.Thread(target=enable, args=("first",), name="first")
+    first.start()
+    assert inside.wait(10)
+    second = threading.Thread(target=enable, args=("second",), name="second")
+    second.start()
+    time.sleep(0.5)
+    go.set()
+    first.join(20)
+    second.join(20)
+    assert results == {"first": (True, 1), "second": (False, 0)}
+    assert len(_deliveries(pg_factory, endpoint_id)) == 1
