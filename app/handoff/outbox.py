@@ -251,13 +251,15 @@ def record_event(
     return outbox_id
 
 
+# Built once: every processed call reads them (PostgreSQL, after its event's INSERT: `record_event`).
+_ACTIVE_ENDPOINTS = FixedStatement(select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+    WebhookEndpoint.tenant_id == bindparam("tenant_id"), WebhookEndpoint.active.is_(True)))
+
+
 def _fan_out(connection: Connection, outbox_id: int, call: RecordedCall, kind: EventType, created_at: datetime,
              *, retry_period: float) -> list[int]:
     """One pending delivery of the event per active endpoint of the tenant that takes its type; their ids."""
-    endpoints = connection.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-            WebhookEndpoint.tenant_id == call.tenant_id, WebhookEndpoint.active.is_(True))
-    ).all()
+    endpoints = _ACTIVE_ENDPOINTS.all(connection, {"tenant_id": call.tenant_id})
     deliveries = [
         {
             "outbox_id": outbox_id,
