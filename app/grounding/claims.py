@@ -185,7 +185,7 @@ def _name_runs(text: str) -> list[list[str]]:
             continue
         bare = _POSSESSIVE.sub("", word)
         before = text[: match.start()].rstrip()
-        if not before or before[-1] in _SENTENCE_OPENERS:
+        if (not before or before[-1] in _SENTENCE_OPENERS) and not _LABELLED.search(before):
             following = candidates[position + 1] if position + 1 < len(candidates) else None
             next_is_name = following is not None and _titlecase(following.group()) \
                 and not text[match.end() : following.start()].strip()
@@ -207,7 +207,16 @@ _POSSESSIVE = re.compile(r"['’ʼ]s$")
 
 
 def _titlecase(word: str) -> bool:
-    return word[0].isupper() and (len(word) == 1 or _POSSESSIVE.sub("", word)[1:].islower())
+    bare = _POSSESSIVE.sub("", word)
+    return (word[0].isupper() and (len(word) == 1 or bare[1:].islower())) or _CLAN_NAME.fullmatch(bare) is not None
+
+
+# Names capitalized inside: "O'Malley", "McDonald", "MacLeod".
+_CLAN_NAME = re.compile(r"(?:O['’ʼ]|Mc|Mac)[^\W\d_a-z][^\W\d_A-Z]+")
+# A name given after a party's label or inside brackets is not a sentence's first word: "Caller: Susan",
+# "the customer (Susan)".
+_LABELLED = re.compile(rf"(?:\b(?:{alternation(AGENT_WORDS | CUSTOMER_WORDS)}|name)\s*:|[(\[]|\b(?:mr|mrs|ms|dr)\.)$",
+                       re.IGNORECASE)
 
 
 class _CallWords:
@@ -1466,9 +1475,9 @@ def future_in_evidence(claim: str, sentences: Sequence[str]) -> bool:
     ahead: set[str] = set()
     done: set[str] = set()
     for sentence in sentences:
-        tokens = normalize(sentence).tokens
-        # "I'm going to escalate this right now": done while the call goes on, not promised for later.
-        under_way = _UNDER_WAY.search(sentence) is not None
+        normalized = normalize(sentence)
+        tokens = normalized.tokens
+        may_be_under_way = _UNDER_WAY.search(sentence) is not None
         for index, word in enumerate(tokens):
             stem = _doing_stem(word)
             past = stem is not None
@@ -1476,11 +1485,29 @@ def future_in_evidence(claim: str, sentences: Sequence[str]) -> bool:
                 stem = _stem(word)
             if stem not in doings:
                 continue
+            # "I'm going to escalate this right now": done while the call goes on, not promised for later; said
+            # of this doing, a few words around it, not of another in the sentence ("I'll check now and send
+            # the card next week" still promises the card).
+            under_way = may_be_under_way and _said_under_way(sentence, normalized.starts[index], tokens, index)
             if _governed_by_future(tokens, index) and not under_way:
                 ahead.add(stem)
             elif past or under_way:
                 done.add(stem)
     return bool(ahead - done)
+
+
+def _said_under_way(sentence: str, start: int, tokens: Sequence[str], index: int) -> bool:
+    """Whether "now" (or "immediately", "right away") is said of the doing at `index` (at `start` in the
+    sentence): in the rest of its clause, or a few words before it ("I'm now able to proceed")."""
+    clause_end = _CLAUSE_BREAK.search(sentence, start)
+    if _UNDER_WAY.search(sentence, start, clause_end.start() if clause_end else len(sentence)):
+        return True
+    return bool(_UNDER_WAY_WORDS.intersection(tokens[max(0, index - _UNDER_WAY_REACH_BEFORE) : index]))
+
+
+_CLAUSE_BREAK = re.compile(r"[,;]|\b(?:and|but|then)\b", re.IGNORECASE)
+_UNDER_WAY_WORDS = frozenset({"now", "immediately"})
+_UNDER_WAY_REACH_BEFORE = 4
 
 
 _UNDER_WAY = re.compile(r"\b(?:right now|now|right away|straight away|immediately|as we speak|at this moment)\b",

@@ -1147,3 +1147,19 @@ def test_a_name_across_a_line_break_of_one_turn_is_said_together() -> None:
     prepared = PreparedTranscript(call.utterances)
     assert unsaid_name(call.utterances[0].text, prepared) is None
     assert unsaid_name("The customer, an Active Service Member, was in San Antonio.", prepared) is None
+
+
+@pytest.mark.parametrize("text", [
+    "Caller: Susan lost her debit card.",
+    "The customer (Susan) lost her debit card.",
+    "Mr. O'Malley lost his debit card.",
+    "The McDonald account's debit card was lost.",
+])
+def test_names_after_a_label_in_brackets_or_capitalized_inside_are_read(text: str) -> None:
+    assert unsaid_name(text, PreparedTranscript(_names_call().utterances)) is not None
+
+
+def test_now_said_of_another_doing_does_not_make_a_promise_done() -> None:
+    assert unsupported_claim_detail("The agent sent the card.", [
+        "I will send the card next week, I am updating your address right now"]) is Reason.future_in_evidence
+    assert unsupported_claim_detail("The agent escalated the case.", ["I am going to escalate this right now"]) is None
