@@ -21,6 +21,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jellyfish
 from rapidfuzz import fuzz
@@ -181,6 +182,8 @@ class PreparedTranscript:
         self._normalized_haystack: str | None = None
         # Quotes normalized so far: one call often cites the same passage for several claims.
         self._quotes: dict[str, NormalizedText] = {}
+        # The claim checks' reading of the call's words for names (app/grounding/claims.py), on first use.
+        self.names: Any = None
 
     def __len__(self) -> int:
         return len(self.utterances)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from app.grounding.align import DROPPABLE_WORDS, FUNCTION_WORDS, PreparedTranscript
 from app.grounding.reasons import Reason
@@ -279,11 +279,9 @@ def _together(run: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def _call_words(prepared: PreparedTranscript) -> _CallWords:
-    cached: _CallWords | None = getattr(prepared, "_call_words", None)
-    if cached is None:
-        cached = _CallWords(prepared)
-        prepared._call_words = cached  # type: ignore[attr-defined]
-    return cached
+    if prepared.names is None:
+        prepared.names = _CallWords(prepared)
+    return cast(_CallWords, prepared.names)
 
 
 # The words of a name said together lie this many words apart at most: "john, last name smith" is "John Smith".

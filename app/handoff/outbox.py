@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, Table, Text, Update, bindparam, event, exists, insert, select, update
+from sqlalchemy import Connection, Table, Text, Update, bindparam, event, insert, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
@@ -154,7 +154,6 @@ def record_event(
     *,
     actor: str | None = None,
     record: CallRecordV1 | None = None,
-    subscribed: bool = True,
     call_change: CallChange | None = None,
     new_deliveries: list[int] | None = None,
 ) -> int:
@@ -169,10 +168,9 @@ def record_event(
     `call.deleted` call it before the call's rows go: the record is identity only, and the call's earlier
     events are stripped of their content too (a deleted call leaves no transcript text behind; a caller
     that passes the `record` of a deletion has stripped them itself, as `record_deletions` does). A caller
-    that has just written the rows the record shows may pass the `record` it assembled from them, and one
-    that has read in this transaction that the tenant has no active endpoint passes `subscribed=False`
-    (no query for endpoints then, on SQLite; PostgreSQL reads them again after the event's INSERT, see below).
-    A caller that changes the call with a Core UPDATE not yet run may pass
+    that has just written the rows the record shows may pass the `record` it assembled from them. The event
+    fans out to the tenant's active endpoints as read after the transaction's first event
+    (`_endpoints_of_transaction`). A caller that changes the call with a Core UPDATE not yet run may pass
     it as `call_change` (with a `record` that already shows the change): on PostgreSQL it runs in the
     event's INSERT, elsewhere just before it.
 
@@ -237,21 +235,33 @@ def record_event(
         },
     )
     assert outbox_id is not None  # RETURNING of a one-row INSERT
-    # PostgreSQL: read the endpoints again after the INSERT even when the caller found none, since it read them
-    # before it held a lock on the outbox: an endpoint enabled in between (`enable_endpoint` takes the outbox
-    # in SHARE mode, which this INSERT waited for) committed before this statement and is seen by the next one;
-    # one enabled after waits for this transaction and queues the event itself. SQLite serializes writers.
-    if subscribed or postgresql:
-        delivery_ids = _fan_out(connection, outbox_id, call, kind, now,
-                                retry_period=settings.webhook_retry_period_seconds)
+    delivery_ids = _fan_out(connection, outbox_id, call, kind, now, retry_period=settings.webhook_retry_period_seconds)
+    if delivery_ids:
         if new_deliveries is not None:
             new_deliveries.extend(delivery_ids)
-        elif delivery_ids:
+        else:
             session.info.setdefault(PENDING_DELIVERIES, []).extend(delivery_ids)
     return outbox_id
 
 
-# Built once: every processed call reads them (PostgreSQL, after its event's INSERT: `record_event`).
+def _endpoints_of_transaction(connection: Connection, tenant_id: int) -> list[Any]:
+    """The tenant's active endpoints, read once per transaction, after its first event's INSERT. Read before it
+    (when the call was locked, say), an endpoint enabled in between was missed: the enable had found nothing to
+    queue, and the event was written as for no endpoint. After it, this transaction holds the outbox in ROW
+    EXCLUSIVE mode, which `enable_endpoint`'s SHARE lock waits for: an enable committed before the INSERT is
+    seen here, one after waits for this transaction and queues its events itself (SQLite serializes
+    writers). The transaction's later events (a purge's chunk) reuse the read."""
+    transaction = connection.get_transaction()
+    cached = connection.info.get(_ENDPOINTS_READ)
+    if cached is not None and cached[0] is transaction and cached[1] == tenant_id:
+        return cast(list[Any], cached[2])
+    endpoints = _ACTIVE_ENDPOINTS.all(connection, {"tenant_id": tenant_id})
+    connection.info[_ENDPOINTS_READ] = (transaction, tenant_id, endpoints)
+    return endpoints
+
+
+_ENDPOINTS_READ = "postcall_endpoints_read"
+# Built once: every event's transaction reads them (`_endpoints_of_transaction`).
 _ACTIVE_ENDPOINTS = FixedStatement(select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
     WebhookEndpoint.tenant_id == bindparam("tenant_id"), WebhookEndpoint.active.is_(True)))
 
@@ -259,7 +269,7 @@ _ACTIVE_ENDPOINTS = FixedStatement(select(WebhookEndpoint.id, WebhookEndpoint.ev
 def _fan_out(connection: Connection, outbox_id: int, call: RecordedCall, kind: EventType, created_at: datetime,
              *, retry_period: float) -> list[int]:
     """One pending delivery of the event per active endpoint of the tenant that takes its type; their ids."""
-    endpoints = _ACTIVE_ENDPOINTS.all(connection, {"tenant_id": call.tenant_id})
+    endpoints = _endpoints_of_transaction(connection, call.tenant_id)
     deliveries = [
         {
             "outbox_id": outbox_id,
@@ -304,16 +314,14 @@ def _strip_events(session: Session, calls: dict[str, RecordedCall]) -> None:
 
 def record_deletions(session: Session, calls: Sequence[RecordedCall], tenant: Tenant, *, actor: str) -> None:
     """`call.deleted` for each of `calls` (all of `tenant`), their earlier events stripped first: what
-    `record_event` does for one deleted call, with one query for all their earlier events and one for the
-    tenant's endpoints (a retention purge's chunk)."""
+    `record_event` does for one deleted call, with one query for all their earlier events (a retention purge's
+    chunk; the tenant's endpoints are read once for the chunk's transaction)."""
     if not calls:
         return
     _strip_events(session, {call.id: call for call in calls})
-    subscribed = session.scalar(select(exists().where(
-        WebhookEndpoint.tenant_id == tenant.id, WebhookEndpoint.active.is_(True)))) or False
     now = utcnow()
     for call in calls:
-        record_event(session, call, EventType.deleted, actor=actor, subscribed=subscribed,
+        record_event(session, call, EventType.deleted, actor=actor,
                      record=_deletion_record(call, tenant.slug, actor, now))
 
 

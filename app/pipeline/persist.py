@@ -38,7 +38,6 @@ from app.models import (
     ReviewStatus,
     RunStatus,
     Tenant,
-    WebhookEndpoint,
 )
 from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
@@ -92,7 +91,6 @@ _LOCK_CALL_FOR_RESULT = FixedStatement(
         Tenant.slug,
         Tenant.time_zone,
         exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id),
-        exists().where(WebhookEndpoint.tenant_id == Call.tenant_id, WebhookEndpoint.active.is_(True)),
         Call.llm_batch_id,
     )
     .join(Tenant, Tenant.id == Call.tenant_id)
@@ -181,22 +179,20 @@ class LockedCall:
     tenant_slug: str
     time_zone: str
     reviewed: bool  # the call has review events (a reprocessed call): the record lists them
-    subscribed: bool  # the tenant has an active webhook endpoint: the event fans out
     llm_batch_id: int | None = None  # the batch the call waits in (batch mode), if any
 
 
 def lock_call_for_result(work: Work, call_id: str, key: str) -> LockedCall | None:
     """Lock the call (as `lock_call` does) and read, in the same statement, what the final write needs
     besides: the succeeded run with `key`, the tenant's slug and time zone, and whether the call has review
-    events and the tenant an active webhook endpoint (usually neither, and then the write skips those two
-    queries). One round trip where separate queries took five; columns, not an ORM object: the write
-    changes the call with one Core UPDATE (`write_succeeded_run`)."""
+    events (usually not, and then the write skips that query; the tenant's endpoints are read after the
+    event's INSERT, `record_event`). One round trip where separate queries took four; columns, not an ORM
+    object: the write changes the call with one Core UPDATE (`write_succeeded_run`)."""
     row = _LOCK_CALL_FOR_RESULT.one_or_none(connection_of(work), {"call_id": call_id, "key": key})
     if row is None:
         return None
-    *columns, succeeded, slug, time_zone, has_events, has_endpoints, in_batch = row
-    return LockedCall(ResultCall(*columns), succeeded, slug, time_zone, bool(has_events), bool(has_endpoints),
-                      in_batch)
+    *columns, succeeded, slug, time_zone, has_events, in_batch = row
+    return LockedCall(ResultCall(*columns), succeeded, slug, time_zone, bool(has_events), in_batch)
 
 
 @dataclass(frozen=True)
@@ -542,7 +538,7 @@ def write_succeeded_run(
     record = assemble_record(call, locked.tenant_slug, shown_run, claim_rows, events,
                              public_url=get_settings().public_url)
     deliveries: list[int] = []
-    record_event(work, call, EventType.processed, record=record, subscribed=locked.subscribed, call_change=finish,
+    record_event(work, call, EventType.processed, record=record, call_change=finish,
                  new_deliveries=deliveries)
     return WrittenRun(run_id, state, len(written), ungrounded, tuple(deliveries))
 

@@ -222,8 +222,7 @@ def test_an_event_with_a_call_change_changes_only_the_state_columns(session_fact
         "changed_call_id": call.id, **state_columns(CallState.needs_attention, moment), "flagged_items": 2})
     with unit_of_work(session_factory) as session:
         record = identity_record(call, "acme", state=CallState.needs_attention.value)
-        outbox_id = record_event(session, call, EventType.processed, record=record, subscribed=False,
-                                 call_change=change)
+        outbox_id = record_event(session, call, EventType.processed, record=record, call_change=change)
     with session_factory() as session:
         after = {c.key: getattr(session.get_one(Call, call.id), c.key) for c in Call.__table__.columns}
         event = session.get_one(OutboxEvent, outbox_id)
