@@ -11,14 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import exists, func, insert, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.session import scalar_for_update, scalars_for_update
 from app.errors import ConfigError, NotFoundError, PostcallError
-from app.handoff.outbox import DELIVERIES, PENDING_DELIVERIES, EventType
+from app.handoff.outbox import DELIVERIES, PENDING_DELIVERIES, EventType, hold_event_writers
 from app.handoff.secrets import SecretBox, generate_secret
 from app.handoff.urls import check_endpoint_url
 from app.models import (
@@ -155,26 +154,10 @@ def get_endpoint(session: Session, tenant_id: int, endpoint_id: int) -> WebhookE
     return endpoint
 
 
-def _wait_for_event_writers(session: Session) -> bool:
-    """PostgreSQL: wait (up to WRITERS_WAIT) for the transactions writing events to end, and hold new ones
-    back until this transaction ends (`LOCK TABLE outbox IN SHARE MODE`, as the feed takes it). An endpoint
-    switched on or off under it then splits the events cleanly: every event written before was fanned out
-    with the endpoint's old state, every later one sees the new. False when a writer took longer."""
-    if session.get_bind().dialect.name != "postgresql":
-        return True  # SQLite: writers are serialized
-    try:
-        with session.begin_nested():
-            session.execute(text(f"SET LOCAL lock_timeout = '{WRITERS_WAIT}'"))
-            session.execute(text("LOCK TABLE outbox IN SHARE MODE"))
-    except OperationalError:
-        return False
-    return True
-
-
 def disable_endpoint(session: Session, endpoint: WebhookEndpoint, reason: str) -> WebhookEndpoint:
     """Stop sending to the endpoint; its pending deliveries are dead-lettered (replayable). A pause: the
     events written while it is disabled are queued for it when it is enabled (`enable_endpoint`)."""
-    if not _wait_for_event_writers(session):
+    if not hold_event_writers(session, WRITERS_WAIT):
         # Without the lock an event committing just after the disable may get no delivery while a newer one
         # got one, and `enable` would then not queue it; rare (a writer busy for seconds), logged.
         logger.warning("disabling webhook endpoint %s without waiting for the event writers (busy over %s): an "
@@ -237,7 +220,7 @@ def enable_endpoint(session: Session, settings: Settings, endpoint: WebhookEndpo
         return Enabled(endpoint)
     # First: an event being written now is either committed before (and queued below) or written after
     # this commits (and fanned out to the endpoint, active by then). Then the limit (SQLite: its write lock).
-    if not _wait_for_event_writers(session):
+    if not hold_event_writers(session, WRITERS_WAIT):
         raise WritersBusyError(f"transactions writing events kept the outbox busy for over {WRITERS_WAIT}; "
                                "try again in a moment")
     # Read again under the row's lock: an enable that ran meanwhile has queued the backlog already.
@@ -265,7 +248,7 @@ def enable_endpoint(session: Session, settings: Settings, endpoint: WebhookEndpo
 def _missed_events(session: Session, endpoint: WebhookEndpoint) -> list[tuple[int, str]]:
     """(outbox id, call id), oldest first, of the tenant's events the endpoint subscribes to that were written
     while it was disabled. Those are the events with no delivery to it after the last event that has one
-    (every event before the disable was fanned out to it, `_wait_for_event_writers`), written since it was
+    (every event before the disable was fanned out to it, `hold_event_writers`), written since it was
     registered (an endpoint receives events from its registration on)."""
     last_fanned_out = session.scalar(select(func.max(WebhookDelivery.outbox_id))
                                      .where(WebhookDelivery.endpoint_id == endpoint.id)) or 0

@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from app.errors import PostcallError
+from app.handoff.outbox import hold_event_writers
 from app.models import OutboxEvent, OutboxPurgeMark
 from app.models.tables import MAX_BIG_ID
 from app.users import Principal, visibility_clause
@@ -76,26 +76,13 @@ def visible_events_clause(principal: Principal) -> ColumnElement[bool]:
     return visibility_clause(principal, OutboxEvent.tenant_id, OutboxEvent.agent_id, OutboxEvent.team)
 
 
-def _wait_for_writers(session: Session) -> bool:
-    """PostgreSQL: wait (briefly) until no transaction is writing events; False when one takes longer."""
-    if session.get_bind().dialect.name != "postgresql":
-        return True
-    try:
-        with session.begin_nested():
-            session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
-            session.execute(text("LOCK TABLE outbox IN SHARE MODE"))
-    except OperationalError:
-        return False
-    return True
-
-
 def read_feed(session: Session, principal: Principal, after: str | None, limit: int = DEFAULT_PAGE) -> FeedPage:
     """Events after `after`, oldest first. On PostgreSQL this holds a SHARE lock on the outbox until the
     caller ends the transaction: end it as soon as the page is read. CursorExpiredError when events after
     `after` were deleted by the retention purge."""
     seq_after = decode_cursor(after)
     limit = max(1, min(limit, MAX_PAGE))
-    if not _wait_for_writers(session):
+    if not hold_event_writers(session, LOCK_WAIT):
         return FeedPage([], after)
     # Read first, and the page bounded by it: on SQLite each statement reads the database as it is then, and
     # an event committed between the two reads must not be passed over by a cursor moved to the newest. The

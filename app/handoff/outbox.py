@@ -20,6 +20,8 @@ from typing import Any, NamedTuple, cast
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Table, Text, Update, bindparam, event, insert, select, update
 from sqlalchemy import cast as sql_cast
+from sqlalchemy import text as sql_text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -242,6 +244,22 @@ def record_event(
         else:
             session.info.setdefault(PENDING_DELIVERIES, []).extend(delivery_ids)
     return outbox_id
+
+
+def hold_event_writers(session: Session, wait: str) -> bool:
+    """PostgreSQL: wait up to `wait` (a PostgreSQL interval, "200ms") for the transactions writing events to
+    end, and hold new ones back until this transaction ends (`LOCK TABLE outbox IN SHARE MODE`): the feed then
+    reads no gap a later commit fills, and an endpoint switched on or off splits the events cleanly. False when
+    a writer took longer. SQLite serializes writers: always True."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    try:
+        with session.begin_nested():
+            session.execute(sql_text(f"SET LOCAL lock_timeout = '{wait}'"))
+            session.execute(sql_text("LOCK TABLE outbox IN SHARE MODE"))
+    except OperationalError:
+        return False
+    return True
 
 
 def _endpoints_of_transaction(connection: Connection, tenant_id: int) -> list[Any]:
