@@ -516,9 +516,7 @@ def test_health_and_ingest_name_a_full_broker(migrated: None, call_dir: Path, mo
     broker = PrivateRedis()
     broker.start()
     try:
-        client = broker.client()
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 1024)
+        broker.fill()
         _use_env(monkeypatch, POSTCALL_BROKER_URL=broker.url(0))
         code, out, _ = _invoke("health", "--json")
         checks = {c["name"]: c for c in json.loads(out)["checks"]}
@@ -547,9 +545,7 @@ def test_metrics_show_a_full_broker(migrated: None, monkeypatch: pytest.MonkeyPa
             return families["postcall_broker_full"].samples[0].value
 
         assert full() == 0
-        client = broker.client()
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 1024)
+        broker.fill()
         assert full() == 1
     finally:
         broker.stop()

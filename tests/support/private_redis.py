@@ -68,6 +68,20 @@ class PrivateRedis:
             raise PortTakenError(f"port {self.port} is answered by another Redis, not this test's own")
         return True
 
+    def fill(self) -> None:
+        """Bring the server to the state a full production broker is in: noeviction and a maxmemory below
+        what it uses, so its writes are refused. A limit just above the memory in use (the first try) was
+        not deterministic: the server's use drops a little as client buffers are freed, and it was then
+        neither full nor refusing."""
+        client = self.client()
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", max(1, int(client.info("memory")["used_memory"]) // 2))
+        try:
+            client.set("postcall-test-fill", "x")
+        except redis.exceptions.OutOfMemoryError:
+            return
+        raise RuntimeError("the private redis-server took a write over its maxmemory")
+
     def crash(self) -> None:
         """SIGKILL: everything in memory (queued and unacknowledged messages) is gone."""
         if self._proc is not None and self._proc.poll() is None:

@@ -57,9 +57,7 @@ def test_a_worker_that_cannot_start_exits_non_zero_and_one_stopped_exits_zero(
     full = PrivateRedis()
     full.start()
     try:
-        client = full.client()
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 1024)
+        full.fill()
         failed = run_postcall(["worker", "--concurrency=1", "--loglevel=INFO"],
                               postcall_env(postgres_url, full.url(0)), timeout=60)
     finally:
