@@ -13,6 +13,7 @@ and the lost attempt is marked `lost`. A receiver may therefore see an event twi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -347,9 +348,18 @@ def _send(client: httpx.Client, leased: _Leased, policy: DeliveryPolicy) -> _Res
         with client.stream("POST", leased.url, content=leased.body.encode(), headers=headers,
                            timeout=policy.timeout, follow_redirects=False) as response:
             if response.is_success:
-                # Read (and dropped) so that the connection serves the next delivery; a long body closes it.
-                _read_head(response, ANSWER_BODY_BYTES)
                 error = None
+                # Read (and dropped) so that the connection serves the next delivery; a long body closes it.
+                # The receiver has taken the event (its 2xx came): a body that stalls or breaks off after it
+                # only closes the connection. Sent again, the event was a duplicate downstream.
+                with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
+                    _read_head(response, ANSWER_BODY_BYTES)
+            elif 300 <= response.status_code < 400:
+                # Never followed (the signature is for this URL; a redirect may lead anywhere): the new
+                # address is what the integrator needs to register.
+                location = printable(response.headers.get("location", "")[:ERROR_BODY_BYTES]) or "none given"
+                error = (f"HTTP {response.status_code} redirect to {location}, not followed: register the "
+                         f"endpoint's new URL")
             else:
                 error = f"HTTP {response.status_code}: {_error_text(response)}"
     except httpx.TimeoutException as exc:

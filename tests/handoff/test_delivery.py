@@ -428,6 +428,47 @@ def test_a_receiver_answering_a_byte_at_a_time_is_cut_at_the_timeout(
     assert waiting.last_error is not None and "timeout" in waiting.last_error
 
 
+def _accept_then_drip_the_body(connection: socket.socket) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    for _ in range(100):  # the status came at once; the body never ends within the attempt's time
+        connection.sendall(b"X")
+        time.sleep(0.1)
+
+
+def test_a_2xx_whose_body_stalls_is_delivered_not_sent_again(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # The receiver took the event (200) and its body then stalled past the attempt's time: the attempt was a
+    # timeout, retried, and the receiver's system got the event twice.
+    with raw_receiver(_accept_then_drip_the_body) as url:
+        register(session_factory, url)
+        call_id = processed_call(session_factory, "del-slow-body")
+        (delivery,) = deliveries(session_factory, call_id)
+        started = time.monotonic()
+        result = send(session_factory, delivery.id, client, SHORT_TIMEOUT, settings=allow_private)
+        elapsed = time.monotonic() - started
+    assert result is DeliveryResult.succeeded
+    assert elapsed < SHORT_TIMEOUT.lease_seconds
+    (done,) = deliveries(session_factory, call_id)
+    assert done.status is DeliveryStatus.succeeded and done.last_status_code == 200 and done.last_error is None
+    assert attempts(session_factory, delivery.id) == [(AttemptOutcome.succeeded, 200)]
+
+
+def test_a_redirect_is_not_followed_and_its_location_is_shown(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # A receiver moved (301): the error said only "HTTP 301:" and the integrator had to guess where to.
+    moved = "https://hooks.example.com/v2/postcall"
+    with raw_receiver(_answer(b"301 Moved Permanently", b"", b"Location: " + moved.encode())) as url:
+        register(session_factory, url)
+        call_id = processed_call(session_factory, "del-moved")
+        (delivery,) = deliveries(session_factory, call_id)
+        assert send(session_factory, delivery.id, client, settings=allow_private) is DeliveryResult.retry
+    (waiting,) = deliveries(session_factory, call_id)
+    assert waiting.last_status_code == 301
+    assert waiting.last_error == f"HTTP 301 redirect to {moved}, not followed: register the endpoint's new URL"
+
+
 def _answer(status: bytes, body: bytes, *headers: bytes) -> Callable[[socket.socket], None]:
     def answer(connection: socket.socket) -> None:
         head = b"".join(header + b"\r\n" for header in (*headers, b"Content-Length: %d" % len(body)))
