@@ -255,8 +255,12 @@ def hold_event_writers(session: Session, wait: str) -> bool:
         return True
     try:
         with session.begin_nested():
-            session.execute(sql_text(f"SET LOCAL lock_timeout = '{wait}'"))
+            # The wait bounds this lock only: kept for the rest of the transaction (SET LOCAL outlives the
+            # savepoint), an enable's row lock on its endpoint, behind a concurrent rotation, failed at once.
+            before = session.execute(sql_text("SELECT current_setting('lock_timeout'), "
+                                              "set_config('lock_timeout', :wait, true)"), {"wait": wait}).scalar()
             session.execute(sql_text("LOCK TABLE outbox IN SHARE MODE"))
+            session.execute(sql_text("SELECT set_config('lock_timeout', :before, true)"), {"before": before})
     except OperationalError:
         return False
     return True

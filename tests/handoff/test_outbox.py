@@ -580,3 +580,22 @@ def test_a_decided_call_extracted_again_is_reopened_with_its_new_result_and_only
         assert (audit[-1].action, audit[-1].actor_name, audit[-1].before) == (
             "call_reopened", "system", {"state": "approved"})
         assert get_call(session, call_id).state is done.state
+
+
+@pytest.mark.postgres
+def test_holding_the_event_writers_leaves_the_transactions_lock_timeout_as_it_was(postgres_url: str) -> None:
+    # The short wait for the outbox lock stayed set for the rest of the transaction: enabling an endpoint
+    # whose row a rotation held failed after 200 ms instead of waiting the configured lock timeout.
+    from app.handoff.outbox import hold_event_writers
+
+    engine = create_db_engine(postgres_url, lock_timeout_seconds=3)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            assert hold_event_writers(session, "200ms")
+            assert session.execute(sql_text("SHOW lock_timeout")).scalar() == "3s"
+            held = session.execute(sql_text(
+                "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() AND relation = 'outbox'::regclass"
+            )).scalars().all()
+            assert "ShareLock" in held  # the lock itself is kept to the transaction's end
+    finally:
+        engine.dispose()
