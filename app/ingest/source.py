@@ -75,6 +75,11 @@ def text_encoding(declared: str) -> str:
         ) from None
     if codec.name.replace("-", "_") in _NOT_CHARSETS:
         raise UnknownEncodingError(f"{declared!r} is not a character set; use one such as utf-8 or windows-1252")
+    if codec.name == "utf-7":
+        # Its plain ASCII spells other characters ("+ADw-" is "<"): text a filter upstream passed as harmless
+        # is not what is stored. The WHATWG Encoding Standard, which browsers follow, dropped it for that.
+        raise UnknownEncodingError(f"{declared!r} is refused (UTF-7 hides characters in plain ASCII); send the "
+                                   f"text as utf-8")
     return codec.name
 
 

@@ -93,6 +93,9 @@ def test_encoding_option_reads_latin_1(migrated: None, tmp_path: Path) -> None:
     code, _, err = _invoke("ingest", str(path), "--no-enqueue", "--encoding", "klingon")
     assert code == 2
     assert "unknown encoding 'klingon'" in err
+    code, _, err = _invoke("ingest", str(path), "--no-enqueue", "--encoding", "utf7")
+    assert code == 2
+    assert "UTF-7" in err
 
 
 def test_inserting_a_call_keeps_the_other_calls_ids(migrated: None, tmp_path: Path) -> None:

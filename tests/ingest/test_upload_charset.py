@@ -29,6 +29,10 @@ def test_an_upload_is_read_in_its_declared_charset(tmp_path: Path) -> None:
                               headers={**headers, "Content-Type": "text/plain; charset=klingon"})
         assert unknown.status_code == 422
         assert "unknown encoding 'klingon'" in unknown.text
+        utf7 = client.post("/api/calls", params={"external_id": "utf7"}, content=b"Agent: +ADw-b+AD4-hi\n",
+                           headers={**headers, "Content-Type": "text/plain; charset=UTF-7"})
+        assert utf7.status_code == 422
+        assert "UTF-7" in utf7.text
         declared = client.post("/api/calls", params={"external_id": "latin-2"}, content=LATIN_1_CALL,
                                headers={**headers, "Content-Type": "text/plain; charset=ISO-8859-1"})
         assert declared.status_code == 202, declared.text
