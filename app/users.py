@@ -8,7 +8,8 @@ A token expires POSTCALL_TOKEN_LIFETIME_DAYS after it is issued (`users.token_ex
 for tokens issued before migration 0029). Only its holder learns that it expired: the token is looked up
 by its hash, so nobody else can present it, and a token that is not a user's current one is just invalid.
 
-Every change to a user (creation, deactivation, a new token, the view_pii permission) appends a
+Every change to a user (creation, deactivation and reactivation, a new token, the view_pii permission, a
+new role, team or agent id) appends a
 `user_events` row in the same transaction, naming who made it (`Actor`: an API user, or `cli:<account>`).
 
 Visibility and permission are two separate questions, answered here and nowhere else:
@@ -31,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.config import get_settings
-from app.db.session import scalar_for_update
+from app.db.session import scalar_for_update, scalars_for_update
 from app.db.types import as_utc
 from app.errors import NotFoundError, PostcallError
 from app.models import Call, Tenant, User, UserRole
@@ -84,6 +85,8 @@ class UserEventAction(StrEnum):
     token_rotated = "token_rotated"  # noqa: S105 - an action's name, not a secret
     view_pii_granted = "view_pii_granted"
     view_pii_revoked = "view_pii_revoked"
+    reactivated = "user_reactivated"
+    changed = "user_changed"  # role, team or agent id
 
 
 @dataclass(frozen=True)
@@ -459,12 +462,143 @@ def _rotate_token(session: Session, user: User, actor: Actor, lifetime_days: int
 def deactivate_user(session: Session, tenant: str, name: str, *, actor: Actor = SYSTEM_ACTOR) -> User:
     """Switch a user off: their token and any signed-in session stop working at the next request. Recorded
     when the user was active. Flushes."""
-    user = _find_user(session, tenant, name)
+    return _deactivate(session, _find_user(session, tenant, name), actor)
+
+
+def _deactivate(session: Session, user: User, actor: Actor) -> User:
     if user.active:
         user.active = False
         _record(session, user, actor, UserEventAction.deactivated, {"active": {"from": True, "to": False}})
     session.flush()
     return user
+
+
+class ActiveUserError(UserError):
+    """The user to switch on again is active."""
+
+
+class LastAdminError(UserError):
+    """The change would leave the tenant without an active admin, so nobody could manage its users."""
+
+
+class _Keep:
+    """A field a change leaves as it is (None clears a team or an agent id)."""
+
+
+KEEP = _Keep()
+
+
+def change_user(
+    session: Session,
+    tenant_id: int,
+    user_id: int,
+    *,
+    role: UserRole | None = None,
+    team: str | _Keep | None = KEEP,
+    agent_id: str | _Keep | None = KEEP,
+    actor: Actor = SYSTEM_ACTOR,
+    keep_an_admin: bool = True,
+) -> User:
+    """Give user `user_id` of tenant `tenant_id` a new role, team or agent id (a promotion, a move to another
+    team; None clears a team or an agent id), recorded when it changes anything. The role is read from the
+    database on every request, so the change holds from the user's next one. An agent needs an agent id, as at
+    creation. `keep_an_admin`: refuse to leave the tenant without an active admin (an admin's own request; an
+    operator's command may, and can add one again); the tenant's admins are locked first, in id order, so two
+    admins demoting each other take turns. Another tenant's user is not found. Flushes."""
+    if role is not None and keep_an_admin and role is not UserRole.admin:
+        _lock_active_admins(session, tenant_id)
+    user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+    if user is None:
+        raise NotFoundError(f"no user {user_id}")
+    new_team = user.team if isinstance(team, _Keep) else (team.strip() or None if team is not None else None)
+    new_agent_id = user.agent_id if isinstance(agent_id, _Keep) else (
+        agent_id.strip() or None if agent_id is not None else None)
+    new_role = role or user.role
+    if new_agent_id and new_agent_id != user.agent_id:
+        require_printable(new_agent_id, "the agent id", "it is matched with the agent ids calls carry")
+    if new_team and new_team != user.team:
+        require_printable(new_team, "the team", "it is matched with the teams calls carry")
+    if new_role is UserRole.agent and not new_agent_id:
+        raise UserError("an agent needs an agent id (--agent-id, or agent_id in the API): agents see only the calls "
+                        "carrying it")
+    if keep_an_admin and user.active and user.role is UserRole.admin and new_role is not UserRole.admin \
+            and _other_active_admins(session, tenant_id, user.id) == 0:
+        raise LastAdminError(f"{user.name!r} is the tenant's only active admin: make another user admin first")
+    changes: dict[str, Any] = {}
+    for column, value in (("role", new_role), ("team", new_team), ("agent_id", new_agent_id)):
+        before = getattr(user, column)
+        if before != value:
+            changes[column] = {"from": _plain(before), "to": _plain(value)}
+            setattr(user, column, value)
+    if changes:
+        _record(session, user, actor, UserEventAction.changed, changes)
+    session.flush()
+    return user
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, UserRole) else value
+
+
+def _lock_active_admins(session: Session, tenant_id: int) -> None:
+    scalars_for_update(session, select(User.id).where(
+        User.tenant_id == tenant_id, User.role == UserRole.admin, User.active.is_(True)).order_by(User.id), of=User)
+
+
+def _other_active_admins(session: Session, tenant_id: int, user_id: int) -> int:
+    return len(session.scalars(select(User.id).where(
+        User.tenant_id == tenant_id, User.role == UserRole.admin, User.active.is_(True), User.id != user_id)).all())
+
+
+def deactivate_user_by_id(
+    session: Session, tenant_id: int, user_id: int, *, actor: Actor = SYSTEM_ACTOR, keep_an_admin: bool = True
+) -> User:
+    """Switch user `user_id` of tenant `tenant_id` off (an admin's request): as `deactivate_user`, refusing to
+    switch off the tenant's last active admin (`keep_an_admin`). Another tenant's user is not found. Flushes."""
+    if keep_an_admin:
+        _lock_active_admins(session, tenant_id)
+    user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+    if user is None:
+        raise NotFoundError(f"no user {user_id}")
+    if keep_an_admin and user.active and user.role is UserRole.admin \
+            and _other_active_admins(session, tenant_id, user.id) == 0:
+        raise LastAdminError(f"{user.name!r} is the tenant's only active admin: make another user admin first")
+    return _deactivate(session, user, actor)
+
+
+def reactivate_user(
+    session: Session,
+    tenant_id: int,
+    user_id: int,
+    *,
+    actor: Actor = SYSTEM_ACTOR,
+    token_lifetime_days: int | None = None,
+    may_take_pii: bool = True,
+) -> IssuedToken:
+    """Switch a deactivated user on again, with a NEW API token (returned, shown once): the token they held
+    when switched off never works again, since it may be why they were. Their role, team, agent id and
+    view_pii are as they were. `may_take_pii` as for `rotate_token_by_id`. UserError when the user is active.
+    Another tenant's user is not found. Flushes."""
+    user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+    if user is None:
+        raise NotFoundError(f"no user {user_id}")
+    if user.active:
+        raise ActiveUserError(f"user {user.name!r} is active: a token rotation gives them a new token")
+    if user.view_pii and not may_take_pii:
+        raise AccessDeniedError(
+            f"user {user.name!r} may see personal data unmasked: only an admin who may too can issue their token")
+    token = generate_token()
+    previous_expiry = user.token_expires_at
+    user.active = True
+    user.token_hash = hash_token(token)
+    user.token_expires_at = token_expiry(utcnow(), token_lifetime_days)
+    user.session_version += 1
+    _record(session, user, actor, UserEventAction.reactivated, {
+        "active": {"from": False, "to": True},
+        "token_expires_at": {"from": _moment(previous_expiry), "to": _moment(user.token_expires_at)},
+    })
+    session.flush()
+    return IssuedToken(user, token)
 
 
 def user_history(

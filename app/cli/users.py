@@ -23,10 +23,13 @@ from app.cli.render import print_json, print_secret, print_table, safe, say
 from app.db.types import as_utc
 from app.models import UserRole
 from app.users import (
+    KEEP,
+    change_user,
     create_user,
     deactivate_user,
     find_user_id,
     list_users,
+    reactivate_user,
     rotate_token_by_name,
     set_view_pii,
     user_history,
@@ -114,6 +117,60 @@ def users_deactivate(
     with transaction(ctx) as session:
         deactivate_user(session, slug, name, actor=CLI_ACTOR)
     say(f"deactivated {safe(name)} in tenant {safe(slug)}")
+
+
+@users_app.command("reactivate")
+def users_reactivate(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Switch a deactivated user on again with a NEW API token, printed once (the old one never works again)."""
+    ctx, slug = tenant_context(tenant)
+    with transaction(ctx) as session:
+        tenant_id = require_tenant_id(session, slug)
+        issued = reactivate_user(session, tenant_id, find_user_id(session, slug, name), actor=CLI_ACTOR,
+                                 token_lifetime_days=ctx.settings.token_lifetime_days)
+        user_id, expires_at = issued.user.id, issued.user.token_expires_at
+    if as_json:
+        print_json({"id": user_id, "name": name, "tenant": slug, "token_expires_at": _iso(expires_at),
+                    "token": issued.token})
+        return
+    say(f"reactivated [bold]{safe(name)}[/bold] in tenant {safe(slug)} (id {user_id}); their old token stays "
+        f"invalid; the new one {_expiry_phrase(expires_at)}")
+    print_secret("API token (shown once; store it now):", issued.token)
+
+
+@users_app.command("change")
+def users_change(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[UserRole | None, typer.Option("--role", help="A new role.")] = None,
+    team: Annotated[str | None, typer.Option("--team", help="A new team (a supervisor with one sees only it).")] = None,
+    no_team: Annotated[bool, typer.Option("--no-team", help="Clear the team.")] = False,
+    agent_id: Annotated[str | None, typer.Option("--agent-id", help="A new agent id (an agent's calls).")] = None,
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a user a new role, team or agent id; it holds from their next request. Their token is unchanged."""
+    if team is not None and no_team:
+        raise typer.BadParameter("give --team or --no-team, not both")
+    if role is None and team is None and not no_team and agent_id is None:
+        raise typer.BadParameter("nothing to change: give --role, --team, --no-team or --agent-id")
+    ctx, slug = tenant_context(tenant)
+    with transaction(ctx) as session:
+        tenant_id = require_tenant_id(session, slug)
+        # An operator may leave the tenant without an admin (and add one again); an admin's request may not.
+        user = change_user(session, tenant_id, find_user_id(session, slug, name), role=role,
+                           team=None if no_team else (team if team is not None else KEEP),
+                           agent_id=agent_id if agent_id is not None else KEEP, actor=CLI_ACTOR,
+                           keep_an_admin=False)
+        row = {"id": user.id, "name": user.name, "tenant": slug, "role": user.role.value, "team": user.team,
+               "agent_id": user.agent_id, "active": user.active}
+    if as_json:
+        print_json(row)
+        return
+    say(f"{safe(name)} in tenant {safe(slug)} is now {row['role']}, team {safe(row['team'] or '-')}, agent id "
+        f"{safe(row['agent_id'] or '-')}")
 
 
 @users_app.command("grant-pii")

@@ -47,11 +47,15 @@ from app.review import (
 from app.schemas.api import CallDetailOut, ClaimOut
 from app.text.storable import is_blank
 from app.users import (
+    KEEP,
     AccessDeniedError,
     IssuedToken,
     Principal,
+    change_user,
     create_user,
+    deactivate_user_by_id,
     list_users,
+    reactivate_user,
     require_tenant_user,
     rotate_token_by_id,
     user_history,
@@ -79,6 +83,7 @@ from app.web.schemas import (
     EventOut,
     MeOut,
     SubmitOut,
+    UserChangeIn,
     UserCreatedOut,
     UserCreateIn,
     UserEventOut,
@@ -499,6 +504,9 @@ def post_claim_review(
 # ------------------------------------------------------------------------------------------- users
 
 
+UserIdPath = Annotated[int, Path(description="The user's id.", ge=1, le=MAX_RECORD_ID)]
+
+
 @router.get("/users", tags=["users"], summary="Users of the admin's tenant", responses=FORBIDDEN)
 def get_users(principal: ApiUser, db: DbSession) -> list[UserOut]:
     principal.require(principal.can_manage_users, "manage users")
@@ -529,7 +537,7 @@ def post_user(request: Request, body: UserCreateIn, principal: ApiUser, db: DbSe
     responses={**FORBIDDEN, **CONFLICT},
 )
 def post_user_rotate_token(
-    user_id: Annotated[int, Path(description="The user's id.", ge=1, le=MAX_RECORD_ID)],
+    user_id: UserIdPath,
     request: Request,
     principal: ApiUser,
     db: DbSession,
@@ -540,6 +548,59 @@ def post_user_rotate_token(
     issued = rotate_token_by_id(db, principal.tenant_id, user_id, actor=api_actor(principal),
                                 token_lifetime_days=token_lifetime_days(request),
                                 may_take_pii=principal.can_view_pii or principal.user_id == user_id)
+    db.commit()
+    return token_out(issued, principal.tenant)
+
+
+@router.patch(
+    "/users/{user_id}",
+    tags=["users"],
+    summary="Change a user's role, team or agent id (admins; the user's token is unchanged)",
+    responses={**FORBIDDEN, **CONFLICT, **INVALID},
+)
+def patch_user(user_id: UserIdPath, body: UserChangeIn, principal: ApiUser, db: DbSession) -> UserOut:
+    """A field left out is kept; `null` clears a team or an agent id. The change holds from the user's next
+    request, and is recorded (`user_changed`). Refused (409) when it would leave the tenant without an active
+    admin; an agent needs an agent id (422)."""
+    principal.require(principal.can_manage_users, "manage users")
+    given = body.model_fields_set
+    if not given or (given == {"role"} and body.role is None):
+        raise InvalidInputError("nothing to change: give role, team or agent_id")
+    user = change_user(db, principal.tenant_id, user_id, role=body.role,
+                       team=body.team if "team" in given else KEEP,
+                       agent_id=body.agent_id if "agent_id" in given else KEEP, actor=api_actor(principal))
+    db.commit()
+    return user_out(user, principal.tenant)
+
+
+@router.post(
+    "/users/{user_id}/deactivate",
+    tags=["users"],
+    summary="Switch a user off: their token and browser sessions stop working at once",
+    responses={**FORBIDDEN, **CONFLICT},
+)
+def post_user_deactivate(user_id: UserIdPath, principal: ApiUser, db: DbSession) -> UserOut:
+    """Recorded (`user_deactivated`); a user already off is answered as they are. Refused (409) for the tenant's
+    last active admin."""
+    principal.require(principal.can_manage_users, "manage users")
+    user = deactivate_user_by_id(db, principal.tenant_id, user_id, actor=api_actor(principal))
+    db.commit()
+    return user_out(user, principal.tenant)
+
+
+@router.post(
+    "/users/{user_id}/reactivate",
+    tags=["users"],
+    summary="Switch a deactivated user on again, with a new token in the answer, once",
+    responses={**FORBIDDEN, **CONFLICT},
+)
+def post_user_reactivate(user_id: UserIdPath, request: Request, principal: ApiUser, db: DbSession) -> UserTokenOut:
+    """The token the user held when switched off never works again (it may be why they were). Role, team,
+    agent id and view_pii are as they were. 409 for an active user; 403 for an admin without view_pii
+    reactivating a user who has it (they would hold that user's token)."""
+    principal.require(principal.can_manage_users, "manage users")
+    issued = reactivate_user(db, principal.tenant_id, user_id, actor=api_actor(principal),
+                             token_lifetime_days=token_lifetime_days(request), may_take_pii=principal.can_view_pii)
     db.commit()
     return token_out(issued, principal.tenant)
 

@@ -39,7 +39,15 @@ from app.handoff.feed import CursorError, CursorExpiredError
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.urls import WebhookUrlError
 from app.review import ReviewConflictError, ReviewInputError
-from app.users import AccessDeniedError, InactiveUserError, TokenReplacedError, UserError, UserExistsError
+from app.users import (
+    AccessDeniedError,
+    ActiveUserError,
+    InactiveUserError,
+    LastAdminError,
+    TokenReplacedError,
+    UserError,
+    UserExistsError,
+)
 from app.web import analytics, api, handoff_api, ops, pages
 from app.web.deps import (
     AuthenticationRequired,
@@ -99,6 +107,8 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (DecidedCallError, status.HTTP_409_CONFLICT),
     (UserExistsError, status.HTTP_409_CONFLICT),
     (InactiveUserError, status.HTTP_409_CONFLICT),
+    (ActiveUserError, status.HTTP_409_CONFLICT),
+    (LastAdminError, status.HTTP_409_CONFLICT),
     (TokenReplacedError, status.HTTP_409_CONFLICT),
     (RotationInProgressError, status.HTTP_409_CONFLICT),
     (CursorExpiredError, status.HTTP_410_GONE),

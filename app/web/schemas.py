@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -143,7 +143,8 @@ class UserEventOut(RowModel):
     user_name: str = Field(description="The user's name at the change.")
     actor_user_id: int | None = Field(description="The user who made the change; null for a command (`cli:...`).")
     actor: str = row_field("actor", "actor_name", description="Who made the change: a user's name or `cli:<account>`.")
-    action: str = Field(description="user_created, user_deactivated, token_rotated, view_pii_granted, view_pii_revoked")
+    action: str = Field(description="user_created, user_deactivated, user_reactivated, user_changed (role, team or "
+                                    "agent id), token_rotated, view_pii_granted, view_pii_revoked")
     detail: dict[str, Any] = Field(description='What changed, as {"field": {"from": ..., "to": ...}} (at creation: '
                                                "the new user's fields). Never a token or its hash.")
     created_at: datetime
@@ -154,6 +155,18 @@ class UserCreateIn(BaseModel):
     role: UserRole
     team: StorableStr | None = Field(default=None, max_length=200)
     agent_id: StorableStr | None = Field(default=None, max_length=200)
+
+
+class UserChangeIn(BaseModel):
+    """The fields to change; a field left out is kept, `null` clears a team or an agent id. Unknown fields are
+    refused: a misspelt one would otherwise change nothing and answer 200."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: UserRole | None = Field(default=None, description="A new role (null or left out: kept).")
+    team: StorableStr | None = Field(default=None, max_length=200, description="A new team; null clears it.")
+    agent_id: StorableStr | None = Field(default=None, max_length=200,
+                                         description="A new agent id; null clears it (not for an agent).")
 
 
 class UserCreatedOut(UserOut):

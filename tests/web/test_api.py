@@ -371,6 +371,7 @@ def test_openapi_spec_documents_every_route_with_bearer_auth(world: World) -> No
         "/api/me", "/api/calls", "/api/calls/{call_id}", "/api/calls/{call_id}/events",
         "/api/calls/{call_id}/review", "/api/calls/{call_id}/claims", "/api/claims/{claim_id}/review",
         "/api/users", "/api/export", "/api/me/rotate-token", "/api/users/{user_id}/rotate-token", "/api/users/events",
+        "/api/users/{user_id}", "/api/users/{user_id}/deactivate", "/api/users/{user_id}/reactivate",
         # hand-off (app/web/handoff_api.py)
         "/api/events", "/api/webhooks", "/api/webhooks/{endpoint_id}/disable", "/api/webhooks/{endpoint_id}/enable",
         "/api/webhooks/{endpoint_id}/rotate-secret", "/api/webhooks/deliveries", "/api/webhooks/deliveries/replay",

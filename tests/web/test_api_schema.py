@@ -41,6 +41,8 @@ ROLES: dict[str, tuple[UserRole, str | None]] = {
     "agent": (UserRole.agent, "a1"),
 }
 pytestmark = pytest.mark.postgres
+# Operations that may change the role users the run signs in as.
+CHANGES_USERS = ("/api/users/{user_id}", "/api/me/rotate-token")
 
 
 @dataclass
@@ -49,12 +51,15 @@ class Target:
     tokens: dict[str, str]
     factory: sessionmaker[Session]
 
-    def restore_tokens(self) -> None:
-        """Give each role's user its token back after a case that may have rotated it: otherwise every
-        later case would be sent with a revoked token and check nothing but the 401."""
+    def restore_users(self) -> None:
+        """Give each role's user its token, role, agent id and team back, and switch it on, after a case that
+        may have changed them (a rotation, PATCH, deactivate, reactivate): otherwise every later case would be
+        sent with a revoked token, or as another role, and check nothing but the 401."""
         with unit_of_work(self.factory) as session:
             for name, token in self.tokens.items():
-                session.execute(update(User).where(User.name == name).values(token_hash=hash_token(token)))
+                role, agent_id = ROLES[name]
+                session.execute(update(User).where(User.name == name).values(
+                    token_hash=hash_token(token), role=role, agent_id=agent_id, team=None, active=True))
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +89,8 @@ def test_the_run_covers_every_documented_operation(target: Target) -> None:
         "DELETE /api/calls/{call_id}", "GET /api/calls/{call_id}/events", "POST /api/calls/{call_id}/review",
         "POST /api/calls/{call_id}/claims", "POST /api/claims/{claim_id}/review", "GET /api/users",
         "POST /api/users", "POST /api/me/rotate-token", "POST /api/users/{user_id}/rotate-token",
-        "GET /api/users/events",
+        "GET /api/users/events", "PATCH /api/users/{user_id}", "POST /api/users/{user_id}/deactivate",
+        "POST /api/users/{user_id}/reactivate",
         # hand-off (app/web/handoff_api.py)
         "GET /api/schemas/call.v1.json", "GET /api/schemas/event.v1.json", "GET /api/calls/{call_id}/record",
         "GET /api/events", "GET /api/webhooks",
@@ -109,8 +115,8 @@ def test_every_operation_answers_as_documented(target: Target, mode: GenerationM
         def answers_as_documented(case: Any) -> None:
             for token in target.tokens.values():
                 case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, excluded_checks=EXCLUDED_CHECKS)
-                if case.operation.path.endswith("/rotate-token"):
-                    target.restore_tokens()
+                if case.operation.path.startswith(CHANGES_USERS):
+                    target.restore_users()
 
         try:
             answers_as_documented()
