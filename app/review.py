@@ -554,7 +554,6 @@ def delete_call(session: Session, principal: Principal, call_id: str) -> None:
         "agent_id": call.agent_id,
         "team": call.team,
         "state": call.state.value,
-        "transcript_hash": call.transcript_hash,
     }
     tenant_id = call.tenant_id
     record_event(session, call, EventType.deleted, actor=principal.name)

@@ -150,13 +150,15 @@ def store_transcript(
             return _change_mode(session, existing, llm_mode, actor)  # asked for with the corrections
         return StoredCall(existing.id, external_id, StoreStatus.updated, existing.state, existing.llm_mode)
 
-    before = {"transcript_hash": existing.transcript_hash, "state": existing.state.value}
+    # Never the content's hash: it is of the unmasked text, and a reader who sees the masked one could try
+    # the masked digits against it offline (an SSN's five in a fraction of a second).
+    before = {"state": existing.state.value}
     # Evidence offsets point into the old utterances, so the old extraction cannot survive them.
     session.execute(delete(Claim).where(Claim.call_id == existing.id))
     session.execute(delete(ExtractionRun).where(ExtractionRun.call_id == existing.id))
     session.execute(delete(UtteranceRow).where(UtteranceRow.call_id == existing.id))
     session.add(_event(tenant_row.id, existing.id, actor, "transcript_replaced", before,
-                       {"transcript_hash": content_hash}))
+                       {"utterances": len(transcript.utterances)}))
     for name, value in content.items():
         setattr(existing, name, value)  # the `state` validator keeps review_rank, as `state_columns` has it
     _follow_owner(session, existing, owner)

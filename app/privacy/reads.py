@@ -18,6 +18,9 @@ from app.schemas.api import CallDetailOut, ClaimOut, EvidenceOut
 
 # The audit snapshot fields that carry text from a call.
 TEXT_FIELDS = ("text", "quote", "case_note")
+# Snapshot fields earlier versions stored that no reader is shown: the transcript's content hash, of the unmasked
+# text, against which a reader of the masked one could try the masked digits offline.
+NEVER_SHOWN = frozenset({"transcript_hash"})
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,15 @@ def mask_snapshot(snapshot: dict[str, Any] | None, masks: CallMasks | None = Non
     # By shape: the trail shows every reader what reviewers typed (`CallMasks.text`).
     mask = (lambda text: masks.text(text, by_shape=True)) if masks is not None else mask_text
     return {key: mask(value) if key in TEXT_FIELDS and isinstance(value, str) else value
-            for key, value in snapshot.items()}
+            for key, value in snapshot.items() if key not in NEVER_SHOWN}
+
+
+def shown_snapshot(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An audit event's before/after as a reader allowed to see personal data is shown it: without the
+    fields no reader is shown (`NEVER_SHOWN`)."""
+    if not snapshot:
+        return snapshot
+    return {key: value for key, value in snapshot.items() if key not in NEVER_SHOWN}
 
 
 def _masked_quote(

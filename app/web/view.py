@@ -21,7 +21,7 @@ from app.models.tables import REVIEWED_STATES
 from app.pipeline.note import case_note, stated_as_fact
 from app.pipeline.queries import call_summary, claim_out, current_claims, latest_run, run_out, stored_masks
 from app.privacy.mask import CallMasks, mask_text
-from app.privacy.reads import mask_claim, mask_snapshot
+from app.privacy.reads import mask_claim, mask_snapshot, shown_snapshot
 from app.review import DECIDABLE_CALL_STATES, call_events, visible_call
 from app.schemas.api import CallSummaryOut, ClaimOut, EvidenceOut, RunOut
 from app.schemas.grounding import ClaimKind, ClaimStatus, EvidenceStatus
@@ -228,6 +228,8 @@ def event_view(review_event: ReviewEvent, *, masked: bool = True, masks: CallMas
     before, after = review_event.before, review_event.after
     if masked:
         before, after = mask_snapshot(before, masks), mask_snapshot(after, masks)
+    else:
+        before, after = shown_snapshot(before), shown_snapshot(after)
     return EventView(
         when=review_event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         actor=review_event.actor_name,

@@ -29,7 +29,7 @@ from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Owner, S
 from app.schemas.transcript import Role, Transcript, Utterance
 from app.schemas.usage import Usage
 from app.users import Principal, create_user, principal_of, set_view_pii
-from app.web.view import build_call_page
+from app.web.view import EVENT_LABELS, build_call_page
 from tests.support.services import migrated_pg_database, migrated_sqlite_database
 from tests.web.conftest import csrf_from, sign_in
 from tests.web.world import bearer, client_for
@@ -508,3 +508,41 @@ def test_a_reviewer_without_view_pii_learns_nothing_from_how_their_text_is_maske
     assert len(set(answers)) == 1 and answers[0][0] == "Customer mentioned ••/••/•••• and the fee refund"
     trail = setup.client.get(f"/api/calls/{call_id}/events", headers=headers).text
     assert "1984" not in trail and "1985" not in trail
+
+
+def test_no_reader_gets_the_transcripts_content_hash_from_the_audit_trail(setup: Setup) -> None:
+    # The hash of the unmasked transcript was in transcript_replaced and call_deleted events: a reader who saw
+    # the masked text tried the SSN's five masked digits against it offline and had it in 0.16 s.
+    lines = [(Role.customer, f"My social is {SSN}, and I moved."), (Role.agent, "Noted, thanks.")]
+    first = Transcript(utterances=[Utterance(index=i, speaker=r.value, role=r, text=t)
+                                   for i, (r, t) in enumerate(lines)], source_format="native")
+    second = first.model_copy(update={"utterances": [*first.utterances[:1], Utterance(
+        index=1, speaker="agent", role=Role.agent, text="Noted, thank you.")]})
+    with unit_of_work(setup.factory) as session:
+        call_id = store_transcript(session, first, tenant="acme", external_id="hash-call").call_id
+    with unit_of_work(setup.factory) as session:
+        store_transcript(session, second, tenant="acme", external_id="hash-call", replace=True)
+    with unit_of_work(setup.factory) as session:
+        call = session.get(Call, call_id)
+        assert call is not None
+        content_hash, tenant_id = call.transcript_hash, call.tenant_id
+        # As versions before this one wrote it: the trail is append-only, so old rows keep theirs.
+        session.add(ReviewEvent(tenant_id=tenant_id, call_id=call_id, actor_name="cli:ops",
+                                action="transcript_replaced", before={"transcript_hash": content_hash,
+                                                                       "state": "queued"},
+                                after={"transcript_hash": content_hash}))
+    with setup.factory() as session:
+        stored = session.scalars(select(ReviewEvent).where(ReviewEvent.call_id == call_id)).all()
+    assert [e.action for e in stored] == ["transcript_replaced", "transcript_replaced"]
+    assert content_hash not in json.dumps([[e.before, e.after] for e in stored[:1]])  # not written any more
+
+    answer = setup.client.get(f"/api/calls/{call_id}/events", headers=bearer(setup.tokens["agent"]))
+    assert answer.status_code == 200
+    assert len(answer.json()) == 2
+    assert content_hash not in answer.text and "transcript_hash" not in answer.text
+    with TestClient(setup.client.app) as browser:
+        sign_in(browser, setup.tokens["agent"])
+        page = browser.get(f"/calls/{call_id}")
+    assert page.status_code == 200 and page.text.count(EVENT_LABELS.get("transcript_replaced",
+                                                                         "Transcript replaced")) >= 2
+    assert content_hash not in page.text
