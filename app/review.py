@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.db.session import scalar_for_update
+from app.db.types import as_utc
 from app.errors import NotFoundError, PostcallError
 from app.handoff.outbox import EventType, record_event
 from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStatus
@@ -40,10 +41,10 @@ from app.users import Principal, visible_calls_clause
 
 MAX_CLAIM_TEXT_CHARS = 2_000
 MAX_SELECTION_PIECES = 20
-# Calls whose extraction is finished: only these can be approved or rejected as a whole.
-DECIDABLE_CALL_STATES = frozenset(
-    {CallState.ready_for_review, CallState.needs_attention, CallState.approved, CallState.rejected}
-)
+# Calls whose extraction is finished and not yet decided: only these can be approved or rejected as a whole. A
+# decided call is reopened first (supervisors, admins): a reviewer on a page from before another's decision
+# flipped it without a word, and an agent could undo one.
+DECIDABLE_CALL_STATES = frozenset({CallState.ready_for_review, CallState.needs_attention})
 # Kinds a reviewer may add from a transcript selection; reason and outcome exist once per call.
 ADDABLE_KINDS = frozenset({ClaimKind.action_item, ClaimKind.summary})
 
@@ -494,6 +495,15 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
         event_action = EventAction.call_reopened
     else:
         principal.require(principal.can_review, "approve or reject calls")
+        event_action, state = CALL_EVENT[decision]
+        if call.state is state:
+            # The same decision again (a retried request, a double click, a second reviewer agreeing): already
+            # so, nothing new to audit or to hand off. Another event would reach every receiver as a new one.
+            return call
+        if call.state in REVIEWED_STATES:
+            raise ReviewConflictError(
+                f"call {call.id} was {call.state.value} meanwhile{_decided_by(session, call)}: nothing changed; "
+                "a supervisor reopens it to decide again")
         if call.state not in DECIDABLE_CALL_STATES:
             raise ReviewConflictError(f"call {call.id} is {call.state.value}; only a processed call can be decided")
         if decision is CallDecision.approve:
@@ -503,13 +513,21 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
                     f"{pending} unverified item(s) still pending: approve, edit or reject them before approving "
                     "the call"
                 )
-        event_action, state = CALL_EVENT[decision]
-        if call.state is state:
-            # The same decision again (a retried request, a double click): already so, nothing new to
-            # audit or to hand off. Another event would reach every receiver as a new one (its own id).
-            return call
     _move_call(session, principal, call, state, event_action, HANDOFF_EVENT[decision], before=call.state)
     return call
+
+
+def _decided_by(session: Session, call: Call) -> str:
+    """" by NAME at TIME": who made the call's standing decision, from its audit trail ("" if none is found)."""
+    event = session.execute(
+        select(ReviewEvent.actor_name, ReviewEvent.created_at)
+        .where(ReviewEvent.call_id == call.id, ReviewEvent.tenant_id == call.tenant_id,
+               ReviewEvent.action.in_((EventAction.call_approved.value, EventAction.call_rejected.value)))
+        .order_by(ReviewEvent.id.desc()).limit(1)
+    ).first()
+    if event is None:
+        return ""
+    return f" by {event.actor_name} at {as_utc(event.created_at):%Y-%m-%d %H:%M} UTC"
 
 
 def _move_call(session: Session, principal: Principal | None, call: Call, state: CallState, action: EventAction,

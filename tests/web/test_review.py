@@ -191,6 +191,33 @@ def test_agents_decide_but_do_not_reopen(world: World) -> None:
         assert get_call(session, call.call_id).state is CallState.rejected
 
 
+def test_a_decided_call_is_not_flipped_without_reopening_it(world: World) -> None:
+    # A supervisor on a page opened before a colleague's rejection pressed approve: "Call approved.", no word
+    # of the rejection, and call.rejected then call.approved went downstream; an agent could undo a decision.
+    call = world.fresh_call("acme_a1_blue")
+    supervisor, admin, agent = principal(world, "supervisor"), principal(world, "admin"), principal(world, "agent_a1")
+    with unit_of_work(world.factory) as session:
+        review_claim(session, admin, call.claim("summary1"), ClaimAction.reject)
+        decide_call(session, admin, call.call_id, CallDecision.reject)
+    for who in (supervisor, agent):
+        with pytest.raises(ReviewConflictError, match="was rejected meanwhile by admin at .* UTC"), \
+                unit_of_work(world.factory) as session:
+            decide_call(session, who, call.call_id, CallDecision.approve)
+    with unit_of_work(world.factory) as session:  # the same decision again: already so
+        assert decide_call(session, agent, call.call_id, CallDecision.reject).state is CallState.rejected
+    with world.factory() as session:
+        assert get_call(session, call.call_id).state is CallState.rejected
+        assert [e.action for e in call_events(session, admin, call.call_id)] == ["claim_rejected", "call_rejected"]
+        assert [e.type for e in session.scalars(select(OutboxEvent).where(
+            OutboxEvent.call_id == call.call_id).order_by(OutboxEvent.id))] == ["call.rejected"]
+    answer = world.client.post(f"/api/calls/{call.call_id}/review", json={"decision": "approve"},
+                               headers=world.token("supervisor"))
+    assert answer.status_code == 409 and "reopens it" in answer.json()["detail"]
+    with unit_of_work(world.factory) as session:  # reopened, it is decided again, the other way
+        decide_call(session, supervisor, call.call_id, CallDecision.reopen)
+        assert decide_call(session, supervisor, call.call_id, CallDecision.approve).state is CallState.approved
+
+
 def test_a_call_still_processing_cannot_be_decided(world: World) -> None:
     call = world.fresh_call("acme_a1_blue")
     with unit_of_work(world.factory) as session:
