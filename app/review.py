@@ -457,8 +457,9 @@ def _stored_span(ev: VerifiedEvidence, texts: Mapping[int, str]) -> VerifiedEvid
 
 
 def pending_unverified(session: Session, call_id: str) -> int:
-    """Unverified items of the current extraction that nobody has decided on yet, counted. The count is
-    kept on the call (`flagged_items`: at persist and here, on each item decision); readers use that."""
+    """Unverified items of the current extraction that nobody has decided on yet, counted: an edit the
+    transcript does not support counts too (`undecided_unverified`). The count is kept on the call
+    (`flagged_items`: at persist and here, on each item decision); readers use that."""
     run = latest_succeeded_run(session, call_id)
     if run is None:
         return 0
@@ -467,11 +468,14 @@ def pending_unverified(session: Session, call_id: str) -> int:
 
 
 def undecided_unverified(run_id: int | ColumnElement[int | None]) -> tuple[ColumnElement[bool], ...]:
-    """Conditions on `Claim`: an unverified item of run `run_id` that nobody has decided on yet."""
+    """Conditions on `Claim`: an unverified item of run `run_id` that nobody has decided on yet. An item edited
+    into words its evidence does not support is one: the edit is checked again (`_check_again`), and approving
+    it, as written, is a decision of its own. Counted as decided, it let bulk approval ("every item verified")
+    send "$900 credit", typed over a $90 one, downstream as part of an approved record."""
     return (
         Claim.run_id == run_id,
         Claim.grounding_status == ClaimStatus.ungrounded.value,
-        Claim.review_status == ReviewStatus.pending,
+        Claim.review_status.in_((ReviewStatus.pending, ReviewStatus.edited)),
     )
 
 

@@ -90,11 +90,12 @@ def case_note(items: Sequence[NoteSource]) -> str:
 
 
 def stated_as_fact(grounding_status: str, review_status: str) -> bool:
-    """Whether the note may state an item: verified and not rejected, or unverified but approved or
-    edited by a reviewer. An unverified item nobody has checked never enters the note."""
+    """Whether the note may state an item: verified and not rejected, or unverified but approved by a
+    reviewer. An unverified item nobody has approved never enters the note, an edit the transcript does not
+    support included (app/review.py `undecided_unverified`)."""
     if review_status == ReviewStatus.rejected.value:
         return False
-    return grounding_status == "grounded" or review_status in (ReviewStatus.approved.value, ReviewStatus.edited.value)
+    return grounding_status == "grounded" or review_status == ReviewStatus.approved.value
 
 
 def call_case_note(session: Session, call: Call) -> str:

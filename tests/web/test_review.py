@@ -84,6 +84,41 @@ def test_an_edited_item_is_verified_again_on_its_evidence(world: World) -> None:
         assert (item.grounding_status, item.grounding_reason) == ("ungrounded", "unsupported_date")
 
 
+def test_an_edit_the_transcript_does_not_support_is_undecided_until_approved_as_written(world: World) -> None:
+    # An edit to "$900" over evidence of "$30" counted as decided: the call kept no flagged item, its note
+    # stated the edit, and bulk approval ("every item verified") sent it downstream in an approved record.
+    from app.pipeline.note import call_case_note
+    from app.review import approve_verified_calls
+
+    call = world.fresh_call("acme_a1_blue")
+    supervisor = principal(world, "supervisor")
+    with unit_of_work(world.factory) as session:  # every item verified: ready for review, nothing flagged
+        session.execute(update(Claim).where(Claim.call_id == call.call_id).values(grounding_status="grounded"))
+        stored = session.get(Call, call.call_id)
+        assert stored is not None
+        stored.state, stored.flagged_items = CallState.ready_for_review, 0
+    with unit_of_work(world.factory) as session:
+        edited = review_claim(session, supervisor, call.claim("summary0"), ClaimAction.edit,
+                              ClaimChanges(text="The customer was promised a $900 credit"))
+        assert (edited.grounding_status, edited.review_status.value) == ("ungrounded", "edited")
+    with world.factory() as session:
+        stored = session.get(Call, call.call_id)
+        assert stored is not None and stored.flagged_items == 1
+        assert "$900" not in call_case_note(session, stored)
+    with unit_of_work(world.factory) as session:
+        bulk = approve_verified_calls(session, supervisor, [call.call_id])
+        assert bulk.approved == [] and bulk.refused == {call.call_id: "unverified items pending"}
+    with pytest.raises(ReviewConflictError, match="1 unverified item"), unit_of_work(world.factory) as session:
+        decide_call(session, supervisor, call.call_id, CallDecision.approve)
+    with unit_of_work(world.factory) as session:  # the reviewer vouches for the words as written
+        review_claim(session, supervisor, call.claim("summary0"), ClaimAction.approve)
+        assert decide_call(session, supervisor, call.call_id, CallDecision.approve).state is CallState.approved
+    with world.factory() as session:
+        stored = session.get(Call, call.call_id)
+        assert stored is not None and stored.flagged_items == 0
+        assert "$900" in call_case_note(session, stored)
+
+
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
@@ -200,7 +235,7 @@ def test_a_decided_call_is_not_flipped_without_reopening_it(world: World) -> Non
         review_claim(session, admin, call.claim("summary1"), ClaimAction.reject)
         decide_call(session, admin, call.call_id, CallDecision.reject)
     for who in (supervisor, agent):
-        with pytest.raises(ReviewConflictError, match="was rejected meanwhile by admin at .* UTC"), \
+        with pytest.raises(ReviewConflictError, match=r"was rejected meanwhile by admin at .* UTC"), \
                 unit_of_work(world.factory) as session:
             decide_call(session, who, call.call_id, CallDecision.approve)
     with unit_of_work(world.factory) as session:  # the same decision again: already so

@@ -63,6 +63,9 @@ def test_the_stored_flagged_count_agrees_with_a_recount_through_every_decision(w
     review("reason", {"action": "approve"})  # a verified item: nothing pending changes
     assert flagged_stored_and_recounted(world, call.call_id) == (3, 3)
     review(unverified[0], {"action": "edit", "text": "Customer asked about a credit"})
+    # An edit its evidence does not support is still undecided: approving it as written decides it.
+    assert flagged_stored_and_recounted(world, call.call_id) == (3, 3)
+    review(unverified[0], {"action": "approve"})
     assert flagged_stored_and_recounted(world, call.call_id) == (2, 2)
     review(unverified[1], {"action": "reject"})
     review(unverified[1], {"action": "approve"})  # a second decision on the same item counts once
