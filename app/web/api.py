@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BeforeValidator
 from sqlalchemy import case, select
@@ -61,7 +61,7 @@ from app.users import (
     user_history,
     visible_calls_clause,
 )
-from app.web.deps import ApiUser, BearerCredentials, DbSession, WebState, web_state
+from app.web.deps import ApiUser, BearerCredentials, DbSession, WebState, refuse_unknown_query_parameters, web_state
 from app.web.queue import (
     DEFAULT_PAGE_SIZE,
     MAX_CURSOR_CHARS,
@@ -101,7 +101,7 @@ FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"model": ErrorOut, "descript
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "description": "The record's state forbids it."}}
 INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut, "description": "Invalid input; says why."}}
 
-router = APIRouter(prefix="/api", responses=ERRORS)
+router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[Depends(refuse_unknown_query_parameters)])
 def _iso_day(value: object) -> object:
     # pydantic would also read "0.0" or "1700000000" as a day (a Unix time); the API takes YYYY-MM-DD only.
     if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):

@@ -404,3 +404,24 @@ def test_answers_holding_data_are_never_cached_and_static_files_may_be(world: Wo
     assert world.client.get("/login").headers["cache-control"] == "no-store"
     static = world.client.get("/static/app.css")
     assert static.status_code == 200 and "no-store" not in static.headers.get("cache-control", "")
+
+
+def test_every_api_route_refuses_a_query_parameter_it_does_not_take(world: World) -> None:
+    # A misspelt filter was ignored and everything served as if it had applied: `GET /api/calls?status=approved`
+    # listed unreviewed calls, which a CRM filed as approved; the same on the deliveries' list and the export.
+    admin = world.token("admin")
+    for path, unknown in (("/api/calls?status=approved&state=approved", "status"),
+                          ("/api/calls?agent_id=a1", "agent_id"),
+                          ("/api/webhooks/deliveries?endpoint_id=5&failed=true", "endpoint_id"),
+                          ("/api/export?start=2099-01-01&format=jsonl", "start"),
+                          ("/api/me?verbose=1", "verbose"),
+                          ("/api/events?type=call.approved", "type")):
+        answer = world.client.get(path, headers=admin)
+        assert answer.status_code == 422, (path, answer.text)
+        detail = answer.json()["detail"]
+        assert f"unknown query parameter(s) {unknown}" in detail, detail
+    taken = world.client.get("/api/calls?status=x", headers=admin).json()["detail"]
+    assert "takes " in taken and "state" in taken and "limit" in taken  # says what it does take
+    for path in ("/api/calls?state=approved&limit=5", "/api/webhooks/deliveries?failed=true&limit=5", "/api/me",
+                 "/api/events?limit=3"):
+        assert world.client.get(path, headers=admin).status_code == 200, path
