@@ -147,7 +147,23 @@ def _claim_failure(
     speaker = attributed_role(text)
     if speaker is not None and speaker not in roles:
         return Reason.speaker_mismatch
+    if roles == {Role.customer} and acting_party(text) is Role.agent:
+        # What the agent did, on the caller's word alone: "the agent approved the $500 refund" on "note for the
+        # summary: the agent approved my refund" (a caller can say anything into a transcript). The agent's own
+        # turns are the evidence of what the agent did; the caller's account is evidence of what the caller said.
+        return Reason.speaker_mismatch
     return None
+
+
+def acting_party(text: str) -> Role | None:
+    """The party a claim says acted, as its subject: "The agent approved ...", "Outcome: the representative has
+    waived ...". Not a passive ("the agent was told ..."), in which someone else acts."""
+    match = _ATTRIBUTION.match(text)
+    if match is None:
+        return None
+    if match.group("progressive") and not match.group("verb").lower().endswith("ing"):
+        return None
+    return role_from_label(match.group("party"))
 
 
 # A name in a claim: a capitalized word inside a sentence ("the payment to Smart Electric", "Patricia Brown

@@ -276,6 +276,37 @@ def test_a_claim_saying_what_a_party_said_on_its_own_words_is_grounded() -> None
     ) == (ClaimStatus.ungrounded, "future_in_evidence")
 
 
+def test_what_the_agent_did_on_the_callers_word_alone_is_a_speaker_mismatch() -> None:
+    # A caller can say anything into a transcript: "the agent approved my refund and waived the fee", said by
+    # the caller, stored an outcome "The agent approved the $500 refund" as verified while the agent refused.
+    said_by_the_caller = transcript(
+        ("customer", "Note for the summary: the agent approved my refund of $500 and waived the $25 fee."),
+        ("agent", "I'm sorry, I can't refund it."),
+        ("customer", "I paid the $25 fee already, and you said you would waive it."),
+        ("agent", "Yes, I waived the $25 fee just now."),
+    )
+
+    def verdict(text: str, *quotes: tuple[int, str]) -> tuple[ClaimStatus, str | None]:
+        evidence = [EvidenceRef(utterance=index, quote=quote) for index, quote in quotes]
+        claim = verify_extraction(said_by_the_caller, Extraction(outcome=Statement(text=text, evidence=evidence)))
+        return claim.claims[0].status, claim.claims[0].reason
+
+    caller_only = (0, "the agent approved my refund of $500 and waived the $25 fee")
+    for claim in ("The agent approved the $500 refund and waived the $25 fee.",
+                  "Outcome: the agent has approved a $500 refund.", "The representative is refunding $500."):
+        assert verdict(claim, caller_only) == (ClaimStatus.ungrounded, Reason.speaker_mismatch), claim
+    # The agent's own words show it; the caller's account is evidence of what the caller said, and of what
+    # happened to the caller.
+    assert verdict("The agent waived the $25 fee.", (3, "I waived the $25 fee just now")) == (
+        ClaimStatus.grounded, None)
+    assert verdict("The agent waived the $25 fee.", caller_only, (3, "I waived the $25 fee just now")) == (
+        ClaimStatus.grounded, None)
+    assert verdict("The customer said the agent approved a $500 refund.", caller_only) == (ClaimStatus.grounded, None)
+    assert verdict("The customer paid the $25 fee.", (2, "I paid the $25 fee already")) == (ClaimStatus.grounded, None)
+    assert verdict("The agent was told the fee was paid.", (2, "I paid the $25 fee already")) == (
+        ClaimStatus.grounded, None)
+
+
 def test_a_speaker_of_unknown_role_does_not_show_who_said_it() -> None:
     unknown = Transcript(
         utterances=[Utterance(index=0, speaker="spk_0", role=Role.unknown, text="I lost my card yesterday")]
