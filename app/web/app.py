@@ -58,6 +58,7 @@ from app.web.deps import (
     refuse_unstorable_text,
 )
 from app.web.schemas import ErrorOut
+from app.web.view import TEMPLATE_FILTERS
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def create_app(
     )
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.filters["waited"] = waited_label
+    templates.env.filters.update(TEMPLATE_FILTERS)  # before any template is compiled (a missing one fails it)
     app.state.web = WebState(
         settings=settings,
         session_factory=make_session_factory(engine),

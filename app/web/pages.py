@@ -7,7 +7,9 @@ evidence highlighting and turning a transcript selection into a new item.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -60,8 +62,9 @@ from app.web.queue import (
     TO_REVIEW_STATES,
     CallFilters,
     PageCursor,
-    list_calls,
+    list_queue,
     next_to_review,
+    queue_position,
 )
 from app.web.schemas import SelectedQuoteIn
 from app.web.view import build_call_page
@@ -71,12 +74,28 @@ CALL_DECISION_MESSAGES = {
     CallDecision.reject: "Call rejected.",
     CallDecision.reopen: "Call reopened for review.",
 }
+CLAIM_ACTION_MESSAGES = {
+    ClaimAction.approve: "Item approved.",
+    ClaimAction.reject: "Item rejected.",
+    ClaimAction.edit: "Item edited.",
+}
 
 router = APIRouter(include_in_schema=False)
 
 # The queue's state filter: the two review states by default, "all", or one state.
 STATE_FILTER_TO_REVIEW = "to_review"
 STATE_FILTER_ALL = "all"
+# The flagged filter's spellings: the form's yes / no, and the API's true / false.
+FLAGGED_VALUES = {"yes": True, "true": True, "no": False, "false": False}
+# The queue's filters, carried from the queue to a call page and through its forms, so "approve and next",
+# `]` and the way back stay in the queue the reviewer chose; the pager's parameters are the queue page's.
+FILTER_PARAMS = ("state", "agent", "date_from", "date_to", "flagged")
+# A value quoted back in a message about it is cut to this many characters (a URL can hold kilobytes).
+QUOTED_VALUE_CHARS = 60
+
+
+def _quoted(value: str) -> str:
+    return f"“{value[:QUOTED_VALUE_CHARS]}{'…' if len(value) > QUOTED_VALUE_CHARS else ''}”"
 
 
 def render(
@@ -151,11 +170,86 @@ def logout(request: Request, db: DbSession) -> Response:
 # ------------------------------------------------------------------------------------------- queue
 
 
-def _parse_date(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
+@dataclass(frozen=True)
+class QueueQuery:
+    """The queue's filters read from a URL: what they select, the values kept for links (valid ones only)
+    and a message per value that was not understood (shown, never silently dropped)."""
+
+    filters: CallFilters
+    state: str
+    kept: dict[str, str]
+    problems: list[str]
+
+    @property
+    def query_string(self) -> str:
+        """"?state=...&agent=..." for links and form actions that stay in this queue; "" for the default."""
+        return f"?{urlencode(self.kept)}" if self.kept else ""
+
+
+def read_queue_query(params: Mapping[str, str]) -> QueueQuery:
+    """The queue filters among `params` (a query string). A value that cannot be read is left out of the
+    filters and reported: `?state=bogus` must not look like a queue that has no such calls, nor like one
+    that was filtered."""
+    problems: list[str] = []
+    state = (params.get("state") or STATE_FILTER_TO_REVIEW).strip()
+    if state == STATE_FILTER_ALL:
+        states: tuple[CallState, ...] = ()
+    elif state in CallState.__members__:
+        states = (CallState(state),)
+    else:
+        if state != STATE_FILTER_TO_REVIEW:
+            problems.append(f"Unknown state {_quoted(state)}: showing the calls to review. States: "
+                            f"{', '.join(s.value for s in CallState)}, to_review or all.")
+        state, states = STATE_FILTER_TO_REVIEW, TO_REVIEW_STATES
+    agent = (params.get("agent") or "").strip()
+    days: dict[str, date | None] = {}
+    kept: dict[str, str] = {"state": state} if state != STATE_FILTER_TO_REVIEW else {}
+    if agent:
+        kept["agent"] = agent
+    for name in ("date_from", "date_to"):
+        raw = (params.get(name) or "").strip()
+        days[name] = None
+        if raw:
+            try:
+                day = date.fromisoformat(raw)
+            except ValueError:
+                label = "From" if name == "date_from" else "To"
+                problems.append(f"{label} date {_quoted(raw)} is not a date (YYYY-MM-DD): not applied.")
+            else:
+                days[name], kept[name] = day, day.isoformat()
+    raw_flagged = (params.get("flagged") or "").strip()
+    flagged = FLAGGED_VALUES.get(raw_flagged.lower())
+    if raw_flagged and flagged is None:
+        problems.append(f"Flagged {_quoted(raw_flagged)} is not one of yes, no (or true, false): not applied.")
+    if flagged is not None:
+        kept["flagged"] = "yes" if flagged else "no"
+    if days["date_from"] and days["date_to"] and days["date_from"] > days["date_to"]:
+        problems.append("The From date is after the To date: no call can match.")
+    filters = CallFilters(states=states, agent=agent or None, date_from=days["date_from"],
+                          date_to=days["date_to"], flagged=flagged)
+    return QueueQuery(filters, state, kept, problems)
+
+
+def _queue_query(request: Request) -> QueueQuery:
+    return read_queue_query(request.query_params)
+
+
+def _page_links(path: str, kept: Mapping[str, str], page: int, last_page: int) -> dict[str, Any]:
+    """Previous / next / last-page links of an offset pager over `last_page` pages."""
+    def at(number: int) -> str:
+        return f"{path}?{urlencode({**kept, 'page': number})}"
+
+    return {
+        "page": page,
+        "last_page": last_page,
+        "prev_url": at(page - 1) if 1 < page <= last_page else None,
+        "next_url": at(page + 1) if page < last_page else None,
+        "last_url": at(last_page) if page > last_page >= 1 else None,
+    }
+
+
+def _last_page(total: int) -> int:
+    return max(1, math.ceil(total / DEFAULT_PAGE_SIZE))
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -163,44 +257,41 @@ def queue_page(
     request: Request,
     principal: PageUser,
     db: DbSession,
-    state: str = STATE_FILTER_TO_REVIEW,
-    agent: str = "",
-    date_from: str = "",
-    date_to: str = "",
-    flagged: str = "",
     page: Annotated[int, Query(ge=1, le=MAX_OFFSET // DEFAULT_PAGE_SIZE)] = 1,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> Response:
-    if state == STATE_FILTER_ALL:
-        states: tuple[CallState, ...] = ()
-    elif state in CallState.__members__:
-        states = (CallState(state),)
-    else:
-        state, states = STATE_FILTER_TO_REVIEW, TO_REVIEW_STATES
-    filters = CallFilters(
-        states=states,
-        agent=agent.strip() or None,
-        date_from=_parse_date(date_from),
-        date_to=_parse_date(date_to),
-        flagged={"yes": True, "no": False}.get(flagged),
+    wanted = _queue_query(request)
+    filters = replace(
+        wanted.filters,
         limit=DEFAULT_PAGE_SIZE,
         # The pager's links carry a cursor (keyset: any depth is fast); a typed ?page=N falls back to offset.
         offset=0 if cursor else (page - 1) * DEFAULT_PAGE_SIZE,
         cursor=PageCursor.decode(cursor) if cursor else None,
     )
-    listing = list_calls(db, principal, filters)
-    query = {"state": state, "agent": agent, "date_from": date_from, "date_to": date_to, "flagged": flagged}
-    kept = {k: v for k, v in query.items() if v}
+    queued = list_queue(db, principal, filters)
+    listing = queued.listing
+    kept = wanted.kept
+    last_page = _last_page(listing.total)
+    # Past the end (a typed ?page=99, or calls decided since): say so and offer the last page.
+    past_end = not listing.calls and listing.total > 0 and not cursor
+    # The queue page itself, for a bulk approval to come back to (filters and position kept).
+    here = {**kept, **({"page": str(page)} if page > 1 else {}), **({"cursor": cursor} if cursor else {})}
     return render(
         request,
         "queue.html",
         {
             "user": principal,
             "listing": listing,
-            "filters": query,
+            "unverified_previews": queued.unverified_previews,
+            "filters": {"state": wanted.state, **{name: kept.get(name, "") for name in FILTER_PARAMS[1:]}},
+            "filter_problems": wanted.problems,
+            "call_query": wanted.query_string,
+            "bulk_action": f"/calls/approve?{urlencode(here)}" if here else "/calls/approve",
             "states": [s.value for s in CallState],
             "to_review_count": sum(listing.counts[s.value] for s in TO_REVIEW_STATES),
             "page": page,
+            "last_page": last_page,
+            "last_url": f"/?{urlencode({**kept, 'page': last_page})}" if past_end else None,
             "prev_url": f"/?{urlencode({**kept, 'page': page - 1, 'cursor': listing.prev_cursor})}"
             if page > 1 and listing.prev_cursor
             else None,
@@ -212,10 +303,21 @@ def queue_page(
 
 
 @router.get("/mine", response_class=HTMLResponse)
-def my_calls_page(request: Request, principal: PageUser, db: DbSession) -> Response:
-    """An agent's own calls, newest first: open the call that just ended, check the note, approve."""
-    listing = list_calls(db, principal, CallFilters(limit=DEFAULT_PAGE_SIZE, newest_first=True))
-    return render(request, "mine.html", {"user": principal, "listing": listing})
+def my_calls_page(
+    request: Request,
+    principal: PageUser,
+    db: DbSession,
+    page: Annotated[int, Query(ge=1, le=MAX_OFFSET // DEFAULT_PAGE_SIZE)] = 1,
+) -> Response:
+    """An agent's own calls, the latest start first: open the call that just ended, check the note, approve."""
+    filters = CallFilters(limit=DEFAULT_PAGE_SIZE, offset=(page - 1) * DEFAULT_PAGE_SIZE, newest_first=True)
+    queued = list_queue(db, principal, filters)
+    return render(request, "mine.html", {
+        "user": principal,
+        "listing": queued.listing,
+        "unverified_previews": queued.unverified_previews,
+        **_page_links("/mine", {}, page, _last_page(queued.listing.total)),
+    })
 
 
 # -------------------------------------------------------------------------------------------- call
@@ -238,18 +340,25 @@ def unmasked_call_page(call_id: str, request: Request, principal: PageUser, db: 
 
 def _call_page(call_id: str, request: Request, principal: PageUser, db: DbSession, *, unmask: bool) -> Response:
     page = build_call_page(db, principal, call_id, unmask=unmask)
-    following = next_to_review(db, principal, call_id)
+    queue = _queue_query(request)
+    position = queue_position(db, principal, call_id)
+    following = next_to_review(db, principal, position, queue.filters) if position else None
     return render(
         request,
         "call.html",
         {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run,
-         "next_url": f"/calls/{following}" if following else None,
+         "next_url": f"/calls/{following}{queue.query_string}" if following else None,
+         # The queue the call was opened from: every form and link of the page stays in it.
+         "call_query": queue.query_string,
+         "queue_url": f"/{queue.query_string}",
          "unmasked": unmask},
     )
 
 
-def _back_to(call_id: str, claim_id: int | None = None) -> str:
-    return f"/calls/{call_id}" + (f"#claim-{claim_id}" if claim_id is not None else "")
+def _back_to(call_id: str, request: Request, claim_id: int | None = None) -> str:
+    """The call page after a form post, in the queue it was opened from (the post carries its filters)."""
+    return (f"/calls/{call_id}{_queue_query(request).query_string}"
+            + (f"#claim-{claim_id}" if claim_id is not None else ""))
 
 
 def _decided(request: Request, db: Session, run: Callable[[], None], success: str) -> None:
@@ -280,8 +389,8 @@ def claim_review_form(
         review_claim(db, principal, claim_id, action, changes)
         db.commit()
 
-    _decided(request, db, run, f"Item {action.value}d." if action is not ClaimAction.edit else "Item edited.")
-    return redirect(_back_to(call_id, claim_id))
+    _decided(request, db, run, CLAIM_ACTION_MESSAGES[action])
+    return redirect(_back_to(call_id, request, claim_id))
 
 
 # The form's selection read as the JSON API reads its evidence (pydantic's parser: a nesting too deep for
@@ -322,7 +431,7 @@ def claim_add_form(
         added.append(claim.id)
 
     _decided(request, db, run, "Item added.")
-    return redirect(_back_to(call_id, added[0] if added else None))
+    return redirect(_back_to(call_id, request, added[0] if added else None))
 
 
 @router.post("/calls/{call_id}/decision", dependencies=[CsrfChecked])
@@ -335,6 +444,9 @@ def call_decision_form(
     then: Annotated[str, Form()] = "",
 ) -> Response:
     decided: list[bool] = []
+    # Where the call stood in the queue before the decision moves it out: the next call follows it.
+    position = queue_position(db, principal, call_id)
+    db.rollback()  # the decision starts its own transaction
 
     def run() -> None:
         decide_call(db, principal, call_id, decision)
@@ -343,10 +455,11 @@ def call_decision_form(
 
     _decided(request, db, run, CALL_DECISION_MESSAGES[decision])
     if decided and then == "next":
-        # "Approve and next": straight to the next call to review, or back to the queue when none is left.
-        following = next_to_review(db, principal, call_id)
-        return redirect(_back_to(following) if following else "/")
-    return redirect(_back_to(call_id))
+        # "Approve and next": straight to the next call of the same queue, or back to it when none is left.
+        queue = _queue_query(request)
+        following = next_to_review(db, principal, position, queue.filters) if position else None
+        return redirect(_back_to(following, request) if following else f"/{queue.query_string}")
+    return redirect(_back_to(call_id, request))
 
 
 @router.post("/calls/{call_id}/note", dependencies=[CsrfChecked])
@@ -358,7 +471,7 @@ def call_note_form(
         db.commit()
 
     _decided(request, db, run, "Case note saved.")
-    return redirect(_back_to(call_id) + "#note")
+    return redirect(_back_to(call_id, request) + "#note")
 
 
 @router.post("/calls/approve", dependencies=[CsrfChecked])
@@ -377,7 +490,15 @@ def bulk_approve_form(
     if result.refused:
         message += f" {len(result.refused)} left for review (not every item verified, or already decided)."
     flash(request, "ok" if result.approved else "error", message)
-    return redirect("/")
+    # Back to the queue page the selection was made on: its filters and position (each re-read, never echoed).
+    queue = _queue_query(request)
+    page, cursor = request.query_params.get("page", ""), request.query_params.get("cursor", "")
+    back = {
+        **queue.kept,
+        **({"page": page} if page.isdigit() and page != "1" else {}),
+        **({"cursor": cursor} if cursor and len(cursor) <= MAX_CURSOR_CHARS else {}),
+    }
+    return redirect(f"/?{urlencode(back)}" if back else "/")
 
 
 @router.post("/calls/{call_id}/delete", dependencies=[CsrfChecked])
@@ -388,7 +509,7 @@ def call_delete_form(call_id: str, request: Request, principal: PageUser, db: Db
 
     retry_conflicts(db, delete)
     flash(request, "ok", f"Call {call_id} deleted; its audit trail is kept.")
-    return redirect("/")
+    return redirect(f"/{_queue_query(request).query_string}")
 
 
 def error_page(request: Request, status_code: int, title: str, message: str, principal: Principal | None) -> Response:

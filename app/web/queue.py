@@ -18,6 +18,7 @@ from app.models import Call, CallState, Claim, ReviewStatus, Tenant, UserRole
 from app.models.tables import OTHER_REVIEW_RANK, REVIEW_RANKS, review_rank
 from app.pipeline.counts import state_counts
 from app.pipeline.queries import call_summary
+from app.schemas.grounding import ClaimStatus
 from app.users import Principal, visible_calls_clause
 from app.web.schemas import CallListItemOut, CallListOut
 
@@ -84,7 +85,7 @@ class CallFilters:
     flagged: bool | None = None
     limit: int = DEFAULT_PAGE_SIZE
     offset: int = 0
-    newest_first: bool = False  # an agent's own calls: the one that just ended first
+    newest_first: bool = False  # an agent's own calls: the latest start first (ingestion when unknown)
     cursor: PageCursor | None = None  # keyset page (review order only): replaces `offset`
 
 
@@ -136,9 +137,23 @@ def _after_cursor(keys: list[Any], cursor: PageCursor) -> ColumnElement[bool]:
     return position < bound if cursor.before else position > bound
 
 
+@dataclass(frozen=True)
+class QueueListing:
+    """A page of calls as the review pages show it: the API's listing, plus which previews are unverified."""
+
+    listing: CallListOut
+    # call id -> the preview kinds ("reason", "outcome") whose item the transcript does not confirm
+    unverified_previews: dict[str, frozenset[str]]
+
+
 def list_calls(session: Session, principal: Principal, filters: CallFilters) -> CallListOut:
     """One page of the calls `filters` select, in review order (or newest first). With a cursor the page
     is found by its key (keyset pagination: as fast on page 20,000 as on page 1); without one, by offset."""
+    return list_queue(session, principal, filters).listing
+
+
+def list_queue(session: Session, principal: Principal, filters: CallFilters) -> QueueListing:
+    """`list_calls`, with the grounding of each row's reason and outcome preview (the pages flag them)."""
     conditions = _conditions(principal, filters, with_state=True)
     counts = count_states(session, principal, filters)
     # The per-state counts apply every other filter, so the total is their sum over the chosen states.
@@ -148,7 +163,8 @@ def list_calls(session: Session, principal: Principal, filters: CallFilters) -> 
     query = select(Call, Tenant.slug).join(Tenant, Tenant.id == Call.tenant_id).where(and_(*conditions))
     if filters.newest_first:
         keys: list[Any] = []
-        query = query.order_by(Call.created_at.desc(), Call.id)
+        # When the call happened, not when it was ingested: a backfilled old call does not sit on top.
+        query = query.order_by(call_moment().desc(), Call.id)
     else:
         keys = review_order_keys(filters.states)
         if cursor is not None:
@@ -166,12 +182,14 @@ def list_calls(session: Session, principal: Principal, filters: CallFilters) -> 
         has_next, has_previous = more, cursor is not None or offset > 0
     page = [call for call, _ in rows]
     previews = triage_previews(session, page)
+    unverified = {call_id: preview.pop(UNVERIFIED_PREVIEWS_KEY) for call_id, preview in previews.items()}
     calls = [
         CallListItemOut(**call_summary(call, slug).model_dump(), flagged=call.flagged_items > 0,
-                        **previews.get(call.id, {}), waiting_since=call.state_changed_at)
+                        **previews.get(call.id, {}), unverified=sorted(unverified.get(call.id, ())),
+                        waiting_since=call.state_changed_at)
         for call, slug in rows
     ]
-    return CallListOut(
+    listing = CallListOut(
         total=int(total),
         limit=filters.limit,
         offset=filters.offset,
@@ -180,26 +198,38 @@ def list_calls(session: Session, principal: Principal, filters: CallFilters) -> 
         next_cursor=PageCursor.of(page[-1], before=False).encode() if keys and page and has_next else None,
         prev_cursor=PageCursor.of(page[0], before=True).encode() if keys and page and has_previous else None,
     )
+    return QueueListing(listing, unverified)
+
+
+# The key of `triage_previews` naming the previews whose item is unverified (not a CallListItemOut field).
+UNVERIFIED_PREVIEWS_KEY = "unverified_previews"
 
 
 def triage_previews(session: Session, calls: Sequence[Call]) -> dict[str, dict[str, Any]]:
     """Per call of one queue page: reason, outcome, flagged item count and the soonest open due date,
-    from the current extraction. One query for the page, not one per call."""
+    from the current extraction, and (under UNVERIFIED_PREVIEWS_KEY) which of the reason and outcome
+    the transcript does not confirm: a page must flag those, never show them as fact. One query for
+    the page, not one per call."""
     if not calls:
         return {}
     current_runs = [c.current_run_id for c in calls if c.current_run_id is not None]
     rows = session.execute(
-        select(Claim.call_id, Claim.kind, Claim.text_masked, Claim.due, Claim.due_date)
+        select(Claim.call_id, Claim.kind, Claim.text_masked, Claim.due, Claim.due_date, Claim.grounding_status)
         .where(Claim.run_id.in_(current_runs), Claim.review_status != ReviewStatus.rejected)
         .order_by(Claim.call_id, Claim.position)
     ).all()
     # The flagged count is kept on the call (at persist and on each item decision).
-    previews: dict[str, dict[str, Any]] = {call.id: {"flagged_items": call.flagged_items} for call in calls}
+    previews: dict[str, dict[str, Any]] = {
+        call.id: {"flagged_items": call.flagged_items, UNVERIFIED_PREVIEWS_KEY: frozenset()} for call in calls
+    }
     # Reason and outcome previews are masked like every reviewer-facing text; due dates were resolved at persist.
-    for call_id, kind, text, due, when in rows:
+    for call_id, kind, text, due, when, grounding in rows:
         preview = previews[call_id]
-        if kind in ("reason", "outcome"):
-            preview.setdefault(kind, text)
+        if kind in ("reason", "outcome") and kind not in preview:
+            preview[kind] = text
+            # Flagged as the call page flags the item: by its grounding, whoever approved it since.
+            if grounding != ClaimStatus.grounded.value:
+                preview[UNVERIFIED_PREVIEWS_KEY] = preview[UNVERIFIED_PREVIEWS_KEY] | {kind}
         if kind == "action_item" and due:
             best = preview.get("earliest_due_date")
             if "earliest_due" not in preview or (when is not None and (best is None or when < best)):
@@ -223,11 +253,23 @@ def count_states(session: Session, principal: Principal, filters: CallFilters) -
     return counts
 
 
-def next_to_review(session: Session, principal: Principal, after: str) -> str | None:
-    """The call to open after `after` (decided or skipped): the first other call to review, in queue order."""
-    return session.scalar(
-        select(Call.id)
-        .where(visible_calls_clause(principal), Call.state.in_(TO_REVIEW_STATES), Call.id != after)
-        .order_by(*review_order_keys(TO_REVIEW_STATES))
-        .limit(1)
-    )
+def queue_position(session: Session, principal: Principal, call_id: str) -> PageCursor | None:
+    """Where `call_id` stands in the review order now (None: not a call the user can see). Read it before
+    deciding the call: a decision moves it out of the queue."""
+    call = session.scalar(select(Call).where(visible_calls_clause(principal), Call.id == call_id))
+    return PageCursor.of(call, before=False) if call is not None else None
+
+
+def next_to_review(
+    session: Session, principal: Principal, position: PageCursor, filters: CallFilters | None = None
+) -> str | None:
+    """The call to open after the one at `position` (decided or skipped): the next call of the queue as
+    `filters` select it (default: the calls to review), in queue order, so `]` walks the whole queue;
+    past the last call it wraps to the first one, and None when no other call is left."""
+    filters = filters or CallFilters(states=TO_REVIEW_STATES)
+    keys = review_order_keys(filters.states)
+    base = select(Call.id).where(*_conditions(principal, filters, with_state=True), Call.id != position.call_id)
+    following = session.scalar(base.where(_after_cursor(keys, position)).order_by(*keys).limit(1))
+    if following is not None:
+        return following
+    return session.scalar(base.order_by(*keys).limit(1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -45,6 +45,9 @@ class CallListItemOut(CallSummaryOut):
     # Triage preview: what a reviewer needs to pick the next call without opening it.
     reason: str | None = Field(default=None, description="The current extraction's reason for the call.")
     outcome: str | None = Field(default=None, description="The current extraction's outcome.")
+    unverified: list[Literal["reason", "outcome"]] = Field(
+        default_factory=list, description="Which of `reason` and `outcome` the transcript does not confirm (their "
+                                          "item is ungrounded): show them flagged, never as fact.")
     flagged_items: int = Field(default=0, description="Unverified items nobody has decided on yet.")
     earliest_due: str | None = Field(default=None, description="The due phrase of the soonest open action item.")
     earliest_due_date: date | None = Field(default=None, description="That phrase as a date, from the call's start.")

@@ -8,13 +8,17 @@ land exactly on the verified span whatever the script or emoji; the browser only
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from itertools import pairwise
 from typing import Any
 
+from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db.types import as_utc
 from app.models import Call, CallState, LlmBatch, LlmMode, ReviewEvent, Tenant
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES
@@ -66,6 +70,48 @@ EVENT_LABELS = {
     "pii_unmasked": "viewed personal data unmasked",
 }
 SNAPSHOT_FIELDS = ("text", "owner", "due", "review_status", "state", "case_note")
+# Bidirectional controls: embeddings, overrides, isolates and the marks. Applied, they reorder what is shown
+# ("please \u202eevil\u202c text" displays "please txet live"), so a transcript could make a reviewer read
+# something it does not say; shown, they are a visible code, as the CLI prints them (app/cli/render.py).
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+BIDI_CONTROL_MARK = Markup('<span class="bidi-control" title="a bidirectional control character, shown, not applied">'
+                           "{}</span>")
+
+
+def show_bidi(value: object) -> Markup:
+    """Plain text (transcript-derived) for HTML: escaped, each bidirectional control shown as `\u202e`."""
+    text = "" if value is None else str(value)
+    shown: list[str] = []
+    end = 0
+    for control in BIDI_CONTROLS.finditer(text):
+        shown.append(escape(text[end:control.start()]))
+        shown.append(BIDI_CONTROL_MARK.format(f"\\u{ord(control.group()):04x}"))
+        end = control.end()
+    shown.append(escape(text[end:]))
+    return Markup("").join(shown)
+
+
+def bidi_codes(value: object) -> str:
+    """`show_bidi` for an attribute (a tooltip), where no markup goes: each control as its code, in text."""
+    text = "" if value is None else str(value)
+    return BIDI_CONTROLS.sub(lambda control: f"\\u{ord(control.group()):04x}", text)
+
+
+def utc_minute(moment: datetime | None) -> str:
+    """A stored time as pages show it, labelled: "2026-12-05 04:30 UTC" (every time is kept in UTC)."""
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M UTC") if moment is not None else ""
+
+
+def due_day(day: date | None, *, today: date | None = None) -> str:
+    """A due date in the queue: "Mon 02 Mar" this year, "Mon 02 Mar 2027" in any other."""
+    if day is None:
+        return ""
+    this_year = (today or datetime.now(UTC).date()).year
+    return day.strftime("%a %d %b") if day.year == this_year else day.strftime("%a %d %b %Y")
+
+
+# The review pages' Jinja filters (registered by app.web.pages.render).
+TEMPLATE_FILTERS = {"show_bidi": show_bidi, "bidi_codes": bidi_codes, "utc_minute": utc_minute, "due_day": due_day}
 
 
 def time_label(seconds: float | None) -> str:
@@ -231,7 +277,7 @@ def event_view(review_event: ReviewEvent, *, masked: bool = True, masks: CallMas
     else:
         before, after = shown_snapshot(before), shown_snapshot(after)
     return EventView(
-        when=review_event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        when=as_utc(review_event.created_at).strftime("%Y-%m-%d %H:%M:%S UTC"),
         actor=review_event.actor_name,
         label=EVENT_LABELS.get(review_event.action, humanize(review_event.action)),
         claim_id=review_event.claim_id,

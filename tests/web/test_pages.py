@@ -206,7 +206,7 @@ def test_review_forms_edit_reject_add_and_history(world: World) -> None:
     base = f"/calls/{call.call_id}"
     token = csrf_from(browser.get(base).text)
     edited = browser.post(f"{base}/claims/{call.claim('action0')}/review", follow_redirects=False, data={
-        "action": "edit", "text": "Email the confirmation", "owner": "agent", "due": "by 5 pm", "csrf_token": token})
+        "action": "edit", "text": "Email the confirmation", "owner": "agent", "due": "today", "csrf_token": token})
     assert edited.headers["location"] == f"{base}#claim-{call.claim('action0')}"
     browser.post(f"{base}/claims/{call.claim('summary1')}/review", data={"action": "reject", "csrf_token": token})
     selection = json.dumps([{"utterance": 4, "quote": "You will see the refund within 5 business days"}])

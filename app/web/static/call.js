@@ -129,6 +129,15 @@
   }
 
   document.addEventListener("keydown", (event) => {
+    // A dialog (the help) covers the page: a key must not act on the item behind it. Escape is left to the
+    // browser, which closes the dialog; "?" closes the help it opened.
+    if (document.querySelector("dialog[open]")) {
+      if (event.key === "?" && help.open && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        event.preventDefault();
+        help.close();
+      }
+      return;
+    }
     const typing = event.target.closest("input, textarea, select, [contenteditable]");
     if (typing && typing === noteText && event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
@@ -150,7 +159,8 @@
       y: () => { if (approveNext) approveNext.requestSubmit(); },
       u: () => nextUnverified(),
       w: () => { if (noteText) { noteText.focus(); noteText.setSelectionRange(noteText.value.length, noteText.value.length); } },
-      g: () => { location.href = "/"; },
+      // Back to the queue the call was opened from (its filters ride on the back link).
+      g: () => { location.href = document.getElementById("back-to-queue").href; },
       "]": () => { const next = document.getElementById("next-call"); if (next) location.href = next.href; },
       j: () => step(1),
       k: () => step(-1),
@@ -158,7 +168,7 @@
       r: () => press("reject"),
       e: () => press("edit"),
       n: () => { if (takeSelection()) document.getElementById("add-text").focus(); },
-      "?": () => { if (help.open) help.close(); else help.showModal(); },
+      "?": () => help.showModal(),
     };
     const action = actions[event.key];
     if (!action) return;
