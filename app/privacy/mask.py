@@ -71,7 +71,9 @@ def apply_mask(text: str, detections: Sequence[Detection]) -> str:
 
 def _kept_positions(text: str, detection: Detection, digits: int) -> set[int]:
     """Positions of the characters that say the last `digits` digits ("1111", or "one one one one")."""
-    if digits == 0:
+    if digits == 0 or not detection.ends_value:
+        # A part of a number read over several turns that does not end it keeps nothing, even when its digits
+        # equal the last ones ("4111 / 1111 / 1111 / 1111": the middle "1111"s showed).
         return set()
     segment = text[detection.start : detection.end]
     tokens = list(number_tokens(segment))

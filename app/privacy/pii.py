@@ -1,9 +1,11 @@
 """Finding personal data in transcript text: written, spoken and recognizer-mangled forms.
 
 Numbers are read as a stream of digit tokens ("4111", "four", "double one", "oh") joined by the
-gaps people and recognizers put between them: spaces of any kind (no-break, zero-width), "-",
-".", "/", ",", parentheses, the words "dash" and "slash", and fillers ("uh", "and then", "hold
-on"). Each stream is then classified:
+gaps people and recognizers put between them: spaces of any kind (no-break, narrow), invisible format
+characters (zero-width space, soft hyphen), dashes of any kind ("-", en and em dash, minus sign), ".",
+"/", ",", parentheses, "_", "*", "~", "|", the words "dash" and "slash", and fillers ("uh", "and then",
+"hold on"). (":", ";" and "+" join groups only in a card's or an SSN's shape.) Each stream is then
+classified:
 
 - a run of 13-19 digits passing the Luhn check is a card number, wherever it appears; next to a
   card cue ("card", "visa"), 12-19 digits are one even when recognition broke the checksum;
@@ -22,7 +24,9 @@ cue-free rules, so an order number is not taken for a phone. Cards are never exc
 a Luhn-valid number is redacted even when someone calls it an order number.
 
 `detect_turns` also joins the end of one turn to the start of the next: a card read out in two
-halves ("5500 0000" / "0000 0004"), or group by group over up to four turns, is found in each.
+halves ("5500 0000" / "0000 0004"), or group by group over up to four turns, is found in each, and in
+the turns that read a group back ("4111 1111, okay, and?"). A cue in the previous turn counts for a value
+early in a turn, and so does one two turns back when the turn between only acknowledges ("Sure.").
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 
 import phonenumbers
 
@@ -110,6 +115,13 @@ SPLIT_MIN_DIGITS = 4
 SPLIT_MAX_TURNS = 4
 # A turn this short without a number ("okay", "mhm", "go on") does not end a number read across turns.
 BACKCHANNEL_CHARS = 12
+# A turn that only acknowledges (`_ACKNOWLEDGEMENT`: "Sure.", "Mm-hmm, go ahead.") is at most this long.
+ACKNOWLEDGEMENT_MAX_CHARS = 40
+# A turn that repeats a part of a number read across turns ("4111 1111, okay, and?": the agent reading the
+# group back) says at most this much besides the number.
+READ_BACK_OTHER_CHARS = 40
+# A turn that repeats the part before is a read-back or the next part: a chain is read at most this many ways.
+MAX_CHAIN_READINGS = 8
 # The longest gap (filler words and separators) allowed inside one number.
 MAX_GAP_CHARS = 16
 
@@ -137,12 +149,40 @@ _NUMBER_TOKEN = re.compile(
 # In UTF-8, A-Z are bytes of their own (every other character is encoded with bytes >= 0x80): lower-casing
 # these bytes lower-cases A-Z only. `surrogatepass` keeps a lone surrogate (from broken JSON) as it was.
 _ASCII_LOWER_BYTES = bytes.maketrans(string.ascii_uppercase.encode(), string.ascii_lowercase.encode())
-_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
-_GAP = _ignoring_case(
-    rf"(?:[\s{_ZERO_WIDTH}\-./,()]|\b(?:dash|hyphen|slash|uh|um|umm|er|erm|ah|hmm|and then|then|and|hold on|"
-    r"sorry|let me see|okay|ok|so|like)\b)*",
+# Every dash a keyboard, a word processor or a recognizer writes where "-" was meant (each dash punctuation
+# character of Unicode, category Pd: hyphen, non-breaking hyphen, figure, en and em dash, small and fullwidth
+# hyphen-minus, ...) and the minus signs: "4111–1111–1111–1111" is the number "4111-1111-1111-1111" is. For
+# character classes ("-" escaped).
+_DASHES = (
+    "\\-\u058a\u05be\u1400\u1806\u2010-\u2015\u2e17\u2e1a\u2e3a\u2e3b\u2e40\u2e5d\u301c\u3030\u30a0"
+    "\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead"
+    "\u2212\u2796\u02d7"  # minus sign, heavy minus sign, modifier letter minus sign
 )
-_DASH_GAP = _ignoring_case(r"-|\bdash\b|\bhyphen\b")
+# Characters that show nothing (Unicode's format characters, category Cf: soft hyphen, zero-width space and
+# joiners, direction marks, word joiner, byte order mark, tags, ...): between two digit groups they hide
+# that the groups are one number, and nobody reads them as a break. For character classes.
+_INVISIBLE = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+# Other characters written between digit groups: ".", "/", ",", parentheses, and "_", "*", "~", "|" (typed
+# into chats and forms), as written and in their fullwidth forms. Not ":", ";" or "+": as gaps they would
+# join times ("10:30 and 11:45"), ratios and sums into one long number; they join a card's groups only
+# (`_odd_separator_numbers`).
+_GROUP_SEPARATORS = r"./,()_*~|\uff0e\uff0f\uff0c\uff08\uff09\uff3f\uff0a\uff5e\uff5c"
+_GAP = _ignoring_case(
+    rf"(?:[\s{_INVISIBLE}{_DASHES}{_GROUP_SEPARATORS}]|\b(?:dash|hyphen|slash|uh|um|umm|er|erm|ah|hmm|and then|then|"
+    r"and|hold on|sorry|let me see|okay|ok|so|like)\b)*",
+)
+# Groups of digits with the same ":", ";" or "+" between each two: a card's or an SSN's shape, no time's
+# ("10:30:45" has groups of two).
+_ODD_SEPARATED_GROUPS = re.compile(
+    r"(?<![\w:;+])\d{3,6}(?P<separator>[:;+])\d{2,6}(?:(?P=separator)\d{1,6}){1,3}(?![\w:;+])"
+)
+_DASH_GAP = _ignoring_case(rf"[{_DASHES}]|\bdash\b|\bhyphen\b")
+# Between the groups of a written SSN: space, something invisible (a soft hyphen), or one dash.
+_SSN_GROUP_GAP = _ignoring_case(rf"[\s{_INVISIBLE}]*(?:[{_DASHES}]|dash)?[\s{_INVISIBLE}]*")
 _CURRENCY_BEFORE = re.compile(r"[$€£¥]\s*$")
 _UNIT_AFTER = _ignoring_case(
     r"^\s*(?:dollars?|bucks|cents?|euros?|pounds?|pesos?|rupees?|yen|yuan|francs?|usd|eur|gbp|cad|aud|percent|%|"
@@ -179,7 +219,7 @@ _ID_CUE_WORDS = ("passport", "licen", "dl ", "national", "ni number", "nino", "i
 # A document number as written: groups of letters and digits joined by a space or a hyphen, each group with
 # a digit or a short capital prefix or suffix ("AB 12 34 56 C", "D1234-56789-01234").
 _ID_GROUP = r"(?:[A-Z]{1,3}|[A-Za-z]*\d[A-Za-z0-9]*)"
-_ID_WRITTEN = re.compile(rf"(?<![\w-]){_ID_GROUP}(?:[ -]{_ID_GROUP})*(?![\w-])")
+_ID_WRITTEN = re.compile(rf"(?<![\w{_DASHES}]){_ID_GROUP}(?:[ {_DASHES}]{_ID_GROUP})*(?![\w{_DASHES}])")
 # An amount's cents ("1,500.00"): never part of a document number.
 _DECIMAL_AMOUNT = re.compile(r"\.\d{2}$")
 # A day of the month written with its ordinal ("3rd"): a date's, never a document number's.
@@ -198,6 +238,16 @@ _ID_FILLER = re.compile(
 # A question about money in the turn before ("How much did you pay for the passport?"): the answer's number
 # is an amount, not the document's.
 _MONEY_QUESTION = _ignoring_case(r"\b(?:how much|price|cost|costs|pay|paid|fee|fees|charge|charged|refund)\b")
+# A turn that says nothing of its own, only that the other side may go on ("Sure.", "Mm-hmm, go ahead.", "Okay,
+# one moment."): the question before it is still the one the next turn answers, and a number read across turns
+# goes on after it. Words only, no cue and no content ("No.", "Why?" and "I don't have it" are answers).
+_ACKNOWLEDGEMENT = _ignoring_case(
+    r"[\s,.!?;:-]*(?:\b(?:yes|yeah|yep|yup|ya|sure|sure thing|okay|ok|alright|all right|right|correct|exactly|mhm+|"
+    r"m+-?hm+|uh-huh|uh huh|hmm+|uh|um|ah|oh|got it|go on|go ahead|ahead|please|thanks|thank you|great|perfect|"
+    r"good|fine|and|next|continue|of course|certainly|absolutely|no problem|hold on|wait|"
+    r"(?:one|just a) (?:moment|sec|second|minute)|let me (?:see|check|look|find it|get it|grab it))\b"
+    r"[\s,.!?;:-]*){1,6}"
+)
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _TLD = r"(?:com|net|org|edu|gov|io|co|uk|us|de|fr|es|it|nl|ca|au|info|biz|me)"
@@ -221,8 +271,8 @@ _EMAIL_NOT_LOCAL = frozenset({"look", "me", "us", "you", "him", "her", "them", "
 _MONTH = rf"{alternation(MONTHS)}\.?"
 _DATE = _ignoring_case(
     r"\b(?:"
-    r"\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})"  # 03/14/1985, 14.03.85
-    r"|\d{4}-\d{1,2}-\d{1,2}"  # 1985-03-14
+    rf"\d{{1,2}}[/.{_DASHES}]\d{{1,2}}[/.{_DASHES}](?:\d{{4}}|\d{{2}})"  # 03/14/1985, 14.03.85, 03–14–1985
+    rf"|\d{{4}}[{_DASHES}]\d{{1,2}}[{_DASHES}]\d{{1,2}}"  # 1985-03-14
     rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"  # March 14th, 1985
     rf"|(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}"  # (the) 14th of March 1985
     r")\b",
@@ -233,7 +283,7 @@ _TENS = r"(?:twenty|thirty)"
 _SPOKEN_MONTH = r"(?:(?:oh|zero)\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
 _EXPIRY_VALUE = _ignoring_case(
     r"(?:\s|,|:|is|date|on|the|card|it|it's|of)*?"
-    r"(?P<value>\d{1,2}\s*(?:/|-|slash)\s*(?:\d{4}|\d{2})"
+    rf"(?P<value>\d{{1,2}}\s*(?:/|[{_DASHES}]|slash)\s*(?:\d{{4}}|\d{{2}})"
     rf"|{_SPOKEN_MONTH}\s+(?:(?:slash|of)\s+)?(?:{_TENS}(?:[\s-]{_DIGIT_WORD})?|\d{{2,4}})"
     rf"|{_MONTH}\s+(?:\d{{2,4}}|{_TENS}(?:[\s-]{_DIGIT_WORD})?))\b",
 )
@@ -357,6 +407,9 @@ class Detection:
     start: int
     end: int
     value: str  # normalized identity: same value, same placeholder
+    # Whether the span's last digits are the value's: not so for an earlier part of a card read across turns
+    # (or a turn repeating one), whose masking must not keep "the last four digits" it happens to end with.
+    ends_value: bool = True
 
     def overlaps(self, other: Detection) -> bool:
         return self.start < other.end and other.start < self.end
@@ -521,10 +574,26 @@ def scan_turns(texts: Sequence[str], *, names: bool = False) -> TurnScan:
     # Each turn's numbers are read once: for its own detection and for cards split across turns.
     numbers = [_numbers(text) for text in texts]
     own = tuple(
-        tuple(_detect(_Text(text, texts[i - 1][-PREVIOUS_TURN_CONTEXT_CHARS:] if i else ""), numbers[i], names=names))
-        for i, text in enumerate(texts)
+        tuple(_detect(_Text(text, lead_in_of(texts, i)), numbers[i], names=names)) for i, text in enumerate(texts)
     )
     return TurnScan(tuple(texts), names, own, tuple(_cross_turn_cards(texts, numbers)))
+
+
+def lead_in_of(texts: Sequence[str], turn: int) -> str:
+    """What a value early in `texts[turn]` searches for cues: the end of the turn before; or, when that turn
+    only acknowledges ("Can you confirm your date of birth?" / "Sure." / "March 4th, 1985."), the end of the
+    turn before it, the question's. Never further back."""
+    if turn == 0:
+        return ""
+    previous = texts[turn - 1]
+    if turn >= 2 and acknowledgement(previous):
+        previous = texts[turn - 2]
+    return previous[-PREVIOUS_TURN_CONTEXT_CHARS:]
+
+
+def acknowledgement(text: str) -> bool:
+    """`text` only acknowledges (`_ACKNOWLEDGEMENT`): "Sure.", "Mm-hmm, go ahead.", "Okay, one moment."."""
+    return len(text) <= ACKNOWLEDGEMENT_MAX_CHARS and _ACKNOWLEDGEMENT.fullmatch(text) is not None
 
 
 def detect_turns(texts: Sequence[str], *, names: bool = False, resolve: bool = True) -> list[list[Detection]]:
@@ -572,6 +641,7 @@ def _detect(source: _Text, numbers: Sequence[_Number], *, names: bool) -> Iterat
         if not any(number.start < iban.end and iban.start < number.end for iban in ibans):
             yield from _classify(source, number)
     if written_digits:
+        yield from _odd_separator_numbers(source)
         yield from _dates_of_birth(source)
         yield from _id_documents(source)
     yield from _expiry_dates(source)
@@ -798,8 +868,8 @@ def _plausible_ssn(digits: str) -> bool:
 
 
 def _ssn_shaped(number: _Number) -> bool:
-    """3-2-4 written groups, or groups read out with "dash" between them."""
-    if [len(t.digits) for t in number.tokens] == [3, 2, 4] and all(g.strip() in {"-", "", "dash"} for g in number.gaps):
+    """3-2-4 written groups (apart, or joined by a dash of any kind), or groups read out with "dash" between them."""
+    if [len(t.digits) for t in number.tokens] == [3, 2, 4] and all(_SSN_GROUP_GAP.fullmatch(g) for g in number.gaps):
         return True
     groups: list[int] = [0]
     for token, gap in zip(number.tokens, (*number.gaps, ""), strict=True):
@@ -861,6 +931,25 @@ def _spoken_email_value(surface: str) -> str:
     for word, symbol in ((" at sign ", "@"), (" at ", "@"), (" dot ", "."), (" underscore ", "_"), (" dash ", "-")):
         value = value.replace(word, symbol)
     return re.sub(r"\s", "", value)
+
+
+def _odd_separator_numbers(source: _Text) -> Iterator[Detection]:
+    """Cards written with ":", ";" or "+" between their groups ("4111:1111:1111:1111"), and, after an SSN's
+    cue, SSNs ("123;45;6789"). These are no gaps of the number stream (`_GROUP_SEPARATORS` says why), so
+    only the shape of these numbers reads them: the same separator throughout, a card's groups passing
+    Luhn, or 3-2-4 digits."""
+    text = source.text
+    if ":" not in text and ";" not in text and "+" not in text:
+        return
+    for match in _ODD_SEPARATED_GROUPS.finditer(text):
+        groups = re.split("[:;+]", match.group())
+        digits = "".join(groups)
+        sizes = [len(group) for group in groups]
+        if (CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS and sizes[0] == 4
+                and all(4 <= size <= CARD_MAX_WRITTEN_GROUP for size in sizes[1:-1]) and luhn_valid(digits)):
+            yield Detection(PiiKind.card, match.start(), match.end(), digits)
+        elif sizes == [3, 2, 4] and _nearer(source, match.start(), _SSN_CUE, _ROUTING_CUE):
+            yield Detection(PiiKind.ssn, match.start(), match.end(), digits)
 
 
 def _ibans(text: str) -> Iterator[Detection]:
@@ -988,8 +1077,11 @@ def _cross_turn_cards(texts: Sequence[str], numbers: Sequence[Sequence[_Number]]
     four turns while the agent types): (turn, detection) for each turn's part.
 
     A chain starts with the number that ends a turn and goes on with the number that begins the
-    next, through turns that hold nothing but their number, for at most `SPLIT_MAX_TURNS` turns;
-    short acknowledgements in between ("okay") are stepped over.
+    next, through turns that hold nothing but their number, for at most `SPLIT_MAX_TURNS` parts.
+    Stepped over in between: short acknowledgements ("okay", "mm-hmm, go ahead") and read-backs, turns
+    that repeat the part before ("4111 1111, okay, and?"); a read-back holds the card's digits too, so
+    it is found with the card. A turn that repeats the part before may as well be the next part (the
+    groups of 4111 1111 1111 1111 repeat): every reading that makes a card is found.
     """
     for start in range(len(texts) - 1):
         tail = numbers[start][-1] if numbers[start] else None
@@ -997,34 +1089,87 @@ def _cross_turn_cards(texts: Sequence[str], numbers: Sequence[Sequence[_Number]]
             continue
         if len(tail.digits) < SPLIT_MIN_DIGITS or _DATE.search(texts[start], tail.start):
             continue
-        chain: list[tuple[int, _Number]] = [(start, tail)]
-        for turn in range(start + 1, min(len(texts), start + 2 * SPLIT_MAX_TURNS)):
-            head = numbers[turn][0] if numbers[turn] else None
-            text = texts[turn]
-            if head is None and len(text.strip()) <= BACKCHANNEL_CHARS:
-                continue  # "okay", "mhm", "go on" from the other side between the groups
-            if (
-                len(chain) == SPLIT_MAX_TURNS
-                or head is None
-                or head.start > SPLIT_HEAD_CHARS
-                or text[: head.start].endswith(("@", "#"))
-            ):
-                break
-            if len(head.digits) < SPLIT_MIN_DIGITS:
-                break
-            chain.append((turn, head))
-            if (
-                len(numbers[turn]) > 1
-                or len(text[head.end :].strip(" .,;:-!?")) > SPLIT_TAIL_CHARS
-                or len(text[: head.start].strip()) > SPLIT_TAIL_CHARS
-            ):
-                break  # the turn says more than its number: the chain ends here
-        if len(chain) > 1:
-            yield from _chain_card(chain)
+        found: dict[tuple[int, Detection], None] = {}  # in order, each once
+        for chain, read_backs in islice(_chain_readings(texts, numbers, [(start, tail)], [], start + 1),
+                                        MAX_CHAIN_READINGS):
+            if len(chain) > 1:
+                found.update(dict.fromkeys(_chain_card(chain, read_backs)))
+        yield from found
 
 
-def _chain_card(chain: list[tuple[int, _Number]]) -> Iterator[tuple[int, Detection]]:
+def _chain_readings(
+    texts: Sequence[str], numbers: Sequence[Sequence[_Number]], chain: list[tuple[int, _Number]],
+    read_backs: list[_ReadBack], first_turn: int,
+) -> Iterator[tuple[list[tuple[int, _Number]], list[_ReadBack]]]:
+    """The ways to read the turns from `first_turn` on as parts of `chain` or read-backs of it: (parts,
+    read-backs), by `_cross_turn_cards`'s rules: first the reading that takes each such turn for the next
+    part, then those that take some for read-backs."""
+    # Where a turn may be a read-back: the chain and read-backs so far with it, and the turn after it.
+    read_back_readings: list[tuple[list[tuple[int, _Number]], list[_ReadBack], int]] = []
+    # Each part may be followed by an acknowledgement and a read-back before the next.
+    for turn in range(first_turn, min(len(texts), chain[0][0] + 3 * SPLIT_MAX_TURNS)):
+        head = numbers[turn][0] if numbers[turn] else None
+        text = texts[turn]
+        if (head is None and len(text.strip()) <= BACKCHANNEL_CHARS) or acknowledgement(text):
+            continue  # "okay", "mhm", "go on" from the other side between the groups
+        read_back = _read_back(turn, text, numbers[turn], chain)
+        if read_back is not None:
+            read_back_readings.append((chain, [*read_backs, read_back], turn + 1))
+        if (
+            len(chain) == SPLIT_MAX_TURNS
+            or head is None
+            or head.start > SPLIT_HEAD_CHARS
+            or text[: head.start].endswith(("@", "#"))
+            or len(head.digits) < SPLIT_MIN_DIGITS
+        ):
+            break
+        chain = [*chain, (turn, head)]
+        if (
+            len(numbers[turn]) > 1
+            or len(text[head.end :].strip(" .,;:-!?")) > SPLIT_TAIL_CHARS
+            or len(text[: head.start].strip()) > SPLIT_TAIL_CHARS
+        ):
+            break  # the turn says more than its number: the chain ends here
+    yield chain, read_backs
+    for earlier_chain, with_read_back, next_turn in read_back_readings:
+        yield from _chain_readings(texts, numbers, earlier_chain, with_read_back, next_turn)
+
+
+@dataclass(frozen=True)
+class _ReadBack:
+    """A turn that repeats parts of a number read across turns: its number, and the chain's parts
+    (indexes, first to last) that it repeats."""
+
+    turn: int
+    number: _Number
+    first_part: int
+    last_part: int
+
+
+def _read_back(turn: int, text: str, numbers: Sequence[_Number], chain: list[tuple[int, _Number]]) -> _ReadBack | None:
+    """`text` repeats the last part of `chain`, or all its parts so far, and says little else (an agent
+    reading a group back: "4111 1111, okay, and?", "Got it, 4111 1111. And the next four?"): the same digits,
+    and no other number of a part's length there."""
+    long_numbers = [number for number in numbers if len(number.digits) >= SPLIT_MIN_DIGITS]
+    if len(long_numbers) != 1:
+        return None
+    number = long_numbers[0]
+    if len(text) - (number.end - number.start) > READ_BACK_OTHER_CHARS:
+        return None
+    last = len(chain) - 1
+    if number.digits == chain[last][1].digits:
+        return _ReadBack(turn, number, last, last)
+    if number.digits == "".join(part.digits for _, part in chain):
+        return _ReadBack(turn, number, 0, last)
+    return None
+
+
+def _chain_card(
+    chain: list[tuple[int, _Number]], read_backs: Sequence[_ReadBack] = ()
+) -> Iterator[tuple[int, Detection]]:
     owners = [turn for turn, number in chain for _ in number.tokens]
+    # The chain's part (index) of each token.
+    parts = [position for position, (_, number) in enumerate(chain) for _ in number.tokens]
     tokens = tuple(token for _, number in chain for token in number.tokens)
     gaps: list[str] = []
     for position, (_, number) in enumerate(chain):
@@ -1054,4 +1199,11 @@ def _chain_card(chain: list[tuple[int, _Number]]) -> Iterator[tuple[int, Detecti
     digits = joined.part(first, last).digits
     for turn in sorted(set(owners[first : last + 1])):
         mine = [i for i in range(first, last + 1) if owners[i] == turn]
-        yield turn, Detection(PiiKind.card, tokens[mine[0]].start, tokens[mine[-1]].end, digits)
+        yield turn, Detection(PiiKind.card, tokens[mine[0]].start, tokens[mine[-1]].end, digits,
+                              ends_value=mine[-1] == last)
+    for read_back in read_backs:
+        repeated = [i for i in range(first, last + 1) if read_back.first_part <= parts[i] <= read_back.last_part]
+        if repeated:
+            number = read_back.number
+            yield read_back.turn, Detection(PiiKind.card, number.start, number.end, digits,
+                                            ends_value=repeated[-1] == last)

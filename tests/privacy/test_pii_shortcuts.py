@@ -41,6 +41,7 @@ def _full_detect(source: pii._Text, numbers: Sequence[pii._Number], *, names: bo
     for number in numbers:
         if not any(number.start < iban.end and iban.start < number.end for iban in ibans):
             yield from _full_classify(source, number)
+    yield from pii._odd_separator_numbers(source)
     yield from _full_dates_of_birth(source)
     yield from _full_id_documents(source)
     yield from _full_expiry_dates(source)
@@ -207,12 +208,16 @@ def _full_classify_rest(source: pii._Text, number: pii._Number) -> Iterator[Dete
     if pii._CURRENCY_BEFORE.search(before) or pii._UNIT_AFTER.match(after) or before.endswith(("@", "#")):
         return
     content = source.cue_distance(start, pii._CONTENT_CUE, pii.CONTENT_CUE_WINDOW_CHARS)
-    if pii._version_like(number):
-        return
 
     def cued(cue: pii.re.Pattern[str]) -> bool:
         distance = source.cue_distance(start, cue)
         return distance is not None and (content is None or distance < content)
+
+    # Dotted groups are a version unless a cue names them ("my social is 123.45.6789", "the CVV is 7.3.7").
+    if pii._version_like(number) and not (
+        cued(pii._SSN_CUE) or _full_id_cued(source, start) or source.has_cue(start, pii._CVV_CUE, 30)
+    ):
+        return
 
     if count == pii.SSN_DIGITS and (
         (pii._plausible_ssn(digits) and ((pii._ssn_shaped(number) and content is None) or cued(pii._SSN_CUE)))
@@ -245,8 +250,7 @@ def _full_classify_rest(source: pii._Text, number: pii._Number) -> Iterator[Dete
 def _full_detect_turns(texts: Sequence[str], *, names: bool) -> list[list[Detection]]:
     numbers = [_full_numbers(text) for text in texts]
     found = [
-        list(_full_detect(pii._Text(text, texts[i - 1][-pii.PREVIOUS_TURN_CONTEXT_CHARS :] if i else ""), numbers[i],
-                          names=names))
+        list(_full_detect(pii._Text(text, pii.lead_in_of(texts, i)), numbers[i], names=names))
         for i, text in enumerate(texts)
     ]
     own = [_full_resolve_overlaps(detections) for detections in found]
