@@ -222,12 +222,28 @@ def review_claim(
     claim_id: int,
     action: ClaimAction,
     changes: ClaimChanges | None = None,
+    *,
+    expected: ReviewStatus | None = None,
 ) -> Claim:
-    """Approve, edit or reject one item of the call's current extraction."""
+    """Approve, edit or reject one item of the call's current extraction. `expected`: the item's review status
+    as the reviewer saw it; when another decision changed it meanwhile (a colleague rejected it while this
+    page was open), ReviewConflictError and nothing changes. Approving an approved item, or rejecting a
+    rejected one, changes nothing and records nothing."""
     claim, call = visible_claim(session, principal, claim_id)
     principal.require(principal.can_review, "review items")
+    # The call's row lock: decisions on its items take turns with each other and with the call's own
+    # decision, and both are read again as the last of them left them.
+    call = visible_call(session, principal, call.id, for_update=True)
+    session.refresh(call)
+    session.refresh(claim)
     _require_open(call)
     _require_current(session, claim)
+    if expected is not None and claim.review_status is not expected:
+        raise ReviewConflictError(
+            f"item {claim.id} was {claim.review_status.value} meanwhile{_item_decided_by(session, claim)}: "
+            "nothing changed; reload to see it")
+    if action is not ClaimAction.edit and claim.review_status is CLAIM_EVENT[action][1]:
+        return claim  # the same decision again (a repeated key press, a retried request): nothing new to record
     before = _claim_snapshot(claim)
     if action is ClaimAction.edit:
         changes = changes or ClaimChanges()
@@ -519,6 +535,16 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
                 )
     _move_call(session, principal, call, state, event_action, HANDOFF_EVENT[decision], before=call.state)
     return call
+
+
+def _item_decided_by(session: Session, claim: Claim) -> str:
+    """" by NAME at TIME": who last decided the item, from the call's audit trail ("" if none is found)."""
+    event = session.execute(
+        select(ReviewEvent.actor_name, ReviewEvent.created_at)
+        .where(ReviewEvent.claim_id == claim.id, ReviewEvent.call_id == claim.call_id)
+        .order_by(ReviewEvent.id.desc()).limit(1)
+    ).first()
+    return "" if event is None else f" by {event.actor_name} at {as_utc(event.created_at):%Y-%m-%d %H:%M} UTC"
 
 
 def _decided_by(session: Session, call: Call) -> str:

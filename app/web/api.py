@@ -61,7 +61,16 @@ from app.users import (
     user_history,
     visible_calls_clause,
 )
-from app.web.deps import ApiUser, BearerCredentials, DbSession, WebState, refuse_unknown_query_parameters, web_state
+from app.web.deps import (
+    ApiUser,
+    BearerCredentials,
+    DbSession,
+    UnsupportedBodyError,
+    WebState,
+    refuse_unknown_query_parameters,
+    require_json_body,
+    web_state,
+)
 from app.web.queue import (
     DEFAULT_PAGE_SIZE,
     MAX_CURSOR_CHARS,
@@ -101,7 +110,8 @@ FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"model": ErrorOut, "descript
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "description": "The record's state forbids it."}}
 INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut, "description": "Invalid input; says why."}}
 
-router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[Depends(refuse_unknown_query_parameters)])
+router = APIRouter(prefix="/api", responses=ERRORS,
+                   dependencies=[Depends(refuse_unknown_query_parameters), Depends(require_json_body)])
 def _iso_day(value: object) -> object:
     # pydantic would also read "0.0" or "1700000000" as a day (a Unix time); the API takes YYYY-MM-DD only.
     if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
@@ -257,10 +267,6 @@ async def post_call(
 
 class PayloadTooLargeError(PostcallError):
     """The request body exceeds the configured transcript size limit (413)."""
-
-
-class UnsupportedBodyError(PostcallError):
-    """The request body is not a transcript file's bytes as sent: a form, or compressed (415)."""
 
 
 # Bodies that are not the file as it is: curl's -d sends a form (its newlines stripped, so a transcript's
@@ -493,7 +499,7 @@ def post_claim_review(
     changes = ClaimChanges(text=body.text, owner=body.owner.value if body.owner else None, due=body.due)
 
     def review() -> Claim:
-        reviewed = review_claim(db, principal, claim_id, body.action, changes)
+        reviewed = review_claim(db, principal, claim_id, body.action, changes, expected=body.expected_status)
         db.commit()
         return reviewed
 

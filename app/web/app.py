@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -54,7 +55,9 @@ from app.web.deps import (
     CsrfError,
     EnqueueCalls,
     LoginRequired,
+    UnsupportedBodyError,
     WebState,
+    reads_a_body,
     refuse_unstorable_text,
 )
 from app.web.schemas import ErrorOut
@@ -67,6 +70,19 @@ WEB_DIR = Path(__file__).resolve().parent
 # one connection: the request slots of the sizing rule (docs/operations.md).
 REQUEST_THREADS = 40
 TEMPLATES_DIR = WEB_DIR / "templates"
+
+
+# The answer of `require_json_body`, documented on every operation that reads a JSON body.
+JSON_BODY_ONLY = {"model": ErrorOut, "description": "The body was sent under another media type than "
+                  "application/json (text/plain, a form): send it with Content-Type: application/json."}
+
+
+def document_json_bodies(router: APIRouter) -> None:
+    """Every operation of a JSON API router that reads a body documents the 415 `require_json_body` answers
+    (once: the routers are module-level, the app is built again by every test)."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and reads_a_body(route):
+            route.responses.setdefault(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, JSON_BODY_ONLY)
 
 
 def waited_label(since: datetime | None) -> str:
@@ -114,7 +130,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (RotationInProgressError, status.HTTP_409_CONFLICT),
     (CursorExpiredError, status.HTTP_410_GONE),
     (api.PayloadTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
-    (api.UnsupportedBodyError, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE),
+    (UnsupportedBodyError, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE),
     (IngestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (InvalidInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (ReviewInputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
@@ -243,6 +259,8 @@ def create_app(
     app.add_middleware(OptionsMiddleware, routes=app.router.routes)
     app.add_middleware(HeadMiddleware)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    for json_api in (api.router, handoff_api.router, analytics.api_router):
+        document_json_bodies(json_api)
     app.include_router(ops.router)
     app.include_router(api.router)
     app.include_router(handoff_api.router)

@@ -211,3 +211,36 @@ def _query_parameters(route: APIRoute) -> frozenset[str]:
         names.update(field.alias for field in dependant.query_params)
         dependants.extend(dependant.dependencies)
     return frozenset(names)
+
+
+class UnsupportedBodyError(PostcallError):
+    """The request body is not what the route reads: a transcript upload compressed or sent as a form, or a
+    JSON route's body sent under another media type (415)."""
+
+
+def require_json_body(request: Request) -> None:
+    """415 for a body a JSON route would read sent under another media type (`text/plain`, curl's default
+    form type): FastAPI answered 422 "Input should be a valid dictionary", which says nothing of the header
+    to fix; a body with no Content-Type at all is the same. A request without a body is left to the validation
+    (it names the fields missing). Added to the JSON API's routers."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not reads_a_body(route):
+        return
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    if not media and request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
+        return
+    raise UnsupportedBodyError(f"this route reads a JSON body: send it with Content-Type: application/json "
+                               f"(this request's is {media[:100] or 'missing'})")
+
+
+def reads_a_body(route: APIRoute) -> bool:
+    """Whether `route` (or one of its dependencies) reads a request body."""
+    dependants: list[Dependant] = [route.dependant]
+    while dependants:
+        dependant = dependants.pop()
+        if dependant.body_params:
+            return True
+        dependants.extend(dependant.dependencies)
+    return False

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from app.db.session import retry_conflicts
-from app.models import CallState
+from app.models import CallState, ReviewStatus
 from app.review import (
     BulkApproval,
     CallDecision,
@@ -383,10 +383,12 @@ def claim_review_form(
     text: Annotated[str | None, Form()] = None,
     owner: Annotated[str | None, Form()] = None,
     due: Annotated[str | None, Form()] = None,
+    expected_status: Annotated[ReviewStatus | None, Form()] = None,
 ) -> Response:
     def run() -> None:
         changes = ClaimChanges(text=text, owner=owner, due=due) if action is ClaimAction.edit else None
-        review_claim(db, principal, claim_id, action, changes)
+        # The status the page showed: a colleague's decision since then is reported, not overwritten.
+        review_claim(db, principal, claim_id, action, changes, expected=expected_status)
         db.commit()
 
     _decided(request, db, run, CLAIM_ACTION_MESSAGES[action])

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from app.models import UserRole
+from app.models import ReviewStatus, UserRole
 from app.review import MAX_CLAIM_TEXT_CHARS, MAX_SELECTION_PIECES, CallDecision, ClaimAction
 from app.schemas.api import CallSummaryOut, RowModel, row_field
 from app.schemas.extraction import MAX_DUE_CHARS, Owner
@@ -83,10 +83,17 @@ class SubmitOut(BaseModel):
 
 
 class ClaimReviewIn(BaseModel):
+    # Unknown fields are refused: a misspelt one ("txt") changed nothing and answered 200.
+    model_config = ConfigDict(extra="forbid")
+
     action: ClaimAction
     text: StorableStr | None = Field(default=None, max_length=MAX_CLAIM_TEXT_CHARS, description="edit only")
     owner: Owner | None = Field(default=None, description="edit only; action items")
     due: StorableStr | None = Field(default=None, max_length=MAX_DUE_CHARS, description="edit only; empty clears it")
+    expected_status: ReviewStatus | None = Field(
+        default=None, description="The item's review status as you last read it: if another decision changed it "
+                                  "since, 409 and nothing changes (a colleague's rejection is never overwritten "
+                                  "unseen).")
 
 
 class SelectedQuoteIn(BaseModel):
@@ -95,6 +102,9 @@ class SelectedQuoteIn(BaseModel):
 
 
 class ClaimAddIn(BaseModel):
+    # Unknown fields are refused: "due_date" for "due" was dropped and the item stored with no due date (201).
+    model_config = ConfigDict(extra="forbid")
+
     kind: ClaimKind = ClaimKind.action_item
     text: StorableStr = Field(min_length=1, max_length=MAX_CLAIM_TEXT_CHARS)
     owner: Owner | None = Field(default=None, description="required for action items")
@@ -103,6 +113,8 @@ class ClaimAddIn(BaseModel):
 
 
 class CallDecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a field this API does not read is refused, never ignored
+
     decision: CallDecision
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.errors import AppendOnlyError
-from app.models import Call, CallState, Claim, OutboxEvent, ReviewEvent, RunStatus, UserRole, Utterance
+from app.models import Call, CallState, Claim, OutboxEvent, ReviewEvent, ReviewStatus, RunStatus, UserRole, Utterance
 from app.pipeline.calls import get_call
 from app.pipeline.persist import RunFacts, add_run
 from app.review import (
@@ -448,3 +448,62 @@ def test_a_decision_picked_as_a_deadlock_victim_is_run_again_within_the_request(
         handed_off = session.scalars(select(OutboxEvent.type).where(OutboxEvent.call_id == call.call_id)).all()
     assert actions == ["call_approved"]
     assert [t for t in handed_off if t == "call.approved"] == ["call.approved"]
+
+
+def test_an_item_decided_meanwhile_is_not_overwritten_unseen_and_a_repeat_records_nothing(world: World) -> None:
+    # A reviewer's page from before a colleague's rejection approved the item ("Item approved.", before:
+    # rejected); a repeated key press wrote one more claim_approved each time.
+    call = world.fresh_call("acme_a1_blue")
+    supervisor, admin = principal(world, "supervisor"), principal(world, "admin")
+    pending = ReviewStatus.pending
+    with unit_of_work(world.factory) as session:
+        review_claim(session, admin, call.claim("reason"), ClaimAction.reject, expected=pending)
+    with pytest.raises(ReviewConflictError, match=r"was rejected meanwhile by admin at .* UTC"), \
+            unit_of_work(world.factory) as session:
+        review_claim(session, supervisor, call.claim("reason"), ClaimAction.approve, expected=pending)
+    for _ in range(3):
+        with unit_of_work(world.factory) as session:
+            review_claim(session, supervisor, call.claim("reason"), ClaimAction.reject)
+    with world.factory() as session:
+        claim = session.get(Claim, call.claim("reason"))
+        assert claim is not None and claim.review_status is ReviewStatus.rejected
+        assert [e.action for e in call_events(session, admin, call.call_id)] == ["claim_rejected"]
+    # The API and the page send what they showed; the API's answer names the conflict.
+    stale = world.client.post(f"/api/claims/{call.claim('reason')}/review",
+                              json={"action": "approve", "expected_status": "pending"},
+                              headers=world.token("supervisor"))
+    assert stale.status_code == 409 and "rejected meanwhile" in stale.json()["detail"]
+    browser = world.browser("supervisor")
+    page = browser.get(f"/calls/{call.call_id}").text
+    assert 'name="expected_status" value="rejected"' in page
+    fresh = world.client.post(f"/api/claims/{call.claim('reason')}/review",
+                              json={"action": "approve", "expected_status": "rejected"},
+                              headers=world.token("supervisor"))
+    assert fresh.status_code == 200, fresh.text
+
+
+def test_json_routes_refuse_unknown_fields_and_other_media_types(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    headers = world.token("supervisor")
+    for path, body in ((f"/api/claims/{call.claim('reason')}/review", {"action": "approve", "txt": "x"}),
+                       (f"/api/calls/{call.call_id}/claims", {"kind": "action_item", "text": "Call back",
+                                                              "owner": "agent", "due_date": "2026-12-10",
+                                                              "evidence": [{"utterance": 0, "quote": "x"}]}),
+                       (f"/api/calls/{call.call_id}/review", {"decision": "reject", "comment": "why not"})):
+        answer = world.client.post(path, json=body, headers=headers)
+        assert answer.status_code == 422, (path, answer.text)
+        assert "Extra inputs are not permitted" in answer.text
+    as_text = world.client.post(f"/api/calls/{call.call_id}/review", content=b'{"decision": "reject"}',
+                                headers={**headers, "Content-Type": "text/plain"})
+    assert as_text.status_code == 415 and "Content-Type: application/json" in as_text.json()["detail"]
+    as_form = world.client.post("/api/webhooks", data={"url": "https://example.com/hook"},
+                                headers=world.token("admin"))
+    assert as_form.status_code == 415
+    with world.factory() as session:
+        assert get_call(session, call.call_id).state is CallState.needs_attention  # nothing was decided
+    unlabelled = world.client.post(f"/api/calls/{call.call_id}/review", content=b'{"decision": "reject"}',
+                                   headers=headers)
+    assert unlabelled.status_code == 415 and "is missing" in unlabelled.text  # was 422 "a valid dictionary"
+    spec = world.client.get("/openapi.json").json()["paths"]
+    assert "415" in spec["/api/calls/{call_id}/review"]["post"]["responses"]
+    assert "415" not in spec["/api/calls/{call_id}"]["get"]["responses"]
