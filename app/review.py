@@ -136,6 +136,9 @@ def visible_call(session: Session, principal: Principal, call_id: str, *, for_up
     `for_update` holds the row lock (on SQLite, the write lock) so a decision and a worker's claim, or two
     decisions, cannot interleave."""
     query = select(Call).where(Call.id == call_id, visible_calls_clause(principal))
+    if for_update:  # read as the lock finds it, even when this session read the call before (its changes flushed)
+        session.flush()
+        query = query.execution_options(populate_existing=True)
     call = scalar_for_update(session, query) if for_update else session.scalar(query)
     if call is None:
         raise NotFoundError(f"call {call_id} not found")
@@ -234,7 +237,6 @@ def review_claim(
     # The call's row lock: decisions on its items take turns with each other and with the call's own
     # decision, and both are read again as the last of them left them.
     call = visible_call(session, principal, call.id, for_update=True)
-    session.refresh(call)
     session.refresh(claim)
     _require_open(call)
     _require_current(session, claim)
@@ -693,15 +695,17 @@ def approve_verified_calls(session: Session, principal: Principal, call_ids: Seq
     principal.require(principal.can_reopen_calls, "bulk-approve calls")
     approved: list[str] = []
     refused: dict[str, str] = {}
-    for call_id in dict.fromkeys(call_ids):
-        row = session.execute(
-            select(Call.state, Call.flagged_items).where(Call.id == call_id, visible_calls_clause(principal))
-        ).first()
-        if row is None:
+    # One order for every bulk approval: two supervisors approving the same calls in opposite orders deadlocked.
+    for call_id in sorted(set(call_ids)):
+        try:
+            # Locked before it is read: a call a colleague approved meanwhile is reported so, not as approved here.
+            call = visible_call(session, principal, call_id, for_update=True)
+        except NotFoundError:
             refused[call_id] = "not found"
-        elif row.state is not CallState.ready_for_review:
-            refused[call_id] = f"{row.state.value}: only calls whose items are all verified are approved in bulk"
-        elif row.flagged_items:
+            continue
+        if call.state is not CallState.ready_for_review:
+            refused[call_id] = f"{call.state.value}: only calls whose items are all verified are approved in bulk"
+        elif call.flagged_items:
             refused[call_id] = "unverified items pending"
         else:
             decide_call(session, principal, call_id, CallDecision.approve)

@@ -250,3 +250,41 @@ def test_call_page_links_the_next_call_to_review(world: World) -> None:
         assert following is not None
         # Queue order: a call with unverified items (the shared a2 call has one) before a verified one.
         assert following.agent_id == "a2" and following.state is CallState.needs_attention
+
+
+@pytest.mark.postgres
+def test_a_bulk_approval_waiting_on_another_reports_what_the_other_approved(world: World) -> None:
+    # Two supervisors' bulk approvals of the same calls: the second was told "1 call approved" for a call the
+    # first had approved a moment before (it read the state before taking the lock); in opposite orders the
+    # two deadlocked and one answered 500.
+    import threading
+
+    if world.factory.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL")
+    calls = sorted([verified_call(world).call_id, verified_call(world).call_id])
+    outcome: list[object] = []
+
+    def second_supervisor() -> None:
+        with unit_of_work(world.factory) as session:
+            sue = authenticate(session, world.tokens["supervisor"])
+            assert sue is not None
+            outcome.append(approve_verified_calls(session, sue, list(reversed(calls))))
+
+    with unit_of_work(world.factory) as session:
+        sam = authenticate(session, world.tokens["admin"])
+        assert sam is not None
+        first = approve_verified_calls(session, sam, calls)
+        other = threading.Thread(target=second_supervisor)
+        other.start()
+        other.join(timeout=1.0)
+        assert other.is_alive()  # waiting for the first approval's locks
+    other.join(timeout=30)
+    assert first.approved == calls
+    (second,) = outcome
+    assert second.approved == []  # type: ignore[attr-defined]
+    assert second.refused == dict.fromkeys(  # type: ignore[attr-defined]
+        calls, "approved: only calls whose items are all verified are approved in bulk")
+    with world.factory() as session:
+        approvals = session.scalars(select(ReviewEvent.call_id).where(
+            ReviewEvent.call_id.in_(calls), ReviewEvent.action == "call_approved")).all()
+    assert sorted(approvals) == calls
