@@ -22,6 +22,7 @@ from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, new_c
 from app.pipeline.analyst_fields import call_clock, due_fields
 from app.pipeline.calls import CALLS, get_or_create_tenant, set_state, state_columns
 from app.pipeline.redact import redact_transcript
+from app.privacy.mask import mask_turns
 from app.schemas.transcript import CallMetadata, Transcript
 from app.text.storable import is_blank, require_printable
 
@@ -84,6 +85,7 @@ def store_transcript(
     actor: Actor = SYSTEM_ACTOR,
     redact: bool = False,
     llm_mode: LlmMode = LlmMode.sync,
+    sees_personal_data: bool = True,
 ) -> StoredCall:
     """Insert (or, with `replace`, overwrite) one call and its utterances. Flushes; never commits.
 
@@ -96,6 +98,12 @@ def store_transcript(
     replaced by placeholders such as [CARD_1], exactly as the model would see it.
 
     `llm_mode` is how the call's extraction reaches the model (batch: it waits for the next batch).
+
+    `sees_personal_data`: whether the submitter may read the stored call unmasked (view_pii, an operator's
+    command). One who may not is answered, without `replace`, as the content looks to them: a resubmission
+    that differs from the stored call only where readers see it masked is `unchanged`, as an equal one is.
+    Compared raw, "unchanged" or "different content" told a supervisor which guess of the masked digits was
+    right (an SSN in a few hundred requests, unaudited).
     """
     external_id = clean_external_id(external_id)  # every way in (API, CLI file stem, a transcript's own id)
     if redact:
@@ -115,6 +123,8 @@ def store_transcript(
 
     corrections = _metadata_changes(existing, transcript.metadata)
     same_content = existing.transcript_hash == content_hash
+    if not same_content and not replace and not sees_personal_data and _same_as_masked(session, existing, transcript):
+        same_content = True  # nothing is stored without `replace`: only the answer is as for equal content
     if same_content and not corrections:
         if replace and llm_mode is not existing.llm_mode and existing.state is CallState.queued:
             return _change_mode(session, existing, llm_mode, actor)
@@ -176,6 +186,22 @@ def _resolve_due_dates_again(session: Session, call: Call) -> None:
         for column, value in due_fields(claim.due, clock).items():
             setattr(claim, column, value)
     session.flush()
+
+
+def _same_as_masked(session: Session, existing: Call, transcript: Transcript) -> bool:
+    """Whether `transcript` equals the stored call once both are masked as readers see them: the same turns,
+    speakers and times, and texts that differ only where personal data is masked."""
+    stored = session.execute(
+        select(UtteranceRow.speaker, UtteranceRow.role, UtteranceRow.start_s, UtteranceRow.end_s, UtteranceRow.text)
+        .where(UtteranceRow.call_id == existing.id).order_by(UtteranceRow.index)
+    ).all()
+    sent = transcript.utterances
+    if len(stored) != len(sent) or any(
+        (row.speaker, row.role, row.start_s, row.end_s) != (u.speaker, u.role.value, u.start, u.end)
+        for row, u in zip(stored, sent, strict=True)
+    ):
+        return False
+    return mask_turns([row.text for row in stored]) == mask_turns([u.text for u in sent])
 
 
 def _change_mode(session: Session, call: Call, llm_mode: LlmMode, actor: Actor) -> StoredCall:

@@ -367,7 +367,7 @@ def _store_submission(
         db, transcript, tenant=principal.tenant, external_id=external_id, source_name=source_name,
         replace=submission.replace, actor=Actor(principal.name, principal.user_id),
         redact=state.settings.store_redacted,
-        llm_mode=llm_mode,
+        llm_mode=llm_mode, sees_personal_data=principal.can_view_pii,
     )
     db.commit()
     enqueued = False

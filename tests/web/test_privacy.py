@@ -546,3 +546,38 @@ def test_no_reader_gets_the_transcripts_content_hash_from_the_audit_trail(setup:
     assert page.status_code == 200 and page.text.count(EVENT_LABELS.get("transcript_replaced",
                                                                          "Transcript replaced")) >= 2
     assert content_hash not in page.text
+
+
+def test_a_resubmission_never_tells_a_reader_without_view_pii_which_guess_of_masked_digits_is_right(
+    setup: Setup,
+) -> None:
+    # "unchanged" for the right SSN, 409 "different content" for a wrong one: a supervisor without view_pii
+    # rebuilt the call from its masked page and had the SSN in 346 requests, nothing stored, nothing audited.
+    def call_with(ssn: str) -> bytes:
+        return json.dumps({"utterances": [
+            {"speaker": "Agent", "text": "Can I have your social?"},
+            {"speaker": "Customer", "text": f"Sure, it's {ssn}."},
+        ]}).encode()
+
+    params = {"external_id": "oracle-call"}
+    first = setup.client.post("/api/calls", params=params, content=call_with("123-45-6789"),
+                              headers={**bearer(setup.tokens["admin"]), "Content-Type": "application/json"})
+    assert first.status_code == 202, first.text
+    answers = {}
+    for guess in ("123-45-6789", "987-65-6789", "555-55-6789"):
+        answer = setup.client.post("/api/calls", params=params, content=call_with(guess),
+                                   headers={**bearer(setup.tokens["agent"]), "Content-Type": "application/json"})
+        answers[guess] = (answer.status_code, answer.json().get("status"))
+    assert set(answers.values()) == {(200, "unchanged")}, answers  # the same answer, right guess or wrong
+    # One who may read it unmasked is told the content differs, as before; the stored call never changed.
+    auditor = setup.client.post("/api/calls", params=params, content=call_with("987-65-6789"),
+                                headers={**bearer(setup.tokens["auditor"]), "Content-Type": "application/json"})
+    assert auditor.status_code == 409 and "different content" in auditor.text
+    masked_elsewhere = setup.client.post(
+        "/api/calls", params=params, headers={**bearer(setup.tokens["agent"]), "Content-Type": "application/json"},
+        content=call_with("123-45-6789").replace(b"Sure", b"Yes"))
+    assert masked_elsewhere.status_code == 409  # a difference readers see is still one
+    with setup.factory() as session:
+        texts = session.scalars(select(UtteranceRow.text).join(Call, Call.id == UtteranceRow.call_id)
+                                .where(Call.external_id == "oracle-call").order_by(UtteranceRow.index)).all()
+    assert texts == ["Can I have your social?", "Sure, it's 123-45-6789."]
