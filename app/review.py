@@ -361,18 +361,29 @@ class NewItem:
     selection: Sequence[SelectedQuote]
 
 
-def add_reviewer_claim(session: Session, principal: Principal, call_id: str, item: NewItem) -> Claim:
+@dataclass(frozen=True)
+class AddedItem:
+    claim: Claim
+    # The same item was added before (a retried request, a double submit): that one, nothing new stored.
+    repeated: bool = False
+
+
+def add_reviewer_claim(session: Session, principal: Principal, call_id: str, item: NewItem) -> AddedItem:
     """Add an item the extraction missed, with the reviewer's transcript selection as its evidence.
 
     The selection goes through the same verifier as model output, so the stored spans obey the same
     invariant (offsets slice the utterance to the quote) and a claim whose own critical tokens (amounts,
     dates, negations) are not in the selection is stored as unverified, like any other. A selection that
     is not in the transcript at all is refused rather than stored.
+
+    The same item again (kind, text, owner, due and evidence spans of a reviewer's item of the current
+    extraction) is that item, `repeated`: a retried request added it once more, and the record then carried
+    four identical tasks for one. Adds to one call take turns (its row lock), so two retries racing do too.
     """
     from app.grounding import verify_extraction
     from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Statement
 
-    call = visible_call(session, principal, call_id)
+    call = visible_call(session, principal, call_id, for_update=True)
     principal.require(principal.can_review, "add items")
     _require_open(call)
     if item.kind not in ADDABLE_KINDS:
@@ -414,6 +425,11 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         raise ReviewInputError(f"the selected text was not found in the transcript (utterance {where})")
     if checked is not transcript:  # masking keeps lengths: the same offsets slice the stored text
         verified = verified.model_copy(update={"evidence": [_stored_span(ev, texts) for ev in verified.evidence]})
+    stored_due = masks.written_by(principal, due) if due else None
+    twin = _same_reviewer_item(session, run.id, item.kind, text, owner, stored_due,
+                               [(ev.utterance, ev.char_start, ev.char_end) for ev in verified.evidence])
+    if twin is not None:
+        return AddedItem(twin, repeated=True)
     position = session.scalar(select(func.coalesce(func.max(Claim.position), -1)).where(Claim.run_id == run.id))
     claim = Claim(
         run_id=run.id,
@@ -425,7 +441,7 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         text_masked=masks.written_by(principal, text),
         owner=owner,
         # Stored masked; its date was resolved from it as typed.
-        due=masks.written_by(principal, due) if due else None,
+        due=stored_due,
         grounding_status=verified.status.value,
         grounding_reason=verified.reason if verified.status is ClaimStatus.ungrounded else None,
         **analyst_fields(verified, call_clock(session, call.id), texts),
@@ -460,7 +476,22 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
         },
     )
     session.flush()
-    return claim
+    return AddedItem(claim)
+
+
+def _same_reviewer_item(session: Session, run_id: int, kind: ClaimKind, text: str, owner: str | None,
+                        due: str | None, spans: list[tuple[int | None, int | None, int | None]]) -> Claim | None:
+    """A reviewer's item of run `run_id` with this kind, text, owner, due and evidence spans, if any."""
+    candidates = session.scalars(
+        select(Claim).where(Claim.run_id == run_id, Claim.origin == "reviewer", Claim.kind == kind.value,
+                            Claim.text == text).options(selectinload(Claim.evidence))
+    ).all()
+    for claim in candidates:
+        if (claim.owner, claim.due) == (owner, due) and sorted(
+                (ev.position, ev.utterance_index, ev.char_start, ev.char_end) for ev in claim.evidence) == [
+                (position, *span) for position, span in enumerate(spans)]:
+            return claim
+    return None
 
 
 def _stored_span(ev: VerifiedEvidence, texts: Mapping[int, str]) -> VerifiedEvidence:

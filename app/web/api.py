@@ -31,6 +31,7 @@ from app.pipeline.store import Actor, StoreStatus, clean_external_id, store_tran
 from app.privacy.mask import CallMasks
 from app.privacy.reads import mask_lone_claim, mask_snapshot
 from app.review import (
+    AddedItem,
     CallDecision,
     ClaimChanges,
     NewItem,
@@ -465,11 +466,16 @@ def post_call_decision(call_id: CallIdPath, body: CallDecisionIn, principal: Api
     tags=["review"],
     summary="Add a missed item with its transcript evidence",
     status_code=status.HTTP_201_CREATED,
-    responses={**FORBIDDEN, **CONFLICT, **INVALID},
+    responses={**FORBIDDEN, **CONFLICT, **INVALID,
+               200: {"model": ClaimOut, "description": "The same item was added before: that item; nothing stored."}},
 )
-def post_claim(call_id: CallIdPath, body: ClaimAddIn, principal: ApiUser, db: DbSession) -> ClaimOut:
+def post_claim(
+    call_id: CallIdPath, body: ClaimAddIn, principal: ApiUser, db: DbSession, response: Response
+) -> ClaimOut:
     """The evidence quotes go through the grounding verifier; a quote not found in the transcript is 422.
-    The item joins the call's current extraction with origin `reviewer`."""
+    The item joins the call's current extraction with origin `reviewer`. The same item again (kind, text,
+    owner, due and evidence as an item added before: a retried request) is answered 200 with that item, and
+    nothing new is stored."""
     item = NewItem(
         kind=body.kind,
         text=body.text,
@@ -478,13 +484,15 @@ def post_claim(call_id: CallIdPath, body: ClaimAddIn, principal: ApiUser, db: Db
         selection=[SelectedQuote(e.utterance, e.quote) for e in body.evidence],
     )
 
-    def add() -> Claim:
+    def add() -> AddedItem:
         added = add_reviewer_claim(db, principal, call_id, item)
         db.commit()
         return added
 
-    claim = retry_conflicts(db, add)
-    return mask_lone_claim(claim_out(claim), stored_masks(claim))
+    added = retry_conflicts(db, add)
+    if added.repeated:
+        response.status_code = status.HTTP_200_OK
+    return mask_lone_claim(claim_out(added.claim), stored_masks(added.claim))
 
 
 @router.post(

@@ -428,9 +428,9 @@ def claim_add_form(
         except ValueError:
             raise ReviewInputError(f"unknown item kind {kind!r}") from None
         item = NewItem(kind=claim_kind, text=text, owner=owner, due=due, selection=_selection(selection))
-        claim = add_reviewer_claim(db, principal, call_id, item)
+        result = add_reviewer_claim(db, principal, call_id, item)
         db.commit()
-        added.append(claim.id)
+        added.append(result.claim.id)
 
     _decided(request, db, run, "Item added.")
     return redirect(_back_to(call_id, request, added[0] if added else None))

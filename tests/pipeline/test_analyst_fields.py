@@ -111,7 +111,7 @@ def test_reviewer_edits_and_additions_resolve_their_due_phrase(session_factory: 
         added = add_reviewer_claim(session, principal, call_id, NewItem(
             kind=ClaimKind.action_item, text="The returns team emails a prepaid label", owner="agent",
             due="tomorrow", selection=[SelectedQuote(2, "I will have the returns team email you a prepaid label")],
-        ))
+        )).claim
         assert added.due_date == date(2026, 3, 12)
         assert added.owner_name == "the returns team"
 

@@ -287,7 +287,7 @@ def test_added_item_is_verified_against_the_transcript(world: World) -> None:
                    [SelectedQuote(2, "I will refund the $30 late fee"),
                     SelectedQuote(4, "You will see the refund within 5 business days")])
     with unit_of_work(world.factory) as session:
-        claim_id = add_reviewer_claim(session, agent, call.call_id, item).id
+        claim_id = add_reviewer_claim(session, agent, call.call_id, item).claim.id
     with world.factory() as session:
         claim = session.get(Claim, claim_id)
         assert claim is not None
@@ -309,7 +309,7 @@ def test_added_item_whose_amount_is_not_in_the_selection_is_kept_unverified(worl
     item = NewItem(ClaimKind.action_item, "Refund the $50 late fee", "agent", None,
                    [SelectedQuote(2, "I will refund the $30 late fee")])
     with unit_of_work(world.factory) as session:
-        claim = add_reviewer_claim(session, principal(world, "admin"), call.call_id, item)
+        claim = add_reviewer_claim(session, principal(world, "admin"), call.call_id, item).claim
         assert claim.grounding_status == "ungrounded"
         assert claim.grounding_reason == "unsupported_number"
 
@@ -507,3 +507,22 @@ def test_json_routes_refuse_unknown_fields_and_other_media_types(world: World) -
     spec = world.client.get("/openapi.json").json()["paths"]
     assert "415" in spec["/api/calls/{call_id}/review"]["post"]["responses"]
     assert "415" not in spec["/api/calls/{call_id}"]["get"]["responses"]
+
+
+def test_the_same_item_added_again_is_that_item_not_a_second_one(world: World) -> None:
+    # A retried POST /api/calls/{id}/claims (a timeout, a double submit) stored the item once per request: the
+    # approved record then carried four identical tasks, and the CRM filed four.
+    call = world.fresh_call("acme_a1_blue")
+    body = {"kind": "action_item", "text": "Mail the refund check", "owner": "agent", "due": "today",
+            "evidence": [{"utterance": 2, "quote": "I will refund the $30 late fee to your card"}]}
+    headers = world.token("supervisor")
+    answers = [world.client.post(f"/api/calls/{call.call_id}/claims", json=body, headers=headers) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [201, 200, 200], [a.text for a in answers]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    other = world.client.post(f"/api/calls/{call.call_id}/claims", json={**body, "due": "tomorrow"}, headers=headers)
+    assert other.status_code == 201 and other.json()["id"] != answers[0].json()["id"]  # a different item is one
+    with world.factory() as session:
+        added = session.scalars(select(Claim.text).where(Claim.call_id == call.call_id, Claim.origin == "reviewer"))
+        assert sorted(added) == ["Mail the refund check", "Mail the refund check"]
+        assert [e.action for e in call_events(session, principal(world, "admin"), call.call_id)] == [
+            "claim_added", "claim_added"]
