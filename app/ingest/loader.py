@@ -19,7 +19,15 @@ from app.errors import IngestError
 from app.ingest.assemble import assemble
 from app.ingest.formats import DETECTION_MARKS, FORMATS, FORMATS_BY_NAME, SUPPORTED_FORMATS
 from app.ingest.model import ParsedTranscript
-from app.ingest.source import SourceDocument, decode_text, decode_with_notes, describe, parse_json, parse_json_array
+from app.ingest.source import (
+    SourceDocument,
+    UnstorableJsonError,
+    decode_text,
+    decode_with_notes,
+    describe,
+    parse_json,
+    parse_json_array,
+)
 
 AUTO_FORMAT = "auto"
 # How many of an unknown JSON object's keys an error names.
@@ -266,6 +274,8 @@ def _calls_in(doc: SourceDocument, fmt: str) -> _CallsInDocument | None:
         return None  # [1, 2, 3]: no call in it; detection says what it is
     try:
         doc.json()
+    except UnstorableJsonError:
+        raise  # valid JSON, one of its strings refused: said as it is
     except IngestError as exc:
         calls = _ndjson_calls(doc)
         if calls is None:

@@ -333,17 +333,22 @@ def parse_json_array(text: str, source: str, *, max_objects_per_element: int | N
     return elements
 
 
+class UnstorableJsonError(IngestError):
+    """Valid JSON holding a string Postcall does not store (U+0000, a lone surrogate): not a syntax error, so
+    not reported as "the JSON formats need valid JSON"."""
+
+
 def _check_strings(value: Any, path: str, source: str) -> None:
     """Refuse a string (key or value) holding U+0000 or a lone surrogate, naming its field path."""
     if isinstance(value, str):
         problem = unstorable_problem(value)
         if problem:
-            raise IngestError(source, path or "(top level)", problem)
+            raise UnstorableJsonError(source, path or "(top level)", problem)
     elif isinstance(value, dict):
         for key, item in value.items():
             problem = unstorable_problem(key)
             if problem:
-                raise IngestError(source, join_path(path, ascii(key)), f"the key {problem}")
+                raise UnstorableJsonError(source, join_path(path, ascii(key)), f"the key {problem}")
             _check_strings(item, join_path(path, key), source)
     elif isinstance(value, list):
         for position, item in enumerate(value):

@@ -129,3 +129,26 @@ def test_one_named_speaker_keeps_its_role_with_a_warning() -> None:
     parsed = parse_text("Agent: Hello, thanks for calling.\nAgent: Hello? Are you there?\n")
     assert {(u.role, u.role_confidence) for u in parsed.transcript.utterances} == {(Role.agent, 1.0)}
     assert any("one speaker" in warning for warning in parsed.warnings)
+
+
+def test_a_header_block_with_a_key_of_no_call_field_is_read_whole() -> None:
+    # "Tenant:" (no call field) ended the header: the "Team:" and "Date:" below it became utterances, the
+    # team and the start were lost, and "Team" even got the agent role.
+    parsed = parse_text(
+        "Call ID: abc-1\nTenant: acme\nTeam: red\nDate: 2026-12-01 10:00\n\n"
+        "Agent: Hello, thanks for calling.\nCustomer: Hi, my bill is wrong.\n"
+    )
+    assert [u.speaker for u in parsed.transcript.utterances] == ["Agent", "Customer"]
+    assert (parsed.transcript.metadata.external_id, parsed.transcript.metadata.team) == ("abc-1", "red")
+    assert parsed.transcript.metadata.started_at is not None
+    assert any("not kept" in w and "Tenant" in w for w in parsed.warnings)
+
+
+@pytest.mark.parametrize("text", [
+    "Title: Call 5\nRep: Hello there\n\nCaller: Hi\nRep: How can I help?\n",  # a party's label: the first turn
+    "Title: Call 5\nJohn: Hello there\n\nMary: Hi\nJohn: How can I help?\n",  # speaks below: a speaker
+    "Call ID: 7\nBrand: Acme\nRegion: EMEA\n\nAgent: Hi\nCustomer: Hello\n",  # most keys unknown: not a header
+])
+def test_a_first_block_is_no_header_when_it_may_be_turns(text: str) -> None:
+    speakers = [u.speaker for u in parse_text(text).transcript.utterances]
+    assert len(speakers) >= 3, speakers

@@ -161,6 +161,7 @@ def test_a_nul_character_is_refused_naming_where_it_is(fmt: str) -> None:
     assert isinstance(error, IngestError), f"{fmt}: a NUL character was accepted"
     assert "NUL" in error.problem
     assert error.location  # a line, or the JSON field path
+    assert "valid JSON" not in str(error)  # it is valid JSON: one of its strings is refused, nothing else
 
 
 @pytest.mark.parametrize("fmt", JSON_FORMATS)
@@ -168,6 +169,7 @@ def test_a_lone_surrogate_escape_is_refused_and_a_pair_is_accepted(fmt: str) -> 
     error = parse_or_error(inject(EXAMPLES[fmt], fmt, "\\ud800"), "call.json")
     assert isinstance(error, IngestError), f"{fmt}: a lone surrogate was accepted"
     assert "surrogate" in error.problem
+    assert "valid JSON" not in str(error)
     assert error.location and error.location != "(top level)"
     paired = parse_or_error(inject(EXAMPLES[fmt], fmt, "\\ud83d\\ude00 "), "call.json")
     assert isinstance(paired, ParsedTranscript), paired

@@ -24,7 +24,9 @@ Header lines are `Key: value` lines before the first turn whose key is a known m
 (`HEADER_KEYS`), never a speaker label: "Agent: thank you for calling" is speech. The header ends before
 a line whose value reads as a sentence (`reads_as_speech`: "Recording: This call may be recorded.") and
 before a key that appears again, in the header or later in the file ("From: ... To: ... From: ..."): those
-are speakers, and their lines speech. Values with a place in the call (the call's id, its start, the agent's
+are speakers, and their lines speech. A first block set apart by a blank line is read whole when it looks
+like one (`_header_block`: most keys known, none a party's label), unknown keys ("Tenant:") included. Values
+with a place in the call (the call's id, its start, the agent's
 id, team, language) are kept, as values the uploader's explicit ones override; the other keys are listed in
 a warning.
 """
@@ -36,6 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from app.ingest.model import Segment, SourceCall
+from app.ingest.roles import role_from_label
 from app.ingest.source import SourceDocument, call_metadata
 
 FORMAT = "text"
@@ -145,6 +148,9 @@ def _header_lines(lines: list[str]) -> list[tuple[int, str, str]]:
             break
         header.append((number, match["speaker"].strip(), value))
         end = number
+    block = _header_block(lines)
+    if block is not None and len(block) > len(header):
+        header, end = block, block[-1][0]
     if not header:
         return header
     speakers_below = {
@@ -155,6 +161,35 @@ def _header_lines(lines: list[str]) -> list[tuple[int, str, str]]:
         if key in speakers_below or key in keys[position + 1 :]:
             return header[:position]
     return header
+
+
+def _header_block(lines: list[str]) -> list[tuple[int, str, str]] | None:
+    """The file's first lines as a header when they form a block of their own: `Key: value` lines up to the
+    first blank line, with turns after it, at least one key a known one (`HEADER_KEYS`), no key twice, none
+    that speaks below, no value that reads as a sentence. Keys of no call field ("Tenant:", "Brand:") are
+    then metadata too: read key by key, the first unknown one ended the header, and the call's "Team:" and
+    "Date:" below it became utterances (with a role)."""
+    block: list[tuple[int, str, str]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            break
+        match = _speaker_line(line)
+        if match is None or match["lead"] or match["inner"] or reads_as_speech(match["text"].strip()):
+            return None
+        block.append((number, match["speaker"].strip(), match["text"].strip()))
+    else:
+        return None  # no blank line: no block apart from the turns
+    keys = [_header_key(key) for _, key, _ in block]
+    unknown = [key for _, key, _ in block if _header_key(key) not in HEADER_KEYS]
+    # Most of its keys known ones, and no other a party's label: "Title: Call 5" over "Rep: Hello there" is
+    # a title and the first turn.
+    if not block or len(set(keys)) != len(keys) or 2 * len(unknown) >= len(keys) \
+            or any(role_from_label(key) is not None for key in unknown):
+        return None
+    below = [match for line in lines[block[-1][0]:] if (match := _speaker_line(line)) is not None]
+    if not below or any(_header_key(match["speaker"]) in keys for match in below):
+        return None
+    return block
 
 
 def _iso_date_time(value: str) -> datetime | None:
