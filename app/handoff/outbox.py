@@ -65,6 +65,9 @@ class EventType(StrEnum):
     # Its metadata was corrected (agent, team, start, language) by a resubmission; the extraction stands.
     updated = "call.updated"
     deleted = "call.deleted"
+    # Taken from its agent or team by a resubmission: told to them, who no longer see the call or its events
+    # (identity only, the new owner not named).
+    reassigned = "call.reassigned"
 
 
 class EventV1(BaseModel):
@@ -75,7 +78,8 @@ class EventV1(BaseModel):
     # A string, not an enum: within v1 event types are added, and a receiver ignores one it does not know
     # (an enum in the schema would make its validator refuse the event instead).
     type: str = Field(description="call.processed | call.failed | call.approved | call.rejected | call.reopened | "
-                                  "call.updated | call.deleted; more may be added within v1: ignore unknown ones.")
+                                  "call.updated | call.reassigned | call.deleted; more may be added within v1: "
+                                  "ignore unknown ones.")
     timestamp: datetime = Field(description="When the change the event reports happened (UTC), by the clock of the "
                                             "process that wrote it: informative, not an order (clocks of "
                                             "different hosts differ). Order a call's events by `sequence`.")
@@ -158,6 +162,7 @@ def record_event(
     record: CallRecordV1 | None = None,
     call_change: CallChange | None = None,
     new_deliveries: list[int] | None = None,
+    owner: tuple[str | None, str | None] | None = None,
 ) -> int:
     """Write `event_type` for `call` to the outbox in the current transaction and return the event's row
     id. Flushes; never commits.
@@ -180,6 +185,7 @@ def record_event(
     connection (`connection_unit_of_work`) when the caller passes the `record` of an event other than
     `call.deleted` and a `new_deliveries` list: the webhook deliveries the event fans out to are added to it,
     for the caller to hand over once committed (`hand_over_deliveries`); a session hands over its own.
+    `owner`: the (agent id, team) the event is shown to in the feed, when not the call's (`record_reassignment`).
     """
     settings = get_settings()
     kind = EventType(event_type)
@@ -230,8 +236,8 @@ def record_event(
             "event_event_id": new_event_id(),
             "event_tenant_id": call.tenant_id,
             "event_call_id": call.id,
-            "event_agent_id": call.agent_id,
-            "event_team": call.team,
+            "event_agent_id": call.agent_id if owner is None else owner[0],
+            "event_team": call.team if owner is None else owner[1],
             "event_type": kind.value,
             "event_created_at": now,
         },
@@ -350,10 +356,24 @@ def record_deletions(session: Session, calls: Sequence[RecordedCall], tenant: Te
 def follow_call_owner(session: Session, call_id: str, agent_id: str | None, team: str | None) -> None:
     """The call's events take its new agent and team. The feed shows an event to the users who may see its
     call now, as `/api/calls` shows the call (`visible_events_clause` reads the copies on the events, which
-    outlive a deleted call): an agent the call was taken from no longer reads its records, the new one does."""
+    outlive a deleted call): an agent the call was taken from no longer reads its records, the new one does.
+    A `call.reassigned` event stays with the owner it was written for (`record_reassignment`)."""
     session.execute(
-        update(OutboxEvent).where(OutboxEvent.call_id == call_id).values(agent_id=agent_id, team=team)
+        update(OutboxEvent).where(OutboxEvent.call_id == call_id, OutboxEvent.type != EventType.reassigned.value)
+        .values(agent_id=agent_id, team=team)
     )
+
+
+def record_reassignment(session: Session, call: RecordedCall, tenant_slug: str, was: tuple[str | None, str | None],
+                        *, actor: str | None) -> int:
+    """Tell the call's former (agent id, team) `was`, in the feed they read, that the call left them: a
+    `call.reassigned` event shown to them only (and to tenant-wide readers and webhooks), identity only as
+    they knew it, the new owner not named. Without it a team-scoped integration kept the note and tasks it
+    had filed, never learning they were stale (the feed simply stopped showing the call). Flushes."""
+    agent_id, team = was
+    record = CallRecordV1(tenant=tenant_slug, call_id=call.id, external_id=call.external_id, agent_id=agent_id,
+                          team=team, started_at=call.started_at, language=call.language, state=call.state.value)
+    return record_event(session, call, EventType.reassigned, actor=actor, record=record, owner=was)
 
 
 @event.listens_for(Session, "after_commit")

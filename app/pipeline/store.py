@@ -15,7 +15,7 @@ from app.db.driver import run_on_driver
 from app.db.json_rows import column_list, json_record_columns, json_rows
 from app.db.types import as_utc
 from app.errors import DecidedCallError, DuplicateCallError, InvalidInputError
-from app.handoff.outbox import EventType, follow_call_owner, record_event
+from app.handoff.outbox import EventType, follow_call_owner, record_event, record_reassignment
 from app.models import Call, CallState, Claim, ExtractionRun, LlmMode, ReviewEvent
 from app.models import Utterance as UtteranceRow
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, new_call_id, utcnow
@@ -142,19 +142,20 @@ def store_transcript(
             + ("" if same_content else " (its extractions are discarded)")
         )
     owner = (existing.agent_id, existing.team)
+    # Receivers hold its record (call.processed or call.failed went out); a call still waiting is announced
+    # by its first event.
+    announced = existing.state in TERMINAL_PROCESSING_STATES or existing.state is CallState.failed
     if same_content:
         for name, (_old, new) in corrections.items():
             setattr(existing, name, new)
-        _follow_owner(session, existing, owner)
+        _follow_owner(session, existing, owner, tenant, actor, announced=announced)
         session.add(_event(tenant_row.id, existing.id, actor, "metadata_corrected",
                            {name: _jsonable(old) for name, (old, _new) in corrections.items()},
                            {name: _jsonable(new) for name, (_old, new) in corrections.items()}))
         session.flush()
         if "started_at" in corrections:
             _resolve_due_dates_again(session, existing)
-        if existing.state in TERMINAL_PROCESSING_STATES or existing.state is CallState.failed:
-            # Receivers hold its record (call.processed or call.failed went out): a task filed under the old
-            # agent or team must follow the call. A call still waiting is announced by its first event.
+        if announced:  # a task filed under the old agent or team must follow the call
             record_event(session, existing, EventType.updated, actor=actor.name)
         if llm_mode is not existing.llm_mode and existing.state is CallState.queued:
             return _change_mode(session, existing, llm_mode, actor)  # asked for with the corrections
@@ -171,7 +172,7 @@ def store_transcript(
                        {"utterances": len(transcript.utterances)}))
     for name, value in content.items():
         setattr(existing, name, value)  # the `state` validator keeps review_rank, as `state_columns` has it
-    _follow_owner(session, existing, owner)
+    _follow_owner(session, existing, owner, tenant, actor, announced=announced)
     session.flush()
     _insert_utterances(session, existing.id, transcript)
     return StoredCall(existing.id, external_id, StoreStatus.replaced, existing.state, existing.llm_mode)
@@ -220,10 +221,14 @@ def _change_mode(session: Session, call: Call, llm_mode: LlmMode, actor: Actor) 
     return StoredCall(call.id, call.external_id, StoreStatus.updated, call.state, call.llm_mode, mode_changed=True)
 
 
-def _follow_owner(session: Session, call: Call, owner: tuple[str | None, str | None]) -> None:
-    """When a resubmission gave the call another (agent, team) than `owner`, its events follow it."""
+def _follow_owner(session: Session, call: Call, owner: tuple[str | None, str | None], tenant_slug: str,
+                  actor: Actor, *, announced: bool) -> None:
+    """When a resubmission gave the call another (agent, team) than `owner`, its events follow it, and the
+    former owner is told it left them when the call had been `announced` to them (its result or failure)."""
     if (call.agent_id, call.team) != owner:
         follow_call_owner(session, call.id, call.agent_id, call.team)
+        if announced:
+            record_reassignment(session, call, tenant_slug, owner, actor=actor.name)
 
 
 def clean_external_id(external_id: str) -> str:

@@ -109,14 +109,31 @@ def test_the_feed_follows_the_call_to_its_new_agent(
     with unit_of_work(session_factory) as session:  # the contact center reassigns the call
         status = store_transcript(session, transcript, tenant="acme", external_id="moved", replace=True).status
     assert status is (StoreStatus.replaced if replace_content else StoreStatus.updated)
-    assert api.get("/api/events", headers=bearer(before)).json()["events"] == []
+    # The former agent no longer reads the call or its events, but is told it left them: an integration that
+    # filed the record under A-7 learned nothing (the feed just stopped showing the call).
+    (gone,) = api.get("/api/events", headers=bearer(before)).json()["events"]
+    assert gone["type"] == "call.reassigned"
+    assert (gone["data"]["call_id"], gone["data"]["external_id"], gone["data"]["agent_id"]) == (call_id, "moved", "A-7")
+    assert gone["data"]["extraction"] is None and gone["data"]["summary"]["statements"] == []  # identity only
+    assert "B-1" not in str(gone)  # the new owner is not named
     assert api.get("/api/calls", headers=bearer(before)).json()["calls"] == []
     moved = events_for(api, after)["events"]
     assert {e["data"]["call_id"] for e in moved} == {call_id}
+    assert "call.reassigned" not in [e["type"] for e in moved]
     if not replace_content:
         # Receivers hold the record filed under A-7: the correction reaches them as call.updated.
         assert [e["type"] for e in moved] == ["call.processed", "call.updated"]
         assert moved[-1]["data"]["agent_id"] == "B-1" and moved[-1]["data"]["extraction"] is not None
+        # Moved again: each former agent keeps the one event that told them.
+        _, third = make_principal(session_factory, "cy", UserRole.agent, agent_id="C-2")
+        again = make_transcript(lines, external_id="moved", agent_id="C-2")
+        with unit_of_work(session_factory) as session:
+            store_transcript(session, again, tenant="acme", external_id="moved", replace=True)
+        for reader, agent in ((before, "A-7"), (after, "B-1")):
+            told = [(e["type"], e["data"]["agent_id"]) for e in events_for(api, reader)["events"]]
+            assert told == [("call.reassigned", agent)], told
+        assert [e["type"] for e in events_for(api, third)["events"]] == [
+            "call.processed", "call.updated", "call.updated"]
 
 
 # Unicode digits `str.isdigit` takes (superscript, Arabic-Indic, fullwidth), signs, spaces, and ids past

@@ -512,8 +512,9 @@ def test_a_corrected_agent_is_handed_over_as_call_updated_once_the_call_was(
     assert resubmit("upd-done", "B-2") is StoreStatus.updated
     assert resubmit("upd-done", "B-2") is StoreStatus.unchanged  # the same again: no second event
     events = events_of(session_factory, processed)
-    assert [e.type for e in events] == ["call.processed", "call.updated"]
-    assert CallRecordV1.model_validate(events[1].payload["data"]).agent_id == "B-2"
+    # The former agent is told the call left them (call.reassigned, theirs in the feed); the new one gets it.
+    assert [e.type for e in events] == ["call.processed", "call.reassigned", "call.updated"]
+    assert [CallRecordV1.model_validate(e.payload["data"]).agent_id for e in events[1:]] == ["A-7", "B-2"]
     # A corrected language alone is a call.updated too: the record now says which.
     transcript = make_transcript(external_id="upd-done", agent_id="B-2")
     metadata = transcript.metadata.model_copy(update={"started_at": CALL_START, "language": "es"})
@@ -522,7 +523,7 @@ def test_a_corrected_agent_is_handed_over_as_call_updated_once_the_call_was(
                          external_id="upd-done", replace=True)
     events = events_of(session_factory, processed)
     assert [e.type for e in events][-1] == "call.updated"
-    assert [CallRecordV1.model_validate(e.payload["data"]).language for e in events] == ["en", "en", "es"]
+    assert [CallRecordV1.model_validate(e.payload["data"]).language for e in events] == ["en", "en", "en", "es"]
 
 
 def test_a_corrected_start_moves_the_due_dates_its_items_name(
