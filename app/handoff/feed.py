@@ -57,7 +57,7 @@ class FeedPage:
     items: list[FeedItem]
     # Pass as `after`; the same cursor again when there was no event at all after it, else the last item's or
     # (a page that is not full) the newest event's.
-    next_cursor: str | None
+    next_cursor: str
 
 
 def decode_cursor(cursor: str | None) -> int:
@@ -83,7 +83,7 @@ def read_feed(session: Session, principal: Principal, after: str | None, limit: 
     seq_after = decode_cursor(after)
     limit = max(1, min(limit, MAX_PAGE))
     if not hold_event_writers(session, LOCK_WAIT):
-        return FeedPage([], after)
+        return FeedPage([], after or "0")
     # Read first, and the page bounded by it: on SQLite each statement reads the database as it is then, and
     # an event committed between the two reads must not be passed over by a cursor moved to the newest. The
     # reader's own tenant's newest: other tenants' volume is none of its business.
@@ -116,4 +116,5 @@ def read_feed(session: Session, principal: Principal, after: str | None, limit: 
         return FeedPage(items, items[-1].cursor)
     # Every event this reader may see up to its tenant's newest is on the page: the cursor moves past the
     # others too (a quiet reader's cursor would otherwise fall behind the purge of events it never sees).
-    return FeedPage(items, str(newest) if newest is not None and newest > seq_after else after)
+    # A reader that has seen nothing yet gets "0", never null: a client that sent "null" back as text was refused.
+    return FeedPage(items, str(newest) if newest is not None and newest > seq_after else (after or "0"))

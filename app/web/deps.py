@@ -10,9 +10,10 @@ Two ways in, never mixed:
 from __future__ import annotations
 
 import secrets
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Form, Request
@@ -195,22 +196,38 @@ def refuse_unknown_query_parameters(request: Request) -> None:
         return
     # Walked per request (a handful of dependants): routes are not hashable, and an id may be reused by another app.
     declared = _query_parameters(route)
-    unknown = sorted(set(request.query_params) - declared)
+    unknown = sorted(set(request.query_params) - set(declared))
     if unknown:
         taken = ", ".join(sorted(declared)) or "none"
         raise InvalidInputError(f"unknown query parameter(s) {', '.join(unknown)[:200]}: "
                                 f"{request.method} {route.path} takes {taken}")
+    # A parameter given twice that takes one value: the last one silently won (`after=1&after=2`).
+    repeated = sorted(name for name in set(request.query_params)
+                      if not declared[name] and len(request.query_params.getlist(name)) > 1)
+    if repeated:
+        raise InvalidInputError(f"query parameter(s) {', '.join(repeated)[:200]} given more than once; each takes "
+                                "one value")
 
 
-def _query_parameters(route: APIRoute) -> frozenset[str]:
-    """The query parameters `route` declares, its dependencies' included (each by the name a client sends)."""
-    names: set[str] = set()
+def _query_parameters(route: APIRoute) -> dict[str, bool]:
+    """The query parameters `route` declares, its dependencies' included (each by the name a client sends), and
+    whether each takes several values (a list: repeated in the query)."""
+    names: dict[str, bool] = {}
     dependants: list[Dependant] = [route.dependant]
     while dependants:
         dependant = dependants.pop()
-        names.update(field.alias for field in dependant.query_params)
+        for field in dependant.query_params:
+            names[field.alias] = _takes_several(field.field_info.annotation)
         dependants.extend(dependant.dependencies)
-    return frozenset(names)
+    return names
+
+
+def _takes_several(annotation: Any) -> bool:
+    """Whether a query parameter's type is a sequence (`list[CallState] | None` included)."""
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    return any(_takes_several(argument) for argument in typing.get_args(annotation)) if origin is not None else False
 
 
 class UnsupportedBodyError(PostcallError):

@@ -70,7 +70,8 @@ class FeedEventOut(BaseModel):
 
 class FeedOut(BaseModel):
     events: list[FeedEventOut]
-    next_cursor: str | None = Field(description="Pass as `after` for the next page (unchanged when nothing is new).")
+    next_cursor: str = Field(description="Pass as `after` for the next page (unchanged when nothing is new; \"0\" "
+                                         "before any event).")
 
 
 class EndpointIn(BaseModel):

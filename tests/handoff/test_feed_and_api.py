@@ -399,3 +399,14 @@ def test_a_tenant_has_at_most_the_configured_number_of_active_endpoints(
         # Enabling the disabled one again would make three.
         enabled = api.post(f"/api/webhooks/{first}/enable", headers=bearer(admin))
         assert enabled.status_code == 422 and "disable one first" in enabled.text
+
+
+def test_a_feed_with_nothing_yet_hands_out_a_cursor_it_takes_back(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    # next_cursor was null before any event: a client sending it back as text (after=null) was refused.
+    _, admin = make_principal(session_factory, "ada", UserRole.admin, tenant="quiet")
+    first = api.get("/api/events", headers=bearer(admin)).json()
+    assert first == {"events": [], "next_cursor": "0"}
+    again = api.get("/api/events", params={"after": first["next_cursor"]}, headers=bearer(admin))
+    assert again.status_code == 200 and again.json() == {"events": [], "next_cursor": "0"}

@@ -425,3 +425,13 @@ def test_every_api_route_refuses_a_query_parameter_it_does_not_take(world: World
     for path in ("/api/calls?state=approved&limit=5", "/api/webhooks/deliveries?failed=true&limit=5", "/api/me",
                  "/api/events?limit=3"):
         assert world.client.get(path, headers=admin).status_code == 200, path
+
+
+def test_a_parameter_that_takes_one_value_given_twice_is_refused_and_a_list_one_is_not(world: World) -> None:
+    admin = world.token("admin")
+    twice = world.client.get("/api/events?after=0&after=2", headers=admin)
+    assert twice.status_code == 422 and "after given more than once" in twice.json()["detail"]
+    assert world.client.get("/api/calls?limit=5&limit=6", headers=admin).status_code == 422
+    states = world.client.get("/api/calls?state=approved&state=rejected", headers=admin)
+    assert states.status_code == 200, states.text  # `state` is a list: repeat it to allow several
+
