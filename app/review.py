@@ -252,10 +252,15 @@ def review_claim(
         if changes.text is None and changes.owner is None and changes.due is None:
             raise ReviewInputError("an edit changes the text, the owner or the due date")
         masks = _call_masks(session, call)
+        typed_unseen = False
         # The masked text sent back as it was shown (an edit of the owner or due only) keeps the stored text.
         if changes.text is not None and changes.text.strip() != (claim.text_masked or "").strip():
             claim.text = _clean_text(changes.text, "text", MAX_CLAIM_TEXT_CHARS)
             claim.text_masked = masks.written_by(principal, claim.text)
+            # Digits typed where the editor sees the call masked: what they typed is stored (view_pii readers
+            # see it), but they cannot know it is the call's; checked on the masked text, "4999 …" over the
+            # real "4000 …" was stored as verified. Never verified, right or wrong, so no guess is told apart.
+            typed_unseen = not principal.can_view_pii and claim.text_masked != claim.text
         if changes.owner is not None:
             if claim.kind != ClaimKind.action_item.value:
                 raise ReviewInputError("only action items have an owner")
@@ -270,6 +275,8 @@ def review_claim(
             for column, value in due_fields(due, call_clock(session, call.id)).items():
                 setattr(claim, column, value)
         _check_again(principal, masks, claim)
+        if typed_unseen and claim.grounding_status == ClaimStatus.grounded.value:
+            claim.grounding_status, claim.grounding_reason = ClaimStatus.ungrounded.value, "unsupported_number"
     event_action, status = CLAIM_EVENT[action]
     claim.review_status = status
     append_event(

@@ -318,6 +318,28 @@ def test_saving_the_masked_text_unchanged_keeps_the_stored_text(setup: Setup) ->
     assert status == response.json()["status"] == "grounded"
 
 
+def test_digits_typed_where_the_editor_sees_them_masked_are_never_verified(setup: Setup) -> None:
+    # "4999 0566 …" typed over a masked card whose real digits differ was stored as verified: readers with
+    # view_pii then saw the invented number as fact. The right digits get the same verdict: no guess is told.
+    verdicts = []
+    for card in ("4999 1111 1111 1111", CARD):
+        call_id = _seed_call(setup.factory, f"typed-{card[:4]}", Extraction(summary=[Statement(
+            text=f"Customer gave card {CARD} for the refund", evidence=[EvidenceRef(utterance=1, quote=QUOTE)])]))
+        claim = setup.client.get(f"/api/calls/{call_id}", headers=bearer(setup.tokens["agent"])).json()["claims"][0]
+        edited = setup.client.post(f"/api/claims/{claim['id']}/review", headers=bearer(setup.tokens["agent"]),
+                                   json={"action": "edit", "text": f"Customer gave card {card} for a refund"})
+        assert edited.status_code == 200, edited.text
+        verdicts.append((edited.json()["status"], edited.json()["reason"]))
+    assert verdicts == [("ungrounded", "unsupported_number")] * 2
+    # A reviewer who may see the digits is checked on them, as before.
+    call_id = _seed_call(setup.factory, "typed-auditor", Extraction(summary=[Statement(
+        text=f"Customer gave card {CARD} for the refund", evidence=[EvidenceRef(utterance=1, quote=QUOTE)])]))
+    claim = setup.client.get(f"/api/calls/{call_id}", headers=bearer(setup.tokens["auditor"])).json()["claims"][0]
+    edited = setup.client.post(f"/api/claims/{claim['id']}/review", headers=bearer(setup.tokens["auditor"]),
+                               json={"action": "edit", "text": f"Customer gave card {CARD} for a refund"})
+    assert edited.json()["status"] == "grounded"
+
+
 def test_store_redacted_keeps_only_the_redacted_transcript_of_a_handed_over_call(setup: Setup) -> None:
     url = str(setup.factory.kw["bind"].url.render_as_string(hide_password=False))
     handed: list[str] = []
