@@ -29,6 +29,7 @@ from app.models import Call, CallState, Claim, Evidence, ReviewEvent, ReviewStat
 from app.models.tables import REVIEWED_STATES, utcnow
 from app.pipeline.analyst_fields import analyst_fields, call_clock, due_fields
 from app.pipeline.calls import load_transcript, lock_call, set_state
+from app.pipeline.note import derived_case_note
 from app.pipeline.persist import evidence_values, latest_succeeded_run, state_for_run
 from app.pipeline.retention import scrub_review_events
 from app.privacy.mask import MASK_CHAR, CallMasks
@@ -709,6 +710,10 @@ def edit_case_note(session: Session, principal: Principal, call_id: str, text: s
     if call.case_note is not None and cleaned == masks.written_by(principal, call.case_note):
         cleaned = call.case_note  # a note stored before notes were masked, resubmitted as shown: unchanged
     if cleaned == call.case_note:
+        return call
+    if call.case_note is None and cleaned == masks.written_by(principal, derived_case_note(session, call)):
+        # The derived note saved as shown: kept derived, so it follows the items (a rejected item leaves it)
+        # rather than frozen as the reviewer's words with an "edited" badge.
         return call
     before = {"case_note": call.case_note}
     call.case_note = cleaned

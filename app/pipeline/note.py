@@ -102,6 +102,11 @@ def call_case_note(session: Session, call: Call) -> str:
     """The note of `call`: the agent's edited text if any, else derived from its current items."""
     if call.case_note:
         return call.case_note
+    return derived_case_note(session, call)
+
+
+def derived_case_note(session: Session, call: Call) -> str:
+    """The note `call`'s current items make, whatever a reviewer wrote instead."""
     from app.pipeline.queries import current_claims
 
     _, claims = current_claims(session, call.id)

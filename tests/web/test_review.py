@@ -526,3 +526,28 @@ def test_the_same_item_added_again_is_that_item_not_a_second_one(world: World) -
         assert sorted(added) == ["Mail the refund check", "Mail the refund check"]
         assert [e.action for e in call_events(session, principal(world, "admin"), call.call_id)] == [
             "claim_added", "claim_added"]
+
+
+def test_saving_the_derived_note_unchanged_keeps_it_derived(world: World) -> None:
+    # Saving the note as shown froze it as the reviewer's words ("edited", note_edited): a rejected item then
+    # stayed in the note that went downstream.
+    from app.pipeline.note import call_case_note
+    from app.review import edit_case_note
+
+    call = world.fresh_call("acme_a1_blue")
+    supervisor = principal(world, "supervisor")
+    with world.factory() as session:
+        stored = session.get(Call, call.call_id)
+        assert stored is not None
+        shown = call_case_note(session, stored)
+    assert "confirmation email" in shown
+    with unit_of_work(world.factory) as session:
+        assert edit_case_note(session, supervisor, call.call_id, shown).case_note is None
+    with unit_of_work(world.factory) as session:
+        review_claim(session, supervisor, call.claim("action0"), ClaimAction.reject)
+    with world.factory() as session:
+        stored = session.get(Call, call.call_id)
+        assert stored is not None and "confirmation email" not in call_case_note(session, stored)
+        assert "note_edited" not in [e.action for e in call_events(session, supervisor, call.call_id)]
+    with unit_of_work(world.factory) as session:  # words of one's own are kept as written
+        assert edit_case_note(session, supervisor, call.call_id, shown + " Customer was polite.").case_note
