@@ -434,8 +434,12 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
     if checked is not transcript:  # masking keeps lengths: the same offsets slice the stored text
         verified = verified.model_copy(update={"evidence": [_stored_span(ev, texts) for ev in verified.evidence]})
     stored_due = masks.written_by(principal, due) if due else None
-    twin = _same_reviewer_item(session, run.id, item.kind, text, owner, stored_due,
-                               [(ev.utterance, ev.char_start, ev.char_end) for ev in verified.evidence])
+    # Compared as the reviewer reads items: without view_pii by the masked text, so that whether a twin exists
+    # never tells digits they typed from another reviewer's unmasked ones.
+    seen_text = text if principal.can_view_pii else masks.written_by(principal, text)
+    twin = _same_reviewer_item(session, run.id, item.kind, seen_text, owner, stored_due,
+                               [(ev.utterance, ev.char_start, ev.char_end) for ev in verified.evidence],
+                               masked=not principal.can_view_pii)
     if twin is not None:
         return AddedItem(twin, repeated=True)
     position = session.scalar(select(func.coalesce(func.max(Claim.position), -1)).where(Claim.run_id == run.id))
@@ -488,11 +492,14 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
 
 
 def _same_reviewer_item(session: Session, run_id: int, kind: ClaimKind, text: str, owner: str | None,
-                        due: str | None, spans: list[tuple[int | None, int | None, int | None]]) -> Claim | None:
-    """A reviewer's item of run `run_id` with this kind, text, owner, due and evidence spans, if any."""
+                        due: str | None, spans: list[tuple[int | None, int | None, int | None]], *,
+                        masked: bool) -> Claim | None:
+    """A reviewer's item of run `run_id` with this kind, text (its `masked` copy), owner, due and evidence
+    spans, if any."""
+    column = Claim.text_masked if masked else Claim.text
     candidates = session.scalars(
         select(Claim).where(Claim.run_id == run_id, Claim.origin == "reviewer", Claim.kind == kind.value,
-                            Claim.text == text).options(selectinload(Claim.evidence))
+                            column == text).options(selectinload(Claim.evidence))
     ).all()
     for claim in candidates:
         if (claim.owner, claim.due) == (owner, due) and sorted(

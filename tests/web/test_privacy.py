@@ -433,7 +433,7 @@ def test_adding_an_item_tells_a_reviewer_nothing_about_masked_digits(setup: Setu
     ]
     assert statuses[0] == statuses[1]
     # A view_pii reviewer selects on the unmasked transcript as before.
-    assert _add_item(setup, "auditor", "The customer gave an SSN", f"my social is {SSN}").status_code == 201
+    assert _add_item(setup, "auditor", "The customer gave their SSN", f"my social is {SSN}").status_code == 201
 
 
 def test_a_due_phrase_is_stored_masked(setup: Setup) -> None:
