@@ -64,7 +64,7 @@ def webhooks_add(
                                event_types=wanted if events is not None else None, description=description)
         shown = _endpoint_json(created.endpoint)
     _warn_if_secrets_unprotected(ctx.settings)
-    for message in hooks.subscription_warnings(shown["events"]):
+    for message in created.warnings:  # what the subscription misses; another active endpoint at this URL
         warn(message)
     if as_json:
         print_json({**shown, "tenant": slug, "secret": created.secret})
@@ -228,7 +228,9 @@ def webhooks_replay(
     failed: Annotated[bool, typer.Option("--failed", help="Every dead-lettered delivery.")] = False,
     tenant: TenantOpt = None,
 ) -> None:
-    """Send deliveries again with the same webhook-id and a fresh retry period."""
+    """Send deliveries again with the same webhook-id and a fresh retry period. An unknown delivery or
+    event id (or another tenant's) is refused (exit 2), as is one with nothing to replay (its deliveries are
+    to disabled endpoints, or it has none)."""
     ctx, slug = tenant_context(tenant)
     with transaction(ctx) as session:
         replayed = hooks.replay_deliveries(session, ctx.settings, require_tenant_id(session, slug),

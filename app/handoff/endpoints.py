@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from sqlalchemy import exists, func, insert, select, update
@@ -45,6 +46,8 @@ GONE_REASON = "the receiver answered 410 Gone"
 WRITERS_WAIT = "5s"
 # Backlog deliveries are inserted this many at a time.
 BACKLOG_CHUNK = 1000
+# An event id a refusal says back is cut to this (a real one has 36 characters).
+MAX_SHOWN_EVENT_ID_CHARS = 64
 
 
 class EndpointView(EndpointOut):
@@ -79,6 +82,9 @@ class WebhookInputError(PostcallError):
 class NewEndpoint:
     endpoint: WebhookEndpoint
     secret: str  # the only time the plain secret leaves this module
+    # What the admin must know about it: what its subscription misses, another active endpoint of the tenant
+    # with the same URL (`webhooks add` prints them; POST /api/webhooks answers them as its `warnings`).
+    warnings: tuple[str, ...] = ()
 
 
 def _clean_event_types(event_types: Sequence[str] | None) -> list[str] | None:
@@ -120,9 +126,51 @@ def add_endpoint(
         active=True,
         created_at=utcnow(),
     )
+    duplicates = _active_endpoints_at(session, tenant_id, checked)
     session.add(endpoint)
     session.flush()
-    return NewEndpoint(endpoint, secret)
+    warnings = [*subscription_warnings(endpoint.event_types), *_duplicate_warnings(duplicates, endpoint.id)]
+    if duplicates:
+        logger.warning("webhook endpoint %s registered for tenant %s with the URL of active endpoint(s) %s",
+                       endpoint.id, tenant_id, ", ".join(str(d) for d in duplicates))
+    return NewEndpoint(endpoint, secret, tuple(warnings))
+
+
+def _receiver_key(url: str) -> tuple[str, str, int | None, str, str]:
+    """What makes two URLs the same receiver: scheme and host in any case, the default port written or not,
+    an empty path or "/"."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port, parts.path or "/", parts.query
+
+
+def _active_endpoints_at(session: Session, tenant_id: int, url: str) -> list[int]:
+    """The ids of the tenant's active endpoints that send to the same receiver as `url` (a tenant has at most
+    POSTCALL_WEBHOOK_MAX_ENDPOINTS active ones, so they are compared here rather than in SQL)."""
+    key = _receiver_key(url)
+    return [int(endpoint_id) for endpoint_id, other_url in session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.url)
+        .where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.active.is_(True))
+        .order_by(WebhookEndpoint.id)) if _receiver_key(other_url) == key]
+
+
+def _duplicate_warnings(duplicates: Sequence[int], new_id: int) -> list[str]:
+    """Registering the same URL again is allowed (two subscriptions to one receiver can be meant), but is
+    mostly an admin who lost a secret: every event then reaches the receiver twice, signed by two secrets,
+    and the copy signed with the lost one fails its check. Said at once, with the way back."""
+    if not duplicates:
+        return []
+    others = ", ".join(str(d) for d in duplicates)
+    first = duplicates[0]
+    return [f"active endpoint(s) {others} of this tenant already send to this URL: every event now goes to the "
+            f"receiver once per endpoint, each signed with that endpoint's own secret. If you registered again "
+            f"because a secret was lost, use `postcall webhooks rotate-secret {first}` (API: POST "
+            f"/api/webhooks/{first}/rotate-secret) for a new one and disable this endpoint (`postcall webhooks "
+            f"disable {new_id}`); or keep this one and disable the old one (`postcall webhooks disable {first}`: "
+            "its pending deliveries are dead-lettered)"]
 
 
 def _require_room(session: Session, settings: Settings, tenant_id: int) -> None:
@@ -461,6 +509,27 @@ def _refuse_unreplayable(session: Session, tenant_id: int, delivery_ids: set[int
                             f"{endpoints}: enable the endpoint first, then replay")
 
 
+def _refuse_unreplayable_event(session: Session, tenant_id: int, event_id: str) -> None:
+    """Say why an event asked for by id has nothing to replay (it answered "0 replayed", as if it had worked):
+    not found (an unknown id, another tenant's event, one the retention purge deleted: the same answer for
+    each, so no tenant learns another's ids), its deliveries are all to disabled endpoints, or it has none."""
+    outbox_id = session.scalar(select(OutboxEvent.id).where(OutboxEvent.event_id == event_id,
+                                                            OutboxEvent.tenant_id == tenant_id))
+    shown = repr(event_id[:MAX_SHOWN_EVENT_ID_CHARS])  # said back, but not a megabyte of it
+    if outbox_id is None:
+        raise NotFoundError(f"event {shown} not found (an event id is msg_ and 32 hex digits, as "
+                            "`postcall webhooks deliveries` and the webhook-id header show it; events are kept for "
+                            "POSTCALL_HANDOFF_RETENTION_DAYS)")
+    disabled = sorted({int(endpoint_id) for endpoint_id in session.scalars(
+        select(WebhookDelivery.endpoint_id).where(WebhookDelivery.outbox_id == outbox_id))})
+    if disabled:
+        raise WebhookInputError(f"event {shown} was sent only to disabled endpoint(s) "
+                                f"{', '.join(map(str, disabled))}: enable the endpoint first, then replay")
+    raise WebhookInputError(f"event {shown} has no delivery to replay: no endpoint of the tenant took it "
+                            "when it was written (an endpoint receives the events written after it was registered, "
+                            "of the types it subscribes to); its call is caught up from GET /api/calls/{id}/record")
+
+
 def replay_deliveries(
     session: Session,
     settings: Settings,
@@ -472,6 +541,10 @@ def replay_deliveries(
     now: datetime | None = None,
 ) -> list[int]:
     """Send deliveries again (same webhook-id), with a fresh retry period. Returns the replayed ids.
+
+    Asked for by id, every one must be replayable (`NotFoundError` for one unknown here, `WebhookInputError`
+    for one of a disabled endpoint); asked for by event id, the event must be the tenant's and have a
+    delivery to an active endpoint, which is replayed whatever its status (pending, succeeded, dead).
 
     A replayed event goes out in its call's order again: later events of the same call to the same
     endpoint that were already delivered are not resent, so a receiver must (and can, by webhook-id and
@@ -497,6 +570,8 @@ def replay_deliveries(
     deliveries = scalars_for_update(session, query.order_by(WebhookDelivery.outbox_id), of=WebhookDelivery)
     if delivery_ids:
         _refuse_unreplayable(session, tenant_id, set(delivery_ids) - {d.id for d in deliveries})
+    elif event_id is not None and not deliveries:
+        _refuse_unreplayable_event(session, tenant_id, event_id)
     for delivery in deliveries:
         delivery.status = DeliveryStatus.pending
         delivery.attempts = 0

@@ -323,8 +323,11 @@ def _size(record: CallRecordV1) -> int:
 
 
 def bounded(record: CallRecordV1, max_bytes: int) -> CallRecordV1:
-    """The record, or a smaller copy flagged `truncated`: first without evidence quotes, then without the
-    statement lists (the note, the action items' text, owner and due dates stay), then identity only."""
+    """The record, or a smaller copy flagged `truncated`, in stages until it fits (docs/handoff.md, "A
+    truncated record"): 1. without evidence quotes; 2. without evidence and summary statements, the last 20 review
+    decisions; 3. without action items or review decisions (the note, reason and outcome stay); 4. the call's
+    identity, state and extraction. The call's review decision (decision, decided_by, decided_at) stays in
+    every stage: a CRM filing a call.approved must say who approved it and when, whatever else had to go."""
     if _size(record) <= max_bytes:
         return record
     smaller = record.model_copy(deep=True)
@@ -342,14 +345,22 @@ def bounded(record: CallRecordV1, max_bytes: int) -> CallRecordV1:
     smaller.review.decisions = smaller.review.decisions[-20:]
     if _size(smaller) <= max_bytes:
         return smaller
-    bare = identity_record_from(smaller)
+    smaller.action_items = []
+    smaller.review.decisions = []
+    if _size(smaller) <= max_bytes:
+        return smaller
+    bare = decision_record_from(smaller)
     bare.truncated = True
     return bare
 
 
-def identity_record_from(record: CallRecordV1) -> CallRecordV1:
+def decision_record_from(record: CallRecordV1) -> CallRecordV1:
+    """The last stage of `bounded`: the call's identity, state, failure and extraction, and the call's review
+    decision without the per-item list; every field of these is short."""
     return CallRecordV1(
         tenant=record.tenant, call_id=record.call_id, external_id=record.external_id, agent_id=record.agent_id,
-        team=record.team, started_at=record.started_at, state=record.state, review_url=record.review_url,
-        deleted=record.deleted,
+        team=record.team, started_at=record.started_at, language=record.language, state=record.state,
+        failure=record.failure, extraction=record.extraction, review_url=record.review_url, deleted=record.deleted,
+        review=ReviewV1(decision=record.review.decision, decided_by=record.review.decided_by,
+                        decided_at=record.review.decided_at, decisions=[]),
     )

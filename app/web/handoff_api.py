@@ -23,7 +23,6 @@ from app.handoff.endpoints import (
     list_endpoints,
     replay_deliveries,
     rotate_secret,
-    subscription_warnings,
 )
 from app.handoff.feed import DEFAULT_PAGE, MAX_PAGE, read_feed
 from app.handoff.outbox import EventType, event_json_schema
@@ -195,7 +194,7 @@ def post_webhook(body: EndpointIn, request: Request, principal: ApiUser, db: DbS
                            event_types=event_types, description=body.description)
     db.commit()
     return EndpointCreatedOut(**EndpointView.model_validate(created.endpoint).model_dump(), secret=created.secret,
-                              warnings=subscription_warnings(created.endpoint.event_types))
+                              warnings=list(created.warnings))
 
 
 @router.post("/webhooks/{endpoint_id}/disable", tags=["hand-off"], summary="Stop sending to an endpoint",

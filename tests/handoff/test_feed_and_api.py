@@ -410,3 +410,17 @@ def test_a_feed_with_nothing_yet_hands_out_a_cursor_it_takes_back(
     assert first == {"events": [], "next_cursor": "0"}
     again = api.get("/api/events", params={"after": first["next_cursor"]}, headers=bearer(admin))
     assert again.status_code == 200 and again.json() == {"events": [], "next_cursor": "0"}
+
+
+def test_registering_an_active_endpoints_url_again_warns_in_the_api_answer(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _, admin = make_principal(session_factory, "ada", UserRole.admin)
+    body = {"url": "https://hooks.example.com/postcall", "events": ["call.approved", "call.reopened"]}
+    first = api.post("/api/webhooks", json=body, headers=bearer(admin))
+    assert first.status_code == 201, first.text
+    second = api.post("/api/webhooks", json={**body, "url": "HTTPS://hooks.example.com:443/postcall"},
+                      headers=bearer(admin))
+    assert second.status_code == 201, second.text
+    assert any(str(first.json()["id"]) in warning and "rotate-secret" in warning
+               for warning in second.json()["warnings"]), second.json()["warnings"]

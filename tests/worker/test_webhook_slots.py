@@ -33,11 +33,13 @@ def worker_database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.setenv("POSTCALL_BROKER_URL", redis_url(BROKER_DB))
     monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOW_PRIVATE", "true")
     monkeypatch.setenv("POSTCALL_WEBHOOK_DELIVERY_SLOTS", "2")
+    monkeypatch.setenv("POSTCALL_WORKER_CONCURRENCY", "8")  # room for 2 deliveries beside the calls
     monkeypatch.setenv("POSTCALL_SECRET_KEY", "webhook-slots-test-key-" + "k" * 24)
     get_settings.cache_clear()
     reset_context()
     install_delivery_notifier(None)  # the test hands deliveries to the task itself
     monkeypatch.setattr(webhook_tasks, "_slots", None)
+    monkeypatch.setattr(webhook_tasks, "_worker_slots", None)
     monkeypatch.setattr(webhook_tasks, "_sender", None)
     yield sqlite_url
     reset_context()
