@@ -241,12 +241,14 @@ def review_claim(
     session.refresh(claim)
     _require_open(call)
     _require_current(session, claim)
+    if action is not ClaimAction.edit and claim.review_status is CLAIM_EVENT[action][1]:
+        # The same decision again (a repeated key press, a retried request, whatever status it says it saw):
+        # already so, nothing new to record.
+        return claim
     if expected is not None and claim.review_status is not expected:
         raise ReviewConflictError(
             f"item {claim.id} was {claim.review_status.value} meanwhile{_item_decided_by(session, claim)}: "
             "nothing changed; reload to see it")
-    if action is not ClaimAction.edit and claim.review_status is CLAIM_EVENT[action][1]:
-        return claim  # the same decision again (a repeated key press, a retried request): nothing new to record
     before = _claim_snapshot(claim)
     if action is ClaimAction.edit:
         changes = changes or ClaimChanges()
@@ -275,9 +277,15 @@ def review_claim(
             claim.due = masks.written_by(principal, due) if due else None
             for column, value in due_fields(due, call_clock(session, call.id)).items():
                 setattr(claim, column, value)
+        verdict_before = (claim.grounding_status, claim.grounding_reason)
         _check_again(principal, masks, claim)
         if typed_unseen and claim.grounding_status == ClaimStatus.grounded.value:
             claim.grounding_status, claim.grounding_reason = ClaimStatus.ungrounded.value, "unsupported_number"
+        elif not principal.can_view_pii and claim.text_masked != claim.text \
+                and verdict_before[0] == ClaimStatus.ungrounded.value:
+            # Checked on the masked text, the digits that made the item unverified are hidden: an edit of the
+            # owner or the due date alone turned invented card digits "verified". Such a verdict only stands.
+            claim.grounding_status, claim.grounding_reason = verdict_before
     event_action, status = CLAIM_EVENT[action]
     claim.review_status = status
     append_event(
@@ -391,8 +399,9 @@ def add_reviewer_claim(session: Session, principal: Principal, call_id: str, ite
     from app.grounding import verify_extraction
     from app.schemas.extraction import ActionItem, EvidenceRef, Extraction, Statement
 
+    visible_call(session, principal, call_id)  # another tenant's call is not found, before any permission says so
+    principal.require(principal.can_review, "add items")  # before the lock: a refused add takes none
     call = visible_call(session, principal, call_id, for_update=True)
-    principal.require(principal.can_review, "add items")
     _require_open(call)
     if item.kind not in ADDABLE_KINDS:
         raise ReviewInputError(f"a reviewer can add {' or '.join(sorted(ADDABLE_KINDS))} items, not {item.kind}")
@@ -495,11 +504,12 @@ def _same_reviewer_item(session: Session, run_id: int, kind: ClaimKind, text: st
                         due: str | None, spans: list[tuple[int | None, int | None, int | None]], *,
                         masked: bool) -> Claim | None:
     """A reviewer's item of run `run_id` with this kind, text (its `masked` copy), owner, due and evidence
-    spans, if any."""
+    spans, if any, not rejected (adding a rejected item again is a new decision)."""
     column = Claim.text_masked if masked else Claim.text
     candidates = session.scalars(
         select(Claim).where(Claim.run_id == run_id, Claim.origin == "reviewer", Claim.kind == kind.value,
-                            column == text).options(selectinload(Claim.evidence))
+                            column == text, Claim.review_status != ReviewStatus.rejected)
+        .options(selectinload(Claim.evidence))
     ).all()
     for claim in candidates:
         if (claim.owner, claim.due) == (owner, due) and sorted(

@@ -159,11 +159,15 @@ def acting_party(text: str) -> Role | None:
     """The party a claim says acted, as its subject: "The agent approved ...", "Outcome: the representative has
     waived ...". Not a passive ("the agent was told ..."), in which someone else acts."""
     match = _ATTRIBUTION.match(text)
-    if match is None:
-        return None
+    if match is None or match.group("verb").lower() in _NOT_ACTING:
+        return None  # "The agent on my last call promised ...": the party is described, not acting
     if match.group("progressive") and not match.group("verb").lower().endswith("ing"):
         return None
     return role_from_label(match.group("party"))
+
+
+# Words after a party that describe it rather than tell what it did: prepositions, relative pronouns.
+_NOT_ACTING = FUNCTION_WORDS | frozenset({"whose", "whom"})
 
 
 # A name in a claim: a capitalized word inside a sentence ("the payment to Smart Electric", "Patricia Brown

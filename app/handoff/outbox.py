@@ -365,15 +365,16 @@ def follow_call_owner(session: Session, call_id: str, agent_id: str | None, team
 
 
 def record_reassignment(session: Session, call: RecordedCall, tenant_slug: str, was: tuple[str | None, str | None],
-                        *, actor: str | None) -> int:
-    """Tell the call's former (agent id, team) `was`, in the feed they read, that the call left them: a
-    `call.reassigned` event shown to them only (and to tenant-wide readers and webhooks), identity only as
-    they knew it, the new owner not named. Without it a team-scoped integration kept the note and tasks it
-    had filed, never learning they were stale (the feed simply stopped showing the call). Flushes."""
+                        *, shown_to: tuple[str | None, str | None], actor: str | None) -> int:
+    """Tell the ones who lost the call, in the feed they read, that it left them: a `call.reassigned` event
+    shown to the (agent id, team) `shown_to` (None where that part did not change: an agent moved within a team
+    stays the team's call) and to tenant-wide readers and webhooks; identity only, as they knew it (`was`), the
+    new owner not named. Without it a team-scoped integration kept the note and tasks it had filed, never
+    learning they were stale (the feed simply stopped showing the call). Flushes."""
     agent_id, team = was
     record = CallRecordV1(tenant=tenant_slug, call_id=call.id, external_id=call.external_id, agent_id=agent_id,
                           team=team, started_at=call.started_at, language=call.language, state=call.state.value)
-    return record_event(session, call, EventType.reassigned, actor=actor, record=record, owner=was)
+    return record_event(session, call, EventType.reassigned, actor=actor, record=record, owner=shown_to)
 
 
 @event.listens_for(Session, "after_commit")

@@ -228,7 +228,11 @@ def _follow_owner(session: Session, call: Call, owner: tuple[str | None, str | N
     if (call.agent_id, call.team) != owner:
         follow_call_owner(session, call.id, call.agent_id, call.team)
         if announced:
-            record_reassignment(session, call, tenant_slug, owner, actor=actor.name)
+            # Shown to whoever lost the call only: the former agent when the agent changed, the former team when
+            # the team did (an agent moved within a team stays the team's; a team's call keeps its agent).
+            old_agent, old_team = owner
+            lost = (old_agent if old_agent != call.agent_id else None, old_team if old_team != call.team else None)
+            record_reassignment(session, call, tenant_slug, owner, shown_to=lost, actor=actor.name)
 
 
 def clean_external_id(external_id: str) -> str:

@@ -107,6 +107,8 @@ CONTENT_CUE_WINDOW_CHARS = 30
 # Agents ask, customers answer ("Can you confirm your date of birth?" / "Sure, it's March 4th,
 # 1985."): a value early in a turn also sees this much of the end of the previous turn as context.
 PREVIOUS_TURN_CONTEXT_CHARS = 120
+# A value answering a question asked two turns back opens its turn: "March 4th, 1985.", "Sure, it's 03/04/1985".
+ANSWER_OPENING_CHARS = 20
 # A number split across turns: the first half ends this close to the end of its turn, the second
 # starts this close to the beginning of the next.
 SPLIT_TAIL_CHARS = 4
@@ -452,6 +454,8 @@ class _Text:
 
     text: str
     lead_in: str = ""
+    # How near the turn's beginning a value sees `lead_in`'s cues (None: as near as the cue's own window).
+    lead_in_reach: int | None = None
 
     def cue_distance(self, start: int, cue: re.Pattern[str], window: int = CONTEXT_WINDOW_CHARS) -> int | None:
         """Characters between the nearest cue before `start` and `start`; the previous turn counts
@@ -461,7 +465,8 @@ class _Text:
             nearest = start - match.end()
         if nearest is not None:
             return nearest
-        if start <= window and cue.search(self.lead_in) is not None:
+        reach = window if self.lead_in_reach is None else min(window, self.lead_in_reach)
+        if start <= reach and cue.search(self.lead_in) is not None:
             return window
         return None
 
@@ -574,7 +579,7 @@ def scan_turns(texts: Sequence[str], *, names: bool = False) -> TurnScan:
     # Each turn's numbers are read once: for its own detection and for cards split across turns.
     numbers = [_numbers(text) for text in texts]
     own = tuple(
-        tuple(_detect(_Text(text, lead_in_of(texts, i)), numbers[i], names=names)) for i, text in enumerate(texts)
+        tuple(_detect(_text_of_turn(texts, i), numbers[i], names=names)) for i, text in enumerate(texts)
     )
     return TurnScan(tuple(texts), names, own, tuple(_cross_turn_cards(texts, numbers)))
 
@@ -589,6 +594,14 @@ def lead_in_of(texts: Sequence[str], turn: int) -> str:
     if turn >= 2 and acknowledgement(previous):
         previous = texts[turn - 2]
     return previous[-PREVIOUS_TURN_CONTEXT_CHARS:]
+
+
+def _text_of_turn(texts: Sequence[str], turn: int) -> _Text:
+    """Turn `turn` with its lead-in (`lead_in_of`). A question's cue reached over an acknowledgement counts for
+    a value opening the turn only (`ANSWER_OPENING_CHARS`): the asker speaking again after "Okay." ("Thanks.
+    Your replacement card ships on March 14th, 2026.") is not answering it."""
+    over_acknowledgement = turn >= 2 and acknowledgement(texts[turn - 1])
+    return _Text(texts[turn], lead_in_of(texts, turn), ANSWER_OPENING_CHARS if over_acknowledgement else None)
 
 
 def acknowledgement(text: str) -> bool:

@@ -361,15 +361,16 @@ def _back_to(call_id: str, request: Request, claim_id: int | None = None) -> str
             + (f"#claim-{claim_id}" if claim_id is not None else ""))
 
 
-def _decided(request: Request, db: Session, run: Callable[[], None], success: str) -> None:
+def _decided(request: Request, db: Session, run: Callable[[], None], success: str | Callable[[], str]) -> None:
     """Run a decision (again when PostgreSQL aborts it as a deadlock victim); a refused one (bad input,
-    wrong state) becomes a message on the page, not an error page."""
+    wrong state) becomes a message on the page, not an error page. `success`: the message, or what says it
+    once the decision ran."""
     try:
         retry_conflicts(db, run)
     except (ReviewInputError, ReviewConflictError) as exc:
         flash(request, "error", str(exc))
     else:
-        flash(request, "ok", success)
+        flash(request, "ok", success if isinstance(success, str) else success())
 
 
 @router.post("/calls/{call_id}/claims/{claim_id}/review", dependencies=[CsrfChecked])
@@ -431,8 +432,10 @@ def claim_add_form(
         result = add_reviewer_claim(db, principal, call_id, item)
         db.commit()
         added.append(result.claim.id)
+        repeated.append(result.repeated)
 
-    _decided(request, db, run, "Item added.")
+    repeated: list[bool] = []
+    _decided(request, db, run, lambda: "This item was added already." if any(repeated) else "Item added.")
     return redirect(_back_to(call_id, request, added[0] if added else None))
 
 

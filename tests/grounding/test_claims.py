@@ -305,6 +305,12 @@ def test_what_the_agent_did_on_the_callers_word_alone_is_a_speaker_mismatch() ->
     assert verdict("The customer paid the $25 fee.", (2, "I paid the $25 fee already")) == (ClaimStatus.grounded, None)
     assert verdict("The agent was told the fee was paid.", (2, "I paid the $25 fee already")) == (
         ClaimStatus.grounded, None)
+    # A party described, not acting: "the agent on my last call promised ..." is the caller's account.
+    last_call = transcript(("customer", "The agent on my last call promised me a $40 refund that never came."))
+    claim = verify_extraction(last_call, Extraction(summary=[Statement(
+        text="The agent on the customer's last call promised a $40 refund that never came.",
+        evidence=[EvidenceRef(utterance=0, quote="The agent on my last call promised me a $40 refund that never came")])]))
+    assert (claim.claims[0].status, claim.claims[0].reason) == (ClaimStatus.grounded, None)
 
 
 def test_a_speaker_of_unknown_role_does_not_show_who_said_it() -> None:

@@ -424,3 +424,20 @@ def test_registering_an_active_endpoints_url_again_warns_in_the_api_answer(
     assert second.status_code == 201, second.text
     assert any(str(first.json()["id"]) in warning and "rotate-secret" in warning
                for warning in second.json()["warnings"]), second.json()["warnings"]
+
+
+def test_a_call_moved_within_its_team_is_not_reassigned_for_the_team(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    # The event was shown to the whole former (agent, team) pair: the team's supervisor, who still owns the
+    # call, was told it left them, and an integration would close tasks for a call it still has.
+    _, lead = make_principal(session_factory, "sue", UserRole.supervisor, team="blue")
+    _, former = make_principal(session_factory, "al", UserRole.agent, agent_id="A-7")
+    call_id = processed_call(session_factory, "within", agent_id="A-7", team="blue")
+    moved = make_transcript(CARD_CALL_LINES, external_id="within", agent_id="B-1")
+    moved = moved.model_copy(update={"metadata": moved.metadata.model_copy(update={"team": "blue"})})
+    with unit_of_work(session_factory) as session:
+        store_transcript(session, moved, tenant="acme", external_id="within", replace=True)
+    assert [e["type"] for e in events_for(api, lead)["events"]] == ["call.processed", "call.updated"]
+    assert [e["type"] for e in events_for(api, former)["events"]] == ["call.reassigned"]
+    assert api.get(f"/api/calls/{call_id}", headers=bearer(lead)).status_code == 200

@@ -70,3 +70,15 @@ def test_the_lead_in_is_the_turn_before_or_the_question_over_an_acknowledgement(
     assert lead_in_of(turns, 1) == "What's your date of birth?"
     assert lead_in_of(turns, 2) == "What's your date of birth?"
     assert lead_in_of(turns, 3) == "03/04/1985"
+
+
+@pytest.mark.parametrize("later", [
+    "Thanks. Your replacement card ships on March 14th, 2026.",
+    "The refund will post on March 4th, 2025",
+])
+def test_the_asker_speaking_again_after_an_acknowledgement_is_not_answering(later: str) -> None:
+    # The reach over "Okay." masked a shipping date as a date of birth: the asker went on speaking.
+    turns = ["Can you confirm the date of birth on the account?", "Okay.", later]
+    assert mask_turns(turns) == turns
+    assert mask_turns(["Can you confirm your date of birth?", "Sure.", "Yes, sure, it's March 4th, 1985."])[2] == (
+        "Yes, sure, it's ••••• •••, ••••.")

@@ -250,7 +250,7 @@ def _full_classify_rest(source: pii._Text, number: pii._Number) -> Iterator[Dete
 def _full_detect_turns(texts: Sequence[str], *, names: bool) -> list[list[Detection]]:
     numbers = [_full_numbers(text) for text in texts]
     found = [
-        list(_full_detect(pii._Text(text, pii.lead_in_of(texts, i)), numbers[i], names=names))
+        list(_full_detect(pii._text_of_turn(texts, i), numbers[i], names=names))
         for i, text in enumerate(texts)
     ]
     own = [_full_resolve_overlaps(detections) for detections in found]

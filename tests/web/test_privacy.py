@@ -331,6 +331,15 @@ def test_digits_typed_where_the_editor_sees_them_masked_are_never_verified(setup
         assert edited.status_code == 200, edited.text
         verdicts.append((edited.json()["status"], edited.json()["reason"]))
     assert verdicts == [("ungrounded", "unsupported_number")] * 2
+    # Nor by an edit that leaves the text as shown (the masked text sent back, an owner or due change):
+    # checked on the masked text, the typed digits were hidden and the item came back "verified".
+    shown = next(c for c in setup.client.get(f"/api/calls/{call_id}", headers=bearer(setup.tokens["agent"]))
+                 .json()["claims"] if c["id"] == claim["id"])
+    assert "•" in shown["text"]
+    resent = setup.client.post(f"/api/claims/{claim['id']}/review", headers=bearer(setup.tokens["agent"]),
+                               json={"action": "edit", "text": shown["text"]})
+    assert resent.status_code == 200, resent.text
+    assert (resent.json()["status"], resent.json()["reason"]) == ("ungrounded", "unsupported_number")
     # A reviewer who may see the digits is checked on them, as before.
     call_id = _seed_call(setup.factory, "typed-auditor", Extraction(summary=[Statement(
         text=f"Customer gave card {CARD} for the refund", evidence=[EvidenceRef(utterance=1, quote=QUOTE)])]))

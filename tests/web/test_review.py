@@ -551,3 +551,29 @@ def test_saving_the_derived_note_unchanged_keeps_it_derived(world: World) -> Non
         assert "note_edited" not in [e.action for e in call_events(session, supervisor, call.call_id)]
     with unit_of_work(world.factory) as session:  # words of one's own are kept as written
         assert edit_case_note(session, supervisor, call.call_id, shown + " Customer was polite.").case_note
+
+
+def test_a_retried_decision_that_says_what_it_saw_is_still_a_no_op(world: World) -> None:
+    # The page sends expected_status: a double submit answered 409 "approved meanwhile by <the same user>".
+    call = world.fresh_call("acme_a1_blue")
+    body = {"action": "approve", "expected_status": "pending"}
+    answers = [world.client.post(f"/api/claims/{call.claim('reason')}/review", json=body,
+                                 headers=world.token("supervisor")) for _ in range(2)]
+    assert [answer.status_code for answer in answers] == [200, 200], answers[1].text
+    with world.factory() as session:
+        assert [e.action for e in call_events(session, principal(world, "admin"), call.call_id)] == ["claim_approved"]
+
+
+def test_a_rejected_added_item_can_be_added_again(world: World) -> None:
+    call = world.fresh_call("acme_a1_blue")
+    body = {"kind": "action_item", "text": "Mail the refund check", "owner": "agent", "due": "today",
+            "evidence": [{"utterance": 2, "quote": "I will refund the $30 late fee to your card"}]}
+    headers = world.token("supervisor")
+    first = world.client.post(f"/api/calls/{call.call_id}/claims", json=body, headers=headers)
+    assert first.status_code == 201
+    rejected = world.client.post(f"/api/claims/{first.json()['id']}/review", json={"action": "reject"},
+                                 headers=headers)
+    assert rejected.status_code == 200
+    again = world.client.post(f"/api/calls/{call.call_id}/claims", json=body, headers=headers)
+    assert again.status_code == 201 and again.json()["id"] != first.json()["id"]
+    assert again.json()["review_status"] == "approved"
