@@ -521,9 +521,8 @@ def change_user(
     if new_role is UserRole.agent and not new_agent_id:
         raise UserError("an agent needs an agent id (--agent-id, or agent_id in the API): agents see only the calls "
                         "carrying it")
-    if keep_an_admin and user.active and user.role is UserRole.admin and new_role is not UserRole.admin \
-            and _other_active_admins(session, tenant_id, user.id) == 0:
-        raise LastAdminError(f"{user.name!r} is the tenant's only active admin: make another user admin first")
+    if keep_an_admin and new_role is not UserRole.admin:
+        _refuse_removing_the_last_admin(session, tenant_id, user)
     changes: dict[str, Any] = {}
     for column, value in (("role", new_role), ("team", new_team), ("agent_id", new_agent_id)):
         before = getattr(user, column)
@@ -545,9 +544,14 @@ def _lock_active_admins(session: Session, tenant_id: int) -> None:
         User.tenant_id == tenant_id, User.role == UserRole.admin, User.active.is_(True)).order_by(User.id), of=User)
 
 
-def _other_active_admins(session: Session, tenant_id: int, user_id: int) -> int:
-    return len(session.scalars(select(User.id).where(
-        User.tenant_id == tenant_id, User.role == UserRole.admin, User.active.is_(True), User.id != user_id)).all())
+def _refuse_removing_the_last_admin(session: Session, tenant_id: int, user: User) -> None:
+    """LastAdminError when `user` is the tenant's only active admin (the caller locked the admins first)."""
+    if not (user.active and user.role is UserRole.admin):
+        return
+    others = session.scalars(select(User.id).where(
+        User.tenant_id == tenant_id, User.role == UserRole.admin, User.active.is_(True), User.id != user.id)).first()
+    if others is None:
+        raise LastAdminError(f"{user.name!r} is the tenant's only active admin: make another user admin first")
 
 
 def deactivate_user_by_id(
@@ -560,9 +564,8 @@ def deactivate_user_by_id(
     user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
     if user is None:
         raise NotFoundError(f"no user {user_id}")
-    if keep_an_admin and user.active and user.role is UserRole.admin \
-            and _other_active_admins(session, tenant_id, user.id) == 0:
-        raise LastAdminError(f"{user.name!r} is the tenant's only active admin: make another user admin first")
+    if keep_an_admin:
+        _refuse_removing_the_last_admin(session, tenant_id, user)
     return _deactivate(session, user, actor)
 
 

@@ -98,13 +98,20 @@ def users_rotate_token(
         issued = rotate_token_by_name(session, slug, name, actor=CLI_ACTOR,
                                       token_lifetime_days=ctx.settings.token_lifetime_days)
         user_id, expires_at = issued.user.id, issued.user.token_expires_at
+    _print_new_token(issued.token, user_id, name, slug, expires_at, as_json=as_json,
+                     what=f"new token for [bold]{safe(name)}[/bold]",
+                     old="the old token and its browser sessions no longer work")
+
+
+def _print_new_token(token: str, user_id: int, name: str, slug: str, expires_at: datetime | None, *,
+                     as_json: bool, what: str, old: str) -> None:
+    """A token just issued, shown once: as JSON, or as a line saying `what` happened and what of `old`."""
     if as_json:
         print_json({"id": user_id, "name": name, "tenant": slug, "token_expires_at": _iso(expires_at),
-                    "token": issued.token})
+                    "token": token})
         return
-    say(f"new token for [bold]{safe(name)}[/bold] in tenant {safe(slug)} (id {user_id}); "
-        f"the old token and its browser sessions no longer work; the new one {_expiry_phrase(expires_at)}")
-    print_secret("API token (shown once; store it now):", issued.token)
+    say(f"{what} in tenant {safe(slug)} (id {user_id}); {old}; the new one {_expiry_phrase(expires_at)}")
+    print_secret("API token (shown once; store it now):", token)
 
 
 @users_app.command("deactivate")
@@ -132,13 +139,8 @@ def users_reactivate(
         issued = reactivate_user(session, tenant_id, find_user_id(session, slug, name), actor=CLI_ACTOR,
                                  token_lifetime_days=ctx.settings.token_lifetime_days)
         user_id, expires_at = issued.user.id, issued.user.token_expires_at
-    if as_json:
-        print_json({"id": user_id, "name": name, "tenant": slug, "token_expires_at": _iso(expires_at),
-                    "token": issued.token})
-        return
-    say(f"reactivated [bold]{safe(name)}[/bold] in tenant {safe(slug)} (id {user_id}); their old token stays "
-        f"invalid; the new one {_expiry_phrase(expires_at)}")
-    print_secret("API token (shown once; store it now):", issued.token)
+    _print_new_token(issued.token, user_id, name, slug, expires_at, as_json=as_json,
+                     what=f"reactivated [bold]{safe(name)}[/bold]", old="their old token stays invalid")
 
 
 @users_app.command("change")
