@@ -186,6 +186,8 @@ _DASH_GAP = _ignoring_case(rf"[{_DASHES}]|\bdash\b|\bhyphen\b")
 # Between the groups of a written SSN: space, something invisible (a soft hyphen), or one dash.
 _SSN_GROUP_GAP = _ignoring_case(rf"[\s{_INVISIBLE}]*(?:[{_DASHES}]|dash)?[\s{_INVISIBLE}]*")
 _CURRENCY_BEFORE = re.compile(r"[$€£¥]\s*$")
+# How much text beside a number says it is an amount or a quantity ("$ 120", "120   dollars").
+_NEXT_TO_CHARS = 32
 _UNIT_AFTER = _ignoring_case(
     r"^\s*(?:dollars?|bucks|cents?|euros?|pounds?|pesos?|rupees?|yen|yuan|francs?|usd|eur|gbp|cad|aud|percent|%|"
     r"minutes?|hours?|days?|gigs?|gigabytes?|megabits?|mb|gb)\b",
@@ -809,8 +811,11 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
     if not _CLASSIFIED_MIN_DIGITS <= count <= _CLASSIFIED_MAX_DIGITS:
         return  # no kind below has this many digits ("one", "2", most numbers in a call): skip the cue searches
     start = _extended_start(text, number.start)
-    before, after = text[:start], text[number.end :]
-    if before.endswith(("@", "#")) or _CURRENCY_BEFORE.search(before) or _UNIT_AFTER.match(after):
+    # Only what is next to the number: the whole text before it, searched for every number of a long turn
+    # ("123:45:123:45:..."), made a turn of 64k characters take a second and one of 140k over ten.
+    before = text[max(0, start - _NEXT_TO_CHARS) : start]
+    if before.endswith(("@", "#")) or _CURRENCY_BEFORE.search(before) or _UNIT_AFTER.match(
+            text[number.end : number.end + _NEXT_TO_CHARS]):
         return  # a handle or a hashtag (the cheapest test first: "@135060" is common), an amount, a quantity
     content = source.cue_distance(start, _CONTENT_CUE, CONTENT_CUE_WINDOW_CHARS)
 

@@ -145,3 +145,22 @@ def test_each_dash_and_each_invisible_character_of_unicode_is_a_separator() -> N
 def test_times_ranges_versions_amounts_and_content_numbers_stay(text: str) -> None:
     assert found(text) == []
     assert mask_text(text) == text
+
+
+
+def test_a_long_turn_of_number_groups_takes_time_linear_in_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each number searched the whole text before it for a currency sign: "123:45:..." of 140k characters took
+    # over ten seconds in one turn. Counted in text read, not timed: the search reads a window next to each.
+    import app.privacy.pii as pii
+
+    reads: list[int] = []
+    real = pii._CURRENCY_BEFORE
+
+    class Counting:
+        def search(self, text: str) -> object:
+            reads.append(len(text))
+            return real.search(text)
+
+    monkeypatch.setattr(pii, "_CURRENCY_BEFORE", Counting())
+    pii.detect("123:45:" * 2000)
+    assert reads and max(reads) <= pii._NEXT_TO_CHARS
