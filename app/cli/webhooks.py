@@ -108,6 +108,17 @@ def webhooks_disable(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None
     say(f"disabled endpoint {endpoint_id}")
 
 
+@webhooks_app.command("delete")
+def webhooks_delete(endpoint_id: EndpointArg, tenant: TenantOpt = None) -> None:
+    """Delete a disabled endpoint for good, with its deliveries and their attempts (its dead letters can no
+    longer be replayed). An active endpoint is disabled first."""
+    ctx, slug = tenant_context(tenant)
+    with transaction(ctx) as session:
+        endpoint = hooks.get_endpoint(session, require_tenant_id(session, slug), endpoint_id)
+        deliveries = hooks.delete_endpoint(session, endpoint)
+    say(f"deleted endpoint {endpoint_id} and its {deliveries} deliveries")
+
+
 @webhooks_app.command("enable")
 def webhooks_enable(
     endpoint_id: EndpointArg,

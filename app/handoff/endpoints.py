@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -222,6 +222,28 @@ def disable_endpoint(session: Session, endpoint: WebhookEndpoint, reason: str) -
     )
     session.flush()
     return endpoint
+
+
+class EndpointActiveError(PostcallError):
+    """An endpoint still sending cannot be deleted: it is disabled first."""
+
+
+def delete_endpoint(session: Session, endpoint: WebhookEndpoint) -> int:
+    """Delete a disabled endpoint for good, with its deliveries and their attempts (database cascades); the
+    number of deliveries that went with it. Refused while it is active (EndpointActiveError): disabling first
+    dead-letters what was pending and stops new events being fanned out to it, so nothing is written for an
+    endpoint being deleted. Its dead letters cannot be replayed afterwards. Flushes."""
+    if endpoint.active:
+        raise EndpointActiveError(f"endpoint {endpoint.id} is active: disable it first (`postcall webhooks disable "
+                                  f"{endpoint.id}`, POST /api/webhooks/{endpoint.id}/disable), then delete it")
+    deliveries = session.scalar(select(func.count()).select_from(WebhookDelivery)
+                                .where(WebhookDelivery.endpoint_id == endpoint.id)) or 0
+    session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(
+        select(WebhookDelivery.id).where(WebhookDelivery.endpoint_id == endpoint.id))))
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
+    session.delete(endpoint)
+    session.flush()
+    return int(deliveries)
 
 
 def finished_values(status: DeliveryStatus, now: datetime, error: str | None = None) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from app.errors import (
     PostcallError,
 )
 from app.export import ExportError
-from app.handoff.endpoints import RotationInProgressError, WebhookInputError
+from app.handoff.endpoints import EndpointActiveError, RotationInProgressError, WebhookInputError
 from app.handoff.feed import CursorError, CursorExpiredError
 from app.handoff.outbox import install_delivery_notifier
 from app.handoff.urls import WebhookUrlError
@@ -128,6 +128,7 @@ ERROR_STATUS: list[tuple[type[PostcallError], int]] = [
     (LastAdminError, status.HTTP_409_CONFLICT),
     (TokenReplacedError, status.HTTP_409_CONFLICT),
     (RotationInProgressError, status.HTTP_409_CONFLICT),
+    (EndpointActiveError, status.HTTP_409_CONFLICT),
     (CursorExpiredError, status.HTTP_410_GONE),
     (api.PayloadTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
     (UnsupportedBodyError, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE),

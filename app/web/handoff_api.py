@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.handoff.endpoints import (
     EndpointView,
     add_endpoint,
+    delete_endpoint,
     disable_endpoint,
     enable_endpoint,
     get_endpoint,
@@ -205,6 +206,19 @@ def post_webhook_disable(endpoint_id: EndpointIdPath, principal: ApiUser, db: Db
                                 f"disabled by {principal.name}")
     db.commit()
     return EndpointView.model_validate(endpoint)
+
+
+@router.delete("/webhooks/{endpoint_id}", tags=["hand-off"], status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete a disabled endpoint for good, with its deliveries",
+               responses={**FORBIDDEN, 409: {"model": ErrorOut, "description": "The endpoint is active: disable "
+                                                                               "it first."}})
+def delete_webhook(endpoint_id: EndpointIdPath, principal: ApiUser, db: DbSession) -> Response:
+    """Its deliveries and their attempts go with it (its dead letters can no longer be replayed). An active
+    endpoint is refused (409): POST /api/webhooks/{id}/disable first."""
+    principal.require(principal.can_manage_users, "manage webhooks")
+    delete_endpoint(db, get_endpoint(db, principal.tenant_id, endpoint_id))
+    db.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/webhooks/{endpoint_id}/enable", tags=["hand-off"],

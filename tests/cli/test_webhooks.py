@@ -76,6 +76,14 @@ def test_add_list_rotate_disable(database: str) -> None:
     assert enabled.exit_code == 0 and "replay --failed" in enabled.output
     assert json.loads(runner.invoke(webhooks_app, ["list", "--tenant", "acme", "--json"]).output)[
         "endpoints"][0]["active"] is True
+    # Deleted for good once disabled; an active one is refused, another tenant's not found.
+    active = runner.invoke(webhooks_app, ["delete", str(endpoint["id"]), "--tenant", "acme"])
+    assert active.exit_code != 0 and "disable it first" in active.output
+    assert runner.invoke(webhooks_app, ["disable", str(endpoint["id"]), "--tenant", "acme"]).exit_code == 0
+    assert runner.invoke(webhooks_app, ["delete", str(endpoint["id"]), "--tenant", "globex"]).exit_code == 2
+    deleted = runner.invoke(webhooks_app, ["delete", str(endpoint["id"]), "--tenant", "acme"])
+    assert deleted.exit_code == 0 and "deleted endpoint" in deleted.output
+    assert json.loads(runner.invoke(webhooks_app, ["list", "--tenant", "acme", "--json"]).output)["endpoints"] == []
 
 
 def test_the_cli_shows_an_endpoint_exactly_as_the_api_does(database: str) -> None:

@@ -441,3 +441,31 @@ def test_a_call_moved_within_its_team_is_not_reassigned_for_the_team(
     assert [e["type"] for e in events_for(api, lead)["events"]] == ["call.processed", "call.updated"]
     assert [e["type"] for e in events_for(api, former)["events"]] == ["call.reassigned"]
     assert api.get(f"/api/calls/{call_id}", headers=bearer(lead)).status_code == 200
+
+
+def test_a_disabled_endpoint_is_deleted_for_good_and_an_active_one_is_not(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    # Endpoints could only be disabled: a re-registered receiver left the old one listed for ever.
+    from sqlalchemy import func, select
+
+    from app.models import WebhookDelivery, WebhookEndpoint
+
+    _, admin = make_principal(session_factory, "ada", UserRole.admin)
+    _, agent = make_principal(session_factory, "al", UserRole.agent, agent_id="A-7")
+    created = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=bearer(admin))
+    assert created.status_code == 201, created.text
+    endpoint_id = created.json()["id"]
+    processed_call(session_factory, "for-delete")  # one delivery to it
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
+    active = api.delete(f"/api/webhooks/{endpoint_id}", headers=bearer(admin))
+    assert active.status_code == 409 and "disable it first" in active.json()["detail"]
+    assert api.delete(f"/api/webhooks/{endpoint_id}", headers=bearer(agent)).status_code == 403
+    assert api.post(f"/api/webhooks/{endpoint_id}/disable", headers=bearer(admin)).status_code == 200
+    assert api.delete(f"/api/webhooks/{endpoint_id}", headers=bearer(admin)).status_code == 204
+    assert api.delete(f"/api/webhooks/{endpoint_id}", headers=bearer(admin)).status_code == 404
+    assert [e["id"] for e in api.get("/api/webhooks", headers=bearer(admin)).json()] == []
+    with session_factory() as session:
+        assert session.get(WebhookEndpoint, endpoint_id) is None
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0

@@ -373,7 +373,8 @@ def test_openapi_spec_documents_every_route_with_bearer_auth(world: World) -> No
         "/api/users", "/api/export", "/api/me/rotate-token", "/api/users/{user_id}/rotate-token", "/api/users/events",
         "/api/users/{user_id}", "/api/users/{user_id}/deactivate", "/api/users/{user_id}/reactivate",
         # hand-off (app/web/handoff_api.py)
-        "/api/events", "/api/webhooks", "/api/webhooks/{endpoint_id}/disable", "/api/webhooks/{endpoint_id}/enable",
+        "/api/events", "/api/webhooks", "/api/webhooks/{endpoint_id}", "/api/webhooks/{endpoint_id}/disable",
+        "/api/webhooks/{endpoint_id}/enable",
         "/api/webhooks/{endpoint_id}/rotate-secret", "/api/webhooks/deliveries", "/api/webhooks/deliveries/replay",
         "/api/schemas/call.v1.json", "/api/schemas/event.v1.json", "/api/calls/{call_id}/record",
     }

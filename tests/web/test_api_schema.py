@@ -96,6 +96,7 @@ def test_the_run_covers_every_documented_operation(target: Target) -> None:
         "GET /api/events", "GET /api/webhooks",
         "POST /api/webhooks",
         "POST /api/webhooks/{endpoint_id}/disable", "POST /api/webhooks/{endpoint_id}/enable",
+        "DELETE /api/webhooks/{endpoint_id}",
         "POST /api/webhooks/{endpoint_id}/rotate-secret",
         "GET /api/webhooks/deliveries", "POST /api/webhooks/deliveries/replay",
         # analysts (app/web/analytics.py)
