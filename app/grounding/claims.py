@@ -171,13 +171,23 @@ _NOT_ACTING = FUNCTION_WORDS | frozenset({"whose", "whom"})
 
 
 # A name in a claim: a capitalized word inside a sentence ("the payment to Smart Electric", "Patricia Brown
-# reported ..."), not at its start, nor in capitals throughout (an acronym). Words of roles and titles, days and
-# months (checked as dates) are not names.
+# reported ..."), not at its start unless a person's doing follows it ("Susan called ..."), nor in capitals
+# throughout (an acronym). Words of roles and titles (and their plurals), days and months (checked as dates)
+# are not names.
 # A cheap look first: a capital past the first letter, or a possessive opening the claim.
-_CAPITALIZED = re.compile(r"(?s:.)[^\W\d_a-z]|^[^\W\d_]+['’ʼ]s\b")
+# What only a person does, after a sentence's first word: it names someone ("Susan called ..."), where "Card
+# declined" or "Refund requested" name things.
+_PERSON_VERBS = frozenset({
+    "said", "says", "asked", "asks", "called", "calls", "told", "tells", "explained", "explains", "complained",
+    "complains", "mentioned", "wanted", "wants", "agreed", "agrees", "apologized", "apologised", "thanked",
+    "insisted", "wondered", "inquired", "enquired", "admitted", "phoned", "spoke", "speaks",
+})
+_CAPITALIZED = re.compile(r"(?s:.)[^\W\d_a-z]|^[^\W\d_]+['’ʼ]s\b"
+                          rf"|^\W*[^\W\d_a-z][^\W\d_]*\s+(?:{'|'.join(sorted(_PERSON_VERBS))})\b")
 _NAME_CANDIDATE = re.compile(r"[^\W\d_]+(?:['’ʼ][^\W\d_]+)?")
 _SENTENCE_OPENERS = ".!?:;\"“([\n-•*"
-_NOT_NAMES = AGENT_WORDS | CUSTOMER_WORDS | STAFF_TITLES | MONTHS | WEEKDAYS | frozenset({
+_PARTIES = AGENT_WORDS | CUSTOMER_WORDS | STAFF_TITLES
+_NOT_NAMES = _PARTIES | frozenset(f"{word}s" for word in _PARTIES) | MONTHS | WEEKDAYS | frozenset({
     "i", "mr", "mrs", "ms", "miss", "dr", "sir", "madam", "ma'am", "mx",
 })
 # Words that open a sentence before a name ("Then Mary called"), capitalized as the sentence's first word.
@@ -209,7 +219,10 @@ def _name_runs(text: str) -> list[list[str]]:
             following = candidates[position + 1] if position + 1 < len(candidates) else None
             next_is_name = following is not None and _titlecase(following.group()) \
                 and not text[match.end() : following.start()].strip()
-            if (bare == word and not next_is_name) or bare.lower() in _SENTENCE_OPENING_WORDS:
+            # "Susan called to dispute ...": a lone word opening a sentence, with a person's doing after it.
+            person_acts = following is not None and following.group().lower() in _PERSON_VERBS \
+                and not text[match.end() : following.start()].strip()
+            if (bare == word and not next_is_name and not person_acts) or bare.lower() in _SENTENCE_OPENING_WORDS:
                 continue
         bare = bare.lower()
         if len(bare) > 1 and bare not in _NOT_NAMES and not bare.startswith(_FIRST_PERSON):

@@ -1105,6 +1105,8 @@ def _names_call() -> Transcript:
     "The customer, Mary Johnson, lost her debit card.",
     "The customer's payment of $132 to Smart Water went through.",
     "Jennifer Rodriguez's payment of $132 went through.",
+    "Susan called because she lost her debit card.",  # a lone name opening the sentence, a person's doing after
+    "Mary said she lost her debit card.",
 ])
 def test_a_name_the_call_never_says_is_unsupported(text: str) -> None:
     claim = verify_extraction(_names_call(), Extraction(summary=[Statement(
@@ -1118,6 +1120,9 @@ def test_a_name_the_call_never_says_is_unsupported(text: str) -> None:
     "Finally, the customer's payment of $132 went through.",  # a capital opening a sentence
     "The customer thanked American about the $132 payment.",  # a word of a handle
     "The Customer's $132 payment via ACH went through on Monday.",  # roles, acronyms and days are not names
+    "Patricia called because she lost her debit card.",  # the caller's name, said
+    "Customers said the debit card was lost.",  # a party's plural is no name
+    "Payment went through at $132 to smart electric.",  # a thing opening a sentence: no person's doing after it
 ])
 def test_names_the_call_says_and_capitals_that_are_no_names_stay_grounded(text: str) -> None:
     claim = verify_extraction(_names_call(), Extraction(summary=[Statement(
