@@ -17,10 +17,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.session import retry_conflicts
-from app.models import CallState, ReviewStatus
+from app.models import Call, CallState, ReviewStatus
 from app.review import (
     BulkApproval,
     CallDecision,
@@ -348,6 +349,7 @@ def _call_page(call_id: str, request: Request, principal: PageUser, db: DbSessio
         "call.html",
         {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run,
          "next_url": f"/calls/{following}{queue.query_string}" if following else None,
+         "next_call_id": following or "",
          # The queue the call was opened from: every form and link of the page stays in it.
          "call_query": queue.query_string,
          "queue_url": f"/{queue.query_string}",
@@ -447,24 +449,46 @@ def call_decision_form(
     db: DbSession,
     decision: Annotated[CallDecision, Form()],
     then: Annotated[str, Form()] = "",
+    next_call: Annotated[str, Form()] = "",
 ) -> Response:
     decided: list[bool] = []
     # Where the call stood in the queue before the decision moves it out: the next call follows it.
     position = queue_position(db, principal, call_id)
+    state_before = db.scalar(select(Call.state).where(Call.id == call_id))
     db.rollback()  # the decision starts its own transaction
 
     def run() -> None:
-        decide_call(db, principal, call_id, decision)
+        decided_call = decide_call(db, principal, call_id, decision)
         db.commit()
-        decided.append(True)
+        decided.append(decided_call.state is not state_before)
 
-    _decided(request, db, run, CALL_DECISION_MESSAGES[decision])
+    def message() -> str:
+        if decided and not decided[0] and decision is not CallDecision.reopen:
+            # A colleague made the same decision first: nothing was done here, and the reviewer should know.
+            return f"This call was {(state_before.value if state_before else 'decided')} already: nothing changed."
+        return CALL_DECISION_MESSAGES[decision]
+
+    _decided(request, db, run, message)
     if decided and then == "next":
-        # "Approve and next": straight to the next call of the same queue, or back to it when none is left.
+        # "Approve and next": straight to the next call of the same queue (the one the page offered, while it is
+        # still to review: a call decided meanwhile has no place in the queue to follow), or back to the queue.
         queue = _queue_query(request)
-        following = next_to_review(db, principal, position, queue.filters) if position else None
+        following = _still_to_review(db, principal, next_call, queue) or (
+            next_to_review(db, principal, position, queue.filters) if position else None)
         return redirect(_back_to(following, request) if following else f"/{queue.query_string}")
     return redirect(_back_to(call_id, request))
+
+
+def _still_to_review(db: Session, principal: Principal, call_id: str, queue: QueueQuery) -> str | None:
+    """`call_id` when it is a call of the queue `queue` selects (visible, undecided), else None."""
+    if not call_id:
+        return None
+    position = queue_position(db, principal, call_id)
+    if position is None:
+        return None
+    states = queue.filters.states or TO_REVIEW_STATES
+    state = db.scalar(select(Call.state).where(Call.id == call_id))
+    return call_id if state in states else None
 
 
 @router.post("/calls/{call_id}/note", dependencies=[CsrfChecked])
@@ -493,7 +517,7 @@ def bulk_approve_form(
     result = retry_conflicts(db, approve)
     message = f"{len(result.approved)} call{'' if len(result.approved) == 1 else 's'} approved."
     if result.refused:
-        message += f" {len(result.refused)} left for review (not every item verified, or already decided)."
+        message += " Not approved: " + _refusals(db, result.refused) + "."
     flash(request, "ok" if result.approved else "error", message)
     # Back to the queue page the selection was made on: its filters and position (each re-read, never echoed).
     queue = _queue_query(request)
@@ -504,6 +528,26 @@ def bulk_approve_form(
         **({"cursor": cursor} if cursor and len(cursor) <= MAX_CURSOR_CHARS else {}),
     }
     return redirect(f"/?{urlencode(back)}" if back else "/")
+
+
+# At most this many refused calls are named in a bulk approval's message; the rest are counted.
+REFUSALS_NAMED = 10
+
+
+def _refusals(db: Session, refused: Mapping[str, str]) -> str:
+    """The calls a bulk approval left alone, by the id reviewers know (their external id), each with why:
+    "probe-003 (approved already)", not "2 left for review" for calls a colleague had decided meanwhile."""
+    external = {row.id: row.external_id
+                for row in db.execute(select(Call.id, Call.external_id).where(Call.id.in_(list(refused))))}
+    named = []
+    for call_id, why in list(refused.items())[:REFUSALS_NAMED]:
+        state = why.split(":", 1)[0]
+        reason = (f"{state.replace('_', ' ')} already" if state in ("approved", "rejected")
+                  else "needs attention" if state == CallState.needs_attention.value
+                  else why if why in ("not found", "unverified items pending") else state.replace("_", " "))
+        named.append(f"{external.get(call_id, call_id)} ({reason})")
+    more = len(refused) - len(named)
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
 
 
 @router.post("/calls/{call_id}/delete", dependencies=[CsrfChecked])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 
@@ -169,7 +170,9 @@ def test_bulk_approval_decides_each_verified_call_with_its_own_audit_event(world
     ids = [c.call_id for c in good] + [flagged.call_id]
     response = browser.post("/calls/approve", data={"call_id": ids, "csrf_token": csrf_from(page)},
                             follow_redirects=True)
-    assert "2 calls approved. 1 left for review" in response.text
+    with world.factory() as session:
+        flagged_external = session.scalar(select(Call.external_id).where(Call.id == flagged.call_id))
+    assert f"2 calls approved. Not approved: {flagged_external} (needs attention)." in html.unescape(response.text)
     assert [state_of(world, c.call_id) for c in good] == [CallState.approved, CallState.approved]
     assert state_of(world, flagged.call_id) is CallState.needs_attention
     with world.factory() as session:
@@ -288,3 +291,24 @@ def test_a_bulk_approval_waiting_on_another_reports_what_the_other_approved(worl
         approvals = session.scalars(select(ReviewEvent.call_id).where(
             ReviewEvent.call_id.in_(calls), ReviewEvent.action == "call_approved")).all()
     assert sorted(approvals) == calls
+
+
+
+def test_approve_and_next_after_a_colleague_approved_says_so_and_goes_to_the_next_call(world: World) -> None:
+    # The second supervisor pressing y was told "Call approved." and sent to the head of the queue: the call had
+    # left the queue, so it had no place to follow.
+    first, second = verified_call(world), verified_call(world)
+    sam, sue = world.browser("supervisor"), world.browser("admin")
+    page = sue.get(f"/calls/{first.call_id}").text
+    offered = re.search(r'name="next_call" value="([^"]*)"', page)
+    assert offered is not None
+    token = csrf_from(page)
+    sam_page = sam.get(f"/calls/{first.call_id}").text
+    assert sam.post(f"/calls/{first.call_id}/decision", data={
+        "decision": "approve", "then": "next", "csrf_token": csrf_from(sam_page)}).status_code == 200
+    response = sue.post(f"/calls/{first.call_id}/decision", data={
+        "decision": "approve", "then": "next", "next_call": second.call_id, "csrf_token": token},
+        follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith(f"/calls/{second.call_id}")
+    landed = sue.get(response.headers["location"]).text
+    assert "was approved already: nothing changed" in landed

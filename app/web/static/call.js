@@ -37,13 +37,16 @@
   }
 
   // The next unverified item still pending a decision, wrapping around: every flagged item is one key away.
+  // An edit its evidence does not support is one too: it stays undecided until approved as written.
   function nextUnverified() {
-    const flagged = items.filter((item) => item.classList.contains("ungrounded") && item.classList.contains("review-pending"));
-    if (!flagged.length) return;
+    const flagged = items.filter((item) => item.classList.contains("ungrounded")
+      && (item.classList.contains("review-pending") || item.classList.contains("review-edited")));
+    if (!flagged.length) return false;
     const at = current ? items.indexOf(current) : -1;
     const next = flagged.find((item) => items.indexOf(item) > at) || flagged[0];
     select(next, true);
     next.focus({ preventScroll: true });
+    return true;
   }
 
   for (const item of items) {
@@ -156,7 +159,9 @@
     }
     if (typing) return;
     const actions = {
-      y: () => { if (approveNext) approveNext.requestSubmit(); },
+      // With an unverified item still to decide there is no "approve and next": go to that item instead of
+      // doing nothing, which at speed looked like a dead key.
+      y: () => { if (approveNext) approveNext.requestSubmit(); else nextUnverified(); },
       u: () => nextUnverified(),
       w: () => { if (noteText) { noteText.focus(); noteText.setSelectionRange(noteText.value.length, noteText.value.length); } },
       // Back to the queue the call was opened from (its filters ride on the back link).
