@@ -419,8 +419,14 @@ def _record(session: Session, delivery_id: int, leased: _Leased, response: _Resp
         return DeliveryReport(DeliveryResult.missing)
     code = response.status_code
     if delivery.status is not DeliveryStatus.pending:
-        # Finished meanwhile (the endpoint was disabled, or a lapsed lease let another worker win): keep that.
+        # Finished meanwhile (the endpoint was disabled, or a lapsed lease let another worker win): keep that,
+        # unless the receiver took the event all the same: dead-lettered by a disable while this attempt was in
+        # flight, it was replayed on the enable's advice and the receiver got it twice.
         result = DeliveryResult.not_due
+        if code is not None and 200 <= code < 300 and delivery.status is DeliveryStatus.dead:
+            _set_delivery(session, delivery_id, last_status_code=code, last_error=None,
+                          **finished_values(DeliveryStatus.succeeded, now))
+            result = DeliveryResult.succeeded
     else:
         result, values = _outcome(delivery, response, policy, now)
         _set_delivery(session, delivery_id, **values)

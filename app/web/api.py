@@ -280,7 +280,8 @@ def _check_body_encoding(request: Request) -> None:
     if content_type.startswith(_FORM_TYPES):
         raise UnsupportedBodyError(
             f"the body is a form ({content_type.split(';')[0]}); send one call's transcript file as the raw body, "
-            "e.g. curl --data-binary @call.txt (curl -d strips its newlines)")
+            "with its own type, e.g. curl -H 'Content-Type: text/plain' --data-binary @call.txt (curl labels a body "
+            "it is given as a form unless told; -d also strips its newlines)")
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity"):
         raise UnsupportedBodyError(f"Content-Encoding {encoding!r} is not accepted; send the file uncompressed")

@@ -235,13 +235,23 @@ class UnsupportedBodyError(PostcallError):
     JSON route's body sent under another media type (415)."""
 
 
-def require_json_body(request: Request) -> None:
+async def require_json_body(request: Request) -> None:
     """415 for a body a JSON route would read sent under another media type (`text/plain`, curl's default
     form type): FastAPI answered 422 "Input should be a valid dictionary", which says nothing of the header
     to fix; a body with no Content-Type at all is the same. A request without a body is left to the validation
-    (it names the fields missing). Added to the JSON API's routers."""
+    (it names the fields missing). And 422 for a body sent to a route that reads none: `{"skip_backlog": true}`
+    posted to enable was ignored and the backlog queued, the opposite of what was asked (its options are query
+    parameters). Added to the JSON API's routers."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or not reads_a_body(route):
+    if not isinstance(route, APIRoute):
+        return
+    if not reads_a_body(route):
+        if "requestBody" in (route.openapi_extra or {}):
+            return  # the route reads its raw body itself (a transcript upload)
+        if (await request.body()).strip() not in (b"", b"{}", b"null"):
+            taken = ", ".join(sorted(_query_parameters(route))) or "none"
+            raise InvalidInputError(f"{request.method} {route.path} takes no body (its options are query "
+                                    f"parameters: {taken}); nothing was done")
         return
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):

@@ -116,9 +116,22 @@ class EndpointEnabledOut(EndpointView):
 
 
 class ReplayIn(BaseModel):
+    """One selector: `delivery_ids`, `event_id` or `all_dead`. Unknown fields are refused ("endpoint_id" beside
+    `all_dead` replayed every endpoint's dead letters), and so are two selectors (one was silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     delivery_ids: list[DeliveryId] = Field(default_factory=list, max_length=MAX_REPLAY_IDS)
     event_id: StorableStr | None = Field(default=None, max_length=MAX_EVENT_ID_CHARS)
     all_dead: bool = False
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> ReplayIn:
+        given = [name for name, value in (("delivery_ids", self.delivery_ids), ("event_id", self.event_id),
+                                          ("all_dead", self.all_dead)) if value]
+        if len(given) > 1:
+            raise ValueError(f"give one of delivery_ids, event_id, all_dead, not {' and '.join(given)}")
+        return self
 
 
 class ReplayOut(BaseModel):

@@ -166,6 +166,9 @@ class UserEventOut(RowModel):
 
 
 class UserCreateIn(BaseModel):
+    # Unknown fields are refused: {"teem": "east"} made a supervisor with no team, who sees the whole tenant.
+    model_config = ConfigDict(extra="forbid")
+
     name: StorableStr = Field(min_length=1, max_length=200)
     role: UserRole
     team: StorableStr | None = Field(default=None, max_length=200)

@@ -309,7 +309,8 @@ def test_what_the_agent_did_on_the_callers_word_alone_is_a_speaker_mismatch() ->
     last_call = transcript(("customer", "The agent on my last call promised me a $40 refund that never came."))
     claim = verify_extraction(last_call, Extraction(summary=[Statement(
         text="The agent on the customer's last call promised a $40 refund that never came.",
-        evidence=[EvidenceRef(utterance=0, quote="The agent on my last call promised me a $40 refund that never came")])]))
+        evidence=[EvidenceRef(utterance=0,
+                              quote="The agent on my last call promised me a $40 refund that never came")])]))
     assert (claim.claims[0].status, claim.claims[0].reason) == (ClaimStatus.grounded, None)
 
 

@@ -47,6 +47,7 @@ from app.models import (
 from app.models.tables import utcnow
 from app.review import CallDecision, decide_call
 from tests.handoff.conftest import TENANT, make_principal, processed_call, register
+from tests.support.processes import wait_until
 from tests.support.receiver import Received, Reply, Script, raw_receiver, running_receiver, verify
 
 # The timeout is generous: on a loaded 2-core box a loopback answer has taken longer than half a second, and
@@ -637,3 +638,30 @@ def test_hand_off_ids_go_past_32_bits(postgres_url: str, allow_private: Settings
     with unit_of_work(factory) as session:
         assert session.scalar(select(WebhookAttempt.id).where(WebhookAttempt.delivery_id == delivery.id)) > 2**31
     assert decode_cursor(str(delivery.outbox_id)) == delivery.outbox_id  # the feed's cursor takes it
+
+
+def test_an_event_the_receiver_took_while_its_endpoint_was_disabled_is_delivered_not_dead(
+    session_factory: sessionmaker[Session], allow_private: Settings, client: httpx.Client
+) -> None:
+    # Disabled mid-attempt, the delivery was dead-lettered; the receiver then answered 200, the enable advised
+    # replaying the dead letters, and the receiver got the event twice.
+    import threading
+
+    from app.handoff.endpoints import disable_endpoint
+
+    with running_receiver(script_by_attempt(Reply(200, delay=1.5))) as receiver:
+        endpoint_id, _ = register(session_factory, receiver.url)
+        call_id = processed_call(session_factory, "del-disabled-midway")
+        (delivery,) = deliveries(session_factory, call_id)
+        results: list[DeliveryResult] = []
+        sender = threading.Thread(target=lambda: results.append(send(session_factory, delivery.id, client,
+                                                                     settings=allow_private)))
+        sender.start()
+        assert wait_until(lambda: len(receiver.all_requests()) == 1, timeout=10)
+        with unit_of_work(session_factory) as session:
+            disable_endpoint(session, get_endpoint(session, session.scalar(select(Tenant.id)), endpoint_id),
+                             "by hand")
+        sender.join(timeout=30)
+    assert results == [DeliveryResult.succeeded]
+    (done,) = deliveries(session_factory, call_id)
+    assert done.status is DeliveryStatus.succeeded and done.last_status_code == 200 and done.last_error is None

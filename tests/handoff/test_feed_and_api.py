@@ -469,3 +469,26 @@ def test_a_disabled_endpoint_is_deleted_for_good_and_an_active_one_is_not(
     with session_factory() as session:
         assert session.get(WebhookEndpoint, endpoint_id) is None
         assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+
+
+def test_bodies_a_route_does_not_read_and_ambiguous_replays_are_refused(
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    # {"skip_backlog": true} posted to enable was ignored (the backlog was queued); a replay with all_dead and
+    # an "endpoint_id" replayed every endpoint's dead letters; event_id beside delivery_ids was ignored.
+    _, admin = make_principal(session_factory, "ada", UserRole.admin)
+    created = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=bearer(admin))
+    endpoint_id = created.json()["id"]
+    assert api.post(f"/api/webhooks/{endpoint_id}/disable", headers=bearer(admin)).status_code == 200
+    with_body = api.post(f"/api/webhooks/{endpoint_id}/enable", json={"skip_backlog": True}, headers=bearer(admin))
+    assert with_body.status_code == 422 and "takes no body" in with_body.json()["detail"]
+    assert "skip_backlog" in with_body.json()["detail"]  # names the query parameter to use instead
+    assert api.get("/api/webhooks", headers=bearer(admin)).json()[0]["active"] is False  # nothing was done
+    assert api.post(f"/api/webhooks/{endpoint_id}/enable", json={}, headers=bearer(admin)).status_code == 200
+    for body in ({"all_dead": True, "endpoint_id": endpoint_id}, {"delivery_ids": [1], "dry_run": True},
+                 {"event_id": "msg_x", "delivery_ids": [1]}):
+        answer = api.post("/api/webhooks/deliveries/replay", json=body, headers=bearer(admin))
+        assert answer.status_code == 422, (body, answer.text)
+    misspelt = api.post("/api/users", json={"name": "sup_east", "role": "supervisor", "teem": "east"},
+                        headers=bearer(admin))
+    assert misspelt.status_code == 422

@@ -166,7 +166,7 @@ def test_oversized_body_is_413(world: World, small_limit_client: TestClient) -> 
 
 
 @pytest.mark.parametrize(("headers", "problem"), [
-    ({"content-type": "application/x-www-form-urlencoded"}, "curl -d strips its newlines"),
+    ({"content-type": "application/x-www-form-urlencoded"}, "-d also strips its newlines"),
     ({"content-type": "multipart/form-data; boundary=x"}, "the body is a form"),
     ({"content-encoding": "gzip"}, "send the file uncompressed"),
 ])
