@@ -363,14 +363,18 @@ def _back_to(call_id: str, request: Request, claim_id: int | None = None) -> str
             + (f"#claim-{claim_id}" if claim_id is not None else ""))
 
 
-def _decided(request: Request, db: Session, run: Callable[[], None], success: str | Callable[[], str]) -> None:
+def _decided(request: Request, db: Session, run: Callable[[], None], success: str | Callable[[], str], *,
+             typed: str | None = None) -> None:
     """Run a decision (again when PostgreSQL aborts it as a deadlock victim); a refused one (bad input,
     wrong state) becomes a message on the page, not an error page. `success`: the message, or what says it
-    once the decision ran."""
+    once the decision ran. `typed`: what the reviewer wrote (a note, an edit), quoted back when the decision
+    is refused: the page comes back without the form, and the words were lost."""
     try:
         retry_conflicts(db, run)
     except (ReviewInputError, ReviewConflictError) as exc:
-        flash(request, "error", str(exc))
+        cut = typed[:TYPED_BACK_CHARS] + ("…" if typed and len(typed) > TYPED_BACK_CHARS else "") if typed else ""
+        kept = f" Your text, not saved: “{cut}”" if cut.strip() else ""
+        flash(request, "error", f"{exc}{kept}")
     else:
         flash(request, "ok", success if isinstance(success, str) else success())
 
@@ -394,7 +398,7 @@ def claim_review_form(
         review_claim(db, principal, claim_id, action, changes, expected=expected_status)
         db.commit()
 
-    _decided(request, db, run, CLAIM_ACTION_MESSAGES[action])
+    _decided(request, db, run, CLAIM_ACTION_MESSAGES[action], typed=text if action is ClaimAction.edit else None)
     return redirect(_back_to(call_id, request, claim_id))
 
 
@@ -499,7 +503,7 @@ def call_note_form(
         edit_case_note(db, principal, call_id, note)
         db.commit()
 
-    _decided(request, db, run, "Case note saved.")
+    _decided(request, db, run, "Case note saved.", typed=note)
     return redirect(_back_to(call_id, request) + "#note")
 
 
@@ -530,6 +534,9 @@ def bulk_approve_form(
     return redirect(f"/?{urlencode(back)}" if back else "/")
 
 
+# At most this many characters of a refused note or edit are quoted back to its writer: the message rides in
+# the signed session cookie, which a browser drops past 4 kB (signing the user out).
+TYPED_BACK_CHARS = 400
 # At most this many refused calls are named in a bulk approval's message; the rest are counted.
 REFUSALS_NAMED = 10
 

@@ -337,3 +337,20 @@ def test_due_day_shows_the_year_only_when_it_is_not_this_one() -> None:
     assert due_day(date(2026, 3, 2), today=date(2026, 12, 5)) == "Mon 02 Mar"
     assert due_day(date(2027, 3, 2), today=date(2026, 12, 5)) == "Tue 02 Mar 2027"
     assert due_day(None) == ""
+
+
+def test_a_refused_note_or_edit_quotes_the_reviewers_words_back(world: World) -> None:
+    # A colleague approved the call while the note was being written: the page came back without the note box
+    # and the sentence was gone.
+    call = world.fresh_call("acme_a1_blue")
+    writer, approver = world.browser("supervisor"), world.browser("admin")
+    page = writer.get(f"/calls/{call.call_id}").text
+    token = csrf_from(page)
+    approver_page = approver.get(f"/calls/{call.call_id}").text
+    approver.post(f"/calls/{call.call_id}/claims/{call.claim('summary1')}/review",
+                  data={"action": "reject", "csrf_token": csrf_from(approver_page)})
+    approver.post(f"/calls/{call.call_id}/decision", data={"decision": "approve",
+                                                           "csrf_token": csrf_from(approver_page)})
+    refused = writer.post(f"/calls/{call.call_id}/note",
+                          data={"note": "Customer asked for the paper statement too.", "csrf_token": token})
+    assert "Your text, not saved: “Customer asked for the paper statement too.”" in html.unescape(refused.text)
