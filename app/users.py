@@ -428,13 +428,8 @@ def rotate_token_by_id(
     whether the one asking may hold a token that unmasks personal data; an admin without view_pii who could
     take the token of a user with it would unmask calls as them (AccessDeniedError). The user's row is
     locked, so two rotations take turns and the second sees the first's token. Flushes."""
-    user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
-    if user is None:
-        raise NotFoundError(f"no user {user_id}")
-    if user.view_pii and not may_take_pii:
-        raise AccessDeniedError(
-            f"user {user.name!r} may see personal data unmasked: only an admin who may too can issue their token "
-            "(or they rotate it themselves, or an operator with `postcall users rotate-token`)")
+    user = _locked_tenant_user(session, tenant_id, user_id)
+    _refuse_taking_a_pii_token(user, may_take_pii)
     if replacing is not None and user.token_hash != hash_token(replacing):
         raise TokenReplacedError("the token this request came with was replaced meanwhile: nothing was issued")
     return _rotate_token(session, user, actor, token_lifetime_days)
@@ -445,18 +440,41 @@ def _rotate_token(session: Session, user: User, actor: Actor, lifetime_days: int
     session signed in with it. The new one expires after `lifetime_days` (None: the setting)."""
     if not user.active:
         raise InactiveUserError(f"user {user.name!r} is deactivated: a new token would not sign in either")
+    return _issue_token(session, user, actor, lifetime_days, UserEventAction.token_rotated, {})
+
+
+def _issue_token(session: Session, user: User, actor: Actor, lifetime_days: int | None, action: UserEventAction,
+                 detail: dict[str, Any]) -> IssuedToken:
+    """Give `user` a new token, expiring after `lifetime_days` (None: the setting), recorded as `action` with
+    `detail` and the old and new expiry; only its hash is kept. Flushes."""
     token = generate_token()
     previous_expiry = user.token_expires_at
     user.token_hash = hash_token(token)
     user.token_expires_at = token_expiry(utcnow(), lifetime_days)
-    _record(session, user, actor, UserEventAction.token_rotated, {
-        "token_expires_at": {"from": _moment(previous_expiry), "to": _moment(user.token_expires_at)},
+    _record(session, user, actor, action, {
+        **detail, "token_expires_at": {"from": _moment(previous_expiry), "to": _moment(user.token_expires_at)},
     })
     # The session fingerprint covers the token hash, so the new hash alone ends the sessions; the version is
     # raised too so that ending them does not rest on what the fingerprint happens to be made of.
     user.session_version += 1
     session.flush()
     return IssuedToken(user, token)
+
+
+def _locked_tenant_user(session: Session, tenant_id: int, user_id: int) -> User:
+    """User `user_id` of tenant `tenant_id`, row-locked; another tenant's user is not found, as a missing one."""
+    user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+    if user is None:
+        raise NotFoundError(f"no user {user_id}")
+    return user
+
+
+def _refuse_taking_a_pii_token(user: User, may_take_pii: bool) -> None:
+    """An admin without view_pii who could take the token of a user with it would unmask calls as them."""
+    if user.view_pii and not may_take_pii:
+        raise AccessDeniedError(
+            f"user {user.name!r} may see personal data unmasked: only an admin who may too can issue their token "
+            "(or they rotate it themselves, or an operator with `postcall users rotate-token`)")
 
 
 def deactivate_user(session: Session, tenant: str, name: str, *, actor: Actor = SYSTEM_ACTOR) -> User:
@@ -507,9 +525,7 @@ def change_user(
     admins demoting each other take turns. Another tenant's user is not found. Flushes."""
     if role is not None and keep_an_admin and role is not UserRole.admin:
         _lock_active_admins(session, tenant_id)
-    user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
-    if user is None:
-        raise NotFoundError(f"no user {user_id}")
+    user = _locked_tenant_user(session, tenant_id, user_id)
     new_team = user.team if isinstance(team, _Keep) else (team.strip() or None if team is not None else None)
     new_agent_id = user.agent_id if isinstance(agent_id, _Keep) else (
         agent_id.strip() or None if agent_id is not None else None)
@@ -561,9 +577,7 @@ def deactivate_user_by_id(
     switch off the tenant's last active admin (`keep_an_admin`). Another tenant's user is not found. Flushes."""
     if keep_an_admin:
         _lock_active_admins(session, tenant_id)
-    user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
-    if user is None:
-        raise NotFoundError(f"no user {user_id}")
+    user = _locked_tenant_user(session, tenant_id, user_id)
     if keep_an_admin:
         _refuse_removing_the_last_admin(session, tenant_id, user)
     return _deactivate(session, user, actor)
@@ -582,26 +596,13 @@ def reactivate_user(
     when switched off never works again, since it may be why they were. Their role, team, agent id and
     view_pii are as they were. `may_take_pii` as for `rotate_token_by_id`. UserError when the user is active.
     Another tenant's user is not found. Flushes."""
-    user = scalar_for_update(session, select(User).where(User.id == user_id, User.tenant_id == tenant_id))
-    if user is None:
-        raise NotFoundError(f"no user {user_id}")
+    user = _locked_tenant_user(session, tenant_id, user_id)
     if user.active:
         raise ActiveUserError(f"user {user.name!r} is active: a token rotation gives them a new token")
-    if user.view_pii and not may_take_pii:
-        raise AccessDeniedError(
-            f"user {user.name!r} may see personal data unmasked: only an admin who may too can issue their token")
-    token = generate_token()
-    previous_expiry = user.token_expires_at
+    _refuse_taking_a_pii_token(user, may_take_pii)
     user.active = True
-    user.token_hash = hash_token(token)
-    user.token_expires_at = token_expiry(utcnow(), token_lifetime_days)
-    user.session_version += 1
-    _record(session, user, actor, UserEventAction.reactivated, {
-        "active": {"from": False, "to": True},
-        "token_expires_at": {"from": _moment(previous_expiry), "to": _moment(user.token_expires_at)},
-    })
-    session.flush()
-    return IssuedToken(user, token)
+    return _issue_token(session, user, actor, token_lifetime_days, UserEventAction.reactivated,
+                        {"active": {"from": False, "to": True}})
 
 
 def user_history(
