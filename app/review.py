@@ -246,9 +246,9 @@ def review_claim(
         # already so, nothing new to record.
         return claim
     if expected is not None and claim.review_status is not expected:
+        by = _decided_by(session, ReviewEvent.claim_id == claim.id, ReviewEvent.call_id == claim.call_id)
         raise ReviewConflictError(
-            f"item {claim.id} was {claim.review_status.value} meanwhile{_item_decided_by(session, claim)}: "
-            "nothing changed; reload to see it")
+            f"item {claim.id} was {claim.review_status.value} meanwhile{by}: nothing changed; reload to see it")
     before = _claim_snapshot(claim)
     if action is ClaimAction.edit:
         changes = changes or ClaimChanges()
@@ -579,9 +579,11 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
             # so, nothing new to audit or to hand off. Another event would reach every receiver as a new one.
             return call
         if call.state in REVIEWED_STATES:
+            by = _decided_by(session, ReviewEvent.call_id == call.id, ReviewEvent.tenant_id == call.tenant_id,
+                             ReviewEvent.action.in_(CALL_DECISION_ACTIONS))
             raise ReviewConflictError(
-                f"call {call.id} was {call.state.value} meanwhile{_decided_by(session, call)}: nothing changed; "
-                "a supervisor reopens it to decide again")
+                f"call {call.id} was {call.state.value} meanwhile{by}: nothing changed; a supervisor reopens it to "
+                "decide again")
         if call.state not in DECIDABLE_CALL_STATES:
             raise ReviewConflictError(f"call {call.id} is {call.state.value}; only a processed call can be decided")
         if decision is CallDecision.approve:
@@ -595,27 +597,15 @@ def decide_call(session: Session, principal: Principal, call_id: str, decision: 
     return call
 
 
-def _item_decided_by(session: Session, claim: Claim) -> str:
-    """" by NAME at TIME": who last decided the item, from the call's audit trail ("" if none is found)."""
-    event = session.execute(
-        select(ReviewEvent.actor_name, ReviewEvent.created_at)
-        .where(ReviewEvent.claim_id == claim.id, ReviewEvent.call_id == claim.call_id)
-        .order_by(ReviewEvent.id.desc()).limit(1)
-    ).first()
+# The events of a whole call's standing decision.
+CALL_DECISION_ACTIONS = (EventAction.call_approved.value, EventAction.call_rejected.value)
+
+
+def _decided_by(session: Session, *where: ColumnElement[bool]) -> str:
+    """" by NAME at TIME": who made the last decision of the audit trail's events `where` selects ("" if none)."""
+    event = session.execute(select(ReviewEvent.actor_name, ReviewEvent.created_at).where(*where)
+                            .order_by(ReviewEvent.id.desc()).limit(1)).first()
     return "" if event is None else f" by {event.actor_name} at {as_utc(event.created_at):%Y-%m-%d %H:%M} UTC"
-
-
-def _decided_by(session: Session, call: Call) -> str:
-    """" by NAME at TIME": who made the call's standing decision, from its audit trail ("" if none is found)."""
-    event = session.execute(
-        select(ReviewEvent.actor_name, ReviewEvent.created_at)
-        .where(ReviewEvent.call_id == call.id, ReviewEvent.tenant_id == call.tenant_id,
-               ReviewEvent.action.in_((EventAction.call_approved.value, EventAction.call_rejected.value)))
-        .order_by(ReviewEvent.id.desc()).limit(1)
-    ).first()
-    if event is None:
-        return ""
-    return f" by {event.actor_name} at {as_utc(event.created_at):%Y-%m-%d %H:%M} UTC"
 
 
 def _move_call(session: Session, principal: Principal | None, call: Call, state: CallState, action: EventAction,

@@ -372,8 +372,8 @@ def record_reassignment(session: Session, call: RecordedCall, tenant_slug: str, 
     new owner not named. Without it a team-scoped integration kept the note and tasks it had filed, never
     learning they were stale (the feed simply stopped showing the call). Flushes."""
     agent_id, team = was
-    record = CallRecordV1(tenant=tenant_slug, call_id=call.id, external_id=call.external_id, agent_id=agent_id,
-                          team=team, started_at=call.started_at, language=call.language, state=call.state.value)
+    record = identity_record(call, tenant_slug, state=call.state.value).model_copy(
+        update={"agent_id": agent_id, "team": team})
     return record_event(session, call, EventType.reassigned, actor=actor, record=record, owner=shown_to)
 
 

@@ -209,17 +209,20 @@ def refuse_unknown_query_parameters(request: Request) -> None:
                                 "one value")
 
 
+def _dependants(route: APIRoute) -> Iterator[Dependant]:
+    """`route`'s dependant and every dependency's, nested ones included."""
+    pending: list[Dependant] = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        yield dependant
+        pending.extend(dependant.dependencies)
+
+
 def _query_parameters(route: APIRoute) -> dict[str, bool]:
     """The query parameters `route` declares, its dependencies' included (each by the name a client sends), and
     whether each takes several values (a list: repeated in the query)."""
-    names: dict[str, bool] = {}
-    dependants: list[Dependant] = [route.dependant]
-    while dependants:
-        dependant = dependants.pop()
-        for field in dependant.query_params:
-            names[field.alias] = _takes_several(field.field_info.annotation)
-        dependants.extend(dependant.dependencies)
-    return names
+    return {field.alias: _takes_several(field.field_info.annotation)
+            for dependant in _dependants(route) for field in dependant.query_params}
 
 
 def _takes_several(annotation: Any) -> bool:
@@ -264,10 +267,4 @@ async def require_json_body(request: Request) -> None:
 
 def reads_a_body(route: APIRoute) -> bool:
     """Whether `route` (or one of its dependencies) reads a request body."""
-    dependants: list[Dependant] = [route.dependant]
-    while dependants:
-        dependant = dependants.pop()
-        if dependant.body_params:
-            return True
-        dependants.extend(dependant.dependencies)
-    return False
+    return any(dependant.body_params for dependant in _dependants(route))

@@ -42,7 +42,14 @@ from app.review import (
 )
 from app.schemas.extraction import Owner
 from app.schemas.grounding import ClaimKind
-from app.users import Principal, TokenExpiredError, end_browser_sessions, load_principal, signed_in
+from app.users import (
+    Principal,
+    TokenExpiredError,
+    end_browser_sessions,
+    load_principal,
+    signed_in,
+    visible_calls_clause,
+)
 from app.web.deps import (
     SESSION_CSRF_KEY,
     SESSION_FINGERPRINT_KEY,
@@ -487,12 +494,8 @@ def _still_to_review(db: Session, principal: Principal, call_id: str, queue: Que
     """`call_id` when it is a call of the queue `queue` selects (visible, undecided), else None."""
     if not call_id:
         return None
-    position = queue_position(db, principal, call_id)
-    if position is None:
-        return None
-    states = queue.filters.states or TO_REVIEW_STATES
-    state = db.scalar(select(Call.state).where(Call.id == call_id))
-    return call_id if state in states else None
+    state = db.scalar(select(Call.state).where(visible_calls_clause(principal), Call.id == call_id))
+    return call_id if state in (queue.filters.states or TO_REVIEW_STATES) else None
 
 
 @router.post("/calls/{call_id}/note", dependencies=[CsrfChecked])
