@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
@@ -10,8 +11,10 @@ from typing import Any, cast
 from sqlalchemy import (
     Connection,
     Row,
+    String,
     Table,
     and_,
+    any_,
     bindparam,
     exists,
     func,
@@ -19,6 +22,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -193,6 +197,43 @@ def lock_call_for_result(work: Work, call_id: str, key: str) -> LockedCall | Non
         return None
     *columns, succeeded, slug, time_zone, has_events, in_batch = row
     return LockedCall(ResultCall(*columns), succeeded, slug, time_zone, bool(has_events), in_batch)
+
+
+# Several calls at once (`lock_calls_for_result`): locked in the order of their ids, as every statement that locks
+# several calls does (bulk approval), so two such transactions never wait on each other in a cycle.
+_CALL_IDS = bindparam("call_ids", type_=ARRAY(String()))
+_LOCK_CALLS_FOR_RESULT = FixedStatement(
+    select(
+        *_RESULT_CALL_COLUMNS,
+        Tenant.slug,
+        Tenant.time_zone,
+        exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id),
+        Call.llm_batch_id,
+    )
+    .join(Tenant, Tenant.id == Call.tenant_id)
+    .where(Call.id == any_(_CALL_IDS))
+    .order_by(Call.id)
+    .with_for_update(of=Call)
+)
+_SUCCEEDED_RUNS_OF_KEYS = FixedStatement(
+    select(RUNS.c.idempotency_key, RUNS.c.id).where(
+        RUNS.c.idempotency_key == any_(bindparam("keys", type_=ARRAY(String()))), RUNS.c.status == _SUCCEEDED_STATUS)
+)
+
+
+def lock_calls_for_result(connection: Connection, keys: dict[str, str]) -> dict[str, LockedCall]:
+    """`lock_call_for_result` for several calls (`keys`: each call's id and its work's idempotency key) in two
+    statements, whatever their number: the calls' rows locked in id order, then the succeeded runs with those
+    keys (read after the locks, as the single statement's subquery is: a run another worker stored while this
+    one waited for a lock is seen). Calls not found are missing from the result. PostgreSQL."""
+    rows = _LOCK_CALLS_FOR_RESULT.all(connection, {"call_ids": sorted(keys)})
+    succeeded = dict(_SUCCEEDED_RUNS_OF_KEYS.all(connection, {"keys": list(keys.values())}))
+    locked = {}
+    for row in rows:
+        *columns, slug, time_zone, has_events, in_batch = row
+        call = ResultCall(*columns)
+        locked[call.id] = LockedCall(call, succeeded.get(keys[call.id]), slug, time_zone, bool(has_events), in_batch)
+    return locked
 
 
 @dataclass(frozen=True)
@@ -407,6 +448,37 @@ def _run_with_claims_sql() -> str:
 _INSERT_RUN_WITH_CLAIMS_PG = _run_with_claims_sql()
 
 
+def _runs_with_claims_sql() -> str:
+    """PostgreSQL: several calls' runs, their claims and their evidence in ONE statement of a fixed shape
+    (`write_succeeded_runs`), as `_run_with_claims_sql` writes one call's: the runs are a JSON array of rows
+    too, a claim finds its run by its call (one run per call in a statement), and a span its claim by the
+    claim's call and position (`claim_call_id`, `claim_position`). Returns each run's call and id with each
+    of its claims' id and position."""
+    claim_of_evidence = (f"claim_call_id {sql_type(CLAIMS, 'call_id')}, "
+                         f"claim_position {sql_type(CLAIMS, 'position')}")
+    # Built from the table definitions only; every value is a bound parameter.
+    return (
+        f"WITH new_runs AS (INSERT INTO extraction_runs ({column_list(RUN_INSERT_COLUMNS)}) "  # noqa: S608
+        f"SELECT {column_list(RUN_INSERT_COLUMNS, 'r.')} FROM json_to_recordset(%(runs)s::json) "
+        f"AS r({json_record_columns(RUNS, RUN_INSERT_COLUMNS)}) RETURNING id, call_id), "
+        f"new_claims AS (INSERT INTO claims (run_id, {column_list(CLAIM_INSERT_COLUMNS)}) "
+        f"SELECT new_runs.id, {column_list(CLAIM_INSERT_COLUMNS, 'c.')} "
+        f"FROM json_to_recordset(%(claims)s::json) AS c({json_record_columns(CLAIMS, CLAIM_INSERT_COLUMNS)}) "
+        "JOIN new_runs ON new_runs.call_id = c.call_id "
+        "RETURNING id, call_id, position), "
+        f"new_evidence AS (INSERT INTO evidence (claim_id, {column_list(EVIDENCE_INSERT_COLUMNS)}) "
+        f"SELECT new_claims.id, {column_list(EVIDENCE_INSERT_COLUMNS, 'e.')} "
+        "FROM json_to_recordset(%(evidence)s::json) "
+        f"AS e({claim_of_evidence}, {json_record_columns(EVIDENCE, EVIDENCE_INSERT_COLUMNS)}) "
+        "JOIN new_claims ON new_claims.call_id = e.claim_call_id AND new_claims.position = e.claim_position) "
+        "SELECT new_runs.call_id, new_runs.id, new_claims.id, new_claims.position "
+        "FROM new_runs LEFT JOIN new_claims ON new_claims.call_id = new_runs.call_id"
+    )
+
+
+_INSERT_RUNS_WITH_CLAIMS_PG = _runs_with_claims_sql()
+
+
 def insert_run_with_claims(
     work: Work, run: dict[str, Any], tenant_id: int, report: VerificationReport, clock: CallClock,
     masked: MaskedCopies | None = None,
@@ -485,6 +557,20 @@ class WrittenRun:
     deliveries: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class ResultToWrite:
+    """One call's succeeded extraction, for `write_succeeded_run(s)`: the run's facts, the verified report, the
+    model's raw answer, the call as `lock_call(s)_for_result` locked it, and its transcript (`transcript`, to
+    mask quotes as readers show them; `scan`: the detectors' pass over it, reused)."""
+
+    facts: RunFacts
+    report: VerificationReport
+    raw_response: str | None
+    locked: LockedCall
+    transcript: Transcript | None = None
+    scan: TurnScan | None = None
+
+
 def write_succeeded_run(
     work: Work,
     facts: RunFacts,
@@ -503,14 +589,71 @@ def write_succeeded_run(
     assembled from the rows as written rather than read back: the same record `build_record` returns.
     The run's whole-call timings are written after the commit (see `record_timings`).
     """
-    call = locked.call
-    run = {**run_values(call.id, call.tenant_id, facts, status=RunStatus.succeeded, raw_response=raw_response),
+    result = ResultToWrite(facts, report, raw_response, locked, transcript, scan)
+    run, clock, masked = _run_to_insert(result)
+    run_id, written = insert_run_with_claims(work, run, locked.call.tenant_id, report, clock, masked)
+    return _finish_call(work, result, run_id, written, masked)
+
+
+def write_succeeded_runs(connection: Connection, results: Sequence[ResultToWrite]) -> list[WrittenRun]:
+    """`write_succeeded_run` for several calls in the same transaction (group commit, PostgreSQL), each locked
+    by `lock_calls_for_result`, one result per call: their runs, claims and evidence in one statement
+    (`_runs_with_claims_sql`), then each call's change with its event, in the calls' id order. The rows
+    written are the ones `write_succeeded_run` writes for each. Flushes; never commits."""
+    if len({result.locked.call.id for result in results}) != len(results):
+        raise ValueError("one result per call in a group")
+    runs: list[dict[str, Any]] = []
+    claims: list[list[dict[str, Any]]] = []  # each result's claim rows
+    evidence: list[dict[str, Any]] = []
+    masks: list[MaskedCopies] = []
+    for result in results:
+        call = result.locked.call
+        run, clock, masked = _run_to_insert(result)
+        runs.append(run)
+        claims.append(claim_rows_of(call.id, call.tenant_id, result.report, clock, masked))
+        evidence.extend({"claim_call_id": call.id, **row}
+                        for row in evidence_rows_of(call.tenant_id, result.report, masked))
+        masks.append(masked)
+    returned = run_on_driver(connection, _INSERT_RUNS_WITH_CLAIMS_PG, {
+        "runs": json_rows([{name: run[name] for name in RUN_INSERT_COLUMNS} for run in runs]),
+        "claims": json_rows([row for rows in claims for row in rows]),
+        "evidence": json_rows(evidence),
+    }, fetch=True)
+    run_ids: dict[str, int] = {}
+    claim_ids: dict[tuple[str, int], int] = {}
+    for call_id, run_id, claim_id, position in returned:
+        run_ids[call_id] = run_id
+        if claim_id is not None:
+            claim_ids[call_id, position] = claim_id
+    written: dict[str, WrittenRun] = {}
+    # Each call's change and event in the calls' id order (the order they were locked in).
+    for index in sorted(range(len(results)), key=lambda index: results[index].locked.call.id):
+        result, rows = results[index], claims[index]
+        call_id = result.locked.call.id
+        run_id = run_ids[call_id]
+        for row in rows:
+            row["run_id"] = run_id
+        with_ids = [(row, claim_ids[call_id, row["position"]]) for row in rows]
+        written[call_id] = _finish_call(connection, result, run_id, with_ids, masks[index])
+    return [written[result.locked.call.id] for result in results]
+
+
+def _run_to_insert(result: ResultToWrite) -> tuple[dict[str, Any], CallClock, MaskedCopies]:
+    """A succeeded result's run row, its call's clock, and the masked copies its rows (and its hand-off record)
+    are made with: `transcript`, the call's, masks quotes as readers show them."""
+    call = result.locked.call
+    run = {**run_values(call.id, call.tenant_id, result.facts, status=RunStatus.succeeded,
+                        raw_response=result.raw_response),
            "started_at": utcnow()}
-    clock = CallClock(call.started_at, locked.time_zone)
-    # The rows' masked copies, which the hand-off record carries too (app/handoff/record.py); `transcript`,
-    # the call's, masks quotes as readers show them.
-    masked = MaskedCopies(transcript, scan=scan)
-    run_id, written = insert_run_with_claims(work, run, call.tenant_id, report, clock, masked)
+    return run, CallClock(call.started_at, result.locked.time_zone), MaskedCopies(result.transcript, scan=result.scan)
+
+
+def _finish_call(work: Work, result: ResultToWrite, run_id: int, written: list[tuple[dict[str, Any], int]],
+                 masked: MaskedCopies) -> WrittenRun:
+    """After a result's rows: the call's new state and current run, with the `call.processed` event whose
+    record is assembled from the rows as written."""
+    locked, report, facts = result.locked, result.report, result.facts
+    call = locked.call
     ungrounded = len(report.ungrounded_claims)
     state = outcome_state(len(written), ungrounded)
     # What `set_state(call, state)`, the current run and its undecided items (all of a new run's) would

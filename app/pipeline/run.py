@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,15 +39,20 @@ from app.models import Call, CallState, LlmMode, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
 from app.pipeline.calls import load_transcript, lock_call, lock_call_row, set_state
 from app.pipeline.dedup import deduplicate
+from app.pipeline.group_commit import GroupCommit
 from app.pipeline.persist import (
+    LockedCall,
+    ResultToWrite,
     RunFacts,
     add_run,
     idempotency_key,
     lock_call_for_result,
+    lock_calls_for_result,
     start_unless_done,
     state_for_run,
     succeeded_run_id,
     write_succeeded_run,
+    write_succeeded_runs,
 )
 from app.pipeline.redact import redact_transcript
 from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
@@ -351,6 +356,7 @@ def process_call(
     llm_batch_id: int | None = None,
     timings: TimingsRecorder | None = None,
     isolate_suspects: bool = False,
+    persist_group: PersistGroup | None = None,
 ) -> ProcessOutcome:
     """Process one call. Raises `TransientError` for the caller to retry; every other failure is
     recorded as a failed run and a `failed` call, and returned.
@@ -362,7 +368,9 @@ def process_call(
     provider's first request) and `llm_batch_id` (recorded on the run); the rest of the path is the same.
     The run's whole-call timings go to `timings` (workers: written in batches), or are written before
     this returns when it is None. With `isolate_suspects` (workers) a call whose earlier tries died with
-    their worker raises `SuspectCallError` instead of starting, for the caller to run it alone."""
+    their worker raises `SuspectCallError` instead of starting, for the caller to run it alone. With a
+    `persist_group` (threaded workers on PostgreSQL: `persist_group_for`) a new result is stored together with
+    the results other threads finish close to it, in one transaction (`store_finished_calls`)."""
     started = time.perf_counter()
     cpu_started = time.thread_time()
     db_ms = 0.0
@@ -414,7 +422,11 @@ def process_call(
     persist_started = time.perf_counter()
     spent = facts(extracted.result.usage, extracted.verify_ms, extracted.provider_ms)
     try:
-        outcome = _persist_success(factory, call_id, claimed, spent, extracted, reprocess_reviewed=reprocess_reviewed)
+        grouped = None
+        if persist_group is not None and claimed.previous_state not in TERMINAL_PROCESSING_STATES:
+            grouped = persist_group.submit(FinishedCall(call_id, claimed, spent, extracted))
+        outcome = grouped if grouped is not None else _persist_success(
+            factory, call_id, claimed, spent, extracted, reprocess_reviewed=reprocess_reviewed)
     except IntegrityError as exc:
         with unit_of_work(factory) as session:
             call = lock_call(session, call_id)
@@ -439,6 +451,71 @@ def process_call(
         else:
             write_timings_now(factory.kw["bind"], [measured])
     return outcome
+
+
+@dataclass(frozen=True)
+class FinishedCall:
+    """A call extracted and verified, its result to be stored (by `store_finished_calls`, with others)."""
+
+    call_id: str
+    claimed: _Claimed
+    spent: RunFacts
+    extracted: _Extracted
+
+
+PersistGroup = GroupCommit[FinishedCall, ProcessOutcome]
+
+
+def persist_group_for(factory: sessionmaker[Session], *, max_calls: int, wait_seconds: float) -> PersistGroup | None:
+    """A group commit of new results (app/pipeline/group_commit.py) for the threads of one process, on
+    PostgreSQL; None where it would only wait (a group of one, or SQLite, whose writers take turns anyway)."""
+    if max_calls < 2 or factory.kw["bind"].dialect.name != "postgresql":
+        return None
+    return GroupCommit(lambda finished: store_finished_calls(factory, finished), max_size=max_calls,
+                       wait_seconds=wait_seconds)
+
+
+def store_finished_calls(
+    factory: sessionmaker[Session], finished: Sequence[FinishedCall]
+) -> list[ProcessOutcome | None]:
+    """Store the new results of several calls in one transaction (PostgreSQL): the calls locked in one
+    statement, their runs, claims and evidence inserted in another, each call's change and event after.
+    Only a result `_persist_success` would store as it stands is stored here; for any other (the call deleted,
+    replaced, decided, taken out of its batch, or its work already stored; a second result for the same call)
+    the result is `None`: its own thread stores it alone, and finds why. The webhook deliveries are handed
+    over once committed."""
+    outcomes: list[ProcessOutcome | None] = [None] * len(finished)
+    stored: list[tuple[int, ResultToWrite]] = []
+    with connection_unit_of_work(factory) as connection:
+        keys: dict[str, str] = {}
+        for piece in finished:
+            keys.setdefault(piece.call_id, piece.claimed.facts_key)
+        locked = lock_calls_for_result(connection, keys)
+        for index, piece in enumerate(finished):
+            call = locked.get(piece.call_id)
+            if (call is None or keys[piece.call_id] != piece.claimed.facts_key
+                    or not _stored_as_it_stands(call, piece.claimed, piece.spent)):
+                continue
+            del locked[piece.call_id]  # a second result for the same call is stored alone
+            stored.append((index, ResultToWrite(piece.spent, piece.extracted.report,
+                                                piece.extracted.result.raw_response, call,
+                                                piece.claimed.transcript, piece.extracted.scan)))
+        written = write_succeeded_runs(connection, [result for _, result in stored]) if stored else []
+    for (index, result), run in zip(stored, written, strict=True):
+        hand_over_deliveries(run.deliveries)
+        outcomes[index] = ProcessOutcome(result.locked.call.id, run.state, run_id=run.run_id, claims=run.claims,
+                                         ungrounded=run.ungrounded)
+    return outcomes
+
+
+def _stored_as_it_stands(locked: LockedCall, claimed: _Claimed, spent: RunFacts) -> bool:
+    """The result goes in without a question: the call still holds the transcript it was extracted from, the
+    work is not stored yet, the call did not leave the batch whose answer this is, and no reviewer decided it
+    (`_persist_success` handles every other case)."""
+    call = locked.call
+    return (call.transcript_hash == claimed.transcript_hash and locked.succeeded_run_id is None
+            and _left_its_batch(call.id, call.state, locked.llm_batch_id, spent.llm_batch_id) is None
+            and call.state not in REVIEWED_STATES)
 
 
 def _persist_success(

@@ -26,6 +26,7 @@ from app.worker.names import (
     TASK_PURGE,
     TASK_RECONCILE,
 )
+from app.worker.persist_group import worker_persist_group
 from app.worker.timings import worker_timings
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ def process_call_task(self: Any, call_id: str) -> str:
             # Written in batches by this process's recorder: one statement per batch, not per call.
             timings=worker_timings(),
             isolate_suspects=True,
+            # Stored with the results other threads of this process finish close to it (group commit).
+            persist_group=worker_persist_group(),
         )
     except SuspectCallError as exc:
         logger.warning("%s", exc)

@@ -36,6 +36,7 @@ import argparse
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from app.db.migrate import downgrade, upgrade
 from app.db.session import make_session_factory
 from app.llm.prompt import PromptTemplate
 from app.llm.scripted_server import ScriptedOpenAIServer
-from app.pipeline.run import process_call
+from app.pipeline.run import persist_group_for, process_call
 from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
 from bench.answers.run import PROMPT_NAME, real_transcripts, scripted_provider, store_calls
 from bench.cpu.run import answer
@@ -60,6 +61,8 @@ STATEMENTS = """
     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
     ORDER BY total_exec_time DESC LIMIT %s"""
 FUNCTIONS = "SELECT funcname, calls, total_time FROM pg_stat_user_functions ORDER BY total_time DESC"
+# A group's wait for company (`--group`): long enough that the calls, processed side by side, fill their groups.
+GROUP_WAIT_SECONDS = 0.5
 # The tables whose user triggers keep the counters, ledgers and rollups (`--without-triggers`).
 TRIGGERED_TABLES = ("calls", "extraction_runs", "claims")
 
@@ -90,7 +93,7 @@ def _write(engine: Any, rows: list[RunTimings], timings: str) -> None:
 
 def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, warmup: int,
             statements: int, timings_only: bool = False, analyze: bool = False,
-            without_triggers: bool = False) -> dict[str, Any]:
+            without_triggers: bool = False, group: int = 1) -> dict[str, Any]:
     """Process the calls on a fresh database at `schema`, their timings written `timings` (batched or
     immediate); the backend's and this process's CPU per measured call, and the statement and function
     lines when `statements` asks for that many. With `timings_only`, every call is processed first, its
@@ -116,7 +119,7 @@ def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, wa
                 # For the sessions opened from now on: trigger bodies' statements and functions counted.
                 admin.execute(f'ALTER DATABASE "{database}" SET pg_stat_statements.track = \'all\'')
                 admin.execute(f'ALTER DATABASE "{database}" SET track_functions = \'pl\'')
-        engine, pids = engine_with_backend_pids(url)
+        engine, pids = engine_with_backend_pids(url, connections=max(10, group))
         factory = make_session_factory(engine)
         call_ids = store_calls(factory, transcripts)
         if analyze:
@@ -128,8 +131,20 @@ def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, wa
             for call_id in call_ids:
                 process_call(factory, call_id, provider, prompt, timings=held)  # type: ignore[arg-type]
             _write(engine, held.rows[:warmup], timings)
-        for call_id in call_ids[:warmup] if not timings_only else ():
-            process_call(factory, call_id, provider, prompt, timings=recorder)
+        persist_group = persist_group_for(factory, max_calls=group, wait_seconds=GROUP_WAIT_SECONDS)
+
+        def process(ids: list[str]) -> None:
+            if persist_group is None:
+                for call_id in ids:
+                    process_call(factory, call_id, provider, prompt, timings=recorder)
+                return
+            # Side by side, as a threaded worker's slots: their results stored `group` to a transaction.
+            with ThreadPoolExecutor(max_workers=group) as pool:
+                list(pool.map(lambda call_id: process_call(factory, call_id, provider, prompt, timings=recorder,
+                                                           persist_group=persist_group), ids))
+
+        if not timings_only:
+            process(call_ids[:warmup])
         if recorder is not None:
             recorder.flush()
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
@@ -138,8 +153,8 @@ def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, wa
             known = set(pids)
             before = backend_cpu_seconds(known)
             started, process_started = time.perf_counter(), time.process_time()
-            for call_id in call_ids[warmup:] if not timings_only else ():
-                process_call(factory, call_id, provider, prompt, timings=recorder)
+            if not timings_only:
+                process(call_ids[warmup:])
             if timings_only:
                 _write(engine, held.rows[warmup:], timings)
             if recorder is not None:
@@ -158,6 +173,10 @@ def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, wa
                     lines.append(f"  {nested}{calls / measured:5.2f} x {total / measured:7.3f} ms "
                                  f"(plans {plans / measured:4.2f}, {plan_time / measured:6.3f} ms)  {text}")
         engine.dispose()
+    if persist_group is not None:
+        stats = persist_group.stats
+        lines.append(f"  groups: {stats.groups} holding {stats.pieces} results (largest {stats.largest}, "
+                     f"{stats.written_alone} written alone)")
     return {"cpu_ms": 1000 * cpu / measured, "process_cpu_ms": 1000 * process_cpu / measured,
             "wall_ms": 1000 * wall / measured, "lines": lines}
 
@@ -176,29 +195,34 @@ def main(argv: list[str] | None = None) -> int:
                         help="list the N costliest statements (needs pg_stat_statements loaded)")
     parser.add_argument("--analyze-calls", action="store_true",
                         help="ANALYZE calls once they are stored (bench/databases.py `analyze_calls` says why)")
+    parser.add_argument("--group", type=int, action="append",
+                        help="results stored N to a transaction, the calls processed in N threads (group commit; "
+                             "repeatable; default 1: one by one)")
     parser.add_argument("--without-triggers", action="store_true",
                         help="disable the user triggers of calls, extraction_runs and claims (a measurement only)")
     args = parser.parse_args(argv)
-    sides = [(schema, timings) for schema in args.schema or ["head"] for timings in args.timings or ["batched"]]
+    sides = [(schema, timings, group) for schema in args.schema or ["head"] for timings in args.timings or ["batched"]
+             for group in args.group or [1]]
     transcripts = real_transcripts(args.warmup + args.calls)
-    results: dict[tuple[str, str], list[dict[str, Any]]] = {side: [] for side in sides}
+    results: dict[tuple[str, str, int], list[dict[str, Any]]] = {side: [] for side in sides}
     with ScriptedOpenAIServer(answer) as server:
         for number in range(args.rounds):
-            for schema, timings in sides:
+            for schema, timings, group in sides:
                 result = measure(schema, timings, transcripts, server.base_url, args.warmup, args.statements,
-                                 args.timings_only, args.analyze_calls, args.without_triggers)
-                results[(schema, timings)].append(result)
+                                 args.timings_only, args.analyze_calls, args.without_triggers, group)
+                results[(schema, timings, group)].append(result)
                 load = Path("/proc/loadavg").read_text().split()[0]
-                print(f"round {number + 1} schema {schema} timings {timings}: PostgreSQL backend CPU "
+                print(f"round {number + 1} schema {schema} timings {timings} group {group}: PostgreSQL backend CPU "
                       f"{result['cpu_ms']:.2f} ms per call, this process {result['process_cpu_ms']:.2f} ms, "
                       f"wall {result['wall_ms']:.1f} ms, load {load}")
                 for line in result["lines"]:
                     print(line)
-    for (schema, timings), rounds in results.items():
+    for (schema, timings, group), rounds in results.items():
         figures = [r["cpu_ms"] for r in rounds]
         process = [r["process_cpu_ms"] for r in rounds]
-        print(f"schema {schema} timings {timings}: median PostgreSQL backend CPU {statistics.median(figures):.2f} ms "
-              f"per call ({', '.join(f'{cpu:.2f}' for cpu in figures)}), this process "
+        print(f"schema {schema} timings {timings} group {group}: median PostgreSQL backend CPU "
+              f"{statistics.median(figures):.2f} ms per call ({', '.join(f'{cpu:.2f}' for cpu in figures)}), "
+              "this process "
               f"{statistics.median(process):.2f} ms ({', '.join(f'{cpu:.2f}' for cpu in process)}) over "
               f"{len(rounds)} rounds")
     return 0

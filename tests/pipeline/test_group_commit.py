@@ -1,0 +1,270 @@
+"""Group commit: results finished close together are stored in one transaction, exactly as one by one; a result
+the group cannot store as it stands is stored by its own thread, which finds why."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import get_settings
+from app.db.session import unit_of_work
+from app.errors import NotFoundError
+from app.handoff.endpoints import add_endpoint
+from app.llm.heuristic import HeuristicProvider
+from app.llm.prompt import PromptTemplate
+from app.models import Call, CallState, ExtractionRun, OutboxEvent, RunStatus, WebhookDelivery
+from app.pipeline.calls import get_or_create_tenant
+from app.pipeline.counts import state_counts
+from app.pipeline.group_commit import GroupCommit
+from app.pipeline.run import (
+    FinishedCall,
+    PersistGroup,
+    ProcessOutcome,
+    persist_group_for,
+    process_call,
+    store_finished_calls,
+)
+from app.pipeline.store import store_transcript
+from app.schemas.transcript import Role
+from tests.models.test_rollups import assert_rollups_match
+from tests.support.transcripts import make_transcript
+
+# Long enough that calls processed side by side always meet in one group; a full group is written at once.
+WAIT_SECONDS = 5.0
+
+
+def _prompt() -> PromptTemplate:
+    settings = get_settings()
+    return PromptTemplate.load(settings.prompts_dir, settings.prompt_version)
+
+
+def _store(factory: sessionmaker[Session], count: int, *, tenant: str = "acme", first: int = 0) -> list[str]:
+    with unit_of_work(factory) as session:
+        return [store_transcript(session, make_transcript(external_id=f"g-{n}"), tenant=tenant,
+                                 external_id=f"g-{n}").call_id for n in range(first, first + count)]
+
+
+def _side_by_side(factory: sessionmaker[Session], call_ids: Sequence[str], group: PersistGroup | None,
+                  ) -> list[ProcessOutcome | BaseException]:
+    """Process the calls in one thread each, as a threaded worker's slots do; each one's outcome or error."""
+    provider, prompt = HeuristicProvider(), _prompt()
+
+    def one(call_id: str) -> ProcessOutcome | BaseException:
+        try:
+            return process_call(factory, call_id, provider, prompt, persist_group=group)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, len(call_ids))) as pool:
+        return list(pool.map(one, call_ids))
+
+
+def _group(factory: sessionmaker[Session], size: int,
+           before_write: Callable[[Sequence[FinishedCall]], None] | None = None) -> PersistGroup:
+    """A group of `size` over `store_finished_calls`; `before_write` runs first (what others do meanwhile)."""
+
+    def write(finished: Sequence[FinishedCall]) -> list[ProcessOutcome | None]:
+        if before_write is not None:
+            before_write(finished)
+        return store_finished_calls(factory, finished)
+
+    return GroupCommit(write, max_size=size, wait_seconds=WAIT_SECONDS)
+
+
+# -- The group itself (no database) ---------------------------------------------------------------------------
+
+
+def _echo_group(size: int, wait: float, seen: list[list[int]]) -> GroupCommit[int, int]:
+    def write(pieces: Sequence[int]) -> list[int | None]:
+        seen.append(list(pieces))
+        return [piece * 10 for piece in pieces]
+
+    return GroupCommit(write, max_size=size, wait_seconds=wait)
+
+
+def test_pieces_handed_in_together_are_written_in_one_group_each_with_its_own_result() -> None:
+    seen: list[list[int]] = []
+    group = _echo_group(4, WAIT_SECONDS, seen)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(group.submit, [1, 2, 3, 4]))
+    assert results == [10, 20, 30, 40]
+    assert len(seen) == 1 and sorted(seen[0]) == [1, 2, 3, 4]
+    assert (group.stats.groups, group.stats.pieces, group.stats.largest) == (1, 4, 4)
+
+
+def test_a_lone_piece_is_written_once_the_wait_is_over() -> None:
+    seen: list[list[int]] = []
+    group = _echo_group(8, 0.05, seen)
+    assert group.submit(7) == 70
+    assert seen == [[7]]
+
+
+def test_more_pieces_than_a_group_holds_are_all_written_in_groups_no_larger() -> None:
+    seen: list[list[int]] = []
+    group = _echo_group(3, 0.2, seen)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(group.submit, range(10)))
+    assert results == [n * 10 for n in range(10)]
+    assert sorted(n for pieces in seen for n in pieces) == list(range(10))
+    assert max(len(pieces) for pieces in seen) == 3 and len(seen) >= 4
+
+
+def test_a_group_that_cannot_be_written_hands_every_piece_back() -> None:
+    def write(pieces: Sequence[int]) -> list[int | None]:
+        raise RuntimeError("the transaction rolled back")
+
+    group: GroupCommit[int, int] = GroupCommit(write, max_size=3, wait_seconds=WAIT_SECONDS)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assert list(pool.map(group.submit, [1, 2, 3])) == [None, None, None]
+    assert group.stats.written_alone == 3
+
+
+def test_a_group_answering_for_too_few_pieces_hands_every_piece_back() -> None:
+    group: GroupCommit[int, int] = GroupCommit(lambda pieces: [1], max_size=2, wait_seconds=WAIT_SECONDS)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(group.submit, [1, 2])) == [None, None]
+
+
+def test_an_interrupted_leader_leaves_no_piece_waiting() -> None:
+    def write(pieces: Sequence[int]) -> list[int | None]:
+        raise KeyboardInterrupt
+
+    group: GroupCommit[int, int] = GroupCommit(write, max_size=2, wait_seconds=WAIT_SECONDS)
+    outcomes: dict[int, object] = {}
+
+    def submit(piece: int) -> None:
+        try:
+            outcomes[piece] = group.submit(piece)
+        except KeyboardInterrupt as exc:
+            outcomes[piece] = exc
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(map(type, outcomes.values()), key=str) == sorted([KeyboardInterrupt, type(None)], key=str)
+
+
+def test_a_group_holds_at_least_one_piece() -> None:
+    with pytest.raises(ValueError, match="at least one piece"):
+        GroupCommit(lambda pieces: list(pieces), max_size=0, wait_seconds=0.1)
+
+
+# -- Results of real calls (PostgreSQL) ------------------------------------------------------------------------
+
+
+def test_calls_stored_in_groups_end_as_one_by_one_with_their_counters_and_rollups(
+    pg_factory: sessionmaker[Session],
+) -> None:
+    grouped = _store(pg_factory, 6)
+    alone = _store(pg_factory, 6, first=6)
+    group = _group(pg_factory, 3)
+    outcomes = _side_by_side(pg_factory, grouped, group)
+    singles = _side_by_side(pg_factory, alone, None)
+    assert group.stats.pieces == 6 and group.stats.written_alone == 0 and group.stats.groups <= 3
+    assert all(isinstance(outcome, ProcessOutcome) and not outcome.skipped for outcome in outcomes)
+    # The same transcript in each call: the same states and counts of claims as stored one by one.
+    assert [(o.state, o.claims, o.ungrounded) for o in outcomes if isinstance(o, ProcessOutcome)] == [
+        (o.state, o.claims, o.ungrounded) for o in singles if isinstance(o, ProcessOutcome)]
+    with unit_of_work(pg_factory) as session:
+        for call_id, outcome in zip(grouped, outcomes, strict=True):
+            assert isinstance(outcome, ProcessOutcome)
+            call = session.get_one(Call, call_id)
+            assert (call.state, call.current_run_id, call.attempts) == (outcome.state, outcome.run_id, 1)
+            run = session.get_one(ExtractionRun, outcome.run_id)
+            assert (run.call_id, run.status) == (call_id, RunStatus.succeeded)
+            assert run.db_ms is not None and run.total_ms is not None  # its timings written after the commit
+            events = session.scalars(select(OutboxEvent.type).where(OutboxEvent.call_id == call_id)).all()
+            assert events == ["call.processed"]
+        tenant_id = session.scalars(select(Call.tenant_id).where(Call.id == grouped[0])).one()
+        recount = dict(session.execute(select(Call.state, func.count()).group_by(Call.state)).all())
+        counted = state_counts(session, tenant_id)
+        assert {state: counted.get(state, 0) for state in recount} == {s.value: n for s, n in recount.items()}
+    assert_rollups_match(pg_factory)
+
+
+def test_a_call_replaced_while_its_group_formed_is_not_stored_over(pg_factory: sessionmaker[Session]) -> None:
+    call_ids = _store(pg_factory, 3)
+
+    def replace_the_first(finished: Sequence[FinishedCall]) -> None:
+        with unit_of_work(pg_factory) as session:
+            store_transcript(session, make_transcript(external_id="g-0", lines=[(Role.agent, "A new transcript.")]),
+                             tenant="acme", external_id="g-0", replace=True)
+
+    outcomes = _side_by_side(pg_factory, call_ids, _group(pg_factory, 3, replace_the_first))
+    first, *others = outcomes
+    assert isinstance(first, ProcessOutcome) and first.skipped and first.run_id is None
+    assert all(isinstance(o, ProcessOutcome) and not o.skipped and o.run_id for o in others)
+    with unit_of_work(pg_factory) as session:
+        assert session.scalar(select(func.count()).where(ExtractionRun.call_id == call_ids[0])) == 0
+
+
+def test_a_call_deleted_while_its_group_formed_fails_alone(pg_factory: sessionmaker[Session]) -> None:
+    call_ids = _store(pg_factory, 3)
+
+    def delete_the_last(finished: Sequence[FinishedCall]) -> None:
+        with unit_of_work(pg_factory) as session:
+            session.execute(delete(Call).where(Call.id == call_ids[-1]))
+
+    *stored, deleted = _side_by_side(pg_factory, call_ids, _group(pg_factory, 3, delete_the_last))
+    assert isinstance(deleted, NotFoundError)
+    assert all(isinstance(o, ProcessOutcome) and o.run_id for o in stored)
+
+
+def test_two_results_of_one_call_in_a_group_store_one_run(pg_factory: sessionmaker[Session]) -> None:
+    # A message delivered twice, both copies processed at once: one result is stored, the other finds it.
+    (call_id,) = _store(pg_factory, 1)
+    first, second = _side_by_side(pg_factory, [call_id, call_id], _group(pg_factory, 2))
+    assert isinstance(first, ProcessOutcome) and isinstance(second, ProcessOutcome)
+    assert first.run_id == second.run_id is not None
+    assert sorted([first.skipped, second.skipped]) == [False, True]
+    with unit_of_work(pg_factory) as session:
+        runs = session.scalars(select(ExtractionRun.status).where(ExtractionRun.call_id == call_id)).all()
+        assert runs == [RunStatus.succeeded]
+        assert session.get_one(Call, call_id).state in {CallState.ready_for_review, CallState.needs_attention}
+
+
+def test_each_call_in_a_group_fans_out_to_the_tenants_endpoints(
+    pg_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSTCALL_WEBHOOK_ALLOW_PRIVATE", "true")
+    get_settings.cache_clear()
+    with unit_of_work(pg_factory) as session:
+        for tenant in ("acme", "globex"):
+            tenant_id = get_or_create_tenant(session, tenant).id
+            add_endpoint(session, get_settings(), tenant_id=tenant_id, url=f"http://127.0.0.1:9/{tenant}")
+    call_ids = _store(pg_factory, 2) + _store(pg_factory, 2, tenant="globex", first=2)
+    group = _group(pg_factory, 4)
+    outcomes = _side_by_side(pg_factory, call_ids, group)
+    assert group.stats.groups == 1 and all(isinstance(o, ProcessOutcome) and o.run_id for o in outcomes)
+    with unit_of_work(pg_factory) as session:
+        for call_id in call_ids:
+            deliveries = session.scalars(select(WebhookDelivery).where(WebhookDelivery.call_id == call_id)).all()
+            assert len(deliveries) == 1  # its own tenant's endpoint, not the other's
+            event = session.get_one(OutboxEvent, deliveries[0].outbox_id)
+            call = session.get_one(Call, call_id)
+            assert (event.call_id, event.tenant_id, event.type) == (call_id, call.tenant_id, "call.processed")
+            assert deliveries[0].endpoint_id in set(session.scalars(
+                select(WebhookDelivery.endpoint_id).join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
+                .where(OutboxEvent.tenant_id == call.tenant_id)))
+
+
+def test_no_group_on_sqlite_or_for_one_call_at_a_time(
+    sqlite_url: str, pg_factory: sessionmaker[Session]
+) -> None:
+    from app.db.session import create_db_engine, make_session_factory
+
+    engine = create_db_engine(sqlite_url)
+    try:
+        assert persist_group_for(make_session_factory(engine), max_calls=16, wait_seconds=0.02) is None
+    finally:
+        engine.dispose()
+    assert persist_group_for(pg_factory, max_calls=1, wait_seconds=0.02) is None
+    assert persist_group_for(pg_factory, max_calls=2, wait_seconds=0.02) is not None
