@@ -178,9 +178,12 @@ _GAP = _ignoring_case(
     r"and|hold on|sorry|let me see|okay|ok|so|like)\b)*",
 )
 # Groups of digits with the same ":", ";" or "+" between each two: a card's or an SSN's shape, no time's
-# ("10:30:45" has groups of two).
+# ("10:30:45" has groups of two). One of these characters on either side goes on to more groups only with a
+# digit beyond it ("123:45:123:45", "1+800+555+1234" read from its 800): between a word and the number
+# ("card:4111:1111:1111:1111", "cc:4111+1111+...") or after it ("...:1111; thanks") it is punctuation, as a
+# space is.
 _ODD_SEPARATED_GROUPS = re.compile(
-    r"(?<![\w:;+])\d{3,6}(?P<separator>[:;+])\d{2,6}(?:(?P=separator)\d{1,6}){1,3}(?![\w:;+])"
+    r"(?<!\w)(?<!\d[:;+])\d{3,6}(?P<separator>[:;+])\d{2,6}(?:(?P=separator)\d{1,6}){1,3}(?!\w)(?![:;+]\d)"
 )
 _DASH_GAP = _ignoring_case(rf"[{_DASHES}]|\bdash\b|\bhyphen\b")
 # Between the groups of a written SSN: space, something invisible (a soft hyphen), or one dash.
@@ -224,8 +227,15 @@ _ID_CUE_WORDS = ("passport", "licen", "dl ", "national", "ni number", "nino", "i
 # a digit or a short capital prefix or suffix ("AB 12 34 56 C", "D1234-56789-01234").
 _ID_GROUP = r"(?:[A-Z]{1,3}|[A-Za-z]*\d[A-Za-z0-9]*)"
 _ID_WRITTEN = re.compile(rf"(?<![\w{_DASHES}]){_ID_GROUP}(?:[ {_DASHES}]{_ID_GROUP})*(?![\w{_DASHES}])")
-# An amount's cents ("1,500.00"): never part of a document number.
-_DECIMAL_AMOUNT = re.compile(r"\.\d{2}$")
+# An amount with its cents ("1,500.00", "1250.50"): one decimal point, two digits after it, never a document
+# number. Groups with more points ("12.34.56.78") are no amount: a document number written in pairs.
+_DECIMAL_AMOUNT = re.compile(r"[^.]*\.\d{2}")
+# A date with dots and a two-digit year ("12.03.85", "3.12.85"): a date's, never a document number's (a
+# four-digit year `_date_like` reads in any grouping).
+_DOTTED_SHORT_DATE = re.compile(r"(?P<first>\d{1,2})\.(?P<second>\d{1,2})\.\d{2}")
+# Days and months: a short date is day and month in either order ("12.03.85", US "03.12.85").
+_DAYS_IN_MONTH_MAX = 31
+_MONTHS_IN_YEAR = 12
 # A day of the month written with its ordinal ("3rd"): a date's, never a document number's.
 _ORDINAL_GROUP = re.compile(r"\b\d{1,2}(?:st|nd|rd|th)\b", re.IGNORECASE)
 # What may stand between a document's name and its number ("passport number is", "licence, uh, it's",
@@ -811,17 +821,12 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
     if not _CLASSIFIED_MIN_DIGITS <= count <= _CLASSIFIED_MAX_DIGITS:
         return  # no kind below has this many digits ("one", "2", most numbers in a call): skip the cue searches
     start = _extended_start(text, number.start)
-    # Only what is next to the number: the whole text before it, searched for every number of a long turn
-    # ("123:45:123:45:..."), made a turn of 64k characters take a second and one of 140k over ten.
-    before = text[max(0, start - _NEXT_TO_CHARS) : start]
-    if before.endswith(("@", "#")) or _CURRENCY_BEFORE.search(before) or _UNIT_AFTER.match(
-            text[number.end : number.end + _NEXT_TO_CHARS]):
-        return  # a handle or a hashtag (the cheapest test first: "@135060" is common), an amount, a quantity
+    if _handle_or_amount(text, start, number.end):
+        return
     content = source.cue_distance(start, _CONTENT_CUE, CONTENT_CUE_WINDOW_CHARS)
 
     def cued(cue: re.Pattern[str]) -> bool:
-        distance = source.cue_distance(start, cue)
-        return distance is not None and (content is None or distance < content)
+        return _cued_before_content(source, start, cue, content)
 
     # Dotted groups read as a software version ("8.4.22"), unless a cue says what they are: "my social is
     # 123.45.6789" is an SSN written with dots.
@@ -844,7 +849,7 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
         yield _span(text, PiiKind.id_document, number, digits, start)
     elif CVV_DIGITS[0] <= count <= CVV_DIGITS[1] and source.has_cue(start, _CVV_CUE, 30):
         yield _span(text, PiiKind.cvv, number, digits, start)
-    elif CARD_CUED_MIN_DIGITS <= count <= CARD_MAX_DIGITS and cued(_CARD_CUE) and not cued(_ACCOUNT_CUE):
+    elif CARD_CUED_MIN_DIGITS <= count <= CARD_MAX_DIGITS and _card_cued(source, start, content):
         yield _span(text, PiiKind.card, number, digits, start)
     elif ACCOUNT_MIN_DIGITS <= count <= ACCOUNT_MAX_DIGITS and _nearer(source, start, _ACCOUNT_CUE, _PHONE_CUE):
         yield _span(text, PiiKind.account, number, digits, start)
@@ -854,6 +859,34 @@ def _classify_rest(source: _Text, number: _Number) -> Iterator[Detection]:
         yield _span(text, PiiKind.phone, number, digits[-NANP_DIGITS:], start)
     elif ACCOUNT_MIN_DIGITS <= count <= ACCOUNT_MAX_DIGITS and (cued(_ACCOUNT_CUE) or cued(_ROUTING_CUE)):
         yield _span(text, PiiKind.account, number, digits, start)
+
+
+def _handle_or_amount(text: str, start: int, end: int) -> bool:
+    """The number at `text[start:end]` is a handle or a hashtag (the cheapest test first: "@135060" is common),
+    an amount ("$ 120") or a quantity ("120   dollars"): by what is next to it only. The whole text before it,
+    searched for every number of a long turn ("123:45:123:45:..."), made a turn of 64k characters take a
+    second and one of 140k over ten."""
+    before = text[max(0, start - _NEXT_TO_CHARS) : start]
+    return (
+        before.endswith(("@", "#"))
+        or _CURRENCY_BEFORE.search(before) is not None
+        or _UNIT_AFTER.match(text[end : end + _NEXT_TO_CHARS]) is not None
+    )
+
+
+def _cued_before_content(source: _Text, start: int, cue: re.Pattern[str], content: int | None) -> bool:
+    """`cue` is before `start`, nearer than the content cue found `content` characters before it (if any)."""
+    distance = source.cue_distance(start, cue)
+    return distance is not None and (content is None or distance < content)
+
+
+def _card_cued(source: _Text, start: int, content: int | None) -> bool:
+    """A card's cue ("card", "visa") makes the 12-19 digits at `start` a card even when they fail the Luhn
+    check (a digit misheard, mistyped or lost): nearer than any content cue (`content`: its distance), and no
+    account cue so ("my card account number" is the account's)."""
+    return _cued_before_content(source, start, _CARD_CUE, content) and not _cued_before_content(
+        source, start, _ACCOUNT_CUE, content
+    )
 
 
 def _version_like(number: _Number) -> bool:
@@ -954,8 +987,8 @@ def _spoken_email_value(surface: str) -> str:
 def _odd_separator_numbers(source: _Text) -> Iterator[Detection]:
     """Cards written with ":", ";" or "+" between their groups ("4111:1111:1111:1111"), and, after an SSN's
     cue, SSNs ("123;45;6789"). These are no gaps of the number stream (`_GROUP_SEPARATORS` says why), so
-    only the shape of these numbers reads them: the same separator throughout, a card's groups passing
-    Luhn, or 3-2-4 digits."""
+    only the shape of these numbers reads them: the same separator throughout, and a card's groups passing
+    Luhn (or, as written with spaces, after a card's cue: `_card_cued`), or 3-2-4 digits."""
     text = source.text
     if ":" not in text and ";" not in text and "+" not in text:
         return
@@ -963,8 +996,16 @@ def _odd_separator_numbers(source: _Text) -> Iterator[Detection]:
         groups = re.split("[:;+]", match.group())
         digits = "".join(groups)
         sizes = [len(group) for group in groups]
-        if (CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS and sizes[0] == 4
-                and all(4 <= size <= CARD_MAX_WRITTEN_GROUP for size in sizes[1:-1]) and luhn_valid(digits)):
+        card_grouped = sizes[0] == 4 and all(4 <= size <= CARD_MAX_WRITTEN_GROUP for size in sizes[1:-1])
+        if card_grouped and (
+            (CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS and luhn_valid(digits))
+            or (
+                CARD_CUED_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS
+                and not _handle_or_amount(text, match.start(), match.end())
+                and _card_cued(source, match.start(),
+                               source.cue_distance(match.start(), _CONTENT_CUE, CONTENT_CUE_WINDOW_CHARS))
+            )
+        ):
             yield Detection(PiiKind.card, match.start(), match.end(), digits)
         elif sizes == [3, 2, 4] and _nearer(source, match.start(), _SSN_CUE, _ROUTING_CUE):
             yield Detection(PiiKind.ssn, match.start(), match.end(), digits)
@@ -1009,9 +1050,10 @@ def _id_cued(source: _Text, start: int) -> bool:
 
 def _date_like(text: str, number: _Number) -> bool:
     """Digits read as a date or an amount: written with '/', shaped as a date ("15 03 2024", "2024 03 15",
-    "03 2030"), eight digits that are one ("20240315", "15032024"), or with two decimals ("1,500.00")."""
+    "03 2030", "12.03.85"), eight digits that are one ("20240315", "15032024"), or with a decimal point and
+    two decimals ("1,500.00"; not "12.34.56.78")."""
     written = text[number.start : number.end]
-    if "/" in written or _DECIMAL_AMOUNT.search(written):
+    if "/" in written or _DECIMAL_AMOUNT.fullmatch(written) or _dotted_short_date(written):
         return True
     sizes = tuple(len(token.digits) for token in number.tokens)
     years = [i for i, token in enumerate(number.tokens) if len(token.digits) == 4 and token.digits[:2] in ("19", "20")]
@@ -1023,6 +1065,15 @@ def _date_like(text: str, number: _Number) -> bool:
     year_first = digits[:2] in ("19", "20") and "01" <= digits[4:6] <= "12" and "01" <= digits[6:] <= "31"
     year_last = digits[4:6] in ("19", "20") and "01" <= digits[:2] <= "31" and "01" <= digits[2:4] <= "31"
     return year_first or year_last
+
+
+def _dotted_short_date(written: str) -> bool:
+    """`written` is a day and a month, in either order, and a two-digit year, with dots: "12.03.85"."""
+    match = _DOTTED_SHORT_DATE.fullmatch(written)
+    if match is None:
+        return False
+    day_and_month = sorted((int(match.group("first")), int(match.group("second"))))
+    return 1 <= day_and_month[0] <= _MONTHS_IN_YEAR and day_and_month[1] <= _DAYS_IN_MONTH_MAX
 
 
 def _id_documents(source: _Text) -> Iterator[Detection]:
