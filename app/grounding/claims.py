@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, cast
 
 from app.grounding.align import DROPPABLE_WORDS, FUNCTION_WORDS, PreparedTranscript
+from app.grounding.given_names import GIVEN_NAMES
 from app.grounding.reasons import Reason
 from app.ingest.roles import role_from_label
 from app.schemas.extraction import ActionItem, Extraction, Owner, Statement
@@ -40,6 +41,7 @@ from app.text.lexicon import (
     NEGATIVE_POLARITY_WORDS,
     NEGATIVE_RESPONSE_PARTICLES,
     OPPOSITE_WORDS,
+    SERVICE_FUNCTION_WORDS,
     STAFF_TITLES,
     WEEKDAYS,
     alternation,
@@ -137,7 +139,7 @@ def _claim_failure(
     failure = _statement_failure(text, due, texts, sentences, to_do=owner is not None)
     if failure is not None:
         return failure
-    if _CAPITALIZED.search(text) and unsaid_name(text, prepared) is not None:
+    if _may_give_name(text) and unsaid_name(text, prepared) is not None:
         return Reason.unsupported_name
     roles = _evidence_roles(prepared, evidence)
     if owner is Owner.agent and roles == {Role.customer}:  # rests only on the customer's words
@@ -171,10 +173,9 @@ _NOT_ACTING = FUNCTION_WORDS | frozenset({"whose", "whom"})
 
 
 # A name in a claim: a capitalized word inside a sentence ("the payment to Smart Electric", "Patricia Brown
-# reported ..."), not at its start unless a person's doing follows it ("Susan called ..."), nor in capitals
-# throughout (an acronym). Words of roles and titles (and their plurals), days and months (checked as dates)
-# are not names.
-# A cheap look first: a capital past the first letter, or a possessive opening the claim.
+# reported ..."), not at its start unless a person's doing follows it ("Susan called ...", "Susan paid ..."), nor
+# in capitals throughout (an acronym) unless it is a given name ("JOHN will call back"). Words of roles and titles
+# (and their plurals), days and months (checked as dates) are not names.
 # What only a person does, after a sentence's first word: it names someone ("Susan called ..."), where "Card
 # declined" or "Refund requested" name things.
 _PERSON_VERBS = frozenset({
@@ -182,8 +183,10 @@ _PERSON_VERBS = frozenset({
     "complains", "mentioned", "wanted", "wants", "agreed", "agrees", "apologized", "apologised", "thanked",
     "insisted", "wondered", "inquired", "enquired", "admitted", "phoned", "spoke", "speaks",
 })
-_CAPITALIZED = re.compile(r"(?s:.)[^\W\d_a-z]|^[^\W\d_]+['’ʼ]s\b"
-                          rf"|^\W*[^\W\d_a-z][^\W\d_]*\s+(?:{'|'.join(sorted(_PERSON_VERBS))})\b")
+# A cheap look first (`_may_give_name`): a capital past the first letter, or a possessive opening the claim.
+_CAPITALIZED = re.compile(r"(?s:.)[^\W\d_a-z]|^[^\W\d_]+['’ʼ]s\b")
+# Or a claim's first two words, read for a person doing something ("Susan paid ...").
+_OPENING_WORDS = re.compile(r"\W*([^\W\d_]+)\s+([^\W\d_]+(?:['’ʼ][^\W\d_]+)?)")
 _NAME_CANDIDATE = re.compile(r"[^\W\d_]+(?:['’ʼ][^\W\d_]+)?")
 _SENTENCE_OPENERS = ".!?:;\"“([\n-•*"
 _PARTIES = AGENT_WORDS | CUSTOMER_WORDS | STAFF_TITLES
@@ -195,33 +198,41 @@ _SENTENCE_OPENING_WORDS = FUNCTION_WORDS | DROPPABLE_WORDS | frozenset({
     "then", "when", "after", "before", "later", "finally", "also", "next", "meanwhile", "today", "yesterday",
     "however", "although", "because", "since", "while", "once", "unfortunately", "additionally", "overall",
 })
+# Who does things without being named, opening a sentence before a person's doing: "Nobody called", "Someone
+# asked", "Support called back", "Billing called the customer".
+_UNNAMED_DOERS = NEGATIONS | SERVICE_FUNCTION_WORDS | frozenset({
+    "someone", "somebody", "everyone", "everybody", "anyone", "anybody", "billing", "sales", "fraud", "dispatch",
+    "collections", "management", "security", "shipping", "returns",
+})
 # "I'm", "I've", "I'll", "I'd": the speaker, capitalized as "I" is.
 _FIRST_PERSON = ("i'", "i’", "iʼ")
 # Prefixes of a said word shorter than this are not the same name ("Al" in "alright").
 _NAME_PREFIX_MIN_CHARS = 4
 
 
-def _name_runs(text: str) -> list[list[str]]:
+def _name_runs(text: str, *, in_capitals_only: bool = False) -> list[list[str]]:
     """The words of `text` written as names, in runs of words next to each other ("Patricia Brown"):
-    capitalized, not all capitals, and inside a sentence; opening one, only before another such word or as a
-    possessive ("Patricia Brown reported", "Chris's refund"), since "Finally" or "Unfortunately" open
-    sentences too."""
+    capitalized, not all capitals unless a given name ("MARIA"), and inside a sentence; opening one, only before
+    another such word, as a possessive or before a person's doing ("Patricia Brown reported", "Chris's refund",
+    "Susan paid"), since "Finally" or "Payment" open sentences too. `in_capitals_only`: of a title ("Lost Debit
+    Card"), whose capitals mark no names, only given names in capitals."""
     runs: list[list[str]] = []
     candidates = list(_NAME_CANDIDATE.finditer(text))
     previous_end = -1
     for position, match in enumerate(candidates):
         word = match.group()
-        if not _titlecase(word):
+        if not _given_name_in_capitals(word) and (in_capitals_only or not _titlecase(word)):
             continue
         bare = _POSSESSIVE.sub("", word)
         before = text[: match.start()].rstrip()
         if (not before or before[-1] in _SENTENCE_OPENERS) and not _LABELLED.search(before):
             following = candidates[position + 1] if position + 1 < len(candidates) else None
-            next_is_name = following is not None and _titlecase(following.group()) \
-                and not text[match.end() : following.start()].strip()
+            # The word right after it, with nothing but spaces between ("" where a comma or the end comes first).
+            after = following.group() if following is not None and not text[match.end() : following.start()].strip() \
+                else ""
+            next_is_name = bool(after) and _titlecase(after)
             # "Susan called to dispute ...": a lone word opening a sentence, with a person's doing after it.
-            person_acts = following is not None and following.group().lower() in _PERSON_VERBS \
-                and not text[match.end() : following.start()].strip()
+            person_acts = bool(after) and _names_a_doer(bare, after)
             if (bare == word and not next_is_name and not person_acts) or bare.lower() in _SENTENCE_OPENING_WORDS:
                 continue
         bare = bare.lower()
@@ -236,7 +247,51 @@ def _name_runs(text: str) -> list[list[str]]:
     return runs
 
 
-_POSSESSIVE = re.compile(r"['’ʼ]s$")
+def _may_give_name(text: str) -> bool:
+    """A cheap look whether `text` may give a name (`_name_runs` reads which): a capital past its first letter, a
+    possessive or a person's doing after its first word."""
+    if _CAPITALIZED.search(text):
+        return True
+    opening = _OPENING_WORDS.match(text)
+    return opening is not None and _titlecase(opening[1]) and _names_a_doer(opening[1], opening[2])
+
+
+def _names_a_doer(word: str, following: str) -> bool:
+    """Whether `word`, opening a sentence before `following`, names a person doing something: before what only a
+    person does ("Susan called"; "Card declined" names a thing), or a given name before a verb of its own
+    ("Susan paid", "Mark sent", "JOHN will call"; "Payment posted" and "Billing sent" open with things)."""
+    opener, following = word.lower(), following.lower()
+    if opener in _UNNAMED_DOERS:
+        return False
+    return following in _PERSON_VERBS or (opener in GIVEN_NAMES and _finite_verb(following))
+
+
+def _finite_verb(word: str) -> bool:
+    """Whether `word` (in lower case) is a verb as its subject's own: a past form ("paid", "updated"), a third
+    person's present ("pays", "sends"), an auxiliary or a modal ("has", "will", "didn't")."""
+    return _doing_stem(word) is not None or _THIRD_PERSON_PRESENT.fullmatch(word) is not None or (
+        _AUXILIARY.fullmatch(word) is not None)
+
+
+# "pays", "sends", "updates"; not "-ss", "-us" or "-is" ("class", "bonus", "analysis").
+_THIRD_PERSON_PRESENT = re.compile(r"[^\W\d_]{2,}[^\W\d_isu]s")
+_AUXILIARY = re.compile(r"(?:is|was|has|had|does|did|will|would|can|could|shall|should|may|might|must)"
+                        r"(?:n['’ʼ]t)?|won['’ʼ]t|can['’ʼ]t|cannot")
+# In capitals, a word of three letters is most often a code, given name or not ("flights to MIA", the airport):
+# a given name in capitals is read from this many letters ("JOHN", not "AMY").
+_CAPITALS_NAME_MIN_CHARS = 4
+
+
+def _given_name_in_capitals(word: str) -> bool:
+    """Whether `word` is a given name written in capitals ("JOHN", "MARIA'S"): read as a name by what it is, since
+    codes and acronyms are written so too ("SSN", "ETA", "PLAN-X")."""
+    if not word.isupper():
+        return False
+    bare = _POSSESSIVE.sub("", word)
+    return len(bare) >= _CAPITALS_NAME_MIN_CHARS and bare.lower() in GIVEN_NAMES
+
+
+_POSSESSIVE = re.compile(r"['’ʼ]s$", re.IGNORECASE)
 
 
 def _titlecase(word: str) -> bool:
@@ -344,12 +399,11 @@ def unsaid_name(claim: str, prepared: PreparedTranscript) -> str | None:
     patricia", "Harper Electric" for "smart electric" (unless somebody said "Harper"); and a name of several
     words whose words the call says apart, in different turns ("Elizabeth Brown" where the agent is Elizabeth
     and the caller Patricia Brown). A name is said when a word of the call is it or begins with it
-    ("Sainsbury" in "@sainsburys", "Amazon" in "@AmazonHelp"); "UPS", in capitals, is not read. A fabricated
-    detail nobody could check against the call."""
+    ("Sainsbury" in "@sainsburys", "Amazon" in "@AmazonHelp"); "UPS", in capitals, is not read, a given name in
+    capitals is ("JOHN"). A fabricated detail nobody could check against the call."""
     visible = visible_text(claim)
-    if _headline_case(visible):
-        return None  # "Lost Debit Card Replacement": capitals say nothing of names
-    runs = _name_runs(visible)
+    # "Lost Debit Card Replacement": capitals say nothing of names, but a given name in capitals still is one.
+    runs = _name_runs(visible, in_capitals_only=_headline_case(visible))
     if not runs:
         return None  # capitals, but no name (most claims): the call's words are not indexed
     words = _call_words(prepared)

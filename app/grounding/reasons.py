@@ -35,8 +35,9 @@ class Reason(StrEnum):
     """The claim names a day or month ("Friday", "tomorrow") its evidence does not contain."""
     unsupported_id = "unsupported_id"
     unsupported_name = "unsupported_name"
-    """The claim gives a name (a capitalized word inside a sentence) that the call never says: "Elizabeth
-    Brown reported a lost card" when the caller said "my name is patricia brown"."""
+    """The claim gives a name (a capitalized word inside a sentence, a given name opening one before its verb or
+    written in capitals) that the call never says: "Elizabeth Brown reported a lost card" when the caller said
+    "my name is patricia brown", "Susan paid the balance" or "Escalated to MARIA" when nobody said either."""
     unsupported_negation = "unsupported_negation"
     """The claim is negative ("will not") but none of its evidence is."""
     negated_in_evidence = "negated_in_evidence"

@@ -1,0 +1,95 @@
+"""Given names, in lower case: the words a claim's names are read by when their capitals do not tell.
+
+A capitalized word inside a sentence reads as a name by its shape; two places do not: a word opening a
+sentence ("Susan paid the balance", where "Payment posted" opens with a thing), and a word in capitals
+("JOHN will call back", where "SSN" is a code). There the word reads as a name when it is one of these.
+
+Common given names of English-speaking callers and agents, with common Spanish, Portuguese, Italian, French,
+German, Slavic, Indian, Arabic, Chinese, Vietnamese, Filipino and African ones. Names that are everyday words too
+are left out ("Bill", "Will", "Miles", "Grant", "Faith", "Rose", "Chase", "Max", "Pat"): a claim opens with them
+as words ("Bill increased by $20", "Will call back") or writes them in capitals for emphasis; so are months and
+weekdays ("April", "June"), read as dates.
+"""
+
+from __future__ import annotations
+
+GIVEN_NAMES = frozenset(
+    {
+    "aaliyah", "aaron", "abby", "abdul", "abdullah", "abel", "abigail", "abraham", "adam", "adan", "addison",
+    "adeline", "adrian", "adriana", "adrienne", "agnes", "ahmad", "ahmed", "aidan", "aiden", "aileen", "aimee",
+    "aisha", "alan", "alana", "albert", "alberto", "alejandra", "alejandro", "alex", "alexa", "alexander", "alexandra",
+    "alexandria", "alexis", "alfonso", "alfred", "alfredo", "ali", "alice", "alicia", "alina", "alisha", "alison",
+    "alissa", "allan", "allen", "allison", "alma", "alonso", "alonzo", "alvin", "alyssa", "amanda", "amani", "amara",
+    "amelia", "amir", "amit", "amos", "amy", "ana", "anastasia", "anderson", "andre", "andrea", "andreas", "andres",
+    "andrew", "andy", "angela", "angelica", "angelina", "angie", "anil", "anita", "anjali", "ann", "anna", "annabelle",
+    "anne", "annette", "annie", "anthony", "antoine", "antonio", "anya", "arjun", "armando", "arnold", "arthur",
+    "arturo", "ashley", "ashok", "ashton", "aubrey", "audrey", "austin", "ava", "avery", "axel", "ayesha", "barbara",
+    "barry", "beatrice", "beatriz", "becky", "belinda", "bella", "ben", "benjamin", "bernadette", "bernard", "bernice",
+    "beth", "bethany", "betty", "beverly", "bianca", "billy", "blake", "bonnie", "boris", "brad", "bradley", "brandon",
+    "brenda", "brendan", "brent", "brett", "brian", "briana", "brianna", "bridget", "brittany", "brittney", "brooke",
+    "bruce", "bruno", "bryan", "bryant", "bryce", "caleb", "cameron", "camila", "camille", "candace", "carl", "carla",
+    "carlos", "carmen", "carol", "caroline", "carolyn", "carrie", "casey", "cassandra", "catherine", "cathy",
+    "cecilia", "cedric", "celia", "celine", "cesar", "chad", "charlene", "charles", "charlie", "charlotte", "chelsea",
+    "cheryl", "chloe", "chris", "christian", "christina", "christine", "christopher", "christy", "cindy", "claire",
+    "clara", "clarence", "claudia", "clayton", "clifford", "clint", "clinton", "cody", "colin", "colleen", "connie",
+    "connor", "conor", "constance", "corey", "courtney", "craig", "cristina", "curtis", "cynthia", "damian", "damon",
+    "dan", "dana", "daniel", "daniela", "danielle", "danny", "daphne", "darius", "darlene", "darnell", "darren",
+    "darryl", "daryl", "dave", "david", "debbie", "deborah", "debra", "deepak", "deepika", "delia", "denise", "dennis",
+    "derek", "derrick", "desmond", "devin", "devon", "dexter", "diana", "diane", "dianne", "diego", "dimitri",
+    "dinesh", "dmitri", "dolores", "dominic", "dominique", "donald", "donna", "doris", "dorothy", "douglas", "duane",
+    "dustin", "dwayne", "dwight", "dylan", "earl", "eddie", "edgar", "edith", "eduardo", "edward", "edwin", "eileen",
+    "elaine", "eleanor", "elena", "eli", "elias", "elijah", "elisa", "elise", "elizabeth", "ella", "ellen", "ellie",
+    "elliot", "elliott", "eloise", "elsa", "emanuel", "emilia", "emilio", "emily", "emma", "emmanuel", "enrique",
+    "eric", "erica", "erik", "erika", "erin", "ernest", "ernesto", "esperanza", "esteban", "estelle", "esther",
+    "ethan", "eugene", "eunice", "eva", "evan", "evelyn", "everett", "fabian", "farah", "fatima", "federico",
+    "felicia", "felix", "fernando", "fiona", "florence", "floyd", "frances", "francesca", "francis", "francisco",
+    "franklin", "fred", "freddie", "frederick", "gabriel", "gabriela", "gabriella", "gabrielle", "gail", "gareth",
+    "garrett", "gary", "gavin", "genevieve", "geoffrey", "george", "georgia", "gerald", "geraldine", "gerardo",
+    "gilbert", "gina", "giovanni", "giuseppe", "gladys", "glenda", "gloria", "gordon", "graham", "greg", "gregory",
+    "gretchen", "guadalupe", "guillermo", "gustavo", "gwen", "gwendolyn", "hailey", "haley", "hannah", "hans",
+    "harold", "harper", "harriet", "harry", "harvey", "hassan", "hayden", "hazel", "hector", "heidi", "helen",
+    "helena", "henry", "herbert", "herman", "hilda", "hiroshi", "howard", "hugh", "hugo", "hussein", "ian", "ibrahim",
+    "ignacio", "igor", "imani", "imran", "ingrid", "irene", "irma", "isaac", "isabel", "isabella", "isabelle",
+    "isaiah", "ismael", "ivan", "jackie", "jackson", "jacob", "jacqueline", "jaime", "jake", "jamal", "james", "jamie",
+    "jane", "janelle", "janet", "janice", "janine", "jared", "jasmine", "jason", "javier", "jayden", "jean",
+    "jeanette", "jeanne", "jeff", "jeffrey", "jen", "jenna", "jennifer", "jenny", "jeremiah", "jeremy", "jerome",
+    "jerry", "jess", "jesse", "jessica", "jessie", "jesus", "jill", "jim", "jimmy", "joan", "joann", "joanne",
+    "joaquin", "jocelyn", "jodi", "jody", "joe", "joel", "joey", "johanna", "john", "johnny", "jon", "jonathan",
+    "jordan", "jorge", "jose", "josef", "joseph", "josephine", "josh", "joshua", "josie", "joyce", "juan", "juanita",
+    "judith", "judy", "julia", "julian", "juliana", "julie", "juliet", "julio", "justin", "kaitlyn", "kamal", "karen",
+    "karina", "karl", "karthik", "kate", "katelyn", "katherine", "kathleen", "kathryn", "kathy", "katie", "katrina",
+    "kay", "kayla", "keisha", "keith", "kelly", "kelsey", "ken", "kendra", "kenneth", "kenny", "kerry", "kevin",
+    "khalid", "kim", "kimberly", "kirk", "kristen", "kristin", "kristina", "kristy", "krystal", "kumar", "kurt",
+    "kyle", "kylie", "lakshmi", "lamar", "lana", "landon", "larry", "latoya", "laura", "lauren", "laurie", "lawrence",
+    "leah", "lee", "leila", "lena", "leo", "leon", "leonard", "leonardo", "leroy", "leslie", "lester", "leticia",
+    "liam", "lila", "lillian", "linda", "lindsay", "lindsey", "lisa", "liz", "logan", "lois", "lorena", "lorenzo",
+    "loretta", "lori", "lorraine", "louis", "louise", "lucas", "lucia", "luciana", "lucy", "luis", "luke", "luz",
+    "lydia", "lynn", "mackenzie", "madeline", "madison", "magdalena", "maggie", "mahmoud", "malcolm", "mandy",
+    "manuel", "marc", "marcel", "marcela", "marco", "marcos", "marcus", "margaret", "margarita", "maria", "mariah",
+    "marian", "mariana", "marie", "marilyn", "marina", "mario", "marion", "marisa", "marissa", "mark", "marlene",
+    "marsha", "marshall", "martha", "martin", "marvin", "mary", "mason", "mateo", "matt", "matthew", "maureen",
+    "maurice", "maxine", "maya", "meg", "megan", "melanie", "melinda", "melissa", "melody", "melvin", "mercedes",
+    "meredith", "mia", "micah", "michael", "michaela", "michele", "michelle", "miguel", "mikayla", "mike", "mildred",
+    "milton", "mindy", "miranda", "miriam", "mitchell", "mohamed", "mohammad", "mohammed", "molly", "monica",
+    "monique", "morgan", "muhammad", "mustafa", "myra", "nadia", "nancy", "naomi", "natalia", "natalie", "natasha",
+    "nate", "nathan", "nathaniel", "neha", "neil", "nelson", "nicholas", "nicola", "nicole", "nikhil", "nikita",
+    "nina", "noah", "noel", "nora", "norma", "norman", "oliver", "olivia", "omar", "oscar", "owen", "pablo", "paige",
+    "pamela", "paolo", "patricia", "patrick", "paul", "paula", "pauline", "pedro", "peggy", "penelope", "pete",
+    "peter", "philip", "phillip", "phyllis", "pierre", "pooja", "prakash", "pranav", "preston", "priya", "rachel",
+    "rafael", "rahul", "raj", "rajesh", "ralph", "ramon", "ramona", "randall", "randy", "raquel", "raul", "ravi",
+    "raymond", "rebecca", "regina", "reginald", "renee", "rhonda", "ricardo", "richard", "rick", "ricky", "riley",
+    "rita", "robert", "roberta", "roberto", "rodney", "rodrigo", "roger", "rohan", "roland", "ron", "ronald", "ronnie",
+    "rosa", "rosalie", "rosemary", "ross", "roxanne", "ruben", "rudy", "russell", "ruth", "ryan", "sabrina", "sadie",
+    "salvador", "sam", "samantha", "samir", "samuel", "sandra", "sanjay", "santiago", "santos", "sara", "sarah",
+    "sasha", "scott", "sean", "sebastian", "sergio", "seth", "shane", "shannon", "sharon", "shawn", "sheila", "shelby",
+    "shelly", "sherri", "shirley", "shreya", "sidney", "simon", "simone", "sofia", "sonia", "sophia", "sophie",
+    "stacey", "stacy", "stanley", "stefan", "stella", "stephan", "stephanie", "stephen", "steve", "steven", "stuart",
+    "sunil", "suresh", "susan", "suzanne", "sylvia", "tamara", "tammy", "tanya", "tara", "teresa", "terrance",
+    "terrence", "terri", "terry", "thelma", "theodore", "theresa", "thomas", "tiffany", "tim", "timothy", "tina",
+    "todd", "tom", "tommy", "tony", "tonya", "tracey", "traci", "tracy", "travis", "trevor", "tricia", "troy", "tyler",
+    "tyrone", "ursula", "valentina", "valerie", "vanessa", "varun", "vernon", "veronica", "vicki", "vickie", "victor",
+    "victoria", "vijay", "vikram", "vincent", "viola", "virginia", "vivian", "wallace", "walter", "wanda", "warren",
+    "wayne", "wendy", "wesley", "whitney", "wilbur", "willard", "william", "willie", "wilma", "winston", "xavier",
+    "yasmin", "yesenia", "yolanda", "yusuf", "yvette", "yvonne", "zach", "zachary", "zainab", "zoe",
+    }
+)  # fmt: skip
