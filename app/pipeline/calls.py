@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, Update, bindparam, select, update
+from sqlalchemy import Row, String, Table, Update, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -66,6 +67,19 @@ CLAIM_COLUMNS = (Call.id, Call.external_id, Call.agent_id, Call.team, Call.start
 _LOCK_CALL_ROW = FixedStatement(select(*CLAIM_COLUMNS).where(Call.id == bindparam("call_id")).with_for_update())
 
 
+# Several calls at once (group commit, PostgreSQL): locked in the order of their ids, as every statement that
+# locks several calls does, so two such transactions never wait on each other in a cycle.
+_CALL_IDS = bindparam("call_ids", type_=ARRAY(String()))
+_LOCK_CALL_ROWS = FixedStatement(select(*CLAIM_COLUMNS).where(Call.id == any_(_CALL_IDS)).order_by(Call.id)
+                                 .with_for_update())
+
+
+def lock_call_rows(work: Work, call_ids: Sequence[str]) -> dict[str, Row[Any]]:
+    """`lock_call_row` for several calls in one statement (PostgreSQL); calls not found are missing."""
+    rows = _LOCK_CALL_ROWS.all(connection_of(work), {"call_ids": sorted(call_ids)})
+    return {row.id: row for row in rows}
+
+
 def state_columns(state: CallState, now: datetime) -> dict[str, Any]:
     """The columns a change of a call's state sets (as `set_state` and the `state` validator do on the ORM
     object): what a Core UPDATE changing the state writes too."""
@@ -107,6 +121,32 @@ def start_processing(work: Work, call_id: str, *, attempts: int) -> None:
         connection_of(work),
         {"changed_call_id": call_id, "attempt": attempts, **state_columns(CallState.processing, utcnow())},
     )
+
+
+# `start_processing` of several calls, each counting its own attempt (PostgreSQL).
+_START_PROCESSING_CALLS = FixedStatement(
+    update(CALLS).where(CALLS.c.id == any_(_CALL_IDS)).values(
+        state=bindparam("state"), state_changed_at=bindparam("state_changed_at"),
+        review_rank=bindparam("review_rank"), attempts=CALLS.c.attempts + 1,
+    )
+)
+_TRANSCRIPTS_ROWS = FixedStatement(
+    select(UtteranceRow.call_id, *TRANSCRIPT_COLUMNS).where(UtteranceRow.call_id == any_(_CALL_IDS))
+    .order_by(UtteranceRow.call_id, UtteranceRow.index)
+)
+
+
+def start_processing_calls(work: Work, calls: Sequence[Row[Any]]) -> dict[str, list[Any]]:
+    """`start_processing` and `load_transcript` for several calls locked by `lock_call_rows`, in two statements
+    whatever their number (PostgreSQL): each call's attempt counted; the rows of their transcripts by call id,
+    for `transcript_of` (which the caller may run once it committed: the locks need not wait for it)."""
+    connection = connection_of(work)
+    call_ids = [call.id for call in calls]
+    _START_PROCESSING_CALLS.execute(connection, {"call_ids": call_ids, **state_columns(CallState.processing, utcnow())})
+    utterances: dict[str, list[Any]] = {call_id: [] for call_id in call_ids}
+    for row in _TRANSCRIPTS_ROWS.all(connection, {"call_ids": call_ids}):
+        utterances[row.call_id].append(row)
+    return utterances
 
 
 def get_call(session: Session, call_id: str) -> Call:

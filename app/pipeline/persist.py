@@ -221,13 +221,18 @@ _SUCCEEDED_RUNS_OF_KEYS = FixedStatement(
 )
 
 
+def succeeded_runs_of_keys(connection: Connection, keys: Sequence[str]) -> dict[str, int]:
+    """`succeeded_run_id` for several keys in one statement (PostgreSQL): the succeeded runs' ids by key."""
+    return dict(_SUCCEEDED_RUNS_OF_KEYS.all(connection, {"keys": list(keys)}))
+
+
 def lock_calls_for_result(connection: Connection, keys: dict[str, str]) -> dict[str, LockedCall]:
     """`lock_call_for_result` for several calls (`keys`: each call's id and its work's idempotency key) in two
     statements, whatever their number: the calls' rows locked in id order, then the succeeded runs with those
     keys (read after the locks, as the single statement's subquery is: a run another worker stored while this
     one waited for a lock is seen). Calls not found are missing from the result. PostgreSQL."""
     rows = _LOCK_CALLS_FOR_RESULT.all(connection, {"call_ids": sorted(keys)})
-    succeeded = dict(_SUCCEEDED_RUNS_OF_KEYS.all(connection, {"keys": list(keys.values())}))
+    succeeded = succeeded_runs_of_keys(connection, list(keys.values()))
     locked = {}
     for row in rows:
         *columns, slug, time_zone, has_events, in_batch = row

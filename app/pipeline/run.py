@@ -37,7 +37,15 @@ from app.llm.base import ExtractionProvider, ProviderResult
 from app.llm.prompt import PromptTemplate
 from app.models import Call, CallState, LlmMode, RunStatus
 from app.models.tables import REVIEWED_STATES, TERMINAL_PROCESSING_STATES, utcnow
-from app.pipeline.calls import load_transcript, lock_call, lock_call_row, set_state
+from app.pipeline.calls import (
+    load_transcript,
+    lock_call,
+    lock_call_row,
+    lock_call_rows,
+    set_state,
+    start_processing_calls,
+    transcript_of,
+)
 from app.pipeline.dedup import deduplicate
 from app.pipeline.group_commit import GroupCommit
 from app.pipeline.persist import (
@@ -51,6 +59,7 @@ from app.pipeline.persist import (
     start_unless_done,
     state_for_run,
     succeeded_run_id,
+    succeeded_runs_of_keys,
     write_succeeded_run,
     write_succeeded_runs,
 )
@@ -170,6 +179,58 @@ def _claim(
     return _claim_in_session(factory, call_id, provider, prompt, max_attempts=max_attempts,
                              reprocess_reviewed=reprocess_reviewed, defer_batch_calls=defer_batch_calls,
                              isolate_suspects=isolate_suspects, llm_batch_id=llm_batch_id)
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """A call to claim (by `claim_calls`, with others), with what `_claim` is given besides."""
+
+    call_id: str
+    provider: ExtractionProvider
+    prompt: PromptTemplate
+    max_attempts: int | None
+    defer_batch_calls: bool
+    isolate_suspects: bool
+
+
+ClaimGroup = GroupCommit[ClaimRequest, _Claimed]
+
+
+def claim_group_for(factory: sessionmaker[Session], *, max_calls: int, wait_seconds: float) -> ClaimGroup | None:
+    """A group commit of claims (app/pipeline/group_commit.py) for the threads of one process, on PostgreSQL;
+    None where it would only wait (a group of one, or SQLite)."""
+    if max_calls < 2 or factory.kw["bind"].dialect.name != "postgresql":
+        return None
+    return GroupCommit(lambda requests: claim_calls(factory, requests), max_size=max_calls,
+                       wait_seconds=wait_seconds)
+
+
+def claim_calls(factory: sessionmaker[Session], requests: Sequence[ClaimRequest]) -> list[_Claimed | None]:
+    """Claim several calls in one transaction (PostgreSQL): locked in one statement, the done-check of their
+    work in another, their starts in a third and their transcripts read in a fourth. Only the usual claim is
+    made here: a call found, to be processed now, without a result yet and its work not stored. For any other
+    (a call missing, left alone, suspect, already done or extracted again; a second request of the same call)
+    the answer is `None`: its own thread claims it alone (`_claim`), and finds what to do."""
+    claims: list[_Claimed | None] = [None] * len(requests)
+    with connection_unit_of_work(factory) as connection:
+        rows = lock_call_rows(connection, list({request.call_id for request in requests}))
+        chosen: list[tuple[int, Row[Any], str]] = []
+        for index, request in enumerate(requests):
+            row = rows.pop(request.call_id, None)  # a second request of the same call is claimed alone
+            if row is None or row.state in TERMINAL_PROCESSING_STATES or any(_left_alone(
+                    row, max_attempts=request.max_attempts, reprocess_reviewed=False,
+                    defer_batch_calls=request.defer_batch_calls, isolate_suspects=request.isolate_suspects)):
+                continue
+            provider, prompt = request.provider, request.prompt
+            chosen.append((index, row, idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name,
+                                                       provider.model)))
+        done = succeeded_runs_of_keys(connection, [key for _, _, key in chosen]) if chosen else {}
+        started = [(index, row, key) for index, row, key in chosen if key not in done]
+        now = utcnow()
+        utterances = start_processing_calls(connection, [row for _, row, _ in started]) if started else {}
+    for index, row, key in started:
+        claims[index] = _claimed(row, transcript_of(row, utterances[row.id]), key, now)
+    return claims
 
 
 def _start_unless_done(work: Work, row: Row[Any], key: str) -> int | Transcript:
@@ -356,6 +417,7 @@ def process_call(
     llm_batch_id: int | None = None,
     timings: TimingsRecorder | None = None,
     isolate_suspects: bool = False,
+    claim_group: ClaimGroup | None = None,
     persist_group: PersistGroup | None = None,
 ) -> ProcessOutcome:
     """Process one call. Raises `TransientError` for the caller to retry; every other failure is
@@ -369,15 +431,21 @@ def process_call(
     The run's whole-call timings go to `timings` (workers: written in batches), or are written before
     this returns when it is None. With `isolate_suspects` (workers) a call whose earlier tries died with
     their worker raises `SuspectCallError` instead of starting, for the caller to run it alone. With a
-    `persist_group` (threaded workers on PostgreSQL: `persist_group_for`) a new result is stored together with
-    the results other threads finish close to it, in one transaction (`store_finished_calls`)."""
+    `claim_group` and a `persist_group` (threaded workers on PostgreSQL: `claim_group_for`, `persist_group_for`)
+    the call is claimed with the calls other threads claim close to it, and its new result stored with the
+    results they finish close to it, each group in one transaction (`claim_calls`, `store_finished_calls`)."""
     started = time.perf_counter()
     cpu_started = time.thread_time()
     db_ms = 0.0
-    claimed = _claim(
-        factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
-        defer_batch_calls=defer_batch_calls, isolate_suspects=isolate_suspects, llm_batch_id=llm_batch_id,
-    )
+    claimed: _Claimed | ProcessOutcome | None = None
+    if claim_group is not None and llm_batch_id is None and not reprocess_reviewed:
+        claimed = claim_group.submit(ClaimRequest(call_id, provider, prompt, max_attempts, defer_batch_calls,
+                                                  isolate_suspects))
+    if claimed is None:
+        claimed = _claim(
+            factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
+            defer_batch_calls=defer_batch_calls, isolate_suspects=isolate_suspects, llm_batch_id=llm_batch_id,
+        )
     db_ms += _elapsed_ms(started)
     if isinstance(claimed, ProcessOutcome):
         return claimed

@@ -17,6 +17,7 @@ from app.errors import NotFoundError, PostcallError, SuspectCallError, Transient
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
 from app.worker.celery_app import celery_app
+from app.worker.groups import worker_claim_group, worker_persist_group
 from app.worker.isolated import run_isolated
 from app.worker.names import (
     TASK_BATCH_COLLECT,
@@ -26,7 +27,6 @@ from app.worker.names import (
     TASK_PURGE,
     TASK_RECONCILE,
 )
-from app.worker.persist_group import worker_persist_group
 from app.worker.timings import worker_timings
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,9 @@ def process_call_task(self: Any, call_id: str) -> str:
             # Written in batches by this process's recorder: one statement per batch, not per call.
             timings=worker_timings(),
             isolate_suspects=True,
-            # Stored with the results other threads of this process finish close to it (group commit).
+            # Claimed with the calls other threads of this process claim close to it, and stored with the results
+            # they finish close to it (group commit).
+            claim_group=worker_claim_group(),
             persist_group=worker_persist_group(),
         )
     except SuspectCallError as exc:

@@ -26,7 +26,7 @@ from app.ingest import load_transcript
 from app.llm.openai_provider import OpenAIProvider
 from app.llm.prompt import PromptTemplate
 from app.llm.scripted_server import DEMO_MODEL, ScriptedOpenAIServer
-from app.pipeline.run import PersistGroup, process_call
+from app.pipeline.run import ClaimGroup, PersistGroup, process_call
 from app.pipeline.store import store_transcript
 from app.schemas.transcript import Transcript
 from bench.answers.model import quoting_answer
@@ -82,10 +82,11 @@ def scripted_provider(settings: Settings, base_url: str) -> OpenAIProvider:
 
 def process_with_local_model(
     factory: sessionmaker[Session], settings: Settings, transcripts: Sequence[tuple[str, Transcript]],
-    *, persist_group: PersistGroup | None = None,
+    *, persist_group: PersistGroup | None = None, claim_group: ClaimGroup | None = None,
 ) -> list[str]:
     """Store and process the calls one after another; returns their call ids. With a `persist_group`, side by
-    side in as many threads as its groups hold (a threaded worker's slots), their results stored in groups."""
+    side in as many threads as its groups hold (a threaded worker's slots), their results stored in groups
+    (and their claims made in groups, with a `claim_group`)."""
     call_ids = store_calls(factory, transcripts)
     prompt = PromptTemplate.load(PROJECT_ROOT / "prompts", PROMPT_NAME)
     with ScriptedOpenAIServer(quoting_answer) as server:
@@ -96,7 +97,8 @@ def process_with_local_model(
         else:
             with ThreadPoolExecutor(max_workers=persist_group.max_size) as pool:
                 list(pool.map(lambda call_id: process_call(factory, call_id, provider, prompt,
-                                                           persist_group=persist_group), call_ids))
+                                                           claim_group=claim_group, persist_group=persist_group),
+                              call_ids))
     return call_ids
 
 

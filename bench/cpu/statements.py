@@ -48,7 +48,7 @@ from app.db.migrate import downgrade, upgrade
 from app.db.session import make_session_factory
 from app.llm.prompt import PromptTemplate
 from app.llm.scripted_server import ScriptedOpenAIServer
-from app.pipeline.run import persist_group_for, process_call
+from app.pipeline.run import claim_group_for, persist_group_for, process_call
 from app.pipeline.timings import RunTimings, TimingsRecorder, write_timings_now
 from bench.answers.run import PROMPT_NAME, real_transcripts, scripted_provider, store_calls
 from bench.cpu.run import answer
@@ -132,16 +132,18 @@ def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, wa
                 process_call(factory, call_id, provider, prompt, timings=held)  # type: ignore[arg-type]
             _write(engine, held.rows[:warmup], timings)
         persist_group = persist_group_for(factory, max_calls=group, wait_seconds=GROUP_WAIT_SECONDS)
+        claim_group = claim_group_for(factory, max_calls=group, wait_seconds=GROUP_WAIT_SECONDS)
 
         def process(ids: list[str]) -> None:
             if persist_group is None:
                 for call_id in ids:
                     process_call(factory, call_id, provider, prompt, timings=recorder)
                 return
-            # Side by side, as a threaded worker's slots: their results stored `group` to a transaction.
+            # Side by side, as a threaded worker's slots: claimed and their results stored `group` to a transaction.
             with ThreadPoolExecutor(max_workers=group) as pool:
                 list(pool.map(lambda call_id: process_call(factory, call_id, provider, prompt, timings=recorder,
-                                                           persist_group=persist_group), ids))
+                                                           claim_group=claim_group, persist_group=persist_group),
+                              ids))
 
         if not timings_only:
             process(call_ids[:warmup])
@@ -173,10 +175,11 @@ def measure(schema: str, timings: str, transcripts: list[Any], base_url: str, wa
                     lines.append(f"  {nested}{calls / measured:5.2f} x {total / measured:7.3f} ms "
                                  f"(plans {plans / measured:4.2f}, {plan_time / measured:6.3f} ms)  {text}")
         engine.dispose()
-    if persist_group is not None:
-        stats = persist_group.stats
-        lines.append(f"  groups: {stats.groups} holding {stats.pieces} results (largest {stats.largest}, "
-                     f"{stats.written_alone} written alone)")
+    for name, made in (("claims", claim_group), ("results", persist_group)):
+        if made is not None:
+            stats = made.stats
+            lines.append(f"  {name}: {stats.groups} groups holding {stats.pieces} (largest {stats.largest}, "
+                         f"{stats.written_alone} alone)")
     return {"cpu_ms": 1000 * cpu / measured, "process_cpu_ms": 1000 * process_cpu / measured,
             "wall_ms": 1000 * wall / measured, "lines": lines}
 
@@ -196,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analyze-calls", action="store_true",
                         help="ANALYZE calls once they are stored (bench/databases.py `analyze_calls` says why)")
     parser.add_argument("--group", type=int, action="append",
-                        help="results stored N to a transaction, the calls processed in N threads (group commit; "
-                             "repeatable; default 1: one by one)")
+                        help="calls claimed and their results stored N to a transaction, processed in N threads "
+                             "(group commit; repeatable; default 1: one by one)")
     parser.add_argument("--without-triggers", action="store_true",
                         help="disable the user triggers of calls, extraction_runs and claims (a measurement only)")
     args = parser.parse_args(argv)

@@ -22,9 +22,13 @@ from app.pipeline.calls import get_or_create_tenant
 from app.pipeline.counts import state_counts
 from app.pipeline.group_commit import GroupCommit
 from app.pipeline.run import (
+    ClaimGroup,
+    ClaimRequest,
     FinishedCall,
     PersistGroup,
     ProcessOutcome,
+    claim_calls,
+    claim_group_for,
     persist_group_for,
     process_call,
     store_finished_calls,
@@ -50,13 +54,14 @@ def _store(factory: sessionmaker[Session], count: int, *, tenant: str = "acme", 
 
 
 def _side_by_side(factory: sessionmaker[Session], call_ids: Sequence[str], group: PersistGroup | None,
-                  ) -> list[ProcessOutcome | BaseException]:
+                  claims: ClaimGroup | None = None, **options: object) -> list[ProcessOutcome | BaseException]:
     """Process the calls in one thread each, as a threaded worker's slots do; each one's outcome or error."""
     provider, prompt = HeuristicProvider(), _prompt()
 
     def one(call_id: str) -> ProcessOutcome | BaseException:
         try:
-            return process_call(factory, call_id, provider, prompt, persist_group=group)
+            return process_call(factory, call_id, provider, prompt, claim_group=claims, persist_group=group,
+                                **options)  # type: ignore[arg-type]
         except Exception as exc:
             return exc
 
@@ -268,3 +273,87 @@ def test_no_group_on_sqlite_or_for_one_call_at_a_time(
         engine.dispose()
     assert persist_group_for(pg_factory, max_calls=1, wait_seconds=0.02) is None
     assert persist_group_for(pg_factory, max_calls=2, wait_seconds=0.02) is not None
+
+
+# -- Claims (PostgreSQL) -----------------------------------------------------------------------------------------
+
+
+def _claims(factory: sessionmaker[Session], size: int,
+            before_claim: Callable[[Sequence[ClaimRequest]], None] | None = None) -> ClaimGroup:
+    def claim(requests: Sequence[ClaimRequest]) -> list[object]:
+        if before_claim is not None:
+            before_claim(requests)
+        return claim_calls(factory, requests)  # type: ignore[return-value]
+
+    return GroupCommit(claim, max_size=size, wait_seconds=WAIT_SECONDS)  # type: ignore[arg-type]
+
+
+def test_calls_claimed_in_groups_count_one_attempt_each_and_end_as_one_by_one(
+    pg_factory: sessionmaker[Session],
+) -> None:
+    grouped = _store(pg_factory, 4)
+    alone = _store(pg_factory, 4, first=4)
+    claims, group = _claims(pg_factory, 4), _group(pg_factory, 4)
+    outcomes = _side_by_side(pg_factory, grouped, group, claims)
+    singles = _side_by_side(pg_factory, alone, None)
+    assert claims.stats.groups == 1 and claims.stats.pieces == 4 and claims.stats.written_alone == 0
+    assert [(o.state, o.claims, o.ungrounded) for o in outcomes if isinstance(o, ProcessOutcome)] == [
+        (o.state, o.claims, o.ungrounded) for o in singles if isinstance(o, ProcessOutcome)]
+    with unit_of_work(pg_factory) as session:
+        for call_id in grouped:
+            call = session.get_one(Call, call_id)
+            run = session.get_one(ExtractionRun, call.current_run_id)
+            assert call.attempts == 1 and run.queue_wait_ms is not None
+    assert_rollups_match(pg_factory)
+
+
+def test_a_call_the_group_cannot_claim_as_usual_is_claimed_alone(pg_factory: sessionmaker[Session]) -> None:
+    # Decided (left alone), missing, and a call its earlier tries left processing twice (a suspect): each goes
+    # through the one-by-one claim, which says what to do with it; the usual one is claimed in the group.
+    usual, decided, suspect, missing = _store(pg_factory, 4)
+    with unit_of_work(pg_factory) as session:
+        session.get_one(Call, decided).state = CallState.approved
+        suspect_call = session.get_one(Call, suspect)
+        suspect_call.state, suspect_call.attempts = CallState.processing, 2
+
+    def delete_missing(requests: Sequence[ClaimRequest]) -> None:
+        with unit_of_work(pg_factory) as session:
+            session.execute(delete(Call).where(Call.id == missing))
+
+    claims = _claims(pg_factory, 4, delete_missing)
+    outcomes = dict(zip([usual, decided, suspect, missing],
+                        _side_by_side(pg_factory, [usual, decided, suspect, missing], None, claims,
+                                      isolate_suspects=True), strict=True))
+    assert isinstance(outcomes[usual], ProcessOutcome) and outcomes[usual].run_id is not None
+    assert isinstance(outcomes[decided], ProcessOutcome) and outcomes[decided].skipped
+    assert type(outcomes[suspect]).__name__ == "SuspectCallError"
+    assert isinstance(outcomes[missing], NotFoundError)
+    assert claims.stats.written_alone == 3
+    with unit_of_work(pg_factory) as session:
+        assert session.get_one(Call, decided).state is CallState.approved
+        assert session.get_one(Call, suspect).attempts == 2  # not started again
+
+
+def test_a_call_whose_work_is_stored_is_not_started_again(pg_factory: sessionmaker[Session]) -> None:
+    (call_id,) = _store(pg_factory, 1)
+    first = process_call(pg_factory, call_id, HeuristicProvider(), _prompt())
+    with unit_of_work(pg_factory) as session:
+        session.get_one(Call, call_id).state = CallState.queued  # a stray message after the result
+    (again,) = _side_by_side(pg_factory, [call_id], None, _claims(pg_factory, 2))
+    assert isinstance(again, ProcessOutcome) and again.skipped and again.run_id == first.run_id
+    with unit_of_work(pg_factory) as session:
+        call = session.get_one(Call, call_id)
+        assert call.attempts == 1 and call.state is first.state  # healed by the one-by-one claim
+
+
+def test_no_claim_group_on_sqlite_or_for_one_call_at_a_time(
+    sqlite_url: str, pg_factory: sessionmaker[Session]
+) -> None:
+    from app.db.session import create_db_engine, make_session_factory
+
+    engine = create_db_engine(sqlite_url)
+    try:
+        assert claim_group_for(make_session_factory(engine), max_calls=16, wait_seconds=0.02) is None
+    finally:
+        engine.dispose()
+    assert claim_group_for(pg_factory, max_calls=1, wait_seconds=0.02) is None

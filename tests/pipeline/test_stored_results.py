@@ -11,7 +11,7 @@ import pytest
 
 from app.config import get_settings
 from app.db.session import create_db_engine, make_session_factory
-from app.pipeline.run import persist_group_for
+from app.pipeline.run import claim_group_for, persist_group_for
 from bench.answers.run import process_with_local_model, sample_transcripts
 from bench.answers.stored import differences, dump_calls, restricted, write_dump
 
@@ -41,20 +41,23 @@ def test_stored_results_of_the_samples_match_the_recorded_expectation(
 
 
 def test_results_stored_in_groups_match_the_recorded_expectation(postgres_url: str) -> None:
-    """Group commit (PostgreSQL, a threaded worker): the samples processed side by side, their results
-    stored several to a transaction, are stored exactly as one by one."""
+    """Group commit (PostgreSQL, a threaded worker): the samples processed side by side, claimed and their
+    results stored several to a transaction, are stored exactly as one by one."""
     engine = create_db_engine(postgres_url)
     try:
         factory = make_session_factory(engine)
         # Long enough a wait that the nine calls, processed side by side, meet in groups.
         group = persist_group_for(factory, max_calls=4, wait_seconds=1.0)
-        assert group is not None
-        call_ids = process_with_local_model(factory, get_settings(), sample_transcripts(), persist_group=group)
+        claims = claim_group_for(factory, max_calls=4, wait_seconds=1.0)
+        assert group is not None and claims is not None
+        call_ids = process_with_local_model(factory, get_settings(), sample_transcripts(), persist_group=group,
+                                            claim_group=claims)
         with factory() as session:
             dump = dump_calls(session, call_ids)
     finally:
         engine.dispose()
-    assert group.stats.pieces == 9 and group.stats.written_alone == 0
-    assert group.stats.groups < 9 and group.stats.largest > 1  # stored together, not one by one
+    for grouped in (group, claims):
+        assert grouped.stats.pieces == 9 and grouped.stats.written_alone == 0
+        assert grouped.stats.groups < 9 and grouped.stats.largest > 1  # together, not one by one
     expected = json.loads(EXPECTED.read_text(encoding="utf-8"))
     assert differences(restricted(dump, expected), expected) == []

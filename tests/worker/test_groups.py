@@ -1,5 +1,5 @@
-"""The worker process's group commit (app/worker/persist_group.py): made where slots share a process and the
-database is PostgreSQL, never larger than the slots, and absent where each call would only wait."""
+"""The worker process's group commits (app/worker/groups.py): made where slots share a process and the database
+is PostgreSQL, never larger than the slots, and absent where each call would only wait."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from app.config import get_settings
 from app.context import reset_context
-from app.worker import persist_group
+from app.worker import groups
 
 
 @pytest.fixture
@@ -17,22 +17,27 @@ def fresh_group(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
     def reset() -> None:
         get_settings.cache_clear()
         reset_context()
-        monkeypatch.setattr(persist_group, "_group_pid", None)
+        monkeypatch.setattr(groups, "_groups_pid", None)
 
-    monkeypatch.setattr(persist_group, "_group", None)
     reset()
     yield monkeypatch
     reset()
 
 
-def _group_for(monkeypatch: pytest.MonkeyPatch, url: str, **env: str) -> persist_group.PersistGroup | None:
+def _group_for(monkeypatch: pytest.MonkeyPatch, url: str, **env: str) -> groups.PersistGroup | None:
     monkeypatch.setenv("POSTCALL_DATABASE_URL", url)
     for name, value in env.items():
         monkeypatch.setenv(f"POSTCALL_{name.upper()}", value)
     get_settings.cache_clear()
     reset_context()
-    monkeypatch.setattr(persist_group, "_group_pid", None)
-    return persist_group.worker_persist_group()
+    monkeypatch.setattr(groups, "_groups_pid", None)
+    claims = groups.worker_claim_group()
+    results = groups.worker_persist_group()
+    # The two groups of a process are sized alike.
+    assert (claims is None) == (results is None)
+    assert claims is None or results is None or (claims.max_size, claims.wait_seconds) == (
+        results.max_size, results.wait_seconds)
+    return results
 
 
 def test_a_threads_worker_on_postgresql_groups_at_most_its_slots(
@@ -41,7 +46,7 @@ def test_a_threads_worker_on_postgresql_groups_at_most_its_slots(
     group = _group_for(fresh_group, postgres_url, worker_pool="threads", worker_concurrency="6",
                        group_commit_max_calls="16", group_commit_wait_ms="30")
     assert group is not None and group.max_size == 6 and group.wait_seconds == pytest.approx(0.03)
-    assert persist_group.worker_persist_group() is group  # one per process
+    assert groups.worker_persist_group() is group  # one per process
     group = _group_for(fresh_group, postgres_url, worker_pool="gevent", worker_concurrency="200")
     assert group is not None and group.max_size == get_settings().group_commit_max_calls
 

@@ -1,0 +1,50 @@
+"""The worker process's group commits (app/pipeline/group_commit.py): of claims (`claim_group_for`) and of new
+results (`persist_group_for`), made by the first task that needs them, one of each per process (prefork
+children each make their own)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from app.context import get_context
+from app.pipeline.run import ClaimGroup, PersistGroup, claim_group_for, persist_group_for
+
+# Pools whose tasks run side by side in one process; in the others (prefork, solo) a process runs one call at
+# a time, and a group would only make each call wait for company that never comes.
+SHARED_PROCESS_POOLS = frozenset({"threads", "gevent"})
+
+_groups: dict[str, Any] = {}
+_groups_pid: int | None = None
+_lock = threading.Lock()
+
+
+def _group(name: str, make: Callable[..., Any]) -> Any:
+    global _groups_pid
+    with _lock:
+        if _groups_pid != os.getpid():
+            _groups.clear()
+            _groups_pid = os.getpid()
+        if name not in _groups:
+            ctx = get_context()
+            settings = ctx.settings
+            slots = settings.worker_concurrency if settings.worker_pool in SHARED_PROCESS_POOLS else 1
+            # Never more calls in a group than the process runs at once (unknown: the setting's size).
+            size = min(settings.group_commit_max_calls, slots or settings.group_commit_max_calls)
+            _groups[name] = make(ctx.session_factory, max_calls=size,
+                                 wait_seconds=settings.group_commit_wait_ms / 1000.0)
+        return _groups[name]
+
+
+def worker_claim_group() -> ClaimGroup | None:
+    """This process's group commit of claims, or None where calls are claimed one by one."""
+    group: ClaimGroup | None = _group("claim", claim_group_for)
+    return group
+
+
+def worker_persist_group() -> PersistGroup | None:
+    """This process's group commit of new results, or None where they are stored one by one."""
+    group: PersistGroup | None = _group("persist", persist_group_for)
+    return group
