@@ -25,7 +25,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.db.driver import FixedStatement
+from app.db.driver import FixedStatement, run_on_driver
+from app.db.json_rows import json_rows, sql_type
 from app.db.session import Work, connection_of
 from app.handoff.record import CallRecordV1, RecordedCall, bounded, build_record, identity_record, json_size
 from app.models import OutboxEvent, Tenant, WebhookDelivery, WebhookEndpoint
@@ -200,24 +201,10 @@ def record_event(
         _strip_earlier_events(session, call)
     elif record is None:
         record = build_record(session, call, public_url=settings.public_url)
-    max_bytes = settings.webhook_max_payload_bytes
-    timestamp = now.isoformat()
-    data = record.model_dump(mode="json")
-    payload = envelope(kind.value, timestamp, data)
     connection = connection_of(work)
     postgresql = connection.dialect.name == "postgresql"
+    payload, text = _payload(kind, record, now, settings.webhook_max_payload_bytes, as_text=postgresql)
     parameters: dict[str, Any] = {}
-    if postgresql:
-        # Serialized once, here: the text holds `data` serialized with ASCII escapes and spaces, never
-        # shorter than its compact UTF-8 form (`json_size`), so a text within the limit needs no measuring.
-        text = payload_json(payload)
-        too_big = len(text) > max_bytes and json_size(data) > max_bytes
-    else:
-        too_big = json_size(data) > max_bytes
-    if too_big:
-        data = bounded(record, max_bytes).model_dump(mode="json")
-        payload = envelope(kind.value, timestamp, data)
-        text = payload_json(payload)
     if postgresql:
         statement = _INSERT_EVENT_TEXT_FIXED
         parameters["event_payload_text"] = text
@@ -250,6 +237,86 @@ def record_event(
         else:
             session.info.setdefault(PENDING_DELIVERIES, []).extend(delivery_ids)
     return outbox_id
+
+
+def _payload(kind: EventType, record: CallRecordV1, now: datetime, max_bytes: int, *,
+             as_text: bool) -> tuple[dict[str, Any], str | None]:
+    """An event's payload (the webhook body but its outbox id), its record bounded to `max_bytes` where it is
+    larger; with `as_text` (PostgreSQL) its JSON text too (`payload_json`), as the column stores it."""
+    timestamp = now.isoformat()
+    data = record.model_dump(mode="json")
+    payload = envelope(kind.value, timestamp, data)
+    text = None
+    if as_text:
+        # Serialized once, here: the text holds `data` serialized with ASCII escapes and spaces, never
+        # shorter than its compact UTF-8 form (`json_size`), so a text within the limit needs no measuring.
+        text = payload_json(payload)
+        too_big = len(text) > max_bytes and json_size(data) > max_bytes
+    else:
+        too_big = json_size(data) > max_bytes
+    if too_big:
+        payload = envelope(kind.value, timestamp, bounded(record, max_bytes).model_dump(mode="json"))
+        text = payload_json(payload) if as_text else None
+    return payload, text
+
+
+class NewEvent(NamedTuple):
+    """One call's event for `record_events`: the call (its identity as the event carries it) and its record."""
+
+    call: RecordedCall
+    record: CallRecordV1
+
+
+def _events_sql(call_change: str | None) -> str:
+    """PostgreSQL: several events of one type in ONE statement of a fixed shape (`record_events`): the rows a JSON
+    array (`json_to_recordset`), each payload its JSON text as `record_event` stores it; `call_change`, a
+    data-modifying statement run in front of the INSERT (as `CallChange` is), reading its own parameters."""
+    columns = [name for name in _EVENT_COLUMNS if name != "payload"]
+    typed = ", ".join(f"{name} {sql_type(OUTBOX, name)}" for name in columns)
+    change = f"WITH call_change AS ({call_change}) " if call_change is not None else ""
+    # Built from the table definition only; every value is a bound parameter.
+    return (
+        f"{change}INSERT INTO outbox ({', '.join(columns)}, payload) "  # noqa: S608
+        f"SELECT {', '.join(f'e.{name}' for name in columns)}, e.payload_text::json "
+        f"FROM json_to_recordset(%(events)s::json) AS e({typed}, payload_text text, event_order integer) "
+        "ORDER BY e.event_order RETURNING id, call_id"
+    )
+
+
+def record_events(
+    connection: Connection, event_type: EventType, events: Sequence[NewEvent], *,
+    call_change: tuple[str, dict[str, Any]] | None = None,
+) -> list[tuple[int, list[int]]]:
+    """`record_event` for several calls' events of one type, each with its record, in the same transaction
+    (group commit, PostgreSQL): one INSERT of every event, with `call_change` (driver-level SQL of a data-
+    modifying statement and its parameters) in front of it as one statement, then one INSERT of every delivery.
+    The caller holds each call's row lock; each event takes its id in the order given. Returns each event's row
+    id and its new deliveries, for the caller to hand over once committed. Flushes; never commits."""
+    settings = get_settings()
+    kind = EventType(event_type)
+    now = utcnow()
+    rows = []
+    for order, (call, record) in enumerate(events):
+        _, text = _payload(kind, record, now, settings.webhook_max_payload_bytes, as_text=True)
+        rows.append({"event_id": new_event_id(), "tenant_id": call.tenant_id, "call_id": call.id,
+                     "agent_id": call.agent_id, "team": call.team, "type": kind.value, "created_at": now,
+                     "payload_text": text, "event_order": order})
+    sql, parameters = _events_sql(call_change[0] if call_change else None), dict(call_change[1] if call_change else {})
+    parameters["events"] = json_rows(rows)
+    returned = run_on_driver(connection, sql, parameters, fetch=True)
+    # RETURNING gives no order: each call has one event here, so its call id finds it.
+    outbox_ids = {call_id: outbox_id for outbox_id, call_id in returned}
+    if len(outbox_ids) != len(events):
+        raise ValueError("one event per call in `record_events`")
+    retry_period = settings.webhook_retry_period_seconds
+    deliveries = [
+        _delivery_rows(connection, outbox_ids[call.id], call, kind, now, retry_period=retry_period)
+        for call, _ in events
+    ]
+    flat = [row for rows_of_event in deliveries for row in rows_of_event]
+    ids = iter(_insert_deliveries(connection, flat))
+    return [(outbox_ids[call.id], [next(ids) for _ in rows_of_event])
+            for (call, _), rows_of_event in zip(events, deliveries, strict=True)]
 
 
 def hold_event_writers(session: Session, wait: str) -> bool:
@@ -297,8 +364,24 @@ _ACTIVE_ENDPOINTS = FixedStatement(select(WebhookEndpoint.id, WebhookEndpoint.ev
 def _fan_out(connection: Connection, outbox_id: int, call: RecordedCall, kind: EventType, created_at: datetime,
              *, retry_period: float) -> list[int]:
     """One pending delivery of the event per active endpoint of the tenant that takes its type; their ids."""
+    return _insert_deliveries(connection, _delivery_rows(connection, outbox_id, call, kind, created_at,
+                                                         retry_period=retry_period))
+
+
+def _insert_deliveries(connection: Connection, deliveries: list[dict[str, Any]]) -> list[int]:
+    """Insert pending deliveries; their ids, in the order given."""
+    if not deliveries:
+        return []
+    return list(connection.scalars(
+        insert(DELIVERIES).returning(DELIVERIES.c.id, sort_by_parameter_order=True), deliveries
+    ))
+
+
+def _delivery_rows(connection: Connection, outbox_id: int, call: RecordedCall, kind: EventType,
+                   created_at: datetime, *, retry_period: float) -> list[dict[str, Any]]:
+    """The event's pending deliveries: one per active endpoint of the tenant that takes its type."""
     endpoints = _endpoints_of_transaction(connection, call.tenant_id)
-    deliveries = [
+    return [
         {
             "outbox_id": outbox_id,
             "endpoint_id": endpoint.id,
@@ -310,11 +393,6 @@ def _fan_out(connection: Connection, outbox_id: int, call: RecordedCall, kind: E
         for endpoint in endpoints
         if endpoint.event_types is None or kind.value in endpoint.event_types
     ]
-    if not deliveries:
-        return []
-    return list(connection.scalars(
-        insert(DELIVERIES).returning(DELIVERIES.c.id, sort_by_parameter_order=True), deliveries
-    ))
 
 
 def _deletion_record(call: RecordedCall, tenant_slug: str, actor: str | None, now: datetime) -> CallRecordV1:

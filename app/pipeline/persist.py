@@ -30,8 +30,8 @@ from app.db.driver import FixedStatement, run_on_driver
 from app.db.json_rows import column_list, json_record_columns, json_rows, sql_type
 from app.db.session import Work, connection_of
 from app.db.types import sql_constant
-from app.handoff.outbox import CallChange, EventType, record_event
-from app.handoff.record import EvidenceV1, RecordClaim, assemble_record, review_events
+from app.handoff.outbox import CallChange, EventType, NewEvent, record_event, record_events
+from app.handoff.record import CallRecordV1, EvidenceV1, RecordClaim, assemble_record, review_events
 from app.models import (
     Call,
     CallState,
@@ -630,17 +630,20 @@ def write_succeeded_runs(connection: Connection, results: Sequence[ResultToWrite
         run_ids[call_id] = run_id
         if claim_id is not None:
             claim_ids[call_id, position] = claim_id
-    written: dict[str, WrittenRun] = {}
-    # Each call's change and event in the calls' id order (the order they were locked in).
-    for index in sorted(range(len(results)), key=lambda index: results[index].locked.call.id):
-        result, rows = results[index], claims[index]
+    finished = []
+    for result, rows, masked in zip(results, claims, masks, strict=True):
         call_id = result.locked.call.id
         run_id = run_ids[call_id]
         for row in rows:
             row["run_id"] = run_id
-        with_ids = [(row, claim_ids[call_id, row["position"]]) for row in rows]
-        written[call_id] = _finish_call(connection, result, run_id, with_ids, masks[index])
-    return [written[result.locked.call.id] for result in results]
+        finished.append(_finished(connection, result, run_id,
+                                  [(row, claim_ids[call_id, row["position"]]) for row in rows], masked))
+    # Every call's change and its event in one statement, then their deliveries.
+    changes = [{"id": done.change["changed_call_id"], **done.change} for done in finished]
+    recorded = record_events(connection, EventType.processed, [NewEvent(done.call, done.record) for done in finished],
+                             call_change=(_FINISH_CALLS_PG, {"calls": json_rows(changes)}))
+    return [WrittenRun(run_ids[done.call.id], done.call.state, done.claims, done.ungrounded, tuple(deliveries))
+            for done, (_, deliveries) in zip(finished, recorded, strict=True)]
 
 
 def _run_to_insert(result: ResultToWrite) -> tuple[dict[str, Any], CallClock, MaskedCopies]:
@@ -653,21 +656,29 @@ def _run_to_insert(result: ResultToWrite) -> tuple[dict[str, Any], CallClock, Ma
     return run, CallClock(call.started_at, result.locked.time_zone), MaskedCopies(result.transcript, scan=result.scan)
 
 
-def _finish_call(work: Work, result: ResultToWrite, run_id: int, written: list[tuple[dict[str, Any], int]],
-                 masked: MaskedCopies) -> WrittenRun:
-    """After a result's rows: the call's new state and current run, with the `call.processed` event whose
-    record is assembled from the rows as written."""
+@dataclass(frozen=True)
+class _Finished:
+    """A result's call as it ends (its new state), the columns its change sets, and the record its event carries."""
+
+    call: ResultCall
+    change: dict[str, Any]
+    record: CallRecordV1
+    claims: int
+    ungrounded: int
+
+
+def _finished(work: Work, result: ResultToWrite, run_id: int, written: list[tuple[dict[str, Any], int]],
+              masked: MaskedCopies) -> _Finished:
+    """After a result's rows: the call's new state and current run, and the `call.processed` record assembled
+    from the rows as written."""
     locked, report, facts = result.locked, result.report, result.facts
-    call = locked.call
     ungrounded = len(report.ungrounded_claims)
     state = outcome_state(len(written), ungrounded)
     # What `set_state(call, state)`, the current run and its undecided items (all of a new run's) would
     # flush, as one Core UPDATE (the call was read as a plain row), run with the event's INSERT.
-    finish = CallChange(_FINISH_CALL, {
-        "changed_call_id": call.id, **state_columns(state, utcnow()), "last_error": None, "current_run_id": run_id,
-        "flagged_items": ungrounded,
-    })
-    call = replace(call, state=state, last_error=None)
+    change = {"changed_call_id": locked.call.id, **state_columns(state, utcnow()), "last_error": None,
+              "current_run_id": run_id, "flagged_items": ungrounded}
+    call = replace(locked.call, state=state, last_error=None)
     claim_rows = [
         (
             RecordClaim(
@@ -685,10 +696,31 @@ def _finish_call(work: Work, result: ResultToWrite, run_id: int, written: list[t
     events = review_events(work, call) if locked.reviewed else ()
     record = assemble_record(call, locked.tenant_slug, shown_run, claim_rows, events,
                              public_url=get_settings().public_url)
+    return _Finished(call, change, record, len(written), ungrounded)
+
+
+def _finish_call(work: Work, result: ResultToWrite, run_id: int, written: list[tuple[dict[str, Any], int]],
+                 masked: MaskedCopies) -> WrittenRun:
+    """After a result's rows: the call's change with the `call.processed` event (`_finished`)."""
+    finished = _finished(work, result, run_id, written, masked)
     deliveries: list[int] = []
-    record_event(work, call, EventType.processed, record=record, call_change=finish,
-                 new_deliveries=deliveries)
-    return WrittenRun(run_id, state, len(written), ungrounded, tuple(deliveries))
+    record_event(work, finished.call, EventType.processed, record=finished.record,
+                 call_change=CallChange(_FINISH_CALL, finished.change), new_deliveries=deliveries)
+    return WrittenRun(run_id, finished.call.state, finished.claims, finished.ungrounded, tuple(deliveries))
+
+
+def _finish_calls_sql() -> str:
+    """PostgreSQL: `_FINISH_CALL` for several calls in one statement, each with its own values (a JSON array of
+    rows, `calls`), for `record_events` to run in front of their events' INSERT."""
+    columns = ("state", "state_changed_at", "review_rank", "current_run_id", "flagged_items")
+    typed = ", ".join(f"{name} {sql_type(_CALLS, name)}" for name in ("id", *columns))
+    assignments = ", ".join(f"{name} = v.{name}" for name in columns)
+    # Built from the table definition only; every value is a bound parameter.
+    return (f"UPDATE calls SET {assignments}, last_error = NULL "  # noqa: S608
+            f"FROM json_to_recordset(%(calls)s::json) AS v({typed}) WHERE calls.id = v.id")
+
+
+_FINISH_CALLS_PG = _finish_calls_sql()
 
 
 # The call's change when a run succeeds. After the run's rows, never in their statement: the rollup
