@@ -48,3 +48,11 @@ def worker_persist_group() -> PersistGroup | None:
     """This process's group commit of new results, or None where they are stored one by one."""
     group: PersistGroup | None = _group("persist", persist_group_for)
     return group
+
+
+def made_groups() -> dict[str, Any]:
+    """The group commits this process has made so far, by name ("claim", "persist"): for the benchmarks."""
+    with _lock:
+        if _groups_pid != os.getpid():
+            return {}
+        return {name: group for name, group in _groups.items() if group is not None}

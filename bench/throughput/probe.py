@@ -40,8 +40,14 @@ def install(path: str) -> None:
                 totals["cpu_seconds"] += spent
 
     def write() -> None:
+        from dataclasses import asdict
+
+        from app.worker import groups
+
+        # What the process's group commits held (app/worker/groups.py): none where it made none.
+        made = {name: asdict(group.stats) for name, group in groups.made_groups().items()}
         with lock, open(path, "w", encoding="utf-8") as out:
-            json.dump(totals, out)
+            json.dump({**totals, "groups": made}, out)
 
     tasks.process_call = probed  # type: ignore[attr-defined]
     from celery.signals import worker_shutdown

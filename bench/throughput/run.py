@@ -98,6 +98,9 @@ class ThroughputResult:
     postgres_sessions_opened: int
     load_average: str
     machine: str
+    # Calls per group of the workers' group commits (claims, results), over every worker; None without them.
+    claims_per_group: float | None = None
+    results_per_group: float | None = None
 
 
 # -- CPU from /proc ---------------------------------------------------------------------------------
@@ -382,7 +385,16 @@ def run(args: argparse.Namespace) -> ThroughputResult:
         postgres_sessions_opened=sessions,
         load_average=load,
         machine=machine(),
+        claims_per_group=_per_group(probed, "claim"),
+        results_per_group=_per_group(probed, "persist"),
     )
+
+
+def _per_group(probed: Sequence[dict[str, Any]], name: str) -> float | None:
+    """Mean calls per group of the workers' `name` group commit (bench/throughput/probe.py writes its stats)."""
+    stats = [p["groups"][name] for p in probed if name in p.get("groups", {})]
+    groups = sum(s["groups"] for s in stats)
+    return round(sum(s["pieces"] for s in stats) / groups, 2) if groups else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
