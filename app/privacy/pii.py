@@ -823,20 +823,66 @@ def _sentences(number: _Number) -> Iterator[_Number]:
 
 
 def _classify(source: _Text, number: _Number) -> Iterator[Detection]:
-    """The card inside `number` if any, and what the pieces around it are."""
-    card = _card_run(number)
-    if card is not None:
-        first, last = card
-        part = number.part(first, last)
-        yield _span(source.text, PiiKind.card, part, part.digits)
-        # What is left on either side may hold another card ("4111 ..., and 5500 ...").
-        if first > 0:
-            yield from _classify(source, number.part(0, first - 1))
-        if last < len(number.tokens) - 1:
-            yield from _classify(source, number.part(last + 1, len(number.tokens) - 1))
-        return
-    for piece in _sentences(number):
-        yield from _classify_rest(source, piece)
+    """The card inside `number` if any (its longest, `_card_run`), and what the pieces around it are: what is
+    left on either side may hold another card ("4111 ..., and 5500 ..."), found the same way, the left side's
+    detections before the right side's.
+
+    The pieces are token ranges of `number` on a stack of their own (the right one pushed first, so the left
+    one's detections come first), and each range's card is looked up in `_CardRuns`, found once for the whole
+    number. Each piece classified by calling this again, as a copy searched again for a card, made cards
+    written as one number ("4111 1111 1111 1111 4111 1111 1111 1111 ...", with spaces only) take quadratic
+    time, and from about 990 of them fail with a RecursionError."""
+    last_token = len(number.tokens) - 1
+    runs = _CardRuns(number.tokens) if len(number.digits) >= CARD_MIN_DIGITS else None
+    pieces = [(0, last_token)]
+    while pieces:
+        first, last = pieces.pop()
+        card = runs.longest(first, last) if runs is not None else None
+        if card is not None:
+            card_first, card_last = card
+            part = number.part(card_first, card_last)
+            yield _span(source.text, PiiKind.card, part, part.digits)
+            if card_last < last:
+                pieces.append((card_last + 1, last))
+            if card_first > first:
+                pieces.append((first, card_first - 1))
+            continue
+        piece = number if first == 0 and last == last_token else number.part(first, last)
+        for sentence in _sentences(piece):
+            yield from _classify_rest(source, sentence)
+
+
+class _CardRuns:
+    """Every run of whole tokens that `_card_run` takes for a card (13-19 digits passing Luhn, in a card's
+    groups), by its number of digits, so that the card of any range of the tokens is found without searching
+    the range again: `longest(first, last)` is `_card_run` of the tokens `first` to `last` (as indexes of all)."""
+
+    def __init__(self, tokens: Sequence[_Token]) -> None:
+        # For each number of digits, the runs' first tokens in order, and their last tokens: in order too, as
+        # every token has a digit (a run with the same digits that starts later cannot end sooner).
+        self._firsts: dict[int, list[int]] = {}
+        self._lasts: dict[int, list[int]] = {}
+        for first in range(len(tokens)):
+            digits = ""
+            for last in range(first, len(tokens)):
+                digits += tokens[last].digits
+                if len(digits) > CARD_MAX_DIGITS:
+                    break
+                if len(digits) >= CARD_MIN_DIGITS and luhn_valid(digits):
+                    self._firsts.setdefault(len(digits), []).append(first)
+                    self._lasts.setdefault(len(digits), []).append(last)
+                if len(tokens[last].digits) > CARD_MAX_WRITTEN_GROUP:
+                    break  # only a card's last group may be longer (`_card_grouping`)
+        self._lengths = sorted(self._firsts, reverse=True)
+
+    def longest(self, first: int, last: int) -> tuple[int, int] | None:
+        """The longest run within tokens `first` to `last`, the earliest of those as long: `_card_run`'s."""
+        for length in self._lengths:
+            firsts = self._firsts[length]
+            i = bisect_left(firsts, first)
+            if i < len(firsts) and self._lasts[length][i] <= last:
+                return firsts[i], self._lasts[length][i]
+        return None
 
 
 def _card_run(number: _Number, accept: Callable[[int, int], bool] | None = None) -> tuple[int, int] | None:
