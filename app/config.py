@@ -192,11 +192,12 @@ class Settings(BaseSettings):
     # after the first of them was measured. A crash loses at most the unwritten ones, never a result.
     timings_batch_size: int = Field(default=100, ge=1)
     timings_flush_seconds: float = Field(default=0.5, gt=0)
-    # Group commit (PostgreSQL, a threads or gevent worker): the results its slots finish close together are
-    # stored in one transaction, at most this many calls (1: each call alone), waiting at most this many
-    # milliseconds after the first of them for the rest (app/pipeline/group_commit.py).
-    group_commit_max_calls: int = Field(default=16, ge=1, le=1000)
-    group_commit_wait_ms: float = Field(default=20.0, ge=0, le=1000)
+    # Group commit (PostgreSQL, a threads or gevent worker): the calls its slots take, and the results they
+    # finish, close together are claimed and stored in one transaction each, at most this many calls to a group
+    # (1: each call alone), waiting at most this many milliseconds after the first of them for the rest
+    # (app/pipeline/group_commit.py; docs/operations.md, "Sizing", says what the wait buys and costs).
+    group_commit_max_calls: int = Field(default=32, ge=1, le=1000)
+    group_commit_wait_ms: float = Field(default=100.0, ge=0, le=1000)
     # -- Batch mode (the OpenAI Batch API; docs/providers.md) ------------------------------------
     # sync: each call is sent as it arrives; batch: calls wait for the next batch job (about half the
     # token price, answers within the completion window). `postcall ingest --mode` and

@@ -133,4 +133,9 @@ def prepare_worker(concurrency: int | None = None, pool: str | None = None) -> W
     if sizing.pool == "gevent" and not gevent_is_patched():
         reexec_under_gevent()
     logger.info("worker sizing: %s", sizing.describe())
+    settings = get_settings()
+    if sizing.pool in ("threads", "gevent") and settings.group_commit_max_calls > 1 and sizing.concurrency > 1:
+        logger.info("group commit: claims and results stored up to %d calls to a transaction, within %g ms "
+                    "(PostgreSQL only)", min(settings.group_commit_max_calls, sizing.concurrency),
+                    settings.group_commit_wait_ms)
     return sizing
