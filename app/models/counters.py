@@ -4,8 +4,12 @@ a few rows instead of scanning every call and run.
 Each table is keyed by a shard (PostgreSQL: the writing backend's pid modulo COUNTER_SHARDS, 16 before
 migration 0018; SQLite: 0) and holds one column per counted value, so a transition updates exactly one
 row: concurrent writers rarely meet on a row (a pool's backends have consecutive pids, which never share a
-shard below COUNTER_SHARDS sessions), and a transaction never holds two counter rows of one tenant or model
-that another could take in the opposite order (no deadlock). Readers sum the shards.
+shard below COUNTER_SHARDS sessions), and a transaction of one call never holds two counter rows of one
+tenant or model that another could take in the opposite order. A group commit's statements change several
+calls (app/pipeline/group_commit.py) and so several counter rows of their backend's shard: two backends on one
+shard (more sessions than shards) may take two of them in opposite orders, and PostgreSQL then ends one
+transaction after `deadlock_timeout`; its group's calls are stored one by one instead, nothing lost. Readers
+sum the shards.
 
 A SQLite table rebuild (alembic's batch mode recreating `calls` or `extraction_runs`) drops that table's
 triggers: a migration that rebuilds one must create the triggers again (migration 0009 shows them).

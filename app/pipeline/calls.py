@@ -136,17 +136,20 @@ _TRANSCRIPTS_ROWS = FixedStatement(
 )
 
 
-def start_processing_calls(work: Work, calls: Sequence[Row[Any]]) -> dict[str, list[Any]]:
-    """`start_processing` and `load_transcript` for several calls locked by `lock_call_rows`, in two statements
-    whatever their number (PostgreSQL): each call's attempt counted; the rows of their transcripts by call id,
-    for `transcript_of` (which the caller may run once it committed: the locks need not wait for it)."""
-    connection = connection_of(work)
-    call_ids = [call.id for call in calls]
-    _START_PROCESSING_CALLS.execute(connection, {"call_ids": call_ids, **state_columns(CallState.processing, utcnow())})
+def transcript_rows_of(work: Work, call_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """The utterance rows of several calls' transcripts (`TRANSCRIPT_COLUMNS`, in order), by call id, in one
+    statement (PostgreSQL), for `transcript_of`."""
     utterances: dict[str, list[Any]] = {call_id: [] for call_id in call_ids}
-    for row in _TRANSCRIPTS_ROWS.all(connection, {"call_ids": call_ids}):
+    for row in _TRANSCRIPTS_ROWS.all(connection_of(work), {"call_ids": list(call_ids)}):
         utterances[row.call_id].append(row)
     return utterances
+
+
+def start_processing_calls(work: Work, call_ids: Sequence[str]) -> None:
+    """`start_processing` for several calls locked by `lock_call_rows`, in one statement (PostgreSQL), each
+    counting its own attempt."""
+    _START_PROCESSING_CALLS.execute(connection_of(work), {"call_ids": list(call_ids),
+                                                          **state_columns(CallState.processing, utcnow())})
 
 
 def get_call(session: Session, call_id: str) -> Call:

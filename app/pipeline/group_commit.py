@@ -37,6 +37,19 @@ class _Piece(Generic[Work, Result]):
     ready: threading.Event = field(default_factory=threading.Event)
     leads: bool = False
     result: Result | None = None
+    write_started: float | None = None  # when its group's write began
+    cpu_share: float = 0.0  # its share of the group write's CPU (seconds)
+
+
+@dataclass(frozen=True)
+class Handed(Generic[Result]):
+    """What `GroupCommit.submit` gives back: the piece's result (`None`: to be written alone, by the caller),
+    how long it waited for its group's write to begin, and what to add to the calling thread's CPU for the
+    piece's own: its share of the group's write, less the write's CPU if this thread led it."""
+
+    result: Result | None
+    waited_seconds: float
+    cpu_correction_seconds: float
 
 
 @dataclass
@@ -67,8 +80,8 @@ class GroupCommit(Generic[Work, Result]):
         self._leading = False
         self.stats = GroupStats()
 
-    def submit(self, work: Work) -> Result | None:
-        """Hand `work` in and wait for its result: `None` when it is to be written alone, by the caller."""
+    def submit(self, work: Work) -> Handed[Result]:
+        """Hand `work` in and wait for its result (`Handed`)."""
         piece: _Piece[Work, Result] = _Piece(work, time.monotonic())
         with self._lock:
             self._forming.append(piece)
@@ -76,14 +89,36 @@ class GroupCommit(Generic[Work, Result]):
                 self._leading = piece.leads = True
             elif len(self._forming) >= self.max_size:
                 self._filled.notify()
-        if not piece.leads:
-            piece.ready.wait()
+        cpu_correction = 0.0
+        try:
             if not piece.leads:
-                return piece.result
-        self._lead(piece)
-        return piece.result
+                piece.ready.wait()
+            if piece.leads:
+                cpu_correction = self._lead(piece)
+        except BaseException:
+            # Interrupted while waiting (a killed greenlet, a timeout): the piece leaves its group if it is still
+            # forming, and a lead it held goes on, or every later piece would wait for a leader that never comes.
+            with self._lock:
+                if piece in self._forming:
+                    self._forming.remove(piece)
+                    if piece.leads:
+                        self._pass_lead()
+            raise
+        started = piece.write_started if piece.write_started is not None else time.monotonic()
+        return Handed(piece.result, max(0.0, started - piece.arrived), cpu_correction + piece.cpu_share)
 
-    def _lead(self, leader: _Piece[Work, Result]) -> None:
+    def _pass_lead(self) -> None:
+        """Under the lock: the oldest piece still forming leads the next group, which forms meanwhile."""
+        if self._forming:
+            following = self._forming[0]
+            following.leads = True
+            following.ready.set()
+        else:
+            self._leading = False
+
+    def _lead(self, leader: _Piece[Work, Result]) -> float:
+        """Gather and write the leader's group; the write's CPU in this thread, negated (the pieces carry their
+        shares)."""
         with self._lock:
             deadline = leader.arrived + self.wait_seconds
             while len(self._forming) < self.max_size:
@@ -93,14 +128,10 @@ class GroupCommit(Generic[Work, Result]):
                 self._filled.wait(remaining)
             group = self._forming[:self.max_size]
             del self._forming[:self.max_size]
-            if self._forming:  # the oldest piece left leads the next group, which forms meanwhile
-                following = self._forming[0]
-                following.leads = True
-                following.ready.set()
-            else:
-                self._leading = False
+            self._pass_lead()
         leader.leads = False
         results: Sequence[Result | None] = [None] * len(group)
+        began, cpu_began = time.monotonic(), time.thread_time()
         try:
             results = self._write_group([piece.work for piece in group])
             if len(results) != len(group):
@@ -108,16 +139,18 @@ class GroupCommit(Generic[Work, Result]):
         except Exception:
             # The group's transaction rolled back: each piece is written alone, by its own thread, where its
             # own failure (if it is one) is raised and handled as it would be without a group.
-            logger.warning("a group of %d results could not be written together; each is written alone",
-                           len(group), exc_info=True)
+            logger.warning("a group of %d could not be written together; each is written alone", len(group),
+                           exc_info=True)
             results = [None] * len(group)
         finally:  # whatever ends the leader's write (an interrupt too), no piece is left waiting
+            spent = time.thread_time() - cpu_began
             with self._lock:
                 self.stats.groups += 1
                 self.stats.pieces += len(group)
                 self.stats.written_alone += sum(result is None for result in results)
                 self.stats.largest = max(self.stats.largest, len(group))
             for piece, result in zip(group, results, strict=True):
-                piece.result = result
+                piece.result, piece.write_started, piece.cpu_share = result, began, spent / len(group)
                 if piece is not leader:
                     piece.ready.set()
+        return -spent

@@ -603,7 +603,7 @@ def write_succeeded_run(
 def write_succeeded_runs(connection: Connection, results: Sequence[ResultToWrite]) -> list[WrittenRun]:
     """`write_succeeded_run` for several calls in the same transaction (group commit, PostgreSQL), each locked
     by `lock_calls_for_result`, one result per call: their runs, claims and evidence in one statement
-    (`_runs_with_claims_sql`), then each call's change with its event, in the calls' id order. The rows
+    (`_runs_with_claims_sql`), then every call's change with its event (`record_events`, one statement). The rows
     written are the ones `write_succeeded_run` writes for each. Flushes; never commits."""
     if len({result.locked.call.id for result in results}) != len(results):
         raise ValueError("one result per call in a group")

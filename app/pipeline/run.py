@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -45,9 +46,10 @@ from app.pipeline.calls import (
     set_state,
     start_processing_calls,
     transcript_of,
+    transcript_rows_of,
 )
 from app.pipeline.dedup import deduplicate
-from app.pipeline.group_commit import GroupCommit
+from app.pipeline.group_commit import GroupCommit, Handed
 from app.pipeline.persist import (
     LockedCall,
     ResultToWrite,
@@ -225,11 +227,22 @@ def claim_calls(factory: sessionmaker[Session], requests: Sequence[ClaimRequest]
             chosen.append((index, row, idempotency_key(row.id, row.transcript_hash, prompt.version, provider.name,
                                                        provider.model)))
         done = succeeded_runs_of_keys(connection, [key for _, _, key in chosen]) if chosen else {}
-        started = [(index, row, key) for index, row, key in chosen if key not in done]
+        to_start = [(index, row, key) for index, row, key in chosen if key not in done]
         now = utcnow()
-        utterances = start_processing_calls(connection, [row for _, row, _ in started]) if started else {}
-    for index, row, key in started:
-        claims[index] = _claimed(row, transcript_of(row, utterances[row.id]), key, now)
+        utterances = transcript_rows_of(connection, [row.id for _, row, _ in to_start]) if to_start else {}
+        started = []
+        for index, row, key in to_start:
+            # Read before anything is started: a transcript that does not load fails its own claim, alone, with
+            # nothing written (as the one-call claim does), never the group's after it committed.
+            try:
+                transcript = transcript_of(row, utterances[row.id])
+            except ValidationError:
+                continue
+            started.append((index, row, key, transcript))
+        if started:
+            start_processing_calls(connection, [row.id for _, row, _, _ in started])
+    for index, row, key, transcript in started:
+        claims[index] = _claimed(row, transcript, key, now)
     return claims
 
 
@@ -437,10 +450,13 @@ def process_call(
     started = time.perf_counter()
     cpu_started = time.thread_time()
     db_ms = 0.0
+    # A group's wait for company is no time in the database, and the CPU of a group's write is each call's share
+    # of it, wherever it ran (`Handed`): what the run's timings count.
+    grouping = _GroupTimes()
     claimed: _Claimed | ProcessOutcome | None = None
     if claim_group is not None and llm_batch_id is None and not reprocess_reviewed:
-        claimed = claim_group.submit(ClaimRequest(call_id, provider, prompt, max_attempts, defer_batch_calls,
-                                                  isolate_suspects))
+        claimed = grouping.took(claim_group.submit(ClaimRequest(call_id, provider, prompt, max_attempts,
+                                                                defer_batch_calls, isolate_suspects)))
     if claimed is None:
         claimed = _claim(
             factory, call_id, provider, prompt, max_attempts=max_attempts, reprocess_reviewed=reprocess_reviewed,
@@ -492,7 +508,7 @@ def process_call(
     try:
         grouped = None
         if persist_group is not None and claimed.previous_state not in TERMINAL_PROCESSING_STATES:
-            grouped = persist_group.submit(FinishedCall(call_id, claimed, spent, extracted))
+            grouped = grouping.took(persist_group.submit(FinishedCall(call_id, claimed, spent, extracted)))
         outcome = grouped if grouped is not None else _persist_success(
             factory, call_id, claimed, spent, extracted, reprocess_reviewed=reprocess_reviewed)
     except IntegrityError as exc:
@@ -511,14 +527,28 @@ def process_call(
         return _record_internal_error(factory, call_id, spent, exc, claimed)
     if not outcome.skipped and outcome.run_id is not None:
         # CPU read before wall, as they were started in the other order: CPU can never exceed wall.
-        cpu_ms = (time.thread_time() - cpu_started) * 1000.0
-        measured = RunTimings(outcome.run_id, db_ms=db_ms + _elapsed_ms(persist_started),
-                              total_ms=_elapsed_ms(started), cpu_ms=cpu_ms)
+        cpu_ms = (time.thread_time() - cpu_started + grouping.cpu_correction) * 1000.0
+        measured = RunTimings(outcome.run_id, db_ms=db_ms + _elapsed_ms(persist_started) - grouping.waited * 1000.0,
+                              total_ms=_elapsed_ms(started), cpu_ms=max(0.0, cpu_ms))
         if timings is not None:
             timings.record(measured)
         else:
             write_timings_now(factory.kw["bind"], [measured])
     return outcome
+
+
+@dataclass
+class _GroupTimes:
+    """What a call's groups (claim, result) said of its timings: the time it waited for company, and what to
+    add to its thread's CPU for its own (`Handed`)."""
+
+    waited: float = 0.0
+    cpu_correction: float = 0.0
+
+    def took(self, handed: Handed[Any]) -> Any:
+        self.waited += handed.waited_seconds
+        self.cpu_correction += handed.cpu_correction_seconds
+        return handed.result
 
 
 @dataclass(frozen=True)

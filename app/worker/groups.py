@@ -11,6 +11,7 @@ from typing import Any
 
 from app.context import get_context
 from app.pipeline.run import ClaimGroup, PersistGroup, claim_group_for, persist_group_for
+from app.worker.webhooks import worker_slots
 
 # Pools whose tasks run side by side in one process; in the others (prefork, solo) a process runs one call at
 # a time, and a group would only make each call wait for company that never comes.
@@ -30,9 +31,11 @@ def _group(name: str, make: Callable[..., Any]) -> Any:
         if name not in _groups:
             ctx = get_context()
             settings = ctx.settings
-            slots = settings.worker_concurrency if settings.worker_pool in SHARED_PROCESS_POOLS else 1
-            # Never more calls in a group than the process runs at once (unknown: the setting's size).
-            size = min(settings.group_commit_max_calls, slots or settings.group_commit_max_calls)
+            # The pool Celery runs (`celery worker -P prefork` started directly overrides the settings).
+            layout = worker_slots(settings)
+            slots = layout.slots if layout.pool in SHARED_PROCESS_POOLS else 1
+            # Never more calls in a group than the process runs at once.
+            size = min(settings.group_commit_max_calls, slots)
             _groups[name] = make(ctx.session_factory, max_calls=size,
                                  wait_seconds=settings.group_commit_wait_ms / 1000.0)
         return _groups[name]

@@ -85,6 +85,12 @@ def _slots_from_settings(settings: Settings) -> WorkerSlots:
     return WorkerSlots(sizing.pool, 1 if sizing.pool == "solo" else sizing.concurrency)
 
 
+def worker_slots(settings: Settings) -> WorkerSlots:
+    """The pool and slots this worker runs with: as Celery started it (`worker_init`; `celery worker` run
+    directly may differ from the settings), else as the settings size it."""
+    return _worker_slots or _slots_from_settings(settings)
+
+
 def delivery_slots() -> DeliverySlots:
     """The deliveries this process (under prefork: this worker's children together) sends at once
     (`delivery_slot_count`): a receiver that answers slowly holds a slot for up to the webhook timeout, and
@@ -93,7 +99,7 @@ def delivery_slots() -> DeliverySlots:
     with _sender_lock:
         if _slots is None:
             settings = get_context().settings
-            layout = _worker_slots or _slots_from_settings(settings)
+            layout = worker_slots(settings)
             count = delivery_slot_count(layout.slots, settings.webhook_delivery_slots)
             if layout.pool == "prefork" and _shared_slots_dir is not None:
                 _slots = SharedDeliverySlots(_shared_slots_dir, count)
