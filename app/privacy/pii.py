@@ -4,11 +4,11 @@ Numbers are read as a stream of digit tokens ("4111", "four", "double one", "oh"
 gaps people and recognizers put between them: spaces of any kind (no-break, narrow), invisible format
 characters (zero-width space, soft hyphen), dashes of any kind ("-", en and em dash, minus sign), ".",
 "/", ",", parentheses, "_", "*", "~", "|", the words "dash" and "slash", and fillers ("uh", "and then",
-"hold on"). (":", ";" and "+" join groups only in a card's or an SSN's shape.) Each stream is then
-classified:
+"hold on"). (":", ";" and "+" join groups only in a card's shape, or an SSN's or an account number's after
+its cue.) Each stream is then classified:
 
 - a run of 13-19 digits passing the Luhn check is a card number, wherever it appears; next to a
-  card cue ("card", "visa"), 12-19 digits are one even when recognition broke the checksum;
+  card cue ("card", "visa", "cc"), 12-19 digits are one even when recognition broke the checksum;
 - 9 digits shaped 3-2-4 (or read with "dash") are an SSN; 9 digits next to an SSN cue too;
 - 9 digits passing the ABA checksum next to "routing" are a routing number; 6-17 digits next to
   an account cue are an account number; an IBAN passes the mod-97 check;
@@ -172,8 +172,8 @@ _INVISIBLE = (
 )
 # Other characters written between digit groups: ".", "/", ",", parentheses, and "_", "*", "~", "|" (typed
 # into chats and forms), as written and in their fullwidth forms. Not ":", ";" or "+": as gaps they would
-# join times ("10:30 and 11:45"), ratios and sums into one long number; they join a card's groups only
-# (`_odd_separator_numbers`).
+# join times ("10:30 and 11:45"), ratios and sums into one long number; they join a card's groups only, or
+# an SSN's or an account number's after its cue (`_odd_separator_numbers`).
 _GROUP_SEPARATORS = r"./,()_*~|\uff0e\uff0f\uff0c\uff08\uff09\uff3f\uff0a\uff5e\uff5c"
 _GAP = _ignoring_case(
     rf"(?:[\s{_INVISIBLE}{_DASHES}{_GROUP_SEPARATORS}]|\b(?:dash|hyphen|slash|uh|um|umm|er|erm|ah|hmm|and then|then|"
@@ -198,7 +198,19 @@ _UNIT_AFTER = _ignoring_case(
     r"minutes?|hours?|days?|gigs?|gigabytes?|megabits?|mb|gb)\b",
 )
 
-_CARD_CUE = _ignoring_case(r"\b(?:card|visa|master ?card|amex|american express|discover|debit|credit)\b")
+# What follows "cc" when it is the email's carbon copy, not a credit card: "cc'd", "cc-ed", "cc'ing", or whom
+# it copies, an address ("cc: jane@example.com"), a pronoun ("cc me on the email") or a name ("cc Jane"; a
+# capitalized word other than one of a card's: "CC Number"). Bounded, as it is tried after every "cc".
+_CARBON_COPY_AFTER = (
+    r"['\u2019-](?:d|ed|ing)\b|[\s:]{0,4}(?:[\w.+-]{1,64}@|(?:me|him|her|us|them|you|everyone|everybody|all)\b|"
+    r"(?!(?:number|no|num|nr|is|on|ending|digits|details|info|holder)\b)(?-i:[A-Z][a-z]+\b))"
+)
+# "cc" and "c.c." (credit card) as words of their own: not inside one ("accent", "success", "bcc"), nor a dot
+# away from one ("a.c.c."); a written "c.c." takes its last dot, so the carbon copy is looked for after it.
+_CARD_CUE = _ignoring_case(
+    r"\b(?:card|visa|master ?card|amex|american express|discover|debit|credit)\b"
+    rf"|(?:\bcc\b|(?<![\w.])c\.\s?c(?:\.|\b(?!\.)))(?!{_CARBON_COPY_AFTER})"
+)
 _SSN_CUE = _ignoring_case(r"\b(?:social security|social|ssn|s\.?\s?s\.?\s?n\.?|ss number|tax id|taxpayer|itin)\b")
 _ROUTING_CUE = _ignoring_case(r"\b(?:routing|aba|transit number|sort code)\b")
 _ACCOUNT_CUE = _ignoring_case(r"\b(?:account|acct|a/c|checking|savings|bank|iban|member number|member id)\b")
@@ -232,9 +244,10 @@ _ID_WRITTEN = re.compile(rf"(?<![\w{_DASHES}]){_ID_GROUP}(?:[ {_DASHES}]{_ID_GRO
 # An amount with its cents ("1,500.00", "1250.50"): one decimal point, two digits after it, never a document
 # number. Groups with more points ("12.34.56.78") are no amount: a document number written in pairs.
 _DECIMAL_AMOUNT = re.compile(r"[^.]*\.\d{2}")
-# A date with dots and a two-digit year ("12.03.85", "3.12.85"): a date's, never a document number's (a
-# four-digit year `_date_like` reads in any grouping).
-_DOTTED_SHORT_DATE = re.compile(r"(?P<first>\d{1,2})\.(?P<second>\d{1,2})\.\d{2}")
+# A date with a two-digit year, its groups joined by dots or by dashes (the same one twice: "12.03.85",
+# "3-12-85", "12–03–85"): a date's, never a document number's (a four-digit year `_date_like` reads in any
+# grouping, and a date with slashes by its "/").
+_SHORT_DATE = re.compile(rf"(?P<first>\d{{1,2}})(?P<separator>[.{_DASHES}])(?P<second>\d{{1,2}})(?P=separator)\d{{2}}")
 # Days and months: a short date is day and month in either order ("12.03.85", US "03.12.85").
 _DAYS_IN_MONTH_MAX = 31
 _MONTHS_IN_YEAR = 12
@@ -1094,9 +1107,10 @@ def _spoken_email_value(surface: str) -> str:
 
 def _odd_separator_numbers(source: _Text) -> Iterator[Detection]:
     """Cards written with ":", ";" or "+" between their groups ("4111:1111:1111:1111"), and, after an SSN's
-    cue, SSNs ("123;45;6789"). These are no gaps of the number stream (`_GROUP_SEPARATORS` says why), so
-    only the shape of these numbers reads them: the same separator throughout, and a card's groups passing
-    Luhn (or, as written with spaces, after a card's cue: `_card_cued`), or 3-2-4 digits."""
+    cue, SSNs ("123;45;6789"), after an account's, account numbers ("1234;5678;9012"). These are no gaps of the
+    number stream (`_GROUP_SEPARATORS` says why), so only the shape of these numbers reads them: the same
+    separator throughout, and a card's groups passing Luhn (or, as written with spaces, after a card's cue:
+    `_card_cued`), or 3-2-4 digits, or an account number's digits after its cue, as written with spaces."""
     text = source.text
     if ":" not in text and ";" not in text and "+" not in text:
         return
@@ -1117,6 +1131,12 @@ def _odd_separator_numbers(source: _Text) -> Iterator[Detection]:
             yield Detection(PiiKind.card, match.start(), match.end(), digits)
         elif sizes == [3, 2, 4] and _nearer(source, match.start(), _SSN_CUE, _ROUTING_CUE):
             yield Detection(PiiKind.ssn, match.start(), match.end(), digits)
+        elif (
+            ACCOUNT_MIN_DIGITS <= len(digits) <= ACCOUNT_MAX_DIGITS
+            and not _handle_or_amount(text, match.start(), match.end())
+            and _nearer(source, match.start(), _ACCOUNT_CUE, _PHONE_CUE)
+        ):  # (the cue `_classify_rest` reads an account number's digits by, written with spaces)
+            yield Detection(PiiKind.account, match.start(), match.end(), digits)
 
 
 def _ibans(text: str) -> Iterator[Detection]:
@@ -1161,10 +1181,10 @@ def _id_cued(source: _Text, start: int) -> bool:
 
 def _date_like(text: str, number: _Number) -> bool:
     """Digits read as a date or an amount: written with '/', shaped as a date ("15 03 2024", "2024 03 15",
-    "03 2030", "12.03.85"), eight digits that are one ("20240315", "15032024"), or with a decimal point and
-    two decimals ("1,500.00"; not "12.34.56.78")."""
+    "03 2030", "12.03.85", "12-03-85"), eight digits that are one ("20240315", "15032024"), or with a decimal
+    point and two decimals ("1,500.00"; not "12.34.56.78")."""
     written = text[number.start : number.end]
-    if "/" in written or _DECIMAL_AMOUNT.fullmatch(written) or _dotted_short_date(written):
+    if "/" in written or _DECIMAL_AMOUNT.fullmatch(written) or _short_date(written):
         return True
     sizes = tuple(len(token.digits) for token in number.tokens)
     years = [i for i, token in enumerate(number.tokens) if len(token.digits) == 4 and token.digits[:2] in ("19", "20")]
@@ -1178,9 +1198,10 @@ def _date_like(text: str, number: _Number) -> bool:
     return year_first or year_last
 
 
-def _dotted_short_date(written: str) -> bool:
-    """`written` is a day and a month, in either order, and a two-digit year, with dots: "12.03.85"."""
-    match = _DOTTED_SHORT_DATE.fullmatch(written)
+def _short_date(written: str) -> bool:
+    """`written` is a day and a month, in either order, and a two-digit year, with dots or dashes (`_SHORT_DATE`):
+    "12.03.85", "03-12-85"."""
+    match = _SHORT_DATE.fullmatch(written)
     if match is None:
         return False
     day_and_month = sorted((int(match.group("first")), int(match.group("second"))))
