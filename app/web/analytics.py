@@ -24,7 +24,7 @@ from app.models import CallState, UserRole
 from app.users import Principal
 from app.web.api import ERRORS, FORBIDDEN
 from app.web.charts import share_bars, stacked_columns
-from app.web.deps import ApiUser, DbSession, PageUser, refuse_unknown_query_parameters, web_state
+from app.web.deps import ApiUser, DbSession, PageUser, check_api_query_parameters, web_state
 from app.web.pages import render
 from app.web.schemas import NO_NUL_PATTERN
 
@@ -34,7 +34,7 @@ MAX_DASHBOARD_DAYS = 366
 CALL_STATE_ORDER = [state.value for state in CallState]
 
 pages_router = APIRouter(include_in_schema=False)
-api_router = APIRouter(prefix="/api", dependencies=[Depends(refuse_unknown_query_parameters)])
+api_router = APIRouter(prefix="/api", dependencies=[Depends(check_api_query_parameters)])
 
 
 @pages_router.get("/dashboard", response_class=HTMLResponse)

@@ -68,7 +68,7 @@ from app.web.deps import (
     DbSession,
     UnsupportedBodyError,
     WebState,
-    refuse_unknown_query_parameters,
+    check_api_query_parameters,
     require_json_body,
     web_state,
 )
@@ -112,7 +112,7 @@ CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "descripti
 INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut, "description": "Invalid input; says why."}}
 
 router = APIRouter(prefix="/api", responses=ERRORS,
-                   dependencies=[Depends(refuse_unknown_query_parameters), Depends(require_json_body)])
+                   dependencies=[Depends(check_api_query_parameters), Depends(require_json_body)])
 def _iso_day(value: object) -> object:
     # pydantic would also read "0.0" or "1700000000" as a day (a Unix time); the API takes YYYY-MM-DD only.
     if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):

@@ -275,8 +275,9 @@ def create_app(
 
 def _document_errors_as_served(app: FastAPI) -> None:
     """Make the OpenAPI document say what the API answers: every error body is `{"detail": "<message>"}`
-    (FastAPI's default spec describes 422 as a list of validation errors, which this API never sends), and
-    every operation may answer 422 (a parameter holding U+0000, an unparsable body)."""
+    (FastAPI's default spec describes 422 as a list of validation errors, which this API never sends), every
+    operation may answer 422 (a parameter holding U+0000, an unparsable body), and no query parameter takes an
+    empty value (`check_api_query_parameters`: every text one is declared `minLength: 1`)."""
 
     generate = app.openapi
     documented = False
@@ -288,6 +289,9 @@ def _document_errors_as_served(app: FastAPI) -> None:
             error_ref = {"$ref": "#/components/schemas/ErrorOut"}
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter.get("in") == "query":
+                            _declare_non_empty(parameter.get("schema", {}))
                     operation.setdefault("responses", {})["422"] = {
                         "description": "Invalid input; the detail names the parameter or field and the problem.",
                         "content": {"application/json": {"schema": error_ref}},
@@ -300,6 +304,15 @@ def _document_errors_as_served(app: FastAPI) -> None:
         return generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _declare_non_empty(schema: dict[str, Any]) -> None:
+    """`minLength: 1` on `schema`'s text types (an optional parameter's `anyOf` included): the other types
+    (numbers, booleans, days, enumerations) have no empty value already."""
+    if schema.get("type") == "string" and "format" not in schema and "enum" not in schema:
+        schema.setdefault("minLength", 1)
+    for alternative in schema.get("anyOf", []):
+        _declare_non_empty(alternative)
 
 
 class HeadMiddleware:

@@ -187,10 +187,16 @@ def pop_flash(request: Request) -> dict[str, str] | None:
     return value if isinstance(value, dict) else None
 
 
-def refuse_unknown_query_parameters(request: Request) -> None:
-    """422 for a query parameter the route does not take. The API's lists served everything for a misspelt
-    filter (`GET /api/calls?status=approved` listed unreviewed calls; `endpoint_id=` on the deliveries listed
-    every endpoint's), so an integration acted on what it never asked for. Added to the JSON API's routers."""
+# Why an empty query value is refused, in the message naming it.
+EMPTY_QUERY_VALUE_PROBLEM = "is empty: give a value or leave the parameter out"
+
+
+def check_api_query_parameters(request: Request) -> None:
+    """422 for a query parameter the route does not take, one taking a single value given twice, or one given
+    with an empty value. The API's lists served everything for a misspelt filter (`GET /api/calls?status=approved`
+    listed unreviewed calls; `endpoint_id=` on the deliveries listed every endpoint's), so an integration acted
+    on what it never asked for. Added to the JSON API's routers only: the review pages' filter forms submit
+    their blank fields as empty values, which mean "no filter" there."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -207,6 +213,11 @@ def refuse_unknown_query_parameters(request: Request) -> None:
     if repeated:
         raise InvalidInputError(f"query parameter(s) {', '.join(repeated)[:200]} given more than once; each takes "
                                 "one value")
+    # An empty value read as the parameter's absence for a text one (`?agent=` listed every agent's calls) and as
+    # a type error for the others (`?limit=`): one rule for all, naming the first empty one.
+    empty = next((name for name, value in request.query_params.multi_items() if not value), None)
+    if empty is not None:
+        raise InvalidInputError(f"query parameter {empty!r} {EMPTY_QUERY_VALUE_PROBLEM}")
 
 
 def _dependants(route: APIRoute) -> Iterator[Dependant]:

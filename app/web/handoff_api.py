@@ -32,12 +32,12 @@ from app.models.tables import MAX_BIG_ID
 from app.review import visible_call
 from app.schemas.api import DeliveryOut
 from app.web.api import ERRORS, FORBIDDEN, INVALID, CallIdPath
-from app.web.deps import ApiUser, DbSession, refuse_unknown_query_parameters, require_json_body, web_state
+from app.web.deps import ApiUser, DbSession, check_api_query_parameters, require_json_body, web_state
 from app.web.queue import MAX_RECORD_ID
 from app.web.schemas import NO_NUL_PATTERN, ErrorOut, StorableStr
 
 router = APIRouter(prefix="/api", responses=ERRORS,
-                   dependencies=[Depends(refuse_unknown_query_parameters), Depends(require_json_body)])
+                   dependencies=[Depends(check_api_query_parameters), Depends(require_json_body)])
 
 # Endpoint ids are 32-bit in the database, delivery and event ids 64-bit (migration 0026); larger values
 # are 422, not 500.

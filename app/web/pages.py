@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.session import retry_conflicts
-from app.models import Call, CallState, ReviewStatus
+from app.models import Call, CallState, ReviewStatus, UserRole
 from app.review import (
     BulkApproval,
     CallDecision,
@@ -71,6 +71,7 @@ from app.web.queue import (
     CallFilters,
     PageCursor,
     list_queue,
+    next_of_my_calls,
     next_to_review,
     queue_position,
 )
@@ -98,6 +99,15 @@ FLAGGED_VALUES = {"yes": True, "true": True, "no": False, "false": False}
 # The queue's filters, carried from the queue to a call page and through its forms, so "approve and next",
 # `]` and the way back stay in the queue the reviewer chose; the pager's parameters are the queue page's.
 FILTER_PARAMS = ("state", "agent", "date_from", "date_to", "flagged")
+# Where a call page was opened from, carried in its URL and every form's action as the queue's filters are:
+# `?from=mine` for /mine, so "approve and next", `]` and the way back follow /mine's rows, not the queue. It
+# only says which list to follow: whatever it says, every call offered is one the user can see.
+FROM_PARAM = "from"
+FROM_MY_CALLS = "mine"
+MY_CALLS_QUERY = f"?{urlencode({FROM_PARAM: FROM_MY_CALLS})}"
+# Said after "approve and next" from /mine finds no other call to review: /mine lists decided calls too, so
+# the list alone does not show that nothing is left.
+MY_CALLS_DONE = "Nothing else to review in this list."
 # A value quoted back in a message about it is cut to this many characters (a URL can hold kilobytes).
 QUOTED_VALUE_CHARS = 60
 
@@ -242,6 +252,43 @@ def _queue_query(request: Request) -> QueueQuery:
     return read_queue_query(request.query_params)
 
 
+@dataclass(frozen=True)
+class OpenedFrom:
+    """The list a call page was opened from: /mine, or the queue as `queue` filters it (its filters are
+    ignored for /mine, which has none)."""
+
+    queue: QueueQuery
+    my_calls: bool
+
+    @property
+    def query_string(self) -> str:
+        """What links and form actions of the call page carry to stay in this list."""
+        return MY_CALLS_QUERY if self.my_calls else self.queue.query_string
+
+    @property
+    def list_url(self) -> str:
+        return "/mine" if self.my_calls else f"/{self.queue.query_string}"
+
+    @property
+    def to_review_states(self) -> tuple[CallState, ...]:
+        """The states of a call this list's "next" may offer."""
+        return TO_REVIEW_STATES if self.my_calls else tuple(self.queue.filters.states or TO_REVIEW_STATES)
+
+
+def _opened_from(request: Request) -> OpenedFrom:
+    return OpenedFrom(_queue_query(request), my_calls=request.query_params.get(FROM_PARAM) == FROM_MY_CALLS)
+
+
+def _next_call(
+    db: Session, principal: Principal, call_id: str, opened_from: OpenedFrom, position: PageCursor | None
+) -> str | None:
+    """The call after `call_id` in the list its page was opened from. `position`: where the call stood in the
+    review order (read before a decision moves it out of the queue; /mine's order does not change with one)."""
+    if opened_from.my_calls:
+        return next_of_my_calls(db, principal, call_id)
+    return next_to_review(db, principal, position, opened_from.queue.filters) if position else None
+
+
 def _page_links(path: str, kept: Mapping[str, str], page: int, last_page: int) -> dict[str, Any]:
     """Previous / next / last-page links of an offset pager over `last_page` pages."""
     def at(number: int) -> str:
@@ -324,6 +371,8 @@ def my_calls_page(
         "user": principal,
         "listing": queued.listing,
         "unverified_previews": queued.unverified_previews,
+        # A call opened from here goes on to the next row of this list, not of the queue.
+        "call_query": MY_CALLS_QUERY,
         **_page_links("/mine", {}, page, _last_page(queued.listing.total)),
     })
 
@@ -348,25 +397,28 @@ def unmasked_call_page(call_id: str, request: Request, principal: PageUser, db: 
 
 def _call_page(call_id: str, request: Request, principal: PageUser, db: DbSession, *, unmask: bool) -> Response:
     page = build_call_page(db, principal, call_id, unmask=unmask)
-    queue = _queue_query(request)
-    position = queue_position(db, principal, call_id)
-    following = next_to_review(db, principal, position, queue.filters) if position else None
+    opened_from = _opened_from(request)
+    position = None if opened_from.my_calls else queue_position(db, principal, call_id)
+    following = _next_call(db, principal, call_id, opened_from, position)
     return render(
         request,
         "call.html",
         {"user": principal, "page": page, "owners": [o.value for o in Owner], "call": page.call, "run": page.run,
-         "next_url": f"/calls/{following}{queue.query_string}" if following else None,
+         "next_url": f"/calls/{following}{opened_from.query_string}" if following else None,
          "next_call_id": following or "",
-         # The queue the call was opened from: every form and link of the page stays in it.
-         "call_query": queue.query_string,
-         "queue_url": f"/{queue.query_string}",
+         # The list the call was opened from (the queue and its filters, or /mine): every form and link of the
+         # page stays in it.
+         "call_query": opened_from.query_string,
+         "queue_url": opened_from.list_url,
+         "list_name": ("the queue" if not opened_from.my_calls
+                       else "your calls" if principal.role is UserRole.agent else "the recent calls"),
          "unmasked": unmask},
     )
 
 
 def _back_to(call_id: str, request: Request, claim_id: int | None = None) -> str:
-    """The call page after a form post, in the queue it was opened from (the post carries its filters)."""
-    return (f"/calls/{call_id}{_queue_query(request).query_string}"
+    """The call page after a form post, in the list it was opened from (the post carries it)."""
+    return (f"/calls/{call_id}{_opened_from(request).query_string}"
             + (f"#claim-{claim_id}" if claim_id is not None else ""))
 
 
@@ -463,8 +515,9 @@ def call_decision_form(
     next_call: Annotated[str, Form()] = "",
 ) -> Response:
     decided: list[bool] = []
+    opened_from = _opened_from(request)
     # Where the call stood in the queue before the decision moves it out: the next call follows it.
-    position = queue_position(db, principal, call_id)
+    position = None if opened_from.my_calls else queue_position(db, principal, call_id)
     state_before = db.scalar(select(Call.state).where(Call.id == call_id))
     db.rollback()  # the decision starts its own transaction
 
@@ -481,21 +534,25 @@ def call_decision_form(
 
     _decided(request, db, run, message)
     if decided and then == "next":
-        # "Approve and next": straight to the next call of the same queue (the one the page offered, while it is
-        # still to review: a call decided meanwhile has no place in the queue to follow), or back to the queue.
-        queue = _queue_query(request)
-        following = _still_to_review(db, principal, next_call, queue) or (
-            next_to_review(db, principal, position, queue.filters) if position else None)
-        return redirect(_back_to(following, request) if following else f"/{queue.query_string}")
+        # "Approve and next": straight to the next call of the list the page was opened from, the queue or /mine
+        # (the one the page offered, while it is still to review: a call decided meanwhile has no place in the
+        # list to follow), or back to that list.
+        following = (_still_to_review(db, principal, next_call, opened_from)
+                     or _next_call(db, principal, call_id, opened_from, position))
+        if following:
+            return redirect(_back_to(following, request))
+        if opened_from.my_calls:
+            flash(request, "ok", f"{message()} {MY_CALLS_DONE}")
+        return redirect(opened_from.list_url)
     return redirect(_back_to(call_id, request))
 
 
-def _still_to_review(db: Session, principal: Principal, call_id: str, queue: QueueQuery) -> str | None:
-    """`call_id` when it is a call of the queue `queue` selects (visible, undecided), else None."""
+def _still_to_review(db: Session, principal: Principal, call_id: str, opened_from: OpenedFrom) -> str | None:
+    """`call_id` when it is a call of the list `opened_from` (visible, undecided), else None."""
     if not call_id:
         return None
     state = db.scalar(select(Call.state).where(visible_calls_clause(principal), Call.id == call_id))
-    return call_id if state in (queue.filters.states or TO_REVIEW_STATES) else None
+    return call_id if state in opened_from.to_review_states else None
 
 
 @router.post("/calls/{call_id}/note", dependencies=[CsrfChecked])
@@ -568,7 +625,7 @@ def call_delete_form(call_id: str, request: Request, principal: PageUser, db: Db
 
     retry_conflicts(db, delete)
     flash(request, "ok", f"Call {call_id} deleted; its audit trail is kept.")
-    return redirect(f"/{_queue_query(request).query_string}")
+    return redirect(_opened_from(request).list_url)
 
 
 def error_page(request: Request, status_code: int, title: str, message: str, principal: Principal | None) -> Response:

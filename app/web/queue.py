@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInputError
@@ -99,6 +99,12 @@ def call_moment() -> ColumnElement[datetime]:
     return func.coalesce(Call.started_at, Call.created_at)
 
 
+def newest_first_keys() -> list[Any]:
+    """The sort keys of an agent's own calls (/mine): the latest call first, by when it happened (not when it
+    was ingested: a backfilled old call does not sit on top), ties by id."""
+    return [call_moment().desc(), Call.id]
+
+
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
@@ -163,8 +169,7 @@ def list_queue(session: Session, principal: Principal, filters: CallFilters) -> 
     query = select(Call, Tenant.slug).join(Tenant, Tenant.id == Call.tenant_id).where(and_(*conditions))
     if filters.newest_first:
         keys: list[Any] = []
-        # When the call happened, not when it was ingested: a backfilled old call does not sit on top.
-        query = query.order_by(call_moment().desc(), Call.id)
+        query = query.order_by(*newest_first_keys())
     else:
         keys = review_order_keys(filters.states)
         if cursor is not None:
@@ -273,3 +278,21 @@ def next_to_review(
     if following is not None:
         return following
     return session.scalar(base.order_by(*keys).limit(1))
+
+
+def next_of_my_calls(session: Session, principal: Principal, call_id: str) -> str | None:
+    """The call to open after `call_id` (decided or skipped) when it was opened from /mine: the next of the
+    user's calls still to review in /mine's order (newest first); past the last it wraps to the newest, and
+    None when no other is left or `call_id` is not a call the user can see. A decision does not move a call
+    in that order (its start does not change), so unlike `queue_position` it need not be read before one."""
+    moment = session.scalar(select(call_moment()).where(visible_calls_clause(principal), Call.id == call_id))
+    if moment is None:
+        return None
+    to_review = CallFilters(states=TO_REVIEW_STATES)
+    base = (select(Call.id).where(*_conditions(principal, to_review, with_state=True), Call.id != call_id)
+            .order_by(*newest_first_keys()))
+    when = call_moment()
+    following = session.scalar(base.where(or_(when < moment, and_(when == moment, Call.id > call_id))).limit(1))
+    if following is not None:
+        return following
+    return session.scalar(base.limit(1))

@@ -428,6 +428,34 @@ def test_every_api_route_refuses_a_query_parameter_it_does_not_take(world: World
         assert world.client.get(path, headers=admin).status_code == 200, path
 
 
+def test_every_api_route_refuses_an_empty_query_value_naming_it(world: World) -> None:
+    # `GET /api/calls?agent=` listed every agent's calls as if no agent were asked for, while `?limit=` was a
+    # 422: a client that left a field blank got everything, or an error, by the parameter's type.
+    admin = world.token("admin")
+    call_id = world.calls["acme_a1_blue"].call_id
+    for method, path, empty in (("GET", "/api/calls?agent=", "agent"),
+                                ("GET", "/api/calls?state=approved&agent=&limit=5", "agent"),
+                                ("GET", "/api/calls?limit=", "limit"),
+                                ("GET", "/api/calls?cursor=", "cursor"),
+                                ("GET", "/api/calls?date_from", "date_from"),  # no "=" at all: empty too
+                                ("GET", "/api/calls?state=approved&state=", "state"),
+                                ("GET", f"/api/calls/{call_id}?unmask=", "unmask"),
+                                ("GET", "/api/events?after=", "after"),
+                                ("GET", "/api/webhooks/deliveries?call_id=", "call_id"),
+                                ("GET", "/api/export?since=", "since"),
+                                ("GET", "/api/users/events?user_id=&after=&limit=", "user_id"),  # the first one named
+                                ("POST", "/api/calls?external_id=", "external_id")):
+        answer = world.client.request(method, path, headers=admin,
+                                      content=b"Agent: hello\n" if method == "POST" else None)
+        assert answer.status_code == 422, (path, answer.text)
+        detail = answer.json()["detail"]
+        assert f"query parameter {empty!r} is empty: give a value or leave the parameter out" in detail, detail
+    assert world.client.get("/api/calls?agent=a1&limit=5", headers=admin).status_code == 200
+    # The review pages' filter forms submit blank fields: still read as no filter there.
+    page = world.browser("supervisor").get("/?state=&agent=&date_from=&date_to=&flagged=")
+    assert page.status_code == 200 and 'id="filter-problems"' not in page.text
+
+
 def test_a_parameter_that_takes_one_value_given_twice_is_refused_and_a_list_one_is_not(world: World) -> None:
     admin = world.token("admin")
     twice = world.client.get("/api/events?after=0&after=2", headers=admin)

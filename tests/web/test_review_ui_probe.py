@@ -236,6 +236,52 @@ def test_my_calls_are_paged_and_ordered_by_the_calls_start(
     assert 'id="past-end"' in beyond and 'href="/mine?page=2" id="last-page"' in beyond
 
 
+def test_approve_and_next_from_my_calls_walks_my_calls_in_their_order(
+    world: World, agent_browser: tuple[TestClient, str]
+) -> None:
+    # An agent approving from /mine was sent on by the review queue's order (oldest waiting first), not the
+    # next row of /mine, and back to the queue page when it ran out: out of their own list.
+    browser, agent_id = agent_browser
+    oldest, done, middle, newest = (verified_call(world, agent_id) for _ in range(4))  # queue order: this one
+    with unit_of_work(world.factory) as session:
+        for call, day in ((oldest, 2), (done, 3), (middle, 4), (newest, 5)):
+            session.execute(update(Call).where(Call.id == call.call_id)
+                            .values(started_at=datetime(2026, 3, day, 8, 0, tzinfo=UTC)))
+        session.execute(update(Call).where(Call.id == done.call_id).values(state=CallState.approved))
+    colleagues = verified_call(world, unique_agent())  # another agent's call: never offered, even when posted
+
+    mine = browser.get("/mine").text
+    assert f'<a href="/calls/{newest.call_id}?from=mine" class="open">' in mine
+    page = browser.get(f"/calls/{newest.call_id}?from=mine").text
+    # The next row of /mine still to review (the approved one in between is skipped), and the way back is /mine.
+    assert next_call_href(page) == f"/calls/{middle.call_id}?from=mine"
+    assert '<a href="/mine" class="back" id="back-to-queue"' in page
+    assert f'action="/calls/{newest.call_id}/decision?from=mine" class="inline" id="approve-next-form"' in page
+    assert f'name="next_call" value="{middle.call_id}"' in page
+
+    def approve_and_next(call: SeededCall, offered: str = "") -> str:
+        answer = browser.post(f"/calls/{call.call_id}/decision?from=mine", follow_redirects=False, data={
+            "decision": "approve", "then": "next", "next_call": offered, "csrf_token": csrf_from(mine)})
+        assert answer.status_code == 303, answer.text
+        return str(answer.headers["location"])
+
+    assert approve_and_next(newest, offered=colleagues.call_id) == f"/calls/{middle.call_id}?from=mine"
+    assert approve_and_next(middle, offered=middle.call_id) == f"/calls/{oldest.call_id}?from=mine"
+    assert approve_and_next(oldest) == "/mine"  # none of mine left to review: back to /mine, saying so
+    back = browser.get("/mine").text
+    assert "Call approved. Nothing else to review in this list." in back
+    assert [state_of(world, call) for call in (newest, middle, oldest, colleagues)] == [
+        CallState.approved, CallState.approved, CallState.approved, CallState.ready_for_review]
+    # Opened from the queue, a call page still leads back to the queue.
+    assert '<a href="/" class="back" id="back-to-queue"' in browser.get(f"/calls/{newest.call_id}").text
+
+
+def state_of(world: World, call: SeededCall) -> CallState | None:
+    with world.factory() as session:
+        stored = session.get(Call, call.call_id)
+        return stored.state if stored else None
+
+
 # --------------------------------------------------------------------------------- 7. messages
 
 
