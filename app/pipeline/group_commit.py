@@ -29,6 +29,11 @@ Work = TypeVar("Work")
 Result = TypeVar("Result")
 
 
+# How much the latest time between two pieces weighs in their mean (`GroupCommit._gap`): after a quiet spell a
+# burst has a leader wait again within some twenty pieces, and after a burst the first lone piece goes at once.
+GAP_WEIGHT = 0.2
+
+
 @dataclass(eq=False)
 class _Piece(Generic[Work, Result]):
     work: Work
@@ -67,27 +72,39 @@ class GroupCommit(Generic[Work, Result]):
     `write_group` in the thread that leads it."""
 
     def __init__(self, write_group: Callable[[Sequence[Work]], Sequence[Result | None]], *, max_size: int,
-                 wait_seconds: float) -> None:
+                 wait_seconds: float, company: Callable[[], int] | None = None) -> None:
+        """`company`: how many pieces could be in a group right now at most (a worker process: the calls it is
+        running); a leader stops waiting once every one of them is in its group, so a call the process runs
+        alone is never held for company that cannot come."""
         if max_size < 1 or wait_seconds < 0:
             raise ValueError("a group holds at least one piece and waits no negative time")
+        self._company = company
         self._write_group = write_group
         self.max_size = max_size
         self.wait_seconds = wait_seconds
         self._lock = threading.Lock()
-        # The leader waits on this for its group to fill; nobody else waits on the lock's condition.
+        # The leader waits on this for its group to fill (each piece handed in wakes it); nobody else waits on it.
         self._filled = threading.Condition(self._lock)
         self._forming: list[_Piece[Work, Result]] = []
         self._leading = False
+        # The mean time between two pieces handed in, recent ones weighing most (None before the second): a
+        # leader waits only when it expects company within its window.
+        self._gap: float | None = None
+        self._last_arrival: float | None = None
         self.stats = GroupStats()
 
     def submit(self, work: Work) -> Handed[Result]:
         """Hand `work` in and wait for its result (`Handed`)."""
         piece: _Piece[Work, Result] = _Piece(work, time.monotonic())
         with self._lock:
+            if self._last_arrival is not None:
+                gap = piece.arrived - self._last_arrival
+                self._gap = gap if self._gap is None else (1 - GAP_WEIGHT) * self._gap + GAP_WEIGHT * gap
+            self._last_arrival = piece.arrived
             self._forming.append(piece)
             if not self._leading:
                 self._leading = piece.leads = True
-            elif len(self._forming) >= self.max_size:
+            else:  # the leader looks again: its group may be full, or hold every call that could come
                 self._filled.notify()
         cpu_correction = 0.0
         try:
@@ -122,6 +139,10 @@ class GroupCommit(Generic[Work, Result]):
         with self._lock:
             deadline = leader.arrived + self.wait_seconds
             while len(self._forming) < self.max_size:
+                if self._company is not None and self._company() <= len(self._forming):
+                    break  # nobody else is running who could join
+                if self._gap is not None and self._gap > self.wait_seconds:
+                    break  # pieces come further apart than the window: waiting would hold this one for nothing
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -198,13 +198,14 @@ class ClaimRequest:
 ClaimGroup = GroupCommit[ClaimRequest, _Claimed]
 
 
-def claim_group_for(factory: sessionmaker[Session], *, max_calls: int, wait_seconds: float) -> ClaimGroup | None:
+def claim_group_for(factory: sessionmaker[Session], *, max_calls: int, wait_seconds: float,
+                    company: Callable[[], int] | None = None) -> ClaimGroup | None:
     """A group commit of claims (app/pipeline/group_commit.py) for the threads of one process, on PostgreSQL;
-    None where it would only wait (a group of one, or SQLite)."""
+    None where it would only wait (a group of one, or SQLite). `company`: the calls the process is running."""
     if max_calls < 2 or factory.kw["bind"].dialect.name != "postgresql":
         return None
     return GroupCommit(lambda requests: claim_calls(factory, requests), max_size=max_calls,
-                       wait_seconds=wait_seconds)
+                       wait_seconds=wait_seconds, company=company)
 
 
 def claim_calls(factory: sessionmaker[Session], requests: Sequence[ClaimRequest]) -> list[_Claimed | None]:
@@ -564,13 +565,15 @@ class FinishedCall:
 PersistGroup = GroupCommit[FinishedCall, ProcessOutcome]
 
 
-def persist_group_for(factory: sessionmaker[Session], *, max_calls: int, wait_seconds: float) -> PersistGroup | None:
+def persist_group_for(factory: sessionmaker[Session], *, max_calls: int, wait_seconds: float,
+                      company: Callable[[], int] | None = None) -> PersistGroup | None:
     """A group commit of new results (app/pipeline/group_commit.py) for the threads of one process, on
-    PostgreSQL; None where it would only wait (a group of one, or SQLite, whose writers take turns anyway)."""
+    PostgreSQL; None where it would only wait (a group of one, or SQLite, whose writers take turns anyway).
+    `company`: the calls the process is running."""
     if max_calls < 2 or factory.kw["bind"].dialect.name != "postgresql":
         return None
     return GroupCommit(lambda finished: store_finished_calls(factory, finished), max_size=max_calls,
-                       wait_seconds=wait_seconds)
+                       wait_seconds=wait_seconds, company=company)
 
 
 def store_finished_calls(

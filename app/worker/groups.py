@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from app.context import get_context
@@ -37,8 +38,30 @@ def _group(name: str, make: Callable[..., Any]) -> Any:
             # Never more calls in a group than the process runs at once.
             size = min(settings.group_commit_max_calls, slots)
             _groups[name] = make(ctx.session_factory, max_calls=size,
-                                 wait_seconds=settings.group_commit_wait_ms / 1000.0)
+                                 wait_seconds=settings.group_commit_wait_ms / 1000.0, company=calls_running)
         return _groups[name]
+
+
+_running = 0
+_running_lock = threading.Lock()
+
+
+def calls_running() -> int:
+    """How many calls this process is processing now (`running_a_call`): at most that many can be in a group."""
+    return _running
+
+
+@contextmanager
+def running_a_call() -> Iterator[None]:
+    """Count a call as running in this process for as long as the block runs (the task's `process_call`)."""
+    global _running
+    with _running_lock:
+        _running += 1
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running -= 1
 
 
 def worker_claim_group() -> ClaimGroup | None:

@@ -17,7 +17,7 @@ from app.errors import NotFoundError, PostcallError, SuspectCallError, Transient
 from app.pipeline.retry import retry_countdown
 from app.pipeline.run import mark_failed, process_call
 from app.worker.celery_app import celery_app
-from app.worker.groups import worker_claim_group, worker_persist_group
+from app.worker.groups import running_a_call, worker_claim_group, worker_persist_group
 from app.worker.isolated import run_isolated
 from app.worker.names import (
     TASK_BATCH_COLLECT,
@@ -76,23 +76,24 @@ def process_call_task(self: Any, call_id: str) -> str:
     ctx = get_context()
     settings = ctx.settings
     try:
-        outcome = process_call(
-            ctx.session_factory,
-            call_id,
-            ctx.provider,
-            ctx.prompt,
-            redact_for_llm=settings.redact_for_llm,
-            redact_names=settings.redact_names,
-            max_attempts=settings.max_call_attempts,
-            defer_batch_calls=True,
-            # Written in batches by this process's recorder: one statement per batch, not per call.
-            timings=worker_timings(),
-            isolate_suspects=True,
-            # Claimed with the calls other threads of this process claim close to it, and stored with the results
-            # they finish close to it (group commit).
-            claim_group=worker_claim_group(),
-            persist_group=worker_persist_group(),
-        )
+        with running_a_call():  # a group waits for company only while other calls run beside this one
+            outcome = process_call(
+                ctx.session_factory,
+                call_id,
+                ctx.provider,
+                ctx.prompt,
+                redact_for_llm=settings.redact_for_llm,
+                redact_names=settings.redact_names,
+                max_attempts=settings.max_call_attempts,
+                defer_batch_calls=True,
+                # Written in batches by this process's recorder: one statement per batch, not per call.
+                timings=worker_timings(),
+                isolate_suspects=True,
+                # Claimed with the calls other threads of this process claim close to it, and stored with the
+                # results they finish close to it (group commit).
+                claim_group=worker_claim_group(),
+                persist_group=worker_persist_group(),
+            )
     except SuspectCallError as exc:
         logger.warning("%s", exc)
         return _process_alone(self, call_id)

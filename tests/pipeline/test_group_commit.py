@@ -125,6 +125,35 @@ def test_a_lone_piece_is_written_once_the_wait_is_over() -> None:
     assert seen == [[7]]
 
 
+def test_a_piece_no_other_running_call_could_join_is_written_at_once() -> None:
+    # The process runs one call (company 1): its group is written without waiting the window for company.
+    group: GroupCommit[int, int] = GroupCommit(lambda pieces: [p * 10 for p in pieces], max_size=8,
+                                               wait_seconds=WAIT_SECONDS, company=lambda: 1)
+    handed = group.submit(7)
+    assert handed.result == 70 and handed.waited_seconds < WAIT_SECONDS / 2
+
+
+def test_pieces_further_apart_than_the_window_are_not_held_for_company() -> None:
+    # At a few calls a second, a leader expects nobody within its window: it writes its piece at once (the
+    # first piece, with nothing known yet, waits the window).
+    group: GroupCommit[int, int] = GroupCommit(lambda pieces: [p * 10 for p in pieces], max_size=8,
+                                               wait_seconds=0.2)
+    assert group.submit(1).waited_seconds >= 0.2
+    time.sleep(0.3)
+    handed = group.submit(2)
+    assert handed.result == 20 and handed.waited_seconds < 0.1
+
+
+def test_a_group_is_written_once_every_running_call_is_in_it() -> None:
+    # Two calls running, a group of up to 8: written when the second piece comes, not when the window ends.
+    group: GroupCommit[int, int] = GroupCommit(lambda pieces: [p * 10 for p in pieces], max_size=8,
+                                               wait_seconds=WAIT_SECONDS, company=lambda: 2)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        handed = list(pool.map(group.submit, [1, 2]))
+    assert [h.result for h in handed] == [10, 20] and group.stats.groups == 1
+    assert all(h.waited_seconds < WAIT_SECONDS / 2 for h in handed)
+
+
 def test_more_pieces_than_a_group_holds_are_all_written_in_groups_no_larger() -> None:
     seen: list[list[int]] = []
     group = _echo_group(3, 0.2, seen)

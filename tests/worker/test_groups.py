@@ -64,3 +64,14 @@ def test_no_group_on_sqlite_or_when_switched_off(
     assert _group_for(fresh_group, sqlite_url, worker_pool="threads", worker_concurrency="8") is None
     assert _group_for(fresh_group, postgres_url, worker_pool="threads", worker_concurrency="8",
                       group_commit_max_calls="1") is None
+
+
+def test_the_calls_running_in_a_process_are_counted_while_they_run() -> None:
+    before = groups.calls_running()
+    with groups.running_a_call():
+        with groups.running_a_call():
+            assert groups.calls_running() == before + 2
+        assert groups.calls_running() == before + 1
+    with pytest.raises(RuntimeError, match="a call failed"), groups.running_a_call():
+        raise RuntimeError("a call failed")
+    assert groups.calls_running() == before  # counted out whatever ends the call
