@@ -180,12 +180,8 @@ def test_a_group_answering_for_too_few_pieces_hands_every_piece_back() -> None:
         assert [h.result for h in pool.map(group.submit, [1, 2])] == [None, None]
 
 
-def test_an_interrupted_leader_leaves_no_piece_waiting() -> None:
-    def write(pieces: Sequence[int]) -> list[int | None]:
-        raise KeyboardInterrupt
-
-    group: GroupCommit[int, int] = GroupCommit(write, max_size=2, wait_seconds=WAIT_SECONDS)
-    outcomes: dict[int, object] = {}
+def _submitter(group: GroupCommit[int, int], outcomes: dict[int, object]) -> Callable[[int], None]:
+    """A thread's hand-in of a piece: its result, or the interrupt it ended with, into `outcomes`."""
 
     def submit(piece: int) -> None:
         try:
@@ -193,6 +189,16 @@ def test_an_interrupted_leader_leaves_no_piece_waiting() -> None:
         except KeyboardInterrupt as exc:
             outcomes[piece] = exc
 
+    return submit
+
+
+def test_an_interrupted_leader_leaves_no_piece_waiting() -> None:
+    def write(pieces: Sequence[int]) -> list[int | None]:
+        raise KeyboardInterrupt
+
+    group: GroupCommit[int, int] = GroupCommit(write, max_size=2, wait_seconds=WAIT_SECONDS)
+    outcomes: dict[int, object] = {}
+    submit = _submitter(group, outcomes)
     threads = [threading.Thread(target=submit, args=(n,)) for n in (1, 2)]
     for thread in threads:
         thread.start()
@@ -229,12 +235,7 @@ def test_a_leader_interrupted_while_it_waits_passes_the_lead_on() -> None:
     second_arrived = threading.Event()
     group._filled = _InterruptedOnce(group, second_arrived)  # type: ignore[assignment]
     outcomes: dict[int, object] = {}
-
-    def submit(piece: int) -> None:
-        try:
-            outcomes[piece] = group.submit(piece).result
-        except KeyboardInterrupt as exc:
-            outcomes[piece] = exc
+    submit = _submitter(group, outcomes)
 
     first = threading.Thread(target=submit, args=(1,))
     first.start()

@@ -24,9 +24,12 @@ SIZING_VARIABLES = ("POSTCALL_WORKER_CONCURRENCY", "POSTCALL_WORKER_POOL", "POST
 
 @pytest.fixture(autouse=True)
 def _restore_sizing_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    # resolve_worker_sizing writes the resolved numbers into the environment; monkeypatch puts it back.
+    # resolve_worker_sizing writes the resolved numbers into the environment; monkeypatch puts it back. A bare
+    # delenv of a variable that is not set records nothing to undo, so what the test wrote stayed for the tests
+    # after it (a worker pool of "solo" sized another file's delivery slots): setenv first records its absence.
     for name in SIZING_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 def test_concurrency_follows_littles_law() -> None:
