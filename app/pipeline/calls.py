@@ -67,10 +67,10 @@ CLAIM_COLUMNS = (Call.id, Call.external_id, Call.agent_id, Call.team, Call.start
 _LOCK_CALL_ROW = FixedStatement(select(*CLAIM_COLUMNS).where(Call.id == bindparam("call_id")).with_for_update())
 
 
-# Several calls at once (group commit, PostgreSQL): locked in the order of their ids, as every statement that
-# locks several calls does, so two such transactions never wait on each other in a cycle.
-_CALL_IDS = bindparam("call_ids", type_=ARRAY(String()))
-_LOCK_CALL_ROWS = FixedStatement(select(*CLAIM_COLUMNS).where(Call.id == any_(_CALL_IDS)).order_by(Call.id)
+# Several calls at once (group commit, PostgreSQL), bound as one array: every statement that locks several
+# calls locks them in the order of their ids, so two such transactions never wait on each other in a cycle.
+CALL_IDS = bindparam("call_ids", type_=ARRAY(String()))
+_LOCK_CALL_ROWS = FixedStatement(select(*CLAIM_COLUMNS).where(Call.id == any_(CALL_IDS)).order_by(Call.id)
                                  .with_for_update())
 
 
@@ -125,13 +125,13 @@ def start_processing(work: Work, call_id: str, *, attempts: int) -> None:
 
 # `start_processing` of several calls, each counting its own attempt (PostgreSQL).
 _START_PROCESSING_CALLS = FixedStatement(
-    update(CALLS).where(CALLS.c.id == any_(_CALL_IDS)).values(
+    update(CALLS).where(CALLS.c.id == any_(CALL_IDS)).values(
         state=bindparam("state"), state_changed_at=bindparam("state_changed_at"),
         review_rank=bindparam("review_rank"), attempts=CALLS.c.attempts + 1,
     )
 )
 _TRANSCRIPTS_ROWS = FixedStatement(
-    select(UtteranceRow.call_id, *TRANSCRIPT_COLUMNS).where(UtteranceRow.call_id == any_(_CALL_IDS))
+    select(UtteranceRow.call_id, *TRANSCRIPT_COLUMNS).where(UtteranceRow.call_id == any_(CALL_IDS))
     .order_by(UtteranceRow.call_id, UtteranceRow.index)
 )
 

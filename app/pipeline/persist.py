@@ -9,8 +9,10 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Row,
+    Select,
     String,
     Table,
     and_,
@@ -47,6 +49,7 @@ from app.models import Utterance as UtteranceRow
 from app.models.tables import utcnow
 from app.pipeline.analyst_fields import CallClock, analyst_fields, call_clock
 from app.pipeline.calls import (
+    CALL_IDS,
     START_PROCESSING,
     TRANSCRIPT_COLUMNS,
     load_transcript,
@@ -88,19 +91,28 @@ _SUCCEEDED_RUN_ID = select(RUNS.c.id).where(RUNS.c.idempotency_key == bindparam(
 # The columns of the call the final write reads (`ResultCall`).
 _RESULT_CALL_COLUMNS = (Call.id, Call.tenant_id, Call.external_id, Call.agent_id, Call.team, Call.started_at,
                         Call.transcript_hash, Call.state, Call.last_error, Call.case_note, Call.language)
-_LOCK_CALL_FOR_RESULT = FixedStatement(
-    select(
-        *_RESULT_CALL_COLUMNS,
-        _SUCCEEDED_RUN_ID.scalar_subquery(),
-        Tenant.slug,
-        Tenant.time_zone,
-        exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id),
-        Call.llm_batch_id,
+
+
+def _lock_for_result(where: ColumnElement[bool], *succeeded: ColumnElement[Any]) -> Select[*tuple[Any, ...]]:
+    """The calls matching `where`, locked, with what the final write reads beside (`LockedCall`): `succeeded`,
+    the succeeded run of the work's key where it is read in the same statement."""
+    return (
+        select(
+            *_RESULT_CALL_COLUMNS,
+            *succeeded,
+            Tenant.slug,
+            Tenant.time_zone,
+            exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id),
+            Call.llm_batch_id,
+        )
+        .join(Tenant, Tenant.id == Call.tenant_id)
+        .where(where)
+        .with_for_update(of=Call)
     )
-    .join(Tenant, Tenant.id == Call.tenant_id)
-    .where(Call.id == bindparam("call_id"))
-    .with_for_update(of=Call)
-)
+
+
+_LOCK_CALL_FOR_RESULT = FixedStatement(_lock_for_result(Call.id == bindparam("call_id"),
+                                                        _SUCCEEDED_RUN_ID.scalar_subquery()))
 _SUCCEEDED_RUN_ID_FIXED = FixedStatement(_SUCCEEDED_RUN_ID)
 _INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
 _INSERT_CLAIMS = insert(CLAIMS).returning(CLAIMS.c.id, sort_by_parameter_order=True)
@@ -195,26 +207,18 @@ def lock_call_for_result(work: Work, call_id: str, key: str) -> LockedCall | Non
     row = _LOCK_CALL_FOR_RESULT.one_or_none(connection_of(work), {"call_id": call_id, "key": key})
     if row is None:
         return None
-    *columns, succeeded, slug, time_zone, has_events, in_batch = row
-    return LockedCall(ResultCall(*columns), succeeded, slug, time_zone, bool(has_events), in_batch)
+    return _locked(row, row[len(_RESULT_CALL_COLUMNS)])
 
 
-# Several calls at once (`lock_calls_for_result`): locked in the order of their ids, as every statement that locks
-# several calls does (bulk approval), so two such transactions never wait on each other in a cycle.
-_CALL_IDS = bindparam("call_ids", type_=ARRAY(String()))
-_LOCK_CALLS_FOR_RESULT = FixedStatement(
-    select(
-        *_RESULT_CALL_COLUMNS,
-        Tenant.slug,
-        Tenant.time_zone,
-        exists().where(ReviewEvent.call_id == Call.id, ReviewEvent.tenant_id == Call.tenant_id),
-        Call.llm_batch_id,
-    )
-    .join(Tenant, Tenant.id == Call.tenant_id)
-    .where(Call.id == any_(_CALL_IDS))
-    .order_by(Call.id)
-    .with_for_update(of=Call)
-)
+def _locked(row: Any, succeeded: int | None) -> LockedCall:
+    """A row of `_lock_for_result` as the call it locked, with `succeeded` (the succeeded run of its work)."""
+    slug, time_zone, has_events, in_batch = row[-4:]
+    return LockedCall(ResultCall(*row[: len(_RESULT_CALL_COLUMNS)]), succeeded, slug, time_zone, bool(has_events),
+                      in_batch)
+
+
+# Several calls at once (`lock_calls_for_result`), locked in the order of their ids (`CALL_IDS`).
+_LOCK_CALLS_FOR_RESULT = FixedStatement(_lock_for_result(Call.id == any_(CALL_IDS)).order_by(Call.id))
 _SUCCEEDED_RUNS_OF_KEYS = FixedStatement(
     select(RUNS.c.idempotency_key, RUNS.c.id).where(
         RUNS.c.idempotency_key == any_(bindparam("keys", type_=ARRAY(String()))), RUNS.c.status == _SUCCEEDED_STATUS)
@@ -233,12 +237,7 @@ def lock_calls_for_result(connection: Connection, keys: dict[str, str]) -> dict[
     one waited for a lock is seen). Calls not found are missing from the result. PostgreSQL."""
     rows = _LOCK_CALLS_FOR_RESULT.all(connection, {"call_ids": sorted(keys)})
     succeeded = succeeded_runs_of_keys(connection, list(keys.values()))
-    locked = {}
-    for row in rows:
-        *columns, slug, time_zone, has_events, in_batch = row
-        call = ResultCall(*columns)
-        locked[call.id] = LockedCall(call, succeeded.get(keys[call.id]), slug, time_zone, bool(has_events), in_batch)
-    return locked
+    return {row.id: _locked(row, succeeded.get(keys[row.id])) for row in rows}
 
 
 @dataclass(frozen=True)

@@ -200,12 +200,20 @@ ClaimGroup = GroupCommit[ClaimRequest, _Claimed]
 
 def claim_group_for(factory: sessionmaker[Session], *, max_calls: int, wait_seconds: float,
                     company: Callable[[], int] | None = None) -> ClaimGroup | None:
-    """A group commit of claims (app/pipeline/group_commit.py) for the threads of one process, on PostgreSQL;
-    None where it would only wait (a group of one, or SQLite). `company`: the calls the process is running."""
+    """A group commit of claims (`claim_calls`) for the threads of one process (`_group_for`)."""
+    group: ClaimGroup | None = _group_for(factory, lambda requests: claim_calls(factory, requests),
+                                          max_calls=max_calls, wait_seconds=wait_seconds, company=company)
+    return group
+
+
+def _group_for(factory: sessionmaker[Session], write_group: Callable[[Sequence[Any]], Sequence[Any]], *,
+               max_calls: int, wait_seconds: float, company: Callable[[], int] | None) -> Any:
+    """A group commit (app/pipeline/group_commit.py) writing with `write_group`, on PostgreSQL; None where it
+    would only wait (a group of one, or SQLite, whose writers take turns anyway). `company`: the calls the
+    process is running."""
     if max_calls < 2 or factory.kw["bind"].dialect.name != "postgresql":
         return None
-    return GroupCommit(lambda requests: claim_calls(factory, requests), max_size=max_calls,
-                       wait_seconds=wait_seconds, company=company)
+    return GroupCommit(write_group, max_size=max_calls, wait_seconds=wait_seconds, company=company)
 
 
 def claim_calls(factory: sessionmaker[Session], requests: Sequence[ClaimRequest]) -> list[_Claimed | None]:
@@ -567,13 +575,10 @@ PersistGroup = GroupCommit[FinishedCall, ProcessOutcome]
 
 def persist_group_for(factory: sessionmaker[Session], *, max_calls: int, wait_seconds: float,
                       company: Callable[[], int] | None = None) -> PersistGroup | None:
-    """A group commit of new results (app/pipeline/group_commit.py) for the threads of one process, on
-    PostgreSQL; None where it would only wait (a group of one, or SQLite, whose writers take turns anyway).
-    `company`: the calls the process is running."""
-    if max_calls < 2 or factory.kw["bind"].dialect.name != "postgresql":
-        return None
-    return GroupCommit(lambda finished: store_finished_calls(factory, finished), max_size=max_calls,
-                       wait_seconds=wait_seconds, company=company)
+    """A group commit of new results (`store_finished_calls`) for the threads of one process (`_group_for`)."""
+    group: PersistGroup | None = _group_for(factory, lambda finished: store_finished_calls(factory, finished),
+                                            max_calls=max_calls, wait_seconds=wait_seconds, company=company)
+    return group
 
 
 def store_finished_calls(
