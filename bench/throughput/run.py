@@ -14,13 +14,15 @@ Reported: the rate the ids were actually published at (below the target when thi
 CPU: the run then measures the publisher, not the workers), sustained calls/s (the middle half of the
 completions, where the arrival and completion rates are steady), end-to-end latency p50/p95 (publish ->
 final state), CPU per call across the box (workers, model server and this database's PostgreSQL backends,
-from /proc), the pipeline's own CPU per call (`process_call` run in this process on other calls, the
-model answering at once, and the thread CPU inside `process_call` in the workers, from
-bench/throughput/probe.py), the Celery overhead (worker CPU per call minus process_call's CPU in the
-workers; under gevent, minus the in-process figure), the wall time each call's run spent in the database
-(`db_ms` p50/p95: how long a call holds a pooled connection, which the pool sizing rule uses), messages
-left in Redis, and PostgreSQL sessions
-opened (counted when they end, so the workers are stopped first; the few of this script's own polling are
+from /proc; not this script's own session watching for finished calls), the kernel's share of the
+PostgreSQL figure (system time: the sessions' socket reads and writes, WAL writes and flushes), the WAL per
+call (pg_stat_wal, server-wide, so the server should be otherwise idle: bytes, full-page images, flushes),
+the pipeline's own CPU per call (`process_call` run in this process on other calls, the model answering at
+once, and the thread CPU inside `process_call` in the workers, from bench/throughput/probe.py), the Celery
+overhead (worker CPU per call minus process_call's CPU in the workers; under gevent, minus the in-process
+figure), the wall time each call's run spent in the database (`db_ms` p50/p95: how long a call holds a
+pooled connection, which the pool sizing rule uses), messages left in Redis, and PostgreSQL sessions opened
+(counted when they end, so the workers are stopped first; the few of this script's own polling are
 included).
 """
 
@@ -46,7 +48,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from app.config import PROJECT_ROOT, Settings
-from app.db.session import unit_of_work
+from app.db.session import create_db_engine, make_session_factory, unit_of_work
 from app.llm.prompt import PromptTemplate
 from app.llm.registry import build_provider
 from app.models import Call, CallState, ExtractionRun, RunStatus
@@ -62,6 +64,8 @@ DONE_STATES = (CallState.ready_for_review, CallState.needs_attention, CallState.
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PUBLISH_TICK_SECONDS = 0.02
 POLL_SECONDS = 0.5
+# This script's own sessions on the measured database, told apart from the workers' (PostgresBackends).
+MONITOR_APPLICATION = "postcall-bench-monitor"
 WORKER_READY_TIMEOUT = 120.0
 # Calls run before the clock starts: imports, connections and the SDK client are made once per process.
 WARMUP_CALLS_PER_WORKER = 40
@@ -88,6 +92,13 @@ class ThroughputResult:
     cpu_ms_per_call_workers: float
     cpu_ms_per_call_model_server: float
     cpu_ms_per_call_postgres: float
+    # Of that, the kernel's (system time: socket reads and writes, WAL writes and flushes).
+    postgres_kernel_ms_per_call: float
+    # WAL the server wrote per call over the run (pg_stat_wal: server-wide, so the server should be idle
+    # otherwise), its full-page images, and the WAL flushes (fdatasync) per call.
+    wal_bytes_per_call: float
+    wal_full_pages_per_call: float
+    wal_syncs_per_call: float
     pipeline_cpu_ms_p50: float
     pipeline_cpu_ms_mean: float
     process_call_cpu_ms_in_workers: float | None
@@ -117,11 +128,16 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of one process, its exited children included."""
+    return sum(user_and_system_seconds(pid))
+
+
+def user_and_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU of one process, its exited children's included in each."""
     fields = _stat_fields(pid)
     if fields is None:
-        return 0.0
+        return 0.0, 0.0
     utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
-    return (utime + stime + cutime + cstime) / CLOCK_TICKS
+    return (utime + cutime) / CLOCK_TICKS, (stime + cstime) / CLOCK_TICKS
 
 
 def process_group_cpu(pgid: int) -> float:
@@ -137,31 +153,51 @@ def process_group_cpu(pgid: int) -> float:
 
 
 class PostgresBackends:
-    """CPU of the backends serving one database, polled so that a backend that exits is still counted."""
+    """CPU of the backends serving one database, polled so that a backend that exits is still counted. The
+    backends of this script's own watching (`MONITOR_APPLICATION`: its polls for finished calls) are left out:
+    they are the benchmark's cost, not the workers'."""
 
     def __init__(self, admin_dsn: str, database: str) -> None:
         self.connection = psycopg.connect(admin_dsn, autocommit=True)
         self.database = database
         self.own_pid = int(self.connection.info.backend_pid)
-        self.baseline: dict[int, float] = {}
-        self.latest: dict[int, float] = {}
+        self.baseline: dict[int, tuple[float, float]] = {}
+        self.latest: dict[int, tuple[float, float]] = {}
+        self.wal_at_start: tuple[float, ...] = ()
 
     def _pids(self) -> list[int]:
-        rows = self.connection.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,))
+        rows = self.connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name <> %s",
+            (self.database, MONITOR_APPLICATION))
         return [int(pid) for (pid,) in rows if pid != self.own_pid]
 
+    def _wal(self) -> tuple[float, ...]:
+        row = self.connection.execute("SELECT wal_bytes, wal_fpi, wal_sync FROM pg_stat_wal").fetchone()
+        return tuple(float(value) for value in row) if row else (0.0, 0.0, 0.0)
+
     def start(self) -> None:
-        self.baseline = {pid: cpu_seconds(pid) for pid in self._pids()}
+        self.baseline = {pid: user_and_system_seconds(pid) for pid in self._pids()}
         self.latest = dict(self.baseline)
+        self.wal_at_start = self._wal()
 
     def poll(self) -> None:
         for pid in self._pids():
-            seconds = cpu_seconds(pid)
-            if seconds:
+            seconds = user_and_system_seconds(pid)
+            if sum(seconds):
                 self.latest[pid] = seconds
 
     def used(self) -> float:
-        return sum(seconds - self.baseline.get(pid, 0.0) for pid, seconds in self.latest.items())
+        return self.user() + self.system()
+
+    def user(self) -> float:
+        return sum(user - self.baseline.get(pid, (0.0, 0.0))[0] for pid, (user, _) in self.latest.items())
+
+    def system(self) -> float:
+        return sum(system - self.baseline.get(pid, (0.0, 0.0))[1] for pid, (_, system) in self.latest.items())
+
+    def wal_since_start(self) -> tuple[float, ...]:
+        """WAL bytes, full-page images and flushes (fdatasync) written since `start`, server-wide."""
+        return tuple(now - then for now, then in zip(self._wal(), self.wal_at_start, strict=True))
 
     def sessions(self) -> int:
         row = self.connection.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (self.database,))
@@ -281,9 +317,16 @@ def run(args: argparse.Namespace) -> ThroughputResult:
         spent = pipeline_cpu(factory, sample_ids, f"http://127.0.0.1:{port}/nodelay/v1", settings)
 
         engine.dispose()  # its sessions are counted now, not among the workers'
+        # From here on this script watches through sessions of its own name, which the count leaves out.
+        monitor = create_db_engine(
+            make_url(database_url).update_query_dict({"application_name": MONITOR_APPLICATION}).render_as_string(
+                hide_password=False), pool_size=1, max_overflow=0)
+        stack.callback(monitor.dispose)
+        factory = make_session_factory(monitor)
         time.sleep(SETTLE_SECONDS)
-        backends = PostgresBackends("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                                    make_url(database_url).database or "")
+        url = make_url(database_url)
+        backends = PostgresBackends(f"host={url.host} port={url.port or 5432} user={url.username} dbname=postgres",
+                                    url.database or "")
         stack.callback(backends.connection.close)
         sessions_before = backends.sessions()
         env = postcall_env(
@@ -331,12 +374,14 @@ def run(args: argparse.Namespace) -> ThroughputResult:
         backends.poll()
         worker_cpu = sum(process_group_cpu(w.pid) for w in workers) - worker_cpu_before
         server_cpu = cpu_seconds(server.pid) - server_cpu_before
-        postgres_cpu = backends.used()
+        postgres_cpu, postgres_kernel = backends.used(), backends.system()
+        wal_bytes, wal_full_pages, wal_syncs = backends.wal_since_start()
         time.sleep(SETTLE_SECONDS)
         left = int(broker_client.llen(QUEUE_NAME)) + int(broker_client.hlen(KOMBU_UNACKED_KEY))
         for proc in workers:
             stop_process(proc, timeout=60)
         engine.dispose()
+        monitor.dispose()
         time.sleep(SETTLE_SECONDS)  # a session's statistics are reported when it ends
         sessions = backends.sessions() - sessions_before
         held = database_ms(factory, call_ids)
@@ -375,6 +420,10 @@ def run(args: argparse.Namespace) -> ThroughputResult:
         cpu_ms_per_call_workers=round(worker_ms, 2),
         cpu_ms_per_call_model_server=round(server_cpu * 1000 / finished, 2),
         cpu_ms_per_call_postgres=round(postgres_cpu * 1000 / finished, 2),
+        postgres_kernel_ms_per_call=round(postgres_kernel * 1000 / finished, 2),
+        wal_bytes_per_call=round(wal_bytes / finished),
+        wal_full_pages_per_call=round(wal_full_pages / finished, 2),
+        wal_syncs_per_call=round(wal_syncs / finished, 3),
         pipeline_cpu_ms_p50=round(statistics.median(spent) * 1000, 2),
         pipeline_cpu_ms_mean=round(pipeline_mean, 2),
         process_call_cpu_ms_in_workers=round(in_workers, 2) if in_workers is not None else None,
