@@ -131,6 +131,9 @@ def cpu_seconds(pid: int) -> float:
     return sum(user_and_system_seconds(pid))
 
 
+USER, SYSTEM = 0, 1  # the parts of `user_and_system_seconds`
+
+
 def user_and_system_seconds(pid: int) -> tuple[float, float]:
     """User and system CPU of one process, its exited children's included in each."""
     fields = _stat_fields(pid)
@@ -187,13 +190,14 @@ class PostgresBackends:
                 self.latest[pid] = seconds
 
     def used(self) -> float:
-        return self.user() + self.system()
-
-    def user(self) -> float:
-        return sum(user - self.baseline.get(pid, (0.0, 0.0))[0] for pid, (user, _) in self.latest.items())
+        return self._since_start(USER) + self._since_start(SYSTEM)
 
     def system(self) -> float:
-        return sum(system - self.baseline.get(pid, (0.0, 0.0))[1] for pid, (_, system) in self.latest.items())
+        return self._since_start(SYSTEM)
+
+    def _since_start(self, part: int) -> float:
+        """CPU seconds of one kind (`USER` or `SYSTEM`) the backends spent since `start`."""
+        return sum(seconds[part] - self.baseline.get(pid, (0.0, 0.0))[part] for pid, seconds in self.latest.items())
 
     def wal_since_start(self) -> tuple[float, ...]:
         """WAL bytes, full-page images and flushes (fdatasync) written since `start`, server-wide."""
