@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
+from alembic import command
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.migrate import upgrade
+from app.db.migrate import alembic_config, upgrade
 from app.db.session import create_db_engine, make_session_factory
 from tests.support.services import temporary_pg_database
 
 
-def migrated_pg_database(stack: ExitStack) -> tuple[str, Engine, sessionmaker[Session]]:
-    """The database's URL, an engine disposed before the database is dropped, and a session factory."""
+def migrated_pg_database(stack: ExitStack, revision: str = "head") -> tuple[str, Engine, sessionmaker[Session]]:
+    """The database's URL, an engine disposed before the database is dropped, and a session factory.
+
+    `revision` other than head: the schema migrated to that revision, then stamped as head so that today's
+    workers (which refuse an old schema) run on it. Only to compare revisions that change triggers or functions,
+    never tables, which today's code would miss (e.g. 0030 against 0031's statement triggers)."""
     url = stack.enter_context(temporary_pg_database())
-    upgrade(url)
+    upgrade(url, revision)
+    if revision != "head":
+        command.stamp(alembic_config(url), "head")
     engine = create_db_engine(url)
     stack.callback(engine.dispose)
     return url, engine, make_session_factory(engine)

@@ -302,7 +302,7 @@ def run(args: argparse.Namespace) -> ThroughputResult:
     broker_client = redis.Redis.from_url(args.redis_url)
     broker_client.flushdb()
     with ExitStack() as stack:
-        database_url, engine, factory = migrated_pg_database(stack)
+        database_url, engine, factory = migrated_pg_database(stack, args.schema)
         warmup = WARMUP_CALLS_PER_WORKER * args.workers
         total = PIPELINE_SAMPLE_CALLS + warmup + args.calls
         print(f"storing {total} calls ...", file=sys.stderr)
@@ -464,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a setting for the workers (repeatable), e.g. POSTCALL_DB_POOL_SIZE=10")
     parser.add_argument("--analyze-calls", action="store_true",
                         help="ANALYZE calls once they are stored (bench/databases.py `analyze_calls` says why)")
+    parser.add_argument("--schema", default="head",
+                        help="the migration revision of the database (an earlier one, to compare its triggers)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args)

@@ -26,6 +26,7 @@ from tests.support.old_schema import todays_code
 from tests.support.services import temporary_pg_database
 
 BEFORE = "0019"
+AFTER = "0020"
 TRIGGER = text("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'calls_ledgers_change'")
 LEDGERS = ("rollup_calls", "rollup_claims", "rollup_reasons", "rollup_open_items", "rollup_agent_due", "rollup_runs")
 COUNTERS = ("call_counts", "run_totals")
@@ -107,7 +108,7 @@ def test_upgrade_and_downgrade_drop_and_restore_the_when_clause_and_keep_the_cou
     _write(url, 0)  # through 0019's trigger
     _assert_counts_match(url)
 
-    upgrade(url)
+    upgrade(url, AFTER)
     after = _trigger(url)
     assert " WHEN (" not in after
     assert after.split(" ON ", 1)[0] == before.split(" ON ", 1)[0]  # the same columns fire it
@@ -124,7 +125,7 @@ def test_upgrade_and_downgrade_drop_and_restore_the_when_clause_and_keep_the_cou
 
 def test_an_update_that_changes_nothing_the_function_reads_writes_nothing(url_before: str) -> None:
     url = url_before
-    upgrade(url)
+    upgrade(url, AFTER)
     _write(url, 0)
     before = _written(url)
     engine = create_db_engine(url)
@@ -143,7 +144,7 @@ def test_an_update_that_changes_nothing_the_function_reads_writes_nothing(url_be
 
 def test_the_same_writes_leave_the_same_ledger_rows_and_counters_as_before() -> None:
     written = []
-    for revision in (BEFORE, "head"):
+    for revision in (BEFORE, AFTER):
         with temporary_pg_database() as url:
             upgrade(url, revision)
             _write(url, 0)
