@@ -640,7 +640,8 @@ def write_succeeded_runs(connection: Connection, results: Sequence[ResultToWrite
     # Every call's change and its event in one statement, then their deliveries.
     changes = [{"id": done.change["changed_call_id"], **done.change} for done in finished]
     recorded = record_events(connection, EventType.processed, [NewEvent(done.call, done.record) for done in finished],
-                             call_change=(_FINISH_CALLS_PG, {"calls": json_rows(changes)}))
+                             call_change=(_FINISH_CALLS_PG, {"calls": json_rows(changes),
+                                                             "call_ids": [change["id"] for change in changes]}))
     return [WrittenRun(run_ids[done.call.id], done.call.state, done.claims, done.ungrounded, tuple(deliveries))
             for done, (_, deliveries) in zip(finished, recorded, strict=True)]
 
@@ -714,9 +715,12 @@ def _finish_calls_sql() -> str:
     columns = ("state", "state_changed_at", "review_rank", "current_run_id", "flagged_items")
     typed = ", ".join(f"{name} {sql_type(_CALLS, name)}" for name in ("id", *columns))
     assignments = ", ".join(f"{name} = v.{name}" for name in columns)
-    # Built from the table definition only; every value is a bound parameter.
+    # Built from the table definition only; every value is a bound parameter. The ids beside the rows: the
+    # planner takes a function's rows for 100 and joined them to calls by scanning every call (at 4,000 calls and
+    # at 20,000, once per group); with the ids it looks the group's calls up by key.
     return (f"UPDATE calls SET {assignments}, last_error = NULL "  # noqa: S608
-            f"FROM json_to_recordset(%(calls)s::json) AS v({typed}) WHERE calls.id = v.id")
+            f"FROM json_to_recordset(%(calls)s::json) AS v({typed}) "
+            f"WHERE calls.id = ANY(%(call_ids)s::VARCHAR[]) AND calls.id = v.id")
 
 
 _FINISH_CALLS_PG = _finish_calls_sql()

@@ -10,10 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
+from app.db.driver import run_on_driver
+from app.db.json_rows import json_rows
 from app.db.session import unit_of_work
 from app.errors import NotFoundError
 from app.handoff.endpoints import add_endpoint
@@ -32,6 +34,7 @@ from app.models import (
 from app.pipeline.calls import get_or_create_tenant
 from app.pipeline.counts import state_counts
 from app.pipeline.group_commit import GroupCommit
+from app.pipeline.persist import _FINISH_CALLS_PG
 from app.pipeline.run import (
     ClaimGroup,
     ClaimRequest,
@@ -513,3 +516,24 @@ def test_a_groups_timings_leave_out_the_wait_for_company(pg_factory: sessionmake
         assert run.total_ms is not None and run.db_ms is not None
         assert run.total_ms >= 1000.0  # two windows of half a second
         assert run.db_ms < 500.0
+
+
+def test_a_groups_calls_are_found_by_key_in_a_table_of_thousands(pg_factory: sessionmaker[Session]) -> None:
+    """The statement that stores a group's results joins its calls' new values, passed as JSON (which the planner
+    takes for 100 rows), to calls: it must look the group's calls up by key, not scan every call, as it did at
+    thousands of calls (a cost that grew with the table, once per group)."""
+    (first,) = _store(pg_factory, 1)
+    with unit_of_work(pg_factory) as session:
+        session.execute(text(
+            "INSERT INTO calls (id, tenant_id, external_id, source_format, transcript_hash, state, state_changed_at, "
+            "attempts, created_at) SELECT 'filler-' || g, tenant_id, 'filler-' || g, source_format, transcript_hash, "
+            "'approved', now(), 1, now() FROM calls CROSS JOIN generate_series(1, 20000) g WHERE id = :id"),
+            {"id": first})
+    group = [f"filler-{n}" for n in range(1, 15)]
+    changes = [{"id": call_id, "state": "ready_for_review", "state_changed_at": "2026-12-05T12:00:00+00:00",
+                "review_rank": 1, "current_run_id": None, "flagged_items": 0} for call_id in group]
+    with unit_of_work(pg_factory) as session:
+        plan = "\n".join(row[0] for row in run_on_driver(
+            session.connection(), f"EXPLAIN {_FINISH_CALLS_PG}", {"calls": json_rows(changes), "call_ids": group},
+            fetch=True))
+    assert "on calls" in plan and "Seq Scan on calls" not in plan, plan
