@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, String, Table, Update, any_, bindparam, select, update
+from sqlalchemy import Row, Select, String, Table, Update, any_, bindparam, func, select, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -130,10 +130,21 @@ _START_PROCESSING_CALLS = FixedStatement(
         review_rank=bindparam("review_rank"), attempts=CALLS.c.attempts + 1,
     )
 )
-_TRANSCRIPTS_ROWS = FixedStatement(
-    select(UtteranceRow.call_id, *TRANSCRIPT_COLUMNS).where(UtteranceRow.call_id == any_(CALL_IDS))
-    .order_by(UtteranceRow.call_id, UtteranceRow.index)
-)
+
+
+def _transcripts_rows() -> Select[Any]:
+    """Each call's utterances looked up by its key, call by call (a LATERAL subquery kept apart by OFFSET 0).
+    `call_id = ANY(ids)` left the plan to an estimate: on a server without statistics on utterances (autovacuum
+    off) PostgreSQL took a group's share of them for thousands of rows and scanned the whole table for some
+    groups (bench/throughput: 52 full scans of 92,000 utterances in 12 s)."""
+    group = func.unnest(CALL_IDS).table_valued("id").render_derived(name="group_call")
+    utterances = (select(UtteranceRow.call_id, *TRANSCRIPT_COLUMNS).where(UtteranceRow.call_id == group.c.id)
+                  .offset(0).lateral("utterance"))
+    return (select(*utterances.c).select_from(group).join(utterances, true())
+            .order_by(utterances.c.call_id, utterances.c.index))
+
+
+_TRANSCRIPTS_ROWS = FixedStatement(_transcripts_rows())
 
 
 def transcript_rows_of(work: Work, call_ids: Sequence[str]) -> dict[str, list[Any]]:
