@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.driver import run_on_driver
 from app.db.session import unit_of_work
-from app.pipeline.calls import _TRANSCRIPTS_ROWS, transcript_rows_of
+from app.pipeline.calls import _TRANSCRIPTS_ROWS, get_or_create_tenant, transcript_rows_of
 from app.pipeline.store import store_transcript
+from tests.support.call_rows import insert_call_rows
 from tests.support.transcripts import make_transcript
 
 FILLER_CALLS, UTTERANCES_EACH = 3000, 30
@@ -36,13 +37,10 @@ def test_several_calls_transcripts_come_back_each_in_order(pg_factory: sessionma
 def test_a_groups_utterances_are_looked_up_by_call_without_statistics(pg_factory: sessionmaker[Session]) -> None:
     """This machine's PostgreSQL runs without autovacuum, so utterances has no statistics: `call_id = ANY(ids)`
     of a group of 32 calls was planned as a scan of every utterance. Each call is now looked up by its key."""
-    (first,) = _store(pg_factory, 1)
     with unit_of_work(pg_factory) as session:
-        session.execute(text(
-            "INSERT INTO calls (id, tenant_id, external_id, source_format, transcript_hash, state, state_changed_at, "
-            "attempts, created_at) SELECT 'filler-' || g, tenant_id, 'filler-' || g, source_format, transcript_hash, "
-            "'queued', now(), 0, now() FROM calls CROSS JOIN generate_series(1, :calls) g WHERE id = :id"),
-            {"calls": FILLER_CALLS, "id": first})
+        tenant_id = get_or_create_tenant(session, "acme").id
+    insert_call_rows(pg_factory.kw["bind"], tenant_id, "filler-", FILLER_CALLS)
+    with unit_of_work(pg_factory) as session:
         session.execute(text(
             "INSERT INTO utterances (call_id, index, speaker, role, text) "
             "SELECT 'filler-' || g, i, 'agent', 'agent', repeat('words ', 12) "

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
@@ -50,6 +50,7 @@ from app.pipeline.run import (
 from app.pipeline.store import store_transcript
 from app.schemas.transcript import Role
 from tests.models.test_rollups import assert_rollups_match
+from tests.support.call_rows import insert_call_rows
 from tests.support.transcripts import make_transcript
 
 # Long enough that calls processed side by side always meet in one group; a full group is written at once.
@@ -522,13 +523,9 @@ def test_a_groups_calls_are_found_by_key_in_a_table_of_thousands(pg_factory: ses
     """The statement that stores a group's results joins its calls' new values, passed as JSON (which the planner
     takes for 100 rows), to calls: it must look the group's calls up by key, not scan every call, as it did at
     thousands of calls (a cost that grew with the table, once per group)."""
-    (first,) = _store(pg_factory, 1)
     with unit_of_work(pg_factory) as session:
-        session.execute(text(
-            "INSERT INTO calls (id, tenant_id, external_id, source_format, transcript_hash, state, state_changed_at, "
-            "attempts, created_at) SELECT 'filler-' || g, tenant_id, 'filler-' || g, source_format, transcript_hash, "
-            "'approved', now(), 1, now() FROM calls CROSS JOIN generate_series(1, 20000) g WHERE id = :id"),
-            {"id": first})
+        tenant_id = get_or_create_tenant(session, "acme").id
+    insert_call_rows(pg_factory.kw["bind"], tenant_id, "filler-", 20_000)
     group = [f"filler-{n}" for n in range(1, 15)]
     changes = [{"id": call_id, "state": "ready_for_review", "state_changed_at": "2026-12-05T12:00:00+00:00",
                 "review_rank": 1, "current_run_id": None, "flagged_items": 0} for call_id in group]
