@@ -5,7 +5,10 @@ The pipeline changes its calls in groups (group commit: one UPDATE claims up to 
 results), and a row trigger (calls_ledgers_change, 0012, rewritten by 0016, 0018 and 0020) ran its PL/pgSQL for
 each of them: a counter UPDATE, a two-row ledger INSERT, and for a result a count of the run's claims and up to
 four claim ledger INSERTs, per call. perf put that PL/pgSQL at a third of PostgreSQL's CPU under group commit.
-The trigger is now a statement trigger over the statement's transition tables (old_calls, new_calls):
+The trigger is now a statement trigger over the statement's transition tables (old_calls, new_calls), each
+call's row before and after side by side in a window over both (no join pairs them: PL/pgSQL keeps a plan
+made for the first statement's size, and a join planned for one row went quadratic on a later bulk UPDATE in
+the same session):
 
 - one query asks which kinds of change the statement made (an update that changes no column the counters or
   ledgers read, e.g. a case note, writes nothing);
@@ -15,13 +18,19 @@ The trigger is now a statement trigger over the statement's transition tables (o
   `queued` to `processing` the same day writes two rows, where the row trigger wrote two per call);
 - the runs ledger (a call's tenant or team changed) and the four claim ledgers (a call's current run, or a
   column they read, changed): one INSERT each, the changed calls' runs and claims looked up by key per call
-  (LATERAL ... OFFSET 0: a join the planner may turn into a scan of claims, as 0016 found).
+  (LATERAL ... OFFSET 0: a join the planner may turn into a scan of claims, as 0016 found); a key is left
+  out only when all its measures net to zero.
 
-The sums are the same as the row trigger's, key by key; the ledgers hold fewer rows (a key's rows of one
+A run's insert likewise (one statement inserts a group's runs): a statement trigger (postcall_runs_inserted)
+adds the runs' counters, one row per provider and model, and their ledger rows, one per key, each run's call
+looked up by key; a run's delete keeps 0012's row trigger.
+
+The sums are the same as the row triggers', key by key; the ledgers hold fewer rows (a key's rows of one
 statement are summed into one). PostgreSQL does not allow a column list on an UPDATE trigger with transition
-tables, so the trigger fires on every UPDATE of calls; its first query finds nothing to do for the others. The
-row trigger's function (postcall_calls_change) stays for the downgrade, which puts 0020's row trigger back.
-SQLite keeps its row triggers.
+tables, so the calls trigger fires on every UPDATE of calls; its first query finds nothing to do for the
+others. A call whose id changes (possible only without utterances, whose key does not cascade) has no partner
+row: it is moved out under its old id and in under its new one, as the row trigger did. The row triggers'
+functions stay for the downgrade, which puts 0020's and 0012's triggers back. SQLite keeps its row triggers.
 
 Revision ID: 0031
 Revises: 0030
@@ -46,21 +55,30 @@ SHARD = earlier_revision("0018_counter_shards.py").SHARD
 
 FUNCTION = "postcall_calls_changed"
 RUNS_FUNCTION = "postcall_runs_inserted"
-PAIRS = "old_calls o JOIN new_calls n ON n.id = o.id"
+# Every row of the statement, before (sign -1) and after (1), each call's two rows side by side in a window.
+# No join pairs them: PL/pgSQL plans a statement once per session, with the transition tables' sizes of its
+# first run, and a join planned for one row (a nested loop over both tables) went quadratic when the same
+# session later updated thousands of calls; a window sorts them whatever their number.
+ROWS = ("(SELECT -1 AS sign, o.* FROM old_calls o UNION ALL SELECT 1 AS sign, n.* FROM new_calls n) x "
+        "WINDOW call AS (PARTITION BY x.id ORDER BY x.sign ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)")
 # The kinds of change a statement can make, each a flag the function's first query sets.
 FLAGS = ("counted", "calls_moved", "runs_moved", "claims_moved")
 
 
 def _changed(columns: Sequence[str]) -> str:
-    """True for a call (o before, n after) whose value of any of the columns (or `{row}` expressions) changed."""
-    return ROLLUPS._changed(columns, "o", "n", "postgresql")
+    """True on both rows of a call whose value of any of the columns (or `{row}` expressions) differs between
+    its row before and its row after, and on a row without a partner (a call whose id changed)."""
+    def value(column: str) -> str:
+        return column.format(row="x") if "{row}" in column else f"x.{column}"
+
+    return " OR ".join([*(f"(first_value({value(c)}) OVER call IS DISTINCT FROM last_value({value(c)}) OVER call)"
+                          for c in columns), "count(*) OVER call = 1"])
 
 
 def _sides(condition: str) -> str:
-    """The calls the statement changed in a way `condition` (over o and n) names, as signed rows: the row before
+    """The calls the statement changed in a way `condition` (`_changed`) names, as signed rows: the row before
     (sign -1) and the row after (1), each with every column of calls."""
-    return (f"(SELECT -1 AS sign, o.* FROM {PAIRS} WHERE {condition} "
-            f"UNION ALL SELECT 1 AS sign, n.* FROM {PAIRS} WHERE {condition})")
+    return f"(SELECT * FROM (SELECT x.*, {condition} AS moved FROM {ROWS}) changed WHERE changed.moved)"
 
 
 def _rollups() -> dict[str, Any]:
@@ -88,16 +106,19 @@ def _counters() -> str:
 
 def _ledger(rollup: Any, source: str, sign: str = "c.sign") -> str:
     """One INSERT of `rollup`'s ledger rows from `source` (call rows `c` signed by `sign`, with their claims `cl`
-    or runs `r`): one row per key, its measures summed with their signs; keys whose count did not move are left
-    out."""
+    or runs `r`): one row per key, its measures summed with their signs; keys whose measures all net to zero are
+    left out."""
     keys = ", ".join(k for k, _, _ in rollup.keys)
     key_values = ", ".join(e for _, e, _ in rollup.keys)
     measures = ", ".join(m for m, _, _ in rollup.measures)
-    sums = ", ".join(f"SUM({WRITE_COST._row_measure(a).format(sign=sign)})" for _, a, _ in rollup.measures)
+    sums = [f"SUM({WRITE_COST._row_measure(a).format(sign=sign)})" for _, a, _ in rollup.measures]
     positions = ", ".join(str(i + 1) for i in range(len(rollup.keys)))
+    # A key is left out only when every measure nets to zero: two calls of one statement can swap keys (teams)
+    # with runs of the same count but other costs and timings.
+    moved = " OR ".join(f"{total} <> 0" for total in sums)
     return (f"INSERT INTO {rollup.name} ({keys}, {measures}, folded) "
-            f"SELECT {key_values}, {sums}, 1 = 0 FROM {source} WHERE {rollup.where} "
-            f"GROUP BY {positions} HAVING SUM({sign}) <> 0")
+            f"SELECT {key_values}, {', '.join(sums)}, 1 = 0 FROM {source} WHERE {rollup.where} "
+            f"GROUP BY {positions} HAVING {moved}")
 
 
 def _calls_ledger() -> str:
@@ -132,9 +153,10 @@ def _body() -> str:
         "runs_moved": _changed(rollups["rollup_runs"].call_columns),
         "claims_moved": _changed(claim_columns),
     }
-    flags = ", ".join(f"COALESCE(bool_or({condition}), false)" for condition in found.values())
+    flags = ", ".join(f"COALESCE(bool_or(changed.{flag}), false)" for flag in found)
+    changes = ", ".join(f"{condition} AS {flag}" for flag, condition in found.items())
     blocks = [
-        f"SELECT {flags} INTO {', '.join(FLAGS)} FROM {PAIRS}",
+        f"SELECT {flags} INTO {', '.join(FLAGS)} FROM (SELECT {changes} FROM {ROWS}) changed",
         f"IF counted THEN\n        {_counters()};\n    END IF",
         f"IF calls_moved THEN\n        {_calls_ledger()};\n    END IF",
         f"IF runs_moved THEN\n        {_runs_ledger()};\n    END IF",

@@ -160,3 +160,74 @@ def test_an_update_of_nothing_the_counters_or_ledgers_read_writes_nothing(url_be
     assert _execute(url, "UPDATE calls SET last_error = NULL WHERE id = 'no-such-call'") == 0
     assert _written(url) == before
     _assert_counts_match(url)
+
+
+def test_two_calls_swapping_teams_in_one_statement_move_their_runs_costs_and_timings(url_before: str) -> None:
+    """Two calls trade teams in one statement, their runs under one ledger key: each team's count of runs nets
+    to zero, their costs and timings do not."""
+    url = url_before
+    upgrade(url, AFTER)
+    _write(url, 0)
+    # Two calls of one tenant whose runs share provider, model, prompt version and status: one in team a, one
+    # in team b, their runs started the same day, one costing 1.0 without a model time, one 2.0 with 5 ms.
+    pair = ("SELECT a.call_id AS a, b.call_id AS b FROM extraction_runs a JOIN extraction_runs b "
+            "ON (b.tenant_id, b.provider, b.model, b.prompt_version, b.status) = "
+            "(a.tenant_id, a.provider, a.model, a.prompt_version, a.status) AND b.call_id > a.call_id "
+            "ORDER BY a.id, b.id LIMIT 1")
+    assert _execute(url, f"UPDATE calls SET team = CASE WHEN id = p.a THEN 'a' ELSE 'b' END FROM ({pair}) p "
+                         "WHERE calls.id IN (p.a, p.b)") == 2
+    _execute(url, "UPDATE extraction_runs SET started_at = '2026-03-10 12:00+00', "
+                  "cost_usd = CASE WHEN c.team = 'a' THEN 1.0 ELSE 2.0 END, "
+                  "llm_ms = CASE WHEN c.team = 'a' THEN NULL ELSE 5.0 END "
+                  "FROM calls c WHERE c.id = extraction_runs.call_id AND c.team IN ('a', 'b')")
+    _assert_counts_match(url)
+    assert _execute(url, "UPDATE calls SET team = CASE team WHEN 'a' THEN 'b' ELSE 'a' END "
+                         "WHERE team IN ('a', 'b')") == 2
+    _assert_counts_match(url)
+
+
+def test_tenant_and_id_changes_move_the_calls_counters_and_ledgers(url_before: str) -> None:
+    url = url_before
+    upgrade(url, AFTER)
+    _write(url, 0)
+    # A tenant change of processed calls (their claims follow by the key's cascade) ...
+    assert _execute(url, "UPDATE calls SET tenant_id = (SELECT id FROM tenants WHERE slug = 'globex') "
+                         "WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'acme') "
+                         "AND current_run_id IS NOT NULL") >= 2
+    _assert_counts_match(url)
+    # ... and a call renamed (one without utterances: their key to calls does not cascade), with a new state:
+    # it has no row to pair with, and leaves under its old id and arrives under its new one.
+    assert _execute(url, "INSERT INTO calls (id, tenant_id, external_id, source_format, transcript_hash, state, "
+                         "state_changed_at, attempts, created_at) SELECT 'bare', id, 'bare', 'json', 'h', 'queued', "
+                         "now(), 0, now() FROM tenants WHERE slug = 'acme'") == 1
+    assert _execute(url, "UPDATE calls SET id = 'renamed', state = 'approved' WHERE id = 'bare'") == 1
+    _assert_counts_match(url)
+
+
+def test_a_bulk_update_after_a_one_row_update_in_one_session_keeps_the_counts(url_before: str) -> None:
+    """One session (one set of the trigger's cached plans) updates one call, then every call."""
+    url = url_before
+    upgrade(url, AFTER)
+    _write(url, 0)
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT id FROM calls ORDER BY id LIMIT 1")).scalar_one()
+            conn.execute(text("UPDATE calls SET attempts = attempts + 1 WHERE id = :id"), {"id": first})
+            conn.commit()
+            assert conn.execute(text("UPDATE calls SET state = 'failed', team = 'bulk'")).rowcount >= 4
+            conn.commit()
+    finally:
+        engine.dispose()
+    _assert_counts_match(url)
+
+
+def test_no_statement_of_the_trigger_joins_its_transition_tables() -> None:
+    """The function pairs each call's two rows with a window: a join of old_calls to new_calls, planned once per
+    session for the first statement's size, turned quadratic on a later bulk UPDATE of that session."""
+    migration = earlier_revision("0031_calls_statement_trigger.py")
+    body = migration._body()
+    assert "old_calls" in body and "new_calls" in body
+    for table in ("old_calls", "new_calls"):
+        assert f"JOIN {table}" not in body and f"{table} o JOIN" not in body and f"{table} n JOIN" not in body
+    assert body.count("OVER call") > 0
