@@ -18,7 +18,7 @@ def migrated_pg_database(stack: ExitStack, revision: str = "head") -> tuple[str,
 
     `revision` other than head: the schema migrated to that revision, then stamped as head so that today's
     workers (which refuse an old schema) run on it. Only to compare revisions that change triggers or functions,
-    never tables, which today's code would miss (e.g. 0030 against 0031's statement triggers)."""
+    never tables, which today's code would miss (e.g. a trigger rewrite against the triggers before it)."""
     url = stack.enter_context(temporary_pg_database())
     upgrade(url, revision)
     if revision != "head":
