@@ -49,10 +49,9 @@ def test_a_groups_utterances_are_looked_up_by_call_without_statistics(pg_factory
     group = [f"filler-{n}" for n in range(1, 33)]
     with unit_of_work(pg_factory) as session:
         connection = session.connection()
-        sql = str(_TRANSCRIPTS_ROWS.statement.compile(dialect=connection.dialect))
-        parameters = _TRANSCRIPTS_ROWS.statement.compile(dialect=connection.dialect).params
+        compiled = _TRANSCRIPTS_ROWS.statement.compile(dialect=connection.dialect)
         plan = "\n".join(row[0] for row in run_on_driver(
-            connection, f"EXPLAIN {sql}", {**parameters, "call_ids": group}, fetch=True))
+            connection, f"EXPLAIN {compiled}", {**compiled.params, "call_ids": group}, fetch=True))
         rows = transcript_rows_of(session, group)
     assert "on utterances" in plan and "Seq Scan on utterances" not in plan, plan
     assert all([row.index for row in rows[call_id]] == list(range(UTTERANCES_EACH)) for call_id in group)
