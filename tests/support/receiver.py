@@ -100,15 +100,21 @@ class Receiver:
                     self.send_header("Retry-After", reply.retry_after)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
+                # Recorded before the answer goes out: once the sender has read it (and a test looks), the
+                # acceptance must already be on the list. Taken back if the answer cannot be written.
+                acceptance = (request, time.time())
+                if 200 <= reply.status < 300:
+                    with receiver._lock:
+                        receiver.accepted.append(acceptance)
                 try:
+                    self.end_headers()
                     self.wfile.write(answer)
                     self.wfile.flush()
                 except OSError:
+                    if 200 <= reply.status < 300:
+                        with receiver._lock:
+                            receiver.accepted.remove(acceptance)
                     return  # the client gave up (timeout): not accepted
-                if 200 <= reply.status < 300:
-                    with receiver._lock:
-                        receiver.accepted.append((request, time.time()))
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
