@@ -102,8 +102,8 @@ class Receiver:
                 self.send_header("Content-Length", str(len(answer)))
                 # Recorded before the answer goes out: once the sender has read it (and a test looks), the
                 # acceptance must already be on the list. Taken back if the answer cannot be written.
-                acceptance = (request, time.time())
-                if 200 <= reply.status < 300:
+                acceptance = (request, time.time()) if 200 <= reply.status < 300 else None
+                if acceptance is not None:
                     with receiver._lock:
                         receiver.accepted.append(acceptance)
                 try:
@@ -111,7 +111,7 @@ class Receiver:
                     self.wfile.write(answer)
                     self.wfile.flush()
                 except OSError:
-                    if 200 <= reply.status < 300:
+                    if acceptance is not None:
                         with receiver._lock:
                             receiver.accepted.remove(acceptance)
                     return  # the client gave up (timeout): not accepted

@@ -11,7 +11,7 @@ from tests.support.receiver import Received, Reply, running_receiver
 
 
 def _busy(stop: threading.Event) -> None:
-    # Other Python threads competing for the interpreter, as in a loaded test run: the receiver's thread
+    # Another Python thread competing for the interpreter, as in a loaded test run: the receiver's thread
     # may be switched out right after it has written its answer.
     while not stop.is_set():
         sum(range(2_000))
@@ -19,9 +19,8 @@ def _busy(stop: threading.Event) -> None:
 
 def test_an_answered_request_is_recorded_as_accepted_before_the_sender_reads_the_answer() -> None:
     stop = threading.Event()
-    competitors = [threading.Thread(target=_busy, args=(stop,), daemon=True) for _ in range(1)]
-    for thread in competitors:
-        thread.start()
+    competitor = threading.Thread(target=_busy, args=(stop,), daemon=True)
+    competitor.start()
     try:
         with running_receiver() as receiver, httpx.Client() as client:
             for number in range(200):
@@ -30,6 +29,7 @@ def test_an_answered_request_is_recorded_as_accepted_before_the_sender_reads_the
                 assert len(receiver.accepted_requests()) == number + 1
     finally:
         stop.set()
+        competitor.join()
 
 
 def test_a_refused_request_is_received_but_not_accepted() -> None:
